@@ -1,0 +1,42 @@
+# Two commands on a fresh machine: `make grid` (the main job) and `make test`.
+# Every target creates .venv on first use (python3 -m venv + pip install -e '.[dev]') and reuses it.
+
+SHELL   := /bin/bash
+PYTHON  ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+SPEC    ?= specs/demo.toml
+DATA    ?=
+RESULTS ?= results
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help grid plan test lint clean
+
+help: ## list the targets
+	@echo "Usage: make TARGET [SPEC=specs/demo.toml] [DATA=/path/to/dataset] [RESULTS=results]"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[dev]'
+	@touch $(STAMP)
+
+grid: $(STAMP) ## run the grid of SPEC (default: the synthetic demo) -- training arrives with the grid runner
+	$(BIN)/bench plan $(SPEC)
+	@echo "make grid: planned only. The training runner is not implemented yet, so nothing was trained." >&2
+	@exit 1
+
+plan: $(STAMP) ## print SPEC's configurations with input shapes and storage
+	$(BIN)/bench plan $(SPEC)
+
+test: $(STAMP) ## run the test suite (CPU only)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff over the code and tests
+	$(BIN)/ruff check bench architectures tests
+
+clean: ## remove the virtual environment and caches (results and data are kept)
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,97 @@
+"""Architecture registry: name -> (options dataclass, builder).
+
+Builders are imported lazily (`module:function`), so planning a grid or validating a spec does not
+import torch. Registering a name twice is an error, and so is asking for an unknown one.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, fields
+from typing import Any
+
+from architectures.options import MusiCNNOptions, VGGOptions
+
+
+class UnknownArchitectureError(KeyError):
+    """Raised for a name that is not registered; the message lists the registered names."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want it plain
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """What an architecture is built for: one mel configuration of one clip length."""
+
+    sample_rate: int
+    n_mels: int
+    hop_multiplier: int
+    n_frames: int
+    """Frames of a whole clip (VGG sees all of them; MusiCNN cuts segments from them)."""
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    options: type
+    """Frozen dataclass of the architecture's spec options, all with defaults."""
+    builder: str
+    """`module:function` taking (input_config, n_tags, options) and returning an nn.Module."""
+    description: str
+
+
+_REGISTRY: dict[str, Architecture] = {}
+
+
+def register(arch: Architecture) -> Architecture:
+    if arch.name in _REGISTRY:
+        raise ValueError(f"architecture {arch.name!r} is already registered")
+    _REGISTRY[arch.name] = arch
+    return arch
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> Architecture:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownArchitectureError(
+            f"unknown architecture {name!r}; registered: {', '.join(names())}"
+        ) from None
+
+
+def make_options(name: str, **options: Any):
+    """The options dataclass of `name` filled from keyword options (unknown keys are an error)."""
+    arch = get(name)
+    known = {f.name for f in fields(arch.options)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TypeError(f"{name}: unknown option(s) {unknown}; known: {sorted(known)}")
+    return arch.options(**options)
+
+
+def build(name: str, input_config: InputConfig, n_tags: int, **options: Any):
+    """Build architecture `name` for `input_config` with `n_tags` outputs."""
+    arch = get(name)
+    opts = make_options(name, **options)
+    module_name, function_name = arch.builder.split(":")
+    builder = getattr(importlib.import_module(module_name), function_name)
+    return builder(input_config, n_tags, opts)
+
+
+register(Architecture(
+    name="vgg",
+    options=VGGOptions,
+    builder="architectures.vgg:build",
+    description="VGG-CNN / FCN-4 (Choi et al. 2016) with pooling adapted to the input (paper Table III)",
+))
+register(Architecture(
+    name="musicnn",
+    options=MusiCNNOptions,
+    builder="architectures.musicnn:build",
+    description="MusiCNN (Pons et al. 2018) with timbral filter heights proportional to n_mels",
+))

@@ -1,0 +1,1 @@
+"""Spectrogram-resolution benchmarking suite for CNN music auto-tagging."""

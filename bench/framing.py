@@ -1,0 +1,56 @@
+"""Pure integer arithmetic of the paper's mel framing (no torch, no audio).
+
+The paper's frame counts (1366 at 12 kHz and 1820 at 16 kHz for a 29.1 s clip, then
+ceil(F1 / m) for hop multiplier m) are what librosa gives *after* the clip is zero-padded on the
+right to a multiple of the reference hop (256 samples) and framed centred, with n_fft // 2 zeros on
+each side. Plain centred framing of the unpadded clip gives one frame fewer (1365 / 1819).
+"""
+
+from __future__ import annotations
+
+import math
+
+N_FFT = 512
+"""Frame (window) size in samples, fixed across the grid as in the paper."""
+
+BASE_HOP = 256
+"""Reference hop in samples; a config's hop is BASE_HOP x hop_multiplier."""
+
+PAPER_CLIP_SECONDS = 29.1
+"""Clip length used by the paper (and by VGG-CNN's original 1366-frame input)."""
+
+
+def clip_samples(clip_seconds: float, sample_rate: int) -> int:
+    """Samples in a clip of `clip_seconds` at `sample_rate` (rounded, so 29.1 s x 12 kHz = 349200)."""
+    return int(round(clip_seconds * sample_rate))
+
+
+def padded_samples(n_samples: int) -> int:
+    """Length after zero-padding on the right to a multiple of BASE_HOP."""
+    return BASE_HOP * math.ceil(n_samples / BASE_HOP)
+
+
+def hop_length(hop_multiplier: int) -> int:
+    """Hop in samples for a hop multiplier (x1 = 256, x10 = 2560)."""
+    return BASE_HOP * hop_multiplier
+
+
+def frames_for_samples(n_samples: int, hop_multiplier: int) -> int:
+    """Frames produced by the front end for a signal of `n_samples` samples.
+
+    Centred framing of the padded signal gives 1 + padded // hop frames, which equals
+    ceil(F1 / m) with F1 = 1 + padded // 256, the paper's rule.
+    """
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    return 1 + padded_samples(n_samples) // hop_length(hop_multiplier)
+
+
+def n_frames(clip_seconds: float, sample_rate: int, hop_multiplier: int) -> int:
+    """Frames of a clip of `clip_seconds` at `sample_rate` with hop 256 x `hop_multiplier`."""
+    return frames_for_samples(clip_samples(clip_seconds, sample_rate), hop_multiplier)
+
+
+def storage_bytes(n_mels: int, n_frames: int, bytes_per_value: int) -> int:
+    """Bytes to store one clip's mel spectrogram (n_mels x n_frames values)."""
+    return n_mels * n_frames * bytes_per_value

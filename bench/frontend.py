@@ -1,0 +1,77 @@
+"""The mel front end: waveform batch -> log-compressed mel spectrogram, on any device.
+
+Matches the paper's setup (librosa's defaults, which Essentia was configured to reproduce): power
+mel spectrogram, n_fft = 512, periodic Hann window, Slaney mel scale with Slaney (area)
+normalisation, fmin = 0, fmax = sr / 2. The clip is zero-padded on the right to a multiple of 256
+samples and framed centred with constant (zero) padding, which gives the paper's frame counts
+(`bench.framing`). torchaudio's default `pad_mode='reflect'` would change the first and last frames.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+import torchaudio
+
+from bench import framing
+from bench.spec import LOG_TYPES, MelConfig
+
+LOG_SCALE = 10_000.0
+"""`log` compression: log10(1 + 10000 x)."""
+
+DB_FLOOR = 1e-10
+"""`dB` compression: 10 log10(max(x, 1e-10))."""
+
+
+def log_compress(power: torch.Tensor, log: str) -> torch.Tensor:
+    """Apply the paper's log compression to a power mel spectrogram."""
+    if log == "log":
+        return torch.log10(1.0 + LOG_SCALE * power)
+    if log == "dB":
+        return 10.0 * torch.log10(torch.clamp(power, min=DB_FLOOR))
+    raise ValueError(f"unknown log type {log!r}; expected one of {LOG_TYPES}")
+
+
+class MelFrontend(torch.nn.Module):
+    """(batch, samples) float waveform -> (batch, n_mels, n_frames) log-mel.
+
+    Computed in float32 whatever autocast says: the STFT and the log are precision-sensitive, and
+    the front end costs ~2 % of a training step.
+    """
+
+    def __init__(self, sample_rate: int, n_mels: int, hop_multiplier: int, log: str):
+        super().__init__()
+        if log not in LOG_TYPES:
+            raise ValueError(f"unknown log type {log!r}; expected one of {LOG_TYPES}")
+        self.config = MelConfig(sample_rate=sample_rate, n_mels=n_mels, hop_multiplier=hop_multiplier, log=log)
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=sample_rate,
+            n_fft=framing.N_FFT,
+            win_length=framing.N_FFT,
+            hop_length=framing.hop_length(hop_multiplier),
+            f_min=0.0,
+            f_max=sample_rate / 2,
+            n_mels=n_mels,
+            window_fn=torch.hann_window,  # periodic, as librosa's get_window('hann', fftbins=True)
+            power=2.0,
+            center=True,
+            pad_mode="constant",
+            norm="slaney",
+            mel_scale="slaney",
+        )
+
+    @classmethod
+    def from_config(cls, mel: MelConfig) -> MelFrontend:
+        return cls(mel.sample_rate, mel.n_mels, mel.hop_multiplier, mel.log)
+
+    def n_frames(self, n_samples: int) -> int:
+        return framing.frames_for_samples(n_samples, self.config.hop_multiplier)
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        if waveform.dim() != 2:
+            raise ValueError(f"expected (batch, samples), got shape {tuple(waveform.shape)}")
+        n = waveform.shape[-1]
+        waveform = F.pad(waveform.float(), (0, framing.padded_samples(n) - n))
+        with torch.autocast(device_type=waveform.device.type, enabled=False):
+            power = self.mel(waveform)
+            return log_compress(power, self.config.log)

@@ -1,0 +1,65 @@
+"""The CLI contract: outputs, and exit status 2 with one line (no traceback) for user errors."""
+
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bench.cli import main
+
+from .conftest import MINIMAL_SPEC, SPECS
+from .test_spec import BAD_SPECS
+
+
+def run_cli(capsys, *argv):
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_plan_csv_has_one_row_per_configuration(capsys):
+    status, out, _ = run_cli(capsys, "plan", str(SPECS / "paper-mtat-vgg.toml"), "--format", "csv")
+    assert status == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 88
+    first = rows[0]
+    key = (first["sample_rate"], first["n_mels"], first["hop_multiplier"], first["log"])
+    assert key == ("12000", "128", "1", "log")
+    assert first["n_frames"] == "1366"
+    # 128 mels x 1366 frames x 4 bytes, and x 2 bytes in float16
+    assert first["storage_bytes_f32"] == str(128 * 1366 * 4)
+    assert first["storage_bytes_f16"] == str(128 * 1366 * 2)
+    frames = {(r["sample_rate"], r["hop_multiplier"]): int(r["n_frames"]) for r in rows}
+    assert frames[("16000", "10")] == 182 and frames[("12000", "3")] == 456
+
+
+def test_plan_json_and_table(capsys):
+    status, out, _ = run_cli(capsys, "plan", str(SPECS / "paper-mtat-musicnn.toml"), "--format", "json")
+    assert status == 0
+    rows = json.loads(out)
+    assert len(rows) == 12 and {r["arch"] for r in rows} == {"musicnn"}
+    status, out, _ = run_cli(capsys, "plan", str(SPECS / "paper-mtat-musicnn.toml"))
+    assert status == 0
+    assert "12 configurations x 3 seeds = 36 runs" in out
+
+
+@pytest.mark.parametrize("edit,field,value", BAD_SPECS)
+def test_bad_spec_exits_2_with_one_line(capsys, write_spec, edit, field, value):
+    path = write_spec(edit(MINIMAL_SPEC))
+    status, out, err = run_cli(capsys, "plan", str(path))
+    assert status == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1
+    assert str(path) in lines[0] and field in lines[0] and value in lines[0]
+    assert "Traceback" not in err
+
+
+def test_console_script_missing_file_exits_2_without_traceback(tmp_path):
+    missing = tmp_path / "missing.toml"
+    proc = subprocess.run([sys.executable, "-m", "bench", "plan", str(missing)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"bench plan: error: {missing}: spec file not found"

@@ -1,0 +1,38 @@
+"""Frame counts and storage from the paper (section V), without audio."""
+
+import pytest
+
+from bench import framing
+
+# The paper: a 29.1 s clip gives 1366 (12 kHz) and 1820 (16 kHz) frames at x1, 137 and 182 at x10;
+# DESIGN.md lists ceil(F1 / m) for every multiplier of Table II.
+PAPER_FRAMES = {
+    12000: {1: 1366, 2: 683, 3: 456, 4: 342, 5: 274, 10: 137},
+    16000: {1: 1820, 2: 910, 3: 607, 4: 455, 5: 364, 10: 182},
+}
+
+
+@pytest.mark.parametrize("sample_rate", [12000, 16000])
+@pytest.mark.parametrize("hop_multiplier", [1, 2, 3, 4, 5, 10])
+def test_paper_frame_counts(sample_rate, hop_multiplier):
+    assert framing.n_frames(29.1, sample_rate, hop_multiplier) == PAPER_FRAMES[sample_rate][hop_multiplier]
+
+
+def test_frame_rule_is_ceil_of_x1_count_over_multiplier():
+    # The paper's rule stated independently: ceil(F1 / m), F1 the x1 count.
+    for sr in (8000, 12000, 16000, 22050, 44100):
+        for seconds in (1.0, 3.0, 10.5, 29.1, 30.0):
+            f1 = framing.n_frames(seconds, sr, 1)
+            for m in range(1, 21):
+                assert framing.n_frames(seconds, sr, m) == -(-f1 // m)
+
+
+def test_clip_samples_round_the_product():
+    assert framing.clip_samples(29.1, 12000) == 349_200
+    assert framing.clip_samples(29.1, 16000) == 465_600
+
+
+def test_storage_bytes_96x1366():
+    # 96 x 1366 values: 131136 floats, 524544 bytes in float32, 262272 in float16.
+    assert framing.storage_bytes(96, 1366, 4) == 524_544
+    assert framing.storage_bytes(96, 1366, 2) == 262_272

@@ -1,0 +1,166 @@
+"""Spec parsing, grid expansion and run identity."""
+
+import dataclasses
+import hashlib
+import json
+
+import pytest
+
+from bench.errors import SpecError
+from bench.spec import load_spec, parse_spec
+
+from .conftest import MINIMAL_SPEC, SPECS
+
+
+def test_paper_mtat_vgg_is_table_ii():
+    spec = load_spec(SPECS / "paper-mtat-vgg.toml")
+    configs = spec.configurations()
+    # Table II: 2 rates x 3 band counts x 6 hops + 2 rates x 4 band counts x 1 hop = 44, times 2 log types.
+    assert len(configs) == 88
+    assert len(spec.runs()) == 88 * 3
+    keys = {(c.arch, c.mel.sample_rate, c.mel.n_mels, c.mel.hop_multiplier, c.mel.log) for c in configs}
+    expected = {
+        ("vgg", sr, n, m, log)
+        for sr in (12000, 16000)
+        for log in ("log", "dB")
+        for n, hops in [(128, (1, 2, 3, 4, 5, 10)), (96, (1, 2, 3, 4, 5, 10)), (48, (1, 2, 3, 4, 5, 10)),
+                        (32, (1,)), (24, (1,)), (16, (1,)), (8, (1,))]
+        for m in hops
+    }
+    assert keys == expected
+    assert len({r.run_id for r in spec.runs()}) == 264
+
+
+def test_paper_musicnn_and_msd_specs():
+    musicnn = load_spec(SPECS / "paper-mtat-musicnn.toml")
+    assert len(musicnn.configurations()) == 12  # Table IV: 3 band counts x 2 rates, x1, both log types
+    msd = load_spec(SPECS / "paper-msd.toml")
+    by_arch = {}
+    for c in msd.configurations():
+        by_arch.setdefault(c.arch, []).append(c)
+        assert c.mel.log == "dB"
+    assert len(by_arch["vgg"]) == 12  # Table V(a): 3 x 2 hops x 2 rates
+    assert len(by_arch["musicnn"]) == 6  # Table V(b): 3 x 1 hop x 2 rates
+    assert msd.dataset.name == "msd"
+
+
+def test_every_spec_in_specs_loads():
+    for path in sorted(SPECS.glob("*.toml")):
+        spec = load_spec(path)
+        assert spec.name == path.stem
+        assert spec.runs()
+
+
+def test_blocks_union_and_deduplicate(write_spec):
+    text = MINIMAL_SPEC + """
+[[grid]]
+arch = ["vgg", "musicnn"]
+sample_rate = [12000, 12000]
+n_mels = [96, 48]
+hop_multiplier = 1
+log = "log"
+"""
+    spec = load_spec(write_spec(text))
+    keys = [(c.arch, c.mel.n_mels) for c in spec.configurations()]
+    # block 1 gives vgg/96; block 2 gives vgg/96 (duplicate), vgg/48, musicnn/96, musicnn/48
+    assert keys == [("vgg", 96), ("vgg", 48), ("musicnn", 96), ("musicnn", 48)]
+
+
+def test_run_id_is_stable_for_equal_content(write_spec):
+    a = load_spec(write_spec(MINIMAL_SPEC, "a.toml")).runs()[0]
+    # Same content written differently (scalars for lists, explicit defaults, other path) -> same id.
+    b_text = MINIMAL_SPEC.replace('n_mels = [96]', 'n_mels = 96').replace(
+        '[dataset]\nname = "synthetic"', '[dataset]\nname = "synthetic"\npath = "/elsewhere"\nclip_seconds = 29.1'
+    ) + "\n[arch.vgg]\nwidth = 1\n"
+    b = load_spec(write_spec(b_text, "b.toml")).runs()[0]
+    assert a.run_id == b.run_id
+    # The id is a readable prefix plus the sha256 of the canonical content, written out here in full
+    # so that a change to what identifies a run (which would orphan existing results) is deliberate.
+    canonical = {
+        "arch": "vgg", "options": {"width": 1.0},
+        "sample_rate": 12000, "n_mels": 96, "hop_multiplier": 1, "log": "log", "seed": 0,
+        "dataset": {"name": "synthetic", "clip_seconds": 29.1, "n_tags": 50, "drop_untagged": False,
+                    "clips": None, "seed": 0},
+        "protocol": {"batch_size": 32, "lr": 0.001, "max_epochs": 100, "patience": 10, "lr_patience": 3,
+                     "lr_factor": 0.5, "weight_decay": 0.0},
+    }
+    digest = hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    assert a.run_id == f"vgg-12k-96mel-x1-log-s0-{digest[:10]}"
+
+
+def _all_variants(run):
+    """Every single-field change of a run's content."""
+    c = run.configuration
+    replace = dataclasses.replace
+    yield replace(run, seed=run.seed + 1)
+    yield replace(run, configuration=replace(c, arch="musicnn"))
+    yield replace(run, configuration=replace(c, options=replace(c.options, width=0.5)))
+    for name, value in [("sample_rate", 16000), ("n_mels", 48), ("hop_multiplier", 2), ("log", "dB")]:
+        yield replace(run, configuration=replace(c, mel=replace(c.mel, **{name: value})))
+    for name, value in [("name", "mtat"), ("clip_seconds", 10.0), ("n_tags", 10), ("drop_untagged", True),
+                        ("clips", 100), ("seed", 7)]:
+        yield dataclasses.replace(run, dataset=dataclasses.replace(run.dataset, **{name: value}))
+    for f in dataclasses.fields(run.protocol):
+        value = getattr(run.protocol, f.name)
+        yield dataclasses.replace(run, protocol=dataclasses.replace(run.protocol, **{f.name: value * 2 + 1}))
+
+
+def test_run_id_changes_with_any_field(write_spec):
+    run = load_spec(write_spec(MINIMAL_SPEC)).runs()[0]
+    variants = list(_all_variants(run))
+    assert len(variants) == 13 + len(dataclasses.fields(run.protocol))
+    ids = {v.run_id for v in variants}
+    assert run.run_id not in ids
+    assert len(ids) == len(variants)
+    # The dataset path says where the data lives, not what it is.
+    assert dataclasses.replace(run, dataset=dataclasses.replace(run.dataset, path="/x")).run_id == run.run_id
+
+
+BAD_SPECS = [
+    # (edit applied to MINIMAL_SPEC, field named in the message, value named in the message)
+    (lambda s: 'colour = "red"\n' + s, "colour", "unknown key"),
+    (lambda s: s.replace('log = ["log"]', 'log = ["log"]\nwindow = "hann"'), "grid[0].window", "unknown key"),
+    (lambda s: s.replace('n_mels = [96]', 'n_mels = ["96"]'), "grid[0].n_mels[0]", "'96'"),
+    (lambda s: s.replace('n_mels = [96]', 'n_mels = [96.0]'), "grid[0].n_mels[0]", "96.0"),
+    (lambda s: s.replace('n_mels = [96]', 'n_mels = [0]'), "grid[0].n_mels[0]", "0"),
+    (lambda s: s.replace('n_mels = [96]', 'n_mels = [258]'), "grid[0].n_mels[0]", "258"),
+    (lambda s: s.replace('hop_multiplier = [1]', 'hop_multiplier = [0]'), "grid[0].hop_multiplier[0]", "0"),
+    (lambda s: s.replace('log = ["log"]', 'log = ["ln"]'), "grid[0].log[0]", "'ln'"),
+    (lambda s: s.replace('arch = ["vgg"]', 'arch = ["resnet"]'), "grid[0].arch[0]", "'resnet'"),
+    (lambda s: s.replace('arch = ["vgg"]\n', ''), "grid[0].arch", "missing"),
+    (lambda s: s.replace('seeds = [0]', 'seeds = [true]'), "seeds[0]", "True"),
+    (lambda s: s.replace('name = "synthetic"', 'name = "gtzan"'), "dataset.name", "'gtzan'"),
+    (lambda s: s + '\n[arch.vgg]\nwidht = 0.5\n', "arch.vgg.widht", "unknown key"),
+    (lambda s: s + '\n[arch.vgg]\nwidth = -1\n', "arch.vgg.width", "-1"),
+    (lambda s: s + '\n[arch.transformer]\n', "arch.transformer", "'transformer'"),
+    (lambda s: s + '\n[protocol]\nlr = "fast"\n', "protocol.lr", "'fast'"),
+    (lambda s: s + '\n[protocol]\nbatch_size = 0\n', "protocol.batch_size", "0"),
+    (lambda s: s.replace('name = "t"', 'name = "a/b"'), "name", "'a/b'"),
+    (lambda s: s.replace('name = "t"\n', ''), "name", "missing"),
+    (lambda s: s + "\n[[grid]\n", "", "not valid TOML"),
+]
+
+
+@pytest.mark.parametrize("edit,field,value", BAD_SPECS)
+def test_bad_specs_name_file_field_and_value(write_spec, edit, field, value):
+    path = write_spec(edit(MINIMAL_SPEC))
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ")
+    assert info.value.field == field
+    assert value in message
+    assert "\n" not in message
+
+
+def test_missing_spec_file(tmp_path):
+    with pytest.raises(SpecError, match="spec file not found"):
+        load_spec(tmp_path / "nope.toml")
+
+
+def test_parse_spec_accepts_a_dict():
+    spec = parse_spec({"name": "x", "dataset": {"name": "mtat"},
+                       "grid": [{"arch": "vgg", "sample_rate": 16000, "n_mels": 128, "hop_multiplier": 10,
+                                 "log": "dB"}]})
+    assert [c.mel.n_frames(29.1) for c in spec.configurations()] == [182]
+    assert spec.seeds == (0, 1, 2)
