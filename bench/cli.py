@@ -26,7 +26,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from bench.spec import load_spec
 
     spec = load_spec(args.spec)
-    rows = plan_rows(spec)
+    rows = plan_rows(spec, fvcore=not args.no_fvcore)
     if args.format == "json":
         json.dump(rows, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -35,7 +35,69 @@ def cmd_plan(args: argparse.Namespace) -> int:
     else:
         print(f"{spec.name}: {len(rows)} configurations x {len(spec.seeds)} seeds = "
               f"{len(spec.runs())} runs ({spec.dataset.name}, {spec.dataset.clip_seconds} s clips)")
-        print(pd.DataFrame(rows).to_string(index=False))
+        table = pd.DataFrame(rows).drop(columns=["fvcore_unsupported"])
+        print(table.loc[:, (table != "").any(axis=0)].to_string(index=False))  # drop columns empty for this spec
+    return 0
+
+
+def _progress_bar(total: int, description: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=description, unit="clip", dynamic_ncols=True)
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from bench.data.synthetic import generate
+
+    if args.clips < 1:
+        raise UserError(f"--clips must be >= 1, got {args.clips}")
+    summary = generate(args.out, clips=args.clips, seed=args.seed, clip_seconds=args.seconds)
+    print(f"synthetic MTAT-format dataset: {summary.clips} clips in {args.out}")
+    return 0
+
+
+def prepare_spec(spec, data: str | None, cache: str | None, workers: int | None):
+    """Read the spec's dataset (generating the synthetic one if absent) and fill its caches."""
+    from bench.data.cache import WaveformCache
+    from bench.data.datasets import cache_root, dataset_root, load_index
+
+    root = dataset_root(spec.dataset, data, spec.path)
+    index = load_index(spec.dataset, root)
+    counts = index.counts()
+    print(f"{spec.dataset.name} at {root}: {len(index.clips)} clips (train {counts['train']}, "
+          f"valid {counts['valid']}, test {counts['test']}), {len(index.tag_names)} tags, "
+          f"{len(index.excluded)} excluded by the reader")
+    waveforms = WaveformCache(cache_root(cache), index, spec.dataset.clip_seconds)
+    rates = sorted({c.mel.sample_rate for c in spec.configurations()})
+    reports = waveforms.prepare(rates, workers=workers, progress=_progress_bar)
+    for r in reports:
+        state = "already prepared" if r.already_done else f"prepared in {r.seconds:.1f} s"
+        print(f"{r.sample_rate} Hz: {r.ok} clips ok ({r.padded} zero-padded), {len(r.failed)} failed; "
+              f"{state}: {r.path}")
+    for clip_id, path, reason in reports[0].failed if reports else []:
+        print(f"  skipped {clip_id}: {path}: {reason}")
+    return index, waveforms, reports
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from bench.spec import load_spec
+
+    prepare_spec(load_spec(args.spec), args.data, args.cache, args.workers)
+    return 0
+
+
+def _download_bar(total, description, initial=0):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=description, unit="B", unit_scale=True, dynamic_ncols=True)
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from bench.data.download import MTAT_BASE_URL, download_mtat
+
+    root = download_mtat(args.to, base_url=args.base_url or MTAT_BASE_URL, keep_archives=args.keep_archives,
+                         progress=_download_bar)
+    print(f"MagnaTagATune is ready in {root} (use it with --data {root})")
     return 0
 
 
@@ -51,7 +113,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="list a spec's configurations with shapes and cost; no data, no training")
     p.add_argument("spec", metavar="SPEC", help="grid spec (TOML), e.g. specs/paper-mtat-vgg.toml")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--no-fvcore", action="store_true",
+                   help="skip fvcore's measured GMAC (fast: analytic count and parameters only)")
     p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("synth", help="write a synthetic dataset in MagnaTagATune's layout (MP3s + annotations)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--clips", type=int, default=600, metavar="N", help="number of clips (default 600)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="generator seed (default 0)")
+    p.add_argument("--seconds", type=float, default=29.1, metavar="SEC", help="clip length (default 29.1)")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("prepare", help="decode and resample a spec's dataset into per-sample-rate caches")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--data", metavar="DIR", help="dataset root (overrides the spec's dataset.path)")
+    p.add_argument("--cache", metavar="DIR", help="cache root (default $BENCH_CACHE or ./cache)")
+    p.add_argument("--workers", type=int, metavar="N", help="decoding processes (default: one per core)")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("download", help="download a public dataset (MagnaTagATune) with resumable transfers")
+    p.add_argument("dataset", choices=["mtat"])
+    p.add_argument("--to", required=True, metavar="DIR", help="target folder (becomes the dataset root)")
+    p.add_argument("--base-url", metavar="URL", help="mirror of the dataset's home (default: the official one)")
+    p.add_argument("--keep-archives", action="store_true", help="keep the zip parts after unpacking")
+    p.set_defaults(func=cmd_download)
     return parser
 
 

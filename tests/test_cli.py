@@ -21,7 +21,7 @@ def run_cli(capsys, *argv):
 
 
 def test_plan_csv_has_one_row_per_configuration(capsys):
-    status, out, _ = run_cli(capsys, "plan", str(SPECS / "paper-mtat-vgg.toml"), "--format", "csv")
+    status, out, _ = run_cli(capsys, "plan", str(SPECS / "paper-mtat-vgg.toml"), "--format", "csv", "--no-fvcore")
     assert status == 0
     rows = list(csv.DictReader(io.StringIO(out)))
     assert len(rows) == 88
@@ -34,6 +34,30 @@ def test_plan_csv_has_one_row_per_configuration(capsys):
     assert first["storage_bytes_f16"] == str(128 * 1366 * 2)
     frames = {(r["sample_rate"], r["hop_multiplier"]): int(r["n_frames"]) for r in rows}
     assert frames[("16000", "10")] == 182 and frames[("12000", "3")] == 456
+    # Architecture columns: the paper's Table III pools and the analytic GMAC of section VIII.
+    by_key = {(r["sample_rate"], r["n_mels"], r["hop_multiplier"], r["log"]): r for r in rows}
+    ref = by_key[("12000", "96", "1", "log")]
+    assert (ref["arch"], ref["width"], ref["input_shape"]) == ("vgg", "1.0", "96x1366")
+    assert (ref["pool_freq"], ref["pool_time"]) == ("2-4-3-4", "4-5-8-8")
+    assert round(float(ref["gmac_analytic"]), 2) == 10.01 and ref["params"] == "17365940"
+    assert by_key[("16000", "8", "1", "dB")]["pool_freq"] == "2-2-2-1"
+    assert by_key[("16000", "128", "10", "dB")]["pool_time"] == "4-5-9-1"
+    assert round(float(by_key[("12000", "48", "10", "dB")]["gmac_analytic"]), 2) == 0.49
+
+
+def test_plan_with_fvcore_for_musicnn_and_vgg(capsys, write_spec):
+    text = MINIMAL_SPEC.replace('arch = ["vgg"]', 'arch = ["vgg", "musicnn"]').replace(
+        'n_mels = [96]', 'n_mels = [48]').replace('hop_multiplier = [1]', 'hop_multiplier = [10]')
+    status, out, _ = run_cli(capsys, "plan", str(write_spec(text)), "--format", "csv")
+    assert status == 0
+    vgg, musicnn = list(csv.DictReader(io.StringIO(out)))
+    assert round(float(vgg["gmac"]), 2) == 0.49  # paper: 48 mels x10 hop is 0.49 GMAC
+    assert float(vgg["gmac"]) == pytest.approx(float(vgg["gmac_analytic"]), rel=0.01)
+    assert json.loads(vgg["fvcore_unsupported"]) == {"aten::elu": 4, "aten::max_pool2d": 4}
+    assert musicnn["filter_heights"] == "43-19"  # int(0.9 * 48), int(0.4 * 48)
+    # 12 kHz x10: 3 s segments are int(3 * 12000 / 2560) = 14 frames; 137 frames hold 9 of them
+    assert musicnn["segments"] == "9"
+    assert musicnn["pool_freq"] == "" and vgg["filter_heights"] == ""
 
 
 def test_plan_json_and_table(capsys):

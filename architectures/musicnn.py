@@ -1,0 +1,101 @@
+"""MusiCNN (Pons et al. 2018) as the paper describes it, for any number of mel bands.
+
+Front end on a (n_mels, T) segment, every conv -> ReLU -> BatchNorm (ReLU first, as in the original):
+timbral filters of heights int(0.9 n_mels) and int(0.4 n_mels) x 7, 3, 1 frames (valid in
+frequency, 'same' in time, then max over the remaining frequency axis) and temporal filters of 165,
+128, 64, 32 frames on the band mean. Mid end: three width-7 convs with residual connections on the
+2nd and 3rd, densely concatenated with the front end. Back end: global max and mean over time ->
+dense -> logits. Sizes come from `architectures.planning.musicnn_plan`.
+
+This follows the paper's description (frequency on the conv's height axis), not the EUSIPCO code,
+which applied the network transposed with sizes fixed for 96 bands. BatchNorm uses TensorFlow's
+epsilon (1e-3), as the original implementation did. Any segment length T >= 1 works, including
+one shorter than the temporal filters.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from architectures import InputConfig
+from architectures.options import MusiCNNOptions
+from architectures.planning import (
+    MID_WIDTH,
+    TEMPORAL_LENGTHS,
+    TIMBRAL_WIDTHS,
+    MusiCNNPlan,
+    musicnn_macs,
+    musicnn_plan,
+)
+
+BN_EPS = 1e-3
+
+
+def _same_pad(k: int) -> nn.ConstantPad1d:
+    """TF 'same' padding in time: for even k the extra zero goes at the end."""
+    return nn.ConstantPad1d(((k - 1) // 2, k // 2), 0.0)
+
+
+class MusiCNN(nn.Module):
+    """Takes (B, n_mels, T) or (B, 1, n_mels, T) log-mel segments; returns (B, n_tags) logits."""
+
+    def __init__(self, plan: MusiCNNPlan, n_mels: int, n_tags: int):
+        super().__init__()
+        self.plan = plan
+        self.n_mels = n_mels
+        self.n_tags = n_tags
+        self.input_frames = plan.segment_frames
+        """Frames of one input: a segment."""
+        self.segments = plan.segments
+        """Segments per clip; a clip's prediction is the mean of its segments' sigmoids."""
+        self.input_bn = nn.BatchNorm2d(1, eps=BN_EPS)
+        self.timbral = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(1, f, (h, w), padding=(0, w // 2)), nn.ReLU(),
+                          nn.BatchNorm2d(f, eps=BN_EPS))
+            for h in plan.heights
+            for w, f in zip(TIMBRAL_WIDTHS, plan.timbral_filters, strict=True)
+        )
+        self.temporal = nn.ModuleList(
+            nn.Sequential(_same_pad(k), nn.Conv1d(1, f, k), nn.ReLU(), nn.BatchNorm1d(f, eps=BN_EPS))
+            for k, f in zip(TEMPORAL_LENGTHS, plan.temporal_filters, strict=True)
+        )
+        c_front, c_mid = plan.front_channels, plan.mid_filters
+        self.mid = nn.ModuleList(
+            nn.Sequential(nn.Conv1d(c_in, c_mid, MID_WIDTH, padding=MID_WIDTH // 2), nn.ReLU(),
+                          nn.BatchNorm1d(c_mid, eps=BN_EPS))
+            for c_in in (c_front, c_mid, c_mid)
+        )
+        self.back = nn.Sequential(
+            nn.BatchNorm1d(2 * plan.dense_channels, eps=BN_EPS), nn.Dropout(0.5),
+            nn.Linear(2 * plan.dense_channels, plan.dense_units), nn.ReLU(),
+            nn.BatchNorm1d(plan.dense_units, eps=BN_EPS), nn.Dropout(0.5),
+            nn.Linear(plan.dense_units, n_tags),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 3:
+            x = x.unsqueeze(1)
+        x = self.input_bn(x)  # (B, 1, n_mels, T)
+        timbral = [branch(x).amax(dim=2) for branch in self.timbral]
+        band_mean = x.mean(dim=2)  # (B, 1, T)
+        temporal = [branch(band_mean) for branch in self.temporal]
+        front = torch.cat(timbral + temporal, dim=1)  # (B, front_channels, T)
+        c1 = self.mid[0](front)
+        c2 = self.mid[1](c1) + c1
+        c3 = self.mid[2](c2) + c2
+        dense = torch.cat([front, c1, c2, c3], dim=1)
+        # Interleaved (max0, mean0, max1, ...) as the original flattens it, so TF weights map 1:1.
+        pooled = torch.stack([dense.amax(dim=2), dense.mean(dim=2)], dim=2).flatten(1)
+        return self.back(pooled)
+
+    def analytic_macs(self) -> int:
+        """Conv + linear multiply-adds of one forward pass of one segment (architectures.planning)."""
+        return musicnn_macs(self.plan, self.n_mels, self.n_tags)
+
+
+def build(input_config: InputConfig, n_tags: int, options: MusiCNNOptions) -> MusiCNN:
+    plan = musicnn_plan(input_config.sample_rate, input_config.n_mels, input_config.hop_multiplier,
+                        input_config.n_frames, width=options.width,
+                        segment_seconds=options.segment_seconds)
+    return MusiCNN(plan, input_config.n_mels, n_tags)

@@ -1,0 +1,241 @@
+"""Shape planning for the architectures: pure integer arithmetic, no torch.
+
+VGG-CNN pooling
+---------------
+The four max-pooling layers (kernel = stride, remainder dropped, so a size goes s -> s // p) must
+reduce a (n_mels, n_frames) input to exactly 1 x 1. For the paper's configurations the pools are
+Table III of the paper, stored below as data:
+
+- frequency pools, by n_mels, whenever n_mels is in the table;
+- time pools, by (sample_rate, hop_multiplier), only when n_frames is the paper's frame count for
+  that pair (a 29.1 s clip: 1366, 683, ... at 12 kHz; 1820, 910, ... at 16 kHz).
+
+Every other axis follows a general rule in the paper's spirit ("prioritise changes in the latter
+layers; match the input when possible"): start from the original pools (frequency 2, 4, 3, 4; time
+4, 5, 8, 8); layers 1-3 pool min(original pool, what remains), and the last layer pools exactly
+what remains, so the map ends at 1 x 1. No layer ever pools a dimension by more than what remains.
+The rule reproduces Table III for 96 and 48 bands and for 12 kHz x1-x5. Elsewhere the paper spread
+the pooling by hand and the rule does not try to guess how: 8 bands, paper 2,2,2,1, rule 2,4,1,1;
+16 kHz x1 (1820 frames), paper 4,5,9,10, rule 4,5,8,11. This is why the table wins where it applies.
+
+MusiCNN
+-------
+Timbral filter heights are 90 % and 40 % of the bands, as in the paper's code (`int(0.9 * n_mels)`,
+never below 1); the network sees segments of `segment_seconds` (3 s in the paper).
+
+Costs
+-----
+`vgg_macs` and `musicnn_macs` count multiply-adds of convolutions and linear layers for one forward
+pass of one input (one fused multiply-add = 1 MAC; biases, BatchNorm, activations and pooling are
+not counted). GMAC = 1e9 MACs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench import framing
+
+# --------------------------------------------------------------------------------------------
+# VGG-CNN
+
+VGG_CHANNELS = (128, 384, 768, 2048)
+"""Output channels of the four conv layers at width 1 (Choi et al. 2016, FCN-4)."""
+
+ORIGINAL_POOL_FREQ = (2, 4, 3, 4)
+ORIGINAL_POOL_TIME = (4, 5, 8, 8)
+"""Pools of the original network for 96 x 1366 (paper Table I)."""
+
+TABLE_III_TIME: dict[tuple[int, int], tuple[int, ...]] = {
+    (12000, 1): (4, 5, 8, 8),
+    (12000, 2): (4, 5, 8, 4),
+    (12000, 3): (4, 5, 8, 2),
+    (12000, 4): (4, 5, 8, 2),
+    (12000, 5): (4, 5, 8, 1),
+    (12000, 10): (4, 5, 4, 1),
+    (16000, 1): (4, 5, 9, 10),
+    (16000, 2): (4, 5, 9, 5),
+    (16000, 3): (4, 5, 9, 3),
+    (16000, 4): (4, 5, 9, 2),
+    (16000, 5): (4, 5, 9, 2),
+    (16000, 10): (4, 5, 9, 1),
+}
+"""Paper Table III, time pools by (sample_rate, hop_multiplier), for 29.1 s clips."""
+
+TABLE_III_FREQ: dict[int, tuple[int, ...]] = {
+    128: (2, 4, 4, 4),
+    96: (2, 4, 3, 4),
+    48: (2, 4, 3, 2),
+    32: (2, 2, 3, 2),
+    24: (2, 2, 3, 2),
+    16: (2, 2, 2, 2),
+    8: (2, 2, 2, 1),
+}
+"""Paper Table III, frequency pools by n_mels."""
+
+
+def rule_pools(size: int, original: tuple[int, ...]) -> tuple[int, ...]:
+    """General rule: min(original, remaining) for all layers but the last, which pools the rest."""
+    if size < 1:
+        raise ValueError(f"size must be >= 1, got {size}")
+    pools = []
+    for p in original[:-1]:
+        p = min(p, size)
+        pools.append(p)
+        size //= p
+    pools.append(size)
+    return tuple(pools)
+
+
+def pool_sizes(size: int, pools: tuple[int, ...]) -> tuple[int, ...]:
+    """Sizes before the first pool and after each one (floor division, as MaxPool drops the rest)."""
+    sizes = [size]
+    for p in pools:
+        sizes.append(sizes[-1] // p)
+    return tuple(sizes)
+
+
+def table_time_pools(sample_rate: int, hop_multiplier: int, n_frames: int) -> tuple[int, ...] | None:
+    """Table III time pools, or None unless n_frames is the paper's count for a 29.1 s clip."""
+    pools = TABLE_III_TIME.get((sample_rate, hop_multiplier))
+    paper_frames = framing.n_frames(framing.PAPER_CLIP_SECONDS, sample_rate, hop_multiplier)
+    return pools if pools is not None and n_frames == paper_frames else None
+
+
+@dataclass(frozen=True)
+class VGGPlan:
+    """Pools, channels and shapes of one VGG-CNN; shapes are (n_mels, n_frames) = (H, W)."""
+
+    pool_freq: tuple[int, ...]
+    pool_time: tuple[int, ...]
+    source_freq: str
+    """Either "table" (paper Table III) or "rule" (the general rule in the module docstring)."""
+    source_time: str
+    channels: tuple[int, ...]
+    shapes: tuple[tuple[int, int], ...]
+    """Input shape, then the shape after each of the 4 blocks (the last is (1, 1))."""
+
+    @property
+    def layer_shapes(self) -> tuple[tuple[tuple[int, int], tuple[int, int]], ...]:
+        """(input, output) shape of each block; the conv keeps the input shape, the pool shrinks it."""
+        return tuple(zip(self.shapes[:-1], self.shapes[1:], strict=True))
+
+    def pools_text(self) -> str:
+        """Compact form for tables, e.g. "freq 2,4,3,4 time 4,5,8,8"."""
+        return (f"freq {','.join(map(str, self.pool_freq))} "
+                f"time {','.join(map(str, self.pool_time))}")
+
+
+def vgg_channels(width: float = 1.0) -> tuple[int, ...]:
+    return tuple(max(1, round(c * width)) for c in VGG_CHANNELS)
+
+
+def vgg_plan(sample_rate: int, n_mels: int, hop_multiplier: int, n_frames: int,
+             width: float = 1.0) -> VGGPlan:
+    """Plan the VGG-CNN for a (n_mels, n_frames) input: Table III where it applies, else the rule."""
+    if n_mels < 1 or n_frames < 1:
+        raise ValueError(f"input must be at least 1x1, got {n_mels}x{n_frames}")
+    pool_freq = TABLE_III_FREQ.get(n_mels)
+    source_freq = "table"
+    if pool_freq is None:
+        pool_freq, source_freq = rule_pools(n_mels, ORIGINAL_POOL_FREQ), "rule"
+    pool_time = table_time_pools(sample_rate, hop_multiplier, n_frames)
+    source_time = "table"
+    if pool_time is None:
+        pool_time, source_time = rule_pools(n_frames, ORIGINAL_POOL_TIME), "rule"
+    shapes = tuple(zip(pool_sizes(n_mels, pool_freq), pool_sizes(n_frames, pool_time), strict=True))
+    assert shapes[-1] == (1, 1), shapes  # Table III and the rule both end at 1 x 1
+    return VGGPlan(pool_freq=pool_freq, pool_time=pool_time, source_freq=source_freq,
+                   source_time=source_time, channels=vgg_channels(width), shapes=shapes)
+
+
+def vgg_macs(plan: VGGPlan, n_tags: int) -> int:
+    """MACs of one forward pass of one clip: 3x3 'same' convs at each block's input size + linear."""
+    macs = 0
+    c_in = 1
+    for (h, w), c_out in zip(plan.shapes[:-1], plan.channels, strict=True):
+        macs += h * w * c_in * c_out * 9
+        c_in = c_out
+    return macs + c_in * n_tags
+
+
+# --------------------------------------------------------------------------------------------
+# MusiCNN
+
+TIMBRAL_WIDTHS = (7, 3, 1)
+"""Frames of the timbral filters; their filter counts are 1x, 2x, 4x the base count."""
+TEMPORAL_LENGTHS = (165, 128, 64, 32)
+"""Frames of the temporal filters (kept in frames for every config); 1x, 2x, 4x, 8x the base."""
+BASE_FILTERS = 16
+MID_FILTERS = 512
+DENSE_UNITS = 500
+MID_WIDTH = 7
+"""Frames of the three mid-end convolutions."""
+
+
+def musicnn_heights(n_mels: int) -> tuple[int, int]:
+    """Timbral filter heights: int(0.9 n_mels) and int(0.4 n_mels), never below 1 (86, 38 at 96)."""
+    return max(1, int(0.9 * n_mels)), max(1, int(0.4 * n_mels))
+
+
+def segment_frames(sample_rate: int, hop_multiplier: int, segment_seconds: float = 3.0) -> int:
+    """Frames of one segment: int(seconds x sr / hop), at least 1 (187 at 16 kHz x1, 140 at 12 kHz)."""
+    return max(1, int(segment_seconds * sample_rate / framing.hop_length(hop_multiplier)))
+
+
+@dataclass(frozen=True)
+class MusiCNNPlan:
+    """Sizes of one MusiCNN; it sees segments of `segment_frames` frames cut from a clip."""
+
+    heights: tuple[int, int]
+    segment_frames: int
+    """Frames per segment (the whole clip when the clip is shorter than a segment)."""
+    segments: int
+    """Non-overlapping segments per clip: n_frames // segment_frames, at least 1."""
+    timbral_filters: tuple[int, ...]
+    temporal_filters: tuple[int, ...]
+    mid_filters: int
+    dense_units: int
+
+    @property
+    def front_channels(self) -> int:
+        """Channels of the concatenated front end (464 at width 1)."""
+        return len(self.heights) * sum(self.timbral_filters) + sum(self.temporal_filters)
+
+    @property
+    def dense_channels(self) -> int:
+        """Channels of the dense connection [front end, c1, c2, c3] (2000 at width 1)."""
+        return self.front_channels + 3 * self.mid_filters
+
+
+def musicnn_plan(sample_rate: int, n_mels: int, hop_multiplier: int, n_frames: int,
+                 width: float = 1.0, segment_seconds: float = 3.0) -> MusiCNNPlan:
+    if n_mels < 1 or n_frames < 1:
+        raise ValueError(f"input must be at least 1x1, got {n_mels}x{n_frames}")
+    seg = min(segment_frames(sample_rate, hop_multiplier, segment_seconds), n_frames)
+    base = max(1, round(BASE_FILTERS * width))
+    return MusiCNNPlan(
+        heights=musicnn_heights(n_mels),
+        segment_frames=seg,
+        segments=max(1, n_frames // seg),
+        timbral_filters=(base, 2 * base, 4 * base),
+        temporal_filters=(base, 2 * base, 4 * base, 8 * base),
+        mid_filters=max(1, round(MID_FILTERS * width)),
+        dense_units=max(1, round(DENSE_UNITS * width)),
+    )
+
+
+def musicnn_macs(plan: MusiCNNPlan, n_mels: int, n_tags: int, n_frames: int | None = None) -> int:
+    """MACs of one forward pass of one segment (`n_frames` defaults to the plan's segment length)."""
+    t = plan.segment_frames if n_frames is None else n_frames
+    macs = 0
+    for h in plan.heights:  # valid in frequency, same in time
+        for w, f in zip(TIMBRAL_WIDTHS, plan.timbral_filters, strict=True):
+            macs += (n_mels - h + 1) * t * h * w * f
+    for k, f in zip(TEMPORAL_LENGTHS, plan.temporal_filters, strict=True):  # on the band mean
+        macs += t * k * f
+    c_in = plan.front_channels
+    for _ in range(3):
+        macs += t * MID_WIDTH * c_in * plan.mid_filters
+        c_in = plan.mid_filters
+    return macs + 2 * plan.dense_channels * plan.dense_units + plan.dense_units * n_tags

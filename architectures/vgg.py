@@ -1,0 +1,54 @@
+"""VGG-CNN: the FCN-4 of Choi et al. (2016) as used in the paper, pooled to 1 x 1 for any input.
+
+Input BatchNorm, then 4 blocks of Conv 3x3 ('same', bias) -> BatchNorm -> ELU -> MaxPool
+(kernel = stride, remainder dropped), then Linear(C4, n_tags). Channels and pools come from
+`architectures.planning.vgg_plan` (paper Table III where it applies, a documented rule elsewhere).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from architectures import InputConfig
+from architectures.options import VGGOptions
+from architectures.planning import VGGPlan, vgg_macs, vgg_plan
+
+
+class VGG(nn.Module):
+    """Takes (B, n_mels, T) or (B, 1, n_mels, T) log-mel and returns (B, n_tags) logits."""
+
+    def __init__(self, plan: VGGPlan, n_tags: int):
+        super().__init__()
+        self.plan = plan
+        self.n_tags = n_tags
+        self.input_frames = plan.shapes[0][1]
+        """Frames of one input: the whole clip."""
+        self.segments = None
+        """VGG sees the whole clip at once (no segments)."""
+        self.input_bn = nn.BatchNorm2d(1)
+        blocks = []
+        c_in = 1
+        for c_out, pool in zip(plan.channels, zip(plan.pool_freq, plan.pool_time, strict=True),
+                               strict=True):
+            blocks += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ELU(),
+                       nn.MaxPool2d(pool)]
+            c_in = c_out
+        self.blocks = nn.Sequential(*blocks)
+        self.classifier = nn.Linear(c_in, n_tags)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 3:
+            x = x.unsqueeze(1)
+        x = self.blocks(self.input_bn(x))  # (B, C4, 1, 1) at the planned input size
+        return self.classifier(x.flatten(1))
+
+    def analytic_macs(self) -> int:
+        """Conv + linear multiply-adds of one forward pass of one clip (architectures.planning)."""
+        return vgg_macs(self.plan, self.n_tags)
+
+
+def build(input_config: InputConfig, n_tags: int, options: VGGOptions) -> VGG:
+    plan = vgg_plan(input_config.sample_rate, input_config.n_mels, input_config.hop_multiplier,
+                    input_config.n_frames, width=options.width)
+    return VGG(plan, n_tags)

@@ -1,0 +1,80 @@
+"""Decode one audio file into fixed-length clips at every sample rate the grid needs (no torch).
+
+decode (soundfile) -> downmix -> centre crop at the source rate -> resample (soxr, high quality,
+librosa's default resampler) -> exact clip length (zero-pad at the end when shorter).
+
+Only the centre of the file is decoded, so an hours-long file costs no more than a clip. Every
+problem with a file becomes a `BadAudio` with a one-line reason; nothing here raises anything else.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from bench import framing
+
+MIN_SECONDS = 1.0
+"""Files shorter than this are skipped as too short (longer ones shorter than a clip are padded)."""
+
+SILENCE_PEAK = 1e-5
+"""A clip whose peak amplitude stays below this (-100 dBFS) is skipped as silent."""
+
+
+class BadAudio(Exception):
+    """A file that cannot give a clip; str(exc) is the reason recorded in the cache manifest."""
+
+
+@dataclass(frozen=True)
+class DecodedClip:
+    clips: dict[int, np.ndarray]
+    """sample rate -> float32 mono clip of exactly clip_samples(clip_seconds, rate) samples."""
+    source_rate: int
+    padded: bool
+    """True when the file was shorter than the clip and was zero-padded."""
+
+
+def decode_clip(path: str, sample_rates: tuple[int, ...], clip_seconds: float,
+                min_seconds: float = MIN_SECONDS) -> DecodedClip:
+    """Decode the centre `clip_seconds` of `path` at every rate in `sample_rates`."""
+    if not os.path.exists(path):
+        raise BadAudio("missing file")
+    if os.path.getsize(path) == 0:
+        raise BadAudio("empty file (0 bytes)")
+    try:
+        with sf.SoundFile(path) as handle:
+            source_rate = handle.samplerate
+            total = handle.frames
+            if total <= 0:
+                raise BadAudio("no audio frames")
+            if total < min_seconds * source_rate:
+                raise BadAudio(f"too short ({total / source_rate:.2f} s < {min_seconds} s)")
+            wanted = framing.clip_samples(clip_seconds, source_rate)
+            start = max(0, (total - wanted) // 2)
+            if start:
+                handle.seek(start)
+            data = handle.read(min(wanted, total), dtype="float32", always_2d=True)
+    except BadAudio:
+        raise
+    except Exception as exc:  # libsndfile reports bad data as several exception types
+        raise BadAudio(f"undecodable ({type(exc).__name__}: {str(exc).strip() or 'no detail'})") from None
+    if data.shape[0] < min_seconds * source_rate:  # frames announced but not delivered (truncated file)
+        raise BadAudio(f"too short after decoding ({data.shape[0] / source_rate:.2f} s < {min_seconds} s)")
+    mono = data.mean(axis=1, dtype=np.float32)
+    if not np.isfinite(mono).all():
+        raise BadAudio("non-finite samples (NaN or inf)")
+    if np.abs(mono).max() < SILENCE_PEAK:
+        raise BadAudio("silent")
+    clips = {}
+    padded = False
+    for rate in sample_rates:
+        y = mono if rate == source_rate else soxr.resample(mono, source_rate, rate, quality="HQ")
+        n = framing.clip_samples(clip_seconds, rate)
+        # Resampling can be a sample off; only a genuinely short file counts as padded.
+        padded = padded or y.shape[0] < n - rate // 100
+        clips[rate] = np.pad(y, (0, max(0, n - y.shape[0])))[:n].astype(np.float32, copy=False)
+    return DecodedClip(clips=clips, source_rate=source_rate, padded=padded)

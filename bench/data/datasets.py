@@ -1,0 +1,53 @@
+"""From a spec's `[dataset]` table to a `DatasetIndex`: where the data is, and which reader reads it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from bench.data.index import DatasetIndex
+from bench.data.manifest import read_manifest
+from bench.data.msd import read_msd
+from bench.data.mtat import ANNOTATIONS, read_mtat
+from bench.errors import UserError
+from bench.spec import DatasetSpec
+
+DEFAULT_CACHE = "cache"
+"""Cache root when neither --cache nor $BENCH_CACHE is given (relative to the working directory)."""
+
+SYNTHETIC_DEFAULT_CLIPS = 600
+
+
+def cache_root(override: str | Path | None = None) -> Path:
+    return Path(override or os.environ.get("BENCH_CACHE") or DEFAULT_CACHE).expanduser()
+
+
+def dataset_root(dataset: DatasetSpec, override: str | Path | None, spec_path: str = "spec") -> Path:
+    """`--data` wins over the spec's `dataset.path`; one of them is needed."""
+    path = override or dataset.path
+    if not path:
+        raise UserError(f"{spec_path}: dataset.path: not set; give the dataset's location with --data DIR "
+                        f"(make grid DATA=DIR)")
+    return Path(path).expanduser()
+
+
+def ensure_synthetic(root: Path, dataset: DatasetSpec, progress: bool = True) -> None:
+    """Generate the synthetic dataset at `root` unless a complete one is there."""
+    from bench.data.synthetic import generate
+
+    generate(root, clips=dataset.clips or SYNTHETIC_DEFAULT_CLIPS, seed=dataset.seed,
+             clip_seconds=dataset.clip_seconds, progress=progress)
+
+
+def load_index(dataset: DatasetSpec, root: Path, generate: bool = True, progress: bool = True) -> DatasetIndex:
+    """Read the dataset at `root` (generating the synthetic one first when asked and absent)."""
+    if dataset.name == "synthetic":
+        if generate:
+            ensure_synthetic(root, dataset, progress=progress)
+        elif not (root / ANNOTATIONS).is_file():
+            raise UserError(f"synthetic dataset not found at {root}: run `bench synth --out {root}`")
+        index = read_mtat(root, n_tags=dataset.n_tags, drop_untagged=dataset.drop_untagged, broken_ids=frozenset())
+        return DatasetIndex(name="synthetic", root=index.root, tag_names=index.tag_names, clips=index.clips,
+                            excluded=index.excluded)
+    readers = {"mtat": read_mtat, "msd": read_msd, "manifest": read_manifest}
+    return readers[dataset.name](root, n_tags=dataset.n_tags, drop_untagged=dataset.drop_untagged)

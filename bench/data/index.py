@@ -1,0 +1,46 @@
+"""The one index every dataset reader produces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class Clip:
+    clip_id: str
+    path: str
+    """Absolute path of the audio file."""
+    split: str
+    """One of SPLITS."""
+    labels: tuple[int, ...]
+    """Indices into the index's `tag_names` of the tags this clip carries."""
+
+
+@dataclass(frozen=True)
+class DatasetIndex:
+    """Clips with their split and tags, and the tag vocabulary in a fixed order."""
+
+    name: str
+    root: str
+    tag_names: tuple[str, ...]
+    clips: tuple[Clip, ...]
+    excluded: tuple[tuple[str, str], ...] = field(default=())
+    """(clip id, reason) of clips the reader left out on purpose (known broken, untagged, ...)."""
+
+    def split(self, split: str) -> list[Clip]:
+        return [c for c in self.clips if c.split == split]
+
+    def counts(self) -> dict[str, int]:
+        return {s: sum(c.split == s for c in self.clips) for s in SPLITS}
+
+    def targets(self, clips: list[Clip] | None = None) -> np.ndarray:
+        """Multi-hot matrix (len(clips), n_tags) as float32."""
+        clips = list(self.clips) if clips is None else clips
+        y = np.zeros((len(clips), len(self.tag_names)), dtype=np.float32)
+        for i, clip in enumerate(clips):
+            y[i, list(clip.labels)] = 1.0
+        return y

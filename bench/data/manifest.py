@@ -1,0 +1,82 @@
+"""A generic dataset: a CSV manifest `path,split,tags` (tags `;`-separated), optional `clip_id`.
+
+Paths are relative to the manifest's folder (or absolute). The tag order comes from a sibling file
+`<manifest stem>.tags.txt` (one tag per line) when present; otherwise tags are ordered by count over
+all clips, descending, ties by first appearance. The first `n_tags` are kept.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from pathlib import Path
+
+from bench.data.index import SPLITS, Clip, DatasetIndex
+from bench.errors import UserError
+
+REQUIRED_COLUMNS = ("path", "split", "tags")
+TAG_SEPARATOR = ";"
+
+
+def tags_file(manifest: Path) -> Path:
+    return manifest.with_name(manifest.stem + ".tags.txt")
+
+
+def read_manifest(manifest: str | Path, n_tags: int = 50, drop_untagged: bool = False) -> DatasetIndex:
+    manifest = Path(manifest).expanduser()
+    if not manifest.is_file():
+        raise UserError(f"manifest not found: expected a CSV file with columns path,split,tags at {manifest}")
+    with open(manifest, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise UserError(f"{manifest}: missing column(s) {', '.join(missing)}; expected path,split,tags")
+        rows = list(reader)
+    entries = []
+    for line_no, row in enumerate(rows, start=2):
+        split = row["split"].strip()
+        if split not in SPLITS:
+            raise UserError(f"{manifest}: line {line_no}: split {split!r} must be one of {', '.join(SPLITS)}")
+        tags = [t.strip() for t in (row["tags"] or "").split(TAG_SEPARATOR) if t.strip()]
+        entries.append((row.get("clip_id") or row["path"], row["path"], split, tags))
+
+    counts = Counter(t for *_, tags in entries for t in tags)
+    order_file = tags_file(manifest)
+    if order_file.is_file():
+        order = [t.strip() for t in order_file.read_text(encoding="utf-8").splitlines() if t.strip()]
+    else:
+        first_seen = list(dict.fromkeys(t for *_, tags in entries for t in tags))
+        order = sorted(first_seen, key=lambda t: -counts[t])  # sorted() is stable: ties keep first appearance
+    names = tuple(order[:n_tags])
+    position = {t: i for i, t in enumerate(names)}
+
+    clips, excluded = [], []
+    for clip_id, path, split, tags in entries:
+        labels = tuple(sorted({position[t] for t in tags if t in position}))
+        if drop_untagged and not labels:
+            excluded.append((clip_id, f"none of the top {n_tags} tags"))
+            continue
+        audio = Path(path) if Path(path).is_absolute() else manifest.parent / path
+        clips.append(Clip(clip_id=clip_id, path=str(audio), split=split, labels=labels))
+    return DatasetIndex(name="manifest", root=str(manifest.parent), tag_names=names, clips=tuple(clips),
+                        excluded=tuple(excluded))
+
+
+def write_manifest(index: DatasetIndex, out: str | Path) -> Path:
+    """Write `index` as a manifest (paths relative to its folder where possible) plus its tag order."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["clip_id", *REQUIRED_COLUMNS])
+        for clip in index.clips:
+            try:
+                path = str(Path(clip.path).relative_to(out.parent.resolve()))
+            except ValueError:
+                path = clip.path
+            writer.writerow([clip.clip_id, path, clip.split,
+                             TAG_SEPARATOR.join(index.tag_names[i] for i in clip.labels)])
+    tmp.replace(out)
+    tags_file(out).write_text("\n".join(index.tag_names) + "\n", encoding="utf-8")
+    return out

@@ -1,0 +1,59 @@
+"""A restricted unpickler for the MSD split files (Python 2 cPickle files from Lee et al.).
+
+Unpickling runs code named by the file, so a plain `pickle.load` of a downloaded file is unsafe.
+This loader admits only what those files contain: builtin containers, strings, numbers and numpy
+arrays. Anything else is refused with `UnsafePickleError` before it is constructed.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+from bench.errors import UserError
+
+_ALLOWED = {
+    ("builtins", name) for name in ("list", "dict", "tuple", "set", "frozenset", "str", "bytes", "int", "float",
+                                    "bool", "complex", "bytearray")
+} | {
+    ("__builtin__", name) for name in ("list", "dict", "tuple", "set", "frozenset", "str", "unicode", "int",
+                                       "long", "float", "bool", "complex", "bytearray")
+} | {
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"),
+    ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 carry bytes
+}
+
+
+class UnsafePickleError(UserError):
+    """The file names a global that is not a container, string, number or numpy array."""
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def __init__(self, file, source: str):
+        super().__init__(file, encoding="latin1")  # Python 2 str -> str; numpy's own data round-trips
+        self.source = source
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _ALLOWED:
+            raise UnsafePickleError(
+                f"{self.source}: refusing to unpickle {module}.{name} (only containers, strings, numbers "
+                "and numpy arrays are allowed)"
+            )
+        return super().find_class(module, name)
+
+
+def safe_load(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            return _RestrictedUnpickler(handle, str(path)).load()
+    except UnsafePickleError:
+        raise
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
+        raise UserError(f"{path}: not a readable pickle ({type(exc).__name__}: {exc})") from None

@@ -1,0 +1,150 @@
+"""The VGG-CNN and MusiCNN modules: shapes for every planned input, training, bf16 + channels_last.
+
+Tiny widths keep these fast; what is checked (shapes, gradients, dtypes) does not depend on width.
+"""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import architectures
+from architectures import InputConfig
+from bench import framing
+from bench.spec import load_spec
+
+TINY = 1 / 64
+SPEC_FILES = sorted((Path(__file__).resolve().parents[1] / "specs").glob("*.toml"))
+TABLE_II = [(sr, n, m) for sr in (12000, 16000) for n in (128, 96, 48) for m in (1, 2, 3, 4, 5, 10)]
+TABLE_II += [(sr, n, 1) for sr in (12000, 16000) for n in (32, 24, 16, 8)]
+
+
+def build(arch, sample_rate, n_mels, hop, n_frames, n_tags=5, width=TINY, **options):
+    config = InputConfig(sample_rate=sample_rate, n_mels=n_mels, hop_multiplier=hop, n_frames=n_frames)
+    return architectures.build(arch, config, n_tags, width=width, **options)
+
+
+def check_forward(model, n_mels, batch=2):
+    model.eval()
+    with torch.no_grad():
+        y = model(torch.randn(batch, n_mels, model.input_frames))
+    assert y.shape == (batch, model.n_tags)
+    assert torch.isfinite(y).all()
+
+
+def check_shape_on_meta(arch, config, n_tags, **options):
+    """Build and run on the meta device: every op checks its shapes, none computes (fast)."""
+    with torch.device("meta"):
+        model = architectures.build(arch, config, n_tags, **options).eval()
+        y = model(torch.empty(2, config.n_mels, model.input_frames))
+    assert y.shape == (2, n_tags)
+
+
+@pytest.mark.parametrize("spec_path", SPEC_FILES, ids=[p.stem for p in SPEC_FILES])
+def test_every_spec_configuration_builds_and_runs(spec_path):
+    spec = load_spec(spec_path)
+    checked = set()
+    for configuration in spec.configurations():
+        mel, options = configuration.mel, configuration.options
+        config = InputConfig(mel.sample_rate, mel.n_mels, mel.hop_multiplier,
+                             mel.n_frames(spec.dataset.clip_seconds))
+        if (configuration.arch, config, options) in checked:  # `log` does not change the network
+            continue
+        checked.add((configuration.arch, config, options))
+        if hasattr(options, "width"):
+            options = dataclasses.replace(options, width=TINY)
+        check_shape_on_meta(configuration.arch, config, spec.dataset.n_tags,
+                            **dataclasses.asdict(options))
+
+
+@pytest.mark.parametrize("arch", ["vgg", "musicnn"])
+def test_table_ii_grid_builds_and_runs(arch):
+    for sample_rate, n_mels, hop in TABLE_II:
+        config = InputConfig(sample_rate, n_mels, hop, framing.n_frames(29.1, sample_rate, hop))
+        check_shape_on_meta(arch, config, 50, width=TINY)
+    # and really computed at the grid's extremes
+    for sample_rate, n_mels, hop in [(16000, 128, 1), (12000, 8, 1), (12000, 48, 10)]:
+        model = build(arch, sample_rate, n_mels, hop, framing.n_frames(29.1, sample_rate, hop))
+        check_forward(model, n_mels)
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    arch=st.sampled_from(["vgg", "musicnn"]),
+    sample_rate=st.sampled_from([8000, 12000, 16000, 22050]),
+    n_mels=st.integers(1, 257),
+    hop=st.integers(1, 20),
+    n_frames=st.integers(1, 2000),
+    n_tags=st.integers(1, 60),
+)
+def test_any_input_shape(arch, sample_rate, n_mels, hop, n_frames, n_tags):
+    check_forward(build(arch, sample_rate, n_mels, hop, n_frames, n_tags=n_tags), n_mels)
+
+
+@pytest.mark.parametrize("frames", [1, 2, 31, 32, 33, 64, 127, 128, 164, 165, 166, 400])
+def test_musicnn_accepts_any_segment_length(frames):
+    # Around and below the temporal filter lengths (165, 128, 64, 32).
+    model = build("musicnn", 16000, 24, 1, 1820).eval()
+    with torch.no_grad():
+        y = model(torch.randn(2, 1, 24, frames))
+    assert y.shape == (2, 5) and torch.isfinite(y).all()
+
+
+def test_vgg_modules_follow_the_plan():
+    model = build("vgg", 12000, 96, 1, 1366)
+    assert model.plan.pool_time == (4, 5, 8, 8)
+    shapes = []
+    x = model.input_bn(torch.zeros(1, 1, 96, 1366))
+    for layer in model.blocks:
+        x = layer(x)
+        if isinstance(layer, torch.nn.MaxPool2d):
+            shapes.append(tuple(x.shape[2:]))
+    assert shapes == [(48, 341), (12, 68), (4, 8), (1, 1)]
+    assert [c.out_channels for c in model.blocks if isinstance(c, torch.nn.Conv2d)] == [2, 6, 12, 32]
+
+
+def test_musicnn_front_end_sizes():
+    model = build("musicnn", 16000, 96, 1, 1820, width=1.0, n_tags=50)
+    kernels = [tuple(b[0].kernel_size) for b in model.timbral]
+    assert kernels == [(86, 7), (86, 3), (86, 1), (38, 7), (38, 3), (38, 1)]
+    # TF 'same' for even kernels puts the extra zero at the end.
+    assert [b[0].padding for b in model.temporal] == [(82, 82), (63, 64), (31, 32), (15, 16)]
+    assert [b[1].out_channels for b in model.temporal] == [16, 32, 64, 128]
+    assert model.mid[0][0].in_channels == 464
+    assert model.back[0].num_features == 2 * (464 + 3 * 512)
+    assert (model.input_frames, model.segments) == (187, 9)
+
+
+@pytest.mark.parametrize("arch,n_mels,frames", [("vgg", 16, 64), ("musicnn", 12, 40)])
+def test_forward_backward(arch, n_mels, frames):
+    torch.manual_seed(0)
+    model = build(arch, 16000, n_mels, 1, frames, n_tags=4, width=1 / 16).train()
+    x = torch.randn(3, n_mels, model.input_frames)
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x), torch.ones(3, 4))
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+@pytest.mark.parametrize("arch,n_mels,frames", [("vgg", 48, 137), ("musicnn", 48, 140)])
+def test_autocast_bf16_channels_last(arch, n_mels, frames):
+    model = build(arch, 12000, n_mels, 10, frames, width=1 / 16).to(memory_format=torch.channels_last)
+    x = torch.randn(2, 1, n_mels, model.input_frames).contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = model(x)
+        y.float().sum().backward()
+    assert y.shape == (2, 5) and torch.isfinite(y.float()).all()
+    model.eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        y_eval = model(x)
+    assert y_eval.shape == (2, 5)
+
+
+def test_unknown_architecture_lists_registered_names():
+    with pytest.raises(architectures.UnknownArchitectureError) as info:
+        architectures.build("resnet", InputConfig(16000, 96, 1, 1820), 50)
+    assert "'resnet'" in str(info.value) and "musicnn, vgg" in str(info.value)
+    assert isinstance(info.value, KeyError)

@@ -1,0 +1,191 @@
+"""The waveform cache: decoding, bad audio, atomic completion, resume after SIGKILL, torch views."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+import torch
+
+from bench import framing
+from bench.data.audio import BadAudio, decode_clip
+from bench.data.cache import WaveformCache
+from bench.data.index import Clip, DatasetIndex
+from bench.data.views import ClipDataset, eval_segments, random_segments, segment_mean
+
+from .data_fixtures import tone, write_mp3
+
+
+def bad_audio_corpus(root):
+    """(name, path, expected reason) for every kind of bad input the cache must survive."""
+    root.mkdir(parents=True, exist_ok=True)
+    good = write_mp3(root / "good.mp3", tone(3.0))
+    (root / "zero.mp3").write_bytes(b"")
+    truncated = good.read_bytes()[:300]
+    (root / "truncated.mp3").write_bytes(truncated)
+    (root / "random.mp3").write_bytes(np.random.default_rng(0).bytes(20000))
+    write_mp3(root / "silence.mp3", np.zeros(3 * 16000, dtype=np.float32))
+    write_mp3(root / "short.mp3", tone(0.3))
+    sf.write(root / "nan.wav", np.full(16000 * 2, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
+    return [
+        ("zero", root / "zero.mp3", "empty file (0 bytes)"),
+        ("truncated", root / "truncated.mp3", None),  # undecodable or too short, depending on the cut
+        ("random", root / "random.mp3", "undecodable"),
+        ("silence", root / "silence.mp3", "silent"),
+        ("short", root / "short.mp3", "too short"),
+        ("missing", root / "missing.mp3", "missing file"),
+        ("nan", root / "nan.wav", "non-finite samples"),
+    ]
+
+
+def test_bad_audio_reasons(tmp_path):
+    for name, path, reason in bad_audio_corpus(tmp_path):
+        with pytest.raises(BadAudio) as info:
+            decode_clip(str(path), (16000,), 2.0)
+        if reason:
+            assert str(info.value).startswith(reason), (name, str(info.value))
+        else:
+            assert str(info.value).startswith(("undecodable", "too short")), (name, str(info.value))
+
+
+def test_decode_centre_crop_resample_and_pad(tmp_path):
+    sr = 16000
+    t = np.arange(10 * sr) / sr
+    ramp = (0.5 * np.sin(2 * np.pi * 300 * t) * (t / 10)).astype(np.float32)  # level rises with time
+    stereo = np.stack([ramp, ramp], axis=1)
+    sf.write(tmp_path / "long.wav", stereo, sr, subtype="FLOAT")
+    out = decode_clip(str(tmp_path / "long.wav"), (12000, 16000), 4.0)
+    assert not out.padded
+    # centre 4 s of 10 s: samples 3 s .. 7 s at 16 kHz, downmixed (identical channels)
+    np.testing.assert_allclose(out.clips[16000], ramp[3 * sr: 7 * sr], atol=1e-7)
+    assert out.clips[12000].shape == (framing.clip_samples(4.0, 12000),)
+    reference = soxr.resample(ramp[3 * sr: 7 * sr], sr, 12000, quality="HQ")
+    np.testing.assert_allclose(out.clips[12000], reference[: 48000], atol=1e-6)
+    short = decode_clip(str(write_mp3(tmp_path / "short.mp3", tone(2.0))), (16000,), 4.0)
+    assert short.padded
+    assert short.clips[16000].shape == (64000,)
+    assert np.all(short.clips[16000][33000:] == 0)
+
+
+def make_index(paths, splits=None):
+    clips = tuple(
+        Clip(clip_id=str(i), path=str(p), split=(splits[i] if splits else "train"), labels=(i % 2,))
+        for i, p in enumerate(paths)
+    )
+    return DatasetIndex(name="t", root="/", tag_names=("a", "b"), clips=clips)
+
+
+def test_prepare_lists_skips_and_counts_bad_files(tmp_path):
+    corpus = bad_audio_corpus(tmp_path / "audio")
+    good = [write_mp3(tmp_path / "audio" / f"g{i}.mp3", tone(3.0, freq=200 + 50 * i, seed=i)) for i in range(3)]
+    short_but_ok = write_mp3(tmp_path / "audio" / "one_second.mp3", tone(1.5))
+    paths = good + [short_but_ok] + [p for _, p, _ in corpus]
+    cache = WaveformCache(tmp_path / "cache", make_index(paths), clip_seconds=2.5)
+    reports = cache.prepare([12000, 16000], workers=2)
+    for r in reports:
+        assert (r.ok, r.padded, len(r.failed)) == (4, 1, len(corpus))
+        assert {f[0] for f in r.failed} == {str(i) for i in range(4, len(paths))}
+        assert all(reason for _, _, reason in r.failed)
+    opened = cache.open(16000)
+    assert opened.waveforms.shape == (len(paths), 40000)
+    assert list(opened.rows("train")) == [0, 1, 2, 3]  # failed clips are skipped by the views
+    # A second run does nothing: nothing is rewritten.
+    stamp = (cache.rate_dir(16000) / "waveforms.f16").stat().st_mtime_ns
+    again = cache.prepare([12000, 16000])
+    assert all(r.already_done for r in again)
+    assert (cache.rate_dir(16000) / "waveforms.f16").stat().st_mtime_ns == stamp
+
+
+def test_cached_waveforms_equal_direct_decoding(tmp_path):
+    paths = [write_mp3(tmp_path / f"{i}.mp3", tone(3.0, freq=300 + 100 * i, seed=i)) for i in range(3)]
+    cache = WaveformCache(tmp_path / "cache", make_index(paths), clip_seconds=2.0)
+    cache.prepare([12000], workers=1)
+    opened = cache.open(12000)
+    for i, path in enumerate(paths):
+        direct = decode_clip(str(path), (12000,), 2.0).clips[12000]
+        # float16 storage: relative precision 2^-11
+        np.testing.assert_allclose(np.asarray(opened.waveforms[i], dtype=np.float32), direct, atol=4e-4)
+
+
+KILLABLE = """
+import sys, time
+import bench.data.audio as audio, bench.data.cache as cache
+cache.SAVE_EVERY_SECONDS = 0.0
+real = audio.decode_clip
+def slow(*a, **k):
+    time.sleep(0.05)
+    return real(*a, **k)
+cache.decode_clip = slow
+from tests.test_cache import corpus_index
+index = corpus_index(sys.argv[1])
+cache.WaveformCache(sys.argv[2], index, clip_seconds=2.0).prepare([16000], workers=1)
+"""
+
+
+def corpus_index(folder):
+    from pathlib import Path
+
+    return make_index(sorted(Path(folder).glob("*.mp3")))
+
+
+def test_prepare_resumes_after_sigkill(tmp_path):
+    audio = tmp_path / "audio"
+    for i in range(40):
+        write_mp3(audio / f"{i:02d}.mp3", tone(2.0, freq=150 + 20 * i, seed=i))
+    killed_root = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-c", KILLABLE, str(audio), str(killed_root)],
+                            cwd=os.getcwd(), env={**os.environ, "PYTHONPATH": os.getcwd()})
+    cache = WaveformCache(killed_root, corpus_index(audio), clip_seconds=2.0)
+    progress = cache.rate_dir(16000) / "progress.npy"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if progress.exists() and np.load(progress).astype(bool).sum() >= 5:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not cache.is_complete(16000), "a killed prepare must not look complete"
+    done_before = int(np.load(progress).astype(bool).sum())
+    assert 5 <= done_before < 40
+    report = cache.prepare([16000], workers=1)[0]
+    assert report.ok == 40 and not report.failed
+    clean = WaveformCache(tmp_path / "clean", corpus_index(audio), clip_seconds=2.0)
+    clean.prepare([16000], workers=2)
+    np.testing.assert_array_equal(cache.open(16000).waveforms, clean.open(16000).waveforms)
+    manifest = json.loads((cache.rate_dir(16000) / "manifest.json").read_text())
+    assert manifest["dtype"] == "float16" and manifest["n_clips"] == 40
+
+
+def test_views(tmp_path):
+    paths = [write_mp3(tmp_path / f"{i}.mp3", tone(3.0, seed=i)) for i in range(4)]
+    index = make_index(paths, splits=["train", "train", "valid", "test"])
+    cache = WaveformCache(tmp_path / "cache", index, clip_seconds=2.0)
+    cache.prepare([16000], workers=1)
+    train = ClipDataset(cache.open(16000), "train")
+    assert len(train) == 2
+    wave, target = train[1]
+    assert wave.shape == (32000,) and wave.dtype == torch.float32
+    assert target.tolist() == [0.0, 1.0]  # clip 1 carries tag index 1
+
+    mel = torch.arange(2 * 3 * 10, dtype=torch.float32).reshape(2, 3, 10)
+    segments, n = eval_segments(mel, 4)
+    assert n == 2 and segments.shape == (4, 3, 4)
+    torch.testing.assert_close(segments[1], mel[0, :, 4:8])  # clip 0, segment 1
+    torch.testing.assert_close(segments[2], mel[1, :, 0:4])  # clip 1, segment 0
+    scores = torch.tensor([[0.0], [1.0], [2.0], [4.0]])
+    assert segment_mean(scores, 2).tolist() == [[0.5], [3.0]]
+    g = torch.Generator().manual_seed(0)
+    windows = random_segments(mel, 4, g)
+    assert windows.shape == (2, 3, 4)
+    for b in range(2):  # each window is a contiguous slice of its own clip
+        start = int(windows[b, 0, 0] - mel[b, 0, 0])
+        torch.testing.assert_close(windows[b], mel[b, :, start:start + 4])
+    short, n_short = eval_segments(mel[:, :, :3], 4)
+    assert n_short == 1 and short.shape == (2, 3, 4)
+    assert short[0, 0, 3] == mel[0, :, :3].min()  # padded with the clip's floor, not zeros

@@ -1,0 +1,110 @@
+"""GMAC and parameter counts against numbers derived by hand (DESIGN.md section 4, the paper)."""
+
+import dataclasses
+import logging
+
+import pytest
+import torch
+
+from architectures import InputConfig
+from architectures.options import MusiCNNOptions, VGGOptions
+from bench.cost import Cost, count_params, fvcore_gmac, model_cost
+
+CHANNELS = (1, 128, 384, 768, 2048)
+
+
+def hand_vgg_macs(sizes, n_tags=50):
+    """Conv 3x3 'same' at each block's input size (H*W*Cin*Cout*9) plus the linear layer."""
+    convs = sum(h * w * CHANNELS[i] * CHANNELS[i + 1] * 9 for i, (h, w) in enumerate(sizes))
+    return convs + 2048 * n_tags
+
+
+# (config, block input sizes from the paper's pools, GMAC printed in the paper / DESIGN.md)
+VGG_CASES = [
+    (InputConfig(12000, 96, 1, 1366), [(96, 1366), (48, 341), (12, 68), (4, 8)], 10.01),
+    (InputConfig(12000, 48, 1, 1366), [(48, 1366), (24, 341), (6, 68), (2, 8)], 5.01),
+    (InputConfig(12000, 48, 10, 137), [(48, 137), (24, 34), (6, 6), (2, 1)], 0.49),
+]
+
+
+@pytest.mark.parametrize("config,sizes,paper_gmac", VGG_CASES, ids=["96x1366", "48x1366", "48x137"])
+def test_vgg_gmac(config, sizes, paper_gmac):
+    cost = model_cost("vgg", config, 50)
+    assert cost.gmac_analytic == hand_vgg_macs(sizes) / 1e9
+    assert round(cost.gmac_analytic, 2) == paper_gmac
+    assert cost.gmac == pytest.approx(cost.gmac_analytic, rel=0.01)
+    assert cost.gmac > cost.gmac_analytic  # fvcore also counts BatchNorm
+    assert cost.segments is None and cost.gmac_per_segment is None
+    # fvcore counted every conv and linear layer; what it skipped carries no multiply-adds
+    assert not [op for op in cost.fvcore_unsupported if "conv" in op or "linear" in op or "mm" in op]
+    assert all(isinstance(n, int) and n > 0 for n in cost.fvcore_unsupported.values())
+
+
+def test_vgg_params_width_1():
+    expected = (
+        2  # input BatchNorm (weight, bias)
+        + (1 * 128 * 9 + 128) + 2 * 128  # conv 1 (+ bias) and its BatchNorm = 1,536
+        + (128 * 384 * 9 + 384) + 2 * 384  # 443,520
+        + (384 * 768 * 9 + 768) + 2 * 768  # 2,656,512
+        + (768 * 2048 * 9 + 2048) + 2 * 2048  # 14,161,920
+        + (2048 * 50 + 50)  # linear = 102,450
+    )
+    assert expected == 17_365_940
+    assert model_cost("vgg", InputConfig(12000, 96, 1, 1366), 50).params == expected
+
+
+def test_musicnn_params_small_configuration_by_hand():
+    # 8 bands, width 1/16: base 1 filter, 32 mid-end filters, 31 dense units, 5 tags.
+    # Timbral heights int(0.9 * 8) = 7 and int(0.4 * 8) = 3; conv = h*w*f + f, BatchNorm = 2f.
+    timbral = sum(h * w * f + f + 2 * f for h in (7, 3) for w, f in ((7, 1), (3, 2), (1, 4)))
+    assert timbral == 140 + 72
+    temporal = sum(k * f + f + 2 * f for k, f in ((165, 1), (128, 2), (64, 4), (32, 8)))
+    assert temporal == 978
+    front = 2 * (1 + 2 + 4) + (1 + 2 + 4 + 8)  # 29 channels
+    mid = (7 * front * 32 + 32 + 64) + 2 * (7 * 32 * 32 + 32 + 64)  # 6,592 + 2 * 7,264
+    dense = 2 * (front + 3 * 32)  # max and mean of 125 channels
+    back = 2 * dense + (dense * 31 + 31) + 2 * 31 + (31 * 5 + 5)  # 500 + 7,781 + 62 + 160
+    expected = 2 + timbral + temporal + mid + back
+    assert expected == 30_815
+    config = InputConfig(12000, 8, 1, 1366)
+    assert model_cost("musicnn", config, 5, MusiCNNOptions(width=1 / 16)).params == expected
+
+
+def test_musicnn_cost_per_segment_and_clip():
+    cost = model_cost("musicnn", InputConfig(16000, 96, 1, 1820), 50)
+    assert cost.segments == 9  # 1820 // 187
+    # Hand count for one 187-frame segment (see test_planning.test_musicnn_macs_by_hand)
+    t = 187
+    macs = (sum((96 - h + 1) * t * h * (7 * 16 + 3 * 32 + 64) for h in (86, 38))
+            + t * (165 * 16 + 128 * 32 + 64 * 64 + 32 * 128)
+            + t * 7 * (464 * 512 + 2 * 512 * 512) + 4000 * 500 + 500 * 50)
+    assert cost.gmac_analytic_per_segment == macs / 1e9
+    assert cost.gmac_analytic == pytest.approx(9 * macs / 1e9)
+    assert cost.gmac == pytest.approx(9 * cost.gmac_per_segment)
+    assert cost.gmac_per_segment == pytest.approx(cost.gmac_analytic_per_segment, rel=0.01)
+
+
+def test_options_are_used():
+    config = InputConfig(12000, 16, 1, 64)
+    small = model_cost("vgg", config, 5, VGGOptions(width=1 / 32))
+    assert small.params < model_cost("vgg", config, 5, VGGOptions(width=1 / 16)).params
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        small.gmac = 0.0
+    assert isinstance(small, Cost)
+
+
+def test_count_params_counts_trainable_only():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
+    assert count_params(model) == (3 * 4 + 4) + 2 * 4 + (4 * 2 + 2)
+    model[0].weight.requires_grad_(False)
+    assert count_params(model) == 4 + 2 * 4 + (4 * 2 + 2)
+
+
+def test_fvcore_is_quiet_and_restores_mode(caplog, recwarn):
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ELU()).train()
+    with caplog.at_level(logging.INFO):
+        gmac, unsupported = fvcore_gmac(model, torch.zeros(1, 1, 8, 10))
+    assert gmac == 8 * 10 * 4 * 9 / 1e9
+    assert unsupported == {"aten::elu": 1}
+    assert model.training
+    assert not caplog.records and not recwarn.list

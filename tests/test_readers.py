@@ -1,0 +1,131 @@
+"""Dataset readers: MTAT (hand-made tree), MSD (pickles, restricted), generic manifests."""
+
+import pickle
+
+import numpy as np
+import pytest
+
+from bench.data.manifest import read_manifest, write_manifest
+from bench.data.msd import MSD_TAGS, N_TRAIN, read_msd
+from bench.data.mtat import read_mtat
+from bench.data.safe_pickle import UnsafePickleError, safe_load
+from bench.errors import UserError
+
+from .data_fixtures import make_mtat
+
+
+def test_mtat_top_tags_splits_and_exclusions(tmp_path):
+    index = read_mtat(make_mtat(tmp_path / "mtat", write_audio=False), n_tags=3)
+    # guitar 5, slow 5 (tie: column order), classical 3 (tie with "no voice": column order)
+    assert index.tag_names == ("guitar", "slow", "classical")
+    # folders 0, 3, b -> train; c -> valid; d, f, f -> test; 35644 excluded as known broken
+    assert index.counts() == {"train": 3, "valid": 1, "test": 3}
+    assert index.excluded == (("35644", "known broken MP3"),)
+    by_id = {c.clip_id: c for c in index.clips}
+    assert by_id["6"].path.endswith("3/artist_b-album, with comma-02-song-30-59.mp3")
+    assert [index.tag_names[i] for i in by_id["18"].labels] == ["slow", "classical"]
+    assert by_id["22"].labels == ()  # kept by default: the paper's code keeps untagged clips
+    y = index.targets(index.split("test"))
+    assert y.shape == (3, 3) and y.dtype == np.float32
+    assert y.tolist() == [[0, 1, 1], [0, 0, 0], [1, 1, 0]]
+
+
+def test_mtat_drop_untagged(tmp_path):
+    index = read_mtat(make_mtat(tmp_path / "mtat", write_audio=False), n_tags=3, drop_untagged=True)
+    assert index.counts() == {"train": 3, "valid": 1, "test": 2}
+    assert ("22", "none of the top 3 tags") in index.excluded
+
+
+def test_mtat_missing_root_and_annotations(tmp_path):
+    with pytest.raises(UserError, match="MTAT root not found: expected a folder holding annotations_final.csv"):
+        read_mtat(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="MTAT annotations not found: expected .*annotations_final.csv"):
+        read_mtat(tmp_path / "empty")
+
+
+def write_msd_split(root, n_train=N_TRAIN + 3, n_test=4, protocol=2):
+    """The five split files with the published structure, written as protocol-2 pickles."""
+    root.mkdir(parents=True, exist_ok=True)
+    ids = [f"TR{i:016d}" for i in range(n_train + n_test)]
+    rng = np.random.default_rng(0)
+    vectors = {i: (rng.random((50, 1)) < 0.1).astype(np.int64) for i in ids}
+    seven = {i: str(1000 + k) for k, i in enumerate(ids)}
+    paths = {s: f"{s[-1]}/{s[-2]}/{s}.clip.mp3" for s in seven.values()}
+    for name, obj in [("filtered_list_train.cP", ids[:n_train]), ("filtered_list_test.cP", ids[n_train:]),
+                      ("msd_id_to_tag_vector.cP", vectors), ("MSD_id_to_7D_id.pkl", seven),
+                      ("7D_id_to_path.pkl", paths)]:
+        (root / name).write_bytes(pickle.dumps(obj, protocol=protocol))
+    return ids, vectors
+
+
+def test_msd_split_from_pickles(tmp_path):
+    ids, vectors = write_msd_split(tmp_path / "msd")
+    index = read_msd(tmp_path / "msd")
+    assert index.counts() == {"train": N_TRAIN, "valid": 3, "test": 4}
+    assert index.tag_names == MSD_TAGS and index.tag_names[:3] == ("rock", "pop", "alternative")
+    clip = index.clips[-1]
+    assert clip.clip_id == ids[-1] and clip.split == "test"
+    assert list(clip.labels) == list(np.flatnonzero(vectors[ids[-1]].ravel()))
+    assert clip.path.endswith(".clip.mp3")
+
+
+class Exploit:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned",))
+
+
+def test_malicious_pickle_is_refused(tmp_path):
+    bad = tmp_path / "msd_id_to_tag_vector.cP"
+    bad.write_bytes(pickle.dumps({"TR1": Exploit()}, protocol=2))
+    with pytest.raises(UnsafePickleError, match=r"refusing to unpickle (posix|os)\.system"):
+        safe_load(bad)
+    # and through the reader, with the other files in place
+    write_msd_split(tmp_path / "msd", n_train=3, n_test=1)
+    (tmp_path / "msd" / "msd_id_to_tag_vector.cP").write_bytes(bad.read_bytes())
+    with pytest.raises(UnsafePickleError):
+        read_msd(tmp_path / "msd")
+
+
+def test_safe_load_reads_python2_style_pickles(tmp_path):
+    # Protocol 0 and 2 with numpy arrays, as cPickle wrote them.
+    for protocol in (0, 2):
+        path = tmp_path / f"p{protocol}.cP"
+        path.write_bytes(pickle.dumps({"a": np.arange(3), "b": ["x", 1.5]}, protocol=protocol))
+        data = safe_load(path)
+        assert data["a"].tolist() == [0, 1, 2] and data["b"] == ["x", 1.5]
+
+
+def test_msd_missing_files(tmp_path):
+    (tmp_path / "msd").mkdir()
+    with pytest.raises(UserError, match="MSD split file\\(s\\) not found .*filtered_list_train.cP"):
+        read_msd(tmp_path / "msd")
+
+
+def test_manifest_roundtrip_and_tag_order(tmp_path):
+    csv_text = "path,split,tags\na.mp3,train,rock;pop\nb.mp3,valid,pop\nc.mp3,test,jazz;pop\nd.mp3,train,\n"
+    (tmp_path / "m.csv").write_text(csv_text)
+    index = read_manifest(tmp_path / "m.csv", n_tags=2)
+    assert index.tag_names == ("pop", "rock")  # pop 3; rock and jazz 1 each, rock seen first
+    assert index.counts() == {"train": 2, "valid": 1, "test": 1}
+    assert index.clips[0].path == str(tmp_path / "a.mp3")
+    out = write_manifest(index, tmp_path / "copy" / "manifest.csv")
+    again = read_manifest(out, n_tags=2)
+    assert again.tag_names == index.tag_names
+    assert [c.labels for c in again.clips] == [c.labels for c in index.clips]
+    # an explicit tag order file wins
+    (tmp_path / "m.tags.txt").write_text("jazz\nrock\npop\n")
+    assert read_manifest(tmp_path / "m.csv", n_tags=2).tag_names == ("jazz", "rock")
+
+
+def test_manifest_errors(tmp_path):
+    with pytest.raises(UserError, match="manifest not found"):
+        read_manifest(tmp_path / "none.csv")
+    (tmp_path / "bad.csv").write_text("path,split\na.mp3,train\n")
+    with pytest.raises(UserError, match="missing column\\(s\\) tags"):
+        read_manifest(tmp_path / "bad.csv")
+    (tmp_path / "bad2.csv").write_text("path,split,tags\na.mp3,training,rock\n")
+    with pytest.raises(UserError, match="line 2: split 'training'"):
+        read_manifest(tmp_path / "bad2.csv")
