@@ -12,7 +12,7 @@ RESULTS ?= results
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help grid plan test lint clean
+.PHONY: help grid prepare plan test lint clean
 
 help: ## list the targets
 	@echo "Usage: make TARGET [SPEC=specs/demo.toml] [DATA=/path/to/dataset] [RESULTS=results]"
@@ -23,10 +23,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[dev]'
 	@touch $(STAMP)
 
-grid: $(STAMP) ## run the grid of SPEC (default: the synthetic demo) -- training arrives with the grid runner
-	$(BIN)/bench plan $(SPEC)
-	@echo "make grid: planned only. The training runner is not implemented yet, so nothing was trained." >&2
-	@exit 1
+GRID_ARGS ?=
+
+grid: $(STAMP) ## train every run of SPEC that is not done (default: the synthetic demo); DATA=, RESULTS=, GRID_ARGS=
+	$(BIN)/bench grid $(SPEC) $(if $(DATA),--data $(DATA)) --results $(RESULTS) $(GRID_ARGS)
+
+prepare: $(STAMP) ## decode and resample SPEC's dataset into the waveform cache
+	$(BIN)/bench prepare $(SPEC) $(if $(DATA),--data $(DATA))
 
 plan: $(STAMP) ## print SPEC's configurations with input shapes and storage
 	$(BIN)/bench plan $(SPEC)

@@ -40,12 +40,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress_bar(total: int, description: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=description, unit="clip", dynamic_ncols=True)
-
-
 def cmd_synth(args: argparse.Namespace) -> int:
     from bench.data.synthetic import generate
 
@@ -56,30 +50,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def prepare_spec(spec, data: str | None, cache: str | None, workers: int | None):
-    """Read the spec's dataset (generating the synthetic one if absent) and fill its caches."""
-    from bench.data.cache import WaveformCache
-    from bench.data.datasets import cache_root, dataset_root, load_index
-
-    root = dataset_root(spec.dataset, data, spec.path)
-    index = load_index(spec.dataset, root)
-    counts = index.counts()
-    print(f"{spec.dataset.name} at {root}: {len(index.clips)} clips (train {counts['train']}, "
-          f"valid {counts['valid']}, test {counts['test']}), {len(index.tag_names)} tags, "
-          f"{len(index.excluded)} excluded by the reader")
-    waveforms = WaveformCache(cache_root(cache), index, spec.dataset.clip_seconds)
-    rates = sorted({c.mel.sample_rate for c in spec.configurations()})
-    reports = waveforms.prepare(rates, workers=workers, progress=_progress_bar)
-    for r in reports:
-        state = "already prepared" if r.already_done else f"prepared in {r.seconds:.1f} s"
-        print(f"{r.sample_rate} Hz: {r.ok} clips ok ({r.padded} zero-padded), {len(r.failed)} failed; "
-              f"{state}: {r.path}")
-    for clip_id, path, reason in reports[0].failed if reports else []:
-        print(f"  skipped {clip_id}: {path}: {reason}")
-    return index, waveforms, reports
-
-
 def cmd_prepare(args: argparse.Namespace) -> int:
+    from bench.prepare import prepare_spec
     from bench.spec import load_spec
 
     prepare_spec(load_spec(args.spec), args.data, args.cache, args.workers)
@@ -99,6 +71,28 @@ def cmd_download(args: argparse.Namespace) -> int:
                          progress=_download_bar)
     print(f"MagnaTagATune is ready in {root} (use it with --data {root})")
     return 0
+
+
+def cmd_convert_msd(args: argparse.Namespace) -> int:
+    from bench.data.manifest import write_manifest
+    from bench.data.msd import read_msd
+
+    index = read_msd(args.root)
+    out = write_manifest(index, args.out)
+    counts = index.counts()
+    print(f"wrote {out} ({len(index.clips)} clips: train {counts['train']}, valid {counts['valid']}, "
+          f"test {counts['test']}; {len(index.excluded)} ids without tags or audio path left out)")
+    return 0
+
+
+def cmd_grid(args: argparse.Namespace) -> int:
+    from bench.grid import SlurmOptions, run_grid
+
+    slurm = SlurmOptions(partition=args.partition, time_minutes=args.time, gpus_per_job=args.gpus,
+                         cpus_per_job=args.cpus, mem_gb=args.mem_gb)
+    return run_grid(args.spec, data=args.data, results=args.results, cache=args.cache, device=args.device,
+                    workers=args.workers, launcher=args.launcher, shard_text=args.shard, dry_run=args.dry_run,
+                    retry_failed=args.retry_failed, slurm=slurm)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,6 +124,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", metavar="DIR", help="cache root (default $BENCH_CACHE or ./cache)")
     p.add_argument("--workers", type=int, metavar="N", help="decoding processes (default: one per core)")
     p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("grid", help="prepare data if needed, then train every run of SPEC that is not done")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--data", metavar="DIR", help="dataset root (overrides the spec's dataset.path)")
+    p.add_argument("--results", default="results", metavar="DIR", help="results root (default ./results)")
+    p.add_argument("--cache", metavar="DIR", help="waveform cache root (default $BENCH_CACHE or ./cache)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="worker processes or Slurm jobs (default: one per visible GPU, 1 on the CPU)")
+    p.add_argument("--launcher", default="local", choices=["local", "slurm", "submitit-local"],
+                   help="local processes, Slurm jobs via submitit, or submitit's local executor")
+    p.add_argument("--shard", metavar="i/n", help="run only runs k with k mod n == i (0 <= i < n)")
+    p.add_argument("--dry-run", action="store_true", help="print what would run and why the rest is skipped")
+    p.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
+    slurm = p.add_argument_group("slurm (with --launcher slurm)")
+    slurm.add_argument("--partition", metavar="NAME")
+    slurm.add_argument("--time", type=int, default=24 * 60, metavar="MIN", help="time limit per job (minutes)")
+    slurm.add_argument("--gpus", type=int, default=1, metavar="N", help="GPUs per job")
+    slurm.add_argument("--cpus", type=int, default=8, metavar="N", help="CPUs per job")
+    slurm.add_argument("--mem-gb", type=int, metavar="GB", help="memory per job")
+    p.set_defaults(func=cmd_grid)
+
+    p = sub.add_parser("convert-msd", help="convert the MSD split pickles (read safely) into a CSV manifest, once")
+    p.add_argument("root", metavar="ROOT", help="folder holding the Lee et al. split files")
+    p.add_argument("--out", required=True, metavar="CSV", help="manifest to write (plus <stem>.tags.txt)")
+    p.set_defaults(func=cmd_convert_msd)
 
     p = sub.add_parser("download", help="download a public dataset (MagnaTagATune) with resumable transfers")
     p.add_argument("dataset", choices=["mtat"])

@@ -52,6 +52,7 @@ LOG_TYPES = ("log", "dB")
 """`log` = log10(1 + 10000 x); `dB` = 10 log10(max(x, 1e-10)) (paper section V)."""
 
 DATASETS = ("mtat", "msd", "manifest", "synthetic")
+PRECISIONS = ("auto", "bf16", "fp32")
 MAX_N_MELS = framing.N_FFT // 2 + 1
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -110,6 +111,8 @@ class Protocol:
     """Multiply the learning rate by `lr_factor` after this many epochs without improvement."""
     lr_factor: float = 0.5
     weight_decay: float = 0.0
+    precision: str = "auto"
+    """Autocast dtype: "auto" (bf16 where the device supports it), "bf16" or "fp32"."""
 
 
 @dataclass(frozen=True)
@@ -254,6 +257,8 @@ def parse_spec(raw: dict[str, Any], path: str | Path = "<spec>") -> Spec:
         v.fail("protocol.lr_factor", protocol.lr_factor, "must be in (0, 1]")
     if protocol.weight_decay < 0:
         v.fail("protocol.weight_decay", protocol.weight_decay, "must be >= 0")
+    if protocol.precision not in PRECISIONS:
+        v.fail("protocol.precision", protocol.precision, f"must be one of {', '.join(PRECISIONS)}")
 
     arch_tables = v.typed(raw.get("arch", {}), dict, "arch")
     for arch_name in arch_tables:

@@ -70,6 +70,21 @@ def test_msd_split_from_pickles(tmp_path):
     assert clip.path.endswith(".clip.mp3")
 
 
+def test_convert_msd_to_manifest(tmp_path, capsys, monkeypatch):
+    from bench.cli import main
+    from bench.data import msd
+
+    monkeypatch.setattr(msd, "N_TRAIN", 4)  # a small split: the real boundary is tested above
+    write_msd_split(tmp_path / "msd", n_train=6, n_test=3)
+    assert main(["convert-msd", str(tmp_path / "msd"), "--out", str(tmp_path / "msd" / "manifest.csv")]) == 0
+    assert "train 4, valid 2, test 3" in capsys.readouterr().out
+    direct = read_msd(tmp_path / "msd")
+    converted = read_manifest(tmp_path / "msd" / "manifest.csv")
+    assert converted.tag_names == direct.tag_names
+    assert [(c.clip_id, c.path, c.split, c.labels) for c in converted.clips] == \
+        [(c.clip_id, c.path, c.split, c.labels) for c in direct.clips]
+
+
 class Exploit:
     def __reduce__(self):
         import os

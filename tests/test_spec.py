@@ -82,7 +82,7 @@ def test_run_id_is_stable_for_equal_content(write_spec):
         "dataset": {"name": "synthetic", "clip_seconds": 29.1, "n_tags": 50, "drop_untagged": False,
                     "clips": None, "seed": 0},
         "protocol": {"batch_size": 32, "lr": 0.001, "max_epochs": 100, "patience": 10, "lr_patience": 3,
-                     "lr_factor": 0.5, "weight_decay": 0.0},
+                     "lr_factor": 0.5, "weight_decay": 0.0, "precision": "auto"},
     }
     digest = hashlib.sha256(json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     assert a.run_id == f"vgg-12k-96mel-x1-log-s0-{digest[:10]}"
@@ -102,7 +102,8 @@ def _all_variants(run):
         yield dataclasses.replace(run, dataset=dataclasses.replace(run.dataset, **{name: value}))
     for f in dataclasses.fields(run.protocol):
         value = getattr(run.protocol, f.name)
-        yield dataclasses.replace(run, protocol=dataclasses.replace(run.protocol, **{f.name: value * 2 + 1}))
+        changed = "fp32" if f.name == "precision" else value * 2 + 1
+        yield dataclasses.replace(run, protocol=dataclasses.replace(run.protocol, **{f.name: changed}))
 
 
 def test_run_id_changes_with_any_field(write_spec):
@@ -135,6 +136,7 @@ BAD_SPECS = [
     (lambda s: s + '\n[arch.transformer]\n', "arch.transformer", "'transformer'"),
     (lambda s: s + '\n[protocol]\nlr = "fast"\n', "protocol.lr", "'fast'"),
     (lambda s: s + '\n[protocol]\nbatch_size = 0\n', "protocol.batch_size", "0"),
+    (lambda s: s + '\n[protocol]\nprecision = "fp8"\n', "protocol.precision", "'fp8'"),
     (lambda s: s.replace('name = "t"', 'name = "a/b"'), "name", "'a/b'"),
     (lambda s: s.replace('name = "t"\n', ''), "name", "missing"),
     (lambda s: s + "\n[[grid]\n", "", "not valid TOML"),

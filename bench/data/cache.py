@@ -127,6 +127,16 @@ class WaveformCache:
         self.clip_seconds = clip_seconds
         self.dir = Path(root).expanduser() / cache_key(index, clip_seconds)
 
+    @classmethod
+    def from_dir(cls, folder: str | Path) -> WaveformCache:
+        """Reopen a cache folder written by `prepare` (workers use this instead of re-reading the dataset)."""
+        folder = Path(folder)
+        index = index_from_json(json.loads((folder / "index.json").read_text()))
+        cache = cls.__new__(cls)
+        cache.index, cache.dir = index, folder
+        cache.clip_seconds = None  # only needed to prepare
+        return cache
+
     def rate_dir(self, sample_rate: int) -> Path:
         return self.dir / f"sr{sample_rate}"
 

@@ -1,0 +1,45 @@
+"""Tagging metrics: macro ROC-AUC and PR-AUC (average precision) over tags, with scikit-learn.
+
+A tag enters the macro average only if the split has both positives and negatives for it (ROC-AUC is
+undefined otherwise); excluded tags are listed by name. Per-tag values are kept, because the macro
+average hides which tags a low resolution loses.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+
+def tag_metrics(y_true: np.ndarray, y_score: np.ndarray, tag_names: tuple[str, ...] | list[str]) -> dict:
+    """Metrics of clip-level scores (n_clips, n_tags) against multi-hot targets of the same shape.
+
+    Returns {"roc_auc", "pr_auc", "n_tags", "excluded_tags", "per_tag": {tag: {roc_auc, pr_auc,
+    positives}}}; excluded tags have no per-tag entry.
+    """
+    y_true = np.asarray(y_true)
+    y_score = np.asarray(y_score, dtype=np.float64)
+    if y_true.shape != y_score.shape or y_true.ndim != 2 or y_true.shape[1] != len(tag_names):
+        raise ValueError(f"shapes disagree: targets {y_true.shape}, scores {y_score.shape}, {len(tag_names)} tags")
+    if not np.isfinite(y_score).all():
+        raise ValueError("scores contain NaN or inf")
+    per_tag, excluded = {}, []
+    for j, name in enumerate(tag_names):
+        positives = int(y_true[:, j].sum())
+        if positives == 0 or positives == len(y_true):
+            excluded.append(name)
+            continue
+        per_tag[name] = {
+            "roc_auc": float(roc_auc_score(y_true[:, j], y_score[:, j])),
+            "pr_auc": float(average_precision_score(y_true[:, j], y_score[:, j])),
+            "positives": positives,
+        }
+    if not per_tag:
+        raise ValueError("no tag has both positive and negative clips in this split")
+    return {
+        "roc_auc": float(np.mean([m["roc_auc"] for m in per_tag.values()])),
+        "pr_auc": float(np.mean([m["pr_auc"] for m in per_tag.values()])),
+        "n_tags": len(per_tag),
+        "excluded_tags": excluded,
+        "per_tag": per_tag,
+    }

@@ -1,0 +1,255 @@
+"""The grid runner: which runs are left, who runs them, and where their results land.
+
+    results/<spec>/runs/<run_id>/
+        config.json     the run's canonical config (frozen when the run first starts)
+        lock            held (flock) by the worker running it; the OS releases it if the worker dies
+        checkpoint.pt   last finished epoch (atomic); an interrupted run resumes from it
+        best.pt         best-validation weights
+        error.txt       traceback of a failed run
+        executions.jsonl  one line per start of the run (host, pid, time)
+        result.json     written atomically at the end: the run's "done" marker
+
+Several workers (processes, GPUs, Slurm jobs on a shared file system) may work on one results folder:
+each run is claimed with an exclusive, non-blocking `flock` on its lock file before it starts and
+checked again for a result after the claim, so each run is executed exactly once. A worker killed
+with SIGKILL holds no lock any more (the kernel drops it with the process), so its run is reclaimed
+by the next worker that looks, and resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.spec import RunSpec, Spec
+from bench.store import atomic_write_json
+
+RESULT = "result.json"
+LOCK = "lock"
+EXECUTIONS = "executions.jsonl"
+
+
+def run_dir(results: Path, spec: Spec, run: RunSpec) -> Path:
+    return Path(results) / spec.name / "runs" / run.run_id
+
+
+def read_result(folder: Path) -> dict | None:
+    """The run's result, or None if it has none (a half-written file cannot exist: writes are atomic)."""
+    try:
+        return json.loads((folder / RESULT).read_text())
+    except FileNotFoundError:
+        return None
+
+
+class RunLock:
+    """An exclusive, non-blocking claim on one run folder (released on close or when the process dies)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.fd: int | None = None
+
+    def acquire(self) -> bool:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}).encode())
+        self.fd = fd
+        return True
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+    def held_by_other(self) -> bool:
+        """True if another live process holds the lock right now."""
+        if not (self.folder / LOCK).exists():
+            return False
+        if self.acquire():
+            self.release()
+            return False
+        return True
+
+
+@dataclass(frozen=True)
+class RunState:
+    run: RunSpec
+    folder: Path
+    action: str
+    """"run", "resume", "skip" (done), "skip-failed", "skip-running"."""
+    reason: str
+
+
+def run_states(spec: Spec, results: Path, runs: list[RunSpec], retry_failed: bool = False) -> list[RunState]:
+    """What the grid would do with each run, and why."""
+    states = []
+    for run in runs:
+        folder = run_dir(results, spec, run)
+        result = read_result(folder)
+        if result is not None and result.get("status") == "ok":
+            states.append(RunState(run, folder, "skip", "done"))
+        elif result is not None and not retry_failed:
+            states.append(RunState(run, folder, "skip-failed", f"failed: {result.get('error', '?')} "
+                                                               "(--retry-failed reruns it)"))
+        elif RunLock(folder).held_by_other():
+            states.append(RunState(run, folder, "skip-running", "claimed by another live worker"))
+        elif (folder / "checkpoint.pt").exists():
+            states.append(RunState(run, folder, "resume", "interrupted: resumes from its checkpoint"))
+        else:
+            states.append(RunState(run, folder, "run", "retry of a failed run" if result else "not run yet"))
+    return states
+
+
+def shard(runs: list[RunSpec], index: int, count: int) -> list[RunSpec]:
+    """Runs whose position in the grid is `index` modulo `count` (0-based), for any scheduler."""
+    return [r for k, r in enumerate(runs) if k % count == index]
+
+
+def git_commit() -> str | None:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def device_name(device) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model} ({torch.get_num_threads()} threads)"
+
+
+def provenance(device) -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": platform.python_version()}
+    for package in ("bench", "torch", "torchaudio", "numpy", "scikit-learn", "soundfile", "soxr", "fvcore"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    return {"git_commit": git_commit(), "versions": versions, "device": str(device),
+            "device_name": device_name(device), "host": socket.gethostname(), "platform": platform.platform()}
+
+
+def execute_run(spec: Spec, run: RunSpec, folder: Path, cache_for: Callable, device, log: Callable = print) -> dict:
+    """Train one claimed run and write its result.json (status ok or failed); returns the result."""
+    import torch
+
+    from bench import framing
+    from bench.cost import model_cost
+    from bench.train import train_run
+
+    atomic_write_json(folder / "config.json", {"run_id": run.run_id, "spec": spec.name, **run.canonical()})
+    with open(folder / EXECUTIONS, "a") as handle:  # one line per start: how often a run was (re)started
+        handle.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}) + "\n")
+    mel = run.mel
+    n_frames = mel.n_frames(run.dataset.clip_seconds)
+    result = {
+        "run_id": run.run_id,
+        "spec": spec.name,
+        "config": {"arch": run.arch, "width": run.configuration.options.width, "sample_rate": mel.sample_rate,
+                   "n_mels": mel.n_mels, "hop_multiplier": mel.hop_multiplier, "log": mel.log, "seed": run.seed,
+                   "dataset": run.dataset.name, "n_frames": n_frames},
+        "canonical": run.canonical(),
+    }
+    started = time.time()
+    try:
+        cache = cache_for(mel.sample_rate)
+        trained = train_run(run, cache, folder, device, log)
+        from architectures import InputConfig
+
+        cost = model_cost(run.arch, InputConfig(mel.sample_rate, mel.n_mels, mel.hop_multiplier, n_frames),
+                          trained["n_tags"], run.configuration.options)
+        test = trained["test"]
+        result.update(
+            status="ok",
+            metrics={"roc_auc": test["roc_auc"], "pr_auc": test["pr_auc"], "n_tags": test["n_tags"],
+                     "excluded_tags": test["excluded_tags"], "per_tag": test["per_tag"]},
+            valid={"roc_auc": trained["best_valid"]["roc_auc"]},
+            cost={"gmac": cost.gmac, "gmac_analytic": cost.gmac_analytic, "params": cost.params,
+                  "fvcore_unsupported": cost.fvcore_unsupported, "segments": cost.segments,
+                  "storage_bytes": framing.storage_bytes(mel.n_mels, n_frames, 4),
+                  "storage_bytes_f16": framing.storage_bytes(mel.n_mels, n_frames, 2),
+                  "train_seconds": trained["train_seconds"], "eval_seconds": trained["eval_seconds"],
+                  "epochs": trained["epochs"], "best_epoch": trained["best_valid"]["epoch"],
+                  "clips_per_second": trained["clips_per_second"]},
+            training={"amp_dtype": trained["amp_dtype"], "clips": trained["clips"], "history": trained["history"]},
+            data={"cache_failed": len(cache.manifest["failed"]), "cache_padded": cache.manifest["padded"]},
+        )
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # recorded, and the grid goes on
+        (folder / "error.txt").write_text(traceback.format_exc())
+        result.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        log(f"  FAILED {run.run_id}: {result['error']}")
+    result["provenance"] = provenance(device)
+    result["provenance"].update(started=started, finished=time.time(), torch_threads=torch.get_num_threads())
+    atomic_write_json(folder / RESULT, result)
+    return result
+
+
+def worker_loop(spec: Spec, results: Path, runs: list[RunSpec], cache_for: Callable, device, retry_failed: bool,
+                log: Callable = print) -> list[str]:
+    """Claim and execute every run of `runs` that is not done; returns the run ids this worker executed."""
+    executed = []
+    for run in runs:
+        folder = run_dir(results, spec, run)
+        existing = read_result(folder)
+        if existing is not None and (existing.get("status") == "ok" or not retry_failed):
+            continue
+        lock = RunLock(folder)
+        if not lock.acquire():
+            continue  # another worker has it
+        try:
+            existing = read_result(folder)  # it may have finished between our look and our claim
+            if existing is not None and (existing.get("status") == "ok" or not retry_failed):
+                continue
+            if existing is not None:  # a failed run being retried starts from scratch
+                for stale in (RESULT, "checkpoint.pt", "best.pt", "error.txt"):
+                    (folder / stale).unlink(missing_ok=True)
+            log(f"run {run.run_id} (pid {os.getpid()})")
+            result = execute_run(spec, run, folder, cache_for, device, log)
+            executed.append(run.run_id)
+            if result["status"] == "ok":
+                m, c = result["metrics"], result["cost"]
+                log(f"  done {run.run_id}: test roc_auc {m['roc_auc']:.4f} pr_auc {m['pr_auc']:.4f}, "
+                    f"{c['epochs']} epochs, {c['train_seconds']:.0f} s")
+        finally:
+            lock.release()
+    return executed
+
+
+def log_to_stdout(message: str) -> None:
+    print(message, flush=True)
+    sys.stdout.flush()

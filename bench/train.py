@@ -1,0 +1,261 @@
+"""One training run: one readable loop (DESIGN.md section 5).
+
+Phases per epoch: train (Adam, BCE on logits, autocast), validate (ROC-AUC / PR-AUC), schedule (lr
+halved on a validation plateau), checkpoint (atomic, every epoch), stop early when validation
+ROC-AUC has not improved for `patience` epochs. The test split is evaluated once, at the end, with
+the best-validation weights.
+
+The mel is computed here, on the training device, per batch, from cached waveforms. VGG sees whole
+clips; MusiCNN a random segment per clip per epoch in training and every non-overlapping segment in
+evaluation (a clip's scores are the mean of its segments' sigmoids).
+
+Determinism: the data order and the training segments of epoch e come from generators seeded with
+(seed, e), and the checkpoint carries the global RNG state, so a run resumed from its checkpoint
+follows the same path as one that never stopped (on the CPU).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+import architectures
+from architectures import InputConfig
+from bench.data.cache import CachedWaveforms
+from bench.data.views import ClipDataset, eval_segments, random_segments, segment_mean
+from bench.errors import UserError
+from bench.frontend import MelFrontend
+from bench.metrics import tag_metrics
+from bench.spec import RunSpec
+from bench.store import atomic_write_bytes
+
+CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or inf: the run is recorded as failed."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` -> cuda if available, else cpu; asking for cuda without one is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    if name not in ("cpu", "cuda"):
+        raise UserError(f"--device must be auto, cpu or cuda, not {name!r}")
+    return torch.device(name)
+
+
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """The autocast dtype for `precision` on `device` (None = plain fp32)."""
+    if precision == "fp32":
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16  # CPU autocast runs bf16 (DESIGN.md section 7: ~2.5x faster than fp32)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 100_003 + epoch)
+
+
+class Trainer:
+    """Everything one run needs: data, front end, model, optimiser, schedule, device settings."""
+
+    def __init__(self, run: RunSpec, cache: CachedWaveforms, device: torch.device, log: Callable = print):
+        self.run = run
+        self.protocol = run.protocol
+        self.device = device
+        self.log = log
+        self.tag_names = cache.index.tag_names
+        mel = run.mel
+        n_frames = mel.n_frames(run.dataset.clip_seconds)
+        seed_everything(run.seed)
+        self.frontend = MelFrontend.from_config(mel).to(device)
+        config = InputConfig(mel.sample_rate, mel.n_mels, mel.hop_multiplier, n_frames)
+        self.model = architectures.build(run.arch, config, len(self.tag_names),
+                                         **dataclasses.asdict(run.configuration.options)).to(device)
+        self.channels_last = True  # a no-op for 1-D layers; faster 2-D convs on CPU and GPU
+        self.model = self.model.to(memory_format=torch.channels_last)
+        self.amp_dtype = autocast_dtype(device, self.protocol.precision)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.protocol.lr,
+                                          weight_decay=self.protocol.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode="max", factor=self.protocol.lr_factor, patience=self.protocol.lr_patience - 1)
+        self.loss_fn = nn.BCEWithLogitsLoss()
+        self.data = {split: ClipDataset(cache, split) for split in ("train", "valid", "test")}
+        for split, dataset in self.data.items():
+            if len(dataset) == 0:
+                raise UserError(f"the {split} split has no decodable clips")
+        pin = device.type == "cuda"
+        self.loader_options = dict(num_workers=2 if pin else 0, pin_memory=pin, persistent_workers=False)
+
+    # ---------------------------------------------------------------------------------------
+    # batches
+
+    def _mel(self, wave: torch.Tensor) -> torch.Tensor:
+        wave = wave.to(self.device, non_blocking=True)
+        with torch.no_grad():
+            return self.frontend(wave)
+
+    def _forward(self, mel: torch.Tensor) -> torch.Tensor:
+        x = mel.unsqueeze(1).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            return self.model(x).float()
+
+    def _loader(self, split: str, shuffle: bool, generator: torch.Generator | None = None, batch_size=None):
+        return torch.utils.data.DataLoader(self.data[split], batch_size=batch_size or self.protocol.batch_size,
+                                           shuffle=shuffle, generator=generator, **self.loader_options)
+
+    def train_epoch(self, epoch: int) -> tuple[float, int]:
+        """One pass over the training split; returns (mean loss, clips seen)."""
+        self.model.train()
+        generator = _generator(self.run.seed, epoch)
+        total, seen = 0.0, 0
+        for step, (wave, target) in enumerate(self._loader("train", shuffle=True, generator=generator)):
+            mel = self._mel(wave)
+            if self.model.segments is not None:
+                mel = random_segments(mel, self.model.input_frames, generator)
+            loss = self.loss_fn(self._forward(mel), target.to(self.device, non_blocking=True))
+            if not torch.isfinite(loss):
+                raise NonFiniteLoss(f"training loss became {loss.item()} at epoch {epoch}, step {step}")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total += loss.item() * len(wave)
+            seen += len(wave)
+        return total / seen, seen
+
+    @torch.no_grad()
+    def predict(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """Clip-level sigmoid scores and targets of a split (no autograd; segment means for MusiCNN)."""
+        self.model.eval()
+        scores, targets = [], []
+        for wave, target in self._loader(split, shuffle=False, batch_size=2 * self.protocol.batch_size):
+            mel = self._mel(wave)
+            if self.model.segments is not None:
+                segments, n = eval_segments(mel, self.model.input_frames)
+                clip_scores = segment_mean(torch.sigmoid(self._forward(segments)), n)
+            else:
+                clip_scores = torch.sigmoid(self._forward(mel))
+            scores.append(clip_scores.cpu().numpy())
+            targets.append(target.numpy())
+        return np.concatenate(targets), np.concatenate(scores)
+
+    def evaluate(self, split: str) -> dict:
+        y_true, y_score = self.predict(split)
+        if not np.isfinite(y_score).all():
+            raise NonFiniteLoss(f"the model produced non-finite scores on the {split} split")
+        return tag_metrics(y_true, y_score, self.tag_names)
+
+    # ---------------------------------------------------------------------------------------
+    # checkpoints
+
+    def state(self, epoch: int, best: dict, history: list) -> dict:
+        return {
+            "epoch": epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "best": best,
+            "history": history,
+            "torch_rng": torch.get_rng_state(),
+            "run_id": self.run.run_id,
+        }
+
+    def load(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+
+
+def save_torch(path: Path, obj) -> None:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_torch(path: Path):
+    """Checkpoints are loaded with weights_only=True: tensors and plain containers, never code."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torch.device,
+              log: Callable = print) -> dict:
+    """Train (or resume) one run in `run_dir`; returns its metrics, timings and history."""
+    trainer = Trainer(run, cache, device, log)
+    protocol = run.protocol
+    checkpoint = run_dir / CHECKPOINT
+    history: list[dict] = []
+    best = {"roc_auc": -math.inf, "epoch": 0}
+    start_epoch = 1
+    if checkpoint.exists():
+        state = load_torch(checkpoint)
+        if state.get("run_id") != run.run_id:
+            raise RuntimeError(f"{checkpoint} belongs to run {state.get('run_id')}, not {run.run_id}")
+        trainer.load(state)
+        history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
+        log(f"resuming {run.run_id} after epoch {state['epoch']}")
+
+    for epoch in range(start_epoch, protocol.max_epochs + 1):
+        if epoch - best["epoch"] > protocol.patience and best["epoch"] > 0:
+            break
+        _sync(device)
+        t0 = time.perf_counter()
+        loss, seen = trainer.train_epoch(epoch)
+        _sync(device)
+        t1 = time.perf_counter()
+        valid = trainer.evaluate("valid")
+        t2 = time.perf_counter()
+        trainer.scheduler.step(valid["roc_auc"])
+        record = {"epoch": epoch, "loss": loss, "valid_roc_auc": valid["roc_auc"], "valid_pr_auc": valid["pr_auc"],
+                  "lr": trainer.optimizer.param_groups[0]["lr"], "train_seconds": t1 - t0,
+                  "eval_seconds": t2 - t1, "clips": seen}
+        history.append(record)
+        if valid["roc_auc"] > best["roc_auc"]:
+            best = {"roc_auc": valid["roc_auc"], "epoch": epoch}
+            save_torch(run_dir / BEST, trainer.model.state_dict())
+        save_torch(checkpoint, trainer.state(epoch, best, history))
+        log(f"  epoch {epoch:3d}/{protocol.max_epochs}  loss {loss:.4f}  valid roc_auc {valid['roc_auc']:.4f}  "
+            f"pr_auc {valid['pr_auc']:.4f}  lr {record['lr']:.2g}  {t1 - t0:.1f}+{t2 - t1:.1f} s")
+
+    trainer.model.load_state_dict(load_torch(run_dir / BEST))
+    t0 = time.perf_counter()
+    test = trainer.evaluate("test")
+    test_seconds = time.perf_counter() - t0
+    train_seconds = sum(h["train_seconds"] for h in history)
+    return {
+        "test": test,
+        "best_valid": best,
+        "history": history,
+        "epochs": len(history),
+        "train_seconds": train_seconds,
+        "eval_seconds": sum(h["eval_seconds"] for h in history) + test_seconds,
+        "clips_per_second": sum(h["clips"] for h in history) / train_seconds if train_seconds else None,
+        "amp_dtype": str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else "float32",
+        "n_tags": len(trainer.tag_names),
+        "clips": {split: len(d) for split, d in trainer.data.items()},
+    }

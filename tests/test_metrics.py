@@ -1,0 +1,41 @@
+"""Metrics against values computed by hand and scikit-learn's own macro average."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from bench.metrics import tag_metrics
+
+
+def test_hand_computed_auc():
+    # tag a: scores rank positives (0.9, 0.4) against negatives (0.8, 0.1): pairs won 3 of 4 -> 0.75.
+    # AP: ranking 0.9(+) 0.8(-) 0.4(+) 0.1(-): precision at the positives 1/1 and 2/3 -> (1 + 2/3) / 2.
+    # tag b: perfect ranking -> 1.0 and 1.0. tag c: no positive -> excluded.
+    y = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 0]])
+    s = np.array([[0.9, 0.2, 0.5], [0.8, 0.9, 0.5], [0.4, 0.7, 0.5], [0.1, 0.1, 0.5]])
+    m = tag_metrics(y, s, ["a", "b", "c"])
+    assert m["per_tag"]["a"]["roc_auc"] == pytest.approx(0.75)
+    assert m["per_tag"]["a"]["pr_auc"] == pytest.approx((1 + 2 / 3) / 2)
+    assert m["per_tag"]["b"] == {"roc_auc": 1.0, "pr_auc": 1.0, "positives": 2}
+    assert m["roc_auc"] == pytest.approx((0.75 + 1.0) / 2)
+    assert m["pr_auc"] == pytest.approx(((1 + 2 / 3) / 2 + 1.0) / 2)
+    assert m["excluded_tags"] == ["c"] and m["n_tags"] == 2
+
+
+def test_macro_equals_sklearn_on_random_data():
+    rng = np.random.default_rng(0)
+    y = (rng.random((200, 10)) < 0.2).astype(int)
+    s = rng.random((200, 10)) + 0.5 * y
+    m = tag_metrics(y, s, [str(i) for i in range(10)])
+    assert m["roc_auc"] == pytest.approx(roc_auc_score(y, s, average="macro"))
+    assert m["pr_auc"] == pytest.approx(average_precision_score(y, s, average="macro"))
+
+
+def test_all_positive_tag_is_excluded_and_bad_scores_refused():
+    y = np.array([[1, 1], [1, 0], [1, 1]])
+    s = np.array([[0.5, 0.9], [0.4, 0.1], [0.3, 0.8]])
+    assert tag_metrics(y, s, ["always", "x"])["excluded_tags"] == ["always"]
+    with pytest.raises(ValueError, match="NaN"):
+        tag_metrics(y, np.full((3, 2), np.nan), ["always", "x"])
+    with pytest.raises(ValueError, match="no tag"):
+        tag_metrics(np.ones((3, 1)), np.ones((3, 1)), ["always"])
