@@ -12,7 +12,7 @@ RESULTS ?= results
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help grid prepare plan test lint clean
+.PHONY: help grid report prepare plan test lint clean
 
 help: ## list the targets
 	@echo "Usage: make TARGET [SPEC=specs/demo.toml] [DATA=/path/to/dataset] [RESULTS=results]"
@@ -25,8 +25,11 @@ $(STAMP): pyproject.toml
 
 GRID_ARGS ?=
 
-grid: $(STAMP) ## train every run of SPEC that is not done (default: the synthetic demo); DATA=, RESULTS=, GRID_ARGS=
+grid: $(STAMP) ## train every run of SPEC not done yet (default: the synthetic demo), then the report
 	$(BIN)/bench grid $(SPEC) $(if $(DATA),--data $(DATA)) --results $(RESULTS) $(GRID_ARGS)
+
+report: $(STAMP) ## tables and figures of SPEC's results (RESULTS/<spec name>/report/)
+	$(BIN)/bench report $(RESULTS)/$$($(BIN)/python -c "from bench.spec import load_spec; print(load_spec('$(SPEC)').name)")
 
 prepare: $(STAMP) ## decode and resample SPEC's dataset into the waveform cache
 	$(BIN)/bench prepare $(SPEC) $(if $(DATA),--data $(DATA))

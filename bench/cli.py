@@ -92,7 +92,13 @@ def cmd_grid(args: argparse.Namespace) -> int:
                          cpus_per_job=args.cpus, mem_gb=args.mem_gb)
     return run_grid(args.spec, data=args.data, results=args.results, cache=args.cache, device=args.device,
                     workers=args.workers, launcher=args.launcher, shard_text=args.shard, dry_run=args.dry_run,
-                    retry_failed=args.retry_failed, slurm=slurm)
+                    retry_failed=args.retry_failed, slurm=slurm, make_report=not args.no_report)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench.report import cli_main
+
+    return cli_main(args.results_dir)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", metavar="i/n", help="run only runs k with k mod n == i (0 <= i < n)")
     p.add_argument("--dry-run", action="store_true", help="print what would run and why the rest is skipped")
     p.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
+    p.add_argument("--no-report", action="store_true", help="do not run `bench report` at the end")
     slurm = p.add_argument_group("slurm (with --launcher slurm)")
     slurm.add_argument("--partition", metavar="NAME")
     slurm.add_argument("--time", type=int, default=24 * 60, metavar="MIN", help="time limit per job (minutes)")
@@ -145,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     slurm.add_argument("--cpus", type=int, default=8, metavar="N", help="CPUs per job")
     slurm.add_argument("--mem-gb", type=int, metavar="GB", help="memory per job")
     p.set_defaults(func=cmd_grid)
+
+    p = sub.add_parser("report", help="tables (csv, md, tex) and figures (png, pdf) from a spec's results")
+    p.add_argument("results_dir", metavar="RESULTS_DIR", help="a spec's results folder, e.g. results/demo")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("convert-msd", help="convert the MSD split pickles (read safely) into a CSV manifest, once")
     p.add_argument("root", metavar="ROOT", help="folder holding the Lee et al. split files")

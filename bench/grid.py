@@ -81,7 +81,7 @@ def _spawned_worker(args: tuple) -> list[str]:
 def run_grid(spec_path: str, data: str | None = None, results: str = "results", cache: str | None = None,
              device: str = "auto", workers: int | None = None, launcher: str = "local",
              shard_text: str | None = None, dry_run: bool = False, retry_failed: bool = False,
-             slurm: SlurmOptions = SlurmOptions()) -> int:
+             slurm: SlurmOptions = SlurmOptions(), make_report: bool = True) -> int:
     """Returns the exit status: 0 when every run of the (shard of the) grid is done and ok, 1 otherwise."""
     from bench.prepare import prepare_spec
     from bench.train import resolve_device
@@ -113,7 +113,12 @@ def run_grid(spec_path: str, data: str | None = None, results: str = "results", 
             _launch_submitit(entry, n_workers, launcher, slurm, results_root / spec.name / "slurm")
         else:
             raise UserError(f"--launcher must be local or slurm, not {launcher!r}")
-    return summarise(spec, results_root, runs)
+    status = summarise(spec, results_root, runs)
+    if make_report and any(read_result(run_dir(results_root, spec, r)) for r in spec.runs()):
+        from bench.report import cli_main
+
+        cli_main(results_root / spec.name)
+    return status
 
 
 def _gpu_count() -> int:

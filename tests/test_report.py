@@ -1,0 +1,432 @@
+"""`bench report`: a hand-made results folder -> statistics checked against independent formulas.
+
+Every expected number here is recomputed from the values the test wrote, with numpy formulas (the
+pooled-variance t statistic and scipy.stats.t for its p-value; brute-force Pareto dominance), never
+read back from bench.report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import json
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import matplotlib.text
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats
+
+from bench import figures
+from bench.errors import UserError
+from bench.report import (
+    aggregate,
+    cli_main,
+    models,
+    pareto_front,
+    per_tag_delta,
+    per_tag_matrix,
+    per_tag_table,
+    published_comparison,
+    read_runs,
+    report,
+    run_folders,
+    select,
+    tidy_table,
+)
+
+TAGS = ("drums", "piano", "vibrato", "ticks")
+SEEDS = (0, 1, 2)
+# (arch, sample_rate, n_mels, hop, log) -> GMAC per clip; all mtat, width 1.
+CONFIGS = {
+    ("vgg", 12000, 96, 1, "dB"): 10.01,  # the reference
+    ("vgg", 12000, 128, 1, "dB"): 13.35,
+    ("vgg", 12000, 48, 1, "dB"): 5.01,
+    ("vgg", 12000, 96, 2, "dB"): 5.00,  # seed 2 failed
+    ("vgg", 12000, 48, 10, "dB"): 0.49,  # seed 2 has a folder without result.json
+    ("vgg", 12000, 8, 1, "dB"): 0.83,  # one seed only: no t-test
+    ("vgg", 16000, 48, 1, "dB"): 6.67,  # no 16 kHz reference: no relative change, no t-test
+    ("musicnn", 16000, 96, 1, "dB"): 6.40,
+    ("musicnn", 16000, 48, 1, "dB"): 3.20,
+}
+FAILED = (("vgg", 12000, 96, 2, "dB"), 2)
+INCOMPLETE = (("vgg", 12000, 48, 10, "dB"), 2)
+SINGLE_SEED = ("vgg", 12000, 8, 1, "dB")
+REFERENCES = {("vgg", 12000, "dB"): ("vgg", 12000, 96, 1, "dB"),
+              ("musicnn", 16000, "dB"): ("musicnn", 16000, 96, 1, "dB")}
+
+
+def run_id(config, seed):
+    arch, rate, mels, hop, log = config
+    digest = hashlib.sha256(repr((config, seed)).encode()).hexdigest()[:10]
+    return f"{arch}-{rate // 1000}k-{mels}mel-x{hop}-{log}-s{seed}-{digest}"
+
+
+def result_doc(config, seed, gmac, roc_by_tag, pr):
+    arch, rate, mels, hop, log = config
+    frames = -(-{12000: 1366, 16000: 1820}[rate] // hop)
+    return {
+        "run_id": run_id(config, seed), "spec": "test",
+        "config": {"arch": arch, "width": 1.0, "sample_rate": rate, "n_mels": mels, "hop_multiplier": hop, "log": log,
+                   "seed": seed, "dataset": "mtat", "n_frames": frames},
+        "canonical": {"arch": arch, "dataset": {"name": "mtat", "clip_seconds": 29.1}},
+        "status": "ok",
+        "metrics": {"roc_auc": float(np.mean(list(roc_by_tag.values()))), "pr_auc": pr, "n_tags": len(TAGS),
+                    "excluded_tags": [],
+                    "per_tag": {t: {"roc_auc": v, "pr_auc": pr, "positives": 5} for t, v in roc_by_tag.items()}},
+        "valid": {"roc_auc": 0.8},
+        "cost": {"gmac": gmac, "gmac_analytic": gmac * 0.99, "params": 1000, "fvcore_unsupported": {},
+                 "segments": None, "storage_bytes": mels * frames * 4, "storage_bytes_f16": mels * frames * 2,
+                 "train_seconds": 10.0 * gmac, "eval_seconds": 1.0, "epochs": 5, "best_epoch": 3,
+                 "clips_per_second": 100.0},
+        "training": {"history": []}, "data": {"cache_failed": 0, "cache_padded": 0}, "provenance": {},
+    }
+
+
+def write_results(root: Path, configs=CONFIGS, seed_values: int = 7) -> dict:
+    """Write the runs; returns {config: {seed: (roc_auc, pr_auc, {tag: roc_auc})}} for the ok ones."""
+    rng = np.random.default_rng(seed_values)
+    values = {}
+    for config, gmac in configs.items():
+        seeds = (0,) if config == SINGLE_SEED else SEEDS
+        for seed in seeds:
+            folder = root / "runs" / run_id(config, seed)
+            folder.mkdir(parents=True)
+            if (config, seed) == INCOMPLETE:
+                (folder / "checkpoint.pt").write_bytes(b"")
+                continue
+            if (config, seed) == FAILED:
+                doc = {"run_id": run_id(config, seed), "config": result_doc(config, seed, gmac, {"x": 0}, 0)["config"],
+                       "status": "failed", "error": "NonFiniteLoss: loss is nan"}
+            else:
+                # lower resolution lowers accuracy, plus noise; "vibrato" suffers most at few mel bands
+                level = 0.85 - 0.002 * (96 - config[2]) / 8 - 0.004 * config[3] + 0.03 * (config[0] == "musicnn")
+                tags = {t: float(level + rng.normal(0, 0.01) - (0.1 * (config[2] < 96) if t == "vibrato" else 0))
+                        for t in TAGS}
+                pr = float(level - 0.4 + rng.normal(0, 0.01))
+                doc = result_doc(config, seed, gmac, tags, pr)
+                values.setdefault(config, {})[seed] = (doc["metrics"]["roc_auc"], pr, tags)
+            (folder / "result.json").write_text(json.dumps(doc))
+    return values
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results") / "test"
+    values = write_results(root)
+    summary = report(root)
+    return root, values, summary
+
+
+def key_of(frame_row) -> tuple:
+    return (frame_row["arch"], frame_row["sample_rate"], frame_row["n_mels"], frame_row["hop_multiplier"],
+            frame_row["log"])
+
+
+def csv(written, name):
+    return pd.read_csv(written[0] / "report" / name, keep_default_na=True)
+
+
+def student_p(a, b) -> float:
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    pooled = ((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / (len(a) + len(b) - 2)
+    t = (a.mean() - b.mean()) / np.sqrt(pooled * (1 / len(a) + 1 / len(b)))
+    return float(2 * scipy.stats.t.sf(abs(t), len(a) + len(b) - 2))
+
+
+def test_every_file_is_written(written):
+    out = written[0] / "report"
+    expected = ["summary.csv", "aggregate.csv", "comparison.csv", "per_tag.csv", "per_tag_delta.csv",
+                "runs_not_ok.csv", "tables.md", "tables.tex", "published.md"]
+    for stem in ("fig1_vgg", "fig1_musicnn", "per_tag_vgg", "per_tag_musicnn", "tradeoff_gmac", "tradeoff_storage"):
+        expected += [f"{stem}.png", f"{stem}.pdf"]
+    for name in expected:
+        assert (out / name).stat().st_size > 0, name
+        assert out / name in written[2].files
+    for png in out.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for pdf in out.glob("*.pdf"):
+        assert pdf.read_bytes()[:5] == b"%PDF-"
+    assert not list(out.glob(".*")), "no temporary files left behind"
+
+
+def test_summary_has_one_row_per_ok_run(written):
+    _, values, summary = written
+    table = csv(written, "summary.csv")
+    assert len(table) == sum(len(seeds) for seeds in values.values()) == summary.n_ok
+    assert list(table.columns[:8]) == ["run_id", "arch", "width", "sample_rate", "n_mels", "hop_multiplier", "log",
+                                       "seed"]
+    for row in table.to_dict("records"):
+        roc, pr, _ = values[key_of(row)][row["seed"]]
+        assert row["roc_auc"] == pytest.approx(roc) and row["pr_auc"] == pytest.approx(pr)
+        assert row["gmac"] == pytest.approx(CONFIGS[key_of(row)]) and row["clip_seconds"] == 29.1
+        assert row["dataset"] == "mtat"
+
+
+def test_failed_and_incomplete_runs_are_listed_not_averaged(written):
+    _, _, summary = written
+    not_ok = csv(written, "runs_not_ok.csv").set_index("run_id")
+    assert not_ok.loc[run_id(*FAILED), "status"] == "failed"
+    assert "NonFiniteLoss" in not_ok.loc[run_id(*FAILED), "reason"]
+    assert not_ok.loc[run_id(*INCOMPLETE), "status"] == "incomplete"
+    assert not_ok.loc[run_id(*INCOMPLETE), "n_mels"] == 48  # read from the run id: no config.json was written
+    assert len(not_ok) == 2
+    ok_ids = set(csv(written, "summary.csv")["run_id"])
+    assert run_id(*FAILED) not in ok_ids and run_id(*INCOMPLETE) not in ok_ids
+    aggregated = csv(written, "aggregate.csv")
+    for config, _ in (FAILED, INCOMPLETE):
+        row = aggregated[[key_of(r) == config for r in aggregated.to_dict("records")]].iloc[0]
+        assert row["n_seeds"] == 2 and str(row["seeds_missing"]) == "2" and row["seeds"] == "0;1"
+    text = summary.text()
+    assert run_id(*FAILED) in text and run_id(*INCOMPLETE) in text
+    assert "96/x2 (n=2, missing seeds 2)" in text and "48/x10 (n=2, missing seeds 2)" in text
+
+
+def test_aggregate_means_and_stds(written):
+    _, values, summary = written
+    aggregated = csv(written, "aggregate.csv")
+    assert len(aggregated) == len(CONFIGS) == summary.n_configurations
+    for row in aggregated.to_dict("records"):
+        seeds = values[key_of(row)]
+        roc = np.array([seeds[s][0] for s in sorted(seeds)])
+        pr = np.array([seeds[s][1] for s in sorted(seeds)])
+        assert row["n_seeds"] == len(roc)
+        assert row["roc_auc_mean"] == pytest.approx(roc.sum() / len(roc))
+        assert row["pr_auc_mean"] == pytest.approx(pr.sum() / len(pr))
+        if len(roc) > 1:
+            assert row["roc_auc_std"] == pytest.approx(np.sqrt(((roc - roc.mean()) ** 2).sum() / (len(roc) - 1)))
+            assert row["pr_auc_std"] == pytest.approx(np.sqrt(((pr - pr.mean()) ** 2).sum() / (len(pr) - 1)))
+        else:
+            assert np.isnan(row["roc_auc_std"])
+        assert row["gmac"] == pytest.approx(CONFIGS[key_of(row)])
+        assert row["train_seconds_mean"] == pytest.approx(10.0 * CONFIGS[key_of(row)])
+
+
+def test_relative_changes_and_p_values(written):
+    _, values, _ = written
+    comparison = csv(written, "comparison.csv")
+    tested = 0
+    for row in comparison.to_dict("records"):
+        config = key_of(row)
+        reference = REFERENCES.get((config[0], config[1], config[4]))
+        if reference is None:  # vgg 16 kHz: no reference run
+            assert np.isnan([row["roc_auc_change_pct"], row["roc_auc_p"], row["gmac_change_pct"]]).all()
+            continue
+        if config == reference:
+            assert row["is_reference"] and np.isnan(row["roc_auc_p"])
+            continue
+        for k, metric in enumerate(("roc_auc", "pr_auc")):
+            ours = [values[config][s][k] for s in sorted(values[config])]
+            ref = [values[reference][s][k] for s in sorted(values[reference])]
+            change = 100 * (np.mean(ours) - np.mean(ref)) / np.mean(ref)
+            assert row[f"{metric}_change_pct"] == pytest.approx(change)
+            if config == SINGLE_SEED:
+                assert np.isnan(row[f"{metric}_p"])
+            else:
+                assert row[f"{metric}_p"] == pytest.approx(student_p(ours, ref), rel=1e-9)
+                tested += 1
+        assert row["gmac_change_pct"] == pytest.approx(100 * (CONFIGS[config] / CONFIGS[reference] - 1))
+    assert tested == 2 * 5
+
+
+def brute_force_front(points: dict) -> set:
+    """Configurations no other one beats: cost <= and accuracy >= with one strict."""
+    front = set()
+    for name, (cost, acc) in points.items():
+        beaten = any(c <= cost and a >= acc and (c, a) != (cost, acc) for other, (c, a) in points.items()
+                     if other != name)
+        if not beaten:
+            front.add(name)
+    return front
+
+
+def test_pareto_front_matches_brute_force(written):
+    _, values, _ = written
+    aggregated = csv(written, "aggregate.csv")
+    accuracy = {config: np.mean([v[0] for v in seeds.values()]) for config, seeds in values.items()}
+    storage = {config: config[2] * -(-{12000: 1366, 16000: 1820}[config[1]] // config[3]) * 4 for config in CONFIGS}
+    for column, cost in (("pareto_gmac", CONFIGS), ("pareto_storage", storage)):
+        expected = brute_force_front({c: (cost[c], accuracy[c]) for c in CONFIGS})
+        found = {key_of(r) for r in aggregated.to_dict("records") if r[column]}
+        assert found == expected and found
+
+
+def test_pareto_front_ties_and_missing_values():
+    assert list(pareto_front([1, 1, 2, 3, np.nan], [0.5, 0.5, 0.4, 0.6, 0.9])) == [True, True, False, True, False]
+    # random clouds against the brute force, including duplicate costs
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        cost, acc = rng.integers(1, 6, 12).astype(float), rng.integers(1, 6, 12).astype(float)
+        expected = brute_force_front({i: (cost[i], acc[i]) for i in range(12)})
+        assert set(np.flatnonzero(pareto_front(cost, acc))) == expected
+
+
+def test_per_tag_change_against_reference(written):
+    root, values, _ = written
+    ok, _ = read_runs(run_folders(root))
+    delta = per_tag_delta(per_tag_table(ok))
+    config, reference = ("vgg", 12000, 48, 1, "dB"), ("vgg", 12000, 96, 1, "dB")
+    for tag in TAGS:
+        row = delta[[key_of(r) == config and r["tag"] == tag for r in delta.to_dict("records")]].iloc[0]
+        expected = np.mean([v[2][tag] for v in values[config].values()]) - np.mean(
+            [v[2][tag] for v in values[reference].values()])
+        assert row["roc_auc_diff"] == pytest.approx(expected)
+    matrix = per_tag_matrix(select(delta, {"dataset": "mtat", "arch": "vgg", "width": 1.0}))
+    assert matrix.index[0] == "vibrato"  # the tag that drops at fewer mel bands comes first
+    assert list(matrix.columns) == ["128/x1", "96/x2", "48/x1", "48/x10", "8/x1"]  # paper order, no reference
+    assert (matrix.min(axis=1).diff().dropna() >= 0).all()
+
+
+def test_tables_mark_best_and_report_p_values(written):
+    _, values, _ = written
+    out = written[0] / "report"
+    md, tex = (out / "tables.md").read_text(), (out / "tables.tex").read_text()
+    vgg12 = {c: v for c, v in values.items() if c[:2] == ("vgg", 12000)}
+    best = max(vgg12, key=lambda c: np.mean([s[0] for s in vgg12[c].values()]))
+    roc = [s[0] for s in vgg12[best].values()]
+    cell = f"{100 * np.mean(roc):.2f} ({100 * np.std(roc, ddof=1):.2f})"
+    assert f"**{cell}" in md and rf"\textbf{{{cell}" in tex
+    assert "†" in md and r"$^\dagger$" in tex  # fewer seeds
+    assert "n/a" in md and "reference" in md
+    ours = [values[("vgg", 12000, 48, 1, "dB")][s][0] for s in SEEDS]
+    ref = [values[("vgg", 12000, 96, 1, "dB")][s][0] for s in SEEDS]
+    p = student_p(ours, ref)
+    assert f"{100 * (np.mean(ours) / np.mean(ref) - 1):+.2f} ({'<0.001' if p < 0.001 else f'{p:.3f}'}" in md
+    assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == 4  # 2 models x (results, change)
+    assert r"\toprule" in tex and "%" not in tex.replace(r"\%", "")
+
+
+def test_published_numbers_beside_ours(written):
+    _, values, summary = written
+    published = (written[0] / "report" / "published.md").read_text()
+    assert "88.65" in published  # VGG 12 kHz dB 96/x1 (DESIGN.md section 9)
+    assert "90.60" in published and "38.09" in published  # MusiCNN 16 kHz dB 96/x1 (Table IV)
+    ours = 100 * np.mean([v[0] for v in values[("musicnn", 16000, 96, 1, "dB")].values()])
+    assert f"{ours:.2f} vs 90.60" in summary.text()
+    assert len(summary.published) == 7  # vgg 12k dB 128, 96, 48/x1, 96/x2; vgg 16k dB 48/x1; musicnn 16k dB 96, 48/x1
+
+
+def test_no_published_numbers_for_other_datasets():
+    frame = pd.DataFrame([{"dataset": "synthetic", "arch": "vgg", "width": 1.0, "sample_rate": 12000, "n_mels": 96,
+                           "hop_multiplier": 1, "log": "dB", "roc_auc_mean": 0.9, "roc_auc_std": 0.01,
+                           "pr_auc_mean": 0.4, "pr_auc_std": 0.01, "n_seeds": 3}])
+    assert published_comparison(frame).empty
+    assert len(published_comparison(frame.assign(dataset="mtat"))) == 1
+
+
+def _points(line) -> int:
+    return len(line.get_xdata()) if line.get_marker() not in (None, "None", "", " ") else 0
+
+
+def _small_texts(fig) -> list[str]:
+    fig.canvas.draw()  # texts set at draw time (tick labels) exist only after a draw
+    return [t.get_text() for t in fig.findobj(matplotlib.text.Text)
+            if t.get_visible() and t.get_text().strip() and t.get_fontsize() < 8]
+
+
+@pytest.fixture(scope="module")
+def frames(written):
+    ok, _ = read_runs(run_folders(written[0]))
+    summary = tidy_table(ok)
+    aggregated = aggregate(summary)
+    return aggregated, per_tag_delta(per_tag_table(ok))
+
+
+def test_fig1_panels_and_points(frames):
+    aggregated, _ = frames
+    vgg = select(aggregated, {"dataset": "mtat", "arch": "vgg", "width": 1.0})
+    fig = figures.fig1(vgg, "vgg")
+    axes = fig.axes
+    assert len(axes) == 2 * 2 + 1  # (ROC-AUC, PR-AUC) x (12 kHz, 16 kHz) + GMAC
+    per_rate = {12000: 6, 16000: 1}
+    for ax, rate in zip(axes[:4], [12000, 16000, 12000, 16000], strict=True):
+        assert sum(len(c.lines[0].get_xdata()) for c in ax.containers) == per_rate[rate]
+    assert sum(len(c.lines[0].get_xdata()) for c in axes[-1].containers) == 7
+    assert axes[-1].get_yscale() == "log"
+    assert [t.get_text() for t in axes[-1].get_xticklabels()] == ["128/x1", "96/x1", "96/x2", "48/x1", "48/x10",
+                                                                   "8/x1"]
+    assert _small_texts(fig) == []
+
+
+def test_tradeoff_labels_the_pareto_front(frames, written):
+    aggregated, _ = frames
+    _, values, _ = written
+    accuracy = {config: np.mean([v[0] for v in seeds.values()]) for config, seeds in values.items()}
+    front = brute_force_front({c: (CONFIGS[c], accuracy[c]) for c in CONFIGS})
+    for cost in ("gmac", "storage_bytes"):
+        fig = figures.tradeoff(aggregated, cost)
+        (ax,) = fig.axes
+        assert ax.get_xscale() == "log"
+        assert sum(_points(line) for line in ax.lines) == len(CONFIGS)
+        if cost == "gmac":
+            assert len(ax.texts) == len(front)
+            key = fig.legends[1].get_texts()
+            assert len(key) == len(front)
+            for config in front:
+                label = f"{config[0]} {config[2]}/x{config[3]} {config[1] // 1000}k {config[4]}"
+                assert any(t.get_text().split(": ", 1)[1].startswith(label) for t in key), label
+        assert _small_texts(fig) == []
+
+
+def test_per_tag_heatmap(frames):
+    _, delta = frames
+    matrix = per_tag_matrix(select(delta, {"dataset": "mtat", "arch": "vgg", "width": 1.0}))
+    fig = figures.per_tag(matrix, "vgg")
+    image = fig.axes[0].images[0]
+    assert image.get_array().shape == (len(TAGS), 5)
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == list(matrix.index)
+    assert _small_texts(fig) == []
+
+
+def test_models_name_figures_by_arch(frames):
+    aggregated, _ = frames
+    assert sorted(slug for slug, _, _ in models(aggregated)) == ["musicnn", "vgg"]
+    wide = aggregated.assign(width=np.where(aggregated["n_mels"] == 8, 0.5, aggregated["width"]))
+    assert sorted(slug for slug, _, _ in models(wide)) == ["musicnn", "vgg-w0.5", "vgg-w1"]
+
+
+def test_only_failed_runs_still_report(tmp_path):
+    config = ("vgg", 12000, 96, 1, "log")
+    folder = tmp_path / "runs" / run_id(config, 0)
+    folder.mkdir(parents=True)
+    (folder / "result.json").write_text(json.dumps({"run_id": run_id(config, 0), "status": "failed",
+                                                    "error": "RuntimeError: out of memory"}))
+    stdout = io.StringIO()
+    with redirect_stdout(stdout):
+        assert cli_main(tmp_path) == 0
+    assert "out of memory" in stdout.getvalue() and "1 failed" in stdout.getvalue()
+    assert (tmp_path / "report" / "runs_not_ok.csv").read_text().count("failed") == 1
+    assert "No successful runs" in (tmp_path / "report" / "tables.md").read_text()
+    assert not list((tmp_path / "report").glob("*.png"))
+
+
+def test_missing_or_empty_results_folder(tmp_path):
+    with pytest.raises(UserError, match="no such results folder"):
+        report(tmp_path / "nope")
+    with pytest.raises(UserError, match="holds no runs"):
+        report(tmp_path)
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(UserError, match="holds no runs"):
+        report(tmp_path)
+    (tmp_path / "demo" / "runs" / "x").mkdir(parents=True)
+    (tmp_path / "runs").rmdir()
+    with pytest.raises(UserError, match="did you mean .*demo"):
+        report(tmp_path)
+
+
+def test_published_data_matches_design_table():
+    from bench.report import published_numbers
+
+    table = published_numbers()
+    vgg = table[(table["dataset"] == "mtat") & (table["arch"] == "vgg")]
+    assert len(vgg) == 16 and vgg["pr_auc"].isna().all()
+    row = vgg[(vgg["n_mels"] == 48) & (vgg["sample_rate"] == 16000) & (vgg["log"] == "dB")]
+    assert row["roc_auc"].item() == 89.32
+    musicnn = table[(table["dataset"] == "mtat") & (table["arch"] == "musicnn")]
+    assert len(musicnn) == 6 and set(musicnn["log"]) == {"dB"} and set(musicnn["hop_multiplier"]) == {1}
+    assert musicnn["roc_auc"].between(90.33, 90.83).all() and musicnn["pr_auc"].between(37.7, 38.92).all()
+    assert not any(itertools.chain(table.duplicated(["dataset", "arch", "sample_rate", "n_mels", "hop_multiplier",
+                                                     "log"])))
