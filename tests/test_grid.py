@@ -1,0 +1,205 @@
+"""The grid end to end on a small synthetic dataset: CLI, resume after SIGKILL, concurrent workers,
+a NaN loss, submitit's local executor."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+from bench.grid import run_grid
+from bench.runner import EXECUTIONS, RESULT
+
+pytestmark = pytest.mark.slow
+
+SPEC = """
+name = "{name}"
+seeds = [0]
+[dataset]
+name = "synthetic"
+path = "{data}"
+clips = 48
+clip_seconds = 3.0
+[arch.vgg]
+width = 0.0625
+[arch.musicnn]
+width = 0.0625
+segment_seconds = 1.0
+[protocol]
+batch_size = 16
+max_epochs = {epochs}
+patience = 3
+[[grid]]
+arch = {archs}
+sample_rate = [16000]
+n_mels = [32]
+hop_multiplier = [2]
+log = ["log"]
+{extra}
+"""
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """One synthetic dataset and one cache shared by the tests of this module."""
+    root = tmp_path_factory.mktemp("grid")
+    return root
+
+
+def write_spec(workspace: Path, name: str, archs=("vgg", "musicnn"), epochs=2, extra="") -> Path:
+    path = workspace / f"{name}.toml"
+    path.write_text(SPEC.format(name=name, data=workspace / "synth", epochs=epochs, extra=extra,
+                                archs=json.dumps(list(archs))))
+    return path
+
+
+def bench(workspace: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    """The real console entry point in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True,
+                          cwd=workspace, **kwargs)
+
+
+def results_of(workspace: Path, name: str) -> dict:
+    runs = workspace / "results" / name / "runs"
+    return {p.name: json.loads((p / RESULT).read_text()) for p in sorted(runs.iterdir()) if (p / RESULT).exists()}
+
+
+def executions(workspace: Path, name: str) -> dict:
+    runs = workspace / "results" / name / "runs"
+    return {p.name: len((p / EXECUTIONS).read_text().splitlines()) for p in sorted(runs.iterdir())}
+
+
+def test_tiny_grid_end_to_end_through_the_cli(workspace):
+    spec = write_spec(workspace, "e2e")
+    proc = bench(workspace, "grid", str(spec), "--device", "cpu")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = results_of(workspace, "e2e")
+    assert len(results) == 2
+    for run_id, result in results.items():
+        assert result["status"] == "ok" and result["run_id"] == run_id
+        assert set(result["config"]) >= {"arch", "width", "sample_rate", "n_mels", "hop_multiplier", "log", "seed",
+                                         "dataset"}
+        m, c = result["metrics"], result["cost"]
+        assert 0.0 <= m["roc_auc"] <= 1.0 and 0.0 <= m["pr_auc"] <= 1.0
+        assert m["per_tag"] and all(0 <= t["roc_auc"] <= 1 for t in m["per_tag"].values())
+        for key in ("gmac", "params", "storage_bytes", "train_seconds", "epochs", "best_epoch", "clips_per_second"):
+            assert c[key] is not None, key
+        # 3 s at 16 kHz = 48000 samples, padded to 48128; hop 512 -> 1 + 94 = 95 frames; 32 x 95 float32
+        assert c["storage_bytes"] == 32 * 95 * 4
+        assert result["provenance"]["versions"]["torch"]
+        assert result["provenance"]["device"] == "cpu"
+        assert (workspace / "results" / "e2e" / "runs" / run_id / "best.pt").exists()
+    assert "2 ok, 0 failed, 0 not run" in proc.stdout
+    # the report runs at the end of the grid
+    report = workspace / "results" / "e2e" / "report"
+    assert (report / "summary.csv").exists() and (report / "tradeoff_gmac.png").exists()
+    # A second invocation finds everything done and runs nothing.
+    again = bench(workspace, "grid", str(spec), "--device", "cpu", "--dry-run")
+    assert again.returncode == 0
+    assert again.stdout.count("(done)") == 2 and "would run" not in again.stdout
+    assert executions(workspace, "e2e") == {run_id: 1 for run_id in results}
+
+
+def test_killed_run_resumes_and_matches_an_uninterrupted_run(workspace):
+    clean = write_spec(workspace, "clean", archs=("vgg",), epochs=4)
+    assert bench(workspace, "grid", str(clean), "--device", "cpu", "--no-report").returncode == 0
+    killed = write_spec(workspace, "killed", archs=("vgg",), epochs=4)
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "grid", str(killed), "--device", "cpu", "--no-report"],
+                            cwd=workspace,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    runs = workspace / "results" / "killed" / "runs"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(runs.glob("*/checkpoint.pt")):
+        time.sleep(0.05)
+    time.sleep(random.uniform(0.0, 1.0))  # somewhere in epoch 2 or 3
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not list(runs.glob(f"*/{RESULT}")), "the run finished before the kill; make it longer"
+    dry = bench(workspace, "grid", str(killed), "--device", "cpu", "--dry-run")
+    assert "would resume" in dry.stdout
+    assert bench(workspace, "grid", str(killed), "--device", "cpu", "--no-report").returncode == 0
+    (resumed,) = results_of(workspace, "killed").values()
+    (reference,) = results_of(workspace, "clean").values()
+    assert resumed["status"] == "ok"
+    assert resumed["run_id"] == reference["run_id"]  # same content, same id (different spec names)
+    # Deterministic on the CPU: the resumed run took the very same path.
+    assert resumed["metrics"]["roc_auc"] == reference["metrics"]["roc_auc"]
+    assert [h["loss"] for h in resumed["training"]["history"]] == [h["loss"] for h in reference["training"]["history"]]
+
+
+def test_two_concurrent_workers_run_each_run_exactly_once(workspace):
+    spec = write_spec(workspace, "pair", extra="""
+[[grid]]
+arch = ["vgg"]
+sample_rate = [16000]
+n_mels = [16, 8]
+hop_multiplier = [4]
+log = ["dB"]
+""")
+    # two independent grid processes on one results folder, plus two local workers inside one of them
+    a = subprocess.Popen([sys.executable, "-m", "bench", "grid", str(spec), "--device", "cpu", "--workers", "2",
+                          "--no-report"], cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    b = subprocess.Popen([sys.executable, "-m", "bench", "grid", str(spec), "--device", "cpu", "--no-report"],
+                         cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out_a, _ = a.communicate(timeout=300)
+    out_b, _ = b.communicate(timeout=300)
+    results = results_of(workspace, "pair")
+    assert len(results) == 4 and all(r["status"] == "ok" for r in results.values()), out_a + out_b
+    assert executions(workspace, "pair") == {run_id: 1 for run_id in results}
+    started = [line.split()[1] for line in (out_a + out_b).splitlines() if line.startswith("run ")]
+    assert sorted(started) == sorted(results)
+
+
+def test_nan_loss_is_recorded_as_failed_and_the_grid_goes_on(workspace, monkeypatch, capsys):
+    import torch
+
+    from bench import train
+
+    real_forward = train.Trainer._forward
+
+    def poisoned(self, mel):
+        logits = real_forward(self, mel)
+        return logits * float("nan") if self.run.arch == "vgg" else logits
+
+    monkeypatch.setattr(train.Trainer, "_forward", poisoned)
+    monkeypatch.chdir(workspace)
+    spec = write_spec(workspace, "nan", epochs=1)
+    status = run_grid(str(spec), results=str(workspace / "results"), device="cpu", make_report=False)
+    assert status == 1  # not everything is ok
+    results = {r["config"]["arch"]: r for r in results_of(workspace, "nan").values()}
+    assert results["vgg"]["status"] == "failed"
+    assert results["vgg"]["error"].startswith("NonFiniteLoss: training loss became nan at epoch 1")
+    assert results["musicnn"]["status"] == "ok"
+    assert "1 ok, 1 failed, 0 not run" in capsys.readouterr().out
+    # --retry-failed reruns it (here: fails again, recorded again); without it the run is skipped
+    monkeypatch.setattr(train.Trainer, "_forward", real_forward)
+    assert main(["grid", str(spec), "--results", str(workspace / "results"), "--device", "cpu", "--dry-run"]) == 0
+    assert "failed: NonFiniteLoss" in capsys.readouterr().out
+    assert run_grid(str(spec), results=str(workspace / "results"), device="cpu", retry_failed=True,
+                    make_report=False) == 0
+    assert torch.isfinite(torch.tensor(results_of(workspace, "nan")[results["vgg"]["run_id"]]["metrics"]["roc_auc"]))
+
+
+def test_submitit_local_executor_runs_a_two_run_grid(workspace):
+    spec = write_spec(workspace, "submitit", archs=("vgg",), epochs=1, extra="""
+[[grid]]
+arch = ["vgg"]
+sample_rate = [16000]
+n_mels = [16]
+hop_multiplier = [2]
+log = ["dB"]
+""")
+    proc = bench(workspace, "grid", str(spec), "--device", "cpu", "--launcher", "submitit-local", "--workers", "2",
+                 "--time", "10", "--no-report")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "via submitit (submitit-local)" in proc.stdout
+    results = results_of(workspace, "submitit")
+    assert len(results) == 2 and all(r["status"] == "ok" for r in results.values())
+    assert executions(workspace, "submitit") == {run_id: 1 for run_id in results}
+    assert list((workspace / "results" / "submitit" / "slurm").glob("*_log.out"))
