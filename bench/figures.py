@@ -8,8 +8,7 @@ figures survive grayscale printing; colour only repeats what shape already says.
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from pathlib import Path
 
 import matplotlib as mpl
@@ -29,6 +28,7 @@ from bench.report import (
     paper_order,
     rate_label,
 )
+from bench.store import atomic_write_bytes
 
 STYLE = {
     "font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "xtick.labelsize": 8, "ytick.labelsize": 8,
@@ -50,22 +50,14 @@ COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:b
 
 
 def save(fig: Figure, stem: str | Path) -> list[Path]:
-    """Write `stem`.png and `stem`.pdf, each to a temporary name first and then `os.replace`d into place."""
+    """Write `stem`.png and `stem`.pdf atomically (rendered in memory, then `bench.store`)."""
     stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
     written = []
     with mpl.rc_context(STYLE):
         for fmt in ("png", "pdf"):
-            path = stem.with_name(f"{stem.name}.{fmt}")
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            os.close(fd)
-            try:
-                fig.savefig(tmp, format=fmt, bbox_inches="tight", pad_inches=0.03)
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-            written.append(path)
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format=fmt, bbox_inches="tight", pad_inches=0.03)
+            written.append(atomic_write_bytes(stem.with_name(f"{stem.name}.{fmt}"), buffer.getvalue()))
     return written
 
 
