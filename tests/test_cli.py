@@ -87,3 +87,18 @@ def test_console_script_missing_file_exits_2_without_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "bench", "plan", str(missing)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"bench plan: error: {missing}: spec file not found"
+
+
+def test_report_of_a_missing_folder_exits_2(capsys, tmp_path):
+    status, out, err = run_cli(capsys, "report", str(tmp_path / "results" / "nothing"))
+    assert status == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and str(tmp_path / "results" / "nothing") in err
+
+
+def test_grid_with_a_missing_dataset_exits_2(capsys, write_spec, tmp_path):
+    text = MINIMAL_SPEC.replace('name = "synthetic"', f'name = "mtat"\npath = "{tmp_path / "no-mtat"}"')
+    status, out, err = run_cli(capsys, "grid", str(write_spec(text)), "--results", str(tmp_path / "r"),
+                               "--device", "cpu")
+    assert status == 2
+    assert err.strip().splitlines()[-1].startswith("bench grid: error: MTAT root not found: expected a folder")
+    assert "Traceback" not in err
