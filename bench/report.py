@@ -465,17 +465,23 @@ def _layout(frame: pd.DataFrame):
     return rates, logs, list(zip(configs["n_mels"], configs["hop_multiplier"], strict=True))
 
 
+def _column_groups(rates, logs, metric_header, gmac_header: str):
+    """Column groups (sample rate x log type: the metrics; then the rate's GMAC) and their keys."""
+    groups, columns = [], []
+    for rate in rates:
+        for log in logs:
+            groups.append((f"{rate_label(rate)} {log}", [metric_header(m) for m in METRICS]))
+            columns += [(rate, log, m) for m in METRICS]
+        groups.append((f"{rate_label(rate)}", [gmac_header]))
+        columns.append((rate, None, "gmac"))
+    return groups, columns
+
+
 def results_table(aggregated: pd.DataFrame, title: str) -> Table:
     """Mean (std) over seeds in %, GMAC per clip beside each sample rate; bold: best displayed mean per column."""
     rates, logs, configs = _layout(aggregated)
     by_key = {(r.sample_rate, r.log, r.n_mels, r.hop_multiplier): r for r in aggregated.itertuples(index=False)}
-    groups, columns = [], []
-    for rate in rates:
-        for log in logs:
-            groups.append((f"{rate_label(rate)} {log}", [METRIC_NAMES[m] for m in METRICS]))
-            columns += [(rate, log, m) for m in METRICS]
-        groups.append((f"{rate_label(rate)}", ["GMAC"]))
-        columns.append((rate, None, "gmac"))
+    groups, columns = _column_groups(rates, logs, lambda m: METRIC_NAMES[m], "GMAC")
     cells = {}
     for mels, hop in configs:
         for rate, log, what in columns:
@@ -514,13 +520,7 @@ def comparison_table(comparison: pd.DataFrame, title: str) -> Table:
     """Relative change against the reference in % with the t-test's p-value, and the GMAC change."""
     rates, logs, configs = _layout(comparison)
     by_key = {(r.sample_rate, r.log, r.n_mels, r.hop_multiplier): r for r in comparison.itertuples(index=False)}
-    groups, columns = [], []
-    for rate in rates:
-        for log in logs:
-            groups.append((f"{rate_label(rate)} {log}", [f"Δ{METRIC_NAMES[m]} % (p)" for m in METRICS]))
-            columns += [(rate, log, m) for m in METRICS]
-        groups.append((f"{rate_label(rate)}", ["ΔGMAC %"]))
-        columns.append((rate, None, "gmac"))
+    groups, columns = _column_groups(rates, logs, lambda m: f"Δ{METRIC_NAMES[m]} % (p)", "ΔGMAC %")
     rows = []
     for mels, hop in configs:
         cells = []
