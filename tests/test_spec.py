@@ -166,3 +166,18 @@ def test_parse_spec_accepts_a_dict():
                                  "log": "dB"}]})
     assert [c.mel.n_frames(29.1) for c in spec.configurations()] == [182]
     assert spec.seeds == (0, 1, 2)
+
+
+def test_shards_partition_the_grid():
+    from bench.errors import UserError
+    from bench.grid import parse_shard
+    from bench.runner import shard
+
+    runs = load_spec(SPECS / "paper-mtat-vgg.toml").runs()
+    parts = [shard(runs, i, 4) for i in range(4)]
+    assert sorted(r.run_id for p in parts for r in p) == sorted(r.run_id for r in runs)  # every run once
+    assert [len(p) for p in parts] == [66, 66, 66, 66]
+    assert parse_shard("3/4") == (3, 4) and parse_shard(None) == (0, 1)
+    for bad in ("4/4", "1", "a/b", "-1/2"):
+        with pytest.raises(UserError, match="--shard"):
+            parse_shard(bad)
