@@ -219,21 +219,25 @@ def execute_run(spec: Spec, run: RunSpec, folder: Path, cache_for: Callable, dev
     return result
 
 
+def _settled(result: dict | None, retry_failed: bool) -> bool:
+    """A run needs no work: it is done, or it failed and failures are not being retried."""
+    return result is not None and (result.get("status") == "ok" or not retry_failed)
+
+
 def worker_loop(spec: Spec, results: Path, runs: list[RunSpec], cache_for: Callable, device, retry_failed: bool,
                 log: Callable = print) -> list[str]:
     """Claim and execute every run of `runs` that is not done; returns the run ids this worker executed."""
     executed = []
     for run in runs:
         folder = run_dir(results, spec, run)
-        existing = read_result(folder)
-        if existing is not None and (existing.get("status") == "ok" or not retry_failed):
+        if _settled(read_result(folder), retry_failed):
             continue
         lock = RunLock(folder)
         if not lock.acquire():
             continue  # another worker has it
         try:
             existing = read_result(folder)  # it may have finished between our look and our claim
-            if existing is not None and (existing.get("status") == "ok" or not retry_failed):
+            if _settled(existing, retry_failed):
                 continue
             if existing is not None:  # a failed run being retried starts from scratch
                 for stale in (RESULT, "checkpoint.pt", "best.pt", "error.txt"):

@@ -99,7 +99,7 @@ class Trainer:
         config = InputConfig(mel.sample_rate, mel.n_mels, mel.hop_multiplier, n_frames)
         self.model = architectures.build(run.arch, config, len(self.tag_names),
                                          **dataclasses.asdict(run.configuration.options)).to(device)
-        self.channels_last = True  # a no-op for 1-D layers; faster 2-D convs on CPU and GPU
+        # channels_last: a no-op for 1-D layers; faster 2-D convs on CPU and GPU
         self.model = self.model.to(memory_format=torch.channels_last)
         self.amp_dtype = autocast_dtype(device, self.protocol.precision)
         # fp16 (CUDA without bf16) needs loss scaling; bf16 and fp32 do not
