@@ -1,8 +1,15 @@
 """VGG-CNN: the FCN-4 of Choi et al. (2016) as used in the paper, pooled to 1 x 1 for any input.
 
 Input BatchNorm, then 4 blocks of Conv 3x3 ('same', bias) -> BatchNorm -> ELU -> MaxPool
-(kernel = stride, remainder dropped), then Linear(C4, n_tags). Channels and pools come from
-`architectures.planning.vgg_plan` (paper Table III where it applies, a documented rule elsewhere).
+(kernel = stride, remainder dropped), then Linear(C4, n_tags).
+
+Channels and pools come from `architectures.planning.vgg_plan` (paper Table III where it applies, a
+documented rule elsewhere).
+
+The modules apply the max-pool before the ELU: ELU is strictly increasing, so max(ELU(x)) = ELU(max(x))
+and the gradient reaches the same element (unless ELU rounds two inputs of a window to one value).
+Outputs are identical and the ELU runs on 1/8 to 1/45 of the elements (`bench perf` measures the
+saving); `pool_before_elu=False` builds the textbook order.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from architectures.planning import VGGPlan, vgg_macs, vgg_plan
 class VGG(nn.Module):
     """Takes (B, n_mels, T) or (B, 1, n_mels, T) log-mel and returns (B, n_tags) logits."""
 
-    def __init__(self, plan: VGGPlan, n_tags: int):
+    def __init__(self, plan: VGGPlan, n_tags: int, pool_before_elu: bool = True):
         super().__init__()
         self.plan = plan
         self.n_tags = n_tags
@@ -31,8 +38,9 @@ class VGG(nn.Module):
         c_in = 1
         for c_out, pool in zip(plan.channels, zip(plan.pool_freq, plan.pool_time, strict=True),
                                strict=True):
-            blocks += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ELU(),
-                       nn.MaxPool2d(pool)]
+            # Conv and BatchNorm keep indices 0 and 1 of each block in both orders (checkpoints load).
+            tail = [nn.MaxPool2d(pool), nn.ELU()] if pool_before_elu else [nn.ELU(), nn.MaxPool2d(pool)]
+            blocks += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), *tail]
             c_in = c_out
         self.blocks = nn.Sequential(*blocks)
         self.classifier = nn.Linear(c_in, n_tags)

@@ -31,8 +31,17 @@ from torch import nn
 import architectures
 from architectures import InputConfig
 from bench.data.cache import CachedWaveforms
-from bench.data.views import ClipDataset, eval_segments, random_segments, segment_mean
+from bench.data.views import (
+    ClipDataset,
+    ResidentClips,
+    epoch_order,
+    eval_segments,
+    loader_batches,
+    random_segments,
+    segment_mean,
+)
 from bench.errors import UserError
+from bench.fastpath import fast_path, resident_fits
 from bench.frontend import MelFrontend
 from bench.metrics import tag_metrics
 from bench.spec import RunSpec
@@ -57,20 +66,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
-    """The autocast dtype for `precision` on `device` (None = plain fp32).
-
-    "auto" is bf16 on CUDA devices that support it (fp16 on older ones) and fp32 on the CPU: measured
-    on a 2-core CPU, bf16 autocast made reduced-width VGG and MusiCNN training steps 2-4x *slower*
-    (memory-bound BatchNorm/ELU/pooling dominate there); "bf16" forces it.
-    """
-    if precision == "fp32" or (precision == "auto" and device.type == "cpu"):
-        return None
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        return torch.float16
-    return torch.bfloat16
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -93,15 +88,18 @@ class Trainer:
         mel = run.mel
         n_frames = mel.n_frames(run.dataset.clip_seconds)
         seed_everything(run.seed)
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # fixed input shapes per run: autotuning pays off
+        self.data = {split: ClipDataset(cache, split) for split in ("train", "valid", "test")}
+        for split, dataset in self.data.items():
+            if len(dataset) == 0:
+                raise UserError(f"the {split} split has no decodable clips")
+        planned_steps = self.protocol.max_epochs * math.ceil(len(self.data["train"]) / self.protocol.batch_size)
+        self.path = fast_path(device, self.protocol.precision, planned_steps)
         self.frontend = MelFrontend.from_config(mel).to(device)
         config = InputConfig(mel.sample_rate, mel.n_mels, mel.hop_multiplier, n_frames)
-        self.model = architectures.build(run.arch, config, len(self.tag_names),
-                                         **dataclasses.asdict(run.configuration.options)).to(device)
-        # channels_last: a no-op for 1-D layers; faster 2-D convs on CPU and GPU
-        self.model = self.model.to(memory_format=torch.channels_last)
-        self.amp_dtype = autocast_dtype(device, self.protocol.precision)
+        model = architectures.build(run.arch, config, len(self.tag_names),
+                                    **dataclasses.asdict(run.configuration.options)).to(device)
+        self.model = self.path.prepare_model(model)
+        self.amp_dtype = self.path.torch_amp_dtype
         # fp16 (CUDA without bf16) needs loss scaling; bf16 and fp32 do not
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.protocol.lr,
@@ -109,12 +107,9 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="max", factor=self.protocol.lr_factor, patience=self.protocol.lr_patience - 1)
         self.loss_fn = nn.BCEWithLogitsLoss()
-        self.data = {split: ClipDataset(cache, split) for split in ("train", "valid", "test")}
-        for split, dataset in self.data.items():
-            if len(dataset) == 0:
-                raise UserError(f"the {split} split has no decodable clips")
-        pin = device.type == "cuda"
-        self.loader_options = dict(num_workers=2 if pin else 0, pin_memory=pin, persistent_workers=False)
+        waveform_bytes = sum(d.nbytes for d in self.data.values())
+        self.resident = ({split: ResidentClips(d, device) for split, d in self.data.items()}
+                         if resident_fits(waveform_bytes, device) else None)
 
     # ---------------------------------------------------------------------------------------
     # batches
@@ -125,20 +120,24 @@ class Trainer:
             return self.frontend(wave)
 
     def _forward(self, mel: torch.Tensor) -> torch.Tensor:
-        x = mel.unsqueeze(1).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-            return self.model(x).float()
+        with self.path.autocast():
+            return self.model(self.path.prepare_input(mel)).float()
 
-    def _loader(self, split: str, shuffle: bool, generator: torch.Generator | None = None, batch_size=None):
-        return torch.utils.data.DataLoader(self.data[split], batch_size=batch_size or self.protocol.batch_size,
-                                           shuffle=shuffle, generator=generator, **self.loader_options)
+    def _batches(self, split: str, shuffle: bool, generator: torch.Generator | None = None, batch_size=None):
+        """(waveform, target) batches of a split in `epoch_order`: from the device-resident copy, or
+        read from the cache by a DataLoader."""
+        batch_size = batch_size or self.protocol.batch_size
+        order = epoch_order(len(self.data[split]), shuffle, generator)
+        if self.resident is not None:
+            return self.resident[split].batches(batch_size, order)
+        return loader_batches(self.data[split], batch_size, order, self.path.loader_workers, self.path.pin_memory)
 
     def train_epoch(self, epoch: int) -> tuple[float, int]:
         """One pass over the training split; returns (mean loss, clips seen)."""
         self.model.train()
         generator = _generator(self.run.seed, epoch)
         total, seen = 0.0, 0
-        for step, (wave, target) in enumerate(self._loader("train", shuffle=True, generator=generator)):
+        for step, (wave, target) in enumerate(self._batches("train", shuffle=True, generator=generator)):
             mel = self._mel(wave)
             if self.model.segments is not None:
                 mel = random_segments(mel, self.model.input_frames, generator)
@@ -158,7 +157,8 @@ class Trainer:
         """Clip-level sigmoid scores and targets of a split (no autograd; segment means for MusiCNN)."""
         self.model.eval()
         scores, targets = [], []
-        for wave, target in self._loader(split, shuffle=False, batch_size=2 * self.protocol.batch_size):
+        for wave, target in self._batches(split, shuffle=False,
+                                           batch_size=self.path.eval_batch_factor * self.protocol.batch_size):
             mel = self._mel(wave)
             if self.model.segments is not None:
                 segments, n = eval_segments(mel, self.model.input_frames)
@@ -267,7 +267,8 @@ def train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torch
         "train_seconds": train_seconds,
         "eval_seconds": sum(h["eval_seconds"] for h in history) + test_seconds,
         "clips_per_second": sum(h["clips"] for h in history) / train_seconds if train_seconds else None,
-        "amp_dtype": str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else "float32",
+        "amp_dtype": trainer.path.amp_dtype or "float32",
+        "fast_path": {**trainer.path.as_dict(), "resident_data": trainer.resident is not None},
         "n_tags": len(trainer.tag_names),
         "clips": {split: len(d) for split, d in trainer.data.items()},
     }

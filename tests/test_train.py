@@ -1,10 +1,10 @@
-"""Device and precision selection (the CPU versions of the CUDA-selected paths)."""
+"""Device selection (the CPU versions of the CUDA-selected paths)."""
 
 import pytest
 import torch
 
 from bench.errors import UserError
-from bench.train import autocast_dtype, resolve_device
+from bench.train import resolve_device
 
 
 def test_resolve_device():
@@ -15,11 +15,3 @@ def test_resolve_device():
             resolve_device("cuda")
     with pytest.raises(UserError, match="auto, cpu or cuda"):
         resolve_device("tpu")
-
-
-def test_autocast_dtype_by_device_and_precision():
-    cpu = torch.device("cpu")
-    assert autocast_dtype(cpu, "auto") is None  # measured slower on the CPU at reduced width
-    assert autocast_dtype(cpu, "fp32") is None
-    assert autocast_dtype(cpu, "bf16") == torch.bfloat16
-    assert autocast_dtype(torch.device("cuda"), "fp32") is None

@@ -26,9 +26,60 @@ class ClipDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of this split's cached waveforms (as stored, float16)."""
+        return len(self.rows) * self.cache.waveforms.shape[1] * self.cache.waveforms.dtype.itemsize
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         wave = np.asarray(self.cache.waveforms[self.rows[i]], dtype=np.float32)
         return torch.from_numpy(wave), self.targets[i]
+
+
+def epoch_order(n: int, shuffle: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The order in which an epoch visits a split's n clips: one permutation drawn from `generator`
+    (nothing else is drawn from it), or 0..n-1. Both batch sources below follow it."""
+    return torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+
+
+def loader_batches(dataset: ClipDataset, batch_size: int, order: torch.Tensor, workers: int = 0,
+                   pin_memory: bool = False) -> torch.utils.data.DataLoader:
+    """Batches read from the cache in `order` by a DataLoader (worker processes, pinned memory)."""
+    # The loader draws a base seed for its workers from `generator`; a throwaway one keeps that draw
+    # away from the global RNG (dropout, initialisation) and from the run's epoch generator.
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=order.tolist(),
+                                       num_workers=workers, pin_memory=pin_memory,
+                                       generator=torch.Generator())
+
+
+class ResidentClips:
+    """A split's waveforms (float16, as cached) and targets held on the training device.
+
+    Batches are gathered there, with no loader and no host-to-device copy per step, in the same
+    `epoch_order` as `loader_batches`, so a run sees the same batches whichever path feeds it.
+    """
+
+    COPY_ROWS = 256
+    """Rows copied to the device at a time: the host never holds the whole split as a second copy."""
+
+    def __init__(self, dataset: ClipDataset, device: torch.device):
+        waveforms = dataset.cache.waveforms
+        self.device = torch.device(device)
+        self.waves = torch.empty((len(dataset), waveforms.shape[1]), dtype=torch.float16, device=self.device)
+        for start in range(0, len(dataset), self.COPY_ROWS):
+            rows = dataset.rows[start:start + self.COPY_ROWS]
+            self.waves[start:start + len(rows)] = torch.from_numpy(np.asarray(waveforms[rows]))
+        self.targets = dataset.targets.to(self.device)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def batches(self, batch_size: int, order: torch.Tensor):
+        """(waveform float32 (B, samples), target (B, n_tags)) on the device."""
+        order = order.to(self.device)
+        for start in range(0, len(order), batch_size):
+            index = order[start:start + batch_size]
+            yield self.waves[index].float(), self.targets[index]
 
 
 def pad_frames(mel: torch.Tensor, frames: int) -> torch.Tensor:

@@ -1,0 +1,111 @@
+"""The fast path: device-selected execution settings, tested through their CPU versions."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from architectures.planning import vgg_plan
+from architectures.vgg import VGG
+from bench.data.views import ClipDataset, ResidentClips, epoch_order, loader_batches
+from bench.fastpath import COMPILE_MIN_STEPS, autocast_dtype, baseline, fast_path, should_compile
+
+CPU = torch.device("cpu")
+
+
+def _cache(n_clips=11, samples=300, n_tags=4, seed=0):
+    """The three things ClipDataset reads from a prepared cache, with every row in the train split."""
+    rng = np.random.default_rng(seed)
+    waveforms = rng.standard_normal((n_clips, samples)).astype(np.float16)
+    targets = (rng.random((n_clips, n_tags)) < 0.3).astype(np.float32)
+    return SimpleNamespace(waveforms=waveforms, rows=lambda split: np.arange(n_clips),
+                           targets=lambda rows: targets[rows])
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_resident_and_loader_batches_are_the_epoch_order(shuffle):
+    dataset = ClipDataset(_cache(), "train")
+    generator = torch.Generator().manual_seed(5)
+    order = epoch_order(len(dataset), shuffle, generator)
+    assert sorted(order.tolist()) == list(range(11))
+    assert (order.tolist() == list(range(11))) != shuffle
+    loader = loader_batches(dataset, 4, order)
+    resident = ResidentClips(dataset, CPU).batches(4, order)
+    expected = [order[i:i + 4] for i in range(0, 11, 4)]
+    for (wave, target), (wave_r, target_r), index in zip(loader, resident, expected, strict=True):
+        rows = [dataset[i] for i in index.tolist()]
+        assert torch.equal(wave, torch.stack([w for w, _ in rows])) and wave_r.dtype == torch.float32
+        assert torch.equal(wave, wave_r) and torch.equal(target, target_r)
+    # the epoch generator gave one permutation and nothing else: training segments draw next
+    reference = torch.Generator().manual_seed(5)
+    if shuffle:
+        torch.randperm(11, generator=reference)
+    assert torch.equal(torch.rand(3, generator=generator), torch.rand(3, generator=reference))
+    assert dataset.nbytes == 11 * 300 * 2
+
+
+def test_cpu_fast_path_is_fp32_nchw_eager_for_short_runs(monkeypatch):
+    monkeypatch.delenv("BENCH_COMPILE", raising=False)
+    path = fast_path(CPU, "auto", planned_steps=100)
+    assert (path.amp_dtype, path.channels_last, path.cudnn_benchmark, path.compile) == (None, False, False, False)
+    assert path.loader_workers == 0 and not path.pin_memory
+    assert fast_path(CPU, "bf16").torch_amp_dtype == torch.bfloat16
+    assert baseline(CPU).eval_batch_factor == 1
+
+
+def test_autocast_dtype_by_device_and_precision():
+    assert autocast_dtype(CPU, "auto") is None  # measured slower on the CPU
+    assert autocast_dtype(CPU, "fp32") is None
+    assert autocast_dtype(CPU, "bf16") == torch.bfloat16
+    assert autocast_dtype(torch.device("cuda"), "fp32") is None
+
+
+def test_compile_choice(monkeypatch):
+    monkeypatch.delenv("BENCH_COMPILE", raising=False)
+    assert not should_compile(CPU, COMPILE_MIN_STEPS - 1)
+    assert not should_compile(CPU, None)
+    assert should_compile(torch.device("cuda"), COMPILE_MIN_STEPS)
+    monkeypatch.setenv("BENCH_COMPILE", "0")
+    assert not should_compile(torch.device("cuda"), 10**9)
+    monkeypatch.setenv("BENCH_COMPILE", "1")
+    assert should_compile(CPU, 1)
+
+
+def test_pool_before_elu_computes_the_textbook_function():
+    """max(ELU(x)) = ELU(max(x)) for the strictly increasing ELU: same outputs, same gradients."""
+    plan = vgg_plan(12000, 16, 10, 137, width=1 / 32)
+    torch.manual_seed(0)
+    fast, textbook = VGG(plan, 5), VGG(plan, 5, pool_before_elu=False)
+    textbook.load_state_dict(fast.state_dict())
+    x = torch.randn(3, 1, 16, 137)
+    y_fast, y_textbook = fast(x), textbook(x)
+    assert torch.equal(y_fast, y_textbook)
+    y_fast.square().sum().backward()
+    y_textbook.square().sum().backward()
+    for (name, p), q in zip(fast.named_parameters(), textbook.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.slow
+def test_compiled_training_step_matches_eager(monkeypatch):
+    """`torch.compile` (inductor's C++ backend on the CPU) changes speed, not the step's result."""
+    monkeypatch.setenv("BENCH_COMPILE", "1")
+    path = fast_path(CPU, "fp32")
+    plan = vgg_plan(12000, 16, 10, 137, width=1 / 32)
+    torch.manual_seed(0)
+    eager, compiled = VGG(plan, 5), VGG(plan, 5)
+    compiled.load_state_dict(eager.state_dict())
+    compiled = path.prepare_model(compiled)
+    x, y = torch.randn(4, 16, 137), torch.rand(4, 5).round()
+    outputs = []
+    for model in (eager, compiled):
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(model(path.prepare_input(x)), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        outputs.append(model(path.prepare_input(x)).detach())  # grad mode kept: no recompilation
+    # Parameters are not compared one by one: a conv bias followed by BatchNorm has a zero gradient
+    # up to rounding, which Adam turns into arbitrary steps that BatchNorm then cancels.
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=1e-4, atol=1e-4)
