@@ -12,7 +12,7 @@ RESULTS ?= results
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help grid report prepare plan test lint clean
+.PHONY: help grid report prepare plan perf test lint clean
 
 help: ## list the targets
 	@echo "Usage: make TARGET [SPEC=specs/demo.toml] [DATA=/path/to/dataset] [RESULTS=results]"
@@ -42,6 +42,12 @@ prepare: $(STAMP) ## decode and resample SPEC's dataset into the waveform cache
 
 plan: $(STAMP) ## print SPEC's configurations with input shapes and storage
 	$(BIN)/bench plan $(SPEC)
+
+PERF_SPEC ?= specs/paper-mtat-vgg.toml
+PERF_ARGS ?=
+
+perf: $(STAMP) ## measure training speed, conv peak, front end, data path (RESULTS/perf/<spec>.json)
+	$(BIN)/bench perf $(PERF_SPEC) --out $(RESULTS)/perf/$(basename $(notdir $(PERF_SPEC))).json $(PERF_ARGS)
 
 test: $(STAMP) ## run the test suite (CPU only)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

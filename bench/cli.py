@@ -101,6 +101,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     return cli_main(args.results_dir)
 
 
+def cmd_perf(args: argparse.Namespace) -> int:
+    from bench.perf import PerfSettings, cli_main
+
+    settings = PerfSettings(batch=args.batch, budget_seconds=args.budget, scaling_cases=args.scaling,
+                            epochs=args.epochs, compile=not args.no_compile)
+    return cli_main(args.spec, args.device, args.out, settings)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bench",
@@ -156,6 +164,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="tables (csv, md, tex) and figures (png, pdf) from a spec's results")
     p.add_argument("results_dir", metavar="RESULTS_DIR", help="a spec's results folder, e.g. results/demo")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("perf", help="measure training throughput, conv peak, front end and data path; "
+                       "project the spec's device-hours")
+    p.add_argument("spec", metavar="SPEC", nargs="?", default="specs/paper-mtat-vgg.toml",
+                   help="grid spec whose configurations are measured (default specs/paper-mtat-vgg.toml)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--batch", type=int, default=8, metavar="N", help="clips per training step (default 8)")
+    p.add_argument("--budget", type=float, default=30.0, metavar="SEC",
+                   help="seconds per measurement after its warm-up step (default 30)")
+    p.add_argument("--scaling", type=int, default=6, metavar="N",
+                   help="configurations measured for step time vs GMAC (default 6)")
+    p.add_argument("--epochs", type=float, default=30.0, metavar="E",
+                   help="epochs per run assumed by the device-hours projection (default 30)")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile lever")
+    p.add_argument("--out", metavar="JSON", help="also write the measurements as JSON")
+    p.set_defaults(func=cmd_perf)
 
     p = sub.add_parser("convert-msd", help="convert the MSD split pickles (read safely) into a CSV manifest, once")
     p.add_argument("root", metavar="ROOT", help="folder holding the Lee et al. split files")

@@ -41,7 +41,7 @@ from bench.data.views import (
     segment_mean,
 )
 from bench.errors import UserError
-from bench.fastpath import fast_path, resident_fits
+from bench.fastpath import FastPath, fast_path, resident_fits
 from bench.frontend import MelFrontend
 from bench.metrics import tag_metrics
 from bench.spec import RunSpec
@@ -74,6 +74,20 @@ def seed_everything(seed: int) -> None:
 
 def _generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 100_003 + epoch)
+
+
+def forward(model: nn.Module, path: FastPath, mel: torch.Tensor) -> torch.Tensor:
+    """Logits (float32) of a (B, n_mels, frames) mel batch, executed as `path` says."""
+    with path.autocast():
+        return model(path.prepare_input(mel)).float()
+
+
+def optimise(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
+    """One optimiser step on `loss` (loss scaling only where fp16 needs it)."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
 
 
 class Trainer:
@@ -120,8 +134,7 @@ class Trainer:
             return self.frontend(wave)
 
     def _forward(self, mel: torch.Tensor) -> torch.Tensor:
-        with self.path.autocast():
-            return self.model(self.path.prepare_input(mel)).float()
+        return forward(self.model, self.path, mel)
 
     def _batches(self, split: str, shuffle: bool, generator: torch.Generator | None = None, batch_size=None):
         """(waveform, target) batches of a split in `epoch_order`: from the device-resident copy, or
@@ -144,10 +157,7 @@ class Trainer:
             loss = self.loss_fn(self._forward(mel), target.to(self.device, non_blocking=True))
             if not torch.isfinite(loss):
                 raise NonFiniteLoss(f"training loss became {loss.item()} at epoch {epoch}, step {step}")
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+            optimise(loss, self.optimizer, self.scaler)
             total += loss.item() * len(wave)
             seen += len(wave)
         return total / seen, seen

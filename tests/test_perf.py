@@ -1,0 +1,107 @@
+"""`bench perf`: its counting, selection and projection arithmetic, and one small end-to-end run."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from architectures import InputConfig, build
+from bench.cli import main
+from bench.fastpath import baseline
+from bench.perf import _conv_inputs, conv_macs, linear_fit, project, select_cases, spec_cases, time_calls
+from bench.spec import load_spec
+
+from .conftest import SPECS
+
+
+def test_conv_macs_by_hand():
+    # out 2 x 8 x 10 x 20 elements, each 3 input channels x a 3 x 5 kernel
+    assert conv_macs(nn.Conv2d(3, 8, (3, 5), padding=(1, 2)), torch.Size([2, 3, 10, 20])) == 2 * 8 * 10 * 20 * 3 * 15
+    # 'valid' 1-D conv with groups: out length 100 - 7 + 1 = 94, each output sees 16 / 4 channels x 7 taps
+    assert conv_macs(nn.Conv1d(16, 32, 7, groups=4), torch.Size([1, 16, 100])) == 32 * 94 * 4 * 7
+
+
+def test_captured_convs_of_the_paper_vgg_cost_10_01_gmac():
+    """The convolutions the conv-peak measurement times are the whole network but the classifier:
+    10.01 GMAC per clip at 96 x 1366 (DESIGN.md section 4, paper's Table I network)."""
+    with torch.device("meta"):
+        model = build("vgg", InputConfig(12000, 96, 1, 1366), 50)
+        captured = _conv_inputs(model, torch.empty(2, 96, 1366), baseline(torch.device("meta")))
+        macs = sum(conv_macs(conv, shape) for conv, shape in captured) / 2
+    assert len(captured) == 4
+    assert round((macs + 2048 * 50) / 1e9, 2) == 10.01
+
+
+def test_selection_on_the_paper_grid():
+    headline, smallest, scaling = select_cases(spec_cases(load_spec(SPECS / "paper-mtat-vgg.toml")), 6)
+    assert headline.label == "vgg 12k 96x1366 x1"
+    assert smallest.label == "vgg 12k 48x137 x10"  # 0.49 GMAC, the paper grid's cheapest input
+    assert round(smallest.gmac_per_clip, 2) == 0.49
+    assert len(scaling) == 6 and scaling[0] is smallest
+    assert [c.gmac_per_clip for c in scaling] == sorted(c.gmac_per_clip for c in scaling)
+
+
+def test_projection_arithmetic():
+    spec = load_spec(SPECS / "paper-mtat-vgg.toml")
+    cases = spec_cases(spec)
+    projection = project(spec, cases, lambda case: 1.0, batch=8, epochs=30)
+    # per run: 30 x (18706 clips / 8 per 1-s step + 1825 clips at a third of that) + 5329 test clips
+    per_run = 30 * (18706 / 8 + 1825 / 24) + 5329 / 24
+    assert projection["runs"] == 264
+    assert projection["device_hours"] == pytest.approx(264 * per_run / 3600)
+
+
+def test_linear_fit_recovers_a_line():
+    fit = linear_fit([1.0, 2.0, 4.0], [0.7, 0.9, 1.3])  # 0.5 s + 0.2 s per GMAC
+    assert fit["intercept_seconds"] == pytest.approx(0.5) and fit["seconds_per_gmac"] == pytest.approx(0.2)
+    assert max(map(abs, fit["relative_residuals"])) < 1e-9
+
+
+def test_time_calls_warms_up_then_respects_budget_and_count():
+    calls = []
+    timing = time_calls(lambda: calls.append(1), torch.device("cpu"), budget=10.0, max_calls=3)
+    assert len(calls) == 4 and timing["calls"] == 3  # one warm-up call, then the count caps it
+    timing = time_calls(lambda: calls.append(1), torch.device("cpu"), budget=0.0, max_calls=3)
+    assert timing["calls"] == 1  # a zero budget still times one call
+
+
+TINY = """
+name = "perf-tiny"
+seeds = [0]
+[dataset]
+name = "synthetic"
+clip_seconds = 3.0
+[arch.vgg]
+width = 0.03125
+[[grid]]
+arch = ["vgg"]
+sample_rate = [12000]
+n_mels = [96, 16]
+hop_multiplier = [1, 10]
+log = ["log", "dB"]
+"""
+
+
+def test_bench_perf_end_to_end(write_spec, tmp_path, capsys):
+    out = tmp_path / "perf.json"
+    argv = ["perf", str(write_spec(TINY)), "--device", "cpu", "--batch", "2", "--budget", "0.2",
+            "--scaling", "3", "--no-compile", "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    # 3 s at 12 kHz: 36000 samples padded to 36096 = 141 hops of 256, so 142 frames; x10: 15
+    assert report["headline"] == "vgg 12k 96x142 x1" and report["smallest"] == "vgg 12k 16x15 x10"
+    assert [r["lever"] for r in report["levers"]][:2] == ["fp32 eager (baseline)", "pool before ELU"]
+    assert report["fast"]["lever"] == "pool before ELU"  # the CPU fast path: fp32, NCHW, eager
+    assert len(report["scaling"]["rows"]) == 3 and report["projection"] is None  # synthetic: no split sizes
+    assert {t["target"] for t in report["targets"]} >= {"fraction of the conv peak", "front end share of a step"}
+    assert report["frontend"]["headline"]["librosa_ms_per_clip"] > 0
+    assert report["data_path"]["clips_per_second_evicted"] > 0
+    assert "Targets" in printed and "Conv peak on the same shapes" in printed
+
+
+def test_bench_perf_user_errors(write_spec, capsys):
+    assert main(["perf", str(write_spec(TINY)), "--batch", "0"]) == 2
+    assert "--batch must be >= 1" in capsys.readouterr().err
+    assert main(["perf", "no-such-spec.toml"]) == 2
