@@ -137,8 +137,11 @@ class Case:
     configuration: Configuration
     clip_seconds: float
     n_tags: int
-    gmac_per_clip: float
-    """Analytic conv + linear GMAC of one clip's forward pass (all segments for MusiCNN)."""
+    gmac_per_input: float
+    """Analytic conv + linear GMAC of one forward pass of one network input: a whole clip (VGG) or
+    one segment (MusiCNN, which trains on one segment per clip and evaluates all of them)."""
+    segments: int = 1
+    """Network inputs per clip in evaluation."""
 
     @property
     def label(self) -> str:
@@ -163,8 +166,12 @@ class Case:
 
 def spec_cases(spec: Spec) -> list[Case]:
     """Every configuration of `spec` with its analytic GMAC per clip (no network is allocated)."""
-    return [Case(c, spec.dataset.clip_seconds, spec.dataset.n_tags, float(r["gmac_analytic"]))
-            for c, r in zip(spec.configurations(), plan_rows(spec, fvcore=False), strict=True)]
+    cases = []
+    for configuration, row in zip(spec.configurations(), plan_rows(spec, fvcore=False), strict=True):
+        segments = int(row["segments"] or 1)
+        cases.append(Case(configuration, spec.dataset.clip_seconds, spec.dataset.n_tags,
+                          float(row["gmac_analytic"]) / segments, segments))
+    return cases
 
 
 def select_cases(cases: list[Case], n_scaling: int) -> tuple[Case, Case, list[Case]]:
@@ -177,14 +184,14 @@ def select_cases(cases: list[Case], n_scaling: int) -> tuple[Case, Case, list[Ca
     for case in cases:  # log and dB share every cost
         m = case.configuration.mel
         by_shape.setdefault((case.configuration.arch, m.sample_rate, m.n_mels, m.hop_multiplier), case)
-    distinct = sorted(by_shape.values(), key=lambda c: c.gmac_per_clip)
+    distinct = sorted(by_shape.values(), key=lambda c: c.gmac_per_input)
     reference = [c for c in distinct if c.configuration.mel.n_mels == 96 and c.configuration.mel.hop_multiplier == 1]
     headline = min(reference, key=lambda c: c.configuration.mel.sample_rate) if reference else distinct[-1]
     smallest = distinct[0]
     if len(distinct) <= n_scaling:
         scaling = distinct
     else:
-        logs = np.log([c.gmac_per_clip for c in distinct])
+        logs = np.log([c.gmac_per_input for c in distinct])
         wanted = np.linspace(logs[0], logs[-1], n_scaling)
         picked = sorted({int(np.argmin(np.abs(logs - w))) for w in wanted})
         scaling = [distinct[i] for i in picked]
@@ -440,13 +447,15 @@ def measure_data_path(case: Case, path: FastPath, device: torch.device, settings
 # levers, scaling, projection
 
 
-def levers(device: torch.device, compile_lever: bool) -> list[tuple[str, FastPath, dict]]:
-    """(name, execution settings, module options) of the baseline and of each lever alone."""
+def levers(device: torch.device, compile_lever: bool, arch: str) -> list[tuple[str, FastPath, dict]]:
+    """(name, execution settings, module options) of the baseline and of each lever alone (VGG's
+    module-order lever included: the other levers are measured on top of it, as the suite runs)."""
     base = baseline(device)
     amp = "bfloat16" if device.type == "cpu" or torch.cuda.is_bf16_supported() else "float16"
-    rows = [
-        ("fp32 eager (baseline)", base, {"pool_before_elu": False}),
-        ("pool before ELU", base, {}),
+    rows = [("fp32 eager (baseline)", base, {"pool_before_elu": False} if arch == "vgg" else {})]
+    if arch == "vgg":
+        rows.append(("pool before ELU", base, {}))
+    rows += [
         ("+ channels_last", dataclasses.replace(base, channels_last=True), {}),
         (f"+ {amp} autocast", dataclasses.replace(base, amp_dtype=amp), {}),
     ]
@@ -455,10 +464,6 @@ def levers(device: torch.device, compile_lever: bool) -> list[tuple[str, FastPat
     if compile_lever:
         rows.append(("+ torch.compile", dataclasses.replace(base, compile=True), {}))
     return rows
-
-
-def _module_options(case: Case, options: dict) -> dict:
-    return options if case.configuration.arch == "vgg" else {}
 
 
 def linear_fit(gmac: list[float], seconds: list[float]) -> dict:
@@ -475,8 +480,8 @@ def project(spec: Spec, cases: list[Case], step_seconds: Callable[[Case], float]
 
     Per run: `epochs` x (the train split in training steps + the valid split in forward passes),
     plus the test split once; a forward pass is taken as a third of a training step (6 vs 2 flops
-    per MAC). `step_seconds(case)` gives the measured time at `batch` (or the linear fit in GMAC for
-    configurations not measured). Only for datasets of known split sizes (MTAT, MSD)."""
+    per MAC), times the segments per clip for MusiCNN's evaluation. `step_seconds(case)` gives the
+    measured time at `batch` (or the linear fit in GMAC for configurations not measured). Only for datasets of known split sizes (MTAT, MSD)."""
     sizes = SPLIT_SIZES.get(spec.dataset.name)
     if sizes is None:
         return None
@@ -484,12 +489,15 @@ def project(spec: Spec, cases: list[Case], step_seconds: Callable[[Case], float]
     per_config = []
     for case in cases:
         train_per_clip = step_seconds(case) / batch
-        eval_per_clip = train_per_clip / 3
+        eval_per_clip = case.segments * train_per_clip / 3
         run_seconds = epochs * (n_train * train_per_clip + n_valid * eval_per_clip) + n_test * eval_per_clip
+        run_flops = 2e9 * case.gmac_per_input * (epochs * (3 * n_train + case.segments * n_valid)
+                                                 + case.segments * n_test)
         per_config.append({"case": case.label, "log": case.configuration.mel.log,
-                           "hours": run_seconds * len(spec.seeds) / 3600})
+                           "hours": run_seconds * len(spec.seeds) / 3600,
+                           "pflop": run_flops * len(spec.seeds) / 1e15})
     return {"device_hours": sum(c["hours"] for c in per_config), "runs": len(cases) * len(spec.seeds),
-            "per_config": per_config,
+            "pflop": sum(c["pflop"] for c in per_config), "per_config": per_config,
             "assumptions": {"epochs_per_run": epochs, "train_valid_test_clips": list(sizes),
                             "batch_measured": batch, "batch_in_spec": spec.protocol.batch_size,
                             "forward_over_training_step": 1 / 3}}
@@ -511,9 +519,9 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
 
     log(f"levers at {headline.label}, batch {settings.batch}")
     lever_rows = []
-    for name, path, options in levers(device, compile_lever):
-        measured = measure_training(headline, path, device, settings, **_module_options(headline, options))
-        lever_rows.append({"lever": name, "settings": path.as_dict(), **measured})
+    for name, path, options in levers(device, compile_lever, headline.configuration.arch):
+        measured = measure_training(headline, path, device, settings, **options)
+        lever_rows.append({"lever": name, "settings": path.as_dict(), "module_options": options, **measured})
         log(f"  {name:24s} {measured['step_seconds']:8.3f} s/step")
     base = lever_rows[0]
     for row in lever_rows:
@@ -543,10 +551,10 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
     scaling_rows = []
     for case in scaling:
         measured = measure_training(case, scaling_path, device, settings)
-        scaling_rows.append({"case": case.label, "gmac_per_clip": case.gmac_per_clip, **measured,
-                             "ms_per_gmac": 1000 * measured["step_seconds"] / (case.gmac_per_clip * settings.batch)})
-        log(f"  {case.label:28s} {case.gmac_per_clip:8.3f} GMAC  {measured['step_seconds']:8.3f} s/step")
-    fit = linear_fit([r["gmac_per_clip"] * settings.batch for r in scaling_rows],
+        scaling_rows.append({"case": case.label, "gmac_per_input": case.gmac_per_input, **measured,
+                             "ms_per_gmac": 1000 * measured["step_seconds"] / (case.gmac_per_input * settings.batch)})
+        log(f"  {case.label:28s} {case.gmac_per_input:8.3f} GMAC  {measured['step_seconds']:8.3f} s/step")
+    fit = linear_fit([r["gmac_per_input"] * settings.batch for r in scaling_rows],
                      [r["step_seconds"] for r in scaling_rows])
     report["scaling"] = {"rows": scaling_rows, "fit": fit}
 
@@ -566,7 +574,7 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
     measured_steps = {row["case"]: row["step_seconds"] for row in scaling_rows}
 
     def step_seconds(case: Case) -> float:
-        fitted = fit["intercept_seconds"] + fit["seconds_per_gmac"] * case.gmac_per_clip * settings.batch
+        fitted = fit["intercept_seconds"] + fit["seconds_per_gmac"] * case.gmac_per_input * settings.batch
         return measured_steps.get(case.label, fitted)
 
     report["projection"] = project(spec, all_cases, step_seconds, settings.batch, settings.epochs)
@@ -580,11 +588,11 @@ def _planned_steps(spec: Spec) -> int:
 
 
 def _matching_lever(rows: list[dict], chosen: FastPath) -> dict | None:
-    """The lever row (after the baseline, which builds the textbook module order) that executes a
-    training step as the chosen fast path does."""
+    """The lever row that executes a training step as the chosen fast path does (not a row that
+    builds VGG's textbook module order)."""
     keys = ("amp_dtype", "channels_last", "cudnn_benchmark", "compile")
-    for row in rows[1:]:
-        if all(row["settings"][k] == getattr(chosen, k) for k in keys):
+    for row in rows:
+        if not row["module_options"] and all(row["settings"][k] == getattr(chosen, k) for k in keys):
             return row
     return None
 
@@ -651,16 +659,17 @@ def format_report(report: dict) -> str:
         lines.append(f"  {name:26s} {row['inputs_per_second']:9.2f} inputs/s")
     sc = report["scaling"]
     lines += ["", "Scaling (fast path without compile)",
-              f"  {'':28s} {'GMAC/clip':>10s} {'s/step':>9s} {'ms/GMAC':>9s} {'vs fit':>7s}"]
+              f"  {'':28s} {'GMAC/input':>10s} {'s/step':>9s} {'ms/GMAC':>9s} {'vs fit':>7s}"]
     for row, residual in zip(sc["rows"], sc["fit"]["relative_residuals"], strict=True):
-        lines.append(f"  {row['case']:28s} {row['gmac_per_clip']:10.3f} {row['step_seconds']:9.3f} "
+        lines.append(f"  {row['case']:28s} {row['gmac_per_input']:10.3f} {row['step_seconds']:9.3f} "
                      f"{row['ms_per_gmac']:9.1f} {100 * residual:+6.0f}%")
     lines.append(f"  fit: {sc['fit']['intercept_seconds']:.3f} s + {1000 * sc['fit']['seconds_per_gmac']:.1f} ms/GMAC "
                  f"per step")
     if report["projection"]:
         pr = report["projection"]
-        lines += ["", f"Projection: {pr['runs']} runs of {report['spec']} = {pr['device_hours']:,.0f} "
-                  f"{report['device']}-hours at {pr['assumptions']['epochs_per_run']:g} epochs per run"]
+        lines += ["", f"Projection: {pr['runs']} runs of {report['spec']} at {pr['assumptions']['epochs_per_run']:g} "
+                  f"epochs per run = {pr['pflop']:,.0f} PFLOP = {pr['device_hours']:,.0f} {report['device']}-hours "
+                  "at the measured step times"]
     lines += ["", "Targets"]
     for t in report["targets"]:
         verdict = "met" if t["met"] else "NOT met"

@@ -37,9 +37,9 @@ def test_selection_on_the_paper_grid():
     headline, smallest, scaling = select_cases(spec_cases(load_spec(SPECS / "paper-mtat-vgg.toml")), 6)
     assert headline.label == "vgg 12k 96x1366 x1"
     assert smallest.label == "vgg 12k 48x137 x10"  # 0.49 GMAC, the paper grid's cheapest input
-    assert round(smallest.gmac_per_clip, 2) == 0.49
+    assert round(smallest.gmac_per_input, 2) == 0.49
     assert len(scaling) == 6 and scaling[0] is smallest
-    assert [c.gmac_per_clip for c in scaling] == sorted(c.gmac_per_clip for c in scaling)
+    assert [c.gmac_per_input for c in scaling] == sorted(c.gmac_per_input for c in scaling)
 
 
 def test_projection_arithmetic():
@@ -50,6 +50,10 @@ def test_projection_arithmetic():
     per_run = 30 * (18706 / 8 + 1825 / 24) + 5329 / 24
     assert projection["runs"] == 264
     assert projection["device_hours"] == pytest.approx(264 * per_run / 3600)
+    # work: 6 flops per MAC in a training step, 2 in a forward pass; at 96 x 1366 (10.01 GMAC) one run is
+    # 30 x (18706 x 6 + 1825 x 2) + 5329 x 2 GFLOP per GMAC
+    reference = next(c for c in projection["per_config"] if c["case"] == "vgg 12k 96x1366 x1" and c["log"] == "log")
+    assert reference["pflop"] == pytest.approx(3 * 10.01e9 * (30 * (18706 * 6 + 1825 * 2) + 5329 * 2) / 1e15, rel=1e-3)
 
 
 def test_linear_fit_recovers_a_line():
