@@ -481,7 +481,8 @@ def project(spec: Spec, cases: list[Case], step_seconds: Callable[[Case], float]
     Per run: `epochs` x (the train split in training steps + the valid split in forward passes),
     plus the test split once; a forward pass is taken as a third of a training step (6 vs 2 flops
     per MAC), times the segments per clip for MusiCNN's evaluation. `step_seconds(case)` gives the
-    measured time at `batch` (or the linear fit in GMAC for configurations not measured). Only for datasets of known split sizes (MTAT, MSD)."""
+    measured time at `batch` (or the linear fit in GMAC for configurations not measured). Only for
+    datasets of known split sizes (MTAT, MSD)."""
     sizes = SPLIT_SIZES.get(spec.dataset.name)
     if sizes is None:
         return None
