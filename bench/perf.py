@@ -108,15 +108,20 @@ def _peak_memory_mb(device: torch.device) -> float | None:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def time_calls(fn: Callable[[], object], device: torch.device, budget: float, max_calls: int) -> dict:
+def time_calls(fn: Callable[[], object], device: torch.device, budget: float, max_calls: int,
+               warmup_may_count: bool = False) -> dict:
     """Call `fn` once to warm up, then until `max_calls` timed calls or `budget` seconds have passed.
 
-    Returns the warm-up time and the median of the timed calls (at least one)."""
+    Returns the warm-up time and the median of the timed calls (at least one). With
+    `warmup_may_count`, a warm-up slower than the whole budget is the measurement (`calls` = 0): a
+    lever that slow is rejected either way, and timing it again would only cost minutes."""
     _sync(device)
     start = time.perf_counter()
     fn()
     _sync(device)
     first = time.perf_counter() - start
+    if warmup_may_count and first > budget:
+        return {"first_seconds": first, "seconds": first, "calls": 0}
     times: list[float] = []
     while len(times) < max_calls and (not times or sum(times) + times[-1] <= budget):
         start = time.perf_counter()
@@ -226,7 +231,7 @@ def measure_training(case: Case, path: FastPath, device: torch.device, settings:
         optimise(loss_fn(forward(model, path, mel), target), optimizer, scaler)
 
     _reset_peak_memory(device)
-    timing = time_calls(step, device, settings.budget_seconds, settings.max_steps)
+    timing = time_calls(step, device, settings.budget_seconds, settings.max_steps, warmup_may_count=not path.compile)
     macs = model.analytic_macs()
     result = _throughput(timing, settings.batch, macs, training=True)
     result["peak_memory_mb"] = _peak_memory_mb(device)
@@ -631,7 +636,8 @@ def format_report(report: dict) -> str:
     lines.append(f"Training step at {report['headline']}")
     lines.append(f"  {'':26s} {'s/step':>9s} {'clips/s':>9s} {'GFLOP/s':>9s} {'speedup':>8s} {'peak MB':>9s}")
     for row in report["levers"]:
-        mark = " <- fast path" if row is report["fast"] or row["lever"] == report["fast"]["lever"] else ""
+        mark = " <- fast path" if row["lever"] == report["fast"]["lever"] else ""
+        mark += " (one step)" if row["steps_timed"] == 0 else ""
         lines.append(f"  {row['lever']:26s} {row['step_seconds']:9.3f} {row['inputs_per_second']:9.2f} "
                      f"{row['gflops']:9.1f} {row['speedup']:7.2f}x {row['peak_memory_mb'] or 0:9.0f}{mark}")
         if row.get("compile_seconds"):

@@ -68,6 +68,8 @@ def test_time_calls_warms_up_then_respects_budget_and_count():
     assert len(calls) == 4 and timing["calls"] == 3  # one warm-up call, then the count caps it
     timing = time_calls(lambda: calls.append(1), torch.device("cpu"), budget=0.0, max_calls=3)
     assert timing["calls"] == 1  # a zero budget still times one call
+    timing = time_calls(lambda: calls.append(1), torch.device("cpu"), budget=0.0, max_calls=3, warmup_may_count=True)
+    assert timing["calls"] == 0 and timing["seconds"] == timing["first_seconds"]
 
 
 TINY = """
@@ -87,6 +89,7 @@ log = ["log", "dB"]
 """
 
 
+@pytest.mark.slow
 def test_bench_perf_end_to_end(write_spec, tmp_path, capsys):
     out = tmp_path / "perf.json"
     argv = ["perf", str(write_spec(TINY)), "--device", "cpu", "--batch", "2", "--budget", "0.2",
