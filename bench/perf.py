@@ -42,7 +42,7 @@ from architectures import InputConfig
 from architectures.vgg import VGG
 from bench.data.views import ClipDataset, ResidentClips, epoch_order, loader_batches
 from bench.errors import UserError
-from bench.fastpath import FastPath, baseline, compiler_available, fast_path
+from bench.fastpath import FastPath, baseline, compiler_available, fast_path, native_bf16
 from bench.frontend import LOG_SCALE, MelFrontend
 from bench.plan import plan_rows
 from bench.spec import Configuration, Spec
@@ -287,15 +287,10 @@ def conv_macs(conv: nn.Module, input_shape: torch.Size) -> int:
     return out.numel() * (conv.in_channels // conv.groups) * math.prod(conv.kernel_size)
 
 
-def _native_cpu_bf16() -> bool:
-    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-    return bool(check and check())
-
-
 def conv_variants(device: torch.device) -> list[tuple[torch.dtype, bool]]:
     """(dtype, channels_last) candidates for the conv peak: fp32 always, bf16 where it is native."""
     variants = [(torch.float32, False), (torch.float32, True)]
-    if device.type == "cuda" or _native_cpu_bf16():
+    if native_bf16(device):
         variants += [(torch.bfloat16, False), (torch.bfloat16, True)]
     return variants
 

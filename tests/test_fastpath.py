@@ -8,6 +8,7 @@ import torch
 
 from architectures.planning import vgg_plan
 from architectures.vgg import VGG
+from bench import fastpath
 from bench.data.views import ClipDataset, ResidentClips, epoch_order, loader_batches
 from bench.fastpath import COMPILE_MIN_STEPS, autocast_dtype, baseline, fast_path, should_compile
 
@@ -45,8 +46,13 @@ def test_resident_and_loader_batches_are_the_epoch_order(shuffle):
     assert dataset.nbytes == 11 * 300 * 2
 
 
-def test_cpu_fast_path_is_fp32_nchw_eager_for_short_runs(monkeypatch):
+def _cpu_bf16(monkeypatch, native: bool) -> None:
+    monkeypatch.setattr(fastpath, "native_bf16", lambda device: native if device.type == "cpu" else True)
+
+
+def test_cpu_without_bf16_fast_path_is_fp32_nchw_eager_for_short_runs(monkeypatch):
     monkeypatch.delenv("BENCH_COMPILE", raising=False)
+    _cpu_bf16(monkeypatch, False)
     path = fast_path(CPU, "auto", planned_steps=100)
     assert (path.amp_dtype, path.channels_last, path.cudnn_benchmark, path.compile) == (None, False, False, False)
     assert path.loader_workers == 0 and not path.pin_memory
@@ -54,11 +60,22 @@ def test_cpu_fast_path_is_fp32_nchw_eager_for_short_runs(monkeypatch):
     assert baseline(CPU).eval_batch_factor == 1
 
 
-def test_autocast_dtype_by_device_and_precision():
-    assert autocast_dtype(CPU, "auto") is None  # measured slower on the CPU
+def test_cpu_with_bf16_fast_path_is_bf16_channels_last_eager_even_for_long_runs(monkeypatch):
+    monkeypatch.delenv("BENCH_COMPILE", raising=False)
+    _cpu_bf16(monkeypatch, True)
+    path = fast_path(CPU, "auto", planned_steps=10 * COMPILE_MIN_STEPS)
+    assert (path.amp_dtype, path.channels_last, path.cudnn_benchmark, path.compile) == ("bfloat16", True, False, False)
+    assert fast_path(CPU, "fp32").amp_dtype is None
+
+
+def test_autocast_dtype_by_device_and_precision(monkeypatch):
+    _cpu_bf16(monkeypatch, False)
+    assert autocast_dtype(CPU, "auto") is None  # emulated bf16: measured slower
     assert autocast_dtype(CPU, "fp32") is None
     assert autocast_dtype(CPU, "bf16") == torch.bfloat16
     assert autocast_dtype(torch.device("cuda"), "fp32") is None
+    _cpu_bf16(monkeypatch, True)
+    assert autocast_dtype(CPU, "auto") == torch.bfloat16
 
 
 def test_compile_choice(monkeypatch):
