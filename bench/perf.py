@@ -533,11 +533,13 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
     report["fast_path"] = chosen.as_dict()
     fast = _matching_lever(lever_rows, chosen)
     if fast is None:
-        fast = {"lever": "fast path", "settings": chosen.as_dict(),
-                **measure_training(headline, chosen, device, settings)}
-        fast["speedup"] = base["step_seconds"] / fast["step_seconds"]
+        fast = _extra_row("fast path", headline, chosen, device, settings, base, log)
+        lever_rows.append(fast)
     report["fast"] = fast
     log(f"fast path: {fast['lever']} ({fast['speedup']:.2f}x the baseline)")
+    if compile_lever and not chosen.compile:  # the choice not to compile, measured too
+        lever_rows.append(_extra_row("fast path + torch.compile", headline,
+                                     dataclasses.replace(chosen, compile=True), device, settings, base, log))
 
     log("conv peak on the same shapes")
     peak = measure_conv_peak(headline, device, settings)
@@ -581,6 +583,16 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
     report["projection"] = project(spec, all_cases, step_seconds, settings.batch, settings.epochs)
     report["targets"] = _targets(report)
     return report
+
+
+def _extra_row(name: str, case: Case, path: FastPath, device: torch.device, settings: PerfSettings,
+               base: dict, log: Callable) -> dict:
+    """A training-step measurement with several levers together, in the form of a lever row."""
+    row = {"lever": name, "settings": path.as_dict(), "module_options": {},
+           **measure_training(case, path, device, settings)}
+    row["speedup"] = base["step_seconds"] / row["step_seconds"]
+    log(f"  {name:24s} {row['step_seconds']:8.3f} s/step")
+    return row
 
 
 def _planned_steps(spec: Spec) -> int:

@@ -204,7 +204,8 @@ def execute_run(spec: Spec, run: RunSpec, folder: Path, cache_for: Callable, dev
                   "train_seconds": trained["train_seconds"], "eval_seconds": trained["eval_seconds"],
                   "epochs": trained["epochs"], "best_epoch": trained["best_valid"]["epoch"],
                   "clips_per_second": trained["clips_per_second"]},
-            training={"amp_dtype": trained["amp_dtype"], "clips": trained["clips"], "history": trained["history"]},
+            training={"amp_dtype": trained["amp_dtype"], "fast_path": trained["fast_path"], "clips": trained["clips"],
+                      "history": trained["history"]},
             data={"cache_failed": len(cache.manifest["failed"]), "cache_padded": cache.manifest["padded"]},
         )
     except KeyboardInterrupt:
