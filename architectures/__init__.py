@@ -10,7 +10,7 @@ import importlib
 from dataclasses import dataclass, fields
 from typing import Any
 
-from architectures.options import MusiCNNOptions, VGGOptions
+from architectures.options import MusiCNNOptions, ReleasedOptions, VGGOptions
 
 
 class UnknownArchitectureError(KeyError):
@@ -94,4 +94,16 @@ register(Architecture(
     options=MusiCNNOptions,
     builder="architectures.musicnn:build",
     description="MusiCNN (Pons et al. 2018) with timbral filter heights proportional to n_mels",
+))
+register(Architecture(
+    name="musicnn-787k",
+    options=ReleasedOptions,
+    builder="architectures.musicnn:build_787k",
+    description="the released musicnn (musicnn 0.1.0; Essentia paper Table 1): 787,159 parameters at 96 bands",
+))
+register(Architecture(
+    name="vgg-605k",
+    options=ReleasedOptions,
+    builder="architectures.vgg:build_605k",
+    description="the VGG baseline released with musicnn 0.1.0, on 3 s segments: 605,748 parameters at 187x96",
 ))
