@@ -20,7 +20,8 @@ frequency, and a smaller mid end and dense layer; its TF checkpoints map onto it
 In eval mode a branch max-pools over frequency *before* its ReLU and BatchNorm: both are monotone
 per channel (increasing where the BatchNorm scale is >= 0, decreasing where it is < 0, where the
 minimum is taken instead), so the result is the same, and the two elementwise layers run on one
-value per frame instead of one per band and frame.
+value per frame instead of one per band and frame. On the CPU the timbral convolutions are also
+arranged differently (`_band_max_of_timbral_conv`): the same sums, in another order.
 """
 
 from __future__ import annotations
@@ -56,14 +57,36 @@ def max_over_bands(branch: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     """
     if branch.training:
         return branch(x).amax(dim=2)
-    *conv, _relu, bn = branch
-    y = x
-    for layer in conv:
-        y = layer(y)
-    low, high = torch.aminmax(y, dim=2)
-    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-    y = torch.where((scale >= 0)[:, None], high, low).relu()
-    return F.batch_norm(y, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+    *pad, conv, _relu, bn = branch
+    for layer in pad:
+        x = layer(x)
+    # The minimum where the BatchNorm scale is negative: the maximum of the negated filter's output,
+    # negated back (both negations are exact), so one max serves every channel.
+    sign = torch.where(bn.weight * torch.rsqrt(bn.running_var + bn.eps) >= 0, 1.0, -1.0).to(conv.weight.dtype)
+    weight = conv.weight * sign.view(-1, *[1] * (conv.weight.dim() - 1))
+    if x.device.type == "cpu" and conv.kernel_size[0] > 1:
+        y = _band_max_of_timbral_conv(x, weight, conv.bias * sign, conv.padding[1])
+    else:
+        y = conv._conv_forward(x, weight, conv.bias * sign).amax(dim=2)
+    y = y * sign[:, None]
+    return F.batch_norm(y.relu(), bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+
+
+def _band_max_of_timbral_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, pad: int) -> torch.Tensor:
+    """max over frequency of conv2d(x, weight, bias, padding=(0, pad)) for one input channel.
+
+    The same sums, arranged for the CPU: the w time taps become w input channels of a 1-D convolution
+    over frequency, one sequence per frame, and the maximum is then taken over its contiguous last
+    axis. Measured on a 2-core EPYC: the released musicnn's timbral filters ran ~1.5x faster than as
+    a 2-D convolution with one input channel. (B, 1, F, T) -> (B, C, T).
+    """
+    batch, _, bands, _ = x.shape
+    width = weight.shape[-1]
+    taps = F.pad(x[:, 0], (pad, pad)).unfold(2, width, 1)  # (B, F, T, w)
+    frames = taps.shape[2]
+    taps = taps.permute(0, 2, 3, 1).reshape(batch * frames, width, bands)
+    y = F.conv1d(taps, weight[:, 0].transpose(1, 2), bias)  # (B * T, C, F - h + 1)
+    return y.amax(dim=2).view(batch, frames, -1).transpose(1, 2)
 
 
 class MusiCNN(nn.Module):
