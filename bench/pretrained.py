@@ -99,14 +99,16 @@ def read_configuration(package: Path) -> dict:
 
 
 def published_results(folder: Path) -> dict:
-    """ROC-AUC and PR-AUC from the package's experiment.result (empty when the file is absent)."""
+    """ROC-AUC and PR-AUC from the package's experiment.result (empty when the file is absent).
+
+    The files say either "ROC-AUC: x / PR-AUC: y" or "AUC: x / AUC: y", always ROC-AUC first.
+    """
     try:
         text = (folder / "experiment.result").read_text()
     except OSError:
         return {}
-    found = {key: re.search(rf"{label}:\s*([0-9.]+)", text) for key, label in (("roc_auc", "ROC-AUC"),
-                                                                               ("pr_auc", "PR-AUC"))}
-    return {key: float(m.group(1)) for key, m in found.items() if m}
+    values = [float(v) for v in re.findall(r"AUC:\s*([0-9.]+)", text)]
+    return dict(zip(("roc_auc", "pr_auc"), values[:2], strict=False))
 
 
 def frontend_settings(configuration: dict, experiment: dict, where: str) -> dict:

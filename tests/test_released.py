@@ -89,8 +89,10 @@ def test_imported_files_tags_and_parameters(models):
         state = torch.load(models / name / "weights.pt", weights_only=True)
         assert all(isinstance(v, torch.Tensor) for v in state.values())
         assert count_params(load_tagger(name, str(models)).model) == params
-    published = json.loads((models / "MTT_musicnn" / "model.json").read_text())["published"]
-    assert published == {"roc_auc": pytest.approx(0.9067, abs=1e-4), "pr_auc": pytest.approx(0.3831, abs=1e-4)}
+    # The package's experiment files (two formats): MTT_musicnn .9067 / .3831, MSD_vgg .8768 / .2819
+    for name, roc_auc, pr_auc in [("MTT_musicnn", 0.9067, 0.3831), ("MSD_vgg", 0.8768, 0.2819)]:
+        published = json.loads((models / name / "model.json").read_text())["published"]
+        assert published == {"roc_auc": pytest.approx(roc_auc, abs=1e-4), "pr_auc": pytest.approx(pr_auc, abs=1e-4)}
 
 
 @needs_musicnn
@@ -104,8 +106,9 @@ def test_bench_tag_on_the_reference_signal(models, reference, tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)[0]
     assert result["patches"] == 1  # 313 frames: one whole patch of 187
     scores = np.array(list(result["scores"].values()))
-    # Our input differs from the reference's float16 arithmetic by float16 rounding (< 4e-3 at 4.5).
-    assert np.abs(scores - ref["MTT_musicnn/taggram"][0]).max() < 2e-3
+    # Our input differs from the reference's float16 arithmetic by float16 rounding (<= 2e-3 here), which
+    # moves the taggram by ~1e-4 (measured 9e-5).
+    assert np.abs(scores - ref["MTT_musicnn/taggram"][0]).max() < 5e-4
 
 
 def test_released_front_end_against_librosa():
