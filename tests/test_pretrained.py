@@ -20,6 +20,10 @@ from bench.cli import main
 from bench.cost import count_params
 from bench.errors import UserError
 from bench.pretrained import state_dict_from_tf, variable_mapping
+from bench.runner import run_dir
+from bench.spec import load_spec
+from bench.store import atomic_write_json
+from bench.tag import run_tag_names
 
 RELEASED_INPUT = InputConfig(sample_rate=16000, n_mels=96, hop_multiplier=1, n_frames=187)
 
@@ -168,18 +172,35 @@ def test_import_without_checkpoint_files_is_a_user_error(tmp_path, capsys):
 # bench tag with a run folder of our own (an untrained network: what is checked is the pipeline)
 
 
+RUN_SPEC = """
+name = "t"
+seeds = [0]
+[dataset]
+name = "synthetic"
+clip_seconds = 8.0
+[arch.musicnn]
+width = 0.0625
+[[grid]]
+arch = ["musicnn"]
+sample_rate = [16000]
+n_mels = [24]
+hop_multiplier = [1]
+log = ["log"]
+"""
+
+
 @pytest.fixture
-def run_folder(tmp_path):
-    folder = tmp_path / "runs" / "musicnn-16k-24mel-x1-log-s0-abc"
+def run_folder(tmp_path, write_spec):
+    """A run folder as the runner writes it (config.json, best.pt, result.json), of an untrained network."""
+    spec = load_spec(write_spec(RUN_SPEC))
+    run = spec.runs()[0]
+    folder = run_dir(tmp_path / "results", spec, run)
     folder.mkdir(parents=True)
-    options = {"width": 1 / 16, "segment_seconds": 3.0}
-    config = {"run_id": folder.name, "spec": "t", "arch": "musicnn", "options": options, "sample_rate": 16000,
-              "n_mels": 24, "hop_multiplier": 1, "log": "log", "seed": 0, "dataset": {"clip_seconds": 8.0}}
-    (folder / "config.json").write_text(json.dumps(config))
+    atomic_write_json(folder / "config.json", {"run_id": run.run_id, "spec": spec.name, **run.canonical()})
     torch.manual_seed(0)
-    model = architectures.build("musicnn", InputConfig(16000, 24, 1, 501), 3, **options)
+    model = architectures.build("musicnn", InputConfig(16000, 24, 1, 501), 3, width=0.0625)
     torch.save(model.state_dict(), folder / "best.pt")
-    (folder / "result.json").write_text(json.dumps({"status": "ok", "tag_names": ["drums", "piano", "voice"]}))
+    atomic_write_json(folder / "result.json", {"status": "ok", "tag_names": ["drums", "piano", "voice"]})
     return folder
 
 
@@ -257,3 +278,11 @@ def test_presets_in_a_spec(capsys, write_spec):
     assert rows[("musicnn-787k", 96)]["filter_heights"] == "38-67"
     assert rows[("musicnn-787k", 48)]["filter_heights"] == "19-33"
     assert rows[("vgg-605k", 96)]["segments"] == 9  # 1820 frames of a 29.1 s clip // 187
+
+
+def test_tag_names_of_runs_written_before_they_were_stored():
+    per_tag = {"b": {}, "a": {}, "c": {}}  # in output order, as the metrics write them
+    assert run_tag_names({"metrics": {"per_tag": per_tag, "excluded_tags": []}}, 3) == ["b", "a", "c"]
+    # with an excluded tag the order cannot be known
+    assert run_tag_names({"metrics": {"per_tag": per_tag, "excluded_tags": ["d"]}}, 4) == [f"tag_{i}" for i in range(4)]
+    assert run_tag_names(None, 2) == ["tag_0", "tag_1"]
