@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from importlib.metadata import PackageNotFoundError, version
@@ -243,6 +244,20 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER_ERROR
     except BrokenPipeError:  # e.g. `bench plan ... | head`
         return 0
+
+
+def console() -> None:
+    """The `bench` console script: `main`, then, for `bench tag`, an immediate exit once the output is
+    flushed. Python's shutdown with torch loaded takes ~0.4-0.5 s (measured on the 2-core EPYC), a
+    sixth of tagging a 3:27 track, and `bench tag` leaves nothing that needs it (no child processes,
+    no files open)."""
+    argv = sys.argv[1:]
+    status = main(argv)
+    if argv[:1] == ["tag"]:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
 
 
 if __name__ == "__main__":  # pragma: no cover
