@@ -67,7 +67,7 @@ def max_over_bands(branch: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     if x.device.type == "cpu" and conv.kernel_size[0] > 1:
         y = _band_max_of_timbral_conv(x, weight, conv.bias * sign, conv.padding[1])
     else:
-        y = conv._conv_forward(x, weight, conv.bias * sign).amax(dim=2)
+        y = F.conv2d(x, weight, conv.bias * sign, conv.stride, conv.padding).amax(dim=2)
     y = y * sign[:, None]
     return F.batch_norm(y.relu(), bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
 
