@@ -3,8 +3,8 @@
 decode (soundfile, whole file, mono) -> resample (soxr HQ) to the model's rate -> the mel front end
 the model was trained with -> non-overlapping patches of the model's input length from the start (a
 file shorter than one patch is padded; the remainder after the last whole patch is dropped, as
-musicnn does) -> all patches through the network in a few batches (inference mode) -> the taggram
-(sigmoid per patch and tag) and its mean over patches, whose top tags are printed.
+musicnn does) -> every patch through the network (inference mode, small batches on worker threads)
+-> the taggram (sigmoid per patch and tag) and its mean over patches, whose top tags are printed.
 
 Models: an imported one by name (`MTT_musicnn`, `MSD_musicnn`, `MTT_vgg`, `MSD_vgg`: looked up in
 `--models`, $BENCH_MODELS or ./models) or by folder (holding model.json and weights.pt), or a run
