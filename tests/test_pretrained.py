@@ -25,6 +25,8 @@ from bench.spec import load_spec
 from bench.store import atomic_write_json
 from bench.tag import run_tag_names
 
+from .conftest import MINIMAL_SPEC
+
 RELEASED_INPUT = InputConfig(sample_rate=16000, n_mels=96, hop_multiplier=1, n_frames=187)
 
 
@@ -172,21 +174,10 @@ def test_import_without_checkpoint_files_is_a_user_error(tmp_path, capsys):
 # bench tag with a run folder of our own (an untrained network: what is checked is the pipeline)
 
 
-RUN_SPEC = """
-name = "t"
-seeds = [0]
-[dataset]
-name = "synthetic"
-clip_seconds = 8.0
-[arch.musicnn]
-width = 0.0625
-[[grid]]
-arch = ["musicnn"]
-sample_rate = [16000]
-n_mels = [24]
-hop_multiplier = [1]
-log = ["log"]
-"""
+RUN_SPEC = (MINIMAL_SPEC
+            .replace('name = "synthetic"', 'name = "synthetic"\nclip_seconds = 8.0\n[arch.musicnn]\nwidth = 0.0625')
+            .replace('["vgg"]', '["musicnn"]').replace("[12000]", "[16000]").replace("[96]", "[24]"))
+"""MusiCNN at width 1/16, 16 kHz, 24 bands, 8 s clips."""
 
 
 @pytest.fixture
