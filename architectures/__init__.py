@@ -10,7 +10,7 @@ import importlib
 from dataclasses import dataclass, fields
 from typing import Any
 
-from architectures.options import MusiCNNOptions, VGGOptions
+from architectures.options import MusiCNNOptions, ReleasedOptions, VGGOptions
 
 
 class UnknownArchitectureError(KeyError):
@@ -95,3 +95,12 @@ register(Architecture(
     builder="architectures.musicnn:build",
     description="MusiCNN (Pons et al. 2018) with timbral filter heights proportional to n_mels",
 ))
+# The models released with musicnn 0.1.0 (Essentia paper, Table 1), whose weights `bench import musicnn`
+# converts; `width` and `segment_seconds` as for MusiCNN.
+for _name, _builder, _description in (
+    ("musicnn-787k", "architectures.musicnn:build_787k",
+     "the released musicnn (musicnn 0.1.0; Essentia paper Table 1): 787,159 parameters at 96 bands"),
+    ("vgg-605k", "architectures.vgg:build_605k",
+     "the VGG baseline released with musicnn 0.1.0, on 3 s segments: 605,748 parameters at 187x96"),
+):
+    register(Architecture(name=_name, options=ReleasedOptions, builder=_builder, description=_description))

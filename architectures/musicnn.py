@@ -11,30 +11,82 @@ This follows the paper's description (frequency on the conv's height axis), not 
 which applied the network transposed with sizes fixed for 96 bands. BatchNorm uses TensorFlow's
 epsilon (1e-3), as the original implementation did. Any segment length T >= 1 works, including
 one shorter than the temporal filters.
+
+`musicnn-787k` is the released musicnn (musicnn 0.1.0) in the same module: its plan
+(`musicnn_787k_plan`) has one timbral width, temporal filters on every band max-pooled over
+frequency, and a smaller mid end and dense layer; its TF checkpoints map onto it 1:1
+(`bench.pretrained`).
+
+In eval mode a branch max-pools over frequency *before* its ReLU and BatchNorm: both are monotone
+per channel (increasing where the BatchNorm scale is >= 0, decreasing where it is < 0, where the
+minimum is taken instead), so the result is the same, and the two elementwise layers run on one
+value per frame instead of one per band and frame. On the CPU the timbral convolutions are also
+arranged differently (`_band_max_of_timbral_conv`): the same sums, in another order.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from architectures import InputConfig
-from architectures.options import MusiCNNOptions
+from architectures.options import MusiCNNOptions, ReleasedOptions
 from architectures.planning import (
     MID_WIDTH,
-    TEMPORAL_LENGTHS,
-    TIMBRAL_WIDTHS,
     MusiCNNPlan,
+    musicnn_787k_plan,
     musicnn_macs,
     musicnn_plan,
 )
 
 BN_EPS = 1e-3
+"""TensorFlow's BatchNorm epsilon, as the original implementations used."""
 
 
-def _same_pad(k: int) -> nn.ConstantPad1d:
-    """TF 'same' padding in time: for even k the extra zero goes at the end."""
-    return nn.ConstantPad1d(((k - 1) // 2, k // 2), 0.0)
+def _same_pad(k: int, two_d: bool = False) -> nn.Module:
+    """TF 'same' padding in time (the last axis): for even k the extra zero goes at the end."""
+    left, right = (k - 1) // 2, k // 2
+    return nn.ConstantPad2d((left, right, 0, 0), 0.0) if two_d else nn.ConstantPad1d((left, right), 0.0)
+
+
+def max_over_bands(branch: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """max over frequency (dim 2) of `branch(x)`, for a branch ending in conv -> ReLU -> BatchNorm.
+
+    In eval mode the pool comes first (exact: see the module docstring): (B, C, F, T) -> (B, C, T).
+    """
+    if branch.training:
+        return branch(x).amax(dim=2)
+    *pad, conv, _relu, bn = branch
+    for layer in pad:
+        x = layer(x)
+    # The minimum where the BatchNorm scale is negative: the maximum of the negated filter's output,
+    # negated back (both negations are exact), so one max serves every channel.
+    sign = torch.where(bn.weight * torch.rsqrt(bn.running_var + bn.eps) >= 0, 1.0, -1.0).to(conv.weight.dtype)
+    weight = conv.weight * sign.view(-1, *[1] * (conv.weight.dim() - 1))
+    if x.device.type == "cpu" and conv.kernel_size[0] > 1:
+        y = _band_max_of_timbral_conv(x, weight, conv.bias * sign, conv.padding[1])
+    else:
+        y = F.conv2d(x, weight, conv.bias * sign, conv.stride, conv.padding).amax(dim=2)
+    y = y * sign[:, None]
+    return F.batch_norm(y.relu(), bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+
+
+def _band_max_of_timbral_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, pad: int) -> torch.Tensor:
+    """max over frequency of conv2d(x, weight, bias, padding=(0, pad)) for one input channel.
+
+    The same sums, arranged for the CPU: the w time taps become w input channels of a 1-D convolution
+    over frequency, one sequence per frame, and the maximum is then taken over its contiguous last
+    axis. Measured on a 2-core EPYC: the released musicnn's timbral filters ran ~1.5x faster than as
+    a 2-D convolution with one input channel. (B, 1, F, T) -> (B, C, T).
+    """
+    batch, _, bands, _ = x.shape
+    width = weight.shape[-1]
+    taps = F.pad(x[:, 0], (pad, pad)).unfold(2, width, 1)  # (B, F, T, w)
+    frames = taps.shape[2]
+    taps = taps.permute(0, 2, 3, 1).reshape(batch * frames, width, bands)
+    y = F.conv1d(taps, weight[:, 0].transpose(1, 2), bias)  # (B * T, C, F - h + 1)
+    return y.amax(dim=2).view(batch, frames, -1).transpose(1, 2)
 
 
 class MusiCNN(nn.Module):
@@ -54,12 +106,19 @@ class MusiCNN(nn.Module):
             nn.Sequential(nn.Conv2d(1, f, (h, w), padding=(0, w // 2)), nn.ReLU(),
                           nn.BatchNorm2d(f, eps=BN_EPS))
             for h in plan.heights
-            for w, f in zip(TIMBRAL_WIDTHS, plan.timbral_filters, strict=True)
+            for w, f in zip(plan.timbral_widths, plan.timbral_filters, strict=True)
         )
-        self.temporal = nn.ModuleList(
-            nn.Sequential(_same_pad(k), nn.Conv1d(1, f, k), nn.ReLU(), nn.BatchNorm1d(f, eps=BN_EPS))
-            for k, f in zip(TEMPORAL_LENGTHS, plan.temporal_filters, strict=True)
-        )
+        if plan.temporal_on_bands:  # (1, k) filters on every band, then max over frequency
+            self.temporal = nn.ModuleList(
+                nn.Sequential(_same_pad(k, two_d=True), nn.Conv2d(1, f, (1, k)), nn.ReLU(),
+                              nn.BatchNorm2d(f, eps=BN_EPS))
+                for k, f in zip(plan.temporal_lengths, plan.temporal_filters, strict=True)
+            )
+        else:  # on the band mean
+            self.temporal = nn.ModuleList(
+                nn.Sequential(_same_pad(k), nn.Conv1d(1, f, k), nn.ReLU(), nn.BatchNorm1d(f, eps=BN_EPS))
+                for k, f in zip(plan.temporal_lengths, plan.temporal_filters, strict=True)
+            )
         c_front, c_mid = plan.front_channels, plan.mid_filters
         self.mid = nn.ModuleList(
             nn.Sequential(nn.Conv1d(c_in, c_mid, MID_WIDTH, padding=MID_WIDTH // 2), nn.ReLU(),
@@ -74,20 +133,27 @@ class MusiCNN(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.back(self.pooled(x))
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """The back end's input: interleaved (max0, mean0, max1, mean1, ...) over time of the dense
+        connection [front end, c1, c2, c3], (B, 2 x dense_channels)."""
         if x.dim() == 3:
             x = x.unsqueeze(1)
         x = self.input_bn(x)  # (B, 1, n_mels, T)
-        timbral = [branch(x).amax(dim=2) for branch in self.timbral]
-        band_mean = x.mean(dim=2)  # (B, 1, T)
-        temporal = [branch(band_mean) for branch in self.temporal]
+        timbral = [max_over_bands(branch, x) for branch in self.timbral]
+        if self.plan.temporal_on_bands:
+            temporal = [max_over_bands(branch, x) for branch in self.temporal]
+        else:
+            band_mean = x.mean(dim=2)  # (B, 1, T)
+            temporal = [branch(band_mean) for branch in self.temporal]
         front = torch.cat(timbral + temporal, dim=1)  # (B, front_channels, T)
         c1 = self.mid[0](front)
         c2 = self.mid[1](c1) + c1
         c3 = self.mid[2](c2) + c2
         dense = torch.cat([front, c1, c2, c3], dim=1)
         # Interleaved (max0, mean0, max1, ...) as the original flattens it, so TF weights map 1:1.
-        pooled = torch.stack([dense.amax(dim=2), dense.mean(dim=2)], dim=2).flatten(1)
-        return self.back(pooled)
+        return torch.stack([dense.amax(dim=2), dense.mean(dim=2)], dim=2).flatten(1)
 
     def analytic_macs(self) -> int:
         """Conv + linear multiply-adds of one forward pass of one segment (architectures.planning)."""
@@ -98,4 +164,12 @@ def build(input_config: InputConfig, n_tags: int, options: MusiCNNOptions) -> Mu
     plan = musicnn_plan(input_config.sample_rate, input_config.n_mels, input_config.hop_multiplier,
                         input_config.n_frames, width=options.width,
                         segment_seconds=options.segment_seconds)
+    return MusiCNN(plan, input_config.n_mels, n_tags)
+
+
+def build_787k(input_config: InputConfig, n_tags: int, options: ReleasedOptions) -> MusiCNN:
+    """`musicnn-787k`: the released musicnn (787,159 parameters at 96 bands and 50 tags)."""
+    plan = musicnn_787k_plan(input_config.sample_rate, input_config.n_mels, input_config.hop_multiplier,
+                             input_config.n_frames, width=options.width,
+                             segment_seconds=options.segment_seconds)
     return MusiCNN(plan, input_config.n_mels, n_tags)

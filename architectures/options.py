@@ -32,3 +32,10 @@ class MusiCNNOptions:
         if not self.segment_seconds > 0:
             problems.append(("segment_seconds", self.segment_seconds, "must be > 0"))
         return problems
+
+
+@dataclass(frozen=True)
+class ReleasedOptions(MusiCNNOptions):
+    """Options of the released presets `musicnn-787k` and `vgg-605k`: `width` scales every filter
+    count (1.0 = as released, the only width the released weights fit); `segment_seconds` is the
+    segment the network sees (3 s as released: 187 frames at 16 kHz, hop 256)."""

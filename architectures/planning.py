@@ -23,9 +23,21 @@ MusiCNN
 Timbral filter heights are 90 % and 40 % of the bands, as in the paper's code (`int(0.9 * n_mels)`,
 never below 1); the network sees segments of `segment_seconds` (3 s in the paper).
 
+The released models (musicnn 0.1.0, the Essentia paper's Table 1)
+------------------------------------------------------------------
+`musicnn-787k` is the released musicnn: timbral filters of heights int(0.4 n_mels) and
+int(0.7 n_mels), 7 frames wide, 204 filters each; temporal filters of 128, 64 and 32 frames by one
+band, 51 filters each, applied to every band and then max-pooled over frequency; a 64-filter mid end
+and a 200-unit dense layer (787,159 parameters at 96 bands, 50 tags). `vgg-605k` is the package's
+VGG baseline: five 3x3 convolutions of 128 filters with max-pools (kernel, stride) in (time, freq) of
+(4,1),(2,2) then (2,2),(2,2) three times then (4,4),(4,4), valid (remainder dropped), flattened
+(605,748 parameters at 187 x 96). On an input too small for a pool, the pool's kernel and stride
+are clipped to what remains, so any input gives at least 1 x 1 (never the case at 187 x 96). Both see
+segments of `segment_seconds` (3 s: 187 frames at 16 kHz, hop 256, as released).
+
 Costs
 -----
-`vgg_macs` and `musicnn_macs` count multiply-adds of convolutions and linear layers for one forward
+`vgg_macs`, `musicnn_macs` and `vgg605k_macs` count multiply-adds of convolutions and linear layers for one forward
 pass of one input (one fused multiply-add = 1 MAC; biases, BatchNorm, activations and pooling are
 not counted). GMAC = 1e9 MACs.
 """
@@ -187,15 +199,21 @@ def segment_frames(sample_rate: int, hop_multiplier: int, segment_seconds: float
 class MusiCNNPlan:
     """Sizes of one MusiCNN; it sees segments of `segment_frames` frames cut from a clip."""
 
-    heights: tuple[int, int]
+    heights: tuple[int, ...]
     segment_frames: int
     """Frames per segment (the whole clip when the clip is shorter than a segment)."""
     segments: int
     """Non-overlapping segments per clip: n_frames // segment_frames, at least 1."""
     timbral_filters: tuple[int, ...]
+    """Filters per timbral width, for each height (the branches are height-major)."""
     temporal_filters: tuple[int, ...]
     mid_filters: int
     dense_units: int
+    timbral_widths: tuple[int, ...] = TIMBRAL_WIDTHS
+    temporal_lengths: tuple[int, ...] = TEMPORAL_LENGTHS
+    temporal_on_bands: bool = False
+    """False: temporal filters see the band mean (the paper). True: they run on every band and are
+    max-pooled over frequency (the released musicnn)."""
 
     @property
     def front_channels(self) -> int:
@@ -230,12 +248,104 @@ def musicnn_macs(plan: MusiCNNPlan, n_mels: int, n_tags: int, n_frames: int | No
     t = plan.segment_frames if n_frames is None else n_frames
     macs = 0
     for h in plan.heights:  # valid in frequency, same in time
-        for w, f in zip(TIMBRAL_WIDTHS, plan.timbral_filters, strict=True):
+        for w, f in zip(plan.timbral_widths, plan.timbral_filters, strict=True):
             macs += (n_mels - h + 1) * t * h * w * f
-    for k, f in zip(TEMPORAL_LENGTHS, plan.temporal_filters, strict=True):  # on the band mean
-        macs += t * k * f
+    bands = n_mels if plan.temporal_on_bands else 1  # every band, or the band mean
+    for k, f in zip(plan.temporal_lengths, plan.temporal_filters, strict=True):
+        macs += bands * t * k * f
     c_in = plan.front_channels
     for _ in range(3):
         macs += t * MID_WIDTH * c_in * plan.mid_filters
         c_in = plan.mid_filters
     return macs + 2 * plan.dense_channels * plan.dense_units + plan.dense_units * n_tags
+
+
+RELEASED_TIMBRAL_FRACTIONS = (0.4, 0.7)
+"""Timbral filter heights of the released musicnn, as fractions of the bands (38 and 67 at 96)."""
+RELEASED_TIMBRAL_WIDTHS = (7,)
+RELEASED_TEMPORAL_LENGTHS = (128, 64, 32)
+RELEASED_TIMBRAL_FILTERS = 204
+"""int(1.6 x 128) in the released code."""
+RELEASED_TEMPORAL_FILTERS = 51
+"""int(1.6 x 32) in the released code."""
+RELEASED_MID_FILTERS = 64
+RELEASED_DENSE_UNITS = 200
+
+
+def _scaled(count: int, width: float) -> int:
+    return max(1, round(count * width))
+
+
+def musicnn_787k_plan(sample_rate: int, n_mels: int, hop_multiplier: int, n_frames: int,
+                      width: float = 1.0, segment_seconds: float = 3.0) -> MusiCNNPlan:
+    """The released musicnn (`musicnn-787k`) for any input; `width` scales every filter count."""
+    if n_mels < 1 or n_frames < 1:
+        raise ValueError(f"input must be at least 1x1, got {n_mels}x{n_frames}")
+    seg = min(segment_frames(sample_rate, hop_multiplier, segment_seconds), n_frames)
+    return MusiCNNPlan(
+        heights=tuple(max(1, int(fraction * n_mels)) for fraction in RELEASED_TIMBRAL_FRACTIONS),
+        segment_frames=seg,
+        segments=max(1, n_frames // seg),
+        timbral_filters=(_scaled(RELEASED_TIMBRAL_FILTERS, width),),
+        temporal_filters=(_scaled(RELEASED_TEMPORAL_FILTERS, width),) * len(RELEASED_TEMPORAL_LENGTHS),
+        mid_filters=_scaled(RELEASED_MID_FILTERS, width),
+        dense_units=_scaled(RELEASED_DENSE_UNITS, width),
+        timbral_widths=RELEASED_TIMBRAL_WIDTHS,
+        temporal_lengths=RELEASED_TEMPORAL_LENGTHS,
+        temporal_on_bands=True,
+    )
+
+
+VGG605K_FILTERS = 128
+VGG605K_POOLS = (((4, 1), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((4, 4), (4, 4)))
+"""(kernel, stride) of the five max-pools in (time, freq), as released."""
+
+
+def clipped_pool(size: int, kernel: int, stride: int) -> tuple[int, int, int]:
+    """(kernel, stride, output size) of a valid max-pool whose kernel and stride are clipped to `size`."""
+    kernel, stride = min(kernel, size), min(stride, size)
+    return kernel, stride, (size - kernel) // stride + 1
+
+
+@dataclass(frozen=True)
+class VGG605kPlan:
+    """Pools and shapes of the released VGG baseline; shapes are (n_mels, frames) = (H, W)."""
+
+    segment_frames: int
+    segments: int
+    channels: int
+    pools: tuple[tuple[tuple[int, int], tuple[int, int]], ...]
+    """(kernel, stride) of each pool in (freq, time) order, clipped to the input."""
+    shapes: tuple[tuple[int, int], ...]
+    """Input shape, then the shape after each pool."""
+
+    @property
+    def flat_features(self) -> int:
+        h, w = self.shapes[-1]
+        return h * w * self.channels
+
+
+def vgg605k_plan(sample_rate: int, n_mels: int, hop_multiplier: int, n_frames: int,
+                 width: float = 1.0, segment_seconds: float = 3.0) -> VGG605kPlan:
+    """The released VGG baseline (`vgg-605k`) for any input: 2 x 1 x 128 after the pools at 96 x 187."""
+    if n_mels < 1 or n_frames < 1:
+        raise ValueError(f"input must be at least 1x1, got {n_mels}x{n_frames}")
+    seg = min(segment_frames(sample_rate, hop_multiplier, segment_seconds), n_frames)
+    h, w = n_mels, seg
+    shapes, pools = [(h, w)], []
+    for (k_time, k_freq), (s_time, s_freq) in VGG605K_POOLS:
+        k_f, s_f, h = clipped_pool(h, k_freq, s_freq)
+        k_t, s_t, w = clipped_pool(w, k_time, s_time)
+        pools.append(((k_f, k_t), (s_f, s_t)))
+        shapes.append((h, w))
+    return VGG605kPlan(segment_frames=seg, segments=max(1, n_frames // seg),
+                       channels=_scaled(VGG605K_FILTERS, width), pools=tuple(pools), shapes=tuple(shapes))
+
+
+def vgg605k_macs(plan: VGG605kPlan, n_tags: int) -> int:
+    """MACs of one forward pass of one segment: five 3x3 'same' convs, each before its pool, + linear."""
+    macs, c_in = 0, 1
+    for h, w in plan.shapes[:-1]:
+        macs += h * w * c_in * plan.channels * 9
+        c_in = plan.channels
+    return macs + plan.flat_features * n_tags

@@ -10,6 +10,9 @@ The modules apply the max-pool before the ELU: ELU is strictly increasing, so ma
 and the gradient reaches the same element (unless ELU rounds two inputs of a window to one value).
 Outputs are identical and the ELU runs on 1/8 to 1/45 of the elements (`bench perf` measures the
 saving); `pool_before_elu=False` builds the textbook order.
+
+`vgg-605k` (`VGG605k`) is a different network: the VGG baseline released with musicnn 0.1.0 (five
+128-filter blocks on 3 s segments, ReLU before BatchNorm), whose TF checkpoints map onto it 1:1.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ import torch
 from torch import nn
 
 from architectures import InputConfig
-from architectures.options import VGGOptions
-from architectures.planning import VGGPlan, vgg_macs, vgg_plan
+from architectures.musicnn import BN_EPS
+from architectures.options import ReleasedOptions, VGGOptions
+from architectures.planning import VGG605kPlan, VGGPlan, vgg605k_macs, vgg605k_plan, vgg_macs, vgg_plan
 
 
 class VGG(nn.Module):
@@ -60,3 +64,54 @@ def build(input_config: InputConfig, n_tags: int, options: VGGOptions) -> VGG:
     plan = vgg_plan(input_config.sample_rate, input_config.n_mels, input_config.hop_multiplier,
                     input_config.n_frames, width=options.width)
     return VGG(plan, n_tags)
+
+
+class VGG605k(nn.Module):
+    """The VGG baseline released with musicnn (`vgg-605k`), on 3 s segments.
+
+    Input BatchNorm, then five blocks of Conv 3x3 ('same', 128 filters) -> ReLU -> BatchNorm -> MaxPool
+    (the planned kernel and stride, valid), dropout 0.25 after pools 1-4, flatten in TensorFlow's
+    (time, freq, channel) order so the released dense weights map 1:1, dropout 0.5, Linear -> tags.
+    BatchNorm uses TensorFlow's epsilon (1e-3). Takes (B, n_mels, T) or (B, 1, n_mels, T).
+    """
+
+    def __init__(self, plan: VGG605kPlan, n_tags: int):
+        super().__init__()
+        self.plan = plan
+        self.n_tags = n_tags
+        self.input_frames = plan.segment_frames
+        """Frames of one input: a segment."""
+        self.segments = plan.segments
+        """Segments per clip; a clip's prediction is the mean of its segments' sigmoids."""
+        self.input_bn = nn.BatchNorm2d(1, eps=BN_EPS)
+        blocks: list[nn.Module] = []
+        c_in = 1
+        for i, (kernel, stride) in enumerate(plan.pools):
+            blocks += [nn.Conv2d(c_in, plan.channels, 3, padding=1), nn.ReLU(),
+                       nn.BatchNorm2d(plan.channels, eps=BN_EPS), nn.MaxPool2d(kernel, stride)]
+            if i < len(plan.pools) - 1:
+                blocks.append(nn.Dropout(0.25))
+            c_in = plan.channels
+        self.blocks = nn.Sequential(*blocks)
+        self.dropout = nn.Dropout(0.5)
+        self.classifier = nn.Linear(plan.flat_features, n_tags)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last pooled map in TensorFlow's layout (B, time, freq, channel)."""
+        if x.dim() == 3:
+            x = x.unsqueeze(1)
+        return self.blocks(self.input_bn(x)).permute(0, 3, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(self.features(x).flatten(1)))
+
+    def analytic_macs(self) -> int:
+        """Conv + linear multiply-adds of one forward pass of one segment (architectures.planning)."""
+        return vgg605k_macs(self.plan, self.n_tags)
+
+
+def build_605k(input_config: InputConfig, n_tags: int, options: ReleasedOptions) -> VGG605k:
+    """`vgg-605k`: the released VGG baseline (605,748 parameters at 187 x 96 and 50 tags)."""
+    plan = vgg605k_plan(input_config.sample_rate, input_config.n_mels, input_config.hop_multiplier,
+                        input_config.n_frames, width=options.width, segment_seconds=options.segment_seconds)
+    return VGG605k(plan, n_tags)

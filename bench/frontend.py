@@ -32,18 +32,29 @@ def log_compress(power: torch.Tensor, log: str) -> torch.Tensor:
     raise ValueError(f"unknown log type {log!r}; expected one of {LOG_TYPES}")
 
 
+FLOAT16_MAX = 65504.0
+
+
 class MelFrontend(torch.nn.Module):
     """(batch, samples) float waveform -> (batch, n_mels, n_frames) log-mel.
 
     Computed in float32 whatever autocast says: the STFT and the log are precision-sensitive, and
     the front end costs ~2 % of a training step.
+
+    The keywords reproduce the front end of the released musicnn models (`bench.pretrained`), which
+    were trained on librosa's defaults of their time: `pad_mode="reflect"` with `pad_to_hop=False`
+    (plain centred framing, 1 + samples // hop frames) and `float16_mel=True` (the mel power was
+    stored as float16; the log is then taken in float32 of the rounded value).
     """
 
-    def __init__(self, sample_rate: int, n_mels: int, hop_multiplier: int, log: str):
+    def __init__(self, sample_rate: int, n_mels: int, hop_multiplier: int, log: str, *,
+                 pad_mode: str = "constant", pad_to_hop: bool = True, float16_mel: bool = False):
         super().__init__()
         if log not in LOG_TYPES:
             raise ValueError(f"unknown log type {log!r}; expected one of {LOG_TYPES}")
         self.config = MelConfig(sample_rate=sample_rate, n_mels=n_mels, hop_multiplier=hop_multiplier, log=log)
+        self.pad_to_hop = pad_to_hop
+        self.float16_mel = float16_mel
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=sample_rate,
             n_fft=framing.N_FFT,
@@ -55,7 +66,7 @@ class MelFrontend(torch.nn.Module):
             window_fn=torch.hann_window,  # periodic, as librosa's get_window('hann', fftbins=True)
             power=2.0,
             center=True,
-            pad_mode="constant",
+            pad_mode=pad_mode,
             norm="slaney",
             mel_scale="slaney",
         )
@@ -65,13 +76,19 @@ class MelFrontend(torch.nn.Module):
         return cls(mel.sample_rate, mel.n_mels, mel.hop_multiplier, mel.log)
 
     def n_frames(self, n_samples: int) -> int:
+        if not self.pad_to_hop:
+            return 1 + n_samples // self.config.hop_length
         return framing.frames_for_samples(n_samples, self.config.hop_multiplier)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         if waveform.dim() != 2:
             raise ValueError(f"expected (batch, samples), got shape {tuple(waveform.shape)}")
-        n = waveform.shape[-1]
-        waveform = F.pad(waveform.float(), (0, framing.padded_samples(n) - n))
+        waveform = waveform.float()
+        if self.pad_to_hop:
+            n = waveform.shape[-1]
+            waveform = F.pad(waveform, (0, framing.padded_samples(n) - n))
         with torch.autocast(device_type=waveform.device.type, enabled=False):
             power = self.mel(waveform)
+            if self.float16_mel:
+                power = power.clamp(max=FLOAT16_MAX).half().float()
             return log_compress(power, self.config.log)

@@ -15,9 +15,12 @@ from typing import Any
 
 import architectures
 from architectures import InputConfig
-from architectures.planning import musicnn_plan, vgg_plan
+from architectures.planning import MusiCNNPlan, musicnn_787k_plan, musicnn_plan, vgg605k_plan, vgg_plan
 from bench import framing
 from bench.spec import Configuration, Spec
+
+SEGMENT_PLANS = {"musicnn": musicnn_plan, "musicnn-787k": musicnn_787k_plan, "vgg-605k": vgg605k_plan}
+"""Architectures that see segments of a clip, by name: their planning function."""
 
 
 def _dashed(values) -> str:
@@ -31,10 +34,12 @@ def arch_columns(config: Configuration, n_frames: int) -> dict[str, Any]:
     if config.arch == "vgg":
         plan = vgg_plan(mel.sample_rate, mel.n_mels, mel.hop_multiplier, n_frames, width=options.width)
         columns.update(pool_freq=_dashed(plan.pool_freq), pool_time=_dashed(plan.pool_time))
-    elif config.arch == "musicnn":
-        plan = musicnn_plan(mel.sample_rate, mel.n_mels, mel.hop_multiplier, n_frames, width=options.width,
-                            segment_seconds=options.segment_seconds)
-        columns.update(filter_heights=_dashed(plan.heights), segments=plan.segments)
+    elif config.arch in SEGMENT_PLANS:
+        plan = SEGMENT_PLANS[config.arch](mel.sample_rate, mel.n_mels, mel.hop_multiplier, n_frames,
+                                          width=options.width, segment_seconds=options.segment_seconds)
+        columns.update(segments=plan.segments)
+        if isinstance(plan, MusiCNNPlan):
+            columns.update(filter_heights=_dashed(plan.heights))
     return columns
 
 

@@ -4,7 +4,8 @@
         config.json     the run's canonical config (frozen when the run first starts)
         lock            held (flock) by the worker running it; the OS releases it if the worker dies
         checkpoint.pt   last finished epoch (atomic); an interrupted run resumes from it
-        best.pt         best-validation weights
+        best.pt         best-validation weights (with config.json and result.json's tag_names, what
+                        `bench tag RUN_DIR` needs)
         error.txt       traceback of a failed run
         executions.jsonl  one line per start of the run (host, pid, time)
         result.json     written atomically at the end: the run's "done" marker
@@ -197,6 +198,7 @@ def execute_run(spec: Spec, run: RunSpec, folder: Path, cache_for: Callable, dev
             metrics={"roc_auc": test["roc_auc"], "pr_auc": test["pr_auc"], "n_tags": test["n_tags"],
                      "excluded_tags": test["excluded_tags"], "per_tag": test["per_tag"]},
             valid={"roc_auc": trained["best_valid"]["roc_auc"]},
+            tag_names=trained["tag_names"],  # the network's output order (`bench tag RUN_DIR`)
             cost={"gmac": cost.gmac, "gmac_analytic": cost.gmac_analytic, "params": cost.params,
                   "fvcore_unsupported": cost.fvcore_unsupported, "segments": cost.segments,
                   "storage_bytes": framing.storage_bytes(mel.n_mels, n_frames, 4),

@@ -280,5 +280,6 @@ def train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torch
         "amp_dtype": trainer.path.amp_dtype or "float32",
         "fast_path": {**trainer.path.as_dict(), "resident_data": trainer.resident is not None},
         "n_tags": len(trainer.tag_names),
+        "tag_names": list(trainer.tag_names),
         "clips": {split: len(d) for split, d in trainer.data.items()},
     }

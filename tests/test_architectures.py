@@ -60,7 +60,10 @@ def test_every_spec_configuration_builds_and_runs(spec_path):
                             **dataclasses.asdict(options))
 
 
-@pytest.mark.parametrize("arch", ["vgg", "musicnn"])
+ARCHS = ["vgg", "musicnn", "musicnn-787k", "vgg-605k"]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
 def test_table_ii_grid_builds_and_runs(arch):
     for sample_rate, n_mels, hop in TABLE_II:
         config = InputConfig(sample_rate, n_mels, hop, framing.n_frames(29.1, sample_rate, hop))
@@ -73,7 +76,7 @@ def test_table_ii_grid_builds_and_runs(arch):
 
 @settings(max_examples=12, deadline=None)
 @given(
-    arch=st.sampled_from(["vgg", "musicnn"]),
+    arch=st.sampled_from(ARCHS),
     sample_rate=st.sampled_from([8000, 12000, 16000, 22050]),
     n_mels=st.integers(1, 257),
     hop=st.integers(1, 20),
@@ -146,5 +149,5 @@ def test_autocast_bf16_channels_last(arch, n_mels, frames):
 def test_unknown_architecture_lists_registered_names():
     with pytest.raises(architectures.UnknownArchitectureError) as info:
         architectures.build("resnet", InputConfig(16000, 96, 1, 1820), 50)
-    assert "'resnet'" in str(info.value) and "musicnn, vgg" in str(info.value)
+    assert "'resnet'" in str(info.value) and "musicnn, musicnn-787k, vgg, vgg-605k" in str(info.value)
     assert isinstance(info.value, KeyError)

@@ -1,4 +1,5 @@
-"""Decode one audio file into fixed-length clips at every sample rate the grid needs (no torch).
+"""Decode one audio file into fixed-length clips at every sample rate the grid needs (no torch),
+or a whole file at one rate (`decode_file`, for tagging).
 
 decode (soundfile) -> downmix -> centre crop at the source rate -> resample (soxr, high quality,
 librosa's default resampler) -> exact clip length (zero-pad at the end when shorter).
@@ -38,9 +39,8 @@ class DecodedClip:
     """True when the file was shorter than the clip and was zero-padded."""
 
 
-def decode_clip(path: str, sample_rates: tuple[int, ...], clip_seconds: float,
-                min_seconds: float = MIN_SECONDS) -> DecodedClip:
-    """Decode the centre `clip_seconds` of `path` at every rate in `sample_rates`."""
+def _read_mono(path: str, clip_seconds: float | None, min_seconds: float) -> tuple[np.ndarray, int]:
+    """(float32 mono samples, source rate) of the centre `clip_seconds` of `path` (None: all of it)."""
     if not os.path.exists(path):
         raise BadAudio("missing file")
     if os.path.getsize(path) == 0:
@@ -53,7 +53,7 @@ def decode_clip(path: str, sample_rates: tuple[int, ...], clip_seconds: float,
                 raise BadAudio("no audio frames")
             if total < min_seconds * source_rate:
                 raise BadAudio(f"too short ({total / source_rate:.2f} s < {min_seconds} s)")
-            wanted = framing.clip_samples(clip_seconds, source_rate)
+            wanted = total if clip_seconds is None else framing.clip_samples(clip_seconds, source_rate)
             start = max(0, (total - wanted) // 2)
             if start:
                 handle.seek(start)
@@ -67,12 +67,29 @@ def decode_clip(path: str, sample_rates: tuple[int, ...], clip_seconds: float,
     mono = data.mean(axis=1, dtype=np.float32)
     if not np.isfinite(mono).all():
         raise BadAudio("non-finite samples (NaN or inf)")
+    return mono, source_rate
+
+
+def _resample(mono: np.ndarray, source_rate: int, rate: int) -> np.ndarray:
+    return mono if rate == source_rate else soxr.resample(mono, source_rate, rate, quality="HQ")
+
+
+def decode_file(path: str, sample_rate: int, min_seconds: float = 0.0) -> np.ndarray:
+    """The whole of `path` as float32 mono at `sample_rate` (for tagging whole tracks)."""
+    mono, source_rate = _read_mono(path, None, min_seconds)
+    return _resample(mono, source_rate, sample_rate).astype(np.float32, copy=False)
+
+
+def decode_clip(path: str, sample_rates: tuple[int, ...], clip_seconds: float,
+                min_seconds: float = MIN_SECONDS) -> DecodedClip:
+    """Decode the centre `clip_seconds` of `path` at every rate in `sample_rates`."""
+    mono, source_rate = _read_mono(path, clip_seconds, min_seconds)
     if np.abs(mono).max() < SILENCE_PEAK:
         raise BadAudio("silent")
     clips = {}
     padded = False
     for rate in sample_rates:
-        y = mono if rate == source_rate else soxr.resample(mono, source_rate, rate, quality="HQ")
+        y = _resample(mono, source_rate, rate)
         n = framing.clip_samples(clip_seconds, rate)
         # Resampling can be a sample off; only a genuinely short file counts as padded.
         padded = padded or y.shape[0] < n - rate // 100

@@ -1,0 +1,279 @@
+"""The released-model presets, the checkpoint import's refusals and `bench tag` (no TensorFlow needed,
+except for the refusal of a real TF checkpoint, which is skipped without it)."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import architectures
+from architectures import InputConfig
+from architectures.musicnn import max_over_bands
+from bench.cli import main
+from bench.cost import count_params
+from bench.errors import UserError
+from bench.pretrained import state_dict_from_tf, variable_mapping
+from bench.runner import run_dir
+from bench.spec import load_spec
+from bench.store import atomic_write_json
+from bench.tag import run_tag_names
+
+from .conftest import MINIMAL_SPEC
+
+RELEASED_INPUT = InputConfig(sample_rate=16000, n_mels=96, hop_multiplier=1, n_frames=187)
+
+
+def buffers(model) -> int:
+    return sum(b.numel() for name, b in model.named_buffers() if not name.endswith("num_batches_tracked"))
+
+
+@pytest.mark.parametrize("arch,params,statistics", [("musicnn-787k", 787_159, 4_920), ("vgg-605k", 605_748, 1_282)])
+def test_parameter_counts_of_the_released_models(arch, params, statistics):
+    # Published with musicnn: 787,159 / 605,748 trainable, plus the BatchNorm moving statistics.
+    model = architectures.build(arch, RELEASED_INPUT, 50)
+    assert count_params(model) == params
+    assert buffers(model) == statistics
+
+
+def test_musicnn_787k_sizes():
+    model = architectures.build("musicnn-787k", RELEASED_INPUT, 50)
+    assert [tuple(b[0].kernel_size) for b in model.timbral] == [(38, 7), (67, 7)]  # int(0.4 x 96), int(0.7 x 96)
+    assert [b[0].out_channels for b in model.timbral] == [204, 204]
+    assert [tuple(b[1].kernel_size) for b in model.temporal] == [(1, 128), (1, 64), (1, 32)]
+    assert [b[1].out_channels for b in model.temporal] == [51, 51, 51]
+    # TF 'same' for even kernels: the extra zero at the end
+    assert [b[0].padding for b in model.temporal] == [(63, 64, 0, 0), (31, 32, 0, 0), (15, 16, 0, 0)]
+    assert model.mid[0][0].in_channels == 2 * 204 + 3 * 51
+    assert model.back[0].num_features == 2 * (561 + 3 * 64)
+    assert (model.input_frames, model.segments) == (187, 1)
+
+
+def test_vgg_605k_pools_to_2_by_1():
+    model = architectures.build("vgg-605k", RELEASED_INPUT, 50).eval()
+    with torch.no_grad():
+        features = model.features(torch.zeros(3, 96, 187))
+    assert features.shape == (3, 2, 1, 128)  # TF layout (batch, time, freq, channel), as pool5
+
+
+@pytest.mark.parametrize("arch", ["musicnn-787k", "vgg-605k"])
+@pytest.mark.parametrize("n_mels,frames", [(1, 1), (8, 5), (24, 40), (128, 1820), (96, 187)])
+def test_presets_take_any_input(arch, n_mels, frames):
+    config = InputConfig(12000, n_mels, 1, frames)
+    model = architectures.build(arch, config, 7, width=1 / 16).eval()
+    with torch.no_grad():
+        y = model(torch.randn(2, n_mels, model.input_frames))
+    assert y.shape == (2, 7) and torch.isfinite(y).all()
+
+
+def test_eval_pools_over_bands_before_relu_and_batchnorm():
+    torch.manual_seed(0)
+    branch = torch.nn.Sequential(torch.nn.Conv2d(1, 6, (5, 3), padding=(0, 1)), torch.nn.ReLU(),
+                                 torch.nn.BatchNorm2d(6, eps=1e-3))
+    with torch.no_grad():
+        branch[2].weight.copy_(torch.tensor([1.5, -0.7, 0.0, 2.0, -3.0, 0.2]))  # negative scales take the min
+        branch[2].bias.normal_()
+        branch[2].running_mean.normal_()
+        branch[2].running_var.uniform_(0.5, 2)
+    x = torch.randn(4, 1, 20, 31)
+    branch.eval()
+    with torch.no_grad():
+        expected = branch(x).amax(dim=2)  # ReLU and BatchNorm on every band, then the max
+        # equal up to float32 rounding (on the CPU the convolution's sums run in another order)
+        torch.testing.assert_close(max_over_bands(branch, x), expected, rtol=0, atol=1e-5)
+
+
+def tf_variables(arch, n_tags=50):
+    """Zero arrays for every variable a released checkpoint of `arch` holds, in TF's shapes."""
+    model = architectures.build(arch, RELEASED_INPUT, n_tags)
+    return model, {m.variable: np.zeros(m.tf_shape, np.float32) for m in variable_mapping(model, arch)}
+
+
+def test_variable_names_follow_the_released_graph():
+    _, variables = tf_variables("musicnn-787k")
+    assert variables["conv2d/kernel"].shape == (7, 38, 1, 204)  # first timbral filter, (time, freq, in, out)
+    assert variables["conv2d_2/kernel"].shape == (128, 1, 1, 51)  # first temporal filter
+    assert variables["conv2d_5/kernel"].shape == (7, 561, 1, 64)  # first mid-end layer
+    assert variables["batch_normalization_9/gamma"].shape == (1506,)
+    assert variables["dense_1/kernel"].shape == (200, 50)
+    _, variables = tf_variables("vgg-605k")
+    assert variables["1CNN/kernel"].shape == (3, 3, 1, 128) and variables["dense/kernel"].shape == (256, 50)
+
+
+def test_kernels_are_transposed_into_torch_layout():
+    model, variables = tf_variables("musicnn-787k")
+    kernel = np.random.default_rng(0).standard_normal((7, 38, 1, 204)).astype(np.float32)
+    variables["conv2d/kernel"] = kernel
+    state = state_dict_from_tf(model, "musicnn-787k", variables, "test")
+    # torch (out, in, freq, time) against TF (time, freq, in, out)
+    assert state["timbral.0.0.weight"][5, 0, 11, 2] == kernel[2, 11, 0, 5]
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda v: v.pop("conv2d_3/kernel"), "variable 'conv2d_3/kernel' is missing (expected shape [64, 1, 1, 51]"),
+    (lambda v: v.update({"dense/kernel": np.zeros((1500, 200), np.float32)}),
+     "variable 'dense/kernel' has shape [1500, 200], expected [1506, 200]"),
+    (lambda v: v.update({"conv2d_8/kernel": np.zeros(3, np.float32)}), "unexpected variable(s) 'conv2d_8/kernel'"),
+])
+def test_missing_misshaped_or_extra_variables_are_refused(change, message):
+    model, variables = tf_variables("musicnn-787k")
+    change(variables)
+    with pytest.raises(UserError, match="MTT_musicnn") as info:
+        state_dict_from_tf(model, "musicnn-787k", variables, "MTT_musicnn")
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None,
+                    reason="tensorflow is not installed (the optional extra bench[musicnn])")
+def test_import_refuses_a_tf_checkpoint_with_a_misshaped_variable(tmp_path, capsys):
+    _, variables = tf_variables("vgg-605k")
+    variables["3CNN/kernel"] = np.zeros((3, 3, 128, 64), np.float32)
+    package = tmp_path / "musicnn"
+    (package / "MTT_vgg").mkdir(parents=True)
+    (package / "configuration.py").write_text(f"MTT_LABELS = {[f't{i}' for i in range(50)]!r}\n")
+    np.savez(tmp_path / "variables.npz", **variables)
+    writer = textwrap.dedent(f"""
+        import numpy as np, tensorflow as tf
+        tf.compat.v1.disable_eager_execution()
+        data = np.load({str(tmp_path / 'variables.npz')!r})
+        for name in data.files:
+            tf.compat.v1.Variable(data[name], name=name)
+        with tf.compat.v1.Session() as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            tf.compat.v1.train.Saver().save(session, {str(package / 'MTT_vgg') + '/'!r}, write_meta_graph=False)
+    """)
+    subprocess.run([sys.executable, "-c", writer], check=True, capture_output=True,
+                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""})
+    status = main(["import", "musicnn", "--from", str(package), "--model", "MTT_vgg", "--out", str(tmp_path / "m")])
+    err = capsys.readouterr().err.strip()
+    assert status == 2
+    assert err.startswith("bench import: error: MTT_vgg") and "\n" not in err
+    assert "variable '3CNN/kernel' has shape [3, 3, 128, 64], expected [3, 3, 128, 128]" in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_import_without_checkpoint_files_is_a_user_error(tmp_path, capsys):
+    package = tmp_path / "musicnn"
+    package.mkdir()
+    status = main(["import", "musicnn", "--from", str(package), "--out", str(tmp_path / "m")])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and "\n" not in err and "configuration.py: missing" in err, err
+    (package / "configuration.py").write_text("MTT_LABELS = ['a', 'b']\n")
+    status = main(["import", "musicnn", "--from", str(package), "--out", str(tmp_path / "m")])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and "\n" not in err and "MTT_musicnn/.index: missing" in err, err
+
+
+# ------------------------------------------------------------------------------------------------
+# bench tag with a run folder of our own (an untrained network: what is checked is the pipeline)
+
+
+RUN_SPEC = (MINIMAL_SPEC
+            .replace('name = "synthetic"', 'name = "synthetic"\nclip_seconds = 8.0\n[arch.musicnn]\nwidth = 0.0625')
+            .replace('["vgg"]', '["musicnn"]').replace("[12000]", "[16000]").replace("[96]", "[24]"))
+"""MusiCNN at width 1/16, 16 kHz, 24 bands, 8 s clips."""
+
+
+@pytest.fixture
+def run_folder(tmp_path, write_spec):
+    """A run folder as the runner writes it (config.json, best.pt, result.json), of an untrained network."""
+    spec = load_spec(write_spec(RUN_SPEC))
+    run = spec.runs()[0]
+    folder = run_dir(tmp_path / "results", spec, run)
+    folder.mkdir(parents=True)
+    atomic_write_json(folder / "config.json", {"run_id": run.run_id, "spec": spec.name, **run.canonical()})
+    torch.manual_seed(0)
+    model = architectures.build("musicnn", InputConfig(16000, 24, 1, 501), 3, width=0.0625)
+    torch.save(model.state_dict(), folder / "best.pt")
+    atomic_write_json(folder / "result.json", {"status": "ok", "tag_names": ["drums", "piano", "voice"]})
+    return folder
+
+
+def write_audio(path, seconds, rate=22050, channels=2):
+    t = np.arange(int(seconds * rate)) / rate
+    tone = 0.2 * np.sin(2 * np.pi * 440 * t) + 0.05 * np.random.default_rng(0).standard_normal(t.size)
+    sf.write(path, np.stack([tone] * channels, axis=1), rate)
+    return str(path)
+
+
+def test_tag_a_run_folder_json_and_png(run_folder, tmp_path, capsys):
+    long, short = write_audio(tmp_path / "long.wav", 10.0), write_audio(tmp_path / "short.wav", 1.5, channels=1)
+    status = main(["tag", long, short, "--model", str(run_folder), "--json", "--top", "2",
+                   "--png", str(tmp_path / "taggram.png")])
+    out, err = capsys.readouterr()
+    assert status == 0
+    results = json.loads(out)
+    assert [r["file"] for r in results] == [long, short]
+    assert [r["patches"] for r in results] == [3, 1]  # 626 frames // 187; a short file is padded to one patch
+    assert results[0]["seconds"] == pytest.approx(10.0, abs=1e-3)
+    assert len(results[0]["top"]) == 2 and set(results[0]["scores"]) == {"drums", "piano", "voice"}
+    assert "s end to end" in err
+    assert (tmp_path / "taggram-long.png").stat().st_size > 0 and (tmp_path / "taggram-short.png").exists()
+
+
+def test_tag_reports_a_bad_file_in_one_line_and_tags_the_rest(run_folder, tmp_path, capsys):
+    good = write_audio(tmp_path / "good.wav", 4.0)
+    (tmp_path / "bad.mp3").write_bytes(b"not audio at all" * 100)
+    status = main(["tag", str(tmp_path / "bad.mp3"), good, str(tmp_path / "missing.wav"), "--model", str(run_folder)])
+    out, err = capsys.readouterr()
+    assert status == 2
+    assert out.startswith(f"{good}: ")
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert len(errors) == 2 and "bad.mp3: undecodable" in errors[0] and "missing.wav: missing file" in errors[1]
+
+
+@pytest.mark.parametrize("model,message", [
+    ("MTT_musicnn", "no imported MTT_musicnn (run `bench import musicnn` first"),
+    ("nonsense", "--model nonsense: neither an imported model"),
+])
+def test_tag_with_an_unknown_or_unimported_model_exits_2(tmp_path, capsys, model, message):
+    status = main(["tag", write_audio(tmp_path / "a.wav", 2.0), "--model", model, "--models", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and message in err and "\n" not in err
+
+
+def test_macs_of_the_released_models_by_hand():
+    musicnn = architectures.build("musicnn-787k", RELEASED_INPUT, 50)
+    timbral = 59 * 187 * 38 * 7 * 204 + 30 * 187 * 67 * 7 * 204  # valid in frequency: 96-38+1, 96-67+1
+    temporal = 96 * 187 * (128 + 64 + 32) * 51  # on every band
+    mid = 187 * 7 * (561 * 64 + 64 * 64 + 64 * 64)
+    assert musicnn.analytic_macs() == timbral + temporal + mid + 1506 * 200 + 200 * 50
+    vgg = architectures.build("vgg-605k", RELEASED_INPUT, 50)
+    sizes = [(96, 187), (48, 92), (24, 46), (12, 23), (6, 11)]  # before each conv; pool5 gives 1 x 2
+    convs = sum(f * t * c_in * 128 * 9 for (f, t), c_in in zip(sizes, [1, 128, 128, 128, 128], strict=True))
+    assert vgg.analytic_macs() == convs + 2 * 128 * 50
+
+
+def test_presets_in_a_spec(capsys, write_spec):
+    spec = write_spec("""
+        name = "released"
+        seeds = [0]
+        [dataset]
+        name = "synthetic"
+        [[grid]]
+        arch = ["musicnn-787k", "vgg-605k"]
+        sample_rate = [16000]
+        n_mels = [96, 48]
+        hop_multiplier = [1]
+        log = ["log"]
+    """)
+    assert main(["plan", str(spec), "--format", "json", "--no-fvcore"]) == 0
+    rows = {(r["arch"], r["n_mels"]): r for r in json.loads(capsys.readouterr().out)}
+    assert rows[("musicnn-787k", 96)]["params"] == 787_159 and rows[("vgg-605k", 96)]["params"] == 605_748
+    assert rows[("musicnn-787k", 96)]["filter_heights"] == "38-67"
+    assert rows[("musicnn-787k", 48)]["filter_heights"] == "19-33"
+    assert rows[("vgg-605k", 96)]["segments"] == 9  # 1820 frames of a 29.1 s clip // 187
+
+
+def test_tag_names_of_runs_written_before_they_were_stored():
+    per_tag = {"b": {}, "a": {}, "c": {}}  # in output order, as the metrics write them
+    assert run_tag_names({"metrics": {"per_tag": per_tag, "excluded_tags": []}}, 3) == ["b", "a", "c"]
+    # with an excluded tag the order cannot be known
+    assert run_tag_names({"metrics": {"per_tag": per_tag, "excluded_tags": ["d"]}}, 4) == [f"tag_{i}" for i in range(4)]
+    assert run_tag_names(None, 2) == ["tag_0", "tag_1"]
