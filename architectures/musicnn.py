@@ -50,12 +50,13 @@ def _same_pad(k: int, two_d: bool = False) -> nn.Module:
     return nn.ConstantPad2d((left, right, 0, 0), 0.0) if two_d else nn.ConstantPad1d((left, right), 0.0)
 
 
-def max_over_bands(branch: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+def max_over_bands(branch: nn.Sequential, x: torch.Tensor, pool_first: bool = True) -> torch.Tensor:
     """max over frequency (dim 2) of `branch(x)`, for a branch ending in conv -> ReLU -> BatchNorm.
 
-    In eval mode the pool comes first (exact: see the module docstring): (B, C, F, T) -> (B, C, T).
+    In eval mode the pool comes first (exact: see the module docstring), unless `pool_first` is
+    False: (B, C, F, T) -> (B, C, T).
     """
-    if branch.training:
+    if branch.training or not pool_first:
         return branch(x).amax(dim=2)
     *pad, conv, _relu, bn = branch
     for layer in pad:
@@ -95,6 +96,9 @@ class MusiCNN(nn.Module):
     def __init__(self, plan: MusiCNNPlan, n_mels: int, n_tags: int):
         super().__init__()
         self.plan = plan
+        self.pool_first = True
+        """Eval mode pools over frequency before ReLU and BatchNorm (False: the order as written,
+        what `bench.cost` counts)."""
         self.n_mels = n_mels
         self.n_tags = n_tags
         self.input_frames = plan.segment_frames
@@ -141,9 +145,9 @@ class MusiCNN(nn.Module):
         if x.dim() == 3:
             x = x.unsqueeze(1)
         x = self.input_bn(x)  # (B, 1, n_mels, T)
-        timbral = [max_over_bands(branch, x) for branch in self.timbral]
+        timbral = [max_over_bands(branch, x, self.pool_first) for branch in self.timbral]
         if self.plan.temporal_on_bands:
-            temporal = [max_over_bands(branch, x) for branch in self.temporal]
+            temporal = [max_over_bands(branch, x, self.pool_first) for branch in self.temporal]
         else:
             band_mean = x.mean(dim=2)  # (B, 1, T)
             temporal = [branch(band_mean) for branch in self.temporal]
