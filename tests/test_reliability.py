@@ -204,7 +204,7 @@ def small_cache(tmp_path, n=6):
     return WaveformCache(tmp_path / "cache", corpus_index(audio), clip_seconds=2.0)
 
 
-@pytest.mark.parametrize("damage", ["manifest", "waveforms", "progress"])
+@pytest.mark.parametrize("damage", ["manifest", "waveforms", "progress", "index"])
 def test_a_damaged_cache_is_never_opened_and_is_rebuilt(tmp_path, damage):
     cache = small_cache(tmp_path)
     cache.prepare([16000], workers=1)
@@ -214,9 +214,14 @@ def test_a_damaged_cache_is_never_opened_and_is_rebuilt(tmp_path, damage):
         os.truncate(folder / "manifest.json", 40)
     elif damage == "waveforms":
         os.truncate(folder / "waveforms.f16", 1000)
-    else:  # a torn progress file of an unfinished cache
+    elif damage == "progress":  # a torn progress file of an unfinished cache
         (folder / "manifest.json").unlink()
         (folder / "progress.npy").write_bytes(b"\x93NUMPY torn")
+    else:  # the index that workers reopen the cache from
+        os.truncate(cache.dir / "index.json", 50)
+        cache.prepare([16000], workers=1)
+        assert WaveformCache.from_dir(cache.dir).index == cache.index
+        return
     assert not cache.is_complete(16000)
     with pytest.raises(FileNotFoundError, match="not prepared"):
         cache.open(16000)

@@ -191,6 +191,13 @@ class WaveformCache:
         cache.clip_seconds = None  # only needed to prepare
         return cache
 
+    def _index_is_valid(self) -> bool:
+        try:
+            return index_to_json(index_from_json(json.loads((self.dir / "index.json").read_bytes()))) == \
+                index_to_json(self.index)
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+
     def rate_dir(self, sample_rate: int) -> Path:
         return self.dir / f"sr{sample_rate}"
 
@@ -207,7 +214,7 @@ class WaveformCache:
         `progress(total, description)` may return a tqdm-like object with update(n) and close().
         """
         rates = sorted(set(sample_rates))
-        if all(self.is_complete(r) for r in rates):
+        if all(self.is_complete(r) for r in rates) and self._index_is_valid():
             return [self._report(r, already_done=True) for r in rates]
         self.dir.mkdir(parents=True, exist_ok=True)
         with exclusive_lock(self.dir / "prepare.lock"):  # another preparer may finish it while we wait
@@ -217,6 +224,8 @@ class WaveformCache:
         todo_rates = [r for r in rates if not self.is_complete(r)]
         reports = {r: self._report(r, already_done=True) for r in rates if r not in todo_rates}
         remove_temp_files(self.dir)
+        if not self._index_is_valid():  # workers read the index from here
+            atomic_write_json(self.dir / "index.json", index_to_json(self.index))
         for rate in todo_rates:
             folder = self.rate_dir(rate)
             remove_temp_files(folder)
@@ -224,7 +233,6 @@ class WaveformCache:
                 reject(folder / "manifest.json")  # it did not mark a complete cache
         if todo_rates:
             started = time.monotonic()
-            atomic_write_json(self.dir / "index.json", index_to_json(self.index))
             n = len(self.index.clips)
             partial = {r: _PartialRate(self.rate_dir(r), n, framing.clip_samples(self.clip_seconds, r))
                        for r in todo_rates}
