@@ -34,6 +34,7 @@ from bench.hostile import (
     spec_documents,
     spec_outcome,
 )
+from bench.report import read_runs
 from bench.runner import EXECUTIONS, LOCK, RESULT, RunLock, run_states
 from bench.spec import load_spec
 from bench.train import BEST, CHECKPOINT, InvalidCheckpoint, read_checkpoint, resume_state, save_torch
@@ -125,6 +126,8 @@ def test_truncated_result_is_set_aside_and_the_run_redone(damaged, capsys):
 def test_a_result_that_does_not_describe_the_run_is_not_a_done_marker(damaged, capsys, edit):
     _, _, folder, reference = damaged
     (folder / RESULT).write_text(json.dumps(edit(reference)))
+    ok, not_ok = read_runs([folder])  # the report does not take it either
+    assert ok == [] and len(not_ok) == 1
     result, _ = rerun(damaged, capsys)
     assert (folder / f"{RESULT}.rejected").exists()
     assert same_training(result, reference)
