@@ -15,8 +15,9 @@ Terms used throughout:
   files as scikit-learn returns them; tables and figures show them in %.
 - `gmac`: 1e9 multiply-adds for one forward pass over one clip (fvcore's count); `storage_bytes`: one
   float32 mel spectrogram of one clip.
-- failed runs (status != "ok"), unreadable result files and run folders without result.json are
-  listed in `runs_not_ok.csv` and in the summary and never enter an average.
+- failed runs (status != "ok"), unreadable result files, result files that do not describe their run
+  (`bench.runner.result_problem`) and run folders without result.json are listed in
+  `runs_not_ok.csv` and in the summary and never enter an average.
 """
 
 from __future__ import annotations
