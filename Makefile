@@ -12,7 +12,7 @@ RESULTS ?= results
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help grid report prepare plan perf test lint clean
+.PHONY: help grid report prepare plan perf test stress lint clean
 
 help: ## list the targets
 	@echo "Usage: make TARGET [SPEC=specs/demo.toml] [DATA=/path/to/dataset] [RESULTS=results]"
@@ -51,6 +51,11 @@ perf: $(STAMP) ## measure training speed, conv peak, front end, data path (RESUL
 
 test: $(STAMP) ## run the test suite (CPU only)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+STRESS_ARGS ?=
+
+stress: $(STAMP) ## kill grids at random, race workers, feed bad audio and random specs; print the figures
+	$(BIN)/python -m bench.stress $(STRESS_ARGS)
 
 lint: $(STAMP) ## ruff over the code and tests
 	$(BIN)/ruff check bench architectures tests

@@ -8,6 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+MAX_WIDTH = 64.0
+"""Largest width multiplier (64 x the paper's VGG is ~70 billion parameters: beyond any machine)."""
+MAX_SEGMENT_SECONDS = 3600.0
+
+
+def _width_problems(width: float) -> list[tuple[str, object, str]]:
+    return [] if 0 < width <= MAX_WIDTH else [("width", width, f"must be > 0 and <= {MAX_WIDTH:g}")]
+
 
 @dataclass(frozen=True)
 class VGGOptions:
@@ -15,7 +23,7 @@ class VGGOptions:
     """Multiplier on the channel counts 128, 384, 768, 2048 (1.0 = the paper's network)."""
 
     def validate(self) -> list[tuple[str, object, str]]:
-        return [("width", self.width, "must be > 0")] if not self.width > 0 else []
+        return _width_problems(self.width)
 
 
 @dataclass(frozen=True)
@@ -26,11 +34,9 @@ class MusiCNNOptions:
     """Length of the segments the network sees (the paper uses 3 s)."""
 
     def validate(self) -> list[tuple[str, object, str]]:
-        problems: list[tuple[str, object, str]] = []
-        if not self.width > 0:
-            problems.append(("width", self.width, "must be > 0"))
-        if not self.segment_seconds > 0:
-            problems.append(("segment_seconds", self.segment_seconds, "must be > 0"))
+        problems = _width_problems(self.width)
+        if not 0 < self.segment_seconds <= MAX_SEGMENT_SECONDS:
+            problems.append(("segment_seconds", self.segment_seconds, f"must be > 0 and <= {MAX_SEGMENT_SECONDS:g}"))
         return problems
 
 

@@ -14,6 +14,24 @@ from bench.errors import UserError
 EXIT_USER_ERROR = 2
 
 
+def one_line(message: object) -> str:
+    """A message on one line (a user error is one line on stderr, whatever the text it quotes)."""
+    return " ".join(str(message).split()) or "no detail"
+
+
+def resource_message(exc: OSError) -> str:
+    """A full disk, a quota, a read-only or forbidden folder, said as what to do about it."""
+    import errno
+
+    where = f"{exc.filename}: " if exc.filename else ""
+    what = exc.strerror or exc.__class__.__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        advice = "free some space and rerun (finished runs are kept, interrupted ones resume)"
+    else:
+        advice = "make it writable or choose another --results / --cache folder, then rerun"
+    return f"cannot write {where}{what}; {advice}"
+
+
 def _version() -> str:
     try:
         return version("bench")
@@ -237,13 +255,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.started = started
+    from bench.store import is_resource_error
+
     try:
         return args.func(args)
     except UserError as exc:
-        print(f"bench {args.command}: error: {exc}", file=sys.stderr)
+        print(f"bench {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except BrokenPipeError:  # e.g. `bench plan ... | head`
         return 0
+    except OSError as exc:
+        if not is_resource_error(exc):
+            raise
+        print(f"bench {args.command}: error: {one_line(resource_message(exc))}", file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 def console() -> None:

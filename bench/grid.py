@@ -21,6 +21,7 @@ from pathlib import Path
 from bench.errors import UserError
 from bench.runner import log_to_stdout, read_result, run_dir, run_states, shard, worker_loop
 from bench.spec import Spec, load_spec
+from bench.store import check_writable
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ def run_grid(spec_path: str, data: str | None = None, results: str = "results", 
     todo = [s for s in states if s.action in ("run", "resume")]
     if todo:
         torch_device = resolve_device(device)
+        check_writable(results_root / spec.name / "runs")  # before preparing data for nothing
         _, waveforms, _ = prepare_spec(spec, data, cache, None)
         n_workers = workers or (_gpu_count() if torch_device.type == "cuda" else 1)
         # absolute paths: Slurm jobs and spawned workers may start elsewhere

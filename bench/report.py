@@ -15,8 +15,9 @@ Terms used throughout:
   files as scikit-learn returns them; tables and figures show them in %.
 - `gmac`: 1e9 multiply-adds for one forward pass over one clip (fvcore's count); `storage_bytes`: one
   float32 mel spectrogram of one clip.
-- failed runs (status != "ok"), unreadable result files and run folders without result.json are
-  listed in `runs_not_ok.csv` and in the summary and never enter an average.
+- failed runs (status != "ok"), unreadable result files, result files that do not describe their run
+  (`bench.runner.result_problem`) and run folders without result.json are listed in
+  `runs_not_ok.csv` and in the summary and never enter an average.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import pandas as pd
 from scipy import stats
 
 from bench.errors import UserError
+from bench.runner import result_problem
 from bench.store import atomic_write_text
 
 RESULT = "result.json"
@@ -191,10 +193,11 @@ def read_runs(folders: Iterable[Path]) -> tuple[list[dict], pd.DataFrame]:
             not_ok.append({"run_id": folder.name, "status": "unreadable", "reason": f"{path}: {exc}"})
             continue
         status = result.get("status")
-        if status == "ok" and isinstance(result.get("metrics"), dict) and isinstance(result.get("cost"), dict):
+        problem = result_problem(result, folder.name)  # the grid's own test of a done-marker
+        if status == "ok" and problem is None:
             ok.append(result)
         else:
-            reason = result.get("error") or ("status ok but no metrics" if status == "ok" else f"status {status!r}")
+            reason = result.get("error") or problem or f"status {status!r}"
             not_ok.append({"run_id": result.get("run_id", folder.name), "status": status or "unknown",
                            "reason": reason, **_config_fields(result)})
     return ok, pd.DataFrame(not_ok, columns=NOT_OK_COLUMNS)

@@ -9,6 +9,12 @@
         error.txt       traceback of a failed run
         executions.jsonl  one line per start of the run (host, pid, time)
         result.json     written atomically at the end: the run's "done" marker
+        *.rejected      files found invalid (corrupt, truncated, not this run's), set aside
+
+Nothing invalid is ever read as valid: a result.json that does not parse or does not describe this
+run is not a done-marker, and the worker that claims the run sets it aside and redoes the run (from
+its checkpoint, which `bench.train` validates the same way). Temp files of killed writers are
+removed by the worker that claims the folder.
 
 Several workers (processes, GPUs, Slurm jobs on a shared file system) may work on one results folder:
 each run is claimed with an exclusive, non-blocking `flock` on its lock file before it starts and
@@ -33,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.spec import RunSpec, Spec
-from bench.store import atomic_write_json
+from bench.store import atomic_write_json, atomic_write_text, is_resource_error, reject, remove_temp_files
 
 RESULT = "result.json"
 LOCK = "lock"
@@ -44,12 +50,44 @@ def run_dir(results: Path, spec: Spec, run: RunSpec) -> Path:
     return Path(results) / spec.name / "runs" / run.run_id
 
 
-def read_result(folder: Path) -> dict | None:
-    """The run's result, or None if it has none (a half-written file cannot exist: writes are atomic)."""
+def result_problem(result: object, run_id: str) -> str | None:
+    """Why a parsed result.json cannot be this run's done-marker, or None if it can."""
+    if not isinstance(result, dict):
+        return "not a JSON object"
+    if result.get("run_id") != run_id:
+        return f"run_id {result.get('run_id')!r} is not the folder's {run_id!r}"
+    status = result.get("status")
+    if status == "failed":
+        return None if isinstance(result.get("error"), str) else "failed without an error"
+    if status != "ok":
+        return f"status {status!r}"
+    metrics, cost = result.get("metrics"), result.get("cost")
+    if not isinstance(metrics, dict) or not isinstance(cost, dict) or not isinstance(result.get("config"), dict):
+        return "status ok without metrics, cost and config"
+    for key in ("roc_auc", "pr_auc"):
+        value = metrics.get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
+            return f"metrics.{key} is {value!r}"
+    return None
+
+
+def load_result(folder: Path) -> tuple[dict | None, str | None]:
+    """(result, None) for a valid result.json; (None, None) if there is none; (None, why) if it is invalid."""
     try:
-        return json.loads((folder / RESULT).read_text())
+        text = (folder / RESULT).read_bytes()
     except FileNotFoundError:
-        return None
+        return None, None
+    try:
+        result = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        return None, f"not valid JSON ({type(exc).__name__}: {exc})"
+    problem = result_problem(result, Path(folder).name)
+    return (None, problem) if problem else (result, None)
+
+
+def read_result(folder: Path) -> dict | None:
+    """The run's valid result, or None (no result, or one that is not valid: never a done-marker)."""
+    return load_result(folder)[0]
 
 
 class RunLock:
@@ -79,13 +117,18 @@ class RunLock:
             self.fd = None
 
     def held_by_other(self) -> bool:
-        """True if another live process holds the lock right now."""
-        if not (self.folder / LOCK).exists():
+        """True if another live process holds the lock right now (a look that writes nothing)."""
+        try:
+            fd = os.open(self.folder / LOCK, os.O_RDONLY)
+        except FileNotFoundError:
             return False
-        if self.acquire():
-            self.release()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             return False
-        return True
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # closing drops a shared lock we may have taken
 
 
 @dataclass(frozen=True)
@@ -102,7 +145,7 @@ def run_states(spec: Spec, results: Path, runs: list[RunSpec], retry_failed: boo
     states = []
     for run in runs:
         folder = run_dir(results, spec, run)
-        result = read_result(folder)
+        result, problem = load_result(folder)
         if result is not None and result.get("status") == "ok":
             states.append(RunState(run, folder, "skip", "done"))
         elif result is not None and not retry_failed:
@@ -110,6 +153,9 @@ def run_states(spec: Spec, results: Path, runs: list[RunSpec], retry_failed: boo
                                                                "(--retry-failed reruns it)"))
         elif RunLock(folder).held_by_other():
             states.append(RunState(run, folder, "skip-running", "claimed by another live worker"))
+        elif problem:
+            states.append(RunState(run, folder, "resume" if (folder / "checkpoint.pt").exists() else "run",
+                                   f"{RESULT} is invalid ({problem}): set aside and redone"))
         elif (folder / "checkpoint.pt").exists():
             states.append(RunState(run, folder, "resume", "interrupted: resumes from its checkpoint"))
         else:
@@ -212,14 +258,22 @@ def execute_run(spec: Spec, run: RunSpec, folder: Path, cache_for: Callable, dev
         )
     except KeyboardInterrupt:
         raise
+    except OSError as exc:
+        if is_resource_error(exc):  # a full disk or a read-only folder is not the run's fault: stop, resumable
+            raise
+        _record_failure(folder, result, exc, log)
     except Exception as exc:  # recorded, and the grid goes on
-        (folder / "error.txt").write_text(traceback.format_exc())
-        result.update(status="failed", error=f"{type(exc).__name__}: {exc}")
-        log(f"  FAILED {run.run_id}: {result['error']}")
+        _record_failure(folder, result, exc, log)
     result["provenance"] = provenance(device)
     result["provenance"].update(started=started, finished=time.time(), torch_threads=torch.get_num_threads())
     atomic_write_json(folder / RESULT, result)
     return result
+
+
+def _record_failure(folder: Path, result: dict, exc: Exception, log: Callable) -> None:
+    atomic_write_text(folder / "error.txt", traceback.format_exc())
+    result.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+    log(f"  FAILED {result['run_id']}: {result['error']}")
 
 
 def _settled(result: dict | None, retry_failed: bool) -> bool:
@@ -229,32 +283,56 @@ def _settled(result: dict | None, retry_failed: bool) -> bool:
 
 def worker_loop(spec: Spec, results: Path, runs: list[RunSpec], cache_for: Callable, device, retry_failed: bool,
                 log: Callable = print) -> list[str]:
-    """Claim and execute every run of `runs` that is not done; returns the run ids this worker executed."""
-    executed = []
-    for run in runs:
-        folder = run_dir(results, spec, run)
-        if _settled(read_result(folder), retry_failed):
-            continue
-        lock = RunLock(folder)
-        if not lock.acquire():
-            continue  # another worker has it
-        try:
-            existing = read_result(folder)  # it may have finished between our look and our claim
-            if _settled(existing, retry_failed):
-                continue
-            if existing is not None:  # a failed run being retried starts from scratch
-                for stale in (RESULT, "checkpoint.pt", "best.pt", "error.txt"):
-                    (folder / stale).unlink(missing_ok=True)
-            log(f"run {run.run_id} (pid {os.getpid()})")
-            result = execute_run(spec, run, folder, cache_for, device, log)
-            executed.append(run.run_id)
-            if result["status"] == "ok":
-                m, c = result["metrics"], result["cost"]
-                log(f"  done {run.run_id}: test roc_auc {m['roc_auc']:.4f} pr_auc {m['pr_auc']:.4f}, "
-                    f"{c['epochs']} epochs, {c['train_seconds']:.0f} s")
-        finally:
-            lock.release()
+    """Claim and execute every run of `runs` that is not done; returns the run ids this worker executed.
+
+    Runs claimed by another worker are looked at again after each pass, so the run of a worker that
+    died meanwhile (its lock went with it) is taken over; a pass that finds nothing to do ends it.
+    """
+    executed: list[str] = []
+    pending = list(runs)
+    while pending:
+        claimed_elsewhere = []
+        for run in pending:
+            outcome = _claim_and_execute(spec, run_dir(results, spec, run), run, cache_for, device, retry_failed,
+                                         log)
+            if outcome == "held":
+                claimed_elsewhere.append(run)
+            elif outcome == "executed":
+                executed.append(run.run_id)
+        if len(claimed_elsewhere) == len(pending):
+            break
+        pending = claimed_elsewhere
     return executed
+
+
+def _claim_and_execute(spec: Spec, folder: Path, run: RunSpec, cache_for: Callable, device, retry_failed: bool,
+                       log: Callable) -> str:
+    """"settled", "held" (another worker has it) or "executed"."""
+    if _settled(read_result(folder), retry_failed):
+        return "settled"
+    lock = RunLock(folder)
+    if not lock.acquire():
+        return "held"
+    try:
+        remove_temp_files(folder)  # left by a writer that was killed; the folder is ours now
+        existing, problem = load_result(folder)  # it may have finished between our look and our claim
+        if _settled(existing, retry_failed):
+            return "settled"
+        if problem:
+            log(f"{folder / RESULT}: invalid ({problem}); set aside as {reject(folder / RESULT).name}, "
+                "the run is redone")
+        if existing is not None:  # a failed run being retried starts from scratch
+            for stale in (RESULT, "checkpoint.pt", "best.pt", "error.txt"):
+                (folder / stale).unlink(missing_ok=True)
+        log(f"run {run.run_id} (pid {os.getpid()})")
+        result = execute_run(spec, run, folder, cache_for, device, log)
+        if result["status"] == "ok":
+            m, c = result["metrics"], result["cost"]
+            log(f"  done {run.run_id}: test roc_auc {m['roc_auc']:.4f} pr_auc {m['pr_auc']:.4f}, "
+                f"{c['epochs']} epochs, {c['train_seconds']:.0f} s")
+        return "executed"
+    finally:
+        lock.release()
 
 
 def log_to_stdout(message: str) -> None:

@@ -31,6 +31,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 import re
 import sys
 import types
@@ -54,6 +55,26 @@ LOG_TYPES = ("log", "dB")
 DATASETS = ("mtat", "msd", "manifest", "synthetic")
 PRECISIONS = ("auto", "bf16", "fp32")
 MAX_N_MELS = framing.N_FFT // 2 + 1
+MAX_SEED = 2**32 - 1
+"""numpy's seed range; torch and the synthetic generator accept it too."""
+LIMITS: dict[str, tuple[float, float]] = {
+    # field: (smallest, largest) allowed; the upper bounds keep a typo (an extra zero or three) from
+    # starting a grid no machine can hold, and are far above anything the paper's study needs
+    "dataset.clip_seconds": (1.0, 3600.0),  # decoding skips files shorter than 1 s
+    "dataset.n_tags": (1, 10_000),
+    "dataset.clips": (1, 10_000_000),
+    "dataset.seed": (0, MAX_SEED),
+    "protocol.batch_size": (1, 65_536),
+    "protocol.max_epochs": (1, 100_000),
+    "protocol.patience": (1, 100_000),
+    "protocol.lr_patience": (1, 100_000),
+    "protocol.lr": (1e-12, 10.0),
+    "protocol.weight_decay": (0.0, 10.0),
+    "sample_rate": (1000, 192_000),
+    "n_mels": (1, MAX_N_MELS),
+    "hop_multiplier": (1, 100),
+    "seed": (0, MAX_SEED),
+}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -236,27 +257,21 @@ def parse_spec(raw: dict[str, Any], path: str | Path = "<spec>") -> Spec:
         v.fail("seeds", [], "needs at least one seed")
     if len(set(seeds)) != len(seeds):
         v.fail("seeds", list(seeds), "has duplicates")
+    for i, seed in enumerate(seeds):
+        v.within(seed, "seed", f"seeds[{i}]")
 
     dataset = v.dataclass_from(DatasetSpec, v.require(raw, "dataset", dict, ""), "dataset")
     if dataset.name not in DATASETS:
         v.fail("dataset.name", dataset.name, f"must be one of {', '.join(DATASETS)}")
-    if not dataset.clip_seconds > 0:
-        v.fail("dataset.clip_seconds", dataset.clip_seconds, "must be > 0")
-    if dataset.n_tags < 1:
-        v.fail("dataset.n_tags", dataset.n_tags, "must be >= 1")
-    if dataset.clips is not None and dataset.clips < 1:
-        v.fail("dataset.clips", dataset.clips, "must be >= 1")
+    for name_ in ("clip_seconds", "n_tags", "clips", "seed"):
+        if getattr(dataset, name_) is not None:
+            v.within(getattr(dataset, name_), f"dataset.{name_}")
 
     protocol = v.dataclass_from(Protocol, v.typed(raw.get("protocol", {}), dict, "protocol"), "protocol")
-    for name_, minimum in (("batch_size", 1), ("max_epochs", 1), ("patience", 1), ("lr_patience", 1)):
-        if getattr(protocol, name_) < minimum:
-            v.fail(f"protocol.{name_}", getattr(protocol, name_), f"must be >= {minimum}")
-    if not protocol.lr > 0:
-        v.fail("protocol.lr", protocol.lr, "must be > 0")
+    for name_ in ("batch_size", "max_epochs", "patience", "lr_patience", "lr", "weight_decay"):
+        v.within(getattr(protocol, name_), f"protocol.{name_}")
     if not 0 < protocol.lr_factor <= 1:
         v.fail("protocol.lr_factor", protocol.lr_factor, "must be in (0, 1]")
-    if protocol.weight_decay < 0:
-        v.fail("protocol.weight_decay", protocol.weight_decay, "must be >= 0")
     if protocol.precision not in PRECISIONS:
         v.fail("protocol.precision", protocol.precision, f"must be one of {', '.join(PRECISIONS)}")
 
@@ -278,10 +293,12 @@ def parse_spec(raw: dict[str, Any], path: str | Path = "<spec>") -> Spec:
             v.fail(f"{where}.{field_name}", value, problem)
         arch_options[arch_name] = options
 
-    return Spec(
+    spec = Spec(
         name=name, path=str(path), dataset=dataset, seeds=seeds, protocol=protocol,
         arch_options=arch_options, grid=blocks, description=description,
     )
+    v.plannable(spec)
+    return spec
 
 
 class _Validator:
@@ -292,6 +309,24 @@ class _Validator:
 
     def fail(self, field_name: str, value: Any, problem: str):
         raise SpecError(self.path, field_name, f"{value!r} {problem}")
+
+    def within(self, value: float, limit: str, field_name: str | None = None):
+        """`value` within LIMITS[limit] (named `field_name` in the message, default `limit`)."""
+        low, high = LIMITS[limit]
+        if not low <= value <= high:
+            self.fail(field_name or limit, value, f"must be between {low:g} and {high:g}")
+
+    def plannable(self, spec: Spec):
+        """Every configuration has frames and an architecture plan (pure arithmetic, no torch)."""
+        from bench.plan import arch_columns
+
+        for c in spec.configurations():
+            m = c.mel
+            try:
+                arch_columns(c, m.n_frames(spec.dataset.clip_seconds))
+            except (ValueError, ArithmeticError, AssertionError) as exc:
+                raise SpecError(self.path, "grid", f"{c.arch} cannot be planned for {m.sample_rate} Hz, "
+                                f"{m.n_mels} mels, hop x{m.hop_multiplier}: {exc}") from None
 
     def check_keys(self, table: dict, allowed: set[str], where: str):
         for key in table:
@@ -322,8 +357,8 @@ class _Validator:
             self.fail(field_name, value, "must be an integer, not a boolean")
         if kind in (int, float, str, bool, dict, list) and not isinstance(value, kind):
             self.fail(field_name, value, f"must be {_type_word(kind)}, not {_type_word(type(value))}")
-        if isinstance(value, float) and value != value:
-            self.fail(field_name, value, "must be a number, not NaN")
+        if isinstance(value, float) and not math.isfinite(value):
+            self.fail(field_name, value, "must be a finite number")
         return value
 
     def list_of(self, value: Any, kind: type, field_name: str) -> list:
@@ -366,15 +401,9 @@ class _Validator:
             values[axis] = tuple(dict.fromkeys(items))  # de-duplicate, keep order
         for i, arch in enumerate(values["arch"]):
             self.known_arch(arch, f"{where}.arch[{i}]")
-        for i, sr in enumerate(values["sample_rate"]):
-            if sr < 1000:
-                self.fail(f"{where}.sample_rate[{i}]", sr, "must be >= 1000 Hz")
-        for i, n in enumerate(values["n_mels"]):
-            if not 1 <= n <= MAX_N_MELS:
-                self.fail(f"{where}.n_mels[{i}]", n, f"must be between 1 and n_fft/2+1 = {MAX_N_MELS}")
-        for i, m in enumerate(values["hop_multiplier"]):
-            if m < 1:
-                self.fail(f"{where}.hop_multiplier[{i}]", m, "must be >= 1")
+        for axis in ("sample_rate", "n_mels", "hop_multiplier"):
+            for i, value in enumerate(values[axis]):
+                self.within(value, axis, f"{where}.{axis}[{i}]")
         for i, log in enumerate(values["log"]):
             if log not in LOG_TYPES:
                 self.fail(f"{where}.log[{i}]", log, f"must be one of {', '.join(map(repr, LOG_TYPES))}")

@@ -1,15 +1,34 @@
 """Atomic file writes: a reader sees the old file or the complete new one, never a partial one.
 
 temp file in the same folder -> write -> fsync -> os.replace -> fsync the folder.
+
+A writer killed before its `os.replace` leaves only a `.<name>.*.tmp` file, which no reader opens;
+whoever owns the folder (the holder of its lock) removes them with `remove_temp_files`. A file that
+a reader finds invalid anyway (a disk fault, a hand edit) is set aside with `reject`, never deleted.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+RESOURCE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+"""Write failures that are the machine's state (full disk, quota, read-only or forbidden folder), not a
+run's fault: they stop the grid with a clear message instead of being recorded as a failed run."""
+
+REJECTED_SUFFIX = ".rejected"
+TEMP_SUFFIX = ".tmp"
+
+
+def is_resource_error(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in RESOURCE_ERRNOS
 
 
 def fsync_path(path: str | Path) -> None:
@@ -28,8 +47,11 @@ def _umask() -> int:
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    except OSError as exc:
+        raise _naming(exc, path.parent) from None
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from colleagues
         with os.fdopen(fd, "wb") as handle:
@@ -37,11 +59,37 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _naming(exc, path) from None
         raise
     fsync_path(path.parent)
     return path
+
+
+def _naming(exc: OSError, path: Path) -> OSError:
+    """The same error, naming the file it was about (a failed write() or fsync() names none)."""
+    if exc.filename is not None or exc.errno is None:
+        return exc
+    return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path))
+
+
+def remove_temp_files(folder: str | Path) -> list[Path]:
+    """Delete the temp files of writers that died in `folder`; only its owner may call this."""
+    removed = []
+    for tmp in Path(folder).glob(f".*{TEMP_SUFFIX}"):
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def reject(path: str | Path) -> Path:
+    """Set an invalid file aside as `<name>.rejected` (kept for inspection; a later one replaces it)."""
+    path = Path(path)
+    target = path.with_name(path.name + REJECTED_SUFFIX)
+    os.replace(path, target)
+    return target
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -50,3 +98,26 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def atomic_write_json(path: str | Path, data: Any) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=1, sort_keys=False) + "\n")
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive flock on `path` (waiting for it): the kernel drops it if the holder dies."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def check_writable(folder: str | Path) -> None:
+    """Create `folder` and a file in it (removed at once): a read-only or full place fails here, not later."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".probe.", suffix=TEMP_SUFFIX, dir=folder)
+    except OSError as exc:
+        raise _naming(exc, folder) from None
+    os.close(fd)
+    os.unlink(probe)

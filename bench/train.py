@@ -12,6 +12,12 @@ evaluation (a clip's scores are the mean of its segments' sigmoids).
 Determinism: the data order and the training segments of epoch e come from generators seeded with
 (seed, e), and the checkpoint carries the global RNG state, so a run resumed from its checkpoint
 follows the same path as one that never stopped (on the CPU).
+
+Crash safety: checkpoint.pt is written (atomically) first, then best.pt, `{"epoch", "model"}`, when
+the epoch was the best so far. A kill between the two leaves a checkpoint whose best epoch is its own
+epoch, so the best weights are in the checkpoint and best.pt is rewritten from it on resume. A
+checkpoint or best.pt that cannot be loaded (corrupt, truncated, not this run's, or holding anything
+but tensors and plain containers) is set aside as `*.rejected` and the run restarts from scratch.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ from bench.fastpath import FastPath, fast_path, resident_fits
 from bench.frontend import MelFrontend
 from bench.metrics import tag_metrics
 from bench.spec import RunSpec
-from bench.store import atomic_write_bytes
+from bench.store import atomic_write_bytes, reject
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
@@ -220,6 +226,80 @@ def load_torch(path: Path):
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+class InvalidCheckpoint(Exception):
+    """A checkpoint or best.pt that must not be used; str(exc) says why."""
+
+
+CHECKPOINT_KEYS = ("epoch", "model", "optimizer", "scheduler", "scaler", "best", "history", "torch_rng", "run_id")
+
+
+def read_checkpoint(path: Path, run_id: str) -> dict:
+    """The checkpoint at `path` if it is a complete checkpoint of `run_id`; InvalidCheckpoint otherwise."""
+    state = _load_dict(path)
+    missing = [k for k in CHECKPOINT_KEYS if k not in state]
+    if missing:
+        raise InvalidCheckpoint(f"missing {', '.join(missing)}")
+    if state["run_id"] != run_id:
+        raise InvalidCheckpoint(f"belongs to run {state['run_id']!r}, not {run_id!r}")
+    epoch, best = state["epoch"], state["best"]
+    if not isinstance(epoch, int) or epoch < 1 or not isinstance(best, dict) \
+            or not isinstance(best.get("epoch"), int) or not 0 <= best["epoch"] <= epoch:
+        raise InvalidCheckpoint(f"inconsistent epochs (epoch {epoch!r}, best {best!r})")
+    if not isinstance(state["history"], list) or len(state["history"]) != epoch:
+        raise InvalidCheckpoint("history does not match the epoch")
+    return state
+
+
+def read_best(path: Path, epoch: int) -> dict:
+    """The best-validation weights of `epoch` from best.pt; InvalidCheckpoint if that is not what it holds."""
+    state = _load_dict(path)
+    if state.get("epoch") != epoch or not isinstance(state.get("model"), dict):
+        raise InvalidCheckpoint(f"holds epoch {state.get('epoch')!r}, not the best epoch {epoch}")
+    return state["model"]
+
+
+def _load_dict(path: Path) -> dict:
+    try:
+        state = load_torch(path)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # torch reports torn zips, refused globals and bad pickles as many types
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "no detail"
+        raise InvalidCheckpoint(f"unreadable ({type(exc).__name__}: {detail})") from None
+    if not isinstance(state, dict):
+        raise InvalidCheckpoint(f"holds a {type(state).__name__}, not a dict")
+    return state
+
+
+def resume_state(run_dir: Path, run_id: str, log: Callable = print) -> dict | None:
+    """The checkpoint to resume from, with best.pt checked (and rewritten when the checkpoint holds the
+    best weights), or None: start from scratch, with anything invalid set aside as `*.rejected`."""
+    checkpoint, best_path = run_dir / CHECKPOINT, run_dir / BEST
+    if not checkpoint.exists():
+        return None
+    try:
+        state = read_checkpoint(checkpoint, run_id)
+    except InvalidCheckpoint as exc:
+        log(f"{checkpoint}: {exc}; set aside as {reject(checkpoint).name}, the run starts from scratch")
+        return None
+    best_epoch = state["best"]["epoch"]
+    if best_epoch == 0:
+        return state
+    try:
+        read_best(best_path, best_epoch)
+        return state
+    except (InvalidCheckpoint, FileNotFoundError) as exc:
+        problem = "missing" if isinstance(exc, FileNotFoundError) else str(exc)
+        if best_path.exists():
+            log(f"{best_path}: {problem}; set aside as {reject(best_path).name}")
+    if best_epoch == state["epoch"]:  # killed between the checkpoint and best.pt: the weights are here
+        save_torch(best_path, {"epoch": best_epoch, "model": state["model"]})
+        return state
+    log(f"{best_path}: the best weights (epoch {best_epoch}) are lost; {CHECKPOINT} set aside as "
+        f"{reject(checkpoint).name}, the run starts from scratch")
+    return None
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -228,17 +308,21 @@ def _sync(device: torch.device) -> None:
 def train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torch.device,
               log: Callable = print) -> dict:
     """Train (or resume) one run in `run_dir`; returns its metrics, timings and history."""
-    trainer = Trainer(run, cache, device, log)
     protocol = run.protocol
     checkpoint = run_dir / CHECKPOINT
     history: list[dict] = []
     best = {"roc_auc": -math.inf, "epoch": 0}
     start_epoch = 1
-    if checkpoint.exists():
-        state = load_torch(checkpoint)
-        if state.get("run_id") != run.run_id:
-            raise RuntimeError(f"{checkpoint} belongs to run {state.get('run_id')}, not {run.run_id}")
-        trainer.load(state)
+    state = resume_state(run_dir, run.run_id, log)
+    trainer = Trainer(run, cache, device, log)
+    if state is not None:
+        try:
+            trainer.load(state)
+        except (RuntimeError, KeyError, ValueError, TypeError) as exc:  # e.g. weights of another shape
+            log(f"{checkpoint}: does not fit this run ({type(exc).__name__}); set aside as "
+                f"{reject(checkpoint).name}, the run starts from scratch")
+            state, trainer = None, Trainer(run, cache, device, log)
+    if state is not None:
         history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
         log(f"resuming {run.run_id} after epoch {state['epoch']}")
 
@@ -257,14 +341,16 @@ def train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torch
                   "lr": trainer.optimizer.param_groups[0]["lr"], "train_seconds": t1 - t0,
                   "eval_seconds": t2 - t1, "clips": seen}
         history.append(record)
-        if valid["roc_auc"] > best["roc_auc"]:
+        improved = valid["roc_auc"] > best["roc_auc"]
+        if improved:
             best = {"roc_auc": valid["roc_auc"], "epoch": epoch}
-            save_torch(run_dir / BEST, trainer.model.state_dict())
         save_torch(checkpoint, trainer.state(epoch, best, history))
+        if improved:  # after the checkpoint: see the module docstring
+            save_torch(run_dir / BEST, {"epoch": epoch, "model": trainer.model.state_dict()})
         log(f"  epoch {epoch:3d}/{protocol.max_epochs}  loss {loss:.4f}  valid roc_auc {valid['roc_auc']:.4f}  "
             f"pr_auc {valid['pr_auc']:.4f}  lr {record['lr']:.2g}  {t1 - t0:.1f}+{t2 - t1:.1f} s")
 
-    trainer.model.load_state_dict(load_torch(run_dir / BEST))
+    trainer.model.load_state_dict(read_best(run_dir / BEST, best["epoch"]))
     t0 = time.perf_counter()
     test = trainer.evaluate("test")
     test_seconds = time.perf_counter() - t0

@@ -15,35 +15,9 @@ import pytest
 from bench.cli import main
 from bench.grid import run_grid
 from bench.runner import EXECUTIONS, RESULT
+from bench.stress import TINY_SPEC
 
 pytestmark = pytest.mark.slow
-
-SPEC = """
-name = "{name}"
-seeds = [0]
-[dataset]
-name = "synthetic"
-path = "{data}"
-clips = 48
-clip_seconds = 3.0
-[arch.vgg]
-width = 0.0625
-[arch.musicnn]
-width = 0.0625
-segment_seconds = 1.0
-[protocol]
-batch_size = 16
-max_epochs = {epochs}
-patience = {patience}
-[[grid]]
-arch = {archs}
-sample_rate = [16000]
-n_mels = [32]
-hop_multiplier = [2]
-log = ["log"]
-{extra}
-"""
-
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
@@ -54,8 +28,8 @@ def workspace(tmp_path_factory):
 
 def write_spec(workspace: Path, name: str, archs=("vgg", "musicnn"), epochs=2, extra="", patience=3) -> Path:
     path = workspace / f"{name}.toml"
-    path.write_text(SPEC.format(name=name, data=workspace / "synth", epochs=epochs, extra=extra, patience=patience,
-                                archs=json.dumps(list(archs))))
+    path.write_text(TINY_SPEC.format(name=name, seeds="[0]", data=workspace / "synth", epochs=epochs, extra=extra,
+                                     patience=patience, archs=json.dumps(list(archs))))
     return path
 
 

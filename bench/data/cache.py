@@ -16,11 +16,18 @@ as the level drops (4.3 dB at a -40 dBFS peak); both take 2 bytes per sample.
 
 Preparing is resumable and safe to kill: rows are written to the memmap, the memmap is flushed, and
 only then is their status saved (atomically); the manifest that marks the cache complete comes last.
+Preparers of one cache take turns (an exclusive `flock` on `prepare.lock`, which dies with its
+holder), so concurrent workers never fill the same cache twice. A manifest that does not parse or
+does not match its waveform file marks nothing complete: the next preparer sets it aside
+(`manifest.json.rejected`) and completes the cache again; unreadable progress files restart the rate.
+The waveform file is allocated in full before any row is written, so a full disk is an error at once,
+not a crash halfway through a memory-mapped write.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import io
 import json
@@ -36,7 +43,14 @@ import numpy as np
 from bench import framing
 from bench.data.audio import MIN_SECONDS, BadAudio, decode_clip
 from bench.data.index import Clip, DatasetIndex
-from bench.store import atomic_write_bytes, atomic_write_json, fsync_path
+from bench.store import (
+    atomic_write_bytes,
+    atomic_write_json,
+    exclusive_lock,
+    fsync_path,
+    reject,
+    remove_temp_files,
+)
 
 CACHE_VERSION = 1
 DTYPE = np.float16
@@ -96,21 +110,61 @@ class _PartialRate:
         data = folder / "waveforms.f16"
         size = n_clips * n_samples * np.dtype(DTYPE).itemsize
         if not data.exists() or data.stat().st_size != size:
-            with open(data, "wb") as handle:
-                handle.truncate(size)
+            _allocate(data, size)
             for stale in ("progress.npy", "failures.json"):
                 (folder / stale).unlink(missing_ok=True)
         self.waveforms = np.memmap(data, dtype=DTYPE, mode="r+", shape=(n_clips, n_samples))
-        status = folder / "progress.npy"
-        self.status = np.load(status) if status.exists() else np.zeros(n_clips, dtype=np.int8)
-        failures = folder / "failures.json"
-        self.failures = json.loads(failures.read_text()) if failures.exists() else {}
+        self.status, self.failures = _read_progress(folder, n_clips)
 
     def save(self):
         """Flush the rows, then record them as done: a kill between the two only costs redoing rows."""
         self.waveforms.flush()
         atomic_write_bytes(self.folder / "progress.npy", _npy_bytes(self.status))
         atomic_write_json(self.folder / "failures.json", self.failures)
+
+
+def _allocate(path: Path, size: int) -> None:
+    """A zero-filled file of `size` bytes whose blocks are reserved now (ENOSPC here, not a SIGBUS later)."""
+    with open(path, "wb") as handle:
+        try:
+            os.posix_fallocate(handle.fileno(), 0, size)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # file systems without it: sparse file
+                path.unlink(missing_ok=True)
+                raise OSError(exc.errno, exc.strerror, str(path)) from None
+            handle.truncate(size)
+
+
+def _read_progress(folder: Path, n_clips: int) -> tuple[np.ndarray, dict]:
+    """(per-row status, failure reasons) saved so far; all rows to do when they are absent or unreadable."""
+    status, failures = folder / "progress.npy", folder / "failures.json"
+    try:
+        rows = np.load(status, allow_pickle=False) if status.exists() else np.zeros(n_clips, dtype=np.int8)
+        reasons = json.loads(failures.read_text()) if failures.exists() else {}
+        if rows.shape == (n_clips,) and rows.dtype == np.int8 and isinstance(reasons, dict):
+            return rows.copy(), reasons
+    except (OSError, ValueError, EOFError):  # a torn or foreign progress file: redo the rate's rows
+        pass
+    return np.zeros(n_clips, dtype=np.int8), {}
+
+
+def manifest_problem(folder: Path) -> str | None:
+    """Why `folder/manifest.json` does not mark a complete cache, or None if it does."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_bytes())
+        n, samples = manifest["n_clips"], manifest["clip_samples"]
+        if manifest["version"] != CACHE_VERSION or manifest["dtype"] != np.dtype(DTYPE).name:
+            return f"version {manifest['version']!r} / dtype {manifest['dtype']!r}"
+        if len(manifest["status"]) != n or not isinstance(manifest["failed"], list):
+            return "status does not list every clip"
+        size = (folder / "waveforms.f16").stat().st_size
+    except FileNotFoundError as exc:
+        return f"{Path(exc.filename).name} missing" if exc.filename else "missing"
+    except (ValueError, KeyError, TypeError) as exc:
+        return f"unreadable ({type(exc).__name__}: {exc})"
+    if size != n * samples * np.dtype(DTYPE).itemsize:
+        return f"waveforms.f16 has {size} bytes, not {n} x {samples} x {np.dtype(DTYPE).itemsize}"
+    return None
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -137,11 +191,18 @@ class WaveformCache:
         cache.clip_seconds = None  # only needed to prepare
         return cache
 
+    def _index_is_valid(self) -> bool:
+        try:
+            return index_to_json(index_from_json(json.loads((self.dir / "index.json").read_bytes()))) == \
+                index_to_json(self.index)
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+
     def rate_dir(self, sample_rate: int) -> Path:
         return self.dir / f"sr{sample_rate}"
 
     def is_complete(self, sample_rate: int) -> bool:
-        return (self.rate_dir(sample_rate) / "manifest.json").is_file()
+        return manifest_problem(self.rate_dir(sample_rate)) is None
 
     def manifest(self, sample_rate: int) -> dict:
         return json.loads((self.rate_dir(sample_rate) / "manifest.json").read_text())
@@ -153,12 +214,25 @@ class WaveformCache:
         `progress(total, description)` may return a tqdm-like object with update(n) and close().
         """
         rates = sorted(set(sample_rates))
+        if all(self.is_complete(r) for r in rates) and self._index_is_valid():
+            return [self._report(r, already_done=True) for r in rates]
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with exclusive_lock(self.dir / "prepare.lock"):  # another preparer may finish it while we wait
+            return self._prepare_locked(rates, workers, progress)
+
+    def _prepare_locked(self, rates: list[int], workers, progress) -> list[PrepareReport]:
         todo_rates = [r for r in rates if not self.is_complete(r)]
         reports = {r: self._report(r, already_done=True) for r in rates if r not in todo_rates}
+        remove_temp_files(self.dir)
+        if not self._index_is_valid():  # workers read the index from here
+            atomic_write_json(self.dir / "index.json", index_to_json(self.index))
+        for rate in todo_rates:
+            folder = self.rate_dir(rate)
+            remove_temp_files(folder)
+            if (folder / "manifest.json").exists():
+                reject(folder / "manifest.json")  # it did not mark a complete cache
         if todo_rates:
             started = time.monotonic()
-            self.dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(self.dir / "index.json", index_to_json(self.index))
             n = len(self.index.clips)
             partial = {r: _PartialRate(self.rate_dir(r), n, framing.clip_samples(self.clip_seconds, r))
                        for r in todo_rates}
@@ -235,8 +309,10 @@ class WaveformCache:
                              already_done=already_done)
 
     def open(self, sample_rate: int) -> CachedWaveforms:
-        if not self.is_complete(sample_rate):
-            raise FileNotFoundError(f"cache for {sample_rate} Hz is not prepared: {self.rate_dir(sample_rate)}")
+        problem = manifest_problem(self.rate_dir(sample_rate))
+        if problem:
+            raise FileNotFoundError(f"cache for {sample_rate} Hz is not prepared ({problem}): "
+                                    f"{self.rate_dir(sample_rate)}")
         return CachedWaveforms(self.rate_dir(sample_rate), self.index)
 
 

@@ -46,7 +46,6 @@ import re
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,12 +53,7 @@ import numpy as np
 import soundfile as sf
 
 from bench import framing
-from bench.store import atomic_write_bytes
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: no lock, one generator at a time
-    fcntl = None
+from bench.store import atomic_write_bytes, exclusive_lock
 
 GENERATOR_VERSION = 1
 """Bump when the audio or the tag plan changes, so existing datasets are regenerated."""
@@ -790,19 +784,6 @@ def _clean_stale(out: Path, wanted: set[str]) -> None:
             path.unlink(missing_ok=True)
 
 
-@contextmanager
-def _exclusive(out: Path) -> Iterator[None]:
-    """Hold an exclusive lock on out_dir: grid workers that start together generate the data once."""
-    with open(out / LOCK, "a") as handle:
-        if fcntl is not None:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            if fcntl is not None:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _run(jobs: list, workers: int) -> Iterator[tuple[int, float, float]]:
     if workers <= 1 or len(jobs) <= 1:
         yield from map(_render_clip, jobs)
@@ -838,7 +819,7 @@ def generate(out_dir: str | Path, clips: int = 600, seed: int = 0, clip_seconds:
     if is_complete(out, clips, seed, clip_seconds, sample_rate):
         return _summary(out, plans, seed, clip_seconds, sample_rate, True, 0.0, 0.0, time.perf_counter() - t_start)
     out.mkdir(parents=True, exist_ok=True)
-    with _exclusive(out):
+    with exclusive_lock(out / LOCK):
         if is_complete(out, clips, seed, clip_seconds, sample_rate):  # another process just finished it
             return _summary(out, plans, seed, clip_seconds, sample_rate, True, 0.0, 0.0,
                             time.perf_counter() - t_start)

@@ -1,0 +1,472 @@
+"""Reliability: SIGKILLs at random moments, corrupt and planted files, concurrent workers, stale locks,
+hostile audio and specs, malicious checkpoints, read-only folders and full disks.
+
+The longer version of the kill and worker checks is `make stress` (bench/stress.py).
+"""
+
+import errno
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+
+from bench import stress
+from bench.cli import main
+from bench.data.audio import decode_clip
+from bench.data.cache import WaveformCache
+from bench.grid import run_grid
+from bench.hostile import (
+    DECODES,
+    audio_outcome,
+    bad_audio_corpus,
+    hours_long_wav,
+    malicious_checkpoint,
+    spec_documents,
+    spec_outcome,
+)
+from bench.report import read_runs
+from bench.runner import EXECUTIONS, LOCK, RESULT, RunLock, run_states
+from bench.spec import load_spec
+from bench.train import BEST, CHECKPOINT, InvalidCheckpoint, read_checkpoint, resume_state, save_torch
+
+from .conftest import MINIMAL_SPEC
+from .data_fixtures import tone, write_mp3
+from .test_cache import corpus_index
+from .test_grid import executions, results_of, write_spec
+
+# ------------------------------------------------------------------------------------------------
+# a finished one-run grid, copied for each test that damages it
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A workspace with the synthetic data, its cache and one finished 3-epoch VGG run."""
+    workspace = tmp_path_factory.mktemp("reliability")
+    spec = write_spec(workspace, "one", archs=("vgg",), epochs=3, patience=3)
+    assert grid(workspace, spec) == 0
+    (result,) = results_of(workspace, "one").values()
+    return workspace, spec, result
+
+
+def grid(workspace, spec, results=None, **kwargs) -> int:
+    """The grid in this process (one worker), on the workspace's cache."""
+    return run_grid(str(spec), results=str(results or workspace / "results"), cache=str(workspace / "cache"),
+                    device="cpu", make_report=False, **kwargs)
+
+
+@pytest.fixture
+def damaged(finished, tmp_path):
+    """A copy of the finished grid's results in tmp_path: (workspace, spec, run folder, reference result)."""
+    workspace, spec, reference = finished
+    shutil.copytree(workspace / "results" / "one", tmp_path / "results" / "one")
+    return workspace, spec, tmp_path / "results" / "one" / "runs" / reference["run_id"], reference
+
+
+def rerun(damaged, capsys) -> tuple[dict, str]:
+    """Rerun the damaged grid; returns its (valid) result and what it printed."""
+    workspace, spec, folder, _ = damaged
+    capsys.readouterr()
+    assert grid(workspace, spec, results=folder.parents[2]) == 0
+    out = capsys.readouterr().out
+    return json.loads((folder / RESULT).read_text()), out
+
+
+def same_training(result: dict, reference: dict) -> bool:
+    return (result["metrics"]["roc_auc"] == reference["metrics"]["roc_auc"]
+            and result["metrics"]["per_tag"] == reference["metrics"]["per_tag"]
+            and [h["loss"] for h in result["training"]["history"]]
+            == [h["loss"] for h in reference["training"]["history"]])
+
+
+# ------------------------------------------------------------------------------------------------
+# crash safety
+
+
+@pytest.mark.slow
+def test_random_kills_lose_nothing_and_reproduce_the_reference(finished):
+    workspace, _, _ = finished  # its synthetic data (the same 48 clips) is reused
+    figures = stress.kill_trials(workspace, kills=2, rng=random.Random(3), plant_every=2, epochs=2, runs_per_seed=2,
+                                 log=print)
+    assert figures.kills == 2 and figures.trials >= 3
+    assert figures.problems == []
+    assert (figures.lost, figures.twice, figures.differing) == (0, 0, 0)
+    assert figures.audit.accepted_invalid == 0  # no corrupt file read as valid
+    assert figures.audit.invalid >= figures.planted  # a truncated file is seen as invalid, and refused
+
+
+def test_truncated_result_is_set_aside_and_the_run_redone(damaged, capsys):
+    workspace, spec, folder, reference = damaged
+    text = (folder / RESULT).read_text()
+    (folder / RESULT).write_text(text[: len(text) // 2])
+    assert main(["grid", str(spec), "--results", str(folder.parents[2]), "--dry-run"]) == 0
+    assert "would resume" in capsys.readouterr().out and not (folder / f"{RESULT}.rejected").exists()
+    result, out = rerun(damaged, capsys)
+    assert (folder / f"{RESULT}.rejected").read_text() == text[: len(text) // 2]
+    assert "invalid (not valid JSON" in out
+    assert same_training(result, reference)
+    assert len((folder / EXECUTIONS).read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("edit", [
+    lambda r: {**r, "run_id": "vgg-16k-32mel-x2-log-s0-0000000000"},  # another run's result
+    lambda r: {k: v for k, v in r.items() if k != "metrics"},  # ok without metrics
+    lambda r: {**r, "metrics": {**r["metrics"], "roc_auc": float("nan")}},  # not a probability
+    lambda r: [r],  # not an object
+])
+def test_a_result_that_does_not_describe_the_run_is_not_a_done_marker(damaged, capsys, edit):
+    _, _, folder, reference = damaged
+    (folder / RESULT).write_text(json.dumps(edit(reference)))
+    ok, not_ok = read_runs([folder])  # the report does not take it either
+    assert ok == [] and len(not_ok) == 1
+    result, _ = rerun(damaged, capsys)
+    assert (folder / f"{RESULT}.rejected").exists()
+    assert same_training(result, reference)
+
+
+def test_corrupt_checkpoint_is_set_aside_and_the_run_restarts(damaged, capsys):
+    _, _, folder, reference = damaged
+    (folder / RESULT).unlink()
+    data = (folder / CHECKPOINT).read_bytes()
+    (folder / CHECKPOINT).write_bytes(data[: len(data) // 2])
+    result, out = rerun(damaged, capsys)
+    assert (folder / f"{CHECKPOINT}.rejected").exists() and "starts from scratch" in out
+    assert same_training(result, reference)  # from scratch, deterministic on the CPU
+
+
+def test_temp_files_of_a_killed_writer_are_removed_and_never_read(damaged, capsys):
+    _, _, folder, reference = damaged
+    (folder / RESULT).unlink()
+    (folder / f".{RESULT}.k1ll3d.tmp").write_text('{"status": "ok", "run_id": "')
+    (folder / f".{CHECKPOINT}.k1ll3d.tmp").write_bytes(b"PK\x03\x04 torn")
+    result, _ = rerun(damaged, capsys)
+    assert not list(folder.glob(".*.tmp"))
+    assert same_training(result, reference)
+
+
+def test_malicious_checkpoint_is_refused_and_the_run_restarts(damaged, capsys, tmp_path):
+    _, _, folder, reference = damaged
+    (folder / RESULT).unlink()
+    marker = tmp_path / "code-was-run"
+    malicious_checkpoint(folder / CHECKPOINT, marker)
+    with pytest.raises(InvalidCheckpoint, match="unreadable"):
+        read_checkpoint(folder / CHECKPOINT, reference["run_id"])
+    result, out = rerun(damaged, capsys)
+    assert not marker.exists()  # weights_only=True: the payload never ran
+    assert f"{folder / CHECKPOINT}: unreadable" in out and (folder / f"{CHECKPOINT}.rejected").exists()
+    assert same_training(result, reference)
+
+
+def fake_checkpoint(folder, epoch: int, best_epoch: int) -> dict:
+    model = {"w": torch.full((2,), float(epoch))}
+    state = {"epoch": epoch, "model": model, "optimizer": {}, "scheduler": {}, "scaler": {},
+             "best": {"roc_auc": 0.5, "epoch": best_epoch}, "history": [{}] * epoch, "torch_rng": torch.get_rng_state(),
+             "run_id": "r"}
+    save_torch(folder / CHECKPOINT, state)
+    return state
+
+
+def test_kill_between_checkpoint_and_best_pt_is_repaired_from_the_checkpoint(tmp_path):
+    # epoch 3 was the best; the checkpoint was written, the kill came before best.pt (still epoch 2's)
+    fake_checkpoint(tmp_path, epoch=3, best_epoch=3)
+    save_torch(tmp_path / BEST, {"epoch": 2, "model": {"w": torch.zeros(2)}})
+    assert resume_state(tmp_path, "r", print)["epoch"] == 3
+    best = torch.load(tmp_path / BEST, weights_only=True)
+    assert best["epoch"] == 3 and best["model"]["w"].tolist() == [3.0, 3.0]
+
+
+def test_lost_best_weights_restart_the_run(tmp_path):
+    # the best epoch (2) is older than the checkpoint (3) and best.pt does not hold it: nothing to resume
+    fake_checkpoint(tmp_path, epoch=3, best_epoch=2)
+    (tmp_path / BEST).write_bytes(b"not a zip")
+    assert resume_state(tmp_path, "r", print) is None
+    assert (tmp_path / f"{CHECKPOINT}.rejected").exists() and (tmp_path / f"{BEST}.rejected").exists()
+    assert not (tmp_path / CHECKPOINT).exists()
+
+
+def test_a_checkpoint_of_another_run_is_refused(tmp_path):
+    fake_checkpoint(tmp_path, epoch=1, best_epoch=0)
+    messages = []
+    assert resume_state(tmp_path, "another", messages.append) is None
+    assert "belongs to run 'r'" in messages[0]
+
+
+def small_cache(tmp_path, n=6):
+    audio = tmp_path / "audio"
+    for i in range(n):
+        write_mp3(audio / f"{i:02d}.mp3", tone(2.0, freq=200 + 30 * i, seed=i))
+    return WaveformCache(tmp_path / "cache", corpus_index(audio), clip_seconds=2.0)
+
+
+@pytest.mark.parametrize("damage", ["manifest", "waveforms", "progress", "index"])
+def test_a_damaged_cache_is_never_opened_and_is_rebuilt(tmp_path, damage):
+    cache = small_cache(tmp_path)
+    cache.prepare([16000], workers=1)
+    good = np.array(cache.open(16000).waveforms)
+    folder = cache.rate_dir(16000)
+    if damage == "manifest":
+        os.truncate(folder / "manifest.json", 40)
+    elif damage == "waveforms":
+        os.truncate(folder / "waveforms.f16", 1000)
+    elif damage == "progress":  # a torn progress file of an unfinished cache
+        (folder / "manifest.json").unlink()
+        (folder / "progress.npy").write_bytes(b"\x93NUMPY torn")
+    else:  # the index that workers reopen the cache from
+        os.truncate(cache.dir / "index.json", 50)
+        cache.prepare([16000], workers=1)
+        assert WaveformCache.from_dir(cache.dir).index == cache.index
+        return
+    assert not cache.is_complete(16000)
+    with pytest.raises(FileNotFoundError, match="not prepared"):
+        cache.open(16000)
+    report = cache.prepare([16000], workers=1)[0]
+    assert report.ok == 6 and not report.already_done
+    assert (folder / "manifest.json.rejected").exists() == (damage != "progress")
+    np.testing.assert_array_equal(cache.open(16000).waveforms, good)
+
+
+PREPARE_COUNTING = """
+import sys
+import bench.data.cache as cache
+real = cache.decode_clip
+def counted(path, *a, **k):
+    with open(sys.argv[3], "a") as log:
+        log.write(path + "\\n")
+    return real(path, *a, **k)
+cache.decode_clip = counted
+from tests.test_cache import corpus_index
+cache.WaveformCache(sys.argv[2], corpus_index(sys.argv[1]), clip_seconds=2.0).prepare([16000], workers=1)
+"""
+
+
+def test_concurrent_preparers_decode_each_file_once(tmp_path):
+    cache = small_cache(tmp_path)
+    log = tmp_path / "decoded.txt"
+    args = [sys.executable, "-c", PREPARE_COUNTING, str(tmp_path / "audio"), str(tmp_path / "cache"), str(log)]
+    procs = [subprocess.Popen(args, cwd=os.getcwd(), env={**os.environ, "PYTHONPATH": os.getcwd()}) for _ in range(3)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    decoded = log.read_text().splitlines()
+    assert sorted(decoded) == sorted(c.path for c in cache.index.clips)  # each file once, by one of them
+    assert cache.is_complete(16000)
+
+
+# ------------------------------------------------------------------------------------------------
+# concurrency
+
+
+@pytest.mark.slow
+def test_concurrent_workers_some_killed_run_each_run_once(finished):
+    workspace, _, _ = finished
+    figures = stress.concurrent_workers(workspace, workers=3, worker_kills=1, rng=random.Random(0), window=1.0,
+                                        epochs=2, log=print)
+    assert figures.problems == []
+    assert (figures.killed, figures.runs, figures.lost, figures.twice) == (1, 6, 0, 0)
+    assert figures.reclaimed == figures.stale_locks
+
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from bench.runner import RunLock
+assert RunLock(Path(sys.argv[1])).acquire()
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_the_lock_of_a_killed_worker_is_reclaimed(finished, tmp_path):
+    workspace, spec_path, reference = finished
+    spec = load_spec(spec_path)
+    folder = tmp_path / "results" / "one" / "runs" / reference["run_id"]
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(folder)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    assert RunLock(folder).held_by_other()
+    assert [s.action for s in run_states(spec, tmp_path / "results", spec.runs())] == ["skip-running"]
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    assert json.loads((folder / LOCK).read_text())["pid"] == holder.pid  # the dead worker's claim is still there
+    assert not RunLock(folder).held_by_other()
+    assert [s.action for s in run_states(spec, tmp_path / "results", spec.runs())] == ["run"]
+    lock = RunLock(folder)
+    assert lock.acquire()
+    lock.release()
+
+
+def test_dry_run_writes_nothing(finished, tmp_path):
+    _, spec, _ = finished
+    results = tmp_path / "results"
+    assert main(["grid", str(spec), "--results", str(results), "--dry-run"]) == 0
+    assert not results.exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# hostile input
+
+
+def test_bad_audio_is_skipped_with_a_reason_and_odd_audio_decodes(tmp_path):
+    corpus = bad_audio_corpus(tmp_path / "audio")
+    assert len(corpus) >= 15
+    problems = {case.kind: audio_outcome(case) for case in corpus}
+    assert {kind: p for kind, p in problems.items() if p} == {}
+    # and together, as a dataset: the cache lists every skipped file with its reason
+    figures = stress.bad_audio(tmp_path)
+    assert figures.problems == [] and figures.handled == figures.tried == len(corpus)
+    skipped = sum(case.expect != DECODES for case in corpus)
+    assert skipped >= 9
+
+
+def test_odd_formats_decode_to_the_expected_signal(tmp_path):
+    corpus = {case.kind: case.path for case in bad_audio_corpus(tmp_path)}
+    t = np.arange(3 * 16000) / 16000
+    stereo = decode_clip(str(corpus["stereo WAV"]), (16000,), 2.0).clips[16000]
+    # centre 2 s of 3 s, both channels averaged: 0.15 sin(300 Hz) + 0.15 sin(500 Hz) + noise
+    expected = 0.15 * np.sin(2 * np.pi * 300 * t) + 0.15 * np.sin(2 * np.pi * 500 * t)
+    assert np.abs(stereo - expected[8000:40000]).max() < 0.1
+    u8 = decode_clip(str(corpus["8-bit WAV"]), (16000,), 2.0).clips[16000]
+    assert np.abs(u8 - 0.3 * np.sin(2 * np.pi * 440 * t[8000:40000])).max() < 0.15  # 8-bit steps + noise
+    loud = decode_clip(str(corpus["float WAV"]), (16000,), 2.0).clips[16000]
+    assert loud.max() > 1.4  # float samples beyond full scale are kept, not clipped
+
+
+def test_an_hours_long_file_costs_one_clip(tmp_path):
+    tone_at_centre = hours_long_wav(tmp_path / "long.wav", hours=3.0, sr=44100)
+    assert (tmp_path / "long.wav").stat().st_size > 3 * 3600 * 44100 * 4  # 3 h of 16-bit stereo, on paper
+    tracemalloc.start()
+    clip = decode_clip(str(tmp_path / "long.wav"), (44100,), 4.0).clips[44100]
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 20e6  # 3 h of float32 stereo would be 3.8 GB
+    centre = tone_at_centre[tone_at_centre.size // 2 - 88200: tone_at_centre.size // 2 + 88200]
+    assert np.abs(clip - centre).max() < 1e-3  # 16-bit quantisation
+
+
+@settings(max_examples=60, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(document=spec_documents())
+def test_random_specs_give_a_plan_or_one_line_and_exit_2(tmp_path, document):
+    path = tmp_path / "random.toml"
+    path.write_bytes(document)
+    assert spec_outcome(path) is None
+
+
+@pytest.mark.parametrize("edit,field", [
+    (lambda s: s.replace("sample_rate = [12000]", "sample_rate = [1000000000]"), "grid[0].sample_rate[0]"),
+    (lambda s: s.replace("hop_multiplier = [1]", "hop_multiplier = [1000000]"), "grid[0].hop_multiplier[0]"),
+    (lambda s: s.replace('name = "synthetic"', 'name = "synthetic"\nclip_seconds = inf'), "dataset.clip_seconds"),
+    (lambda s: s.replace('name = "synthetic"', 'name = "synthetic"\nclip_seconds = 0.01'), "dataset.clip_seconds"),
+    (lambda s: s.replace("seeds = [0]", "seeds = [-1]"), "seeds[0]"),
+    (lambda s: s.replace("seeds = [0]", "seeds = [18446744073709551615]"), "seeds[0]"),
+    (lambda s: s + "\n[protocol]\nmax_epochs = 9223372036854775807\n", "protocol.max_epochs"),
+    (lambda s: s + "\n[protocol]\nlr = nan\n", "protocol.lr"),
+    (lambda s: s + "\n[arch.vgg]\nwidth = 1e6\n", "arch.vgg.width"),
+])
+def test_out_of_range_numbers_exit_2_naming_the_field(capsys, write_spec, edit, field):
+    path = write_spec(edit(MINIMAL_SPEC))
+    assert main(["plan", str(path), "--no-fvcore"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1
+    assert f"{path}: {field}: " in err
+
+
+# ------------------------------------------------------------------------------------------------
+# resource faults
+
+
+def no_partial_files(root) -> list:
+    return [p for p in root.rglob("*") if p.name.endswith(".tmp")]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_read_only_results_folder_exits_2(finished, tmp_path, capsys):
+    workspace, spec, _ = finished
+    results = tmp_path / "results"
+    results.mkdir()
+    results.chmod(0o555)
+    try:
+        status = main(["grid", str(spec), "--results", str(results), "--cache", str(workspace / "cache"),
+                       "--device", "cpu", "--no-report"])
+    finally:
+        results.chmod(0o755)
+    err = capsys.readouterr().err
+    assert status == 2 and len(err.strip().splitlines()) == 1
+    assert "cannot write" in err and "Permission denied" in err and "Traceback" not in err
+    assert list(results.iterdir()) == []
+
+
+def test_read_only_file_system_exits_2(finished, tmp_path, capsys, monkeypatch):
+    workspace, spec, _ = finished
+    import tempfile
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    status = main(["grid", str(spec), "--results", str(tmp_path / "results"), "--cache", str(workspace / "cache"),
+                   "--device", "cpu", "--no-report"])
+    err = capsys.readouterr().err
+    assert status == 2 and len(err.strip().splitlines()) == 1
+    assert f"cannot write {tmp_path / 'results' / 'one' / 'runs'}: Read-only file system" in err
+
+
+def test_full_disk_mid_run_exits_2_leaves_nothing_half_written_and_resumes(damaged, capsys, monkeypatch):
+    workspace, spec, folder, reference = damaged
+    for name in (RESULT, CHECKPOINT, BEST):
+        (folder / name).unlink()
+    real_fsync, calls = os.fsync, []
+
+    def fills_up(fd):
+        calls.append(fd)
+        if len(calls) > 4:  # config.json and the first epoch's files fit; then the disk is full
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fills_up)
+    status = main(["grid", str(spec), "--results", str(folder.parents[2]), "--cache", str(workspace / "cache"),
+                   "--device", "cpu", "--no-report"])
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    err = capsys.readouterr().err
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert "No space left on device" in err and str(folder) in err and "free some space" in err
+    assert not (folder / RESULT).exists() and no_partial_files(folder) == []
+    assert read_checkpoint(folder / CHECKPOINT, reference["run_id"])["epoch"] == 1  # the last complete write
+    result, _ = rerun(damaged, capsys)  # space is back: it resumes
+    assert same_training(result, reference)
+    assert executions(workspace, "one") == {reference["run_id"]: 1}  # the original grid was not touched
+
+
+def test_full_disk_while_preparing_the_cache_exits_2(tmp_path, monkeypatch):
+    cache = small_cache(tmp_path)
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(OSError) as info:
+        cache.prepare([16000], workers=1)
+    assert info.value.errno == errno.ENOSPC and "waveforms.f16" in info.value.filename
+    assert not (cache.rate_dir(16000) / "waveforms.f16").exists()
+    assert not cache.is_complete(16000)
+
+
+def test_a_lock_file_left_by_a_killed_process_does_not_block_preparing(tmp_path):
+    cache = small_cache(tmp_path, n=2)
+    cache.dir.mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time\n"
+                               "f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX)\n"
+                               "print('held', flush=True); time.sleep(600)", str(cache.dir / "prepare.lock")],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    started = time.monotonic()
+    assert cache.prepare([16000], workers=1)[0].ok == 2
+    assert time.monotonic() - started < 60
