@@ -104,10 +104,16 @@ def load_run(folder: Path) -> Tagger:
     from architectures import InputConfig
     from bench import framing
     from bench.frontend import MelFrontend
-    from bench.runner import read_result
+    from bench.runner import load_result
 
     config = _read_json(folder / "config.json")
+    result, problem = load_result(folder)
+    if result is None or result.get("status") != "ok":
+        why = problem or ("no result.json" if result is None else f"status {result.get('status')!r}")
+        raise UserError(f"{folder}: not a finished run ({why})")
     state = _load_weights(folder / "best.pt")
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]  # best.pt holds {"epoch", "model"}
     try:
         arch, options = config["arch"], config["options"]
         sample_rate, n_mels, hop, log = (config[k] for k in ("sample_rate", "n_mels", "hop_multiplier", "log"))
@@ -119,7 +125,7 @@ def load_run(folder: Path) -> Tagger:
     model = architectures.build(arch, InputConfig(sample_rate, n_mels, hop, n_frames), n_tags, **options)
     model.load_state_dict(state)
     return Tagger(config.get("run_id", folder.name), model.eval(), MelFrontend(sample_rate, n_mels, hop, log),
-                  run_tag_names(read_result(folder), n_tags), model.input_frames)
+                  run_tag_names(result, n_tags), model.input_frames)
 
 
 def resolve_model(model: str, models: str | None = None) -> tuple[str, Path]:

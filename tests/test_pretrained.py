@@ -190,8 +190,10 @@ def run_folder(tmp_path, write_spec):
     atomic_write_json(folder / "config.json", {"run_id": run.run_id, "spec": spec.name, **run.canonical()})
     torch.manual_seed(0)
     model = architectures.build("musicnn", InputConfig(16000, 24, 1, 501), 3, width=0.0625)
-    torch.save(model.state_dict(), folder / "best.pt")
-    atomic_write_json(folder / "result.json", {"status": "ok", "tag_names": ["drums", "piano", "voice"]})
+    torch.save({"epoch": 1, "model": model.state_dict()}, folder / "best.pt")
+    atomic_write_json(folder / "result.json", {"run_id": run.run_id, "status": "ok", "config": run.canonical(),
+                                               "metrics": {"roc_auc": 0.5, "pr_auc": 0.5}, "cost": {"best_epoch": 1},
+                                               "tag_names": ["drums", "piano", "voice"]})
     return folder
 
 
@@ -226,6 +228,13 @@ def test_tag_reports_a_bad_file_in_one_line_and_tags_the_rest(run_folder, tmp_pa
     assert out.startswith(f"{good}: ")
     errors = [line for line in err.splitlines() if "error" in line]
     assert len(errors) == 2 and "bad.mp3: undecodable" in errors[0] and "missing.wav: missing file" in errors[1]
+
+
+def test_tag_refuses_a_run_folder_without_a_valid_result(run_folder, tmp_path, capsys):
+    (run_folder / "result.json").write_text('{"status": "ok"')  # truncated by a kill
+    status = main(["tag", write_audio(tmp_path / "a.wav", 2.0), "--model", str(run_folder)])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and "not a finished run (not valid JSON" in err and "\n" not in err
 
 
 @pytest.mark.parametrize("model,message", [
