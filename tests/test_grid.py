@@ -4,6 +4,7 @@ a NaN loss, submitit's local executor."""
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -127,7 +128,8 @@ log = ["dB"]
     results = results_of(workspace, "pair")
     assert len(results) == 4 and all(r["status"] == "ok" for r in results.values()), out_a + out_b
     assert executions(workspace, "pair") == {run_id: 1 for run_id in results}
-    started = [line.split()[1] for line in (out_a + out_b).splitlines() if line.startswith("run ")]
+    # the workers share one pipe: a "run <id> (pid N)" line may follow another process's partial line
+    started = re.findall(r"\brun (\S+) \(pid \d+\)", out_a + out_b)
     assert sorted(started) == sorted(results)
 
 
