@@ -159,10 +159,14 @@ def model_sample_rate(kind: str, folder: Path) -> int:
         raise UserError(f"{path}: no sample rate") from None
 
 
+def load_folder(kind: str, folder: Path) -> Tagger:
+    """The tagger in `folder`, of the kind `resolve_model` found there."""
+    return load_imported(folder) if kind == "imported" else load_run(folder)
+
+
 def load_tagger(model: str, models: str | None = None) -> Tagger:
     """`model` is an imported model's name, an imported model's folder or a run folder."""
-    kind, folder = resolve_model(model, models)
-    return load_imported(folder) if kind == "imported" else load_run(folder)
+    return load_folder(*resolve_model(model, models))
 
 
 def taggram(tagger: Tagger, waveform: np.ndarray, batch: int = PATCH_BATCH, workers: int | None = None) -> np.ndarray:
@@ -248,7 +252,7 @@ def cli_main(audio: list[str], model: str, models: str | None, top: int, as_json
     try:
         pending = [decoder.submit(_decode, path, sample_rate) for path in audio[:1]]
         t_load = time.perf_counter()
-        tagger = load_imported(folder) if kind == "imported" else load_run(folder)
+        tagger = load_folder(kind, folder)
         times = {"load": time.perf_counter() - t_load, "decode": 0.0, "tag": 0.0}
         results, failed, audio_seconds = [], 0, 0.0
         for n, path in enumerate(audio):
