@@ -12,7 +12,7 @@ RESULTS ?= results
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help grid report prepare plan perf test stress lint clean
+.PHONY: help grid report prepare plan perf gpu-check test stress lint clean
 
 help: ## list the targets
 	@echo "Usage: make TARGET [SPEC=specs/demo.toml] [DATA=/path/to/dataset] [RESULTS=results]"
@@ -48,6 +48,9 @@ PERF_ARGS ?=
 
 perf: $(STAMP) ## measure training speed, conv peak, front end, data path (RESULTS/perf/<spec>.json)
 	$(BIN)/bench perf $(PERF_SPEC) --out $(RESULTS)/perf/$(basename $(notdir $(PERF_SPEC))).json $(PERF_ARGS)
+
+gpu-check: $(STAMP) ## GPU acceptance: tiny grids on CUDA, throughput, memory (RESULTS/gpu-check.json)
+	$(BIN)/python -m bench.gpucheck --out $(RESULTS)/gpu-check.json
 
 test: $(STAMP) ## run the test suite (CPU only)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

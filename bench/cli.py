@@ -112,7 +112,8 @@ def cmd_grid(args: argparse.Namespace) -> int:
                          cpus_per_job=args.cpus, mem_gb=args.mem_gb)
     return run_grid(args.spec, data=args.data, results=args.results, cache=args.cache, device=args.device,
                     workers=args.workers, launcher=args.launcher, shard_text=args.shard, dry_run=args.dry_run,
-                    retry_failed=args.retry_failed, slurm=slurm, make_report=not args.no_report)
+                    retry_failed=args.retry_failed, slurm=slurm, make_report=not args.no_report,
+                    runs_per_gpu=args.runs_per_gpu)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -179,7 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", metavar="DIR", help="waveform cache root (default $BENCH_CACHE or ./cache)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--workers", type=int, metavar="N",
-                   help="worker processes or Slurm jobs (default: one per visible GPU, 1 on the CPU)")
+                   help="worker processes or Slurm jobs (default: runs-per-gpu per visible GPU, 1 on the CPU)")
+    p.add_argument("--runs-per-gpu", type=int, metavar="K",
+                   help="runs trained at once on each GPU (default: chosen from GPU memory and the runs' footprint)")
     p.add_argument("--launcher", default="local", choices=["local", "slurm", "submitit-local"],
                    help="local processes, Slurm jobs via submitit, or submitit's local executor")
     p.add_argument("--shard", metavar="i/n", help="run only runs k with k mod n == i (0 <= i < n)")
@@ -203,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", metavar="SPEC", nargs="?", default="specs/paper-mtat-vgg.toml",
                    help="grid spec whose configurations are measured (default specs/paper-mtat-vgg.toml)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--batch", type=int, default=8, metavar="N", help="clips per training step (default 8)")
+    p.add_argument("--batch", type=int, metavar="N",
+                   help="clips per training step (default: the spec's batch on CUDA, the paper's 32; 8 on the CPU)")
     p.add_argument("--budget", type=float, default=30.0, metavar="SEC",
                    help="seconds per measurement after its warm-up step (default 30)")
     p.add_argument("--scaling", type=int, default=6, metavar="N",

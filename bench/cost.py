@@ -105,3 +105,30 @@ def model_cost(arch: str, input_config: InputConfig, n_tags: int, options=None) 
         gmac_per_segment=gmac_input if model.segments is not None else None,
         gmac_analytic_per_segment=analytic_input if model.segments is not None else None,
     )
+
+
+def training_footprint_bytes(run) -> int:
+    """An upper estimate of the device memory one training run of `run` (a `RunSpec`) holds besides
+    its waveforms: weights, gradients and Adam's two moments in fp32 (16 bytes per parameter), plus
+    every layer's output for one training batch in fp32 (what autograd keeps for the backward pass).
+    Shapes come from the model built on the meta device: nothing is allocated, nothing is run."""
+    mel = run.mel
+    config = InputConfig(mel.sample_rate, mel.n_mels, mel.hop_multiplier, mel.n_frames(run.dataset.clip_seconds))
+    with torch.device("meta"):
+        model = architectures.build(run.arch, config, run.dataset.n_tags,
+                                    **dataclasses.asdict(run.configuration.options))
+    elements = 0
+
+    def count(_module, _inputs, output):
+        nonlocal elements
+        if isinstance(output, torch.Tensor):
+            elements += output.numel()
+
+    leaves = [m for m in model.modules() if not any(True for _ in m.children())]
+    handles = [m.register_forward_hook(count) for m in leaves]
+    try:
+        model(torch.zeros(run.protocol.batch_size, 1, mel.n_mels, model.input_frames, device="meta"))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return 16 * count_params(model) + 4 * elements

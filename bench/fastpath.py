@@ -16,12 +16,20 @@ the device. Each choice is measured by `bench perf` (README, "Performance"):
   benchmark (input shapes are fixed within a run), `torch.compile` for long runs, the waveforms
   resident on the GPU when they fit, otherwise pinned memory, non-blocking copies and loader workers.
 
-`BENCH_COMPILE` = auto | 1 | 0 overrides the compile choice (e.g. 0 where no C++ compiler exists).
+`BENCH_COMPILE` = auto | 1 | 0 overrides the compile choice; `BENCH_COMPILE_BACKEND` names the
+`torch.compile` backend (default inductor). Inductor needs a C compiler at run time on every device
+(Triton builds its launcher with one on CUDA): without one, compile is turned off with a note that
+the run logs and records, instead of failing the run.
+
+Static shapes: every training batch of a run has the same size (the last partial batch is dropped)
+and compiled evaluation pads its last batch, so a configuration compiles one graph per mode; each run
+resets dynamo's cache, so a worker's later configurations never reach the recompile limit.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 from dataclasses import asdict, dataclass
@@ -50,6 +58,11 @@ class FastPath:
     """Evaluation batches are this many training batches (no autograd: memory allows it)."""
     pin_memory: bool
     loader_workers: int
+    compile_backend: str = "inductor"
+    compile_note: str | None = None
+    """Why compilation was wanted but turned off (e.g. no C compiler), or None."""
+    fused_adam: bool = False
+    """Adam's fused multi-tensor kernel (CUDA): one launch per step instead of one per parameter."""
 
     @property
     def torch_amp_dtype(self) -> torch.dtype | None:
@@ -65,10 +78,14 @@ class FastPath:
         """Layout and compilation, in place (parameter names and state_dict keys are unchanged)."""
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        if self.cudnn_benchmark:
-            torch.backends.cudnn.benchmark = True  # fixed input shapes within a run: autotuning pays off
+        # Set both ways: a process that measured another setting before (bench perf's levers) must
+        # not keep it. Fixed input shapes within a run: autotuning pays off.
+        torch.backends.cudnn.benchmark = self.cudnn_benchmark
         if self.compile:
-            model.compile()
+            # A new model per run: the previous run's graphs (guarded on its modules) are dead weight
+            # that would count towards the recompile limit of the shared `forward` code objects.
+            torch._dynamo.reset()
+            model.compile(backend=self.compile_backend)
         return model
 
     def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
@@ -98,30 +115,54 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     "auto" is bf16 where the device computes it natively, fp16 on CUDA devices without bf16, and
     fp32 on CPUs without bf16 instructions, where bf16 autocast made training steps 2-4x slower for
     reduced-width VGG and MusiCNN and ~10x for the convolutions of the full VGG (oneDNN emulates
-    it). "bf16" forces bf16, "fp32" turns autocast off.
+    it). "bf16" forces bf16 (fp16 on a CUDA device without it), "fp16" forces fp16 with loss
+    scaling (the path of pre-Ampere GPUs, which `make gpu-check` exercises on any GPU), "fp32" turns
+    autocast off.
     """
     if precision == "fp32" or (precision == "auto" and device.type == "cpu" and not native_bf16(device)):
         return None
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+    if precision == "fp16" or (device.type == "cuda" and not torch.cuda.is_bf16_supported()):
         return torch.float16
     return torch.bfloat16
 
 
 def compiler_available(device: torch.device) -> bool:
-    """Inductor needs a C++ compiler on the CPU (Triton on CUDA ships with torch)."""
-    return device.type == "cuda" or any(shutil.which(cc) for cc in ("g++", "c++", "clang++"))
+    """Inductor needs a C++ compiler on the CPU; on CUDA, Triton compiles its kernel launcher with a C
+    compiler (`$CC`, else cc/gcc/clang) the first time a kernel runs, so a slim image without one fails."""
+    names = ("g++", "c++", "clang++") if device.type == "cpu" else ("cc", "gcc", "clang")
+    candidates = [os.environ["CC"]] if device.type != "cpu" and os.environ.get("CC") else []
+    return any(shutil.which(cc) for cc in (*candidates, *names))
 
 
-def should_compile(device: torch.device, planned_steps: int | None, eager_faster: bool = False) -> bool:
-    """`BENCH_COMPILE` = 1 / 0 forces it; "auto" compiles long runs where a compiler exists, unless
-    the eager path was measured faster (`eager_faster`: bf16 + channels_last on the CPU)."""
+def wants_compile(device: torch.device, planned_steps: int | None, eager_faster: bool = False) -> bool:
+    """`BENCH_COMPILE` = 1 / 0 forces the wish; "auto" wants it for long runs, unless the eager path
+    was measured faster (`eager_faster`: bf16 + channels_last on the CPU)."""
     choice = os.environ.get("BENCH_COMPILE", "auto").strip().lower()
     if choice in ("1", "true", "yes", "on"):
         return True
     if choice in ("0", "false", "no", "off"):
         return False
-    return (not eager_faster and planned_steps is not None and planned_steps >= COMPILE_MIN_STEPS
-            and compiler_available(device))
+    return not eager_faster and planned_steps is not None and planned_steps >= COMPILE_MIN_STEPS
+
+
+def compile_backend() -> str:
+    return os.environ.get("BENCH_COMPILE_BACKEND", "inductor").strip() or "inductor"
+
+
+def compile_choice(device: torch.device, planned_steps: int | None, eager_faster: bool = False
+                   ) -> tuple[bool, str | None]:
+    """(compile, note): compilation where it is wanted and can work; the note says why it was wanted
+    but is off. Only inductor needs a compiler (other backends, e.g. "eager" in tests, do not)."""
+    if not wants_compile(device, planned_steps, eager_faster):
+        return False, None
+    if compile_backend() == "inductor" and not compiler_available(device):
+        where = "C++ (g++, clang++)" if device.type == "cpu" else "C ($CC, cc, gcc, clang)"
+        return False, f"torch.compile turned off: no {where} compiler found, which inductor needs; training eager"
+    return True, None
+
+
+def should_compile(device: torch.device, planned_steps: int | None, eager_faster: bool = False) -> bool:
+    return compile_choice(device, planned_steps, eager_faster)[0]
 
 
 def fast_path(device: torch.device, precision: str = "auto", planned_steps: int | None = None) -> FastPath:
@@ -129,15 +170,19 @@ def fast_path(device: torch.device, precision: str = "auto", planned_steps: int 
     dtype = autocast_dtype(device, precision)
     cuda = device.type == "cuda"
     cpu_bf16 = device.type == "cpu" and dtype == torch.bfloat16 and native_bf16(device)
+    compile, note = compile_choice(device, planned_steps, eager_faster=cpu_bf16)
     return FastPath(
         device=device.type,
         amp_dtype=str(dtype).replace("torch.", "") if dtype else None,
         channels_last=cuda or cpu_bf16,
         cudnn_benchmark=cuda,
-        compile=should_compile(device, planned_steps, eager_faster=cpu_bf16),
+        compile=compile,
         eval_batch_factor=4 if cuda else 2,
         pin_memory=cuda,
         loader_workers=min(4, os.cpu_count() or 1) if cuda else 0,
+        compile_backend=compile_backend(),
+        compile_note=note,
+        fused_adam=cuda,
     )
 
 
@@ -147,9 +192,46 @@ def baseline(device: torch.device) -> FastPath:
                     compile=False, eval_batch_factor=1, pin_memory=False, loader_workers=0)
 
 
-def resident_fits(n_bytes: int, device: torch.device) -> bool:
-    """Whether `n_bytes` of waveforms may live on `device` (CUDA only: on the CPU they already do)."""
-    if device.type != "cuda":
+def resident_allowed() -> bool:
+    """`BENCH_RESIDENT=0` keeps waveforms off the GPU (the loader path, e.g. to measure it)."""
+    return os.environ.get("BENCH_RESIDENT", "auto").strip().lower() not in ("0", "false", "no", "off")
+
+
+def resident_fits(n_bytes: int, device: torch.device, reusable_bytes: int = 0) -> bool:
+    """Whether `n_bytes` of waveforms may live on `device` (CUDA only: on the CPU they already do).
+
+    Available memory is what the driver reports free, plus what PyTorch's caching allocator holds
+    but no tensor uses (reserved - allocated: it serves our allocations first), plus `reusable_bytes`
+    (a resident copy that would be released for this one). Half of that may hold waveforms; the rest
+    is for the model, its activations and other runs on the same GPU.
+    """
+    if device.type != "cuda" or not resident_allowed():
         return False
     free, _total = torch.cuda.mem_get_info(device)
-    return n_bytes <= RESIDENT_FRACTION * free
+    cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return n_bytes <= RESIDENT_FRACTION * (free + cached + reusable_bytes)
+
+
+RECOMPILE_LIMIT_MESSAGE = "hit config.recompile_limit"
+
+
+class RecompileWatch(logging.Handler):
+    """Counts dynamo's "hit config.recompile_limit" warnings while active: past the limit a function
+    runs uncompiled, which a run must record rather than claim `compile: true`."""
+
+    def __init__(self):
+        super().__init__(level=logging.WARNING)
+        self.hits: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if RECOMPILE_LIMIT_MESSAGE in message:
+            self.hits.append(message.splitlines()[0])
+
+    def __enter__(self) -> RecompileWatch:
+        logging.getLogger("torch._dynamo").addHandler(self)
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        logging.getLogger("torch._dynamo").removeHandler(self)
+        return False

@@ -40,14 +40,14 @@ from torch import nn
 import architectures
 from architectures import InputConfig
 from architectures.vgg import VGG
-from bench.data.views import ClipDataset, ResidentClips, epoch_order, loader_batches
+from bench.data.views import ClipDataset, LoaderBatches, ResidentWaveforms, epoch_order
 from bench.errors import UserError
 from bench.fastpath import FastPath, baseline, compiler_available, fast_path, native_bf16
 from bench.frontend import LOG_SCALE, MelFrontend
 from bench.plan import plan_rows
 from bench.spec import Configuration, Spec
 from bench.store import atomic_write_json
-from bench.train import forward, optimise
+from bench.train import forward, make_optimizer, optimise
 
 SPLIT_SIZES = {"mtat": (18_706, 1_825, 5_329), "msd": (201_680, 11_774, 28_435)}
 """(train, valid, test) clips of the paper's splits (DESIGN.md section 6), for the projection."""
@@ -63,7 +63,8 @@ TARGETS = {
 
 @dataclass(frozen=True)
 class PerfSettings:
-    batch: int = 8
+    batch: int | None = 8
+    """Clips per training step; None: the spec's batch on CUDA (the paper's 32), 8 on the CPU."""
     budget_seconds: float = 30.0
     """Time one measurement may take after its warm-up step (at least one timed step is taken)."""
     max_steps: int = 5
@@ -222,7 +223,7 @@ def measure_training(case: Case, path: FastPath, device: torch.device, settings:
     torch.manual_seed(0)
     model = path.prepare_model(case.build(device, **module_options))
     model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    optimizer = make_optimizer(model, path, lr=1e-4)
     scaler = torch.amp.GradScaler(device.type, enabled=path.torch_amp_dtype == torch.float16)
     loss_fn = nn.BCEWithLogitsLoss()
     mel, target = _batch(case, settings.batch, device)
@@ -244,6 +245,19 @@ def _throughput(timing: dict, batch: int, macs_per_input: int, training: bool) -
     return {"step_seconds": timing["seconds"], "first_step_seconds": timing["first_seconds"],
             "steps_timed": timing["calls"], "inputs_per_second": batch / timing["seconds"],
             "gflops": flops / timing["seconds"] / 1e9}
+
+
+def measure_forward(case: Case, path: FastPath, device: torch.device, settings: PerfSettings) -> dict:
+    """Evaluation as a run does it: no autograd, at the fast path's evaluation batch."""
+    torch.manual_seed(0)
+    model = path.prepare_model(case.build(device)).eval()
+    batch = settings.batch * path.eval_batch_factor
+    mel, _ = _batch(case, batch, device)
+    with torch.no_grad():
+        timing = time_calls(lambda: forward(model, path, mel), device, settings.budget_seconds / 2, settings.max_steps)
+    result = _throughput(timing, batch, model.analytic_macs(), training=False)
+    result["seconds_per_input"] = timing["seconds"] / batch
+    return result
 
 
 def measure_eval(case: Case, path: FastPath, device: torch.device, settings: PerfSettings) -> dict:
@@ -383,6 +397,7 @@ class _ScratchCache:
     """A cache-shaped memmap of noise (what `ClipDataset` reads), for timing the data path."""
 
     def __init__(self, folder: Path, n_clips: int, samples: int, n_tags: int):
+        self.folder = folder
         self.path = folder / "waveforms.f16"
         waveforms = np.memmap(self.path, dtype=np.float16, mode="w+", shape=(n_clips, samples))
         rng = np.random.default_rng(0)
@@ -414,32 +429,38 @@ class _ScratchCache:
 
 def measure_data_path(case: Case, path: FastPath, device: torch.device, settings: PerfSettings,
                       consumption: float) -> dict:
-    """Clips/s from the cache to batches on the device, warm and evicted, against `consumption`."""
+    """Clips/s from the cache to float16 batches on the device, against `consumption`: the loader
+    path (persistent workers, pinned memory, page cache warm and evicted) on every device, and on
+    CUDA also the device-resident path (upload once, gather per batch)."""
     mel = case.configuration.mel
     samples = round(case.clip_seconds * mel.sample_rate)
     with tempfile.TemporaryDirectory(prefix="bench-perf-") as folder:
         cache = _ScratchCache(Path(folder), settings.data_clips, samples, case.n_tags)
         dataset = ClipDataset(cache, "train")
         generator = torch.Generator().manual_seed(0)
+        loader = LoaderBatches(dataset, settings.batch, path.loader_workers, path.pin_memory)
 
-        def one_pass() -> float:
+        def one_pass(batches_of) -> float:
             start = time.perf_counter()
-            order = epoch_order(len(dataset), True, generator)
-            if device.type == "cuda":  # the scratch split fits: the resident path, as the trainer takes it
-                batches = ResidentClips(dataset, device).batches(settings.batch, order)
-            else:
-                batches = loader_batches(dataset, settings.batch, order, path.loader_workers, path.pin_memory)
-            for wave, target in batches:
+            for wave, target in batches_of(epoch_order(len(dataset), True, generator)):
                 wave.to(device, non_blocking=True), target.to(device, non_blocking=True)
             _sync(device)
             return len(dataset) / (time.perf_counter() - start)
 
-        one_pass()
-        warm = one_pass()
-        cold = one_pass() if cache.evict() else None
+        one_pass(loader.batches)  # starts the persistent workers
+        warm = one_pass(loader.batches)
+        cold = one_pass(loader.batches) if cache.evict() else None
+        resident = None
+        if device.type == "cuda":
+            clips = ResidentWaveforms(cache, device).split(dataset)
+            one_pass(lambda order: clips.batches(settings.batch, order))
+            resident = one_pass(lambda order: clips.batches(settings.batch, order))
+            del clips
+    loader_rate = min(x for x in (warm, cold) if x is not None)
     return {"clips_per_second_page_cache": warm, "clips_per_second_evicted": cold,
-            "mb_per_clip": samples * 2 / 2**20, "consumption_clips_per_second": consumption,
-            "over_consumption": min(x for x in (warm, cold) if x is not None) / consumption,
+            "clips_per_second_resident": resident, "mb_per_clip": samples * 2 / 2**20,
+            "consumption_clips_per_second": consumption, "loader_over_consumption": loader_rate / consumption,
+            "over_consumption": max(loader_rate, resident or 0) / consumption,
             "workers": path.loader_workers, "pin_memory": path.pin_memory}
 
 
@@ -475,14 +496,15 @@ def linear_fit(gmac: list[float], seconds: list[float]) -> dict:
 
 
 def project(spec: Spec, cases: list[Case], step_seconds: Callable[[Case], float], batch: int,
-            epochs: float) -> dict | None:
-    """Device-hours of every run of `spec` from measured training-step times.
+            epochs: float, eval_seconds: Callable[[Case], float] | None = None) -> dict | None:
+    """Device-hours of every run of `spec` from measured step times.
 
     Per run: `epochs` x (the train split in training steps + the valid split in forward passes),
-    plus the test split once; a forward pass is taken as a third of a training step (6 vs 2 flops
-    per MAC), times the segments per clip for MusiCNN's evaluation. `step_seconds(case)` gives the
-    measured time at `batch` (or the linear fit in GMAC for configurations not measured). Only for
-    datasets of known split sizes (MTAT, MSD)."""
+    plus the test split once, times the segments per clip for MusiCNN's evaluation.
+    `step_seconds(case)` gives the measured training-step time at `batch`, `eval_seconds(case)` the
+    measured evaluation time per network input (both from the cases measured, or their linear fits in
+    GMAC for configurations not measured); without `eval_seconds` a forward pass is taken as a third
+    of a training step (6 vs 2 flops per MAC). Only for datasets of known split sizes (MTAT, MSD)."""
     sizes = SPLIT_SIZES.get(spec.dataset.name)
     if sizes is None:
         return None
@@ -490,7 +512,7 @@ def project(spec: Spec, cases: list[Case], step_seconds: Callable[[Case], float]
     per_config = []
     for case in cases:
         train_per_clip = step_seconds(case) / batch
-        eval_per_clip = case.segments * train_per_clip / 3
+        eval_per_clip = case.segments * (eval_seconds(case) if eval_seconds else train_per_clip / 3)
         run_seconds = epochs * (n_train * train_per_clip + n_valid * eval_per_clip) + n_test * eval_per_clip
         run_flops = 2e9 * case.gmac_per_input * (epochs * (3 * n_train + case.segments * n_valid)
                                                  + case.segments * n_test)
@@ -501,7 +523,7 @@ def project(spec: Spec, cases: list[Case], step_seconds: Callable[[Case], float]
             "pflop": sum(c["pflop"] for c in per_config), "per_config": per_config,
             "assumptions": {"epochs_per_run": epochs, "train_valid_test_clips": list(sizes),
                             "batch_measured": batch, "batch_in_spec": spec.protocol.batch_size,
-                            "forward_over_training_step": 1 / 3}}
+                            "evaluation": "measured" if eval_seconds else "a third of a training step"}}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -509,6 +531,8 @@ def project(spec: Spec, cases: list[Case], step_seconds: Callable[[Case], float]
 
 
 def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Callable = print) -> dict:
+    if settings.batch is None:
+        settings = dataclasses.replace(settings, batch=spec.protocol.batch_size if device.type == "cuda" else 8)
     all_cases = spec_cases(spec)
     headline, smallest, scaling = select_cases(all_cases, settings.scaling_cases)
     compile_lever = settings.compile and compiler_available(device) and os.environ.get("BENCH_COMPILE") != "0"
@@ -549,17 +573,22 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
     log("front end")
     report["frontend"] = {"headline": measure_frontend(headline, device, settings, fast["step_seconds"])}
 
-    log(f"scaling over {len(scaling)} configurations (fast path without compile)")
+    log(f"scaling over {len(scaling)} configurations (fast path without compile; training and evaluation)")
     scaling_path = dataclasses.replace(chosen, compile=False)
     scaling_rows = []
     for case in scaling:
         measured = measure_training(case, scaling_path, device, settings)
+        evaluated = measure_forward(case, scaling_path, device, settings)
         scaling_rows.append({"case": case.label, "gmac_per_input": case.gmac_per_input, **measured,
-                             "ms_per_gmac": 1000 * measured["step_seconds"] / (case.gmac_per_input * settings.batch)})
-        log(f"  {case.label:28s} {case.gmac_per_input:8.3f} GMAC  {measured['step_seconds']:8.3f} s/step")
+                             "ms_per_gmac": 1000 * measured["step_seconds"] / (case.gmac_per_input * settings.batch),
+                             "eval_seconds_per_input": evaluated["seconds_per_input"]})
+        log(f"  {case.label:28s} {case.gmac_per_input:8.3f} GMAC  {measured['step_seconds']:8.3f} s/step  "
+            f"{1000 * evaluated['seconds_per_input']:8.2f} ms/input eval")
     fit = linear_fit([r["gmac_per_input"] * settings.batch for r in scaling_rows],
                      [r["step_seconds"] for r in scaling_rows])
-    report["scaling"] = {"rows": scaling_rows, "fit": fit}
+    eval_fit = linear_fit([r["gmac_per_input"] for r in scaling_rows],
+                          [r["eval_seconds_per_input"] for r in scaling_rows])
+    report["scaling"] = {"rows": scaling_rows, "fit": fit, "eval_fit": eval_fit}
 
     small = next((r for r in scaling_rows if r["case"] == smallest.label), None)
     if small is None:
@@ -575,12 +604,17 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
     report["eval"] = measure_eval(headline, chosen, device, settings)
 
     measured_steps = {row["case"]: row["step_seconds"] for row in scaling_rows}
+    measured_evals = {row["case"]: row["eval_seconds_per_input"] for row in scaling_rows}
 
     def step_seconds(case: Case) -> float:
         fitted = fit["intercept_seconds"] + fit["seconds_per_gmac"] * case.gmac_per_input * settings.batch
         return measured_steps.get(case.label, fitted)
 
-    report["projection"] = project(spec, all_cases, step_seconds, settings.batch, settings.epochs)
+    def eval_seconds(case: Case) -> float:
+        fitted = eval_fit["intercept_seconds"] + eval_fit["seconds_per_gmac"] * case.gmac_per_input
+        return measured_evals.get(case.label, max(fitted, 0.0))
+
+    report["projection"] = project(spec, all_cases, step_seconds, settings.batch, settings.epochs, eval_seconds)
     report["targets"] = _targets(report)
     return report
 
@@ -665,9 +699,11 @@ def format_report(report: dict) -> str:
                      f"{100 * row['share_of_step']:.1f} % of a step")
     dp = report["data_path"]
     cold = f", evicted {dp['clips_per_second_evicted']:.0f}" if dp["clips_per_second_evicted"] else ""
-    lines += ["", f"Data path at {report['smallest']}: page cache {dp['clips_per_second_page_cache']:.0f} "
-              f"clips/s{cold}; model consumes {dp['consumption_clips_per_second']:.1f} clips/s "
-              f"({dp['over_consumption']:.1f}x)"]
+    resident = (f"; resident {dp['clips_per_second_resident']:.0f} clips/s"
+                if dp.get("clips_per_second_resident") else "")
+    lines += ["", f"Data path at {report['smallest']}: loader, page cache {dp['clips_per_second_page_cache']:.0f} "
+              f"clips/s{cold} ({dp['loader_over_consumption']:.1f}x){resident}; model consumes "
+              f"{dp['consumption_clips_per_second']:.1f} clips/s"]
     lines += ["", "Evaluation at " + report["headline"]]
     for name, row in report["eval"].items():
         lines.append(f"  {name:26s} {row['inputs_per_second']:9.2f} inputs/s")
@@ -683,7 +719,7 @@ def format_report(report: dict) -> str:
         pr = report["projection"]
         lines += ["", f"Projection: {pr['runs']} runs of {report['spec']} at {pr['assumptions']['epochs_per_run']:g} "
                   f"epochs per run = {pr['pflop']:,.0f} PFLOP = {pr['device_hours']:,.0f} {report['device']}-hours "
-                  "at the measured step times"]
+                  "at the measured training-step and evaluation times"]
     lines += ["", "Targets"]
     for t in report["targets"]:
         verdict = "met" if t["met"] else "NOT met"
@@ -697,7 +733,7 @@ def cli_main(spec_path: str, device_name: str, out: str | None, settings: PerfSe
 
     spec = load_spec(spec_path)
     device = resolve_device(device_name)
-    if settings.batch < 1:
+    if settings.batch is not None and settings.batch < 1:
         raise UserError(f"--batch must be >= 1, got {settings.batch}")
     report = run_perf(spec, device, settings, log=lambda msg: print(msg, flush=True))
     print()

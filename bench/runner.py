@@ -39,7 +39,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.spec import RunSpec, Spec
-from bench.store import atomic_write_json, atomic_write_text, is_resource_error, reject, remove_temp_files
+from bench.store import (
+    atomic_write_json,
+    atomic_write_text,
+    is_resource_error,
+    lock_held,
+    reject,
+    remove_temp_files,
+    try_lock,
+)
 
 RESULT = "result.json"
 LOCK = "lock"
@@ -99,16 +107,9 @@ class RunLock:
 
     def acquire(self) -> bool:
         self.folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}).encode())
-        self.fd = fd
-        return True
+        note = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()})
+        self.fd = try_lock(self.folder / LOCK, note)
+        return self.fd is not None
 
     def release(self) -> None:
         if self.fd is not None:
@@ -118,17 +119,7 @@ class RunLock:
 
     def held_by_other(self) -> bool:
         """True if another live process holds the lock right now (a look that writes nothing)."""
-        try:
-            fd = os.open(self.folder / LOCK, os.O_RDONLY)
-        except FileNotFoundError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            return False
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)  # closing drops a shared lock we may have taken
+        return lock_held(self.folder / LOCK)
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ LOG_TYPES = ("log", "dB")
 """`log` = log10(1 + 10000 x); `dB` = 10 log10(max(x, 1e-10)) (paper section V)."""
 
 DATASETS = ("mtat", "msd", "manifest", "synthetic")
-PRECISIONS = ("auto", "bf16", "fp32")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 MAX_N_MELS = framing.N_FFT // 2 + 1
 MAX_SEED = 2**32 - 1
 """numpy's seed range; torch and the synthetic generator accept it too."""
@@ -133,7 +133,7 @@ class Protocol:
     lr_factor: float = 0.5
     weight_decay: float = 0.0
     precision: str = "auto"
-    """Autocast dtype: "auto" (bf16 where the device supports it), "bf16" or "fp32"."""
+    """Autocast dtype: "auto" (bf16 where the device supports it), "bf16", "fp16" (with loss scaling) or "fp32"."""
 
 
 @dataclass(frozen=True)

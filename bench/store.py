@@ -111,6 +111,36 @@ def exclusive_lock(path: str | Path) -> Iterator[None]:
         os.close(fd)
 
 
+def try_lock(path: str | Path, note: str = "") -> int | None:
+    """An exclusive, non-blocking flock on `path` (created if needed), with `note` written into it:
+    the open descriptor (closing it releases the lock; so does the holder's death), or None if
+    another process holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    os.write(fd, note.encode())
+    return fd
+
+
+def lock_held(path: str | Path) -> bool:
+    """True if another live process holds an exclusive flock on `path` right now (a look that writes nothing)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops a shared lock we may have taken
+
+
 def check_writable(folder: str | Path) -> None:
     """Create `folder` and a file in it (removed at once): a read-only or full place fails here, not later."""
     folder = Path(folder)

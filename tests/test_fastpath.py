@@ -9,7 +9,7 @@ import torch
 from architectures.planning import vgg_plan
 from architectures.vgg import VGG
 from bench import fastpath
-from bench.data.views import ClipDataset, ResidentClips, epoch_order, loader_batches
+from bench.data.views import ClipDataset, ResidentWaveforms, epoch_order, loader_batches
 from bench.fastpath import COMPILE_MIN_STEPS, autocast_dtype, baseline, fast_path, should_compile
 
 CPU = torch.device("cpu")
@@ -21,22 +21,24 @@ def _cache(n_clips=11, samples=300, n_tags=4, seed=0):
     waveforms = rng.standard_normal((n_clips, samples)).astype(np.float16)
     targets = (rng.random((n_clips, n_tags)) < 0.3).astype(np.float32)
     return SimpleNamespace(waveforms=waveforms, rows=lambda split: np.arange(n_clips),
-                           targets=lambda rows: targets[rows])
+                           targets=lambda rows: targets[rows], folder="scratch")
 
 
 @pytest.mark.parametrize("shuffle", [True, False])
 def test_resident_and_loader_batches_are_the_epoch_order(shuffle):
-    dataset = ClipDataset(_cache(), "train")
+    cache = _cache()
+    dataset = ClipDataset(cache, "train")
     generator = torch.Generator().manual_seed(5)
     order = epoch_order(len(dataset), shuffle, generator)
     assert sorted(order.tolist()) == list(range(11))
     assert (order.tolist() == list(range(11))) != shuffle
     loader = loader_batches(dataset, 4, order)
-    resident = ResidentClips(dataset, CPU).batches(4, order)
+    resident = ResidentWaveforms(cache, CPU).split(dataset).batches(4, order)
     expected = [order[i:i + 4] for i in range(0, 11, 4)]
     for (wave, target), (wave_r, target_r), index in zip(loader, resident, expected, strict=True):
         rows = [dataset[i] for i in index.tolist()]
-        assert torch.equal(wave, torch.stack([w for w, _ in rows])) and wave_r.dtype == torch.float32
+        # float16 as cached, through the loader and on the device: the front end casts on the device
+        assert torch.equal(wave, torch.stack([w for w, _ in rows])) and wave.dtype == wave_r.dtype == torch.float16
         assert torch.equal(wave, wave_r) and torch.equal(target, target_r)
     # the epoch generator gave one permutation and nothing else: training segments draw next
     reference = torch.Generator().manual_seed(5)

@@ -101,3 +101,23 @@ def test_float32_under_autocast():
         out = front(x)
     assert out.dtype == torch.float32
     torch.testing.assert_close(out, front(x))
+
+
+@pytest.mark.parametrize("hop_multiplier", [1, 3, 10])
+def test_segment_frames_equal_librosa_frames_of_the_whole_clip(hop_multiplier):
+    """MusiCNN's training segments are computed alone (`frames`): frames s..s+n-1 of librosa's mel of
+    the whole zero-padded clip, wherever the segment starts (first frame, middle, last frame)."""
+    sr, n_mels, n = 16000, 48, 20
+    x = music_like(4.0, sr, seed=3)
+    padded = np.pad(x, (0, framing.padded_samples(x.size) - x.size))
+    ref = np.log10(1 + 10000 * librosa.feature.melspectrogram(
+        y=padded, sr=sr, n_fft=512, hop_length=256 * hop_multiplier, n_mels=n_mels, power=2.0, center=True,
+        pad_mode="constant", htk=False, norm="slaney", fmin=0.0, fmax=sr / 2))
+    total = ref.shape[1]
+    starts = [0, (total - n) // 2, total - n]
+    front = MelFrontend(sr, n_mels, hop_multiplier, "log")
+    waves = torch.tensor(np.stack([x] * 3), dtype=torch.float32)
+    segments = front.frames(waves, torch.tensor(starts), n).numpy()
+    assert segments.shape == (3, n_mels, n)
+    for segment, start in zip(segments, starts, strict=True):
+        np.testing.assert_allclose(segment, ref[:, start:start + n], rtol=0, atol=5e-4)

@@ -114,3 +114,25 @@ def test_bench_perf_user_errors(write_spec, capsys):
     assert main(["perf", str(write_spec(TINY)), "--batch", "0"]) == 2
     assert "--batch must be >= 1" in capsys.readouterr().err
     assert main(["perf", "no-such-spec.toml"]) == 2
+
+
+def test_projection_with_measured_evaluation_times():
+    """Evaluation measured per network input (no autograd, evaluation batch) replaces the assumption
+    that a forward pass is a third of a training step."""
+    spec = load_spec(SPECS / "paper-mtat-vgg.toml")
+    projection = project(spec, spec_cases(spec), lambda case: 1.0, batch=32, epochs=30,
+                         eval_seconds=lambda case: 0.01)
+    per_run = 30 * (18706 / 32 + 1825 * 0.01) + 5329 * 0.01
+    assert projection["device_hours"] == pytest.approx(264 * per_run / 3600)
+    assert projection["assumptions"]["evaluation"] == "measured"
+
+
+def test_every_lever_sets_cudnn_benchmark_itself():
+    """A lever measured after `+ cudnn.benchmark` must not inherit it (the flag is global)."""
+    import dataclasses
+
+    cpu = torch.device("cpu")
+    dataclasses.replace(baseline(cpu), cudnn_benchmark=True).prepare_model(nn.Linear(2, 2))
+    assert torch.backends.cudnn.benchmark is True
+    baseline(cpu).prepare_model(nn.Linear(2, 2))
+    assert torch.backends.cudnn.benchmark is False

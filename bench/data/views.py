@@ -1,9 +1,10 @@
-"""Torch views over a prepared cache: whole clips for VGG, random segments for MusiCNN training,
-non-overlapping segments for evaluation.
+"""Torch views over a prepared cache: batches of clips (device-resident or through a loader), and
+the non-overlapping segments MusiCNN is evaluated on.
 
-Datasets return raw waveforms (float32) and multi-hot targets; the mel is computed afterwards on the
-training device, per batch (`bench.frontend.MelFrontend`). Segments are cut from that mel, in frames,
-so a segment is exactly what the network is built for.
+Datasets return raw waveforms (float16, as cached) and multi-hot targets; the mel is computed on the
+training device, per batch (`bench.frontend.MelFrontend`; MusiCNN's random training segment is
+framed there directly). Evaluation segments are cut from the mel, in frames, so a segment is exactly
+what the network is built for.
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ from bench.data.cache import CachedWaveforms
 
 
 class ClipDataset(torch.utils.data.Dataset):
-    """(waveform float32 (clip_samples,), target float32 (n_tags,)) for every decoded clip of a split."""
+    """(waveform float16 (clip_samples,), target float32 (n_tags,)) for every decoded clip of a split.
+
+    Waveforms stay float16, as cached: half the bytes through a loader and over PCIe; the front end
+    casts them to float32 on the training device.
+    """
 
     def __init__(self, cache: CachedWaveforms, split: str):
         self.cache = cache
@@ -32,7 +37,7 @@ class ClipDataset(torch.utils.data.Dataset):
         return len(self.rows) * self.cache.waveforms.shape[1] * self.cache.waveforms.dtype.itemsize
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        wave = np.asarray(self.cache.waveforms[self.rows[i]], dtype=np.float32)
+        wave = np.array(self.cache.waveforms[self.rows[i]], dtype=np.float16)
         return torch.from_numpy(wave), self.targets[i]
 
 
@@ -42,44 +47,133 @@ def epoch_order(n: int, shuffle: bool, generator: torch.Generator | None = None)
     return torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
 
 
+def full_batches(order: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """`order` without its last partial batch, so every training step has the same shape (a compiled
+    graph stays valid, cuDNN's autotuned kernels apply). A split smaller than one batch is kept whole.
+    With a fresh permutation each epoch, every clip is still seen."""
+    usable = len(order) // batch_size * batch_size
+    return order[:usable] if usable else order
+
+
+class OrderSampler(torch.utils.data.Sampler):
+    """The indices of one epoch, set before each pass: one DataLoader (and its persistent workers)
+    serves every epoch of a run."""
+
+    def __init__(self):
+        self.order: list[int] = []
+
+    def __iter__(self):
+        return iter(self.order)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+
+class LoaderBatches:
+    """Batches read from the cache by a DataLoader in a given order (worker processes kept alive
+    across epochs, pinned memory, float16 as stored)."""
+
+    def __init__(self, dataset: ClipDataset, batch_size: int, workers: int = 0, pin_memory: bool = False):
+        self.sampler = OrderSampler()
+        # The loader draws a base seed for its workers from `generator`; a throwaway one keeps that draw
+        # away from the global RNG (dropout, initialisation) and from the run's epoch generator.
+        self.loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=self.sampler,
+                                                  num_workers=workers, pin_memory=pin_memory,
+                                                  persistent_workers=workers > 0, generator=torch.Generator())
+
+    def batches(self, order: torch.Tensor):
+        self.sampler.order = order.tolist()
+        return iter(self.loader)
+
+
 def loader_batches(dataset: ClipDataset, batch_size: int, order: torch.Tensor, workers: int = 0,
-                   pin_memory: bool = False) -> torch.utils.data.DataLoader:
-    """Batches read from the cache in `order` by a DataLoader (worker processes, pinned memory)."""
-    # The loader draws a base seed for its workers from `generator`; a throwaway one keeps that draw
-    # away from the global RNG (dropout, initialisation) and from the run's epoch generator.
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=order.tolist(),
-                                       num_workers=workers, pin_memory=pin_memory,
-                                       generator=torch.Generator())
+                   pin_memory: bool = False):
+    """One pass of (waveform float16, target) batches read from the cache in `order`."""
+    return LoaderBatches(dataset, batch_size, workers, pin_memory).batches(order)
 
 
-class ResidentClips:
-    """A split's waveforms (float16, as cached) and targets held on the training device.
+class ResidentWaveforms:
+    """Every cached waveform of one sample rate (float16, as cached) on the training device.
 
-    Batches are gathered there, with no loader and no host-to-device copy per step, in the same
-    `epoch_order` as `loader_batches`, so a run sees the same batches whichever path feeds it.
+    One copy serves every split and every run of a worker at that sample rate (`resident_waveforms`).
     """
 
     COPY_ROWS = 256
-    """Rows copied to the device at a time: the host never holds the whole split as a second copy."""
+    """Rows copied to the device at a time: the host never holds the whole cache as a second copy."""
 
-    def __init__(self, dataset: ClipDataset, device: torch.device):
-        waveforms = dataset.cache.waveforms
+    def __init__(self, cache: CachedWaveforms, device: torch.device):
+        waveforms = cache.waveforms
+        self.key = resident_key(cache, device)
         self.device = torch.device(device)
-        self.waves = torch.empty((len(dataset), waveforms.shape[1]), dtype=torch.float16, device=self.device)
-        for start in range(0, len(dataset), self.COPY_ROWS):
-            rows = dataset.rows[start:start + self.COPY_ROWS]
-            self.waves[start:start + len(rows)] = torch.from_numpy(np.asarray(waveforms[rows]))
+        self.waves = torch.empty(tuple(waveforms.shape), dtype=torch.float16, device=self.device)
+        for start in range(0, len(waveforms), self.COPY_ROWS):
+            chunk = torch.from_numpy(np.asarray(waveforms[start:start + self.COPY_ROWS], dtype=np.float16))
+            self.waves[start:start + len(chunk)].copy_(chunk)
+
+    @property
+    def nbytes(self) -> int:
+        return self.waves.numel() * self.waves.element_size()
+
+    def split(self, dataset: ClipDataset) -> ResidentClips:
+        return ResidentClips(self, dataset)
+
+
+class ResidentClips:
+    """A split's waveforms and targets on the training device.
+
+    Batches are gathered there, with no loader and no host-to-device copy per step, in the same
+    `epoch_order` as the loader, so a run sees the same batches whichever path feeds it.
+    """
+
+    def __init__(self, resident: ResidentWaveforms, dataset: ClipDataset):
+        self.waves = resident.waves
+        self.device = resident.device
+        self.rows = torch.from_numpy(np.asarray(dataset.rows, dtype=np.int64)).to(self.device)
         self.targets = dataset.targets.to(self.device)
 
     def __len__(self) -> int:
         return len(self.targets)
 
     def batches(self, batch_size: int, order: torch.Tensor):
-        """(waveform float32 (B, samples), target (B, n_tags)) on the device."""
+        """(waveform float16 (B, samples), target (B, n_tags)) on the device."""
         order = order.to(self.device)
         for start in range(0, len(order), batch_size):
             index = order[start:start + batch_size]
-            yield self.waves[index].float(), self.targets[index]
+            yield self.waves[self.rows[index]], self.targets[index]
+
+
+def resident_key(cache: CachedWaveforms, device: torch.device) -> tuple[str, str]:
+    return str(cache.folder), str(torch.device(device))
+
+
+_resident: ResidentWaveforms | None = None
+"""The worker's device-resident copy (a worker is one process and runs one run at a time)."""
+
+
+def resident_waveforms(cache: CachedWaveforms, device: torch.device, fits) -> ResidentWaveforms | None:
+    """The worker's device-resident copy of `cache`, uploaded once and reused by the next runs at the
+    same sample rate; None when it does not fit (`fits(n_bytes, reusable_bytes)`), then the run reads
+    through a loader. A copy of another sample rate is released first: its memory counts as free."""
+    global _resident
+    key = resident_key(cache, device)
+    if _resident is not None and _resident.key == key:
+        return _resident
+    n_bytes = int(np.prod(cache.waveforms.shape)) * 2
+    reusable = _resident.nbytes if _resident is not None and _resident.device == torch.device(device) else 0
+    if not fits(n_bytes, reusable):
+        return None
+    release_resident()
+    _resident = ResidentWaveforms(cache, device)
+    return _resident
+
+
+def release_resident() -> None:
+    global _resident
+    if _resident is not None:
+        device = _resident.device
+        _resident = None
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
 
 
 def pad_frames(mel: torch.Tensor, frames: int) -> torch.Tensor:
@@ -90,19 +184,6 @@ def pad_frames(mel: torch.Tensor, frames: int) -> torch.Tensor:
         return mel
     floor = mel.amin(dim=(1, 2), keepdim=True).expand(-1, mel.shape[1], missing)
     return torch.cat([mel, floor], dim=2)
-
-
-def random_segments(mel: torch.Tensor, segment_frames: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """One random `segment_frames`-long window per clip: (B, F, T) -> (B, F, segment_frames).
-
-    Clips shorter than a segment are padded on the right with their quietest value (`pad_frames`).
-    """
-    batch, _, frames = mel.shape
-    if frames <= segment_frames:
-        return pad_frames(mel, segment_frames)
-    starts = torch.randint(0, frames - segment_frames + 1, (batch,), generator=generator, device="cpu")
-    index = starts.to(mel.device)[:, None] + torch.arange(segment_frames, device=mel.device)[None, :]
-    return torch.gather(mel, 2, index[:, None, :].expand(-1, mel.shape[1], -1))
 
 
 def eval_segments(mel: torch.Tensor, segment_frames: int) -> tuple[torch.Tensor, int]:

@@ -1,0 +1,418 @@
+"""The CUDA paths, exercised on the CPU with fakes that fail the way a device does: tensors that
+refuse `.numpy()` and count host syncs, patched `torch.cuda` memory queries, a stub submitit, and
+GPU identities in place of real devices."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench import fastpath, gpus, train
+from bench.data import views
+from bench.errors import UserError
+from bench.grid import WorkerJob, auto_runs_per_gpu, run_grid, submitit_parameters, worker_device
+from bench.spec import load_spec
+
+from .device_fakes import DeviceTensor, ToyCache, on_device, tiny_runs
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def fresh_worker(monkeypatch):
+    """Each test is a fresh worker: no resident copy from an earlier test, default compile settings."""
+    views.release_resident()
+    monkeypatch.delenv("BENCH_COMPILE", raising=False)
+    monkeypatch.delenv("BENCH_COMPILE_BACKEND", raising=False)
+    yield
+    views.release_resident()
+
+
+def device_resident(monkeypatch):
+    """Waveforms 'fit on the device' and come out of the resident branch as device tensors."""
+    monkeypatch.setattr(train, "resident_fits", lambda n_bytes, device, reusable=0: True)
+    real = views.ResidentClips.batches
+
+    def batches(self, batch_size, order):
+        for wave, target in real(self, batch_size, order):
+            yield on_device(wave), on_device(target)
+
+    monkeypatch.setattr(views.ResidentClips, "batches", batches)
+
+
+# ------------------------------------------------------------------------------------------------
+# 1. evaluation on device-resident data
+
+
+def test_a_run_on_device_resident_data_never_converts_device_tensors_to_numpy(monkeypatch, tmp_path):
+    device_resident(monkeypatch)
+    (run,) = tiny_runs(epochs=2)
+    trained = train.train_run(run, ToyCache(), tmp_path, CPU, log=lambda *_: None)
+    assert trained["fast_path"]["resident_data"] is True
+    assert trained["epochs"] == 2 and 0 <= trained["test"]["roc_auc"] <= 1
+
+
+def test_no_host_sync_inside_the_training_step_loop(monkeypatch, tmp_path):
+    """11 steps: the summed loss is checked once after step 10 (FINITE_CHECK_STEPS = 5 here) and once
+    at the end of the epoch; a sync per step (loss.item(), bool(isfinite)) would be 22."""
+    device_resident(monkeypatch)
+    monkeypatch.setattr(train, "FINITE_CHECK_STEPS", 5)
+    (run,) = tiny_runs(batch_size=2, epochs=1)
+    trainer = train.Trainer(run, ToyCache(clips=(23, 6, 6)), CPU, log=lambda *_: None)
+    DeviceTensor.syncs = 0
+    loss, seen = trainer.train_epoch(1)
+    assert seen == 22  # 11 full batches of 2; the last partial batch (1 clip) is dropped
+    assert DeviceTensor.syncs == 2 + 1 + 1  # checks after steps 5 and 10, the end-of-epoch check, the mean
+    assert loss > 0
+
+
+def test_a_nan_loss_still_fails_the_run_naming_epoch_and_steps(monkeypatch, tmp_path):
+    monkeypatch.setattr(train, "FINITE_CHECK_STEPS", 2)
+    real = train.Trainer._forward
+    monkeypatch.setattr(train.Trainer, "_forward", lambda self, mel: real(self, mel) * float("nan"))
+    (run,) = tiny_runs(epochs=1)
+    with pytest.raises(train.NonFiniteLoss, match=r"training loss became nan at epoch 1 \(steps 0-1\)"):
+        train.train_run(run, ToyCache(), tmp_path, CPU, log=lambda *_: None)
+
+
+# ------------------------------------------------------------------------------------------------
+# 2. compilation across configurations
+
+
+def test_three_configurations_compiled_in_one_process_stay_compiled(monkeypatch, tmp_path, caplog):
+    """Partial training and evaluation batches and new models per run used to add graphs until dynamo's
+    recompile limit (8) made the third configuration train uncompiled while claiming `compile: true`."""
+    monkeypatch.setenv("BENCH_COMPILE", "1")
+    monkeypatch.setenv("BENCH_COMPILE_BACKEND", "eager")  # dynamo's graph capture without inductor
+    cache = ToyCache(clips=(21, 9, 9))  # 21 = 2 x 8 + 5; 9 clips < one evaluation batch of 16
+    shapes = []
+    real = train.forward
+    monkeypatch.setattr(train, "forward", lambda model, path, mel: (shapes.append(tuple(mel.shape)),
+                                                                    real(model, path, mel))[1])
+    caplog.set_level(logging.WARNING, logger="torch._dynamo")
+    runs = tiny_runs(n_mels=(16, 24, 32), epochs=2)
+    assert len(runs) == 3
+    for run in runs:
+        shapes.clear()
+        trained = train.train_run(run, cache, tmp_path / run.run_id, CPU, log=lambda *_: None)
+        assert trained["fast_path"]["compile"] and trained["fast_path"]["compiled"], run.run_id
+        assert trained["fast_path"]["recompile_limit_hits"] == 0
+        assert len(set(shapes)) == 2, shapes  # one training shape (8 clips), one evaluation shape (16)
+    assert "recompile_limit" not in caplog.text
+
+
+def test_no_c_compiler_turns_compile_off_with_a_note_not_a_failure(monkeypatch, tmp_path):
+    monkeypatch.setenv("BENCH_COMPILE", "1")
+    monkeypatch.setattr(fastpath.shutil, "which", lambda name: None)
+    monkeypatch.delenv("CC", raising=False)
+    for device in (CPU, torch.device("cuda")):
+        compile, note = fastpath.compile_choice(device, 10**6)
+        assert not compile and "no " in note and "compiler" in note
+    lines = []
+    (run,) = tiny_runs(epochs=1)
+    trained = train.train_run(run, ToyCache(), tmp_path, CPU, log=lines.append)
+    assert trained["fast_path"]["compile"] is False
+    assert trained["fast_path"]["compile_note"].startswith("torch.compile turned off: no C++")
+    assert sum("torch.compile turned off" in line for line in lines) == 1
+
+
+def test_triton_needs_a_c_compiler_on_cuda(monkeypatch):
+    found = {"gcc"}
+    monkeypatch.setattr(fastpath.shutil, "which", lambda name: name if name in found else None)
+    monkeypatch.delenv("CC", raising=False)
+    assert fastpath.compiler_available(torch.device("cuda"))
+    found.clear()
+    assert not fastpath.compiler_available(torch.device("cuda"))
+    monkeypatch.setenv("CC", "/opt/cc")
+    found.add("/opt/cc")
+    assert fastpath.compiler_available(torch.device("cuda"))
+
+
+# ------------------------------------------------------------------------------------------------
+# 3. which GPU each worker gets
+
+
+def test_workers_spread_over_gpus_slot_by_slot(tmp_path):
+    identities = ["GPU-aaa", "GPU-bbb"]
+    claims = [gpus.claim_gpu(identities, runs_per_gpu=2, worker=k, folder=tmp_path) for k in range(4)]
+    assert [c.index for c in claims] == [0, 1, 0, 1]
+    assert [c.slot for c in claims] == [0, 0, 1, 1]
+    for claim in claims:
+        claim.release()
+
+
+def test_more_workers_than_slots_share_a_gpu_and_say_so(tmp_path):
+    identities = ["GPU-aaa", "GPU-bbb"]
+    claims = [gpus.claim_gpu(identities, runs_per_gpu=1, worker=k, folder=tmp_path) for k in range(3)]
+    assert [c.index for c in claims[:2]] == [0, 1] and claims[2].slot is None
+    assert "sharing it beyond its slots" in gpus.describe(claims[2], 1)
+    claims[0].release()  # a worker ends: its slot is free for the next one
+    again = gpus.claim_gpu(identities, runs_per_gpu=1, worker=2, folder=tmp_path)
+    assert (again.index, again.slot) == (0, 0)
+
+
+def test_two_grids_on_one_box_take_different_gpus(tmp_path):
+    """Both grids' first workers are worker 0; the slot locks, not the worker number, decide."""
+    identities = ["GPU-aaa", "GPU-bbb"]
+    first = gpus.claim_gpu(identities, runs_per_gpu=1, worker=0, folder=tmp_path)
+    second = gpus.claim_gpu(identities, runs_per_gpu=1, worker=0, folder=tmp_path)
+    assert (first.index, second.index) == (0, 1)
+
+
+def test_a_dead_workers_slot_is_free_again(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; from pathlib import Path; from bench import gpus; "
+            "gpus.claim_gpu(['GPU-aaa'], 1, 0, Path(sys.argv[1])); print('held')")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, capture_output=True)
+    claim = gpus.claim_gpu(["GPU-aaa"], 1, 0, tmp_path)
+    assert claim.slot == 0
+
+
+@pytest.mark.parametrize("preset", [None, "4,5", "GPU-1f2e3d4c-aaaa,GPU-9b8a7c6d-bbbb"])
+def test_worker_device_is_an_index_among_visible_gpus_and_leaves_the_selection_alone(monkeypatch, tmp_path,
+                                                                                     preset):
+    """With CUDA_VISIBLE_DEVICES preset (indices or UUIDs) the process sees devices 0..n-1; a worker
+    picks one of those indices and never rewrites the variable (the old code set it to str(k))."""
+    if preset is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", preset)
+    monkeypatch.setenv("BENCH_GPU_LOCKS", str(tmp_path))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda i: type("Props", (), {"uuid": ["1f2e", "9b8a"][i]})())
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    devices = [worker_device("cuda", worker, runs_per_gpu=2, log=lambda *_: None) for worker in range(5)]
+    assert [d.index for d, _ in devices] == [0, 1, 0, 1, 0] == chosen
+    assert [c.slot for _, c in devices] == [0, 0, 1, 1, None]  # 5 workers, 2 GPUs x 2 slots
+    assert os.environ.get("CUDA_VISIBLE_DEVICES") == preset
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert worker_device("auto", 0, 1)[0] == CPU
+    with pytest.raises(UserError, match="no CUDA device"):
+        worker_device("cuda", 0, 1)
+
+
+# ------------------------------------------------------------------------------------------------
+# 4-5. submitit: GPUs requested, device resolved on the node
+
+
+def test_submitit_jobs_request_the_gpus_their_workers_use():
+    job = WorkerJob("s.toml", "r", "c", "auto", runs_per_gpu=2)
+    from bench.grid import SlurmOptions
+
+    local = submitit_parameters(job, "submitit-local", SlurmOptions(), wants_gpu=True, visible_gpus=2)
+    assert local["gpus_per_node"] == 2 and local["tasks_per_node"] == 4  # was 0 GPUs: CUDA_VISIBLE_DEVICES=""
+    slurm = submitit_parameters(job, "slurm", SlurmOptions(gpus_per_job=4, cpus_per_job=16, partition="gpu"),
+                                wants_gpu=True)
+    assert (slurm["gpus_per_node"], slurm["tasks_per_node"], slurm["cpus_per_task"]) == (4, 8, 2)
+    assert slurm["slurm_partition"] == "gpu"
+    preset = submitit_parameters(job, "submitit-local", SlurmOptions(), True, 2, preset_visible="GPU-x,GPU-y")
+    assert preset["local_setup"] == ["export CUDA_VISIBLE_DEVICES=GPU-x,GPU-y"]
+    cpu = submitit_parameters(job, "submitit-local", SlurmOptions(), wants_gpu=False)
+    assert cpu["gpus_per_node"] == 0 and cpu["tasks_per_node"] == 1
+
+
+class StubExecutor:
+    """submitit.AutoExecutor as far as the grid uses it; records what it was asked."""
+
+    made: list = []
+
+    def __init__(self, folder, cluster):
+        self.folder, self.cluster, self.parameters = folder, cluster, {}
+        StubExecutor.made.append(self)
+
+    def update_parameters(self, **params):
+        self.parameters.update(params)
+
+    def map_array(self, fn, jobs):
+        self.jobs = list(jobs)
+        return [type("Done", (), {"result": lambda self: []})() for _ in self.jobs]
+
+
+def test_slurm_with_cuda_is_submitted_from_a_login_node_without_a_gpu(monkeypatch, tmp_path):
+    import submitit
+
+    from bench import prepare
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(submitit, "AutoExecutor", StubExecutor)
+    fake_cache = type("Cache", (), {"dir": tmp_path / "cache"})()
+    monkeypatch.setattr(prepare, "prepare_spec", lambda *args: (None, fake_cache, None))
+    StubExecutor.made.clear()
+    spec = Path(__file__).resolve().parents[1] / "specs" / "demo.toml"
+    status = run_grid(str(spec), results=str(tmp_path / "results"), device="cuda", launcher="slurm",
+                      workers=3, runs_per_gpu=2, make_report=False)
+    assert status == 1  # nothing ran here (the stub), so nothing is done yet
+    (executor,) = StubExecutor.made
+    assert executor.cluster == "slurm" and executor.parameters["gpus_per_node"] == 1
+    assert executor.parameters["tasks_per_node"] == 2
+    assert [j.worker for j in executor.jobs] == [0, 1, 2]
+    assert {j.device for j in executor.jobs} == {"cuda"} and {j.runs_per_gpu for j in executor.jobs} == {2}
+    with pytest.raises(UserError, match="no CUDA device"):  # a local grid checks the device here
+        run_grid(str(spec), results=str(tmp_path / "results"), device="cuda", make_report=False)
+
+
+# ------------------------------------------------------------------------------------------------
+# 6. free GPU memory and the worker's resident copy
+
+
+def test_memory_cached_by_pytorch_counts_as_available(monkeypatch):
+    """80 GB card: the driver reports 10 GB free, but PyTorch's allocator holds 58 GB it does not use
+    (reserved 60, allocated 2) from the previous run. 24 GB of 16 kHz waveforms fit: 0.5 x 68 = 34."""
+    gb = 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (10 * gb, 80 * gb))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 60 * gb)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 2 * gb)
+    cuda = torch.device("cuda")
+    assert fastpath.resident_fits(24 * gb, cuda)
+    assert not fastpath.resident_fits(35 * gb, cuda)
+    assert fastpath.resident_fits(35 * gb, cuda, reusable_bytes=18 * gb)  # the 12 kHz copy it replaces
+    assert not fastpath.resident_fits(1, CPU)
+
+
+def test_one_resident_copy_per_worker_is_reused_by_its_runs(monkeypatch, tmp_path):
+    uploads = []
+    real = views.ResidentWaveforms.__init__
+
+    def counting(self, cache, device):
+        uploads.append(cache.folder)
+        real(self, cache, device)
+
+    monkeypatch.setattr(views.ResidentWaveforms, "__init__", counting)
+    asked = []
+
+    def fits(n_bytes, reusable):
+        asked.append((n_bytes, reusable))
+        return True
+
+    rate_12k, rate_16k = ToyCache(sample_rate=12000), ToyCache()
+    first = views.resident_waveforms(rate_16k, CPU, fits)
+    assert views.resident_waveforms(rate_16k, CPU, fits) is first  # the next run at 16 kHz: no upload
+    second = views.resident_waveforms(rate_12k, CPU, fits)
+    assert second is not first and uploads == [rate_16k.folder, rate_12k.folder]
+    # the 16 kHz copy (40 clips x 16000 samples x 2 bytes) was counted as reusable for the 12 kHz one
+    assert asked == [(40 * 16000 * 2, 0), (40 * 12000 * 2, 40 * 16000 * 2)]
+    assert views.resident_waveforms(rate_16k, CPU, lambda n, r: False) is None
+
+
+# ------------------------------------------------------------------------------------------------
+# efficient training: fused Adam, checkpoints, MusiCNN segments
+
+
+def test_cuda_fast_path_uses_fused_adam(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(fastpath.shutil, "which", lambda name: name)
+    path = fastpath.fast_path(torch.device("cuda"), "auto", planned_steps=10**6)
+    assert path.fused_adam and path.amp_dtype == "bfloat16" and path.compile and path.channels_last
+    assert not fastpath.fast_path(CPU, "fp32").fused_adam
+
+
+def test_checkpoint_policy_keeps_checkpointing_under_five_percent():
+    policy = train.CheckpointPolicy(max_overhead=0.05)
+    assert policy.due(0.0)  # the first epoch: nothing written yet
+    policy.written(10.0, 12.0)  # a checkpoint took 2 s
+    assert not policy.due(12.0 + 39.9)
+    assert policy.due(12.0 + 40.0)  # 2 s / 0.05
+
+
+def test_best_weights_between_checkpoints_survive_a_kill(monkeypatch, tmp_path):
+    """Checkpoints only every other epoch: a kill right after a checkpoint whose best epoch has no
+    best.pt yet finds the best weights inside the checkpoint, and the run resumes from there."""
+    monkeypatch.setattr(train.CheckpointPolicy, "due", lambda self, now: self.last_written is None)
+    saved = []
+    real_save = train.save_torch
+
+    def save_then_die(path, obj):
+        real_save(path, obj)
+        saved.append(Path(path).name)
+        if Path(path).name == train.CHECKPOINT and len(saved) > 2:
+            raise KeyboardInterrupt  # killed between checkpoint.pt and best.pt
+
+    scores = iter([0.5, 0.9, 0.6])  # validation ROC-AUC per epoch: epoch 2 is the best
+    real_evaluate = train.Trainer.evaluate
+    monkeypatch.setattr(train.Trainer, "evaluate",
+                        lambda self, split: {**real_evaluate(self, split), "roc_auc": next(scores)})
+    (run,) = tiny_runs(epochs=3)
+    cache = ToyCache()
+    monkeypatch.setattr(train, "save_torch", save_then_die)
+    try:
+        train.train_run(run, cache, tmp_path, CPU, log=lambda *_: None)
+    except KeyboardInterrupt:
+        pass
+    state = train.read_checkpoint(tmp_path / train.CHECKPOINT, run.run_id)
+    assert state["epoch"] == 3
+    monkeypatch.setattr(train, "save_torch", real_save)
+    lines = []
+    resumed = train.resume_state(tmp_path, run.run_id, lines.append)
+    assert resumed is not None and resumed["epoch"] == 3
+    assert saved == [train.CHECKPOINT, train.BEST, train.CHECKPOINT]  # epoch 1 (best), then epoch 3
+    assert state["best"]["epoch"] == 2
+    model = train.read_best(tmp_path / train.BEST, 2)  # rewritten from the checkpoint on resume
+    assert all(torch.equal(model[k], state["best_model"][k]) for k in state["best_model"])
+    assert not any(torch.equal(state["model"][k], state["best_model"][k]) for k in state["model"]
+                   if k.endswith("weight"))
+
+
+def test_musicnn_trains_on_segment_frames_only(monkeypatch, tmp_path):
+    """The front end computes the segment's frames, not the whole clip's (which it used to cut)."""
+    (run,) = tiny_runs(archs=("musicnn",), epochs=1, seconds=2.0)
+    trainer = train.Trainer(run, ToyCache(seconds=2.0), CPU, log=lambda *_: None)
+    whole = []
+    real = trainer.frontend.forward
+    monkeypatch.setattr(trainer.frontend, "forward", lambda wave: (whole.append(1), real(wave))[1])
+    trainer.train_epoch(1)
+    assert whole == []  # training never ran the whole-clip front end
+    trainer.evaluate("valid")
+    assert whole  # evaluation does: every segment of the clip is used
+
+
+# ------------------------------------------------------------------------------------------------
+# runs per GPU
+
+
+def test_runs_per_gpu_from_memory_and_footprint(tmp_path):
+    spec = load_spec(Path(__file__).resolve().parents[1] / "specs" / "paper-mtat-vgg.toml")
+    runs = spec.runs()
+    k_small, _ = auto_runs_per_gpu(spec, [r for r in runs if r.mel.n_mels == 48 and r.mel.hop_multiplier == 10],
+                                   tmp_path, total_bytes=80 * 2**30)
+    k_large, why = auto_runs_per_gpu(spec, runs, tmp_path, total_bytes=80 * 2**30)
+    assert k_small == 4 and k_large == 3 and "estimated" in why
+    assert auto_runs_per_gpu(spec, runs, tmp_path, total_bytes=16 * 2**30)[0] == 1
+
+
+# ------------------------------------------------------------------------------------------------
+# make gpu-check
+
+
+def test_gpu_check_without_cuda_checks_nothing_and_says_so(monkeypatch, capsys, tmp_path):
+    from bench import gpucheck
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpucheck.main(["--out", str(tmp_path / "gpu-check.json")]) == 0
+    assert capsys.readouterr().out == "no CUDA device: nothing checked\n"
+    assert not (tmp_path / "gpu-check.json").exists()
+
+
+@pytest.mark.parametrize(("name", "tflops"), [("NVIDIA H100 80GB HBM3", 989.0), ("NVIDIA H100 PCIe", 756.0),
+                                              ("NVIDIA A100-SXM4-80GB", 312.0), ("NVIDIA L40S", 362.0),
+                                              ("NVIDIA L4", 121.0), ("NVIDIA H200", 989.0), ("Tesla V100", None)])
+def test_bf16_dense_peaks_from_the_datasheets(name, tflops):
+    from bench.gpucheck import bf16_peak_tflops
+
+    assert bf16_peak_tflops(name) == tflops
+
+
+def test_gpu_check_tiny_specs_are_valid_specs(tmp_path):
+    from bench.gpucheck import Workspace
+
+    ws = Workspace(tmp_path)
+    spec = load_spec(ws.spec("c3", archs=("vgg",), mels=(32, 24, 16, 8), precision="fp16"))
+    assert len(spec.runs()) == 4 and spec.protocol.precision == "fp16" and spec.dataset.clip_seconds == 3.0
