@@ -89,8 +89,9 @@ def model_cost(arch: str, input_config: InputConfig, n_tags: int, options=None) 
     """
     kwargs = dataclasses.asdict(options) if options is not None else {}
     model = architectures.build(arch, input_config, n_tags, **kwargs)
-    if hasattr(model, "pool_first"):
-        model.pool_first = False  # count the network as written, not MusiCNN's eval-time rearrangement
+    if hasattr(model, "pool_first"):  # count the network as written, not MusiCNN's rearrangements
+        model.pool_first = False
+        model.rearrange = False
     example = torch.zeros(1, 1, input_config.n_mels, model.input_frames)
     gmac_input, unsupported = fvcore_gmac(model, example)
     analytic_input = model.analytic_macs() / 1e9

@@ -4,9 +4,12 @@ Nothing here changes what a network computes; it changes how: autocast dtype, me
 cuDNN autotuning, `torch.compile`, evaluation batch size, where the waveforms live and how they reach
 the device. Each choice is measured by `bench perf` (README, "Performance"):
 
-- CPU with native bf16 (AVX512-BF16 or AMX, as oneDNN reports it): bf16 autocast and channels_last,
-  eager. On an AMD EPYC with AVX512-BF16 this made the full VGG step at 96 x 1366 about 3x faster than
-  fp32 and every demo model 1.2-3x faster; `torch.compile` on top of it made the step slower.
+- CPU with native bf16 (AVX512-BF16 or AMX, as oneDNN reports it): bf16 autocast, eager, and
+  channels_last for the architectures measured faster with it (`CPU_CHANNELS_LAST`: the VGGs; the
+  MusiCNNs train faster in NCHW, their single-channel timbral convolutions and BatchNorm backward
+  lose more to layout copies than channels_last gains). On an AMD EPYC with AVX512-BF16 this made
+  the full VGG step at 96 x 1366 about 3x faster than fp32 and every demo model 1.2-3x faster;
+  `torch.compile` on top of it made the step slower.
 - CPU without native bf16 (AVX2 only, e.g. AMD EPYC Zen 3): fp32, NCHW. bf16 autocast makes the
   convolutions about 10x slower there (oneDNN emulates bf16), and channels_last about 2.5x slower
   at 128->384 channels on 48 x 341. `torch.compile` fuses BatchNorm/ELU/pooling; it pays back its
@@ -39,6 +42,11 @@ import torch
 COMPILE_MIN_STEPS = 5_000
 """Runs with at least this many planned training steps are compiled ("auto"): at ~60 s of compile
 time, a 10 % faster step pays back once a step costs more than 60 s / (0.1 x 5000) = 0.12 s."""
+
+CPU_CHANNELS_LAST = {"vgg": True, "vgg-605k": True, "musicnn": False, "musicnn-787k": False}
+"""channels_last with bf16 on a CPU, per architecture, as measured (docs: Performance): VGG at width 1
+and vgg-605k train 1.4-1.5x faster with it; MusiCNN 1.1-1.8x and musicnn-787k 1.8x faster without.
+An architecture not listed gets channels_last."""
 
 RESIDENT_FRACTION = 0.5
 """Waveforms go to the GPU when they take at most this fraction of its free memory."""
@@ -165,8 +173,9 @@ def should_compile(device: torch.device, planned_steps: int | None, eager_faster
     return compile_choice(device, planned_steps, eager_faster)[0]
 
 
-def fast_path(device: torch.device, precision: str = "auto", planned_steps: int | None = None) -> FastPath:
-    """The suite's settings for `device` (see the module docstring for the measurements)."""
+def fast_path(device: torch.device, precision: str = "auto", planned_steps: int | None = None,
+              arch: str | None = None) -> FastPath:
+    """The suite's settings for `device` and architecture `arch` (see the module docstring)."""
     dtype = autocast_dtype(device, precision)
     cuda = device.type == "cuda"
     cpu_bf16 = device.type == "cpu" and dtype == torch.bfloat16 and native_bf16(device)
@@ -174,7 +183,7 @@ def fast_path(device: torch.device, precision: str = "auto", planned_steps: int 
     return FastPath(
         device=device.type,
         amp_dtype=str(dtype).replace("torch.", "") if dtype else None,
-        channels_last=cuda or cpu_bf16,
+        channels_last=cuda or (cpu_bf16 and CPU_CHANNELS_LAST.get(arch, True)),
         cudnn_benchmark=cuda,
         compile=compile,
         eval_batch_factor=4 if cuda else 2,

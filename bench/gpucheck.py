@@ -217,7 +217,7 @@ def training_step(case, batch: int):
     from bench.train import forward, make_optimizer, optimise
 
     device = torch.device("cuda")
-    path = fast_path(device, "auto", planned_steps=0)  # eager: compile is checked in C4
+    path = fast_path(device, "auto", planned_steps=0, arch=case.configuration.arch)  # eager: C4 checks compile
     model = path.prepare_model(case.build(device))
     optimizer = make_optimizer(model, path, 1e-4)
     scaler = torch.amp.GradScaler("cuda", enabled=path.torch_amp_dtype == torch.float16)

@@ -553,7 +553,7 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
         row["speedup"] = base["step_seconds"] / row["step_seconds"]
     report["levers"] = lever_rows
 
-    chosen = fast_path(device, "auto", planned_steps=_planned_steps(spec))
+    chosen = fast_path(device, "auto", planned_steps=_planned_steps(spec), arch=headline.configuration.arch)
     report["fast_path"] = chosen.as_dict()
     fast = _matching_lever(lever_rows, chosen)
     if fast is None:

@@ -131,7 +131,7 @@ class Trainer:
             if len(dataset) == 0:
                 raise UserError(f"the {split} split has no decodable clips")
         planned_steps = self.protocol.max_epochs * max(1, len(self.data["train"]) // self.protocol.batch_size)
-        self.path = fast_path(device, self.protocol.precision, planned_steps)
+        self.path = fast_path(device, self.protocol.precision, planned_steps, run.arch)
         if self.path.compile_note:
             log(f"  {self.path.compile_note}")
         self.frontend = MelFrontend.from_config(mel).to(device)
