@@ -71,9 +71,11 @@ def bf16_peak_tflops(name: str) -> float | None:
 
 
 class Workspace:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, device: str = "cuda"):
         self.root = root
         self.data = root / "synth"
+        self.device = device
+        """What the grids are run with; only the harness's own tests use another."""
 
     def spec(self, name: str, archs=("vgg", "musicnn"), mels=(32,), precision: str = "auto") -> Path:
         """The stress harness's tiny grid (48 clips of 3 s, width 1/16, batch 16, 2 epochs) with more
@@ -91,7 +93,7 @@ class Workspace:
     def grid(self, spec: Path, *args: str, env: dict | None = None) -> tuple[subprocess.CompletedProcess, dict]:
         environment = {**os.environ, "BENCH_CACHE": str(self.root / "cache"),
                        "BENCH_GPU_LOCKS": str(self.root / "gpu-locks"), **(env or {})}
-        proc = subprocess.run([sys.executable, "-m", "bench", "grid", str(spec), "--device", "cuda", "--no-report",
+        proc = subprocess.run([sys.executable, "-m", "bench", "grid", str(spec), "--device", self.device, "--no-report",
                                "--results", str(self.root / "results"), *args], capture_output=True, text=True,
                               env=environment, timeout=600)
         runs = self.root / "results" / spec.stem / "runs"

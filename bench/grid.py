@@ -186,16 +186,15 @@ def auto_runs_per_gpu(spec: Spec, runs, results_root: Path, total_bytes: int | N
     if total_bytes is None:
         total_bytes = _gpu_memory_bytes()
     measured = _measured_peaks(spec, results_root)
-    footprints, sources = [], set()
+    footprints: dict = {}  # one per input shape: seeds and log compression share it
+    sources = set()
     for run in runs:
         key = (run.arch, run.mel.sample_rate, run.mel.n_mels, run.mel.hop_multiplier)
-        if key in measured:
-            footprints.append(measured[key])
-            sources.add("measured")
-        else:
-            footprints.append(training_footprint_bytes(run))
-            sources.add("estimated")
-    largest = max(footprints)
+        if key in footprints:
+            continue
+        sources.add("measured" if key in measured else "estimated")
+        footprints[key] = measured[key] if key in measured else training_footprint_bytes(run)
+    largest = max(footprints.values())
     k = int(max(1, min(MAX_RUNS_PER_GPU, (0.5 * total_bytes) // largest)))
     return k, (f"largest footprint {largest / 2**30:.1f} GiB ({' and '.join(sorted(sources))}) "
                f"on {total_bytes / 2**30:.0f} GiB")

@@ -416,3 +416,38 @@ def test_gpu_check_tiny_specs_are_valid_specs(tmp_path):
     ws = Workspace(tmp_path)
     spec = load_spec(ws.spec("c3", archs=("vgg",), mels=(32, 24, 16, 8), precision="fp16"))
     assert len(spec.runs()) == 4 and spec.protocol.precision == "fp16" and spec.dataset.clip_seconds == 3.0
+
+
+def test_runs_per_gpu_prefers_the_peak_a_finished_run_measured(tmp_path):
+    """A finished run of the largest configuration measured 30 GB (more than the 11.4 GB estimate):
+    on an 80 GB GPU only one such run fits in half of it."""
+    import json
+
+    from bench.runner import run_dir
+
+    spec = load_spec(Path(__file__).resolve().parents[1] / "specs" / "paper-mtat-vgg.toml")
+    runs = [r for r in spec.runs() if (r.mel.sample_rate, r.mel.n_mels, r.mel.hop_multiplier) == (16000, 128, 1)]
+    done = runs[0]
+    folder = run_dir(tmp_path, spec, done)
+    folder.mkdir(parents=True)
+    (folder / "result.json").write_text(json.dumps({
+        "run_id": done.run_id, "status": "ok", "config": {}, "metrics": {"roc_auc": 0.9, "pr_auc": 0.4},
+        "cost": {"peak_memory_bytes": 30 * 2**30}}))
+    k, why = auto_runs_per_gpu(spec, runs[1:], tmp_path, total_bytes=80 * 2**30)
+    assert k == 1 and "30.0 GiB (measured)" in why
+
+
+@pytest.mark.slow
+def test_gpu_check_c3_runs_the_real_grid_and_judges_it(tmp_path):
+    """The harness of C3 end to end, on the CPU: the real `bench grid --workers 2`, its results and
+    executions read back. On the CPU the verdict is FAIL (no cuda:0, no GPU slots), with the evidence."""
+    from bench.data.synthetic import generate
+    from bench.gpucheck import Check, Workspace, check_two_workers_one_gpu
+
+    ws = Workspace(tmp_path, device="cpu")
+    generate(ws.data, clips=48, seed=0, clip_seconds=3.0, progress=False, workers=1)
+    check = Check("C3", "--workers 2 with CUDA_VISIBLE_DEVICES=0")
+    check_two_workers_one_gpu(ws, check)
+    assert check.ok is False
+    assert "devices {'cpu'}" in check.detail and "executions per run [1, 1, 1, 1]" in check.detail
+    assert check.line().startswith("FAIL C3 --workers 2 with CUDA_VISIBLE_DEVICES=0: devices")
