@@ -53,6 +53,7 @@ LOG_TYPES = ("log", "dB")
 """`log` = log10(1 + 10000 x); `dB` = 10 log10(max(x, 1e-10)) (paper section V)."""
 
 DATASETS = ("mtat", "msd", "manifest", "synthetic")
+MTAT_SPLITS = ("folders", "won")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 MAX_N_MELS = framing.N_FFT // 2 + 1
 MAX_SEED = 2**32 - 1
@@ -106,16 +107,25 @@ class DatasetSpec:
     n_tags: int = 50
     """Top-N tags by frequency (MTAT); the tag vocabulary size for the others."""
     drop_untagged: bool = False
-    """Drop clips with none of the top-N tags (Lee et al. split) instead of keeping them."""
+    """Drop clips with none of the top-N tags instead of keeping them (MTAT: the same as split = "won")."""
+    split: str = "folders"
+    """MTAT: "folders" (the paper's and musicnn's split) or "won" (sota-music-tagging-models')."""
+    split_file: str | None = None
+    """MTAT: a folder of published split lists (`bench.data.splits`); relative to the dataset root."""
     clips: int | None = None
     """Synthetic only: number of clips to generate."""
     seed: int = 0
     """Synthetic only: generator seed."""
 
     def identity(self) -> dict[str, Any]:
-        """The fields that change what a run sees (the path is where it lives, not what it is)."""
+        """The fields that change what a run sees (the path is where it lives, not what it is).
+        The split fields appear only when set, so run ids from before they existed stay valid."""
         ident = dataclasses.asdict(self)
         del ident["path"]
+        if self.split == "folders":
+            del ident["split"]
+        if self.split_file is None:
+            del ident["split_file"]
         return ident
 
 
@@ -266,6 +276,11 @@ def parse_spec(raw: dict[str, Any], path: str | Path = "<spec>") -> Spec:
     for name_ in ("clip_seconds", "n_tags", "clips", "seed"):
         if getattr(dataset, name_) is not None:
             v.within(getattr(dataset, name_), f"dataset.{name_}")
+    if dataset.split not in MTAT_SPLITS:
+        v.fail("dataset.split", dataset.split, f"must be one of {', '.join(MTAT_SPLITS)} (or set dataset.split_file)")
+    if (dataset.split != "folders" or dataset.split_file) and dataset.name not in ("mtat", "synthetic"):
+        v.fail("dataset.split" if dataset.split != "folders" else "dataset.split_file",
+               dataset.split_file or dataset.split, f"MTAT-format datasets only ({dataset.name} has its own split)")
 
     protocol = v.dataclass_from(Protocol, v.typed(raw.get("protocol", {}), dict, "protocol"), "protocol")
     for name_ in ("batch_size", "max_epochs", "patience", "lr_patience", "lr", "weight_decay"):

@@ -56,3 +56,32 @@ def make_mtat(root: Path, seconds: float = 2.0, write_audio: bool = True) -> Pat
                 write_mp3(root / folder / name, tone(seconds, freq=220.0 * (i + 1), seed=i))
     (root / "annotations_final.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return root
+
+
+def make_mtat_top50(root: Path) -> Path:
+    """annotations_final.csv as MTAT ships it (every field quoted, tab-separated, CRLF line ends) with
+    the published top 50 tags plus two rare ones, and MTAT's tie: `metal` and `female voice` carry
+    the same count, and `female voice` comes first in column order, as in the real file (column
+    order alone would rank it before `metal`; the published order has `metal` first).
+
+    Counts: the tag at published position i is on 60 - i clips, except positions 47 and 48 (both 13);
+    the rare tags `rare a`, `rare b` on 1 clip. 62 clips in folders 0-f by clip index; clip 61 carries
+    no top-50 tag."""
+    from bench.data.mtat import MTAT_TOP50
+
+    root.mkdir(parents=True, exist_ok=True)
+    counts = {tag: 60 - i for i, tag in enumerate(MTAT_TOP50)}
+    counts["metal"] = counts["female voice"] = 13
+    columns = [t for t in MTAT_TOP50 if t not in ("metal", "female voice")]
+    columns[40:40] = ["female voice", "rare a", "metal", "rare b"]  # female voice before metal
+    counts.update({"rare a": 1, "rare b": 1})
+    folders = "0123456789abcdef"
+    lines = [quoted(["clip_id", *columns, "mp3_path"])]
+    for row in range(62):
+        tags = {t for t in columns if row < counts[t]} if row < 61 else set()
+        if row == 60:
+            tags = {"rare a", "rare b"}
+        folder = folders[row % 16]
+        lines.append(quoted([str(2 + row), *[int(t in tags) for t in columns], f"{folder}/clip-{row:02d}-0-29.mp3"]))
+    (root / "annotations_final.csv").write_bytes(("\r\n".join(lines) + "\r\n").encode("utf-8"))
+    return root

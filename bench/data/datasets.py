@@ -46,8 +46,20 @@ def load_index(dataset: DatasetSpec, root: Path, generate: bool = True, progress
             ensure_synthetic(root, dataset, progress=progress)
         elif not (root / ANNOTATIONS).is_file():
             raise UserError(f"synthetic dataset not found at {root}: run `bench synth --out {root}`")
-        index = read_mtat(root, n_tags=dataset.n_tags, drop_untagged=dataset.drop_untagged, broken_ids=frozenset())
+        index = read_mtat(root, n_tags=dataset.n_tags, drop_untagged=dataset.drop_untagged, broken_ids=frozenset(),
+                          split=dataset.split, split_file=split_folder(dataset, root), published_order=False)
         return DatasetIndex(name="synthetic", root=index.root, tag_names=index.tag_names, clips=index.clips,
                             excluded=index.excluded)
-    readers = {"mtat": read_mtat, "msd": read_msd, "manifest": read_manifest}
+    if dataset.name == "mtat":
+        return read_mtat(root, n_tags=dataset.n_tags, drop_untagged=dataset.drop_untagged, split=dataset.split,
+                         split_file=split_folder(dataset, root))
+    readers = {"msd": read_msd, "manifest": read_manifest}
     return readers[dataset.name](root, n_tags=dataset.n_tags, drop_untagged=dataset.drop_untagged)
+
+
+def split_folder(dataset: DatasetSpec, root: Path) -> str | None:
+    """`dataset.split_file`, a relative one taken from the dataset root."""
+    if not dataset.split_file:
+        return None
+    path = Path(dataset.split_file).expanduser()
+    return str(path if path.is_absolute() else root / path)

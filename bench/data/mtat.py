@@ -1,12 +1,24 @@
 """MagnaTagATune from its root folder: `annotations_final.csv` and the mp3 folders `0`-`9`, `a`-`f`.
 
 `annotations_final.csv` is tab-separated with every field in double quotes: `clip_id`, 188 binary tag
-columns, `mp3_path` (e.g. `f/american_bach_soloists-...-30-59.mp3`). The top-N tags are the column
-sums over all rows of the file, descending, ties in column order (guitar, classical, slow, techno,
-...). The split is by folder: `0`-`b` train, `c` valid, `d`-`f` test. Three clips are known to be
-broken and are excluded: with them removed the split is 18,706 / 1,825 / 5,329. Clips carrying none
-of the top-N tags are kept (the paper's code) unless `drop_untagged` (Lee et al.: 15,244 / 1,529 /
-4,332).
+columns, `mp3_path` (e.g. `f/american_bach_soloists-...-30-59.mp3`).
+
+Tags. The top 50 are the published list `MTAT_TOP50`, in its order (the paper's code, musicnn's
+`MTT_LABELS`, musicnn-training and sota-music-tagging-models all use it), so label matrices and
+per-tag tables line up with theirs by position; a file whose 50 most frequent tags are another set
+is an error naming the difference. Column sums rank the same tags except that `metal` and
+`female voice` tie at 505 clips, and column order would put `female voice` first. Any other number
+N of tags: the N largest column sums over all rows, descending, ties in column order.
+
+Splits (`split`):
+- "folders" (default): by folder, `0`-`b` train, `c` valid, `d`-`f` test, as the paper's code and
+  musicnn's; with the three known broken clips removed, 18,706 / 1,825 / 5,329 clips, including the
+  clips that carry none of the top 50 tags.
+- "won": the same folders without clips carrying none of the top-N tags, the split of
+  sota-music-tagging-models (Won et al. 2020): 15,247 / 1,529 / 4,332. (`drop_untagged = true` is
+  the older spelling.) Lee et al.'s split differs from it: its train list lacks clips 29, 11268 and
+  11269 (15,244 train); use their published lists through `split_file` for it.
+- `split_file`: any published split (`bench.data.splits`), which keeps the tag columns above.
 """
 
 from __future__ import annotations
@@ -24,6 +36,17 @@ FOLDERS = tuple("0123456789abcdef")
 SPLIT_OF_FOLDER = {f: "train" for f in "0123456789ab"} | {"c": "valid"} | {f: "test" for f in "def"}
 BROKEN_CLIP_IDS = frozenset({"35644", "55753", "57881"})
 """Clips whose MP3 files are empty or undecodable in the distributed dataset."""
+
+MTAT_TOP50 = (
+    "guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast", "piano",
+    "ambient", "beat", "violin", "vocal", "synth", "female", "indian", "opera", "male", "singing",
+    "vocals", "no vocals", "harpsichord", "loud", "quiet", "flute", "woman", "male vocal", "no vocal", "pop",
+    "soft", "sitar", "solo", "man", "classic", "choir", "voice", "new age", "dance", "male voice",
+    "female vocal", "beats", "harp", "cello", "no voice", "weird", "country", "metal", "female voice", "choral",
+)
+"""MTAT's top 50 tags in the published order (the model outputs of every peer that trains on it)."""
+
+SPLITS = ("folders", "won")
 
 
 def read_annotations(path: Path) -> tuple[list[str], list[str], np.ndarray, list[str]]:
@@ -58,8 +81,30 @@ def top_tags(matrix: np.ndarray, n: int) -> list[int]:
     return list(np.argsort(-counts, kind="stable")[:n])
 
 
+def chosen_tags(path: Path, tag_names: list[str], matrix: np.ndarray, n: int, published_order: bool) -> list[int]:
+    """Column indices of the model's tags, in output order (see the module docstring)."""
+    keep = top_tags(matrix, n)
+    if not published_order or n != len(MTAT_TOP50):
+        return keep
+    found = {tag_names[i] for i in keep}
+    if found != set(MTAT_TOP50):
+        extra = sorted(found - set(MTAT_TOP50))
+        missing = [t for t in MTAT_TOP50 if t not in found]
+        raise UserError(f"{path}: its 50 most frequent tags are not MTAT's published top 50: "
+                        f"{', '.join(extra) or 'none'} in the file's top 50 only; "
+                        f"{', '.join(missing) or 'none'} in the published list only")
+    column = {name: i for i, name in enumerate(tag_names)}
+    return [column[name] for name in MTAT_TOP50]
+
+
 def read_mtat(root: str | Path, n_tags: int = 50, drop_untagged: bool = False,
-              broken_ids: frozenset[str] = BROKEN_CLIP_IDS) -> DatasetIndex:
+              broken_ids: frozenset[str] = BROKEN_CLIP_IDS, split: str = "folders", split_file: str | None = None,
+              published_order: bool = True) -> DatasetIndex:
+    """The index of an MTAT-format tree. `published_order` (real MTAT) puts 50 tags in MTAT_TOP50's
+    order; the synthetic dataset, whose tags are its own, ranks them by frequency."""
+    if split not in SPLITS:
+        raise UserError(f"dataset.split = {split!r}: expected one of {', '.join(SPLITS)} (or a split_file)")
+    drop_untagged = drop_untagged or split == "won"
     root = Path(root).expanduser()
     if not root.is_dir():
         raise UserError(f"MTAT root not found: expected a folder holding {ANNOTATIONS} and mp3 folders 0-f at {root}")
@@ -67,20 +112,32 @@ def read_mtat(root: str | Path, n_tags: int = 50, drop_untagged: bool = False,
     if not annotations.is_file():
         raise UserError(f"MTAT annotations not found: expected {annotations}")
     ids, tag_names, matrix, paths = read_annotations(annotations)
-    keep = top_tags(matrix, n_tags)
+    keep = chosen_tags(annotations, tag_names, matrix, n_tags, published_order)
     names = tuple(tag_names[i] for i in keep)
+    listed = None
+    if split_file:
+        from bench.data.splits import read_split_files
+
+        listed = read_split_files(split_file, ids, paths)
     clips, excluded = [], []
     for clip_id, row, mp3 in zip(ids, matrix[:, keep], paths, strict=True):
         folder = mp3.split("/", 1)[0]
         if clip_id in broken_ids:
             excluded.append((clip_id, "known broken MP3"))
             continue
-        if folder not in SPLIT_OF_FOLDER:
+        if listed is not None:
+            if clip_id not in listed:
+                excluded.append((clip_id, f"not in the split files of {split_file}"))
+                continue
+            clip_split = listed[clip_id]
+        elif folder not in SPLIT_OF_FOLDER:
             excluded.append((clip_id, f"mp3_path {mp3!r} is not in a folder 0-f"))
             continue
+        else:
+            clip_split = SPLIT_OF_FOLDER[folder]
         labels = tuple(int(i) for i in np.flatnonzero(row))
         if drop_untagged and not labels:
             excluded.append((clip_id, f"none of the top {n_tags} tags"))
             continue
-        clips.append(Clip(clip_id=clip_id, path=str(root / mp3), split=SPLIT_OF_FOLDER[folder], labels=labels))
+        clips.append(Clip(clip_id=clip_id, path=str(root / mp3), split=clip_split, labels=labels))
     return DatasetIndex(name="mtat", root=str(root), tag_names=names, clips=tuple(clips), excluded=tuple(excluded))

@@ -1,0 +1,103 @@
+"""Published split files: which clip goes to train, valid and test, as a peer published it.
+
+`split_file` in a spec names a folder holding one file per split, recognised by name and read by
+suffix:
+
+| split | file names starting with | e.g. |
+|---|---|---|
+| train | `train` | `train.npy`, `train_gt_mtt.tsv`, `train_list_pub.cP`, `train.txt` |
+| valid | `valid`, `val` | `valid.npy`, `val_gt_mtt.tsv`, `valid_list_pub.cP` |
+| test | `test` | `test.npy`, `test_gt_mtt.tsv`, `test_list_pub.cP` |
+
+- `.npy` (sota-music-tagging-models, `split/mtat/*.npy`): an array of strings `"<clip_id>\\t<mp3_path>"`,
+  read with `allow_pickle=False`;
+- `.cP` / `.pkl` (Lee et al.'s lists, Python 2 pickles): a list of clip ids or mp3 paths, read by the
+  restricted unpickler (`bench.data.safe_pickle`), never by `pickle.load`;
+- anything else (`.tsv`, `.txt`, `.csv`; musicnn-training's `*_gt_mtt.tsv` is `<clip_id>\\t[labels]`):
+  one clip per line, its first tab-separated field a clip id or an mp3 path; blank lines and lines
+  starting with `#` are skipped; CRLF line ends are accepted.
+
+An entry names a clip by id (`"2"`) or by its mp3 path relative to the dataset root. An entry the
+dataset lacks, or a clip listed in two splits, is an error naming the file and the line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from bench.errors import UserError
+
+PREFIXES = {"train": ("train",), "valid": ("valid", "val"), "test": ("test",)}
+SUFFIXES = (".npy", ".cP", ".cp", ".pkl", ".tsv", ".txt", ".csv")
+
+
+def split_of_name(name: str) -> str | None:
+    lower = name.lower()
+    return next((split for split, prefixes in PREFIXES.items() if lower.startswith(prefixes)), None)
+
+
+def split_files(folder: str | Path) -> dict[str, Path]:
+    """The one file per split in `folder` (see the module docstring)."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise UserError(f"split_file {folder}: not a folder (expected one holding train, valid and test lists)")
+    candidates = [p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix in SUFFIXES]
+    found: dict[str, Path] = {}
+    for split in PREFIXES:
+        matches = [p for p in candidates if split_of_name(p.name) == split]
+        if len(matches) != 1:
+            listed = ", ".join(p.name for p in matches) or "none"
+            raise UserError(f"split_file {folder}: expected exactly one {split} list (a file named "
+                            f"{PREFIXES[split][0]}* ending in {', '.join(SUFFIXES[:5])}), found {listed}")
+        found[split] = matches[0]
+    return found
+
+
+def entries(path: Path) -> list[tuple[int, str]]:
+    """(line or position, first field) of every entry of one split file."""
+    if path.suffix == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except ValueError as exc:
+            raise UserError(f"{path}: not an array of strings ({' '.join(str(exc).split())})") from None
+        if array.dtype.kind not in "US":
+            raise UserError(f"{path}: expected an array of strings, found dtype {array.dtype}")
+        return [(i + 1, str(item).split("\t", 1)[0].strip()) for i, item in enumerate(array.reshape(-1))]
+    if path.suffix in (".cP", ".cp", ".pkl"):
+        from bench.data.safe_pickle import safe_load
+
+        items = safe_load(path)
+        if isinstance(items, np.ndarray):
+            items = items.tolist()
+        if not isinstance(items, (list, tuple)) or not all(isinstance(x, (str, bytes)) for x in items):
+            raise UserError(f"{path}: expected a list of clip ids or paths, found {type(items).__name__}")
+        return [(i + 1, (x.decode() if isinstance(x, bytes) else x).strip()) for i, x in enumerate(items)]
+    rows = []
+    with open(path, encoding="utf-8", newline="") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            text = line.rstrip("\r\n")
+            if not text.strip() or text.startswith("#"):
+                continue
+            rows.append((line_no, text.split("\t", 1)[0].strip()))
+    return rows
+
+
+def read_split_files(folder: str | Path, ids: list[str], paths: list[str]) -> dict[str, str]:
+    """clip id -> "train" | "valid" | "test" for every clip the split files list."""
+    by_path = {p: i for i, p in zip(ids, paths, strict=True)}
+    known = set(ids)
+    split_of: dict[str, str] = {}
+    where: dict[str, str] = {}
+    for split, path in split_files(folder).items():
+        for line, entry in entries(path):
+            clip = entry if entry in known else by_path.get(entry) or by_path.get(entry.lstrip("./"))
+            if clip is None:
+                raise UserError(f"{path}: line {line}: {entry!r} is neither a clip id nor an mp3_path of the dataset")
+            if clip in split_of and split_of[clip] != split:
+                raise UserError(f"{path}: line {line}: clip {clip} is also in the {split_of[clip]} list "
+                                f"({where[clip]})")
+            split_of[clip] = split
+            where[clip] = f"{path.name}:{line}"
+    return split_of

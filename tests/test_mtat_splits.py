@@ -1,0 +1,131 @@
+"""MTAT as the field reads it: the published top-50 order, the split names, and published split files
+in their real formats (sota-music-tagging-models' .npy, musicnn-training's tsv, Lee et al.'s Python 2
+pickles)."""
+
+import numpy as np
+import pytest
+
+from bench.data.mtat import MTAT_TOP50, read_mtat
+from bench.errors import UserError
+from bench.spec import parse_spec
+
+from .data_fixtures import make_mtat, make_mtat_top50
+
+
+def test_top50_in_the_published_order_despite_the_metal_female_voice_tie(tmp_path):
+    index = read_mtat(make_mtat_top50(tmp_path / "mtat"), n_tags=50)
+    assert index.tag_names[47:49] == ("metal", "female voice")
+    assert index.tag_names == MTAT_TOP50
+    # labels follow the names: clip "2" (row 0) carries every top-50 tag, including both tied ones
+    clip = next(c for c in index.clips if c.clip_id == "2")
+    assert {index.tag_names[i] for i in clip.labels} == set(MTAT_TOP50)
+    row_12 = next(c for c in index.clips if c.clip_id == str(2 + 12))  # on tags with count > 12 only
+    assert index.tag_names[row_12.labels[-1]] == "female voice"
+
+
+def test_the_published_order_is_musicnns_mtt_labels():
+    configuration = pytest.importorskip("musicnn.configuration")
+    assert MTAT_TOP50 == tuple(configuration.MTT_LABELS)
+
+
+def test_a_file_with_another_top50_is_an_error_naming_the_tags(tmp_path):
+    root = make_mtat_top50(tmp_path / "mtat")
+    path = root / "annotations_final.csv"
+    path.write_bytes(path.read_bytes().replace(b'"choral"', b'"chorale"'))
+    with pytest.raises(UserError, match=r"chorale in the file's top 50 only; choral in the published list only"):
+        read_mtat(root, n_tags=50)
+    # other tag counts rank by frequency, ties in column order
+    assert read_mtat(root, n_tags=3).tag_names == ("guitar", "classical", "slow")
+
+
+def test_folder_split_keeps_untagged_clips_and_won_drops_them(tmp_path):
+    root = make_mtat_top50(tmp_path / "mtat")
+    folders = read_mtat(root, n_tags=50)
+    won = read_mtat(root, n_tags=50, split="won")
+    # 62 rows into folders 0-f by row mod 16: 0-b train, c valid, d-f test (rows 48-61 reach folder d)
+    assert folders.counts() == {"train": 48, "valid": 4, "test": 10}
+    # rows 60 (folder c: only the rare tags) and 61 (folder d: no tag) carry no top-50 tag
+    assert won.counts() == {"train": 48, "valid": 3, "test": 9}
+    assert {("62", "none of the top 50 tags"), ("63", "none of the top 50 tags")} <= set(won.excluded)
+    with pytest.raises(UserError, match="dataset.split = 'lee'"):
+        read_mtat(root, split="lee")
+
+
+def _split_folder(tmp_path, name):
+    folder = tmp_path / name
+    folder.mkdir()
+    return folder
+
+
+def test_split_files_in_sota_npy_format(tmp_path):
+    root = make_mtat(tmp_path / "mtat", write_audio=False)
+    folder = _split_folder(tmp_path, "sota")
+    # sota-music-tagging-models: split/mtat/{train,valid,test}.npy, "<id>\t<mp3_path>" strings
+    np.save(folder / "train.npy", np.array(["2\t0/artist_a-album-01-track_one-0-29.mp3",
+                                            "18\td/artist_e-album-05-song-0-29.mp3"]))
+    np.save(folder / "valid.npy", np.array(["6\t3/artist_b-album, with comma-02-song-30-59.mp3"]))
+    np.save(folder / "test.npy", np.array(["14\tc/artist_d-album-04-song-0-29.mp3"]))
+    index = read_mtat(root, n_tags=3, split_file=str(folder))
+    assert {c.clip_id: c.split for c in index.clips} == {"2": "train", "18": "train", "6": "valid", "14": "test"}
+    assert ("10", f"not in the split files of {folder}") in index.excluded
+
+
+def test_split_files_in_musicnn_training_tsv_format_with_crlf(tmp_path):
+    root = make_mtat(tmp_path / "mtat", write_audio=False)
+    folder = _split_folder(tmp_path, "musicnn-training")
+    # musicnn-training: {train,val,test}_gt_mtt.tsv, "<id>\t[labels]"
+    (folder / "train_gt_mtt.tsv").write_bytes(b"2\t[1, 0, 1]\r\n6\t[1, 1, 0]\r\n")
+    (folder / "val_gt_mtt.tsv").write_bytes(b"10\t[0, 1, 0]\r\n")
+    (folder / "test_gt_mtt.tsv").write_bytes(b"18\t[0, 1, 1]\r\n26\t[1, 1, 0]\r\n")
+    index = read_mtat(root, n_tags=3, split_file=str(folder))
+    assert index.counts() == {"train": 2, "valid": 1, "test": 2}
+
+
+def test_split_files_as_python2_pickles_of_paths(tmp_path):
+    root = make_mtat(tmp_path / "mtat", write_audio=False)
+    folder = _split_folder(tmp_path, "lee")
+
+    def python2_list(items):  # cPickle.dump(list_of_str, f), protocol 0, as Python 2 wrote Lee et al.'s lists
+        body = b"".join(b"S'" + item.encode() + b"'\np" + str(i + 1).encode() + b"\na" for i, item in enumerate(items))
+        return b"(lp0\n" + body + b"."
+
+    (folder / "train_list_pub.cP").write_bytes(python2_list(["0/artist_a-album-01-track_one-0-29.mp3"]))
+    (folder / "valid_list_pub.cP").write_bytes(python2_list(["c/artist_d-album-04-song-0-29.mp3"]))
+    (folder / "test_list_pub.cP").write_bytes(python2_list(["f/artist_f-album-06-song-0-29.mp3",
+                                                            "f/artist_g-album-07-song-0-29.mp3"]))
+    index = read_mtat(root, n_tags=3, split_file=str(folder))
+    assert {c.clip_id: c.split for c in index.clips} == {"2": "train", "14": "valid", "22": "test", "26": "test"}
+
+
+def test_split_file_errors_name_the_file_and_line(tmp_path):
+    root = make_mtat(tmp_path / "mtat", write_audio=False)
+    folder = _split_folder(tmp_path, "bad")
+    (folder / "train.txt").write_text("2\n999\n")
+    (folder / "valid.txt").write_text("6\n")
+    (folder / "test.txt").write_text("14\n")
+    with pytest.raises(UserError, match=r"train.txt: line 2: '999' is neither a clip id nor an mp3_path"):
+        read_mtat(root, n_tags=3, split_file=str(folder))
+    (folder / "train.txt").write_text("2\n6\n")
+    with pytest.raises(UserError, match=r"valid.txt: line 1: clip 6 is also in the train list \(train.txt:2\)"):
+        read_mtat(root, n_tags=3, split_file=str(folder))
+    (folder / "test.txt").unlink()
+    with pytest.raises(UserError, match="expected exactly one test list"):
+        read_mtat(root, n_tags=3, split_file=str(folder))
+
+
+def _spec(dataset: dict):
+    return parse_spec({"name": "s", "seeds": [0], "dataset": dataset,
+                       "grid": [{"arch": ["vgg"], "sample_rate": [16000], "n_mels": [96], "hop_multiplier": [1],
+                                 "log": ["log"]}]}, "s.toml")
+
+
+def test_split_fields_in_specs_and_run_identity():
+    folders = _spec({"name": "mtat"})
+    assert "split" not in folders.runs()[0].canonical()["dataset"]  # run ids from before the field hold
+    won = _spec({"name": "mtat", "split": "won"})
+    assert won.runs()[0].canonical()["dataset"]["split"] == "won"
+    assert won.runs()[0].run_id != folders.runs()[0].run_id
+    with pytest.raises(UserError, match="dataset.split"):
+        _spec({"name": "mtat", "split": "lee"})
+    with pytest.raises(UserError, match="dataset.split_file.*MTAT-format datasets only"):
+        _spec({"name": "msd", "split_file": "splits/lee"})
