@@ -101,7 +101,7 @@ def cmd_convert_msd(args: argparse.Namespace) -> int:
     out = write_manifest(index, args.out)
     counts = index.counts()
     print(f"wrote {out} ({len(index.clips)} clips: train {counts['train']}, valid {counts['valid']}, "
-          f"test {counts['test']}; {len(index.excluded)} ids without tags or audio path left out)")
+          f"test {counts['test']}; {index.excluded_summary()})")
     return 0
 
 

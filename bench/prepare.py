@@ -18,8 +18,8 @@ def prepare_spec(spec, data: str | None, cache: str | None, workers: int | None 
     index = load_index(spec.dataset, root)
     counts = index.counts()
     print(f"{spec.dataset.name} at {root}: {len(index.clips)} clips (train {counts['train']}, "
-          f"valid {counts['valid']}, test {counts['test']}), {len(index.tag_names)} tags, "
-          f"{len(index.excluded)} excluded by the reader")
+          f"valid {counts['valid']}, test {counts['test']}), {len(index.tag_names)} tags; "
+          f"{index.excluded_summary()}")
     waveforms = WaveformCache(cache_root(cache), index, spec.dataset.clip_seconds)
     rates = sorted({c.mel.sample_rate for c in spec.configurations()})
     reports = waveforms.prepare(rates, workers=workers, progress=_progress_bar)

@@ -44,8 +44,9 @@ def test_mtat_missing_root_and_annotations(tmp_path):
         read_mtat(tmp_path / "empty")
 
 
-def write_msd_split(root, n_train=N_TRAIN + 3, n_test=4, protocol=2):
-    """The five split files with the published structure, written as protocol-2 pickles."""
+def write_msd_split(root, n_train=N_TRAIN + 3, n_test=4, protocol=2, audio=False):
+    """The five split files with the published structure, written as protocol-2 pickles (and, with
+    `audio`, a non-empty file at every 7digital path)."""
     root.mkdir(parents=True, exist_ok=True)
     ids = [f"TR{i:016d}" for i in range(n_train + n_test)]
     rng = np.random.default_rng(0)
@@ -56,11 +57,19 @@ def write_msd_split(root, n_train=N_TRAIN + 3, n_test=4, protocol=2):
                       ("msd_id_to_tag_vector.cP", vectors), ("MSD_id_to_7D_id.pkl", seven),
                       ("7D_id_to_path.pkl", paths)]:
         (root / name).write_bytes(pickle.dumps(obj, protocol=protocol))
+    if audio:
+        for relative in paths.values():
+            (root / relative).parent.mkdir(parents=True, exist_ok=True)
+            (root / relative).write_bytes(b"ID3")
     return ids, vectors
 
 
-def test_msd_split_from_pickles(tmp_path):
+def test_msd_split_from_pickles(tmp_path, monkeypatch):
+    from bench.data import msd
+
     ids, vectors = write_msd_split(tmp_path / "msd")
+    # 201,687 audio files are not written: every track's file "exists" (checking it is tested below)
+    monkeypatch.setattr(msd, "_audio_file", lambda audio_root, candidates: (audio_root / candidates[0], ""))
     index = read_msd(tmp_path / "msd")
     assert index.counts() == {"train": N_TRAIN, "valid": 3, "test": 4}
     assert index.tag_names == MSD_TAGS and index.tag_names[:3] == ("rock", "pop", "alternative")
@@ -75,7 +84,7 @@ def test_convert_msd_to_manifest(tmp_path, capsys, monkeypatch):
     from bench.data import msd
 
     monkeypatch.setattr(msd, "N_TRAIN", 4)  # a small split: the real boundary is tested above
-    write_msd_split(tmp_path / "msd", n_train=6, n_test=3)
+    write_msd_split(tmp_path / "msd", n_train=6, n_test=3, audio=True)
     assert main(["convert-msd", str(tmp_path / "msd"), "--out", str(tmp_path / "msd" / "manifest.csv")]) == 0
     assert "train 4, valid 2, test 3" in capsys.readouterr().out
     direct = read_msd(tmp_path / "msd")
@@ -144,3 +153,54 @@ def test_manifest_errors(tmp_path):
     (tmp_path / "bad2.csv").write_text("path,split,tags\na.mp3,training,rock\n")
     with pytest.raises(UserError, match="line 2: split 'training'"):
         read_manifest(tmp_path / "bad2.csv")
+
+
+def test_msd_audio_layouts_and_missing_files(tmp_path, monkeypatch):
+    """7digital paths and track-id folders (A/B/C/TRABC...) are both found; a missing or empty file
+    excludes its track with the reason, counted in one summary line."""
+    from bench.data import msd
+
+    monkeypatch.setattr(msd, "N_TRAIN", 4)
+    root = tmp_path / "msd"
+    ids, _ = write_msd_split(root, n_train=6, n_test=3, audio=True)
+    by_seven = sorted(root.rglob("*.clip.mp3"))  # 9 previews at their 7digital paths
+    # one track only in the track-id layout, one empty file, one missing in both layouts
+    moved = by_seven[0]
+    moved_id = next(i for k, i in enumerate(ids) if moved.name == f"{1000 + k}.clip.mp3")
+    moved.unlink()
+    (root / (msd.track_id_path(moved_id) + ".mp3")).parent.mkdir(parents=True, exist_ok=True)
+    (root / (msd.track_id_path(moved_id) + ".mp3")).write_bytes(b"ID3")
+    by_seven[1].write_bytes(b"")
+    by_seven[2].unlink()
+    index = read_msd(root)
+    assert len(index.clips) == 9 - 2
+    assert index.excluded_summary() == "1 audio file empty, 1 audio file missing excluded"
+    by_id = {c.clip_id: c for c in index.clips}
+    assert by_id[moved_id].path == str(root / (msd.track_id_path(moved_id) + ".mp3"))
+
+
+def test_msd_from_musicnn_training_tsv_files(tmp_path):
+    """musicnn-training's ground truth (`<id>\\t[50 values]`) and index (`<id>\\t<path>`) as the split source."""
+    from bench.data import msd
+
+    root = tmp_path / "msd"
+    root.mkdir()
+    ids = ["TRAAAAW128F429D538", "TRAAABD128F429CF47", "TRYOGXX128F42483A6", "TRZZZZZ12903CB277E"]
+    vector = "[" + ", ".join(["1"] + ["0"] * 49) + "]"
+    (root / "train_gt_msd.tsv").write_text(f"{ids[0]}\t{vector}\n{ids[1]}\t{vector}\n")
+    (root / "val_gt_msd.tsv").write_text(f"{ids[2]}\t{vector}\n")
+    (root / "test_gt_msd.tsv").write_bytes(f"{ids[3]}\t{vector}\r\n".encode())
+    (root / "index_msd.tsv").write_text(f"{ids[1]}\tsomewhere/{ids[1]}.clip.mp3\n")
+    for msd_id in (ids[0], ids[2], ids[3]):
+        path = root / "audio" / (msd.track_id_path(msd_id) + ".mp3")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"ID3")
+    (root / "audio" / "somewhere").mkdir()
+    (root / "audio" / "somewhere" / f"{ids[1]}.clip.mp3").write_bytes(b"ID3")
+    index = read_msd(root)
+    assert index.counts() == {"train": 2, "valid": 1, "test": 1}
+    assert index.clips[2].path.endswith("audio/Y/O/G/TRYOGXX128F42483A6.mp3")
+    assert all(c.labels == (0,) for c in index.clips) and index.tag_names[0] == "rock"
+    (root / "val_gt_msd.tsv").write_text(f"{ids[2]}\t[1, 0]\n")
+    with pytest.raises(UserError, match=r"val_gt_msd.tsv: line 1: 2 tag values, expected 50"):
+        read_msd(root)

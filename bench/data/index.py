@@ -37,6 +37,15 @@ class DatasetIndex:
     def counts(self) -> dict[str, int]:
         return {s: sum(c.split == s for c in self.clips) for s in SPLITS}
 
+    def excluded_summary(self) -> str:
+        """The exclusions in one line, counted by reason: "14 audio file missing, 3 known broken MP3"."""
+        if not self.excluded:
+            return "none excluded"
+        reasons: dict[str, int] = {}
+        for _clip, reason in self.excluded:
+            reasons[reason] = reasons.get(reason, 0) + 1
+        return ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items(), key=lambda r: -r[1])) + " excluded"
+
     def targets(self, clips: list[Clip] | None = None) -> np.ndarray:
         """Multi-hot matrix (len(clips), n_tags) as float32."""
         clips = list(self.clips) if clips is None else clips

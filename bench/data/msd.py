@@ -1,17 +1,28 @@
 """Million Song Dataset with the Lee et al. split used by the paper (50 Last.fm tags).
 
-Expected in the MSD root (the split files as distributed, Python 2 pickles)::
+The split and the tags come from one of two sources in the MSD root:
+
+1. Lee et al.'s files as distributed (Python 2 pickles, read by the restricted unpickler
+   `bench.data.safe_pickle`)::
 
     filtered_list_train.cP   list of MSD ids: the first 201,680 train, the remaining 11,774 valid
     filtered_list_test.cP    list of 28,435 MSD ids: test
     msd_id_to_tag_vector.cP  dict MSD id -> 50 binary tag values
-    MSD_id_to_7D_id.pkl      dict MSD id -> 7digital id
+    MSD_id_to_7D_id.pkl      dict MSD id -> 7digital id (optional: only for the 7digital layout)
     7D_id_to_path.pkl        dict 7digital id -> relative audio path, e.g. "8/9/8947470.clip.mp3"
     50tagList.txt            the tag names in vector order (optional: the published list is built in)
-    audio/                   the 7digital previews at those relative paths (or directly in the root)
 
-The pickles are read with a restricted unpickler (`bench.data.safe_pickle`). `bench convert msd`
-turns them into a plain manifest once (`bench.data.manifest`).
+2. musicnn-training's tab-separated files: `train_gt_msd.tsv`, `val_gt_msd.tsv`, `test_gt_msd.tsv`
+   (`<MSD id>\t[50 binary values]`) and optionally `index_msd.tsv` (`<MSD id>\t<relative audio path>`).
+
+Audio lives under `audio/` (or directly in the root) in either layout, found per track:
+- 7digital ids: the path `7D_id_to_path.pkl` gives (or `index_msd.tsv`);
+- track-id folders, as the paper's code and musicnn-training keep MSD audio: the 3rd, 4th and 5th
+  characters of the id, `A/B/C/TRABC....mp3` (also `.clip.mp3`).
+Every track's file is checked when the index is built (existence and size, nothing decoded): a
+missing or empty file excludes the track with its reason, and the reasons are counted in one
+summary line (`DatasetIndex.excluded_summary`); common copies lack audio for a few ids (the paper's
+code skipped 14). `bench convert-msd` turns either source into a plain manifest once.
 """
 
 from __future__ import annotations
@@ -25,8 +36,10 @@ from bench.data.safe_pickle import safe_load
 from bench.errors import UserError
 
 N_TRAIN = 201_680
-SPLIT_FILES = ("filtered_list_train.cP", "filtered_list_test.cP", "msd_id_to_tag_vector.cP",
-               "MSD_id_to_7D_id.pkl", "7D_id_to_path.pkl")
+SPLIT_FILES = ("filtered_list_train.cP", "filtered_list_test.cP", "msd_id_to_tag_vector.cP")
+SEVEN_DIGITAL = ("MSD_id_to_7D_id.pkl", "7D_id_to_path.pkl")
+MUSICNN_TRAINING = {"train": "train_gt_msd.tsv", "valid": "val_gt_msd.tsv", "test": "test_gt_msd.tsv"}
+MUSICNN_INDEX = "index_msd.tsv"
 TAG_LIST = "50tagList.txt"
 MSD_TAGS = (
     "rock", "pop", "alternative", "indie", "electronic", "female vocalists", "dance", "00s", "alternative rock",
@@ -43,38 +56,104 @@ def _as_str(value) -> str:
     return value.decode("latin1") if isinstance(value, bytes) else str(value)
 
 
+def track_id_path(msd_id: str) -> str:
+    """The track-id folder layout: TRABC... -> A/B/C/TRABC..."""
+    return f"{msd_id[2]}/{msd_id[3]}/{msd_id[4]}/{msd_id}"
+
+
+def _tsv_rows(path: Path) -> list[tuple[int, list[str]]]:
+    rows = []
+    with open(path, encoding="utf-8", newline="") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            text = line.rstrip("\r\n")
+            if text.strip():
+                rows.append((line_no, text.split("\t")))
+    return rows
+
+
+def _read_musicnn_training(root: Path, n_values: int) -> tuple[list[tuple[str, str]], dict, dict]:
+    """(id, split) pairs, id -> tag vector, id -> audio path from musicnn-training's tsv files."""
+    splits, vectors = [], {}
+    for split, name in MUSICNN_TRAINING.items():
+        path = root / name
+        for line_no, fields in _tsv_rows(path):
+            try:
+                values = [int(v) for v in fields[1].strip().strip("[]").split(",")]
+            except (IndexError, ValueError):
+                raise UserError(f"{path}: line {line_no}: expected '<MSD id><TAB>[{n_values} values 0 or 1]'") from None
+            if len(values) != n_values:
+                raise UserError(f"{path}: line {line_no}: {len(values)} tag values, expected {n_values}")
+            splits.append((fields[0].strip(), split))
+            vectors[fields[0].strip()] = values
+    paths = {}
+    if (root / MUSICNN_INDEX).is_file():
+        for line_no, fields in _tsv_rows(root / MUSICNN_INDEX):
+            if len(fields) < 2:
+                raise UserError(f"{root / MUSICNN_INDEX}: line {line_no}: expected '<MSD id><TAB><audio path>'")
+            paths[fields[0].strip()] = fields[1].strip()
+    return splits, vectors, paths
+
+
+def _audio_file(audio_root: Path, candidates: list[str]) -> tuple[Path | None, str]:
+    """The first existing non-empty file among the candidate paths, or None and why not."""
+    empty = None
+    for relative in candidates:
+        path = audio_root / relative
+        try:
+            size = path.stat().st_size
+        except OSError:
+            continue
+        if size > 0 and path.is_file():
+            return path, ""
+        empty = path
+    return None, ("audio file empty" if empty is not None else "audio file missing")
+
+
 def read_msd(root: str | Path, n_tags: int = 50, drop_untagged: bool = False) -> DatasetIndex:
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise UserError(f"MSD root not found: expected a folder holding {', '.join(SPLIT_FILES)} at {root}")
-    missing = [name for name in SPLIT_FILES if not (root / name).is_file()]
-    if missing:
-        raise UserError(f"MSD split file(s) not found in {root}: {', '.join(missing)}")
-    train_valid = [_as_str(i) for i in safe_load(root / "filtered_list_train.cP")]
-    test = [_as_str(i) for i in safe_load(root / "filtered_list_test.cP")]
-    tag_vectors = {_as_str(k): v for k, v in safe_load(root / "msd_id_to_tag_vector.cP").items()}
-    msd_to_7d = {_as_str(k): _as_str(v) for k, v in safe_load(root / "MSD_id_to_7D_id.pkl").items()}
-    path_of_7d = {_as_str(k): _as_str(v) for k, v in safe_load(root / "7D_id_to_path.pkl").items()}
-
+        raise UserError(f"MSD root not found: expected a folder holding {', '.join(SPLIT_FILES)} "
+                        f"(or musicnn-training's {', '.join(MUSICNN_TRAINING.values())}) at {root}")
     tag_list = root / TAG_LIST
     all_tags = (tuple(t.strip() for t in tag_list.read_text().splitlines() if t.strip())
                 if tag_list.is_file() else MSD_TAGS)
     names = all_tags[:n_tags]
     audio_root = root / "audio" if (root / "audio").is_dir() else root
+    lee = [name for name in SPLIT_FILES if (root / name).is_file()]
+    if len(lee) == len(SPLIT_FILES):
+        train_valid = [_as_str(i) for i in safe_load(root / "filtered_list_train.cP")]
+        test = [_as_str(i) for i in safe_load(root / "filtered_list_test.cP")]
+        tag_vectors = {_as_str(k): v for k, v in safe_load(root / "msd_id_to_tag_vector.cP").items()}
+        splits = [(i, "train") for i in train_valid[:N_TRAIN]] + [(i, "valid") for i in train_valid[N_TRAIN:]]
+        splits += [(i, "test") for i in test]
+        seven_paths = {}
+        if all((root / name).is_file() for name in SEVEN_DIGITAL):
+            msd_to_7d = {_as_str(k): _as_str(v) for k, v in safe_load(root / SEVEN_DIGITAL[0]).items()}
+            path_of_7d = {_as_str(k): _as_str(v) for k, v in safe_load(root / SEVEN_DIGITAL[1]).items()}
+            seven_paths = {m: path_of_7d[d] for m, d in msd_to_7d.items() if d in path_of_7d}
+    elif all((root / name).is_file() for name in MUSICNN_TRAINING.values()):
+        splits, tag_vectors, seven_paths = _read_musicnn_training(root, len(all_tags))
+    else:
+        missing = [name for name in SPLIT_FILES if name not in lee]
+        raise UserError(f"MSD split file(s) not found in {root}: {', '.join(missing)} (or musicnn-training's "
+                        f"{', '.join(MUSICNN_TRAINING.values())})")
 
-    splits = [(i, "train") for i in train_valid[:N_TRAIN]] + [(i, "valid") for i in train_valid[N_TRAIN:]]
-    splits += [(i, "test") for i in test]
     clips, excluded = [], []
     for msd_id, split in splits:
         vector = tag_vectors.get(msd_id)
-        seven = msd_to_7d.get(msd_id)
-        if vector is None or seven is None or seven not in path_of_7d:
-            excluded.append((msd_id, "no tag vector or audio path in the split files"))
+        if vector is None:
+            excluded.append((msd_id, "no tag vector in the split files"))
+            continue
+        candidates = [seven_paths[msd_id]] if msd_id in seven_paths else []
+        candidates += [track_id_path(msd_id) + suffix for suffix in (".mp3", ".clip.mp3")]
+        path, why = _audio_file(audio_root, candidates)
+        if path is None:
+            excluded.append((msd_id, why))
             continue
         values = np.asarray(vector).reshape(-1)[: len(names)]
         labels = tuple(int(i) for i in np.flatnonzero(values > 0))
         if drop_untagged and not labels:
             excluded.append((msd_id, f"none of the top {n_tags} tags"))
             continue
-        clips.append(Clip(clip_id=msd_id, path=str(audio_root / path_of_7d[seven]), split=split, labels=labels))
+        clips.append(Clip(clip_id=msd_id, path=str(path), split=split, labels=labels))
     return DatasetIndex(name="msd", root=str(root), tag_names=names, clips=tuple(clips), excluded=tuple(excluded))
