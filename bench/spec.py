@@ -52,8 +52,9 @@ else:  # pragma: no cover
 LOG_TYPES = ("log", "dB")
 """`log` = log10(1 + 10000 x); `dB` = 10 log10(max(x, 1e-10)) (paper section V)."""
 
-DATASETS = ("mtat", "msd", "manifest", "synthetic")
+DATASETS = ("mtat", "msd", "manifest", "synthetic", "jamendo")
 MTAT_SPLITS = ("folders", "won")
+JAMENDO_SUBSETS = ("top50tags", "genre", "instrument", "moodtheme", "all")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 MAX_N_MELS = framing.N_FFT // 2 + 1
 MAX_SEED = 2**32 - 1
@@ -111,7 +112,10 @@ class DatasetSpec:
     split: str = "folders"
     """MTAT: "folders" (the paper's and musicnn's split) or "won" (sota-music-tagging-models')."""
     split_file: str | None = None
-    """MTAT: a folder of published split lists (`bench.data.splits`); relative to the dataset root."""
+    """MTAT: a folder of published split lists (`bench.data.splits`); MTG-Jamendo: the official split
+    folder (default splits/split-0). Relative to the dataset root."""
+    subset: str | None = None
+    """MTG-Jamendo: top50tags (default), genre, instrument, moodtheme or all."""
     clips: int | None = None
     """Synthetic only: number of clips to generate."""
     seed: int = 0
@@ -126,6 +130,8 @@ class DatasetSpec:
             del ident["split"]
         if self.split_file is None:
             del ident["split_file"]
+        if self.subset is None:
+            del ident["subset"]
         return ident
 
 
@@ -278,9 +284,13 @@ def parse_spec(raw: dict[str, Any], path: str | Path = "<spec>") -> Spec:
             v.within(getattr(dataset, name_), f"dataset.{name_}")
     if dataset.split not in MTAT_SPLITS:
         v.fail("dataset.split", dataset.split, f"must be one of {', '.join(MTAT_SPLITS)} (or set dataset.split_file)")
-    if (dataset.split != "folders" or dataset.split_file) and dataset.name not in ("mtat", "synthetic"):
-        v.fail("dataset.split" if dataset.split != "folders" else "dataset.split_file",
-               dataset.split_file or dataset.split, f"MTAT-format datasets only ({dataset.name} has its own split)")
+    if dataset.split != "folders" and dataset.name not in ("mtat", "synthetic"):
+        v.fail("dataset.split", dataset.split, f"MTAT-format datasets only ({dataset.name} has its own split)")
+    if dataset.split_file and dataset.name not in ("mtat", "synthetic", "jamendo"):
+        v.fail("dataset.split_file", dataset.split_file, f"MTAT-format datasets and jamendo only ({dataset.name} has "
+               "its own split files)")
+    if dataset.subset is not None and (dataset.name != "jamendo" or dataset.subset not in JAMENDO_SUBSETS):
+        v.fail("dataset.subset", dataset.subset, f"jamendo only, one of {', '.join(JAMENDO_SUBSETS)}")
 
     protocol = v.dataclass_from(Protocol, v.typed(raw.get("protocol", {}), dict, "protocol"), "protocol")
     for name_ in ("batch_size", "max_epochs", "patience", "lr_patience", "lr", "weight_decay"):

@@ -53,6 +53,11 @@ def load_index(dataset: DatasetSpec, root: Path, generate: bool = True, progress
     if dataset.name == "mtat":
         return read_mtat(root, n_tags=dataset.n_tags, drop_untagged=dataset.drop_untagged, split=dataset.split,
                          split_file=split_folder(dataset, root))
+    if dataset.name == "jamendo":
+        from bench.data.jamendo import read_jamendo
+
+        return read_jamendo(root, n_tags=dataset.n_tags, drop_untagged=dataset.drop_untagged,
+                            subset=dataset.subset or "top50tags", split_folder=split_folder(dataset, root))
     readers = {"msd": read_msd, "manifest": read_manifest}
     return readers[dataset.name](root, n_tags=dataset.n_tags, drop_untagged=dataset.drop_untagged)
 

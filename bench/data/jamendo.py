@@ -1,0 +1,116 @@
+"""MTG-Jamendo (Bogdanov et al. 2019) from its official split files and its audio folders.
+
+The root holds the audio as distributed (folders `00`-`99`, `NN/ID.mp3`, or the low-quality
+`NN/ID.low.mp3`) and the split folder of the dataset's metadata repository, by default at
+`splits/split-0` (`dataset.split_file` names another, e.g. `splits/split-3`, or an absolute path).
+`dataset.subset` chooses the task: `top50tags` (default), `genre`, `instrument`, `moodtheme`, or
+`all` (`autotagging-*.tsv`). Files: `autotagging_<subset>-{train,validation,test}.tsv`,
+tab-separated, CRLF line ends as published, header `TRACK_ID ARTIST_ID ALBUM_ID PATH DURATION TAGS`,
+where TAGS is every remaining field (`genre---rock`, `mood/theme---calm`, ...).
+
+Tag order: for `top50tags` the published list (`data/tags/top50.txt`, `JAMENDO_TOP50`); for the
+other subsets the tags of the split files sorted as the published tag lists are. Every track's audio
+file is checked (existence and size): missing or empty files are excluded with their reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.data.index import Clip, DatasetIndex
+from bench.errors import UserError
+
+SUBSETS = {"top50tags": "autotagging_top50tags", "genre": "autotagging_genre", "instrument": "autotagging_instrument",
+           "moodtheme": "autotagging_moodtheme", "all": "autotagging"}
+SPLIT_NAMES = {"train": "train", "valid": "validation", "test": "test"}
+HEADER = ("TRACK_ID", "ARTIST_ID", "ALBUM_ID", "PATH", "DURATION", "TAGS")
+DEFAULT_SPLIT = "splits/split-0"
+
+JAMENDO_TOP50 = (
+    "genre---alternative", "genre---ambient", "genre---atmospheric", "genre---chillout", "genre---classical",
+    "genre---dance", "genre---downtempo", "genre---easylistening", "genre---electronic", "genre---experimental",
+    "genre---folk", "genre---funk", "genre---hiphop", "genre---house", "genre---indie", "genre---instrumentalpop",
+    "genre---jazz", "genre---lounge", "genre---metal", "genre---newage", "genre---orchestral", "genre---pop",
+    "genre---popfolk", "genre---poprock", "genre---reggae", "genre---rock", "genre---soundtrack", "genre---techno",
+    "genre---trance", "genre---triphop", "genre---world", "instrument---acousticguitar", "instrument---bass",
+    "instrument---computer", "instrument---drummachine", "instrument---drums", "instrument---electricguitar",
+    "instrument---electricpiano", "instrument---guitar", "instrument---keyboard", "instrument---piano",
+    "instrument---strings", "instrument---synthesizer", "instrument---violin", "instrument---voice",
+    "mood/theme---emotional", "mood/theme---energetic", "mood/theme---film", "mood/theme---happy",
+    "mood/theme---relaxing",
+)
+"""MTG-Jamendo's top 50 tags in the published order (`data/tags/top50.txt`)."""
+
+
+def read_split_tsv(path: Path) -> list[tuple[int, str, str, tuple[str, ...]]]:
+    """(line, track id, relative audio path, tags) of one official split file."""
+    if not path.is_file():
+        raise UserError(f"MTG-Jamendo split file not found: {path}")
+    rows = []
+    with open(path, encoding="utf-8", newline="") as handle:
+        lines = [line.rstrip("\r\n") for line in handle]
+    if not lines or tuple(lines[0].split("\t")[:6]) != HEADER:
+        raise UserError(f"{path}: line 1: expected the header {' '.join(HEADER)}")
+    for line_no, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) < 6 or not fields[0].startswith("track_") or not fields[3]:
+            raise UserError(f"{path}: line {line_no}: expected TRACK_ID, ARTIST_ID, ALBUM_ID, PATH, DURATION and "
+                            f"at least one tag, tab-separated")
+        rows.append((line_no, fields[0], fields[3], tuple(t.strip() for t in fields[5:] if t.strip())))
+    return rows
+
+
+def audio_path(root: Path, relative: str) -> tuple[Path | None, str]:
+    """The track's file (`NN/ID.mp3`, else `NN/ID.low.mp3`), or None and why not."""
+    empty = False
+    for candidate in (relative, relative[:-4] + ".low.mp3" if relative.endswith(".mp3") else None):
+        if candidate is None:
+            continue
+        path = root / candidate
+        if path.is_file():
+            if path.stat().st_size > 0:
+                return path, ""
+            empty = True
+    return None, "audio file empty" if empty else "audio file missing"
+
+
+def read_jamendo(root: str | Path, n_tags: int = 50, drop_untagged: bool = False, subset: str = "top50tags",
+                 split_folder: str | Path | None = None) -> DatasetIndex:
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise UserError(f"MTG-Jamendo root not found: expected the audio folders 00-99 and {DEFAULT_SPLIT}/ at {root}")
+    if subset not in SUBSETS:
+        raise UserError(f"dataset.subset = {subset!r}: expected one of {', '.join(SUBSETS)}")
+    folder = Path(split_folder).expanduser() if split_folder else root / DEFAULT_SPLIT
+    if not folder.is_absolute() and split_folder:
+        folder = root / folder
+    rows = {split: read_split_tsv(folder / f"{SUBSETS[subset]}-{name}.tsv") for split, name in SPLIT_NAMES.items()}
+    found = sorted({tag for split_rows in rows.values() for *_, tags in split_rows for tag in tags})
+    if subset == "top50tags":
+        unknown = [t for t in found if t not in JAMENDO_TOP50]
+        if unknown:
+            raise UserError(f"{folder}: tags outside MTG-Jamendo's published top 50: {', '.join(unknown[:5])}")
+        names = JAMENDO_TOP50[:n_tags]
+    else:
+        names = tuple(found[:n_tags])
+    position = {tag: i for i, tag in enumerate(names)}
+    clips, excluded, seen = [], [], {}
+    for split, split_rows in rows.items():
+        for line_no, track, relative, tags in split_rows:
+            if track in seen:
+                raise UserError(f"{folder / (SUBSETS[subset] + '-' + SPLIT_NAMES[split] + '.tsv')}: line {line_no}: "
+                                f"{track} is also in the {seen[track]} split")
+            seen[track] = split
+            path, why = audio_path(root, relative)
+            if path is None:
+                excluded.append((track, why))
+                continue
+            labels = tuple(sorted(position[t] for t in tags if t in position))
+            if drop_untagged and not labels:
+                excluded.append((track, f"none of the top {n_tags} tags"))
+                continue
+            clips.append(Clip(clip_id=track, path=str(path), split=split, labels=labels))
+    return DatasetIndex(name="jamendo", root=str(root), tag_names=tuple(names), clips=tuple(clips),
+                        excluded=tuple(excluded))

@@ -1,0 +1,72 @@
+"""MTG-Jamendo from its official split files, written as published (tab-separated, CRLF, the header
+TRACK_ID ARTIST_ID ALBUM_ID PATH DURATION TAGS, every field after DURATION a tag)."""
+
+import pytest
+
+from bench.data.jamendo import JAMENDO_TOP50, read_jamendo
+from bench.errors import UserError
+from bench.spec import load_spec
+
+from .conftest import SPECS
+
+HEADER = "TRACK_ID\tARTIST_ID\tALBUM_ID\tPATH\tDURATION\tTAGS"
+ROWS = {  # rows of split-0's top-50 files (the first of the published validation file among them)
+    "train": ["track_0000214\tartist_000014\talbum_000031\t14/214.mp3\t124.6\tgenre---punkrock\tgenre---rock",
+              "track_0000382\tartist_000020\talbum_000046\t82/382.mp3\t211.1\tgenre---reggae",
+              "track_0000948\tartist_000087\talbum_000149\t48/948.mp3\t127.0\tinstrument---voice\tmood/theme---happy"],
+    "validation": ["track_0917538\tartist_378901\talbum_108650\t38/917538.mp3\t126.5\tgenre---easylistening\t"
+                   "genre---soundtrack\tinstrument---piano",
+                   "track_0917539\tartist_378901\talbum_108650\t39/917539.mp3\t219.6\tgenre---funk\tgenre---soundtrack"],
+    "test": ["track_1050697\tartist_432424\talbum_123718\t97/1050697.mp3\t248.0\tgenre---reggae",
+             "track_0919631\tartist_373214\talbum_108909\t31/919631.mp3\t67.4\tgenre---classical"],
+}
+
+
+def make_jamendo(root, rows=ROWS, subset="autotagging_top50tags", low=("82/382.mp3",), missing=("31/919631.mp3",)):
+    folder = root / "splits" / "split-0"
+    folder.mkdir(parents=True)
+    for split, lines in rows.items():
+        (folder / f"{subset}-{split}.tsv").write_bytes(("\r\n".join([HEADER, *lines]) + "\r\n").encode())
+        for line in lines:
+            fields = line.split("\t")
+            relative = fields[3] if len(fields) > 3 else None
+            if relative is None or relative in missing:
+                continue
+            if relative in low:
+                relative = relative[:-4] + ".low.mp3"
+            (root / relative).parent.mkdir(parents=True, exist_ok=True)
+            (root / relative).write_bytes(b"ID3")
+    return root
+
+
+def test_official_split_files_and_audio(tmp_path):
+    rows = {**ROWS, "train": [ROWS["train"][1], ROWS["train"][2]]}  # punkrock is not a top-50 tag
+    index = read_jamendo(make_jamendo(tmp_path / "jamendo", rows))
+    assert index.tag_names == JAMENDO_TOP50 and index.tag_names[:2] == ("genre---alternative", "genre---ambient")
+    assert index.counts() == {"train": 2, "valid": 2, "test": 1}
+    assert index.excluded == (("track_0919631", "audio file missing"),)
+    by_id = {c.clip_id: c for c in index.clips}
+    assert by_id["track_0000382"].path.endswith("82/382.low.mp3")  # the low-quality variant
+    assert [index.tag_names[i] for i in by_id["track_0917538"].labels] == \
+        ["genre---easylistening", "genre---soundtrack", "instrument---piano"]
+    assert [index.tag_names[i] for i in by_id["track_0000948"].labels] == ["instrument---voice", "mood/theme---happy"]
+
+
+def test_tags_outside_the_top50_and_malformed_rows_are_one_line_errors(tmp_path):
+    with pytest.raises(UserError, match="tags outside MTG-Jamendo's published top 50: genre---punkrock"):
+        read_jamendo(make_jamendo(tmp_path / "a"))
+    bad = {**ROWS, "test": [ROWS["test"][0], "track_0919631\tartist_373214\t31/919631.mp3"]}
+    with pytest.raises(UserError, match=r"autotagging_top50tags-test.tsv: line 3: expected TRACK_ID, ARTIST_ID"):
+        read_jamendo(make_jamendo(tmp_path / "b", bad))
+    with pytest.raises(UserError, match="MTG-Jamendo split file not found"):
+        read_jamendo(make_jamendo(tmp_path / "c"), subset="genre")
+
+
+def test_other_subsets_order_their_tags_as_the_published_lists(tmp_path):
+    index = read_jamendo(make_jamendo(tmp_path / "j", subset="autotagging_genre"), subset="genre")
+    assert index.tag_names == tuple(sorted(index.tag_names)) and "genre---punkrock" in index.tag_names
+
+
+def test_the_jamendo_spec_plans():
+    spec = load_spec(SPECS / "jamendo-top50.toml")
+    assert spec.dataset.name == "jamendo" and spec.dataset.subset == "top50tags" and len(spec.runs()) == 36
