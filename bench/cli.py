@@ -85,8 +85,14 @@ def _download_bar(total, description, initial=0):
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from bench.data.download import MTAT_BASE_URL, download_mtat
+    from bench.data.download import JAMENDO_BASE_URL, MTAT_BASE_URL, download_jamendo, download_mtat
 
+    if args.dataset == "jamendo":
+        root = download_jamendo(args.to, quality=args.quality, base_url=args.base_url or JAMENDO_BASE_URL,
+                                keep_archives=args.keep_archives, progress=_download_bar)
+        print(f"MTG-Jamendo audio is ready in {root}; put the metadata repository's data/splits/ there as "
+              f"splits/ and use it with --data {root}")
+        return 0
     root = download_mtat(args.to, base_url=args.base_url or MTAT_BASE_URL, keep_archives=args.keep_archives,
                          progress=_download_bar)
     print(f"MagnaTagATune is ready in {root} (use it with --data {root})")
@@ -245,11 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="save the taggram as a PNG (with several files: PATH-<audio name>.png each)")
     p.set_defaults(func=cmd_tag)
 
-    p = sub.add_parser("download", help="download a public dataset (MagnaTagATune) with resumable transfers")
-    p.add_argument("dataset", choices=["mtat"])
+    p = sub.add_parser("download", help="download a public dataset's audio (MagnaTagATune, MTG-Jamendo), resumably")
+    p.add_argument("dataset", choices=["mtat", "jamendo"])
     p.add_argument("--to", required=True, metavar="DIR", help="target folder (becomes the dataset root)")
     p.add_argument("--base-url", metavar="URL", help="mirror of the dataset's home (default: the official one)")
-    p.add_argument("--keep-archives", action="store_true", help="keep the zip parts after unpacking")
+    p.add_argument("--keep-archives", action="store_true", help="keep the archives after unpacking")
+    p.add_argument("--quality", choices=["low", "full"], default="low",
+                   help="jamendo: low-quality (default, NN/ID.low.mp3) or full-quality MP3s (NN/ID.mp3)")
     p.set_defaults(func=cmd_download)
     return parser
 

@@ -123,3 +123,76 @@ def test_zip_slip_is_refused(tmp_path, server):
     with pytest.raises(UserError, match="refusing to extract '../evil.txt'"):
         download_mtat(tmp_path / "mtat", base_url=server.url)
     assert not (tmp_path / "evil.txt").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# MTG-Jamendo: tar archives, published SHA-256, resumable
+
+
+def jamendo_tar(members: dict[str, bytes]) -> bytes:
+    """A tar as the dataset's archives are built: the folder NN/ first, then NN/ID.low.mp3 files."""
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for folder in sorted({name.split("/")[0] for name in members}):
+            info = tarfile.TarInfo(folder)
+            info.type = tarfile.DIRTYPE
+            tar.addfile(info)
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_jamendo_archives_are_checked_unpacked_and_resumed(tmp_path):
+    import hashlib
+
+    from bench.data import jamendo_checksums
+    from bench.data.download import download_jamendo
+
+    archives = {"raw_30s_audio-low-14.tar": jamendo_tar({"14/214.low.mp3": b"ID3" + b"a" * 3000}),
+                "raw_30s_audio-low-82.tar": jamendo_tar({"82/382.low.mp3": b"ID3" + b"b" * 4000})}
+    checksums = {name: hashlib.sha256(data).hexdigest() for name, data in archives.items()}
+    s = Server(archives)
+    try:
+        base = s.url.replace("/datasets/magnatagatune/", "/mtg-jamendo/")
+        root = tmp_path / "jamendo"
+        root.mkdir()
+        (root / "raw_30s_audio-low-82.tar.part").write_bytes(archives["raw_30s_audio-low-82.tar"][:700])
+        download_jamendo(root, base_url=base, checksums=checksums)
+        assert (root / "14/214.low.mp3").read_bytes() == b"ID3" + b"a" * 3000
+        assert (root / "82/382.low.mp3").read_bytes() == b"ID3" + b"b" * 4000
+        assert ("raw_30s_audio-low-82.tar", "bytes=700-") in s.requests  # resumed
+        assert not list(root.glob("*.tar"))  # archives removed once unpacked
+        s.requests.clear()
+        download_jamendo(root, base_url=base, checksums=checksums)
+        assert s.requests == []  # everything is marked done
+        # a corrupted archive is removed, and the error says to run again
+        bad = {"raw_30s_audio-low-14.tar": "0" * 64}
+        with pytest.raises(UserError, match=r"SHA-256 .* is not the published 0000000000000000.*run again"):
+            download_jamendo(tmp_path / "again", base_url=base, checksums=bad)
+        assert not (tmp_path / "again" / "raw_30s_audio-low-14.tar").exists()
+    finally:
+        s.close()
+    # the published tables: 100 archives per quality, named as the server names them
+    assert sorted(jamendo_checksums.AUDIO_LOW) == [f"raw_30s_audio-low-{i:02d}.tar" for i in range(100)]
+    assert sorted(jamendo_checksums.AUDIO) == [f"raw_30s_audio-{i:02d}.tar" for i in range(100)]
+    assert all(len(h) == 64 and int(h, 16) >= 0 for h in jamendo_checksums.AUDIO.values())
+
+
+def test_jamendo_tar_members_outside_the_target_are_refused(tmp_path):
+    import hashlib
+
+    from bench.data.download import download_jamendo
+
+    archives = {"raw_30s_audio-low-00.tar": jamendo_tar({"00/../../evil.mp3": b"x"})}
+    s = Server(archives)
+    try:
+        with pytest.raises(UserError, match="refusing to extract '00/../../evil.mp3'"):
+            download_jamendo(tmp_path / "j", base_url=s.url,
+                             checksums={n: hashlib.sha256(d).hexdigest() for n, d in archives.items()})
+        assert not (tmp_path / "evil.mp3").exists()
+    finally:
+        s.close()

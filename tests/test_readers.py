@@ -204,3 +204,15 @@ def test_msd_from_musicnn_training_tsv_files(tmp_path):
     (root / "val_gt_msd.tsv").write_text(f"{ids[2]}\t[1, 0]\n")
     with pytest.raises(UserError, match=r"val_gt_msd.tsv: line 1: 2 tag values, expected 50"):
         read_msd(root)
+
+
+def test_msd_split_files_as_protocol_0_pickles(tmp_path, monkeypatch):
+    """Lee et al.'s files are Python 2 cPickle dumps: protocol 0 (text opcodes) reads the same."""
+    from bench.data import msd
+
+    monkeypatch.setattr(msd, "N_TRAIN", 4)
+    ids, vectors = write_msd_split(tmp_path / "msd", n_train=6, n_test=3, protocol=0, audio=True)
+    assert (tmp_path / "msd" / "filtered_list_train.cP").read_bytes().startswith(b"(lp0\n")
+    index = read_msd(tmp_path / "msd")
+    assert index.counts() == {"train": 4, "valid": 2, "test": 3}
+    assert [list(c.labels) for c in index.clips] == [list(np.flatnonzero(vectors[i].ravel())) for i in ids]

@@ -1,4 +1,12 @@
-"""`bench download mtat`: fetch MagnaTagATune from its public home, resumably, and unpack it.
+"""`bench download mtat|jamendo`: fetch a dataset's audio from its public home, resumably, and unpack it.
+
+MTG-Jamendo's audio (`raw_30s`, every track of its autotagging tasks) is 100 tar archives at the
+dataset's documented address (`JAMENDO_BASE_URL` + `raw_30s/audio-low/raw_30s_audio-low-NN.tar`, or
+`audio/` for full quality); each archive is checked against the published SHA-256
+(`bench.data.jamendo_checksums`) before it is unpacked (a mismatch removes it and says to run again),
+unpacked with every member checked to stay inside the target, and marked done, so a rerun fetches
+and unpacks only what is left. Tracks land at `NN/ID.low.mp3` (or `NN/ID.mp3`), where
+`bench.data.jamendo` looks for them.
 
 The audio is distributed as one zip archive cut into three parts (`mp3.zip.001`-`.003`); joined,
 they are an ordinary zip holding the folders `0`-`f`. Downloads resume from a `.part` file with an
@@ -9,7 +17,9 @@ target folder and ends with a marker file, so a rerun after an interruption redo
 
 from __future__ import annotations
 
+import hashlib
 import shutil
+import tarfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -22,6 +32,8 @@ MTAT_BASE_URL = "https://mirg.city.ac.uk/datasets/magnatagatune/"
 MTAT_PARTS = ("mp3.zip.001", "mp3.zip.002", "mp3.zip.003")
 MTAT_ANNOTATIONS = "annotations_final.csv"
 EXTRACTED_MARKER = ".mp3-extracted"
+JAMENDO_BASE_URL = "https://essentia.upf.edu/documentation/datasets/mtg-jamendo/"
+JAMENDO_QUALITIES = ("low", "full")
 CHUNK = 1 << 20
 
 
@@ -104,4 +116,63 @@ def download_mtat(to: str | Path, base_url: str = MTAT_BASE_URL, keep_archives: 
     if not keep_archives:
         for name in (*MTAT_PARTS, "mp3.zip"):
             (to / name).unlink(missing_ok=True)
+    return to
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def safe_extract_tar(archive: Path, target: Path) -> int:
+    """Extract the regular files and folders of `archive` under `target`; refuse members that would
+    land outside it, links and devices."""
+    target = target.resolve()
+    try:
+        with tarfile.open(archive) as tar:
+            members = tar.getmembers()
+            for member in members:
+                destination = (target / member.name).resolve()
+                outside = target != destination and target not in destination.parents
+                if outside or not (member.isfile() or member.isdir()):
+                    raise UserError(f"{archive}: refusing to extract {member.name!r} (outside {target}, or not a "
+                                    "regular file)")
+            for member in members:
+                tar.extract(member, target, set_attrs=False)
+    except tarfile.TarError as exc:
+        raise UserError(f"{archive}: not a valid tar archive ({exc}); delete it and run again") from None
+    return len(members)
+
+
+def download_jamendo(to: str | Path, quality: str = "low", base_url: str = JAMENDO_BASE_URL,
+                     keep_archives: bool = False, progress: Callable | None = None,
+                     checksums: dict[str, str] | None = None) -> Path:
+    """Fetch, check and unpack MTG-Jamendo's raw_30s audio archives into `to` (see the module docstring).
+    `checksums` (archive name -> SHA-256) defaults to the published table of `quality`."""
+    from bench.data import jamendo_checksums
+
+    if quality not in JAMENDO_QUALITIES:
+        raise UserError(f"--quality must be one of {', '.join(JAMENDO_QUALITIES)}, not {quality!r}")
+    table = checksums or (jamendo_checksums.AUDIO_LOW if quality == "low" else jamendo_checksums.AUDIO)
+    folder = "audio-low" if quality == "low" else "audio"
+    to = Path(to).expanduser()
+    to.mkdir(parents=True, exist_ok=True)
+    base = (base_url if base_url.endswith("/") else base_url + "/") + f"raw_30s/{folder}/"
+    for name in sorted(table):
+        marker = to / f".{name}.extracted"
+        if marker.exists():
+            continue
+        archive = fetch(base + name, to / name, progress)
+        digest = sha256_of(archive)
+        if digest != table[name]:
+            archive.unlink()
+            raise UserError(f"{archive}: SHA-256 {digest[:16]}... is not the published {table[name][:16]}...; "
+                            "the file was removed: run again to download it anew")
+        safe_extract_tar(archive, to)
+        marker.write_text("ok\n")
+        if not keep_archives:
+            archive.unlink()
     return to
