@@ -285,12 +285,12 @@ def parse_spec(raw: dict[str, Any], path: str | Path = "<spec>") -> Spec:
     if dataset.split not in MTAT_SPLITS:
         v.fail("dataset.split", dataset.split, f"must be one of {', '.join(MTAT_SPLITS)} (or set dataset.split_file)")
     if dataset.split != "folders" and dataset.name not in ("mtat", "synthetic"):
-        v.fail("dataset.split", dataset.split, f"MTAT-format datasets only ({dataset.name} has its own split)")
+        v.fail("dataset.split", dataset.split, f"is for MTAT-format datasets only ({dataset.name} has its own split)")
     if dataset.split_file and dataset.name not in ("mtat", "synthetic", "jamendo"):
-        v.fail("dataset.split_file", dataset.split_file, f"MTAT-format datasets and jamendo only ({dataset.name} has "
-               "its own split files)")
+        v.fail("dataset.split_file", dataset.split_file,
+               f"is for MTAT-format datasets and jamendo only ({dataset.name} has its own split files)")
     if dataset.subset is not None and (dataset.name != "jamendo" or dataset.subset not in JAMENDO_SUBSETS):
-        v.fail("dataset.subset", dataset.subset, f"jamendo only, one of {', '.join(JAMENDO_SUBSETS)}")
+        v.fail("dataset.subset", dataset.subset, f"is for jamendo only, one of {', '.join(JAMENDO_SUBSETS)}")
 
     protocol = v.dataclass_from(Protocol, v.typed(raw.get("protocol", {}), dict, "protocol"), "protocol")
     for name_ in ("batch_size", "max_epochs", "patience", "lr_patience", "lr", "weight_decay"):

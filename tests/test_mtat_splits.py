@@ -127,5 +127,7 @@ def test_split_fields_in_specs_and_run_identity():
     assert won.runs()[0].run_id != folders.runs()[0].run_id
     with pytest.raises(UserError, match="dataset.split"):
         _spec({"name": "mtat", "split": "lee"})
-    with pytest.raises(UserError, match="dataset.split_file.*MTAT-format datasets only"):
+    with pytest.raises(UserError, match="split_file: 'splits/lee' is for MTAT-format datasets and jamendo only"):
         _spec({"name": "msd", "split_file": "splits/lee"})
+    with pytest.raises(UserError, match="dataset.subset: 'genre' is for jamendo only"):
+        _spec({"name": "mtat", "subset": "genre"})
