@@ -174,10 +174,9 @@ class Trainer:
         """The mel the network trains on: the whole clip (VGG), or for MusiCNN one random segment per
         clip, of which only the frames are computed (the start is drawn as it always was)."""
         with torch.no_grad():
-            segment = self.model.input_frames if self.model.segments is not None else None
-            frames = self.frontend.n_frames(wave.shape[-1])
-            if segment is None:
+            if self.model.segments is None:
                 return self.frontend(wave)
+            segment, frames = self.model.input_frames, self.frontend.n_frames(wave.shape[-1])
             if frames <= segment:
                 return pad_frames(self.frontend(wave), segment)
             starts = torch.randint(0, frames - segment + 1, (len(wave),), generator=generator)

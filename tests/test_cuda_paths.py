@@ -301,6 +301,7 @@ def test_one_resident_copy_per_worker_is_reused_by_its_runs(monkeypatch, tmp_pat
     # the 16 kHz copy (40 clips x 16000 samples x 2 bytes) was counted as reusable for the 12 kHz one
     assert asked == [(40 * 16000 * 2, 0), (40 * 12000 * 2, 40 * 16000 * 2)]
     assert views.resident_waveforms(rate_16k, CPU, lambda n, r: False) is None
+    assert views._resident is None  # the 12 kHz copy is not kept for a run on the loader path
 
 
 # ------------------------------------------------------------------------------------------------

@@ -153,16 +153,18 @@ _resident: ResidentWaveforms | None = None
 def resident_waveforms(cache: CachedWaveforms, device: torch.device, fits) -> ResidentWaveforms | None:
     """The worker's device-resident copy of `cache`, uploaded once and reused by the next runs at the
     same sample rate; None when it does not fit (`fits(n_bytes, reusable_bytes)`), then the run reads
-    through a loader. A copy of another sample rate is released first: its memory counts as free."""
+    through a loader. A copy of another sample rate is released either way (its memory counts as
+    free for the new copy, and a run on the loader path gets it for its activations)."""
     global _resident
     key = resident_key(cache, device)
     if _resident is not None and _resident.key == key:
         return _resident
     n_bytes = int(np.prod(cache.waveforms.shape)) * 2
     reusable = _resident.nbytes if _resident is not None and _resident.device == torch.device(device) else 0
-    if not fits(n_bytes, reusable):
-        return None
+    fit = fits(n_bytes, reusable)
     release_resident()
+    if not fit:
+        return None
     _resident = ResidentWaveforms(cache, device)
     return _resident
 
