@@ -156,9 +156,11 @@ def check_two_workers_one_gpu(ws: Workspace, check: Check) -> None:
 
 
 def check_compile(ws: Workspace, c4: Check, c5: Check) -> None:
-    spec = ws.spec("c4", archs=("vgg", "musicnn"), mels=(32, 24, 16))
+    # four configurations (both architectures, two mel counts): each compiles its own graphs, which
+    # is most of this check's time on a GPU
+    spec = ws.spec("c4", archs=("vgg", "musicnn"), mels=(32, 24))
     proc, results = ws.grid(spec, env={"BENCH_COMPILE": "1"})
-    problem = _grid_failure(proc, results, 6)
+    problem = _grid_failure(proc, results, 4)
     if problem:
         c4.ok, c4.detail = False, problem
         c5.ok, c5.detail = False, "see C4"
