@@ -111,6 +111,24 @@ def cmd_convert_msd(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dataset(args: argparse.Namespace) -> int:
+    from bench.data.inspect import format_report, inspect_spec
+    from bench.spec import load_spec
+
+    spec = load_spec(args.spec)
+    report = inspect_spec(spec, args.data)
+    if args.json:
+        json.dump(report.as_json(), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print(format_report(report))
+    if not report.can_run:
+        empty = [s for s, n in report.audio["usable"].items() if n == 0]
+        raise UserError(f"{spec.path}: the grid cannot run: no usable audio in the {', '.join(empty)} split(s) "
+                        f"of {report.root}")
+    return 0
+
+
 def cmd_grid(args: argparse.Namespace) -> int:
     from bench.grid import SlurmOptions, run_grid
 
@@ -178,6 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", metavar="DIR", help="cache root (default $BENCH_CACHE or ./cache)")
     p.add_argument("--workers", type=int, metavar="N", help="decoding processes (default: one per core)")
     p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("dataset", help="what a grid will train on: clips per split, tags, positives, exclusions "
+                       "(reads the dataset as `bench grid` does; decodes nothing)")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--data", metavar="ROOT", help="dataset root (overrides the spec's dataset.path)")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout instead of the table")
+    p.set_defaults(func=cmd_dataset)
 
     p = sub.add_parser("grid", help="prepare data if needed, then train every run of SPEC that is not done")
     p.add_argument("spec", metavar="SPEC")

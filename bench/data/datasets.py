@@ -39,8 +39,11 @@ def ensure_synthetic(root: Path, dataset: DatasetSpec, progress: bool = True) ->
              clip_seconds=dataset.clip_seconds, progress=progress)
 
 
-def load_index(dataset: DatasetSpec, root: Path, generate: bool = True, progress: bool = True) -> DatasetIndex:
-    """Read the dataset at `root` (generating the synthetic one first when asked and absent)."""
+def load_index(dataset: DatasetSpec, root: Path, generate: bool = True, progress: bool = True,
+               check_audio: bool = True) -> DatasetIndex:
+    """Read the dataset at `root` (generating the synthetic one first when asked and absent).
+    `check_audio` False keeps tracks whose audio file is missing (MSD, MTG-Jamendo check it while
+    reading; MTAT and manifests leave it to the cache)."""
     if dataset.name == "synthetic":
         if generate:
             ensure_synthetic(root, dataset, progress=progress)
@@ -57,9 +60,11 @@ def load_index(dataset: DatasetSpec, root: Path, generate: bool = True, progress
         from bench.data.jamendo import read_jamendo
 
         return read_jamendo(root, n_tags=dataset.n_tags, drop_untagged=dataset.drop_untagged,
-                            subset=dataset.subset or "top50tags", split_folder=split_folder(dataset, root))
-    readers = {"msd": read_msd, "manifest": read_manifest}
-    return readers[dataset.name](root, n_tags=dataset.n_tags, drop_untagged=dataset.drop_untagged)
+                            subset=dataset.subset or "top50tags", split_folder=split_folder(dataset, root),
+                            check_audio=check_audio)
+    if dataset.name == "msd":
+        return read_msd(root, n_tags=dataset.n_tags, drop_untagged=dataset.drop_untagged, check_audio=check_audio)
+    return read_manifest(root, n_tags=dataset.n_tags, drop_untagged=dataset.drop_untagged)
 
 
 def split_folder(dataset: DatasetSpec, root: Path) -> str | None:

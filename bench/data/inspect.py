@@ -1,0 +1,129 @@
+"""`bench dataset SPEC`: what a grid will train on, read exactly as `bench grid` reads it, in seconds.
+
+The spec's dataset goes through the same reader, split and tag options as in `bench grid`; nothing
+is decoded (each audio file is only checked to exist and to be non-empty) and nothing is written,
+and a synthetic dataset that is not there is reported, not generated. A folder holding only the
+metadata works too: its split counts are those the metadata defines, and the missing audio is
+counted as such.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.data.index import SPLITS, DatasetIndex
+
+FIRST_IDS = 5
+"""Clip ids shown per exclusion reason and per kind of audio problem."""
+
+
+@dataclass
+class DatasetReport:
+    name: str
+    root: str
+    splits: dict[str, int]
+    tags: list[str]
+    positives: dict[str, dict[str, int]]
+    excluded: dict[str, int]
+    excluded_examples: dict[str, list[str]]
+    audio: dict
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def can_run(self) -> bool:
+        """The grid can run: every split has clips whose audio is there."""
+        usable = self.audio["usable"]
+        return all(usable[s] > 0 for s in SPLITS)
+
+    def as_json(self) -> dict:
+        return {"name": self.name, "root": self.root, "splits": self.splits, "tags": self.tags,
+                "positives": self.positives, "excluded": self.excluded, "excluded_examples": self.excluded_examples,
+                "audio": self.audio, "warnings": self.warnings, "can_run": self.can_run}
+
+
+def audio_problem(path: str) -> str | None:
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        return "audio file missing"
+    return None if size > 0 else "audio file empty"
+
+
+def describe(index: DatasetIndex) -> DatasetReport:
+    """The report of an index read with `check_audio=False` (every clip the metadata defines)."""
+    targets = index.targets()
+    split_of = [c.split for c in index.clips]
+    positives = {s: {tag: 0 for tag in index.tag_names} for s in SPLITS}
+    for row, split in zip(targets, split_of, strict=True):
+        for i in row.nonzero()[0]:
+            positives[split][index.tag_names[i]] += 1
+    excluded: dict[str, int] = {}
+    examples: dict[str, list[str]] = {}
+    for clip_id, reason in index.excluded:
+        excluded[reason] = excluded.get(reason, 0) + 1
+        if len(examples.setdefault(reason, [])) < FIRST_IDS:
+            examples[reason].append(clip_id)
+    problems: dict[str, dict[str, int]] = {}
+    problem_examples: dict[str, list[str]] = {}
+    usable = {s: 0 for s in SPLITS}
+    for clip in index.clips:
+        problem = audio_problem(clip.path)
+        if problem is None:
+            usable[clip.split] += 1
+            continue
+        problems.setdefault(problem, {s: 0 for s in SPLITS})[clip.split] += 1
+        if len(problem_examples.setdefault(problem, [])) < FIRST_IDS:
+            problem_examples[problem].append(clip.clip_id)
+    splits = index.counts()
+    warnings = [f"the {s} split is empty" for s in SPLITS if splits[s] == 0]
+    warnings += [f"the {s} split has no audio yet ({splits[s]} clips defined)" for s in SPLITS
+                 if splits[s] and not usable[s]]
+    for s in SPLITS:
+        if splits[s]:
+            none = [tag for tag, n in positives[s].items() if n == 0]
+            if none:
+                warnings.append(f"{len(none)} tag(s) with no positive in {s}: {', '.join(none[:FIRST_IDS])}"
+                                + (", ..." if len(none) > FIRST_IDS else ""))
+    audio = {"checked": len(index.clips), "usable": usable, "problems": problems, "examples": problem_examples}
+    return DatasetReport(name=index.name, root=index.root, splits=splits, tags=list(index.tag_names),
+                         positives=positives, excluded=excluded, excluded_examples=examples, audio=audio,
+                         warnings=warnings)
+
+
+def format_report(report: DatasetReport) -> str:
+    s = report.splits
+    lines = [f"dataset {report.name} at {report.root}",
+             f"clips (as the metadata defines them): train {s['train']:,}, valid {s['valid']:,}, test {s['test']:,} "
+             f"(total {sum(s.values()):,})",
+             f"audio: {report.audio['checked']:,} files checked (existence and size, nothing decoded); usable: "
+             + ", ".join(f"{k} {v:,}" for k, v in report.audio["usable"].items())]
+    for problem, per_split in report.audio["problems"].items():
+        total = sum(per_split.values())
+        lines.append(f"  {total:,} {problem} ({', '.join(f'{k} {v:,}' for k, v in per_split.items())}), e.g. "
+                     + ", ".join(report.audio["examples"][problem]))
+    lines.append(f"tags ({len(report.tags)}, in the model's output order): " + ", ".join(report.tags))
+    width = max([len(t) for t in report.tags] + [3])
+    lines.append(f"positives per tag: {'tag':{width}s} {'train':>7s} {'valid':>7s} {'test':>7s}")
+    for tag in report.tags:
+        counts = [report.positives[split][tag] for split in SPLITS]
+        lines.append(f"                   {tag:{width}s} {counts[0]:7,d} {counts[1]:7,d} {counts[2]:7,d}")
+    if report.excluded:
+        lines.append("excluded by the reader:")
+        for reason, n in sorted(report.excluded.items(), key=lambda r: -r[1]):
+            lines.append(f"  {n:,} {reason}, e.g. {', '.join(report.excluded_examples[reason])}")
+    else:
+        lines.append("excluded by the reader: none")
+    lines.append("warnings: " + ("none" if not report.warnings else ""))
+    lines += [f"  {w}" for w in report.warnings]
+    return "\n".join(lines)
+
+
+def inspect_spec(spec, data: str | None) -> DatasetReport:
+    """Read `spec`'s dataset as `bench grid` would (same reader and options), without decoding."""
+    from bench.data.datasets import dataset_root, load_index
+
+    root = dataset_root(spec.dataset, data, spec.path)
+    index = load_index(spec.dataset, Path(root), generate=False, progress=False, check_audio=False)
+    return describe(index)

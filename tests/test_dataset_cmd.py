@@ -1,0 +1,83 @@
+"""`bench dataset`: what a grid will train on, from fixtures in the datasets' real formats."""
+
+import json
+
+from bench.cli import main
+
+from .data_fixtures import make_mtat
+from .test_jamendo import make_jamendo
+from .test_readers import write_msd_split
+
+
+def spec_for(write_spec, dataset: str, path, extra: str = "") -> str:
+    return str(write_spec(f"""
+name = "inspect"
+seeds = [0]
+[dataset]
+name = "{dataset}"
+path = "{path}"
+n_tags = 3
+{extra}
+[[grid]]
+arch = ["vgg"]
+sample_rate = [16000]
+n_mels = [96]
+hop_multiplier = [1]
+log = ["log"]
+"""))
+
+
+def test_mtat_with_audio_as_json(tmp_path, write_spec, capsys):
+    root = make_mtat(tmp_path / "mtat")
+    assert main(["dataset", spec_for(write_spec, "mtat", root), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["name"] == "mtat" and report["root"] == str(root)
+    # the fixture's folders: 0, 3, b train; c valid; d, f, f test; 35644 known broken
+    assert report["splits"] == {"train": 3, "valid": 1, "test": 3}
+    assert report["tags"] == ["guitar", "slow", "classical"]  # 3 tags: by frequency, ties in column order
+    # positives counted by hand from the fixture's rows
+    assert report["positives"]["train"] == {"guitar": 2, "slow": 2, "classical": 1}
+    assert report["positives"]["valid"] == {"guitar": 1, "slow": 0, "classical": 0}
+    assert report["positives"]["test"] == {"guitar": 1, "slow": 2, "classical": 1}
+    assert report["excluded"] == {"known broken MP3": 1}
+    assert report["excluded_examples"] == {"known broken MP3": ["35644"]}
+    assert report["warnings"] == ["2 tag(s) with no positive in valid: slow, classical"]
+    assert report["audio"]["usable"] == {"train": 3, "valid": 1, "test": 3} and report["can_run"]
+
+
+def test_mtat_metadata_only_reports_missing_audio_and_exits_2(tmp_path, write_spec, capsys):
+    root = make_mtat(tmp_path / "mtat", write_audio=False)
+    assert main(["dataset", spec_for(write_spec, "mtat", root)]) == 2
+    captured = capsys.readouterr()
+    assert "clips (as the metadata defines them): train 3, valid 1, test 3 (total 7)" in captured.out
+    assert "7 audio file missing (train 3, valid 1, test 3), e.g. 2, 6, 10, 14, 18" in captured.out
+    assert captured.err.count("\n") == 1 and "the grid cannot run: no usable audio in the train, valid, test" \
+        in captured.err
+
+
+def test_msd_and_jamendo_metadata_only(tmp_path, write_spec, capsys, monkeypatch):
+    from bench.data import msd
+
+    monkeypatch.setattr(msd, "N_TRAIN", 4)
+    write_msd_split(tmp_path / "msd", n_train=6, n_test=3)
+    assert main(["dataset", spec_for(write_spec, "msd", tmp_path / "msd"), "--json"]) == 2
+    report = json.loads(capsys.readouterr().out)
+    assert report["splits"] == {"train": 4, "valid": 2, "test": 3}  # what the split files define
+    assert report["audio"]["problems"] == {"audio file missing": {"train": 4, "valid": 2, "test": 3}}
+    assert report["tags"] == ["rock", "pop", "alternative"]
+
+    rows = {"train": ["track_0000382\tartist_000020\talbum_000046\t82/382.mp3\t211.1\tgenre---reggae"],
+            "validation": ["track_0917539\tartist_378901\talbum_108650\t39/917539.mp3\t219.6\tgenre---funk"],
+            "test": ["track_1050697\tartist_432424\talbum_123718\t97/1050697.mp3\t248.0\tgenre---reggae"]}
+    root = make_jamendo(tmp_path / "jamendo", rows, low=(), missing=("39/917539.mp3",))
+    assert main(["dataset", spec_for(write_spec, "jamendo", root), "--json"]) == 2  # no valid audio
+    report = json.loads(capsys.readouterr().out)
+    assert report["splits"] == {"train": 1, "valid": 1, "test": 1}
+    assert report["audio"]["usable"] == {"train": 1, "valid": 0, "test": 1}
+    assert "the valid split has no audio yet (1 clips defined)" in report["warnings"]
+
+
+def test_missing_dataset_folder_is_one_line(tmp_path, write_spec, capsys):
+    assert main(["dataset", spec_for(write_spec, "mtat", tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "MTAT root not found" in err
