@@ -69,7 +69,7 @@ def test_msd_split_from_pickles(tmp_path, monkeypatch):
 
     ids, vectors = write_msd_split(tmp_path / "msd")
     # 201,687 audio files are not written: every track's file "exists" (checking it is tested below)
-    monkeypatch.setattr(msd, "_audio_file", lambda audio_root, candidates: (audio_root / candidates[0], ""))
+    monkeypatch.setattr(msd, "first_audio_file", lambda audio_root, candidates: (audio_root / candidates[0], ""))
     index = read_msd(tmp_path / "msd")
     assert index.counts() == {"train": N_TRAIN, "valid": 3, "test": 4}
     assert index.tag_names == MSD_TAGS and index.tag_names[:3] == ("rock", "pop", "alternative")

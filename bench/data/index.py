@@ -2,11 +2,39 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 SPLITS = ("train", "valid", "test")
+AUDIO_MISSING = "audio file missing"
+AUDIO_EMPTY = "audio file empty"
+
+
+def audio_file_problem(path: str | Path) -> str | None:
+    """Why `path` cannot be a clip's audio, seen without decoding it (missing or not a regular file,
+    or empty), or None. Readers exclude such clips; `bench dataset` counts them."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return AUDIO_MISSING
+    if not stat.S_ISREG(info.st_mode):
+        return AUDIO_MISSING
+    return AUDIO_EMPTY if info.st_size == 0 else None
+
+
+def first_audio_file(root: Path, candidates: list[str]) -> tuple[Path | None, str]:
+    """The first usable file among `root / candidate`, or None and why (empty if one was empty)."""
+    problems = []
+    for relative in candidates:
+        problem = audio_file_problem(root / relative)
+        if problem is None:
+            return root / relative, ""
+        problems.append(problem)
+    return None, AUDIO_EMPTY if AUDIO_EMPTY in problems else AUDIO_MISSING
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,10 @@ counted as such.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.data.index import SPLITS, DatasetIndex
+from bench.data.index import SPLITS, DatasetIndex, audio_file_problem
 
 FIRST_IDS = 5
 """Clip ids shown per exclusion reason and per kind of audio problem."""
@@ -43,14 +42,6 @@ class DatasetReport:
                 "audio": self.audio, "warnings": self.warnings, "can_run": self.can_run}
 
 
-def audio_problem(path: str) -> str | None:
-    try:
-        size = os.stat(path).st_size
-    except OSError:
-        return "audio file missing"
-    return None if size > 0 else "audio file empty"
-
-
 def describe(index: DatasetIndex) -> DatasetReport:
     """The report of an index read with `check_audio=False` (every clip the metadata defines)."""
     targets = index.targets()
@@ -69,7 +60,7 @@ def describe(index: DatasetIndex) -> DatasetReport:
     problem_examples: dict[str, list[str]] = {}
     usable = {s: 0 for s in SPLITS}
     for clip in index.clips:
-        problem = audio_problem(clip.path)
+        problem = audio_file_problem(clip.path)
         if problem is None:
             usable[clip.split] += 1
             continue

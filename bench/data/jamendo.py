@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.data.index import Clip, DatasetIndex
+from bench.data.index import Clip, DatasetIndex, first_audio_file
 from bench.errors import UserError
 
 SUBSETS = {"top50tags": "autotagging_top50tags", "genre": "autotagging_genre", "instrument": "autotagging_instrument",
@@ -62,20 +62,6 @@ def read_split_tsv(path: Path) -> list[tuple[int, str, str, tuple[str, ...]]]:
     return rows
 
 
-def audio_path(root: Path, relative: str) -> tuple[Path | None, str]:
-    """The track's file (`NN/ID.mp3`, else `NN/ID.low.mp3`), or None and why not."""
-    empty = False
-    for candidate in (relative, relative[:-4] + ".low.mp3" if relative.endswith(".mp3") else None):
-        if candidate is None:
-            continue
-        path = root / candidate
-        if path.is_file():
-            if path.stat().st_size > 0:
-                return path, ""
-            empty = True
-    return None, "audio file empty" if empty else "audio file missing"
-
-
 def read_jamendo(root: str | Path, n_tags: int = 50, drop_untagged: bool = False, subset: str = "top50tags",
                  split_folder: str | Path | None = None, check_audio: bool = True) -> DatasetIndex:
     """The index of an MTG-Jamendo root (see the module docstring). Without `check_audio` every track
@@ -105,7 +91,9 @@ def read_jamendo(root: str | Path, n_tags: int = 50, drop_untagged: bool = False
                 raise UserError(f"{folder / (SUBSETS[subset] + '-' + SPLIT_NAMES[split] + '.tsv')}: line {line_no}: "
                                 f"{track} is also in the {seen[track]} split")
             seen[track] = split
-            path, why = audio_path(root, relative) if check_audio else (root / relative, "")
+            # the track's NN/ID.mp3, else the low-quality NN/ID.low.mp3
+            candidates = [relative, relative.removesuffix(".mp3") + ".low.mp3"]
+            path, why = first_audio_file(root, candidates) if check_audio else (root / relative, "")
             if path is None:
                 excluded.append((track, why))
                 continue

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.data.index import Clip, DatasetIndex
+from bench.data.index import Clip, DatasetIndex, first_audio_file
 from bench.data.safe_pickle import safe_load
 from bench.errors import UserError
 
@@ -94,21 +94,6 @@ def _read_musicnn_training(root: Path, n_values: int) -> tuple[list[tuple[str, s
     return splits, vectors, paths
 
 
-def _audio_file(audio_root: Path, candidates: list[str]) -> tuple[Path | None, str]:
-    """The first existing non-empty file among the candidate paths, or None and why not."""
-    empty = None
-    for relative in candidates:
-        path = audio_root / relative
-        try:
-            size = path.stat().st_size
-        except OSError:
-            continue
-        if size > 0 and path.is_file():
-            return path, ""
-        empty = path
-    return None, ("audio file empty" if empty is not None else "audio file missing")
-
-
 def read_msd(root: str | Path, n_tags: int = 50, drop_untagged: bool = False, check_audio: bool = True) -> DatasetIndex:
     """The index of an MSD root (see the module docstring). Without `check_audio` every track the
     metadata defines is kept, at its first candidate path (`bench dataset` checks the files itself)."""
@@ -148,7 +133,7 @@ def read_msd(root: str | Path, n_tags: int = 50, drop_untagged: bool = False, ch
             continue
         candidates = [seven_paths[msd_id]] if msd_id in seven_paths else []
         candidates += [track_id_path(msd_id) + suffix for suffix in (".mp3", ".clip.mp3")]
-        path, why = _audio_file(audio_root, candidates) if check_audio else (audio_root / candidates[0], "")
+        path, why = first_audio_file(audio_root, candidates) if check_audio else (audio_root / candidates[0], "")
         if path is None:
             excluded.append((msd_id, why))
             continue
