@@ -24,6 +24,7 @@ Without CUDA it prints "no CUDA device: nothing checked" and exits 0: that is no
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -181,7 +182,8 @@ def check_compile(ws: Workspace, c4: Check, c5: Check) -> None:
 # performance checks: the paper's networks at the paper's batch size
 
 
-def _cases():
+@functools.cache
+def _cases() -> dict:
     from bench.perf import select_cases, spec_cases
     from bench.spec import load_spec
 
@@ -236,7 +238,8 @@ def check_throughput(check: Check, batch: int, shared_runs: int) -> dict:
     name = torch.cuda.get_device_name()
     peak = bf16_peak_tflops(name)
     rows = {}
-    for label, case in _cases().items():
+    cases = _cases()
+    for label, case in cases.items():
         if label == "loader":
             continue
         step, model, _ = training_step(case, batch)
@@ -246,7 +249,7 @@ def check_throughput(check: Check, batch: int, shared_runs: int) -> dict:
                        "tflops": tflops, "fraction_of_bf16_peak": tflops / peak if peak else None, "busy": busy}
         del step, model
         torch.cuda.empty_cache()
-    shared = shared_busy(_cases()["smallest"], batch, shared_runs)
+    shared = shared_busy(cases["smallest"], batch, shared_runs)
     rows["smallest_shared"] = shared
     head, small = rows["headline"], rows["smallest"]
     fraction = head["fraction_of_bf16_peak"]

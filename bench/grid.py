@@ -92,7 +92,8 @@ def worker_entry(job: WorkerJob) -> list[str]:
 
     if job.threads:
         torch.set_num_threads(job.threads)
-    worker = job.worker + int(os.environ.get("SLURM_LOCALID", os.environ.get("SUBMITIT_LOCAL_LOCALID", 0)) or 0)
+    # a Slurm / submitit task's rank within its job, so its tasks start their GPU search apart
+    worker = job.worker + int(os.environ.get("SLURM_LOCALID", os.environ.get("SUBMITIT_LOCAL_LOCALID", "0")))
     spec = load_spec(job.spec_path)
     runs = shard(spec.runs(), job.shard_index, job.shard_count)
     if worker and runs:  # start at different runs to keep workers apart
@@ -189,7 +190,7 @@ def auto_runs_per_gpu(spec: Spec, runs, results_root: Path, total_bytes: int | N
     footprints: dict = {}  # one per input shape: seeds and log compression share it
     sources = set()
     for run in runs:
-        key = (run.arch, run.mel.sample_rate, run.mel.n_mels, run.mel.hop_multiplier)
+        key = _shape_key(run)
         if key in footprints:
             continue
         sources.add("measured" if key in measured else "estimated")
@@ -206,13 +207,19 @@ def _measured_peaks(spec: Spec, results_root: Path) -> dict:
         result = read_result(run_dir(results_root, spec, run))
         peak = ((result or {}).get("cost") or {}).get("peak_memory_bytes")
         if isinstance(peak, int) and peak > 0:
-            key = (run.arch, run.mel.sample_rate, run.mel.n_mels, run.mel.hop_multiplier)
+            key = _shape_key(run)
             peaks[key] = max(peaks.get(key, 0), peak)
     return peaks
 
 
+def _shape_key(run) -> tuple:
+    """What a run's memory footprint depends on (seeds and log compression do not change it)."""
+    return run.arch, run.mel.sample_rate, run.mel.n_mels, run.mel.hop_multiplier
+
+
 def _gpu_memory_bytes() -> int:
-    """The smallest visible GPU's total memory (NVML through torch: no CUDA context in this process)."""
+    """The smallest visible GPU's total memory, from the device properties (nothing is allocated here;
+    the workers are spawned, so initialising CUDA in this process does not reach them)."""
     import torch
 
     try:

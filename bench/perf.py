@@ -247,34 +247,36 @@ def _throughput(timing: dict, batch: int, macs_per_input: int, training: bool) -
             "gflops": flops / timing["seconds"] / 1e9}
 
 
-def measure_forward(case: Case, path: FastPath, device: torch.device, settings: PerfSettings) -> dict:
-    """Evaluation as a run does it: no autograd, at the fast path's evaluation batch."""
+def _eval_model(case: Case, path: FastPath, device: torch.device) -> nn.Module:
     torch.manual_seed(0)
-    model = path.prepare_model(case.build(device)).eval()
-    batch = settings.batch * path.eval_batch_factor
+    return path.prepare_model(case.build(device)).eval()
+
+
+def _time_forward(model: nn.Module, case: Case, path: FastPath, device: torch.device, settings: PerfSettings,
+                  batch: int, grad: bool) -> dict:
+    """Forward passes of `model` on a random batch of `batch` inputs, with or without autograd."""
     mel, _ = _batch(case, batch, device)
-    with torch.no_grad():
+    with torch.set_grad_enabled(grad):
         timing = time_calls(lambda: forward(model, path, mel), device, settings.budget_seconds / 2, settings.max_steps)
     result = _throughput(timing, batch, model.analytic_macs(), training=False)
     result["seconds_per_input"] = timing["seconds"] / batch
     return result
 
 
+def measure_forward(case: Case, path: FastPath, device: torch.device, settings: PerfSettings) -> dict:
+    """Evaluation as a run does it: no autograd, at the fast path's evaluation batch."""
+    return _time_forward(_eval_model(case, path, device), case, path, device, settings,
+                         settings.batch * path.eval_batch_factor, grad=False)
+
+
 def measure_eval(case: Case, path: FastPath, device: torch.device, settings: PerfSettings) -> dict:
     """Forward passes in eval mode: autograd on at the training batch (baseline) vs none at the
     fast path's larger evaluation batch."""
-    torch.manual_seed(0)
-    model = path.prepare_model(case.build(device)).eval()
-    results = {}
-    for name, batch, grad in (("autograd, training batch", settings.batch, True),
-                              (f"no autograd, {path.eval_batch_factor}x batch",
-                               settings.batch * path.eval_batch_factor, False)):
-        mel, _ = _batch(case, batch, device)
-        with torch.set_grad_enabled(grad):
-            timing = time_calls(lambda mel=mel: forward(model, path, mel), device, settings.budget_seconds / 2,
-                                settings.max_steps)
-        results[name] = _throughput(timing, batch, model.analytic_macs(), training=False)
-    return results
+    model = _eval_model(case, path, device)
+    factor = path.eval_batch_factor
+    return {"autograd, training batch": _time_forward(model, case, path, device, settings, settings.batch, True),
+            f"no autograd, {factor}x batch": _time_forward(model, case, path, device, settings,
+                                                           settings.batch * factor, False)}
 
 
 # ----------------------------------------------------------------------------------------------

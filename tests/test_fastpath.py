@@ -9,7 +9,7 @@ import torch
 from architectures.planning import vgg_plan
 from architectures.vgg import VGG
 from bench import fastpath
-from bench.data.views import ClipDataset, ResidentWaveforms, epoch_order, loader_batches
+from bench.data.views import ClipDataset, LoaderBatches, ResidentWaveforms, epoch_order
 from bench.fastpath import COMPILE_MIN_STEPS, autocast_dtype, baseline, fast_path, should_compile
 
 CPU = torch.device("cpu")
@@ -32,7 +32,7 @@ def test_resident_and_loader_batches_are_the_epoch_order(shuffle):
     order = epoch_order(len(dataset), shuffle, generator)
     assert sorted(order.tolist()) == list(range(11))
     assert (order.tolist() == list(range(11))) != shuffle
-    loader = loader_batches(dataset, 4, order)
+    loader = LoaderBatches(dataset, 4).batches(order)
     resident = ResidentWaveforms(cache, CPU).split(dataset).batches(4, order)
     expected = [order[i:i + 4] for i in range(0, 11, 4)]
     for (wave, target), (wave_r, target_r), index in zip(loader, resident, expected, strict=True):

@@ -86,12 +86,6 @@ class LoaderBatches:
         return iter(self.loader)
 
 
-def loader_batches(dataset: ClipDataset, batch_size: int, order: torch.Tensor, workers: int = 0,
-                   pin_memory: bool = False):
-    """One pass of (waveform float16, target) batches read from the cache in `order`."""
-    return LoaderBatches(dataset, batch_size, workers, pin_memory).batches(order)
-
-
 class ResidentWaveforms:
     """Every cached waveform of one sample rate (float16, as cached) on the training device.
 
