@@ -15,6 +15,9 @@ Terms used throughout:
   files as scikit-learn returns them; tables and figures show them in %.
 - `gmac`: 1e9 multiply-adds for one forward pass over one clip (fvcore's count); `storage_bytes`: one
   float32 mel spectrogram of one clip.
+- *setup*: what a run was trained on besides its configuration -- `clip_seconds`, `n_tags` and `split`
+  from the run's canonical dataset config. Published numbers are put beside ours only where the
+  model width and the setup are the paper's (`published_setup_problems`).
 - failed runs (status != "ok"), unreadable result files, result files that do not describe their run
   (`bench.runner.result_problem`) and run folders without result.json are listed in
   `runs_not_ok.csv` and in the summary and never enter an average.
@@ -23,10 +26,12 @@ Terms used throughout:
 from __future__ import annotations
 
 import json
+import math
 import re
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +39,7 @@ import pandas as pd
 from scipy import stats
 
 from bench.errors import UserError
+from bench.framing import PAPER_CLIP_SECONDS
 from bench.runner import result_problem
 from bench.store import atomic_write_text
 
@@ -52,11 +58,15 @@ LOG_ORDER = ("log", "dB")
 
 COST_FIELDS = ("gmac", "gmac_analytic", "params", "storage_bytes", "train_seconds", "epochs", "best_epoch",
                "clips_per_second")
-SUMMARY_COLUMNS = ("run_id", *CONFIG, "seed", *METRICS, *COST_FIELDS, "clip_seconds", "dataset")
+SETUP = ("clip_seconds", "n_tags", "split")
+"""The run's data setup (canonical dataset config): clip length in s, tag vocabulary size, and split:
+"default" (the dataset's usual split: MTAT's folders 0-b / c / d-f, MSD's Lee et al. lists, MTG-Jamendo's
+split-0), else the spec's `split` or `split_file`, with ", untagged clips dropped" for `drop_untagged`."""
+SUMMARY_COLUMNS = ("run_id", *CONFIG, "seed", *METRICS, *COST_FIELDS, "clip_seconds", "dataset", "n_tags", "split")
 NOT_OK_COLUMNS = ("run_id", "status", "reason", *CONFIG, "seed", "dataset")
 AGGREGATE_COLUMNS = (*KEY, "roc_auc_mean", "roc_auc_std", "pr_auc_mean", "pr_auc_std", "n_seeds", "seeds", "gmac",
                      "gmac_analytic", "params", "storage_bytes", "train_seconds_mean", "epochs_mean",
-                     "clips_per_second_mean", "seeds_missing", "pareto_gmac", "pareto_storage")
+                     "clips_per_second_mean", "seeds_missing", "pareto_gmac", "pareto_storage", *SETUP)
 PER_TAG_COLUMNS = ("run_id", *KEY, "seed", "tag", "roc_auc", "pr_auc", "positives")
 SIGNIFICANCE = 0.05
 """p-values below this are starred in the comparison tables (the paper reports P > 0.08 as 'no difference')."""
@@ -114,6 +124,11 @@ PUBLISHED = (
     (_MSD_SOURCE, "msd", "musicnn", 16000, 48, 1, "dB", 87.10, 26.64),
 )
 """Published ROC-AUC and PR-AUC in % (None: not published), one row per configuration (width 1)."""
+
+
+PUBLISHED_SETUP = {"width": 1.0, "clip_seconds": PAPER_CLIP_SECONDS, "n_tags": 50, "split": "default"}
+"""What every published number above was trained on: full-size models (width 1), the dataset's 29.1 s
+clips, its top-50 tags and its usual split (MTAT: folders 0-b / c / d-f; MSD: Lee et al.)."""
 
 
 def published_numbers() -> pd.DataFrame:
@@ -228,11 +243,22 @@ def tidy_table(results: list[dict]) -> pd.DataFrame:
         dataset = (result.get("canonical") or {}).get("dataset") or {}
         rows.append({"run_id": result["run_id"], **{name: config.get(name) for name in (*CONFIG, "seed")},
                      **{name: metrics.get(name) for name in METRICS}, **{name: cost.get(name) for name in COST_FIELDS},
-                     "clip_seconds": dataset.get("clip_seconds"), "dataset": config.get("dataset")})
+                     "clip_seconds": dataset.get("clip_seconds"), "dataset": config.get("dataset"),
+                     "n_tags": dataset.get("n_tags"), "split": _split_label(dataset)})
     frame = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
-    numeric = [c for c in SUMMARY_COLUMNS if c not in ("run_id", "arch", "log", "dataset")]
+    numeric = [c for c in SUMMARY_COLUMNS if c not in ("run_id", "arch", "log", "dataset", "split")]
     frame[numeric] = frame[numeric].apply(pd.to_numeric, errors="coerce")
     return paper_order(frame, ("seed",))
+
+
+def _split_label(dataset: dict) -> str | None:
+    """The `split` column (see SETUP) of a canonical dataset config; None when the run records none.
+    The canonical config leaves out `split` and `split_file` when they are not set (`DatasetSpec.identity`)."""
+    if not dataset:
+        return None
+    label = dataset.get("split_file") or ("default" if dataset.get("split", "folders") == "folders"
+                                          else str(dataset["split"]))
+    return label + (", untagged clips dropped" if dataset.get("drop_untagged") else "")
 
 
 def per_tag_table(results: list[dict]) -> pd.DataFrame:
@@ -261,6 +287,8 @@ def aggregate(summary: pd.DataFrame, expected_seeds: Iterable[int] | None = None
     gmac_analytic, params, storage_bytes: the same for every seed); means of train_seconds, epochs and
     clips_per_second. `seeds_missing` lists the `expected_seeds` (default: every seed in `summary`) this
     configuration has no ok run for; `pareto_gmac` / `pareto_storage` flag the Pareto front per dataset.
+    The SETUP columns hold the seeds' common value (NaN, or "mixed" for `split`, when they differ or a
+    summary without them is given).
     """
     if summary.empty:
         return pd.DataFrame(columns=AGGREGATE_COLUMNS)
@@ -272,13 +300,24 @@ def aggregate(summary: pd.DataFrame, expected_seeds: Iterable[int] | None = None
         gmac=("gmac", "mean"), gmac_analytic=("gmac_analytic", "mean"), params=("params", "max"),
         storage_bytes=("storage_bytes", "max"), train_seconds_mean=("train_seconds", "mean"),
         epochs_mean=("epochs", "mean"), clips_per_second_mean=("clips_per_second", "mean"),
+        **{name: (name, _common) for name in SETUP if name in summary.columns},
     ).reset_index()
+    for name in SETUP:
+        if name not in frame.columns:
+            frame[name] = np.nan
     expected = sorted(set(summary["seed"]) if expected_seeds is None else set(expected_seeds))
     have = [set(int(s) for s in seeds.split(";")) for seeds in frame["seeds"]]
     frame["seeds_missing"] = [";".join(str(s) for s in expected if s not in seeds) for seeds in have]
     frame["pareto_gmac"] = _per_dataset_front(frame, "gmac")
     frame["pareto_storage"] = _per_dataset_front(frame, "storage_bytes")
     return paper_order(frame[list(AGGREGATE_COLUMNS)])
+
+
+def _common(values: pd.Series):
+    """The one value all seeds share; else NaN (numbers) or "mixed" (text)."""
+    if values.nunique(dropna=False) == 1:
+        return values.iloc[0]
+    return np.nan if pd.api.types.is_numeric_dtype(values) else "mixed"
 
 
 def pareto_front(cost: Iterable[float], value: Iterable[float]) -> np.ndarray:
@@ -376,8 +415,50 @@ def per_tag_matrix(delta: pd.DataFrame) -> pd.DataFrame:
     return matrix.loc[worst.sort_values(kind="stable").index]
 
 
-def published_comparison(aggregated: pd.DataFrame) -> pd.DataFrame:
-    """Our configurations that have a published number, in % beside it (`*_diff_pp`: ours - published)."""
+def width_label(width: float) -> str:
+    """A model width as a fraction where it is one: 0.0625 -> "1/16", 0.25 -> "1/4", 1.0 -> "1"."""
+    fraction = Fraction(float(width)).limit_denominator(1024)
+    return str(fraction) if math.isclose(float(fraction), width, rel_tol=1e-9) else f"{width:g}"
+
+
+def _setup_value(row, name: str):
+    value = row.get(name) if isinstance(row, dict) else getattr(row, name, None)
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return None
+    return value
+
+
+def published_setup_problems(row) -> list[str]:
+    """Why a configuration (an aggregate row: width and SETUP columns) is not comparable with the published
+    numbers, e.g. ["width 1/16 (the paper trains width 1)", "6 s clips (the paper's are 29.1 s)"]; empty
+    when it is."""
+    paper = PUBLISHED_SETUP
+    problems = []
+    width = _setup_value(row, "width")
+    if width is None or not math.isclose(float(width), paper["width"]):
+        problems.append(f"width {'not recorded' if width is None else width_label(float(width))} "
+                        f"(the paper trains width {paper['width']:g})")
+    seconds = _setup_value(row, "clip_seconds")
+    if seconds is None:
+        problems.append(f"clip length not recorded or not the same for every seed (the paper's clips are "
+                        f"{paper['clip_seconds']:g} s)")
+    elif not math.isclose(float(seconds), paper["clip_seconds"], abs_tol=1e-6):
+        problems.append(f"{float(seconds):g} s clips (the paper's are {paper['clip_seconds']:g} s)")
+    n_tags = _setup_value(row, "n_tags")
+    if n_tags is None:
+        problems.append(f"tag count not recorded or not the same for every seed (the paper uses the top "
+                        f"{paper['n_tags']} tags)")
+    elif int(n_tags) != paper["n_tags"]:
+        problems.append(f"top {int(n_tags)} tags (the paper uses the top {paper['n_tags']})")
+    split = _setup_value(row, "split")
+    if split != paper["split"]:
+        problems.append(f"split {'not recorded' if split is None else repr(split)} (the paper uses the dataset's "
+                        "usual split: MTAT folders 0-b / c / d-f, MSD Lee et al.)")
+    return problems
+
+
+def _published_matches(aggregated: pd.DataFrame) -> pd.DataFrame:
+    """Our configurations that have a published number (whatever their width and setup), beside it."""
     ours = aggregated.assign(**{f"{m}_ours": 100 * aggregated[f"{m}_mean"] for m in METRICS},
                              **{f"{m}_ours_std": 100 * aggregated[f"{m}_std"] for m in METRICS})
     on = ["dataset", "arch", "sample_rate", "n_mels", "hop_multiplier", "log"]
@@ -385,9 +466,33 @@ def published_comparison(aggregated: pd.DataFrame) -> pd.DataFrame:
     frame = ours.merge(published, on=on, how="inner")
     for metric in METRICS:
         frame[f"{metric}_diff_pp"] = frame[f"{metric}_ours"] - frame[f"{metric}_published"]
+    frame["problems"] = [published_setup_problems(row) for row in frame.to_dict("records")]
+    return frame
+
+
+def published_comparison(aggregated: pd.DataFrame) -> pd.DataFrame:
+    """Our configurations that have a published number and were trained as the paper's were (width 1,
+    PUBLISHED_SETUP), in % beside it (`*_diff_pp`: ours - published). `published_skipped` says why the
+    other configurations with a published number are left out."""
+    frame = _published_matches(aggregated)
+    frame = frame[frame["problems"].map(len).eq(0).to_numpy(dtype=bool)]
     columns = ["source", *KEY, "n_seeds"] + [f"{m}_{s}" for m in METRICS
                                              for s in ("ours", "ours_std", "published", "diff_pp")]
     return paper_order(frame[columns])
+
+
+def published_skipped(aggregated: pd.DataFrame) -> list[str]:
+    """One line per model whose configurations have published numbers but a different width or setup,
+    e.g. "published comparison skipped for vgg, width 0.0625, mtat: width 1/16 (the paper trains width 1),
+    6 s clips (the paper's are 29.1 s)"."""
+    frame = _published_matches(aggregated)
+    lines = []
+    for (dataset, arch, width), rows in frame.groupby(list(MODEL), sort=False):
+        problems = list(dict.fromkeys(p for row_problems in rows["problems"] for p in row_problems))
+        if problems:
+            lines.append(f"published comparison skipped for {arch}, width {width:g}, {dataset}: "
+                         + ", ".join(problems))
+    return lines
 
 
 # --- labels -----------------------------------------------------------------------------------------------
@@ -481,7 +586,8 @@ def _column_groups(rates, logs, metric_header, gmac_header: str):
 
 
 def results_table(aggregated: pd.DataFrame, title: str) -> Table:
-    """Mean (std) over seeds in %, GMAC per clip beside each sample rate; bold: best displayed mean per column."""
+    """Mean (std) over seeds in %, GMAC per clip beside each sample rate; bold: the best displayed mean of a
+    column, only in columns that show at least two different means (a column of one value has no best)."""
     rates, logs, configs = _layout(aggregated)
     by_key = {(r.sample_rate, r.log, r.n_mels, r.hop_multiplier): r for r in aggregated.itertuples(index=False)}
     groups, columns = _column_groups(rates, logs, lambda m: METRIC_NAMES[m], "GMAC")
@@ -500,12 +606,13 @@ def results_table(aggregated: pd.DataFrame, title: str) -> Table:
     best = {}
     for column in columns:
         if column[2] != "gmac":
-            shown = [_leading_number(cells[(m, h, *column)]) for m, h in configs]
-            best[column] = max((v for v in shown if v is not None), default=None)
+            shown = {_leading_number(cells[(m, h, *column)]) for m, h in configs} - {None}
+            best[column] = max(shown) if len(shown) >= 2 else None
     rows = [(str(mels), f"x{hop}", [(cells[(mels, hop, *c)], c in best and best[c] is not None
                                      and _leading_number(cells[(mels, hop, *c)]) == best[c]) for c in columns])
             for mels, hop in configs]
-    notes = ["ROC-AUC and PR-AUC in %: mean (standard deviation) over seeds; bold: the best mean of its column.",
+    notes = ["ROC-AUC and PR-AUC in %: mean (standard deviation) over seeds; bold: the best mean of its column "
+             "(in columns with at least two different means).",
              "GMAC: 1e9 multiply-adds per clip, one forward pass."]
     if aggregated["seeds_missing"].astype(bool).any():
         notes.append("†: fewer seeds than the other configurations (failed or unfinished runs).")
@@ -584,11 +691,17 @@ def to_latex(table: Table) -> str:
     return "\n".join(lines + [r"\bottomrule", r"\end{tabular}", r"\end{table*}", ""])
 
 
-def published_markdown(comparison: pd.DataFrame) -> str:
-    """published.md: our mean (std) in % beside the published numbers, one table per source."""
+def published_markdown(comparison: pd.DataFrame, skipped: Iterable[str] = ()) -> str:
+    """published.md: our mean (std) in % beside the published numbers, one table per source, after one line
+    per model left out (`published_skipped`)."""
+    paper = PUBLISHED_SETUP
     lines = ["## Published numbers beside ours", "",
-             "Ours: mean (std) over seeds, in %. Δ: ours - published, in percentage points. The published "
-             "models have width 1; a narrower model of ours is not expected to match them.", ""]
+             f"Only configurations trained as the paper's are compared: width {paper['width']:g}, "
+             f"{paper['clip_seconds']:g} s clips, the top {paper['n_tags']} tags and the dataset's usual split. "
+             "Ours: mean (std) over seeds, in %. Δ: ours - published, in percentage points.", ""]
+    lines += [f"- {line}" for line in skipped]
+    if skipped:
+        lines.append("")
     for source, rows in comparison.groupby("source", sort=False):
         lines += [f"### {source}", "", "| arch | width | rate | mels | hop | log | n | ROC-AUC ours | published | Δ "
                   "| PR-AUC ours | published | Δ |", "|---|---:|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -624,6 +737,8 @@ class ReportSummary:
     published: pd.DataFrame
     warnings: list[str]
     files: list[Path]
+    published_skipped: list[str] = field(default_factory=list)
+    """One line per model with published numbers for its configurations but not the paper's width or setup."""
 
     def text(self) -> str:
         counts = self.not_ok["status"].value_counts()
@@ -635,6 +750,7 @@ class ReportSummary:
         for label in self.incomplete_configurations:
             lines.append(f"  fewer seeds: {label}")
         lines += [f"  warning: {w}" for w in self.warnings]
+        lines += [f"  {line}" for line in self.published_skipped]
         if not self.published.empty:
             lines.append("published numbers beside ours (%, ours - published):")
             for r in self.published.itertuples(index=False):
@@ -655,7 +771,8 @@ def report(results_dir: str | Path, out_dir: str | Path | None = None) -> Report
     """Read RESULTS_DIR/runs/*/result.json and write the report to out_dir (default RESULTS_DIR/report/).
 
     Writes summary.csv, aggregate.csv, comparison.csv, per_tag.csv, per_tag_delta.csv, runs_not_ok.csv,
-    tables.md, tables.tex, published.md (when a published number exists for our configurations) and the
+    tables.md, tables.tex, published.md (when a published number exists for our configurations: beside
+    ours where width and setup are the paper's, else the reason it is left out) and the
     figures (PNG and PDF). Raises UserError when the folder does not exist or holds no runs.
     """
     from bench import figures  # matplotlib is only needed here
@@ -671,6 +788,7 @@ def report(results_dir: str | Path, out_dir: str | Path | None = None) -> Report
     per_tag = per_tag_table(results)
     delta = per_tag_delta(per_tag)
     published = published_comparison(aggregated)
+    skipped = published_skipped(aggregated)
 
     notes = []
     duplicates = duplicate_seeds(summary)
@@ -704,14 +822,15 @@ def report(results_dir: str | Path, out_dir: str | Path | None = None) -> Report
         md.append("No successful runs yet.\n")
     write("tables.md", "\n".join(md))
     write("tables.tex", "\n".join(tex) or "% no successful runs yet\n")
-    if not published.empty:
-        write("published.md", published_markdown(published))
+    if not published.empty or skipped:
+        write("published.md", published_markdown(published, skipped))
 
     for slug, title, key in model_list:
         files += figures.save(figures.fig1(select(aggregated, key), title), out / f"fig1_{slug}")
         matrix = per_tag_matrix(select(delta, key))
         if not matrix.empty:
-            files += figures.save(figures.per_tag(matrix, title), out / f"per_tag_{slug}")
+            files += figures.save(figures.per_tag(matrix, title, figures.caption(select(aggregated, key))),
+                                  out / f"per_tag_{slug}")
     if model_list:
         files += figures.save(figures.tradeoff(aggregated, "gmac"), out / "tradeoff_gmac")
         files += figures.save(figures.tradeoff(aggregated, "storage_bytes"), out / "tradeoff_storage")
@@ -721,7 +840,7 @@ def report(results_dir: str | Path, out_dir: str | Path | None = None) -> Report
                   f"missing seeds {r.seeds_missing.replace(';', ', ')})"
                   for r in aggregated.itertuples(index=False) if r.seeds_missing]
     return ReportSummary(results_dir, out, len(folders), len(results), not_ok, len(aggregated), incomplete,
-                         published, notes, files)
+                         published, notes, files, skipped)
 
 
 def cli_main(results_dir: str | Path) -> int:

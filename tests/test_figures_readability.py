@@ -1,0 +1,364 @@
+"""What a reader of the report sees: published numbers only where they compare, one unit per axis, every
+point keyed or labelled, seeds and clip length stated, Fig. 1 as the paper draws it, no one-point panels,
+and bold only where a column offers a choice.
+
+The figures are inspected as matplotlib objects (tick label texts, lines, legends, titles); the inputs
+are small hand-made result files or tidy tables, never numbers read back from bench.report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import figures
+from bench.report import (
+    SUMMARY_COLUMNS,
+    aggregate,
+    published_comparison,
+    published_setup_problems,
+    report,
+    results_table,
+    select,
+    to_markdown,
+)
+
+# --- published numbers: shown only for the paper's width and setup ----------------------------------------
+
+
+def result_doc(config, seed, *, width=1.0, clip_seconds=29.1, n_tags=50, split=None, roc=0.88, dataset="mtat"):
+    arch, rate, mels, hop, log = config
+    digest = hashlib.sha256(repr((config, seed, width, clip_seconds, n_tags, split)).encode()).hexdigest()[:10]
+    run_id = f"{arch}-{rate // 1000}k-{mels}mel-x{hop}-{log}-s{seed}-{digest}"
+    canonical_dataset = {"name": dataset, "clip_seconds": clip_seconds, "n_tags": n_tags, "drop_untagged": False}
+    if split is not None:
+        canonical_dataset["split"] = split
+    return {
+        "run_id": run_id, "spec": "test", "status": "ok",
+        "config": {"arch": arch, "width": width, "sample_rate": rate, "n_mels": mels, "hop_multiplier": hop,
+                   "log": log, "seed": seed, "dataset": dataset, "n_frames": 100},
+        "canonical": {"arch": arch, "options": {"width": width}, "dataset": canonical_dataset},
+        "metrics": {"roc_auc": roc + 0.001 * seed, "pr_auc": 0.4, "n_tags": 3, "excluded_tags": [],
+                    "per_tag": {t: {"roc_auc": roc, "pr_auc": 0.4, "positives": 5} for t in ("a", "b", "c")}},
+        "cost": {"gmac": 10.0 * mels / 96 / hop, "gmac_analytic": 10.0, "params": 1000, "storage_bytes": mels * 400,
+                 "train_seconds": 1.0, "epochs": 1, "best_epoch": 1, "clips_per_second": 1.0},
+    }
+
+
+def write_runs(root: Path, configs, seeds=(0, 1), **setup) -> Path:
+    for config in configs:
+        for seed in seeds:
+            doc = result_doc(config, seed, **setup)
+            folder = root / "runs" / doc["run_id"]
+            folder.mkdir(parents=True)
+            (folder / "result.json").write_text(json.dumps(doc))
+    return root
+
+
+PUBLISHED_CONFIGS = [("vgg", 16000, 96, 1, "log"), ("vgg", 16000, 48, 1, "log")]  # 88.91 and 89.17 published
+
+
+def test_published_comparison_shown_for_the_papers_setup(tmp_path):
+    summary = report(write_runs(tmp_path / "paper", PUBLISHED_CONFIGS))
+    text = summary.text()
+    assert len(summary.published) == 2 and summary.published_skipped == []
+    assert "vs 88.91" in text and "vs 89.17" in text and "skipped" not in text
+    published_md = (tmp_path / "paper" / "report" / "published.md").read_text()
+    assert "88.91" in published_md and "skipped" not in published_md
+
+
+def test_published_comparison_skipped_for_a_narrow_model_on_short_clips(tmp_path):
+    summary = report(write_runs(tmp_path / "small", PUBLISHED_CONFIGS, width=0.0625, clip_seconds=6.0))
+    text = summary.text()
+    assert summary.published.empty
+    assert " vs " not in text and "88.91" not in text
+    (line,) = [line for line in text.splitlines() if "published comparison skipped" in line]
+    assert "width 1/16 (the paper trains width 1)" in line and "6 s clips (the paper's are 29.1 s)" in line
+    published_md = (tmp_path / "small" / "report" / "published.md").read_text()
+    assert "published comparison skipped" in published_md and "88.91" not in published_md
+
+
+def test_published_comparison_skipped_for_another_tag_set_or_split(tmp_path):
+    summary = report(write_runs(tmp_path / "tags", PUBLISHED_CONFIGS, n_tags=10, split="won"))
+    (line,) = summary.published_skipped
+    assert "top 10 tags (the paper uses the top 50)" in line and "split 'won'" in line
+    assert "width" not in line.split(":", 1)[1] and "clips" not in line.split(":", 1)[1]
+    assert summary.published.empty
+
+
+def test_no_note_for_datasets_without_published_numbers(tmp_path):
+    summary = report(write_runs(tmp_path / "synthetic", PUBLISHED_CONFIGS, width=0.0625, clip_seconds=6.0,
+                                dataset="synthetic"))
+    assert summary.published.empty and summary.published_skipped == []
+    assert not (tmp_path / "synthetic" / "report" / "published.md").exists()
+
+
+def test_published_setup_problems_name_each_difference():
+    paper = {"width": 1.0, "clip_seconds": 29.1, "n_tags": 50, "split": "default"}
+    assert published_setup_problems(paper) == []
+    assert published_setup_problems(paper | {"width": 0.25}) == ["width 1/4 (the paper trains width 1)"]
+    assert published_setup_problems(paper | {"clip_seconds": 8.0}) == ["8 s clips (the paper's are 29.1 s)"]
+    assert "not recorded" in published_setup_problems(paper | {"clip_seconds": np.nan})[0]
+    assert published_setup_problems(paper | {"split": "splits/mine"})[0].startswith("split 'splits/mine'")
+    frame = pd.DataFrame([{"dataset": "mtat", "arch": "vgg", "sample_rate": 16000, "n_mels": 96, "hop_multiplier": 1,
+                           "log": "log", "roc_auc_mean": 0.9, "roc_auc_std": 0.01, "pr_auc_mean": 0.4,
+                           "pr_auc_std": 0.01, "n_seeds": 3, **paper}])
+    assert len(published_comparison(frame)) == 1
+    assert published_comparison(frame.assign(width=0.5)).empty
+
+
+# --- tidy tables for the figures --------------------------------------------------------------------------
+
+
+def tidy(configs, seeds=(0, 1, 2), clip_seconds=29.1, arch="vgg", width=1.0, dataset="mtat") -> pd.DataFrame:
+    """summary.csv rows: configs are (sample_rate, n_mels, hop, log); accuracy falls with fewer mels and
+    longer hops, dB a little below log, and the seeds differ."""
+    rows = []
+    for rate, mels, hop, log in configs:
+        frames = -(-{12000: 1366, 16000: 1820}[rate] // hop)
+        for seed in seeds:
+            roc = 0.89 - 0.0004 * (128 - mels) - 0.002 * hop - 0.001 * (log == "dB") + 0.001 * seed
+            rows.append({"run_id": f"{arch}-{rate}-{mels}-{hop}-{log}-{seed}", "arch": arch, "width": width,
+                         "sample_rate": rate, "n_mels": mels, "hop_multiplier": hop, "log": log, "seed": seed,
+                         "roc_auc": roc, "pr_auc": roc - 0.5, "gmac": 10 * mels / 96 * frames / 1366,
+                         "gmac_analytic": 10.0, "params": 1e6, "storage_bytes": 4 * mels * frames,
+                         "train_seconds": 1.0, "epochs": 1, "best_epoch": 1, "clips_per_second": 1.0,
+                         "clip_seconds": clip_seconds, "dataset": dataset, "n_tags": 50, "split": "default"})
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+GRID = [(rate, mels, hop, log) for rate in (12000, 16000) for mels in (128, 96, 48) for hop in (1, 2, 10)
+        for log in ("log", "dB")] + [(rate, 16, 1, log) for rate in (12000, 16000) for log in ("log", "dB")]
+DEMO = [(16000, 96, 1, "log"), (16000, 8, 1, "log"), (16000, 96, 10, "log"), (12000, 96, 1, "log"),
+        (16000, 96, 1, "dB")]
+"""The demo's VGG runs: one factor at a time around 16 kHz 96/x1 log, so 12 kHz holds one configuration."""
+
+
+@pytest.fixture(scope="module")
+def grid():
+    return aggregate(tidy(GRID))
+
+
+@pytest.fixture(scope="module")
+def demo():
+    vgg = tidy(DEMO, seeds=(0,), clip_seconds=8.0, width=0.0625, dataset="synthetic")
+    musicnn = tidy([(16000, 96, 1, "log")], seeds=(0,), clip_seconds=8.0, arch="musicnn", width=0.25,
+                   dataset="synthetic")
+    return aggregate(pd.concat([vgg, musicnn], ignore_index=True))
+
+
+def tick_texts(axis) -> list[str]:
+    axis.axes.figure.draw_without_rendering()
+    return [t.get_text() for t in axis.get_majorticklabels() if t.get_text()]
+
+
+def minor_texts(axis) -> list[str]:
+    return [t.get_text() for t in axis.get_minorticklabels() if t.get_text()]
+
+
+def marker_lines(ax) -> list:
+    """Lines that draw data points (not error-bar caps, not marker-less lines)."""
+    return [line for line in ax.lines if line.get_marker() not in (None, "None", "", " ", "_", "|")
+            and len(line.get_xdata())]
+
+
+def legend_texts(fig) -> set[str]:
+    return {t.get_text() for legend in fig.legends for t in legend.get_texts()}
+
+
+def heading(fig) -> str:
+    return fig.get_suptitle().replace("\n", " ")
+
+
+PLAIN_NUMBER = re.compile(r"^\d+(\.\d+)?$")
+
+
+# --- 1: one unit per axis ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("frame", ["grid", "demo"])
+def test_storage_axis_is_in_kB_throughout(frame, request):
+    fig = figures.tradeoff(request.getfixturevalue(frame), "storage_bytes")
+    for ax in fig.axes:
+        labels = tick_texts(ax.xaxis)
+        assert len(labels) >= 2
+        assert all(re.fullmatch(r"\d+(\.\d+)? kB", text) for text in labels), labels
+        assert minor_texts(ax.xaxis) == []
+
+
+@pytest.mark.parametrize("frame", ["grid", "demo"])
+def test_gmac_axes_are_plain_numbers(frame, request):
+    aggregated = request.getfixturevalue(frame)
+    fig = figures.tradeoff(aggregated, "gmac")
+    labels = tick_texts(fig.axes[0].xaxis)
+    assert len(labels) >= 2 and all(PLAIN_NUMBER.match(text) for text in labels), labels
+    assert minor_texts(fig.axes[0].xaxis) == []
+    fig = figures.fig1(select(aggregated, {"arch": "vgg"}), "vgg")
+    gmac_axes = [ax for ax in fig.axes if ax.get_yscale() == "log"]
+    labelled = [tick_texts(ax.yaxis) for ax in gmac_axes]  # a shared y axis is labelled in the first column
+    assert len(labelled[0]) >= 2
+    for ax, labels in zip(gmac_axes, labelled, strict=True):
+        assert all(PLAIN_NUMBER.match(text) for text in labels), labels
+        assert minor_texts(ax.yaxis) == []
+
+
+def test_log_ticks_give_two_labels_on_narrow_ranges():
+    for lo, hi in ((0.014, 0.0188), (16032, 19584), (0.9, 1.05), (3.0, 3.0)):
+        ticks, low, high = figures.log_ticks(lo, hi)
+        assert len(ticks) >= 2 and low <= lo and high >= hi
+        assert all(low <= t <= high for t in ticks)
+    ticks, _, _ = figures.log_ticks(1e-3, 1e6)  # nine decades: at most 7 labels
+    assert 2 <= len(ticks) <= 7
+
+
+# --- 2: every point keyed or labelled ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("frame", ["grid", "demo"])
+@pytest.mark.parametrize("cost", ["gmac", "storage_bytes"])
+def test_tradeoff_labels_every_point(frame, cost, request):
+    aggregated = request.getfixturevalue(frame)
+    fig = figures.tradeoff(aggregated, cost)
+    (ax,) = fig.axes
+    assert sum(len(line.get_xdata()) for line in marker_lines(ax)) == len(aggregated)
+    for row in aggregated.itertuples(index=False):  # a label naming the point, at the point's cost
+        label = f"{row.n_mels}/x{row.hop_multiplier}"
+        assert any((t.get_text() == label or t.get_text().endswith(f": {label}")) and t.xy[0] == getattr(row, cost)
+                   for t in ax.texts), label
+    # marker shape and fill are keyed: every drawn marker shape is in the legend, as are filled and hollow
+    handles = [h for legend in fig.legends for h in legend.legend_handles]
+    assert {line.get_marker() for line in marker_lines(ax)} <= {h.get_marker() for h in handles}
+    keyed = legend_texts(fig)
+    assert "log (filled)" in keyed and ("dB (hollow)" in keyed)
+
+
+def test_fig1_every_point_is_in_a_keyed_series(grid):
+    fig = figures.fig1(select(grid, {"arch": "vgg"}), "vgg")
+    keyed = legend_texts(fig)
+    points = 0
+    for ax in fig.axes:
+        for line in marker_lines(ax):
+            assert line.get_label() in keyed
+            points += len(line.get_xdata())
+    assert points == 3 * len(GRID)  # ROC-AUC, PR-AUC and GMAC panels
+
+
+# --- 3: seeds and clip length on every figure -------------------------------------------------------------
+
+
+def test_figures_state_seeds_and_clip_length(grid):
+    per_tag = pd.DataFrame({"48/x1": [-1.0, 0.5]}, index=["vibrato", "drums"])
+    texts = [heading(figures.fig1(select(grid, {"arch": "vgg"}), "vgg")),
+             heading(figures.tradeoff(grid, "gmac")), heading(figures.tradeoff(grid, "storage_bytes")),
+             figures.per_tag(per_tag, "vgg", figures.caption(grid)).axes[0].get_title(loc="left")]
+    for text in texts:
+        assert "mean ± std over 3 seeds" in text and "29.1 s clips" in text, text
+
+
+def test_one_seed_says_no_mean_and_std_and_draws_no_error_bars(demo):
+    vgg = select(demo, {"arch": "vgg"})
+    for fig in (figures.fig1(vgg, "vgg"), figures.tradeoff(demo, "gmac")):
+        text = heading(fig)
+        assert "1 seed" in text and "8 s clips" in text
+        assert "±" not in text and "mean" not in text
+        assert all(not ax.containers for ax in fig.axes)  # no error bars
+
+
+def test_caption_counts_configurations_with_fewer_seeds():
+    frame = pd.DataFrame({"n_seeds": [3, 3, 2], "clip_seconds": [29.1] * 3})
+    assert figures.caption(frame) == "mean ± std over 3 seeds (1 configuration with fewer), 29.1 s clips"
+    assert figures.caption(frame.assign(n_seeds=1)) == "1 seed, 29.1 s clips"
+    assert figures.caption(frame.drop(columns="clip_seconds")).endswith("clip length not recorded")
+
+
+# --- 4: Fig. 1 as the paper draws it ----------------------------------------------------------------------
+
+
+def test_fig1_lines_per_hop_over_mel_bands(grid):
+    vgg = select(grid, {"arch": "vgg"})
+    fig = figures.fig1(vgg, "vgg")
+    axes = np.array(fig.axes).reshape(3, 2)  # (ROC-AUC, PR-AUC, GMAC) x (12 kHz, 16 kHz)
+    assert [ax.get_title(loc="left") for ax in axes[0]] == ["12 kHz", "16 kHz"]
+    assert tick_texts(axes[-1, 0].xaxis) == ["16", "48", "96", "128"]
+    for ax in axes.flat:
+        lines = {line.get_label(): line for line in marker_lines(ax)}
+        assert set(lines) == {f"hop x{h}, {log}" for h in (1, 2, 10) for log in ("log", "dB")}
+        ratio = np.sort(lines["hop x1, log"].get_xdata()) / [16, 48, 96, 128]  # x = mel bands (dodged a little)
+        assert np.allclose(ratio, ratio[0]) and 0.9 < ratio[0] < 1.1
+        assert len(lines["hop x2, log"].get_xdata()) == 3
+        # dB is its own series, beside (not on) the log line of the same hop
+        log_x, db_x = lines["hop x1, log"].get_xdata(), lines["hop x1, dB"].get_xdata()
+        assert not set(np.round(log_x, 6)) & set(np.round(db_x, 6))
+    for row in axes:  # one y range per metric across sample rates
+        assert row[0].get_ylim() == row[1].get_ylim()
+
+
+def test_fig1_marker_style_means_the_same_in_every_panel(grid, demo):
+    for frame in (select(grid, {"arch": "vgg"}), select(demo, {"arch": "vgg"})):
+        fig = figures.fig1(frame, "vgg")
+        styles = {}
+        for ax in fig.axes:
+            for line in marker_lines(ax):
+                style = (line.get_marker(), str(line.get_markerfacecolor()), line.get_linestyle())
+                assert styles.setdefault(line.get_label(), style) == style
+        hollow = {label for label, (_, face, _) in styles.items() if face in ("white", "(1.0, 1.0, 1.0, 1.0)")}
+        assert hollow == {label for label in styles if label.endswith("dB")}
+
+
+# --- 5: no one-point panels -------------------------------------------------------------------------------
+
+
+def test_fig1_draws_no_panel_with_a_single_point(demo):
+    fig = figures.fig1(select(demo, {"arch": "vgg"}), "vgg")
+    assert len(fig.axes) == 3  # 12 kHz holds one configuration: no column of its own
+    for ax in fig.axes:
+        assert sum(len(line.get_xdata()) for line in marker_lines(ax)) >= 2
+    assert "12 kHz 96/x1 log" in heading(fig)  # named in the caption instead
+
+
+def test_fig1_of_a_single_configuration_is_one_labelled_panel(demo):
+    fig = figures.fig1(select(demo, {"arch": "musicnn"}), "musicnn")
+    (ax,) = fig.axes
+    assert sum(len(line.get_xdata()) for line in marker_lines(ax)) == 1
+    (label,) = ax.texts
+    assert "96/x1" in label.get_text() and "PR-AUC" in label.get_text() and "GMAC" in label.get_text()
+
+
+def test_fig1_merges_sample_rates_of_one_point_each_into_one_panel():
+    two_rates = aggregate(tidy([(12000, 96, 1, "log"), (16000, 96, 1, "log")], seeds=(0,)))
+    fig = figures.fig1(two_rates, "vgg")
+    (ax,) = fig.axes
+    assert sum(len(line.get_xdata()) for line in marker_lines(ax)) == 2
+    assert sorted(t.get_text().split(",")[0] for t in ax.texts) == ["12 kHz", "16 kHz"]
+
+
+# --- 6: bold only where a column offers a choice ----------------------------------------------------------
+
+
+def markdown_columns(markdown: str) -> list[list[str]]:
+    rows = [line for line in markdown.splitlines() if line.startswith("| ") and not line.startswith("| mels")]
+    cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
+    return [list(column) for column in zip(*cells, strict=True)][2:]
+
+
+def test_tables_bold_only_columns_with_a_choice(demo, grid):
+    for frame, model in ((demo, {"arch": "vgg"}), (demo, {"arch": "musicnn"}), (grid, {"arch": "vgg"})):
+        markdown = to_markdown(results_table(select(frame, model), "t"))
+        for column in markdown_columns(markdown):
+            values = {cell.strip("*").split()[0] for cell in column if cell != "–"}
+            bold = [cell for cell in column if cell.startswith("**")]
+            if len(values) < 2:
+                assert not bold, column
+            else:  # the best value, and only it (ties on the printed value included)
+                assert len({b.strip("*").split()[0] for b in bold}) <= 1
+    musicnn = to_markdown(results_table(select(demo, {"arch": "musicnn"}), "t"))
+    assert "**" not in musicnn
+    vgg = markdown_columns(to_markdown(results_table(select(demo, {"arch": "vgg"}), "t")))
+    roc_16k_log = vgg[5]  # 12k log (ROC, PR), 12k dB (ROC, PR), 12k GMAC, then 16k log ROC-AUC
+    assert sum(cell.startswith("**") for cell in roc_16k_log) == 1
