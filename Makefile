@@ -20,6 +20,8 @@ help: ## list the targets
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@# a venv made before the distribution was renamed holds it as `bench`: one copy only
+	@$(BIN)/python -m pip uninstall -y -q bench >/dev/null 2>&1 || true
 	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[dev]'
 	@touch $(STAMP)
 
@@ -35,7 +37,7 @@ grid: $(STAMP) ## train every run of SPEC not done yet (default: the synthetic d
 		echo "updated docs/figures/ from $(RESULTS)/demo/report/"; fi
 
 report: $(STAMP) ## tables and figures of SPEC's results (RESULTS/<spec name>/report/)
-	$(BIN)/bench report $(RESULTS)/$$($(BIN)/python -c "from bench.spec import load_spec; print(load_spec('$(SPEC)').name)")
+	$(BIN)/bench report $(SPEC) --results $(RESULTS)
 
 prepare: $(STAMP) ## decode and resample SPEC's dataset into the waveform cache
 	$(BIN)/bench prepare $(SPEC) $(if $(DATA),--data $(DATA))

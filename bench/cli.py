@@ -8,10 +8,21 @@ import os
 import sys
 import time
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
-from bench.errors import UserError
+from bench.errors import Interrupted, UserError
+from bench.paths import readable_folder, writable_file, writable_folder
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+"""128 + SIGINT, what shells and make expect of a program stopped by Ctrl-C."""
+DISTRIBUTION = "mel-resolution-bench"
+"""The name on PyPI (`bench` there is an unrelated project); the import package and command are `bench`."""
+
+
+DATA_HELP = "dataset root (default: the spec's dataset.path; a relative path is taken from the working directory)"
+CACHE_HELP = "waveform cache root (default $BENCH_CACHE, else ./cache in the working directory)"
+MODELS_HELP = "(default $BENCH_MODELS, else $XDG_DATA_HOME/bench/models, usually ~/.local/share/bench/models)"
 
 
 def one_line(message: object) -> str:
@@ -32,9 +43,41 @@ def resource_message(exc: OSError) -> str:
     return f"cannot write {where}{what}; {advice}"
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the command (and exit status 2, as before)."""
+
+    def error(self, message: str):  # noqa: D102 - argparse's hook
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+def at_least(minimum: int):
+    """An argparse type: an integer >= minimum (ranges are checked while parsing, before any work)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 def _version() -> str:
     try:
-        return version("bench")
+        return version(DISTRIBUTION)
     except PackageNotFoundError:  # pragma: no cover - running from a source tree
         return "unknown"
 
@@ -42,51 +85,61 @@ def _version() -> str:
 def cmd_plan(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from bench.plan import plan_rows
-    from bench.spec import load_spec
+    from bench.plan import format_totals, grid_totals, plan_rows, plural
+    from bench.spec import load_spec, spec_warnings
 
     spec = load_spec(args.spec)
+    for warning in spec_warnings(spec):
+        print(f"bench plan: warning: {warning}", file=sys.stderr)
     rows = plan_rows(spec, fvcore=not args.no_fvcore)
+    perf_json = args.perf or Path(args.results) / "perf" / f"{Path(args.spec).stem}.json"
+    totals = grid_totals(spec, rows, perf_json)
     if args.format == "json":
-        json.dump(rows, sys.stdout, indent=2)
+        json.dump({"configurations": rows, "totals": totals}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     elif args.format == "csv":
         pd.DataFrame(rows).to_csv(sys.stdout, index=False)
     else:
-        print(f"{spec.name}: {len(rows)} configurations x {len(spec.seeds)} seeds = "
-              f"{len(spec.runs())} runs ({spec.dataset.name}, {spec.dataset.clip_seconds} s clips)")
+        n_tags = totals["n_tags"]
+        tags = f"{n_tags} tags" if n_tags else f"up to {spec.dataset.n_tags} tags (from the manifest's tag list)"
+        print(f"{spec.name}: {len(rows)} configurations x {plural(len(spec.seeds), 'seed')} = "
+              f"{plural(len(spec.runs()), 'run')} ({spec.dataset.name}, {spec.dataset.clip_seconds:g} s clips, {tags})")
         table = pd.DataFrame(rows).drop(columns=["fvcore_unsupported"])
         print(table.loc[:, (table != "").any(axis=0)].to_string(index=False))  # drop columns empty for this spec
+        print("\n".join(format_totals(spec, totals)))
     return 0
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
     from bench.data.synthetic import generate
 
-    if args.clips < 1:
-        raise UserError(f"--clips must be >= 1, got {args.clips}")
+    writable_folder(args.out, "--out")
     summary = generate(args.out, clips=args.clips, seed=args.seed, clip_seconds=args.seconds)
     print(f"synthetic MTAT-format dataset: {summary.clips} clips in {args.out}")
     return 0
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
+    from bench.grid import check_inputs
     from bench.prepare import prepare_spec
     from bench.spec import load_spec
 
-    prepare_spec(load_spec(args.spec), args.data, args.cache, args.workers)
+    spec = load_spec(args.spec)
+    check_inputs(spec, args.data, None, args.cache, dry_run=False)
+    prepare_spec(spec, args.data, args.cache, args.workers, progress=not args.quiet)
     return 0
 
 
 def _download_bar(total, description, initial=0):
-    from tqdm import tqdm
+    from bench.progress import progress_bar
 
-    return tqdm(total=total, initial=initial, desc=description, unit="B", unit_scale=True, dynamic_ncols=True)
+    return progress_bar(total, description, unit="B", initial=initial, unit_scale=True)
 
 
 def cmd_download(args: argparse.Namespace) -> int:
     from bench.data.download import JAMENDO_BASE_URL, MTAT_BASE_URL, download_jamendo, download_mtat
 
+    writable_folder(args.to, "--to")
     if args.dataset == "jamendo":
         root = download_jamendo(args.to, quality=args.quality, base_url=args.base_url or JAMENDO_BASE_URL,
                                 keep_archives=args.keep_archives, progress=_download_bar)
@@ -103,6 +156,7 @@ def cmd_convert_msd(args: argparse.Namespace) -> int:
     from bench.data.manifest import write_manifest
     from bench.data.msd import read_msd
 
+    writable_file(args.out, "--out")
     index = read_msd(args.root)
     out = write_manifest(index, args.out)
     counts = index.counts()
@@ -137,26 +191,34 @@ def cmd_grid(args: argparse.Namespace) -> int:
     return run_grid(args.spec, data=args.data, results=args.results, cache=args.cache, device=args.device,
                     workers=args.workers, launcher=args.launcher, shard_text=args.shard, dry_run=args.dry_run,
                     retry_failed=args.retry_failed, slurm=slurm, make_report=not args.no_report,
-                    runs_per_gpu=args.runs_per_gpu)
+                    runs_per_gpu=args.runs_per_gpu, quiet=args.quiet)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from bench.report import cli_main
 
-    return cli_main(args.results_dir)
+    target = Path(args.target)
+    if target.suffix == ".toml" or target.is_file():  # a spec: its results folder under --results
+        from bench.spec import load_spec
+
+        target = Path(args.results) / load_spec(target).name
+    return cli_main(readable_folder(target, "results folder"))
 
 
 def cmd_perf(args: argparse.Namespace) -> int:
     from bench.perf import PerfSettings, cli_main
 
+    if args.out:
+        writable_file(args.out, "--out")
     settings = PerfSettings(batch=args.batch, budget_seconds=args.budget, scaling_cases=args.scaling,
                             epochs=args.epochs, compile=not args.no_compile)
     return cli_main(args.spec, args.device, args.out, settings)
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from bench.pretrained import import_musicnn
+    from bench.pretrained import import_musicnn, models_dir
 
+    writable_folder(models_dir(args.out), "--out")
     import_musicnn(args.source, args.out, args.model)
     return 0
 
@@ -164,11 +226,13 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_tag(args: argparse.Namespace) -> int:
     from bench.tag import cli_main
 
+    if args.png:
+        writable_file(args.png, "--png")
     return cli_main(args.audio, args.model, args.models, args.top, args.json, args.png, args.started)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="bench",
         description="How much spectrogram resolution does a CNN music tagger need? "
         "Plan, train and report mel-spectrogram resolution grids.",
@@ -181,38 +245,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument("--no-fvcore", action="store_true",
                    help="skip fvcore's measured GMAC (fast: analytic count and parameters only)")
+    p.add_argument("--perf", metavar="JSON", help="`bench perf --out` measurements for the projected device-hours "
+                   "(default RESULTS/perf/<spec file name>.json, what `make perf` writes, if present)")
+    p.add_argument("--results", default="results", metavar="DIR",
+                   help="results root where `make perf` writes (default ./results in the working directory)")
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("synth", help="write a synthetic dataset in MagnaTagATune's layout (MP3s + annotations)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--clips", type=int, default=600, metavar="N", help="number of clips (default 600)")
-    p.add_argument("--seed", type=int, default=0, metavar="S", help="generator seed (default 0)")
-    p.add_argument("--seconds", type=float, default=29.1, metavar="SEC", help="clip length (default 29.1)")
+    p.add_argument("--clips", type=at_least(1), default=600, metavar="N", help="number of clips (default 600)")
+    p.add_argument("--seed", type=at_least(0), default=0, metavar="S", help="generator seed (default 0)")
+    p.add_argument("--seconds", type=positive_float, default=29.1, metavar="SEC", help="clip length (default 29.1)")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("prepare", help="decode and resample a spec's dataset into per-sample-rate caches")
     p.add_argument("spec", metavar="SPEC")
-    p.add_argument("--data", metavar="DIR", help="dataset root (overrides the spec's dataset.path)")
-    p.add_argument("--cache", metavar="DIR", help="cache root (default $BENCH_CACHE or ./cache)")
-    p.add_argument("--workers", type=int, metavar="N", help="decoding processes (default: one per core)")
+    p.add_argument("--data", metavar="DIR", help=DATA_HELP)
+    p.add_argument("--cache", metavar="DIR", help=CACHE_HELP)
+    p.add_argument("--workers", type=at_least(1), metavar="N", help="decoding processes (default: one per core)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("dataset", help="what a grid will train on: clips per split, tags, positives, exclusions "
                        "(reads the dataset as `bench grid` does; decodes nothing)")
     p.add_argument("spec", metavar="SPEC")
-    p.add_argument("--data", metavar="ROOT", help="dataset root (overrides the spec's dataset.path)")
+    p.add_argument("--data", metavar="ROOT", help=DATA_HELP)
     p.add_argument("--json", action="store_true", help="one JSON object on stdout instead of the table")
     p.set_defaults(func=cmd_dataset)
 
     p = sub.add_parser("grid", help="prepare data if needed, then train every run of SPEC that is not done")
     p.add_argument("spec", metavar="SPEC")
-    p.add_argument("--data", metavar="DIR", help="dataset root (overrides the spec's dataset.path)")
-    p.add_argument("--results", default="results", metavar="DIR", help="results root (default ./results)")
-    p.add_argument("--cache", metavar="DIR", help="waveform cache root (default $BENCH_CACHE or ./cache)")
+    p.add_argument("--data", metavar="DIR", help=DATA_HELP)
+    p.add_argument("--results", default="results", metavar="DIR",
+                   help="results root (default ./results in the working directory)")
+    p.add_argument("--cache", metavar="DIR", help=CACHE_HELP)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--workers", type=int, metavar="N",
+    p.add_argument("--workers", type=at_least(1), metavar="N",
                    help="worker processes or Slurm jobs (default: runs-per-gpu per visible GPU, 1 on the CPU)")
-    p.add_argument("--runs-per-gpu", type=int, metavar="K",
+    p.add_argument("--runs-per-gpu", type=at_least(1), metavar="K",
                    help="runs trained at once on each GPU (default: chosen from GPU memory and the runs' footprint)")
     p.add_argument("--launcher", default="local", choices=["local", "slurm", "submitit-local"],
                    help="local processes, Slurm jobs via submitit, or submitit's local executor")
@@ -220,16 +290,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print what would run and why the rest is skipped")
     p.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
     p.add_argument("--no-report", action="store_true", help="do not run `bench report` at the end")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress bars and no line per epoch (runs, results and problems are still printed)")
     slurm = p.add_argument_group("slurm (with --launcher slurm)")
     slurm.add_argument("--partition", metavar="NAME")
-    slurm.add_argument("--time", type=int, default=24 * 60, metavar="MIN", help="time limit per job (minutes)")
-    slurm.add_argument("--gpus", type=int, default=1, metavar="N", help="GPUs per job")
-    slurm.add_argument("--cpus", type=int, default=8, metavar="N", help="CPUs per job")
-    slurm.add_argument("--mem-gb", type=int, metavar="GB", help="memory per job")
+    slurm.add_argument("--time", type=at_least(1), default=24 * 60, metavar="MIN", help="time limit per job (minutes)")
+    slurm.add_argument("--gpus", type=at_least(1), default=1, metavar="N", help="GPUs per job")
+    slurm.add_argument("--cpus", type=at_least(1), default=8, metavar="N", help="CPUs per job")
+    slurm.add_argument("--mem-gb", type=at_least(1), metavar="GB", help="memory per job")
     p.set_defaults(func=cmd_grid)
 
     p = sub.add_parser("report", help="tables (csv, md, tex) and figures (png, pdf) from a spec's results")
-    p.add_argument("results_dir", metavar="RESULTS_DIR", help="a spec's results folder, e.g. results/demo")
+    p.add_argument("target", metavar="RESULTS_DIR|SPEC",
+                   help="a spec's results folder, e.g. results/demo, or the spec, e.g. specs/demo.toml")
+    p.add_argument("--results", default="results", metavar="DIR",
+                   help="results root where a SPEC's folder is (default ./results in the working directory)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("perf", help="measure training throughput, conv peak, front end and data path; "
@@ -237,13 +312,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", metavar="SPEC", nargs="?", default="specs/paper-mtat-vgg.toml",
                    help="grid spec whose configurations are measured (default specs/paper-mtat-vgg.toml)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--batch", type=int, metavar="N",
+    p.add_argument("--batch", type=at_least(1), metavar="N",
                    help="clips per training step (default: the spec's batch on CUDA, the paper's 32; 8 on the CPU)")
-    p.add_argument("--budget", type=float, default=30.0, metavar="SEC",
+    p.add_argument("--budget", type=positive_float, default=30.0, metavar="SEC",
                    help="seconds per measurement after its warm-up step (default 30)")
-    p.add_argument("--scaling", type=int, default=6, metavar="N",
+    p.add_argument("--scaling", type=at_least(1), default=6, metavar="N",
                    help="configurations measured for step time vs GMAC (default 6)")
-    p.add_argument("--epochs", type=float, default=30.0, metavar="E",
+    p.add_argument("--epochs", type=positive_float, default=30.0, metavar="E",
                    help="epochs per run assumed by the device-hours projection (default 30)")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile lever")
     p.add_argument("--out", metavar="JSON", help="also write the measurements as JSON")
@@ -259,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("package", choices=["musicnn"], help="what to import: the musicnn 0.1.0 models")
     p.add_argument("--from", dest="source", metavar="PATH",
                    help="the musicnn package folder (default: the installed musicnn package)")
-    p.add_argument("--out", metavar="DIR", help="models folder (default $BENCH_MODELS or ./models)")
+    p.add_argument("--out", metavar="DIR", help="models folder " + MODELS_HELP)
     p.add_argument("--model", action="append", choices=released, metavar="NAME",
                    help=f"import only this model (repeatable; default all: {', '.join(released)})")
     p.set_defaults(func=cmd_import)
@@ -269,8 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="MTT_musicnn", metavar="NAME|DIR",
                    help=f"{' | '.join(released)} (imported), or a run folder results/<spec>/runs/<run_id> "
                    "(default MTT_musicnn)")
-    p.add_argument("--models", metavar="DIR", help="where imported models live (default $BENCH_MODELS or ./models)")
-    p.add_argument("--top", type=int, default=5, metavar="K", help="tags printed per file (default 5)")
+    p.add_argument("--models", metavar="DIR", help="where imported models live " + MODELS_HELP)
+    p.add_argument("--top", type=at_least(1), default=5, metavar="K", help="tags printed per file (default 5)")
     p.add_argument("--json", action="store_true", help="print JSON: top tags and every tag's mean score per file")
     p.add_argument("--png", metavar="PATH",
                    help="save the taggram as a PNG (with several files: PATH-<audio name>.png each)")
@@ -290,12 +365,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error (already printed, one line)
+        return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
     args.started = started
     from bench.store import is_resource_error
 
     try:
         return args.func(args)
+    except KeyboardInterrupt as exc:  # Ctrl-C: nothing is lost; say what a rerun does
+        hint = str(exc) if isinstance(exc, Interrupted) else "rerun to continue (finished work is kept)"
+        print(f"bench {args.command}: interrupted; {one_line(hint)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except UserError as exc:
         print(f"bench {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -1,4 +1,4 @@
-"""Errors that are the user's to fix: the CLI prints them as one line and exits with status 2."""
+"""What the CLI prints as one line: errors that are the user's to fix (exit status 2), and Ctrl-C (exit 130)."""
 
 from __future__ import annotations
 
@@ -16,3 +16,31 @@ class SpecError(UserError):
         self.problem = problem
         where = f"{self.path}: {field}: " if field else f"{self.path}: "
         super().__init__(where + problem)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with what a rerun will do: the CLI prints "interrupted; <message>" as one line.
+
+    A KeyboardInterrupt, so code that lets Ctrl-C through (and only it) lets this through too."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def resume_hint(run_id: str, next_epoch: int | None) -> str:
+    """What rerunning does for an interrupted run (`next_epoch` None: from its checkpoint, if any)."""
+    if next_epoch is None:
+        return f"rerun to resume {run_id} from its last checkpoint"
+    return f"rerun to resume {run_id} from epoch {next_epoch}"
+
+
+def ignore_interrupts() -> None:
+    """Initializer of pool processes whose parent handles Ctrl-C (and stops the pool): without it every
+    pool process prints its own KeyboardInterrupt traceback."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

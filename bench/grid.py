@@ -16,17 +16,27 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
+import sys
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.errors import UserError
-from bench.runner import log_to_stdout, read_result, run_dir, run_states, shard, worker_loop
-from bench.spec import Spec, load_spec
-from bench.store import check_writable
+from bench.errors import Interrupted, UserError
+from bench.paths import writable_folder
+from bench.runner import RunLock, log_to_stdout, read_result, run_dir, run_states, shard, worker_loop
+from bench.spec import Spec, load_spec, spec_warnings
 
 MAX_RUNS_PER_GPU = 4
 """Upper bound of the automatic runs-per-GPU choice (more runs mostly add contention)."""
+
+ACTION_WORDS = {"run": "to run", "resume": "to resume", "skip": "done", "skip-failed": "failed (skipped)",
+                "skip-running": "running in another worker"}
+"""How the grid's header names what it will do with runs (`bench.runner.RunState.action`)."""
+
+GENERIC_RESUME = "rerun to continue (finished runs are kept)"
+INTERRUPT_GRACE_SECONDS = 10.0
+"""After Ctrl-C, how long local workers get to stop their runs and say where they will resume."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,8 @@ class WorkerJob:
     runs_per_gpu: int = 1
     worker: int = 0
     threads: int | None = None
+    quiet: bool = False
+    """No line per epoch (runs, results and problems are still printed)."""
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -108,21 +120,60 @@ def worker_entry(job: WorkerJob) -> list[str]:
         return opened[rate]
 
     device, claim = worker_device(job.device, worker, job.runs_per_gpu, log_to_stdout)
+    epoch_log = (lambda message: None) if job.quiet else log_to_stdout
     try:
-        return worker_loop(spec, Path(job.results), runs, cache_for, device, job.retry_failed, log_to_stdout)
+        return worker_loop(spec, Path(job.results), runs, cache_for, device, job.retry_failed, log_to_stdout,
+                           epoch_log)
     finally:
         if claim is not None:
             claim.release()
+
+
+def pool_worker_entry(job: WorkerJob) -> list[str] | Interrupted:
+    """`worker_entry` in a local worker process: Ctrl-C (which the terminal sends to every process of
+    the grid) comes back as a value saying where the run resumes, not as a traceback per process."""
+    try:
+        return worker_entry(job)
+    except Interrupted as exc:
+        return exc
+    except KeyboardInterrupt:
+        return Interrupted(GENERIC_RESUME)
+
+
+def header(spec: Spec, runs: list, results_root: Path, states, shard_index: int = 0, shard_count: int = 1) -> str:
+    """The grid's first line, e.g. "demo: 6 runs in results/demo: 5 to run, 1 running in another worker"."""
+    counts = Counter(s.action for s in states)
+    what = ", ".join(f"{counts[a]} {ACTION_WORDS[a]}" for a in ACTION_WORDS if counts[a])
+    where = f" (shard {shard_index}/{shard_count})" if shard_count > 1 else ""
+    return f"{spec.name}: {len(runs)} run{'s' if len(runs) != 1 else ''}{where} in {results_root / spec.name}: {what}"
+
+
+def check_inputs(spec: Spec, data: str | None, results: str | Path | None, cache: str | None,
+                 dry_run: bool) -> Path | None:
+    """The paths the grid will write, checked before anything is created or prepared: the results
+    root, the cache root and (unless `dry_run`) where the synthetic dataset is generated; a real
+    dataset is checked by its reader, before any folder is made. Returns the results root (if given)."""
+    from bench.data.datasets import cache_root, dataset_root
+
+    results_root = writable_folder(results, "--results") if results is not None else None
+    writable_folder(cache_root(cache), "--cache")
+    if not dry_run:
+        root = dataset_root(spec.dataset, data, spec.path)
+        if spec.dataset.name == "synthetic":  # generated there when absent; other readers name what they miss
+            writable_folder(root, "--data" if data else f"{spec.path}: dataset.path")
+    return results_root
 
 
 def run_grid(spec_path: str, data: str | None = None, results: str = "results", cache: str | None = None,
              device: str = "auto", workers: int | None = None, launcher: str = "local",
              shard_text: str | None = None, dry_run: bool = False, retry_failed: bool = False,
              slurm: SlurmOptions = SlurmOptions(), make_report: bool = True,
-             runs_per_gpu: int | None = None) -> int:
-    """Returns the exit status: 0 when every run of the (shard of the) grid is done and ok, 1 otherwise.
+             runs_per_gpu: int | None = None, quiet: bool = False) -> int:
+    """Returns the exit status: 0 when every run of the (shard of the) grid is done and ok, or is being
+    trained by another live worker; 1 when a run failed or was not run.
 
-    `runs_per_gpu` None chooses from the GPUs' memory and the grid's footprint (`auto_runs_per_gpu`)."""
+    `runs_per_gpu` None chooses from the GPUs' memory and the grid's footprint (`auto_runs_per_gpu`).
+    `quiet`: no progress bars and no line per epoch."""
     from bench.prepare import prepare_spec
     from bench.train import resolve_device
 
@@ -130,14 +181,16 @@ def run_grid(spec_path: str, data: str | None = None, results: str = "results", 
         raise UserError(f"--launcher must be local, slurm or submitit-local, not {launcher!r}")
     if runs_per_gpu is not None and runs_per_gpu < 1:
         raise UserError(f"--runs-per-gpu must be >= 1, got {runs_per_gpu}")
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers must be >= 1, got {workers}")
     spec = load_spec(spec_path)
     shard_index, shard_count = parse_shard(shard_text)
     runs = shard(spec.runs(), shard_index, shard_count)
-    results_root = Path(results)
+    results_root = check_inputs(spec, data, results, cache, dry_run)
+    for warning in spec_warnings(spec):
+        print(f"bench grid: warning: {warning}", file=sys.stderr)
     states = run_states(spec, results_root, runs, retry_failed)
-    counts = Counter(s.action for s in states)
-    print(f"{spec.name}: {len(runs)} runs" + (f" (shard {shard_index}/{shard_count})" if shard_count > 1 else "")
-          + f" -> {results_root / spec.name}: " + ", ".join(f"{n} {a}" for a, n in sorted(counts.items())))
+    print(header(spec, runs, results_root, states, shard_index, shard_count))
     if dry_run:
         for s in states:
             verb = {"run": "would run", "resume": "would resume"}.get(s.action, "skip")
@@ -147,12 +200,11 @@ def run_grid(spec_path: str, data: str | None = None, results: str = "results", 
     if todo:
         # Local workers run here, so the device is checked here; Slurm jobs check it on their node.
         cuda_here = resolve_device(device).type == "cuda" if launcher != "slurm" else None
-        check_writable(results_root / spec.name / "runs")  # before preparing data for nothing
-        _, waveforms, _ = prepare_spec(spec, data, cache, None)
+        _, waveforms, _ = prepare_spec(spec, data, cache, None, progress=not quiet)
         # absolute paths: Slurm jobs and spawned workers may start elsewhere
         job = WorkerJob(spec_path=str(Path(spec_path).resolve()), results=str(results_root.resolve()),
                         cache_dir=str(waveforms.dir.resolve()), device=device, retry_failed=retry_failed,
-                        shard_index=shard_index, shard_count=shard_count)
+                        shard_index=shard_index, shard_count=shard_count, quiet=quiet)
         wants_gpu = cuda_here if launcher != "slurm" else device != "cpu"
         if wants_gpu and runs_per_gpu is None:
             runs_per_gpu, why = auto_runs_per_gpu(spec, [s.run for s in todo], results_root)
@@ -229,16 +281,47 @@ def _gpu_memory_bytes() -> int:
 
 
 def _launch_local(job: WorkerJob, n_workers: int, cuda: bool) -> None:
+    """Run the workers here, one fresh spawned process each (each claims its own GPU slot). Ctrl-C,
+    which the terminal sends to every process, raises one `Interrupted` saying where each run resumes."""
     if n_workers == 1:
         worker_entry(job)
         return
     cores = os.cpu_count() or 1
     threads = None if cuda else max(1, cores // n_workers)
-    jobs = [dataclasses.replace(job, worker=k, threads=threads) for k in range(n_workers)]
-    # one fresh process per worker (never a reused pool process): each claims its own GPU slot
     context = multiprocessing.get_context("spawn")
-    with context.Pool(n_workers, maxtasksperchild=1) as pool:
-        pool.map(worker_entry, jobs, chunksize=1)
+    outcomes = context.SimpleQueue()
+    processes = [context.Process(target=_worker_process, args=(dataclasses.replace(job, worker=k, threads=threads),
+                                                                outcomes), name=f"bench-worker-{k}")
+                 for k in range(n_workers)]
+    for process in processes:
+        process.start()
+    interrupted = False
+    try:
+        for process in processes:
+            process.join()
+    except KeyboardInterrupt:
+        interrupted = True
+        deadline = time.monotonic() + INTERRUPT_GRACE_SECONDS
+        for process in processes:  # they got the same Ctrl-C and are stopping their runs
+            process.join(max(0.0, deadline - time.monotonic()))
+    for process in processes:
+        if process.is_alive():
+            process.terminate()  # its run lock goes with it; the run resumes from its checkpoint
+            process.join()
+    returned = []
+    while not outcomes.empty():
+        returned.append(outcomes.get())
+    hints = [str(r) for r in returned if isinstance(r, Interrupted)]
+    if interrupted or hints:
+        specific = [h for h in hints if h != GENERIC_RESUME]
+        raise Interrupted("; ".join(specific) or GENERIC_RESUME)
+    crashed = [p.name for p in processes if p.exitcode not in (0, None)]
+    if crashed:
+        print(f"{', '.join(crashed)} stopped with an error (see above); their runs are left for the next grid")
+
+
+def _worker_process(job: WorkerJob, outcomes) -> None:
+    outcomes.put(pool_worker_entry(job))
 
 
 def submitit_parameters(job: WorkerJob, launcher: str, slurm: SlurmOptions, wants_gpu: bool,
@@ -276,13 +359,15 @@ def _launch_submitit(job: WorkerJob, n_jobs: int, launcher: str, slurm: SlurmOpt
 
 
 def summarise(spec: Spec, results_root: Path, runs) -> int:
+    """Print the grid's results; 0 when every run is ok or held by another live worker, else 1."""
     import pandas as pd
 
-    rows, failed, missing = [], [], []
+    rows, failed, missing, elsewhere = [], [], [], []
     for run in runs:
-        result = read_result(run_dir(results_root, spec, run))
+        folder = run_dir(results_root, spec, run)
+        result = read_result(folder)
         if result is None:
-            missing.append(run.run_id)
+            (elsewhere if RunLock(folder).held_by_other() else missing).append(run.run_id)
         elif result["status"] != "ok":
             failed.append((run.run_id, result.get("error")))
         else:
@@ -294,7 +379,11 @@ def summarise(spec: Spec, results_root: Path, runs) -> int:
                          "train_s": round(cost["train_seconds"], 1)})
     if rows:
         print(pd.DataFrame(rows).to_string(index=False))
-    print(f"{len(rows)} ok, {len(failed)} failed, {len(missing)} not run")
+    print(f"{len(rows)} ok, {len(failed)} failed, {len(missing)} not run"
+          + (f", {len(elsewhere)} still training in other workers" if elsewhere else ""))
     for run_id, error in failed:
         print(f"  failed {run_id}: {error}")
+    if elsewhere and not failed and not missing:
+        print(f"nothing left for this worker: {len(elsewhere)} run(s) are being trained by other live workers, "
+              "which write their own results")
     return 0 if not failed and not missing else 1

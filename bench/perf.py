@@ -40,6 +40,7 @@ from torch import nn
 import architectures
 from architectures import InputConfig
 from architectures.vgg import VGG
+from bench.data.known import SPLIT_SIZES
 from bench.data.views import ClipDataset, LoaderBatches, ResidentWaveforms, epoch_order
 from bench.errors import UserError
 from bench.fastpath import FastPath, baseline, compiler_available, fast_path, native_bf16
@@ -48,9 +49,6 @@ from bench.plan import plan_rows
 from bench.spec import Configuration, Spec
 from bench.store import atomic_write_json
 from bench.train import forward, make_optimizer, optimise
-
-SPLIT_SIZES = {"mtat": (18_706, 1_825, 5_329), "msd": (201_680, 11_774, 28_435)}
-"""(train, valid, test) clips of the paper's splits (DESIGN.md section 6), for the projection."""
 
 TARGETS = {
     "fast_path_speedup": 2.5,

@@ -11,12 +11,14 @@ from __future__ import annotations
 import dataclasses
 import json
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import architectures
 from architectures import InputConfig
 from architectures.planning import MusiCNNPlan, musicnn_787k_plan, musicnn_plan, vgg605k_plan, vgg_plan
 from bench import framing
+from bench.data.known import clip_count, tag_count
 from bench.spec import Configuration, Spec
 
 SEGMENT_PLANS = {"musicnn": musicnn_plan, "musicnn-787k": musicnn_787k_plan, "vgg-605k": vgg605k_plan}
@@ -86,4 +88,67 @@ def plan_row(config: Configuration, clip_seconds: float, n_tags: int, fvcore: bo
 
 
 def plan_rows(spec: Spec, fvcore: bool = True) -> list[dict[str, Any]]:
-    return [plan_row(c, spec.dataset.clip_seconds, spec.dataset.n_tags, fvcore) for c in spec.configurations()]
+    """One row per configuration, for the number of tags the spec's dataset gives (`bench.data.known`)."""
+    n_tags = tag_count(spec.dataset) or spec.dataset.n_tags
+    return [plan_row(c, spec.dataset.clip_seconds, n_tags, fvcore) for c in spec.configurations()]
+
+
+def cache_bytes(spec: Spec, clips: int) -> int:
+    """The waveform cache of `clips` clips: float16 mono, one copy per sample rate of the grid."""
+    rates = {c.mel.sample_rate for c in spec.configurations()}
+    return sum(clips * framing.clip_samples(spec.dataset.clip_seconds, rate) * 2 for rate in rates)
+
+
+def measured_projection(spec: Spec, perf_json: str | Path) -> dict | None:
+    """The device-hours projection `bench perf --out` wrote for this spec, or None if none was written."""
+    try:
+        report = json.loads(Path(perf_json).read_text())
+    except (OSError, ValueError):
+        return None
+    projection = report.get("projection") if isinstance(report, dict) else None
+    if report.get("spec") != spec.name or not isinstance(projection, dict):
+        return None
+    return {"device_hours": projection.get("device_hours"), "device": report.get("device"),
+            "epochs_per_run": (projection.get("assumptions") or {}).get("epochs_per_run"), "path": str(perf_json)}
+
+
+def grid_totals(spec: Spec, rows: list[dict[str, Any]], perf_json: str | Path | None = None) -> dict[str, Any]:
+    """What the whole grid holds: runs, forward GMAC per clip summed over runs, the waveform cache
+    (where the dataset's clip count is known) and the device-hours `bench perf` projected (if measured)."""
+    gmac = [float(r["gmac"] if r["gmac"] != "" else r["gmac_analytic"]) for r in rows]
+    seeds = len(spec.seeds)
+    clips = clip_count(spec.dataset)
+    return {
+        "configurations": len(rows),
+        "runs": len(rows) * seeds,
+        "gmac_per_clip_min": min(gmac),
+        "gmac_per_clip_max": max(gmac),
+        "gmac_per_clip_sum_over_runs": sum(gmac) * seeds,
+        "n_tags": tag_count(spec.dataset),
+        "clips": clips,
+        "cache_bytes": cache_bytes(spec, clips) if clips else None,
+        "projection": measured_projection(spec, perf_json) if perf_json else None,
+    }
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def format_totals(spec: Spec, totals: dict[str, Any]) -> list[str]:
+    lines = [f"grid: {plural(totals['runs'], 'run')} ({plural(totals['configurations'], 'configuration')} x "
+             f"{plural(len(spec.seeds), 'seed')}); "
+             f"{totals['gmac_per_clip_min']:.3g}-{totals['gmac_per_clip_max']:.3g} GMAC per clip, "
+             f"{totals['gmac_per_clip_sum_over_runs']:.4g} summed over the runs"]
+    if totals["cache_bytes"]:
+        lines.append(f"waveform cache: {totals['cache_bytes'] / 1e9:.3g} GB for {totals['clips']:,} clips "
+                     f"(float16, one copy per sample rate)")
+    else:
+        lines.append("waveform cache: 2 bytes per sample per clip and sample rate (clip count known once read)")
+    projection = totals["projection"]
+    if projection and projection.get("device_hours") is not None:
+        lines.append(f"projected: {projection['device_hours']:,.1f} {projection['device']}-hours at "
+                     f"{projection['epochs_per_run']:g} epochs per run (measured by bench perf: {projection['path']})")
+    else:
+        lines.append("projected device-hours: not measured (bench perf SPEC --out results/perf/<spec>.json)")
+    return lines

@@ -2,14 +2,15 @@
 
 The PyPI package `musicnn==0.1.0` (ISC licence) ships four TF1 checkpoints, `MTT_musicnn`,
 `MSD_musicnn`, `MTT_vgg` and `MSD_vgg`, as `musicnn/<MODEL>/` prefixes with an empty basename. Each is
-read with TensorFlow's checkpoint reader in a child process (`bench.tf_checkpoint`; TensorFlow is the
-optional extra `bench[musicnn]`), mapped onto the `musicnn-787k` / `vgg-605k` presets and written as
+read with TensorFlow's checkpoint reader in a child process (`bench.tf_checkpoint`; TensorFlow is
+the optional extra `mel-resolution-bench[musicnn]`), mapped onto the `musicnn-787k` / `vgg-605k` presets and written as
 
     <models>/<MODEL>/weights.pt    state dict (tensors only: torch.load(..., weights_only=True))
     <models>/<MODEL>/model.json    architecture, tag names, the front end the model expects,
                                    patch length, published results, source and licence
 
-`<models>` is `--out`, else `$BENCH_MODELS`, else `./models`.
+`<models>` is `--out`, else `$BENCH_MODELS`, else `$XDG_DATA_HOME/bench/models` (by default
+`~/.local/share/bench/models`): the same from any working directory.
 
 Mapping: the torch modules of a preset are created in the order in which the released code creates
 its TF layers, so the k-th Conv / BatchNorm / Dense module takes the TF layer `conv2d_k` /
@@ -39,9 +40,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.errors import UserError
+from bench.paths import default_models_dir
 
-MODELS_ENV = "BENCH_MODELS"
-DEFAULT_MODELS_DIR = "models"
 WEIGHTS = "weights.pt"
 MODEL_JSON = "model.json"
 LICENCE = "ISC (musicnn 0.1.0, Copyright (c) Music Technology Group, Universitat Pompeu Fabra 2019)"
@@ -65,8 +65,8 @@ CHECKPOINT_FILES = (".index", ".data-00000-of-00001")
 
 
 def models_dir(path: str | os.PathLike | None = None) -> Path:
-    """Where imported models live: `path`, else $BENCH_MODELS, else ./models."""
-    return Path(path or os.environ.get(MODELS_ENV) or DEFAULT_MODELS_DIR)
+    """Where imported models live: `path`, else the user-level default (`bench.paths.default_models_dir`)."""
+    return Path(path).expanduser() if path else default_models_dir()
 
 
 def musicnn_package_dir() -> Path:
@@ -231,7 +231,7 @@ def state_dict_from_tf(model, arch: str, variables: dict[str, np.ndarray], sourc
 def read_checkpoints(prefixes: list[str]) -> list[dict[str, np.ndarray]]:
     """Variables of each TF checkpoint prefix, read by TensorFlow in a child process."""
     if importlib.util.find_spec("tensorflow") is None:
-        raise UserError("reading the TF checkpoints needs TensorFlow: pip install 'bench[musicnn]' "
+        raise UserError("reading the TF checkpoints needs TensorFlow: pip install 'mel-resolution-bench[musicnn]' "
                         "(or pip install tensorflow-cpu)")
     with tempfile.TemporaryDirectory(prefix="bench-tf-") as tmp:
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}

@@ -6,6 +6,7 @@
         checkpoint.pt   last finished epoch (atomic); an interrupted run resumes from it
         best.pt         best-validation weights (with config.json and result.json's tag_names, what
                         `bench tag RUN_DIR` needs)
+        history.jsonl   one line per finished epoch, appended while the run trains
         error.txt       traceback of a failed run
         executions.jsonl  one line per start of the run (host, pid, time)
         result.json     written atomically at the end: the run's "done" marker
@@ -191,16 +192,20 @@ def provenance(device) -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     versions = {"python": platform.python_version()}
-    for package in ("bench", "torch", "torchaudio", "numpy", "scikit-learn", "soundfile", "soxr", "fvcore"):
+    packages = {"bench": "mel-resolution-bench",  # this suite, under its distribution name
+                **{name: name for name in ("torch", "torchaudio", "numpy", "scikit-learn", "soundfile", "soxr",
+                                           "fvcore")}}
+    for key, package in packages.items():
         try:
-            versions[package] = version(package)
+            versions[key] = version(package)
         except PackageNotFoundError:
-            versions[package] = None
+            versions[key] = None
     return {"git_commit": git_commit(), "versions": versions, "device": str(device),
             "device_name": device_name(device), "host": socket.gethostname(), "platform": platform.platform()}
 
 
-def execute_run(spec: Spec, run: RunSpec, folder: Path, cache_for: Callable, device, log: Callable = print) -> dict:
+def execute_run(spec: Spec, run: RunSpec, folder: Path, cache_for: Callable, device, log: Callable = print,
+                epoch_log: Callable | None = None) -> dict:
     """Train one claimed run and write its result.json (status ok or failed); returns the result."""
     import torch
 
@@ -224,7 +229,7 @@ def execute_run(spec: Spec, run: RunSpec, folder: Path, cache_for: Callable, dev
     started = time.time()
     try:
         cache = cache_for(mel.sample_rate)
-        trained = train_run(run, cache, folder, device, log)
+        trained = train_run(run, cache, folder, device, log, epoch_log)
         from architectures import InputConfig
 
         cost = model_cost(run.arch, InputConfig(mel.sample_rate, mel.n_mels, mel.hop_multiplier, n_frames),
@@ -274,7 +279,7 @@ def _settled(result: dict | None, retry_failed: bool) -> bool:
 
 
 def worker_loop(spec: Spec, results: Path, runs: list[RunSpec], cache_for: Callable, device, retry_failed: bool,
-                log: Callable = print) -> list[str]:
+                log: Callable = print, epoch_log: Callable | None = None) -> list[str]:
     """Claim and execute every run of `runs` that is not done; returns the run ids this worker executed.
 
     Runs claimed by another worker are looked at again after each pass, so the run of a worker that
@@ -286,7 +291,7 @@ def worker_loop(spec: Spec, results: Path, runs: list[RunSpec], cache_for: Calla
         claimed_elsewhere = []
         for run in pending:
             outcome = _claim_and_execute(spec, run_dir(results, spec, run), run, cache_for, device, retry_failed,
-                                         log)
+                                         log, epoch_log)
             if outcome == "held":
                 claimed_elsewhere.append(run)
             elif outcome == "executed":
@@ -298,7 +303,7 @@ def worker_loop(spec: Spec, results: Path, runs: list[RunSpec], cache_for: Calla
 
 
 def _claim_and_execute(spec: Spec, folder: Path, run: RunSpec, cache_for: Callable, device, retry_failed: bool,
-                       log: Callable) -> str:
+                       log: Callable, epoch_log: Callable | None = None) -> str:
     """"settled", "held" (another worker has it) or "executed"."""
     if _settled(read_result(folder), retry_failed):
         return "settled"
@@ -317,7 +322,7 @@ def _claim_and_execute(spec: Spec, folder: Path, run: RunSpec, cache_for: Callab
             for stale in (RESULT, "checkpoint.pt", "best.pt", "error.txt"):
                 (folder / stale).unlink(missing_ok=True)
         log(f"run {run.run_id} (pid {os.getpid()})")
-        result = execute_run(spec, run, folder, cache_for, device, log)
+        result = execute_run(spec, run, folder, cache_for, device, log, epoch_log)
         if result["status"] == "ok":
             m, c = result["metrics"], result["cost"]
             log(f"  done {run.run_id}: test roc_auc {m['roc_auc']:.4f} pr_auc {m['pr_auc']:.4f}, "

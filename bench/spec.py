@@ -77,6 +77,12 @@ LIMITS: dict[str, tuple[float, float]] = {
     "hop_multiplier": (1, 100),
     "seed": (0, MAX_SEED),
 }
+USUAL: dict[str, tuple[float, float]] = {
+    # field: the range of published tagging work; outside it a spec is valid but probably a typo
+    # (sample_rate = [1200] for 12000) and `bench plan` / `bench grid` say so
+    "sample_rate": (8000, 48_000),
+    "dataset.clip_seconds": (3.0, 60.0),
+}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -326,6 +332,11 @@ def parse_spec(raw: dict[str, Any], path: str | Path = "<spec>") -> Spec:
     return spec
 
 
+def _number(x: float) -> str:
+    """A limit as written: integers in full (a seed's 4294967295, not 4.29497e+09)."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
 class _Validator:
     """Type and range checks that raise SpecError for one file."""
 
@@ -339,7 +350,7 @@ class _Validator:
         """`value` within LIMITS[limit] (named `field_name` in the message, default `limit`)."""
         low, high = LIMITS[limit]
         if not low <= value <= high:
-            self.fail(field_name or limit, value, f"must be between {low:g} and {high:g}")
+            self.fail(field_name or limit, value, f"must be between {_number(low)} and {_number(high)}")
 
     def plannable(self, spec: Spec):
         """Every configuration has frames and an architecture plan (pure arithmetic, no torch)."""
@@ -438,3 +449,19 @@ class _Validator:
 def _type_word(kind: type) -> str:
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false",
             dict: "a table", list: "a list"}.get(kind, kind.__name__)
+
+
+def spec_warnings(spec: Spec) -> list[str]:
+    """What is valid but far outside the usual range (`USUAL`), one line each, naming the file and field."""
+    warnings = []
+    low, high = USUAL["sample_rate"]
+    for rate in sorted({c.mel.sample_rate for c in spec.configurations()}):
+        if not low <= rate <= high:
+            warnings.append(f"{spec.path}: sample_rate {rate} Hz is far outside the usual {low / 1000:g}-"
+                            f"{high / 1000:g} kHz of music tagging (a dropped or extra zero?)")
+    low, high = USUAL["dataset.clip_seconds"]
+    seconds = spec.dataset.clip_seconds
+    if not low <= seconds <= high:
+        warnings.append(f"{spec.path}: dataset.clip_seconds {seconds:g} s is far outside the usual {low:g}-{high:g} s "
+                        "(MagnaTagATune's clips are 29.1 s, the MSD previews 30 s)")
+    return warnings

@@ -102,12 +102,28 @@ def atomic_write_json(path: str | Path, data: Any) -> Path:
 
 @contextlib.contextmanager
 def exclusive_lock(path: str | Path) -> Iterator[None]:
-    """Hold an exclusive flock on `path` (waiting for it): the kernel drops it if the holder dies."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    """Hold an exclusive flock on `path` (waiting for it): the kernel drops it if the holder dies.
+
+    The lock file is removed on release, so a finished or interrupted holder leaves nothing behind
+    (a killed one leaves it; the next holder takes it over). A waiter that wakes up holding a file
+    that is no longer at `path` (its holder removed it) opens `path` again."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            current = os.stat(path).st_ino
+        except FileNotFoundError:
+            current = None
+        except BaseException:
+            os.close(fd)
+            raise
+        if current == os.fstat(fd).st_ino:
+            break
+        os.close(fd)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
+        Path(path).unlink(missing_ok=True)  # while still holding it: no one can hold this inode next
         os.close(fd)
 
 
@@ -139,15 +155,3 @@ def lock_held(path: str | Path) -> bool:
         return True
     finally:
         os.close(fd)  # closing drops a shared lock we may have taken
-
-
-def check_writable(folder: str | Path) -> None:
-    """Create `folder` and a file in it (removed at once): a read-only or full place fails here, not later."""
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".probe.", suffix=TEMP_SUFFIX, dir=folder)
-    except OSError as exc:
-        raise _naming(exc, folder) from None
-    os.close(fd)
-    os.unlink(probe)

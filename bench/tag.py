@@ -220,10 +220,33 @@ def save_taggram_png(path: Path, scores: np.ndarray, tags: list[str], patch_seco
     plt.close(fig)
 
 
-def png_path(template: str, audio: str, several: bool) -> Path:
-    """`--png PATH` for one file; with several, PATH with `-<audio stem>` before its suffix."""
+def png_paths(template: str, audio: list[str]) -> list[Path]:
+    """`--png PATH` for each audio file: PATH itself for one file; with several, PATH with
+    `-<audio stem>` before its suffix, or `-<audio file name>` where stems repeat (a.mp3, a.wav), and a
+    counter where whole names repeat (two folders' a.mp3): one PNG per input, never overwritten."""
     path = Path(template)
-    return path.with_name(f"{path.stem}-{Path(audio).stem}{path.suffix or '.png'}") if several else path
+    suffix = path.suffix or ".png"
+    if len(audio) == 1:
+        return [path]
+    stems = [Path(a).stem for a in audio]
+    names = [stem if stems.count(stem) == 1 else Path(a).name for stem, a in zip(stems, audio, strict=True)]
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        unique.append(name if names.count(name) == 1 else f"{name}-{seen[name]}")
+    return [path.with_name(f"{path.stem}-{name}{suffix}") for name in unique]
+
+
+def input_problem(path: str) -> str | None:
+    """Why `path` cannot be tagged, seen from its header only (no decoding), or None."""
+    from bench.data.audio import BadAudio, probe
+
+    try:
+        probe(path)
+    except BadAudio as exc:
+        return str(exc)
+    return None
 
 
 def _decode(path: str, sample_rate: int) -> tuple[np.ndarray | Exception, float]:
@@ -248,13 +271,24 @@ def cli_main(audio: list[str], model: str, models: str | None, top: int, as_json
         raise UserError(f"--top must be >= 1, got {top}")
     kind, folder = resolve_model(model, models)
     sample_rate = model_sample_rate(kind, folder)
+    pngs = png_paths(png, audio) if png else [None] * len(audio)
+    # every input is looked at before the model loads: a typo costs milliseconds, not the model's load
+    problems = [input_problem(path) for path in audio]
+    for path, problem in zip(audio, problems, strict=True):
+        if problem:
+            print(f"bench tag: error: {path}: {problem}", file=sys.stderr)
+    failed = sum(1 for problem in problems if problem)
+    pngs = [out for out, problem in zip(pngs, problems, strict=True) if not problem]
+    audio = [path for path, problem in zip(audio, problems, strict=True) if not problem]
+    if not audio:
+        return 2
     decoder = ThreadPoolExecutor(1)
     try:
         pending = [decoder.submit(_decode, path, sample_rate) for path in audio[:1]]
         t_load = time.perf_counter()
         tagger = load_folder(kind, folder)
         times = {"load": time.perf_counter() - t_load, "decode": 0.0, "tag": 0.0}
-        results, failed, audio_seconds = [], 0, 0.0
+        results, audio_seconds = [], 0.0
         for n, path in enumerate(audio):
             waveform, decode_seconds = pending.pop().result()
             if n + 1 < len(audio):
@@ -277,8 +311,8 @@ def cli_main(audio: list[str], model: str, models: str | None, top: int, as_json
                 "top": [{"tag": tagger.tags[i], "score": round(float(mean[i]), 4)} for i in order[:top]],
                 "scores": {tag: round(float(s), 4) for tag, s in zip(tagger.tags, mean, strict=True)},
             })
-            if png:
-                save_taggram_png(png_path(png, path, len(audio) > 1), scores, tagger.tags, tagger.patch_seconds,
+            if pngs[n] is not None:
+                save_taggram_png(pngs[n], scores, tagger.tags, tagger.patch_seconds,
                                  f"{Path(path).name}: {tagger.name}")
             if not as_json:
                 tops = ", ".join(f"{t['tag']} ({t['score']:.3f})" for t in results[-1]["top"])

@@ -25,12 +25,17 @@ in the checkpoint and best.pt is rewritten from it on resume. A kill between che
 epochs since the last one, and the run resumes from there. A checkpoint or best.pt that cannot be
 loaded (corrupt, truncated, not this run's, or holding anything but tensors and plain containers) is
 set aside as `*.rejected` and the run restarts from scratch.
+
+history.jsonl holds one JSON line per finished epoch, appended as the run trains (`tail -f` it); on
+a resume it is rewritten to the epochs the checkpoint holds, so it is always the run's true history.
+Ctrl-C stops the run with `Interrupted`, saying the epoch a rerun resumes from.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import math
 import random
 import time
@@ -54,15 +59,16 @@ from bench.data.views import (
     resident_waveforms,
     segment_mean,
 )
-from bench.errors import UserError
+from bench.errors import Interrupted, UserError, resume_hint
 from bench.fastpath import FastPath, RecompileWatch, fast_path, resident_fits
 from bench.frontend import MelFrontend
 from bench.metrics import tag_metrics
 from bench.spec import RunSpec
-from bench.store import atomic_write_bytes, reject
+from bench.store import atomic_write_bytes, atomic_write_text, reject
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
+HISTORY = "history.jsonl"
 
 
 class NonFiniteLoss(RuntimeError):
@@ -386,8 +392,27 @@ def _sync(device: torch.device) -> None:
 
 
 def train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torch.device,
-              log: Callable = print) -> dict:
-    """Train (or resume) one run in `run_dir`; returns its metrics, timings and history."""
+              log: Callable = print, epoch_log: Callable | None = None) -> dict:
+    """Train (or resume) one run in `run_dir`; returns its metrics, timings and history.
+
+    `log` gets what happened to the run's files; `epoch_log` (default `log`) the line per epoch.
+    Ctrl-C raises `Interrupted` naming the epoch a rerun resumes from."""
+    checkpointed = {"epoch": None}  # the epoch checkpoint.pt holds, once known
+    try:
+        return _train_run(run, cache, run_dir, device, log, epoch_log or log, checkpointed)
+    except Interrupted:
+        raise
+    except KeyboardInterrupt:
+        epoch = checkpointed["epoch"]
+        raise Interrupted(resume_hint(run.run_id, None if epoch is None else epoch + 1)) from None
+
+
+def _history_line(record: dict) -> str:
+    return json.dumps(record) + "\n"
+
+
+def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torch.device, log: Callable,
+               epoch_log: Callable, checkpointed: dict) -> dict:
     protocol = run.protocol
     checkpoint = run_dir / CHECKPOINT
     history: list[dict] = []
@@ -410,6 +435,8 @@ def train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torch
 
     policy = CheckpointPolicy()
     saved = {"epoch": start_epoch - 1, "best": best["epoch"]}  # what checkpoint.pt and best.pt hold
+    checkpointed["epoch"] = saved["epoch"]
+    atomic_write_text(run_dir / HISTORY, "".join(map(_history_line, history)))
     best_weights = None  # the best epoch's weights while best.pt does not hold them yet
 
     def save(epoch: int) -> None:
@@ -421,6 +448,7 @@ def train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torch
         if best["epoch"] != saved["best"]:  # after the checkpoint: see the module docstring
             save_torch(run_dir / BEST, {"epoch": best["epoch"], "model": best_weights})
         saved.update(epoch=epoch, best=best["epoch"])
+        checkpointed["epoch"] = epoch
         policy.written(started, time.perf_counter())
 
     for epoch in range(start_epoch, protocol.max_epochs + 1):
@@ -441,9 +469,11 @@ def train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torch
         if valid["roc_auc"] > best["roc_auc"]:
             best = {"roc_auc": valid["roc_auc"], "epoch": epoch}
             best_weights = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+        with open(run_dir / HISTORY, "a") as handle:  # one write per line: a reader sees whole lines
+            handle.write(_history_line(record))
         if policy.due(time.perf_counter()):
             save(epoch)
-        log(f"  epoch {epoch:3d}/{protocol.max_epochs}  loss {loss:.4f}  valid roc_auc {valid['roc_auc']:.4f}  "
+        epoch_log(f"  epoch {epoch:3d}/{protocol.max_epochs}  loss {loss:.4f}  valid roc_auc {valid['roc_auc']:.4f}  "
             f"pr_auc {valid['pr_auc']:.4f}  lr {record['lr']:.2g}  train {t1 - t0:.1f} s + valid {t2 - t1:.1f} s")
     if history and saved["epoch"] != history[-1]["epoch"]:
         save(history[-1]["epoch"])

@@ -63,7 +63,7 @@ def test_plan_with_fvcore_for_musicnn_and_vgg(capsys, write_spec):
 def test_plan_json_and_table(capsys):
     status, out, _ = run_cli(capsys, "plan", str(SPECS / "paper-mtat-musicnn.toml"), "--format", "json")
     assert status == 0
-    rows = json.loads(out)
+    rows = json.loads(out)["configurations"]
     assert len(rows) == 12 and {r["arch"] for r in rows} == {"musicnn"}
     status, out, _ = run_cli(capsys, "plan", str(SPECS / "paper-mtat-musicnn.toml"))
     assert status == 0

@@ -245,7 +245,7 @@ def test_slurm_with_cuda_is_submitted_from_a_login_node_without_a_gpu(monkeypatc
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(submitit, "AutoExecutor", StubExecutor)
     fake_cache = type("Cache", (), {"dir": tmp_path / "cache"})()
-    monkeypatch.setattr(prepare, "prepare_spec", lambda *args: (None, fake_cache, None))
+    monkeypatch.setattr(prepare, "prepare_spec", lambda *args, **kwargs: (None, fake_cache, None))
     StubExecutor.made.clear()
     spec = Path(__file__).resolve().parents[1] / "specs" / "demo.toml"
     status = run_grid(str(spec), results=str(tmp_path / "results"), device="cuda", launcher="slurm",

@@ -16,6 +16,7 @@ import pytest
 from bench.cli import main
 from bench.grid import run_grid
 from bench.runner import EXECUTIONS, RESULT
+from bench.store import lock_held
 from bench.stress import TINY_SPEC
 
 pytestmark = pytest.mark.slow
@@ -131,6 +132,45 @@ log = ["dB"]
     # the workers share one pipe: a "run <id> (pid N)" line may follow another process's partial line
     started = re.findall(r"\brun (\S+) \(pid \d+\)", out_a + out_b)
     assert sorted(started) == sorted(results)
+    # a worker that finds its peers still training the last runs has nothing left to do: that is success
+    assert a.returncode == 0 and b.returncode == 0, out_a + out_b
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ctrl_c_is_one_line_saying_where_the_run_resumes(workspace, workers):
+    spec = write_spec(workspace, f"ctrl-c-{workers}", archs=("vgg",), epochs=10, patience=10,
+                      extra="" if workers == 1 else """
+[[grid]]
+arch = ["vgg"]
+sample_rate = [16000]
+n_mels = [16]
+hop_multiplier = [2]
+log = ["log"]
+""")
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "grid", str(spec), "--device", "cpu", "--no-report",
+                             "--workers", str(workers)], cwd=workspace, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    runs = workspace / "results" / f"ctrl-c-{workers}" / "runs"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(runs.glob("*/checkpoint.pt"))) < workers:
+        time.sleep(0.05)  # every worker's run has checkpointed an epoch
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    (line,) = err.strip().splitlines()
+    assert line.startswith("bench grid: interrupted; rerun to resume "), line
+    for folder in runs.iterdir():
+        if not (folder / RESULT).exists():
+            assert re.search(rf"{folder.name} from epoch \d+", line), line
+        assert not lock_held(folder / "lock")  # released: the next grid takes the runs over at once
+        epochs = [json.loads(h)["epoch"] for h in (folder / "history.jsonl").read_text().splitlines()]
+        assert epochs == list(range(1, len(epochs) + 1)) and epochs
+    assert not list((workspace / "synth").glob(".*.lock"))
+    quiet = bench(workspace, "grid", str(spec), "--device", "cpu", "--no-report", "--quiet")
+    assert quiet.returncode == 0, quiet.stdout + quiet.stderr
+    assert "  epoch " not in quiet.stdout and "\r" not in quiet.stdout + quiet.stderr  # no line per epoch
+    assert f"ctrl-c-{workers}: {workers} run{'s' if workers > 1 else ''} in results/ctrl-c-{workers}: " in quiet.stdout
 
 
 def test_nan_loss_is_recorded_as_failed_and_the_grid_goes_on(workspace, monkeypatch, capsys):

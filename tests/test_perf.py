@@ -112,7 +112,7 @@ def test_bench_perf_end_to_end(write_spec, tmp_path, capsys):
 
 def test_bench_perf_user_errors(write_spec, capsys):
     assert main(["perf", str(write_spec(TINY)), "--batch", "0"]) == 2
-    assert "--batch must be >= 1" in capsys.readouterr().err
+    assert "argument --batch: must be >= 1, got 0" in capsys.readouterr().err
     assert main(["perf", "no-such-spec.toml"]) == 2
 
 

@@ -130,7 +130,7 @@ def test_missing_misshaped_or_extra_variables_are_refused(change, message):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None,
-                    reason="tensorflow is not installed (the optional extra bench[musicnn])")
+                    reason="tensorflow is not installed (the optional extra mel-resolution-bench[musicnn])")
 def test_import_refuses_a_tf_checkpoint_with_a_misshaped_variable(tmp_path, capsys):
     _, variables = tf_variables("vgg-605k")
     variables["3CNN/kernel"] = np.zeros((3, 3, 128, 64), np.float32)
@@ -264,7 +264,7 @@ def test_presets_in_a_spec(capsys, write_spec):
         name = "released"
         seeds = [0]
         [dataset]
-        name = "synthetic"
+        name = "mtat"  # 50 tags, as the released models
         [[grid]]
         arch = ["musicnn-787k", "vgg-605k"]
         sample_rate = [16000]
@@ -273,7 +273,7 @@ def test_presets_in_a_spec(capsys, write_spec):
         log = ["log"]
     """)
     assert main(["plan", str(spec), "--format", "json", "--no-fvcore"]) == 0
-    rows = {(r["arch"], r["n_mels"]): r for r in json.loads(capsys.readouterr().out)}
+    rows = {(r["arch"], r["n_mels"]): r for r in json.loads(capsys.readouterr().out)["configurations"]}
     assert rows[("musicnn-787k", 96)]["params"] == 787_159 and rows[("vgg-605k", 96)]["params"] == 605_748
     assert rows[("musicnn-787k", 96)]["filter_heights"] == "38-67"
     assert rows[("musicnn-787k", 48)]["filter_heights"] == "19-33"

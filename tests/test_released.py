@@ -28,7 +28,7 @@ MSD_LABELS_START = ["rock", "pop", "alternative", "indie", "electronic"]
 
 def _missing() -> str | None:
     if importlib.util.find_spec("tensorflow") is None:
-        return "tensorflow is not installed (the optional extra bench[musicnn])"
+        return "tensorflow is not installed (the optional extra mel-resolution-bench[musicnn])"
     if importlib.util.find_spec("musicnn") is None:
         return "the musicnn package is not installed (pip install musicnn==0.1.0 --no-deps)"
     return None

@@ -414,7 +414,8 @@ def test_read_only_file_system_exits_2(finished, tmp_path, capsys, monkeypatch):
                    "--device", "cpu", "--no-report"])
     err = capsys.readouterr().err
     assert status == 2 and len(err.strip().splitlines()) == 1
-    assert f"cannot write {tmp_path / 'results' / 'one' / 'runs'}: Read-only file system" in err
+    assert f"--results {tmp_path / 'results'}: cannot create files in {tmp_path} (Read-only file system)" in err
+    assert not (tmp_path / "results").exists()  # refused before anything was created
 
 
 def test_full_disk_mid_run_exits_2_leaves_nothing_half_written_and_resumes(damaged, capsys, monkeypatch):
@@ -425,7 +426,7 @@ def test_full_disk_mid_run_exits_2_leaves_nothing_half_written_and_resumes(damag
 
     def fills_up(fd):
         calls.append(fd)
-        if len(calls) > 4:  # config.json and the first epoch's files fit; then the disk is full
+        if len(calls) > 6:  # config.json, history.jsonl and the first epoch's files fit; then the disk is full
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real_fsync(fd)
 

@@ -158,7 +158,7 @@ def test_same_seed_same_bytes_whatever_the_workers_another_seed_differs(tmp_path
     b = synthetic.generate(tmp_path / "b", seed=0, workers=1, **kwargs)
     c = synthetic.generate(tmp_path / "c", seed=1, workers=2, **kwargs)
     assert file_bytes(a.out_dir) == file_bytes(b.out_dir)
-    assert len(file_bytes(a.out_dir)) == 16 + 3  # MP3s, annotations, synthetic.json, the lock file
+    assert len(file_bytes(a.out_dir)) == 16 + 2  # MP3s, annotations, synthetic.json (the lock file is removed)
     assert a.annotations.read_bytes() != c.annotations.read_bytes()
     assert all(pa.read_bytes() != pc.read_bytes() for pa, pc in zip(a.mp3_paths, c.mp3_paths, strict=True))
 

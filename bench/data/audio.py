@@ -39,12 +39,38 @@ class DecodedClip:
     """True when the file was shorter than the clip and was zero-padded."""
 
 
-def _read_mono(path: str, clip_seconds: float | None, min_seconds: float) -> tuple[np.ndarray, int]:
-    """(float32 mono samples, source rate) of the centre `clip_seconds` of `path` (None: all of it)."""
+def _check_file(path: str) -> None:
     if not os.path.exists(path):
         raise BadAudio("missing file")
+    if not os.path.isfile(path):
+        raise BadAudio("undecodable (not a regular file)")
     if os.path.getsize(path) == 0:
         raise BadAudio("empty file (0 bytes)")
+
+
+def _undecodable(exc: Exception) -> BadAudio:
+    """libsndfile's error, said truly: for a regular file it cannot open (text named .mp3, say) it
+    reports "File does not exist or is not a regular file (possibly a pipe?)"."""
+    detail = str(exc).strip() or "no detail"
+    if "not a regular file" in detail or "Format not recognised" in detail:
+        return BadAudio("undecodable (not audio in a format libsndfile reads: wav, flac, ogg, mp3, ...)")
+    return BadAudio(f"undecodable ({type(exc).__name__}: {detail})")
+
+
+def probe(path: str) -> None:
+    """Raise BadAudio if `path` is missing, empty or not decodable audio, reading only its header."""
+    _check_file(path)
+    try:
+        info = sf.info(path)
+    except Exception as exc:  # libsndfile reports bad data as several exception types
+        raise _undecodable(exc) from None
+    if info.frames <= 0:
+        raise BadAudio("no audio frames")
+
+
+def _read_mono(path: str, clip_seconds: float | None, min_seconds: float) -> tuple[np.ndarray, int]:
+    """(float32 mono samples, source rate) of the centre `clip_seconds` of `path` (None: all of it)."""
+    _check_file(path)
     try:
         with sf.SoundFile(path) as handle:
             source_rate = handle.samplerate
@@ -61,7 +87,7 @@ def _read_mono(path: str, clip_seconds: float | None, min_seconds: float) -> tup
     except BadAudio:
         raise
     except Exception as exc:  # libsndfile reports bad data as several exception types
-        raise BadAudio(f"undecodable ({type(exc).__name__}: {str(exc).strip() or 'no detail'})") from None
+        raise _undecodable(exc) from None
     if data.shape[0] < min_seconds * source_rate:  # frames announced but not delivered (truncated file)
         raise BadAudio(f"too short after decoding ({data.shape[0] / source_rate:.2f} s < {min_seconds} s)")
     mono = data.mean(axis=1, dtype=np.float32)

@@ -43,6 +43,7 @@ import numpy as np
 from bench import framing
 from bench.data.audio import MIN_SECONDS, BadAudio, decode_clip
 from bench.data.index import Clip, DatasetIndex
+from bench.errors import ignore_interrupts
 from bench.store import (
     atomic_write_bytes,
     atomic_write_json,
@@ -279,7 +280,7 @@ class WaveformCache:
                 results = map(_decode_row, jobs)
             else:
                 # spawn: the parent may hold torch's thread pools, which fork does not copy safely
-                pool = multiprocessing.get_context("spawn").Pool(workers)
+                pool = multiprocessing.get_context("spawn").Pool(workers, initializer=ignore_interrupts)
                 results = pool.imap_unordered(_decode_row, jobs, chunksize=4)
             for row, status, reason, clips in results:
                 for rate, part in partial.items():

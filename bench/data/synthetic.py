@@ -53,6 +53,8 @@ import numpy as np
 import soundfile as sf
 
 from bench import framing
+from bench.errors import ignore_interrupts
+from bench.progress import progress_bar
 from bench.store import atomic_write_bytes, exclusive_lock
 
 GENERATOR_VERSION = 1
@@ -789,8 +791,12 @@ def _run(jobs: list, workers: int) -> Iterator[tuple[int, float, float]]:
         yield from map(_render_clip, jobs)
         return
     # spawn: the caller may hold torch/OpenMP threads, which fork would copy in a broken state
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=ignore_interrupts)
+    try:
         yield from pool.map(_render_clip, jobs, chunksize=1)
+    finally:  # on Ctrl-C too: clips being rendered are not waited for
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def generate(out_dir: str | Path, clips: int = 600, seed: int = 0, clip_seconds: float = framing.PAPER_CLIP_SECONDS,
@@ -841,9 +847,7 @@ def _write_all(out: Path, plans: list[ClipPlan], seed: int, clip_seconds: float,
     workers = max(1, min(workers or os.cpu_count() or 1, clips))
     jobs = [(p, seed, clip_seconds, sample_rate, str(out)) for p in plans]
     synth_s = encode_s = 0.0
-    from tqdm import tqdm
-
-    with tqdm(total=clips, desc="synthetic clips", unit="clip", disable=not progress, dynamic_ncols=True) as bar:
+    with progress_bar(clips, "synthetic clips", enabled=progress) as bar:
         for _, s, e in _run(jobs, workers):
             synth_s += s
             encode_s += e

@@ -1,0 +1,134 @@
+"""The look-then-lock race of the runner, made deterministic.
+
+A worker looks for a run's result, finds none, and takes the run's lock. Another worker may have
+finished the run between that look and that claim (it wrote result.json and released the lock). The
+first worker must then see the result after its claim and leave the run alone: executed once, its
+result kept as written. Here the other worker's finish is injected into `RunLock.acquire`, just before
+the real flock is taken.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import runner
+from bench.runner import EXECUTIONS, RESULT, RunLock
+from bench.spec import load_spec
+from bench.store import atomic_write_json
+
+from .conftest import MINIMAL_SPEC
+
+
+@pytest.fixture
+def one_run(write_spec, tmp_path):
+    spec = load_spec(write_spec(MINIMAL_SPEC))
+    (run,) = spec.runs()
+    return spec, run, runner.run_dir(tmp_path / "results", spec, run)
+
+
+def finished_by_other_worker(run_id: str, status: str) -> dict:
+    """What another worker's execute_run leaves: a complete ok result, or a failed one with its error."""
+    if status == "failed":
+        return {"run_id": run_id, "status": "failed", "error": "RuntimeError: boom"}
+    return {"run_id": run_id, "status": "ok", "config": {"arch": "vgg"},
+            "metrics": {"roc_auc": 0.875, "pr_auc": 0.375}, "cost": {"epochs": 3}}
+
+
+def race(monkeypatch, folder, result):
+    """The other worker writes its execution line and `result` between our look and our lock."""
+    real_acquire = RunLock.acquire
+    looks = []
+
+    def acquire(self):
+        looks.append(runner.read_result(folder))  # what our first look saw: nothing yet
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / EXECUTIONS, "a") as handle:
+            handle.write(json.dumps({"host": "other", "pid": 1, "time": 0.0}) + "\n")
+        atomic_write_json(folder / RESULT, result)
+        return real_acquire(self)
+
+    monkeypatch.setattr(RunLock, "acquire", acquire)
+    return looks
+
+
+def record_executions(monkeypatch):
+    calls = []
+
+    def execute_run(spec, run, folder, *args, **kwargs):  # cache_for, device, log, ...
+        calls.append(run.run_id)
+        with open(folder / EXECUTIONS, "a") as handle:  # as the real one does, first thing
+            handle.write(json.dumps({"host": "this", "pid": 2, "time": 1.0}) + "\n")
+        result = {**finished_by_other_worker(run.run_id, "ok"), "cost": {"epochs": 3, "train_seconds": 1.0}}
+        atomic_write_json(folder / RESULT, result)
+        return result
+
+    monkeypatch.setattr(runner, "execute_run", execute_run)
+    return calls
+
+
+def no_cache(sample_rate):
+    raise AssertionError("a settled run must not need the cache")
+
+
+@pytest.mark.parametrize("status,retry_failed", [("ok", False), ("ok", True), ("failed", False)])
+def test_a_run_finished_between_the_look_and_the_lock_is_not_executed_again(
+        monkeypatch, one_run, status, retry_failed):
+    spec, run, folder = one_run
+    other = finished_by_other_worker(run.run_id, status)
+    looks = race(monkeypatch, folder, other)
+    calls = record_executions(monkeypatch)
+    lines = []
+    outcome = runner._claim_and_execute(spec, folder, run, no_cache, "cpu", retry_failed, lines.append)
+    assert looks == [None]  # the race happened: nothing was there at the first look
+    assert outcome == "settled"
+    assert calls == []
+    assert json.loads((folder / RESULT).read_text()) == other  # kept as the other worker wrote it
+    assert len((folder / EXECUTIONS).read_text().splitlines()) == 1  # the other worker's start only
+    assert not list(folder.glob("*.rejected"))
+    assert not RunLock(folder).held_by_other()
+    lock = RunLock(folder)  # and the claim was given back
+    assert lock.acquire()
+    lock.release()
+
+
+def test_the_worker_loop_executes_nothing_after_losing_the_race(monkeypatch, one_run):
+    spec, run, folder = one_run
+    race(monkeypatch, folder, finished_by_other_worker(run.run_id, "ok"))
+    calls = record_executions(monkeypatch)
+    executed = runner.worker_loop(spec, folder.parents[2], [run], no_cache, "cpu", False, log=lambda *_: None)
+    assert executed == [] and calls == []
+    assert len((folder / EXECUTIONS).read_text().splitlines()) == 1
+
+
+def test_a_failed_run_finished_in_the_race_is_retried_when_failures_are_retried(monkeypatch, one_run):
+    """The other side of the same check: with retry_failed, a failed result is not settled, so the claim
+    goes on and the run is executed (once), from scratch."""
+    spec, run, folder = one_run
+    race(monkeypatch, folder, finished_by_other_worker(run.run_id, "failed"))
+    calls = record_executions(monkeypatch)
+    outcome = runner._claim_and_execute(spec, folder, run, no_cache, "cpu", True, lambda *_: None)
+    assert outcome == "executed" and calls == [run.run_id]
+    assert json.loads((folder / RESULT).read_text())["status"] == "ok"
+    assert len((folder / EXECUTIONS).read_text().splitlines()) == 2  # the failed start and the retry
+
+
+def test_without_a_race_the_claimed_run_is_executed_once(monkeypatch, one_run):
+    """The fake execute_run is the one the runner calls: with no result at either look it runs once."""
+    spec, run, folder = one_run
+    calls = record_executions(monkeypatch)
+    outcome = runner._claim_and_execute(spec, folder, run, no_cache, "cpu", False, lambda *_: None)
+    assert outcome == "executed" and calls == [run.run_id]
+    assert len((folder / EXECUTIONS).read_text().splitlines()) == 1
+
+
+def test_a_run_already_settled_at_the_first_look_is_not_even_claimed(monkeypatch, one_run):
+    spec, run, folder = one_run
+    folder.mkdir(parents=True)
+    atomic_write_json(folder / RESULT, finished_by_other_worker(run.run_id, "ok"))
+    claims = []
+    monkeypatch.setattr(RunLock, "acquire", lambda self: claims.append(self.folder) or True)
+    calls = record_executions(monkeypatch)
+    outcome = runner._claim_and_execute(spec, folder, run, no_cache, "cpu", False, lambda *_: None)
+    assert outcome == "settled" and claims == [] and calls == []

@@ -1,0 +1,74 @@
+"""Early stopping, on fixed sequences of validation ROC-AUC.
+
+The rule (bench/train.py's docstring, as in Keras' EarlyStopping): training stops once validation
+ROC-AUC has not improved for `patience` consecutive epochs; an epoch improves only if its score is
+strictly higher than the best so far; the test split is then scored with the best epoch's weights.
+`max_epochs` bounds the run either way.
+
+The training loop itself runs (train_run on a tiny model and toy data); only the training pass and the
+validation scores are replaced, so each case's stop epoch is the one worked out by hand below.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bench import train
+
+from .device_fakes import ToyCache, tiny_runs
+
+CPU = torch.device("cpu")
+
+
+def drive(monkeypatch, tmp_path, scores, patience, max_epochs):
+    """train_run with validation ROC-AUC taken from `scores` (one per epoch); returns (result, valid calls)."""
+    queue = list(scores)
+    valid_calls = []
+    real_evaluate = train.Trainer.evaluate
+
+    def evaluate(self, split):
+        if split != "valid":
+            return real_evaluate(self, split)
+        valid_calls.append(len(valid_calls) + 1)
+        roc = queue.pop(0)
+        return {"roc_auc": roc, "pr_auc": roc / 2}
+
+    monkeypatch.setattr(train.Trainer, "evaluate", evaluate)
+    monkeypatch.setattr(train.Trainer, "train_epoch", lambda self, epoch: (0.5, len(self.data["train"])))
+    (run,) = tiny_runs(epochs=max_epochs, patience=patience)
+    result = train.train_run(run, ToyCache(), tmp_path, CPU, log=lambda *_: None)
+    return result, valid_calls
+
+
+# (scores, patience, max_epochs, epochs trained, best epoch, best score), each derived by hand:
+CASES = [
+    # best 0.6 at epoch 2; epochs 3 (0.55) and 4 (0.58) do not improve: 2 epochs without improvement
+    # = patience 2, so the run stops after epoch 4; 0.59 and the later 0.9 are never seen.
+    ([0.5, 0.6, 0.55, 0.58, 0.59, 0.9, 0.9, 0.9, 0.9, 0.9], 2, 10, 4, 2, 0.6),
+    # a tie is not an improvement: best 0.6 at epoch 2, epoch 3 (0.6 again) is 1 epoch without
+    # improvement = patience 1, stop after epoch 3.
+    ([0.5, 0.6, 0.6, 0.7, 0.8, 0.9], 1, 6, 3, 2, 0.6),
+    # an improvement restarts the count: best 0.6 (epoch 2), 0.65 (epoch 4); epochs 5 and 6 do not
+    # improve on 0.65, so with patience 2 the run stops after epoch 6.
+    ([0.5, 0.6, 0.55, 0.65, 0.6, 0.62, 0.9, 0.9, 0.9, 0.9], 2, 10, 6, 4, 0.65),
+    # patience 3: best 0.6 at epoch 2, epochs 3, 4, 5 do not improve, stop after epoch 5.
+    ([0.5, 0.6, 0.55, 0.58, 0.59, 0.9, 0.9, 0.9], 3, 8, 5, 2, 0.6),
+    # never 2 epochs without improvement: all 5 epochs of max_epochs run, best is the last.
+    ([0.5, 0.4, 0.6, 0.55, 0.7], 2, 5, 5, 5, 0.7),
+    # max_epochs comes first: 3 epochs without improvement would stop at epoch 5, max_epochs 4 ends it.
+    ([0.5, 0.6, 0.55, 0.58, 0.59, 0.9], 3, 4, 4, 2, 0.6),
+]
+
+
+@pytest.mark.parametrize("scores,patience,max_epochs,epochs,best_epoch,best_score", CASES)
+def test_early_stopping_stops_after_patience_epochs_without_improvement(
+        monkeypatch, tmp_path, scores, patience, max_epochs, epochs, best_epoch, best_score):
+    result, valid_calls = drive(monkeypatch, tmp_path, scores, patience, max_epochs)
+    assert result["epochs"] == epochs
+    assert len(valid_calls) == epochs  # no validation pass of an epoch that does not train
+    assert [h["epoch"] for h in result["history"]] == list(range(1, epochs + 1))
+    assert [h["valid_roc_auc"] for h in result["history"]] == scores[:epochs]
+    assert result["best_valid"] == {"roc_auc": best_score, "epoch": best_epoch}
+    # the test split is scored with the best epoch's weights, which best.pt holds
+    assert train.load_torch(tmp_path / train.BEST)["epoch"] == best_epoch

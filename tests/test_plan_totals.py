@@ -1,0 +1,76 @@
+"""`bench plan` as a newcomer reads it: the tag count the dataset really gives, grid totals, the
+measured projection when `bench perf` wrote one, and a warning for values far outside the usual."""
+
+import json
+
+from bench.cli import main
+from bench.plan import grid_totals, plan_rows
+from bench.spec import load_spec, spec_warnings
+
+from .conftest import MINIMAL_SPEC, SPECS
+
+
+def test_the_demo_is_planned_with_the_synthetic_datasets_17_tags(capsys):
+    spec = load_spec(SPECS / "demo.toml")  # asks for n_tags = 50; the synthetic data has 17 tags
+    vgg = plan_rows(spec, fvcore=False)[0]
+    # the demo's trained VGG (width 1/16) has 70,283 parameters; with 50 outputs it would have
+    # 33 x (128 + 1) = 4,257 more (its last layer is Linear(128, n_tags)): 74,540
+    assert vgg["params"] == 70_283
+    assert main(["plan", str(SPECS / "demo.toml"), "--no-fvcore"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "demo: 6 configurations x 1 seed = 6 runs (synthetic, 8 s clips, 17 tags)"
+
+
+def test_paper_grid_totals(tmp_path):
+    spec = load_spec(SPECS / "paper-mtat-vgg.toml")
+    totals = grid_totals(spec, plan_rows(spec, fvcore=False))
+    assert totals["runs"] == 264 and totals["configurations"] == 88 and totals["n_tags"] == 50
+    # 25,860 clips of the 12:1:3 split, 29.1 s at 12 and 16 kHz (349,200 + 465,600 samples), float16
+    assert totals["clips"] == 18_706 + 1_825 + 5_329
+    assert totals["cache_bytes"] == 25_860 * (349_200 + 465_600) * 2
+    # the reference input 96 x 1366 costs 10.01 GMAC (paper, section VIII); the grid's largest is 128 mels
+    assert totals["gmac_per_clip_max"] > 10.01 and totals["projection"] is None
+
+
+def test_plan_prints_the_projection_bench_perf_measured(capsys, tmp_path):
+    perf = tmp_path / "perf" / "paper-mtat-vgg.json"
+    perf.parent.mkdir()
+    perf.write_text(json.dumps({"spec": "paper-mtat-vgg", "device": "cuda",
+                                "projection": {"device_hours": 123.45, "assumptions": {"epochs_per_run": 30}}}))
+    assert main(["plan", str(SPECS / "paper-mtat-vgg.toml"), "--no-fvcore", "--results", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-3] == "grid: 264 runs (88 configurations x 3 seeds); 0.492-17.6 GMAC per clip, " \
+                        f"{lines[-3].split(', ')[-1]}"
+    assert lines[-2] == "waveform cache: 42.1 GB for 25,860 clips (float16, one copy per sample rate)"
+    assert lines[-1] == f"projected: 123.5 cuda-hours at 30 epochs per run (measured by bench perf: {perf})"
+    perf.write_text(json.dumps({"spec": "another-spec", "projection": {"device_hours": 1.0}}))
+    assert main(["plan", str(SPECS / "paper-mtat-vgg.toml"), "--no-fvcore", "--perf", str(perf)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("projected device-hours: not measured")
+
+
+def test_plan_json_has_configurations_and_totals(capsys):
+    assert main(["plan", str(SPECS / "demo.toml"), "--no-fvcore", "--format", "json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert len(plan["configurations"]) == 6 and plan["totals"]["runs"] == 6 and plan["totals"]["clips"] == 600
+
+
+def test_jamendo_subsets_have_their_published_tag_counts(write_spec):
+    from bench.data.known import tag_count
+
+    for subset, n in (("genre", 87), ("instrument", 40), ("moodtheme", 56), ("all", 183), ("top50tags", 50)):
+        text = MINIMAL_SPEC.replace('name = "synthetic"', f'name = "jamendo"\nsubset = "{subset}"\nn_tags = 200')
+        assert tag_count(load_spec(write_spec(text)).dataset) == n, subset
+
+
+def test_a_dropped_zero_is_warned_about(capsys, write_spec):
+    spec = write_spec(MINIMAL_SPEC.replace("sample_rate = [12000]", "sample_rate = [1200, 16000]"))
+    assert spec_warnings(load_spec(spec)) == [
+        f"{spec}: sample_rate 1200 Hz is far outside the usual 8-48 kHz of music tagging (a dropped or extra zero?)"]
+    assert main(["plan", str(spec), "--no-fvcore"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith(f"bench plan: warning: {spec}: sample_rate 1200 Hz")
+    long_clips = write_spec(MINIMAL_SPEC.replace('name = "synthetic"', 'name = "synthetic"\nclip_seconds = 291'),
+                            "long.toml")
+    (warning,) = spec_warnings(load_spec(long_clips))
+    assert "dataset.clip_seconds 291 s is far outside the usual 3-60 s" in warning
+    assert spec_warnings(load_spec(SPECS / "paper-mtat-vgg.toml")) == []

@@ -1,0 +1,250 @@
+"""What a newcomer trips on: every user error is one line on stderr with exit status 2, checked
+before any work starts and before anything is created; Ctrl-C says where a rerun resumes."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench import grid, train
+from bench.cli import main
+from bench.errors import Interrupted
+from bench.paths import default_models_dir
+from bench.runner import RunLock, RunState
+from bench.store import exclusive_lock
+
+from .conftest import MINIMAL_SPEC, SPECS
+from .device_fakes import ToyCache, tiny_runs
+
+DEMO = str(SPECS / "demo.toml")
+
+
+def one_line_error(capsys, *argv, command=None):
+    """Run the CLI; assert exit status 2 and a single stderr line "bench <command>: error: ..."."""
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    assert status == 2, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"bench {command or argv[0]}: error: "), lines[0]
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.mark.parametrize("argv, says", [
+    (("grid", DEMO, "--workers", "-1", "--dry-run"), "argument --workers: must be >= 1, got -1"),
+    (("grid", DEMO, "--workers", "0", "--dry-run"), "argument --workers: must be >= 1, got 0"),
+    (("grid", DEMO, "--workers", "two"), "argument --workers: expected an integer, got 'two'"),
+    (("grid", DEMO, "--runs-per-gpu", "0"), "argument --runs-per-gpu: must be >= 1, got 0"),
+    (("prepare", DEMO, "--workers", "-1"), "argument --workers: must be >= 1, got -1"),
+    (("synth", "--out", "x", "--clips", "0"), "argument --clips: must be >= 1, got 0"),
+    (("synth", "--out", "x", "--seconds", "-3"), "argument --seconds: must be a positive number, got -3"),
+    (("synth", "--out", "x", "--seconds", "nan"), "argument --seconds: must be a positive number, got nan"),
+    (("tag", "a.mp3", "--top", "0"), "argument --top: must be >= 1, got 0"),
+    (("perf", DEMO, "--budget", "0"), "argument --budget: must be a positive number, got 0"),
+    (("grid", DEMO, "--device", "tpu"), "argument --device: invalid choice: 'tpu'"),
+])
+def test_argument_ranges_are_checked_while_parsing(capsys, argv, says):
+    status = main(list(argv))
+    _, err = capsys.readouterr()
+    assert status == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"bench {argv[0]}: error: {says}"), err
+
+
+def test_unusable_results_and_cache_folders_are_named(capsys, tmp_path):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    for extra in ((), ("--dry-run",)):
+        line = one_line_error(capsys, "grid", DEMO, "--results", str(a_file), *extra)
+        assert line.endswith(f"--results {a_file}: is a file, not a folder")
+        line = one_line_error(capsys, "grid", DEMO, "--results", str(a_file / "deeper"), *extra)
+        assert line.endswith(f"--results {a_file / 'deeper'}: cannot be created: {a_file} is a file, not a folder")
+        line = one_line_error(capsys, "grid", DEMO, "--cache", str(a_file), "--results", str(tmp_path / "r"), *extra)
+        assert line.endswith(f"--cache {a_file}: is a file, not a folder")
+    if Path("/proc/self").is_dir():  # a place nobody can create files in, even root
+        line = one_line_error(capsys, "grid", DEMO, "--results", "/proc/bench-results", "--dry-run")
+        assert "--results /proc/bench-results: cannot create files in /proc" in line
+        assert "cannot create files in /proc" in one_line_error(capsys, "synth", "--out", "/proc/bench-synth")
+    assert "is a file, not a folder" in one_line_error(capsys, "synth", "--out", str(a_file))
+    assert "is a file, not a folder" in one_line_error(capsys, "prepare", DEMO, "--cache", str(a_file))
+    assert "is a file, not a folder" in one_line_error(capsys, "import", "musicnn", "--out", str(a_file))
+    assert one_line_error(capsys, "perf", DEMO, "--out", str(tmp_path)).endswith(
+        f"--out {tmp_path}: is a folder, not a file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # nothing was created meanwhile
+
+
+def test_a_grid_with_nowhere_to_read_data_creates_no_folders(capsys, write_spec, tmp_path):
+    spec = write_spec(MINIMAL_SPEC.replace('name = "synthetic"', 'name = "mtat"'))  # no dataset.path
+    line = one_line_error(capsys, "grid", str(spec), "--results", str(tmp_path / "results"),
+                          "--cache", str(tmp_path / "cache"), "--device", "cpu")
+    assert "dataset.path: not set; give the dataset's location with --data DIR" in line
+    assert not (tmp_path / "results").exists() and not (tmp_path / "cache").exists()
+
+
+def test_report_takes_a_spec_and_a_typo_is_one_line(capsys, tmp_path):
+    line = one_line_error(capsys, "report", "specs/demo-typo.toml")
+    assert line.endswith("specs/demo-typo.toml: spec file not found")
+    line = one_line_error(capsys, "report", DEMO, "--results", str(tmp_path))
+    assert line.endswith(f"results folder {tmp_path / 'demo'}: no such folder")
+
+
+def test_imported_models_live_in_a_user_folder(monkeypatch, tmp_path):
+    monkeypatch.delenv("BENCH_MODELS", raising=False)
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_models_dir() == tmp_path / "home" / ".local" / "share" / "bench" / "models"
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert default_models_dir() == tmp_path / "xdg" / "bench" / "models"
+    monkeypatch.setenv("BENCH_MODELS", str(tmp_path / "mine"))
+    assert default_models_dir() == tmp_path / "mine"
+
+
+def test_tag_names_the_model_folder_from_anywhere(capsys, monkeypatch, tmp_path):
+    monkeypatch.delenv("BENCH_MODELS", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.chdir(tmp_path)
+    line = one_line_error(capsys, "tag", "song.mp3")
+    assert f"{tmp_path / 'xdg' / 'bench' / 'models' / 'MTT_musicnn'}: no imported MTT_musicnn" in line
+
+
+def test_tag_checks_its_inputs_before_loading_the_model(capsys, monkeypatch, tmp_path):
+    from bench import tag
+
+    (tmp_path / "text.mp3").write_text("not audio at all\n")
+    (tmp_path / "empty.wav").write_bytes(b"")
+    monkeypatch.setattr(tag, "resolve_model", lambda model, models: ("run", tmp_path))
+    monkeypatch.setattr(tag, "model_sample_rate", lambda kind, folder: 16000)
+    monkeypatch.setattr(tag, "load_folder", lambda *a: pytest.fail("the model was loaded for files it cannot tag"))
+    status = main(["tag", str(tmp_path / "text.mp3"), str(tmp_path / "missing.wav"), str(tmp_path / "empty.wav")])
+    err = capsys.readouterr().err
+    assert status == 2
+    lines = [line for line in err.splitlines() if line.startswith("bench tag: error:")]
+    assert lines == [
+        f"bench tag: error: {tmp_path / 'text.mp3'}: undecodable (not audio in a format libsndfile reads: wav, flac, "
+        "ogg, mp3, ...)",
+        f"bench tag: error: {tmp_path / 'missing.wav'}: missing file",
+        f"bench tag: error: {tmp_path / 'empty.wav'}: empty file (0 bytes)",
+    ]
+    assert "possibly a pipe" not in err
+
+
+def test_png_names_are_unique_per_input():
+    from bench.tag import png_paths
+
+    assert png_paths("out/t.png", ["a.mp3"]) == [Path("out/t.png")]
+    assert png_paths("t.png", ["x/a.mp3", "b.wav"]) == [Path("t-a.png"), Path("t-b.png")]
+    assert png_paths("t.png", ["a.mp3", "a.wav"]) == [Path("t-a.mp3.png"), Path("t-a.wav.png")]
+    assert png_paths("t", ["x/a.mp3", "y/a.mp3"]) == [Path("t-a.mp3-1.png"), Path("t-a.mp3-2.png")]
+
+
+# --------------------------------------------------------------------------------------------
+# Ctrl-C, grid output
+
+
+def test_ctrl_c_in_training_says_which_epoch_a_rerun_resumes_from(tmp_path, monkeypatch):
+    (run,) = tiny_runs(epochs=4, patience=4)
+    cache = ToyCache()
+    monkeypatch.setattr(train.CheckpointPolicy, "due", lambda self, now: self.last_written is None)  # epoch 1 only
+    real_epoch = train.Trainer.train_epoch
+
+    def interrupted_in_epoch_3(self, epoch):
+        if epoch == 3:
+            raise KeyboardInterrupt
+        return real_epoch(self, epoch)
+
+    monkeypatch.setattr(train.Trainer, "train_epoch", interrupted_in_epoch_3)
+    with pytest.raises(Interrupted) as stopped:
+        train.train_run(run, cache, tmp_path, torch.device("cpu"), log=lambda *_: None)
+    # the checkpoint holds epoch 1, so a rerun trains epoch 2 again
+    assert str(stopped.value) == f"rerun to resume {run.run_id} from epoch 2"
+    lines = (tmp_path / train.HISTORY).read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]  # appended as each epoch finished
+
+    monkeypatch.setattr(train.Trainer, "train_epoch", real_epoch)
+    done = train.train_run(run, cache, tmp_path, torch.device("cpu"), log=lambda *_: None)
+    history = [json.loads(line) for line in (tmp_path / train.HISTORY).read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]  # epoch 2 once: rewritten from the checkpoint on resume
+    assert history == json.loads(json.dumps(done["history"]))
+
+
+def test_ctrl_c_before_any_checkpoint_says_the_run_starts_again(tmp_path, monkeypatch):
+    (run,) = tiny_runs(epochs=2)
+    monkeypatch.setattr(train.Trainer, "train_epoch", lambda self, epoch: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(Interrupted, match=f"^rerun to resume {run.run_id} from epoch 1$"):
+        train.train_run(run, ToyCache(), tmp_path, torch.device("cpu"), log=lambda *_: None)
+
+
+def test_cli_prints_an_interruption_as_one_line_and_releases_the_run_lock(capsys, monkeypatch, tmp_path):
+    from bench import runner
+
+    folder = tmp_path / "run"
+
+    def grid_interrupted(*args, **kwargs):
+        lock = RunLock(folder)
+        assert lock.acquire()
+        try:
+            raise Interrupted("rerun to resume vgg-x from epoch 3")
+        finally:
+            lock.release()
+
+    monkeypatch.setattr(grid, "run_grid", grid_interrupted)
+    status = main(["grid", DEMO])
+    err = capsys.readouterr().err
+    assert status == 130  # 128 + SIGINT, as shells expect
+    assert err == "bench grid: interrupted; rerun to resume vgg-x from epoch 3\n"
+    assert not runner.RunLock(folder).held_by_other()
+
+
+def test_lock_files_are_removed_when_released(tmp_path):
+    path = tmp_path / ".synthetic.lock"
+    with exclusive_lock(path):
+        assert path.exists()
+    assert not path.exists()
+    with pytest.raises(KeyboardInterrupt):
+        with exclusive_lock(path):
+            raise KeyboardInterrupt
+    assert not path.exists()
+
+
+def test_the_grid_header_says_what_it_will_do(tmp_path):
+    from bench.spec import load_spec
+
+    spec = load_spec(DEMO)
+    runs = spec.runs()[:6]
+    actions = ["run"] * 4 + ["skip-running", "skip"]
+    states = [RunState(r, tmp_path, a, "") for r, a in zip(runs, actions, strict=True)]
+    assert grid.header(spec, runs, Path("results"), states) == (
+        "demo: 6 runs in results/demo: 4 to run, 1 done, 1 running in another worker")
+
+
+def test_a_worker_exits_0_when_the_only_runs_left_are_held_by_live_workers(capsys, tmp_path):
+    from bench.runner import run_dir
+    from bench.spec import load_spec
+
+    spec = load_spec(DEMO)
+    runs = spec.runs()[:2]
+    locks = [RunLock(run_dir(tmp_path, spec, r)) for r in runs]
+    assert all(lock.acquire() for lock in locks)  # another worker is training both
+    try:
+        assert grid.summarise(spec, tmp_path, runs) == 0
+        out = capsys.readouterr().out
+        assert "0 ok, 0 failed, 0 not run, 2 still training in other workers" in out
+        assert "2 run(s) are being trained by other live workers" in out
+    finally:
+        locks[0].release()
+    assert grid.summarise(spec, tmp_path, runs) == 1  # one of them was dropped, unfinished: not run
+    locks[1].release()
+
+
+def test_progress_bars_only_on_a_terminal(monkeypatch, capsys):
+    from bench import progress
+
+    monkeypatch.setattr(progress, "on_terminal", lambda: False)  # a log file, a pipe, a Slurm job
+    with progress.progress_bar(3, "clips") as bar:
+        bar.update(3)
+    assert bar.disable and capsys.readouterr().err == ""
+    monkeypatch.setattr(progress, "on_terminal", lambda: True)
+    assert not progress.progress_bar(3, "clips").disable
+    assert progress.progress_bar(3, "clips", enabled=False).disable  # --quiet
