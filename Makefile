@@ -52,18 +52,20 @@ perf: $(STAMP) ## measure training speed, conv peak, front end, data path (RESUL
 	$(BIN)/bench perf $(PERF_SPEC) --out $(RESULTS)/perf/$(basename $(notdir $(PERF_SPEC))).json $(PERF_ARGS)
 
 gpu-check: $(STAMP) ## GPU acceptance: tiny grids on CUDA, throughput, memory (RESULTS/gpu-check.json)
-	$(BIN)/python -m bench.gpucheck --out $(RESULTS)/gpu-check.json
+	$(BIN)/python -m bench.tools.gpucheck --out $(RESULTS)/gpu-check.json
 
-test: $(STAMP) ## run the test suite (CPU only)
+test: $(STAMP) ## check the dependency map, then run the test suite (CPU only)
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 STRESS_ARGS ?=
 
 stress: $(STAMP) ## kill grids at random, race workers, feed bad audio and random specs; print the figures
-	$(BIN)/python -m bench.stress $(STRESS_ARGS)
+	$(BIN)/python -m tests.harness.stress $(STRESS_ARGS)
 
-lint: $(STAMP) ## ruff over the code and tests
-	$(BIN)/ruff check bench architectures tests
+lint: $(STAMP) ## ruff over the code and tests, and the dependency map (import-linter contracts in pyproject.toml)
+	$(BIN)/ruff check bench architectures tests benchmarks
+	$(BIN)/lint-imports --no-cache
 
 clean: ## remove the virtual environment and caches (results and data are kept)
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

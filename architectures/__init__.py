@@ -39,6 +39,9 @@ class Architecture:
     builder: str
     """`module:function` taking (input_config, n_tags, options) and returning an nn.Module."""
     description: str
+    planner: str
+    """`architectures.planning` function taking (sample_rate, n_mels, hop_multiplier, n_frames, **options)
+    and returning the network's shape plan (pure integers, no torch); ValueError if it cannot be built."""
 
 
 _REGISTRY: dict[str, Architecture] = {}
@@ -74,6 +77,21 @@ def make_options(name: str, **options: Any):
     return arch.options(**options)
 
 
+def plan(name: str, input_config: InputConfig, **options: Any):
+    """The shape plan of architecture `name` for `input_config` (no torch): pools, filter heights,
+    segments. Raises ValueError when the input is too small for the network."""
+    from dataclasses import asdict
+
+    from architectures import planning
+
+    arch = get(name)
+    opts = asdict(make_options(name, **options))
+    planner = getattr(planning, arch.planner)
+    accepted = planner.__code__.co_varnames[:planner.__code__.co_argcount]
+    return planner(input_config.sample_rate, input_config.n_mels, input_config.hop_multiplier, input_config.n_frames,
+                   **{k: v for k, v in opts.items() if k in accepted})
+
+
 def build(name: str, input_config: InputConfig, n_tags: int, **options: Any):
     """Build architecture `name` for `input_config` with `n_tags` outputs."""
     arch = get(name)
@@ -87,20 +105,23 @@ register(Architecture(
     name="vgg",
     options=VGGOptions,
     builder="architectures.vgg:build",
+    planner="vgg_plan",
     description="VGG-CNN / FCN-4 (Choi et al. 2016) with pooling adapted to the input (paper Table III)",
 ))
 register(Architecture(
     name="musicnn",
     options=MusiCNNOptions,
     builder="architectures.musicnn:build",
+    planner="musicnn_plan",
     description="MusiCNN (Pons et al. 2018) with timbral filter heights proportional to n_mels",
 ))
 # The models released with musicnn 0.1.0 (Essentia paper, Table 1), whose weights `bench import musicnn`
 # converts; `width` and `segment_seconds` as for MusiCNN.
-for _name, _builder, _description in (
-    ("musicnn-787k", "architectures.musicnn:build_787k",
+for _name, _builder, _planner, _description in (
+    ("musicnn-787k", "architectures.musicnn:build_787k", "musicnn_787k_plan",
      "the released musicnn (musicnn 0.1.0; Essentia paper Table 1): 787,159 parameters at 96 bands"),
-    ("vgg-605k", "architectures.vgg:build_605k",
+    ("vgg-605k", "architectures.vgg:build_605k", "vgg605k_plan",
      "the VGG baseline released with musicnn 0.1.0, on 3 s segments: 605,748 parameters at 187x96"),
 ):
-    register(Architecture(name=_name, options=ReleasedOptions, builder=_builder, description=_description))
+    register(Architecture(name=_name, options=ReleasedOptions, builder=_builder, planner=_planner,
+                          description=_description))

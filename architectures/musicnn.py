@@ -15,7 +15,7 @@ one shorter than the temporal filters.
 `musicnn-787k` is the released musicnn (musicnn 0.1.0) in the same module: its plan
 (`musicnn_787k_plan`) has one timbral width, temporal filters on every band max-pooled over
 frequency, and a smaller mid end and dense layer; its TF checkpoints map onto it 1:1
-(`bench.pretrained`).
+(`bench.tools.pretrained`).
 
 In eval mode a branch max-pools over frequency *before* its ReLU and BatchNorm: both are monotone
 per channel (increasing where the BatchNorm scale is >= 0, decreasing where it is < 0, where the
@@ -82,8 +82,9 @@ def _band_max_of_timbral_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch
 
     The same sums, arranged for the CPU: the w time taps become w input channels of a 1-D convolution
     over frequency, one sequence per frame, and the maximum is then taken over its contiguous last
-    axis. Measured on a 2-core EPYC: the released musicnn's timbral filters ran ~1.5x faster than as
-    a 2-D convolution with one input channel. (B, 1, F, T) -> (B, C, T).
+    axis. The released musicnn's timbral filters were measured faster this way than as a 2-D
+    convolution with one input channel (docs/performance.md#measurements-behind-the-codes-choices).
+    (B, 1, F, T) -> (B, C, T).
     """
     y = _conv1d_over_bands(x, weight, bias, pad)  # (B, T, C, F - h + 1)
     return y.amax(dim=3).transpose(1, 2)
@@ -107,10 +108,11 @@ def _timbral_conv_as_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
     `_band_max_of_timbral_conv` arranges it but keeping every band: (B, 1, F, T) -> (B, C, F - h + 1, T).
 
     Training needs the whole map (BatchNorm's batch statistics cover every band). oneDNN's backward
-    pass of a tall 2-D filter on one input channel is slow on the CPU (musicnn-787k's 67 x 7 filters:
-    ~40x its forward pass); as a 1-D convolution with the w time taps as input channels, forward and
-    backward together were measured 3-5x faster, which made musicnn-787k train faster than the
-    reference PyTorch implementation of the same network (docs: Performance).
+    pass of a tall 2-D filter on one input channel is slow on the CPU (for musicnn-787k's 67 x 7
+    filters, many times its forward pass); as a 1-D convolution with the w time taps as input
+    channels, forward and backward together were measured several times faster, which made
+    musicnn-787k train faster than the reference PyTorch implementation of the same network
+    (measured: docs/performance.md#measurements-behind-the-codes-choices).
     """
     return _conv1d_over_bands(x, weight, bias, pad).permute(0, 2, 3, 1)
 
@@ -123,7 +125,7 @@ class MusiCNN(nn.Module):
         self.plan = plan
         self.pool_first = True
         """Eval mode pools over frequency before ReLU and BatchNorm (False: the order as written,
-        what `bench.cost` counts)."""
+        what `bench.cost.gmac` counts)."""
         self.rearrange = True
         """Timbral convolutions on the CPU as 1-D convolutions over frequency (False: as written)."""
         self.n_mels = n_mels

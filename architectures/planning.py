@@ -46,7 +46,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench import framing
+BASE_HOP = 256
+"""Hop of multiplier 1 in samples; hop x m is BASE_HOP * m (the suite's front end, `bench.core.framing`)."""
 
 # --------------------------------------------------------------------------------------------
 # VGG-CNN
@@ -73,6 +74,13 @@ TABLE_III_TIME: dict[tuple[int, int], tuple[int, ...]] = {
     (16000, 10): (4, 5, 9, 1),
 }
 """Paper Table III, time pools by (sample_rate, hop_multiplier), for 29.1 s clips."""
+
+TABLE_III_FRAMES: dict[tuple[int, int], int] = {
+    (12000, 1): 1366, (12000, 2): 683, (12000, 3): 456, (12000, 4): 342, (12000, 5): 274, (12000, 10): 137,
+    (16000, 1): 1820, (16000, 2): 910, (16000, 3): 607, (16000, 4): 455, (16000, 5): 364, (16000, 10): 182,
+}
+"""Paper Table III, frames of a 29.1 s clip by (sample_rate, hop_multiplier): the inputs the time
+pools above were chosen for."""
 
 TABLE_III_FREQ: dict[int, tuple[int, ...]] = {
     128: (2, 4, 4, 4),
@@ -110,8 +118,7 @@ def pool_sizes(size: int, pools: tuple[int, ...]) -> tuple[int, ...]:
 def table_time_pools(sample_rate: int, hop_multiplier: int, n_frames: int) -> tuple[int, ...] | None:
     """Table III time pools, or None unless n_frames is the paper's count for a 29.1 s clip."""
     pools = TABLE_III_TIME.get((sample_rate, hop_multiplier))
-    paper_frames = framing.n_frames(framing.PAPER_CLIP_SECONDS, sample_rate, hop_multiplier)
-    return pools if pools is not None and n_frames == paper_frames else None
+    return pools if pools is not None and n_frames == TABLE_III_FRAMES[(sample_rate, hop_multiplier)] else None
 
 
 @dataclass(frozen=True)
@@ -192,7 +199,7 @@ def musicnn_heights(n_mels: int) -> tuple[int, int]:
 
 def segment_frames(sample_rate: int, hop_multiplier: int, segment_seconds: float = 3.0) -> int:
     """Frames of one segment: int(seconds x sr / hop), at least 1 (187 at 16 kHz x1, 140 at 12 kHz)."""
-    return max(1, int(segment_seconds * sample_rate / framing.hop_length(hop_multiplier)))
+    return max(1, int(segment_seconds * sample_rate / (BASE_HOP * hop_multiplier)))
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Command-line interface (DESIGN.md section 8). User errors: one line on stderr, exit status 2."""
+"""Command-line interface. User errors: one line on stderr, exit status 2."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from bench.errors import Interrupted, UserError
-from bench.paths import readable_folder, writable_file, writable_folder
+from bench.core.errors import Interrupted, UserError
+from bench.core.paths import readable_folder, writable_file, writable_folder
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -85,7 +85,7 @@ def _version() -> str:
 def cmd_plan(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from bench.plan import format_totals, grid_totals, plan_rows, plural
+    from bench.cost.plan import format_totals, grid_totals, plan_rows, plural
     from bench.spec import load_spec, spec_warnings
 
     spec = load_spec(args.spec)
@@ -120,8 +120,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from bench.grid import check_inputs
-    from bench.prepare import prepare_spec
+    from bench.run.grid import check_inputs
+    from bench.run.prepare import prepare_spec
     from bench.spec import load_spec
 
     spec = load_spec(args.spec)
@@ -131,7 +131,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _download_bar(total, description, initial=0):
-    from bench.progress import progress_bar
+    from bench.core.progress import progress_bar
 
     return progress_bar(total, description, unit="B", initial=initial, unit_scale=True)
 
@@ -184,18 +184,26 @@ def cmd_dataset(args: argparse.Namespace) -> int:
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
-    from bench.grid import SlurmOptions, run_grid
+    from bench.run.grid import SlurmOptions, run_grid
 
     slurm = SlurmOptions(partition=args.partition, time_minutes=args.time, gpus_per_job=args.gpus,
                          cpus_per_job=args.cpus, mem_gb=args.mem_gb)
-    return run_grid(args.spec, data=args.data, results=args.results, cache=args.cache, device=args.device,
-                    workers=args.workers, launcher=args.launcher, shard_text=args.shard, dry_run=args.dry_run,
-                    retry_failed=args.retry_failed, slurm=slurm, make_report=not args.no_report,
-                    runs_per_gpu=args.runs_per_gpu, quiet=args.quiet)
+    status = run_grid(args.spec, data=args.data, results=args.results, cache=args.cache, device=args.device,
+                      workers=args.workers, launcher=args.launcher, shard_text=args.shard, dry_run=args.dry_run,
+                      retry_failed=args.retry_failed, slurm=slurm, runs_per_gpu=args.runs_per_gpu, quiet=args.quiet)
+    if not args.no_report and not args.dry_run:  # the grid, then the report of whatever is done
+        from bench.core.layout import RESULT, RUNS, spec_dir
+        from bench.report.report import cli_main
+        from bench.spec import load_spec
+
+        folder = spec_dir(args.results, load_spec(args.spec).name)
+        if any(folder.glob(f"{RUNS}/*/{RESULT}")):
+            cli_main(folder)
+    return status
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench.report import cli_main
+    from bench.report.report import cli_main
 
     target = Path(args.target)
     if target.suffix == ".toml" or target.is_file():  # a spec: its results folder under --results
@@ -206,7 +214,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_perf(args: argparse.Namespace) -> int:
-    from bench.perf import PerfSettings, cli_main
+    from bench.tools.perf import PerfSettings, cli_main
 
     if args.out:
         writable_file(args.out, "--out")
@@ -216,7 +224,7 @@ def cmd_perf(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from bench.pretrained import import_musicnn, models_dir
+    from bench.tools.pretrained import import_musicnn, models_dir
 
     writable_folder(models_dir(args.out), "--out")
     import_musicnn(args.source, args.out, args.model)
@@ -224,7 +232,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
-    from bench.tag import cli_main
+    from bench.tools.tag import cli_main
 
     if args.png:
         writable_file(args.png, "--png")
@@ -370,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, or a usage error (already printed, one line)
         return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
     args.started = started
-    from bench.store import is_resource_error
+    from bench.core.store import is_resource_error
 
     try:
         return args.func(args)
@@ -392,9 +400,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def console() -> None:
     """The `bench` console script: `main`, then, for `bench tag`, an immediate exit once the output is
-    flushed. Python's shutdown with torch loaded takes ~0.4-0.5 s (measured on the 2-core EPYC), a
-    sixth of tagging a 3:27 track, and `bench tag` leaves nothing that needs it (no child processes,
-    no files open)."""
+    flushed. Python's shutdown with torch loaded takes a noticeable share of the time `bench tag`
+    takes for a track (measured: docs/performance.md#measurements-behind-the-codes-choices), and
+    `bench tag` leaves nothing that needs it (no child processes, no files open)."""
     argv = sys.argv[1:]
     status = main(argv)
     if argv[:1] == ["tag"]:

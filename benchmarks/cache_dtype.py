@@ -7,8 +7,8 @@ float16 storage against float32, for a loud, a medium and a quiet clip, both log
 import numpy as np
 import torch
 
-from bench import framing
-from bench.frontend import MelFrontend
+from bench.core import framing
+from bench.train.frontend import MelFrontend
 
 
 def test_signal(seconds: float, sr: int) -> np.ndarray:

@@ -29,11 +29,11 @@ import torch
 from torch import nn
 
 from architectures import InputConfig, build
-from bench import framing
-from bench.cost import count_params
-from bench.fastpath import fast_path
-from bench.frontend import MelFrontend
-from bench.train import forward, make_optimizer, optimise
+from bench.core import framing
+from bench.cost.gmac import count_params
+from bench.train.fastpath import fast_path
+from bench.train.frontend import MelFrontend
+from bench.train.loop import forward, make_optimizer, optimise
 
 
 def ours(arch: str, seconds: float, batch: int, n_tags: int, **options):

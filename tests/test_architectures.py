@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import architectures
 from architectures import InputConfig
-from bench import framing
+from bench.core import framing
 from bench.spec import load_spec
 
 TINY = 1 / 64

@@ -13,7 +13,7 @@ import soundfile as sf
 import soxr
 import torch
 
-from bench import framing
+from bench.core import framing
 from bench.data.audio import BadAudio, decode_clip
 from bench.data.cache import WaveformCache
 from bench.data.index import Clip, DatasetIndex

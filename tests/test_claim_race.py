@@ -13,10 +13,10 @@ import json
 
 import pytest
 
-from bench import runner
-from bench.runner import EXECUTIONS, RESULT, RunLock
+from bench.core.store import atomic_write_json
+from bench.run import runner
+from bench.run.runner import EXECUTIONS, RESULT, RunLock
 from bench.spec import load_spec
-from bench.store import atomic_write_json
 
 from .conftest import MINIMAL_SPEC
 

@@ -1,4 +1,4 @@
-"""GMAC and parameter counts against numbers derived by hand (DESIGN.md section 4, the paper)."""
+"""GMAC and parameter counts against numbers derived by hand (the paper, section VIII)."""
 
 import dataclasses
 import logging
@@ -8,7 +8,7 @@ import torch
 
 from architectures import InputConfig
 from architectures.options import MusiCNNOptions, VGGOptions
-from bench.cost import Cost, count_params, fvcore_gmac, model_cost
+from bench.cost.gmac import Cost, count_params, fvcore_gmac, model_cost
 
 CHANNELS = (1, 128, 384, 768, 2048)
 
@@ -19,7 +19,7 @@ def hand_vgg_macs(sizes, n_tags=50):
     return convs + 2048 * n_tags
 
 
-# (config, block input sizes from the paper's pools, GMAC printed in the paper / DESIGN.md)
+# (config, block input sizes from the paper's pools, GMAC printed in the paper)
 VGG_CASES = [
     (InputConfig(12000, 96, 1, 1366), [(96, 1366), (48, 341), (12, 68), (4, 8)], 10.01),
     (InputConfig(12000, 48, 1, 1366), [(48, 1366), (24, 341), (6, 68), (2, 8)], 5.01),

@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import fastpath, gpus, train
+from bench.core.errors import UserError
 from bench.data import views
-from bench.errors import UserError
-from bench.grid import WorkerJob, auto_runs_per_gpu, run_grid, submitit_parameters, worker_device
+from bench.run import gpus
+from bench.run.grid import WorkerJob, auto_runs_per_gpu, run_grid, submitit_parameters, worker_device
 from bench.spec import load_spec
+from bench.train import fastpath
+from bench.train import loop as train
 
 from .device_fakes import DeviceTensor, ToyCache, on_device, tiny_runs
 
@@ -167,7 +169,7 @@ def test_a_dead_workers_slot_is_free_again(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys; from pathlib import Path; from bench import gpus; "
+    code = ("import sys; from pathlib import Path; from bench.run import gpus; "
             "gpus.claim_gpu(['GPU-aaa'], 1, 0, Path(sys.argv[1])); print('held')")
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, capture_output=True)
     claim = gpus.claim_gpu(["GPU-aaa"], 1, 0, tmp_path)
@@ -206,7 +208,7 @@ def test_worker_device_is_an_index_among_visible_gpus_and_leaves_the_selection_a
 
 def test_submitit_jobs_request_the_gpus_their_workers_use():
     job = WorkerJob("s.toml", "r", "c", "auto", runs_per_gpu=2)
-    from bench.grid import SlurmOptions
+    from bench.run.grid import SlurmOptions
 
     local = submitit_parameters(job, "submitit-local", SlurmOptions(), wants_gpu=True, visible_gpus=2)
     assert local["gpus_per_node"] == 2 and local["tasks_per_node"] == 4  # was 0 GPUs: CUDA_VISIBLE_DEVICES=""
@@ -240,7 +242,7 @@ class StubExecutor:
 def test_slurm_with_cuda_is_submitted_from_a_login_node_without_a_gpu(monkeypatch, tmp_path):
     import submitit
 
-    from bench import prepare
+    from bench.run import prepare
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(submitit, "AutoExecutor", StubExecutor)
@@ -249,7 +251,7 @@ def test_slurm_with_cuda_is_submitted_from_a_login_node_without_a_gpu(monkeypatc
     StubExecutor.made.clear()
     spec = Path(__file__).resolve().parents[1] / "specs" / "demo.toml"
     status = run_grid(str(spec), results=str(tmp_path / "results"), device="cuda", launcher="slurm",
-                      workers=3, runs_per_gpu=2, make_report=False)
+                      workers=3, runs_per_gpu=2)
     assert status == 1  # nothing ran here (the stub), so nothing is done yet
     (executor,) = StubExecutor.made
     assert executor.cluster == "slurm" and executor.parameters["gpus_per_node"] == 1
@@ -257,7 +259,7 @@ def test_slurm_with_cuda_is_submitted_from_a_login_node_without_a_gpu(monkeypatc
     assert [j.worker for j in executor.jobs] == [0, 1, 2]
     assert {j.device for j in executor.jobs} == {"cuda"} and {j.runs_per_gpu for j in executor.jobs} == {2}
     with pytest.raises(UserError, match="no CUDA device"):  # a local grid checks the device here
-        run_grid(str(spec), results=str(tmp_path / "results"), device="cuda", make_report=False)
+        run_grid(str(spec), results=str(tmp_path / "results"), device="cuda")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -394,7 +396,7 @@ def test_runs_per_gpu_from_memory_and_footprint(tmp_path):
 
 
 def test_gpu_check_without_cuda_checks_nothing_and_says_so(monkeypatch, capsys, tmp_path):
-    from bench import gpucheck
+    from bench.tools import gpucheck
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert gpucheck.main(["--out", str(tmp_path / "gpu-check.json")]) == 0
@@ -406,13 +408,13 @@ def test_gpu_check_without_cuda_checks_nothing_and_says_so(monkeypatch, capsys, 
                                               ("NVIDIA A100-SXM4-80GB", 312.0), ("NVIDIA L40S", 362.0),
                                               ("NVIDIA L4", 121.0), ("NVIDIA H200", 989.0), ("Tesla V100", None)])
 def test_bf16_dense_peaks_from_the_datasheets(name, tflops):
-    from bench.gpucheck import bf16_peak_tflops
+    from bench.tools.gpucheck import bf16_peak_tflops
 
     assert bf16_peak_tflops(name) == tflops
 
 
 def test_gpu_check_tiny_specs_are_valid_specs(tmp_path):
-    from bench.gpucheck import Workspace
+    from bench.tools.gpucheck import Workspace
 
     ws = Workspace(tmp_path)
     spec = load_spec(ws.spec("c3", archs=("vgg",), mels=(32, 24, 16, 8), precision="fp16"))
@@ -424,7 +426,7 @@ def test_runs_per_gpu_prefers_the_peak_a_finished_run_measured(tmp_path):
     on an 80 GB GPU only one such run fits in half of it."""
     import json
 
-    from bench.runner import run_dir
+    from bench.run.runner import run_dir
 
     spec = load_spec(Path(__file__).resolve().parents[1] / "specs" / "paper-mtat-vgg.toml")
     runs = [r for r in spec.runs() if (r.mel.sample_rate, r.mel.n_mels, r.mel.hop_multiplier) == (16000, 128, 1)]
@@ -443,7 +445,7 @@ def test_gpu_check_c3_runs_the_real_grid_and_judges_it(tmp_path):
     """The harness of C3 end to end, on the CPU: the real `bench grid --workers 2`, its results and
     executions read back. On the CPU the verdict is FAIL (no cuda:0, no GPU slots), with the evidence."""
     from bench.data.synthetic import generate
-    from bench.gpucheck import Check, Workspace, check_two_workers_one_gpu
+    from bench.tools.gpucheck import Check, Workspace, check_two_workers_one_gpu
 
     ws = Workspace(tmp_path, device="cpu")
     generate(ws.data, clips=48, seed=0, clip_seconds=3.0, progress=False, workers=1)

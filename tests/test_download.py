@@ -8,8 +8,8 @@ import zipfile
 import pytest
 
 from bench.cli import main
+from bench.core.errors import UserError
 from bench.data.download import EXTRACTED_MARKER, MTAT_PARTS, download_mtat, fetch
-from bench.errors import UserError
 
 FILES = {"0/first.mp3": b"ID3" + bytes(range(256)) * 40, "c/second.mp3": b"ID3" + b"x" * 5000}
 ANNOTATIONS = b'"clip_id"\t"guitar"\t"mp3_path"\n"2"\t"1"\t"0/first.mp3"\n'

@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench import train
+from bench.train import loop as train
 
 from .device_fakes import ToyCache, tiny_runs
 

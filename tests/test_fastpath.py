@@ -8,9 +8,9 @@ import torch
 
 from architectures.planning import vgg_plan
 from architectures.vgg import VGG
-from bench import fastpath
 from bench.data.views import ClipDataset, LoaderBatches, ResidentWaveforms, epoch_order
-from bench.fastpath import COMPILE_MIN_STEPS, autocast_dtype, baseline, fast_path, should_compile
+from bench.train import fastpath
+from bench.train.fastpath import COMPILE_MIN_STEPS, autocast_dtype, baseline, fast_path, should_compile
 
 CPU = torch.device("cpu")
 

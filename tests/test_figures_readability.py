@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import figures
-from bench.report import (
+from bench.report import figures
+from bench.report.report import (
     SUMMARY_COLUMNS,
     aggregate,
     published_comparison,

@@ -2,10 +2,10 @@
 
 import pytest
 
-from bench import framing
+from bench.core import framing
 
 # The paper: a 29.1 s clip gives 1366 (12 kHz) and 1820 (16 kHz) frames at x1, 137 and 182 at x10;
-# DESIGN.md lists ceil(F1 / m) for every multiplier of Table II.
+# The frame counts are ceil(F1 / m) for every multiplier of the paper's Table II.
 PAPER_FRAMES = {
     12000: {1: 1366, 2: 683, 3: 456, 4: 342, 5: 274, 10: 137},
     16000: {1: 1820, 2: 910, 3: 607, 4: 455, 5: 364, 10: 182},
@@ -36,3 +36,14 @@ def test_storage_bytes_96x1366():
     # 96 x 1366 values: 131136 floats, 524544 bytes in float32, 262272 in float16.
     assert framing.storage_bytes(96, 1366, 4) == 524_544
     assert framing.storage_bytes(96, 1366, 2) == 262_272
+
+
+def test_the_architectures_copy_of_the_framing_agrees_with_the_front_ends():
+    """architectures/ stands alone (no bench import), so it states the paper's frame counts itself:
+    they must be what the front end computes for 29.1 s clips, and its hop unit the front end's."""
+    from architectures import planning
+    from bench.core import framing
+
+    assert planning.BASE_HOP == framing.BASE_HOP
+    for (sample_rate, hop), frames in planning.TABLE_III_FRAMES.items():
+        assert framing.n_frames(framing.PAPER_CLIP_SECONDS, sample_rate, hop) == frames, (sample_rate, hop)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from bench import framing
-from bench.frontend import MelFrontend
+from bench.core import framing
+from bench.train.frontend import MelFrontend
 
 from .test_framing import PAPER_FRAMES
 
@@ -69,7 +69,7 @@ def test_parity_with_librosa(sample_rate, n_mels, log):
 def test_log_compression_formulas():
     front_log = MelFrontend(16000, 8, 1, "log")
     front_db = MelFrontend(16000, 8, 1, "dB")
-    from bench.frontend import log_compress
+    from bench.train.frontend import log_compress
 
     x = torch.tensor([0.0, 1e-12, 1e-4, 1.0, 10.0])
     # log10(1 + 10000 x): 0, ~4.3e-9, log10(2), log10(10001), log10(100001)

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.grid import run_grid
-from bench.runner import EXECUTIONS, RESULT
-from bench.store import lock_held
-from bench.stress import TINY_SPEC
+from bench.core.store import lock_held
+from bench.run.grid import run_grid
+from bench.run.runner import EXECUTIONS, RESULT
+from bench.tools.gpucheck import TINY_SPEC
+from bench.train.model_file import load_model
 
 pytestmark = pytest.mark.slow
 
@@ -71,6 +72,10 @@ def test_tiny_grid_end_to_end_through_the_cli(workspace):
         assert result["provenance"]["versions"]["torch"]
         assert result["provenance"]["device"] == "cpu"
         assert (workspace / "results" / "e2e" / "runs" / run_id / "best.pt").exists()
+        assert result["schema_version"] == 1
+        loaded = load_model(workspace / "results" / "e2e" / "runs" / run_id)  # what `bench tag RUN_DIR` uses
+        assert loaded.name == run_id and loaded.tags == result["tag_names"]
+        assert loaded.frontend.config.n_mels == result["config"]["n_mels"] == 32
     assert "2 ok, 0 failed, 0 not run" in proc.stdout
     # the report runs at the end of the grid
     report = workspace / "results" / "e2e" / "report"
@@ -176,7 +181,7 @@ log = ["log"]
 def test_nan_loss_is_recorded_as_failed_and_the_grid_goes_on(workspace, monkeypatch, capsys):
     import torch
 
-    from bench import train
+    from bench.train import loop as train
 
     real_forward = train.Trainer._forward
 
@@ -187,7 +192,7 @@ def test_nan_loss_is_recorded_as_failed_and_the_grid_goes_on(workspace, monkeypa
     monkeypatch.setattr(train.Trainer, "_forward", poisoned)
     monkeypatch.chdir(workspace)
     spec = write_spec(workspace, "nan", epochs=1)
-    status = run_grid(str(spec), results=str(workspace / "results"), device="cpu", make_report=False)
+    status = run_grid(str(spec), results=str(workspace / "results"), device="cpu")
     assert status == 1  # not everything is ok
     results = {r["config"]["arch"]: r for r in results_of(workspace, "nan").values()}
     assert results["vgg"]["status"] == "failed"
@@ -198,8 +203,7 @@ def test_nan_loss_is_recorded_as_failed_and_the_grid_goes_on(workspace, monkeypa
     monkeypatch.setattr(train.Trainer, "_forward", real_forward)
     assert main(["grid", str(spec), "--results", str(workspace / "results"), "--device", "cpu", "--dry-run"]) == 0
     assert "failed: NonFiniteLoss" in capsys.readouterr().out
-    assert run_grid(str(spec), results=str(workspace / "results"), device="cpu", retry_failed=True,
-                    make_report=False) == 0
+    assert run_grid(str(spec), results=str(workspace / "results"), device="cpu", retry_failed=True) == 0
     assert torch.isfinite(torch.tensor(results_of(workspace, "nan")[results["vgg"]["run_id"]]["metrics"]["roc_auc"]))
 
 

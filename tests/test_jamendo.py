@@ -3,8 +3,8 @@ TRACK_ID ARTIST_ID ALBUM_ID PATH DURATION TAGS, every field after DURATION a tag
 
 import pytest
 
+from bench.core.errors import UserError
 from bench.data.jamendo import JAMENDO_TOP50, read_jamendo
-from bench.errors import UserError
 from bench.spec import load_spec
 
 from .conftest import SPECS

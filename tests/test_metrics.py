@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from bench.metrics import tag_metrics
+from bench.train.metrics import tag_metrics
 
 
 def test_hand_computed_auc():

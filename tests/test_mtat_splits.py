@@ -5,8 +5,8 @@ pickles)."""
 import numpy as np
 import pytest
 
+from bench.core.errors import UserError
 from bench.data.mtat import MTAT_TOP50, read_mtat
-from bench.errors import UserError
 from bench.spec import parse_spec
 
 from .data_fixtures import make_mtat, make_mtat_top50

@@ -8,9 +8,9 @@ from torch import nn
 
 from architectures import InputConfig, build
 from bench.cli import main
-from bench.fastpath import baseline, native_bf16
-from bench.perf import _conv_inputs, conv_macs, linear_fit, project, select_cases, spec_cases, time_calls
 from bench.spec import load_spec
+from bench.tools.perf import _conv_inputs, conv_macs, linear_fit, project, select_cases, spec_cases, time_calls
+from bench.train.fastpath import baseline, native_bf16
 
 from .conftest import SPECS
 
@@ -24,7 +24,7 @@ def test_conv_macs_by_hand():
 
 def test_captured_convs_of_the_paper_vgg_cost_10_01_gmac():
     """The convolutions the conv-peak measurement times are the whole network but the classifier:
-    10.01 GMAC per clip at 96 x 1366 (DESIGN.md section 4, paper's Table I network)."""
+    10.01 GMAC per clip at 96 x 1366 (the paper's Table I network, section VIII)."""
     with torch.device("meta"):
         model = build("vgg", InputConfig(12000, 96, 1, 1366), 50)
         captured = _conv_inputs(model, torch.empty(2, 96, 1366), baseline(torch.device("meta")))

@@ -4,7 +4,7 @@ measured projection when `bench perf` wrote one, and a warning for values far ou
 import json
 
 from bench.cli import main
-from bench.plan import grid_totals, plan_rows
+from bench.cost.plan import grid_totals, plan_rows
 from bench.spec import load_spec, spec_warnings
 
 from .conftest import MINIMAL_SPEC, SPECS

@@ -20,7 +20,7 @@ from architectures.planning import (
     vgg_macs,
     vgg_plan,
 )
-from bench import framing
+from bench.core import framing
 
 # The paper's frame counts for a 29.1 s clip (section IV), by sample rate and hop multiplier.
 PAPER_FRAMES = {
@@ -74,7 +74,7 @@ def test_table_iii_for_every_table_ii_configuration(sample_rate, n_mels, hop):
 
 
 def test_original_network_shapes():
-    # 96x1366 -> 48x341 -> 12x68 -> 4x8 -> 1x1 (DESIGN.md; the paper's Table I prints other sizes)
+    # 96x1366 -> 48x341 -> 12x68 -> 4x8 -> 1x1 (the paper's Table I prints other sizes)
     plan = vgg_plan(12000, 96, 1, 1366)
     assert plan.shapes == ((96, 1366), (48, 341), (12, 68), (4, 8), (1, 1))
     assert plan.layer_shapes[1] == ((48, 341), (12, 68))

@@ -17,13 +17,13 @@ import architectures
 from architectures import InputConfig
 from architectures.musicnn import max_over_bands
 from bench.cli import main
-from bench.cost import count_params
-from bench.errors import UserError
-from bench.pretrained import state_dict_from_tf, variable_mapping
-from bench.runner import run_dir
+from bench.core.errors import UserError
+from bench.core.store import atomic_write_json
+from bench.cost.gmac import count_params
+from bench.run.runner import run_dir
 from bench.spec import load_spec
-from bench.store import atomic_write_json
-from bench.tag import run_tag_names
+from bench.tools.pretrained import state_dict_from_tf, variable_mapping
+from bench.tools.tag import run_tag_names
 
 from .conftest import MINIMAL_SPEC
 

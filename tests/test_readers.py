@@ -5,11 +5,11 @@ import pickle
 import numpy as np
 import pytest
 
+from bench.core.errors import UserError
 from bench.data.manifest import read_manifest, write_manifest
 from bench.data.msd import MSD_TAGS, N_TRAIN, read_msd
 from bench.data.mtat import read_mtat
 from bench.data.safe_pickle import UnsafePickleError, safe_load
-from bench.errors import UserError
 
 from .data_fixtures import make_mtat
 

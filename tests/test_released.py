@@ -16,10 +16,10 @@ import soundfile as sf
 import torch
 
 from bench.cli import main
-from bench.cost import count_params
-from bench.frontend import MelFrontend
-from bench.pretrained import import_musicnn
-from bench.tag import load_tagger
+from bench.cost.gmac import count_params
+from bench.tools.pretrained import import_musicnn
+from bench.tools.tag import load_tagger
+from bench.train.frontend import MelFrontend
 
 DATA = Path(__file__).resolve().parent / "data" / "musicnn"
 MTT_LABELS_START = ["guitar", "classical", "slow", "techno", "strings"]

@@ -20,12 +20,16 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 
-from bench import stress
 from bench.cli import main
 from bench.data.audio import decode_clip
 from bench.data.cache import WaveformCache
-from bench.grid import run_grid
-from bench.hostile import (
+from bench.report.report import read_runs
+from bench.run.grid import run_grid
+from bench.run.runner import EXECUTIONS, LOCK, RESULT, RunLock, run_states
+from bench.spec import load_spec
+from bench.train.loop import BEST, CHECKPOINT, InvalidCheckpoint, read_checkpoint, resume_state, save_torch
+from tests.harness import stress
+from tests.harness.hostile import (
     DECODES,
     audio_outcome,
     bad_audio_corpus,
@@ -34,10 +38,6 @@ from bench.hostile import (
     spec_documents,
     spec_outcome,
 )
-from bench.report import read_runs
-from bench.runner import EXECUTIONS, LOCK, RESULT, RunLock, run_states
-from bench.spec import load_spec
-from bench.train import BEST, CHECKPOINT, InvalidCheckpoint, read_checkpoint, resume_state, save_torch
 
 from .conftest import MINIMAL_SPEC
 from .data_fixtures import tone, write_mp3
@@ -61,7 +61,7 @@ def finished(tmp_path_factory):
 def grid(workspace, spec, results=None, **kwargs) -> int:
     """The grid in this process (one worker), on the workspace's cache."""
     return run_grid(str(spec), results=str(results or workspace / "results"), cache=str(workspace / "cache"),
-                    device="cpu", make_report=False, **kwargs)
+                    device="cpu", **kwargs)
 
 
 @pytest.fixture
@@ -276,7 +276,7 @@ def test_concurrent_workers_some_killed_run_each_run_once(finished):
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from bench.runner import RunLock
+from bench.run.runner import RunLock
 assert RunLock(Path(sys.argv[1])).acquire()
 print("held", flush=True)
 time.sleep(600)

@@ -20,9 +20,9 @@ import pandas as pd
 import pytest
 import scipy.stats
 
-from bench import figures
-from bench.errors import UserError
-from bench.report import (
+from bench.core.errors import UserError
+from bench.report import figures
+from bench.report.report import (
     aggregate,
     cli_main,
     models,
@@ -303,7 +303,7 @@ def test_tables_mark_best_and_report_p_values(written):
 def test_published_numbers_beside_ours(written):
     _, values, summary = written
     published = (written[0] / "report" / "published.md").read_text()
-    assert "88.65" in published  # VGG 12 kHz dB 96/x1 (DESIGN.md section 9)
+    assert "88.65" in published  # VGG 12 kHz dB 96/x1 (the authors' results page)
     assert "90.60" in published and "38.09" in published  # MusiCNN 16 kHz dB 96/x1 (Table IV)
     ours = 100 * np.mean([v[0] for v in values[("musicnn", 16000, 96, 1, "dB")].values()])
     assert f"{ours:.2f} vs 90.60" in summary.text()
@@ -420,7 +420,7 @@ def test_missing_or_empty_results_folder(tmp_path):
 
 
 def test_published_data_matches_design_table():
-    from bench.report import published_numbers
+    from bench.report.report import published_numbers
 
     table = published_numbers()
     vgg = table[(table["dataset"] == "mtat") & (table["arch"] == "vgg")]

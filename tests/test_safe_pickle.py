@@ -17,8 +17,8 @@ import sys
 import numpy as np
 import pytest
 
+from bench.core.errors import UserError
 from bench.data.safe_pickle import _ALLOWED, UnsafePickleError, _RestrictedUnpickler, safe_load
-from bench.errors import UserError
 
 # Everything the split files (and numpy arrays pickled by Python 2 or 3) need, and nothing more.
 ALLOWED = {

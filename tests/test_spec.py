@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bench.errors import SpecError
+from bench.core.errors import SpecError
 from bench.spec import load_spec, parse_spec
 
 from .conftest import MINIMAL_SPEC, SPECS
@@ -169,9 +169,9 @@ def test_parse_spec_accepts_a_dict():
 
 
 def test_shards_partition_the_grid():
-    from bench.errors import UserError
-    from bench.grid import parse_shard
-    from bench.runner import shard
+    from bench.core.errors import UserError
+    from bench.run.grid import parse_shard
+    from bench.run.runner import shard
 
     runs = load_spec(SPECS / "paper-mtat-vgg.toml").runs()
     parts = [shard(runs, i, 4) for i in range(4)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.errors import SpecError
+from bench.core.errors import SpecError
 from bench.spec import load_spec
 
 from .conftest import MINIMAL_SPEC

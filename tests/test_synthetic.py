@@ -4,7 +4,7 @@ Audio checks decode the MP3 files with soundfile and measure them with librosa (
 generator's code): RMS level, onset counts, band energy above 6 kHz, spectral centroid, a mel-spectrum
 peak-pair detector and an inter-onset-interval detector. The last two are run at a fine and at the
 coarse extreme of the paper's grid (128 vs 8 mel bands; hop 256 vs 2560) to show that the frequency
-and time tags need the resolution they were designed for (DESIGN.md section 6).
+and time tags need the resolution they were designed for (docs/synthetic.md).
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ def test_interrupted_generation_is_redone(tmp_path):
     assert synthetic.is_complete(out, 8, 3, 2.0, SR)
     # a run killed before its last step: no annotations, a temp file, a half-written MP3
     first.annotations.unlink()
-    stray = out / "5" / f".{first.mp3_paths[5].name}.k3j_9x.tmp"  # bench.store's temp-file naming
+    stray = out / "5" / f".{first.mp3_paths[5].name}.k3j_9x.tmp"  # bench.core.store's temp-file naming
     stray.write_bytes(b"partial")
     first.mp3_paths[2].write_bytes(b"truncated")
     assert not synthetic.is_complete(out, 8, 3, 2.0, SR)

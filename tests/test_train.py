@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from bench.errors import UserError
-from bench.train import resolve_device
+from bench.core.errors import UserError
+from bench.train.loop import resolve_device
 
 
 def test_resolve_device():

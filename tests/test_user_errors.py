@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import grid, train
 from bench.cli import main
-from bench.errors import Interrupted
-from bench.paths import default_models_dir
-from bench.runner import RunLock, RunState
-from bench.store import exclusive_lock
+from bench.core.errors import Interrupted
+from bench.core.paths import default_models_dir
+from bench.core.store import exclusive_lock
+from bench.run import grid
+from bench.run.runner import RunLock, RunState
+from bench.train import loop as train
 
 from .conftest import MINIMAL_SPEC, SPECS
 from .device_fakes import ToyCache, tiny_runs
@@ -110,7 +111,7 @@ def test_tag_names_the_model_folder_from_anywhere(capsys, monkeypatch, tmp_path)
 
 
 def test_tag_checks_its_inputs_before_loading_the_model(capsys, monkeypatch, tmp_path):
-    from bench import tag
+    from bench.tools import tag
 
     (tmp_path / "text.mp3").write_text("not audio at all\n")
     (tmp_path / "empty.wav").write_bytes(b"")
@@ -131,7 +132,7 @@ def test_tag_checks_its_inputs_before_loading_the_model(capsys, monkeypatch, tmp
 
 
 def test_png_names_are_unique_per_input():
-    from bench.tag import png_paths
+    from bench.tools.tag import png_paths
 
     assert png_paths("out/t.png", ["a.mp3"]) == [Path("out/t.png")]
     assert png_paths("t.png", ["x/a.mp3", "b.wav"]) == [Path("t-a.png"), Path("t-b.png")]
@@ -177,7 +178,7 @@ def test_ctrl_c_before_any_checkpoint_says_the_run_starts_again(tmp_path, monkey
 
 
 def test_cli_prints_an_interruption_as_one_line_and_releases_the_run_lock(capsys, monkeypatch, tmp_path):
-    from bench import runner
+    from bench.run import runner
 
     folder = tmp_path / "run"
 
@@ -220,7 +221,7 @@ def test_the_grid_header_says_what_it_will_do(tmp_path):
 
 
 def test_a_worker_exits_0_when_the_only_runs_left_are_held_by_live_workers(capsys, tmp_path):
-    from bench.runner import run_dir
+    from bench.run.runner import run_dir
     from bench.spec import load_spec
 
     spec = load_spec(DEMO)
@@ -239,7 +240,7 @@ def test_a_worker_exits_0_when_the_only_runs_left_are_held_by_live_workers(capsy
 
 
 def test_progress_bars_only_on_a_terminal(monkeypatch, capsys):
-    from bench import progress
+    from bench.core import progress
 
     monkeypatch.setattr(progress, "on_terminal", lambda: False)  # a log file, a pipe, a Slurm job
     with progress.progress_bar(3, "clips") as bar:

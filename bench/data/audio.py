@@ -17,7 +17,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from bench import framing
+from bench.core import framing
 
 MIN_SECONDS = 1.0
 """Files shorter than this are skipped as too short (longer ones shorter than a clip are padded)."""

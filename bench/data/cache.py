@@ -1,7 +1,7 @@
 """The waveform cache: every clip of a dataset decoded and resampled once per sample rate.
 
 One cache per sample rate serves every (n_mels, hop, log) configuration: the mel is computed on the
-training device, per batch (DESIGN.md section 3). Layout::
+training device, per batch (docs/architecture.md). Layout::
 
     <cache root>/<dataset>-<key>/
         index.json                     the DatasetIndex: clips (row order), splits, labels, tag names
@@ -40,11 +40,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import framing
-from bench.data.audio import MIN_SECONDS, BadAudio, decode_clip
-from bench.data.index import Clip, DatasetIndex
-from bench.errors import ignore_interrupts
-from bench.store import (
+from bench.core import framing
+from bench.core.errors import ignore_interrupts
+from bench.core.store import (
     atomic_write_bytes,
     atomic_write_json,
     exclusive_lock,
@@ -52,6 +50,8 @@ from bench.store import (
     reject,
     remove_temp_files,
 )
+from bench.data.audio import MIN_SECONDS, BadAudio, decode_clip
+from bench.data.index import Clip, DatasetIndex
 
 CACHE_VERSION = 1
 DTYPE = np.float16

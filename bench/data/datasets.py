@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from bench.core.errors import UserError
+from bench.data.config import DatasetSpec
 from bench.data.index import DatasetIndex
 from bench.data.manifest import read_manifest
 from bench.data.msd import read_msd
 from bench.data.mtat import ANNOTATIONS, read_mtat
-from bench.errors import UserError
-from bench.spec import DatasetSpec
 
 DEFAULT_CACHE = "cache"
 """Cache root when neither --cache nor $BENCH_CACHE is given (relative to the working directory)."""

@@ -26,7 +26,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.errors import UserError
+from bench.core.errors import UserError
 
 MTAT_BASE_URL = "https://mirg.city.ac.uk/datasets/magnatagatune/"
 MTAT_PARTS = ("mp3.zip.001", "mp3.zip.002", "mp3.zip.003")

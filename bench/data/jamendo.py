@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.core.errors import UserError
 from bench.data.index import Clip, DatasetIndex, first_audio_file
-from bench.errors import UserError
 
 SUBSETS = {"top50tags": "autotagging_top50tags", "genre": "autotagging_genre", "instrument": "autotagging_instrument",
            "moodtheme": "autotagging_moodtheme", "all": "autotagging"}

@@ -3,7 +3,7 @@ clips its usual split holds. `bench plan` and `bench perf` use these before any 
 
 from __future__ import annotations
 
-from bench.spec import DatasetSpec
+from bench.data.config import DatasetSpec
 
 SPLIT_SIZES = {"mtat": (18_706, 1_825, 5_329), "msd": (201_680, 11_774, 28_435)}
 """(train, valid, test) clips of the paper's splits: MagnaTagATune's 16 folders as 12:1:3 (the three

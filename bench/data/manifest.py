@@ -11,8 +11,8 @@ import csv
 from collections import Counter
 from pathlib import Path
 
+from bench.core.errors import UserError
 from bench.data.index import SPLITS, Clip, DatasetIndex
-from bench.errors import UserError
 
 REQUIRED_COLUMNS = ("path", "split", "tags")
 TAG_SEPARATOR = ";"

@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.core.errors import UserError
 from bench.data.index import Clip, DatasetIndex, first_audio_file
 from bench.data.safe_pickle import safe_load
-from bench.errors import UserError
 
 N_TRAIN = 201_680
 SPLIT_FILES = ("filtered_list_train.cP", "filtered_list_test.cP", "msd_id_to_tag_vector.cP")

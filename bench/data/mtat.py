@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.core.errors import UserError
 from bench.data.index import Clip, DatasetIndex
-from bench.errors import UserError
 
 ANNOTATIONS = "annotations_final.csv"
 FOLDERS = tuple("0123456789abcdef")

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.errors import UserError
+from bench.core.errors import UserError
 
 PREFIXES = {"train": ("train",), "valid": ("valid", "val"), "test": ("test",)}
 SUFFIXES = (".npy", ".cP", ".cp", ".pkl", ".tsv", ".txt", ".csv")

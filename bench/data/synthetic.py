@@ -4,7 +4,7 @@
 `a`-`f` and an `annotations_final.csv` in MTAT's format, so the demo exercises the real MTAT reader,
 decoder and cache. Every tag is an audible property of generated music (`TAGS`): instruments, tempo,
 register, loudness, and five tags built so that a mel front end at a given resolution can or cannot
-see them (DESIGN.md section 6):
+see them (docs/synthetic.md):
 
 - frequency: `semitone` (a dyad one semitone apart; decoy 2-3 semitones apart) and `vibrato` (a
   whistle with +-15-30 cent vibrato; decoy a warble between two steady pitches 6 % apart) need
@@ -30,8 +30,7 @@ Determinism: the tag plan comes from `np.random.default_rng([seed, 0])` and clip
 (through libsndfile) writes no date or random field, so the same numpy and libsndfile versions on
 the same kind of CPU give byte-identical files (SIMD float paths may differ between CPUs).
 
-Measured on 2 CPU cores: 600 clips of 29.1 s in 164 s with 2 workers (per clip and process 0.25 s
-synthesis, 0.30 s MP3 encoding and writing); 100 MB.
+Generation time and output size, as measured: docs/performance.md#measurements-behind-the-codes-choices.
 """
 
 from __future__ import annotations
@@ -52,10 +51,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from bench import framing
-from bench.errors import ignore_interrupts
-from bench.progress import progress_bar
-from bench.store import atomic_write_bytes, exclusive_lock
+from bench.core import framing
+from bench.core.errors import ignore_interrupts
+from bench.core.progress import progress_bar
+from bench.core.store import atomic_write_bytes, exclusive_lock
 
 GENERATOR_VERSION = 1
 """Bump when the audio or the tag plan changes, so existing datasets are regenerated."""
@@ -715,7 +714,7 @@ def encode_mp3(audio: np.ndarray, sample_rate: int) -> bytes:
 
 _OUR_MP3 = re.compile(r"^synthetic-artist_\d+-track_\d+-\d+-\d+\.mp3$")
 _OUR_TMP = re.compile(r"^\.(synthetic-artist_.*\.mp3|annotations_final\.csv|synthetic\.json)\..*\.tmp$")
-"""Temp files of bench.store.atomic_write_bytes for our files (`.<name>.<random>.tmp`)."""
+"""Temp files of bench.core.store.atomic_write_bytes for our files (`.<name>.<random>.tmp`)."""
 LOCK = ".synthetic.lock"
 
 

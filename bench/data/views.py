@@ -2,7 +2,7 @@
 the non-overlapping segments MusiCNN is evaluated on.
 
 Datasets return raw waveforms (float16, as cached) and multi-hot targets; the mel is computed on the
-training device, per batch (`bench.frontend.MelFrontend`; MusiCNN's random training segment is
+training device, per batch (`bench.train.frontend.MelFrontend`; MusiCNN's random training segment is
 framed there directly). Evaluation segments are cut from the mel, in frames, so a segment is exactly
 what the network is built for.
 """

@@ -1,0 +1,70 @@
+"""Where things live by default, and whether a folder the user named can be used, checked before any work.
+
+Defaults (each overridable on the command line or by an environment variable):
+
+    results   ./results                                  (--results)
+    cache     $BENCH_CACHE, else ./cache                 (--cache)
+    data      the spec's dataset.path, relative to the working directory (--data)
+    models    $BENCH_MODELS, else $XDG_DATA_HOME/bench/models, else ~/.local/share/bench/models
+              (--models / --out): imported models are the user's, found from any folder
+
+A check never creates anything: a grid stopped by a bad path leaves no folders behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from bench.core.errors import UserError
+
+MODELS_ENV = "BENCH_MODELS"
+
+
+def default_models_dir() -> Path:
+    """$BENCH_MODELS, else $XDG_DATA_HOME/bench/models, else ~/.local/share/bench/models (the XDG default)."""
+    if os.environ.get(MODELS_ENV):
+        return Path(os.environ[MODELS_ENV]).expanduser()
+    data_home = os.environ.get("XDG_DATA_HOME") or "~/.local/share"
+    return Path(data_home).expanduser() / "bench" / "models"
+
+
+def writable_folder(path: str | os.PathLike, option: str, shown: Path | None = None) -> Path:
+    """`path` as a folder this process can create files in (it may not exist yet: then its nearest
+    existing parent must take a new folder). Raises UserError naming `option` and the path; creates nothing."""
+    path = Path(path).expanduser()
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:  # pragma: no cover - the root always exists
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        what = "is a file" if probe == path else f"cannot be created: {probe} is a file"
+        raise UserError(f"{option} {shown or path}: {what}, not a folder")
+    try:  # the only reliable test (permissions, read-only mounts, /proc, root's access) is to try
+        fd, name = tempfile.mkstemp(prefix=".bench-probe.", dir=probe)
+    except OSError as exc:
+        raise UserError(f"{option} {shown or path}: cannot create files in {probe} ({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(name)
+    return path
+
+
+def writable_file(path: str | os.PathLike, option: str) -> Path:
+    """`path` as a file this process can write (its folder may not exist yet); creates nothing."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise UserError(f"{option} {path}: is a folder, not a file")
+    writable_folder(path.parent, option, shown=path)
+    return path
+
+
+def readable_folder(path: str | os.PathLike, option: str) -> Path:
+    """An existing folder; raises UserError naming `option` and the path."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise UserError(f"{option} {path}: no such folder")
+    if not path.is_dir():
+        raise UserError(f"{option} {path}: is a file, not a folder")
+    return path

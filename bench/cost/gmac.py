@@ -1,0 +1,134 @@
+"""Compute cost of an architecture: GMAC per clip (fvcore and analytic) and parameters.
+
+Units: a MAC is one fused multiply-add; GMAC = 1e9 MACs, for ONE forward pass of ONE clip (batch 1,
+eval mode). fvcore "counts one fused multiply-add as one flop", so its total / 1e9 is GMAC. Besides
+convolutions and linear layers it also counts BatchNorm (2 per element in eval mode), so it reads
+~0.5 % above the analytic conv + linear count of `architectures.planning`; the operators it could
+not count (activations, pooling, ...) are kept in `fvcore_unsupported` with how often they occur.
+
+An architecture built by `architectures.build` exposes `input_frames` (frames of one forward
+input), `segments` (inputs per clip, None when the network sees the whole clip) and
+`analytic_macs()` (per input). MusiCNN sees segments: per clip = segments x per segment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+import architectures
+from architectures import InputConfig
+
+
+def count_params(model: nn.Module) -> int:
+    """Trainable parameters (BatchNorm running statistics are buffers, not counted)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def fvcore_gmac(model: nn.Module, example: torch.Tensor) -> tuple[float, dict[str, int]]:
+    """GMAC of one forward pass of `example` by fvcore, and the operators it could not count.
+
+    The model is traced in eval mode (its mode is restored afterwards). fvcore traces with
+    torch.jit.trace, which torch >= 2.9 marks deprecated: the FutureWarning and fvcore's own
+    "unsupported operator" log lines are silenced here, the unsupported operators are returned.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit deprecation, on import too
+        from fvcore.nn import FlopCountAnalysis
+
+        was_training = model.training
+        model.eval()
+        try:
+            analysis = FlopCountAnalysis(model, example)
+            analysis.unsupported_ops_warnings(False)
+            analysis.uncalled_modules_warnings(False)
+            analysis.tracer_warnings("none")
+            fvcore_logger = logging.getLogger("fvcore")
+            level = fvcore_logger.level
+            fvcore_logger.setLevel(logging.ERROR)
+            try:
+                with torch.no_grad():
+                    total = analysis.total()
+            finally:
+                fvcore_logger.setLevel(level)
+            unsupported = dict(sorted(analysis.unsupported_ops().items()))
+        finally:
+            model.train(was_training)
+    return total / 1e9, unsupported
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Cost of one architecture for one input configuration; GMAC are per clip, one forward pass."""
+
+    arch: str
+    gmac: float
+    """fvcore count per clip (convs, linear layers and BatchNorm)."""
+    gmac_analytic: float
+    """Conv + linear multiply-adds per clip, from the architecture's shape plan."""
+    params: int
+    """Trainable parameters."""
+    fvcore_unsupported: dict[str, int] = field(hash=False)
+    """Operators fvcore did not count (name -> occurrences in one forward pass)."""
+    segments: int | None = None
+    """Segments per clip for architectures that see segments (MusiCNN); None otherwise."""
+    gmac_per_segment: float | None = None
+    gmac_analytic_per_segment: float | None = None
+
+
+def model_cost(arch: str, input_config: InputConfig, n_tags: int, options=None) -> Cost:
+    """Build `arch` for a whole clip (`input_config.n_frames`) and measure its cost.
+
+    `options` is the architecture's options dataclass (e.g. a spec configuration's `options`), or
+    None for its defaults.
+    """
+    kwargs = dataclasses.asdict(options) if options is not None else {}
+    model = architectures.build(arch, input_config, n_tags, **kwargs)
+    if hasattr(model, "pool_first"):  # count the network as written, not MusiCNN's rearrangements
+        model.pool_first = False
+        model.rearrange = False
+    example = torch.zeros(1, 1, input_config.n_mels, model.input_frames)
+    gmac_input, unsupported = fvcore_gmac(model, example)
+    analytic_input = model.analytic_macs() / 1e9
+    per_clip = model.segments or 1
+    return Cost(
+        arch=arch,
+        gmac=gmac_input * per_clip,
+        gmac_analytic=analytic_input * per_clip,
+        params=count_params(model),
+        fvcore_unsupported=unsupported,
+        segments=model.segments,
+        gmac_per_segment=gmac_input if model.segments is not None else None,
+        gmac_analytic_per_segment=analytic_input if model.segments is not None else None,
+    )
+
+
+def training_footprint_bytes(run) -> int:
+    """An upper estimate of the device memory one training run of `run` (a `RunSpec`) holds besides
+    its waveforms: weights, gradients and Adam's two moments in fp32 (16 bytes per parameter), plus
+    every layer's output for one training batch in fp32 (what autograd keeps for the backward pass).
+    Shapes come from the model built on the meta device: nothing is allocated, nothing is run."""
+    config = run.mel.input_config(run.dataset.clip_seconds)
+    with torch.device("meta"):
+        model = architectures.build(run.arch, config, run.dataset.n_tags,
+                                    **dataclasses.asdict(run.configuration.options))
+    elements = 0
+
+    def count(_module, _inputs, output):
+        nonlocal elements
+        if isinstance(output, torch.Tensor):
+            elements += output.numel()
+
+    leaves = [m for m in model.modules() if not any(True for _ in m.children())]
+    handles = [m.register_forward_hook(count) for m in leaves]
+    try:
+        model(torch.zeros(run.protocol.batch_size, 1, run.mel.n_mels, model.input_frames, device="meta"))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return 16 * count_params(model) + 4 * elements

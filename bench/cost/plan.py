@@ -1,0 +1,149 @@
+"""`bench plan`: what a grid costs before anything is trained (no data, no training).
+
+One row per (architecture, mel configuration): the input each run will see, how the architecture is
+fitted to it (VGG pooling plan, MusiCNN filter heights), its cost (GMAC per clip by fvcore and by
+the analytic conv + linear count, parameters) and the storage of one clip's spectrogram. Rows are
+plain dicts so the CLI can print them as a table, CSV or JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import architectures
+from architectures import InputConfig
+from architectures.planning import MusiCNNPlan, VGGPlan
+from bench.core import framing
+from bench.data.known import clip_count, tag_count
+from bench.spec import Configuration, Spec
+
+
+def arch_columns(config: Configuration, n_frames: int) -> dict[str, Any]:
+    """How the architecture is fitted to this input (pure planning, no torch)."""
+    mel, options = config.mel, config.options
+    plan = architectures.plan(config.arch, InputConfig(mel.sample_rate, mel.n_mels, mel.hop_multiplier, n_frames),
+                              **dataclasses.asdict(options))
+    columns = {"pool_freq": "", "pool_time": "", "filter_heights": "", "segments": ""}
+    if isinstance(plan, VGGPlan):
+        columns.update(pool_freq=_dashed(plan.pool_freq), pool_time=_dashed(plan.pool_time))
+    elif hasattr(plan, "segments"):  # architectures that see segments of a clip
+        columns.update(segments=plan.segments)
+    if isinstance(plan, MusiCNNPlan):
+        columns.update(filter_heights=_dashed(plan.heights))
+    return columns
+
+
+def _dashed(values) -> str:
+    return "-".join(map(str, values))
+
+
+@cache
+def _cost(arch: str, options, input_config: InputConfig, n_tags: int, fvcore: bool) -> tuple:
+    """(gmac, gmac_analytic, params, unsupported) per clip; cached because `log` changes no shape."""
+    import torch
+
+    from bench.cost.gmac import count_params, model_cost
+
+    if fvcore:
+        cost = model_cost(arch, input_config, n_tags, options)
+        return (round(cost.gmac, 4), round(cost.gmac_analytic, 4), cost.params,
+                json.dumps(cost.fvcore_unsupported, sort_keys=True))
+    with torch.device("meta"):  # shapes and parameter counts without allocating or computing
+        model = architectures.build(arch, input_config, n_tags, **dataclasses.asdict(options))
+    per_clip = model.segments or 1
+    return "", round(model.analytic_macs() * per_clip / 1e9, 4), count_params(model), ""
+
+
+def plan_row(config: Configuration, clip_seconds: float, n_tags: int, fvcore: bool = True) -> dict[str, Any]:
+    mel = config.mel
+    input_config = mel.input_config(clip_seconds)
+    n_frames = input_config.n_frames
+    gmac, gmac_analytic, params, unsupported = _cost(config.arch, config.options, input_config, n_tags, fvcore)
+    return {
+        "arch": config.arch,
+        "width": config.options.width,
+        "sample_rate": mel.sample_rate,
+        "n_mels": mel.n_mels,
+        "hop_multiplier": mel.hop_multiplier,
+        "log": mel.log,
+        "n_frames": n_frames,
+        "input_shape": f"{mel.n_mels}x{n_frames}",
+        **arch_columns(config, n_frames),
+        "gmac": gmac,
+        "gmac_analytic": gmac_analytic,
+        "params": params,
+        "storage_bytes_f32": framing.storage_bytes(mel.n_mels, n_frames, 4),
+        "storage_bytes_f16": framing.storage_bytes(mel.n_mels, n_frames, 2),
+        "fvcore_unsupported": unsupported,
+    }
+
+
+def plan_rows(spec: Spec, fvcore: bool = True) -> list[dict[str, Any]]:
+    """One row per configuration, for the number of tags the spec's dataset gives (`bench.data.known`)."""
+    n_tags = tag_count(spec.dataset) or spec.dataset.n_tags
+    return [plan_row(c, spec.dataset.clip_seconds, n_tags, fvcore) for c in spec.configurations()]
+
+
+def cache_bytes(spec: Spec, clips: int) -> int:
+    """The waveform cache of `clips` clips: float16 mono, one copy per sample rate of the grid."""
+    rates = {c.mel.sample_rate for c in spec.configurations()}
+    return sum(clips * framing.clip_samples(spec.dataset.clip_seconds, rate) * 2 for rate in rates)
+
+
+def measured_projection(spec: Spec, perf_json: str | Path) -> dict | None:
+    """The device-hours projection `bench perf --out` wrote for this spec, or None if none was written."""
+    try:
+        report = json.loads(Path(perf_json).read_text())
+    except (OSError, ValueError):
+        return None
+    projection = report.get("projection") if isinstance(report, dict) else None
+    if report.get("spec") != spec.name or not isinstance(projection, dict):
+        return None
+    return {"device_hours": projection.get("device_hours"), "device": report.get("device"),
+            "epochs_per_run": (projection.get("assumptions") or {}).get("epochs_per_run"), "path": str(perf_json)}
+
+
+def grid_totals(spec: Spec, rows: list[dict[str, Any]], perf_json: str | Path | None = None) -> dict[str, Any]:
+    """What the whole grid holds: runs, forward GMAC per clip summed over runs, the waveform cache
+    (where the dataset's clip count is known) and the device-hours `bench perf` projected (if measured)."""
+    gmac = [float(r["gmac"] if r["gmac"] != "" else r["gmac_analytic"]) for r in rows]
+    seeds = len(spec.seeds)
+    clips = clip_count(spec.dataset)
+    return {
+        "configurations": len(rows),
+        "runs": len(rows) * seeds,
+        "gmac_per_clip_min": min(gmac),
+        "gmac_per_clip_max": max(gmac),
+        "gmac_per_clip_sum_over_runs": sum(gmac) * seeds,
+        "n_tags": tag_count(spec.dataset),
+        "clips": clips,
+        "cache_bytes": cache_bytes(spec, clips) if clips else None,
+        "projection": measured_projection(spec, perf_json) if perf_json else None,
+    }
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def format_totals(spec: Spec, totals: dict[str, Any]) -> list[str]:
+    lines = [f"grid: {plural(totals['runs'], 'run')} ({plural(totals['configurations'], 'configuration')} x "
+             f"{plural(len(spec.seeds), 'seed')}); "
+             f"{totals['gmac_per_clip_min']:.3g}-{totals['gmac_per_clip_max']:.3g} GMAC per clip, "
+             f"{totals['gmac_per_clip_sum_over_runs']:.4g} summed over the runs"]
+    if totals["cache_bytes"]:
+        lines.append(f"waveform cache: {totals['cache_bytes'] / 1e9:.3g} GB for {totals['clips']:,} clips "
+                     f"(float16, one copy per sample rate)")
+    else:
+        lines.append("waveform cache: 2 bytes per sample per clip and sample rate (clip count known once read)")
+    projection = totals["projection"]
+    if projection and projection.get("device_hours") is not None:
+        lines.append(f"projected: {projection['device_hours']:,.1f} {projection['device']}-hours at "
+                     f"{projection['epochs_per_run']:g} epochs per run (measured by bench perf: {projection['path']})")
+    else:
+        lines.append("projected device-hours: not measured (bench perf SPEC --out results/perf/<spec>.json)")
+    return lines

@@ -1,0 +1,49 @@
+"""A spec's `[dataset]` table as a frozen value: which dataset, where, and how it is read. The readers
+(`bench.data.datasets`) take it; `bench.spec` validates it. It belongs to the data layer, so reading
+data never needs the spec parser or the architectures."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from bench.core import framing
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    """One of DATASETS."""
+    path: str | None = None
+    """Dataset root (or manifest file); `--data` overrides it. Not part of a run's identity."""
+    clip_seconds: float = framing.PAPER_CLIP_SECONDS
+    """Centre crop of each track, zero-padded when shorter."""
+    n_tags: int = 50
+    """Top-N tags by frequency (MTAT); the tag vocabulary size for the others."""
+    drop_untagged: bool = False
+    """Drop clips with none of the top-N tags instead of keeping them (MTAT: the same as split = "won")."""
+    split: str = "folders"
+    """MTAT: "folders" (the paper's and musicnn's split) or "won" (sota-music-tagging-models')."""
+    split_file: str | None = None
+    """MTAT: a folder of published split lists (`bench.data.splits`); MTG-Jamendo: the official split
+    folder (default splits/split-0). Relative to the dataset root."""
+    subset: str | None = None
+    """MTG-Jamendo: top50tags (default), genre, instrument, moodtheme or all."""
+    clips: int | None = None
+    """Synthetic only: number of clips to generate."""
+    seed: int = 0
+    """Synthetic only: generator seed."""
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that change what a run sees (the path is where it lives, not what it is).
+        The split fields appear only when set, so run ids from before they existed stay valid."""
+        ident = dataclasses.asdict(self)
+        del ident["path"]
+        if self.split == "folders":
+            del ident["split"]
+        if self.split_file is None:
+            del ident["split_file"]
+        if self.subset is None:
+            del ident["subset"]
+        return ident

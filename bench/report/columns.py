@@ -1,0 +1,87 @@
+"""The report's vocabulary: column names, the unit of aggregation, labels of configurations and models."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+import pandas as pd
+
+CONFIG = ("arch", "width", "sample_rate", "n_mels", "hop_multiplier", "log")
+KEY = ("dataset", *CONFIG)
+"""One configuration: the unit of aggregation (the dataset is part of it so that nothing is mixed)."""
+MODEL = ("dataset", "arch", "width")
+CONDITION = ("sample_rate", "log")
+"""Within a model, the reference is looked up per condition (same sample rate and log type)."""
+REFERENCE = {"n_mels": 96, "hop_multiplier": 1}
+METRICS = ("roc_auc", "pr_auc")
+METRIC_NAMES = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC"}
+LOG_ORDER = ("log", "dB")
+COST_FIELDS = ("gmac", "gmac_analytic", "params", "storage_bytes", "train_seconds", "epochs", "best_epoch",
+               "clips_per_second")
+SETUP = ("clip_seconds", "n_tags", "split")
+"""The run's data setup (canonical dataset config): clip length in s, tag vocabulary size, and split:
+"default" (the dataset's usual split: MTAT's folders 0-b / c / d-f, MSD's Lee et al. lists, MTG-Jamendo's
+split-0), else the spec's `split` or `split_file`, with ", untagged clips dropped" for `drop_untagged`."""
+SUMMARY_COLUMNS = ("run_id", *CONFIG, "seed", *METRICS, *COST_FIELDS, "clip_seconds", "dataset", "n_tags", "split")
+NOT_OK_COLUMNS = ("run_id", "status", "reason", *CONFIG, "seed", "dataset")
+AGGREGATE_COLUMNS = (*KEY, "roc_auc_mean", "roc_auc_std", "pr_auc_mean", "pr_auc_std", "n_seeds", "seeds", "gmac",
+                     "gmac_analytic", "params", "storage_bytes", "train_seconds_mean", "epochs_mean",
+                     "clips_per_second_mean", "seeds_missing", "pareto_gmac", "pareto_storage", *SETUP)
+PER_TAG_COLUMNS = ("run_id", *KEY, "seed", "tag", "roc_auc", "pr_auc", "positives")
+SIGNIFICANCE = 0.05
+"""p-values below this are starred in the comparison tables (the paper reports P > 0.08 as 'no difference')."""
+
+
+def paper_order(frame: pd.DataFrame, extra: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The paper's order: by model and condition (log before dB), then mel bands descending, hop ascending."""
+    order = [c for c in ("dataset", "arch", "width", "sample_rate", "log", "n_mels", "hop_multiplier", *extra)
+             if c in frame.columns]
+    ascending = [c != "n_mels" for c in order]
+
+    def key(column: pd.Series) -> pd.Series:
+        if column.name != "log":
+            return column
+        return column.map(lambda v: (LOG_ORDER.index(v), "") if v in LOG_ORDER else (len(LOG_ORDER), str(v)))
+
+    return frame.sort_values(order, ascending=ascending, kind="stable", key=key).reset_index(drop=True)
+
+
+def width_label(width: float) -> str:
+    """A model width as a fraction where it is one: 0.0625 -> "1/16", 0.25 -> "1/4", 1.0 -> "1"."""
+    fraction = Fraction(float(width)).limit_denominator(1024)
+    return str(fraction) if math.isclose(float(fraction), width, rel_tol=1e-9) else f"{width:g}"
+
+
+def config_label(n_mels: int, hop_multiplier: int) -> str:
+    """The x-axis label of a configuration within one condition, e.g. "96/x1"."""
+    return f"{int(n_mels)}/x{int(hop_multiplier)}"
+
+
+def rate_label(sample_rate: float) -> str:
+    return f"{sample_rate / 1000:g}k"
+
+
+def models(aggregated: pd.DataFrame) -> list[tuple[str, str, dict]]:
+    """(file slug, title, key) per model present, e.g. ("vgg", "vgg, width 1, mtat", {dataset, arch, width}).
+
+    The slug is the arch name, with the width when an arch was run at several widths and the dataset
+    when the results hold several datasets.
+    """
+    keys = aggregated[list(MODEL)].drop_duplicates().to_dict("records")
+    several_datasets = len({k["dataset"] for k in keys}) > 1
+    out = []
+    for key in keys:
+        several_widths = sum(1 for k in keys if (k["dataset"], k["arch"]) == (key["dataset"], key["arch"])) > 1
+        slug = (f"{key['dataset']}-" if several_datasets else "") + key["arch"]
+        slug += f"-w{key['width']:g}" if several_widths else ""
+        out.append((slug, f"{key['arch']}, width {key['width']:g}, {key['dataset']}", key))
+    return out
+
+
+def select(frame: pd.DataFrame, key: dict) -> pd.DataFrame:
+    mask = np.ones(len(frame), dtype=bool)
+    for name, value in key.items():
+        mask &= (frame[name] == value).to_numpy()
+    return frame[mask]

@@ -1,0 +1,497 @@
+"""Figures of the report, drawn from the tables of `bench.report.report` (aggregate rows, per-tag matrix) only.
+
+Every function returns a `matplotlib.figure.Figure` built without pyplot (no global state, no GUI;
+PNGs are rendered by Agg) and `save` writes it as PNG and PDF atomically. Print rules: every text is
+>= 8 pt at the saved size, and series are told apart by marker shape, fill and line style, so the
+figures survive grayscale printing; colour only repeats what shape already says. Readability rules:
+every tick label of an axis is in one unit (plain numbers, or kB throughout), every point is keyed in
+a legend or labelled, each figure states its seed count and clip length (`caption`; "mean ± std" and
+error bars only with more than one seed), and no Fig. 1 panel holds a single point.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import textwrap
+from pathlib import Path
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
+
+from bench.core.store import atomic_write_bytes
+from bench.report.columns import (
+    LOG_ORDER,
+    METRIC_NAMES,
+    METRICS,
+    REFERENCE,
+    config_label,
+    rate_label,
+)
+
+STYLE = {
+    "font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "xtick.labelsize": 8, "ytick.labelsize": 8,
+    "legend.fontsize": 8, "figure.titlesize": 9, "axes.spines.top": False, "axes.spines.right": False,
+    "pdf.fonttype": 42, "savefig.dpi": 200, "lines.linewidth": 1.0, "lines.markersize": 4.5,
+}
+"""Font sizes in pt at the saved size; pdf.fonttype 42 embeds TrueType (text stays text in the PDF)."""
+PAGE_WIDTH = 7.0
+"""Inches: a two-column paper's text width, the widest a figure should be printed."""
+MARKERS = ("o", "s", "^", "v", "D", "P", "X", "<", ">", "h", "*", "p")
+COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
+HOPS = (1, 2, 3, 4, 5, 10)
+"""The paper's hop multipliers: each keeps its marker (and colour) in every panel and every Fig. 1."""
+LOG_STYLES = {"log": {"linestyle": "-", "filled": True}, "dB": {"linestyle": "--", "filled": False}}
+"""Fill and line style of a log type, the same in every panel: log = filled, solid; dB = hollow, dashed."""
+DODGE = 1.07
+"""Fig. 1: with both log types, dB points sit this factor right of the log points (log x axis), so that
+a dB marker never lies on a log line."""
+
+
+def save(fig: Figure, stem: str | Path) -> list[Path]:
+    """Write `stem`.png and `stem`.pdf atomically (rendered in memory, then `bench.core.store`)."""
+    stem = Path(stem)
+    written = []
+    with mpl.rc_context(STYLE):
+        for fmt in ("png", "pdf"):
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format=fmt, bbox_inches="tight", pad_inches=0.03)
+            written.append(atomic_write_bytes(stem.with_name(f"{stem.name}.{fmt}"), buffer.getvalue()))
+    return written
+
+
+def rate_khz(sample_rate: float) -> str:
+    return f"{sample_rate / 1000:g} kHz"
+
+
+def caption(frame: pd.DataFrame) -> str:
+    """Seeds and clip length of aggregate rows, e.g. "mean ± std over 3 seeds, 29.1 s clips" or "1 seed,
+    8 s clips": "mean ± std" only when some configuration has more than one seed."""
+    seeds = pd.to_numeric(frame["n_seeds"] if "n_seeds" in frame else pd.Series([], dtype=float),
+                          errors="coerce").dropna()
+    n = int(seeds.max()) if len(seeds) else 0
+    if n > 1:
+        fewer = int((seeds < n).sum())
+        text = f"mean ± std over {n} seeds" + (f" ({fewer} configuration{'s' if fewer > 1 else ''} with fewer)"
+                                              if fewer else "")
+    else:
+        text = f"{n} seed{'' if n == 1 else 's'}"
+    clips = sorted(set(pd.to_numeric(frame["clip_seconds"], errors="coerce").dropna())) \
+        if "clip_seconds" in frame else []
+    clip_text = " / ".join(f"{c:g} s" for c in clips) + " clips" if clips else "clip length not recorded"
+    return f"{text}, {clip_text}"
+
+
+def _heading(lines: list[str], width_in: float) -> str:
+    """Title lines wrapped to a figure `width_in` inches wide (8-9 pt text)."""
+    chars = max(30, int(width_in / 0.068))
+    return "\n".join(part for line in lines for part in textwrap.wrap(line, chars))
+
+
+def _logs(frame: pd.DataFrame) -> list[str]:
+    present = set(frame["log"])
+    return [v for v in LOG_ORDER if v in present] + sorted(present - set(LOG_ORDER))
+
+
+def _decimal(value: float) -> str:
+    """A tick value as a plain decimal: 0.002, 0.5, 20 (never 2e-03 or 2x10^1)."""
+    return np.format_float_positional(float(f"{value:.6g}"), trim="-")
+
+
+def _nice(mantissa: float, exponent: int) -> float:
+    return float(f"{mantissa}e{exponent}")
+
+
+def log_ticks(lo: float, hi: float) -> tuple[list[float], float, float]:
+    """(major ticks, low limit, high limit) for a log axis that shows [lo, hi]: 1-2-5 values (decades
+    when they are more than 7, 1-1.5-2-3-5-7 when 1-2-5 leaves fewer than 2). When even those leave fewer
+    than 2, the limits widen to the 1-2-5 values around [lo, hi], so an axis always has 2 labelled ticks."""
+    if not (np.isfinite(lo) and np.isfinite(hi) and 0 < lo <= hi):
+        return [], lo, hi
+    exponents = range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 2)
+
+    def candidates(subs) -> list[float]:
+        return sorted(_nice(m, e) for e in exponents for m in subs)
+
+    def inside(subs) -> list[float]:
+        return [t for t in candidates(subs) if lo * (1 - 1e-9) <= t <= hi * (1 + 1e-9)]
+
+    ticks = inside((1, 2, 5))
+    if len(ticks) > 7:
+        ticks = inside((1,))
+        ticks = ticks[::math.ceil(len(ticks) / 7)]
+    if len(ticks) >= 2:
+        return ticks, lo, hi
+    ticks = inside((1, 1.5, 2, 3, 5, 7))
+    if len(ticks) >= 2:
+        return ticks, lo, hi
+    coarse = candidates((1, 2, 5))
+    lo = max(t for t in coarse if t <= lo * (1 + 1e-9))
+    hi = min(t for t in coarse if t >= hi * (1 - 1e-9))
+    return [t for t in coarse if lo <= t <= hi], lo, hi
+
+
+def _log_axis(axis, lo: float, hi: float, unit: str = "") -> None:
+    """Log scale over [lo, hi] with `log_ticks`; every label in one unit ("" = plain number, "kB" = bytes
+    / 1000); minor ticks unlabelled."""
+    ticks, lo, hi = log_ticks(lo, hi)
+    if unit == "kB":
+        formatter = FuncFormatter(lambda v, _: f"{_decimal(v / 1e3)} kB")
+    else:
+        formatter = FuncFormatter(lambda v, _: _decimal(v))
+    axis.axes.set_xlim(lo, hi) if axis is axis.axes.xaxis else axis.axes.set_ylim(lo, hi)
+    axis.set_major_locator(FixedLocator(ticks))
+    axis.set_major_formatter(formatter)
+    axis.set_minor_locator(LogLocator(subs="auto"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+# --- Fig. 1 ------------------------------------------------------------------------------------------------
+
+
+def _hop_index(hop: int, hops: list[int]) -> int:
+    extra = [h for h in hops if h not in HOPS]
+    return HOPS.index(hop) if hop in HOPS else len(HOPS) + extra.index(hop)
+
+
+def series_style(hop: int, log: str, hops: list[int]) -> dict:
+    """Line2D keywords of the (hop multiplier, log type) series: marker shape and colour = hop, fill and
+    line style = log type (LOG_STYLES; another log type: half-filled, dotted)."""
+    k = _hop_index(int(hop), [int(h) for h in hops])
+    color = COLORS[k % len(COLORS)]
+    log_style = LOG_STYLES.get(log, {"linestyle": ":", "filled": None})
+    style = {"marker": MARKERS[k % len(MARKERS)], "color": color, "mec": color, "linestyle": log_style["linestyle"]}
+    if log_style["filled"] is None:
+        style |= {"mfc": color, "fillstyle": "bottom", "markerfacecoloralt": "white"}
+    else:
+        style["mfc"] = color if log_style["filled"] else "white"
+    return style
+
+
+def series_label(hop: int, log: str) -> str:
+    return f"hop x{int(hop)}, {log}"
+
+
+def _mel_axis(ax, mels: list[int]) -> None:
+    ax.set_xscale("log", base=2)
+    ax.set_xlim(min(mels) / 1.3, max(mels) * 1.3)
+    ax.xaxis.set_major_locator(FixedLocator(mels))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_locator(NullLocator())
+
+
+def _shade_reference(ax) -> None:
+    mels = REFERENCE["n_mels"]
+    ax.axvspan(mels / 1.12, mels * 1.12, color="0.92", zorder=0, lw=0)
+
+
+def _legend_handles(frame: pd.DataFrame, hops: list[int]) -> list[Line2D]:
+    present = set(zip(frame["hop_multiplier"], frame["log"], strict=True))
+    return [Line2D([], [], label=series_label(hop, log), **series_style(hop, log, hops))
+            for hop in hops for log in _logs(frame) if (hop, log) in present]
+
+
+def _dropped_note(frame: pd.DataFrame) -> str:
+    parts = [f"{rate_khz(r.sample_rate)} {config_label(r.n_mels, r.hop_multiplier)} {r.log}: "
+             f"ROC-AUC {100 * r.roc_auc_mean:.2f} %" for r in frame.itertuples(index=False)]
+    return "not drawn (one configuration at its sample rate; see tables.md): " + "; ".join(parts)
+
+
+def fig1(aggregated: pd.DataFrame, title: str = "") -> Figure:
+    """The paper's Fig. 1 for one model: each metric and GMAC against mel bands, one line per hop.
+
+    Rows: ROC-AUC, PR-AUC (%), GMAC per clip (log scale); one column per sample rate, with a shared y
+    range in each row. x: mel bands (log scale; shaded: the reference's 96). One series per (hop
+    multiplier, log type): marker shape and colour say the hop, fill and line style the log type (filled
+    solid: log, hollow dashed: dB), the same in every panel; dB points are set slightly right of the log
+    points. Whiskers: one std over seeds, only where there are several. A sample rate holding a single
+    configuration gets no column (the caption names it); when no sample rate holds two, the figure is
+    one panel of ROC-AUC with every point labelled.
+    """
+    rates = sorted(aggregated["sample_rate"].unique())
+    counts = aggregated["sample_rate"].value_counts()
+    kept = [rate for rate in rates if counts[rate] >= 2]
+    header = ([title] if title else []) + [caption(aggregated)]
+    if not kept:
+        return _fig1_single(aggregated, header)
+    shown = aggregated[aggregated["sample_rate"].isin(kept)]
+    dropped = aggregated[~aggregated["sample_rate"].isin(kept)]
+    if not dropped.empty:
+        header.append(_dropped_note(dropped))
+    hops = sorted(int(h) for h in shown["hop_multiplier"].unique())
+    logs = _logs(shown)
+    mels = sorted(int(m) for m in shown["n_mels"].unique())
+    dodge = {log: DODGE ** (j - (len(logs) - 1) / 2) for j, log in enumerate(logs)}
+    panels = (*METRICS, "gmac")
+    width = PAGE_WIDTH if len(kept) > 1 else 3.9
+    with mpl.rc_context(STYLE):
+        fig = Figure(figsize=(width, 1.3 + 1.75 * len(panels)), layout="constrained")
+        axes = fig.subplots(len(panels), len(kept), sharex=True, sharey="row", squeeze=False)
+        for c, rate in enumerate(kept):
+            at_rate = shown[shown["sample_rate"] == rate]
+            for r, what in enumerate(panels):
+                ax = axes[r, c]
+                for hop in hops:
+                    for log in logs:
+                        rows = at_rate[(at_rate["hop_multiplier"] == hop) & (at_rate["log"] == log)]
+                        if rows.empty:
+                            continue
+                        rows = rows.sort_values("n_mels")
+                        x = rows["n_mels"].to_numpy(dtype=float) * dodge[log]
+                        style = series_style(hop, log, hops)
+                        if what == "gmac":
+                            y = rows["gmac"].to_numpy(dtype=float)
+                        else:
+                            y = 100 * rows[f"{what}_mean"].to_numpy(dtype=float)
+                            std = 100 * rows[f"{what}_std"].to_numpy(dtype=float)
+                            ok = np.isfinite(std)
+                            if ok.any():
+                                ax.errorbar(x[ok], y[ok], yerr=std[ok], fmt="none", ecolor=style["color"],
+                                            elinewidth=0.8, capsize=2, zorder=2)
+                        ax.plot(x, y, label=series_label(hop, log), zorder=3, **style)
+                _shade_reference(ax)
+                ax.grid(axis="y", color="0.88", lw=0.5)
+                if r == 0:
+                    ax.set_title(rate_khz(rate), loc="left")
+                if c == 0:
+                    ax.set_ylabel("GMAC per clip (log scale)" if what == "gmac" else f"{METRIC_NAMES[what]} (%)")
+            axes[-1, c].set_xlabel("mel bands (log scale)")
+        _mel_axis(axes[0, 0], mels)
+        gmac = shown["gmac"].to_numpy(dtype=float)
+        gmac = gmac[np.isfinite(gmac) & (gmac > 0)]
+        for ax in axes[-1]:
+            ax.set_yscale("log")
+        if gmac.size:
+            _log_axis(axes[-1, 0].yaxis, gmac.min() / 1.3, gmac.max() * 1.3)
+        fig.legend(handles=_legend_handles(shown, hops), loc="outside lower center", ncols=min(6, 2 * len(hops)),
+                   frameon=False, title=f"series (shaded: {REFERENCE['n_mels']} mel bands, the reference's)")
+        fig.suptitle(_heading(header, width), x=0.02, ha="left")
+    return fig
+
+
+def _fig1_single(aggregated: pd.DataFrame, header: list[str]) -> Figure:
+    """One ROC-AUC panel when no sample rate holds two configurations: every point labelled."""
+    hops = sorted(int(h) for h in aggregated["hop_multiplier"].unique())
+    mels = sorted(int(m) for m in aggregated["n_mels"].unique())
+    with mpl.rc_context(STYLE):
+        fig = Figure(figsize=(3.9, 3.2), layout="constrained")
+        ax = fig.subplots()
+        for r in aggregated.itertuples(index=False):
+            style = series_style(r.hop_multiplier, r.log, hops)
+            y, std = 100 * r.roc_auc_mean, 100 * r.roc_auc_std
+            if np.isfinite(std):
+                ax.errorbar([r.n_mels], [y], yerr=[std], fmt="none", ecolor=style["color"], elinewidth=0.8,
+                            capsize=2, zorder=2)
+            ax.plot([r.n_mels], [y], label=series_label(r.hop_multiplier, r.log), zorder=3, **style)
+            ax.annotate(f"{rate_khz(r.sample_rate)}, {config_label(r.n_mels, r.hop_multiplier)}, {r.log}\n"
+                        f"PR-AUC {100 * r.pr_auc_mean:.2f} %, {_decimal(float(f'{r.gmac:.2g}'))} GMAC",
+                        (r.n_mels, y), xytext=(7, 0), textcoords="offset points", ha="left", va="center",
+                        fontsize=8)
+        _mel_axis(ax, mels)
+        ax.set_xlim(min(mels) / 1.6, max(mels) * 4)  # room for the labels on the right
+        ax.margins(y=0.3)
+        ax.set_xlabel("mel bands (log scale)")
+        ax.set_ylabel("ROC-AUC (%)")
+        ax.grid(axis="y", color="0.88", lw=0.5)
+        fig.legend(handles=_legend_handles(aggregated, hops), loc="outside lower center", ncols=3, frameon=False)
+        fig.suptitle(_heading(header, 3.9), x=0.02, ha="left")
+    return fig
+
+
+# --- trade-off ---------------------------------------------------------------------------------------------
+
+
+def _series_styles(aggregated: pd.DataFrame) -> dict:
+    """(arch, width, sample_rate) -> (marker, colour): the marker shape alone tells the series apart."""
+    keys = aggregated[["arch", "width", "sample_rate"]].drop_duplicates().sort_values(["arch", "width",
+                                                                                       "sample_rate"])
+    models = list(dict.fromkeys(zip(keys["arch"], keys["width"], strict=True)))
+    return {(a, w, r): (MARKERS[i % len(MARKERS)], COLORS[models.index((a, w)) % len(COLORS)])
+            for i, (a, w, r) in enumerate(keys.itertuples(index=False))}
+
+
+_LABEL_SPOTS = ((4, 3, "left", "bottom"), (4, -3, "left", "top"), (-4, 3, "right", "bottom"),
+                (-4, -3, "right", "top"), (0, 6, "center", "bottom"), (0, -6, "center", "top"),
+                (7, 0, "left", "center"), (-7, 0, "right", "center"))
+"""Label positions around a point: offset in pt and alignment, tried in this order."""
+
+
+def _place_labels(ax, points: list[tuple[float, float, str, bool]], markers: np.ndarray,
+                  axes_inches: tuple[float, float]) -> None:
+    """Write each label (x, y, text, bold) at the first spot around (x, y) that overlaps no marker (x, y
+    rows of `markers`) and no label placed before (sizes estimated at 8 pt), else at the least covered."""
+    width_in, height_in = axes_inches
+    to_axes = ax.transScale + ax.transLimits
+    centres = [to_axes.transform((x, y)) * (width_in, height_in) for x, y, _, _ in points]
+    marker = 3.5 / 72
+    boxes = [(cx - marker, cy - marker, cx + marker, cy + marker)
+             for cx, cy in (to_axes.transform(m) * (width_in, height_in) for m in markers)]
+
+    def overlap(a, b) -> float:
+        return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+    order = sorted(range(len(points)), key=lambda i: (not points[i][3], -centres[i][1]))
+    for i in order:
+        x, y, text, bold = points[i]
+        cx, cy = centres[i]
+        w, h = len(text) * (0.58 if not bold else 0.64) * 8 / 72, 8 * 1.2 / 72
+        best, best_cost = None, None
+        for dx, dy, ha, va in _LABEL_SPOTS:
+            left = cx + dx / 72 - {"left": 0, "center": w / 2, "right": w}[ha]
+            bottom = cy + dy / 72 - {"bottom": 0, "center": h / 2, "top": h}[va]
+            box = (left, bottom, left + w, bottom + h)
+            outside = max(0.0, -box[0]) + max(0.0, box[2] - width_in) + max(0.0, -box[1]) + max(0.0, box[3] - height_in)
+            cost = sum(overlap(box, other) for other in boxes) + outside * h
+            if best_cost is None or cost < best_cost - 1e-12:
+                best, best_cost = (dx, dy, ha, va, box), cost
+            if cost == 0:
+                break
+        dx, dy, ha, va, box = best
+        boxes.append(box)
+        ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va, fontsize=8,
+                    fontweight="bold" if bold else "normal", color="0.0" if bold else "0.3", zorder=4)
+
+
+def _point_labels(rows: pd.DataFrame, cost: str, numbers: dict) -> list[tuple[float, float, str, bool]]:
+    """(x, y, text, bold) per label: "mels/xhop" for every point, "n: mels/xhop" (bold) for the Pareto
+    front's point number n (`numbers`: configuration -> n). The log and dB points of one input share
+    their cost, so one label between them names both unless one is on the front."""
+    labels = []
+    groups = rows.groupby(["arch", "width", "sample_rate", "n_mels", "hop_multiplier"], sort=False, dropna=False)
+    for (arch, width, rate, mels, hop), twins in groups:
+        plain = []
+        for r in twins.itertuples(index=False):
+            x, y = getattr(r, cost), 100 * r.roc_auc_mean
+            if not (np.isfinite(x) and np.isfinite(y)):
+                continue
+            number = numbers.get((arch, width, rate, mels, hop, r.log))
+            if number is None:
+                plain.append((x, y))
+            else:
+                labels.append((x, y, f"{number}: {config_label(mels, hop)}", True))
+        if plain:
+            labels.append((plain[0][0], float(np.mean([y for _, y in plain])), config_label(mels, hop), False))
+    return labels
+
+
+def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac") -> Figure:
+    """Mean ROC-AUC (± std where there are several seeds) against cost per clip (log axis), with the
+    Pareto front drawn and every point labelled.
+
+    `cost` is "gmac" or "storage_bytes" (tick labels in kB throughout); the front is the aggregate's
+    `pareto_gmac` / `pareto_storage` flag (highest accuracy for at most this cost), drawn as a staircase.
+    Every point is labelled with its mel bands / hop multiplier; the front's points are numbered (1 =
+    cheapest, bold) and named in a key beside the plot. Marker shape: arch, width and sample rate;
+    filled: log, hollow: dB (legend). One panel per dataset; the title gives seeds and clip length.
+    """
+    flag = {"gmac": "pareto_gmac", "storage_bytes": "pareto_storage"}[cost]
+    datasets = list(dict.fromkeys(aggregated["dataset"]))
+    styles = _series_styles(aggregated)
+    several_models = len({(a, w) for a, w, _ in styles}) > 1
+    key = []
+    # a panel grows with its labels (about 11 per inch of height), from 3 to 7 in
+    heights = {d: min(7.0, max(3.0, 1.2 + 0.09 * len(_point_labels(aggregated[aggregated["dataset"] == d], cost,
+                                                                      {})))) for d in datasets}
+    with mpl.rc_context(STYLE):
+        fig = Figure(figsize=(PAGE_WIDTH, 0.5 + sum(heights.values())), layout="constrained")
+        axes = fig.subplots(len(datasets), 1, squeeze=False, height_ratios=[heights[d] for d in datasets])[:, 0]
+        for ax, dataset in zip(axes, datasets, strict=True):
+            rows = aggregated[aggregated["dataset"] == dataset]
+            x_all = rows[cost].to_numpy(dtype=float)
+            x_ok = x_all[np.isfinite(x_all) & (x_all > 0)]
+            ax.set_xscale("log")
+            if x_ok.size:
+                _log_axis(ax.xaxis, x_ok.min() / 1.35, x_ok.max() * 1.35, "kB" if cost == "storage_bytes" else "")
+            mean = 100 * rows["roc_auc_mean"].to_numpy(dtype=float)
+            std = 100 * rows["roc_auc_std"].to_numpy(dtype=float)
+            with_std = np.isfinite(std)
+            if with_std.any():
+                ax.errorbar(x_all[with_std], mean[with_std], yerr=std[with_std], fmt="none", ecolor="0.7",
+                            elinewidth=0.6, zorder=1)
+            spread = np.concatenate([mean - np.where(with_std, std, 0), mean + np.where(with_std, std, 0)])
+            spread = spread[np.isfinite(spread)]
+            if spread.size:
+                pad = max(0.5, 0.12 * (spread.max() - spread.min()))
+                ax.set_ylim(spread.min() - pad, spread.max() + pad)
+            for (arch, width, rate), (marker, color) in styles.items():
+                for log in _logs(rows):
+                    points = rows[(rows["arch"] == arch) & (rows["width"] == width) & (rows["sample_rate"] == rate)
+                                  & (rows["log"] == log)]
+                    if not points.empty:
+                        ax.plot(points[cost], 100 * points["roc_auc_mean"], linestyle="none", marker=marker, ms=5,
+                                mec=color, mfc="white" if log == "dB" else color, zorder=3,
+                                label=(f"{arch} w{width:g} " if several_models else "") + f"{rate_khz(rate)} {log}")
+            front = rows[rows[flag]].sort_values([cost, "roc_auc_mean"])
+            ax.step(front[cost], 100 * front["roc_auc_mean"], where="post", color="black", lw=1, ls="--", zorder=2)
+            numbers = {}
+            for r in front.itertuples(index=False):
+                numbers[(r.arch, r.width, r.sample_rate, r.n_mels, r.hop_multiplier, r.log)] = number = len(key) + 1
+                name = (f"{r.arch} " if several_models else "") + f"{config_label(r.n_mels, r.hop_multiplier)} " \
+                    f"{rate_label(r.sample_rate)} {r.log}"
+                value = f"{r.gmac:.2g} GMAC" if cost == "gmac" else f"{r.storage_bytes / 1e3:.0f} kB"
+                key.append(f"{number}: {name} ({value}, {100 * r.roc_auc_mean:.2f} %)")
+            plotted = np.column_stack([x_all, mean])
+            _place_labels(ax, _point_labels(rows, cost, numbers), plotted[np.isfinite(plotted).all(axis=1)],
+                          (PAGE_WIDTH - 3.2, heights[dataset] - 0.9))
+            ax.set_xlabel("GMAC per clip (log scale)" if cost == "gmac"
+                          else "storage per clip, float32 mel spectrogram (kB, log scale)")
+            ax.set_ylabel("ROC-AUC (%)")
+            if len(datasets) > 1:
+                ax.set_title(f"{dataset}: {caption(rows)}", loc="left")
+            ax.grid(color="0.9", lw=0.5, which="major")
+        handles = [Line2D([], [], ls="none", marker=m, mec=c, mfc=c, ms=5,
+                          label=(f"{a} w{w:g} " if several_models else "") + rate_khz(r))
+                   for (a, w, r), (m, c) in styles.items()]
+        handles += [Line2D([], [], ls="none", marker="o", mec="0.3", mfc="0.3", ms=5, label="log (filled)"),
+                    Line2D([], [], ls="none", marker="o", mec="0.3", mfc="white", ms=5, label="dB (hollow)"),
+                    Line2D([], [], color="black", ls="--", lw=1, label="Pareto front")]
+        fig.legend(handles=handles, loc="outside right upper", frameon=False,
+                   title="labels: mel bands / hop", alignment="left")
+        if key:
+            fig.legend(handles=[Line2D([], [], ls="none", label=text) for text in key], loc="outside right lower",
+                       title="Pareto front (numbered)", alignment="left", handlelength=0, handletextpad=0,
+                       frameon=False)
+        what = "GMAC" if cost == "gmac" else "storage"
+        heading = f"test ROC-AUC against {what} per clip"
+        fig.suptitle(heading if len(datasets) > 1 else f"{heading}: {caption(aggregated)}", x=0.02, ha="left")
+    return fig
+
+
+# --- per-tag heatmap ---------------------------------------------------------------------------------------
+
+
+def per_tag(matrix: pd.DataFrame, title: str = "", note: str = "") -> Figure:
+    """Heatmap of one model's per-tag ROC-AUC change (percentage points) against the reference.
+
+    `matrix` is `report.per_tag_matrix`: tags (rows, worst drop first) x configurations (columns). The
+    colour map is monotonic in lightness (darker = larger drop) and symmetric about 0, so it reads in
+    grayscale; tags missing for a configuration are light grey. `note` (e.g. `caption` of the model's
+    aggregate rows: seeds and clip length) is added to the title.
+    """
+    values = matrix.to_numpy(dtype=float)
+    finite = values[np.isfinite(values)]
+    limit = max(0.5, float(np.abs(finite).max())) if finite.size else 1.0  # symmetric: 0 is the middle shade
+    n_tags, n_configs = values.shape
+    with mpl.rc_context(STYLE):
+        fig = Figure(figsize=(min(PAGE_WIDTH, max(3.4, 2.4 + 0.24 * n_configs)), max(2.8, 1.4 + 0.135 * n_tags)),
+                     layout="constrained")
+        ax = fig.subplots()
+        cmap = mpl.colormaps["viridis"].with_extremes(bad="0.85")
+        image = ax.imshow(np.ma.masked_invalid(values), aspect="auto", cmap=cmap,
+                          norm=Normalize(-limit, limit), interpolation="nearest")
+        ax.set_xticks(range(n_configs), list(matrix.columns), rotation=90 if n_configs > 6 else 0)
+        ax.set_yticks(range(n_tags), list(matrix.index))
+        ax.tick_params(length=0)
+        ax.spines[:].set_visible(False)
+        ax.set_xlabel("configuration (mel bands / hop multiplier)")
+        reference = config_label(REFERENCE["n_mels"], REFERENCE["hop_multiplier"])
+        colorbar = fig.colorbar(image, ax=ax, shrink=0.6 if n_tags > 20 else 1.0, aspect=25)
+        colorbar.set_label(f"ΔROC-AUC vs {reference} (pp)")
+        heading = "per-tag ROC-AUC change, worst drop first"
+        ax.set_title("\n".join(t for t in (title, heading, note) if t), loc="left")
+    return fig

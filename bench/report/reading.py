@@ -1,0 +1,129 @@
+"""Reading a results folder: run folders -> result.json documents -> tidy tables (summary, per tag)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from bench.core import layout
+from bench.core.errors import UserError
+from bench.core.layout import CHECKPOINT, RESULT, RUNS, parse_run_id, result_problem
+from bench.report.columns import (
+    CONFIG,
+    COST_FIELDS,
+    KEY,
+    METRICS,
+    NOT_OK_COLUMNS,
+    PER_TAG_COLUMNS,
+    SUMMARY_COLUMNS,
+    paper_order,
+)
+
+
+def run_folders(results_dir: str | Path) -> list[Path]:
+    """The run folders under RESULTS_DIR/runs/, or a UserError saying why there are none."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise UserError(f"{results_dir}: no such results folder (expected results/<spec name>)")
+    runs = results_dir / RUNS
+    folders = sorted(p for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
+    if not folders:
+        nested = sorted(str(p.parent) for p in results_dir.glob("*/runs") if p.is_dir())
+        hint = f"; did you mean {' or '.join(nested)}?" if nested else ""
+        raise UserError(f"{results_dir}: holds no runs (expected {runs}/<run_id>/{RESULT}){hint}")
+    return folders
+
+
+def _config_fields(doc: dict) -> dict:
+    """Config fields from a result.json ("config") or a config.json (the canonical config)."""
+    if isinstance(doc.get("config"), dict):
+        config = doc["config"]
+        return {name: config.get(name) for name in (*CONFIG, "seed", "dataset")}
+    fields = {name: doc.get(name) for name in (*CONFIG, "seed")}
+    fields["width"] = (doc.get("options") or {}).get("width")
+    dataset = doc.get("dataset")
+    fields["dataset"] = dataset.get("name") if isinstance(dataset, dict) else dataset
+    return fields
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def read_runs(folders: Iterable[Path]) -> tuple[list[dict], pd.DataFrame]:
+    """(ok results, one row per run that is not: failed, unreadable or incomplete, with the reason)."""
+    ok, not_ok = [], []
+    for folder in folders:
+        path = folder / RESULT
+        if not path.exists():
+            started = "interrupted or still running" if (folder / CHECKPOINT).exists() else "not finished"
+            config = _read_json(folder / layout.CONFIG)
+            fields = _config_fields(config) if config else (parse_run_id(folder.name) or {})
+            not_ok.append({"run_id": folder.name, "status": "incomplete", "reason": f"no {RESULT} ({started})",
+                           **fields})
+            continue
+        try:
+            result = json.loads(path.read_text())
+            if not isinstance(result, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as exc:
+            not_ok.append({"run_id": folder.name, "status": "unreadable", "reason": f"{path}: {exc}"})
+            continue
+        status = result.get("status")
+        problem = result_problem(result, folder.name)  # the grid's own test of a done-marker
+        if status == "ok" and problem is None:
+            ok.append(result)
+        else:
+            reason = result.get("error") or problem or f"status {status!r}"
+            not_ok.append({"run_id": result.get("run_id", folder.name), "status": status or "unknown",
+                           "reason": reason, **_config_fields(result)})
+    return ok, pd.DataFrame(not_ok, columns=NOT_OK_COLUMNS)
+
+
+def tidy_table(results: list[dict]) -> pd.DataFrame:
+    """summary.csv: one row per ok run (SUMMARY_COLUMNS); accuracies as fractions, cost per clip."""
+    rows = []
+    for result in results:
+        config, metrics, cost = result["config"], result["metrics"], result["cost"]
+        dataset = (result.get("canonical") or {}).get("dataset") or {}
+        rows.append({"run_id": result["run_id"], **{name: config.get(name) for name in (*CONFIG, "seed")},
+                     **{name: metrics.get(name) for name in METRICS}, **{name: cost.get(name) for name in COST_FIELDS},
+                     "clip_seconds": dataset.get("clip_seconds"), "dataset": config.get("dataset"),
+                     "n_tags": dataset.get("n_tags"), "split": _split_label(dataset)})
+    frame = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    numeric = [c for c in SUMMARY_COLUMNS if c not in ("run_id", "arch", "log", "dataset", "split")]
+    frame[numeric] = frame[numeric].apply(pd.to_numeric, errors="coerce")
+    return paper_order(frame, ("seed",))
+
+
+def _split_label(dataset: dict) -> str | None:
+    """The `split` column (see SETUP) of a canonical dataset config; None when the run records none.
+    The canonical config leaves out `split` and `split_file` when they are not set (`DatasetSpec.identity`)."""
+    if not dataset:
+        return None
+    label = dataset.get("split_file") or ("default" if dataset.get("split", "folders") == "folders"
+                                          else str(dataset["split"]))
+    return label + (", untagged clips dropped" if dataset.get("drop_untagged") else "")
+
+
+def per_tag_table(results: list[dict]) -> pd.DataFrame:
+    """per_tag.csv: one row per (ok run, tag) with the tag's test ROC-AUC and PR-AUC (fractions)."""
+    rows = []
+    for result in results:
+        config = result["config"]
+        ident = {"run_id": result["run_id"], **{name: config.get(name) for name in (*KEY, "seed")}}
+        for tag, values in (result["metrics"].get("per_tag") or {}).items():
+            rows.append({**ident, "tag": tag, **{k: values.get(k) for k in ("roc_auc", "pr_auc", "positives")}})
+    return paper_order(pd.DataFrame(rows, columns=PER_TAG_COLUMNS), ("seed", "tag"))
+
+
+def duplicate_seeds(summary: pd.DataFrame) -> pd.DataFrame:
+    """Ok runs that share configuration and seed (e.g. a changed protocol): they would count twice."""
+    return summary[summary.duplicated([*KEY, "seed"], keep=False)]

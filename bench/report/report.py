@@ -1,0 +1,219 @@
+"""`bench report RESULTS_DIR`: result.json files -> tidy tables, statistics, Markdown/LaTeX tables, figures.
+
+The report is a pure function of `RESULTS_DIR/runs/*/result.json` (docs/architecture.md): it never
+imports training code. Every analysis step is a function from DataFrames to DataFrames; the figures
+(`bench.report.figures`) read only what these functions return.
+
+Terms used throughout:
+
+- *configuration*: (arch, width, sample_rate, n_mels, hop_multiplier, log) on one dataset. Seeds are
+  its repetitions; means and standard deviations (ddof=1) are taken over seeds.
+- *model*: (dataset, arch, width) -- one paper-shaped table, one Fig. 1 and one per-tag heatmap each.
+- *reference configuration*: 96 mel bands, hop x1 (the paper's baseline input) with the same dataset,
+  arch, width, sample rate and log type. Relative changes and t-tests are taken against it.
+- accuracies (`roc_auc`, `pr_auc`) are macro averages over tags, stored as fractions (0-1) in the CSV
+  files as scikit-learn returns them; tables and figures show them in %.
+- `gmac`: 1e9 multiply-adds for one forward pass over one clip (fvcore's count); `storage_bytes`: one
+  float32 mel spectrogram of one clip.
+- *setup*: what a run was trained on besides its configuration -- `clip_seconds`, `n_tags` and `split`
+  from the run's canonical dataset config. Published numbers are put beside ours only where the
+  model width and the setup are the paper's (`published_setup_problems`).
+- failed runs (status != "ok"), unreadable result files, result files that do not describe their run
+  (`bench.core.layout.result_problem`) and run folders without result.json are listed in
+  `runs_not_ok.csv` and in the summary and never enter an average.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.core.layout import REPORT
+from bench.core.store import atomic_write_text
+from bench.report.columns import (  # noqa: F401 - the report's API, in one place
+    AGGREGATE_COLUMNS,
+    CONDITION,
+    CONFIG,
+    COST_FIELDS,
+    KEY,
+    LOG_ORDER,
+    METRIC_NAMES,
+    METRICS,
+    MODEL,
+    NOT_OK_COLUMNS,
+    PER_TAG_COLUMNS,
+    REFERENCE,
+    SETUP,
+    SIGNIFICANCE,
+    SUMMARY_COLUMNS,
+    config_label,
+    models,
+    paper_order,
+    rate_label,
+    select,
+    width_label,
+)
+from bench.report.published import (  # noqa: F401 - the report's API, in one place
+    PUBLISHED,
+    PUBLISHED_COLUMNS,
+    PUBLISHED_SETUP,
+    published_comparison,
+    published_numbers,
+    published_setup_problems,
+    published_skipped,
+)
+from bench.report.reading import (  # noqa: F401 - the report's API, in one place
+    duplicate_seeds,
+    per_tag_table,
+    read_runs,
+    run_folders,
+    tidy_table,
+)
+from bench.report.statistics import (  # noqa: F401 - the report's API, in one place
+    aggregate,
+    compare_to_reference,
+    is_reference,
+    pareto_front,
+    per_tag_delta,
+    per_tag_matrix,
+    student_t_test,
+)
+from bench.report.tables import (  # noqa: F401 - the report's API, in one place
+    Table,
+    comparison_table,
+    published_markdown,
+    results_table,
+    to_latex,
+    to_markdown,
+)
+
+
+@dataclass
+class ReportSummary:
+    """What `report` found and wrote."""
+
+    results_dir: Path
+    out_dir: Path
+    n_runs: int
+    n_ok: int
+    not_ok: pd.DataFrame
+    """One row per run not averaged: run_id, status (failed | incomplete | unreadable | ...), reason."""
+    n_configurations: int
+    incomplete_configurations: list[str]
+    """Configurations averaged over fewer seeds than expected, e.g. "vgg 16k log 48/x1 (n=2, missing 2)"."""
+    published: pd.DataFrame
+    warnings: list[str]
+    files: list[Path]
+    published_skipped: list[str] = field(default_factory=list)
+    """One line per model with published numbers for its configurations but not the paper's width or setup."""
+
+    def text(self) -> str:
+        counts = self.not_ok["status"].value_counts()
+        lines = [f"report of {self.results_dir}: {self.n_runs} runs, {self.n_ok} ok"
+                 + "".join(f", {n} {status}" for status, n in counts.items())
+                 + f"; {self.n_configurations} configurations"]
+        for row in self.not_ok.itertuples(index=False):
+            lines.append(f"  not averaged: {row.run_id} [{row.status}] {row.reason}")
+        for label in self.incomplete_configurations:
+            lines.append(f"  fewer seeds: {label}")
+        lines += [f"  warning: {w}" for w in self.warnings]
+        lines += [f"  {line}" for line in self.published_skipped]
+        if not self.published.empty:
+            lines.append("published numbers beside ours (%, ours - published):")
+            for r in self.published.itertuples(index=False):
+                parts = [f"{METRIC_NAMES[m]} {getattr(r, f'{m}_ours'):.2f} vs {getattr(r, f'{m}_published'):.2f}"
+                         for m in METRICS if np.isfinite(getattr(r, f"{m}_published"))]
+                lines.append(f"  {r.dataset} {r.arch} w{r.width:g} {rate_label(r.sample_rate)} {r.log} "
+                             f"{config_label(r.n_mels, r.hop_multiplier)} (n={r.n_seeds}): " + ", ".join(parts))
+        lines.append(f"wrote {len(self.files)} files to {self.out_dir}:")
+        lines += [f"  {path.name}" for path in self.files]
+        return "\n".join(lines)
+
+
+def _csv(frame: pd.DataFrame) -> str:
+    return frame.to_csv(index=False, float_format="%.10g", lineterminator="\n")
+
+
+def report(results_dir: str | Path, out_dir: str | Path | None = None) -> ReportSummary:
+    """Read RESULTS_DIR/runs/*/result.json and write the report to out_dir (default RESULTS_DIR/report/).
+
+    Writes summary.csv, aggregate.csv, comparison.csv, per_tag.csv, per_tag_delta.csv, runs_not_ok.csv,
+    tables.md, tables.tex, published.md (when a published number exists for our configurations: beside
+    ours where width and setup are the paper's, else the reason it is left out) and the
+    figures (PNG and PDF). Raises UserError when the folder does not exist or holds no runs.
+    """
+    from bench.report import figures  # matplotlib is only needed here
+
+    results_dir = Path(results_dir)
+    folders = run_folders(results_dir)
+    out = Path(out_dir) if out_dir is not None else results_dir / REPORT
+    results, not_ok = read_runs(folders)
+    summary = tidy_table(results)
+    seeds_seen = set(summary["seed"].dropna().astype(int)) | set(pd.to_numeric(not_ok["seed"]).dropna().astype(int))
+    aggregated = aggregate(summary, seeds_seen)
+    comparison = compare_to_reference(aggregated, summary)
+    per_tag = per_tag_table(results)
+    delta = per_tag_delta(per_tag)
+    published = published_comparison(aggregated)
+    skipped = published_skipped(aggregated)
+
+    notes = []
+    duplicates = duplicate_seeds(summary)
+    if not duplicates.empty:
+        notes.append(f"{len(duplicates)} ok runs share a configuration and seed with another (changed protocol or "
+                     f"data?); all are averaged: {', '.join(duplicates['run_id'])}")
+    files: list[Path] = []
+
+    def write(name: str, text: str) -> None:
+        files.append(atomic_write_text(out / name, text))
+
+    write("summary.csv", _csv(summary))
+    write("aggregate.csv", _csv(aggregated))
+    write("comparison.csv", _csv(comparison))
+    write("per_tag.csv", _csv(per_tag))
+    write("per_tag_delta.csv", _csv(delta))
+    write("runs_not_ok.csv", _csv(not_ok))
+
+    model_list = models(aggregated)
+    md, tex = [f"# Results: {results_dir.name}", ""], []
+    reference = config_label(**REFERENCE)
+    for _, title, key in model_list:
+        mine = select(aggregated, key)
+        if not is_reference(mine).any():
+            notes.append(f"{title}: no {reference} reference run, so no relative changes or t-tests")
+        for table in (results_table(mine, title),
+                      comparison_table(select(comparison, key), f"{title}: change against {reference}")):
+            md.append(to_markdown(table))
+            tex.append(to_latex(table))
+    if not model_list:
+        md.append("No successful runs yet.\n")
+    write("tables.md", "\n".join(md))
+    write("tables.tex", "\n".join(tex) or "% no successful runs yet\n")
+    if not published.empty or skipped:
+        write("published.md", published_markdown(published, skipped))
+
+    for slug, title, key in model_list:
+        files += figures.save(figures.fig1(select(aggregated, key), title), out / f"fig1_{slug}")
+        matrix = per_tag_matrix(select(delta, key))
+        if not matrix.empty:
+            files += figures.save(figures.per_tag(matrix, title, figures.caption(select(aggregated, key))),
+                                  out / f"per_tag_{slug}")
+    if model_list:
+        files += figures.save(figures.tradeoff(aggregated, "gmac"), out / "tradeoff_gmac")
+        files += figures.save(figures.tradeoff(aggregated, "storage_bytes"), out / "tradeoff_storage")
+
+    incomplete = [f"{r.arch} w{r.width:g} {rate_label(r.sample_rate)} {r.log} "
+                  f"{config_label(r.n_mels, r.hop_multiplier)} (n={r.n_seeds}, "
+                  f"missing seeds {r.seeds_missing.replace(';', ', ')})"
+                  for r in aggregated.itertuples(index=False) if r.seeds_missing]
+    return ReportSummary(results_dir, out, len(folders), len(results), not_ok, len(aggregated), incomplete,
+                         published, notes, files, skipped)
+
+
+def cli_main(results_dir: str | Path) -> int:
+    """`bench report RESULTS_DIR`: write the report and print what was found and written."""
+    print(report(results_dir).text())
+    return 0

@@ -1,0 +1,205 @@
+"""Markdown and LaTeX tables of the aggregated results."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from bench.report.columns import (
+    LOG_ORDER,
+    METRIC_NAMES,
+    METRICS,
+    REFERENCE,
+    SIGNIFICANCE,
+    config_label,
+    paper_order,
+    rate_label,
+)
+from bench.report.published import PUBLISHED_SETUP
+
+
+@dataclass
+class Table:
+    """A paper-shaped table: rows (n_mels, hop), column groups per sample rate (and log type)."""
+
+    title: str
+    groups: list[tuple[str, list[str]]]
+    """(group header, sub-column headers)."""
+    rows: list[tuple[str, str, list[tuple[str, bool]]]]
+    """(mels, hop, [(cell text, bold)])."""
+    notes: list[str] = field(default_factory=list)
+
+
+def _pct(mean: float, std: float) -> str:
+    if not np.isfinite(mean):
+        return "–"
+    return f"{100 * mean:.2f}" + (f" ({100 * std:.2f})" if np.isfinite(std) else "")
+
+
+def _gmac(value: float) -> str:
+    return "–" if not np.isfinite(value) else f"{value:.2f}" if value >= 0.1 else f"{value:.2g}"
+
+
+def _signed(value: float) -> str:
+    return "–" if not np.isfinite(value) else f"{value:+.2f}"
+
+
+def _p(value: float) -> str:
+    if not np.isfinite(value):
+        return "n/a"
+    return ("<0.001" if value < 0.001 else f"{value:.3f}") + ("*" if value < SIGNIFICANCE else "")
+
+
+def _layout(frame: pd.DataFrame):
+    rates = sorted(frame["sample_rate"].unique())
+    logs = [v for v in LOG_ORDER if v in set(frame["log"])] + sorted(set(frame["log"]) - set(LOG_ORDER))
+    configs = paper_order(frame[["n_mels", "hop_multiplier"]].drop_duplicates())
+    return rates, logs, list(zip(configs["n_mels"], configs["hop_multiplier"], strict=True))
+
+
+def _column_groups(rates, logs, metric_header, gmac_header: str):
+    """Column groups (sample rate x log type: the metrics; then the rate's GMAC) and their keys."""
+    groups, columns = [], []
+    for rate in rates:
+        for log in logs:
+            groups.append((f"{rate_label(rate)} {log}", [metric_header(m) for m in METRICS]))
+            columns += [(rate, log, m) for m in METRICS]
+        groups.append((f"{rate_label(rate)}", [gmac_header]))
+        columns.append((rate, None, "gmac"))
+    return groups, columns
+
+
+def results_table(aggregated: pd.DataFrame, title: str) -> Table:
+    """Mean (std) over seeds in %, GMAC per clip beside each sample rate; bold: the best displayed mean of a
+    column, only in columns that show at least two different means (a column of one value has no best)."""
+    rates, logs, configs = _layout(aggregated)
+    by_key = {(r.sample_rate, r.log, r.n_mels, r.hop_multiplier): r for r in aggregated.itertuples(index=False)}
+    groups, columns = _column_groups(rates, logs, lambda m: METRIC_NAMES[m], "GMAC")
+    cells = {}
+    for mels, hop in configs:
+        for rate, log, what in columns:
+            if what == "gmac":
+                found = [r for (sr, _, m, h), r in by_key.items() if (sr, m, h) == (rate, mels, hop)]
+                cells[mels, hop, rate, log, what] = _gmac(found[0].gmac if found else np.nan)
+                continue
+            row = by_key.get((rate, log, mels, hop))
+            text = _pct(getattr(row, f"{what}_mean"), getattr(row, f"{what}_std")) if row else "–"
+            if row is not None and row.seeds_missing:
+                text += " †"
+            cells[mels, hop, rate, log, what] = text
+    best = {}
+    for column in columns:
+        if column[2] != "gmac":
+            shown = {_leading_number(cells[(m, h, *column)]) for m, h in configs} - {None}
+            best[column] = max(shown) if len(shown) >= 2 else None
+    rows = [(str(mels), f"x{hop}", [(cells[(mels, hop, *c)], c in best and best[c] is not None
+                                     and _leading_number(cells[(mels, hop, *c)]) == best[c]) for c in columns])
+            for mels, hop in configs]
+    notes = ["ROC-AUC and PR-AUC in %: mean (standard deviation) over seeds; bold: the best mean of its column "
+             "(in columns with at least two different means).",
+             "GMAC: 1e9 multiply-adds per clip, one forward pass."]
+    if aggregated["seeds_missing"].astype(bool).any():
+        notes.append("†: fewer seeds than the other configurations (failed or unfinished runs).")
+    return Table(title, groups, rows, notes)
+
+
+def _leading_number(text: str) -> float | None:
+    try:
+        return float(text.split()[0])
+    except (ValueError, IndexError):
+        return None
+
+
+def comparison_table(comparison: pd.DataFrame, title: str) -> Table:
+    """Relative change against the reference in % with the t-test's p-value, and the GMAC change."""
+    rates, logs, configs = _layout(comparison)
+    by_key = {(r.sample_rate, r.log, r.n_mels, r.hop_multiplier): r for r in comparison.itertuples(index=False)}
+    groups, columns = _column_groups(rates, logs, lambda m: f"Δ{METRIC_NAMES[m]} % (p)", "ΔGMAC %")
+    rows = []
+    for mels, hop in configs:
+        cells = []
+        for rate, log, what in columns:
+            if what == "gmac":
+                found = [r for (sr, _, m, h), r in by_key.items() if (sr, m, h) == (rate, mels, hop)]
+                cells.append((_signed(found[0].gmac_change_pct if found else np.nan), False))
+                continue
+            row = by_key.get((rate, log, mels, hop))
+            if row is None:
+                text = "–"
+            elif row.is_reference:
+                text = "reference"
+            else:
+                text = f"{_signed(getattr(row, f'{what}_change_pct'))} ({_p(getattr(row, f'{what}_p'))})"
+            cells.append((text, False))
+        rows.append((str(mels), f"x{hop}", cells))
+    notes = [f"Relative change in % against {config_label(**REFERENCE)} (same model, sample rate and log type); "
+             f"p: two-sided independent-samples Student's t-test over seeds (* p < {SIGNIFICANCE}); "
+             "n/a: fewer than 2 seeds on either side, or no reference run."]
+    return Table(title, groups, rows, notes)
+
+
+def to_markdown(table: Table) -> str:
+    header = ["mels", "hop"] + [f"{group} {sub}" for group, subs in table.groups for sub in subs]
+    lines = [f"### {table.title}", "", "| " + " | ".join(header) + " |",
+             "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
+    for mels, hop, cells in table.rows:
+        lines.append("| " + " | ".join([mels, hop] + [f"**{t}**" if bold else t for t, bold in cells]) + " |")
+    return "\n".join(lines + [""] + [f"{note}  " for note in table.notes] + [""])
+
+
+def _tex(text: str) -> str:
+    text = text.replace("\\", r"\textbackslash{}")
+    for char in "%&_#$":
+        text = text.replace(char, "\\" + char)
+    return (text.replace("Δ", r"$\Delta$").replace("–", "--").replace("†", r"$^\dagger$").replace("<", r"$<$")
+            .replace("*", r"$^*$"))
+
+
+def to_latex(table: Table) -> str:
+    """A booktabs table* (needs \\usepackage{booktabs})."""
+    n_cols = 2 + sum(len(subs) for _, subs in table.groups)
+    top, rules, column = [], [], 3
+    for group, subs in table.groups:
+        top.append(rf"\multicolumn{{{len(subs)}}}{{c}}{{{_tex(group)}}}")
+        rules.append(rf"\cmidrule(lr){{{column}-{column + len(subs) - 1}}}")
+        column += len(subs)
+    subs = [_tex(sub) for _, group_subs in table.groups for sub in group_subs]
+    lines = [r"\begin{table*}[t]", r"\centering", r"\scriptsize", r"\setlength{\tabcolsep}{3pt}",
+             rf"\caption{{{_tex(table.title)}. {' '.join(_tex(n) for n in table.notes)}}}",
+             rf"\begin{{tabular}}{{ll{'r' * (n_cols - 2)}}}", r"\toprule",
+             " & & " + " & ".join(top) + r" \\", "".join(rules),
+             "mels & hop & " + " & ".join(subs) + r" \\", r"\midrule"]
+    for mels, hop, cells in table.rows:
+        texts = [rf"\textbf{{{_tex(t)}}}" if bold else _tex(t) for t, bold in cells]
+        lines.append(" & ".join([mels, hop, *texts]) + r" \\")
+    return "\n".join(lines + [r"\bottomrule", r"\end{tabular}", r"\end{table*}", ""])
+
+
+def published_markdown(comparison: pd.DataFrame, skipped: Iterable[str] = ()) -> str:
+    """published.md: our mean (std) in % beside the published numbers, one table per source, after one line
+    per model left out (`published_skipped`)."""
+    paper = PUBLISHED_SETUP
+    lines = ["## Published numbers beside ours", "",
+             f"Only configurations trained as the paper's are compared: width {paper['width']:g}, "
+             f"{paper['clip_seconds']:g} s clips, the top {paper['n_tags']} tags and the dataset's usual split. "
+             "Ours: mean (std) over seeds, in %. Δ: ours - published, in percentage points.", ""]
+    lines += [f"- {line}" for line in skipped]
+    if skipped:
+        lines.append("")
+    for source, rows in comparison.groupby("source", sort=False):
+        lines += [f"### {source}", "", "| arch | width | rate | mels | hop | log | n | ROC-AUC ours | published | Δ "
+                  "| PR-AUC ours | published | Δ |", "|---|---:|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in rows.itertuples(index=False):
+            cells = [r.arch, f"{r.width:g}", rate_label(r.sample_rate), str(r.n_mels), f"x{r.hop_multiplier}", r.log,
+                     str(r.n_seeds)]
+            for metric in METRICS:
+                ours, std, published = (getattr(r, f"{metric}_{s}") for s in ("ours", "ours_std", "published"))
+                cells += [f"{ours:.2f}" + (f" ({std:.2f})" if np.isfinite(std) else ""),
+                          f"{published:.2f}" if np.isfinite(published) else "–",
+                          _signed(getattr(r, f"{metric}_diff_pp"))]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)

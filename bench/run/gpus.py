@@ -1,0 +1,90 @@
+"""Which GPU a worker trains on: slots claimed with locks, so workers spread over the visible GPUs.
+
+A worker never rewrites `CUDA_VISIBLE_DEVICES`: it picks an index among the devices its process can
+see (`cuda:0` .. `cuda:N-1`, whatever the variable holds: indices like `4,5`, GPU UUIDs, or what
+Slurm set), so a preset selection is respected and nothing depends on when CUDA initialises.
+
+Each GPU has `runs_per_gpu` slots. A slot is an exclusive `flock` on a file named after the GPU's
+UUID in a folder shared by every process of the machine (`BENCH_GPU_LOCKS`, default
+`/tmp/bench-gpu-slots-<uid>`), so two `bench grid` processes on one box, or two Slurm jobs on one
+node, see each other's claims; the kernel releases a dead worker's slot. Workers take the first
+free slot, filling slot 0 of every GPU before slot 1: load spreads evenly. When every slot is taken
+the worker shares the least loaded GPU it can find and says so (it never waits and never falls back
+to the CPU).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.core.store import lock_held, try_lock
+
+
+@dataclass(frozen=True)
+class GpuClaim:
+    index: int
+    """Device index within this process's visible devices (`torch.device("cuda", index)`)."""
+    identity: str
+    slot: int | None
+    """The claimed slot, or None when every slot was taken and the GPU is shared beyond its slots."""
+    fd: int | None = None
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor drops the flock
+
+
+def lock_dir() -> Path:
+    folder = os.environ.get("BENCH_GPU_LOCKS") or os.path.join(tempfile.gettempdir(),
+                                                                f"bench-gpu-slots-{os.getuid()}")
+    return Path(folder)
+
+
+def visible_identities() -> list[str]:
+    """A stable name per visible GPU (its UUID), the same in every process whatever its
+    `CUDA_VISIBLE_DEVICES` says; the index where the UUID is not available."""
+    import torch
+
+    identities = []
+    for index in range(torch.cuda.device_count()):
+        uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
+        identities.append(f"GPU-{uuid}" if uuid else f"index-{index}")
+    return identities
+
+
+def _slot_prefix(identity: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", identity) + ".slot"
+
+
+def _slot_file(folder: Path, identity: str, slot: int) -> Path:
+    return folder / f"{_slot_prefix(identity)}{slot}"
+
+
+def claim_gpu(identities: list[str], runs_per_gpu: int, worker: int = 0, folder: Path | None = None) -> GpuClaim:
+    """A slot on one of `identities` (see the module docstring); `worker` only rotates where the
+    search starts, so a grid's workers land on different GPUs even before their locks are seen."""
+    if not identities:
+        raise ValueError("no visible GPU")
+    folder = folder or lock_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    n = len(identities)
+    order = [(worker + k) % n for k in range(n)]
+    for slot in range(max(1, runs_per_gpu)):
+        for index in order:
+            fd = try_lock(_slot_file(folder, identities[index], slot), str(os.getpid()))
+            if fd is not None:
+                return GpuClaim(index, identities[index], slot, fd)
+    load = {i: sum(lock_held(p) for p in folder.glob(_slot_prefix(identities[i]) + "*")) for i in order}
+    index = min(order, key=lambda i: load[i])
+    return GpuClaim(index, identities[index], None)
+
+
+def describe(claim: GpuClaim, runs_per_gpu: int) -> str:
+    where = f"cuda:{claim.index} ({claim.identity})"
+    if claim.slot is None:
+        return f"{where}: all {runs_per_gpu} slot(s) of every visible GPU are taken; sharing it beyond its slots"
+    return f"{where}, slot {claim.slot + 1}/{max(1, runs_per_gpu)}"

@@ -1,0 +1,384 @@
+"""`bench grid`: expand a spec, prepare its data, run what is not done, summarise what is.
+
+Launchers:
+- `local`: N worker processes on this machine. With CUDA, `runs_per_gpu` workers per visible GPU
+  (each claims a GPU slot, `bench.run.gpus`); on the CPU the cores are shared between them.
+- `slurm`: N Slurm jobs through submitit (partition, time, GPUs and CPUs per job), all working on the
+  same results folder (it must be on a shared file system); each job runs `runs_per_gpu` workers per
+  GPU as Slurm tasks. `submitit-local` runs the very same path with submitit's local executor,
+  without a cluster. The device is resolved by each worker where it runs, never on the login node.
+Every launcher runs `worker_entry` with a frozen `WorkerJob`, and runs are claimed with locks
+(`bench.run.runner`), so workers, launchers and `--shard i/n` can be mixed freely on one results folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.core.errors import Interrupted, UserError
+from bench.core.paths import writable_folder
+from bench.run.runner import RunLock, log_to_stdout, read_result, run_dir, run_states, shard, worker_loop
+from bench.spec import Spec, load_spec, spec_warnings
+
+MAX_RUNS_PER_GPU = 4
+"""Upper bound of the automatic runs-per-GPU choice (more runs mostly add contention)."""
+
+ACTION_WORDS = {"run": "to run", "resume": "to resume", "skip": "done", "skip-failed": "failed (skipped)",
+                "skip-running": "running in another worker"}
+"""How the grid's header names what it will do with runs (`bench.run.runner.RunState.action`)."""
+
+GENERIC_RESUME = "rerun to continue (finished runs are kept)"
+INTERRUPT_GRACE_SECONDS = 10.0
+"""After Ctrl-C, how long local workers get to stop their runs and say where they will resume."""
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    partition: str | None = None
+    time_minutes: int = 24 * 60
+    gpus_per_job: int = 1
+    cpus_per_job: int = 8
+    mem_gb: int | None = None
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    """Everything a worker needs, in one picklable value (spawned processes and Slurm jobs)."""
+
+    spec_path: str
+    results: str
+    cache_dir: str
+    device: str
+    """"auto", "cpu" or "cuda": resolved by the worker on the machine it runs on."""
+    retry_failed: bool = False
+    shard_index: int = 0
+    shard_count: int = 1
+    runs_per_gpu: int = 1
+    worker: int = 0
+    threads: int | None = None
+    quiet: bool = False
+    """No line per epoch (runs, results and problems are still printed)."""
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    if not text:
+        return 0, 1
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise UserError(f"--shard must look like i/n (e.g. 0/4), got {text!r}") from None
+    if count < 1 or not 0 <= index < count:
+        raise UserError(f"--shard {text}: need 0 <= i < n")
+    return index, count
+
+
+def worker_device(name: str, worker: int, runs_per_gpu: int, log=print):
+    """(torch device, GpuClaim or None) for a worker on this machine: a GPU slot where CUDA is
+    visible and wanted, else the CPU; `--device cuda` without CUDA here is a user error."""
+    import torch
+
+    from bench.run.gpus import claim_gpu, describe, visible_identities
+    from bench.train.loop import resolve_device
+
+    device = resolve_device(name)
+    if device.type != "cuda":
+        return device, None
+    claim = claim_gpu(visible_identities(), runs_per_gpu, worker)
+    torch.cuda.set_device(claim.index)
+    log(f"worker {worker} (pid {os.getpid()}) on {describe(claim, runs_per_gpu)}")
+    return torch.device("cuda", claim.index), claim
+
+
+def worker_entry(job: WorkerJob) -> list[str]:
+    """What every worker runs (in-process, spawned, or as a Slurm job): claim and run runs until none is left."""
+    import torch
+
+    from bench.data.cache import WaveformCache
+
+    if job.threads:
+        torch.set_num_threads(job.threads)
+    # a Slurm / submitit task's rank within its job, so its tasks start their GPU search apart
+    worker = job.worker + int(os.environ.get("SLURM_LOCALID", os.environ.get("SUBMITIT_LOCAL_LOCALID", "0")))
+    spec = load_spec(job.spec_path)
+    runs = shard(spec.runs(), job.shard_index, job.shard_count)
+    if worker and runs:  # start at different runs to keep workers apart
+        offset = worker % len(runs)
+        runs = runs[offset:] + runs[:offset]
+    cache = WaveformCache.from_dir(job.cache_dir)
+    opened = {}
+
+    def cache_for(rate: int):
+        if rate not in opened:
+            opened[rate] = cache.open(rate)
+        return opened[rate]
+
+    device, claim = worker_device(job.device, worker, job.runs_per_gpu, log_to_stdout)
+    epoch_log = (lambda message: None) if job.quiet else log_to_stdout
+    try:
+        return worker_loop(spec, Path(job.results), runs, cache_for, device, job.retry_failed, log_to_stdout,
+                           epoch_log)
+    finally:
+        if claim is not None:
+            claim.release()
+
+
+def pool_worker_entry(job: WorkerJob) -> list[str] | Interrupted:
+    """`worker_entry` in a local worker process: Ctrl-C (which the terminal sends to every process of
+    the grid) comes back as a value saying where the run resumes, not as a traceback per process."""
+    try:
+        return worker_entry(job)
+    except Interrupted as exc:
+        return exc
+    except KeyboardInterrupt:
+        return Interrupted(GENERIC_RESUME)
+
+
+def header(spec: Spec, runs: list, results_root: Path, states, shard_index: int = 0, shard_count: int = 1) -> str:
+    """The grid's first line, e.g. "demo: 6 runs in results/demo: 5 to run, 1 running in another worker"."""
+    counts = Counter(s.action for s in states)
+    what = ", ".join(f"{counts[a]} {ACTION_WORDS[a]}" for a in ACTION_WORDS if counts[a])
+    where = f" (shard {shard_index}/{shard_count})" if shard_count > 1 else ""
+    return f"{spec.name}: {len(runs)} run{'s' if len(runs) != 1 else ''}{where} in {results_root / spec.name}: {what}"
+
+
+def check_inputs(spec: Spec, data: str | None, results: str | Path | None, cache: str | None,
+                 dry_run: bool) -> Path | None:
+    """The paths the grid will write, checked before anything is created or prepared: the results
+    root, the cache root and (unless `dry_run`) where the synthetic dataset is generated; a real
+    dataset is checked by its reader, before any folder is made. Returns the results root (if given)."""
+    from bench.data.datasets import cache_root, dataset_root
+
+    results_root = writable_folder(results, "--results") if results is not None else None
+    writable_folder(cache_root(cache), "--cache")
+    if not dry_run:
+        root = dataset_root(spec.dataset, data, spec.path)
+        if spec.dataset.name == "synthetic":  # generated there when absent; other readers name what they miss
+            writable_folder(root, "--data" if data else f"{spec.path}: dataset.path")
+    return results_root
+
+
+def run_grid(spec_path: str, data: str | None = None, results: str = "results", cache: str | None = None,
+             device: str = "auto", workers: int | None = None, launcher: str = "local",
+             shard_text: str | None = None, dry_run: bool = False, retry_failed: bool = False,
+             slurm: SlurmOptions = SlurmOptions(),
+             runs_per_gpu: int | None = None, quiet: bool = False) -> int:
+    """Returns the exit status: 0 when every run of the (shard of the) grid is done and ok, or is being
+    trained by another live worker; 1 when a run failed or was not run.
+
+    `runs_per_gpu` None chooses from the GPUs' memory and the grid's footprint (`auto_runs_per_gpu`).
+    `quiet`: no progress bars and no line per epoch."""
+    from bench.run.prepare import prepare_spec
+    from bench.train.loop import resolve_device
+
+    if launcher not in ("local", "slurm", "submitit-local"):
+        raise UserError(f"--launcher must be local, slurm or submitit-local, not {launcher!r}")
+    if runs_per_gpu is not None and runs_per_gpu < 1:
+        raise UserError(f"--runs-per-gpu must be >= 1, got {runs_per_gpu}")
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers must be >= 1, got {workers}")
+    spec = load_spec(spec_path)
+    shard_index, shard_count = parse_shard(shard_text)
+    runs = shard(spec.runs(), shard_index, shard_count)
+    results_root = check_inputs(spec, data, results, cache, dry_run)
+    for warning in spec_warnings(spec):
+        print(f"bench grid: warning: {warning}", file=sys.stderr)
+    states = run_states(spec, results_root, runs, retry_failed)
+    print(header(spec, runs, results_root, states, shard_index, shard_count))
+    if dry_run:
+        for s in states:
+            verb = {"run": "would run", "resume": "would resume"}.get(s.action, "skip")
+            print(f"  {verb:12s} {s.run.run_id}  ({s.reason})")
+        return 0
+    todo = [s for s in states if s.action in ("run", "resume")]
+    if todo:
+        # Local workers run here, so the device is checked here; Slurm jobs check it on their node.
+        cuda_here = resolve_device(device).type == "cuda" if launcher != "slurm" else None
+        _, waveforms, _ = prepare_spec(spec, data, cache, None, progress=not quiet)
+        # absolute paths: Slurm jobs and spawned workers may start elsewhere
+        job = WorkerJob(spec_path=str(Path(spec_path).resolve()), results=str(results_root.resolve()),
+                        cache_dir=str(waveforms.dir.resolve()), device=device, retry_failed=retry_failed,
+                        shard_index=shard_index, shard_count=shard_count, quiet=quiet)
+        wants_gpu = cuda_here if launcher != "slurm" else device != "cpu"
+        if wants_gpu and runs_per_gpu is None:
+            runs_per_gpu, why = auto_runs_per_gpu(spec, [s.run for s in todo], results_root)
+            print(f"runs per GPU: {runs_per_gpu} ({why}; --runs-per-gpu K sets it)")
+        job = dataclasses.replace(job, runs_per_gpu=runs_per_gpu or 1)
+        if launcher == "local":
+            n_workers = workers or ((_gpu_count() * job.runs_per_gpu) if cuda_here else 1)
+            _launch_local(job, n_workers, cuda_here)
+        else:
+            _launch_submitit(job, workers or 1, launcher, slurm, results_root / spec.name / "slurm", wants_gpu)
+    return summarise(spec, results_root, runs)
+
+
+def _gpu_count() -> int:
+    import torch
+
+    return max(1, torch.cuda.device_count())
+
+
+def auto_runs_per_gpu(spec: Spec, runs, results_root: Path, total_bytes: int | None = None) -> tuple[int, str]:
+    """How many runs share one GPU: half of its memory is for the runs' weights, optimiser state and
+    activations (the other half for waveform copies), divided by the largest footprint of the runs
+    to do: the peak measured by a finished run of the same configuration where there is one, else
+    the estimate of `bench.cost.gmac.training_footprint_bytes`; at most MAX_RUNS_PER_GPU."""
+    from bench.cost.gmac import training_footprint_bytes
+
+    if total_bytes is None:
+        total_bytes = _gpu_memory_bytes()
+    measured = _measured_peaks(spec, results_root)
+    footprints: dict = {}  # one per input shape: seeds and log compression share it
+    sources = set()
+    for run in runs:
+        key = _shape_key(run)
+        if key in footprints:
+            continue
+        sources.add("measured" if key in measured else "estimated")
+        footprints[key] = measured[key] if key in measured else training_footprint_bytes(run)
+    largest = max(footprints.values())
+    k = int(max(1, min(MAX_RUNS_PER_GPU, (0.5 * total_bytes) // largest)))
+    return k, (f"largest footprint {largest / 2**30:.1f} GiB ({' and '.join(sorted(sources))}) "
+               f"on {total_bytes / 2**30:.0f} GiB")
+
+
+def _measured_peaks(spec: Spec, results_root: Path) -> dict:
+    peaks: dict = {}
+    for run in spec.runs():
+        result = read_result(run_dir(results_root, spec, run))
+        peak = ((result or {}).get("cost") or {}).get("peak_memory_bytes")
+        if isinstance(peak, int) and peak > 0:
+            key = _shape_key(run)
+            peaks[key] = max(peaks.get(key, 0), peak)
+    return peaks
+
+
+def _shape_key(run) -> tuple:
+    """What a run's memory footprint depends on (seeds and log compression do not change it)."""
+    return run.arch, run.mel.sample_rate, run.mel.n_mels, run.mel.hop_multiplier
+
+
+def _gpu_memory_bytes() -> int:
+    """The smallest visible GPU's total memory, from the device properties (nothing is allocated here;
+    the workers are spawned, so initialising CUDA in this process does not reach them)."""
+    import torch
+
+    try:
+        return min(torch.cuda.get_device_properties(i).total_memory for i in range(torch.cuda.device_count()))
+    except (RuntimeError, ValueError):
+        return 0
+
+
+def _launch_local(job: WorkerJob, n_workers: int, cuda: bool) -> None:
+    """Run the workers here, one fresh spawned process each (each claims its own GPU slot). Ctrl-C,
+    which the terminal sends to every process, raises one `Interrupted` saying where each run resumes."""
+    if n_workers == 1:
+        worker_entry(job)
+        return
+    cores = os.cpu_count() or 1
+    threads = None if cuda else max(1, cores // n_workers)
+    context = multiprocessing.get_context("spawn")
+    outcomes = context.SimpleQueue()
+    processes = [context.Process(target=_worker_process, args=(dataclasses.replace(job, worker=k, threads=threads),
+                                                                outcomes), name=f"bench-worker-{k}")
+                 for k in range(n_workers)]
+    for process in processes:
+        process.start()
+    interrupted = False
+    try:
+        for process in processes:
+            process.join()
+    except KeyboardInterrupt:
+        interrupted = True
+        deadline = time.monotonic() + INTERRUPT_GRACE_SECONDS
+        for process in processes:  # they got the same Ctrl-C and are stopping their runs
+            process.join(max(0.0, deadline - time.monotonic()))
+    for process in processes:
+        if process.is_alive():
+            process.terminate()  # its run lock goes with it; the run resumes from its checkpoint
+            process.join()
+    returned = []
+    while not outcomes.empty():
+        returned.append(outcomes.get())
+    hints = [str(r) for r in returned if isinstance(r, Interrupted)]
+    if interrupted or hints:
+        specific = [h for h in hints if h != GENERIC_RESUME]
+        raise Interrupted("; ".join(specific) or GENERIC_RESUME)
+    crashed = [p.name for p in processes if p.exitcode not in (0, None)]
+    if crashed:
+        print(f"{', '.join(crashed)} stopped with an error (see above); their runs are left for the next grid")
+
+
+def _worker_process(job: WorkerJob, outcomes) -> None:
+    outcomes.put(pool_worker_entry(job))
+
+
+def submitit_parameters(job: WorkerJob, launcher: str, slurm: SlurmOptions, wants_gpu: bool,
+                        visible_gpus: int = 1, preset_visible: str | None = None) -> dict:
+    """The executor parameters of one job. GPUs are requested whenever the workers may use them,
+    for the local executor too (it exports CUDA_VISIBLE_DEVICES="" to a job that asked for none);
+    each job runs `runs_per_gpu` workers per GPU as tasks, which claim GPU slots among themselves."""
+    gpus = (slurm.gpus_per_job if launcher == "slurm" else visible_gpus) if wants_gpu else 0
+    tasks = max(1, gpus * job.runs_per_gpu)
+    params = {"timeout_min": slurm.time_minutes, "cpus_per_task": max(1, slurm.cpus_per_job // tasks),
+              "tasks_per_node": tasks, "nodes": 1, "gpus_per_node": gpus}
+    if launcher == "slurm":
+        if slurm.partition:
+            params["slurm_partition"] = slurm.partition
+        if slurm.mem_gb:
+            params["mem_gb"] = slurm.mem_gb
+    elif gpus and preset_visible:
+        # the local executor numbers GPUs 0..n-1 itself; keep the user's selection (indices or UUIDs)
+        params["local_setup"] = [f"export CUDA_VISIBLE_DEVICES={preset_visible}"]
+    return params
+
+
+def _launch_submitit(job: WorkerJob, n_jobs: int, launcher: str, slurm: SlurmOptions, folder: Path,
+                     wants_gpu: bool) -> None:
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=folder, cluster="local" if launcher == "submitit-local" else "slurm")
+    visible = _gpu_count() if launcher == "submitit-local" and wants_gpu else 1
+    executor.update_parameters(**submitit_parameters(job, launcher, slurm, wants_gpu, visible,
+                                                     os.environ.get("CUDA_VISIBLE_DEVICES")))
+    jobs = executor.map_array(worker_entry, [dataclasses.replace(job, worker=k) for k in range(n_jobs)])
+    print(f"submitted {len(jobs)} job(s) via submitit ({launcher}); logs in {folder}")
+    for submitted in jobs:
+        submitted.result()  # waits; raises if a job crashed outside the runs' own error handling
+
+
+def summarise(spec: Spec, results_root: Path, runs) -> int:
+    """Print the grid's results; 0 when every run is ok or held by another live worker, else 1."""
+    import pandas as pd
+
+    rows, failed, missing, elsewhere = [], [], [], []
+    for run in runs:
+        folder = run_dir(results_root, spec, run)
+        result = read_result(folder)
+        if result is None:
+            (elsewhere if RunLock(folder).held_by_other() else missing).append(run.run_id)
+        elif result["status"] != "ok":
+            failed.append((run.run_id, result.get("error")))
+        else:
+            c, m, cost = result["config"], result["metrics"], result["cost"]
+            rows.append({"arch": c["arch"], "sample_rate": c["sample_rate"], "n_mels": c["n_mels"],
+                         "hop": c["hop_multiplier"], "log": c["log"], "seed": c["seed"],
+                         "roc_auc": round(m["roc_auc"], 4), "pr_auc": round(m["pr_auc"], 4),
+                         "gmac": round(cost["gmac"], 4), "epochs": cost["epochs"],
+                         "train_s": round(cost["train_seconds"], 1)})
+    if rows:
+        print(pd.DataFrame(rows).to_string(index=False))
+    print(f"{len(rows)} ok, {len(failed)} failed, {len(missing)} not run"
+          + (f", {len(elsewhere)} still training in other workers" if elsewhere else ""))
+    for run_id, error in failed:
+        print(f"  failed {run_id}: {error}")
+    if elsewhere and not failed and not missing:
+        print(f"nothing left for this worker: {len(elsewhere)} run(s) are being trained by other live workers, "
+              "which write their own results")
+    return 0 if not failed and not missing else 1

@@ -1,0 +1,31 @@
+"""Read a spec's dataset (generating the synthetic one if absent) and fill its waveform caches."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from bench.core.progress import progress_bar
+
+
+def prepare_spec(spec, data: str | None, cache: str | None, workers: int | None = None, progress: bool = True):
+    """Read the spec's dataset (generating the synthetic one if absent) and fill its caches.
+    `progress`: bars on a terminal (never in a log)."""
+    from bench.data.cache import WaveformCache
+    from bench.data.datasets import cache_root, dataset_root, load_index
+
+    root = dataset_root(spec.dataset, data, spec.path)
+    index = load_index(spec.dataset, root, progress=progress)
+    counts = index.counts()
+    print(f"{spec.dataset.name} at {root}: {len(index.clips)} clips (train {counts['train']}, "
+          f"valid {counts['valid']}, test {counts['test']}), {len(index.tag_names)} tags; "
+          f"{index.excluded_summary()}")
+    waveforms = WaveformCache(cache_root(cache), index, spec.dataset.clip_seconds)
+    rates = sorted({c.mel.sample_rate for c in spec.configurations()})
+    reports = waveforms.prepare(rates, workers=workers, progress=partial(progress_bar, enabled=progress))
+    for r in reports:
+        state = "already prepared" if r.already_done else f"prepared in {r.seconds:.1f} s"
+        print(f"{r.sample_rate} Hz: {r.ok} clips ok ({r.padded} zero-padded), {len(r.failed)} failed; "
+              f"{state}: {r.path}")
+    for clip_id, path, reason in reports[0].failed if reports else []:
+        print(f"  skipped {clip_id}: {path}: {reason}")
+    return index, waveforms, reports

@@ -1,0 +1,303 @@
+"""The grid runner: which runs are left, who runs them, and where their results land.
+
+The run folder and result.json's validity are defined in `bench.core.layout` (the results contract).
+
+Nothing invalid is ever read as valid: a result.json that does not parse or does not describe this
+run is not a done-marker, and the worker that claims the run sets it aside and redoes the run (from
+its checkpoint, which `bench.train.loop` validates the same way). Temp files of killed writers are
+removed by the worker that claims the folder.
+
+Several workers (processes, GPUs, Slurm jobs on a shared file system) may work on one results folder:
+each run is claimed with an exclusive, non-blocking `flock` on its lock file before it starts and
+checked again for a result after the claim, so each run is executed exactly once. A worker killed
+with SIGKILL holds no lock any more (the kernel drops it with the process), so its run is reclaimed
+by the next worker that looks, and resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.core import layout
+from bench.core.layout import (  # noqa: F401 - RESULT, EXECUTIONS, result_problem: re-exported for callers
+    BEST,
+    CHECKPOINT,
+    CONFIG,
+    ERROR,
+    EXECUTIONS,
+    LOCK,
+    RESULT,
+    load_result,
+    read_result,
+    result_problem,
+)
+from bench.core.store import (
+    atomic_write_json,
+    atomic_write_text,
+    is_resource_error,
+    lock_held,
+    reject,
+    remove_temp_files,
+    try_lock,
+)
+from bench.spec import RunSpec, Spec
+
+
+def run_dir(results: Path, spec: Spec, run: RunSpec) -> Path:
+    return layout.run_dir(results, spec.name, run.run_id)
+
+
+class RunLock:
+    """An exclusive, non-blocking claim on one run folder (released on close or when the process dies)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.fd: int | None = None
+
+    def acquire(self) -> bool:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        note = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()})
+        self.fd = try_lock(self.folder / LOCK, note)
+        return self.fd is not None
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+    def held_by_other(self) -> bool:
+        """True if another live process holds the lock right now (a look that writes nothing)."""
+        return lock_held(self.folder / LOCK)
+
+
+@dataclass(frozen=True)
+class RunState:
+    run: RunSpec
+    folder: Path
+    action: str
+    """"run", "resume", "skip" (done), "skip-failed", "skip-running"."""
+    reason: str
+
+
+def run_states(spec: Spec, results: Path, runs: list[RunSpec], retry_failed: bool = False) -> list[RunState]:
+    """What the grid would do with each run, and why."""
+    states = []
+    for run in runs:
+        folder = run_dir(results, spec, run)
+        result, problem = load_result(folder)
+        if result is not None and result.get("status") == "ok":
+            states.append(RunState(run, folder, "skip", "done"))
+        elif result is not None and not retry_failed:
+            states.append(RunState(run, folder, "skip-failed", f"failed: {result.get('error', '?')} "
+                                                               "(--retry-failed reruns it)"))
+        elif RunLock(folder).held_by_other():
+            states.append(RunState(run, folder, "skip-running", "claimed by another live worker"))
+        elif problem:
+            states.append(RunState(run, folder, "resume" if (folder / CHECKPOINT).exists() else "run",
+                                   f"{RESULT} is invalid ({problem}): set aside and redone"))
+        elif (folder / CHECKPOINT).exists():
+            states.append(RunState(run, folder, "resume", "interrupted: resumes from its checkpoint"))
+        else:
+            states.append(RunState(run, folder, "run", "retry of a failed run" if result else "not run yet"))
+    return states
+
+
+def shard(runs: list[RunSpec], index: int, count: int) -> list[RunSpec]:
+    """Runs whose position in the grid is `index` modulo `count` (0-based), for any scheduler."""
+    return [r for k, r in enumerate(runs) if k % count == index]
+
+
+def git_commit() -> str | None:
+    root = Path(__file__).resolve().parents[2]  # the repository (bench/run/runner.py)
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def device_name(device) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model} ({torch.get_num_threads()} threads)"
+
+
+def provenance(device) -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": platform.python_version()}
+    packages = {"bench": "mel-resolution-bench",  # this suite, under its distribution name
+                **{name: name for name in ("torch", "torchaudio", "numpy", "scikit-learn", "soundfile", "soxr",
+                                           "fvcore")}}
+    for key, package in packages.items():
+        try:
+            versions[key] = version(package)
+        except PackageNotFoundError:
+            versions[key] = None
+    return {"git_commit": git_commit(), "versions": versions, "device": str(device),
+            "device_name": device_name(device), "host": socket.gethostname(), "platform": platform.platform()}
+
+
+def execute_run(spec: Spec, run: RunSpec, folder: Path, cache_for: Callable, device, log: Callable = print,
+                epoch_log: Callable | None = None) -> dict:
+    """Train one claimed run and write its result.json (status ok or failed); returns the result."""
+    import torch
+
+    from bench.core import framing
+    from bench.cost.gmac import model_cost
+    from bench.train.loop import train_run
+    from bench.train.model_file import frontend_settings, model_description, write_model_json
+
+    atomic_write_json(folder / CONFIG, {"run_id": run.run_id, "spec": spec.name, **run.canonical()})
+    with open(folder / EXECUTIONS, "a") as handle:  # one line per start: how often a run was (re)started
+        handle.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}) + "\n")
+    mel = run.mel
+    n_frames = mel.n_frames(run.dataset.clip_seconds)
+    result = {
+        "schema_version": layout.SCHEMA_VERSION,
+        "run_id": run.run_id,
+        "spec": spec.name,
+        "config": {"arch": run.arch, "width": run.configuration.options.width, "sample_rate": mel.sample_rate,
+                   "n_mels": mel.n_mels, "hop_multiplier": mel.hop_multiplier, "log": mel.log, "seed": run.seed,
+                   "dataset": run.dataset.name, "n_frames": n_frames},
+        "canonical": run.canonical(),
+    }
+    started = time.time()
+    try:
+        cache = cache_for(mel.sample_rate)
+        trained = train_run(run, cache, folder, device, log, epoch_log)
+        input_config = mel.input_config(run.dataset.clip_seconds)
+        cost = model_cost(run.arch, input_config, trained["n_tags"], run.configuration.options)
+        test = trained["test"]
+        result.update(
+            status="ok",
+            metrics={"roc_auc": test["roc_auc"], "pr_auc": test["pr_auc"], "n_tags": test["n_tags"],
+                     "excluded_tags": test["excluded_tags"], "per_tag": test["per_tag"]},
+            valid={"roc_auc": trained["best_valid"]["roc_auc"]},
+            tag_names=trained["tag_names"],  # the network's output order (`bench tag RUN_DIR`)
+            cost={"gmac": cost.gmac, "gmac_analytic": cost.gmac_analytic, "params": cost.params,
+                  "fvcore_unsupported": cost.fvcore_unsupported, "segments": cost.segments,
+                  "storage_bytes": framing.storage_bytes(mel.n_mels, n_frames, 4),
+                  "storage_bytes_f16": framing.storage_bytes(mel.n_mels, n_frames, 2),
+                  "train_seconds": trained["train_seconds"], "eval_seconds": trained["eval_seconds"],
+                  "epochs": trained["epochs"], "best_epoch": trained["best_valid"]["epoch"],
+                  "clips_per_second": trained["clips_per_second"],
+                  "peak_memory_bytes": trained["peak_memory_bytes"]},
+            training={"amp_dtype": trained["amp_dtype"], "fast_path": trained["fast_path"], "clips": trained["clips"],
+                      "history": trained["history"]},
+            data={"cache_failed": len(cache.manifest["failed"]), "cache_padded": cache.manifest["padded"]},
+        )
+        # what `bench tag RUN_DIR` loads, written before result.json (the done-marker)
+        write_model_json(folder, model_description(
+            run.run_id, run.arch, dataclasses.asdict(run.configuration.options),
+            input_config, trained["input_frames"],
+            frontend_settings(mel.sample_rate, mel.n_mels, mel.hop_multiplier, mel.log), trained["tag_names"],
+            weights=BEST, weights_key="model", dataset=run.dataset.name))
+    except KeyboardInterrupt:
+        raise
+    except OSError as exc:
+        if is_resource_error(exc):  # a full disk or a read-only folder is not the run's fault: stop, resumable
+            raise
+        _record_failure(folder, result, exc, log)
+    except Exception as exc:  # recorded, and the grid goes on
+        _record_failure(folder, result, exc, log)
+    result["provenance"] = provenance(device)
+    result["provenance"].update(started=started, finished=time.time(), torch_threads=torch.get_num_threads())
+    atomic_write_json(folder / RESULT, result)
+    return result
+
+
+def _record_failure(folder: Path, result: dict, exc: Exception, log: Callable) -> None:
+    atomic_write_text(folder / ERROR, traceback.format_exc())
+    result.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+    log(f"  FAILED {result['run_id']}: {result['error']}")
+
+
+def _settled(result: dict | None, retry_failed: bool) -> bool:
+    """A run needs no work: it is done, or it failed and failures are not being retried."""
+    return result is not None and (result.get("status") == "ok" or not retry_failed)
+
+
+def worker_loop(spec: Spec, results: Path, runs: list[RunSpec], cache_for: Callable, device, retry_failed: bool,
+                log: Callable = print, epoch_log: Callable | None = None) -> list[str]:
+    """Claim and execute every run of `runs` that is not done; returns the run ids this worker executed.
+
+    Runs claimed by another worker are looked at again after each pass, so the run of a worker that
+    died meanwhile (its lock went with it) is taken over; a pass that finds nothing to do ends it.
+    """
+    executed: list[str] = []
+    pending = list(runs)
+    while pending:
+        claimed_elsewhere = []
+        for run in pending:
+            outcome = _claim_and_execute(spec, run_dir(results, spec, run), run, cache_for, device, retry_failed,
+                                         log, epoch_log)
+            if outcome == "held":
+                claimed_elsewhere.append(run)
+            elif outcome == "executed":
+                executed.append(run.run_id)
+        if len(claimed_elsewhere) == len(pending):
+            break
+        pending = claimed_elsewhere
+    return executed
+
+
+def _claim_and_execute(spec: Spec, folder: Path, run: RunSpec, cache_for: Callable, device, retry_failed: bool,
+                       log: Callable, epoch_log: Callable | None = None) -> str:
+    """"settled", "held" (another worker has it) or "executed"."""
+    if _settled(read_result(folder), retry_failed):
+        return "settled"
+    lock = RunLock(folder)
+    if not lock.acquire():
+        return "held"
+    try:
+        remove_temp_files(folder)  # left by a writer that was killed; the folder is ours now
+        existing, problem = load_result(folder)  # it may have finished between our look and our claim
+        if _settled(existing, retry_failed):
+            return "settled"
+        if problem:
+            log(f"{folder / RESULT}: invalid ({problem}); set aside as {reject(folder / RESULT).name}, "
+                "the run is redone")
+        if existing is not None:  # a failed run being retried starts from scratch
+            for stale in (RESULT, CHECKPOINT, BEST, ERROR, layout.MODEL_JSON):
+                (folder / stale).unlink(missing_ok=True)
+        log(f"run {run.run_id} (pid {os.getpid()})")
+        result = execute_run(spec, run, folder, cache_for, device, log, epoch_log)
+        if result["status"] == "ok":
+            m, c = result["metrics"], result["cost"]
+            log(f"  done {run.run_id}: test roc_auc {m['roc_auc']:.4f} pr_auc {m['pr_auc']:.4f}, "
+                f"{c['epochs']} epochs, {c['train_seconds']:.0f} s")
+        return "executed"
+    finally:
+        lock.release()
+
+
+def log_to_stdout(message: str) -> None:
+    print(message, flush=True)
+    sys.stdout.flush()

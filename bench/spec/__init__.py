@@ -1,0 +1,433 @@
+"""Grid specs: TOML files -> frozen, validated dataclasses -> a de-duplicated list of runs.
+
+A spec is validated completely before anything runs. Every problem raises `SpecError`, whose
+message names the file, the field (e.g. `grid[1].n_mels`) and the offending value.
+
+Format (see README.md and specs/*.toml)::
+
+    name = "paper-mtat-vgg"
+    seeds = [0, 1, 2]
+
+    [dataset]            # which data, and how clips are cut
+    name = "mtat"
+
+    [arch.vgg]           # per-architecture options (architectures/options.py)
+    width = 1.0
+
+    [protocol]           # training protocol (Protocol below)
+    max_epochs = 100
+
+    [[grid]]             # axes expand as a cartesian product; blocks are unioned
+    arch = ["vgg"]
+    sample_rate = [12000, 16000]
+    n_mels = [128, 96, 48]
+    hop_multiplier = [1, 2, 3, 4, 5, 10]
+    log = ["log", "dB"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+import re
+import sys
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import architectures
+from bench.core import framing
+from bench.core.errors import SpecError
+from bench.core.layout import format_run_id
+from bench.data.config import DatasetSpec
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+LOG_TYPES = ("log", "dB")
+"""`log` = log10(1 + 10000 x); `dB` = 10 log10(max(x, 1e-10)) (paper section V)."""
+
+DATASETS = ("mtat", "msd", "manifest", "synthetic", "jamendo")
+MTAT_SPLITS = ("folders", "won")
+JAMENDO_SUBSETS = ("top50tags", "genre", "instrument", "moodtheme", "all")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+MAX_N_MELS = framing.N_FFT // 2 + 1
+MAX_SEED = 2**32 - 1
+"""numpy's seed range; torch and the synthetic generator accept it too."""
+LIMITS: dict[str, tuple[float, float]] = {
+    # field: (smallest, largest) allowed; the upper bounds keep a typo (an extra zero or three) from
+    # starting a grid no machine can hold, and are far above anything the paper's study needs
+    "dataset.clip_seconds": (1.0, 3600.0),  # decoding skips files shorter than 1 s
+    "dataset.n_tags": (1, 10_000),
+    "dataset.clips": (1, 10_000_000),
+    "dataset.seed": (0, MAX_SEED),
+    "protocol.batch_size": (1, 65_536),
+    "protocol.max_epochs": (1, 100_000),
+    "protocol.patience": (1, 100_000),
+    "protocol.lr_patience": (1, 100_000),
+    "protocol.lr": (1e-12, 10.0),
+    "protocol.weight_decay": (0.0, 10.0),
+    "sample_rate": (1000, 192_000),
+    "n_mels": (1, MAX_N_MELS),
+    "hop_multiplier": (1, 100),
+    "seed": (0, MAX_SEED),
+}
+USUAL: dict[str, tuple[float, float]] = {
+    # field: the range of published tagging work; outside it a spec is valid but probably a typo
+    # (sample_rate = [1200] for 12000) and `bench plan` / `bench grid` say so
+    "sample_rate": (8000, 48_000),
+    "dataset.clip_seconds": (3.0, 60.0),
+}
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class MelConfig:
+    """One mel-spectrogram configuration of the grid (one row of the paper's Table II)."""
+
+    sample_rate: int
+    n_mels: int
+    hop_multiplier: int
+    log: str
+
+    @property
+    def hop_length(self) -> int:
+        return framing.hop_length(self.hop_multiplier)
+
+    def n_frames(self, clip_seconds: float) -> int:
+        return framing.n_frames(clip_seconds, self.sample_rate, self.hop_multiplier)
+
+    def input_config(self, clip_seconds: float) -> architectures.InputConfig:
+        """What a network is built for: this mel configuration of a `clip_seconds` clip."""
+        return architectures.InputConfig(self.sample_rate, self.n_mels, self.hop_multiplier,
+                                         self.n_frames(clip_seconds))
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Training protocol (docs/running.md); defaults follow the paper."""
+
+    batch_size: int = 32
+    lr: float = 1e-3
+    max_epochs: int = 100
+    patience: int = 10
+    """Stop after this many epochs without a better validation ROC-AUC."""
+    lr_patience: int = 3
+    """Multiply the learning rate by `lr_factor` after this many epochs without improvement."""
+    lr_factor: float = 0.5
+    weight_decay: float = 0.0
+    precision: str = "auto"
+    """Autocast dtype: "auto" (bf16 where the device supports it), "bf16", "fp16" (with loss scaling) or "fp32"."""
+
+
+@dataclass(frozen=True)
+class GridBlock:
+    arch: tuple[str, ...]
+    sample_rate: tuple[int, ...]
+    n_mels: tuple[int, ...]
+    hop_multiplier: tuple[int, ...]
+    log: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """An architecture applied to one mel configuration (seeds not yet expanded)."""
+
+    arch: str
+    mel: MelConfig
+    options: Any
+    """The architecture's options dataclass, as given in the spec's `[arch.<name>]` table."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run: its content is its identity (`run_id`)."""
+
+    configuration: Configuration
+    seed: int
+    dataset: DatasetSpec
+    protocol: Protocol
+
+    @property
+    def arch(self) -> str:
+        return self.configuration.arch
+
+    @property
+    def mel(self) -> MelConfig:
+        return self.configuration.mel
+
+    def canonical(self) -> dict[str, Any]:
+        """Everything that determines the run's outcome, as plain JSON-able data."""
+        return {
+            "arch": self.arch,
+            "options": dataclasses.asdict(self.configuration.options),
+            **dataclasses.asdict(self.mel),
+            "seed": self.seed,
+            "dataset": self.dataset.identity(),
+            "protocol": dataclasses.asdict(self.protocol),
+        }
+
+    @property
+    def run_id(self) -> str:
+        """Readable prefix plus a hash of the canonical config: stable across machines."""
+        text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+        m = self.mel
+        return format_run_id(self.arch, m.sample_rate, m.n_mels, m.hop_multiplier, m.log, self.seed,
+                             hashlib.sha256(text.encode()).hexdigest())
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    path: str
+    dataset: DatasetSpec
+    seeds: tuple[int, ...]
+    protocol: Protocol
+    arch_options: dict[str, Any] = field(hash=False)
+    grid: tuple[GridBlock, ...]
+    description: str = ""
+
+    def configurations(self) -> list[Configuration]:
+        """Cartesian product per grid block, unioned across blocks in first-seen order."""
+        seen: dict[tuple, Configuration] = {}
+        for block in self.grid:
+            for arch, sr, n_mels, hop, log in itertools.product(
+                block.arch, block.sample_rate, block.n_mels, block.hop_multiplier, block.log
+            ):
+                key = (arch, sr, n_mels, hop, log)
+                if key not in seen:
+                    mel = MelConfig(sample_rate=sr, n_mels=n_mels, hop_multiplier=hop, log=log)
+                    seen[key] = Configuration(arch=arch, mel=mel, options=self.arch_options[arch])
+        return list(seen.values())
+
+    def runs(self) -> list[RunSpec]:
+        """Every (configuration, seed) pair, configurations first."""
+        return [
+            RunSpec(configuration=c, seed=s, dataset=self.dataset, protocol=self.protocol)
+            for c in self.configurations()
+            for s in self.seeds
+        ]
+
+
+# --------------------------------------------------------------------------------------------
+# Loading and validation
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate a spec file; raises SpecError naming file, field and value."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(path, "", "spec file not found" if not path.exists() else "not a file")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SpecError(path, "", f"not valid TOML ({exc})") from None
+    return parse_spec(raw, path)
+
+
+def parse_spec(raw: dict[str, Any], path: str | Path = "<spec>") -> Spec:
+    """Validate an already-parsed TOML document."""
+    v = _Validator(str(path))
+    v.check_keys(raw, {"name", "description", "seeds", "dataset", "arch", "protocol", "grid"}, "")
+
+    name = v.require(raw, "name", str, "")
+    if not _NAME_RE.match(name):
+        v.fail("name", name, "must be letters, digits, '.', '_' or '-' (it names the results folder)")
+    description = v.typed(raw.get("description", ""), str, "description")
+
+    seeds = tuple(v.list_of(raw.get("seeds", [0, 1, 2]), int, "seeds"))
+    if not seeds:
+        v.fail("seeds", [], "needs at least one seed")
+    if len(set(seeds)) != len(seeds):
+        v.fail("seeds", list(seeds), "has duplicates")
+    for i, seed in enumerate(seeds):
+        v.within(seed, "seed", f"seeds[{i}]")
+
+    dataset = v.dataclass_from(DatasetSpec, v.require(raw, "dataset", dict, ""), "dataset")
+    if dataset.name not in DATASETS:
+        v.fail("dataset.name", dataset.name, f"must be one of {', '.join(DATASETS)}")
+    for name_ in ("clip_seconds", "n_tags", "clips", "seed"):
+        if getattr(dataset, name_) is not None:
+            v.within(getattr(dataset, name_), f"dataset.{name_}")
+    if dataset.split not in MTAT_SPLITS:
+        v.fail("dataset.split", dataset.split, f"must be one of {', '.join(MTAT_SPLITS)} (or set dataset.split_file)")
+    if dataset.split != "folders" and dataset.name not in ("mtat", "synthetic"):
+        v.fail("dataset.split", dataset.split, f"is for MTAT-format datasets only ({dataset.name} has its own split)")
+    if dataset.split_file and dataset.name not in ("mtat", "synthetic", "jamendo"):
+        v.fail("dataset.split_file", dataset.split_file,
+               f"is for MTAT-format datasets and jamendo only ({dataset.name} has its own split files)")
+    if dataset.subset is not None and (dataset.name != "jamendo" or dataset.subset not in JAMENDO_SUBSETS):
+        v.fail("dataset.subset", dataset.subset, f"is for jamendo only, one of {', '.join(JAMENDO_SUBSETS)}")
+
+    protocol = v.dataclass_from(Protocol, v.typed(raw.get("protocol", {}), dict, "protocol"), "protocol")
+    for name_ in ("batch_size", "max_epochs", "patience", "lr_patience", "lr", "weight_decay"):
+        v.within(getattr(protocol, name_), f"protocol.{name_}")
+    if not 0 < protocol.lr_factor <= 1:
+        v.fail("protocol.lr_factor", protocol.lr_factor, "must be in (0, 1]")
+    if protocol.precision not in PRECISIONS:
+        v.fail("protocol.precision", protocol.precision, f"must be one of {', '.join(PRECISIONS)}")
+
+    arch_tables = v.typed(raw.get("arch", {}), dict, "arch")
+    for arch_name in arch_tables:
+        v.known_arch(arch_name, f"arch.{arch_name}")
+
+    blocks_raw = v.require(raw, "grid", list, "")
+    if not blocks_raw:
+        v.fail("grid", [], "needs at least one [[grid]] block")
+    blocks = tuple(v.grid_block(b, f"grid[{i}]") for i, b in enumerate(blocks_raw))
+
+    arch_options = {}
+    for arch_name in sorted({a for b in blocks for a in b.arch} | set(arch_tables)):
+        where = f"arch.{arch_name}"
+        table = v.typed(arch_tables.get(arch_name, {}), dict, where)
+        options = v.dataclass_from(architectures.get(arch_name).options, table, where)
+        for field_name, value, problem in options.validate():
+            v.fail(f"{where}.{field_name}", value, problem)
+        arch_options[arch_name] = options
+
+    spec = Spec(
+        name=name, path=str(path), dataset=dataset, seeds=seeds, protocol=protocol,
+        arch_options=arch_options, grid=blocks, description=description,
+    )
+    v.plannable(spec)
+    return spec
+
+
+def _number(x: float) -> str:
+    """A limit as written: integers in full (a seed's 4294967295, not 4.29497e+09)."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+class _Validator:
+    """Type and range checks that raise SpecError for one file."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def fail(self, field_name: str, value: Any, problem: str):
+        raise SpecError(self.path, field_name, f"{value!r} {problem}")
+
+    def within(self, value: float, limit: str, field_name: str | None = None):
+        """`value` within LIMITS[limit] (named `field_name` in the message, default `limit`)."""
+        low, high = LIMITS[limit]
+        if not low <= value <= high:
+            self.fail(field_name or limit, value, f"must be between {_number(low)} and {_number(high)}")
+
+    def plannable(self, spec: Spec):
+        """Every configuration has frames and an architecture plan (pure arithmetic, no torch)."""
+        for c in spec.configurations():
+            m = c.mel
+            try:
+                architectures.plan(c.arch, m.input_config(spec.dataset.clip_seconds), **dataclasses.asdict(c.options))
+            except (ValueError, ArithmeticError, AssertionError) as exc:
+                raise SpecError(self.path, "grid", f"{c.arch} cannot be planned for {m.sample_rate} Hz, "
+                                f"{m.n_mels} mels, hop x{m.hop_multiplier}: {exc}") from None
+
+    def check_keys(self, table: dict, allowed: set[str], where: str):
+        for key in table:
+            if key not in allowed:
+                field_name = f"{where}.{key}" if where else key
+                raise SpecError(
+                    self.path, field_name, f"unknown key (allowed here: {', '.join(sorted(allowed))})"
+                )
+
+    def require(self, table: dict, key: str, kind: type, where: str) -> Any:
+        field_name = f"{where}.{key}" if where else key
+        if key not in table:
+            raise SpecError(self.path, field_name, "missing (required)")
+        return self.typed(table[key], kind, field_name)
+
+    def typed(self, value: Any, kind: Any, field_name: str) -> Any:
+        """Check `value` against a type annotation; ints are accepted (and converted) for floats."""
+        origin = typing.get_origin(kind)
+        if origin in (typing.Union, types.UnionType):
+            options = typing.get_args(kind)
+            if value is None and type(None) in options:
+                return None
+            non_none = [o for o in options if o is not type(None)]
+            return self.typed(value, non_none[0], field_name)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if kind is int and isinstance(value, bool):
+            self.fail(field_name, value, "must be an integer, not a boolean")
+        if kind in (int, float, str, bool, dict, list) and not isinstance(value, kind):
+            self.fail(field_name, value, f"must be {_type_word(kind)}, not {_type_word(type(value))}")
+        if isinstance(value, float) and not math.isfinite(value):
+            self.fail(field_name, value, "must be a finite number")
+        return value
+
+    def list_of(self, value: Any, kind: type, field_name: str) -> list:
+        """A list of `kind`; a scalar is accepted as a one-element list."""
+        items = value if isinstance(value, list) else [value]
+        return [self.typed(item, kind, f"{field_name}[{i}]") for i, item in enumerate(items)]
+
+    def dataclass_from(self, cls: type, table: dict, where: str):
+        known = {f.name: f for f in fields(cls)}
+        self.check_keys(table, set(known), where)
+        hints = typing.get_type_hints(cls)
+        values = {}
+        for key, value in table.items():
+            values[key] = self.typed(value, hints[key], f"{where}.{key}")
+        for f in known.values():
+            no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            if no_default and f.name not in values:
+                raise SpecError(self.path, f"{where}.{f.name}", "missing (required)")
+        return cls(**values)
+
+    def known_arch(self, name: str, field_name: str):
+        try:
+            architectures.get(name)
+        except architectures.UnknownArchitectureError as exc:
+            raise SpecError(self.path, field_name, str(exc)) from None
+
+    def grid_block(self, block: Any, where: str) -> GridBlock:
+        block = self.typed(block, dict, where)
+        axes = {f.name for f in fields(GridBlock)}
+        self.check_keys(block, axes, where)
+        for axis in sorted(axes):
+            if axis not in block:
+                raise SpecError(self.path, f"{where}.{axis}", "missing (every grid block names all axes)")
+        values = {}
+        for axis, kind in (("arch", str), ("sample_rate", int), ("n_mels", int),
+                           ("hop_multiplier", int), ("log", str)):
+            items = self.list_of(block[axis], kind, f"{where}.{axis}")
+            if not items:
+                self.fail(f"{where}.{axis}", [], "is empty")
+            values[axis] = tuple(dict.fromkeys(items))  # de-duplicate, keep order
+        for i, arch in enumerate(values["arch"]):
+            self.known_arch(arch, f"{where}.arch[{i}]")
+        for axis in ("sample_rate", "n_mels", "hop_multiplier"):
+            for i, value in enumerate(values[axis]):
+                self.within(value, axis, f"{where}.{axis}[{i}]")
+        for i, log in enumerate(values["log"]):
+            if log not in LOG_TYPES:
+                self.fail(f"{where}.log[{i}]", log, f"must be one of {', '.join(map(repr, LOG_TYPES))}")
+        return GridBlock(**values)
+
+
+def _type_word(kind: type) -> str:
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+            dict: "a table", list: "a list"}.get(kind, kind.__name__)
+
+
+def spec_warnings(spec: Spec) -> list[str]:
+    """What is valid but far outside the usual range (`USUAL`), one line each, naming the file and field."""
+    warnings = []
+    low, high = USUAL["sample_rate"]
+    for rate in sorted({c.mel.sample_rate for c in spec.configurations()}):
+        if not low <= rate <= high:
+            warnings.append(f"{spec.path}: sample_rate {rate} Hz is far outside the usual {low / 1000:g}-"
+                            f"{high / 1000:g} kHz of music tagging (a dropped or extra zero?)")
+    low, high = USUAL["dataset.clip_seconds"]
+    seconds = spec.dataset.clip_seconds
+    if not low <= seconds <= high:
+        warnings.append(f"{spec.path}: dataset.clip_seconds {seconds:g} s is far outside the usual {low:g}-{high:g} s "
+                        "(MagnaTagATune's clips are 29.1 s, the MSD previews 30 s)")
+    return warnings

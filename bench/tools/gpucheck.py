@@ -1,0 +1,464 @@
+"""`make gpu-check`: the GPU acceptance of the suite, in at most a few minutes on one GPU.
+
+One PASS/FAIL line per check and a JSON file with every number. Functional checks run the real
+`bench grid` command on a tiny synthetic dataset (48 clips of 3 s, width 1/16 networks, batch 16);
+performance checks time the paper's networks on random batches at the paper's batch size.
+
+  C1  a tiny grid (VGG and MusiCNN, 2 epochs) on CUDA with device-resident waveforms in bf16
+  C2  the same grid through the DataLoader path (forced), fp16 with loss scaling, pinned memory
+  C3  `--workers 2` with CUDA_VISIBLE_DEVICES=0: both workers on that GPU, each run executed once
+  C4  torch.compile on: every run compiled and trained
+  C5  three or more configurations compiled in one process with no recompile-limit hit
+  P1  training throughput at the smallest, the headline (96x1366) and the largest (128x1820)
+      configuration: effective TFLOP/s (6 x MACs per clip x clips/s) against the GPU's bf16 dense
+      peak, and GPU-busy fraction (profiler kernel time over wall time); the smallest also with
+      several runs on the GPU at once
+  P2  peak memory of training and evaluation at the largest, against the footprint estimate that
+      chooses how many runs share a GPU
+  P3  the free-memory rule after a run: memory cached by PyTorch's allocator counts as available
+  P4  the loader path at 16 kHz against what the smallest configuration consumes
+
+Without CUDA it prints "no CUDA device: nothing checked" and exits 0: that is not a pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]  # the repository (bench/tools/gpucheck.py)
+
+TINY_SPEC = """
+name = "{name}"
+seeds = {seeds}
+[dataset]
+name = "synthetic"
+path = "{data}"
+clips = 48
+clip_seconds = 3.0
+[arch.vgg]
+width = 0.0625
+[arch.musicnn]
+width = 0.0625
+segment_seconds = 1.0
+[protocol]
+batch_size = 16
+max_epochs = {epochs}
+patience = {patience}
+[[grid]]
+arch = {archs}
+sample_rate = [16000]
+n_mels = [32]
+hop_multiplier = [2]
+log = ["log"]
+{extra}
+"""
+"""A grid small enough for a test: 48 synthetic clips of 3 s, VGG and MusiCNN at 1/16 width."""
+
+BF16_DENSE_TFLOPS = {
+    # NVIDIA datasheets, dense (no sparsity) bf16 tensor-core peak; first match of the device name wins
+    "GH200": 989.0, "H200": 989.0, "H100 NVL": 835.0, "H100 PCIe": 756.0, "H100": 989.0,  # H100 SXM: "80GB HBM3"
+    "B200": 2250.0, "A100": 312.0, "A800": 312.0, "L40S": 362.0, "L40": 181.0, "A40": 150.0, "A30": 165.0,
+    "A10": 125.0, "L4": 121.0, "RTX 6000 Ada": 364.0, "RTX 4090": 165.0, "RTX 3090": 71.0, "A6000": 155.0,
+}
+
+TARGETS = {"headline_fraction_of_peak": 0.40, "busy_headline": 0.80, "busy_smallest_shared": 0.60}
+
+@dataclass
+class Check:
+    id: str
+    title: str
+    ok: bool | None = None
+    detail: str = ""
+    numbers: dict = field(default_factory=dict)
+
+    def line(self) -> str:
+        word = {True: "PASS", False: "FAIL", None: "SKIP"}[self.ok]
+        return f"{word} {self.id} {self.title}: {self.detail}"
+
+
+
+
+def bf16_peak_tflops(name: str) -> float | None:
+    for key, value in BF16_DENSE_TFLOPS.items():
+        if key.lower() in name.lower():
+            return value
+    return None
+
+
+# ------------------------------------------------------------------------------------------------
+# functional checks: the real command on a tiny grid
+
+
+class Workspace:
+    def __init__(self, root: Path, device: str = "cuda"):
+        self.root = root
+        self.data = root / "synth"
+        self.device = device
+        """What the grids are run with; only the harness's own tests use another."""
+
+    def spec(self, name: str, archs=("vgg", "musicnn"), mels=(32,), precision: str = "auto") -> Path:
+        """The stress harness's tiny grid (48 clips of 3 s, width 1/16, batch 16, 2 epochs) with more
+        mel counts as extra grid blocks, at `precision`."""
+
+        extra = "".join(f'[[grid]]\narch = {json.dumps(list(archs))}\nsample_rate = [16000]\nn_mels = [{m}]\n'
+                        f'hop_multiplier = [2]\nlog = ["log"]\n' for m in mels if m != 32)
+        text = TINY_SPEC.format(name=name, seeds="[0]", data=self.data, epochs=2, patience=2,
+                                archs=json.dumps(list(archs)), extra=extra)
+        path = self.root / f"{name}.toml"
+        path.write_text(text.replace("[protocol]\n", f'[protocol]\nprecision = "{precision}"\n'))
+        return path
+
+    def grid(self, spec: Path, *args: str, env: dict | None = None) -> tuple[subprocess.CompletedProcess, dict]:
+        environment = {**os.environ, "BENCH_CACHE": str(self.root / "cache"),
+                       "BENCH_GPU_LOCKS": str(self.root / "gpu-locks"), **(env or {})}
+        proc = subprocess.run([sys.executable, "-m", "bench", "grid", str(spec), "--device", self.device, "--no-report",
+                               "--results", str(self.root / "results"), *args], capture_output=True, text=True,
+                              env=environment, timeout=600)
+        runs = self.root / "results" / spec.stem / "runs"
+        results = {p.name: json.loads((p / "result.json").read_text())
+                   for p in sorted(runs.glob("*")) if (p / "result.json").exists()}
+        return proc, results
+
+
+def _grid_failure(proc: subprocess.CompletedProcess, results: dict, expected: int) -> str | None:
+    bad = [r["run_id"] + ": " + str(r.get("error")) for r in results.values() if r["status"] != "ok"]
+    if proc.returncode != 0 or len(results) != expected or bad:
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
+        return (f"exit {proc.returncode}, {len(results)}/{expected} results, failed: {bad or 'none'}; "
+                + " | ".join(tail))
+    return None
+
+
+def check_resident_bf16(ws: Workspace, check: Check) -> None:
+    import torch
+
+    proc, results = ws.grid(ws.spec("c1"))
+    problem = _grid_failure(proc, results, 2)
+    if problem:
+        check.ok, check.detail = False, problem
+        return
+    wanted = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    rows = [(r["config"]["arch"], r["training"]["amp_dtype"], r["training"]["fast_path"]["resident_data"],
+             r["provenance"]["device"]) for r in results.values()]
+    check.numbers = {"runs": rows, "roc_auc": [r["metrics"]["roc_auc"] for r in results.values()]}
+    check.ok = all(dtype == wanted and resident and device.startswith("cuda") for _, dtype, resident, device in rows)
+    check.detail = ", ".join(f"{a} {d} resident={r} on {dev}" for a, d, r, dev in rows)
+
+
+def check_loader_fp16(ws: Workspace, check: Check) -> None:
+    proc, results = ws.grid(ws.spec("c2", precision="fp16"), env={"BENCH_RESIDENT": "0"})
+    problem = _grid_failure(proc, results, 2)
+    if problem:
+        check.ok, check.detail = False, problem
+        return
+    paths = [r["training"]["fast_path"] for r in results.values()]
+    dtypes = [r["training"]["amp_dtype"] for r in results.values()]
+    check.ok = all(d == "float16" for d in dtypes) and all(not p["resident_data"] and p["pin_memory"] for p in paths)
+    check.detail = f"amp {set(dtypes)}, resident {[p['resident_data'] for p in paths]}, pinned " \
+                   f"{[p['pin_memory'] for p in paths]}, loader workers {[p['loader_workers'] for p in paths]}"
+
+
+def check_two_workers_one_gpu(ws: Workspace, check: Check) -> None:
+    spec = ws.spec("c3", archs=("vgg",), mels=(32, 24, 16, 8))
+    proc, results = ws.grid(spec, "--workers", "2", env={"CUDA_VISIBLE_DEVICES": "0"})
+    problem = _grid_failure(proc, results, 4)
+    if problem:
+        check.ok, check.detail = False, problem
+        return
+    runs = ws.root / "results" / "c3" / "runs"
+    executions = {p.name: len((p / "executions.jsonl").read_text().splitlines()) for p in runs.iterdir()}
+    devices = {r["provenance"]["device"] for r in results.values()}
+    workers = sorted({line for line in proc.stdout.splitlines() if line.startswith("worker ")})
+    check.ok = devices == {"cuda:0"} and set(executions.values()) == {1} and len(workers) == 2
+    check.detail = f"devices {devices}, executions per run {sorted(executions.values())}, {'; '.join(workers)}"
+
+
+def check_compile(ws: Workspace, c4: Check, c5: Check) -> None:
+    # four configurations (both architectures, two mel counts): each compiles its own graphs, which
+    # is most of this check's time on a GPU
+    spec = ws.spec("c4", archs=("vgg", "musicnn"), mels=(32, 24))
+    proc, results = ws.grid(spec, env={"BENCH_COMPILE": "1"})
+    problem = _grid_failure(proc, results, 4)
+    if problem:
+        c4.ok, c4.detail = False, problem
+        c5.ok, c5.detail = False, "see C4"
+        return
+    paths = {r["run_id"]: r["training"]["fast_path"] for r in results.values()}
+    c4.ok = all(p["compile"] and p["compiled"] for p in paths.values())
+    c4.detail = f"{sum(p['compiled'] for p in paths.values())}/{len(paths)} runs compiled; " \
+                f"epoch times {[round(r['cost']['train_seconds'], 1) for r in results.values()]} s"
+    pids = {json.loads(line)["pid"] for p in (ws.root / "results" / "c4" / "runs").iterdir()
+            for line in (p / "executions.jsonl").read_text().splitlines()}
+    hits = sum(p["recompile_limit_hits"] for p in paths.values())
+    c5.ok = len(pids) == 1 and hits == 0 and len(paths) >= 3
+    c5.detail = f"{len(paths)} configurations in {len(pids)} process(es), {hits} recompile-limit hits"
+    c5.numbers = {"recompile_limit_hits": hits}
+
+
+# ------------------------------------------------------------------------------------------------
+# performance checks: the paper's networks at the paper's batch size
+
+
+@functools.cache
+def _cases() -> dict:
+    from bench.spec import load_spec
+    from bench.tools.perf import select_cases, spec_cases
+
+    cases = spec_cases(load_spec(ROOT / "specs" / "paper-mtat-vgg.toml"))
+    headline, smallest, _ = select_cases(cases, 2)
+    largest = max(cases, key=lambda c: c.gmac_per_input)
+    loader_case = min((c for c in cases if c.configuration.mel.sample_rate == 16000),
+                      key=lambda c: c.gmac_per_input)
+    return {"smallest": smallest, "headline": headline, "largest": largest, "loader": loader_case}
+
+
+def busy_fraction(step: Callable[[], object], steps: int) -> tuple[float, float]:
+    """(GPU-busy fraction, seconds per step) over `steps` steps: CUDA kernel time the profiler saw
+    divided by the wall time of those steps (kernels of one process do not overlap here)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        torch.cuda.synchronize()
+        wall = time.perf_counter() - start
+    kernel_us = sum(e.device_time for e in prof.events() if e.device_type.name == "CUDA")
+    return kernel_us / 1e6 / wall, wall / steps
+
+
+def training_step(case, batch: int):
+    """A closure running one fast-path training step of `case` on random data (what a run does)."""
+    import torch
+    from torch import nn
+
+    from bench.tools.perf import _batch
+    from bench.train.fastpath import fast_path
+    from bench.train.loop import forward, make_optimizer, optimise
+
+    device = torch.device("cuda")
+    path = fast_path(device, "auto", planned_steps=0, arch=case.configuration.arch)  # eager: C4 checks compile
+    model = path.prepare_model(case.build(device))
+    optimizer = make_optimizer(model, path, 1e-4)
+    scaler = torch.amp.GradScaler("cuda", enabled=path.torch_amp_dtype == torch.float16)
+    mel, target = _batch(case, batch, device)
+    loss_fn = nn.BCEWithLogitsLoss()
+    return lambda: optimise(loss_fn(forward(model, path, mel), target), optimizer, scaler), model, path
+
+
+def check_throughput(check: Check, batch: int, shared_runs: int) -> dict:
+    import torch
+
+    name = torch.cuda.get_device_name()
+    peak = bf16_peak_tflops(name)
+    rows = {}
+    cases = _cases()
+    for label, case in cases.items():
+        if label == "loader":
+            continue
+        step, model, _ = training_step(case, batch)
+        busy, seconds = busy_fraction(step, 10)
+        tflops = 6 * model.analytic_macs() * batch / seconds / 1e12
+        rows[label] = {"case": case.label, "step_seconds": seconds, "clips_per_second": batch / seconds,
+                       "tflops": tflops, "fraction_of_bf16_peak": tflops / peak if peak else None, "busy": busy}
+        del step, model
+        torch.cuda.empty_cache()
+    shared = shared_busy(cases["smallest"], batch, shared_runs)
+    rows["smallest_shared"] = shared
+    head, small = rows["headline"], rows["smallest"]
+    fraction = head["fraction_of_bf16_peak"]
+    check.numbers = {"device": name, "bf16_dense_peak_tflops": peak, "batch": batch, **rows}
+    verdicts = [head["busy"] >= TARGETS["busy_headline"],
+                shared.get("busy", 0) >= TARGETS["busy_smallest_shared"]]
+    if fraction is not None:
+        verdicts.append(fraction >= TARGETS["headline_fraction_of_peak"])
+    check.ok = all(verdicts)
+    share = f"{100 * fraction:.0f} % of bf16 peak" if fraction else "bf16 peak unknown"
+    check.detail = (f"headline {head['tflops']:.0f} TFLOP/s ({share}), busy {100 * head['busy']:.0f} %; "
+                    f"smallest {small['clips_per_second']:.0f} "
+                    f"clips/s busy {100 * small['busy']:.0f} %, {shared_runs} runs at once busy "
+                    f"{100 * shared.get('busy', 0):.0f} %; largest {rows['largest']['tflops']:.0f} TFLOP/s")
+    return rows
+
+
+def shared_busy(case, batch: int, runs: int, seconds: float = 8.0) -> dict:
+    """GPU-busy fraction with `runs` processes training `case` at once: the sum of their kernel
+    times over the window in which all of them ran (time-sliced kernels of different processes do
+    not overlap)."""
+    code = ("import json, sys, time, torch; from bench.tools.gpucheck import _cases, training_step, busy_fraction; "
+            "step, model, path = training_step(_cases()['smallest'], int(sys.argv[1])); "
+            "busy, per_step = busy_fraction(step, 3); n = max(3, int(float(sys.argv[2]) / per_step)); "
+            "t0 = time.time(); busy, per_step = busy_fraction(step, n); "
+            "print(json.dumps({'start': t0, 'end': time.time(), 'kernel': busy * per_step * n, 'steps': n}))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(batch), str(seconds)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(runs)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    if any(p.returncode for p in procs):
+        return {"error": " | ".join(err.strip().splitlines()[-1] for _, err in outs if err.strip())}
+    rows = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    window = max(r["end"] for r in rows) - min(r["start"] for r in rows)
+    clips = sum(r["steps"] * batch for r in rows) / window
+    return {"runs": runs, "busy": min(1.0, sum(r["kernel"] for r in rows) / window), "clips_per_second": clips}
+
+
+def check_memory(check: Check, batch: int) -> None:
+    import torch
+
+    from bench.cost.gmac import training_footprint_bytes
+    from bench.spec import RunSpec, load_spec
+
+    case = _cases()["largest"]
+    torch.cuda.reset_peak_memory_stats()
+    step, model, path = training_step(case, batch)
+    for _ in range(3):
+        step()
+    torch.cuda.synchronize()
+    train_peak = torch.cuda.max_memory_allocated()
+    model.eval()
+    from bench.tools.perf import _batch
+    from bench.train.loop import forward
+
+    mel, _ = _batch(case, batch * path.eval_batch_factor, torch.device("cuda"))
+    torch.cuda.reset_peak_memory_stats()
+    with torch.no_grad():
+        forward(model, path, mel)
+    torch.cuda.synchronize()
+    eval_peak = torch.cuda.max_memory_allocated()
+    spec = load_spec(ROOT / "specs" / "paper-mtat-vgg.toml")
+    run = RunSpec(case.configuration, 0, spec.dataset, spec.protocol)
+    estimate = training_footprint_bytes(run)
+    check.numbers = {"case": case.label, "train_peak_bytes": train_peak, "eval_peak_bytes": eval_peak,
+                     "footprint_estimate_bytes": estimate, "eval_batch": batch * path.eval_batch_factor}
+    check.ok = estimate >= train_peak
+    check.detail = (f"{case.label}: training {train_peak / 2**30:.1f} GiB, evaluation {eval_peak / 2**30:.1f} GiB "
+                    f"(batch {batch * path.eval_batch_factor}); estimate {estimate / 2**30:.1f} GiB "
+                    f"{'covers' if check.ok else 'is below'} the measured training peak")
+    del step, model, mel
+
+
+def check_free_memory_rule(check: Check) -> None:
+    import torch
+
+    from bench.train.fastpath import RESIDENT_FRACTION, resident_fits
+
+    device = torch.device("cuda")
+    free, total = torch.cuda.mem_get_info(device)
+    cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    size = int(RESIDENT_FRACTION * (free + cached)) - 2**20
+    check.numbers = {"free_bytes": free, "cached_bytes": cached, "total_bytes": total, "probe_bytes": size}
+    check.ok = cached > 0 and resident_fits(size, device) and size > RESIDENT_FRACTION * free
+    check.detail = (f"driver free {free / 2**30:.1f} GiB + allocator cache {cached / 2**30:.1f} GiB: "
+                    f"{size / 2**30:.1f} GiB of waveforms {'fit' if check.ok else 'do not fit'} "
+                    f"(the old rule allowed {RESIDENT_FRACTION * free / 2**30:.1f} GiB)")
+
+
+def check_loader(check: Check, batch: int, consumption: float) -> None:
+    import torch
+
+    from bench.tools.perf import PerfSettings, measure_data_path
+    from bench.train.fastpath import fast_path
+
+    device = torch.device("cuda")
+    case = _cases()["loader"]
+    settings = PerfSettings(batch=batch, data_clips=4 * batch)
+    result = measure_data_path(case, fast_path(device, "auto", 0), device, settings, consumption)
+    check.numbers = result
+    check.ok = result["loader_over_consumption"] >= 1.0
+    check.detail = (f"{case.label}: loader {result['clips_per_second_page_cache']:.0f} clips/s (page cache), "
+                    f"{result['clips_per_second_evicted'] or 0:.0f} evicted, resident "
+                    f"{result['clips_per_second_resident'] or 0:.0f}; the smallest configuration consumes "
+                    f"{consumption:.0f} clips/s ({result['loader_over_consumption']:.1f}x)")
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def run_checks(out: Path, batch: int, shared_runs: int, keep: bool = False, only: set[str] | None = None) -> int:
+    import torch
+
+    from bench.data.synthetic import generate
+
+    root = Path(tempfile.mkdtemp(prefix="bench-gpu-check-"))
+    ws = Workspace(root)
+    checks = {k: Check(k, t) for k, t in [
+        ("C1", "tiny grid on CUDA, resident data, bf16"), ("C2", "loader path, fp16 + loss scaling, pinned"),
+        ("C3", "--workers 2 with CUDA_VISIBLE_DEVICES=0"), ("C4", "torch.compile on"),
+        ("C5", "3+ configurations compiled in one process"), ("P1", "training throughput and GPU busy"),
+        ("P2", "peak memory at the largest configuration"), ("P3", "free-memory rule after a run"),
+        ("P4", "loader path at 16 kHz vs consumption")]}
+    started = time.perf_counter()
+    rows: dict = {}
+
+    def attempt(ids: tuple[str, ...], fn: Callable[[], object]) -> None:
+        if only and not set(ids) & only:
+            return
+        try:
+            fn()
+        except Exception as exc:  # a check that crashes is a failed check, and the next one still runs
+            for key in ids:
+                checks[key].ok = False
+                checks[key].detail = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        for key in ids:
+            print(checks[key].line(), flush=True)
+
+    try:
+        if not only or only & {"C1", "C2", "C3", "C4", "C5"}:
+            generate(ws.data, clips=48, seed=0, clip_seconds=3.0, progress=False)
+        attempt(("C1",), lambda: check_resident_bf16(ws, checks["C1"]))
+        attempt(("C2",), lambda: check_loader_fp16(ws, checks["C2"]))
+        attempt(("C3",), lambda: check_two_workers_one_gpu(ws, checks["C3"]))
+        attempt(("C4", "C5"), lambda: check_compile(ws, checks["C4"], checks["C5"]))
+        attempt(("P1",), lambda: rows.update(check_throughput(checks["P1"], batch, shared_runs)))
+        attempt(("P2",), lambda: check_memory(checks["P2"], batch))
+        attempt(("P3",), lambda: check_free_memory_rule(checks["P3"]))
+        smallest = rows.get("smallest", {}).get("clips_per_second")
+        attempt(("P4",), lambda: check_loader(checks["P4"], batch, smallest or 1.0))
+    finally:
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+    report = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "targets": TARGETS,
+              "seconds": time.perf_counter() - started,
+              "checks": [{"id": c.id, "title": c.title, "ok": c.ok, "detail": c.detail, "numbers": c.numbers}
+                         for c in checks.values()]}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    ran = [c for c in checks.values() if c.ok is not None]
+    failed = [c.id for c in ran if not c.ok]
+    print(f"{len(ran) - len(failed)}/{len(ran)} checks passed in {report['seconds']:.0f} s on {report['device']}"
+          f"{'; failed: ' + ', '.join(failed) if failed else ''}; {out}")
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.tools.gpucheck", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="results/gpu-check.json", help="JSON report (default %(default)s)")
+    parser.add_argument("--batch", type=int, default=32, help="batch of the performance checks (the paper's: 32)")
+    parser.add_argument("--shared-runs", type=int, default=3, help="runs at once for the shared-GPU busy check")
+    parser.add_argument("--only", help="comma-separated check ids, e.g. C1,P1")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folder (data, results, logs)")
+    args = parser.parse_args(argv)
+    import torch
+
+    if not torch.cuda.is_available():
+        print("no CUDA device: nothing checked")
+        return 0
+    only = {x.strip().upper() for x in args.only.split(",")} if args.only else None
+    return run_checks(Path(args.out), args.batch, args.shared_runs, args.keep, only)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,744 @@
+"""`bench perf`: how fast the suite trains on this device, measured in one process.
+
+For a selection of a spec's configurations it measures, with the same data and the same clock:
+
+- training-step throughput (clips/s) and achieved GFLOP/s = 6 x MACs x batch / step time (one MAC
+  is two flops, and a training step costs about three forward passes) for the plain fp32 eager
+  baseline, for each lever of the fast path alone, and for the fast path the suite chooses;
+- the device's conv peak on the same shapes: every convolution of the network, captured with its
+  input shape, timed alone (forward + both backward products) in the fastest layout and precision
+  the device offers; the fraction of that peak the fast path reaches;
+- the mel front end per clip against librosa on the same clips, and as a share of a training step;
+- the data path (cache -> batches on the device) against the model's consumption at the smallest
+  configuration, with the file in the page cache and evicted from it;
+- evaluation throughput (no autograd, larger batches) and peak memory;
+- step time against GMAC across the grid (a linear fit: where does cost stop following GMAC?) and a
+  projection of the whole spec's device-hours from these measurements.
+
+Timings are medians of steps after a warm-up step (the warm-up includes `torch.compile`'s compile
+time, reported apart). Each measurement has a time budget, so a slow lever costs one step, not ten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+import architectures
+from architectures import InputConfig
+from architectures.vgg import VGG
+from bench.core.errors import UserError
+from bench.core.store import atomic_write_json
+from bench.cost.plan import plan_rows
+from bench.data.known import SPLIT_SIZES
+from bench.data.views import ClipDataset, LoaderBatches, ResidentWaveforms, epoch_order
+from bench.spec import Configuration, Spec
+from bench.train.fastpath import FastPath, baseline, compiler_available, fast_path, native_bf16
+from bench.train.frontend import LOG_SCALE, MelFrontend
+from bench.train.loop import forward, make_optimizer, optimise
+
+TARGETS = {
+    "fast_path_speedup": 2.5,
+    "fraction_of_conv_peak": 0.60,
+    "frontend_share_max": 0.05,
+    "data_path_over_consumption": 3.0,
+}
+"""The targets of `bench perf` on a CPU (README, "Performance"), as ratios measured in one run."""
+
+
+@dataclass(frozen=True)
+class PerfSettings:
+    batch: int | None = 8
+    """Clips per training step; None: the spec's batch on CUDA (the paper's 32), 8 on the CPU."""
+    budget_seconds: float = 30.0
+    """Time one measurement may take after its warm-up step (at least one timed step is taken)."""
+    max_steps: int = 5
+    scaling_cases: int = 6
+    data_clips: int = 96
+    epochs: float = 30.0
+    """Epochs per run assumed by the projection (early stopping ends most runs well before 100)."""
+    compile: bool = True
+    """Measure the `torch.compile` lever (where a compiler exists)."""
+    librosa: bool = True
+
+
+# ----------------------------------------------------------------------------------------------
+# clocks and memory
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    with contextlib.suppress(OSError):  # Linux: "5" resets the process's peak resident set size
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def _peak_memory_mb(device: torch.device) -> float | None:
+    """Peak GPU memory allocated by torch, or the process's peak resident set size (CPU)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def time_calls(fn: Callable[[], object], device: torch.device, budget: float, max_calls: int,
+               warmup_may_count: bool = False) -> dict:
+    """Call `fn` once to warm up, then until `max_calls` timed calls or `budget` seconds have passed.
+
+    Returns the warm-up time and the median of the timed calls (at least one). With
+    `warmup_may_count`, a warm-up slower than the whole budget is the measurement (`calls` = 0): a
+    lever that slow is rejected either way, and timing it again would only cost minutes."""
+    _sync(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    first = time.perf_counter() - start
+    if warmup_may_count and first > budget:
+        return {"first_seconds": first, "seconds": first, "calls": 0}
+    times: list[float] = []
+    while len(times) < max_calls and (not times or sum(times) + times[-1] <= budget):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return {"first_seconds": first, "seconds": statistics.median(times), "calls": len(times)}
+
+
+# ----------------------------------------------------------------------------------------------
+# cases
+
+
+@dataclass(frozen=True)
+class Case:
+    """One configuration of a spec, as measured: what is built and what it costs per clip."""
+
+    configuration: Configuration
+    clip_seconds: float
+    n_tags: int
+    gmac_per_input: float
+    """Analytic conv + linear GMAC of one forward pass of one network input: a whole clip (VGG) or
+    one segment (MusiCNN, which trains on one segment per clip and evaluates all of them)."""
+    segments: int = 1
+    """Network inputs per clip in evaluation."""
+
+    @property
+    def label(self) -> str:
+        m = self.configuration.mel
+        shape = f"{m.n_mels}x{self.input_config.n_frames}"
+        return f"{self.configuration.arch} {m.sample_rate // 1000}k {shape} x{m.hop_multiplier}"
+
+    @property
+    def input_config(self) -> InputConfig:
+        return self.configuration.mel.input_config(self.clip_seconds)
+
+    def build(self, device: torch.device, **module_options) -> nn.Module:
+        """The network of this case; `module_options` are VGG's implementation switches
+        (`pool_before_elu`), which change how it computes, not what."""
+        model = architectures.build(self.configuration.arch, self.input_config, self.n_tags,
+                                    **dataclasses.asdict(self.configuration.options))
+        if module_options:
+            model = VGG(model.plan, self.n_tags, **module_options)
+        return model.to(device)
+
+
+def spec_cases(spec: Spec) -> list[Case]:
+    """Every configuration of `spec` with its analytic GMAC per clip (no network is allocated)."""
+    cases = []
+    for configuration, row in zip(spec.configurations(), plan_rows(spec, fvcore=False), strict=True):
+        segments = int(row["segments"] or 1)
+        cases.append(Case(configuration, spec.dataset.clip_seconds, spec.dataset.n_tags,
+                          float(row["gmac_analytic"]) / segments, segments))
+    return cases
+
+
+def select_cases(cases: list[Case], n_scaling: int) -> tuple[Case, Case, list[Case]]:
+    """(headline, smallest, scaling cases) among a spec's cases.
+
+    The headline is the issue's reference: 96 mel bands, hop x1, the lowest sample rate, `log`
+    (VGG at 96 x 1366 in the paper's grids), else the costliest configuration. The smallest has the
+    fewest GMAC. The scaling cases spread evenly in log GMAC over the distinct input shapes."""
+    by_shape: dict[tuple, Case] = {}
+    for case in cases:  # log and dB share every cost
+        m = case.configuration.mel
+        by_shape.setdefault((case.configuration.arch, m.sample_rate, m.n_mels, m.hop_multiplier), case)
+    distinct = sorted(by_shape.values(), key=lambda c: c.gmac_per_input)
+    reference = [c for c in distinct if c.configuration.mel.n_mels == 96 and c.configuration.mel.hop_multiplier == 1]
+    headline = min(reference, key=lambda c: c.configuration.mel.sample_rate) if reference else distinct[-1]
+    smallest = distinct[0]
+    if len(distinct) <= n_scaling:
+        scaling = distinct
+    else:
+        logs = np.log([c.gmac_per_input for c in distinct])
+        wanted = np.linspace(logs[0], logs[-1], n_scaling)
+        picked = sorted({int(np.argmin(np.abs(logs - w))) for w in wanted})
+        scaling = [distinct[i] for i in picked]
+    return headline, smallest, scaling
+
+
+# ----------------------------------------------------------------------------------------------
+# training steps
+
+
+def _batch(case: Case, batch: int, device: torch.device, seed: int = 0):
+    """A random (B, n_mels, input_frames) log-mel-like batch and multi-hot targets."""
+    g = torch.Generator().manual_seed(seed)
+    model_frames = case.build(torch.device("meta")).input_frames
+    mel = torch.rand(batch, case.configuration.mel.n_mels, model_frames, generator=g) * 3.0
+    target = (torch.rand(batch, case.n_tags, generator=g) < 0.1).float()
+    return mel.to(device), target.to(device)
+
+
+def measure_training(case: Case, path: FastPath, device: torch.device, settings: PerfSettings,
+                     **module_options) -> dict:
+    """Training-step time of `case` executed as `path` says (random data, a real optimiser step)."""
+    torch.manual_seed(0)
+    model = path.prepare_model(case.build(device, **module_options))
+    model.train()
+    optimizer = make_optimizer(model, path, lr=1e-4)
+    scaler = torch.amp.GradScaler(device.type, enabled=path.torch_amp_dtype == torch.float16)
+    loss_fn = nn.BCEWithLogitsLoss()
+    mel, target = _batch(case, settings.batch, device)
+
+    def step():
+        optimise(loss_fn(forward(model, path, mel), target), optimizer, scaler)
+
+    _reset_peak_memory(device)
+    timing = time_calls(step, device, settings.budget_seconds, settings.max_steps, warmup_may_count=not path.compile)
+    macs = model.analytic_macs()
+    result = _throughput(timing, settings.batch, macs, training=True)
+    result["peak_memory_mb"] = _peak_memory_mb(device)
+    result["compile_seconds"] = max(0.0, timing["first_seconds"] - timing["seconds"]) if path.compile else 0.0
+    return result
+
+
+def _throughput(timing: dict, batch: int, macs_per_input: int, training: bool) -> dict:
+    flops = (6 if training else 2) * macs_per_input * batch
+    return {"step_seconds": timing["seconds"], "first_step_seconds": timing["first_seconds"],
+            "steps_timed": timing["calls"], "inputs_per_second": batch / timing["seconds"],
+            "gflops": flops / timing["seconds"] / 1e9}
+
+
+def _eval_model(case: Case, path: FastPath, device: torch.device) -> nn.Module:
+    torch.manual_seed(0)
+    return path.prepare_model(case.build(device)).eval()
+
+
+def _time_forward(model: nn.Module, case: Case, path: FastPath, device: torch.device, settings: PerfSettings,
+                  batch: int, grad: bool) -> dict:
+    """Forward passes of `model` on a random batch of `batch` inputs, with or without autograd."""
+    mel, _ = _batch(case, batch, device)
+    with torch.set_grad_enabled(grad):
+        timing = time_calls(lambda: forward(model, path, mel), device, settings.budget_seconds / 2, settings.max_steps)
+    result = _throughput(timing, batch, model.analytic_macs(), training=False)
+    result["seconds_per_input"] = timing["seconds"] / batch
+    return result
+
+
+def measure_forward(case: Case, path: FastPath, device: torch.device, settings: PerfSettings) -> dict:
+    """Evaluation as a run does it: no autograd, at the fast path's evaluation batch."""
+    return _time_forward(_eval_model(case, path, device), case, path, device, settings,
+                         settings.batch * path.eval_batch_factor, grad=False)
+
+
+def measure_eval(case: Case, path: FastPath, device: torch.device, settings: PerfSettings) -> dict:
+    """Forward passes in eval mode: autograd on at the training batch (baseline) vs none at the
+    fast path's larger evaluation batch."""
+    model = _eval_model(case, path, device)
+    factor = path.eval_batch_factor
+    return {"autograd, training batch": _time_forward(model, case, path, device, settings, settings.batch, True),
+            f"no autograd, {factor}x batch": _time_forward(model, case, path, device, settings,
+                                                           settings.batch * factor, False)}
+
+
+# ----------------------------------------------------------------------------------------------
+# the device's convolution peak on the network's own shapes
+
+
+def _conv_inputs(model: nn.Module, mel: torch.Tensor, path: FastPath) -> list[tuple[nn.Module, torch.Size]]:
+    seen: list[tuple[nn.Module, torch.Size]] = []
+    hooks = [m.register_forward_hook(lambda mod, args, out: seen.append((mod, args[0].shape)))
+             for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d))]
+    try:
+        with torch.no_grad():
+            forward(model, path, mel)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return seen
+
+
+def conv_macs(conv: nn.Module, input_shape: torch.Size) -> int:
+    """Multiply-adds of one convolution on a batch: output elements x (C_in / groups) x kernel size."""
+    with torch.device("meta"):
+        out = conv.to("meta")(torch.empty(input_shape))
+    return out.numel() * (conv.in_channels // conv.groups) * math.prod(conv.kernel_size)
+
+
+def conv_variants(device: torch.device) -> list[tuple[torch.dtype, bool]]:
+    """(dtype, channels_last) candidates for the conv peak: fp32 always, bf16 where it is native."""
+    variants = [(torch.float32, False), (torch.float32, True)]
+    if native_bf16(device):
+        variants += [(torch.bfloat16, False), (torch.bfloat16, True)]
+    return variants
+
+
+def measure_conv_peak(case: Case, device: torch.device, settings: PerfSettings) -> dict:
+    """Every conv of the network timed alone, forward + input and weight gradients, best variant."""
+    model = case.build(device)
+    path = baseline(device)
+    mel, _ = _batch(case, settings.batch, device)
+    layers = []
+    for conv, shape in _conv_inputs(model, mel, path):
+        macs = conv_macs(conv, shape)
+        best = None
+        for dtype, channels_last in conv_variants(device):
+            if channels_last and len(shape) != 4:
+                continue
+            layer = _copy_conv(conv, device, dtype, channels_last)
+            x = torch.randn(shape, device=device, dtype=dtype)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            x.requires_grad_(True)
+
+            def fwd_bwd(layer=layer, x=x):
+                out = layer(x)
+                out.backward(torch.ones_like(out))
+
+            seconds = time_calls(fwd_bwd, device, settings.budget_seconds / 8, 3)["seconds"]
+            if best is None or seconds < best["seconds"]:
+                best = {"seconds": seconds, "dtype": str(dtype).replace("torch.", ""), "channels_last": channels_last}
+        layers.append({"input_shape": list(shape), "out_channels": conv.out_channels,
+                       "kernel": list(conv.kernel_size), "macs": macs, **best,
+                       "gflops": 6 * macs / best["seconds"] / 1e9})
+    total_seconds = sum(layer["seconds"] for layer in layers)
+    total_macs = sum(layer["macs"] for layer in layers)
+    return {"gflops": 6 * total_macs / total_seconds / 1e9, "seconds": total_seconds,
+            "conv_macs_per_input": total_macs // settings.batch, "layers": layers}
+
+
+def _copy_conv(conv: nn.Module, device: torch.device, dtype: torch.dtype, channels_last: bool) -> nn.Module:
+    layer = type(conv)(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+                       padding=conv.padding, dilation=conv.dilation, groups=conv.groups,
+                       bias=conv.bias is not None).to(device=device, dtype=dtype)
+    return layer.to(memory_format=torch.channels_last) if channels_last else layer
+
+
+# ----------------------------------------------------------------------------------------------
+# front end and data path
+
+
+def _waves(sample_rate: int, clip_seconds: float, n: int, seed: int = 0) -> np.ndarray:
+    """Noise bursts over a few partials: enough spectral structure for a fair mel timing."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(clip_seconds * sample_rate)) / sample_rate
+    partials = sum(np.sin(2 * np.pi * f * t) for f in (110.0, 440.0, 1760.0))
+    return (0.1 * partials + 0.05 * rng.standard_normal((n, t.size))).astype(np.float32)
+
+
+def measure_frontend(case: Case, device: torch.device, settings: PerfSettings, step_seconds: float) -> dict:
+    """The mel front end on a batch of clips: per clip, against librosa, and as a share of a step."""
+    mel = case.configuration.mel
+    frontend = MelFrontend.from_config(mel).to(device)
+    waves = _waves(mel.sample_rate, case.clip_seconds, settings.batch)
+    batch = torch.from_numpy(waves).to(device)
+    with torch.no_grad():
+        ours = time_calls(lambda: frontend(batch), device, settings.budget_seconds / 4, settings.max_steps)["seconds"]
+    result = {"ms_per_clip": 1000 * ours / settings.batch,
+              "share_of_step": ours / (ours + step_seconds), "librosa_ms_per_clip": None}
+    if settings.librosa:
+        try:
+            import librosa
+        except ImportError:  # a dev dependency: absent in a plain install
+            return result
+        from bench.core import framing
+
+        padded = np.pad(waves, ((0, 0), (0, framing.padded_samples(waves.shape[1]) - waves.shape[1])))
+
+        def reference():
+            power = librosa.feature.melspectrogram(
+                y=padded, sr=mel.sample_rate, n_fft=framing.N_FFT, hop_length=mel.hop_length,
+                n_mels=mel.n_mels, pad_mode="constant")
+            return np.log10(1.0 + LOG_SCALE * power)
+
+        theirs = time_calls(reference, torch.device("cpu"), settings.budget_seconds / 4, 3)["seconds"]
+        result["librosa_ms_per_clip"] = 1000 * theirs / settings.batch
+        result["speedup_over_librosa"] = theirs / ours
+    return result
+
+
+class _ScratchCache:
+    """A cache-shaped memmap of noise (what `ClipDataset` reads), for timing the data path."""
+
+    def __init__(self, folder: Path, n_clips: int, samples: int, n_tags: int):
+        self.folder = folder
+        self.path = folder / "waveforms.f16"
+        waveforms = np.memmap(self.path, dtype=np.float16, mode="w+", shape=(n_clips, samples))
+        rng = np.random.default_rng(0)
+        for row in range(n_clips):
+            waveforms[row] = rng.standard_normal(samples).astype(np.float16)
+        waveforms.flush()
+        del waveforms
+        self.waveforms = np.memmap(self.path, dtype=np.float16, mode="r", shape=(n_clips, samples))
+        self._targets = (rng.random((n_clips, n_tags)) < 0.1).astype(np.float32)
+
+    def rows(self, split: str) -> np.ndarray:
+        return np.arange(len(self._targets))
+
+    def targets(self, rows: np.ndarray) -> np.ndarray:
+        return self._targets[rows]
+
+    def evict(self) -> bool:
+        """Drop the file from the page cache (a cold read, as for a dataset larger than RAM)."""
+        if not hasattr(os, "posix_fadvise"):
+            return False
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+        return True
+
+
+def measure_data_path(case: Case, path: FastPath, device: torch.device, settings: PerfSettings,
+                      consumption: float) -> dict:
+    """Clips/s from the cache to float16 batches on the device, against `consumption`: the loader
+    path (persistent workers, pinned memory, page cache warm and evicted) on every device, and on
+    CUDA also the device-resident path (upload once, gather per batch)."""
+    mel = case.configuration.mel
+    samples = round(case.clip_seconds * mel.sample_rate)
+    with tempfile.TemporaryDirectory(prefix="bench-perf-") as folder:
+        cache = _ScratchCache(Path(folder), settings.data_clips, samples, case.n_tags)
+        dataset = ClipDataset(cache, "train")
+        generator = torch.Generator().manual_seed(0)
+        loader = LoaderBatches(dataset, settings.batch, path.loader_workers, path.pin_memory)
+
+        def one_pass(batches_of) -> float:
+            start = time.perf_counter()
+            for wave, target in batches_of(epoch_order(len(dataset), True, generator)):
+                wave.to(device, non_blocking=True), target.to(device, non_blocking=True)
+            _sync(device)
+            return len(dataset) / (time.perf_counter() - start)
+
+        one_pass(loader.batches)  # starts the persistent workers
+        warm = one_pass(loader.batches)
+        cold = one_pass(loader.batches) if cache.evict() else None
+        resident = None
+        if device.type == "cuda":
+            clips = ResidentWaveforms(cache, device).split(dataset)
+            one_pass(lambda order: clips.batches(settings.batch, order))
+            resident = one_pass(lambda order: clips.batches(settings.batch, order))
+            del clips
+    loader_rate = min(x for x in (warm, cold) if x is not None)
+    return {"clips_per_second_page_cache": warm, "clips_per_second_evicted": cold,
+            "clips_per_second_resident": resident, "mb_per_clip": samples * 2 / 2**20,
+            "consumption_clips_per_second": consumption, "loader_over_consumption": loader_rate / consumption,
+            "over_consumption": max(loader_rate, resident or 0) / consumption,
+            "workers": path.loader_workers, "pin_memory": path.pin_memory}
+
+
+# ----------------------------------------------------------------------------------------------
+# levers, scaling, projection
+
+
+def levers(device: torch.device, compile_lever: bool, arch: str) -> list[tuple[str, FastPath, dict]]:
+    """(name, execution settings, module options) of the baseline and of each lever alone (VGG's
+    module-order lever included: the other levers are measured on top of it, as the suite runs)."""
+    base = baseline(device)
+    amp = "bfloat16" if device.type == "cpu" or torch.cuda.is_bf16_supported() else "float16"
+    rows = [("fp32 eager (baseline)", base, {"pool_before_elu": False} if arch == "vgg" else {})]
+    if arch == "vgg":
+        rows.append(("pool before ELU", base, {}))
+    rows += [
+        ("+ channels_last", dataclasses.replace(base, channels_last=True), {}),
+        (f"+ {amp} autocast", dataclasses.replace(base, amp_dtype=amp), {}),
+    ]
+    if device.type == "cuda":
+        rows.append(("+ cudnn.benchmark", dataclasses.replace(base, cudnn_benchmark=True), {}))
+    if compile_lever:
+        rows.append(("+ torch.compile", dataclasses.replace(base, compile=True), {}))
+    return rows
+
+
+def linear_fit(gmac: list[float], seconds: list[float]) -> dict:
+    """Least-squares step time = intercept + slope x GMAC, and how far each point is from it."""
+    slope, intercept = np.polyfit(gmac, seconds, 1)
+    predicted = intercept + slope * np.asarray(gmac)
+    return {"intercept_seconds": float(intercept), "seconds_per_gmac": float(slope),
+            "relative_residuals": [float(r) for r in (np.asarray(seconds) - predicted) / predicted]}
+
+
+def project(spec: Spec, cases: list[Case], step_seconds: Callable[[Case], float], batch: int,
+            epochs: float, eval_seconds: Callable[[Case], float] | None = None) -> dict | None:
+    """Device-hours of every run of `spec` from measured step times.
+
+    Per run: `epochs` x (the train split in training steps + the valid split in forward passes),
+    plus the test split once, times the segments per clip for MusiCNN's evaluation.
+    `step_seconds(case)` gives the measured training-step time at `batch`, `eval_seconds(case)` the
+    measured evaluation time per network input (both from the cases measured, or their linear fits in
+    GMAC for configurations not measured); without `eval_seconds` a forward pass is taken as a third
+    of a training step (6 vs 2 flops per MAC). Only for datasets of known split sizes (MTAT, MSD)."""
+    sizes = SPLIT_SIZES.get(spec.dataset.name)
+    if sizes is None:
+        return None
+    n_train, n_valid, n_test = sizes
+    per_config = []
+    for case in cases:
+        train_per_clip = step_seconds(case) / batch
+        eval_per_clip = case.segments * (eval_seconds(case) if eval_seconds else train_per_clip / 3)
+        run_seconds = epochs * (n_train * train_per_clip + n_valid * eval_per_clip) + n_test * eval_per_clip
+        run_flops = 2e9 * case.gmac_per_input * (epochs * (3 * n_train + case.segments * n_valid)
+                                                 + case.segments * n_test)
+        per_config.append({"case": case.label, "log": case.configuration.mel.log,
+                           "hours": run_seconds * len(spec.seeds) / 3600,
+                           "pflop": run_flops * len(spec.seeds) / 1e15})
+    return {"device_hours": sum(c["hours"] for c in per_config), "runs": len(cases) * len(spec.seeds),
+            "pflop": sum(c["pflop"] for c in per_config), "per_config": per_config,
+            "assumptions": {"epochs_per_run": epochs, "train_valid_test_clips": list(sizes),
+                            "batch_measured": batch, "batch_in_spec": spec.protocol.batch_size,
+                            "evaluation": "measured" if eval_seconds else "a third of a training step"}}
+
+
+# ----------------------------------------------------------------------------------------------
+# the whole benchmark
+
+
+def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Callable = print) -> dict:
+    if settings.batch is None:
+        settings = dataclasses.replace(settings, batch=spec.protocol.batch_size if device.type == "cuda" else 8)
+    all_cases = spec_cases(spec)
+    headline, smallest, scaling = select_cases(all_cases, settings.scaling_cases)
+    compile_lever = settings.compile and compiler_available(device) and os.environ.get("BENCH_COMPILE") != "0"
+    report: dict = {
+        "spec": spec.name, "device": device.type, "device_name": _device_name(device),
+        "threads": torch.get_num_threads(), "torch": torch.__version__, "platform": platform.platform(),
+        "settings": dataclasses.asdict(settings), "headline": headline.label, "smallest": smallest.label,
+    }
+
+    log(f"levers at {headline.label}, batch {settings.batch}")
+    lever_rows = []
+    for name, path, options in levers(device, compile_lever, headline.configuration.arch):
+        measured = measure_training(headline, path, device, settings, **options)
+        lever_rows.append({"lever": name, "settings": path.as_dict(), "module_options": options, **measured})
+        log(f"  {name:24s} {measured['step_seconds']:8.3f} s/step")
+    base = lever_rows[0]
+    for row in lever_rows:
+        row["speedup"] = base["step_seconds"] / row["step_seconds"]
+    report["levers"] = lever_rows
+
+    chosen = fast_path(device, "auto", planned_steps=_planned_steps(spec), arch=headline.configuration.arch)
+    report["fast_path"] = chosen.as_dict()
+    fast = _matching_lever(lever_rows, chosen)
+    if fast is None:
+        fast = _extra_row("fast path", headline, chosen, device, settings, base, log)
+        lever_rows.append(fast)
+    report["fast"] = fast
+    log(f"fast path: {fast['lever']} ({fast['speedup']:.2f}x the baseline)")
+    if compile_lever and not chosen.compile:  # the choice not to compile, measured too
+        lever_rows.append(_extra_row("fast path + torch.compile", headline,
+                                     dataclasses.replace(chosen, compile=True), device, settings, base, log))
+
+    log("conv peak on the same shapes")
+    peak = measure_conv_peak(headline, device, settings)
+    report["conv_peak"] = peak
+    report["fraction_of_conv_peak"] = fast["gflops"] / peak["gflops"]
+
+    log("front end")
+    report["frontend"] = {"headline": measure_frontend(headline, device, settings, fast["step_seconds"])}
+
+    log(f"scaling over {len(scaling)} configurations (fast path without compile; training and evaluation)")
+    scaling_path = dataclasses.replace(chosen, compile=False)
+    scaling_rows = []
+    for case in scaling:
+        measured = measure_training(case, scaling_path, device, settings)
+        evaluated = measure_forward(case, scaling_path, device, settings)
+        scaling_rows.append({"case": case.label, "gmac_per_input": case.gmac_per_input, **measured,
+                             "ms_per_gmac": 1000 * measured["step_seconds"] / (case.gmac_per_input * settings.batch),
+                             "eval_seconds_per_input": evaluated["seconds_per_input"]})
+        log(f"  {case.label:28s} {case.gmac_per_input:8.3f} GMAC  {measured['step_seconds']:8.3f} s/step  "
+            f"{1000 * evaluated['seconds_per_input']:8.2f} ms/input eval")
+    fit = linear_fit([r["gmac_per_input"] * settings.batch for r in scaling_rows],
+                     [r["step_seconds"] for r in scaling_rows])
+    eval_fit = linear_fit([r["gmac_per_input"] for r in scaling_rows],
+                          [r["eval_seconds_per_input"] for r in scaling_rows])
+    report["scaling"] = {"rows": scaling_rows, "fit": fit, "eval_fit": eval_fit}
+
+    small = next((r for r in scaling_rows if r["case"] == smallest.label), None)
+    if small is None:
+        small = measure_training(smallest, scaling_path, device, settings)
+    small_step = small["step_seconds"]
+    small_frontend = measure_frontend(smallest, device, dataclasses.replace(settings, librosa=False), small_step)
+    report["frontend"]["smallest"] = small_frontend
+    consumption = settings.batch / (small_step + small_frontend["ms_per_clip"] * settings.batch / 1000)
+    log("data path")
+    report["data_path"] = measure_data_path(smallest, chosen, device, settings, consumption)
+
+    log("evaluation")
+    report["eval"] = measure_eval(headline, chosen, device, settings)
+
+    measured_steps = {row["case"]: row["step_seconds"] for row in scaling_rows}
+    measured_evals = {row["case"]: row["eval_seconds_per_input"] for row in scaling_rows}
+
+    def step_seconds(case: Case) -> float:
+        fitted = fit["intercept_seconds"] + fit["seconds_per_gmac"] * case.gmac_per_input * settings.batch
+        return measured_steps.get(case.label, fitted)
+
+    def eval_seconds(case: Case) -> float:
+        fitted = eval_fit["intercept_seconds"] + eval_fit["seconds_per_gmac"] * case.gmac_per_input
+        return measured_evals.get(case.label, max(fitted, 0.0))
+
+    report["projection"] = project(spec, all_cases, step_seconds, settings.batch, settings.epochs, eval_seconds)
+    report["targets"] = _targets(report)
+    return report
+
+
+def _extra_row(name: str, case: Case, path: FastPath, device: torch.device, settings: PerfSettings,
+               base: dict, log: Callable) -> dict:
+    """A training-step measurement with several levers together, in the form of a lever row."""
+    row = {"lever": name, "settings": path.as_dict(), "module_options": {},
+           **measure_training(case, path, device, settings)}
+    row["speedup"] = base["step_seconds"] / row["step_seconds"]
+    log(f"  {name:24s} {row['step_seconds']:8.3f} s/step")
+    return row
+
+
+def _planned_steps(spec: Spec) -> int:
+    train = SPLIT_SIZES.get(spec.dataset.name, (spec.dataset.clips or 0, 0, 0))[0]
+    return spec.protocol.max_epochs * math.ceil(max(train, 1) / spec.protocol.batch_size)
+
+
+def _matching_lever(rows: list[dict], chosen: FastPath) -> dict | None:
+    """The lever row that executes a training step as the chosen fast path does (not a row that
+    builds VGG's textbook module order)."""
+    keys = ("amp_dtype", "channels_last", "cudnn_benchmark", "compile")
+    for row in rows:
+        if not row["module_options"] and all(row["settings"][k] == getattr(chosen, k) for k in keys):
+            return row
+    return None
+
+
+def _targets(report: dict) -> list[dict]:
+    rows = [
+        ("fast path / fp32 eager baseline", report["fast"]["speedup"], TARGETS["fast_path_speedup"], ">="),
+        ("fraction of the conv peak", report["fraction_of_conv_peak"], TARGETS["fraction_of_conv_peak"], ">="),
+        ("front end share of a step", report["frontend"]["headline"]["share_of_step"],
+         TARGETS["frontend_share_max"], "<="),
+        ("data path / consumption (smallest)", report["data_path"]["over_consumption"],
+         TARGETS["data_path_over_consumption"], ">="),
+    ]
+    return [{"target": name, "value": value, "goal": goal, "op": op,
+             "met": value >= goal if op == ">=" else value <= goal} for name, value, goal, op in rows]
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    return platform.processor() or "cpu"
+
+
+# ----------------------------------------------------------------------------------------------
+# output
+
+
+def format_report(report: dict) -> str:
+    lines = [f"bench perf: {report['spec']} on {report['device_name']} ({report['threads']} threads, "
+             f"torch {report['torch']}), batch {report['settings']['batch']}", ""]
+    lines.append(f"Training step at {report['headline']}")
+    lines.append(f"  {'':26s} {'s/step':>9s} {'clips/s':>9s} {'GFLOP/s':>9s} {'speedup':>8s} {'peak MB':>9s}")
+    for row in report["levers"]:
+        mark = " <- fast path" if row["lever"] == report["fast"]["lever"] else ""
+        mark += " (one step)" if row["steps_timed"] == 0 else ""
+        lines.append(f"  {row['lever']:26s} {row['step_seconds']:9.3f} {row['inputs_per_second']:9.2f} "
+                     f"{row['gflops']:9.1f} {row['speedup']:7.2f}x {row['peak_memory_mb'] or 0:9.0f}{mark}")
+        if row.get("compile_seconds"):
+            lines.append(f"  {'':26s} (compile: {row['compile_seconds']:.0f} s, once per run)")
+    peak = report["conv_peak"]
+    lines += ["", f"Conv peak on the same shapes: {peak['gflops']:.1f} GFLOP/s "
+              f"(fast path reaches {100 * report['fraction_of_conv_peak']:.0f} %)"]
+    for layer in peak["layers"]:
+        layout = ", channels_last" if layer["channels_last"] else ""
+        lines.append(f"  {str(layer['input_shape']):24s} -> {layer['out_channels']:5d} ch  k{layer['kernel']}  "
+                     f"{layer['gflops']:7.1f} GFLOP/s  ({layer['dtype']}{layout})")
+    fe = report["frontend"]
+    lines += ["", "Front end (mel + log)"]
+    for name, row in fe.items():
+        librosa = (f", librosa {row['librosa_ms_per_clip']:.1f} ms ({row['speedup_over_librosa']:.1f}x)"
+                   if row.get("librosa_ms_per_clip") else "")
+        lines.append(f"  {name:9s} {row['ms_per_clip']:7.2f} ms/clip{librosa}; "
+                     f"{100 * row['share_of_step']:.1f} % of a step")
+    dp = report["data_path"]
+    cold = f", evicted {dp['clips_per_second_evicted']:.0f}" if dp["clips_per_second_evicted"] else ""
+    resident = (f"; resident {dp['clips_per_second_resident']:.0f} clips/s"
+                if dp.get("clips_per_second_resident") else "")
+    lines += ["", f"Data path at {report['smallest']}: loader, page cache {dp['clips_per_second_page_cache']:.0f} "
+              f"clips/s{cold} ({dp['loader_over_consumption']:.1f}x){resident}; model consumes "
+              f"{dp['consumption_clips_per_second']:.1f} clips/s"]
+    lines += ["", "Evaluation at " + report["headline"]]
+    for name, row in report["eval"].items():
+        lines.append(f"  {name:26s} {row['inputs_per_second']:9.2f} inputs/s")
+    sc = report["scaling"]
+    lines += ["", "Scaling (fast path without compile)",
+              f"  {'':28s} {'GMAC/input':>10s} {'s/step':>9s} {'ms/GMAC':>9s} {'vs fit':>7s}"]
+    for row, residual in zip(sc["rows"], sc["fit"]["relative_residuals"], strict=True):
+        lines.append(f"  {row['case']:28s} {row['gmac_per_input']:10.3f} {row['step_seconds']:9.3f} "
+                     f"{row['ms_per_gmac']:9.1f} {100 * residual:+6.0f}%")
+    lines.append(f"  fit: {sc['fit']['intercept_seconds']:.3f} s + {1000 * sc['fit']['seconds_per_gmac']:.1f} ms/GMAC "
+                 f"per step")
+    if report["projection"]:
+        pr = report["projection"]
+        lines += ["", f"Projection: {pr['runs']} runs of {report['spec']} at {pr['assumptions']['epochs_per_run']:g} "
+                  f"epochs per run = {pr['pflop']:,.0f} PFLOP = {pr['device_hours']:,.0f} {report['device']}-hours "
+                  "at the measured training-step and evaluation times"]
+    lines += ["", "Targets"]
+    for t in report["targets"]:
+        verdict = "met" if t["met"] else "NOT met"
+        lines.append(f"  {t['target']:38s} {t['value']:8.3f}  {t['op']} {t['goal']:<5g} {verdict}")
+    return "\n".join(lines)
+
+
+def cli_main(spec_path: str, device_name: str, out: str | None, settings: PerfSettings) -> int:
+    from bench.spec import load_spec
+    from bench.train.loop import resolve_device
+
+    spec = load_spec(spec_path)
+    device = resolve_device(device_name)
+    if settings.batch is not None and settings.batch < 1:
+        raise UserError(f"--batch must be >= 1, got {settings.batch}")
+    report = run_perf(spec, device, settings, log=lambda msg: print(msg, flush=True))
+    print()
+    print(format_report(report))
+    if out:
+        atomic_write_json(Path(out), report)
+        print(f"\nwrote {out}")
+    return 0
+

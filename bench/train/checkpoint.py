@@ -1,0 +1,127 @@
+"""Checkpoints of a run: when to write them, how they are written and read, and resuming from them.
+
+checkpoint.pt is written (atomically) first, then best.pt, `{"epoch", "model"}`, when it does not yet
+hold the best epoch so far; between checkpoints the best weights are kept in memory by the loop. A
+kill between the two leaves a checkpoint whose best epoch is its own epoch, so the best weights are
+in the checkpoint and best.pt is rewritten from it on resume. A checkpoint or best.pt that cannot be
+loaded (corrupt, truncated, not this run's, or holding anything but tensors and plain containers) is
+set aside as `*.rejected` and the run restarts from scratch.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from bench.core.layout import BEST, CHECKPOINT
+from bench.core.store import atomic_write_bytes, reject
+
+
+@dataclass
+class CheckpointPolicy:
+    """When to write a checkpoint: after the first epoch, after the last, and otherwise once the time
+    since the last one reaches `1 / max_overhead` times what the last one took to write, so
+    checkpointing costs at most `max_overhead` of the run. On the CPU (minutes per epoch) that is
+    every epoch; on a GPU with short epochs and a ~210 MB VGG checkpoint, every minute or so. A kill
+    loses at most that much work: the run resumes from the last checkpoint."""
+
+    max_overhead: float = 0.05
+    last_written: float | None = None
+    last_cost: float = 0.0
+
+    def due(self, now: float) -> bool:
+        return self.last_written is None or now - self.last_written >= self.last_cost / self.max_overhead
+
+    def written(self, started: float, finished: float) -> None:
+        self.last_written, self.last_cost = finished, finished - started
+
+
+def save_torch(path: Path, obj) -> None:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_torch(path: Path):
+    """Checkpoints are loaded with weights_only=True: tensors and plain containers, never code."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+class InvalidCheckpoint(Exception):
+    """A checkpoint or best.pt that must not be used; str(exc) says why."""
+
+
+CHECKPOINT_KEYS = ("epoch", "model", "optimizer", "scheduler", "scaler", "best", "history", "torch_rng", "run_id")
+
+
+def read_checkpoint(path: Path, run_id: str) -> dict:
+    """The checkpoint at `path` if it is a complete checkpoint of `run_id`; InvalidCheckpoint otherwise."""
+    state = _load_dict(path)
+    missing = [k for k in CHECKPOINT_KEYS if k not in state]
+    if missing:
+        raise InvalidCheckpoint(f"missing {', '.join(missing)}")
+    if state["run_id"] != run_id:
+        raise InvalidCheckpoint(f"belongs to run {state['run_id']!r}, not {run_id!r}")
+    epoch, best = state["epoch"], state["best"]
+    if not isinstance(epoch, int) or epoch < 1 or not isinstance(best, dict) \
+            or not isinstance(best.get("epoch"), int) or not 0 <= best["epoch"] <= epoch:
+        raise InvalidCheckpoint(f"inconsistent epochs (epoch {epoch!r}, best {best!r})")
+    if not isinstance(state["history"], list) or len(state["history"]) != epoch:
+        raise InvalidCheckpoint("history does not match the epoch")
+    return state
+
+
+def read_best(path: Path, epoch: int) -> dict:
+    """The best-validation weights of `epoch` from best.pt; InvalidCheckpoint if that is not what it holds."""
+    state = _load_dict(path)
+    if state.get("epoch") != epoch or not isinstance(state.get("model"), dict):
+        raise InvalidCheckpoint(f"holds epoch {state.get('epoch')!r}, not the best epoch {epoch}")
+    return state["model"]
+
+
+def _load_dict(path: Path) -> dict:
+    try:
+        state = load_torch(path)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # torch reports torn zips, refused globals and bad pickles as many types
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "no detail"
+        raise InvalidCheckpoint(f"unreadable ({type(exc).__name__}: {detail})") from None
+    if not isinstance(state, dict):
+        raise InvalidCheckpoint(f"holds a {type(state).__name__}, not a dict")
+    return state
+
+
+def resume_state(run_dir: Path, run_id: str, log: Callable = print) -> dict | None:
+    """The checkpoint to resume from, with best.pt checked (and rewritten when the checkpoint holds the
+    best weights), or None: start from scratch, with anything invalid set aside as `*.rejected`."""
+    checkpoint, best_path = run_dir / CHECKPOINT, run_dir / BEST
+    if not checkpoint.exists():
+        return None
+    try:
+        state = read_checkpoint(checkpoint, run_id)
+    except InvalidCheckpoint as exc:
+        log(f"{checkpoint}: {exc}; set aside as {reject(checkpoint).name}, the run starts from scratch")
+        return None
+    best_epoch = state["best"]["epoch"]
+    if best_epoch == 0:
+        return state
+    try:
+        read_best(best_path, best_epoch)
+        return state
+    except (InvalidCheckpoint, FileNotFoundError) as exc:
+        problem = "missing" if isinstance(exc, FileNotFoundError) else str(exc)
+        if best_path.exists():
+            log(f"{best_path}: {problem}; set aside as {reject(best_path).name}")
+    # killed between the checkpoint and best.pt: the best weights are in the checkpoint
+    carried = state["model"] if best_epoch == state["epoch"] else state.get("best_model")
+    if isinstance(carried, dict):
+        save_torch(best_path, {"epoch": best_epoch, "model": carried})
+        return state
+    log(f"{best_path}: the best weights (epoch {best_epoch}) are lost; {CHECKPOINT} set aside as "
+        f"{reject(checkpoint).name}, the run starts from scratch")
+    return None

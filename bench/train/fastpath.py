@@ -1,0 +1,247 @@
+"""How training and evaluation steps are executed on each device: the suite's fast path.
+
+Nothing here changes what a network computes; it changes how: autocast dtype, memory layout,
+cuDNN autotuning, `torch.compile`, evaluation batch size, where the waveforms live and how they reach
+the device. Each choice is measured by `bench perf` (docs/performance.md; the measurements behind
+these choices: docs/performance.md#measurements-behind-the-codes-choices):
+
+- CPU with native bf16 (AVX512-BF16 or AMX, as oneDNN reports it): bf16 autocast, eager, and
+  channels_last for the architectures measured faster with it (`CPU_CHANNELS_LAST`: the VGGs; the
+  MusiCNNs train faster in NCHW, their single-channel timbral convolutions and BatchNorm backward
+  lose more to layout copies than channels_last gains). This made the full VGG step and every demo
+  model faster than fp32; `torch.compile` on top of it made the step slower.
+- CPU without native bf16 (AVX2 only, e.g. AMD EPYC Zen 3): fp32, NCHW. bf16 autocast makes the
+  convolutions much slower there (oneDNN emulates bf16), and channels_last slows them too.
+  `torch.compile` fuses BatchNorm/ELU/pooling; it pays back its compile time only in runs of
+  thousands of steps, so "auto" compiles runs that long and leaves demo-sized runs eager.
+- CUDA: bf16 autocast (fp16 with loss scaling where bf16 is missing), channels_last, cuDNN
+  benchmark (input shapes are fixed within a run), `torch.compile` for long runs, the waveforms
+  resident on the GPU when they fit, otherwise pinned memory, non-blocking copies and loader workers.
+
+`BENCH_COMPILE` = auto | 1 | 0 overrides the compile choice; `BENCH_COMPILE_BACKEND` names the
+`torch.compile` backend (default inductor). Inductor needs a C compiler at run time on every device
+(Triton builds its launcher with one on CUDA): without one, compile is turned off with a note that
+the run logs and records, instead of failing the run.
+
+Static shapes: every training batch of a run has the same size (the last partial batch is dropped)
+and compiled evaluation pads its last batch, so a configuration compiles one graph per mode; each run
+resets dynamo's cache, so a worker's later configurations never reach the recompile limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+from dataclasses import asdict, dataclass
+
+import torch
+
+COMPILE_MIN_STEPS = 5_000
+"""Runs with at least this many planned training steps are compiled ("auto"): over that many steps, a
+step made faster by compiling pays back VGG's compile time unless the step is very short (the compile
+time and the break-even step time: docs/performance.md#measurements-behind-the-codes-choices)."""
+
+CPU_CHANNELS_LAST = {"vgg": True, "vgg-605k": True, "musicnn": False, "musicnn-787k": False}
+"""channels_last with bf16 on a CPU, per architecture: on for the architectures it makes faster (VGG
+at width 1 and vgg-605k), off for those that train faster without it (MusiCNN and musicnn-787k);
+measured: docs/performance.md#measurements-behind-the-codes-choices. An architecture not listed
+gets channels_last."""
+
+RESIDENT_FRACTION = 0.5
+"""Waveforms go to the GPU when they take at most this fraction of its free memory."""
+
+
+@dataclass(frozen=True)
+class FastPath:
+    """Execution settings of one run on one device (none of them changes the network's function)."""
+
+    device: str
+    amp_dtype: str | None
+    """Autocast dtype name ("bfloat16", "float16") or None for plain fp32."""
+    channels_last: bool
+    cudnn_benchmark: bool
+    compile: bool
+    eval_batch_factor: int
+    """Evaluation batches are this many training batches (no autograd: memory allows it)."""
+    pin_memory: bool
+    loader_workers: int
+    compile_backend: str = "inductor"
+    compile_note: str | None = None
+    """Why compilation was wanted but turned off (e.g. no C compiler), or None."""
+    fused_adam: bool = False
+    """Adam's fused multi-tensor kernel (CUDA): one launch per step instead of one per parameter."""
+
+    @property
+    def torch_amp_dtype(self) -> torch.dtype | None:
+        return getattr(torch, self.amp_dtype) if self.amp_dtype else None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    # ------------------------------------------------------------------------------------------
+    # applying the settings
+
+    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """Layout and compilation, in place (parameter names and state_dict keys are unchanged)."""
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        # Set both ways: a process that measured another setting before (bench perf's levers) must
+        # not keep it. Fixed input shapes within a run: autotuning pays off.
+        torch.backends.cudnn.benchmark = self.cudnn_benchmark
+        if self.compile:
+            # A new model per run: the previous run's graphs (guarded on its modules) are dead weight
+            # that would count towards the recompile limit of the shared `forward` code objects.
+            torch._dynamo.reset()
+            model.compile(backend=self.compile_backend)
+        return model
+
+    def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, F, T) mel -> (B, 1, F, T) in the model's memory layout."""
+        x = x.unsqueeze(1)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x.contiguous()
+
+    def autocast(self):
+        dtype = self.torch_amp_dtype
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device, dtype=dtype)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bf16 in hardware: CUDA (Ampere and later), or a CPU whose oneDNN
+    reports bf16 support (AVX512-BF16 or AMX)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(check and check())
+
+
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """The autocast dtype for `precision` on `device` (None = plain fp32).
+
+    "auto" is bf16 where the device computes it natively, fp16 on CUDA devices without bf16, and
+    fp32 on CPUs without bf16 instructions, where bf16 autocast made training steps of reduced-width
+    VGG and MusiCNN, and even more the convolutions of the full VGG, several times slower (oneDNN
+    emulates it; measured: docs/performance.md#measurements-behind-the-codes-choices). "bf16"
+    forces bf16 (fp16 on a CUDA device without it), "fp16" forces fp16 with loss scaling (the path
+    of pre-Ampere GPUs, which `make gpu-check` exercises on any GPU), "fp32" turns autocast off.
+    """
+    if precision == "fp32" or (precision == "auto" and device.type == "cpu" and not native_bf16(device)):
+        return None
+    if precision == "fp16" or (device.type == "cuda" and not torch.cuda.is_bf16_supported()):
+        return torch.float16
+    return torch.bfloat16
+
+
+def compiler_available(device: torch.device) -> bool:
+    """Inductor needs a C++ compiler on the CPU; on CUDA, Triton compiles its kernel launcher with a C
+    compiler (`$CC`, else cc/gcc/clang) the first time a kernel runs, so a slim image without one fails."""
+    names = ("g++", "c++", "clang++") if device.type == "cpu" else ("cc", "gcc", "clang")
+    candidates = [os.environ["CC"]] if device.type != "cpu" and os.environ.get("CC") else []
+    return any(shutil.which(cc) for cc in (*candidates, *names))
+
+
+def wants_compile(device: torch.device, planned_steps: int | None, eager_faster: bool = False) -> bool:
+    """`BENCH_COMPILE` = 1 / 0 forces the wish; "auto" wants it for long runs, unless the eager path
+    was measured faster (`eager_faster`: bf16 + channels_last on the CPU)."""
+    choice = os.environ.get("BENCH_COMPILE", "auto").strip().lower()
+    if choice in ("1", "true", "yes", "on"):
+        return True
+    if choice in ("0", "false", "no", "off"):
+        return False
+    return not eager_faster and planned_steps is not None and planned_steps >= COMPILE_MIN_STEPS
+
+
+def compile_backend() -> str:
+    return os.environ.get("BENCH_COMPILE_BACKEND", "inductor").strip() or "inductor"
+
+
+def compile_choice(device: torch.device, planned_steps: int | None, eager_faster: bool = False
+                   ) -> tuple[bool, str | None]:
+    """(compile, note): compilation where it is wanted and can work; the note says why it was wanted
+    but is off. Only inductor needs a compiler (other backends, e.g. "eager" in tests, do not)."""
+    if not wants_compile(device, planned_steps, eager_faster):
+        return False, None
+    if compile_backend() == "inductor" and not compiler_available(device):
+        where = "C++ (g++, clang++)" if device.type == "cpu" else "C ($CC, cc, gcc, clang)"
+        return False, f"torch.compile turned off: no {where} compiler found, which inductor needs; training eager"
+    return True, None
+
+
+def should_compile(device: torch.device, planned_steps: int | None, eager_faster: bool = False) -> bool:
+    return compile_choice(device, planned_steps, eager_faster)[0]
+
+
+def fast_path(device: torch.device, precision: str = "auto", planned_steps: int | None = None,
+              arch: str | None = None) -> FastPath:
+    """The suite's settings for `device` and architecture `arch` (see the module docstring)."""
+    dtype = autocast_dtype(device, precision)
+    cuda = device.type == "cuda"
+    cpu_bf16 = device.type == "cpu" and dtype == torch.bfloat16 and native_bf16(device)
+    compile, note = compile_choice(device, planned_steps, eager_faster=cpu_bf16)
+    return FastPath(
+        device=device.type,
+        amp_dtype=str(dtype).replace("torch.", "") if dtype else None,
+        channels_last=cuda or (cpu_bf16 and CPU_CHANNELS_LAST.get(arch, True)),
+        cudnn_benchmark=cuda,
+        compile=compile,
+        eval_batch_factor=4 if cuda else 2,
+        pin_memory=cuda,
+        loader_workers=min(4, os.cpu_count() or 1) if cuda else 0,
+        compile_backend=compile_backend(),
+        compile_note=note,
+        fused_adam=cuda,
+    )
+
+
+def baseline(device: torch.device) -> FastPath:
+    """Plain fp32 eager execution: what `bench perf` compares the fast path with."""
+    return FastPath(device=device.type, amp_dtype=None, channels_last=False, cudnn_benchmark=False,
+                    compile=False, eval_batch_factor=1, pin_memory=False, loader_workers=0)
+
+
+def resident_allowed() -> bool:
+    """`BENCH_RESIDENT=0` keeps waveforms off the GPU (the loader path, e.g. to measure it)."""
+    return os.environ.get("BENCH_RESIDENT", "auto").strip().lower() not in ("0", "false", "no", "off")
+
+
+def resident_fits(n_bytes: int, device: torch.device, reusable_bytes: int = 0) -> bool:
+    """Whether `n_bytes` of waveforms may live on `device` (CUDA only: on the CPU they already do).
+
+    Available memory is what the driver reports free, plus what PyTorch's caching allocator holds
+    but no tensor uses (reserved - allocated: it serves our allocations first), plus `reusable_bytes`
+    (a resident copy that would be released for this one). Half of that may hold waveforms; the rest
+    is for the model, its activations and other runs on the same GPU.
+    """
+    if device.type != "cuda" or not resident_allowed():
+        return False
+    free, _total = torch.cuda.mem_get_info(device)
+    cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return n_bytes <= RESIDENT_FRACTION * (free + cached + reusable_bytes)
+
+
+RECOMPILE_LIMIT_MESSAGE = "hit config.recompile_limit"
+
+
+class RecompileWatch(logging.Handler):
+    """Counts dynamo's "hit config.recompile_limit" warnings while active: past the limit a function
+    runs uncompiled, which a run must record rather than claim `compile: true`."""
+
+    def __init__(self):
+        super().__init__(level=logging.WARNING)
+        self.hits: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if RECOMPILE_LIMIT_MESSAGE in message:
+            self.hits.append(message.splitlines()[0])
+
+    def __enter__(self) -> RecompileWatch:
+        logging.getLogger("torch._dynamo").addHandler(self)
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        logging.getLogger("torch._dynamo").removeHandler(self)
+        return False

@@ -1,0 +1,129 @@
+"""The mel front end: waveform batch -> log-compressed mel spectrogram, on any device.
+
+Matches the paper's setup (librosa's defaults, which Essentia was configured to reproduce): power
+mel spectrogram, n_fft = 512, periodic Hann window, Slaney mel scale with Slaney (area)
+normalisation, fmin = 0, fmax = sr / 2. The clip is zero-padded on the right to a multiple of 256
+samples and framed centred with constant (zero) padding, which gives the paper's frame counts
+(`bench.core.framing`). torchaudio's default `pad_mode='reflect'` would change the first and last frames.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+import torchaudio
+
+from bench.core import framing
+from bench.spec import LOG_TYPES, MelConfig
+
+LOG_SCALE = 10_000.0
+"""`log` compression: log10(1 + 10000 x)."""
+
+DB_FLOOR = 1e-10
+"""`dB` compression: 10 log10(max(x, 1e-10))."""
+
+
+def log_compress(power: torch.Tensor, log: str) -> torch.Tensor:
+    """Apply the paper's log compression to a power mel spectrogram."""
+    if log == "log":
+        return torch.log10(1.0 + LOG_SCALE * power)
+    if log == "dB":
+        return 10.0 * torch.log10(torch.clamp(power, min=DB_FLOOR))
+    raise ValueError(f"unknown log type {log!r}; expected one of {LOG_TYPES}")
+
+
+FLOAT16_MAX = 65504.0
+
+
+class MelFrontend(torch.nn.Module):
+    """(batch, samples) float waveform -> (batch, n_mels, n_frames) log-mel.
+
+    Computed in float32 whatever autocast says: the STFT and the log are precision-sensitive, and
+    the front end is a small share of a training step (measured:
+    docs/performance.md#measurements-behind-the-codes-choices).
+
+    The keywords reproduce the front end of the released musicnn models (`bench.tools.pretrained`), which
+    were trained on librosa's defaults of their time: `pad_mode="reflect"` with `pad_to_hop=False`
+    (plain centred framing, 1 + samples // hop frames) and `float16_mel=True` (the mel power was
+    stored as float16; the log is then taken in float32 of the rounded value).
+    """
+
+    def __init__(self, sample_rate: int, n_mels: int, hop_multiplier: int, log: str, *,
+                 pad_mode: str = "constant", pad_to_hop: bool = True, float16_mel: bool = False):
+        super().__init__()
+        if log not in LOG_TYPES:
+            raise ValueError(f"unknown log type {log!r}; expected one of {LOG_TYPES}")
+        self.config = MelConfig(sample_rate=sample_rate, n_mels=n_mels, hop_multiplier=hop_multiplier, log=log)
+        self.pad_to_hop = pad_to_hop
+        self.float16_mel = float16_mel
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=sample_rate,
+            n_fft=framing.N_FFT,
+            win_length=framing.N_FFT,
+            hop_length=framing.hop_length(hop_multiplier),
+            f_min=0.0,
+            f_max=sample_rate / 2,
+            n_mels=n_mels,
+            window_fn=torch.hann_window,  # periodic, as librosa's get_window('hann', fftbins=True)
+            power=2.0,
+            center=True,
+            pad_mode=pad_mode,
+            norm="slaney",
+            mel_scale="slaney",
+        )
+
+    @classmethod
+    def from_config(cls, mel: MelConfig) -> MelFrontend:
+        return cls(mel.sample_rate, mel.n_mels, mel.hop_multiplier, mel.log)
+
+    def n_frames(self, n_samples: int) -> int:
+        if not self.pad_to_hop:
+            return 1 + n_samples // self.config.hop_length
+        return framing.frames_for_samples(n_samples, self.config.hop_multiplier)
+
+    def _padded(self, waveform: torch.Tensor) -> torch.Tensor:
+        if waveform.dim() != 2:
+            raise ValueError(f"expected (batch, samples), got shape {tuple(waveform.shape)}")
+        waveform = waveform.float()
+        if self.pad_to_hop:
+            n = waveform.shape[-1]
+            waveform = F.pad(waveform, (0, framing.padded_samples(n) - n))
+        return waveform
+
+    def _compress(self, power: torch.Tensor) -> torch.Tensor:
+        if self.float16_mel:
+            power = power.clamp(max=FLOAT16_MAX).half().float()
+        return log_compress(power, self.config.log)
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        waveform = self._padded(waveform)
+        with torch.autocast(device_type=waveform.device.type, enabled=False):
+            return self._compress(self.mel(waveform))
+
+    def frames(self, waveform: torch.Tensor, starts: torch.Tensor, n_frames: int) -> torch.Tensor:
+        """Frames `starts[b] .. starts[b] + n_frames - 1` of clip b's mel, computing only those:
+        (batch, samples), (batch,) -> (batch, n_mels, n_frames), equal to `forward(waveform)` cut there.
+
+        Centred frame t covers samples [t*hop - n_fft/2, t*hop + n_fft/2) of the clip, zeros outside
+        it (constant padding), so each clip's frames come from one slice of the padded waveform framed
+        without centring. MusiCNN trains on one random 3 s segment of a 29.1 s clip: this skips the
+        other 90 % of the front end's work.
+        """
+        if self.mel.spectrogram.pad_mode != "constant":
+            raise ValueError("frames() reproduces constant-padded framing only")
+        waveform = self._padded(waveform)
+        half = framing.N_FFT // 2
+        waveform = F.pad(waveform, (half, half))
+        hop = self.config.hop_length
+        length = (n_frames - 1) * hop + framing.N_FFT
+        if starts.device.type == "cpu" and waveform.device.type == "cuda":
+            starts = starts.pin_memory()  # a non-blocking copy: no host sync in the step loop
+        offsets = starts.to(waveform.device, non_blocking=True) * hop
+        index = offsets[:, None] + torch.arange(length, device=waveform.device)[None, :]
+        chunk = torch.gather(waveform, 1, index)
+        with torch.autocast(device_type=waveform.device.type, enabled=False):
+            stft = self.mel.spectrogram
+            power = torchaudio.functional.spectrogram(
+                chunk, pad=0, window=stft.window, n_fft=stft.n_fft, hop_length=stft.hop_length,
+                win_length=stft.win_length, power=stft.power, normalized=stft.normalized, center=False)
+            return self._compress(self.mel.mel_scale(power))

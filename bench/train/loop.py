@@ -1,0 +1,401 @@
+"""One training run: one readable loop.
+
+Phases per epoch: train (Adam, BCE on logits, autocast), validate (ROC-AUC / PR-AUC), schedule (lr
+halved on a validation plateau), checkpoint (atomic, as often as `CheckpointPolicy` says), stop early
+when validation ROC-AUC has not improved for `patience` epochs. The test split is evaluated once, at
+the end, with the best-validation weights.
+
+The mel is computed here, on the training device, per batch, from cached waveforms. VGG sees whole
+clips; MusiCNN a random segment per clip per epoch in training (only that segment's frames are
+computed) and every non-overlapping segment in evaluation (a clip's scores are the mean of its
+segments' sigmoids).
+
+No host synchronisation inside the step loop: the loss is summed on the device and checked for
+finiteness every `FINITE_CHECK_STEPS` steps and at the end of the epoch (a NaN still fails the run,
+naming the epoch and the steps); evaluation scores stay on the device until the split is done.
+
+Determinism: the data order and the training segments of epoch e come from generators seeded with
+(seed, e), and the checkpoint carries the global RNG states (CPU and CUDA), so a run resumed from its
+checkpoint follows the same path as one that never stopped (on the CPU).
+
+Crash safety: checkpoint.pt is written (atomically) first, then best.pt, `{"epoch", "model"}`, when it
+does not yet hold the best epoch so far; between checkpoints the best weights are kept in memory.
+A kill between the two leaves a checkpoint whose best epoch is its own epoch, so the best weights are
+in the checkpoint and best.pt is rewritten from it on resume. A kill between checkpoints loses the
+epochs since the last one, and the run resumes from there. A checkpoint or best.pt that cannot be
+loaded (corrupt, truncated, not this run's, or holding anything but tensors and plain containers) is
+set aside as `*.rejected` and the run restarts from scratch.
+
+history.jsonl holds one JSON line per finished epoch, appended as the run trains (`tail -f` it); on
+a resume it is rewritten to the epochs the checkpoint holds, so it is always the run's true history.
+Ctrl-C stops the run with `Interrupted`, saying the epoch a rerun resumes from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+import architectures
+from architectures import InputConfig
+from bench.core.errors import Interrupted, UserError, resume_hint
+from bench.core.layout import BEST, CHECKPOINT, HISTORY  # noqa: F401 - re-exported
+from bench.core.store import atomic_write_text, reject
+from bench.data.cache import CachedWaveforms
+from bench.data.views import (
+    ClipDataset,
+    LoaderBatches,
+    epoch_order,
+    eval_segments,
+    full_batches,
+    pad_frames,
+    resident_waveforms,
+    segment_mean,
+)
+from bench.spec import RunSpec
+from bench.train.checkpoint import (  # noqa: F401 - re-exported: the loop's checkpoint API
+    CHECKPOINT_KEYS,
+    CheckpointPolicy,
+    InvalidCheckpoint,
+    load_torch,
+    read_best,
+    read_checkpoint,
+    resume_state,
+    save_torch,
+)
+from bench.train.fastpath import FastPath, RecompileWatch, fast_path, resident_fits
+from bench.train.frontend import MelFrontend
+from bench.train.metrics import tag_metrics
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or inf: the run is recorded as failed."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` -> cuda if available, else cpu; asking for cuda without one is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    if name not in ("cpu", "cuda"):
+        raise UserError(f"--device must be auto, cpu or cuda, not {name!r}")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 100_003 + epoch)
+
+
+def forward(model: nn.Module, path: FastPath, mel: torch.Tensor) -> torch.Tensor:
+    """Logits (float32) of a (B, n_mels, frames) mel batch, executed as `path` says."""
+    with path.autocast():
+        return model(path.prepare_input(mel)).float()
+
+
+def make_optimizer(model: nn.Module, path: FastPath, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
+    """Adam as the fast path says: the fused multi-tensor kernel on CUDA (one launch per step)."""
+    fused = {"fused": True} if path.fused_adam else {}
+    return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, **fused)
+
+
+def optimise(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
+    """One optimiser step on `loss` (loss scaling only where fp16 needs it)."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+
+
+FINITE_CHECK_STEPS = 50
+"""Training steps between two checks of the summed loss for NaN / inf (each check syncs the host)."""
+
+
+class Trainer:
+    """Everything one run needs: data, front end, model, optimiser, schedule, device settings."""
+
+    def __init__(self, run: RunSpec, cache: CachedWaveforms, device: torch.device, log: Callable = print):
+        self.run = run
+        self.protocol = run.protocol
+        self.device = device
+        self.log = log
+        self.tag_names = cache.index.tag_names
+        mel = run.mel
+        n_frames = mel.n_frames(run.dataset.clip_seconds)
+        seed_everything(run.seed)
+        self.data = {split: ClipDataset(cache, split) for split in ("train", "valid", "test")}
+        for split, dataset in self.data.items():
+            if len(dataset) == 0:
+                raise UserError(f"the {split} split has no decodable clips")
+        planned_steps = self.protocol.max_epochs * max(1, len(self.data["train"]) // self.protocol.batch_size)
+        self.path = fast_path(device, self.protocol.precision, planned_steps, run.arch)
+        if self.path.compile_note:
+            log(f"  {self.path.compile_note}")
+        self.frontend = MelFrontend.from_config(mel).to(device)
+        config = InputConfig(mel.sample_rate, mel.n_mels, mel.hop_multiplier, n_frames)
+        model = architectures.build(run.arch, config, len(self.tag_names),
+                                    **dataclasses.asdict(run.configuration.options)).to(device)
+        self.model = self.path.prepare_model(model)
+        self.amp_dtype = self.path.torch_amp_dtype
+        # fp16 (CUDA without bf16) needs loss scaling; bf16 and fp32 do not
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
+        self.optimizer = make_optimizer(self.model, self.path, self.protocol.lr, self.protocol.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode="max", factor=self.protocol.lr_factor, patience=self.protocol.lr_patience - 1)
+        self.loss_fn = nn.BCEWithLogitsLoss()
+        resident = resident_waveforms(cache, device, lambda n, reusable: resident_fits(n, device, reusable))
+        self.resident = {split: resident.split(d) for split, d in self.data.items()} if resident else None
+        self.loaders: dict[tuple[str, int], LoaderBatches] = {}
+        self.recompiles = RecompileWatch()
+
+    # ---------------------------------------------------------------------------------------
+    # batches
+
+    def _forward(self, mel: torch.Tensor) -> torch.Tensor:
+        return forward(self.model, self.path, mel)
+
+    def _batches(self, split: str, order: torch.Tensor, batch_size: int):
+        """(waveform, target) batches of a split in `order`: from the device-resident copy, or read
+        from the cache by the split's persistent DataLoader. Waveforms are float16, as cached."""
+        if self.resident is not None:
+            yield from self.resident[split].batches(batch_size, order)
+            return
+        key = (split, batch_size)
+        if key not in self.loaders:
+            self.loaders[key] = LoaderBatches(self.data[split], batch_size, self.path.loader_workers,
+                                              self.path.pin_memory)
+        for wave, target in self.loaders[key].batches(order):
+            yield wave.to(self.device, non_blocking=True), target.to(self.device, non_blocking=True)
+
+    def _training_mel(self, wave: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The mel the network trains on: the whole clip (VGG), or for MusiCNN one random segment per
+        clip, of which only the frames are computed (the start is drawn as it always was)."""
+        with torch.no_grad():
+            if self.model.segments is None:
+                return self.frontend(wave)
+            segment, frames = self.model.input_frames, self.frontend.n_frames(wave.shape[-1])
+            if frames <= segment:
+                return pad_frames(self.frontend(wave), segment)
+            starts = torch.randint(0, frames - segment + 1, (len(wave),), generator=generator)
+            return self.frontend.frames(wave, starts, segment)
+
+    def train_epoch(self, epoch: int) -> tuple[float, int]:
+        """One pass over the training split (full batches only); returns (mean loss, clips seen)."""
+        self.model.train()
+        generator = _generator(self.run.seed, epoch)
+        order = full_batches(epoch_order(len(self.data["train"]), True, generator), self.protocol.batch_size)
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        checked = 0
+        with self.recompiles:
+            for step, (wave, target) in enumerate(self._batches("train", order, self.protocol.batch_size)):
+                loss = self.loss_fn(self._forward(self._training_mel(wave, generator)), target)
+                optimise(loss, self.optimizer, self.scaler)
+                total += loss.detach().double() * len(wave)
+                if (step + 1) % FINITE_CHECK_STEPS == 0:
+                    self._check_finite(total, epoch, checked, step)
+                    checked = step + 1
+        steps = math.ceil(len(order) / self.protocol.batch_size)
+        self._check_finite(total, epoch, checked, steps - 1)
+        return total.item() / len(order), len(order)
+
+    @staticmethod
+    def _check_finite(total: torch.Tensor, epoch: int, first: int, last: int) -> None:
+        if not torch.isfinite(total):
+            steps = f"step {last}" if first == last else f"steps {first}-{last}"
+            raise NonFiniteLoss(f"training loss became {total.item()} at epoch {epoch} ({steps})")
+
+    @torch.no_grad()
+    def predict(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """Clip-level sigmoid scores and targets of a split (no autograd; segment means for MusiCNN).
+
+        Scores stay on the device until the split is done (one copy to the host). A compiled model gets
+        a last batch padded to full size, so evaluation needs one graph."""
+        self.model.eval()
+        batch_size = self.path.eval_batch_factor * self.protocol.batch_size
+        scores = []
+        with self.recompiles:
+            for wave, _target in self._batches(split, epoch_order(len(self.data[split]), False), batch_size):
+                n = len(wave)
+                if self.path.compile and n < batch_size:
+                    wave = torch.cat([wave, wave.new_zeros((batch_size - n, wave.shape[1]))])
+                mel = self.frontend(wave)
+                if self.model.segments is not None:
+                    segments, n_segments = eval_segments(mel, self.model.input_frames)
+                    clip_scores = segment_mean(torch.sigmoid(self._forward(segments)), n_segments)
+                else:
+                    clip_scores = torch.sigmoid(self._forward(mel))
+                scores.append(clip_scores[:n])
+        return self.data[split].targets.numpy(), torch.cat(scores).float().cpu().numpy()
+
+    def evaluate(self, split: str) -> dict:
+        y_true, y_score = self.predict(split)
+        if not np.isfinite(y_score).all():
+            raise NonFiniteLoss(f"the model produced non-finite scores on the {split} split")
+        return tag_metrics(y_true, y_score, self.tag_names)
+
+    def execution(self) -> dict:
+        """How the run was executed, for result.json: the fast path, whether the waveforms were
+        resident, and whether compilation really held (recompile-limit hits mean it did not)."""
+        hits = len(self.recompiles.hits)
+        if hits:
+            self.log(f"  torch.compile hit the recompile limit {hits} time(s): parts of the run trained uncompiled")
+        return {**self.path.as_dict(), "resident_data": self.resident is not None, "recompile_limit_hits": hits,
+                "compiled": self.path.compile and not hits}
+
+    # ---------------------------------------------------------------------------------------
+    # checkpoints
+
+    def state(self, epoch: int, best: dict, history: list) -> dict:
+        state = {
+            "epoch": epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "best": best,
+            "history": history,
+            "torch_rng": torch.get_rng_state(),
+            "run_id": self.run.run_id,
+        }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def load(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"])
+        if self.device.type == "cuda" and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torch.device,
+              log: Callable = print, epoch_log: Callable | None = None) -> dict:
+    """Train (or resume) one run in `run_dir`; returns its metrics, timings and history.
+
+    `log` gets what happened to the run's files; `epoch_log` (default `log`) the line per epoch.
+    Ctrl-C raises `Interrupted` naming the epoch a rerun resumes from."""
+    checkpointed = {"epoch": None}  # the epoch checkpoint.pt holds, once known
+    try:
+        return _train_run(run, cache, run_dir, device, log, epoch_log or log, checkpointed)
+    except Interrupted:
+        raise
+    except KeyboardInterrupt:
+        epoch = checkpointed["epoch"]
+        raise Interrupted(resume_hint(run.run_id, None if epoch is None else epoch + 1)) from None
+
+
+def _history_line(record: dict) -> str:
+    return json.dumps(record) + "\n"
+
+
+def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torch.device, log: Callable,
+               epoch_log: Callable, checkpointed: dict) -> dict:
+    protocol = run.protocol
+    checkpoint = run_dir / CHECKPOINT
+    history: list[dict] = []
+    best = {"roc_auc": -math.inf, "epoch": 0}
+    start_epoch = 1
+    state = resume_state(run_dir, run.run_id, log)
+    if device.type == "cuda":  # the run's own peak, not that of the worker's earlier runs
+        torch.cuda.reset_peak_memory_stats(device)
+    trainer = Trainer(run, cache, device, log)
+    if state is not None:
+        try:
+            trainer.load(state)
+        except (RuntimeError, KeyError, ValueError, TypeError) as exc:  # e.g. weights of another shape
+            log(f"{checkpoint}: does not fit this run ({type(exc).__name__}); set aside as "
+                f"{reject(checkpoint).name}, the run starts from scratch")
+            state, trainer = None, Trainer(run, cache, device, log)
+    if state is not None:
+        history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
+        log(f"resuming {run.run_id} after epoch {state['epoch']}")
+
+    policy = CheckpointPolicy()
+    saved = {"epoch": start_epoch - 1, "best": best["epoch"]}  # what checkpoint.pt and best.pt hold
+    checkpointed["epoch"] = saved["epoch"]
+    atomic_write_text(run_dir / HISTORY, "".join(map(_history_line, history)))
+    best_weights = None  # the best epoch's weights while best.pt does not hold them yet
+
+    def save(epoch: int) -> None:
+        started = time.perf_counter()
+        state = trainer.state(epoch, best, history)
+        if best["epoch"] not in (saved["best"], epoch):  # the checkpoint carries them until best.pt does
+            state["best_model"] = best_weights
+        save_torch(checkpoint, state)
+        if best["epoch"] != saved["best"]:  # after the checkpoint: see the module docstring
+            save_torch(run_dir / BEST, {"epoch": best["epoch"], "model": best_weights})
+        saved.update(epoch=epoch, best=best["epoch"])
+        checkpointed["epoch"] = epoch
+        policy.written(started, time.perf_counter())
+
+    for epoch in range(start_epoch, protocol.max_epochs + 1):
+        if epoch - best["epoch"] > protocol.patience and best["epoch"] > 0:
+            break
+        _sync(device)
+        t0 = time.perf_counter()
+        loss, seen = trainer.train_epoch(epoch)
+        _sync(device)
+        t1 = time.perf_counter()
+        valid = trainer.evaluate("valid")
+        t2 = time.perf_counter()
+        trainer.scheduler.step(valid["roc_auc"])
+        record = {"epoch": epoch, "loss": loss, "valid_roc_auc": valid["roc_auc"], "valid_pr_auc": valid["pr_auc"],
+                  "lr": trainer.optimizer.param_groups[0]["lr"], "train_seconds": t1 - t0,
+                  "eval_seconds": t2 - t1, "clips": seen}
+        history.append(record)
+        if valid["roc_auc"] > best["roc_auc"]:
+            best = {"roc_auc": valid["roc_auc"], "epoch": epoch}
+            best_weights = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+        with open(run_dir / HISTORY, "a") as handle:  # one write per line: a reader sees whole lines
+            handle.write(_history_line(record))
+        if policy.due(time.perf_counter()):
+            save(epoch)
+        epoch_log(f"  epoch {epoch:3d}/{protocol.max_epochs}  loss {loss:.4f}  valid roc_auc {valid['roc_auc']:.4f}  "
+            f"pr_auc {valid['pr_auc']:.4f}  lr {record['lr']:.2g}  train {t1 - t0:.1f} s + valid {t2 - t1:.1f} s")
+    if history and saved["epoch"] != history[-1]["epoch"]:
+        save(history[-1]["epoch"])
+
+    trainer.model.load_state_dict(read_best(run_dir / BEST, best["epoch"]))
+    t0 = time.perf_counter()
+    test = trainer.evaluate("test")
+    test_seconds = time.perf_counter() - t0
+    train_seconds = sum(h["train_seconds"] for h in history)
+    return {
+        "test": test,
+        "best_valid": best,
+        "history": history,
+        "epochs": len(history),
+        "train_seconds": train_seconds,
+        "eval_seconds": sum(h["eval_seconds"] for h in history) + test_seconds,
+        "clips_per_second": sum(h["clips"] for h in history) / train_seconds if train_seconds else None,
+        "amp_dtype": trainer.path.amp_dtype or "float32",
+        "fast_path": trainer.execution(),
+        "peak_memory_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
+        "n_tags": len(trainer.tag_names),
+        "tag_names": list(trainer.tag_names),
+        "input_frames": trainer.model.input_frames,
+        "clips": {split: len(d) for split, d in trainer.data.items()},
+    }

@@ -1,0 +1,123 @@
+"""model.json: a trained network that describes itself, so one loader serves every model.
+
+Written beside the weights by `bench import musicnn` (the released models: `weights.pt`) and by every
+run of a grid when it finishes (`best.pt`, whose state dict is under the key "model"):
+
+    name          the model's name (an imported model's, or the run_id)
+    arch, options the architecture and its options (`architectures.build(arch, input, n_tags, **options)`)
+    input         the InputConfig it was built for: sample_rate, n_mels, hop_multiplier, n_frames
+    patch_frames  frames of one network input (a clip's for VGG-CNN, a segment's for MusiCNN)
+    frontend      the mel front end it was trained with: sample_rate, n_fft, hop_length, n_mels,
+                  mel_scale, norm, fmin, fmax, pad_mode, pad_to_hop, log, float16_mel
+    tags          tag names in output order
+    weights       the weights file in the same folder; weights_key: the key of the state dict in it
+                  (absent: the file is the state dict)
+
+plus what a writer adds (dataset, published results, source, licence). `load_model` needs nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from architectures import InputConfig
+from bench.core import framing
+from bench.core.errors import UserError
+from bench.core.layout import MODEL_JSON
+from bench.core.store import atomic_write_json
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    model: Any
+    """The torch module, in eval mode."""
+    frontend: Any
+    """`bench.train.frontend.MelFrontend` as the model was trained."""
+    tags: list[str]
+    patch_frames: int
+
+
+def frontend_settings(sample_rate: int, n_mels: int, hop_multiplier: int, log: str) -> dict:
+    """The front end of this suite's training (`MelFrontend`'s defaults), in model.json's terms."""
+    return {"sample_rate": sample_rate, "n_fft": framing.N_FFT, "hop_length": framing.hop_length(hop_multiplier),
+            "n_mels": n_mels, "mel_scale": "slaney", "norm": "slaney", "fmin": 0.0, "fmax": None,
+            "pad_mode": "constant", "pad_to_hop": True, "log": log, "float16_mel": False}
+
+
+def model_description(name: str, arch: str, options: dict, input_config: InputConfig, patch_frames: int,
+                      frontend: dict, tags: list[str], weights: str, weights_key: str | None = None,
+                      **extra: Any) -> dict:
+    """model.json's content (see the module docstring)."""
+    description = {
+        "name": name, "arch": arch, "options": options,
+        "input": {"sample_rate": input_config.sample_rate, "n_mels": input_config.n_mels,
+                  "hop_multiplier": input_config.hop_multiplier, "n_frames": input_config.n_frames},
+        "patch_frames": int(patch_frames), "frontend": frontend, "tags": list(tags), "weights": weights,
+    }
+    if weights_key is not None:
+        description["weights_key"] = weights_key
+    return {**description, **extra}
+
+
+def write_model_json(folder: str | Path, description: dict) -> Path:
+    return atomic_write_json(Path(folder) / MODEL_JSON, description)
+
+
+def read_json(path: Path) -> dict:
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing") from None
+    except ValueError as exc:
+        raise UserError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise UserError(f"{path}: not a JSON object")
+    return doc
+
+
+def load_weights(path: Path, key: str | None = None) -> dict:
+    """A state dict, loaded with weights_only=True (tensors and plain containers, never code)."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing") from None
+    except Exception as exc:  # a damaged or foreign file
+        raise UserError(f"{path}: cannot load the weights ({type(exc).__name__})") from None
+    if key is not None:
+        if not isinstance(state, dict) or not isinstance(state.get(key), dict):
+            raise UserError(f"{path}: no state dict under {key!r}")
+        state = state[key]
+    return state
+
+
+def load_model(folder: str | Path) -> LoadedModel:
+    """The network, its front end and its tags, from `folder`'s model.json and weights."""
+    import architectures
+    from bench.train.frontend import MelFrontend
+
+    folder = Path(folder)
+    meta = read_json(folder / MODEL_JSON)
+    try:
+        fe = meta["frontend"]
+        frontend = MelFrontend(fe["sample_rate"], fe["n_mels"], fe["hop_length"] // framing.BASE_HOP, fe["log"],
+                               pad_mode=fe["pad_mode"], pad_to_hop=fe["pad_to_hop"], float16_mel=fe["float16_mel"])
+        model = architectures.build(meta["arch"], InputConfig(**meta["input"]), len(meta["tags"]), **meta["options"])
+        weights, key = meta.get("weights", "weights.pt"), meta.get("weights_key")
+        name, tags, patch_frames = meta["name"], list(meta["tags"]), int(meta["patch_frames"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{folder / MODEL_JSON}: not a model description ({type(exc).__name__}: {exc})") from None
+    try:
+        model.load_state_dict(load_weights(folder / weights, key))
+    except RuntimeError as exc:  # shapes that do not fit the description
+        raise UserError(f"{folder / weights}: does not fit {folder / MODEL_JSON} ({one_line(exc)})") from None
+    return LoadedModel(name, model.eval(), frontend, tags, patch_frames)
+
+
+def one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200]

@@ -1,0 +1,71 @@
+"""The results contract (bench.core.layout) and the one model loader (bench.train.model_file)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import architectures
+from architectures import InputConfig
+from bench.core import layout
+from bench.spec import load_spec
+from bench.tools.tag import load_folder, resolve_model, taggram
+from bench.train.model_file import frontend_settings, model_description, write_model_json
+
+from .conftest import SPECS
+from .test_pretrained import run_folder  # noqa: F401 - the fixture
+
+DEMO_REFERENCE = "vgg-16k-96mel-x1-log-s0-f89d7cb291"
+"""The demo's reference run: its id has been the same since the demo spec was written (README, results)."""
+
+
+def test_run_ids_are_formatted_and_parsed_by_the_layout():
+    run = load_spec(SPECS / "demo.toml").runs()[0]
+    assert run.run_id == DEMO_REFERENCE
+    assert layout.parse_run_id(DEMO_REFERENCE) == {"arch": "vgg", "sample_rate": 16000, "n_mels": 96,
+                                                   "hop_multiplier": 1, "log": "log", "seed": 0}
+    assert layout.parse_run_id("musicnn-787k-12k-48mel-x10-dB-s2-0123456789")["arch"] == "musicnn-787k"
+    assert layout.format_run_id("vgg", 22050, 8, 3, "dB", 7, "ab" * 32) == "vgg-22050-8mel-x3-dB-s7-ababababab"
+    assert layout.parse_run_id("not-a-run") is None
+
+
+def test_schema_version_is_written_and_checked(tmp_path):
+    ok = {"run_id": "r", "status": "ok", "config": {}, "cost": {}, "metrics": {"roc_auc": 0.9, "pr_auc": 0.5}}
+    assert layout.result_problem(ok, "r") is None  # written before schema_version existed: version 0
+    assert layout.result_problem({**ok, "schema_version": layout.SCHEMA_VERSION}, "r") is None
+    assert "schema_version 2" in layout.result_problem({**ok, "schema_version": 2}, "r")
+    assert "schema_version True" in layout.result_problem({**ok, "schema_version": True}, "r")
+
+
+def test_a_run_with_model_json_loads_like_an_imported_model_and_like_before(run_folder, tmp_path):  # noqa: F811
+    """The fixture is a run folder as older versions wrote it (no model.json); with the model.json a run
+    writes now, the same weights load through the one loader and tag identically."""
+    waveform = np.random.default_rng(0).standard_normal(16000 * 4).astype(np.float32) * 0.1
+    kind, folder = resolve_model(str(run_folder))
+    assert kind == "legacy-run"
+    legacy = load_folder(kind, folder)
+    config = json.loads((run_folder / layout.CONFIG).read_text())
+    write_model_json(run_folder, model_description(
+        config["run_id"], "musicnn", config["options"], InputConfig(16000, 24, 1, 501), legacy.patch_frames,
+        frontend_settings(16000, 24, 1, config["log"]), ["drums", "piano", "voice"], weights=layout.BEST,
+        weights_key="model"))
+    kind, folder = resolve_model(str(run_folder))
+    assert kind == "model"
+    described = load_folder(kind, folder)
+    assert described.tags == legacy.tags == ["drums", "piano", "voice"]
+    assert described.patch_frames == legacy.patch_frames
+    assert np.array_equal(taggram(described, waveform), taggram(legacy, waveform))
+
+
+def test_a_model_json_that_does_not_fit_its_weights_is_one_line(tmp_path):
+    from bench.core.errors import UserError
+    from bench.train.model_file import load_model
+
+    model = architectures.build("vgg", InputConfig(16000, 16, 2, 63), 3, width=0.0625)
+    torch.save(model.state_dict(), tmp_path / "weights.pt")
+    write_model_json(tmp_path, model_description("m", "vgg", {"width": 0.0625}, InputConfig(16000, 16, 2, 63), 63,
+                                                 frontend_settings(16000, 16, 2, "log"), ["a", "b"],
+                                                 weights="weights.pt"))
+    with pytest.raises(UserError, match="weights.pt: does not fit .*model.json"):
+        load_model(tmp_path)
