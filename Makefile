@@ -12,7 +12,7 @@ RESULTS ?= results
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help grid report prepare plan perf gpu-check test stress lint clean
+.PHONY: help grid demo-figures report prepare plan perf gpu-check test stress lint clean
 
 help: ## list the targets
 	@echo "Usage: make TARGET [SPEC=specs/demo.toml] [DATA=/path/to/dataset] [RESULTS=results]"
@@ -27,14 +27,18 @@ $(STAMP): pyproject.toml
 
 GRID_ARGS ?=
 
-DEMO_FIGURES := tradeoff_gmac.png per_tag_vgg.png
+DEMO_FIGURES := tradeoff_gmac.png per_tag_vgg.png per_tag_global_vgg.png
+DEMO_REPORT  := $(RESULTS)/demo/report
 
 grid: $(STAMP) ## train every run of SPEC not done yet (default: the synthetic demo), then the report
 	$(BIN)/bench grid $(SPEC) $(if $(DATA),--data $(DATA)) --results $(RESULTS) $(GRID_ARGS)
-	@# the README shows the demo's figures: refresh the committed copies
-	@if [ "$(SPEC)" = "specs/demo.toml" ] && [ -f $(RESULTS)/demo/report/tradeoff_gmac.png ]; then \
-		mkdir -p docs/figures && for f in $(DEMO_FIGURES); do cp $(RESULTS)/demo/report/$$f docs/figures/demo_$$f; done; \
-		echo "updated docs/figures/ from $(RESULTS)/demo/report/"; fi
+
+demo-figures: ## copy the demo's figures shown in README and docs/ into docs/figures/ (after the demo's grid)
+	@test -d $(DEMO_REPORT) || { echo "no $(DEMO_REPORT)/: run \`make grid\` (the demo) first" >&2; exit 1; }
+	@for f in $(DEMO_FIGURES); do test -f $(DEMO_REPORT)/$$f || { \
+		echo "no $(DEMO_REPORT)/$$f: run \`make report\` (the demo) first" >&2; exit 1; }; done
+	@mkdir -p docs/figures && for f in $(DEMO_FIGURES); do cp $(DEMO_REPORT)/$$f docs/figures/demo_$$f; done
+	@echo "updated docs/figures/ from $(DEMO_REPORT)/: $(addprefix demo_,$(DEMO_FIGURES))"
 
 report: $(STAMP) ## tables and figures of SPEC's results (RESULTS/<spec name>/report/)
 	$(BIN)/bench report $(SPEC) --results $(RESULTS)

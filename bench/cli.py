@@ -92,6 +92,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     for warning in spec_warnings(spec):
         print(f"bench plan: warning: {warning}", file=sys.stderr)
     rows = plan_rows(spec, fvcore=not args.no_fvcore)
+    if args.latency:
+        add_latency(spec, rows, args.device)
     perf_json = args.perf or Path(args.results) / "perf" / f"{Path(args.spec).stem}.json"
     totals = grid_totals(spec, rows, perf_json)
     if args.format == "json":
@@ -108,6 +110,24 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(table.loc[:, (table != "").any(axis=0)].to_string(index=False))  # drop columns empty for this spec
         print("\n".join(format_totals(spec, totals)))
     return 0
+
+
+def add_latency(spec, rows: list[dict], device_name: str) -> None:
+    """`bench plan --latency`: each configuration's measured inference cost, untrained, on this device."""
+    from bench.core.progress import progress_bar
+    from bench.data.known import tag_count
+    from bench.train.latency import untrained_latency
+    from bench.train.loop import resolve_device
+
+    device = resolve_device(device_name)
+    n_tags = tag_count(spec.dataset) or spec.dataset.n_tags
+    with progress_bar(len(rows), f"latency on {device}", unit="configuration") as bar:
+        for configuration, row in zip(spec.configurations(), rows, strict=True):
+            measured = untrained_latency(configuration, spec.dataset.clip_seconds, n_tags, device)
+            row.update(latency_ms=round(measured["latency_ms"], 3),
+                       network_latency_ms=round(measured["network_latency_ms"], 3),
+                       clips_per_second_b64=round(measured["throughput_clips_per_second"], 1))
+            bar.update(1)
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -202,6 +222,20 @@ def cmd_grid(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from bench.run.status import format_status, grid_status
+    from bench.spec import load_spec
+
+    spec = load_spec(args.spec)
+    status = grid_status(spec, readable_folder(args.results, "--results"))
+    if args.json:
+        json.dump(status.as_json(), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print(format_status(status, spec.protocol.max_epochs))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from bench.report.report import cli_main
 
@@ -253,6 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument("--no-fvcore", action="store_true",
                    help="skip fvcore's measured GMAC (fast: analytic count and parameters only)")
+    p.add_argument("--latency", action="store_true",
+                   help="also measure each configuration's inference cost (untrained): ms per clip at batch 1, "
+                   "front end included and network alone, and clips/s at batch 64 (median of 5 passes)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where --latency measures")
     p.add_argument("--perf", metavar="JSON", help="`bench perf --out` measurements for the projected device-hours "
                    "(default RESULTS/perf/<spec file name>.json, what `make perf` writes, if present)")
     p.add_argument("--results", default="results", metavar="DIR",
@@ -307,6 +345,14 @@ def build_parser() -> argparse.ArgumentParser:
     slurm.add_argument("--cpus", type=at_least(1), default=8, metavar="N", help="CPUs per job")
     slurm.add_argument("--mem-gb", type=at_least(1), metavar="GB", help="memory per job")
     p.set_defaults(func=cmd_grid)
+
+    p = sub.add_parser("status", help="a grid in progress: runs done, running (epoch, best validation ROC-AUC), "
+                       "failed, not started; elapsed and ETA (read-only, safe while workers write)")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--results", default="results", metavar="DIR",
+                   help="results root (default ./results in the working directory)")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("report", help="tables (csv, md, tex) and figures (png, pdf) from a spec's results")
     p.add_argument("target", metavar="RESULTS_DIR|SPEC",

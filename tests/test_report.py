@@ -141,7 +141,7 @@ def student_p(a, b) -> float:
 def test_every_file_is_written(written):
     out = written[0] / "report"
     expected = ["summary.csv", "aggregate.csv", "comparison.csv", "per_tag.csv", "per_tag_delta.csv",
-                "runs_not_ok.csv", "tables.md", "tables.tex", "published.md"]
+                "per_tag_delta_global.csv", "runs_not_ok.csv", "tables.md", "tables.tex", "published.md"]
     for stem in ("fig1_vgg", "fig1_musicnn", "per_tag_vgg", "per_tag_musicnn", "tradeoff_gmac", "tradeoff_storage"):
         expected += [f"{stem}.png", f"{stem}.pdf"]
     for name in expected:
@@ -152,6 +152,10 @@ def test_every_file_is_written(written):
     for pdf in out.glob("*.pdf"):
         assert pdf.read_bytes()[:5] == b"%PDF-"
     assert not list(out.glob(".*")), "no temporary files left behind"
+    # every run is dB: no model has a 96/x1 log run, so no global per-tag figure, and a note says so
+    assert not list(out.glob("per_tag_global_*"))
+    notes = [w for w in written[2].warnings if "per_tag_global" in w]
+    assert len(notes) == 2 and all("16k 96/x1 log" in note for note in notes)
 
 
 def test_summary_has_one_row_per_ok_run(written):
@@ -368,7 +372,7 @@ def test_tradeoff_labels_the_pareto_front(frames, written):
             key = fig.legends[1].get_texts()
             assert len(key) == len(front)
             for config in front:
-                label = f"{config[0]} {config[2]}/x{config[3]} {config[1] // 1000}k {config[4]}"
+                label = f"{config[0]} w1 {config[2]}/x{config[3]} {config[1] // 1000}k {config[4]}"  # all width 1
                 assert any(t.get_text().split(": ", 1)[1].startswith(label) for t in key), label
         assert _small_texts(fig) == []
 

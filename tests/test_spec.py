@@ -129,6 +129,8 @@ BAD_SPECS = [
     (lambda s: s.replace('log = ["log"]', 'log = ["ln"]'), "grid[0].log[0]", "'ln'"),
     (lambda s: s.replace('arch = ["vgg"]', 'arch = ["resnet"]'), "grid[0].arch[0]", "'resnet'"),
     (lambda s: s.replace('arch = ["vgg"]\n', ''), "grid[0].arch", "missing"),
+    (lambda s: s.replace('log = ["log"]', 'log = ["log"]\nwidth = [1.0, -0.5]'), "grid[0].width[1]", "-0.5"),
+    (lambda s: s.replace('log = ["log"]', 'log = ["log"]\nwidth = ["wide"]'), "grid[0].width[0]", "'wide'"),
     (lambda s: s.replace('seeds = [0]', 'seeds = [true]'), "seeds[0]", "True"),
     (lambda s: s.replace('name = "synthetic"', 'name = "gtzan"'), "dataset.name", "'gtzan'"),
     (lambda s: s + '\n[arch.vgg]\nwidht = 0.5\n', "arch.vgg.widht", "unknown key"),

@@ -15,11 +15,16 @@ MODEL = ("dataset", "arch", "width")
 CONDITION = ("sample_rate", "log")
 """Within a model, the reference is looked up per condition (same sample rate and log type)."""
 REFERENCE = {"n_mels": 96, "hop_multiplier": 1}
+GLOBAL_REFERENCE = {**REFERENCE, "log": "log"}
+"""A model's one global reference: the paper's reference input (96 mels, hop x1, log compression) at the
+highest sample rate the model was run at; every configuration of the model, whatever its sample rate and
+log type, is compared with it in `per_tag_delta_global`."""
 METRICS = ("roc_auc", "pr_auc")
 METRIC_NAMES = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC"}
 LOG_ORDER = ("log", "dB")
 COST_FIELDS = ("gmac", "gmac_analytic", "params", "storage_bytes", "train_seconds", "epochs", "best_epoch",
-               "clips_per_second")
+               "clips_per_second", "latency_ms", "network_latency_ms", "throughput_clips_per_second")
+"""Per run (result.json `cost`); latency and throughput are measured after training on the run's device."""
 SETUP = ("clip_seconds", "n_tags", "split")
 """The run's data setup (canonical dataset config): clip length in s, tag vocabulary size, and split:
 "default" (the dataset's usual split: MTAT's folders 0-b / c / d-f, MSD's Lee et al. lists, MTG-Jamendo's
@@ -28,7 +33,8 @@ SUMMARY_COLUMNS = ("run_id", *CONFIG, "seed", *METRICS, *COST_FIELDS, "clip_seco
 NOT_OK_COLUMNS = ("run_id", "status", "reason", *CONFIG, "seed", "dataset")
 AGGREGATE_COLUMNS = (*KEY, "roc_auc_mean", "roc_auc_std", "pr_auc_mean", "pr_auc_std", "n_seeds", "seeds", "gmac",
                      "gmac_analytic", "params", "storage_bytes", "train_seconds_mean", "epochs_mean",
-                     "clips_per_second_mean", "seeds_missing", "pareto_gmac", "pareto_storage", *SETUP)
+                     "clips_per_second_mean", "latency_ms", "throughput_clips_per_second", "seeds_missing",
+                     "pareto_gmac", "pareto_storage", "pareto_latency", *SETUP)
 PER_TAG_COLUMNS = ("run_id", *KEY, "seed", "tag", "roc_auc", "pr_auc", "positives")
 SIGNIFICANCE = 0.05
 """p-values below this are starred in the comparison tables (the paper reports P > 0.08 as 'no difference')."""
@@ -61,6 +67,11 @@ def config_label(n_mels: int, hop_multiplier: int) -> str:
 
 def rate_label(sample_rate: float) -> str:
     return f"{sample_rate / 1000:g}k"
+
+
+def input_label(sample_rate: float, n_mels: int, hop_multiplier: int, log: str) -> str:
+    """A configuration across conditions, e.g. "12k 96/x1 log"."""
+    return f"{rate_label(sample_rate)} {config_label(n_mels, hop_multiplier)} {log}"
 
 
 def models(aggregated: pd.DataFrame) -> list[tuple[str, str, dict]]:

@@ -3,7 +3,8 @@
 Every function returns a `matplotlib.figure.Figure` built without pyplot (no global state, no GUI;
 PNGs are rendered by Agg) and `save` writes it as PNG and PDF atomically. Print rules: every text is
 >= 8 pt at the saved size, and series are told apart by marker shape, fill and line style, so the
-figures survive grayscale printing; colour only repeats what shape already says. Readability rules:
+figures survive grayscale printing; colour only repeats what shape already says (the per-tag heatmaps
+write each change in its cell where they have room). Readability rules:
 every tick label of an axis is in one unit (plain numbers, or kB throughout), every point is keyed in
 a legend or labelled, each figure states its seed count and clip length (`caption`; "mean ± std" and
 error bars only with more than one seed), and no Fig. 1 panel holds a single point.
@@ -379,17 +380,27 @@ def _point_labels(rows: pd.DataFrame, cost: str, numbers: dict) -> list[tuple[fl
     return labels
 
 
+COST_AXES = {
+    "gmac": "GMAC per clip (log scale)",
+    "storage_bytes": "storage per clip, float32 mel spectrogram (kB, log scale)",
+    "latency_ms": "latency per clip at batch 1, front end included (ms, median over seeds, log scale)",
+}
+"""The trade-off figures' cost axes (x)."""
+
+
 def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac") -> Figure:
     """Mean ROC-AUC (± std where there are several seeds) against cost per clip (log axis), with the
     Pareto front drawn and every point labelled.
 
-    `cost` is "gmac" or "storage_bytes" (tick labels in kB throughout); the front is the aggregate's
-    `pareto_gmac` / `pareto_storage` flag (highest accuracy for at most this cost), drawn as a staircase.
+    `cost` is "gmac", "storage_bytes" (tick labels in kB throughout) or "latency_ms" (measured after
+    training; configurations without it are left out); the front is the aggregate's
+    `pareto_gmac` / `pareto_storage` / `pareto_latency` flag (highest accuracy for at most this cost), drawn
+    as a staircase.
     Every point is labelled with its mel bands / hop multiplier; the front's points are numbered (1 =
     cheapest, bold) and named in a key beside the plot. Marker shape: arch, width and sample rate;
     filled: log, hollow: dB (legend). One panel per dataset; the title gives seeds and clip length.
     """
-    flag = {"gmac": "pareto_gmac", "storage_bytes": "pareto_storage"}[cost]
+    flag = {"gmac": "pareto_gmac", "storage_bytes": "pareto_storage", "latency_ms": "pareto_latency"}[cost]
     datasets = list(dict.fromkeys(aggregated["dataset"]))
     styles = _series_styles(aggregated)
     several_models = len({(a, w) for a, w, _ in styles}) > 1
@@ -407,6 +418,8 @@ def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac") -> Figure:
             ax.set_xscale("log")
             if x_ok.size:
                 _log_axis(ax.xaxis, x_ok.min() / 1.35, x_ok.max() * 1.35, "kB" if cost == "storage_bytes" else "")
+            rows = rows[np.isfinite(x_all)]  # runs without the measurement (older results) are left out
+            x_all = x_all[np.isfinite(x_all)]
             mean = 100 * rows["roc_auc_mean"].to_numpy(dtype=float)
             std = 100 * rows["roc_auc_std"].to_numpy(dtype=float)
             with_std = np.isfinite(std)
@@ -431,15 +444,15 @@ def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac") -> Figure:
             numbers = {}
             for r in front.itertuples(index=False):
                 numbers[(r.arch, r.width, r.sample_rate, r.n_mels, r.hop_multiplier, r.log)] = number = len(key) + 1
-                name = (f"{r.arch} " if several_models else "") + f"{config_label(r.n_mels, r.hop_multiplier)} " \
-                    f"{rate_label(r.sample_rate)} {r.log}"
-                value = f"{r.gmac:.2g} GMAC" if cost == "gmac" else f"{r.storage_bytes / 1e3:.0f} kB"
+                name = (f"{r.arch} w{r.width:g} " if several_models else "") \
+                    + f"{config_label(r.n_mels, r.hop_multiplier)} {rate_label(r.sample_rate)} {r.log}"
+                value = {"gmac": f"{r.gmac:.2g} GMAC", "storage_bytes": f"{r.storage_bytes / 1e3:.0f} kB",
+                         "latency_ms": f"{r.latency_ms:.3g} ms"}[cost]
                 key.append(f"{number}: {name} ({value}, {100 * r.roc_auc_mean:.2f} %)")
             plotted = np.column_stack([x_all, mean])
             _place_labels(ax, _point_labels(rows, cost, numbers), plotted[np.isfinite(plotted).all(axis=1)],
                           (PAGE_WIDTH - 3.2, heights[dataset] - 0.9))
-            ax.set_xlabel("GMAC per clip (log scale)" if cost == "gmac"
-                          else "storage per clip, float32 mel spectrogram (kB, log scale)")
+            ax.set_xlabel(COST_AXES[cost])
             ax.set_ylabel("ROC-AUC (%)")
             if len(datasets) > 1:
                 ax.set_title(f"{dataset}: {caption(rows)}", loc="left")
@@ -456,7 +469,7 @@ def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac") -> Figure:
             fig.legend(handles=[Line2D([], [], ls="none", label=text) for text in key], loc="outside right lower",
                        title="Pareto front (numbered)", alignment="left", handlelength=0, handletextpad=0,
                        frameon=False)
-        what = "GMAC" if cost == "gmac" else "storage"
+        what = {"gmac": "GMAC", "storage_bytes": "storage", "latency_ms": "measured latency"}[cost]
         heading = f"test ROC-AUC against {what} per clip"
         fig.suptitle(heading if len(datasets) > 1 else f"{heading}: {caption(aggregated)}", x=0.02, ha="left")
     return fig
@@ -465,33 +478,70 @@ def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac") -> Figure:
 # --- per-tag heatmap ---------------------------------------------------------------------------------------
 
 
-def per_tag(matrix: pd.DataFrame, title: str = "", note: str = "") -> Figure:
-    """Heatmap of one model's per-tag ROC-AUC change (percentage points) against the reference.
+DIVERGING = "RdBu"
+"""The per-tag heatmaps' colour map: red = loss, blue = gain, near white = no change; equal changes of
+opposite sign get equally strong colours (the norm is symmetric about 0, so 0 is the middle)."""
+ANNOTATE_CELLS = 12
+"""Per-tag heatmaps with at most this many columns write each change of at least 1 pp in its cell, so
+the sign and size read without the colour bar (and in grayscale, where loss and gain look alike)."""
 
-    `matrix` is `report.per_tag_matrix`: tags (rows, worst drop first) x configurations (columns). The
-    colour map is monotonic in lightness (darker = larger drop) and symmetric about 0, so it reads in
-    grayscale; tags missing for a configuration are light grey. `note` (e.g. `caption` of the model's
-    aggregate rows: seeds and clip length) is added to the title.
+
+def per_tag(matrix: pd.DataFrame, title: str = "", note: str = "", reference: str = "") -> Figure:
+    """Heatmap of one model's per-tag ROC-AUC change (percentage points) against a reference.
+
+    `matrix` is tags (rows, worst drop first) x configurations (columns): `report.per_tag_matrix` (each
+    condition against its own 96/x1 reference, `reference` empty) or `report.per_tag_matrix_global`
+    (every configuration against the model's one global reference, named by `reference`, e.g. "16k 96/x1
+    log"). The colour map is diverging (DIVERGING: red loss, blue gain) with a norm symmetric about 0, so
+    equal gains and losses are equally strong and no change is the light middle; with few columns
+    (ANNOTATE_CELLS) every change of at least 1 pp is also written in its cell. Tags missing for a
+    configuration are hatched grey. `note` (e.g. `caption` of the model's aggregate rows: seeds and clip
+    length) is added to the title.
     """
     values = matrix.to_numpy(dtype=float)
     finite = values[np.isfinite(values)]
-    limit = max(0.5, float(np.abs(finite).max())) if finite.size else 1.0  # symmetric: 0 is the middle shade
+    limit = max(0.5, float(np.abs(finite).max())) if finite.size else 1.0  # symmetric: 0 is the middle colour
     n_tags, n_configs = values.shape
+    labels = [str(c) for c in matrix.columns]
+    annotate = n_configs <= ANNOTATE_CELLS
+    column_in = 0.42 if annotate else 0.24
     with mpl.rc_context(STYLE):
-        fig = Figure(figsize=(min(PAGE_WIDTH, max(3.4, 2.4 + 0.24 * n_configs)), max(2.8, 1.4 + 0.135 * n_tags)),
+        fig = Figure(figsize=(min(PAGE_WIDTH, max(3.4, 2.6 + column_in * n_configs)),
+                              max(2.8, 1.4 + 0.135 * n_tags + 0.06 * max(map(len, labels), default=0))),
                      layout="constrained")
         ax = fig.subplots()
-        cmap = mpl.colormaps["viridis"].with_extremes(bad="0.85")
+        cmap = mpl.colormaps[DIVERGING].with_extremes(bad="none")
+        ax.patch.set_facecolor("0.8")
+        ax.patch.set_hatch("////")
+        ax.patch.set_edgecolor("0.55")
         image = ax.imshow(np.ma.masked_invalid(values), aspect="auto", cmap=cmap,
                           norm=Normalize(-limit, limit), interpolation="nearest")
-        ax.set_xticks(range(n_configs), list(matrix.columns), rotation=90 if n_configs > 6 else 0)
+        if annotate:
+            for (row, column), value in np.ndenumerate(values):
+                if np.isfinite(value) and abs(value) >= 1:
+                    shade = cmap(image.norm(value))
+                    light = 0.299 * shade[0] + 0.587 * shade[1] + 0.114 * shade[2] > 0.55
+                    ax.text(column, row, f"{value:+.0f}".replace("-", "\N{MINUS SIGN}"), ha="center",
+                            va="center", fontsize=8, color="black" if light else "white")
+        long = max(map(len, labels), default=0) > 6
+        ax.set_xticks(range(n_configs), labels, rotation=90 if n_configs > 6 or long else 0)
         ax.set_yticks(range(n_tags), list(matrix.index))
         ax.tick_params(length=0)
         ax.spines[:].set_visible(False)
-        ax.set_xlabel("configuration (mel bands / hop multiplier)")
-        reference = config_label(REFERENCE["n_mels"], REFERENCE["hop_multiplier"])
+        if reference:
+            ax.set_xlabel("configuration (sample rate, mel bands / hop multiplier, log type)")
+            against = reference
+        else:
+            ax.set_xlabel("configuration (mel bands / hop multiplier)")
+            reference = config_label(REFERENCE["n_mels"], REFERENCE["hop_multiplier"])
+            against = f"{reference} of the same sample rate and log type"
         colorbar = fig.colorbar(image, ax=ax, shrink=0.6 if n_tags > 20 else 1.0, aspect=25)
         colorbar.set_label(f"ΔROC-AUC vs {reference} (pp)")
-        heading = "per-tag ROC-AUC change, worst drop first"
+        colorbar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:+g}".replace("-", "\N{MINUS SIGN}")
+                                                            if v else "0"))
+        colorbar.ax.set_title("gain", fontsize=8)
+        colorbar.ax.set_xlabel("loss", fontsize=8)
+        heading = f"per-tag ROC-AUC change against {against}, worst drop first"
+        heading = _heading([heading], fig.get_figwidth() - 0.6)  # the title and the note stay one line each
         ax.set_title("\n".join(t for t in (title, heading, note) if t), loc="left")
     return fig

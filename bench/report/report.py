@@ -8,9 +8,12 @@ Terms used throughout:
 
 - *configuration*: (arch, width, sample_rate, n_mels, hop_multiplier, log) on one dataset. Seeds are
   its repetitions; means and standard deviations (ddof=1) are taken over seeds.
-- *model*: (dataset, arch, width) -- one paper-shaped table, one Fig. 1 and one per-tag heatmap each.
+- *model*: (dataset, arch, width) -- one paper-shaped table, one Fig. 1 and two per-tag heatmaps each.
 - *reference configuration*: 96 mel bands, hop x1 (the paper's baseline input) with the same dataset,
   arch, width, sample rate and log type. Relative changes and t-tests are taken against it.
+- *global reference*: one per model, 96 mel bands, hop x1, log compression at the highest sample rate
+  the model was run at (`GLOBAL_REFERENCE`). The global per-tag table and figure compare every
+  configuration of the model with it, so that sample-rate and log-type effects show too.
 - accuracies (`roc_auc`, `pr_auc`) are macro averages over tags, stored as fractions (0-1) in the CSV
   files as scikit-learn returns them; tables and figures show them in %.
 - `gmac`: 1e9 multiply-adds for one forward pass over one clip (fvcore's count); `storage_bytes`: one
@@ -38,6 +41,7 @@ from bench.report.columns import (  # noqa: F401 - the report's API, in one plac
     CONDITION,
     CONFIG,
     COST_FIELDS,
+    GLOBAL_REFERENCE,
     KEY,
     LOG_ORDER,
     METRIC_NAMES,
@@ -50,6 +54,7 @@ from bench.report.columns import (  # noqa: F401 - the report's API, in one plac
     SIGNIFICANCE,
     SUMMARY_COLUMNS,
     config_label,
+    input_label,
     models,
     paper_order,
     rate_label,
@@ -75,15 +80,20 @@ from bench.report.reading import (  # noqa: F401 - the report's API, in one plac
 from bench.report.statistics import (  # noqa: F401 - the report's API, in one place
     aggregate,
     compare_to_reference,
+    global_references,
     is_reference,
+    matched_gmac,
     pareto_front,
     per_tag_delta,
+    per_tag_delta_global,
     per_tag_matrix,
+    per_tag_matrix_global,
     student_t_test,
 )
 from bench.report.tables import (  # noqa: F401 - the report's API, in one place
     Table,
     comparison_table,
+    matched_gmac_tables,
     published_markdown,
     results_table,
     to_latex,
@@ -109,6 +119,8 @@ class ReportSummary:
     files: list[Path]
     published_skipped: list[str] = field(default_factory=list)
     """One line per model with published numbers for its configurations but not the paper's width or setup."""
+    matched: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """`matched_gmac`: narrower networks beside smaller inputs of matched GMAC (empty without both)."""
 
     def text(self) -> str:
         counts = self.not_ok["status"].value_counts()
@@ -128,6 +140,20 @@ class ReportSummary:
                          for m in METRICS if np.isfinite(getattr(r, f"{m}_published"))]
                 lines.append(f"  {r.dataset} {r.arch} w{r.width:g} {rate_label(r.sample_rate)} {r.log} "
                              f"{config_label(r.n_mels, r.hop_multiplier)} (n={r.n_seeds}): " + ", ".join(parts))
+        if not self.matched.empty:
+            lines.append("smaller input or narrower network at matched GMAC (ROC-AUC change against 96/x1 at the "
+                         "full width, pp; matched_gmac.csv):")
+            def pp(diff: float) -> str:
+                return f"{100 * diff:+.2f}" if np.isfinite(diff) else "n/a (no reference)"
+
+            for r in self.matched.itertuples(index=False):
+                p = "n/a" if not np.isfinite(r.welch_p) else f"{r.welch_p:.3g}"
+                lines.append(f"  {r.dataset} {r.arch} {rate_label(r.sample_rate)} {r.log}: width {r.width:g} "
+                             f"({r.gmac:.3g} GMAC) {pp(r.roc_auc_diff)} vs "
+                             f"{config_label(r.input_n_mels, r.input_hop_multiplier)} at width {r.ref_width:g} "
+                             f"({r.input_gmac:.3g} GMAC) {pp(r.input_roc_auc_diff)}: "
+                             + ("tie" if r.loses_less == "tie" else f"{r.loses_less} loses less")
+                             + f" (Welch p {p})")
         lines.append(f"wrote {len(self.files)} files to {self.out_dir}:")
         lines += [f"  {path.name}" for path in self.files]
         return "\n".join(lines)
@@ -140,10 +166,15 @@ def _csv(frame: pd.DataFrame) -> str:
 def report(results_dir: str | Path, out_dir: str | Path | None = None) -> ReportSummary:
     """Read RESULTS_DIR/runs/*/result.json and write the report to out_dir (default RESULTS_DIR/report/).
 
-    Writes summary.csv, aggregate.csv, comparison.csv, per_tag.csv, per_tag_delta.csv, runs_not_ok.csv,
-    tables.md, tables.tex, published.md (when a published number exists for our configurations: beside
-    ours where width and setup are the paper's, else the reason it is left out) and the
-    figures (PNG and PDF). Raises UserError when the folder does not exist or holds no runs.
+    Writes summary.csv, aggregate.csv, comparison.csv, per_tag.csv, per_tag_delta.csv,
+    per_tag_delta_global.csv, runs_not_ok.csv, matched_gmac.csv (when some family holds both narrower
+    networks and smaller inputs: `matched_gmac`), tables.md, tables.tex, published.md (when a published
+    number exists for our configurations: beside ours where width and setup are the paper's, else the
+    reason it is left out) and the figures, PNG and PDF: fig1_<model>, per_tag_<model> (against the
+    reference of each sample rate and log type), per_tag_global_<model> (against the model's global
+    reference; left out with a note when that was not run), tradeoff_gmac, tradeoff_storage and
+    tradeoff_latency (when the runs measured their latency).
+    Raises UserError when the folder does not exist or holds no runs.
     """
     from bench.report import figures  # matplotlib is only needed here
 
@@ -157,6 +188,8 @@ def report(results_dir: str | Path, out_dir: str | Path | None = None) -> Report
     comparison = compare_to_reference(aggregated, summary)
     per_tag = per_tag_table(results)
     delta = per_tag_delta(per_tag)
+    delta_global = per_tag_delta_global(per_tag)
+    matched = matched_gmac(aggregated, summary)
     published = published_comparison(aggregated)
     skipped = published_skipped(aggregated)
 
@@ -175,7 +208,10 @@ def report(results_dir: str | Path, out_dir: str | Path | None = None) -> Report
     write("comparison.csv", _csv(comparison))
     write("per_tag.csv", _csv(per_tag))
     write("per_tag_delta.csv", _csv(delta))
+    write("per_tag_delta_global.csv", _csv(delta_global))
     write("runs_not_ok.csv", _csv(not_ok))
+    if not matched.empty:
+        write("matched_gmac.csv", _csv(matched))
 
     model_list = models(aggregated)
     md, tex = [f"# Results: {results_dir.name}", ""], []
@@ -188,6 +224,12 @@ def report(results_dir: str | Path, out_dir: str | Path | None = None) -> Report
                       comparison_table(select(comparison, key), f"{title}: change against {reference}")):
             md.append(to_markdown(table))
             tex.append(to_latex(table))
+    if not matched.empty:
+        md += ["## Smaller input or narrower network at matched GMAC", ""]
+        tex.append("% smaller input or narrower network at matched GMAC")
+        for table in matched_gmac_tables(matched):
+            md.append(to_markdown(table))
+            tex.append(to_latex(table))
     if not model_list:
         md.append("No successful runs yet.\n")
     write("tables.md", "\n".join(md))
@@ -195,22 +237,39 @@ def report(results_dir: str | Path, out_dir: str | Path | None = None) -> Report
     if not published.empty or skipped:
         write("published.md", published_markdown(published, skipped))
 
+    global_refs = global_references(per_tag)
     for slug, title, key in model_list:
         files += figures.save(figures.fig1(select(aggregated, key), title), out / f"fig1_{slug}")
         matrix = per_tag_matrix(select(delta, key))
         if not matrix.empty:
             files += figures.save(figures.per_tag(matrix, title, figures.caption(select(aggregated, key))),
                                   out / f"per_tag_{slug}")
+        references = select(global_refs, key)
+        if references.empty:
+            continue  # no per-tag values for this model
+        ref = references.iloc[0]
+        ref_label = input_label(ref.sample_rate, ref.n_mels, ref.hop_multiplier, ref.log)
+        if not ref["present"]:
+            notes.append(f"{title}: no {ref_label} run (the global reference: {config_label(**REFERENCE)} "
+                         f"{GLOBAL_REFERENCE['log']} at the model's highest sample rate), so no per_tag_global_{slug}")
+            continue
+        matrix = per_tag_matrix_global(select(delta_global, key))
+        if not matrix.empty:
+            caption = figures.caption(select(aggregated, key))
+            files += figures.save(figures.per_tag(matrix, title, caption, reference=ref_label),
+                                  out / f"per_tag_global_{slug}")
     if model_list:
         files += figures.save(figures.tradeoff(aggregated, "gmac"), out / "tradeoff_gmac")
         files += figures.save(figures.tradeoff(aggregated, "storage_bytes"), out / "tradeoff_storage")
+        if np.isfinite(aggregated["latency_ms"].to_numpy(dtype=float)).any():  # results from before it was measured
+            files += figures.save(figures.tradeoff(aggregated, "latency_ms"), out / "tradeoff_latency")
 
     incomplete = [f"{r.arch} w{r.width:g} {rate_label(r.sample_rate)} {r.log} "
                   f"{config_label(r.n_mels, r.hop_multiplier)} (n={r.n_seeds}, "
                   f"missing seeds {r.seeds_missing.replace(';', ', ')})"
                   for r in aggregated.itertuples(index=False) if r.seeds_missing]
     return ReportSummary(results_dir, out, len(folders), len(results), not_ok, len(aggregated), incomplete,
-                         published, notes, files, skipped)
+                         published, notes, files, skipped, matched)
 
 
 def cli_main(results_dir: str | Path) -> int:

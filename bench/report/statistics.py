@@ -12,12 +12,15 @@ from scipy import stats
 from bench.report.columns import (
     AGGREGATE_COLUMNS,
     CONDITION,
+    CONFIG,
+    GLOBAL_REFERENCE,
     KEY,
     METRICS,
     MODEL,
     REFERENCE,
     SETUP,
     config_label,
+    input_label,
     paper_order,
 )
 
@@ -42,6 +45,8 @@ def aggregate(summary: pd.DataFrame, expected_seeds: Iterable[int] | None = None
         gmac=("gmac", "mean"), gmac_analytic=("gmac_analytic", "mean"), params=("params", "max"),
         storage_bytes=("storage_bytes", "max"), train_seconds_mean=("train_seconds", "mean"),
         epochs_mean=("epochs", "mean"), clips_per_second_mean=("clips_per_second", "mean"),
+        # measured timings: the median over seeds (one slow pass on a shared machine moves a mean)
+        latency_ms=("latency_ms", "median"), throughput_clips_per_second=("throughput_clips_per_second", "median"),
         **{name: (name, _common) for name in SETUP if name in summary.columns},
     ).reset_index()
     for name in SETUP:
@@ -52,6 +57,7 @@ def aggregate(summary: pd.DataFrame, expected_seeds: Iterable[int] | None = None
     frame["seeds_missing"] = [";".join(str(s) for s in expected if s not in seeds) for seeds in have]
     frame["pareto_gmac"] = _per_dataset_front(frame, "gmac")
     frame["pareto_storage"] = _per_dataset_front(frame, "storage_bytes")
+    frame["pareto_latency"] = _per_dataset_front(frame, "latency_ms")
     return paper_order(frame[list(AGGREGATE_COLUMNS)])
 
 
@@ -128,15 +134,68 @@ def compare_to_reference(aggregated: pd.DataFrame, summary: pd.DataFrame) -> pd.
     return paper_order(frame)
 
 
+def _tag_means(per_tag: pd.DataFrame) -> pd.DataFrame:
+    """Per (configuration, tag): mean ROC-AUC over seeds (`roc_auc_mean`) and the number of seeds."""
+    means = per_tag.groupby([*KEY, "tag"], sort=False, dropna=False)["roc_auc"].agg(["mean", "size"]).reset_index()
+    return means.rename(columns={"mean": "roc_auc_mean", "size": "n_seeds"})
+
+
 def per_tag_delta(per_tag: pd.DataFrame) -> pd.DataFrame:
     """per_tag_delta.csv: per (configuration, tag), mean ROC-AUC over seeds minus the reference's (fraction)."""
-    means = per_tag.groupby([*KEY, "tag"], sort=False, dropna=False)["roc_auc"].agg(["mean", "size"]).reset_index()
-    means = means.rename(columns={"mean": "roc_auc_mean", "size": "n_seeds"})
+    means = _tag_means(per_tag)
     refs = means.loc[is_reference(means), [*MODEL, *CONDITION, "tag", "roc_auc_mean"]]
     frame = means.merge(refs.rename(columns={"roc_auc_mean": "ref_roc_auc_mean"}), on=[*MODEL, *CONDITION, "tag"])
     frame = frame[~is_reference(frame)].copy()
     frame["roc_auc_diff"] = frame["roc_auc_mean"] - frame["ref_roc_auc_mean"]
     return paper_order(frame, ("tag",))
+
+
+def global_references(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per model of `frame` (any table with the KEY columns): its global reference, GLOBAL_REFERENCE
+    at the highest sample rate the model was run at (`sample_rate`, `n_mels`, `hop_multiplier`, `log`), and
+    `present`: whether `frame` holds that configuration. Without it the model has no global comparison."""
+    columns = [*MODEL, *CONFIG[2:], "present"]
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    top = frame.groupby(list(MODEL), sort=False, dropna=False)["sample_rate"].max().reset_index()
+    top = top.assign(**GLOBAL_REFERENCE)
+    candidates = frame[list(KEY)].drop_duplicates().assign(present=True)
+    merged = top.merge(candidates, on=list(KEY), how="left")
+    merged["present"] = merged["present"].eq(True)
+    return merged[columns]
+
+
+def per_tag_delta_global(per_tag: pd.DataFrame) -> pd.DataFrame:
+    """per_tag_delta_global.csv: per (configuration, tag), mean ROC-AUC over seeds minus the mean of the
+    model's global reference (`global_references`; its sample rate in `ref_sample_rate`), whatever the
+    configuration's sample rate and log type. Models whose global reference was not run are left out."""
+    means = _tag_means(per_tag)
+    refs = global_references(means)
+    refs = refs.loc[refs["present"], [*MODEL, "sample_rate"]].rename(columns={"sample_rate": "ref_sample_rate"})
+    ref_means = means.merge(refs, left_on=[*MODEL, "sample_rate"], right_on=[*MODEL, "ref_sample_rate"])
+    ref_means = ref_means[is_reference(ref_means) & (ref_means["log"] == GLOBAL_REFERENCE["log"])]
+    ref_means = ref_means[[*MODEL, "ref_sample_rate", "tag", "roc_auc_mean"]]
+    frame = means.merge(ref_means.rename(columns={"roc_auc_mean": "ref_roc_auc_mean"}), on=[*MODEL, "tag"])
+    own = is_reference(frame) & (frame["log"] == GLOBAL_REFERENCE["log"]) & (frame["sample_rate"]
+                                                                           == frame["ref_sample_rate"])
+    frame = frame[~own].copy()
+    frame["roc_auc_diff"] = frame["roc_auc_mean"] - frame["ref_roc_auc_mean"]
+    return paper_order(frame, ("tag",))
+
+
+def _matrix(delta: pd.DataFrame, fields: tuple[str, ...], label) -> pd.DataFrame:
+    """Tags x labelled configurations of `delta`'s `roc_auc_diff` in percentage points: `label(*fields)`
+    names a column, rows sharing a label are averaged; columns in the paper's order, rows sorted by their
+    worst drop (most negative first)."""
+    if delta.empty:
+        return pd.DataFrame()
+    ordered = paper_order(delta[list(fields)].drop_duplicates())
+    columns = list(dict.fromkeys(label(*row) for row in ordered.itertuples(index=False)))
+    labelled = delta.assign(config=[label(*row) for row in delta[list(fields)].itertuples(index=False)])
+    matrix = 100 * labelled.pivot_table(index="tag", columns="config", values="roc_auc_diff", aggfunc="mean")
+    matrix = matrix.reindex(columns=columns)
+    worst = matrix.min(axis=1, skipna=True)
+    return matrix.loc[worst.sort_values(kind="stable").index]
 
 
 def per_tag_matrix(delta: pd.DataFrame) -> pd.DataFrame:
@@ -145,13 +204,94 @@ def per_tag_matrix(delta: pd.DataFrame) -> pd.DataFrame:
     Averaged over the model's conditions (sample rate x log type, each against its own reference);
     rows sorted by their worst drop (most negative first), columns in the paper's order.
     """
-    if delta.empty:
-        return pd.DataFrame()
-    ordered = paper_order(delta[["n_mels", "hop_multiplier"]].drop_duplicates())
-    columns = [config_label(m, h) for m, h in zip(ordered["n_mels"], ordered["hop_multiplier"], strict=True)]
-    labelled = delta.assign(config=[config_label(m, h) for m, h in zip(delta["n_mels"], delta["hop_multiplier"],
-                                                                         strict=True)])
-    matrix = 100 * labelled.pivot_table(index="tag", columns="config", values="roc_auc_diff", aggfunc="mean")
-    matrix = matrix.reindex(columns=columns)
-    worst = matrix.min(axis=1, skipna=True)
-    return matrix.loc[worst.sort_values(kind="stable").index]
+    return _matrix(delta, ("n_mels", "hop_multiplier"), config_label)
+
+
+def per_tag_matrix_global(delta: pd.DataFrame) -> pd.DataFrame:
+    """Tags x configurations ("12k 96/x1 log") of one model's `per_tag_delta_global` in percentage points:
+    one column per configuration (sample rate, mel bands / hop, log type), nothing averaged; rows sorted
+    by their worst drop, columns in the paper's order (sample rate, log before dB, mel bands, hop)."""
+    return _matrix(delta, ("sample_rate", "n_mels", "hop_multiplier", "log"), input_label)
+
+
+# --- smaller input or narrower network, at matched compute --------------------------------------------------
+
+FAMILY = ("dataset", "arch", "sample_rate", "log")
+"""The unit of the matched-GMAC comparison: one arch on one dataset, sample rate and log type, across widths."""
+TIE_PP = 0.1
+"""Matched-GMAC verdicts: ROC-AUC means closer than this (percentage points), or than the larger of the two
+configurations' standard deviations over seeds, are a tie."""
+MATCHED_GMAC_COLUMNS = (
+    *FAMILY, "ref_width", "ref_gmac", "ref_roc_auc_mean", "ref_roc_auc_std", "ref_n_seeds",
+    "width", "gmac", "roc_auc_mean", "roc_auc_std", "n_seeds", "roc_auc_diff",
+    "input_n_mels", "input_hop_multiplier", "input_gmac", "input_roc_auc_mean", "input_roc_auc_std", "input_n_seeds",
+    "input_roc_auc_diff", "gmac_ratio", "tie_margin", "loses_less", "welch_t", "welch_p")
+
+
+def welch_t_test(a: Iterable[float], b: Iterable[float]) -> tuple[float, float]:
+    """Welch's t-test (unequal variances): (t, two-sided p); NaN when either sample has fewer than 2 values,
+    or both are constant."""
+    a, b = np.asarray(list(a), dtype=float), np.asarray(list(b), dtype=float)
+    if len(a) < 2 or len(b) < 2:
+        return float("nan"), float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        test = stats.ttest_ind(a, b, equal_var=False)
+    return float(test.statistic), float(test.pvalue)
+
+
+def _closest_gmac(gmac: float, candidates: pd.DataFrame) -> pd.Series:
+    """The candidate whose GMAC is closest to `gmac` in log ratio, |log(gmac / candidate)|; ties: the cheaper."""
+    distance = np.abs(np.log(gmac / candidates["gmac"].to_numpy(dtype=float)))
+    nearest = np.isclose(distance, distance.min(), rtol=1e-9, atol=1e-12)
+    tied = candidates[nearest]
+    return tied.iloc[int(np.argmin(tied["gmac"].to_numpy(dtype=float)))]
+
+
+def matched_gmac(aggregated: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """matched_gmac.csv: at equal compute, does reducing the input beat reducing the network?
+
+    Per family (dataset, arch, sample rate, log type) with W its largest width: the *narrower networks* are
+    the reference input (96 mels, hop x1) at widths below W, the *smaller inputs* every other input at
+    width W, and the *full reference* 96/x1 at W (`ref_*`; NaN when it was not run). Each narrower network
+    is paired with the smaller input whose GMAC per clip is closest in log ratio (ties: the cheaper), one
+    row per narrower network; families without both kinds have no rows.
+
+    Accuracies are fractions, as in aggregate.csv: `roc_auc_diff` / `input_roc_auc_diff` = mean - the full
+    reference's mean; `gmac_ratio` = narrower network's GMAC / smaller input's. `loses_less` is "smaller
+    input" or "narrower network" (the higher mean ROC-AUC), or "tie" when the two means differ by at most
+    `tie_margin` = the larger of their standard deviations over seeds and TIE_PP (0.1 pp). `welch_t` /
+    `welch_p`: Welch's t-test between the two configurations' seeds (NaN with fewer than 2 on either side).
+    """
+    rows = []
+    usable = aggregated[np.isfinite(aggregated["gmac"].to_numpy(dtype=float)) & (aggregated["gmac"] > 0)]
+    seeds = {key: group["roc_auc"] for key, group in summary.groupby(list(KEY), sort=False, dropna=False)}
+    for _, family in usable.groupby(list(FAMILY), sort=False, dropna=False):
+        top = family["width"].max()
+        reference_input = is_reference(family)
+        narrower = family[reference_input & (family["width"] < top)]
+        smaller = family[~reference_input & (family["width"] == top)]
+        if narrower.empty or smaller.empty:
+            continue
+        full = family[reference_input & (family["width"] == top)]
+        ref = full.iloc[0] if not full.empty else None
+        ref_mean = ref["roc_auc_mean"] if ref is not None else np.nan
+        for _, net in narrower.sort_values("width", ascending=False, kind="stable").iterrows():
+            pair = _closest_gmac(net["gmac"], smaller)
+            margin = max(np.nan_to_num(net["roc_auc_std"]), np.nan_to_num(pair["roc_auc_std"]), TIE_PP / 100)
+            gap = pair["roc_auc_mean"] - net["roc_auc_mean"]
+            verdict = "tie" if abs(gap) <= margin + 1e-12 else "smaller input" if gap > 0 else "narrower network"
+            t, p = welch_t_test(seeds.get(tuple(net[list(KEY)]), []), seeds.get(tuple(pair[list(KEY)]), []))
+            rows.append({
+                **{name: net[name] for name in FAMILY}, "ref_width": top,
+                **{f"ref_{name}": (ref[name] if ref is not None else np.nan)
+                   for name in ("gmac", "roc_auc_mean", "roc_auc_std", "n_seeds")},
+                **{name: net[name] for name in ("width", "gmac", "roc_auc_mean", "roc_auc_std", "n_seeds")},
+                "roc_auc_diff": net["roc_auc_mean"] - ref_mean,
+                **{f"input_{name}": pair[name] for name in ("n_mels", "hop_multiplier", "gmac", "roc_auc_mean",
+                                                            "roc_auc_std", "n_seeds")},
+                "input_roc_auc_diff": pair["roc_auc_mean"] - ref_mean,
+                "gmac_ratio": net["gmac"] / pair["gmac"], "tie_margin": margin, "loses_less": verdict,
+                "welch_t": t, "welch_p": p,
+            })
+    return pd.DataFrame(rows, columns=list(MATCHED_GMAC_COLUMNS))

@@ -19,6 +19,7 @@ from bench.report.columns import (
     rate_label,
 )
 from bench.report.published import PUBLISHED_SETUP
+from bench.report.statistics import TIE_PP
 
 
 @dataclass
@@ -29,8 +30,10 @@ class Table:
     groups: list[tuple[str, list[str]]]
     """(group header, sub-column headers)."""
     rows: list[tuple[str, str, list[tuple[str, bool]]]]
-    """(mels, hop, [(cell text, bold)])."""
+    """(mels, hop, [(cell text, bold)]): the two row-header cells, then the cells of the groups."""
     notes: list[str] = field(default_factory=list)
+    row_header: tuple[str, str] = ("mels", "hop")
+    """The headers of the two row-header columns."""
 
 
 def _pct(mean: float, std: float) -> str:
@@ -141,8 +144,45 @@ def comparison_table(comparison: pd.DataFrame, title: str) -> Table:
     return Table(title, groups, rows, notes)
 
 
+def matched_gmac_tables(matched: pd.DataFrame) -> list[Table]:
+    """One table per family (dataset, arch, sample rate, log type) of `statistics.matched_gmac`: each narrower
+    network (the reference input at a smaller width) beside the smaller input of closest GMAC at the full
+    width, their ROC-AUC and change against the full reference in percentage points, and which loses less."""
+    tables = []
+    for (dataset, arch, rate, log), rows in matched.groupby(["dataset", "arch", "sample_rate", "log"], sort=False):
+        first = rows.iloc[0]
+        top = f"{first.ref_width:g}"
+        groups = [(f"narrower network ({config_label(**REFERENCE)})", ["ROC-AUC %", "Δ pp"]),
+                  (f"smaller input (width {top})", ["mels/hop", "GMAC", "ROC-AUC %", "Δ pp"]),
+                  ("matched", ["GMAC ratio", "loses less", "p (Welch)"])]
+        body = []
+        for r in rows.itertuples(index=False):
+            cells = [_pct(r.roc_auc_mean, r.roc_auc_std), _signed(100 * r.roc_auc_diff),
+                     config_label(r.input_n_mels, r.input_hop_multiplier), _gmac(r.input_gmac),
+                     _pct(r.input_roc_auc_mean, r.input_roc_auc_std), _signed(100 * r.input_roc_auc_diff),
+                     f"{r.gmac_ratio:.2f}", r.loses_less, _p(r.welch_p)]
+            body.append((f"{r.width:g}", _gmac(r.gmac), [(text, False) for text in cells]))
+        reference = f"{config_label(**REFERENCE)} at width {top}"
+        if np.isfinite(first.ref_roc_auc_mean):
+            accuracy = _pct(first.ref_roc_auc_mean, first.ref_roc_auc_std)
+            reference += f": {_gmac(first.ref_gmac)} GMAC, ROC-AUC {accuracy} %"
+        else:
+            reference += " was not run, so no changes (Δ)"
+        notes = [f"Full reference: {reference}. Δ pp: change of the mean ROC-AUC against it, in percentage points; "
+                 "ROC-AUC: mean (standard deviation) over seeds.",
+                 "Each narrower network is paired with the smaller input whose GMAC per clip is closest in log ratio "
+                 "(ties: the cheaper); GMAC ratio: narrower network / smaller input.",
+                 "Loses less: the configuration with the higher mean ROC-AUC; tie when the means differ by at most "
+                 f"the larger of the two standard deviations, and at least {TIE_PP:g} pp.",
+                 f"p: two-sided Welch t-test between the two configurations' seeds (* p < {SIGNIFICANCE}); "
+                 "n/a: fewer than 2 seeds on either side."]
+        title = f"{arch}, {dataset}, {rate_label(rate)} {log}: smaller input or narrower network at matched GMAC"
+        tables.append(Table(title, groups, body, notes, row_header=("width", "GMAC")))
+    return tables
+
+
 def to_markdown(table: Table) -> str:
-    header = ["mels", "hop"] + [f"{group} {sub}" for group, subs in table.groups for sub in subs]
+    header = [*table.row_header] + [f"{group} {sub}" for group, subs in table.groups for sub in subs]
     lines = [f"### {table.title}", "", "| " + " | ".join(header) + " |",
              "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
     for mels, hop, cells in table.rows:
@@ -171,7 +211,7 @@ def to_latex(table: Table) -> str:
              rf"\caption{{{_tex(table.title)}. {' '.join(_tex(n) for n in table.notes)}}}",
              rf"\begin{{tabular}}{{ll{'r' * (n_cols - 2)}}}", r"\toprule",
              " & & " + " & ".join(top) + r" \\", "".join(rules),
-             "mels & hop & " + " & ".join(subs) + r" \\", r"\midrule"]
+             " & ".join([*(_tex(h) for h in table.row_header), *subs]) + r" \\", r"\midrule"]
     for mels, hop, cells in table.rows:
         texts = [rf"\textbf{{{_tex(t)}}}" if bold else _tex(t) for t, bold in cells]
         lines.append(" & ".join([mels, hop, *texts]) + r" \\")

@@ -25,6 +25,7 @@ from pathlib import Path
 from bench.core.errors import Interrupted, UserError
 from bench.core.paths import writable_folder
 from bench.run.runner import RunLock, log_to_stdout, read_result, run_dir, run_states, shard, worker_loop
+from bench.run.status import progress_line
 from bench.spec import Spec, load_spec, spec_warnings
 
 MAX_RUNS_PER_GPU = 4
@@ -121,9 +122,14 @@ def worker_entry(job: WorkerJob) -> list[str]:
 
     device, claim = worker_device(job.device, worker, job.runs_per_gpu, log_to_stdout)
     epoch_log = (lambda message: None) if job.quiet else log_to_stdout
+    started = time.time()
+
+    def progress() -> None:
+        log_to_stdout(progress_line(spec, job.results, started))
+
     try:
         return worker_loop(spec, Path(job.results), runs, cache_for, device, job.retry_failed, log_to_stdout,
-                           epoch_log)
+                           epoch_log, progress)
     finally:
         if claim is not None:
             claim.release()
@@ -260,8 +266,9 @@ def _measured_peaks(spec: Spec, results_root: Path) -> dict:
 
 
 def _shape_key(run) -> tuple:
-    """What a run's memory footprint depends on (seeds and log compression do not change it)."""
-    return run.arch, run.mel.sample_rate, run.mel.n_mels, run.mel.hop_multiplier
+    """What a run's memory footprint depends on (seeds and log compression do not change it; the
+    architecture's options, width among them, do)."""
+    return run.arch, run.configuration.options, run.mel.sample_rate, run.mel.n_mels, run.mel.hop_multiplier
 
 
 def _gpu_memory_bytes() -> int:

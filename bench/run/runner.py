@@ -208,7 +208,11 @@ def execute_run(spec: Spec, run: RunSpec, folder: Path, cache_for: Callable, dev
                   "train_seconds": trained["train_seconds"], "eval_seconds": trained["eval_seconds"],
                   "epochs": trained["epochs"], "best_epoch": trained["best_valid"]["epoch"],
                   "clips_per_second": trained["clips_per_second"],
-                  "peak_memory_bytes": trained["peak_memory_bytes"]},
+                  "peak_memory_bytes": trained["peak_memory_bytes"],
+                  # measured after training, on the run's device (bench.train.latency)
+                  "latency_ms": trained["inference"]["latency_ms"],
+                  "network_latency_ms": trained["inference"]["network_latency_ms"],
+                  "throughput_clips_per_second": trained["inference"]["throughput_clips_per_second"]},
             training={"amp_dtype": trained["amp_dtype"], "fast_path": trained["fast_path"], "clips": trained["clips"],
                       "history": trained["history"]},
             data={"cache_failed": len(cache.manifest["failed"]), "cache_padded": cache.manifest["padded"]},
@@ -245,8 +249,10 @@ def _settled(result: dict | None, retry_failed: bool) -> bool:
 
 
 def worker_loop(spec: Spec, results: Path, runs: list[RunSpec], cache_for: Callable, device, retry_failed: bool,
-                log: Callable = print, epoch_log: Callable | None = None) -> list[str]:
+                log: Callable = print, epoch_log: Callable | None = None,
+                after_run: Callable[[], None] | None = None) -> list[str]:
     """Claim and execute every run of `runs` that is not done; returns the run ids this worker executed.
+    `after_run` is called after each run this worker executed (the grid prints its progress there).
 
     Runs claimed by another worker are looked at again after each pass, so the run of a worker that
     died meanwhile (its lock went with it) is taken over; a pass that finds nothing to do ends it.
@@ -262,6 +268,8 @@ def worker_loop(spec: Spec, results: Path, runs: list[RunSpec], cache_for: Calla
                 claimed_elsewhere.append(run)
             elif outcome == "executed":
                 executed.append(run.run_id)
+                if after_run is not None:
+                    after_run()
         if len(claimed_elsewhere) == len(pending):
             break
         pending = claimed_elsewhere

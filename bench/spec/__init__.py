@@ -23,6 +23,7 @@ Format (see README.md and specs/*.toml)::
     n_mels = [128, 96, 48]
     hop_multiplier = [1, 2, 3, 4, 5, 10]
     log = ["log", "dB"]
+    width = [1.0, 0.5]   # optional: overrides [arch.<name>].width for this block's configurations
 """
 
 from __future__ import annotations
@@ -134,6 +135,18 @@ class GridBlock:
     n_mels: tuple[int, ...]
     hop_multiplier: tuple[int, ...]
     log: tuple[str, ...]
+    width: tuple[float, ...] | None = None
+    """Width multipliers for every architecture of the block; None: each `[arch.<name>].width`."""
+
+    def options(self, arch: str, base: Any) -> list[Any]:
+        """`arch`'s options for each width of this block (`base`, the spec's `[arch.<name>]`, if none)."""
+        if self.width is None:
+            return [base]
+        return [dataclasses.replace(base, width=w) for w in self.width]
+
+
+OPTIONAL_AXES = ("width",)
+"""Grid axes a block may leave out (the other axes are required in every block)."""
 
 
 @dataclass(frozen=True)
@@ -143,7 +156,8 @@ class Configuration:
     arch: str
     mel: MelConfig
     options: Any
-    """The architecture's options dataclass, as given in the spec's `[arch.<name>]` table."""
+    """The architecture's options dataclass, as given in the spec's `[arch.<name>]` table, with the
+    grid block's width where the block has a width axis."""
 
 
 @dataclass(frozen=True)
@@ -198,13 +212,15 @@ class Spec:
         """Cartesian product per grid block, unioned across blocks in first-seen order."""
         seen: dict[tuple, Configuration] = {}
         for block in self.grid:
-            for arch, sr, n_mels, hop, log in itertools.product(
-                block.arch, block.sample_rate, block.n_mels, block.hop_multiplier, block.log
-            ):
-                key = (arch, sr, n_mels, hop, log)
-                if key not in seen:
-                    mel = MelConfig(sample_rate=sr, n_mels=n_mels, hop_multiplier=hop, log=log)
-                    seen[key] = Configuration(arch=arch, mel=mel, options=self.arch_options[arch])
+            for arch in block.arch:
+                for sr, n_mels, hop, log, options in itertools.product(  # width varies fastest
+                    block.sample_rate, block.n_mels, block.hop_multiplier, block.log,
+                    block.options(arch, self.arch_options[arch]),
+                ):
+                    key = (arch, options, sr, n_mels, hop, log)  # options hold the width
+                    if key not in seen:
+                        mel = MelConfig(sample_rate=sr, n_mels=n_mels, hop_multiplier=hop, log=log)
+                        seen[key] = Configuration(arch=arch, mel=mel, options=options)
         return list(seen.values())
 
     def runs(self) -> list[RunSpec]:
@@ -391,25 +407,39 @@ class _Validator:
         block = self.typed(block, dict, where)
         axes = {f.name for f in fields(GridBlock)}
         self.check_keys(block, axes, where)
-        for axis in sorted(axes):
+        for axis in sorted(axes - set(OPTIONAL_AXES)):
             if axis not in block:
-                raise SpecError(self.path, f"{where}.{axis}", "missing (every grid block names all axes)")
-        values = {}
+                raise SpecError(self.path, f"{where}.{axis}", "missing (every grid block names all axes but width)")
+        items: dict[str, list] = {}
         for axis, kind in (("arch", str), ("sample_rate", int), ("n_mels", int),
-                           ("hop_multiplier", int), ("log", str)):
-            items = self.list_of(block[axis], kind, f"{where}.{axis}")
-            if not items:
+                           ("hop_multiplier", int), ("log", str), ("width", float)):
+            if axis not in block:  # an optional axis left out
+                continue
+            items[axis] = self.list_of(block[axis], kind, f"{where}.{axis}")
+            if not items[axis]:
                 self.fail(f"{where}.{axis}", [], "is empty")
-            values[axis] = tuple(dict.fromkeys(items))  # de-duplicate, keep order
-        for i, arch in enumerate(values["arch"]):
+        # checked as written, so an index in a message is the value's place in the file
+        for i, arch in enumerate(items["arch"]):
             self.known_arch(arch, f"{where}.arch[{i}]")
         for axis in ("sample_rate", "n_mels", "hop_multiplier"):
-            for i, value in enumerate(values[axis]):
+            for i, value in enumerate(items[axis]):
                 self.within(value, axis, f"{where}.{axis}[{i}]")
-        for i, log in enumerate(values["log"]):
+        for i, log in enumerate(items["log"]):
             if log not in LOG_TYPES:
                 self.fail(f"{where}.log[{i}]", log, f"must be one of {', '.join(map(repr, LOG_TYPES))}")
-        return GridBlock(**values)
+        for i, width in enumerate(items.get("width", ())):
+            self.block_width(width, items["arch"], f"{where}.width[{i}]")
+        return GridBlock(**{axis: tuple(dict.fromkeys(values)) for axis, values in items.items()})  # de-duplicated
+
+    def block_width(self, width: float, archs: list[str], field_name: str):
+        """A grid block's width is valid for each of the block's architectures (their options' `validate`)."""
+        for arch in archs:
+            options = architectures.get(arch).options
+            if "width" not in {f.name for f in fields(options)}:
+                self.fail(field_name, width, f"cannot apply: {arch} has no width option")
+            for problem_field, value, problem in dataclasses.replace(options(), width=width).validate():
+                if problem_field == "width":
+                    self.fail(field_name, value, problem)
 
 
 def _type_word(kind: type) -> str:

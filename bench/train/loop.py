@@ -286,6 +286,21 @@ class Trainer:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
 
 
+def served_inference(run: RunSpec, state: dict, n_tags: int, frontend: nn.Module, device: torch.device) -> dict:
+    """Latency and throughput of the trained network as it would serve (`bench.train.latency`): a fresh
+    fp32 copy with the best weights, uncompiled, in the default memory layout, on the run's device."""
+    from bench.core import framing
+    from bench.train.latency import measure_inference
+
+    mel = run.mel
+    model = architectures.build(run.arch, mel.input_config(run.dataset.clip_seconds), n_tags,
+                                **dataclasses.asdict(run.configuration.options))
+    model.load_state_dict(state)
+    measured = measure_inference(model.to(device), frontend,
+                                 framing.clip_samples(run.dataset.clip_seconds, mel.sample_rate), device)
+    return {**measured, "device": str(device)}
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -378,12 +393,15 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
     if history and saved["epoch"] != history[-1]["epoch"]:
         save(history[-1]["epoch"])
 
-    trainer.model.load_state_dict(read_best(run_dir / BEST, best["epoch"]))
+    best_state = read_best(run_dir / BEST, best["epoch"])
+    trainer.model.load_state_dict(best_state)
     t0 = time.perf_counter()
     test = trainer.evaluate("test")
     test_seconds = time.perf_counter() - t0
     train_seconds = sum(h["train_seconds"] for h in history)
+    inference = served_inference(run, best_state, len(trainer.tag_names), trainer.frontend, device)
     return {
+        "inference": inference,
         "test": test,
         "best_valid": best,
         "history": history,

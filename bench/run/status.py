@@ -1,0 +1,187 @@
+"""`bench status SPEC`: a grid in progress, read without touching it, for the days a paper grid runs.
+
+Per run: done, failed, running (its lock is held by a live worker), interrupted (a checkpoint and no
+live worker: the next grid resumes it) or not started. For a running or interrupted run: the epoch
+it reached and its best validation ROC-AUC so far, from `history.jsonl` (append-only, one line per
+finished epoch; a half-written last line is ignored). Elapsed time runs from the grid's first start
+(`executions.jsonl`) to now, or to its last result once every run is settled. The ETA comes from
+measured epoch times: each run left is expected to take the mean number of epochs of the finished
+runs (max_epochs when none has finished) at the mean epoch time of its configuration's input shape
+(else of all epochs measured), spread over the runs being trained at once. Nothing is written and no
+lock is taken for longer than a non-blocking look.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.core import layout
+from bench.core.store import lock_held
+from bench.spec import RunSpec, Spec
+
+STATES = ("done", "running", "interrupted", "failed", "not started")
+
+
+@dataclass
+class RunStatus:
+    run_id: str
+    state: str
+    """One of STATES."""
+    epoch: int = 0
+    """Epochs finished (history.jsonl)."""
+    best_valid_roc_auc: float | None = None
+    epoch_seconds: list[float] = field(default_factory=list)
+    epochs_when_done: int | None = None
+    first_start: float | None = None
+    finished: float | None = None
+    worker: str | None = None
+    """host:pid of the worker holding the run's lock (running runs)."""
+
+
+def read_history(path: Path) -> list[dict]:
+    """The whole lines of a history.jsonl that a worker may be appending to."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    records = []
+    for line in text.splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:  # the line being written
+            break
+    return records
+
+
+def _first_start(folder: Path) -> float | None:
+    times = [r.get("time") for r in read_history(folder / layout.EXECUTIONS)]
+    times = [t for t in times if isinstance(t, (int, float))]
+    return min(times) if times else None
+
+
+def _worker(folder: Path) -> str | None:
+    try:
+        note = json.loads((folder / layout.LOCK).read_text() or "{}")
+        return f"{note['host']}:{note['pid']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def run_status(folder: Path, run: RunSpec) -> RunStatus:
+    result = layout.read_result(folder)
+    history = read_history(folder / layout.HISTORY)
+    status = RunStatus(run.run_id, "not started", first_start=_first_start(folder))
+    if result is not None:
+        status.state = "done" if result.get("status") == "ok" else "failed"
+        status.epochs_when_done = (result.get("cost") or {}).get("epochs")
+        status.finished = (result.get("provenance") or {}).get("finished")
+        history = (result.get("training") or {}).get("history") or history
+    elif lock_held(folder / layout.LOCK):
+        status.state, status.worker = "running", _worker(folder)
+    elif (folder / layout.CHECKPOINT).exists() or history:
+        status.state = "interrupted"
+    status.epoch = len(history)
+    scores = [h.get("valid_roc_auc") for h in history if isinstance(h.get("valid_roc_auc"), (int, float))]
+    status.best_valid_roc_auc = max(scores) if scores else None
+    status.epoch_seconds = [h.get("train_seconds", 0.0) + h.get("eval_seconds", 0.0) for h in history]
+    return status
+
+
+@dataclass
+class GridStatus:
+    spec: str
+    folder: str
+    runs: list[RunStatus]
+    counts: dict[str, int]
+    elapsed_seconds: float | None
+    eta_seconds: float | None
+    eta_basis: str
+
+    def as_json(self) -> dict:
+        return {"spec": self.spec, "folder": self.folder, "counts": self.counts,
+                "elapsed_seconds": self.elapsed_seconds, "eta_seconds": self.eta_seconds, "eta_basis": self.eta_basis,
+                "runs": [{**{k: v for k, v in vars(r).items() if k != "epoch_seconds"},
+                          "epoch_seconds_mean": statistics.mean(r.epoch_seconds) if r.epoch_seconds else None}
+                         for r in self.runs]}
+
+
+def _shape(run: RunSpec) -> tuple:
+    return run.arch, run.mel.sample_rate, run.mel.n_mels, run.mel.hop_multiplier, run.configuration.options
+
+
+def grid_status(spec: Spec, results: str | Path, now: float | None = None) -> GridStatus:
+    now = time.time() if now is None else now
+    folder = layout.spec_dir(results, spec.name)
+    runs = spec.runs()
+    states = [run_status(layout.run_dir(results, spec.name, r.run_id), r) for r in runs]
+    counts = {s: sum(1 for r in states if r.state == s) for s in STATES}
+    starts = [r.first_start for r in states if r.first_start is not None]
+    finishes = [r.finished for r in states if isinstance(r.finished, (int, float))]
+    settled = all(r.state in ("done", "failed") for r in states)
+    end = max(finishes) if settled and finishes else now  # a finished grid: its own duration
+    elapsed = end - min(starts) if starts else None
+    eta, basis = _eta(spec, runs, states)
+    return GridStatus(spec.name, str(folder), states, counts, elapsed, eta, basis)
+
+
+def _eta(spec: Spec, runs: list[RunSpec], states: list[RunStatus]) -> tuple[float | None, str]:
+    all_epochs = [s for r in states for s in r.epoch_seconds if s > 0]
+    if not all_epochs:
+        return None, "no epoch measured yet"
+    by_shape: dict[tuple, list[float]] = {}
+    for run, state in zip(runs, states, strict=True):
+        by_shape.setdefault(_shape(run), []).extend(s for s in state.epoch_seconds if s > 0)
+    finished = [r.epochs_when_done for r in states if r.state == "done" and r.epochs_when_done]
+    expected = statistics.mean(finished) if finished else spec.protocol.max_epochs
+    left = 0.0
+    for run, state in zip(runs, states, strict=True):
+        if state.state in ("done", "failed"):
+            continue
+        seconds = statistics.mean(by_shape.get(_shape(run)) or all_epochs)
+        left += max(0.0, expected - state.epoch) * seconds
+    at_once = max(1, sum(1 for r in states if r.state == "running"))
+    basis = (f"{expected:.1f} epochs per run ({'mean of the finished runs' if finished else 'max_epochs'}), "
+             f"measured epoch times, {at_once} run(s) at a time")
+    return left / at_once, basis
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{max(minutes, 0)} min" if seconds >= 60 else f"{seconds:.0f} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours < 48 else f"{hours / 24:.1f} days"
+
+
+def format_status(status: GridStatus, max_epochs: int) -> str:
+    counts = ", ".join(f"{n} {state}" for state, n in status.counts.items() if n)
+    lines = [f"{status.spec}: {len(status.runs)} runs in {status.folder}: {counts}"]
+    active = [r for r in status.runs if r.state in ("running", "interrupted")]
+    if active:
+        lines.append(f"  {'run':44s} {'state':11s} {'epoch':>9s} {'best valid':>10s} {'s/epoch':>8s}  worker")
+        for r in active:
+            best = f"{r.best_valid_roc_auc:.4f}" if r.best_valid_roc_auc is not None else "-"
+            per_epoch = f"{statistics.mean(r.epoch_seconds):.1f}" if r.epoch_seconds else "-"
+            lines.append(f"  {r.run_id:44s} {r.state:11s} {f'{r.epoch}/{max_epochs}':>9s} {best:>10s} "
+                         f"{per_epoch:>8s}  {r.worker or '-'}")
+    failed = [r.run_id for r in status.runs if r.state == "failed"]
+    if failed:
+        lines.append(f"  failed: {', '.join(failed)} (bench grid --retry-failed reruns them)")
+    left = sum(n for s, n in status.counts.items() if s not in ("done", "failed"))
+    eta = "nothing left" if not left else f"ETA {duration(status.eta_seconds)} ({status.eta_basis})"
+    lines.append(f"elapsed {duration(status.elapsed_seconds)}; {eta}")
+    return "\n".join(lines)
+
+
+def progress_line(spec: Spec, results: str | Path, started: float) -> str:
+    """One line for a worker's log after each run: runs done / total, elapsed, ETA (from this grid's pace)."""
+    status = grid_status(spec, results)
+    settled = status.counts["done"] + status.counts["failed"]
+    eta = "nothing left" if settled == len(status.runs) else f"ETA {duration(status.eta_seconds)}"
+    return f"progress: {settled}/{len(status.runs)} runs done, elapsed {duration(time.time() - started)}, {eta}"

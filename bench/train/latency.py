@@ -1,0 +1,86 @@
+"""Measured inference cost of a tagger, beside its GMAC: what the paper's "cheaper inference" means on a
+real device.
+
+- latency at batch 1, in ms per clip: the mel front end on one clip's waveform plus the network on
+  all of the clip's inputs (one for VGG-CNN, its segments for MusiCNN), and the network alone;
+- throughput at batch 64, in clips/s, front end included.
+
+Each figure is the median of `repeats` (at least 5) timed passes after `warmup` untimed ones, in
+inference mode, with the device synchronised before each clock read. The model is measured as it
+would serve: fp32 weights, eval mode, on the run's device, with the threads torch has.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+from bench.data.views import eval_segments
+
+THROUGHPUT_BATCH = 64
+MIN_REPEATS = 5
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _median_seconds(step, device: torch.device, repeats: int, warmup: int) -> float:
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(max(MIN_REPEATS, repeats)):
+        _sync(device)
+        started = time.perf_counter()
+        step()
+        _sync(device)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def measure_inference(model: torch.nn.Module, frontend: torch.nn.Module, clip_samples: int, device: torch.device,
+                      repeats: int = MIN_REPEATS, warmup: int = 2, batch: int = THROUGHPUT_BATCH) -> dict:
+    """{"latency_ms": ..., "network_latency_ms": ..., "throughput_clips_per_second": ..., "batch": ...,
+    "repeats": ...} of `model` (which takes (B, n_mels, input_frames) and sees `model.input_frames`
+    frames per input) behind `frontend` (waveforms (B, samples) -> mel (B, n_mels, frames))."""
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator().manual_seed(0)
+    one = (0.1 * torch.randn(1, clip_samples, generator=generator)).to(device)
+    many = (0.1 * torch.randn(batch, clip_samples, generator=generator)).to(device)
+    frames = model.input_frames
+
+    def tag(waveforms: torch.Tensor) -> torch.Tensor:
+        inputs, _ = eval_segments(frontend(waveforms), frames)
+        return model(inputs)
+
+    try:
+        with torch.inference_mode():
+            inputs, _ = eval_segments(frontend(one), frames)
+            latency = _median_seconds(lambda: tag(one), device, repeats, warmup)
+            network = _median_seconds(lambda: model(inputs), device, repeats, warmup)
+            per_batch = _median_seconds(lambda: tag(many), device, repeats, min(warmup, 1))
+    finally:
+        model.train(was_training)
+    return {"latency_ms": 1000 * latency, "network_latency_ms": 1000 * network,
+            "throughput_clips_per_second": batch / per_batch, "batch": batch, "repeats": max(MIN_REPEATS, repeats)}
+
+
+def untrained_latency(configuration, clip_seconds: float, n_tags: int, device: torch.device) -> dict:
+    """`measure_inference` of a freshly built (untrained) network and its front end: the inference cost
+    of a configuration before any training (`bench plan --latency`). Weights do not change the cost."""
+    import dataclasses
+
+    import architectures
+    from bench.core import framing
+    from bench.train.frontend import MelFrontend
+
+    mel = configuration.mel
+    torch.manual_seed(0)
+    model = architectures.build(configuration.arch, mel.input_config(clip_seconds), n_tags,
+                                **dataclasses.asdict(configuration.options)).to(device)
+    frontend = MelFrontend.from_config(mel).to(device)
+    return measure_inference(model, frontend, framing.clip_samples(clip_seconds, mel.sample_rate), device)

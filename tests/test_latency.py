@@ -1,0 +1,78 @@
+"""Measured inference cost (bench.train.latency) and `bench plan --latency`."""
+
+import torch
+
+from bench.cli import main
+from bench.train import latency
+
+from .device_fakes import tiny_runs
+
+
+def test_measure_inference_times_the_front_end_and_the_network(monkeypatch):
+    (run,) = tiny_runs(archs=("musicnn",))
+    calls = []
+    real = latency._median_seconds
+
+    def counted(step, device, repeats, warmup):
+        calls.append((repeats, warmup))
+        return real(step, device, repeats, warmup)
+
+    monkeypatch.setattr(latency, "_median_seconds", counted)
+    measured = latency.untrained_latency(run.configuration, run.dataset.clip_seconds, 3, torch.device("cpu"))
+    assert measured["latency_ms"] > 0 and measured["network_latency_ms"] > 0
+    assert measured["throughput_clips_per_second"] > 0 and measured["batch"] == 64
+    assert len(calls) == 3 and all(repeats >= 5 for repeats, _ in calls)  # median of at least 5 passes each
+
+
+def test_median_of_the_timed_passes_after_warm_up():
+    durations = iter([9.0, 9.0] + [0.0] * 5)  # two slow warm-up passes are not counted
+    clock = {"t": 0.0}
+
+    def step():
+        clock["t"] += next(durations)
+
+    real_perf = latency.time.perf_counter
+    latency.time.perf_counter = lambda: clock["t"]
+    try:
+        assert latency._median_seconds(step, torch.device("cpu"), repeats=5, warmup=2) == 0.0
+    finally:
+        latency.time.perf_counter = real_perf
+
+
+def test_plan_latency_adds_positive_columns(capsys, write_spec):
+    from .conftest import MINIMAL_SPEC
+
+    spec = write_spec(MINIMAL_SPEC.replace('name = "synthetic"', 'name = "synthetic"\nclip_seconds = 3.0').replace(
+        "[[grid]]", "[arch.vgg]\nwidth = 0.0625\n[[grid]]"))
+    assert main(["plan", str(spec), "--no-fvcore", "--latency", "--device", "cpu", "--format", "json"]) == 0
+    import json
+
+    (row,) = json.loads(capsys.readouterr().out)["configurations"]
+    assert row["latency_ms"] > 0 and row["network_latency_ms"] > 0 and row["clips_per_second_b64"] > 0
+
+
+def test_roc_auc_against_measured_latency_has_its_pareto_front():
+    import numpy as np
+    import pandas as pd
+
+    from bench.report import figures
+    from bench.report.columns import SUMMARY_COLUMNS
+    from bench.report.statistics import aggregate
+
+    rows = []
+    # (n_mels, latency ms, ROC-AUC): 8 mels is cheapest, 128 best; 48 mels is slower than 96 and worse
+    for n_mels, ms, roc in ((8, 5.0, 0.85), (96, 10.0, 0.90), (128, 20.0, 0.95), (48, 15.0, 0.88)):
+        for seed, jitter in ((0, 0.0), (1, 2.0)):
+            rows.append({"run_id": f"r{n_mels}-{seed}", "arch": "vgg", "width": 1.0, "sample_rate": 16000,
+                         "n_mels": n_mels, "hop_multiplier": 1, "log": "log", "seed": seed, "roc_auc": roc,
+                         "pr_auc": roc - 0.1, "gmac": n_mels / 10, "storage_bytes": n_mels * 1000,
+                         "latency_ms": ms + jitter, "dataset": "mtat", "clip_seconds": 29.1})
+    summary = pd.DataFrame(rows).reindex(columns=SUMMARY_COLUMNS)
+    aggregated = aggregate(summary).set_index("n_mels")
+    assert aggregated["latency_ms"].to_dict() == {8: 6.0, 96: 11.0, 128: 21.0, 48: 16.0}  # median of the 2 seeds
+    assert aggregated["pareto_latency"].to_dict() == {8: True, 96: True, 128: True, 48: False}
+    fig = figures.tradeoff(aggregated.reset_index(), "latency_ms")
+    (ax,) = fig.axes
+    assert ax.get_xlabel().startswith("latency per clip at batch 1")
+    labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert labels and all(np.isfinite(float(t)) for t in labels)  # one unit: plain ms

@@ -1,0 +1,86 @@
+"""`bench status`: a grid in progress read from its files, with a run killed mid-epoch."""
+
+import json
+import socket
+import time
+
+from bench.cli import main
+from bench.core import layout
+from bench.run.runner import RunLock
+from bench.run.status import grid_status, progress_line
+from bench.spec import load_spec
+
+from .conftest import SPECS
+
+SPEC = SPECS / "demo.toml"  # 6 runs, max_epochs 12
+EPOCH = {"train_seconds": 10.0, "eval_seconds": 2.0}  # every epoch measured: 12 s
+
+
+def epoch_line(epoch: int, score: float) -> str:
+    return json.dumps({"epoch": epoch, "loss": 0.5, "valid_roc_auc": score, **EPOCH}) + "\n"
+
+
+def started(folder, at: float) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / layout.EXECUTIONS).write_text(json.dumps({"host": "h", "pid": 1, "time": at}) + "\n")
+
+
+def grid_in_progress(root):
+    """Run 0 done (4 epochs), run 1 killed in its third epoch (a half-written history line, a
+    checkpoint, no live worker), run 2 running in its second epoch, runs 3-5 not started."""
+    spec = load_spec(SPEC)
+    runs = spec.runs()
+    folders = [layout.run_dir(root, spec.name, r.run_id) for r in runs]
+    now = time.time()
+    started(folders[0], now - 600)
+    history = [{"epoch": e, "valid_roc_auc": 0.8, **EPOCH} for e in range(1, 5)]
+    (folders[0] / layout.RESULT).write_text(json.dumps({
+        "run_id": runs[0].run_id, "status": "ok", "config": {}, "metrics": {"roc_auc": 0.9, "pr_auc": 0.8},
+        "cost": {"epochs": 4}, "training": {"history": history}, "provenance": {"finished": now - 400}}))
+    started(folders[1], now - 300)
+    (folders[1] / layout.CHECKPOINT).write_bytes(b"checkpoint of epoch 2")
+    (folders[1] / layout.HISTORY).write_text(epoch_line(1, 0.70) + epoch_line(2, 0.75) + '{"epoch": 3, "lo')
+    started(folders[2], now - 100)
+    (folders[2] / layout.HISTORY).write_text(epoch_line(1, 0.66))
+    return spec, folders
+
+
+def test_status_of_a_grid_with_a_run_killed_mid_epoch(tmp_path, capsys):
+    spec, folders = grid_in_progress(tmp_path)
+    lock = RunLock(folders[2])
+    assert lock.acquire()  # a live worker trains run 2
+    try:
+        status = grid_status(spec, tmp_path)
+        assert status.counts == {"done": 1, "running": 1, "interrupted": 1, "failed": 0, "not started": 3}
+        done, killed, running = status.runs[:3]
+        assert (killed.state, killed.epoch, killed.best_valid_roc_auc) == ("interrupted", 2, 0.75)
+        assert (running.state, running.epoch, running.best_valid_roc_auc) == ("running", 1, 0.66)
+        assert running.worker.startswith(socket.gethostname() + ":")
+        # 4 epochs expected per run (the finished run's), 12 s each, one run at a time:
+        # killed 2 left, running 3 left, 3 not started x 4 = 17 epochs = 204 s
+        assert status.eta_seconds == 204
+        assert 590 < status.elapsed_seconds < 700  # since run 0 first started, 600 s ago
+        assert main(["status", str(SPEC), "--results", str(tmp_path)]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert out[0] == f"demo: 6 runs in {tmp_path / 'demo'}: 1 done, 1 running, 1 interrupted, 3 not started"
+        assert any(line.split()[:4] == [spec.runs()[1].run_id, "interrupted", "2/12", "0.7500"] for line in out)
+        assert out[-1].startswith("elapsed 10 min; ETA 3 min (4.0 epochs per run (mean of the finished runs)")
+    finally:
+        lock.release()
+    assert sorted(p.name for p in folders[1].iterdir()) == sorted(
+        [layout.EXECUTIONS, layout.CHECKPOINT, layout.HISTORY])  # read, never written
+
+
+def test_status_json_and_progress_line(tmp_path, capsys):
+    spec, _ = grid_in_progress(tmp_path)
+    assert main(["status", str(SPEC), "--results", str(tmp_path), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["counts"]["interrupted"] == 2 and doc["counts"]["running"] == 0  # no live worker holds run 2
+    assert [r["state"] for r in doc["runs"]][:3] == ["done", "interrupted", "interrupted"]
+    line = progress_line(spec, tmp_path, time.time() - 90)
+    assert line.startswith("progress: 1/6 runs done, elapsed 2 min, ETA ")
+
+
+def test_status_of_a_missing_results_folder_is_one_line(tmp_path, capsys):
+    assert main(["status", str(SPEC), "--results", str(tmp_path / "nowhere")]) == 2
+    assert capsys.readouterr().err.strip() == f"bench status: error: --results {tmp_path / 'nowhere'}: no such folder"
