@@ -91,12 +91,16 @@ def student_t_test(a: Iterable[float], b: Iterable[float]) -> tuple[float, float
 
     NaN when either sample has fewer than 2 values, or both are constant (no variance to test).
     """
+    return _t_test(a, b, equal_var=True)
+
+
+def _t_test(a: Iterable[float], b: Iterable[float], equal_var: bool) -> tuple[float, float]:
     a, b = np.asarray(list(a), dtype=float), np.asarray(list(b), dtype=float)
     if len(a) < 2 or len(b) < 2:
         return float("nan"), float("nan")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        test = stats.ttest_ind(a, b, equal_var=True)
+        test = stats.ttest_ind(a, b, equal_var=equal_var)
     return float(test.statistic), float(test.pvalue)
 
 
@@ -231,13 +235,7 @@ MATCHED_GMAC_COLUMNS = (
 def welch_t_test(a: Iterable[float], b: Iterable[float]) -> tuple[float, float]:
     """Welch's t-test (unequal variances): (t, two-sided p); NaN when either sample has fewer than 2 values,
     or both are constant."""
-    a, b = np.asarray(list(a), dtype=float), np.asarray(list(b), dtype=float)
-    if len(a) < 2 or len(b) < 2:
-        return float("nan"), float("nan")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        test = stats.ttest_ind(a, b, equal_var=False)
-    return float(test.statistic), float(test.pvalue)
+    return _t_test(a, b, equal_var=False)
 
 
 def _closest_gmac(gmac: float, candidates: pd.DataFrame) -> pd.Series:
