@@ -27,7 +27,8 @@ $(STAMP): pyproject.toml
 
 GRID_ARGS ?=
 
-DEMO_FIGURES := tradeoff_gmac.png per_tag_vgg.png per_tag_global_vgg.png
+# the demo's VGG at its base width (0.0625) is the model its figures show; copied without the width
+DEMO_FIGURES := tradeoff_gmac.png fig1_vgg-w0.0625.png per_tag_vgg-w0.0625.png per_tag_global_vgg-w0.0625.png
 DEMO_REPORT  := $(RESULTS)/demo/report
 
 grid: $(STAMP) ## train every run of SPEC not done yet (default: the synthetic demo), then the report
@@ -37,8 +38,8 @@ demo-figures: ## copy the demo's figures shown in README and docs/ into docs/fig
 	@test -d $(DEMO_REPORT) || { echo "no $(DEMO_REPORT)/: run \`make grid\` (the demo) first" >&2; exit 1; }
 	@for f in $(DEMO_FIGURES); do test -f $(DEMO_REPORT)/$$f || { \
 		echo "no $(DEMO_REPORT)/$$f: run \`make report\` (the demo) first" >&2; exit 1; }; done
-	@mkdir -p docs/figures && for f in $(DEMO_FIGURES); do cp $(DEMO_REPORT)/$$f docs/figures/demo_$$f; done
-	@echo "updated docs/figures/ from $(DEMO_REPORT)/: $(addprefix demo_,$(DEMO_FIGURES))"
+	@mkdir -p docs/figures && for f in $(DEMO_FIGURES); do cp $(DEMO_REPORT)/$$f docs/figures/demo_$${f/-w0.0625/}; done
+	@echo "updated docs/figures/ from $(DEMO_REPORT)/: $(subst -w0.0625,,$(addprefix demo_,$(DEMO_FIGURES)))"
 
 report: $(STAMP) ## tables and figures of SPEC's results (RESULTS/<spec name>/report/)
 	$(BIN)/bench report $(SPEC) --results $(RESULTS)

@@ -249,7 +249,7 @@ def test_slurm_with_cuda_is_submitted_from_a_login_node_without_a_gpu(monkeypatc
     fake_cache = type("Cache", (), {"dir": tmp_path / "cache"})()
     monkeypatch.setattr(prepare, "prepare_spec", lambda *args, **kwargs: (None, fake_cache, None))
     StubExecutor.made.clear()
-    spec = Path(__file__).resolve().parents[1] / "specs" / "demo.toml"
+    spec = Path(__file__).resolve().parents[1] / "tests" / "data" / "demo6.toml"
     status = run_grid(str(spec), results=str(tmp_path / "results"), device="cuda", launcher="slurm",
                       workers=3, runs_per_gpu=2)
     assert status == 1  # nothing ran here (the stub), so nothing is done yet

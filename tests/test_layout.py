@@ -13,15 +13,17 @@ from bench.spec import load_spec
 from bench.tools.tag import load_folder, resolve_model, taggram
 from bench.train.model_file import frontend_settings, model_description, write_model_json
 
-from .conftest import SPECS
+from .conftest import ROOT
 from .test_pretrained import run_folder  # noqa: F401 - the fixture
 
+DEMO6 = ROOT / "tests" / "data" / "demo6.toml"
+
 DEMO_REFERENCE = "vgg-16k-96mel-x1-log-s0-f89d7cb291"
-"""The demo's reference run: its id has been the same since the demo spec was written (README, results)."""
+"""The reference run of the earlier demo (tests/data/demo6.toml): its id has not changed since it was written."""
 
 
 def test_run_ids_are_formatted_and_parsed_by_the_layout():
-    run = load_spec(SPECS / "demo.toml").runs()[0]
+    run = load_spec(DEMO6).runs()[0]
     assert run.run_id == DEMO_REFERENCE
     assert layout.parse_run_id(DEMO_REFERENCE) == {"arch": "vgg", "sample_rate": 16000, "n_mels": 96,
                                                    "hop_multiplier": 1, "log": "log", "seed": 0}

@@ -7,16 +7,19 @@ from bench.cli import main
 from bench.cost.plan import grid_totals, plan_rows
 from bench.spec import load_spec, spec_warnings
 
-from .conftest import MINIMAL_SPEC, SPECS
+from .conftest import MINIMAL_SPEC, ROOT, SPECS
+
+DEMO6 = ROOT / "tests" / "data" / "demo6.toml"
+"""The earlier 6-run demo (8 s clips): the numbers below are its."""
 
 
 def test_the_demo_is_planned_with_the_synthetic_datasets_17_tags(capsys):
-    spec = load_spec(SPECS / "demo.toml")  # asks for n_tags = 50; the synthetic data has 17 tags
+    spec = load_spec(DEMO6)  # asks for n_tags = 50; the synthetic data has 17 tags
     vgg = plan_rows(spec, fvcore=False)[0]
     # the demo's trained VGG (width 1/16) has 70,283 parameters; with 50 outputs it would have
     # 33 x (128 + 1) = 4,257 more (its last layer is Linear(128, n_tags)): 74,540
     assert vgg["params"] == 70_283
-    assert main(["plan", str(SPECS / "demo.toml"), "--no-fvcore"]) == 0
+    assert main(["plan", str(DEMO6), "--no-fvcore"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0] == "demo: 6 configurations x 1 seed = 6 runs (synthetic, 8 s clips, 17 tags)"
 
@@ -49,7 +52,7 @@ def test_plan_prints_the_projection_bench_perf_measured(capsys, tmp_path):
 
 
 def test_plan_json_has_configurations_and_totals(capsys):
-    assert main(["plan", str(SPECS / "demo.toml"), "--no-fvcore", "--format", "json"]) == 0
+    assert main(["plan", str(DEMO6), "--no-fvcore", "--format", "json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert len(plan["configurations"]) == 6 and plan["totals"]["runs"] == 6 and plan["totals"]["clips"] == 600
 

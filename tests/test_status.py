@@ -10,9 +10,9 @@ from bench.run.runner import RunLock
 from bench.run.status import grid_status, progress_line
 from bench.spec import load_spec
 
-from .conftest import SPECS
+from .conftest import ROOT
 
-SPEC = SPECS / "demo.toml"  # 6 runs, max_epochs 12
+SPEC = ROOT / "tests" / "data" / "demo6.toml"  # 6 runs, max_epochs 12
 EPOCH = {"train_seconds": 10.0, "eval_seconds": 2.0}  # every epoch measured: 12 s
 
 

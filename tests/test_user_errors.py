@@ -15,10 +15,10 @@ from bench.run import grid
 from bench.run.runner import RunLock, RunState
 from bench.train import loop as train
 
-from .conftest import MINIMAL_SPEC, SPECS
+from .conftest import MINIMAL_SPEC, ROOT
 from .device_fakes import ToyCache, tiny_runs
 
-DEMO = str(SPECS / "demo.toml")
+DEMO = str(ROOT / "tests" / "data" / "demo6.toml")  # a 6-run spec
 
 
 def one_line_error(capsys, *argv, command=None):

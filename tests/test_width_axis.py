@@ -9,7 +9,9 @@ from bench.cli import main
 from bench.core.errors import SpecError
 from bench.spec import load_spec
 
-from .conftest import MINIMAL_SPEC, SPECS
+from .conftest import MINIMAL_SPEC, ROOT, SPECS
+
+DEMO6 = ROOT / "tests" / "data" / "demo6.toml"
 
 REFERENCE_MTAT = """
 name = "w"
@@ -190,7 +192,7 @@ width = [0.5, 0.5, 100]
 
 
 EXISTING_RUN_IDS = {
-    "demo.toml": [
+    "demo6.toml": [
         "vgg-16k-96mel-x1-log-s0-f89d7cb291",
         "vgg-16k-8mel-x1-log-s0-d8ee7a5eaa",
         "vgg-16k-96mel-x10-log-s0-31c3669726",
@@ -207,13 +209,14 @@ EXISTING_RUN_IDS = {
     "paper-mtat-musicnn.toml": ["musicnn-12k-96mel-x1-log-s1-66e224313c"],
     "paper-msd.toml": ["vgg-12k-48mel-x2-dB-s0-025ed3ebd0", "musicnn-12k-96mel-x1-dB-s2-8e7da9cc96"],
 }
-"""Run ids of the shipped specs from before grid blocks could name a width (results are kept under them)."""
+"""Run ids of the shipped specs (and of the earlier demo, tests/data/demo6.toml) from before grid blocks could
+name a width (results are kept under them)."""
 
 
 @pytest.mark.parametrize("name", sorted(EXISTING_RUN_IDS))
 def test_existing_specs_keep_their_run_ids(name):
-    ids = [r.run_id for r in load_spec(SPECS / name).runs()]
-    if name == "demo.toml":
+    ids = [r.run_id for r in load_spec((SPECS if name != "demo6.toml" else DEMO6.parent) / name).runs()]
+    if name == "demo6.toml":
         assert ids == EXISTING_RUN_IDS[name]
     else:
         assert set(EXISTING_RUN_IDS[name]) <= set(ids)

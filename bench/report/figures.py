@@ -109,9 +109,10 @@ def _nice(mantissa: float, exponent: int) -> float:
 
 
 def log_ticks(lo: float, hi: float) -> tuple[list[float], float, float]:
-    """(major ticks, low limit, high limit) for a log axis that shows [lo, hi]: 1-2-5 values (decades
-    when they are more than 7, 1-1.5-2-3-5-7 when 1-2-5 leaves fewer than 2). When even those leave fewer
-    than 2, the limits widen to the 1-2-5 values around [lo, hi], so an axis always has 2 labelled ticks."""
+    """(major ticks, low limit, high limit) for a log axis that shows [lo, hi]: 1-2-5 values (1-3 when
+    they are more than 5, decades when those are more than 6, 1-1.5-2-3-5-7 when 1-2-5 leaves fewer
+    than 2). When even those leave fewer than 2, the limits widen to the 1-2-5 values around [lo, hi],
+    so an axis always has 2 labelled ticks."""
     if not (np.isfinite(lo) and np.isfinite(hi) and 0 < lo <= hi):
         return [], lo, hi
     exponents = range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 2)
@@ -123,7 +124,9 @@ def log_ticks(lo: float, hi: float) -> tuple[list[float], float, float]:
         return [t for t in candidates(subs) if lo * (1 - 1e-9) <= t <= hi * (1 + 1e-9)]
 
     ticks = inside((1, 2, 5))
-    if len(ticks) > 7:
+    if len(ticks) > 5:  # long decimal labels (0.0005, 0.001) need room: 1-3 steps, else decades
+        ticks = inside((1, 3))
+    if len(ticks) > 6:
         ticks = inside((1,))
         ticks = ticks[::math.ceil(len(ticks) / 7)]
     if len(ticks) >= 2:
