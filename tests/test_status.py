@@ -84,3 +84,20 @@ def test_status_json_and_progress_line(tmp_path, capsys):
 def test_status_of_a_missing_results_folder_is_one_line(tmp_path, capsys):
     assert main(["status", str(SPEC), "--results", str(tmp_path / "nowhere")]) == 2
     assert capsys.readouterr().err.strip() == f"bench status: error: --results {tmp_path / 'nowhere'}: no such folder"
+
+
+def test_a_claim_that_meets_a_look_at_the_lock_tries_again(tmp_path, monkeypatch):
+    """`bench status` looks at a run's lock with a shared flock for microseconds; a worker claiming the
+    run at that instant must not skip it as held by another worker."""
+    from bench.run import runner
+
+    real, calls = runner.try_lock, []
+
+    def busy_once(path, note=""):
+        calls.append(path)
+        return None if len(calls) == 1 else real(path, note)
+
+    monkeypatch.setattr(runner, "try_lock", busy_once)
+    lock = RunLock(tmp_path / "run")
+    assert lock.acquire() and len(calls) == 2
+    lock.release()

@@ -66,11 +66,20 @@ class RunLock:
         self.folder = folder
         self.fd: int | None = None
 
+    LOOK_RETRIES = 3
+    """A look at the lock (`held_by_other`, from `bench status` or another grid's header) holds a
+    shared lock for microseconds; a claim that meets one tries again instead of skipping the run."""
+
     def acquire(self) -> bool:
         self.folder.mkdir(parents=True, exist_ok=True)
         note = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()})
-        self.fd = try_lock(self.folder / LOCK, note)
-        return self.fd is not None
+        for attempt in range(self.LOOK_RETRIES):
+            if attempt:
+                time.sleep(0.02)
+            self.fd = try_lock(self.folder / LOCK, note)
+            if self.fd is not None:
+                return True
+        return False
 
     def release(self) -> None:
         if self.fd is not None:
