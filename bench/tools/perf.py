@@ -46,7 +46,7 @@ from bench.cost.plan import plan_rows
 from bench.data.known import SPLIT_SIZES
 from bench.data.views import ClipDataset, LoaderBatches, ResidentWaveforms, epoch_order
 from bench.spec import Configuration, Spec
-from bench.train.fastpath import FastPath, baseline, compiler_available, fast_path, native_bf16
+from bench.train.fastpath import FastPath, baseline, compiler_available, fast_path, native_bf16, sync
 from bench.train.frontend import LOG_SCALE, MelFrontend
 from bench.train.loop import forward, make_optimizer, optimise
 
@@ -79,11 +79,6 @@ class PerfSettings:
 # clocks and memory
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _reset_peak_memory(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -114,10 +109,10 @@ def time_calls(fn: Callable[[], object], device: torch.device, budget: float, ma
     Returns the warm-up time and the median of the timed calls (at least one). With
     `warmup_may_count`, a warm-up slower than the whole budget is the measurement (`calls` = 0): a
     lever that slow is rejected either way, and timing it again would only cost minutes."""
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     fn()
-    _sync(device)
+    sync(device)
     first = time.perf_counter() - start
     if warmup_may_count and first > budget:
         return {"first_seconds": first, "seconds": first, "calls": 0}
@@ -125,7 +120,7 @@ def time_calls(fn: Callable[[], object], device: torch.device, budget: float, ma
     while len(times) < max_calls and (not times or sum(times) + times[-1] <= budget):
         start = time.perf_counter()
         fn()
-        _sync(device)
+        sync(device)
         times.append(time.perf_counter() - start)
     return {"first_seconds": first, "seconds": statistics.median(times), "calls": len(times)}
 
@@ -444,7 +439,7 @@ def measure_data_path(case: Case, path: FastPath, device: torch.device, settings
             start = time.perf_counter()
             for wave, target in batches_of(epoch_order(len(dataset), True, generator)):
                 wave.to(device, non_blocking=True), target.to(device, non_blocking=True)
-            _sync(device)
+            sync(device)
             return len(dataset) / (time.perf_counter() - start)
 
         one_pass(loader.batches)  # starts the persistent workers

@@ -245,3 +245,9 @@ class RecompileWatch(logging.Handler):
     def __exit__(self, *exc) -> bool:
         logging.getLogger("torch._dynamo").removeHandler(self)
         return False
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work, so a clock read after it is honest (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -18,14 +18,10 @@ import time
 import torch
 
 from bench.data.views import eval_segments
+from bench.train.fastpath import sync
 
 THROUGHPUT_BATCH = 64
 MIN_REPEATS = 5
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _median_seconds(step, device: torch.device, repeats: int, warmup: int) -> float:
@@ -33,10 +29,10 @@ def _median_seconds(step, device: torch.device, repeats: int, warmup: int) -> fl
         step()
     times = []
     for _ in range(max(MIN_REPEATS, repeats)):
-        _sync(device)
+        sync(device)
         started = time.perf_counter()
         step()
-        _sync(device)
+        sync(device)
         times.append(time.perf_counter() - started)
     return statistics.median(times)
 

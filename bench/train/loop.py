@@ -72,7 +72,7 @@ from bench.train.checkpoint import (  # noqa: F401 - re-exported: the loop's che
     resume_state,
     save_torch,
 )
-from bench.train.fastpath import FastPath, RecompileWatch, fast_path, resident_fits
+from bench.train.fastpath import FastPath, RecompileWatch, fast_path, resident_fits, sync
 from bench.train.frontend import MelFrontend
 from bench.train.metrics import tag_metrics
 
@@ -301,11 +301,6 @@ def served_inference(run: RunSpec, state: dict, n_tags: int, frontend: nn.Module
     return {**measured, "device": str(device)}
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torch.device,
               log: Callable = print, epoch_log: Callable | None = None) -> dict:
     """Train (or resume) one run in `run_dir`; returns its metrics, timings and history.
@@ -369,10 +364,10 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
     for epoch in range(start_epoch, protocol.max_epochs + 1):
         if epoch - best["epoch"] > protocol.patience and best["epoch"] > 0:
             break
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         loss, seen = trainer.train_epoch(epoch)
-        _sync(device)
+        sync(device)
         t1 = time.perf_counter()
         valid = trainer.evaluate("valid")
         t2 = time.perf_counter()
