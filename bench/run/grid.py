@@ -243,7 +243,7 @@ def auto_runs_per_gpu(spec: Spec, runs, results_root: Path, total_bytes: int | N
     footprints: dict = {}  # one per input shape: seeds and log compression share it
     sources = set()
     for run in runs:
-        key = _shape_key(run)
+        key = run.configuration.cost_key
         if key in footprints:
             continue
         sources.add("measured" if key in measured else "estimated")
@@ -260,15 +260,9 @@ def _measured_peaks(spec: Spec, results_root: Path) -> dict:
         result = read_result(run_dir(results_root, spec, run))
         peak = ((result or {}).get("cost") or {}).get("peak_memory_bytes")
         if isinstance(peak, int) and peak > 0:
-            key = _shape_key(run)
+            key = run.configuration.cost_key
             peaks[key] = max(peaks.get(key, 0), peak)
     return peaks
-
-
-def _shape_key(run) -> tuple:
-    """What a run's memory footprint depends on (seeds and log compression do not change it; the
-    architecture's options, width among them, do)."""
-    return run.arch, run.configuration.options, run.mel.sample_rate, run.mel.n_mels, run.mel.hop_multiplier
 
 
 def _gpu_memory_bytes() -> int:

@@ -109,10 +109,6 @@ class GridStatus:
                          for r in self.runs]}
 
 
-def _shape(run: RunSpec) -> tuple:
-    return run.arch, run.mel.sample_rate, run.mel.n_mels, run.mel.hop_multiplier, run.configuration.options
-
-
 def grid_status(spec: Spec, results: str | Path, now: float | None = None) -> GridStatus:
     now = time.time() if now is None else now
     folder = layout.spec_dir(results, spec.name)
@@ -134,14 +130,14 @@ def _eta(spec: Spec, runs: list[RunSpec], states: list[RunStatus]) -> tuple[floa
         return None, "no epoch measured yet"
     by_shape: dict[tuple, list[float]] = {}
     for run, state in zip(runs, states, strict=True):
-        by_shape.setdefault(_shape(run), []).extend(s for s in state.epoch_seconds if s > 0)
+        by_shape.setdefault(run.configuration.cost_key, []).extend(s for s in state.epoch_seconds if s > 0)
     finished = [r.epochs_when_done for r in states if r.state == "done" and r.epochs_when_done]
     expected = statistics.mean(finished) if finished else spec.protocol.max_epochs
     left = 0.0
     for run, state in zip(runs, states, strict=True):
         if state.state in ("done", "failed"):
             continue
-        seconds = statistics.mean(by_shape.get(_shape(run)) or all_epochs)
+        seconds = statistics.mean(by_shape.get(run.configuration.cost_key) or all_epochs)
         left += max(0.0, expected - state.epoch) * seconds
     at_once = max(1, sum(1 for r in states if r.state == "running"))
     basis = (f"{expected:.1f} epochs per run ({'mean of the finished runs' if finished else 'max_epochs'}), "

@@ -159,6 +159,13 @@ class Configuration:
     """The architecture's options dataclass, as given in the spec's `[arch.<name>]` table, with the
     grid block's width where the block has a width axis."""
 
+    @property
+    def cost_key(self) -> tuple:
+        """What the network's cost (time per step, memory) depends on: architecture, options (width),
+        sample rate, mel bands and hop. Seeds and log compression change none of it."""
+        m = self.mel
+        return self.arch, self.options, m.sample_rate, m.n_mels, m.hop_multiplier
+
 
 @dataclass(frozen=True)
 class RunSpec:

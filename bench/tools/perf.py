@@ -179,10 +179,8 @@ def select_cases(cases: list[Case], n_scaling: int) -> tuple[Case, Case, list[Ca
     (VGG at 96 x 1366 in the paper's grids), else the costliest configuration. The smallest has the
     fewest GMAC. The scaling cases spread evenly in log GMAC over the distinct input shapes."""
     by_shape: dict[tuple, Case] = {}
-    for case in cases:  # log and dB share every cost; the options (width) do not
-        m = case.configuration.mel
-        by_shape.setdefault((case.configuration.arch, case.configuration.options, m.sample_rate, m.n_mels,
-                             m.hop_multiplier), case)
+    for case in cases:  # log and dB share every cost
+        by_shape.setdefault(case.configuration.cost_key, case)
     distinct = sorted(by_shape.values(), key=lambda c: c.gmac_per_input)
     reference = [c for c in distinct if c.configuration.mel.n_mels == 96 and c.configuration.mel.hop_multiplier == 1]
     headline = min(reference, key=lambda c: c.configuration.mel.sample_rate) if reference else distinct[-1]
