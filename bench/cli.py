@@ -10,7 +10,7 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from bench.core.errors import Interrupted, UserError
+from bench.core.errors import RERUN_TO_CONTINUE, Interrupted, UserError
 from bench.core.paths import readable_folder, writable_file, writable_folder
 
 EXIT_USER_ERROR = 2
@@ -429,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except KeyboardInterrupt as exc:  # Ctrl-C: nothing is lost; say what a rerun does
-        hint = str(exc) if isinstance(exc, Interrupted) else "rerun to continue (finished work is kept)"
+        hint = str(exc) if isinstance(exc, Interrupted) else RERUN_TO_CONTINUE
         print(f"bench {args.command}: interrupted; {one_line(hint)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except UserError as exc:

@@ -31,6 +31,10 @@ class Interrupted(KeyboardInterrupt):
         return self.message
 
 
+RERUN_TO_CONTINUE = "rerun to continue (finished work is kept)"
+"""What a rerun does after a Ctrl-C that no run's epoch can be named for."""
+
+
 def resume_hint(run_id: str, next_epoch: int | None) -> str:
     """What rerunning does for an interrupted run (`next_epoch` None: from its checkpoint, if any)."""
     if next_epoch is None:

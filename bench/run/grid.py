@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.core.errors import Interrupted, UserError
+from bench.core.errors import RERUN_TO_CONTINUE, Interrupted, UserError
 from bench.core.paths import writable_folder
 from bench.run.runner import RunLock, log_to_stdout, read_result, run_dir, run_states, shard, worker_loop
 from bench.run.status import progress_line
@@ -35,7 +35,6 @@ ACTION_WORDS = {"run": "to run", "resume": "to resume", "skip": "done", "skip-fa
                 "skip-running": "running in another worker"}
 """How the grid's header names what it will do with runs (`bench.run.runner.RunState.action`)."""
 
-GENERIC_RESUME = "rerun to continue (finished runs are kept)"
 INTERRUPT_GRACE_SECONDS = 10.0
 """After Ctrl-C, how long local workers get to stop their runs and say where they will resume."""
 
@@ -143,7 +142,7 @@ def pool_worker_entry(job: WorkerJob) -> list[str] | Interrupted:
     except Interrupted as exc:
         return exc
     except KeyboardInterrupt:
-        return Interrupted(GENERIC_RESUME)
+        return Interrupted(RERUN_TO_CONTINUE)
 
 
 def header(spec: Spec, runs: list, results_root: Path, states, shard_index: int = 0, shard_count: int = 1) -> str:
@@ -309,8 +308,8 @@ def _launch_local(job: WorkerJob, n_workers: int, cuda: bool) -> None:
         returned.append(outcomes.get())
     hints = [str(r) for r in returned if isinstance(r, Interrupted)]
     if interrupted or hints:
-        specific = [h for h in hints if h != GENERIC_RESUME]
-        raise Interrupted("; ".join(specific) or GENERIC_RESUME)
+        specific = [h for h in hints if h != RERUN_TO_CONTINUE]
+        raise Interrupted("; ".join(specific) or RERUN_TO_CONTINUE)
     crashed = [p.name for p in processes if p.exitcode not in (0, None)]
     if crashed:
         print(f"{', '.join(crashed)} stopped with an error (see above); their runs are left for the next grid")
