@@ -115,12 +115,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def add_latency(spec, rows: list[dict], device_name: str) -> None:
     """`bench plan --latency`: each configuration's measured inference cost, untrained, on this device."""
     from bench.core.progress import progress_bar
-    from bench.data.known import tag_count
+    from bench.data.known import n_outputs
     from bench.train.latency import untrained_latency
     from bench.train.loop import resolve_device
 
     device = resolve_device(device_name)
-    n_tags = tag_count(spec.dataset) or spec.dataset.n_tags
+    n_tags = n_outputs(spec.dataset)
     with progress_bar(len(rows), f"latency on {device}", unit="configuration") as bar:
         for configuration, row in zip(spec.configurations(), rows, strict=True):
             measured = untrained_latency(configuration, spec.dataset.clip_seconds, n_tags, device)

@@ -18,7 +18,7 @@ import architectures
 from architectures import InputConfig
 from architectures.planning import MusiCNNPlan, VGGPlan
 from bench.core import framing
-from bench.data.known import clip_count, tag_count
+from bench.data.known import clip_count, n_outputs, tag_count
 from bench.spec import Configuration, Spec
 
 
@@ -84,7 +84,7 @@ def plan_row(config: Configuration, clip_seconds: float, n_tags: int, fvcore: bo
 
 def plan_rows(spec: Spec, fvcore: bool = True) -> list[dict[str, Any]]:
     """One row per configuration, for the number of tags the spec's dataset gives (`bench.data.known`)."""
-    n_tags = tag_count(spec.dataset) or spec.dataset.n_tags
+    n_tags = n_outputs(spec.dataset)
     return [plan_row(c, spec.dataset.clip_seconds, n_tags, fvcore) for c in spec.configurations()]
 
 

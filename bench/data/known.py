@@ -33,6 +33,11 @@ def tag_count(dataset: DatasetSpec) -> int | None:
     return None if available is None else min(dataset.n_tags, available)
 
 
+def n_outputs(dataset: DatasetSpec) -> int:
+    """The model's output count to plan with: `tag_count`, else the spec's `n_tags` (an upper bound)."""
+    return tag_count(dataset) or dataset.n_tags
+
+
 def clip_count(dataset: DatasetSpec) -> int | None:
     """Clips the dataset's cache will hold, where known before reading it."""
     if dataset.name == "synthetic":
