@@ -10,7 +10,7 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from bench.core.errors import RERUN_TO_CONTINUE, Interrupted, UserError
+from bench.core.errors import RERUN_TO_CONTINUE, Interrupted, UserError, one_line
 from bench.core.paths import readable_folder, writable_file, writable_folder
 
 EXIT_USER_ERROR = 2
@@ -23,11 +23,6 @@ DISTRIBUTION = "mel-resolution-bench"
 DATA_HELP = "dataset root (default: the spec's dataset.path; a relative path is taken from the working directory)"
 CACHE_HELP = "waveform cache root (default $BENCH_CACHE, else ./cache in the working directory)"
 MODELS_HELP = "(default $BENCH_MODELS, else $XDG_DATA_HOME/bench/models, usually ~/.local/share/bench/models)"
-
-
-def one_line(message: object) -> str:
-    """A message on one line (a user error is one line on stderr, whatever the text it quotes)."""
-    return " ".join(str(message).split()) or "no detail"
 
 
 def resource_message(exc: OSError) -> str:

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 
+def one_line(message: object) -> str:
+    """A message on one line (a user error is one line on stderr, whatever the text it quotes)."""
+    return " ".join(str(message).split()) or "no detail"
+
+
 class UserError(Exception):
     """Bad input from the user (spec, paths, data). Printed without a traceback."""
 

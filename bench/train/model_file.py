@@ -25,7 +25,7 @@ from typing import Any
 
 from architectures import InputConfig
 from bench.core import framing
-from bench.core.errors import UserError
+from bench.core.errors import UserError, one_line
 from bench.core.layout import MODEL_JSON
 from bench.core.store import atomic_write_json
 
@@ -115,9 +115,5 @@ def load_model(folder: str | Path) -> LoadedModel:
     try:
         model.load_state_dict(load_weights(folder / weights, key))
     except RuntimeError as exc:  # shapes that do not fit the description
-        raise UserError(f"{folder / weights}: does not fit {folder / MODEL_JSON} ({one_line(exc)})") from None
+        raise UserError(f"{folder / weights}: does not fit {folder / MODEL_JSON} ({one_line(exc)[:200]})") from None
     return LoadedModel(name, model.eval(), frontend, tags, patch_frames)
-
-
-def one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200]
