@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import math
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib as mpl
@@ -383,12 +384,34 @@ def _point_labels(rows: pd.DataFrame, cost: str, numbers: dict) -> list[tuple[fl
     return labels
 
 
-COST_AXES = {
-    "gmac": "GMAC per clip (log scale)",
-    "storage_bytes": "storage per clip, float32 mel spectrogram (kB, log scale)",
-    "latency_ms": "latency per clip at batch 1, front end included (ms, median over seeds, log scale)",
+@dataclass(frozen=True)
+class Cost:
+    """One cost a trade-off figure puts on x."""
+
+    flag: str
+    """The aggregate's Pareto-front column."""
+    axis: str
+    unit: str
+    """Tick labels: "" plain numbers, "kB" bytes / 1000."""
+    name: str
+    """In the title: "test ROC-AUC against <name> per clip"."""
+    key_format: str
+    """A front point's cost in the key, formatted from the cost value `x` times `scale`."""
+    scale: float = 1.0
+
+    def value(self, x: float) -> str:
+        return self.key_format.format(x=x * self.scale)
+
+
+COSTS = {
+    "gmac": Cost("pareto_gmac", "GMAC per clip (log scale)", "", "GMAC", "{x:.2g} GMAC"),
+    "storage_bytes": Cost("pareto_storage", "storage per clip, float32 mel spectrogram (kB, log scale)", "kB",
+                          "storage", "{x:.0f} kB", 1e-3),
+    "latency_ms": Cost("pareto_latency",
+                       "latency per clip at batch 1, front end included (ms, median over seeds, log scale)", "",
+                       "measured latency", "{x:.3g} ms"),
 }
-"""The trade-off figures' cost axes (x)."""
+"""The trade-off figures' costs, by the aggregate column on x."""
 
 
 def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac") -> Figure:
@@ -403,7 +426,7 @@ def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac") -> Figure:
     cheapest, bold) and named in a key beside the plot. Marker shape: arch, width and sample rate;
     filled: log, hollow: dB (legend). One panel per dataset; the title gives seeds and clip length.
     """
-    flag = {"gmac": "pareto_gmac", "storage_bytes": "pareto_storage", "latency_ms": "pareto_latency"}[cost]
+    flag = COSTS[cost].flag
     datasets = list(dict.fromkeys(aggregated["dataset"]))
     styles = _series_styles(aggregated)
     several_models = len({(a, w) for a, w, _ in styles}) > 1
@@ -420,7 +443,7 @@ def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac") -> Figure:
             x_ok = x_all[np.isfinite(x_all) & (x_all > 0)]
             ax.set_xscale("log")
             if x_ok.size:
-                _log_axis(ax.xaxis, x_ok.min() / 1.35, x_ok.max() * 1.35, "kB" if cost == "storage_bytes" else "")
+                _log_axis(ax.xaxis, x_ok.min() / 1.35, x_ok.max() * 1.35, COSTS[cost].unit)
             rows = rows[np.isfinite(x_all)]  # runs without the measurement (older results) are left out
             x_all = x_all[np.isfinite(x_all)]
             mean = 100 * rows["roc_auc_mean"].to_numpy(dtype=float)
@@ -449,13 +472,12 @@ def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac") -> Figure:
                 numbers[(r.arch, r.width, r.sample_rate, r.n_mels, r.hop_multiplier, r.log)] = number = len(key) + 1
                 name = (f"{r.arch} w{r.width:g} " if several_models else "") \
                     + f"{config_label(r.n_mels, r.hop_multiplier)} {rate_label(r.sample_rate)} {r.log}"
-                value = {"gmac": f"{r.gmac:.2g} GMAC", "storage_bytes": f"{r.storage_bytes / 1e3:.0f} kB",
-                         "latency_ms": f"{r.latency_ms:.3g} ms"}[cost]
+                value = COSTS[cost].value(getattr(r, cost))
                 key.append(f"{number}: {name} ({value}, {100 * r.roc_auc_mean:.2f} %)")
             plotted = np.column_stack([x_all, mean])
             _place_labels(ax, _point_labels(rows, cost, numbers), plotted[np.isfinite(plotted).all(axis=1)],
                           (PAGE_WIDTH - 3.2, heights[dataset] - 0.9))
-            ax.set_xlabel(COST_AXES[cost])
+            ax.set_xlabel(COSTS[cost].axis)
             ax.set_ylabel("ROC-AUC (%)")
             if len(datasets) > 1:
                 ax.set_title(f"{dataset}: {caption(rows)}", loc="left")
@@ -472,7 +494,7 @@ def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac") -> Figure:
             fig.legend(handles=[Line2D([], [], ls="none", label=text) for text in key], loc="outside right lower",
                        title="Pareto front (numbered)", alignment="left", handlelength=0, handletextpad=0,
                        frameon=False)
-        what = {"gmac": "GMAC", "storage_bytes": "storage", "latency_ms": "measured latency"}[cost]
+        what = COSTS[cost].name
         heading = f"test ROC-AUC against {what} per clip"
         fig.suptitle(heading if len(datasets) > 1 else f"{heading}: {caption(aggregated)}", x=0.02, ha="left")
     return fig
