@@ -199,13 +199,15 @@ def cmd_dataset(args: argparse.Namespace) -> int:
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
-    from bench.run.grid import SlurmOptions, run_grid
+    from bench.run.grid import GridOptions, SlurmOptions, run_grid
 
     slurm = SlurmOptions(partition=args.partition, time_minutes=args.time, gpus_per_job=args.gpus,
                          cpus_per_job=args.cpus, mem_gb=args.mem_gb)
-    status = run_grid(args.spec, data=args.data, results=args.results, cache=args.cache, device=args.device,
-                      workers=args.workers, launcher=args.launcher, shard_text=args.shard, dry_run=args.dry_run,
-                      retry_failed=args.retry_failed, slurm=slurm, runs_per_gpu=args.runs_per_gpu, quiet=args.quiet)
+    options = GridOptions(data=args.data, results=args.results, cache=args.cache, device=args.device,
+                          workers=args.workers, launcher=args.launcher, shard_text=args.shard, dry_run=args.dry_run,
+                          retry_failed=args.retry_failed, slurm=slurm, runs_per_gpu=args.runs_per_gpu,
+                          quiet=args.quiet)
+    status = run_grid(args.spec, options)
     if not args.no_report and not args.dry_run:  # the grid, then the report of whatever is done
         from bench.core.layout import RESULT, RUNS, spec_dir
         from bench.report.report import cli_main

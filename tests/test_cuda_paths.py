@@ -14,7 +14,7 @@ import torch
 from bench.core.errors import UserError
 from bench.data import views
 from bench.run import gpus
-from bench.run.grid import WorkerJob, auto_runs_per_gpu, run_grid, submitit_parameters, worker_device
+from bench.run.grid import GridOptions, WorkerJob, auto_runs_per_gpu, run_grid, submitit_parameters, worker_device
 from bench.spec import load_spec
 from bench.train import fastpath
 from bench.train import loop as train
@@ -250,8 +250,8 @@ def test_slurm_with_cuda_is_submitted_from_a_login_node_without_a_gpu(monkeypatc
     monkeypatch.setattr(prepare, "prepare_spec", lambda *args, **kwargs: (None, fake_cache, None))
     StubExecutor.made.clear()
     spec = Path(__file__).resolve().parents[1] / "tests" / "data" / "demo6.toml"
-    status = run_grid(str(spec), results=str(tmp_path / "results"), device="cuda", launcher="slurm",
-                      workers=3, runs_per_gpu=2)
+    status = run_grid(str(spec), GridOptions(results=str(tmp_path / "results"), device="cuda", launcher="slurm",
+                                             workers=3, runs_per_gpu=2))
     assert status == 1  # nothing ran here (the stub), so nothing is done yet
     (executor,) = StubExecutor.made
     assert executor.cluster == "slurm" and executor.parameters["gpus_per_node"] == 1
@@ -259,7 +259,7 @@ def test_slurm_with_cuda_is_submitted_from_a_login_node_without_a_gpu(monkeypatc
     assert [j.worker for j in executor.jobs] == [0, 1, 2]
     assert {j.device for j in executor.jobs} == {"cuda"} and {j.runs_per_gpu for j in executor.jobs} == {2}
     with pytest.raises(UserError, match="no CUDA device"):  # a local grid checks the device here
-        run_grid(str(spec), results=str(tmp_path / "results"), device="cuda")
+        run_grid(str(spec), GridOptions(results=str(tmp_path / "results"), device="cuda"))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import pytest
 
 from bench.cli import main
 from bench.core.store import lock_held
-from bench.run.grid import run_grid
+from bench.run.grid import GridOptions, run_grid
 from bench.run.runner import EXECUTIONS, RESULT
 from bench.tools.gpucheck import TINY_SPEC
 from bench.train.model_file import load_model
@@ -194,7 +194,7 @@ def test_nan_loss_is_recorded_as_failed_and_the_grid_goes_on(workspace, monkeypa
     monkeypatch.setattr(train.Trainer, "_forward", poisoned)
     monkeypatch.chdir(workspace)
     spec = write_spec(workspace, "nan", epochs=1)
-    status = run_grid(str(spec), results=str(workspace / "results"), device="cpu")
+    status = run_grid(str(spec), GridOptions(results=str(workspace / "results"), device="cpu"))
     assert status == 1  # not everything is ok
     results = {r["config"]["arch"]: r for r in results_of(workspace, "nan").values()}
     assert results["vgg"]["status"] == "failed"
@@ -205,7 +205,7 @@ def test_nan_loss_is_recorded_as_failed_and_the_grid_goes_on(workspace, monkeypa
     monkeypatch.setattr(train.Trainer, "_forward", real_forward)
     assert main(["grid", str(spec), "--results", str(workspace / "results"), "--device", "cpu", "--dry-run"]) == 0
     assert "failed: NonFiniteLoss" in capsys.readouterr().out
-    assert run_grid(str(spec), results=str(workspace / "results"), device="cpu", retry_failed=True) == 0
+    assert run_grid(str(spec), GridOptions(results=str(workspace / "results"), device="cpu", retry_failed=True)) == 0
     assert torch.isfinite(torch.tensor(results_of(workspace, "nan")[results["vgg"]["run_id"]]["metrics"]["roc_auc"]))
 
 

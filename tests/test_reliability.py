@@ -24,7 +24,7 @@ from bench.cli import main
 from bench.data.audio import decode_clip
 from bench.data.cache import WaveformCache
 from bench.report.report import read_runs
-from bench.run.grid import run_grid
+from bench.run.grid import GridOptions, run_grid
 from bench.run.runner import EXECUTIONS, LOCK, RESULT, RunLock, run_states
 from bench.spec import load_spec
 from bench.train.loop import BEST, CHECKPOINT, InvalidCheckpoint, read_checkpoint, resume_state, save_torch
@@ -60,8 +60,8 @@ def finished(tmp_path_factory):
 
 def grid(workspace, spec, results=None, **kwargs) -> int:
     """The grid in this process (one worker), on the workspace's cache."""
-    return run_grid(str(spec), results=str(results or workspace / "results"), cache=str(workspace / "cache"),
-                    device="cpu", **kwargs)
+    return run_grid(str(spec), GridOptions(results=str(results or workspace / "results"),
+                                           cache=str(workspace / "cache"), device="cpu", **kwargs))
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The waveform cache: every clip of a dataset decoded and resampled once per sample rate.
+"""Preparing the waveform cache: every clip of a dataset decoded and resampled once per sample rate.
 
 One cache per sample rate serves every (n_mels, hop, log) configuration: the mel is computed on the
 training device, per batch (docs/architecture.md). Layout::
@@ -22,6 +22,9 @@ does not match its waveform file marks nothing complete: the next preparer sets 
 (`manifest.json.rejected`) and completes the cache again; unreadable progress files restart the rate.
 The waveform file is allocated in full before any row is written, so a full disk is an error at once,
 not a crash halfway through a memory-mapped write.
+
+Reading a complete cache (its format, `manifest_problem`, `CachedWaveforms`) is `bench.data.cached_waveforms`,
+which the training side imports without this module.
 """
 
 from __future__ import annotations
@@ -51,11 +54,20 @@ from bench.core.store import (
     remove_temp_files,
 )
 from bench.data.audio import MIN_SECONDS, BadAudio, decode_clip
+from bench.data.cached_waveforms import (
+    CACHE_VERSION,
+    DTYPE,
+    FAILED,
+    MANIFEST,
+    OK,
+    PADDED,
+    TODO,
+    WAVEFORMS,
+    CachedWaveforms,
+    manifest_problem,
+)
 from bench.data.index import Clip, DatasetIndex
 
-CACHE_VERSION = 1
-DTYPE = np.float16
-TODO, OK, PADDED, FAILED = 0, 1, 2, 3
 SAVE_EVERY_SECONDS = 10.0
 
 
@@ -108,7 +120,7 @@ class _PartialRate:
     def __init__(self, folder: Path, n_clips: int, n_samples: int):
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
-        data = folder / "waveforms.f16"
+        data = folder / WAVEFORMS
         size = n_clips * n_samples * np.dtype(DTYPE).itemsize
         if not data.exists() or data.stat().st_size != size:
             _allocate(data, size)
@@ -149,25 +161,6 @@ def _read_progress(folder: Path, n_clips: int) -> tuple[np.ndarray, dict]:
     return np.zeros(n_clips, dtype=np.int8), {}
 
 
-def manifest_problem(folder: Path) -> str | None:
-    """Why `folder/manifest.json` does not mark a complete cache, or None if it does."""
-    try:
-        manifest = json.loads((folder / "manifest.json").read_bytes())
-        n, samples = manifest["n_clips"], manifest["clip_samples"]
-        if manifest["version"] != CACHE_VERSION or manifest["dtype"] != np.dtype(DTYPE).name:
-            return f"version {manifest['version']!r} / dtype {manifest['dtype']!r}"
-        if len(manifest["status"]) != n or not isinstance(manifest["failed"], list):
-            return "status does not list every clip"
-        size = (folder / "waveforms.f16").stat().st_size
-    except FileNotFoundError as exc:
-        return f"{Path(exc.filename).name} missing" if exc.filename else "missing"
-    except (ValueError, KeyError, TypeError) as exc:
-        return f"unreadable ({type(exc).__name__}: {exc})"
-    if size != n * samples * np.dtype(DTYPE).itemsize:
-        return f"waveforms.f16 has {size} bytes, not {n} x {samples} x {np.dtype(DTYPE).itemsize}"
-    return None
-
-
 def _npy_bytes(array: np.ndarray) -> bytes:
     out = io.BytesIO()
     np.save(out, array)
@@ -206,7 +199,7 @@ class WaveformCache:
         return manifest_problem(self.rate_dir(sample_rate)) is None
 
     def manifest(self, sample_rate: int) -> dict:
-        return json.loads((self.rate_dir(sample_rate) / "manifest.json").read_text())
+        return json.loads((self.rate_dir(sample_rate) / MANIFEST).read_text())
 
     def prepare(self, sample_rates: Iterable[int], workers: int | None = None,
                 progress: Callable[[int, str], Iterable] | None = None) -> list[PrepareReport]:
@@ -230,8 +223,8 @@ class WaveformCache:
         for rate in todo_rates:
             folder = self.rate_dir(rate)
             remove_temp_files(folder)
-            if (folder / "manifest.json").exists():
-                reject(folder / "manifest.json")  # it did not mark a complete cache
+            if (folder / MANIFEST).exists():
+                reject(folder / MANIFEST)  # it did not mark a complete cache
         if todo_rates:
             started = time.monotonic()
             n = len(self.index.clips)
@@ -243,7 +236,7 @@ class WaveformCache:
             self._decode_rows(rows, partial, workers, progress)
             for rate, part in partial.items():
                 part.save()
-                fsync_path(part.folder / "waveforms.f16")
+                fsync_path(part.folder / WAVEFORMS)
                 statuses = part.status
                 manifest = {
                     "version": CACHE_VERSION,
@@ -261,7 +254,7 @@ class WaveformCache:
                     "status": statuses.tolist(),
                     "seconds": round(time.monotonic() - started, 3),
                 }
-                atomic_write_json(part.folder / "manifest.json", manifest)
+                atomic_write_json(part.folder / MANIFEST, manifest)
                 reports[rate] = self._report(rate, already_done=False)
         return [reports[r] for r in rates]
 
@@ -315,25 +308,3 @@ class WaveformCache:
             raise FileNotFoundError(f"cache for {sample_rate} Hz is not prepared ({problem}): "
                                     f"{self.rate_dir(sample_rate)}")
         return CachedWaveforms(self.rate_dir(sample_rate), self.index)
-
-
-class CachedWaveforms:
-    """A complete cache of one sample rate, opened read-only (memory-mapped)."""
-
-    def __init__(self, folder: Path, index: DatasetIndex):
-        self.folder = Path(folder)
-        self.index = index
-        self.manifest = json.loads((self.folder / "manifest.json").read_text())
-        self.sample_rate = self.manifest["sample_rate"]
-        self.status = np.asarray(self.manifest["status"], dtype=np.int8)
-        self.waveforms = np.memmap(self.folder / "waveforms.f16", dtype=DTYPE, mode="r",
-                                   shape=(self.manifest["n_clips"], self.manifest["clip_samples"]))
-
-    def rows(self, split: str) -> np.ndarray:
-        """Rows of `split` whose audio decoded (failed clips are skipped)."""
-        good = (self.status == OK) | (self.status == PADDED)
-        in_split = np.array([c.split == split for c in self.index.clips], dtype=bool)
-        return np.flatnonzero(good & in_split)
-
-    def targets(self, rows: np.ndarray) -> np.ndarray:
-        return self.index.targets([self.index.clips[int(i)] for i in rows])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench.data.cache import CachedWaveforms
+from bench.data.cached_waveforms import CachedWaveforms
 
 
 class ClipDataset(torch.utils.data.Dataset):

@@ -19,7 +19,7 @@ import os
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.core.errors import RERUN_TO_CONTINUE, Interrupted, UserError
@@ -169,34 +169,51 @@ def check_inputs(spec: Spec, data: str | None, results: str | Path | None, cache
     return results_root
 
 
-def run_grid(spec_path: str, data: str | None = None, results: str = "results", cache: str | None = None,
-             device: str = "auto", workers: int | None = None, launcher: str = "local",
-             shard_text: str | None = None, dry_run: bool = False, retry_failed: bool = False,
-             slurm: SlurmOptions = SlurmOptions(),
-             runs_per_gpu: int | None = None, quiet: bool = False) -> int:
-    """Returns the exit status: 0 when every run of the (shard of the) grid is done and ok, or is being
-    trained by another live worker; 1 when a run failed or was not run.
+@dataclass(frozen=True)
+class GridOptions:
+    """How `run_grid` runs a spec (`bench grid`'s options); checked when made."""
 
-    `runs_per_gpu` None chooses from the GPUs' memory and the grid's footprint (`auto_runs_per_gpu`).
-    `quiet`: no progress bars and no line per epoch."""
+    data: str | None = None
+    results: str = "results"
+    cache: str | None = None
+    device: str = "auto"
+    workers: int | None = None
+    launcher: str = "local"
+    shard_text: str | None = None
+    """"i/n" (`--shard`): this worker's share of the runs; None for all of them."""
+    dry_run: bool = False
+    retry_failed: bool = False
+    slurm: SlurmOptions = field(default_factory=SlurmOptions)
+    runs_per_gpu: int | None = None
+    """None chooses from the GPUs' memory and the grid's footprint (`auto_runs_per_gpu`)."""
+    quiet: bool = False
+    """No progress bars and no line per epoch."""
+
+    def __post_init__(self) -> None:
+        if self.launcher not in ("local", "slurm", "submitit-local"):
+            raise UserError(f"--launcher must be local, slurm or submitit-local, not {self.launcher!r}")
+        if self.runs_per_gpu is not None and self.runs_per_gpu < 1:
+            raise UserError(f"--runs-per-gpu must be >= 1, got {self.runs_per_gpu}")
+        if self.workers is not None and self.workers < 1:
+            raise UserError(f"--workers must be >= 1, got {self.workers}")
+
+
+def run_grid(spec_path: str, options: GridOptions = GridOptions()) -> int:
+    """Returns the exit status: 0 when every run of the (shard of the) grid is done and ok, or is being
+    trained by another live worker; 1 when a run failed or was not run."""
     from bench.run.prepare import prepare_spec
     from bench.train.loop import resolve_device
 
-    if launcher not in ("local", "slurm", "submitit-local"):
-        raise UserError(f"--launcher must be local, slurm or submitit-local, not {launcher!r}")
-    if runs_per_gpu is not None and runs_per_gpu < 1:
-        raise UserError(f"--runs-per-gpu must be >= 1, got {runs_per_gpu}")
-    if workers is not None and workers < 1:
-        raise UserError(f"--workers must be >= 1, got {workers}")
+    o = options
     spec = load_spec(spec_path)
-    shard_index, shard_count = parse_shard(shard_text)
+    shard_index, shard_count = parse_shard(o.shard_text)
     runs = shard(spec.runs(), shard_index, shard_count)
-    results_root = check_inputs(spec, data, results, cache, dry_run)
+    results_root = check_inputs(spec, o.data, o.results, o.cache, o.dry_run)
     for warning in spec_warnings(spec):
         print(f"bench grid: warning: {warning}", file=sys.stderr)
-    states = run_states(spec, results_root, runs, retry_failed)
+    states = run_states(spec, results_root, runs, o.retry_failed)
     print(header(spec, runs, results_root, states, shard_index, shard_count))
-    if dry_run:
+    if o.dry_run:
         for s in states:
             verb = {"run": "would run", "resume": "would resume"}.get(s.action, "skip")
             print(f"  {verb:12s} {s.run.run_id}  ({s.reason})")
@@ -204,22 +221,23 @@ def run_grid(spec_path: str, data: str | None = None, results: str = "results", 
     todo = [s for s in states if s.action in ("run", "resume")]
     if todo:
         # Local workers run here, so the device is checked here; Slurm jobs check it on their node.
-        cuda_here = resolve_device(device).type == "cuda" if launcher != "slurm" else None
-        _, waveforms, _ = prepare_spec(spec, data, cache, None, progress=not quiet)
+        cuda_here = resolve_device(o.device).type == "cuda" if o.launcher != "slurm" else None
+        _, waveforms, _ = prepare_spec(spec, o.data, o.cache, None, progress=not o.quiet)
         # absolute paths: Slurm jobs and spawned workers may start elsewhere
         job = WorkerJob(spec_path=str(Path(spec_path).resolve()), results=str(results_root.resolve()),
-                        cache_dir=str(waveforms.dir.resolve()), device=device, retry_failed=retry_failed,
-                        shard_index=shard_index, shard_count=shard_count, quiet=quiet)
-        wants_gpu = cuda_here if launcher != "slurm" else device != "cpu"
+                        cache_dir=str(waveforms.dir.resolve()), device=o.device, retry_failed=o.retry_failed,
+                        shard_index=shard_index, shard_count=shard_count, quiet=o.quiet)
+        wants_gpu = cuda_here if o.launcher != "slurm" else o.device != "cpu"
+        runs_per_gpu = o.runs_per_gpu
         if wants_gpu and runs_per_gpu is None:
             runs_per_gpu, why = auto_runs_per_gpu(spec, [s.run for s in todo], results_root)
             print(f"runs per GPU: {runs_per_gpu} ({why}; --runs-per-gpu K sets it)")
         job = dataclasses.replace(job, runs_per_gpu=runs_per_gpu or 1)
-        if launcher == "local":
-            n_workers = workers or ((_gpu_count() * job.runs_per_gpu) if cuda_here else 1)
+        if o.launcher == "local":
+            n_workers = o.workers or ((_gpu_count() * job.runs_per_gpu) if cuda_here else 1)
             _launch_local(job, n_workers, cuda_here)
         else:
-            _launch_submitit(job, workers or 1, launcher, slurm, results_root / spec.name / "slurm", wants_gpu)
+            _launch_submitit(job, o.workers or 1, o.launcher, o.slurm, results_root / spec.name / "slurm", wants_gpu)
     return summarise(spec, results_root, runs)
 
 

@@ -50,7 +50,7 @@ from architectures import InputConfig
 from bench.core.errors import Interrupted, UserError, resume_hint
 from bench.core.layout import BEST, CHECKPOINT, HISTORY  # noqa: F401 - re-exported
 from bench.core.store import atomic_write_text, reject
-from bench.data.cache import CachedWaveforms
+from bench.data.cached_waveforms import CachedWaveforms
 from bench.data.views import (
     ClipDataset,
     LoaderBatches,

@@ -168,7 +168,7 @@ class Audit:
 
 def audit(results: Path, cache: Path, total: Audit | None = None) -> Audit:
     """Check every result, checkpoint, best.pt and cache manifest with both readers."""
-    from bench.data.cache import manifest_problem
+    from bench.data.cached_waveforms import manifest_problem
     from bench.run.runner import RESULT, load_result
     from bench.train.loop import BEST, CHECKPOINT, InvalidCheckpoint, read_best, read_checkpoint
 
