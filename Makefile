@@ -12,7 +12,7 @@ RESULTS ?= results
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help grid demo-figures report prepare plan perf gpu-check test stress lint clean
+.PHONY: help grid demo-figures report transfer prepare plan perf gpu-check test stress lint clean
 
 help: ## list the targets
 	@echo "Usage: make TARGET [SPEC=specs/demo.toml] [DATA=/path/to/dataset] [RESULTS=results]"
@@ -43,6 +43,15 @@ demo-figures: ## copy the demo's figures shown in README and docs/ into docs/fig
 
 report: $(STAMP) ## tables and figures of SPEC's results (RESULTS/<spec name>/report/)
 	$(BIN)/bench report $(SPEC) --results $(RESULTS)
+
+# downstream tasks of the demo: 300 new synthetic clips (seed 1: audio the demo's models never heard)
+TRANSFER_DATA  ?= data/synthetic-transfer
+TRANSFER_TASKS ?= hiss mode
+
+transfer: $(STAMP) ## embeddings of SPEC's runs scored on downstream tasks (default: the demo's, after `make grid`)
+	$(BIN)/bench synth --out $(TRANSFER_DATA) --clips 300 --seed 1 --seconds 4 $(addprefix --task ,$(TRANSFER_TASKS))
+	@for task in $(TRANSFER_TASKS); do \
+		$(BIN)/bench transfer $(SPEC) --task $(TRANSFER_DATA)/$$task.csv --results $(RESULTS) || exit 1; done
 
 prepare: $(STAMP) ## decode and resample SPEC's dataset into the waveform cache
 	$(BIN)/bench prepare $(SPEC) $(if $(DATA),--data $(DATA))

@@ -168,6 +168,16 @@ class MusiCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.back(self.pooled(x))
 
+    embedding_names = ("penultimate", "max_pool", "mean_pool")
+    """Layers `embeddings` returns, by musicnn's extractor's names; the first is the default embedding."""
+
+    def embeddings(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """musicnn's features of a segment: `max_pool` and `mean_pool` over time of the dense connection
+        (B, dense_channels each) and `penultimate`, the dense layer after its ReLU and BatchNorm
+        (B, dense_units)."""
+        pooled = self.pooled(x)
+        return {"penultimate": self.back[:5](pooled), "max_pool": pooled[:, 0::2], "mean_pool": pooled[:, 1::2]}
+
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         """The back end's input: interleaved (max0, mean0, max1, mean1, ...) over time of the dense
         connection [front end, c1, c2, c3], (B, 2 x dense_channels)."""

@@ -55,6 +55,17 @@ class VGG(nn.Module):
         x = self.blocks(self.input_bn(x))  # (B, C4, 1, 1) at the planned input size
         return self.classifier(x.flatten(1))
 
+    @property
+    def embedding_names(self) -> tuple[str, ...]:
+        """Layers `embeddings` returns; the first is the default embedding."""
+        return (f"pool{len(self.plan.channels)}",)
+
+    def embeddings(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The last block, pooled to 1 x 1: (B, C4), what the classifier reads."""
+        if x.dim() == 3:
+            x = x.unsqueeze(1)
+        return {self.embedding_names[0]: self.blocks(self.input_bn(x)).flatten(1)}
+
     def analytic_macs(self) -> int:
         """Conv + linear multiply-adds of one forward pass of one clip (architectures.planning)."""
         return vgg_macs(self.plan, self.n_tags)
@@ -104,6 +115,13 @@ class VGG605k(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.dropout(self.features(x).flatten(1)))
+
+    embedding_names = ("pool5",)
+    """Layers `embeddings` returns (musicnn's extractor's name for the last pooled map)."""
+
+    def embeddings(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The last pooled map flattened in TensorFlow's (time, freq, channel) order: (B, flat_features)."""
+        return {"pool5": self.features(x).flatten(1)}
 
     def analytic_macs(self) -> int:
         """Conv + linear multiply-adds of one forward pass of one segment (architectures.planning)."""

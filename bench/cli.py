@@ -131,6 +131,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
     writable_folder(args.out, "--out")
     summary = generate(args.out, clips=args.clips, seed=args.seed, clip_seconds=args.seconds)
     print(f"synthetic MTAT-format dataset: {summary.clips} clips in {args.out}")
+    for task in args.task or []:
+        from bench.data.synthetic.tasks import write_task
+
+        print(f"downstream task {task!r}: {write_task(args.out, task)}")
     return 0
 
 
@@ -270,6 +274,28 @@ def cmd_tag(args: argparse.Namespace) -> int:
     return cli_main(args.audio, args.model, args.models, args.top, args.json, args.png, args.started)
 
 
+def cmd_embed(args: argparse.Namespace) -> int:
+    from bench.tools.embed import cli_main
+
+    return cli_main(args.audio, args.manifest, args.model, args.models, args.out, args.per_patch, args.quiet)
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from bench.tools.transfer import TransferSettings, run_transfer
+
+    settings = TransferSettings(layer=args.layer, classifiers=("logreg", "mlp") if args.mlp else ("logreg",),
+                                folds=args.folds)
+    return run_transfer(args.models_or_spec, args.task, settings, results=args.results, out=args.out,
+                        models=args.models, label_column=args.label_column, quiet=args.quiet)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from bench.tools.export import cli_main
+
+    writable_file(args.onnx, "--onnx")
+    return cli_main(args.model, args.onnx, args.models, args.with_frontend)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="bench",
@@ -299,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clips", type=at_least(1), default=600, metavar="N", help="number of clips (default 600)")
     p.add_argument("--seed", type=at_least(0), default=0, metavar="S", help="generator seed (default 0)")
     p.add_argument("--seconds", type=positive_float, default=29.1, metavar="SEC", help="clip length (default 29.1)")
+    p.add_argument("--task", action="append", choices=["hiss", "mode"],
+                   help="also write a downstream task's manifest, <out>/<task>.csv, for `bench transfer`; "
+                        "labels no tag gives away (hiss: a 4.3-5.2 kHz noise band or none; mode: major or minor)")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("prepare", help="decode and resample a spec's dataset into per-sample-rate caches")
@@ -401,6 +430,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--png", metavar="PATH",
                    help="save the taggram as a PNG (with several files: PATH-<audio name>.png each)")
     p.set_defaults(func=cmd_tag)
+
+    p = sub.add_parser("embed", help="embeddings of audio files from a run or an imported model (.npy + index), "
+                                     "cached and resumable")
+    p.add_argument("audio", nargs="*", help="audio files (or --manifest)")
+    p.add_argument("--manifest", metavar="CSV", help="a CSV with a column 'path' (relative to its folder)")
+    p.add_argument("--model", default="MTT_musicnn", metavar="NAME|DIR",
+                   help="an imported model's name or folder, or a run folder (default MTT_musicnn)")
+    p.add_argument("--models", metavar="DIR", help="where imported models live " + MODELS_HELP)
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (its cache/ makes reruns cheap)")
+    p.add_argument("--per-patch", action="store_true", help="also write every patch's embedding")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("transfer", help="score the embeddings of a grid's runs (or imported models) on a downstream "
+                                        "task by cross-validated logistic regression")
+    p.add_argument("models_or_spec", nargs="+", metavar="SPEC|RUN|MODEL",
+                   help="a spec (its finished runs), run folders or imported models")
+    p.add_argument("--task", required=True, metavar="CSV",
+                   help="the task's manifest: path,label[,fold] (paths relative to its folder)")
+    p.add_argument("--label-column", default="label", metavar="NAME", help="the manifest's label column")
+    p.add_argument("--layer", metavar="NAME",
+                   help="embedding layer (default: each model's first: pool4 VGG, penultimate MusiCNN)")
+    p.add_argument("--mlp", action="store_true", help="also score a one-hidden-layer MLP")
+    p.add_argument("--folds", type=at_least(2), default=5, metavar="K",
+                   help="stratified folds when the manifest has no fold column (default 5)")
+    p.add_argument("--results", default="results", metavar="DIR",
+                   help="where a spec's results live (default results/)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default <results>/<spec>/transfer/<task>/)")
+    p.add_argument("--models", metavar="DIR", help="where imported models live " + MODELS_HELP)
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_transfer)
+
+    p = sub.add_parser("export", help="a run or an imported model as ONNX (optionally with the mel front end), "
+                                      "checked against PyTorch with onnxruntime")
+    p.add_argument("model", metavar="RUN|MODEL", help="a run folder, or an imported model's name or folder")
+    p.add_argument("--onnx", required=True, metavar="FILE", help="the ONNX file to write (plus FILE.json)")
+    p.add_argument("--with-frontend", action="store_true",
+                   help="take the waveform of one patch and compute the log-mel inside the graph")
+    p.add_argument("--models", metavar="DIR", help="where imported models live " + MODELS_HELP)
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("download", help="download a public dataset's audio (MagnaTagATune, MTG-Jamendo), resumably")
     p.add_argument("dataset", choices=["mtat", "jamendo"])

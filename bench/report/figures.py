@@ -141,7 +141,7 @@ def log_ticks(lo: float, hi: float) -> tuple[list[float], float, float]:
     return [t for t in coarse if lo <= t <= hi], lo, hi
 
 
-def _log_axis(axis, lo: float, hi: float, unit: str = "") -> None:
+def log_axis(axis, lo: float, hi: float, unit: str = "") -> None:
     """Log scale over [lo, hi] with `log_ticks`; every label in one unit ("" = plain number, "kB" = bytes
     / 1000); minor ticks unlabelled."""
     ticks, lo, hi = log_ticks(lo, hi)
@@ -272,7 +272,7 @@ def fig1(aggregated: pd.DataFrame, title: str = "") -> Figure:
         for ax in axes[-1]:
             ax.set_yscale("log")
         if gmac.size:
-            _log_axis(axes[-1, 0].yaxis, gmac.min() / 1.3, gmac.max() * 1.3)
+            log_axis(axes[-1, 0].yaxis, gmac.min() / 1.3, gmac.max() * 1.3)
         fig.legend(handles=_legend_handles(shown, hops), loc="outside lower center", ncols=min(6, 2 * len(hops)),
                    frameon=False, title=f"series (shaded: {REFERENCE['n_mels']} mel bands, the reference's)")
         fig.suptitle(_heading(header, width), x=0.02, ha="left")
@@ -311,7 +311,7 @@ def _fig1_single(aggregated: pd.DataFrame, header: list[str]) -> Figure:
 # --- trade-off ---------------------------------------------------------------------------------------------
 
 
-def _series_styles(aggregated: pd.DataFrame) -> dict:
+def series_styles(aggregated: pd.DataFrame) -> dict:
     """(arch, width, sample_rate) -> (marker, colour): the marker shape alone tells the series apart."""
     keys = aggregated[["arch", "width", "sample_rate"]].drop_duplicates().sort_values(["arch", "width",
                                                                                        "sample_rate"])
@@ -326,7 +326,7 @@ _LABEL_SPOTS = ((4, 3, "left", "bottom"), (4, -3, "left", "top"), (-4, 3, "right
 """Label positions around a point: offset in pt and alignment, tried in this order."""
 
 
-def _place_labels(ax, points: list[tuple[float, float, str, bool]], markers: np.ndarray,
+def place_labels(ax, points: list[tuple[float, float, str, bool]], markers: np.ndarray,
                   axes_inches: tuple[float, float]) -> None:
     """Write each label (x, y, text, bold) at the first spot around (x, y) that overlaps no marker (x, y
     rows of `markers`) and no label placed before (sizes estimated at 8 pt), else at the least covered."""
@@ -428,7 +428,7 @@ def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac") -> Figure:
     """
     flag = COSTS[cost].flag
     datasets = list(dict.fromkeys(aggregated["dataset"]))
-    styles = _series_styles(aggregated)
+    styles = series_styles(aggregated)
     several_models = len({(a, w) for a, w, _ in styles}) > 1
     key = []
     # a panel grows with its labels (about 11 per inch of height), from 3 to 7 in
@@ -443,7 +443,7 @@ def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac") -> Figure:
             x_ok = x_all[np.isfinite(x_all) & (x_all > 0)]
             ax.set_xscale("log")
             if x_ok.size:
-                _log_axis(ax.xaxis, x_ok.min() / 1.35, x_ok.max() * 1.35, COSTS[cost].unit)
+                log_axis(ax.xaxis, x_ok.min() / 1.35, x_ok.max() * 1.35, COSTS[cost].unit)
             rows = rows[np.isfinite(x_all)]  # runs without the measurement (older results) are left out
             x_all = x_all[np.isfinite(x_all)]
             mean = 100 * rows["roc_auc_mean"].to_numpy(dtype=float)
@@ -475,7 +475,7 @@ def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac") -> Figure:
                 value = COSTS[cost].value(getattr(r, cost))
                 key.append(f"{number}: {name} ({value}, {100 * r.roc_auc_mean:.2f} %)")
             plotted = np.column_stack([x_all, mean])
-            _place_labels(ax, _point_labels(rows, cost, numbers), plotted[np.isfinite(plotted).all(axis=1)],
+            place_labels(ax, _point_labels(rows, cost, numbers), plotted[np.isfinite(plotted).all(axis=1)],
                           (PAGE_WIDTH - 3.2, heights[dataset] - 0.9))
             ax.set_xlabel(COSTS[cost].axis)
             ax.set_ylabel("ROC-AUC (%)")

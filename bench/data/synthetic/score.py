@@ -19,6 +19,8 @@ def midi_hz(midi: float) -> float:
 _MAJOR = (0, 2, 4, 5, 7, 9, 11)
 _MINOR = (0, 2, 3, 5, 7, 8, 10)
 _PROGRESSIONS = ((0, 4, 5, 3), (0, 5, 3, 4), (5, 3, 0, 4), (0, 3, 4, 0), (0, 3, 0, 4), (5, 4, 3, 4))
+MAJOR_SHARE = 0.6
+"""Share of clips in a major key; the rest are in the natural minor."""
 _REGISTER_CENTRE = {"low": 40, "mid": 55, "high": 74}
 """MIDI note around which the instruments play (E2, G3, D5)."""
 
@@ -36,6 +38,8 @@ class Score:
     """Per bar: the triad's MIDI pitch classes (0-11 offsets from C, not octave-placed)."""
     scale: tuple[int, ...]
     """Pitch classes of the key."""
+    mode: str
+    """'major' or 'minor': no tag names it (`bench.data.synthetic.tasks`)."""
     centre: int
 
     @property
@@ -58,14 +62,16 @@ def draw_score(rng: np.random.Generator, tags: frozenset[str], n: int, sr: int) 
         bpm = rng.uniform(90, 124)
     beat = 60.0 / bpm
     key = int(rng.integers(12))
-    scale = tuple((key + s) % 12 for s in (_MAJOR if rng.random() < 0.6 else _MINOR))
+    mode = "major" if rng.random() < MAJOR_SHARE else "minor"
+    scale = tuple((key + s) % 12 for s in (_MAJOR if mode == "major" else _MINOR))
     progression = _PROGRESSIONS[int(rng.integers(len(_PROGRESSIONS)))]
     chords = tuple((scale[d], scale[(d + 2) % 7], scale[(d + 4) % 7]) for d in progression)
     register = "low" if "low" in tags else "high" if "high" in tags else "mid"
     centre = _REGISTER_CENTRE[register] + int(rng.integers(-2, 3))
     start = -float(rng.uniform(0.0, 4 * beat))  # the clip is cut from a longer piece: music at t = 0
     bars = int(math.ceil((n / sr - start) / (4 * beat)))
-    return Score(sr=sr, n=n, beat=beat, start=start, bars=bars, chords=chords, scale=scale, centre=centre)
+    return Score(sr=sr, n=n, beat=beat, start=start, bars=bars, chords=chords, scale=scale, mode=mode,
+                 centre=centre)
 
 
 def place_pc(pc: int, near: float) -> int:

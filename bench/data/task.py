@@ -1,0 +1,89 @@
+"""A downstream task: a CSV manifest of audio files and one label each, for `bench transfer`.
+
+Columns: `path` (relative to the manifest's folder, or absolute), the label column (`label` unless
+named otherwise) and an optional `fold` (integers: cross-validation holds out one fold at a time;
+without it, stratified folds are drawn). Other columns are ignored. Every problem is one line naming
+the manifest, and the line where there is one; every file must exist before any work starts.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.core.errors import UserError
+
+FOLD_COLUMN = "fold"
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    """The manifest's stem: results land under transfer/<name>/."""
+    manifest: Path
+    paths: tuple[str, ...]
+    """Absolute paths, in the manifest's order."""
+    labels: tuple[str, ...]
+    folds: tuple[int, ...] | None
+    """The manifest's folds, or None (stratified folds are drawn)."""
+
+    @property
+    def classes(self) -> list[str]:
+        return sorted(set(self.labels))
+
+
+def read_rows(manifest: str | Path, required: tuple[str, ...]) -> tuple[Path, list[str], list[tuple[int, dict]]]:
+    """(manifest path, columns, [(line number, row)]) of a CSV manifest that has the `required` columns."""
+    manifest = Path(manifest).expanduser()
+    if not manifest.is_file():
+        raise UserError(f"manifest not found: expected a CSV file with columns {','.join(required)} at {manifest}")
+    try:
+        with open(manifest, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            columns = list(reader.fieldnames or [])
+            rows = list(enumerate(reader, start=2))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise UserError(f"{manifest}: not a CSV text file ({exc})") from None
+    for column in required:
+        if column not in columns:
+            raise UserError(f"{manifest}: no column {column!r} (columns: {', '.join(columns) or 'none'}); "
+                            f"expected {','.join(required)}")
+    return manifest, columns, rows
+
+
+def audio_path(manifest: Path, line: int, entry: str) -> str:
+    """A row's `path` (relative to the manifest's folder, or absolute), which must be a file."""
+    if not entry:
+        raise UserError(f"{manifest}: line {line}: empty path")
+    full = Path(entry).expanduser()
+    full = full if full.is_absolute() else manifest.parent / full
+    if not full.is_file():
+        raise UserError(f"{manifest}: line {line}: audio file not found: {full}")
+    return str(full.resolve())
+
+
+def read_task(manifest: str | Path, label_column: str = "label") -> Task:
+    manifest, columns, rows = read_rows(manifest, ("path", label_column))
+    has_folds = FOLD_COLUMN in columns
+    paths, labels, folds = [], [], []
+    for line, row in rows:
+        label = (row.get(label_column) or "").strip()
+        if not label:
+            raise UserError(f"{manifest}: line {line}: empty {label_column}")
+        paths.append(audio_path(manifest, line, (row.get("path") or "").strip()))
+        if has_folds:
+            try:
+                folds.append(int(row[FOLD_COLUMN]))
+            except (TypeError, ValueError):
+                raise UserError(f"{manifest}: line {line}: fold {row[FOLD_COLUMN]!r} is not an integer") from None
+        labels.append(label)
+    if len(set(labels)) < 2:
+        raise UserError(f"{manifest}: needs at least two labels in column {label_column!r}, "
+                        f"found {len(set(labels))} in {len(rows)} row(s)")
+    if has_folds and len(set(folds)) < 2:
+        raise UserError(f"{manifest}: column {FOLD_COLUMN!r} needs at least two folds, found {sorted(set(folds))}")
+    duplicates = len(paths) - len(set(paths))
+    if duplicates:
+        raise UserError(f"{manifest}: {duplicates} file(s) listed more than once")
+    return Task(manifest.stem, manifest.resolve(), tuple(paths), tuple(labels), tuple(folds) if has_folds else None)

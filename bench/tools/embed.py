@@ -1,0 +1,270 @@
+"""`bench embed`: embeddings of audio files from an imported model or a run of a grid.
+
+A file goes the way `bench tag` takes it (decode, resample to the model's rate, the model's own mel
+front end, non-overlapping patches of its input length from the start), then each patch through the
+network up to the embedding layers the architecture names (`embedding_names`, first = default):
+
+    VGG-CNN        pool4          the last block, pooled to 1 x 1 (what the classifier reads)
+    vgg-605k       pool5          the last pooled map, flattened in TensorFlow's order
+    MusiCNN        penultimate    the dense layer after ReLU and BatchNorm (musicnn's name)
+                   max_pool, mean_pool   max and mean over time of the dense connection
+
+A file's embedding is the mean over its patches; `--per-patch` keeps every patch as well.
+
+Cache: one `.npz` per (model, audio) pair, `<cache>/<model id>/<audio id>.npz`, written atomically,
+holding every layer per patch. The model id hashes its description and weights, the audio id the
+file's bytes: a rerun (or a killed run started again) computes only what is missing, and a changed
+file or retrained model is never served stale.
+
+Output folder: `index.csv` (row, path, audio id, seconds, patches, first patch row), `<layer>.npy`
+(files x dims, float32, rows in index order), `<layer>.patches.npy` with `--per-patch`, and
+`embeddings.json` (the model, its layers and dimensions, files that failed and why).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.core.errors import UserError
+from bench.core.layout import BEST, CONFIG, MODEL_JSON
+from bench.core.store import atomic_write_bytes, atomic_write_json
+from bench.tools.tag import Tagger, load_folder, resolve_model
+
+GROUP = 32
+"""Files decoded and embedded together: their patches share forward passes."""
+BATCH = 32
+"""Patches per forward pass."""
+SECONDS = "__seconds__"
+"""The cache entry's key for the file's duration (seconds at the model's rate)."""
+INDEX = "index.csv"
+SUMMARY = "embeddings.json"
+CACHE = "cache"
+
+
+@dataclass
+class Embedder:
+    tagger: Tagger
+    identity: str
+    """Hash of the model's description and weights (the cache's key)."""
+    kind: str
+    folder: Path
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return tuple(self.tagger.model.embedding_names)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.tagger.sample_rate
+
+
+def _hash_files(paths: Iterable[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:20]
+
+
+def model_files(kind: str, folder: Path) -> list[Path]:
+    """The files that define a model: its description and its weights."""
+    if kind == "legacy-run":
+        return [folder / CONFIG, folder / BEST]
+    from bench.train.model_file import read_json
+
+    return [folder / MODEL_JSON, folder / read_json(folder / MODEL_JSON).get("weights", "weights.pt")]
+
+
+def file_identity(path: str | Path) -> str:
+    return _hash_files([Path(path)])
+
+
+def load_embedder(model: str, models: str | None = None) -> Embedder:
+    """`model`: an imported model's name or folder, or a run folder (as `bench tag --model`)."""
+    kind, folder = resolve_model(model, models)
+    try:
+        identity = _hash_files(model_files(kind, folder))
+    except OSError as exc:
+        raise UserError(f"{folder}: cannot read the model's files ({exc.strerror or exc})") from None
+    tagger = load_folder(kind, folder)
+    if not hasattr(tagger.model, "embeddings"):
+        raise UserError(f"{folder}: architecture {type(tagger.model).__name__} names no embedding layers")
+    return Embedder(tagger, identity, kind, folder)
+
+
+def embed_waveforms(tagger: Tagger, waveforms: list[np.ndarray], batch: int = BATCH) -> list[dict[str, np.ndarray]]:
+    """Every layer's embedding of every patch: for each waveform, {layer: (patches, dims) float32}."""
+    import torch
+
+    from bench.data.views import eval_segments
+
+    with torch.inference_mode():
+        patches, counts = [], []
+        for waveform in waveforms:
+            mel = tagger.frontend(torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))[None])
+            segments, n = eval_segments(mel, tagger.patch_frames)
+            patches.append(segments)
+            counts.append(n)
+        outputs: dict[str, list[torch.Tensor]] = {}
+        for chunk in torch.cat(patches).split(batch):
+            for layer, value in tagger.model.embeddings(chunk).items():
+                outputs.setdefault(layer, []).append(value.float())
+        joined = {layer: torch.cat(values).numpy() for layer, values in outputs.items()}
+    result, start = [], 0
+    for n in counts:
+        result.append({layer: array[start:start + n].copy() for layer, array in joined.items()})
+        start += n
+    return result
+
+
+class EmbeddingCache:
+    """`<root>/<model id>/<audio id>.npz`: one model's per-patch embeddings of one audio file."""
+
+    def __init__(self, root: str | Path, model_identity: str):
+        self.folder = Path(root) / model_identity
+
+    def _path(self, audio_identity: str) -> Path:
+        return self.folder / f"{audio_identity}.npz"
+
+    def get(self, audio_identity: str, layers: tuple[str, ...]) -> dict[str, np.ndarray] | None:
+        """The cached arrays (and SECONDS), or None when absent or unreadable (then computed again)."""
+        try:
+            with np.load(self._path(audio_identity), allow_pickle=False) as data:
+                arrays = {key: data[key] for key in (*layers, SECONDS)}
+        except (OSError, KeyError, ValueError, EOFError):
+            return None
+        return arrays
+
+    def put(self, audio_identity: str, arrays: dict[str, np.ndarray]) -> None:
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        atomic_write_bytes(self._path(audio_identity), buffer.getvalue())
+
+
+Decoder = Callable[[str, int], np.ndarray]
+
+
+def decode(path: str, sample_rate: int) -> np.ndarray:
+    from bench.data.audio import decode_file
+
+    return decode_file(path, sample_rate)
+
+
+def embed_files(embedder: Embedder, paths: list[str], cache_root: str | Path, decoder: Decoder = decode,
+                progress: Callable[[int], None] | None = None
+                ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, str]]:
+    """({path: {layer: (patches, dims), SECONDS: duration}}, {path: why it failed}) for every path,
+    computing only what the cache lacks. A file that cannot be decoded is recorded, not raised."""
+    from bench.data.audio import BadAudio
+
+    cache = EmbeddingCache(cache_root, embedder.identity)
+    done: dict[str, dict[str, np.ndarray]] = {}
+    failed: dict[str, str] = {}
+    for start in range(0, len(paths), GROUP):
+        group = paths[start:start + GROUP]
+        todo: list[tuple[str, str, np.ndarray]] = []
+        for path in group:
+            try:
+                identity = file_identity(path)
+            except OSError as exc:
+                failed[path] = f"cannot read ({exc.strerror or exc})"
+                continue
+            cached = cache.get(identity, embedder.layers)
+            if cached is not None:
+                done[path] = cached
+                continue
+            try:
+                todo.append((path, identity, decoder(path, embedder.sample_rate)))
+            except BadAudio as exc:
+                failed[path] = str(exc)
+        if todo:
+            for (path, identity, waveform), arrays in zip(todo, embed_waveforms(embedder.tagger,
+                                                                                [w for *_, w in todo]), strict=True):
+                arrays[SECONDS] = np.array(len(waveform) / embedder.sample_rate)
+                cache.put(identity, arrays)
+                done[path] = arrays
+        if progress:
+            progress(len(group))
+    return done, failed
+
+
+def write_outputs(out: Path, embedder: Embedder, paths: list[str], arrays: dict[str, dict[str, np.ndarray]],
+                  failed: dict[str, str], per_patch: bool) -> dict:
+    """index.csv, <layer>.npy (mean over patches), <layer>.patches.npy and embeddings.json, atomically."""
+    kept = [p for p in paths if p in arrays]
+    rows, first = [], 0
+    for row, path in enumerate(kept):
+        n = len(arrays[path][embedder.layers[0]])
+        rows.append([row, path, file_identity(path), round(float(arrays[path][SECONDS]), 3), n, first])
+        first += n
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["row", "path", "audio_id", "seconds", "patches", "first_patch"])
+    writer.writerows(rows)
+    atomic_write_bytes(out / INDEX, text.getvalue().encode("utf-8"))
+    dims = {}
+    for layer in embedder.layers:
+        means = np.stack([arrays[p][layer].mean(axis=0) for p in kept]) if kept else np.zeros((0, 0), np.float32)
+        dims[layer] = int(means.shape[1]) if kept else 0
+        _save_npy(out / f"{layer}.npy", means.astype(np.float32))
+        if per_patch:
+            stacked = np.concatenate([arrays[p][layer] for p in kept]) if kept else means
+            _save_npy(out / f"{layer}.patches.npy", stacked.astype(np.float32))
+    summary = {"model": embedder.tagger.name, "model_id": embedder.identity, "model_folder": str(embedder.folder),
+               "sample_rate": embedder.sample_rate, "patch_seconds": round(embedder.tagger.patch_seconds, 4),
+               "layers": dims, "default_layer": embedder.layers[0], "files": len(kept), "per_patch": per_patch,
+               "failed": failed}
+    atomic_write_json(out / SUMMARY, summary)
+    return summary
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def manifest_paths(manifest: str) -> list[str]:
+    """The `path` column of a CSV manifest (relative to its folder), every file checked to exist."""
+    from bench.data.task import audio_path, read_rows
+
+    path, _, rows = read_rows(manifest, ("path",))
+    return [audio_path(path, line, (row.get("path") or "").strip()) for line, row in rows]
+
+
+def cli_main(audio: list[str], manifest: str | None, model: str, models: str | None, out: str,
+             per_patch: bool, quiet: bool) -> int:
+    """Embed every file; files that cannot be decoded are reported (one line each), recorded in
+    embeddings.json, and give exit status 2 at the end."""
+    from bench.core.paths import writable_folder
+    from bench.core.progress import progress_bar
+
+    if manifest and audio:
+        raise UserError("give audio files or --manifest, not both")
+    paths = manifest_paths(manifest) if manifest else list(audio)
+    if not paths:
+        raise UserError("no audio: give audio files or --manifest FILE")
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise UserError(f"audio file not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if missing[1:]
+                                                                  else ""))
+    target = Path(writable_folder(out, "--out"))
+    embedder = load_embedder(model, models)
+    target.mkdir(parents=True, exist_ok=True)
+    with progress_bar(len(paths), f"embedding ({embedder.tagger.name})", enabled=not quiet) as bar:
+        arrays, failed = embed_files(embedder, paths, target / CACHE, progress=bar.update)
+    for path, why in failed.items():
+        print(f"bench embed: error: {path}: {why}", file=sys.stderr)
+    summary = write_outputs(target, embedder, paths, arrays, failed, per_patch)
+    dims = ", ".join(f"{layer} ({n})" for layer, n in summary["layers"].items())
+    print(f"{embedder.tagger.name}: {summary['files']} file(s) -> {target}: {dims}")
+    return 2 if failed else 0

@@ -1,0 +1,153 @@
+"""`bench export`: a run of a grid or an imported model as an ONNX file that runs in other toolkits.
+
+The network alone takes `mel`, float32 (batch, n_mels, patch_frames): the log-mel patch the model was
+trained on (`bench.train.frontend.MelFrontend`, settings in the sidecar JSON). With `--with-frontend`
+the file takes `waveform`, float32 (batch, samples) mono at the model's sample rate, exactly the
+samples of one patch, and computes the mel front end itself (STFT, mel filterbank, log) inside the
+graph. Either way the output is `logits`, float32 (batch, n_tags), in the sidecar's tag order; a
+sigmoid gives tag probabilities, and a track's prediction is the mean over its patches (as `bench
+tag` takes them: non-overlapping, from the start). The batch axis is dynamic.
+
+The export (torch.onnx, opset 18) is checked before it is kept: onnxruntime runs it on a batch of 3
+inputs (real log-mel patches of a synthetic signal, or the signal) and every logit must match
+PyTorch's within 1e-5 of the largest logit's magnitude (at least 1e-5 absolute); the measured
+difference is written in the sidecar `<file>.json`, next to the input and output names and shapes,
+the front end's settings and the tags.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.core.errors import UserError
+from bench.core.store import atomic_write_bytes, atomic_write_json
+from bench.tools.tag import Tagger, load_tagger
+
+OPSET = 18
+TOLERANCE = 1e-5
+"""Largest allowed |ONNX - PyTorch| over the logits, relative to the largest |logit| (and at least 1e-5)."""
+CHECK_BATCH = 3
+NEEDED = ("onnx", "onnxscript", "onnxruntime")
+
+
+def patch_samples(tagger: Tagger) -> int:
+    """The waveform input's length: (patch_frames - 1) hops, which both framings turn into exactly
+    `patch_frames` frames (centred frames, with or without padding to a multiple of the hop)."""
+    hop = tagger.frontend.config.hop_length
+    n = max(1, (tagger.patch_frames - 1) * hop)
+    while tagger.frontend.n_frames(n) < tagger.patch_frames:
+        n += 1
+    if tagger.frontend.n_frames(n) != tagger.patch_frames:  # pragma: no cover - framing always steps by one
+        raise UserError(f"no waveform length gives {tagger.patch_frames} frames")
+    return n
+
+
+def _network(tagger: Tagger):
+    model = tagger.model.eval()
+    if hasattr(model, "rearrange"):  # MusiCNN: the timbral convolutions as written (plain Conv2d in the graph)
+        model.rearrange = False
+    return model
+
+
+class WithFrontend(torch.nn.Module):
+    """waveform -> log-mel -> network, as one module."""
+
+    def __init__(self, tagger: Tagger):
+        super().__init__()
+        self.frontend = tagger.frontend
+        self.network = _network(tagger)
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        return self.network(self.frontend(waveform))
+
+
+def check_inputs(tagger: Tagger, with_frontend: bool, seed: int = 0):
+    """A batch of CHECK_BATCH inputs: patches of a synthetic chord with noise (or its waveform)."""
+    samples = patch_samples(tagger)
+    rng = np.random.default_rng(seed)
+    t = np.arange(samples) / tagger.sample_rate
+    waves = []
+    for _ in range(CHECK_BATCH):
+        f0 = rng.uniform(110, 440)
+        tone = sum(np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 2 * np.pi)) / k for k in (1, 1.25, 1.5, 2))
+        waves.append(0.1 * tone + 0.01 * rng.standard_normal(samples))
+    waveform = torch.from_numpy(np.stack(waves).astype(np.float32))
+    if with_frontend:
+        return waveform
+    with torch.inference_mode():
+        return tagger.frontend(waveform).clone()
+
+
+def export(model: str, onnx_path: str | Path, models: str | None = None, with_frontend: bool = False) -> dict:
+    """Export, check with onnxruntime, then write the file and its sidecar JSON; returns the sidecar."""
+    missing = [name for name in NEEDED if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UserError(f"bench export needs {', '.join(NEEDED)} ({', '.join(missing)} missing): "
+                        "pip install 'mel-resolution-bench[onnx]'")
+    import onnxruntime
+
+    tagger = load_tagger(model, models)
+    module = WithFrontend(tagger).eval() if with_frontend else _network(tagger)
+    example = check_inputs(tagger, with_frontend)
+    input_name = "waveform" if with_frontend else "mel"
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+            program = torch.onnx.export(module, (example,), None, input_names=[input_name], output_names=["logits"],
+                                        dynamic_shapes=({0: batch},), opset_version=OPSET, dynamo=True,
+                                        verbose=False)
+    except Exception as exc:  # the exporter's own failure, in one line
+        raise UserError(f"ONNX export of {tagger.name} failed: {type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+    data = program.model_proto.SerializeToString()
+    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+    with torch.inference_mode():
+        expected = module(example).numpy()
+    got = session.run(["logits"], {input_name: example.numpy()})[0]
+    difference = float(np.abs(got - expected).max())
+    allowed = TOLERANCE * max(1.0, float(np.abs(expected).max()))
+    if not difference <= allowed:
+        raise UserError(f"ONNX export of {tagger.name}: onnxruntime differs from PyTorch by {difference:.3g} "
+                        f"(allowed {allowed:.3g}); file not written")
+    fe = tagger.frontend
+    input_shape = ["batch", patch_samples(tagger)] if with_frontend else ["batch", fe.config.n_mels,
+                                                                          tagger.patch_frames]
+    sidecar = {
+        "model": tagger.name, "opset": OPSET, "with_frontend": with_frontend,
+        "input": {"name": input_name, "shape": input_shape, "dtype": "float32",
+                  "what": "mono waveform at sample_rate, one patch" if with_frontend
+                  else "log-mel patch (bands x frames), the front end below"},
+        "output": {"name": "logits", "shape": ["batch", len(tagger.tags)], "dtype": "float32",
+                   "what": "tag logits (sigmoid: probabilities); a track's score is the mean over its patches"},
+        "tags": list(tagger.tags), "sample_rate": tagger.sample_rate, "patch_frames": tagger.patch_frames,
+        "patch_seconds": round(tagger.patch_seconds, 4),
+        "frontend": {"n_fft": fe.mel.spectrogram.n_fft, "hop_length": fe.config.hop_length,
+                     "n_mels": fe.config.n_mels, "window": "hann (periodic)", "center": True,
+                     "pad_mode": fe.mel.spectrogram.pad_mode, "mel_scale": "slaney", "norm": "slaney",
+                     "fmin": 0.0, "fmax": tagger.sample_rate / 2, "power": 2.0, "log": fe.config.log,
+                     "float16_mel": fe.float16_mel},
+        "check": {"runtime": f"onnxruntime {onnxruntime.__version__}", "batch": CHECK_BATCH,
+                  "max_abs_difference": difference, "allowed": allowed},
+    }
+    path = Path(onnx_path)
+    atomic_write_bytes(path, data)
+    atomic_write_json(path.with_name(path.name + ".json"), sidecar)
+    return sidecar
+
+
+def cli_main(model: str, onnx_path: str, models: str | None, with_frontend: bool) -> int:
+    sidecar = export(model, onnx_path, models, with_frontend)
+    shape = "x".join(str(d) for d in sidecar["input"]["shape"])
+    check = sidecar["check"]["max_abs_difference"]
+    print(f"{sidecar['model']}: {onnx_path} ({sidecar['input']['name']} {shape} -> logits "
+          f"batchx{len(sidecar['tags'])}); onnxruntime matches PyTorch within {check:.2g}; "
+          f"described in {onnx_path}.json", file=sys.stdout)
+    return 0

@@ -1,0 +1,307 @@
+"""`bench transfer`: how good a feature extractor is each model of a grid, on a downstream task?
+
+For every model (the finished runs of a spec, run folders, or imported models) and every file of the
+task (`bench.data.task`), the file's embedding (`bench.tools.embed`: the mean over its patches of the
+model's default layer, or `--layer`) goes to a scikit-learn classifier: standardised, then logistic
+regression (and, with `--mlp`, a one-hidden-layer MLP), scored by cross-validation: the manifest's
+folds, or stratified k-fold (k = 5, shuffled with a fixed seed, the same folds for every model).
+Per fold: balanced accuracy and ROC-AUC (binary; macro one-vs-rest for more classes). Each model's
+result is the mean and the standard deviation (ddof 1) over folds.
+
+Results, `results/<spec>/transfer/<task>/`: `<model>.json` per model (written atomically: the
+done-marker; a rerun with the same task, layer, classifiers and folds reuses it), `transfer.csv`
+(one row per model and classifier, with the upstream model's GMAC and tagging ROC-AUC beside the
+downstream scores), `transfer.md`, and `transfer.png`/`.pdf`: downstream score against GMAC and
+against tagging ROC-AUC. Embeddings are cached by model and audio under `results/<spec>/embeddings/`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.core.errors import UserError
+from bench.core.layout import load_result, run_dir, spec_dir
+from bench.core.store import atomic_write_json, atomic_write_text
+from bench.data.task import Task, read_task
+from bench.tools.embed import Embedder, embed_files, load_embedder
+
+CLASSIFIERS = ("logreg", "mlp")
+FOLDS = 5
+SEED = 0
+DECODED_BUDGET_BYTES = 2 << 30
+"""Decoded waveforms kept in memory across models of one sample rate (beyond it, files are decoded again)."""
+
+
+@dataclass(frozen=True)
+class TransferSettings:
+    layer: str | None = None
+    """The embedding layer; None: each model's default (its first `embedding_names`)."""
+    classifiers: tuple[str, ...] = ("logreg",)
+    folds: int = FOLDS
+    """Stratified folds when the manifest has no `fold` column."""
+    seed: int = SEED
+
+    def __post_init__(self) -> None:
+        unknown = [c for c in self.classifiers if c not in CLASSIFIERS]
+        if unknown or not self.classifiers:
+            raise UserError(f"classifiers must be among {', '.join(CLASSIFIERS)}, got {', '.join(unknown) or 'none'}")
+        if self.folds < 2:
+            raise UserError(f"--folds must be >= 2, got {self.folds}")
+
+
+def make_classifier(name: str, seed: int = SEED):
+    """Standardisation (fitted on the training folds only) and the classifier, as one pipeline."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if name == "logreg":
+        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
+    if name == "mlp":
+        return make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(128,), alpha=1e-3, max_iter=500,
+                                                             early_stopping=True, random_state=seed))
+    raise ValueError(f"unknown classifier {name!r}")
+
+
+def fold_splits(task: Task, settings: TransferSettings) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train rows, test rows) per fold: the manifest's folds, else stratified k-fold."""
+    labels = np.array(task.labels)
+    if task.folds is not None:
+        folds = np.array(task.folds)
+        return [(np.flatnonzero(folds != f), np.flatnonzero(folds == f)) for f in sorted(set(task.folds))]
+    from sklearn.model_selection import StratifiedKFold
+
+    counts = {label: int((labels == label).sum()) for label in task.classes}
+    rare = {label: n for label, n in counts.items() if n < settings.folds}
+    if rare:
+        raise UserError(f"{task.manifest}: {settings.folds}-fold cross-validation needs at least {settings.folds} "
+                        f"files per label; too few: {', '.join(f'{k} ({v})' for k, v in sorted(rare.items()))}")
+    splitter = StratifiedKFold(n_splits=settings.folds, shuffle=True, random_state=settings.seed)
+    return list(splitter.split(np.zeros(len(labels)), labels))
+
+
+def fold_scores(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> dict[str, float]:
+    """Balanced accuracy and ROC-AUC (binary: of the second class's probability; else macro one-vs-rest)
+    of one fold; ROC-AUC is NaN when the fold lacks a class."""
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+    predicted = classes[np.argmax(proba, axis=1)]
+    scores = {"balanced_accuracy": float(balanced_accuracy_score(y_true, predicted))}
+    if len(set(y_true)) < len(classes):
+        scores["roc_auc"] = float("nan")
+    elif len(classes) == 2:
+        scores["roc_auc"] = float(roc_auc_score(y_true == classes[1], proba[:, 1]))
+    else:
+        scores["roc_auc"] = float(roc_auc_score(y_true, proba, multi_class="ovr", average="macro", labels=classes))
+    return scores
+
+
+def cross_validate(features: np.ndarray, labels: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]],
+                   classifier: str, seed: int = SEED) -> dict:
+    """Per-fold scores, and their mean and standard deviation (ddof 1) over folds."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    per_fold = []
+    for train, test in splits:
+        model = make_classifier(classifier, seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(features[train], labels[train])
+        per_fold.append(fold_scores(labels[test], model.predict_proba(features[test]), model.classes_))
+    out: dict = {"folds": per_fold}
+    for metric in ("balanced_accuracy", "roc_auc"):
+        values = np.array([f[metric] for f in per_fold], dtype=float)
+        values = values[np.isfinite(values)]
+        out[f"{metric}_mean"] = float(values.mean()) if len(values) else float("nan")
+        out[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+    return out
+
+
+@dataclass(frozen=True)
+class Target:
+    """One upstream model: what `load_embedder` takes, and where its results and embeddings go."""
+
+    model: str
+    spec_name: str | None
+    results_root: Path | None
+    """The results folder holding the spec's folder, for runs of a grid."""
+
+
+def resolve_targets(targets: list[str], results: str) -> tuple[list[Target], list[str]]:
+    """Models named by SPEC files (their finished runs), run folders and imported models; and notes on
+    runs of a spec that are not finished (skipped)."""
+    from bench.core.layout import CONFIG
+
+    out, notes = [], []
+    for target in targets:
+        path = Path(target)
+        if path.suffix == ".toml":
+            from bench.spec import load_spec
+
+            spec = load_spec(path)
+            root = Path(results)
+            for run in spec.runs():
+                folder = run_dir(root, spec.name, run.run_id)
+                result, _ = load_result(folder)
+                if result is None or result.get("status") != "ok":
+                    notes.append(f"{run.run_id}: not finished, skipped")
+                    continue
+                out.append(Target(str(folder), spec.name, root))
+        elif path.is_dir() and (path / CONFIG).is_file():  # a run folder: results/<spec>/runs/<run_id>
+            out.append(Target(str(path), path.parent.parent.name, path.parent.parent.parent))
+        else:
+            out.append(Target(target, None, None))
+    if not out:
+        raise UserError("no finished model to evaluate" + (f" ({len(notes)} run(s) not finished: run the grid first)"
+                                                           if notes else ""))
+    return out, notes
+
+
+def upstream(embedder: Embedder) -> dict:
+    """The upstream model's configuration, cost and tagging scores: a run's result.json; an imported
+    model's model.json (GMAC measured, its published ROC-AUC)."""
+    result, _ = load_result(embedder.folder)
+    if result is not None:
+        config, cost, metrics = result.get("config", {}), result.get("cost", {}), result.get("metrics", {})
+        return {"run_id": result.get("run_id"), "arch": config.get("arch"), "width": config.get("width"),
+                "sample_rate": config.get("sample_rate"), "n_mels": config.get("n_mels"),
+                "hop_multiplier": config.get("hop_multiplier"), "log": config.get("log"), "seed": config.get("seed"),
+                "gmac": cost.get("gmac"), "params": cost.get("params"),
+                "tagging_roc_auc": metrics.get("roc_auc"), "tagging_pr_auc": metrics.get("pr_auc")}
+    import architectures
+    from architectures import InputConfig
+    from bench.cost.gmac import model_cost
+    from bench.train.model_file import read_json
+
+    meta = read_json(embedder.folder / "model.json")
+    options = architectures.make_options(meta["arch"], **meta.get("options", {}))
+    cost = model_cost(meta["arch"], InputConfig(**meta["input"]), len(meta["tags"]), options)
+    published = meta.get("published") or {}
+    return {"run_id": None, "arch": meta["arch"], "width": meta.get("options", {}).get("width"),
+            "sample_rate": meta["input"]["sample_rate"], "n_mels": meta["input"]["n_mels"],
+            "hop_multiplier": meta["input"]["hop_multiplier"], "log": meta["frontend"]["log"], "seed": None,
+            "gmac": cost.gmac, "params": cost.params, "tagging_roc_auc": published.get("roc_auc"),
+            "tagging_pr_auc": published.get("pr_auc")}
+
+
+class Decoded:
+    """Decoded waveforms by (path, sample rate), kept while they fit a byte budget: the runs of a grid
+    share a few sample rates, so a task's files are decoded once per rate."""
+
+    def __init__(self, budget_bytes: int = DECODED_BUDGET_BYTES):
+        self.budget = budget_bytes
+        self.kept: dict[tuple[str, int], np.ndarray] = {}
+        self.bytes = 0
+
+    def __call__(self, path: str, sample_rate: int) -> np.ndarray:
+        from bench.tools.embed import decode
+
+        key = (path, sample_rate)
+        if key in self.kept:
+            return self.kept[key]
+        waveform = decode(path, sample_rate)
+        if self.bytes + waveform.nbytes <= self.budget:
+            self.kept[key] = waveform
+            self.bytes += waveform.nbytes
+        return waveform
+
+
+def task_identity(task: Task) -> str:
+    digest = hashlib.sha256(json.dumps([task.paths, task.labels, task.folds]).encode("utf-8"))
+    return digest.hexdigest()[:16]
+
+
+def evaluate_model(embedder: Embedder, task: Task, settings: TransferSettings, splits, cache_root: Path,
+                   decoder: Callable[[str, int], np.ndarray], progress=None) -> dict:
+    layer = settings.layer or embedder.layers[0]
+    if layer not in embedder.layers:
+        raise UserError(f"--layer {layer}: {embedder.tagger.name} has {', '.join(embedder.layers)}")
+    arrays, failed = embed_files(embedder, list(task.paths), cache_root, decoder, progress)
+    if failed:
+        first = next(iter(failed.items()))
+        raise UserError(f"{len(failed)} file(s) of {task.manifest} cannot be decoded, e.g. {first[0]}: {first[1]} "
+                        "(remove them from the task)")
+    features = np.stack([arrays[p][layer].mean(axis=0) for p in task.paths]).astype(np.float64)
+    labels = np.array(task.labels)
+    return {
+        "model": embedder.tagger.name, "model_id": embedder.identity, "layer": layer, "dims": int(features.shape[1]),
+        "upstream": upstream(embedder),
+        "scores": {name: cross_validate(features, labels, splits, name, settings.seed)
+                   for name in settings.classifiers},
+    }
+
+
+def rows_of(results: list[dict]) -> list[dict]:
+    """The tidy table: one row per model and classifier."""
+    rows = []
+    for r in results:
+        for classifier, scores in r["scores"].items():
+            rows.append({"model": r["model"], **r["upstream"], "layer": r["layer"], "dims": r["dims"],
+                         "classifier": classifier, "folds": len(scores["folds"]),
+                         **{k: v for k, v in scores.items() if k != "folds"}})
+    return rows
+
+
+def run_transfer(targets: list[str], task_path: str, settings: TransferSettings, results: str = "results",
+                 out: str | None = None, models: str | None = None, label_column: str = "label",
+                 quiet: bool = False) -> int:
+    import pandas as pd
+
+    from bench.core.paths import writable_folder
+    from bench.core.progress import progress_bar
+    from bench.report.transfer import transfer_figure, transfer_markdown
+
+    task = read_task(task_path, label_column)
+    splits = fold_splits(task, settings)
+    refs, notes = resolve_targets(targets, results)
+    first = refs[0]
+    base = (spec_dir(first.results_root, first.spec_name) if first.spec_name else Path(results)) if not out else None
+    out_dir = Path(out) if out else base / "transfer" / task.name
+    cache_root = (base or out_dir) / "embeddings"
+    writable_folder(out_dir, "--out")
+    for note in notes:
+        print(f"bench transfer: {note}", file=sys.stderr)
+    key = {"task": task_identity(task), "layer": settings.layer, "classifiers": list(settings.classifiers),
+           "folds": "manifest" if task.folds is not None else settings.folds, "seed": settings.seed}
+    decoder = Decoded()
+    collected = []
+    print(f"{task.name}: {len(task.paths)} files, labels {', '.join(task.classes)}; "
+          f"{len(splits)} folds; {len(refs)} model(s) -> {out_dir}")
+    with progress_bar(len(refs) * len(task.paths), "embedding", enabled=not quiet) as bar:
+        for ref in refs:
+            embedder = load_embedder(ref.model, models)
+            done = out_dir / f"{embedder.tagger.name}.json"
+            previous = _load(done)
+            if previous is not None and previous.get("key") == key and previous.get("model_id") == embedder.identity:
+                collected.append(previous)
+                bar.update(len(task.paths))
+                continue
+            result = {"key": key, **evaluate_model(embedder, task, settings, splits, cache_root, decoder, bar.update)}
+            atomic_write_json(done, result)
+            collected.append(result)
+    frame = pd.DataFrame(rows_of(collected))
+    atomic_write_text(out_dir / "transfer.csv", frame.to_csv(index=False))
+    atomic_write_text(out_dir / "transfer.md", transfer_markdown(frame, task.name))
+    transfer_figure(frame, task.name, out_dir / "transfer", n_classes=len(task.classes), n_files=len(task.paths))
+    for row in frame.itertuples():
+        print(f"  {row.model:44s} {row.classifier:6s} balanced accuracy {row.balanced_accuracy_mean:.3f}"
+              f" +- {row.balanced_accuracy_std:.3f}   ROC-AUC {row.roc_auc_mean:.3f} +- {row.roc_auc_std:.3f}")
+    print(f"wrote {out_dir / 'transfer.csv'}, transfer.md, transfer.png")
+    return 0
+
+
+def _load(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+

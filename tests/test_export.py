@@ -1,0 +1,104 @@
+"""`bench export`: ONNX files checked with onnxruntime against PyTorch and against the released models'
+reference outputs (tests/data/musicnn, computed by musicnn's own TensorFlow code)."""
+
+import dataclasses
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import architectures
+from architectures import InputConfig
+from bench.cli import main
+from bench.train.model_file import frontend_settings, model_description, write_model_json
+
+from .test_released import DATA, models, needs_musicnn, reference  # noqa: F401 - fixtures
+
+needs_onnx = pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in ("onnx", "onnxscript", "onnxruntime")),
+                                reason="onnx, onnxscript and onnxruntime are not installed (the extra [onnx])")
+
+
+def untrained_model(folder, arch: str, n_frames: int, n_tags: int = 5):
+    """A model folder (model.json + weights.pt) of an untrained network at 16 kHz, 96 bands, hop 256."""
+    torch.manual_seed(0)
+    options = architectures.make_options(arch)
+    input_config = InputConfig(16000, 96, 1, n_frames)
+    model = architectures.build(arch, input_config, n_tags, **dataclasses.asdict(options))
+    for module in model.modules():  # BatchNorm statistics away from 0/1, so that they matter
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    folder.mkdir()
+    torch.save(model.state_dict(), folder / "weights.pt")
+    write_model_json(folder, model_description(folder.name, arch, dataclasses.asdict(options), input_config,
+                                               model.input_frames, frontend_settings(16000, 96, 1, "log"),
+                                               [f"t{i}" for i in range(n_tags)], weights="weights.pt"))
+    return model.eval(), folder
+
+
+def run_onnx(path, name: str, x: np.ndarray) -> np.ndarray:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(["logits"], {name: x})[0]
+
+
+@needs_onnx
+@pytest.mark.parametrize("arch, n_frames", [("vgg-605k", 187), ("musicnn", 187)])
+def test_exported_network_matches_pytorch_on_the_reference_patches(tmp_path, arch, n_frames, capsys):
+    model, folder = untrained_model(tmp_path / arch, arch, n_frames)
+    x = np.load(DATA / "inputs.npz")["x"].astype(np.float32).transpose(0, 2, 1)  # (8, 96 bands, 187 frames)
+    assert main(["export", str(folder), "--onnx", str(tmp_path / "m.onnx")]) == 0
+    assert "onnxruntime matches PyTorch" in capsys.readouterr().out
+    with torch.inference_mode():
+        expected = model(torch.from_numpy(x)).numpy()
+    got = run_onnx(tmp_path / "m.onnx", "mel", x)  # batch 8: the batch axis is dynamic (exported at 3)
+    assert got.shape == (8, 5)
+    assert np.abs(got - expected).max() <= 1e-5 * max(1.0, np.abs(expected).max())
+    sidecar = json.loads((tmp_path / "m.onnx.json").read_text())
+    assert sidecar["input"] == {"name": "mel", "shape": ["batch", 96, 187], "dtype": "float32",
+                                "what": sidecar["input"]["what"]}
+    assert sidecar["tags"] == ["t0", "t1", "t2", "t3", "t4"] and sidecar["check"]["max_abs_difference"] <= 1e-5
+
+
+@needs_onnx
+def test_export_with_the_front_end_takes_one_patch_of_waveform(tmp_path):
+    """VGG-CNN at 16 kHz on 4 s clips: 251 frames, the paper's framing (zero-padded to a multiple of the
+    hop, centred frames): 250 hops of 256 samples = 64000 samples, hand-computed."""
+    model, folder = untrained_model(tmp_path / "vgg", "vgg", 251)
+    assert main(["export", str(folder), "--onnx", str(tmp_path / "v.onnx"), "--with-frontend"]) == 0
+    sidecar = json.loads((tmp_path / "v.onnx.json").read_text())
+    assert sidecar["input"]["name"] == "waveform" and sidecar["input"]["shape"] == ["batch", 64000]
+    signal = np.load(DATA / "inputs.npz")["signal"][None, :64000].astype(np.float32)
+    from bench.train.frontend import MelFrontend
+
+    with torch.inference_mode():
+        expected = model(MelFrontend(16000, 96, 1, "log")(torch.from_numpy(signal))).numpy()
+    got = run_onnx(tmp_path / "v.onnx", "waveform", signal)
+    assert np.abs(got - expected).max() <= 1e-5 * max(1.0, np.abs(expected).max())
+
+
+@needs_onnx
+@needs_musicnn
+def test_exported_released_model_reproduces_the_tensorflow_taggram(models, reference, tmp_path):  # noqa: F811
+    x, ref = reference
+    assert main(["export", "MTT_musicnn", "--models", str(models), "--onnx", str(tmp_path / "mtt.onnx")]) == 0
+    taggram = 1 / (1 + np.exp(-run_onnx(tmp_path / "mtt.onnx", "mel", x.numpy())))
+    assert np.abs(taggram - ref["MTT_musicnn/taggram"]).max() <= 1e-5
+    # with the front end: musicnn's framing (reflect padding, 1 + samples // 256 frames): 187 frames
+    # from 186 * 256 = 47616 samples
+    assert main(["export", "MTT_musicnn", "--models", str(models), "--onnx", str(tmp_path / "mtt-fe.onnx"),
+                 "--with-frontend"]) == 0
+    assert json.loads((tmp_path / "mtt-fe.onnx.json").read_text())["input"]["shape"] == ["batch", 47616]
+
+
+def test_export_without_onnx_is_one_line(tmp_path, capsys, monkeypatch):
+    _, folder = untrained_model(tmp_path / "vgg", "vgg", 251)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    assert main(["export", str(folder), "--onnx", str(tmp_path / "v.onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "onnxruntime missing" in err and "[onnx]" in err
+    assert not (tmp_path / "v.onnx").exists()

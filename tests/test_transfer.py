@@ -1,0 +1,275 @@
+"""`bench embed`, `bench transfer` and the synthetic downstream tasks.
+
+Facts from outside the code: scikit-learn's own cross-validation of the same classifier on the same
+folds; a task whose classes are linearly separable scores 1; the hiss band's energy measured in the
+generated audio by an FFT; the released models' features computed by musicnn's own TensorFlow code
+(tests/data/musicnn).
+"""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import architectures
+from architectures import InputConfig
+from bench.cli import main
+from bench.core.layout import run_dir
+from bench.core.store import atomic_write_json
+from bench.data import synthetic
+from bench.data.synthetic.tasks import hiss_label, mode_label, write_task
+from bench.data.task import read_task
+from bench.spec import load_spec
+from bench.tools import embed as embed_module
+from bench.tools.transfer import cross_validate
+
+from .conftest import MINIMAL_SPEC
+from .test_released import DATA, close_to_largest, models, needs_musicnn, reference  # noqa: F401 - fixtures
+
+SPEC = (MINIMAL_SPEC.replace('name = "t"', 'name = "tr"\nseeds = [0, 1]').replace("seeds = [0]\n", "")
+        .replace('name = "synthetic"', 'name = "synthetic"\nclip_seconds = 2.0\n[arch.vgg]\nwidth = 0.0625')
+        .replace("[12000]", "[16000]").replace("[96]", "[24]"))
+"""VGG at width 1/16, 16 kHz, 24 bands, 2 s clips, seeds 0 and 1: two runs."""
+
+
+# ------------------------------------------------------------------------------------------------
+# the classifier and the folds
+
+
+def test_logistic_regression_matches_scikit_learns_own_cross_validation():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.model_selection import cross_validate as sk_cross_validate
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    labels = np.array(["a"] * 60 + ["b"] * 40)
+    features = rng.standard_normal((100, 8)) + np.where(labels == "b", 0.8, 0.0)[:, None]  # overlapping blobs
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+    ours = cross_validate(features, labels, list(folds.split(features, labels)), "logreg")
+    theirs = sk_cross_validate(make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)), features, labels,
+                               cv=folds, scoring=["balanced_accuracy", "roc_auc"])
+    assert ours["balanced_accuracy_mean"] == pytest.approx(theirs["test_balanced_accuracy"].mean(), abs=1e-12)
+    assert ours["roc_auc_mean"] == pytest.approx(theirs["test_roc_auc"].mean(), abs=1e-12)
+    assert ours["balanced_accuracy_std"] == pytest.approx(theirs["test_balanced_accuracy"].std(ddof=1), abs=1e-12)
+    assert 0.6 < ours["balanced_accuracy_mean"] < 0.95  # a real task: neither chance nor separable
+
+
+def test_a_separable_task_scores_one_and_three_classes_use_macro_roc_auc():
+    rng = np.random.default_rng(1)
+    labels = np.repeat(["x", "y", "z"], 20)
+    centres = {"x": (0, 0), "y": (10, 0), "z": (0, 10)}
+    features = np.array([centres[label] for label in labels]) + 0.5 * rng.standard_normal((60, 2))
+    from sklearn.model_selection import StratifiedKFold
+
+    scores = cross_validate(features, labels, list(StratifiedKFold(5, shuffle=True, random_state=0)
+                                                   .split(features, labels)), "logreg")
+    assert scores["balanced_accuracy_mean"] == 1.0 and scores["roc_auc_mean"] == 1.0
+    assert len(scores["folds"]) == 5
+
+
+# ------------------------------------------------------------------------------------------------
+# the task manifest: one-line errors
+
+
+def write_rows(path, header, rows):
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def finished_runs(tmp_path, write_spec):
+    """The two runs of SPEC, finished as the runner writes them (untrained networks: the pipeline is checked)."""
+    spec_path = write_spec(SPEC)
+    spec = load_spec(spec_path)
+    results = tmp_path / "results"
+    for run in spec.runs():
+        folder = run_dir(results, spec.name, run.run_id)
+        folder.mkdir(parents=True)
+        atomic_write_json(folder / "config.json", {"run_id": run.run_id, "spec": spec.name, **run.canonical()})
+        torch.manual_seed(run.seed)
+        model = architectures.build("vgg", InputConfig(16000, 24, 1, 126), 3, width=0.0625)
+        torch.save({"epoch": 1, "model": model.state_dict()}, folder / "best.pt")
+        config = {"arch": "vgg", "width": 0.0625, "sample_rate": 16000, "n_mels": 24, "hop_multiplier": 1,
+                  "log": "log", "seed": run.seed, "dataset": "synthetic", "n_frames": 126}
+        atomic_write_json(folder / "result.json", {
+            "schema_version": 1, "run_id": run.run_id, "status": "ok", "config": config,
+            "metrics": {"roc_auc": 0.7 + 0.1 * run.seed, "pr_auc": 0.5},
+            "cost": {"gmac": 0.01, "params": 1000, "best_epoch": 1}, "tag_names": ["a", "b", "c"]})
+    return spec_path, results
+
+
+@pytest.fixture(scope="module")
+def small_dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("syn")
+    synthetic.generate(out, clips=32, seed=3, clip_seconds=2.0, workers=1, progress=False)
+    write_task(out, "hiss")
+    write_task(out, "mode")
+    return out
+
+
+def test_task_manifest_problems_are_one_line(tmp_path, small_dataset, finished_runs, capsys):
+    spec_path, results = finished_runs
+    good = small_dataset / "hiss.csv"
+    cases = {
+        "missing": (["path", "label"], [["0/nope.mp3", "a"]], "line 2: audio file not found"),
+        "column": (["path", "genre"], [["x", "a"]], "no column 'label' (columns: path, genre)"),
+        "one_label": (["path", "label"], [[str(p), "a"] for p in list(small_dataset.glob("0/*.mp3"))[:2]],
+                      "needs at least two labels"),
+        "fold": (["path", "label", "fold"], [[str(next(small_dataset.glob("0/*.mp3"))), "a", "x"]],
+                 "fold 'x' is not an integer"),
+    }
+    for name, (header, rows, message) in cases.items():
+        manifest = write_rows(tmp_path / f"{name}.csv", header, rows)
+        status = main(["transfer", str(spec_path), "--task", str(manifest), "--results", str(results), "-q"])
+        err = capsys.readouterr().err.strip()
+        assert status == 2 and "\n" not in err and message in err, (name, err)
+    status = main(["transfer", str(spec_path), "--task", str(good), "--label-column", "genre",
+                   "--results", str(results), "-q"])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and "\n" not in err and "no column 'genre' (columns: path, label)" in err
+    assert not (results / "tr" / "transfer").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# the synthetic tasks
+
+
+def test_hiss_label_is_the_band_heard_in_the_audio():
+    """Power in 4.7-5.15 kHz (inside the hiss band, above the dyad's notes) over power in 5.35-6.2 kHz
+    (between the hiss and the air bands), by FFT of the generated audio, ranks `hiss` clips above the
+    others. Not perfectly: the tick clicks (2-5 kHz) and the snare spread into both bands."""
+    from sklearn.metrics import roc_auc_score
+
+    plans = synthetic.plan_clips(48, 5)
+    ratio, label = [], []
+    for plan in plans:
+        audio = synthetic.synthesize(plan, 5, 2.0, 16000)
+        power = np.abs(np.fft.rfft(audio)) ** 2
+        freqs = np.fft.rfftfreq(audio.size, 1 / 16000)
+        ratio.append(power[(freqs >= 4700) & (freqs <= 5150)].sum() / power[(freqs >= 5350) & (freqs <= 6200)].sum())
+        label.append(hiss_label(plan) == "hiss")
+    assert 15 <= sum(label) <= 30
+    assert roc_auc_score(label, ratio) > 0.75
+    assert np.median(np.array(ratio)[label]) > 20 * np.median(np.array(ratio)[~np.array(label)])
+
+
+def test_task_labels_no_tag_gives_away(small_dataset):
+    """Each label is spread over the tags: no tag is (nearly) equal to it or to its negation."""
+    plans = synthetic.plan_clips(400, 0)
+    for name, label in (("hiss", [hiss_label(p) == "hiss" for p in plans]),
+                        ("mode", [mode_label(p, 0) == "major" for p in plans])):
+        label = np.array(label)
+        assert 0.35 < label.mean() < 0.7, name  # 45 % hiss, 60 % major
+        for tag in synthetic.TAG_NAMES:
+            has = np.array([tag in p.tags for p in plans])
+            agreement = (has == label).mean()
+            assert 0.25 < agreement < 0.75, (name, tag, agreement)
+    task = read_task(small_dataset / "mode.csv")
+    assert task.classes == ["major", "minor"] and len(task.paths) == 32 and task.folds is None
+
+
+# ------------------------------------------------------------------------------------------------
+# bench embed and bench transfer end to end
+
+
+def test_embed_writes_arrays_and_reuses_its_cache(finished_runs, small_dataset, tmp_path, capsys, monkeypatch):
+    spec_path, results = finished_runs
+    run = next((results / "tr" / "runs").iterdir())
+    out = tmp_path / "emb"
+    bad = tmp_path / "bad.mp3"
+    bad.write_bytes(b"not audio" * 50)
+    files = sorted(str(p) for p in small_dataset.glob("[0-3]/*.mp3"))
+    assert main(["embed", *files, str(bad), "--model", str(run), "--out", str(out), "--per-patch", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("bench embed: error:") == 1 and "bad.mp3" in err
+    summary = json.loads((out / "embeddings.json").read_text())
+    pool = np.load(out / "pool4.npy")
+    patches = np.load(out / "pool4.patches.npy")
+    channels = architectures.build("vgg", InputConfig(16000, 24, 1, 126), 3, width=0.0625).plan.channels
+    assert pool.shape == (len(files), channels[-1]) and summary["layers"] == {"pool4": channels[-1]}
+    assert patches.shape == pool.shape  # a 2 s clip is one VGG patch
+    assert list(summary["failed"]) == [str(bad)]
+    with open(out / "index.csv") as handle:
+        index = list(csv.DictReader(handle))
+    assert [row["path"] for row in index] == files
+    assert {float(row["seconds"]) for row in index} == {2.0} and {row["patches"] for row in index} == {"1"}
+
+    calls = []
+    original = embed_module.embed_waveforms
+    monkeypatch.setattr(embed_module, "embed_waveforms", lambda *a, **k: calls.append(1) or original(*a, **k))
+    assert main(["embed", *files, "--model", str(run), "--out", str(out), "-q"]) == 0
+    assert calls == []  # every file came from the cache
+    np.testing.assert_array_equal(np.load(out / "pool4.npy"), pool)
+    next((out / "cache").rglob("*.npz")).write_bytes(b"damaged")
+    assert main(["embed", *files, "--model", str(run), "--out", str(out), "-q"]) == 0
+    assert len(calls) == 1  # the damaged entry alone was computed again
+    np.testing.assert_allclose(np.load(out / "pool4.npy"), pool, rtol=0, atol=1e-6)
+
+
+def test_transfer_scores_every_run_and_resumes(finished_runs, small_dataset, capsys, monkeypatch):
+    spec_path, results = finished_runs
+    task = small_dataset / "hiss.csv"
+    args = ["transfer", str(spec_path), "--task", str(task), "--results", str(results), "--folds", "4", "-q"]
+    assert main(args) == 0
+    out = results / "tr" / "transfer" / "hiss"
+    with open(out / "transfer.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2 and {r["seed"] for r in rows} == {"0", "1"}
+    for row in rows:
+        assert row["classifier"] == "logreg" and row["layer"] == "pool4" and row["folds"] == "4"
+        assert 0 <= float(row["balanced_accuracy_mean"]) <= 1 and float(row["gmac"]) == 0.01
+    assert sorted(float(r["tagging_roc_auc"]) for r in rows) == pytest.approx([0.7, 0.8])
+    assert (out / "transfer.png").stat().st_size > 0 and (out / "transfer.pdf").exists()
+    assert "| vgg w0.0625 16k 24/x1 log | pool4 | 2 |" in (out / "transfer.md").read_text()
+    assert len(list((results / "tr" / "embeddings").rglob("*.npz"))) == 2 * 32
+    capsys.readouterr()
+
+    def refuse(*a, **k):
+        raise AssertionError("recomputed")
+
+    monkeypatch.setattr("bench.tools.transfer.embed_files", refuse)
+    assert main(args) == 0  # both results reused
+    with pytest.raises(AssertionError, match="recomputed"):  # new settings: computed again (here: refused)
+        main([*args[:-1], "--mlp", "-q"])
+
+
+# ------------------------------------------------------------------------------------------------
+# the released models' embeddings against musicnn's own features
+
+
+@needs_musicnn
+@pytest.mark.parametrize("name", ["MTT_musicnn", "MTT_vgg"])
+def test_embeddings_of_the_released_models_are_musicnns_features(models, reference, name):  # noqa: F811
+    from bench.tools.tag import load_tagger
+
+    x, ref = reference
+    model = load_tagger(name, str(models)).model
+    with torch.inference_mode():
+        ours = model.embeddings(x)
+    if name == "MTT_musicnn":
+        assert list(ours) == ["penultimate", "max_pool", "mean_pool"]
+        for layer in ours:
+            close_to_largest(ours[layer], ref[f"{name}/{layer}"])
+    else:
+        close_to_largest(ours["pool5"], ref[f"{name}/pool5"].reshape(8, -1))
+
+
+@needs_musicnn
+def test_bench_embed_on_the_reference_signal(models, reference, tmp_path):  # noqa: F811
+    """decode -> mel -> patch -> embeddings end to end: the first patch of the reference signal."""
+    _, ref = reference
+    sf.write(tmp_path / "signal.wav", np.load(DATA / "inputs.npz")["signal"], 16000, subtype="FLOAT")
+    assert main(["embed", str(tmp_path / "signal.wav"), "--model", "MTT_musicnn", "--models", str(models),
+                 "--out", str(tmp_path / "e"), "-q"]) == 0
+    penultimate = np.load(tmp_path / "e" / "penultimate.npy")[0]
+    expected = ref["MTT_musicnn/penultimate"][0]
+    # float16 rounding of the reference's log-mel moves the features by ~1e-3 of their range (as the taggram)
+    assert np.abs(penultimate - expected).max() < 5e-3 * np.abs(expected).max()
