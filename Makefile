@@ -40,6 +40,9 @@ demo-figures: ## copy the demo's figures shown in README and docs/ into docs/fig
 		echo "no $(DEMO_REPORT)/$$f: run \`make report\` (the demo) first" >&2; exit 1; }; done
 	@mkdir -p docs/figures && for f in $(DEMO_FIGURES); do cp $(DEMO_REPORT)/$$f docs/figures/demo_$${f/-w0.0625/}; done
 	@echo "updated docs/figures/ from $(DEMO_REPORT)/: $(subst -w0.0625,,$(addprefix demo_,$(DEMO_FIGURES)))"
+	@if test -f $(RESULTS)/demo/transfer/hiss/transfer.png; then \
+		cp $(RESULTS)/demo/transfer/hiss/transfer.png docs/figures/demo_transfer_hiss.png; \
+		echo "updated docs/figures/demo_transfer_hiss.png from $(RESULTS)/demo/transfer/hiss/ (make transfer)"; fi
 
 report: $(STAMP) ## tables and figures of SPEC's results (RESULTS/<spec name>/report/)
 	$(BIN)/bench report $(SPEC) --results $(RESULTS)
@@ -51,7 +54,7 @@ TRANSFER_TASKS ?= hiss mode
 transfer: $(STAMP) ## embeddings of SPEC's runs scored on downstream tasks (default: the demo's, after `make grid`)
 	$(BIN)/bench synth --out $(TRANSFER_DATA) --clips 300 --seed 1 --seconds 4 $(addprefix --task ,$(TRANSFER_TASKS))
 	@for task in $(TRANSFER_TASKS); do \
-		$(BIN)/bench transfer $(SPEC) --task $(TRANSFER_DATA)/$$task.csv --results $(RESULTS) || exit 1; done
+		$(BIN)/bench transfer $(SPEC) --task $(TRANSFER_DATA)/$$task.csv --untrained --results $(RESULTS) || exit 1; done
 
 prepare: $(STAMP) ## decode and resample SPEC's dataset into the waveform cache
 	$(BIN)/bench prepare $(SPEC) $(if $(DATA),--data $(DATA))

@@ -284,7 +284,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     from bench.tools.transfer import TransferSettings, run_transfer
 
     settings = TransferSettings(layer=args.layer, classifiers=("logreg", "mlp") if args.mlp else ("logreg",),
-                                folds=args.folds)
+                                folds=args.folds, untrained=args.untrained)
     return run_transfer(args.models_or_spec, args.task, settings, results=args.results, out=args.out,
                         models=args.models, label_column=args.label_column, quiet=args.quiet)
 
@@ -453,6 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", metavar="NAME",
                    help="embedding layer (default: each model's first: pool4 VGG, penultimate MusiCNN)")
     p.add_argument("--mlp", action="store_true", help="also score a one-hidden-layer MLP")
+    p.add_argument("--untrained", action="store_true",
+                   help="also score each configuration's network with initial weights: the random-feature control")
     p.add_argument("--folds", type=at_least(2), default=5, metavar="K",
                    help="stratified folds when the manifest has no fold column (default 5)")
     p.add_argument("--results", default="results", metavar="DIR",

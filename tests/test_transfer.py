@@ -241,6 +241,28 @@ def test_transfer_scores_every_run_and_resumes(finished_runs, small_dataset, cap
         main([*args[:-1], "--mlp", "-q"])
 
 
+def test_untrained_control_is_one_fresh_network_per_configuration(finished_runs, small_dataset):
+    from bench.tools.embed import load_embedder, untrained
+
+    spec_path, results = finished_runs
+    assert main(["transfer", str(spec_path), "--task", str(small_dataset / "mode.csv"), "--results", str(results),
+                 "--folds", "4", "--untrained", "-q"]) == 0
+    with open(results / "tr" / "transfer" / "mode" / "transfer.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(r["trained"] for r in rows) == ["False", "True", "True"]  # two seeds of one configuration, a control
+    control = next(r for r in rows if r["trained"] == "False")
+    assert control["model"].endswith("~untrained") and control["tagging_roc_auc"] == "" and control["seed"] == ""
+    assert "(untrained) | pool4 | 1 |" in (results / "tr" / "transfer" / "mode" / "transfer.md").read_text()
+    # the control is the network PyTorch's default initialisation gives under the seed, not the run's weights
+    run = next((results / "tr" / "runs").glob("*-s1-*"))  # its weights: the fixture's network under seed 1
+    fresh = untrained(load_embedder(str(run)), seed=0).tagger.model.state_dict()
+    torch.manual_seed(0)
+    built = architectures.build("vgg", InputConfig(16000, 24, 1, 126), 3, width=0.0625).state_dict()
+    assert all(torch.equal(fresh[k], built[k]) for k in built)
+    trained = load_embedder(str(run)).tagger.model.state_dict()
+    assert not all(torch.equal(fresh[k], trained[k]) for k in built)
+
+
 # ------------------------------------------------------------------------------------------------
 # the released models' embeddings against musicnn's own features
 

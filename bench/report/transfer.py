@@ -2,7 +2,8 @@
 
 Runs of one configuration (seeds) are aggregated: the downstream score is the mean over seeds of each
 run's mean over folds; its spread is the standard deviation over seeds where there are several, else
-over the folds of the one run (the caption says which). Imported models stay one row each.
+over the folds of the one run (the caption says which). Imported models stay one row each, and so do
+the untrained controls (`trained` false: a configuration's network with initial weights).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration (or imported model), layer and classifier."""
     frame = frame.copy()
     frame["group"] = np.where(frame["run_id"].isna(), frame["model"], "")
-    keys = ["group", *CONFIG, "layer", "classifier"]
+    frame["trained"] = frame["trained"].astype(bool) if "trained" in frame else True
+    keys = ["group", *CONFIG, "trained", "layer", "classifier"]
     rows = []
     for key, runs in frame.groupby(keys, dropna=False, sort=False):
         row = dict(zip(keys, key, strict=True))
@@ -37,18 +39,21 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
             row[score] = runs[f"{score}_mean"].mean()
             row[f"{score}_std"] = runs[f"{score}_mean"].std(ddof=1) if n > 1 else runs[f"{score}_std"].iloc[0]
         rows.append(row)
-    return pd.DataFrame(rows).sort_values(["classifier", "gmac"], ascending=[True, False], ignore_index=True)
+    return pd.DataFrame(rows).sort_values(["classifier", "trained", "gmac"], ascending=[True, False, False],
+                                          ignore_index=True)
 
 
 def _name(row) -> str:
     if row.group:
         return str(row.group)
     width = f" w{row.width:g}" if pd.notna(row.width) else ""
-    return f"{row.arch}{width} {rate_label(row.sample_rate)} {config_label(row.n_mels, row.hop_multiplier)} {row.log}"
+    control = "" if row.trained else " (untrained)"
+    return (f"{row.arch}{width} {rate_label(row.sample_rate)} {config_label(row.n_mels, row.hop_multiplier)} "
+            f"{row.log}{control}")
 
 
 def _spread_note(aggregated: pd.DataFrame) -> str:
-    n = int(aggregated["n_seeds"].max())
+    n = int(aggregated.loc[aggregated["trained"], "n_seeds"].max()) if aggregated["trained"].any() else 1
     return f"mean ± std over {n} seeds" if n > 1 else "1 run each: mean ± std over folds"
 
 
@@ -82,7 +87,7 @@ def transfer_figure(frame: pd.DataFrame, task: str, stem: str | Path, n_classes:
     chance = 1.0 / n_classes if score == "balanced_accuracy" else 0.5
     with mpl.rc_context(STYLE):
         fig = Figure(figsize=(PAGE_WIDTH, 0.6 + 3.0 * len(classifiers)), layout="constrained")
-        axes = fig.subplots(len(classifiers), 2, squeeze=False)
+        axes = fig.subplots(len(classifiers), 2, squeeze=False, sharey="row")
         for (left, right), classifier in zip(axes, classifiers, strict=True):
             rows = agg[agg["classifier"] == classifier]
             for ax, x_column, x_name in ((left, "gmac", "upstream GMAC per clip (log scale)"),
@@ -99,12 +104,15 @@ def transfer_figure(frame: pd.DataFrame, task: str, stem: str | Path, n_classes:
                 for i, r in enumerate(rows.itertuples(index=False)):
                     if not ok[i]:
                         continue
+                    if not r.trained:  # the control: the same network, untrained
+                        ax.plot(x[i], y[i], linestyle="none", marker="x", ms=5, color="0.45", zorder=2)
+                        continue
                     marker, color = styles[(r.arch, r.width, r.sample_rate)]
                     ax.plot(x[i], y[i], linestyle="none", marker=marker, ms=5, mec=color,
                             mfc="white" if r.log == "dB" else color, zorder=3)
                 ax.axhline(100 * chance, color="0.5", lw=0.6, ls=":", zorder=0)
                 labels = [(x[i], y[i], str(r.group) if r.group else config_label(r.n_mels, r.hop_multiplier), False)
-                          for i, r in enumerate(rows.itertuples(index=False)) if ok[i]]
+                          for i, r in enumerate(rows.itertuples(index=False)) if ok[i] and r.trained]
                 if labels:
                     ax.margins(x=0.08, y=0.15)
                     place_labels(ax, labels, np.column_stack([x[ok], y[ok]]), (PAGE_WIDTH / 2 - 0.9, 2.2))
@@ -118,6 +126,8 @@ def transfer_figure(frame: pd.DataFrame, task: str, stem: str | Path, n_classes:
                    for (a, w, r), (m, c) in styles.items()]
         handles += [Line2D([], [], ls="none", marker="o", mec="0.3", mfc="white", ms=5, label="dB (hollow)"),
                     Line2D([], [], color="0.5", ls=":", lw=0.6, label="chance")]
+        if not agg["trained"].all():
+            handles.append(Line2D([], [], ls="none", marker="x", color="0.45", ms=5, label="untrained (control)"))
         fig.legend(handles=handles, loc="outside lower center", ncols=4, frameon=False)
         files = f"{n_files} files, " if n_files else ""
         folds = f"{int(frame['folds'].max())}-fold CV" if "folds" in frame and len(frame) else ""

@@ -101,6 +101,29 @@ def load_embedder(model: str, models: str | None = None) -> Embedder:
     return Embedder(tagger, identity, kind, folder)
 
 
+UNTRAINED = "~untrained"
+"""Suffix of a control's name: the same network with its initial weights."""
+
+
+def untrained(embedder: Embedder, seed: int = 0) -> Embedder:
+    """The same architecture, input and front end with freshly initialised weights (each layer's
+    `reset_parameters` under `torch.manual_seed(seed)`, BatchNorm statistics reset): the random-feature
+    control of a transfer experiment."""
+    import copy
+
+    import torch
+
+    model = copy.deepcopy(embedder.tagger.model)
+    torch.manual_seed(seed)
+    for module in model.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    tagger = Tagger(embedder.tagger.name + UNTRAINED, model.eval(), embedder.tagger.frontend, embedder.tagger.tags,
+                    embedder.tagger.patch_frames)
+    identity = hashlib.sha256(f"{embedder.identity}{UNTRAINED}-{seed}".encode()).hexdigest()[:20]
+    return Embedder(tagger, identity, embedder.kind, embedder.folder)
+
+
 def embed_waveforms(tagger: Tagger, waveforms: list[np.ndarray], batch: int = BATCH) -> list[dict[str, np.ndarray]]:
     """Every layer's embedding of every patch: for each waveform, {layer: (patches, dims) float32}."""
     import torch

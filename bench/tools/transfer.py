@@ -31,7 +31,7 @@ from bench.core.errors import UserError
 from bench.core.layout import load_result, run_dir, spec_dir
 from bench.core.store import atomic_write_json, atomic_write_text
 from bench.data.task import Task, read_task
-from bench.tools.embed import Embedder, embed_files, load_embedder
+from bench.tools.embed import Embedder, embed_files, load_embedder, untrained
 
 CLASSIFIERS = ("logreg", "mlp")
 FOLDS = 5
@@ -48,6 +48,8 @@ class TransferSettings:
     folds: int = FOLDS
     """Stratified folds when the manifest has no `fold` column."""
     seed: int = SEED
+    untrained: bool = False
+    """Also score each configuration's network with initial weights (one per configuration), as a control."""
 
     def __post_init__(self) -> None:
         unknown = [c for c in self.classifiers if c not in CLASSIFIERS]
@@ -221,7 +223,7 @@ def task_identity(task: Task) -> str:
 
 
 def evaluate_model(embedder: Embedder, task: Task, settings: TransferSettings, splits, cache_root: Path,
-                   decoder: Callable[[str, int], np.ndarray], progress=None) -> dict:
+                   decoder: Callable[[str, int], np.ndarray], progress=None, trained: bool = True) -> dict:
     layer = settings.layer or embedder.layers[0]
     if layer not in embedder.layers:
         raise UserError(f"--layer {layer}: {embedder.tagger.name} has {', '.join(embedder.layers)}")
@@ -232,12 +234,22 @@ def evaluate_model(embedder: Embedder, task: Task, settings: TransferSettings, s
                         "(remove them from the task)")
     features = np.stack([arrays[p][layer].mean(axis=0) for p in task.paths]).astype(np.float64)
     labels = np.array(task.labels)
+    described = upstream(embedder)
+    if trained is False:  # a control: the architecture of the run, none of its training
+        described.update(tagging_roc_auc=None, tagging_pr_auc=None, seed=None)
     return {
         "model": embedder.tagger.name, "model_id": embedder.identity, "layer": layer, "dims": int(features.shape[1]),
-        "upstream": upstream(embedder),
+        "trained": trained, "upstream": described,
         "scores": {name: cross_validate(features, labels, splits, name, settings.seed)
                    for name in settings.classifiers},
     }
+
+
+def architecture_key(embedder: Embedder) -> str:
+    """What a control stands for: the network's shapes and front end, not its weights or seed."""
+    model, frontend = embedder.tagger.model, embedder.tagger.frontend
+    shapes = [(name, tuple(p.shape)) for name, p in model.state_dict().items()]
+    return json.dumps([type(model).__name__, shapes, str(frontend.config), embedder.tagger.patch_frames])
 
 
 def rows_of(results: list[dict]) -> list[dict]:
@@ -245,7 +257,8 @@ def rows_of(results: list[dict]) -> list[dict]:
     rows = []
     for r in results:
         for classifier, scores in r["scores"].items():
-            rows.append({"model": r["model"], **r["upstream"], "layer": r["layer"], "dims": r["dims"],
+            rows.append({"model": r["model"], **r["upstream"], "trained": r.get("trained", True),
+                         "layer": r["layer"], "dims": r["dims"],
                          "classifier": classifier, "folds": len(scores["folds"]),
                          **{k: v for k, v in scores.items() if k != "folds"}})
     return rows
@@ -276,18 +289,31 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
     collected = []
     print(f"{task.name}: {len(task.paths)} files, labels {', '.join(task.classes)}; "
           f"{len(splits)} folds; {len(refs)} model(s) -> {out_dir}")
-    with progress_bar(len(refs) * len(task.paths), "embedding", enabled=not quiet) as bar:
+    controls: set[str] = set()
+
+    def score(embedder: Embedder, trained: bool) -> None:
+        done = out_dir / f"{embedder.tagger.name}.json"
+        previous = _load(done)
+        if previous is not None and previous.get("key") == key and previous.get("model_id") == embedder.identity:
+            collected.append(previous)
+            bar.update(len(task.paths))
+            return
+        result = {"key": key, **evaluate_model(embedder, task, settings, splits, cache_root, decoder, bar.update,
+                                               trained)}
+        atomic_write_json(done, result)
+        collected.append(result)
+
+    with progress_bar(len(refs) * len(task.paths) * (2 if settings.untrained else 1), "embedding",
+                      enabled=not quiet) as bar:
         for ref in refs:
             embedder = load_embedder(ref.model, models)
-            done = out_dir / f"{embedder.tagger.name}.json"
-            previous = _load(done)
-            if previous is not None and previous.get("key") == key and previous.get("model_id") == embedder.identity:
-                collected.append(previous)
+            score(embedder, True)
+            configuration = architecture_key(embedder)
+            if settings.untrained and configuration not in controls:
+                controls.add(configuration)
+                score(untrained(embedder, settings.seed), False)
+            elif settings.untrained:
                 bar.update(len(task.paths))
-                continue
-            result = {"key": key, **evaluate_model(embedder, task, settings, splits, cache_root, decoder, bar.update)}
-            atomic_write_json(done, result)
-            collected.append(result)
     frame = pd.DataFrame(rows_of(collected))
     atomic_write_text(out_dir / "transfer.csv", frame.to_csv(index=False))
     atomic_write_text(out_dir / "transfer.md", transfer_markdown(frame, task.name))
