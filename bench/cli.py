@@ -433,10 +433,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("embed", help="embeddings of audio files from a run or an imported model (.npy + index), "
                                      "cached and resumable")
+    p.add_argument("model", metavar="MODEL", help="a run folder, or an imported model's name (MTT_musicnn, ...) "
+                                                  "or folder")
     p.add_argument("audio", nargs="*", help="audio files (or --manifest)")
     p.add_argument("--manifest", metavar="CSV", help="a CSV with a column 'path' (relative to its folder)")
-    p.add_argument("--model", default="MTT_musicnn", metavar="NAME|DIR",
-                   help="an imported model's name or folder, or a run folder (default MTT_musicnn)")
     p.add_argument("--models", metavar="DIR", help="where imported models live " + MODELS_HELP)
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (its cache/ makes reruns cheap)")
     p.add_argument("--per-patch", action="store_true", help="also write every patch's embedding")

@@ -145,7 +145,9 @@ log = ["dB"]
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_ctrl_c_is_one_line_saying_where_the_run_resumes(workspace, workers):
-    spec = write_spec(workspace, f"ctrl-c-{workers}", archs=("vgg",), epochs=10, patience=10,
+    # enough epochs that the runs are still training when the signal comes (an epoch here takes ~50 ms),
+    # and few enough steps that the fast path does not compile (COMPILE_MIN_STEPS)
+    spec = write_spec(workspace, f"ctrl-c-{workers}", archs=("vgg",), epochs=100, patience=100,
                       extra="" if workers == 1 else """
 [[grid]]
 arch = ["vgg"]
@@ -154,13 +156,16 @@ n_mels = [16]
 hop_multiplier = [2]
 log = ["log"]
 """)
+    # SIGINT as a terminal leaves it, whatever this process inherited (an ignored SIGINT is inherited)
     proc = subprocess.Popen([sys.executable, "-m", "bench", "grid", str(spec), "--device", "cpu", "--no-report",
                              "--workers", str(workers)], cwd=workspace, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     runs = workspace / "results" / f"ctrl-c-{workers}" / "runs"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list(runs.glob("*/checkpoint.pt"))) < workers:
+    started = time.monotonic()
+    while time.monotonic() < started + 120 and len(list(runs.glob("*/checkpoint.pt"))) < workers:
         time.sleep(0.05)  # every worker's run has checkpointed an epoch
+    assert proc.poll() is None, f"the grid ended before the signal, after {time.monotonic() - started:.1f} s"
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, out + err

@@ -125,6 +125,10 @@ def test_task_manifest_problems_are_one_line(tmp_path, small_dataset, finished_r
                       "needs at least two labels"),
         "fold": (["path", "label", "fold"], [[str(next(small_dataset.glob("0/*.mp3"))), "a", "x"]],
                  "fold 'x' is not an integer"),
+        "fold_class": (["path", "label", "fold"],
+                       [[str(p), label, fold] for p, label, fold in
+                        zip(sorted(small_dataset.glob("[01]/*.mp3")), "aabb", "1122", strict=True)],
+                       "holding out fold 1 leaves no training file for label(s) a"),
     }
     for name, (header, rows, message) in cases.items():
         manifest = write_rows(tmp_path / f"{name}.csv", header, rows)
@@ -187,7 +191,7 @@ def test_embed_writes_arrays_and_reuses_its_cache(finished_runs, small_dataset, 
     bad = tmp_path / "bad.mp3"
     bad.write_bytes(b"not audio" * 50)
     files = sorted(str(p) for p in small_dataset.glob("[0-3]/*.mp3"))
-    assert main(["embed", *files, str(bad), "--model", str(run), "--out", str(out), "--per-patch", "-q"]) == 2
+    assert main(["embed", str(run), *files, str(bad), "--out", str(out), "--per-patch", "-q"]) == 2
     err = capsys.readouterr().err
     assert err.count("bench embed: error:") == 1 and "bad.mp3" in err
     summary = json.loads((out / "embeddings.json").read_text())
@@ -205,11 +209,11 @@ def test_embed_writes_arrays_and_reuses_its_cache(finished_runs, small_dataset, 
     calls = []
     original = embed_module.embed_waveforms
     monkeypatch.setattr(embed_module, "embed_waveforms", lambda *a, **k: calls.append(1) or original(*a, **k))
-    assert main(["embed", *files, "--model", str(run), "--out", str(out), "-q"]) == 0
+    assert main(["embed", str(run), *files, "--out", str(out), "-q"]) == 0
     assert calls == []  # every file came from the cache
     np.testing.assert_array_equal(np.load(out / "pool4.npy"), pool)
     next((out / "cache").rglob("*.npz")).write_bytes(b"damaged")
-    assert main(["embed", *files, "--model", str(run), "--out", str(out), "-q"]) == 0
+    assert main(["embed", str(run), *files, "--out", str(out), "-q"]) == 0
     assert len(calls) == 1  # the damaged entry alone was computed again
     np.testing.assert_allclose(np.load(out / "pool4.npy"), pool, rtol=0, atol=1e-6)
 
@@ -289,7 +293,7 @@ def test_bench_embed_on_the_reference_signal(models, reference, tmp_path):  # no
     """decode -> mel -> patch -> embeddings end to end: the first patch of the reference signal."""
     _, ref = reference
     sf.write(tmp_path / "signal.wav", np.load(DATA / "inputs.npz")["signal"], 16000, subtype="FLOAT")
-    assert main(["embed", str(tmp_path / "signal.wav"), "--model", "MTT_musicnn", "--models", str(models),
+    assert main(["embed", "MTT_musicnn", str(tmp_path / "signal.wav"), "--models", str(models),
                  "--out", str(tmp_path / "e"), "-q"]) == 0
     penultimate = np.load(tmp_path / "e" / "penultimate.npy")[0]
     expected = ref["MTT_musicnn/penultimate"][0]

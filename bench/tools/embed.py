@@ -88,9 +88,9 @@ def file_identity(path: str | Path) -> str:
     return _hash_files([Path(path)])
 
 
-def load_embedder(model: str, models: str | None = None) -> Embedder:
+def load_embedder(model: str, models: str | None = None, argument: str = "MODEL") -> Embedder:
     """`model`: an imported model's name or folder, or a run folder (as `bench tag --model`)."""
-    kind, folder = resolve_model(model, models)
+    kind, folder = resolve_model(model, models, argument)
     try:
         identity = _hash_files(model_files(kind, folder))
     except OSError as exc:
@@ -276,10 +276,6 @@ def cli_main(audio: list[str], manifest: str | None, model: str, models: str | N
     paths = manifest_paths(manifest) if manifest else list(audio)
     if not paths:
         raise UserError("no audio: give audio files or --manifest FILE")
-    missing = [p for p in paths if not Path(p).is_file()]
-    if missing:
-        raise UserError(f"audio file not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if missing[1:]
-                                                                  else ""))
     target = Path(writable_folder(out, "--out"))
     embedder = load_embedder(model, models)
     target.mkdir(parents=True, exist_ok=True)

@@ -93,7 +93,7 @@ def export(model: str, onnx_path: str | Path, models: str | None = None, with_fr
                         "pip install 'mel-resolution-bench[onnx]'")
     import onnxruntime
 
-    tagger = load_tagger(model, models)
+    tagger = load_tagger(model, models, argument="RUN|MODEL")
     module = WithFrontend(tagger).eval() if with_frontend else _network(tagger)
     example = check_inputs(tagger, with_frontend)
     input_name = "waveform" if with_frontend else "mel"

@@ -98,9 +98,10 @@ def load_legacy_run(folder: Path) -> Tagger:
                   run_tag_names(result, n_tags), model.input_frames)
 
 
-def resolve_model(model: str, models: str | None = None) -> tuple[str, Path]:
+def resolve_model(model: str, models: str | None = None, argument: str = "--model") -> tuple[str, Path]:
     """("model" | "legacy-run", folder) for `--model`: an imported model's name, or a folder with
-    model.json (an imported model or a finished run), or a run finished before runs wrote model.json."""
+    model.json (an imported model or a finished run), or a run finished before runs wrote model.json.
+    `argument` names what the user typed in the error message."""
     from bench.tools.pretrained import RELEASED, models_dir
 
     path = Path(model)
@@ -115,7 +116,7 @@ def resolve_model(model: str, models: str | None = None) -> tuple[str, Path]:
         return ("model" if (path / MODEL_JSON).is_file() else "legacy-run"), path
     if path.is_dir() and (path / MODEL_JSON).is_file():
         return "model", path
-    raise UserError(f"--model {model}: neither an imported model ({', '.join(RELEASED)}) nor a folder with "
+    raise UserError(f"{argument} {model}: neither an imported model ({', '.join(RELEASED)}) nor a folder with "
                     "model.json (an imported model or a finished run)")
 
 
@@ -137,9 +138,9 @@ def load_folder(kind: str, folder: Path) -> Tagger:
     return Tagger(loaded.name, loaded.model, loaded.frontend, loaded.tags, loaded.patch_frames)
 
 
-def load_tagger(model: str, models: str | None = None) -> Tagger:
+def load_tagger(model: str, models: str | None = None, argument: str = "--model") -> Tagger:
     """`model` is an imported model's name, an imported model's folder or a run folder."""
-    return load_folder(*resolve_model(model, models))
+    return load_folder(*resolve_model(model, models, argument))
 
 
 def taggram(tagger: Tagger, waveform: np.ndarray, batch: int = PATCH_BATCH, workers: int | None = None) -> np.ndarray:

@@ -79,7 +79,12 @@ def fold_splits(task: Task, settings: TransferSettings) -> list[tuple[np.ndarray
     labels = np.array(task.labels)
     if task.folds is not None:
         folds = np.array(task.folds)
-        return [(np.flatnonzero(folds != f), np.flatnonzero(folds == f)) for f in sorted(set(task.folds))]
+        splits = [(np.flatnonzero(folds != f), np.flatnonzero(folds == f)) for f in sorted(set(task.folds))]
+        for fold, (train, _) in zip(sorted(set(task.folds)), splits, strict=True):
+            if len(set(labels[train])) < len(task.classes):
+                raise UserError(f"{task.manifest}: holding out fold {fold} leaves no training file for label(s) "
+                                f"{', '.join(sorted(set(task.classes) - set(labels[train])))}")
+        return splits
     from sklearn.model_selection import StratifiedKFold
 
     counts = {label: int((labels == label).sum()) for label in task.classes}
