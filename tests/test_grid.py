@@ -147,7 +147,7 @@ log = ["dB"]
 def test_ctrl_c_is_one_line_saying_where_the_run_resumes(workspace, workers):
     # enough epochs that the runs are still training when the signal comes (an epoch here takes ~50 ms),
     # and few enough steps that the fast path does not compile (COMPILE_MIN_STEPS)
-    spec = write_spec(workspace, f"ctrl-c-{workers}", archs=("vgg",), epochs=100, patience=100,
+    spec = write_spec(workspace, f"ctrl-c-{workers}", archs=("vgg",), epochs=40, patience=40,
                       extra="" if workers == 1 else """
 [[grid]]
 arch = ["vgg"]

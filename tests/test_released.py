@@ -17,7 +17,6 @@ import torch
 
 from bench.cli import main
 from bench.cost.gmac import count_params
-from bench.tools.pretrained import import_musicnn
 from bench.tools.tag import load_tagger
 from bench.train.frontend import MelFrontend
 
@@ -35,20 +34,6 @@ def _missing() -> str | None:
 
 
 needs_musicnn = pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    out = tmp_path_factory.mktemp("models")
-    import_musicnn(out=out, log=lambda _: None)  # all four, with one TensorFlow process
-    return out
-
-
-@pytest.fixture(scope="module")
-def reference():
-    inputs, outputs = np.load(DATA / "inputs.npz"), np.load(DATA / "outputs.npz")
-    x = torch.from_numpy(inputs["x"].astype(np.float32)).transpose(1, 2)  # (8, mel, time), as our models take it
-    return x, {key: outputs[key] for key in outputs.files}
 
 
 def close_to_largest(ours: torch.Tensor, ref: np.ndarray, fraction: float = 1e-4) -> float:

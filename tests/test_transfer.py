@@ -27,7 +27,7 @@ from bench.tools import embed as embed_module
 from bench.tools.transfer import cross_validate
 
 from .conftest import MINIMAL_SPEC
-from .test_released import DATA, close_to_largest, models, needs_musicnn, reference  # noqa: F401 - fixtures
+from .test_released import DATA, close_to_largest, needs_musicnn
 
 SPEC = (MINIMAL_SPEC.replace('name = "t"', 'name = "tr"\nseeds = [0, 1]').replace("seeds = [0]\n", "")
         .replace('name = "synthetic"', 'name = "synthetic"\nclip_seconds = 2.0\n[arch.vgg]\nwidth = 0.0625')
@@ -273,7 +273,7 @@ def test_untrained_control_is_one_fresh_network_per_configuration(finished_runs,
 
 @needs_musicnn
 @pytest.mark.parametrize("name", ["MTT_musicnn", "MTT_vgg"])
-def test_embeddings_of_the_released_models_are_musicnns_features(models, reference, name):  # noqa: F811
+def test_embeddings_of_the_released_models_are_musicnns_features(models, reference, name):
     from bench.tools.tag import load_tagger
 
     x, ref = reference
@@ -289,7 +289,7 @@ def test_embeddings_of_the_released_models_are_musicnns_features(models, referen
 
 
 @needs_musicnn
-def test_bench_embed_on_the_reference_signal(models, reference, tmp_path):  # noqa: F811
+def test_bench_embed_on_the_reference_signal(models, reference, tmp_path):
     """decode -> mel -> patch -> embeddings end to end: the first patch of the reference signal."""
     _, ref = reference
     sf.write(tmp_path / "signal.wav", np.load(DATA / "inputs.npz")["signal"], 16000, subtype="FLOAT")
