@@ -128,15 +128,9 @@ def embed_waveforms(tagger: Tagger, waveforms: list[np.ndarray], batch: int = BA
     """Every layer's embedding of every patch: for each waveform, {layer: (patches, dims) float32}."""
     import torch
 
-    from bench.data.views import eval_segments
-
     with torch.inference_mode():
-        patches, counts = [], []
-        for waveform in waveforms:
-            mel = tagger.frontend(torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))[None])
-            segments, n = eval_segments(mel, tagger.patch_frames)
-            patches.append(segments)
-            counts.append(n)
+        patches = [tagger.patches(waveform) for waveform in waveforms]
+        counts = [len(p) for p in patches]
         outputs: dict[str, list[torch.Tensor]] = {}
         for chunk in torch.cat(patches).split(batch):
             for layer, value in tagger.model.embeddings(chunk).items():

@@ -52,6 +52,16 @@ class Tagger:
     def patch_seconds(self) -> float:
         return self.patch_frames * self.frontend.config.hop_length / self.sample_rate
 
+    def patches(self, waveform: np.ndarray):
+        """The model's inputs of a mono waveform at its rate: the log-mel cut into non-overlapping
+        patches from the start, (patches, n_mels, patch_frames) (call under `torch.inference_mode`)."""
+        import torch
+
+        from bench.data.views import eval_segments
+
+        mel = self.frontend(torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))[None])
+        return eval_segments(mel, self.patch_frames)[0]
+
 
 def run_tag_names(result: dict | None, n_tags: int) -> list[str]:
     """The run's tag names in output order: stored with the result; for results written before they
@@ -153,16 +163,12 @@ def taggram(tagger: Tagger, waveform: np.ndarray, batch: int = PATCH_BATCH, work
     """
     import torch
 
-    from bench.data.views import eval_segments
-
     def forward(chunk: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
             return torch.sigmoid(tagger.model(chunk))
 
     with torch.inference_mode():
-        mel = tagger.frontend(torch.from_numpy(waveform)[None])
-        patches, _ = eval_segments(mel, tagger.patch_frames)
-    chunks = patches.split(batch)
+        chunks = tagger.patches(waveform).split(batch)
     threads = torch.get_num_threads()
     workers = min(workers or threads, len(chunks))
     if workers <= 1:
