@@ -178,14 +178,15 @@ def decode(path: str, sample_rate: int) -> np.ndarray:
 
 def embed_files(embedder: Embedder, paths: list[str], cache_root: str | Path, decoder: Decoder = decode,
                 progress: Callable[[int], None] | None = None
-                ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, str]]:
-    """({path: {layer: (patches, dims), SECONDS: duration}}, {path: why it failed}) for every path,
-    computing only what the cache lacks. A file that cannot be decoded is recorded, not raised."""
+                ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, str], dict[str, str]]:
+    """({path: {layer: (patches, dims), SECONDS: duration}}, {path: why it failed}, {path: audio id}) for
+    every path, computing only what the cache lacks. A file that cannot be decoded is recorded, not raised."""
     from bench.data.audio import BadAudio
 
     cache = EmbeddingCache(cache_root, embedder.identity)
     done: dict[str, dict[str, np.ndarray]] = {}
     failed: dict[str, str] = {}
+    identities: dict[str, str] = {}
     for start in range(0, len(paths), GROUP):
         group = paths[start:start + GROUP]
         todo: list[tuple[str, str, np.ndarray]] = []
@@ -195,6 +196,7 @@ def embed_files(embedder: Embedder, paths: list[str], cache_root: str | Path, de
             except OSError as exc:
                 failed[path] = f"cannot read ({exc.strerror or exc})"
                 continue
+            identities[path] = identity
             cached = cache.get(identity, embedder.layers)
             if cached is not None:
                 done[path] = cached
@@ -211,17 +213,17 @@ def embed_files(embedder: Embedder, paths: list[str], cache_root: str | Path, de
                 done[path] = arrays
         if progress:
             progress(len(group))
-    return done, failed
+    return done, failed, identities
 
 
 def write_outputs(out: Path, embedder: Embedder, paths: list[str], arrays: dict[str, dict[str, np.ndarray]],
-                  failed: dict[str, str], per_patch: bool) -> dict:
+                  failed: dict[str, str], identities: dict[str, str], per_patch: bool) -> dict:
     """index.csv, <layer>.npy (mean over patches), <layer>.patches.npy and embeddings.json, atomically."""
     kept = [p for p in paths if p in arrays]
     rows, first = [], 0
     for row, path in enumerate(kept):
         n = len(arrays[path][embedder.layers[0]])
-        rows.append([row, path, file_identity(path), round(float(arrays[path][SECONDS]), 3), n, first])
+        rows.append([row, path, identities[path], round(float(arrays[path][SECONDS]), 3), n, first])
         first += n
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
@@ -274,10 +276,10 @@ def cli_main(audio: list[str], manifest: str | None, model: str, models: str | N
     embedder = load_embedder(model, models)
     target.mkdir(parents=True, exist_ok=True)
     with progress_bar(len(paths), f"embedding ({embedder.tagger.name})", enabled=not quiet) as bar:
-        arrays, failed = embed_files(embedder, paths, target / CACHE, progress=bar.update)
+        arrays, failed, identities = embed_files(embedder, paths, target / CACHE, progress=bar.update)
     for path, why in failed.items():
         print(f"bench embed: error: {path}: {why}", file=sys.stderr)
-    summary = write_outputs(target, embedder, paths, arrays, failed, per_patch)
+    summary = write_outputs(target, embedder, paths, arrays, failed, identities, per_patch)
     dims = ", ".join(f"{layer} ({n})" for layer, n in summary["layers"].items())
     print(f"{embedder.tagger.name}: {summary['files']} file(s) -> {target}: {dims}")
     return 2 if failed else 0

@@ -232,7 +232,7 @@ def evaluate_model(embedder: Embedder, task: Task, settings: TransferSettings, s
     layer = settings.layer or embedder.layers[0]
     if layer not in embedder.layers:
         raise UserError(f"--layer {layer}: {embedder.tagger.name} has {', '.join(embedder.layers)}")
-    arrays, failed = embed_files(embedder, list(task.paths), cache_root, decoder, progress)
+    arrays, failed, _ = embed_files(embedder, list(task.paths), cache_root, decoder, progress)
     if failed:
         first = next(iter(failed.items()))
         raise UserError(f"{len(failed)} file(s) of {task.manifest} cannot be decoded, e.g. {first[0]}: {first[1]} "
