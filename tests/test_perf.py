@@ -136,3 +136,19 @@ def test_every_lever_sets_cudnn_benchmark_itself():
     assert torch.backends.cudnn.benchmark is True
     baseline(cpu).prepare_model(nn.Linear(2, 2))
     assert torch.backends.cudnn.benchmark is False
+
+
+def test_seed_stack_benchmark_times_the_networks_the_grid_trains():
+    """benchmarks/seed_stack.py compares one run per seed with the seeds stacked by torch.func.vmap:
+    the stacked network must compute what the separate networks compute (fp32, dropout off; grouped
+    and plain convolutions round differently, ~1e-5 of the largest logit)."""
+    import importlib.util
+
+    path = SPECS.parent / "benchmarks" / "seed_stack.py"
+    spec = importlib.util.spec_from_file_location("seed_stack", path)
+    seed_stack = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(seed_stack)
+    cases = spec_cases(load_spec(SPECS / "demo.toml"))
+    for arch in ("vgg", "musicnn"):
+        case = min((c for c in cases if c.configuration.arch == arch), key=lambda c: c.gmac_per_input)
+        assert seed_stack.agreement(case, torch.device("cpu"), seeds=2, batch=2) < 1e-4
