@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -318,6 +322,20 @@ def test_cuda_fast_path_uses_fused_adam(monkeypatch):
     assert not fastpath.fast_path(CPU, "fp32").fused_adam
 
 
+def test_a_gpu_that_only_emulates_bf16_trains_in_fp16(monkeypatch):
+    """torch.cuda.is_bf16_supported() says True on a V100 or T4 (compute capability 7.x), where bf16
+    is emulated; only Ampere (8.0) and later compute it. Those older GPUs must take fp16 + loss scaling."""
+    def v100(including_emulation: bool = True) -> bool:  # torch's logic for a 7.0 device
+        return including_emulation
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", v100)
+    assert not fastpath.native_bf16(torch.device("cuda"))
+    assert fastpath.fast_path(torch.device("cuda"), "auto").amp_dtype == "float16"
+    assert fastpath.fast_path(torch.device("cuda"), "bf16").amp_dtype == "float16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)  # an H100
+    assert fastpath.fast_path(torch.device("cuda"), "auto").amp_dtype == "bfloat16"
+
+
 def test_checkpoint_policy_keeps_checkpointing_under_five_percent():
     policy = train.CheckpointPolicy(max_overhead=0.05)
     assert policy.due(0.0)  # the first epoch: nothing written yet
@@ -406,7 +424,10 @@ def test_gpu_check_without_cuda_checks_nothing_and_says_so(monkeypatch, capsys, 
 
 @pytest.mark.parametrize(("name", "tflops"), [("NVIDIA H100 80GB HBM3", 989.0), ("NVIDIA H100 PCIe", 756.0),
                                               ("NVIDIA A100-SXM4-80GB", 312.0), ("NVIDIA L40S", 362.0),
-                                              ("NVIDIA L4", 121.0), ("NVIDIA H200", 989.0), ("Tesla V100", None)])
+                                              ("NVIDIA L4", 121.0), ("NVIDIA H200", 989.0), ("Tesla V100", None),
+                                              ("NVIDIA H200 NVL", 835.0), ("NVIDIA H100 NVL", 835.0),
+                                              ("NVIDIA A10", 125.0), ("NVIDIA GH200 480GB", 989.0),
+                                              ("NVIDIA RTX A4000", None)])
 def test_bf16_dense_peaks_from_the_datasheets(name, tflops):
     from bench.tools.gpucheck import bf16_peak_tflops
 
@@ -454,3 +475,53 @@ def test_gpu_check_c3_runs_the_real_grid_and_judges_it(tmp_path):
     assert check.ok is False
     assert "devices {'cpu'}" in check.detail and "executions per run [1, 1, 1, 1]" in check.detail
     assert check.line().startswith("FAIL C3 --workers 2 with CUDA_VISIBLE_DEVICES=0: devices")
+
+
+def test_gpu_check_compiles_its_configurations_in_one_worker(monkeypatch, tmp_path):
+    """C5 asks for 3+ configurations compiled in one process. On CUDA a grid starts several workers per
+    GPU by default (`--runs-per-gpu`), each taking another configuration: C4/C5 must ask for one."""
+    from bench.spec import load_spec
+    from bench.tools import gpucheck
+
+    asked = {}
+
+    def grid(self, spec, *args, env=None, timeout=600):
+        asked.update(spec=spec, args=args, env=env)
+        return subprocess.CompletedProcess([], 1, "", "stub"), {}
+
+    monkeypatch.setattr(gpucheck.Workspace, "grid", grid)
+    c4, c5 = gpucheck.Check("C4", ""), gpucheck.Check("C5", "")
+    gpucheck.check_compile(gpucheck.Workspace(tmp_path), c4, c5)
+    assert asked["args"][asked["args"].index("--workers") + 1] == "1"
+    assert asked["env"]["BENCH_COMPILE"] == "1"
+    assert len(load_spec(asked["spec"]).configurations()) >= 3
+
+
+UUID = "GPU-8a1f5e2c-0d4b-4c1e-9f3a-1b2c3d4e5f60"
+
+
+@pytest.mark.parametrize(("selection", "first"), [(None, "0"), ("", "0"), ("3", "3"), ("4,5", "4"),
+                                                  (f"{UUID},GPU-1", UUID)])
+def test_gpu_check_c3_stays_on_a_gpu_this_process_may_use(selection, first):
+    from bench.tools.gpucheck import first_visible_gpu
+
+    assert first_visible_gpu({} if selection is None else {"CUDA_VISIBLE_DEVICES": selection}) == first
+
+
+def test_a_timed_out_check_kills_the_grid_and_its_workers(tmp_path):
+    """A grid that outlasts its check's time is killed with its worker processes, which would
+    otherwise go on using the GPU under the next checks."""
+    from bench.tools.gpucheck import run_group
+
+    pid_file = tmp_path / "child.pid"
+    parent = ("import subprocess, sys, time; "
+              "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+              f"open({str(pid_file)!r}, 'w').write(str(child.pid)); time.sleep(60)")
+    proc = run_group([sys.executable, "-c", parent], dict(os.environ), timeout=3)
+    assert proc.returncode == -signal.SIGKILL and "timed out after 3 s" in proc.stderr
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    stat = Path(f"/proc/{child}/stat")
+    while stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z" and time.monotonic() < deadline:
+        time.sleep(0.05)  # gone, or a zombie nobody has reaped yet: either way no longer running
+    assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z", f"worker {child} still running"

@@ -6,7 +6,7 @@ performance checks time the paper's networks on random batches at the paper's ba
 
   C1  a tiny grid (VGG and MusiCNN, 2 epochs) on CUDA with device-resident waveforms in bf16
   C2  the same grid through the DataLoader path (forced), fp16 with loss scaling, pinned memory
-  C3  `--workers 2` with CUDA_VISIBLE_DEVICES=0: both workers on that GPU, each run executed once
+  C3  `--workers 2` with CUDA_VISIBLE_DEVICES set to one GPU: both workers on it, each run executed once
   C4  torch.compile on: every run compiled and trained
   C5  three or more configurations compiled in one process with no recompile-limit hit
   P1  training throughput at the smallest, the headline (96x1366) and the largest (128x1820)
@@ -27,7 +27,9 @@ import argparse
 import functools
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -66,8 +68,10 @@ log = ["log"]
 """A grid small enough for a test: 48 synthetic clips of 3 s, VGG and MusiCNN at 1/16 width."""
 
 BF16_DENSE_TFLOPS = {
-    # NVIDIA datasheets, dense (no sparsity) bf16 tensor-core peak; first match of the device name wins
-    "GH200": 989.0, "H200": 989.0, "H100 NVL": 835.0, "H100 PCIe": 756.0, "H100": 989.0,  # H100 SXM: "80GB HBM3"
+    # NVIDIA datasheets, dense (no sparsity) bf16 tensor-core peak. A key matches the device name as a
+    # whole word ("A10" is not in "A100-SXM4", "A40" not in "RTX A4000"); the longest match wins.
+    "GH200": 989.0, "H200": 989.0, "H200 NVL": 835.0, "H100 NVL": 835.0, "H100 PCIe": 756.0,
+    "H100": 989.0,  # H100 SXM: "NVIDIA H100 80GB HBM3"
     "B200": 2250.0, "A100": 312.0, "A800": 312.0, "L40S": 362.0, "L40": 181.0, "A40": 150.0, "A30": 165.0,
     "A10": 125.0, "L4": 121.0, "RTX 6000 Ada": 364.0, "RTX 4090": 165.0, "RTX 3090": 71.0, "A6000": 155.0,
 }
@@ -90,9 +94,10 @@ class Check:
 
 
 def bf16_peak_tflops(name: str) -> float | None:
-    for key, value in BF16_DENSE_TFLOPS.items():
-        if key.lower() in name.lower():
-            return value
+    """The datasheet's dense bf16 peak of the GPU that `torch.cuda.get_device_name` calls `name`."""
+    for key in sorted(BF16_DENSE_TFLOPS, key=len, reverse=True):
+        if re.search(rf"(?<![A-Za-z0-9]){re.escape(key)}(?![A-Za-z0-9])", name, flags=re.IGNORECASE):
+            return BF16_DENSE_TFLOPS[key]
     return None
 
 
@@ -107,11 +112,13 @@ class Workspace:
         self.device = device
         """What the grids are run with; only the harness's own tests use another."""
 
-    def spec(self, name: str, archs=("vgg", "musicnn"), mels=(32,), precision: str = "auto") -> Path:
-        """The stress harness's tiny grid (48 clips of 3 s, width 1/16, batch 16, 2 epochs) with more
-        mel counts as extra grid blocks, at `precision`."""
-
-        extra = "".join(f'[[grid]]\narch = {json.dumps(list(archs))}\nsample_rate = [16000]\nn_mels = [{m}]\n'
+    def spec(self, name: str, archs=("vgg", "musicnn"), mels=(32,), precision: str = "auto",
+             extra_archs: tuple[str, ...] | None = None) -> Path:
+        """The stress harness's tiny grid (48 clips of 3 s, width 1/16, batch 16, 2 epochs) of `archs`
+        at 32 mels, with each other mel count of `mels` as an extra grid block of `extra_archs`
+        (default `archs`), at `precision`."""
+        more = json.dumps(list(extra_archs or archs))
+        extra = "".join(f'[[grid]]\narch = {more}\nsample_rate = [16000]\nn_mels = [{m}]\n'
                         f'hop_multiplier = [2]\nlog = ["log"]\n' for m in mels if m != 32)
         text = TINY_SPEC.format(name=name, seeds="[0]", data=self.data, epochs=2, patience=2,
                                 archs=json.dumps(list(archs)), extra=extra)
@@ -119,16 +126,38 @@ class Workspace:
         path.write_text(text.replace("[protocol]\n", f'[protocol]\nprecision = "{precision}"\n'))
         return path
 
-    def grid(self, spec: Path, *args: str, env: dict | None = None) -> tuple[subprocess.CompletedProcess, dict]:
+    def grid(self, spec: Path, *args: str, env: dict | None = None, timeout: float = 600
+             ) -> tuple[subprocess.CompletedProcess, dict]:
         environment = {**os.environ, "BENCH_CACHE": str(self.root / "cache"),
                        "BENCH_GPU_LOCKS": str(self.root / "gpu-locks"), **(env or {})}
-        proc = subprocess.run([sys.executable, "-m", "bench", "grid", str(spec), "--device", self.device, "--no-report",
-                               "--results", str(self.root / "results"), *args], capture_output=True, text=True,
-                              env=environment, timeout=600)
+        command = [sys.executable, "-m", "bench", "grid", str(spec), "--device", self.device, "--no-report",
+                   "--results", str(self.root / "results"), *args]
+        proc = run_group(command, environment, timeout)
         runs = self.root / "results" / spec.stem / "runs"
         results = {p.name: json.loads((p / "result.json").read_text())
                    for p in sorted(runs.glob("*")) if (p / "result.json").exists()}
         return proc, results
+
+
+def run_group(command: list[str], env: dict, timeout: float) -> subprocess.CompletedProcess:
+    """`command` in its own process group, all of which is killed if it outlasts `timeout` seconds:
+    a grid's worker processes would otherwise go on training on the GPU under the next checks."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        out, err = proc.communicate()
+        err += f"\ntimed out after {timeout:.0f} s (its process group was killed)"
+    return subprocess.CompletedProcess(command, proc.returncode, out, err)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _grid_failure(proc: subprocess.CompletedProcess, results: dict, expected: int) -> str | None:
@@ -143,12 +172,14 @@ def _grid_failure(proc: subprocess.CompletedProcess, results: dict, expected: in
 def check_resident_bf16(ws: Workspace, check: Check) -> None:
     import torch
 
+    from bench.train.fastpath import native_bf16
+
     proc, results = ws.grid(ws.spec("c1"))
     problem = _grid_failure(proc, results, 2)
     if problem:
         check.ok, check.detail = False, problem
         return
-    wanted = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    wanted = "bfloat16" if native_bf16(torch.device("cuda")) else "float16"
     rows = [(r["config"]["arch"], r["training"]["amp_dtype"], r["training"]["fast_path"]["resident_data"],
              r["provenance"]["device"]) for r in results.values()]
     check.numbers = {"runs": rows, "roc_auc": [r["metrics"]["roc_auc"] for r in results.values()]}
@@ -169,9 +200,16 @@ def check_loader_fp16(ws: Workspace, check: Check) -> None:
                    f"{[p['pin_memory'] for p in paths]}, loader workers {[p['loader_workers'] for p in paths]}"
 
 
+def first_visible_gpu(environ: dict) -> str:
+    """The GPU that `CUDA_VISIBLE_DEVICES=<it>` selects among those this process may use: the first of
+    an existing selection (an index or a UUID; a scheduler may have handed out GPU 3 alone), else 0."""
+    selection = [x.strip() for x in environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if x.strip()]
+    return selection[0] if selection else "0"
+
+
 def check_two_workers_one_gpu(ws: Workspace, check: Check) -> None:
     spec = ws.spec("c3", archs=("vgg",), mels=(32, 24, 16, 8))
-    proc, results = ws.grid(spec, "--workers", "2", env={"CUDA_VISIBLE_DEVICES": "0"})
+    proc, results = ws.grid(spec, "--workers", "2", env={"CUDA_VISIBLE_DEVICES": first_visible_gpu(os.environ)})
     problem = _grid_failure(proc, results, 4)
     if problem:
         check.ok, check.detail = False, problem
@@ -185,11 +223,12 @@ def check_two_workers_one_gpu(ws: Workspace, check: Check) -> None:
 
 
 def check_compile(ws: Workspace, c4: Check, c5: Check) -> None:
-    # four configurations (both architectures, two mel counts): each compiles its own graphs, which
-    # is most of this check's time on a GPU
-    spec = ws.spec("c4", archs=("vgg", "musicnn"), mels=(32, 24))
-    proc, results = ws.grid(spec, env={"BENCH_COMPILE": "1"})
-    problem = _grid_failure(proc, results, 4)
+    # three configurations (VGG and MusiCNN at 32 mels, VGG at 24) in one worker, one after another:
+    # by default a GPU would get several workers, each compiling one configuration. Each compiles
+    # its own graphs, which is most of this check's time.
+    spec = ws.spec("c4", archs=("vgg", "musicnn"), mels=(32, 24), extra_archs=("vgg",))
+    proc, results = ws.grid(spec, "--workers", "1", env={"BENCH_COMPILE": "1"}, timeout=900)
+    problem = _grid_failure(proc, results, 3)
     if problem:
         c4.ok, c4.detail = False, problem
         c5.ok, c5.detail = False, "see C4"
@@ -223,22 +262,27 @@ def _cases() -> dict:
     return {"smallest": smallest, "headline": headline, "largest": largest, "loader": loader_case}
 
 
-def busy_fraction(step: Callable[[], object], steps: int) -> tuple[float, float]:
-    """(GPU-busy fraction, seconds per step) over `steps` steps: CUDA kernel time the profiler saw
-    divided by the wall time of those steps (kernels of one process do not overlap here)."""
+def busy_fraction(step: Callable[[], object], steps: int, ready: Callable[[], None] = lambda: None
+                  ) -> tuple[float, float, tuple[float, float]]:
+    """(GPU-busy fraction, seconds per step, (start, end) wall-clock time) of `steps` steps: CUDA
+    kernel time the profiler saw divided by the wall time of those steps alone (kernels of one
+    process do not overlap here). The warm-up step, the profiler's start and stop and the reading of
+    its events lie outside the window; `ready` is called just before the window opens."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     step()
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        start = time.perf_counter()
+        ready()
+        start, clock = time.time(), time.perf_counter()
         for _ in range(steps):
             step()
         torch.cuda.synchronize()
-        wall = time.perf_counter() - start
+        wall = time.perf_counter() - clock
+        end = time.time()
     kernel_us = sum(e.device_time for e in prof.events() if e.device_type.name == "CUDA")
-    return kernel_us / 1e6 / wall, wall / steps
+    return kernel_us / 1e6 / wall, wall / steps, (start, end)
 
 
 def training_step(case, batch: int):
@@ -271,7 +315,7 @@ def check_throughput(check: Check, batch: int, shared_runs: int) -> dict:
         if label == "loader":
             continue
         step, model, _ = training_step(case, batch)
-        busy, seconds = busy_fraction(step, 10)
+        busy, seconds, _ = busy_fraction(step, 10)
         tflops = 6 * model.analytic_macs() * batch / seconds / 1e12
         rows[label] = {"case": case.label, "step_seconds": seconds, "clips_per_second": batch / seconds,
                        "tflops": tflops, "fraction_of_bf16_peak": tflops / peak if peak else None, "busy": busy}
@@ -295,24 +339,42 @@ def check_throughput(check: Check, batch: int, shared_runs: int) -> dict:
     return rows
 
 
+def barrier(folder: Path, parties: int, timeout: float = 120.0) -> None:
+    """Wait until `parties` processes have called this with `folder` (each leaves a file there)."""
+    (folder / str(os.getpid())).touch()
+    deadline = time.monotonic() + timeout
+    while len(list(folder.iterdir())) < parties and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def shared_busy(case, batch: int, runs: int, seconds: float = 8.0) -> dict:
     """GPU-busy fraction with `runs` processes training `case` at once: the sum of their kernel
-    times over the window in which all of them ran (time-sliced kernels of different processes do
-    not overlap)."""
-    code = ("import json, sys, time, torch; from bench.tools.gpucheck import _cases, training_step, busy_fraction; "
+    times over the window from the first process's start to the last one's end (time-sliced kernels
+    of different processes do not overlap). The processes build, calibrate and warm up first, then
+    wait for each other, so that the window holds all of them training."""
+    code = ("import json, sys, time, torch; from pathlib import Path; "
+            "from bench.tools.gpucheck import _cases, training_step, busy_fraction, barrier; "
             "step, model, path = training_step(_cases()['smallest'], int(sys.argv[1])); "
-            "busy, per_step = busy_fraction(step, 3); n = max(3, int(float(sys.argv[2]) / per_step)); "
-            "t0 = time.time(); busy, per_step = busy_fraction(step, n); "
-            "print(json.dumps({'start': t0, 'end': time.time(), 'kernel': busy * per_step * n, 'steps': n}))")
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(batch), str(seconds)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(runs)]
-    outs = [p.communicate(timeout=300) for p in procs]
+            "_, per_step, _ = busy_fraction(step, 3); n = max(3, int(float(sys.argv[2]) / per_step)); "
+            "busy, per_step, (t0, t1) = busy_fraction(step, n, lambda: barrier(Path(sys.argv[3]), int(sys.argv[4]))); "
+            "print(json.dumps({'start': t0, 'end': t1, 'kernel': busy * per_step * n, 'steps': n}))")
+    with tempfile.TemporaryDirectory(prefix="bench-gpu-check-barrier-") as meeting:
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(batch), str(seconds), meeting, str(runs)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                 for _ in range(runs)]
+        try:
+            outs = [p.communicate(timeout=300) for p in procs]
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                kill_group(p)
+            return {"error": f"{runs} runs at once did not finish in 300 s"}
     if any(p.returncode for p in procs):
         return {"error": " | ".join(err.strip().splitlines()[-1] for _, err in outs if err.strip())}
     rows = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
     window = max(r["end"] for r in rows) - min(r["start"] for r in rows)
     clips = sum(r["steps"] * batch for r in rows) / window
-    return {"runs": runs, "busy": min(1.0, sum(r["kernel"] for r in rows) / window), "clips_per_second": clips}
+    return {"runs": runs, "busy": min(1.0, sum(r["kernel"] for r in rows) / window), "clips_per_second": clips,
+            "window_seconds": window}
 
 
 def check_memory(check: Check, batch: int) -> None:
@@ -396,7 +458,7 @@ def run_checks(out: Path, batch: int, shared_runs: int, keep: bool = False, only
     ws = Workspace(root)
     checks = {k: Check(k, t) for k, t in [
         ("C1", "tiny grid on CUDA, resident data, bf16"), ("C2", "loader path, fp16 + loss scaling, pinned"),
-        ("C3", "--workers 2 with CUDA_VISIBLE_DEVICES=0"), ("C4", "torch.compile on"),
+        ("C3", "--workers 2 with CUDA_VISIBLE_DEVICES=<one GPU>"), ("C4", "torch.compile on"),
         ("C5", "3+ configurations compiled in one process"), ("P1", "training throughput and GPU busy"),
         ("P2", "peak memory at the largest configuration"), ("P3", "free-memory rule after a run"),
         ("P4", "loader path at 16 kHz vs consumption")]}
@@ -415,9 +477,17 @@ def run_checks(out: Path, batch: int, shared_runs: int, keep: bool = False, only
         for key in ids:
             print(checks[key].line(), flush=True)
 
+    functional = {"C1", "C2", "C3", "C4", "C5"}
     try:
-        if not only or only & {"C1", "C2", "C3", "C4", "C5"}:
-            generate(ws.data, clips=48, seed=0, clip_seconds=3.0, progress=False)
+        if not only or only & functional:
+            try:
+                generate(ws.data, clips=48, seed=0, clip_seconds=3.0, progress=False)
+            except Exception as exc:  # no data, no grid: C1-C5 fail, the performance checks still run
+                for key in sorted(functional & (only or functional)):
+                    checks[key].ok = False
+                    checks[key].detail = f"synthetic data not generated: {type(exc).__name__}: {exc}"
+                    print(checks[key].line(), flush=True)
+                only = (only or set(checks)) - functional
         attempt(("C1",), lambda: check_resident_bf16(ws, checks["C1"]))
         attempt(("C2",), lambda: check_loader_fp16(ws, checks["C2"]))
         attempt(("C3",), lambda: check_two_workers_one_gpu(ws, checks["C3"]))

@@ -465,7 +465,7 @@ def levers(device: torch.device, compile_lever: bool, arch: str) -> list[tuple[s
     """(name, execution settings, module options) of the baseline and of each lever alone (VGG's
     module-order lever included: the other levers are measured on top of it, as the suite runs)."""
     base = baseline(device)
-    amp = "bfloat16" if device.type == "cpu" or torch.cuda.is_bf16_supported() else "float16"
+    amp = "bfloat16" if device.type == "cpu" or native_bf16(device) else "float16"
     rows = [("fp32 eager (baseline)", base, {"pool_before_elu": False} if arch == "vgg" else {})]
     if arch == "vgg":
         rows.append(("pool before ELU", base, {}))

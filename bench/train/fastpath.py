@@ -111,9 +111,11 @@ class FastPath:
 
 def native_bf16(device: torch.device) -> bool:
     """Whether `device` computes bf16 in hardware: CUDA (Ampere and later), or a CPU whose oneDNN
-    reports bf16 support (AVX512-BF16 or AMX)."""
+    reports bf16 support (AVX512-BF16 or AMX). On CUDA emulation does not count: a V100 or T4 can
+    hold bf16 tensors (`is_bf16_supported()`'s default says yes) but would train far slower in bf16
+    than in fp16."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        return torch.cuda.is_bf16_supported(including_emulation=False)
     check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
     return bool(check and check())
 
@@ -130,7 +132,7 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     """
     if precision == "fp32" or (precision == "auto" and device.type == "cpu" and not native_bf16(device)):
         return None
-    if precision == "fp16" or (device.type == "cuda" and not torch.cuda.is_bf16_supported()):
+    if precision == "fp16" or (device.type == "cuda" and not native_bf16(device)):
         return torch.float16
     return torch.bfloat16
 
