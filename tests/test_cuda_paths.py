@@ -4,6 +4,7 @@ GPU identities in place of real devices."""
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import signal
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from bench.core.errors import UserError
 from bench.data import views
@@ -190,6 +192,7 @@ def test_worker_device_is_an_index_among_visible_gpus_and_leaves_the_selection_a
     else:
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", preset)
     monkeypatch.setenv("BENCH_GPU_LOCKS", str(tmp_path))
+    monkeypatch.setattr(fastpath, "_runs_per_gpu", 1)  # restored after the test: the workers change it
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "get_device_properties",
@@ -199,6 +202,7 @@ def test_worker_device_is_an_index_among_visible_gpus_and_leaves_the_selection_a
     devices = [worker_device("cuda", worker, runs_per_gpu=2, log=lambda *_: None) for worker in range(5)]
     assert [d.index for d, _ in devices] == [0, 1, 0, 1, 0] == chosen
     assert [c.slot for _, c in devices] == [0, 0, 1, 1, None]  # 5 workers, 2 GPUs x 2 slots
+    assert fastpath._runs_per_gpu == 2  # each worker's waveform copy gets its share of the GPU
     assert os.environ.get("CUDA_VISIBLE_DEVICES") == preset
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert worker_device("auto", 0, 1)[0] == CPU
@@ -282,6 +286,111 @@ def test_memory_cached_by_pytorch_counts_as_available(monkeypatch):
     assert not fastpath.resident_fits(35 * gb, cuda)
     assert fastpath.resident_fits(35 * gb, cuda, reusable_bytes=18 * gb)  # the 12 kHz copy it replaces
     assert not fastpath.resident_fits(1, CPU)
+
+
+def test_workers_sharing_a_gpu_each_get_their_share_for_waveforms(monkeypatch):
+    """141 GB H200, 4 runs per GPU, all starting together: each sees 139 GB free. One worker's 24 GB
+    of MTAT at 16 kHz alone would fit in half of that, but four copies (96 GB) would leave four runs
+    43 GB; a worker's share is 141 / 4 GB, half of it for waveforms: 17.6 GB."""
+    gb = 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (139 * gb, 141 * gb))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 0)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 0)
+    monkeypatch.setattr(fastpath, "_runs_per_gpu", 1)
+    cuda = torch.device("cuda")
+    assert fastpath.resident_fits(24 * gb, cuda)
+    fastpath.set_runs_per_gpu(4)
+    assert not fastpath.resident_fits(24 * gb, cuda)
+    assert fastpath.resident_fits(17 * gb, cuda) and not fastpath.resident_fits(18 * gb, cuda)
+
+
+def test_a_runs_peak_memory_leaves_out_the_workers_waveform_copy(monkeypatch):
+    """The allocator's peak counts every live tensor, the worker's 24 GB resident copy of MTAT at
+    16 kHz too; as a run's footprint (which chooses how many runs share a GPU) it would count once
+    per run on top of the copy that `auto_runs_per_gpu` already leaves room for."""
+    gb = 2**30
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: 30 * gb)
+    assert train.run_peak_memory(torch.device("cuda"), resident_bytes=24 * gb) == 6 * gb
+    assert train.run_peak_memory(torch.device("cuda"), resident_bytes=0) == 30 * gb
+    assert train.run_peak_memory(CPU, resident_bytes=0) is None
+
+
+def test_cached_waveforms_reach_loader_workers_by_path_not_by_value(tmp_path):
+    """A DataLoader worker started by spawn or forkserver (Python 3.14's default on Linux) gets its
+    dataset pickled; a memmap pickles its whole contents (the cache: tens of GB), so the cache must
+    travel as its folder and be mapped again."""
+    import json
+    import pickle
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from bench.data.cached_waveforms import MANIFEST, WAVEFORMS, CachedWaveforms
+
+    n, samples = 64, 16000
+    waves = np.random.default_rng(0).standard_normal((n, samples)).astype(np.float16)
+    waves.tofile(tmp_path / WAVEFORMS)
+    (tmp_path / MANIFEST).write_text(json.dumps({"sample_rate": 16000, "status": [1] * n, "n_clips": n,
+                                                 "clip_samples": samples}))
+    cache = CachedWaveforms(tmp_path, SimpleNamespace(clips=[], tag_names=["a"]))
+    data = pickle.dumps(cache)
+    assert len(data) < waves.nbytes / 10, len(data)  # 2 MB of waveforms
+    copy = pickle.loads(data)
+    assert isinstance(copy.waveforms, np.memmap) and np.array_equal(copy.waveforms[5], waves[5])
+
+
+def test_resumed_adam_steps_as_this_device_says_whatever_device_wrote_the_checkpoint():
+    """A checkpoint written on CUDA (fused Adam, channels_last weights and states) resumed on the CPU
+    (NCHW, unfused): `load_state_dict` alone brings back `fused=True`, and fused Adam on parameters
+    and states of different strides computes wrong updates. The next step must equal the step the
+    run would have taken where it was."""
+    from bench.train.fastpath import baseline
+
+    torch.manual_seed(0)
+    there = nn.Conv2d(4, 8, 3).to(memory_format=torch.channels_last)
+    written = torch.optim.Adam(there.parameters(), lr=1e-2, fused=True)
+    grads = [[torch.randn_like(p) for p in there.parameters()] for _ in range(3)]
+    for step in grads[:2]:
+        for p, g in zip(there.parameters(), step, strict=True):
+            p.grad = g.clone()
+        written.step()
+    buffer = io.BytesIO()  # through a file, as a checkpoint: a state_dict shares the live state tensors
+    torch.save(written.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, map_location="cpu", weights_only=True)
+    here = nn.Conv2d(4, 8, 3)
+    here.load_state_dict(there.state_dict())
+    resumed = torch.optim.Adam(here.parameters(), lr=1e-2)
+    train.load_optimizer_state(resumed, state, baseline(CPU))
+    assert all(g["fused"] is None for g in resumed.param_groups)
+    for model in (there, here):
+        for p, g in zip(model.parameters(), grads[2], strict=True):
+            p.grad = g.clone()
+    written.step()
+    resumed.step()
+    for a, b in zip(there.parameters(), here.parameters(), strict=True):
+        torch.testing.assert_close(b, a.contiguous(), rtol=1e-6, atol=1e-7)
+
+
+def test_a_finished_runs_model_is_freed_before_the_next_run(monkeypatch, tmp_path):
+    """A compiled model lives in a reference cycle; left to the garbage collector's schedule, a
+    worker's next run would start with the previous run's weights and optimiser state still held."""
+    import gc
+    import weakref
+
+    monkeypatch.setenv("BENCH_COMPILE", "1")
+    monkeypatch.setenv("BENCH_COMPILE_BACKEND", "eager")
+    built = []
+    real = train.architectures.build
+    monkeypatch.setattr(train.architectures, "build",
+                        lambda *a, **k: (built.append(weakref.ref(m := real(*a, **k))), m)[1])
+    (run,) = tiny_runs(epochs=1)
+    gc.disable()  # only what train_run frees itself counts
+    try:
+        train.train_run(run, ToyCache(), tmp_path, CPU, log=lambda *_: None)
+        assert built and all(model() is None for model in built)
+    finally:
+        gc.enable()
 
 
 def test_one_resident_copy_per_worker_is_reused_by_its_runs(monkeypatch, tmp_path):

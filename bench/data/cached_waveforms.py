@@ -53,8 +53,20 @@ class CachedWaveforms:
         self.manifest = json.loads((self.folder / MANIFEST).read_text())
         self.sample_rate = self.manifest["sample_rate"]
         self.status = np.asarray(self.manifest["status"], dtype=np.int8)
-        self.waveforms = np.memmap(self.folder / WAVEFORMS, dtype=DTYPE, mode="r",
-                                   shape=(self.manifest["n_clips"], self.manifest["clip_samples"]))
+        self.waveforms = self._open()
+
+    def _open(self) -> np.memmap:
+        return np.memmap(self.folder / WAVEFORMS, dtype=DTYPE, mode="r",
+                         shape=(self.manifest["n_clips"], self.manifest["clip_samples"]))
+
+    def __getstate__(self) -> dict:
+        # A memmap pickles by value: a DataLoader worker started by spawn or forkserver (Python 3.14's
+        # default on Linux) would receive the whole cache. It reopens the file instead.
+        return {k: v for k, v in self.__dict__.items() if k != "waveforms"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.waveforms = self._open()
 
     def rows(self, split: str) -> np.ndarray:
         """Rows of `split` whose audio decoded (failed clips are skipped)."""

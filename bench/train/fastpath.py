@@ -50,7 +50,18 @@ measured: docs/performance.md#measurements-behind-the-codes-choices. An architec
 gets channels_last."""
 
 RESIDENT_FRACTION = 0.5
-"""Waveforms go to the GPU when they take at most this fraction of its free memory."""
+"""Waveforms go to the GPU when they take at most this fraction of its free memory (and of this
+worker's share of the GPU, `set_runs_per_gpu`)."""
+
+_runs_per_gpu = 1
+"""Runs training on this process's GPU at once (one per worker): each worker's waveform copy gets
+its share of the GPU, since workers that start together all see the memory free."""
+
+
+def set_runs_per_gpu(runs: int) -> None:
+    """Tell this worker process how many runs share its GPU (`bench grid --runs-per-gpu`)."""
+    global _runs_per_gpu
+    _runs_per_gpu = max(1, int(runs))
 
 
 @dataclass(frozen=True)
@@ -214,14 +225,18 @@ def resident_fits(n_bytes: int, device: torch.device, reusable_bytes: int = 0) -
 
     Available memory is what the driver reports free, plus what PyTorch's caching allocator holds
     but no tensor uses (reserved - allocated: it serves our allocations first), plus `reusable_bytes`
-    (a resident copy that would be released for this one). Half of that may hold waveforms; the rest
-    is for the model, its activations and other runs on the same GPU.
+    (a resident copy that would be released for this one), but at most this worker's share of the
+    GPU (its total memory / the runs sharing it). Half of that may hold waveforms; the rest is for
+    the model, its activations and other runs on the same GPU. Without the share, workers that
+    start together would each see the GPU free and upload a copy each, leaving their runs too
+    little memory.
     """
     if device.type != "cuda" or not resident_allowed():
         return False
-    free, _total = torch.cuda.mem_get_info(device)
+    free, total = torch.cuda.mem_get_info(device)
     cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-    return n_bytes <= RESIDENT_FRACTION * (free + cached + reusable_bytes)
+    available = min(free + cached + reusable_bytes, total / _runs_per_gpu)
+    return n_bytes <= RESIDENT_FRACTION * available
 
 
 RECOMPILE_LIMIT_MESSAGE = "hit config.recompile_limit"

@@ -34,6 +34,7 @@ Ctrl-C stops the run with `Interrupted`, saying the epoch a rerun resumes from.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import math
 import random
@@ -114,6 +115,31 @@ def make_optimizer(model: nn.Module, path: FastPath, lr: float, weight_decay: fl
     return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, **fused)
 
 
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict, path: FastPath) -> None:
+    """A checkpoint's Adam state, executed as this run's fast path says. `load_state_dict` restores the
+    saved groups' `fused` flag too: a checkpoint written on CUDA (fused) and resumed on the CPU, or the
+    other way round, would step with the other device's kernel (with fp16 loss scaling, a fused flag
+    lost fails the first step). And it keeps the saved states' memory layout, while fused Adam assumes
+    each state has its parameter's strides (channels_last on CUDA, not always on the CPU)."""
+    optimizer.load_state_dict(state)
+    for group in optimizer.param_groups:
+        group["fused"] = True if path.fused_adam else None
+        group["foreach"] = None
+        for param in group["params"]:
+            for key, value in optimizer.state.get(param, {}).items():
+                if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                    optimizer.state[param][key] = torch.empty_like(param).copy_(value)
+
+
+def run_peak_memory(device: torch.device, resident_bytes: int) -> int | None:
+    """The run's own peak of allocated CUDA memory (weights, optimiser state, activations, workspaces):
+    the allocator's peak since the run started, less the worker's resident waveforms, which are
+    allocated all the while but are not the run's (they are there for every run at that sample rate)."""
+    if device.type != "cuda":
+        return None
+    return max(0, torch.cuda.max_memory_allocated(device) - resident_bytes)
+
+
 def optimise(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
     """One optimiser step on `loss` (loss scaling only where fp16 needs it)."""
     optimizer.zero_grad(set_to_none=True)
@@ -160,6 +186,7 @@ class Trainer:
         self.loss_fn = nn.BCEWithLogitsLoss()
         resident = resident_waveforms(cache, device, lambda n, reusable: resident_fits(n, device, reusable))
         self.resident = {split: resident.split(d) for split, d in self.data.items()} if resident else None
+        self.resident_bytes = resident.nbytes if resident else 0
         self.loaders: dict[tuple[str, int], LoaderBatches] = {}
         self.recompiles = RecompileWatch()
 
@@ -278,7 +305,7 @@ class Trainer:
 
     def load(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(self.optimizer, state["optimizer"], self.path)
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["torch_rng"])
@@ -307,7 +334,7 @@ def train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torch
 
     `log` gets what happened to the run's files; `epoch_log` (default `log`) the line per epoch.
     Ctrl-C raises `Interrupted` naming the epoch a rerun resumes from."""
-    checkpointed = {"epoch": None}  # the epoch checkpoint.pt holds, once known
+    checkpointed = {"epoch": None, "compiled": False}  # the epoch checkpoint.pt holds, once known
     try:
         return _train_run(run, cache, run_dir, device, log, epoch_log or log, checkpointed)
     except Interrupted:
@@ -315,6 +342,21 @@ def train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torch
     except KeyboardInterrupt:
         epoch = checkpointed["epoch"]
         raise Interrupted(resume_hint(run.run_id, None if epoch is None else epoch + 1)) from None
+    finally:
+        release_run_memory(device, checkpointed["compiled"])
+
+
+def release_run_memory(device: torch.device, compiled: bool) -> None:
+    """Free a finished run's tensors now: the worker's next run must not find its weights, gradients
+    and optimiser state still on the GPU (in its peak, and as memory the free-memory rule cannot use).
+    A compiled model is held by dynamo's caches until they are reset, and sits in a reference cycle
+    (the module, its compiled call, a method bound to the module) that only the collector frees; an
+    eager one is freed when the run returns (a full collection costs ~0.3 s, so only when needed)."""
+    if compiled:
+        torch._dynamo.reset()
+        gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def _history_line(record: dict) -> str:
@@ -332,6 +374,7 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
     if device.type == "cuda":  # the run's own peak, not that of the worker's earlier runs
         torch.cuda.reset_peak_memory_stats(device)
     trainer = Trainer(run, cache, device, log)
+    checkpointed["compiled"] = trainer.path.compile
     if state is not None:
         try:
             trainer.load(state)
@@ -406,7 +449,7 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
         "clips_per_second": sum(h["clips"] for h in history) / train_seconds if train_seconds else None,
         "amp_dtype": trainer.path.amp_dtype or "float32",
         "fast_path": trainer.execution(),
-        "peak_memory_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
+        "peak_memory_bytes": run_peak_memory(device, trainer.resident_bytes),
         "n_tags": len(trainer.tag_names),
         "tag_names": list(trainer.tag_names),
         "input_frames": trainer.model.input_frames,
