@@ -445,6 +445,19 @@ def test_a_gpu_that_only_emulates_bf16_trains_in_fp16(monkeypatch):
     assert fastpath.fast_path(torch.device("cuda"), "auto").amp_dtype == "bfloat16"
 
 
+def test_fp32_precision_means_no_tf32_convolutions_on_a_gpu(monkeypatch):
+    """cuDNN runs fp32 convolutions in TF32 (10-bit mantissa) on Ampere and later unless told not to:
+    a grid asked for fp32 must not train at TF32 precision."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)  # restored after the test
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    exact = fastpath.fast_path(torch.device("cuda"), "fp32")
+    assert exact.amp_dtype is None and not exact.tf32
+    exact.prepare_model(nn.Linear(2, 2))
+    assert torch.backends.cudnn.allow_tf32 is False
+    fastpath.fast_path(torch.device("cuda"), "auto").prepare_model(nn.Linear(2, 2))
+    assert torch.backends.cudnn.allow_tf32 is True  # set both ways: a later run in the process is not left fp32
+
+
 def test_checkpoint_policy_keeps_checkpointing_under_five_percent():
     policy = train.CheckpointPolicy(max_overhead=0.05)
     assert policy.due(0.0)  # the first epoch: nothing written yet

@@ -83,6 +83,9 @@ class FastPath:
     """Why compilation was wanted but turned off (e.g. no C compiler), or None."""
     fused_adam: bool = False
     """Adam's fused multi-tensor kernel (CUDA): one launch per step instead of one per parameter."""
+    tf32: bool = True
+    """Whether cuDNN may run fp32 convolutions in TF32 on Ampere and later (PyTorch's default). Off
+    for `precision = "fp32"`, which then means fp32 throughout."""
 
     @property
     def torch_amp_dtype(self) -> torch.dtype | None:
@@ -101,6 +104,7 @@ class FastPath:
         # Set both ways: a process that measured another setting before (bench perf's levers) must
         # not keep it. Fixed input shapes within a run: autotuning pays off.
         torch.backends.cudnn.benchmark = self.cudnn_benchmark
+        torch.backends.cudnn.allow_tf32 = self.tf32
         if self.compile:
             # A new model per run: the previous run's graphs (guarded on its modules) are dead weight
             # that would count towards the recompile limit of the shared `forward` code objects.
@@ -206,6 +210,7 @@ def fast_path(device: torch.device, precision: str = "auto", planned_steps: int 
         compile_backend=compile_backend(),
         compile_note=note,
         fused_adam=cuda,
+        tf32=precision != "fp32",
     )
 
 
