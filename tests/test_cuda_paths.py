@@ -4,6 +4,7 @@ GPU identities in place of real devices."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import os
@@ -339,37 +340,46 @@ def test_cached_waveforms_reach_loader_workers_by_path_not_by_value(tmp_path):
     assert isinstance(copy.waveforms, np.memmap) and np.array_equal(copy.waveforms[5], waves[5])
 
 
-def test_resumed_adam_steps_as_this_device_says_whatever_device_wrote_the_checkpoint():
+@pytest.mark.parametrize("written_on", ["cuda", "cpu"])
+def test_resumed_adam_steps_as_this_device_says_whatever_device_wrote_the_checkpoint(written_on):
     """A checkpoint written on CUDA (fused Adam, channels_last weights and states) resumed on the CPU
-    (NCHW, unfused): `load_state_dict` alone brings back `fused=True`, and fused Adam on parameters
-    and states of different strides computes wrong updates. The next step must equal the step the
-    run would have taken where it was."""
+    (NCHW, unfused), or the other way round. `load_state_dict` alone brings back the writer's `fused`
+    flag and keeps its states' layout, and fused Adam on parameters and states of different strides
+    computes wrong updates. The next step must equal the step the run would have taken where it was.
+    (Fused Adam runs on the CPU too, which stands in for CUDA here.)"""
     from bench.train.fastpath import baseline
 
+    cuda_like = {"fused": True, "layout": torch.channels_last}
+    cpu_like = {"fused": None, "layout": torch.contiguous_format}
+    writer, reader = (cuda_like, cpu_like) if written_on == "cuda" else (cpu_like, cuda_like)
     torch.manual_seed(0)
-    there = nn.Conv2d(4, 8, 3).to(memory_format=torch.channels_last)
-    written = torch.optim.Adam(there.parameters(), lr=1e-2, fused=True)
-    grads = [[torch.randn_like(p) for p in there.parameters()] for _ in range(3)]
+    there = nn.Conv2d(4, 8, 3).to(memory_format=writer["layout"])
+    written = torch.optim.Adam(there.parameters(), lr=1e-2, fused=writer["fused"])
+    grads = [[torch.randn(p.shape) for p in there.parameters()] for _ in range(3)]
+
+    def set_grads(model, step):
+        for p, g in zip(model.parameters(), step, strict=True):
+            p.grad = torch.empty_like(p).copy_(g)
+
     for step in grads[:2]:
-        for p, g in zip(there.parameters(), step, strict=True):
-            p.grad = g.clone()
+        set_grads(there, step)
         written.step()
     buffer = io.BytesIO()  # through a file, as a checkpoint: a state_dict shares the live state tensors
     torch.save(written.state_dict(), buffer)
     buffer.seek(0)
     state = torch.load(buffer, map_location="cpu", weights_only=True)
-    here = nn.Conv2d(4, 8, 3)
+    here = nn.Conv2d(4, 8, 3).to(memory_format=reader["layout"])
     here.load_state_dict(there.state_dict())
-    resumed = torch.optim.Adam(here.parameters(), lr=1e-2)
-    train.load_optimizer_state(resumed, state, baseline(CPU))
-    assert all(g["fused"] is None for g in resumed.param_groups)
-    for model in (there, here):
-        for p, g in zip(model.parameters(), grads[2], strict=True):
-            p.grad = g.clone()
+    resumed = torch.optim.Adam(here.parameters(), lr=1e-2, fused=reader["fused"])
+    path = dataclasses.replace(baseline(CPU), fused_adam=bool(reader["fused"]))
+    train.load_optimizer_state(resumed, state, path)
+    assert all(g["fused"] == reader["fused"] for g in resumed.param_groups)
+    set_grads(there, grads[2])
+    set_grads(here, grads[2])
     written.step()
     resumed.step()
     for a, b in zip(there.parameters(), here.parameters(), strict=True):
-        torch.testing.assert_close(b, a.contiguous(), rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(b.contiguous(), a.contiguous(), rtol=1e-6, atol=1e-7)
 
 
 def test_a_finished_runs_model_is_freed_before_the_next_run(monkeypatch, tmp_path):

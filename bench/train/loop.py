@@ -127,7 +127,11 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict, path: Fa
         group["foreach"] = None
         for param in group["params"]:
             for key, value in optimizer.state.get(param, {}).items():
-                if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                if not torch.is_tensor(value):
+                    continue
+                if key == "step" and path.fused_adam:  # fused Adam keeps its step count on the device
+                    optimizer.state[param][key] = value.to(dtype=torch.float32, device=param.device)
+                elif value.shape == param.shape and value.stride() != param.stride():
                     optimizer.state[param][key] = torch.empty_like(param).copy_(value)
 
 
@@ -334,7 +338,8 @@ def train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torch
 
     `log` gets what happened to the run's files; `epoch_log` (default `log`) the line per epoch.
     Ctrl-C raises `Interrupted` naming the epoch a rerun resumes from."""
-    checkpointed = {"epoch": None, "compiled": False}  # the epoch checkpoint.pt holds, once known
+    # the epoch checkpoint.pt holds, once known; whether the run compiled (what freeing it takes)
+    checkpointed = {"epoch": None, "compiled": False}
     try:
         return _train_run(run, cache, run_dir, device, log, epoch_log or log, checkpointed)
     except Interrupted:
