@@ -340,6 +340,39 @@ def test_cached_waveforms_reach_loader_workers_by_path_not_by_value(tmp_path):
     assert isinstance(copy.waveforms, np.memmap) and np.array_equal(copy.waveforms[5], waves[5])
 
 
+@pytest.mark.parametrize("start_method", ["fork", "forkserver"])
+def test_the_loader_path_with_worker_processes_gives_the_in_process_batches(tmp_path, start_method):
+    """On CUDA, waveforms that do not stay on the GPU are read by persistent DataLoader worker
+    processes. Started by fork (Linux up to Python 3.13) or by forkserver (3.14's default), to which
+    the dataset and its cache travel pickled, they give, epoch after epoch, the batches that reading
+    in-process gives."""
+    import json
+
+    import numpy as np
+
+    from bench.data.cached_waveforms import MANIFEST, WAVEFORMS, CachedWaveforms
+    from bench.data.index import Clip, DatasetIndex
+
+    n, samples = 24, 800
+    waves = np.random.default_rng(1).standard_normal((n, samples)).astype(np.float16)
+    waves.tofile(tmp_path / WAVEFORMS)
+    (tmp_path / MANIFEST).write_text(json.dumps({"sample_rate": 16000, "status": [1] * n, "n_clips": n,
+                                                 "clip_samples": samples}))
+    clips = tuple(Clip(str(i), f"{i}.wav", "train" if i < 16 else "valid", (i % 2,)) for i in range(n))
+    cache = CachedWaveforms(tmp_path, DatasetIndex("toy", str(tmp_path), ("even", "odd"), clips))
+    dataset = views.ClipDataset(cache, "train")
+    reference = views.LoaderBatches(dataset, 4)
+    loader = views.LoaderBatches(dataset, 4, workers=2)
+    loader.loader.multiprocessing_context = start_method
+    for epoch in range(2):
+        order = views.epoch_order(len(dataset), True, torch.Generator().manual_seed(epoch))
+        got, expected = list(loader.batches(order)), list(reference.batches(order))
+        assert len(got) == len(expected) == 4
+        for (wave, target), (wave_in, target_in) in zip(got, expected, strict=True):
+            assert torch.equal(wave, wave_in) and torch.equal(target, target_in)
+    assert torch.equal(expected[0][0][0], torch.from_numpy(waves[order[0].item()]))
+
+
 @pytest.mark.parametrize("written_on", ["cuda", "cpu"])
 def test_resumed_adam_steps_as_this_device_says_whatever_device_wrote_the_checkpoint(written_on):
     """A checkpoint written on CUDA (fused Adam, channels_last weights and states) resumed on the CPU
