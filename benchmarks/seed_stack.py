@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import dataclasses
 import json
 import statistics
 import time
@@ -39,8 +40,7 @@ from bench.train.loop import forward, make_optimizer, optimise, resolve_device
 
 def separate_step(case: Case, device: torch.device, seeds: int, batch: int):
     """One training step of each seed's own network, one after another."""
-    path = fast_path(device, planned_steps=None, arch=case.configuration.arch)
-    path = type(path)(**{**path.as_dict(), "compile": False})
+    path = dataclasses.replace(fast_path(device, planned_steps=None, arch=case.configuration.arch), compile=False)
     models, optimizers = [], []
     for seed in range(seeds):
         torch.manual_seed(seed)

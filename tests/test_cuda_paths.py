@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -316,23 +317,30 @@ def test_a_runs_peak_memory_leaves_out_the_workers_waveform_copy(monkeypatch):
     assert train.run_peak_memory(CPU, resident_bytes=0) is None
 
 
+def write_cache_folder(folder: Path, n: int, samples: int):
+    """A finished waveform cache's two files (random float16 waveforms, every clip decoded); returns
+    the waveforms."""
+    import json
+
+    from bench.data.cached_waveforms import MANIFEST, WAVEFORMS
+
+    waves = np.random.default_rng(0).standard_normal((n, samples)).astype(np.float16)
+    waves.tofile(folder / WAVEFORMS)
+    (folder / MANIFEST).write_text(json.dumps({"sample_rate": 16000, "status": [1] * n, "n_clips": n,
+                                               "clip_samples": samples}))
+    return waves
+
+
 def test_cached_waveforms_reach_loader_workers_by_path_not_by_value(tmp_path):
     """A DataLoader worker started by spawn or forkserver (Python 3.14's default on Linux) gets its
     dataset pickled; a memmap pickles its whole contents (the cache: tens of GB), so the cache must
     travel as its folder and be mapped again."""
-    import json
     import pickle
     from types import SimpleNamespace
 
-    import numpy as np
+    from bench.data.cached_waveforms import CachedWaveforms
 
-    from bench.data.cached_waveforms import MANIFEST, WAVEFORMS, CachedWaveforms
-
-    n, samples = 64, 16000
-    waves = np.random.default_rng(0).standard_normal((n, samples)).astype(np.float16)
-    waves.tofile(tmp_path / WAVEFORMS)
-    (tmp_path / MANIFEST).write_text(json.dumps({"sample_rate": 16000, "status": [1] * n, "n_clips": n,
-                                                 "clip_samples": samples}))
+    waves = write_cache_folder(tmp_path, n=64, samples=16000)
     cache = CachedWaveforms(tmp_path, SimpleNamespace(clips=[], tag_names=["a"]))
     data = pickle.dumps(cache)
     assert len(data) < waves.nbytes / 10, len(data)  # 2 MB of waveforms
@@ -346,18 +354,11 @@ def test_the_loader_path_with_worker_processes_gives_the_in_process_batches(tmp_
     processes. Started by fork (Linux up to Python 3.13) or by forkserver (3.14's default), to which
     the dataset and its cache travel pickled, they give, epoch after epoch, the batches that reading
     in-process gives."""
-    import json
-
-    import numpy as np
-
-    from bench.data.cached_waveforms import MANIFEST, WAVEFORMS, CachedWaveforms
+    from bench.data.cached_waveforms import CachedWaveforms
     from bench.data.index import Clip, DatasetIndex
 
-    n, samples = 24, 800
-    waves = np.random.default_rng(1).standard_normal((n, samples)).astype(np.float16)
-    waves.tofile(tmp_path / WAVEFORMS)
-    (tmp_path / MANIFEST).write_text(json.dumps({"sample_rate": 16000, "status": [1] * n, "n_clips": n,
-                                                 "clip_samples": samples}))
+    n = 24
+    waves = write_cache_folder(tmp_path, n=n, samples=800)
     clips = tuple(Clip(str(i), f"{i}.wav", "train" if i < 16 else "valid", (i % 2,)) for i in range(n))
     cache = CachedWaveforms(tmp_path, DatasetIndex("toy", str(tmp_path), ("even", "odd"), clips))
     dataset = views.ClipDataset(cache, "train")
