@@ -502,6 +502,30 @@ def test_fp32_precision_means_no_tf32_convolutions_on_a_gpu(monkeypatch):
     assert torch.backends.cudnn.allow_tf32 is True  # set both ways: a later run in the process is not left fp32
 
 
+def test_loader_processes_are_shared_among_the_runs_on_the_machine(monkeypatch):
+    """One run alone on a 16-core GPU box reads with 4 processes per split; 8 GPUs x 4 runs on a
+    64-core node get 64 // 32 = 2 each; a Slurm task bound to 4 cores with 2 runs on its GPU, 2."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    monkeypatch.setattr(fastpath, "_runs_per_gpu", 1)
+    cuda = torch.device("cuda")
+
+    def box(cpus: int, gpus: int) -> None:
+        monkeypatch.setattr(fastpath.os, "sched_getaffinity", lambda pid: set(range(cpus)))
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+
+    box(16, 1)
+    assert fastpath.fast_path(cuda).loader_workers == 4
+    box(64, 8)
+    fastpath.set_runs_per_gpu(4)
+    assert fastpath.fast_path(cuda).loader_workers == 2
+    box(4, 1)
+    fastpath.set_runs_per_gpu(2)
+    assert fastpath.fast_path(cuda).loader_workers == 2
+    box(2, 8)
+    assert fastpath.fast_path(cuda).loader_workers == 1  # at least one
+    assert fastpath.fast_path(CPU).loader_workers == 0
+
+
 def test_checkpoint_policy_keeps_checkpointing_under_five_percent():
     policy = train.CheckpointPolicy(max_overhead=0.05)
     assert policy.due(0.0)  # the first epoch: nothing written yet

@@ -206,12 +206,25 @@ def fast_path(device: torch.device, precision: str = "auto", planned_steps: int 
         compile=compile,
         eval_batch_factor=4 if cuda else 2,
         pin_memory=cuda,
-        loader_workers=min(4, os.cpu_count() or 1) if cuda else 0,
+        loader_workers=loader_workers() if cuda else 0,
         compile_backend=compile_backend(),
         compile_note=note,
         fused_adam=cuda,
         tf32=precision != "fp32",
     )
+
+
+MAX_LOADER_WORKERS = 4
+"""DataLoader worker processes per split loader of a run on CUDA, at most."""
+
+
+def loader_workers() -> int:
+    """Loader processes per split of one run on CUDA: up to 4, but the CPUs this process may use
+    shared among every run training on this machine (its GPUs x the runs per GPU), so that 8 GPUs
+    with 4 runs each do not start 4 x 32 readers per split on a 64-core node."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    runs_here = max(1, torch.cuda.device_count()) * _runs_per_gpu
+    return max(1, min(MAX_LOADER_WORKERS, cpus // runs_here))
 
 
 def baseline(device: torch.device) -> FastPath:
