@@ -10,6 +10,8 @@ SPEC    ?= specs/demo.toml
 DATA    ?=
 RESULTS ?= results
 PYTEST_ARGS ?=
+# test processes: one per core, at most 4 (each holds torch; the end-to-end tests start grids of their own)
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 4 ? n : 4 )))
 
 .DEFAULT_GOAL := help
 .PHONY: help grid demo-figures report transfer prepare plan perf gpu-check test stress lint clean
@@ -73,7 +75,7 @@ gpu-check: $(STAMP) ## GPU acceptance: tiny grids on CUDA, throughput, memory (R
 
 test: $(STAMP) ## check the dependency map, then run the test suite (CPU only)
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 STRESS_ARGS ?=
 
