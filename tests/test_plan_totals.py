@@ -77,3 +77,42 @@ def test_a_dropped_zero_is_warned_about(capsys, write_spec):
     (warning,) = spec_warnings(load_spec(long_clips))
     assert "dataset.clip_seconds 291 s is far outside the usual 3-60 s" in warning
     assert spec_warnings(load_spec(SPECS / "paper-mtat-vgg.toml")) == []
+
+
+def test_jamendo_splits_hold_the_same_tracks_in_every_split():
+    from bench.data.known import JAMENDO_SPLITS
+
+    # each official split (0-4) divides one set of tracks three ways; top-50's is the published 54,380,
+    # and the other subsets' splits hold fewer than their published 55,215 / 25,135 / 18,486 tracks
+    # (tracks left without a tag once the tags missing from some split are dropped)
+    totals = {subset: {sum(sizes) for sizes in splits} for subset, splits in JAMENDO_SPLITS.items()}
+    assert totals == {"top50tags": {54_380}, "genre": {55_094}, "instrument": {24_976}, "moodtheme": {17_982}}
+
+
+def test_split_sizes_known_before_reading_the_data(write_spec):
+    import dataclasses
+
+    from bench.data.known import split_sizes
+
+    jamendo = load_spec(SPECS / "jamendo-top50.toml").dataset
+    # lines of the official splits/split-0/autotagging_top50tags-{train,validation,test}.tsv, and split-3's
+    assert split_sizes(jamendo) == (32_136, 10_888, 11_356)
+    assert split_sizes(dataclasses.replace(jamendo, split_file="splits/split-3")) == (33_173, 10_468, 10_739)
+    assert split_sizes(dataclasses.replace(jamendo, split_file="my-splits/fold-3")) is None
+    assert split_sizes(dataclasses.replace(jamendo, subset="all")) is None
+    mtat = load_spec(SPECS / "paper-mtat-vgg.toml").dataset
+    assert split_sizes(mtat) == (18_706, 1_825, 5_329)
+    # sota-music-tagging-models' split; with the top 10 tags more clips have none of them: not known
+    assert split_sizes(dataclasses.replace(mtat, split="won")) == (15_247, 1_529, 4_332)
+    assert split_sizes(dataclasses.replace(mtat, split="won", n_tags=10)) is None
+    assert split_sizes(load_spec(write_spec(MINIMAL_SPEC)).dataset) is None  # synthetic: its clips field
+
+
+def test_jamendo_grid_is_projected_from_its_split():
+    from bench.tools.perf import project, spec_cases
+
+    spec = load_spec(SPECS / "jamendo-top50.toml")
+    # 1 s per training step of 32 clips, evaluation free: 30 epochs x 32,136 / 32 s per run, 36 runs
+    projection = project(spec, spec_cases(spec), lambda case: 1.0, 32, 30, lambda case: 0.0)
+    assert projection["runs"] == 36
+    assert abs(projection["device_hours"] - 36 * 30 * 32_136 / 32 / 3600) < 1e-9

@@ -3,14 +3,35 @@ clips its usual split holds. `bench plan` and `bench perf` use these before any 
 
 from __future__ import annotations
 
+import re
+
 from bench.data.config import DatasetSpec
 
 SPLIT_SIZES = {"mtat": (18_706, 1_825, 5_329), "msd": (201_680, 11_774, 28_435)}
 """(train, valid, test) clips of the paper's splits: MagnaTagATune's 16 folders as 12:1:3 (the three
 undecodable clips left out), and Lee et al.'s MSD lists."""
 
+MTAT_WON_SPLIT = (15_247, 1_529, 4_332)
+"""MTAT's `split = "won"` (sota-music-tagging-models): the same folders without the clips that carry
+none of the top 50 tags."""
+
 JAMENDO_TRACKS = {"top50tags": 54_380, "genre": 55_215, "instrument": 25_135, "moodtheme": 18_486, "all": 55_525}
 """Tracks of each MTG-Jamendo subset (the dataset's published counts; `all`: those in the splits)."""
+
+JAMENDO_SPLITS = {
+    "top50tags": ((32_136, 10_888, 11_356), (32_395, 10_619, 11_366), (32_010, 11_961, 10_409),
+                  (33_173, 10_468, 10_739), (30_868, 11_593, 11_919)),
+    "genre": ((32_572, 11_043, 11_479), (32_746, 10_833, 11_515), (32_360, 12_185, 10_549),
+              (33_515, 10_656, 10_923), (31_305, 11_804, 11_985)),
+    "instrument": ((14_395, 5_466, 5_115), (14_943, 4_960, 5_073), (14_702, 5_066, 5_208),
+                   (14_875, 5_068, 5_033), (14_829, 5_159, 4_988)),
+    "moodtheme": ((9_949, 3_802, 4_231), (10_190, 3_594, 4_198), (10_484, 4_085, 3_413),
+                  (10_920, 3_500, 3_562), (10_241, 3_706, 4_035)),
+}
+"""(train, validation, test) tracks of MTG-Jamendo's official splits 0-4 for each subset: the lines of
+`splits/split-N/autotagging_<subset>-{train,validation,test}.tsv`. A split holds the subset's tracks
+that keep a tag once the tags missing from some split are dropped, so genre, instrument and mood/theme
+hold fewer tracks than their published counts (55,094, 24,976 and 17,982 in every split)."""
 
 TAGS_AVAILABLE = {"mtat": 188, "msd": 50}
 """Tags a dataset has: MTAT's annotations_final.csv columns, the 50 of Lee et al.'s MSD lists."""
@@ -33,6 +54,26 @@ def tag_count(dataset: DatasetSpec) -> int | None:
     return None if available is None else min(dataset.n_tags, available)
 
 
+def split_sizes(dataset: DatasetSpec) -> tuple[int, int, int] | None:
+    """(train, valid, test) clips of the dataset's split, where known before reading it: MTAT's two
+    built-in splits, Lee et al.'s MSD lists, MTG-Jamendo's official splits 0-4. None for a split read
+    from other files (MTAT's `split_file`, a Jamendo split folder of another name), for clips dropped
+    for lacking a tag among fewer tags than the published counts assume, and for other datasets."""
+    drops = dataset.drop_untagged or (dataset.name == "mtat" and dataset.split == "won")
+    if dataset.name == "mtat" and dataset.split_file is None:
+        if not drops:
+            return SPLIT_SIZES["mtat"]
+        return MTAT_WON_SPLIT if dataset.n_tags == 50 else None
+    if dataset.name == "msd" and not (drops and dataset.n_tags < TAGS_AVAILABLE["msd"]):
+        return SPLIT_SIZES["msd"]
+    subset = dataset.subset or "top50tags"
+    if dataset.name == "jamendo" and subset in JAMENDO_SPLITS and not (drops and dataset.n_tags < JAMENDO_TAGS[subset]):
+        match = re.fullmatch(r"(?:\./)?splits/split-([0-4])/?", dataset.split_file or "splits/split-0")
+        if match:
+            return JAMENDO_SPLITS[subset][int(match.group(1))]
+    return None
+
+
 def n_outputs(dataset: DatasetSpec) -> int:
     """The model's output count to plan with: `tag_count`, else the spec's `n_tags` (an upper bound)."""
     return tag_count(dataset) or dataset.n_tags
@@ -44,8 +85,9 @@ def clip_count(dataset: DatasetSpec) -> int | None:
         from bench.data.datasets import SYNTHETIC_DEFAULT_CLIPS
 
         return dataset.clips or SYNTHETIC_DEFAULT_CLIPS
-    if dataset.name in SPLIT_SIZES:
-        return sum(SPLIT_SIZES[dataset.name])
-    if dataset.name == "jamendo":
+    sizes = split_sizes(dataset)
+    if sizes is not None:
+        return sum(sizes)
+    if dataset.name == "jamendo":  # a split folder of another name: at most the subset's tracks
         return JAMENDO_TRACKS[dataset.subset or "top50tags"]
     return dataset.clips

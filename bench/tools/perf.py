@@ -43,7 +43,7 @@ from architectures.vgg import VGG
 from bench.core.errors import UserError
 from bench.core.store import atomic_write_json
 from bench.cost.plan import plan_rows
-from bench.data.known import SPLIT_SIZES
+from bench.data.known import split_sizes
 from bench.data.views import ClipDataset, LoaderBatches, ResidentWaveforms, epoch_order
 from bench.spec import Configuration, Spec
 from bench.train.fastpath import FastPath, baseline, compiler_available, fast_path, native_bf16, sync
@@ -497,8 +497,8 @@ def project(spec: Spec, cases: list[Case], step_seconds: Callable[[Case], float]
     `step_seconds(case)` gives the measured training-step time at `batch`, `eval_seconds(case)` the
     measured evaluation time per network input (both from the cases measured, or their linear fits in
     GMAC for configurations not measured); without `eval_seconds` a forward pass is taken as a third
-    of a training step (6 vs 2 flops per MAC). Only for datasets of known split sizes (MTAT, MSD)."""
-    sizes = SPLIT_SIZES.get(spec.dataset.name)
+    of a training step (6 vs 2 flops per MAC). Only for splits of known sizes (`split_sizes`)."""
+    sizes = split_sizes(spec.dataset)
     if sizes is None:
         return None
     n_train, n_valid, n_test = sizes
@@ -623,7 +623,7 @@ def _extra_row(name: str, case: Case, path: FastPath, device: torch.device, sett
 
 
 def _planned_steps(spec: Spec) -> int:
-    train = SPLIT_SIZES.get(spec.dataset.name, (spec.dataset.clips or 0, 0, 0))[0]
+    train = (split_sizes(spec.dataset) or (spec.dataset.clips or 0, 0, 0))[0]
     return spec.protocol.max_epochs * math.ceil(max(train, 1) / spec.protocol.batch_size)
 
 
