@@ -11,7 +11,7 @@ DATA    ?=
 RESULTS ?= results
 PYTEST_ARGS ?=
 # test processes: one per core, at most 4 (each holds torch; the end-to-end tests start grids of their own)
-TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 4 ? n : 4 )))
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1); echo $$(( n < 4 ? n : 4 )))
 
 .DEFAULT_GOAL := help
 .PHONY: help grid demo-figures report transfer prepare plan perf gpu-check test stress lint clean

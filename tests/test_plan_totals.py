@@ -98,6 +98,8 @@ def test_split_sizes_known_before_reading_the_data(write_spec):
     # lines of the official splits/split-0/autotagging_top50tags-{train,validation,test}.tsv, and split-3's
     assert split_sizes(jamendo) == (32_136, 10_888, 11_356)
     assert split_sizes(dataclasses.replace(jamendo, split_file="splits/split-3")) == (33_173, 10_468, 10_739)
+    assert split_sizes(dataclasses.replace(jamendo, split_file="/data/mtg-jamendo/splits/split-4")) == (
+        30_868, 11_593, 11_919)
     assert split_sizes(dataclasses.replace(jamendo, split_file="my-splits/fold-3")) is None
     assert split_sizes(dataclasses.replace(jamendo, subset="all")) is None
     mtat = load_spec(SPECS / "paper-mtat-vgg.toml").dataset

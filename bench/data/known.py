@@ -56,8 +56,9 @@ def tag_count(dataset: DatasetSpec) -> int | None:
 
 def split_sizes(dataset: DatasetSpec) -> tuple[int, int, int] | None:
     """(train, valid, test) clips of the dataset's split, where known before reading it: MTAT's two
-    built-in splits, Lee et al.'s MSD lists, MTG-Jamendo's official splits 0-4. None for a split read
-    from other files (MTAT's `split_file`, a Jamendo split folder of another name), for clips dropped
+    built-in splits, Lee et al.'s MSD lists, MTG-Jamendo's official splits 0-4 (a folder
+    `[...]/splits/split-N`, as the dataset's metadata has them). None for a split read from other
+    files (MTAT's `split_file`, a Jamendo split folder of another name), for clips dropped
     for lacking a tag among fewer tags than the published counts assume, and for other datasets."""
     drops = dataset.drop_untagged or (dataset.name == "mtat" and dataset.split == "won")
     if dataset.name == "mtat" and dataset.split_file is None:
@@ -68,7 +69,7 @@ def split_sizes(dataset: DatasetSpec) -> tuple[int, int, int] | None:
         return SPLIT_SIZES["msd"]
     subset = dataset.subset or "top50tags"
     if dataset.name == "jamendo" and subset in JAMENDO_SPLITS and not (drops and dataset.n_tags < JAMENDO_TAGS[subset]):
-        match = re.fullmatch(r"(?:\./)?splits/split-([0-4])/?", dataset.split_file or "splits/split-0")
+        match = re.fullmatch(r"(?:.*/)?splits/split-([0-4])/?", dataset.split_file or "splits/split-0")
         if match:
             return JAMENDO_SPLITS[subset][int(match.group(1))]
     return None
