@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import logging
 import os
 import signal
@@ -320,8 +321,6 @@ def test_a_runs_peak_memory_leaves_out_the_workers_waveform_copy(monkeypatch):
 def write_cache_folder(folder: Path, n: int, samples: int):
     """A finished waveform cache's two files (random float16 waveforms, every clip decoded); returns
     the waveforms."""
-    import json
-
     from bench.data.cached_waveforms import MANIFEST, WAVEFORMS
 
     waves = np.random.default_rng(0).standard_normal((n, samples)).astype(np.float16)
@@ -635,8 +634,6 @@ def test_gpu_check_tiny_specs_are_valid_specs(tmp_path):
 def test_runs_per_gpu_prefers_the_peak_a_finished_run_measured(tmp_path):
     """A finished run of the largest configuration measured 30 GB (more than the 11.4 GB estimate):
     on an 80 GB GPU only one such run fits in half of it."""
-    import json
-
     from bench.run.runner import run_dir
 
     spec = load_spec(Path(__file__).resolve().parents[1] / "specs" / "paper-mtat-vgg.toml")
@@ -715,3 +712,29 @@ def test_a_timed_out_check_kills_the_grid_and_its_workers(tmp_path):
     while stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z" and time.monotonic() < deadline:
         time.sleep(0.05)  # gone, or a zombie nobody has reaped yet: either way no longer running
     assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z", f"worker {child} still running"
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_gpu_check_c5_passes_only_configurations_that_compiled(monkeypatch, tmp_path, compiled):
+    """Without a C compiler (Triton needs one) the runs train uncompiled and record why: C4 fails
+    saying so, and C5 fails too, since no recompile-limit hit proves nothing of uncompiled runs."""
+    from bench.tools import gpucheck
+
+    note = "torch.compile turned off: no C compiler (cc, gcc or clang) for Triton"
+    fast_path = {"compile": compiled, "compiled": compiled, "recompile_limit_hits": 0,
+                 "compile_note": None if compiled else note}
+    runs = tmp_path / "results" / "c4" / "runs"
+    results = {}
+    for k in range(3):
+        (runs / f"run{k}").mkdir(parents=True)
+        (runs / f"run{k}" / "executions.jsonl").write_text(json.dumps({"pid": 4242}) + "\n")
+        results[f"run{k}"] = {"run_id": f"run{k}", "status": "ok", "training": {"fast_path": fast_path},
+                              "cost": {"train_seconds": 1.0}}
+    monkeypatch.setattr(gpucheck.Workspace, "grid",
+                        lambda self, spec, *args, env=None, timeout=600: (subprocess.CompletedProcess([], 0, "", ""),
+                                                                          results))
+    c4, c5 = gpucheck.Check("C4", ""), gpucheck.Check("C5", "")
+    gpucheck.check_compile(gpucheck.Workspace(tmp_path), c4, c5)
+    assert (c4.ok, c5.ok) == (compiled, compiled)
+    assert c5.detail.startswith(f"3 configurations in 1 process(es), {3 if compiled else 0} compiled")
+    assert (note in c4.detail) is not compiled
