@@ -738,3 +738,16 @@ def test_gpu_check_c5_passes_only_configurations_that_compiled(monkeypatch, tmp_
     assert (c4.ok, c5.ok) == (compiled, compiled)
     assert c5.detail.startswith(f"3 configurations in 1 process(es), {3 if compiled else 0} compiled")
     assert (note in c4.detail) is not compiled
+
+
+def test_gpu_check_p4_judges_the_loader_against_a_measured_rate(monkeypatch):
+    """P4 compares the loader with what the smallest configuration consumes: P1's rate, or one measured
+    for P4 where P1 did not run (`--only P4`) or failed, never a stand-in of 1 clip/s."""
+    from bench.tools import gpucheck
+
+    assert gpucheck.smallest_consumption({"smallest": {"clips_per_second": 950.0}}, 32) == 950.0
+    monkeypatch.setattr(gpucheck, "_cases", lambda: {"smallest": "case"})
+    monkeypatch.setattr(gpucheck, "training_step", lambda case, batch: (lambda: None, None, None))
+    monkeypatch.setattr(gpucheck, "busy_fraction", lambda step, steps: (0.9, 0.04, (0.0, 0.2)))
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    assert gpucheck.smallest_consumption({}, 32) == pytest.approx(32 / 0.04)
