@@ -112,8 +112,19 @@ def test_three_configurations_compiled_in_one_process_stay_compiled(monkeypatch,
         trained = train.train_run(run, cache, tmp_path / run.run_id, CPU, log=lambda *_: None)
         assert trained["fast_path"]["compile"] and trained["fast_path"]["compiled"], run.run_id
         assert trained["fast_path"]["recompile_limit_hits"] == 0
+        assert trained["fast_path"]["loss_scaling"] is False  # bf16 or fp32 on the CPU: no loss to scale
         assert len(set(shapes)) == 2, shapes  # one training shape (8 clips), one evaluation shape (16)
     assert "recompile_limit" not in caplog.text
+
+
+@pytest.mark.parametrize("limit", ["recompile_limit", "accumulated_recompile_limit"])
+def test_recompile_watch_counts_both_of_dynamos_limits(limit):
+    from bench.train.fastpath import RecompileWatch
+
+    with RecompileWatch() as watch:  # the warning as torch/_dynamo/convert_frame.py words it
+        logging.getLogger("torch._dynamo.convert_frame").warning(
+            "torch._dynamo hit config.%s (%s)\n   function: %s", limit, 8, "'forward' (vgg.py:120)")
+    assert watch.hits == [f"torch._dynamo hit config.{limit} (8)"]
 
 
 def test_no_c_compiler_turns_compile_off_with_a_note_not_a_failure(monkeypatch, tmp_path):
@@ -681,6 +692,7 @@ def test_gpu_check_compiles_its_configurations_in_one_worker(monkeypatch, tmp_pa
     gpucheck.check_compile(gpucheck.Workspace(tmp_path), c4, c5)
     assert asked["args"][asked["args"].index("--workers") + 1] == "1"
     assert asked["env"]["BENCH_COMPILE"] == "1"
+    assert asked["env"]["BENCH_COMPILE_BACKEND"] == "inductor"  # not the eager backend a caller may have set
     assert len(load_spec(asked["spec"]).configurations()) >= 3
 
 
@@ -714,6 +726,22 @@ def test_a_timed_out_check_kills_the_grid_and_its_workers(tmp_path):
     assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z", f"worker {child} still running"
 
 
+def stub_grid(monkeypatch, root: Path, name: str, runs: list[dict], stdout: str = "") -> None:
+    """gpu-check's grid of spec `name` answered with finished runs: each a result.json's fields plus
+    `pid`, the process that trained it (its executions.jsonl)."""
+    from bench.tools import gpucheck
+
+    results = {}
+    for k, run in enumerate(runs):
+        folder = root / "results" / name / "runs" / f"run{k}"
+        folder.mkdir(parents=True)
+        (folder / "executions.jsonl").write_text(json.dumps({"pid": run["pid"]}) + "\n")
+        results[folder.name] = {"run_id": folder.name, "status": "ok", "cost": {"train_seconds": 1.0},
+                                **{key: value for key, value in run.items() if key != "pid"}}
+    monkeypatch.setattr(gpucheck.Workspace, "grid", lambda self, spec, *args, env=None, timeout=600: (
+        subprocess.CompletedProcess([], 0, stdout, ""), results))
+
+
 @pytest.mark.parametrize("compiled", [True, False])
 def test_gpu_check_c5_passes_only_configurations_that_compiled(monkeypatch, tmp_path, compiled):
     """Without a C compiler (Triton needs one) the runs train uncompiled and record why: C4 fails
@@ -721,23 +749,39 @@ def test_gpu_check_c5_passes_only_configurations_that_compiled(monkeypatch, tmp_
     from bench.tools import gpucheck
 
     note = "torch.compile turned off: no C compiler (cc, gcc or clang) for Triton"
-    fast_path = {"compile": compiled, "compiled": compiled, "recompile_limit_hits": 0,
+    fast_path = {"compile": compiled, "compiled": compiled, "recompile_limit_hits": 0, "compile_backend": "inductor",
                  "compile_note": None if compiled else note}
-    runs = tmp_path / "results" / "c4" / "runs"
-    results = {}
-    for k in range(3):
-        (runs / f"run{k}").mkdir(parents=True)
-        (runs / f"run{k}" / "executions.jsonl").write_text(json.dumps({"pid": 4242}) + "\n")
-        results[f"run{k}"] = {"run_id": f"run{k}", "status": "ok", "training": {"fast_path": fast_path},
-                              "cost": {"train_seconds": 1.0}}
-    monkeypatch.setattr(gpucheck.Workspace, "grid",
-                        lambda self, spec, *args, env=None, timeout=600: (subprocess.CompletedProcess([], 0, "", ""),
-                                                                          results))
+    stub_grid(monkeypatch, tmp_path, "c4", [{"pid": 4242, "training": {"fast_path": fast_path}}] * 3)
     c4, c5 = gpucheck.Check("C4", ""), gpucheck.Check("C5", "")
     gpucheck.check_compile(gpucheck.Workspace(tmp_path), c4, c5)
     assert (c4.ok, c5.ok) == (compiled, compiled)
     assert c5.detail.startswith(f"3 configurations in 1 process(es), {3 if compiled else 0} compiled")
     assert (note in c4.detail) is not compiled
+
+
+@pytest.mark.parametrize(("pids", "ok"), [((11, 12, 11, 12), True), ((11, 11, 11, 11), False)])
+def test_gpu_check_c3_needs_both_workers_to_train(monkeypatch, tmp_path, pids, ok):
+    """Two workers that announce themselves are not two workers that trained: one may crash at once
+    and leave the other all four runs, which the grid still reports as a success."""
+    from bench.tools import gpucheck
+
+    stdout = "worker 0 (pid 11) on cuda:0 (GPU-x), slot 0/2\nworker 1 (pid 12) on cuda:0 (GPU-x), slot 1/2\n"
+    stub_grid(monkeypatch, tmp_path, "c3", [{"pid": pid, "provenance": {"device": "cuda:0"}} for pid in pids], stdout)
+    check = gpucheck.Check("C3", "")
+    gpucheck.check_two_workers_one_gpu(gpucheck.Workspace(tmp_path), check)
+    assert check.ok is ok and f"{len(set(pids))} worker processes trained" in check.detail
+
+
+@pytest.mark.parametrize("scaled", [True, False])
+def test_gpu_check_c2_needs_the_loss_scaled(monkeypatch, tmp_path, scaled):
+    from bench.tools import gpucheck
+
+    fast_path = {"resident_data": False, "pin_memory": True, "loader_workers": 2, "loss_scaling": scaled}
+    run = {"pid": 1, "training": {"amp_dtype": "float16", "fast_path": fast_path}}
+    stub_grid(monkeypatch, tmp_path, "c2", [run, run])
+    check = gpucheck.Check("C2", "")
+    gpucheck.check_loader_fp16(gpucheck.Workspace(tmp_path), check)
+    assert check.ok is scaled and f"loss scaling [{scaled}, {scaled}]" in check.detail
 
 
 def test_gpu_check_p4_judges_the_loader_against_a_measured_rate(monkeypatch):

@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 from dataclasses import asdict, dataclass
 
@@ -257,12 +258,15 @@ def resident_fits(n_bytes: int, device: torch.device, reusable_bytes: int = 0) -
     return n_bytes <= RESIDENT_FRACTION * available
 
 
-RECOMPILE_LIMIT_MESSAGE = "hit config.recompile_limit"
+RECOMPILE_LIMIT_MESSAGE = re.compile(r"hit config\.\w*(?:recompile|cache_size)_limit")
+"""Dynamo's warning past a limit: `recompile_limit` per function, `accumulated_recompile_limit` over
+all of them (`cache_size_limit` in older releases)."""
 
 
 class RecompileWatch(logging.Handler):
-    """Counts dynamo's "hit config.recompile_limit" warnings while active: past the limit a function
-    runs uncompiled, which a run must record rather than claim `compile: true`."""
+    """Counts dynamo's "hit config.recompile_limit" (or accumulated_recompile_limit) warnings while
+    active: past the limit a function runs uncompiled, which a run must record rather than claim
+    `compile: true`."""
 
     def __init__(self):
         super().__init__(level=logging.WARNING)
@@ -270,7 +274,7 @@ class RecompileWatch(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
-        if RECOMPILE_LIMIT_MESSAGE in message:
+        if RECOMPILE_LIMIT_MESSAGE.search(message):
             self.hits.append(message.splitlines()[0])
 
     def __enter__(self) -> RecompileWatch:

@@ -286,7 +286,7 @@ class Trainer:
         if hits:
             self.log(f"  torch.compile hit the recompile limit {hits} time(s): parts of the run trained uncompiled")
         return {**self.path.as_dict(), "resident_data": self.resident is not None, "recompile_limit_hits": hits,
-                "compiled": self.path.compile and not hits}
+                "compiled": self.path.compile and not hits, "loss_scaling": self.scaler.is_enabled()}
 
     # ---------------------------------------------------------------------------------------
     # checkpoints
