@@ -4,6 +4,7 @@ GPU identities in place of real devices."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
@@ -792,6 +793,68 @@ def test_gpu_check_p4_judges_the_loader_against_a_measured_rate(monkeypatch):
     assert gpucheck.smallest_consumption({"smallest": {"clips_per_second": 950.0}}, 32) == 950.0
     monkeypatch.setattr(gpucheck, "_cases", lambda: {"smallest": "case"})
     monkeypatch.setattr(gpucheck, "training_step", lambda case, batch: (lambda: None, None, None))
-    monkeypatch.setattr(gpucheck, "busy_fraction", lambda step, steps: (0.9, 0.04, (0.0, 0.2)))
+    monkeypatch.setattr(gpucheck, "step_seconds", lambda step, steps: 0.04)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
     assert gpucheck.smallest_consumption({}, 32) == pytest.approx(32 / 0.04)
+
+
+def test_gpu_busy_is_the_time_some_kernel_ran():
+    """Busy time from the profiler's device events (microseconds): kernels overlapping on two streams
+    count once, memory copies and sets are not kernels, host events are not device time."""
+    from types import SimpleNamespace
+
+    from bench.tools.gpucheck import kernel_seconds
+
+    def event(name, start, end, device="CUDA"):
+        return SimpleNamespace(name=name, device_type=SimpleNamespace(name=device),
+                               time_range=SimpleNamespace(start=start, end=end))
+
+    events = [event("sm90_xmma_fprop", 0, 10), event("elementwise_kernel", 5, 15),  # union: 0-15
+              event("Memcpy HtoD (Pinned -> Device)", 20, 30), event("Memset (Device)", 30, 31),
+              event("aten::conv2d", 0, 100, device="CPU"), event("bn_fw_tr_1C11_kernel", 40, 44)]
+    assert kernel_seconds(events) == pytest.approx((15 + 4) / 1e6)
+
+
+@pytest.mark.parametrize(("train_gib", "eval_gib", "ok"), [(9, 3, True), (9, 11, False), (11, 3, False)])
+def test_gpu_check_p2_needs_the_estimate_to_cover_training_and_evaluation(monkeypatch, train_gib, eval_gib, ok):
+    """A run's recorded peak spans training and evaluation, and `--runs-per-gpu` auto plans with the
+    estimate: P2 passes where the estimate (at the batch measured) covers the larger of the two peaks."""
+    from types import SimpleNamespace
+
+    from bench.cost import gmac
+    from bench.tools import gpucheck, perf
+
+    peaks = iter([train_gib * 2**30, eval_gib * 2**30])
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda *a: None)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a: next(peaks))
+    path = SimpleNamespace(eval_batch_factor=2, autocast=contextlib.nullcontext, prepare_input=lambda x: x)
+    monkeypatch.setattr(gpucheck, "training_step", lambda case, batch: (lambda: None, nn.Identity(), path))
+    monkeypatch.setattr(perf, "_batch", lambda case, batch, device: (torch.zeros(batch, 2), None))
+    batches = []
+    monkeypatch.setattr(gmac, "training_footprint_bytes",
+                        lambda run: batches.append(run.protocol.batch_size) or 10 * 2**30)
+    check = gpucheck.Check("P2", "")
+    gpucheck.check_memory(check, batch=16)
+    assert check.ok is ok and batches == [16]  # the estimate at the check's batch, not the spec's 32
+
+
+def test_gpu_check_p3_probes_both_sides_of_the_free_memory_rule(monkeypatch):
+    """2 GiB free and 1 GiB cached by the allocator: just under 1.5 GiB of waveforms fit, just over is
+    refused. A rule that counted free memory only fails the first probe, one that let anything through
+    the second."""
+    from bench.tools import gpucheck
+    from bench.train import fastpath
+
+    monkeypatch.setattr(gpucheck, "leave_allocator_cache", lambda device: None)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (2 * 2**30, 80 * 2**30))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda *a: 5 * 2**30)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda *a: 4 * 2**30)
+    check = gpucheck.Check("P3", "")
+    gpucheck.check_free_memory_rule(check)
+    assert check.ok, check.detail
+    for rule in (lambda n, device, reusable=0: True,  # anything fits
+                 lambda n, device, reusable=0: n <= 0.5 * 2 * 2**30):  # the old rule: free memory only
+        monkeypatch.setattr(fastpath, "resident_fits", rule)
+        gpucheck.check_free_memory_rule(check)
+        assert check.ok is False, check.detail
