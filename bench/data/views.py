@@ -85,6 +85,14 @@ class LoaderBatches:
         self.sampler.order = order.tolist()
         return iter(self.loader)
 
+    def close(self) -> None:
+        """End the worker processes now rather than when the loader is collected (the persistent
+        workers' iterator is the loader's `_iterator`, as torch keeps it)."""
+        iterator = getattr(self.loader, "_iterator", None)
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+        self.loader._iterator = None
+
 
 class ResidentWaveforms:
     """Every cached waveform of one sample rate (float16, as cached) on the training device.
