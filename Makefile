@@ -70,8 +70,10 @@ PERF_ARGS ?=
 perf: $(STAMP) ## measure training speed, conv peak, front end, data path (RESULTS/perf/<spec>.json)
 	$(BIN)/bench perf $(PERF_SPEC) --out $(RESULTS)/perf/$(basename $(notdir $(PERF_SPEC))).json $(PERF_ARGS)
 
+GPUCHECK_ARGS ?=
+
 gpu-check: $(STAMP) ## GPU acceptance: tiny grids on CUDA, throughput, memory (RESULTS/gpu-check.json)
-	$(BIN)/python -m bench.tools.gpucheck --out $(RESULTS)/gpu-check.json
+	$(BIN)/python -m bench.tools.gpucheck --out $(RESULTS)/gpu-check.json $(GPUCHECK_ARGS)
 
 test: $(STAMP) ## check the dependency map, then run the test suite (CPU only)
 	$(BIN)/lint-imports --no-cache
