@@ -515,8 +515,12 @@ def check_loader(check: Check, batch: int, consumption: float) -> None:
     result = measure_data_path(case, fast_path(device, "auto", 0), device, settings, consumption)
     check.numbers = result
     check.ok = result["loader_over_consumption"] >= 1.0
+    cold = result["clips_per_second_evicted"]
+    left = result["page_cache_fraction_after_evicting"]
+    cold = (f"{cold:.0f} evicted" if cold is not None else "not evicted" if left is None
+            else f"not evicted ({100 * left:.0f} % stayed in the page cache)")
     check.detail = (f"{case.label}: loader {result['clips_per_second_page_cache']:.0f} clips/s (page cache), "
-                    f"{result['clips_per_second_evicted'] or 0:.0f} evicted, resident "
+                    f"{cold}, resident "
                     f"{result['clips_per_second_resident'] or 0:.0f}; the smallest configuration consumes "
                     f"{consumption:.0f} clips/s ({result['loader_over_consumption']:.1f}x)")
 
