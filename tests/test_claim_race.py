@@ -10,6 +10,7 @@ the real flock is taken.
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -28,10 +29,12 @@ def one_run(write_spec, tmp_path):
     return spec, run, runner.run_dir(tmp_path / "results", spec, run)
 
 
-def finished_by_other_worker(run_id: str, status: str) -> dict:
-    """What another worker's execute_run leaves: a complete ok result, or a failed one with its error."""
+def finished_by_other_worker(run_id: str, status: str, finished: float = 0.0) -> dict:
+    """What another worker's execute_run leaves: a complete ok result, or a failed one with its error
+    and the time it was recorded."""
     if status == "failed":
-        return {"run_id": run_id, "status": "failed", "error": "RuntimeError: boom"}
+        return {"run_id": run_id, "status": "failed", "error": "RuntimeError: boom",
+                "provenance": {"finished": finished}}
     return {"run_id": run_id, "status": "ok", "config": {"arch": "vgg"},
             "metrics": {"roc_auc": 0.875, "pr_auc": 0.375}, "cost": {"epochs": 3}}
 
@@ -72,15 +75,15 @@ def no_cache(sample_rate):
     raise AssertionError("a settled run must not need the cache")
 
 
-@pytest.mark.parametrize("status,retry_failed", [("ok", False), ("ok", True), ("failed", False)])
+@pytest.mark.parametrize("status,retry_before", [("ok", None), ("ok", 0.0), ("failed", None)])
 def test_a_run_finished_between_the_look_and_the_lock_is_not_executed_again(
-        monkeypatch, one_run, status, retry_failed):
+        monkeypatch, one_run, status, retry_before):
     spec, run, folder = one_run
     other = finished_by_other_worker(run.run_id, status)
     looks = race(monkeypatch, folder, other)
     calls = record_executions(monkeypatch)
     lines = []
-    outcome = runner._claim_and_execute(spec, folder, run, no_cache, "cpu", retry_failed, lines.append)
+    outcome = runner._claim_and_execute(spec, folder, run, no_cache, "cpu", retry_before, lines.append)
     assert looks == [None]  # the race happened: nothing was there at the first look
     assert outcome == "settled"
     assert calls == []
@@ -97,28 +100,56 @@ def test_the_worker_loop_executes_nothing_after_losing_the_race(monkeypatch, one
     spec, run, folder = one_run
     race(monkeypatch, folder, finished_by_other_worker(run.run_id, "ok"))
     calls = record_executions(monkeypatch)
-    executed = runner.worker_loop(spec, folder.parents[2], [run], no_cache, "cpu", False, log=lambda *_: None)
+    executed = runner.worker_loop(spec, folder.parents[2], [run], no_cache, "cpu", None, log=lambda *_: None)
     assert executed == [] and calls == []
     assert len((folder / EXECUTIONS).read_text().splitlines()) == 1
 
 
-def test_a_failed_run_finished_in_the_race_is_retried_when_failures_are_retried(monkeypatch, one_run):
-    """The other side of the same check: with retry_failed, a failed result is not settled, so the claim
-    goes on and the run is executed (once), from scratch."""
+@pytest.mark.parametrize("recorded", ["before the grid began", "by a worker of this grid"])
+def test_a_failed_run_is_retried_only_for_a_failure_from_before_the_grid(monkeypatch, one_run, recorded):
+    """With --retry-failed a failure recorded before the grid began is not settled: the claim goes on
+    and the run is executed (once), from scratch. One recorded meanwhile by another worker of this grid
+    is settled, or every worker would retry a run that fails again."""
     spec, run, folder = one_run
-    race(monkeypatch, folder, finished_by_other_worker(run.run_id, "failed"))
+    began = time.time()
+    finished = began - 3600 if recorded == "before the grid began" else began + 1
+    race(monkeypatch, folder, finished_by_other_worker(run.run_id, "failed", finished))
     calls = record_executions(monkeypatch)
-    outcome = runner._claim_and_execute(spec, folder, run, no_cache, "cpu", True, lambda *_: None)
-    assert outcome == "executed" and calls == [run.run_id]
-    assert json.loads((folder / RESULT).read_text())["status"] == "ok"
-    assert len((folder / EXECUTIONS).read_text().splitlines()) == 2  # the failed start and the retry
+    outcome = runner._claim_and_execute(spec, folder, run, no_cache, "cpu", began, lambda *_: None)
+    if recorded == "before the grid began":
+        assert outcome == "executed" and calls == [run.run_id]
+        assert json.loads((folder / RESULT).read_text())["status"] == "ok"
+        assert len((folder / EXECUTIONS).read_text().splitlines()) == 2  # the failed start and the retry
+    else:
+        assert outcome == "settled" and calls == []
+
+
+def test_a_run_that_fails_again_is_retried_once_however_many_workers(monkeypatch, one_run):
+    """Four workers of one `--retry-failed` grid meet a run that failed yesterday and fails again: it is
+    executed once, by the first; the others find the failure their grid recorded."""
+    spec, run, folder = one_run
+    folder.mkdir(parents=True)
+    atomic_write_json(folder / RESULT, finished_by_other_worker(run.run_id, "failed", time.time() - 86_400))
+    calls = []
+
+    def failing(spec, run, folder, *args, **kwargs):
+        calls.append(run.run_id)
+        result = {**finished_by_other_worker(run.run_id, "failed", time.time())}
+        atomic_write_json(folder / RESULT, result)
+        return result
+
+    monkeypatch.setattr(runner, "execute_run", failing)
+    began = time.time()
+    executed = [runner.worker_loop(spec, folder.parents[2], [run], no_cache, "cpu", began, log=lambda *_: None)
+                for _ in range(4)]
+    assert calls == [run.run_id] and executed == [[run.run_id], [], [], []]
 
 
 def test_without_a_race_the_claimed_run_is_executed_once(monkeypatch, one_run):
     """The fake execute_run is the one the runner calls: with no result at either look it runs once."""
     spec, run, folder = one_run
     calls = record_executions(monkeypatch)
-    outcome = runner._claim_and_execute(spec, folder, run, no_cache, "cpu", False, lambda *_: None)
+    outcome = runner._claim_and_execute(spec, folder, run, no_cache, "cpu", None, lambda *_: None)
     assert outcome == "executed" and calls == [run.run_id]
     assert len((folder / EXECUTIONS).read_text().splitlines()) == 1
 
@@ -130,5 +161,5 @@ def test_a_run_already_settled_at_the_first_look_is_not_even_claimed(monkeypatch
     claims = []
     monkeypatch.setattr(RunLock, "acquire", lambda self: claims.append(self.folder) or True)
     calls = record_executions(monkeypatch)
-    outcome = runner._claim_and_execute(spec, folder, run, no_cache, "cpu", False, lambda *_: None)
+    outcome = runner._claim_and_execute(spec, folder, run, no_cache, "cpu", None, lambda *_: None)
     assert outcome == "settled" and claims == [] and calls == []

@@ -57,7 +57,9 @@ class WorkerJob:
     cache_dir: str
     device: str
     """"auto", "cpu" or "cuda": resolved by the worker on the machine it runs on."""
-    retry_failed: bool = False
+    retry_failed_before: float | None = None
+    """`--retry-failed`: retry the runs whose failure was recorded before this time (the grid's start),
+    not those that fail again meanwhile."""
     shard_index: int = 0
     shard_count: int = 1
     runs_per_gpu: int = 1
@@ -130,7 +132,7 @@ def worker_entry(job: WorkerJob) -> list[str]:
         log_to_stdout(progress_line(spec, job.results, started))
 
     try:
-        return worker_loop(spec, Path(job.results), runs, cache_for, device, job.retry_failed, log_to_stdout,
+        return worker_loop(spec, Path(job.results), runs, cache_for, device, job.retry_failed_before, log_to_stdout,
                            epoch_log, progress)
     finally:
         if claim is not None:
@@ -214,6 +216,7 @@ def run_grid(spec_path: str, options: GridOptions = GridOptions()) -> int:
     results_root = check_inputs(spec, o.data, o.results, o.cache, o.dry_run)
     for warning in spec_warnings(spec):
         print(f"bench grid: warning: {warning}", file=sys.stderr)
+    planned = time.time()  # failures recorded before this are retried (--retry-failed), later ones not
     states = run_states(spec, results_root, runs, o.retry_failed)
     print(header(spec, runs, results_root, states, shard_index, shard_count))
     if o.dry_run:
@@ -228,7 +231,8 @@ def run_grid(spec_path: str, options: GridOptions = GridOptions()) -> int:
         _, waveforms, _ = prepare_spec(spec, o.data, o.cache, None, progress=not o.quiet)
         # absolute paths: Slurm jobs and spawned workers may start elsewhere
         job = WorkerJob(spec_path=str(Path(spec_path).resolve()), results=str(results_root.resolve()),
-                        cache_dir=str(waveforms.dir.resolve()), device=o.device, retry_failed=o.retry_failed,
+                        cache_dir=str(waveforms.dir.resolve()), device=o.device,
+                        retry_failed_before=planned if o.retry_failed else None,
                         shard_index=shard_index, shard_count=shard_count, quiet=o.quiet)
         wants_gpu = cuda_here if o.launcher != "slurm" else o.device != "cpu"
         runs_per_gpu = o.runs_per_gpu

@@ -252,15 +252,23 @@ def _record_failure(folder: Path, result: dict, exc: Exception, log: Callable) -
     log(f"  FAILED {result['run_id']}: {result['error']}")
 
 
-def _settled(result: dict | None, retry_failed: bool) -> bool:
-    """A run needs no work: it is done, or it failed and failures are not being retried."""
-    return result is not None and (result.get("status") == "ok" or not retry_failed)
+def _settled(result: dict | None, retry_before: float | None) -> bool:
+    """A run needs no work: it is done, or it failed and is not to be retried. `--retry-failed` retries
+    the failures recorded before the grid began (`retry_before`, a time.time()); one recorded since, by
+    a worker of this grid, is settled: otherwise every worker would retry a run that fails again."""
+    if result is None:
+        return False
+    if result.get("status") == "ok" or retry_before is None:
+        return True
+    finished = (result.get("provenance") or {}).get("finished")
+    return isinstance(finished, (int, float)) and finished >= retry_before
 
 
-def worker_loop(spec: Spec, results: Path, runs: list[RunSpec], cache_for: Callable, device, retry_failed: bool,
-                log: Callable = print, epoch_log: Callable | None = None,
+def worker_loop(spec: Spec, results: Path, runs: list[RunSpec], cache_for: Callable, device,
+                retry_before: float | None, log: Callable = print, epoch_log: Callable | None = None,
                 after_run: Callable[[], None] | None = None) -> list[str]:
     """Claim and execute every run of `runs` that is not done; returns the run ids this worker executed.
+    Failed runs are retried where `retry_before` is a time: those whose failure was recorded before it.
     `after_run` is called after each run this worker executed (the grid prints its progress there).
 
     Runs claimed by another worker are looked at again after each pass, so the run of a worker that
@@ -271,7 +279,7 @@ def worker_loop(spec: Spec, results: Path, runs: list[RunSpec], cache_for: Calla
     while pending:
         claimed_elsewhere = []
         for run in pending:
-            outcome = _claim_and_execute(spec, run_dir(results, spec, run), run, cache_for, device, retry_failed,
+            outcome = _claim_and_execute(spec, run_dir(results, spec, run), run, cache_for, device, retry_before,
                                          log, epoch_log)
             if outcome == "held":
                 claimed_elsewhere.append(run)
@@ -285,10 +293,10 @@ def worker_loop(spec: Spec, results: Path, runs: list[RunSpec], cache_for: Calla
     return executed
 
 
-def _claim_and_execute(spec: Spec, folder: Path, run: RunSpec, cache_for: Callable, device, retry_failed: bool,
+def _claim_and_execute(spec: Spec, folder: Path, run: RunSpec, cache_for: Callable, device, retry_before: float | None,
                        log: Callable, epoch_log: Callable | None = None) -> str:
     """"settled", "held" (another worker has it) or "executed"."""
-    if _settled(read_result(folder), retry_failed):
+    if _settled(read_result(folder), retry_before):
         return "settled"
     lock = RunLock(folder)
     if not lock.acquire():
@@ -296,7 +304,7 @@ def _claim_and_execute(spec: Spec, folder: Path, run: RunSpec, cache_for: Callab
     try:
         remove_temp_files(folder)  # left by a writer that was killed; the folder is ours now
         existing, problem = load_result(folder)  # it may have finished between our look and our claim
-        if _settled(existing, retry_failed):
+        if _settled(existing, retry_before):
             return "settled"
         if problem:
             log(f"{folder / RESULT}: invalid ({problem}); set aside as {reject(folder / RESULT).name}, "
