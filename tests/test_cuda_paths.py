@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -328,6 +329,29 @@ def test_a_runs_peak_memory_leaves_out_the_workers_waveform_copy(monkeypatch):
     assert train.run_peak_memory(torch.device("cuda"), resident_bytes=24 * gb) == 6 * gb
     assert train.run_peak_memory(torch.device("cuda"), resident_bytes=0) == 30 * gb
     assert train.run_peak_memory(CPU, resident_bytes=0) is None
+
+
+def test_a_runs_peak_is_counted_from_after_its_trainer_is_built(monkeypatch, tmp_path):
+    """Building the trainer releases the worker's waveforms of the previous run's sample rate (23 GB
+    for MTAT at 16 kHz) and uploads this rate's: a peak counted from before that would hold the old
+    copy too, and the run's footprint, which chooses runs per GPU, would be that much too large."""
+    events = []
+
+    class Built(Exception):
+        pass
+
+    class Trainer:
+        def __init__(self, *args, **kwargs):
+            events.append("trainer built (the old copy released, the new one uploaded)")
+            self.path = types.SimpleNamespace(compile=False)
+
+    monkeypatch.setattr(train, "Trainer", Trainer)
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: events.append("peak reset"))
+    monkeypatch.setattr(train, "CheckpointPolicy", lambda: (_ for _ in ()).throw(Built()))
+    (run,) = tiny_runs(epochs=1)
+    with pytest.raises(Built):
+        train.train_run(run, ToyCache(), tmp_path, torch.device("cuda"), log=lambda *_: None)
+    assert events == ["trainer built (the old copy released, the new one uploaded)", "peak reset"]
 
 
 def write_cache_folder(folder: Path, n: int, samples: int):

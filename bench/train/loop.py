@@ -376,8 +376,6 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
     best = {"roc_auc": -math.inf, "epoch": 0}
     start_epoch = 1
     state = resume_state(run_dir, run.run_id, log)
-    if device.type == "cuda":  # the run's own peak, not that of the worker's earlier runs
-        torch.cuda.reset_peak_memory_stats(device)
     trainer = Trainer(run, cache, device, log)
     checkpointed["compiled"] = trainer.path.compile
     if state is not None:
@@ -387,6 +385,10 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
             log(f"{checkpoint}: does not fit this run ({type(exc).__name__}); set aside as "
                 f"{reject(checkpoint).name}, the run starts from scratch")
             state, trainer = None, Trainer(run, cache, device, log)
+    if device.type == "cuda":
+        # the run's own peak from here: not that of the worker's earlier runs, nor the worker's
+        # waveforms of another sample rate, which building the trainer released
+        torch.cuda.reset_peak_memory_stats(device)
     if state is not None:
         history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
         log(f"resuming {run.run_id} after epoch {state['epoch']}")
