@@ -882,3 +882,70 @@ def test_gpu_check_p3_probes_both_sides_of_the_free_memory_rule(monkeypatch):
         monkeypatch.setattr(fastpath, "resident_fits", rule)
         gpucheck.check_free_memory_rule(check)
         assert check.ok is False, check.detail
+
+
+@pytest.mark.parametrize("error", [
+    torch.AcceleratorError("CUDA error: an illegal memory access was encountered"),
+    RuntimeError("CUDA error: unspecified launch failure"),  # as releases before AcceleratorError raise it
+])
+def test_a_gpu_that_fails_under_a_run_stops_the_worker_and_leaves_the_run_to_resume(
+        monkeypatch, write_spec, tmp_path, error):
+    """After an illegal memory access the process's CUDA context is unusable: recording the run as
+    failed and going on would fail every later run of this worker in seconds, and mark them failed."""
+    from bench.core.errors import DeviceFailure
+    from bench.run import runner
+    from bench.spec import load_spec
+
+    from .conftest import MINIMAL_SPEC
+
+    spec = load_spec(write_spec(MINIMAL_SPEC))
+    (run,) = spec.runs()
+    folder = runner.run_dir(tmp_path / "results", spec, run)
+
+    def train_run(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(train, "train_run", train_run)
+    with pytest.raises(DeviceFailure, match=rf"cuda:3 failed during {run.run_id} .*resumes in the next grid"):
+        runner._claim_and_execute(spec, folder, run, lambda rate: None, torch.device("cuda", 3), None,
+                                  lambda *_: None)
+    assert not (folder / runner.RESULT).exists()
+    lock = runner.RunLock(folder)  # released: the next grid (or another worker) takes the run over
+    assert lock.acquire()
+    lock.release()
+
+
+def test_running_out_of_gpu_memory_is_the_runs_failure_with_a_hint(monkeypatch, write_spec, tmp_path):
+    from bench.run import runner
+    from bench.spec import load_spec
+
+    from .conftest import MINIMAL_SPEC
+
+    spec = load_spec(write_spec(MINIMAL_SPEC))
+    (run,) = spec.runs()
+    folder = runner.run_dir(tmp_path / "results", spec, run)
+
+    def train_run(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB.")
+
+    monkeypatch.setattr(train, "train_run", train_run)
+    outcome = runner._claim_and_execute(spec, folder, run, lambda rate: None, CPU, None, lambda *_: None)
+    result = json.loads((folder / runner.RESULT).read_text())
+    assert outcome == "executed" and result["status"] == "failed"
+    assert result["error"].startswith("OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. (other runs")
+    assert "--retry-failed" in result["error"] and "--runs-per-gpu 1" in result["error"]
+
+
+def test_a_spawned_worker_whose_gpu_failed_ends_with_one_line(monkeypatch, capsys):
+    from bench.core.errors import DeviceFailure
+    from bench.run import grid
+
+    def worker_entry(job):
+        raise DeviceFailure("cuda:3 failed during vgg-x (AcceleratorError: CUDA error: ...); the run resumes")
+
+    monkeypatch.setattr(grid, "worker_entry", worker_entry)
+    with pytest.raises(SystemExit) as stopped:
+        grid.pool_worker_entry(grid.WorkerJob("spec.toml", "results", "cache", "cuda", worker=5))
+    assert stopped.value.code == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("bench grid: worker 5: cuda:3 failed during vgg-x")

@@ -23,6 +23,12 @@ class SpecError(UserError):
         super().__init__(where + problem)
 
 
+class DeviceFailure(UserError):
+    """The GPU failed under a run with an error that leaves this process unable to use it (a CUDA
+    error such as an illegal memory access): the worker stops, printing one line, and the run, not
+    recorded as failed, resumes in the next grid. Not the user's doing, but not a traceback either."""
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C, with what a rerun will do: the CLI prints "interrupted; <message>" as one line.
 

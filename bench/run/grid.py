@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.core.errors import RERUN_TO_CONTINUE, Interrupted, UserError
+from bench.core.errors import RERUN_TO_CONTINUE, DeviceFailure, Interrupted, UserError, one_line
 from bench.core.paths import writable_folder
 from bench.run.runner import RunLock, log_to_stdout, read_result, run_dir, run_states, shard, worker_loop
 from bench.run.status import progress_line
@@ -148,6 +148,9 @@ def pool_worker_entry(job: WorkerJob) -> list[str] | Interrupted:
         return exc
     except KeyboardInterrupt:
         return Interrupted(RERUN_TO_CONTINUE)
+    except DeviceFailure as exc:  # one line, and the worker ends (the parent reports it as stopped)
+        print(f"bench grid: worker {job.worker}: {one_line(exc)}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
 
 
 def header(spec: Spec, runs: list, results_root: Path, states, shard_index: int = 0, shard_count: int = 1) -> str:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.core import layout
+from bench.core.errors import DeviceFailure, one_line
 from bench.core.layout import (  # noqa: F401 - RESULT, EXECUTIONS, result_problem: re-exported for callers
     BEST,
     CHECKPOINT,
@@ -239,6 +240,9 @@ def execute_run(spec: Spec, run: RunSpec, folder: Path, cache_for: Callable, dev
             raise
         _record_failure(folder, result, exc, log)
     except Exception as exc:  # recorded, and the grid goes on
+        if is_device_failure(exc):  # not the run's failure: this worker's GPU is unusable from now on
+            raise DeviceFailure(f"{device} failed during {run.run_id} ({type(exc).__name__}: {one_line(exc)}); "
+                                "the run was not recorded as failed and resumes in the next grid") from exc
         _record_failure(folder, result, exc, log)
     result["provenance"] = provenance(device)
     result["provenance"].update(started=started, finished=time.time(), torch_threads=torch.get_num_threads())
@@ -246,9 +250,29 @@ def execute_run(spec: Spec, run: RunSpec, folder: Path, cache_for: Callable, dev
     return result
 
 
+OUT_OF_MEMORY_HINT = ("other runs on the same GPU share its memory: rerun with --retry-failed, with "
+                      "--runs-per-gpu 1 if it fails again")
+
+
+def is_device_failure(exc: BaseException) -> bool:
+    """A CUDA error after which the process cannot go on using its GPU (torch's AcceleratorError, or
+    a RuntimeError "CUDA error: ..." in releases that raise that). Running out of memory is not one:
+    the GPU works on, and the run is recorded as failed."""
+    import torch
+
+    if isinstance(exc, torch.OutOfMemoryError):
+        return False
+    accelerator_error = getattr(torch, "AcceleratorError", None)
+    return (accelerator_error is not None and isinstance(exc, accelerator_error)) or (
+        isinstance(exc, RuntimeError) and str(exc).startswith("CUDA error"))
+
+
 def _record_failure(folder: Path, result: dict, exc: Exception, log: Callable) -> None:
+    import torch
+
     atomic_write_text(folder / ERROR, traceback.format_exc())
-    result.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+    hint = f" ({OUT_OF_MEMORY_HINT})" if isinstance(exc, torch.OutOfMemoryError) else ""
+    result.update(status="failed", error=f"{type(exc).__name__}: {exc}{hint}")
     log(f"  FAILED {result['run_id']}: {result['error']}")
 
 
