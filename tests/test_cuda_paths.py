@@ -949,3 +949,24 @@ def test_a_spawned_worker_whose_gpu_failed_ends_with_one_line(monkeypatch, capsy
     assert stopped.value.code == 1
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("bench grid: worker 5: cuda:3 failed during vgg-x")
+
+
+def test_a_spawned_workers_report_is_small_however_many_runs_it_trained(monkeypatch):
+    """The parent drains the workers' queue after joining them: a report over the pipe's 64 KiB
+    buffer (the ids of ~1,500 runs) would leave the worker blocked in `put` and the grid hanging."""
+    import pickle
+
+    from bench.core.errors import Interrupted
+    from bench.run import grid
+
+    class Queue(list):
+        put = list.append
+
+    ids = [f"vgg-16k-96mel-x1-log-s{k}-0123456789" for k in range(5000)]
+    for outcome, expected in ((ids, 5000), (Interrupted("rerun to resume vgg-x from epoch 4"), None)):
+        monkeypatch.setattr(grid, "pool_worker_entry", lambda job, outcome=outcome: outcome)
+        queue = Queue()
+        grid._worker_process(grid.WorkerJob("spec.toml", "results", "cache", "cpu"), queue)
+        (report,) = queue
+        assert len(pickle.dumps(report)) < 1024
+        assert report == expected if expected is not None else str(report) == "rerun to resume vgg-x from epoch 4"

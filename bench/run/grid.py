@@ -344,7 +344,11 @@ def _launch_local(job: WorkerJob, n_workers: int, cuda: bool) -> None:
 
 
 def _worker_process(job: WorkerJob, outcomes) -> None:
-    outcomes.put(pool_worker_entry(job))
+    """A spawned worker: reports how it ended, in a few bytes. The parent reads the queue only after
+    joining the workers, and a put larger than the pipe's buffer (64 KiB: the ids of ~1,500 runs)
+    would block the worker forever."""
+    outcome = pool_worker_entry(job)
+    outcomes.put(outcome if isinstance(outcome, Interrupted) else len(outcome))
 
 
 def submitit_parameters(job: WorkerJob, launcher: str, slurm: SlurmOptions, wants_gpu: bool,
