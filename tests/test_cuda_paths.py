@@ -558,6 +558,27 @@ def test_loader_processes_are_shared_among_the_runs_on_the_machine(monkeypatch):
     assert fastpath.fast_path(cuda).loader_workers == 2
     box(2, 8)
     assert fastpath.fast_path(cuda).loader_workers == 1  # at least one
+
+
+def test_a_slurm_task_reads_with_its_own_cpus(monkeypatch):
+    """`--launcher slurm` runs GPUs x runs-per-GPU tasks per job, each given cpus_per_task CPUs (64 //
+    8 = 8 here) and seeing all the job's GPUs: its CPUs are its share already, bound to it or not.
+    Dividing them again by the runs on the node would leave each split one reader."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(fastpath, "_runs_per_gpu", 4)
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "8")
+    cuda = torch.device("cuda")
+    for bound in (8, 64):  # the task bound to its 8 CPUs, or free to use the job's 64
+        monkeypatch.setattr(fastpath.os, "sched_getaffinity", lambda pid, n=bound: set(range(n)))
+        monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
+        assert fastpath.fast_path(cuda).loader_workers == 4
+        # `bench grid` itself inside an allocation (the local launcher): its workers share the CPUs
+        monkeypatch.delenv("SUBMITIT_EXECUTOR")
+        assert fastpath.fast_path(cuda).loader_workers == max(1, min(4, bound // 8))
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "2")
+    assert fastpath.fast_path(cuda).loader_workers == 2
     assert fastpath.fast_path(CPU).loader_workers == 0
 
 

@@ -222,10 +222,15 @@ MAX_LOADER_WORKERS = 4
 def loader_workers() -> int:
     """Loader processes per split of one run on CUDA: up to 4, but the CPUs this process may use
     shared among every run training on this machine (its GPUs x the runs per GPU), so that 8 GPUs
-    with 4 runs each do not start 4 x 32 readers per split on a 64-core node."""
+    with 4 runs each do not start 4 x 32 readers per split on a 64-core node. A Slurm task of
+    `--launcher slurm` (one run at a time) has its own share already: its `cpus_per_task`."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    runs_here = max(1, torch.cuda.device_count()) * _runs_per_gpu
-    return max(1, min(MAX_LOADER_WORKERS, cpus // runs_here))
+    per_task = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if os.environ.get("SUBMITIT_EXECUTOR") == "slurm" and per_task.isdigit():
+        share = min(cpus, int(per_task))  # bound to its CPUs or not, the task is given that many
+    else:
+        share = cpus // (max(1, torch.cuda.device_count()) * _runs_per_gpu)
+    return max(1, min(MAX_LOADER_WORKERS, share))
 
 
 def baseline(device: torch.device) -> FastPath:
