@@ -278,10 +278,10 @@ def _cases() -> dict:
 
 def busy_fraction(step: Callable[[], object], steps: int, ready: Callable[[], None] = lambda: None
                   ) -> tuple[float, float, tuple[float, float]]:
-    """(GPU-busy fraction, seconds per step, (start, end) wall-clock time) of `steps` steps: CUDA
-    kernel time the profiler saw divided by the wall time of those steps alone (kernels of one
-    process do not overlap here). The warm-up step, the profiler's start and stop and the reading of
-    its events lie outside the window; `ready` is called just before the window opens."""
+    """(GPU-busy fraction, seconds per step, (start, end) wall-clock time) of `steps` steps: the time
+    in which a CUDA kernel ran (`kernel_seconds`) divided by the wall time of those steps alone. The
+    warm-up step, the profiler's start and stop and the reading of its events lie outside the
+    window; `ready` is called just before the window opens."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
@@ -314,7 +314,8 @@ def kernel_seconds(events) -> float:
 
 def step_seconds(step: Callable[[], object], steps: int) -> float:
     """Seconds per step of `steps` steps after a warm-up step, without the profiler (its tracing
-    slows the launches of small steps)."""
+    slows the launches of small steps), synchronised once at the end so the steps queue as they do
+    in training (`perf.time_calls` synchronises after every call, for a median)."""
     import torch
 
     step()
@@ -506,7 +507,7 @@ def smallest_consumption(rows: dict, batch: int) -> float:
 def check_loader(check: Check, batch: int, consumption: float) -> None:
     import torch
 
-    from bench.tools.perf import PerfSettings, measure_data_path
+    from bench.tools.perf import PerfSettings, describe_cold_read, measure_data_path
     from bench.train.fastpath import fast_path
 
     device = torch.device("cuda")
@@ -515,12 +516,8 @@ def check_loader(check: Check, batch: int, consumption: float) -> None:
     result = measure_data_path(case, fast_path(device, "auto", 0), device, settings, consumption)
     check.numbers = result
     check.ok = result["loader_over_consumption"] >= 1.0
-    cold = result["clips_per_second_evicted"]
-    left = result["page_cache_fraction_after_evicting"]
-    cold = (f"{cold:.0f} evicted" if cold is not None else "not evicted" if left is None
-            else f"not evicted ({100 * left:.0f} % stayed in the page cache)")
     check.detail = (f"{case.label}: loader {result['clips_per_second_page_cache']:.0f} clips/s (page cache), "
-                    f"{cold}, resident "
+                    f"{describe_cold_read(result)}, resident "
                     f"{result['clips_per_second_resident'] or 0:.0f}; the smallest configuration consumes "
                     f"{consumption:.0f} clips/s ({result['loader_over_consumption']:.1f}x)")
 

@@ -398,8 +398,12 @@ class _ScratchCache:
             waveforms[row] = rng.standard_normal(samples).astype(np.float16)
         waveforms.flush()
         del waveforms
-        self.waveforms = np.memmap(self.path, dtype=np.float16, mode="r", shape=(n_clips, samples))
+        self.shape = (n_clips, samples)
+        self.waveforms = self._open()
         self._targets = (rng.random((n_clips, n_tags)) < 0.1).astype(np.float32)
+
+    def _open(self) -> np.memmap:
+        return np.memmap(self.path, dtype=np.float16, mode="r", shape=self.shape)
 
     def rows(self, split: str) -> np.ndarray:
         return np.arange(len(self._targets))
@@ -414,7 +418,6 @@ class _ScratchCache:
         or None where the file cannot be evicted (no `posix_fadvise`)."""
         if not hasattr(os, "posix_fadvise"):
             return None
-        shape = self.waveforms.shape
         self.waveforms = None  # the last reference: numpy unmaps the file
         fd = os.open(self.path, os.O_RDONLY)
         try:
@@ -422,7 +425,7 @@ class _ScratchCache:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         finally:
             os.close(fd)
-        self.waveforms = np.memmap(self.path, dtype=np.float16, mode="r", shape=shape)
+        self.waveforms = self._open()
         return page_cache_fraction(self.path)
 
 
@@ -462,6 +465,14 @@ def page_cache_fraction(path: Path) -> float | None:
 
 EVICTED_AT_MOST = 0.05
 """A cold read is measured only where at most this fraction of the file stayed in the page cache."""
+
+
+def describe_cold_read(data_path: dict) -> str:
+    """The evicted pass of `measure_data_path`'s result in words: its rate, or why it was not timed."""
+    cold, left = data_path["clips_per_second_evicted"], data_path.get("page_cache_fraction_after_evicting")
+    if cold is not None:
+        return f"evicted {cold:.0f}"
+    return "not evicted" + (f" ({100 * left:.0f} % stayed in the page cache)" if left is not None else "")
 
 
 def scratch_parent() -> str | None:
@@ -752,9 +763,7 @@ def format_report(report: dict) -> str:
         lines.append(f"  {name:9s} {row['ms_per_clip']:7.2f} ms/clip{librosa}; "
                      f"{100 * row['share_of_step']:.1f} % of a step")
     dp = report["data_path"]
-    left = dp.get("page_cache_fraction_after_evicting")
-    cold = (f", evicted {dp['clips_per_second_evicted']:.0f}" if dp["clips_per_second_evicted"]
-            else f", not evicted ({100 * left:.0f} % stayed in the page cache)" if left is not None else "")
+    cold = ", " + describe_cold_read(dp)
     resident = (f"; resident {dp['clips_per_second_resident']:.0f} clips/s"
                 if dp.get("clips_per_second_resident") else "")
     lines += ["", f"Data path at {report['smallest']}: loader, page cache {dp['clips_per_second_page_cache']:.0f} "
