@@ -53,3 +53,14 @@ n_mels = [96]
 hop_multiplier = [1]
 log = ["log"]
 """
+
+
+@pytest.fixture
+def one_run(write_spec, tmp_path):
+    """(spec, run, run folder) of MINIMAL_SPEC's single run, its results under tmp_path/results."""
+    from bench.run.runner import run_dir
+    from bench.spec import load_spec
+
+    spec = load_spec(write_spec(MINIMAL_SPEC))
+    (run,) = spec.runs()
+    return spec, run, run_dir(tmp_path / "results", spec, run)

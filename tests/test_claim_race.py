@@ -17,16 +17,6 @@ import pytest
 from bench.core.store import atomic_write_json
 from bench.run import runner
 from bench.run.runner import EXECUTIONS, RESULT, RunLock
-from bench.spec import load_spec
-
-from .conftest import MINIMAL_SPEC
-
-
-@pytest.fixture
-def one_run(write_spec, tmp_path):
-    spec = load_spec(write_spec(MINIMAL_SPEC))
-    (run,) = spec.runs()
-    return spec, run, runner.run_dir(tmp_path / "results", spec, run)
 
 
 def finished_by_other_worker(run_id: str, status: str, finished: float = 0.0) -> dict:

@@ -909,19 +909,13 @@ def test_gpu_check_p3_probes_both_sides_of_the_free_memory_rule(monkeypatch):
     torch.AcceleratorError("CUDA error: an illegal memory access was encountered"),
     RuntimeError("CUDA error: unspecified launch failure"),  # as releases before AcceleratorError raise it
 ])
-def test_a_gpu_that_fails_under_a_run_stops_the_worker_and_leaves_the_run_to_resume(
-        monkeypatch, write_spec, tmp_path, error):
+def test_a_gpu_that_fails_under_a_run_stops_the_worker_and_leaves_the_run_to_resume(monkeypatch, one_run, error):
     """After an illegal memory access the process's CUDA context is unusable: recording the run as
     failed and going on would fail every later run of this worker in seconds, and mark them failed."""
     from bench.core.errors import DeviceFailure
     from bench.run import runner
-    from bench.spec import load_spec
 
-    from .conftest import MINIMAL_SPEC
-
-    spec = load_spec(write_spec(MINIMAL_SPEC))
-    (run,) = spec.runs()
-    folder = runner.run_dir(tmp_path / "results", spec, run)
+    spec, run, folder = one_run
 
     def train_run(*args, **kwargs):
         raise error
@@ -936,15 +930,10 @@ def test_a_gpu_that_fails_under_a_run_stops_the_worker_and_leaves_the_run_to_res
     lock.release()
 
 
-def test_running_out_of_gpu_memory_is_the_runs_failure_with_a_hint(monkeypatch, write_spec, tmp_path):
+def test_running_out_of_gpu_memory_is_the_runs_failure_with_a_hint(monkeypatch, one_run):
     from bench.run import runner
-    from bench.spec import load_spec
 
-    from .conftest import MINIMAL_SPEC
-
-    spec = load_spec(write_spec(MINIMAL_SPEC))
-    (run,) = spec.runs()
-    folder = runner.run_dir(tmp_path / "results", spec, run)
+    spec, run, folder = one_run
 
     def train_run(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB.")
