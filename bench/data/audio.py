@@ -4,8 +4,12 @@ or a whole file at one rate (`decode_file`, for tagging).
 decode (soundfile) -> downmix -> centre crop at the source rate -> resample (soxr, high quality,
 librosa's default resampler) -> exact clip length (zero-pad at the end when shorter).
 
-Only the centre of the file is decoded, so an hours-long file costs no more than a clip. Every
-problem with a file becomes a `BadAudio` with a one-line reason; nothing here raises anything else.
+Only the centre of the file is decoded, so an hours-long file costs no more than a clip, unless
+decoding stops short of the length the header announced (a partly downloaded MP3, or one whose length
+is estimated from a size that includes an ID3 tag): then the frames that really decode are counted
+and the clip is the centre of those; a clip that would need padding because the file stops early is
+skipped as truncated. Every problem with a file becomes a `BadAudio` with a one-line reason; nothing
+here raises anything else.
 """
 
 from __future__ import annotations
@@ -84,6 +88,8 @@ def _read_mono(path: str, clip_seconds: float | None, min_seconds: float) -> tup
             if start:
                 handle.seek(start)
             data = handle.read(min(wanted, total), dtype="float32", always_2d=True)
+            if min(wanted, total - start) - data.shape[0] > _slack(total, source_rate):
+                data = _centre_of_decoded(handle, total, wanted, min_seconds, clip_seconds is not None)
     except BadAudio:
         raise
     except Exception as exc:  # libsndfile reports bad data as several exception types
@@ -96,12 +102,46 @@ def _read_mono(path: str, clip_seconds: float | None, min_seconds: float) -> tup
     return mono, source_rate
 
 
+def _slack(total: int, source_rate: int) -> int:
+    """How far decoding may fall short of the header's frame count before the count is not believed:
+    an MP3 without a Xing/Info frame has its length estimated from size and bitrate (30.067 s for a
+    file that decodes to 30.041 s)."""
+    return max(source_rate // 4, total // 100)
+
+
+def _centre_of_decoded(handle: sf.SoundFile, total: int, wanted: int, min_seconds: float,
+                       clip: bool) -> np.ndarray:
+    """The centre `wanted` frames of what really decodes, for a file whose header overstates its length.
+
+    An MP3's frame count is its header's word: a partly downloaded file keeps the Xing frame of the
+    whole, and an ID3 tag (album art) swells a size-based estimate. So count the frames that decode,
+    block by block, then read the centre of those. A clip that would have to be padded because the
+    file stops early is a truncated file, not a short recording: it is skipped, not filled with silence.
+    """
+    rate = handle.samplerate
+    handle.seek(0)  # count the frames that decode
+    decoded = 0
+    while n := handle.read(1 << 16, dtype="float32", always_2d=True).shape[0]:  # not blocks(): it pads
+        decoded += n
+    if decoded < min_seconds * rate:
+        raise BadAudio(f"truncated: the header says {total / rate:.2f} s, decoding stops at {decoded / rate:.2f} s "
+                       f"(< {min_seconds} s)")
+    if clip and decoded < wanted:
+        raise BadAudio(f"truncated: the header says {total / rate:.2f} s, decoding stops at {decoded / rate:.2f} s")
+    handle.seek(0)  # then read up to the centre: a seek maps time to bytes by the header, and lands wrong
+    skip = max(0, (decoded - wanted) // 2)
+    while skip and (n := handle.read(min(skip, 1 << 16), dtype="float32", always_2d=True).shape[0]):
+        skip -= n
+    return handle.read(min(wanted, decoded), dtype="float32", always_2d=True)
+
+
 def _resample(mono: np.ndarray, source_rate: int, rate: int) -> np.ndarray:
     return mono if rate == source_rate else soxr.resample(mono, source_rate, rate, quality="HQ")
 
 
-def decode_file(path: str, sample_rate: int, min_seconds: float = 0.0) -> np.ndarray:
-    """The whole of `path` as float32 mono at `sample_rate` (for tagging whole tracks)."""
+def decode_file(path: str, sample_rate: int, min_seconds: float = MIN_SECONDS) -> np.ndarray:
+    """The whole of `path` as float32 mono at `sample_rate` (for tagging whole tracks); shorter than
+    `min_seconds` is a BadAudio, as in the cache (a few samples would not fill one STFT window)."""
     mono, source_rate = _read_mono(path, None, min_seconds)
     return _resample(mono, source_rate, sample_rate).astype(np.float32, copy=False)
 

@@ -1,0 +1,105 @@
+"""MP3s whose header misstates their length: what libsndfile reports against what really decodes.
+
+An MP3's frame count comes from its LAME/Xing "Info" frame, or, without one, from file size over
+bitrate. A partly downloaded file keeps the Info frame of the whole track; an ID3v2 tag (album art)
+swells a size-based estimate. Each case is built here from a real MP3 written by libsndfile (LAME).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from bench.data.audio import BadAudio, decode_clip, decode_file
+
+pytestmark = pytest.mark.skipif("MP3" not in sf.available_formats(), reason="libsndfile without MP3")
+
+RATE = 44100
+BITRATES_KBPS = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)  # MPEG-1 layer III
+
+
+def write_cbr(path, seconds: float, seed: int = 0) -> np.ndarray:
+    """A constant-bitrate stereo MP3 of smoothed noise; returns the mono signal it encodes."""
+    x = np.random.default_rng(seed).standard_normal(int(seconds * RATE))
+    x = np.convolve(x, np.ones(8) / 8, "same")
+    x = (0.3 * x / np.abs(x).max()).astype(np.float32)
+    sf.write(path, np.stack([x, x], axis=1), RATE, format="MP3", bitrate_mode="CONSTANT", compression_level=0.5)
+    return x
+
+
+def first_frame_length(data: bytes) -> int:
+    """Bytes of the first MPEG-1 layer III frame (LAME's Info frame): 144 * bitrate / rate + padding."""
+    assert data[0] == 0xFF and data[1] & 0xE0 == 0xE0, "no frame sync at the start"
+    bitrate = BITRATES_KBPS[data[2] >> 4] * 1000
+    rate = (44100, 48000, 32000)[(data[2] >> 2) & 3]
+    return 144 * bitrate // rate + ((data[2] >> 1) & 1)
+
+
+def id3v2_tag(payload_bytes: int) -> bytes:
+    """An ID3v2.4 tag holding one private frame of `payload_bytes` (sizes are 7-bit "syncsafe")."""
+    def syncsafe(n: int) -> bytes:
+        return bytes([(n >> 21) & 0x7F, (n >> 14) & 0x7F, (n >> 7) & 0x7F, n & 0x7F])
+
+    payload = b"owner\x00" + b"\x11" * payload_bytes
+    frame = b"PRIV" + syncsafe(len(payload)) + b"\x00\x00" + payload
+    return b"ID3\x04\x00\x00" + syncsafe(len(frame)) + frame
+
+
+def offset_in(reference: np.ndarray, clip: np.ndarray, near: float) -> float:
+    """Seconds into `reference` where `clip` starts, searched within 1 s of `near` (cross-correlation
+    of a 0.1 s piece taken 10 s into the clip)."""
+    piece = clip[10 * RATE:10 * RATE + 4410]
+    lo = max(0, int((10 + near - 1) * RATE))
+    window = reference[lo:int((10 + near + 1) * RATE) + len(piece)]
+    return (int(np.argmax(np.correlate(window, piece, "valid"))) + lo - 10 * RATE) / RATE
+
+
+def test_a_partly_downloaded_mp3_is_skipped_as_truncated_not_padded_with_silence(tmp_path):
+    whole = tmp_path / "whole.mp3"
+    write_cbr(whole, 30.0)
+    partial = tmp_path / "partial.mp3"
+    partial.write_bytes(whole.read_bytes()[: whole.stat().st_size // 8])
+    assert sf.info(str(partial)).duration == pytest.approx(30.0, abs=0.1)  # the Info frame of the whole
+    with pytest.raises(BadAudio, match=r"truncated: the header says 30\.00 s, decoding stops at 3\.\d\d s"):
+        decode_clip(str(partial), (16000,), 29.1)
+    # tagging a whole file takes what decodes: an eighth of 30 s
+    assert decode_file(str(partial), 16000).shape[0] / 16000 == pytest.approx(30 / 8, abs=0.3)
+
+
+def test_an_id3_tag_that_swells_the_length_estimate_still_gives_the_centre_of_the_real_audio(tmp_path):
+    encoded = tmp_path / "encoded.mp3"
+    signal = write_cbr(encoded, 30.0)
+    data = encoded.read_bytes()
+    tagged = tmp_path / "tagged.mp3"  # no Info frame, a 300 kB tag: the estimate counts the tag as audio
+    tagged.write_bytes(id3v2_tag(300_000) + data[first_frame_length(data):])
+    assert sf.info(str(tagged)).duration > 40
+    decoded = decode_clip(str(tagged), (RATE, 16000), 29.1)
+    assert not decoded.padded
+    clip = decoded.clips[RATE]
+    assert np.abs(clip[-RATE:]).max() > 0.01  # audio to the end, no zeros filling a short read
+    # the centre, give or take the 25 ms of LAME's encoder delay that only the Info frame records;
+    # trusting the estimate would start the clip at (45.08 - 29.1) / 2 = 8 s
+    centre = (30.0 - 29.1) / 2
+    assert offset_in(signal, clip, near=centre) == pytest.approx(centre, abs=0.03)
+
+
+def test_a_long_track_cut_short_gives_the_centre_of_what_is_there(tmp_path):
+    whole = tmp_path / "track.mp3"
+    signal = write_cbr(whole, 120.0, seed=1)
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 3])  # 40 s of a 120 s track
+    assert sf.info(str(cut)).duration == pytest.approx(120.0, abs=0.1)
+    decoded = decode_clip(str(cut), (RATE,), 29.1)
+    assert not decoded.padded
+    real = decode_file(str(cut), RATE).shape[0] / RATE
+    assert real == pytest.approx(40.0, abs=0.5)
+    centre = (real - 29.1) / 2
+    assert offset_in(signal, decoded.clips[RATE], near=centre) == pytest.approx(centre, abs=0.001)
+
+
+def test_tagging_a_file_shorter_than_a_second_is_a_one_line_error(tmp_path):
+    short = tmp_path / "blip.wav"
+    sf.write(short, np.full((40, 2), 0.1), RATE)
+    with pytest.raises(BadAudio, match=r"too short \(0\.00 s < 1\.0 s\)"):
+        decode_file(str(short), 16000)
