@@ -162,6 +162,24 @@ def test_prepare_resumes_after_sigkill(tmp_path):
     assert manifest["dtype"] == "float16" and manifest["n_clips"] == 40
 
 
+def test_specs_that_label_the_same_clips_differently_share_waveforms_but_not_labels(tmp_path):
+    """Two grids on one cache, e.g. MTAT's top 50 and top 20 tags: the same clips, other targets. Each
+    worker must train on its own spec's labels, whichever spec prepared last."""
+    paths = [write_mp3(tmp_path / f"{i}.mp3", tone(3.0, seed=i)) for i in range(3)]
+    three = make_index(paths)  # tags a, b
+    two = DatasetIndex(name=three.name, root=three.root, tag_names=("a",),
+                       clips=tuple(Clip(c.clip_id, c.path, c.split, (0,)) for c in three.clips))
+    first = WaveformCache(tmp_path / "cache", three, clip_seconds=2.0)
+    second = WaveformCache(tmp_path / "cache", two, clip_seconds=2.0)
+    first.prepare([16000], workers=1)
+    assert second.dir == first.dir  # one copy of the waveforms
+    assert second.prepare([16000], workers=1)[0].already_done  # decoded once
+    reopened = WaveformCache.from_index(first.index_path)
+    assert reopened.index.tag_names == three.tag_names
+    assert [c.labels for c in reopened.index.clips] == [c.labels for c in three.clips]
+    assert WaveformCache.from_index(second.index_path).index.tag_names == ("a",)
+
+
 def test_views(tmp_path):
     paths = [write_mp3(tmp_path / f"{i}.mp3", tone(3.0, seed=i)) for i in range(4)]
     index = make_index(paths, splits=["train", "train", "valid", "test"])

@@ -270,7 +270,7 @@ def test_slurm_with_cuda_is_submitted_from_a_login_node_without_a_gpu(monkeypatc
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(submitit, "AutoExecutor", StubExecutor)
-    fake_cache = type("Cache", (), {"dir": tmp_path / "cache"})()
+    fake_cache = type("Cache", (), {"index_path": tmp_path / "cache" / "index-0.json"})()
     monkeypatch.setattr(prepare, "prepare_spec", lambda *args, **kwargs: (None, fake_cache, None))
     StubExecutor.made.clear()
     spec = Path(__file__).resolve().parents[1] / "tests" / "data" / "demo6.toml"

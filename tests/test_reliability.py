@@ -221,9 +221,9 @@ def test_a_damaged_cache_is_never_opened_and_is_rebuilt(tmp_path, damage):
         (folder / "manifest.json").unlink()
         (folder / "progress.npy").write_bytes(b"\x93NUMPY torn")
     else:  # the index that workers reopen the cache from
-        os.truncate(cache.dir / "index.json", 50)
+        os.truncate(cache.index_path, 50)
         cache.prepare([16000], workers=1)
-        assert WaveformCache.from_dir(cache.dir).index == cache.index
+        assert WaveformCache.from_index(cache.index_path).index == cache.index
         return
     assert not cache.is_complete(16000)
     with pytest.raises(FileNotFoundError, match="not prepared"):

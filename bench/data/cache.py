@@ -4,7 +4,7 @@ One cache per sample rate serves every (n_mels, hop, log) configuration: the mel
 training device, per batch (docs/architecture.md). Layout::
 
     <cache root>/<dataset>-<key>/
-        index.json                     the DatasetIndex: clips (row order), splits, labels, tag names
+        index-<digest>.json            a DatasetIndex: clips (row order), splits, labels, tag names
         sr16000/waveforms.f16          float16 memmap, shape (n_clips, clip_samples); failed rows are zero
         sr16000/progress.npy           per-row status while preparing (resume point)
         sr16000/failures.json          reasons of failed rows so far
@@ -22,6 +22,10 @@ does not match its waveform file marks nothing complete: the next preparer sets 
 (`manifest.json.rejected`) and completes the cache again; unreadable progress files restart the rate.
 The waveform file is allocated in full before any row is written, so a full disk is an error at once,
 not a crash halfway through a memory-mapped write.
+
+The key covers the clips and how they are cut, not their labels: specs that tag the same clips
+differently (50 or 20 MTAT tags, another MSD tag list) share the waveforms, and each labelling has
+its own index file, named by its content, which the spec's workers read (`WorkerJob.cache_index`).
 
 Reading a complete cache (its format, `manifest_problem`, `CachedWaveforms`) is `bench.data.cached_waveforms`,
 which the training side imports without this module.
@@ -82,6 +86,12 @@ def cache_key(index: DatasetIndex, clip_seconds: float, min_seconds: float = MIN
 
 def index_to_json(index: DatasetIndex) -> dict:
     return dataclasses.asdict(index)
+
+
+def index_file_name(index: DatasetIndex) -> str:
+    """The index's file in its cache folder, named by its content (labels and splits included)."""
+    digest = hashlib.sha256(json.dumps(index_to_json(index), sort_keys=True).encode()).hexdigest()[:12]
+    return f"index-{digest}.json"
 
 
 def index_from_json(data: dict) -> DatasetIndex:
@@ -175,19 +185,24 @@ class WaveformCache:
         self.clip_seconds = clip_seconds
         self.dir = Path(root).expanduser() / cache_key(index, clip_seconds)
 
+    @property
+    def index_path(self) -> Path:
+        return self.dir / index_file_name(self.index)
+
     @classmethod
-    def from_dir(cls, folder: str | Path) -> WaveformCache:
-        """Reopen a cache folder written by `prepare` (workers use this instead of re-reading the dataset)."""
-        folder = Path(folder)
-        index = index_from_json(json.loads((folder / "index.json").read_text()))
+    def from_index(cls, path: str | Path) -> WaveformCache:
+        """Reopen a cache by an index file `prepare` wrote (workers use this instead of re-reading the
+        dataset): the waveforms of its folder, the labels of that file."""
+        path = Path(path)
+        index = index_from_json(json.loads(path.read_text()))
         cache = cls.__new__(cls)
-        cache.index, cache.dir = index, folder
+        cache.index, cache.dir = index, path.parent
         cache.clip_seconds = None  # only needed to prepare
         return cache
 
     def _index_is_valid(self) -> bool:
         try:
-            return index_to_json(index_from_json(json.loads((self.dir / "index.json").read_bytes()))) == \
+            return index_to_json(index_from_json(json.loads(self.index_path.read_bytes()))) == \
                 index_to_json(self.index)
         except (OSError, ValueError, KeyError, TypeError):
             return False
@@ -219,7 +234,7 @@ class WaveformCache:
         reports = {r: self._report(r, already_done=True) for r in rates if r not in todo_rates}
         remove_temp_files(self.dir)
         if not self._index_is_valid():  # workers read the index from here
-            atomic_write_json(self.dir / "index.json", index_to_json(self.index))
+            atomic_write_json(self.index_path, index_to_json(self.index))
         for rate in todo_rates:
             folder = self.rate_dir(rate)
             remove_temp_files(folder)

@@ -54,7 +54,8 @@ class WorkerJob:
 
     spec_path: str
     results: str
-    cache_dir: str
+    cache_index: str
+    """The waveform cache's index file of this spec's labelling (`WaveformCache.from_index`)."""
     device: str
     """"auto", "cpu" or "cuda": resolved by the worker on the machine it runs on."""
     retry_failed_before: float | None = None
@@ -116,7 +117,7 @@ def worker_entry(job: WorkerJob) -> list[str]:
     if worker and runs:  # start at different runs to keep workers apart
         offset = worker % len(runs)
         runs = runs[offset:] + runs[:offset]
-    cache = WaveformCache.from_dir(job.cache_dir)
+    cache = WaveformCache.from_index(job.cache_index)
     opened = {}
 
     def cache_for(rate: int):
@@ -234,7 +235,7 @@ def run_grid(spec_path: str, options: GridOptions = GridOptions()) -> int:
         _, waveforms, _ = prepare_spec(spec, o.data, o.cache, None, progress=not o.quiet)
         # absolute paths: Slurm jobs and spawned workers may start elsewhere
         job = WorkerJob(spec_path=str(Path(spec_path).resolve()), results=str(results_root.resolve()),
-                        cache_dir=str(waveforms.dir.resolve()), device=o.device,
+                        cache_index=str(waveforms.index_path.resolve()), device=o.device,
                         retry_failed_before=planned if o.retry_failed else None,
                         shard_index=shard_index, shard_count=shard_count, quiet=o.quiet)
         wants_gpu = cuda_here if o.launcher != "slurm" else o.device != "cpu"
