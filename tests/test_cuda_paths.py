@@ -41,7 +41,10 @@ def fresh_worker(monkeypatch):
     views.release_resident()
     monkeypatch.delenv("BENCH_COMPILE", raising=False)
     monkeypatch.delenv("BENCH_COMPILE_BACKEND", raising=False)
+    monkeypatch.delenv("TORCHINDUCTOR_COMPILE_THREADS", raising=False)  # a CUDA worker sets it
+    threads = torch.get_num_threads()
     yield
+    torch.set_num_threads(threads)
     views.release_resident()
 
 
@@ -119,6 +122,28 @@ def test_three_configurations_compiled_in_one_process_stay_compiled(monkeypatch,
     assert "recompile_limit" not in caplog.text
 
 
+def test_the_evaluation_graph_is_compiled_with_a_static_batch(monkeypatch):
+    """Dynamo's automatic dynamic shapes: a second batch size on the same code marks the batch
+    dimension symbolic, unless the model is compiled with dynamic=False."""
+    from torch.fx.experimental.symbolic_shapes import free_symbols
+
+    graphs = []
+
+    def recorder(graph_module, example_inputs):
+        graphs.append([tuple(x.shape) if isinstance(x, torch.Tensor) else x for x in example_inputs])
+        return graph_module.forward
+
+    path = fastpath.FastPath(device="cpu", amp_dtype=None, channels_last=False, cudnn_benchmark=False, tf32=False,
+                             compile=True, eval_batch_factor=4, pin_memory=False, loader_workers=0,
+                             compile_backend=recorder)
+    model = path.prepare_model(nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 14 * 18, 2)))
+    model(torch.randn(8, 1, 16, 20))  # a training batch
+    with torch.no_grad():
+        model(torch.randn(32, 1, 16, 20))  # an evaluation batch
+    assert len(graphs) == 2
+    assert (32, 1, 16, 20) in graphs[1] and not any(free_symbols(x) for x in graphs[1]), graphs[1]
+
+
 @pytest.mark.parametrize("limit", ["recompile_limit", "accumulated_recompile_limit"])
 def test_recompile_watch_counts_both_of_dynamos_limits(limit):
     from bench.train.fastpath import RecompileWatch
@@ -144,16 +169,31 @@ def test_no_c_compiler_turns_compile_off_with_a_note_not_a_failure(monkeypatch, 
     assert sum("torch.compile turned off" in line for line in lines) == 1
 
 
-def test_triton_needs_a_c_compiler_on_cuda(monkeypatch):
+def test_the_compiler_is_found_as_triton_and_inductor_find_it(monkeypatch):
+    """Triton (triton/runtime/build.py `_find_compiler("c")`): $CC when set, and only that, else gcc,
+    else clang; never cc. Inductor on the CPU (config.cpp.cxx): $CXX when set, else g++."""
     found = {"gcc"}
     monkeypatch.setattr(fastpath.shutil, "which", lambda name: name if name in found else None)
-    monkeypatch.delenv("CC", raising=False)
-    assert fastpath.compiler_available(torch.device("cuda"))
+    for name in ("CC", "CXX"):
+        monkeypatch.delenv(name, raising=False)
+    cuda = torch.device("cuda")
+    assert fastpath.compiler_available(cuda)
     found.clear()
-    assert not fastpath.compiler_available(torch.device("cuda"))
-    monkeypatch.setenv("CC", "/opt/cc")
+    assert not fastpath.compiler_available(cuda)
+    found.add("cc")  # Triton does not look for cc
+    assert not fastpath.compiler_available(cuda)
+    found.add("clang")
+    assert fastpath.compiler_available(cuda)
+    monkeypatch.setenv("CC", "/opt/cc")  # set by a module system, absent on this node: gcc is not tried
+    found.add("gcc")
+    assert not fastpath.compiler_available(cuda)
     found.add("/opt/cc")
-    assert fastpath.compiler_available(torch.device("cuda"))
+    assert fastpath.compiler_available(cuda)
+    found.clear()
+    found.update({"c++", "clang++"})  # inductor tries g++ alone
+    assert not fastpath.compiler_available(CPU)
+    monkeypatch.setenv("CXX", "clang++")
+    assert fastpath.compiler_available(CPU)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -224,6 +264,27 @@ def test_worker_device_is_an_index_among_visible_gpus_and_leaves_the_selection_a
     assert worker_device("auto", 0, 1)[0] == CPU
     with pytest.raises(UserError, match="no CUDA device"):
         worker_device("cuda", 0, 1)
+
+
+def test_a_cuda_worker_keeps_to_its_share_of_the_cpus(monkeypatch):
+    """64 cores, 8 GPUs x 4 runs: 2 CPUs per run, for torch's threads and inductor's compile processes
+    (inductor would start min(32, cores) each: 1,024 Pythons with torch loaded)."""
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+    monkeypatch.setattr(fastpath, "_runs_per_gpu", 4)
+    monkeypatch.setattr(inductor_config, "compile_threads", inductor_config.compile_threads)
+    assert fastpath.limit_worker_threads() == 2
+    assert torch.get_num_threads() == 2 and inductor_config.compile_threads == 2
+    assert os.environ["TORCHINDUCTOR_COMPILE_THREADS"] == "2"
+    assert fastpath.loader_workers() == 2
+    monkeypatch.setenv("TORCHINDUCTOR_COMPILE_THREADS", "6")  # the user's choice
+    fastpath.limit_worker_threads()
+    assert inductor_config.compile_threads == 6
+    monkeypatch.setattr(fastpath, "_runs_per_gpu", 1)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert fastpath.loader_workers() == fastpath.MAX_LOADER_WORKERS  # one run on a 64-core box
 
 
 # ------------------------------------------------------------------------------------------------
@@ -930,6 +991,34 @@ def test_a_gpu_that_fails_under_a_run_stops_the_worker_and_leaves_the_run_to_res
     lock.release()
 
 
+def test_a_fault_first_met_outside_torch_is_a_device_failure_when_the_gpu_no_longer_answers(monkeypatch, one_run):
+    """Triton words a sticky fault its own way; the device's next synchronisation tells."""
+    from bench.core.errors import DeviceFailure
+    from bench.run import runner
+
+    spec, run, folder = one_run
+    triton = RuntimeError("Triton Error [CUDA]: an illegal memory access was encountered")
+
+    def sticky(device=None):
+        raise torch.AcceleratorError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    assert not runner.is_device_failure(triton, torch.device("cuda", 3))  # the GPU answers: the run's own error
+    assert not runner.is_device_failure(ValueError("a bad spec value"), torch.device("cuda", 3))
+    monkeypatch.setattr(torch.cuda, "synchronize", sticky)
+    assert not runner.is_device_failure(triton, CPU)
+    assert not runner.is_device_failure(torch.OutOfMemoryError("CUDA out of memory"), torch.device("cuda", 3))
+
+    def train_run(*args, **kwargs):
+        raise triton
+
+    monkeypatch.setattr(train, "train_run", train_run)
+    with pytest.raises(DeviceFailure, match=r"cuda:3 failed during .*Triton Error \[CUDA\]"):
+        runner._claim_and_execute(spec, folder, run, lambda rate: None, torch.device("cuda", 3), None,
+                                  lambda *_: None)
+    assert not (folder / runner.RESULT).exists()
+
+
 def test_running_out_of_gpu_memory_is_the_runs_failure_with_a_hint(monkeypatch, one_run):
     from bench.run import runner
 
@@ -944,6 +1033,29 @@ def test_running_out_of_gpu_memory_is_the_runs_failure_with_a_hint(monkeypatch, 
     assert outcome == "executed" and result["status"] == "failed"
     assert result["error"].startswith("OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. (other runs")
     assert "--retry-failed" in result["error"] and "--runs-per-gpu 1" in result["error"]
+
+
+def test_the_served_latency_pass_halves_its_batch_rather_than_fail_a_trained_run(monkeypatch):
+    """The fp32 throughput batch of 64 can need more memory than training did, while the trainer is
+    still resident: hours of training must not be recorded as failed for it."""
+    import architectures
+    from bench.train import latency
+    from bench.train.frontend import MelFrontend
+
+    (run,) = tiny_runs()
+    tried = []
+    real = latency.measure_inference
+
+    def measure(model, frontend, samples, device, batch=latency.THROUGHPUT_BATCH, **kwargs):
+        tried.append(batch)
+        if batch > 16:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB.")
+        return real(model, frontend, samples, device, batch=batch, repeats=1, warmup=0)
+
+    monkeypatch.setattr(latency, "measure_inference", measure)
+    model = architectures.build(run.arch, run.mel.input_config(run.dataset.clip_seconds), 3, width=0.0625)
+    served = train.served_inference(run, model.state_dict(), 3, MelFrontend.from_config(run.mel), CPU)
+    assert tried == [64, 32, 16] and served["batch"] == 16 and served["throughput_clips_per_second"] > 0
 
 
 def test_a_spawned_worker_whose_gpu_failed_ends_with_one_line(monkeypatch, capsys):

@@ -69,6 +69,7 @@ def test_tiny_grid_end_to_end_through_the_cli(workspace):
             assert c[key] is not None, key
         # inference measured after training: ms per clip at batch 1 (front end + network >= network alone)
         assert c["latency_ms"] > 0 and c["network_latency_ms"] > 0 and c["throughput_clips_per_second"] > 0
+        assert c["throughput_batch"] == 64
         # 3 s at 16 kHz = 48000 samples, padded to 48128; hop 512 -> 1 + 94 = 95 frames; 32 x 95 float32
         assert c["storage_bytes"] == 32 * 95 * 4
         assert result["provenance"]["versions"]["torch"]

@@ -93,11 +93,12 @@ def worker_device(name: str, worker: int, runs_per_gpu: int, log=print):
     device = resolve_device(name)
     if device.type != "cuda":
         return device, None
-    from bench.train.fastpath import set_runs_per_gpu
+    from bench.train.fastpath import limit_worker_threads, set_runs_per_gpu
 
     claim = claim_gpu(visible_identities(), runs_per_gpu, worker)
     torch.cuda.set_device(claim.index)
     set_runs_per_gpu(runs_per_gpu)
+    limit_worker_threads()
     log(f"worker {worker} (pid {os.getpid()}) on {describe(claim, runs_per_gpu)}")
     return torch.device("cuda", claim.index), claim
 

@@ -222,7 +222,8 @@ def execute_run(spec: Spec, run: RunSpec, folder: Path, cache_for: Callable, dev
                   # measured after training, on the run's device (bench.train.latency)
                   "latency_ms": trained["inference"]["latency_ms"],
                   "network_latency_ms": trained["inference"]["network_latency_ms"],
-                  "throughput_clips_per_second": trained["inference"]["throughput_clips_per_second"]},
+                  "throughput_clips_per_second": trained["inference"]["throughput_clips_per_second"],
+                  "throughput_batch": trained["inference"]["batch"]},
             training={"amp_dtype": trained["amp_dtype"], "fast_path": trained["fast_path"], "clips": trained["clips"],
                       "history": trained["history"]},
             data={"cache_failed": len(cache.manifest["failed"]), "cache_padded": cache.manifest["padded"]},
@@ -240,7 +241,7 @@ def execute_run(spec: Spec, run: RunSpec, folder: Path, cache_for: Callable, dev
             raise
         _record_failure(folder, result, exc, log)
     except Exception as exc:  # recorded, and the grid goes on
-        if is_device_failure(exc):  # not the run's failure: this worker's GPU is unusable from now on
+        if is_device_failure(exc, device):  # not the run's failure: this worker's GPU is unusable from now on
             raise DeviceFailure(f"{device} failed during {run.run_id} ({type(exc).__name__}: {one_line(exc)}); "
                                 "the run was not recorded as failed and resumes in the next grid") from exc
         _record_failure(folder, result, exc, log)
@@ -254,17 +255,27 @@ OUT_OF_MEMORY_HINT = ("other runs on the same GPU share its memory: rerun with -
                       "--runs-per-gpu 1 if it fails again")
 
 
-def is_device_failure(exc: BaseException) -> bool:
-    """A CUDA error after which the process cannot go on using its GPU (torch's AcceleratorError, or
-    a RuntimeError "CUDA error: ..." in releases that raise that). Running out of memory is not one:
-    the GPU works on, and the run is recorded as failed."""
+def is_device_failure(exc: BaseException, device=None) -> bool:
+    """A CUDA error after which the process cannot go on using its GPU: torch's AcceleratorError, a
+    RuntimeError "CUDA error: ..." in releases that raise that, or any error after which the device
+    no longer synchronises (a fault first met in a Triton kernel says "Triton Error [CUDA]: ...", in
+    cuDNN "cuDNN error: ..."). Running out of memory is not one: the GPU works on, and the run is
+    recorded as failed."""
     import torch
 
     if isinstance(exc, torch.OutOfMemoryError):
         return False
     accelerator_error = getattr(torch, "AcceleratorError", None)
-    return (accelerator_error is not None and isinstance(exc, accelerator_error)) or (
-        isinstance(exc, RuntimeError) and str(exc).startswith("CUDA error"))
+    if (accelerator_error is not None and isinstance(exc, accelerator_error)) or (
+            isinstance(exc, RuntimeError) and str(exc).startswith("CUDA error")):
+        return True
+    if getattr(device, "type", None) != "cuda":
+        return False
+    try:  # a sticky error fails every later call into the device
+        torch.cuda.synchronize(device)
+    except Exception:
+        return True
+    return False
 
 
 def _record_failure(folder: Path, result: dict, exc: Exception, log: Callable) -> None:

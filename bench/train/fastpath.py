@@ -35,6 +35,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 from dataclasses import asdict, dataclass
 
 import torch
@@ -110,7 +111,10 @@ class FastPath:
             # A new model per run: the previous run's graphs (guarded on its modules) are dead weight
             # that would count towards the recompile limit of the shared `forward` code objects.
             torch._dynamo.reset()
-            model.compile(backend=self.compile_backend)
+            # static: training at batch B and evaluation at its multiple would otherwise make dynamo mark
+            # the batch dimension dynamic on the second graph ("automatic dynamic shapes"), which the
+            # padded last evaluation batch exists to avoid
+            model.compile(backend=self.compile_backend, dynamic=False)
         return model
 
     def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
@@ -154,11 +158,15 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
 
 
 def compiler_available(device: torch.device) -> bool:
-    """Inductor needs a C++ compiler on the CPU; on CUDA, Triton compiles its kernel launcher with a C
-    compiler (`$CC`, else cc/gcc/clang) the first time a kernel runs, so a slim image without one fails."""
-    names = ("g++", "c++", "clang++") if device.type == "cpu" else ("cc", "gcc", "clang")
-    candidates = [os.environ["CC"]] if device.type != "cpu" and os.environ.get("CC") else []
-    return any(shutil.which(cc) for cc in (*candidates, *names))
+    """The compiler found as the compiling library finds it. Inductor on the CPU: `$CXX` when set,
+    else g++ (torch/_inductor/config.py `cpp.cxx`). On CUDA, Triton builds its kernel launcher with a
+    C compiler the first time a kernel runs: `$CC` when set, and only that, else gcc, else clang, never
+    cc (triton/runtime/build.py). A slim image without one, or a `$CC` exported by a module system
+    that the node lacks, fails every compiled run."""
+    if device.type == "cpu":
+        return bool(shutil.which(os.environ.get("CXX") or "g++"))
+    chosen = os.environ.get("CC")
+    return bool(shutil.which(chosen)) if chosen else any(shutil.which(cc) for cc in ("gcc", "clang"))
 
 
 def wants_compile(device: torch.device, planned_steps: int | None, eager_faster: bool = False) -> bool:
@@ -219,18 +227,36 @@ MAX_LOADER_WORKERS = 4
 """DataLoader worker processes per split loader of a run on CUDA, at most."""
 
 
-def loader_workers() -> int:
-    """Loader processes per split of one run on CUDA: up to 4, but the CPUs this process may use
-    shared among every run training on this machine (its GPUs x the runs per GPU), so that 8 GPUs
-    with 4 runs each do not start 4 x 32 readers per split on a 64-core node. A Slurm task of
-    `--launcher slurm` (one run at a time) has its own share already: its `cpus_per_task`."""
+def cpu_share() -> int:
+    """CPUs of one run on CUDA: those this process may use, shared among every run training on this
+    machine (its GPUs x the runs per GPU), so that 8 GPUs with 4 runs each do not start 4 x 32
+    readers per split on a 64-core node. A Slurm task of `--launcher slurm` (one run at a time) has
+    its own share already: its `cpus_per_task`."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     per_task = os.environ.get("SLURM_CPUS_PER_TASK", "")
     if os.environ.get("SUBMITIT_EXECUTOR") == "slurm" and per_task.isdigit():
         share = min(cpus, int(per_task))  # bound to its CPUs or not, the task is given that many
     else:
         share = cpus // (max(1, torch.cuda.device_count()) * _runs_per_gpu)
-    return max(1, min(MAX_LOADER_WORKERS, share))
+    return max(1, share)
+
+
+def loader_workers() -> int:
+    """Loader processes per split of one run on CUDA: up to 4, within the run's `cpu_share`."""
+    return min(MAX_LOADER_WORKERS, cpu_share())
+
+
+def limit_worker_threads() -> int:
+    """Keep a CUDA worker to its `cpu_share`: torch's intra-op threads, and inductor's compile
+    processes (by default min(32, cores) per process, each a Python with torch loaded: 8 GPUs x 4
+    runs compiling at once would start 1,024). `TORCHINDUCTOR_COMPILE_THREADS` set by the user wins."""
+    share = cpu_share()
+    torch.set_num_threads(share)
+    threads = int(os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", str(share)))
+    config = sys.modules.get("torch._inductor.config")  # read the variable when it was imported
+    if config is not None:
+        config.compile_threads = threads
+    return share
 
 
 def baseline(device: torch.device) -> FastPath:

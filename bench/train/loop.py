@@ -319,17 +319,31 @@ class Trainer:
 
 def served_inference(run: RunSpec, state: dict, n_tags: int, frontend: nn.Module, device: torch.device) -> dict:
     """Latency and throughput of the trained network as it would serve (`bench.train.latency`): a fresh
-    fp32 copy with the best weights, uncompiled, in the default memory layout, on the run's device."""
+    fp32 copy with the best weights, uncompiled, in the default memory layout, on the run's device.
+
+    The fp32 batch of the throughput pass can need more memory than training did (the estimate that
+    set the runs per GPU), with the trainer still resident: out of memory, the batch is halved (the
+    result records the batch measured) rather than failing a run whose training is done."""
     from bench.core import framing
-    from bench.train.latency import measure_inference
+    from bench.train import latency
 
     mel = run.mel
     model = architectures.build(run.arch, mel.input_config(run.dataset.clip_seconds), n_tags,
                                 **dataclasses.asdict(run.configuration.options))
     model.load_state_dict(state)
-    measured = measure_inference(model.to(device), frontend,
-                                 framing.clip_samples(run.dataset.clip_seconds, mel.sample_rate), device)
-    return {**measured, "device": str(device)}
+    model = model.to(device)
+    samples = framing.clip_samples(run.dataset.clip_seconds, mel.sample_rate)
+    batch = latency.THROUGHPUT_BATCH
+    while True:
+        try:
+            measured = latency.measure_inference(model, frontend, samples, device, batch=batch)
+            return {**measured, "device": str(device)}
+        except torch.OutOfMemoryError:
+            if batch == 1:
+                raise
+            batch //= 2
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
 
 
 def train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torch.device,
