@@ -102,6 +102,37 @@ def test_prepare_lists_skips_and_counts_bad_files(tmp_path):
     assert (cache.rate_dir(16000) / "waveforms.f16").stat().st_mtime_ns == stamp
 
 
+def test_a_bad_file_replaced_after_prepare_is_decoded_again_and_nothing_else(tmp_path):
+    """A user fixes a broken download and reruns: the file is decoded, not skipped for good; the rows
+    that were fine, and the failures that did not change, stay as they were."""
+    audio = tmp_path / "audio"
+    paths = [write_mp3(audio / f"g{i}.mp3", tone(3.0, freq=200 + 50 * i, seed=i)) for i in range(3)]
+    (audio / "broken.mp3").write_bytes(np.random.default_rng(0).bytes(20000))
+    (audio / "still_broken.mp3").write_bytes(b"")
+    paths += [audio / "broken.mp3", audio / "still_broken.mp3", audio / "not_yet_downloaded.mp3"]
+    cache = WaveformCache(tmp_path / "cache", make_index(paths), clip_seconds=2.0)
+    first = cache.prepare([12000, 16000], workers=1)
+    assert [len(r.failed) for r in first] == [3, 3]
+    before = np.array(cache.open(16000).waveforms[:3])
+    stamp = {r: (cache.rate_dir(r) / "waveforms.f16").stat().st_mtime_ns for r in (12000, 16000)}
+    assert cache.prepare([12000, 16000])[0].already_done  # nothing changed: nothing redone
+
+    write_mp3(audio / "broken.mp3", tone(3.0, freq=700, seed=9))  # the fixed download
+    write_mp3(audio / "not_yet_downloaded.mp3", tone(3.0, freq=900, seed=8))
+    again = cache.prepare([12000, 16000], workers=1)
+    for report in again:
+        assert not report.already_done and report.retried == 2
+        assert [(f[0], f[2]) for f in report.failed] == [("4", "empty file (0 bytes)")]
+        assert report.ok == 5
+    opened = cache.open(16000)
+    np.testing.assert_array_equal(opened.waveforms[:3], before)
+    direct = decode_clip(str(audio / "broken.mp3"), (16000,), 2.0).clips[16000]
+    np.testing.assert_allclose(np.asarray(opened.waveforms[3], np.float32), direct, atol=1e-3)
+    assert list(opened.rows("train")) == [0, 1, 2, 3, 5]
+    assert all((cache.rate_dir(r) / "waveforms.f16").stat().st_mtime_ns != stamp[r] for r in stamp)
+    assert cache.prepare([12000, 16000])[0].already_done
+
+
 def test_cached_waveforms_equal_direct_decoding(tmp_path):
     paths = [write_mp3(tmp_path / f"{i}.mp3", tone(3.0, freq=300 + 100 * i, seed=i)) for i in range(3)]
     cache = WaveformCache(tmp_path / "cache", make_index(paths), clip_seconds=2.0)

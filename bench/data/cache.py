@@ -16,6 +16,7 @@ as the level drops (4.3 dB at a -40 dBFS peak); both take 2 bytes per sample.
 
 Preparing is resumable and safe to kill: rows are written to the memmap, the memmap is flushed, and
 only then is their status saved (atomically); the manifest that marks the cache complete comes last.
+A failed row whose file was replaced after the manifest is decoded again by the next preparer.
 Preparers of one cache take turns (an exclusive `flock` on `prepare.lock`, which dies with its
 holder), so concurrent workers never fill the same cache twice. A manifest that does not parse or
 does not match its waveform file marks nothing complete: the next preparer sets it aside
@@ -111,6 +112,8 @@ class PrepareReport:
     """(clip id, path, reason) of every clip that could not be decoded."""
     seconds: float
     already_done: bool
+    retried: int = 0
+    """Rows that had failed and were decoded again because their file changed since (see `prepare`)."""
 
 
 def _decode_row(args: tuple[int, str, tuple[int, ...], float]):
@@ -223,13 +226,52 @@ class WaveformCache:
         `progress(total, description)` may return a tqdm-like object with update(n) and close().
         """
         rates = sorted(set(sample_rates))
-        if all(self.is_complete(r) for r in rates) and self._index_is_valid():
+        if all(self.is_complete(r) and not self._changed_failures(r) for r in rates) and self._index_is_valid():
             return [self._report(r, already_done=True) for r in rates]
         self.dir.mkdir(parents=True, exist_ok=True)
         with exclusive_lock(self.dir / "prepare.lock"):  # another preparer may finish it while we wait
             return self._prepare_locked(rates, workers, progress)
 
+    def _changed_failures(self, rate: int) -> list[int]:
+        """Rows of a complete cache that failed, whose file was written or replaced after the manifest
+        (its ctime too: a copy that keeps the old mtime still changes it): a fixed file is decoded
+        again, not skipped for good. Only failed rows are looked at: one stat per bad file."""
+        manifest = self.rate_dir(rate) / MANIFEST
+        try:
+            prepared = manifest.stat().st_mtime_ns
+            statuses = np.asarray(json.loads(manifest.read_text())["status"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return []
+        changed = []
+        for row in np.flatnonzero(statuses == FAILED):
+            try:
+                stat = os.stat(self.index.clips[int(row)].path)
+            except (OSError, IndexError):
+                continue
+            if max(stat.st_mtime_ns, stat.st_ctime_ns) > prepared:
+                changed.append(int(row))
+        return changed
+
+    def _reopen_rows(self, rate: int, rows: list[int]) -> None:
+        """Mark `rows` of a complete cache to decode again: progress from the manifest with those rows
+        to do, then the manifest set aside (a kill in between redoes this, nothing worse)."""
+        folder = self.rate_dir(rate)
+        manifest = self.manifest(rate)
+        status = np.asarray(manifest["status"], dtype=np.int8)
+        again = set(rows)
+        reasons = {str(int(i)): reason for i, (_, _, reason) in
+                   zip(np.flatnonzero(status == FAILED), manifest["failed"], strict=True) if int(i) not in again}
+        status[rows] = TODO
+        atomic_write_bytes(folder / "progress.npy", _npy_bytes(status))
+        atomic_write_json(folder / "failures.json", reasons)
+        reject(folder / MANIFEST)
+
     def _prepare_locked(self, rates: list[int], workers, progress) -> list[PrepareReport]:
+        retried = {}
+        for rate in rates:
+            if self.is_complete(rate) and (rows := self._changed_failures(rate)):
+                self._reopen_rows(rate, rows)
+                retried[rate] = len(rows)
         todo_rates = [r for r in rates if not self.is_complete(r)]
         reports = {r: self._report(r, already_done=True) for r in rates if r not in todo_rates}
         remove_temp_files(self.dir)
@@ -270,7 +312,8 @@ class WaveformCache:
                     "seconds": round(time.monotonic() - started, 3),
                 }
                 atomic_write_json(part.folder / MANIFEST, manifest)
-                reports[rate] = self._report(rate, already_done=False)
+                reports[rate] = dataclasses.replace(self._report(rate, already_done=False),
+                                                    retried=retried.get(rate, 0))
         return [reports[r] for r in rates]
 
     def _decode_rows(self, rows, partial, workers, progress):

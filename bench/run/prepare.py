@@ -24,6 +24,8 @@ def prepare_spec(spec, data: str | None, cache: str | None, workers: int | None 
     reports = waveforms.prepare(rates, workers=workers, progress=partial(progress_bar, enabled=progress))
     for r in reports:
         state = "already prepared" if r.already_done else f"prepared in {r.seconds:.1f} s"
+        if r.retried:
+            state += f" ({r.retried} file(s) that had failed changed since, decoded again)"
         print(f"{r.sample_rate} Hz: {r.ok} clips ok ({r.padded} zero-padded), {len(r.failed)} failed; "
               f"{state}: {r.path}")
     for clip_id, path, reason in reports[0].failed if reports else []:
