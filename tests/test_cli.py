@@ -34,7 +34,7 @@ def test_plan_csv_has_one_row_per_configuration(capsys):
     assert first["storage_bytes_f16"] == str(128 * 1366 * 2)
     frames = {(r["sample_rate"], r["hop_multiplier"]): int(r["n_frames"]) for r in rows}
     assert frames[("16000", "10")] == 182 and frames[("12000", "3")] == 456
-    # Architecture columns: the paper's Table III pools and the analytic GMAC of section VIII.
+    # Architecture columns: the paper's Table III pools and the GMAC hand-counted from them.
     by_key = {(r["sample_rate"], r["n_mels"], r["hop_multiplier"], r["log"]): r for r in rows}
     ref = by_key[("12000", "96", "1", "log")]
     assert (ref["arch"], ref["width"], ref["input_shape"]) == ("vgg", "1.0", "96x1366")

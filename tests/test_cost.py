@@ -1,4 +1,5 @@
-"""GMAC and parameter counts against numbers derived by hand (the paper, section VIII)."""
+"""GMAC and parameter counts against numbers derived by hand from the paper's channel counts (Table I)
+and pools (Table III); the paper gives GMAC only in its Fig. 1 and online results."""
 
 import dataclasses
 import logging
@@ -19,7 +20,7 @@ def hand_vgg_macs(sizes, n_tags=50):
     return convs + 2048 * n_tags
 
 
-# (config, block input sizes from the paper's pools, GMAC printed in the paper)
+# (config, block input sizes from the paper's pools, GMAC hand-counted to two decimals)
 VGG_CASES = [
     (InputConfig(12000, 96, 1, 1366), [(96, 1366), (48, 341), (12, 68), (4, 8)], 10.01),
     (InputConfig(12000, 48, 1, 1366), [(48, 1366), (24, 341), (6, 68), (2, 8)], 5.01),

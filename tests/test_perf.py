@@ -25,7 +25,7 @@ def test_conv_macs_by_hand():
 
 def test_captured_convs_of_the_paper_vgg_cost_10_01_gmac():
     """The convolutions the conv-peak measurement times are the whole network but the classifier:
-    10.01 GMAC per clip at 96 x 1366 (the paper's Table I network, section VIII)."""
+    10.01 GMAC per clip at 96 x 1366 (the paper's Table I network, hand-counted from its pools)."""
     with torch.device("meta"):
         model = build("vgg", InputConfig(12000, 96, 1, 1366), 50)
         captured = _conv_inputs(model, torch.empty(2, 96, 1366), baseline(torch.device("meta")))

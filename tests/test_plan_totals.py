@@ -31,7 +31,7 @@ def test_paper_grid_totals(tmp_path):
     # 25,860 clips of the 12:1:3 split, 29.1 s at 12 and 16 kHz (349,200 + 465,600 samples), float16
     assert totals["clips"] == 18_706 + 1_825 + 5_329
     assert totals["cache_bytes"] == 25_860 * (349_200 + 465_600) * 2
-    # the reference input 96 x 1366 costs 10.01 GMAC (paper, section VIII); the grid's largest is 128 mels
+    # the reference input 96 x 1366 costs 10.01 GMAC (hand-counted from the paper's pools); the largest is 128 mels
     assert totals["gmac_per_clip_max"] > 10.01 and totals["projection"] is None
 
 

@@ -436,3 +436,73 @@ def test_published_data_matches_design_table():
     assert musicnn["roc_auc"].between(90.33, 90.83).all() and musicnn["pr_auc"].between(37.7, 38.92).all()
     assert not any(itertools.chain(table.duplicated(["dataset", "arch", "sample_rate", "n_mels", "hop_multiplier",
                                                      "log"])))
+
+
+def write_doc(root: Path, doc: dict) -> None:
+    folder = root / "runs" / doc["run_id"]
+    folder.mkdir(parents=True)
+    (folder / "result.json").write_text(json.dumps(doc))
+
+
+def three_seeds(root: Path, config, gmac, rocs, clip_seconds=29.1, pr=0.4):
+    for seed, roc in enumerate(rocs):
+        doc = result_doc(config, seed, gmac, {t: roc for t in TAGS}, pr)
+        doc["canonical"]["dataset"]["clip_seconds"] = clip_seconds[seed] if isinstance(clip_seconds, tuple) \
+            else clip_seconds
+        write_doc(root, doc)
+
+
+def test_runs_on_other_data_are_not_compared_with_the_reference_and_are_named(tmp_path):
+    """An edited spec (6 s clips) leaves its old runs in the folder: a configuration whose seeds, or
+    whose reference, ran on other data is not t-tested against it, and the report says so."""
+    reference, shorter, mixed = (("vgg", 12000, m, 1, "log") for m in (96, 48, 32))
+    three_seeds(tmp_path, reference, 10.01, (0.85, 0.86, 0.87))
+    three_seeds(tmp_path, shorter, 0.99, (0.80, 0.81, 0.80), clip_seconds=6.0)  # 6 s clips: 1/5 of the GMAC
+    three_seeds(tmp_path, mixed, 3.3, (0.84, 0.845, 0.70), clip_seconds=(29.1, 29.1, 6.0))
+    said = "\n".join(report(tmp_path).warnings)
+    comparison = pd.read_csv(tmp_path / "report" / "comparison.csv").set_index("n_mels")
+    for mels in (48, 32):
+        assert comparison.loc[mels, "setup_differs"]
+        assert comparison.loc[mels, ["roc_auc_diff", "roc_auc_p", "gmac_change_pct"]].isna().all()
+    assert not comparison.loc[96, "setup_differs"]
+    assert "mtat vgg 1.0 12000 32 1 log: its seeds ran on different data (clip_seconds 29.1 / 6.0)" in said
+    assert "2 configuration(s) not compared with their reference" in said
+
+
+def test_seeds_that_agree_to_rounding_have_no_t_test():
+    from bench.report.report import student_t_test
+
+    for a, b in (([0.39] * 3, [0.40] * 3), ([0.5] * 3, [0.5] * 3)):
+        t, p = student_t_test(a, b)
+        assert np.isnan(t) and np.isnan(p)
+    # one side varies: a test. Pooled variance (2 x 1e-4 + 0) / 4, t = -0.02 / sqrt(5e-5 x 2/3) = -2 sqrt(3)
+    t, p = student_t_test([0.39, 0.40, 0.41], [0.42] * 3)
+    assert t == pytest.approx(-2 * np.sqrt(3)) and 0 < p < 0.05
+
+
+def test_the_gmac_change_column_uses_whichever_condition_has_a_reference(tmp_path):
+    """96/x1 run in dB only; 48/x1 in both log types: its ΔGMAC is against the dB reference."""
+    from bench.report.tables import comparison_table
+
+    three_seeds(tmp_path, ("vgg", 12000, 96, 1, "dB"), 10.01, (0.85, 0.86, 0.87))
+    for log in ("log", "dB"):
+        three_seeds(tmp_path, ("vgg", 12000, 48, 1, log), 5.0, (0.84, 0.85, 0.83))
+    with redirect_stdout(io.StringIO()):
+        report(tmp_path)
+    comparison = pd.read_csv(tmp_path / "report" / "comparison.csv")
+    table = comparison_table(comparison, "t")
+    (cells,) = [cells for mels, hop, cells in table.rows if mels == "48"]
+    assert cells[-1][0] == f"{100 * (5.0 - 10.01) / 10.01:+.2f}"  # the last column: ΔGMAC %
+
+
+def test_a_result_that_claims_ok_but_fails_the_check_is_listed_as_invalid(tmp_path):
+    config = ("vgg", 12000, 96, 1, "log")
+    doc = result_doc(config, 0, 10.01, {t: 0.8 for t in TAGS}, 0.4)
+    doc["metrics"]["roc_auc"] = float("nan")
+    write_doc(tmp_path, doc)
+    stdout = io.StringIO()
+    with redirect_stdout(stdout):
+        cli_main(tmp_path)
+    not_ok = pd.read_csv(tmp_path / "report" / "runs_not_ok.csv")
+    assert not_ok["status"].tolist() == ["invalid"] and "roc_auc is nan" in not_ok["reason"][0]
+    assert "1 ok" not in stdout.getvalue()

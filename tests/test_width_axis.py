@@ -50,7 +50,7 @@ def plan_json(capsys, path) -> list[dict]:
 
 def test_hand_count_is_the_papers_10_gmac():
     first, inner, linear = hand_count_vgg_96x1366((128, 384, 768, 2048))
-    assert first + inner + linear == 10_010_669_056  # section VIII: 10.01 GMAC at 96 x 1366
+    assert first + inner + linear == 10_010_669_056  # 10.01 GMAC at 96 x 1366, counted by hand above
     # width 0.5 halves every channel count (128, 384, 768, 2048 are even: no rounding)
     first_half, inner_half, linear_half = hand_count_vgg_96x1366((64, 192, 384, 1024))
     assert inner_half * 4 == inner  # both channel counts of an inner conv halve: width squared

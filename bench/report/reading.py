@@ -82,7 +82,8 @@ def read_runs(folders: Iterable[Path]) -> tuple[list[dict], pd.DataFrame]:
             ok.append(result)
         else:
             reason = result.get("error") or problem or f"status {status!r}"
-            not_ok.append({"run_id": result.get("run_id", folder.name), "status": status or "unknown",
+            shown = "invalid" if status == "ok" else (status or "unknown")  # claims ok, fails the check
+            not_ok.append({"run_id": result.get("run_id", folder.name), "status": shown,
                            "reason": reason, **_config_fields(result)})
     return ok, pd.DataFrame(not_ok, columns=NOT_OK_COLUMNS)
 

@@ -83,6 +83,7 @@ from bench.report.statistics import (  # noqa: F401 - the report's API, in one p
     global_references,
     is_reference,
     matched_gmac,
+    mixed_setups,
     pareto_front,
     per_tag_delta,
     per_tag_delta_global,
@@ -193,7 +194,12 @@ def report(results_dir: str | Path, out_dir: str | Path | None = None) -> Report
     published = published_comparison(aggregated)
     skipped = published_skipped(aggregated)
 
-    notes = []
+    notes = mixed_setups(summary)
+    apart = comparison.loc[comparison["setup_differs"] & ~comparison["roc_auc_mean"].isna(), list(KEY)]
+    if not apart.empty:
+        notes.append(f"{len(apart)} configuration(s) not compared with their reference, trained on other data "
+                     "(clip length, tags or split; comparison.csv: setup_differs): "
+                     + ", ".join(" ".join(str(v) for v in row) for row in apart.itertuples(index=False)))
     duplicates = duplicate_seeds(summary)
     if not duplicates.empty:
         notes.append(f"{len(duplicates)} ok runs share a configuration and seed with another (changed protocol or "

@@ -98,10 +98,33 @@ def _t_test(a: Iterable[float], b: Iterable[float], equal_var: bool) -> tuple[fl
     a, b = np.asarray(list(a), dtype=float), np.asarray(list(b), dtype=float)
     if len(a) < 2 or len(b) < 2:
         return float("nan"), float("nan")
+    # Seeds that agree to rounding (0.39 x 3 against 0.40 x 3) leave no variance to test: scipy would
+    # give t = -1.8e14, p = 6e-57 from the floating-point noise, or t = -inf, p = 0.
+    scale = max(np.abs(a).max(), np.abs(b).max(), 1e-300)
+    if np.ptp(a) <= 1e-9 * scale and np.ptp(b) <= 1e-9 * scale:
+        return float("nan"), float("nan")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         test = stats.ttest_ind(a, b, equal_var=equal_var)
     return float(test.statistic), float(test.pvalue)
+
+
+def _same(a: pd.Series, b: pd.Series) -> np.ndarray:
+    """Element-wise equality where two missing values are the same (results that record no setup)."""
+    return ((a == b) | (a.isna() & b.isna())).to_numpy()
+
+
+def mixed_setups(summary: pd.DataFrame) -> list[str]:
+    """Configurations whose seeds were trained on different data setups (clip length, tags, split):
+    their means mix two experiments. One line each, naming the values."""
+    lines = []
+    for key, rows in summary.groupby(list(KEY), sort=False, dropna=False):
+        differ = [f"{name} {' / '.join(sorted(str(v) for v in rows[name].unique()))}"
+                  for name in SETUP if rows[name].nunique(dropna=False) > 1]
+        if differ:
+            lines.append(f"{' '.join(str(v) for v in key)}: its seeds ran on different data ({'; '.join(differ)}): "
+                         f"averaged anyway, and not compared with its reference")
+    return lines
 
 
 def is_reference(frame: pd.DataFrame) -> pd.Series:
@@ -113,12 +136,21 @@ def compare_to_reference(aggregated: pd.DataFrame, summary: pd.DataFrame) -> pd.
 
     `{metric}_diff` = mean - reference mean (fraction), `{metric}_change_pct` = relative change in %
     (the paper's "a decrease of 0.16 %"), `{metric}_t` / `{metric}_p` from `student_t_test` over seeds,
-    `gmac_change_pct` likewise. Every reference column is NaN when the reference was not run.
+    `gmac_change_pct` likewise. Every reference column is NaN when the reference was not run, and
+    when the configuration and its reference were trained on different data setups (`setup_differs`:
+    another clip length, tag count or split, or seeds that disagree on one, e.g. old runs of an edited
+    spec left in the folder).
     """
     keep = [*KEY, "n_seeds", "roc_auc_mean", "pr_auc_mean", "gmac"]
-    refs = aggregated.loc[is_reference(aggregated), keep].drop(columns=["n_mels", "hop_multiplier"])
-    refs = refs.rename(columns={c: f"ref_{c}" for c in ("n_seeds", "roc_auc_mean", "pr_auc_mean", "gmac")})
-    frame = aggregated[keep].merge(refs, on=[*MODEL, *CONDITION], how="left")
+    compared = ("n_seeds", "roc_auc_mean", "pr_auc_mean", "gmac", *SETUP)
+    refs = aggregated.loc[is_reference(aggregated), [*keep, *SETUP]].drop(columns=["n_mels", "hop_multiplier"])
+    refs = refs.rename(columns={c: f"ref_{c}" for c in compared})
+    frame = aggregated[[*keep, *SETUP]].merge(refs, on=[*MODEL, *CONDITION], how="left")
+    has_ref = frame["ref_n_seeds"].notna()
+    frame["setup_differs"] = has_ref & ~np.logical_and.reduce(
+        [_same(frame[name], frame[f"ref_{name}"]) for name in SETUP])
+    frame.loc[frame["setup_differs"], [f"ref_{c}" for c in ("n_seeds", "roc_auc_mean", "pr_auc_mean", "gmac")]] = np.nan
+    frame = frame.drop(columns=[*SETUP, *(f"ref_{name}" for name in SETUP)])
     frame.insert(len(KEY), "is_reference", is_reference(frame).to_numpy())
     seeds = {key: rows for key, rows in summary.groupby(list(KEY), sort=False, dropna=False)}
     for metric in METRICS:
@@ -128,7 +160,7 @@ def compare_to_reference(aggregated: pd.DataFrame, summary: pd.DataFrame) -> pd.
         for row in frame.itertuples(index=False):
             key = tuple(getattr(row, name) for name in KEY)
             ref_key = tuple(REFERENCE.get(name, value) for name, value in zip(KEY, key, strict=True))
-            if row.is_reference or ref_key not in seeds:
+            if row.is_reference or ref_key not in seeds or row.setup_differs:
                 tests.append((float("nan"), float("nan")))
             else:
                 tests.append(student_t_test(seeds[key][metric], seeds[ref_key][metric]))

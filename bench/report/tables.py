@@ -126,8 +126,9 @@ def comparison_table(comparison: pd.DataFrame, title: str) -> Table:
         cells = []
         for rate, log, what in columns:
             if what == "gmac":
-                found = [r for (sr, _, m, h), r in by_key.items() if (sr, m, h) == (rate, mels, hop)]
-                cells.append((_signed(found[0].gmac_change_pct if found else np.nan), False))
+                found = [r.gmac_change_pct for (sr, _, m, h), r in by_key.items()
+                         if (sr, m, h) == (rate, mels, hop) and np.isfinite(r.gmac_change_pct)]
+                cells.append((_signed(found[0] if found else np.nan), False))
                 continue
             row = by_key.get((rate, log, mels, hop))
             if row is None:
