@@ -2,11 +2,14 @@
 in their real formats (sota-music-tagging-models' .npy, musicnn-training's tsv, Lee et al.'s Python 2
 pickles)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from bench.core.errors import UserError
 from bench.data.mtat import MTAT_TOP50, read_mtat
+from bench.data.safe_pickle import safe_load
 from bench.spec import parse_spec
 
 from .data_fixtures import make_mtat, make_mtat_top50
@@ -60,11 +63,12 @@ def _split_folder(tmp_path, name):
 def test_split_files_in_sota_npy_format(tmp_path):
     root = make_mtat(tmp_path / "mtat", write_audio=False)
     folder = _split_folder(tmp_path, "sota")
-    # sota-music-tagging-models: split/mtat/{train,valid,test}.npy, "<id>\t<mp3_path>" strings
-    np.save(folder / "train.npy", np.array(["2\t0/artist_a-album-01-track_one-0-29.mp3",
-                                            "18\td/artist_e-album-05-song-0-29.mp3"]))
-    np.save(folder / "valid.npy", np.array(["6\t3/artist_b-album, with comma-02-song-30-59.mp3"]))
-    np.save(folder / "test.npy", np.array(["14\tc/artist_d-album-04-song-0-29.mp3"]))
+    # sota-music-tagging-models: split/mtat/{train,valid,test}.npy, "<row>\t<mp3_path>" strings whose
+    # first field is the row of annotations_final.csv (clip 2 is row 0), not the clip id
+    np.save(folder / "train.npy", np.array(["0\t0/artist_a-album-01-track_one-0-29.mp3",
+                                            "4\td/artist_e-album-05-song-0-29.mp3"]))
+    np.save(folder / "valid.npy", np.array(["1\t3/artist_b-album, with comma-02-song-30-59.mp3"]))
+    np.save(folder / "test.npy", np.array(["3\tc/artist_d-album-04-song-0-29.mp3"]))
     index = read_mtat(root, n_tags=3, split_file=str(folder))
     assert {c.clip_id: c.split for c in index.clips} == {"2": "train", "18": "train", "6": "valid", "14": "test"}
     assert ("10", f"not in the split files of {folder}") in index.excluded
@@ -89,9 +93,10 @@ def test_split_files_as_python2_pickles_of_paths(tmp_path):
         body = b"".join(b"S'" + item.encode() + b"'\np" + str(i + 1).encode() + b"\na" for i, item in enumerate(items))
         return b"(lp0\n" + body + b"."
 
-    (folder / "train_list_pub.cP").write_bytes(python2_list(["0/artist_a-album-01-track_one-0-29.mp3"]))
-    (folder / "valid_list_pub.cP").write_bytes(python2_list(["c/artist_d-album-04-song-0-29.mp3"]))
-    (folder / "test_list_pub.cP").write_bytes(python2_list(["f/artist_f-album-06-song-0-29.mp3",
+    # their lists name their feature files: <folder>/<name>.npy for <folder>/<name>.mp3
+    (folder / "train_list_pub.cP").write_bytes(python2_list(["0/artist_a-album-01-track_one-0-29.npy"]))
+    (folder / "valid_list_pub.cP").write_bytes(python2_list(["c/artist_d-album-04-song-0-29.npy"]))
+    (folder / "test_list_pub.cP").write_bytes(python2_list(["f/artist_f-album-06-song-0-29.npy",
                                                             "f/artist_g-album-07-song-0-29.mp3"]))
     index = read_mtat(root, n_tags=3, split_file=str(folder))
     assert {c.clip_id: c.split for c in index.clips} == {"2": "train", "14": "valid", "22": "test", "26": "test"}
@@ -131,3 +136,49 @@ def test_split_fields_in_specs_and_run_identity():
         _spec({"name": "msd", "split_file": "splits/lee"})
     with pytest.raises(UserError, match="dataset.subset: 'genre' is for jamendo only"):
         _spec({"name": "mtat", "subset": "genre"})
+
+
+REAL = Path(__file__).parent / "data" / "mtat_splits"
+
+
+def real_sample_mtat(root: Path) -> dict[str, str]:
+    """annotations_final.csv of the sampled clips (real ids and paths, one tag column); path -> id."""
+    rows = [line.split("\t") for line in (REAL / "index_mtt_sample.tsv").read_text().splitlines()]
+    root.mkdir()
+    quoted = ['"clip_id"\t"guitar"\t"mp3_path"'] + [f'"{cid}"\t"1"\t"{path}"' for cid, path in rows]
+    (root / "annotations_final.csv").write_text("\n".join(quoted) + "\n")
+    return {path: cid for cid, path in rows}
+
+
+def test_the_published_split_files_of_sota_and_lee_read_as_published(tmp_path):
+    """Entries sampled from the real files (tests/data/mtat_splits/README.md): sota's "<row>\t<path>"
+    strings and Lee et al.'s pickled "<folder>/<name>.npy" lists put every clip in its split, and the
+    two agree where they list the same clips (sota's valid and test lists are Lee et al.'s)."""
+    root = tmp_path / "mtat"
+    id_of = real_sample_mtat(root)
+    sota = tmp_path / "sota"
+    sota.mkdir()
+    for split in ("valid", "test"):
+        (sota / f"{split}.npy").write_bytes((REAL / "sota" / f"{split}.npy").read_bytes())
+    lee_train = safe_load(REAL / "lee" / "train_list_pub.cP")
+    # sota's train.npy is in no public snapshot: the same format, from Lee et al.'s train sample
+    np.save(sota / "train.npy", np.array([f"{row}\t{p[:-4]}.mp3" for row, p in enumerate(lee_train)]))
+    # the first field is a row of annotations_final.csv, not a clip id: row 0 is clip 2
+    first = "f/american_bach_soloists-j_s__bach_solo_cantatas-01-bwv54__i_aria-30-59.mp3"
+    assert str(np.load(REAL / "sota" / "test.npy")[0]) == f"0\t{first}" and id_of[first] == "2"
+    expected = {}
+    for split in ("valid", "test"):
+        for entry in np.load(REAL / "sota" / f"{split}.npy"):
+            expected[id_of[str(entry).split("\t")[1]]] = split
+    expected |= {id_of[p[:-4] + ".mp3"]: "train" for p in lee_train}
+    read = read_mtat(root, n_tags=1, split_file=str(sota))
+    assert {c.clip_id: c.split for c in read.clips} == expected
+
+    lee = read_mtat(root, n_tags=1, split_file=str(REAL / "lee"))
+    lee_split = {c.clip_id: c.split for c in lee.clips}
+    assert lee.counts() == {"train": 153, "valid": 16, "test": 44}  # every 100th of 15,244 / 1,529 / 4,332
+    assert all(lee_split[clip] == split for clip, split in expected.items() if clip in lee_split)
+    assert len(set(lee_split) & set(expected)) > len(lee_train)  # the lists share clips beyond the train sample
+    unlisted = [line.split("\t")[0] for line in (REAL / "index_mtt_sample.tsv").read_text().splitlines()[-5:]]
+    for index in (read, lee):
+        assert set(unlisted) <= {clip for clip, reason in index.excluded if reason.startswith("not in the split")}

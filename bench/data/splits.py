@@ -9,20 +9,24 @@ suffix:
 | valid | `valid`, `val` | `valid.npy`, `val_gt_mtt.tsv`, `valid_list_pub.cP` |
 | test | `test` | `test.npy`, `test_gt_mtt.tsv`, `test_list_pub.cP` |
 
-- `.npy` (sota-music-tagging-models, `split/mtat/*.npy`): an array of strings `"<clip_id>\\t<mp3_path>"`,
-  read with `allow_pickle=False`;
-- `.cP` / `.pkl` (Lee et al.'s lists, Python 2 pickles): a list of clip ids or mp3 paths, read by the
-  restricted unpickler (`bench.data.safe_pickle`), never by `pickle.load`;
+- `.npy` (sota-music-tagging-models, `split/mtat/*.npy`): an array of strings `"<row>\\t<mp3_path>"`,
+  read with `allow_pickle=False`; the first field is the clip's 0-based row in `annotations_final.csv`
+  (its loader indexes the label matrix with it), not a clip id, so the clip is found by its path;
+- `.cP` / `.pkl` (Lee et al.'s `MTAT_split/*_list_pub.cP`, Python 2 pickles): a list of clip ids or
+  paths, read by the restricted unpickler (`bench.data.safe_pickle`), never by `pickle.load`; Lee et
+  al.'s paths name their feature files, `<folder>/<name>.npy` for `<folder>/<name>.mp3`;
 - anything else (`.tsv`, `.txt`, `.csv`; musicnn-training's `*_gt_mtt.tsv` is `<clip_id>\\t[labels]`):
   one clip per line, its first tab-separated field a clip id or an mp3 path; blank lines and lines
   starting with `#` are skipped; CRLF line ends are accepted.
 
-An entry names a clip by id (`"2"`) or by its mp3 path relative to the dataset root. An entry the
-dataset lacks, or a clip listed in two splits, is an error naming the file and the line.
+An entry names a clip by id (`"2"`) or by its path relative to the dataset root, with `.mp3` or any
+other suffix. An entry the dataset lacks, or a clip listed in two splits, is an error naming the file
+and the line.
 """
 
 from __future__ import annotations
 
+import posixpath
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +68,7 @@ def entries(path: Path) -> list[tuple[int, str]]:
             raise UserError(f"{path}: not an array of strings ({' '.join(str(exc).split())})") from None
         if array.dtype.kind not in "US":
             raise UserError(f"{path}: expected an array of strings, found dtype {array.dtype}")
-        return [(i + 1, str(item).split("\t", 1)[0].strip()) for i, item in enumerate(array.reshape(-1))]
+        return [(i + 1, str(item).split("\t")[-1].strip()) for i, item in enumerate(array.reshape(-1))]
     if path.suffix in (".cP", ".cp", ".pkl"):
         from bench.data.safe_pickle import safe_load
 
@@ -87,12 +91,15 @@ def entries(path: Path) -> list[tuple[int, str]]:
 def read_split_files(folder: str | Path, ids: list[str], paths: list[str]) -> dict[str, str]:
     """clip id -> "train" | "valid" | "test" for every clip the split files list."""
     by_path = {p: i for i, p in zip(ids, paths, strict=True)}
+    by_stem = {posixpath.splitext(p)[0]: i for i, p in zip(ids, paths, strict=True)}
     known = set(ids)
     split_of: dict[str, str] = {}
     where: dict[str, str] = {}
     for split, path in split_files(folder).items():
         for line, entry in entries(path):
             clip = entry if entry in known else by_path.get(entry) or by_path.get(entry.lstrip("./"))
+            if clip is None and "/" in entry:  # a feature file named after the clip: <folder>/<name>.npy
+                clip = by_stem.get(posixpath.splitext(entry.lstrip("./"))[0])
             if clip is None:
                 raise UserError(f"{path}: line {line}: {entry!r} is neither a clip id nor an mp3_path of the dataset")
             if clip in split_of and split_of[clip] != split:
