@@ -114,12 +114,26 @@ def test_malicious_pickle_is_refused(tmp_path):
 
 
 def test_safe_load_reads_python2_style_pickles(tmp_path):
-    # Protocol 0 and 2 with numpy arrays, as cPickle wrote them.
-    for protocol in (0, 2):
+    # Protocol 0 and 2 with numpy arrays, as cPickle wrote them; 4 and 5 (Python 3's default) as a file
+    # re-saved by anyone since: protocol 5 carries an array as its raw buffer (numpy's _frombuffer).
+    for protocol in (0, 2, 4, 5):
         path = tmp_path / f"p{protocol}.cP"
-        path.write_bytes(pickle.dumps({"a": np.arange(3), "b": ["x", 1.5]}, protocol=protocol))
+        path.write_bytes(pickle.dumps({"a": np.arange(3), "m": np.eye(2, dtype=np.float32)[:, ::-1],
+                                       "b": ["x", 1.5]}, protocol=protocol))
         data = safe_load(path)
         assert data["a"].tolist() == [0, 1, 2] and data["b"] == ["x", 1.5]
+        assert data["m"].tolist() == [[0, 1], [1, 0]] and data["m"].dtype == np.float32
+    # an object array through _frombuffer would not be numbers: numpy refuses to make one from a buffer
+    from numpy._core.numeric import _frombuffer
+
+    class ObjectArray:
+        def __reduce__(self):
+            return _frombuffer, (b"\0" * 8, np.dtype("O"), (1,), "C")
+
+    path = tmp_path / "objects.cP"
+    path.write_bytes(pickle.dumps(ObjectArray(), protocol=5))
+    with pytest.raises(UserError, match="cannot create an OBJECT array from memory buffer"):
+        safe_load(path)
 
 
 def test_msd_missing_files(tmp_path):
@@ -204,6 +218,12 @@ def test_msd_from_musicnn_training_tsv_files(tmp_path):
     (root / "val_gt_msd.tsv").write_text(f"{ids[2]}\t[1, 0]\n")
     with pytest.raises(UserError, match=r"val_gt_msd.tsv: line 1: 2 tag values, expected 50"):
         read_msd(root)
+    # musicnn-training's scripts (aux/msd/create_MSD_gt.py, create_MSD_index.py) write the names in capitals
+    (root / "val_gt_msd.tsv").write_text(f"{ids[2]}\t{vector}\n")
+    for name in ("train_gt_msd.tsv", "val_gt_msd.tsv", "test_gt_msd.tsv", "index_msd.tsv"):
+        (root / name).rename(root / name.replace("msd", "MSD"))
+    capitals = read_msd(root)
+    assert capitals.counts() == index.counts() and [c.path for c in capitals.clips] == [c.path for c in index.clips]
 
 
 def test_msd_split_files_as_protocol_0_pickles(tmp_path, monkeypatch):

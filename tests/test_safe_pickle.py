@@ -34,6 +34,8 @@ ALLOWED = {
     ("numpy", "ndarray"), ("numpy", "dtype"),
     ("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
     ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
+    # arrays in protocol 5 (Python 3.8+'s default): numpy's _frombuffer, which makes no object arrays
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
     # bytes in protocol-2 pickles written by Python 3
     ("_codecs", "encode"),
 }

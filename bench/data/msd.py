@@ -13,7 +13,8 @@ The split and the tags come from one of two sources in the MSD root:
     50tagList.txt            the tag names in vector order (optional: the published list is built in)
 
 2. musicnn-training's tab-separated files: `train_gt_msd.tsv`, `val_gt_msd.tsv`, `test_gt_msd.tsv`
-   (`<MSD id>\t[50 binary values]`) and optionally `index_msd.tsv` (`<MSD id>\t<relative audio path>`).
+   (`<MSD id>\t[50 binary values]`) and optionally `index_msd.tsv` (`<MSD id>\t<relative audio path>`);
+   any case of the names (its scripts write `train_gt_MSD.tsv`, `index_MSD.tsv`).
 
 Audio lives under `audio/` (or directly in the root) in either layout, found per track:
 - 7digital ids: the path `7D_id_to_path.pkl` gives (or `index_msd.tsv`);
@@ -71,11 +72,20 @@ def _tsv_rows(path: Path) -> list[tuple[int, list[str]]]:
     return rows
 
 
+def _named(root: Path, name: str) -> Path:
+    """`root / name`, or the file of `root` whose name is `name` in another case (musicnn-training's
+    scripts write `train_gt_MSD.tsv`, its data folder holds `train_gt_msd.tsv`)."""
+    exact = root / name
+    if exact.is_file():
+        return exact
+    return next((p for p in sorted(root.iterdir()) if p.name.lower() == name.lower() and p.is_file()), exact)
+
+
 def _read_musicnn_training(root: Path, n_values: int) -> tuple[list[tuple[str, str]], dict, dict]:
     """(id, split) pairs, id -> tag vector, id -> audio path from musicnn-training's tsv files."""
     splits, vectors = [], {}
     for split, name in MUSICNN_TRAINING.items():
-        path = root / name
+        path = _named(root, name)
         for line_no, fields in _tsv_rows(path):
             try:
                 values = [int(v) for v in fields[1].strip().strip("[]").split(",")]
@@ -86,10 +96,11 @@ def _read_musicnn_training(root: Path, n_values: int) -> tuple[list[tuple[str, s
             splits.append((fields[0].strip(), split))
             vectors[fields[0].strip()] = values
     paths = {}
-    if (root / MUSICNN_INDEX).is_file():
-        for line_no, fields in _tsv_rows(root / MUSICNN_INDEX):
+    index = _named(root, MUSICNN_INDEX)
+    if index.is_file():
+        for line_no, fields in _tsv_rows(index):
             if len(fields) < 2:
-                raise UserError(f"{root / MUSICNN_INDEX}: line {line_no}: expected '<MSD id><TAB><audio path>'")
+                raise UserError(f"{index}: line {line_no}: expected '<MSD id><TAB><audio path>'")
             paths[fields[0].strip()] = fields[1].strip()
     return splits, vectors, paths
 
@@ -118,7 +129,7 @@ def read_msd(root: str | Path, n_tags: int = 50, drop_untagged: bool = False, ch
             msd_to_7d = {_as_str(k): _as_str(v) for k, v in safe_load(root / SEVEN_DIGITAL[0]).items()}
             path_of_7d = {_as_str(k): _as_str(v) for k, v in safe_load(root / SEVEN_DIGITAL[1]).items()}
             seven_paths = {m: path_of_7d[d] for m, d in msd_to_7d.items() if d in path_of_7d}
-    elif all((root / name).is_file() for name in MUSICNN_TRAINING.values()):
+    elif all(_named(root, name).is_file() for name in MUSICNN_TRAINING.values()):
         splits, tag_vectors, seven_paths = _read_musicnn_training(root, len(all_tags))
     else:
         missing = [name for name in SPLIT_FILES if name not in lee]

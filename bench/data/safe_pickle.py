@@ -26,6 +26,10 @@ _ALLOWED = {
     ("numpy.core.multiarray", "scalar"),
     ("numpy._core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "scalar"),
+    # protocol 5, Python's default since 3.8: an array is its raw buffer (never an object array: numpy
+    # refuses to make one from memory)
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
     ("_codecs", "encode"),  # how protocol-2 pickles written by Python 3 carry bytes
 }
 
