@@ -41,7 +41,8 @@ def fresh_worker(monkeypatch):
     views.release_resident()
     monkeypatch.delenv("BENCH_COMPILE", raising=False)
     monkeypatch.delenv("BENCH_COMPILE_BACKEND", raising=False)
-    monkeypatch.delenv("TORCHINDUCTOR_COMPILE_THREADS", raising=False)  # a CUDA worker sets it
+    monkeypatch.setenv("TORCHINDUCTOR_COMPILE_THREADS", "")  # recorded, so that the undo removes what a
+    monkeypatch.delenv("TORCHINDUCTOR_COMPILE_THREADS")       # CUDA worker sets (os.environ.setdefault)
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
@@ -274,14 +275,15 @@ def test_a_cuda_worker_keeps_to_its_share_of_the_cpus(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
     monkeypatch.setattr(fastpath, "_runs_per_gpu", 4)
-    monkeypatch.setattr(inductor_config, "compile_threads", inductor_config.compile_threads)
-    assert fastpath.limit_worker_threads() == 2
-    assert torch.get_num_threads() == 2 and inductor_config.compile_threads == 2
-    assert os.environ["TORCHINDUCTOR_COMPILE_THREADS"] == "2"
-    assert fastpath.loader_workers() == 2
-    monkeypatch.setenv("TORCHINDUCTOR_COMPILE_THREADS", "6")  # the user's choice
-    fastpath.limit_worker_threads()
-    assert inductor_config.compile_threads == 6
+    # the config's own patch restores it (monkeypatch's undo would hide the setting from later compiles)
+    with inductor_config.patch(compile_threads=inductor_config.compile_threads):
+        assert fastpath.limit_worker_threads() == 2
+        assert torch.get_num_threads() == 2 and inductor_config.compile_threads == 2
+        assert os.environ["TORCHINDUCTOR_COMPILE_THREADS"] == "2"
+        assert fastpath.loader_workers() == 2
+        monkeypatch.setenv("TORCHINDUCTOR_COMPILE_THREADS", "6")  # the user's choice
+        fastpath.limit_worker_threads()
+        assert inductor_config.compile_threads == 6
     monkeypatch.setattr(fastpath, "_runs_per_gpu", 1)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     assert fastpath.loader_workers() == fastpath.MAX_LOADER_WORKERS  # one run on a 64-core box

@@ -506,3 +506,18 @@ def test_a_result_that_claims_ok_but_fails_the_check_is_listed_as_invalid(tmp_pa
     not_ok = pd.read_csv(tmp_path / "report" / "runs_not_ok.csv")
     assert not_ok["status"].tolist() == ["invalid"] and "roc_auc is nan" in not_ok["reason"][0]
     assert "1 ok" not in stdout.getvalue()
+
+
+def test_a_tag_mean_counts_only_the_seeds_that_have_a_value_for_it():
+    """A seed whose test split has no positive for a tag has no ROC-AUC for it: the tag's mean is over
+    the other seeds, and n_seeds says how many."""
+    rows = []
+    for mels in (96, 48):
+        for seed, drums in enumerate((0.8, None, 0.9)):
+            for tag, value in (("drums", drums), ("piano", 0.7 + 0.01 * seed)):
+                rows.append({"run_id": f"r{mels}{seed}", "dataset": "mtat", "arch": "vgg", "width": 1.0,
+                             "sample_rate": 12000, "n_mels": mels, "hop_multiplier": 1, "log": "log", "seed": seed,
+                             "tag": tag, "roc_auc": value, "pr_auc": None, "positives": 3})
+    delta = per_tag_delta(pd.DataFrame(rows)).set_index("tag")
+    assert delta.loc["drums", "n_seeds"] == 2 and delta.loc["piano", "n_seeds"] == 3
+    assert delta.loc["drums", "roc_auc_mean"] == pytest.approx((0.8 + 0.9) / 2)

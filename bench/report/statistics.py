@@ -171,9 +171,11 @@ def compare_to_reference(aggregated: pd.DataFrame, summary: pd.DataFrame) -> pd.
 
 
 def _tag_means(per_tag: pd.DataFrame) -> pd.DataFrame:
-    """Per (configuration, tag): mean ROC-AUC over seeds (`roc_auc_mean`) and the number of seeds."""
-    means = per_tag.groupby([*KEY, "tag"], sort=False, dropna=False)["roc_auc"].agg(["mean", "size"]).reset_index()
-    return means.rename(columns={"mean": "roc_auc_mean", "size": "n_seeds"})
+    """Per (configuration, tag): mean ROC-AUC over seeds (`roc_auc_mean`) and the number of seeds it is
+    the mean of (`n_seeds`: seeds whose value for the tag is missing, e.g. no positive clip, not counted)."""
+    roc = pd.to_numeric(per_tag["roc_auc"], errors="coerce")
+    means = roc.groupby([per_tag[k] for k in (*KEY, "tag")], sort=False, dropna=False).agg(["mean", "count"])
+    return means.reset_index().rename(columns={"mean": "roc_auc_mean", "count": "n_seeds"})
 
 
 def per_tag_delta(per_tag: pd.DataFrame) -> pd.DataFrame:
