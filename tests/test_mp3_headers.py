@@ -86,14 +86,14 @@ def test_an_id3_tag_that_swells_the_length_estimate_still_gives_the_centre_of_th
 
 def test_a_long_track_cut_short_gives_the_centre_of_what_is_there(tmp_path):
     whole = tmp_path / "track.mp3"
-    signal = write_cbr(whole, 120.0, seed=1)
+    signal = write_cbr(whole, 72.0, seed=1)
     cut = tmp_path / "cut.mp3"
-    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 3])  # 40 s of a 120 s track
-    assert sf.info(str(cut)).duration == pytest.approx(120.0, abs=0.1)
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])  # 36 s of a 72 s track
+    assert sf.info(str(cut)).duration == pytest.approx(72.0, abs=0.1)
     decoded = decode_clip(str(cut), (RATE,), 29.1)
     assert not decoded.padded
     real = decode_file(str(cut), RATE).shape[0] / RATE
-    assert real == pytest.approx(40.0, abs=0.5)
+    assert real == pytest.approx(36.0, abs=0.5)
     centre = (real - 29.1) / 2
     assert offset_in(signal, decoded.clips[RATE], near=centre) == pytest.approx(centre, abs=0.001)
 
