@@ -54,6 +54,16 @@ def test_bad_audio_reasons(tmp_path):
             assert str(info.value).startswith(("undecodable", "too short")), (name, str(info.value))
 
 
+def test_a_file_whose_name_is_not_utf8_is_decoded(tmp_path):
+    """Old Latin-1 rips keep Latin-1 names; Python hands them over with surrogate escapes, which
+    soundfile would not encode ("surrogates not allowed")."""
+    written = write_mp3(tmp_path / "cafe.mp3", tone(3.0))
+    os.rename(written, os.path.join(os.fsencode(tmp_path), b"caf\xe9.mp3"))
+    path = tmp_path / os.fsdecode(b"caf\xe9.mp3")
+    assert "\udce9" in str(path) and path.is_file()
+    assert decode_clip(str(path), (16000,), 2.0).clips[16000].shape == (32000,)
+
+
 def test_decode_centre_crop_resample_and_pad(tmp_path):
     sr = 16000
     t = np.arange(10 * sr) / sr

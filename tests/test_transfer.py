@@ -216,6 +216,11 @@ def test_embed_writes_arrays_and_reuses_its_cache(finished_runs, small_dataset, 
     assert main(["embed", str(run), *files, "--out", str(out), "-q"]) == 0
     assert len(calls) == 1  # the damaged entry alone was computed again
     np.testing.assert_allclose(np.load(out / "pool4.npy"), pool, rtol=0, atol=1e-6)
+    torn = next((out / "cache").rglob("*.npz"))  # a copy cut short: a zip without its central directory
+    torn.write_bytes(torn.read_bytes()[: torn.stat().st_size // 2])
+    assert main(["embed", str(run), *files, "--out", str(out), "-q"]) == 0
+    assert len(calls) == 2
+    np.testing.assert_allclose(np.load(out / "pool4.npy"), pool, rtol=0, atol=1e-6)
 
 
 def test_transfer_scores_every_run_and_resumes(finished_runs, small_dataset, capsys, monkeypatch):
@@ -299,3 +304,13 @@ def test_bench_embed_on_the_reference_signal(models, reference, tmp_path):
     expected = ref["MTT_musicnn/penultimate"][0]
     # float16 rounding of the reference's log-mel moves the features by ~1e-3 of their range (as the taggram)
     assert np.abs(penultimate - expected).max() < 5e-3 * np.abs(expected).max()
+
+
+def test_a_manifest_saved_by_a_spreadsheet_as_csv_utf8_is_read(tmp_path):
+    """Excel's and LibreOffice's "CSV UTF-8" starts with a byte-order mark, which named the first column."""
+    from bench.data.task import read_rows
+
+    manifest = tmp_path / "task.csv"
+    manifest.write_bytes("path,label\r\nécoute.wav,a\r\n".encode("utf-8-sig"))
+    _, columns, rows = read_rows(manifest, ("path", "label"))
+    assert columns == ["path", "label"] and rows == [(2, {"path": "écoute.wav", "label": "a"})]

@@ -65,7 +65,7 @@ def probe(path: str) -> None:
     """Raise BadAudio if `path` is missing, empty or not decodable audio, reading only its header."""
     _check_file(path)
     try:
-        info = sf.info(path)
+        info = sf.info(os.fsencode(path))
     except Exception as exc:  # libsndfile reports bad data as several exception types
         raise _undecodable(exc) from None
     if info.frames <= 0:
@@ -76,7 +76,8 @@ def _read_mono(path: str, clip_seconds: float | None, min_seconds: float) -> tup
     """(float32 mono samples, source rate) of the centre `clip_seconds` of `path` (None: all of it)."""
     _check_file(path)
     try:
-        with sf.SoundFile(path) as handle:
+        # bytes: soundfile encodes a str name strictly, and a Latin-1 name read from disk is not UTF-8
+        with sf.SoundFile(os.fsencode(path)) as handle:
             source_rate = handle.samplerate
             total = handle.frames
             if total <= 0:

@@ -26,7 +26,7 @@ def read_manifest(manifest: str | Path, n_tags: int = 50, drop_untagged: bool = 
     manifest = Path(manifest).expanduser()
     if not manifest.is_file():
         raise UserError(f"manifest not found: expected a CSV file with columns path,split,tags at {manifest}")
-    with open(manifest, newline="", encoding="utf-8") as handle:
+    with open(manifest, newline="", encoding="utf-8-sig") as handle:  # -sig: a spreadsheet's byte-order mark
         reader = csv.DictReader(handle)
         missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
@@ -43,7 +43,7 @@ def read_manifest(manifest: str | Path, n_tags: int = 50, drop_untagged: bool = 
     counts = Counter(t for *_, tags in entries for t in tags)
     order_file = tags_file(manifest)
     if order_file.is_file():
-        order = [t.strip() for t in order_file.read_text(encoding="utf-8").splitlines() if t.strip()]
+        order = [t.strip() for t in order_file.read_text(encoding="utf-8-sig").splitlines() if t.strip()]
     else:
         first_seen = list(dict.fromkeys(t for *_, tags in entries for t in tags))
         order = sorted(first_seen, key=lambda t: -counts[t])  # sorted() is stable: ties keep first appearance

@@ -79,7 +79,7 @@ def entries(path: Path) -> list[tuple[int, str]]:
             raise UserError(f"{path}: expected a list of clip ids or paths, found {type(items).__name__}")
         return [(i + 1, (x.decode() if isinstance(x, bytes) else x).strip()) for i, x in enumerate(items)]
     rows = []
-    with open(path, encoding="utf-8", newline="") as handle:
+    with open(path, encoding="utf-8-sig", newline="") as handle:
         for line_no, line in enumerate(handle, start=1):
             text = line.rstrip("\r\n")
             if not text.strip() or text.startswith("#"):

@@ -39,7 +39,7 @@ def read_rows(manifest: str | Path, required: tuple[str, ...]) -> tuple[Path, li
     if not manifest.is_file():
         raise UserError(f"manifest not found: expected a CSV file with columns {','.join(required)} at {manifest}")
     try:
-        with open(manifest, newline="", encoding="utf-8") as handle:
+        with open(manifest, newline="", encoding="utf-8-sig") as handle:  # -sig: "CSV UTF-8" from a spreadsheet
             reader = csv.DictReader(handle)
             columns = list(reader.fieldnames or [])
             rows = list(enumerate(reader, start=2))

@@ -27,6 +27,7 @@ import csv
 import hashlib
 import io
 import sys
+import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,7 +158,7 @@ class EmbeddingCache:
         try:
             with np.load(self._path(audio_identity), allow_pickle=False) as data:
                 arrays = {key: data[key] for key in (*layers, SECONDS)}
-        except (OSError, KeyError, ValueError, EOFError):
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):  # torn by a copy or a disk fault
             return None
         return arrays
 
