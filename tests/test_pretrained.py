@@ -4,6 +4,7 @@ except for the refusal of a real TF checkpoint, which is skipped without it)."""
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -228,6 +229,20 @@ def test_tag_reports_a_bad_file_in_one_line_and_tags_the_rest(run_folder, tmp_pa
     assert out.startswith(f"{good}: ")
     errors = [line for line in err.splitlines() if "error" in line]
     assert len(errors) == 2 and "bad.mp3: undecodable" in errors[0] and "missing.wav: missing file" in errors[1]
+
+
+def test_a_run_folder_copied_under_another_name_is_still_that_run(run_folder, tmp_path, capsys):
+    """`cp -r runs/<run_id> my_tagger`: the folder's name no longer is the run id, its config.json says it."""
+    audio = write_audio(tmp_path / "a.wav", 2.0)
+    assert main(["tag", audio, "--model", str(run_folder), "--json"]) == 0
+    original = json.loads(capsys.readouterr().out)
+    copy = tmp_path / "my tagger"
+    shutil.copytree(run_folder, copy)
+    assert main(["tag", audio, "--model", str(copy), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["scores"] == original[0]["scores"]
+    (copy / "config.json").write_text(json.dumps({"run_id": "another-run"}))  # the files disagree: refused
+    assert main(["tag", audio, "--model", str(copy)]) == 2
+    assert "not a finished run (run_id" in capsys.readouterr().err
 
 
 def test_tag_refuses_a_run_folder_without_a_valid_result(run_folder, tmp_path, capsys):

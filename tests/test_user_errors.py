@@ -138,6 +138,11 @@ def test_png_names_are_unique_per_input():
     assert png_paths("t.png", ["x/a.mp3", "b.wav"]) == [Path("t-a.png"), Path("t-b.png")]
     assert png_paths("t.png", ["a.mp3", "a.wav"]) == [Path("t-a.mp3.png"), Path("t-a.wav.png")]
     assert png_paths("t", ["x/a.mp3", "y/a.mp3"]) == [Path("t-a.mp3-1.png"), Path("t-a.mp3-2.png")]
+    # a counter never lands on another input's name, nor on one that differs only in case (macOS)
+    three = png_paths("t.png", ["x/a.wav", "y/a.wav", "a.wav-1.wav"])
+    assert len(set(three)) == 3 and Path("t-a.wav-1.png") in three
+    cased = png_paths("t.png", ["x/A.mp3", "y/a.mp3"])
+    assert len({str(p).casefold() for p in cased}) == 2
 
 
 # --------------------------------------------------------------------------------------------

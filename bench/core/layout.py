@@ -96,8 +96,9 @@ def result_problem(result: object, run_id: str) -> str | None:
     return None
 
 
-def load_result(folder: str | Path) -> tuple[dict | None, str | None]:
-    """(result, None) for a valid result.json; (None, None) if there is none; (None, why) if it is invalid."""
+def load_result(folder: str | Path, run_id: str | None = None) -> tuple[dict | None, str | None]:
+    """(result, None) for a valid result.json; (None, None) if there is none; (None, why) if it is invalid.
+    `run_id`: the run the result must belong to (default: the folder's name, as in a results folder)."""
     folder = Path(folder)
     try:
         text = (folder / RESULT).read_bytes()
@@ -107,7 +108,7 @@ def load_result(folder: str | Path) -> tuple[dict | None, str | None]:
         result = json.loads(text)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         return None, f"not valid JSON ({type(exc).__name__}: {exc})"
-    problem = result_problem(result, folder.name)
+    problem = result_problem(result, folder.name if run_id is None else run_id)
     return (None, problem) if problem else (result, None)
 
 

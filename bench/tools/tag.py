@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,9 +76,19 @@ def run_tag_names(result: dict | None, n_tags: int) -> list[str]:
     return [f"tag_{i}" for i in range(n_tags)]
 
 
+def run_id_of(folder: Path) -> str | None:
+    """The run a run folder holds: its config.json's run_id, so that a folder copied or renamed
+    (`cp -r runs/<run_id> my_tagger`) is still that run; None without one (the folder's name rules)."""
+    try:
+        run_id = json.loads((Path(folder) / CONFIG).read_text()).get("run_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return run_id if isinstance(run_id, str) else None
+
+
 def finished_run(folder: Path) -> dict:
     """The run's valid, ok result; a folder of an unfinished or failed run is refused."""
-    result, problem = load_result(folder)
+    result, problem = load_result(folder, run_id_of(folder))
     if result is None or result.get("status") != "ok":
         why = problem or ("no result.json" if result is None else f"status {result.get('status')!r}")
         raise UserError(f"{folder}: not a finished run ({why})")
@@ -203,18 +214,26 @@ def save_taggram_png(path: Path, scores: np.ndarray, tags: list[str], patch_seco
 def png_paths(template: str, audio: list[str]) -> list[Path]:
     """`--png PATH` for each audio file: PATH itself for one file; with several, PATH with
     `-<audio stem>` before its suffix, or `-<audio file name>` where stems repeat (a.mp3, a.wav), and a
-    counter where whole names repeat (two folders' a.mp3): one PNG per input, never overwritten."""
+    counter where whole names repeat (two folders' a.mp3, or A.mp3 and a.mp3, one file on a file system
+    that ignores case): one PNG per input, never overwritten. A counter skips names already taken
+    (a third input named a.mp3-1.wav)."""
     path = Path(template)
     suffix = path.suffix or ".png"
     if len(audio) == 1:
         return [path]
     stems = [Path(a).stem for a in audio]
     names = [stem if stems.count(stem) == 1 else Path(a).name for stem, a in zip(stems, audio, strict=True)]
-    seen: dict[str, int] = {}
+    count = Counter(name.casefold() for name in names)
+    taken = {name.casefold() for name in names if count[name.casefold()] == 1}
     unique = []
     for name in names:
-        seen[name] = seen.get(name, 0) + 1
-        unique.append(name if names.count(name) == 1 else f"{name}-{seen[name]}")
+        if count[name.casefold()] > 1:
+            k = 1
+            while f"{name}-{k}".casefold() in taken:
+                k += 1
+            name = f"{name}-{k}"
+        taken.add(name.casefold())
+        unique.append(name)
     return [path.with_name(f"{path.stem}-{name}{suffix}") for name in unique]
 
 

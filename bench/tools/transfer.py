@@ -176,7 +176,9 @@ def resolve_targets(targets: list[str], results: str) -> tuple[list[Target], lis
 def upstream(embedder: Embedder) -> dict:
     """The upstream model's configuration, cost and tagging scores: a run's result.json; an imported
     model's model.json (GMAC measured, its published ROC-AUC)."""
-    result, _ = load_result(embedder.folder)
+    from bench.tools.tag import run_id_of
+
+    result, _ = load_result(embedder.folder, run_id_of(Path(embedder.folder)))
     if result is not None:
         config, cost, metrics = result.get("config", {}), result.get("cost", {}), result.get("metrics", {})
         return {"run_id": result.get("run_id"), "arch": config.get("arch"), "width": config.get("width"),
