@@ -71,3 +71,30 @@ def test_a_model_json_that_does_not_fit_its_weights_is_one_line(tmp_path):
                                                  weights="weights.pt"))
     with pytest.raises(UserError, match="weights.pt: does not fit .*model.json"):
         load_model(tmp_path)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("n_fft", 1024, r"frontend.n_fft = 1024; this suite's front end computes 512 only"),
+    ("mel_scale", "htk", r"frontend.mel_scale = 'htk'"),
+    ("fmax", 4000, r"frontend.fmax = 4000; this suite's mel bank ends at the Nyquist frequency \(8000 Hz"),
+    ("hop_length", 160, r"frontend.hop_length = 160; expected a positive multiple of 256"),
+    ("hop_length", 384, r"frontend.hop_length = 384"),
+])
+def test_a_model_json_whose_front_end_this_suite_cannot_compute_is_refused(tmp_path, field, value, message):
+    """A hand-written model.json asking for another STFT, mel bank or hop was loaded with the suite's
+    own front end (the same tags as before), or crashed in the STFT (hop 160 // 256 = 0)."""
+    from bench.core.errors import UserError
+    from bench.train.model_file import load_model
+
+    config = InputConfig(16000, 16, 2, 63)
+    model = architectures.build("vgg", config, 2, width=0.0625)
+    torch.save(model.state_dict(), tmp_path / "weights.pt")
+    frontend = {**frontend_settings(16000, 16, 2, "log"), field: value}
+    write_model_json(tmp_path, model_description("m", "vgg", {"width": 0.0625}, config, 63, frontend, ["a", "b"],
+                                                 weights="weights.pt"))
+    with pytest.raises(UserError, match=message):
+        load_model(tmp_path)
+    write_model_json(tmp_path, model_description("m", "vgg", {"width": 0.0625}, config, 63,
+                                                 {**frontend_settings(16000, 16, 2, "log"), "fmax": 8000.0},
+                                                 ["a", "b"], weights="weights.pt"))
+    assert load_model(tmp_path).tags == ["a", "b"]  # Nyquist written out is the same bank

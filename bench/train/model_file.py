@@ -96,6 +96,22 @@ def load_weights(path: Path, key: str | None = None) -> dict:
     return state
 
 
+def _check_frontend(fe: dict, path: Path) -> None:
+    """Refuse a front end that `MelFrontend` would not compute as described: it takes the sample rate,
+    mel bands, hop (a multiple of 256), log and padding from model.json, and has one STFT size and one
+    mel filter bank (Slaney scale and norm, 0 Hz to Nyquist)."""
+    fixed = {"n_fft": framing.N_FFT, "mel_scale": "slaney", "norm": "slaney", "fmin": 0.0}
+    for name, value in fixed.items():
+        if name in fe and fe[name] != value:
+            raise UserError(f"{path}: frontend.{name} = {fe[name]!r}; this suite's front end computes {value!r} only")
+    if fe.get("fmax") not in (None, fe["sample_rate"] / 2):
+        raise UserError(f"{path}: frontend.fmax = {fe['fmax']!r}; this suite's mel bank ends at the Nyquist "
+                        f"frequency ({fe['sample_rate'] / 2:g} Hz, or null)")
+    hop = fe["hop_length"]
+    if not isinstance(hop, int) or hop <= 0 or hop % framing.BASE_HOP:
+        raise UserError(f"{path}: frontend.hop_length = {hop!r}; expected a positive multiple of {framing.BASE_HOP}")
+
+
 def load_model(folder: str | Path) -> LoadedModel:
     """The network, its front end and its tags, from `folder`'s model.json and weights."""
     import architectures
@@ -105,6 +121,7 @@ def load_model(folder: str | Path) -> LoadedModel:
     meta = read_json(folder / MODEL_JSON)
     try:
         fe = meta["frontend"]
+        _check_frontend(fe, folder / MODEL_JSON)
         frontend = MelFrontend(fe["sample_rate"], fe["n_mels"], fe["hop_length"] // framing.BASE_HOP, fe["log"],
                                pad_mode=fe["pad_mode"], pad_to_hop=fe["pad_to_hop"], float16_mel=fe["float16_mel"])
         model = architectures.build(meta["arch"], InputConfig(**meta["input"]), len(meta["tags"]), **meta["options"])
