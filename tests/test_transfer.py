@@ -221,6 +221,14 @@ def test_embed_writes_arrays_and_reuses_its_cache(finished_runs, small_dataset, 
     assert main(["embed", str(run), *files, "--out", str(out), "-q"]) == 0
     assert len(calls) == 2
     np.testing.assert_allclose(np.load(out / "pool4.npy"), pool, rtol=0, atol=1e-6)
+    # the rerun without --per-patch left no per-patch array behind to be read against the new index
+    assert not (out / "pool4.patches.npy").exists()
+    # a mistyped file name fails alone: the folder keeps its outputs
+    index_before = (out / "index.csv").read_bytes()
+    assert main(["embed", str(run), str(tmp_path / "typo.mp"), "--out", str(out), "-q"]) == 2
+    assert "no file could be embedded; nothing written" in capsys.readouterr().err
+    assert (out / "index.csv").read_bytes() == index_before
+    np.testing.assert_allclose(np.load(out / "pool4.npy"), pool, rtol=0, atol=1e-6)
 
 
 def test_transfer_scores_every_run_and_resumes(finished_runs, small_dataset, capsys, monkeypatch):

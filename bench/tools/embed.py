@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import sys
 import zipfile
 from collections.abc import Callable, Iterable
@@ -219,8 +220,14 @@ def embed_files(embedder: Embedder, paths: list[str], cache_root: str | Path, de
 
 def write_outputs(out: Path, embedder: Embedder, paths: list[str], arrays: dict[str, dict[str, np.ndarray]],
                   failed: dict[str, str], identities: dict[str, str], per_patch: bool) -> dict:
-    """index.csv, <layer>.npy (mean over patches), <layer>.patches.npy and embeddings.json, atomically."""
+    """index.csv, <layer>.npy (mean over patches), <layer>.patches.npy and embeddings.json, each written
+    atomically, the summary last; the arrays an earlier run wrote here and this one does not (another
+    model's layers, per-patch arrays without --per-patch) are removed, so none is read against this index."""
     kept = [p for p in paths if p in arrays]
+    try:
+        earlier = json.loads((out / SUMMARY).read_text()).get("layers") or {}
+    except (OSError, ValueError, AttributeError):
+        earlier = {}
     rows, first = [], 0
     for row, path in enumerate(kept):
         n = len(arrays[path][embedder.layers[0]])
@@ -239,6 +246,11 @@ def write_outputs(out: Path, embedder: Embedder, paths: list[str], arrays: dict[
         if per_patch:
             stacked = np.concatenate([arrays[p][layer] for p in kept]) if kept else means
             _save_npy(out / f"{layer}.patches.npy", stacked.astype(np.float32))
+    for layer in earlier:
+        if layer not in embedder.layers:
+            (out / f"{layer}.npy").unlink(missing_ok=True)
+        if layer not in embedder.layers or not per_patch:
+            (out / f"{layer}.patches.npy").unlink(missing_ok=True)
     summary = {"model": embedder.tagger.name, "model_id": embedder.identity, "model_folder": str(embedder.folder),
                "sample_rate": embedder.sample_rate, "patch_seconds": round(embedder.tagger.patch_seconds, 4),
                "layers": dims, "default_layer": embedder.layers[0], "files": len(kept), "per_patch": per_patch,
@@ -280,6 +292,9 @@ def cli_main(audio: list[str], manifest: str | None, model: str, models: str | N
         arrays, failed, identities = embed_files(embedder, paths, target / CACHE, progress=bar.update)
     for path, why in failed.items():
         print(f"bench embed: error: {path}: {why}", file=sys.stderr)
+    if not arrays:  # e.g. a mistyped file name: an earlier run's outputs stay as they were
+        print(f"bench embed: error: no file could be embedded; nothing written to {target}", file=sys.stderr)
+        return 2
     summary = write_outputs(target, embedder, paths, arrays, failed, identities, per_patch)
     dims = ", ".join(f"{layer} ({n})" for layer, n in summary["layers"].items())
     print(f"{embedder.tagger.name}: {summary['files']} file(s) -> {target}: {dims}")
