@@ -8,6 +8,8 @@ generated audio by an FFT; the released models' features computed by musicnn's o
 
 import csv
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -256,6 +258,28 @@ def test_transfer_scores_every_run_and_resumes(finished_runs, small_dataset, cap
     assert main(args) == 0  # both results reused
     with pytest.raises(AssertionError, match="recomputed"):  # new settings: computed again (here: refused)
         main([*args[:-1], "--mlp", "-q"])
+    first_audio = Path(next(csv.DictReader(task.read_text().splitlines()))["path"])
+    first_audio = first_audio if first_audio.is_absolute() else task.parent / first_audio
+    os.utime(first_audio, ns=(first_audio.stat().st_atime_ns, first_audio.stat().st_mtime_ns + 10**9))
+    with pytest.raises(AssertionError, match="recomputed"):  # a file edited in place: its scores are stale
+        main(args)
+
+    # another task whose manifest has the same name: its own folder; the first keeps its results
+    other = small_dataset / "other"
+    other.mkdir()
+    rows = list(csv.DictReader(task.read_text().splitlines()))[:16]
+    with open(other / "hiss.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({**r, "path": str(Path(r["path"]) if Path(r["path"]).is_absolute()
+                                           else (task.parent / r["path"]).resolve())} for r in rows)
+    monkeypatch.undo()
+    before = (out / "transfer.csv").read_bytes()
+    assert main(["transfer", str(spec_path), "--task", str(other / "hiss.csv"), "--results", str(results),
+                 "--folds", "4", "-q"]) == 0
+    assert (out / "transfer.csv").read_bytes() == before
+    (second,) = [f for f in (results / "tr" / "transfer").iterdir() if f.name.startswith("hiss-")]
+    assert json.loads((second / "task.manifest.json").read_text())["manifest"] == str((other / "hiss.csv").resolve())
 
 
 def test_untrained_control_is_one_fresh_network_per_configuration(finished_runs, small_dataset):

@@ -229,6 +229,38 @@ def task_identity(task: Task) -> str:
     return digest.hexdigest()[:16]
 
 
+def audio_fingerprint(task: Task) -> str:
+    """The task's audio as it is now (size and modification time of every file, one stat each): a file
+    edited or replaced in place is a new task for the scores, whose reuse would otherwise serve the old
+    ones (the embeddings themselves are keyed by the files' bytes)."""
+    h = hashlib.sha256()
+    for path in task.paths:
+        try:
+            stat = Path(path).stat()
+            h.update(f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+        except OSError:
+            h.update(f"{path}\tmissing\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()[:16]
+
+
+TASK_MARKER = "task.manifest.json"
+
+
+def task_folder(parent: Path, task: Task) -> Path:
+    """`parent/<task name>`, unless that folder holds the results of another manifest of the same name
+    (two tasks' `task.csv`): then `<task name>-<digest of the manifest's path>`. The folder's
+    task.manifest.json says whose it is."""
+    manifest = str(Path(task.manifest).resolve())
+    folder = parent / task.name
+    try:
+        owner = json.loads((folder / TASK_MARKER).read_text()).get("manifest")
+    except (OSError, ValueError, AttributeError):
+        owner = None
+    if owner not in (None, manifest):
+        folder = parent / f"{task.name}-{hashlib.sha256(manifest.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
+    return folder
+
+
 def evaluate_model(embedder: Embedder, task: Task, settings: TransferSettings, splits, cache_root: Path,
                    decoder: Callable[[str, int], np.ndarray], progress=None, trained: bool = True) -> dict:
     layer = settings.layer or embedder.layers[0]
@@ -285,13 +317,17 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
     refs, notes = resolve_targets(targets, results)
     first = refs[0]
     base = (spec_dir(first.results_root, first.spec_name) if first.spec_name else Path(results)) if not out else None
-    out_dir = Path(out) if out else base / "transfer" / task.name
+    out_dir = Path(out) if out else task_folder(base / "transfer", task)
     cache_root = (base or out_dir) / "embeddings"
     writable_folder(out_dir, "--out")
     for note in notes:
         print(f"bench transfer: {note}", file=sys.stderr)
-    key = {"task": task_identity(task), "layer": settings.layer, "classifiers": list(settings.classifiers),
+    key = {"task": task_identity(task), "audio": audio_fingerprint(task), "layer": settings.layer,
+           "classifiers": list(settings.classifiers),
            "folds": "manifest" if task.folds is not None else settings.folds, "seed": settings.seed}
+    if not out:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out_dir / TASK_MARKER, {"manifest": str(Path(task.manifest).resolve()), "name": task.name})
     decoder = Decoded()
     collected = []
     print(f"{task.name}: {len(task.paths)} files, labels {', '.join(task.classes)}; "
