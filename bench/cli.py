@@ -484,6 +484,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+KEEPS_FINISHED_WORK = frozenset({"grid", "prepare", "embed", "transfer", "download", "synth"})
+"""Commands whose finished work survives a Ctrl-C (results, caches, resumable transfers): a rerun continues."""
+
+
 def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     parser = build_parser()
@@ -496,9 +500,13 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except KeyboardInterrupt as exc:  # Ctrl-C: nothing is lost; say what a rerun does
-        hint = str(exc) if isinstance(exc, Interrupted) else RERUN_TO_CONTINUE
-        print(f"bench {args.command}: interrupted; {one_line(hint)}", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # Ctrl-C: say what a rerun does, where work is kept
+        if isinstance(exc, Interrupted):
+            print(f"bench {args.command}: interrupted; {one_line(exc)}", file=sys.stderr)
+        elif args.command in KEEPS_FINISHED_WORK:
+            print(f"bench {args.command}: interrupted; {RERUN_TO_CONTINUE}", file=sys.stderr)
+        else:  # e.g. bench tag --json prints its results at the end: a rerun starts over
+            print(f"bench {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except UserError as exc:
         print(f"bench {args.command}: error: {one_line(exc)}", file=sys.stderr)

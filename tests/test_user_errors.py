@@ -203,6 +203,23 @@ def test_cli_prints_an_interruption_as_one_line_and_releases_the_run_lock(capsys
     assert not runner.RunLock(folder).held_by_other()
 
 
+def test_ctrl_c_promises_kept_work_only_where_there_is_some(capsys, monkeypatch, tmp_path):
+    """`bench tag --json` prints its results at the end: after Ctrl-C nothing is kept, and the line
+    must not say otherwise; `bench embed` keeps its cache, and says so."""
+    from bench.tools import embed, tag
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tag, "cli_main", ctrl_c)
+    monkeypatch.setattr(embed, "cli_main", ctrl_c)
+    audio = tmp_path / "a.wav"
+    assert main(["tag", str(audio), "--model", "MTT_musicnn", "--json"]) == 130
+    assert capsys.readouterr().err == "bench tag: interrupted\n"
+    assert main(["embed", "MTT_musicnn", str(audio), "--out", str(tmp_path / "e")]) == 130
+    assert capsys.readouterr().err == "bench embed: interrupted; rerun to continue (finished work is kept)\n"
+
+
 def test_lock_files_are_removed_when_released(tmp_path):
     path = tmp_path / ".synthetic.lock"
     with exclusive_lock(path):
