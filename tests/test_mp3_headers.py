@@ -103,3 +103,27 @@ def test_tagging_a_file_shorter_than_a_second_is_a_one_line_error(tmp_path):
     sf.write(short, np.full((40, 2), 0.1), RATE)
     with pytest.raises(BadAudio, match=r"too short \(0\.00 s < 1\.0 s\)"):
         decode_file(str(short), 16000)
+
+
+def test_a_whole_track_is_decoded_block_by_block_without_holding_it_at_its_own_rate(tmp_path):
+    """bench tag / embed read whole tracks: the result equals the one-shot decode (soxr's stream gives
+    the same samples), and the stereo file at 44.1 kHz is never in memory whole (tracemalloc sees
+    numpy's buffers)."""
+    import tracemalloc
+
+    import soxr
+
+    seconds = 40.0
+    x = (0.3 * np.sin(2 * np.pi * 220 * np.arange(int(seconds * RATE)) / RATE)).astype(np.float32)
+    path = tmp_path / "track.wav"
+    sf.write(path, np.stack([x, 0.5 * x], axis=1), RATE, subtype="FLOAT")
+    tracemalloc.start()
+    try:
+        decoded = decode_file(str(path), 16000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    expected = soxr.resample(0.75 * x, RATE, 16000, quality="HQ")
+    np.testing.assert_allclose(decoded, expected, rtol=0, atol=1e-6)
+    stereo_at_source = x.size * 2 * 4
+    assert peak < stereo_at_source / 2  # the whole file read at once: >= 14 MB here; block by block: the output

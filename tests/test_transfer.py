@@ -346,3 +346,23 @@ def test_a_manifest_saved_by_a_spreadsheet_as_csv_utf8_is_read(tmp_path):
     manifest.write_bytes("path,label\r\nécoute.wav,a\r\n".encode("utf-8-sig"))
     _, columns, rows = read_rows(manifest, ("path", "label"))
     assert columns == ["path", "label"] and rows == [(2, {"path": "écoute.wav", "label": "a"})]
+
+
+def test_embedding_groups_hold_a_bounded_amount_of_decoded_audio(finished_runs, small_dataset, tmp_path, monkeypatch):
+    """Long tracks: files are embedded together only up to GROUP_BYTES of waveform; the results are the
+    same as with whole groups."""
+    from bench.tools.embed import embed_files, load_embedder
+
+    spec_path, results = finished_runs
+    embedder = load_embedder(str(next((results / "tr" / "runs").iterdir())))
+    files = sorted(str(p) for p in small_dataset.glob("[0-3]/*.mp3"))[:6]
+    whole, _, _ = embed_files(embedder, files, tmp_path / "a")
+    sizes = []
+    original = embed_module.embed_waveforms
+    monkeypatch.setattr(embed_module, "embed_waveforms", lambda tagger, waves: sizes.append(len(waves))
+                        or original(tagger, waves))
+    monkeypatch.setattr(embed_module, "GROUP_BYTES", 2 * 32000 * 4)  # two 2 s clips at 16 kHz, float32
+    bounded, _, _ = embed_files(embedder, files, tmp_path / "b")
+    assert sizes == [2, 2, 2]
+    for path in files:
+        np.testing.assert_allclose(bounded[path]["pool4"], whole[path]["pool4"], rtol=0, atol=1e-5)

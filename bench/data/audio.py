@@ -26,6 +26,9 @@ from bench.core import framing
 MIN_SECONDS = 1.0
 """Files shorter than this are skipped as too short (longer ones shorter than a clip are padded)."""
 
+BLOCK_FRAMES = 1 << 16
+"""Frames read at a time by `decode_file`."""
+
 SILENCE_PEAK = 1e-5
 """A clip whose peak amplitude stays below this (-100 dBFS) is skipped as silent."""
 
@@ -72,8 +75,8 @@ def probe(path: str) -> None:
         raise BadAudio("no audio frames")
 
 
-def _read_mono(path: str, clip_seconds: float | None, min_seconds: float) -> tuple[np.ndarray, int]:
-    """(float32 mono samples, source rate) of the centre `clip_seconds` of `path` (None: all of it)."""
+def _read_mono(path: str, clip_seconds: float, min_seconds: float) -> tuple[np.ndarray, int]:
+    """(float32 mono samples, source rate) of the centre `clip_seconds` of `path`."""
     _check_file(path)
     try:
         # bytes: soundfile encodes a str name strictly, and a Latin-1 name read from disk is not UTF-8
@@ -84,13 +87,13 @@ def _read_mono(path: str, clip_seconds: float | None, min_seconds: float) -> tup
                 raise BadAudio("no audio frames")
             if total < min_seconds * source_rate:
                 raise BadAudio(f"too short ({total / source_rate:.2f} s < {min_seconds} s)")
-            wanted = total if clip_seconds is None else framing.clip_samples(clip_seconds, source_rate)
+            wanted = framing.clip_samples(clip_seconds, source_rate)
             start = max(0, (total - wanted) // 2)
             if start:
                 handle.seek(start)
             data = handle.read(min(wanted, total), dtype="float32", always_2d=True)
             if min(wanted, total - start) - data.shape[0] > _slack(total, source_rate):
-                data = _centre_of_decoded(handle, total, wanted, min_seconds, clip_seconds is not None)
+                data = _centre_of_decoded(handle, total, wanted, min_seconds)
     except BadAudio:
         raise
     except Exception as exc:  # libsndfile reports bad data as several exception types
@@ -110,8 +113,7 @@ def _slack(total: int, source_rate: int) -> int:
     return max(source_rate // 4, total // 100)
 
 
-def _centre_of_decoded(handle: sf.SoundFile, total: int, wanted: int, min_seconds: float,
-                       clip: bool) -> np.ndarray:
+def _centre_of_decoded(handle: sf.SoundFile, total: int, wanted: int, min_seconds: float) -> np.ndarray:
     """The centre `wanted` frames of what really decodes, for a file whose header overstates its length.
 
     An MP3's frame count is its header's word: a partly downloaded file keeps the Xing frame of the
@@ -127,7 +129,7 @@ def _centre_of_decoded(handle: sf.SoundFile, total: int, wanted: int, min_second
     if decoded < min_seconds * rate:
         raise BadAudio(f"truncated: the header says {total / rate:.2f} s, decoding stops at {decoded / rate:.2f} s "
                        f"(< {min_seconds} s)")
-    if clip and decoded < wanted:
+    if decoded < wanted:
         raise BadAudio(f"truncated: the header says {total / rate:.2f} s, decoding stops at {decoded / rate:.2f} s")
     handle.seek(0)  # then read up to the centre: a seek maps time to bytes by the header, and lands wrong
     skip = max(0, (decoded - wanted) // 2)
@@ -142,9 +144,38 @@ def _resample(mono: np.ndarray, source_rate: int, rate: int) -> np.ndarray:
 
 def decode_file(path: str, sample_rate: int, min_seconds: float = MIN_SECONDS) -> np.ndarray:
     """The whole of `path` as float32 mono at `sample_rate` (for tagging whole tracks); shorter than
-    `min_seconds` is a BadAudio, as in the cache (a few samples would not fill one STFT window)."""
-    mono, source_rate = _read_mono(path, None, min_seconds)
-    return _resample(mono, source_rate, sample_rate).astype(np.float32, copy=False)
+    `min_seconds` is a BadAudio, as in the cache (a few samples would not fill one STFT window).
+
+    Read, downmixed and resampled block by block (soxr's stream gives the one-shot result exactly):
+    an hours-long stereo file never sits in memory at its own rate, only the mono result does."""
+    _check_file(path)
+    pieces, decoded = [], 0
+    try:
+        with sf.SoundFile(os.fsencode(path)) as handle:
+            source_rate = handle.samplerate
+            if handle.frames <= 0:
+                raise BadAudio("no audio frames")
+            if handle.frames < min_seconds * source_rate:
+                raise BadAudio(f"too short ({handle.frames / source_rate:.2f} s < {min_seconds} s)")
+            stream = None if source_rate == sample_rate else \
+                soxr.ResampleStream(source_rate, sample_rate, 1, dtype="float32", quality="HQ")
+            while True:  # to the end of what decodes, whatever the header announced
+                block = handle.read(BLOCK_FRAMES, dtype="float32", always_2d=True)
+                last = block.shape[0] < BLOCK_FRAMES
+                mono = block.mean(axis=1, dtype=np.float32)
+                if not np.isfinite(mono).all():
+                    raise BadAudio("non-finite samples (NaN or inf)")
+                decoded += mono.shape[0]
+                pieces.append(mono if stream is None else stream.resample_chunk(mono, last=last))
+                if last:
+                    break
+    except BadAudio:
+        raise
+    except Exception as exc:  # libsndfile reports bad data as several exception types
+        raise _undecodable(exc) from None
+    if decoded < min_seconds * source_rate:  # frames announced but not delivered (truncated file)
+        raise BadAudio(f"too short after decoding ({decoded / source_rate:.2f} s < {min_seconds} s)")
+    return np.concatenate(pieces).astype(np.float32, copy=False)
 
 
 def decode_clip(path: str, sample_rates: tuple[int, ...], clip_seconds: float,

@@ -42,6 +42,8 @@ from bench.tools.tag import Tagger, load_folder, resolve_model
 
 GROUP = 32
 """Files decoded and embedded together: their patches share forward passes."""
+GROUP_BYTES = 512 * 2**20
+"""...at most this many bytes of decoded waveform at once (32 hour-long tracks would be 7 GB at 16 kHz)."""
 BATCH = 32
 """Patches per forward pass."""
 SECONDS = "__seconds__"
@@ -189,9 +191,18 @@ def embed_files(embedder: Embedder, paths: list[str], cache_root: str | Path, de
     done: dict[str, dict[str, np.ndarray]] = {}
     failed: dict[str, str] = {}
     identities: dict[str, str] = {}
+    todo: list[tuple[str, str, np.ndarray]] = []
+
+    def embed_todo() -> None:
+        for (path, identity, waveform), arrays in zip(todo, embed_waveforms(embedder.tagger,
+                                                                            [w for *_, w in todo]), strict=True):
+            arrays[SECONDS] = np.array(len(waveform) / embedder.sample_rate)
+            cache.put(identity, arrays)
+            done[path] = arrays
+        todo.clear()
+
     for start in range(0, len(paths), GROUP):
         group = paths[start:start + GROUP]
-        todo: list[tuple[str, str, np.ndarray]] = []
         for path in group:
             try:
                 identity = file_identity(path)
@@ -207,12 +218,10 @@ def embed_files(embedder: Embedder, paths: list[str], cache_root: str | Path, de
                 todo.append((path, identity, decoder(path, embedder.sample_rate)))
             except BadAudio as exc:
                 failed[path] = str(exc)
+            if sum(w.nbytes for *_, w in todo) >= GROUP_BYTES:
+                embed_todo()
         if todo:
-            for (path, identity, waveform), arrays in zip(todo, embed_waveforms(embedder.tagger,
-                                                                                [w for *_, w in todo]), strict=True):
-                arrays[SECONDS] = np.array(len(waveform) / embedder.sample_rate)
-                cache.put(identity, arrays)
-                done[path] = arrays
+            embed_todo()
         if progress:
             progress(len(group))
     return done, failed, identities
