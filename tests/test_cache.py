@@ -112,7 +112,7 @@ def test_prepare_lists_skips_and_counts_bad_files(tmp_path):
     assert (cache.rate_dir(16000) / "waveforms.f16").stat().st_mtime_ns == stamp
 
 
-def test_a_bad_file_replaced_after_prepare_is_decoded_again_and_nothing_else(tmp_path):
+def test_a_bad_file_replaced_after_prepare_is_decoded_again_and_nothing_else(tmp_path, monkeypatch):
     """A user fixes a broken download and reruns: the file is decoded, not skipped for good; the rows
     that were fine, and the failures that did not change, stay as they were."""
     audio = tmp_path / "audio"
@@ -129,7 +129,16 @@ def test_a_bad_file_replaced_after_prepare_is_decoded_again_and_nothing_else(tmp
 
     write_mp3(audio / "broken.mp3", tone(3.0, freq=700, seed=9))  # the fixed download
     write_mp3(audio / "not_yet_downloaded.mp3", tone(3.0, freq=900, seed=8))
+    seen = []
+    decode_rows = WaveformCache._decode_rows
+
+    def watched(self, rows, *args):  # workers of a running grid must find the cache complete meanwhile
+        seen.append((len(rows), self.is_complete(12000) and self.is_complete(16000)))
+        return decode_rows(self, rows, *args)
+
+    monkeypatch.setattr(WaveformCache, "_decode_rows", watched)
     again = cache.prepare([12000, 16000], workers=1)
+    assert seen == [(2, True)]
     for report in again:
         assert not report.already_done and report.retried == 2
         assert [(f[0], f[2]) for f in report.failed] == [("4", "empty file (0 bytes)")]

@@ -254,7 +254,9 @@ class WaveformCache:
 
     def _reopen_rows(self, rate: int, rows: list[int]) -> None:
         """Mark `rows` of a complete cache to decode again: progress from the manifest with those rows
-        to do, then the manifest set aside (a kill in between redoes this, nothing worse)."""
+        to do. The manifest stays until the new one replaces it, so workers of a running grid keep
+        reading a complete cache (the rows were failed: nobody reads them); a kill before the new
+        manifest leaves the old one, and the next preparer finds the same changed files."""
         folder = self.rate_dir(rate)
         manifest = self.manifest(rate)
         status = np.asarray(manifest["status"], dtype=np.int8)
@@ -264,7 +266,6 @@ class WaveformCache:
         status[rows] = TODO
         atomic_write_bytes(folder / "progress.npy", _npy_bytes(status))
         atomic_write_json(folder / "failures.json", reasons)
-        reject(folder / MANIFEST)
 
     def _prepare_locked(self, rates: list[int], workers, progress) -> list[PrepareReport]:
         retried = {}
@@ -272,7 +273,7 @@ class WaveformCache:
             if self.is_complete(rate) and (rows := self._changed_failures(rate)):
                 self._reopen_rows(rate, rows)
                 retried[rate] = len(rows)
-        todo_rates = [r for r in rates if not self.is_complete(r)]
+        todo_rates = [r for r in rates if r in retried or not self.is_complete(r)]
         reports = {r: self._report(r, already_done=True) for r in rates if r not in todo_rates}
         remove_temp_files(self.dir)
         if not self._index_is_valid():  # workers read the index from here
@@ -280,7 +281,7 @@ class WaveformCache:
         for rate in todo_rates:
             folder = self.rate_dir(rate)
             remove_temp_files(folder)
-            if (folder / MANIFEST).exists():
+            if rate not in retried and (folder / MANIFEST).exists():
                 reject(folder / MANIFEST)  # it did not mark a complete cache
         if todo_rates:
             started = time.monotonic()
