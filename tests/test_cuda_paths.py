@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -968,13 +969,9 @@ def test_gpu_check_p3_probes_both_sides_of_the_free_memory_rule(monkeypatch):
         assert check.ok is False, check.detail
 
 
-@pytest.mark.parametrize("error", [
-    torch.AcceleratorError("CUDA error: an illegal memory access was encountered"),
-    RuntimeError("CUDA error: unspecified launch failure"),  # as releases before AcceleratorError raise it
-])
-def test_a_gpu_that_fails_under_a_run_stops_the_worker_and_leaves_the_run_to_resume(monkeypatch, one_run, error):
-    """After an illegal memory access the process's CUDA context is unusable: recording the run as
-    failed and going on would fail every later run of this worker in seconds, and mark them failed."""
+def run_failing_on_cuda_3(monkeypatch, one_run, error) -> str:
+    """The DeviceFailure line of a claimed run whose training raises `error` on cuda:3; the run must be
+    left unrecorded, to resume."""
     from bench.core.errors import DeviceFailure
     from bench.run import runner
 
@@ -984,10 +981,25 @@ def test_a_gpu_that_fails_under_a_run_stops_the_worker_and_leaves_the_run_to_res
         raise error
 
     monkeypatch.setattr(train, "train_run", train_run)
-    with pytest.raises(DeviceFailure, match=rf"cuda:3 failed during {run.run_id} .*resumes in the next grid"):
+    with pytest.raises(DeviceFailure) as failure:
         runner._claim_and_execute(spec, folder, run, lambda rate: None, torch.device("cuda", 3), None,
                                   lambda *_: None)
     assert not (folder / runner.RESULT).exists()
+    return str(failure.value)
+
+
+@pytest.mark.parametrize("error", [
+    torch.AcceleratorError("CUDA error: an illegal memory access was encountered"),
+    RuntimeError("CUDA error: unspecified launch failure"),  # as releases before AcceleratorError raise it
+])
+def test_a_gpu_that_fails_under_a_run_stops_the_worker_and_leaves_the_run_to_resume(monkeypatch, one_run, error):
+    """After an illegal memory access the process's CUDA context is unusable: recording the run as
+    failed and going on would fail every later run of this worker in seconds, and mark them failed."""
+    from bench.run import runner
+
+    _, run, folder = one_run
+    failure = run_failing_on_cuda_3(monkeypatch, one_run, error)
+    assert re.search(rf"cuda:3 failed during {run.run_id} .*resumes in the next grid", failure)
     lock = runner.RunLock(folder)  # released: the next grid (or another worker) takes the run over
     assert lock.acquire()
     lock.release()
@@ -995,10 +1007,8 @@ def test_a_gpu_that_fails_under_a_run_stops_the_worker_and_leaves_the_run_to_res
 
 def test_a_fault_first_met_outside_torch_is_a_device_failure_when_the_gpu_no_longer_answers(monkeypatch, one_run):
     """Triton words a sticky fault its own way; the device's next synchronisation tells."""
-    from bench.core.errors import DeviceFailure
     from bench.run import runner
 
-    spec, run, folder = one_run
     triton = RuntimeError("Triton Error [CUDA]: an illegal memory access was encountered")
 
     def sticky(device=None):
@@ -1010,15 +1020,8 @@ def test_a_fault_first_met_outside_torch_is_a_device_failure_when_the_gpu_no_lon
     monkeypatch.setattr(torch.cuda, "synchronize", sticky)
     assert not runner.is_device_failure(triton, CPU)
     assert not runner.is_device_failure(torch.OutOfMemoryError("CUDA out of memory"), torch.device("cuda", 3))
-
-    def train_run(*args, **kwargs):
-        raise triton
-
-    monkeypatch.setattr(train, "train_run", train_run)
-    with pytest.raises(DeviceFailure, match=r"cuda:3 failed during .*Triton Error \[CUDA\]"):
-        runner._claim_and_execute(spec, folder, run, lambda rate: None, torch.device("cuda", 3), None,
-                                  lambda *_: None)
-    assert not (folder / runner.RESULT).exists()
+    failure = run_failing_on_cuda_3(monkeypatch, one_run, triton)
+    assert re.search(r"cuda:3 failed during .*Triton Error \[CUDA\]", failure)
 
 
 def test_running_out_of_gpu_memory_is_the_runs_failure_with_a_hint(monkeypatch, one_run):

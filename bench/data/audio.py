@@ -14,7 +14,9 @@ here raises anything else.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,29 +77,36 @@ def probe(path: str) -> None:
         raise BadAudio("no audio frames")
 
 
-def _read_mono(path: str, clip_seconds: float, min_seconds: float) -> tuple[np.ndarray, int]:
-    """(float32 mono samples, source rate) of the centre `clip_seconds` of `path`."""
+@contextlib.contextmanager
+def _opened(path: str, min_seconds: float) -> Iterator[sf.SoundFile]:
+    """`path` open for reading, its header announcing at least `min_seconds` of audio; whatever
+    libsndfile raises, on opening or while the caller reads, becomes a BadAudio."""
     _check_file(path)
     try:
         # bytes: soundfile encodes a str name strictly, and a Latin-1 name read from disk is not UTF-8
         with sf.SoundFile(os.fsencode(path)) as handle:
-            source_rate = handle.samplerate
-            total = handle.frames
-            if total <= 0:
+            if handle.frames <= 0:
                 raise BadAudio("no audio frames")
-            if total < min_seconds * source_rate:
-                raise BadAudio(f"too short ({total / source_rate:.2f} s < {min_seconds} s)")
-            wanted = framing.clip_samples(clip_seconds, source_rate)
-            start = max(0, (total - wanted) // 2)
-            if start:
-                handle.seek(start)
-            data = handle.read(min(wanted, total), dtype="float32", always_2d=True)
-            if min(wanted, total - start) - data.shape[0] > _slack(total, source_rate):
-                data = _centre_of_decoded(handle, total, wanted, min_seconds)
+            if handle.frames < min_seconds * handle.samplerate:
+                raise BadAudio(f"too short ({handle.frames / handle.samplerate:.2f} s < {min_seconds} s)")
+            yield handle
     except BadAudio:
         raise
     except Exception as exc:  # libsndfile reports bad data as several exception types
         raise _undecodable(exc) from None
+
+
+def _read_mono(path: str, clip_seconds: float, min_seconds: float) -> tuple[np.ndarray, int]:
+    """(float32 mono samples, source rate) of the centre `clip_seconds` of `path`."""
+    with _opened(path, min_seconds) as handle:
+        source_rate, total = handle.samplerate, handle.frames
+        wanted = framing.clip_samples(clip_seconds, source_rate)
+        start = max(0, (total - wanted) // 2)
+        if start:
+            handle.seek(start)
+        data = handle.read(min(wanted, total), dtype="float32", always_2d=True)
+        if min(wanted, total - start) - data.shape[0] > _slack(total, source_rate):
+            data = _centre_of_decoded(handle, total, wanted, min_seconds)
     if data.shape[0] < min_seconds * source_rate:  # frames announced but not delivered (truncated file)
         raise BadAudio(f"too short after decoding ({data.shape[0] / source_rate:.2f} s < {min_seconds} s)")
     mono = data.mean(axis=1, dtype=np.float32)
@@ -124,7 +133,7 @@ def _centre_of_decoded(handle: sf.SoundFile, total: int, wanted: int, min_second
     rate = handle.samplerate
     handle.seek(0)  # count the frames that decode
     decoded = 0
-    while n := handle.read(1 << 16, dtype="float32", always_2d=True).shape[0]:  # not blocks(): it pads
+    while n := handle.read(BLOCK_FRAMES, dtype="float32", always_2d=True).shape[0]:  # not blocks(): it pads
         decoded += n
     if decoded < min_seconds * rate:
         raise BadAudio(f"truncated: the header says {total / rate:.2f} s, decoding stops at {decoded / rate:.2f} s "
@@ -133,7 +142,7 @@ def _centre_of_decoded(handle: sf.SoundFile, total: int, wanted: int, min_second
         raise BadAudio(f"truncated: the header says {total / rate:.2f} s, decoding stops at {decoded / rate:.2f} s")
     handle.seek(0)  # then read up to the centre: a seek maps time to bytes by the header, and lands wrong
     skip = max(0, (decoded - wanted) // 2)
-    while skip and (n := handle.read(min(skip, 1 << 16), dtype="float32", always_2d=True).shape[0]):
+    while skip and (n := handle.read(min(skip, BLOCK_FRAMES), dtype="float32", always_2d=True).shape[0]):
         skip -= n
     return handle.read(min(wanted, decoded), dtype="float32", always_2d=True)
 
@@ -148,31 +157,21 @@ def decode_file(path: str, sample_rate: int, min_seconds: float = MIN_SECONDS) -
 
     Read, downmixed and resampled block by block (soxr's stream gives the one-shot result exactly):
     an hours-long stereo file never sits in memory at its own rate, only the mono result does."""
-    _check_file(path)
     pieces, decoded = [], 0
-    try:
-        with sf.SoundFile(os.fsencode(path)) as handle:
-            source_rate = handle.samplerate
-            if handle.frames <= 0:
-                raise BadAudio("no audio frames")
-            if handle.frames < min_seconds * source_rate:
-                raise BadAudio(f"too short ({handle.frames / source_rate:.2f} s < {min_seconds} s)")
-            stream = None if source_rate == sample_rate else \
-                soxr.ResampleStream(source_rate, sample_rate, 1, dtype="float32", quality="HQ")
-            while True:  # to the end of what decodes, whatever the header announced
-                block = handle.read(BLOCK_FRAMES, dtype="float32", always_2d=True)
-                last = block.shape[0] < BLOCK_FRAMES
-                mono = block.mean(axis=1, dtype=np.float32)
-                if not np.isfinite(mono).all():
-                    raise BadAudio("non-finite samples (NaN or inf)")
-                decoded += mono.shape[0]
-                pieces.append(mono if stream is None else stream.resample_chunk(mono, last=last))
-                if last:
-                    break
-    except BadAudio:
-        raise
-    except Exception as exc:  # libsndfile reports bad data as several exception types
-        raise _undecodable(exc) from None
+    with _opened(path, min_seconds) as handle:
+        source_rate = handle.samplerate
+        stream = None if source_rate == sample_rate else \
+            soxr.ResampleStream(source_rate, sample_rate, 1, dtype="float32", quality="HQ")
+        while True:  # to the end of what decodes, whatever the header announced
+            block = handle.read(BLOCK_FRAMES, dtype="float32", always_2d=True)
+            last = block.shape[0] < BLOCK_FRAMES
+            mono = block.mean(axis=1, dtype=np.float32)
+            if not np.isfinite(mono).all():
+                raise BadAudio("non-finite samples (NaN or inf)")
+            decoded += mono.shape[0]
+            pieces.append(mono if stream is None else stream.resample_chunk(mono, last=last))
+            if last:
+                break
     if decoded < min_seconds * source_rate:  # frames announced but not delivered (truncated file)
         raise BadAudio(f"too short after decoding ({decoded / source_rate:.2f} s < {min_seconds} s)")
     return np.concatenate(pieces).astype(np.float32, copy=False)
