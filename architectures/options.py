@@ -13,6 +13,12 @@ MAX_WIDTH = 64.0
 MAX_SEGMENT_SECONDS = 3600.0
 
 
+def width_of(options) -> float:
+    """The width multiplier of an architecture's options; 1.0 for an architecture without a `width` option
+    (it has one size, its own)."""
+    return float(getattr(options, "width", 1.0))
+
+
 def _width_problems(width: float) -> list[tuple[str, object, str]]:
     return [] if 0 < width <= MAX_WIDTH else [("width", width, f"must be > 0 and <= {MAX_WIDTH:g}")]
 

@@ -118,3 +118,35 @@ def test_jamendo_grid_is_projected_from_its_split():
     projection = project(spec, spec_cases(spec), lambda case: 1.0, 32, 30, lambda case: 0.0)
     assert projection["runs"] == 36
     assert abs(projection["device_hours"] - 36 * 30 * 32_136 / 32 / 3600) < 1e-9
+
+
+def test_an_architecture_without_a_width_option_is_planned_at_width_1(monkeypatch):
+    """docs/architectures.md lets an architecture's options have no `width`: its plan row says width 1
+    (its own size), and its cost is the paper VGG's: 10.01 GMAC at 96 x 1366 (hand-counted)."""
+    import dataclasses
+
+    import architectures
+    from architectures.options import VGGOptions
+    from bench.cost.plan import plan_row
+    from bench.spec import Configuration, MelConfig
+
+    @dataclasses.dataclass(frozen=True)
+    class PlainOptions:
+        def validate(self):
+            return []
+
+    monkeypatch.setattr(architectures, "_REGISTRY", dict(architectures._REGISTRY))
+    architectures.register(architectures.Architecture(
+        name="plain-vgg", options=PlainOptions, builder="tests.test_plan_totals:build_plain_vgg",
+        planner="vgg_plan", description="the paper's VGG without options"))
+    row = plan_row(Configuration("plain-vgg", MelConfig(12000, 96, 1, "log"), PlainOptions()), 29.1, 50, fvcore=False)
+    assert row["width"] == 1.0 and round(row["gmac_analytic"], 2) == 10.01
+    assert row["params"] == plan_row(Configuration("vgg", MelConfig(12000, 96, 1, "log"), VGGOptions()), 29.1, 50,
+                                     fvcore=False)["params"]
+
+
+def build_plain_vgg(input_config, n_tags, options):
+    from architectures.options import VGGOptions
+    from architectures.vgg import build
+
+    return build(input_config, n_tags, VGGOptions())

@@ -521,3 +521,22 @@ def test_a_tag_mean_counts_only_the_seeds_that_have_a_value_for_it():
     delta = per_tag_delta(pd.DataFrame(rows)).set_index("tag")
     assert delta.loc["drums", "n_seeds"] == 2 and delta.loc["piano", "n_seeds"] == 3
     assert delta.loc["drums", "roc_auc_mean"] == pytest.approx((0.8 + 0.9) / 2)
+
+
+def test_runs_that_record_no_width_are_their_own_size(tmp_path):
+    """An architecture without a width option records none: its runs are width 1 and the report draws
+    them. A result whose config lacks the width but whose canonical options have it takes it from there."""
+    for config in (("vgg", 12000, 96, 1, "log"), ("vgg", 12000, 48, 1, "log")):
+        for seed, roc in enumerate((0.85, 0.86, 0.84)):
+            doc = result_doc(config, seed, 10.01 * config[2] / 96, {t: roc for t in TAGS}, 0.4)
+            del doc["config"]["width"]
+            write_doc(tmp_path, doc)
+    narrow = result_doc(("musicnn", 16000, 96, 1, "log"), 0, 0.1, {t: 0.8 for t in TAGS}, 0.4)
+    del narrow["config"]["width"]
+    narrow["canonical"]["options"] = {"width": 0.125}
+    write_doc(tmp_path, narrow)
+    with redirect_stdout(io.StringIO()):
+        report(tmp_path)
+    summary = pd.read_csv(tmp_path / "report" / "summary.csv")
+    assert summary.groupby("arch")["width"].unique().map(list).to_dict() == {"musicnn": [0.125], "vgg": [1.0]}
+    assert (tmp_path / "report" / "fig1_vgg.png").exists()

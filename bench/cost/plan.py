@@ -16,6 +16,7 @@ from typing import Any
 
 import architectures
 from architectures import InputConfig
+from architectures.options import width_of
 from architectures.planning import MusiCNNPlan, VGGPlan
 from bench.core import framing
 from bench.data.known import clip_count, n_outputs, tag_count
@@ -65,7 +66,7 @@ def plan_row(config: Configuration, clip_seconds: float, n_tags: int, fvcore: bo
     gmac, gmac_analytic, params, unsupported = _cost(config.arch, config.options, input_config, n_tags, fvcore)
     return {
         "arch": config.arch,
-        "width": config.options.width,
+        "width": width_of(config.options),
         "sample_rate": mel.sample_rate,
         "n_mels": mel.n_mels,
         "hop_multiplier": mel.hop_multiplier,

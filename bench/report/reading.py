@@ -37,13 +37,23 @@ def run_folders(results_dir: str | Path) -> list[Path]:
     return folders
 
 
+def _config(result: dict, names: Iterable[str]) -> dict:
+    """`names` of a result.json's config. A run whose config records no width takes it from its canonical
+    options; a run with none there either (an architecture without a width option) has width 1, its own size."""
+    config = result["config"]
+    fields = {name: config.get(name) for name in names}
+    if "width" in fields and fields["width"] is None:
+        options = (result.get("canonical") or {}).get("options") or {}
+        fields["width"] = options.get("width", 1.0) if isinstance(options, dict) else 1.0
+    return fields
+
+
 def _config_fields(doc: dict) -> dict:
     """Config fields from a result.json ("config") or a config.json (the canonical config)."""
     if isinstance(doc.get("config"), dict):
-        config = doc["config"]
-        return {name: config.get(name) for name in (*CONFIG, "seed", "dataset")}
+        return _config(doc, (*CONFIG, "seed", "dataset"))
     fields = {name: doc.get(name) for name in (*CONFIG, "seed")}
-    fields["width"] = (doc.get("options") or {}).get("width")
+    fields["width"] = (doc.get("options") or {}).get("width", 1.0)
     dataset = doc.get("dataset")
     fields["dataset"] = dataset.get("name") if isinstance(dataset, dict) else dataset
     return fields
@@ -94,7 +104,7 @@ def tidy_table(results: list[dict]) -> pd.DataFrame:
     for result in results:
         config, metrics, cost = result["config"], result["metrics"], result["cost"]
         dataset = (result.get("canonical") or {}).get("dataset") or {}
-        rows.append({"run_id": result["run_id"], **{name: config.get(name) for name in (*CONFIG, "seed")},
+        rows.append({"run_id": result["run_id"], **_config(result, (*CONFIG, "seed")),
                      **{name: metrics.get(name) for name in METRICS}, **{name: cost.get(name) for name in COST_FIELDS},
                      "clip_seconds": dataset.get("clip_seconds"), "dataset": config.get("dataset"),
                      "n_tags": dataset.get("n_tags"), "split": _split_label(dataset)})
@@ -118,8 +128,7 @@ def per_tag_table(results: list[dict]) -> pd.DataFrame:
     """per_tag.csv: one row per (ok run, tag) with the tag's test ROC-AUC and PR-AUC (fractions)."""
     rows = []
     for result in results:
-        config = result["config"]
-        ident = {"run_id": result["run_id"], **{name: config.get(name) for name in (*KEY, "seed")}}
+        ident = {"run_id": result["run_id"], **_config(result, (*KEY, "seed"))}
         for tag, values in (result["metrics"].get("per_tag") or {}).items():
             rows.append({**ident, "tag": tag, **{k: values.get(k) for k in ("roc_auc", "pr_auc", "positives")}})
     return paper_order(pd.DataFrame(rows, columns=PER_TAG_COLUMNS), ("seed", "tag"))

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from architectures.options import width_of
 from bench.core import layout
 from bench.core.errors import DeviceFailure, one_line
 from bench.core.layout import (  # noqa: F401 - RESULT, EXECUTIONS, result_problem: re-exported for callers
@@ -193,7 +194,7 @@ def execute_run(spec: Spec, run: RunSpec, folder: Path, cache_for: Callable, dev
         "schema_version": layout.SCHEMA_VERSION,
         "run_id": run.run_id,
         "spec": spec.name,
-        "config": {"arch": run.arch, "width": run.configuration.options.width, "sample_rate": mel.sample_rate,
+        "config": {"arch": run.arch, "width": width_of(run.configuration.options), "sample_rate": mel.sample_rate,
                    "n_mels": mel.n_mels, "hop_multiplier": mel.hop_multiplier, "log": mel.log, "seed": run.seed,
                    "dataset": run.dataset.name, "n_frames": n_frames},
         "canonical": run.canonical(),
