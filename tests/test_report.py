@@ -540,3 +540,23 @@ def test_runs_that_record_no_width_are_their_own_size(tmp_path):
     summary = pd.read_csv(tmp_path / "report" / "summary.csv")
     assert summary.groupby("arch")["width"].unique().map(list).to_dict() == {"musicnn": [0.125], "vgg": [1.0]}
     assert (tmp_path / "report" / "fig1_vgg.png").exists()
+
+
+def test_missing_seeds_are_counted_per_dataset(tmp_path):
+    """A folder holding MTAT runs with seeds 0-2 and MSD runs with seed 0 (a spec edited from one dataset
+    to the other): the MSD runs miss no seed; the MTAT configuration without seed 2 misses it."""
+    for config, seeds, dataset in ((("vgg", 12000, 96, 1, "log"), (0, 1, 2), "mtat"),
+                                   (("vgg", 12000, 48, 1, "log"), (0, 1), "mtat"),
+                                   (("vgg", 12000, 96, 1, "log"), (0,), "msd")):
+        for seed in seeds:
+            doc = result_doc(config, seed, 10.01, {t: 0.8 + 0.01 * seed for t in TAGS}, 0.4)
+            doc["config"]["dataset"] = doc["canonical"]["dataset"]["name"] = dataset
+            digest = hashlib.sha256(repr((config, seed, dataset)).encode()).hexdigest()[:10]
+            doc["run_id"] = run_id(config, seed)[:-10] + digest
+            write_doc(tmp_path, doc)
+    with redirect_stdout(io.StringIO()):
+        summary = report(tmp_path)
+    aggregated = pd.read_csv(tmp_path / "report" / "aggregate.csv", dtype={"seeds_missing": str})
+    missing = {(r.dataset, r.n_mels): r.seeds_missing for r in aggregated.fillna("").itertuples()}
+    assert missing == {("mtat", 96): "", ("mtat", 48): "2", ("msd", 96): ""}
+    assert len(summary.incomplete_configurations) == 1 and "48/x1" in summary.incomplete_configurations[0]

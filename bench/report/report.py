@@ -164,6 +164,16 @@ def _csv(frame: pd.DataFrame) -> str:
     return frame.to_csv(index=False, float_format="%.10g", lineterminator="\n")
 
 
+def _seeds_per_dataset(summary: pd.DataFrame, not_ok: pd.DataFrame) -> dict:
+    """dataset -> the seeds its runs (ok or not) were started with: a spec trains every configuration with
+    one list of seeds. A run that records no dataset (a folder without config.json) counts for each."""
+    runs = pd.concat([frame[["dataset", "seed"]] for frame in (summary, not_ok)], ignore_index=True)
+    runs = runs.assign(seed=pd.to_numeric(runs["seed"], errors="coerce")).dropna(subset=["seed"])
+    known = runs.dropna(subset=["dataset"])
+    anywhere = set(runs.loc[runs["dataset"].isna(), "seed"].astype(int))
+    return {dataset: set(seeds.astype(int)) | anywhere for dataset, seeds in known.groupby("dataset")["seed"]}
+
+
 def report(results_dir: str | Path, out_dir: str | Path | None = None) -> ReportSummary:
     """Read RESULTS_DIR/runs/*/result.json and write the report to out_dir (default RESULTS_DIR/report/).
 
@@ -184,8 +194,7 @@ def report(results_dir: str | Path, out_dir: str | Path | None = None) -> Report
     out = Path(out_dir) if out_dir is not None else results_dir / REPORT
     results, not_ok = read_runs(folders)
     summary = tidy_table(results)
-    seeds_seen = set(summary["seed"].dropna().astype(int)) | set(pd.to_numeric(not_ok["seed"]).dropna().astype(int))
-    aggregated = aggregate(summary, seeds_seen)
+    aggregated = aggregate(summary, _seeds_per_dataset(summary, not_ok))
     comparison = compare_to_reference(aggregated, summary)
     per_tag = per_tag_table(results)
     delta = per_tag_delta(per_tag)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -30,7 +30,8 @@ def aggregate(summary: pd.DataFrame, expected_seeds: Iterable[int] | None = None
 
     `{metric}_mean`, `{metric}_std` (ddof=1; NaN for one seed), `n_seeds`, `seeds`; cost per clip (gmac,
     gmac_analytic, params, storage_bytes: the same for every seed); means of train_seconds, epochs and
-    clips_per_second. `seeds_missing` lists the `expected_seeds` (default: every seed in `summary`) this
+    clips_per_second. `seeds_missing` lists the `expected_seeds` of the configuration's dataset (a mapping
+    dataset -> seeds, or one set for every dataset; default: every seed `summary` holds for the dataset) this
     configuration has no ok run for; `pareto_gmac` / `pareto_storage` flag the Pareto front per dataset.
     The SETUP columns hold the seeds' common value (NaN, or "mixed" for `split`, when they differ or a
     summary without them is given).
@@ -52,9 +53,13 @@ def aggregate(summary: pd.DataFrame, expected_seeds: Iterable[int] | None = None
     for name in SETUP:
         if name not in frame.columns:
             frame[name] = np.nan
-    expected = sorted(set(summary["seed"]) if expected_seeds is None else set(expected_seeds))
+    if expected_seeds is None:
+        expected_seeds = summary.groupby("dataset", dropna=False)["seed"].agg(set).to_dict()
+    if not isinstance(expected_seeds, Mapping):
+        expected_seeds = dict.fromkeys(frame["dataset"], set(expected_seeds))
     have = [set(int(s) for s in seeds.split(";")) for seeds in frame["seeds"]]
-    frame["seeds_missing"] = [";".join(str(s) for s in expected if s not in seeds) for seeds in have]
+    frame["seeds_missing"] = [";".join(str(s) for s in sorted(expected_seeds.get(dataset, ())) if s not in seeds)
+                              for dataset, seeds in zip(frame["dataset"], have, strict=True)]
     frame["pareto_gmac"] = _per_dataset_front(frame, "gmac")
     frame["pareto_storage"] = _per_dataset_front(frame, "storage_bytes")
     frame["pareto_latency"] = _per_dataset_front(frame, "latency_ms")
