@@ -206,7 +206,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
     from bench.run.grid import GridOptions, SlurmOptions, run_grid
 
     slurm = SlurmOptions(partition=args.partition, time_minutes=args.time, gpus_per_job=args.gpus,
-                         cpus_per_job=args.cpus, mem_gb=args.mem_gb)
+                         cpus_per_job=args.cpus, mem_gb=args.mem_gb, gpu_mem_gb=args.gpu_mem_gb)
     options = GridOptions(data=args.data, results=args.results, cache=args.cache, device=args.device,
                           workers=args.workers, launcher=args.launcher, shard_text=args.shard, dry_run=args.dry_run,
                           retry_failed=args.retry_failed, slurm=slurm, runs_per_gpu=args.runs_per_gpu,
@@ -368,8 +368,12 @@ def build_parser() -> argparse.ArgumentParser:
     slurm.add_argument("--partition", metavar="NAME")
     slurm.add_argument("--time", type=at_least(1), default=24 * 60, metavar="MIN", help="time limit per job (minutes)")
     slurm.add_argument("--gpus", type=at_least(1), default=1, metavar="N", help="GPUs per job")
-    slurm.add_argument("--cpus", type=at_least(1), default=8, metavar="N", help="CPUs per job")
+    slurm.add_argument("--cpus", type=at_least(1), default=8, metavar="N",
+                       help="CPUs per job, shared evenly by its tasks (--gpus x --runs-per-gpu)")
     slurm.add_argument("--mem-gb", type=at_least(1), metavar="GB", help="memory per job")
+    slurm.add_argument("--gpu-mem-gb", type=at_least(1), metavar="GB",
+                       help="memory of one GPU of the compute nodes: chooses --runs-per-gpu when it is not given "
+                            "(without it, 1)")
     p.set_defaults(func=cmd_grid)
 
     p = sub.add_parser("status", help="a grid in progress: runs done, running (epoch, best validation ROC-AUC), "

@@ -323,8 +323,25 @@ class StubExecutor:
         self.parameters.update(params)
 
     def map_array(self, fn, jobs):
-        self.jobs = list(jobs)
-        return [type("Done", (), {"result": lambda self: []})() for _ in self.jobs]
+        self.fn, self.jobs = fn, list(jobs)
+        return [StubJob(k, self.parameters.get("tasks_per_node", 1)) for k in range(len(self.jobs))]
+
+
+class StubJob:
+    """A finished submitit job as far as the grid uses it; like submitit's (core.py), `result()` refuses a
+    job of several tasks ("You should use `results()` if your job has subtasks")."""
+
+    def __init__(self, k: int, tasks: int, error: Exception | None = None):
+        self.job_id, self.tasks, self.error = f"100_{k}", tasks, error
+
+    def result(self):
+        assert self.tasks == 1, "You should use `results()` if your job has subtasks."
+        return self.results()[0]
+
+    def results(self):
+        if self.error is not None:
+            raise self.error
+        return [[] for _ in range(self.tasks)]
 
 
 def test_slurm_with_cuda_is_submitted_from_a_login_node_without_a_gpu(monkeypatch, tmp_path):

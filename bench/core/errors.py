@@ -29,6 +29,16 @@ class DeviceFailure(UserError):
     recorded as failed, resumes in the next grid. Not the user's doing, but not a traceback either."""
 
 
+def is_job_stop(exc: BaseException) -> bool:
+    """The scheduler stopping the job, not a failure of the run it was training: submitit raises its
+    UncompletedJobError from the signal handler (wherever the job's code was) when a job reaches its time
+    limit and cannot be requeued. The run keeps its checkpoint and resumes in a later grid."""
+    import sys
+
+    utils = sys.modules.get("submitit.core.utils")  # only a submitit job can have raised it
+    return utils is not None and isinstance(exc, utils.UncompletedJobError)
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C, with what a rerun will do: the CLI prints "interrupted; <message>" as one line.
 

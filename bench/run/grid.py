@@ -46,6 +46,9 @@ class SlurmOptions:
     gpus_per_job: int = 1
     cpus_per_job: int = 8
     mem_gb: int | None = None
+    gpu_mem_gb: float | None = None
+    """Memory of one GPU of the compute nodes, which the submitting machine cannot see: what chooses
+    `--runs-per-gpu` for Slurm jobs when it is not given."""
 
 
 @dataclass(frozen=True)
@@ -242,7 +245,11 @@ def run_grid(spec_path: str, options: GridOptions = GridOptions()) -> int:
         wants_gpu = cuda_here if o.launcher != "slurm" else o.device != "cpu"
         runs_per_gpu = o.runs_per_gpu
         if wants_gpu and runs_per_gpu is None:
-            runs_per_gpu, why = auto_runs_per_gpu(spec, [s.run for s in todo], results_root)
+            if o.launcher == "slurm" and not o.slurm.gpu_mem_gb:  # this machine's GPUs are not the nodes'
+                runs_per_gpu, why = 1, "the compute nodes' GPU memory is not known here; --gpu-mem-gb GB gives it"
+            else:
+                total = int(o.slurm.gpu_mem_gb * 2**30) if o.launcher == "slurm" else None
+                runs_per_gpu, why = auto_runs_per_gpu(spec, [s.run for s in todo], results_root, total)
             print(f"runs per GPU: {runs_per_gpu} ({why}; --runs-per-gpu K sets it)")
         job = dataclasses.replace(job, runs_per_gpu=runs_per_gpu or 1)
         if o.launcher == "local":
@@ -360,7 +367,10 @@ def submitit_parameters(job: WorkerJob, launcher: str, slurm: SlurmOptions, want
     each job runs `runs_per_gpu` workers per GPU as tasks, which claim GPU slots among themselves."""
     gpus = (slurm.gpus_per_job if launcher == "slurm" else visible_gpus) if wants_gpu else 0
     tasks = max(1, gpus * job.runs_per_gpu)
-    params = {"timeout_min": slurm.time_minutes, "cpus_per_task": max(1, slurm.cpus_per_job // tasks),
+    if slurm.cpus_per_job < tasks:
+        raise UserError(f"--cpus {slurm.cpus_per_job} is fewer than the {tasks} tasks of a job ({gpus} GPU(s) x "
+                        f"{job.runs_per_gpu} runs per GPU): each task needs at least one CPU")
+    params = {"timeout_min": slurm.time_minutes, "cpus_per_task": slurm.cpus_per_job // tasks,
               "tasks_per_node": tasks, "nodes": 1, "gpus_per_node": gpus}
     if launcher == "slurm":
         if slurm.partition:
@@ -381,10 +391,35 @@ def _launch_submitit(job: WorkerJob, n_jobs: int, launcher: str, slurm: SlurmOpt
     visible = _gpu_count() if launcher == "submitit-local" and wants_gpu else 1
     executor.update_parameters(**submitit_parameters(job, launcher, slurm, wants_gpu, visible,
                                                      os.environ.get("CUDA_VISIBLE_DEVICES")))
-    jobs = executor.map_array(worker_entry, [dataclasses.replace(job, worker=k) for k in range(n_jobs)])
+    jobs = executor.map_array(RequeuedWorker(), [dataclasses.replace(job, worker=k) for k in range(n_jobs)])
     print(f"submitted {len(jobs)} job(s) via submitit ({launcher}); logs in {folder}")
     for submitted in jobs:
-        submitted.result()  # waits; raises if a job crashed outside the runs' own error handling
+        try:
+            submitted.results()  # waits for every task (`result()` refuses a job of several tasks)
+        except Exception as exc:  # noqa: BLE001 - submitit's UncompletedJobError, FailedJobError, ...
+            # a job that ran out of time, or whose worker crashed outside the runs' own error handling:
+            # its runs were not recorded as failed and resume in the next grid; `summarise` counts them
+            print(f"job {submitted.job_id} ended without finishing ({type(exc).__name__}: {_first_line(exc)}); "
+                  f"its log: {folder}")
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return lines[0].strip() if lines else "no detail"
+
+
+class RequeuedWorker:
+    """`worker_entry` as a submitit job that Slurm requeues when it reaches its time limit or is preempted
+    (submitit calls `checkpoint` on the signal sent before the limit and resubmits what it returns): the
+    requeued job claims the runs again, and the interrupted one resumes from its epoch checkpoint."""
+
+    def __call__(self, job: WorkerJob) -> list[str]:
+        return worker_entry(job)
+
+    def checkpoint(self, job: WorkerJob):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, job)
 
 
 def summarise(spec: Spec, results_root: Path, runs) -> int:

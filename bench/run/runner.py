@@ -32,7 +32,7 @@ from pathlib import Path
 
 from architectures.options import width_of
 from bench.core import layout
-from bench.core.errors import DeviceFailure, one_line
+from bench.core.errors import DeviceFailure, is_job_stop, one_line
 from bench.core.layout import (  # noqa: F401 - RESULT, EXECUTIONS, result_problem: re-exported for callers
     BEST,
     CHECKPOINT,
@@ -242,6 +242,8 @@ def execute_run(spec: Spec, run: RunSpec, folder: Path, cache_for: Callable, dev
             raise
         _record_failure(folder, result, exc, log)
     except Exception as exc:  # recorded, and the grid goes on
+        if is_job_stop(exc):  # the job's time is up: the run resumes from its checkpoint in a later job
+            raise
         if is_device_failure(exc, device):  # not the run's failure: this worker's GPU is unusable from now on
             raise DeviceFailure(f"{device} failed during {run.run_id} ({type(exc).__name__}: {one_line(exc)}); "
                                 "the run was not recorded as failed and resumes in the next grid") from exc

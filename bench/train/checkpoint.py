@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from bench.core.errors import is_job_stop
 from bench.core.layout import BEST, CHECKPOINT
 from bench.core.store import atomic_write_bytes, reject
 
@@ -89,6 +90,8 @@ def _load_dict(path: Path) -> dict:
     except FileNotFoundError:
         raise
     except Exception as exc:  # torch reports torn zips, refused globals and bad pickles as many types
+        if is_job_stop(exc):  # the job's time ran out while reading: the file is fine
+            raise
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "no detail"
         raise InvalidCheckpoint(f"unreadable ({type(exc).__name__}: {detail})") from None
     if not isinstance(state, dict):

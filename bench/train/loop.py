@@ -48,7 +48,7 @@ from torch import nn
 
 import architectures
 from architectures import InputConfig
-from bench.core.errors import Interrupted, UserError, resume_hint
+from bench.core.errors import Interrupted, UserError, is_job_stop, resume_hint
 from bench.core.layout import BEST, CHECKPOINT, HISTORY  # noqa: F401 - re-exported
 from bench.core.store import atomic_write_text, reject
 from bench.data.cached_waveforms import CachedWaveforms
@@ -396,6 +396,8 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
         try:
             trainer.load(state)
         except (RuntimeError, KeyError, ValueError, TypeError) as exc:  # e.g. weights of another shape
+            if is_job_stop(exc):
+                raise
             log(f"{checkpoint}: does not fit this run ({type(exc).__name__}); set aside as "
                 f"{reject(checkpoint).name}, the run starts from scratch")
             state, trainer = None, Trainer(run, cache, device, log)

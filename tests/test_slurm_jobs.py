@@ -1,0 +1,112 @@
+"""Slurm jobs as submitit runs them (submitit's own classes where they can run on a laptop): a job that
+reaches its time limit is requeued and its run resumes, not recorded as failed; the submitter waits for
+every task of every job; runs per GPU and CPUs per task are what the compute nodes can give."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+import submitit
+import torch
+from submitit.core.job_environment import _checkpoint
+from submitit.core.utils import DelayedSubmission, UncompletedJobError
+
+from bench.core.errors import UserError
+from bench.run import prepare
+from bench.run.grid import GridOptions, RequeuedWorker, SlurmOptions, WorkerJob, run_grid, submitit_parameters
+from bench.train import loop as train
+
+from .test_cuda_paths import StubExecutor, StubJob
+
+DEMO6 = Path(__file__).resolve().parents[1] / "tests" / "data" / "demo6.toml"
+TIME_UP = UncompletedJobError("Job not requeued because: timed-out and not checkpointable.")
+"""What submitit's signal handler raises, wherever the job's code is, at the signal before the time limit
+when the job cannot be requeued (core/job_environment.py, `checkpoint_and_try_requeue`)."""
+
+
+def test_the_grid_job_is_checkpointable_so_slurm_requeues_it(tmp_path):
+    """submitit requeues a timed-out or preempted job only when its function has a `checkpoint` method
+    that returns the submission to rerun; a plain function gets "timed-out and not checkpointable"."""
+    job = WorkerJob("spec.toml", "results", "index.json", "cuda", worker=3)
+    delayed = DelayedSubmission(RequeuedWorker(), job)
+    delayed.set_timeout(60, 3)
+    assert _checkpoint(delayed, tmp_path / "submitted.pkl", 2) == ""  # "": submitit requeues the job
+    requeued = pickle.loads((tmp_path / "submitted.pkl").read_bytes())
+    assert isinstance(requeued.function, RequeuedWorker) and requeued.args == (job,)
+
+
+def test_a_job_whose_time_is_up_leaves_its_run_to_resume(monkeypatch, one_run):
+    """Without a requeue (timed out too often), submitit raises UncompletedJobError in the middle of
+    training: the run keeps its checkpoint and is not recorded as failed (a failed run is skipped by
+    later grids and restarted from scratch by --retry-failed)."""
+    from bench.run import runner
+
+    spec, run, folder = one_run
+
+    def train_run(*args, **kwargs):
+        raise TIME_UP
+
+    monkeypatch.setattr(train, "train_run", train_run)
+    with pytest.raises(UncompletedJobError):
+        runner._claim_and_execute(spec, folder, run, lambda rate: None, torch.device("cpu"), None, lambda *_: None)
+    assert not (folder / runner.RESULT).exists()
+
+
+def test_a_checkpoint_read_when_the_time_is_up_is_not_set_aside(monkeypatch, tmp_path):
+    from bench.train import checkpoint
+
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(b"a checkpoint")
+
+    def load_torch(path):
+        raise TIME_UP
+
+    monkeypatch.setattr(checkpoint, "load_torch", load_torch)
+    with pytest.raises(UncompletedJobError):
+        checkpoint.resume_state(tmp_path, "run", log=lambda *_: None)
+    assert path.exists() and not list(tmp_path.glob("*.rejected"))
+
+
+def submit(monkeypatch, tmp_path, jobs=None, **options) -> StubExecutor:
+    """`bench grid --launcher slurm` from a login node without a GPU, submitting to StubExecutor."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(submitit, "AutoExecutor", StubExecutor)
+    fake_cache = type("Cache", (), {"index_path": tmp_path / "cache" / "index-0.json"})()
+    monkeypatch.setattr(prepare, "prepare_spec", lambda *args, **kwargs: (None, fake_cache, None))
+    if jobs is not None:
+        monkeypatch.setattr(StubExecutor, "map_array", lambda self, fn, given: (setattr(self, "jobs", list(given)),
+                                                                                jobs)[1])
+    StubExecutor.made.clear()
+    assert run_grid(str(DEMO6), GridOptions(results=str(tmp_path / "results"), device="cuda", launcher="slurm",
+                                            **options)) == 1  # nothing ran (the stub)
+    (executor,) = StubExecutor.made
+    return executor
+
+
+def test_the_submitter_waits_for_every_job_and_names_those_that_did_not_finish(monkeypatch, tmp_path, capsys):
+    jobs = [StubJob(0, 2, TIME_UP), StubJob(1, 2)]
+    executor = submit(monkeypatch, tmp_path, jobs, workers=2, runs_per_gpu=2)
+    assert isinstance(executor.parameters["tasks_per_node"], int) and len(executor.jobs) == 2
+    out = capsys.readouterr().out
+    assert "job 100_0 ended without finishing (UncompletedJobError: Job not requeued because: timed-out" in out
+    assert "100_1" not in out.split("submitted", 1)[1].split("ok,")[0]  # finished: nothing said about it
+
+
+def test_runs_per_gpu_on_slurm_come_from_the_nodes_gpu_memory(monkeypatch, tmp_path, capsys):
+    """The login node has no GPU (or another one): K is 1 unless --gpu-mem-gb names the nodes' GPUs."""
+    executor = submit(monkeypatch, tmp_path)
+    assert executor.parameters["tasks_per_node"] == 1
+    assert "runs per GPU: 1 (the compute nodes' GPU memory is not known here" in capsys.readouterr().out
+    executor = submit(monkeypatch, tmp_path, slurm=SlurmOptions(gpu_mem_gb=80))
+    assert executor.parameters["tasks_per_node"] == 4  # the demo's networks are tiny: the cap, 4
+    assert "on 80 GiB" in capsys.readouterr().out
+
+
+def test_cpus_are_per_job_and_each_task_gets_at_least_one():
+    job = WorkerJob("s.toml", "r", "c", "cuda", runs_per_gpu=3)
+    params = submitit_parameters(job, "slurm", SlurmOptions(gpus_per_job=1, cpus_per_job=8), wants_gpu=True)
+    assert params["tasks_per_node"] * params["cpus_per_task"] <= 8 and params["cpus_per_task"] == 2
+    with pytest.raises(UserError, match="--cpus 8 is fewer than the 12 tasks of a job"):
+        submitit_parameters(job, "slurm", SlurmOptions(gpus_per_job=4, cpus_per_job=8), wants_gpu=True)
