@@ -557,6 +557,40 @@ def test_missing_seeds_are_counted_per_dataset(tmp_path):
     with redirect_stdout(io.StringIO()):
         summary = report(tmp_path)
     aggregated = pd.read_csv(tmp_path / "report" / "aggregate.csv", dtype={"seeds_missing": str})
-    missing = {(r.dataset, r.n_mels): r.seeds_missing for r in aggregated.fillna("").itertuples()}
+    aggregated["seeds_missing"] = aggregated["seeds_missing"].fillna("")
+    missing = {(r.dataset, r.n_mels): r.seeds_missing for r in aggregated.itertuples()}
     assert missing == {("mtat", 96): "", ("mtat", 48): "2", ("msd", 96): ""}
     assert len(summary.incomplete_configurations) == 1 and "48/x1" in summary.incomplete_configurations[0]
+
+
+def test_configurations_on_mixed_data_are_compared_nowhere(tmp_path):
+    """Old 6 s runs of an edited spec left beside the 29.1 s ones, in the reference and in 48/x1 alike:
+    neither side's mean is one experiment, so neither comparison.csv nor the per-tag tables compare
+    them; 32/x1, all on 29.1 s like the reference's first two seeds, is not compared either."""
+    clips = (29.1, 29.1, 6.0)
+    three_seeds(tmp_path, ("vgg", 12000, 96, 1, "log"), 10.01, (0.85, 0.86, 0.80), clip_seconds=clips)
+    three_seeds(tmp_path, ("vgg", 12000, 48, 1, "log"), 5.0, (0.84, 0.845, 0.79), clip_seconds=clips)
+    three_seeds(tmp_path, ("vgg", 12000, 32, 1, "log"), 3.3, (0.83, 0.835, 0.836))
+    with redirect_stdout(io.StringIO()):
+        report(tmp_path)
+    comparison = pd.read_csv(tmp_path / "report" / "comparison.csv").set_index("n_mels")
+    for mels in (48, 32):
+        assert comparison.loc[mels, "setup_differs"]
+        assert comparison.loc[mels, ["roc_auc_diff", "roc_auc_p"]].isna().all()
+    for name in ("per_tag_delta.csv", "per_tag_delta_global.csv"):
+        assert pd.read_csv(tmp_path / "report" / name).empty, name
+
+
+def test_per_tag_changes_are_only_against_a_reference_on_the_same_data(tmp_path):
+    """48/x1 on 6 s clips against a reference on 29.1 s: no per-tag change (comparison.csv gives none);
+    32/x1 on 29.1 s: one per tag, its mean minus the reference's."""
+    three_seeds(tmp_path, ("vgg", 12000, 96, 1, "log"), 10.01, (0.85, 0.86, 0.87))
+    three_seeds(tmp_path, ("vgg", 12000, 48, 1, "log"), 0.99, (0.80, 0.81, 0.80), clip_seconds=6.0)
+    three_seeds(tmp_path, ("vgg", 12000, 32, 1, "log"), 3.3, (0.83, 0.84, 0.85))
+    with redirect_stdout(io.StringIO()):
+        report(tmp_path)
+    delta = pd.read_csv(tmp_path / "report" / "per_tag_delta.csv")
+    assert set(delta["n_mels"]) == {32} and sorted(delta["tag"]) == sorted(TAGS)
+    assert delta["roc_auc_diff"].to_numpy() == pytest.approx([0.84 - 0.86] * len(TAGS))
+    per_tag = pd.read_csv(tmp_path / "report" / "per_tag.csv")
+    assert set(per_tag.loc[per_tag["n_mels"] == 48, "clip_seconds"]) == {6.0}

@@ -103,15 +103,20 @@ def tidy_table(results: list[dict]) -> pd.DataFrame:
     rows = []
     for result in results:
         config, metrics, cost = result["config"], result["metrics"], result["cost"]
-        dataset = (result.get("canonical") or {}).get("dataset") or {}
         rows.append({"run_id": result["run_id"], **_config(result, (*CONFIG, "seed")),
                      **{name: metrics.get(name) for name in METRICS}, **{name: cost.get(name) for name in COST_FIELDS},
-                     "clip_seconds": dataset.get("clip_seconds"), "dataset": config.get("dataset"),
-                     "n_tags": dataset.get("n_tags"), "split": _split_label(dataset)})
+                     "dataset": config.get("dataset"), **_setup(result)})
     frame = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     numeric = [c for c in SUMMARY_COLUMNS if c not in ("run_id", "arch", "log", "dataset", "split")]
     frame[numeric] = frame[numeric].apply(pd.to_numeric, errors="coerce")
     return paper_order(frame, ("seed",))
+
+
+def _setup(result: dict) -> dict:
+    """The SETUP columns of a result: clip_seconds, n_tags and split, from its canonical dataset config."""
+    dataset = (result.get("canonical") or {}).get("dataset") or {}
+    return {"clip_seconds": dataset.get("clip_seconds"), "n_tags": dataset.get("n_tags"),
+            "split": _split_label(dataset)}
 
 
 def _split_label(dataset: dict) -> str | None:
@@ -129,8 +134,10 @@ def per_tag_table(results: list[dict]) -> pd.DataFrame:
     rows = []
     for result in results:
         ident = {"run_id": result["run_id"], **_config(result, (*KEY, "seed"))}
+        setup = _setup(result)
         for tag, values in (result["metrics"].get("per_tag") or {}).items():
-            rows.append({**ident, "tag": tag, **{k: values.get(k) for k in ("roc_auc", "pr_auc", "positives")}})
+            rows.append({**ident, "tag": tag, **{k: values.get(k) for k in ("roc_auc", "pr_auc", "positives")},
+                         **setup})
     return paper_order(pd.DataFrame(rows, columns=PER_TAG_COLUMNS), ("seed", "tag"))
 
 

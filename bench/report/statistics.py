@@ -114,9 +114,26 @@ def _t_test(a: Iterable[float], b: Iterable[float], equal_var: bool) -> tuple[fl
     return float(test.statistic), float(test.pvalue)
 
 
-def _same(a: pd.Series, b: pd.Series) -> np.ndarray:
-    """Element-wise equality where two missing values are the same (results that record no setup)."""
-    return ((a == b) | (a.isna() & b.isna())).to_numpy()
+MIXED = "mixed"
+"""The setup label of a configuration whose seeds were trained on different data setups."""
+
+
+def setup_labels(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration (KEY) of `frame`, one row per seed (or per seed and tag) with the SETUP columns:
+    `setup`, its data setup as one text ("29.1 | 50 | default"; results that record none share "nan"),
+    or MIXED when its seeds disagree. Two configurations are comparable when their labels are equal and
+    neither is MIXED (`comparable`)."""
+    present = [name for name in SETUP if name in frame.columns]
+    text = (frame[present].astype(str).agg(" | ".join, axis=1) if present and not frame.empty
+            else pd.Series("", index=frame.index, dtype=object))
+    labels = text.groupby([frame[name] for name in KEY], sort=False, dropna=False).agg(
+        lambda values: values.iloc[0] if values.nunique() == 1 else MIXED)
+    return labels.rename("setup").reset_index()
+
+
+def comparable(setup: pd.Series, ref_setup: pd.Series) -> np.ndarray:
+    """Element-wise: the two configurations were trained on the same data setup, each seed of each."""
+    return ((setup == ref_setup) & (setup != MIXED) & (ref_setup != MIXED)).to_numpy()
 
 
 def mixed_setups(summary: pd.DataFrame) -> list[str]:
@@ -147,15 +164,15 @@ def compare_to_reference(aggregated: pd.DataFrame, summary: pd.DataFrame) -> pd.
     spec left in the folder).
     """
     keep = [*KEY, "n_seeds", "roc_auc_mean", "pr_auc_mean", "gmac"]
-    compared = ("n_seeds", "roc_auc_mean", "pr_auc_mean", "gmac", *SETUP)
-    refs = aggregated.loc[is_reference(aggregated), [*keep, *SETUP]].drop(columns=["n_mels", "hop_multiplier"])
+    compared = ("n_seeds", "roc_auc_mean", "pr_auc_mean", "gmac", "setup")
+    with_setup = aggregated[keep].merge(setup_labels(summary), on=list(KEY), how="left")
+    refs = with_setup.loc[is_reference(with_setup)].drop(columns=["n_mels", "hop_multiplier"])
     refs = refs.rename(columns={c: f"ref_{c}" for c in compared})
-    frame = aggregated[[*keep, *SETUP]].merge(refs, on=[*MODEL, *CONDITION], how="left")
+    frame = with_setup.merge(refs, on=[*MODEL, *CONDITION], how="left")
     has_ref = frame["ref_n_seeds"].notna()
-    frame["setup_differs"] = has_ref & ~np.logical_and.reduce(
-        [_same(frame[name], frame[f"ref_{name}"]) for name in SETUP])
+    frame["setup_differs"] = has_ref & ~comparable(frame["setup"], frame["ref_setup"])
     frame.loc[frame["setup_differs"], [f"ref_{c}" for c in ("n_seeds", "roc_auc_mean", "pr_auc_mean", "gmac")]] = np.nan
-    frame = frame.drop(columns=[*SETUP, *(f"ref_{name}" for name in SETUP)])
+    frame = frame.drop(columns=["setup", "ref_setup"])
     frame.insert(len(KEY), "is_reference", is_reference(frame).to_numpy())
     seeds = {key: rows for key, rows in summary.groupby(list(KEY), sort=False, dropna=False)}
     for metric in METRICS:
@@ -180,17 +197,19 @@ def _tag_means(per_tag: pd.DataFrame) -> pd.DataFrame:
     the mean of (`n_seeds`: seeds whose value for the tag is missing, e.g. no positive clip, not counted)."""
     roc = pd.to_numeric(per_tag["roc_auc"], errors="coerce")
     means = roc.groupby([per_tag[k] for k in (*KEY, "tag")], sort=False, dropna=False).agg(["mean", "count"])
-    return means.reset_index().rename(columns={"mean": "roc_auc_mean", "count": "n_seeds"})
+    means = means.reset_index().rename(columns={"mean": "roc_auc_mean", "count": "n_seeds"})
+    return means.merge(setup_labels(per_tag), on=list(KEY), how="left")
 
 
 def per_tag_delta(per_tag: pd.DataFrame) -> pd.DataFrame:
     """per_tag_delta.csv: per (configuration, tag), mean ROC-AUC over seeds minus the reference's (fraction)."""
     means = _tag_means(per_tag)
-    refs = means.loc[is_reference(means), [*MODEL, *CONDITION, "tag", "roc_auc_mean"]]
-    frame = means.merge(refs.rename(columns={"roc_auc_mean": "ref_roc_auc_mean"}), on=[*MODEL, *CONDITION, "tag"])
-    frame = frame[~is_reference(frame)].copy()
+    refs = means.loc[is_reference(means), [*MODEL, *CONDITION, "tag", "roc_auc_mean", "setup"]]
+    frame = means.merge(refs.rename(columns={"roc_auc_mean": "ref_roc_auc_mean", "setup": "ref_setup"}),
+                        on=[*MODEL, *CONDITION, "tag"])
+    frame = frame[~is_reference(frame) & comparable(frame["setup"], frame["ref_setup"])].copy()
     frame["roc_auc_diff"] = frame["roc_auc_mean"] - frame["ref_roc_auc_mean"]
-    return paper_order(frame, ("tag",))
+    return paper_order(frame.drop(columns=["setup", "ref_setup"]), ("tag",))
 
 
 def global_references(frame: pd.DataFrame) -> pd.DataFrame:
@@ -217,13 +236,14 @@ def per_tag_delta_global(per_tag: pd.DataFrame) -> pd.DataFrame:
     refs = refs.loc[refs["present"], [*MODEL, "sample_rate"]].rename(columns={"sample_rate": "ref_sample_rate"})
     ref_means = means.merge(refs, left_on=[*MODEL, "sample_rate"], right_on=[*MODEL, "ref_sample_rate"])
     ref_means = ref_means[is_reference(ref_means) & (ref_means["log"] == GLOBAL_REFERENCE["log"])]
-    ref_means = ref_means[[*MODEL, "ref_sample_rate", "tag", "roc_auc_mean"]]
-    frame = means.merge(ref_means.rename(columns={"roc_auc_mean": "ref_roc_auc_mean"}), on=[*MODEL, "tag"])
+    ref_means = ref_means[[*MODEL, "ref_sample_rate", "tag", "roc_auc_mean", "setup"]]
+    frame = means.merge(ref_means.rename(columns={"roc_auc_mean": "ref_roc_auc_mean", "setup": "ref_setup"}),
+                        on=[*MODEL, "tag"])
     own = is_reference(frame) & (frame["log"] == GLOBAL_REFERENCE["log"]) & (frame["sample_rate"]
                                                                            == frame["ref_sample_rate"])
-    frame = frame[~own].copy()
+    frame = frame[~own & comparable(frame["setup"], frame["ref_setup"])].copy()
     frame["roc_auc_diff"] = frame["roc_auc_mean"] - frame["ref_roc_auc_mean"]
-    return paper_order(frame, ("tag",))
+    return paper_order(frame.drop(columns=["setup", "ref_setup"]), ("tag",))
 
 
 def _matrix(delta: pd.DataFrame, fields: tuple[str, ...], label) -> pd.DataFrame:
@@ -302,8 +322,10 @@ def matched_gmac(aggregated: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFram
     """
     rows = []
     usable = aggregated[np.isfinite(aggregated["gmac"].to_numpy(dtype=float)) & (aggregated["gmac"] > 0)]
+    usable = usable.merge(setup_labels(summary), on=list(KEY), how="left")
+    usable = usable[usable["setup"] != MIXED]  # only configurations trained on one setup are compared ...
     seeds = {key: group["roc_auc"] for key, group in summary.groupby(list(KEY), sort=False, dropna=False)}
-    for _, family in usable.groupby(list(FAMILY), sort=False, dropna=False):
+    for _, family in usable.groupby([*FAMILY, "setup"], sort=False, dropna=False):  # ... within that setup
         top = family["width"].max()
         reference_input = is_reference(family)
         narrower = family[reference_input & (family["width"] < top)]
