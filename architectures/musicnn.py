@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from architectures import InputConfig
+from architectures.layers import OutputLinear
 from architectures.options import MusiCNNOptions, ReleasedOptions
 from architectures.planning import (
     MID_WIDTH,
@@ -162,7 +163,7 @@ class MusiCNN(nn.Module):
             nn.BatchNorm1d(2 * plan.dense_channels, eps=BN_EPS), nn.Dropout(0.5),
             nn.Linear(2 * plan.dense_channels, plan.dense_units), nn.ReLU(),
             nn.BatchNorm1d(plan.dense_units, eps=BN_EPS), nn.Dropout(0.5),
-            nn.Linear(plan.dense_units, n_tags),
+            OutputLinear(plan.dense_units, n_tags),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from architectures import InputConfig
+from architectures.layers import OutputLinear
 from architectures.musicnn import BN_EPS
 from architectures.options import ReleasedOptions, VGGOptions
 from architectures.planning import VGG605kPlan, VGGPlan, vgg605k_macs, vgg605k_plan, vgg_macs, vgg_plan
@@ -47,7 +48,7 @@ class VGG(nn.Module):
             blocks += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), *tail]
             c_in = c_out
         self.blocks = nn.Sequential(*blocks)
-        self.classifier = nn.Linear(c_in, n_tags)
+        self.classifier = OutputLinear(c_in, n_tags)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 3:
@@ -105,7 +106,7 @@ class VGG605k(nn.Module):
             c_in = plan.channels
         self.blocks = nn.Sequential(*blocks)
         self.dropout = nn.Dropout(0.5)
-        self.classifier = nn.Linear(plan.flat_features, n_tags)
+        self.classifier = OutputLinear(plan.flat_features, n_tags)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The last pooled map in TensorFlow's layout (B, time, freq, channel)."""

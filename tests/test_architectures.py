@@ -151,3 +151,26 @@ def test_unknown_architecture_lists_registered_names():
         architectures.build("resnet", InputConfig(16000, 96, 1, 1820), 50)
     assert "'resnet'" in str(info.value) and "musicnn, musicnn-787k, vgg, vgg-605k" in str(info.value)
     assert isinstance(info.value, KeyError)
+
+
+def test_logits_are_float32_under_bf16_autocast():
+    """bf16 keeps 8 significant bits: bf16 logits would tie the scores of many test clips of a tag, which
+    lowers average precision (sklearn credits a tied block at its mean precision). Every architecture's
+    last layer computes in float32 under autocast: its logits are the float32 product of its inputs."""
+    import architectures
+    from architectures import InputConfig
+    from architectures.layers import OutputLinear
+
+    torch.manual_seed(0)
+    for name in architectures.names():
+        model = architectures.build(name, InputConfig(16000, 96, 1, 187), 50, width=0.125).eval()
+        (last,) = [m for m in model.modules() if isinstance(m, OutputLinear)]
+        seen = {}
+        last.register_forward_hook(lambda module, args, out, seen=seen: seen.update(x=args[0], out=out))
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model(torch.randn(64, 96, 187))
+        assert logits.dtype == torch.float32, name
+        exact = torch.nn.functional.linear(seen["x"].float(), last.weight, last.bias)
+        assert torch.allclose(logits, exact, rtol=1e-5, atol=1e-6), name
+        # 64 x 50 scores in float32 are (nearly) all distinct; rounded to bf16 many of them would tie
+        assert logits.unique().numel() >= 0.99 * logits.numel() > logits.bfloat16().unique().numel(), name
