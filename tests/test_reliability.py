@@ -471,3 +471,123 @@ def test_a_lock_file_left_by_a_killed_process_does_not_block_preparing(tmp_path)
     started = time.monotonic()
     assert cache.prepare([16000], workers=1)[0].ok == 2
     assert time.monotonic() - started < 60
+
+
+# --- faults of the machine, not of the run -------------------------------------------------------------
+
+
+class InlineContext:
+    """multiprocessing's spawn context, run in this process: `start()` runs the target at once; as in a
+    real process, an exception it raises is printed and becomes exit code 1."""
+
+    class Process:
+        def __init__(self, target, args, name):
+            self.target, self.args, self.name, self.exitcode = target, args, name, None
+
+        def start(self):
+            try:
+                self.target(*self.args)
+                self.exitcode = 0
+            except Exception:  # noqa: BLE001 - what multiprocessing's bootstrap does
+                import traceback
+
+                traceback.print_exc()
+                self.exitcode = 1
+
+        def join(self, timeout=None):
+            pass
+
+        def is_alive(self):
+            return False
+
+    class SimpleQueue(list):
+        put = list.append
+
+        def get(self):
+            return self.pop(0)
+
+        def empty(self):
+            return not self
+
+
+def test_a_full_disk_under_several_workers_is_one_line_and_exit_status_2(monkeypatch, tmp_path):
+    """With one worker a full disk is the CLI's one line (exit 2); with several it was a traceback per
+    spawned worker and exit 1. Each worker now hands the error back and the grid raises it once."""
+    from bench.run import grid
+
+    def full(job):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "runs" / f"w{job.worker}" / CHECKPOINT))
+
+    monkeypatch.setattr(grid, "worker_entry", full)
+    monkeypatch.setattr(grid.multiprocessing, "get_context", lambda method: InlineContext)
+    job = grid.WorkerJob("spec.toml", str(tmp_path), "index.json", "cpu")
+    with pytest.raises(OSError) as raised:
+        grid._launch_local(job, 2, cuda=False)
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename.endswith(f"w0/{CHECKPOINT}")
+    from bench.cli import resource_message
+
+    assert resource_message(raised.value).startswith(f"cannot write {tmp_path}/runs/w0/{CHECKPOINT}: No space left")
+
+
+def test_a_checkpoint_that_cannot_be_read_now_is_not_set_aside(monkeypatch, tmp_path):
+    """Permission denied, an I/O error or too little memory says nothing about the file: resuming raises
+    the error (a forbidden folder stops the grid, exit 2) and the checkpoint stays where it is."""
+    from bench.train import checkpoint
+
+    (tmp_path / CHECKPOINT).write_bytes(b"forty epochs of work")
+    for error in (PermissionError(errno.EACCES, "Permission denied"), MemoryError()):
+        def load_torch(path, error=error):
+            raise error
+
+        monkeypatch.setattr(checkpoint, "load_torch", load_torch)
+        with pytest.raises(type(error)):
+            resume_state(tmp_path, "run", log=lambda *_: None)
+        assert (tmp_path / CHECKPOINT).exists() and not list(tmp_path.glob("*.rejected*"))
+
+
+def test_a_second_rejected_file_does_not_replace_the_first(tmp_path):
+    from bench.core.store import reject
+
+    for text in ("40 epochs", "1 epoch"):
+        (tmp_path / CHECKPOINT).write_text(text)
+        reject(tmp_path / CHECKPOINT)
+    assert (tmp_path / f"{CHECKPOINT}.rejected").read_text() == "40 epochs"
+    assert (tmp_path / f"{CHECKPOINT}.rejected.2").read_text() == "1 epoch"
+
+
+def test_a_failed_append_names_its_file():
+    """A write() error carries no file name: "cannot write No space left on device" named nothing."""
+    from bench.core.store import append_line
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    with pytest.raises(OSError) as raised:
+        append_line("/dev/full", "x" * 100_000 + "\n")
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == "/dev/full"
+
+
+def test_json_outputs_hold_no_nan(tmp_path):
+    """Python writes NaN into JSON by default; JavaScript's JSON.parse and most strict readers refuse the
+    file. A missing number is null."""
+    from bench.core.store import atomic_write_json
+
+    atomic_write_json(tmp_path / "x.json", {"roc_auc_mean": float("nan"), "folds": [{"roc_auc": float("inf")}],
+                                            "n": 3})
+
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+
+    assert json.loads((tmp_path / "x.json").read_text(), parse_constant=refuse) == {
+        "roc_auc_mean": None, "folds": [{"roc_auc": None}], "n": 3}
+
+
+def test_a_folder_that_cannot_be_fsynced_does_not_stop_a_write(monkeypatch, tmp_path):
+    """Some file systems refuse fsync on a directory (EINVAL); the file itself was written and renamed."""
+    from bench.core import store
+
+    def refuse(path):
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(store, "fsync_path", refuse)
+    store.atomic_write_text(tmp_path / "a.txt", "kept")
+    assert (tmp_path / "a.txt").read_text() == "kept"

@@ -366,3 +366,19 @@ def test_embedding_groups_hold_a_bounded_amount_of_decoded_audio(finished_runs, 
     assert sizes == [2, 2, 2]
     for path in files:
         np.testing.assert_allclose(bounded[path]["pool4"], whole[path]["pool4"], rtol=0, atol=1e-5)
+
+
+def test_a_stored_score_that_does_not_exist_is_null_on_disk_and_nan_when_read(tmp_path):
+    """A fold without one of the classes has no ROC-AUC: NaN in memory, null in the JSON file (strict
+    readers refuse NaN), NaN again when a later `bench transfer` reuses the file."""
+    import math
+
+    from bench.core.store import atomic_write_json
+    from bench.tools.transfer import _load
+
+    atomic_write_json(tmp_path / "m.json", {"model": "m", "roc_auc_mean": float("nan"), "roc_auc_std": 0.1,
+                                            "folds": [{"balanced_accuracy": 0.5, "roc_auc": float("nan")}]})
+    assert "NaN" not in (tmp_path / "m.json").read_text()
+    loaded = _load(tmp_path / "m.json")
+    assert math.isnan(loaded["roc_auc_mean"]) and math.isnan(loaded["folds"][0]["roc_auc"])
+    assert loaded["roc_auc_std"] == 0.1 and loaded["model"] == "m"

@@ -13,6 +13,7 @@ import contextlib
 import errno
 import fcntl
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -64,7 +65,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         if isinstance(exc, OSError):
             raise _naming(exc, path) from None
         raise
-    fsync_path(path.parent)
+    try:
+        fsync_path(path.parent)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):  # folders some file systems cannot fsync
+            raise _naming(exc, path.parent) from None
     return path
 
 
@@ -85,11 +90,25 @@ def remove_temp_files(folder: str | Path) -> list[Path]:
 
 
 def reject(path: str | Path) -> Path:
-    """Set an invalid file aside as `<name>.rejected` (kept for inspection; a later one replaces it)."""
+    """Set an invalid file aside as `<name>.rejected`, or `<name>.rejected.2`, `.3`, ... when earlier ones
+    are there: kept for inspection, never replaced (a file rejected after a passing fault may be the
+    only copy of much work)."""
     path = Path(path)
-    target = path.with_name(path.name + REJECTED_SUFFIX)
+    target, n = path.with_name(path.name + REJECTED_SUFFIX), 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}{REJECTED_SUFFIX}.{n}")
     os.replace(path, target)
     return target
+
+
+def append_line(path: str | Path, line: str) -> None:
+    """Append one line with one write (a reader sees whole lines); an error names the file."""
+    try:
+        with open(path, "a") as handle:
+            handle.write(line)
+    except OSError as exc:
+        raise _naming(exc, Path(path)) from None
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -97,7 +116,19 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def atomic_write_json(path: str | Path, data: Any) -> Path:
-    return atomic_write_text(path, json.dumps(data, indent=1, sort_keys=False) + "\n")
+    return atomic_write_text(path, json.dumps(_finite(data), indent=1, sort_keys=False, allow_nan=False) + "\n")
+
+
+def _finite(data: Any) -> Any:
+    """`data` with NaN and infinities as None: JSON has no NaN, and strict readers (JavaScript's
+    JSON.parse, most languages' libraries) refuse a file that contains one."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: _finite(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(value) for value in data]
+    return data
 
 
 @contextlib.contextmanager
@@ -137,8 +168,12 @@ def try_lock(path: str | Path, note: str = "") -> int | None:
     except BlockingIOError:
         os.close(fd)
         return None
-    os.ftruncate(fd, 0)
-    os.write(fd, note.encode())
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, note.encode())
+    except OSError as exc:
+        os.close(fd)
+        raise _naming(exc, Path(path)) from None
     return fd
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from bench.core.errors import RERUN_TO_CONTINUE, DeviceFailure, Interrupted, UserError, one_line
 from bench.core.paths import writable_folder
+from bench.core.store import is_resource_error
 from bench.run.runner import RunLock, log_to_stdout, read_result, run_dir, run_states, shard, worker_loop
 from bench.run.status import progress_line
 from bench.spec import Spec, load_spec, spec_warnings
@@ -144,15 +145,20 @@ def worker_entry(job: WorkerJob) -> list[str]:
             claim.release()
 
 
-def pool_worker_entry(job: WorkerJob) -> list[str] | Interrupted:
+def pool_worker_entry(job: WorkerJob) -> list[str] | Interrupted | OSError:
     """`worker_entry` in a local worker process: Ctrl-C (which the terminal sends to every process of
-    the grid) comes back as a value saying where the run resumes, not as a traceback per process."""
+    the grid) comes back as a value saying where the run resumes, not as a traceback per process; so
+    does a full disk or a forbidden folder (`is_resource_error`), which the parent reports in one line."""
     try:
         return worker_entry(job)
     except Interrupted as exc:
         return exc
     except KeyboardInterrupt:
         return Interrupted(RERUN_TO_CONTINUE)
+    except OSError as exc:
+        if is_resource_error(exc):
+            return OSError(exc.errno, exc.strerror, exc.filename)  # the plain error: it pickles
+        raise
     except DeviceFailure as exc:  # one line, and the worker ends (the parent reports it as stopped)
         print(f"bench grid: worker {job.worker}: {one_line(exc)}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
@@ -347,6 +353,9 @@ def _launch_local(job: WorkerJob, n_workers: int, cuda: bool) -> None:
     if interrupted or hints:
         specific = [h for h in hints if h != RERUN_TO_CONTINUE]
         raise Interrupted("; ".join(specific) or RERUN_TO_CONTINUE)
+    stopped = [r for r in returned if isinstance(r, OSError)]
+    if stopped:  # every worker that met it stopped; the CLI says what to do, in one line
+        raise stopped[0]
     crashed = [p.name for p in processes if p.exitcode not in (0, None)]
     if crashed:
         print(f"{', '.join(crashed)} stopped with an error (see above); their runs are left for the next grid")
@@ -357,7 +366,7 @@ def _worker_process(job: WorkerJob, outcomes) -> None:
     joining the workers, and a put larger than the pipe's buffer (64 KiB: the ids of ~1,500 runs)
     would block the worker forever."""
     outcome = pool_worker_entry(job)
-    outcomes.put(outcome if isinstance(outcome, Interrupted) else len(outcome))
+    outcomes.put(outcome if isinstance(outcome, (Interrupted, OSError)) else len(outcome))
 
 
 def submitit_parameters(job: WorkerJob, launcher: str, slurm: SlurmOptions, wants_gpu: bool,

@@ -46,6 +46,7 @@ from bench.core.layout import (  # noqa: F401 - RESULT, EXECUTIONS, result_probl
     result_problem,
 )
 from bench.core.store import (
+    append_line,
     atomic_write_json,
     atomic_write_text,
     is_resource_error,
@@ -186,8 +187,9 @@ def execute_run(spec: Spec, run: RunSpec, folder: Path, cache_for: Callable, dev
     from bench.train.model_file import frontend_settings, model_description, write_model_json
 
     atomic_write_json(folder / CONFIG, {"run_id": run.run_id, "spec": spec.name, **run.canonical()})
-    with open(folder / EXECUTIONS, "a") as handle:  # one line per start: how often a run was (re)started
-        handle.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}) + "\n")
+    # one line per start: how often a run was (re)started
+    append_line(folder / EXECUTIONS, json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()})
+                + "\n")
     mel = run.mel
     n_frames = mel.n_frames(run.dataset.clip_seconds)
     result = {

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import sys
 import warnings
 from collections.abc import Callable
@@ -96,6 +97,10 @@ def fold_splits(task: Task, settings: TransferSettings) -> list[tuple[np.ndarray
     return list(splitter.split(np.zeros(len(labels)), labels))
 
 
+SCORES = ("balanced_accuracy", "roc_auc")
+"""The scores of a fold; with `_mean` and `_std`, those of a cross-validation."""
+
+
 def fold_scores(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> dict[str, float]:
     """Balanced accuracy and ROC-AUC (binary: of the second class's probability; else macro one-vs-rest)
     of one fold; ROC-AUC is NaN when the fold lacks a class."""
@@ -125,7 +130,7 @@ def cross_validate(features: np.ndarray, labels: np.ndarray, splits: list[tuple[
             model.fit(features[train], labels[train])
         per_fold.append(fold_scores(labels[test], model.predict_proba(features[test]), model.classes_))
     out: dict = {"folds": per_fold}
-    for metric in ("balanced_accuracy", "roc_auc"):
+    for metric in SCORES:
         values = np.array([f[metric] for f in per_fold], dtype=float)
         values = values[np.isfinite(values)]
         out[f"{metric}_mean"] = float(values.mean()) if len(values) else float("nan")
@@ -369,8 +374,12 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
 
 
 def _load(path: Path) -> dict | None:
+    """A stored result; its scores written as null (JSON has no NaN: a fold without a class) read as NaN."""
+    def scores(obj: dict) -> dict:
+        return {key: math.nan if value is None and key.startswith(SCORES) else value for key, value in obj.items()}
+
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(), object_hook=scores)
     except (OSError, ValueError):
         return None
 

@@ -87,7 +87,7 @@ def read_best(path: Path, epoch: int) -> dict:
 def _load_dict(path: Path) -> dict:
     try:
         state = load_torch(path)
-    except FileNotFoundError:
+    except (OSError, MemoryError):  # the file could not be read (permission, I/O, memory): not a bad file
         raise
     except Exception as exc:  # torch reports torn zips, refused globals and bad pickles as many types
         if is_job_stop(exc):  # the job's time ran out while reading: the file is fine

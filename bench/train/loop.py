@@ -50,7 +50,7 @@ import architectures
 from architectures import InputConfig
 from bench.core.errors import Interrupted, UserError, is_job_stop, resume_hint
 from bench.core.layout import BEST, CHECKPOINT, HISTORY  # noqa: F401 - re-exported
-from bench.core.store import atomic_write_text, reject
+from bench.core.store import append_line, atomic_write_text, reject
 from bench.data.cached_waveforms import CachedWaveforms
 from bench.data.views import (
     ClipDataset,
@@ -445,8 +445,7 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
         if valid["roc_auc"] > best["roc_auc"]:
             best = {"roc_auc": valid["roc_auc"], "epoch": epoch}
             best_weights = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
-        with open(run_dir / HISTORY, "a") as handle:  # one write per line: a reader sees whole lines
-            handle.write(_history_line(record))
+        append_line(run_dir / HISTORY, _history_line(record))
         if policy.due(time.perf_counter()):
             save(epoch)
         epoch_log(f"  epoch {epoch:3d}/{protocol.max_epochs}  loss {loss:.4f}  valid roc_auc {valid['roc_auc']:.4f}  "
