@@ -110,3 +110,25 @@ def test_cpus_are_per_job_and_each_task_gets_at_least_one():
     assert params["tasks_per_node"] * params["cpus_per_task"] <= 8 and params["cpus_per_task"] == 2
     with pytest.raises(UserError, match="--cpus 8 is fewer than the 12 tasks of a job"):
         submitit_parameters(job, "slurm", SlurmOptions(gpus_per_job=4, cpus_per_job=8), wants_gpu=True)
+
+
+def test_a_refused_submission_is_one_line(monkeypatch, tmp_path):
+    """sbatch refusing the jobs (submitit raises FailedJobError with sbatch's stderr) is the user's to fix."""
+    from submitit.core.utils import FailedJobError
+
+    def refuse(self, fn, given):
+        raise FailedJobError("sbatch: error: invalid partition specified: gpux\n"
+                             "sbatch: error: Batch job submission failed: Invalid partition name specified")
+
+    monkeypatch.setattr(StubExecutor, "map_array", refuse)
+    with pytest.raises(UserError) as raised:
+        submit(monkeypatch, tmp_path, runs_per_gpu=1)
+    assert str(raised.value) == ("slurm: the jobs could not be submitted "
+                                 "(FailedJobError: sbatch: error: invalid partition specified: gpux)")
+
+
+def test_cpu_jobs_ask_slurm_for_no_gpu_resource():
+    """`#SBATCH --gpus-per-node=0` is an error on clusters without GPU resources; a CPU job leaves it out."""
+    job = WorkerJob("s.toml", "r", "c", "cpu")
+    params = submitit_parameters(job, "slurm", SlurmOptions(cpus_per_job=4), wants_gpu=False)
+    assert "gpus_per_node" not in params and params["cpus_per_task"] == 4

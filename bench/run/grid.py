@@ -382,6 +382,8 @@ def submitit_parameters(job: WorkerJob, launcher: str, slurm: SlurmOptions, want
     params = {"timeout_min": slurm.time_minutes, "cpus_per_task": slurm.cpus_per_job // tasks,
               "tasks_per_node": tasks, "nodes": 1, "gpus_per_node": gpus}
     if launcher == "slurm":
+        if not gpus:  # `--gpus-per-node=0` is refused by clusters without GPU resources
+            del params["gpus_per_node"]
         if slurm.partition:
             params["slurm_partition"] = slurm.partition
         if slurm.mem_gb:
@@ -400,7 +402,11 @@ def _launch_submitit(job: WorkerJob, n_jobs: int, launcher: str, slurm: SlurmOpt
     visible = _gpu_count() if launcher == "submitit-local" and wants_gpu else 1
     executor.update_parameters(**submitit_parameters(job, launcher, slurm, wants_gpu, visible,
                                                      os.environ.get("CUDA_VISIBLE_DEVICES")))
-    jobs = executor.map_array(RequeuedWorker(), [dataclasses.replace(job, worker=k) for k in range(n_jobs)])
+    try:
+        jobs = executor.map_array(RequeuedWorker(), [dataclasses.replace(job, worker=k) for k in range(n_jobs)])
+    except (OSError, RuntimeError) as exc:  # sbatch missing, or refusing (a partition, a limit): submitit's errors
+        raise UserError(f"{launcher}: the jobs could not be submitted ({type(exc).__name__}: {_first_line(exc)})") \
+            from None
     print(f"submitted {len(jobs)} job(s) via submitit ({launcher}); logs in {folder}")
     for submitted in jobs:
         try:
