@@ -594,3 +594,21 @@ def test_per_tag_changes_are_only_against_a_reference_on_the_same_data(tmp_path)
     assert delta["roc_auc_diff"].to_numpy() == pytest.approx([0.84 - 0.86] * len(TAGS))
     per_tag = pd.read_csv(tmp_path / "report" / "per_tag.csv")
     assert set(per_tag.loc[per_tag["n_mels"] == 48, "clip_seconds"]) == {6.0}
+
+
+def test_a_report_removes_the_figures_of_models_no_longer_in_the_results(tmp_path):
+    import shutil
+
+    three_seeds(tmp_path, ("vgg", 12000, 96, 1, "log"), 10.01, (0.85, 0.86, 0.87))
+    three_seeds(tmp_path, ("musicnn", 16000, 96, 1, "log"), 6.4, (0.88, 0.89, 0.87))
+    with redirect_stdout(io.StringIO()):
+        report(tmp_path)
+    out = tmp_path / "report"
+    assert (out / "fig1_musicnn.png").exists()
+    (out / "notes.md").write_text("mine")
+    for folder in (tmp_path / "runs").glob("musicnn-*"):
+        shutil.rmtree(folder)
+    with redirect_stdout(io.StringIO()):
+        report(tmp_path)
+    assert not list(out.glob("fig1_musicnn.*")) and (out / "fig1_vgg.png").exists()
+    assert (out / "notes.md").read_text() == "mine" and (out / "per_tag.csv").exists()

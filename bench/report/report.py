@@ -279,12 +279,27 @@ def report(results_dir: str | Path, out_dir: str | Path | None = None) -> Report
         if np.isfinite(aggregated["latency_ms"].to_numpy(dtype=float)).any():  # results from before it was measured
             files += figures.save(figures.tradeoff(aggregated, "latency_ms"), out / "tradeoff_latency")
 
+    _remove_stale(out, files)
     incomplete = [f"{r.arch} w{r.width:g} {rate_label(r.sample_rate)} {r.log} "
                   f"{config_label(r.n_mels, r.hop_multiplier)} (n={r.n_seeds}, "
                   f"missing seeds {r.seeds_missing.replace(';', ', ')})"
                   for r in aggregated.itertuples(index=False) if r.seeds_missing]
     return ReportSummary(results_dir, out, len(folders), len(results), not_ok, len(aggregated), incomplete,
                          published, notes, files, skipped, matched)
+
+
+CONDITIONAL_OUTPUTS = ("fig1_*", "per_tag_*", "tradeoff_*", "matched_gmac.csv", "published.md")
+"""Report files written only when the results call for them (a model, a reference, a matched pair)."""
+
+
+def _remove_stale(out: Path, written: list[Path]) -> None:
+    """Remove the conditional outputs of an earlier report that this one did not write (a figure of a
+    model whose runs are gone would sit beside tables that no longer show it). Other files are left."""
+    kept = {path.name for path in written}
+    for pattern in CONDITIONAL_OUTPUTS:
+        for path in out.glob(pattern):
+            if path.name not in kept and path.suffix in (".png", ".pdf", ".csv", ".md"):
+                path.unlink(missing_ok=True)
 
 
 def cli_main(results_dir: str | Path) -> int:
