@@ -612,3 +612,21 @@ def test_a_report_removes_the_figures_of_models_no_longer_in_the_results(tmp_pat
         report(tmp_path)
     assert not list(out.glob("fig1_musicnn.*")) and (out / "fig1_vgg.png").exists()
     assert (out / "notes.md").read_text() == "mine" and (out / "per_tag.csv").exists()
+
+
+def test_per_tag_tables_keep_the_datasets_tag_order(tmp_path):
+    """MTAT's top-50 order (as musicnn and sota-music-tagging-models publish it) starts guitar, classical,
+    slow, techno, strings: per_tag.csv keeps it, not the alphabet."""
+    mtat_first_five = ("guitar", "classical", "slow", "techno", "strings")
+    for mels in (96, 48):
+        for seed in (0, 1):
+            doc = result_doc(("vgg", 12000, mels, 1, "log"), seed, 10.01 * mels / 96,
+                             {t: 0.8 + 0.01 * i for i, t in enumerate(mtat_first_five)}, 0.4)
+            write_doc(tmp_path, doc)
+    with redirect_stdout(io.StringIO()):
+        report(tmp_path)
+    per_tag = pd.read_csv(tmp_path / "report" / "per_tag.csv")
+    first_run = per_tag[per_tag["run_id"] == per_tag["run_id"].iloc[0]]
+    assert tuple(first_run["tag"]) == mtat_first_five
+    delta = pd.read_csv(tmp_path / "report" / "per_tag_delta.csv")
+    assert tuple(delta["tag"]) == mtat_first_five

@@ -41,12 +41,17 @@ SIGNIFICANCE = 0.05
 
 
 def paper_order(frame: pd.DataFrame, extra: tuple[str, ...] = ()) -> pd.DataFrame:
-    """The paper's order: by model and condition (log before dB), then mel bands descending, hop ascending."""
+    """The paper's order: by model and condition (log before dB), then mel bands descending, hop ascending;
+    then `extra`. Tags keep the order of their first appearance: the networks' output order, which is the
+    dataset's published one (MTAT's top 50 starts guitar, classical, slow), not the alphabet."""
     order = [c for c in ("dataset", "arch", "width", "sample_rate", "log", "n_mels", "hop_multiplier", *extra)
              if c in frame.columns]
     ascending = [c != "n_mels" for c in order]
 
     def key(column: pd.Series) -> pd.Series:
+        if column.name == "tag":
+            first = {tag: i for i, tag in enumerate(dict.fromkeys(column))}
+            return column.map(first)
         if column.name != "log":
             return column
         return column.map(lambda v: (LOG_ORDER.index(v), "") if v in LOG_ORDER else (len(LOG_ORDER), str(v)))
