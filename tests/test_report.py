@@ -630,3 +630,16 @@ def test_per_tag_tables_keep_the_datasets_tag_order(tmp_path):
     assert tuple(first_run["tag"]) == mtat_first_five
     delta = pd.read_csv(tmp_path / "report" / "per_tag_delta.csv")
     assert tuple(delta["tag"]) == mtat_first_five
+
+
+def test_a_run_averaged_over_fewer_tags_than_its_vocabulary_is_named(tmp_path):
+    """A custom split can leave a tag without a positive test clip: the run's macro averages are over 49
+    of 50 tags, which summary.csv's n_tags (the vocabulary) does not show."""
+    doc = result_doc(("vgg", 12000, 96, 1, "log"), 0, 10.01, {t: 0.8 for t in TAGS}, 0.4)
+    doc["canonical"]["dataset"]["n_tags"] = len(TAGS) + 1
+    write_doc(tmp_path, doc)
+    with redirect_stdout(io.StringIO()):
+        said = "\n".join(report(tmp_path).warnings)
+    summary = pd.read_csv(tmp_path / "report" / "summary.csv")
+    assert summary.loc[0, "tags_scored"] == len(TAGS) and summary.loc[0, "n_tags"] == len(TAGS) + 1
+    assert f"{doc['run_id']} (4 of 5)" in said
