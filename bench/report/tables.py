@@ -141,7 +141,10 @@ def comparison_table(comparison: pd.DataFrame, title: str) -> Table:
         rows.append((str(mels), f"x{hop}", cells))
     notes = [f"Relative change in % against {config_label(**REFERENCE)} (same model, sample rate and log type); "
              f"p: two-sided independent-samples Student's t-test over seeds (* p < {SIGNIFICANCE}); "
-             "n/a: fewer than 2 seeds on either side, or no reference run."]
+             "–: no reference run, or one trained on other data (comparison.csv: setup_differs); n/a: also fewer "
+             "than 2 seeds on either side, or seeds that agree to rounding (nothing to test). p is not corrected "
+             "for the grid's many comparisons: at p < 0.05, about 1 in 20 configurations that lose nothing is "
+             "starred by chance."]
     return Table(title, groups, rows, notes)
 
 
@@ -176,7 +179,7 @@ def matched_gmac_tables(matched: pd.DataFrame) -> list[Table]:
                  "Loses less: the configuration with the higher mean ROC-AUC; tie when the means differ by at most "
                  f"the larger of the two standard deviations, and at least {TIE_PP:g} pp.",
                  f"p: two-sided Welch t-test between the two configurations' seeds (* p < {SIGNIFICANCE}); "
-                 "n/a: fewer than 2 seeds on either side."]
+                 "n/a: fewer than 2 seeds on either side, or seeds that agree to rounding."]
         title = f"{arch}, {dataset}, {rate_label(rate)} {log}: smaller input or narrower network at matched GMAC"
         tables.append(Table(title, groups, body, notes, row_header=("width", "GMAC")))
     return tables
