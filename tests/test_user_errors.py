@@ -271,3 +271,21 @@ def test_progress_bars_only_on_a_terminal(monkeypatch, capsys):
     monkeypatch.setattr(progress, "on_terminal", lambda: True)
     assert not progress.progress_bar(3, "clips").disable
     assert progress.progress_bar(3, "clips", enabled=False).disable  # --quiet
+
+
+def test_the_grid_summary_reads_a_valid_result_that_records_little(capsys, tmp_path):
+    """A result.json that passes the done-marker check but was written by another tool or edited by
+    hand (an empty config and cost) is listed, not a KeyError after the grid."""
+    import json
+
+    from bench.run.runner import run_dir
+    from bench.spec import load_spec
+
+    spec = load_spec(DEMO)
+    (run,) = spec.runs()[:1]
+    folder = run_dir(tmp_path, spec, run)
+    folder.mkdir(parents=True)
+    (folder / "result.json").write_text(json.dumps({"run_id": run.run_id, "status": "ok", "config": {}, "cost": {},
+                                                    "metrics": {"roc_auc": 0.9, "pr_auc": 0.5}}))
+    assert grid.summarise(spec, tmp_path, [run]) == 0
+    assert "1 ok, 0 failed, 0 not run" in capsys.readouterr().out

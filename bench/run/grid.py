@@ -437,6 +437,10 @@ class RequeuedWorker:
         return submitit.helpers.DelayedSubmission(self, job)
 
 
+def _rounded(value, digits: int):
+    return round(value, digits) if isinstance(value, (int, float)) else value
+
+
 def summarise(spec: Spec, results_root: Path, runs) -> int:
     """Print the grid's results; 0 when every run is ok or held by another live worker, else 1."""
     import pandas as pd
@@ -450,12 +454,12 @@ def summarise(spec: Spec, results_root: Path, runs) -> int:
         elif result["status"] != "ok":
             failed.append((run.run_id, result.get("error")))
         else:
-            c, m, cost = result["config"], result["metrics"], result["cost"]
-            rows.append({"arch": c["arch"], "sample_rate": c["sample_rate"], "n_mels": c["n_mels"],
-                         "hop": c["hop_multiplier"], "log": c["log"], "seed": c["seed"],
+            c, m, cost = result["config"], result["metrics"], result["cost"]  # a valid result has all three
+            rows.append({"arch": c.get("arch"), "sample_rate": c.get("sample_rate"), "n_mels": c.get("n_mels"),
+                         "hop": c.get("hop_multiplier"), "log": c.get("log"), "seed": c.get("seed"),
                          "roc_auc": round(m["roc_auc"], 4), "pr_auc": round(m["pr_auc"], 4),
-                         "gmac": round(cost["gmac"], 4), "epochs": cost["epochs"],
-                         "train_s": round(cost["train_seconds"], 1)})
+                         "gmac": _rounded(cost.get("gmac"), 4), "epochs": cost.get("epochs"),
+                         "train_s": _rounded(cost.get("train_seconds"), 1)})
     if rows:
         print(pd.DataFrame(rows).to_string(index=False))
     print(f"{len(rows)} ok, {len(failed)} failed, {len(missing)} not run"
