@@ -30,9 +30,9 @@ def default_models_dir() -> Path:
     return Path(data_home).expanduser() / "bench" / "models"
 
 
-def writable_folder(path: str | os.PathLike, option: str, shown: Path | None = None) -> Path:
-    """`path` as a folder this process can create files in (it may not exist yet: then its nearest
-    existing parent must take a new folder). Raises UserError naming `option` and the path; creates nothing."""
+def folder_path(path: str | os.PathLike, option: str, shown: Path | None = None) -> tuple[Path, Path]:
+    """(`path`, its nearest existing folder) when `path` is or can become a folder (no file in the way);
+    else UserError naming `option` and the path. Reads only."""
     path = Path(path).expanduser()
     probe = path
     while not probe.exists():
@@ -42,6 +42,13 @@ def writable_folder(path: str | os.PathLike, option: str, shown: Path | None = N
     if not probe.is_dir():
         what = "is a file" if probe == path else f"cannot be created: {probe} is a file"
         raise UserError(f"{option} {shown or path}: {what}, not a folder")
+    return path, probe
+
+
+def writable_folder(path: str | os.PathLike, option: str, shown: Path | None = None) -> Path:
+    """`path` as a folder this process can create files in (it may not exist yet: then its nearest
+    existing parent must take a new folder). Raises UserError naming `option` and the path; creates nothing."""
+    path, probe = folder_path(path, option, shown)
     try:  # the only reliable test (permissions, read-only mounts, /proc, root's access) is to try
         fd, name = tempfile.mkstemp(prefix=".bench-probe.", dir=probe)
     except OSError as exc:

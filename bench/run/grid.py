@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.core.errors import RERUN_TO_CONTINUE, DeviceFailure, Interrupted, UserError, one_line
-from bench.core.paths import writable_folder
+from bench.core.paths import folder_path, writable_folder
 from bench.core.store import is_resource_error
 from bench.run.runner import RunLock, log_to_stdout, read_result, run_dir, run_states, shard, worker_loop
 from bench.run.status import progress_line
@@ -175,16 +175,19 @@ def header(spec: Spec, runs: list, results_root: Path, states, shard_index: int 
 def check_inputs(spec: Spec, data: str | None, results: str | Path | None, cache: str | None,
                  dry_run: bool) -> Path | None:
     """The paths the grid will write, checked before anything is created or prepared: the results
-    root, the cache root and (unless `dry_run`) where the synthetic dataset is generated; a real
-    dataset is checked by its reader, before any folder is made. Returns the results root (if given)."""
+    root, the cache root and where the synthetic dataset is generated; a real dataset is checked by its
+    reader, before any folder is made. A dry run writes nothing, so it may look at a read-only results
+    folder (an archive): only a file in the way is an error. Returns the results root (if given)."""
     from bench.data.datasets import cache_root, dataset_root
 
+    if dry_run:  # only what is in the way
+        folder_path(cache_root(cache), "--cache")
+        return folder_path(results, "--results")[0] if results is not None else None
     results_root = writable_folder(results, "--results") if results is not None else None
     writable_folder(cache_root(cache), "--cache")
-    if not dry_run:
-        root = dataset_root(spec.dataset, data, spec.path)
-        if spec.dataset.name == "synthetic":  # generated there when absent; other readers name what they miss
-            writable_folder(root, "--data" if data else f"{spec.path}: dataset.path")
+    root = dataset_root(spec.dataset, data, spec.path)
+    if spec.dataset.name == "synthetic":  # generated there when absent; other readers name what they miss
+        writable_folder(root, "--data" if data else f"{spec.path}: dataset.path")
     return results_root
 
 
