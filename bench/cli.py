@@ -60,6 +60,22 @@ def at_least(minimum: int):
     return parse
 
 
+def within(field: str, parse):
+    """An argparse type: `parse`, then the range a spec allows for `field` (bench.spec.LIMITS)."""
+
+    def check(text: str):
+        from bench.spec import LIMITS
+
+        value = parse(text)
+        low, high = LIMITS[field]
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g} (as in a spec's {field}), "
+                                             f"got {text}")
+        return value
+
+    return check
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -322,9 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="write a synthetic dataset in MagnaTagATune's layout (MP3s + annotations)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--clips", type=at_least(1), default=600, metavar="N", help="number of clips (default 600)")
-    p.add_argument("--seed", type=at_least(0), default=0, metavar="S", help="generator seed (default 0)")
-    p.add_argument("--seconds", type=positive_float, default=29.1, metavar="SEC", help="clip length (default 29.1)")
+    p.add_argument("--clips", type=within("dataset.clips", at_least(1)), default=600, metavar="N",
+                   help="number of clips (default 600)")
+    p.add_argument("--seed", type=within("dataset.seed", at_least(0)), default=0, metavar="S",
+                   help="generator seed (default 0)")
+    p.add_argument("--seconds", type=within("dataset.clip_seconds", positive_float), default=29.1, metavar="SEC",
+                   help="clip length, 1 s to 1 h (default 29.1)")
     p.add_argument("--task", action="append", choices=["hiss", "mode"],
                    help="also write a downstream task's manifest, <out>/<task>.csv, for `bench transfer`; "
                         "labels no tag gives away (hiss: a 4.3-5.2 kHz noise band or none; mode: major or minor)")

@@ -331,3 +331,36 @@ def test_ticks_need_a_short_hop(clips):
     coarse = auc(~tags["ticks"], [short_gap_share(y, 2560) for y in audio])
     assert fine > 0.85
     assert coarse < 0.7 and fine - coarse > 0.25
+
+
+def test_a_real_dataset_is_never_overwritten(tmp_path):
+    """A synthetic spec pointed at a real MTAT folder (`--data /data/mtat`) would have replaced its
+    annotations_final.csv and mixed synthetic clips into its folders: it is refused, nothing touched."""
+    from bench.core.errors import UserError
+
+    mtat = tmp_path / "mtat"
+    (mtat / "f").mkdir(parents=True)
+    (mtat / "annotations_final.csv").write_text("clip_id\tguitar\tmp3_path\n2\t1\tf/x.mp3\n")
+    (mtat / "f" / "american_bach_soloists-j_s__bach_solo_cantatas-01-bwv54__i_aria-30-59.mp3").write_bytes(b"ID3")
+    before = {p: p.read_bytes() for p in mtat.rglob("*") if p.is_file()}
+    with pytest.raises(UserError, match=r"holds files `bench synth` did not write \(annotations_final.csv, f/"):
+        synthetic.generate(mtat, clips=4, seed=0, clip_seconds=2.0, workers=1, progress=False)
+    assert {p: p.read_bytes() for p in mtat.rglob("*") if p.is_file()} == before
+    home = tmp_path / "home"
+    (home / "Documents").mkdir(parents=True)
+    with pytest.raises(UserError, match="Documents/"):
+        synthetic.generate(home, clips=4, seed=0, clip_seconds=2.0, workers=1, progress=False)
+
+
+def test_a_replaced_dataset_takes_its_task_files_with_it(tmp_path):
+    """hiss.csv labels the clips of the dataset it was written for: after a regeneration with other
+    parameters most of its paths would not exist."""
+    from bench.data.synthetic.tasks import write_task
+
+    out = tmp_path / "d"
+    synthetic.generate(out, clips=8, seed=0, clip_seconds=2.0, workers=1, progress=False)
+    task = write_task(out, "hiss")
+    synthetic.generate(out, clips=8, seed=0, clip_seconds=2.0, workers=1, progress=False)  # reused: kept
+    assert task.exists()
+    synthetic.generate(out, clips=4, seed=1, clip_seconds=2.0, workers=1, progress=False)
+    assert not task.exists()

@@ -18,11 +18,11 @@ import numpy as np
 import soundfile as sf
 
 from bench.core import framing
-from bench.core.errors import ignore_interrupts
+from bench.core.errors import UserError, ignore_interrupts
 from bench.core.progress import progress_bar
 from bench.core.store import atomic_write_bytes, exclusive_lock
 from bench.data.synthetic.clip import synthesize
-from bench.data.synthetic.plan import FOLDERS, SPLIT_OF_FOLDER, TAG_NAMES, ClipPlan, plan_clips
+from bench.data.synthetic.plan import FOLDERS, SPLIT_OF_FOLDER, TAG_NAMES, TASKS, ClipPlan, plan_clips
 
 GENERATOR_VERSION = 1
 """Bump when the audio or the tag plan changes, so existing datasets are regenerated."""
@@ -150,6 +150,26 @@ def _clean_stale(out: Path, wanted: set[str]) -> None:
             path.unlink(missing_ok=True)
 
 
+def _foreign_files(out: Path, shown: int = 3) -> list[str]:
+    """Up to `shown` files in `out` that generating there would replace or mix with, but that no earlier
+    generation wrote: an annotations_final.csv without synthetic.json (a real MTAT folder), anything in
+    the folders 0-f but our MP3s, other folders. Task CSVs (`bench synth --task`) may be there."""
+    if not out.is_dir():
+        return []
+    found = []
+    if (out / ANNOTATIONS).exists() and not (out / META).exists():
+        found.append(ANNOTATIONS)
+    for path in sorted(out.iterdir()):
+        if path.name in FOLDERS and path.is_dir():
+            found += [f"{path.name}/{p.name}" for p in sorted(path.iterdir())[:100]
+                      if not (_OUR_MP3.match(p.name) or _OUR_TMP.match(p.name))][:shown]
+        elif path.is_dir():
+            found.append(f"{path.name}/")
+        if len(found) >= shown:
+            break
+    return found[:shown]
+
+
 def _run(jobs: list, workers: int) -> Iterator[tuple[int, float, float]]:
     if workers <= 1 or len(jobs) <= 1:
         yield from map(_render_clip, jobs)
@@ -188,6 +208,10 @@ def generate(out_dir: str | Path, clips: int = 600, seed: int = 0, clip_seconds:
     plans = plan_clips(clips, seed)
     if is_complete(out, clips, seed, clip_seconds, sample_rate):
         return _summary(out, plans, seed, clip_seconds, sample_rate, True, 0.0, 0.0, time.perf_counter() - t_start)
+    foreign = _foreign_files(out)
+    if foreign:
+        raise UserError(f"{out}: holds files `bench synth` did not write ({', '.join(foreign)}); the synthetic "
+                        "dataset is generated only into an empty folder or one it made, never over a real dataset")
     out.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(out / LOCK):
         if is_complete(out, clips, seed, clip_seconds, sample_rate):  # another process just finished it
@@ -203,6 +227,8 @@ def _write_all(out: Path, plans: list[ClipPlan], seed: int, clip_seconds: float,
     """Done-markers out first, then every MP3, then synthetic.json, and annotations_final.csv last."""
     (out / ANNOTATIONS).unlink(missing_ok=True)
     (out / META).unlink(missing_ok=True)
+    for task in TASKS:  # they label the clips of the dataset being replaced
+        (out / f"{task}.csv").unlink(missing_ok=True)
     for folder in FOLDERS:
         (out / folder).mkdir(exist_ok=True)
     _clean_stale(out, {p.mp3_path for p in plans})

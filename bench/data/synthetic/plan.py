@@ -10,6 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+TASKS = ("hiss", "mode")
+"""Downstream tasks `bench synth --task` writes beside the dataset, as `<task>.csv` (bench.data.synthetic.tasks)."""
+
 FOLDERS = tuple("0123456789abcdef")
 """MTAT's folders; downstream, `0`-`b` are train, `c` valid, `d`-`f` test."""
 

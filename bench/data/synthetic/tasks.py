@@ -27,10 +27,8 @@ import numpy as np
 from bench.core.errors import UserError
 from bench.core.store import atomic_write_bytes
 from bench.data.synthetic.files import META
-from bench.data.synthetic.plan import ClipPlan, plan_clips
+from bench.data.synthetic.plan import TASKS, ClipPlan, plan_clips  # noqa: F401 - TASKS: re-exported
 from bench.data.synthetic.score import draw_score
-
-TASKS = ("hiss", "mode")
 
 
 def mode_label(plan: ClipPlan, seed: int) -> str:
