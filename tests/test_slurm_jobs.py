@@ -14,7 +14,7 @@ from submitit.core.job_environment import _checkpoint
 from submitit.core.utils import DelayedSubmission, UncompletedJobError
 
 from bench.core.errors import UserError
-from bench.run import prepare
+from bench.run import grid, prepare
 from bench.run.grid import GridOptions, RequeuedWorker, SlurmOptions, WorkerJob, run_grid, submitit_parameters
 from bench.train import loop as train
 
@@ -71,6 +71,7 @@ def test_a_checkpoint_read_when_the_time_is_up_is_not_set_aside(monkeypatch, tmp
 
 def submit(monkeypatch, tmp_path, jobs=None, **options) -> StubExecutor:
     """`bench grid --launcher slurm` from a login node without a GPU, submitting to StubExecutor."""
+    monkeypatch.setattr(grid.shutil, "which", lambda name: f"/usr/bin/{name}")  # a Slurm login node
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(submitit, "AutoExecutor", StubExecutor)
     fake_cache = type("Cache", (), {"index_path": tmp_path / "cache" / "index-0.json"})()
@@ -132,3 +133,14 @@ def test_cpu_jobs_ask_slurm_for_no_gpu_resource():
     job = WorkerJob("s.toml", "r", "c", "cpu")
     params = submitit_parameters(job, "slurm", SlurmOptions(cpus_per_job=4), wants_gpu=False)
     assert "gpus_per_node" not in params and params["cpus_per_task"] == 4
+
+
+def test_slurm_without_sbatch_is_one_line_before_any_data_is_prepared(monkeypatch, tmp_path):
+    monkeypatch.setattr(grid.shutil, "which", lambda name: None)
+
+    def prepare_spec(*args, **kwargs):
+        raise AssertionError("data prepared for jobs that cannot be submitted")
+
+    monkeypatch.setattr(prepare, "prepare_spec", prepare_spec)
+    with pytest.raises(UserError, match=r"--launcher slurm: no `sbatch` on this machine"):
+        run_grid(str(DEMO6), GridOptions(results=str(tmp_path / "results"), device="cuda", launcher="slurm"))

@@ -295,3 +295,18 @@ def test_the_grid_summary_reads_a_valid_result_that_records_little(capsys, tmp_p
                                                     "metrics": {"roc_auc": 0.9, "pr_auc": 0.5}}))
     assert grid.summarise(spec, tmp_path, [run]) == 0
     assert "1 ok, 0 failed, 0 not run" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name, value, says", [
+    ("BENCH_COMPILE_BACKEND", "nonsense", "BENCH_COMPILE_BACKEND='nonsense': not a torch.compile backend"),
+    ("BENCH_RESIDENT", "maybe", "BENCH_RESIDENT='maybe': expected one of auto, 1, true"),
+    ("BENCH_COMPILE", "sometimes", "BENCH_COMPILE='sometimes': expected one of auto"),
+])
+def test_a_mistyped_setting_stops_the_grid_before_any_work(capsys, monkeypatch, tmp_path, name, value, says):
+    """An unknown compile backend failed every run (recorded as failed: --retry-failed needed after the
+    fix); a mistyped switch was silently taken as auto."""
+    monkeypatch.setenv(name, value)
+    line = one_line_error(capsys, "grid", DEMO, "--results", str(tmp_path / "r"), "--cache", str(tmp_path / "c"),
+                          "--data", str(tmp_path / "d"))
+    assert says in line
+    assert not (tmp_path / "d").exists() and not (tmp_path / "c").exists()

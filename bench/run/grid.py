@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
+import shutil
 import sys
 import time
 from collections import Counter
@@ -243,6 +244,12 @@ def run_grid(spec_path: str, options: GridOptions = GridOptions()) -> int:
         return 0
     todo = [s for s in states if s.action in ("run", "resume")]
     if todo:
+        from bench.train.fastpath import check_environment
+
+        check_environment()
+        if o.launcher == "slurm" and shutil.which("sbatch") is None:  # before any data is prepared
+            raise UserError("--launcher slurm: no `sbatch` on this machine; submit from a Slurm login node "
+                            "(or use --launcher local / submitit-local)")
         # Local workers run here, so the device is checked here; Slurm jobs check it on their node.
         cuda_here = resolve_device(o.device).type == "cuda" if o.launcher != "slurm" else None
         _, waveforms, _ = prepare_spec(spec, o.data, o.cache, None, progress=not o.quiet)
@@ -401,11 +408,11 @@ def _launch_submitit(job: WorkerJob, n_jobs: int, launcher: str, slurm: SlurmOpt
                      wants_gpu: bool) -> None:
     import submitit
 
-    executor = submitit.AutoExecutor(folder=folder, cluster="local" if launcher == "submitit-local" else "slurm")
     visible = _gpu_count() if launcher == "submitit-local" and wants_gpu else 1
-    executor.update_parameters(**submitit_parameters(job, launcher, slurm, wants_gpu, visible,
-                                                     os.environ.get("CUDA_VISIBLE_DEVICES")))
+    parameters = submitit_parameters(job, launcher, slurm, wants_gpu, visible, os.environ.get("CUDA_VISIBLE_DEVICES"))
     try:
+        executor = submitit.AutoExecutor(folder=folder, cluster="local" if launcher == "submitit-local" else "slurm")
+        executor.update_parameters(**parameters)
         jobs = executor.map_array(RequeuedWorker(), [dataclasses.replace(job, worker=k) for k in range(n_jobs)])
     except (OSError, RuntimeError) as exc:  # sbatch missing, or refusing (a partition, a limit): submitit's errors
         raise UserError(f"{launcher}: the jobs could not be submitted ({type(exc).__name__}: {_first_line(exc)})") \

@@ -40,6 +40,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from bench.core.errors import UserError
+
 COMPILE_MIN_STEPS = 5_000
 """Runs with at least this many planned training steps are compiled ("auto"): over that many steps, a
 step made faster by compiling pays back VGG's compile time unless the step is very short (the compile
@@ -182,6 +184,23 @@ def wants_compile(device: torch.device, planned_steps: int | None, eager_faster:
 
 def compile_backend() -> str:
     return os.environ.get("BENCH_COMPILE_BACKEND", "inductor").strip() or "inductor"
+
+
+SWITCH_WORDS = ("auto", "1", "true", "yes", "on", "0", "false", "no", "off")
+
+
+def check_environment() -> None:
+    """The BENCH_* settings a grid's runs read, checked before any work: a typo would otherwise be taken
+    as "auto" silently, or fail every run (an unknown compile backend) and mark the grid failed."""
+    for name in ("BENCH_COMPILE", "BENCH_RESIDENT"):
+        value = os.environ.get(name, "auto").strip().lower()
+        if value and value not in SWITCH_WORDS:
+            raise UserError(f"{name}={os.environ[name]!r}: expected one of {', '.join(SWITCH_WORDS)}")
+    backend = compile_backend()
+    known = torch._dynamo.list_backends(exclude_tags=())
+    if backend not in known:
+        raise UserError(f"BENCH_COMPILE_BACKEND={backend!r}: not a torch.compile backend "
+                        f"(this torch has {', '.join(known)})")
 
 
 def compile_choice(device: torch.device, planned_steps: int | None, eager_faster: bool = False
