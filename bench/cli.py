@@ -515,7 +515,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:  # said by the subcommand ("bench grid: error: ..."), not by `bench`
+            command = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+            command.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as exc:  # --help, --version, or a usage error (already printed, one line)
         return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
     args.started = started

@@ -196,3 +196,8 @@ def test_jamendo_tar_members_outside_the_target_are_refused(tmp_path):
         assert not (tmp_path / "evil.mp3").exists()
     finally:
         s.close()
+
+
+def test_a_base_url_without_a_scheme_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="download failed: www.example.org/mtat/mp3.zip.001: unknown url type"):
+        fetch("www.example.org/mtat/mp3.zip.001", tmp_path / "mp3.zip.001")

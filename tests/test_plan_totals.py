@@ -150,3 +150,13 @@ def build_plain_vgg(input_config, n_tags, options):
     from architectures.vgg import build
 
     return build(input_config, n_tags, VGGOptions())
+
+
+def test_a_perf_file_of_another_shape_is_not_a_projection(tmp_path):
+    from bench.cost.plan import measured_projection
+
+    spec = load_spec(DEMO6)
+    for text in ("[]", '{"spec": "demo", "projection": {"assumptions": [1]}}', '{"spec": "demo", "projection": 3}'):
+        (tmp_path / "p.json").write_text(text)
+        projection = measured_projection(spec, tmp_path / "p.json")
+        assert projection is None or projection["epochs_per_run"] is None, text

@@ -167,6 +167,21 @@ def test_manifest_errors(tmp_path):
     (tmp_path / "bad2.csv").write_text("path,split,tags\na.mp3,training,rock\n")
     with pytest.raises(UserError, match="line 2: split 'training'"):
         read_manifest(tmp_path / "bad2.csv")
+    (tmp_path / "short.csv").write_text("path,split,tags\na.mp3,train,rock\nb.mp3\n")
+    with pytest.raises(UserError, match="line 3: no split"):
+        read_manifest(tmp_path / "short.csv")
+    (tmp_path / "latin1.csv").write_bytes("path,split,tags\nbj\u00f6rk.mp3,train,rock\n".encode("latin-1"))
+    with pytest.raises(UserError, match="not UTF-8 text"):
+        read_manifest(tmp_path / "latin1.csv")
+
+
+def test_msd_split_files_of_the_wrong_kind_are_named(tmp_path):
+    """msd_id_to_tag_vector.cP is a dict by MSD id; a file holding a list (another pickle saved under its
+    name) is one line, not an AttributeError."""
+    write_msd_split(tmp_path / "msd")
+    (tmp_path / "msd" / "msd_id_to_tag_vector.cP").write_bytes(pickle.dumps(["TRAAAAK128F9318786"]))
+    with pytest.raises(UserError, match="msd_id_to_tag_vector.cP: holds a list, not the dict"):
+        read_msd(tmp_path / "msd")
 
 
 def test_msd_audio_layouts_and_missing_files(tmp_path, monkeypatch):

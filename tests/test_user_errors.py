@@ -48,6 +48,7 @@ def one_line_error(capsys, *argv, command=None):
     (("tag", "a.mp3", "--top", "0"), "argument --top: must be >= 1, got 0"),
     (("perf", DEMO, "--budget", "0"), "argument --budget: must be a positive number, got 0"),
     (("grid", DEMO, "--device", "tpu"), "argument --device: invalid choice: 'tpu'"),
+    (("grid", DEMO, "--wrokers", "2"), "unrecognized arguments: --wrokers 2 (see bench grid --help)"),
 ])
 def test_argument_ranges_are_checked_while_parsing(capsys, argv, says):
     status = main(list(argv))

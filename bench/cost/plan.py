@@ -102,10 +102,12 @@ def measured_projection(spec: Spec, perf_json: str | Path) -> dict | None:
     except (OSError, ValueError):
         return None
     projection = report.get("projection") if isinstance(report, dict) else None
-    if report.get("spec") != spec.name or not isinstance(projection, dict):
+    if not isinstance(projection, dict) or report.get("spec") != spec.name:  # not bench perf's JSON for this spec
         return None
+    assumptions = projection.get("assumptions")
     return {"device_hours": projection.get("device_hours"), "device": report.get("device"),
-            "epochs_per_run": (projection.get("assumptions") or {}).get("epochs_per_run"), "path": str(perf_json)}
+            "epochs_per_run": assumptions.get("epochs_per_run") if isinstance(assumptions, dict) else None,
+            "path": str(perf_json)}
 
 
 def grid_totals(spec: Spec, rows: list[dict[str, Any]], perf_json: str | Path | None = None) -> dict[str, Any]:

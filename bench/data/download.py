@@ -43,7 +43,10 @@ def fetch(url: str, dest: Path, progress: Callable | None = None, timeout: float
         return dest
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    except ValueError as exc:  # e.g. "unknown url type": a --base-url without https://
+        raise UserError(f"download failed: {url}: {exc}") from None
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as exc:

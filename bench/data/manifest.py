@@ -26,14 +26,21 @@ def read_manifest(manifest: str | Path, n_tags: int = 50, drop_untagged: bool = 
     manifest = Path(manifest).expanduser()
     if not manifest.is_file():
         raise UserError(f"manifest not found: expected a CSV file with columns path,split,tags at {manifest}")
-    with open(manifest, newline="", encoding="utf-8-sig") as handle:  # -sig: a spreadsheet's byte-order mark
-        reader = csv.DictReader(handle)
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise UserError(f"{manifest}: missing column(s) {', '.join(missing)}; expected path,split,tags")
-        rows = list(reader)
+    try:
+        with open(manifest, newline="", encoding="utf-8-sig") as handle:  # -sig: a spreadsheet's byte-order mark
+            reader = csv.DictReader(handle)
+            missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise UserError(f"{manifest}: missing column(s) {', '.join(missing)}; expected path,split,tags")
+            rows = list(reader)
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{manifest}: not UTF-8 text (byte {exc.start}); save it as CSV UTF-8") from None
     entries = []
     for line_no, row in enumerate(rows, start=2):
+        short = [c for c in REQUIRED_COLUMNS if row.get(c) is None and c != "tags"]
+        if short:
+            raise UserError(f"{manifest}: line {line_no}: no {', '.join(short)} (the row has fewer fields than "
+                            "the header)")
         split = row["split"].strip()
         if split not in SPLITS:
             raise UserError(f"{manifest}: line {line_no}: split {split!r} must be one of {', '.join(SPLITS)}")

@@ -57,6 +57,14 @@ def _as_str(value) -> str:
     return value.decode("latin1") if isinstance(value, bytes) else str(value)
 
 
+def _load_as(path: Path, kind: type):
+    """A split pickle of Lee et al. that must hold a `kind` (list of ids, or dict by id); UserError if not."""
+    value = safe_load(path)
+    if isinstance(value, (list, tuple, np.ndarray)) and kind is list or isinstance(value, kind):
+        return value
+    raise UserError(f"{path}: holds a {type(value).__name__}, not the {kind.__name__} of Lee et al.'s split files")
+
+
 def track_id_path(msd_id: str) -> str:
     """The track-id folder layout: TRABC... -> A/B/C/TRABC..."""
     return f"{msd_id[2]}/{msd_id[3]}/{msd_id[4]}/{msd_id}"
@@ -119,15 +127,15 @@ def read_msd(root: str | Path, n_tags: int = 50, drop_untagged: bool = False, ch
     audio_root = root / "audio" if (root / "audio").is_dir() else root
     lee = [name for name in SPLIT_FILES if (root / name).is_file()]
     if len(lee) == len(SPLIT_FILES):
-        train_valid = [_as_str(i) for i in safe_load(root / "filtered_list_train.cP")]
-        test = [_as_str(i) for i in safe_load(root / "filtered_list_test.cP")]
-        tag_vectors = {_as_str(k): v for k, v in safe_load(root / "msd_id_to_tag_vector.cP").items()}
+        train_valid = [_as_str(i) for i in _load_as(root / "filtered_list_train.cP", list)]
+        test = [_as_str(i) for i in _load_as(root / "filtered_list_test.cP", list)]
+        tag_vectors = {_as_str(k): v for k, v in _load_as(root / "msd_id_to_tag_vector.cP", dict).items()}
         splits = [(i, "train") for i in train_valid[:N_TRAIN]] + [(i, "valid") for i in train_valid[N_TRAIN:]]
         splits += [(i, "test") for i in test]
         seven_paths = {}
         if all((root / name).is_file() for name in SEVEN_DIGITAL):
-            msd_to_7d = {_as_str(k): _as_str(v) for k, v in safe_load(root / SEVEN_DIGITAL[0]).items()}
-            path_of_7d = {_as_str(k): _as_str(v) for k, v in safe_load(root / SEVEN_DIGITAL[1]).items()}
+            msd_to_7d = {_as_str(k): _as_str(v) for k, v in _load_as(root / SEVEN_DIGITAL[0], dict).items()}
+            path_of_7d = {_as_str(k): _as_str(v) for k, v in _load_as(root / SEVEN_DIGITAL[1], dict).items()}
             seven_paths = {m: path_of_7d[d] for m, d in msd_to_7d.items() if d in path_of_7d}
     elif all(_named(root, name).is_file() for name in MUSICNN_TRAINING.values()):
         splits, tag_vectors, seven_paths = _read_musicnn_training(root, len(all_tags))
