@@ -308,7 +308,8 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from bench.tools.export import cli_main
 
-    writable_file(args.onnx, "--onnx")
+    onnx = writable_file(args.onnx, "--onnx")
+    writable_file(onnx.with_name(onnx.name + ".json"), "--onnx's description")  # written beside it
     return cli_main(args.model, args.onnx, args.models, args.with_frontend)
 
 

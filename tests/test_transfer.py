@@ -382,3 +382,24 @@ def test_a_stored_score_that_does_not_exist_is_null_on_disk_and_nan_when_read(tm
     loaded = _load(tmp_path / "m.json")
     assert math.isnan(loaded["roc_auc_mean"]) and math.isnan(loaded["folds"][0]["roc_auc"])
     assert loaded["roc_auc_std"] == 0.1 and loaded["model"] == "m"
+
+
+def test_embedding_a_fifo_does_not_wait_forever(tmp_path):
+    """Opening a FIFO waits for a writer: `bench embed dir/*` with a pipe among the files hung, where
+    `bench tag` skips it as "not a regular file"."""
+    import os
+    import threading
+
+    from bench.tools.embed import file_identity
+
+    fifo = tmp_path / "pipe.mp3"
+    os.mkfifo(fifo)
+    raised = []
+    reader = threading.Thread(target=lambda: raised.append(pytest.raises(OSError, file_identity, fifo)), daemon=True)
+    reader.start()
+    reader.join(5)
+    waiting = reader.is_alive()
+    if waiting:  # release the old code's blocked open()
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(5)
+    assert not waiting and "not a regular file" in str(raised[0].value)

@@ -311,3 +311,15 @@ def test_a_mistyped_setting_stops_the_grid_before_any_work(capsys, monkeypatch, 
                           "--data", str(tmp_path / "d"))
     assert says in line
     assert not (tmp_path / "d").exists() and not (tmp_path / "c").exists()
+
+
+def test_a_file_in_the_way_of_an_output_is_named(capsys, tmp_path):
+    """`--out notes.txt/x.json` when notes.txt is a file: the message named x.json "a file"; and
+    `bench export --onnx m.onnx` with a folder where its m.onnx.json goes wrote m.onnx, then failed."""
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    line = one_line_error(capsys, "perf", DEMO, "--out", str(a_file / "x.json"))
+    assert line.endswith(f"--out {a_file / 'x.json'}: cannot be created: {a_file} is a file, not a folder")
+    (tmp_path / "m.onnx.json").mkdir()
+    line = one_line_error(capsys, "export", "MTT_musicnn", "--onnx", str(tmp_path / "m.onnx"))
+    assert "m.onnx.json: is a folder, not a file" in line and not (tmp_path / "m.onnx").exists()

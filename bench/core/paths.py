@@ -40,7 +40,8 @@ def folder_path(path: str | os.PathLike, option: str, shown: Path | None = None)
             break
         probe = probe.parent
     if not probe.is_dir():
-        what = "is a file" if probe == path else f"cannot be created: {probe} is a file"
+        # `shown`: the file to be written in `path` (writable_file), which a file named like the folder blocks
+        what = "is a file" if probe == path and shown is None else f"cannot be created: {probe} is a file"
         raise UserError(f"{option} {shown or path}: {what}, not a folder")
     return path, probe
 

@@ -24,6 +24,7 @@ Output folder: `index.csv` (row, path, audio id, seconds, patches, first patch r
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
 import json
@@ -71,8 +72,11 @@ class Embedder:
 
 
 def _hash_files(paths: Iterable[Path]) -> str:
+    """The contents' digest. Only regular files are read: opening a FIFO would wait for a writer forever."""
     digest = hashlib.sha256()
     for path in paths:
+        if Path(path).exists() and not Path(path).is_file():
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
