@@ -403,3 +403,29 @@ def test_embedding_a_fifo_does_not_wait_forever(tmp_path):
         os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
         reader.join(5)
     assert not waiting and "not a regular file" in str(raised[0].value)
+
+
+def test_transfer_writes_nothing_for_a_model_it_cannot_use(finished_runs, small_dataset, tmp_path, capsys):
+    spec_path, results = finished_runs
+    run = next((results / "tr" / "runs").iterdir())
+    fresh = tmp_path / "fresh"
+    assert main(["transfer", str(run), "--task", str(small_dataset / "hiss.csv"), "--results", str(fresh),
+                 "--layer", "bogus", "-q"]) == 2
+    assert "bogus" in capsys.readouterr().err
+    assert not fresh.exists() and not (results / "tr" / "transfer").exists()
+
+
+def test_a_copied_run_folder_writes_under_results(finished_runs, small_dataset, tmp_path):
+    """`cp -r results/tr/runs/<run_id> my_tagger`: the copy is in no results folder, so its outputs go
+    under --results (they went two folders above the copy, wherever that was)."""
+    import shutil
+
+    spec_path, results = finished_runs
+    copy = tmp_path / "models" / "my_tagger"
+    shutil.copytree(next((results / "tr" / "runs").iterdir()), copy)
+    mine = tmp_path / "mine"
+    assert main(["transfer", str(copy), "--task", str(small_dataset / "hiss.csv"), "--results", str(mine),
+                 "--folds", "4", "-q"]) == 0
+    assert (mine / "transfer" / "hiss" / "transfer.csv").exists() and list((mine / "embeddings").rglob("*.npz"))
+    elsewhere = [p / name for p in (tmp_path, tmp_path / "models") for name in ("transfer", "embeddings")]
+    assert not [p for p in elsewhere if p.exists()]

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.core.errors import UserError
-from bench.core.layout import load_result, run_dir, spec_dir
+from bench.core.layout import RUNS, load_result, run_dir, spec_dir
 from bench.core.store import atomic_write_json, atomic_write_text
 from bench.data.task import Task, read_task
 from bench.tools.embed import Embedder, embed_files, load_embedder, untrained
@@ -168,8 +168,10 @@ def resolve_targets(targets: list[str], results: str) -> tuple[list[Target], lis
                     notes.append(f"{run.run_id}: not finished, skipped")
                     continue
                 out.append(Target(str(folder), spec.name, root))
-        elif path.is_dir() and (path / CONFIG).is_file():  # a run folder: results/<spec>/runs/<run_id>
-            out.append(Target(str(path), path.parent.parent.name, path.parent.parent.parent))
+        elif path.is_dir() and (path / CONFIG).is_file() and path.resolve().parent.name == RUNS:
+            # a run folder in its results folder, results/<spec>/runs/<run_id>: outputs go beside its runs
+            spec_folder = path.resolve().parent.parent
+            out.append(Target(str(path), spec_folder.name, spec_folder.parent))
         else:
             out.append(Target(target, None, None))
     if not out:
@@ -330,9 +332,14 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
     key = {"task": task_identity(task), "audio": audio_fingerprint(task), "layer": settings.layer,
            "classifiers": list(settings.classifiers),
            "folds": "manifest" if task.folds is not None else settings.folds, "seed": settings.seed}
-    if not out:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out_dir / TASK_MARKER, {"manifest": str(Path(task.manifest).resolve()), "name": task.name})
+    def claim_out_dir() -> None:
+        """The task's folder, made when the first result is written: a model that cannot be loaded, or a
+        layer it does not have, leaves nothing behind."""
+        if not out and not (out_dir / TASK_MARKER).exists():
+            out_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(out_dir / TASK_MARKER, {"manifest": str(Path(task.manifest).resolve()),
+                                                      "name": task.name})
+
     decoder = Decoded()
     collected = []
     print(f"{task.name}: {len(task.paths)} files, labels {', '.join(task.classes)}; "
@@ -348,6 +355,7 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
             return
         result = {"key": key, **evaluate_model(embedder, task, settings, splits, cache_root, decoder, bar.update,
                                                trained)}
+        claim_out_dir()
         atomic_write_json(done, result)
         collected.append(result)
 
