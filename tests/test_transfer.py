@@ -123,6 +123,7 @@ def test_task_manifest_problems_are_one_line(tmp_path, small_dataset, finished_r
     cases = {
         "missing": (["path", "label"], [["0/nope.mp3", "a"]], "line 2: audio file not found"),
         "column": (["path", "genre"], [["x", "a"]], "no column 'label' (columns: path, genre)"),
+        "spaced": (["path", " label"], [["x", "a"]], "no column 'label' (columns: path, label); ' label' has spaces"),
         "one_label": (["path", "label"], [[str(p), "a"] for p in list(small_dataset.glob("0/*.mp3"))[:2]],
                       "needs at least two labels"),
         "fold": (["path", "label", "fold"], [[str(next(small_dataset.glob("0/*.mp3"))), "a", "x"]],

@@ -323,3 +323,20 @@ def test_a_file_in_the_way_of_an_output_is_named(capsys, tmp_path):
     (tmp_path / "m.onnx.json").mkdir()
     line = one_line_error(capsys, "export", "MTT_musicnn", "--onnx", str(tmp_path / "m.onnx"))
     assert "m.onnx.json: is a folder, not a file" in line and not (tmp_path / "m.onnx").exists()
+
+
+def test_a_spec_saved_with_a_byte_order_mark_loads(tmp_path):
+    """Editors on Windows save "UTF-8 with BOM"; TOML parsers refuse the mark at line 1, column 1."""
+    from bench.spec import load_spec
+
+    bom = tmp_path / "bom.toml"
+    bom.write_bytes(b"\xef\xbb\xbf" + Path(DEMO).read_bytes())
+    assert load_spec(bom).name == load_spec(DEMO).name
+
+
+def test_a_cache_folder_from_the_environment_is_named_as_such(capsys, monkeypatch, tmp_path):
+    a_file = tmp_path / "afile"
+    a_file.write_text("x")
+    monkeypatch.setenv("BENCH_CACHE", str(a_file))
+    line = one_line_error(capsys, "grid", DEMO, "--results", str(tmp_path / "r"), "--dry-run")
+    assert line.endswith(f"$BENCH_CACHE {a_file}: is a file, not a folder")

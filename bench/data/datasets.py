@@ -22,6 +22,11 @@ def cache_root(override: str | Path | None = None) -> Path:
     return Path(override or os.environ.get("BENCH_CACHE") or DEFAULT_CACHE).expanduser()
 
 
+def cache_option(override: str | Path | None = None) -> str:
+    """Where `cache_root` took the folder from, as an error message names it."""
+    return "--cache" if override else "$BENCH_CACHE" if os.environ.get("BENCH_CACHE") else "the cache folder"
+
+
 def dataset_root(dataset: DatasetSpec, override: str | Path | None, spec_path: str = "spec") -> Path:
     """`--data` wins over the spec's `dataset.path`; one of them is needed."""
     path = override or dataset.path

@@ -47,7 +47,9 @@ def read_rows(manifest: str | Path, required: tuple[str, ...]) -> tuple[Path, li
         raise UserError(f"{manifest}: not a CSV text file ({exc})") from None
     for column in required:
         if column not in columns:
-            raise UserError(f"{manifest}: no column {column!r} (columns: {', '.join(columns) or 'none'}); "
+            spaced = [c for c in columns if c.strip() == column]  # "path, label": the space is part of the name
+            hint = f"; {spaced[0]!r} has spaces around it" if spaced else ""
+            raise UserError(f"{manifest}: no column {column!r} (columns: {', '.join(columns) or 'none'}){hint}; "
                             f"expected {','.join(required)}")
     return manifest, columns, rows
 

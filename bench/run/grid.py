@@ -179,13 +179,13 @@ def check_inputs(spec: Spec, data: str | None, results: str | Path | None, cache
     root, the cache root and where the synthetic dataset is generated; a real dataset is checked by its
     reader, before any folder is made. A dry run writes nothing, so it may look at a read-only results
     folder (an archive): only a file in the way is an error. Returns the results root (if given)."""
-    from bench.data.datasets import cache_root, dataset_root
+    from bench.data.datasets import cache_option, cache_root, dataset_root
 
     if dry_run:  # only what is in the way
-        folder_path(cache_root(cache), "--cache")
+        folder_path(cache_root(cache), cache_option(cache))
         return folder_path(results, "--results")[0] if results is not None else None
     results_root = writable_folder(results, "--results") if results is not None else None
-    writable_folder(cache_root(cache), "--cache")
+    writable_folder(cache_root(cache), cache_option(cache))
     root = dataset_root(spec.dataset, data, spec.path)
     if spec.dataset.name == "synthetic":  # generated there when absent; other readers name what they miss
         writable_folder(root, "--data" if data else f"{spec.path}: dataset.path")

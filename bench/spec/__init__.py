@@ -250,7 +250,7 @@ def load_spec(path: str | Path) -> Spec:
     if not path.is_file():
         raise SpecError(path, "", "spec file not found" if not path.exists() else "not a file")
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))  # -sig: an editor's byte-order mark
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SpecError(path, "", f"not valid TOML ({exc})") from None
     return parse_spec(raw, path)
