@@ -633,13 +633,16 @@ def test_per_tag_tables_keep_the_datasets_tag_order(tmp_path):
 
 
 def test_a_run_averaged_over_fewer_tags_than_its_vocabulary_is_named(tmp_path):
-    """A custom split can leave a tag without a positive test clip: the run's macro averages are over 49
-    of 50 tags, which summary.csv's n_tags (the vocabulary) does not show."""
+    """A custom split can leave a tag without a positive test clip: the run's macro averages are over 4 of
+    its 5 tags (result.json's excluded_tags), which summary.csv's n_tags (the spec's cap) does not show.
+    A dataset with fewer tags than the cap (the synthetic 17 of a spec's 50) is not such a run."""
     doc = result_doc(("vgg", 12000, 96, 1, "log"), 0, 10.01, {t: 0.8 for t in TAGS}, 0.4)
-    doc["canonical"]["dataset"]["n_tags"] = len(TAGS) + 1
+    doc["metrics"]["excluded_tags"] = ["bells"]
     write_doc(tmp_path, doc)
+    capped = result_doc(("vgg", 12000, 48, 1, "log"), 0, 5.0, {t: 0.8 for t in TAGS}, 0.4)  # 4 tags, n_tags 50
+    write_doc(tmp_path, capped)
     with redirect_stdout(io.StringIO()):
         said = "\n".join(report(tmp_path).warnings)
-    summary = pd.read_csv(tmp_path / "report" / "summary.csv")
-    assert summary.loc[0, "tags_scored"] == len(TAGS) and summary.loc[0, "n_tags"] == len(TAGS) + 1
-    assert f"{doc['run_id']} (4 of 5)" in said
+    summary = pd.read_csv(tmp_path / "report" / "summary.csv").set_index("run_id")
+    assert summary.loc[doc["run_id"], ["tags_scored", "tags_excluded"]].tolist() == [4, 1]
+    assert "1 run(s) averaged over fewer tags" in said and f"{doc['run_id']} (4 of 5)" in said

@@ -111,6 +111,9 @@ def test_cpus_are_per_job_and_each_task_gets_at_least_one():
     assert params["tasks_per_node"] * params["cpus_per_task"] <= 8 and params["cpus_per_task"] == 2
     with pytest.raises(UserError, match="--cpus 8 is fewer than the 12 tasks of a job"):
         submitit_parameters(job, "slurm", SlurmOptions(gpus_per_job=4, cpus_per_job=8), wants_gpu=True)
+    # submitit-local on an 8-GPU box: --cpus is Slurm's option, not set by the user; one CPU per task
+    local = submitit_parameters(job, "submitit-local", SlurmOptions(), wants_gpu=True, visible_gpus=8)
+    assert (local["tasks_per_node"], local["cpus_per_task"]) == (24, 1)
 
 
 def test_a_refused_submission_is_one_line(monkeypatch, tmp_path):

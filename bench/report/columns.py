@@ -30,7 +30,7 @@ SETUP = ("clip_seconds", "n_tags", "split")
 "default" (the dataset's usual split: MTAT's folders 0-b / c / d-f, MSD's Lee et al. lists, MTG-Jamendo's
 split-0), else the spec's `split` or `split_file`, with ", untagged clips dropped" for `drop_untagged`."""
 SUMMARY_COLUMNS = ("run_id", *CONFIG, "seed", *METRICS, *COST_FIELDS, "clip_seconds", "dataset", "n_tags", "split",
-                   "tags_scored")
+                   "tags_scored", "tags_excluded")
 NOT_OK_COLUMNS = ("run_id", "status", "reason", *CONFIG, "seed", "dataset")
 AGGREGATE_COLUMNS = (*KEY, "roc_auc_mean", "roc_auc_std", "pr_auc_mean", "pr_auc_std", "n_seeds", "seeds", "gmac",
                      "gmac_analytic", "params", "storage_bytes", "train_seconds_mean", "epochs_mean",

@@ -105,7 +105,8 @@ def tidy_table(results: list[dict]) -> pd.DataFrame:
         config, metrics, cost = result["config"], result["metrics"], result["cost"]
         rows.append({"run_id": result["run_id"], **_config(result, (*CONFIG, "seed")),
                      **{name: metrics.get(name) for name in METRICS}, **{name: cost.get(name) for name in COST_FIELDS},
-                     "dataset": config.get("dataset"), **_setup(result), "tags_scored": metrics.get("n_tags")})
+                     "dataset": config.get("dataset"), **_setup(result), "tags_scored": metrics.get("n_tags"),
+                     "tags_excluded": len(metrics.get("excluded_tags") or [])})
     frame = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     numeric = [c for c in SUMMARY_COLUMNS if c not in ("run_id", "arch", "log", "dataset", "split")]
     frame[numeric] = frame[numeric].apply(pd.to_numeric, errors="coerce")

@@ -209,11 +209,12 @@ def report(results_dir: str | Path, out_dir: str | Path | None = None) -> Report
         notes.append(f"{len(apart)} configuration(s) not compared with their reference, trained on other data "
                      "(clip length, tags or split; comparison.csv: setup_differs): "
                      + ", ".join(" ".join(str(v) for v in row) for row in apart.itertuples(index=False)))
-    fewer = summary[summary["tags_scored"] < summary["n_tags"]]
+    fewer = summary[summary["tags_excluded"] > 0]
     if not fewer.empty:
-        notes.append(f"{len(fewer)} run(s) averaged over fewer tags than their vocabulary (a tag without a positive "
-                     "or a negative test clip has no ROC-AUC; result.json: metrics.excluded_tags): "
-                     + ", ".join(f"{r.run_id} ({r.tags_scored:g} of {r.n_tags:g})" for r in fewer.itertuples()))
+        notes.append(f"{len(fewer)} run(s) averaged over fewer tags than they were trained on (a tag without a "
+                     "positive or a negative test clip has no ROC-AUC; result.json: metrics.excluded_tags): "
+                     + ", ".join(f"{r.run_id} ({r.tags_scored:g} of {r.tags_scored + r.tags_excluded:g})"
+                                 for r in fewer.itertuples()))
     duplicates = duplicate_seeds(summary)
     if not duplicates.empty:
         notes.append(f"{len(duplicates)} ok runs share a configuration and seed with another (changed protocol or "

@@ -252,12 +252,6 @@ def run_grid(spec_path: str, options: GridOptions = GridOptions()) -> int:
                             "(or use --launcher local / submitit-local)")
         # Local workers run here, so the device is checked here; Slurm jobs check it on their node.
         cuda_here = resolve_device(o.device).type == "cuda" if o.launcher != "slurm" else None
-        _, waveforms, _ = prepare_spec(spec, o.data, o.cache, None, progress=not o.quiet)
-        # absolute paths: Slurm jobs and spawned workers may start elsewhere
-        job = WorkerJob(spec_path=str(Path(spec_path).resolve()), results=str(results_root.resolve()),
-                        cache_index=str(waveforms.index_path.resolve()), device=o.device,
-                        retry_failed_before=planned if o.retry_failed else None,
-                        shard_index=shard_index, shard_count=shard_count, quiet=o.quiet)
         wants_gpu = cuda_here if o.launcher != "slurm" else o.device != "cpu"
         runs_per_gpu = o.runs_per_gpu
         if wants_gpu and runs_per_gpu is None:
@@ -267,7 +261,16 @@ def run_grid(spec_path: str, options: GridOptions = GridOptions()) -> int:
                 total = int(o.slurm.gpu_mem_gb * 2**30) if o.launcher == "slurm" else None
                 runs_per_gpu, why = auto_runs_per_gpu(spec, [s.run for s in todo], results_root, total)
             print(f"runs per GPU: {runs_per_gpu} ({why}; --runs-per-gpu K sets it)")
-        job = dataclasses.replace(job, runs_per_gpu=runs_per_gpu or 1)
+        if o.launcher == "slurm":  # the jobs' shape is checked before any data is prepared
+            submitit_parameters(WorkerJob("", "", "", o.device, runs_per_gpu=runs_per_gpu or 1), o.launcher,
+                                o.slurm, wants_gpu)
+        _, waveforms, _ = prepare_spec(spec, o.data, o.cache, None, progress=not o.quiet)
+        # absolute paths: Slurm jobs and spawned workers may start elsewhere
+        job = WorkerJob(spec_path=str(Path(spec_path).resolve()), results=str(results_root.resolve()),
+                        cache_index=str(waveforms.index_path.resolve()), device=o.device,
+                        retry_failed_before=planned if o.retry_failed else None,
+                        shard_index=shard_index, shard_count=shard_count, quiet=o.quiet,
+                        runs_per_gpu=runs_per_gpu or 1)
         if o.launcher == "local":
             n_workers = o.workers or ((_gpu_count() * job.runs_per_gpu) if cuda_here else 1)
             _launch_local(job, n_workers, cuda_here)
@@ -386,10 +389,10 @@ def submitit_parameters(job: WorkerJob, launcher: str, slurm: SlurmOptions, want
     each job runs `runs_per_gpu` workers per GPU as tasks, which claim GPU slots among themselves."""
     gpus = (slurm.gpus_per_job if launcher == "slurm" else visible_gpus) if wants_gpu else 0
     tasks = max(1, gpus * job.runs_per_gpu)
-    if slurm.cpus_per_job < tasks:
+    if launcher == "slurm" and slurm.cpus_per_job < tasks:  # the local executor: --cpus is not the user's
         raise UserError(f"--cpus {slurm.cpus_per_job} is fewer than the {tasks} tasks of a job ({gpus} GPU(s) x "
                         f"{job.runs_per_gpu} runs per GPU): each task needs at least one CPU")
-    params = {"timeout_min": slurm.time_minutes, "cpus_per_task": slurm.cpus_per_job // tasks,
+    params = {"timeout_min": slurm.time_minutes, "cpus_per_task": max(1, slurm.cpus_per_job // tasks),
               "tasks_per_node": tasks, "nodes": 1, "gpus_per_node": gpus}
     if launcher == "slurm":
         if not gpus:  # `--gpus-per-node=0` is refused by clusters without GPU resources

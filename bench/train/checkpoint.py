@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from bench.core.errors import is_job_stop
+from bench.core.errors import is_job_stop, one_line
 from bench.core.layout import BEST, CHECKPOINT
-from bench.core.store import atomic_write_bytes, reject
+from bench.core.store import atomic_write_bytes, is_resource_error, reject
 
 
 @dataclass
@@ -87,8 +87,11 @@ def read_best(path: Path, epoch: int) -> dict:
 def _load_dict(path: Path) -> dict:
     try:
         state = load_torch(path)
-    except (OSError, MemoryError):  # the file could not be read (permission, I/O, memory): not a bad file
-        raise
+    except OSError as exc:
+        if is_resource_error(exc):  # permission denied: the file may be fine; the grid stops (exit 2), resumable
+            raise
+        # torch reports a truncated archive as OSError(EINVAL) too: set aside (kept, numbered), like any bad file
+        raise InvalidCheckpoint(f"unreadable ({type(exc).__name__}: {one_line(exc)})") from None
     except Exception as exc:  # torch reports torn zips, refused globals and bad pickles as many types
         if is_job_stop(exc):  # the job's time ran out while reading: the file is fine
             raise

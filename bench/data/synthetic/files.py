@@ -153,17 +153,18 @@ def _clean_stale(out: Path, wanted: set[str]) -> None:
 def _foreign_files(out: Path, shown: int = 3) -> list[str]:
     """Up to `shown` files in `out` that generating there would replace or mix with, but that no earlier
     generation wrote: an annotations_final.csv without synthetic.json (a real MTAT folder), anything in
-    the folders 0-f but our MP3s, other folders. Task CSVs (`bench synth --task`) may be there."""
+    the folders 0-f but our MP3s, other folders. Task CSVs (`bench synth --task`) and hidden files may be
+    there."""
     if not out.is_dir():
         return []
     found = []
     if (out / ANNOTATIONS).exists() and not (out / META).exists():
         found.append(ANNOTATIONS)
     for path in sorted(out.iterdir()):
-        if path.name in FOLDERS and path.is_dir():
+        if path.name in FOLDERS and path.is_dir():  # hidden files (.DS_Store) are any folder's
             found += [f"{path.name}/{p.name}" for p in sorted(path.iterdir())[:100]
-                      if not (_OUR_MP3.match(p.name) or _OUR_TMP.match(p.name))][:shown]
-        elif path.is_dir():
+                      if not (_OUR_MP3.match(p.name) or p.name.startswith("."))][:shown]
+        elif path.is_dir() and not path.name.startswith("."):
             found.append(f"{path.name}/")
         if len(found) >= shown:
             break
