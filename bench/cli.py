@@ -100,6 +100,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from bench.spec import load_spec, spec_warnings
 
     spec = load_spec(args.spec)
+    if args.perf:  # given by name: it must be what `bench perf --out` wrote for this spec
+        from bench.cost.plan import measured_projection
+
+        if not Path(args.perf).is_file():
+            raise UserError(f"--perf {args.perf}: no such file (`bench perf {args.spec} --out FILE` writes it)")
+        if measured_projection(spec, args.perf) is None:
+            raise UserError(f"--perf {args.perf}: not the JSON `bench perf --out` writes for spec {spec.name!r}")
     for warning in spec_warnings(spec):
         print(f"bench plan: warning: {warning}", file=sys.stderr)
     rows = plan_rows(spec, fvcore=not args.no_fvcore)

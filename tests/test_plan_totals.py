@@ -47,8 +47,13 @@ def test_plan_prints_the_projection_bench_perf_measured(capsys, tmp_path):
     assert lines[-2] == "waveform cache: 42.1 GB for 25,860 clips (float16, one copy per sample rate)"
     assert lines[-1] == f"projected: 123.5 cuda-hours at 30 epochs per run (measured by bench perf: {perf})"
     perf.write_text(json.dumps({"spec": "another-spec", "projection": {"device_hours": 1.0}}))
-    assert main(["plan", str(SPECS / "paper-mtat-vgg.toml"), "--no-fvcore", "--perf", str(perf)]) == 0
+    assert main(["plan", str(SPECS / "paper-mtat-vgg.toml"), "--no-fvcore", "--results", str(tmp_path)]) == 0
     assert capsys.readouterr().out.splitlines()[-1].startswith("projected device-hours: not measured")
+    # named with --perf, another spec's file or a missing one is a mistake, said in one line
+    assert main(["plan", str(SPECS / "paper-mtat-vgg.toml"), "--no-fvcore", "--perf", str(perf)]) == 2
+    assert f"--perf {perf}: not the JSON `bench perf --out` writes for spec 'paper-mtat-vgg'" in capsys.readouterr().err
+    assert main(["plan", str(SPECS / "paper-mtat-vgg.toml"), "--perf", str(tmp_path / "none.json")]) == 2
+    assert "no such file" in capsys.readouterr().err
 
 
 def test_plan_json_has_configurations_and_totals(capsys):
