@@ -251,7 +251,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     from bench.spec import load_spec
 
     spec = load_spec(args.spec)
-    status = grid_status(spec, readable_folder(args.results, "--results"))
+    results = readable_folder(args.results, "--results")
+    if not (results / spec.name).is_dir() and (results / "runs").is_dir():  # the spec's own folder given
+        raise UserError(f"--results {results}: holds runs itself; --results is the folder above it "
+                        f"(did you mean --results {results.parent}?)")
+    status = grid_status(spec, results)
     if args.json:
         json.dump(status.as_json(), sys.stdout, indent=1)
         sys.stdout.write("\n")

@@ -86,6 +86,15 @@ def test_status_of_a_missing_results_folder_is_one_line(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == f"bench status: error: --results {tmp_path / 'nowhere'}: no such folder"
 
 
+def test_status_of_the_specs_own_folder_points_one_level_up(tmp_path, capsys):
+    """`--results results/<spec>` (as `bench report` takes it) said every run was "not started"."""
+    spec = load_spec(SPEC)
+    (tmp_path / spec.name / "runs").mkdir(parents=True)
+    assert main(["status", str(SPEC), "--results", str(tmp_path / spec.name)]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"(did you mean --results {tmp_path}?)")
+    assert main(["status", str(SPEC), "--results", str(tmp_path)]) == 0
+
+
 def test_a_claim_that_meets_a_look_at_the_lock_tries_again(tmp_path, monkeypatch):
     """`bench status` looks at a run's lock with a shared flock for microseconds; a worker claiming the
     run at that instant must not skip it as held by another worker."""
