@@ -247,12 +247,13 @@ def cmd_grid(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from bench.core.layout import RUNS
     from bench.run.status import format_status, grid_status
     from bench.spec import load_spec
 
     spec = load_spec(args.spec)
     results = readable_folder(args.results, "--results")
-    if not (results / spec.name).is_dir() and (results / "runs").is_dir():  # the spec's own folder given
+    if not (results / spec.name).is_dir() and (results / RUNS).is_dir():  # the spec's own folder given
         raise UserError(f"--results {results}: holds runs itself; --results is the folder above it "
                         f"(did you mean --results {results.parent}?)")
     status = grid_status(spec, results)
