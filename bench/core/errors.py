@@ -8,6 +8,12 @@ def one_line(message: object) -> str:
     return " ".join(str(message).split()) or "no detail"
 
 
+def first_line(message: object) -> str:
+    """The first non-blank line of a message (an error whose text carries a traceback or a tool's log)."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    return lines[0] if lines else "no detail"
+
+
 class UserError(Exception):
     """Bad input from the user (spec, paths, data). Printed without a traceback."""
 

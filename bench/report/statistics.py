@@ -25,14 +25,14 @@ from bench.report.columns import (
 )
 
 
-def aggregate(summary: pd.DataFrame, expected_seeds: Iterable[int] | None = None) -> pd.DataFrame:
+def aggregate(summary: pd.DataFrame, expected_seeds: Mapping[str, Iterable[int]] | None = None) -> pd.DataFrame:
     """aggregate.csv: one row per configuration, statistics over its seeds.
 
     `{metric}_mean`, `{metric}_std` (ddof=1; NaN for one seed), `n_seeds`, `seeds`; cost per clip (gmac,
     gmac_analytic, params, storage_bytes: the same for every seed); means of train_seconds, epochs and
-    clips_per_second. `seeds_missing` lists the `expected_seeds` of the configuration's dataset (a mapping
-    dataset -> seeds, or one set for every dataset; default: every seed `summary` holds for the dataset) this
-    configuration has no ok run for; `pareto_gmac` / `pareto_storage` flag the Pareto front per dataset.
+    clips_per_second. `seeds_missing` lists the `expected_seeds` of the configuration's dataset (dataset ->
+    seeds; default: every seed `summary` holds for the dataset) this configuration has no ok run for;
+    `pareto_gmac` / `pareto_storage` flag the Pareto front per dataset.
     The SETUP columns hold the seeds' common value (NaN, or "mixed" for `split`, when they differ or a
     summary without them is given).
     """
@@ -55,8 +55,6 @@ def aggregate(summary: pd.DataFrame, expected_seeds: Iterable[int] | None = None
             frame[name] = np.nan
     if expected_seeds is None:
         expected_seeds = summary.groupby("dataset", dropna=False)["seed"].agg(set).to_dict()
-    if not isinstance(expected_seeds, Mapping):
-        expected_seeds = dict.fromkeys(frame["dataset"], set(expected_seeds))
     have = [set(int(s) for s in seeds.split(";")) for seeds in frame["seeds"]]
     frame["seeds_missing"] = [";".join(str(s) for s in sorted(expected_seeds.get(dataset, ())) if s not in seeds)
                               for dataset, seeds in zip(frame["dataset"], have, strict=True)]

@@ -23,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.core.errors import RERUN_TO_CONTINUE, DeviceFailure, Interrupted, UserError, one_line
+from bench.core.errors import RERUN_TO_CONTINUE, DeviceFailure, Interrupted, UserError, first_line, one_line
 from bench.core.paths import folder_path, writable_folder
 from bench.core.store import is_resource_error
 from bench.run.runner import RunLock, log_to_stdout, read_result, run_dir, run_states, shard, worker_loop
@@ -418,7 +418,7 @@ def _launch_submitit(job: WorkerJob, n_jobs: int, launcher: str, slurm: SlurmOpt
         executor.update_parameters(**parameters)
         jobs = executor.map_array(RequeuedWorker(), [dataclasses.replace(job, worker=k) for k in range(n_jobs)])
     except (OSError, RuntimeError) as exc:  # sbatch missing, or refusing (a partition, a limit): submitit's errors
-        raise UserError(f"{launcher}: the jobs could not be submitted ({type(exc).__name__}: {_first_line(exc)})") \
+        raise UserError(f"{launcher}: the jobs could not be submitted ({type(exc).__name__}: {first_line(exc)})") \
             from None
     print(f"submitted {len(jobs)} job(s) via submitit ({launcher}); logs in {folder}")
     for submitted in jobs:
@@ -427,13 +427,8 @@ def _launch_submitit(job: WorkerJob, n_jobs: int, launcher: str, slurm: SlurmOpt
         except Exception as exc:  # noqa: BLE001 - submitit's UncompletedJobError, FailedJobError, ...
             # a job that ran out of time, or whose worker crashed outside the runs' own error handling:
             # its runs were not recorded as failed and resume in the next grid; `summarise` counts them
-            print(f"job {submitted.job_id} ended without finishing ({type(exc).__name__}: {_first_line(exc)}); "
+            print(f"job {submitted.job_id} ended without finishing ({type(exc).__name__}: {first_line(exc)}); "
                   f"its log: {folder}")
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).splitlines() if line.strip()]
-    return lines[0].strip() if lines else "no detail"
 
 
 class RequeuedWorker:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from bench.core.errors import is_job_stop, one_line
+from bench.core.errors import first_line, is_job_stop
 from bench.core.layout import BEST, CHECKPOINT
 from bench.core.store import atomic_write_bytes, is_resource_error, reject
 
@@ -87,16 +87,12 @@ def read_best(path: Path, epoch: int) -> dict:
 def _load_dict(path: Path) -> dict:
     try:
         state = load_torch(path)
-    except OSError as exc:
-        if is_resource_error(exc):  # permission denied: the file may be fine; the grid stops (exit 2), resumable
+    except Exception as exc:  # torch reports torn zips, refused globals, bad pickles, truncated archives
+        # (OSError EINVAL) as many types: each sets the file aside (kept, numbered). Not these: no file;
+        # permission denied (the file may be fine: the grid stops, resumable); the job's time running out
+        if isinstance(exc, FileNotFoundError) or is_resource_error(exc) or is_job_stop(exc):
             raise
-        # torch reports a truncated archive as OSError(EINVAL) too: set aside (kept, numbered), like any bad file
-        raise InvalidCheckpoint(f"unreadable ({type(exc).__name__}: {one_line(exc)})") from None
-    except Exception as exc:  # torch reports torn zips, refused globals and bad pickles as many types
-        if is_job_stop(exc):  # the job's time ran out while reading: the file is fine
-            raise
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "no detail"
-        raise InvalidCheckpoint(f"unreadable ({type(exc).__name__}: {detail})") from None
+        raise InvalidCheckpoint(f"unreadable ({type(exc).__name__}: {first_line(exc)})") from None
     if not isinstance(state, dict):
         raise InvalidCheckpoint(f"holds a {type(state).__name__}, not a dict")
     return state
