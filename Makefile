@@ -77,7 +77,7 @@ gpu-check: $(STAMP) ## GPU acceptance: tiny grids on CUDA, throughput, memory (R
 
 test: $(STAMP) ## check the dependency map, then run the test suite (CPU only)
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/python -m pytest -q $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder) $(PYTEST_ARGS)
 
 STRESS_ARGS ?=
 

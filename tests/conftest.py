@@ -1,3 +1,6 @@
+import os
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -10,11 +13,46 @@ SPECS = ROOT / "specs"
 def models(tmp_path_factory):
     """The four released musicnn models, imported once per test session (needs TensorFlow and the musicnn
     package: the tests that use it are marked `needs_musicnn`)."""
+    from bench.core.store import exclusive_lock
     from bench.tools.pretrained import import_musicnn
 
-    out = tmp_path_factory.mktemp("models")
-    import_musicnn(out=out, log=lambda _: None)  # all four, with one TensorFlow process
+    out = shared_folder(tmp_path_factory, "released-models")  # TensorFlow takes ~7 s to start: once per session
+    out.mkdir(exist_ok=True)
+    with exclusive_lock(out / ".import.lock"):
+        if not (out / ".imported").exists():
+            import_musicnn(out=out, log=lambda _: None)  # all four, with one TensorFlow process
+            (out / ".imported").touch()
     return out
+
+
+def shared_folder(tmp_path_factory, name: str) -> Path:
+    """A folder of this test session that every pytest-xdist worker sees (the session's base folder's
+    parent is per-session under xdist; without xdist the base folder is)."""
+    base = tmp_path_factory.getbasetemp()
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
+
+
+@pytest.fixture(scope="session")
+def tiny_synthetic(tmp_path_factory) -> Path:
+    """The synthetic dataset of the tiny end-to-end grids (48 clips of 3 s, seed 0), generated once for
+    all test processes: under pytest-xdist the first worker to ask generates it and the others wait on
+    the generator's own lock, then find it complete. Copy it (`copy_tiny_synthetic`) before use."""
+    from bench.data.synthetic import generate
+
+    shared = shared_folder(tmp_path_factory, "tiny-synthetic")
+    generate(shared, clips=48, seed=0, clip_seconds=3.0, workers=1, progress=False)
+    return shared
+
+
+@pytest.fixture(scope="session")
+def copy_tiny_synthetic(tiny_synthetic):
+    """copy(folder): a private copy of `tiny_synthetic` at folder (what a spec's dataset.path names)."""
+
+    def copy(folder: Path) -> Path:
+        shutil.copytree(tiny_synthetic, folder, ignore=shutil.ignore_patterns(".*.lock"))
+        return folder
+
+    return copy
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +65,30 @@ def reference():
     inputs, outputs = np.load(data / "inputs.npz"), np.load(data / "outputs.npz")
     x = torch.from_numpy(inputs["x"].astype(np.float32)).transpose(1, 2)  # (8, mel, time), as our models take it
     return x, {key: outputs[key] for key in outputs.files}
+
+
+@contextmanager
+def unrendered_figures():
+    """`bench report` with its figures built as usual but not drawn: each figure file is written empty.
+    Drawing and embedding fonts in the PDFs take ~90 % of a report's time; the tests that read only
+    its tables and notes use this (the tests of the figures themselves draw them)."""
+    from bench.core.store import atomic_write_bytes
+    from bench.report import figures
+
+    def save(fig, stem) -> list[Path]:
+        stem = Path(stem)
+        return [atomic_write_bytes(stem.with_name(f"{stem.name}.{fmt}"), b"") for fmt in ("png", "pdf")]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(figures, "save", save)
+        yield
+
+
+@pytest.fixture
+def figures_unrendered():
+    """`unrendered_figures` for one test."""
+    with unrendered_figures():
+        yield
 
 
 @pytest.fixture
@@ -64,3 +126,18 @@ def one_run(write_spec, tmp_path):
     spec = load_spec(write_spec(MINIMAL_SPEC))
     (run,) = spec.runs()
     return spec, run, run_dir(tmp_path / "results", spec, run)
+
+
+SLOWEST_FIRST = ("test_grid.py", "test_reliability.py", "test_cuda_paths.py", "test_report.py", "test_export.py",
+                 "test_architectures.py", "test_transfer.py", "test_figures_readability.py")
+"""The modules that take longest (`pytest --durations=0`, 2 cores). `make test` hands whole modules to
+its workers (`--dist loadfile --no-loadscope-reorder`) in collection order, so these go first and the
+workers finish together instead of one waiting on a long module it started last."""
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item) -> int:
+        name = item.path.name
+        return SLOWEST_FIRST.index(name) if name in SLOWEST_FIRST else len(SLOWEST_FIRST)
+
+    items.sort(key=rank)  # stable: the other modules, and the tests in each module, keep their order

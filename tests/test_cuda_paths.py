@@ -789,14 +789,13 @@ def test_runs_per_gpu_prefers_the_peak_a_finished_run_measured(tmp_path):
 
 
 @pytest.mark.slow
-def test_gpu_check_c3_runs_the_real_grid_and_judges_it(tmp_path):
+def test_gpu_check_c3_runs_the_real_grid_and_judges_it(tmp_path, copy_tiny_synthetic):
     """The harness of C3 end to end, on the CPU: the real `bench grid --workers 2`, its results and
     executions read back. On the CPU the verdict is FAIL (no cuda:0, no GPU slots), with the evidence."""
-    from bench.data.synthetic import generate
     from bench.tools.gpucheck import Check, Workspace, check_two_workers_one_gpu
 
     ws = Workspace(tmp_path, device="cpu")
-    generate(ws.data, clips=48, seed=0, clip_seconds=3.0, progress=False, workers=1)
+    copy_tiny_synthetic(ws.data)  # the dataset the harness generates: 48 clips of 3 s, seed 0
     check = Check("C3", "--workers 2 with CUDA_VISIBLE_DEVICES=0")
     check_two_workers_one_gpu(ws, check)
     assert check.ok is False

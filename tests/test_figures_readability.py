@@ -64,6 +64,7 @@ def write_runs(root: Path, configs, seeds=(0, 1), **setup) -> Path:
 PUBLISHED_CONFIGS = [("vgg", 16000, 96, 1, "log"), ("vgg", 16000, 48, 1, "log")]  # 88.91 and 89.17 published
 
 
+@pytest.mark.usefixtures("figures_unrendered")
 def test_published_comparison_shown_for_the_papers_setup(tmp_path):
     summary = report(write_runs(tmp_path / "paper", PUBLISHED_CONFIGS))
     text = summary.text()
@@ -73,6 +74,7 @@ def test_published_comparison_shown_for_the_papers_setup(tmp_path):
     assert "88.91" in published_md and "skipped" not in published_md
 
 
+@pytest.mark.usefixtures("figures_unrendered")
 def test_published_comparison_skipped_for_a_narrow_model_on_short_clips(tmp_path):
     summary = report(write_runs(tmp_path / "small", PUBLISHED_CONFIGS, width=0.0625, clip_seconds=6.0))
     text = summary.text()
@@ -84,6 +86,7 @@ def test_published_comparison_skipped_for_a_narrow_model_on_short_clips(tmp_path
     assert "published comparison skipped" in published_md and "88.91" not in published_md
 
 
+@pytest.mark.usefixtures("figures_unrendered")
 def test_published_comparison_skipped_for_another_tag_set_or_split(tmp_path):
     summary = report(write_runs(tmp_path / "tags", PUBLISHED_CONFIGS, n_tags=10, split="won"))
     (line,) = summary.published_skipped
@@ -92,6 +95,7 @@ def test_published_comparison_skipped_for_another_tag_set_or_split(tmp_path):
     assert summary.published.empty
 
 
+@pytest.mark.usefixtures("figures_unrendered")
 def test_no_note_for_datasets_without_published_numbers(tmp_path):
     summary = report(write_runs(tmp_path / "synthetic", PUBLISHED_CONFIGS, width=0.0625, clip_seconds=6.0,
                                 dataset="synthetic"))

@@ -23,9 +23,10 @@ from bench.train.model_file import load_model
 pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
+def workspace(tmp_path_factory, copy_tiny_synthetic):
     """One synthetic dataset and one cache shared by the tests of this module."""
     root = tmp_path_factory.mktemp("grid")
+    copy_tiny_synthetic(root / "synth")
     return root
 
 
@@ -93,7 +94,10 @@ def test_tiny_grid_end_to_end_through_the_cli(workspace):
 def test_killed_run_resumes_and_matches_an_uninterrupted_run(workspace):
     # 10 epochs without early stopping: the kill lands well before the end on any machine
     clean = write_spec(workspace, "clean", archs=("vgg",), epochs=10, patience=10)
-    assert bench(workspace, "grid", str(clean), "--device", "cpu", "--no-report").returncode == 0
+    quiet = bench(workspace, "grid", str(clean), "--device", "cpu", "--no-report", "--quiet")
+    assert quiet.returncode == 0, quiet.stdout + quiet.stderr
+    assert "  epoch " not in quiet.stdout and "\r" not in quiet.stdout + quiet.stderr  # no line per epoch
+    assert "clean: 1 run in results/clean: " in quiet.stdout and "1 ok, 0 failed, 0 not run" in quiet.stdout
     killed = write_spec(workspace, "killed", archs=("vgg",), epochs=10, patience=10)
     proc = subprocess.Popen([sys.executable, "-m", "bench", "grid", str(killed), "--device", "cpu", "--no-report"],
                             cwd=workspace,
@@ -180,10 +184,21 @@ log = ["log"]
         epochs = [json.loads(h)["epoch"] for h in (folder / "history.jsonl").read_text().splitlines()]
         assert epochs == list(range(1, len(epochs) + 1)) and epochs
     assert not list((workspace / "synth").glob(".*.lock"))
-    quiet = bench(workspace, "grid", str(spec), "--device", "cpu", "--no-report", "--quiet")
-    assert quiet.returncode == 0, quiet.stdout + quiet.stderr
-    assert "  epoch " not in quiet.stdout and "\r" not in quiet.stdout + quiet.stderr  # no line per epoch
-    assert f"ctrl-c-{workers}: {workers} run{'s' if workers > 1 else ''} in results/ctrl-c-{workers}: " in quiet.stdout
+    # the next grid takes up every interrupted run where its checkpoint left it (resuming itself is
+    # tested in test_user_errors and by the SIGKILL test above; training 40 epochs again here would not add to it)
+    dry = bench(workspace, "grid", str(spec), "--device", "cpu", "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert f"ctrl-c-{workers}: {workers} run{'s' if workers > 1 else ''} in results/ctrl-c-{workers}: " in dry.stdout
+    for folder in runs.iterdir():
+        if not (folder / RESULT).exists():
+            assert re.search(rf"would resume +{folder.name}  \(interrupted: resumes from its checkpoint\)",
+                             dry.stdout), dry.stdout
+    # a dry run needs neither torch nor scikit-learn: it answers in a fraction of a training process's start
+    code = ("import sys; from bench.cli import main; status = main(sys.argv[1:]); "
+            "sys.exit(status or 'torch' in sys.modules or 'sklearn' in sys.modules)")
+    light = subprocess.run([sys.executable, "-c", code, "grid", str(spec), "--dry-run"], cwd=workspace,
+                           capture_output=True, text=True)
+    assert light.returncode == 0, light.stdout + light.stderr
 
 
 def test_nan_loss_is_recorded_as_failed_and_the_grid_goes_on(workspace, monkeypatch, capsys):

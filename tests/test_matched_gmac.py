@@ -21,6 +21,8 @@ import scipy.stats
 from bench.report import figures
 from bench.report.report import SUMMARY_COLUMNS, aggregate, matched_gmac, matched_gmac_tables, report, to_markdown
 
+from .conftest import unrendered_figures
+
 # (width, n_mels, hop) -> (GMAC per clip, ROC-AUC of seeds 0, 1, 2); all vgg, mtat, 16 kHz, log
 REFERENCE = (1.0, 96, 1)
 NARROW = (0.5, 96, 1)
@@ -198,7 +200,8 @@ def write_runs(root: Path, configs: dict) -> Path:
 @pytest.fixture(scope="module")
 def scaling_report(tmp_path_factory):
     root = write_runs(tmp_path_factory.mktemp("results") / "scaling", SCALING)
-    return root, report(root)
+    with unrendered_figures():
+        return root, report(root)
 
 
 def test_report_writes_matched_gmac_csv(scaling_report):
@@ -227,6 +230,7 @@ def test_report_tables_and_summary_name_the_pair(scaling_report):
     assert "width 0.5 (2.5 GMAC) -3.00 vs 96/x4 at width 1 (2.4 GMAC) -2.00: smaller input loses less" in pair
 
 
+@pytest.mark.usefixtures("figures_unrendered")
 def test_no_narrower_widths_no_matched_gmac_output(tmp_path):
     root = write_runs(tmp_path / "paper", {k: v for k, v in SCALING.items() if k != NARROW})
     summary = report(root)

@@ -187,6 +187,7 @@ def test_report_writes_the_global_figure(reported):
     assert "16k 96/x1 log" in fig.axes[1].get_ylabel() and "16k 96/x1 log" in ax.get_title(loc="left")
 
 
+@pytest.mark.usefixtures("figures_unrendered")
 def test_no_global_figure_without_the_global_reference(tmp_path):
     # the highest sample rate is 22.05 kHz, where 96/x1 log was not run: no global comparison, one note
     runs = dict(RUNS) | {("vgg", 22050, 48, 1, "log"): [{"air": 1.0, "drums": 0.9}]}

@@ -49,9 +49,10 @@ from .test_grid import executions, results_of, write_spec
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
+def finished(tmp_path_factory, copy_tiny_synthetic):
     """A workspace with the synthetic data, its cache and one finished 3-epoch VGG run."""
     workspace = tmp_path_factory.mktemp("reliability")
+    copy_tiny_synthetic(workspace / "synth")
     spec = write_spec(workspace, "one", archs=("vgg",), epochs=3, patience=3)
     assert grid(workspace, spec) == 0
     (result,) = results_of(workspace, "one").values()

@@ -452,6 +452,7 @@ def three_seeds(root: Path, config, gmac, rocs, clip_seconds=29.1, pr=0.4):
         write_doc(root, doc)
 
 
+@pytest.mark.usefixtures("figures_unrendered")
 def test_runs_on_other_data_are_not_compared_with_the_reference_and_are_named(tmp_path):
     """An edited spec (6 s clips) leaves its old runs in the folder: a configuration whose seeds, or
     whose reference, ran on other data is not t-tested against it, and the report says so."""
@@ -480,6 +481,7 @@ def test_seeds_that_agree_to_rounding_have_no_t_test():
     assert t == pytest.approx(-2 * np.sqrt(3)) and 0 < p < 0.05
 
 
+@pytest.mark.usefixtures("figures_unrendered")
 def test_the_gmac_change_column_uses_whichever_condition_has_a_reference(tmp_path):
     """96/x1 run in dB only; 48/x1 in both log types: its ΔGMAC is against the dB reference."""
     from bench.report.tables import comparison_table
@@ -523,6 +525,7 @@ def test_a_tag_mean_counts_only_the_seeds_that_have_a_value_for_it():
     assert delta.loc["drums", "roc_auc_mean"] == pytest.approx((0.8 + 0.9) / 2)
 
 
+@pytest.mark.usefixtures("figures_unrendered")
 def test_runs_that_record_no_width_are_their_own_size(tmp_path):
     """An architecture without a width option records none: its runs are width 1 and the report draws
     them. A result whose config lacks the width but whose canonical options have it takes it from there."""
@@ -542,6 +545,7 @@ def test_runs_that_record_no_width_are_their_own_size(tmp_path):
     assert (tmp_path / "report" / "fig1_vgg.png").exists()
 
 
+@pytest.mark.usefixtures("figures_unrendered")
 def test_missing_seeds_are_counted_per_dataset(tmp_path):
     """A folder holding MTAT runs with seeds 0-2 and MSD runs with seed 0 (a spec edited from one dataset
     to the other): the MSD runs miss no seed; the MTAT configuration without seed 2 misses it."""
@@ -563,6 +567,7 @@ def test_missing_seeds_are_counted_per_dataset(tmp_path):
     assert len(summary.incomplete_configurations) == 1 and "48/x1" in summary.incomplete_configurations[0]
 
 
+@pytest.mark.usefixtures("figures_unrendered")
 def test_configurations_on_mixed_data_are_compared_nowhere(tmp_path):
     """Old 6 s runs of an edited spec left beside the 29.1 s ones, in the reference and in 48/x1 alike:
     neither side's mean is one experiment, so neither comparison.csv nor the per-tag tables compare
@@ -581,6 +586,7 @@ def test_configurations_on_mixed_data_are_compared_nowhere(tmp_path):
         assert pd.read_csv(tmp_path / "report" / name).empty, name
 
 
+@pytest.mark.usefixtures("figures_unrendered")
 def test_per_tag_changes_are_only_against_a_reference_on_the_same_data(tmp_path):
     """48/x1 on 6 s clips against a reference on 29.1 s: no per-tag change (comparison.csv gives none);
     32/x1 on 29.1 s: one per tag, its mean minus the reference's."""
@@ -596,6 +602,7 @@ def test_per_tag_changes_are_only_against_a_reference_on_the_same_data(tmp_path)
     assert set(per_tag.loc[per_tag["n_mels"] == 48, "clip_seconds"]) == {6.0}
 
 
+@pytest.mark.usefixtures("figures_unrendered")
 def test_a_report_removes_the_figures_of_models_no_longer_in_the_results(tmp_path):
     import shutil
 
@@ -614,6 +621,7 @@ def test_a_report_removes_the_figures_of_models_no_longer_in_the_results(tmp_pat
     assert (out / "notes.md").read_text() == "mine" and (out / "per_tag.csv").exists()
 
 
+@pytest.mark.usefixtures("figures_unrendered")
 def test_per_tag_tables_keep_the_datasets_tag_order(tmp_path):
     """MTAT's top-50 order (as musicnn and sota-music-tagging-models publish it) starts guitar, classical,
     slow, techno, strings: per_tag.csv keeps it, not the alphabet."""
@@ -632,6 +640,7 @@ def test_per_tag_tables_keep_the_datasets_tag_order(tmp_path):
     assert tuple(delta["tag"]) == mtat_first_five
 
 
+@pytest.mark.usefixtures("figures_unrendered")
 def test_a_run_averaged_over_fewer_tags_than_its_vocabulary_is_named(tmp_path):
     """A custom split can leave a tag without a positive test clip: the run's macro averages are over 4 of
     its 5 tags (result.json's excluded_tags), which summary.csv's n_tags (the spec's cap) does not show.

@@ -224,9 +224,6 @@ class GridOptions:
 def run_grid(spec_path: str, options: GridOptions = GridOptions()) -> int:
     """Returns the exit status: 0 when every run of the (shard of the) grid is done and ok, or is being
     trained by another live worker; 1 when a run failed or was not run."""
-    from bench.run.prepare import prepare_spec
-    from bench.train.loop import resolve_device
-
     o = options
     spec = load_spec(spec_path)
     shard_index, shard_count = parse_shard(o.shard_text)
@@ -244,7 +241,10 @@ def run_grid(spec_path: str, options: GridOptions = GridOptions()) -> int:
         return 0
     todo = [s for s in states if s.action in ("run", "resume")]
     if todo:
+        # imported here, not above: a dry run (and a grid with nothing to do) needs neither torch nor sklearn
+        from bench.run.prepare import prepare_spec
         from bench.train.fastpath import check_environment
+        from bench.train.loop import resolve_device
 
         check_environment()
         if o.launcher == "slurm" and shutil.which("sbatch") is None:  # before any data is prepared
