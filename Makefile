@@ -10,8 +10,14 @@ SPEC    ?= specs/demo.toml
 DATA    ?=
 RESULTS ?= results
 PYTEST_ARGS ?=
+# cores this make may use (nproc without the OpenMP variables, which it would otherwise report)
+CORES   := $(shell env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
 # test processes: one per core, at most 4 (each holds torch; the end-to-end tests start grids of their own)
-TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1); echo $$(( n < 4 ? n : 4 )))
+TEST_WORKERS ?= $(shell echo $$(( $(CORES) < 4 ? $(CORES) : 4 )))
+# torch threads per test process (and per `bench` process a test starts): the cores shared out, not
+# torch's default of every core in every process, whose spinning OpenMP threads took a third of the
+# suite's CPU time on 2 cores
+TEST_THREADS ?= $(shell w=$(TEST_WORKERS); t=$$(( $(CORES) / (w > 1 ? w : 1) )); echo $$(( t > 1 ? t : 1 )))
 
 .DEFAULT_GOAL := help
 .PHONY: help grid demo-figures report transfer prepare plan perf gpu-check test stress lint clean
@@ -77,7 +83,7 @@ gpu-check: $(STAMP) ## GPU acceptance: tiny grids on CUDA, throughput, memory (R
 
 test: $(STAMP) ## check the dependency map, then run the test suite (CPU only)
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/python -m pytest -q $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder) $(PYTEST_ARGS)
+	OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -q $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder) $(PYTEST_ARGS)
 
 STRESS_ARGS ?=
 
