@@ -530,6 +530,21 @@ def test_a_full_disk_under_several_workers_is_one_line_and_exit_status_2(monkeyp
     assert resource_message(raised.value).startswith(f"cannot write {tmp_path}/runs/w0/{CHECKPOINT}: No space left")
 
 
+
+def test_local_cpu_workers_share_the_cpus_this_process_may_use(monkeypatch, tmp_path):
+    """Torch threads of local CPU workers: the CPUs in this process's affinity mask (a container's cpuset,
+    taskset, a Slurm allocation) shared out, not every core of the machine: 2 workers on 4 of 64 cores
+    get 2 threads each, not 32 (16 times more threads than cores, spinning against each other)."""
+    from bench.run import grid
+
+    threads = []
+    monkeypatch.setattr(grid, "worker_entry", lambda job: threads.append(job.threads) or [])
+    monkeypatch.setattr(grid.multiprocessing, "get_context", lambda method: InlineContext)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {8, 9, 10, 11})
+    grid._launch_local(grid.WorkerJob("spec.toml", str(tmp_path), "index.json", "cpu"), 2, cuda=False)
+    assert threads == [2, 2]
+
 def test_a_checkpoint_in_a_forbidden_folder_is_not_set_aside(monkeypatch, tmp_path):
     """Permission denied says nothing about the file: resuming raises it (the grid stops, exit 2) and the
     checkpoint stays. Any other read error (torch reports a truncated archive as OSError EINVAL) sets the

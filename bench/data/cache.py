@@ -50,6 +50,7 @@ import numpy as np
 
 from bench.core import framing
 from bench.core.errors import ignore_interrupts
+from bench.core.machine import usable_cpus
 from bench.core.store import (
     atomic_write_bytes,
     atomic_write_json,
@@ -324,7 +325,7 @@ class WaveformCache:
         jobs = [(i, self.index.clips[i].path, rates, self.clip_seconds) for i in rows]
         bar = progress(len(jobs), f"decode+resample {self.index.name} -> {', '.join(map(str, rates))} Hz") \
             if progress else None
-        workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+        workers = max(1, min(workers or usable_cpus(), len(jobs)))
         last_save = time.monotonic()
         pool = None
         try:

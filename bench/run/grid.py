@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.core.errors import RERUN_TO_CONTINUE, DeviceFailure, Interrupted, UserError, first_line, one_line
+from bench.core.machine import usable_cpus
 from bench.core.paths import folder_path, writable_folder
 from bench.core.store import is_resource_error
 from bench.run.runner import RunLock, log_to_stdout, read_result, run_dir, run_states, shard, worker_loop
@@ -337,8 +338,7 @@ def _launch_local(job: WorkerJob, n_workers: int, cuda: bool) -> None:
     if n_workers == 1:
         worker_entry(job)
         return
-    cores = os.cpu_count() or 1
-    threads = None if cuda else max(1, cores // n_workers)
+    threads = None if cuda else max(1, usable_cpus() // n_workers)
     context = multiprocessing.get_context("spawn")
     outcomes = context.SimpleQueue()
     processes = [context.Process(target=_worker_process, args=(dataclasses.replace(job, worker=k, threads=threads),

@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from bench.core.errors import UserError
+from bench.core.machine import usable_cpus
 
 COMPILE_MIN_STEPS = 5_000
 """Runs with at least this many planned training steps are compiled ("auto"): over that many steps, a
@@ -253,7 +254,7 @@ def cpu_share() -> int:
     machine (its GPUs x the runs per GPU), so that 8 GPUs with 4 runs each do not start 4 x 32
     readers per split on a 64-core node. A Slurm task of `--launcher slurm` (one run at a time) has
     its own share already: its `cpus_per_task`."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = usable_cpus()
     per_task = os.environ.get("SLURM_CPUS_PER_TASK", "")
     if os.environ.get("SUBMITIT_EXECUTOR") == "slurm" and per_task.isdigit():
         share = min(cpus, int(per_task))  # bound to its CPUs or not, the task is given that many

@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import multiprocessing
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ import soundfile as sf
 
 from bench.core import framing
 from bench.core.errors import UserError, ignore_interrupts
+from bench.core.machine import usable_cpus
 from bench.core.progress import progress_bar
 from bench.core.store import atomic_write_bytes, exclusive_lock
 from bench.data.synthetic.clip import synthesize
@@ -193,7 +193,7 @@ def generate(out_dir: str | Path, clips: int = 600, seed: int = 0, clip_seconds:
     done-markers go first, every MP3 is written atomically, then synthetic.json and last
     annotations_final.csv, so an interrupted run never looks complete and the next call redoes it.
 
-    `workers` (default os.cpu_count()) processes render clips; the output does not depend on it.
+    `workers` (default: the usable CPUs) processes render clips; the output does not depend on it.
     They are spawned, not forked (the caller may hold torch threads), so a script calling this with
     workers > 1 needs the usual `if __name__ == "__main__":` guard.
     """
@@ -235,7 +235,7 @@ def _write_all(out: Path, plans: list[ClipPlan], seed: int, clip_seconds: float,
     _clean_stale(out, {p.mp3_path for p in plans})
 
     clips = len(plans)
-    workers = max(1, min(workers or os.cpu_count() or 1, clips))
+    workers = max(1, min(workers or usable_cpus(), clips))
     jobs = [(p, seed, clip_seconds, sample_rate, str(out)) for p in plans]
     synth_s = encode_s = 0.0
     with progress_bar(clips, "synthetic clips", enabled=progress) as bar:
