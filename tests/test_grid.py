@@ -23,10 +23,10 @@ from bench.train.model_file import load_model
 pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory, copy_tiny_synthetic):
-    """One synthetic dataset and one cache shared by the tests of this module."""
+def workspace(tmp_path_factory):
+    """One synthetic dataset and one cache shared by the tests of this module. The dataset is not there
+    at first: the first grid generates it, as `make grid` does on a fresh clone."""
     root = tmp_path_factory.mktemp("grid")
-    copy_tiny_synthetic(root / "synth")
     return root
 
 

@@ -39,3 +39,11 @@ def test_all_positive_tag_is_excluded_and_bad_scores_refused():
         tag_metrics(y, np.full((3, 2), np.nan), ["always", "x"])
     with pytest.raises(ValueError, match="no tag"):
         tag_metrics(np.ones((3, 1)), np.ones((3, 1)), ["always"])
+
+
+@pytest.mark.parametrize("bad", [np.nan, 2.0, -1.0])
+def test_targets_that_are_not_multi_hot_are_refused_not_read_as_a_tag_to_exclude(bad):
+    # a NaN or a 2 among the targets is a broken label file or loader, not a tag without positives
+    y = np.array([[1.0, 0.0], [0.0, bad], [1.0, 1.0], [0.0, 0.0]])
+    with pytest.raises(ValueError, match="0 or 1"):
+        tag_metrics(y, np.linspace(0, 1, 8).reshape(4, 2), ["a", "b"])

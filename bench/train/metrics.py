@@ -26,6 +26,8 @@ def tag_metrics(y_true: np.ndarray, y_score: np.ndarray, tag_names: tuple[str, .
         raise ValueError(f"shapes disagree: targets {y_true.shape}, scores {y_score.shape}, {len(tag_names)} tags")
     if not np.isfinite(y_score).all():
         raise ValueError("scores contain NaN or inf")
+    if not np.isin(y_true, (0, 1)).all():  # a NaN or a 2 would otherwise read as a tag to exclude
+        raise ValueError("targets must be multi-hot: 0 or 1 only")
     positives = y_true.sum(axis=0)
     scored = [j for j in range(len(tag_names)) if 0 < positives[j] < len(y_true)]
     excluded = [name for j, name in enumerate(tag_names) if not 0 < positives[j] < len(y_true)]
