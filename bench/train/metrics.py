@@ -17,7 +17,7 @@ def tag_metrics(y_true: np.ndarray, y_score: np.ndarray, tag_names: tuple[str, .
     positives}}}; excluded tags have no per-tag entry.
     """
     # imported where it is used: sklearn (with scipy.stats) takes ~2 s to import, which every process that
-    # imports the training loop without scoring (a grid's parent, `bench status`, `bench tag`) would pay
+    # imports the training loop without scoring would pay (a grid's parent, `bench perf`, `bench plan --latency`)
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     y_true = np.asarray(y_true)
