@@ -172,13 +172,23 @@ def compiler_available(device: torch.device) -> bool:
     return bool(shutil.which(chosen)) if chosen else any(shutil.which(cc) for cc in ("gcc", "clang"))
 
 
+ON_WORDS = ("1", "true", "yes", "on")
+OFF_WORDS = ("0", "false", "no", "off")
+SWITCH_WORDS = ("auto", *ON_WORDS, *OFF_WORDS)
+"""What the BENCH_COMPILE and BENCH_RESIDENT switches take (any case, spaces around ignored)."""
+
+
+def _switch(name: str) -> str:
+    return os.environ.get(name, "auto").strip().lower()
+
+
 def wants_compile(device: torch.device, planned_steps: int | None, eager_faster: bool = False) -> bool:
     """`BENCH_COMPILE` = 1 / 0 forces the wish; "auto" wants it for long runs, unless the eager path
     was measured faster (`eager_faster`: bf16 + channels_last on the CPU)."""
-    choice = os.environ.get("BENCH_COMPILE", "auto").strip().lower()
-    if choice in ("1", "true", "yes", "on"):
+    choice = _switch("BENCH_COMPILE")
+    if choice in ON_WORDS:
         return True
-    if choice in ("0", "false", "no", "off"):
+    if choice in OFF_WORDS:
         return False
     return not eager_faster and planned_steps is not None and planned_steps >= COMPILE_MIN_STEPS
 
@@ -187,14 +197,11 @@ def compile_backend() -> str:
     return os.environ.get("BENCH_COMPILE_BACKEND", "inductor").strip() or "inductor"
 
 
-SWITCH_WORDS = ("auto", "1", "true", "yes", "on", "0", "false", "no", "off")
-
-
 def check_environment() -> None:
     """The BENCH_* settings a grid's runs read, checked before any work: a typo would otherwise be taken
     as "auto" silently, or fail every run (an unknown compile backend) and mark the grid failed."""
     for name in ("BENCH_COMPILE", "BENCH_RESIDENT"):
-        value = os.environ.get(name, "auto").strip().lower()
+        value = _switch(name)
         if value and value not in SWITCH_WORDS:
             raise UserError(f"{name}={os.environ[name]!r}: expected one of {', '.join(SWITCH_WORDS)}")
     backend = compile_backend()
@@ -289,7 +296,7 @@ def baseline(device: torch.device) -> FastPath:
 
 def resident_allowed() -> bool:
     """`BENCH_RESIDENT=0` keeps waveforms off the GPU (the loader path, e.g. to measure it)."""
-    return os.environ.get("BENCH_RESIDENT", "auto").strip().lower() not in ("0", "false", "no", "off")
+    return _switch("BENCH_RESIDENT") not in OFF_WORDS
 
 
 def resident_fits(n_bytes: int, device: torch.device, reusable_bytes: int = 0) -> bool:

@@ -29,8 +29,9 @@ def tag_metrics(y_true: np.ndarray, y_score: np.ndarray, tag_names: tuple[str, .
     if not np.isin(y_true, (0, 1)).all():  # a NaN or a 2 would otherwise read as a tag to exclude
         raise ValueError("targets must be multi-hot: 0 or 1 only")
     positives = y_true.sum(axis=0)
-    scored = [j for j in range(len(tag_names)) if 0 < positives[j] < len(y_true)]
-    excluded = [name for j, name in enumerate(tag_names) if not 0 < positives[j] < len(y_true)]
+    scorable = (positives > 0) & (positives < len(y_true))
+    scored = np.flatnonzero(scorable).tolist()
+    excluded = [name for name, ok in zip(tag_names, scorable, strict=True) if not ok]
     per_tag = {}
     if scored:
         # one call per metric for all tags (average=None scores each column as a binary problem, exactly
