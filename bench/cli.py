@@ -240,10 +240,18 @@ def cmd_grid(args: argparse.Namespace) -> int:
         from bench.report.report import cli_main
         from bench.spec import load_spec
 
-        folder = spec_dir(args.results, load_spec(args.spec).name)
+        spec = load_spec(args.spec)
+        folder = spec_dir(args.results, spec.name)
         if any(folder.glob(f"{RUNS}/*/{RESULT}")):
-            cli_main(folder)
+            cli_main(folder, _spec_runs(spec))
     return status
+
+
+def _spec_runs(spec):
+    """What the report needs of a spec: its path and the run_ids it names as it now stands."""
+    from bench.report.report import SpecRuns
+
+    return SpecRuns(spec.path, frozenset(run.run_id for run in spec.runs()))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -268,12 +276,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from bench.report.report import cli_main
 
-    target = Path(args.target)
+    target, spec = Path(args.target), None
     if target.suffix == ".toml" or target.is_file():  # a spec: its results folder under --results
         from bench.spec import load_spec
 
-        target = Path(args.results) / load_spec(target).name
-    return cli_main(readable_folder(target, "results folder"))
+        spec = load_spec(target)
+        target = Path(args.results) / spec.name
+    return cli_main(readable_folder(target, "results folder"), spec and _spec_runs(spec))
 
 
 def cmd_perf(args: argparse.Namespace) -> int:

@@ -655,3 +655,62 @@ def test_a_run_averaged_over_fewer_tags_than_its_vocabulary_is_named(tmp_path):
     summary = pd.read_csv(tmp_path / "report" / "summary.csv").set_index("run_id")
     assert summary.loc[doc["run_id"], ["tags_scored", "tags_excluded"]].tolist() == [4, 1]
     assert "1 run(s) averaged over fewer tags" in said and f"{doc['run_id']} (4 of 5)" in said
+
+
+SPEC_BEFORE_EDIT = """
+name = "edited"
+seeds = [0, 1]
+[dataset]
+name = "synthetic"
+clips = 60
+[arch.vgg]
+width = 0.0625
+[protocol]
+max_epochs = {epochs}
+[[grid]]
+arch = ["vgg"]
+sample_rate = [16000]
+n_mels = [96, 48]
+hop_multiplier = [1]
+log = ["log"]
+"""
+
+
+@pytest.mark.usefixtures("figures_unrendered")
+def test_the_report_of_a_spec_leaves_out_runs_the_edited_spec_no_longer_names(tmp_path, capsys):
+    """A spec run at 96 and 48 mel bands for 8 epochs, then edited to 96 mel bands for 20 epochs: the old
+    runs stay in the folder. `bench report SPEC` averages the two new runs only (0.90 and 0.92, not the
+    old 0.70 and 0.72) and lists the four old ones as "not in spec"; `bench report FOLDER` averages all."""
+    from bench.cli import main
+    from bench.spec import load_spec
+
+    spec_path = tmp_path / "edited.toml"
+    root = tmp_path / "results"
+    rocs = {8: (0.70, 0.72), 20: (0.90, 0.92)}
+    for epochs in (8, 20):
+        spec_path.write_text(SPEC_BEFORE_EDIT.format(epochs=epochs))
+        spec = load_spec(spec_path)
+        runs = spec.runs() if epochs == 8 else [r for r in spec.runs() if r.mel.n_mels == 96]
+        for run in runs:
+            config = (run.arch, run.mel.sample_rate, run.mel.n_mels, run.mel.hop_multiplier, run.mel.log)
+            doc = result_doc(config, run.seed, 0.1, {t: rocs[epochs][run.seed] for t in TAGS}, 0.4)
+            doc["run_id"] = run.run_id
+            write_doc(root / "edited", doc)
+    spec_path.write_text(SPEC_BEFORE_EDIT.format(epochs=20).replace("n_mels = [96, 48]", "n_mels = [96]"))
+
+    assert main(["report", str(spec_path), "--results", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "6 runs, 2 ok, 4 not in spec; 1 configurations" in out
+    assert f"4 run(s) not a run of {spec_path} as it now stands" in out
+    aggregated = pd.read_csv(root / "edited" / "report" / "aggregate.csv")
+    assert aggregated[["n_mels", "n_seeds"]].values.tolist() == [[96, 2]]
+    assert aggregated["roc_auc_mean"].item() == pytest.approx(0.91)
+    assert pd.isna(aggregated["seeds_missing"].item())
+    not_ok = pd.read_csv(root / "edited" / "report" / "runs_not_ok.csv")
+    assert set(not_ok["status"]) == {"not in spec"}
+    assert sorted(not_ok["n_mels"]) == [48, 48, 96, 96]
+
+    assert main(["report", str(root / "edited")]) == 0
+    assert "share a configuration and seed" in capsys.readouterr().out
+    aggregated = pd.read_csv(root / "edited" / "report" / "aggregate.csv")
+    assert aggregated.set_index("n_mels")["n_seeds"].to_dict() == {96: 4, 48: 2}

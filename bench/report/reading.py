@@ -98,6 +98,23 @@ def read_runs(folders: Iterable[Path]) -> tuple[list[dict], pd.DataFrame]:
     return ok, pd.DataFrame(not_ok, columns=NOT_OK_COLUMNS)
 
 
+NOT_IN_SPEC = "not in spec"
+"""runs_not_ok.csv status of a run folder that the spec, as it now stands, does not name."""
+
+
+def not_in_spec(folders: Iterable[Path], spec: str) -> pd.DataFrame:
+    """runs_not_ok.csv rows for run folders that `spec` (a path, for the reason) no longer names: runs of an
+    earlier version of it (another configuration, seed, dataset or protocol), finished or not."""
+    rows = []
+    for folder in folders:
+        doc = _read_json(folder / RESULT) or _read_json(folder / layout.CONFIG)
+        fields = _config_fields(doc) if doc else (parse_run_id(folder.name) or {})
+        rows.append({"run_id": folder.name, "status": NOT_IN_SPEC,
+                     "reason": f"not a run of {spec} as it now stands (an earlier configuration, seed, dataset "
+                               "or protocol)", **fields})
+    return pd.DataFrame(rows, columns=NOT_OK_COLUMNS)
+
+
 def tidy_table(results: list[dict]) -> pd.DataFrame:
     """summary.csv: one row per ok run (SUMMARY_COLUMNS); accuracies as fractions, cost per clip."""
     rows = []

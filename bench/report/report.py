@@ -71,7 +71,9 @@ from bench.report.published import (  # noqa: F401 - the report's API, in one pl
     published_skipped,
 )
 from bench.report.reading import (  # noqa: F401 - the report's API, in one place
+    NOT_IN_SPEC,
     duplicate_seeds,
+    not_in_spec,
     per_tag_table,
     read_runs,
     run_folders,
@@ -128,8 +130,12 @@ class ReportSummary:
         lines = [f"report of {self.results_dir}: {self.n_runs} runs, {self.n_ok} ok"
                  + "".join(f", {n} {status}" for status, n in counts.items())
                  + f"; {self.n_configurations} configurations"]
-        for row in self.not_ok.itertuples(index=False):
+        outside = self.not_ok["status"] == NOT_IN_SPEC
+        for row in self.not_ok[~outside].itertuples(index=False):
             lines.append(f"  not averaged: {row.run_id} [{row.status}] {row.reason}")
+        if outside.any():  # after an edit of the spec these can be hundreds: one line
+            lines.append(f"  not averaged: {outside.sum()} run(s) {self.not_ok[outside].iloc[0].reason} "
+                         "(runs_not_ok.csv lists them)")
         for label in self.incomplete_configurations:
             lines.append(f"  fewer seeds: {label}")
         lines += [f"  warning: {w}" for w in self.warnings]
@@ -174,8 +180,20 @@ def _seeds_per_dataset(summary: pd.DataFrame, not_ok: pd.DataFrame) -> dict:
     return {dataset: set(seeds.astype(int)) | anywhere for dataset, seeds in known.groupby("dataset")["seed"]}
 
 
-def report(results_dir: str | Path, out_dir: str | Path | None = None) -> ReportSummary:
+@dataclass(frozen=True)
+class SpecRuns:
+    """The runs a spec names as it now stands: `path` (for messages) and their run_ids."""
+
+    path: str
+    run_ids: frozenset[str]
+
+
+def report(results_dir: str | Path, out_dir: str | Path | None = None, spec: SpecRuns | None = None) -> ReportSummary:
     """Read RESULTS_DIR/runs/*/result.json and write the report to out_dir (default RESULTS_DIR/report/).
+
+    With `spec`, run folders that the spec does not name (runs of an earlier version of it: another
+    configuration, seed, dataset or protocol) are listed in runs_not_ok.csv as "not in spec" and not
+    averaged; without it, every run of the folder is.
 
     Writes summary.csv, aggregate.csv, comparison.csv, per_tag.csv, per_tag_delta.csv,
     per_tag_delta_global.csv, runs_not_ok.csv, matched_gmac.csv (when some family holds both narrower
@@ -192,7 +210,8 @@ def report(results_dir: str | Path, out_dir: str | Path | None = None) -> Report
     results_dir = Path(results_dir)
     folders = run_folders(results_dir)
     out = Path(out_dir) if out_dir is not None else results_dir / REPORT
-    results, not_ok = read_runs(folders)
+    outside = [f for f in folders if spec is not None and f.name not in spec.run_ids]
+    results, not_ok = read_runs(f for f in folders if spec is None or f.name in spec.run_ids)
     summary = tidy_table(results)
     aggregated = aggregate(summary, _seeds_per_dataset(summary, not_ok))
     comparison = compare_to_reference(aggregated, summary)
@@ -218,7 +237,11 @@ def report(results_dir: str | Path, out_dir: str | Path | None = None) -> Report
     duplicates = duplicate_seeds(summary)
     if not duplicates.empty:
         notes.append(f"{len(duplicates)} ok runs share a configuration and seed with another (changed protocol or "
-                     f"data?); all are averaged: {', '.join(duplicates['run_id'])}")
+                     f"data?); all are averaged (`bench report SPEC` averages only the runs the spec names): "
+                     f"{', '.join(duplicates['run_id'])}")
+    if outside:
+        listed = not_in_spec(outside, spec.path)
+        not_ok = listed if not_ok.empty else pd.concat([not_ok, listed], ignore_index=True)
     files: list[Path] = []
 
     def write(name: str, text: str) -> None:
@@ -308,7 +331,8 @@ def _remove_stale(out: Path, written: list[Path]) -> None:
                 path.unlink(missing_ok=True)
 
 
-def cli_main(results_dir: str | Path) -> int:
-    """`bench report RESULTS_DIR`: write the report and print what was found and written."""
-    print(report(results_dir).text())
+def cli_main(results_dir: str | Path, spec: SpecRuns | None = None) -> int:
+    """`bench report RESULTS_DIR` (`bench report SPEC`: with the spec's runs): write the report and print what
+    was found and written."""
+    print(report(results_dir, spec=spec).text())
     return 0
