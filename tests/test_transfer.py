@@ -430,3 +430,23 @@ def test_a_copied_run_folder_writes_under_results(finished_runs, small_dataset, 
     assert (mine / "transfer" / "hiss" / "transfer.csv").exists() and list((mine / "embeddings").rglob("*.npz"))
     elsewhere = [p / name for p in (tmp_path, tmp_path / "models") for name in ("transfer", "embeddings")]
     assert not [p for p in elsewhere if p.exists()]
+
+
+def test_the_table_holds_the_models_of_earlier_invocations_with_the_same_settings(finished_runs, small_dataset,
+                                                                                   capsys):
+    """Two `bench transfer` calls, one run each, into one task folder: the second table has both runs (and
+    only with the same settings: a call with other folds has its own)."""
+    spec_path, results = finished_runs
+    first, second = sorted((results / "tr" / "runs").iterdir())
+    task = ["--task", str(small_dataset / "hiss.csv"), "--results", str(results), "-q"]
+    assert main(["transfer", str(first), *task, "--folds", "4"]) == 0
+    assert main(["transfer", str(second), *task, "--folds", "4"]) == 0
+    out = results / "tr" / "transfer" / "hiss"
+    with open(out / "transfer.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["seed"] for r in rows] == ["1", "0"]  # this call's model first, then the earlier one
+    assert "with 1 model(s) scored here before" in capsys.readouterr().out
+    assert "| vgg w0.0625 16k 24/x1 log | pool4 | 2 |" in (out / "transfer.md").read_text()
+    assert main(["transfer", str(second), *task, "--folds", "3"]) == 0
+    with open(out / "transfer.csv") as handle:
+        assert [(r["seed"], r["folds"]) for r in csv.DictReader(handle)] == [("1", "3")]

@@ -11,7 +11,8 @@ result is the mean and the standard deviation (ddof 1) over folds.
 Results, `results/<spec>/transfer/<task>/`: `<model>.json` per model (written atomically: the
 done-marker; a rerun with the same task, layer, classifiers and folds reuses it), `transfer.csv`
 (one row per model and classifier, with the upstream model's GMAC and tagging ROC-AUC beside the
-downstream scores), `transfer.md`, and `transfer.png`/`.pdf`: downstream score against GMAC and
+downstream scores; every model scored in the folder with the same task and settings, earlier
+invocations' included), `transfer.md`, and `transfer.png`/`.pdf`: downstream score against GMAC and
 against tagging ROC-AUC. Embeddings are cached by model and audio under `results/<spec>/embeddings/`.
 """
 
@@ -370,7 +371,11 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
                 score(untrained(embedder, settings.seed), False)
             elif settings.untrained:
                 bar.update(len(task.paths))
-    frame = pd.DataFrame(rows_of(collected))
+    earlier = scored_earlier(out_dir, key, {r["model"] for r in collected})
+    if earlier:
+        print(f"  with {len(earlier)} model(s) scored here before with the same task and settings: "
+              + ", ".join(r["model"] for r in earlier))
+    frame = pd.DataFrame(rows_of(collected + earlier))
     atomic_write_text(out_dir / "transfer.csv", frame.to_csv(index=False))
     atomic_write_text(out_dir / "transfer.md", transfer_markdown(frame, task.name))
     transfer_figure(frame, task.name, out_dir / "transfer", n_classes=len(task.classes), n_files=len(task.paths))
@@ -379,6 +384,20 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
               f" +- {row.balanced_accuracy_std:.3f}   ROC-AUC {row.roc_auc_mean:.3f} +- {row.roc_auc_std:.3f}")
     print(f"wrote {out_dir / 'transfer.csv'}, transfer.md, transfer.png")
     return 0
+
+
+def scored_earlier(out_dir: Path, key: dict, models: set[str]) -> list[dict]:
+    """The stored results in `out_dir` of other models than `models`, scored with the same `key` (task,
+    audio, layer, classifiers, folds, seed) by an earlier `bench transfer`, in the order of their names:
+    the folder's table holds every model scored there, not only the latest invocation's."""
+    found = []
+    for path in sorted(out_dir.glob("*.json")):
+        if path.name == TASK_MARKER:
+            continue
+        result = _load(path)
+        if isinstance(result, dict) and result.get("key") == key and result.get("model") not in models:
+            found.append(result)
+    return found
 
 
 def _load(path: Path) -> dict | None:
