@@ -219,9 +219,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     else:
         print(format_report(report))
     if not report.can_run:
-        empty = [s for s, n in report.audio["usable"].items() if n == 0]
-        raise UserError(f"{spec.path}: the grid cannot run: no usable audio in the {', '.join(empty)} split(s) "
-                        f"of {report.root}")
+        raise UserError(f"{spec.path}: the grid cannot run on {report.root}: {'; '.join(report.blockers)}")
     return 0
 
 

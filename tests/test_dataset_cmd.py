@@ -29,7 +29,7 @@ log = ["log"]
 
 def test_mtat_with_audio_as_json(tmp_path, write_spec, capsys):
     root = make_mtat(tmp_path / "mtat")
-    assert main(["dataset", spec_for(write_spec, "mtat", root), "--json"]) == 0
+    assert main(["dataset", spec_for(write_spec, "mtat", root), "--json"]) == 2
     report = json.loads(capsys.readouterr().out)
     assert report["name"] == "mtat" and report["root"] == str(root)
     # the fixture's folders: 0, 3, b train; c valid; d, f, f test; 35644 known broken
@@ -41,8 +41,13 @@ def test_mtat_with_audio_as_json(tmp_path, write_spec, capsys):
     assert report["positives"]["test"] == {"guitar": 1, "slow": 2, "classical": 1}
     assert report["excluded"] == {"known broken MP3": 1}
     assert report["excluded_examples"] == {"known broken MP3": ["35644"]}
-    assert report["warnings"] == ["2 tag(s) with no positive in valid: slow, classical"]
-    assert report["audio"]["usable"] == {"train": 3, "valid": 1, "test": 3} and report["can_run"]
+    # the one validation clip is a guitar clip: every tag is all positive or all negative there
+    assert report["warnings"] == ["2 tag(s) with no positive in valid: slow, classical",
+                                  "1 tag(s) with no negative in valid: guitar"]
+    assert report["audio"]["usable"] == {"train": 3, "valid": 1, "test": 3}
+    assert not report["can_run"] and report["blockers"] == [
+        "no tag of the valid split (1 clips) has both clips with it and clips without it, so no ROC-AUC can be "
+        "computed there"]
 
 
 def test_mtat_metadata_only_reports_missing_audio_and_exits_2(tmp_path, write_spec, capsys):
@@ -51,8 +56,8 @@ def test_mtat_metadata_only_reports_missing_audio_and_exits_2(tmp_path, write_sp
     captured = capsys.readouterr()
     assert "clips (as the metadata defines them): train 3, valid 1, test 3 (total 7)" in captured.out
     assert "7 audio file missing (train 3, valid 1, test 3), e.g. 2, 6, 10, 14, 18" in captured.out
-    assert captured.err.count("\n") == 1 and "the grid cannot run: no usable audio in the train, valid, test" \
-        in captured.err
+    assert captured.err.count("\n") == 1
+    assert f"the grid cannot run on {root}: no usable audio in the train, valid, test split(s)" in captured.err
 
 
 def test_msd_and_jamendo_metadata_only(tmp_path, write_spec, capsys, monkeypatch):
@@ -81,3 +86,26 @@ def test_missing_dataset_folder_is_one_line(tmp_path, write_spec, capsys):
     assert main(["dataset", spec_for(write_spec, "mtat", tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "MTAT root not found" in err
+
+
+def test_a_synthetic_set_too_small_to_score_and_one_the_grid_would_remake(tmp_path, write_spec, capsys):
+    """16 clips of 2 s: a validation split of one clip has no tag with both positive and negative clips,
+    so every run would fail at its first validation; `bench dataset` says so and exits 2. The same
+    folder under a spec asking for 20 clips is described with a warning that the grid makes it anew."""
+    from bench.data import synthetic
+
+    root = tmp_path / "syn"
+    synthetic.generate(root, clips=16, seed=0, clip_seconds=2.0, workers=1, progress=False)
+    spec = spec_for(write_spec, "synthetic", root, "clips = 16\nclip_seconds = 2.0")
+    assert main(["dataset", spec, "--json"]) == 2
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["splits"]["valid"] == 1 and not report["can_run"]
+    assert "no tag of the valid split (1 clips) has both clips with it and clips without it" in captured.err
+    assert not any("other settings" in w for w in report["warnings"])
+
+    spec = spec_for(write_spec, "synthetic", root, "clips = 20\nclip_seconds = 2.0")
+    assert main(["dataset", spec, "--json"]) == 2
+    report = json.loads(capsys.readouterr().out)
+    assert report["warnings"][0].startswith("made with other settings than the spec's dataset")
+    assert report["splits"]["valid"] == 1  # the folder as it is: nothing was generated

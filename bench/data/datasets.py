@@ -16,6 +16,8 @@ DEFAULT_CACHE = "cache"
 """Cache root when neither --cache nor $BENCH_CACHE is given (relative to the working directory)."""
 
 SYNTHETIC_DEFAULT_CLIPS = 600
+SYNTHETIC_SAMPLE_RATE = 16000
+"""The rate a grid's synthetic MP3s are written at (the highest of the paper's grid)."""
 
 
 def cache_root(override: str | Path | None = None) -> Path:
@@ -36,12 +38,23 @@ def dataset_root(dataset: DatasetSpec, override: str | Path | None, spec_path: s
     return Path(path).expanduser()
 
 
+def _synthetic_parameters(dataset: DatasetSpec) -> dict:
+    return {"clips": dataset.clips or SYNTHETIC_DEFAULT_CLIPS, "seed": dataset.seed,
+            "clip_seconds": dataset.clip_seconds, "sample_rate": SYNTHETIC_SAMPLE_RATE}
+
+
 def ensure_synthetic(root: Path, dataset: DatasetSpec, progress: bool = True) -> None:
     """Generate the synthetic dataset at `root` unless a complete one is there."""
     from bench.data.synthetic import generate
 
-    generate(root, clips=dataset.clips or SYNTHETIC_DEFAULT_CLIPS, seed=dataset.seed,
-             clip_seconds=dataset.clip_seconds, progress=progress)
+    generate(root, **_synthetic_parameters(dataset), progress=progress)
+
+
+def synthetic_is_current(root: Path, dataset: DatasetSpec) -> bool:
+    """Whether `root` holds the complete synthetic dataset that `dataset` asks for (else a grid makes it anew)."""
+    from bench.data.synthetic import is_complete
+
+    return is_complete(root, **_synthetic_parameters(dataset))
 
 
 def load_index(dataset: DatasetSpec, root: Path, generate: bool = True, progress: bool = True,

@@ -16,6 +16,8 @@ from bench.data.index import SPLITS, DatasetIndex, audio_file_problem
 
 FIRST_IDS = 5
 """Clip ids shown per exclusion reason and per kind of audio problem."""
+SCORED = ("valid", "test")
+"""The splits a run computes ROC-AUC on: at every epoch (valid) and at the end (test)."""
 
 
 @dataclass
@@ -30,16 +32,29 @@ class DatasetReport:
     audio: dict
     warnings: list[str] = field(default_factory=list)
 
+    def scorable(self, split: str) -> list[str]:
+        """The tags of `split` that have an ROC-AUC: some clips with the tag and some without."""
+        return [tag for tag, n in self.positives[split].items() if 0 < n < self.splits[split]]
+
+    @property
+    def blockers(self) -> list[str]:
+        """Why the grid cannot run (empty: it can): a split without usable audio; a validation or test split
+        without a scorable tag, where every run would fail at its first validation or at its test."""
+        usable = self.audio["usable"]
+        empty = [s for s in SPLITS if usable[s] == 0]
+        reasons = [f"no usable audio in the {', '.join(empty)} split(s)"] if empty else []
+        reasons += [f"no tag of the {s} split ({self.splits[s]:,} clips) has both clips with it and clips without "
+                    "it, so no ROC-AUC can be computed there" for s in SCORED if usable[s] and not self.scorable(s)]
+        return reasons
+
     @property
     def can_run(self) -> bool:
-        """The grid can run: every split has clips whose audio is there."""
-        usable = self.audio["usable"]
-        return all(usable[s] > 0 for s in SPLITS)
+        return not self.blockers
 
     def as_json(self) -> dict:
         return {"name": self.name, "root": self.root, "splits": self.splits, "tags": self.tags,
                 "positives": self.positives, "excluded": self.excluded, "excluded_examples": self.excluded_examples,
-                "audio": self.audio, "warnings": self.warnings, "can_run": self.can_run}
+                "audio": self.audio, "warnings": self.warnings, "can_run": self.can_run, "blockers": self.blockers}
 
 
 def describe(index: DatasetIndex) -> DatasetReport:
@@ -73,10 +88,11 @@ def describe(index: DatasetIndex) -> DatasetReport:
                  if splits[s] and not usable[s]]
     for s in SPLITS:
         if splits[s]:
-            none = [tag for tag, n in positives[s].items() if n == 0]
-            if none:
-                warnings.append(f"{len(none)} tag(s) with no positive in {s}: {', '.join(none[:FIRST_IDS])}"
-                                + (", ..." if len(none) > FIRST_IDS else ""))
+            for kind, tags in (("positive", [tag for tag, n in positives[s].items() if n == 0]),
+                               ("negative", [tag for tag, n in positives[s].items() if n == splits[s]])):
+                if tags:
+                    warnings.append(f"{len(tags)} tag(s) with no {kind} in {s}: {', '.join(tags[:FIRST_IDS])}"
+                                    + (", ..." if len(tags) > FIRST_IDS else ""))
     audio = {"checked": len(index.clips), "usable": usable, "problems": problems, "examples": problem_examples}
     return DatasetReport(name=index.name, root=index.root, splits=splits, tags=list(index.tag_names),
                          positives=positives, excluded=excluded, excluded_examples=examples, audio=audio,
@@ -113,8 +129,12 @@ def format_report(report: DatasetReport) -> str:
 
 def inspect_spec(spec, data: str | None) -> DatasetReport:
     """Read `spec`'s dataset as `bench grid` would (same reader and options), without decoding."""
-    from bench.data.datasets import dataset_root, load_index
+    from bench.data.datasets import dataset_root, load_index, synthetic_is_current
 
     root = dataset_root(spec.dataset, data, spec.path)
     index = load_index(spec.dataset, Path(root), generate=False, progress=False, check_audio=False)
-    return describe(index)
+    report = describe(index)
+    if spec.dataset.name == "synthetic" and not synthetic_is_current(Path(root), spec.dataset):
+        report.warnings.insert(0, "made with other settings than the spec's dataset (clips, seed, clip_seconds): "
+                                  "`bench grid` generates it again first, and this report describes the old one")
+    return report
