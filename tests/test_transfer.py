@@ -357,16 +357,16 @@ def test_embedding_groups_hold_a_bounded_amount_of_decoded_audio(finished_runs, 
     spec_path, results = finished_runs
     embedder = load_embedder(str(next((results / "tr" / "runs").iterdir())))
     files = sorted(str(p) for p in small_dataset.glob("[0-3]/*.mp3"))[:6]
-    whole, _, _ = embed_files(embedder, files, tmp_path / "a")
+    whole, _ = embed_files(embedder, files, tmp_path / "a")
     sizes = []
     original = embed_module.embed_waveforms
     monkeypatch.setattr(embed_module, "embed_waveforms", lambda tagger, waves: sizes.append(len(waves))
                         or original(tagger, waves))
     monkeypatch.setattr(embed_module, "GROUP_BYTES", 2 * 32000 * 4)  # two 2 s clips at 16 kHz, float32
-    bounded, _, _ = embed_files(embedder, files, tmp_path / "b")
+    bounded, _ = embed_files(embedder, files, tmp_path / "b")
     assert sizes == [2, 2, 2]
     for path in files:
-        np.testing.assert_allclose(bounded[path]["pool4"], whole[path]["pool4"], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(bounded[path].means["pool4"], whole[path].means["pool4"], rtol=0, atol=1e-5)
 
 
 def test_a_stored_score_that_does_not_exist_is_null_on_disk_and_nan_when_read(tmp_path):
@@ -450,3 +450,35 @@ def test_the_table_holds_the_models_of_earlier_invocations_with_the_same_setting
     assert main(["transfer", str(second), *task, "--folds", "3"]) == 0
     with open(out / "transfer.csv") as handle:
         assert [(r["seed"], r["folds"]) for r in csv.DictReader(handle)] == [("1", "3")]
+
+
+def test_per_patch_outputs_are_the_cached_patches_and_only_their_means_stay_in_memory(finished_runs, tmp_path):
+    """Tracks of 9, 1 and 5 s (4, 1 and 2 two-second VGG patches): `<layer>.patches.npy` holds every file's
+    cached patches in index order, each file's rows average to its row of `<layer>.npy`, and what
+    `embed_files` keeps per file is one vector per layer, whatever the track's length."""
+    from bench.tools.embed import EmbeddingCache, embed_files, load_embedder
+
+    _, results = finished_runs
+    run = next((results / "tr" / "runs").iterdir())
+    rng = np.random.default_rng(0)
+    files = []
+    for seconds in (9, 1, 5):
+        files.append(str(tmp_path / f"{seconds}s.wav"))
+        sf.write(files[-1], 0.1 * rng.standard_normal(16000 * seconds).astype(np.float32), 16000)
+    out = tmp_path / "emb"
+    assert main(["embed", str(run), *files, "--out", str(out), "--per-patch", "-q"]) == 0
+    with open(out / "index.csv") as handle:
+        index = list(csv.DictReader(handle))
+    counts = [int(row["patches"]) for row in index]
+    # whole 126-frame patches (2 s at hop 256: 563 and 313 frames hold 4 and 2); a file shorter than one is padded
+    assert counts == [4, 1, 2]
+    patches, means = np.load(out / "pool4.patches.npy"), np.load(out / "pool4.npy")
+    embedder = load_embedder(str(run))
+    cache = EmbeddingCache(out / "cache", embedder.identity)
+    starts = np.cumsum([0, *counts])
+    for row, start, end in zip(index, starts[:-1], starts[1:], strict=True):
+        np.testing.assert_array_equal(patches[start:end], cache.get(row["audio_id"], ("pool4",))["pool4"])
+        np.testing.assert_allclose(patches[start:end].mean(axis=0), means[int(row["row"])], rtol=1e-6)
+    kept, _ = embed_files(embedder, files, out / "cache")
+    assert {kept[f].means["pool4"].shape for f in files} == {(means.shape[1],)}
+    assert not list(out.glob(".*.tmp"))

@@ -46,7 +46,11 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+@contextlib.contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """A temp file beside `path` for the caller to write by name (a numpy memmap, say): on a clean exit
+    it is fsynced and renamed over `path`, then the folder is fsynced; on an error it is removed. A
+    reader sees the old file or the whole new one, never part of it; an error names the file."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,11 +58,12 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     except OSError as exc:
         raise _naming(exc, path.parent) from None
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from colleagues
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from colleagues
+            yield Path(tmp)
+            os.fsync(fd)  # the file's data, whichever descriptor wrote it
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
@@ -70,7 +75,12 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     except OSError as exc:
         if exc.errno not in (errno.EINVAL, errno.ENOTSUP):  # folders some file systems cannot fsync
             raise _naming(exc, path.parent) from None
-    return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    with atomic_file(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(data)
+    return Path(path)
 
 
 def _naming(exc: OSError, path: Path) -> OSError:

@@ -9,7 +9,9 @@ network up to the embedding layers the architecture names (`embedding_names`, fi
     MusiCNN        penultimate    the dense layer after ReLU and BatchNorm (musicnn's name)
                    max_pool, mean_pool   max and mean over time of the dense connection
 
-A file's embedding is the mean over its patches; `--per-patch` keeps every patch as well.
+A file's embedding is the mean over its patches; `--per-patch` keeps every patch as well. Only the
+means stay in memory; the per-patch arrays are read back from the cache into the output file, so
+10,000 four-minute tracks need megabytes, not the gigabytes of all their patches.
 
 Cache: one `.npz` per (model, audio) pair, `<cache>/<model id>/<audio id>.npz`, written atomically,
 holding every layer per patch. The model id hashes its description and weights, the audio id the
@@ -23,6 +25,7 @@ Output folder: `index.csv` (row, path, audio id, seconds, patches, first patch r
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import hashlib
@@ -38,7 +41,7 @@ import numpy as np
 
 from bench.core.errors import UserError
 from bench.core.layout import BEST, CONFIG, MODEL_JSON
-from bench.core.store import atomic_write_bytes, atomic_write_json
+from bench.core.store import atomic_file, atomic_write_bytes, atomic_write_json
 from bench.tools.tag import Tagger, load_folder, resolve_model
 
 GROUP = 32
@@ -151,6 +154,22 @@ def embed_waveforms(tagger: Tagger, waveforms: list[np.ndarray], batch: int = BA
     return result
 
 
+@dataclass(frozen=True)
+class FileEmbedding:
+    """What is kept in memory of one file's embedding: per layer the mean over its patches (dims,) float32,
+    the number of patches, the duration (seconds) and the audio id; its patches stay in the cache."""
+
+    identity: str
+    means: dict[str, np.ndarray]
+    patches: int
+    seconds: float
+
+    @classmethod
+    def of(cls, identity: str, arrays: dict[str, np.ndarray], layers: tuple[str, ...]) -> FileEmbedding:
+        return cls(identity, {layer: arrays[layer].mean(axis=0) for layer in layers}, len(arrays[layers[0]]),
+                   float(arrays[SECONDS]))
+
+
 class EmbeddingCache:
     """`<root>/<model id>/<audio id>.npz`: one model's per-patch embeddings of one audio file."""
 
@@ -185,16 +204,15 @@ def decode(path: str, sample_rate: int) -> np.ndarray:
 
 
 def embed_files(embedder: Embedder, paths: list[str], cache_root: str | Path, decoder: Decoder = decode,
-                progress: Callable[[int], None] | None = None
-                ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, str], dict[str, str]]:
-    """({path: {layer: (patches, dims), SECONDS: duration}}, {path: why it failed}, {path: audio id}) for
-    every path, computing only what the cache lacks. A file that cannot be decoded is recorded, not raised."""
+                progress: Callable[[int], None] | None = None) -> tuple[dict[str, FileEmbedding], dict[str, str]]:
+    """({path: its FileEmbedding}, {path: why it failed}) for every path, computing only what the cache
+    (`EmbeddingCache(cache_root, embedder.identity)`, which then holds every path's patches) lacks. A
+    file that cannot be decoded is recorded, not raised."""
     from bench.data.audio import BadAudio
 
     cache = EmbeddingCache(cache_root, embedder.identity)
-    done: dict[str, dict[str, np.ndarray]] = {}
+    done: dict[str, FileEmbedding] = {}
     failed: dict[str, str] = {}
-    identities: dict[str, str] = {}
     todo: list[tuple[str, str, np.ndarray]] = []
 
     def embed_todo() -> None:
@@ -202,7 +220,7 @@ def embed_files(embedder: Embedder, paths: list[str], cache_root: str | Path, de
                                                                             [w for *_, w in todo]), strict=True):
             arrays[SECONDS] = np.array(len(waveform) / embedder.sample_rate)
             cache.put(identity, arrays)
-            done[path] = arrays
+            done[path] = FileEmbedding.of(identity, arrays, embedder.layers)
         todo.clear()
 
     for start in range(0, len(paths), GROUP):
@@ -213,10 +231,9 @@ def embed_files(embedder: Embedder, paths: list[str], cache_root: str | Path, de
             except OSError as exc:
                 failed[path] = f"cannot read ({exc.strerror or exc})"
                 continue
-            identities[path] = identity
             cached = cache.get(identity, embedder.layers)
             if cached is not None:
-                done[path] = cached
+                done[path] = FileEmbedding.of(identity, cached, embedder.layers)
                 continue
             try:
                 todo.append((path, identity, decoder(path, embedder.sample_rate)))
@@ -228,24 +245,24 @@ def embed_files(embedder: Embedder, paths: list[str], cache_root: str | Path, de
             embed_todo()
         if progress:
             progress(len(group))
-    return done, failed, identities
+    return done, failed
 
 
-def write_outputs(out: Path, embedder: Embedder, paths: list[str], arrays: dict[str, dict[str, np.ndarray]],
-                  failed: dict[str, str], identities: dict[str, str], per_patch: bool) -> dict:
-    """index.csv, <layer>.npy (mean over patches), <layer>.patches.npy and embeddings.json, each written
-    atomically, the summary last; the arrays an earlier run wrote here and this one does not (another
-    model's layers, per-patch arrays without --per-patch) are removed, so none is read against this index."""
-    kept = [p for p in paths if p in arrays]
+def write_outputs(out: Path, embedder: Embedder, paths: list[str], files: dict[str, FileEmbedding],
+                  failed: dict[str, str], per_patch: bool, cache: EmbeddingCache) -> dict:
+    """index.csv, <layer>.npy (mean over patches), <layer>.patches.npy (read back from `cache`, one file
+    at a time) and embeddings.json, each written atomically, the summary last; the arrays an earlier run
+    wrote here and this one does not (another model's layers, per-patch arrays without --per-patch) are
+    removed, so none is read against this index."""
+    kept = [p for p in paths if p in files]
     try:
         earlier = json.loads((out / SUMMARY).read_text()).get("layers") or {}
     except (OSError, ValueError, AttributeError):
         earlier = {}
     rows, first = [], 0
     for row, path in enumerate(kept):
-        n = len(arrays[path][embedder.layers[0]])
-        rows.append([row, path, identities[path], round(float(arrays[path][SECONDS]), 3), n, first])
-        first += n
+        rows.append([row, path, files[path].identity, round(files[path].seconds, 3), files[path].patches, first])
+        first += files[path].patches
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["row", "path", "audio_id", "seconds", "patches", "first_patch"])
@@ -253,12 +270,11 @@ def write_outputs(out: Path, embedder: Embedder, paths: list[str], arrays: dict[
     atomic_write_bytes(out / INDEX, text.getvalue().encode("utf-8"))
     dims = {}
     for layer in embedder.layers:
-        means = np.stack([arrays[p][layer].mean(axis=0) for p in kept]) if kept else np.zeros((0, 0), np.float32)
+        means = np.stack([files[p].means[layer] for p in kept]) if kept else np.zeros((0, 0), np.float32)
         dims[layer] = int(means.shape[1]) if kept else 0
         _save_npy(out / f"{layer}.npy", means.astype(np.float32))
-        if per_patch:
-            stacked = np.concatenate([arrays[p][layer] for p in kept]) if kept else means
-            _save_npy(out / f"{layer}.patches.npy", stacked.astype(np.float32))
+    if per_patch:
+        _write_patches(out, embedder.layers, dims, [(p, files[p]) for p in kept], first, cache)
     for layer in earlier:
         if layer not in embedder.layers:
             (out / f"{layer}.npy").unlink(missing_ok=True)
@@ -270,6 +286,28 @@ def write_outputs(out: Path, embedder: Embedder, paths: list[str], arrays: dict[
                "failed": failed}
     atomic_write_json(out / SUMMARY, summary)
     return summary
+
+
+def _write_patches(out: Path, layers: tuple[str, ...], dims: dict[str, int], kept: list[tuple[str, FileEmbedding]],
+                   total: int, cache: EmbeddingCache) -> None:
+    """<layer>.patches.npy, float32 (total patches, dims), filled file by file from the cache through a
+    memory map of the output, so that only one file's patches are in memory at a time."""
+    with contextlib.ExitStack() as stack:
+        maps = {}
+        for layer in layers:
+            tmp = stack.enter_context(atomic_file(out / f"{layer}.patches.npy"))
+            maps[layer] = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(total, dims[layer]))
+        row = 0
+        for path, embedding in kept:
+            arrays = cache.get(embedding.identity, layers)
+            if arrays is None:  # removed or damaged since it was read a moment ago
+                raise UserError(f"{path}: its cached embedding (in {cache.folder}) is gone; run again")
+            for layer in layers:
+                maps[layer][row:row + embedding.patches] = arrays[layer]
+            row += embedding.patches
+        for array in maps.values():
+            array.flush()
+        del maps
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -302,13 +340,14 @@ def cli_main(audio: list[str], manifest: str | None, model: str, models: str | N
     embedder = load_embedder(model, models)
     target.mkdir(parents=True, exist_ok=True)
     with progress_bar(len(paths), f"embedding ({embedder.tagger.name})", enabled=not quiet) as bar:
-        arrays, failed, identities = embed_files(embedder, paths, target / CACHE, progress=bar.update)
+        files, failed = embed_files(embedder, paths, target / CACHE, progress=bar.update)
     for path, why in failed.items():
         print(f"bench embed: error: {path}: {why}", file=sys.stderr)
-    if not arrays:  # e.g. a mistyped file name: an earlier run's outputs stay as they were
+    if not files:  # e.g. a mistyped file name: an earlier run's outputs stay as they were
         print(f"bench embed: error: no file could be embedded; nothing written to {target}", file=sys.stderr)
         return 2
-    summary = write_outputs(target, embedder, paths, arrays, failed, identities, per_patch)
+    summary = write_outputs(target, embedder, paths, files, failed, per_patch,
+                            EmbeddingCache(target / CACHE, embedder.identity))
     dims = ", ".join(f"{layer} ({n})" for layer, n in summary["layers"].items())
     print(f"{embedder.tagger.name}: {summary['files']} file(s) -> {target}: {dims}")
     return 2 if failed else 0

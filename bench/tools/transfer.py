@@ -274,12 +274,12 @@ def evaluate_model(embedder: Embedder, task: Task, settings: TransferSettings, s
     layer = settings.layer or embedder.layers[0]
     if layer not in embedder.layers:
         raise UserError(f"--layer {layer}: {embedder.tagger.name} has {', '.join(embedder.layers)}")
-    arrays, failed, _ = embed_files(embedder, list(task.paths), cache_root, decoder, progress)
+    files, failed = embed_files(embedder, list(task.paths), cache_root, decoder, progress)
     if failed:
         first = next(iter(failed.items()))
         raise UserError(f"{len(failed)} file(s) of {task.manifest} cannot be decoded, e.g. {first[0]}: {first[1]} "
                         "(remove them from the task)")
-    features = np.stack([arrays[p][layer].mean(axis=0) for p in task.paths]).astype(np.float64)
+    features = np.stack([files[p].means[layer] for p in task.paths]).astype(np.float64)
     labels = np.array(task.labels)
     described = upstream(embedder)
     if trained is False:  # a control: the architecture of the run, none of its training
