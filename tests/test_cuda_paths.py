@@ -1115,3 +1115,22 @@ def test_a_spawned_workers_report_is_small_however_many_runs_it_trained(monkeypa
         (report,) = queue
         assert len(pickle.dumps(report)) < 1024
         assert report == expected if expected is not None else str(report) == "rerun to resume vgg-x from epoch 4"
+
+
+def test_the_loaders_end_their_workers_once_the_test_split_is_read(monkeypatch, tmp_path):
+    """The loader path (DataLoader workers on CUDA): every split's loader is closed after the test pass,
+    before the inference latency is measured, not when the trainer is collected."""
+    closed, open_at_inference = [], []
+    real_close = views.LoaderBatches.close
+    monkeypatch.setattr(views.LoaderBatches, "close", lambda self: closed.append(self) or real_close(self))
+    real_inference = train.served_inference
+
+    def inference(*args, **kwargs):
+        open_at_inference.append(len(closed))
+        return real_inference(*args, **kwargs)
+
+    monkeypatch.setattr(train, "served_inference", inference)
+    (run,) = tiny_runs(epochs=1)
+    trained = train.train_run(run, ToyCache(), tmp_path, CPU, log=lambda *_: None)
+    assert trained["fast_path"]["resident_data"] is False
+    assert open_at_inference == [3]  # train, valid and test: each closed before the latency pass

@@ -613,3 +613,17 @@ def test_a_folder_that_cannot_be_fsynced_does_not_stop_a_write(monkeypatch, tmp_
     monkeypatch.setattr(store, "fsync_path", refuse)
     store.atomic_write_text(tmp_path / "a.txt", "kept")
     assert (tmp_path / "a.txt").read_text() == "kept"
+
+
+def test_a_new_run_folder_is_made_durable_in_its_parent(monkeypatch, tmp_path):
+    """After a crash of the machine, a run folder whose name was never synced to disk can vanish with
+    everything written in it: the folder that names it (runs/) is fsynced when the run is first claimed."""
+    from bench.core import store
+    from bench.run.runner import RunLock
+
+    synced = []
+    monkeypatch.setattr(store, "fsync_path", lambda path: synced.append(str(path)))
+    lock = RunLock(tmp_path / "runs" / "vgg-16k-96mel-x1-log-s0-0123456789")
+    assert lock.acquire()
+    lock.release()
+    assert synced == [str(tmp_path / "runs")]

@@ -147,3 +147,13 @@ def test_slurm_without_sbatch_is_one_line_before_any_data_is_prepared(monkeypatc
     monkeypatch.setattr(prepare, "prepare_spec", prepare_spec)
     with pytest.raises(UserError, match=r"--launcher slurm: no `sbatch` on this machine"):
         run_grid(str(DEMO6), GridOptions(results=str(tmp_path / "results"), device="cuda", launcher="slurm"))
+
+
+@pytest.mark.parametrize("prefix", ["SLURM_", "SUBMITIT_LOCAL_"])
+def test_every_task_of_every_job_has_its_own_worker_number(prefix):
+    """3 array jobs of 4 tasks each (Slurm numbers a job's tasks 0-3 in SLURM_LOCALID, SLURM_NTASKS = 4):
+    12 workers, numbered 0-11, so each starts at its own run."""
+    numbers = [grid.worker_number(job, {f"{prefix}NTASKS": "4", f"{prefix}LOCALID": str(rank)})
+               for job in range(3) for rank in range(4)]
+    assert sorted(numbers) == list(range(12))
+    assert [grid.worker_number(k, {}) for k in range(3)] == [0, 1, 2]  # local workers: their own index

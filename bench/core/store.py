@@ -70,11 +70,16 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
         if isinstance(exc, OSError):
             raise _naming(exc, path) from None
         raise
+    fsync_folder(path.parent)
+
+
+def fsync_folder(folder: str | Path) -> None:
+    """Make the names in `folder` (a file renamed or a folder made in it) survive a crash of the machine."""
     try:
-        fsync_path(path.parent)
+        fsync_path(folder)
     except OSError as exc:
         if exc.errno not in (errno.EINVAL, errno.ENOTSUP):  # folders some file systems cannot fsync
-            raise _naming(exc, path.parent) from None
+            raise _naming(exc, Path(folder)) from None
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

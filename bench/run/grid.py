@@ -20,6 +20,7 @@ import shutil
 import sys
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,6 +110,17 @@ def worker_device(name: str, worker: int, runs_per_gpu: int, log=print):
     return torch.device("cuda", claim.index), claim
 
 
+def worker_number(index: int, environ: Mapping[str, str]) -> int:
+    """A worker's number in its grid, which sets the run it starts at and where its GPU search begins:
+    `index` (a local worker's, or a Slurm / submitit job's array index) alone, or for one of a job's
+    tasks, the job's index times its tasks plus the task's rank in the job, so that no two tasks of
+    a grid share a number (job + rank would give job 1's rank 0 and job 0's rank 1 the same)."""
+    for prefix in ("SLURM_", "SUBMITIT_LOCAL_"):
+        if f"{prefix}LOCALID" in environ:
+            return index * int(environ.get(f"{prefix}NTASKS", "1")) + int(environ[f"{prefix}LOCALID"])
+    return index
+
+
 def worker_entry(job: WorkerJob) -> list[str]:
     """What every worker runs (in-process, spawned, or as a Slurm job): claim and run runs until none is left."""
     import torch
@@ -117,8 +129,7 @@ def worker_entry(job: WorkerJob) -> list[str]:
 
     if job.threads:
         torch.set_num_threads(job.threads)
-    # a Slurm / submitit task's rank within its job, so its tasks start their GPU search apart
-    worker = job.worker + int(os.environ.get("SLURM_LOCALID", os.environ.get("SUBMITIT_LOCAL_LOCALID", "0")))
+    worker = worker_number(job.worker, os.environ)
     spec = load_spec(job.spec_path)
     runs = shard(spec.runs(), job.shard_index, job.shard_count)
     if worker and runs:  # start at different runs to keep workers apart

@@ -49,6 +49,7 @@ from bench.core.store import (
     append_line,
     atomic_write_json,
     atomic_write_text,
+    fsync_folder,
     is_resource_error,
     lock_held,
     reject,
@@ -74,7 +75,9 @@ class RunLock:
     shared lock for microseconds; a claim that meets one tries again instead of skipping the run."""
 
     def acquire(self) -> bool:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        if not self.folder.is_dir():  # a new run: its folder is named in runs/ before anything goes in it
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fsync_folder(self.folder.parent)
         note = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()})
         for attempt in range(self.LOOK_RETRIES):
             if attempt:

@@ -200,6 +200,13 @@ class Trainer:
     def _forward(self, mel: torch.Tensor) -> torch.Tensor:
         return forward(self.model, self.path, mel)
 
+    def close_loaders(self) -> None:
+        """End the loaders' worker processes once the run has read its splits for the last time (they
+        would idle through the latency measurement, and until the trainer is collected)."""
+        for loader in self.loaders.values():
+            loader.close()
+        self.loaders.clear()
+
     def _batches(self, split: str, order: torch.Tensor, batch_size: int):
         """(waveform, target) batches of a split in `order`: from the device-resident copy, or read
         from the cache by the split's persistent DataLoader. Waveforms are float16, as cached."""
@@ -458,6 +465,7 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
     t0 = time.perf_counter()
     test = trainer.evaluate("test")
     test_seconds = time.perf_counter() - t0
+    trainer.close_loaders()
     train_seconds = sum(h["train_seconds"] for h in history)
     inference = served_inference(run, best_state, len(trainer.tag_names), trainer.frontend, device)
     return {
