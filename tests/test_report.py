@@ -714,3 +714,17 @@ def test_the_report_of_a_spec_leaves_out_runs_the_edited_spec_no_longer_names(tm
     assert "share a configuration and seed" in capsys.readouterr().out
     aggregated = pd.read_csv(root / "edited" / "report" / "aggregate.csv")
     assert aggregated.set_index("n_mels")["n_seeds"].to_dict() == {96: 4, 48: 2}
+
+
+def test_per_tag_rows_keep_each_datasets_own_tag_order():
+    """MTAT's top 50 starts guitar, classical, slow; MSD's rock, pop, alternative. In a folder holding
+    both, the shared tags must not pull one dataset's rows into the other's order."""
+    results = []
+    for dataset, tags in (("mtat", ("guitar", "classical", "rock")), ("msd", ("rock", "pop", "guitar"))):
+        doc = result_doc(("vgg", 16000, 96, 1, "log"), 0, 10.0, dict.fromkeys(tags, 0.8), 0.4)
+        doc["config"]["dataset"] = dataset
+        doc["run_id"] = run_id(("vgg", 16000, 96, 1, "log"), 0)[:-10] + f"{dataset:0>10}"
+        results.append(doc)
+    table = per_tag_table(results)
+    assert table.groupby("dataset", sort=False)["tag"].apply(list).to_dict() == {
+        "msd": ["rock", "pop", "guitar"], "mtat": ["guitar", "classical", "rock"]}

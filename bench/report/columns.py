@@ -43,21 +43,38 @@ SIGNIFICANCE = 0.05
 
 def paper_order(frame: pd.DataFrame, extra: tuple[str, ...] = ()) -> pd.DataFrame:
     """The paper's order: by model and condition (log before dB), then mel bands descending, hop ascending;
-    then `extra`. Tags keep the order of their first appearance: the networks' output order, which is the
-    dataset's published one (MTAT's top 50 starts guitar, classical, slow), not the alphabet."""
+    then `extra`. Tags keep the order of their first appearance in their dataset: the networks' output
+    order, which is the dataset's published one (MTAT's top 50 starts guitar, classical, slow; MSD's rock,
+    pop, alternative), not the alphabet, nor another dataset's order of the tags they share."""
     order = [c for c in ("dataset", "arch", "width", "sample_rate", "log", "n_mels", "hop_multiplier", *extra)
              if c in frame.columns]
     ascending = [c != "n_mels" for c in order]
+    if "tag" in order:
+        datasets = frame["dataset"] if "dataset" in frame.columns else [""] * len(frame)
+        frame = frame.assign(**{TAG_RANK: _tag_ranks(datasets, frame["tag"])})
+        order[order.index("tag")] = TAG_RANK
 
     def key(column: pd.Series) -> pd.Series:
-        if column.name == "tag":
-            first = {tag: i for i, tag in enumerate(dict.fromkeys(column))}
-            return column.map(first)
         if column.name != "log":
             return column
         return column.map(lambda v: (LOG_ORDER.index(v), "") if v in LOG_ORDER else (len(LOG_ORDER), str(v)))
 
-    return frame.sort_values(order, ascending=ascending, kind="stable", key=key).reset_index(drop=True)
+    ordered = frame.sort_values(order, ascending=ascending, kind="stable", key=key).reset_index(drop=True)
+    return ordered.drop(columns=TAG_RANK) if TAG_RANK in ordered.columns else ordered
+
+
+TAG_RANK = "__tag_rank"
+"""A sort column of `paper_order`: a tag's place in its dataset's order."""
+
+
+def _tag_ranks(datasets, tags) -> list[int]:
+    """Each row's tag's place in the order in which its dataset's rows first name their tags."""
+    seen: dict[str, dict] = {}
+    ranks = []
+    for dataset, tag in zip(datasets, tags, strict=True):
+        order = seen.setdefault(dataset if isinstance(dataset, str) else "", {})
+        ranks.append(order.setdefault(tag, len(order)))
+    return ranks
 
 
 def width_label(width: float) -> str:
