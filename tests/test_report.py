@@ -11,6 +11,8 @@ import hashlib
 import io
 import itertools
 import json
+import os
+import time
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -728,3 +730,20 @@ def test_per_tag_rows_keep_each_datasets_own_tag_order():
     table = per_tag_table(results)
     assert table.groupby("dataset", sort=False)["tag"].apply(list).to_dict() == {
         "msd": ["rock", "pop", "guitar"], "mtat": ["guitar", "classical", "rock"]}
+
+
+@pytest.mark.usefixtures("figures_unrendered")
+def test_a_killed_reports_temp_files_are_removed_by_the_next_one(tmp_path):
+    """A report killed between writing a temp file and renaming it leaves a hidden `.<name>.<random>.tmp`.
+    The next report removes those untouched for an hour; a younger one may be another live report's."""
+    three_seeds(tmp_path, ("vgg", 12000, 96, 1, "log"), 10.01, (0.85, 0.86, 0.87))
+    out = tmp_path / "report"
+    out.mkdir()
+    dead, live = out / ".aggregate.csv.k2j4x1.tmp", out / ".summary.csv.p9q8r7.tmp"
+    for path in (dead, live):
+        path.write_text("half a table")
+    two_hours_ago = time.time() - 7200
+    os.utime(dead, (two_hours_ago, two_hours_ago))
+    with redirect_stdout(io.StringIO()):
+        report(tmp_path)
+    assert not dead.exists() and live.exists()

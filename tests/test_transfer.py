@@ -466,7 +466,12 @@ def test_per_patch_outputs_are_the_cached_patches_and_only_their_means_stay_in_m
         files.append(str(tmp_path / f"{seconds}s.wav"))
         sf.write(files[-1], 0.1 * rng.standard_normal(16000 * seconds).astype(np.float32), 16000)
     out = tmp_path / "emb"
+    out.mkdir()
+    killed = out / ".pool4.patches.npy.x1y2z3.tmp"  # an earlier embed killed while it wrote
+    killed.write_bytes(b"\x93NUMPY")
+    os.utime(killed, (0, 0))
     assert main(["embed", str(run), *files, "--out", str(out), "--per-patch", "-q"]) == 0
+    assert not killed.exists()
     with open(out / "index.csv") as handle:
         index = list(csv.DictReader(handle))
     counts = [int(row["patches"]) for row in index]

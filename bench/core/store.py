@@ -16,6 +16,7 @@ import json
 import math
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -95,13 +96,25 @@ def _naming(exc: OSError, path: Path) -> OSError:
     return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path))
 
 
-def remove_temp_files(folder: str | Path) -> list[Path]:
-    """Delete the temp files of writers that died in `folder`; only its owner may call this."""
+def remove_temp_files(folder: str | Path, min_age_seconds: float = 0.0) -> list[Path]:
+    """Delete the temp files of writers that died in `folder`. Only its owner may call this with no
+    `min_age_seconds`; in a folder that several processes write (a report, embeddings), a temp file
+    untouched for `STALE_TEMP_SECONDS` is a dead writer's, since a live one renames it within seconds."""
     removed = []
+    now = time.time()
     for tmp in Path(folder).glob(f".*{TEMP_SUFFIX}"):
-        tmp.unlink(missing_ok=True)
+        try:
+            if min_age_seconds and now - tmp.stat().st_mtime < min_age_seconds:
+                continue
+            tmp.unlink()
+        except FileNotFoundError:  # renamed or removed by its writer meanwhile
+            continue
         removed.append(tmp)
     return removed
+
+
+STALE_TEMP_SECONDS = 3600.0
+"""Age after which a temp file in a shared output folder is taken for a dead writer's."""
 
 
 def reject(path: str | Path) -> Path:

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from bench.core.layout import REPORT
-from bench.core.store import atomic_write_text
+from bench.core.store import STALE_TEMP_SECONDS, atomic_write_text, remove_temp_files
 from bench.report.columns import (  # noqa: F401 - the report's API, in one place
     AGGREGATE_COLUMNS,
     CONDITION,
@@ -243,6 +243,7 @@ def report(results_dir: str | Path, out_dir: str | Path | None = None, spec: Spe
         listed = not_in_spec(outside, spec.path)
         not_ok = listed if not_ok.empty else pd.concat([not_ok, listed], ignore_index=True)
     files: list[Path] = []
+    remove_temp_files(out, STALE_TEMP_SECONDS)  # of killed reports; two grid workers may report at once
 
     def write(name: str, text: str) -> None:
         files.append(atomic_write_text(out / name, text))

@@ -41,7 +41,7 @@ import numpy as np
 
 from bench.core.errors import UserError
 from bench.core.layout import BEST, CONFIG, MODEL_JSON
-from bench.core.store import atomic_file, atomic_write_bytes, atomic_write_json
+from bench.core.store import STALE_TEMP_SECONDS, atomic_file, atomic_write_bytes, atomic_write_json, remove_temp_files
 from bench.tools.tag import Tagger, load_folder, resolve_model
 
 GROUP = 32
@@ -211,6 +211,7 @@ def embed_files(embedder: Embedder, paths: list[str], cache_root: str | Path, de
     from bench.data.audio import BadAudio
 
     cache = EmbeddingCache(cache_root, embedder.identity)
+    remove_temp_files(cache.folder, STALE_TEMP_SECONDS)  # of killed writers; two embeds may share a cache
     done: dict[str, FileEmbedding] = {}
     failed: dict[str, str] = {}
     todo: list[tuple[str, str, np.ndarray]] = []
@@ -255,6 +256,7 @@ def write_outputs(out: Path, embedder: Embedder, paths: list[str], files: dict[s
     wrote here and this one does not (another model's layers, per-patch arrays without --per-patch) are
     removed, so none is read against this index."""
     kept = [p for p in paths if p in files]
+    remove_temp_files(out, STALE_TEMP_SECONDS)
     try:
         earlier = json.loads((out / SUMMARY).read_text()).get("layers") or {}
     except (OSError, ValueError, AttributeError):

@@ -31,7 +31,7 @@ import numpy as np
 
 from bench.core.errors import UserError
 from bench.core.layout import RUNS, load_result, run_dir, spec_dir
-from bench.core.store import atomic_write_json, atomic_write_text
+from bench.core.store import STALE_TEMP_SECONDS, atomic_write_json, atomic_write_text, remove_temp_files
 from bench.data.task import Task, read_task
 from bench.tools.embed import Embedder, embed_files, load_embedder, untrained
 
@@ -376,6 +376,7 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
         print(f"  with {len(earlier)} model(s) scored here before with the same task and settings: "
               + ", ".join(r["model"] for r in earlier))
     frame = pd.DataFrame(rows_of(collected + earlier))
+    remove_temp_files(out_dir, STALE_TEMP_SECONDS)  # of killed writers; two transfers may share the folder
     atomic_write_text(out_dir / "transfer.csv", frame.to_csv(index=False))
     atomic_write_text(out_dir / "transfer.md", transfer_markdown(frame, task.name))
     transfer_figure(frame, task.name, out_dir / "transfer", n_classes=len(task.classes), n_files=len(task.paths))
