@@ -626,4 +626,27 @@ def test_a_new_run_folder_is_made_durable_in_its_parent(monkeypatch, tmp_path):
     lock = RunLock(tmp_path / "runs" / "vgg-16k-96mel-x1-log-s0-0123456789")
     assert lock.acquire()
     lock.release()
+    assert synced == [str(tmp_path), str(tmp_path / "runs")]  # runs/ was new too
+    synced.clear()
+    lock = RunLock(tmp_path / "runs" / "vgg-16k-96mel-x1-log-s1-0123456789")
+    assert lock.acquire()
+    lock.release()
     assert synced == [str(tmp_path / "runs")]
+
+
+def test_a_file_written_by_name_gets_its_final_permissions_after_the_writing(tmp_path):
+    """`atomic_file` hands out a temp file that its writer opens by name: it must stay writable (0600)
+    until the writing is done, and only then take the umask's mode (a umask of 0222 gives 0444, which
+    a second open for writing would be refused)."""
+    from bench.core.store import atomic_file
+
+    old = os.umask(0o222)
+    try:
+        with atomic_file(tmp_path / "out.npy") as tmp:
+            during = tmp.stat().st_mode & 0o777
+            tmp.write_bytes(b"written by name")
+    finally:
+        os.umask(old)
+    assert during == 0o600
+    assert (tmp_path / "out.npy").stat().st_mode & 0o777 == 0o444
+    assert (tmp_path / "out.npy").read_bytes() == b"written by name"

@@ -149,11 +149,18 @@ def test_slurm_without_sbatch_is_one_line_before_any_data_is_prepared(monkeypatc
         run_grid(str(DEMO6), GridOptions(results=str(tmp_path / "results"), device="cuda", launcher="slurm"))
 
 
-@pytest.mark.parametrize("prefix", ["SLURM_", "SUBMITIT_LOCAL_"])
-def test_every_task_of_every_job_has_its_own_worker_number(prefix):
-    """3 array jobs of 4 tasks each (Slurm numbers a job's tasks 0-3 in SLURM_LOCALID, SLURM_NTASKS = 4):
-    12 workers, numbered 0-11, so each starts at its own run."""
-    numbers = [grid.worker_number(job, {f"{prefix}NTASKS": "4", f"{prefix}LOCALID": str(rank)})
-               for job in range(3) for rank in range(4)]
+@pytest.mark.parametrize("executor, rank, tasks", [("slurm", "SLURM_PROCID", "SLURM_NTASKS"),
+                                                   ("local", "SUBMITIT_LOCAL_GLOBALID", "SUBMITIT_LOCAL_NTASKS")])
+def test_every_task_of_every_job_has_its_own_worker_number(executor, rank, tasks):
+    """3 array jobs of 4 tasks each (Slurm numbers a job's tasks 0-3 in SLURM_PROCID, SLURM_NTASKS = 4;
+    submitit's local executor likewise): 12 workers, numbered 0-11, so each starts at its own run."""
+    numbers = [grid.worker_number(job, {"SUBMITIT_EXECUTOR": executor, tasks: "4", rank: str(r)})
+               for job in range(3) for r in range(4)]
     assert sorted(numbers) == list(range(12))
-    assert [grid.worker_number(k, {}) for k in range(3)] == [0, 1, 2]  # local workers: their own index
+
+
+def test_local_workers_inside_a_slurm_allocation_keep_their_own_numbers():
+    """`bench grid --workers 4` typed in an `salloc --ntasks 4` shell (or run by an sbatch script) sees the
+    allocation's SLURM_* variables, but its workers are not Slurm tasks: they are numbered 0-3."""
+    allocation = {"SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NTASKS": "4"}
+    assert [grid.worker_number(k, allocation) for k in range(4)] == [0, 1, 2, 3]

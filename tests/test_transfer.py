@@ -450,6 +450,12 @@ def test_the_table_holds_the_models_of_earlier_invocations_with_the_same_setting
     assert main(["transfer", str(second), *task, "--folds", "3"]) == 0
     with open(out / "transfer.csv") as handle:
         assert [(r["seed"], r["folds"]) for r in csv.DictReader(handle)] == [("1", "3")]
+    # the untrained control of the two seeds' configuration is one network, scored once whichever run
+    # it was made from: once in the table after a call per run, as after one call for both
+    for run in (first, second):
+        assert main(["transfer", str(run), *task, "--folds", "4", "--untrained"]) == 0
+    with open(out / "transfer.csv") as handle:
+        assert sorted(r["trained"] for r in csv.DictReader(handle)) == ["False", "True", "True"]
 
 
 def test_per_patch_outputs_are_the_cached_patches_and_only_their_means_stay_in_memory(finished_runs, tmp_path):
@@ -467,7 +473,7 @@ def test_per_patch_outputs_are_the_cached_patches_and_only_their_means_stay_in_m
         sf.write(files[-1], 0.1 * rng.standard_normal(16000 * seconds).astype(np.float32), 16000)
     out = tmp_path / "emb"
     out.mkdir()
-    killed = out / ".pool4.patches.npy.x1y2z3.tmp"  # an earlier embed killed while it wrote
+    killed = out / ".pool4.patches.npy.x1y2z3ab.tmp"  # an earlier embed killed while it wrote
     killed.write_bytes(b"\x93NUMPY")
     os.utime(killed, (0, 0))
     assert main(["embed", str(run), *files, "--out", str(out), "--per-patch", "-q"]) == 0
@@ -487,3 +493,62 @@ def test_per_patch_outputs_are_the_cached_patches_and_only_their_means_stay_in_m
     kept, _ = embed_files(embedder, files, out / "cache")
     assert {kept[f].means["pool4"].shape for f in files} == {(means.shape[1],)}
     assert not list(out.glob(".*.tmp"))
+
+
+def test_a_per_patch_write_that_fails_replaces_none_of_the_outputs(finished_runs, tmp_path, monkeypatch, capsys):
+    """The per-patch arrays are the large write, so they go first: when they cannot be written (here the
+    cache they are read from is gone), the folder keeps the earlier run's index and means, and no temp file."""
+    import shutil
+
+    _, results = finished_runs
+    run = next((results / "tr" / "runs").iterdir())
+    audio, second = tmp_path / "a.wav", tmp_path / "b.wav"
+    for path, seed in ((audio, 1), (second, 2)):
+        sf.write(path, 0.1 * np.random.default_rng(seed).standard_normal(16000 * 5).astype(np.float32), 16000)
+    out = tmp_path / "emb"
+    assert main(["embed", str(run), str(audio), "--out", str(out), "-q"]) == 0
+    before = {name: (out / name).read_bytes() for name in ("index.csv", "pool4.npy", "embeddings.json")}
+    real = embed_module.embed_files
+
+    def then_lose_the_cache(*args, **kwargs):
+        found = real(*args, **kwargs)
+        shutil.rmtree(out / "cache")
+        return found
+
+    monkeypatch.setattr(embed_module, "embed_files", then_lose_the_cache)
+    assert main(["embed", str(run), str(audio), str(second), "--out", str(out), "--per-patch", "-q"]) == 2
+    assert "its cached embedding" in capsys.readouterr().err
+    assert {name: (out / name).read_bytes() for name in before} == before
+    assert not (out / "pool4.patches.npy").exists() and not list(out.glob(".*.tmp"))
+
+
+def test_per_patch_arrays_of_several_layers_are_the_patches_written_to_the_cache(tmp_path):
+    """MusiCNN has three embedding layers (penultimate, max_pool, mean_pool) of different widths: each
+    layer's `<layer>.patches.npy` is every file's patches in index order, and `<layer>.npy` their means,
+    for arrays made here and put in the cache."""
+    from types import SimpleNamespace
+
+    from bench.tools.embed import SECONDS, EmbeddingCache, FileEmbedding, write_outputs
+
+    widths = {"penultimate": 3, "max_pool": 5, "mean_pool": 7}
+    cache = EmbeddingCache(tmp_path / "cache", "model")
+    rng = np.random.default_rng(0)
+    files, made = {}, {layer: [] for layer in widths}
+    for i, patches in enumerate((4, 1, 3)):
+        arrays = {layer: rng.standard_normal((patches, dims)).astype(np.float32) for layer, dims in widths.items()}
+        cache.put(f"audio{i}", {**arrays, SECONDS: np.array(3.0 * patches)})
+        files[f"track{i}.mp3"] = FileEmbedding.of(f"audio{i}", {**arrays, SECONDS: np.array(3.0 * patches)},
+                                                  tuple(widths))
+        for layer in widths:
+            made[layer].append(arrays[layer])
+    embedder = SimpleNamespace(layers=tuple(widths), identity="model", folder=tmp_path, sample_rate=16000,
+                               tagger=SimpleNamespace(name="musicnn", patch_seconds=3.0))
+    out = tmp_path / "out"
+    summary = write_outputs(out, embedder, list(files), files, {}, True, cache)
+    assert summary["layers"] == widths
+    for layer in widths:
+        np.testing.assert_array_equal(np.load(out / f"{layer}.patches.npy"), np.concatenate(made[layer]))
+        np.testing.assert_allclose(np.load(out / f"{layer}.npy"), [a.mean(axis=0) for a in made[layer]], rtol=1e-6)
+    with open(out / "index.csv") as handle:
+        assert [(r["patches"], r["first_patch"]) for r in csv.DictReader(handle)] == [("4", "0"), ("1", "4"),
+                                                                                     ("3", "5")]

@@ -3,7 +3,9 @@
 temp file in the same folder -> write -> fsync -> os.replace -> fsync the folder.
 
 A writer killed before its `os.replace` leaves only a `.<name>.*.tmp` file, which no reader opens;
-whoever owns the folder (the holder of its lock) removes them with `remove_temp_files`. A file that
+whoever owns the folder (the holder of its lock) removes them with `remove_temp_files`, and in a
+folder that several processes write (a report, embeddings), a later writer removes those untouched
+for `STALE_TEMP_SECONDS`. A file that
 a reader finds invalid anyway (a disk fault, a hand edit) is set aside with `reject`, never deleted.
 """
 
@@ -15,6 +17,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import tempfile
 import time
 from collections.abc import Iterator
@@ -60,8 +63,9 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
         raise _naming(exc, path.parent) from None
     try:
         try:
-            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from colleagues
+            os.fchmod(fd, 0o600)  # the writer may open it by name: writable whatever the umask says
             yield Path(tmp)
+            os.fchmod(fd, 0o666 & ~_umask())  # 0600 would hide results from colleagues
             os.fsync(fd)  # the file's data, whichever descriptor wrote it
         finally:
             os.close(fd)
@@ -99,10 +103,13 @@ def _naming(exc: OSError, path: Path) -> OSError:
 def remove_temp_files(folder: str | Path, min_age_seconds: float = 0.0) -> list[Path]:
     """Delete the temp files of writers that died in `folder`. Only its owner may call this with no
     `min_age_seconds`; in a folder that several processes write (a report, embeddings), a temp file
-    untouched for `STALE_TEMP_SECONDS` is a dead writer's, since a live one renames it within seconds."""
+    named as `atomic_file` names them and untouched for `STALE_TEMP_SECONDS` is a dead writer's, since
+    a live one renames it within seconds."""
     removed = []
     now = time.time()
     for tmp in Path(folder).glob(f".*{TEMP_SUFFIX}"):
+        if min_age_seconds and not TEMP_NAME.fullmatch(tmp.name):  # a folder the user named may hold anything
+            continue
         try:
             if min_age_seconds and now - tmp.stat().st_mtime < min_age_seconds:
                 continue
@@ -113,6 +120,8 @@ def remove_temp_files(folder: str | Path, min_age_seconds: float = 0.0) -> list[
     return removed
 
 
+TEMP_NAME = re.compile(rf"\..+\.[a-z0-9_]{{8}}{re.escape(TEMP_SUFFIX)}")
+"""The name `atomic_file` gives a temp file: `.<name>.` + mkstemp's 8 random characters + `.tmp`."""
 STALE_TEMP_SECONDS = 3600.0
 """Age after which a temp file in a shared output folder is taken for a dead writer's."""
 

@@ -31,6 +31,8 @@ class DatasetReport:
     excluded_examples: dict[str, list[str]]
     audio: dict
     warnings: list[str] = field(default_factory=list)
+    regenerated: bool = False
+    """A synthetic folder that is not the dataset the spec asks for: the grid generates it anew first."""
 
     def scorable(self, split: str) -> list[str]:
         """The tags of `split` that have an ROC-AUC: some clips with the tag and some without."""
@@ -39,7 +41,10 @@ class DatasetReport:
     @property
     def blockers(self) -> list[str]:
         """Why the grid cannot run (empty: it can): a split without usable audio; a validation or test split
-        without a scorable tag, where every run would fail at its first validation or at its test."""
+        without a scorable tag, where every run would fail at its first validation or at its test. None
+        for a folder the grid generates anew: what is there now says nothing of it."""
+        if self.regenerated:
+            return []
         usable = self.audio["usable"]
         empty = [s for s in SPLITS if usable[s] == 0]
         reasons = [f"no usable audio in the {', '.join(empty)} split(s)"] if empty else []
@@ -135,6 +140,8 @@ def inspect_spec(spec, data: str | None) -> DatasetReport:
     index = load_index(spec.dataset, Path(root), generate=False, progress=False, check_audio=False)
     report = describe(index)
     if spec.dataset.name == "synthetic" and not synthetic_is_current(Path(root), spec.dataset):
-        report.warnings.insert(0, "made with other settings than the spec's dataset (clips, seed, clip_seconds): "
-                                  "`bench grid` generates it again first, and this report describes the old one")
+        report.regenerated = True
+        report.warnings.insert(0, "not the complete synthetic dataset the spec asks for (other clips, seed or "
+                                  "clip_seconds, an older generator, or files missing): `bench grid` generates it "
+                                  "first; this report describes what is there now")
     return report

@@ -112,13 +112,16 @@ def worker_device(name: str, worker: int, runs_per_gpu: int, log=print):
 
 def worker_number(index: int, environ: Mapping[str, str]) -> int:
     """A worker's number in its grid, which sets the run it starts at and where its GPU search begins:
-    `index` (a local worker's, or a Slurm / submitit job's array index) alone, or for one of a job's
-    tasks, the job's index times its tasks plus the task's rank in the job, so that no two tasks of
-    a grid share a number (job + rank would give job 1's rank 0 and job 0's rank 1 the same)."""
-    for prefix in ("SLURM_", "SUBMITIT_LOCAL_"):
-        if f"{prefix}LOCALID" in environ:
-            return index * int(environ.get(f"{prefix}NTASKS", "1")) + int(environ[f"{prefix}LOCALID"])
-    return index
+    `index` (a local worker's, or a submitit job's array index) alone, or for a task of a submitit job
+    (Slurm's or the local executor's, as SUBMITIT_EXECUTOR says), the job's index times its tasks plus
+    the task's rank in the job, so that no two tasks of a grid share a number (index + rank gave job 1's
+    first task and job 0's second the same). A grid started inside some other Slurm allocation is not
+    such a task: its SLURM_* variables are the allocation's."""
+    ranks = {"slurm": ("SLURM_PROCID", "SLURM_NTASKS"),
+             "local": ("SUBMITIT_LOCAL_GLOBALID", "SUBMITIT_LOCAL_NTASKS")}.get(environ.get("SUBMITIT_EXECUTOR", ""))
+    if ranks is None or ranks[0] not in environ:
+        return index
+    return index * int(environ.get(ranks[1], "1")) + int(environ[ranks[0]])
 
 
 def worker_entry(job: WorkerJob) -> list[str]:

@@ -75,9 +75,13 @@ class RunLock:
     shared lock for microseconds; a claim that meets one tries again instead of skipping the run."""
 
     def acquire(self) -> bool:
-        if not self.folder.is_dir():  # a new run: its folder is named in runs/ before anything goes in it
-            self.folder.mkdir(parents=True, exist_ok=True)
-            fsync_folder(self.folder.parent)
+        missing, folder = [], self.folder
+        while not folder.is_dir():
+            missing.append(folder)
+            folder = folder.parent
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for made in reversed(missing):  # a new run (and runs/): named in its parent before anything goes in it
+            fsync_folder(made.parent)
         note = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()})
         for attempt in range(self.LOOK_RETRIES):
             if attempt:

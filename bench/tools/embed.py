@@ -251,16 +251,22 @@ def embed_files(embedder: Embedder, paths: list[str], cache_root: str | Path, de
 
 def write_outputs(out: Path, embedder: Embedder, paths: list[str], files: dict[str, FileEmbedding],
                   failed: dict[str, str], per_patch: bool, cache: EmbeddingCache) -> dict:
-    """index.csv, <layer>.npy (mean over patches), <layer>.patches.npy (read back from `cache`, one file
-    at a time) and embeddings.json, each written atomically, the summary last; the arrays an earlier run
-    wrote here and this one does not (another model's layers, per-patch arrays without --per-patch) are
-    removed, so none is read against this index."""
+    """<layer>.patches.npy (read back from `cache`, one file at a time), index.csv, <layer>.npy (mean over
+    patches) and embeddings.json, each written atomically: the per-patch arrays first (the large write,
+    which a full disk or a vanished cache entry stops before anything else is replaced), the summary
+    last; the arrays an earlier run wrote here and this one does not (another model's layers, per-patch
+    arrays without --per-patch) are removed, so none is read against this index."""
     kept = [p for p in paths if p in files]
     remove_temp_files(out, STALE_TEMP_SECONDS)
     try:
         earlier = json.loads((out / SUMMARY).read_text()).get("layers") or {}
     except (OSError, ValueError, AttributeError):
         earlier = {}
+    means = {layer: np.stack([files[p].means[layer] for p in kept]).astype(np.float32) if kept
+             else np.zeros((0, 0), np.float32) for layer in embedder.layers}
+    dims = {layer: int(array.shape[1]) for layer, array in means.items()}
+    if per_patch:
+        _write_patches(out, dims, [(p, files[p]) for p in kept], cache)
     rows, first = [], 0
     for row, path in enumerate(kept):
         rows.append([row, path, files[path].identity, round(files[path].seconds, 3), files[path].patches, first])
@@ -270,13 +276,8 @@ def write_outputs(out: Path, embedder: Embedder, paths: list[str], files: dict[s
     writer.writerow(["row", "path", "audio_id", "seconds", "patches", "first_patch"])
     writer.writerows(rows)
     atomic_write_bytes(out / INDEX, text.getvalue().encode("utf-8"))
-    dims = {}
-    for layer in embedder.layers:
-        means = np.stack([files[p].means[layer] for p in kept]) if kept else np.zeros((0, 0), np.float32)
-        dims[layer] = int(means.shape[1]) if kept else 0
-        _save_npy(out / f"{layer}.npy", means.astype(np.float32))
-    if per_patch:
-        _write_patches(out, embedder.layers, dims, [(p, files[p]) for p in kept], first, cache)
+    for layer, array in means.items():
+        _save_npy(out / f"{layer}.npy", array)
     for layer in earlier:
         if layer not in embedder.layers:
             (out / f"{layer}.npy").unlink(missing_ok=True)
@@ -290,26 +291,26 @@ def write_outputs(out: Path, embedder: Embedder, paths: list[str], files: dict[s
     return summary
 
 
-def _write_patches(out: Path, layers: tuple[str, ...], dims: dict[str, int], kept: list[tuple[str, FileEmbedding]],
-                   total: int, cache: EmbeddingCache) -> None:
-    """<layer>.patches.npy, float32 (total patches, dims), filled file by file from the cache through a
-    memory map of the output, so that only one file's patches are in memory at a time."""
+def _write_patches(out: Path, dims: dict[str, int], kept: list[tuple[str, FileEmbedding]],
+                   cache: EmbeddingCache) -> None:
+    """<layer>.patches.npy, float32 (all patches, dims): the .npy header, then each file's patches from
+    the cache appended in index order, so that only one file's patches are in memory at a time. Plain
+    writes, not a memory map: a full disk is an OSError naming the file, where a map's page fault
+    would kill the process (SIGBUS)."""
+    layers, total = tuple(dims), sum(embedding.patches for _, embedding in kept)
     with contextlib.ExitStack() as stack:
-        maps = {}
+        handles = {}
         for layer in layers:
-            tmp = stack.enter_context(atomic_file(out / f"{layer}.patches.npy"))
-            maps[layer] = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(total, dims[layer]))
-        row = 0
+            handles[layer] = stack.enter_context(open(stack.enter_context(atomic_file(out / f"{layer}.patches.npy")),
+                                                      "wb"))
+            np.lib.format.write_array_header_1_0(handles[layer], {"descr": np.lib.format.dtype_to_descr(
+                np.dtype(np.float32)), "fortran_order": False, "shape": (total, dims[layer])})
         for path, embedding in kept:
             arrays = cache.get(embedding.identity, layers)
-            if arrays is None:  # removed or damaged since it was read a moment ago
-                raise UserError(f"{path}: its cached embedding (in {cache.folder}) is gone; run again")
+            if arrays is None or len(arrays[layers[0]]) != embedding.patches:  # removed or changed meanwhile
+                raise UserError(f"{path}: its cached embedding (in {cache.folder}) is gone or changed; run again")
             for layer in layers:
-                maps[layer][row:row + embedding.patches] = arrays[layer]
-            row += embedding.patches
-        for array in maps.values():
-            array.flush()
-        del maps
+                handles[layer].write(np.ascontiguousarray(arrays[layer], dtype=np.float32).tobytes())
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
