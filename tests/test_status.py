@@ -73,8 +73,14 @@ def test_status_of_a_grid_with_a_run_killed_mid_epoch(tmp_path, capsys):
 
 def test_status_json_and_progress_line(tmp_path, capsys):
     spec, _ = grid_in_progress(tmp_path)
+    # two runs of an earlier version of the spec (other seeds): counted apart, not as runs of this grid
+    for seed in (7, 8):
+        (tmp_path / spec.name / layout.RUNS / spec.runs()[0].run_id.replace("-s0-", f"-s{seed}-")).mkdir()
+    assert main(["status", str(SPEC), "--results", str(tmp_path)]) == 0
+    assert "also 2 run folder(s) the spec no longer names" in capsys.readouterr().out
     assert main(["status", str(SPEC), "--results", str(tmp_path), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
+    assert doc["not_in_spec"] == 2 and sum(doc["counts"].values()) == 6
     assert doc["counts"]["interrupted"] == 2 and doc["counts"]["running"] == 0  # no live worker holds run 2
     assert [r["state"] for r in doc["runs"]][:3] == ["done", "interrupted", "interrupted"]
     line = progress_line(spec, tmp_path, time.time() - 90)

@@ -100,9 +100,11 @@ class GridStatus:
     elapsed_seconds: float | None
     eta_seconds: float | None
     eta_basis: str
+    not_in_spec: int = 0
+    """Run folders the spec, as it now stands, does not name (runs of an earlier version of it)."""
 
     def as_json(self) -> dict:
-        return {"spec": self.spec, "folder": self.folder, "counts": self.counts,
+        return {"spec": self.spec, "folder": self.folder, "counts": self.counts, "not_in_spec": self.not_in_spec,
                 "elapsed_seconds": self.elapsed_seconds, "eta_seconds": self.eta_seconds, "eta_basis": self.eta_basis,
                 "runs": [{**{k: v for k, v in vars(r).items() if k != "epoch_seconds"},
                           "epoch_seconds_mean": statistics.mean(r.epoch_seconds) if r.epoch_seconds else None}
@@ -121,7 +123,9 @@ def grid_status(spec: Spec, results: str | Path, now: float | None = None) -> Gr
     end = max(finishes) if settled and finishes else now  # a finished grid: its own duration
     elapsed = end - min(starts) if starts else None
     eta, basis = _eta(spec, runs, states)
-    return GridStatus(spec.name, str(folder), states, counts, elapsed, eta, basis)
+    named = {r.run_id for r in runs}
+    others = sum(1 for p in (folder / layout.RUNS).glob("*") if p.is_dir() and p.name not in named)
+    return GridStatus(spec.name, str(folder), states, counts, elapsed, eta, basis, others)
 
 
 def _eta(spec: Spec, runs: list[RunSpec], states: list[RunStatus]) -> tuple[float | None, str]:
@@ -169,6 +173,9 @@ def format_status(status: GridStatus, max_epochs: int) -> str:
     failed = [r.run_id for r in status.runs if r.state == "failed"]
     if failed:
         lines.append(f"  failed: {', '.join(failed)} (bench grid --retry-failed reruns them)")
+    if status.not_in_spec:
+        lines.append(f"  also {status.not_in_spec} run folder(s) the spec no longer names (an earlier version of "
+                     "it): kept, and left out of its report")
     left = sum(n for s, n in status.counts.items() if s not in ("done", "failed"))
     eta = "nothing left" if not left else f"ETA {duration(status.eta_seconds)} ({status.eta_basis})"
     lines.append(f"elapsed {duration(status.elapsed_seconds)}; {eta}")
