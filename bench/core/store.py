@@ -5,8 +5,8 @@ temp file in the same folder -> write -> fsync -> os.replace -> fsync the folder
 A writer killed before its `os.replace` leaves only a `.<name>.*.tmp` file, which no reader opens;
 whoever owns the folder (the holder of its lock) removes them with `remove_temp_files`, and in a
 folder that several processes write (a report, embeddings), a later writer removes those untouched
-for `STALE_TEMP_SECONDS`. A file that
-a reader finds invalid anyway (a disk fault, a hand edit) is set aside with `reject`, never deleted.
+for `STALE_TEMP_SECONDS`. A file that a reader finds invalid anyway (a disk fault, a hand edit) is
+set aside with `reject`, never deleted.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def _umask() -> int:
 
 @contextlib.contextmanager
 def atomic_file(path: str | Path) -> Iterator[Path]:
-    """A temp file beside `path` for the caller to write by name (a numpy memmap, say): on a clean exit
+    """A temp file beside `path` for the caller to open by name and write: on a clean exit
     it is fsynced and renamed over `path`, then the folder is fsynced; on an error it is removed. A
     reader sees the old file or the whole new one, never part of it; an error names the file."""
     path = Path(path)

@@ -17,7 +17,7 @@ DEFAULT_CACHE = "cache"
 
 SYNTHETIC_DEFAULT_CLIPS = 600
 SYNTHETIC_SAMPLE_RATE = 16000
-"""The rate a grid's synthetic MP3s are written at (the highest of the paper's grid)."""
+"""The rate a grid's synthetic MP3s are written at: the highest of the paper's grids."""
 
 
 def cache_root(override: str | Path | None = None) -> Path:
