@@ -11,6 +11,8 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bench.core.errors import UserError
 
 _ALLOWED = {
@@ -49,7 +51,13 @@ class _RestrictedUnpickler(pickle.Unpickler):
                 f"{self.source}: refusing to unpickle {module}.{name} (only containers, strings, numbers "
                 "and numpy arrays are allowed)"
             )
+        if module.startswith("numpy.core.") and _NUMPY_CORE_RENAMED:  # the split files' numpy 1 names
+            module = "numpy._core." + module.removeprefix("numpy.core.")
         return super().find_class(module, name)
+
+
+_NUMPY_CORE_RENAMED = int(np.__version__.split(".")[0]) >= 2
+"""numpy 2 renamed numpy.core to numpy._core (the old name still works, with a DeprecationWarning)."""
 
 
 def safe_load(path: str | Path) -> Any:
