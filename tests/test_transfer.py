@@ -456,6 +456,9 @@ def test_the_table_holds_the_models_of_earlier_invocations_with_the_same_setting
         assert main(["transfer", str(run), *task, "--folds", "4", "--untrained"]) == 0
     with open(out / "transfer.csv") as handle:
         assert sorted(r["trained"] for r in csv.DictReader(handle)) == ["False", "True", "True"]
+    assert main(["transfer", str(first), *task, "--folds", "4"]) == 0  # a call without controls shows none
+    with open(out / "transfer.csv") as handle:
+        assert sorted(r["trained"] for r in csv.DictReader(handle)) == ["True", "True"]
 
 
 def test_per_patch_outputs_are_the_cached_patches_and_only_their_means_stay_in_memory(finished_runs, tmp_path):

@@ -371,7 +371,7 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
                 score(untrained(embedder, settings.seed), False)
             elif settings.untrained:
                 bar.update(len(task.paths))
-    earlier = scored_earlier(out_dir, key, collected)
+    earlier = scored_earlier(out_dir, key, collected, controls=settings.untrained)
     if earlier:
         print(f"  with {len(earlier)} model(s) scored here before with the same task and settings: "
               + ", ".join(r["model"] for r in earlier))
@@ -387,17 +387,17 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
     return 0
 
 
-def scored_earlier(out_dir: Path, key: dict, collected: list[dict]) -> list[dict]:
+def scored_earlier(out_dir: Path, key: dict, collected: list[dict], controls: bool = True) -> list[dict]:
     """The stored results in `out_dir` of other models than `collected`'s, scored with the same `key`
     (task, audio, layer, classifiers, folds, seed) by an earlier `bench transfer`, in the order of their
-    names: the folder's table holds every model scored there, not only the latest invocation's. An
-    untrained control counts once per configuration: the controls named after two seeds' runs of one
-    configuration are the same network."""
+    names: the folder's table holds every model scored there, not only the latest invocation's. Untrained
+    controls only with `controls` (an `--untrained` call), and once per configuration: the controls named
+    after two seeds' runs of one configuration are the same network."""
     def configuration(result: dict) -> dict:  # a control's upstream names the run it was made from
         return {k: v for k, v in (result.get("upstream") or {}).items() if k != "run_id"}
 
     models = {r["model"] for r in collected}
-    controls = [configuration(r) for r in collected if r.get("trained") is False]
+    seen = [configuration(r) for r in collected if r.get("trained") is False]
     found = []
     for path in sorted(out_dir.glob("*.json")):
         if path.name == TASK_MARKER:
@@ -406,9 +406,9 @@ def scored_earlier(out_dir: Path, key: dict, collected: list[dict]) -> list[dict
         if not isinstance(result, dict) or result.get("key") != key or result.get("model") in models:
             continue
         if result.get("trained") is False:
-            if configuration(result) in controls:
+            if not controls or configuration(result) in seen:
                 continue
-            controls.append(configuration(result))
+            seen.append(configuration(result))
         found.append(result)
     return found
 
