@@ -10,6 +10,12 @@ from pathlib import Path
 import numpy as np
 
 SPLITS = ("train", "valid", "test")
+
+
+def has_roc_auc(positives, clips):
+    """Whether a tag with `positives` of a split's `clips` has an ROC-AUC there: some clips with it and some
+    without (elementwise for numpy arrays). Scoring leaves the others out; a split without any cannot be scored."""
+    return (positives > 0) & (positives < clips)
 AUDIO_MISSING = "audio file missing"
 AUDIO_EMPTY = "audio file empty"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.data.index import SPLITS, DatasetIndex, audio_file_problem
+from bench.data.index import SPLITS, DatasetIndex, audio_file_problem, has_roc_auc
 
 FIRST_IDS = 5
 """Clip ids shown per exclusion reason and per kind of audio problem."""
@@ -36,7 +36,7 @@ class DatasetReport:
 
     def scorable(self, split: str) -> list[str]:
         """The tags of `split` that have an ROC-AUC: some clips with the tag and some without."""
-        return [tag for tag, n in self.positives[split].items() if 0 < n < self.splits[split]]
+        return [tag for tag, n in self.positives[split].items() if has_roc_auc(n, self.splits[split])]
 
     @property
     def blockers(self) -> list[str]:

@@ -59,6 +59,11 @@ def _config_fields(doc: dict) -> dict:
     return fields
 
 
+def _folder_fields(folder: Path, doc: dict | None) -> dict:
+    """The config fields of a run folder: from its result.json or config.json `doc`, else its name."""
+    return _config_fields(doc) if doc else (parse_run_id(folder.name) or {})
+
+
 def _read_json(path: Path) -> dict | None:
     try:
         doc = json.loads(path.read_text())
@@ -74,8 +79,7 @@ def read_runs(folders: Iterable[Path]) -> tuple[list[dict], pd.DataFrame]:
         path = folder / RESULT
         if not path.exists():
             started = "interrupted or still running" if (folder / CHECKPOINT).exists() else "not finished"
-            config = _read_json(folder / layout.CONFIG)
-            fields = _config_fields(config) if config else (parse_run_id(folder.name) or {})
+            fields = _folder_fields(folder, _read_json(folder / layout.CONFIG))
             not_ok.append({"run_id": folder.name, "status": "incomplete", "reason": f"no {RESULT} ({started})",
                            **fields})
             continue
@@ -107,8 +111,7 @@ def not_in_spec(folders: Iterable[Path], spec: str) -> pd.DataFrame:
     earlier version of it (another configuration, seed, dataset or protocol), finished or not."""
     rows = []
     for folder in folders:
-        doc = _read_json(folder / RESULT) or _read_json(folder / layout.CONFIG)
-        fields = _config_fields(doc) if doc else (parse_run_id(folder.name) or {})
+        fields = _folder_fields(folder, _read_json(folder / RESULT) or _read_json(folder / layout.CONFIG))
         rows.append({"run_id": folder.name, "status": NOT_IN_SPEC,
                      "reason": f"not a run of {spec} as it now stands (an earlier configuration, seed, dataset "
                                "or protocol)", **fields})

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.data.index import has_roc_auc
+
 
 def tag_metrics(y_true: np.ndarray, y_score: np.ndarray, tag_names: tuple[str, ...] | list[str]) -> dict:
     """Metrics of clip-level scores (n_clips, n_tags) against multi-hot targets of the same shape.
@@ -29,7 +31,7 @@ def tag_metrics(y_true: np.ndarray, y_score: np.ndarray, tag_names: tuple[str, .
     if not np.isin(y_true, (0, 1)).all():  # a NaN or a 2 would otherwise read as a tag to exclude
         raise ValueError("targets must be multi-hot: 0 or 1 only")
     positives = y_true.sum(axis=0)
-    scorable = (positives > 0) & (positives < len(y_true))
+    scorable = has_roc_auc(positives, len(y_true))
     scored = np.flatnonzero(scorable).tolist()
     excluded = [name for name, ok in zip(tag_names, scorable, strict=True) if not ok]
     per_tag = {}
