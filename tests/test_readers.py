@@ -69,7 +69,7 @@ def test_msd_split_from_pickles(tmp_path, monkeypatch):
 
     ids, vectors = write_msd_split(tmp_path / "msd")
     # 201,687 audio files are not written: every track's file "exists" (checking it is tested below)
-    monkeypatch.setattr(msd, "first_audio_file", lambda audio_root, candidates: (audio_root / candidates[0], ""))
+    monkeypatch.setattr(msd, "first_audio_file", lambda audio_root, candidates: (f"{audio_root}/{candidates[0]}", ""))
     index = read_msd(tmp_path / "msd")
     assert index.counts() == {"train": N_TRAIN, "valid": 3, "test": 4}
     assert index.tag_names == MSD_TAGS and index.tag_names[:3] == ("rock", "pop", "alternative")
@@ -77,6 +77,7 @@ def test_msd_split_from_pickles(tmp_path, monkeypatch):
     assert clip.clip_id == ids[-1] and clip.split == "test"
     assert list(clip.labels) == list(np.flatnonzero(vectors[ids[-1]].ravel()))
     assert clip.path.endswith(".clip.mp3")
+    assert all(list(c.labels) == np.flatnonzero(vectors[c.clip_id].ravel()).tolist() for c in index.clips)
 
 
 def test_convert_msd_to_manifest(tmp_path, capsys, monkeypatch):
@@ -134,6 +135,15 @@ def test_safe_load_reads_python2_style_pickles(tmp_path):
     path.write_bytes(pickle.dumps(ObjectArray(), protocol=5))
     with pytest.raises(UserError, match="cannot create an OBJECT array from memory buffer"):
         safe_load(path)
+
+
+def test_msd_tag_vector_shorter_than_the_tags(tmp_path):
+    write_msd_split(tmp_path / "msd", n_train=3, n_test=1)
+    vectors = safe_load(tmp_path / "msd" / "msd_id_to_tag_vector.cP")
+    vectors["TR0000000000000002"] = np.zeros(30, dtype=np.int64)
+    (tmp_path / "msd" / "msd_id_to_tag_vector.cP").write_bytes(pickle.dumps(vectors, protocol=2))
+    with pytest.raises(UserError, match="the tag vector of TR0000000000000002 has 30 values, fewer than the 50"):
+        read_msd(tmp_path / "msd")
 
 
 def test_msd_missing_files(tmp_path):
