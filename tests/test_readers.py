@@ -1,6 +1,7 @@
 """Dataset readers: MTAT (hand-made tree), MSD (pickles, restricted), generic manifests."""
 
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,6 +94,27 @@ def test_convert_msd_to_manifest(tmp_path, capsys, monkeypatch):
     assert converted.tag_names == direct.tag_names
     assert [(c.clip_id, c.path, c.split, c.labels) for c in converted.clips] == \
         [(c.clip_id, c.path, c.split, c.labels) for c in direct.clips]
+
+
+def test_convert_msd_with_a_relative_root(tmp_path, capsys, monkeypatch):
+    # `bench convert-msd data/msd --out data/msd/manifest.csv`: the reader's paths are relative to the
+    # working directory, the manifest's to its own folder
+    from bench.cli import main
+    from bench.data import msd
+
+    monkeypatch.setattr(msd, "N_TRAIN", 4)
+    write_msd_split(tmp_path / "data" / "msd", n_train=6, n_test=3, audio=True)
+    monkeypatch.chdir(tmp_path)
+    assert main(["convert-msd", "data/msd", "--out", "data/msd/manifest.csv"]) == 0
+    assert main(["convert-msd", "data/msd", "--out", "elsewhere/manifest.csv"]) == 0
+    capsys.readouterr()
+    monkeypatch.chdir(tmp_path / "data")  # read from anywhere
+    for manifest in (tmp_path / "data" / "msd" / "manifest.csv", tmp_path / "elsewhere" / "manifest.csv"):
+        converted = read_manifest(manifest)
+        assert len(converted.clips) == 9 and all(Path(c.path).is_file() for c in converted.clips)
+    rows = (tmp_path / "data" / "msd" / "manifest.csv").read_text().splitlines()
+    assert rows[1].split(",")[1].endswith(".clip.mp3") and not rows[1].split(",")[1].startswith(("/", "data"))
+    assert (tmp_path / "elsewhere" / "manifest.csv").read_text().splitlines()[1].split(",")[1].startswith("/")
 
 
 class Exploit:

@@ -8,10 +8,12 @@ all clips, descending, ties by first appearance. The first `n_tags` are kept.
 from __future__ import annotations
 
 import csv
+import os
 from collections import Counter
 from pathlib import Path
 
 from bench.core.errors import UserError
+from bench.core.store import atomic_file, atomic_write_text
 from bench.data.index import SPLITS, Clip, DatasetIndex
 
 REQUIRED_COLUMNS = ("path", "split", "tags")
@@ -70,20 +72,19 @@ def read_manifest(manifest: str | Path, n_tags: int = 50, drop_untagged: bool = 
 
 
 def write_manifest(index: DatasetIndex, out: str | Path) -> Path:
-    """Write `index` as a manifest (paths relative to its folder where possible) plus its tag order."""
+    """Write `index` as a manifest (paths relative to its folder where the audio lies below it, else
+    absolute) plus its tag order; each file atomically, the tag order first."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
+    folder = os.path.abspath(out.parent)
+    atomic_write_text(tags_file(out), "\n".join(index.tag_names) + "\n")
+    with atomic_file(out) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["clip_id", *REQUIRED_COLUMNS])
         for clip in index.clips:
-            try:
-                path = str(Path(clip.path).relative_to(out.parent.resolve()))
-            except ValueError:
-                path = clip.path
-            writer.writerow([clip.clip_id, path, clip.split,
+            # a reader's paths may be relative to the working directory (a root given as `data/msd`),
+            # the manifest's are relative to its own folder
+            audio = os.path.abspath(clip.path)
+            below = os.path.commonpath([folder, audio]) == folder
+            writer.writerow([clip.clip_id, os.path.relpath(audio, folder) if below else audio, clip.split,
                              TAG_SEPARATOR.join(index.tag_names[i] for i in clip.labels)])
-    tmp.replace(out)
-    tags_file(out).write_text("\n".join(index.tag_names) + "\n", encoding="utf-8")
     return out
