@@ -67,6 +67,35 @@ def test_other_subsets_order_their_tags_as_the_published_lists(tmp_path):
     assert index.tag_names == tuple(sorted(index.tag_names)) and "genre---punkrock" in index.tag_names
 
 
+def test_fewer_tags_than_the_subset_keeps_the_most_frequent(tmp_path):
+    root = make_jamendo(tmp_path / "j", subset="autotagging_genre")
+    assert len(read_jamendo(root, subset="genre").tag_names) == 10  # the task: every tag of the subset
+    # reggae and soundtrack are on 2 tracks each, every other tag on 1; by name, classical and
+    # easylistening would come first
+    index = read_jamendo(root, subset="genre", n_tags=2)
+    assert index.tag_names == ("genre---reggae", "genre---soundtrack")
+    assert [c.clip_id for c in index.clips if c.labels] == ["track_0000382", "track_0917538", "track_0917539",
+                                                             "track_1050697"]
+    # ties keep the published order
+    assert read_jamendo(root, subset="genre", n_tags=3).tag_names == \
+        ("genre---reggae", "genre---soundtrack", "genre---classical")
+
+
+def test_a_spec_without_n_tags_trains_on_all_the_subsets_tags(write_spec):
+    # the benchmark's tasks: 87 genre, 40 instrument, 56 mood/theme tags (Bogdanov et al. 2019)
+    from bench.data.known import tag_count
+
+    from .conftest import MINIMAL_SPEC
+
+    def jamendo(fields):
+        return load_spec(write_spec(MINIMAL_SPEC.replace('name = "synthetic"', f'name = "jamendo"\n{fields}')))
+
+    for subset, n in (("genre", 87), ("instrument", 40), ("moodtheme", 56), ("all", 183), ("top50tags", 50)):
+        spec = jamendo(f'subset = "{subset}"')
+        assert spec.dataset.n_tags == n and tag_count(spec.dataset) == n, subset
+    assert jamendo('subset = "genre"\nn_tags = 20').dataset.n_tags == 20
+
+
 def test_the_jamendo_spec_plans():
     spec = load_spec(SPECS / "jamendo-top50.toml")
     assert spec.dataset.name == "jamendo" and spec.dataset.subset == "top50tags" and len(spec.runs()) == 36

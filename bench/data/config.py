@@ -20,7 +20,8 @@ class DatasetSpec:
     clip_seconds: float = framing.PAPER_CLIP_SECONDS
     """Centre crop of each track, zero-padded when shorter."""
     n_tags: int = 50
-    """Top-N tags by frequency (MTAT); the tag vocabulary size for the others."""
+    """The N most frequent tags (a dataset with fewer keeps them all). A jamendo spec without n_tags
+    gets its subset's tag count (`bench.spec`): the benchmark's task is every tag of the subset."""
     drop_untagged: bool = False
     """Drop clips with none of the top-N tags instead of keeping them (MTAT: the same as split = "won")."""
     split: str = "folders"

@@ -9,12 +9,15 @@ tab-separated, CRLF line ends as published, header `TRACK_ID ARTIST_ID ALBUM_ID 
 where TAGS is every remaining field (`genre---rock`, `mood/theme---calm`, ...).
 
 Tag order: for `top50tags` the published list (`data/tags/top50.txt`, `JAMENDO_TOP50`); for the
-other subsets the tags of the split files sorted as the published tag lists are. Every track's audio
+other subsets the tags of the split files sorted as the published tag lists are. A subset's task is
+all of its tags (50, 87, 40, 56, 183), what a spec gets without `n_tags`; a smaller `n_tags` keeps
+the tags on the most tracks, descending, ties in that order. Every track's audio
 file is checked (existence and size): missing or empty files are excluded with their reason.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from bench.core.errors import UserError
@@ -62,7 +65,14 @@ def read_split_tsv(path: Path) -> list[tuple[int, str, str, tuple[str, ...]]]:
     return rows
 
 
-def read_jamendo(root: str | Path, n_tags: int = 50, drop_untagged: bool = False, subset: str = "top50tags",
+def most_frequent(published: tuple[str, ...], rows: dict, n: int) -> tuple[str, ...]:
+    """The `n` tags of `published` on the most tracks of all splits, descending, ties in published order
+    (as MTAT's top-N): never the first `n` of a list sorted by name."""
+    counts = Counter(tag for split_rows in rows.values() for *_, tags in split_rows for tag in set(tags))
+    return tuple(sorted(published, key=lambda tag: -counts[tag])[:n])
+
+
+def read_jamendo(root: str | Path, n_tags: int | None = None, drop_untagged: bool = False, subset: str = "top50tags",
                  split_folder: str | Path | None = None, check_audio: bool = True) -> DatasetIndex:
     """The index of an MTG-Jamendo root (see the module docstring). Without `check_audio` every track
     the split files define is kept, at its PATH (`bench dataset` checks the files itself)."""
@@ -80,9 +90,10 @@ def read_jamendo(root: str | Path, n_tags: int = 50, drop_untagged: bool = False
         unknown = [t for t in found if t not in JAMENDO_TOP50]
         if unknown:
             raise UserError(f"{folder}: tags outside MTG-Jamendo's published top 50: {', '.join(unknown[:5])}")
-        names = JAMENDO_TOP50[:n_tags]
+        published = JAMENDO_TOP50
     else:
-        names = tuple(found[:n_tags])
+        published = tuple(found)
+    names = published if n_tags is None or n_tags >= len(published) else most_frequent(published, rows, n_tags)
     position = {tag: i for i, tag in enumerate(names)}
     clips, excluded, seen = [], [], {}
     for split, split_rows in rows.items():

@@ -289,6 +289,10 @@ def parse_spec(raw: dict[str, Any], path: str | Path = "<spec>") -> Spec:
                f"is for MTAT-format datasets and jamendo only ({dataset.name} has its own split files)")
     if dataset.subset is not None and (dataset.name != "jamendo" or dataset.subset not in JAMENDO_SUBSETS):
         v.fail("dataset.subset", dataset.subset, f"is for jamendo only, one of {', '.join(JAMENDO_SUBSETS)}")
+    if dataset.name == "jamendo" and "n_tags" not in raw["dataset"]:  # the task: all the subset's tags
+        from bench.data.known import JAMENDO_TAGS
+
+        dataset = dataclasses.replace(dataset, n_tags=JAMENDO_TAGS[dataset.subset or "top50tags"])
 
     protocol = v.dataclass_from(Protocol, v.typed(raw.get("protocol", {}), dict, "protocol"), "protocol")
     for name_ in ("batch_size", "max_epochs", "patience", "lr_patience", "lr", "weight_decay"):
