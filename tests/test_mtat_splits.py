@@ -182,3 +182,28 @@ def test_the_published_split_files_of_sota_and_lee_read_as_published(tmp_path):
     unlisted = [line.split("\t")[0] for line in (REAL / "index_mtt_sample.tsv").read_text().splitlines()[-5:]]
     for index in (read, lee):
         assert set(unlisted) <= {clip for clip, reason in index.excluded if reason.startswith("not in the split")}
+
+
+def test_a_folder_holding_sotas_and_lees_lists_is_chosen_from_by_suffix(tmp_path):
+    # sota-music-tagging-models' split/mtat/ keeps its train/valid/test.npy beside Lee et al.'s
+    # *_list_pub.cP: two splits in one folder
+    root = tmp_path / "mtat"
+    real_sample_mtat(root)
+    both = tmp_path / "split" / "mtat"
+    both.mkdir(parents=True)
+    for split in ("valid", "test"):
+        (both / f"{split}.npy").write_bytes((REAL / "sota" / f"{split}.npy").read_bytes())
+    lee_train = safe_load(REAL / "lee" / "train_list_pub.cP")
+    np.save(both / "train.npy", np.array([f"{row}\t{p[:-4]}.mp3" for row, p in enumerate(lee_train)]))
+    for split in ("train", "valid", "test"):
+        (both / f"{split}_list_pub.cP").write_bytes((REAL / "lee" / f"{split}_list_pub.cP").read_bytes())
+    with pytest.raises(UserError, match=r"expected exactly one train list .* found train.npy, train_list_pub.cP; "
+                                        r"the folder holds more than one split, choose one by its files' suffix: "
+                                        r".*split/mtat/\*.cP or .*split/mtat/\*.npy"):
+        read_mtat(root, n_tags=1, split_file=str(both))
+    lee = read_mtat(root, n_tags=1, split_file=str(both / "*.cP"))
+    assert lee.counts() == {"train": 153, "valid": 16, "test": 44}  # every 100th of 15,244 / 1,529 / 4,332
+    sota = read_mtat(root, n_tags=1, split_file=str(both / "*.npy"))
+    assert sota.counts()["valid"] == len(np.load(REAL / "sota" / "valid.npy"))
+    # and through a spec, relative to the dataset root
+    assert _spec({"name": "mtat", "split_file": "split/mtat/*.npy"}).dataset.split_file == "split/mtat/*.npy"

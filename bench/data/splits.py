@@ -19,6 +19,10 @@ suffix:
   one clip per line, its first tab-separated field a clip id or an mp3 path; blank lines and lines
   starting with `#` are skipped; CRLF line ends are accepted.
 
+A folder that holds more than one split in different formats (sota-music-tagging-models'
+`split/mtat/` keeps its own `.npy` lists beside Lee et al.'s `.cP` ones, which differ by three
+training clips) is chosen from by suffix: `split/mtat/*.npy`.
+
 An entry names a clip by id (`"2"`) or by its path relative to the dataset root, with `.mp3` or any
 other suffix. An entry the dataset lacks, or a clip listed in two splits, is an error naming the file
 and the line.
@@ -43,18 +47,25 @@ def split_of_name(name: str) -> str | None:
 
 
 def split_files(folder: str | Path) -> dict[str, Path]:
-    """The one file per split in `folder` (see the module docstring)."""
+    """The one file per split in `folder`, or in `DIR/*.SUFFIX` the one of that suffix (see the
+    module docstring)."""
     folder = Path(folder).expanduser()
+    suffixes = SUFFIXES
+    if folder.name.startswith("*."):  # one format of a folder that holds several
+        folder, suffixes = folder.parent, (folder.name[1:],)
     if not folder.is_dir():
         raise UserError(f"split_file {folder}: not a folder (expected one holding train, valid and test lists)")
-    candidates = [p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix in SUFFIXES]
+    candidates = [p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix in suffixes]
     found: dict[str, Path] = {}
     for split in PREFIXES:
         matches = [p for p in candidates if split_of_name(p.name) == split]
         if len(matches) != 1:
             listed = ", ".join(p.name for p in matches) or "none"
+            formats = sorted({p.suffix for p in matches})
+            choose = (f"; the folder holds more than one split, choose one by its files' suffix: "
+                      f"{' or '.join(f'{folder}/*{suffix}' for suffix in formats)}" if len(formats) > 1 else "")
             raise UserError(f"split_file {folder}: expected exactly one {split} list (a file named "
-                            f"{PREFIXES[split][0]}* ending in {', '.join(SUFFIXES[:5])}), found {listed}")
+                            f"{PREFIXES[split][0]}* ending in {', '.join(suffixes[:5])}), found {listed}{choose}")
         found[split] = matches[0]
     return found
 
