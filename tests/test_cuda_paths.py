@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 import types
 from pathlib import Path
 
@@ -551,6 +552,40 @@ def test_a_finished_runs_model_is_freed_before_the_next_run(monkeypatch, tmp_pat
     try:
         train.train_run(run, ToyCache(), tmp_path, CPU, log=lambda *_: None)
         assert built and all(model() is None for model in built)
+    finally:
+        gc.enable()
+
+
+@pytest.mark.parametrize("compiled", ["1", "0"])
+def test_a_failed_runs_model_is_freed_before_the_next_run(monkeypatch, tmp_path, compiled):
+    """A run that fails (here a NaN loss) leaves its model in the exception's traceback: freeing it
+    must not wait for the runner to drop the exception, nor for the collector, or the worker's next run
+    starts with the dead run's weights on the GPU (in its memory peak, beside a second resident copy)."""
+    import gc
+    import weakref
+
+    monkeypatch.setenv("BENCH_COMPILE", compiled)
+    monkeypatch.setenv("BENCH_COMPILE_BACKEND", "eager")
+    built, freed_at_release = [], []
+    real = train.architectures.build
+    monkeypatch.setattr(train.architectures, "build",
+                        lambda *a, **k: (built.append(weakref.ref(m := real(*a, **k))), m)[1])
+    forward = train.Trainer._forward
+    monkeypatch.setattr(train.Trainer, "_forward", lambda self, mel: forward(self, mel) * float("nan"))
+    release = train.release_run_memory
+
+    def releasing(device, was_compiled):
+        release(device, was_compiled)
+        freed_at_release.append(all(model() is None for model in built))
+
+    monkeypatch.setattr(train, "release_run_memory", releasing)
+    (run,) = tiny_runs(epochs=1)
+    gc.disable()  # only what train_run frees itself counts
+    try:
+        with pytest.raises(train.NonFiniteLoss) as failure:
+            train.train_run(run, ToyCache(), tmp_path, CPU, log=lambda *_: None)
+        assert built and freed_at_release == [True]  # freed while the failure was still being raised
+        assert "_train_run" in "".join(traceback.format_tb(failure.value.__traceback__))  # the lines stay
     finally:
         gc.enable()
 

@@ -39,6 +39,7 @@ import json
 import math
 import random
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -368,6 +369,12 @@ def train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torch
     except KeyboardInterrupt:
         epoch = checkpointed["epoch"]
         raise Interrupted(resume_hint(run.run_id, None if epoch is None else epoch + 1)) from None
+    except BaseException as exc:
+        # a failed run (a NaN loss, out of memory): the traceback holds the finished frames of the run,
+        # and through their locals the model, its optimiser state and the batches; cleared, they are
+        # freed below like a finished run's, not once the worker's next run has started on the GPU
+        traceback.clear_frames(exc.__traceback__)
+        raise
     finally:
         release_run_memory(device, checkpointed["compiled"])
 
