@@ -7,7 +7,8 @@ real device.
 
 Each figure is the median of `repeats` (at least 5) timed passes after `warmup` untimed ones, in
 inference mode, with the device synchronised before each clock read. The model is measured as it
-would serve: fp32 weights, eval mode, on the run's device, with the threads torch has.
+would serve: fp32 weights, eval mode, on the run's device, with the threads torch has. On CUDA the
+convolutions keep the run's TF32 setting: on (PyTorch's default) unless the protocol's precision is fp32.
 """
 
 from __future__ import annotations
