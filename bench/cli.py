@@ -225,6 +225,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
 
 def cmd_grid(args: argparse.Namespace) -> int:
     from bench.run.grid import GridOptions, SlurmOptions, run_grid
+    from bench.spec import load_spec
 
     slurm = SlurmOptions(partition=args.partition, time_minutes=args.time, gpus_per_job=args.gpus,
                          cpus_per_job=args.cpus, mem_gb=args.mem_gb, gpu_mem_gb=args.gpu_mem_gb)
@@ -232,13 +233,12 @@ def cmd_grid(args: argparse.Namespace) -> int:
                           workers=args.workers, launcher=args.launcher, shard_text=args.shard, dry_run=args.dry_run,
                           retry_failed=args.retry_failed, slurm=slurm, runs_per_gpu=args.runs_per_gpu,
                           quiet=args.quiet)
-    status = run_grid(args.spec, options)
+    spec = load_spec(args.spec)  # read once: the grid and its report are of the spec as it was planned
+    status = run_grid(spec, options)
     if not args.no_report and not args.dry_run:  # the grid, then the report of whatever is done
         from bench.core.layout import RESULT, RUNS, spec_dir
         from bench.report.report import cli_main
-        from bench.spec import load_spec
 
-        spec = load_spec(args.spec)
         folder = spec_dir(args.results, spec.name)
         if any(folder.glob(f"{RUNS}/*/{RESULT}")):
             cli_main(folder, _spec_runs(spec))

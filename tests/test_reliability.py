@@ -302,6 +302,30 @@ def test_the_lock_of_a_killed_worker_is_reclaimed(finished, tmp_path):
     lock.release()
 
 
+def test_a_failed_run_retried_is_said_and_made_to_start_from_scratch(monkeypatch, one_run):
+    """`--retry-failed` deletes a failed run's checkpoint (a NaN at epoch 5 would come back from it):
+    the header and --dry-run must say so, not "resumes from its checkpoint"."""
+    from bench.run import runner
+    from bench.train import loop
+
+    spec, run, folder = one_run
+    seen = []
+
+    def train_run(run, cache, run_dir, *args, **kwargs):
+        seen.append((run_dir / CHECKPOINT).exists())
+        (run_dir / CHECKPOINT).write_bytes(b"the state of epoch 5")
+        raise FloatingPointError("training loss became nan at epoch 5")
+
+    monkeypatch.setattr(loop, "train_run", train_run)
+    runner._claim_and_execute(spec, folder, run, lambda rate: None, torch.device("cpu"), None, lambda *_: None)
+    assert json.loads((folder / RESULT).read_text())["status"] == "failed" and (folder / CHECKPOINT).exists()
+    (state,) = run_states(spec, folder.parents[2], [run], retry_failed=True)
+    assert (state.action, state.reason) == ("run", "retry of a failed run, from scratch")
+    runner._claim_and_execute(spec, folder, run, lambda rate: None, torch.device("cpu"), time.time(),
+                              lambda *_: None)
+    assert seen == [False, False]  # the retry did start from scratch
+
+
 def test_dry_run_writes_nothing(finished, tmp_path):
     _, spec, _ = finished
     results = tmp_path / "results"

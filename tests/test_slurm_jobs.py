@@ -5,6 +5,7 @@ every task of every job; runs per GPU and CPUs per task are what the compute nod
 from __future__ import annotations
 
 import pickle
+import types
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,46 @@ def test_a_job_whose_time_is_up_leaves_its_run_to_resume(monkeypatch, one_run):
     assert not (folder / runner.RESULT).exists()
 
 
+@pytest.mark.parametrize("refusal", ["refused", "timed out", "no scontrol"])
+def test_a_refused_requeue_leaves_the_run_to_resume(monkeypatch, one_run, tmp_path, refusal):
+    """submitit's signal handler requeues the job with `scontrol requeue` (check_call, 60 s timeout) in the
+    middle of training; a cluster that refuses requeues, or a slurmctld too busy to answer, makes that call
+    raise there. The job is ending all the same: not the run's failure, which would be skipped by later
+    grids and restarted from scratch by --retry-failed."""
+    import signal
+    import subprocess
+
+    from submitit.core.job_environment import SignalHandler
+    from submitit.slurm.slurm import SlurmJobEnvironment
+
+    from bench.run import runner
+
+    spec, run, folder = one_run
+
+    def scontrol(command, timeout=None):
+        if refusal == "refused":
+            raise subprocess.CalledProcessError(1, command)
+        if refusal == "timed out":
+            raise subprocess.TimeoutExpired(command, timeout)
+        raise FileNotFoundError(2, "No such file or directory", "scontrol")
+
+    monkeypatch.setattr(subprocess, "check_call", scontrol)
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    delayed = DelayedSubmission(RequeuedWorker(), WorkerJob("spec.toml", "results", "index.json", "cuda"))
+    delayed.set_timeout(60, 3)
+    paths = types.SimpleNamespace(submitted_pickle=tmp_path / "submitted.pkl")
+    handler = SignalHandler(SlurmJobEnvironment(), paths, delayed)
+
+    def train_run(*args, **kwargs):  # the signal arrives during training
+        handler.checkpoint_and_try_requeue(signal.SIGUSR2)
+
+    monkeypatch.setattr(train, "train_run", train_run)
+    with pytest.raises((subprocess.CalledProcessError, subprocess.TimeoutExpired, FileNotFoundError)):
+        runner._claim_and_execute(spec, folder, run, lambda rate: None, torch.device("cpu"), None, lambda *_: None)
+    assert not (folder / runner.RESULT).exists()
+
+
 def test_a_checkpoint_read_when_the_time_is_up_is_not_set_aside(monkeypatch, tmp_path):
     from bench.train import checkpoint
 
@@ -84,6 +125,34 @@ def submit(monkeypatch, tmp_path, jobs=None, **options) -> StubExecutor:
                                             **options)) == 1  # nothing ran (the stub)
     (executor,) = StubExecutor.made
     return executor
+
+
+def test_a_job_trains_the_spec_as_submitted_not_as_edited_since(monkeypatch, tmp_path):
+    """A Slurm job may start hours after `bench grid` planned it, and be requeued days later: an edit of
+    the spec file meanwhile (a sample rate whose cache was never prepared, another n_tags) must not change
+    what it trains, nor record a run of the old data under the new spec's identity."""
+    from bench.data.cache import WaveformCache
+    from bench.spec import load_spec
+
+    spec_file = tmp_path / "demo6.toml"
+    spec_file.write_text(DEMO6.read_text())
+    planned = [run.run_id for run in load_spec(spec_file).runs()]
+    monkeypatch.setattr(grid.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(submitit, "AutoExecutor", StubExecutor)
+    fake_cache = type("Cache", (), {"index_path": tmp_path / "cache" / "index-0.json"})()
+    monkeypatch.setattr(prepare, "prepare_spec", lambda *args, **kwargs: (None, fake_cache, None))
+    StubExecutor.made.clear()
+    run_grid(str(spec_file), GridOptions(results=str(tmp_path / "results"), device="cpu", launcher="slurm"))
+    (executor,) = StubExecutor.made
+    job = pickle.loads(pickle.dumps(executor.jobs[0]))  # as submitit stores it for the job and its requeues
+    spec_file.write_text(DEMO6.read_text().replace("n_tags = 50", "n_tags = 10").replace("seeds = [0]", "seeds = [7]"))
+    assert not set(planned) & {run.run_id for run in load_spec(spec_file).runs()}
+    trained = []
+    monkeypatch.setattr(grid, "worker_loop", lambda spec, results, runs, *rest: trained.extend(r.run_id for r in runs))
+    monkeypatch.setattr(WaveformCache, "from_index", staticmethod(lambda path: None))
+    grid.worker_entry(job)
+    assert sorted(trained) == sorted(planned)
 
 
 def test_the_submitter_waits_for_every_job_and_names_those_that_did_not_finish(monkeypatch, tmp_path, capsys):

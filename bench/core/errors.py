@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 
 def one_line(message: object) -> str:
     """A message on one line (a user error is one line on stderr, whatever the text it quotes)."""
@@ -35,14 +37,32 @@ class DeviceFailure(UserError):
     recorded as failed, resumes in the next grid. Not the user's doing, but not a traceback either."""
 
 
+SUBMITIT_HANDLER = "checkpoint_and_try_requeue"
+"""The method of submitit's SignalHandler that runs at the signal before a job's time limit (or a
+preemption): it checkpoints and requeues the job, or raises."""
+
+
 def is_job_stop(exc: BaseException) -> bool:
-    """The scheduler stopping the job, not a failure of the run it was training: submitit raises its
-    UncompletedJobError from the signal handler (wherever the job's code was) when a job reaches its time
-    limit and cannot be requeued. The run keeps its checkpoint and resumes in a later grid."""
+    """The scheduler stopping the job, not a failure of the run it was training: whatever submitit's signal
+    handler raises, wherever the job's code was when the signal came. It raises UncompletedJobError when a
+    job reaches its time limit and cannot be requeued (timed out too often); its requeue itself
+    (`scontrol requeue`) can fail, refused by the cluster or timed out, and raise CalledProcessError,
+    TimeoutExpired or FileNotFoundError from inside the handler. The run keeps its checkpoint and
+    resumes in a later grid."""
     import sys
 
     utils = sys.modules.get("submitit.core.utils")  # only a submitit job can have raised it
-    return utils is not None and isinstance(exc, utils.UncompletedJobError)
+    if utils is None:
+        return False
+    if isinstance(exc, utils.UncompletedJobError):
+        return True
+    trace = exc.__traceback__
+    while trace is not None:
+        code = trace.tb_frame.f_code
+        if code.co_name == SUBMITIT_HANDLER and f"submitit{os.sep}core" in code.co_filename:
+            return True
+        trace = trace.tb_next
+    return False
 
 
 class Interrupted(KeyboardInterrupt):

@@ -75,6 +75,10 @@ class WorkerJob:
     threads: int | None = None
     quiet: bool = False
     """No line per epoch (runs, results and problems are still printed)."""
+    spec: Spec | None = None
+    """The spec as the grid planned it: a worker trains its runs, not what the file says when the worker
+    starts (a Slurm job may start hours later, or be requeued days later, after an edit); None reads
+    `spec_path`."""
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -133,7 +137,7 @@ def worker_entry(job: WorkerJob) -> list[str]:
     if job.threads:
         torch.set_num_threads(job.threads)
     worker = worker_number(job.worker, os.environ)
-    spec = load_spec(job.spec_path)
+    spec = job.spec if job.spec is not None else load_spec(job.spec_path)
     runs = shard(spec.runs(), job.shard_index, job.shard_count)
     if worker and runs:  # start at different runs to keep workers apart
         offset = worker % len(runs)
@@ -236,11 +240,12 @@ class GridOptions:
             raise UserError(f"--workers must be >= 1, got {self.workers}")
 
 
-def run_grid(spec_path: str, options: GridOptions = GridOptions()) -> int:
-    """Returns the exit status: 0 when every run of the (shard of the) grid is done and ok, or is being
-    trained by another live worker; 1 when a run failed or was not run."""
+def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
+    """Train the runs of `spec` (a loaded spec, or its file) not done yet. Returns the exit status: 0 when
+    every run of the (shard of the) grid is done and ok, or is being trained by another live worker; 1
+    when a run failed or was not run."""
     o = options
-    spec = load_spec(spec_path)
+    spec = spec if isinstance(spec, Spec) else load_spec(spec)
     shard_index, shard_count = parse_shard(o.shard_text)
     runs = shard(spec.runs(), shard_index, shard_count)
     results_root = check_inputs(spec, o.data, o.results, o.cache, o.dry_run)
@@ -281,11 +286,11 @@ def run_grid(spec_path: str, options: GridOptions = GridOptions()) -> int:
                                 o.slurm, wants_gpu)
         _, waveforms, _ = prepare_spec(spec, o.data, o.cache, None, progress=not o.quiet)
         # absolute paths: Slurm jobs and spawned workers may start elsewhere
-        job = WorkerJob(spec_path=str(Path(spec_path).resolve()), results=str(results_root.resolve()),
+        job = WorkerJob(spec_path=str(Path(spec.path).resolve()), results=str(results_root.resolve()),
                         cache_index=str(waveforms.index_path.resolve()), device=o.device,
                         retry_failed_before=planned if o.retry_failed else None,
                         shard_index=shard_index, shard_count=shard_count, quiet=o.quiet,
-                        runs_per_gpu=runs_per_gpu or 1)
+                        runs_per_gpu=runs_per_gpu or 1, spec=spec)
         if o.launcher == "local":
             n_workers = o.workers or ((_gpu_count() * job.runs_per_gpu) if cuda_here else 1)
             _launch_local(job, n_workers, cuda_here)

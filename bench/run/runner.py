@@ -127,10 +127,12 @@ def run_states(spec: Spec, results: Path, runs: list[RunSpec], retry_failed: boo
         elif problem:
             states.append(RunState(run, folder, "resume" if (folder / CHECKPOINT).exists() else "run",
                                    f"{RESULT} is invalid ({problem}): set aside and redone"))
+        elif result is not None:  # its checkpoint, if any, is deleted: a retry starts from scratch
+            states.append(RunState(run, folder, "run", "retry of a failed run, from scratch"))
         elif (folder / CHECKPOINT).exists():
             states.append(RunState(run, folder, "resume", "interrupted: resumes from its checkpoint"))
         else:
-            states.append(RunState(run, folder, "run", "retry of a failed run" if result else "not run yet"))
+            states.append(RunState(run, folder, "run", "not run yet"))
     return states
 
 
@@ -246,12 +248,10 @@ def execute_run(spec: Spec, run: RunSpec, folder: Path, cache_for: Callable, dev
             weights=BEST, weights_key="model", dataset=run.dataset.name))
     except KeyboardInterrupt:
         raise
-    except OSError as exc:
-        if is_resource_error(exc):  # a full disk or a read-only folder is not the run's fault: stop, resumable
-            raise
-        _record_failure(folder, result, exc, log)
     except Exception as exc:  # recorded, and the grid goes on
         if is_job_stop(exc):  # the job's time is up: the run resumes from its checkpoint in a later job
+            raise
+        if is_resource_error(exc):  # a full disk or a read-only folder is not the run's fault: stop, resumable
             raise
         if is_device_failure(exc, device):  # not the run's failure: this worker's GPU is unusable from now on
             raise DeviceFailure(f"{device} failed during {run.run_id} ({type(exc).__name__}: {one_line(exc)}); "
