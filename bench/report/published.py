@@ -12,27 +12,37 @@ from bench.report.columns import KEY, METRICS, MODEL, paper_order, width_label
 
 _VGG_MTAT_SOURCE = "paper authors' results page (VGG-CNN, MTAT)"
 _MUSICNN_MTAT_SOURCE = "paper Table IV (MusiCNN, MTAT)"
+_MUSICNN_MTAT_PAGE = "paper authors' results page (MusiCNN, MTAT)"
 _MSD_SOURCE = "paper Table V (MSD)"
+_MUSICNN_MSD_PAGE = "paper authors' results page (MusiCNN, MSD)"
 PUBLISHED_COLUMNS = ("source", "dataset", "arch", "sample_rate", "n_mels", "hop_multiplier", "log", "roc_auc",
                      "pr_auc")
 PUBLISHED = (
-    # VGG-CNN on MTAT, ROC-AUC only, from the authors' results page (https://andrebola.github.io/EUSIPCO2020/results).
-    (_VGG_MTAT_SOURCE, "mtat", "vgg", 12000, 128, 1, "log", 88.67, None),
-    (_VGG_MTAT_SOURCE, "mtat", "vgg", 12000, 128, 1, "dB", 88.76, None),
-    (_VGG_MTAT_SOURCE, "mtat", "vgg", 16000, 128, 1, "log", 88.81, None),
-    (_VGG_MTAT_SOURCE, "mtat", "vgg", 16000, 128, 1, "dB", 89.07, None),
-    (_VGG_MTAT_SOURCE, "mtat", "vgg", 12000, 96, 1, "log", 88.83, None),
-    (_VGG_MTAT_SOURCE, "mtat", "vgg", 12000, 96, 1, "dB", 88.65, None),
-    (_VGG_MTAT_SOURCE, "mtat", "vgg", 16000, 96, 1, "log", 88.91, None),
-    (_VGG_MTAT_SOURCE, "mtat", "vgg", 16000, 96, 1, "dB", 89.12, None),
-    (_VGG_MTAT_SOURCE, "mtat", "vgg", 12000, 48, 1, "log", 89.10, None),
-    (_VGG_MTAT_SOURCE, "mtat", "vgg", 12000, 48, 1, "dB", 89.02, None),
-    (_VGG_MTAT_SOURCE, "mtat", "vgg", 16000, 48, 1, "log", 89.17, None),
-    (_VGG_MTAT_SOURCE, "mtat", "vgg", 16000, 48, 1, "dB", 89.32, None),
-    (_VGG_MTAT_SOURCE, "mtat", "vgg", 12000, 96, 2, "log", 88.37, None),
-    (_VGG_MTAT_SOURCE, "mtat", "vgg", 12000, 96, 2, "dB", 88.58, None),
-    (_VGG_MTAT_SOURCE, "mtat", "vgg", 16000, 96, 2, "log", 88.78, None),
-    (_VGG_MTAT_SOURCE, "mtat", "vgg", 16000, 96, 2, "dB", 88.86, None),
+    # VGG-CNN on MTAT, from the authors' results page (https://andrebola.github.io/EUSIPCO2020/results).
+    (_VGG_MTAT_SOURCE, "mtat", "vgg", 12000, 128, 1, "log", 88.67, 35.47),
+    (_VGG_MTAT_SOURCE, "mtat", "vgg", 12000, 128, 1, "dB", 88.76, 35.83),
+    (_VGG_MTAT_SOURCE, "mtat", "vgg", 16000, 128, 1, "log", 88.81, 35.48),
+    (_VGG_MTAT_SOURCE, "mtat", "vgg", 16000, 128, 1, "dB", 89.07, 35.73),
+    (_VGG_MTAT_SOURCE, "mtat", "vgg", 12000, 96, 1, "log", 88.83, 35.18),
+    (_VGG_MTAT_SOURCE, "mtat", "vgg", 12000, 96, 1, "dB", 88.65, 35.33),
+    (_VGG_MTAT_SOURCE, "mtat", "vgg", 16000, 96, 1, "log", 88.91, 35.65),
+    (_VGG_MTAT_SOURCE, "mtat", "vgg", 16000, 96, 1, "dB", 89.12, 35.97),
+    (_VGG_MTAT_SOURCE, "mtat", "vgg", 12000, 48, 1, "log", 89.10, 35.62),
+    (_VGG_MTAT_SOURCE, "mtat", "vgg", 12000, 48, 1, "dB", 89.02, 35.87),
+    (_VGG_MTAT_SOURCE, "mtat", "vgg", 16000, 48, 1, "log", 89.17, 36.17),
+    (_VGG_MTAT_SOURCE, "mtat", "vgg", 16000, 48, 1, "dB", 89.32, 36.41),
+    (_VGG_MTAT_SOURCE, "mtat", "vgg", 12000, 128, 2, "log", 88.66, 35.56),
+    (_VGG_MTAT_SOURCE, "mtat", "vgg", 12000, 128, 2, "dB", 88.53, 35.44),
+    (_VGG_MTAT_SOURCE, "mtat", "vgg", 16000, 128, 2, "log", 88.51, 35.41),
+    (_VGG_MTAT_SOURCE, "mtat", "vgg", 16000, 128, 2, "dB", 88.81, 35.79),
+    (_VGG_MTAT_SOURCE, "mtat", "vgg", 12000, 96, 2, "log", 88.37, 35.23),
+    (_VGG_MTAT_SOURCE, "mtat", "vgg", 12000, 96, 2, "dB", 88.58, 35.13),
+    (_VGG_MTAT_SOURCE, "mtat", "vgg", 16000, 96, 2, "log", 88.78, 35.70),
+    (_VGG_MTAT_SOURCE, "mtat", "vgg", 16000, 96, 2, "dB", 88.86, 35.97),
+    (_VGG_MTAT_SOURCE, "mtat", "vgg", 12000, 48, 2, "log", 88.64, 35.35),
+    (_VGG_MTAT_SOURCE, "mtat", "vgg", 12000, 48, 2, "dB", 88.68, 35.71),
+    (_VGG_MTAT_SOURCE, "mtat", "vgg", 16000, 48, 2, "log", 88.98, 35.78),
+    (_VGG_MTAT_SOURCE, "mtat", "vgg", 16000, 48, 2, "dB", 88.97, 35.89),
     # Table IV: MusiCNN on MTAT, dB, hop x1.
     (_MUSICNN_MTAT_SOURCE, "mtat", "musicnn", 12000, 128, 1, "dB", 90.40, 38.54),
     (_MUSICNN_MTAT_SOURCE, "mtat", "musicnn", 12000, 96, 1, "dB", 90.50, 37.70),
@@ -40,6 +50,13 @@ PUBLISHED = (
     (_MUSICNN_MTAT_SOURCE, "mtat", "musicnn", 16000, 128, 1, "dB", 90.83, 38.92),
     (_MUSICNN_MTAT_SOURCE, "mtat", "musicnn", 16000, 96, 1, "dB", 90.60, 38.09),
     (_MUSICNN_MTAT_SOURCE, "mtat", "musicnn", 16000, 48, 1, "dB", 90.50, 37.70),
+    # MusiCNN on MTAT, log, hop x1: the authors' results page (Table IV shows dB only).
+    (_MUSICNN_MTAT_PAGE, "mtat", "musicnn", 12000, 128, 1, "log", 90.39, 37.67),
+    (_MUSICNN_MTAT_PAGE, "mtat", "musicnn", 12000, 96, 1, "log", 90.59, 38.25),
+    (_MUSICNN_MTAT_PAGE, "mtat", "musicnn", 12000, 48, 1, "log", 90.44, 38.03),
+    (_MUSICNN_MTAT_PAGE, "mtat", "musicnn", 16000, 128, 1, "log", 90.66, 38.22),
+    (_MUSICNN_MTAT_PAGE, "mtat", "musicnn", 16000, 96, 1, "log", 90.58, 37.74),
+    (_MUSICNN_MTAT_PAGE, "mtat", "musicnn", 16000, 48, 1, "log", 90.44, 37.76),
     # Table V: both models on MSD, dB.
     (_MSD_SOURCE, "msd", "vgg", 12000, 128, 1, "dB", 86.48, 27.56),
     (_MSD_SOURCE, "msd", "vgg", 12000, 96, 1, "dB", 86.67, 27.70),
@@ -59,8 +76,16 @@ PUBLISHED = (
     (_MSD_SOURCE, "msd", "musicnn", 16000, 128, 1, "dB", 87.21, 26.91),
     (_MSD_SOURCE, "msd", "musicnn", 16000, 96, 1, "dB", 87.21, 26.96),
     (_MSD_SOURCE, "msd", "musicnn", 16000, 48, 1, "dB", 87.10, 26.64),
+    # MusiCNN on MSD, log, hop x1: the authors' results page (16 kHz, 48 mels not published).
+    (_MUSICNN_MSD_PAGE, "msd", "musicnn", 12000, 128, 1, "log", 87.21, 26.98),
+    (_MUSICNN_MSD_PAGE, "msd", "musicnn", 12000, 96, 1, "log", 87.13, 27.05),
+    (_MUSICNN_MSD_PAGE, "msd", "musicnn", 12000, 48, 1, "log", 87.02, 26.77),
+    (_MUSICNN_MSD_PAGE, "msd", "musicnn", 16000, 128, 1, "log", 87.19, 27.09),
+    (_MUSICNN_MSD_PAGE, "msd", "musicnn", 16000, 96, 1, "log", 87.08, 26.74),
 )
-"""Published ROC-AUC and PR-AUC in % (None: not published), one row per configuration (width 1)."""
+"""Published ROC-AUC and PR-AUC in %, one row per configuration (width 1): every number of the paper's
+Tables IV and V and of the authors' results page, which holds the paper's numbers and those of the other
+configurations they trained (the tables' values agree with the page's)."""
 PUBLISHED_SETUP = {"width": 1.0, "clip_seconds": PAPER_CLIP_SECONDS, "n_tags": 50, "split": "default"}
 """What every published number above was trained on: full-size models (width 1), the dataset's 29.1 s
 clips, its top-50 tags and its usual split (MTAT: folders 0-b / c / d-f; MSD: Lee et al.)."""
