@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 import torch
@@ -555,3 +556,61 @@ def test_per_patch_arrays_of_several_layers_are_the_patches_written_to_the_cache
     with open(out / "index.csv") as handle:
         assert [(r["patches"], r["first_patch"]) for r in csv.DictReader(handle)] == [("4", "0"), ("1", "4"),
                                                                                      ("3", "5")]
+
+
+def _tidy_row(model, run_id, dataset, seed, accuracy, **extra):
+    """One row of transfer.csv as rows_of writes it."""
+    return {"model": model, "run_id": run_id, "arch": "vgg", "width": 1.0, "sample_rate": 12000, "n_mels": 96,
+            "hop_multiplier": 1, "log": "dB", "seed": seed, "dataset": dataset, "clip_seconds": 29.1,
+            "n_tags": 50, "split": "default", "gmac": 1.0, "params": 10, "tagging_roc_auc": 0.9,
+            "tagging_pr_auc": 0.4, "trained": True, "layer": "pool5", "dims": 512, "classifier": "logreg",
+            "folds": 5, "balanced_accuracy_mean": accuracy, "balanced_accuracy_std": 0.05, "roc_auc_mean": accuracy,
+            "roc_auc_std": 0.05, **extra}
+
+
+def test_runs_of_one_configuration_on_other_datasets_are_not_seeds_of_one_another():
+    """`bench transfer specs/paper-mtat-vgg.toml specs/paper-msd.toml`: the MTAT and MSD runs of one
+    configuration are two rows, not one of four "seeds" whose spread is the datasets' difference."""
+    from bench.report.transfer import aggregate, transfer_markdown
+
+    frame = pd.DataFrame([_tidy_row("mtat-0", "a0", "mtat", 0, 0.60), _tidy_row("mtat-1", "a1", "mtat", 1, 0.62),
+                          _tidy_row("msd-0", "b0", "msd", 0, 0.80), _tidy_row("msd-1", "b1", "msd", 1, 0.82)])
+    rows = aggregate(frame)
+    assert sorted(zip(rows["dataset"], rows["n_seeds"], rows["balanced_accuracy"].round(2), strict=True)) == \
+        [("msd", 2, 0.81), ("mtat", 2, 0.61)]
+    md = transfer_markdown(frame, "t")
+    assert "| vgg w1 12k 96/x1 dB [mtat, 29.1 s, 50 tags] | pool5 | 2 |" in md
+    assert "| vgg w1 12k 96/x1 dB [msd, 29.1 s, 50 tags] | pool5 | 2 |" in md
+    assert "mean ± std over 2 seeds" in md
+    # another clip length is other data too
+    assert len(aggregate(frame.assign(clip_seconds=[29.1, 29.1, 10.0, 10.0], dataset="mtat"))) == 2
+
+
+def test_the_caption_says_what_the_spread_of_each_row_is_over():
+    from bench.report.transfer import transfer_markdown
+
+    two_seeds = [_tidy_row("mtat-0", "a0", "mtat", 0, 0.60), _tidy_row("mtat-1", "a1", "mtat", 1, 0.62)]
+    imported = _tidy_row("MTT_musicnn", None, "MagnaTagATune", None, 0.6, arch="musicnn")
+    md = transfer_markdown(pd.DataFrame([*two_seeds, imported]), "t")
+    assert "over the seeds of a row with several runs, over the folds of a row with one" in md
+    assert "| MTT_musicnn | pool5 | 1 |" in md and "60.00 ± 5.00" in md  # its folds' spread, said so
+
+
+def test_a_released_models_control_is_not_a_runs_control():
+    """The untrained control of MTT_musicnn and of a grid's musicnn-787k at 16 kHz / 96 mels / x1 / log share
+    shapes and mel settings but not the framing: reflect padding, no padding to the hop, a float16 mel."""
+    import types
+
+    from torch import nn
+
+    from bench.tools.transfer import architecture_key
+    from bench.train.frontend import MelFrontend
+
+    def embedder(frontend):
+        return types.SimpleNamespace(tagger=types.SimpleNamespace(model=nn.Linear(3, 2), frontend=frontend,
+                                                                  patch_frames=187))
+
+    run = MelFrontend(16000, 96, 1, "log")
+    released = MelFrontend(16000, 96, 1, "log", pad_mode="reflect", pad_to_hop=False, float16_mel=True)
+    assert architecture_key(embedder(run)) != architecture_key(embedder(released))
+    assert architecture_key(embedder(run)) == architecture_key(embedder(MelFrontend(16000, 96, 1, "log")))

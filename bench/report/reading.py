@@ -125,7 +125,7 @@ def tidy_table(results: list[dict]) -> pd.DataFrame:
         config, metrics, cost = result["config"], result["metrics"], result["cost"]
         rows.append({"run_id": result["run_id"], **_config(result, (*CONFIG, "seed")),
                      **{name: metrics.get(name) for name in METRICS}, **{name: cost.get(name) for name in COST_FIELDS},
-                     "dataset": config.get("dataset"), **_setup(result), "tags_scored": metrics.get("n_tags"),
+                     "dataset": config.get("dataset"), **run_setup(result), "tags_scored": metrics.get("n_tags"),
                      "tags_excluded": len(metrics.get("excluded_tags") or [])})
     frame = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     numeric = [c for c in SUMMARY_COLUMNS if c not in ("run_id", "arch", "log", "dataset", "split")]
@@ -133,7 +133,7 @@ def tidy_table(results: list[dict]) -> pd.DataFrame:
     return paper_order(frame, ("seed",))
 
 
-def _setup(result: dict) -> dict:
+def run_setup(result: dict) -> dict:
     """The SETUP columns of a result: clip_seconds, n_tags and split, from its canonical dataset config."""
     dataset = (result.get("canonical") or {}).get("dataset") or {}
     return {"clip_seconds": dataset.get("clip_seconds"), "n_tags": dataset.get("n_tags"),
@@ -155,7 +155,7 @@ def per_tag_table(results: list[dict]) -> pd.DataFrame:
     rows = []
     for result in results:
         ident = {"run_id": result["run_id"], **_config(result, (*KEY, "seed"))}
-        setup = _setup(result)
+        setup = run_setup(result)
         for tag, values in (result["metrics"].get("per_tag") or {}).items():
             rows.append({**ident, "tag": tag, **{k: values.get(k) for k in ("roc_auc", "pr_auc", "positives")},
                          **setup})

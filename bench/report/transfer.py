@@ -1,9 +1,9 @@
 """Tables and figure of `bench transfer`'s tidy table (one row per upstream model and classifier).
 
-Runs of one configuration (seeds) are aggregated: the downstream score is the mean over seeds of each
-run's mean over folds; its spread is the standard deviation over seeds where there are several, else
-over the folds of the one run (the caption says which). Imported models stay one row each, and so do
-the untrained controls (`trained` false: a configuration's network with initial weights).
+Runs of one configuration trained on the same data (seeds) are aggregated: the downstream score is the
+mean over seeds of each run's mean over folds; its spread is the standard deviation over seeds where
+there are several, else over the folds of the one run (the caption says which). Imported models stay
+one row each, and so do the untrained controls (`trained` false: a configuration's network with initial weights).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from bench.report.columns import CONFIG, config_label, rate_label
+from bench.report.columns import CONFIG, SETUP, config_label, rate_label
 from bench.report.figures import PAGE_WIDTH, STYLE, log_axis, place_labels, rate_khz, save, series_styles
 
 SCORES = ("balanced_accuracy", "roc_auc")
@@ -28,7 +28,10 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
     frame["group"] = np.where(frame["run_id"].isna(), frame["model"], "")
     frame["trained"] = frame["trained"].astype(bool) if "trained" in frame else True
-    keys = ["group", *CONFIG, "trained", "layer", "classifier"]
+    for column in ("dataset", *SETUP):  # tables of results stored before they were recorded
+        if column not in frame:
+            frame[column] = None
+    keys = ["group", "dataset", *CONFIG, *SETUP, "trained", "layer", "classifier"]
     rows = []
     for key, runs in frame.groupby(keys, dropna=False, sort=False):
         row = dict(zip(keys, key, strict=True))
@@ -43,22 +46,36 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
                                           ignore_index=True)
 
 
-def _name(row) -> str:
+def _name(row, setups: bool = False) -> str:
+    """The row's model; with `setups` (a table whose runs were trained on different data), its data too."""
     if row.group:
         return str(row.group)
     width = f" w{row.width:g}" if pd.notna(row.width) else ""
     control = "" if row.trained else " (untrained)"
+    data = ""
+    if setups:
+        parts = [str(row.dataset)] if pd.notna(row.dataset) else []
+        parts += [f"{row.clip_seconds:g} s"] if pd.notna(row.clip_seconds) else []
+        parts += [f"{int(row.n_tags)} tags"] if pd.notna(row.n_tags) else []
+        parts += [str(row.split)] if pd.notna(row.split) and row.split != "default" else []
+        data = f" [{', '.join(parts) or 'data not recorded'}]"
     return (f"{row.arch}{width} {rate_label(row.sample_rate)} {config_label(row.n_mels, row.hop_multiplier)} "
-            f"{row.log}{control}")
+            f"{row.log}{control}{data}")
 
 
 def _spread_note(aggregated: pd.DataFrame) -> str:
-    n = int(aggregated.loc[aggregated["trained"], "n_seeds"].max()) if aggregated["trained"].any() else 1
-    return f"mean ± std over {n} seeds" if n > 1 else "1 run each: mean ± std over folds"
+    runs = set(aggregated["n_seeds"].astype(int))
+    if runs == {1}:
+        return "1 run each: mean ± std over folds"
+    if len(runs) == 1:
+        return f"mean ± std over {runs.pop()} seeds"
+    return "mean ± std over the seeds of a row with several runs, over the folds of a row with one"
 
 
 def transfer_markdown(frame: pd.DataFrame, task: str) -> str:
     agg = aggregate(frame)
+    runs = agg[agg["group"] == ""]
+    setups = len(runs[["dataset", *SETUP]].astype(str).drop_duplicates()) > 1
     lines = [f"# Transfer to `{task}`", "",
              f"Embeddings (mean over patches) -> standardised -> classifier, cross-validated; "
              f"{_spread_note(agg)}. Upstream: GMAC per clip and tagging test ROC-AUC.", ""]
@@ -68,7 +85,7 @@ def transfer_markdown(frame: pd.DataFrame, task: str) -> str:
                   "|---|---|---:|---:|---:|---:|---:|"]
         for r in rows.itertuples(index=False):
             tagging = f"{100 * r.tagging_roc_auc:.2f}" if np.isfinite(r.tagging_roc_auc) else "-"
-            lines.append(f"| {_name(r)} | {r.layer} | {r.n_seeds} | {r.gmac:.3g} | {tagging} | "
+            lines.append(f"| {_name(r, setups)} | {r.layer} | {r.n_seeds} | {r.gmac:.3g} | {tagging} | "
                          f"{100 * r.balanced_accuracy:.2f} ± {100 * np.nan_to_num(r.balanced_accuracy_std):.2f} | "
                          f"{100 * r.roc_auc:.2f} ± {100 * np.nan_to_num(r.roc_auc_std):.2f} |")
         lines.append("")

@@ -181,9 +181,17 @@ def resolve_targets(targets: list[str], results: str) -> tuple[list[Target], lis
     return out, notes
 
 
+UPSTREAM_VERSION = 2
+"""What a stored result's `upstream` holds: 2 adds the dataset and its setup. Part of the key, so that
+results stored without them are scored anew instead of grouped apart from those that have them."""
+
+
 def upstream(embedder: Embedder) -> dict:
-    """The upstream model's configuration, cost and tagging scores: a run's result.json; an imported
-    model's model.json (GMAC measured, its published ROC-AUC)."""
+    """The upstream model's configuration, the data it was trained on (dataset and SETUP: runs of one
+    configuration on other data are not seeds of one another), cost and tagging scores: a run's
+    result.json; an imported model's model.json (GMAC measured, its published ROC-AUC)."""
+    from bench.report.columns import SETUP
+    from bench.report.reading import run_setup
     from bench.tools.tag import run_id_of
 
     result, _ = load_result(embedder.folder, run_id_of(Path(embedder.folder)))
@@ -192,6 +200,7 @@ def upstream(embedder: Embedder) -> dict:
         return {"run_id": result.get("run_id"), "arch": config.get("arch"), "width": config.get("width"),
                 "sample_rate": config.get("sample_rate"), "n_mels": config.get("n_mels"),
                 "hop_multiplier": config.get("hop_multiplier"), "log": config.get("log"), "seed": config.get("seed"),
+                "dataset": config.get("dataset"), **run_setup(result),
                 "gmac": cost.get("gmac"), "params": cost.get("params"),
                 "tagging_roc_auc": metrics.get("roc_auc"), "tagging_pr_auc": metrics.get("pr_auc")}
     import architectures
@@ -206,7 +215,8 @@ def upstream(embedder: Embedder) -> dict:
     return {"run_id": None, "arch": meta["arch"], "width": meta.get("options", {}).get("width"),
             "sample_rate": meta["input"]["sample_rate"], "n_mels": meta["input"]["n_mels"],
             "hop_multiplier": meta["input"]["hop_multiplier"], "log": meta["frontend"]["log"], "seed": None,
-            "gmac": cost.gmac, "params": cost.params, "tagging_roc_auc": published.get("roc_auc"),
+            "dataset": meta.get("dataset"), **dict.fromkeys(SETUP), "gmac": cost.gmac, "params": cost.params,
+            "tagging_roc_auc": published.get("roc_auc"),
             "tagging_pr_auc": published.get("pr_auc")}
 
 
@@ -296,7 +306,10 @@ def architecture_key(embedder: Embedder) -> str:
     """What a control stands for: the network's shapes and front end, not its weights or seed."""
     model, frontend = embedder.tagger.model, embedder.tagger.frontend
     shapes = [(name, tuple(p.shape)) for name, p in model.state_dict().items()]
-    return json.dumps([type(model).__name__, shapes, str(frontend.config), embedder.tagger.patch_frames])
+    # the whole front end: a released model's (reflect padding, float16 mel) differs from a run's of the
+    # same rate, mels, hop and log
+    framing = [frontend.mel.spectrogram.pad_mode, frontend.pad_to_hop, frontend.float16_mel]
+    return json.dumps([type(model).__name__, shapes, str(frontend.config), framing, embedder.tagger.patch_frames])
 
 
 def rows_of(results: list[dict]) -> list[dict]:
@@ -332,7 +345,8 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
         print(f"bench transfer: {note}", file=sys.stderr)
     key = {"task": task_identity(task), "audio": audio_fingerprint(task), "layer": settings.layer,
            "classifiers": list(settings.classifiers),
-           "folds": "manifest" if task.folds is not None else settings.folds, "seed": settings.seed}
+           "folds": "manifest" if task.folds is not None else settings.folds, "seed": settings.seed,
+           "upstream": UPSTREAM_VERSION}
     def claim_out_dir() -> None:
         """The task's folder, made when the first result is written: a model that cannot be loaded, or a
         layer it does not have, leaves nothing behind."""
