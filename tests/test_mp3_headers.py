@@ -127,3 +127,20 @@ def test_a_whole_track_is_decoded_block_by_block_without_holding_it_at_its_own_r
     np.testing.assert_allclose(decoded, expected, rtol=0, atol=1e-6)
     stereo_at_source = x.size * 2 * 4
     assert peak < stereo_at_source / 2  # the whole file read at once: >= 14 MB here; block by block: the output
+
+
+def test_a_track_cut_inside_its_centre_window_is_not_padded_with_silence(tmp_path):
+    """A 40 s track cut to stop decoding a tenth of a second before the end of its centre window: less than
+    the quarter second a header's length estimate may be off by at the end of a file (1 % of a long one),
+    but in the middle of a file any shortfall is truncation, and the clip must not end in silence."""
+    whole = tmp_path / "track.mp3"
+    signal = write_cbr(whole, 40.0, seed=2)
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.8612)])
+    real = decode_file(str(cut), RATE).shape[0] / RATE
+    window_end = (40.0 + 29.1) / 2
+    assert 0.02 < window_end - real < 0.25  # inside the window, by less than the end-of-file slack
+    decoded = decode_clip(str(cut), (RATE,), 29.1)
+    assert not decoded.padded and np.abs(decoded.clips[RATE][-RATE // 50:]).max() > 0.01
+    centre = (real - 29.1) / 2
+    assert offset_in(signal, decoded.clips[RATE], near=centre) == pytest.approx(centre, abs=0.001)

@@ -34,6 +34,10 @@ BLOCK_FRAMES = 1 << 16
 SILENCE_PEAK = 1e-5
 """A clip whose peak amplitude stays below this (-100 dBFS) is skipped as silent."""
 
+MAX_PEAK = float(np.finfo(np.float16).max)
+"""A clip whose peak amplitude exceeds this (65504, float16's largest value: the waveform cache's format)
+is skipped: a float file of integer-scaled samples, not audio in [-1, 1], would be cached as inf."""
+
 
 class BadAudio(Exception):
     """A file that cannot give a clip; str(exc) is the reason recorded in the cache manifest."""
@@ -105,7 +109,12 @@ def _read_mono(path: str, clip_seconds: float, min_seconds: float) -> tuple[np.n
         if start:
             handle.seek(start)
         data = handle.read(min(wanted, total), dtype="float32", always_2d=True)
-        if min(wanted, total - start) - data.shape[0] > _slack(total, source_rate):
+        window = min(wanted, total - start)
+        # a header's misestimate shows at the end of the file only: a read that stops short well
+        # before the announced end is a truncated file, whatever its length
+        slack = _slack(total, source_rate) if total - (start + window) <= _slack(total, source_rate) \
+            else source_rate // 100
+        if window - data.shape[0] > slack:
             data = _centre_of_decoded(handle, total, wanted, min_seconds)
     if data.shape[0] < min_seconds * source_rate:  # frames announced but not delivered (truncated file)
         raise BadAudio(f"too short after decoding ({data.shape[0] / source_rate:.2f} s < {min_seconds} s)")
@@ -191,4 +200,8 @@ def decode_clip(path: str, sample_rates: tuple[int, ...], clip_seconds: float,
         # Resampling can be a sample off; only a genuinely short file counts as padded.
         padded = padded or y.shape[0] < n - rate // 100
         clips[rate] = np.pad(y, (0, max(0, n - y.shape[0])))[:n].astype(np.float32, copy=False)
+    peak = max(float(np.abs(clip).max()) for clip in clips.values())
+    if peak > MAX_PEAK:
+        raise BadAudio(f"samples out of range (peak {peak:.6g} > {MAX_PEAK:g}, float16's largest: the samples "
+                       "are not scaled to [-1, 1])")
     return DecodedClip(clips=clips, source_rate=source_rate, padded=padded)
