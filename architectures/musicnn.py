@@ -70,7 +70,7 @@ def max_over_bands(branch: nn.Sequential, x: torch.Tensor, pool_first: bool = Tr
     # negated back (both negations are exact), so one max serves every channel.
     sign = torch.where(bn.weight * torch.rsqrt(bn.running_var + bn.eps) >= 0, 1.0, -1.0).to(conv.weight.dtype)
     weight = conv.weight * sign.view(-1, *[1] * (conv.weight.dim() - 1))
-    if x.device.type == "cpu" and conv.kernel_size[0] > 1:
+    if rearrange and x.device.type == "cpu" and conv.kernel_size[0] > 1:
         y = _band_max_of_timbral_conv(x, weight, conv.bias * sign, conv.padding[1])
     else:
         y = F.conv2d(x, weight, conv.bias * sign, conv.stride, conv.padding).amax(dim=2)
