@@ -90,7 +90,8 @@ def _per_dataset_front(frame: pd.DataFrame, cost: str) -> np.ndarray:
 
 
 def student_t_test(a: Iterable[float], b: Iterable[float]) -> tuple[float, float]:
-    """Independent-samples Student's t-test (equal variances, as in the paper): (t, two-sided p).
+    """Independent-samples Student's t-test (equal variances, scipy's default; the paper names an "independent
+    samples t-test" without saying over what: here over seeds): (t, two-sided p).
 
     NaN when either sample has fewer than 2 values, or both are constant (no variance to test).
     """
