@@ -246,7 +246,8 @@ def cmd_grid(args: argparse.Namespace) -> int:
 
 
 def _spec_runs(spec):
-    """What the report needs of a spec: its path and the run_ids it names as it now stands."""
+    """What the report needs of a spec: its path and the run_ids it names (as loaded: `bench grid`'s report
+    is of the spec it planned, `bench report`'s of the file as it now stands)."""
     from bench.report.report import SpecRuns
 
     return SpecRuns(spec.path, frozenset(run.run_id for run in spec.runs()))

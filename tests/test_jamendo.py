@@ -93,7 +93,10 @@ def test_a_spec_without_n_tags_trains_on_all_the_subsets_tags(write_spec):
     for subset, n in (("genre", 87), ("instrument", 40), ("moodtheme", 56), ("all", 183), ("top50tags", 50)):
         spec = jamendo(f'subset = "{subset}"')
         assert spec.dataset.n_tags == n and tag_count(spec.dataset) == n, subset
-    assert jamendo('subset = "genre"\nn_tags = 20').dataset.n_tags == 20
+        assert "tags" not in spec.dataset.identity()
+    fewer = jamendo('subset = "genre"\nn_tags = 20').dataset
+    # the 20 most frequent: once the first 20 by name, whose runs must keep their own run_ids
+    assert fewer.n_tags == 20 and fewer.identity()["tags"] == "most frequent"
 
 
 def test_the_jamendo_spec_plans():

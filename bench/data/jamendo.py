@@ -110,7 +110,7 @@ def read_jamendo(root: str | Path, n_tags: int | None = None, drop_untagged: boo
                 continue
             labels = tuple(sorted(position[t] for t in tags if t in position))
             if drop_untagged and not labels:
-                excluded.append((track, f"none of the top {n_tags} tags"))
+                excluded.append((track, f"none of the top {len(names)} tags"))
                 continue
             clips.append(Clip(clip_id=track, path=str(path), split=split, labels=labels))
     return DatasetIndex(name="jamendo", root=str(root), tag_names=tuple(names), clips=tuple(clips),

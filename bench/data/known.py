@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from bench.data.config import DatasetSpec
+from bench.data.config import JAMENDO_TAGS, DatasetSpec
 
 SPLIT_SIZES = {"mtat": (18_706, 1_825, 5_329), "msd": (201_680, 11_774, 28_435)}
 """(train, valid, test) clips of the paper's splits: MagnaTagATune's 16 folders as 12:1:3 (the three
@@ -36,8 +36,6 @@ hold fewer tracks than their published counts (55,094, 24,976 and 17,982 in ever
 TAGS_AVAILABLE = {"mtat": 188, "msd": 50}
 """Tags a dataset has: MTAT's annotations_final.csv columns, the 50 of Lee et al.'s MSD lists."""
 
-JAMENDO_TAGS = {"top50tags": 50, "genre": 87, "instrument": 40, "moodtheme": 56, "all": 183}
-"""Tags of each MTG-Jamendo subset present in all of its splits (87 + 40 + 56 = 183)."""
 
 
 def tag_count(dataset: DatasetSpec) -> int | None:

@@ -53,7 +53,7 @@ def _name(row, setups: bool = False) -> str:
     width = f" w{row.width:g}" if pd.notna(row.width) else ""
     control = "" if row.trained else " (untrained)"
     data = ""
-    if setups:
+    if setups and row.trained:  # a control is the architecture alone, trained on nothing
         parts = [str(row.dataset)] if pd.notna(row.dataset) else []
         parts += [f"{row.clip_seconds:g} s"] if pd.notna(row.clip_seconds) else []
         parts += [f"{int(row.n_tags)} tags"] if pd.notna(row.n_tags) else []

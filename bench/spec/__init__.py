@@ -45,7 +45,7 @@ import architectures
 from bench.core import framing
 from bench.core.errors import SpecError
 from bench.core.layout import format_run_id
-from bench.data.config import DatasetSpec
+from bench.data.config import JAMENDO_TAGS, DatasetSpec
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -290,8 +290,6 @@ def parse_spec(raw: dict[str, Any], path: str | Path = "<spec>") -> Spec:
     if dataset.subset is not None and (dataset.name != "jamendo" or dataset.subset not in JAMENDO_SUBSETS):
         v.fail("dataset.subset", dataset.subset, f"is for jamendo only, one of {', '.join(JAMENDO_SUBSETS)}")
     if dataset.name == "jamendo" and "n_tags" not in raw["dataset"]:  # the task: all the subset's tags
-        from bench.data.known import JAMENDO_TAGS
-
         dataset = dataclasses.replace(dataset, n_tags=JAMENDO_TAGS[dataset.subset or "top50tags"])
 
     protocol = v.dataclass_from(Protocol, v.typed(raw.get("protocol", {}), dict, "protocol"), "protocol")

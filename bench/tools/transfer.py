@@ -33,6 +33,7 @@ from bench.core.errors import UserError
 from bench.core.layout import RUNS, load_result, run_dir, spec_dir
 from bench.core.store import STALE_TEMP_SECONDS, atomic_write_json, atomic_write_text, remove_temp_files
 from bench.data.task import Task, read_task
+from bench.report.columns import SETUP
 from bench.tools.embed import Embedder, embed_files, load_embedder, untrained
 
 CLASSIFIERS = ("logreg", "mlp")
@@ -190,7 +191,6 @@ def upstream(embedder: Embedder) -> dict:
     """The upstream model's configuration, the data it was trained on (dataset and SETUP: runs of one
     configuration on other data are not seeds of one another), cost and tagging scores: a run's
     result.json; an imported model's model.json (GMAC measured, its published ROC-AUC)."""
-    from bench.report.columns import SETUP
     from bench.report.reading import run_setup
     from bench.tools.tag import run_id_of
 
@@ -292,8 +292,9 @@ def evaluate_model(embedder: Embedder, task: Task, settings: TransferSettings, s
     features = np.stack([files[p].means[layer] for p in task.paths]).astype(np.float64)
     labels = np.array(task.labels)
     described = upstream(embedder)
-    if trained is False:  # a control: the architecture of the run, none of its training
-        described.update(tagging_roc_auc=None, tagging_pr_auc=None, seed=None)
+    if trained is False:  # a control: the architecture of the run, none of its training (nor its data)
+        described.update(tagging_roc_auc=None, tagging_pr_auc=None, seed=None, dataset=None,
+                         **dict.fromkeys(SETUP))
     return {
         "model": embedder.tagger.name, "model_id": embedder.identity, "layer": layer, "dims": int(features.shape[1]),
         "trained": trained, "upstream": described,
