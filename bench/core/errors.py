@@ -54,14 +54,18 @@ def is_job_stop(exc: BaseException) -> bool:
     utils = sys.modules.get("submitit.core.utils")  # only a submitit job can have raised it
     if utils is None:
         return False
-    if isinstance(exc, utils.UncompletedJobError):
-        return True
-    trace = exc.__traceback__
-    while trace is not None:
-        code = trace.tb_frame.f_code
-        if code.co_name == SUBMITIT_HANDLER and f"submitit{os.sep}core" in code.co_filename:
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:  # and what it was raised from or during (torch.compile wraps)
+        seen.add(id(exc))
+        if isinstance(exc, utils.UncompletedJobError):
             return True
-        trace = trace.tb_next
+        trace = exc.__traceback__
+        while trace is not None:
+            code = trace.tb_frame.f_code
+            if code.co_name == SUBMITIT_HANDLER and f"submitit{os.sep}core" in code.co_filename:
+                return True
+            trace = trace.tb_next
+        exc = exc.__cause__ or exc.__context__
     return False
 
 
