@@ -20,8 +20,9 @@ the pooling by hand and the rule does not try to guess how: 8 bands, paper 2,2,2
 
 MusiCNN
 -------
-Timbral filter heights are 90 % and 40 % of the bands, as in the paper's code (`int(0.9 * n_mels)`,
-never below 1); the network sees segments of `segment_seconds` (3 s in the paper).
+Timbral filter heights are 90 % and 40 % of the bands, as the paper says (`int(0.9 * n_mels)`, never
+below 1: the rule of Pons et al. 2018's models; the authors' script fixes 96 bands); the network sees
+segments of `segment_seconds` (3 s in the paper).
 
 The released models (musicnn 0.1.0, the Essentia paper's Table 1)
 ------------------------------------------------------------------

@@ -109,3 +109,23 @@ def test_fvcore_is_quiet_and_restores_mode(caplog, recwarn):
     assert unsupported == {"aten::elu": 1}
     assert model.training
     assert not caplog.records and not recwarn.list
+
+
+def test_the_documented_grid_table_is_what_the_planner_gives():
+    """docs/frontend-and-cost.md's table of the paper's VGG-CNN grid (inputs, pools, GMAC per clip) is
+    the planner's, cell by cell: a table typed by hand once read 1.95 GMAC where the count is 1.94."""
+    import re
+    from pathlib import Path
+
+    from architectures.planning import vgg_macs, vgg_plan
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "frontend-and-cost.md").read_text()
+    rows = re.findall(r"^\| (\d+) \| x(\d+) \| (\d+)x(\d+) \| ([\d-]+) / ([\d-]+) \| ([\d.]+) \| "
+                      r"(\d+)x(\d+) \| ([\d-]+) / ([\d-]+) \| ([\d.]+) \|$", doc, flags=re.M)
+    assert len(rows) == 22  # 128, 96 and 48 bands x 6 hops, and 32, 24, 16 and 8 bands at x1
+    for mels, hop, *cells in rows:
+        for rate, (bands, frames, freq, time, gmac) in ((12000, cells[:5]), (16000, cells[5:])):
+            assert bands == mels
+            plan = vgg_plan(rate, int(mels), int(hop), int(frames))
+            assert "-".join(map(str, plan.pool_freq)) == freq and "-".join(map(str, plan.pool_time)) == time
+            assert f"{vgg_macs(plan, 50) / 1e9:.2f}" == gmac, (mels, hop, rate)
