@@ -594,6 +594,11 @@ def test_the_caption_says_what_the_spread_of_each_row_is_over():
     md = transfer_markdown(pd.DataFrame([*two_seeds, imported]), "t")
     assert "over the seeds of a row with several runs, over the folds of a row with one" in md
     assert "| MTT_musicnn | pool5 | 1 |" in md and "60.00 ± 5.00" in md  # its folds' spread, said so
+    # an untrained control (trained on no data) does not make a table of one dataset name its rows' data
+    control = _tidy_row("mtat-0~untrained", "a0", None, None, 0.5, trained=False, clip_seconds=None, n_tags=None,
+                        split=None, tagging_roc_auc=None)
+    md = transfer_markdown(pd.DataFrame([*two_seeds, control]), "t")
+    assert "| vgg w1 12k 96/x1 dB | pool5 | 2 |" in md and "| vgg w1 12k 96/x1 dB (untrained) | pool5 | 1 |" in md
 
 
 def test_a_released_models_control_is_not_a_runs_control():

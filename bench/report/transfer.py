@@ -74,7 +74,7 @@ def _spread_note(aggregated: pd.DataFrame) -> str:
 
 def transfer_markdown(frame: pd.DataFrame, task: str) -> str:
     agg = aggregate(frame)
-    runs = agg[agg["group"] == ""]
+    runs = agg[(agg["group"] == "") & agg["trained"]]  # controls were trained on nothing
     setups = len(runs[["dataset", *SETUP]].astype(str).drop_duplicates()) > 1
     lines = [f"# Transfer to `{task}`", "",
              f"Embeddings (mean over patches) -> standardised -> classifier, cross-validated; "
