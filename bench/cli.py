@@ -31,6 +31,14 @@ def resource_message(exc: OSError) -> str:
 
     where = f"{exc.filename}: " if exc.filename else ""
     what = exc.strerror or exc.__class__.__name__
+    if exc.errno in (errno.EACCES, errno.EPERM) and exc.filename:  # reading is refused too: say which
+        path = Path(os.fsdecode(exc.filename))
+        if os.path.lexists(path) and not os.access(path, os.R_OK):
+            return f"cannot read {where}{what}; make it readable, then rerun"
+        closed = next((folder for folder in path.parents if os.path.isdir(folder)), None)
+        if closed is not None and not os.access(closed, os.X_OK):
+            return (f"cannot reach {where}{what} (the folder {closed} cannot be entered); change its permissions, "
+                    "then rerun")
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         advice = "free some space and rerun (finished runs are kept, interrupted ones resume)"
     else:

@@ -340,3 +340,109 @@ def test_a_cache_folder_from_the_environment_is_named_as_such(capsys, monkeypatc
     monkeypatch.setenv("BENCH_CACHE", str(a_file))
     line = one_line_error(capsys, "grid", DEMO, "--results", str(tmp_path / "r"), "--dry-run")
     assert line.endswith(f"$BENCH_CACHE {a_file}: is a file, not a folder")
+
+
+def test_a_dataset_text_file_that_is_not_utf8_is_one_line(tmp_path, capsys, write_spec):
+    """A Latin-1 annotations file, split list, tag list or musicnn-training tsv: one line naming the file
+    and the byte, from every reader, not a UnicodeDecodeError."""
+    from bench.core.errors import UserError
+    from bench.data.jamendo import read_jamendo
+    from bench.data.manifest import read_manifest
+    from bench.data.msd import read_msd
+    from bench.data.mtat import read_mtat
+
+    from .data_fixtures import make_mtat
+
+    latin1 = "caf\xe9".encode("latin-1")  # 0xe9: not UTF-8 on its own
+    mtat = make_mtat(tmp_path / "mtat", write_audio=False)
+    (mtat / "annotations_final.csv").write_bytes((mtat / "annotations_final.csv").read_bytes() + latin1)
+    splits = tmp_path / "splits"
+    splits.mkdir()
+    for name in ("train.tsv", "valid.tsv", "test.tsv"):
+        (splits / name).write_bytes(b"2\n" + latin1)
+    jamendo = tmp_path / "jamendo" / "splits" / "split-0"
+    jamendo.mkdir(parents=True)
+    for name in ("train", "validation", "test"):
+        (jamendo / f"autotagging_top50tags-{name}.tsv").write_bytes(b"TRACK_ID\t" + latin1)
+    msd = tmp_path / "msd"
+    msd.mkdir()
+    for name in ("train_gt_msd.tsv", "val_gt_msd.tsv", "test_gt_msd.tsv"):
+        (msd / name).write_bytes(latin1)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,split,tags\na.mp3,train,rock\n")
+    (tmp_path / "m.tags.txt").write_bytes(latin1)
+    cases = [(lambda: read_mtat(mtat), mtat / "annotations_final.csv"),
+             (lambda: read_mtat(make_mtat(tmp_path / "m2", write_audio=False), n_tags=3, split_file=str(splits)),
+              splits / "train.tsv"),
+             (lambda: read_jamendo(tmp_path / "jamendo"), jamendo / "autotagging_top50tags-train.tsv"),
+             (lambda: read_msd(msd), msd / "train_gt_msd.tsv"),
+             (lambda: read_manifest(manifest), tmp_path / "m.tags.txt")]
+    for read, path in cases:
+        with pytest.raises(UserError) as error:
+            read()
+        assert str(error.value).startswith(f"{path}: not UTF-8 text (byte 0xe9 at offset "), str(error.value)
+    # and through the CLI
+    spec = write_spec(MINIMAL_SPEC.replace('name = "synthetic"', f'name = "mtat"\npath = "{mtat}"'))
+    assert "not UTF-8 text (byte 0xe9" in one_line_error(capsys, "dataset", str(spec))
+
+
+def test_an_empty_or_pickled_npy_split_list_is_one_line(tmp_path):
+    import numpy as np
+
+    from bench.core.errors import UserError
+    from bench.data.splits import entries
+
+    (tmp_path / "train.npy").write_bytes(b"")
+    with pytest.raises(UserError, match=r"train.npy: not an array of strings \(EOFError\)|train.npy: not an array"):
+        entries(tmp_path / "train.npy")
+    np.save(tmp_path / "valid.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(UserError, match=r"valid.npy: not an array of strings \(it holds Python objects, which are "
+                                        r"not unpickled\)"):
+        entries(tmp_path / "valid.npy")
+
+
+def test_a_file_where_a_results_folder_should_be_is_no_traceback(tmp_path, capsys, write_spec):
+    """`bench status` and `bench grid --dry-run` look at every run's result.json: a file named like the
+    spec's results folder (or its runs/) means no results, not a NotADirectoryError."""
+    spec = write_spec(MINIMAL_SPEC)
+    for blocked in ("t", "t/runs"):
+        results = tmp_path / f"results-{blocked.replace('/', '-')}"
+        (results / blocked).parent.mkdir(parents=True, exist_ok=True)
+        (results / blocked).write_text("not a folder")
+        for argv in (["status", str(spec), "--results", str(results)],
+                     ["grid", str(spec), "--results", str(results), "--dry-run"]):
+            assert main(argv) in (0, 1, 2)
+            out, err = capsys.readouterr()
+            assert "Traceback" not in err and "NotADirectoryError" not in err, err
+
+
+def test_a_history_with_bytes_that_are_not_utf8_is_read_up_to_them(tmp_path):
+    from bench.run.status import read_history
+
+    path = tmp_path / "history.jsonl"
+    path.write_bytes(b'{"epoch": 1}\n{"epoch": 2}\n{"epoch": \xff3}\n')
+    assert read_history(path) == [{"epoch": 1}, {"epoch": 2}]
+
+
+def test_a_file_that_cannot_be_read_is_not_said_to_be_unwritable(tmp_path, monkeypatch):
+    """Permission errors reach the CLI as one OSError kind: reading a spec of mode 600, or a file inside a
+    folder that cannot be entered, is not "cannot write ... choose another --results folder"."""
+    import errno
+    import os
+
+    from bench.cli import resource_message
+
+    secret = tmp_path / "secret.toml"
+    secret.write_text("")
+    closed = tmp_path / "closed"
+    closed.mkdir()
+    real = os.access
+    denied = {str(secret): os.R_OK, str(closed): os.X_OK}
+    monkeypatch.setattr(os, "access", lambda path, mode: False if denied.get(str(path)) == mode else real(path, mode))
+    read = PermissionError(errno.EACCES, "Permission denied", str(secret))
+    assert resource_message(read) == f"cannot read {secret}: Permission denied; make it readable, then rerun"
+    inside = PermissionError(errno.EACCES, "Permission denied", str(closed / "ds" / "annotations_final.csv"))
+    assert resource_message(inside).startswith(f"cannot reach {closed}/ds/annotations_final.csv: Permission denied "
+                                               f"(the folder {closed} cannot be entered)")
+    write = PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "results" / "x.json"))
+    assert resource_message(write).startswith("cannot write ")

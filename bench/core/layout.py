@@ -102,7 +102,7 @@ def load_result(folder: str | Path, run_id: str | None = None) -> tuple[dict | N
     folder = Path(folder)
     try:
         text = (folder / RESULT).read_bytes()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # a file where a folder on the way should be: no result
         return None, None
     try:
         result = json.loads(text)

@@ -218,7 +218,7 @@ def lock_held(path: str | Path) -> bool:
     """True if another live process holds an exclusive flock on `path` right now (a look that writes nothing)."""
     try:
         fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no lock, or a file where a folder on the way should be
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)

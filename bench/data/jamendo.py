@@ -21,6 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 from bench.core.errors import UserError
+from bench.core.text import text_file
 from bench.data.index import Clip, DatasetIndex, first_audio_file
 
 SUBSETS = {"top50tags": "autotagging_top50tags", "genre": "autotagging_genre", "instrument": "autotagging_instrument",
@@ -50,7 +51,7 @@ def read_split_tsv(path: Path) -> list[tuple[int, str, str, tuple[str, ...]]]:
     if not path.is_file():
         raise UserError(f"MTG-Jamendo split file not found: {path}")
     rows = []
-    with open(path, encoding="utf-8", newline="") as handle:
+    with text_file(path) as handle:
         lines = [line.rstrip("\r\n") for line in handle]
     if not lines or tuple(lines[0].split("\t")[:6]) != HEADER:
         raise UserError(f"{path}: line 1: expected the header {' '.join(HEADER)}")

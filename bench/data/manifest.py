@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bench.core.errors import UserError
 from bench.core.store import atomic_file, atomic_write_text
+from bench.core.text import read_text
 from bench.data.index import SPLITS, Clip, DatasetIndex
 
 REQUIRED_COLUMNS = ("path", "split", "tags")
@@ -52,7 +53,7 @@ def read_manifest(manifest: str | Path, n_tags: int = 50, drop_untagged: bool = 
     counts = Counter(t for *_, tags in entries for t in tags)
     order_file = tags_file(manifest)
     if order_file.is_file():
-        order = [t.strip() for t in order_file.read_text(encoding="utf-8-sig").splitlines() if t.strip()]
+        order = [t.strip() for t in read_text(order_file, "utf-8-sig").splitlines() if t.strip()]
     else:
         first_seen = list(dict.fromkeys(t for *_, tags in entries for t in tags))
         order = sorted(first_seen, key=lambda t: -counts[t])  # sorted() is stable: ties keep first appearance

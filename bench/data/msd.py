@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.core.errors import UserError
+from bench.core.text import read_text, text_file
 from bench.data.index import Clip, DatasetIndex, first_audio_file
 from bench.data.safe_pickle import safe_load
 
@@ -92,7 +93,7 @@ def track_id_path(msd_id: str) -> str:
 
 def _tsv_rows(path: Path) -> list[tuple[int, list[str]]]:
     rows = []
-    with open(path, encoding="utf-8", newline="") as handle:
+    with text_file(path) as handle:
         for line_no, line in enumerate(handle, start=1):
             text = line.rstrip("\r\n")
             if text.strip():
@@ -141,7 +142,7 @@ def read_msd(root: str | Path, n_tags: int = 50, drop_untagged: bool = False, ch
         raise UserError(f"MSD root not found: expected a folder holding {', '.join(SPLIT_FILES)} "
                         f"(or musicnn-training's {', '.join(MUSICNN_TRAINING.values())}) at {root}")
     tag_list = root / TAG_LIST
-    all_tags = (tuple(t.strip() for t in tag_list.read_text().splitlines() if t.strip())
+    all_tags = (tuple(t.strip() for t in read_text(tag_list).splitlines() if t.strip())
                 if tag_list.is_file() else MSD_TAGS)
     names = all_tags[:n_tags]
     audio_root = root / "audio" if (root / "audio").is_dir() else root

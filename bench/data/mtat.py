@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.core.errors import UserError
+from bench.core.text import text_file
 from bench.data.index import Clip, DatasetIndex
 
 ANNOTATIONS = "annotations_final.csv"
@@ -51,7 +52,7 @@ SPLITS = ("folders", "won")
 
 def read_annotations(path: Path) -> tuple[list[str], list[str], np.ndarray, list[str]]:
     """(clip ids, tag names in column order, binary matrix, mp3 paths) from annotations_final.csv."""
-    with open(path, newline="", encoding="utf-8") as handle:
+    with text_file(path) as handle:
         rows = list(csv.reader(handle, delimiter="\t", quotechar='"'))
     if not rows:
         raise UserError(f"{path}: empty annotations file")

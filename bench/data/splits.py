@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.core.errors import UserError
+from bench.core.text import text_file
 
 PREFIXES = {"train": ("train",), "valid": ("valid", "val"), "test": ("test",)}
 SUFFIXES = (".npy", ".cP", ".cp", ".pkl", ".tsv", ".txt", ".csv")
@@ -75,8 +76,10 @@ def entries(path: Path) -> list[tuple[int, str]]:
     if path.suffix == ".npy":
         try:
             array = np.load(path, allow_pickle=False)
-        except ValueError as exc:
-            raise UserError(f"{path}: not an array of strings ({' '.join(str(exc).split())})") from None
+        except (ValueError, EOFError) as exc:  # EOFError: an empty file
+            why = ("it holds Python objects, which are not unpickled" if "allow_pickle" in str(exc)
+                   else " ".join(str(exc).split()) or type(exc).__name__)
+            raise UserError(f"{path}: not an array of strings ({why})") from None
         if array.dtype.kind not in "US":
             raise UserError(f"{path}: expected an array of strings, found dtype {array.dtype}")
         return [(i + 1, str(item).split("\t")[-1].strip()) for i, item in enumerate(array.reshape(-1))]
@@ -90,7 +93,7 @@ def entries(path: Path) -> list[tuple[int, str]]:
             raise UserError(f"{path}: expected a list of clip ids or paths, found {type(items).__name__}")
         return [(i + 1, (x.decode() if isinstance(x, bytes) else x).strip()) for i, x in enumerate(items)]
     rows = []
-    with open(path, encoding="utf-8-sig", newline="") as handle:
+    with text_file(path, "utf-8-sig") as handle:
         for line_no, line in enumerate(handle, start=1):
             text = line.rstrip("\r\n")
             if not text.strip() or text.startswith("#"):

@@ -45,8 +45,8 @@ class RunStatus:
 def read_history(path: Path) -> list[dict]:
     """The whole lines of a history.jsonl that a worker may be appending to."""
     try:
-        text = path.read_text()
-    except FileNotFoundError:
+        text = path.read_text(errors="replace")  # a damaged line is not JSON: the records end there
+    except (FileNotFoundError, NotADirectoryError):
         return []
     records = []
     for line in text.splitlines():
