@@ -446,3 +446,20 @@ def test_a_file_that_cannot_be_read_is_not_said_to_be_unwritable(tmp_path, monke
                                                f"(the folder {closed} cannot be entered)")
     write = PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "results" / "x.json"))
     assert resource_message(write).startswith("cannot write ")
+
+
+def test_an_audio_file_that_cannot_be_read_says_so(tmp_path, monkeypatch):
+    """libsndfile reports a file it may not open as "System error": the reason recorded (and printed by
+    `bench tag`) says what is wrong."""
+    import os
+
+    from bench.data.audio import BadAudio, decode_clip, decode_file
+
+    from .data_fixtures import tone, write_mp3
+
+    path = str(write_mp3(tmp_path / "secret.mp3", tone(2.0)))
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == path and mode == os.R_OK else real(p, mode))
+    for decode in (lambda: decode_file(path, 16000), lambda: decode_clip(path, (16000,), 1.0)):
+        with pytest.raises(BadAudio, match=r"^cannot read \(Permission denied\)$"):
+            decode()

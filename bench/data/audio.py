@@ -59,6 +59,8 @@ def _check_file(path: str) -> None:
         raise BadAudio("undecodable (not a regular file)")
     if os.path.getsize(path) == 0:
         raise BadAudio("empty file (0 bytes)")
+    if not os.access(path, os.R_OK):  # libsndfile would say "System error"
+        raise BadAudio("cannot read (Permission denied)")
 
 
 def _undecodable(exc: Exception) -> BadAudio:
