@@ -463,3 +463,10 @@ def test_an_audio_file_that_cannot_be_read_says_so(tmp_path, monkeypatch):
     for decode in (lambda: decode_file(path, 16000), lambda: decode_clip(path, (16000,), 1.0)):
         with pytest.raises(BadAudio, match=r"^cannot read \(Permission denied\)$"):
             decode()
+
+
+def test_bench_dataset_before_the_synthetic_data_exists_says_what_makes_it(tmp_path, capsys, write_spec):
+    spec = write_spec(MINIMAL_SPEC.replace('name = "synthetic"', f'name = "synthetic"\npath = "{tmp_path / "synth"}"'))
+    line = one_line_error(capsys, "dataset", str(spec))
+    assert "synthetic dataset not found" in line and "`bench grid` and `bench prepare` generate it" in line
+    assert not (tmp_path / "synth").exists()  # looking generates nothing

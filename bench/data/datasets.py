@@ -66,7 +66,8 @@ def load_index(dataset: DatasetSpec, root: Path, generate: bool = True, progress
         if generate:
             ensure_synthetic(root, dataset, progress=progress)
         elif not (root / ANNOTATIONS).is_file():
-            raise UserError(f"synthetic dataset not found at {root}: run `bench synth --out {root}`")
+            raise UserError(f"synthetic dataset not found at {root}: `bench grid` and `bench prepare` generate it "
+                            f"(`bench synth --out {root}` alone)")
         index = read_mtat(root, n_tags=dataset.n_tags, drop_untagged=dataset.drop_untagged, broken_ids=frozenset(),
                           split=dataset.split, split_file=split_folder(dataset, root), published_order=False)
         return DatasetIndex(name="synthetic", root=index.root, tag_names=index.tag_names, clips=index.clips,
