@@ -34,6 +34,9 @@ def resource_message(exc: OSError) -> str:
     if exc.errno in (errno.EACCES, errno.EPERM) and exc.filename:  # reading is refused too: say which
         path = Path(os.fsdecode(exc.filename))
         if os.path.lexists(path) and not os.access(path, os.R_OK):
+            if not os.access(path, os.W_OK):  # whether the read or a write failed, both need the permissions
+                return (f"cannot read or write {where}{what}; change its permissions or choose another --results "
+                        "/ --cache folder, then rerun")
             return f"cannot read {where}{what}; make it readable, then rerun"
         closed = next((folder for folder in path.parents if os.path.isdir(folder)), None)
         if closed is not None and not os.access(closed, os.X_OK):

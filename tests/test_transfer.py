@@ -295,6 +295,9 @@ def test_untrained_control_is_one_fresh_network_per_configuration(finished_runs,
     assert sorted(r["trained"] for r in rows) == ["False", "True", "True"]  # two seeds of one configuration, a control
     control = next(r for r in rows if r["trained"] == "False")
     assert control["model"].endswith("~untrained") and control["tagging_roc_auc"] == "" and control["seed"] == ""
+    # trained on no data: none recorded, while the runs name theirs
+    assert control["dataset"] == control["clip_seconds"] == control["n_tags"] == control["split"] == ""
+    assert {r["dataset"] for r in rows if r["trained"] == "True"} == {"synthetic"}
     assert "(untrained) | pool4 | 1 |" in (results / "tr" / "transfer" / "mode" / "transfer.md").read_text()
     # the control is the network PyTorch's default initialisation gives under the seed, not the run's weights
     run = next((results / "tr" / "runs").glob("*-s1-*"))  # its weights: the fixture's network under seed 1

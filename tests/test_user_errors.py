@@ -393,7 +393,7 @@ def test_an_empty_or_pickled_npy_split_list_is_one_line(tmp_path):
     from bench.data.splits import entries
 
     (tmp_path / "train.npy").write_bytes(b"")
-    with pytest.raises(UserError, match=r"train.npy: not an array of strings \(EOFError\)|train.npy: not an array"):
+    with pytest.raises(UserError, match=r"train.npy: not an array of strings \(No data left in file\)"):
         entries(tmp_path / "train.npy")
     np.save(tmp_path / "valid.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(UserError, match=r"valid.npy: not an array of strings \(it holds Python objects, which are "
@@ -437,10 +437,16 @@ def test_a_file_that_cannot_be_read_is_not_said_to_be_unwritable(tmp_path, monke
     closed = tmp_path / "closed"
     closed.mkdir()
     real = os.access
-    denied = {str(secret): os.R_OK, str(closed): os.X_OK}
-    monkeypatch.setattr(os, "access", lambda path, mode: False if denied.get(str(path)) == mode else real(path, mode))
+    shared = tmp_path / "history.jsonl"  # another user's, mode 600, in a shared results folder
+    shared.write_text("")
+    denied = {str(secret): {os.R_OK}, str(closed): {os.X_OK}, str(shared): {os.R_OK, os.W_OK}}
+    monkeypatch.setattr(os, "access",
+                        lambda path, mode: False if mode in denied.get(str(path), ()) else real(path, mode))
     read = PermissionError(errno.EACCES, "Permission denied", str(secret))
     assert resource_message(read) == f"cannot read {secret}: Permission denied; make it readable, then rerun"
+    either = PermissionError(errno.EACCES, "Permission denied", str(shared))
+    assert resource_message(either).startswith(f"cannot read or write {shared}: Permission denied; change its "
+                                               "permissions or choose another --results / --cache folder")
     inside = PermissionError(errno.EACCES, "Permission denied", str(closed / "ds" / "annotations_final.csv"))
     assert resource_message(inside).startswith(f"cannot reach {closed}/ds/annotations_final.csv: Permission denied "
                                                f"(the folder {closed} cannot be entered)")
@@ -458,8 +464,14 @@ def test_an_audio_file_that_cannot_be_read_says_so(tmp_path, monkeypatch):
     from .data_fixtures import tone, write_mp3
 
     path = str(write_mp3(tmp_path / "secret.mp3", tone(2.0)))
-    real = os.access
-    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == path and mode == os.R_OK else real(p, mode))
+    real = os.open
+
+    def refusing(file, flags, *args, **kwargs):  # what a file of another user's, mode 600, gets (root is let in)
+        if os.fsdecode(file) == path:
+            raise PermissionError(13, "Permission denied", path)
+        return real(file, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refusing)
     for decode in (lambda: decode_file(path, 16000), lambda: decode_clip(path, (16000,), 1.0)):
         with pytest.raises(BadAudio, match=r"^cannot read \(Permission denied\)$"):
             decode()

@@ -48,7 +48,7 @@ def plan_json(capsys, path) -> list[dict]:
     return json.loads(capsys.readouterr().out)["configurations"]
 
 
-def test_hand_count_is_the_papers_10_gmac():
+def test_hand_count_of_the_paper_vgg_at_96x1366_is_10_gmac():
     first, inner, linear = hand_count_vgg_96x1366((128, 384, 768, 2048))
     assert first + inner + linear == 10_010_669_056  # 10.01 GMAC at 96 x 1366, counted by hand above
     # width 0.5 halves every channel count (128, 384, 768, 2048 are even: no rounding)

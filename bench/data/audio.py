@@ -59,8 +59,10 @@ def _check_file(path: str) -> None:
         raise BadAudio("undecodable (not a regular file)")
     if os.path.getsize(path) == 0:
         raise BadAudio("empty file (0 bytes)")
-    if not os.access(path, os.R_OK):  # libsndfile would say "System error"
-        raise BadAudio("cannot read (Permission denied)")
+    try:  # libsndfile would report a file it may not open as "System error"
+        os.close(os.open(path, os.O_RDONLY))
+    except PermissionError:
+        raise BadAudio("cannot read (Permission denied)") from None
 
 
 def _undecodable(exc: Exception) -> BadAudio:

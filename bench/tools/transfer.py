@@ -182,9 +182,10 @@ def resolve_targets(targets: list[str], results: str) -> tuple[list[Target], lis
     return out, notes
 
 
-UPSTREAM_VERSION = 2
-"""What a stored result's `upstream` holds: 2 adds the dataset and its setup. Part of the key, so that
-results stored without them are scored anew instead of grouped apart from those that have them."""
+UPSTREAM_VERSION = 3
+"""What a stored result's `upstream` holds: 2 adds the dataset and its setup, 3 leaves them out of an
+untrained control's. Part of the key, so that results stored otherwise are scored anew instead of
+grouped apart from those that have them."""
 
 
 def upstream(embedder: Embedder) -> dict:
