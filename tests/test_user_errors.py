@@ -350,6 +350,7 @@ def test_a_dataset_text_file_that_is_not_utf8_is_one_line(tmp_path, capsys, writ
     from bench.data.manifest import read_manifest
     from bench.data.msd import read_msd
     from bench.data.mtat import read_mtat
+    from bench.data.task import read_task
 
     from .data_fixtures import make_mtat
 
@@ -371,12 +372,18 @@ def test_a_dataset_text_file_that_is_not_utf8_is_one_line(tmp_path, capsys, writ
     manifest = tmp_path / "m.csv"
     manifest.write_text("path,split,tags\na.mp3,train,rock\n")
     (tmp_path / "m.tags.txt").write_bytes(latin1)
+    latin1_manifest = tmp_path / "n.csv"  # a spreadsheet's plain "CSV", not its "CSV UTF-8"
+    latin1_manifest.write_bytes(b"path,split,tags\n" + latin1 + b".mp3,train,rock\n")
+    task = tmp_path / "task.csv"
+    task.write_bytes(b"path,label\n" + latin1 + b".mp3,x\n")
     cases = [(lambda: read_mtat(mtat), mtat / "annotations_final.csv"),
              (lambda: read_mtat(make_mtat(tmp_path / "m2", write_audio=False), n_tags=3, split_file=str(splits)),
               splits / "train.tsv"),
              (lambda: read_jamendo(tmp_path / "jamendo"), jamendo / "autotagging_top50tags-train.tsv"),
              (lambda: read_msd(msd), msd / "train_gt_msd.tsv"),
-             (lambda: read_manifest(manifest), tmp_path / "m.tags.txt")]
+             (lambda: read_manifest(manifest), tmp_path / "m.tags.txt"),
+             (lambda: read_manifest(latin1_manifest), latin1_manifest),
+             (lambda: read_task(task), task)]
     for read, path in cases:
         with pytest.raises(UserError) as error:
             read()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench.core.errors import UserError
 from bench.core.store import atomic_file, atomic_write_text
-from bench.core.text import read_text
+from bench.core.text import read_text, text_file
 from bench.data.index import SPLITS, Clip, DatasetIndex
 
 REQUIRED_COLUMNS = ("path", "split", "tags")
@@ -29,15 +29,12 @@ def read_manifest(manifest: str | Path, n_tags: int = 50, drop_untagged: bool = 
     manifest = Path(manifest).expanduser()
     if not manifest.is_file():
         raise UserError(f"manifest not found: expected a CSV file with columns path,split,tags at {manifest}")
-    try:
-        with open(manifest, newline="", encoding="utf-8-sig") as handle:  # -sig: a spreadsheet's byte-order mark
-            reader = csv.DictReader(handle)
-            missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise UserError(f"{manifest}: missing column(s) {', '.join(missing)}; expected path,split,tags")
-            rows = list(reader)
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{manifest}: not UTF-8 text (byte {exc.start}); save it as CSV UTF-8") from None
+    with text_file(manifest, "utf-8-sig") as handle:  # -sig: a spreadsheet's byte-order mark
+        reader = csv.DictReader(handle)
+        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise UserError(f"{manifest}: missing column(s) {', '.join(missing)}; expected path,split,tags")
+        rows = list(reader)
     entries = []
     for line_no, row in enumerate(rows, start=2):
         short = [c for c in REQUIRED_COLUMNS if row.get(c) is None and c != "tags"]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.core.errors import UserError
+from bench.core.text import text_file
 
 FOLD_COLUMN = "fold"
 
@@ -39,11 +40,11 @@ def read_rows(manifest: str | Path, required: tuple[str, ...]) -> tuple[Path, li
     if not manifest.is_file():
         raise UserError(f"manifest not found: expected a CSV file with columns {','.join(required)} at {manifest}")
     try:
-        with open(manifest, newline="", encoding="utf-8-sig") as handle:  # -sig: "CSV UTF-8" from a spreadsheet
+        with text_file(manifest, "utf-8-sig") as handle:  # -sig: "CSV UTF-8" from a spreadsheet
             reader = csv.DictReader(handle)
             columns = list(reader.fieldnames or [])
             rows = list(enumerate(reader, start=2))
-    except (UnicodeDecodeError, csv.Error) as exc:
+    except csv.Error as exc:
         raise UserError(f"{manifest}: not a CSV text file ({exc})") from None
     for column in required:
         if column not in columns:
