@@ -116,8 +116,8 @@ def _read_mono(path: str, clip_seconds: float, min_seconds: float) -> tuple[np.n
         window = min(wanted, total - start)
         # a header's misestimate shows at the end of the file only: a read that stops short well
         # before the announced end is a truncated file, whatever its length
-        slack = _slack(total, source_rate) if total - (start + window) <= _slack(total, source_rate) \
-            else source_rate // 100
+        end_slack = _slack(total, source_rate)
+        slack = end_slack if total - (start + window) <= end_slack else source_rate // 100
         if window - data.shape[0] > slack:
             data = _centre_of_decoded(handle, total, wanted, min_seconds)
     if data.shape[0] < min_seconds * source_rate:  # frames announced but not delivered (truncated file)

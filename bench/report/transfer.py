@@ -28,9 +28,6 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
     frame["group"] = np.where(frame["run_id"].isna(), frame["model"], "")
     frame["trained"] = frame["trained"].astype(bool) if "trained" in frame else True
-    for column in ("dataset", *SETUP):  # tables of results stored before they were recorded
-        if column not in frame:
-            frame[column] = None
     keys = ["group", "dataset", *CONFIG, *SETUP, "trained", "layer", "classifier"]
     rows = []
     for key, runs in frame.groupby(keys, dropna=False, sort=False):
