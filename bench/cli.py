@@ -192,9 +192,11 @@ def _download_bar(total, description, initial=0):
 def cmd_download(args: argparse.Namespace) -> int:
     from bench.data.download import JAMENDO_BASE_URL, MTAT_BASE_URL, download_jamendo, download_mtat
 
+    if args.dataset == "mtat" and args.quality:  # MTAT has one quality: refused, not silently ignored
+        raise UserError("--quality: only for jamendo (MagnaTagATune is published in one quality)")
     writable_folder(args.to, "--to")
     if args.dataset == "jamendo":
-        root = download_jamendo(args.to, quality=args.quality, base_url=args.base_url or JAMENDO_BASE_URL,
+        root = download_jamendo(args.to, quality=args.quality or "low", base_url=args.base_url or JAMENDO_BASE_URL,
                                 keep_archives=args.keep_archives, progress=_download_bar)
         print(f"MTG-Jamendo audio is ready in {root}; put the metadata repository's data/splits/ there as "
               f"splits/ and use it with --data {root}")
@@ -238,7 +240,14 @@ def cmd_grid(args: argparse.Namespace) -> int:
     from bench.run.grid import GridOptions, SlurmOptions, run_grid
     from bench.spec import load_spec
 
-    slurm = SlurmOptions(partition=args.partition, time_minutes=args.time, gpus_per_job=args.gpus,
+    if args.launcher != "slurm":  # options that only a Slurm submission uses: refused, not silently ignored
+        given = [flag for flag, value in (("--partition", args.partition), ("--gpus", args.gpus),
+                                          ("--mem-gb", args.mem_gb), ("--gpu-mem-gb", args.gpu_mem_gb))
+                 if value is not None]
+        if given:
+            raise UserError(f"{', '.join(given)}: only for --launcher slurm (this grid's launcher is "
+                            f"{args.launcher}, which uses the GPUs this machine has)")
+    slurm = SlurmOptions(partition=args.partition, time_minutes=args.time, gpus_per_job=args.gpus or 1,
                          cpus_per_job=args.cpus, mem_gb=args.mem_gb, gpu_mem_gb=args.gpu_mem_gb)
     options = GridOptions(data=args.data, results=args.results, cache=args.cache, device=args.device,
                           workers=args.workers, launcher=args.launcher, shard_text=args.shard, dry_run=args.dry_run,
@@ -415,10 +424,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="do not run `bench report` at the end")
     p.add_argument("--quiet", "-q", action="store_true",
                    help="no progress bars and no line per epoch (runs, results and problems are still printed)")
-    slurm = p.add_argument_group("slurm (with --launcher slurm)")
+    slurm = p.add_argument_group("slurm (--partition, --gpus, --mem-gb, --gpu-mem-gb: with --launcher slurm only; "
+                                 "--time, --cpus: submitit-local too)")
     slurm.add_argument("--partition", metavar="NAME")
     slurm.add_argument("--time", type=at_least(1), default=24 * 60, metavar="MIN", help="time limit per job (minutes)")
-    slurm.add_argument("--gpus", type=at_least(1), default=1, metavar="N", help="GPUs per job")
+    slurm.add_argument("--gpus", type=at_least(1), metavar="N", help="GPUs per job (default 1)")
     slurm.add_argument("--cpus", type=at_least(1), default=8, metavar="N",
                        help="CPUs per job, shared evenly by its tasks (--gpus x --runs-per-gpu)")
     slurm.add_argument("--mem-gb", type=at_least(1), metavar="GB", help="memory per job")
@@ -533,7 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", required=True, metavar="DIR", help="target folder (becomes the dataset root)")
     p.add_argument("--base-url", metavar="URL", help="mirror of the dataset's home (default: the official one)")
     p.add_argument("--keep-archives", action="store_true", help="keep the archives after unpacking")
-    p.add_argument("--quality", choices=["low", "full"], default="low",
+    p.add_argument("--quality", choices=["low", "full"],
                    help="jamendo: low-quality (default, NN/ID.low.mp3) or full-quality MP3s (NN/ID.mp3)")
     p.set_defaults(func=cmd_download)
     return parser

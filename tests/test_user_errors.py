@@ -489,3 +489,21 @@ def test_bench_dataset_before_the_synthetic_data_exists_says_what_makes_it(tmp_p
     line = one_line_error(capsys, "dataset", str(spec))
     assert "synthetic dataset not found" in line and "`bench grid` and `bench prepare` generate it" in line
     assert not (tmp_path / "synth").exists()  # looking generates nothing
+
+
+@pytest.mark.parametrize("argv, names", [
+    (("grid", DEMO, "--partition", "gpu", "--dry-run"), "--partition"),
+    (("grid", DEMO, "--launcher", "submitit-local", "--mem-gb", "64", "--gpus", "2", "--dry-run"),
+     "--gpus, --mem-gb"),
+    (("grid", DEMO, "--gpu-mem-gb", "80", "--dry-run"), "--gpu-mem-gb"),
+])
+def test_slurm_only_options_without_slurm_are_refused_not_ignored(capsys, tmp_path, argv, names):
+    line = one_line_error(capsys, *argv, "--results", str(tmp_path))
+    assert f"error: {names}: only for --launcher slurm" in line
+    assert not any(tmp_path.iterdir())
+
+
+def test_download_quality_is_refused_for_mtat(capsys, tmp_path):
+    line = one_line_error(capsys, "download", "mtat", "--to", str(tmp_path / "mtat"), "--quality", "full")
+    assert "--quality: only for jamendo" in line
+    assert not (tmp_path / "mtat").exists()
