@@ -233,6 +233,13 @@ def test_embed_writes_arrays_and_reuses_its_cache(finished_runs, small_dataset, 
     assert "no file could be embedded; nothing written" in capsys.readouterr().err
     assert (out / "index.csv").read_bytes() == index_before
     np.testing.assert_allclose(np.load(out / "pool4.npy"), pool, rtol=0, atol=1e-6)
+    # another run in the same folder replaces these arrays, and says so
+    other = next(r for r in (results / "tr" / "runs").iterdir() if r != run)
+    assert main(["embed", str(other), *files, "--out", str(out), "-q"]) == 0
+    assert f"replaced the embeddings of {summary['model']} (model id {summary['model_id']})" in \
+        capsys.readouterr().out
+    assert main(["embed", str(other), *files, "--out", str(out), "-q"]) == 0
+    assert "replaced" not in capsys.readouterr().out
 
 
 def test_transfer_scores_every_run_and_resumes(finished_runs, small_dataset, capsys, monkeypatch):

@@ -327,6 +327,15 @@ def manifest_paths(manifest: str) -> list[str]:
     return [audio_path(path, line, (row.get("path") or "").strip()) for line, row in rows]
 
 
+def _earlier_model(out: Path) -> tuple[str, str] | None:
+    """(name, model id) of the embeddings an earlier run wrote in `out`, or None."""
+    try:
+        summary = json.loads((out / SUMMARY).read_text())
+        return str(summary["model"]), str(summary["model_id"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
 def cli_main(audio: list[str], manifest: str | None, model: str, models: str | None, out: str,
              per_patch: bool, quiet: bool) -> int:
     """Embed every file; files that cannot be decoded are reported (one line each), recorded in
@@ -349,8 +358,12 @@ def cli_main(audio: list[str], manifest: str | None, model: str, models: str | N
     if not files:  # e.g. a mistyped file name: an earlier run's outputs stay as they were
         print(f"bench embed: error: no file could be embedded; nothing written to {target}", file=sys.stderr)
         return 2
+    earlier = _earlier_model(target)
     summary = write_outputs(target, embedder, paths, files, failed, per_patch,
                             EmbeddingCache(target / CACHE, embedder.identity))
     dims = ", ".join(f"{layer} ({n})" for layer, n in summary["layers"].items())
     print(f"{embedder.tagger.name}: {summary['files']} file(s) -> {target}: {dims}")
+    if earlier and earlier[1] != embedder.identity:  # one model's arrays per folder: say whose were replaced
+        print(f"replaced the embeddings of {earlier[0]} (model id {earlier[1]}) that were in {target}; "
+              f"they are still in its cache/ (rerun with that model), or use another --out per model")
     return 2 if failed else 0
