@@ -58,6 +58,15 @@ def make_mtat(root: Path, seconds: float = 2.0, write_audio: bool = True) -> Pat
     return root
 
 
+PUBLISHED_TAGS = Path(__file__).parent / "data" / "published_tags"
+
+
+def published_tags(name: str) -> tuple[str, ...]:
+    """A published tag list, written out in tests/data/published_tags/ (its README names the sources):
+    "mtat", "msd" or "jamendo"."""
+    return tuple((PUBLISHED_TAGS / f"{name}_top50.txt").read_text(encoding="utf-8").splitlines())
+
+
 def make_mtat_top50(root: Path) -> Path:
     """annotations_final.csv as MTAT ships it (every field quoted, tab-separated, CRLF line ends) with
     the published top 50 tags plus two rare ones, and MTAT's tie: `metal` and `female voice` carry
@@ -67,12 +76,11 @@ def make_mtat_top50(root: Path) -> Path:
     Counts: the tag at published position i is on 60 - i clips, except positions 47 and 48 (both 13);
     the rare tags `rare a`, `rare b` on 1 clip. 62 clips in folders 0-f by clip index; clip 61 carries
     no top-50 tag."""
-    from bench.data.mtat import MTAT_TOP50
-
+    published = published_tags("mtat")
     root.mkdir(parents=True, exist_ok=True)
-    counts = {tag: 60 - i for i, tag in enumerate(MTAT_TOP50)}
+    counts = {tag: 60 - i for i, tag in enumerate(published)}
     counts["metal"] = counts["female voice"] = 13
-    columns = [t for t in MTAT_TOP50 if t not in ("metal", "female voice")]
+    columns = [t for t in published if t not in ("metal", "female voice")]
     columns[40:40] = ["female voice", "rare a", "metal", "rare b"]  # female voice before metal
     counts.update({"rare a": 1, "rare b": 1})
     folders = "0123456789abcdef"

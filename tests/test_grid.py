@@ -66,8 +66,8 @@ def test_tiny_grid_end_to_end_through_the_cli(workspace):
         m, c = result["metrics"], result["cost"]
         assert 0.0 <= m["roc_auc"] <= 1.0 and 0.0 <= m["pr_auc"] <= 1.0
         assert m["per_tag"] and all(0 <= t["roc_auc"] <= 1 for t in m["per_tag"].values())
-        for key in ("gmac", "params", "storage_bytes", "train_seconds", "epochs", "best_epoch", "clips_per_second"):
-            assert c[key] is not None, key
+        assert c["epochs"] == 2 and c["best_epoch"] in (1, 2)  # max_epochs 2; patience 3 cannot stop it earlier
+        assert c["gmac"] > 0 and c["train_seconds"] > 0 and c["clips_per_second"] > 0
         # inference measured after training: ms per clip at batch 1 (front end + network >= network alone)
         assert c["latency_ms"] > 0 and c["network_latency_ms"] > 0 and c["throughput_clips_per_second"] > 0
         assert c["throughput_batch"] == 64
@@ -79,6 +79,8 @@ def test_tiny_grid_end_to_end_through_the_cli(workspace):
         assert result["schema_version"] == 1
         loaded = load_model(workspace / "results" / "e2e" / "runs" / run_id)  # what `bench tag RUN_DIR` uses
         assert loaded.name == run_id and loaded.tags == result["tag_names"]
+        # the recorded parameters are the trained network's, counted by torch (the front end has none)
+        assert c["params"] == sum(p.numel() for p in loaded.model.parameters())
         assert loaded.frontend.config.n_mels == result["config"]["n_mels"] == 32
     assert "2 ok, 0 failed, 0 not run" in proc.stdout
     # the report runs at the end of the grid

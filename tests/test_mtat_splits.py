@@ -12,23 +12,33 @@ from bench.data.mtat import MTAT_TOP50, read_mtat
 from bench.data.safe_pickle import safe_load
 from bench.spec import parse_spec
 
-from .data_fixtures import make_mtat, make_mtat_top50
+from .data_fixtures import make_mtat, make_mtat_top50, published_tags
 
 
 def test_top50_in_the_published_order_despite_the_metal_female_voice_tie(tmp_path):
     index = read_mtat(make_mtat_top50(tmp_path / "mtat"), n_tags=50)
     assert index.tag_names[47:49] == ("metal", "female voice")
-    assert index.tag_names == MTAT_TOP50
+    assert index.tag_names == published_tags("mtat")
     # labels follow the names: clip "2" (row 0) carries every top-50 tag, including both tied ones
     clip = next(c for c in index.clips if c.clip_id == "2")
-    assert {index.tag_names[i] for i in clip.labels} == set(MTAT_TOP50)
+    assert {index.tag_names[i] for i in clip.labels} == set(published_tags("mtat"))
     row_12 = next(c for c in index.clips if c.clip_id == str(2 + 12))  # on tags with count > 12 only
     assert index.tag_names[row_12.labels[-1]] == "female voice"
 
 
+def test_the_built_in_lists_are_the_published_ones():
+    from bench.data.jamendo import JAMENDO_TOP50
+    from bench.data.msd import MSD_TAGS
+
+    assert MTAT_TOP50 == published_tags("mtat")  # musicnn's MTT_LABELS
+    assert MSD_TAGS == published_tags("msd")  # musicnn's MSD_LABELS
+    assert JAMENDO_TOP50 == published_tags("jamendo")  # mtg-jamendo-dataset's data/tags/top50.txt
+
+
 def test_the_published_order_is_musicnns_mtt_labels():
     configuration = pytest.importorskip("musicnn.configuration")
-    assert MTAT_TOP50 == tuple(configuration.MTT_LABELS)
+    assert published_tags("mtat") == tuple(configuration.MTT_LABELS)
+    assert published_tags("msd") == tuple(configuration.MSD_LABELS)
 
 
 def test_a_file_with_another_top50_is_an_error_naming_the_tags(tmp_path):
