@@ -11,6 +11,8 @@ from architectures import InputConfig
 from architectures.options import MusiCNNOptions, VGGOptions
 from bench.cost.gmac import Cost, count_params, fvcore_gmac, model_cost
 
+from .conftest import SPECS
+
 CHANNELS = (1, 128, 384, 768, 2048)
 
 
@@ -129,3 +131,31 @@ def test_the_documented_grid_table_is_what_the_planner_gives():
             plan = vgg_plan(rate, int(mels), int(hop), int(frames))
             assert "-".join(map(str, plan.pool_freq)) == freq and "-".join(map(str, plan.pool_time)) == time
             assert f"{vgg_macs(plan, 50) / 1e9:.2f}" == gmac, (mels, hop, rate)
+
+
+def test_the_footprint_covers_evaluation_and_the_served_throughput():
+    """The paper's largest input, VGG-CNN at 128 x 1820 (16 kHz), batch 32, pools 2-4-4-4 (frequency) and
+    4-5-9-10 (time). Training keeps every layer's output in fp32; per clip, with each block's pool before
+    its ELU (the same function, on a quarter of the elements): the input BatchNorm 128 x 1820; block 1
+    conv and BatchNorm 128 x 128 x 1820 each, pool and ELU 128 x 64 x 455 each; block 2 384 x 64 x 455
+    twice, 384 x 16 x 91 twice; block 3 768 x 16 x 91 twice, 768 x 4 x 10 twice; block 4 2048 x 4 x 10
+    twice, 2048 x 1 x 1 twice; 50 outputs. Evaluation without autograd holds a layer's input and output
+    at once; the largest pair is block 1's conv and BatchNorm outputs: at 4 x 32 clips in bf16,
+    2 x 29,818,880 x 128 x 2 bytes = 15,267,266,560 bytes (14.2 GiB), more than training's
+    11,939,027,200: what runs per GPU must reserve."""
+    from bench.cost.gmac import training_footprint_bytes
+    from bench.spec import load_spec
+    from bench.train.latency import cuda_passes_without_grad
+
+    spec = load_spec(SPECS / "paper-mtat-vgg.toml")
+    run = next(r for r in spec.runs() if (r.mel.sample_rate, r.mel.n_mels, r.mel.hop_multiplier) == (16000, 128, 1))
+    assert run.protocol.batch_size == 32
+    weights = 16 * 17_365_940  # fp32 weights, gradients, Adam's two moments
+    per_clip = (128 * 1820 + 2 * 128 * 128 * 1820 + 2 * 128 * 64 * 455 + 2 * 384 * 64 * 455 + 2 * 384 * 16 * 91
+                + 2 * 768 * 16 * 91 + 2 * 768 * 4 * 10 + 2 * 2048 * 4 * 10 + 2 * 2048 + 50)
+    assert per_clip * 32 * 4 == 11_939_027_200
+    assert training_footprint_bytes(run) == weights + 11_939_027_200
+    passes = cuda_passes_without_grad(32, "auto")
+    assert passes == ((128, 2), (64, 4))  # evaluation at 4 batches in bf16, the served throughput at 64 in fp32
+    assert training_footprint_bytes(run, passes) == weights + 15_267_266_560
+    assert training_footprint_bytes(run, cuda_passes_without_grad(32, "fp32")) == weights + 2 * 15_267_266_560

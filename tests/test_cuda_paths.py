@@ -769,7 +769,8 @@ def test_runs_per_gpu_from_memory_and_footprint(tmp_path):
     k_small, _ = auto_runs_per_gpu(spec, [r for r in runs if r.mel.n_mels == 48 and r.mel.hop_multiplier == 10],
                                    tmp_path, total_bytes=80 * 2**30)
     k_large, why = auto_runs_per_gpu(spec, runs, tmp_path, total_bytes=80 * 2**30)
-    assert k_small == 4 and k_large == 3 and "estimated" in why
+    # the largest, 128 x 1820 at 16 kHz, holds 14.5 GiB in evaluation (tests/test_cost.py): 40 GiB // 14.5 = 2
+    assert k_small == 4 and k_large == 2 and "14.5 GiB (estimated)" in why
     assert auto_runs_per_gpu(spec, runs, tmp_path, total_bytes=16 * 2**30)[0] == 1
 
 
@@ -995,7 +996,7 @@ def test_gpu_check_p2_needs_the_estimate_to_cover_training_and_evaluation(monkey
     monkeypatch.setattr(perf, "_batch", lambda case, batch, device: (torch.zeros(batch, 2), None))
     batches = []
     monkeypatch.setattr(gmac, "training_footprint_bytes",
-                        lambda run: batches.append(run.protocol.batch_size) or 10 * 2**30)
+                        lambda run, passes: batches.append(run.protocol.batch_size) or 10 * 2**30)
     check = gpucheck.Check("P2", "")
     gpucheck.check_memory(check, batch=16)
     assert check.ok is ok and batches == [16]  # the estimate at the check's batch, not the spec's 32
@@ -1169,3 +1170,38 @@ def test_the_loaders_end_their_workers_once_the_test_split_is_read(monkeypatch, 
     trained = train.train_run(run, ToyCache(), tmp_path, CPU, log=lambda *_: None)
     assert trained["fast_path"]["resident_data"] is False
     assert open_at_inference == [3]  # train, valid and test: each closed before the latency pass
+
+
+def test_gpu_check_without_soundfile_still_measures_and_keeps_each_result(monkeypatch, tmp_path):
+    """A GPU box whose Python lacks the audio packages: C1-C5 fail with the reason and P1-P4 still run.
+    The JSON is rewritten after every check, so a session stopped mid-way keeps what was measured."""
+    import sys
+
+    from bench.tools import gpucheck
+
+    monkeypatch.setitem(sys.modules, "bench.data.synthetic", None)  # `import` raises ModuleNotFoundError
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H200")
+
+    def passes(name):
+        def check(*args):
+            check_arg = next(a for a in args if isinstance(a, gpucheck.Check))
+            check_arg.ok, check_arg.detail = True, f"{name} measured"
+            return {}
+        return check
+
+    monkeypatch.setattr(gpucheck, "check_throughput", lambda check, *a: passes("P1")(check))
+    monkeypatch.setattr(gpucheck, "check_memory", lambda check, batch: passes("P2")(check))
+
+    def stopped(check):
+        raise KeyboardInterrupt  # the session's time runs out during P3
+
+    monkeypatch.setattr(gpucheck, "check_free_memory_rule", stopped)
+    out = tmp_path / "results" / "gpu-check.json"
+    with pytest.raises(KeyboardInterrupt):
+        gpucheck.run_checks(out, batch=32, shared_runs=3)
+    checks = {c["id"]: c for c in json.loads(out.read_text())["checks"]}
+    for key in ("C1", "C2", "C3", "C4", "C5"):
+        assert checks[key]["ok"] is False
+        assert checks[key]["detail"].startswith("synthetic data not generated: ModuleNotFoundError"), checks[key]
+    assert checks["P1"]["ok"] is True and checks["P2"]["detail"] == "P2 measured"
+    assert checks["P3"]["ok"] is None and checks["P4"]["ok"] is None

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -108,27 +109,40 @@ def model_cost(arch: str, input_config: InputConfig, n_tags: int, options=None) 
     )
 
 
-def training_footprint_bytes(run) -> int:
-    """An upper estimate of the device memory one training run of `run` (a `RunSpec`) holds besides
-    its waveforms: weights, gradients and Adam's two moments in fp32 (16 bytes per parameter), plus
-    every layer's output for one training batch in fp32 (what autograd keeps for the backward pass).
+def training_footprint_bytes(run, passes_without_grad: Iterable[tuple[int, int]] = ()) -> int:
+    """An upper estimate of the device memory one run of `run` (a `RunSpec`) holds besides its waveforms:
+    weights, gradients and Adam's two moments in fp32 (16 bytes per parameter), plus the larger of
+
+    - training: every layer's output for one training batch in fp32 (what autograd keeps for the
+      backward pass);
+    - each pass without autograd, given as (clips per batch, bytes per element): e.g. evaluation at a
+      larger batch in bf16, or the served-throughput measurement in fp32. Such a pass frees each output
+      once the next layer has read it, so it holds the largest pair of consecutive tensors (a layer's
+      input and output) for that batch; MusiCNN's clips are each all of their segments.
+
     Shapes come from the model built on the meta device: nothing is allocated, nothing is run."""
     config = run.mel.input_config(run.dataset.clip_seconds)
+    batch = run.protocol.batch_size
     with torch.device("meta"):
         model = architectures.build(run.arch, config, run.dataset.n_tags,
                                     **dataclasses.asdict(run.configuration.options))
-    elements = 0
+    network_input = torch.zeros(batch, 1, run.mel.n_mels, model.input_frames, device="meta")
+    outputs = [network_input.numel()]
 
     def count(_module, _inputs, output):
-        nonlocal elements
         if isinstance(output, torch.Tensor):
-            elements += output.numel()
+            outputs.append(output.numel())
 
     leaves = [m for m in model.modules() if not any(True for _ in m.children())]
     handles = [m.register_forward_hook(count) for m in leaves]
     try:
-        model(torch.zeros(run.protocol.batch_size, 1, run.mel.n_mels, model.input_frames, device="meta"))
+        model(network_input)
     finally:
         for handle in handles:
             handle.remove()
-    return 16 * count_params(model) + 4 * elements
+    training = 4 * sum(outputs[1:])
+    pair_per_input = max(a + b for a, b in zip(outputs[:-1], outputs[1:], strict=True)) / batch
+    inputs_per_clip = model.segments or 1
+    without_grad = [int(pair_per_input * clips * inputs_per_clip * element_bytes)
+                    for clips, element_bytes in passes_without_grad]
+    return 16 * count_params(model) + max([training, *without_grad])

@@ -309,8 +309,10 @@ def auto_runs_per_gpu(spec: Spec, runs, results_root: Path, total_bytes: int | N
     """How many runs share one GPU: half of its memory is for the runs' weights, optimiser state and
     activations (the other half for waveform copies), divided by the largest footprint of the runs
     to do: the peak measured by a finished run of the same configuration where there is one, else
-    the estimate of `bench.cost.gmac.training_footprint_bytes`; at most MAX_RUNS_PER_GPU."""
+    the estimate of `bench.cost.gmac.training_footprint_bytes` (training, evaluation and the served
+    throughput, whichever holds most); at most MAX_RUNS_PER_GPU."""
     from bench.cost.gmac import training_footprint_bytes
+    from bench.train.latency import cuda_passes_without_grad
 
     if total_bytes is None:
         total_bytes = _gpu_memory_bytes()
@@ -322,7 +324,8 @@ def auto_runs_per_gpu(spec: Spec, runs, results_root: Path, total_bytes: int | N
         if key in footprints:
             continue
         sources.add("measured" if key in measured else "estimated")
-        footprints[key] = measured[key] if key in measured else training_footprint_bytes(run)
+        footprints[key] = measured[key] if key in measured else training_footprint_bytes(
+            run, cuda_passes_without_grad(run.protocol.batch_size, run.protocol.precision))
     largest = max(footprints.values())
     k = int(max(1, min(MAX_RUNS_PER_GPU, (0.5 * total_bytes) // largest)))
     return k, (f"largest footprint {largest / 2**30:.1f} GiB ({' and '.join(sorted(sources))}) "

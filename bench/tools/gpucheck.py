@@ -428,6 +428,7 @@ def check_memory(check: Check, batch: int) -> None:
 
     from bench.cost.gmac import training_footprint_bytes
     from bench.spec import RunSpec, load_spec
+    from bench.train.latency import cuda_passes_without_grad
 
     case = _cases()["largest"]
     torch.cuda.reset_peak_memory_stats()
@@ -449,7 +450,7 @@ def check_memory(check: Check, batch: int) -> None:
     spec = load_spec(ROOT / "specs" / "paper-mtat-vgg.toml")
     # the estimate at the batch measured; a run's recorded peak spans its training and its evaluation
     run = RunSpec(case.configuration, 0, spec.dataset, replace(spec.protocol, batch_size=batch))
-    estimate = training_footprint_bytes(run)
+    estimate = training_footprint_bytes(run, cuda_passes_without_grad(batch, run.protocol.precision))
     check.numbers = {"case": case.label, "train_peak_bytes": train_peak, "eval_peak_bytes": eval_peak,
                      "footprint_estimate_bytes": estimate, "batch": batch, "eval_batch": batch * path.eval_batch_factor}
     check.ok = estimate >= max(train_peak, eval_peak)
@@ -529,8 +530,9 @@ def run_checks(out: Path, batch: int, shared_runs: int, keep: bool = False, only
                peak: float | None = None) -> int:
     import torch
 
-    from bench.data.synthetic import generate
+    from bench.core.store import atomic_write_json
 
+    out.parent.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="bench-gpu-check-"))
     ws = Workspace(root)
     checks = {k: Check(k, t) for k, t in [
@@ -541,6 +543,13 @@ def run_checks(out: Path, batch: int, shared_runs: int, keep: bool = False, only
         ("P4", "loader path at 16 kHz vs consumption")]}
     started = time.perf_counter()
     rows: dict = {}
+
+    def report() -> dict:  # numbers may hold numpy or torch values: as text where JSON has no type for them
+        checks_run = [{"id": c.id, "title": c.title, "ok": c.ok, "detail": c.detail, "numbers": c.numbers}
+                      for c in checks.values()]
+        return json.loads(json.dumps({"device": torch.cuda.get_device_name(), "torch": torch.__version__,
+                                      "targets": TARGETS, "seconds": time.perf_counter() - started,
+                                      "checks": checks_run}, default=str))
 
     def attempt(ids: tuple[str, ...], fn: Callable[[], object]) -> None:
         if only and not set(ids) & only:
@@ -553,11 +562,14 @@ def run_checks(out: Path, batch: int, shared_runs: int, keep: bool = False, only
                 checks[key].detail = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
         for key in ids:
             print(checks[key].line(), flush=True)
+        atomic_write_json(out, report())  # after every check: a session cut short keeps what was measured
 
     functional = {"C1", "C2", "C3", "C4", "C5"}
     try:
         if not only or only & functional:
-            try:
+            try:  # the import too: a box without soundfile fails C1-C5, and the performance checks still run
+                from bench.data.synthetic import generate
+
                 generate(ws.data, clips=48, seed=0, clip_seconds=3.0, progress=False)
             except Exception as exc:  # no data, no grid: C1-C5 fail, the performance checks still run
                 for key in sorted(functional & (only or functional)):
@@ -576,15 +588,11 @@ def run_checks(out: Path, batch: int, shared_runs: int, keep: bool = False, only
     finally:
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
-    report = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "targets": TARGETS,
-              "seconds": time.perf_counter() - started,
-              "checks": [{"id": c.id, "title": c.title, "ok": c.ok, "detail": c.detail, "numbers": c.numbers}
-                         for c in checks.values()]}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    final = report()
+    atomic_write_json(out, final)
     ran = [c for c in checks.values() if c.ok is not None]
     failed = [c.id for c in ran if not c.ok]
-    print(f"{len(ran) - len(failed)}/{len(ran)} checks passed in {report['seconds']:.0f} s on {report['device']}"
+    print(f"{len(ran) - len(failed)}/{len(ran)} checks passed in {final['seconds']:.0f} s on {final['device']}"
           f"{'; failed: ' + ', '.join(failed) if failed else ''}; {out}")
     return 1 if failed else 0
 

@@ -229,6 +229,10 @@ def should_compile(device: torch.device, planned_steps: int | None, eager_faster
     return compile_choice(device, planned_steps, eager_faster)[0]
 
 
+EVAL_BATCH_FACTOR = {"cuda": 4, "cpu": 2}
+"""Evaluation batches are this many training batches (no autograd: activations are freed layer by layer)."""
+
+
 def fast_path(device: torch.device, precision: str = "auto", planned_steps: int | None = None,
               arch: str | None = None) -> FastPath:
     """The suite's settings for `device` and architecture `arch` (see the module docstring)."""
@@ -242,7 +246,7 @@ def fast_path(device: torch.device, precision: str = "auto", planned_steps: int 
         channels_last=cuda or (cpu_bf16 and CPU_CHANNELS_LAST.get(arch, True)),
         cudnn_benchmark=cuda,
         compile=compile,
-        eval_batch_factor=4 if cuda else 2,
+        eval_batch_factor=EVAL_BATCH_FACTOR[device.type] if device.type in EVAL_BATCH_FACTOR else 2,
         pin_memory=cuda,
         loader_workers=loader_workers() if cuda else 0,
         compile_backend=compile_backend(),

@@ -19,10 +19,18 @@ import time
 import torch
 
 from bench.data.views import eval_segments
-from bench.train.fastpath import sync
+from bench.train.fastpath import EVAL_BATCH_FACTOR, sync
 
 THROUGHPUT_BATCH = 64
 MIN_REPEATS = 5
+
+
+def cuda_passes_without_grad(batch_size: int, precision: str) -> tuple[tuple[int, int], ...]:
+    """What a CUDA run computes without autograd, as `bench.cost.gmac.training_footprint_bytes` takes it
+    ((clips per batch, bytes per element), ...): evaluation at EVAL_BATCH_FACTOR training batches under
+    autocast (2 bytes; 4 with `precision` "fp32"), and the served throughput here (THROUGHPUT_BATCH clips,
+    fp32)."""
+    return ((EVAL_BATCH_FACTOR["cuda"] * batch_size, 4 if precision == "fp32" else 2), (THROUGHPUT_BATCH, 4))
 
 
 def _median_seconds(step, device: torch.device, repeats: int, warmup: int) -> float:
