@@ -458,7 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="grid spec whose configurations are measured (default specs/paper-mtat-vgg.toml)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--batch", type=at_least(1), metavar="N",
-                   help="clips per training step (default: the spec's batch on CUDA, the paper's 32; 8 on the CPU)")
+                   help="clips per training step (default: the spec's batch on CUDA, 32 in the shipped specs; "
+                        "8 on the CPU)")
     p.add_argument("--budget", type=positive_float, default=30.0, metavar="SEC",
                    help="seconds per measurement after its warm-up step (default 30)")
     p.add_argument("--scaling", type=at_least(1), default=6, metavar="N",

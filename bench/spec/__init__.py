@@ -53,7 +53,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 LOG_TYPES = ("log", "dB")
-"""`log` = log10(1 + 10000 x); `dB` = 10 log10(max(x, 1e-10)) (paper section V)."""
+"""`log` = log10(1 + 10000 x) (the paper writes log(1 + 10000 x); its authors' code takes log10, and the
+input BatchNorm cancels the base); `dB` = 10 log10(max(x, 1e-10))."""
 
 DATASETS = ("mtat", "msd", "manifest", "synthetic", "jamendo")
 MTAT_SPLITS = ("folders", "won")

@@ -2,7 +2,7 @@
 
 One PASS/FAIL line per check and a JSON file with every number. Functional checks run the real
 `bench grid` command on a tiny synthetic dataset (48 clips of 3 s, width 1/16 networks, batch 16);
-performance checks time the paper's networks on random batches at the paper's batch size.
+performance checks time the paper's networks on random batches at the shipped specs' batch size (32).
 
   C1  a tiny grid (VGG and MusiCNN, 2 epochs) on CUDA with device-resident waveforms in bf16
   C2  the same grid through the DataLoader path (forced), fp16 with loss scaling, pinned memory
@@ -260,7 +260,7 @@ def check_compile(ws: Workspace, c4: Check, c5: Check) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-# performance checks: the paper's networks at the paper's batch size
+# performance checks: the paper's networks at the shipped specs' batch size
 
 
 @functools.cache
@@ -600,7 +600,8 @@ def run_checks(out: Path, batch: int, shared_runs: int, keep: bool = False, only
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.tools.gpucheck", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="results/gpu-check.json", help="JSON report (default %(default)s)")
-    parser.add_argument("--batch", type=int, default=32, help="batch of the performance checks (the paper's: 32)")
+    parser.add_argument("--batch", type=int, default=32,
+                        help="batch of the performance checks (the shipped specs': 32; the paper gives none)")
     parser.add_argument("--shared-runs", type=int, default=3, help="runs at once for the shared-GPU busy check")
     parser.add_argument("--only", help="comma-separated check ids, e.g. C1,P1")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (data, results, logs)")

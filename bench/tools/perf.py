@@ -62,7 +62,7 @@ TARGETS = {
 @dataclass(frozen=True)
 class PerfSettings:
     batch: int | None = 8
-    """Clips per training step; None: the spec's batch on CUDA (the paper's 32), 8 on the CPU."""
+    """Clips per training step; None: the spec's batch on CUDA (32 in the shipped specs), 8 on the CPU."""
     budget_seconds: float = 30.0
     """Time one measurement may take after its warm-up step (at least one timed step is taken)."""
     max_steps: int = 5
