@@ -71,16 +71,17 @@ def rate_khz(sample_rate: float) -> str:
     return f"{sample_rate / 1000:g} kHz"
 
 
-def caption(frame: pd.DataFrame) -> str:
+def caption(frame: pd.DataFrame, spread: bool = True) -> str:
     """Seeds and clip length of aggregate rows, e.g. "mean ± std over 3 seeds, 29.1 s clips" or "1 seed,
-    8 s clips": "mean ± std" only when some configuration has more than one seed."""
+    8 s clips": "mean ± std" only when some configuration has more than one seed, "mean" alone for a
+    figure that draws no spread (`spread` False)."""
     seeds = pd.to_numeric(frame["n_seeds"] if "n_seeds" in frame else pd.Series([], dtype=float),
                           errors="coerce").dropna()
     n = int(seeds.max()) if len(seeds) else 0
     if n > 1:
         fewer = int((seeds < n).sum())
-        text = f"mean ± std over {n} seeds" + (f" ({fewer} configuration{'s' if fewer > 1 else ''} with fewer)"
-                                              if fewer else "")
+        fewer_text = f" ({fewer} configuration{'s' if fewer > 1 else ''} with fewer)" if fewer else ""
+        text = f"{'mean ± std' if spread else 'mean'} over {n} seeds{fewer_text}"
     else:
         text = f"{n} seed{'' if n == 1 else 's'}"
     clips = sorted(set(pd.to_numeric(frame["clip_seconds"], errors="coerce").dropna())) \
@@ -506,9 +507,10 @@ def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac") -> Figure:
 DIVERGING = "RdBu"
 """The per-tag heatmaps' colour map: red = loss, blue = gain, near white = no change; equal changes of
 opposite sign get equally strong colours (the norm is symmetric about 0, so 0 is the middle)."""
-ANNOTATE_CELLS = 12
-"""Per-tag heatmaps with at most this many columns write each change of at least 1 pp in its cell, so
-the sign and size read without the colour bar (and in grayscale, where loss and gain look alike)."""
+CELL_TEXT_PT = (8.0, 5.0)
+"""Per-tag heatmaps write each change of at least 1 pp in its cell, so that the sign and size read
+without the colour bar (and in grayscale, where loss and gain look alike): at 8 pt, smaller where the
+columns are narrow, down to 5 pt; columns too narrow for that are left unwritten."""
 
 
 def per_tag(matrix: pd.DataFrame, title: str = "", note: str = "", reference: str = "") -> Figure:
@@ -518,8 +520,8 @@ def per_tag(matrix: pd.DataFrame, title: str = "", note: str = "", reference: st
     condition against its own 96/x1 reference, `reference` empty) or `report.per_tag_matrix_global`
     (every configuration against the model's one global reference, named by `reference`, e.g. "16k 96/x1
     log"). The colour map is diverging (DIVERGING: red loss, blue gain) with a norm symmetric about 0, so
-    equal gains and losses are equally strong and no change is the light middle; with few columns
-    (ANNOTATE_CELLS) every change of at least 1 pp is also written in its cell. Tags missing for a
+    equal gains and losses are equally strong and no change is the light middle; every change of at
+    least 1 pp is also written in its cell where the columns leave room (CELL_TEXT_PT). Tags missing for a
     configuration are hatched grey. `note` (e.g. `caption` of the model's aggregate rows: seeds and clip
     length) is added to the title.
     """
@@ -528,10 +530,13 @@ def per_tag(matrix: pd.DataFrame, title: str = "", note: str = "", reference: st
     limit = max(0.5, float(np.abs(finite).max())) if finite.size else 1.0  # symmetric: 0 is the middle colour
     n_tags, n_configs = values.shape
     labels = [str(c) for c in matrix.columns]
-    annotate = n_configs <= ANNOTATE_CELLS
-    column_in = 0.42 if annotate else 0.24
+    column_in = 0.42 if n_configs <= 12 else 0.24
+    width = min(PAGE_WIDTH, max(3.4, 2.6 + column_in * n_configs))
+    # a cell holds "−12" (3 characters of ~0.6 em) with some margin: the font size the column leaves room for
+    cell_pt = min(CELL_TEXT_PT[0], (width - 2.6) / max(1, n_configs) * 72 / (3 * 0.6 + 0.6))
+    annotate = cell_pt >= CELL_TEXT_PT[1]
     with mpl.rc_context(STYLE):
-        fig = Figure(figsize=(min(PAGE_WIDTH, max(3.4, 2.6 + column_in * n_configs)),
+        fig = Figure(figsize=(width,
                               max(2.8, 1.4 + 0.135 * n_tags + 0.06 * max(map(len, labels), default=0))),
                      layout="constrained")
         ax = fig.subplots()
@@ -547,7 +552,7 @@ def per_tag(matrix: pd.DataFrame, title: str = "", note: str = "", reference: st
                     shade = cmap(image.norm(value))
                     light = 0.299 * shade[0] + 0.587 * shade[1] + 0.114 * shade[2] > 0.55
                     ax.text(column, row, f"{value:+.0f}".replace("-", "\N{MINUS SIGN}"), ha="center",
-                            va="center", fontsize=8, color="black" if light else "white")
+                            va="center", fontsize=cell_pt, color="black" if light else "white")
         long = max(map(len, labels), default=0) > 6
         ax.set_xticks(range(n_configs), labels, rotation=90 if n_configs > 6 or long else 0)
         ax.set_yticks(range(n_tags), list(matrix.index))
@@ -561,11 +566,9 @@ def per_tag(matrix: pd.DataFrame, title: str = "", note: str = "", reference: st
             reference = config_label(REFERENCE["n_mels"], REFERENCE["hop_multiplier"])
             against = f"{reference} of the same sample rate and log type"
         colorbar = fig.colorbar(image, ax=ax, shrink=0.6 if n_tags > 20 else 1.0, aspect=25)
-        colorbar.set_label(f"ΔROC-AUC vs {reference} (pp)")
+        colorbar.set_label(f"ΔROC-AUC vs {reference} (pp): + gain, \N{MINUS SIGN} loss")
         colorbar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:+g}".replace("-", "\N{MINUS SIGN}")
                                                             if v else "0"))
-        colorbar.ax.set_title("gain", fontsize=8)
-        colorbar.ax.set_xlabel("loss", fontsize=8)
         heading = f"per-tag ROC-AUC change against {against}, worst drop first"
         heading = _heading([heading], fig.get_figwidth() - 0.6)  # the title and the note stay one line each
         ax.set_title("\n".join(t for t in (title, heading, note) if t), loc="left")

@@ -287,8 +287,8 @@ def report(results_dir: str | Path, out_dir: str | Path | None = None, spec: Spe
         files += figures.save(figures.fig1(select(aggregated, key), title), out / f"fig1_{slug}")
         matrix = per_tag_matrix(select(delta, key))
         if not matrix.empty:
-            files += figures.save(figures.per_tag(matrix, title, figures.caption(select(aggregated, key))),
-                                  out / f"per_tag_{slug}")
+            note = figures.caption(select(aggregated, key), spread=False)
+            files += figures.save(figures.per_tag(matrix, title, note), out / f"per_tag_{slug}")
         references = select(global_refs, key)
         if references.empty:
             continue  # no per-tag values for this model
@@ -300,7 +300,7 @@ def report(results_dir: str | Path, out_dir: str | Path | None = None, spec: Spe
             continue
         matrix = per_tag_matrix_global(select(delta_global, key))
         if not matrix.empty:
-            caption = figures.caption(select(aggregated, key))
+            caption = figures.caption(select(aggregated, key), spread=False)
             files += figures.save(figures.per_tag(matrix, title, caption, reference=ref_label),
                                   out / f"per_tag_global_{slug}")
     if model_list:
