@@ -366,9 +366,24 @@ def test_tables_bold_only_columns_with_a_choice(demo, grid):
                 assert bold and {float(b.strip("*").split()[0]) for b in bold} == {best}, column
     musicnn = to_markdown(results_table(select(demo, {"arch": "musicnn"}), "t"))
     assert "**" not in musicnn
-    vgg = markdown_columns(to_markdown(results_table(select(demo, {"arch": "vgg"}), "t")))
-    roc_16k_log = vgg[5]  # 12k log (ROC, PR), 12k dB (ROC, PR), 12k GMAC, then 16k log ROC-AUC
+    vgg_md = to_markdown(results_table(select(demo, {"arch": "vgg"}), "t"))
+    header = next(line for line in vgg_md.splitlines() if line.startswith("| mels"))
+    names = [name.strip() for name in header.strip("|").split("|")][2:]
+    roc_16k_log = markdown_columns(vgg_md)[names.index("16k log ROC-AUC")]
     (bold,) = [cell for cell in roc_16k_log if cell.startswith("**")]
     # the best 16 kHz log mean of the aggregate, in % to two decimals (the table's rounding)
     rows = demo[(demo["arch"] == "vgg") & (demo["sample_rate"] == 16000) & (demo["log"] == "log")]
     assert bold.strip("*").split()[0] == f"{100 * rows['roc_auc_mean'].max():.2f}"
+
+
+def test_tables_leave_out_conditions_that_were_not_run_and_keep_two_significant_digits(demo):
+    """The demo's VGG ran 12 kHz only with log compression: no "12k dB" columns of dashes. A GMAC under 0.1
+    keeps two significant digits, trailing zero included (0.0070 beside 0.0092, as in the README)."""
+    table = results_table(select(demo, {"arch": "vgg"}), "t")
+    assert [group for group, _ in table.groups] == ["12k log", "12k", "16k log", "16k dB", "16k"]
+    assert all(any(text != "–" for text, _ in (cells[i] for _, _, cells in table.rows))
+               for i in range(len(table.rows[0][2])))  # no column of dashes
+    from bench.report.columns import significant
+
+    assert [significant(v) for v in (0.006994, 0.0092, 0.000700, 17.58, 1.9449)] == \
+        ["0.0070", "0.0092", "0.00070", "18", "1.9"]

@@ -77,6 +77,15 @@ def _tag_ranks(datasets, tags) -> list[int]:
     return ranks
 
 
+def significant(value: float, digits: int = 2) -> str:
+    """`value` to `digits` significant digits as a plain decimal, trailing zeros kept: 0.0070, 0.00093,
+    18, 1.9 (never 0.007 beside 0.0093, or 7e-03)."""
+    if not math.isfinite(value) or value == 0:
+        return f"{value:g}"
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(float(f"{value:.{digits}g}")))))
+    return f"{value:.{decimals}f}"
+
+
 def width_label(width: float) -> str:
     """A model width as a fraction where it is one: 0.0625 -> "1/16", 0.25 -> "1/4", 1.0 -> "1"."""
     fraction = Fraction(float(width)).limit_denominator(1024)

@@ -34,6 +34,7 @@ from bench.report.columns import (
     REFERENCE,
     config_label,
     rate_label,
+    significant,
 )
 
 STYLE = {
@@ -295,7 +296,7 @@ def _fig1_single(aggregated: pd.DataFrame, header: list[str]) -> Figure:
                             capsize=2, zorder=2)
             ax.plot([r.n_mels], [y], label=series_label(r.hop_multiplier, r.log), zorder=3, **style)
             ax.annotate(f"{rate_khz(r.sample_rate)}, {config_label(r.n_mels, r.hop_multiplier)}, {r.log}\n"
-                        f"PR-AUC {100 * r.pr_auc_mean:.2f} %, {_decimal(float(f'{r.gmac:.2g}'))} GMAC",
+                        f"PR-AUC {100 * r.pr_auc_mean:.2f} %, {significant(r.gmac)} GMAC",
                         (r.n_mels, y), xytext=(7, 0), textcoords="offset points", ha="left", va="center",
                         fontsize=8)
         _mel_axis(ax, mels)
@@ -397,20 +398,20 @@ class Cost:
     name: str
     """In the title: "test ROC-AUC against <name> per clip"."""
     key_format: str
-    """A front point's cost in the key, formatted from the cost value `x` times `scale`."""
+    """A front point's cost in the key: `x` is the cost value times `scale`, to three significant digits."""
     scale: float = 1.0
 
     def value(self, x: float) -> str:
-        return self.key_format.format(x=x * self.scale)
+        return self.key_format.format(x=significant(x * self.scale, 3))
 
 
 COSTS = {
-    "gmac": Cost("pareto_gmac", "GMAC per clip (log scale)", "", "GMAC", "{x:.2g} GMAC"),
+    "gmac": Cost("pareto_gmac", "GMAC per clip (log scale)", "", "GMAC", "{x} GMAC"),
     "storage_bytes": Cost("pareto_storage", "storage per clip, float32 mel spectrogram (kB, log scale)", "kB",
-                          "storage", "{x:.0f} kB", 1e-3),
+                          "storage", "{x} kB", 1e-3),
     "latency_ms": Cost("pareto_latency",
-                       "latency per clip at batch 1, front end included (ms, median over seeds, log scale)", "",
-                       "measured latency", "{x:.3g} ms"),
+                       "latency per clip at batch 1, front end included\n(ms, median over seeds, log scale)", "",
+                       "measured latency", "{x} ms"),
 }
 """The trade-off figures' costs, by the aggregate column on x."""
 

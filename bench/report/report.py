@@ -94,6 +94,7 @@ from bench.report.statistics import (  # noqa: F401 - the report's API, in one p
     student_t_test,
 )
 from bench.report.tables import (  # noqa: F401 - the report's API, in one place
+    LATEX_PACKAGES,
     Table,
     comparison_table,
     matched_gmac_tables,
@@ -278,7 +279,7 @@ def report(results_dir: str | Path, out_dir: str | Path | None = None, spec: Spe
     if not model_list:
         md.append("No successful runs yet.\n")
     write("tables.md", "\n".join(md))
-    write("tables.tex", "\n".join(tex) or "% no successful runs yet\n")
+    write("tables.tex", "\n".join([LATEX_PACKAGES, *tex]) if tex else "% no successful runs yet\n")
     if not published.empty or skipped:
         write("published.md", published_markdown(published, skipped))
 

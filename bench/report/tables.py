@@ -17,6 +17,7 @@ from bench.report.columns import (
     config_label,
     paper_order,
     rate_label,
+    significant,
 )
 from bench.report.published import PUBLISHED_SETUP
 from bench.report.statistics import TIE_PP
@@ -43,7 +44,8 @@ def _pct(mean: float, std: float) -> str:
 
 
 def _gmac(value: float) -> str:
-    return "–" if not np.isfinite(value) else f"{value:.2f}" if value >= 0.1 else f"{value:.2g}"
+    """Two decimals from 0.1 GMAC, else two significant digits, trailing zero kept (0.0070, not 0.007)."""
+    return "–" if not np.isfinite(value) else f"{value:.2f}" if value >= 0.1 else significant(value)
 
 
 def _signed(value: float) -> str:
@@ -57,17 +59,21 @@ def _p(value: float) -> str:
 
 
 def _layout(frame: pd.DataFrame):
+    """Sample rates, (sample rate, log type) pairs that were run, in the paper's order, and configurations."""
     rates = sorted(frame["sample_rate"].unique())
     logs = [v for v in LOG_ORDER if v in set(frame["log"])] + sorted(set(frame["log"]) - set(LOG_ORDER))
+    run = set(zip(frame["sample_rate"], frame["log"], strict=True))
+    pairs = [(rate, log) for rate in rates for log in logs if (rate, log) in run]
     configs = paper_order(frame[["n_mels", "hop_multiplier"]].drop_duplicates())
-    return rates, logs, list(zip(configs["n_mels"], configs["hop_multiplier"], strict=True))
+    return rates, pairs, list(zip(configs["n_mels"], configs["hop_multiplier"], strict=True))
 
 
-def _column_groups(rates, logs, metric_header, gmac_header: str):
-    """Column groups (sample rate x log type: the metrics; then the rate's GMAC) and their keys."""
+def _column_groups(rates, pairs, metric_header, gmac_header: str):
+    """Column groups (each sample rate x log type that was run: the metrics; then the rate's GMAC) and
+    their keys."""
     groups, columns = [], []
     for rate in rates:
-        for log in logs:
+        for log in [log for r, log in pairs if r == rate]:
             groups.append((f"{rate_label(rate)} {log}", [metric_header(m) for m in METRICS]))
             columns += [(rate, log, m) for m in METRICS]
         groups.append((f"{rate_label(rate)}", [gmac_header]))
@@ -78,9 +84,9 @@ def _column_groups(rates, logs, metric_header, gmac_header: str):
 def results_table(aggregated: pd.DataFrame, title: str) -> Table:
     """Mean (std) over seeds in %, GMAC per clip beside each sample rate; bold: the best displayed mean of a
     column, only in columns that show at least two different means (a column of one value has no best)."""
-    rates, logs, configs = _layout(aggregated)
+    rates, pairs, configs = _layout(aggregated)
     by_key = {(r.sample_rate, r.log, r.n_mels, r.hop_multiplier): r for r in aggregated.itertuples(index=False)}
-    groups, columns = _column_groups(rates, logs, lambda m: METRIC_NAMES[m], "GMAC")
+    groups, columns = _column_groups(rates, pairs, lambda m: METRIC_NAMES[m], "GMAC")
     cells = {}
     for mels, hop in configs:
         for rate, log, what in columns:
@@ -118,9 +124,9 @@ def _leading_number(text: str) -> float | None:
 
 def comparison_table(comparison: pd.DataFrame, title: str) -> Table:
     """Relative change against the reference in % with the t-test's p-value, and the GMAC change."""
-    rates, logs, configs = _layout(comparison)
+    rates, pairs, configs = _layout(comparison)
     by_key = {(r.sample_rate, r.log, r.n_mels, r.hop_multiplier): r for r in comparison.itertuples(index=False)}
-    groups, columns = _column_groups(rates, logs, lambda m: f"Δ{METRIC_NAMES[m]} % (p)", "ΔGMAC %")
+    groups, columns = _column_groups(rates, pairs, lambda m: f"Δ{METRIC_NAMES[m]} % (p)", "ΔGMAC %")
     rows = []
     for mels, hop in configs:
         cells = []
@@ -203,8 +209,13 @@ def _tex(text: str) -> str:
             .replace("*", r"$^*$"))
 
 
+LATEX_PACKAGES = (r"% needs \usepackage{booktabs} (rules) and \usepackage{graphicx} (a table wider than the text"
+                  " is scaled down to it)")
+
+
 def to_latex(table: Table) -> str:
-    """A booktabs table* (needs \\usepackage{booktabs})."""
+    """A booktabs table* (needs \\usepackage{booktabs} and graphicx): a tabular wider than the text is
+    scaled down to the text width, a narrower one is left at its size."""
     n_cols = 2 + sum(len(subs) for _, subs in table.groups)
     top, rules, column = [], [], 3
     for group, subs in table.groups:
@@ -214,13 +225,14 @@ def to_latex(table: Table) -> str:
     subs = [_tex(sub) for _, group_subs in table.groups for sub in group_subs]
     lines = [r"\begin{table*}[t]", r"\centering", r"\scriptsize", r"\setlength{\tabcolsep}{3pt}",
              rf"\caption{{{_tex(table.title)}. {' '.join(_tex(n) for n in table.notes)}}}",
+             r"\resizebox{\ifdim\width>\textwidth\textwidth\else\width\fi}{!}{%",
              rf"\begin{{tabular}}{{ll{'r' * (n_cols - 2)}}}", r"\toprule",
              " & & " + " & ".join(top) + r" \\", "".join(rules),
              " & ".join([*(_tex(h) for h in table.row_header), *subs]) + r" \\", r"\midrule"]
     for mels, hop, cells in table.rows:
         texts = [rf"\textbf{{{_tex(t)}}}" if bold else _tex(t) for t, bold in cells]
         lines.append(" & ".join([mels, hop, *texts]) + r" \\")
-    return "\n".join(lines + [r"\bottomrule", r"\end{tabular}", r"\end{table*}", ""])
+    return "\n".join(lines + [r"\bottomrule", r"\end{tabular}}", r"\end{table*}", ""])
 
 
 def published_markdown(comparison: pd.DataFrame, skipped: Iterable[str] = ()) -> str:
