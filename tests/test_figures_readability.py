@@ -387,3 +387,77 @@ def test_tables_leave_out_conditions_that_were_not_run_and_keep_two_significant_
 
     assert [significant(v) for v in (0.006994, 0.0092, 0.000700, 17.58, 1.9449)] == \
         ["0.0070", "0.0092", "0.00070", "18", "1.9"]
+
+
+def _drawn(fig):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    return renderer
+
+
+def _demo_grid() -> pd.DataFrame:
+    """The demo's shape: VGG at 16 kHz over 96, 48, 16, 8 mels x hops 1, 3, 10, plus 12 kHz and dB at 96/x1,
+    and a narrower VGG and a MusiCNN off the front; the accuracies of the demo's report, 2 seeds."""
+    roc = {(96, 1): 89.7, (96, 3): 88.6, (96, 10): 83.5, (48, 1): 87.0, (48, 3): 87.0, (48, 10): 79.6,
+           (16, 1): 82.1, (16, 3): 80.9, (16, 10): 76.9, (8, 1): 77.1, (8, 3): 74.9, (8, 10): 70.6}
+    rows = []
+    def add(arch, width, rate, mels, hop, log, value, gmac):
+        for seed in (0, 1):
+            rows.append({"run_id": f"{arch}-{width}-{rate}-{mels}-{hop}-{log}-{seed}", "arch": arch, "width": width,
+                         "sample_rate": rate, "n_mels": mels, "hop_multiplier": hop, "log": log, "seed": seed,
+                         "roc_auc": (value + (seed - 0.5)) / 100, "pr_auc": value / 200, "gmac": gmac,
+                         "gmac_analytic": gmac, "params": 1e5, "storage_bytes": 4 * mels * 126 // hop,
+                         "train_seconds": 1.0, "epochs": 8, "best_epoch": 8, "clips_per_second": 1.0,
+                         "latency_ms": 25 * gmac ** 0.5, "throughput_clips_per_second": 1000.0,
+                         "clip_seconds": 4.0, "dataset": "synthetic", "n_tags": 17, "split": "default",
+                         "tags_scored": 17, "tags_excluded": 0})
+    for (mels, hop), value in roc.items():
+        add("vgg", 0.0625, 16000, mels, hop, "log", value, 0.0092 * mels / 96 / hop)
+    add("vgg", 0.0625, 16000, 96, 1, "dB", 88.2, 0.0092)
+    add("vgg", 0.0625, 12000, 96, 1, "log", 87.2, 0.0070)
+    add("vgg", 0.03125, 16000, 96, 1, "log", 81.6, 0.0029)
+    add("musicnn", 0.125, 16000, 96, 1, "log", 73.8, 0.037)
+    add("musicnn", 0.125, 16000, 48, 1, "log", 70.5, 0.024)
+    return aggregate(pd.DataFrame(rows))
+
+
+def test_tradeoff_labels_sit_by_their_own_point_clear_of_the_front_and_each_other():
+    """On the demo's grid: no label covers another, none crosses the Pareto staircase, and no other
+    marker is nearer a label than the point it names (a label beside the wrong point misleads)."""
+    fig = figures.tradeoff(_demo_grid(), "gmac")
+    renderer = _drawn(fig)
+    (ax,) = fig.axes
+    labels = [t for t in ax.texts if t.get_text()]
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    for i, a in enumerate(boxes):
+        for j in range(i + 1, len(boxes)):
+            assert not a.overlaps(boxes[j]), (labels[i].get_text(), labels[j].get_text())
+    markers = np.concatenate([ax.transData.transform(np.column_stack([line.get_xdata(), line.get_ydata()]))
+                              for line in marker_lines(ax)])
+
+    def distance(box, point):
+        return np.hypot(max(box.x0 - point[0], 0, point[0] - box.x1), max(box.y0 - point[1], 0, point[1] - box.y1))
+
+    for text, box in zip(labels, boxes, strict=True):
+        own = ax.transData.transform(text.xy)
+        mine = distance(box, own)
+        nearest_other = min(distance(box, m) for m in markers if np.hypot(*(m - own)) > 2)
+        assert mine <= nearest_other, text.get_text()
+    (staircase,) = [line for line in ax.lines if line.get_linestyle() == "--"]
+    path = staircase.get_path().transformed(staircase.get_transform())
+    for text, box in zip(labels, boxes, strict=True):
+        assert not path.intersects_bbox(box, filled=False), text.get_text()
+
+
+@pytest.mark.parametrize("cost", ["gmac", "storage_bytes", "latency_ms"])
+def test_tradeoff_figures_fit_the_page_without_overlapping_text(cost, tmp_path):
+    fig = figures.tradeoff(_demo_grid(), cost)
+    from tests.test_per_tag_figures import overlapping_texts
+
+    assert overlapping_texts(fig) == []
+    png, _ = figures.save(fig, tmp_path / cost)
+    from PIL import Image
+
+    assert Image.open(png).size[0] <= 7.0 * 200

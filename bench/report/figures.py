@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import math
 import textwrap
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -324,42 +325,71 @@ def series_styles(aggregated: pd.DataFrame) -> dict:
 
 _LABEL_SPOTS = ((4, 3, "left", "bottom"), (4, -3, "left", "top"), (-4, 3, "right", "bottom"),
                 (-4, -3, "right", "top"), (0, 6, "center", "bottom"), (0, -6, "center", "top"),
-                (7, 0, "left", "center"), (-7, 0, "right", "center"))
-"""Label positions around a point: offset in pt and alignment, tried in this order."""
+                (7, 0, "left", "center"), (-7, 0, "right", "center"),
+                (6, 7, "left", "bottom"), (6, -7, "left", "top"), (-6, 7, "right", "bottom"), (-6, -7, "right", "top"))
+"""Label positions around a point: offset in pt and alignment, tried in this order (the last four, a
+little farther out, for crowded corners)."""
+
+
+def axes_inches(ax) -> tuple[float, float]:
+    """The drawn size of `ax` in inches, once its figure's layout has run (`fig.draw_without_rendering()`)."""
+    box = ax.get_position()
+    return box.width * ax.figure.get_figwidth(), box.height * ax.figure.get_figheight()
 
 
 def place_labels(ax, points: list[tuple[float, float, str, bool]], markers: np.ndarray,
-                  axes_inches: tuple[float, float]) -> None:
-    """Write each label (x, y, text, bold) at the first spot around (x, y) that overlaps no marker (x, y
-    rows of `markers`) and no label placed before (sizes estimated at 8 pt), else at the least covered."""
-    width_in, height_in = axes_inches
+                 lines: Iterable[np.ndarray] = ()) -> None:
+    """Write each label (x, y, text, bold) at the spot around (x, y) that covers the least of the markers
+    (x, y rows of `markers`), the `lines` (polylines of (x, y) rows: a Pareto staircase, error bars) and
+    the labels placed before, stays inside the axes, and has no other marker nearer than its own, so that
+    no label reads as another point's (text sizes estimated at 8 pt). Call it once the figure is laid
+    out (`fig.draw_without_rendering()`): the spots are measured on the axes' drawn size."""
+    width_in, height_in = axes_inches(ax)
     to_axes = ax.transScale + ax.transLimits
-    centres = [to_axes.transform((x, y)) * (width_in, height_in) for x, y, _, _ in points]
+
+    def inches(xy) -> np.ndarray:
+        return to_axes.transform(np.atleast_2d(np.asarray(xy, dtype=float))) * (width_in, height_in)
+
+    centres = [inches((x, y))[0] for x, y, _, _ in points]
     marker = 3.5 / 72
-    boxes = [(cx - marker, cy - marker, cx + marker, cy + marker)
-             for cx, cy in (to_axes.transform(m) * (width_in, height_in) for m in markers)]
+    dots = inches(markers) if len(markers) else np.zeros((0, 2))
+    boxes = [(cx - marker, cy - marker, cx + marker, cy + marker) for cx, cy in dots]
+    stroke = 1.0 / 72  # half the thickness a line is kept clear by
+    for line in lines:
+        path = inches(line)
+        for (x0, y0), (x1, y1) in zip(path[:-1], path[1:], strict=True):
+            if np.isfinite([x0, y0, x1, y1]).all():
+                boxes.append((min(x0, x1) - stroke, min(y0, y1) - stroke, max(x0, x1) + stroke, max(y0, y1) + stroke))
 
     def overlap(a, b) -> float:
         return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+    def distance(box, px, py) -> float:
+        return float(np.hypot(max(box[0] - px, 0.0, px - box[2]), max(box[1] - py, 0.0, py - box[3])))
 
     order = sorted(range(len(points)), key=lambda i: (not points[i][3], -centres[i][1]))
     for i in order:
         x, y, text, bold = points[i]
         cx, cy = centres[i]
         w, h = len(text) * (0.58 if not bold else 0.64) * 8 / 72, 8 * 1.2 / 72
+        others = dots[np.hypot(dots[:, 0] - cx, dots[:, 1] - cy) > 1e-9] if len(dots) else dots
         best, best_cost = None, None
         for dx, dy, ha, va in _LABEL_SPOTS:
             left = cx + dx / 72 - {"left": 0, "center": w / 2, "right": w}[ha]
             bottom = cy + dy / 72 - {"bottom": 0, "center": h / 2, "top": h}[va]
             box = (left, bottom, left + w, bottom + h)
             outside = max(0.0, -box[0]) + max(0.0, box[2] - width_in) + max(0.0, -box[1]) + max(0.0, box[3] - height_in)
-            cost = sum(overlap(box, other) for other in boxes) + outside * h
+            cost = sum(overlap(box, other) for other in boxes) + 4 * outside * h  # outside: over the tick labels
+            own = distance(box, cx, cy)
+            if any(distance(box, ox, oy) < own for ox, oy in others):  # nearer another point: reads as its label
+                cost += 0.5 * w * h
             if best_cost is None or cost < best_cost - 1e-12:
                 best, best_cost = (dx, dy, ha, va, box), cost
             if cost == 0:
                 break
         dx, dy, ha, va, box = best
-        boxes.append(box)
+        gap = 1.5 / 72  # the next labels keep clear of this one by a little more than the estimate's error
+        boxes.append((box[0] - gap, box[1] - gap, box[2] + gap, box[3] + gap))
         ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va, fontsize=8,
                     fontweight="bold" if bold else "normal", color="0.0" if bold else "0.3", zorder=4)
 
@@ -433,6 +463,7 @@ def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac") -> Figure:
     styles = series_styles(aggregated)
     several_models = len({(a, w) for a, w, _ in styles}) > 1
     key = []
+    pending = []  # labels are placed once the figure is laid out, on the axes' drawn size
     # a panel grows with its labels (about 11 per inch of height), from 3 to 7 in
     heights = {d: min(7.0, max(3.0, 1.2 + 0.09 * len(_point_labels(aggregated[aggregated["dataset"] == d], cost,
                                                                       {})))) for d in datasets}
@@ -469,6 +500,10 @@ def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac") -> Figure:
                                 label=(f"{arch} w{width:g} " if several_models else "") + f"{rate_khz(rate)} {log}")
             front = rows[rows[flag]].sort_values([cost, "roc_auc_mean"])
             ax.step(front[cost], 100 * front["roc_auc_mean"], where="post", color="black", lw=1, ls="--", zorder=2)
+            fx, fy = front[cost].to_numpy(dtype=float), 100 * front["roc_auc_mean"].to_numpy(dtype=float)
+            staircase = np.column_stack([np.repeat(fx, 2)[1:], np.repeat(fy, 2)[:-1]]) if len(fx) else np.zeros((0, 2))
+            whiskers = [np.array([[x, m - s], [x, m + s]]) for x, m, s in zip(x_all[with_std], mean[with_std],
+                                                                              std[with_std], strict=True)]
             numbers = {}
             for r in front.itertuples(index=False):
                 numbers[(r.arch, r.width, r.sample_rate, r.n_mels, r.hop_multiplier, r.log)] = number = len(key) + 1
@@ -477,8 +512,8 @@ def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac") -> Figure:
                 value = COSTS[cost].value(getattr(r, cost))
                 key.append(f"{number}: {name} ({value}, {100 * r.roc_auc_mean:.2f} %)")
             plotted = np.column_stack([x_all, mean])
-            place_labels(ax, _point_labels(rows, cost, numbers), plotted[np.isfinite(plotted).all(axis=1)],
-                          (PAGE_WIDTH - 3.2, heights[dataset] - 0.9))
+            pending.append((ax, _point_labels(rows, cost, numbers), plotted[np.isfinite(plotted).all(axis=1)],
+                            [staircase, *whiskers]))
             ax.set_xlabel(COSTS[cost].axis)
             ax.set_ylabel("ROC-AUC (%)")
             if len(datasets) > 1:
@@ -498,7 +533,12 @@ def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac") -> Figure:
                        frameon=False)
         what = COSTS[cost].name
         heading = f"test ROC-AUC against {what} per clip"
-        fig.suptitle(heading if len(datasets) > 1 else f"{heading}: {caption(aggregated)}", x=0.02, ha="left")
+        if len(datasets) == 1:  # wrapped to end clear of the legends on the right
+            heading = _heading([f"{heading}: {caption(aggregated)}"], PAGE_WIDTH - 2.6)
+        fig.suptitle(heading, x=0.02, ha="left")
+        fig.draw_without_rendering()
+        for ax, labels, markers, lines in pending:
+            place_labels(ax, labels, markers, lines)
     return fig
 
 

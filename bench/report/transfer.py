@@ -102,6 +102,7 @@ def transfer_figure(frame: pd.DataFrame, task: str, stem: str | Path, n_classes:
     with mpl.rc_context(STYLE):
         fig = Figure(figsize=(PAGE_WIDTH, 0.6 + 3.0 * len(classifiers)), layout="constrained")
         axes = fig.subplots(len(classifiers), 2, squeeze=False, sharey="row")
+        pending = []
         for (left, right), classifier in zip(axes, classifiers, strict=True):
             rows = agg[agg["classifier"] == classifier]
             for ax, x_column, x_name in ((left, "gmac", "upstream GMAC per clip (log scale)"),
@@ -129,7 +130,9 @@ def transfer_figure(frame: pd.DataFrame, task: str, stem: str | Path, n_classes:
                           for i, r in enumerate(rows.itertuples(index=False)) if ok[i] and r.trained]
                 if labels:
                     ax.margins(x=0.08, y=0.15)
-                    place_labels(ax, labels, np.column_stack([x[ok], y[ok]]), (PAGE_WIDTH / 2 - 0.9, 2.2))
+                    whiskers = [np.array([[a, b - c], [a, b + c]]) for a, b, c in zip(x[has], y[has], spread[has],
+                                                                                        strict=True)]
+                    pending.append((ax, labels, np.column_stack([x[ok], y[ok]]), whiskers))
                 ax.set_xlabel(x_name)
                 ax.set_ylabel(f"{task}: {SCORE_NAMES[score]} (%)" + (f", {classifier}" if len(classifiers) > 1
                                                                         else ""))
@@ -147,5 +150,8 @@ def transfer_figure(frame: pd.DataFrame, task: str, stem: str | Path, n_classes:
         folds = f"{int(frame['folds'].max())}-fold CV" if "folds" in frame and len(frame) else ""
         fig.suptitle(f"downstream {task} ({SCORE_NAMES[score]}) against upstream cost and tagging accuracy\n"
                      f"{files}{folds}; {_spread_note(agg)}", x=0.02, ha="left")
+        fig.draw_without_rendering()  # the labels go where the laid-out axes leave room
+        for ax, labels, markers, lines in pending:
+            place_labels(ax, labels, markers, lines)
     save(fig, stem)
     return fig
