@@ -461,3 +461,17 @@ def test_tradeoff_figures_fit_the_page_without_overlapping_text(cost, tmp_path):
     from PIL import Image
 
     assert Image.open(png).size[0] <= 7.0 * 200
+
+
+def test_a_dataset_trained_on_two_setups_has_a_front_and_a_panel_per_setup():
+    """A folder whose synthetic runs used 4 s and 8 s clips: the cheap, accurate 8 s configuration must
+    not push the 4 s configurations off their front (they were never trained on the same data)."""
+    short = tidy([(16000, 96, 1, "log"), (16000, 48, 1, "log")], seeds=(0, 1), clip_seconds=4.0, dataset="synthetic")
+    long = tidy([(16000, 8, 10, "log")], seeds=(0, 1), clip_seconds=8.0, dataset="synthetic").assign(roc_auc=0.95)
+    aggregated = aggregate(pd.concat([short, long], ignore_index=True))
+    front = {(r.clip_seconds, r.n_mels): r.pareto_gmac for r in aggregated.itertuples(index=False)}
+    assert front == {(4.0, 96): True, (4.0, 48): True, (8.0, 8): True}
+    fig = figures.tradeoff(aggregated, "gmac")
+    titles = sorted(ax.get_title(loc="left") for ax in fig.axes)
+    assert len(titles) == 2
+    assert titles[0].startswith("synthetic (4 s clips, ") and titles[1].startswith("synthetic (8 s clips, ")

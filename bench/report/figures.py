@@ -37,6 +37,7 @@ from bench.report.columns import (
     rate_label,
     significant,
 )
+from bench.report.statistics import front_groups
 
 STYLE = {
     "font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "xtick.labelsize": 8, "ytick.labelsize": 8,
@@ -456,22 +457,25 @@ def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac") -> Figure:
     as a staircase.
     Every point is labelled with its mel bands / hop multiplier; the front's points are numbered (1 =
     cheapest, bold) and named in a key beside the plot. Marker shape: arch, width and sample rate;
-    filled: log, hollow: dB (legend). One panel per dataset; the title gives seeds and clip length.
+    filled: log, hollow: dB (legend). One panel per dataset, or per dataset and data setup where a dataset
+    was trained on several (`statistics.front_groups`: the front's groups); the title gives seeds and clip
+    length.
     """
     flag = COSTS[cost].flag
-    datasets = list(dict.fromkeys(aggregated["dataset"]))
+    groups = front_groups(aggregated)
+    datasets = list(dict.fromkeys(groups))
     styles = series_styles(aggregated)
     several_models = len({(a, w) for a, w, _ in styles}) > 1
     key = []
     pending = []  # labels are placed once the figure is laid out, on the axes' drawn size
     # a panel grows with its labels (about 11 per inch of height), from 3 to 7 in
-    heights = {d: min(7.0, max(3.0, 1.2 + 0.09 * len(_point_labels(aggregated[aggregated["dataset"] == d], cost,
-                                                                      {})))) for d in datasets}
+    heights = {d: min(7.0, max(3.0, 1.2 + 0.09 * len(_point_labels(aggregated[groups == d], cost, {}))))
+               for d in datasets}
     with mpl.rc_context(STYLE):
         fig = Figure(figsize=(PAGE_WIDTH, 0.5 + sum(heights.values())), layout="constrained")
         axes = fig.subplots(len(datasets), 1, squeeze=False, height_ratios=[heights[d] for d in datasets])[:, 0]
         for ax, dataset in zip(axes, datasets, strict=True):
-            rows = aggregated[aggregated["dataset"] == dataset]
+            rows = aggregated[groups == dataset]
             x_all = rows[cost].to_numpy(dtype=float)
             x_ok = x_all[np.isfinite(x_all) & (x_all > 0)]
             ax.set_xscale("log")

@@ -32,7 +32,8 @@ def aggregate(summary: pd.DataFrame, expected_seeds: Mapping[str, Iterable[int]]
     gmac_analytic, params, storage_bytes: the same for every seed); means of train_seconds, epochs and
     clips_per_second. `seeds_missing` lists the `expected_seeds` of the configuration's dataset (dataset ->
     seeds; default: every seed `summary` holds for the dataset) this configuration has no ok run for;
-    `pareto_gmac` / `pareto_storage` flag the Pareto front per dataset.
+    `pareto_gmac` / `pareto_storage` / `pareto_latency` flag the Pareto front of each `front_groups`
+    group (a dataset; a dataset and data setup when the dataset was trained on several).
     The SETUP columns hold the seeds' common value (NaN, or "mixed" for `split`, when they differ or a
     summary without them is given).
     """
@@ -58,9 +59,10 @@ def aggregate(summary: pd.DataFrame, expected_seeds: Mapping[str, Iterable[int]]
     have = [set(int(s) for s in seeds.split(";")) for seeds in frame["seeds"]]
     frame["seeds_missing"] = [";".join(str(s) for s in sorted(expected_seeds.get(dataset, ())) if s not in seeds)
                               for dataset, seeds in zip(frame["dataset"], have, strict=True)]
-    frame["pareto_gmac"] = _per_dataset_front(frame, "gmac")
-    frame["pareto_storage"] = _per_dataset_front(frame, "storage_bytes")
-    frame["pareto_latency"] = _per_dataset_front(frame, "latency_ms")
+    groups = front_groups(frame)
+    frame["pareto_gmac"] = _per_group_front(frame, groups, "gmac")
+    frame["pareto_storage"] = _per_group_front(frame, groups, "storage_bytes")
+    frame["pareto_latency"] = _per_group_front(frame, groups, "latency_ms")
     return paper_order(frame[list(AGGREGATE_COLUMNS)])
 
 
@@ -82,9 +84,31 @@ def pareto_front(cost: Iterable[float], value: Iterable[float]) -> np.ndarray:
     return on_front
 
 
-def _per_dataset_front(frame: pd.DataFrame, cost: str) -> np.ndarray:
+def front_groups(frame: pd.DataFrame) -> pd.Series:
+    """Per aggregate row, the configurations it is compared with on a Pareto front (and drawn with in one
+    trade-off panel): its dataset's, named by the dataset; where the dataset's configurations were trained
+    on several data setups (another clip length, tag count or split), those of its setup only, named
+    "dataset (4 s clips, 17 tags, split default)"."""
+    present = [name for name in SETUP if name in frame.columns]
+    setup = frame[present].astype(str).agg(" | ".join, axis=1) if present and len(frame) else \
+        pd.Series("", index=frame.index, dtype=object)
+    several = setup.groupby(frame["dataset"]).transform("nunique") > 1 if len(frame) else setup.astype(bool)
+
+    def name(row) -> str:
+        if not several[row.Index]:
+            return str(row.dataset)
+        clip = pd.to_numeric(getattr(row, "clip_seconds", np.nan), errors="coerce")
+        tags = pd.to_numeric(getattr(row, "n_tags", np.nan), errors="coerce")
+        parts = [f"{clip:g} s clips" if np.isfinite(clip) else "clip length not recorded",
+                 f"{tags:g} tags" if np.isfinite(tags) else "tags not recorded", f"split {getattr(row, 'split', '?')}"]
+        return f"{row.dataset} ({', '.join(parts)})"
+
+    return pd.Series([name(row) for row in frame.itertuples()], index=frame.index, dtype=object)
+
+
+def _per_group_front(frame: pd.DataFrame, groups: pd.Series, cost: str) -> np.ndarray:
     flags = np.zeros(len(frame), dtype=bool)
-    for _, rows in frame.groupby("dataset", sort=False).indices.items():
+    for _, rows in groups.groupby(groups.to_numpy(), sort=False).indices.items():
         flags[rows] = pareto_front(frame[cost].to_numpy()[rows], frame["roc_auc_mean"].to_numpy()[rows])
     return flags
 
