@@ -168,6 +168,11 @@ def _finite(data: Any) -> Any:
     return data
 
 
+LOCK_MODE = 0o666
+"""Lock files are read-write for whoever the umask allows, as results are (`atomic_file`): a colleague
+sharing the results folder (group-writable, umask 002) must be able to lock a run to resume it."""
+
+
 @contextlib.contextmanager
 def exclusive_lock(path: str | Path) -> Iterator[None]:
     """Hold an exclusive flock on `path` (waiting for it): the kernel drops it if the holder dies.
@@ -176,7 +181,7 @@ def exclusive_lock(path: str | Path) -> Iterator[None]:
     (a killed one leaves it; the next holder takes it over). A waiter that wakes up holding a file
     that is no longer at `path` (its holder removed it) opens `path` again."""
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, LOCK_MODE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             current = os.stat(path).st_ino
@@ -199,7 +204,7 @@ def try_lock(path: str | Path, note: str = "") -> int | None:
     """An exclusive, non-blocking flock on `path` (created if needed), with `note` written into it:
     the open descriptor (closing it releases the lock; so does the holder's death), or None if
     another process holds it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, LOCK_MODE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
