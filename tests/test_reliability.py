@@ -691,3 +691,37 @@ def test_lock_files_take_the_umasks_mode_like_the_results_they_guard(tmp_path):
     finally:
         os.umask(old)
     assert run_lock == prepare_lock == 0o664
+
+
+def test_a_retry_killed_while_clearing_the_failure_is_still_a_failed_run(monkeypatch, one_run):
+    """`--retry-failed` removes a failed run's files; a kill between two of those deletions must leave
+    either the failure's record or no checkpoint, never a checkpoint without its failure (which the next
+    grid would resume: the failed attempt coming back)."""
+    import pathlib
+
+    from bench.run import runner
+    from bench.train import loop
+
+    spec, run, folder = one_run
+
+    def train_run(run, cache, run_dir, *args, **kwargs):
+        (run_dir / CHECKPOINT).write_bytes(b"the state of epoch 5")
+        raise FloatingPointError("training loss became nan at epoch 5")
+
+    monkeypatch.setattr(loop, "train_run", train_run)
+    runner._claim_and_execute(spec, folder, run, lambda rate: None, torch.device("cpu"), None, lambda *_: None)
+    original = pathlib.Path.unlink
+
+    def killed_after_the_first(self, missing_ok=False):
+        original(self, missing_ok=missing_ok)
+        if self.parent == folder and self.name in (RESULT, CHECKPOINT):
+            raise KeyboardInterrupt  # SIGKILL, as far as the folder is concerned
+
+    monkeypatch.setattr(pathlib.Path, "unlink", killed_after_the_first)
+    with pytest.raises(KeyboardInterrupt):
+        runner._claim_and_execute(spec, folder, run, lambda rate: None, torch.device("cpu"), time.time(),
+                                  lambda *_: None)
+    monkeypatch.setattr(pathlib.Path, "unlink", original)
+    assert not (folder / CHECKPOINT).exists()
+    (state,) = run_states(spec, folder.parents[2], [run], retry_failed=False)
+    assert state.action == "skip-failed"

@@ -357,8 +357,12 @@ def _claim_and_execute(spec: Spec, folder: Path, run: RunSpec, cache_for: Callab
             log(f"{folder / RESULT}: invalid ({problem}); set aside as {reject(folder / RESULT).name}, "
                 "the run is redone")
         if existing is not None:  # a failed run being retried starts from scratch
-            for stale in (RESULT, CHECKPOINT, BEST, ERROR, layout.MODEL_JSON):
+            # the failure's record last, once its checkpoint is gone for good: a retry killed in between
+            # is still a failed run, never a resume from the failed attempt's checkpoint
+            for stale in (CHECKPOINT, BEST, ERROR, layout.MODEL_JSON):
                 (folder / stale).unlink(missing_ok=True)
+            fsync_folder(folder)
+            (folder / RESULT).unlink(missing_ok=True)
         log(f"run {run.run_id} (pid {os.getpid()})")
         result = execute_run(spec, run, folder, cache_for, device, log, epoch_log)
         if result["status"] == "ok":
