@@ -254,3 +254,32 @@ def test_views(tmp_path):
     short, n_short = eval_segments(mel[:, :, :3], 4)
     assert n_short == 1 and short.shape == (2, 3, 4)
     assert short[0, 0, 3] == mel[0, :, :3].min()  # padded with the clip's floor, not zeros
+
+
+def test_a_preparation_killed_before_its_failure_reasons_were_saved_decodes_those_files_again(tmp_path, monkeypatch):
+    """Rows and the reasons of failed rows are two files. A kill while saving them must never leave a
+    failed row without its reason (the grid would print "unknown" for it, and never decode it again)."""
+    from bench.data import cache as cache_module
+
+    paths = [write_mp3(tmp_path / "audio" / "g.mp3", tone(3.0)), tmp_path / "audio" / "missing.mp3"]
+    cache = WaveformCache(tmp_path / "cache", make_index(paths), clip_seconds=2.5)
+    original = cache_module.atomic_write_bytes
+
+    def killed_after_progress(path, data):
+        written = original(path, data)
+        if path.name == "progress.npy":
+            raise KeyboardInterrupt  # SIGKILL before anything else is written
+        return written
+
+    monkeypatch.setattr(cache_module, "atomic_write_bytes", killed_after_progress)
+    with pytest.raises(KeyboardInterrupt):
+        cache.prepare([16000], workers=1)
+    monkeypatch.setattr(cache_module, "atomic_write_bytes", original)
+    (report,) = cache.prepare([16000], workers=1)
+    assert [(row, reason) for row, _, reason in report.failed] == [("1", "missing file")]
+    # a cache an older version left in that state (the row failed, no reason) decodes the row again
+    folder = cache.rate_dir(16000)
+    for name in ("manifest.json", "failures.json"):
+        (folder / name).unlink()
+    (report,) = cache.prepare([16000], workers=1)
+    assert [(row, reason) for row, _, reason in report.failed] == [("1", "missing file")]

@@ -144,10 +144,11 @@ class _PartialRate:
         self.status, self.failures = _read_progress(folder, n_clips)
 
     def save(self):
-        """Flush the rows, then record them as done: a kill between the two only costs redoing rows."""
+        """Flush the rows, then the failures' reasons, then record the rows as done: a kill between any
+        two only costs redoing rows (a reason for a row still to do is replaced when it is redone)."""
         self.waveforms.flush()
-        atomic_write_bytes(self.folder / "progress.npy", _npy_bytes(self.status))
         atomic_write_json(self.folder / "failures.json", self.failures)
+        atomic_write_bytes(self.folder / "progress.npy", _npy_bytes(self.status))
 
 
 def _allocate(path: Path, size: int) -> None:
@@ -169,7 +170,11 @@ def _read_progress(folder: Path, n_clips: int) -> tuple[np.ndarray, dict]:
         rows = np.load(status, allow_pickle=False) if status.exists() else np.zeros(n_clips, dtype=np.int8)
         reasons = json.loads(failures.read_text()) if failures.exists() else {}
         if rows.shape == (n_clips,) and rows.dtype == np.int8 and isinstance(reasons, dict):
-            return rows.copy(), reasons
+            rows = rows.copy()
+            # a failure whose reason was not recorded (a kill between the two files, in older versions,
+            # which wrote the rows first) is decoded again rather than skipped as "unknown" for good
+            rows[(rows == FAILED) & ~np.isin(np.arange(n_clips), [int(k) for k in reasons if k.isdigit()])] = 0
+            return rows, reasons
     except (OSError, ValueError, EOFError):  # a torn or foreign progress file: redo the rate's rows
         pass
     return np.zeros(n_clips, dtype=np.int8), {}
