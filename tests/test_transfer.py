@@ -629,3 +629,26 @@ def test_a_released_models_control_is_not_a_runs_control():
     released = MelFrontend(16000, 96, 1, "log", pad_mode="reflect", pad_to_hop=False, float16_mel=True)
     assert architecture_key(embedder(run)) != architecture_key(embedder(released))
     assert architecture_key(embedder(run)) == architecture_key(embedder(MelFrontend(16000, 96, 1, "log")))
+
+
+def test_an_embed_killed_while_writing_leaves_no_summary_beside_mixed_outputs(finished_runs, small_dataset,
+                                                                                tmp_path, monkeypatch):
+    """embeddings.json says what the folder holds: a rerun killed after its new index.csv but before its
+    arrays must not leave the old summary vouching for old arrays under a new index."""
+    spec_path, results = finished_runs
+    run = next((results / "tr" / "runs").iterdir())
+    out = tmp_path / "emb"
+    files = sorted(str(p) for p in small_dataset.glob("[0-3]/*.mp3"))
+    assert main(["embed", str(run), *files[:3], "--out", str(out), "-q"]) == 0
+    assert json.loads((out / "embeddings.json").read_text())["files"] == 3
+
+    def killed(path, array):
+        raise KeyboardInterrupt  # SIGKILL between index.csv and the arrays
+
+    monkeypatch.setattr(embed_module, "_save_npy", killed)
+    assert main(["embed", str(run), *files[3:8], "--out", str(out), "-q"]) != 0  # the CLI reports the stop
+    assert not (out / "embeddings.json").exists()
+    monkeypatch.undo()
+    assert main(["embed", str(run), *files[3:8], "--out", str(out), "-q"]) == 0
+    assert json.loads((out / "embeddings.json").read_text())["files"] == 5
+    assert np.load(out / "pool4.npy").shape[0] == 5

@@ -41,7 +41,14 @@ import numpy as np
 
 from bench.core.errors import UserError
 from bench.core.layout import BEST, CONFIG, MODEL_JSON
-from bench.core.store import STALE_TEMP_SECONDS, atomic_file, atomic_write_bytes, atomic_write_json, remove_temp_files
+from bench.core.store import (
+    STALE_TEMP_SECONDS,
+    atomic_file,
+    atomic_write_bytes,
+    atomic_write_json,
+    fsync_folder,
+    remove_temp_files,
+)
 from bench.tools.tag import Tagger, load_folder, resolve_model
 
 GROUP = 32
@@ -255,13 +262,18 @@ def write_outputs(out: Path, embedder: Embedder, paths: list[str], files: dict[s
     patches) and embeddings.json, each written atomically: the per-patch arrays first (the large write,
     which a full disk or a vanished cache entry stops before anything else is replaced), the summary
     last; the arrays an earlier run wrote here and this one does not (another model's layers, per-patch
-    arrays without --per-patch) are removed, so none is read against this index."""
+    arrays without --per-patch) are removed, so none is read against this index. embeddings.json is
+    removed first and written last: a folder without it holds no complete set of outputs."""
     kept = [p for p in paths if p in files]
     remove_temp_files(out, STALE_TEMP_SECONDS)
     try:
         earlier = json.loads((out / SUMMARY).read_text()).get("layers") or {}
     except (OSError, ValueError, AttributeError):
         earlier = {}
+    # the summary is the folder's done-marker: gone while the arrays change, so that a kill part-way
+    # never leaves a new index.csv beside the old arrays under a summary that still looks whole
+    (out / SUMMARY).unlink(missing_ok=True)
+    fsync_folder(out)
     means = {layer: np.stack([files[p].means[layer] for p in kept]).astype(np.float32) if kept
              else np.zeros((0, 0), np.float32) for layer in embedder.layers}
     dims = {layer: int(array.shape[1]) for layer, array in means.items()}

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from bench.core.errors import UserError
-from bench.core.store import atomic_write_bytes, atomic_write_json
+from bench.core.store import atomic_write_bytes, atomic_write_json, fsync_folder
 from bench.tools.tag import Tagger, load_tagger
 
 OPSET = 18
@@ -138,8 +138,13 @@ def export(model: str, onnx_path: str | Path, models: str | None = None, with_fr
                   "max_abs_difference": difference, "allowed": allowed},
     }
     path = Path(onnx_path)
+    sidecar_path = path.with_name(path.name + ".json")
+    # an earlier export's sidecar goes first: a kill between the two writes leaves a model without one,
+    # never a new model described by the old sidecar (another input, other tags)
+    sidecar_path.unlink(missing_ok=True)
+    fsync_folder(path.parent)
     atomic_write_bytes(path, data)
-    atomic_write_json(path.with_name(path.name + ".json"), sidecar)
+    atomic_write_json(sidecar_path, sidecar)
     return sidecar
 
 
