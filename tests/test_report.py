@@ -770,3 +770,47 @@ def test_a_killed_reports_temp_files_are_removed_by_the_next_one(tmp_path):
     with redirect_stdout(io.StringIO()):
         report(tmp_path)
     assert not dead.exists() and live.exists() and other.exists()
+
+
+def test_two_reports_at_once_take_turns_and_the_last_reads_the_newest_results(tmp_path, monkeypatch):
+    """Every grid worker reports at its end. Report A reads the runs while one is unfinished; meanwhile the
+    run finishes and report B starts. B must wait for A and then read the finished run, so that the files
+    left are one report's, of the newest results (not A's tables beside B's summary)."""
+    import threading
+
+    from bench.report import report as report_module
+
+    config = ("vgg", 12000, 96, 1, "log")
+    ok = result_doc(config, 0, 10.01, dict.fromkeys(TAGS, 0.8), 0.4)
+    late = result_doc(config, 1, 10.01, dict.fromkeys(TAGS, 0.9), 0.5)
+    for doc in (ok, late):
+        (tmp_path / "runs" / doc["run_id"]).mkdir(parents=True)
+    (tmp_path / "runs" / ok["run_id"] / "result.json").write_text(json.dumps(ok))
+    read, a_has_read, finish_a = [], threading.Event(), threading.Event()
+    original = report_module.read_runs
+
+    def reading(folders):
+        found = original(folders)
+        read.append(len(found[0]))
+        if len(read) == 1:  # report A: hold on after reading, as a slow report writing figures does
+            a_has_read.set()
+            assert finish_a.wait(30)
+        return found
+
+    monkeypatch.setattr(report_module, "read_runs", reading)
+    a = threading.Thread(target=report, args=(tmp_path,))
+    a.start()
+    assert a_has_read.wait(30)
+    (tmp_path / "runs" / late["run_id"] / "result.json").write_text(json.dumps(late))  # the run finishes
+    b = threading.Thread(target=report, args=(tmp_path,))
+    b.start()
+    b.join(0.5)
+    assert b.is_alive() and read == [1]  # B waits for A's lock
+    finish_a.set()
+    a.join(30)
+    b.join(30)
+    assert read == [1, 2]
+    summary = pd.read_csv(tmp_path / "report" / "summary.csv")
+    assert len(summary) == 2
+    assert "incomplete" not in (tmp_path / "report" / "runs_not_ok.csv").read_text()
+    assert not (tmp_path / "report" / ".report.lock").exists()

@@ -77,6 +77,12 @@ def _tag_ranks(datasets, tags) -> list[int]:
     return ranks
 
 
+def as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every value as its str(), a missing one as "nan": pandas 3's `astype(str)` keeps missing values
+    missing, which a join of the texts cannot take."""
+    return frame.apply(lambda column: column.map(str)) if len(frame.columns) else frame.astype(object)
+
+
 def significant(value: float, digits: int = 2) -> str:
     """`value` to `digits` significant digits as a plain decimal, trailing zeros kept: 0.0070, 0.00093,
     18, 1.9 (never 0.007 beside 0.0093, or 7e-03)."""

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from bench.core.layout import REPORT
-from bench.core.store import STALE_TEMP_SECONDS, atomic_write_text, remove_temp_files
+from bench.core.store import STALE_TEMP_SECONDS, atomic_write_text, exclusive_lock, remove_temp_files
 from bench.report.columns import (  # noqa: F401 - the report's API, in one place
     AGGREGATE_COLUMNS,
     CONDITION,
@@ -205,12 +205,26 @@ def report(results_dir: str | Path, out_dir: str | Path | None = None, spec: Spe
     reference; left out with a note when that was not run), tradeoff_gmac, tradeoff_storage and
     tradeoff_latency (when the runs measured their latency).
     Raises UserError when the folder does not exist or holds no runs.
+
+    One report at a time per output folder (a lock file in it, REPORT_LOCK): every worker of a grid
+    reports at its end, and two reports writing at once would each leave files of what it read, a set
+    that contradicts itself; each reads the runs once it holds the lock, so the last one is the newest.
     """
+    results_dir = Path(results_dir)
+    run_folders(results_dir)  # no such folder, or no runs: one line, before anything is created
+    out = Path(out_dir) if out_dir is not None else results_dir / REPORT
+    out.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(out / REPORT_LOCK):
+        return _write_report(results_dir, out, spec)
+
+
+REPORT_LOCK = ".report.lock"
+
+
+def _write_report(results_dir: Path, out: Path, spec: SpecRuns | None) -> ReportSummary:
     from bench.report import figures  # matplotlib is only needed here
 
-    results_dir = Path(results_dir)
     folders = run_folders(results_dir)
-    out = Path(out_dir) if out_dir is not None else results_dir / REPORT
     outside = [f for f in folders if spec is not None and f.name not in spec.run_ids]
     results, not_ok = read_runs(f for f in folders if spec is None or f.name in spec.run_ids)
     summary = tidy_table(results)
@@ -244,7 +258,7 @@ def report(results_dir: str | Path, out_dir: str | Path | None = None, spec: Spe
         listed = not_in_spec(outside, spec.path)
         not_ok = listed if not_ok.empty else pd.concat([not_ok, listed], ignore_index=True)
     files: list[Path] = []
-    remove_temp_files(out, STALE_TEMP_SECONDS)  # of killed reports; two grid workers may report at once
+    remove_temp_files(out, STALE_TEMP_SECONDS)  # of killed reports
 
     def write(name: str, text: str) -> None:
         files.append(atomic_write_text(out / name, text))

@@ -19,6 +19,7 @@ from bench.report.columns import (
     MODEL,
     REFERENCE,
     SETUP,
+    as_text,
     config_label,
     input_label,
     paper_order,
@@ -90,7 +91,7 @@ def front_groups(frame: pd.DataFrame) -> pd.Series:
     on several data setups (another clip length, tag count or split), those of its setup only, named
     "dataset (4 s clips, 17 tags, split default)"."""
     present = [name for name in SETUP if name in frame.columns]
-    setup = frame[present].astype(str).agg(" | ".join, axis=1) if present and len(frame) else \
+    setup = as_text(frame[present]).agg(" | ".join, axis=1) if present and len(frame) else \
         pd.Series("", index=frame.index, dtype=object)
     several = setup.groupby(frame["dataset"]).transform("nunique") > 1 if len(frame) else setup.astype(bool)
 
@@ -147,7 +148,7 @@ def setup_labels(frame: pd.DataFrame) -> pd.DataFrame:
     or MIXED when its seeds disagree. Two configurations are comparable when their labels are equal and
     neither is MIXED (`comparable`)."""
     present = [name for name in SETUP if name in frame.columns]
-    text = (frame[present].astype(str).agg(" | ".join, axis=1) if present and not frame.empty
+    text = (as_text(frame[present]).agg(" | ".join, axis=1) if present and not frame.empty
             else pd.Series("", index=frame.index, dtype=object))
     labels = text.groupby([frame[name] for name in KEY], sort=False, dropna=False).agg(
         lambda values: values.iloc[0] if values.nunique() == 1 else MIXED)

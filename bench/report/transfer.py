@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from bench.report.columns import CONFIG, SETUP, config_label, rate_label
+from bench.report.columns import CONFIG, SETUP, as_text, config_label, rate_label
 from bench.report.figures import PAGE_WIDTH, STYLE, log_axis, place_labels, rate_khz, save, series_styles
 
 SCORES = ("balanced_accuracy", "roc_auc")
@@ -72,7 +72,7 @@ def _spread_note(aggregated: pd.DataFrame) -> str:
 def transfer_markdown(frame: pd.DataFrame, task: str) -> str:
     agg = aggregate(frame)
     runs = agg[(agg["group"] == "") & agg["trained"]]  # controls were trained on nothing
-    setups = len(runs[["dataset", *SETUP]].astype(str).drop_duplicates()) > 1
+    setups = len(as_text(runs[["dataset", *SETUP]]).drop_duplicates()) > 1
     lines = [f"# Transfer to `{task}`", "",
              f"Embeddings (mean over patches) -> standardised -> classifier, cross-validated; "
              f"{_spread_note(agg)}. Upstream: GMAC per clip and tagging test ROC-AUC.", ""]

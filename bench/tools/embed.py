@@ -272,13 +272,20 @@ def write_outputs(out: Path, embedder: Embedder, paths: list[str], files: dict[s
         earlier = {}
     # the summary is the folder's done-marker: gone while the arrays change, so that a kill part-way
     # never leaves a new index.csv beside the old arrays under a summary that still looks whole
-    (out / SUMMARY).unlink(missing_ok=True)
-    fsync_folder(out)
+    previous = (out / SUMMARY).read_bytes() if (out / SUMMARY).is_file() else None
+    if previous is not None:
+        (out / SUMMARY).unlink()
+        fsync_folder(out)
     means = {layer: np.stack([files[p].means[layer] for p in kept]).astype(np.float32) if kept
              else np.zeros((0, 0), np.float32) for layer in embedder.layers}
     dims = {layer: int(array.shape[1]) for layer, array in means.items()}
     if per_patch:
-        _write_patches(out, dims, [(p, files[p]) for p in kept], cache)
+        try:
+            _write_patches(out, dims, [(p, files[p]) for p in kept], cache)
+        except BaseException:  # a full disk, a vanished cache entry: nothing was replaced, the earlier set stands
+            if previous is not None:
+                atomic_write_bytes(out / SUMMARY, previous)
+            raise
     rows, first = [], 0
     for row, path in enumerate(kept):
         rows.append([row, path, files[path].identity, round(files[path].seconds, 3), files[path].patches, first])

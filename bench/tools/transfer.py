@@ -31,7 +31,13 @@ import numpy as np
 
 from bench.core.errors import UserError
 from bench.core.layout import RUNS, load_result, run_dir, spec_dir
-from bench.core.store import STALE_TEMP_SECONDS, atomic_write_json, atomic_write_text, remove_temp_files
+from bench.core.store import (
+    STALE_TEMP_SECONDS,
+    atomic_write_json,
+    atomic_write_text,
+    exclusive_lock,
+    remove_temp_files,
+)
 from bench.data.task import Task, read_task
 from bench.report.columns import SETUP
 from bench.tools.embed import Embedder, embed_files, load_embedder, untrained
@@ -387,15 +393,21 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
                 score(untrained(embedder, settings.seed), False)
             elif settings.untrained:
                 bar.update(len(task.paths))
-    earlier = scored_earlier(out_dir, key, collected, controls=settings.untrained)
-    if earlier:
-        print(f"  with {len(earlier)} model(s) scored here before with the same task and settings: "
-              + ", ".join(r["model"] for r in earlier))
-    frame = pd.DataFrame(rows_of(collected + earlier))
-    remove_temp_files(out_dir, STALE_TEMP_SECONDS)  # of killed writers; two transfers may share the folder
-    atomic_write_text(out_dir / "transfer.csv", frame.to_csv(index=False))
-    atomic_write_text(out_dir / "transfer.md", transfer_markdown(frame, task.name))
-    transfer_figure(frame, task.name, out_dir / "transfer", n_classes=len(task.classes), n_files=len(task.paths))
+    claim_out_dir()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # two transfers may share the folder: one writes the table and figure at a time, each from the models
+    # scored by then, so that transfer.csv, .md and .png are always of one reading
+    with exclusive_lock(out_dir / ".transfer.lock"):
+        earlier = scored_earlier(out_dir, key, collected, controls=settings.untrained)
+        if earlier:
+            print(f"  with {len(earlier)} model(s) scored here before with the same task and settings: "
+                  + ", ".join(r["model"] for r in earlier))
+        frame = pd.DataFrame(rows_of(collected + earlier))
+        remove_temp_files(out_dir, STALE_TEMP_SECONDS)  # of killed writers
+        atomic_write_text(out_dir / "transfer.csv", frame.to_csv(index=False))
+        atomic_write_text(out_dir / "transfer.md", transfer_markdown(frame, task.name))
+        transfer_figure(frame, task.name, out_dir / "transfer", n_classes=len(task.classes),
+                        n_files=len(task.paths))
     for row in frame.itertuples():
         print(f"  {row.model:44s} {row.classifier:6s} balanced accuracy {row.balanced_accuracy_mean:.3f}"
               f" +- {row.balanced_accuracy_std:.3f}   ROC-AUC {row.roc_auc_mean:.3f} +- {row.roc_auc_std:.3f}")
