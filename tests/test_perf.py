@@ -91,7 +91,13 @@ log = ["log", "dB"]
 
 
 @pytest.mark.slow
-def test_bench_perf_end_to_end(write_spec, tmp_path, capsys):
+def test_bench_perf_end_to_end(write_spec, tmp_path, capsys, monkeypatch):
+    import dataclasses
+
+    from bench.tools import perf
+
+    chosen = perf.fast_path  # a grid this long would compile (as on a GPU box): --no-compile says no
+    monkeypatch.setattr(perf, "fast_path", lambda *a, **k: dataclasses.replace(chosen(*a, **k), compile=True))
     out = tmp_path / "perf.json"
     argv = ["perf", str(write_spec(TINY)), "--device", "cpu", "--batch", "2", "--budget", "0.2",
             "--scaling", "3", "--no-compile", "--out", str(out)]
@@ -113,6 +119,7 @@ def test_bench_perf_end_to_end(write_spec, tmp_path, capsys):
     else:
         assert data_path["clips_per_second_evicted"] is None
     assert "Targets" in printed and "Conv peak on the same shapes" in printed
+    assert report["fast_path"]["compile"] is False and "--no-compile" in report["fast_path"]["compile_note"]
 
 
 def test_bench_perf_user_errors(write_spec, capsys):
