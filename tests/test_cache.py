@@ -258,27 +258,30 @@ def test_views(tmp_path):
 
 def test_a_preparation_killed_before_its_failure_reasons_were_saved_decodes_those_files_again(tmp_path, monkeypatch):
     """Rows and the reasons of failed rows are two files. A kill while saving them must never leave a
-    failed row without its reason (the grid would print "unknown" for it, and never decode it again)."""
+    failed row without its reason (the grid would print "unknown" for it, and never decode it again):
+    the reasons are saved first, and a failed row found without one is decoded again."""
     from bench.data import cache as cache_module
 
     paths = [write_mp3(tmp_path / "audio" / "g.mp3", tone(3.0)), tmp_path / "audio" / "missing.mp3"]
     cache = WaveformCache(tmp_path / "cache", make_index(paths), clip_seconds=2.5)
-    original = cache_module.atomic_write_bytes
+    folder = cache.rate_dir(16000)
+    original = cache_module.atomic_write_json
 
-    def killed_after_progress(path, data):
+    def killed_after_the_reasons(path, data):
         written = original(path, data)
-        if path.name == "progress.npy":
+        if path.name == "failures.json":
             raise KeyboardInterrupt  # SIGKILL before anything else is written
         return written
 
-    monkeypatch.setattr(cache_module, "atomic_write_bytes", killed_after_progress)
+    monkeypatch.setattr(cache_module, "atomic_write_json", killed_after_the_reasons)
     with pytest.raises(KeyboardInterrupt):
         cache.prepare([16000], workers=1)
-    monkeypatch.setattr(cache_module, "atomic_write_bytes", original)
+    monkeypatch.setattr(cache_module, "atomic_write_json", original)
+    assert json.loads((folder / "failures.json").read_text()) == {"1": "missing file"}
+    assert not (folder / "progress.npy").exists()  # the rows are recorded after their reasons, not before
     (report,) = cache.prepare([16000], workers=1)
     assert [(row, reason) for row, _, reason in report.failed] == [("1", "missing file")]
-    # a cache an older version left in that state (the row failed, no reason) decodes the row again
-    folder = cache.rate_dir(16000)
+    # a cache an older version left with a failed row and no reason decodes the row again
     for name in ("manifest.json", "failures.json"):
         (folder / name).unlink()
     (report,) = cache.prepare([16000], workers=1)

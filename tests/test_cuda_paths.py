@@ -1174,7 +1174,8 @@ def test_the_loaders_end_their_workers_once_the_test_split_is_read(monkeypatch, 
 
 def test_gpu_check_without_soundfile_still_measures_and_keeps_each_result(monkeypatch, tmp_path):
     """A GPU box whose Python lacks the audio packages: C1-C5 fail with the reason and P1-P4 still run.
-    The JSON is rewritten after every check, so a session stopped mid-way keeps what was measured."""
+    The JSON is rewritten after every check, so a check run killed part-way (a job's time limit) keeps what
+    was measured."""
     import sys
 
     from bench.tools import gpucheck
@@ -1193,7 +1194,7 @@ def test_gpu_check_without_soundfile_still_measures_and_keeps_each_result(monkey
     monkeypatch.setattr(gpucheck, "check_memory", lambda check, batch: passes("P2")(check))
 
     def stopped(check):
-        raise KeyboardInterrupt  # the session's time runs out during P3
+        raise KeyboardInterrupt  # the job's time runs out during P3
 
     monkeypatch.setattr(gpucheck, "check_free_memory_rule", stopped)
     out = tmp_path / "results" / "gpu-check.json"

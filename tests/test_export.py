@@ -114,19 +114,20 @@ def test_export_without_onnx_is_one_line(tmp_path, capsys, monkeypatch):
 @needs_onnx
 def test_an_export_killed_before_its_sidecar_leaves_no_old_sidecar_beside_the_new_model(tmp_path, monkeypatch):
     """FILE.json describes FILE (input name and shape, tags): re-exporting another model to the same FILE
-    and being killed between the two writes must not leave the first model's description beside it."""
+    and being killed between the two writes must not leave the first model's description beside it. The
+    file's folder need not exist yet."""
     from bench.tools import export as export_module
 
     _, vgg = untrained_model(tmp_path / "vgg", "vgg", 251)
     _, musicnn = untrained_model(tmp_path / "musicnn", "musicnn", 187, n_tags=3)
-    assert main(["export", str(vgg), "--onnx", str(tmp_path / "m.onnx"), "--with-frontend"]) == 0
-    assert json.loads((tmp_path / "m.onnx.json").read_text())["input"]["name"] == "waveform"
+    assert main(["export", str(vgg), "--onnx", str(tmp_path / "new" / "m.onnx"), "--with-frontend"]) == 0
+    assert json.loads((tmp_path / "new" / "m.onnx.json").read_text())["input"]["name"] == "waveform"
 
     def killed(path, data):
         raise KeyboardInterrupt  # SIGKILL after the .onnx is replaced, before the sidecar is
 
     original = export_module.atomic_write_json
     monkeypatch.setattr(export_module, "atomic_write_json", killed)
-    assert main(["export", str(musicnn), "--onnx", str(tmp_path / "m.onnx")]) != 0
-    assert not (tmp_path / "m.onnx.json").exists()
+    assert main(["export", str(musicnn), "--onnx", str(tmp_path / "new" / "m.onnx")]) != 0
+    assert not (tmp_path / "new" / "m.onnx.json").exists()
     monkeypatch.setattr(export_module, "atomic_write_json", original)

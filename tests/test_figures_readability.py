@@ -464,6 +464,8 @@ def test_tradeoff_figures_fit_the_page_without_overlapping_text(cost, tmp_path):
 
 
 def test_a_dataset_trained_on_two_setups_has_a_front_and_a_panel_per_setup():
+    from bench.report.statistics import front_groups
+
     """A folder whose synthetic runs used 4 s and 8 s clips: the cheap, accurate 8 s configuration must
     not push the 4 s configurations off their front (they were never trained on the same data)."""
     short = tidy([(16000, 96, 1, "log"), (16000, 48, 1, "log")], seeds=(0, 1), clip_seconds=4.0, dataset="synthetic")
@@ -475,3 +477,11 @@ def test_a_dataset_trained_on_two_setups_has_a_front_and_a_panel_per_setup():
     titles = sorted(ax.get_title(loc="left") for ax in fig.axes)
     assert len(titles) == 2
     assert titles[0].startswith("synthetic (4 s clips, ") and titles[1].startswith("synthetic (8 s clips, ")
+    # a configuration whose two seeds ran on the two setups is on neither front, and says why
+    mixed = pd.concat([tidy([(16000, 16, 1, "log")], seeds=(0,), clip_seconds=4.0, dataset="synthetic"),
+                       tidy([(16000, 16, 1, "log")], seeds=(1,), clip_seconds=8.0, dataset="synthetic")])
+    aggregated = aggregate(pd.concat([short, long, mixed.assign(roc_auc=0.99)], ignore_index=True))
+    row = aggregated[aggregated["n_mels"] == 16].iloc[0]
+    assert not row.pareto_gmac and not row.pareto_storage
+    assert front_groups(aggregated)[row.name] == "synthetic (seeds on different data, or data not recorded)"
+    assert aggregated[aggregated["n_mels"] != 16]["pareto_gmac"].all()

@@ -631,10 +631,10 @@ def test_a_released_models_control_is_not_a_runs_control():
     assert architecture_key(embedder(run)) == architecture_key(embedder(MelFrontend(16000, 96, 1, "log")))
 
 
-def test_an_embed_killed_while_writing_leaves_no_summary_beside_mixed_outputs(finished_runs, small_dataset,
+def test_an_embed_killed_while_writing_leaves_a_summary_that_says_incomplete(finished_runs, small_dataset,
                                                                                 tmp_path, monkeypatch):
     """embeddings.json says what the folder holds: a rerun killed after its new index.csv but before its
-    arrays must not leave the old summary vouching for old arrays under a new index."""
+    arrays must not leave the old summary vouching for old arrays under a new index: it says incomplete."""
     spec_path, results = finished_runs
     run = next((results / "tr" / "runs").iterdir())
     out = tmp_path / "emb"
@@ -647,8 +647,42 @@ def test_an_embed_killed_while_writing_leaves_no_summary_beside_mixed_outputs(fi
 
     monkeypatch.setattr(embed_module, "_save_npy", killed)
     assert main(["embed", str(run), *files[3:8], "--out", str(out), "-q"]) != 0  # the CLI reports the stop
-    assert not (out / "embeddings.json").exists()
+    assert json.loads((out / "embeddings.json").read_text())["complete"] is False
     monkeypatch.undo()
     assert main(["embed", str(run), *files[3:8], "--out", str(out), "-q"]) == 0
-    assert json.loads((out / "embeddings.json").read_text())["files"] == 5
+    final = json.loads((out / "embeddings.json").read_text())
+    assert final["files"] == 5 and final["complete"] is True
     assert np.load(out / "pool4.npy").shape[0] == 5
+
+
+def test_a_rerun_after_a_killed_embed_still_removes_the_earlier_models_arrays(tmp_path, monkeypatch):
+    """Model A wrote a1 and a2; model B, embedding into the same folder, was killed part-way; B's rerun
+    must still remove A's arrays, so that none is read against B's index."""
+    from types import SimpleNamespace
+
+    from bench.tools import embed as embed_module
+    from bench.tools.embed import SECONDS, EmbeddingCache, FileEmbedding, write_outputs
+
+    def outputs(widths, identity, kill=False):
+        cache = EmbeddingCache(tmp_path / "cache", identity)
+        arrays = {layer: np.ones((2, dims), np.float32) for layer, dims in widths.items()}
+        cache.put("audio0", {**arrays, SECONDS: np.array(6.0)})
+        files = {"track.mp3": FileEmbedding.of("audio0", {**arrays, SECONDS: np.array(6.0)}, tuple(widths))}
+        embedder = SimpleNamespace(layers=tuple(widths), identity=identity, folder=tmp_path, sample_rate=16000,
+                                   tagger=SimpleNamespace(name=identity, patch_seconds=3.0))
+        return write_outputs(tmp_path / "out", embedder, list(files), files, {}, True, cache)
+
+    outputs({"a1": 3, "a2": 4}, "model-a")
+    real = embed_module._save_npy
+
+    def killed(path, array):
+        raise KeyboardInterrupt  # SIGKILL while B's means are written
+
+    monkeypatch.setattr(embed_module, "_save_npy", killed)
+    with pytest.raises(KeyboardInterrupt):
+        outputs({"b1": 5}, "model-b")
+    monkeypatch.setattr(embed_module, "_save_npy", real)
+    outputs({"b1": 5}, "model-b")
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir() if p.suffix in (".npy", ".csv", ".json")) == \
+        ["b1.npy", "b1.patches.npy", "embeddings.json", "index.csv"]

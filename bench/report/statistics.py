@@ -89,7 +89,9 @@ def front_groups(frame: pd.DataFrame) -> pd.Series:
     """Per aggregate row, the configurations it is compared with on a Pareto front (and drawn with in one
     trade-off panel): its dataset's, named by the dataset; where the dataset's configurations were trained
     on several data setups (another clip length, tag count or split), those of its setup only, named
-    "dataset (4 s clips, 17 tags, split default)"."""
+    "dataset (4 s clips, 17 tags, split default)". Among those, configurations whose seeds ran on different
+    data, or whose data was not recorded, form a group of their own (UNSURE_SETUP) that has no front: they
+    are compared with nothing."""
     present = [name for name in SETUP if name in frame.columns]
     setup = as_text(frame[present]).agg(" | ".join, axis=1) if present and len(frame) else \
         pd.Series("", index=frame.index, dtype=object)
@@ -100,17 +102,23 @@ def front_groups(frame: pd.DataFrame) -> pd.Series:
             return str(row.dataset)
         clip = pd.to_numeric(getattr(row, "clip_seconds", np.nan), errors="coerce")
         tags = pd.to_numeric(getattr(row, "n_tags", np.nan), errors="coerce")
-        parts = [f"{clip:g} s clips" if np.isfinite(clip) else "clip length not recorded",
-                 f"{tags:g} tags" if np.isfinite(tags) else "tags not recorded", f"split {getattr(row, 'split', '?')}"]
-        return f"{row.dataset} ({', '.join(parts)})"
+        split = getattr(row, "split", np.nan)
+        if not (np.isfinite(clip) and np.isfinite(tags)) or not isinstance(split, str) or split == MIXED:
+            return f"{row.dataset} ({UNSURE_SETUP})"
+        return f"{row.dataset} ({clip:g} s clips, {tags:g} tags, split {split})"
 
     return pd.Series([name(row) for row in frame.itertuples()], index=frame.index, dtype=object)
 
 
+UNSURE_SETUP = "seeds on different data, or data not recorded"
+"""The `front_groups` name of configurations that cannot be placed on a data setup's front."""
+
+
 def _per_group_front(frame: pd.DataFrame, groups: pd.Series, cost: str) -> np.ndarray:
     flags = np.zeros(len(frame), dtype=bool)
-    for _, rows in groups.groupby(groups.to_numpy(), sort=False).indices.items():
-        flags[rows] = pareto_front(frame[cost].to_numpy()[rows], frame["roc_auc_mean"].to_numpy()[rows])
+    for group, rows in groups.groupby(groups.to_numpy(), sort=False).indices.items():
+        if not str(group).endswith(f"({UNSURE_SETUP})"):
+            flags[rows] = pareto_front(frame[cost].to_numpy()[rows], frame["roc_auc_mean"].to_numpy()[rows])
     return flags
 
 

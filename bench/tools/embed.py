@@ -31,6 +31,7 @@ import errno
 import hashlib
 import io
 import json
+import os
 import sys
 import zipfile
 from collections.abc import Callable, Iterable
@@ -46,7 +47,6 @@ from bench.core.store import (
     atomic_file,
     atomic_write_bytes,
     atomic_write_json,
-    fsync_folder,
     remove_temp_files,
 )
 from bench.tools.tag import Tagger, load_folder, resolve_model
@@ -259,33 +259,32 @@ def embed_files(embedder: Embedder, paths: list[str], cache_root: str | Path, de
 def write_outputs(out: Path, embedder: Embedder, paths: list[str], files: dict[str, FileEmbedding],
                   failed: dict[str, str], per_patch: bool, cache: EmbeddingCache) -> dict:
     """<layer>.patches.npy (read back from `cache`, one file at a time), index.csv, <layer>.npy (mean over
-    patches) and embeddings.json, each written atomically: the per-patch arrays first (the large write,
-    which a full disk or a vanished cache entry stops before anything else is replaced), the summary
-    last; the arrays an earlier run wrote here and this one does not (another model's layers, per-patch
-    arrays without --per-patch) are removed, so none is read against this index. embeddings.json is
-    removed first and written last: a folder without it holds no complete set of outputs."""
+    patches) and embeddings.json, each written atomically. The per-patch arrays are the large write and
+    go first, staged: a full disk or a vanished cache entry stops them before anything is replaced, and
+    the folder keeps its earlier outputs. Before the first file is replaced, embeddings.json says
+    `"complete": false` (with every layer of the earlier outputs and these), and only the final summary,
+    written last, says `"complete": true`: a run killed part-way never leaves a mix of two runs' files
+    under a summary that looks whole, and its rerun still knows what to remove. The arrays an earlier
+    run wrote here and this one does not (another model's layers, per-patch arrays without --per-patch)
+    are removed, so none is read against this index."""
     kept = [p for p in paths if p in files]
     remove_temp_files(out, STALE_TEMP_SECONDS)
     try:
         earlier = json.loads((out / SUMMARY).read_text()).get("layers") or {}
     except (OSError, ValueError, AttributeError):
         earlier = {}
-    # the summary is the folder's done-marker: gone while the arrays change, so that a kill part-way
-    # never leaves a new index.csv beside the old arrays under a summary that still looks whole
-    previous = (out / SUMMARY).read_bytes() if (out / SUMMARY).is_file() else None
-    if previous is not None:
-        (out / SUMMARY).unlink()
-        fsync_folder(out)
     means = {layer: np.stack([files[p].means[layer] for p in kept]).astype(np.float32) if kept
              else np.zeros((0, 0), np.float32) for layer in embedder.layers}
     dims = {layer: int(array.shape[1]) for layer, array in means.items()}
+
+    def being_written() -> None:
+        atomic_write_json(out / SUMMARY, {"complete": False, "layers": {**earlier, **dims},
+                                          "note": "being written by bench embed, or stopped part-way: rerun it"})
+
     if per_patch:
-        try:
-            _write_patches(out, dims, [(p, files[p]) for p in kept], cache)
-        except BaseException:  # a full disk, a vanished cache entry: nothing was replaced, the earlier set stands
-            if previous is not None:
-                atomic_write_bytes(out / SUMMARY, previous)
-            raise
+        _write_patches(out, dims, [(p, files[p]) for p in kept], cache, before_replacing=being_written)
+    else:
+        being_written()
     rows, first = [], 0
     for row, path in enumerate(kept):
         rows.append([row, path, files[path].identity, round(files[path].seconds, 3), files[path].patches, first])
@@ -302,20 +301,21 @@ def write_outputs(out: Path, embedder: Embedder, paths: list[str], files: dict[s
             (out / f"{layer}.npy").unlink(missing_ok=True)
         if layer not in embedder.layers or not per_patch:
             (out / f"{layer}.patches.npy").unlink(missing_ok=True)
-    summary = {"model": embedder.tagger.name, "model_id": embedder.identity, "model_folder": str(embedder.folder),
-               "sample_rate": embedder.sample_rate, "patch_seconds": round(embedder.tagger.patch_seconds, 4),
-               "layers": dims, "default_layer": embedder.layers[0], "files": len(kept), "per_patch": per_patch,
-               "failed": failed}
+    summary = {"complete": True, "model": embedder.tagger.name, "model_id": embedder.identity,
+               "model_folder": str(embedder.folder), "sample_rate": embedder.sample_rate,
+               "patch_seconds": round(embedder.tagger.patch_seconds, 4), "layers": dims,
+               "default_layer": embedder.layers[0], "files": len(kept), "per_patch": per_patch, "failed": failed}
     atomic_write_json(out / SUMMARY, summary)
     return summary
 
 
 def _write_patches(out: Path, dims: dict[str, int], kept: list[tuple[str, FileEmbedding]],
-                   cache: EmbeddingCache) -> None:
+                   cache: EmbeddingCache, before_replacing: Callable[[], None]) -> None:
     """<layer>.patches.npy, float32 (all patches, dims): the .npy header, then each file's patches from
     the cache appended in index order, so that only one file's patches are in memory at a time. Plain
     writes, not a memory map: a full disk is an OSError naming the file, where a map's page fault
-    would kill the process (SIGBUS)."""
+    would kill the process (SIGBUS). Every layer's file is written and synced to disk before any
+    replaces its earlier version, and `before_replacing` runs in between."""
     layers, total = tuple(dims), sum(embedding.patches for _, embedding in kept)
     with contextlib.ExitStack() as stack:
         handles = {}
@@ -330,6 +330,10 @@ def _write_patches(out: Path, dims: dict[str, int], kept: list[tuple[str, FileEm
                 raise UserError(f"{path}: its cached embedding (in {cache.folder}) is gone or changed; run again")
             for layer in layers:
                 handles[layer].write(np.ascontiguousarray(arrays[layer], dtype=np.float32).tobytes())
+        for handle in handles.values():  # a full disk shows here, before anything is replaced
+            handle.flush()
+            os.fsync(handle.fileno())
+        before_replacing()
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:

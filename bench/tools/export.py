@@ -141,6 +141,7 @@ def export(model: str, onnx_path: str | Path, models: str | None = None, with_fr
     sidecar_path = path.with_name(path.name + ".json")
     # an earlier export's sidecar goes first: a kill between the two writes leaves a model without one,
     # never a new model described by the old sidecar (another input, other tags)
+    path.parent.mkdir(parents=True, exist_ok=True)  # --onnx may name a folder that does not exist yet
     sidecar_path.unlink(missing_ok=True)
     fsync_folder(path.parent)
     atomic_write_bytes(path, data)

@@ -562,7 +562,8 @@ def run_checks(out: Path, batch: int, shared_runs: int, keep: bool = False, only
                 checks[key].detail = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
         for key in ids:
             print(checks[key].line(), flush=True)
-        atomic_write_json(out, report())  # after every check: a session cut short keeps what was measured
+        # after every check: a check run killed part-way (a job's time limit) keeps what was measured
+        atomic_write_json(out, report())
 
     functional = {"C1", "C2", "C3", "C4", "C5"}
     try:

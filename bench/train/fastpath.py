@@ -220,7 +220,7 @@ def compile_choice(device: torch.device, planned_steps: int | None, eager_faster
     if not wants_compile(device, planned_steps, eager_faster):
         return False, None
     if compile_backend() == "inductor" and not compiler_available(device):
-        where = "C++ (g++, clang++)" if device.type == "cpu" else "C ($CC, else gcc or clang)"
+        where = "C++ ($CXX, else g++)" if device.type == "cpu" else "C ($CC, else gcc or clang)"
         return False, f"torch.compile turned off: no {where} compiler found, which inductor needs; training eager"
     return True, None
 
