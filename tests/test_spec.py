@@ -142,6 +142,16 @@ BAD_SPECS = [
     (lambda s: s.replace('name = "t"', 'name = "a/b"'), "name", "'a/b'"),
     (lambda s: s.replace('name = "t"\n', ''), "name", "missing"),
     (lambda s: s + "\n[[grid]\n", "", "not valid TOML"),
+    # a trailing newline would end up in the results folder's name
+    (lambda s: s.replace('name = "t"', 'name = "t\\n"'), "name", "'t\\n'"),
+    # torch's ReduceLROnPlateau refuses a factor of 1: every run would fail when it starts
+    (lambda s: s + '\n[protocol]\nlr_factor = 1\n', "protocol.lr_factor", "1"),
+    # the synthetic generator's settings would only change the run ids of another dataset's runs
+    (lambda s: s.replace('name = "synthetic"', 'name = "mtat"\nseed = 5'), "dataset.seed", "5"),
+    (lambda s: s.replace('name = "synthetic"', 'name = "msd"\nclips = 100'), "dataset.clips", "100"),
+    (lambda s: s.replace('name = "synthetic"', 'name = "mtat"\nsplit_file = ""'), "dataset.split_file", "''"),
+    (lambda s: s.replace('name = "synthetic"', 'name = "mtat"\nsplit = "won"\nsplit_file = "x"'),
+     "dataset.split", "'won'"),
 ]
 
 
@@ -183,3 +193,13 @@ def test_shards_partition_the_grid():
     for bad in ("4/4", "1", "a/b", "-1/2"):
         with pytest.raises(UserError, match="--shard"):
             parse_shard(bad)
+
+
+def test_the_run_id_the_docs_show_is_the_one_the_shipped_spec_gives():
+    import re
+
+    (run,) = [r for r in load_spec(SPECS / "paper-mtat-vgg.toml").runs()
+              if (r.mel.sample_rate, r.mel.n_mels, r.mel.hop_multiplier, r.mel.log, r.seed) == (12000, 96, 1, "log", 0)]
+    for page in (SPECS.parent / "docs" / "specs.md", SPECS.parent / "results" / "README.md"):
+        shown = set(re.findall(r"vgg-12k-96mel-x1-log-s0-[0-9a-f]{10}", page.read_text()))
+        assert shown == {run.run_id}, page

@@ -263,7 +263,7 @@ def parse_spec(raw: dict[str, Any], path: str | Path = "<spec>") -> Spec:
     v.check_keys(raw, {"name", "description", "seeds", "dataset", "arch", "protocol", "grid"}, "")
 
     name = v.require(raw, "name", str, "")
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):
         v.fail("name", name, "must be letters, digits, '.', '_' or '-' (it names the results folder)")
     description = v.typed(raw.get("description", ""), str, "description")
 
@@ -281,6 +281,14 @@ def parse_spec(raw: dict[str, Any], path: str | Path = "<spec>") -> Spec:
     for name_ in ("clip_seconds", "n_tags", "clips", "seed"):
         if getattr(dataset, name_) is not None:
             v.within(getattr(dataset, name_), f"dataset.{name_}")
+    for name_, what in (("clips", "the number of clips it generates"), ("seed", "its generator's seed")):
+        if name_ in raw["dataset"] and dataset.name != "synthetic":  # it would change every run_id, nothing else
+            v.fail(f"dataset.{name_}", getattr(dataset, name_), f"is for the synthetic dataset only ({what})")
+    if dataset.split_file is not None and not str(dataset.split_file).strip():
+        v.fail("dataset.split_file", dataset.split_file, "is empty; leave it out for the dataset's own split")
+    if dataset.split == "won" and dataset.split_file:
+        v.fail("dataset.split", dataset.split, "and dataset.split_file are alternatives: give one (to leave "
+               "untagged clips out of a split file's lists, set dataset.drop_untagged = true)")
     if dataset.split not in MTAT_SPLITS:
         v.fail("dataset.split", dataset.split, f"must be one of {', '.join(MTAT_SPLITS)} (or set dataset.split_file)")
     if dataset.split != "folders" and dataset.name not in ("mtat", "synthetic"):
@@ -296,8 +304,9 @@ def parse_spec(raw: dict[str, Any], path: str | Path = "<spec>") -> Spec:
     protocol = v.dataclass_from(Protocol, v.typed(raw.get("protocol", {}), dict, "protocol"), "protocol")
     for name_ in ("batch_size", "max_epochs", "patience", "lr_patience", "lr", "weight_decay"):
         v.within(getattr(protocol, name_), f"protocol.{name_}")
-    if not 0 < protocol.lr_factor <= 1:
-        v.fail("protocol.lr_factor", protocol.lr_factor, "must be in (0, 1]")
+    if not 0 < protocol.lr_factor < 1:  # torch's ReduceLROnPlateau refuses 1
+        v.fail("protocol.lr_factor", protocol.lr_factor, "must be in (0, 1) (for a learning rate that never "
+               "changes, set lr_patience above max_epochs)")
     if protocol.precision not in PRECISIONS:
         v.fail("protocol.precision", protocol.precision, f"must be one of {', '.join(PRECISIONS)}")
 
