@@ -1,6 +1,6 @@
 """A synthetic dataset in MagnaTagATune's exact layout, whose tags need known resolutions.
 
-`generate(out_dir)` writes real MP3 files (mono, 16 kHz, ~30 kbit/s like MTAT's) into folders `0`-`9`,
+`generate(out_dir)` writes real MP3 files (mono, 16 kHz, ~46 kbit/s VBR; MTAT's are 32 kbit/s) into folders `0`-`9`,
 `a`-`f` and an `annotations_final.csv` in MTAT's format, so the demo exercises the real MTAT reader,
 decoder and cache. Every tag is an audible property of generated music (`TAGS`): instruments, tempo,
 register, loudness, and five tags built so that a mel front end at a given resolution can or cannot

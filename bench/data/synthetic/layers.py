@@ -343,7 +343,7 @@ def pad(rng: np.random.Generator, sc: Score, tremolo: bool) -> np.ndarray:
     cache: dict[tuple[int, int], np.ndarray] = {}
     for b in range(sc.bars):
         chord = sc.chord(b)
-        notes = (place_pc(chord[0], 57), place_pc(chord[2], 57))  # 165-330 Hz, partials to 1 kHz
+        notes = (place_pc(chord[0], 57), place_pc(chord[2], 57))  # 156-294 Hz, partials to 1 kHz
         if notes not in cache:
             f = np.array([midi_hz(m) * h for m in notes for h in (1, 2, 3)])
             amps = np.array([1.0, 0.35, 0.15] * 2)

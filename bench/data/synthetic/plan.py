@@ -51,10 +51,11 @@ TAGS: tuple[Tag, ...] = (
     Tag("fast", "138-176 BPM (not slow, not fast: 90-124 BPM)", "none", "", 0.25, "beat 2.3-2.9 Hz",
         group="tempo"),
     Tag("low", "the instruments play around E2 (drawn among clips with a pitched instrument)", "none", "", 0.22,
-        "f0 ~70-350 Hz", group="register"),
-    Tag("high", "the instruments play around D5 (neither: around G3)", "none", "", 0.22, "f0 ~500-2500 Hz",
+        "f0 ~26-250 Hz", group="register"),
+    Tag("high", "the instruments play around D5 (neither: around G3)", "none", "", 0.22, "f0 ~185-1760 Hz",
         group="register"),
-    Tag("loud", "mix at -16..-13 dBFS RMS (at least 2 dB above any normal clip)", "none", "", 0.25, "all",
+    Tag("loud", "mix at -16..-13 dBFS RMS, lower where the -1 dBFS peak limit binds (loud drums)", "none", "", 0.25,
+        "all",
         group="loudness"),
     Tag("quiet", "mix at -34..-30 dBFS RMS (normal: -24..-21)", "none", "", 0.18, "all", group="loudness"),
     Tag("air", "a steady hiss band above 6 kHz", "sample rate",
@@ -70,7 +71,7 @@ TAGS: tuple[Tag, ...] = (
         "2-5 kHz, 15 ms clicks"),
     Tag("tremolo", "an organ pad pulsing 3, 4, 6 or 8 times per beat, whichever is nearest 8.5 Hz (6.8-10.2 Hz)",
         "time", "the same pad swelling 1/4 to 1 time per beat (0.23-2.9 Hz), same depth (every negative)", 0.30,
-        "root and fifth at 165-330 Hz, 3 partials"),
+        "root and fifth at 156-294 Hz, 3 partials"),
 )
 
 TAG_NAMES = tuple(t.name for t in TAGS)
