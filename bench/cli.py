@@ -467,8 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=positive_float, default=30.0, metavar="E",
                    help="epochs per run assumed by the device-hours projection (default 30)")
     p.add_argument("--no-compile", action="store_true",
-                   help="compile nothing: no torch.compile lever, and the fast path, the evaluation and the "
-                        "projection measured eager (minutes faster on a GPU; the projection is then of an eager grid)")
+                   help="compile nothing: no torch.compile lever, and the fast path and the evaluation measured "
+                        "eager (minutes faster on a GPU; the projection's scaling steps are eager either way)")
     p.add_argument("--out", metavar="JSON", help="also write the measurements as JSON")
     p.set_defaults(func=cmd_perf)
 

@@ -203,3 +203,10 @@ def test_the_run_id_the_docs_show_is_the_one_the_shipped_spec_gives():
     for page in (SPECS.parent / "docs" / "specs.md", SPECS.parent / "results" / "README.md"):
         shown = set(re.findall(r"vgg-12k-96mel-x1-log-s0-[0-9a-f]{10}", page.read_text()))
         assert shown == {run.run_id}, page
+
+
+def test_a_generator_seed_at_its_default_is_accepted_for_any_dataset(write_spec):
+    """`seed = 0` under an MTAT [dataset] changes no run id (0 is the default every identity holds)."""
+    plain = load_spec(write_spec(MINIMAL_SPEC.replace('name = "synthetic"', 'name = "mtat"')))
+    written = load_spec(write_spec(MINIMAL_SPEC.replace('name = "synthetic"', 'name = "mtat"\nseed = 0')))
+    assert [r.run_id for r in written.runs()] == [r.run_id for r in plain.runs()]

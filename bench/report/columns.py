@@ -35,7 +35,7 @@ NOT_OK_COLUMNS = ("run_id", "status", "reason", *CONFIG, "seed", "dataset")
 AGGREGATE_COLUMNS = (*KEY, "roc_auc_mean", "roc_auc_std", "pr_auc_mean", "pr_auc_std", "n_seeds", "seeds", "gmac",
                      "gmac_analytic", "params", "storage_bytes", "train_seconds_mean", "epochs_mean",
                      "clips_per_second_mean", "latency_ms", "throughput_clips_per_second", "seeds_missing",
-                     "pareto_gmac", "pareto_storage", "pareto_latency", *SETUP)
+                     "pareto_gmac", "pareto_storage", "pareto_latency", *SETUP, "setup_mixed")
 PER_TAG_COLUMNS = ("run_id", *KEY, "seed", "tag", "roc_auc", "pr_auc", "positives", *SETUP)
 SIGNIFICANCE = 0.05
 """p-values below this are starred in the comparison tables (the paper reports P > 0.08 as 'no difference')."""

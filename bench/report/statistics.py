@@ -36,7 +36,7 @@ def aggregate(summary: pd.DataFrame, expected_seeds: Mapping[str, Iterable[int]]
     `pareto_gmac` / `pareto_storage` / `pareto_latency` flag the Pareto front of each `front_groups`
     group (a dataset; a dataset and data setup when the dataset was trained on several).
     The SETUP columns hold the seeds' common value (NaN, or "mixed" for `split`, when they differ or a
-    summary without them is given).
+    summary without them is given); `setup_mixed` is True where the seeds' data setups differ.
     """
     if summary.empty:
         return pd.DataFrame(columns=AGGREGATE_COLUMNS)
@@ -55,6 +55,9 @@ def aggregate(summary: pd.DataFrame, expected_seeds: Mapping[str, Iterable[int]]
     for name in SETUP:
         if name not in frame.columns:
             frame[name] = np.nan
+    present = [name for name in SETUP if name in summary.columns]
+    frame["setup_mixed"] = (grouped[present].nunique(dropna=False).gt(1).any(axis=1).to_numpy() if present
+                            else False)
     if expected_seeds is None:
         expected_seeds = summary.groupby("dataset", dropna=False)["seed"].agg(set).to_dict()
     have = [set(int(s) for s in seeds.split(";")) for seeds in frame["seeds"]]
@@ -97,7 +100,12 @@ def front_groups(frame: pd.DataFrame) -> pd.Series:
         pd.Series("", index=frame.index, dtype=object)
     several = setup.groupby(frame["dataset"]).transform("nunique") > 1 if len(frame) else setup.astype(bool)
 
+    mixed = frame["setup_mixed"].fillna(False).astype(bool) if "setup_mixed" in frame.columns else \
+        pd.Series(False, index=frame.index)
+
     def name(row) -> str:
+        if mixed[row.Index]:
+            return f"{row.dataset} ({UNSURE_SETUP})"
         if not several[row.Index]:
             return str(row.dataset)
         clip = pd.to_numeric(getattr(row, "clip_seconds", np.nan), errors="coerce")

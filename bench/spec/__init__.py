@@ -282,7 +282,8 @@ def parse_spec(raw: dict[str, Any], path: str | Path = "<spec>") -> Spec:
         if getattr(dataset, name_) is not None:
             v.within(getattr(dataset, name_), f"dataset.{name_}")
     for name_, what in (("clips", "the number of clips it generates"), ("seed", "its generator's seed")):
-        if name_ in raw["dataset"] and dataset.name != "synthetic":  # it would change every run_id, nothing else
+        written = name_ in raw["dataset"] and getattr(dataset, name_) != DatasetSpec.__dataclass_fields__[name_].default
+        if written and dataset.name != "synthetic":  # it would change every run_id, nothing else
             v.fail(f"dataset.{name_}", getattr(dataset, name_), f"is for the synthetic dataset only ({what})")
     if dataset.split_file is not None and not str(dataset.split_file).strip():
         v.fail("dataset.split_file", dataset.split_file, "is empty; leave it out for the dataset's own split")

@@ -273,6 +273,8 @@ def write_outputs(out: Path, embedder: Embedder, paths: list[str], files: dict[s
         earlier = json.loads((out / SUMMARY).read_text()).get("layers") or {}
     except (OSError, ValueError, AttributeError):
         earlier = {}
+    if not isinstance(earlier, dict):  # a summary written by hand, or by something else
+        earlier = {}
     means = {layer: np.stack([files[p].means[layer] for p in kept]).astype(np.float32) if kept
              else np.zeros((0, 0), np.float32) for layer in embedder.layers}
     dims = {layer: int(array.shape[1]) for layer, array in means.items()}

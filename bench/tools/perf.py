@@ -619,7 +619,7 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
     report["levers"] = lever_rows
 
     chosen = fast_path(device, "auto", planned_steps=_planned_steps(spec), arch=headline.configuration.arch)
-    if chosen.compile and not settings.compile:  # --no-compile: nothing is compiled, the projection is eager's
+    if chosen.compile and not settings.compile:  # --no-compile: nothing is compiled
         chosen = dataclasses.replace(chosen, compile=False, compile_note="torch.compile off: bench perf --no-compile")
     report["fast_path"] = chosen.as_dict()
     fast = _matching_lever(lever_rows, chosen)
