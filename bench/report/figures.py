@@ -327,8 +327,9 @@ def series_styles(aggregated: pd.DataFrame) -> dict:
 _LABEL_SPOTS = ((4, 3, "left", "bottom"), (4, -3, "left", "top"), (-4, 3, "right", "bottom"),
                 (-4, -3, "right", "top"), (0, 6, "center", "bottom"), (0, -6, "center", "top"),
                 (7, 0, "left", "center"), (-7, 0, "right", "center"),
-                (6, 7, "left", "bottom"), (6, -7, "left", "top"), (-6, 7, "right", "bottom"), (-6, -7, "right", "top"))
-"""Label positions around a point: offset in pt and alignment, tried in this order (the last four, a
+                (6, 7, "left", "bottom"), (6, -7, "left", "top"), (-6, 7, "right", "bottom"), (-6, -7, "right", "top"),
+                (0, 11, "center", "bottom"), (0, -11, "center", "top"))
+"""Label positions around a point: offset in pt and alignment, tried in this order (the last six, a
 little farther out, for crowded corners)."""
 
 
@@ -356,11 +357,12 @@ def place_labels(ax, points: list[tuple[float, float, str, bool]], markers: np.n
     dots = inches(markers) if len(markers) else np.zeros((0, 2))
     boxes = [(cx - marker, cy - marker, cx + marker, cy + marker) for cx, cy in dots]
     stroke = 1.0 / 72  # half the thickness a line is kept clear by
+    strokes = []  # a line through a label reads as strike-through: weighed as a marker's area per crossing
     for line in lines:
         path = inches(line)
         for (x0, y0), (x1, y1) in zip(path[:-1], path[1:], strict=True):
             if np.isfinite([x0, y0, x1, y1]).all():
-                boxes.append((min(x0, x1) - stroke, min(y0, y1) - stroke, max(x0, x1) + stroke, max(y0, y1) + stroke))
+                strokes.append((min(x0, x1) - stroke, min(y0, y1) - stroke, max(x0, x1) + stroke, max(y0, y1) + stroke))
 
     def overlap(a, b) -> float:
         return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
@@ -380,7 +382,9 @@ def place_labels(ax, points: list[tuple[float, float, str, bool]], markers: np.n
             bottom = cy + dy / 72 - {"bottom": 0, "center": h / 2, "top": h}[va]
             box = (left, bottom, left + w, bottom + h)
             outside = max(0.0, -box[0]) + max(0.0, box[2] - width_in) + max(0.0, -box[1]) + max(0.0, box[3] - height_in)
-            cost = sum(overlap(box, other) for other in boxes) + 4 * outside * h  # outside: over the tick labels
+            crossed = sum(overlap(box, line) > 0 for line in strokes)
+            cost = (sum(overlap(box, other) for other in boxes) + crossed * 0.4 * w * h
+                    + 4 * outside * h)  # outside: over the tick labels
             own = distance(box, cx, cy)
             if any(distance(box, ox, oy) < own for ox, oy in others):  # nearer another point: reads as its label
                 cost += 0.5 * w * h
