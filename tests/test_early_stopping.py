@@ -72,3 +72,14 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement(
     assert result["best_valid"] == {"roc_auc": best_score, "epoch": best_epoch}
     # the test split is scored with the best epoch's weights, which best.pt holds
     assert train.load_torch(tmp_path / train.BEST)["epoch"] == best_epoch
+
+
+def test_the_history_records_the_rate_each_epoch_trained_with(monkeypatch, tmp_path):
+    """Best at epoch 2, then 3 epochs without improvement: with lr_patience 3 the rate is halved after
+    epoch 5's validation, so epoch 6 is the first to train at 5e-4 (and the history says so for epoch 6,
+    not already for epoch 5)."""
+    import json
+
+    drive(monkeypatch, tmp_path, [0.5, 0.6, 0.55, 0.55, 0.55, 0.55], patience=10, max_epochs=6)
+    rates = [json.loads(line)["lr"] for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert rates == [1e-3] * 5 + [5e-4]

@@ -451,9 +451,10 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
         t1 = time.perf_counter()
         valid = trainer.evaluate("valid")
         t2 = time.perf_counter()
+        lr = trainer.optimizer.param_groups[0]["lr"]  # the rate this epoch trained with
         trainer.scheduler.step(valid["roc_auc"])
         record = {"epoch": epoch, "loss": loss, "valid_roc_auc": valid["roc_auc"], "valid_pr_auc": valid["pr_auc"],
-                  "lr": trainer.optimizer.param_groups[0]["lr"], "train_seconds": t1 - t0,
+                  "lr": lr, "train_seconds": t1 - t0,
                   "eval_seconds": t2 - t1, "clips": seen}
         history.append(record)
         if valid["roc_auc"] > best["roc_auc"]:
