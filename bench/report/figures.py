@@ -357,7 +357,7 @@ def place_labels(ax, points: list[tuple[float, float, str, bool]], markers: np.n
     dots = inches(markers) if len(markers) else np.zeros((0, 2))
     boxes = [(cx - marker, cy - marker, cx + marker, cy + marker) for cx, cy in dots]
     stroke = 1.0 / 72  # half the thickness a line is kept clear by
-    strokes = []  # a line through a label reads as strike-through: weighed as a marker's area per crossing
+    strokes = []  # a line through a label reads as strike-through: each crossing weighs 0.4 of the label's area
     for line in lines:
         path = inches(line)
         for (x0, y0), (x1, y1) in zip(path[:-1], path[1:], strict=True):
