@@ -88,6 +88,14 @@ def pareto_front(cost: Iterable[float], value: Iterable[float]) -> np.ndarray:
     return on_front
 
 
+def _setup_text(frame: pd.DataFrame) -> pd.Series:
+    """Per row, its data setup (the SETUP columns it has) as one text, "29.1 | 50 | default"; "" without them."""
+    present = [name for name in SETUP if name in frame.columns]
+    if not present or frame.empty:
+        return pd.Series("", index=frame.index, dtype=object)
+    return as_text(frame[present]).agg(" | ".join, axis=1)
+
+
 def front_groups(frame: pd.DataFrame) -> pd.Series:
     """Per aggregate row, the configurations it is compared with on a Pareto front (and drawn with in one
     trade-off panel): its dataset's, named by the dataset; where the dataset's configurations were trained
@@ -95,9 +103,7 @@ def front_groups(frame: pd.DataFrame) -> pd.Series:
     "dataset (4 s clips, 17 tags, split default)". Among those, configurations whose seeds ran on different
     data, or whose data was not recorded, form a group of their own (UNSURE_SETUP) that has no front: they
     are compared with nothing."""
-    present = [name for name in SETUP if name in frame.columns]
-    setup = as_text(frame[present]).agg(" | ".join, axis=1) if present and len(frame) else \
-        pd.Series("", index=frame.index, dtype=object)
+    setup = _setup_text(frame)
     several = setup.groupby(frame["dataset"]).transform("nunique") > 1 if len(frame) else setup.astype(bool)
 
     mixed = frame["setup_mixed"].fillna(False).astype(bool) if "setup_mixed" in frame.columns else \
@@ -163,10 +169,7 @@ def setup_labels(frame: pd.DataFrame) -> pd.DataFrame:
     `setup`, its data setup as one text ("29.1 | 50 | default"; results that record none share "nan"),
     or MIXED when its seeds disagree. Two configurations are comparable when their labels are equal and
     neither is MIXED (`comparable`)."""
-    present = [name for name in SETUP if name in frame.columns]
-    text = (as_text(frame[present]).agg(" | ".join, axis=1) if present and not frame.empty
-            else pd.Series("", index=frame.index, dtype=object))
-    labels = text.groupby([frame[name] for name in KEY], sort=False, dropna=False).agg(
+    labels = _setup_text(frame).groupby([frame[name] for name in KEY], sort=False, dropna=False).agg(
         lambda values: values.iloc[0] if values.nunique() == 1 else MIXED)
     return labels.rename("setup").reset_index()
 
