@@ -71,9 +71,11 @@ def test_msd_and_jamendo_metadata_only(tmp_path, write_spec, capsys, monkeypatch
     assert report["audio"]["problems"] == {"audio file missing": {"train": 4, "valid": 2, "test": 3}}
     assert report["tags"] == ["rock", "pop", "alternative"]
 
-    rows = {"train": ["track_0000382\tartist_000020\talbum_000046\t82/382.mp3\t211.1\tgenre---reggae"],
-            "validation": ["track_0917539\tartist_378901\talbum_108650\t39/917539.mp3\t219.6\tgenre---funk"],
-            "test": ["track_1050697\tartist_432424\talbum_123718\t97/1050697.mp3\t248.0\tgenre---reggae"]}
+    rows = {"train": ["track_0000382\tartist_000020\talbum_000046\t82/382.mp3\t211.1\tgenre---classical\t"
+                      "instrument---voice"],
+            "validation": ["track_0917539\tartist_378901\talbum_108650\t39/917539.mp3\t219.6\tgenre---funk\t"
+                           "genre---soundtrack"],
+            "test": ["track_0006008\tartist_000795\talbum_000925\t08/6008.mp3\t162.0\tgenre---reggae"]}
     root = make_jamendo(tmp_path / "jamendo", rows, low=(), missing=("39/917539.mp3",))
     assert main(["dataset", spec_for(write_spec, "jamendo", root), "--json"]) == 2  # no valid audio
     report = json.loads(capsys.readouterr().out)

@@ -11,15 +11,20 @@ from .conftest import SPECS
 from .data_fixtures import published_tags
 
 HEADER = "TRACK_ID\tARTIST_ID\tALBUM_ID\tPATH\tDURATION\tTAGS"
-ROWS = {  # rows of split-0's top-50 files (the first of the published validation file among them)
-    "train": ["track_0000214\tartist_000014\talbum_000031\t14/214.mp3\t124.6\tgenre---punkrock\tgenre---rock",
-              "track_0000382\tartist_000020\talbum_000046\t82/382.mp3\t211.1\tgenre---reggae",
-              "track_0000948\tartist_000087\talbum_000149\t48/948.mp3\t127.0\tinstrument---voice\tmood/theme---happy"],
+ROWS = {  # real rows of split-0 (train 382 and 948 from the top-50 train file; 214, a genre-test row, brings
+    # a tag outside the top 50), in the files' order
+    "train": ["track_0000214\tartist_000014\talbum_000031\t14/214.mp3\t124.6\tgenre---punkrock",
+              "track_0000382\tartist_000020\talbum_000046\t82/382.mp3\t211.1\tgenre---classical\tinstrument---voice",
+              "track_0000948\tartist_000087\talbum_000149\t48/948.mp3\t212.7\tgenre---chillout\tgenre---downtempo\t"
+              "genre---easylistening\tgenre---electronic\tgenre---lounge\tinstrument---synthesizer"],
     "validation": ["track_0917538\tartist_378901\talbum_108650\t38/917538.mp3\t126.5\tgenre---easylistening\t"
                    "genre---soundtrack\tinstrument---piano",
-                   "track_0917539\tartist_378901\talbum_108650\t39/917539.mp3\t219.6\tgenre---funk\tgenre---soundtrack"],
-    "test": ["track_1050697\tartist_432424\talbum_123718\t97/1050697.mp3\t248.0\tgenre---reggae",
-             "track_0919631\tartist_373214\talbum_108909\t31/919631.mp3\t67.4\tgenre---classical"],
+                   "track_0917539\tartist_378901\talbum_108650\t39/917539.mp3\t219.6\tgenre---funk\tgenre---soundtrack",
+                   "track_0919631\tartist_373214\talbum_108909\t31/919631.mp3\t67.4\tgenre---classical",
+                   "track_1050697\tartist_432424\talbum_123718\t97/1050697.mp3\t248.0\tgenre---reggae"],
+    "test": ["track_0006007\tartist_000795\talbum_000925\t07/6007.mp3\t368.9\tgenre---pop\tgenre---reggae",
+             "track_0006008\tartist_000795\talbum_000925\t08/6008.mp3\t162.0\tgenre---reggae",
+             "track_0017170\tartist_002534\talbum_002430\t70/17170.mp3\t65.4\tgenre---classical\tgenre---soundtrack"],
 }
 
 
@@ -44,19 +49,21 @@ def test_official_split_files_and_audio(tmp_path):
     rows = {**ROWS, "train": [ROWS["train"][1], ROWS["train"][2]]}  # punkrock is not a top-50 tag
     index = read_jamendo(make_jamendo(tmp_path / "jamendo", rows))
     assert index.tag_names == published_tags("jamendo")
-    assert index.counts() == {"train": 2, "valid": 2, "test": 1}
+    assert index.counts() == {"train": 2, "valid": 3, "test": 3}
     assert index.excluded == (("track_0919631", "audio file missing"),)
     by_id = {c.clip_id: c for c in index.clips}
     assert by_id["track_0000382"].path.endswith("82/382.low.mp3")  # the low-quality variant
     assert [index.tag_names[i] for i in by_id["track_0917538"].labels] == \
         ["genre---easylistening", "genre---soundtrack", "instrument---piano"]
-    assert [index.tag_names[i] for i in by_id["track_0000948"].labels] == ["instrument---voice", "mood/theme---happy"]
+    assert [index.tag_names[i] for i in by_id["track_0000948"].labels] == \
+        ["genre---chillout", "genre---downtempo", "genre---easylistening", "genre---electronic", "genre---lounge",
+         "instrument---synthesizer"]
 
 
 def test_tags_outside_the_top50_and_malformed_rows_are_one_line_errors(tmp_path):
     with pytest.raises(UserError, match="tags outside MTG-Jamendo's published top 50: genre---punkrock"):
         read_jamendo(make_jamendo(tmp_path / "a"))
-    bad = {**ROWS, "test": [ROWS["test"][0], "track_0919631\tartist_373214\t31/919631.mp3"]}
+    bad = {**ROWS, "test": [ROWS["test"][0], "track_0006008\tartist_000795\t08/6008.mp3"]}
     with pytest.raises(UserError, match=r"autotagging_top50tags-test.tsv: line 3: expected TRACK_ID, ARTIST_ID"):
         read_jamendo(make_jamendo(tmp_path / "b", bad))
     with pytest.raises(UserError, match="MTG-Jamendo split file not found"):
@@ -70,16 +77,17 @@ def test_other_subsets_order_their_tags_as_the_published_lists(tmp_path):
 
 def test_fewer_tags_than_the_subset_keeps_the_most_frequent(tmp_path):
     root = make_jamendo(tmp_path / "j", subset="autotagging_genre")
-    assert len(read_jamendo(root, subset="genre").tag_names) == 10  # the task: every tag of the subset
-    # reggae and soundtrack are on 2 tracks each, every other tag on 1; by name, classical and
-    # easylistening would come first
+    assert len(read_jamendo(root, subset="genre").tag_names) == 14  # the task: every tag of the subset
+    # classical, reggae and soundtrack are on 3 tracks each, easylistening on 2, every other tag on 1 (a
+    # track whose audio is missing counts: the split files define the task); by name, chillout and
+    # classical would come first
     index = read_jamendo(root, subset="genre", n_tags=2)
-    assert index.tag_names == ("genre---reggae", "genre---soundtrack")
-    assert [c.clip_id for c in index.clips if c.labels] == ["track_0000382", "track_0917538", "track_0917539",
-                                                             "track_1050697"]
+    assert index.tag_names == ("genre---classical", "genre---reggae")
+    assert [c.clip_id for c in index.clips if c.labels] == ["track_0000382", "track_1050697", "track_0006007",
+                                                             "track_0006008", "track_0017170"]
     # ties keep the published order
-    assert read_jamendo(root, subset="genre", n_tags=3).tag_names == \
-        ("genre---reggae", "genre---soundtrack", "genre---classical")
+    assert read_jamendo(root, subset="genre", n_tags=4).tag_names == \
+        ("genre---classical", "genre---reggae", "genre---soundtrack", "genre---easylistening")
 
 
 def test_a_spec_without_n_tags_trains_on_all_the_subsets_tags(write_spec):
