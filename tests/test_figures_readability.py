@@ -262,23 +262,33 @@ def test_figures_state_seeds_and_clip_length(grid):
              heading(figures.tradeoff(grid, "gmac")), heading(figures.tradeoff(grid, "storage_bytes")),
              figures.per_tag(per_tag, "vgg", figures.caption(grid)).axes[0].get_title(loc="left")]
     for text in texts:
-        assert "mean ± std over 3 seeds" in text and "29.1 s clips" in text, text
+        assert "mean ± std over 3 seeds" in text and "29.1\N{NO-BREAK SPACE}s clips" in text, text
 
 
 def test_one_seed_says_no_mean_and_std_and_draws_no_error_bars(demo):
     vgg = select(demo, {"arch": "vgg"})
     for fig in (figures.fig1(vgg, "vgg"), figures.tradeoff(demo, "gmac")):
         text = heading(fig)
-        assert "1 seed" in text and "8 s clips" in text
+        assert "1 seed" in text and "8\N{NO-BREAK SPACE}s clips" in text
         assert "±" not in text and "mean" not in text
         assert all(not ax.containers for ax in fig.axes)  # no error bars
 
 
 def test_caption_counts_configurations_with_fewer_seeds():
     frame = pd.DataFrame({"n_seeds": [3, 3, 2], "clip_seconds": [29.1] * 3})
-    assert figures.caption(frame) == "mean ± std over 3 seeds (1 configuration with fewer), 29.1 s clips"
-    assert figures.caption(frame.assign(n_seeds=1)) == "1 seed, 29.1 s clips"
+    assert figures.caption(frame) == \
+        "mean ± std over 3 seeds (1 configuration with fewer), 29.1\N{NO-BREAK SPACE}s clips"
+    assert figures.caption(frame.assign(n_seeds=1)) == "1 seed, 29.1\N{NO-BREAK SPACE}s clips"
     assert figures.caption(frame.drop(columns="clip_seconds")).endswith("clip length not recorded")
+
+
+def test_a_wrapped_title_keeps_a_clip_length_on_one_line():
+    """The value and its unit stay together wherever the title wraps ("..., 4" then "s clips" read as
+    4 clips)."""
+    caption = figures.caption(pd.DataFrame({"n_seeds": [2, 2], "clip_seconds": [4.0, 8.0]}))
+    for width in np.arange(2.0, 7.0, 0.05):
+        for line in figures._heading([f"test ROC-AUC against GMAC per clip: {caption}"], width).splitlines():
+            assert not line.startswith(("s clips", "s / ")), line
 
 
 # --- 4: Fig. 1 as the paper draws it ----------------------------------------------------------------------
@@ -487,6 +497,19 @@ def test_a_dataset_trained_on_two_setups_has_a_front_and_a_panel_per_setup():
     assert aggregated[aggregated["n_mels"] != 16]["pareto_gmac"].all()
 
 
+def test_a_long_data_setup_name_is_wrapped_and_leaves_the_panels_their_width():
+    """A setup with a split file and dropped clips names its panel with a long title: unwrapped, it set
+    the width of the laid-out figure and squeezed each panel to a sliver (constrained layout gave up)."""
+    split = "data/splits/mtat-artist-filtered-lee2017.tsv, untagged clips dropped"
+    short = tidy(DEMO, seeds=(0, 1), clip_seconds=4.0, dataset="synthetic").assign(split=split)
+    long = tidy([(16000, 48, 1, "log"), (16000, 16, 3, "log")], seeds=(0, 1), clip_seconds=8.0, dataset="synthetic")
+    fig = figures.tradeoff(aggregate(pd.concat([short, long], ignore_index=True)), "gmac")
+    fig.draw_without_rendering()
+    assert len(fig.axes) == 2
+    assert all(figures.axes_inches(ax)[0] >= 3.0 for ax in fig.axes)
+    assert any(split in ax.get_title(loc="left").replace("\n", " ") for ax in fig.axes)
+
+
 def test_configurations_whose_seeds_ran_on_different_data_are_on_no_front():
     """Every configuration of the folder has one seed on 4 s clips and one on 8 s (the spec's clip length
     was edited between seeds): none is on a front, however they compare."""
@@ -500,3 +523,11 @@ def test_configurations_whose_seeds_ran_on_different_data_are_on_no_front():
     assert set(front_groups(aggregated)) == {"synthetic (seeds on different data, or data not recorded)"}
     one_setup = aggregate(tidy(configs, seeds=(0, 1), clip_seconds=4.0, dataset="synthetic"))
     assert not one_setup["setup_mixed"].any() and one_setup["pareto_gmac"].all()
+
+
+def test_every_hop_of_a_figure_has_its_own_colour_and_marker():
+    """The paper's six hops and others a spec may add (any integer up to 100): colour and marker say
+    the hop, so no two hops of one figure share either."""
+    hops = [1, 2, 3, 4, 5, 10, 7, 20, 50, 100]
+    styles = [figures.series_style(hop, "log", hops) for hop in hops]
+    assert len({s["color"] for s in styles}) == len({s["marker"] for s in styles}) == len(hops)

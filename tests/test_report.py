@@ -11,6 +11,8 @@ import hashlib
 import io
 import json
 import os
+import shutil
+import subprocess
 import time
 from contextlib import redirect_stdout
 from pathlib import Path
@@ -489,6 +491,11 @@ def test_runs_on_other_data_are_not_compared_with_the_reference_and_are_named(tm
         assert comparison.loc[mels, "setup_differs"]
         assert comparison.loc[mels, ["roc_auc_diff", "roc_auc_p", "gmac_change_pct"]].isna().all()
     assert not comparison.loc[96, "setup_differs"]
+    from bench.report.tables import comparison_table
+
+    table = comparison_table(comparison.reset_index(), "t")
+    for mels, _, cells in table.rows:  # ROC-AUC, PR-AUC: no change to state (docs/report.md's "–")
+        assert [text for text, _ in cells[:2]] == (["reference"] * 2 if mels == "96" else ["–", "–"])
     assert "mtat vgg 1.0 12000 32 1 log: its seeds ran on different data (clip_seconds 29.1 / 6.0)" in said
     assert "2 configuration(s) not compared with their reference" in said
 
@@ -518,6 +525,19 @@ def test_the_gmac_change_column_uses_whichever_condition_has_a_reference(tmp_pat
     table = comparison_table(comparison, "t")
     (cells,) = [cells for mels, hop, cells in table.rows if mels == "48"]
     assert cells[-1][0] == f"{100 * (5.0 - 10.01) / 10.01:+.2f}"  # the last column: ΔGMAC %
+
+
+def test_an_unreadable_result_is_listed_with_its_configuration(tmp_path):
+    config = ("vgg", 12000, 48, 10, "dB")
+    write_doc(tmp_path, result_doc(config, 1, 1.0, {t: 0.8 for t in TAGS}, 0.4))
+    (folder,) = (tmp_path / "runs").iterdir()
+    (folder / "result.json").write_text('{"run_id": "trunc')  # a copy cut short
+    with redirect_stdout(io.StringIO()):
+        cli_main(tmp_path)
+    (row,) = pd.read_csv(tmp_path / "report" / "runs_not_ok.csv").to_dict("records")
+    assert row["status"] == "unreadable"
+    assert (row["arch"], row["sample_rate"], row["n_mels"], row["hop_multiplier"], row["log"], row["seed"]) == \
+        (*config, 1)
 
 
 def test_a_result_that_claims_ok_but_fails_the_check_is_listed_as_invalid(tmp_path):
@@ -814,3 +834,22 @@ def test_two_reports_at_once_take_turns_and_the_last_reads_the_newest_results(tm
     assert len(summary) == 2
     assert "incomplete" not in (tmp_path / "report" / "runs_not_ok.csv").read_text()
     assert not (tmp_path / "report" / ".report.lock").exists()
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
+def test_a_table_of_seventy_configurations_fits_a_two_column_page(tmp_path):
+    """LaTeX's own verdict: a tall table is scaled to fit the page (with its caption), a wide one to the
+    text width; pdflatex warns "Float too large for page" otherwise."""
+    from bench.report.tables import LATEX_PACKAGES, Table, to_latex
+
+    groups = [(f"{rate}k {log}", ["ROC-AUC", "PR-AUC"]) for rate in (12, 16) for log in ("log", "dB")]
+    rows = [(str(mels), f"x{hop}", [("88.12 (0.34)", False)] * 8) for mels in range(8, 130, 10) for hop in range(1, 7)]
+    table = Table("vgg w1 mtat", groups, rows, ["ROC-AUC and PR-AUC in %: mean (standard deviation) over seeds."])
+    assert len(rows) == 78
+    (tmp_path / "doc.tex").write_text("\n".join([LATEX_PACKAGES, r"\documentclass[twocolumn]{article}",
+                                                 r"\usepackage{booktabs}", r"\usepackage{graphicx}",
+                                                 r"\begin{document}", to_latex(table), r"\end{document}", ""]))
+    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert "Float too large" not in done.stdout and "Overfull" not in done.stdout

@@ -48,7 +48,9 @@ STYLE = {
 PAGE_WIDTH = 7.0
 """Inches: a two-column paper's text width, the widest a figure should be printed."""
 MARKERS = ("o", "s", "^", "v", "D", "P", "X", "<", ">", "h", "*", "p")
-COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
+COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive",
+          "tab:cyan", "tab:gray")
+"""Ten: the six usual hops and up to four others each get their own colour."""
 HOPS = (1, 2, 3, 4, 5, 10)
 """The paper's hop multipliers: each keeps its marker (and colour) in every panel and every Fig. 1."""
 LOG_STYLES = {"log": {"linestyle": "-", "filled": True}, "dB": {"linestyle": "--", "filled": False}}
@@ -89,14 +91,17 @@ def caption(frame: pd.DataFrame, spread: bool = True) -> str:
         text = f"{n} seed{'' if n == 1 else 's'}"
     clips = sorted(set(pd.to_numeric(frame["clip_seconds"], errors="coerce").dropna())) \
         if "clip_seconds" in frame else []
-    clip_text = " / ".join(f"{c:g} s" for c in clips) + " clips" if clips else "clip length not recorded"
+    # a no-break space: a wrapped title never leaves "4" at a line's end and "s clips" on the next
+    clip_text = " / ".join(f"{c:g}\N{NO-BREAK SPACE}s" for c in clips) + " clips" if clips \
+        else "clip length not recorded"
     return f"{text}, {clip_text}"
 
 
 def _heading(lines: list[str], width_in: float) -> str:
     """Title lines wrapped to a figure `width_in` inches wide (8-9 pt text)."""
     chars = max(30, int(width_in / 0.068))
-    return "\n".join(part for line in lines for part in textwrap.wrap(line, chars))
+    # file names (a split file's) are broken only where they are longer than a line, never at a hyphen
+    return "\n".join(part for line in lines for part in textwrap.wrap(line, chars, break_on_hyphens=False))
 
 
 def _logs(frame: pd.DataFrame) -> list[str]:
@@ -524,8 +529,8 @@ def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac") -> Figure:
                             [staircase, *whiskers]))
             ax.set_xlabel(COSTS[cost].axis)
             ax.set_ylabel("ROC-AUC (%)")
-            if len(datasets) > 1:
-                ax.set_title(f"{dataset}: {caption(rows)}", loc="left")
+            if len(datasets) > 1:  # wrapped like the heading: a long split file's name would squash the axes
+                ax.set_title(_heading([f"{dataset}: {caption(rows)}"], PAGE_WIDTH - 2.6), loc="left")
             ax.grid(color="0.9", lw=0.5, which="major")
         handles = [Line2D([], [], ls="none", marker=m, mec=c, mfc=c, ms=5,
                           label=(f"{a} w{w:g} " if several_models else "") + rate_khz(r))

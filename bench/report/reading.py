@@ -88,7 +88,8 @@ def read_runs(folders: Iterable[Path]) -> tuple[list[dict], pd.DataFrame]:
             if not isinstance(result, dict):
                 raise ValueError("not a JSON object")
         except (OSError, ValueError) as exc:
-            not_ok.append({"run_id": folder.name, "status": "unreadable", "reason": f"{path}: {exc}"})
+            not_ok.append({"run_id": folder.name, "status": "unreadable", "reason": f"{path}: {exc}",
+                           **_folder_fields(folder, _read_json(folder / layout.CONFIG))})
             continue
         status = result.get("status")
         problem = result_problem(result, folder.name)  # the grid's own test of a done-marker

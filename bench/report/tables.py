@@ -141,6 +141,8 @@ def comparison_table(comparison: pd.DataFrame, title: str) -> Table:
                 text = "–"
             elif row.is_reference:
                 text = "reference"
+            elif not np.isfinite(getattr(row, f"{what}_change_pct")):  # no reference, or one on other data
+                text = "–"
             else:
                 text = f"{_signed(getattr(row, f'{what}_change_pct'))} ({_p(getattr(row, f'{what}_p'))})"
             cells.append((text, False))
@@ -209,13 +211,14 @@ def _tex(text: str) -> str:
             .replace("*", r"$^*$"))
 
 
-LATEX_PACKAGES = (r"% needs \usepackage{booktabs} (rules) and \usepackage{graphicx} (a table wider than the text"
-                  " is scaled down to it)")
+LATEX_PACKAGES = (r"% needs \usepackage{booktabs} (rules) and \usepackage{graphicx} (a table wider or taller than"
+                  " the text is scaled down to it)")
 
 
 def to_latex(table: Table) -> str:
     """A booktabs table* (needs \\usepackage{booktabs} and graphicx): a tabular wider than the text is
-    scaled down to the text width, a narrower one is left at its size."""
+    scaled down to the text width, one taller than 0.8 of the text height (60 configurations) down to
+    that; a smaller one is left at its size."""
     n_cols = 2 + sum(len(subs) for _, subs in table.groups)
     top, rules, column = [], [], 3
     for group, subs in table.groups:
@@ -226,13 +229,15 @@ def to_latex(table: Table) -> str:
     lines = [r"\begin{table*}[t]", r"\centering", r"\scriptsize", r"\setlength{\tabcolsep}{3pt}",
              rf"\caption{{{_tex(table.title)}. {' '.join(_tex(n) for n in table.notes)}}}",
              r"\resizebox{\ifdim\width>\textwidth\textwidth\else\width\fi}{!}{%",
+             # and taller than most of a page: down to that (the caption needs the rest)
+             r"\resizebox*{!}{\ifdim\totalheight>0.8\textheight 0.8\textheight\else\totalheight\fi}{%",
              rf"\begin{{tabular}}{{ll{'r' * (n_cols - 2)}}}", r"\toprule",
              " & & " + " & ".join(top) + r" \\", "".join(rules),
              " & ".join([*(_tex(h) for h in table.row_header), *subs]) + r" \\", r"\midrule"]
     for mels, hop, cells in table.rows:
         texts = [rf"\textbf{{{_tex(t)}}}" if bold else _tex(t) for t, bold in cells]
         lines.append(" & ".join([mels, hop, *texts]) + r" \\")
-    return "\n".join(lines + [r"\bottomrule", r"\end{tabular}}", r"\end{table*}", ""])
+    return "\n".join(lines + [r"\bottomrule", r"\end{tabular}}}", r"\end{table*}", ""])
 
 
 def published_markdown(comparison: pd.DataFrame, skipped: Iterable[str] = ()) -> str:
