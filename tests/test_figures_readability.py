@@ -531,3 +531,35 @@ def test_every_hop_of_a_figure_has_its_own_colour_and_marker():
     hops = [1, 2, 3, 4, 5, 10, 7, 20, 50, 100]
     styles = [figures.series_style(hop, "log", hops) for hop in hops]
     assert len({s["color"] for s in styles}) == len({s["marker"] for s in styles}) == len(hops)
+
+
+def test_two_panels_key_says_whose_front_each_number_is_on():
+    """Two datasets: the front's numbers run on from one panel to the next, and the key names the panel
+    before its numbers, so that "1: 8/x10 ..." and "6: 8/x10 ..." do not read as one configuration."""
+    both = pd.concat([tidy(DEMO, seeds=(0, 1), dataset="mtat"), tidy(DEMO, seeds=(0, 1), dataset="msd")],
+                     ignore_index=True)
+    fig = figures.tradeoff(aggregate(both), "gmac")
+    key = [t.get_text() for t in fig.legends[1].get_texts()]
+    heads = [i for i, text in enumerate(key) if text in ("mtat:", "msd:")]
+    assert len(heads) == 2 and heads[0] == 0
+    first, second = key[1:heads[1]], key[heads[1] + 1:]
+    assert [int(t.split(":")[0]) for t in first + second] == list(range(1, len(first) + len(second) + 1))
+
+
+def test_configurations_without_the_cost_are_counted_in_the_title():
+    """Results from before latency was measured have none: they are left off the latency figure, and its
+    title says how many."""
+    aggregated = aggregate(tidy(DEMO, seeds=(0, 1)))
+    aggregated["latency_ms"] = [2.0, np.nan, 1.0, np.nan, 2.5]
+    fig = figures.tradeoff(aggregated, "latency_ms")
+    assert "not shown: 2 configurations with no measured latency recorded" in heading(fig).replace("\n", " ")
+    assert "not shown" not in heading(figures.tradeoff(aggregated, "gmac"))
+
+
+def test_a_dataset_with_no_measured_cost_gets_no_empty_panel():
+    both = aggregate(pd.concat([tidy(DEMO, seeds=(0, 1), dataset="mtat"), tidy(DEMO, seeds=(0, 1), dataset="msd")],
+                               ignore_index=True))
+    both["latency_ms"] = np.where(both["dataset"] == "msd", 2.0, np.nan)  # mtat's runs predate the measurement
+    fig = figures.tradeoff(both, "latency_ms")
+    assert [ax.get_title(loc="left").split(":")[0] for ax in fig.axes] == ["msd"]
+    assert "not shown: 5 configurations with no measured latency recorded" in heading(fig).replace("\n", " ")

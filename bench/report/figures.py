@@ -472,10 +472,12 @@ def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac") -> Figure:
     """
     flag = COSTS[cost].flag
     groups = front_groups(aggregated)
-    datasets = list(dict.fromkeys(groups))
+    measured = np.isfinite(aggregated[cost].to_numpy(dtype=float))
+    datasets = list(dict.fromkeys(groups[measured])) or list(dict.fromkeys(groups))  # no panel left empty
+    named = groups.nunique() > 1  # panels named by their dataset (and data setup)
     styles = series_styles(aggregated)
     several_models = len({(a, w) for a, w, _ in styles}) > 1
-    key = []
+    key, numbered = [], 0  # the front's points are numbered on through the panels
     pending = []  # labels are placed once the figure is laid out, on the axes' drawn size
     # a panel grows with its labels (about 11 per inch of height), from 3 to 7 in
     heights = {d: min(7.0, max(3.0, 1.2 + 0.09 * len(_point_labels(aggregated[groups == d], cost, {}))))
@@ -518,8 +520,11 @@ def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac") -> Figure:
             whiskers = [np.array([[x, m - s], [x, m + s]]) for x, m, s in zip(x_all[with_std], mean[with_std],
                                                                               std[with_std], strict=True)]
             numbers = {}
+            if named and not front.empty:  # the key's numbers run on across panels: say whose they are
+                key.append(_heading([f"{dataset}:"], 3.7))
             for r in front.itertuples(index=False):
-                numbers[(r.arch, r.width, r.sample_rate, r.n_mels, r.hop_multiplier, r.log)] = number = len(key) + 1
+                numbered += 1
+                numbers[(r.arch, r.width, r.sample_rate, r.n_mels, r.hop_multiplier, r.log)] = number = numbered
                 name = (f"{r.arch} w{r.width:g} " if several_models else "") \
                     + f"{config_label(r.n_mels, r.hop_multiplier)} {rate_label(r.sample_rate)} {r.log}"
                 value = COSTS[cost].value(getattr(r, cost))
@@ -529,7 +534,7 @@ def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac") -> Figure:
                             [staircase, *whiskers]))
             ax.set_xlabel(COSTS[cost].axis)
             ax.set_ylabel("ROC-AUC (%)")
-            if len(datasets) > 1:  # wrapped like the heading: a long split file's name would squash the axes
+            if named:  # wrapped like the heading: a long split file's name would squash the axes
                 ax.set_title(_heading([f"{dataset}: {caption(rows)}"], PAGE_WIDTH - 2.6), loc="left")
             ax.grid(color="0.9", lw=0.5, which="major")
         handles = [Line2D([], [], ls="none", marker=m, mec=c, mfc=c, ms=5,
@@ -545,10 +550,15 @@ def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac") -> Figure:
                        title="Pareto front (numbered)", alignment="left", handlelength=0, handletextpad=0,
                        frameon=False)
         what = COSTS[cost].name
-        heading = f"test ROC-AUC against {what} per clip"
-        if len(datasets) == 1:  # wrapped to end clear of the legends on the right
-            heading = _heading([f"{heading}: {caption(aggregated)}"], PAGE_WIDTH - 2.6)
-        fig.suptitle(heading, x=0.02, ha="left")
+        heading = [f"test ROC-AUC against {what} per clip"]
+        if not named:
+            heading[0] += f": {caption(aggregated[measured])}"
+        unmeasured = int((~np.isfinite(aggregated[cost].to_numpy(dtype=float))).sum())
+        if unmeasured:  # results from before latency was measured, a cost that could not be counted
+            heading.append(f"not shown: {unmeasured} configuration{'s' if unmeasured > 1 else ''} with no "
+                           f"{what} recorded")
+        # wrapped to end clear of the legends on the right
+        fig.suptitle(_heading(heading, PAGE_WIDTH - 2.6), x=0.02, ha="left")
         fig.draw_without_rendering()
         for ax, labels, markers, lines in pending:
             place_labels(ax, labels, markers, lines)
