@@ -853,3 +853,24 @@ def test_a_table_of_seventy_configurations_fits_a_two_column_page(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-2000:]
     assert "Float too large" not in done.stdout and "Overfull" not in done.stdout
+
+
+def test_a_heatmaps_caption_describes_only_the_configurations_it_shows(tmp_path, monkeypatch):
+    """48/x1 ran on 6 s clips, its reference on 29.1 s: it is kept off the per-tag heatmaps, so their
+    captions say 29.1 s clips only (the model's results table still has both)."""
+    notes = {}
+
+    def per_tag(matrix, title="", note="", reference=""):
+        notes[reference or "own"] = (list(matrix.columns), note)
+        return real_per_tag(matrix, title, note, reference)
+
+    real_per_tag = figures.per_tag
+    monkeypatch.setattr(figures, "per_tag", per_tag)
+    monkeypatch.setattr(figures, "save", lambda fig, stem: [])
+    three_seeds(tmp_path, ("vgg", 12000, 96, 1, "log"), 10.01, (0.85, 0.86, 0.87))
+    three_seeds(tmp_path, ("vgg", 12000, 32, 1, "log"), 3.3, (0.84, 0.845, 0.83))
+    three_seeds(tmp_path, ("vgg", 12000, 48, 1, "log"), 0.99, (0.80, 0.81, 0.80), clip_seconds=6.0)
+    with redirect_stdout(io.StringIO()):
+        report(tmp_path)
+    assert notes["own"] == (["32/x1"], "mean over 3 seeds, 29.1\N{NO-BREAK SPACE}s clips")
+    assert notes["12k 96/x1 log"] == (["12k 32/x1 log"], "mean over 3 seeds, 29.1\N{NO-BREAK SPACE}s clips")

@@ -302,7 +302,7 @@ def _write_report(results_dir: Path, out: Path, spec: SpecRuns | None) -> Report
         files += figures.save(figures.fig1(select(aggregated, key), title), out / f"fig1_{slug}")
         matrix = per_tag_matrix(select(delta, key))
         if not matrix.empty:
-            note = figures.caption(select(aggregated, key), spread=False)
+            note = figures.caption(_in_heatmap(select(aggregated, key), select(delta, key)), spread=False)
             files += figures.save(figures.per_tag(matrix, title, note), out / f"per_tag_{slug}")
         references = select(global_refs, key)
         if references.empty:
@@ -315,7 +315,8 @@ def _write_report(results_dir: Path, out: Path, spec: SpecRuns | None) -> Report
             continue
         matrix = per_tag_matrix_global(select(delta_global, key))
         if not matrix.empty:
-            caption = figures.caption(select(aggregated, key), spread=False)
+            caption = figures.caption(_in_heatmap(select(aggregated, key), select(delta_global, key), ref),
+                                      spread=False)
             files += figures.save(figures.per_tag(matrix, title, caption, reference=ref_label),
                                   out / f"per_tag_global_{slug}")
     if model_list:
@@ -331,6 +332,16 @@ def _write_report(results_dir: Path, out: Path, spec: SpecRuns | None) -> Report
                   for r in aggregated.itertuples(index=False) if r.seeds_missing]
     return ReportSummary(results_dir, out, len(folders), len(results), not_ok, len(aggregated), incomplete,
                          published, notes, files, skipped, matched)
+
+
+def _in_heatmap(aggregated: pd.DataFrame, delta: pd.DataFrame, reference: pd.Series | None = None) -> pd.DataFrame:
+    """The aggregate rows a per-tag heatmap of `delta` shows: its configurations and what they are compared
+    with (each condition's reference, or the one global `reference`), so that its caption's seeds and clip
+    lengths leave out the configurations kept off it (trained on other data than their reference)."""
+    shown = delta[list(KEY)].drop_duplicates()
+    references = shown.assign(**REFERENCE) if reference is None else pd.DataFrame([reference[list(KEY)]])
+    keys = pd.concat([shown, references], ignore_index=True).drop_duplicates()
+    return aggregated.merge(keys.astype(aggregated[list(KEY)].dtypes.to_dict()), on=list(KEY))
 
 
 CONDITIONAL_OUTPUTS = ("fig1_*", "per_tag_*", "tradeoff_*", "matched_gmac.csv", "published.md")
