@@ -258,3 +258,17 @@ def test_no_global_figure_without_the_global_reference(tmp_path):
     assert "22.05k 96/x1 log" in note and note.startswith("vgg")
     table = read_csv(tmp_path / "no-global", "per_tag_delta_global.csv")
     assert table.empty and "ref_sample_rate" in table.columns
+
+
+@pytest.mark.parametrize("n_configs", [30, 59, 119])
+def test_every_column_label_of_a_crowded_heatmap_is_readable(n_configs):
+    """Up to 120 configurations (60 inputs x log/dB): each column keeps its label, none overprints
+    another, at 4 pt or more (the figure grows wider than the page past about 60 columns)."""
+    columns = [f"16k {m}/x{h} {log}" for m in range(8, 200) for h in (1, 3) for log in ("log", "dB")][:n_configs]
+    values = np.random.default_rng(1).uniform(-20, 20, size=(10, n_configs))
+    fig, _ = heatmap_image(pd.DataFrame(values, columns=columns, index=[f"tag {i}" for i in range(10)]),
+                           reference="16k 96/x1 log")
+    ticks = fig.axes[0].get_xticklabels()
+    assert [t.get_text() for t in ticks] == columns
+    assert min(t.get_fontsize() for t in ticks) >= 4
+    assert [pair for pair in overlapping_texts(fig) if pair[0] in columns or pair[1] in columns] == []

@@ -577,6 +577,11 @@ without the colour bar (and in grayscale, where loss and gain look alike): at 8 
 columns are narrow, down to 5 pt; columns too narrow for that are left unwritten."""
 
 
+TICK_PT = (8.0, 4.0)
+"""Per-tag heatmaps' column labels: 8 pt, smaller where the columns are narrow, down to 4 pt; a heatmap of
+more configurations than fit the page at 4 pt (about 60) grows wider than the page instead."""
+
+
 def per_tag(matrix: pd.DataFrame, title: str = "", note: str = "", reference: str = "") -> Figure:
     """Heatmap of one model's per-tag ROC-AUC change (percentage points) against a reference.
 
@@ -596,6 +601,10 @@ def per_tag(matrix: pd.DataFrame, title: str = "", note: str = "", reference: st
     labels = [str(c) for c in matrix.columns]
     column_in = 0.42 if n_configs <= 12 else 0.24
     width = min(PAGE_WIDTH, max(3.4, 2.6 + column_in * n_configs))
+    # a column holds its (rotated) label, one line of about 1.3 x the font size
+    tick_pt = min(TICK_PT[0], (width - 2.6) / max(1, n_configs) * 72 / 1.3)
+    if tick_pt < TICK_PT[1]:
+        tick_pt, width = TICK_PT[1], 2.6 + n_configs * TICK_PT[1] * 1.3 / 72
     # a cell holds "−12" (3 characters of ~0.6 em) with some margin: the font size the column leaves room for
     cell_pt = min(CELL_TEXT_PT[0], (width - 2.6) / max(1, n_configs) * 72 / (3 * 0.6 + 0.6))
     annotate = cell_pt >= CELL_TEXT_PT[1]
@@ -618,7 +627,7 @@ def per_tag(matrix: pd.DataFrame, title: str = "", note: str = "", reference: st
                     ax.text(column, row, f"{value:+.0f}".replace("-", "\N{MINUS SIGN}"), ha="center",
                             va="center", fontsize=cell_pt, color="black" if light else "white")
         long = max(map(len, labels), default=0) > 6
-        ax.set_xticks(range(n_configs), labels, rotation=90 if n_configs > 6 or long else 0)
+        ax.set_xticks(range(n_configs), labels, rotation=90 if n_configs > 6 or long else 0, fontsize=tick_pt)
         ax.set_yticks(range(n_tags), list(matrix.index))
         ax.tick_params(length=0)
         ax.spines[:].set_visible(False)
