@@ -262,14 +262,14 @@ def test_figures_state_seeds_and_clip_length(grid):
              heading(figures.tradeoff(grid, "gmac")), heading(figures.tradeoff(grid, "storage_bytes")),
              figures.per_tag(per_tag, "vgg", figures.caption(grid)).axes[0].get_title(loc="left")]
     for text in texts:
-        assert "mean ± std over 3 seeds" in text and "29.1\N{NO-BREAK SPACE}s clips" in text, text
+        assert "mean ± std over 3 seeds" in text and "29.1\N{NO-BREAK SPACE}s\N{NO-BREAK SPACE}clips" in text, text
 
 
 def test_one_seed_says_no_mean_and_std_and_draws_no_error_bars(demo):
     vgg = select(demo, {"arch": "vgg"})
     for fig in (figures.fig1(vgg, "vgg"), figures.tradeoff(demo, "gmac")):
         text = heading(fig)
-        assert "1 seed" in text and "8\N{NO-BREAK SPACE}s clips" in text
+        assert "1 seed" in text and "8\N{NO-BREAK SPACE}s\N{NO-BREAK SPACE}clips" in text
         assert "±" not in text and "mean" not in text
         assert all(not ax.containers for ax in fig.axes)  # no error bars
 
@@ -277,18 +277,18 @@ def test_one_seed_says_no_mean_and_std_and_draws_no_error_bars(demo):
 def test_caption_counts_configurations_with_fewer_seeds():
     frame = pd.DataFrame({"n_seeds": [3, 3, 2], "clip_seconds": [29.1] * 3})
     assert figures.caption(frame) == \
-        "mean ± std over 3 seeds (1 configuration with fewer), 29.1\N{NO-BREAK SPACE}s clips"
-    assert figures.caption(frame.assign(n_seeds=1)) == "1 seed, 29.1\N{NO-BREAK SPACE}s clips"
+        "mean ± std over 3 seeds (1 configuration with fewer), 29.1\N{NO-BREAK SPACE}s\N{NO-BREAK SPACE}clips"
+    assert figures.caption(frame.assign(n_seeds=1)) == "1 seed, 29.1\N{NO-BREAK SPACE}s\N{NO-BREAK SPACE}clips"
     assert figures.caption(frame.drop(columns="clip_seconds")).endswith("clip length not recorded")
 
 
 def test_a_wrapped_title_keeps_a_clip_length_on_one_line():
-    """The value and its unit stay together wherever the title wraps ("..., 4" then "s clips" read as
-    4 clips)."""
+    """The value, its unit and "clips" stay together wherever the title wraps ("..., 4" then "s clips"
+    reads as 4 clips)."""
     caption = figures.caption(pd.DataFrame({"n_seeds": [2, 2], "clip_seconds": [4.0, 8.0]}))
     for width in np.arange(2.0, 7.0, 0.05):
         for line in figures._heading([f"test ROC-AUC against GMAC per clip: {caption}"], width).splitlines():
-            assert not line.startswith(("s clips", "s / ")), line
+            assert not line.startswith(("s ", "s\N{NO-BREAK SPACE}", "clips")) and not line.endswith(" s"), line
 
 
 # --- 4: Fig. 1 as the paper draws it ----------------------------------------------------------------------
@@ -563,3 +563,26 @@ def test_a_dataset_with_no_measured_cost_gets_no_empty_panel():
     fig = figures.tradeoff(both, "latency_ms")
     assert [ax.get_title(loc="left").split(":")[0] for ax in fig.axes] == ["msd"]
     assert "not shown: 5 configurations with no measured latency recorded" in heading(fig).replace("\n", " ")
+
+
+def test_a_crowded_tradeoff_figure_never_prints_one_label_over_another():
+    """60 configurations in one panel: where a plain label has no free spot it is left out (the key says
+    how many), a front label goes farther out on a line to its point; no label covers a fifth of another."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    configs = [(16000, mels, hop, "log") for mels in range(8, 136, 8) for hop in (1, 2, 3, 5)][:60]
+    fig = figures.tradeoff(aggregate(tidy(configs, seeds=(0, 1))), "gmac")
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    labels = [(t.get_text(), t.get_window_extent(renderer)) for t in fig.axes[0].texts]
+    for i, (a, box_a) in enumerate(labels):
+        for b, box_b in labels[i + 1:]:
+            both = box_a.intersection(box_a, box_b)
+            if both is not None:
+                smaller = min(box_a.width * box_a.height, box_b.width * box_b.height)
+                assert both.width * both.height <= 0.2 * smaller, (a, b)
+    key = [t.get_text() for t in fig.legends[-1].get_texts()]
+    left_out = 60 - len(labels)
+    assert left_out > 0 and key[-1] == f"({left_out} labels left out: no room)"
+    numbers = [int(text.split(":")[0]) for text, _ in labels if ":" in text]
+    assert sorted(numbers) == list(range(1, len(key)))  # every front point keeps its numbered label

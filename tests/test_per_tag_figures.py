@@ -139,8 +139,8 @@ def test_a_wide_heatmap_still_says_each_change_and_no_text_overlaps():
 
 def test_heatmap_titles_say_mean_without_a_spread():
     frame = pd.DataFrame({"n_seeds": [2, 2], "clip_seconds": [4.0, 4.0]})
-    assert figures.caption(frame) == "mean ± std over 2 seeds, 4\N{NO-BREAK SPACE}s clips"
-    assert figures.caption(frame, spread=False) == "mean over 2 seeds, 4\N{NO-BREAK SPACE}s clips"
+    assert figures.caption(frame) == "mean ± std over 2 seeds, 4\N{NO-BREAK SPACE}s\N{NO-BREAK SPACE}clips"
+    assert figures.caption(frame, spread=False) == "mean over 2 seeds, 4\N{NO-BREAK SPACE}s\N{NO-BREAK SPACE}clips"
 
 
 # --- the global reference ---------------------------------------------------------------------------------

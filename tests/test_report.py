@@ -872,5 +872,5 @@ def test_a_heatmaps_caption_describes_only_the_configurations_it_shows(tmp_path,
     three_seeds(tmp_path, ("vgg", 12000, 48, 1, "log"), 0.99, (0.80, 0.81, 0.80), clip_seconds=6.0)
     with redirect_stdout(io.StringIO()):
         report(tmp_path)
-    assert notes["own"] == (["32/x1"], "mean over 3 seeds, 29.1\N{NO-BREAK SPACE}s clips")
-    assert notes["12k 96/x1 log"] == (["12k 32/x1 log"], "mean over 3 seeds, 29.1\N{NO-BREAK SPACE}s clips")
+    caption = "mean over 3 seeds, 29.1\N{NO-BREAK SPACE}s\N{NO-BREAK SPACE}clips"
+    assert notes["own"] == (["32/x1"], caption) and notes["12k 96/x1 log"] == (["12k 32/x1 log"], caption)

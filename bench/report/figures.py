@@ -91,8 +91,8 @@ def caption(frame: pd.DataFrame, spread: bool = True) -> str:
         text = f"{n} seed{'' if n == 1 else 's'}"
     clips = sorted(set(pd.to_numeric(frame["clip_seconds"], errors="coerce").dropna())) \
         if "clip_seconds" in frame else []
-    # a no-break space: a wrapped title never leaves "4" at a line's end and "s clips" on the next
-    clip_text = " / ".join(f"{c:g}\N{NO-BREAK SPACE}s" for c in clips) + " clips" if clips \
+    # no-break spaces: a wrapped title keeps "4 s clips" on one line
+    clip_text = " / ".join(f"{c:g}\N{NO-BREAK SPACE}s" for c in clips) + "\N{NO-BREAK SPACE}clips" if clips \
         else "clip length not recorded"
     return f"{text}, {clip_text}"
 
@@ -344,13 +344,26 @@ def axes_inches(ax) -> tuple[float, float]:
     return box.width * ax.figure.get_figwidth(), box.height * ax.figure.get_figheight()
 
 
+_FAR_SPOTS = tuple((round(r * np.cos(a)), round(r * np.sin(a)),
+                    "left" if np.cos(a) > 0.3 else "right" if np.cos(a) < -0.3 else "center",
+                    "bottom" if np.sin(a) > 0.3 else "top" if np.sin(a) < -0.3 else "center")
+                   for r in (18, 28) for a in np.deg2rad(np.arange(30, 390, 45)))
+"""Spots farther out, joined to their point by a thin line: for a label that would print over another
+label at every spot of `_LABEL_SPOTS`."""
+OVERPRINT = 0.2
+"""A label overprints another when their boxes share more than this fraction of its own area."""
+
+
 def place_labels(ax, points: list[tuple[float, float, str, bool]], markers: np.ndarray,
-                 lines: Iterable[np.ndarray] = ()) -> None:
+                 lines: Iterable[np.ndarray] = (), drop_plain: bool = False) -> int:
     """Write each label (x, y, text, bold) at the spot around (x, y) that covers the least of the markers
     (x, y rows of `markers`), the `lines` (polylines of (x, y) rows: a Pareto staircase, error bars) and
     the labels placed before, stays inside the axes, and has no other marker nearer than its own, so that
-    no label reads as another point's (text sizes estimated at 8 pt). Call it once the figure is laid
-    out (`fig.draw_without_rendering()`): the spots are measured on the axes' drawn size."""
+    no label reads as another point's (text sizes estimated at 8 pt). Bold labels are placed first. A
+    label that would print over another at every near spot goes farther out, joined to its point by a
+    line; with `drop_plain`, a plain label is left out instead (returned: how many were). Call it once
+    the figure is laid out (`fig.draw_without_rendering()`): the spots are measured on the axes' drawn
+    size."""
     width_in, height_in = axes_inches(ax)
     to_axes = ax.transScale + ax.transLimits
 
@@ -361,6 +374,7 @@ def place_labels(ax, points: list[tuple[float, float, str, bool]], markers: np.n
     marker = 3.5 / 72
     dots = inches(markers) if len(markers) else np.zeros((0, 2))
     boxes = [(cx - marker, cy - marker, cx + marker, cy + marker) for cx, cy in dots]
+    placed = []  # the labels' own boxes, for the overprint test
     stroke = 1.0 / 72  # half the thickness a line is kept clear by
     strokes = []  # a line through a label reads as strike-through: each crossing weighs 0.4 of the label's area
     for line in lines:
@@ -375,14 +389,10 @@ def place_labels(ax, points: list[tuple[float, float, str, bool]], markers: np.n
     def distance(box, px, py) -> float:
         return float(np.hypot(max(box[0] - px, 0.0, px - box[2]), max(box[1] - py, 0.0, py - box[3])))
 
-    order = sorted(range(len(points)), key=lambda i: (not points[i][3], -centres[i][1]))
-    for i in order:
-        x, y, text, bold = points[i]
-        cx, cy = centres[i]
-        w, h = len(text) * (0.58 if not bold else 0.64) * 8 / 72, 8 * 1.2 / 72
-        others = dots[np.hypot(dots[:, 0] - cx, dots[:, 1] - cy) > 1e-9] if len(dots) else dots
-        best, best_cost = None, None
-        for dx, dy, ha, va in _LABEL_SPOTS:
+    def best_spot(spots, cx, cy, w, h, others):
+        """(cost, overprinted area, spot, box) of the cheapest of `spots`."""
+        best = None
+        for dx, dy, ha, va in spots:
             left = cx + dx / 72 - {"left": 0, "center": w / 2, "right": w}[ha]
             bottom = cy + dy / 72 - {"bottom": 0, "center": h / 2, "top": h}[va]
             box = (left, bottom, left + w, bottom + h)
@@ -393,15 +403,38 @@ def place_labels(ax, points: list[tuple[float, float, str, bool]], markers: np.n
             own = distance(box, cx, cy)
             if any(distance(box, ox, oy) < own for ox, oy in others):  # nearer another point: reads as its label
                 cost += 0.5 * w * h
-            if best_cost is None or cost < best_cost - 1e-12:
-                best, best_cost = (dx, dy, ha, va, box), cost
+            if best is None or cost < best[0] - 1e-12:
+                best = (cost, sum(overlap(box, other) for other in placed), (dx, dy, ha, va), box)
             if cost == 0:
                 break
-        dx, dy, ha, va, box = best
+        return best
+
+    left_out = 0
+    order = sorted(range(len(points)), key=lambda i: (not points[i][3], -centres[i][1]))
+    for i in order:
+        x, y, text, bold = points[i]
+        cx, cy = centres[i]
+        w, h = len(text) * (0.58 if not bold else 0.64) * 8 / 72, 8 * 1.2 / 72
+        others = dots[np.hypot(dots[:, 0] - cx, dots[:, 1] - cy) > 1e-9] if len(dots) else dots
+        cost, printed_over, spot, box = best_spot(_LABEL_SPOTS, cx, cy, w, h, others)
+        leader = False
+        if printed_over > OVERPRINT * w * h:
+            if drop_plain and not bold:
+                left_out += 1
+                continue
+            far = best_spot(_FAR_SPOTS, cx, cy, w, h, others)
+            if far[1] < printed_over:
+                cost, printed_over, spot, box = far
+                leader = True
+        dx, dy, ha, va = spot
         gap = 1.5 / 72  # the next labels keep clear of this one by a little more than the estimate's error
         boxes.append((box[0] - gap, box[1] - gap, box[2] + gap, box[3] + gap))
+        placed.append(box)
         ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va, fontsize=8,
-                    fontweight="bold" if bold else "normal", color="0.0" if bold else "0.3", zorder=4)
+                    fontweight="bold" if bold else "normal", color="0.0" if bold else "0.3", zorder=4,
+                    arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.5, "shrinkA": 1, "shrinkB": 3}
+                    if leader else None)
+    return left_out
 
 
 def _point_labels(rows: pd.DataFrame, cost: str, numbers: dict) -> list[tuple[float, float, str, bool]]:
@@ -545,10 +578,13 @@ def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac") -> Figure:
                     Line2D([], [], color="black", ls="--", lw=1, label="Pareto front")]
         fig.legend(handles=handles, loc="outside right upper", frameon=False,
                    title="labels: mel bands / hop", alignment="left")
-        if key:
-            fig.legend(handles=[Line2D([], [], ls="none", label=text) for text in key], loc="outside right lower",
-                       title="Pareto front (numbered)", alignment="left", handlelength=0, handletextpad=0,
-                       frameon=False)
+        def write_key(extra: list[str]) -> None:
+            if key or extra:
+                fig.legend(handles=[Line2D([], [], ls="none", label=text) for text in key + extra],
+                           loc="outside right lower", title="Pareto front (numbered)" if key else None,
+                           alignment="left", handlelength=0, handletextpad=0, frameon=False)
+
+        write_key([])
         what = COSTS[cost].name
         heading = [f"test ROC-AUC against {what} per clip"]
         if not named:
@@ -560,8 +596,12 @@ def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac") -> Figure:
         # wrapped to end clear of the legends on the right
         fig.suptitle(_heading(heading, PAGE_WIDTH - 2.6), x=0.02, ha="left")
         fig.draw_without_rendering()
-        for ax, labels, markers, lines in pending:
-            place_labels(ax, labels, markers, lines)
+        left_out = sum(place_labels(ax, labels, markers, lines, drop_plain=True) for ax, labels, markers, lines
+                       in pending)
+        if left_out:  # a line at the key's end: the key only grows down, the axes keep the size labels were placed on
+            if key:
+                fig.legends[-1].remove()
+            write_key([f"({left_out} label{'s' if left_out > 1 else ''} left out: no room)"])
     return fig
 
 
