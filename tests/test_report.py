@@ -540,6 +540,30 @@ def test_an_unreadable_result_is_listed_with_its_configuration(tmp_path):
         (*config, 1)
 
 
+@pytest.mark.usefixtures("figures_unrendered")
+@pytest.mark.parametrize("edit, reason", [
+    (lambda d: d["metrics"].update(per_tag="x"), "metrics.per_tag is not an object"),
+    (lambda d: d.update(config={}), "config.sample_rate is None"),
+    (lambda d: d["config"].update(n_mels=None), "config.n_mels is None"),
+    (lambda d: d["config"].update(sample_rate="x"), "config.sample_rate is 'x'"),
+    (lambda d: d["config"].update(width="wide"), "config.width is 'wide'"),
+    (lambda d: d.update(canonical=[]), "canonical is not an object"),
+])
+def test_a_result_with_a_field_of_the_wrong_type_is_listed_and_the_others_reported(tmp_path, edit, reason):
+    """A result.json the grid takes as done (ok, AUCs in range) whose other fields the report cannot read
+    (hand-edited, or written by another tool): listed as invalid with the reason; the good runs are
+    reported as ever."""
+    three_seeds(tmp_path, ("vgg", 12000, 96, 1, "log"), 10.01, (0.85, 0.86, 0.87))
+    bad = result_doc(("vgg", 12000, 48, 1, "log"), 0, 5.0, {t: 0.8 for t in TAGS}, 0.4)
+    edit(bad)
+    write_doc(tmp_path, bad)
+    with redirect_stdout(io.StringIO()):
+        cli_main(tmp_path)
+    not_ok = pd.read_csv(tmp_path / "report" / "runs_not_ok.csv")
+    assert not_ok["status"].tolist() == ["invalid"] and reason in not_ok["reason"][0]
+    assert len(pd.read_csv(tmp_path / "report" / "summary.csv")) == 3
+
+
 def test_a_result_that_claims_ok_but_fails_the_check_is_listed_as_invalid(tmp_path):
     config = ("vgg", 12000, 96, 1, "log")
     doc = result_doc(config, 0, 10.01, {t: 0.8 for t in TAGS}, 0.4)

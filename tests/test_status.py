@@ -116,3 +116,16 @@ def test_a_claim_that_meets_a_look_at_the_lock_tries_again(tmp_path, monkeypatch
     lock = RunLock(tmp_path / "run")
     assert lock.acquire() and len(calls) == 2
     lock.release()
+
+
+def test_a_result_with_fields_of_the_wrong_type_does_not_stop_the_status(tmp_path, capsys):
+    """A hand-edited result.json that the grid accepts as a done-marker (ok, AUCs in range) but whose
+    other parts are not objects; and a history line that is JSON but not an object."""
+    spec, folders = grid_in_progress(tmp_path)
+    done = json.loads((folders[0] / layout.RESULT).read_text())
+    for name, value in (("provenance", 5), ("training", "x"), ("training", {"history": [1, 2]})):
+        (folders[0] / layout.RESULT).write_text(json.dumps({**done, name: value}))
+        assert grid_status(spec, tmp_path).counts["done"] == 1
+    (folders[2] / layout.HISTORY).write_text("7\n" + epoch_line(1, 0.66))
+    assert main(["status", str(SPEC), "--results", str(tmp_path)]) == 0
+    assert "1 done" in capsys.readouterr().out.splitlines()[0]

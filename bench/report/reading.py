@@ -93,6 +93,8 @@ def read_runs(folders: Iterable[Path]) -> tuple[list[dict], pd.DataFrame]:
             continue
         status = result.get("status")
         problem = result_problem(result, folder.name)  # the grid's own test of a done-marker
+        if problem is None and status == "ok":
+            problem = report_problem(result)
         if status == "ok" and problem is None:
             ok.append(result)
         else:
@@ -105,6 +107,39 @@ def read_runs(folders: Iterable[Path]) -> tuple[list[dict], pd.DataFrame]:
 
 NOT_IN_SPEC = "not in spec"
 """runs_not_ok.csv status of a run folder that the spec, as it now stands, does not name."""
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def report_problem(result: dict) -> str | None:
+    """Why an ok result (one that `result_problem` accepts: the grid's done-marker) cannot be read into the
+    report's tables (a field of the wrong type, e.g. a hand-edited or foreign file), or None."""
+    config = result["config"]
+    for name in ("sample_rate", "n_mels", "hop_multiplier"):
+        if not _is_int(config.get(name)) or config[name] <= 0:
+            return f"config.{name} is {config.get(name)!r}, expected a positive integer"
+    if not _is_int(config.get("seed")):
+        return f"config.seed is {config.get('seed')!r}, expected an integer"
+    for name in ("arch", "log"):
+        if not isinstance(config.get(name), str) or not config[name]:
+            return f"config.{name} is {config.get(name)!r}, expected a name"
+    if config.get("dataset") is not None and not isinstance(config["dataset"], str):
+        return f"config.dataset is {config['dataset']!r}, expected a name"
+    width = config.get("width")
+    if width is not None and (isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0):
+        return f"config.width is {width!r}, expected a positive number"
+    per_tag = result["metrics"].get("per_tag")
+    if per_tag is not None and not (isinstance(per_tag, dict) and all(isinstance(v, dict) for v in per_tag.values())):
+        return "metrics.per_tag is not an object of per-tag objects"
+    if not isinstance(result["metrics"].get("excluded_tags") or [], list):
+        return "metrics.excluded_tags is not a list"
+    canonical = result.get("canonical")
+    if canonical is not None and not (isinstance(canonical, dict) and all(
+            isinstance(canonical.get(k) or {}, dict) for k in ("dataset", "options"))):
+        return "canonical is not an object with dataset and options objects"
+    return None
 
 
 def not_in_spec(folders: Iterable[Path], spec: str) -> pd.DataFrame:

@@ -51,9 +51,11 @@ def read_history(path: Path) -> list[dict]:
     records = []
     for line in text.splitlines():
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except ValueError:  # the line being written
             break
+        if isinstance(record, dict):
+            records.append(record)
     return records
 
 
@@ -77,9 +79,16 @@ def run_status(folder: Path, run: RunSpec) -> RunStatus:
     status = RunStatus(run.run_id, "not started", first_start=_first_start(folder))
     if result is not None:
         status.state = "done" if result.get("status") == "ok" else "failed"
-        status.epochs_when_done = (result.get("cost") or {}).get("epochs")
-        status.finished = (result.get("provenance") or {}).get("finished")
-        history = (result.get("training") or {}).get("history") or history
+
+        def part(name: str) -> dict:  # a hand-edited or foreign result.json may hold anything here
+            value = result.get(name)
+            return value if isinstance(value, dict) else {}
+
+        epochs = part("cost").get("epochs")
+        status.epochs_when_done = epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
+        status.finished = part("provenance").get("finished")
+        recorded = part("training").get("history")
+        history = recorded if isinstance(recorded, list) and all(isinstance(h, dict) for h in recorded) else history
     elif lock_held(folder / layout.LOCK):
         status.state, status.worker = "running", _worker(folder)
     elif (folder / layout.CHECKPOINT).exists() or history:
@@ -87,7 +96,8 @@ def run_status(folder: Path, run: RunSpec) -> RunStatus:
     status.epoch = len(history)
     scores = [h.get("valid_roc_auc") for h in history if isinstance(h.get("valid_roc_auc"), (int, float))]
     status.best_valid_roc_auc = max(scores) if scores else None
-    status.epoch_seconds = [h.get("train_seconds", 0.0) + h.get("eval_seconds", 0.0) for h in history]
+    status.epoch_seconds = [sum(v for v in (h.get("train_seconds"), h.get("eval_seconds"))
+                                if isinstance(v, (int, float)) and not isinstance(v, bool)) for h in history]
     return status
 
 
