@@ -45,6 +45,19 @@ def test_mtat_missing_root_and_annotations(tmp_path):
         read_mtat(tmp_path / "empty")
 
 
+def test_mtat_annotations_with_a_clip_twice_or_a_value_other_than_0_or_1_are_refused(tmp_path):
+    root = make_mtat(tmp_path / "mtat", write_audio=False)
+    annotations = root / "annotations_final.csv"
+    lines = annotations.read_text().splitlines(keepends=True)
+    annotations.write_text("".join([*lines, lines[1]]))
+    with pytest.raises(UserError, match=rf"line {len(lines) + 1}: clip_id 2 again \(first on line 2\)"):
+        read_mtat(root)
+    for value in ("2", "-1"):  # int() reads both; a 2 would count as a positive, a -1 lower the tag's count
+        annotations.write_text("".join([lines[0], lines[1].replace('"1"', f'"{value}"', 1), *lines[2:]]))
+        with pytest.raises(UserError, match="line 2: tag values must be 0 or 1"):
+            read_mtat(root)
+
+
 def write_msd_split(root, n_train=N_TRAIN + 3, n_test=4, protocol=2, audio=False):
     """The five split files with the published structure, written as protocol-2 pickles (and, with
     `audio`, a non-empty file at every 7digital path)."""
@@ -202,6 +215,12 @@ def test_manifest_errors(tmp_path):
     (tmp_path / "short.csv").write_text("path,split,tags\na.mp3,train,rock\nb.mp3\n")
     with pytest.raises(UserError, match="line 3: no split"):
         read_manifest(tmp_path / "short.csv")
+    (tmp_path / "twice.csv").write_text("path,split,tags\na.mp3,train,rock\nb.mp3,train,jazz\na.mp3,test,rock\n")
+    with pytest.raises(UserError, match="line 4: path 'a.mp3' again \\(line 2, train\\)"):
+        read_manifest(tmp_path / "twice.csv")  # scored on a clip it trained on
+    (tmp_path / "ids.csv").write_text("clip_id,path,split,tags\nX,a.mp3,train,rock\nX,b.mp3,valid,jazz\n")
+    with pytest.raises(UserError, match="line 3: clip_id 'X' again \\(line 2, train\\)"):
+        read_manifest(tmp_path / "ids.csv")
     (tmp_path / "latin1.csv").write_bytes("path,split,tags\nbj\u00f6rk.mp3,train,rock\n".encode("latin-1"))
     with pytest.raises(UserError, match="not UTF-8 text"):
         read_manifest(tmp_path / "latin1.csv")

@@ -35,7 +35,7 @@ def read_manifest(manifest: str | Path, n_tags: int = 50, drop_untagged: bool = 
         if missing:
             raise UserError(f"{manifest}: missing column(s) {', '.join(missing)}; expected path,split,tags")
         rows = list(reader)
-    entries = []
+    entries, ids_seen, paths_seen = [], {}, {}
     for line_no, row in enumerate(rows, start=2):
         short = [c for c in REQUIRED_COLUMNS if row.get(c) is None and c != "tags"]
         if short:
@@ -45,7 +45,14 @@ def read_manifest(manifest: str | Path, n_tags: int = 50, drop_untagged: bool = 
         if split not in SPLITS:
             raise UserError(f"{manifest}: line {line_no}: split {split!r} must be one of {', '.join(SPLITS)}")
         tags = [t.strip() for t in (row["tags"] or "").split(TAG_SEPARATOR) if t.strip()]
-        entries.append((row.get("clip_id") or row["path"], row["path"], split, tags))
+        clip_id = row.get("clip_id") or row["path"]
+        for what, value, seen in (("path", row["path"], paths_seen), ("clip_id", clip_id, ids_seen)):
+            if value in seen:  # a clip in two splits, or twice in one: scored on what it trained on, or counted twice
+                first_line, first_split = seen[value]
+                raise UserError(f"{manifest}: line {line_no}: {what} {value!r} again (line {first_line}, "
+                                f"{first_split}); each clip once")
+            seen[value] = (line_no, split)
+        entries.append((clip_id, row["path"], split, tags))
 
     counts = Counter(t for *_, tags in entries for t in tags)
     order_file = tags_file(manifest)

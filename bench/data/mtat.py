@@ -60,16 +60,18 @@ def read_annotations(path: Path) -> tuple[list[str], list[str], np.ndarray, list
     if len(header) < 3 or header[0] != "clip_id" or header[-1] != "mp3_path":
         raise UserError(f"{path}: expected a tab-separated header 'clip_id <tags...> mp3_path', got {header[:3]}...")
     tag_names = header[1:-1]
-    ids, paths, values = [], [], []
+    ids, paths, values, line_of = [], [], [], {}
     for line_no, row in enumerate(rows[1:], start=2):
         if not row:
             continue
         if len(row) != len(header):
             raise UserError(f"{path}: line {line_no}: {len(row)} fields, expected {len(header)}")
-        try:
-            values.append([int(v) for v in row[1:-1]])
-        except ValueError:
-            raise UserError(f"{path}: line {line_no}: tag values must be 0 or 1") from None
+        if row[1:-1] and not set(row[1:-1]) <= {"0", "1"}:
+            raise UserError(f"{path}: line {line_no}: tag values must be 0 or 1")
+        if row[0] in line_of:  # one clip's tags twice would count it twice, and put it in two places
+            raise UserError(f"{path}: line {line_no}: clip_id {row[0]} again (first on line {line_of[row[0]]})")
+        line_of[row[0]] = line_no
+        values.append([int(v) for v in row[1:-1]])
         ids.append(row[0])
         paths.append(row[-1])
     matrix = np.asarray(values, dtype=np.int64).reshape(len(ids), len(tag_names))
