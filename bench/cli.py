@@ -25,6 +25,19 @@ CACHE_HELP = "waveform cache root (default $BENCH_CACHE, else ./cache in the wor
 MODELS_HELP = "(default $BENCH_MODELS, else $XDG_DATA_HOME/bench/models, usually ~/.local/share/bench/models)"
 
 
+def misplaced_message(exc: OSError) -> str | None:
+    """A folder where the suite keeps a file, or a file where it keeps a folder (a copy gone wrong, a
+    name taken by hand), said as what to do about it; None for other errors."""
+    import errno
+
+    where = f"{os.fsdecode(exc.filename)}: " if exc.filename else ""
+    if exc.errno == errno.EISDIR:
+        return f"{where}a folder where a file belongs; move it aside, then rerun"
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        return f"{where}a file stands where a folder belongs on this path; move it aside, then rerun"
+    return None
+
+
 def resource_message(exc: OSError) -> str:
     """A full disk, a quota, a read-only or forbidden folder, said as what to do about it."""
     import errno
@@ -585,9 +598,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `bench plan ... | head`
         return 0
     except OSError as exc:
-        if not is_resource_error(exc):
+        message = resource_message(exc) if is_resource_error(exc) else misplaced_message(exc)
+        if message is None:
             raise
-        print(f"bench {args.command}: error: {one_line(resource_message(exc))}", file=sys.stderr)
+        print(f"bench {args.command}: error: {one_line(message)}", file=sys.stderr)
         return EXIT_USER_ERROR
 
 

@@ -507,3 +507,38 @@ def test_download_quality_is_refused_for_mtat(capsys, tmp_path):
     line = one_line_error(capsys, "download", "mtat", "--to", str(tmp_path / "mtat"), "--quality", "full")
     assert "--quality: only for jamendo" in line
     assert not (tmp_path / "mtat").exists()
+
+
+def test_a_spec_that_cannot_be_read_says_so_not_that_it_cannot_be_written(capsys, tmp_path, monkeypatch, write_spec):
+    spec = write_spec(MINIMAL_SPEC)
+    real = Path.read_text
+
+    def read_text(path, *args, **kwargs):
+        if path == spec:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", read_text)
+    line = one_line_error(capsys, "plan", str(spec))
+    assert line.endswith(f"{spec}: cannot read it (Permission denied); make it readable")
+
+
+def test_a_folder_where_a_file_belongs_or_a_file_where_a_folder_belongs_is_one_line(capsys, tmp_path, write_spec):
+    """A copy gone wrong: a result.json that is a folder, a report/ that is a file. One line naming the
+    path, not an IsADirectoryError / NotADirectoryError traceback."""
+    from bench.core.layout import RESULT
+
+    from .test_report import TAGS, result_doc, write_doc
+
+    spec = write_spec(MINIMAL_SPEC)
+    results = tmp_path / "results"
+    assert main(["grid", str(spec), "--results", str(results), "--dry-run"]) == 0
+    run_id = capsys.readouterr().out.split("vgg-", 1)[1].split()[0]
+    (results / "t" / "runs" / f"vgg-{run_id}" / RESULT).mkdir(parents=True)
+    line = one_line_error(capsys, "status", str(spec), "--results", str(results))
+    assert line.endswith(f"vgg-{run_id}/{RESULT}: a folder where a file belongs; move it aside, then rerun")
+    folder = tmp_path / "other"
+    write_doc(folder, result_doc(("vgg", 12000, 96, 1, "log"), 0, 1.0, {t: 0.8 for t in TAGS}, 0.4))
+    (folder / "report").write_text("a file")
+    line = one_line_error(capsys, "report", str(folder))
+    assert "a file stands where a folder belongs on this path; move it aside" in line

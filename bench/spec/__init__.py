@@ -254,6 +254,8 @@ def load_spec(path: str | Path) -> Spec:
         raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))  # -sig: an editor's byte-order mark
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SpecError(path, "", f"not valid TOML ({exc})") from None
+    except PermissionError as exc:  # an input: nothing is written here
+        raise SpecError(path, "", f"cannot read it ({exc.strerror}); make it readable") from None
     return parse_spec(raw, path)
 
 
