@@ -260,8 +260,17 @@ def cmd_grid(args: argparse.Namespace) -> int:
         if given:
             raise UserError(f"{', '.join(given)}: only for --launcher slurm (this grid's launcher is "
                             f"{args.launcher}, which uses the GPUs this machine has)")
-    slurm = SlurmOptions(partition=args.partition, time_minutes=args.time, gpus_per_job=args.gpus or 1,
-                         cpus_per_job=args.cpus, mem_gb=args.mem_gb, gpu_mem_gb=args.gpu_mem_gb)
+    if args.launcher == "local":  # a job's time limit and CPUs are submitit's
+        given = [flag for flag, value in (("--time", args.time), ("--cpus", args.cpus)) if value is not None]
+        if given:
+            raise UserError(f"{', '.join(given)}: only for --launcher slurm or submitit-local (local workers "
+                            "share this machine's CPUs and have no time limit)")
+    if args.runs_per_gpu is not None and args.device == "cpu":
+        raise UserError("--runs-per-gpu: only for GPUs (this grid runs on the CPU: --device cpu)")
+    defaults = SlurmOptions()
+    slurm = SlurmOptions(partition=args.partition, time_minutes=args.time or defaults.time_minutes,
+                         gpus_per_job=args.gpus or 1, cpus_per_job=args.cpus or defaults.cpus_per_job,
+                         mem_gb=args.mem_gb, gpu_mem_gb=args.gpu_mem_gb)
     options = GridOptions(data=args.data, results=args.results, cache=args.cache, device=args.device,
                           workers=args.workers, launcher=args.launcher, shard_text=args.shard, dry_run=args.dry_run,
                           retry_failed=args.retry_failed, slurm=slurm, runs_per_gpu=args.runs_per_gpu,
@@ -440,10 +449,10 @@ def build_parser() -> argparse.ArgumentParser:
     slurm = p.add_argument_group("slurm (--partition, --gpus, --mem-gb, --gpu-mem-gb: with --launcher slurm only; "
                                  "--time, --cpus: submitit-local too)")
     slurm.add_argument("--partition", metavar="NAME")
-    slurm.add_argument("--time", type=at_least(1), default=24 * 60, metavar="MIN", help="time limit per job (minutes)")
+    slurm.add_argument("--time", type=at_least(1), metavar="MIN", help="time limit per job (minutes; default 1440)")
     slurm.add_argument("--gpus", type=at_least(1), metavar="N", help="GPUs per job (default 1)")
-    slurm.add_argument("--cpus", type=at_least(1), default=8, metavar="N",
-                       help="CPUs per job, shared evenly by its tasks (--gpus x --runs-per-gpu)")
+    slurm.add_argument("--cpus", type=at_least(1), metavar="N",
+                       help="CPUs per job, shared evenly by its tasks (--gpus x --runs-per-gpu; default 8)")
     slurm.add_argument("--mem-gb", type=at_least(1), metavar="GB", help="memory per job")
     slurm.add_argument("--gpu-mem-gb", type=at_least(1), metavar="GB",
                        help="memory of one GPU of the compute nodes: chooses --runs-per-gpu when it is not given "

@@ -63,6 +63,20 @@ def test_linear_fit_recovers_a_line():
     assert max(map(abs, fit["relative_residuals"])) < 1e-9
 
 
+def test_one_measured_cost_gives_a_proportional_fit_without_numpy_warnings():
+    """A spec of one configuration (or --scaling 1): one cost, no line through it; np.polyfit warned
+    RankWarning and fitted 0.136 s + 84,809 ms/GMAC through one point."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit = linear_fit([2.0], [0.5])
+        twice = linear_fit([2.0, 2.0], [0.5, 0.7])
+    assert fit["intercept_seconds"] == 0 and fit["seconds_per_gmac"] == pytest.approx(0.25) and fit["proportional"]
+    assert twice["seconds_per_gmac"] == pytest.approx(0.3)  # (0.25 + 0.35) / 2
+    assert "proportional" not in linear_fit([1.0, 2.0], [0.7, 0.9])
+
+
 def test_time_calls_warms_up_then_respects_budget_and_count():
     calls = []
     timing = time_calls(lambda: calls.append(1), torch.device("cpu"), budget=10.0, max_calls=3)

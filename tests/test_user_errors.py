@@ -496,10 +496,13 @@ def test_bench_dataset_before_the_synthetic_data_exists_says_what_makes_it(tmp_p
     (("grid", DEMO, "--launcher", "submitit-local", "--mem-gb", "64", "--gpus", "2", "--dry-run"),
      "--gpus, --mem-gb"),
     (("grid", DEMO, "--gpu-mem-gb", "80", "--dry-run"), "--gpu-mem-gb"),
+    (("grid", DEMO, "--time", "10", "--cpus", "4", "--dry-run"), "--time, --cpus"),
+    (("grid", DEMO, "--cpus", "8", "--dry-run"), "--cpus"),
+    (("grid", DEMO, "--runs-per-gpu", "3", "--device", "cpu", "--dry-run"), "--runs-per-gpu"),
 ])
 def test_slurm_only_options_without_slurm_are_refused_not_ignored(capsys, tmp_path, argv, names):
     line = one_line_error(capsys, *argv, "--results", str(tmp_path))
-    assert f"error: {names}: only for --launcher slurm" in line
+    assert f"error: {names}: only for " + ("GPUs" if names == "--runs-per-gpu" else "--launcher slurm") in line
     assert not any(tmp_path.iterdir())
 
 
@@ -542,3 +545,15 @@ def test_a_folder_where_a_file_belongs_or_a_file_where_a_folder_belongs_is_one_l
     (folder / "report").write_text("a file")
     line = one_line_error(capsys, "report", str(folder))
     assert "a file stands where a folder belongs on this path; move it aside" in line
+
+
+@pytest.mark.parametrize("argv, option", [
+    (("synth", "--out", "", "--clips", "3"), "--out"),
+    (("grid", DEMO, "--results", "", "--dry-run"), "--results"),
+    (("status", DEMO, "--results", " "), "--results"),
+])
+def test_an_empty_path_is_refused_not_taken_as_the_working_directory(capsys, tmp_path, monkeypatch, argv, option):
+    monkeypatch.chdir(tmp_path)
+    line = one_line_error(capsys, *argv)
+    assert line.endswith(f"{option}: an empty path (an unset variable?); give a folder, or . for this one")
+    assert not any(tmp_path.iterdir())

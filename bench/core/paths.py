@@ -30,10 +30,18 @@ def default_models_dir() -> Path:
     return Path(data_home).expanduser() / "bench" / "models"
 
 
+def _given(path: str | os.PathLike, option: str) -> Path:
+    """`path` as a Path; an empty one (`--out ""`, an unset shell variable) is a UserError, not the
+    working directory, which is what Path("") means."""
+    if not os.fspath(path).strip():
+        raise UserError(f"{option}: an empty path (an unset variable?); give a folder, or . for this one")
+    return Path(path).expanduser()
+
+
 def folder_path(path: str | os.PathLike, option: str, shown: Path | None = None) -> tuple[Path, Path]:
     """(`path`, its nearest existing folder) when `path` is or can become a folder (no file in the way);
     else UserError naming `option` and the path. Reads only."""
-    path = Path(path).expanduser()
+    path = _given(path, option)
     probe = path
     while not probe.exists():
         if probe.parent == probe:  # pragma: no cover - the root always exists
@@ -61,7 +69,7 @@ def writable_folder(path: str | os.PathLike, option: str, shown: Path | None = N
 
 def writable_file(path: str | os.PathLike, option: str) -> Path:
     """`path` as a file this process can write (its folder may not exist yet); creates nothing."""
-    path = Path(path).expanduser()
+    path = _given(path, option)
     if path.is_dir():
         raise UserError(f"{option} {path}: is a folder, not a file")
     writable_folder(path.parent, option, shown=path)
@@ -70,7 +78,7 @@ def writable_file(path: str | os.PathLike, option: str) -> Path:
 
 def readable_folder(path: str | os.PathLike, option: str) -> Path:
     """An existing folder; raises UserError naming `option` and the path."""
-    path = Path(path).expanduser()
+    path = _given(path, option)
     if not path.exists():
         raise UserError(f"{option} {path}: no such folder")
     if not path.is_dir():

@@ -553,7 +553,14 @@ def levers(device: torch.device, compile_lever: bool, arch: str) -> list[tuple[s
 
 
 def linear_fit(gmac: list[float], seconds: list[float]) -> dict:
-    """Least-squares step time = intercept + slope x GMAC, and how far each point is from it."""
+    """Least-squares step time = intercept + slope x GMAC, and how far each point is from it. With fewer
+    than two distinct costs (a spec of one configuration, `--scaling 1`) a line is not determined: time
+    proportional to GMAC instead (intercept 0, `proportional` True)."""
+    if len(set(gmac)) < 2:
+        slope = float(np.mean(np.asarray(seconds) / np.asarray(gmac)))
+        predicted = slope * np.asarray(gmac)
+        return {"intercept_seconds": 0.0, "seconds_per_gmac": slope, "proportional": True,
+                "relative_residuals": [float(r) for r in (np.asarray(seconds) - predicted) / predicted]}
     slope, intercept = np.polyfit(gmac, seconds, 1)
     predicted = intercept + slope * np.asarray(gmac)
     return {"intercept_seconds": float(intercept), "seconds_per_gmac": float(slope),
@@ -780,8 +787,12 @@ def format_report(report: dict) -> str:
     for row, residual in zip(sc["rows"], sc["fit"]["relative_residuals"], strict=True):
         lines.append(f"  {row['case']:28s} {row['gmac_per_input']:10.3f} {row['step_seconds']:9.3f} "
                      f"{row['ms_per_gmac']:9.1f} {100 * residual:+6.0f}%")
-    lines.append(f"  fit: {sc['fit']['intercept_seconds']:.3f} s + {1000 * sc['fit']['seconds_per_gmac']:.1f} ms/GMAC "
-                 f"per step")
+    if sc["fit"].get("proportional"):
+        lines.append(f"  fit: {1000 * sc['fit']['seconds_per_gmac']:.1f} ms/GMAC per step, proportional (one cost "
+                     "measured: no line to fit)")
+    else:
+        lines.append(f"  fit: {sc['fit']['intercept_seconds']:.3f} s + {1000 * sc['fit']['seconds_per_gmac']:.1f} "
+                     "ms/GMAC per step")
     if report["projection"]:
         pr = report["projection"]
         lines += ["", f"Projection: {pr['runs']} runs of {report['spec']} at {pr['assumptions']['epochs_per_run']:g} "
