@@ -51,7 +51,8 @@ def test_status_of_a_grid_with_a_run_killed_mid_epoch(tmp_path, capsys):
     assert lock.acquire()  # a live worker trains run 2
     try:
         status = grid_status(spec, tmp_path)
-        assert status.counts == {"done": 1, "running": 1, "interrupted": 1, "failed": 0, "not started": 3}
+        assert status.counts == {"done": 1, "running": 1, "interrupted": 1, "invalid": 0, "failed": 0,
+                                 "not started": 3}
         done, killed, running = status.runs[:3]
         assert (killed.state, killed.epoch, killed.best_valid_roc_auc) == ("interrupted", 2, 0.75)
         assert (running.state, running.epoch, running.best_valid_roc_auc) == ("running", 1, 0.66)
@@ -129,3 +130,14 @@ def test_a_result_with_fields_of_the_wrong_type_does_not_stop_the_status(tmp_pat
     (folders[2] / layout.HISTORY).write_text("7\n" + epoch_line(1, 0.66))
     assert main(["status", str(SPEC), "--results", str(tmp_path)]) == 0
     assert "1 done" in capsys.readouterr().out.splitlines()[0]
+
+
+def test_a_corrupt_result_is_invalid_as_the_grid_sees_it_not_interrupted(tmp_path, capsys):
+    """`bench grid --dry-run` says such a run is set aside and redone; status says the same."""
+    spec, folders = grid_in_progress(tmp_path)
+    (folders[0] / layout.RESULT).write_text('{"run_id": "cut sh')
+    status = grid_status(spec, tmp_path)
+    assert status.runs[0].state == "invalid" and status.counts["invalid"] == 1
+    assert main(["status", str(SPEC), "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"invalid result.json: {spec.runs()[0].run_id} (the next bench grid sets it aside" in out

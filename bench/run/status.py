@@ -1,7 +1,8 @@
 """`bench status SPEC`: a grid in progress, read without touching it, for the days a paper grid runs.
 
 Per run: done, failed, running (its lock is held by a live worker), interrupted (a checkpoint and no
-live worker: the next grid resumes it) or not started. For a running or interrupted run: the epoch
+live worker: the next grid resumes it), invalid (a result.json that is no done-marker: corrupt, another
+run's; the next grid sets it aside and redoes the run) or not started. For a running or interrupted run: the epoch
 it reached and its best validation ROC-AUC so far, from `history.jsonl` (append-only, one line per
 finished epoch; a half-written last line is ignored). Elapsed time runs from the grid's first start
 (`executions.jsonl`) to now, or to its last result once every run is settled. The ETA comes from
@@ -23,7 +24,7 @@ from bench.core import layout
 from bench.core.store import lock_held
 from bench.spec import RunSpec, Spec
 
-STATES = ("done", "running", "interrupted", "failed", "not started")
+STATES = ("done", "running", "interrupted", "invalid", "failed", "not started")
 
 
 @dataclass
@@ -74,7 +75,7 @@ def _worker(folder: Path) -> str | None:
 
 
 def run_status(folder: Path, run: RunSpec) -> RunStatus:
-    result = layout.read_result(folder)
+    result, problem = layout.load_result(folder)
     history = read_history(folder / layout.HISTORY)
     status = RunStatus(run.run_id, "not started", first_start=_first_start(folder))
     if result is not None:
@@ -91,6 +92,8 @@ def run_status(folder: Path, run: RunSpec) -> RunStatus:
         history = recorded if isinstance(recorded, list) and all(isinstance(h, dict) for h in recorded) else history
     elif lock_held(folder / layout.LOCK):
         status.state, status.worker = "running", _worker(folder)
+    elif problem is not None:
+        status.state = "invalid"
     elif (folder / layout.CHECKPOINT).exists() or history:
         status.state = "interrupted"
     status.epoch = len(history)
@@ -183,6 +186,10 @@ def format_status(status: GridStatus, max_epochs: int) -> str:
     failed = [r.run_id for r in status.runs if r.state == "failed"]
     if failed:
         lines.append(f"  failed: {', '.join(failed)} (bench grid --retry-failed reruns them)")
+    invalid = [r.run_id for r in status.runs if r.state == "invalid"]
+    if invalid:
+        lines.append(f"  invalid result.json: {', '.join(invalid)} (the next bench grid sets it aside and redoes the "
+                     "run)")
     if status.not_in_spec:
         lines.append(f"  also {status.not_in_spec} run folder(s) the spec no longer names (an earlier version of "
                      "it): kept, and left out of its report")
