@@ -586,3 +586,27 @@ def test_a_crowded_tradeoff_figure_never_prints_one_label_over_another():
     assert left_out > 0 and key[-1] == f"({left_out} labels left out: no room)"
     numbers = [int(text.split(":")[0]) for text, _ in labels if ":" in text]
     assert sorted(numbers) == list(range(1, len(key)))  # every front point keeps its numbered label
+
+
+def test_configurations_on_other_data_are_marked_in_the_table_and_not_joined_in_fig1():
+    """48 mels ran on 8 s clips, the rest of the grid on 29.1 s (an edited spec's old runs, a report of a
+    folder): the table marks it and never makes it the column's best, Fig. 1 draws it without the line
+    through the other mel-band counts, and both say why."""
+    from bench.report.tables import results_table
+
+    main = [(16000, 96, 1, "log"), (16000, 16, 1, "log"), (16000, 8, 1, "log")]
+    rows = pd.concat([tidy(main, seeds=(0, 1)),
+                      tidy([(16000, 48, 1, "log")], seeds=(0, 1), clip_seconds=8.0).assign(roc_auc=0.99)],
+                     ignore_index=True)
+    aggregated = aggregate(rows)
+    table = results_table(aggregated, "vgg")
+    cells = {mels: cells for mels, _, cells in table.rows}
+    assert cells["48"][0][0].endswith(" ‡") and not cells["48"][0][1]  # the highest ROC-AUC, not bold
+    assert cells["96"][0][1] and not cells["96"][0][0].endswith("‡")  # the best of the reference's data
+    assert any(note.startswith("‡: trained on other data") for note in table.notes)
+    fig = figures.fig1(aggregated, "vgg")
+    (line,) = [ln for ln in fig.axes[0].lines if ln.get_label() == "hop x1, log"]
+    assert sorted(line.get_xdata()) == [8, 16, 96]  # joined: the 29.1 s configurations only
+    assert any(48 in ln.get_xdata() and ln.get_linestyle() == "None" for ln in fig.axes[0].lines)
+    assert "not joined (trained on other data than their 96/x1 reference): 16 kHz 48/x1 log" in \
+        heading(fig).replace("\n", " ")

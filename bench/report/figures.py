@@ -37,7 +37,7 @@ from bench.report.columns import (
     rate_label,
     significant,
 )
-from bench.report.statistics import front_groups
+from bench.report.statistics import front_groups, off_reference
 
 STYLE = {
     "font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "xtick.labelsize": 8, "ytick.labelsize": 8,
@@ -237,6 +237,13 @@ def fig1(aggregated: pd.DataFrame, title: str = "") -> Figure:
     dropped = aggregated[~aggregated["sample_rate"].isin(kept)]
     if not dropped.empty:
         header.append(_dropped_note(dropped))
+    apart = off_reference(shown)
+    if apart.any():  # a line through them would read as one experiment
+        header.append(f"not joined (trained on other data than their {config_label(**REFERENCE)} reference): "
+                      + "; ".join(
+            f"{rate_khz(r.sample_rate)} {config_label(r.n_mels, r.hop_multiplier)} {r.log}"
+            for r in shown[apart].itertuples(index=False)))
+    joined = pd.Series(~apart, index=shown.index)
     hops = sorted(int(h) for h in shown["hop_multiplier"].unique())
     logs = _logs(shown)
     mels = sorted(int(m) for m in shown["n_mels"].unique())
@@ -267,7 +274,10 @@ def fig1(aggregated: pd.DataFrame, title: str = "") -> Figure:
                             if ok.any():
                                 ax.errorbar(x[ok], y[ok], yerr=std[ok], fmt="none", ecolor=style["color"],
                                             elinewidth=0.8, capsize=2, zorder=2)
-                        ax.plot(x, y, label=series_label(hop, log), zorder=3, **style)
+                        on = joined[rows.index].to_numpy()
+                        ax.plot(x[on], y[on], label=series_label(hop, log), zorder=3, **style)
+                        if not on.all():
+                            ax.plot(x[~on], y[~on], zorder=3, **(style | {"linestyle": "none"}))
                 _shade_reference(ax)
                 ax.grid(axis="y", color="0.88", lw=0.5)
                 if r == 0:

@@ -196,6 +196,21 @@ def is_reference(frame: pd.DataFrame) -> pd.Series:
     return (frame["n_mels"] == REFERENCE["n_mels"]) & (frame["hop_multiplier"] == REFERENCE["hop_multiplier"])
 
 
+def off_reference(frame: pd.DataFrame) -> np.ndarray:
+    """Per aggregate row: trained on other data (clip length, tags, split) than its reference (96/x1 of the
+    same model, sample rate and log type, where that was run), or its seeds on different data: not
+    comparable with the configurations around it (comparison.csv says `setup_differs`)."""
+    if frame.empty:
+        return np.zeros(0, dtype=bool)
+    setup = _setup_text(frame)
+    mixed = frame["setup_mixed"].fillna(False).astype(bool).to_numpy() if "setup_mixed" in frame.columns \
+        else np.zeros(len(frame), dtype=bool)
+    condition = [tuple(row) for row in frame[[*MODEL, *CONDITION]].itertuples(index=False)]
+    reference = {key: value for key, value, ref in zip(condition, setup, is_reference(frame), strict=True) if ref}
+    return np.array([m or (key in reference and value != reference[key])
+                     for key, value, m in zip(condition, setup, mixed, strict=True)], dtype=bool)
+
+
 def compare_to_reference(aggregated: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
     """comparison.csv: each configuration against its reference (96 mels, x1, same model and condition).
 

@@ -20,7 +20,7 @@ from bench.report.columns import (
     significant,
 )
 from bench.report.published import PUBLISHED_SETUP
-from bench.report.statistics import TIE_PP
+from bench.report.statistics import TIE_PP, off_reference
 
 
 @dataclass
@@ -86,8 +86,9 @@ def results_table(aggregated: pd.DataFrame, title: str) -> Table:
     column, only in columns that show at least two different means (a column of one value has no best)."""
     rates, pairs, configs = _layout(aggregated)
     by_key = {(r.sample_rate, r.log, r.n_mels, r.hop_multiplier): r for r in aggregated.itertuples(index=False)}
+    other_data = {key for key, off in zip(by_key, off_reference(aggregated), strict=True) if off}
     groups, columns = _column_groups(rates, pairs, lambda m: METRIC_NAMES[m], "GMAC")
-    cells = {}
+    cells, contenders = {}, {}
     for mels, hop in configs:
         for rate, log, what in columns:
             if what == "gmac":
@@ -98,13 +99,18 @@ def results_table(aggregated: pd.DataFrame, title: str) -> Table:
             text = _pct(getattr(row, f"{what}_mean"), getattr(row, f"{what}_std")) if row else "–"
             if row is not None and row.seeds_missing:
                 text += " †"
+            if (rate, log, mels, hop) in other_data:
+                text += " ‡"
             cells[mels, hop, rate, log, what] = text
+            contenders[mels, hop, rate, log, what] = (rate, log, mels, hop) not in other_data
     best = {}
     for column in columns:
-        if column[2] != "gmac":
-            shown = {_leading_number(cells[(m, h, *column)]) for m, h in configs} - {None}
+        if column[2] != "gmac":  # the best of a column: among the configurations trained on its data
+            shown = {_leading_number(cells[(m, h, *column)]) for m, h in configs if contenders[(m, h, *column)]}
+            shown -= {None}
             best[column] = max(shown) if len(shown) >= 2 else None
     rows = [(str(mels), f"x{hop}", [(cells[(mels, hop, *c)], c in best and best[c] is not None
+                                     and contenders[(mels, hop, *c)]
                                      and _leading_number(cells[(mels, hop, *c)]) == best[c]) for c in columns])
             for mels, hop in configs]
     notes = ["ROC-AUC and PR-AUC in %: mean (standard deviation) over seeds; bold: the best mean of its column "
@@ -112,6 +118,10 @@ def results_table(aggregated: pd.DataFrame, title: str) -> Table:
              "GMAC: 1e9 multiply-adds per clip, one forward pass."]
     if aggregated["seeds_missing"].astype(bool).any():
         notes.append("†: fewer seeds than the other configurations (failed or unfinished runs).")
+    if other_data:
+        notes.append(f"‡: trained on other data (clip length, tags or split) than the column's "
+                     f"{config_label(**REFERENCE)} reference, or seeds on different data: not comparable with the "
+                     "column, never bold (comparison.csv: setup_differs).")
     return Table(title, groups, rows, notes)
 
 
@@ -207,7 +217,8 @@ def _tex(text: str) -> str:
     text = text.replace("\\", r"\textbackslash{}")
     for char in "%&_#$":
         text = text.replace(char, "\\" + char)
-    return (text.replace("Δ", r"$\Delta$").replace("–", "--").replace("†", r"$^\dagger$").replace("<", r"$<$")
+    return (text.replace("Δ", r"$\Delta$").replace("–", "--").replace("†", r"$^\dagger$")
+            .replace("‡", r"$^\ddagger$").replace("<", r"$<$")
             .replace("*", r"$^*$"))
 
 
