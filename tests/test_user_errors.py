@@ -484,6 +484,28 @@ def test_an_audio_file_that_cannot_be_read_says_so(tmp_path, monkeypatch):
             decode()
 
 
+def test_an_audio_file_in_a_folder_that_cannot_be_entered_is_not_called_missing(tmp_path, monkeypatch):
+    import os
+
+    from bench.data.audio import BadAudio, decode_clip
+
+    from .data_fixtures import tone, write_mp3
+
+    path = str(write_mp3(tmp_path / "closed" / "a.mp3", tone(2.0)))
+    real = os.stat
+
+    def refusing(file, *args, **kwargs):  # a folder of mode 700 of another user's (root is let in)
+        if os.fsdecode(file) == path:
+            raise PermissionError(13, "Permission denied", path)
+        return real(file, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", refusing)
+    with pytest.raises(BadAudio, match=r"^cannot read \(Permission denied: a folder on its path cannot be entered\)$"):
+        decode_clip(path, (16000,), 1.0)
+    with pytest.raises(BadAudio, match="^missing file$"):
+        decode_clip(str(tmp_path / "closed" / "b.mp3"), (16000,), 1.0)
+
+
 def test_bench_dataset_before_the_synthetic_data_exists_says_what_makes_it(tmp_path, capsys, write_spec):
     spec = write_spec(MINIMAL_SPEC.replace('name = "synthetic"', f'name = "synthetic"\npath = "{tmp_path / "synth"}"'))
     line = one_line_error(capsys, "dataset", str(spec))

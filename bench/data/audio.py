@@ -53,8 +53,12 @@ class DecodedClip:
 
 
 def _check_file(path: str) -> None:
-    if not os.path.exists(path):
-        raise BadAudio("missing file")
+    try:  # os.path.exists says False for a file in a folder that cannot be entered, too
+        os.stat(path)
+    except PermissionError:
+        raise BadAudio("cannot read (Permission denied: a folder on its path cannot be entered)") from None
+    except (FileNotFoundError, NotADirectoryError):
+        raise BadAudio("missing file") from None
     if not os.path.isfile(path):
         raise BadAudio("undecodable (not a regular file)")
     if os.path.getsize(path) == 0:
