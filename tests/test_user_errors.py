@@ -511,6 +511,10 @@ def test_bench_dataset_before_the_synthetic_data_exists_says_what_makes_it(tmp_p
     line = one_line_error(capsys, "dataset", str(spec))
     assert "synthetic dataset not found" in line and "`bench grid` and `bench prepare` generate it" in line
     assert not (tmp_path / "synth").exists()  # looking generates nothing
+    (tmp_path / "synth").write_text("a file")  # where the folder should go: no `bench synth --out <file>` advice
+    line = one_line_error(capsys, "dataset", str(spec))
+    assert line.endswith(f"synthetic dataset: {tmp_path / 'synth'} is a file, not a folder; give a folder to "
+                         "generate it in")
 
 
 @pytest.mark.parametrize("argv, names", [

@@ -65,6 +65,8 @@ def load_index(dataset: DatasetSpec, root: Path, generate: bool = True, progress
     if dataset.name == "synthetic":
         if generate:
             ensure_synthetic(root, dataset, progress=progress)
+        elif root.exists() and not root.is_dir():
+            raise UserError(f"synthetic dataset: {root} is a file, not a folder; give a folder to generate it in")
         elif not (root / ANNOTATIONS).is_file():
             raise UserError(f"synthetic dataset not found at {root}: `bench grid` and `bench prepare` generate it "
                             f"(`bench synth --out {root}` alone)")
