@@ -39,6 +39,13 @@ MAX_PEAK = float(np.finfo(np.float16).max)
 is skipped: a float file of integer-scaled samples, not audio in [-1, 1], would be cached as inf."""
 
 
+SEEK_PREROLL = 8192
+"""Frames decoded and thrown away before a position sought to: libsndfile's MP3 decoder (mpg123) starts
+at a seek without the bit reservoir of the frames before it, so its first 1,000-4,600 samples there
+are wrong (off by up to 0.6); from this far before, they fall in the discarded part (2,304 frames
+were already enough on every MP3 tried)."""
+
+
 class BadAudio(Exception):
     """A file that cannot give a clip; str(exc) is the reason recorded in the cache manifest."""
 
@@ -108,6 +115,31 @@ def _opened(path: str, min_seconds: float) -> Iterator[sf.SoundFile]:
         raise _undecodable(exc) from None
 
 
+def _read(handle: sf.SoundFile, frames: int) -> np.ndarray:
+    """Up to `frames` frames (float32, frames x channels) from where `handle` stands, in one libsndfile
+    call. `SoundFile.read` seeks to where it stopped after every call, and each such seek restarts the MP3
+    decoder as described under SEEK_PREROLL: reading a file block by block put wrong samples (off by up
+    to 0.6) after every block boundary but the first. Uses python-soundfile's cffi handles, the same
+    call its `read` makes; a python-soundfile without them falls back to `read` (exact for all but MP3)."""
+    try:
+        lib, ffi, file = sf._snd, sf._ffi, handle._file
+    except AttributeError:  # pragma: no cover - a python-soundfile whose internals moved
+        return handle.read(frames, dtype="float32", always_2d=True)
+    out = np.empty((frames, handle.channels), dtype=np.float32)
+    read = lib.sf_readf_float(file, ffi.cast("float *", out.ctypes.data), frames)
+    if lib.sf_error(file):
+        raise RuntimeError(ffi.string(lib.sf_strerror(file)).decode(errors="replace"))
+    return out[:read]
+
+
+def _seek(handle: sf.SoundFile, frame: int) -> None:
+    """Stand `handle` at `frame`, decoding the SEEK_PREROLL frames before it (see there)."""
+    before = max(0, frame - SEEK_PREROLL)
+    handle.seek(before)
+    while before < frame and (n := _read(handle, min(frame - before, BLOCK_FRAMES)).shape[0]):
+        before += n
+
+
 def _read_mono(path: str, clip_seconds: float, min_seconds: float) -> tuple[np.ndarray, int]:
     """(float32 mono samples, source rate) of the centre `clip_seconds` of `path`."""
     with _opened(path, min_seconds) as handle:
@@ -115,8 +147,8 @@ def _read_mono(path: str, clip_seconds: float, min_seconds: float) -> tuple[np.n
         wanted = framing.clip_samples(clip_seconds, source_rate)
         start = max(0, (total - wanted) // 2)
         if start:
-            handle.seek(start)
-        data = handle.read(min(wanted, total), dtype="float32", always_2d=True)
+            _seek(handle, start)
+        data = _read(handle, min(wanted, total))
         window = min(wanted, total - start)
         # a header's misestimate shows at the end of the file only: a read that stops short well
         # before the announced end is a truncated file, whatever its length
@@ -150,7 +182,7 @@ def _centre_of_decoded(handle: sf.SoundFile, total: int, wanted: int, min_second
     rate = handle.samplerate
     handle.seek(0)  # count the frames that decode
     decoded = 0
-    while n := handle.read(BLOCK_FRAMES, dtype="float32", always_2d=True).shape[0]:  # not blocks(): it pads
+    while n := _read(handle, BLOCK_FRAMES).shape[0]:
         decoded += n
     if decoded < min_seconds * rate:
         raise BadAudio(f"truncated: the header says {total / rate:.2f} s, decoding stops at {decoded / rate:.2f} s "
@@ -159,9 +191,9 @@ def _centre_of_decoded(handle: sf.SoundFile, total: int, wanted: int, min_second
         raise BadAudio(f"truncated: the header says {total / rate:.2f} s, decoding stops at {decoded / rate:.2f} s")
     handle.seek(0)  # then read up to the centre: a seek maps time to bytes by the header, and lands wrong
     skip = max(0, (decoded - wanted) // 2)
-    while skip and (n := handle.read(min(skip, BLOCK_FRAMES), dtype="float32", always_2d=True).shape[0]):
+    while skip and (n := _read(handle, min(skip, BLOCK_FRAMES)).shape[0]):
         skip -= n
-    return handle.read(min(wanted, decoded), dtype="float32", always_2d=True)
+    return _read(handle, min(wanted, decoded))
 
 
 def _resample(mono: np.ndarray, source_rate: int, rate: int) -> np.ndarray:
@@ -180,7 +212,7 @@ def decode_file(path: str, sample_rate: int, min_seconds: float = MIN_SECONDS) -
         stream = None if source_rate == sample_rate else \
             soxr.ResampleStream(source_rate, sample_rate, 1, dtype="float32", quality="HQ")
         while True:  # to the end of what decodes, whatever the header announced
-            block = handle.read(BLOCK_FRAMES, dtype="float32", always_2d=True)
+            block = _read(handle, BLOCK_FRAMES)
             last = block.shape[0] < BLOCK_FRAMES
             mono = block.mean(axis=1, dtype=np.float32)
             if not np.isfinite(mono).all():
