@@ -1,4 +1,4 @@
-"""MP3s whose header misstates their length: what libsndfile reports against what really decodes.
+"""MP3s (and a WAV) whose header misstates their length: what libsndfile reports against what really decodes.
 
 An MP3's frame count comes from its LAME/Xing "Info" frame, or, without one, from file size over
 bitrate. A partly downloaded file keeps the Info frame of the whole track; an ID3v2 tag (album art)
@@ -168,3 +168,20 @@ def test_an_mp3_read_in_blocks_or_from_its_centre_gives_the_samples_of_one_whole
     with sf.SoundFile(path) as handle:  # the centre by the header's count, as the cache takes it
         start = (handle.frames - wanted) // 2
     assert start > 0 and np.abs(clip - whole[start:start + wanted]).max() < 1e-6
+
+
+def test_a_wav_cut_short_is_skipped_as_truncated_not_padded_with_silence(tmp_path):
+    """libsndfile announces the frames a cut WAV holds, not the ones its header declares: 22.7 s of a
+    30 s file would be cached with 6.4 s of silence under its labels. A WAV shorter than the clip as
+    written is still padded (a short recording), and a cut one long enough gives its centre."""
+    x = (0.3 * np.sin(2 * np.pi * 440 * np.arange(30 * RATE) / RATE)).astype(np.float32)
+    whole = tmp_path / "whole.wav"
+    sf.write(whole, x, RATE, subtype="PCM_16")
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(whole.read_bytes()[:2_000_000])  # 22.68 s of 30 s
+    with pytest.raises(BadAudio, match=r"^truncated: the header says 30\.00 s, the file holds 22\.68 s$"):
+        decode_clip(str(cut), (16000,), 29.1)
+    assert not decode_clip(str(cut), (16000,), 10.0).padded
+    short = tmp_path / "short.wav"
+    sf.write(short, x[:20 * RATE], RATE, subtype="PCM_16")
+    assert decode_clip(str(short), (16000,), 29.1).padded

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -140,11 +141,27 @@ def _seek(handle: sf.SoundFile, frame: int) -> None:
         before += n
 
 
+def _declared_seconds(handle: sf.SoundFile) -> float | None:
+    """The length a WAV-family header declares when the file holds less (a copy cut short), or None.
+    libsndfile announces only the frames on disk, and says "data : <declared> (should be <on disk>)" in
+    its log; 0 and 0xFFFFFFFF-like sizes are a streaming writer's "unknown", not a length."""
+    match = re.search(r"^data\s*:\s*(\d+) \(should be (\d+)\)", handle.extra_info, re.MULTILINE)
+    if match is None:
+        return None
+    declared, held = int(match[1]), int(match[2])
+    if not 0 < held < declared < 0xFFFFFF00:
+        return None
+    return handle.frames / handle.samplerate * declared / held
+
+
 def _read_mono(path: str, clip_seconds: float, min_seconds: float) -> tuple[np.ndarray, int]:
     """(float32 mono samples, source rate) of the centre `clip_seconds` of `path`."""
     with _opened(path, min_seconds) as handle:
         source_rate, total = handle.samplerate, handle.frames
         wanted = framing.clip_samples(clip_seconds, source_rate)
+        declared = _declared_seconds(handle) if total < wanted else None
+        if declared is not None and declared * source_rate >= wanted:  # padding would fill a cut, not a short file
+            raise BadAudio(f"truncated: the header says {declared:.2f} s, the file holds {total / source_rate:.2f} s")
         start = max(0, (total - wanted) // 2)
         if start:
             _seek(handle, start)
