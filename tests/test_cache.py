@@ -33,8 +33,8 @@ def bad_audio_corpus(root):
     write_mp3(root / "silence.mp3", np.zeros(3 * 16000, dtype=np.float32))
     write_mp3(root / "short.mp3", tone(0.3))
     sf.write(root / "nan.wav", np.full(16000 * 2, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
-    # integer-scaled samples in a float file: finite in float32, inf in the cache's float16 (max 65504)
-    sf.write(root / "loud.wav", 250_000 * tone(2.0), 16000, subtype="FLOAT")
+    # integer-scaled samples in a float file: 16-bit values, under float16's largest (65504) but not audio
+    sf.write(root / "loud.wav", 32767 * tone(2.0) / np.abs(tone(2.0)).max(), 16000, subtype="FLOAT")
     return [
         ("zero", root / "zero.mp3", "empty file (0 bytes)"),
         ("truncated", root / "truncated.mp3", None),  # undecodable or too short, depending on the cut

@@ -35,9 +35,11 @@ BLOCK_FRAMES = 1 << 16
 SILENCE_PEAK = 1e-5
 """A clip whose peak amplitude stays below this (-100 dBFS) is skipped as silent."""
 
-MAX_PEAK = float(np.finfo(np.float16).max)
-"""A clip whose peak amplitude exceeds this (65504, float16's largest value: the waveform cache's format)
-is skipped: a float file of integer-scaled samples, not audio in [-1, 1], would be cached as inf."""
+MAX_PEAK = 16.0
+"""A clip whose peak amplitude exceeds this (24 dB over full scale) is skipped: a float file of
+integer-scaled samples (16-bit values up to 32767, 24-bit up to 8.4 million), not audio in [-1, 1].
+Decoded MP3s and mastered float files go a little over 1; beyond float16's largest value (65504, the
+waveform cache's format) the samples would be cached as inf."""
 
 
 SEEK_PREROLL = 8192
@@ -259,6 +261,6 @@ def decode_clip(path: str, sample_rates: tuple[int, ...], clip_seconds: float,
         clips[rate] = np.pad(y, (0, max(0, n - y.shape[0])))[:n].astype(np.float32, copy=False)
     peak = max(float(np.abs(clip).max()) for clip in clips.values())
     if peak > MAX_PEAK:
-        raise BadAudio(f"samples out of range (peak {peak:.6g} > {MAX_PEAK:g}, float16's largest: the samples "
-                       "are not scaled to [-1, 1])")
+        raise BadAudio(f"samples out of range (peak {peak:.6g} > {MAX_PEAK:g}: the samples are not scaled to "
+                       "[-1, 1])")
     return DecodedClip(clips=clips, source_rate=source_rate, padded=padded)
