@@ -30,7 +30,8 @@ def misplaced_message(exc: OSError) -> str | None:
     name taken by hand), said as what to do about it; None for other errors."""
     import errno
 
-    where = f"{os.fsdecode(exc.filename)}: " if exc.filename else ""
+    target = exc.filename2 or exc.filename  # a rename's target, not the temporary file it came from
+    where = f"{os.fsdecode(target)}: " if target else ""
     if exc.errno == errno.EISDIR:
         return f"{where}a folder where a file belongs; move it aside, then rerun"
     if exc.errno in (errno.ENOTDIR, errno.EEXIST):

@@ -218,6 +218,12 @@ def test_manifest_errors(tmp_path):
     (tmp_path / "twice.csv").write_text("path,split,tags\na.mp3,train,rock\nb.mp3,train,jazz\na.mp3,test,rock\n")
     with pytest.raises(UserError, match="line 4: path 'a.mp3' again \\(line 2, train\\)"):
         read_manifest(tmp_path / "twice.csv")  # scored on a clip it trained on
+    (tmp_path / "spelt.csv").write_text("path,split,tags\na.mp3,train,rock\n./a.mp3,test,rock\n")
+    with pytest.raises(UserError, match="line 3: path './a.mp3' again \\(line 2, train\\)"):
+        read_manifest(tmp_path / "spelt.csv")  # one file, however it is spelt
+    (tmp_path / "full.csv").write_text(f"path,split,tags\na.mp3,train,rock\n{tmp_path / 'a.mp3'},valid,rock\n")
+    with pytest.raises(UserError, match="line 3: path .* again \\(line 2, train\\)"):
+        read_manifest(tmp_path / "full.csv")
     (tmp_path / "ids.csv").write_text("clip_id,path,split,tags\nX,a.mp3,train,rock\nX,b.mp3,valid,jazz\n")
     with pytest.raises(UserError, match="line 3: clip_id 'X' again \\(line 2, train\\)"):
         read_manifest(tmp_path / "ids.csv")

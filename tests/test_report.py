@@ -546,8 +546,10 @@ def test_an_unreadable_result_is_listed_with_its_configuration(tmp_path):
     (lambda d: d.update(config={}), "config.sample_rate is None"),
     (lambda d: d["config"].update(n_mels=None), "config.n_mels is None"),
     (lambda d: d["config"].update(sample_rate="x"), "config.sample_rate is 'x'"),
-    (lambda d: d["config"].update(width="wide"), "config.width is 'wide'"),
+    (lambda d: d["config"].update(width="wide"), "width is 'wide'"),
     (lambda d: d.update(canonical=[]), "canonical is not an object"),
+    (lambda d: (d["config"].update(width=None), d.update(canonical="x")), "canonical is not an object"),
+    (lambda d: (d["config"].update(width=None), d["canonical"].update(options={"width": "x"})), "width is 'x'"),
 ])
 def test_a_result_with_a_field_of_the_wrong_type_is_listed_and_the_others_reported(tmp_path, edit, reason):
     """A result.json the grid takes as done (ok, AUCs in range) whose other fields the report cannot read

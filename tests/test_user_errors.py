@@ -504,6 +504,10 @@ def test_an_audio_file_in_a_folder_that_cannot_be_entered_is_not_called_missing(
         decode_clip(path, (16000,), 1.0)
     with pytest.raises(BadAudio, match="^missing file$"):
         decode_clip(str(tmp_path / "closed" / "b.mp3"), (16000,), 1.0)
+    loop = tmp_path / "loop.mp3"
+    loop.symlink_to(loop)  # ELOOP: one clip skipped, not a traceback that stops `bench prepare`
+    with pytest.raises(BadAudio, match=r"^cannot read \(Too many levels of symbolic links\)$"):
+        decode_clip(str(loop), (16000,), 1.0)
 
 
 def test_bench_dataset_before_the_synthetic_data_exists_says_what_makes_it(tmp_path, capsys, write_spec):
@@ -571,6 +575,11 @@ def test_a_folder_where_a_file_belongs_or_a_file_where_a_folder_belongs_is_one_l
     (folder / "report").write_text("a file")
     line = one_line_error(capsys, "report", str(folder))
     assert "a file stands where a folder belongs on this path; move it aside" in line
+    (folder / "report").unlink()
+    (folder / "report" / "summary.csv").mkdir(parents=True)  # the target of a rename: named, not the temp file
+    line = one_line_error(capsys, "report", str(folder))
+    assert line.endswith(f"{folder / 'report' / 'summary.csv'}: a folder where a file belongs; move it aside, "
+                         "then rerun")
 
 
 @pytest.mark.parametrize("argv, option", [

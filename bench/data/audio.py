@@ -69,6 +69,8 @@ def _check_file(path: str) -> None:
         raise BadAudio("cannot read (Permission denied: a folder on its path cannot be entered)") from None
     except (FileNotFoundError, NotADirectoryError):
         raise BadAudio("missing file") from None
+    except (OSError, ValueError) as exc:  # a symlink loop, a name too long, an I/O error, a NUL in the name
+        raise BadAudio(f"cannot read ({getattr(exc, 'strerror', None) or exc})") from None
     if not os.path.isfile(path):
         raise BadAudio("undecodable (not a regular file)")
     if os.path.getsize(path) == 0:

@@ -46,12 +46,14 @@ def read_manifest(manifest: str | Path, n_tags: int = 50, drop_untagged: bool = 
             raise UserError(f"{manifest}: line {line_no}: split {split!r} must be one of {', '.join(SPLITS)}")
         tags = [t.strip() for t in (row["tags"] or "").split(TAG_SEPARATOR) if t.strip()]
         clip_id = row.get("clip_id") or row["path"]
-        for what, value, seen in (("path", row["path"], paths_seen), ("clip_id", clip_id, ids_seen)):
-            if value in seen:  # a clip in two splits, or twice in one: scored on what it trained on, or counted twice
-                first_line, first_split = seen[value]
+        audio = os.path.normpath(manifest.parent / row["path"])  # ./a.mp3, a.mp3 and its full path: one file
+        checks = (("path", row["path"], audio, paths_seen), ("clip_id", clip_id, clip_id, ids_seen))
+        for what, value, key, seen in checks:
+            if key in seen:  # a clip in two splits, or twice in one: scored on what it trained on, or counted twice
+                first_line, first_split = seen[key]
                 raise UserError(f"{manifest}: line {line_no}: {what} {value!r} again (line {first_line}, "
                                 f"{first_split}); each clip once")
-            seen[value] = (line_no, split)
+            seen[key] = (line_no, split)
         entries.append((clip_id, row["path"], split, tags))
 
     counts = Counter(t for *_, tags in entries for t in tags)

@@ -239,7 +239,8 @@ def fig1(aggregated: pd.DataFrame, title: str = "") -> Figure:
         header.append(_dropped_note(dropped))
     apart = off_reference(shown)
     if apart.any():  # a line through them would read as one experiment
-        header.append(f"not joined (trained on other data than their {config_label(**REFERENCE)} reference): "
+        header.append(f"not joined (on other data than their {config_label(**REFERENCE)} reference, or seeds on "
+                      "different data): "
                       + "; ".join(
             f"{rate_khz(r.sample_rate)} {config_label(r.n_mels, r.hop_multiplier)} {r.log}"
             for r in shown[apart].itertuples(index=False)))
@@ -359,7 +360,7 @@ _FAR_SPOTS = tuple((round(r * np.cos(a)), round(r * np.sin(a)),
                     "bottom" if np.sin(a) > 0.3 else "top" if np.sin(a) < -0.3 else "center")
                    for r in (18, 28) for a in np.deg2rad(np.arange(30, 390, 45)))
 """Spots farther out, joined to their point by a thin line: for a label that would print over another
-label at every spot of `_LABEL_SPOTS`."""
+label at every spot of `_LABEL_SPOTS`. The line is then kept clear like the other lines."""
 OVERPRINT = 0.2
 """A label overprints another when their boxes share more than this fraction of its own area."""
 
@@ -400,8 +401,9 @@ def place_labels(ax, points: list[tuple[float, float, str, bool]], markers: np.n
         return float(np.hypot(max(box[0] - px, 0.0, px - box[2]), max(box[1] - py, 0.0, py - box[3])))
 
     def best_spot(spots, cx, cy, w, h, others):
-        """(cost, overprinted area, spot, box) of the cheapest of `spots`."""
-        best = None
+        """(cost, overprinted area, spot, box) of the cheapest of `spots`, and of the cheapest that prints
+        over no label (None if every one does)."""
+        best = clear = None
         for dx, dy, ha, va in spots:
             left = cx + dx / 72 - {"left": 0, "center": w / 2, "right": w}[ha]
             bottom = cy + dy / 72 - {"bottom": 0, "center": h / 2, "top": h}[va]
@@ -413,11 +415,14 @@ def place_labels(ax, points: list[tuple[float, float, str, bool]], markers: np.n
             own = distance(box, cx, cy)
             if any(distance(box, ox, oy) < own for ox, oy in others):  # nearer another point: reads as its label
                 cost += 0.5 * w * h
+            candidate = (cost, sum(overlap(box, other) for other in placed), (dx, dy, ha, va), box)
             if best is None or cost < best[0] - 1e-12:
-                best = (cost, sum(overlap(box, other) for other in placed), (dx, dy, ha, va), box)
+                best = candidate
+            if candidate[1] <= OVERPRINT * w * h and (clear is None or cost < clear[0] - 1e-12):
+                clear = candidate
             if cost == 0:
                 break
-        return best
+        return best, clear
 
     left_out = 0
     order = sorted(range(len(points)), key=lambda i: (not points[i][3], -centres[i][1]))
@@ -426,16 +431,20 @@ def place_labels(ax, points: list[tuple[float, float, str, bool]], markers: np.n
         cx, cy = centres[i]
         w, h = len(text) * (0.58 if not bold else 0.64) * 8 / 72, 8 * 1.2 / 72
         others = dots[np.hypot(dots[:, 0] - cx, dots[:, 1] - cy) > 1e-9] if len(dots) else dots
-        cost, printed_over, spot, box = best_spot(_LABEL_SPOTS, cx, cy, w, h, others)
+        best, clear = best_spot(_LABEL_SPOTS, cx, cy, w, h, others)
+        cost, printed_over, spot, box = best if clear is None else clear  # over a line before over a label
         leader = False
         if printed_over > OVERPRINT * w * h:
             if drop_plain and not bold:
                 left_out += 1
                 continue
-            far = best_spot(_FAR_SPOTS, cx, cy, w, h, others)
+            far, far_clear = best_spot(_FAR_SPOTS, cx, cy, w, h, others)
+            far = far if far_clear is None else far_clear
             if far[1] < printed_over:
                 cost, printed_over, spot, box = far
                 leader = True
+                strokes.append((min(cx, box[0] + w / 2) - stroke, min(cy, box[1] + h / 2) - stroke,
+                                max(cx, box[0] + w / 2) + stroke, max(cy, box[1] + h / 2) + stroke))
         dx, dy, ha, va = spot
         gap = 1.5 / 72  # the next labels keep clear of this one by a little more than the estimate's error
         boxes.append((box[0] - gap, box[1] - gap, box[2] + gap, box[3] + gap))

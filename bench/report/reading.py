@@ -43,7 +43,8 @@ def _config(result: dict, names: Iterable[str]) -> dict:
     config = result["config"]
     fields = {name: config.get(name) for name in names}
     if "width" in fields and fields["width"] is None:
-        options = (result.get("canonical") or {}).get("options") or {}
+        canonical = result.get("canonical")
+        options = canonical.get("options") if isinstance(canonical, dict) else None
         fields["width"] = options.get("width", 1.0) if isinstance(options, dict) else 1.0
     return fields
 
@@ -127,9 +128,9 @@ def report_problem(result: dict) -> str | None:
             return f"config.{name} is {config.get(name)!r}, expected a name"
     if config.get("dataset") is not None and not isinstance(config["dataset"], str):
         return f"config.dataset is {config['dataset']!r}, expected a name"
-    width = config.get("width")
-    if width is not None and (isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0):
-        return f"config.width is {width!r}, expected a positive number"
+    width = _config(result, ("width",))["width"]  # the width the tables take: config's, else the options'
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
+        return f"width is {width!r}, expected a positive number"
     per_tag = result["metrics"].get("per_tag")
     if per_tag is not None and not (isinstance(per_tag, dict) and all(isinstance(v, dict) for v in per_tag.values())):
         return "metrics.per_tag is not an object of per-tag objects"

@@ -121,7 +121,7 @@ def results_table(aggregated: pd.DataFrame, title: str) -> Table:
     if other_data:
         notes.append(f"‡: trained on other data (clip length, tags or split) than the column's "
                      f"{config_label(**REFERENCE)} reference, or seeds on different data: not comparable with the "
-                     "column, never bold (comparison.csv: setup_differs).")
+                     "column, never bold (comparison.csv: setup_differs, where the reference was run).")
     return Table(title, groups, rows, notes)
 
 
