@@ -160,7 +160,7 @@ def comparison_table(comparison: pd.DataFrame, title: str) -> Table:
     notes = [f"Relative change in % against {config_label(**REFERENCE)} (same model, sample rate and log type); "
              f"p: two-sided independent-samples Student's t-test over seeds (* p < {SIGNIFICANCE}); "
              "–: the configuration was not run, or its reference was not run or was trained on other data "
-             "(comparison.csv: setup_differs); n/a: also fewer "
+             "(comparison.csv: setup_differs); n/a in place of p: fewer "
              "than 2 seeds on either side, or seeds that agree to rounding (nothing to test). p is not corrected "
              "for the grid's many comparisons: at p < 0.05, about 1 in 20 configurations that lose nothing is "
              "starred by chance."]
