@@ -546,7 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mlp", action="store_true", help="also score a one-hidden-layer MLP")
     p.add_argument("--untrained", action="store_true",
                    help="also score each configuration's network with initial weights: the random-feature control")
-    p.add_argument("--folds", type=at_least(2), default=5, metavar="K",
+    p.add_argument("--folds", type=at_least(2), metavar="K",
                    help="stratified folds when the manifest has no fold column (default 5)")
     p.add_argument("--results", default="results", metavar="DIR",
                    help="where a spec's results live (default results/)")

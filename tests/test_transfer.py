@@ -20,6 +20,7 @@ import torch
 import architectures
 from architectures import InputConfig
 from bench.cli import main
+from bench.core.errors import UserError
 from bench.core.layout import run_dir
 from bench.core.store import atomic_write_json
 from bench.data import synthetic
@@ -121,6 +122,9 @@ def small_dataset(tmp_path_factory):
 def test_task_manifest_problems_are_one_line(tmp_path, small_dataset, finished_runs, capsys):
     spec_path, results = finished_runs
     good = small_dataset / "hiss.csv"
+    files = sorted(small_dataset.glob("[0-9]/*.mp3"))
+    copy = tmp_path / "copy of one.mp3"  # one recording under two names
+    copy.write_bytes(files[0].read_bytes())
     cases = {
         "missing": (["path", "label"], [["0/nope.mp3", "a"]], "line 2: audio file not found"),
         "column": (["path", "genre"], [["x", "a"]], "no column 'label' (columns: path, genre)"),
@@ -133,6 +137,18 @@ def test_task_manifest_problems_are_one_line(tmp_path, small_dataset, finished_r
                        [[str(p), label, fold] for p, label, fold in
                         zip(sorted(small_dataset.glob("[01]/*.mp3")), "aabb", "1122", strict=True)],
                        "holding out fold 1 leaves no training file for label(s) a"),
+        # fold 3 trains on every label but tests on a and b only: its balanced accuracy would be over two
+        # classes, its ROC-AUC missing
+        "test_class": (["path", "label", "fold"],
+                       [[str(p), label, fold] for p, label, fold in
+                        zip(files[:8], "aaabbbcc", "12312312", strict=True)],
+                       "holding out fold 3 leaves no test file for label(s) c"),
+        "group_across": (["path", "label", "fold", "group"],
+                         [[str(p), label, fold, group] for p, label, fold, group in
+                          zip(files[:4], "abab", "1122", ["g1", "g2", "g1", "g3"], strict=True)],
+                         "line 4: group 'g1' is in folds 1 and 2; each group in one fold"),
+        "copies": (["path", "label"], [[str(p), "ab"[i % 2]] for i, p in enumerate(files[:9])] + [[str(copy), "b"]],
+                   f"{copy} and {files[0]} are the same file's bytes"),
     }
     for name, (header, rows, message) in cases.items():
         manifest = write_rows(tmp_path / f"{name}.csv", header, rows)
@@ -143,7 +159,32 @@ def test_task_manifest_problems_are_one_line(tmp_path, small_dataset, finished_r
                    "--results", str(results), "-q"])
     err = capsys.readouterr().err.strip()
     assert status == 2 and "\n" not in err and "no column 'genre' (columns: path, label)" in err
+    folded = write_rows(tmp_path / "folded.csv", ["path", "label", "fold"],
+                        [[str(p), label, fold] for p, label, fold in zip(files[:4], "abab", "1122", strict=True)])
+    status = main(["transfer", str(spec_path), "--task", str(folded), "--folds", "3", "--results", str(results), "-q"])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and f"--folds 3: {folded} has a fold column, which sets the folds" in err  # not ignored
     assert not (results / "tr" / "transfer").exists()
+
+
+def test_folds_drawn_by_group_keep_each_group_whole(tmp_path):
+    """An artist (or album) column: every fold tests on groups it did not train on, and still on every
+    label; the copies of one recording under a group can no longer score the classifier."""
+    from bench.data.task import Task
+    from bench.tools.transfer import TransferSettings, fold_splits
+
+    groups = tuple(f"artist {i // 3}" for i in range(30))  # 10 artists of 3 files
+    labels = tuple("ab"[(i // 3) % 2] for i in range(30))  # each artist sings one label
+    task = Task("t", tmp_path / "t.csv", tuple(f"{i}.mp3" for i in range(30)), labels, None, groups)
+    splits = fold_splits(task, TransferSettings(folds=5))
+    assert len(splits) == 5
+    for train, test in splits:
+        assert not {groups[i] for i in train} & {groups[i] for i in test}
+        assert {labels[i] for i in test} == {labels[i] for i in train} == {"a", "b"}
+    assert sorted(i for _, test in splits for i in test) == list(range(30))
+    few = Task("t", tmp_path / "t.csv", task.paths[:12], labels[:12], None, groups[:12])  # 4 artists
+    with pytest.raises(UserError, match="5-fold cross-validation by group needs at least 5 groups, found 4"):
+        fold_splits(few, TransferSettings(folds=5))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """A downstream task: a CSV manifest of audio files and one label each, for `bench transfer`.
 
 Columns: `path` (relative to the manifest's folder, or absolute), the label column (`label` unless
-named otherwise) and an optional `fold` (integers: cross-validation holds out one fold at a time;
-without it, stratified folds are drawn). Other columns are ignored. Every problem is one line naming
+named otherwise), an optional `fold` (integers: cross-validation holds out one fold at a time;
+without it, stratified folds are drawn) and an optional `group` (an artist, album or recording:
+files of one group are never split between training and test, so a classifier cannot score by
+recognising the artist). Other columns are ignored. Every problem is one line naming
 the manifest, and the line where there is one; every file must exist before any work starts.
 """
 
@@ -16,6 +18,7 @@ from bench.core.errors import UserError
 from bench.core.text import text_file
 
 FOLD_COLUMN = "fold"
+GROUP_COLUMN = "group"
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,8 @@ class Task:
     labels: tuple[str, ...]
     folds: tuple[int, ...] | None
     """The manifest's folds, or None (stratified folds are drawn)."""
+    groups: tuple[str, ...] | None = None
+    """The manifest's groups (kept whole in one fold), or None."""
 
     @property
     def classes(self) -> list[str]:
@@ -68,8 +73,8 @@ def audio_path(manifest: Path, line: int, entry: str) -> str:
 
 def read_task(manifest: str | Path, label_column: str = "label") -> Task:
     manifest, columns, rows = read_rows(manifest, ("path", label_column))
-    has_folds = FOLD_COLUMN in columns
-    paths, labels, folds = [], [], []
+    has_folds, has_groups = FOLD_COLUMN in columns, GROUP_COLUMN in columns
+    paths, labels, folds, groups = [], [], [], []
     for line, row in rows:
         label = (row.get(label_column) or "").strip()
         if not label:
@@ -80,6 +85,11 @@ def read_task(manifest: str | Path, label_column: str = "label") -> Task:
                 folds.append(int(row[FOLD_COLUMN]))
             except (TypeError, ValueError):
                 raise UserError(f"{manifest}: line {line}: fold {row[FOLD_COLUMN]!r} is not an integer") from None
+        if has_groups:
+            group = (row.get(GROUP_COLUMN) or "").strip()
+            if not group:
+                raise UserError(f"{manifest}: line {line}: empty {GROUP_COLUMN}")
+            groups.append(group)
         labels.append(label)
     if len(set(labels)) < 2:
         raise UserError(f"{manifest}: needs at least two labels in column {label_column!r}, "
@@ -89,4 +99,11 @@ def read_task(manifest: str | Path, label_column: str = "label") -> Task:
     duplicates = len(paths) - len(set(paths))
     if duplicates:
         raise UserError(f"{manifest}: {duplicates} file(s) listed more than once")
-    return Task(manifest.stem, manifest.resolve(), tuple(paths), tuple(labels), tuple(folds) if has_folds else None)
+    if has_folds and has_groups:  # a group across folds is tested on what trained on its other files
+        fold_of: dict[str, int] = {}
+        for (line, _), group, fold in zip(rows, groups, folds, strict=True):
+            if fold_of.setdefault(group, fold) != fold:
+                raise UserError(f"{manifest}: line {line}: {GROUP_COLUMN} {group!r} is in folds {fold_of[group]} "
+                                f"and {fold}; each group in one fold")
+    return Task(manifest.stem, manifest.resolve(), tuple(paths), tuple(labels), tuple(folds) if has_folds else None,
+                tuple(groups) if has_groups else None)

@@ -38,7 +38,7 @@ from bench.core.store import (
     exclusive_lock,
     remove_temp_files,
 )
-from bench.data.task import Task, read_task
+from bench.data.task import FOLD_COLUMN, Task, read_task
 from bench.report.columns import SETUP
 from bench.tools.embed import Embedder, embed_files, load_embedder, untrained
 
@@ -54,8 +54,8 @@ class TransferSettings:
     layer: str | None = None
     """The embedding layer; None: each model's default (its first `embedding_names`)."""
     classifiers: tuple[str, ...] = ("logreg",)
-    folds: int = FOLDS
-    """Stratified folds when the manifest has no `fold` column."""
+    folds: int | None = None
+    """Stratified folds when the manifest has no `fold` column (None: FOLDS); refused when it has one."""
     seed: int = SEED
     untrained: bool = False
     """Also score each configuration's network with initial weights (one per configuration), as a control."""
@@ -64,8 +64,12 @@ class TransferSettings:
         unknown = [c for c in self.classifiers if c not in CLASSIFIERS]
         if unknown or not self.classifiers:
             raise UserError(f"classifiers must be among {', '.join(CLASSIFIERS)}, got {', '.join(unknown) or 'none'}")
-        if self.folds < 2:
+        if self.folds is not None and self.folds < 2:
             raise UserError(f"--folds must be >= 2, got {self.folds}")
+
+    @property
+    def n_folds(self) -> int:
+        return FOLDS if self.folds is None else self.folds
 
 
 def make_classifier(name: str, seed: int = SEED):
@@ -84,25 +88,46 @@ def make_classifier(name: str, seed: int = SEED):
 
 
 def fold_splits(task: Task, settings: TransferSettings) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(train rows, test rows) per fold: the manifest's folds, else stratified k-fold."""
+    """(train rows, test rows) per fold: the manifest's folds, else stratified k-fold (with the manifest's
+    groups, stratified group k-fold: a group's files are all in one fold). Every fold must train and
+    test on every label: a test fold without one would score balanced accuracy over fewer classes (with
+    another chance level) and have no ROC-AUC, so its scores would not average with the others'."""
     labels = np.array(task.labels)
+    if task.folds is not None and settings.folds is not None:
+        raise UserError(f"--folds {settings.folds}: {task.manifest} has a {FOLD_COLUMN} column, which sets the folds")
     if task.folds is not None:
         folds = np.array(task.folds)
-        splits = [(np.flatnonzero(folds != f), np.flatnonzero(folds == f)) for f in sorted(set(task.folds))]
-        for fold, (train, _) in zip(sorted(set(task.folds)), splits, strict=True):
-            if len(set(labels[train])) < len(task.classes):
-                raise UserError(f"{task.manifest}: holding out fold {fold} leaves no training file for label(s) "
-                                f"{', '.join(sorted(set(task.classes) - set(labels[train])))}")
-        return splits
-    from sklearn.model_selection import StratifiedKFold
+        names = sorted(set(task.folds))
+        splits = [(np.flatnonzero(folds != f), np.flatnonzero(folds == f)) for f in names]
+    else:
+        from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-    counts = {label: int((labels == label).sum()) for label in task.classes}
-    rare = {label: n for label, n in counts.items() if n < settings.folds}
-    if rare:
-        raise UserError(f"{task.manifest}: {settings.folds}-fold cross-validation needs at least {settings.folds} "
-                        f"files per label; too few: {', '.join(f'{k} ({v})' for k, v in sorted(rare.items()))}")
-    splitter = StratifiedKFold(n_splits=settings.folds, shuffle=True, random_state=settings.seed)
-    return list(splitter.split(np.zeros(len(labels)), labels))
+        counts = {label: int((labels == label).sum()) for label in task.classes}
+        rare = {label: n for label, n in counts.items() if n < settings.n_folds}
+        if rare:
+            few = ", ".join(f"{k} ({v})" for k, v in sorted(rare.items()))
+            raise UserError(f"{task.manifest}: {settings.n_folds}-fold cross-validation needs at least "
+                            f"{settings.n_folds} files per label; too few: {few}")
+        if task.groups is None:
+            splitter = StratifiedKFold(n_splits=settings.n_folds, shuffle=True, random_state=settings.seed)
+            splits = list(splitter.split(np.zeros(len(labels)), labels))
+        else:
+            if len(set(task.groups)) < settings.n_folds:
+                raise UserError(f"{task.manifest}: {settings.n_folds}-fold cross-validation by group needs at least "
+                                f"{settings.n_folds} groups, found {len(set(task.groups))}")
+            splitter = StratifiedGroupKFold(n_splits=settings.n_folds, shuffle=True, random_state=settings.seed)
+            splits = list(splitter.split(np.zeros(len(labels)), labels, groups=np.array(task.groups)))
+        names = list(range(len(splits)))
+    for fold, (train, test) in zip(names, splits, strict=True):
+        for part, rows in (("training", train), ("test", test)):
+            missing = sorted(set(task.classes) - set(labels[rows]))
+            if missing:
+                how = "holding out fold" if task.folds is not None else "drawn fold"
+                raise UserError(f"{task.manifest}: {how} {fold} leaves no {part} file for label(s) "
+                                f"{', '.join(missing)}" + ("" if task.folds is not None else
+                                                           " (too few groups of that label for the folds: fewer "
+                                                           "--folds, or a fold column)"))
+    return splits
 
 
 SCORES = ("balanced_accuracy", "roc_auc")
@@ -250,8 +275,26 @@ class Decoded:
 
 
 def task_identity(task: Task) -> str:
-    digest = hashlib.sha256(json.dumps([task.paths, task.labels, task.folds]).encode("utf-8"))
+    parts = [task.paths, task.labels, task.folds] + ([task.groups] if task.groups is not None else [])
+    digest = hashlib.sha256(json.dumps(parts).encode("utf-8"))
     return digest.hexdigest()[:16]
+
+
+def same_audio(task: Task) -> None:
+    """Refuse a task that holds one recording under two names (by the files' bytes, the embeddings' key):
+    copies in training and test folds would score the classifier on files it trained on."""
+    from bench.tools.embed import file_identity
+
+    first: dict[str, str] = {}
+    for path in task.paths:
+        try:
+            identity = file_identity(path)
+        except OSError:
+            continue  # read again, and said, when embedded
+        if identity in first:
+            raise UserError(f"{task.manifest}: {path} and {first[identity]} are the same file's bytes; "
+                            "list each recording once")
+        first[identity] = path
 
 
 def audio_fingerprint(task: Task) -> str:
@@ -343,6 +386,7 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
 
     task = read_task(task_path, label_column)
     splits = fold_splits(task, settings)
+    same_audio(task)
     refs, notes = resolve_targets(targets, results)
     first = refs[0]
     base = (spec_dir(first.results_root, first.spec_name) if first.spec_name else Path(results)) if not out else None
@@ -353,7 +397,7 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
         print(f"bench transfer: {note}", file=sys.stderr)
     key = {"task": task_identity(task), "audio": audio_fingerprint(task), "layer": settings.layer,
            "classifiers": list(settings.classifiers),
-           "folds": "manifest" if task.folds is not None else settings.folds, "seed": settings.seed,
+           "folds": "manifest" if task.folds is not None else settings.n_folds, "seed": settings.seed,
            "upstream": UPSTREAM_VERSION}
     def claim_out_dir() -> None:
         """The task's folder, made when the first result is written: a model that cannot be loaded, or a
