@@ -87,6 +87,36 @@ def test_export_with_the_front_end_takes_one_patch_of_waveform(tmp_path):
 
 
 @needs_onnx
+def test_the_sidecar_describes_the_front_end_enough_to_compute_it_with_librosa(tmp_path):
+    """The network-only file is run outside this suite from the sidecar's words: librosa's mel with the
+    stated settings, the stated padding and the stated log formula, on a patch of patch_samples, gives
+    the model's input (the suite's own front end) and so its logits."""
+    import librosa
+
+    model, folder = untrained_model(tmp_path / "vgg", "vgg", 251)
+    assert main(["export", str(folder), "--onnx", str(tmp_path / "n.onnx")]) == 0
+    sidecar = json.loads((tmp_path / "n.onnx.json").read_text())
+    fe = sidecar["frontend"]
+    assert sidecar["patch_samples"] == 64000 and fe["pad_to_hop"] is True
+    assert fe["log_formula"] == "log10(1 + 10000 * power)"
+    assert fe["frames"].startswith("the waveform is zero-padded on the right to a multiple of 256 samples")
+    signal = np.load(DATA / "inputs.npz")["signal"][:sidecar["patch_samples"]].astype(np.float32)
+    padded = np.pad(signal, (0, -len(signal) % 256))  # as "frames" says
+    power = librosa.feature.melspectrogram(
+        y=padded, sr=sidecar["sample_rate"], n_fft=fe["n_fft"], hop_length=fe["hop_length"], n_mels=fe["n_mels"],
+        window="hann", center=fe["center"], pad_mode=fe["pad_mode"], power=fe["power"], htk=False, norm=fe["norm"],
+        fmin=fe["fmin"], fmax=fe["fmax"])
+    mel = np.log10(1 + 10000 * power).astype(np.float32)[None]
+    assert mel.shape[2] == sidecar["patch_frames"] == 251
+    got = run_onnx(tmp_path / "n.onnx", "mel", mel)
+    from bench.train.frontend import MelFrontend
+
+    with torch.inference_mode():
+        expected = model(MelFrontend(16000, 96, 1, "log")(torch.from_numpy(signal[None]))).numpy()
+    assert np.abs(got - expected).max() <= 1e-3 * max(1.0, np.abs(expected).max())
+
+
+@needs_onnx
 @needs_musicnn
 def test_exported_released_model_reproduces_the_tensorflow_taggram(models, reference, tmp_path):
     x, ref = reference

@@ -27,14 +27,21 @@ import numpy as np
 import torch
 
 from bench.core.errors import UserError
+from bench.core.framing import BASE_HOP
 from bench.core.store import atomic_write_bytes, atomic_write_json, fsync_folder
 from bench.tools.tag import Tagger, load_tagger
+from bench.train.frontend import DB_FLOOR, LOG_SCALE
 
 OPSET = 18
 TOLERANCE = 1e-5
 """Largest allowed |ONNX - PyTorch| over the logits, relative to the largest |logit| (and at least 1e-5)."""
 CHECK_BATCH = 3
 NEEDED = ("onnx", "onnxscript", "onnxruntime")
+
+
+LOG_FORMULAS = {"log": f"log10(1 + {LOG_SCALE:g} * power)", "dB": f"10 * log10(max(power, {DB_FLOOR:g}))"}
+"""The sidecar's statement of each log compression (`bench.train.frontend.log_compress`), for a user who
+computes the front end outside this suite."""
 
 
 def patch_samples(tagger: Tagger) -> int:
@@ -129,11 +136,16 @@ def export(model: str, onnx_path: str | Path, models: str | None = None, with_fr
                    "what": "tag logits (sigmoid: probabilities); a track's score is the mean over its patches"},
         "tags": list(tagger.tags), "sample_rate": tagger.sample_rate, "patch_frames": tagger.patch_frames,
         "patch_seconds": round(tagger.patch_seconds, 4),
+        "patch_samples": patch_samples(tagger),
         "frontend": {"n_fft": fe.mel.spectrogram.n_fft, "hop_length": fe.config.hop_length,
                      "n_mels": fe.config.n_mels, "window": "hann (periodic)", "center": True,
                      "pad_mode": fe.mel.spectrogram.pad_mode, "mel_scale": "slaney", "norm": "slaney",
                      "fmin": 0.0, "fmax": tagger.sample_rate / 2, "power": 2.0, "log": fe.config.log,
-                     "float16_mel": fe.float16_mel},
+                     "log_formula": LOG_FORMULAS[fe.config.log], "float16_mel": fe.float16_mel,
+                     "pad_to_hop": fe.pad_to_hop,
+                     "frames": (f"the waveform is zero-padded on the right to a multiple of {BASE_HOP} samples, "
+                                f"then framed centred: 1 + padded // {fe.config.hop_length} frames") if fe.pad_to_hop
+                     else f"framed centred, unpadded: 1 + samples // {fe.config.hop_length} frames"},
         "check": {"runtime": f"onnxruntime {onnxruntime.__version__}", "batch": CHECK_BATCH,
                   "max_abs_difference": difference, "allowed": allowed},
     }
