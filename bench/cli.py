@@ -545,7 +545,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="embedding layer (default: each model's first: pool4 VGG, penultimate MusiCNN)")
     p.add_argument("--mlp", action="store_true", help="also score a one-hidden-layer MLP")
     p.add_argument("--untrained", action="store_true",
-                   help="also score each configuration's network with initial weights: the random-feature control")
+                   help="also score each configuration's network with initial weights, one per run seed: the "
+                        "random-feature control")
     p.add_argument("--folds", type=at_least(2), metavar="K",
                    help="stratified folds when the manifest has no fold column (default 5)")
     p.add_argument("--results", default="results", metavar="DIR",

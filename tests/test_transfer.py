@@ -332,7 +332,9 @@ def test_transfer_scores_every_run_and_resumes(finished_runs, small_dataset, cap
     assert json.loads((second / "task.manifest.json").read_text())["manifest"] == str((other / "hiss.csv").resolve())
 
 
-def test_untrained_control_is_one_fresh_network_per_configuration(finished_runs, small_dataset):
+def test_untrained_controls_are_fresh_networks_one_per_configuration_and_seed(finished_runs, small_dataset):
+    """Two seeds of a configuration, two controls initialised under those seeds: the table's spread of the
+    controls is over initialisations, as the runs' is over seeds (not one network's over folds)."""
     from bench.tools.embed import load_embedder, untrained
 
     spec_path, results = finished_runs
@@ -340,13 +342,15 @@ def test_untrained_control_is_one_fresh_network_per_configuration(finished_runs,
                  "--folds", "4", "--untrained", "-q"]) == 0
     with open(results / "tr" / "transfer" / "mode" / "transfer.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert sorted(r["trained"] for r in rows) == ["False", "True", "True"]  # two seeds of one configuration, a control
-    control = next(r for r in rows if r["trained"] == "False")
+    assert sorted(r["trained"] for r in rows) == ["False", "False", "True", "True"]  # two seeds, two controls
+    controls = [r for r in rows if r["trained"] == "False"]
+    assert controls[0]["balanced_accuracy_mean"] != controls[1]["balanced_accuracy_mean"]
+    control = controls[0]
     assert control["model"].endswith("~untrained") and control["tagging_roc_auc"] == "" and control["seed"] == ""
     # trained on no data: none recorded, while the runs name theirs
     assert control["dataset"] == control["clip_seconds"] == control["n_tags"] == control["split"] == ""
     assert {r["dataset"] for r in rows if r["trained"] == "True"} == {"synthetic"}
-    assert "(untrained) | pool4 | 1 |" in (results / "tr" / "transfer" / "mode" / "transfer.md").read_text()
+    assert "(untrained) | pool4 | 2 |" in (results / "tr" / "transfer" / "mode" / "transfer.md").read_text()
     # the control is the network PyTorch's default initialisation gives under the seed, not the run's weights
     run = next((results / "tr" / "runs").glob("*-s1-*"))  # its weights: the fixture's network under seed 1
     fresh = untrained(load_embedder(str(run)), seed=0).tagger.model.state_dict()

@@ -58,7 +58,8 @@ class TransferSettings:
     """Stratified folds when the manifest has no `fold` column (None: FOLDS); refused when it has one."""
     seed: int = SEED
     untrained: bool = False
-    """Also score each configuration's network with initial weights (one per configuration), as a control."""
+    """Also score each configuration's network with initial weights (one per configuration and run seed,
+    initialised under that seed), as a control."""
 
     def __post_init__(self) -> None:
         unknown = [c for c in self.classifiers if c not in CLASSIFIERS]
@@ -411,7 +412,7 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
     collected = []
     print(f"{task.name}: {len(task.paths)} files, labels {', '.join(task.classes)}; "
           f"{len(splits)} folds; {len(refs)} model(s) -> {out_dir}")
-    controls: set[str] = set()
+    controls: set[tuple[str, int]] = set()
 
     def score(embedder: Embedder, trained: bool) -> None:
         done = out_dir / f"{embedder.tagger.name}.json"
@@ -431,10 +432,13 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
         for ref in refs:
             embedder = load_embedder(ref.model, models)
             score(embedder, True)
-            configuration = architecture_key(embedder)
-            if settings.untrained and configuration not in controls:
-                controls.add(configuration)
-                score(untrained(embedder, settings.seed), False)
+            # one control per configuration and seed: its runs' spread over seeds, and the controls' over
+            # initialisations, are then the same kind of spread
+            seed = upstream(embedder).get("seed")
+            control = (architecture_key(embedder), seed if isinstance(seed, int) else settings.seed)
+            if settings.untrained and control not in controls:
+                controls.add(control)
+                score(untrained(embedder, control[1]), False)
             elif settings.untrained:
                 bar.update(len(task.paths))
     claim_out_dir()
