@@ -268,6 +268,13 @@ def test_embed_writes_arrays_and_reuses_its_cache(finished_runs, small_dataset, 
     np.testing.assert_allclose(np.load(out / "pool4.npy"), pool, rtol=0, atol=1e-6)
     # the rerun without --per-patch left no per-patch array behind to be read against the new index
     assert not (out / "pool4.patches.npy").exists()
+    # embeddings cached by a version that decoded MP3s otherwise (their folder without this version's
+    # decoder mark) are never read: every file is embedded again
+    for cached in sorted((out / "cache").iterdir()):
+        cached.rename(cached.with_name(cached.name.rsplit("-d", 1)[0]))
+    assert main(["embed", str(run), *files, "--out", str(out), "-q"]) == 0
+    assert len(calls) == 3
+    np.testing.assert_allclose(np.load(out / "pool4.npy"), pool, rtol=0, atol=1e-6)
     # a mistyped file name fails alone: the folder keeps its outputs
     index_before = (out / "index.csv").read_bytes()
     assert main(["embed", str(run), str(tmp_path / "typo.mp"), "--out", str(out), "-q"]) == 2
@@ -506,12 +513,15 @@ def test_the_table_holds_the_models_of_earlier_invocations_with_the_same_setting
     assert main(["transfer", str(second), *task, "--folds", "3"]) == 0
     with open(out / "transfer.csv") as handle:
         assert [(r["seed"], r["folds"]) for r in csv.DictReader(handle)] == [("1", "3")]
-    # the untrained control of the two seeds' configuration is one network, scored once whichever run
-    # it was made from: once in the table after a call per run, as after one call for both
+    # one untrained control per seed of the configuration: two in the table after a call per run, as
+    # after one call for both (a call's controls do not hide an earlier call's of another seed)
     for run in (first, second):
         assert main(["transfer", str(run), *task, "--folds", "4", "--untrained"]) == 0
     with open(out / "transfer.csv") as handle:
-        assert sorted(r["trained"] for r in csv.DictReader(handle)) == ["False", "True", "True"]
+        assert sorted(r["trained"] for r in csv.DictReader(handle)) == ["False", "False", "True", "True"]
+    assert main(["transfer", str(spec_path), *task, "--folds", "4", "--untrained"]) == 0
+    with open(out / "transfer.csv") as handle:
+        assert sorted(r["trained"] for r in csv.DictReader(handle)) == ["False", "False", "True", "True"]
     assert main(["transfer", str(first), *task, "--folds", "4"]) == 0  # a call without controls shows none
     with open(out / "transfer.csv") as handle:
         assert sorted(r["trained"] for r in csv.DictReader(handle)) == ["True", "True"]

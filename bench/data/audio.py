@@ -132,8 +132,8 @@ def _read(handle: sf.SoundFile, frames: int) -> np.ndarray:
         return handle.read(frames, dtype="float32", always_2d=True)
     out = np.empty((frames, handle.channels), dtype=np.float32)
     read = lib.sf_readf_float(file, ffi.cast("float *", out.ctypes.data), frames)
-    if lib.sf_error(file):
-        raise RuntimeError(ffi.string(lib.sf_strerror(file)).decode(errors="replace"))
+    if error := lib.sf_error(file):
+        raise sf.LibsndfileError(error)  # as `read` raises it
     return out[:read]
 
 

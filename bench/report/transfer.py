@@ -3,7 +3,8 @@
 Runs of one configuration trained on the same data (seeds) are aggregated: the downstream score is the
 mean over seeds of each run's mean over folds; its spread is the standard deviation over seeds where
 there are several, else over the folds of the one run (the caption says which). Imported models stay
-one row each, and so do the untrained controls (`trained` false: a configuration's network with initial weights).
+one row each; the untrained controls (`trained` false: a configuration's network with initial weights,
+one per run seed) are aggregated over their seeds like the runs.
 """
 
 from __future__ import annotations

@@ -177,11 +177,17 @@ class FileEmbedding:
                    float(arrays[SECONDS]))
 
 
+DECODE_VERSION = 2
+"""What `bench.data.audio.decode_file` gives for a file's bytes, part of the cache's folder name: 2, MP3s
+read without the decoder restarts that put wrong samples after every block of 65,536 frames."""
+
+
 class EmbeddingCache:
-    """`<root>/<model id>/<audio id>.npz`: one model's per-patch embeddings of one audio file."""
+    """`<root>/<model id>-d<DECODE_VERSION>/<audio id>.npz`: one model's per-patch embeddings of one audio
+    file, decoded as this version decodes it (the folders of other decoder versions are not read)."""
 
     def __init__(self, root: str | Path, model_identity: str):
-        self.folder = Path(root) / model_identity
+        self.folder = Path(root) / f"{model_identity}-d{DECODE_VERSION}"
 
     def _path(self, audio_identity: str) -> Path:
         return self.folder / f"{audio_identity}.npz"

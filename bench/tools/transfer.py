@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -40,7 +41,7 @@ from bench.core.store import (
 )
 from bench.data.task import FOLD_COLUMN, Task, read_task
 from bench.report.columns import SETUP
-from bench.tools.embed import Embedder, embed_files, load_embedder, untrained
+from bench.tools.embed import DECODE_VERSION, Embedder, embed_files, load_embedder, untrained
 
 CLASSIFIERS = ("logreg", "mlp")
 FOLDS = 5
@@ -217,7 +218,8 @@ def resolve_targets(targets: list[str], results: str) -> tuple[list[Target], lis
 UPSTREAM_VERSION = 3
 """What a stored result's `upstream` holds: 2 adds the dataset and its setup, 3 leaves them out of an
 untrained control's. Part of the key, so that results stored otherwise are scored anew instead of
-grouped apart from those that have them."""
+grouped apart from those that have them (beside `bench.tools.embed.DECODE_VERSION`: scores of
+embeddings of files decoded otherwise are scored anew too)."""
 
 
 def upstream(embedder: Embedder) -> dict:
@@ -286,16 +288,23 @@ def same_audio(task: Task) -> None:
     copies in training and test folds would score the classifier on files it trained on."""
     from bench.tools.embed import file_identity
 
-    first: dict[str, str] = {}
-    for path in task.paths:
+    by_size: dict[int, list[str]] = {}
+    for path in task.paths:  # equal bytes have equal sizes: only files of a shared size are read
         try:
-            identity = file_identity(path)
+            by_size.setdefault(os.path.getsize(path), []).append(path)
         except OSError:
             continue  # read again, and said, when embedded
-        if identity in first:
-            raise UserError(f"{task.manifest}: {path} and {first[identity]} are the same file's bytes; "
-                            "list each recording once")
-        first[identity] = path
+    for paths in (p for p in by_size.values() if len(p) > 1):
+        first: dict[str, str] = {}
+        for path in paths:
+            try:
+                identity = file_identity(path)
+            except OSError:
+                continue
+            if identity in first:
+                raise UserError(f"{task.manifest}: {path} and {first[identity]} are the same file's bytes; "
+                                "list each recording once")
+            first[identity] = path
 
 
 def audio_fingerprint(task: Task) -> str:
@@ -399,7 +408,7 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
     key = {"task": task_identity(task), "audio": audio_fingerprint(task), "layer": settings.layer,
            "classifiers": list(settings.classifiers),
            "folds": "manifest" if task.folds is not None else settings.n_folds, "seed": settings.seed,
-           "upstream": UPSTREAM_VERSION}
+           "upstream": UPSTREAM_VERSION, "decode": DECODE_VERSION}
     def claim_out_dir() -> None:
         """The task's folder, made when the first result is written: a model that cannot be loaded, or a
         layer it does not have, leaves nothing behind."""
@@ -414,7 +423,7 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
           f"{len(splits)} folds; {len(refs)} model(s) -> {out_dir}")
     controls: set[tuple[str, int]] = set()
 
-    def score(embedder: Embedder, trained: bool) -> None:
+    def score(embedder: Embedder, trained: bool, init_seed: int | None = None) -> None:
         done = out_dir / f"{embedder.tagger.name}.json"
         previous = _load(done)
         if previous is not None and previous.get("key") == key and previous.get("model_id") == embedder.identity:
@@ -423,6 +432,8 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
             return
         result = {"key": key, **evaluate_model(embedder, task, settings, splits, cache_root, decoder, bar.update,
                                                trained)}
+        if init_seed is not None:  # a control: which initialisation it is (its upstream names no seed)
+            result["init_seed"] = init_seed
         claim_out_dir()
         atomic_write_json(done, result)
         collected.append(result)
@@ -432,14 +443,16 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
         for ref in refs:
             embedder = load_embedder(ref.model, models)
             score(embedder, True)
+            if not settings.untrained:
+                continue
             # one control per configuration and seed: its runs' spread over seeds, and the controls' over
             # initialisations, are then the same kind of spread
             seed = upstream(embedder).get("seed")
             control = (architecture_key(embedder), seed if isinstance(seed, int) else settings.seed)
-            if settings.untrained and control not in controls:
+            if control not in controls:
                 controls.add(control)
-                score(untrained(embedder, control[1]), False)
-            elif settings.untrained:
+                score(untrained(embedder, control[1]), False, init_seed=control[1])
+            else:
                 bar.update(len(task.paths))
     claim_out_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -467,10 +480,11 @@ def scored_earlier(out_dir: Path, key: dict, collected: list[dict], controls: bo
     """The stored results in `out_dir` of other models than `collected`'s, scored with the same `key`
     (task, audio, layer, classifiers, folds, seed) by an earlier `bench transfer`, in the order of their
     names: the folder's table holds every model scored there, not only the latest invocation's. Untrained
-    controls only with `controls` (an `--untrained` call), and once per configuration: the controls named
-    after two seeds' runs of one configuration are the same network."""
-    def configuration(result: dict) -> dict:  # a control's upstream names the run it was made from
-        return {k: v for k, v in (result.get("upstream") or {}).items() if k != "run_id"}
+    controls only with `controls` (an `--untrained` call), and once per configuration and initialisation
+    seed: controls named after two runs of one configuration and seed are the same network."""
+    def configuration(result: dict) -> tuple:  # a control's upstream names the run it was made from
+        described = {k: v for k, v in (result.get("upstream") or {}).items() if k != "run_id"}
+        return described, result.get("init_seed", key["seed"])  # stored before init_seed: initialised under it
 
     models = {r["model"] for r in collected}
     seen = [configuration(r) for r in collected if r.get("trained") is False]
