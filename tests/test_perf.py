@@ -43,6 +43,25 @@ def test_selection_on_the_paper_grid():
     assert [c.gmac_per_input for c in scaling] == sorted(c.gmac_per_input for c in scaling)
 
 
+@pytest.mark.parametrize("spec_name, headline_label", [
+    ("scaling-mtat-vgg.toml", "vgg 16k 96x1820 x1"),  # width 1 (13.3 GMAC), not w0.125 of the same input
+    ("paper-msd.toml", "vgg 12k 96x1366 x1"),  # VGG's whole clip, not a MusiCNN segment
+])
+def test_the_headline_is_the_costliest_network_at_the_reference_input(spec_name, headline_label):
+    headline, _, _ = select_cases(spec_cases(load_spec(SPECS / spec_name)), 6)
+    assert headline.label == headline_label
+
+
+def test_widths_of_one_input_are_projected_from_their_own_step_times():
+    """scaling-mtat-vgg trains one input at several widths: each width's runs take its own measured step
+    time (the labels of three widths were one, and the last width measured was projected for all)."""
+    spec = load_spec(SPECS / "scaling-mtat-vgg.toml")
+    cases = spec_cases(spec)
+    labels = {c.label for c in cases if c.input_config.n_frames == 1820 and c.configuration.mel.n_mels == 96}
+    assert {"vgg w0.125 16k 96x1820 x1", "vgg w0.25 16k 96x1820 x1", "vgg 16k 96x1820 x1"} <= labels
+    assert len({c.label for c in cases}) == len({c.configuration.cost_key for c in cases})
+
+
 def test_projection_arithmetic():
     spec = load_spec(SPECS / "paper-mtat-vgg.toml")
     cases = spec_cases(spec)
@@ -119,7 +138,7 @@ def test_bench_perf_end_to_end(write_spec, tmp_path, capsys, monkeypatch):
     printed = capsys.readouterr().out
     report = json.loads(out.read_text())
     # 3 s at 12 kHz: 36000 samples padded to 36096 = 141 hops of 256, so 142 frames; x10: 15
-    assert report["headline"] == "vgg 12k 96x142 x1" and report["smallest"] == "vgg 12k 16x15 x10"
+    assert report["headline"] == "vgg w0.03125 12k 96x142 x1" and report["smallest"] == "vgg w0.03125 12k 16x15 x10"
     assert [r["lever"] for r in report["levers"]][:2] == ["fp32 eager (baseline)", "pool before ELU"]
     # the CPU fast path: fp32 NCHW eager (a lever row) where bf16 is emulated, bf16 channels_last (a row of its own)
     expected = "fast path" if native_bf16(torch.device("cpu")) else "pool before ELU"

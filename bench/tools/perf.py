@@ -146,7 +146,9 @@ class Case:
     def label(self) -> str:
         m = self.configuration.mel
         shape = f"{m.n_mels}x{self.input_config.n_frames}"
-        return f"{self.configuration.arch} {m.sample_rate // 1000}k {shape} x{m.hop_multiplier}"
+        width = getattr(self.configuration.options, "width", 1.0)  # networks of one input at other widths
+        narrow = "" if width == 1.0 else f" w{width:g}"
+        return f"{self.configuration.arch}{narrow} {m.sample_rate // 1000}k {shape} x{m.hop_multiplier}"
 
     @property
     def input_config(self) -> InputConfig:
@@ -176,14 +178,16 @@ def select_cases(cases: list[Case], n_scaling: int) -> tuple[Case, Case, list[Ca
     """(headline, smallest, scaling cases) among a spec's cases.
 
     The headline is the issue's reference: 96 mel bands, hop x1, the lowest sample rate, `log`
-    (VGG at 96 x 1366 in the paper's grids), else the costliest configuration. The smallest has the
+    (VGG at 96 x 1366 in the paper's grids), the costliest network of those (VGG, not MusiCNN's segment;
+    width 1, not a narrower one), else the costliest configuration. The smallest has the
     fewest GMAC. The scaling cases spread evenly in log GMAC over the distinct input shapes."""
     by_shape: dict[tuple, Case] = {}
     for case in cases:  # log and dB share every cost
         by_shape.setdefault(case.configuration.cost_key, case)
     distinct = sorted(by_shape.values(), key=lambda c: c.gmac_per_input)
     reference = [c for c in distinct if c.configuration.mel.n_mels == 96 and c.configuration.mel.hop_multiplier == 1]
-    headline = min(reference, key=lambda c: c.configuration.mel.sample_rate) if reference else distinct[-1]
+    headline = min(reference, key=lambda c: (c.configuration.mel.sample_rate, -c.gmac_per_input)) if reference \
+        else distinct[-1]
     smallest = distinct[0]
     if len(distinct) <= n_scaling:
         scaling = distinct
@@ -648,11 +652,14 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
     report["frontend"] = {"headline": measure_frontend(headline, device, settings, fast["step_seconds"])}
 
     log(f"scaling over {len(scaling)} configurations (fast path without compile; training and evaluation)")
-    scaling_path = dataclasses.replace(chosen, compile=False)
+    def scaling_path(case: Case) -> FastPath:  # each architecture's own arrangement (channels_last on a CPU)
+        path = fast_path(device, "auto", planned_steps=_planned_steps(spec), arch=case.configuration.arch)
+        return dataclasses.replace(path, compile=False, amp_dtype=chosen.amp_dtype)
+
     scaling_rows = []
     for case in scaling:
-        measured = measure_training(case, scaling_path, device, settings)
-        evaluated = measure_forward(case, scaling_path, device, settings)
+        measured = measure_training(case, scaling_path(case), device, settings)
+        evaluated = measure_forward(case, scaling_path(case), device, settings)
         scaling_rows.append({"case": case.label, "gmac_per_input": case.gmac_per_input, **measured,
                              "ms_per_gmac": 1000 * measured["step_seconds"] / (case.gmac_per_input * settings.batch),
                              "eval_seconds_per_input": evaluated["seconds_per_input"]})
@@ -664,9 +671,9 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
                           [r["eval_seconds_per_input"] for r in scaling_rows])
     report["scaling"] = {"rows": scaling_rows, "fit": fit, "eval_fit": eval_fit}
 
-    small = next((r for r in scaling_rows if r["case"] == smallest.label), None)
+    small = next((r for c, r in zip(scaling, scaling_rows, strict=True) if c is smallest), None)
     if small is None:
-        small = measure_training(smallest, scaling_path, device, settings)
+        small = measure_training(smallest, scaling_path(smallest), device, settings)
     small_step = small["step_seconds"]
     small_frontend = measure_frontend(smallest, device, dataclasses.replace(settings, librosa=False), small_step)
     report["frontend"]["smallest"] = small_frontend
@@ -677,16 +684,18 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
     log("evaluation")
     report["eval"] = measure_eval(headline, chosen, device, settings)
 
-    measured_steps = {row["case"]: row["step_seconds"] for row in scaling_rows}
-    measured_evals = {row["case"]: row["eval_seconds_per_input"] for row in scaling_rows}
+    # by what the cost depends on (width included: three widths of one input share a label's shape)
+    measured_steps = {c.configuration.cost_key: r["step_seconds"] for c, r in zip(scaling, scaling_rows, strict=True)}
+    measured_evals = {c.configuration.cost_key: r["eval_seconds_per_input"]
+                      for c, r in zip(scaling, scaling_rows, strict=True)}
 
     def step_seconds(case: Case) -> float:
         fitted = fit["intercept_seconds"] + fit["seconds_per_gmac"] * case.gmac_per_input * settings.batch
-        return measured_steps.get(case.label, fitted)
+        return measured_steps.get(case.configuration.cost_key, fitted)
 
     def eval_seconds(case: Case) -> float:
         fitted = eval_fit["intercept_seconds"] + eval_fit["seconds_per_gmac"] * case.gmac_per_input
-        return measured_evals.get(case.label, max(fitted, 0.0))
+        return measured_evals.get(case.configuration.cost_key, max(fitted, 0.0))
 
     report["projection"] = project(spec, all_cases, step_seconds, settings.batch, settings.epochs, eval_seconds)
     report["targets"] = _targets(report)
