@@ -539,7 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("models_or_spec", nargs="+", metavar="SPEC|RUN|MODEL",
                    help="a spec (its finished runs), run folders or imported models")
     p.add_argument("--task", required=True, metavar="CSV",
-                   help="the task's manifest: path,label[,fold] (paths relative to its folder)")
+                   help="the task's manifest: path,label[,fold][,group] (paths relative to its folder)")
     p.add_argument("--label-column", default="label", metavar="NAME", help="the manifest's label column")
     p.add_argument("--layer", metavar="NAME",
                    help="embedding layer (default: each model's first: pool4 VGG, penultimate MusiCNN)")
