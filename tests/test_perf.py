@@ -172,6 +172,22 @@ def test_the_baseline_and_the_fast_path_are_timed_warm_however_short_the_budget(
     assert any(row["steps_timed"] == 0 for row in report["levers"][1:] if row is not report["fast"])
 
 
+def test_the_conv_peak_counts_the_work_a_training_step_does(write_spec):
+    """A training step never computes the gradient of the mel (the first conv's input): timing it would
+    add work (on the CPU, a fifth of the peak's time in one measurement) that the step never does. The
+    first conv counts forward and weight gradient, 4 flops per MAC; the others 6. MACs by hand: batch 2,
+    VGG at width 1/32 on 96 x 142 (3 x 3 kernels, same padding): 1 -> 4 channels at 96 x 142, then
+    4 -> 12 at 48 x 35 (after a 2 x 4 pool)."""
+    from bench.spec import load_spec
+    from bench.tools import perf
+
+    headline, _, _ = perf.select_cases(perf.spec_cases(load_spec(write_spec(TINY))), 2)
+    peak = perf.measure_conv_peak(headline, torch.device("cpu"), perf.PerfSettings(batch=2, budget_seconds=0.2))
+    first, second = peak["layers"][:2]
+    assert first["macs"] == 2 * 4 * 1 * 9 * 96 * 142 and first["flops"] == 4 * first["macs"]
+    assert second["macs"] == 2 * 12 * 4 * 9 * 48 * 35 and second["flops"] == 6 * second["macs"]
+
+
 def test_bench_perf_user_errors(write_spec, capsys):
     assert main(["perf", str(write_spec(TINY)), "--batch", "0"]) == 2
     assert "argument --batch: must be >= 1, got 0" in capsys.readouterr().err
