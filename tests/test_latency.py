@@ -24,6 +24,23 @@ def test_measure_inference_times_the_front_end_and_the_network(monkeypatch):
     assert len(calls) == 3 and all(repeats >= 5 for repeats, _ in calls)  # median of at least 5 passes each
 
 
+def test_latency_is_measured_with_cudnn_autotuning_off_and_leaves_the_flag_as_it_was(monkeypatch):
+    """A grid run measures after training, with its training setting (autotuning on, on CUDA) still set;
+    `bench plan --latency` measures with it off: both now measure with it off, and give it back."""
+    (run,) = tiny_runs(archs=("vgg",))
+    seen = []
+    real = latency._median_seconds
+
+    def spying(step, device, repeats, warmup):
+        seen.append(torch.backends.cudnn.benchmark)
+        return real(step, device, repeats, warmup)
+
+    monkeypatch.setattr(latency, "_median_seconds", spying)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    latency.untrained_latency(run.configuration, run.dataset.clip_seconds, 3, torch.device("cpu"))
+    assert seen == [False, False, False] and torch.backends.cudnn.benchmark is True
+
+
 def test_median_of_the_timed_passes_after_warm_up():
     durations = iter([9.0, 9.0] + [0.0] * 5)  # two slow warm-up passes are not counted
     clock = {"t": 0.0}

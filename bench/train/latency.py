@@ -62,6 +62,10 @@ def measure_inference(model: torch.nn.Module, frontend: torch.nn.Module, clip_sa
         inputs, _ = eval_segments(frontend(waveforms), frames)
         return model(inputs)
 
+    # cuDNN's autotuning off, whatever the caller left it at: a grid run leaves it on (its training
+    # setting), `bench plan --latency` does not, and the two measure one thing
+    autotune = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = False
     try:
         with torch.inference_mode():
             inputs, _ = eval_segments(frontend(one), frames)
@@ -70,6 +74,7 @@ def measure_inference(model: torch.nn.Module, frontend: torch.nn.Module, clip_sa
             per_batch = _median_seconds(lambda: tag(many), device, repeats, min(warmup, 1))
     finally:
         model.train(was_training)
+        torch.backends.cudnn.benchmark = autotune
     return {"latency_ms": 1000 * latency, "network_latency_ms": 1000 * network,
             "throughput_clips_per_second": batch / per_batch, "batch": batch, "repeats": max(MIN_REPEATS, repeats)}
 
