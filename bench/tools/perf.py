@@ -310,16 +310,13 @@ def conv_variants(device: torch.device) -> list[tuple[torch.dtype, bool]]:
 
 
 def measure_conv_peak(case: Case, device: torch.device, settings: PerfSettings) -> dict:
-    """Every conv of the network timed alone, forward + input and weight gradients, best variant; the
-    first conv without the input gradient (the mel needs none: a training step never computes it), its
-    work counted as 4 flops per MAC, the others' as 6."""
+    """Every conv of the network timed alone, forward + input and weight gradients, best variant."""
     model = case.build(device)
     path = baseline(device)
     mel, _ = _batch(case, settings.batch, device)
     layers = []
-    for index, (conv, shape) in enumerate(_conv_inputs(model, mel, path)):
+    for conv, shape in _conv_inputs(model, mel, path):
         macs = conv_macs(conv, shape)
-        flops_per_mac = 6 if index else 4
         best = None
         for dtype, channels_last in conv_variants(device):
             if channels_last and len(shape) != 4:
@@ -328,7 +325,7 @@ def measure_conv_peak(case: Case, device: torch.device, settings: PerfSettings) 
             x = torch.randn(shape, device=device, dtype=dtype)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            x.requires_grad_(index > 0)
+            x.requires_grad_(True)
 
             def fwd_bwd(layer=layer, x=x):
                 out = layer(x)
@@ -338,11 +335,11 @@ def measure_conv_peak(case: Case, device: torch.device, settings: PerfSettings) 
             if best is None or seconds < best["seconds"]:
                 best = {"seconds": seconds, "dtype": str(dtype).replace("torch.", ""), "channels_last": channels_last}
         layers.append({"input_shape": list(shape), "out_channels": conv.out_channels,
-                       "kernel": list(conv.kernel_size), "macs": macs, "flops": flops_per_mac * macs, **best,
-                       "gflops": flops_per_mac * macs / best["seconds"] / 1e9})
+                       "kernel": list(conv.kernel_size), "macs": macs, **best,
+                       "gflops": 6 * macs / best["seconds"] / 1e9})
     total_seconds = sum(layer["seconds"] for layer in layers)
     total_macs = sum(layer["macs"] for layer in layers)
-    return {"gflops": sum(layer["flops"] for layer in layers) / total_seconds / 1e9, "seconds": total_seconds,
+    return {"gflops": 6 * total_macs / total_seconds / 1e9, "seconds": total_seconds,
             "conv_macs_per_input": total_macs // settings.batch, "layers": layers}
 
 
