@@ -270,8 +270,9 @@ def cmd_grid(args: argparse.Namespace) -> int:
         raise UserError("--runs-per-gpu: only for GPUs (this grid runs on the CPU: --device cpu)")
     defaults = SlurmOptions()
     slurm = SlurmOptions(partition=args.partition, time_minutes=args.time or defaults.time_minutes,
-                         gpus_per_job=args.gpus or 1, cpus_per_job=args.cpus or defaults.cpus_per_job,
-                         mem_gb=args.mem_gb, gpu_mem_gb=args.gpu_mem_gb)
+                         gpus_per_job=args.gpus or defaults.gpus_per_job,
+                         cpus_per_job=args.cpus or defaults.cpus_per_job, mem_gb=args.mem_gb,
+                         gpu_mem_gb=args.gpu_mem_gb)
     options = GridOptions(data=args.data, results=args.results, cache=args.cache, device=args.device,
                           workers=args.workers, launcher=args.launcher, shard_text=args.shard, dry_run=args.dry_run,
                           retry_failed=args.retry_failed, slurm=slurm, runs_per_gpu=args.runs_per_gpu,

@@ -173,7 +173,7 @@ def _read_progress(folder: Path, n_clips: int) -> tuple[np.ndarray, dict]:
             rows = rows.copy()
             # a failure whose reason was not recorded (a kill between the two files, in older versions,
             # which wrote the rows first) is decoded again rather than skipped as "unknown" for good
-            rows[(rows == FAILED) & ~np.isin(np.arange(n_clips), [int(k) for k in reasons if k.isdigit()])] = 0
+            rows[(rows == FAILED) & ~np.isin(np.arange(n_clips), [int(k) for k in reasons if k.isdigit()])] = TODO
             return rows, reasons
     except (OSError, ValueError, EOFError):  # a torn or foreign progress file: redo the rate's rows
         pass

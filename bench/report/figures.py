@@ -608,7 +608,7 @@ def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac") -> Figure:
         heading = [f"test ROC-AUC against {what} per clip"]
         if not named:
             heading[0] += f": {caption(aggregated[measured])}"
-        unmeasured = int((~np.isfinite(aggregated[cost].to_numpy(dtype=float))).sum())
+        unmeasured = int((~measured).sum())
         if unmeasured:  # results from before latency was measured, a cost that could not be counted
             heading.append(f"not shown: {unmeasured} configuration{'s' if unmeasured > 1 else ''} with no "
                            f"{what} recorded")

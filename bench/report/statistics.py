@@ -96,6 +96,13 @@ def _setup_text(frame: pd.DataFrame) -> pd.Series:
     return as_text(frame[present]).agg(" | ".join, axis=1)
 
 
+def _setup_mixed(frame: pd.DataFrame) -> pd.Series:
+    """Per aggregate row, whether its seeds ran on different data (False for a frame without the column)."""
+    if "setup_mixed" not in frame.columns:
+        return pd.Series(False, index=frame.index)
+    return frame["setup_mixed"].fillna(False).astype(bool)
+
+
 def front_groups(frame: pd.DataFrame) -> pd.Series:
     """Per aggregate row, the configurations it is compared with on a Pareto front (and drawn with in one
     trade-off panel): its dataset's, named by the dataset; where the dataset's configurations were trained
@@ -106,8 +113,7 @@ def front_groups(frame: pd.DataFrame) -> pd.Series:
     setup = _setup_text(frame)
     several = setup.groupby(frame["dataset"]).transform("nunique") > 1 if len(frame) else setup.astype(bool)
 
-    mixed = frame["setup_mixed"].fillna(False).astype(bool) if "setup_mixed" in frame.columns else \
-        pd.Series(False, index=frame.index)
+    mixed = _setup_mixed(frame)
 
     def name(row) -> str:
         if mixed[row.Index]:
@@ -203,8 +209,7 @@ def off_reference(frame: pd.DataFrame) -> np.ndarray:
     if frame.empty:
         return np.zeros(0, dtype=bool)
     setup = _setup_text(frame)
-    mixed = frame["setup_mixed"].fillna(False).astype(bool).to_numpy() if "setup_mixed" in frame.columns \
-        else np.zeros(len(frame), dtype=bool)
+    mixed = _setup_mixed(frame).to_numpy()
     condition = [tuple(row) for row in frame[[*MODEL, *CONDITION]].itertuples(index=False)]
     reference = {key: value for key, value, ref in zip(condition, setup, is_reference(frame), strict=True) if ref}
     return np.array([m or (key in reference and value != reference[key])

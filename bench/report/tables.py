@@ -88,7 +88,7 @@ def results_table(aggregated: pd.DataFrame, title: str) -> Table:
     by_key = {(r.sample_rate, r.log, r.n_mels, r.hop_multiplier): r for r in aggregated.itertuples(index=False)}
     other_data = {key for key, off in zip(by_key, off_reference(aggregated), strict=True) if off}
     groups, columns = _column_groups(rates, pairs, lambda m: METRIC_NAMES[m], "GMAC")
-    cells, contenders = {}, {}
+    cells = {}
     for mels, hop in configs:
         for rate, log, what in columns:
             if what == "gmac":
@@ -102,15 +102,15 @@ def results_table(aggregated: pd.DataFrame, title: str) -> Table:
             if (rate, log, mels, hop) in other_data:
                 text += " ‡"
             cells[mels, hop, rate, log, what] = text
-            contenders[mels, hop, rate, log, what] = (rate, log, mels, hop) not in other_data
     best = {}
     for column in columns:
         if column[2] != "gmac":  # the best of a column: among the configurations trained on its data
-            shown = {_leading_number(cells[(m, h, *column)]) for m, h in configs if contenders[(m, h, *column)]}
+            shown = {_leading_number(cells[(m, h, *column)]) for m, h in configs
+                     if (*column[:2], m, h) not in other_data}
             shown -= {None}
             best[column] = max(shown) if len(shown) >= 2 else None
     rows = [(str(mels), f"x{hop}", [(cells[(mels, hop, *c)], c in best and best[c] is not None
-                                     and contenders[(mels, hop, *c)]
+                                     and (*c[:2], mels, hop) not in other_data
                                      and _leading_number(cells[(mels, hop, *c)]) == best[c]) for c in columns])
             for mels, hop in configs]
     notes = ["ROC-AUC and PR-AUC in %: mean (standard deviation) over seeds; bold: the best mean of its column "

@@ -670,8 +670,9 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
 
     scaling_rows = []
     for case in scaling:
-        measured = measure_training(case, scaling_path(case), device, settings)
-        evaluated = measure_forward(case, scaling_path(case), device, settings)
+        path = scaling_path(case)
+        measured = measure_training(case, path, device, settings)
+        evaluated = measure_forward(case, path, device, settings)
         scaling_rows.append({"case": case.label, "gmac_per_input": case.gmac_per_input, **measured,
                              "ms_per_gmac": 1000 * measured["step_seconds"] / (case.gmac_per_input * settings.batch),
                              "eval_seconds_per_input": evaluated["seconds_per_input"]})

@@ -423,13 +423,14 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
           f"{len(splits)} folds; {len(refs)} model(s) -> {out_dir}")
     controls: set[tuple[str, int]] = set()
 
-    def score(embedder: Embedder, trained: bool, init_seed: int | None = None) -> None:
+    def score(embedder: Embedder, trained: bool, init_seed: int | None = None) -> dict:
+        """The model's stored or new result (appended to `collected`)."""
         done = out_dir / f"{embedder.tagger.name}.json"
         previous = _load(done)
         if previous is not None and previous.get("key") == key and previous.get("model_id") == embedder.identity:
             collected.append(previous)
             bar.update(len(task.paths))
-            return
+            return previous
         result = {"key": key, **evaluate_model(embedder, task, settings, splits, cache_root, decoder, bar.update,
                                                trained)}
         if init_seed is not None:  # a control: which initialisation it is (its upstream names no seed)
@@ -437,17 +438,18 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
         claim_out_dir()
         atomic_write_json(done, result)
         collected.append(result)
+        return result
 
     with progress_bar(len(refs) * len(task.paths) * (2 if settings.untrained else 1), "embedding",
                       enabled=not quiet) as bar:
         for ref in refs:
             embedder = load_embedder(ref.model, models)
-            score(embedder, True)
+            scored = score(embedder, True)
             if not settings.untrained:
                 continue
             # one control per configuration and seed: its runs' spread over seeds, and the controls' over
             # initialisations, are then the same kind of spread
-            seed = upstream(embedder).get("seed")
+            seed = (scored.get("upstream") or {}).get("seed")  # the run's, as scored (imported models: none)
             control = (architecture_key(embedder), seed if isinstance(seed, int) else settings.seed)
             if control not in controls:
                 controls.add(control)
