@@ -1,4 +1,5 @@
-"""MusiCNN (Pons et al. 2018) as the paper describes it, for any number of mel bands.
+"""MusiCNN for any number of mel bands: the front end as the paper describes it (Pons et al. 2018's),
+the mid and back end of the `musicnn` package (docs/architectures.md: how they differ from 2018's).
 
 Front end on a (n_mels, T) segment, every conv -> ReLU -> BatchNorm (ReLU first, as in the original):
 timbral filters of heights int(0.9 n_mels) and int(0.4 n_mels) x 7, 3, 1 frames (valid in

@@ -80,8 +80,10 @@ TABLE_III_FRAMES: dict[tuple[int, int], int] = {
     (12000, 1): 1366, (12000, 2): 683, (12000, 3): 456, (12000, 4): 342, (12000, 5): 274, (12000, 10): 137,
     (16000, 1): 1820, (16000, 2): 910, (16000, 3): 607, (16000, 4): 455, (16000, 5): 364, (16000, 10): 182,
 }
-"""Paper Table III, frames of a 29.1 s clip by (sample_rate, hop_multiplier): the inputs the time
-pools above were chosen for."""
+"""Frames of a 29.1 s clip by (sample_rate, hop_multiplier): the inputs Table III's time pools were
+chosen for. The paper states the x1 and x10 counts (section V: 1366 and 137 at 12 kHz, 1820 and 182 at
+16 kHz); x2-x5 are ceil(x1 frames / multiplier), the frames the authors' scripts keep when they take
+every m-th frame of the x1 spectrogram."""
 
 TABLE_III_FREQ: dict[int, tuple[int, ...]] = {
     128: (2, 4, 4, 4),

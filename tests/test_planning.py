@@ -1,6 +1,6 @@
 """Shape planning: Table III of the paper, the general pooling rule, MusiCNN sizes, analytic MACs.
 
-Expected numbers are written out from the paper (Tables II and III) or derived by hand here,
+Expected numbers are written out from the paper (Tables II and III, section V) or derived by hand here,
 never read back from architectures.planning.
 """
 
@@ -22,7 +22,8 @@ from architectures.planning import (
 )
 from bench.core import framing
 
-# The paper's frame counts for a 29.1 s clip (section IV), by sample rate and hop multiplier.
+# Frames of a 29.1 s clip by sample rate and hop multiplier: x1 and x10 as the paper's section V states
+# them, x2-x5 derived by hand as ceil(x1 frames / multiplier) (every m-th frame of the x1 spectrogram).
 PAPER_FRAMES = {
     12000: {1: 1366, 2: 683, 3: 456, 4: 342, 5: 274, 10: 137},
     16000: {1: 1820, 2: 910, 3: 607, 4: 455, 5: 364, 10: 182},

@@ -1,7 +1,8 @@
 """Pure integer arithmetic of the paper's mel framing (no torch, no audio).
 
-The paper's frame counts (1366 at 12 kHz and 1820 at 16 kHz for a 29.1 s clip, then
-ceil(F1 / m) for hop multiplier m) are what librosa gives *after* the clip is zero-padded on the
+The paper's frame counts (section V: 1366 at 12 kHz and 1820 at 16 kHz for a 29.1 s clip, 137 and
+182 at hop x10; in between ceil(F1 / m) for hop multiplier m, the frames its authors' scripts keep
+when they take every m-th frame) are what librosa gives *after* the clip is zero-padded on the
 right to a multiple of the reference hop (256 samples) and framed centred, with n_fft // 2 zeros on
 each side. Plain centred framing of the unpadded clip gives one frame fewer (1365 / 1819).
 """
