@@ -144,6 +144,36 @@ def test_corrupt_checkpoint_is_set_aside_and_the_run_restarts(damaged, capsys):
     assert same_training(result, reference)  # from scratch, deterministic on the CPU
 
 
+def test_a_checkpoint_of_other_weights_is_set_aside_and_the_trainer_that_read_it_released(damaged, capsys,
+                                                                                           monkeypatch):
+    """A readable checkpoint whose weights do not fit the network (another shape) restarts the run, and the
+    trainer that tried to load it is gone before the next is built: on a GPU its weights and optimiser state
+    would otherwise sit beside the new ones."""
+    import weakref
+
+    from bench.train import loop
+
+    _, _, folder, reference = damaged
+    (folder / RESULT).unlink()
+    state = read_checkpoint(folder / CHECKPOINT, reference["run_id"])
+    name = next(k for k, v in state["model"].items() if v.ndim == 4)  # a convolution's weights
+    state["model"][name] = torch.zeros(*state["model"][name].shape[:-1], 5)  # 3 x 3 filters -> 3 x 5
+    save_torch(folder / CHECKPOINT, state)
+    built, alive = [], []
+    real_init = loop.Trainer.__init__
+
+    def init(self, *args, **kwargs):
+        alive.append([ref() is not None for ref in built])
+        built.append(weakref.ref(self))
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(loop.Trainer, "__init__", init)
+    result, out = rerun(damaged, capsys)
+    assert "does not fit this run" in out and (folder / f"{CHECKPOINT}.rejected").exists()
+    assert alive == [[], [False]]
+    assert same_training(result, reference)
+
+
 def test_temp_files_of_a_killed_writer_are_removed_and_never_read(damaged, capsys):
     _, _, folder, reference = damaged
     (folder / RESULT).unlink()

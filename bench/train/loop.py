@@ -407,14 +407,22 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
     trainer = Trainer(run, cache, device, log)
     checkpointed["compiled"] = trainer.path.compile
     if state is not None:
+        unfit = None
         try:
             trainer.load(state)
         except (RuntimeError, KeyError, ValueError, TypeError) as exc:  # e.g. weights of another shape
             if is_job_stop(exc):
                 raise
-            log(f"{checkpoint}: does not fit this run ({type(exc).__name__}); set aside as "
-                f"{reject(checkpoint).name}, the run starts from scratch")
-            state, trainer = None, Trainer(run, cache, device, log)
+            unfit = type(exc).__name__
+        if unfit:  # out of the except block, whose traceback holds the trainer
+            log(f"{checkpoint}: does not fit this run ({unfit}); set aside as {reject(checkpoint).name}, "
+                f"the run starts from scratch")
+            # the half-loaded trainer goes before its replacement is built: a compiled model sits in
+            # reference cycles, and its weights and optimiser state would share the GPU with the new ones
+            trainer.close_loaders()
+            state = trainer = None
+            gc.collect()
+            trainer = Trainer(run, cache, device, log)
     if device.type == "cuda":
         # the run's own peak from here: not that of the worker's earlier runs, nor the worker's
         # waveforms of another sample rate, which building the trainer released
