@@ -767,11 +767,34 @@ def test_runs_per_gpu_from_memory_and_footprint(tmp_path):
     spec = load_spec(Path(__file__).resolve().parents[1] / "specs" / "paper-mtat-vgg.toml")
     runs = spec.runs()
     k_small, _ = auto_runs_per_gpu(spec, [r for r in runs if r.mel.n_mels == 48 and r.mel.hop_multiplier == 10],
-                                   tmp_path, total_bytes=80 * 2**30)
-    k_large, why = auto_runs_per_gpu(spec, runs, tmp_path, total_bytes=80 * 2**30)
+                                   tmp_path, memory_bytes=80 * 2**30)
+    k_large, why = auto_runs_per_gpu(spec, runs, tmp_path, memory_bytes=80 * 2**30)
     # the largest, 128 x 1820 at 16 kHz, holds 14.5 GiB in evaluation (tests/test_cost.py): 40 GiB // 14.5 = 2
     assert k_small == 4 and k_large == 2 and "14.5 GiB (estimated)" in why
-    assert auto_runs_per_gpu(spec, runs, tmp_path, total_bytes=16 * 2**30)[0] == 1
+    assert auto_runs_per_gpu(spec, runs, tmp_path, memory_bytes=16 * 2**30)[0] == 1
+
+
+def test_runs_per_gpu_counts_the_memory_other_processes_hold(monkeypatch, tmp_path):
+    """Without --gpu-mem-gb, K comes from the GPUs' free memory, measured by a child process (a CUDA
+    context in the grid's own process would hold memory on every GPU while it waits): an 80 GB GPU
+    of which another tenant holds 48 GB takes one run of the largest configuration, not two."""
+    from bench.run import grid
+
+    spec = load_spec(Path(__file__).resolve().parents[1] / "specs" / "paper-mtat-vgg.toml")
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(total_memory=80 * 2**30))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    probes = []
+
+    def child(argv, **kwargs):
+        probes.append(argv)
+        return subprocess.CompletedProcess(argv, 0, stdout=f"{32 * 2**30}\n", stderr="")
+
+    monkeypatch.setattr(grid.subprocess, "run", child)
+    k, why = auto_runs_per_gpu(spec, spec.runs(), tmp_path)
+    assert k == 1 and why.endswith("on 32 GiB free") and probes[0][0] == sys.executable
+    monkeypatch.setattr(grid.subprocess, "run", lambda *a, **k: (_ for _ in ()).throw(
+        subprocess.CalledProcessError(1, a[0])))
+    assert auto_runs_per_gpu(spec, spec.runs(), tmp_path)[0] == 1  # not measured: one run per GPU
 
 
 # ------------------------------------------------------------------------------------------------
@@ -820,7 +843,7 @@ def test_runs_per_gpu_prefers_the_peak_a_finished_run_measured(tmp_path):
     (folder / "result.json").write_text(json.dumps({
         "run_id": done.run_id, "status": "ok", "config": {}, "metrics": {"roc_auc": 0.9, "pr_auc": 0.4},
         "cost": {"peak_memory_bytes": 30 * 2**30}}))
-    k, why = auto_runs_per_gpu(spec, runs[1:], tmp_path, total_bytes=80 * 2**30)
+    k, why = auto_runs_per_gpu(spec, runs[1:], tmp_path, memory_bytes=80 * 2**30)
     assert k == 1 and "30.0 GiB (measured)" in why
 
 

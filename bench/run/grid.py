@@ -17,6 +17,7 @@ import dataclasses
 import multiprocessing
 import os
 import shutil
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -305,17 +306,20 @@ def _gpu_count() -> int:
     return max(1, torch.cuda.device_count())
 
 
-def auto_runs_per_gpu(spec: Spec, runs, results_root: Path, total_bytes: int | None = None) -> tuple[int, str]:
-    """How many runs share one GPU: half of its memory is for the runs' weights, optimiser state and
-    activations (the other half for waveform copies), divided by the largest footprint of the runs
-    to do: the peak measured by a finished run of the same configuration where there is one, else
-    the estimate of `bench.cost.gmac.training_footprint_bytes` (training, evaluation and the served
-    throughput, whichever holds most); at most MAX_RUNS_PER_GPU."""
+def auto_runs_per_gpu(spec: Spec, runs, results_root: Path, memory_bytes: int | None = None) -> tuple[int, str]:
+    """How many runs share one GPU: half of the memory the grid has on it is for the runs' weights,
+    optimiser state and activations (the other half for waveform copies), divided by the largest
+    footprint of the runs to do: the peak measured by a finished run of the same configuration where
+    there is one, else the estimate of `bench.cost.gmac.training_footprint_bytes` (training, evaluation
+    and the served throughput, whichever holds most); at most MAX_RUNS_PER_GPU. `memory_bytes` is one
+    GPU's memory where it is given (`--gpu-mem-gb`); None measures the least free memory among the
+    visible GPUs now, so that what other processes hold is not counted as the grid's."""
     from bench.cost.gmac import training_footprint_bytes
     from bench.train.latency import cuda_passes_without_grad
 
-    if total_bytes is None:
-        total_bytes = _gpu_memory_bytes()
+    given = memory_bytes is not None
+    if memory_bytes is None:
+        memory_bytes = _gpu_free_bytes()
     measured = _measured_peaks(spec, results_root)
     footprints: dict = {}  # one per input shape: seeds and log compression share it
     sources = set()
@@ -327,9 +331,9 @@ def auto_runs_per_gpu(spec: Spec, runs, results_root: Path, total_bytes: int | N
         footprints[key] = measured[key] if key in measured else training_footprint_bytes(
             run, cuda_passes_without_grad(run.protocol.batch_size, run.protocol.precision))
     largest = max(footprints.values())
-    k = int(max(1, min(MAX_RUNS_PER_GPU, (0.5 * total_bytes) // largest)))
+    k = int(max(1, min(MAX_RUNS_PER_GPU, (0.5 * memory_bytes) // largest)))
     return k, (f"largest footprint {largest / 2**30:.1f} GiB ({' and '.join(sorted(sources))}) "
-               f"on {total_bytes / 2**30:.0f} GiB")
+               f"on {memory_bytes / 2**30:.0f} GiB{'' if given else ' free'}")
 
 
 def _measured_peaks(spec: Spec, results_root: Path) -> dict:
@@ -343,14 +347,19 @@ def _measured_peaks(spec: Spec, results_root: Path) -> dict:
     return peaks
 
 
-def _gpu_memory_bytes() -> int:
-    """The smallest visible GPU's total memory, from the device properties (nothing is allocated here;
-    the workers are spawned, so initialising CUDA in this process does not reach them)."""
-    import torch
+FREE_MEMORY_PROBE = ("import torch; "
+                     "print(min(torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count())))")
 
+
+def _gpu_free_bytes() -> int:
+    """The least free memory among the visible GPUs, in bytes, measured by a short child process: a CUDA
+    context in this one would hold memory on every GPU for the grid's whole life. 0 (one run per GPU)
+    where it cannot be measured."""
     try:
-        return min(torch.cuda.get_device_properties(i).total_memory for i in range(torch.cuda.device_count()))
-    except (RuntimeError, ValueError):
+        done = subprocess.run([sys.executable, "-c", FREE_MEMORY_PROBE], capture_output=True, text=True,
+                              timeout=300, check=True)
+        return max(0, int(done.stdout.split()[-1]))
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
         return 0
 
 
