@@ -306,8 +306,6 @@ def test_submitit_jobs_request_the_gpus_their_workers_use():
                                 wants_gpu=True)
     assert (slurm["gpus_per_node"], slurm["tasks_per_node"], slurm["cpus_per_task"]) == (4, 8, 2)
     assert slurm["slurm_partition"] == "gpu"
-    preset = submitit_parameters(job, "submitit-local", SlurmOptions(), True, 2, preset_visible="GPU-x,GPU-y")
-    assert preset["local_setup"] == ["export CUDA_VISIBLE_DEVICES=GPU-x,GPU-y"]
     cpu = submitit_parameters(job, "submitit-local", SlurmOptions(), wants_gpu=False)
     assert cpu["gpus_per_node"] == 0 and cpu["tasks_per_node"] == 1
 
@@ -368,6 +366,46 @@ def test_slurm_with_cuda_is_submitted_from_a_login_node_without_a_gpu(monkeypatc
     assert {j.device for j in executor.jobs} == {"cuda"} and {j.runs_per_gpu for j in executor.jobs} == {2}
     with pytest.raises(UserError, match="no CUDA device"):  # a local grid checks the device here
         run_grid(str(spec), GridOptions(results=str(tmp_path / "results"), device="cuda"))
+
+
+def test_submitit_local_jobs_get_a_preset_gpu_selection_back_in_the_worker(monkeypatch, tmp_path):
+    """The local executor exports CUDA_VISIBLE_DEVICES=0..n-1 to its jobs. The grid's own selection
+    (here UUIDs) travels in the job and the worker restores it before it touches CUDA. It is not a setup
+    line: submitit then starts its controller through `sh -c "export ... && python ..."`, and where
+    /bin/sh is bash the shell execs the last command, so the controller takes the grid's pid for its job
+    id and waits 60 s for a `<pid>_submitted.pkl` that is never written (submitit/local/local.py)."""
+    import submitit
+
+    from bench.data import cache
+    from bench.run import grid, prepare
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-x,GPU-y")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(submitit, "AutoExecutor", StubExecutor)
+    fake_cache = type("Cache", (), {"index_path": tmp_path / "cache" / "index-0.json"})()
+    monkeypatch.setattr(prepare, "prepare_spec", lambda *args, **kwargs: (None, fake_cache, None))
+    StubExecutor.made.clear()
+    spec = Path(__file__).resolve().parents[1] / "tests" / "data" / "demo6.toml"
+    run_grid(str(spec), GridOptions(results=str(tmp_path / "results"), device="cuda", launcher="submitit-local",
+                                    runs_per_gpu=1))
+    (executor,) = StubExecutor.made
+    assert "local_setup" not in executor.parameters and executor.parameters["gpus_per_node"] == 2
+    (job,) = executor.jobs
+    assert job.visible_devices == "GPU-x,GPU-y"
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")  # what the local executor exports
+    monkeypatch.setattr(cache.WaveformCache, "from_index", staticmethod(lambda path: None))
+    seen = []
+
+    def device(*args):
+        seen.append(os.environ["CUDA_VISIBLE_DEVICES"])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(grid, "worker_device", device)
+    with pytest.raises(KeyboardInterrupt):
+        grid.worker_entry(job)
+    assert seen == ["GPU-x,GPU-y"]
 
 
 # ------------------------------------------------------------------------------------------------

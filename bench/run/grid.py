@@ -76,6 +76,9 @@ class WorkerJob:
     threads: int | None = None
     quiet: bool = False
     """No line per epoch (runs, results and problems are still printed)."""
+    visible_devices: str | None = None
+    """The `CUDA_VISIBLE_DEVICES` the worker sets before it touches CUDA: a submitit-local job's, whose
+    executor numbers the GPUs 0..n-1 itself, gets the grid's own selection back (indices or UUIDs)."""
     spec: Spec | None = None
     """The spec as the grid planned it: a worker trains its runs, not what the file says when the worker
     starts (a Slurm job may start hours later, or be requeued days later, after an edit); None reads
@@ -135,6 +138,8 @@ def worker_entry(job: WorkerJob) -> list[str]:
 
     from bench.data.cache import WaveformCache
 
+    if job.visible_devices is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = job.visible_devices
     if job.threads:
         torch.set_num_threads(job.threads)
     worker = worker_number(job.worker, os.environ)
@@ -414,7 +419,7 @@ def _worker_process(job: WorkerJob, outcomes) -> None:
 
 
 def submitit_parameters(job: WorkerJob, launcher: str, slurm: SlurmOptions, wants_gpu: bool,
-                        visible_gpus: int = 1, preset_visible: str | None = None) -> dict:
+                        visible_gpus: int = 1) -> dict:
     """The executor parameters of one job. GPUs are requested whenever the workers may use them,
     for the local executor too (it exports CUDA_VISIBLE_DEVICES="" to a job that asked for none);
     each job runs `runs_per_gpu` workers per GPU as tasks, which claim GPU slots among themselves."""
@@ -432,9 +437,6 @@ def submitit_parameters(job: WorkerJob, launcher: str, slurm: SlurmOptions, want
             params["slurm_partition"] = slurm.partition
         if slurm.mem_gb:
             params["mem_gb"] = slurm.mem_gb
-    elif gpus and preset_visible:
-        # the local executor numbers GPUs 0..n-1 itself; keep the user's selection (indices or UUIDs)
-        params["local_setup"] = [f"export CUDA_VISIBLE_DEVICES={preset_visible}"]
     return params
 
 
@@ -443,7 +445,12 @@ def _launch_submitit(job: WorkerJob, n_jobs: int, launcher: str, slurm: SlurmOpt
     import submitit
 
     visible = _gpu_count() if launcher == "submitit-local" and wants_gpu else 1
-    parameters = submitit_parameters(job, launcher, slurm, wants_gpu, visible, os.environ.get("CUDA_VISIBLE_DEVICES"))
+    parameters = submitit_parameters(job, launcher, slurm, wants_gpu, visible)
+    if launcher == "submitit-local" and wants_gpu:
+        # the local executor exports CUDA_VISIBLE_DEVICES=0..n-1 to its jobs; the workers restore the grid's
+        # selection (a setup line exporting it instead makes the executor's job id the grid's pid where
+        # /bin/sh is bash, and every job then waits for a file that never comes)
+        job = dataclasses.replace(job, visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"))
     try:
         executor = submitit.AutoExecutor(folder=folder, cluster="local" if launcher == "submitit-local" else "slurm")
         executor.update_parameters(**parameters)
