@@ -238,3 +238,81 @@ def test_local_workers_inside_a_slurm_allocation_keep_their_own_numbers():
     allocation's SLURM_* variables, but its workers are not Slurm tasks: they are numbered 0-3."""
     allocation = {"SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NTASKS": "4"}
     assert [grid.worker_number(k, allocation) for k in range(4)] == [0, 1, 2, 3]
+
+
+# ------------------------------------------------------------------------------------------------
+# the tasks of one job end together
+
+
+def _task(folder, rank, n_tasks, seconds, ends, how="return"):
+    """Task `rank`: works `seconds`, then records when its work ended and when `run_as_task` returned."""
+    import os
+    import time
+
+    from bench.run.tasks import run_as_task
+
+    def work():
+        time.sleep(seconds)
+        if how == "die":
+            os._exit(1)  # killed mid-run: the kernel drops its lock
+        ends.put((rank, "work", time.monotonic()))
+        return rank
+
+    run_as_task(work, folder, rank, n_tasks, log=lambda line: ends.put((rank, line, time.monotonic())),
+                poll_seconds=0.05, start_grace=0.5)
+    ends.put((rank, "returned", time.monotonic()))
+
+
+def _tasks(tmp_path, plan) -> dict:
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    ends = context.Queue()
+    processes = [context.Process(target=_task, args=(tmp_path / "job", rank, len(plan), seconds, ends, how))
+                 for rank, (seconds, how) in enumerate(plan) if how != "never"]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(30)
+    seen: dict = {}
+    while not ends.empty():
+        rank, what, when = ends.get()
+        seen.setdefault(rank, {})[what if what in ("work", "returned") else "log"] = (when, what)
+    return seen
+
+
+def test_a_task_with_nothing_left_stays_until_its_siblings_are_done(tmp_path):
+    """Slurm's signal before the time limit is answered by task 0 alone (submitit requeues from there);
+    were task 0 to end while task 1 still trains, nobody would requeue the job and task 1's run would be
+    killed at the limit. Task 0 finds nothing to claim at once; it returns only after task 1's work."""
+    seen = _tasks(tmp_path, [(0.0, "return"), (1.0, "return")])
+    assert seen[0]["returned"][0] >= seen[1]["work"][0]
+    assert "waiting for task(s) 1 of this job" in seen[0]["log"][1]
+    assert seen[1]["returned"][0] - seen[1]["work"][0] < 0.5  # the last one does not wait
+
+
+def test_a_sibling_that_died_or_never_started_is_not_waited_for(tmp_path):
+    seen = _tasks(tmp_path, [(0.0, "return"), (0.3, "die")])
+    assert "returned" in seen[0] and "work" not in seen.get(1, {})
+    seen = _tasks(tmp_path / "b", [(0.0, "return"), (0.0, "never")])
+    assert "task 1 of this job never started" in seen[0]["log"][1] and "returned" in seen[0]
+
+
+def test_the_requeued_worker_runs_as_the_task_submitit_says_it_is(monkeypatch):
+    from bench.run import tasks
+
+    calls = []
+    monkeypatch.setattr(grid, "worker_entry", lambda job: ["run-a"])
+    monkeypatch.setattr(tasks, "run_as_task", lambda work, folder, rank, n, log: calls.append((folder, rank, n))
+                        or work())
+    for name, value in {"SUBMITIT_EXECUTOR": "slurm", "SLURM_JOB_ID": "4242", "SLURM_ARRAY_JOB_ID": "4242",
+                        "SLURM_ARRAY_TASK_ID": "3", "SLURM_PROCID": "1", "SLURM_NTASKS": "2", "SLURM_LOCALID": "1",
+                        "SLURM_NODEID": "0", "SLURM_JOB_NUM_NODES": "1", "SLURM_RESTART_COUNT": "2"}.items():
+        monkeypatch.setenv(name, value)
+    assert RequeuedWorker()(WorkerJob("spec.toml", "results", "index.json", "cuda")) == ["run-a"]
+    ((folder, rank, n),) = calls
+    assert (rank, n) == (1, 2) and folder.name.endswith("-4242_3-2")  # job 4242_3, requeued twice
+    for name in ("SUBMITIT_EXECUTOR", "SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_PROCID", "SLURM_NTASKS"):
+        monkeypatch.delenv(name)
+    assert RequeuedWorker()(WorkerJob("spec.toml", "results", "index.json", "cuda")) == ["run-a"]  # no job
+    assert len(calls) == 1

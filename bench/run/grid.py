@@ -472,10 +472,20 @@ def _launch_submitit(job: WorkerJob, n_jobs: int, launcher: str, slurm: SlurmOpt
 class RequeuedWorker:
     """`worker_entry` as a submitit job that Slurm requeues when it reaches its time limit or is preempted
     (submitit calls `checkpoint` on the signal sent before the limit and resubmits what it returns): the
-    requeued job claims the runs again, and the interrupted one resumes from its epoch checkpoint."""
+    requeued job claims the runs again, and the interrupted one resumes from its epoch checkpoint. The
+    tasks of one job end together (`bench.run.tasks`): Slurm's signal is answered by task 0 alone."""
 
     def __call__(self, job: WorkerJob) -> list[str]:
-        return worker_entry(job)
+        import submitit
+
+        from bench.run.tasks import run_as_task, task_folder
+
+        try:
+            env = submitit.JobEnvironment()
+            rank, n_tasks, job_id = env.global_rank, env.num_tasks, env.job_id
+        except (RuntimeError, KeyError, ValueError):  # not inside a submitit job
+            return worker_entry(job)
+        return run_as_task(lambda: worker_entry(job), task_folder(job_id), rank, n_tasks, log_to_stdout)
 
     def checkpoint(self, job: WorkerJob):
         import submitit
