@@ -531,6 +531,47 @@ def test_the_loader_path_with_worker_processes_gives_the_in_process_batches(tmp_
     assert torch.equal(expected[0][0][0], torch.from_numpy(waves[order[0].item()]))
 
 
+class SignalDispositions(torch.utils.data.Dataset):
+    """What a loader worker does on SIGUSR2 and SIGTERM: 1 where it ignores the signal."""
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        return torch.tensor([signal.getsignal(s) == signal.SIG_IGN for s in (signal.SIGUSR2, signal.SIGTERM)])
+
+
+def test_loader_workers_leave_slurms_signals_to_the_run():
+    """Slurm signals every process of a job step before its time limit (`--signal=USR2@90`). A forked
+    loader worker inherits submitit's handler, which checkpoints and requeues the job, so every worker
+    of the run's process would requeue it too (racing its `scontrol requeue`, writing the same pickle).
+    The workers ignore it, and SIGTERM, which the run's process survives on a preemption; outside a job
+    (no handler) both keep their default."""
+    def submitits_handler(signum, frame):
+        raise AssertionError("not in a loader worker")
+
+    def in_a_worker() -> list:
+        loader = views.LoaderBatches(SignalDispositions(), 2, workers=1)
+        loader.loader.multiprocessing_context = "fork"
+        (batch,) = list(loader.batches(torch.arange(2)))
+        loader.close()
+        return batch.tolist()
+
+    previous = {s: signal.signal(s, submitits_handler) for s in (signal.SIGUSR2, signal.SIGTERM)}
+    try:
+        in_a_job = in_a_worker()
+        kept = signal.getsignal(signal.SIGUSR2)
+        for s in previous:
+            signal.signal(s, signal.SIG_DFL)
+        outside = in_a_worker()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    assert in_a_job == [[True, True], [True, True]]
+    assert kept is submitits_handler  # the run's process keeps its handlers
+    assert outside == [[False, False], [False, False]]
+
+
 @pytest.mark.parametrize("written_on", ["cuda", "cpu"])
 def test_resumed_adam_steps_as_this_device_says_whatever_device_wrote_the_checkpoint(written_on):
     """A checkpoint written on CUDA (fused Adam, channels_last weights and states) resumed on the CPU

@@ -9,6 +9,8 @@ what the network is built for.
 
 from __future__ import annotations
 
+import signal
+
 import numpy as np
 import torch
 
@@ -69,6 +71,19 @@ class OrderSampler(torch.utils.data.Sampler):
         return len(self.order)
 
 
+def leave_job_signals_to_the_run(_worker_id: int = 0) -> None:
+    """A loader worker ignores the job signals the run's process handles in Python (submitit's, in a
+    Slurm job), and ends when that process does. Forked, it inherits those handlers, and Slurm signals
+    every process of a job step (`--signal=USR2@90`): each worker would also checkpoint the job, writing
+    the same file, and race the run's own `scontrol requeue`; and a worker dying on a preemption's
+    SIGTERM, which the run's process survives to requeue, would fail the run. Default dispositions
+    (no handler: a run outside a job) are kept."""
+    for name in ("SIGUSR2", "SIGTERM"):
+        number = getattr(signal, name, None)
+        if number is not None and callable(signal.getsignal(number)):
+            signal.signal(number, signal.SIG_IGN)
+
+
 class LoaderBatches:
     """Batches read from the cache by a DataLoader in a given order (worker processes kept alive
     across epochs, pinned memory, float16 as stored)."""
@@ -79,7 +94,8 @@ class LoaderBatches:
         # away from the global RNG (dropout, initialisation) and from the run's epoch generator.
         self.loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=self.sampler,
                                                   num_workers=workers, pin_memory=pin_memory,
-                                                  persistent_workers=workers > 0, generator=torch.Generator())
+                                                  persistent_workers=workers > 0, generator=torch.Generator(),
+                                                  worker_init_fn=leave_job_signals_to_the_run)
 
     def batches(self, order: torch.Tensor):
         self.sampler.order = order.tolist()
