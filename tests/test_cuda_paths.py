@@ -957,9 +957,46 @@ def test_gpu_check_compiles_its_configurations_in_one_worker(monkeypatch, tmp_pa
     c4, c5 = gpucheck.Check("C4", ""), gpucheck.Check("C5", "")
     gpucheck.check_compile(gpucheck.Workspace(tmp_path), c4, c5)
     assert asked["args"][asked["args"].index("--workers") + 1] == "1"
+    # one run per GPU: the worker's CPU share (inductor's compile processes) is the machine's, not a
+    # quarter of it (the default for these tiny networks is 4 runs per GPU)
+    assert asked["args"][asked["args"].index("--runs-per-gpu") + 1] == "1"
     assert asked["env"]["BENCH_COMPILE"] == "1"
     assert asked["env"]["BENCH_COMPILE_BACKEND"] == "inductor"  # not the eager backend a caller may have set
     assert len(load_spec(asked["spec"]).configurations()) >= 3
+
+
+def test_gpu_check_judges_the_default_path_whatever_the_shell_exported(monkeypatch):
+    """An exported BENCH_RESIDENT=0 would fail C1 (its runs must be resident), BENCH_COMPILE=1 compile
+    P1's eager steps and every tiny run: the checks clear them, and set one only where they check it."""
+    from bench.tools import gpucheck
+
+    environ = {"BENCH_RESIDENT": "0", "BENCH_COMPILE": "1", "PATH": "/usr/bin"}
+    assert gpucheck.clear_switches(environ) == ["BENCH_RESIDENT=0", "BENCH_COMPILE=1"]
+    assert environ == {"PATH": "/usr/bin"}
+
+
+@pytest.mark.parametrize(("step_ms", "steps"), [(4.0, 400), (20.0, 100), (100.0, 20)])
+def test_gpu_check_shared_runs_train_the_same_number_of_steps(monkeypatch, step_ms, steps):
+    """The shared-GPU busy fraction: every process trains the same count, from one run's step time
+    (6 s over 3 runs), bounded so that the profiler's events stay few enough to read back (a 4 ms step
+    would give 500 steps of ~200 kernels each per process). Each process calibrating itself, while the
+    others were still starting, gave counts that left one training alone at the end of the window."""
+    from bench.tools import gpucheck
+
+    assert gpucheck.shared_steps(step_ms / 1000, 3) == steps
+    launched = []
+
+    class Proc:
+        def __init__(self, argv, **kwargs):
+            launched.append(argv)
+            self.returncode = 0
+
+        def communicate(self, timeout=None):
+            return json.dumps({"start": 0.0, "end": 1.0, "kernel": 0.5, "steps": 7}) + "\n", ""
+
+    monkeypatch.setattr(gpucheck.subprocess, "Popen", Proc)
+    gpucheck.shared_busy(None, 32, 3, steps)
+    assert [argv[4] for argv in launched] == [str(steps)] * 3
 
 
 UUID = "GPU-8a1f5e2c-0d4b-4c1e-9f3a-1b2c3d4e5f60"

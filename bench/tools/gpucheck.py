@@ -18,6 +18,11 @@ performance checks time the paper's networks on random batches at the shipped sp
   P3  the free-memory rule after a run: memory cached by PyTorch's allocator counts as available
   P4  the loader path at 16 kHz against what the smallest configuration consumes
 
+C4 and C5 run last (compilation is the slowest part). P1 times the eager step; the grid compiles
+runs of 5,000 steps or more, and `bench perf --device cuda` times the compiled step too. The
+checks judge the default execution path: BENCH_RESIDENT, BENCH_COMPILE and BENCH_COMPILE_BACKEND
+are cleared, and set only where a check checks them.
+
 Without CUDA it prints "no CUDA device: nothing checked" and exits 0: that is not a pass.
 """
 
@@ -104,6 +109,18 @@ def bf16_peak_tflops(name: str) -> float | None:
 
 # ------------------------------------------------------------------------------------------------
 # functional checks: the real command on a tiny grid
+
+
+SWITCHES = ("BENCH_RESIDENT", "BENCH_COMPILE", "BENCH_COMPILE_BACKEND")
+"""The environment switches of the execution path (`bench.train.fastpath`): the checks judge the
+default path and set a switch only where they check it (an exported `BENCH_RESIDENT=0` would fail
+C1, `BENCH_COMPILE=1` compile every tiny run and P1's steps)."""
+
+
+def clear_switches(environ) -> list[str]:
+    """Remove SWITCHES from `environ` (this process's, inherited by the grids and the shared-GPU
+    processes); returns what was set, as NAME=value."""
+    return [f"{name}={environ.pop(name)}" for name in SWITCHES if name in environ]
 
 
 class Workspace:
@@ -233,10 +250,11 @@ def check_two_workers_one_gpu(ws: Workspace, check: Check) -> None:
 def check_compile(ws: Workspace, c4: Check, c5: Check) -> None:
     # three configurations (VGG and MusiCNN at 32 mels, VGG at 24) in one worker, one after another:
     # by default a GPU would get several workers, each compiling one configuration. Each compiles
-    # its own graphs, which is most of this check's time.
+    # its own graphs, which is most of this check's time: one run per GPU gives the worker the
+    # machine's CPUs for inductor's compile processes (the default, 4 per GPU, a quarter of them).
     spec = ws.spec("c4", archs=("vgg", "musicnn"), mels=(32, 24), extra_archs=("vgg",))
-    proc, results = ws.grid(spec, "--workers", "1", env={"BENCH_COMPILE": "1", "BENCH_COMPILE_BACKEND": "inductor"},
-                            timeout=900)
+    proc, results = ws.grid(spec, "--workers", "1", "--runs-per-gpu", "1",
+                            env={"BENCH_COMPILE": "1", "BENCH_COMPILE_BACKEND": "inductor"}, timeout=900)
     problem = _grid_failure(proc, results, 3)
     if problem:
         c4.ok, c4.detail = False, problem
@@ -364,7 +382,8 @@ def check_throughput(check: Check, batch: int, shared_runs: int, peak: float | N
                        "tflops": tflops, "fraction_of_bf16_peak": tflops / peak if peak else None, "busy": busy}
         del step, model
         torch.cuda.empty_cache()
-    shared = shared_busy(cases["smallest"], batch, shared_runs)
+    shared = shared_busy(cases["smallest"], batch, shared_runs,
+                         shared_steps(rows["smallest"]["step_seconds"], shared_runs))
     rows["smallest_shared"] = shared
     head, small = rows["headline"], rows["smallest"]
     fraction = head["fraction_of_bf16_peak"]
@@ -390,19 +409,33 @@ def barrier(folder: Path, parties: int, timeout: float = 120.0) -> None:
         time.sleep(0.01)
 
 
-def shared_busy(case, batch: int, runs: int, seconds: float = 8.0) -> dict:
-    """GPU-busy fraction with `runs` processes training `case` at once: the sum of their kernel
-    times over the window from the first process's start to the last one's end (time-sliced kernels
-    of different processes do not overlap). The processes build, calibrate and warm up first, then
-    wait for each other, so that the window holds all of them training."""
+SHARED_SECONDS = 6.0
+"""The window of the shared-GPU busy check, roughly: each process runs the same number of steps."""
+
+SHARED_STEPS = (20, 400)
+"""Bounds of that number: at least a few steps, and at most what the profiler records and this
+process reads back in seconds (a small step launches ~200 kernels)."""
+
+
+def shared_steps(step_seconds: float, runs: int) -> int:
+    """Steps each of `runs` processes trains in the shared-GPU check, from one run's step time alone:
+    the same count for all, so that none trains alone at the end of the window."""
+    low, high = SHARED_STEPS
+    return int(min(high, max(low, SHARED_SECONDS / (runs * step_seconds))))
+
+
+def shared_busy(case, batch: int, runs: int, steps: int) -> dict:
+    """GPU-busy fraction with `runs` processes training `case` at once, `steps` steps each: the sum of
+    their kernel times over the window from the first process's start to the last one's end
+    (time-sliced kernels of different processes do not overlap). The processes build and warm up
+    first, then wait for each other, so that the window holds all of them training."""
     code = ("import json, sys, time, torch; from pathlib import Path; "
             "from bench.tools.gpucheck import _cases, training_step, busy_fraction, barrier; "
-            "step, model, path = training_step(_cases()['smallest'], int(sys.argv[1])); "
-            "_, per_step, _ = busy_fraction(step, 3); n = max(3, int(float(sys.argv[2]) / per_step)); "
+            "step, model, path = training_step(_cases()['smallest'], int(sys.argv[1])); n = int(sys.argv[2]); "
             "busy, per_step, (t0, t1) = busy_fraction(step, n, lambda: barrier(Path(sys.argv[3]), int(sys.argv[4]))); "
             "print(json.dumps({'start': t0, 'end': t1, 'kernel': busy * per_step * n, 'steps': n}))")
     with tempfile.TemporaryDirectory(prefix="bench-gpu-check-barrier-") as meeting:
-        procs = [subprocess.Popen([sys.executable, "-c", code, str(batch), str(seconds), meeting, str(runs)],
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(batch), str(steps), meeting, str(runs)],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
                  for _ in range(runs)]
         try:
@@ -533,6 +566,9 @@ def run_checks(out: Path, batch: int, shared_runs: int, keep: bool = False, only
     from bench.core.store import atomic_write_json
 
     out.parent.mkdir(parents=True, exist_ok=True)
+    cleared = clear_switches(os.environ)
+    if cleared:
+        print(f"not used by the checks: {', '.join(cleared)} (they judge the default execution path)")
     root = Path(tempfile.mkdtemp(prefix="bench-gpu-check-"))
     ws = Workspace(root)
     checks = {k: Check(k, t) for k, t in [
@@ -581,11 +617,12 @@ def run_checks(out: Path, batch: int, shared_runs: int, keep: bool = False, only
         attempt(("C1",), lambda: check_resident_bf16(ws, checks["C1"]))
         attempt(("C2",), lambda: check_loader_fp16(ws, checks["C2"]))
         attempt(("C3",), lambda: check_two_workers_one_gpu(ws, checks["C3"]))
-        attempt(("C4", "C5"), lambda: check_compile(ws, checks["C4"], checks["C5"]))
         attempt(("P1",), lambda: rows.update(check_throughput(checks["P1"], batch, shared_runs, peak)))
         attempt(("P2",), lambda: check_memory(checks["P2"], batch))
         attempt(("P3",), lambda: check_free_memory_rule(checks["P3"]))
         attempt(("P4",), lambda: check_loader(checks["P4"], batch, smallest_consumption(rows, batch)))
+        # compilation last: the slowest and least predictable, a time limit reached there keeps P1-P4
+        attempt(("C4", "C5"), lambda: check_compile(ws, checks["C4"], checks["C5"]))
     finally:
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
