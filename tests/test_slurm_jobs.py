@@ -316,3 +316,24 @@ def test_the_requeued_worker_runs_as_the_task_submitit_says_it_is(monkeypatch):
         monkeypatch.delenv(name)
     assert RequeuedWorker()(WorkerJob("spec.toml", "results", "index.json", "cuda")) == ["run-a"]  # no job
     assert len(calls) == 1
+
+
+def test_each_task_of_the_job_script_gets_its_cpus(monkeypatch, tmp_path):
+    """Slurm 22.05 to 23.02: srun does not inherit --cpus-per-task from sbatch, so a task started by
+    the job script's srun line is bound to one CPU unless that line asks. The script submitit writes
+    from the grid's parameters (its own SlurmExecutor; a stand-in `srun` on PATH) asks on both."""
+    import os
+
+    fake = tmp_path / "bin" / "srun"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    job = WorkerJob("spec.toml", "results", "index.json", "cuda", runs_per_gpu=2)
+    params = submitit_parameters(job, "slurm", SlurmOptions(gpus_per_job=2, cpus_per_job=16), wants_gpu=True)
+    executor = submitit.AutoExecutor(folder=tmp_path / "slurm", cluster="slurm")
+    executor.update_parameters(**params)
+    script = executor._executor._make_submission_file_text("python -m submitit.core._submit", "0")
+    (srun,) = [line for line in script.splitlines() if line.startswith("srun ")]
+    assert "#SBATCH --cpus-per-task=4" in script and "#SBATCH --ntasks-per-node=4" in script
+    assert "--cpus-per-task 4" in srun

@@ -431,6 +431,9 @@ def submitit_parameters(job: WorkerJob, launcher: str, slurm: SlurmOptions, want
     params = {"timeout_min": slurm.time_minutes, "cpus_per_task": max(1, slurm.cpus_per_job // tasks),
               "tasks_per_node": tasks, "nodes": 1, "gpus_per_node": gpus}
     if launcher == "slurm":
+        # srun does not take the job's --cpus-per-task from sbatch in Slurm 22.05-23.02: each task would be
+        # bound to one CPU (its loader processes and compile threads with it)
+        params["slurm_srun_args"] = ["--cpus-per-task", str(params["cpus_per_task"])]
         if not gpus:  # `--gpus-per-node=0` is refused by clusters without GPU resources
             del params["gpus_per_node"]
         if slurm.partition:
