@@ -255,6 +255,9 @@ def _task(folder, rank, n_tasks, seconds, ends, how="return"):
         time.sleep(seconds)
         if how == "die":
             os._exit(1)  # killed mid-run: the kernel drops its lock
+        if how == "fork" and os.fork() == 0:  # a loader worker outliving the work: it shares the lock file
+            time.sleep(5)
+            os._exit(0)
         ends.put((rank, "work", time.monotonic()))
         return rank
 
@@ -298,7 +301,37 @@ def test_a_sibling_that_died_or_never_started_is_not_waited_for(tmp_path):
     assert "task 1 of this job never started" in seen[0]["log"][1] and "returned" in seen[0]
 
 
-def test_the_requeued_worker_runs_as_the_task_submitit_says_it_is(monkeypatch):
+def test_a_process_forked_by_a_task_does_not_keep_it_working(tmp_path):
+    """flock locks belong to the open file, which a forked child (a DataLoader reader) shares: the task
+    unlocks it explicitly when its work is done, so a lingering child does not hold its siblings back."""
+    seen = _tasks(tmp_path, [(0.0, "return"), (0.3, "fork")])
+    assert seen[0]["returned"][0] - seen[1]["work"][0] < 2.0  # not the child's 5 s
+
+
+def test_an_earlier_attempts_lock_file_is_not_a_finished_sibling(tmp_path):
+    """submitit's local executor restarts a job's tasks under the same job id: the previous attempt's
+    unlocked file of task 1 is not this attempt's task 1 having finished."""
+    import os
+    import time
+
+    (tmp_path / "job").mkdir()
+    stale = tmp_path / "job" / "task-1.lock"
+    stale.write_text("4242")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    seen = _tasks(tmp_path, [(0.0, "return"), (0.0, "never")])
+    assert "task 1 of this job never started" in seen[0]["log"][1]
+
+
+def test_a_task_that_cannot_keep_a_lock_file_works_alone(tmp_path):
+    from bench.run.tasks import run_as_task
+
+    (tmp_path / "file").write_text("")
+    said = []
+    assert run_as_task(lambda: "done", tmp_path / "file" / "job", 0, 2, log=said.append) == "done"
+    assert "cannot keep a lock file" in said[0] and "will not wait" in said[0]
+
+
+def test_the_requeued_worker_runs_as_the_task_submitit_says_it_is(monkeypatch, tmp_path):
     from bench.run import tasks
 
     calls = []
@@ -307,11 +340,12 @@ def test_the_requeued_worker_runs_as_the_task_submitit_says_it_is(monkeypatch):
                         or work())
     for name, value in {"SUBMITIT_EXECUTOR": "slurm", "SLURM_JOB_ID": "4242", "SLURM_ARRAY_JOB_ID": "4242",
                         "SLURM_ARRAY_TASK_ID": "3", "SLURM_PROCID": "1", "SLURM_NTASKS": "2", "SLURM_LOCALID": "1",
-                        "SLURM_NODEID": "0", "SLURM_JOB_NUM_NODES": "1", "SLURM_RESTART_COUNT": "2"}.items():
+                        "SLURM_NODEID": "0", "SLURM_JOB_NUM_NODES": "1", "SLURM_RESTART_COUNT": "2",
+                        "SUBMITIT_FOLDER": str(tmp_path / "slurm")}.items():
         monkeypatch.setenv(name, value)
     assert RequeuedWorker()(WorkerJob("spec.toml", "results", "index.json", "cuda")) == ["run-a"]
     ((folder, rank, n),) = calls
-    assert (rank, n) == (1, 2) and folder.name.endswith("-4242_3-2")  # job 4242_3, requeued twice
+    assert (rank, n) == (1, 2) and folder == tmp_path / "slurm" / "tasks" / "4242_3-2"  # job 4242_3, requeued twice
     for name in ("SUBMITIT_EXECUTOR", "SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_PROCID", "SLURM_NTASKS"):
         monkeypatch.delenv(name)
     assert RequeuedWorker()(WorkerJob("spec.toml", "results", "index.json", "cuda")) == ["run-a"]  # no job

@@ -72,16 +72,13 @@ class OrderSampler(torch.utils.data.Sampler):
 
 
 def leave_job_signals_to_the_run(_worker_id: int = 0) -> None:
-    """A loader worker ignores the job signals the run's process handles in Python (submitit's, in a
-    Slurm job), and ends when that process does. Forked, it inherits those handlers, and Slurm signals
-    every process of a job step (`--signal=USR2@90`): each worker would also checkpoint the job, writing
-    the same file, and race the run's own `scontrol requeue`; and a worker dying on a preemption's
-    SIGTERM, which the run's process survives to requeue, would fail the run. Default dispositions
-    (no handler: a run outside a job) are kept."""
-    for name in ("SIGUSR2", "SIGTERM"):
-        number = getattr(signal, name, None)
-        if number is not None and callable(signal.getsignal(number)):
-            signal.signal(number, signal.SIG_IGN)
+    """A loader worker ignores SIGUSR2, the signal a Slurm job gets before its time limit: Slurm sends it
+    to every process of the job step (`--signal=USR2@90`), and the run's process answers it. A forked
+    worker would otherwise run the submitit handler it inherited (checkpoint the job, writing the same
+    file, and race the run's own `scontrol requeue`); one started by spawn or forkserver would die of
+    it, failing the run's next batch. SIGTERM keeps torch's handler (the loader stops its workers with it)."""
+    if hasattr(signal, "SIGUSR2"):
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)
 
 
 class LoaderBatches:

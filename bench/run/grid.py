@@ -485,10 +485,10 @@ class RequeuedWorker:
 
         try:
             env = submitit.JobEnvironment()
-            rank, n_tasks, job_id = env.global_rank, env.num_tasks, env.job_id
+            rank, n_tasks, folder = env.global_rank, env.num_tasks, task_folder(env.paths.folder, env.job_id)
         except (RuntimeError, KeyError, ValueError):  # not inside a submitit job
             return worker_entry(job)
-        return run_as_task(lambda: worker_entry(job), task_folder(job_id), rank, n_tasks, log_to_stdout)
+        return run_as_task(lambda: worker_entry(job), folder, rank, n_tasks, log_to_stdout)
 
     def checkpoint(self, job: WorkerJob):
         import submitit

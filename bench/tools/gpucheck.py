@@ -621,7 +621,9 @@ def run_checks(out: Path, batch: int, shared_runs: int, keep: bool = False, only
         attempt(("P2",), lambda: check_memory(checks["P2"], batch))
         attempt(("P3",), lambda: check_free_memory_rule(checks["P3"]))
         attempt(("P4",), lambda: check_loader(checks["P4"], batch, smallest_consumption(rows, batch)))
-        # compilation last: the slowest and least predictable, a time limit reached there keeps P1-P4
+        # compilation last: the slowest and least predictable, a time limit reached there keeps P1-P4;
+        # its grid gets back the memory P1-P3 left in this process's allocator cache
+        torch.cuda.empty_cache()
         attempt(("C4", "C5"), lambda: check_compile(ws, checks["C4"], checks["C5"]))
     finally:
         if not keep:
