@@ -10,7 +10,16 @@ from torch import nn
 from architectures import InputConfig, build
 from bench.cli import main
 from bench.spec import load_spec
-from bench.tools.perf import _conv_inputs, conv_macs, linear_fit, project, select_cases, spec_cases, time_calls
+from bench.tools.perf import (
+    _conv_inputs,
+    conv_macs,
+    interpolate,
+    linear_fit,
+    project,
+    select_cases,
+    spec_cases,
+    time_calls,
+)
 from bench.train.fastpath import baseline, native_bf16
 
 from .conftest import SPECS
@@ -74,6 +83,38 @@ def test_projection_arithmetic():
     # 30 x (18706 x 6 + 1825 x 2) + 5329 x 2 GFLOP per GMAC
     reference = next(c for c in projection["per_config"] if c["case"] == "vgg 12k 96x1366 x1" and c["log"] == "log")
     assert reference["pflop"] == pytest.approx(3 * 10.01e9 * (30 * (18706 * 6 + 1825 * 2) + 5329 * 2) / 1e15, rel=1e-3)
+
+
+def test_projection_counts_the_mel_front_end_and_states_its_bound():
+    """A grid run computes the mel of every clip it evaluates (once: MusiCNN's segments are cut from it)
+    and of every clip it trains on (MusiCNN: one segment of its clip, 1/segments of the frames). The
+    spec's max_epochs (100) gives the hours no run can exceed."""
+    spec = load_spec(SPECS / "paper-mtat-musicnn.toml")
+    cases = spec_cases(spec)
+    segments = {c.segments for c in cases}
+    assert segments == {9}  # 3 s segments of a 29.1 s clip
+    projection = project(spec, cases, lambda case: 1.0, batch=8, epochs=30, eval_seconds=lambda case: 0.01,
+                         frontend_seconds=lambda case: 0.09)
+    train = 18706 * (1.0 / 8 + 0.09 / 9)  # 0.01 s of mel per training clip
+    evaluate = 9 * 0.01 + 0.09  # per clip evaluated: 9 segments and one whole-clip mel
+    runs = projection["runs"]
+    assert projection["device_hours"] == pytest.approx(runs * (30 * (train + 1825 * evaluate) + 5329 * evaluate)
+                                                       / 3600)
+    assert projection["max_epochs_hours"] == pytest.approx(runs * (100 * (train + 1825 * evaluate)
+                                                                   + 5329 * evaluate) / 3600)
+    assert projection["assumptions"]["front_end"] == "measured" and projection["assumptions"]["runs_at_once"] == 1
+
+
+def test_unmeasured_configurations_are_interpolated_between_the_measured_ones():
+    """Step times between two measured configurations lie on the segment joining them: small
+    configurations are overhead-bound (here 0.20 s at 0.5 and 1 GMAC), which a least-squares line
+    through every point (0.094 s + 0.136 s/GMAC) puts at 0.16 s at 0.5 GMAC, a fifth too fast."""
+    gmac, seconds = [0.5, 1.0, 4.0, 10.0], [0.20, 0.20, 0.62, 1.46]
+    at = interpolate(gmac, seconds)
+    assert at(0.75) == pytest.approx(0.20) and at(7.0) == pytest.approx(1.04) and at(4.0) == pytest.approx(0.62)
+    assert at(0.1) == pytest.approx(0.20) and at(20.0) == pytest.approx(1.46)  # outside: the nearest end
+    assert linear_fit(gmac, seconds)["relative_residuals"][0] > 0.2
+    assert interpolate([1.0, 1.0, 2.0], [0.5, 0.7, 1.0])(1.0) == pytest.approx(0.6)  # one cost: the mean
 
 
 def test_linear_fit_recovers_a_line():

@@ -38,14 +38,23 @@ def test_paper_grid_totals(tmp_path):
 def test_plan_prints_the_projection_bench_perf_measured(capsys, tmp_path):
     perf = tmp_path / "perf" / "paper-mtat-vgg.json"
     perf.parent.mkdir()
-    perf.write_text(json.dumps({"spec": "paper-mtat-vgg", "device": "cuda",
-                                "projection": {"device_hours": 123.45, "assumptions": {"epochs_per_run": 30}}}))
+    perf.write_text(json.dumps({"spec": "paper-mtat-vgg", "device": "cuda", "device_name": "NVIDIA H200",
+                                "projection": {"device_hours": 123.45, "runs": 264,
+                                               "assumptions": {"epochs_per_run": 30}}}))
     assert main(["plan", str(SPECS / "paper-mtat-vgg.toml"), "--no-fvcore", "--results", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[-3] == "grid: 264 runs (88 configurations x 3 seeds); 0.492-17.6 GMAC per clip, " \
                         f"{lines[-3].split(', ')[-1]}"
     assert lines[-2] == "waveform cache: 42.1 GB for 25,860 clips (float16, one copy per sample rate)"
-    assert lines[-1] == f"projected: 123.5 cuda-hours at 30 epochs per run (measured by bench perf: {perf})"
+    assert lines[-1] == ("projected: 123.5 cuda-hours of NVIDIA H200, one run at a time, at 30 epochs per run "
+                         f"(measured by bench perf: {perf})")
+    # measured before the spec changed (another seed count: 88 x 2 runs): said, not printed as this grid's
+    perf.write_text(perf.read_text().replace('"runs": 264', '"runs": 176'))
+    assert main(["plan", str(SPECS / "paper-mtat-vgg.toml"), "--no-fvcore", "--results", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"projected device-hours: {perf} was measured for 176 runs, not this grid's 264 (the spec changed since): "
+        "run bench perf again")
+    perf.write_text(perf.read_text().replace('"runs": 176', '"runs": 264'))
     perf.write_text(json.dumps({"spec": "another-spec", "projection": {"device_hours": 1.0}}))
     assert main(["plan", str(SPECS / "paper-mtat-vgg.toml"), "--no-fvcore", "--results", str(tmp_path)]) == 0
     assert capsys.readouterr().out.splitlines()[-1].startswith("projected device-hours: not measured")

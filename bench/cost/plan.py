@@ -106,6 +106,7 @@ def measured_projection(spec: Spec, perf_json: str | Path) -> dict | None:
         return None
     assumptions = projection.get("assumptions")
     return {"device_hours": projection.get("device_hours"), "device": report.get("device"),
+            "device_name": report.get("device_name"), "runs": projection.get("runs"),
             "epochs_per_run": assumptions.get("epochs_per_run") if isinstance(assumptions, dict) else None,
             "path": str(perf_json)}
 
@@ -144,9 +145,14 @@ def format_totals(spec: Spec, totals: dict[str, Any]) -> list[str]:
     else:
         lines.append("waveform cache: 2 bytes per sample per clip and sample rate (clip count known once read)")
     projection = totals["projection"]
-    if projection and projection.get("device_hours") is not None:
-        lines.append(f"projected: {projection['device_hours']:,.1f} {projection['device']}-hours at "
-                     f"{projection['epochs_per_run']:g} epochs per run (measured by bench perf: {projection['path']})")
+    if projection and projection.get("runs") not in (None, totals["runs"]):
+        lines.append(f"projected device-hours: {projection['path']} was measured for {projection['runs']:,} runs, "
+                     f"not this grid's {totals['runs']:,} (the spec changed since): run bench perf again")
+    elif projection and projection.get("device_hours") is not None:
+        on = f" of {projection['device_name']}" if projection.get("device_name") else ""
+        lines.append(f"projected: {projection['device_hours']:,.1f} {projection['device']}-hours{on}, one run at a "
+                     f"time, at {projection['epochs_per_run']:g} epochs per run (measured by bench perf: "
+                     f"{projection['path']})")
     else:
         lines.append("projected device-hours: not measured (bench perf SPEC --out results/perf/<spec>.json)")
     return lines

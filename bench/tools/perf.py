@@ -362,14 +362,18 @@ def _waves(sample_rate: int, clip_seconds: float, n: int, seed: int = 0) -> np.n
     return (0.1 * partials + 0.05 * rng.standard_normal((n, t.size))).astype(np.float32)
 
 
+def frontend_seconds(mel, clip_seconds: float, device: torch.device, settings: PerfSettings) -> float:
+    """Seconds the mel front end takes on a batch of `settings.batch` whole clips (median)."""
+    frontend = MelFrontend.from_config(mel).to(device)
+    batch = torch.from_numpy(_waves(mel.sample_rate, clip_seconds, settings.batch)).to(device)
+    with torch.no_grad():
+        return time_calls(lambda: frontend(batch), device, settings.budget_seconds / 4, settings.max_steps)["seconds"]
+
+
 def measure_frontend(case: Case, device: torch.device, settings: PerfSettings, step_seconds: float) -> dict:
     """The mel front end on a batch of clips: per clip, against librosa, and as a share of a step."""
     mel = case.configuration.mel
-    frontend = MelFrontend.from_config(mel).to(device)
-    waves = _waves(mel.sample_rate, case.clip_seconds, settings.batch)
-    batch = torch.from_numpy(waves).to(device)
-    with torch.no_grad():
-        ours = time_calls(lambda: frontend(batch), device, settings.budget_seconds / 4, settings.max_steps)["seconds"]
+    ours = frontend_seconds(mel, case.clip_seconds, device, settings)
     result = {"ms_per_clip": 1000 * ours / settings.batch,
               "share_of_step": ours / (ours + step_seconds), "librosa_ms_per_clip": None}
     if settings.librosa:
@@ -379,6 +383,7 @@ def measure_frontend(case: Case, device: torch.device, settings: PerfSettings, s
             return result
         from bench.core import framing
 
+        waves = _waves(mel.sample_rate, case.clip_seconds, settings.batch)
         padded = np.pad(waves, ((0, 0), (0, framing.padded_samples(waves.shape[1]) - waves.shape[1])))
 
         def reference():
@@ -574,35 +579,59 @@ def linear_fit(gmac: list[float], seconds: list[float]) -> dict:
             "relative_residuals": [float(r) for r in (np.asarray(seconds) - predicted) / predicted]}
 
 
+def interpolate(gmac: list[float], values: list[float]) -> Callable[[float], float]:
+    """Value at a GMAC, linear between the measured points (ordered by GMAC; points of one GMAC
+    averaged), the nearest end's value outside them. Small configurations are overhead-bound on a GPU,
+    where a line through all points misses them by half."""
+    by_cost: dict[float, list[float]] = {}
+    for x, y in zip(gmac, values, strict=True):
+        by_cost.setdefault(float(x), []).append(float(y))
+    xs = sorted(by_cost)
+    ys = [float(np.mean(by_cost[x])) for x in xs]
+    return lambda x: float(np.interp(x, xs, ys))
+
+
 def project(spec: Spec, cases: list[Case], step_seconds: Callable[[Case], float], batch: int,
-            epochs: float, eval_seconds: Callable[[Case], float] | None = None) -> dict | None:
-    """Device-hours of every run of `spec` from measured step times.
+            epochs: float, eval_seconds: Callable[[Case], float] | None = None,
+            frontend_seconds: Callable[[Case], float] | None = None) -> dict | None:
+    """Device-hours of every run of `spec` from measured step times, one run at a time on one device.
 
     Per run: `epochs` x (the train split in training steps + the valid split in forward passes),
     plus the test split once, times the segments per clip for MusiCNN's evaluation.
     `step_seconds(case)` gives the measured training-step time at `batch`, `eval_seconds(case)` the
-    measured evaluation time per network input (both from the cases measured, or their linear fits in
-    GMAC for configurations not measured); without `eval_seconds` a forward pass is taken as a third
-    of a training step (6 vs 2 flops per MAC). Only for splits of known sizes (`split_sizes`)."""
+    measured evaluation time per network input (both from the cases measured, or interpolated in GMAC
+    for configurations not measured); without `eval_seconds` a forward pass is taken as a third of a
+    training step (6 vs 2 flops per MAC). `frontend_seconds(case)` is the mel of one whole clip: each
+    clip evaluated computes it once, each clip trained on its share of it (MusiCNN's one segment of
+    `segments`). Only for splits of known sizes (`split_sizes`). `max_epochs_hours` is the same at the
+    spec's max_epochs, the bound no run exceeds."""
     sizes = split_sizes(spec.dataset)
     if sizes is None:
         return None
     n_train, n_valid, n_test = sizes
     per_config = []
+    bound = 0.0
     for case in cases:
-        train_per_clip = step_seconds(case) / batch
-        eval_per_clip = case.segments * (eval_seconds(case) if eval_seconds else train_per_clip / 3)
-        run_seconds = epochs * (n_train * train_per_clip + n_valid * eval_per_clip) + n_test * eval_per_clip
+        mel_per_clip = frontend_seconds(case) if frontend_seconds else 0.0
+        train_per_clip = step_seconds(case) / batch + mel_per_clip / case.segments
+        eval_per_clip = case.segments * (eval_seconds(case) if eval_seconds else train_per_clip / 3) + mel_per_clip
+        per_epoch = n_train * train_per_clip + n_valid * eval_per_clip
+        run_seconds = epochs * per_epoch + n_test * eval_per_clip
+        bound += (spec.protocol.max_epochs * per_epoch + n_test * eval_per_clip) * len(spec.seeds) / 3600
         run_flops = 2e9 * case.gmac_per_input * (epochs * (3 * n_train + case.segments * n_valid)
                                                  + case.segments * n_test)
         per_config.append({"case": case.label, "log": case.configuration.mel.log,
                            "hours": run_seconds * len(spec.seeds) / 3600,
                            "pflop": run_flops * len(spec.seeds) / 1e15})
     return {"device_hours": sum(c["hours"] for c in per_config), "runs": len(cases) * len(spec.seeds),
+            "max_epochs_hours": bound,
             "pflop": sum(c["pflop"] for c in per_config), "per_config": per_config,
-            "assumptions": {"epochs_per_run": epochs, "train_valid_test_clips": list(sizes),
+            "assumptions": {"epochs_per_run": epochs, "max_epochs": spec.protocol.max_epochs,
+                            "train_valid_test_clips": list(sizes),
                             "batch_measured": batch, "batch_in_spec": spec.protocol.batch_size,
-                            "evaluation": "measured" if eval_seconds else "a third of a training step"}}
+                            "evaluation": "measured" if eval_seconds else "a third of a training step",
+                            "front_end": "measured" if frontend_seconds else "not counted",
+                            "runs_at_once": 1}}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -702,15 +731,40 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
     measured_evals = {c.configuration.cost_key: r["eval_seconds_per_input"]
                       for c, r in zip(scaling, scaling_rows, strict=True)}
 
+    gmacs = [r["gmac_per_input"] for r in scaling_rows]
+    step_between = interpolate(gmacs, [r["step_seconds"] for r in scaling_rows])
+    eval_between = interpolate(gmacs, [r["eval_seconds_per_input"] for r in scaling_rows])
+
     def step_seconds(case: Case) -> float:
-        fitted = fit["intercept_seconds"] + fit["seconds_per_gmac"] * case.gmac_per_input * settings.batch
-        return measured_steps.get(case.configuration.cost_key, fitted)
+        return measured_steps.get(case.configuration.cost_key, step_between(case.gmac_per_input))
 
     def eval_seconds(case: Case) -> float:
-        fitted = eval_fit["intercept_seconds"] + eval_fit["seconds_per_gmac"] * case.gmac_per_input
-        return measured_evals.get(case.configuration.cost_key, max(fitted, 0.0))
+        return measured_evals.get(case.configuration.cost_key, eval_between(case.gmac_per_input))
 
-    report["projection"] = project(spec, all_cases, step_seconds, settings.batch, settings.epochs, eval_seconds)
+    # the mel's cost depends on the rate, the hop and the bands, not on the network: measured once per
+    # rate and hop, at the most bands the spec gives them (an upper bound for fewer)
+    widest: dict[tuple, Case] = {}
+    for case in all_cases:
+        m = case.configuration.mel
+        key = (m.sample_rate, m.hop_multiplier)
+        if key not in widest or m.n_mels > widest[key].configuration.mel.n_mels:
+            widest[key] = case
+    log(f"front end at {len(widest)} sample rate and hop pair(s), for the projection")
+    mel_seconds = {key: frontend_seconds(case.configuration.mel, case.clip_seconds, device, settings) / settings.batch
+                   for key, case in widest.items()}
+    report["frontend"]["per_clip_ms"] = [{"sample_rate": sr, "hop_multiplier": hop, "n_mels": widest[sr, hop]
+                                          .configuration.mel.n_mels, "ms_per_clip": 1000 * s}
+                                         for (sr, hop), s in sorted(mel_seconds.items())]
+
+    def mel_per_clip(case: Case) -> float:
+        return mel_seconds[case.configuration.mel.sample_rate, case.configuration.mel.hop_multiplier]
+
+    projection = project(spec, all_cases, step_seconds, settings.batch, settings.epochs, eval_seconds, mel_per_clip)
+    if projection:
+        projection["assumptions"]["steps"] = "eager: the grid compiles runs of 5,000 steps or more where a " \
+                                             "compiler exists (the levers table times the compiled headline)"
+        projection["assumptions"]["device_name"] = report["device_name"]
+    report["projection"] = projection
     report["targets"] = _targets(report)
     return report
 
@@ -789,6 +843,11 @@ def format_report(report: dict) -> str:
     fe = report["frontend"]
     lines += ["", "Front end (mel + log)"]
     for name, row in fe.items():
+        if name == "per_clip_ms":
+            low, high = min(r["ms_per_clip"] for r in row), max(r["ms_per_clip"] for r in row)
+            lines.append(f"  {'projected':9s} {low:7.2f}-{high:.2f} ms/clip over {len(row)} sample rate and hop "
+                         "pair(s)")
+            continue
         librosa = (f", librosa {row['librosa_ms_per_clip']:.1f} ms ({row['speedup_over_librosa']:.1f}x)"
                    if row.get("librosa_ms_per_clip") else "")
         lines.append(f"  {name:9s} {row['ms_per_clip']:7.2f} ms/clip{librosa}; "
@@ -804,22 +863,32 @@ def format_report(report: dict) -> str:
     for name, row in report["eval"].items():
         lines.append(f"  {name:26s} {row['inputs_per_second']:9.2f} inputs/s")
     sc = report["scaling"]
-    lines += ["", "Scaling (fast path without compile)",
-              f"  {'':28s} {'GMAC/input':>10s} {'s/step':>9s} {'ms/GMAC':>9s} {'vs fit':>7s}"]
-    for row, residual in zip(sc["rows"], sc["fit"]["relative_residuals"], strict=True):
+    lines += ["", "Scaling (fast path without compile; the projection interpolates between these rows)",
+              f"  {'':28s} {'GMAC/input':>10s} {'s/step':>9s} {'ms/GMAC':>9s} {'vs line':>7s} {'eval ms':>8s} "
+              f"{'vs line':>7s}"]
+    for row, residual, eval_residual in zip(sc["rows"], sc["fit"]["relative_residuals"],
+                                            sc["eval_fit"]["relative_residuals"], strict=True):
+        mark = " (one step)" if row["steps_timed"] == 0 else ""
         lines.append(f"  {row['case']:28s} {row['gmac_per_input']:10.3f} {row['step_seconds']:9.3f} "
-                     f"{row['ms_per_gmac']:9.1f} {100 * residual:+6.0f}%")
+                     f"{row['ms_per_gmac']:9.1f} {100 * residual:+6.0f}% {1000 * row['eval_seconds_per_input']:8.2f} "
+                     f"{100 * eval_residual:+6.0f}%{mark}")
     if sc["fit"].get("proportional"):
-        lines.append(f"  fit: {1000 * sc['fit']['seconds_per_gmac']:.1f} ms/GMAC per step, proportional (one cost "
+        lines.append(f"  line: {1000 * sc['fit']['seconds_per_gmac']:.1f} ms/GMAC per step, proportional (one cost "
                      "measured: no line to fit)")
     else:
-        lines.append(f"  fit: {sc['fit']['intercept_seconds']:.3f} s + {1000 * sc['fit']['seconds_per_gmac']:.1f} "
-                     "ms/GMAC per step")
+        lines.append(f"  line (least squares, for reading; not used): {sc['fit']['intercept_seconds']:.3f} s + "
+                     f"{1000 * sc['fit']['seconds_per_gmac']:.1f} ms/GMAC per step")
     if report["projection"]:
         pr = report["projection"]
-        lines += ["", f"Projection: {pr['runs']} runs of {report['spec']} at {pr['assumptions']['epochs_per_run']:g} "
-                  f"epochs per run = {pr['pflop']:,.0f} PFLOP = {pr['device_hours']:,.0f} {report['device']}-hours "
-                  "at the measured training-step and evaluation times"]
+        a = pr["assumptions"]
+        lines += ["", f"Projection: {pr['runs']} runs of {report['spec']} at {a['epochs_per_run']:g} epochs per run "
+                  f"= {pr['pflop']:,.0f} PFLOP = {pr['device_hours']:,.0f} {report['device']}-hours "
+                  f"({pr['max_epochs_hours']:,.0f} at the spec's max_epochs {a['max_epochs']}, the bound)",
+                  f"  one run at a time on one {report['device_name']}: measured eager training steps at batch "
+                  f"{a['batch_measured']} and evaluation, interpolated in GMAC between the scaling rows, plus the "
+                  f"mel front end; without compilation, the latency measurement, checkpoints"
+                  + ("; the grid runs several runs per GPU at once (--runs-per-gpu), which this does not credit"
+                     if report["device"] == "cuda" else "")]
     lines += ["", "Targets"]
     for t in report["targets"]:
         verdict = "met" if t["met"] else "NOT met"
