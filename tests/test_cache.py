@@ -187,6 +187,24 @@ def corpus_index(folder):
     return make_index(sorted(Path(folder).glob("*.mp3")))
 
 
+def test_a_file_whose_decoding_process_dies_is_skipped_and_the_rest_decoded(tmp_path):
+    """A decoder crash on one broken file among thousands (or the out-of-memory killer) kills its worker
+    process. multiprocessing.Pool never noticed: the preparation waited forever, holding the cache's lock.
+    Now the files that were in flight are retried one by one, alone: the one that dies again is failed
+    with the reason, one that died with its neighbour is decoded, and every other file is decoded."""
+    from bench.data.cache import DIED, FAILED, OK, decode_in_processes
+    from tests.harness.hostile import decode_or_die
+
+    names = [f"{i}.mp3" for i in range(40)]
+    names[7], names[23] = "7.crashes", "23.dies-once"
+    jobs = [(i, str(tmp_path / name)) for i, name in enumerate(names)]
+    results = {row: (status, reason) for row, status, reason, _ in decode_in_processes(decode_or_die, jobs, 2)}
+    assert sorted(results) == list(range(40))
+    assert results[7] == (FAILED, DIED)
+    assert all(status == OK for row, (status, _) in results.items() if row != 7)  # 23 too, on its retry
+    assert (tmp_path / "23.dies-once.died").exists()
+
+
 def test_prepare_resumes_after_sigkill(tmp_path):
     audio = tmp_path / "audio"
     for i in range(40):

@@ -42,7 +42,10 @@ import json
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,6 +129,52 @@ def _decode_row(args: tuple[int, str, tuple[int, ...], float]):
         return row, FAILED, str(exc), {}
     clips = {rate: clip.astype(DTYPE) for rate, clip in decoded.clips.items()}
     return row, PADDED if decoded.padded else OK, "", clips
+
+
+DIED = ("its decoding process died (a crash in the decoder on this file, or the system killed the "
+        "process, e.g. out of memory)")
+"""The failure reason of a file whose process died twice: once among others, once alone."""
+
+
+def decode_in_processes(fn: Callable, jobs: list[tuple], workers: int) -> Iterator:
+    """`fn(job)` for every job (a tuple whose first item is its row), in `workers` spawned processes, in
+    the order they finish. A process that dies (a decoder crash on a broken file, the out-of-memory
+    killer) breaks the pool: the jobs it had in flight are retried one by one, each alone in a fresh
+    process, and a job whose process dies again yields (row, FAILED, DIED, {}). The other jobs go on in
+    a fresh pool, so one bad file among a dataset's thousands neither hangs nor stops the preparation."""
+    pending, suspects = deque(jobs), deque()
+    context = multiprocessing.get_context("spawn")  # the parent may hold torch's thread pools: no fork
+    while pending or suspects:
+        if suspects:
+            job = suspects.popleft()
+            with ProcessPoolExecutor(1, mp_context=context, initializer=ignore_interrupts) as alone:
+                try:
+                    result = alone.submit(fn, job).result()
+                except BrokenProcessPool:
+                    result = (job[0], FAILED, DIED, {})
+            yield result
+            continue
+        executor = ProcessPoolExecutor(workers, mp_context=context, initializer=ignore_interrupts)
+        in_flight: dict = {}
+        try:
+            while pending or in_flight:
+                while pending and len(in_flight) < 4 * workers:  # a bounded queue: results are megabytes
+                    job = pending.popleft()
+                    in_flight[executor.submit(fn, job)] = job
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    try:
+                        result = future.result()
+                    except BrokenProcessPool:
+                        suspects.extend(in_flight.values())
+                        in_flight.clear()
+                        break
+                    del in_flight[future]
+                    yield result
+                if suspects:
+                    break
+        finally:
+            executor.shutdown(wait=not in_flight, cancel_futures=True)
 
 
 class _PartialRate:
@@ -332,14 +381,8 @@ class WaveformCache:
             if progress else None
         workers = max(1, min(workers or usable_cpus(), len(jobs)))
         last_save = time.monotonic()
-        pool = None
+        results = map(_decode_row, jobs) if workers == 1 else decode_in_processes(_decode_row, jobs, workers)
         try:
-            if workers == 1:
-                results = map(_decode_row, jobs)
-            else:
-                # spawn: the parent may hold torch's thread pools, which fork does not copy safely
-                pool = multiprocessing.get_context("spawn").Pool(workers, initializer=ignore_interrupts)
-                results = pool.imap_unordered(_decode_row, jobs, chunksize=4)
             for row, status, reason, clips in results:
                 for rate, part in partial.items():
                     if status != FAILED:
@@ -354,8 +397,8 @@ class WaveformCache:
                         part.save()
                     last_save = time.monotonic()
         finally:
-            if pool is not None:
-                pool.terminate()
+            if hasattr(results, "close"):
+                results.close()  # its pool's processes end with their current file
             if bar is not None:
                 bar.close()
         for part in partial.values():

@@ -242,3 +242,18 @@ def spec_outcome(path: Path) -> str | None:
     if len(lines) != 1 or not lines[0].startswith("bench plan: error: ") or str(path) not in lines[0]:
         return f"exit 2 but stderr {lines!r}"
     return None
+
+
+def decode_or_die(job: tuple) -> tuple:
+    """A stand-in for the cache's per-file decoder, run in its worker processes: the process is killed
+    (as a decoder crash or the out-of-memory killer would end it) on a path ending "crashes", and on a
+    path ending "dies-once" the first time only (a marker file beside it remembers)."""
+    import signal
+
+    row, path = job[0], str(job[1])
+    if path.endswith("crashes"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    if path.endswith("dies-once") and not Path(path + ".died").exists():
+        Path(path + ".died").touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return row, 1, "", {}
