@@ -187,6 +187,46 @@ def corpus_index(folder):
     return make_index(sorted(Path(folder).glob("*.mp3")))
 
 
+def test_a_cache_the_disk_cannot_hold_is_refused_before_anything_is_allocated(tmp_path, monkeypatch):
+    """MSD at 12 and 16 kHz is 394 GB of float16. The 12 kHz file used to be allocated (169 GB held) before
+    the 16 kHz one failed for want of space; now the whole need is checked first, in one line."""
+    import shutil
+
+    from bench.core.errors import UserError
+    from bench.data import cache as cache_module
+
+    paths = [write_mp3(tmp_path / "audio" / f"g{i}.mp3", tone(3.0, seed=i)) for i in range(4)]
+    cache = WaveformCache(tmp_path / "cache", make_index(paths), clip_seconds=2.5)
+    # 4 clips x (30,000 + 40,000 samples) x 2 bytes = 560,000 bytes
+    assert cache.rate_bytes(12000) + cache.rate_bytes(16000) == 560_000
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(cache_module.shutil, "disk_usage", lambda path: usage._replace(free=500_000))
+    with pytest.raises(UserError, match=r"needs 0\.00056 GB more .*\(12000 Hz 0\.00024 GB, 16000 Hz 0\.00032 GB; "
+                                         r"float16, 4 clips\) and 0\.0005 GB are free"):
+        cache.prepare([12000, 16000], workers=1)
+    assert not list((tmp_path / "cache").rglob("waveforms.f16"))
+    monkeypatch.setattr(cache_module.shutil, "disk_usage", lambda path: usage._replace(free=560_000))
+    assert all(r.ok == 4 for r in cache.prepare([12000, 16000], workers=1))
+
+
+def test_a_second_preparer_says_it_waits_for_the_first(tmp_path):
+    """Two grids on one cache take turns: the second used to wait in silence (at MSD scale, for the whole
+    preparation). It says so, then finds the work its lock's holder left."""
+    paths = [write_mp3(tmp_path / "audio" / "g.mp3", tone(3.0))]
+    cache = WaveformCache(tmp_path / "cache", make_index(paths), clip_seconds=2.5)
+    cache.dir.mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, time; "
+                               f"fd = os.open({str(cache.dir / 'prepare.lock')!r}, os.O_RDWR | os.O_CREAT); "
+                               "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(1)"],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "held\n"
+    said = []
+    reports = cache.prepare([16000], workers=1, log=said.append)
+    holder.wait()
+    assert len(said) == 1 and said[0].startswith("waiting for another process preparing this waveform cache")
+    assert reports[0].ok == 1
+
+
 def test_a_file_whose_decoding_process_dies_is_skipped_and_the_rest_decoded(tmp_path):
     """A decoder crash on one broken file among thousands (or the out-of-memory killer) kills its worker
     process. multiprocessing.Pool never noticed: the preparation waited forever, holding the cache's lock.

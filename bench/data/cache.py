@@ -41,6 +41,7 @@ import io
 import json
 import multiprocessing
 import os
+import shutil
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -52,13 +53,14 @@ from pathlib import Path
 import numpy as np
 
 from bench.core import framing
-from bench.core.errors import ignore_interrupts
+from bench.core.errors import UserError, ignore_interrupts
 from bench.core.machine import usable_cpus
 from bench.core.store import (
     atomic_write_bytes,
     atomic_write_json,
     exclusive_lock,
     fsync_path,
+    lock_held,
     reject,
     remove_temp_files,
 )
@@ -274,16 +276,43 @@ class WaveformCache:
     def manifest(self, sample_rate: int) -> dict:
         return json.loads((self.rate_dir(sample_rate) / MANIFEST).read_text())
 
+    def rate_bytes(self, sample_rate: int) -> int:
+        """Bytes of the waveform file of one sample rate: every clip of the index, float16."""
+        return len(self.index.clips) * framing.clip_samples(self.clip_seconds, sample_rate) * np.dtype(DTYPE).itemsize
+
+    def _check_space(self, rates: list[int]) -> None:
+        """Refuse, before any file is allocated, a preparation the disk cannot hold: the waveform files
+        still to allocate (a file of the right size from an interrupted preparation is already held)."""
+        missing = {}
+        for rate in rates:
+            data = self.rate_dir(rate) / WAVEFORMS
+            try:
+                held = data.stat().st_blocks * 512 if data.stat().st_size == self.rate_bytes(rate) else 0
+            except (OSError, AttributeError):  # absent (or no st_blocks on this platform)
+                held = 0
+            missing[rate] = max(0, self.rate_bytes(rate) - held)
+        free = shutil.disk_usage(self.dir).free
+        if sum(missing.values()) > free:
+            parts = ", ".join(f"{rate} Hz {size / 1e9:.3g} GB" for rate, size in missing.items() if size)
+            raise UserError(f"the waveform cache needs {sum(missing.values()) / 1e9:.3g} GB more in {self.dir} "
+                            f"({parts}; float16, {len(self.index.clips):,} clips) and {free / 1e9:.3g} GB are free: "
+                            f"free some space, or give the cache another disk (--cache DIR, or BENCH_CACHE)")
+
     def prepare(self, sample_rates: Iterable[int], workers: int | None = None,
-                progress: Callable[[int, str], Iterable] | None = None) -> list[PrepareReport]:
+                progress: Callable[[int, str], Iterable] | None = None,
+                log: Callable[[str], None] = lambda line: None) -> list[PrepareReport]:
         """Fill every cache of `sample_rates` that is not complete; decode each file once for all of them.
 
-        `progress(total, description)` may return a tqdm-like object with update(n) and close().
+        `progress(total, description)` may return a tqdm-like object with update(n) and close(); `log`
+        gets a line when another process is preparing this cache and this one waits for it.
         """
         rates = sorted(set(sample_rates))
         if all(self.is_complete(r) and not self._changed_failures(r) for r in rates) and self._index_is_valid():
             return [self._report(r, already_done=True) for r in rates]
         self.dir.mkdir(parents=True, exist_ok=True)
+        if lock_held(self.dir / "prepare.lock"):
+            log(f"waiting for another process preparing this waveform cache ({self.dir}); "
+                f"its preparation serves this one")
         with exclusive_lock(self.dir / "prepare.lock"):  # another preparer may finish it while we wait
             return self._prepare_locked(rates, workers, progress)
 
@@ -333,6 +362,7 @@ class WaveformCache:
         remove_temp_files(self.dir)
         if not self._index_is_valid():  # workers read the index from here
             atomic_write_json(self.index_path, index_to_json(self.index))
+        self._check_space(todo_rates)
         for rate in todo_rates:
             folder = self.rate_dir(rate)
             remove_temp_files(folder)

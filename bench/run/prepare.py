@@ -21,7 +21,11 @@ def prepare_spec(spec, data: str | None, cache: str | None, workers: int | None 
           f"{index.excluded_summary()}")
     waveforms = WaveformCache(cache_root(cache), index, spec.dataset.clip_seconds)
     rates = sorted({c.mel.sample_rate for c in spec.configurations()})
-    reports = waveforms.prepare(rates, workers=workers, progress=partial(progress_bar, enabled=progress))
+    todo = [r for r in rates if not waveforms.is_complete(r)]
+    if todo:  # its size before any work (the disk is checked too)
+        print(f"waveform cache to prepare: {sum(map(waveforms.rate_bytes, todo)) / 1e9:.3g} GB "
+              f"({', '.join(f'{r} Hz' for r in todo)}, float16) in {waveforms.dir}")
+    reports = waveforms.prepare(rates, workers=workers, progress=partial(progress_bar, enabled=progress), log=print)
     for r in reports:
         state = "already prepared" if r.already_done else f"prepared in {r.seconds:.1f} s"
         if r.retried:
