@@ -344,3 +344,22 @@ def test_a_preparation_killed_before_its_failure_reasons_were_saved_decodes_thos
         (folder / name).unlink()
     (report,) = cache.prepare([16000], workers=1)
     assert [(row, reason) for row, _, reason in report.failed] == [("1", "missing file")]
+
+
+def test_a_stopped_preparation_ends_its_decoding_processes(tmp_path):
+    """Ctrl-C, or an error while writing a result, stops the loop over the decoded files: the processes
+    still decoding are ended then (a hung read on a stalled network disk would otherwise keep the
+    interpreter from exiting), not left to finish every file they were given."""
+    from bench.data.cache import decode_in_processes
+    from tests.harness.hostile import decode_or_die
+
+    jobs = [(i, str(tmp_path / f"{i}.slow")) for i in range(8)]
+    results = decode_in_processes(decode_or_die, jobs, 2)
+    import multiprocessing
+
+    next(results)
+    results.close()
+    deadline = time.monotonic() + 2  # each slow file takes 5 s
+    while multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert multiprocessing.active_children() == []

@@ -115,6 +115,9 @@ def test_unmeasured_configurations_are_interpolated_between_the_measured_ones():
     assert at(0.1) == pytest.approx(0.20) and at(20.0) == pytest.approx(1.46)  # outside: the nearest end
     assert linear_fit(gmac, seconds)["relative_residuals"][0] > 0.2
     assert interpolate([1.0, 1.0, 2.0], [0.5, 0.7, 1.0])(1.0) == pytest.approx(0.6)  # one cost: the mean
+    # one cost measured (--scaling 1: the smallest configuration only): in proportion to GMAC, not the
+    # smallest's time for the 36 times costlier networks
+    assert interpolate([0.49], [0.18])(17.64) == pytest.approx(0.18 * 36)
 
 
 def test_linear_fit_recovers_a_line():

@@ -265,15 +265,22 @@ def test_a_damaged_cache_is_never_opened_and_is_rebuilt(tmp_path, damage):
     np.testing.assert_array_equal(cache.open(16000).waveforms, good)
 
 
-PREPARE_COUNTING = """
+COUNT_DECODES = """
+import os
+if os.environ.get("COUNT_DECODES"):  # in every process, the decoding ones the cache starts too
+    import bench.data.cache as cache
+    real = cache.decode_clip
+    def counted(path, *a, **k):
+        with open(os.environ["COUNT_DECODES"], "a") as log:
+            log.write(str(path) + "\\n")
+        return real(path, *a, **k)
+    cache.decode_clip = counted
+"""
+"""A sitecustomize module that logs every file decoded, by whichever process decodes it."""
+
+PREPARE = """
 import sys
 import bench.data.cache as cache
-real = cache.decode_clip
-def counted(path, *a, **k):
-    with open(sys.argv[3], "a") as log:
-        log.write(path + "\\n")
-    return real(path, *a, **k)
-cache.decode_clip = counted
 from tests.test_cache import corpus_index
 cache.WaveformCache(sys.argv[2], corpus_index(sys.argv[1]), clip_seconds=2.0).prepare([16000], workers=1)
 """
@@ -282,8 +289,11 @@ cache.WaveformCache(sys.argv[2], corpus_index(sys.argv[1]), clip_seconds=2.0).pr
 def test_concurrent_preparers_decode_each_file_once(tmp_path):
     cache = small_cache(tmp_path)
     log = tmp_path / "decoded.txt"
-    args = [sys.executable, "-c", PREPARE_COUNTING, str(tmp_path / "audio"), str(tmp_path / "cache"), str(log)]
-    procs = [subprocess.Popen(args, cwd=os.getcwd(), env={**os.environ, "PYTHONPATH": os.getcwd()}) for _ in range(3)]
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(COUNT_DECODES)
+    args = [sys.executable, "-c", PREPARE, str(tmp_path / "audio"), str(tmp_path / "cache")]
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path / 'site'}{os.pathsep}{os.getcwd()}", "COUNT_DECODES": str(log)}
+    procs = [subprocess.Popen(args, cwd=os.getcwd(), env=env) for _ in range(3)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
     decoded = log.read_text().splitlines()
     assert sorted(decoded) == sorted(c.path for c in cache.index.clips)  # each file once, by one of them

@@ -275,6 +275,10 @@ def test_progress_bars_only_on_a_terminal(monkeypatch, capsys):
     with progress.progress_bar(3, "clips") as bar:
         bar.update(3)
     assert capsys.readouterr() == ("", "")  # work done within a minute says nothing in a log
+    bar = progress.progress_bar(3, "clips")
+    bar.last -= 61
+    bar.update()
+    assert capsys.readouterr().out == ""  # stdout may be JSON (`bench plan --latency --format json`)
     monkeypatch.setattr(progress, "on_terminal", lambda: True)
     assert not progress.progress_bar(3, "clips").disable
     assert progress.progress_bar(3, "clips", enabled=False).disable  # --quiet
@@ -299,6 +303,10 @@ def test_a_log_gets_a_progress_line_a_minute_with_what_is_left():
     now[0] += 3600
     download.update(500_000_000)
     assert lines[-1] == "mtat.zip: 1.00 GB/2.00 GB (50 %) in 1 h 00 min, about 2 h 00 min left"  # 0.5 GB an hour
+    unknown = LogProgress(None, "mtat.zip", unit="B", unit_scale=True, clock=lambda: now[0], out=lines.append)
+    now[0] += 60  # a server that sends no Content-Length
+    unknown.update(300_000_000)
+    assert lines[-1] == "mtat.zip: 0.30 GB/? in 1 min"
 
 
 def test_the_grid_summary_reads_a_valid_result_that_records_little(capsys, tmp_path):

@@ -22,7 +22,8 @@ LOG_EVERY_SECONDS = 60.0
 
 class LogProgress:
     """Progress for a log file: one line every LOG_EVERY_SECONDS (none for work done sooner), with
-    the count, the rate and an estimate of the time left. Takes what a tqdm bar is given here."""
+    the count, the rate and an estimate of the time left, on stderr as tqdm's bars (stdout may be a
+    command's JSON or CSV). Takes what a tqdm bar is given here; `total` None: an unknown size."""
 
     def __init__(self, total: int, description: str, unit: str = "clip", initial: int = 0,
                  unit_scale: bool = False, every: float = LOG_EVERY_SECONDS,
@@ -30,10 +31,12 @@ class LogProgress:
         self.total, self.description, self.unit, self.scale = total, description, unit, unit_scale
         self.done = self.initial = initial
         self.every, self.clock = every, clock
-        self.out = out or (lambda line: print(line, flush=True))
+        self.out = out or (lambda line: print(line, file=sys.stderr, flush=True))
         self.started = self.last = clock()
 
-    def _count(self, n: float) -> str:
+    def _count(self, n: float | None) -> str:
+        if n is None:
+            return "?"
         return f"{n / 1e9:.2f} G{self.unit}" if self.scale else f"{int(n):,}"
 
     def update(self, n: int = 1) -> None:

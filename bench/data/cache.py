@@ -164,18 +164,18 @@ def decode_in_processes(fn: Callable, jobs: list[tuple], workers: int) -> Iterat
                     job = pending.popleft()
                     in_flight[executor.submit(fn, job)] = job
                 done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                for future in done:
-                    try:
-                        result = future.result()
-                    except BrokenProcessPool:
-                        suspects.extend(in_flight.values())
-                        in_flight.clear()
-                        break
-                    del in_flight[future]
-                    yield result
+                finished = [(f, in_flight.pop(f)) for f in done if not isinstance(f.exception(), BrokenProcessPool)]
+                if len(finished) < len(done):  # the pool broke: what it still held is retried alone
+                    suspects.extend(in_flight.values())
+                    in_flight.clear()
+                for future, _ in finished:
+                    yield future.result()
                 if suspects:
                     break
         finally:
+            if in_flight:  # stopped early (Ctrl-C, an error while writing): its processes end now
+                for process in list((getattr(executor, "_processes", None) or {}).values()):
+                    process.terminate()
             executor.shutdown(wait=not in_flight, cancel_futures=True)
 
 
@@ -411,7 +411,9 @@ class WaveformCache:
             if progress else None
         workers = max(1, min(workers or usable_cpus(), len(jobs)))
         last_save = time.monotonic()
-        results = map(_decode_row, jobs) if workers == 1 else decode_in_processes(_decode_row, jobs, workers)
+        # in processes even for one worker or one file: a file that crashes the decoder would otherwise
+        # take the preparation (and the grid) down with it, again at every rerun
+        results = decode_in_processes(_decode_row, jobs, workers)
         try:
             for row, status, reason, clips in results:
                 for rate, part in partial.items():
@@ -427,8 +429,7 @@ class WaveformCache:
                         part.save()
                     last_save = time.monotonic()
         finally:
-            if hasattr(results, "close"):
-                results.close()  # its pool's processes end with their current file
+            results.close()  # its pool's processes are ended
             if bar is not None:
                 bar.close()
         for part in partial.values():

@@ -582,12 +582,15 @@ def linear_fit(gmac: list[float], seconds: list[float]) -> dict:
 def interpolate(gmac: list[float], values: list[float]) -> Callable[[float], float]:
     """Value at a GMAC, linear between the measured points (ordered by GMAC; points of one GMAC
     averaged), the nearest end's value outside them. Small configurations are overhead-bound on a GPU,
-    where a line through all points misses them by half."""
+    where a line through all points misses them by half. One measured cost (`--scaling 1`, a spec of
+    one input shape): in proportion to GMAC."""
     by_cost: dict[float, list[float]] = {}
     for x, y in zip(gmac, values, strict=True):
         by_cost.setdefault(float(x), []).append(float(y))
     xs = sorted(by_cost)
     ys = [float(np.mean(by_cost[x])) for x in xs]
+    if len(xs) == 1:
+        return lambda x: ys[0] * x / xs[0]
     return lambda x: float(np.interp(x, xs, ys))
 
 
@@ -613,8 +616,9 @@ def project(spec: Spec, cases: list[Case], step_seconds: Callable[[Case], float]
     bound = 0.0
     for case in cases:
         mel_per_clip = frontend_seconds(case) if frontend_seconds else 0.0
-        train_per_clip = step_seconds(case) / batch + mel_per_clip / case.segments
-        eval_per_clip = case.segments * (eval_seconds(case) if eval_seconds else train_per_clip / 3) + mel_per_clip
+        step_per_clip = step_seconds(case) / batch
+        train_per_clip = step_per_clip + mel_per_clip / case.segments
+        eval_per_clip = case.segments * (eval_seconds(case) if eval_seconds else step_per_clip / 3) + mel_per_clip
         per_epoch = n_train * train_per_clip + n_valid * eval_per_clip
         run_seconds = epochs * per_epoch + n_test * eval_per_clip
         bound += (spec.protocol.max_epochs * per_epoch + n_test * eval_per_clip) * len(spec.seeds) / 3600

@@ -247,7 +247,8 @@ def spec_outcome(path: Path) -> str | None:
 def decode_or_die(job: tuple) -> tuple:
     """A stand-in for the cache's per-file decoder, run in its worker processes: the process is killed
     (as a decoder crash or the out-of-memory killer would end it) on a path ending "crashes", and on a
-    path ending "dies-once" the first time only (a marker file beside it remembers)."""
+    path ending "dies-once" the first time only (a marker file beside it remembers); a path ending "slow"
+    takes 5 s (but "0.slow")."""
     import signal
 
     row, path = job[0], str(job[1])
@@ -256,4 +257,8 @@ def decode_or_die(job: tuple) -> tuple:
     if path.endswith("dies-once") and not Path(path + ".died").exists():
         Path(path + ".died").touch()
         os.kill(os.getpid(), signal.SIGKILL)
+    if path.endswith("slow") and not path.endswith("0.slow"):
+        import time
+
+        time.sleep(5)
     return row, 1, "", {}
