@@ -488,8 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds per measurement after its warm-up step (default 30)")
     p.add_argument("--scaling", type=at_least(1), default=6, metavar="N",
                    help="configurations measured for step time vs GMAC (default 6)")
-    p.add_argument("--epochs", type=positive_float, default=30.0, metavar="E",
-                   help="epochs per run assumed by the device-hours projection (default 30)")
+    p.add_argument("--epochs", type=positive_float, default=None, metavar="E",
+                   help="epochs per run assumed by the device-hours projection (default 30, or the spec's "
+                        "max_epochs where that is fewer)")
     p.add_argument("--no-compile", action="store_true",
                    help="compile nothing: no torch.compile lever, and the fast path and the evaluation measured "
                         "eager (minutes faster on a GPU; the projection's scaling steps are eager either way)")

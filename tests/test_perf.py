@@ -242,6 +242,9 @@ def test_bench_perf_user_errors(write_spec, capsys):
     assert main(["perf", str(write_spec(TINY)), "--batch", "0"]) == 2
     assert "argument --batch: must be >= 1, got 0" in capsys.readouterr().err
     assert main(["perf", "no-such-spec.toml"]) == 2
+    capsys.readouterr()
+    assert main(["perf", str(SPECS / "paper-mtat-vgg.toml"), "--epochs", "150"]) == 2  # max_epochs is 100
+    assert "--epochs 150: more than" in capsys.readouterr().err
 
 
 def test_projection_with_measured_evaluation_times():

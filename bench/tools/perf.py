@@ -59,6 +59,11 @@ TARGETS = {
 """The targets of `bench perf` on a CPU (README, "Performance"), as ratios measured in one run."""
 
 
+DEFAULT_EPOCHS = 30.0
+"""Epochs per run the projection assumes unless told: the protocol stops early (patience 10 of at
+most 100 epochs in the shipped paper specs), and the paper reports no epoch counts."""
+
+
 @dataclass(frozen=True)
 class PerfSettings:
     batch: int | None = 8
@@ -68,8 +73,9 @@ class PerfSettings:
     max_steps: int = 5
     scaling_cases: int = 6
     data_clips: int = 96
-    epochs: float = 30.0
-    """Epochs per run assumed by the projection (early stopping ends most runs well before 100)."""
+    epochs: float | None = None
+    """Epochs per run assumed by the projection; None: DEFAULT_EPOCHS, or the spec's max_epochs where
+    that is fewer."""
     compile: bool = True
     """Measure the `torch.compile` lever (where a compiler exists)."""
     librosa: bool = True
@@ -645,6 +651,8 @@ def project(spec: Spec, cases: list[Case], step_seconds: Callable[[Case], float]
 def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Callable = print) -> dict:
     if settings.batch is None:
         settings = dataclasses.replace(settings, batch=spec.protocol.batch_size if device.type == "cuda" else 8)
+    if settings.epochs is None:
+        settings = dataclasses.replace(settings, epochs=min(DEFAULT_EPOCHS, spec.protocol.max_epochs))
     all_cases = spec_cases(spec)
     headline, smallest, scaling = select_cases(all_cases, settings.scaling_cases)
     compile_lever = settings.compile and compiler_available(device) and os.environ.get("BENCH_COMPILE") != "0"
@@ -908,6 +916,9 @@ def cli_main(spec_path: str, device_name: str, out: str | None, settings: PerfSe
     device = resolve_device(device_name)
     if settings.batch is not None and settings.batch < 1:
         raise UserError(f"--batch must be >= 1, got {settings.batch}")
+    if settings.epochs is not None and settings.epochs > spec.protocol.max_epochs:  # hours no grid can take
+        raise UserError(f"--epochs {settings.epochs:g}: more than {spec.path}'s max_epochs "
+                        f"({spec.protocol.max_epochs}), which no run exceeds")
     report = run_perf(spec, device, settings, log=lambda msg: print(msg, flush=True))
     print()
     print(format_report(report))
