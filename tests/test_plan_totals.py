@@ -55,6 +55,18 @@ def test_plan_prints_the_projection_bench_perf_measured(capsys, tmp_path):
         f"projected device-hours: {perf} was measured for 176 runs, not this grid's 264 (the spec changed since): "
         "run bench perf again")
     perf.write_text(perf.read_text().replace('"runs": 176', '"runs": 264'))
+    # as many runs, other ones (another sample rate, say): its fingerprint of the runs says so
+    report = json.loads(perf.read_text())
+    report["projection"]["runs_fingerprint"] = "0123456789ab"
+    perf.write_text(json.dumps(report))
+    assert main(["plan", str(SPECS / "paper-mtat-vgg.toml"), "--no-fvcore", "--results", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"projected device-hours: {perf} was measured for other runs of this spec (its configurations, dataset "
+        "or protocol changed since): run bench perf again")
+    report["projection"]["runs_fingerprint"] = load_spec(SPECS / "paper-mtat-vgg.toml").runs_fingerprint()
+    perf.write_text(json.dumps(report))
+    assert main(["plan", str(SPECS / "paper-mtat-vgg.toml"), "--no-fvcore", "--results", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("projected: 123.5 cuda-hours")
     perf.write_text(json.dumps({"spec": "another-spec", "projection": {"device_hours": 1.0}}))
     assert main(["plan", str(SPECS / "paper-mtat-vgg.toml"), "--no-fvcore", "--results", str(tmp_path)]) == 0
     assert capsys.readouterr().out.splitlines()[-1].startswith("projected device-hours: not measured")

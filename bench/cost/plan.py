@@ -107,6 +107,7 @@ def measured_projection(spec: Spec, perf_json: str | Path) -> dict | None:
     assumptions = projection.get("assumptions")
     return {"device_hours": projection.get("device_hours"), "device": report.get("device"),
             "device_name": report.get("device_name"), "runs": projection.get("runs"),
+            "current": projection.get("runs_fingerprint") in (None, spec.runs_fingerprint()),
             "epochs_per_run": assumptions.get("epochs_per_run") if isinstance(assumptions, dict) else None,
             "path": str(perf_json)}
 
@@ -148,6 +149,9 @@ def format_totals(spec: Spec, totals: dict[str, Any]) -> list[str]:
     if projection and projection.get("runs") not in (None, totals["runs"]):
         lines.append(f"projected device-hours: {projection['path']} was measured for {projection['runs']:,} runs, "
                      f"not this grid's {totals['runs']:,} (the spec changed since): run bench perf again")
+    elif projection and not projection.get("current", True):
+        lines.append(f"projected device-hours: {projection['path']} was measured for other runs of this spec "
+                     f"(its configurations, dataset or protocol changed since): run bench perf again")
     elif projection and projection.get("device_hours") is not None:
         on = f" of {projection['device_name']}" if projection.get("device_name") else ""
         lines.append(f"projected: {projection['device_hours']:,.1f} {projection['device']}-hours{on}, one run at a "

@@ -240,6 +240,11 @@ class Spec:
             for s in self.seeds
         ]
 
+    def runs_fingerprint(self) -> str:
+        """12 hex digits naming the set of this spec's runs (their ids: configurations, seeds, dataset
+        and protocol): what a measurement of the whole grid, such as `bench perf`'s projection, was of."""
+        return hashlib.sha256("\n".join(sorted(r.run_id for r in self.runs())).encode()).hexdigest()[:12]
+
 
 # --------------------------------------------------------------------------------------------
 # Loading and validation

@@ -776,6 +776,7 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
         projection["assumptions"]["steps"] = "eager: the grid compiles runs of 5,000 steps or more where a " \
                                              "compiler exists (the levers table times the compiled headline)"
         projection["assumptions"]["device_name"] = report["device_name"]
+        projection["runs_fingerprint"] = spec.runs_fingerprint()
     report["projection"] = projection
     report["targets"] = _targets(report)
     return report
