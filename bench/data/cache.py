@@ -287,7 +287,8 @@ class WaveformCache:
         for rate in rates:
             data = self.rate_dir(rate) / WAVEFORMS
             try:
-                held = data.stat().st_blocks * 512 if data.stat().st_size == self.rate_bytes(rate) else 0
+                stat = data.stat()
+                held = stat.st_blocks * 512 if stat.st_size == self.rate_bytes(rate) else 0
             except (OSError, AttributeError):  # absent (or no st_blocks on this platform)
                 held = 0
             missing[rate] = max(0, self.rate_bytes(rate) - held)

@@ -753,25 +753,15 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
     def eval_seconds(case: Case) -> float:
         return measured_evals.get(case.configuration.cost_key, eval_between(case.gmac_per_input))
 
-    # the mel's cost depends on the rate, the hop and the bands, not on the network: measured once per
-    # rate and hop, at the most bands the spec gives them (an upper bound for fewer)
-    widest: dict[tuple, Case] = {}
-    for case in all_cases:
-        m = case.configuration.mel
-        key = (m.sample_rate, m.hop_multiplier)
-        if key not in widest or m.n_mels > widest[key].configuration.mel.n_mels:
-            widest[key] = case
-    log(f"front end at {len(widest)} sample rate and hop pair(s), for the projection")
-    mel_seconds = {key: frontend_seconds(case.configuration.mel, case.clip_seconds, device, settings) / settings.batch
-                   for key, case in widest.items()}
-    report["frontend"]["per_clip_ms"] = [{"sample_rate": sr, "hop_multiplier": hop, "n_mels": widest[sr, hop]
-                                          .configuration.mel.n_mels, "ms_per_clip": 1000 * s}
-                                         for (sr, hop), s in sorted(mel_seconds.items())]
+    projection = None
+    if split_sizes(spec.dataset) is not None:  # a projection needs the splits' sizes; else nothing to time
+        mel_seconds = _projection_frontends(all_cases, device, settings, report, log)
 
-    def mel_per_clip(case: Case) -> float:
-        return mel_seconds[case.configuration.mel.sample_rate, case.configuration.mel.hop_multiplier]
+        def mel_per_clip(case: Case) -> float:
+            return mel_seconds[case.configuration.mel.sample_rate, case.configuration.mel.hop_multiplier]
 
-    projection = project(spec, all_cases, step_seconds, settings.batch, settings.epochs, eval_seconds, mel_per_clip)
+        projection = project(spec, all_cases, step_seconds, settings.batch, settings.epochs, eval_seconds,
+                             mel_per_clip)
     if projection:
         projection["assumptions"]["steps"] = "eager: the grid compiles runs of 5,000 steps or more where a " \
                                              "compiler exists (the levers table times the compiled headline)"
@@ -780,6 +770,27 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
     report["projection"] = projection
     report["targets"] = _targets(report)
     return report
+
+
+def _projection_frontends(cases: list[Case], device: torch.device, settings: PerfSettings, report: dict,
+                          log: Callable) -> dict[tuple[int, int], float]:
+    """Seconds of the mel of one whole clip by (sample rate, hop multiplier), for the projection: the
+    mel's cost depends on the rate, the hop and the bands, not on the network, so it is measured once
+    per rate and hop, at the most bands the spec gives them (an upper bound for fewer); recorded in
+    `report["frontend"]["per_clip_ms"]`."""
+    widest: dict[tuple[int, int], Case] = {}
+    for case in cases:
+        m = case.configuration.mel
+        key = (m.sample_rate, m.hop_multiplier)
+        if key not in widest or m.n_mels > widest[key].configuration.mel.n_mels:
+            widest[key] = case
+    log(f"front end at {len(widest)} sample rate and hop pair(s), for the projection")
+    seconds = {key: frontend_seconds(case.configuration.mel, case.clip_seconds, device, settings) / settings.batch
+               for key, case in widest.items()}
+    report["frontend"]["per_clip_ms"] = [{"sample_rate": sr, "hop_multiplier": hop,
+                                          "n_mels": widest[sr, hop].configuration.mel.n_mels, "ms_per_clip": 1000 * s}
+                                         for (sr, hop), s in sorted(seconds.items())]
+    return seconds
 
 
 def _extra_row(name: str, case: Case, path: FastPath, device: torch.device, settings: PerfSettings,
