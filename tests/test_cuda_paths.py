@@ -1339,7 +1339,7 @@ def test_gpu_check_without_soundfile_still_measures_and_keeps_each_result(monkey
 
     monkeypatch.setattr(gpucheck, "check_free_memory_rule", stopped)
     out = tmp_path / "results" / "gpu-check.json"
-    for name in gpucheck.SWITCHES:  # run_checks clears them from the environment: restored afterwards
+    for name in fastpath.ENVIRONMENT:  # run_checks clears them from the environment: restored afterwards
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(KeyboardInterrupt):
         gpucheck.run_checks(out, batch=32, shared_runs=3)

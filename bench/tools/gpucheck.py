@@ -111,16 +111,15 @@ def bf16_peak_tflops(name: str) -> float | None:
 # functional checks: the real command on a tiny grid
 
 
-SWITCHES = ("BENCH_RESIDENT", "BENCH_COMPILE", "BENCH_COMPILE_BACKEND")
-"""The environment switches of the execution path (`bench.train.fastpath`): the checks judge the
-default path and set a switch only where they check it (an exported `BENCH_RESIDENT=0` would fail
-C1, `BENCH_COMPILE=1` compile every tiny run and P1's steps)."""
-
-
 def clear_switches(environ) -> list[str]:
-    """Remove SWITCHES from `environ` (this process's, inherited by the grids and the shared-GPU
-    processes); returns what was set, as NAME=value."""
-    return [f"{name}={environ.pop(name)}" for name in SWITCHES if name in environ]
+    """Remove the execution path's environment switches (`bench.train.fastpath.ENVIRONMENT`) from
+    `environ` (this process's, inherited by the grids and the shared-GPU processes); returns what was
+    set, as NAME=value. The checks judge the default path and set a switch only where they check it
+    (an exported `BENCH_RESIDENT=0` would fail C1, `BENCH_COMPILE=1` compile every tiny run and P1's
+    steps)."""
+    from bench.train.fastpath import ENVIRONMENT
+
+    return [f"{name}={environ.pop(name)}" for name in ENVIRONMENT if name in environ]
 
 
 class Workspace:

@@ -177,6 +177,10 @@ OFF_WORDS = ("0", "false", "no", "off")
 SWITCH_WORDS = ("auto", *ON_WORDS, *OFF_WORDS)
 """What the BENCH_COMPILE and BENCH_RESIDENT switches take (any case, spaces around ignored)."""
 
+SWITCHES = ("BENCH_RESIDENT", "BENCH_COMPILE")
+ENVIRONMENT = (*SWITCHES, "BENCH_COMPILE_BACKEND")
+"""Every environment variable that changes how a run executes (not what it computes)."""
+
 
 def _switch(name: str) -> str:
     return os.environ.get(name, "auto").strip().lower()
@@ -200,7 +204,7 @@ def compile_backend() -> str:
 def check_environment() -> None:
     """The BENCH_* settings a grid's runs read, checked before any work: a typo would otherwise be taken
     as "auto" silently, or fail every run (an unknown compile backend) and mark the grid failed."""
-    for name in ("BENCH_COMPILE", "BENCH_RESIDENT"):
+    for name in SWITCHES:
         value = _switch(name)
         if value and value not in SWITCH_WORDS:
             raise UserError(f"{name}={os.environ[name]!r}: expected one of {', '.join(SWITCH_WORDS)}")
