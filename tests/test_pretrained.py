@@ -23,6 +23,7 @@ from bench.core.store import atomic_write_json
 from bench.cost.gmac import count_params
 from bench.run.runner import run_dir
 from bench.spec import load_spec
+from bench.tools import pretrained
 from bench.tools.pretrained import state_dict_from_tf, variable_mapping
 from bench.tools.tag import run_tag_names
 
@@ -130,7 +131,7 @@ def test_missing_misshaped_or_extra_variables_are_refused(change, message):
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None,
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None and os.environ.get("BENCH_REQUIRE_MUSICNN") != "1",
                     reason="tensorflow is not installed (the optional extra mel-resolution-bench[musicnn])")
 def test_import_refuses_a_tf_checkpoint_with_a_misshaped_variable(tmp_path, capsys):
     _, variables = tf_variables("vgg-605k")
@@ -157,6 +158,50 @@ def test_import_refuses_a_tf_checkpoint_with_a_misshaped_variable(tmp_path, caps
     assert err.startswith("bench import: error: MTT_vgg") and "\n" not in err
     assert "variable '3CNN/kernel' has shape [3, 3, 128, 64], expected [3, 3, 128, 128]" in err
     assert not (tmp_path / "m").exists()
+
+
+class _Distribution:
+    """importlib.metadata's view of an installed musicnn whose licence sits under dist-info/licenses/
+    (where setuptools >= 80 puts it), not at the top of dist-info."""
+
+    def __init__(self, root):
+        from importlib.metadata import PackagePath
+        self.root = root
+        self.files = [PackagePath("musicnn/__init__.py"), PackagePath("musicnn-0.1.0.dist-info/licenses/LICENSE.md")]
+        for file in self.files:
+            file.dist = self
+
+    def locate_file(self, path):
+        return self.root / path
+
+    def read_text(self, name):
+        return None  # no LICENSE.md at the top of dist-info
+
+
+def test_the_isc_licence_goes_with_the_weights_wherever_the_package_keeps_it(tmp_path, monkeypatch):
+    from importlib.metadata import PackageNotFoundError
+    clone = tmp_path / "clone"
+    (clone / "musicnn").mkdir(parents=True)
+    (clone / "LICENSE.md").write_text("the clone's licence\n")
+    monkeypatch.setattr("importlib.metadata.distribution", lambda name: _Distribution(tmp_path / "site"))
+    assert pretrained._licence_text(clone / "musicnn", installed=False) == "the clone's licence\n"
+    # installed: site-packages/LICENSE.md belongs to some other package; dist-info/licenses/ is musicnn's
+    site = tmp_path / "site"
+    (site / "musicnn-0.1.0.dist-info" / "licenses").mkdir(parents=True)
+    (site / "musicnn-0.1.0.dist-info" / "licenses" / "LICENSE.md").write_text("musicnn's licence\n")
+    (site / "musicnn").mkdir()
+    (site / "LICENSE.md").write_text("another package's licence\n")
+    assert pretrained._licence_text(site / "musicnn", installed=True) == "musicnn's licence\n"
+
+    def missing(name):
+        raise PackageNotFoundError(name)
+    monkeypatch.setattr("importlib.metadata.distribution", missing)
+    notice = pretrained._licence_text(tmp_path / "bare", installed=False)
+    # musicnn 0.1.0's LICENSE.md: ISC, the copyright of the Music Technology Group, UPF, 2019
+    assert notice.startswith("Copyright (c) Music Technology Group, Universitat Pompeu Fabra 2019.")
+    assert ("Permission to use, copy, modify, and/or distribute this software for any purpose with or without fee "
+            "is hereby granted, provided that the above copyright notice and this permission notice appear in all "
+            "copies.") in notice.splitlines()
 
 
 def test_import_without_checkpoint_files_is_a_user_error(tmp_path, capsys):
@@ -218,6 +263,21 @@ def test_tag_a_run_folder_json_and_png(run_folder, tmp_path, capsys):
     assert len(results[0]["top"]) == 2 and set(results[0]["scores"]) == {"drums", "piano", "voice"}
     assert "s end to end" in err
     assert (tmp_path / "taggram-long.png").stat().st_size > 0 and (tmp_path / "taggram-short.png").exists()
+
+
+def test_tag_refuses_text_and_a_half_second_file_in_one_line_each_before_the_model_loads(run_folder, tmp_path,
+                                                                                          capfd, monkeypatch):
+    (tmp_path / "notes.mp3").write_bytes(b"not audio at all" * 100)  # mpg123 writes "Note: ..." lines to fd 2
+    tiny = write_audio(tmp_path / "tiny.wav", 0.5)
+    loads = []
+    monkeypatch.setattr("bench.tools.tag.load_tagger", lambda *a, **k: loads.append(a))
+    assert main(["tag", str(tmp_path / "notes.mp3"), tiny, "--model", str(run_folder)]) == 2
+    out, err = capfd.readouterr()
+    assert out == "" and loads == []  # nothing left to tag: no model loaded
+    assert err.splitlines() == [
+        f"bench tag: error: {tmp_path / 'notes.mp3'}: undecodable (not audio in a format libsndfile reads: "
+        "wav, flac, ogg, mp3, ...)",
+        f"bench tag: error: {tiny}: too short (0.50 s < 1.0 s)"]
 
 
 def test_tag_reports_a_bad_file_in_one_line_and_tags_the_rest(run_folder, tmp_path, capsys):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -90,15 +91,40 @@ def _undecodable(exc: Exception) -> BadAudio:
     return BadAudio(f"undecodable ({type(exc).__name__}: {detail})")
 
 
-def probe(path: str) -> None:
-    """Raise BadAudio if `path` is missing, empty or not decodable audio, reading only its header."""
+@contextlib.contextmanager
+def _decoder_notes_discarded() -> Iterator[None]:
+    """File descriptor 2 on /dev/null for the duration: libsndfile's MP3 decoder (mpg123) writes
+    "Note: Illegal Audio-MPEG-Header ..." lines straight to it while it looks for a frame in data
+    that is not MP3, beside the one-line error we report. Only for a quick header read in the main
+    thread: another thread's stderr would be lost meanwhile."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no stderr to redirect (a closed or absent fd 2)
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def probe(path: str, min_seconds: float = MIN_SECONDS) -> None:
+    """Raise BadAudio if `path` is missing, empty, not decodable audio or shorter than `min_seconds`
+    by its header, reading only the header."""
     _check_file(path)
     try:
-        info = sf.info(os.fsencode(path))
+        with _decoder_notes_discarded():
+            info = sf.info(os.fsencode(path))
     except Exception as exc:  # libsndfile reports bad data as several exception types
         raise _undecodable(exc) from None
     if info.frames <= 0:
         raise BadAudio("no audio frames")
+    if info.frames < min_seconds * info.samplerate:
+        raise BadAudio(f"too short ({info.frames / info.samplerate:.2f} s < {min_seconds} s)")
 
 
 @contextlib.contextmanager

@@ -259,13 +259,42 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _licence_text() -> str | None:
+# musicnn 0.1.0's LICENSE.md, word for word: written beside the weights where no copy can be read
+# (the ISC licence asks for its notice in all copies)
+ISC_NOTICE = """\
+Copyright (c) Music Technology Group, Universitat Pompeu Fabra 2019. Code developed by Jordi Pons (www.jordipons.me).
+
+Permission to use, copy, modify, and/or distribute this software for any purpose with or without fee is \
+hereby granted, provided that the above copyright notice and this permission notice appear in all copies.
+
+THE SOFTWARE IS PROVIDED "AS IS" AND THE AUTHOR DISCLAIMS ALL WARRANTIES WITH REGARD TO THIS SOFTWARE \
+INCLUDING ALL IMPLIED WARRANTIES OF MERCHANTABILITY AND FITNESS. IN NO EVENT SHALL THE AUTHOR BE LIABLE FOR \
+ANY SPECIAL, DIRECT, INDIRECT, OR CONSEQUENTIAL DAMAGES OR ANY DAMAGES WHATSOEVER RESULTING FROM LOSS OF USE, \
+DATA OR PROFITS, WHETHER IN AN ACTION OF CONTRACT, NEGLIGENCE OR OTHER TORTIOUS ACTION, ARISING OUT OF OR IN \
+CONNECTION WITH THE USE OR PERFORMANCE OF THIS SOFTWARE.
+
+"""
+
+
+def _licence_text(package: Path, installed: bool) -> str:
+    """The licence of the checkpoints under `package`: its LICENSE.md, or a clone's above it (not for an
+    `installed` package, whose parent is site-packages), else the installed distribution's (at the top
+    of its dist-info, or under licenses/ as newer setuptools puts it), else musicnn 0.1.0's notice."""
     from importlib.metadata import PackageNotFoundError, distribution
 
+    for candidate in (package / "LICENSE.md", package.parent / "LICENSE.md")[:1 if installed else 2]:
+        if candidate.is_file():
+            return candidate.read_text(encoding="utf-8", errors="replace")
     try:
-        return distribution("musicnn").read_text("LICENSE.md")
+        files = distribution("musicnn").files or []
     except PackageNotFoundError:
-        return None
+        files = []
+    for file in files:
+        if file.name.upper().startswith("LICEN") and ".dist-info" in str(file):
+            text = file.read_text(encoding="utf-8")
+            if text:
+                return text
+    return ISC_NOTICE
 
 
 def import_musicnn(source: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
@@ -299,7 +328,7 @@ def import_musicnn(source: str | os.PathLike | None = None, out: str | os.PathLi
     variables = read_checkpoints(prefixes)
 
     root = models_dir(out)
-    licence = _licence_text()
+    licence = _licence_text(package, installed=source is None)
     written = []
     for name, prefix, tf_vars in zip(names, prefixes, variables, strict=True):
         released = RELEASED[name]
@@ -330,8 +359,7 @@ def import_musicnn(source: str | os.PathLike | None = None, out: str | os.PathLi
             dataset=released.dataset, published=published_results(folder),
             source={"package": "musicnn 0.1.0", "checkpoint": prefix, "sha256": _sha256(folder / CHECKPOINT_FILES[1])},
             licence=LICENCE))
-        if licence:
-            atomic_write_bytes(target / "LICENSE.md", licence.encode())
+        atomic_write_bytes(target / "LICENSE.md", licence.encode())
         log(f"{name}: {released.arch}, {len(tags)} tags -> {target}")
         written.append(target)
     return written
