@@ -550,6 +550,9 @@ def test_an_unreadable_result_is_listed_with_its_configuration(tmp_path):
     (lambda d: d.update(canonical=[]), "canonical is not an object"),
     (lambda d: (d["config"].update(width=None), d.update(canonical="x")), "canonical is not an object"),
     (lambda d: (d["config"].update(width=None), d["canonical"].update(options={"width": "x"})), "width is 'x'"),
+    (lambda d: d["config"].pop("dataset"), "config.dataset is None"),  # it keys the seeds of every comparison
+    (lambda d: d["cost"].pop("gmac"), "cost.gmac is None"),  # Fig. 1's log axis
+    (lambda d: d["cost"].update(gmac="x"), "cost.gmac is 'x'"),
 ])
 def test_a_result_with_a_field_of_the_wrong_type_is_listed_and_the_others_reported(tmp_path, edit, reason):
     """A result.json the grid takes as done (ok, AUCs in range) whose other fields the report cannot read

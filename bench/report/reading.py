@@ -123,11 +123,12 @@ def report_problem(result: dict) -> str | None:
             return f"config.{name} is {config.get(name)!r}, expected a positive integer"
     if not _is_int(config.get("seed")):
         return f"config.seed is {config.get('seed')!r}, expected an integer"
-    for name in ("arch", "log"):
+    for name in ("arch", "log", "dataset"):  # the dataset keys every comparison: a run without one compares with none
         if not isinstance(config.get(name), str) or not config[name]:
             return f"config.{name} is {config.get(name)!r}, expected a name"
-    if config.get("dataset") is not None and not isinstance(config["dataset"], str):
-        return f"config.dataset is {config['dataset']!r}, expected a name"
+    gmac = result["cost"].get("gmac")
+    if isinstance(gmac, bool) or not isinstance(gmac, (int, float)) or not gmac > 0:  # Fig. 1's log axis, the front
+        return f"cost.gmac is {gmac!r}, expected a positive number"
     width = _config(result, ("width",))["width"]  # the width the tables take: config's, else the options'
     if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
         return f"width is {width!r}, expected a positive number"

@@ -196,7 +196,7 @@ def matched_gmac_tables(matched: pd.DataFrame) -> list[Table]:
                  "Each narrower network is paired with the smaller input whose GMAC per clip is closest in log ratio "
                  "(ties: the cheaper); GMAC ratio: narrower network / smaller input.",
                  "Loses less: the configuration with the higher mean ROC-AUC; tie when the means differ by at most "
-                 f"the larger of the two standard deviations, and at least {TIE_PP:g} pp.",
+                 f"max(the larger of the two standard deviations, {TIE_PP:g} pp).",
                  f"p: two-sided Welch t-test between the two configurations' seeds (* p < {SIGNIFICANCE}); "
                  "n/a: fewer than 2 seeds on either side, or seeds that agree to rounding."]
         title = f"{arch}, {dataset}, {rate_label(rate)} {log}: smaller input or narrower network at matched GMAC"
