@@ -26,25 +26,51 @@ def fake_archive():
 
 
 class Server:
-    """Serves `files` on 127.0.0.1, honouring `Range: bytes=N-` unless told not to."""
+    """Serves `files` on 127.0.0.1, honouring `Range: bytes=N-` unless told not to, as HTTP servers do:
+    206 with `Content-Range: bytes N-END/SIZE`, or 416 with `Content-Range: bytes */SIZE` from the end on.
+    `cut` names files whose body is sent chunked (no Content-Length) and dropped after 100 bytes, once;
+    `wrong_range` files answer a range request with 206 and the whole file (Content-Range from 0)."""
 
     def __init__(self, files, honour_range=True):
         self.files = files
         self.requests = []
+        self.paths = []
+        self.cut, self.wrong_range = set(), set()
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
             def do_GET(self):
                 name = self.path.rsplit("/", 1)[-1]
                 outer.requests.append((name, self.headers.get("Range")))
+                outer.paths.append(self.path)
                 if name not in outer.files:
                     self.send_error(404)
                     return
                 data = outer.files[name]
+                if name in outer.cut:
+                    outer.cut.discard(name)
+                    self.send_response(200)
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data[:100]))
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
                 start = 0
                 if honour_range and self.headers.get("Range"):
                     start = int(self.headers["Range"].split("=")[1].rstrip("-"))
+                    if name in outer.wrong_range:
+                        start = 0
+                    if start >= len(data):
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{len(data)}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
                     self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
                 else:
                     self.send_response(200)
                 self.send_header("Content-Length", str(len(data) - start))
@@ -114,6 +140,82 @@ def test_unreachable_or_missing_file_is_a_user_error(tmp_path, server, capsys):
     assert capsys.readouterr().err.count("\n") == 1
 
 
+def test_a_body_cut_off_without_a_length_is_one_line_and_the_rerun_completes(tmp_path, server, capsys):
+    server.cut.add("mp3.zip.002")
+    root = tmp_path / "mtat"
+    assert main(["download", "mtat", "--to", str(root), "--base-url", server.url]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "download interrupted: " in err and "mp3.zip.002: IncompleteRead" in err
+    assert main(["download", "mtat", "--to", str(root), "--base-url", server.url]) == 0
+    assert all((root / name).read_bytes() == data for name, data in FILES.items())
+
+
+def test_a_part_is_resumed_only_from_where_it_ends(tmp_path, server):
+    parts = fake_archive()
+    whole = parts["mp3.zip.001"]
+    # a part longer than the file (a file replaced on the server): the 416 says the size; start again
+    (tmp_path / "a.part").write_bytes(b"x" * (len(whole) + 50))
+    server.files["a"] = whole
+    assert fetch(server.url + "a", tmp_path / "a").read_bytes() == whole
+    # a server that answers a range request with the file from its start: not appended to the part
+    (tmp_path / "b.part").write_bytes(whole[:100])
+    server.files["b"] = whole
+    server.wrong_range.add("b")
+    assert fetch(server.url + "b", tmp_path / "b").read_bytes() == whole
+    # a part exactly as long as the file: the 416 completes it without fetching again
+    (tmp_path / "c.part").write_bytes(whole)
+    server.files["c"] = b"y" * len(whole)
+    assert fetch(server.url + "c", tmp_path / "c").read_bytes() == whole
+    assert [r for r in server.requests if r[0] == "c"] == [("c", f"bytes={len(whole)}-")]
+
+
+def test_a_corrupt_archive_is_one_line_and_names_what_to_delete(tmp_path, server, capsys):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("0/first.mp3", bytes(range(256)) * 400)
+    data = bytearray(buffer.getvalue())
+    data[200:264] = bytes(64)  # inside the deflated member
+    cut = len(data) // 3
+    server.files.update({"mp3.zip.001": bytes(data[:cut]), "mp3.zip.002": bytes(data[cut:2 * cut]),
+                         "mp3.zip.003": bytes(data[2 * cut:])})
+    root = tmp_path / "mtat"
+    assert main(["download", "mtat", "--to", str(root), "--base-url", server.url]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"mp3.zip.001 + mp3.zip.002 + mp3.zip.003 in {root}: not a valid zip (" in err
+    assert "delete the parts and download again" in err and not (root / EXTRACTED_MARKER).exists()
+
+
+def test_the_parts_read_as_one_file_wherever_a_read_starts(tmp_path):
+    from bench.data.download import JoinedParts
+
+    data = bytes(range(256)) * 7
+    sizes = [700, 0, 1, 591, 500]  # an empty part and a one-byte part too
+    paths, start = [], 0
+    for i, size in enumerate(sizes):
+        paths.append(tmp_path / f"p{i}")
+        paths[-1].write_bytes(data[start:start + size])
+        start += size
+    joined = io.BufferedReader(JoinedParts(paths), 64)
+    assert joined.read() == data
+    for position, length in [(0, 10), (695, 10), (700, 3), (701, 600), (1790, 100), (1792, 5)]:
+        joined.seek(position)
+        assert joined.read(length) == data[position:position + length], (position, length)
+    joined.seek(-5, io.SEEK_END)
+    assert joined.read() == data[-5:] and joined.tell() == len(data)
+    joined.close()
+
+
+def test_archives_an_interrupted_run_left_behind_its_marker_go_in_the_rerun(tmp_path, server):
+    root = tmp_path / "mtat"
+    download_mtat(root, base_url=server.url, keep_archives=True)
+    assert all((root / name).exists() for name in MTAT_PARTS)
+    server.requests.clear()
+    download_mtat(root, base_url=server.url)
+    assert not any((root / name).exists() for name in MTAT_PARTS)
+    assert [name for name, _ in server.requests] == []
+
+
 def test_zip_slip_is_refused(tmp_path, server):
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
@@ -165,6 +267,8 @@ def test_jamendo_archives_are_checked_unpacked_and_resumed(tmp_path):
         assert (root / "14/214.low.mp3").read_bytes() == b"ID3" + b"a" * 3000
         assert (root / "82/382.low.mp3").read_bytes() == b"ID3" + b"b" * 4000
         assert ("raw_30s_audio-low-82.tar", "bytes=700-") in s.requests  # resumed
+        # the dataset's layout: raw_30s/audio-low/raw_30s_audio-low-NN.tar under the base address
+        assert sorted(set(s.paths)) == [f"/mtg-jamendo/raw_30s/audio-low/raw_30s_audio-low-{n}.tar" for n in (14, 82)]
         assert not list(root.glob("*.tar"))  # archives removed once unpacked
         s.requests.clear()
         download_jamendo(root, base_url=base, checksums=checksums)

@@ -1,29 +1,37 @@
 """`bench download mtat|jamendo`: fetch a dataset's audio from its public home, resumably, and unpack it.
 
 MTG-Jamendo's audio (`raw_30s`, every track of its autotagging tasks) is 100 tar archives at the
-dataset's documented address (`JAMENDO_BASE_URL` + `raw_30s/audio-low/raw_30s_audio-low-NN.tar`, or
-`audio/` for full quality); each archive is checked against the published SHA-256
+dataset's documented address (`JAMENDO_BASE_URL`, the fast mirror its own download script uses by
+default, + `raw_30s/audio-low/raw_30s_audio-low-NN.tar`, or `audio/` for full quality); each
+archive is checked against the published SHA-256
 (`bench.data.jamendo_checksums`) before it is unpacked (a mismatch removes it and says to run again),
 unpacked with every member checked to stay inside the target, and marked done, so a rerun fetches
 and unpacks only what is left. Tracks land at `NN/ID.low.mp3` (or `NN/ID.mp3`), where
 `bench.data.jamendo` looks for them.
 
-The audio is distributed as one zip archive cut into three parts (`mp3.zip.001`-`.003`); joined,
-they are an ordinary zip holding the folders `0`-`f`. Downloads resume from a `.part` file with an
-HTTP Range request (a server that ignores Range simply restarts the file), and each file appears
-under its final name only once complete. Extraction refuses entries that would land outside the
-target folder and ends with a marker file, so a rerun after an interruption redoes only what is left.
+The audio is distributed as one zip archive cut into three parts (`mp3.zip.001`-`.003`); read one
+after the other (`JoinedParts`, so the joined copy never takes disk space), they are an ordinary zip
+holding the folders `0`-`f`. Downloads resume from a `.part` file with an HTTP Range request, taken
+only where the server's Content-Range starts where the part ends (a server that ignores Range, or
+answers another range, restarts the file), and each file appears under its final name only once
+complete. Extraction refuses entries that would land outside the target folder and ends with a
+marker file, so a rerun after an interruption redoes only what is left; the archives are removed
+after the marker (also by a rerun that finds them there), unless kept.
 """
 
 from __future__ import annotations
 
 import hashlib
-import shutil
+import http.client
+import io
+import os
+import re
 import tarfile
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bench.core.errors import UserError
@@ -32,9 +40,31 @@ MTAT_BASE_URL = "https://mirg.city.ac.uk/datasets/magnatagatune/"
 MTAT_PARTS = ("mp3.zip.001", "mp3.zip.002", "mp3.zip.003")
 MTAT_ANNOTATIONS = "annotations_final.csv"
 EXTRACTED_MARKER = ".mp3-extracted"
-JAMENDO_BASE_URL = "https://essentia.upf.edu/documentation/datasets/mtg-jamendo/"
+# the fast mirror that MTG-Jamendo's own download script uses by default (its origin server,
+# https://essentia.upf.edu/documentation/datasets/mtg-jamendo/, holds the same files: --base-url)
+JAMENDO_BASE_URL = "https://cdn.freesound.org/mtg-jamendo/"
 JAMENDO_QUALITIES = ("low", "full")
 CHUNK = 1 << 20
+# what a connection can raise besides HTTP errors: a refused or reset connection (URLError, OSError),
+# a body cut off before its end without a Content-Length or a garbled status line (HTTPException)
+NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, OSError)
+# what a damaged zip raises while its members are read: a bad header or CRC, bad deflate data, a cut-off member
+CORRUPT_ZIP = (zipfile.BadZipFile, zlib.error, EOFError)
+
+
+def content_range(headers) -> tuple[int | None, int | None]:
+    """(first byte, total size) of a Content-Range header: `bytes 100-199/1000` or `bytes */1000` (a 416's);
+    None for what it does not say."""
+    match = re.fullmatch(r"\s*bytes\s+(?:(\d+)-\d+|\*)/(\d+|\*)\s*", (headers or {}).get("Content-Range") or "")
+    if not match:
+        return None, None
+    first, total = match.groups()
+    return (int(first) if first else None), (int(total) if total != "*" else None)
+
+
+def _why(exc: Exception) -> str:
+    """A network error in words: URLError's reason, else the exception's own text, else its name."""
+    return str(getattr(exc, "reason", None) or exc) or type(exc).__name__
 
 
 def fetch(url: str, dest: Path, progress: Callable | None = None, timeout: float = 60.0) -> Path:
@@ -50,14 +80,23 @@ def fetch(url: str, dest: Path, progress: Callable | None = None, timeout: float
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
-        if exc.code == 416 and have:  # nothing left to fetch: the part is complete
-            part.replace(dest)
-            return dest
+        if exc.code == 416 and have:  # nothing left to fetch: complete if the server's size is the part's
+            if content_range(exc.headers)[1] == have:
+                part.replace(dest)
+                return dest
+            part.unlink()  # longer than the file, or a size the server does not say: start again
+            return fetch(url, dest, progress, timeout)
         raise UserError(f"download failed: {url}: HTTP {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise UserError(f"download failed: {url}: {getattr(exc, 'reason', exc)}") from None
+    except NETWORK_ERRORS as exc:
+        raise UserError(f"download failed: {url}: {_why(exc)}") from None
     with response:
         resumed = response.status == 206
+        if resumed and content_range(response.headers)[0] != have:  # not the rest of the part: start again
+            if not have:
+                raise UserError(f"download failed: {url}: the server answered a range that was not asked for")
+            response.close()
+            part.unlink()
+            return fetch(url, dest, progress, timeout)
         mode = "ab" if resumed else "wb"
         length = response.headers.get("Content-Length")
         total = (int(length) + (have if resumed else 0)) if length else None
@@ -68,8 +107,8 @@ def fetch(url: str, dest: Path, progress: Callable | None = None, timeout: float
                     out.write(chunk)
                     if bar is not None:
                         bar.update(len(chunk))
-        except (urllib.error.URLError, OSError) as exc:
-            raise UserError(f"download interrupted: {url}: {exc} (run again to resume)") from None
+        except NETWORK_ERRORS as exc:
+            raise UserError(f"download interrupted: {url}: {_why(exc)} (run again to resume)") from None
         finally:
             if bar is not None:
                 bar.close()
@@ -79,17 +118,67 @@ def fetch(url: str, dest: Path, progress: Callable | None = None, timeout: float
     return dest
 
 
-def safe_extract(archive: Path, target: Path) -> int:
-    """Extract every member of `archive` under `target`; refuse paths that escape it."""
+class JoinedParts(io.RawIOBase):
+    """The files `paths` read as one, in order: a split archive's parts as the archive they make,
+    seekable (zipfile reads the central directory at the end first), without writing the join."""
+
+    def __init__(self, paths: Sequence[Path]):
+        self._files = [open(path, "rb") for path in paths]
+        self._starts, start = [], 0
+        for handle in self._files:
+            self._starts.append(start)
+            start += os.fstat(handle.fileno()).st_size
+        self._size, self._position = start, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            raise OSError(f"negative seek position {base + offset}")
+        self._position = base + offset
+        return self._position
+
+    def readinto(self, buffer) -> int:
+        """Up to len(buffer) bytes from the one part the position is in (fewer at a part's end)."""
+        for handle, start in zip(reversed(self._files), reversed(self._starts), strict=True):
+            if start <= self._position:  # the last part that starts at or before the position
+                handle.seek(self._position - start)
+                read = handle.readinto(buffer) or 0
+                self._position += read
+                return read
+        return 0
+
+    def close(self) -> None:
+        for handle in self._files:
+            handle.close()
+        super().close()
+
+
+def safe_extract(archive: Path | Sequence[Path], target: Path) -> int:
+    """Extract every member of `archive` (a zip, or the parts of a split one) under `target`; refuse
+    paths that escape it."""
     target = target.resolve()
-    with zipfile.ZipFile(archive) as zf:
+    source = JoinedParts(archive) if isinstance(archive, (list, tuple)) else archive
+    with zipfile.ZipFile(io.BufferedReader(source, CHUNK) if isinstance(source, JoinedParts) else source) as zf:
         members = zf.infolist()
         for member in members:
             destination = (target / member.filename).resolve()
             if target != destination and target not in destination.parents:
-                raise UserError(f"{archive}: refusing to extract {member.filename!r} outside {target}")
+                raise UserError(f"{_name(archive)}: refusing to extract {member.filename!r} outside {target}")
         zf.extractall(target)
     return len(members)
+
+
+def _name(archive: Path | Sequence[Path]) -> str:
+    return " + ".join(p.name for p in archive) if isinstance(archive, (list, tuple)) else str(archive)
 
 
 def download_mtat(to: str | Path, base_url: str = MTAT_BASE_URL, keep_archives: bool = False,
@@ -99,25 +188,20 @@ def download_mtat(to: str | Path, base_url: str = MTAT_BASE_URL, keep_archives: 
     to.mkdir(parents=True, exist_ok=True)
     base = base_url if base_url.endswith("/") else base_url + "/"
     fetch(base + MTAT_ANNOTATIONS, to / MTAT_ANNOTATIONS, progress)
-    if (to / EXTRACTED_MARKER).exists():
-        return to
-    joined = to / "mp3.zip"
-    if not joined.exists():
-        parts = [fetch(base + name, to / name, progress) for name in MTAT_PARTS]
-        tmp = to / "mp3.zip.joining"
-        with open(tmp, "wb") as out:
-            for part in parts:
-                with open(part, "rb") as handle:
-                    shutil.copyfileobj(handle, out, CHUNK)
-        tmp.replace(joined)
-    try:
-        safe_extract(joined, to)
-    except zipfile.BadZipFile as exc:
-        raise UserError(f"{joined}: not a valid zip after joining the parts ({exc}); delete it and the parts "
-                        "and download again") from None
-    (to / EXTRACTED_MARKER).write_text("ok\n")
-    if not keep_archives:
-        for name in (*MTAT_PARTS, "mp3.zip"):
+    if not (to / EXTRACTED_MARKER).exists():
+        joined = to / "mp3.zip"  # an earlier version joined the parts into it
+        archive = joined if joined.exists() else [fetch(base + name, to / name, progress) for name in MTAT_PARTS]
+        try:
+            safe_extract(archive, to)
+        except CORRUPT_ZIP as exc:
+            raise UserError(f"{_name(archive)} in {to}: not a valid zip ({type(exc).__name__}: {exc}); delete "
+                            f"{'mp3.zip and ' if archive == joined else ''}the parts and download again") from None
+        except OSError as exc:
+            raise UserError(f"cannot unpack {_name(archive)} into {to}: {exc.strerror or exc} (unpacking needs as "
+                            "much free space again as the parts take)") from None
+        (to / EXTRACTED_MARKER).write_text("ok\n")
+    if not keep_archives:  # also what an interrupted run left behind its marker
+        for name in (*MTAT_PARTS, "mp3.zip", "mp3.zip.joining"):
             (to / name).unlink(missing_ok=True)
     return to
 
@@ -147,6 +231,8 @@ def safe_extract_tar(archive: Path, target: Path) -> int:
                 tar.extract(member, target, set_attrs=False)
     except tarfile.TarError as exc:
         raise UserError(f"{archive}: not a valid tar archive ({exc}); delete it and run again") from None
+    except OSError as exc:
+        raise UserError(f"cannot unpack {archive} into {target}: {exc.strerror or exc}") from None
     return len(members)
 
 
@@ -167,6 +253,8 @@ def download_jamendo(to: str | Path, quality: str = "low", base_url: str = JAMEN
     for name in sorted(table):
         marker = to / f".{name}.extracted"
         if marker.exists():
+            if not keep_archives:  # an interrupted run's, left behind its marker
+                (to / name).unlink(missing_ok=True)
             continue
         archive = fetch(base + name, to / name, progress)
         digest = sha256_of(archive)
