@@ -9,6 +9,18 @@ ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"
 
 
+# what a user may have exported for their own grids (their cache, models, execution switches, GPU slot
+# folder): no test reads or writes through it, nor hands it to the processes it starts
+USER_ENVIRONMENT = ("BENCH_CACHE", "BENCH_MODELS", "BENCH_COMPILE", "BENCH_COMPILE_BACKEND", "BENCH_RESIDENT",
+                    "BENCH_GPU_LOCKS")
+
+
+@pytest.fixture(autouse=True)
+def users_environment_set_aside(monkeypatch):
+    for name in USER_ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(scope="session")
 def models(tmp_path_factory):
     """The four released musicnn models, imported once per test session (needs TensorFlow and the musicnn

@@ -2,7 +2,8 @@
 
 `DeviceTensor` behaves like a tensor on a GPU as far as the host is concerned: `.numpy()` refuses
 (with CUDA's own message), and every operation that makes the host wait for the device (`.item()`,
-`bool()`, `float()`, `.tolist()`, `.cpu()`) is counted in `DeviceTensor.syncs`. Operations on it
+`bool()`, `float()`, `int()`, use as an index, formatting, `.tolist()`, `.cpu()`) is counted in
+`DeviceTensor.syncs`. (`.to(device)` is not: on this CPU the stand-in device is the CPU.) Operations on it
 return DeviceTensors (torch's subclass propagation), as results of device tensors stay on the device.
 """
 
@@ -42,6 +43,15 @@ class DeviceTensor(torch.Tensor):
 
     def __float__(self):
         return float(self._host())
+
+    def __int__(self):
+        return int(self._host())
+
+    def __index__(self):
+        return self._host().__index__()
+
+    def __format__(self, spec):  # f"{loss:.3f}" reads the value too
+        return self._host().__format__(spec)
 
     def __array__(self, *args, **kwargs):
         self.numpy()

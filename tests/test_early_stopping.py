@@ -21,21 +21,34 @@ from .device_fakes import ToyCache, tiny_runs
 CPU = torch.device("cpu")
 
 
-def drive(monkeypatch, tmp_path, scores, patience, max_epochs):
-    """train_run with validation ROC-AUC taken from `scores` (one per epoch); returns (result, valid calls)."""
+def _stamp(model) -> torch.Tensor:
+    """One weight of `model`, which the stand-in training pass sets to the epoch it trained."""
+    return next(model.parameters()).data.view(-1)[:1]
+
+
+def drive(monkeypatch, tmp_path, scores, patience, max_epochs, tested=None):
+    """train_run with validation ROC-AUC taken from `scores` (one per epoch); returns (result, valid calls).
+    Each epoch's training pass writes its epoch number into one weight; `tested` receives that weight as
+    the test split is scored, i.e. the epoch whose weights are scored."""
     queue = list(scores)
     valid_calls = []
     real_evaluate = train.Trainer.evaluate
 
     def evaluate(self, split):
         if split != "valid":
+            if tested is not None and split == "test":
+                tested.append(int(_stamp(self.model).item()))
             return real_evaluate(self, split)
         valid_calls.append(len(valid_calls) + 1)
         roc = queue.pop(0)
         return {"roc_auc": roc, "pr_auc": roc / 2}
 
+    def train_epoch(self, epoch):
+        _stamp(self.model).fill_(epoch)
+        return 0.5, len(self.data["train"])
+
     monkeypatch.setattr(train.Trainer, "evaluate", evaluate)
-    monkeypatch.setattr(train.Trainer, "train_epoch", lambda self, epoch: (0.5, len(self.data["train"])))
+    monkeypatch.setattr(train.Trainer, "train_epoch", train_epoch)
     (run,) = tiny_runs(epochs=max_epochs, patience=patience)
     result = train.train_run(run, ToyCache(), tmp_path, CPU, log=lambda *_: None)
     return result, valid_calls
@@ -64,13 +77,15 @@ CASES = [
 @pytest.mark.parametrize("scores,patience,max_epochs,epochs,best_epoch,best_score", CASES)
 def test_early_stopping_stops_after_patience_epochs_without_improvement(
         monkeypatch, tmp_path, scores, patience, max_epochs, epochs, best_epoch, best_score):
-    result, valid_calls = drive(monkeypatch, tmp_path, scores, patience, max_epochs)
+    tested = []
+    result, valid_calls = drive(monkeypatch, tmp_path, scores, patience, max_epochs, tested)
     assert result["epochs"] == epochs
     assert len(valid_calls) == epochs  # no validation pass of an epoch that does not train
     assert [h["epoch"] for h in result["history"]] == list(range(1, epochs + 1))
     assert [h["valid_roc_auc"] for h in result["history"]] == scores[:epochs]
     assert result["best_valid"] == {"roc_auc": best_score, "epoch": best_epoch}
     # the test split is scored with the best epoch's weights, which best.pt holds
+    assert tested == [best_epoch]
     assert train.load_torch(tmp_path / train.BEST)["epoch"] == best_epoch
 
 

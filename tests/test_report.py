@@ -84,8 +84,9 @@ def result_doc(config, seed, gmac, roc_by_tag, pr):
         "valid": {"roc_auc": 0.8},
         "cost": {"gmac": gmac, "gmac_analytic": gmac * 0.99, "params": 1000, "fvcore_unsupported": {},
                  "segments": None, "storage_bytes": mels * frames * 4, "storage_bytes_f16": mels * frames * 2,
-                 "train_seconds": 10.0 * gmac, "eval_seconds": 1.0, "epochs": 5, "best_epoch": 3,
-                 "clips_per_second": 100.0},
+                 # different for each seed, so that the aggregate's mean is told from a max, min or first
+                 "train_seconds": 10.0 * gmac + seed, "eval_seconds": 1.0, "epochs": 5 + seed, "best_epoch": 3,
+                 "clips_per_second": 100.0 + 10 * seed},
         "training": {"history": []}, "data": {"cache_failed": 0, "cache_padded": 0}, "provenance": {},
     }
 
@@ -210,7 +211,10 @@ def test_aggregate_means_and_stds(written):
         else:
             assert np.isnan(row["roc_auc_std"])
         assert row["gmac"] == pytest.approx(CONFIGS[key_of(row)])
-        assert row["train_seconds_mean"] == pytest.approx(10.0 * CONFIGS[key_of(row)])
+        mean_seed = sum(sorted(seeds)) / len(seeds)  # result_doc: the seed added to each of the three
+        assert row["train_seconds_mean"] == pytest.approx(10.0 * CONFIGS[key_of(row)] + mean_seed)
+        assert row["epochs_mean"] == pytest.approx(5 + mean_seed)
+        assert row["clips_per_second_mean"] == pytest.approx(100.0 + 10 * mean_seed)
 
 
 def test_relative_changes_and_p_values(written):

@@ -550,7 +550,7 @@ def test_per_patch_outputs_are_the_cached_patches_and_only_their_means_stay_in_m
     with open(out / "index.csv") as handle:
         index = list(csv.DictReader(handle))
     counts = [int(row["patches"]) for row in index]
-    # whole 126-frame patches (2 s at hop 256: 563 and 313 frames hold 4 and 2); a file shorter than one is padded
+    # whole 126-frame patches (2 s at hop 256: 564 and 314 frames hold 4 and 2); a file shorter than one is padded
     assert counts == [4, 1, 2]
     patches, means = np.load(out / "pool4.patches.npy"), np.load(out / "pool4.npy")
     embedder = load_embedder(str(run))
