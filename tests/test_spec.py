@@ -171,6 +171,81 @@ def test_bad_specs_name_file_field_and_value(write_spec, edit, field, value):
     assert "\n" not in message
 
 
+@pytest.mark.parametrize("edit,message", [
+    # a misspelt key: the closest allowed one is named
+    (lambda s: s.replace("n_mels = [96]", "n_mel = [96]"), "grid[0].n_mel: unknown key (did you mean 'n_mels'? "),
+    (lambda s: s + "\n[protocol]\nlearning_rate = 0.01\n", "protocol.learning_rate: unknown key (allowed here"),
+    # a value written without a list is named without an index, as written in the file
+    (lambda s: s.replace("n_mels = [96]", 'n_mels = "96"'), "grid[0].n_mels: '96' must be an integer"),
+    (lambda s: s.replace("seeds = [0]", "seeds = true"), "seeds: True must be an integer"),
+    (lambda s: s.replace("n_mels = [96]", "n_mels = [96.0]"),
+     "grid[0].n_mels[0]: 96.0 must be an integer, written without a decimal point (96, not 96.0)"),
+    # the name is the results folder's: a file name has at most 255 bytes
+    (lambda s: s.replace('name = "t"', f'name = "{"a" * 300}"'), "name: 'aaaaaaaaaaaaaaaaaaaa...' is 300 characters"),
+])
+def test_spec_errors_say_what_was_written(write_spec, edit, message):
+    path = write_spec(edit(MINIMAL_SPEC))
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert str(info.value).startswith(f"{path}: {message}"), str(info.value)
+
+
+def test_the_one_line_error_quotes_the_value_as_written(write_spec, capsys):
+    from bench.cli import main
+
+    path = write_spec(MINIMAL_SPEC.replace("seeds = [0]", 'seeds = ["0  1\\n2"]'))
+    assert main(["plan", str(path), "--no-fvcore"]) == 2
+    # its inner spacing kept (the repr shows the line break as \n): what the user looks for in the file
+    assert capsys.readouterr().err == \
+        f"bench plan: error: {path}: seeds[0]: '0  1\\n2' must be an integer, not a string\n"
+
+
+def test_synthetic_data_too_small_to_score_any_run_is_refused_before_it_is_made(write_spec):
+    # MTAT's folder split: clips go to folders 0-f in turn, c is valid, d-f test. 28 clips leave one
+    # clip in folder c (clip 12), and one clip cannot hold a tag both present and absent
+    with pytest.raises(SpecError, match=r"dataset.clips: 28 leaves the valid split without a tag that has both a "
+                                        r"positive and a negative clip, so no run could be scored; at least \d+ clips"):
+        load_spec(write_spec(MINIMAL_SPEC.replace('name = "synthetic"', 'name = "synthetic"\nclips = 28')))
+    with pytest.raises(SpecError, match="dataset.clips: 3 leaves the valid and test split"):
+        load_spec(write_spec(MINIMAL_SPEC.replace('name = "synthetic"', 'name = "synthetic"\nclips = 3')))
+    load_spec(write_spec(MINIMAL_SPEC.replace('name = "synthetic"', 'name = "synthetic"\nclips = 400')))  # the demo's
+
+
+def test_negative_zero_is_zero_in_the_run_id(write_spec):
+    ids = [load_spec(write_spec(MINIMAL_SPEC + f"\n[protocol]\nweight_decay = {v}\n")).runs()[0].run_id
+           for v in ("0.0", "-0.0", "0")]
+    assert len(set(ids)) == 1
+
+
+def test_a_spec_that_is_not_utf8_names_the_byte_and_line(tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(MINIMAL_SPEC.replace('name = "t"', 'name = "t"\ndescription = "caf\xe9"').encode("latin-1"))
+    with pytest.raises(SpecError, match=r"latin1.toml: not UTF-8 text \(byte 0xe9 at line 3\)"):
+        load_spec(path)
+
+
+def test_empty_mel_bands_match_torchaudio_and_are_warned_about(write_spec):
+    import warnings
+
+    import torchaudio.functional as F
+
+    from bench.core.framing import N_FFT, empty_mel_bands
+    from bench.spec import spec_warnings
+
+    for rate in (8000, 12000, 16000, 22050, 32000, 44100, 48000):
+        for n_mels in (8, 48, 64, 86, 87, 96, 117, 118, 128, 192, 193, 257):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torchaudio's own "all zero values" warning
+                bank = F.melscale_fbanks(N_FFT // 2 + 1, 0.0, rate / 2, n_mels, rate, norm="slaney", mel_scale="slaney")
+            assert empty_mel_bands(rate, n_mels) == int((bank.amax(dim=0) == 0).sum()), (rate, n_mels)
+    spec = load_spec(write_spec(MINIMAL_SPEC.replace("sample_rate = [12000]", "sample_rate = [16000, 48000]")
+                                .replace("n_mels = [96]", "n_mels = [128]")))
+    (warning,) = spec_warnings(spec)  # 128 bands are fine at 16 kHz (the paper's largest), not at 48 kHz
+    assert warning.startswith(f"{spec.path}: 13 of 128 mel bands at 48000 Hz are empty (narrower than the 93.75 Hz "
+                              "between the FFT bins of a 512-sample frame)")
+    assert warning.endswith("at most 86 bands at this rate have none")  # torchaudio: 87 leave one empty
+
+
 def test_missing_spec_file(tmp_path):
     with pytest.raises(SpecError, match="spec file not found"):
         load_spec(tmp_path / "nope.toml")

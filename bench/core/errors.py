@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 
 
 def one_line(message: object) -> str:
-    """A message on one line (a user error is one line on stderr, whatever the text it quotes)."""
-    return " ".join(str(message).split()) or "no detail"
+    """A message on one line (a user error is one line on stderr, whatever the text it quotes): line
+    breaks and the blanks around them become one space; other spacing, as in a quoted value, stays."""
+    return re.sub(r"[ \t]*[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+[ \t]*", " ", str(message)).strip() or "no detail"
 
 
 def first_line(message: object) -> str:

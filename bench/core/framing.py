@@ -55,3 +55,24 @@ def n_frames(clip_seconds: float, sample_rate: int, hop_multiplier: int) -> int:
 def storage_bytes(n_mels: int, n_frames: int, bytes_per_value: int) -> int:
     """Bytes to store one clip's mel spectrogram (n_mels x n_frames values)."""
     return n_mels * n_frames * bytes_per_value
+
+
+def _slaney_mel(hz: float) -> float:
+    """Slaney's mel scale (the front end's `mel_scale="slaney"`): linear to 1 kHz, logarithmic above."""
+    return hz * 3 / 200 if hz < 1000 else 15 + math.log(hz / 1000) * 27 / math.log(6.4)
+
+
+def _slaney_hz(mel: float) -> float:
+    return mel * 200 / 3 if mel < 15 else 1000 * math.exp((mel - 15) * math.log(6.4) / 27)
+
+
+def empty_mel_bands(sample_rate: int, n_mels: int) -> int:
+    """How many of `n_mels` Slaney mel bands (0 Hz to Nyquist) hold no FFT bin of an N_FFT frame: a
+    triangle narrower than the bins' spacing (sample_rate / N_FFT) can fall between two bins, and its
+    row of the spectrogram is then constant zero. The arithmetic of torchaudio's `melscale_fbanks`
+    (a band is non-empty when a bin lies strictly inside its triangle; tests check it against
+    torchaudio), here so that a spec is checked without importing torch."""
+    top = _slaney_mel(sample_rate / 2)
+    edges = [_slaney_hz(top * i / (n_mels + 1)) for i in range(n_mels + 2)]
+    bins = [k * sample_rate / N_FFT for k in range(N_FFT // 2 + 1)]
+    return sum(not any(edges[m] < f < edges[m + 2] for f in bins) for m in range(n_mels))

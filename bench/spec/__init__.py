@@ -29,6 +29,7 @@ Format (see README.md and specs/*.toml)::
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import itertools
 import json
@@ -88,6 +89,8 @@ USUAL: dict[str, tuple[float, float]] = {
     "dataset.clip_seconds": (3.0, 60.0),
 }
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+MAX_NAME = 100
+"""Characters of a spec's name: it names the results folder, and a file name has at most 255 bytes."""
 
 
 @dataclass(frozen=True)
@@ -257,8 +260,12 @@ def load_spec(path: str | Path) -> Spec:
         raise SpecError(path, "", "spec file not found" if not path.exists() else "not a file")
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))  # -sig: an editor's byte-order mark
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except tomllib.TOMLDecodeError as exc:
         raise SpecError(path, "", f"not valid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[:exc.start].count(b"\n") + 1
+        raise SpecError(path, "", f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at line {line}); save "
+                        "it as UTF-8") from None
     except PermissionError as exc:  # an input: nothing is written here
         raise SpecError(path, "", f"cannot read it ({exc.strerror}); make it readable") from None
     return parse_spec(raw, path)
@@ -272,6 +279,9 @@ def parse_spec(raw: dict[str, Any], path: str | Path = "<spec>") -> Spec:
     name = v.require(raw, "name", str, "")
     if not _NAME_RE.fullmatch(name):
         v.fail("name", name, "must be letters, digits, '.', '_' or '-' (it names the results folder)")
+    if len(name) > MAX_NAME:
+        v.fail("name", f"{name[:20]}...", f"is {len(name)} characters long; at most {MAX_NAME} (it names the "
+               "results folder)")
     description = v.typed(raw.get("description", ""), str, "description")
 
     seeds = tuple(v.list_of(raw.get("seeds", [0, 1, 2]), int, "seeds"))
@@ -306,6 +316,8 @@ def parse_spec(raw: dict[str, Any], path: str | Path = "<spec>") -> Spec:
                f"is for MTAT-format datasets and jamendo only ({dataset.name} has its own split files)")
     if dataset.subset is not None and (dataset.name != "jamendo" or dataset.subset not in JAMENDO_SUBSETS):
         v.fail("dataset.subset", dataset.subset, f"is for jamendo only, one of {', '.join(JAMENDO_SUBSETS)}")
+    if dataset.name == "synthetic" and dataset.split == "folders" and not dataset.split_file:
+        v.scorable_synthetic(dataset)
     if dataset.name == "jamendo" and "n_tags" not in raw["dataset"]:  # the task: all the subset's tags
         dataset = dataclasses.replace(dataset, n_tags=JAMENDO_TAGS[dataset.subset or "top50tags"])
 
@@ -374,12 +386,38 @@ class _Validator:
                 raise SpecError(self.path, "grid", f"{c.arch} cannot be planned for {m.sample_rate} Hz, "
                                 f"{m.n_mels} mels, hop x{m.hop_multiplier}: {exc}") from None
 
+    def scorable_synthetic(self, dataset: DatasetSpec):
+        """The synthetic data's valid and test folders each hold a tag with a positive and a negative
+        clip, without which no run could be scored (pure arithmetic on the generator's clip plan)."""
+        from bench.data.mtat import SPLIT_OF_FOLDER
+        from bench.data.synthetic.plan import plan_clips
+
+        def unscorable(clips: int) -> list[str]:
+            plans = plan_clips(clips, dataset.seed)
+            splits = []
+            for split in ("valid", "test"):
+                tagged = [p.tags for p in plans if SPLIT_OF_FOLDER[p.folder] == split]
+                if not any(any(t in tags for tags in tagged) and any(t not in tags for tags in tagged)
+                           for t in set().union(*tagged)):
+                    splits.append(split)
+            return splits
+
+        if dataset.clips is None or dataset.clips > 1000:  # the default 600, or over 60 clips in every folder
+            return
+        if splits := unscorable(dataset.clips):
+            enough = next(n for n in itertools.count(dataset.clips + 1) if not unscorable(n))
+            self.fail("dataset.clips", dataset.clips, f"leaves the {' and '.join(splits)} split without a tag that "
+                      f"has both a positive and a negative clip, so no run could be scored; at least {enough} "
+                      f"clips (seed {dataset.seed})")
+
     def check_keys(self, table: dict, allowed: set[str], where: str):
         for key in table:
             if key not in allowed:
                 field_name = f"{where}.{key}" if where else key
+                close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
                 raise SpecError(
-                    self.path, field_name, f"unknown key (allowed here: {', '.join(sorted(allowed))})"
+                    self.path, field_name, f"unknown key ({hint}allowed here: {', '.join(sorted(allowed))})"
                 )
 
     def require(self, table: dict, key: str, kind: type, where: str) -> Any:
@@ -401,16 +439,20 @@ class _Validator:
             return float(value)
         if kind is int and isinstance(value, bool):
             self.fail(field_name, value, "must be an integer, not a boolean")
+        if kind is int and isinstance(value, float):
+            self.fail(field_name, value, "must be an integer" + (f", written without a decimal point ({int(value)}, "
+                                                                 f"not {value!r})" if value.is_integer() else ""))
         if kind in (int, float, str, bool, dict, list) and not isinstance(value, kind):
             self.fail(field_name, value, f"must be {_type_word(kind)}, not {_type_word(type(value))}")
         if isinstance(value, float) and not math.isfinite(value):
             self.fail(field_name, value, "must be a finite number")
-        return value
+        return value + 0.0 if isinstance(value, float) else value  # -0.0 is 0.0: one run id
 
     def list_of(self, value: Any, kind: type, field_name: str) -> list:
         """A list of `kind`; a scalar is accepted as a one-element list."""
-        items = value if isinstance(value, list) else [value]
-        return [self.typed(item, kind, f"{field_name}[{i}]") for i, item in enumerate(items)]
+        if not isinstance(value, list):  # named as written: no index
+            return [self.typed(value, kind, field_name)]
+        return [self.typed(item, kind, f"{field_name}[{i}]") for i, item in enumerate(value)]
 
     def dataclass_from(self, cls: type, table: dict, where: str):
         known = {f.name: f for f in fields(cls)}
@@ -475,6 +517,15 @@ def _type_word(kind: type) -> str:
             dict: "a table", list: "a list"}.get(kind, kind.__name__)
 
 
+def _most_bands_without_empty(sample_rate: int, below: int) -> int:
+    """The largest band count under `below` with no empty band (more bands only narrow them)."""
+    low, high = 0, below - 1
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if not framing.empty_mel_bands(sample_rate, middle) else (low, middle - 1)
+    return low
+
+
 def spec_warnings(spec: Spec) -> list[str]:
     """What is valid but far outside the usual range (`USUAL`), one line each, naming the file and field."""
     warnings = []
@@ -483,6 +534,12 @@ def spec_warnings(spec: Spec) -> list[str]:
         if not low <= rate <= high:
             warnings.append(f"{spec.path}: sample_rate {rate} Hz is far outside the usual {low / 1000:g}-"
                             f"{high / 1000:g} kHz of music tagging (a dropped or extra zero?)")
+    for rate, n_mels in sorted({(c.mel.sample_rate, c.mel.n_mels) for c in spec.configurations()}):
+        if empty := framing.empty_mel_bands(rate, n_mels):
+            fine = _most_bands_without_empty(rate, n_mels)
+            warnings.append(f"{spec.path}: {empty} of {n_mels} mel bands at {rate} Hz are empty (narrower than the "
+                            f"{rate / framing.N_FFT:g} Hz between the FFT bins of a {framing.N_FFT}-sample frame): "
+                            f"their rows are constant zero; at most {fine} bands at this rate have none")
     low, high = USUAL["dataset.clip_seconds"]
     seconds = spec.dataset.clip_seconds
     if not low <= seconds <= high:
