@@ -2,21 +2,25 @@
 
 VGG-CNN pooling
 ---------------
-The four max-pooling layers (kernel = stride, remainder dropped, so a size goes s -> s // p) must
-reduce a (n_mels, n_frames) input to exactly 1 x 1. For the paper's configurations the pools are
-Table III of the paper, stored below as data:
+The four max-pooling layers (kernel = stride) must reduce a (n_mels, n_frames) input to exactly
+1 x 1. For the paper's configurations the pools are Table III of the paper, stored below as data, and
+pool as its authors' Keras scripts did: the remainder is dropped, so a size goes s -> s // p:
 
 - frequency pools, by n_mels, whenever n_mels is in the table;
 - time pools, by (sample_rate, hop_multiplier), only when n_frames is the paper's frame count for
   that pair (a 29.1 s clip: 1366, 683, ... at 12 kHz; 1820, 910, ... at 16 kHz).
 
-Every other axis follows a general rule in the paper's spirit ("prioritise changes in the latter
-layers; match the input when possible"): start from the original pools (frequency 2, 4, 3, 4; time
-4, 5, 8, 8); layers 1-3 pool min(original pool, what remains), and the last layer pools exactly
-what remains, so the map ends at 1 x 1. No layer ever pools a dimension by more than what remains.
-The rule reproduces Table III for 96 and 48 bands and for 12 kHz x1-x5. Elsewhere the paper spread
-the pooling by hand and the rule does not try to guess how: 8 bands, paper 2,2,2,1, rule 2,4,1,1;
-16 kHz x1 (1820 frames), paper 4,5,9,10, rule 4,5,8,11. This is why the table wins where it applies.
+Every other axis follows a general rule in the paper's words ("prioritise changes in the latter
+layers; adjust the pooling size to match the input dimensions when possible, otherwise padding is
+applied"): start from the original pools (frequency 2, 4, 3, 4; time 4, 5, 8, 8); layers 1-3 pool
+min(original pool, what remains), what remains padded at its end to a multiple of the pool (`pads`:
+the padding never wins a max), so a size goes s -> ceil(s / p); the last layer pools exactly what
+remains, so the map ends at 1 x 1. Every band and frame of the input thus reaches the output (where
+dropping remainders would lose, e.g., the last 2.1 s of a 5 s clip at 16 kHz: 4,5,8,1 pools 160 of
+314 frames), and no layer pools a dimension by more than what remains. The rule gives Table III's
+pools for 96 and 48 bands (which divide), and 2,4,1,1 for 8 bands where the paper has 2,2,2,1; at 16
+kHz x1 (1820 frames) it gives 4,5,8,12 where the paper has 4,5,9,10. The paper spread its pooling by
+hand, so the table wins where it applies.
 
 MusiCNN
 -------
@@ -98,23 +102,34 @@ TABLE_III_FREQ: dict[int, tuple[int, ...]] = {
 
 
 def rule_pools(size: int, original: tuple[int, ...]) -> tuple[int, ...]:
-    """General rule: min(original, remaining) for all layers but the last, which pools the rest."""
+    """General rule: min(original, remaining) for all layers but the last, the remaining size padded to
+    a multiple of the pool (s -> ceil(s / p)); the last layer pools the rest."""
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
     pools = []
     for p in original[:-1]:
         p = min(p, size)
         pools.append(p)
-        size //= p
+        size = -(-size // p)
     pools.append(size)
     return tuple(pools)
 
 
-def pool_sizes(size: int, pools: tuple[int, ...]) -> tuple[int, ...]:
-    """Sizes before the first pool and after each one (floor division, as MaxPool drops the rest)."""
-    sizes = [size]
+def rule_pads(size: int, pools: tuple[int, ...]) -> tuple[int, ...]:
+    """The padding at the end of each pool's input that the rule's pools need to divide it."""
+    pads = []
     for p in pools:
-        sizes.append(sizes[-1] // p)
+        pads.append(-size % p)
+        size = (size + pads[-1]) // p
+    return tuple(pads)
+
+
+def pool_sizes(size: int, pools: tuple[int, ...], pads: tuple[int, ...] | None = None) -> tuple[int, ...]:
+    """Sizes before the first pool and after each one: (size + pad) // pool (without pads, floor
+    division, as a max-pool drops the rest)."""
+    sizes = [size]
+    for p, pad in zip(pools, pads or (0,) * len(pools), strict=True):
+        sizes.append((sizes[-1] + pad) // p)
     return tuple(sizes)
 
 
@@ -136,6 +151,14 @@ class VGGPlan:
     channels: tuple[int, ...]
     shapes: tuple[tuple[int, int], ...]
     """Input shape, then the shape after each of the 4 blocks (the last is (1, 1))."""
+    pad_freq: tuple[int, ...] = (0, 0, 0, 0)
+    pad_time: tuple[int, ...] = (0, 0, 0, 0)
+    """Padding at the end of each pool's input (bands, frames): non-zero only on an axis the rule
+    pools, where a pool does not divide what remains."""
+
+    @property
+    def padded(self) -> bool:
+        return any(self.pad_freq) or any(self.pad_time)
 
     @property
     def layer_shapes(self) -> tuple[tuple[tuple[int, int], tuple[int, int]], ...]:
@@ -158,17 +181,20 @@ def vgg_plan(sample_rate: int, n_mels: int, hop_multiplier: int, n_frames: int,
     if n_mels < 1 or n_frames < 1:
         raise ValueError(f"input must be at least 1x1, got {n_mels}x{n_frames}")
     pool_freq = TABLE_III_FREQ.get(n_mels)
-    source_freq = "table"
+    source_freq, pad_freq = "table", (0, 0, 0, 0)
     if pool_freq is None:
         pool_freq, source_freq = rule_pools(n_mels, ORIGINAL_POOL_FREQ), "rule"
+        pad_freq = rule_pads(n_mels, pool_freq)
     pool_time = table_time_pools(sample_rate, hop_multiplier, n_frames)
-    source_time = "table"
+    source_time, pad_time = "table", (0, 0, 0, 0)
     if pool_time is None:
         pool_time, source_time = rule_pools(n_frames, ORIGINAL_POOL_TIME), "rule"
-    shapes = tuple(zip(pool_sizes(n_mels, pool_freq), pool_sizes(n_frames, pool_time), strict=True))
+        pad_time = rule_pads(n_frames, pool_time)
+    shapes = tuple(zip(pool_sizes(n_mels, pool_freq, pad_freq), pool_sizes(n_frames, pool_time, pad_time), strict=True))
     assert shapes[-1] == (1, 1), shapes  # Table III and the rule both end at 1 x 1
     return VGGPlan(pool_freq=pool_freq, pool_time=pool_time, source_freq=source_freq,
-                   source_time=source_time, channels=vgg_channels(width), shapes=shapes)
+                   source_time=source_time, channels=vgg_channels(width), shapes=shapes,
+                   pad_freq=pad_freq, pad_time=pad_time)
 
 
 def vgg_macs(plan: VGGPlan, n_tags: int) -> int:

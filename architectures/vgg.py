@@ -1,7 +1,8 @@
 """VGG-CNN: the FCN-4 of Choi et al. (2016) as used in the paper, pooled to 1 x 1 for any input.
 
 Input BatchNorm, then 4 blocks of Conv 3x3 ('same', bias) -> BatchNorm -> ELU -> MaxPool
-(kernel = stride, remainder dropped), then Linear(C4, n_tags).
+(kernel = stride; on Table III's axes the remainder dropped, on the rule's the input padded at its
+end to a multiple of the pool: `PaddedMaxPool2d`), then Linear(C4, n_tags).
 
 Channels and pools come from `architectures.planning.vgg_plan` (paper Table III where it applies, a
 documented rule elsewhere).
@@ -27,6 +28,21 @@ from architectures.options import ReleasedOptions, VGGOptions
 from architectures.planning import VGG605kPlan, VGGPlan, vgg605k_macs, vgg605k_plan, vgg_macs, vgg_plan
 
 
+class PaddedMaxPool2d(nn.MaxPool2d):
+    """A max-pool whose input is first padded at its end by `pad` = (bands, frames) with -inf, which
+    never wins a max (every window holds at least one real value: a pad is smaller than its pool)."""
+
+    def __init__(self, kernel_size: tuple[int, int], pad: tuple[int, int]):
+        super().__init__(kernel_size)
+        self.pad = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(nn.functional.pad(x, (0, self.pad[1], 0, self.pad[0]), value=float("-inf")))
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, pad={self.pad}"
+
+
 class VGG(nn.Module):
     """Takes (B, n_mels, T) or (B, 1, n_mels, T) log-mel and returns (B, n_tags) logits."""
 
@@ -41,10 +57,11 @@ class VGG(nn.Module):
         self.input_bn = nn.BatchNorm2d(1)
         blocks = []
         c_in = 1
-        for c_out, pool in zip(plan.channels, zip(plan.pool_freq, plan.pool_time, strict=True),
-                               strict=True):
+        for c_out, pool, pad in zip(plan.channels, zip(plan.pool_freq, plan.pool_time, strict=True),
+                                    zip(plan.pad_freq, plan.pad_time, strict=True), strict=True):
             # Conv and BatchNorm keep indices 0 and 1 of each block in both orders (checkpoints load).
-            tail = [nn.MaxPool2d(pool), nn.ELU()] if pool_before_elu else [nn.ELU(), nn.MaxPool2d(pool)]
+            pooling = PaddedMaxPool2d(pool, pad) if any(pad) else nn.MaxPool2d(pool)
+            tail = [pooling, nn.ELU()] if pool_before_elu else [nn.ELU(), pooling]
             blocks += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), *tail]
             c_in = c_out
         self.blocks = nn.Sequential(*blocks)

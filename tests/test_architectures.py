@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import architectures
 from architectures import InputConfig
+from architectures.vgg import VGG
 from bench.core import framing
 from bench.spec import load_spec
 
@@ -107,6 +108,29 @@ def test_vgg_modules_follow_the_plan():
             shapes.append(tuple(x.shape[2:]))
     assert shapes == [(48, 341), (12, 68), (4, 8), (1, 1)]
     assert [c.out_channels for c in model.blocks if isinstance(c, torch.nn.Conv2d)] == [2, 6, 12, 32]
+
+
+@pytest.mark.parametrize("sample_rate,n_mels,hop,frames,where", [
+    (16000, 96, 1, 314, "frame"),  # a 5 s clip: flooring pools 4,5,8,1 would never look past frame 159
+    (12000, 40, 1, 1366, "band"),  # flooring pools 2,4,3,1 would never look past band 23
+    (16000, 64, 7, 260, "frame"),  # 29.1 s at hop x7: flooring would lose the last 8.4 s
+])
+def test_every_frame_and_band_reaches_the_output_where_the_rule_pools(sample_rate, n_mels, hop, frames, where):
+    torch.manual_seed(0)
+    model = build("vgg", sample_rate, n_mels, hop, frames, width=0.125).eval()
+    assert model.plan.padded
+    x = torch.randn(1, n_mels, frames)
+    changed = x.clone()
+    if where == "frame":
+        changed[..., -1] += 10  # the last frame of the clip
+    else:
+        changed[:, -1] += 10  # the highest band
+    with torch.no_grad():
+        assert not torch.equal(model(x), model(changed))
+        # the textbook order (ELU, then pool) gives the same outputs: the padding never wins a max
+        textbook = VGG(model.plan, 5, pool_before_elu=False).eval()
+        textbook.load_state_dict(model.state_dict())
+        torch.testing.assert_close(textbook(x), model(x))
 
 
 def test_musicnn_front_end_sizes():

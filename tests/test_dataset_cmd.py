@@ -91,10 +91,10 @@ def test_missing_dataset_folder_is_one_line(tmp_path, write_spec, capsys):
 
 
 def test_a_synthetic_set_too_small_to_score_and_one_the_grid_would_remake(tmp_path, write_spec, capsys):
-    """16 clips of 2 s: a validation split of one clip has no tag with both positive and negative clips,
-    so every run would fail at its first validation; `bench dataset` says so and exits 2. The same
-    folder under a spec asking for 20 clips is described with a warning that the grid makes it anew, and
-    does not stop the grid (it would not train on these clips)."""
+    """16 clips: a validation split of one clip has no tag with both positive and negative clips, so
+    every run would fail at its first validation; the spec asking for them is refused (exit 2) before
+    anything is read. A folder of 16 clips under a spec asking for 40 is described with a warning that
+    the grid makes it anew, and does not stop the grid (it would not train on these clips)."""
     from bench.data import synthetic
 
     root = tmp_path / "syn"
@@ -102,13 +102,13 @@ def test_a_synthetic_set_too_small_to_score_and_one_the_grid_would_remake(tmp_pa
     spec = spec_for(write_spec, "synthetic", root, "clips = 16\nclip_seconds = 2.0")
     assert main(["dataset", spec, "--json"]) == 2
     captured = capsys.readouterr()
-    report = json.loads(captured.out)
-    assert report["splits"]["valid"] == 1 and not report["can_run"]
-    assert "no tag of the valid split (1 clips) has both clips with it and clips without it" in captured.err
-    assert not any("other settings" in w for w in report["warnings"])
+    assert captured.out == ""
+    assert captured.err == (f"bench dataset: error: {spec}: dataset.clips: 16 leaves the valid split without a tag "
+                            "that has both a positive and a negative clip, so no run could be scored; at least 29 "
+                            "clips (seed 0)\n")
 
-    spec = spec_for(write_spec, "synthetic", root, "clips = 20\nclip_seconds = 2.0")
-    assert main(["dataset", spec, "--json"]) == 0  # the grid would make 20 clips first, not train on these 16
+    spec = spec_for(write_spec, "synthetic", root, "clips = 40\nclip_seconds = 2.0")
+    assert main(["dataset", spec, "--json"]) == 0  # the grid would make 40 clips first, not train on these 16
     report = json.loads(capsys.readouterr().out)
     assert report["warnings"][0].startswith("not the complete synthetic dataset the spec asks for")
     assert report["splits"]["valid"] == 1 and report["can_run"]  # the folder as it is: nothing was generated

@@ -15,6 +15,7 @@ from architectures.planning import (
     musicnn_heights,
     musicnn_macs,
     musicnn_plan,
+    rule_pads,
     rule_pools,
     segment_frames,
     vgg_macs,
@@ -87,29 +88,39 @@ def test_time_table_needs_the_paper_frame_count():
     # One frame fewer (plain librosa framing) is not the paper's input: the rule plans it.
     plan = vgg_plan(16000, 96, 1, 1819)
     assert plan.source_time == "rule" and plan.source_freq == "table"
-    # 1819 -> 454 -> 90 -> 11 -> 1
-    assert plan.pool_time == (4, 5, 8, 11)
+    # 1819 (+1) -> 455 -> 91 (+5) -> 12 -> 1: padded at the end to a multiple of each pool
+    assert (plan.pool_time, plan.pad_time) == ((4, 5, 8, 12), (1, 0, 5, 0))
     assert vgg_plan(22050, 96, 1, 1366).source_time == "rule"  # other sample rate, same count
 
 
 def test_rule_examples_derived_by_hand():
-    assert rule_pools(1820, (4, 5, 8, 8)) == (4, 5, 8, 11)  # 1820 -> 455 -> 91 -> 11
-    assert rule_pools(137, (4, 5, 8, 8)) == (4, 5, 6, 1)  # 137 -> 34 -> 6 -> 1
-    assert rule_pools(100, (2, 4, 3, 4)) == (2, 4, 3, 4)  # 100 -> 50 -> 12 -> 4
-    assert rule_pools(8, (2, 4, 3, 4)) == (2, 4, 1, 1)  # 8 -> 4 -> 1
-    assert rule_pools(1, (2, 4, 3, 4)) == (1, 1, 1, 1)
-    assert rule_pools(257, (2, 4, 3, 4)) == (2, 4, 3, 10)  # 257 -> 128 -> 32 -> 10
+    # (size, original pools) -> (pools, padding at the end of each pool's input): what remains is
+    # padded up to a multiple of the pool (s -> ceil(s / p)), the last pool takes the rest
+    for size, original, pools, pads in [
+        (1820, (4, 5, 8, 8), (4, 5, 8, 12), (0, 0, 5, 0)),  # 1820 -> 455 -> 91 (+5) -> 12 -> 1
+        (137, (4, 5, 8, 8), (4, 5, 7, 1), (3, 0, 0, 0)),  # 137 (+3) -> 35 -> 7 -> 1 (8 > 7: pools 7)
+        (314, (4, 5, 8, 8), (4, 5, 8, 2), (2, 1, 0, 0)),  # 5 s at 16 kHz: 314 (+2) -> 79 (+1) -> 16 -> 2 -> 1
+        (100, (2, 4, 3, 4), (2, 4, 3, 5), (0, 2, 2, 0)),  # 100 -> 50 (+2) -> 13 (+2) -> 5 -> 1
+        (8, (2, 4, 3, 4), (2, 4, 1, 1), (0, 0, 0, 0)),  # 8 -> 4 -> 1
+        (1, (2, 4, 3, 4), (1, 1, 1, 1), (0, 0, 0, 0)),
+        (257, (2, 4, 3, 4), (2, 4, 3, 11), (1, 3, 0, 0)),  # 257 (+1) -> 129 (+3) -> 33 -> 11 -> 1
+        (96, (2, 4, 3, 4), (2, 4, 3, 4), (0, 0, 0, 0)),  # Table III's, which divide
+        (48, (2, 4, 3, 4), (2, 4, 3, 2), (0, 0, 0, 0)),
+    ]:
+        assert (rule_pools(size, original), rule_pads(size, pools)) == (pools, pads), size
     plan = vgg_plan(12000, 40, 1, 1366)
-    assert (plan.source_freq, plan.pool_freq) == ("rule", (2, 4, 3, 1))  # 40 -> 20 -> 5 -> 1
+    assert (plan.source_freq, plan.pool_freq, plan.pad_freq) == ("rule", (2, 4, 3, 2), (0, 0, 1, 0))  # 40 -> 20 -> 5
+    assert plan.shapes[:3] == ((40, 1366), (20, 341), (5, 68))
 
 
 def check_rule(size, original, pools):
     remaining = size
-    for i, p in enumerate(pools):
+    for i, (p, pad) in enumerate(zip(pools, rule_pads(size, pools), strict=True)):
         assert 1 <= p <= remaining  # never pools by more than what remains
         if i < 3:
             assert p == min(original[i], remaining)  # original pools early where they fit
-        remaining //= p
+        assert 0 <= pad < p and (remaining + pad) % p == 0  # every window holds at least one real value
+        remaining = (remaining + pad) // p
     assert remaining == 1
 
 
@@ -146,7 +157,9 @@ def test_vgg_plan_property(sample_rate, n_mels, hop, clip_seconds, width):
     layers = zip(plan.shapes[:-1], plan.shapes[1:], plan.pool_freq, plan.pool_time, strict=True)
     for (h, w), (h2, w2), pf, pt in layers:
         assert 1 <= pf <= h and 1 <= pt <= w
-        assert (h2, w2) == (h // pf, w // pt)
+        # Table III's axes drop the remainder (its authors' pooling); the rule's pad it, losing nothing
+        assert h2 == (h // pf if plan.source_freq == "table" else -(-h // pf))
+        assert w2 == (w // pt if plan.source_time == "table" else -(-w // pt))
     in_paper = hop in PAPER_FRAMES.get(sample_rate, {}) and frames == PAPER_FRAMES[sample_rate][hop]
     assert plan.source_time == ("table" if in_paper else "rule")
     assert plan.source_freq == ("table" if n_mels in PAPER_FREQ_POOLS else "rule")

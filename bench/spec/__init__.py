@@ -191,7 +191,7 @@ class RunSpec:
 
     def canonical(self) -> dict[str, Any]:
         """Everything that determines the run's outcome, as plain JSON-able data."""
-        return {
+        canonical = {
             "arch": self.arch,
             "options": dataclasses.asdict(self.configuration.options),
             **dataclasses.asdict(self.mel),
@@ -199,6 +199,20 @@ class RunSpec:
             "dataset": self.dataset.identity(),
             "protocol": dataclasses.asdict(self.protocol),
         }
+        if padding := self.pool_padding():
+            canonical["pool_padding"] = padding
+        return canonical
+
+    def pool_padding(self) -> dict[str, list[int]] | None:
+        """The padding a VGG-CNN's rule-planned pools put at the end of their inputs, where they have any
+        (`architectures.planning`): such networks see all of their input, where those planned before the
+        rule padded dropped the remainders, so their runs are other runs. None elsewhere: an id that
+        does not depend on it stays as it was."""
+        plan = architectures.plan(self.arch, self.mel.input_config(self.dataset.clip_seconds),
+                                  **dataclasses.asdict(self.configuration.options))
+        if not getattr(plan, "padded", False):
+            return None
+        return {"freq": list(plan.pad_freq), "time": list(plan.pad_time)}
 
     @property
     def run_id(self) -> str:
