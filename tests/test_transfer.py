@@ -128,7 +128,7 @@ def test_task_manifest_problems_are_one_line(tmp_path, small_dataset, finished_r
     cases = {
         "missing": (["path", "label"], [["0/nope.mp3", "a"]], "line 2: audio file not found"),
         "column": (["path", "genre"], [["x", "a"]], "no column 'label' (columns: path, genre)"),
-        "spaced": (["path", " label"], [["x", "a"]], "no column 'label' (columns: path, label); ' label' has spaces"),
+        "spaced": (["path", " label"], [["x", "a"]], "no column 'label' (columns: path,  label); ' label' has spaces"),
         "one_label": (["path", "label"], [[str(p), "a"] for p in list(small_dataset.glob("0/*.mp3"))[:2]],
                       "needs at least two labels"),
         "fold": (["path", "label", "fold"], [[str(next(small_dataset.glob("0/*.mp3"))), "a", "x"]],
@@ -185,6 +185,43 @@ def test_folds_drawn_by_group_keep_each_group_whole(tmp_path):
     few = Task("t", tmp_path / "t.csv", task.paths[:12], labels[:12], None, groups[:12])  # 4 artists
     with pytest.raises(UserError, match="5-fold cross-validation by group needs at least 5 groups, found 4"):
         fold_splits(few, TransferSettings(folds=5))
+
+
+def test_mlp_on_a_two_label_task_too_small_to_stop_early_is_refused_before_any_work(tmp_path):
+    """scikit-learn's MLP stops early on 10 % of the training fold, drawn stratified for two labels:
+    ceil(0.1 x 8) = 1 file cannot hold both, and scikit-learn raises inside the fit."""
+    from sklearn.model_selection import train_test_split
+
+    from bench.data.task import Task
+    from bench.tools.transfer import TransferSettings, fold_splits
+
+    labels = ("a", "b") * 5  # 10 files, 5 folds: training folds of 8
+    task = Task("t", tmp_path / "t.csv", tuple(f"{i}.mp3" for i in range(10)), labels, None, None)
+    with pytest.raises(ValueError, match="should be greater or equal to the number of classes"):
+        train_test_split(np.zeros(8), np.array(labels[:8]), test_size=0.1, stratify=np.array(labels[:8]))
+    with pytest.raises(UserError, match=r"t.csv: --mlp holds out 10% of each training fold, stratified, to stop "
+                                        r"early, which needs at least 11 training files; the smallest training fold "
+                                        r"has 8"):
+        fold_splits(task, TransferSettings(folds=5, classifiers=("logreg", "mlp")))
+    assert len(fold_splits(task, TransferSettings(folds=5))) == 5  # logistic regression alone needs none
+    bigger = Task("t", tmp_path / "t.csv", tuple(f"{i}.mp3" for i in range(14)), ("a", "b") * 7, None, None)
+    assert len(fold_splits(bigger, TransferSettings(folds=5, classifiers=("logreg", "mlp")))) == 5  # folds of 11
+
+
+def test_a_fit_stopped_at_its_iteration_limit_is_counted(monkeypatch):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+
+    from bench.tools import transfer
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(["x", "y"], 20)
+    features = rng.standard_normal((40, 5)) + (labels == "y")[:, None]
+    splits = list(StratifiedKFold(4, shuffle=True, random_state=0).split(features, labels))
+    assert cross_validate(features, labels, splits, "logreg")["not_converged"] == 0
+    monkeypatch.setattr(transfer, "make_classifier", lambda name, seed: make_pipeline(LogisticRegression(max_iter=1)))
+    assert cross_validate(features, labels, splits, "logreg")["not_converged"] == 4
 
 
 # ------------------------------------------------------------------------------------------------

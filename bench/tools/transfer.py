@@ -13,7 +13,8 @@ done-marker; a rerun with the same task, layer, classifiers and folds reuses it)
 (one row per model and classifier, with the upstream model's GMAC and tagging ROC-AUC beside the
 downstream scores; every model scored in the folder with the same task and settings, earlier
 invocations' included), `transfer.md`, and `transfer.png`/`.pdf`: downstream score against GMAC and
-against tagging ROC-AUC. Embeddings are cached by model and audio under `results/<spec>/embeddings/`.
+against tagging ROC-AUC. Embeddings are cached by model and audio under `results/<spec>/embeddings/`
+(with `--out DIR`, under `DIR/embeddings/`).
 """
 
 from __future__ import annotations
@@ -74,6 +75,12 @@ class TransferSettings:
         return FOLDS if self.folds is None else self.folds
 
 
+MLP_HELD_OUT = 0.1
+"""The share of a training fold the MLP holds out to stop early (scikit-learn's validation_fraction)."""
+CLASSIFIER_VERSION = 2
+"""Part of a stored result's reuse key: raised when the classifiers or what their results hold change."""
+
+
 def make_classifier(name: str, seed: int = SEED):
     """Standardisation (fitted on the training folds only) and the classifier, as one pipeline."""
     from sklearn.linear_model import LogisticRegression
@@ -85,7 +92,8 @@ def make_classifier(name: str, seed: int = SEED):
         return make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
     if name == "mlp":
         return make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(128,), alpha=1e-3, max_iter=500,
-                                                             early_stopping=True, random_state=seed))
+                                                             early_stopping=True, validation_fraction=MLP_HELD_OUT,
+                                                             random_state=seed))
     raise ValueError(f"unknown classifier {name!r}")
 
 
@@ -129,6 +137,12 @@ def fold_splits(task: Task, settings: TransferSettings) -> list[tuple[np.ndarray
                                 f"{', '.join(missing)}" + ("" if task.folds is not None else
                                                            " (too few groups of that label for the folds: fewer "
                                                            "--folds, or a fold column)"))
+    smallest = min(len(train) for train, _ in splits)
+    if "mlp" in settings.classifiers and len(task.classes) == 2 and math.ceil(MLP_HELD_OUT * smallest) < 2:
+        # scikit-learn draws the MLP's early-stopping set stratified for two labels: one file cannot hold both
+        raise UserError(f"{task.manifest}: --mlp holds out {MLP_HELD_OUT:.0%} of each training fold, stratified, to "
+                        f"stop early, which needs at least 11 training files; the smallest training fold has "
+                        f"{smallest} (more files, fewer folds, or logistic regression alone)")
     return splits
 
 
@@ -154,17 +168,23 @@ def fold_scores(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> d
 
 def cross_validate(features: np.ndarray, labels: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]],
                    classifier: str, seed: int = SEED) -> dict:
-    """Per-fold scores, and their mean and standard deviation (ddof 1) over folds."""
+    """Per-fold scores, and their mean and standard deviation (ddof 1) over folds; `not_converged`: the
+    folds whose fit stopped at its iteration limit (scikit-learn's ConvergenceWarning, kept out of the
+    console and counted here)."""
     from sklearn.exceptions import ConvergenceWarning
 
-    per_fold = []
+    per_fold, not_converged = [], 0
     for train, test in splits:
         model = make_classifier(classifier, seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
             model.fit(features[train], labels[train])
+        not_converged += any(issubclass(w.category, ConvergenceWarning) for w in caught)
+        for w in caught:  # any other warning is shown as it would have been
+            if not issubclass(w.category, ConvergenceWarning):
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
         per_fold.append(fold_scores(labels[test], model.predict_proba(features[test]), model.classes_))
-    out: dict = {"folds": per_fold}
+    out: dict = {"folds": per_fold, "not_converged": not_converged}
     for metric in SCORES:
         values = np.array([f[metric] for f in per_fold], dtype=float)
         values = values[np.isfinite(values)]
@@ -408,7 +428,7 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
     key = {"task": task_identity(task), "audio": audio_fingerprint(task), "layer": settings.layer,
            "classifiers": list(settings.classifiers),
            "folds": "manifest" if task.folds is not None else settings.n_folds, "seed": settings.seed,
-           "upstream": UPSTREAM_VERSION, "decode": DECODE_VERSION}
+           "upstream": UPSTREAM_VERSION, "decode": DECODE_VERSION, "classifier": CLASSIFIER_VERSION}
     def claim_out_dir() -> None:
         """The task's folder, made when the first result is written: a model that cannot be loaded, or a
         layer it does not have, leaves nothing behind."""
@@ -435,6 +455,11 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
                                                trained)}
         if init_seed is not None:  # a control: which initialisation it is (its upstream names no seed)
             result["init_seed"] = init_seed
+        for name, scores in result["scores"].items():
+            if scores["not_converged"]:
+                print(f"bench transfer: {embedder.tagger.name}: {name} reached its iteration limit in "
+                      f"{scores['not_converged']} of {len(splits)} folds (scores kept, as `not_converged` in its "
+                      "JSON)", file=sys.stderr)
         claim_out_dir()
         atomic_write_json(done, result)
         collected.append(result)
