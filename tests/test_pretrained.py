@@ -243,6 +243,41 @@ def run_folder(tmp_path, write_spec):
     return folder
 
 
+def test_weights_trained_before_the_vgg_rule_padded_are_refused(tmp_path, write_spec, capsys):
+    """A VGG-CNN on 8 s clips at 16 kHz (501 frames: the rule pools time, padding 3, 4 and 6 frames).
+    Its weights load into either network, shape for shape; a run whose records carry no padding was
+    trained by the version that dropped the remainders, and is refused rather than silently run as the
+    other network. With its padding recorded, as the runner now writes it, it loads."""
+    from bench.train.model_file import frontend_settings, model_description, write_model_json
+
+    spec = load_spec(write_spec(RUN_SPEC.replace('["musicnn"]', '["vgg"]').replace("[arch.musicnn]", "[arch.vgg]")))
+    (run,) = spec.runs()
+    assert run.pool_padding() == {"freq": [0, 0, 0, 0], "time": [3, 4, 6, 0]}
+    input_config = InputConfig(16000, 24, 1, 501)
+    model = architectures.build("vgg", input_config, 3, width=0.0625)
+    for name, recorded in (("legacy", None), ("described", None), ("padded", run.pool_padding())):
+        folder = tmp_path / name
+        folder.mkdir()
+        canonical = {k: v for k, v in run.canonical().items() if k != "pool_padding" or recorded}
+        atomic_write_json(folder / "config.json", {"run_id": run.run_id, **canonical})
+        torch.save({"epoch": 1, "model": model.state_dict()}, folder / "best.pt")
+        atomic_write_json(folder / "result.json", {"run_id": run.run_id, "status": "ok", "config": canonical,
+                                                   "metrics": {"roc_auc": 0.5, "pr_auc": 0.5}, "cost": {},
+                                                   "tag_names": ["drums", "piano", "voice"]})
+        if name != "legacy":  # a run written since runs write model.json
+            write_model_json(folder, model_description(
+                run.run_id, "vgg", {"width": 0.0625}, input_config, 501, frontend_settings(16000, 24, 1, "log"),
+                ["drums", "piano", "voice"], weights="best.pt", weights_key="model",
+                **({"pool_padding": recorded} if recorded else {})))
+    audio = write_audio(tmp_path / "song.wav", 9.0)
+    for name in ("legacy", "described"):
+        assert main(["tag", audio, "--model", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"bench tag: error: {tmp_path / name}: trained by an earlier version whose VGG-CNN pools "
+                              "dropped the frames or bands they did not divide") and err.count("\n") == 1
+    assert main(["tag", audio, "--model", str(tmp_path / "padded")]) == 0
+
+
 def write_audio(path, seconds, rate=22050, channels=2):
     t = np.arange(int(seconds * rate)) / rate
     tone = 0.2 * np.sin(2 * np.pi * 440 * t) + 0.05 * np.random.default_rng(0).standard_normal(t.size)

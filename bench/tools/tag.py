@@ -27,7 +27,7 @@ import numpy as np
 
 from bench.core.errors import UserError
 from bench.core.layout import BEST, CONFIG, MODEL_JSON, load_result
-from bench.train.model_file import load_model, load_weights, read_json
+from bench.train.model_file import check_pool_padding, load_model, load_weights, read_json
 
 PATCH_BATCH = 2
 """Patches per forward pass: a small batch tags a track faster on the CPU than a large one, as the
@@ -114,6 +114,7 @@ def load_legacy_run(folder: Path) -> Tagger:
     n_tags = [v for v in state.values() if v.dim() == 2][-1].shape[0]  # the output layer comes last
     n_frames = framing.n_frames(clip_seconds, sample_rate, hop)
     model = architectures.build(arch, InputConfig(sample_rate, n_mels, hop, n_frames), n_tags, **options)
+    check_pool_padding(model, config.get("pool_padding"), folder)
     model.load_state_dict(state)
     return Tagger(config.get("run_id", folder.name), model.eval(), MelFrontend(sample_rate, n_mels, hop, log),
                   run_tag_names(result, n_tags), model.input_frames)

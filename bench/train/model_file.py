@@ -13,7 +13,8 @@ run of a grid when it finishes (`best.pt`, whose state dict is under the key "mo
     weights       the weights file in the same folder; weights_key: the key of the state dict in it
                   (absent: the file is the state dict)
 
-plus what a writer adds (dataset, published results, source, licence). `load_model` needs nothing else.
+plus what a writer adds (dataset, published results, source, licence, and for a VGG-CNN whose pools
+pad their inputs, `pool_padding`). `load_model` needs nothing else.
 """
 
 from __future__ import annotations
@@ -112,6 +113,17 @@ def _check_frontend(fe: dict, path: Path) -> None:
         raise UserError(f"{path}: frontend.hop_length = {hop!r}; expected a positive multiple of {framing.BASE_HOP}")
 
 
+def check_pool_padding(model: Any, recorded: object, where: Path) -> None:
+    """Refuse weights trained before VGG-CNN's rule-planned pools padded their inputs: where this
+    version's network pads (`plan.padded`) and `recorded` (the run's own record of its padding) is
+    absent, the weights were trained by a network that dropped what its pools did not divide; they
+    load into this one, shape for shape, and would compute another function."""
+    if getattr(getattr(model, "plan", None), "padded", False) and not recorded:
+        raise UserError(f"{where}: trained by an earlier version whose VGG-CNN pools dropped the frames or bands they "
+                        "did not divide, where this version pads them (docs/architectures.md); its weights would "
+                        "compute another network: train the run again")
+
+
 def load_model(folder: str | Path) -> LoadedModel:
     """The network, its front end and its tags, from `folder`'s model.json and weights."""
     import architectures
@@ -129,6 +141,7 @@ def load_model(folder: str | Path) -> LoadedModel:
         name, tags, patch_frames = meta["name"], list(meta["tags"]), int(meta["patch_frames"])
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"{folder / MODEL_JSON}: not a model description ({type(exc).__name__}: {exc})") from None
+    check_pool_padding(model, meta.get("pool_padding"), folder)
     try:
         model.load_state_dict(load_weights(folder / weights, key))
     except RuntimeError as exc:  # shapes that do not fit the description
