@@ -32,12 +32,9 @@ def untrained_model(folder, arch: str, n_frames: int, n_tags: int = 5):
             module.running_var.uniform_(0.5, 2.0)
     folder.mkdir()
     torch.save(model.state_dict(), folder / "weights.pt")
-    plan = getattr(model, "plan", None)  # a VGG-CNN whose pools pad records it, as the runner does
-    padding = {"pool_padding": {"freq": list(plan.pad_freq), "time": list(plan.pad_time)}} \
-        if getattr(plan, "padded", False) else {}
     write_model_json(folder, model_description(folder.name, arch, dataclasses.asdict(options), input_config,
                                                model.input_frames, frontend_settings(16000, 96, 1, "log"),
-                                               [f"t{i}" for i in range(n_tags)], weights="weights.pt", **padding))
+                                               [f"t{i}" for i in range(n_tags)], weights="weights.pt"))
     return model.eval(), folder
 
 

@@ -264,11 +264,13 @@ def test_weights_trained_before_the_vgg_rule_padded_are_refused(tmp_path, write_
         atomic_write_json(folder / "result.json", {"run_id": run.run_id, "status": "ok", "config": canonical,
                                                    "metrics": {"roc_auc": 0.5, "pr_auc": 0.5}, "cost": {},
                                                    "tag_names": ["drums", "piano", "voice"]})
-        if name != "legacy":  # a run written since runs write model.json
-            write_model_json(folder, model_description(
+        if name != "legacy":  # a run written since runs write model.json (as this version writes it, or before)
+            description = model_description(
                 run.run_id, "vgg", {"width": 0.0625}, input_config, 501, frontend_settings(16000, 24, 1, "log"),
-                ["drums", "piano", "voice"], weights="best.pt", weights_key="model",
-                **({"pool_padding": recorded} if recorded else {})))
+                ["drums", "piano", "voice"], weights="best.pt", weights_key="model")
+            assert description["pool_padding"] == run.pool_padding()
+            write_model_json(folder, description if recorded else
+                             {k: v for k, v in description.items() if k != "pool_padding"})
     audio = write_audio(tmp_path / "song.wav", 9.0)
     for name in ("legacy", "described"):
         assert main(["tag", audio, "--model", str(tmp_path / name)]) == 2

@@ -245,8 +245,7 @@ def execute_run(spec: Spec, run: RunSpec, folder: Path, cache_for: Callable, dev
             run.run_id, run.arch, dataclasses.asdict(run.configuration.options),
             input_config, trained["input_frames"],
             frontend_settings(mel.sample_rate, mel.n_mels, mel.hop_multiplier, mel.log), trained["tag_names"],
-            weights=BEST, weights_key="model", dataset=run.dataset.name,
-            **({"pool_padding": padding} if (padding := run.pool_padding()) else {})))
+            weights=BEST, weights_key="model", dataset=run.dataset.name))
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # recorded, and the grid goes on

@@ -13,8 +13,8 @@ run of a grid when it finishes (`best.pt`, whose state dict is under the key "mo
     weights       the weights file in the same folder; weights_key: the key of the state dict in it
                   (absent: the file is the state dict)
 
-plus what a writer adds (dataset, published results, source, licence, and for a VGG-CNN whose pools
-pad their inputs, `pool_padding`). `load_model` needs nothing else.
+plus `pool_padding` for a VGG-CNN whose pools pad their inputs, and what a writer adds (dataset,
+published results, source, licence). `load_model` needs nothing else.
 """
 
 from __future__ import annotations
@@ -52,7 +52,13 @@ def frontend_settings(sample_rate: int, n_mels: int, hop_multiplier: int, log: s
 def model_description(name: str, arch: str, options: dict, input_config: InputConfig, patch_frames: int,
                       frontend: dict, tags: list[str], weights: str, weights_key: str | None = None,
                       **extra: Any) -> dict:
-    """model.json's content (see the module docstring)."""
+    """model.json's content (see the module docstring); a VGG-CNN whose pools pad their inputs gets
+    `pool_padding`, the record `check_pool_padding` asks for."""
+    import architectures
+
+    plan = architectures.plan(arch, input_config, **options)
+    if getattr(plan, "padded", False):
+        extra = {"pool_padding": {"freq": list(plan.pad_freq), "time": list(plan.pad_time)}, **extra}
     description = {
         "name": name, "arch": arch, "options": options,
         "input": {"sample_rate": input_config.sample_rate, "n_mels": input_config.n_mels,
