@@ -186,6 +186,23 @@ def test_a_corrupt_archive_is_one_line_and_names_what_to_delete(tmp_path, server
     assert "delete the parts and download again" in err and not (root / EXTRACTED_MARKER).exists()
 
 
+@pytest.mark.parametrize("error, hint", [(OSError(28, "No space left on device"), True),
+                                         (PermissionError(13, "Permission denied"), False)])
+def test_an_unpacking_that_fails_names_the_folder_and_space_only_when_space_ran_out(tmp_path, server, monkeypatch,
+                                                                                    error, hint):
+    from bench.data import download
+
+    def fail(archive, target):
+        raise error
+    monkeypatch.setattr(download, "safe_extract", fail)
+    root = tmp_path / "mtat"
+    with pytest.raises(UserError) as info:
+        download_mtat(root, base_url=server.url)
+    assert str(info.value).startswith(f"cannot unpack mp3.zip.001 + mp3.zip.002 + mp3.zip.003 into {root}: "
+                                      f"{error.strerror}")
+    assert ("free space" in str(info.value)) == hint
+
+
 def test_the_parts_read_as_one_file_wherever_a_read_starts(tmp_path):
     from bench.data.download import JoinedParts
 

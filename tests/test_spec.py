@@ -209,6 +209,13 @@ def test_synthetic_data_too_small_to_score_any_run_is_refused_before_it_is_made(
     with pytest.raises(SpecError, match="dataset.clips: 3 leaves the valid and test split"):
         load_spec(write_spec(MINIMAL_SPEC.replace('name = "synthetic"', 'name = "synthetic"\nclips = 3')))
     load_spec(write_spec(MINIMAL_SPEC.replace('name = "synthetic"', 'name = "synthetic"\nclips = 400')))  # the demo's
+    # what the runs train on: the n_tags most frequent tags, and with drop_untagged only clips with one
+    with pytest.raises(SpecError, match="dataset.clips: 29 leaves the valid split without a tag"):
+        load_spec(write_spec(MINIMAL_SPEC.replace('name = "synthetic"', 'name = "synthetic"\nclips = 29\nn_tags = 2\n'
+                                                                        'drop_untagged = true')))
+    with pytest.raises(SpecError, match="dataset.n_tags: 1 with drop_untagged = true keeps only the clips that carry"):
+        load_spec(write_spec(MINIMAL_SPEC.replace('name = "synthetic"', 'name = "mtat"\nn_tags = 1\n'
+                                                                        'drop_untagged = true')))
 
 
 def test_negative_zero_is_zero_in_the_run_id(write_spec):
@@ -221,6 +228,11 @@ def test_a_spec_that_is_not_utf8_names_the_byte_and_line(tmp_path):
     path = tmp_path / "latin1.toml"
     path.write_bytes(MINIMAL_SPEC.replace('name = "t"', 'name = "t"\ndescription = "caf\xe9"').encode("latin-1"))
     with pytest.raises(SpecError, match=r"latin1.toml: not UTF-8 text \(byte 0xe9 at line 3\)"):
+        load_spec(path)
+    # after an editor's byte-order mark, a bad byte at the start of line 2: its offset in the text is
+    # 3 bytes short of its offset in the file, on line 1
+    path.write_bytes(b"\xef\xbb\xbf" + b'name = "t"\n\xe9 = 1\n')
+    with pytest.raises(SpecError, match=r"latin1.toml: not UTF-8 text \(byte 0xe9 at line 2\)"):
         load_spec(path)
 
 

@@ -200,9 +200,17 @@ def test_mlp_on_a_two_label_task_too_small_to_stop_early_is_refused_before_any_w
     with pytest.raises(ValueError, match="should be greater or equal to the number of classes"):
         train_test_split(np.zeros(8), np.array(labels[:8]), test_size=0.1, stratify=np.array(labels[:8]))
     with pytest.raises(UserError, match=r"t.csv: --mlp holds out 10% of each training fold, stratified, to stop "
-                                        r"early, which needs at least 11 training files; the smallest training fold "
-                                        r"has 8"):
+                                        r"early, which needs at least 11 training files and 2 of each label; the "
+                                        r"smallest training fold has 8"):
         fold_splits(task, TransferSettings(folds=5, classifiers=("logreg", "mlp")))
+    # 20 of one label, 2 of the other, 2 folds: training folds of 11, but one file of the rarer label,
+    # which a stratified split cannot put on both sides
+    rare = Task("t", tmp_path / "t.csv", tuple(f"{i}.mp3" for i in range(22)), ("a",) * 20 + ("b",) * 2, None, None)
+    eleven = np.array(("a",) * 10 + ("b",))
+    with pytest.raises(ValueError, match="least populated class"):
+        train_test_split(np.zeros(11), eleven, test_size=0.1, stratify=eleven)
+    with pytest.raises(UserError, match="the fewest of label b 1"):
+        fold_splits(rare, TransferSettings(folds=2, classifiers=("mlp",)))
     assert len(fold_splits(task, TransferSettings(folds=5))) == 5  # logistic regression alone needs none
     bigger = Task("t", tmp_path / "t.csv", tuple(f"{i}.mp3" for i in range(14)), ("a", "b") * 7, None, None)
     assert len(fold_splits(bigger, TransferSettings(folds=5, classifiers=("logreg", "mlp")))) == 5  # folds of 11

@@ -21,6 +21,7 @@ after the marker (also by a rerun that finds them there), unless kept.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import io
@@ -197,8 +198,9 @@ def download_mtat(to: str | Path, base_url: str = MTAT_BASE_URL, keep_archives: 
             raise UserError(f"{_name(archive)} in {to}: not a valid zip ({type(exc).__name__}: {exc}); delete "
                             f"{'mp3.zip and ' if archive == joined else ''}the parts and download again") from None
         except OSError as exc:
-            raise UserError(f"cannot unpack {_name(archive)} into {to}: {exc.strerror or exc} (unpacking needs as "
-                            "much free space again as the parts take)") from None
+            space = " (unpacking needs as much free space again as the parts take)" \
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+            raise UserError(f"cannot unpack {_name(archive)} into {to}: {exc.strerror or exc}{space}") from None
         (to / EXTRACTED_MARKER).write_text("ok\n")
     if not keep_archives:  # also what an interrupted run left behind its marker
         for name in (*MTAT_PARTS, "mp3.zip", "mp3.zip.joining"):

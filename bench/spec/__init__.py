@@ -277,7 +277,7 @@ def load_spec(path: str | Path) -> Spec:
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(path, "", f"not valid TOML ({exc})") from None
     except UnicodeDecodeError as exc:
-        line = path.read_bytes()[:exc.start].count(b"\n") + 1
+        line = exc.object[:exc.start].count(b"\n") + 1  # the bytes decoded: after a byte-order mark
         raise SpecError(path, "", f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at line {line}); save "
                         "it as UTF-8") from None
     except PermissionError as exc:  # an input: nothing is written here
@@ -330,6 +330,9 @@ def parse_spec(raw: dict[str, Any], path: str | Path = "<spec>") -> Spec:
                f"is for MTAT-format datasets and jamendo only ({dataset.name} has its own split files)")
     if dataset.subset is not None and (dataset.name != "jamendo" or dataset.subset not in JAMENDO_SUBSETS):
         v.fail("dataset.subset", dataset.subset, f"is for jamendo only, one of {', '.join(JAMENDO_SUBSETS)}")
+    if dataset.drop_untagged and dataset.n_tags == 1:
+        v.fail("dataset.n_tags", 1, "with drop_untagged = true keeps only the clips that carry the one tag: no split "
+               "would hold a negative clip to score")
     if dataset.name == "synthetic" and dataset.split == "folders" and not dataset.split_file:
         v.scorable_synthetic(dataset)
     if dataset.name == "jamendo" and "n_tags" not in raw["dataset"]:  # the task: all the subset's tags
@@ -402,27 +405,38 @@ class _Validator:
 
     def scorable_synthetic(self, dataset: DatasetSpec):
         """The synthetic data's valid and test folders each hold a tag with a positive and a negative
-        clip, without which no run could be scored (pure arithmetic on the generator's clip plan)."""
-        from bench.data.mtat import SPLIT_OF_FOLDER
-        from bench.data.synthetic.plan import plan_clips
+        clip, among the `n_tags` most frequent and the clips `drop_untagged` keeps, without which no
+        run could be scored (pure arithmetic on the generator's clip plan, read as the MTAT reader
+        reads the generated annotations)."""
+        import numpy as np
+
+        from bench.data.datasets import SYNTHETIC_DEFAULT_CLIPS
+        from bench.data.mtat import SPLIT_OF_FOLDER, top_tags
+        from bench.data.synthetic.plan import TAG_NAMES, plan_clips
 
         def unscorable(clips: int) -> list[str]:
             plans = plan_clips(clips, dataset.seed)
+            matrix = np.array([[name in p.tags for name in TAG_NAMES] for p in plans])
+            matrix = matrix[:, top_tags(matrix, dataset.n_tags)]
             splits = []
             for split in ("valid", "test"):
-                tagged = [p.tags for p in plans if SPLIT_OF_FOLDER[p.folder] == split]
-                if not any(any(t in tags for tags in tagged) and any(t not in tags for tags in tagged)
-                           for t in set().union(*tagged)):
+                rows = [i for i, p in enumerate(plans) if SPLIT_OF_FOLDER[p.folder] == split
+                        and (matrix[i].any() or not dataset.drop_untagged)]
+                tagged = matrix[rows]
+                if not (tagged.any(axis=0) & ~tagged.all(axis=0)).any():
                     splits.append(split)
             return splits
 
-        if dataset.clips is None or dataset.clips > 1000:  # the default 600, or over 60 clips in every folder
+        clips = dataset.clips or SYNTHETIC_DEFAULT_CLIPS
+        if clips > 1000:  # over 60 clips in every folder: every split holds scorable tags
             return
-        if splits := unscorable(dataset.clips):
-            enough = next(n for n in itertools.count(dataset.clips + 1) if not unscorable(n))
-            self.fail("dataset.clips", dataset.clips, f"leaves the {' and '.join(splits)} split without a tag that "
-                      f"has both a positive and a negative clip, so no run could be scored; at least {enough} "
-                      f"clips (seed {dataset.seed})")
+        if splits := unscorable(clips):
+            enough = next((n for n in range(clips + 1, 1001) if not unscorable(n)), None)
+            self.fail("dataset.clips", clips, f"leaves the {' and '.join(splits)} split without a tag that has both a "
+                      "positive and a negative clip, so no run could be scored; "
+                      + (f"at least {enough} clips (seed {dataset.seed})" if enough else
+                         f"more clips would not help with n_tags = {dataset.n_tags}"
+                         + (" and drop_untagged" if dataset.drop_untagged else "")))
 
     def check_keys(self, table: dict, allowed: set[str], where: str):
         for key in table:

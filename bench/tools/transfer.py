@@ -137,12 +137,16 @@ def fold_splits(task: Task, settings: TransferSettings) -> list[tuple[np.ndarray
                                 f"{', '.join(missing)}" + ("" if task.folds is not None else
                                                            " (too few groups of that label for the folds: fewer "
                                                            "--folds, or a fold column)"))
-    smallest = min(len(train) for train, _ in splits)
-    if "mlp" in settings.classifiers and len(task.classes) == 2 and math.ceil(MLP_HELD_OUT * smallest) < 2:
-        # scikit-learn draws the MLP's early-stopping set stratified for two labels: one file cannot hold both
-        raise UserError(f"{task.manifest}: --mlp holds out {MLP_HELD_OUT:.0%} of each training fold, stratified, to "
-                        f"stop early, which needs at least 11 training files; the smallest training fold has "
-                        f"{smallest} (more files, fewer folds, or logistic regression alone)")
+    if "mlp" in settings.classifiers and len(task.classes) == 2:
+        # scikit-learn draws the MLP's early-stopping set stratified for two labels: both labels in the
+        # held-out files (at least 2 of them) and in the rest (at least 2 files of each label)
+        smallest = min(len(train) for train, _ in splits)
+        fewest = min((int((labels[train] == label).sum()), label) for train, _ in splits for label in task.classes)
+        if math.ceil(MLP_HELD_OUT * smallest) < 2 or fewest[0] < 2:
+            raise UserError(f"{task.manifest}: --mlp holds out {MLP_HELD_OUT:.0%} of each training fold, stratified, "
+                            "to stop early, which needs at least 11 training files and 2 of each label; the smallest "
+                            f"training fold has {smallest}, the fewest of label {fewest[1]} {fewest[0]} (more files, "
+                            "fewer folds, or logistic regression alone)")
     return splits
 
 
