@@ -16,9 +16,12 @@ USER_ENVIRONMENT = ("BENCH_CACHE", "BENCH_MODELS", "BENCH_COMPILE", "BENCH_COMPI
 
 
 @pytest.fixture(autouse=True)
-def users_environment_set_aside(monkeypatch):
+def users_environment_set_aside(monkeypatch, tmp_path_factory):
     for name in USER_ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)
+    # torch.compile's cache (inductor's default: /tmp/torchinductor_<user>) in the session's folder,
+    # shared by its tests and the processes they start
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "torchinductor"))
 
 
 @pytest.fixture(scope="session")

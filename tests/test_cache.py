@@ -217,11 +217,12 @@ def test_a_second_preparer_says_it_waits_for_the_first(tmp_path):
     cache.dir.mkdir(parents=True)
     holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, time; "
                                f"fd = os.open({str(cache.dir / 'prepare.lock')!r}, os.O_RDWR | os.O_CREAT); "
-                               "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(1)"],
+                               "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(600)"],
                               stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline() == "held\n"
     said = []
-    reports = cache.prepare([16000], workers=1, log=said.append)
+    # the holder lets go when the second preparer has said that it waits: no race with a clock
+    reports = cache.prepare([16000], workers=1, log=lambda line: (said.append(line), holder.kill()))
     holder.wait()
     assert len(said) == 1 and said[0].startswith("waiting for another process preparing this waveform cache")
     assert reports[0].ok == 1
@@ -350,16 +351,17 @@ def test_a_stopped_preparation_ends_its_decoding_processes(tmp_path):
     """Ctrl-C, or an error while writing a result, stops the loop over the decoded files: the processes
     still decoding are ended then (a hung read on a stalled network disk would otherwise keep the
     interpreter from exiting), not left to finish every file they were given."""
+    import multiprocessing
+
     from bench.data.cache import decode_in_processes
     from tests.harness.hostile import decode_or_die
 
     jobs = [(i, str(tmp_path / f"{i}.slow")) for i in range(8)]
+    before = set(multiprocessing.active_children())  # another test's children are not this one's
     results = decode_in_processes(decode_or_die, jobs, 2)
-    import multiprocessing
-
     next(results)
     results.close()
     deadline = time.monotonic() + 2  # each slow file takes 5 s
-    while multiprocessing.active_children() and time.monotonic() < deadline:
+    while set(multiprocessing.active_children()) - before and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert multiprocessing.active_children() == []
+    assert set(multiprocessing.active_children()) - before == set()

@@ -150,7 +150,8 @@ def test_an_mp3_read_in_blocks_or_from_its_centre_gives_the_samples_of_one_whole
     """python-soundfile's read seeks to where it stopped after every call, and libsndfile's MP3 decoder
     (mpg123) restarts at a seek without its bit reservoir: block by block, the samples after each block
     boundary were off by up to 0.6, and a clip read after a seek began with such a click. One libsndfile
-    read of the whole file is the reference (a 12 s stereo MP3: 8 blocks of 65,536 frames)."""
+    read of the whole file is the reference (a 12 s stereo MP3 at 44.1 kHz: 529,200 frames, 8 blocks of
+    65,536 frames and part of a ninth)."""
     from bench.core import framing
 
     t = np.arange(int(12.0 * RATE)) / RATE  # tones under a slow tremolo, and bursts of noise: the bit

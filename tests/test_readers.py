@@ -8,7 +8,7 @@ import pytest
 
 from bench.core.errors import UserError
 from bench.data.manifest import read_manifest, write_manifest
-from bench.data.msd import N_TRAIN, read_msd
+from bench.data.msd import read_msd
 from bench.data.mtat import read_mtat
 from bench.data.safe_pickle import UnsafePickleError, safe_load
 
@@ -58,7 +58,7 @@ def test_mtat_annotations_with_a_clip_twice_or_a_value_other_than_0_or_1_are_ref
             read_mtat(root)
 
 
-def write_msd_split(root, n_train=N_TRAIN + 3, n_test=4, protocol=2, audio=False):
+def write_msd_split(root, n_train=201_680 + 3, n_test=4, protocol=2, audio=False):
     """The five split files with the published structure, written as protocol-2 pickles (and, with
     `audio`, a non-empty file at every 7digital path)."""
     root.mkdir(parents=True, exist_ok=True)
@@ -85,7 +85,8 @@ def test_msd_split_from_pickles(tmp_path, monkeypatch):
     # 201,687 audio files are not written: every track's file "exists" (checking it is tested below)
     monkeypatch.setattr(msd, "first_audio_file", lambda audio_root, candidates: (f"{audio_root}/{candidates[0]}", ""))
     index = read_msd(tmp_path / "msd")
-    assert index.counts() == {"train": N_TRAIN, "valid": 3, "test": 4}
+    # Lee et al.'s split: the first 201,680 tracks of filtered_list_train.cP train, the rest validate
+    assert index.counts() == {"train": 201_680, "valid": 3, "test": 4}
     assert index.tag_names == published_tags("msd")
     clip = index.clips[-1]
     assert clip.clip_id == ids[-1] and clip.split == "test"

@@ -509,7 +509,10 @@ def test_full_disk_mid_run_exits_2_leaves_nothing_half_written_and_resumes(damag
     assert executions(workspace, "one") == {reference["run_id"]: 1}  # the original grid was not touched
 
 
-def test_full_disk_while_preparing_the_cache_exits_2(tmp_path, monkeypatch):
+def test_full_disk_while_preparing_the_cache_names_the_file_and_leaves_no_partial_cache(tmp_path, monkeypatch):
+    """What the CLI turns into its one line (`resource_message`, exit 2): the error, with the file."""
+    from bench.cli import resource_message
+
     cache = small_cache(tmp_path)
 
     def full(fd, offset, length):
@@ -519,6 +522,9 @@ def test_full_disk_while_preparing_the_cache_exits_2(tmp_path, monkeypatch):
     with pytest.raises(OSError) as info:
         cache.prepare([16000], workers=1)
     assert info.value.errno == errno.ENOSPC and "waveforms.f16" in info.value.filename
+    message = resource_message(info.value)
+    assert message.startswith("cannot write ") and "waveforms.f16: No space left on device" in message
+    assert "\n" not in message
     assert not (cache.rate_dir(16000) / "waveforms.f16").exists()
     assert not cache.is_complete(16000)
 
@@ -575,7 +581,7 @@ class InlineContext:
             return not self
 
 
-def test_a_full_disk_under_several_workers_is_one_line_and_exit_status_2(monkeypatch, tmp_path):
+def test_a_full_disk_under_several_workers_is_raised_once_as_the_clis_one_line(monkeypatch, tmp_path):
     """With one worker a full disk is the CLI's one line (exit 2); with several it was a traceback per
     spawned worker and exit 1. Each worker now hands the error back and the grid raises it once."""
     from bench.run import grid
