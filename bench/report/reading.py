@@ -152,7 +152,7 @@ def not_in_spec(folders: Iterable[Path], spec: str) -> pd.DataFrame:
         fields = _folder_fields(folder, _read_json(folder / RESULT) or _read_json(folder / layout.CONFIG))
         rows.append({"run_id": folder.name, "status": NOT_IN_SPEC,
                      "reason": f"not a run of {spec} as it now stands (an earlier configuration, seed, dataset "
-                               "or protocol)", **fields})
+                               "or protocol, or a network this version builds otherwise)", **fields})
     return pd.DataFrame(rows, columns=NOT_OK_COLUMNS)
 
 
