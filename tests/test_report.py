@@ -792,6 +792,33 @@ def test_the_report_of_a_spec_leaves_out_runs_the_edited_spec_no_longer_names(tm
     assert aggregated.set_index("n_mels")["n_seeds"].to_dict() == {96: 4, 48: 2}
 
 
+@pytest.mark.usefixtures("figures_unrendered")
+def test_the_report_of_a_spec_counts_its_runs_that_no_grid_has_started(tmp_path, capsys):
+    """The spec names 4 runs (96 and 48 mel bands, 2 seeds); one is done, one was interrupted (a folder
+    without result.json) and two have no folder yet: the report's runs and runs_not_ok.csv are those of
+    the spec, as bench status counts them, not the folders that happen to exist."""
+    from bench.cli import main
+    from bench.spec import load_spec
+
+    spec_path = tmp_path / "grid.toml"
+    spec_path.write_text(SPEC_BEFORE_EDIT.format(epochs=8))
+    root = tmp_path / "results"
+    runs = load_spec(spec_path).runs()
+    assert len(runs) == 4
+    done, interrupted = runs[0], runs[1]
+    config = (done.arch, done.mel.sample_rate, done.mel.n_mels, done.mel.hop_multiplier, done.mel.log)
+    doc = result_doc(config, done.seed, 0.1, dict.fromkeys(TAGS, 0.8), 0.4)
+    doc["run_id"] = done.run_id
+    write_doc(root / "edited", doc)
+    (root / "edited" / "runs" / interrupted.run_id).mkdir()
+    assert main(["report", str(spec_path), "--results", str(root)]) == 0
+    assert "4 runs, 1 ok, 3 incomplete" in capsys.readouterr().out
+    not_ok = pd.read_csv(root / "edited" / "report" / "runs_not_ok.csv").set_index("run_id")
+    assert sorted(not_ok.index) == sorted(r.run_id for r in runs[1:])
+    assert not_ok.loc[runs[2].run_id, "reason"] == "no run folder (not started)"
+    assert not_ok.loc[runs[2].run_id, "n_mels"] == runs[2].mel.n_mels
+
+
 def test_per_tag_rows_keep_each_datasets_own_tag_order():
     """MTAT's top 50 starts guitar, classical, slow; MSD's rock, pop, alternative. In a folder holding
     both, the shared tags must not pull one dataset's rows into the other's order."""

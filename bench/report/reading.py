@@ -156,6 +156,13 @@ def not_in_spec(folders: Iterable[Path], spec: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=NOT_OK_COLUMNS)
 
 
+def not_started(run_ids: Iterable[str]) -> pd.DataFrame:
+    """runs_not_ok.csv rows for runs the spec names that have no folder yet: incomplete, not started."""
+    rows = [{"run_id": run_id, "status": "incomplete", "reason": "no run folder (not started)",
+             **(parse_run_id(run_id) or {})} for run_id in run_ids]
+    return pd.DataFrame(rows, columns=NOT_OK_COLUMNS)
+
+
 def tidy_table(results: list[dict]) -> pd.DataFrame:
     """summary.csv: one row per ok run (SUMMARY_COLUMNS); accuracies as fractions, cost per clip."""
     rows = []

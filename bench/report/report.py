@@ -74,6 +74,7 @@ from bench.report.reading import (  # noqa: F401 - the report's API, in one plac
     NOT_IN_SPEC,
     duplicate_seeds,
     not_in_spec,
+    not_started,
     per_tag_table,
     read_runs,
     run_folders,
@@ -257,6 +258,10 @@ def _write_report(results_dir: Path, out: Path, spec: SpecRuns | None) -> Report
     if outside:
         listed = not_in_spec(outside, spec.path)
         not_ok = listed if not_ok.empty else pd.concat([not_ok, listed], ignore_index=True)
+    unstarted = sorted(spec.run_ids - {f.name for f in folders}) if spec is not None else []
+    if unstarted:  # runs the spec names that no grid has started: not done either
+        listed = not_started(unstarted)
+        not_ok = listed if not_ok.empty else pd.concat([not_ok, listed], ignore_index=True)
     files: list[Path] = []
     remove_temp_files(out, STALE_TEMP_SECONDS)  # of killed reports
 
@@ -330,8 +335,8 @@ def _write_report(results_dir: Path, out: Path, spec: SpecRuns | None) -> Report
                   f"{config_label(r.n_mels, r.hop_multiplier)} (n={r.n_seeds}, "
                   f"missing seeds {r.seeds_missing.replace(';', ', ')})"
                   for r in aggregated.itertuples(index=False) if r.seeds_missing]
-    return ReportSummary(results_dir, out, len(folders), len(results), not_ok, len(aggregated), incomplete,
-                         published, notes, files, skipped, matched)
+    return ReportSummary(results_dir, out, len(folders) + len(unstarted), len(results), not_ok, len(aggregated),
+                         incomplete, published, notes, files, skipped, matched)
 
 
 def _in_heatmap(aggregated: pd.DataFrame, delta: pd.DataFrame, reference: pd.Series | None = None) -> pd.DataFrame:
