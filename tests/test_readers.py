@@ -58,6 +58,19 @@ def test_mtat_annotations_with_a_clip_twice_or_a_value_other_than_0_or_1_are_ref
             read_mtat(root)
 
 
+def test_an_mtat_format_folder_of_fewer_than_50_tags_keeps_them_all(tmp_path):
+    """The default n_tags (50) on an annotations file of 3 tag columns (an MTAT-format folder that is not
+    MTAT: a subset, or the synthetic data under name = "mtat"): all 3 tags, most frequent first, as
+    docs/specs.md says of a dataset with fewer tags, not an error about MTAT's published top 50."""
+    rows = ['"clip_id"\t"drums"\t"piano"\t"voice"\t"mp3_path"']
+    for i, folder in enumerate("0123456789abcdef" * 2):  # voice on every clip, drums on half, piano on half
+        rows.append(f'"{i}"\t"{i % 2}"\t"{(i // 2) % 2}"\t"1"\t"{folder}/clip{i}.mp3"')
+    (tmp_path / "annotations_final.csv").write_text("\n".join(rows) + "\n")
+    index = read_mtat(tmp_path)
+    assert index.tag_names == ("voice", "drums", "piano")  # 32, 16, 16 clips: ties in column order
+    assert index.counts() == {"train": 24, "valid": 2, "test": 6}  # folders 0-b, c, d-f
+
+
 def write_msd_split(root, n_train=201_680 + 3, n_test=4, protocol=2, audio=False):
     """The five split files with the published structure, written as protocol-2 pickles (and, with
     `audio`, a non-empty file at every 7digital path)."""

@@ -87,8 +87,8 @@ def top_tags(matrix: np.ndarray, n: int) -> list[int]:
 def chosen_tags(path: Path, tag_names: list[str], matrix: np.ndarray, n: int, published_order: bool) -> list[int]:
     """Column indices of the model's tags, in output order (see the module docstring)."""
     keep = top_tags(matrix, n)
-    if not published_order or n != len(MTAT_TOP50):
-        return keep
+    if not published_order or n != len(MTAT_TOP50) or len(tag_names) < len(MTAT_TOP50):
+        return keep  # not the real MTAT's 188 tags: an MTAT-format folder of fewer keeps all of them
     found = {tag_names[i] for i in keep}
     if found != set(MTAT_TOP50):
         extra = sorted(found - set(MTAT_TOP50))
