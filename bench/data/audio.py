@@ -92,11 +92,12 @@ def _undecodable(exc: Exception) -> BadAudio:
 
 
 @contextlib.contextmanager
-def _decoder_notes_discarded() -> Iterator[None]:
+def decoder_messages_discarded() -> Iterator[None]:
     """File descriptor 2 on /dev/null for the duration: libsndfile's MP3 decoder (mpg123) writes
     "Note: Illegal Audio-MPEG-Header ..." lines straight to it while it looks for a frame in data
-    that is not MP3, beside the one-line error we report. Only for a quick header read in the main
-    thread: another thread's stderr would be lost meanwhile."""
+    that is not MP3, and "error: part2_3_length ... too large" lines when a seek starts decoding
+    mid-stream (the frames it needs come right after), beside what we report. For a process or a
+    moment that nothing else writes to stderr in: another thread's stderr would be lost meanwhile."""
     try:
         sys.stderr.flush()
         saved = os.dup(2)
@@ -117,7 +118,7 @@ def probe(path: str, min_seconds: float = MIN_SECONDS) -> None:
     by its header, reading only the header."""
     _check_file(path)
     try:
-        with _decoder_notes_discarded():
+        with decoder_messages_discarded():
             info = sf.info(os.fsencode(path))
     except Exception as exc:  # libsndfile reports bad data as several exception types
         raise _undecodable(exc) from None

@@ -64,7 +64,7 @@ from bench.core.store import (
     reject,
     remove_temp_files,
 )
-from bench.data.audio import MIN_SECONDS, BadAudio, decode_clip
+from bench.data.audio import MIN_SECONDS, BadAudio, decode_clip, decoder_messages_discarded
 from bench.data.cached_waveforms import (
     CACHE_VERSION,
     DTYPE,
@@ -126,7 +126,8 @@ def _decode_row(args: tuple[int, str, tuple[int, ...], float]):
     """Worker: (row, path, rates, clip_seconds) -> (row, status, reason, {rate: float16 clip})."""
     row, path, rates, clip_seconds = args
     try:
-        decoded = decode_clip(path, rates, clip_seconds)
+        with decoder_messages_discarded():  # a decoding process of its own: nothing else writes there
+            decoded = decode_clip(path, rates, clip_seconds)
     except BadAudio as exc:
         return row, FAILED, str(exc), {}
     clips = {rate: clip.astype(DTYPE) for rate, clip in decoded.clips.items()}
