@@ -39,6 +39,16 @@ def test_paper_grid_totals(tmp_path):
     assert totals["gmac_per_clip_max"] == pytest.approx(17.581412352, abs=5e-4) and totals["projection"] is None
 
 
+def test_a_small_projection_is_not_rounded_to_nothing(capsys, tmp_path):
+    perf = tmp_path / "perf" / "paper-mtat-vgg.json"
+    perf.parent.mkdir()
+    perf.write_text(json.dumps({"spec": "paper-mtat-vgg", "device": "cpu", "device_name": "AMD EPYC (2 cores)",
+                                "projection": {"device_hours": 0.0452, "runs": 264,
+                                               "assumptions": {"epochs_per_run": 2}}}))
+    assert main(["plan", str(SPECS / "paper-mtat-vgg.toml"), "--no-fvcore", "--results", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("projected: 0.045 cpu-hours of AMD EPYC (2 cores)")
+
+
 def test_plan_prints_the_projection_bench_perf_measured(capsys, tmp_path):
     perf = tmp_path / "perf" / "paper-mtat-vgg.json"
     perf.parent.mkdir()

@@ -23,6 +23,12 @@ from bench.data.known import clip_count, n_outputs, tag_count
 from bench.spec import Configuration, Spec
 
 
+def amount(value: float, decimals: int) -> str:
+    """`value` with thousands separators and `decimals` decimals, or two significant figures below 1
+    (a small grid's 0.045 device-hours is not 0)."""
+    return f"{value:,.{decimals}f}" if abs(value) >= 1 or value == 0 else f"{value:.2g}"
+
+
 def arch_columns(config: Configuration, n_frames: int) -> dict[str, Any]:
     """How the architecture is fitted to this input (pure planning, no torch)."""
     mel, options = config.mel, config.options
@@ -154,8 +160,8 @@ def format_totals(spec: Spec, totals: dict[str, Any]) -> list[str]:
                      f"(its configurations, dataset or protocol changed since): run bench perf again")
     elif projection and projection.get("device_hours") is not None:
         on = f" of {projection['device_name']}" if projection.get("device_name") else ""
-        lines.append(f"projected: {projection['device_hours']:,.1f} {projection['device']}-hours{on}, one run at a "
-                     f"time, at {projection['epochs_per_run']:g} epochs per run (measured by bench perf: "
+        lines.append(f"projected: {amount(projection['device_hours'], 1)} {projection['device']}-hours{on}, one run "
+                     f"at a time, at {projection['epochs_per_run']:g} epochs per run (measured by bench perf: "
                      f"{projection['path']})")
     else:
         lines.append("projected device-hours: not measured (bench perf SPEC --out results/perf/<spec>.json)")

@@ -42,7 +42,7 @@ from architectures import InputConfig
 from architectures.vgg import VGG
 from bench.core.errors import UserError
 from bench.core.store import atomic_write_json
-from bench.cost.plan import plan_rows
+from bench.cost.plan import amount, plan_rows
 from bench.data.known import split_sizes
 from bench.data.views import ClipDataset, LoaderBatches, ResidentWaveforms, epoch_order
 from bench.spec import Configuration, Spec
@@ -906,8 +906,8 @@ def format_report(report: dict) -> str:
         pr = report["projection"]
         a = pr["assumptions"]
         lines += ["", f"Projection: {pr['runs']} runs of {report['spec']} at {a['epochs_per_run']:g} epochs per run "
-                  f"= {pr['pflop']:,.0f} PFLOP = {pr['device_hours']:,.0f} {report['device']}-hours "
-                  f"({pr['max_epochs_hours']:,.0f} at the spec's max_epochs {a['max_epochs']}, the bound)",
+                  f"= {amount(pr['pflop'], 0)} PFLOP = {amount(pr['device_hours'], 0)} {report['device']}-hours "
+                  f"({amount(pr['max_epochs_hours'], 0)} at the spec's max_epochs {a['max_epochs']}, the bound)",
                   f"  one run at a time on one {report['device_name']}: measured eager training steps at batch "
                   f"{a['batch_measured']} and evaluation, interpolated in GMAC between the scaling rows, plus the "
                   f"mel front end; without compilation, the latency measurement, checkpoints"
