@@ -139,8 +139,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
         add_latency(spec, rows, args.device)
     perf_json = args.perf or Path(args.results) / "perf" / f"{Path(args.spec).stem}.json"
     totals = grid_totals(spec, rows, perf_json)
-    if args.format == "json":
-        json.dump({"configurations": rows, "totals": totals}, sys.stdout, indent=2)
+    if args.format == "json":  # what the table leaves empty is null, the unsupported operators an object
+        typed = [{k: (json.loads(v) if k == "fvcore_unsupported" and v else None if v == "" else v)
+                  for k, v in row.items()} for row in rows]
+        json.dump({"configurations": typed, "totals": totals}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     elif args.format == "csv":
         pd.DataFrame(rows).to_csv(sys.stdout, index=False)

@@ -60,11 +60,19 @@ def test_plan_with_fvcore_for_musicnn_and_vgg(capsys, write_spec):
     assert musicnn["pool_freq"] == "" and vgg["filter_heights"] == ""
 
 
-def test_plan_json_and_table(capsys):
+def test_plan_json_and_table(capsys, write_spec):
     status, out, _ = run_cli(capsys, "plan", str(SPECS / "paper-mtat-musicnn.toml"), "--format", "json")
     assert status == 0
     rows = json.loads(out)["configurations"]
     assert len(rows) == 12 and {r["arch"] for r in rows} == {"musicnn"}
+    # JSON types: what does not apply is null, not the table's empty cell; the operators an object
+    assert {r["pool_freq"] for r in rows} == {None} and {r["segments"] for r in rows} == {9}
+    assert all(isinstance(r["fvcore_unsupported"], dict) and r["fvcore_unsupported"] for r in rows)
+    status, out, _ = run_cli(capsys, "plan", str(write_spec(MINIMAL_SPEC)), "--format", "json", "--no-fvcore")
+    ((row,), totals) = json.loads(out).values()
+    assert row["gmac"] is None and row["fvcore_unsupported"] is None and row["filter_heights"] is None
+    assert row["pool_time"] == "4-5-8-8"  # 12 kHz, 96 x 1366: Table III
+    assert totals["gmac_per_clip_sum_over_runs"] == row["gmac_analytic"]  # one run
     status, out, _ = run_cli(capsys, "plan", str(SPECS / "paper-mtat-musicnn.toml"))
     assert status == 0
     assert "12 configurations x 3 seeds = 36 runs" in out

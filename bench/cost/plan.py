@@ -129,7 +129,7 @@ def grid_totals(spec: Spec, rows: list[dict[str, Any]], perf_json: str | Path | 
         "runs": len(rows) * seeds,
         "gmac_per_clip_min": min(gmac),
         "gmac_per_clip_max": max(gmac),
-        "gmac_per_clip_sum_over_runs": sum(gmac) * seeds,
+        "gmac_per_clip_sum_over_runs": round(sum(gmac) * seeds, 6),
         "n_tags": tag_count(spec.dataset),
         "clips": clips,
         "cache_bytes": cache_bytes(spec, clips) if clips else None,
