@@ -78,6 +78,21 @@ def test_plan_json_and_table(capsys, write_spec):
     assert "12 configurations x 3 seeds = 36 runs" in out
 
 
+def test_a_dry_run_says_it_would_generate_the_synthetic_data_first(capsys, write_spec, tmp_path):
+    """The grid generates the synthetic dataset the spec asks for before it trains, replacing a folder of
+    other clips: the dry run, which is for seeing what would happen, says so."""
+    data = tmp_path / "synth"
+    spec = write_spec(MINIMAL_SPEC.replace('name = "synthetic"', f'name = "synthetic"\npath = "{data}"'))
+    status, out, _ = run_cli(capsys, "grid", str(spec), "--results", str(tmp_path / "results"), "--dry-run")
+    assert status == 0
+    assert out.splitlines()[-1] == f"  would first generate the synthetic dataset in {data}, where there is none yet"
+    data.mkdir()
+    (data / "annotations_final.csv").write_text("clip_id\tmp3_path\n")  # some other data set's folder
+    status, out, _ = run_cli(capsys, "grid", str(spec), "--results", str(tmp_path / "results"), "--dry-run")
+    assert out.splitlines()[-1].startswith(f"  would first generate the synthetic dataset in {data}, replacing what "
+                                           "is there")
+
+
 @pytest.mark.parametrize("edit,field,value", BAD_SPECS)
 def test_bad_spec_exits_2_with_one_line(capsys, write_spec, edit, field, value):
     path = write_spec(edit(MINIMAL_SPEC))

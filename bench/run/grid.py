@@ -264,6 +264,14 @@ def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
         for s in states:
             verb = {"run": "would run", "resume": "would resume"}.get(s.action, "skip")
             print(f"  {verb:12s} {s.run.run_id}  ({s.reason})")
+        if spec.dataset.name == "synthetic" and any(s.action in ("run", "resume") for s in states):
+            from bench.data.datasets import dataset_root, synthetic_is_current
+
+            root = Path(dataset_root(spec.dataset, o.data, spec.path))
+            if not synthetic_is_current(root, spec.dataset):
+                what = "replacing what is there (other clips, seed or clip length, an older generator, or files " \
+                       "missing)" if root.exists() and any(root.iterdir()) else "where there is none yet"
+                print(f"  would first generate the synthetic dataset in {root}, {what}")
         return 0
     todo = [s for s in states if s.action in ("run", "resume")]
     if todo:
