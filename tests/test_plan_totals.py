@@ -59,7 +59,8 @@ def test_plan_prints_the_projection_bench_perf_measured(capsys, tmp_path):
     lines = capsys.readouterr().out.splitlines()
     assert lines[-3] == "grid: 264 runs (88 configurations x 3 seeds); 0.492-17.6 GMAC per clip, " \
                         f"{lines[-3].split(', ')[-1]}"
-    assert lines[-2] == "waveform cache: 42.1 GB for 25,860 clips (float16, one copy per sample rate)"
+    assert lines[-2] == ("waveform cache: 42.1 GB for 25,860 clips (float16, one copy per sample rate; mtat's "
+                         "published split sizes, not counted from a folder: bench dataset counts it)")
     assert lines[-1] == ("projected: 123.5 cuda-hours of NVIDIA H200, one run at a time, at 30 epochs per run "
                          f"(measured by bench perf: {perf})")
     # measured before the spec changed (another seed count: 88 x 2 runs): said, not printed as this grid's

@@ -147,8 +147,10 @@ def format_totals(spec: Spec, totals: dict[str, Any]) -> list[str]:
              f"{totals['gmac_per_clip_min']:.3g}-{totals['gmac_per_clip_max']:.3g} GMAC per clip, "
              f"{totals['gmac_per_clip_sum_over_runs']:.4g} summed over the runs"]
     if totals["cache_bytes"]:
+        published = "" if spec.dataset.name in ("synthetic", "manifest") else \
+            f"; {spec.dataset.name}'s published split sizes, not counted from a folder: bench dataset counts it"
         lines.append(f"waveform cache: {totals['cache_bytes'] / 1e9:.3g} GB for {totals['clips']:,} clips "
-                     f"(float16, one copy per sample rate)")
+                     f"(float16, one copy per sample rate{published})")
     else:
         lines.append("waveform cache: 2 bytes per sample per clip and sample rate (clip count known once read)")
     projection = totals["projection"]

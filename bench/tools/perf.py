@@ -657,7 +657,7 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
     headline, smallest, scaling = select_cases(all_cases, settings.scaling_cases)
     compile_lever = settings.compile and compiler_available(device) and os.environ.get("BENCH_COMPILE") != "0"
     report: dict = {
-        "spec": spec.name, "device": device.type, "device_name": _device_name(device),
+        "spec": spec.name, "dataset": spec.dataset.name, "device": device.type, "device_name": _device_name(device),
         "threads": torch.get_num_threads(), "torch": torch.__version__, "platform": platform.platform(),
         "settings": dataclasses.asdict(settings), "headline": headline.label, "smallest": smallest.label,
     }
@@ -910,7 +910,11 @@ def format_report(report: dict) -> str:
                   f"({amount(pr['max_epochs_hours'], 0)} at the spec's max_epochs {a['max_epochs']}, the bound)",
                   f"  one run at a time on one {report['device_name']}: measured eager training steps at batch "
                   f"{a['batch_measured']} and evaluation, interpolated in GMAC between the scaling rows, plus the "
-                  f"mel front end; without compilation, the latency measurement, checkpoints"
+                  f"mel front end, for {a['train_valid_test_clips'][0]:,} / {a['train_valid_test_clips'][1]:,} / "
+                  f"{a['train_valid_test_clips'][2]:,} training / validation / test clips"
+                  + (f" ({report['dataset']}'s published split)" if report.get("dataset") not in (None, "synthetic")
+                     else "")
+                  + "; without compilation, the latency measurement, checkpoints"
                   + ("; the grid runs several runs per GPU at once (--runs-per-gpu), which this does not credit"
                      if report["device"] == "cuda" else "")]
     lines += ["", "Targets"]
