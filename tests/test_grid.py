@@ -146,6 +146,10 @@ log = ["dB"]
     # the workers share one pipe: a "run <id> (pid N)" line may follow another process's partial line
     started = re.findall(r"\brun (\S+) \(pid \d+\)", out_a + out_b)
     assert sorted(started) == sorted(results)
+    # grid a's two workers share its terminal: each of their epoch lines says whose it is
+    epochs_a = [line for line in out_a.splitlines() if re.search(r"\bepoch +\d+/", line)]
+    assert epochs_a and all(re.match(r"\[w[01]\]   epoch", line) for line in epochs_a), out_a
+    assert not re.search(r"\[w\d\]", out_b)  # a grid of one worker: lines as before
     # a worker that finds its peers still training the last runs has nothing left to do: that is success
     assert a.returncode == 0 and b.returncode == 0, out_a + out_b
 

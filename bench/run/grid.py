@@ -79,6 +79,9 @@ class WorkerJob:
     visible_devices: str | None = None
     """The `CUDA_VISIBLE_DEVICES` the worker sets before it touches CUDA: a submitit-local job's, whose
     executor numbers the GPUs 0..n-1 itself, gets the grid's own selection back (indices or UUIDs)."""
+    prefix: str = ""
+    """Put before each line the worker prints: "[w1] " when several local workers share one terminal,
+    so that an epoch line says whose it is."""
     spec: Spec | None = None
     """The spec as the grid planned it: a worker trains its runs, not what the file says when the worker
     starts (a Slurm job may start hours later, or be requeued days later, after an edit); None reads
@@ -156,15 +159,16 @@ def worker_entry(job: WorkerJob) -> list[str]:
             opened[rate] = cache.open(rate)
         return opened[rate]
 
-    device, claim = worker_device(job.device, worker, job.runs_per_gpu, log_to_stdout)
-    epoch_log = (lambda message: None) if job.quiet else log_to_stdout
+    say = (lambda message: log_to_stdout(job.prefix + message)) if job.prefix else log_to_stdout
+    device, claim = worker_device(job.device, worker, job.runs_per_gpu, say)
+    epoch_log = (lambda message: None) if job.quiet else say
     started = time.time()
 
     def progress() -> None:
-        log_to_stdout(progress_line(spec, job.results, started))
+        say(progress_line(spec, job.results, started))
 
     try:
-        return worker_loop(spec, Path(job.results), runs, cache_for, device, job.retry_failed_before, log_to_stdout,
+        return worker_loop(spec, Path(job.results), runs, cache_for, device, job.retry_failed_before, say,
                            epoch_log, progress)
     finally:
         if claim is not None:
@@ -385,7 +389,8 @@ def _launch_local(job: WorkerJob, n_workers: int, cuda: bool) -> None:
     threads = None if cuda else max(1, usable_cpus() // n_workers)
     context = multiprocessing.get_context("spawn")
     outcomes = context.SimpleQueue()
-    processes = [context.Process(target=_worker_process, args=(dataclasses.replace(job, worker=k, threads=threads),
+    processes = [context.Process(target=_worker_process, args=(dataclasses.replace(job, worker=k, threads=threads,
+                                                                                    prefix=f"[w{k}] "),
                                                                 outcomes), name=f"bench-worker-{k}")
                  for k in range(n_workers)]
     for process in processes:
