@@ -776,7 +776,7 @@ def test_the_report_of_a_spec_leaves_out_runs_the_edited_spec_no_longer_names(tm
 
     assert main(["report", str(spec_path), "--results", str(root)]) == 0
     out = capsys.readouterr().out
-    assert "6 runs, 2 ok, 4 not in spec; 1 configurations" in out
+    assert "6 runs, 2 ok, 4 not in spec; 1 configuration" in out
     assert f"4 run(s) not a run of {spec_path} as it now stands" in out
     aggregated = pd.read_csv(root / "edited" / "report" / "aggregate.csv")
     assert aggregated[["n_mels", "n_seeds"]].values.tolist() == [[96, 2]]

@@ -129,9 +129,9 @@ class ReportSummary:
 
     def text(self) -> str:
         counts = self.not_ok["status"].value_counts()
-        lines = [f"report of {self.results_dir}: {self.n_runs} runs, {self.n_ok} ok"
+        lines = [f"report of {self.results_dir}: {self.n_runs} run{'s' * (self.n_runs != 1)}, {self.n_ok} ok"
                  + "".join(f", {n} {status}" for status, n in counts.items())
-                 + f"; {self.n_configurations} configurations"]
+                 + f"; {self.n_configurations} configuration{'s' * (self.n_configurations != 1)}"]
         outside = self.not_ok["status"] == NOT_IN_SPEC
         for row in self.not_ok[~outside].itertuples(index=False):
             lines.append(f"  not averaged: {row.run_id} [{row.status}] {row.reason}")

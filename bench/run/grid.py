@@ -268,7 +268,8 @@ def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
         for s in states:
             verb = {"run": "would run", "resume": "would resume"}.get(s.action, "skip")
             print(f"  {verb:12s} {s.run.run_id}  ({s.reason})")
-        if spec.dataset.name == "synthetic" and any(s.action in ("run", "resume") for s in states):
+        if spec.dataset.name == "synthetic" and (o.data or spec.dataset.path) \
+                and any(s.action in ("run", "resume") for s in states):
             from bench.data.datasets import dataset_root, synthetic_is_current
 
             root = Path(dataset_root(spec.dataset, o.data, spec.path))
