@@ -229,13 +229,16 @@ def test_a_second_preparer_says_it_waits_for_the_first(tmp_path):
     cache.dir.mkdir(parents=True)
     holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, time; "
                                f"fd = os.open({str(cache.dir / 'prepare.lock')!r}, os.O_RDWR | os.O_CREAT); "
-                               "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(600)"],
+                               "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)"],
                               stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline() == "held\n"
-    said = []
-    # the holder lets go when the second preparer has said that it waits: no race with a clock
-    reports = cache.prepare([16000], workers=1, log=lambda line: (said.append(line), holder.kill()))
-    holder.wait()
+    try:
+        assert holder.stdout.readline() == "held\n"
+        said = []
+        # the holder lets go when the second preparer has said that it waits: no race with a clock
+        reports = cache.prepare([16000], workers=1, log=lambda line: (said.append(line), holder.kill()))
+    finally:
+        holder.kill()
+        holder.wait()
     assert len(said) == 1 and said[0].startswith("waiting for another process preparing this waveform cache")
     assert reports[0].ok == 1
 

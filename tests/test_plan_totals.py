@@ -39,6 +39,24 @@ def test_paper_grid_totals(tmp_path):
     assert totals["gmac_per_clip_max"] == pytest.approx(17.581412352, abs=5e-4) and totals["projection"] is None
 
 
+def test_the_cache_line_says_where_its_clip_count_comes_from(write_spec):
+    """MTAT's built-in split: its published sizes; an MTG-Jamendo split folder of another name: only an
+    upper bound (the subset's published tracks), which the folder's own split may not reach."""
+    from bench.cost.plan import format_totals
+
+    def cache_line(spec_text):
+        spec = load_spec(write_spec(spec_text))
+        return next(line for line in format_totals(spec, grid_totals(spec, plan_rows(spec, fvcore=False)))
+                    if line.startswith("waveform cache:"))
+
+    mtat = MINIMAL_SPEC.replace('name = "synthetic"', 'name = "mtat"')
+    assert cache_line(mtat).endswith("; mtat's published split sizes, not counted from a folder: bench dataset "
+                                     "counts it)")
+    jamendo = MINIMAL_SPEC.replace('name = "synthetic"', 'name = "jamendo"\nsplit_file = "mysplits/fold1"')
+    assert cache_line(jamendo).endswith("; at most jamendo's published clips: bench dataset counts the folder's)")
+    assert cache_line(MINIMAL_SPEC).endswith("(float16, one copy per sample rate)")  # the synthetic: its own count
+
+
 def test_a_small_projection_is_not_rounded_to_nothing(capsys, tmp_path):
     perf = tmp_path / "perf" / "paper-mtat-vgg.json"
     perf.parent.mkdir()

@@ -58,15 +58,18 @@ def test_mtat_annotations_with_a_clip_twice_or_a_value_other_than_0_or_1_are_ref
             read_mtat(root)
 
 
-def test_an_mtat_format_folder_of_fewer_than_50_tags_keeps_them_all(tmp_path):
+def test_an_mtat_format_folder_of_fewer_than_50_tags_says_how_to_train_on_them(tmp_path):
     """The default n_tags (50) on an annotations file of 3 tag columns (an MTAT-format folder that is not
-    MTAT: a subset, or the synthetic data under name = "mtat"): all 3 tags, most frequent first, as
-    docs/specs.md says of a dataset with fewer tags, not an error about MTAT's published top 50."""
+    MTAT: a subset, or the synthetic data under name = "mtat"): one line saying what to set, not an error
+    about MTAT's published top 50 naming tags the file cannot have; with n_tags = 3 it reads them all."""
     rows = ['"clip_id"\t"drums"\t"piano"\t"voice"\t"mp3_path"']
     for i, folder in enumerate("0123456789abcdef" * 2):  # voice on every clip, drums on half, piano on half
         rows.append(f'"{i}"\t"{i % 2}"\t"{(i // 2) % 2}"\t"1"\t"{folder}/clip{i}.mp3"')
     (tmp_path / "annotations_final.csv").write_text("\n".join(rows) + "\n")
-    index = read_mtat(tmp_path)
+    with pytest.raises(UserError, match=r"annotations_final.csv: 3 tag columns, not MTAT's 188, so not its top 50 "
+                                        r"\(the default n_tags\): set dataset.n_tags to at most 3"):
+        read_mtat(tmp_path)
+    index = read_mtat(tmp_path, n_tags=3)
     assert index.tag_names == ("voice", "drums", "piano")  # 32, 16, 16 clips: ties in column order
     assert index.counts() == {"train": 24, "valid": 2, "test": 6}  # folders 0-b, c, d-f
 

@@ -19,7 +19,7 @@ from architectures import InputConfig
 from architectures.options import width_of
 from architectures.planning import MusiCNNPlan, VGGPlan
 from bench.core import framing
-from bench.data.known import clip_count, n_outputs, tag_count
+from bench.data.known import clip_count, n_outputs, split_sizes, tag_count
 from bench.spec import Configuration, Spec
 
 
@@ -148,7 +148,9 @@ def format_totals(spec: Spec, totals: dict[str, Any]) -> list[str]:
              f"{totals['gmac_per_clip_sum_over_runs']:.4g} summed over the runs"]
     if totals["cache_bytes"]:
         published = "" if spec.dataset.name in ("synthetic", "manifest") else \
-            f"; {spec.dataset.name}'s published split sizes, not counted from a folder: bench dataset counts it"
+            f"; {spec.dataset.name}'s published split sizes, not counted from a folder: bench dataset counts it" \
+            if split_sizes(spec.dataset) is not None else \
+            f"; at most {spec.dataset.name}'s published clips: bench dataset counts the folder's"
         lines.append(f"waveform cache: {totals['cache_bytes'] / 1e9:.3g} GB for {totals['clips']:,} clips "
                      f"(float16, one copy per sample rate{published})")
     else:

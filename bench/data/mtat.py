@@ -87,8 +87,12 @@ def top_tags(matrix: np.ndarray, n: int) -> list[int]:
 def chosen_tags(path: Path, tag_names: list[str], matrix: np.ndarray, n: int, published_order: bool) -> list[int]:
     """Column indices of the model's tags, in output order (see the module docstring)."""
     keep = top_tags(matrix, n)
-    if not published_order or n != len(MTAT_TOP50) or len(tag_names) < len(MTAT_TOP50):
-        return keep  # not the real MTAT's 188 tags: an MTAT-format folder of fewer keeps all of them
+    if not published_order or n != len(MTAT_TOP50):
+        return keep
+    if len(tag_names) < len(MTAT_TOP50):  # not MTAT's 188 tags; trained on as MTAT's top 50, its runs would be
+        # set beside the paper's numbers for the top 50
+        raise UserError(f"{path}: {len(tag_names)} tag columns, not MTAT's 188, so not its top 50 (the default "
+                        f"n_tags): set dataset.n_tags to at most {len(tag_names)} to train on them")
     found = {tag_names[i] for i in keep}
     if found != set(MTAT_TOP50):
         extra = sorted(found - set(MTAT_TOP50))

@@ -156,9 +156,13 @@ def not_in_spec(folders: Iterable[Path], spec: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=NOT_OK_COLUMNS)
 
 
+NOT_STARTED = "no run folder (not started)"
+"""runs_not_ok.csv reason of a run the spec names that no grid has started."""
+
+
 def not_started(run_ids: Iterable[str]) -> pd.DataFrame:
     """runs_not_ok.csv rows for runs the spec names that have no folder yet: incomplete, not started."""
-    rows = [{"run_id": run_id, "status": "incomplete", "reason": "no run folder (not started)",
+    rows = [{"run_id": run_id, "status": "incomplete", "reason": NOT_STARTED,
              **(parse_run_id(run_id) or {})} for run_id in run_ids]
     return pd.DataFrame(rows, columns=NOT_OK_COLUMNS)
 

@@ -72,6 +72,7 @@ from bench.report.published import (  # noqa: F401 - the report's API, in one pl
 )
 from bench.report.reading import (  # noqa: F401 - the report's API, in one place
     NOT_IN_SPEC,
+    NOT_STARTED,
     duplicate_seeds,
     not_in_spec,
     not_started,
@@ -133,11 +134,12 @@ class ReportSummary:
                  + "".join(f", {n} {status}" for status, n in counts.items())
                  + f"; {self.n_configurations} configuration{'s' * (self.n_configurations != 1)}"]
         outside = self.not_ok["status"] == NOT_IN_SPEC
-        for row in self.not_ok[~outside].itertuples(index=False):
+        unstarted = self.not_ok["reason"] == NOT_STARTED
+        for row in self.not_ok[~outside & ~unstarted].itertuples(index=False):
             lines.append(f"  not averaged: {row.run_id} [{row.status}] {row.reason}")
-        if outside.any():  # after an edit of the spec these can be hundreds: one line
-            lines.append(f"  not averaged: {outside.sum()} run(s) {self.not_ok[outside].iloc[0].reason} "
-                         "(runs_not_ok.csv lists them)")
+        for rows in (self.not_ok[outside], self.not_ok[unstarted]):  # these can be hundreds: one line each
+            if not rows.empty:
+                lines.append(f"  not averaged: {len(rows)} run(s) {rows.iloc[0].reason} (runs_not_ok.csv lists them)")
         for label in self.incomplete_configurations:
             lines.append(f"  fewer seeds: {label}")
         lines += [f"  warning: {w}" for w in self.warnings]

@@ -239,7 +239,8 @@ def check_two_workers_one_gpu(ws: Workspace, check: Check) -> None:
     pids = {json.loads(line)["pid"] for lines in executions.values() for line in lines}
     crashed = "stopped with an error" in proc.stdout + proc.stderr
     devices = {r["provenance"]["device"] for r in results.values()}
-    workers = sorted({line for line in proc.stdout.splitlines() if line.startswith("worker ")})
+    # each of several local workers' lines starts with its "[wN] "
+    workers = sorted({line for line in proc.stdout.splitlines() if re.match(r"(\[w\d+\] )?worker ", line)})
     counts = sorted(len(lines) for lines in executions.values())
     check.ok = devices == {"cuda:0"} and set(counts) == {1} and len(pids) == 2 and not crashed
     check.detail = (f"devices {devices}, executions per run {counts}, {len(pids)} worker processes trained"
