@@ -92,6 +92,15 @@ def plan(name: str, input_config: InputConfig, **options: Any):
                    **{k: v for k, v in opts.items() if k in accepted})
 
 
+def pool_padding(name: str, input_config: InputConfig, **options: Any) -> dict[str, list[int]] | None:
+    """The padding a VGG-CNN's rule-planned pools put at the end of their inputs, {"freq": [...],
+    "time": [...]} per pool, where they put any; None for every other network (no torch)."""
+    layout = plan(name, input_config, **options)
+    if not getattr(layout, "padded", False):
+        return None
+    return {"freq": list(layout.pad_freq), "time": list(layout.pad_time)}
+
+
 def build(name: str, input_config: InputConfig, n_tags: int, **options: Any):
     """Build architecture `name` for `input_config` with `n_tags` outputs."""
     arch = get(name)

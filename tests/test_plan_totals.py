@@ -57,24 +57,24 @@ def test_the_cache_line_says_where_its_clip_count_comes_from(write_spec):
     assert cache_line(MINIMAL_SPEC).endswith("(float16, one copy per sample rate)")  # the synthetic: its own count
 
 
+def plan_with_perf(capsys, results, device: str, device_name: str, hours: float, epochs: int):
+    """`bench plan` of the paper's VGG grid beside a perf JSON of `hours` at results/perf/: (its path, the lines)."""
+    perf = results / "perf" / "paper-mtat-vgg.json"
+    perf.parent.mkdir(exist_ok=True)
+    perf.write_text(json.dumps({"spec": "paper-mtat-vgg", "device": device, "device_name": device_name,
+                                "projection": {"device_hours": hours, "runs": 264,
+                                               "assumptions": {"epochs_per_run": epochs}}}))
+    assert main(["plan", str(SPECS / "paper-mtat-vgg.toml"), "--no-fvcore", "--results", str(results)]) == 0
+    return perf, capsys.readouterr().out.splitlines()
+
+
 def test_a_small_projection_is_not_rounded_to_nothing(capsys, tmp_path):
-    perf = tmp_path / "perf" / "paper-mtat-vgg.json"
-    perf.parent.mkdir()
-    perf.write_text(json.dumps({"spec": "paper-mtat-vgg", "device": "cpu", "device_name": "AMD EPYC (2 cores)",
-                                "projection": {"device_hours": 0.0452, "runs": 264,
-                                               "assumptions": {"epochs_per_run": 2}}}))
-    assert main(["plan", str(SPECS / "paper-mtat-vgg.toml"), "--no-fvcore", "--results", str(tmp_path)]) == 0
-    assert capsys.readouterr().out.splitlines()[-1].startswith("projected: 0.045 cpu-hours of AMD EPYC (2 cores)")
+    _, lines = plan_with_perf(capsys, tmp_path, "cpu", "AMD EPYC (2 cores)", 0.0452, 2)
+    assert lines[-1].startswith("projected: 0.045 cpu-hours of AMD EPYC (2 cores)")
 
 
 def test_plan_prints_the_projection_bench_perf_measured(capsys, tmp_path):
-    perf = tmp_path / "perf" / "paper-mtat-vgg.json"
-    perf.parent.mkdir()
-    perf.write_text(json.dumps({"spec": "paper-mtat-vgg", "device": "cuda", "device_name": "NVIDIA H200",
-                                "projection": {"device_hours": 123.45, "runs": 264,
-                                               "assumptions": {"epochs_per_run": 30}}}))
-    assert main(["plan", str(SPECS / "paper-mtat-vgg.toml"), "--no-fvcore", "--results", str(tmp_path)]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    perf, lines = plan_with_perf(capsys, tmp_path, "cuda", "NVIDIA H200", 123.45, 30)
     assert lines[-3] == "grid: 264 runs (88 configurations x 3 seeds); 0.492-17.6 GMAC per clip, " \
                         f"{lines[-3].split(', ')[-1]}"
     assert lines[-2] == ("waveform cache: 42.1 GB for 25,860 clips (float16, one copy per sample rate; mtat's "

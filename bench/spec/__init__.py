@@ -208,11 +208,8 @@ class RunSpec:
         (`architectures.planning`): such networks see all of their input, where those planned before the
         rule padded dropped the remainders, so their runs are other runs. None elsewhere: an id that
         does not depend on it stays as it was."""
-        plan = architectures.plan(self.arch, self.mel.input_config(self.dataset.clip_seconds),
-                                  **dataclasses.asdict(self.configuration.options))
-        if not getattr(plan, "padded", False):
-            return None
-        return {"freq": list(plan.pad_freq), "time": list(plan.pad_time)}
+        return architectures.pool_padding(self.arch, self.mel.input_config(self.dataset.clip_seconds),
+                                          **dataclasses.asdict(self.configuration.options))
 
     @property
     def run_id(self) -> str:

@@ -56,9 +56,8 @@ def model_description(name: str, arch: str, options: dict, input_config: InputCo
     `pool_padding`, the record `check_pool_padding` asks for."""
     import architectures
 
-    plan = architectures.plan(arch, input_config, **options)
-    if getattr(plan, "padded", False):
-        extra = {"pool_padding": {"freq": list(plan.pad_freq), "time": list(plan.pad_time)}, **extra}
+    if padding := architectures.pool_padding(arch, input_config, **options):
+        extra = {"pool_padding": padding, **extra}
     description = {
         "name": name, "arch": arch, "options": options,
         "input": {"sample_rate": input_config.sample_rate, "n_mels": input_config.n_mels,
