@@ -15,7 +15,7 @@ import soundfile as sf
 import torch
 
 import architectures
-from architectures import InputConfig
+from architectures import InputConfig, planning
 from architectures.musicnn import max_over_bands
 from bench.cli import main
 from bench.core.errors import UserError
@@ -55,6 +55,14 @@ def test_musicnn_787k_sizes():
     assert model.mid[0][0].in_channels == 2 * 204 + 3 * 51
     assert model.back[0].num_features == 2 * (561 + 3 * 64)
     assert (model.input_frames, model.segments) == (187, 1)
+
+
+def test_musicnn_787k_heights_round_as_the_released_code():
+    # The released models.py builds kernel_size=[7, int(0.4 * yInput)] and [7, int(0.7 * yInput)]
+    # in floating point: 0.7 x 90 is 62.999... there, so 62 rows, not 63.
+    plan = planning.musicnn_787k_plan(16000, 90, 1, 187)
+    assert plan.heights == (36, 62)
+    assert planning.musicnn_787k_plan(16000, 128, 1, 187).heights == (51, 89)
 
 
 def test_vgg_605k_pools_to_2_by_1():
