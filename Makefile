@@ -27,7 +27,13 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@# a venv left without pip (python3-venv missing when it was made) or made by a Python older than
+	@# 3.10 is made again, from PYTHON, which must itself be 3.10 or newer
+	@$(BIN)/python -c 'import sys, pip; sys.exit(sys.version_info < (3, 10))' 2>/dev/null || { \
+	  $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null || { \
+	    echo "bench needs Python 3.10 or newer; $(PYTHON) is $$($(PYTHON) --version 2>&1):" \
+	         "run make PYTHON=python3.12 (or another 3.10+ interpreter)" >&2; exit 1; }; \
+	  $(PYTHON) -m venv --clear $(VENV); }
 	@# a venv made before the distribution was renamed holds it as `bench`: one copy only
 	@$(BIN)/python -m pip uninstall -y -q bench >/dev/null 2>&1 || true
 	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[dev]'

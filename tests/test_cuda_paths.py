@@ -1349,3 +1349,14 @@ def test_gpu_check_without_soundfile_still_measures_and_keeps_each_result(monkey
         assert checks[key]["detail"].startswith("synthetic data not generated: ModuleNotFoundError"), checks[key]
     assert checks["P1"]["ok"] is True and checks["P2"]["detail"] == "P2 measured"
     assert checks["P3"]["ok"] is None and checks["P4"]["ok"] is None
+
+
+def test_gpu_check_finds_the_paper_spec_of_a_clone_when_installed_elsewhere(monkeypatch, tmp_path):
+    # An installed copy (site-packages) has no specs/ beside it: the clone it is run from has.
+    from bench.tools import gpucheck
+
+    from .conftest import ROOT
+
+    monkeypatch.setattr(gpucheck, "ROOT", tmp_path / "site-packages")
+    monkeypatch.chdir(ROOT)
+    assert load_spec(gpucheck.paper_spec_path()).name == "paper-mtat-vgg"

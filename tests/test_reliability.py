@@ -771,3 +771,26 @@ def test_a_retry_killed_while_clearing_the_failure_is_still_a_failed_run(monkeyp
     assert not (folder / CHECKPOINT).exists()
     (state,) = run_states(spec, folder.parents[2], [run], retry_failed=False)
     assert state.action == "skip-failed"
+
+
+def test_provenance_names_no_commit_of_a_repository_that_merely_contains_the_code(tmp_path):
+    # A wheel installed into proj/.venv/lib/.../site-packages: `git -C` there finds proj's repository,
+    # whose commit says nothing about the code that ran.
+    from bench.run.runner import git_commit
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                       check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "README").write_text("a project that installed the suite\n")
+    git("add", "README")
+    git("commit", "-q", "-m", "init")
+    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    site = tmp_path / ".venv" / "lib" / "python3" / "site-packages"
+    site.mkdir(parents=True)
+    assert git_commit(site) is None
+    assert git_commit(tmp_path) == head  # a checkout of the suite itself: its commit
+    (tmp_path / "README").write_text("changed\n")
+    assert git_commit(tmp_path) == head + "-dirty"

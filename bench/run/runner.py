@@ -141,9 +141,21 @@ def shard(runs: list[RunSpec], index: int, count: int) -> list[RunSpec]:
     return [r for k, r in enumerate(runs) if k % count == index]
 
 
-def git_commit() -> str | None:
-    root = Path(__file__).resolve().parents[2]  # the repository (bench/run/runner.py)
+CODE_ROOT = Path(__file__).resolve().parents[2]
+"""The folder holding `bench/` (bench/run/runner.py's grandparent): a checkout, or site-packages."""
+
+
+def git_commit(root: Path = CODE_ROOT) -> str | None:
+    """The commit of the checkout this code runs from (`-dirty` with uncommitted changes), or None.
+
+    Only a checkout whose top level is this package's parent counts: an installed copy in a venv
+    inside some other git repository is not that repository's code."""
+    root = Path(root).resolve()
     try:
+        top = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel"], capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        if Path(top).resolve() != root:
+            return None
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
                                 timeout=10, check=True).stdout.strip()
         dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],

@@ -46,6 +46,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository (bench/tools/gpucheck.py)
 
+
+def paper_spec_path() -> Path:
+    """specs/paper-mtat-vgg.toml of the checkout this code runs from, else of the working directory
+    (an installed copy has no specs/: run it from a clone)."""
+    beside = ROOT / "specs" / "paper-mtat-vgg.toml"
+    return beside if beside.is_file() else Path("specs") / "paper-mtat-vgg.toml"
+
 TINY_SPEC = """
 name = "{name}"
 seeds = {seeds}
@@ -286,7 +293,7 @@ def _cases() -> dict:
     from bench.spec import load_spec
     from bench.tools.perf import select_cases, spec_cases
 
-    cases = spec_cases(load_spec(ROOT / "specs" / "paper-mtat-vgg.toml"))
+    cases = spec_cases(load_spec(paper_spec_path()))
     headline, smallest, _ = select_cases(cases, 2)
     largest = max(cases, key=lambda c: c.gmac_per_input)
     loader_case = min((c for c in cases if c.configuration.mel.sample_rate == 16000),
@@ -480,7 +487,7 @@ def check_memory(check: Check, batch: int) -> None:
         forward(model, path, mel)
     torch.cuda.synchronize()
     eval_peak = torch.cuda.max_memory_allocated()
-    spec = load_spec(ROOT / "specs" / "paper-mtat-vgg.toml")
+    spec = load_spec(paper_spec_path())
     # the estimate at the batch measured; a run's recorded peak spans its training and its evaluation
     run = RunSpec(case.configuration, 0, spec.dataset, replace(spec.protocol, batch_size=batch))
     estimate = training_footprint_bytes(run, cuda_passes_without_grad(batch, run.protocol.precision))
