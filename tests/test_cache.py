@@ -380,3 +380,27 @@ def test_a_stopped_preparation_ends_its_decoding_processes(tmp_path):
     while set(multiprocessing.active_children()) - before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert set(multiprocessing.active_children()) - before == set()
+
+
+def test_a_synthetic_dataset_regenerated_with_another_seed_is_not_read_from_the_old_waveforms(tmp_path, capsys):
+    # The spec's seed changes: the grid regenerates every MP3 under the same names in the same folder.
+    # The cache of the old seed must not serve the new labels.
+    from bench.data.audio import decode_clip
+    from bench.run.prepare import prepare_spec
+    from bench.spec import load_spec
+
+    def spec(seed):
+        path = tmp_path / f"s{seed}.toml"
+        path.write_text(f'name = "s{seed}"\nseeds = 1\n[dataset]\nname = "synthetic"\npath = "{tmp_path / "data"}"\n'
+                        f'clips = 32\nclip_seconds = 1.5\nseed = {seed}\n[arch.vgg]\nwidth = 0.0625\n'
+                        f'[[grid]]\narch = ["vgg"]\nsample_rate = [16000]\nn_mels = [32]\nhop_multiplier = [1]\n'
+                        f'log = ["log"]\n')
+        return load_spec(path)
+
+    prepare_spec(spec(0), None, str(tmp_path / "cache"), workers=1, progress=False)
+    index, cache, reports = prepare_spec(spec(1), None, str(tmp_path / "cache"), workers=1, progress=False)
+    assert not reports[0].already_done
+    cached = cache.open(16000)
+    for row, clip in enumerate(index.clips[:4]):
+        now = decode_clip(clip.path, (16000,), 1.5).clips[16000]
+        np.testing.assert_allclose(cached.waveforms[row].astype(np.float32), now, atol=1e-3)

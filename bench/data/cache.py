@@ -78,16 +78,24 @@ from bench.data.cached_waveforms import (
     manifest_problem,
 )
 from bench.data.index import Clip, DatasetIndex
+from bench.data.synthetic.files import META as SYNTHETIC_META
 
 SAVE_EVERY_SECONDS = 10.0
 
 
 def cache_key(index: DatasetIndex, clip_seconds: float, min_seconds: float = MIN_SECONDS) -> str:
-    """Content key of a dataset's cache: the same clips, cut the same way, share one cache."""
+    """Content key of a dataset's cache: the same clips, cut the same way, share one cache.
+
+    A generated dataset's parameters (its synthetic.json: seed, generator version, ...) are part of
+    it: a spec with another seed regenerates every MP3 under the same names in the same folder, and
+    those must not be read from the waveforms of the earlier ones."""
     h = hashlib.sha256()
     h.update(json.dumps([CACHE_VERSION, index.name, clip_seconds, min_seconds]).encode())
     for clip in index.clips:
         h.update(f"\n{clip.clip_id}\t{os.path.realpath(clip.path)}".encode())
+    generated = Path(index.root) / SYNTHETIC_META
+    if generated.is_file():
+        h.update(b"\n" + generated.read_bytes())
     return f"{index.name}-{h.hexdigest()[:12]}"
 
 
