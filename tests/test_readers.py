@@ -315,6 +315,28 @@ def test_msd_from_musicnn_training_tsv_files(tmp_path):
     assert capitals.counts() == index.counts() and [c.path for c in capitals.clips] == [c.path for c in index.clips]
 
 
+def test_an_msd_track_in_two_split_lists_is_refused(tmp_path, monkeypatch):
+    """A track in the train and the test list would be scored on what it trained on (and in the tsv
+    files its tags would be overwritten by the later line): one line naming it, as for every other
+    dataset's split files."""
+    from bench.data import msd
+
+    monkeypatch.setattr(msd, "first_audio_file", lambda audio_root, candidates: (f"{audio_root}/{candidates[0]}", ""))
+    ids, _ = write_msd_split(tmp_path / "lee", n_train=201_680 + 3, n_test=2)
+    train = ids[:201_683]
+    (tmp_path / "lee" / "filtered_list_test.cP").write_bytes(pickle.dumps([ids[-1], train[7]], protocol=2))
+    with pytest.raises(UserError, match=rf"track {train[7]} is in the train list and again in the test list"):
+        read_msd(tmp_path / "lee")
+    root = tmp_path / "tsv"
+    root.mkdir()
+    vector = "[" + ", ".join(["1"] + ["0"] * 49) + "]"
+    (root / "train_gt_msd.tsv").write_text(f"TRAAAAW128F429D538\t{vector}\n")
+    (root / "val_gt_msd.tsv").write_text(f"TRAAABD128F429CF47\t{vector}\n")
+    (root / "test_gt_msd.tsv").write_text(f"TRAAABD128F429CF47\t{vector}\n")
+    with pytest.raises(UserError, match=r"track TRAAABD128F429CF47 is in the valid list and again in the test list"):
+        read_msd(root)
+
+
 def test_msd_split_files_as_protocol_0_pickles(tmp_path, monkeypatch):
     """Lee et al.'s files are Python 2 cPickle dumps: protocol 0 (text opcodes) reads the same."""
     from bench.data import msd

@@ -167,8 +167,12 @@ def read_msd(root: str | Path, n_tags: int = 50, drop_untagged: bool = False, ch
 
     labels_of = _labels(tag_vectors, len(names))
     root_text = str(audio_root)
-    clips, excluded = [], []
+    clips, excluded, seen = [], [], {}
     for msd_id, split in splits:
+        if msd_id in seen:  # scored on what it trained on, or counted twice (and its tags overwritten)
+            raise UserError(f"MSD split files in {root}: track {msd_id} is in the {seen[msd_id]} list and again in "
+                            f"the {split} list; each track once")
+        seen[msd_id] = split
         labels = labels_of.get(msd_id)
         if labels is None:
             excluded.append((msd_id, "no tag vector in the split files"))
