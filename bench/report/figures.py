@@ -300,31 +300,47 @@ def fig1(aggregated: pd.DataFrame, title: str = "") -> Figure:
 
 
 def _fig1_single(aggregated: pd.DataFrame, header: list[str]) -> Figure:
-    """One ROC-AUC panel when no sample rate holds two configurations: every point labelled."""
+    """One ROC-AUC panel when no sample rate holds two configurations: every point labelled. Over mel
+    bands while each point has its own band count; otherwise (a sweep of sample rates at 96 bands, say)
+    one configuration per position, in the order of the tables, so that no two points share a place."""
     hops = sorted(int(h) for h in aggregated["hop_multiplier"].unique())
     mels = sorted(int(m) for m in aggregated["n_mels"].unique())
+    by_mels = aggregated["n_mels"].nunique() == len(aggregated)
+    rows = aggregated if by_mels else aggregated.sort_values(
+        ["sample_rate", "n_mels", "hop_multiplier", "log"], ascending=[True, False, True, True], kind="stable")
     with mpl.rc_context(STYLE):
-        fig = Figure(figsize=(3.9, 3.2), layout="constrained")
+        fig = Figure(figsize=(3.9 if by_mels else max(3.9, 1.9 + 1.2 * len(rows)), 3.2), layout="constrained")
         ax = fig.subplots()
-        for r in aggregated.itertuples(index=False):
+        for position, r in enumerate(rows.itertuples(index=False)):
             style = series_style(r.hop_multiplier, r.log, hops)
+            x = r.n_mels if by_mels else position
             y, std = 100 * r.roc_auc_mean, 100 * r.roc_auc_std
             if np.isfinite(std):
-                ax.errorbar([r.n_mels], [y], yerr=[std], fmt="none", ecolor=style["color"], elinewidth=0.8,
+                ax.errorbar([x], [y], yerr=[std], fmt="none", ecolor=style["color"], elinewidth=0.8,
                             capsize=2, zorder=2)
-            ax.plot([r.n_mels], [y], label=series_label(r.hop_multiplier, r.log), zorder=3, **style)
-            ax.annotate(f"{rate_khz(r.sample_rate)}, {config_label(r.n_mels, r.hop_multiplier)}, {r.log}\n"
-                        f"PR-AUC {100 * r.pr_auc_mean:.2f} %, {significant(r.gmac)} GMAC",
-                        (r.n_mels, y), xytext=(7, 0), textcoords="offset points", ha="left", va="center",
-                        fontsize=8)
-        _mel_axis(ax, mels)
-        ax.set_xlim(min(mels) / 1.6, max(mels) * 4)  # room for the labels on the right
+            ax.plot([x], [y], label=series_label(r.hop_multiplier, r.log), zorder=3, **style)
+            pr, gmac = f"PR-AUC {100 * r.pr_auc_mean:.2f} %", f"{significant(r.gmac)} GMAC"
+            if by_mels:
+                ax.annotate(f"{rate_khz(r.sample_rate)}, {config_label(r.n_mels, r.hop_multiplier)}, {r.log}\n"
+                            f"{pr}, {gmac}", (x, y), xytext=(7, 0), textcoords="offset points", ha="left",
+                            va="center", fontsize=8)
+            else:  # the configuration is the tick below; the numbers beside the point, clear of its whisker
+                ax.annotate(f"{pr}\n{gmac}", (x, y), xytext=(6, 0), textcoords="offset points", ha="left",
+                            va="center", fontsize=8)
+        if by_mels:
+            _mel_axis(ax, mels)
+            ax.set_xlim(min(mels) / 1.6, max(mels) * 4)  # room for the labels on the right
+            ax.set_xlabel("mel bands (log scale)")
+        else:
+            ax.set_xticks(range(len(rows)), [f"{rate_khz(r.sample_rate)}\n{config_label(r.n_mels, r.hop_multiplier)} "
+                                             f"{r.log}" for r in rows.itertuples(index=False)])
+            ax.set_xlim(-0.3, len(rows) - 0.05)  # room on the right of the last point for its numbers
+            ax.set_xlabel("configuration (mel bands / hop)")
         ax.margins(y=0.3)
-        ax.set_xlabel("mel bands (log scale)")
         ax.set_ylabel("ROC-AUC (%)")
         ax.grid(axis="y", color="0.88", lw=0.5)
         fig.legend(handles=_legend_handles(aggregated, hops), loc="outside lower center", ncols=3, frameon=False)
-        fig.suptitle(_heading(header, 3.9), x=0.02, ha="left")
+        fig.suptitle(_heading(header, fig.get_figwidth()), x=0.02, ha="left")
     return fig
 
 
@@ -371,8 +387,9 @@ def place_labels(ax, points: list[tuple[float, float, str, bool]], markers: np.n
     (x, y rows of `markers`), the `lines` (polylines of (x, y) rows: a Pareto staircase, error bars) and
     the labels placed before, stays inside the axes, and has no other marker nearer than its own, so that
     no label reads as another point's (text sizes estimated at 8 pt). Bold labels are placed first. A
-    label that would print over another at every near spot goes farther out, joined to its point by a
-    line; with `drop_plain`, a plain label is left out instead (returned: how many were). Call it once
+    label that would print over another, or sit nearer another marker than its own, at every near spot
+    goes farther out, joined to its point by a line; with `drop_plain`, a plain label is left out
+    instead (returned: how many were). Call it once
     the figure is laid out (`fig.draw_without_rendering()`): the spots are measured on the axes' drawn
     size."""
     width_in, height_in = axes_inches(ax)
@@ -401,8 +418,9 @@ def place_labels(ax, points: list[tuple[float, float, str, bool]], markers: np.n
         return float(np.hypot(max(box[0] - px, 0.0, px - box[2]), max(box[1] - py, 0.0, py - box[3])))
 
     def best_spot(spots, cx, cy, w, h, others):
-        """(cost, overprinted area, spot, box) of the cheapest of `spots`, and of the cheapest that prints
-        over no label (None if every one does)."""
+        """(cost, overprinted area, spot, box, misleading) of the cheapest of `spots`, and of the cheapest
+        that prints over no label and has no other marker nearer than its own (None if none does).
+        `others`: the markers a spot may not be nearer (none for a spot joined to its point by a line)."""
         best = clear = None
         for dx, dy, ha, va in spots:
             left = cx + dx / 72 - {"left": 0, "center": w / 2, "right": w}[ha]
@@ -413,12 +431,14 @@ def place_labels(ax, points: list[tuple[float, float, str, bool]], markers: np.n
             cost = (sum(overlap(box, other) for other in boxes) + crossed * 0.4 * w * h
                     + 4 * outside * h)  # outside: over the tick labels
             own = distance(box, cx, cy)
-            if any(distance(box, ox, oy) < own for ox, oy in others):  # nearer another point: reads as its label
+            misleading = any(distance(box, ox, oy) < own for ox, oy in others)  # reads as that point's label
+            if misleading:
                 cost += 0.5 * w * h
-            candidate = (cost, sum(overlap(box, other) for other in placed), (dx, dy, ha, va), box)
+            candidate = (cost, sum(overlap(box, other) for other in placed), (dx, dy, ha, va), box, misleading)
             if best is None or cost < best[0] - 1e-12:
                 best = candidate
-            if candidate[1] <= OVERPRINT * w * h and (clear is None or cost < clear[0] - 1e-12):
+            if (candidate[1] <= OVERPRINT * w * h and not misleading
+                    and (clear is None or cost < clear[0] - 1e-12)):
                 clear = candidate
             if cost == 0:
                 break
@@ -432,16 +452,16 @@ def place_labels(ax, points: list[tuple[float, float, str, bool]], markers: np.n
         w, h = len(text) * (0.58 if not bold else 0.64) * 8 / 72, 8 * 1.2 / 72
         others = dots[np.hypot(dots[:, 0] - cx, dots[:, 1] - cy) > 1e-9] if len(dots) else dots
         best, clear = best_spot(_LABEL_SPOTS, cx, cy, w, h, others)
-        cost, printed_over, spot, box = best if clear is None else clear  # over a line before over a label
-        leader = False
-        if printed_over > OVERPRINT * w * h:
-            if drop_plain and not bold:
-                left_out += 1
+        cost, printed_over, spot, box, misleading = best if clear is None else clear  # over a line before
+        leader = False                                                                 # over a label
+        if printed_over > OVERPRINT * w * h or misleading:
+            far, far_clear = best_spot(_FAR_SPOTS, cx, cy, w, h, np.zeros((0, 2)))  # the line says whose it is
+            if drop_plain and not bold and (far_clear is None or far_clear[0] > 0):
+                left_out += 1  # a plain label goes farther out only where it covers nothing there
                 continue
-            far, far_clear = best_spot(_FAR_SPOTS, cx, cy, w, h, others)
             far = far if far_clear is None else far_clear
-            if far[1] < printed_over:
-                cost, printed_over, spot, box = far
+            if far[1] < printed_over or (misleading and far[1] <= OVERPRINT * w * h):
+                cost, printed_over, spot, box, _ = far
                 leader = True
                 strokes.append((min(cx, box[0] + w / 2) - stroke, min(cy, box[1] + h / 2) - stroke,
                                 max(cx, box[0] + w / 2) + stroke, max(cy, box[1] + h / 2) + stroke))
@@ -459,7 +479,8 @@ def place_labels(ax, points: list[tuple[float, float, str, bool]], markers: np.n
 def _point_labels(rows: pd.DataFrame, cost: str, numbers: dict) -> list[tuple[float, float, str, bool]]:
     """(x, y, text, bold) per label: "mels/xhop" for every point, "n: mels/xhop" (bold) for the Pareto
     front's point number n (`numbers`: configuration -> n). The log and dB points of one input share
-    their cost, so one label between them names both unless one is on the front."""
+    their GMAC and storage, so one label between them names both unless one is on the front; points
+    whose cost differs (latency is measured per run) are labelled one by one."""
     labels = []
     groups = rows.groupby(["arch", "width", "sample_rate", "n_mels", "hop_multiplier"], sort=False, dropna=False)
     for (arch, width, rate, mels, hop), twins in groups:
@@ -473,8 +494,11 @@ def _point_labels(rows: pd.DataFrame, cost: str, numbers: dict) -> list[tuple[fl
                 plain.append((x, y))
             else:
                 labels.append((x, y, f"{number}: {config_label(mels, hop)}", True))
-        if plain:
-            labels.append((plain[0][0], float(np.mean([y for _, y in plain])), config_label(mels, hop), False))
+        while plain:
+            x = plain[0][0]
+            same = [y for px, y in plain if np.isclose(px, x, rtol=1e-9, atol=0)]
+            labels.append((x, float(np.mean(same)), config_label(mels, hop), False))
+            plain = [(px, y) for px, y in plain if not np.isclose(px, x, rtol=1e-9, atol=0)]
     return labels
 
 
@@ -530,6 +554,7 @@ def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac") -> Figure:
     styles = series_styles(aggregated)
     several_models = len({(a, w) for a, w, _ in styles}) > 1
     key, numbered = [], 0  # the front's points are numbered on through the panels
+    drawn, fills, front_drawn = set(), set(), False  # what the legend keys: only what is drawn
     pending = []  # labels are placed once the figure is laid out, on the axes' drawn size
     # a panel grows with its labels (about 11 per inch of height), from 3 to 7 in
     heights = {d: min(7.0, max(3.0, 1.2 + 0.09 * len(_point_labels(aggregated[groups == d], cost, {}))))
@@ -562,10 +587,13 @@ def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac") -> Figure:
                     points = rows[(rows["arch"] == arch) & (rows["width"] == width) & (rows["sample_rate"] == rate)
                                   & (rows["log"] == log)]
                     if not points.empty:
+                        drawn.add((arch, width, rate))
+                        fills.add(log)
                         ax.plot(points[cost], 100 * points["roc_auc_mean"], linestyle="none", marker=marker, ms=5,
                                 mec=color, mfc="white" if log == "dB" else color, zorder=3,
                                 label=(f"{arch} w{width:g} " if several_models else "") + f"{rate_khz(rate)} {log}")
             front = rows[rows[flag]].sort_values([cost, "roc_auc_mean"])
+            front_drawn |= len(front) > 1
             ax.step(front[cost], 100 * front["roc_auc_mean"], where="post", color="black", lw=1, ls="--", zorder=2)
             fx, fy = front[cost].to_numpy(dtype=float), 100 * front["roc_auc_mean"].to_numpy(dtype=float)
             staircase = np.column_stack([np.repeat(fx, 2)[1:], np.repeat(fy, 2)[:-1]]) if len(fx) else np.zeros((0, 2))
@@ -591,10 +619,12 @@ def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac") -> Figure:
             ax.grid(color="0.9", lw=0.5, which="major")
         handles = [Line2D([], [], ls="none", marker=m, mec=c, mfc=c, ms=5,
                           label=(f"{a} w{w:g} " if several_models else "") + rate_khz(r))
-                   for (a, w, r), (m, c) in styles.items()]
-        handles += [Line2D([], [], ls="none", marker="o", mec="0.3", mfc="0.3", ms=5, label="log (filled)"),
-                    Line2D([], [], ls="none", marker="o", mec="0.3", mfc="white", ms=5, label="dB (hollow)"),
-                    Line2D([], [], color="black", ls="--", lw=1, label="Pareto front")]
+                   for (a, w, r), (m, c) in styles.items() if (a, w, r) in drawn]
+        handles += [Line2D([], [], ls="none", marker="o", mec="0.3", mfc=fill, ms=5, label=label)
+                    for log, fill, label in (("log", "0.3", "log (filled)"), ("dB", "white", "dB (hollow)"))
+                    if log in fills]
+        if front_drawn:
+            handles.append(Line2D([], [], color="black", ls="--", lw=1, label="Pareto front"))
         fig.legend(handles=handles, loc="outside right upper", frameon=False,
                    title="labels: mel bands / hop", alignment="left")
         def write_key(extra: list[str]) -> None:
