@@ -58,6 +58,9 @@ def resource_message(exc: OSError) -> str:
                     "then rerun")
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         advice = "free some space and rerun (finished runs are kept, interrupted ones resume)"
+    elif exc.errno == errno.EFBIG:  # FAT32/exFAT's 4 GiB, or `ulimit -f` (which Slurm passes on to jobs)
+        advice = ("larger than this file system (e.g. FAT32) or the file-size limit (`ulimit -f`) allows: choose "
+                  "another --results / --cache folder or raise the limit, then rerun")
     else:
         advice = "make it writable or choose another --results / --cache folder, then rerun"
     return f"cannot write {where}{what}; {advice}"

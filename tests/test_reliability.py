@@ -794,3 +794,23 @@ def test_provenance_names_no_commit_of_a_repository_that_merely_contains_the_cod
     assert git_commit(tmp_path) == head  # a checkout of the suite itself: its commit
     (tmp_path / "README").write_text("changed\n")
     assert git_commit(tmp_path) == head + "-dirty"
+
+
+def test_a_file_too_large_for_the_file_system_or_ulimit_stops_with_one_line_not_a_traceback(tmp_path, monkeypatch):
+    # EFBIG: `ulimit -f` (Slurm passes the submitting shell's on to its jobs) or a FAT32/exFAT disk. Like a
+    # full disk it is the machine's state: the grid stops, no run is recorded as failed.
+    from bench.cli import resource_message
+    from bench.core.store import is_resource_error
+
+    cache = small_cache(tmp_path)
+
+    def too_large(fd, offset, length):
+        raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
+
+    monkeypatch.setattr(os, "posix_fallocate", too_large)
+    with pytest.raises(OSError) as info:
+        cache.prepare([16000], workers=1)
+    assert is_resource_error(info.value)
+    message = resource_message(info.value)
+    assert "waveforms.f16: File too large; larger than this file system" in message and "ulimit -f" in message
+    assert "\n" not in message

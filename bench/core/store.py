@@ -24,9 +24,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-RESOURCE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
-"""Write failures that are the machine's state (full disk, quota, read-only or forbidden folder), not a
-run's fault: they stop the grid with a clear message instead of being recorded as a failed run."""
+RESOURCE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG})
+"""Write failures that are the machine's state (full disk, quota, read-only or forbidden folder, a file
+larger than the file system or the process's file-size limit allows), not a run's fault: they stop the
+grid with a clear message instead of being recorded as a failed run."""
 
 REJECTED_SUFFIX = ".rejected"
 TEMP_SUFFIX = ".tmp"

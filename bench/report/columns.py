@@ -43,9 +43,10 @@ SIGNIFICANCE = 0.05
 
 def paper_order(frame: pd.DataFrame, extra: tuple[str, ...] = ()) -> pd.DataFrame:
     """Table II's order: by model and condition (log before dB), then mel bands descending, hop ascending
-    (Table V nests them the other way, hop outside); then `extra`. Tags keep the order of their first appearance in their dataset: the networks' output
-    order, which is the dataset's published one (MTAT's top 50 starts guitar, classical, slow; MSD's rock,
-    pop, alternative), not the alphabet, nor another dataset's order of the tags they share."""
+    (Table V nests them the other way, hop outside); then `extra`. Tags keep the order of their first
+    appearance in their dataset: the networks' output order, which is the dataset's published one (MTAT's
+    top 50 starts guitar, classical, slow; MSD's rock, pop, alternative), not the alphabet, nor another
+    dataset's order of the tags they share."""
     order = [c for c in ("dataset", "arch", "width", "sample_rate", "log", "n_mels", "hop_multiplier", *extra)
              if c in frame.columns]
     ascending = [c != "n_mels" for c in order]
