@@ -583,8 +583,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-KEEPS_FINISHED_WORK = frozenset({"grid", "prepare", "embed", "transfer", "download", "synth"})
-"""Commands whose finished work survives a Ctrl-C (results, caches, resumable transfers): a rerun continues."""
+KEEPS_FINISHED_WORK = frozenset({"grid", "prepare", "embed", "transfer", "download"})
+"""Commands whose finished work survives a Ctrl-C (results, caches, resumable transfers): a rerun continues.
+Not `synth`: a rerun renders every clip again (the folder holds no record of whose clips are there)."""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -154,11 +154,12 @@ log = ["dB"]
     assert a.returncode == 0 and b.returncode == 0, out_a + out_b
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_ctrl_c_is_one_line_saying_where_the_run_resumes(workspace, workers):
+def start_training_grid(workspace: Path, name: str, workers: int, epochs: int = 40, options: tuple = ()):
+    """`bench grid` of `workers` VGG runs (and `options`) in its own process group, returned once every
+    run has checkpointed an epoch, with the runs' folder."""
     # enough epochs that the runs are still training when the signal comes (an epoch here takes ~50 ms),
     # and few enough steps that the fast path does not compile (COMPILE_MIN_STEPS)
-    spec = write_spec(workspace, f"ctrl-c-{workers}", archs=("vgg",), epochs=40, patience=40,
+    spec = write_spec(workspace, name, archs=("vgg",), epochs=epochs, patience=epochs,
                       extra="" if workers == 1 else """
 [[grid]]
 arch = ["vgg"]
@@ -169,16 +170,40 @@ log = ["log"]
 """)
     # SIGINT as a terminal leaves it, whatever this process inherited (an ignored SIGINT is inherited)
     proc = subprocess.Popen([sys.executable, "-m", "bench", "grid", str(spec), "--device", "cpu", "--no-report",
-                             "--workers", str(workers)], cwd=workspace, stdout=subprocess.PIPE,
+                             "--workers", str(workers), *options], cwd=workspace, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    runs = workspace / "results" / f"ctrl-c-{workers}" / "runs"
+    runs = workspace / "results" / name / "runs"
     started = time.monotonic()
     while time.monotonic() < started + 120 and len(list(runs.glob("*/checkpoint.pt"))) < workers:
         time.sleep(0.05)  # every worker's run has checkpointed an epoch
     assert proc.poll() is None, f"the grid ended before the signal, after {time.monotonic() - started:.1f} s"
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+    return spec, proc, runs
+
+
+def group_ends(pgid: int, seconds: float = 30.0) -> bool:
+    """Whether every process of the group has ended (and been reaped) within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize("workers,how", [(1, "ctrl-c"), (2, "ctrl-c"), (2, "sigterm")])
+def test_ctrl_c_is_one_line_saying_where_the_run_resumes(workspace, workers, how):
+    # Ctrl-C in a terminal signals the whole process group; `kill`, `docker stop` the grid's process alone,
+    # which passes it on to its workers
+    spec, proc, runs = start_training_grid(workspace, f"{how}-{workers}", workers)
+    if how == "ctrl-c":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        os.kill(proc.pid, signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
+    assert group_ends(proc.pid), "a worker kept running after the grid stopped"
     assert proc.returncode == 130, out + err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     (line,) = err.strip().splitlines()
@@ -194,7 +219,7 @@ log = ["log"]
     # tested in test_user_errors and by the SIGKILL test above; training 40 epochs again here would not add to it)
     dry = bench(workspace, "grid", str(spec), "--device", "cpu", "--dry-run")
     assert dry.returncode == 0, dry.stdout + dry.stderr
-    assert f"ctrl-c-{workers}: {workers} run{'s' if workers > 1 else ''} in results/ctrl-c-{workers}: " in dry.stdout
+    assert f"{how}-{workers}: {workers} run{'s' if workers > 1 else ''} in results/{how}-{workers}: " in dry.stdout
     for folder in runs.iterdir():
         if not (folder / RESULT).exists():
             assert re.search(rf"would resume +{folder.name}  \(interrupted: resumes from its checkpoint\)",
@@ -205,6 +230,22 @@ log = ["log"]
     light = subprocess.run([sys.executable, "-c", code, "grid", str(spec), "--dry-run"], cwd=workspace,
                            capture_output=True, text=True)
     assert light.returncode == 0, light.stdout + light.stderr
+
+
+def test_workers_whose_grid_was_killed_stop_their_runs_and_release_them(workspace):
+    # SIGKILL (the out-of-memory killer, kill -9) leaves the grid's process no time to stop its workers:
+    # they notice that it is gone and stop as on Ctrl-C, instead of training on with nobody to report to
+    _, proc, runs = start_training_grid(workspace, "orphans", 2, epochs=400)
+    os.kill(proc.pid, signal.SIGKILL)
+    try:
+        proc.communicate(timeout=60)  # the workers hold its output pipes: they have ended too
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("the workers went on training after their grid was killed")
+    assert group_ends(proc.pid), "the workers went on training after their grid was killed"
+    for folder in runs.iterdir():
+        assert not (folder / RESULT).exists() and not lock_held(folder / "lock")
+        assert (folder / "checkpoint.pt").exists()  # the next grid resumes it
 
 
 def test_nan_loss_is_recorded_as_failed_and_the_grid_goes_on(workspace, monkeypatch, capsys):
@@ -253,3 +294,17 @@ log = ["dB"]
     assert len(results) == 2 and all(r["status"] == "ok" for r in results.values())
     assert executions(workspace, "submitit") == {run_id: 1 for run_id in results}
     assert list((workspace / "results" / "submitit" / "slurm").glob("*_log.out"))
+
+
+def test_ctrl_c_under_the_submitit_local_executor_prints_no_traceback(workspace):
+    # its controller processes printed a KeyboardInterrupt traceback each and killed their tasks a second
+    # later; the tasks themselves get the terminal's Ctrl-C and stop their runs
+    _, proc, runs = start_training_grid(workspace, "submitit-ctrl-c", 2,
+                                        options=("--launcher", "submitit-local", "--time", "10"))
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert group_ends(proc.pid), "a job kept running after Ctrl-C"
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines() == ["bench grid: interrupted; rerun to continue (finished work is kept)"], err
+    for folder in runs.iterdir():
+        assert not lock_held(folder / "lock") and (folder / "checkpoint.pt").exists()

@@ -189,6 +189,15 @@ def test_ctrl_c_before_any_checkpoint_says_the_run_starts_again(tmp_path, monkey
         train.train_run(run, ToyCache(), tmp_path, torch.device("cpu"), log=lambda *_: None)
 
 
+def test_ctrl_c_after_the_last_epoch_says_the_rerun_finishes_the_run(tmp_path, monkeypatch):
+    # In the test or the latency measurement: the checkpoint holds the last epoch; "resume from epoch 3"
+    # of a 2-epoch run would name an epoch that never comes.
+    (run,) = tiny_runs(epochs=2, patience=2)
+    monkeypatch.setattr(train, "served_inference", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(Interrupted, match=f"^rerun to finish {run.run_id} \\(its training is done"):
+        train.train_run(run, ToyCache(), tmp_path, torch.device("cpu"), log=lambda *_: None)
+
+
 def test_cli_prints_an_interruption_as_one_line_and_releases_the_run_lock(capsys, monkeypatch, tmp_path):
     from bench.run import runner
 
@@ -225,6 +234,12 @@ def test_ctrl_c_promises_kept_work_only_where_there_is_some(capsys, monkeypatch,
     assert capsys.readouterr().err == "bench tag: interrupted\n"
     assert main(["embed", "MTT_musicnn", str(audio), "--out", str(tmp_path / "e")]) == 130
     assert capsys.readouterr().err == "bench embed: interrupted; rerun to continue (finished work is kept)\n"
+    # an interrupted `bench synth` renders every clip again when rerun: nothing is kept
+    import bench.data.synthetic
+
+    monkeypatch.setattr(bench.data.synthetic, "generate", ctrl_c)
+    assert main(["synth", "--out", str(tmp_path / "s")]) == 130
+    assert capsys.readouterr().err == "bench synth: interrupted\n"
 
 
 def test_lock_files_are_removed_when_released(tmp_path):

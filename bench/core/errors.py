@@ -88,8 +88,11 @@ RERUN_TO_CONTINUE = "rerun to continue (finished work is kept)"
 """What a rerun does after a Ctrl-C that no run's epoch can be named for."""
 
 
-def resume_hint(run_id: str, next_epoch: int | None) -> str:
-    """What rerunning does for an interrupted run (`next_epoch` None: from its checkpoint, if any)."""
+def resume_hint(run_id: str, next_epoch: int | None, trained: bool = False) -> str:
+    """What rerunning does for an interrupted run (`next_epoch` None: from its checkpoint, if any;
+    `trained`: stopped after its last epoch, in the test or the latency measurement)."""
+    if trained:
+        return f"rerun to finish {run_id} (its training is done: the test and the latency measurement run again)"
     if next_epoch is None:
         return f"rerun to resume {run_id} from its last checkpoint"
     return f"rerun to resume {run_id} from epoch {next_epoch}"

@@ -13,10 +13,12 @@ Every launcher runs `worker_entry` with a frozen `WorkerJob`, and runs are claim
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import multiprocessing
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -29,6 +31,7 @@ from bench.core.errors import RERUN_TO_CONTINUE, DeviceFailure, Interrupted, Use
 from bench.core.machine import usable_cpus
 from bench.core.paths import folder_path, writable_folder
 from bench.core.store import is_resource_error
+from bench.run.interrupts import accept_interrupts, interrupt_when_parent_dies, interrupts_held, terminate_as_interrupt
 from bench.run.runner import RunLock, log_to_stdout, read_result, run_dir, run_states, shard, worker_loop
 from bench.run.status import progress_line
 from bench.spec import Spec, load_spec, spec_warnings
@@ -383,10 +386,16 @@ def _gpu_free_bytes() -> int:
 
 def _launch_local(job: WorkerJob, n_workers: int, cuda: bool) -> None:
     """Run the workers here, one fresh spawned process each (each claims its own GPU slot). Ctrl-C,
-    which the terminal sends to every process, raises one `Interrupted` saying where each run resumes."""
-    if n_workers == 1:
-        worker_entry(job)
-        return
+    which the terminal sends to every process, raises one `Interrupted` saying where each run resumes;
+    so does a SIGTERM to this process, which passes it on to the workers (`bench.run.interrupts`)."""
+    with terminate_as_interrupt() as terminated:
+        if n_workers == 1:
+            worker_entry(job)
+            return
+        _launch_processes(job, n_workers, cuda, terminated)
+
+
+def _launch_processes(job: WorkerJob, n_workers: int, cuda: bool, terminated) -> None:
     threads = None if cuda else max(1, usable_cpus() // n_workers)
     context = multiprocessing.get_context("spawn")
     outcomes = context.SimpleQueue()
@@ -394,17 +403,23 @@ def _launch_local(job: WorkerJob, n_workers: int, cuda: bool) -> None:
                                                                                     prefix=f"[w{k}] "),
                                                                 outcomes), name=f"bench-worker-{k}")
                  for k in range(n_workers)]
-    for process in processes:
-        process.start()
     interrupted = False
     try:
+        with interrupts_held():  # a worker takes Ctrl-C once it has imported what it runs
+            for process in processes:
+                process.start()
         for process in processes:
             process.join()
     except KeyboardInterrupt:
         interrupted = True
+        if terminated():  # the SIGTERM came to this process alone: the workers stop as on Ctrl-C
+            for process in processes:
+                if process.is_alive():
+                    os.kill(process.pid, signal.SIGINT)
         deadline = time.monotonic() + INTERRUPT_GRACE_SECONDS
         for process in processes:  # they got the same Ctrl-C and are stopping their runs
-            process.join(max(0.0, deadline - time.monotonic()))
+            if process.pid is not None:
+                process.join(max(0.0, deadline - time.monotonic()))
     for process in processes:
         if process.is_alive():
             process.terminate()  # its run lock goes with it; the run resumes from its checkpoint
@@ -424,12 +439,23 @@ def _launch_local(job: WorkerJob, n_workers: int, cuda: bool) -> None:
         print(f"{', '.join(crashed)} stopped with an error (see above); their runs are left for the next grid")
 
 
+def _import_worker_code() -> None:
+    """What a worker imports before its first run (torch with it), at once rather than lazily."""
+    import bench.data.cache  # noqa: F401
+    import bench.train.loop  # noqa: F401
+
+
 def _worker_process(job: WorkerJob, outcomes) -> None:
     """A spawned worker: reports how it ended, in a few bytes. The parent reads the queue only after
     joining the workers, and a put larger than the pipe's buffer (64 KiB: the ids of ~1,500 runs)
     would block the worker forever."""
-    outcome = pool_worker_entry(job)
-    outcomes.put(outcome if isinstance(outcome, (Interrupted, OSError)) else len(outcome))
+    if accept_interrupts(_import_worker_code):
+        outcome = Interrupted(RERUN_TO_CONTINUE)
+    else:
+        interrupt_when_parent_dies()
+        outcome = pool_worker_entry(job)
+    with contextlib.suppress(OSError):  # the parent is gone: nobody to tell
+        outcomes.put(outcome if isinstance(outcome, (Interrupted, OSError)) else len(outcome))
 
 
 def submitit_parameters(job: WorkerJob, launcher: str, slurm: SlurmOptions, wants_gpu: bool,
@@ -471,7 +497,11 @@ def _launch_submitit(job: WorkerJob, n_jobs: int, launcher: str, slurm: SlurmOpt
     try:
         executor = submitit.AutoExecutor(folder=folder, cluster="local" if launcher == "submitit-local" else "slurm")
         executor.update_parameters(**parameters)
-        jobs = executor.map_array(RequeuedWorker(), [dataclasses.replace(job, worker=k) for k in range(n_jobs)])
+        # the local executor's controller processes inherit Ctrl-C held back, and keep it so (each printed
+        # a traceback, then killed its tasks a second later); their tasks, which the terminal's Ctrl-C
+        # reaches too, take it once started (`RequeuedWorker`) and stop their runs
+        with interrupts_held():
+            jobs = executor.map_array(RequeuedWorker(), [dataclasses.replace(job, worker=k) for k in range(n_jobs)])
     except (OSError, RuntimeError) as exc:  # sbatch missing, or refusing (a partition, a limit): submitit's errors
         raise UserError(f"{launcher}: the jobs could not be submitted ({type(exc).__name__}: {first_line(exc)})") \
             from None
@@ -496,6 +526,9 @@ class RequeuedWorker:
         import submitit
 
         from bench.run.tasks import run_as_task, task_folder
+
+        if accept_interrupts(_import_worker_code):  # a task of the local executor: Ctrl-C while it started
+            raise Interrupted(RERUN_TO_CONTINUE)
 
         try:
             env = submitit.JobEnvironment()

@@ -368,7 +368,8 @@ def train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torch
         raise
     except KeyboardInterrupt:
         epoch = checkpointed["epoch"]
-        raise Interrupted(resume_hint(run.run_id, None if epoch is None else epoch + 1)) from None
+        raise Interrupted(resume_hint(run.run_id, None if epoch is None else epoch + 1,
+                                      checkpointed.get("trained", False))) from None
     except BaseException as exc:
         # a failed run (a NaN loss, out of memory): the traceback holds the finished frames of the run,
         # and through their locals the model, its optimiser state and the batches; cleared, they are
@@ -475,6 +476,7 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
             f"pr_auc {valid['pr_auc']:.4f}  lr {record['lr']:.2g}  train {t1 - t0:.1f} s + valid {t2 - t1:.1f} s")
     if history and saved["epoch"] != history[-1]["epoch"]:
         save(history[-1]["epoch"])
+    checkpointed["trained"] = True  # the checkpoint holds the last epoch: a rerun goes straight to the test
 
     best_state = read_best(run_dir / BEST, best["epoch"])
     trainer.model.load_state_dict(best_state)
