@@ -1,6 +1,7 @@
 """What a newcomer trips on: every user error is one line on stderr with exit status 2, checked
 before any work starts and before anything is created; Ctrl-C says where a rerun resumes."""
 
+import itertools
 import json
 from pathlib import Path
 
@@ -196,6 +197,34 @@ def test_ctrl_c_after_the_last_epoch_says_the_rerun_finishes_the_run(tmp_path, m
     monkeypatch.setattr(train, "served_inference", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(Interrupted, match=f"^rerun to finish {run.run_id} \\(its training is done"):
         train.train_run(run, ToyCache(), tmp_path, torch.device("cpu"), log=lambda *_: None)
+
+
+def test_ctrl_c_while_best_pt_is_written_names_the_epoch_the_checkpoint_already_holds(tmp_path, monkeypatch):
+    # checkpoint.pt is written first, then best.pt (~210 MB for VGG, at every better epoch): a Ctrl-C
+    # in the second write resumes after the checkpoint's epoch, and the line must say so
+    (run,) = tiny_runs(epochs=3, patience=3)
+    real_save, calls, written, nth = train.save_torch, itertools.count(), [], [2]
+
+    def interrupted_writing_best(path, state):  # the best.pt after the nth checkpoint of this train_run
+        written.append(Path(path).name)
+        if Path(path).name == train.BEST and written.count(train.CHECKPOINT) == nth[0]:
+            raise KeyboardInterrupt
+        return real_save(path, state)
+
+    monkeypatch.setattr(train.CheckpointPolicy, "due", lambda self, now: True)  # every epoch
+    monkeypatch.setattr(train.Trainer, "evaluate", lambda self, split: {"roc_auc": 0.5 + 0.01 * next(calls),
+                                                                         "pr_auc": 0.5})  # always better
+    monkeypatch.setattr(train, "save_torch", interrupted_writing_best)
+    with pytest.raises(Interrupted) as stopped:
+        train.train_run(run, ToyCache(), tmp_path, torch.device("cpu"), log=lambda *_: None)
+    assert train.read_checkpoint(tmp_path / train.CHECKPOINT, run.run_id)["epoch"] == 2
+    assert str(stopped.value) == f"rerun to resume {run.run_id} from epoch 3"
+    written.clear()  # the rerun trains epoch 3 and is stopped writing its best.pt: training is over
+    nth[0] = 1
+    with pytest.raises(Interrupted) as stopped:
+        train.train_run(run, ToyCache(), tmp_path, torch.device("cpu"), log=lambda *_: None)
+    assert written[-2:] == [train.CHECKPOINT, train.BEST]
+    assert str(stopped.value).startswith(f"rerun to finish {run.run_id} ")
 
 
 def test_cli_prints_an_interruption_as_one_line_and_releases_the_run_lock(capsys, monkeypatch, tmp_path):

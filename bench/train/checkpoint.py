@@ -2,8 +2,9 @@
 
 checkpoint.pt is written (atomically) first, then best.pt, `{"epoch", "model"}`, when it does not yet
 hold the best epoch so far; between checkpoints the best weights are kept in memory by the loop. A
-kill between the two leaves a checkpoint whose best epoch is its own epoch, so the best weights are
-in the checkpoint and best.pt is rewritten from it on resume. A checkpoint or best.pt that cannot be
+kill between the two leaves a checkpoint whose best epoch is its own, or which carries the best
+weights as `best_model`, so the best weights are in the checkpoint and best.pt is rewritten from it
+on resume. A checkpoint or best.pt that cannot be
 loaded (corrupt, truncated, not this run's, or holding anything but tensors and plain containers) is
 set aside as `*.rejected` and the run restarts from scratch.
 """

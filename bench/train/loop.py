@@ -20,8 +20,9 @@ checkpoint follows the same path as one that never stopped (on the CPU).
 
 Crash safety: checkpoint.pt is written (atomically) first, then best.pt, `{"epoch", "model"}`, when it
 does not yet hold the best epoch so far; between checkpoints the best weights are kept in memory.
-A kill between the two leaves a checkpoint whose best epoch is its own epoch, so the best weights are
-in the checkpoint and best.pt is rewritten from it on resume. A kill between checkpoints loses the
+A kill between the two leaves a checkpoint whose best epoch is its own, or which carries the best
+weights as `best_model`, so the best weights are in the checkpoint and best.pt is rewritten from it
+on resume. A kill between checkpoints loses the
 epochs since the last one, and the run resumes from there. A checkpoint or best.pt that cannot be
 loaded (corrupt, truncated, not this run's, or holding anything but tensors and plain containers) is
 set aside as `*.rejected` and the run restarts from scratch.
@@ -438,16 +439,17 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
     atomic_write_text(run_dir / HISTORY, "".join(map(_history_line, history)))
     best_weights = None  # the best epoch's weights while best.pt does not hold them yet
 
-    def save(epoch: int) -> None:
+    def save(epoch: int, last: bool = False) -> None:
         started = time.perf_counter()
         state = trainer.state(epoch, best, history)
         if best["epoch"] not in (saved["best"], epoch):  # the checkpoint carries them until best.pt does
             state["best_model"] = best_weights
         save_torch(checkpoint, state)
+        # what a rerun resumes from from here on, also if best.pt's write below is interrupted
+        checkpointed.update(epoch=epoch, trained=last)
         if best["epoch"] != saved["best"]:  # after the checkpoint: see the module docstring
             save_torch(run_dir / BEST, {"epoch": best["epoch"], "model": best_weights})
         saved.update(epoch=epoch, best=best["epoch"])
-        checkpointed["epoch"] = epoch
         policy.written(started, time.perf_counter())
 
     for epoch in range(start_epoch, protocol.max_epochs + 1):
@@ -471,11 +473,11 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
             best_weights = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
         append_line(run_dir / HISTORY, _history_line(record))
         if policy.due(time.perf_counter()):
-            save(epoch)
+            save(epoch, last=epoch == protocol.max_epochs)
         epoch_log(f"  epoch {epoch:3d}/{protocol.max_epochs}  loss {loss:.4f}  valid roc_auc {valid['roc_auc']:.4f}  "
             f"pr_auc {valid['pr_auc']:.4f}  lr {record['lr']:.2g}  train {t1 - t0:.1f} s + valid {t2 - t1:.1f} s")
     if history and saved["epoch"] != history[-1]["epoch"]:
-        save(history[-1]["epoch"])
+        save(history[-1]["epoch"], last=True)
     checkpointed["trained"] = True  # the checkpoint holds the last epoch: a rerun goes straight to the test
 
     best_state = read_best(run_dir / BEST, best["epoch"])
