@@ -939,3 +939,24 @@ def test_a_heatmaps_caption_describes_only_the_configurations_it_shows(tmp_path,
         report(tmp_path)
     caption = "mean over 3 seeds, 29.1\N{NO-BREAK SPACE}s\N{NO-BREAK SPACE}clips"
     assert notes["own"] == (["32/x1"], caption) and notes["12k 96/x1 log"] == (["12k 32/x1 log"], caption)
+
+
+def test_another_runs_result_in_a_folder_and_stray_folders_are_not_read_as_runs(tmp_path):
+    """A result.json that is not its folder's done-marker (another run's id: the grid sets it aside and
+    redoes the run) is listed as that folder's invalid run, never under the other run's id or as its
+    failure; folders in runs/ that are no run's (notes/, .ipynb_checkpoints/) are not counted."""
+    first, second = ("vgg", 12000, 96, 1, "log"), ("vgg", 12000, 48, 1, "log")
+    ok = result_doc(first, 0, 10.01, {t: 0.8 for t in TAGS}, 0.4)
+    write_doc(tmp_path, ok)
+    foreign = result_doc(second, 1, 5.0, {t: 0.8 for t in TAGS}, 0.4)
+    foreign.update(status="failed", error="RuntimeError: boom")
+    folder = tmp_path / "runs" / run_id(first, 1)  # the folder of another run than the result names
+    folder.mkdir()
+    (folder / "result.json").write_text(json.dumps(foreign))
+    for stray in ("notes", ".ipynb_checkpoints"):
+        (tmp_path / "runs" / stray).mkdir()
+    assert [f.name for f in run_folders(tmp_path)] == sorted([ok["run_id"], folder.name])
+    results, not_ok = read_runs(run_folders(tmp_path))
+    assert [r["run_id"] for r in results] == [ok["run_id"]]
+    assert not_ok[["run_id", "status"]].values.tolist() == [[folder.name, "invalid"]]
+    assert foreign["run_id"] in not_ok["reason"][0] and int(not_ok["n_mels"][0]) == 96  # the folder's configuration

@@ -141,3 +141,31 @@ def test_a_corrupt_result_is_invalid_as_the_grid_sees_it_not_interrupted(tmp_pat
     assert main(["status", str(SPEC), "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert f"invalid result.json: {spec.runs()[0].run_id} (the next bench grid sets it aside" in out
+
+
+def test_a_run_that_finishes_between_status_reading_its_result_and_its_lock_is_done(tmp_path, monkeypatch):
+    # The worker writes result.json and then releases its lock: status, which looked for the result first,
+    # found the lock free and (with a checkpoint there) called the finished run interrupted.
+    from bench.run import status as status_module
+
+    spec, folders = grid_in_progress(tmp_path)
+    finished = json.loads((folders[0] / layout.RESULT).read_text())
+    (folders[2] / layout.CHECKPOINT).write_bytes(b"checkpoint of epoch 1")
+    real_lock_held = status_module.lock_held
+
+    def finishes_meanwhile(path):
+        if path.parent == folders[2] and not (path.parent / layout.RESULT).exists():
+            (path.parent / layout.RESULT).write_text(json.dumps({**finished, "run_id": folders[2].name}))
+            return False
+        return real_lock_held(path)
+
+    monkeypatch.setattr(status_module, "lock_held", finishes_meanwhile)
+    assert grid_status(spec, tmp_path).runs[2].state == "done"
+
+
+def test_stray_folders_in_runs_are_not_counted_as_runs_of_an_earlier_spec(tmp_path):
+    spec, folders = grid_in_progress(tmp_path)
+    for stray in ("notes", ".ipynb_checkpoints"):
+        (folders[0].parent / stray).mkdir()
+    (folders[0].parent / "vgg-16k-96mel-x1-log-s9-0123456789").mkdir()  # a run the spec no longer names
+    assert grid_status(spec, tmp_path).not_in_spec == 1

@@ -64,6 +64,13 @@ def parse_run_id(run_id: str) -> dict | None:
             "seed": int(match["seed"])}
 
 
+def is_run_folder(path: Path) -> bool:
+    """Whether a folder in runs/ is a run's: named by a run_id, or holding a run's config.json or
+    result.json (not a stray folder such as notes/ or .ipynb_checkpoints/)."""
+    return path.is_dir() and (RUN_ID.match(path.name) is not None or (path / CONFIG).exists()
+                              or (path / RESULT).exists())
+
+
 def spec_dir(results: str | Path, spec_name: str) -> Path:
     return Path(results) / spec_name
 

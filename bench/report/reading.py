@@ -29,7 +29,7 @@ def run_folders(results_dir: str | Path) -> list[Path]:
     if not results_dir.is_dir():
         raise UserError(f"{results_dir}: no such results folder (expected results/<spec name>)")
     runs = results_dir / RUNS
-    folders = sorted(p for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
+    folders = sorted(p for p in runs.iterdir() if layout.is_run_folder(p)) if runs.is_dir() else []
     if not folders:
         nested = sorted(str(p.parent) for p in results_dir.glob("*/runs") if p.is_dir())
         hint = f"; did you mean {' or '.join(nested)}?" if nested else ""
@@ -94,15 +94,18 @@ def read_runs(folders: Iterable[Path]) -> tuple[list[dict], pd.DataFrame]:
             continue
         status = result.get("status")
         problem = result_problem(result, folder.name)  # the grid's own test of a done-marker
-        if problem is None and status == "ok":
+        if problem is not None:  # not this folder's done-marker (another run's, a future schema): the grid
+            not_ok.append({"run_id": folder.name, "status": "invalid", "reason": problem,  # redoes the run
+                           **_folder_fields(folder, _read_json(folder / layout.CONFIG))})
+            continue
+        if status == "ok":
             problem = report_problem(result)
         if status == "ok" and problem is None:
             ok.append(result)
         else:
             reason = result.get("error") or problem or f"status {status!r}"
             shown = "invalid" if status == "ok" else (status or "unknown")  # claims ok, fails the check
-            not_ok.append({"run_id": result.get("run_id", folder.name), "status": shown,
-                           "reason": reason, **_config_fields(result)})
+            not_ok.append({"run_id": folder.name, "status": shown, "reason": reason, **_config_fields(result)})
     return ok, pd.DataFrame(not_ok, columns=NOT_OK_COLUMNS)
 
 

@@ -76,6 +76,9 @@ def _worker(folder: Path) -> str | None:
 
 def run_status(folder: Path, run: RunSpec) -> RunStatus:
     result, problem = layout.load_result(folder)
+    running = result is None and lock_held(folder / layout.LOCK)
+    if result is None and not running:  # it may have finished between the two looks (its result.json is
+        result, problem = layout.load_result(folder)  # written before its lock is released)
     history = read_history(folder / layout.HISTORY)
     status = RunStatus(run.run_id, "not started", first_start=_first_start(folder))
     if result is not None:
@@ -90,7 +93,7 @@ def run_status(folder: Path, run: RunSpec) -> RunStatus:
         status.finished = part("provenance").get("finished")
         recorded = part("training").get("history")
         history = recorded if isinstance(recorded, list) and all(isinstance(h, dict) for h in recorded) else history
-    elif lock_held(folder / layout.LOCK):
+    elif running:
         status.state, status.worker = "running", _worker(folder)
     elif problem is not None:
         status.state = "invalid"
@@ -137,7 +140,7 @@ def grid_status(spec: Spec, results: str | Path, now: float | None = None) -> Gr
     elapsed = end - min(starts) if starts else None
     eta, basis = _eta(spec, runs, states)
     named = {r.run_id for r in runs}
-    others = sum(1 for p in (folder / layout.RUNS).glob("*") if p.is_dir() and p.name not in named)
+    others = sum(1 for p in (folder / layout.RUNS).glob("*") if layout.is_run_folder(p) and p.name not in named)
     return GridStatus(spec.name, str(folder), states, counts, elapsed, eta, basis, others)
 
 
