@@ -1,5 +1,6 @@
 """The waveform cache: decoding, bad audio, atomic completion, resume after SIGKILL, torch views."""
 
+import errno
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ from bench.data.cache import WaveformCache
 from bench.data.index import Clip, DatasetIndex
 from bench.data.views import ClipDataset, eval_segments, segment_mean
 
+from .conftest import group_ends
 from .data_fixtures import tone, write_mp3
 
 
@@ -267,7 +269,7 @@ def test_prepare_resumes_after_sigkill(tmp_path):
         write_mp3(audio / f"{i:02d}.mp3", tone(2.0, freq=150 + 20 * i, seed=i))
     killed_root = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-c", KILLABLE, str(audio), str(killed_root)],
-                            cwd=os.getcwd(), env={**os.environ, "PYTHONPATH": os.getcwd()})
+                            cwd=os.getcwd(), env={**os.environ, "PYTHONPATH": os.getcwd()}, start_new_session=True)
     cache = WaveformCache(killed_root, corpus_index(audio), clip_seconds=2.0)
     progress = cache.rate_dir(16000) / "progress.npy"
     deadline = time.monotonic() + 60
@@ -277,6 +279,8 @@ def test_prepare_resumes_after_sigkill(tmp_path):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    # its decoding process ends with it (it waited for work forever: it holds both ends of the pool's queue)
+    assert group_ends(proc.pid, seconds=10), "a decoding process outlived its killed preparer"
     assert not cache.is_complete(16000), "a killed prepare must not look complete"
     done_before = int(np.load(progress).astype(bool).sum())
     assert 5 <= done_before < 40
@@ -404,3 +408,25 @@ def test_a_synthetic_dataset_regenerated_with_another_seed_is_not_read_from_the_
     for row, clip in enumerate(index.clips[:4]):
         now = decode_clip(clip.path, (16000,), 1.5).clips[16000]
         np.testing.assert_allclose(cached.waveforms[row].astype(np.float32), now, atol=1e-3)
+
+
+def test_the_cache_file_is_reserved_without_glibcs_byte_per_block_emulation(tmp_path, monkeypatch):
+    """glibc's posix_fallocate writes a byte into every 4 KiB block where the file system cannot reserve
+    blocks (NFS v3): hours for a paper-scale cache on a cluster's shared disk. On Linux the cache calls
+    fallocate(2), which says so instead, and then makes a sparse file."""
+    from bench.data import cache as cache_module
+
+    if sys.platform.startswith("linux"):
+        monkeypatch.setattr(os, "posix_fallocate", lambda *a: pytest.fail("glibc's emulating posix_fallocate"))
+    size = 64 * 2**20
+    cache_module._allocate(tmp_path / "reserved", size)
+    reserved = os.stat(tmp_path / "reserved")
+    assert reserved.st_size == size and reserved.st_blocks * 512 >= size  # blocks held now: ENOSPC here, not later
+
+    def cannot(fd, size):
+        raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+
+    monkeypatch.setattr(cache_module, "reserve_blocks", cannot)
+    cache_module._allocate(tmp_path / "sparse", size)
+    sparse = os.stat(tmp_path / "sparse")
+    assert sparse.st_size == size and sparse.st_blocks * 512 < size // 16

@@ -20,6 +20,8 @@ from bench.run.runner import EXECUTIONS, RESULT
 from bench.tools.gpucheck import TINY_SPEC
 from bench.train.model_file import load_model
 
+from .conftest import group_ends
+
 pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
@@ -76,6 +78,8 @@ def test_tiny_grid_end_to_end_through_the_cli(workspace):
         assert result["provenance"]["versions"]["torch"]
         assert result["provenance"]["device"] == "cpu"
         assert (workspace / "results" / "e2e" / "runs" / run_id / "best.pt").exists()
+        # a finished run's checkpoint is removed: nothing resumes from it (208 MB at VGG's width 1)
+        assert not (workspace / "results" / "e2e" / "runs" / run_id / "checkpoint.pt").exists()
         assert result["schema_version"] == 1
         loaded = load_model(workspace / "results" / "e2e" / "runs" / run_id)  # what `bench tag RUN_DIR` uses
         assert loaded.name == run_id and loaded.tags == result["tag_names"]
@@ -179,18 +183,6 @@ log = ["log"]
         time.sleep(0.05)  # every worker's run has checkpointed an epoch
     assert proc.poll() is None, f"the grid ended before the signal, after {time.monotonic() - started:.1f} s"
     return spec, proc, runs
-
-
-def group_ends(pgid: int, seconds: float = 30.0) -> bool:
-    """Whether every process of the group has ended (and been reaped) within `seconds`."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.1)
-    return False
 
 
 @pytest.mark.parametrize("workers,how", [(1, "ctrl-c"), (2, "ctrl-c"), (2, "sigterm")])

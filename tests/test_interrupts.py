@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from bench.run.interrupts import accept_interrupts, interrupts_held
+from bench.core.interrupts import accept_interrupts, interrupts_held
 
 
 def ctrl_c() -> None:

@@ -21,6 +21,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 
 from bench.cli import main
+from bench.data import cache as cache_module
 from bench.data.audio import decode_clip
 from bench.data.cache import WaveformCache
 from bench.report.report import read_runs
@@ -50,11 +51,17 @@ from .test_grid import executions, results_of, write_spec
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, copy_tiny_synthetic):
-    """A workspace with the synthetic data, its cache and one finished 3-epoch VGG run."""
+    """A workspace with the synthetic data, its cache and one finished 3-epoch VGG run that kept its
+    last checkpoint (a finished run's is removed once its result is written; the tests that damage a
+    copy start from a run killed after its last checkpoint, whose result.json they write or damage)."""
+    from bench.run import runner
+
     workspace = tmp_path_factory.mktemp("reliability")
     copy_tiny_synthetic(workspace / "synth")
     spec = write_spec(workspace, "one", archs=("vgg",), epochs=3, patience=3)
-    assert grid(workspace, spec) == 0
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(runner, "remove_finished_checkpoint", lambda folder: None)
+        assert grid(workspace, spec) == 0
     (result,) = results_of(workspace, "one").values()
     return workspace, spec, result
 
@@ -515,10 +522,10 @@ def test_full_disk_while_preparing_the_cache_names_the_file_and_leaves_no_partia
 
     cache = small_cache(tmp_path)
 
-    def full(fd, offset, length):
+    def full(fd, size):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(os, "posix_fallocate", full)
+    monkeypatch.setattr(cache_module, "reserve_blocks", full)
     with pytest.raises(OSError) as info:
         cache.prepare([16000], workers=1)
     assert info.value.errno == errno.ENOSPC and "waveforms.f16" in info.value.filename
@@ -804,10 +811,10 @@ def test_a_file_too_large_for_the_file_system_or_ulimit_stops_with_one_line_not_
 
     cache = small_cache(tmp_path)
 
-    def too_large(fd, offset, length):
+    def too_large(fd, size):
         raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
 
-    monkeypatch.setattr(os, "posix_fallocate", too_large)
+    monkeypatch.setattr(cache_module, "reserve_blocks", too_large)
     with pytest.raises(OSError) as info:
         cache.prepare([16000], workers=1)
     assert is_resource_error(info.value)

@@ -96,11 +96,3 @@ def resume_hint(run_id: str, next_epoch: int | None, trained: bool = False) -> s
     if next_epoch is None:
         return f"rerun to resume {run_id} from its last checkpoint"
     return f"rerun to resume {run_id} from epoch {next_epoch}"
-
-
-def ignore_interrupts() -> None:
-    """Initializer of pool processes whose parent handles Ctrl-C (and stops the pool): without it every
-    pool process prints its own KeyboardInterrupt traceback."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -34,6 +34,7 @@ which the training side imports without this module.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import errno
 import hashlib
@@ -42,6 +43,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -53,7 +55,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.core import framing
-from bench.core.errors import UserError, ignore_interrupts
+from bench.core.errors import UserError
+from bench.core.interrupts import pool_process_init
 from bench.core.machine import usable_cpus
 from bench.core.store import (
     atomic_write_bytes,
@@ -158,14 +161,14 @@ def decode_in_processes(fn: Callable, jobs: list[tuple], workers: int) -> Iterat
     while pending or suspects:
         if suspects:
             job = suspects.popleft()
-            with ProcessPoolExecutor(1, mp_context=context, initializer=ignore_interrupts) as alone:
+            with ProcessPoolExecutor(1, mp_context=context, initializer=pool_process_init) as alone:
                 try:
                     result = alone.submit(fn, job).result()
                 except BrokenProcessPool:
                     result = (job[0], FAILED, DIED, {})
             yield result
             continue
-        executor = ProcessPoolExecutor(workers, mp_context=context, initializer=ignore_interrupts)
+        executor = ProcessPoolExecutor(workers, mp_context=context, initializer=pool_process_init)
         in_flight: dict = {}
         try:
             while pending or in_flight:
@@ -211,13 +214,32 @@ class _PartialRate:
         atomic_write_bytes(self.folder / "progress.npy", _npy_bytes(self.status))
 
 
+def reserve_blocks(fd: int, size: int) -> None:
+    """Reserve the blocks of the first `size` bytes of the open file `fd`, or raise OSError (EOPNOTSUPP
+    where the file system cannot). On Linux fallocate(2) itself: glibc's posix_fallocate, where the file
+    system cannot reserve blocks (NFS v3), writes a byte into every 4 KiB block instead, 96 million
+    writes for MSD's 394 GB cache, hours over a network file system."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        fallocate = getattr(libc, "fallocate64", None) or libc.fallocate
+        fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+        while fallocate(fd, 0, 0, size) != 0:
+            code = ctypes.get_errno()
+            if code != errno.EINTR:
+                raise OSError(code, os.strerror(code))
+        return
+    if not hasattr(os, "posix_fallocate"):  # macOS
+        raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+    os.posix_fallocate(fd, 0, size)
+
+
 def _allocate(path: Path, size: int) -> None:
     """A zero-filled file of `size` bytes whose blocks are reserved now (ENOSPC here, not a SIGBUS later)."""
     with open(path, "wb") as handle:
         try:
-            os.posix_fallocate(handle.fileno(), 0, size)
+            reserve_blocks(handle.fileno(), size)
         except OSError as exc:
-            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # file systems without it: sparse file
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):  # cannot reserve: a sparse file
                 path.unlink(missing_ok=True)
                 raise OSError(exc.errno, exc.strerror, str(path)) from None
             handle.truncate(size)

@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.core.errors import RERUN_TO_CONTINUE, DeviceFailure, Interrupted, UserError, first_line, one_line
+from bench.core.interrupts import accept_interrupts, interrupt_when_parent_dies, interrupts_held, terminate_as_interrupt
 from bench.core.machine import usable_cpus
 from bench.core.paths import folder_path, writable_folder
 from bench.core.store import is_resource_error
-from bench.run.interrupts import accept_interrupts, interrupt_when_parent_dies, interrupts_held, terminate_as_interrupt
 from bench.run.runner import RunLock, log_to_stdout, read_result, run_dir, run_states, shard, worker_loop
 from bench.run.status import progress_line
 from bench.spec import Spec, load_spec, spec_warnings
@@ -387,7 +387,7 @@ def _gpu_free_bytes() -> int:
 def _launch_local(job: WorkerJob, n_workers: int, cuda: bool) -> None:
     """Run the workers here, one fresh spawned process each (each claims its own GPU slot). Ctrl-C,
     which the terminal sends to every process, raises one `Interrupted` saying where each run resumes;
-    so does a SIGTERM to this process, which passes it on to the workers (`bench.run.interrupts`)."""
+    so does a SIGTERM to this process, which passes it on to the workers (`bench.core.interrupts`)."""
     with terminate_as_interrupt() as terminated:
         if n_workers == 1:
             worker_entry(job)

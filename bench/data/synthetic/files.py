@@ -17,7 +17,8 @@ import numpy as np
 import soundfile as sf
 
 from bench.core import framing
-from bench.core.errors import UserError, ignore_interrupts
+from bench.core.errors import UserError
+from bench.core.interrupts import pool_process_init
 from bench.core.machine import usable_cpus
 from bench.core.progress import progress_bar
 from bench.core.store import atomic_write_bytes, exclusive_lock
@@ -177,7 +178,7 @@ def _run(jobs: list, workers: int) -> Iterator[tuple[int, float, float]]:
         return
     # spawn: the caller may hold torch/OpenMP threads, which fork would copy in a broken state
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=ignore_interrupts)
+                               initializer=pool_process_init)
     try:
         yield from pool.map(_render_clip, jobs, chunksize=1)
     finally:  # on Ctrl-C too: clips being rendered are not waited for

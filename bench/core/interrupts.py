@@ -7,12 +7,14 @@ it resumes. The other ways reach the grid's own process only: a SIGTERM is taken
 as if interrupted (`interrupt_when_parent_dies`) instead of training on with nobody to report to.
 A worker imports torch and the training code before it takes Ctrl-C (`accept_interrupts`): an
 interrupt in the middle of an import leaves a half-imported module that fails with a traceback, not
-with the one line a stopped worker gives.
+with the one line a stopped worker gives. Pool processes (decoding audio, rendering synthetic clips)
+leave Ctrl-C to their parent and end with it (`pool_process_init`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -67,10 +69,9 @@ def terminate_as_interrupt() -> Iterator[Callable[[], bool]]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def interrupt_when_parent_dies() -> None:
-    """In a spawned worker: when the process that started it ends without stopping it (a SIGKILL, the
-    out-of-memory killer), raise KeyboardInterrupt in the main thread, as a Ctrl-C would."""
-    import _thread
+def when_parent_dies(action: Callable[[], object]) -> None:
+    """In a spawned process: call `action` (in a thread of its own) when the process that started it
+    ends without stopping it (a SIGKILL, the out-of-memory killer)."""
     import multiprocessing
     from multiprocessing.connection import wait
 
@@ -80,6 +81,23 @@ def interrupt_when_parent_dies() -> None:
 
     def watch() -> None:
         wait([parent.sentinel])
-        _thread.interrupt_main()
+        action()
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def interrupt_when_parent_dies() -> None:
+    """In a spawned worker: when its parent is gone, raise KeyboardInterrupt in the main thread, as a
+    Ctrl-C would, so that it stops its run and releases it."""
+    import _thread
+
+    when_parent_dies(_thread.interrupt_main)
+
+
+def pool_process_init() -> None:
+    """Initializer of pool processes (decoding, rendering) whose parent handles Ctrl-C and stops the
+    pool: Ctrl-C is ignored (else every pool process prints its own KeyboardInterrupt traceback), and
+    the process ends when its parent dies (a pool process holds both ends of the pool's queue, so it
+    would wait for work forever)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    when_parent_dies(lambda: os._exit(1))
