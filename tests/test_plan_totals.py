@@ -33,6 +33,8 @@ def test_paper_grid_totals(tmp_path):
     # 25,860 clips of the 12:1:3 split, 29.1 s at 12 and 16 kHz (349,200 + 465,600 samples), float16
     assert totals["clips"] == 18_706 + 1_825 + 5_329
     assert totals["cache_bytes"] == 25_860 * (349_200 + 465_600) * 2
+    # VGG-CNN's 17,365,940 parameters (published with the paper's model), float32, in each of the 264 runs' best.pt
+    assert totals["weights_bytes"] == 264 * 17_365_940 * 4 and totals["largest_weights_bytes"] == 17_365_940 * 4
     # the largest input, 128 x 1820 (16 kHz x1), pools 2,4,4,4 / 4,5,9,10: 128x1820 -> 64x455 -> 16x91 ->
     # 4x10 -> 1x1; 3x3 convs 1->128->384->768->2048 then 2048 x 50: 268,369,920 + 12,882,083,840 +
     # 3,864,625,152 + 566,231,040 + 102,400 = 17,581,412,352 MACs
@@ -75,10 +77,15 @@ def test_a_small_projection_is_not_rounded_to_nothing(capsys, tmp_path):
 
 def test_plan_prints_the_projection_bench_perf_measured(capsys, tmp_path):
     perf, lines = plan_with_perf(capsys, tmp_path, "cuda", "NVIDIA H200", 123.45, 30)
-    assert lines[-3] == "grid: 264 runs (88 configurations x 3 seeds); 0.492-17.6 GMAC per clip, " \
-                        f"{lines[-3].split(', ')[-1]}"
-    assert lines[-2] == ("waveform cache: 42.1 GB for 25,860 clips (float16, one copy per sample rate; mtat's "
+    assert lines[-4] == "grid: 264 runs (88 configurations x 3 seeds); 0.492-17.6 GMAC per clip, " \
+                        f"{lines[-4].split(', ')[-1]}"
+    assert lines[-3] == ("waveform cache: 42.1 GB for 25,860 clips (float16, one copy per sample rate; mtat's "
                          "published split sizes, not counted from a folder: bench dataset counts it)")
+    # VGG-CNN has 17,365,940 parameters at every input (the Table III pools leave the layers' sizes): 264 runs of
+    # float32 weights are 18.3 GB, one run's 69.5 MB, and its checkpoint with Adam's two moments 3 x that
+    assert lines[-2] == ("results: 18.3 GB of trained weights (best.pt, float32; 69.5 MB for the largest network), "
+                         "and while a run trains its checkpoint (weights and Adam's two moments: about 208 MB for the "
+                         "largest; removed when the run is done)")
     assert lines[-1] == ("projected: 123.5 cuda-hours of NVIDIA H200, one run at a time, at 30 epochs per run "
                          f"(measured by bench perf: {perf})")
     # measured before the spec changed (another seed count: 88 x 2 runs): said, not printed as this grid's

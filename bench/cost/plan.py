@@ -29,6 +29,14 @@ def amount(value: float, decimals: int) -> str:
     return f"{value:,.{decimals}f}" if abs(value) >= 1 or value == 0 else f"{value:.2g}"
 
 
+def size_text(n_bytes: float) -> str:
+    """Bytes to three significant figures in kB, MB or GB (1e3, 1e6, 1e9 bytes)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:.3g} {unit}"
+    return f"{n_bytes / 1e3:.3g} kB"
+
+
 def arch_columns(config: Configuration, n_frames: int) -> dict[str, Any]:
     """How the architecture is fitted to this input (pure planning, no torch)."""
     mel, options = config.mel, config.options
@@ -133,6 +141,9 @@ def grid_totals(spec: Spec, rows: list[dict[str, Any]], perf_json: str | Path | 
         "n_tags": tag_count(spec.dataset),
         "clips": clips,
         "cache_bytes": cache_bytes(spec, clips) if clips else None,
+        # best.pt of every run: its float32 parameters (the BatchNorm statistics add a fraction of a percent)
+        "weights_bytes": sum(4 * int(r["params"]) for r in rows) * seeds,
+        "largest_weights_bytes": max(4 * int(r["params"]) for r in rows),
         "projection": measured_projection(spec, perf_json) if perf_json else None,
     }
 
@@ -155,6 +166,11 @@ def format_totals(spec: Spec, totals: dict[str, Any]) -> list[str]:
                      f"(float16, one copy per sample rate{published})")
     else:
         lines.append("waveform cache: 2 bytes per sample per clip and sample rate (clip count known once read)")
+    largest = totals["largest_weights_bytes"]
+    lines.append(f"results: {size_text(totals['weights_bytes'])} of trained weights (best.pt, float32; "
+                 f"{size_text(largest)} for the largest network), and while a run trains its checkpoint "
+                 f"(weights and Adam's two moments: about {size_text(3 * largest)} for the largest; removed when "
+                 f"the run is done)")
     projection = totals["projection"]
     if projection and projection.get("runs") not in (None, totals["runs"]):
         lines.append(f"projected device-hours: {projection['path']} was measured for {projection['runs']:,} runs, "
