@@ -33,7 +33,7 @@ def test_paper_grid_totals(tmp_path):
     # 25,860 clips of the 12:1:3 split, 29.1 s at 12 and 16 kHz (349,200 + 465,600 samples), float16
     assert totals["clips"] == 18_706 + 1_825 + 5_329
     assert totals["cache_bytes"] == 25_860 * (349_200 + 465_600) * 2
-    # VGG-CNN's 17,365,940 parameters (published with the paper's model), float32, in each of the 264 runs' best.pt
+    # VGG-CNN's 17,365,940 parameters (counted by hand in test_cost), float32, in each of the 264 runs' best.pt
     assert totals["weights_bytes"] == 264 * 17_365_940 * 4 and totals["largest_weights_bytes"] == 17_365_940 * 4
     # the largest input, 128 x 1820 (16 kHz x1), pools 2,4,4,4 / 4,5,9,10: 128x1820 -> 64x455 -> 16x91 ->
     # 4x10 -> 1x1; 3x3 convs 1->128->384->768->2048 then 2048 x 50: 268,369,920 + 12,882,083,840 +
