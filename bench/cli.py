@@ -15,6 +15,8 @@ from bench.core.paths import readable_folder, writable_file, writable_folder
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+"""128 + the signal, as shells report it: SIGINT (Ctrl-C) 2, SIGTERM (kill, docker stop, Slurm's scancel) 15."""
 """128 + SIGINT, what shells and make expect of a program stopped by Ctrl-C."""
 DISTRIBUTION = "mel-resolution-bench"
 """The name on PyPI (`bench` there is an unrelated project); the import package and command are `bench`."""
@@ -599,10 +601,12 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, or a usage error (already printed, one line)
         return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
     args.started = started
+    from bench.core.interrupts import terminate_as_interrupt, terminated
     from bench.core.store import is_resource_error
 
     try:
-        return args.func(args)
+        with terminate_as_interrupt():  # a SIGTERM stops a command as Ctrl-C does
+            return args.func(args)
     except KeyboardInterrupt as exc:  # Ctrl-C: say what a rerun does, where work is kept
         if isinstance(exc, Interrupted):
             print(f"bench {args.command}: interrupted; {one_line(exc)}", file=sys.stderr)
@@ -610,7 +614,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench {args.command}: interrupted; {RERUN_TO_CONTINUE}", file=sys.stderr)
         else:  # e.g. bench tag --json prints its results at the end: a rerun starts over
             print(f"bench {args.command}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if terminated() else EXIT_INTERRUPTED
     except UserError as exc:
         print(f"bench {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR

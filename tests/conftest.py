@@ -160,12 +160,41 @@ def pytest_collection_modifyitems(items):
 
 
 def group_ends(pgid: int, seconds: float = 30.0) -> bool:
-    """Whether every process of the group has ended (and been reaped) within `seconds`."""
+    """Whether every process of the group has ended within `seconds`: gone, or a zombie (ended, waiting
+    for a parent that may never reap it, e.g. an orphan under a container's init that does not)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
+        if not [pid for pid in _group_members(pgid) if _state(pid) not in ("Z", None)]:
             return True
         time.sleep(0.1)
     return False
+
+
+def _group_members(pgid: int) -> list[int]:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return []
+    if not os.path.isdir("/proc"):  # no process table to read: the group is alive, zombies and all
+        return [pgid]
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid:  # after the name: state, ppid, pgrp
+                members.append(int(entry))
+    return members
+
+
+def _state(pid: int) -> str | None:
+    if not os.path.isdir("/proc"):
+        return "?"
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None

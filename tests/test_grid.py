@@ -196,7 +196,7 @@ def test_ctrl_c_is_one_line_saying_where_the_run_resumes(workspace, workers, how
         os.kill(proc.pid, signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     assert group_ends(proc.pid), "a worker kept running after the grid stopped"
-    assert proc.returncode == 130, out + err
+    assert proc.returncode == (130 if how == "ctrl-c" else 143), out + err  # 128 + SIGINT / SIGTERM
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     (line,) = err.strip().splitlines()
     assert line.startswith("bench grid: interrupted; rerun to resume "), line
@@ -300,3 +300,17 @@ def test_ctrl_c_under_the_submitit_local_executor_prints_no_traceback(workspace)
     assert err.strip().splitlines() == ["bench grid: interrupted; rerun to continue (finished work is kept)"], err
     for folder in runs.iterdir():
         assert not lock_held(folder / "lock") and (folder / "checkpoint.pt").exists()
+
+
+def test_submitit_local_jobs_stop_when_their_grid_is_killed(workspace):
+    # The local executor's jobs are this machine's processes, started by the grid: a grid killed outright
+    # (or one whose Ctrl-C came before a task had started) must not leave them training unreported
+    _, proc, runs = start_training_grid(workspace, "submitit-orphans", 2, epochs=400,
+                                        options=("--launcher", "submitit-local", "--time", "10"))
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    if not group_ends(proc.pid, seconds=60):
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("the jobs went on training after their grid was killed")
+    for folder in runs.iterdir():
+        assert not (folder / RESULT).exists() and not lock_held(folder / "lock")

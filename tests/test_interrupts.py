@@ -1,12 +1,14 @@
 """Ctrl-C while a worker starts: held until the worker has imported what it runs (an interrupted
 import leaves a half-imported module whose next import fails with a traceback)."""
 
+import os
 import signal
 import threading
+import time
 
 import pytest
 
-from bench.core.interrupts import accept_interrupts, interrupts_held
+from bench.core.interrupts import accept_interrupts, interrupts_held, terminate_as_interrupt, terminated
 
 
 def ctrl_c() -> None:
@@ -41,3 +43,33 @@ def test_a_ctrl_c_that_came_while_the_process_started_is_not_lost():
         ctrl_c()
         assert accept_interrupts() is True
     assert accept_interrupts() is False
+
+
+def test_a_ctrl_c_to_the_process_while_children_start_is_noted_not_raised():
+    # The block holds SIGINT from the main thread only; a process-wide signal goes to any thread that
+    # does not block it (numpy's, a test runner's): it must still be noted, not raised mid-start.
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, daemon=True)
+    other.start()
+    try:
+        with interrupts_held() as came:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # a start in progress
+        assert came()
+    finally:
+        stop.set()
+    with interrupts_held() as came:
+        pass
+    assert not came()
+
+
+def test_a_sigterm_while_children_start_is_noted_and_said_afterwards():
+    with terminate_as_interrupt():
+        with interrupts_held() as came:
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
+            time.sleep(0.05)
+        assert came() and terminated()
+        with pytest.raises(KeyboardInterrupt):  # outside the starts, a SIGTERM stops the command
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
+    with terminate_as_interrupt():
+        assert not terminated()  # a new command starts afresh

@@ -125,6 +125,23 @@ def test_truncated_result_is_set_aside_and_the_run_redone(damaged, capsys):
     assert len((folder / EXECUTIONS).read_text().splitlines()) == 2
 
 
+def test_a_damaged_result_of_a_finished_run_is_redone_from_scratch_and_leftover_checkpoints_go(damaged, capsys):
+    # A finished run has no checkpoint (removed once its result is written): a damaged result.json means
+    # training again, to the same result. A checkpoint left beside an ok result (its worker stopped before
+    # removing it, or an earlier release) is removed by the next grid.
+    workspace, spec, folder, reference = damaged
+    assert (folder / CHECKPOINT).exists()  # the fixture's run kept it
+    assert grid(workspace, spec, results=folder.parents[2]) == 0
+    assert not (folder / CHECKPOINT).exists() and (folder / BEST).exists()
+    text = (folder / RESULT).read_text()
+    (folder / RESULT).write_text(text[: len(text) // 2])
+    assert main(["grid", str(spec), "--results", str(folder.parents[2]), "--dry-run"]) == 0
+    assert "would run" in capsys.readouterr().out
+    result, out = rerun(damaged, capsys)
+    assert "invalid (not valid JSON" in out and same_training(result, reference)
+    assert not (folder / CHECKPOINT).exists()
+
+
 @pytest.mark.parametrize("edit", [
     lambda r: {**r, "run_id": "vgg-16k-32mel-x2-log-s0-0000000000"},  # another run's result
     lambda r: {k: v for k, v in r.items() if k != "metrics"},  # ok without metrics

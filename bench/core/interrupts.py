@@ -8,7 +8,8 @@ as if interrupted (`interrupt_when_parent_dies`) instead of training on with nob
 A worker imports torch and the training code before it takes Ctrl-C (`accept_interrupts`): an
 interrupt in the middle of an import leaves a half-imported module that fails with a traceback, not
 with the one line a stopped worker gives. Pool processes (decoding audio, rendering synthetic clips)
-leave Ctrl-C to their parent and end with it (`pool_process_init`).
+leave Ctrl-C to their parent and end with it (`pool_process_init`). The tasks of submitit's local
+executor end with the grid that submitted them (`when_process_ends`).
 """
 
 from __future__ import annotations
@@ -17,23 +18,35 @@ import contextlib
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 CAN_BLOCK = hasattr(signal, "pthread_sigmask")
+_terminated = threading.Event()
+_holding = threading.Event()
 
 
 @contextlib.contextmanager
-def interrupts_held() -> Iterator[None]:
-    """Hold SIGINT back while child processes start: they inherit the blocked signal and take it once
-    they can (`accept_interrupts`); a Ctrl-C meanwhile reaches this process when the block ends."""
-    if not CAN_BLOCK:
-        yield
+def interrupts_held() -> Iterator[Callable[[], bool]]:
+    """Hold Ctrl-C back while child processes start: they inherit SIGINT blocked and take it once they
+    can (`accept_interrupts`); this process only notes it. Yields a function saying whether a Ctrl-C
+    came meanwhile: the caller then passes it on to the children (one started after it never got it)
+    and stops. The block holds the signal from this thread only, and a process-wide signal may go to
+    another thread (numpy's, say): the handler notes it wherever it lands."""
+    came = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield came.is_set
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous_handler = signal.signal(signal.SIGINT, lambda signum, frame: came.set())
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if CAN_BLOCK else None
+    _holding.set()  # a SIGTERM is noted too (`terminate_as_interrupt`), not raised in the middle of a start
     try:
-        yield
+        yield lambda: came.is_set() or _terminated.is_set()
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        _holding.clear()
+        if CAN_BLOCK:  # one pending for this thread is delivered here, to the handler that notes it
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+        signal.signal(signal.SIGINT, previous_handler)
 
 
 def accept_interrupts(prepare: Callable[[], object] = lambda: None) -> bool:
@@ -49,24 +62,47 @@ def accept_interrupts(prepare: Callable[[], object] = lambda: None) -> bool:
 
 
 @contextlib.contextmanager
-def terminate_as_interrupt() -> Iterator[Callable[[], bool]]:
-    """Within: SIGTERM raises KeyboardInterrupt, so that the grid stops as on Ctrl-C. Yields a function
-    saying whether a SIGTERM came (only this process got it: its workers must be told). Outside the
-    main thread nothing changes."""
-    came = threading.Event()
+def terminate_as_interrupt() -> Iterator[None]:
+    """Within: SIGTERM raises KeyboardInterrupt, so that a command stops as on Ctrl-C (`terminated` then
+    says so: only this process got it, and its workers must be told). Outside the main thread nothing
+    changes."""
+    _terminated.clear()
     if threading.current_thread() is not threading.main_thread():
-        yield came.is_set
+        yield
         return
 
-    def terminated(signum, frame):
-        came.set()
-        raise KeyboardInterrupt
+    def stop(signum, frame):
+        _terminated.set()
+        if not _holding.is_set():
+            raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, terminated)
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
-        yield came.is_set
+        yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def terminated() -> bool:
+    """Whether a SIGTERM stopped this process (`terminate_as_interrupt`)."""
+    return _terminated.is_set()
+
+
+def when_process_ends(pid: int, action: Callable[[], object], every: float = 0.5) -> None:
+    """Call `action` (in a thread of its own) once process `pid`, which need not be this one's parent,
+    has ended: a submitit-local task watches the grid that submitted it."""
+    def watch() -> None:
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            except PermissionError:  # alive, another user's
+                pass
+            time.sleep(every)
+        action()
+
+    threading.Thread(target=watch, name="grid-watch", daemon=True).start()
 
 
 def when_parent_dies(action: Callable[[], object]) -> None:

@@ -28,7 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.core.errors import RERUN_TO_CONTINUE, DeviceFailure, Interrupted, UserError, first_line, one_line
-from bench.core.interrupts import accept_interrupts, interrupt_when_parent_dies, interrupts_held, terminate_as_interrupt
+from bench.core.interrupts import (
+    accept_interrupts,
+    interrupt_when_parent_dies,
+    interrupts_held,
+    terminated,
+    when_process_ends,
+)
 from bench.core.machine import usable_cpus
 from bench.core.paths import folder_path, writable_folder
 from bench.core.store import is_resource_error
@@ -85,6 +91,9 @@ class WorkerJob:
     prefix: str = ""
     """Put before each line the worker prints: "[w1] " when several local workers share one terminal,
     so that an epoch line says whose it is."""
+    grid_pid: int | None = None
+    """The process of the grid that submitted a submitit-local job: its tasks stop when it is gone (they
+    are this machine's processes, which a Ctrl-C before they had started would miss)."""
     spec: Spec | None = None
     """The spec as the grid planned it: a worker trains its runs, not what the file says when the worker
     starts (a Slurm job may start hours later, or be requeued days later, after an edit); None reads
@@ -387,15 +396,10 @@ def _gpu_free_bytes() -> int:
 def _launch_local(job: WorkerJob, n_workers: int, cuda: bool) -> None:
     """Run the workers here, one fresh spawned process each (each claims its own GPU slot). Ctrl-C,
     which the terminal sends to every process, raises one `Interrupted` saying where each run resumes;
-    so does a SIGTERM to this process, which passes it on to the workers (`bench.core.interrupts`)."""
-    with terminate_as_interrupt() as terminated:
-        if n_workers == 1:
-            worker_entry(job)
-            return
-        _launch_processes(job, n_workers, cuda, terminated)
-
-
-def _launch_processes(job: WorkerJob, n_workers: int, cuda: bool, terminated) -> None:
+    so does a SIGTERM to this process (`bench.core.interrupts`), which it passes on to the workers."""
+    if n_workers == 1:
+        worker_entry(job)
+        return
     threads = None if cuda else max(1, usable_cpus() // n_workers)
     context = multiprocessing.get_context("spawn")
     outcomes = context.SimpleQueue()
@@ -404,18 +408,25 @@ def _launch_processes(job: WorkerJob, n_workers: int, cuda: bool, terminated) ->
                                                                 outcomes), name=f"bench-worker-{k}")
                  for k in range(n_workers)]
     interrupted = False
+
+    def tell_workers() -> None:  # as Ctrl-C: each stops its run and says where it resumes
+        for process in processes:
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGINT)
+
     try:
-        with interrupts_held():  # a worker takes Ctrl-C once it has imported what it runs
+        with interrupts_held() as came:  # a worker takes Ctrl-C once it has imported what it runs
             for process in processes:
                 process.start()
+        if came():  # during the starts: a worker started after it never got it
+            tell_workers()
+            raise KeyboardInterrupt
         for process in processes:
             process.join()
     except KeyboardInterrupt:
         interrupted = True
-        if terminated():  # the SIGTERM came to this process alone: the workers stop as on Ctrl-C
-            for process in processes:
-                if process.is_alive():
-                    os.kill(process.pid, signal.SIGINT)
+        if terminated():  # the SIGTERM came to this process alone
+            tell_workers()
         deadline = time.monotonic() + INTERRUPT_GRACE_SECONDS
         for process in processes:  # they got the same Ctrl-C and are stopping their runs
             if process.pid is not None:
@@ -499,12 +510,17 @@ def _launch_submitit(job: WorkerJob, n_jobs: int, launcher: str, slurm: SlurmOpt
         executor.update_parameters(**parameters)
         # the local executor's controller processes inherit Ctrl-C held back, and keep it so (each printed
         # a traceback, then killed its tasks a second later); their tasks, which the terminal's Ctrl-C
-        # reaches too, take it once started (`RequeuedWorker`) and stop their runs
-        with interrupts_held():
-            jobs = executor.map_array(RequeuedWorker(), [dataclasses.replace(job, worker=k) for k in range(n_jobs)])
+        # reaches too, take it once started (`RequeuedWorker`) and stop their runs, and stop as well once
+        # this grid is gone (a task that started after the Ctrl-C never got it)
+        grid_pid = os.getpid() if launcher == "submitit-local" else None
+        with interrupts_held() as came:
+            jobs = executor.map_array(RequeuedWorker(), [dataclasses.replace(job, worker=k, grid_pid=grid_pid)
+                                                         for k in range(n_jobs)])
     except (OSError, RuntimeError) as exc:  # sbatch missing, or refusing (a partition, a limit): submitit's errors
         raise UserError(f"{launcher}: the jobs could not be submitted ({type(exc).__name__}: {first_line(exc)})") \
             from None
+    if came():  # during the submission: a local job's tasks stop once this grid has ended
+        raise KeyboardInterrupt
     print(f"submitted {len(jobs)} job(s) via submitit ({launcher}); logs in {folder}")
     for submitted in jobs:
         try:
@@ -529,6 +545,10 @@ class RequeuedWorker:
 
         if accept_interrupts(_import_worker_code):  # a task of the local executor: Ctrl-C while it started
             raise Interrupted(RERUN_TO_CONTINUE)
+        if job.grid_pid is not None:
+            import _thread
+
+            when_process_ends(job.grid_pid, _thread.interrupt_main)
 
         try:
             env = submitit.JobEnvironment()

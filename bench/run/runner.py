@@ -363,7 +363,10 @@ def worker_loop(spec: Spec, results: Path, runs: list[RunSpec], cache_for: Calla
 def _claim_and_execute(spec: Spec, folder: Path, run: RunSpec, cache_for: Callable, device, retry_before: float | None,
                        log: Callable, epoch_log: Callable | None = None) -> str:
     """"settled", "held" (another worker has it) or "executed"."""
-    if _settled(read_result(folder), retry_before):
+    result = read_result(folder)
+    if _settled(result, retry_before):
+        if result.get("status") == "ok":  # one its worker was stopped before removing, or an earlier release's
+            remove_finished_checkpoint(folder)
         return "settled"
     lock = RunLock(folder)
     if not lock.acquire():
