@@ -178,6 +178,11 @@ def test_bad_specs_name_file_field_and_value(write_spec, edit, field, value):
     # a value written without a list is named without an index, as written in the file
     (lambda s: s.replace("n_mels = [96]", 'n_mels = "96"'), "grid[0].n_mels: '96' must be an integer"),
     (lambda s: s.replace("seeds = [0]", "seeds = true"), "seeds: True must be an integer"),
+    (lambda s: s.replace("sample_rate = [12000]", "sample_rate = 500"),
+     "grid[0].sample_rate: 500 must be between 1000 and 192000"),
+    (lambda s: s.replace('log = ["log"]', 'log = "ln"'), "grid[0].log: 'ln' must be one of 'log', 'dB'"),
+    (lambda s: s.replace('arch = ["vgg"]', 'arch = "resnet"'), "grid[0].arch: unknown architecture 'resnet'"),
+    (lambda s: s.replace('log = ["log"]', 'log = ["log", "ln"]'), "grid[0].log[1]: 'ln' must be one of"),
     (lambda s: s.replace("n_mels = [96]", "n_mels = [96.0]"),
      "grid[0].n_mels[0]: 96.0 must be an integer, written without a decimal point (96, not 96.0)"),
     # the name is the results folder's: a file name has at most 255 bytes

@@ -513,17 +513,21 @@ class _Validator:
             items[axis] = self.list_of(block[axis], kind, f"{where}.{axis}")
             if not items[axis]:
                 self.fail(f"{where}.{axis}", [], "is empty")
-        # checked as written, so an index in a message is the value's place in the file
+        # checked as written, so an index in a message is the value's place in the file (none for a
+        # value written without a list)
+        def named(axis: str, i: int) -> str:
+            return f"{where}.{axis}[{i}]" if isinstance(block[axis], list) else f"{where}.{axis}"
+
         for i, arch in enumerate(items["arch"]):
-            self.known_arch(arch, f"{where}.arch[{i}]")
+            self.known_arch(arch, named("arch", i))
         for axis in ("sample_rate", "n_mels", "hop_multiplier"):
             for i, value in enumerate(items[axis]):
-                self.within(value, axis, f"{where}.{axis}[{i}]")
+                self.within(value, axis, named(axis, i))
         for i, log in enumerate(items["log"]):
             if log not in LOG_TYPES:
-                self.fail(f"{where}.log[{i}]", log, f"must be one of {', '.join(map(repr, LOG_TYPES))}")
+                self.fail(named("log", i), log, f"must be one of {', '.join(map(repr, LOG_TYPES))}")
         for i, width in enumerate(items.get("width", ())):
-            self.block_width(width, items["arch"], f"{where}.width[{i}]")
+            self.block_width(width, items["arch"], named("width", i))
         return GridBlock(**{axis: tuple(dict.fromkeys(values)) for axis, values in items.items()})  # de-duplicated
 
     def block_width(self, width: float, archs: list[str], field_name: str):
