@@ -38,7 +38,16 @@ from bench.core.interrupts import (
 from bench.core.machine import usable_cpus
 from bench.core.paths import folder_path, writable_folder
 from bench.core.store import is_resource_error
-from bench.run.runner import RunLock, log_to_stdout, read_result, run_dir, run_states, shard, worker_loop
+from bench.run.runner import (
+    RunLock,
+    log_to_stdout,
+    read_result,
+    remove_finished_checkpoint,
+    run_dir,
+    run_states,
+    shard,
+    worker_loop,
+)
 from bench.run.status import progress_line
 from bench.spec import Spec, load_spec, spec_warnings
 
@@ -290,6 +299,9 @@ def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
                        "missing)" if root.exists() and any(root.iterdir()) else "where there is none yet"
                 print(f"  would first generate the synthetic dataset in {root}, {what}")
         return 0
+    for s in states:  # "skip" is an ok result: a checkpoint beside it (its worker was stopped before removing
+        if s.action == "skip":  # it, or an earlier release kept them) is of no more use
+            remove_finished_checkpoint(s.folder)
     todo = [s for s in states if s.action in ("run", "resume")]
     if todo:
         # imported here, not above: a dry run (and a grid with nothing to do) needs neither torch nor sklearn
