@@ -601,11 +601,12 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, or a usage error (already printed, one line)
         return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
     args.started = started
-    from bench.core.interrupts import terminate_as_interrupt, terminated
+    from bench.core.interrupts import terminate_as_interrupt
     from bench.core.store import is_resource_error
 
+    terminated = bool  # bool() is False: no SIGTERM came before the command ran
     try:
-        with terminate_as_interrupt():  # a SIGTERM stops a command as Ctrl-C does
+        with terminate_as_interrupt() as terminated:  # a SIGTERM stops a command as Ctrl-C does
             return args.func(args)
     except KeyboardInterrupt as exc:  # Ctrl-C: say what a rerun does, where work is kept
         if isinstance(exc, Interrupted):

@@ -54,7 +54,9 @@ def test_a_ctrl_c_to_the_process_while_children_start_is_noted_not_raised():
     try:
         with interrupts_held() as came:
             os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.05)  # a start in progress
+            deadline = time.monotonic() + 10  # a start in progress, until the handler has run
+            while not came() and time.monotonic() < deadline:
+                time.sleep(0.01)
         assert came()
     finally:
         stop.set()
@@ -73,3 +75,30 @@ def test_a_sigterm_while_children_start_is_noted_and_said_afterwards():
             signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
     with terminate_as_interrupt():
         assert not terminated()  # a new command starts afresh
+
+
+def test_a_sigterm_while_holding_is_noted_and_ctrl_c_is_given_back_as_it_was():
+    # noted, not raised: a KeyboardInterrupt in the middle would leave Ctrl-C blocked and its noting
+    # handler installed
+    with terminate_as_interrupt() as was_terminated:
+        with interrupts_held() as came:
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
+        assert came() and was_terminated()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
+def test_a_watched_process_that_ended_unreaped_counts_as_ended():
+    # a zombie (its parent has not reaped it yet, or never will under a container's bare init) answers
+    # kill(pid, 0): the submitit-local tasks watching their grid must see it as gone
+    import subprocess
+
+    from bench.core.interrupts import when_process_ends
+
+    child = subprocess.Popen(["sleep", "0.2"])
+    ended = threading.Event()
+    when_process_ends(child.pid, ended.set)
+    try:
+        assert ended.wait(10), "a process that ended but was not reaped still counted as running"
+    finally:
+        child.wait()

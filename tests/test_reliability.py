@@ -142,6 +142,18 @@ def test_a_damaged_result_of_a_finished_run_is_redone_from_scratch_and_leftover_
     assert not (folder / CHECKPOINT).exists()
 
 
+def test_a_worker_that_meets_a_done_run_with_a_checkpoint_removes_it(damaged):
+    # the run finished by another worker of the same grid, whose removal was cut short
+    from bench.run import runner
+
+    _, spec_path, folder, reference = damaged
+    spec = load_spec(spec_path)
+    (run,) = [r for r in spec.runs() if r.run_id == reference["run_id"]]
+    assert (folder / CHECKPOINT).exists()
+    assert runner._claim_and_execute(spec, folder, run, None, None, None, print) == "settled"
+    assert not (folder / CHECKPOINT).exists() and (folder / RESULT).exists() and (folder / BEST).exists()
+
+
 @pytest.mark.parametrize("edit", [
     lambda r: {**r, "run_id": "vgg-16k-32mel-x2-log-s0-0000000000"},  # another run's result
     lambda r: {k: v for k, v in r.items() if k != "metrics"},  # ok without metrics

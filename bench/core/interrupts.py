@@ -16,37 +16,43 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
 
 CAN_BLOCK = hasattr(signal, "pthread_sigmask")
-_terminated = threading.Event()
 _holding = threading.Event()
+_terminations: list[threading.Event] = []
+"""One per `terminate_as_interrupt` in effect (the innermost last): set when a SIGTERM stopped it."""
 
 
 @contextlib.contextmanager
 def interrupts_held() -> Iterator[Callable[[], bool]]:
     """Hold Ctrl-C back while child processes start: they inherit SIGINT blocked and take it once they
     can (`accept_interrupts`); this process only notes it. Yields a function saying whether a Ctrl-C
-    came meanwhile: the caller then passes it on to the children (one started after it never got it)
-    and stops. The block holds the signal from this thread only, and a process-wide signal may go to
-    another thread (numpy's, say): the handler notes it wherever it lands."""
+    (or a SIGTERM, `terminate_as_interrupt`) came meanwhile: the caller then passes it on to the
+    children (one started after it never got it) and stops. The block holds the signal from this
+    thread only, and a process-wide signal may go to another thread (numpy's, say): the handler notes
+    it wherever it lands."""
     came = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield came.is_set
         return
-    previous_handler = signal.signal(signal.SIGINT, lambda signum, frame: came.set())
-    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if CAN_BLOCK else None
-    _holding.set()  # a SIGTERM is noted too (`terminate_as_interrupt`), not raised in the middle of a start
+    previous_handler = previous_mask = None
+    _holding.set()  # first: a SIGTERM from here on is noted, never raised between two of the steps
     try:
-        yield lambda: came.is_set() or _terminated.is_set()
+        previous_handler = signal.signal(signal.SIGINT, lambda signum, frame: came.set())
+        if CAN_BLOCK:
+            previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        yield lambda: came.is_set() or terminated()
     finally:
-        _holding.clear()
-        if CAN_BLOCK:  # one pending for this thread is delivered here, to the handler that notes it
+        if previous_mask is not None:  # one pending for this thread is delivered here, to the noting handler
             signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
-        signal.signal(signal.SIGINT, previous_handler)
+        if previous_handler is not None:
+            signal.signal(signal.SIGINT, previous_handler)
+        _holding.clear()  # last; a SIGTERM after it raises where the caller looks at `came` next
 
 
 def accept_interrupts(prepare: Callable[[], object] = lambda: None) -> bool:
@@ -62,47 +68,74 @@ def accept_interrupts(prepare: Callable[[], object] = lambda: None) -> bool:
 
 
 @contextlib.contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """Within: SIGTERM raises KeyboardInterrupt, so that a command stops as on Ctrl-C (`terminated` then
-    says so: only this process got it, and its workers must be told). Outside the main thread nothing
-    changes."""
-    _terminated.clear()
+def terminate_as_interrupt() -> Iterator[Callable[[], bool]]:
+    """Within: SIGTERM raises KeyboardInterrupt, so that a command stops as on Ctrl-C. Yields a function
+    saying whether a SIGTERM did (also once the block is left: the exit status says so); `terminated`
+    says it to the code inside (only this process got it: its workers must be told). Outside the main
+    thread nothing changes."""
+    came = threading.Event()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield came.is_set
         return
 
     def stop(signum, frame):
-        _terminated.set()
+        came.set()
         if not _holding.is_set():
             raise KeyboardInterrupt
 
+    _terminations.append(came)
     previous = signal.signal(signal.SIGTERM, stop)
     try:
-        yield
+        yield came.is_set
     finally:
         signal.signal(signal.SIGTERM, previous)
+        _terminations.remove(came)
 
 
 def terminated() -> bool:
-    """Whether a SIGTERM stopped this process (`terminate_as_interrupt`)."""
-    return _terminated.is_set()
+    """Whether a SIGTERM stopped the command running in this process (`terminate_as_interrupt`)."""
+    return bool(_terminations) and _terminations[-1].is_set()
 
 
-def when_process_ends(pid: int, action: Callable[[], object], every: float = 0.5) -> None:
+def when_process_ends(pid: int, action: Callable[[], object]) -> None:
     """Call `action` (in a thread of its own) once process `pid`, which need not be this one's parent,
-    has ended: a submitit-local task watches the grid that submitted it."""
+    has ended, reaped or not: a submitit-local task watches the grid that submitted it."""
     def watch() -> None:
-        while True:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            except PermissionError:  # alive, another user's
-                pass
-            time.sleep(every)
+        try:
+            _wait_for_end(pid)
+        except ProcessLookupError:  # already gone
+            pass
         action()
 
     threading.Thread(target=watch, name="grid-watch", daemon=True).start()
+
+
+def _wait_for_end(pid: int, every: float = 0.5) -> None:
+    if hasattr(os, "pidfd_open"):  # Linux: readable once the process has ended, whoever reaps it; no pid reuse
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            raise
+        except OSError:  # kernels before 5.3
+            fd = None
+        if fd is not None:
+            try:
+                select.select([fd], [], [])
+            finally:
+                os.close(fd)
+            return
+    while True:  # elsewhere: alive while it answers and is no zombie
+        try:
+            os.kill(pid, 0)
+        except PermissionError:  # alive, another user's
+            pass
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                if handle.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return
+        except (OSError, IndexError):
+            pass
+        time.sleep(every)
 
 
 def when_parent_dies(action: Callable[[], object]) -> None:

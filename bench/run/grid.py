@@ -419,9 +419,12 @@ def _launch_local(job: WorkerJob, n_workers: int, cuda: bool) -> None:
                                                                                     prefix=f"[w{k}] "),
                                                                 outcomes), name=f"bench-worker-{k}")
                  for k in range(n_workers)]
-    interrupted = False
+    interrupted, told = False, []
 
-    def tell_workers() -> None:  # as Ctrl-C: each stops its run and says where it resumes
+    def tell_workers() -> None:  # as Ctrl-C, once: each stops its run and says where it resumes
+        if told:
+            return
+        told.append(True)
         for process in processes:
             if process.is_alive():
                 os.kill(process.pid, signal.SIGINT)
