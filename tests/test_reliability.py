@@ -154,6 +154,23 @@ def test_a_worker_that_meets_a_done_run_with_a_checkpoint_removes_it(damaged):
     assert not (folder / CHECKPOINT).exists() and (folder / RESULT).exists() and (folder / BEST).exists()
 
 
+def test_an_all_done_grid_on_a_read_only_share_still_summarises(damaged, monkeypatch, capsys):
+    # removing a done run's leftover checkpoint is tidying: a folder that cannot be written keeps it
+    workspace, spec, folder, _ = damaged
+    from pathlib import Path
+
+    real_unlink = Path.unlink
+
+    def read_only(self, missing_ok=False):
+        if self.name == CHECKPOINT:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", read_only)
+    assert main(["grid", str(spec), "--results", str(folder.parents[2]), "--no-report"]) == 0
+    assert "1 ok, 0 failed" in capsys.readouterr().out and (folder / CHECKPOINT).exists()
+
+
 @pytest.mark.parametrize("edit", [
     lambda r: {**r, "run_id": "vgg-16k-32mel-x2-log-s0-0000000000"},  # another run's result
     lambda r: {k: v for k, v in r.items() if k != "metrics"},  # ok without metrics
