@@ -111,8 +111,8 @@ def when_process_ends(pid: int, action: Callable[[], object]) -> None:
 
 
 def _wait_for_end(pid: int, every: float = 0.5) -> None:
-    if hasattr(os, "pidfd_open"):  # Linux: readable once the process has ended, whoever reaps it; no pid reuse
-        try:
+    if hasattr(os, "pidfd_open") and hasattr(select, "poll"):  # Linux: readable once the process has ended,
+        try:                                                      # whoever reaps it; no pid reuse
             fd = os.pidfd_open(pid)
         except ProcessLookupError:
             raise
@@ -120,7 +120,9 @@ def _wait_for_end(pid: int, every: float = 0.5) -> None:
             fd = None
         if fd is not None:
             try:
-                select.select([fd], [], [])
+                poller = select.poll()  # not select(): a descriptor above 1023 is refused there
+                poller.register(fd, select.POLLIN)
+                poller.poll()
             finally:
                 os.close(fd)
             return
