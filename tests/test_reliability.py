@@ -154,8 +154,8 @@ def test_a_worker_that_meets_a_done_run_with_a_checkpoint_removes_it(damaged):
     assert not (folder / CHECKPOINT).exists() and (folder / RESULT).exists() and (folder / BEST).exists()
 
 
-def test_an_all_done_grid_on_a_read_only_share_still_summarises(damaged, monkeypatch, capsys):
-    # removing a done run's leftover checkpoint is tidying: a folder that cannot be written keeps it
+def test_an_all_done_grid_whose_run_folder_cannot_be_written_still_summarises(damaged, monkeypatch, capsys):
+    # removing a done run's leftover checkpoint is tidying: a run folder that refuses it keeps it
     workspace, spec, folder, _ = damaged
     from pathlib import Path
 

@@ -88,8 +88,10 @@ def terminate_as_interrupt() -> Iterator[Callable[[], bool]]:
     try:
         yield came.is_set
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        _terminations.remove(came)
+        try:
+            signal.signal(signal.SIGTERM, previous)
+        finally:  # also when a SIGTERM lands just before the line above
+            _terminations.remove(came)
 
 
 def terminated() -> bool:

@@ -424,10 +424,11 @@ def _launch_local(job: WorkerJob, n_workers: int, cuda: bool) -> None:
     def tell_workers() -> None:  # as Ctrl-C, once: each stops its run and says where it resumes
         if told:
             return
+        with interrupts_held():  # a second signal meanwhile is noted, not raised halfway through the workers
+            for process in processes:
+                if process.is_alive():
+                    os.kill(process.pid, signal.SIGINT)
         told.append(True)
-        for process in processes:
-            if process.is_alive():
-                os.kill(process.pid, signal.SIGINT)
 
     try:
         with interrupts_held() as came:  # a worker takes Ctrl-C once it has imported what it runs
