@@ -562,20 +562,25 @@ def test_full_disk_mid_run_exits_2_leaves_nothing_half_written_and_resumes(damag
     assert executions(workspace, "one") == {reference["run_id"]: 1}  # the original grid was not touched
 
 
+def allocation_refused(cache, monkeypatch, code: int) -> OSError:
+    """The error preparing `cache` raises when reserving its waveform file fails with errno `code`."""
+    def refuse(fd, size):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(cache_module, "reserve_blocks", refuse)
+    with pytest.raises(OSError) as info:
+        cache.prepare([16000], workers=1)
+    return info.value
+
+
 def test_full_disk_while_preparing_the_cache_names_the_file_and_leaves_no_partial_cache(tmp_path, monkeypatch):
     """What the CLI turns into its one line (`resource_message`, exit 2): the error, with the file."""
     from bench.cli import resource_message
 
     cache = small_cache(tmp_path)
-
-    def full(fd, size):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    monkeypatch.setattr(cache_module, "reserve_blocks", full)
-    with pytest.raises(OSError) as info:
-        cache.prepare([16000], workers=1)
-    assert info.value.errno == errno.ENOSPC and "waveforms.f16" in info.value.filename
-    message = resource_message(info.value)
+    error = allocation_refused(cache, monkeypatch, errno.ENOSPC)
+    assert error.errno == errno.ENOSPC and "waveforms.f16" in error.filename
+    message = resource_message(error)
     assert message.startswith("cannot write ") and "waveforms.f16: No space left on device" in message
     assert "\n" not in message
     assert not (cache.rate_dir(16000) / "waveforms.f16").exists()
@@ -855,15 +860,8 @@ def test_a_file_too_large_for_the_file_system_or_ulimit_stops_with_one_line_not_
     from bench.cli import resource_message
     from bench.core.store import is_resource_error
 
-    cache = small_cache(tmp_path)
-
-    def too_large(fd, size):
-        raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
-
-    monkeypatch.setattr(cache_module, "reserve_blocks", too_large)
-    with pytest.raises(OSError) as info:
-        cache.prepare([16000], workers=1)
-    assert is_resource_error(info.value)
-    message = resource_message(info.value)
+    error = allocation_refused(small_cache(tmp_path), monkeypatch, errno.EFBIG)
+    assert is_resource_error(error)
+    message = resource_message(error)
     assert "waveforms.f16: File too large; larger than this file system" in message and "ulimit -f" in message
     assert "\n" not in message
