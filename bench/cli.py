@@ -15,9 +15,9 @@ from bench.core.paths import readable_folder, writable_file, writable_folder
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
-EXIT_TERMINATED = 143
-"""128 + the signal, as shells report it: SIGINT (Ctrl-C) 2, SIGTERM (kill, docker stop, Slurm's scancel) 15."""
 """128 + SIGINT, what shells and make expect of a program stopped by Ctrl-C."""
+EXIT_TERMINATED = 143
+"""128 + SIGTERM, of a program stopped by `kill`, `docker stop` or Slurm's `scancel`."""
 DISTRIBUTION = "mel-resolution-bench"
 """The name on PyPI (`bench` there is an unrelated project); the import package and command are `bench`."""
 

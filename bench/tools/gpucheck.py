@@ -53,6 +53,7 @@ def paper_spec_path() -> Path:
     beside = ROOT / "specs" / "paper-mtat-vgg.toml"
     return beside if beside.is_file() else Path("specs") / "paper-mtat-vgg.toml"
 
+
 TINY_SPEC = """
 name = "{name}"
 seeds = {seeds}

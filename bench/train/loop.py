@@ -361,8 +361,9 @@ def train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torch
 
     `log` gets what happened to the run's files; `epoch_log` (default `log`) the line per epoch.
     Ctrl-C raises `Interrupted` naming the epoch a rerun resumes from."""
-    # the epoch checkpoint.pt holds, once known; whether the run compiled (what freeing it takes)
-    checkpointed = {"epoch": None, "compiled": False}
+    # the epoch checkpoint.pt holds, once known; whether that is the last (training over); whether the run
+    # compiled (what freeing it takes)
+    checkpointed = {"epoch": None, "compiled": False, "trained": False}
     try:
         return _train_run(run, cache, run_dir, device, log, epoch_log or log, checkpointed)
     except Interrupted:
@@ -370,7 +371,7 @@ def train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torch
     except KeyboardInterrupt:
         epoch = checkpointed["epoch"]
         raise Interrupted(resume_hint(run.run_id, None if epoch is None else epoch + 1,
-                                      checkpointed.get("trained", False))) from None
+                                      checkpointed["trained"])) from None
     except BaseException as exc:
         # a failed run (a NaN loss, out of memory): the traceback holds the finished frames of the run,
         # and through their locals the model, its optimiser state and the batches; cleared, they are
