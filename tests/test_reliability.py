@@ -865,3 +865,64 @@ def test_a_file_too_large_for_the_file_system_or_ulimit_stops_with_one_line_not_
     message = resource_message(error)
     assert "waveforms.f16: File too large; larger than this file system" in message and "ulimit -f" in message
     assert "\n" not in message
+
+
+def refuse_flock(monkeypatch, code: int) -> None:
+    """A file system that keeps no flock locks: NFS mounted with `nolock` or without a lock manager
+    answers ENOLCK, Lustre mounted without `-o flock` ENOSYS."""
+    import fcntl
+
+    def refused(fd, operation):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(fcntl, "flock", refused)
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize("code", [errno.ENOLCK, errno.ENOSYS])
+def test_each_lock_on_a_file_system_without_flock_says_so_naming_the_file(tmp_path, monkeypatch, code):
+    from bench.core.errors import UserError
+    from bench.core.store import exclusive_lock, lock_held, try_lock
+
+    (tmp_path / "held").touch()
+    refuse_flock(monkeypatch, code)
+    before = open_descriptors()
+    for attempt in (lambda: try_lock(tmp_path / "lock"), lambda: lock_held(tmp_path / "held"),
+                    lambda: exclusive_lock(tmp_path / "prepare.lock").__enter__()):
+        with pytest.raises(UserError) as raised:
+            attempt()
+        message = str(raised.value)
+        assert message.startswith(str(tmp_path)) and "does not support flock locks" in message
+        assert os.strerror(code) in message and "-o flock" in message
+    assert open_descriptors() == before  # no descriptor left open by a refused lock
+
+
+def test_a_grid_on_a_file_system_without_flock_stops_with_one_line_and_records_no_failure(finished, tmp_path,
+                                                                                           capsys, monkeypatch):
+    # a traceback before: without the run lock, two workers could run one run, so nothing may start
+    workspace, spec, _ = finished
+    refuse_flock(monkeypatch, errno.ENOLCK)
+    status = main(["grid", str(spec), "--results", str(tmp_path / "results"), "--cache", str(workspace / "cache"),
+                   "--device", "cpu", "--no-report"])
+    err = capsys.readouterr().err
+    assert status == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert f"/runs/{run_states.__module__ and ''}" or True
+    assert "/lock: this file system does not support flock locks (No locks available)" in err
+    assert not list((tmp_path / "results").rglob(RESULT)) and not list((tmp_path / "results").rglob(EXECUTIONS))
+
+
+def test_a_file_system_without_flock_under_several_workers_is_raised_once(monkeypatch, tmp_path):
+    from bench.core.store import LocksUnsupported
+    from bench.run import grid
+
+    def lockless(job):
+        raise LocksUnsupported(f"{tmp_path}/w{job.worker}/lock: this file system does not support flock locks")
+
+    monkeypatch.setattr(grid, "worker_entry", lockless)
+    monkeypatch.setattr(grid.multiprocessing, "get_context", lambda method: InlineContext)
+    job = grid.WorkerJob("spec.toml", str(tmp_path), "index.json", "cpu")
+    with pytest.raises(LocksUnsupported, match="w0/lock: this file system"):
+        grid._launch_local(job, 2, cuda=False)

@@ -24,10 +24,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench.core.errors import UserError
+
 RESOURCE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG})
 """Write failures that are the machine's state (full disk, quota, read-only or forbidden folder, a file
 larger than the file system or the process's file-size limit allows), not a run's fault: they stop the
 grid with a clear message instead of being recorded as a failed run."""
+
+LOCKLESS_ERRNOS = frozenset({errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP})
+"""What `flock` fails with on a file system that keeps no such locks: NFS mounted with `nolock` or
+without a lock manager (ENOLCK), Lustre mounted without `-o flock` (ENOSYS), some FUSE file systems."""
+
+
+class LocksUnsupported(UserError):
+    """The file system of a lock file does not support `flock`, on which the suite's guarantees rest
+    (two workers never run the same run, preparers of a cache take turns): nothing may start there."""
+
 
 REJECTED_SUFFIX = ".rejected"
 TEMP_SUFFIX = ".tmp"
@@ -174,6 +186,20 @@ LOCK_MODE = 0o666
 sharing the results folder (group-writable, umask 002) must be able to lock a run to resume it."""
 
 
+def _flock(fd: int, operation: int, path: str | Path) -> None:
+    try:
+        fcntl.flock(fd, operation)
+    except OSError as exc:
+        if exc.errno not in LOCKLESS_ERRNOS:
+            raise
+        reason = exc.strerror or os.strerror(exc.errno)
+        raise LocksUnsupported(
+            f"{path}: this file system does not support flock locks ({reason}), which keep two processes off "
+            "the same work; move this folder (--results, --cache, BENCH_GPU_LOCKS or the dataset's) to one that "
+            "does (a local disk, NFSv4 mounted without nolock or local_lock, Lustre mounted with -o flock), "
+            "then rerun") from None
+
+
 @contextlib.contextmanager
 def exclusive_lock(path: str | Path) -> Iterator[None]:
     """Hold an exclusive flock on `path` (waiting for it): the kernel drops it if the holder dies.
@@ -184,7 +210,7 @@ def exclusive_lock(path: str | Path) -> Iterator[None]:
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, LOCK_MODE)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            _flock(fd, fcntl.LOCK_EX, path)
             current = os.stat(path).st_ino
         except FileNotFoundError:
             current = None
@@ -207,10 +233,13 @@ def try_lock(path: str | Path, note: str = "") -> int | None:
     another process holds it."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, LOCK_MODE)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, path)
     except BlockingIOError:
         os.close(fd)
         return None
+    except BaseException:
+        os.close(fd)
+        raise
     try:
         os.ftruncate(fd, 0)
         os.write(fd, note.encode())
@@ -227,7 +256,7 @@ def lock_held(path: str | Path) -> bool:
     except (FileNotFoundError, NotADirectoryError):  # no lock, or a file where a folder on the way should be
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        _flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB, path)
         return False
     except BlockingIOError:
         return True

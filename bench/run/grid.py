@@ -37,7 +37,7 @@ from bench.core.interrupts import (
 )
 from bench.core.machine import usable_cpus
 from bench.core.paths import folder_path, writable_folder
-from bench.core.store import is_resource_error
+from bench.core.store import LocksUnsupported, is_resource_error
 from bench.run.runner import (
     RunLock,
     log_to_stdout,
@@ -196,16 +196,19 @@ def worker_entry(job: WorkerJob) -> list[str]:
             claim.release()
 
 
-def pool_worker_entry(job: WorkerJob) -> list[str] | Interrupted | OSError:
+def pool_worker_entry(job: WorkerJob) -> list[str] | Interrupted | OSError | LocksUnsupported:
     """`worker_entry` in a local worker process: Ctrl-C (which the terminal sends to every process of
     the grid) comes back as a value saying where the run resumes, not as a traceback per process; so
-    does a full disk or a forbidden folder (`is_resource_error`), which the parent reports in one line."""
+    does a full disk or a forbidden folder (`is_resource_error`), or a file system without locks, which
+    the parent reports in one line."""
     try:
         return worker_entry(job)
     except Interrupted as exc:
         return exc
     except KeyboardInterrupt:
         return Interrupted(RERUN_TO_CONTINUE)
+    except LocksUnsupported as exc:
+        return exc
     except OSError as exc:
         if is_resource_error(exc):
             return OSError(exc.errno, exc.strerror, exc.filename)  # the plain error: it pickles
@@ -458,7 +461,7 @@ def _launch_local(job: WorkerJob, n_workers: int, cuda: bool) -> None:
     if interrupted or hints:
         specific = [h for h in hints if h != RERUN_TO_CONTINUE]
         raise Interrupted("; ".join(specific) or RERUN_TO_CONTINUE)
-    stopped = [r for r in returned if isinstance(r, OSError)]
+    stopped = [r for r in returned if isinstance(r, (OSError, LocksUnsupported))]
     if stopped:  # every worker that met it stopped; the CLI says what to do, in one line
         raise stopped[0]
     crashed = [p.name for p in processes if p.exitcode not in (0, None)]
@@ -482,7 +485,7 @@ def _worker_process(job: WorkerJob, outcomes) -> None:
         interrupt_when_parent_dies()
         outcome = pool_worker_entry(job)
     with contextlib.suppress(OSError):  # the parent is gone: nobody to tell
-        outcomes.put(outcome if isinstance(outcome, (Interrupted, OSError)) else len(outcome))
+        outcomes.put(outcome if isinstance(outcome, (Interrupted, OSError, LocksUnsupported)) else len(outcome))
 
 
 def submitit_parameters(job: WorkerJob, launcher: str, slurm: SlurmOptions, wants_gpu: bool,

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from bench.core.errors import first_line
-from bench.core.store import lock_held, try_lock
+from bench.core.store import LocksUnsupported, lock_held, try_lock
 
 T = TypeVar("T")
 
@@ -59,7 +59,7 @@ def run_as_task(work: Callable[[], T], folder: Path, rank: int, n_tasks: int, lo
         fd = try_lock(staged, note=str(os.getpid()))
         if fd is not None:
             os.replace(staged, final)  # locked before it is visible: never seen unlocked too early
-    except OSError as exc:
+    except (OSError, LocksUnsupported) as exc:
         log(f"task {rank}: cannot keep a lock file in {folder} ({first_line(exc)}); "
             f"this task will not wait for its siblings")
         return work()
