@@ -475,9 +475,8 @@ class _Validator:
 
     def list_of(self, value: Any, kind: type, field_name: str) -> list:
         """A list of `kind`; a scalar is accepted as a one-element list."""
-        if not isinstance(value, list):  # named as written: no index
-            return [self.typed(value, kind, field_name)]
-        return [self.typed(item, kind, f"{field_name}[{i}]") for i, item in enumerate(value)]
+        values = value if isinstance(value, list) else [value]
+        return [self.typed(item, kind, name) for item, name in zip(values, _item_names(value, field_name), strict=True)]
 
     def dataclass_from(self, cls: type, table: dict, where: str):
         known = {f.name: f for f in fields(cls)}
@@ -513,21 +512,18 @@ class _Validator:
             items[axis] = self.list_of(block[axis], kind, f"{where}.{axis}")
             if not items[axis]:
                 self.fail(f"{where}.{axis}", [], "is empty")
-        # checked as written, so an index in a message is the value's place in the file (none for a
-        # value written without a list)
-        def named(axis: str, i: int) -> str:
-            return f"{where}.{axis}[{i}]" if isinstance(block[axis], list) else f"{where}.{axis}"
-
-        for i, arch in enumerate(items["arch"]):
-            self.known_arch(arch, named("arch", i))
+        # checked as written, so a message names the value's place in the file
+        names = {axis: _item_names(block[axis], f"{where}.{axis}") for axis in items}
+        for arch, name in zip(items["arch"], names["arch"], strict=True):
+            self.known_arch(arch, name)
         for axis in ("sample_rate", "n_mels", "hop_multiplier"):
-            for i, value in enumerate(items[axis]):
-                self.within(value, axis, named(axis, i))
-        for i, log in enumerate(items["log"]):
+            for value, name in zip(items[axis], names[axis], strict=True):
+                self.within(value, axis, name)
+        for log, name in zip(items["log"], names["log"], strict=True):
             if log not in LOG_TYPES:
-                self.fail(named("log", i), log, f"must be one of {', '.join(map(repr, LOG_TYPES))}")
-        for i, width in enumerate(items.get("width", ())):
-            self.block_width(width, items["arch"], named("width", i))
+                self.fail(name, log, f"must be one of {', '.join(map(repr, LOG_TYPES))}")
+        for width, name in zip(items.get("width", ()), names.get("width", ()), strict=True):
+            self.block_width(width, items["arch"], name)
         return GridBlock(**{axis: tuple(dict.fromkeys(values)) for axis, values in items.items()})  # de-duplicated
 
     def block_width(self, width: float, archs: list[str], field_name: str):
@@ -539,6 +535,12 @@ class _Validator:
             for problem_field, value, problem in dataclasses.replace(options(), width=width).validate():
                 if problem_field == "width":
                     self.fail(field_name, value, problem)
+
+
+def _item_names(value: Any, field_name: str) -> list[str]:
+    """How a message names each value of a field that takes a list: `field[i]`, or the field itself for
+    a value written without a list."""
+    return [f"{field_name}[{i}]" for i in range(len(value))] if isinstance(value, list) else [field_name]
 
 
 def _type_word(kind: type) -> str:
