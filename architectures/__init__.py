@@ -1,12 +1,17 @@
 """Architecture registry: name -> (options dataclass, builder).
 
 Builders are imported lazily (`module:function`), so planning a grid or validating a spec does not
-import torch. Registering a name twice is an error, and so is asking for an unknown one.
+import torch. Registering a name twice is an error, and so is asking for an unknown one; so is
+registering an architecture whose options, planner or builder name cannot work (checked at once, not at
+the first `bench plan`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import inspect
+import re
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -40,8 +45,9 @@ class Architecture:
     """`module:function` taking (input_config, n_tags, options) and returning an nn.Module."""
     description: str
     planner: str
-    """`architectures.planning` function taking (sample_rate, n_mels, hop_multiplier, n_frames, **options)
-    and returning the network's shape plan (pure integers, no torch); ValueError if it cannot be built."""
+    """`architectures.planning` function taking (sample_rate, n_mels, hop_multiplier, n_frames) and, by
+    name, the options it uses (every option where it takes **options), returning the network's shape
+    plan (pure integers, no torch); ValueError if it cannot be built."""
 
 
 _REGISTRY: dict[str, Architecture] = {}
@@ -50,8 +56,36 @@ _REGISTRY: dict[str, Architecture] = {}
 def register(arch: Architecture) -> Architecture:
     if arch.name in _REGISTRY:
         raise ValueError(f"architecture {arch.name!r} is already registered")
+    problem = _registration_problem(arch)
+    if problem:
+        raise ValueError(f"architecture {arch.name!r}: {problem}")
     _REGISTRY[arch.name] = arch
     return arch
+
+
+def _registration_problem(arch: Architecture) -> str | None:
+    """Why `arch` cannot work, or None: what would otherwise fail later, inside `bench plan` or a run."""
+    from architectures import planning
+
+    options = arch.options
+    if not (dataclasses.is_dataclass(options) and isinstance(options, type)
+            and options.__dataclass_params__.frozen):
+        return f"options must be a frozen dataclass, not {options!r}"
+    try:
+        defaults = options()
+    except TypeError:
+        return f"every field of {options.__name__} needs a default (a spec may leave its [arch] table out)"
+    if not callable(getattr(defaults, "validate", None)):
+        return f"{options.__name__} needs a validate() returning a list of (field, value, problem) tuples"
+    problems = defaults.validate()
+    if not isinstance(problems, list) or problems:
+        return (f"{options.__name__}().validate() must return a list of (field, value, problem) tuples, empty for "
+                f"the defaults; got {problems!r}")
+    if not callable(getattr(planning, arch.planner, None)):
+        return f"planner {arch.planner!r} is not a function in architectures/planning.py"
+    if not re.fullmatch(r"[\w.]+:\w+", arch.builder):
+        return f"builder must be 'module:function' (e.g. 'architectures.vgg:build'), not {arch.builder!r}"
+    return None
 
 
 def names() -> list[str]:
@@ -87,9 +121,17 @@ def plan(name: str, input_config: InputConfig, **options: Any):
     arch = get(name)
     opts = asdict(make_options(name, **options))
     planner = getattr(planning, arch.planner)
-    accepted = planner.__code__.co_varnames[:planner.__code__.co_argcount]
     return planner(input_config.sample_rate, input_config.n_mels, input_config.hop_multiplier, input_config.n_frames,
-                   **{k: v for k, v in opts.items() if k in accepted})
+                   **_taken(planner, opts))
+
+
+def _taken(function, options: dict[str, Any]) -> dict[str, Any]:
+    """The options `function` takes by name: all of them where it takes **options."""
+    parameters = inspect.signature(function).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return options
+    named = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return {k: v for k, v in options.items() if k in named}
 
 
 def pool_padding(name: str, input_config: InputConfig, **options: Any) -> dict[str, list[int]] | None:

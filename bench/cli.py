@@ -153,7 +153,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         pd.DataFrame(rows).to_csv(sys.stdout, index=False)
     else:
         n_tags = totals["n_tags"]
-        tags = f"{n_tags} tags" if n_tags else f"up to {spec.dataset.n_tags} tags (from the manifest's tag list)"
+        tags = f"{n_tags} tags" if n_tags else f"up to {spec.dataset.n_tags} tags (as many as its files list)"
         print(f"{spec.name}: {len(rows)} configurations x {plural(len(spec.seeds), 'seed')} = "
               f"{plural(len(spec.runs()), 'run')} ({spec.dataset.name}, {spec.dataset.clip_seconds:g} s clips, {tags})")
         table = pd.DataFrame(rows).drop(columns=["fvcore_unsupported"])

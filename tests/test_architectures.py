@@ -23,9 +23,14 @@ TABLE_II = [(sr, n, m) for sr in (12000, 16000) for n in (128, 96, 48) for m in 
 TABLE_II += [(sr, n, 1) for sr in (12000, 16000) for n in (32, 24, 16, 8)]
 
 
+def tiny(arch, width=TINY) -> dict:
+    """`width` for an architecture that has one (an added architecture may have its one size only)."""
+    return {"width": width} if "width" in {f.name for f in dataclasses.fields(architectures.get(arch).options)} else {}
+
+
 def build(arch, sample_rate, n_mels, hop, n_frames, n_tags=5, width=TINY, **options):
     config = InputConfig(sample_rate=sample_rate, n_mels=n_mels, hop_multiplier=hop, n_frames=n_frames)
-    return architectures.build(arch, config, n_tags, width=width, **options)
+    return architectures.build(arch, config, n_tags, **tiny(arch, width), **options)
 
 
 def check_forward(model, n_mels, batch=2):
@@ -61,14 +66,19 @@ def test_every_spec_configuration_builds_and_runs(spec_path):
                             **dataclasses.asdict(options))
 
 
-ARCHS = ["vgg", "musicnn", "musicnn-787k", "vgg-605k"]
+ARCHS = architectures.names()
+"""Every registered architecture, an added one included."""
+
+
+def test_the_shipped_architectures_are_registered():
+    assert {"vgg", "musicnn", "musicnn-787k", "vgg-605k"} <= set(ARCHS)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_table_ii_grid_builds_and_runs(arch):
     for sample_rate, n_mels, hop in TABLE_II:
         config = InputConfig(sample_rate, n_mels, hop, framing.n_frames(29.1, sample_rate, hop))
-        check_shape_on_meta(arch, config, 50, width=TINY)
+        check_shape_on_meta(arch, config, 50, **tiny(arch))
     # and really computed at the grid's extremes
     for sample_rate, n_mels, hop in [(16000, 128, 1), (12000, 8, 1), (12000, 48, 10)]:
         model = build(arch, sample_rate, n_mels, hop, framing.n_frames(29.1, sample_rate, hop))
@@ -177,6 +187,108 @@ def test_unknown_architecture_lists_registered_names():
     assert "'resnet'" in str(info.value)
     assert {"musicnn", "musicnn-787k", "vgg", "vgg-605k"} <= set(registered.replace(",", " ").split())
     assert isinstance(info.value, KeyError)
+
+
+@pytest.fixture
+def registering(monkeypatch):
+    """Register architectures for one test: the registry and `planning` are as before afterwards."""
+    from architectures import planning
+
+    monkeypatch.setattr(architectures, "_REGISTRY", dict(architectures._REGISTRY))
+
+    def register(name, plan=None, **fields):
+        if plan is not None:
+            monkeypatch.setattr(planning, f"{name}_plan", plan, raising=False)
+        defaults = {"options": architectures.VGGOptions, "builder": f"architectures.{name}:build",
+                    "description": name, "planner": f"{name}_plan"}
+        return architectures.register(architectures.Architecture(name=name, **{**defaults, **fields}))
+
+    return register
+
+
+@pytest.mark.parametrize("planner", ["keyword", "keyword-only", "var-keyword"])
+def test_a_planner_gets_the_options_it_takes_however_it_names_them(registering, planner):
+    # the documented `**options` planner was given none: its plan (and the run id's pool_padding) were
+    # planned for width 1 whatever the spec said
+    seen = {}
+
+    def keyword(sample_rate, n_mels, hop_multiplier, n_frames, width=1.0):
+        seen.update(width=width)
+
+    def keyword_only(sample_rate, n_mels, hop_multiplier, n_frames, *, width=1.0):
+        seen.update(width=width)
+
+    def var_keyword(sample_rate, n_mels, hop_multiplier, n_frames, **options):
+        seen.update(options)
+
+    plan = {"keyword": keyword, "keyword-only": keyword_only, "var-keyword": var_keyword}[planner]
+    registering("probe", plan=plan)
+    architectures.plan("probe", InputConfig(16000, 96, 1, 1820), width=0.25)
+    assert seen == {"width": 0.25}
+
+
+def test_bench_plan_shows_the_pools_and_heights_an_added_plan_has(registering):
+    from types import SimpleNamespace
+
+    from bench.cost.plan import arch_columns
+
+    @dataclasses.dataclass(frozen=True)
+    class ProbePlan:
+        pool_freq: tuple
+        pool_time: tuple
+        heights: tuple
+        segments: int
+
+    registering("probe", plan=lambda *args, **options: ProbePlan((2, 4), (4, 5), (38, 67), 9))
+    config = SimpleNamespace(arch="probe", mel=SimpleNamespace(sample_rate=16000, n_mels=96, hop_multiplier=1),
+                             options=architectures.VGGOptions())
+    assert arch_columns(config, 1820) == {"pool_freq": "2-4", "pool_time": "4-5", "filter_heights": "38-67",
+                                          "segments": 9}
+
+
+@dataclasses.dataclass
+class Unfrozen:
+    width: float = 1.0
+
+    def validate(self):
+        return []
+
+
+@dataclasses.dataclass(frozen=True)
+class NoDefault:
+    width: float
+
+    def validate(self):
+        return []
+
+
+@dataclasses.dataclass(frozen=True)
+class NoValidate:
+    width: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class StringProblems:
+    width: float = 0.0
+
+    def validate(self):
+        return ["width must be > 0"]
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"options": Unfrozen}, "options must be a frozen dataclass"),
+    ({"options": NoDefault}, "every field of NoDefault needs a default"),
+    ({"options": NoValidate}, "NoValidate needs a validate\\(\\) returning a list of \\(field, value, problem\\)"),
+    ({"options": StringProblems}, "StringProblems\\(\\).validate\\(\\) must return a list of \\(field, value, "
+                                  "problem\\) tuples, empty for the defaults"),
+    ({"planner": "probe_plann"}, "planner 'probe_plann' is not a function in architectures/planning.py"),
+    ({"builder": "architectures.probe.build"}, "builder must be 'module:function'"),
+])
+def test_an_architecture_that_cannot_work_is_refused_when_registered(registering, fields, message):
+    # each of these registered fine, then failed with a traceback at the first `bench plan`
+    with pytest.raises(ValueError, match=f"architecture 'probe': {message}"):
+        registering("probe", plan=lambda *args, **options: None, **fields)
+    assert "probe" not in architectures.names()
 
 
 def test_logits_are_float32_under_bf16_autocast():

@@ -223,6 +223,11 @@ def test_manifest_roundtrip_and_tag_order(tmp_path):
 def test_manifest_errors(tmp_path):
     with pytest.raises(UserError, match="manifest not found"):
         read_manifest(tmp_path / "none.csv")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "tracks.csv").write_text("path,split,tags\n")
+    with pytest.raises(UserError, match="folder is a folder; the dataset path names the CSV file itself "
+                                        "\\(it holds tracks.csv\\)"):
+        read_manifest(tmp_path / "folder")
     (tmp_path / "bad.csv").write_text("path,split\na.mp3,train\n")
     with pytest.raises(UserError, match="missing column\\(s\\) tags"):
         read_manifest(tmp_path / "bad.csv")
@@ -347,3 +352,12 @@ def test_msd_split_files_as_protocol_0_pickles(tmp_path, monkeypatch):
     index = read_msd(tmp_path / "msd")
     assert index.counts() == {"train": 4, "valid": 2, "test": 3}
     assert [list(c.labels) for c in index.clips] == [list(np.flatnonzero(vectors[i].ravel())) for i in ids]
+
+
+def test_a_dataset_name_with_no_reader_is_refused_not_read_as_a_manifest(tmp_path):
+    # a reader added to DATASETS but not dispatched to was read as a manifest ("manifest not found")
+    from bench.data.config import DatasetSpec
+    from bench.data.datasets import load_index
+
+    with pytest.raises(UserError, match="dataset 'tagfolder' has no reader: dispatch to one in load_index"):
+        load_index(DatasetSpec(name="tagfolder"), tmp_path)

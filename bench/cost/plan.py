@@ -17,7 +17,6 @@ from typing import Any
 import architectures
 from architectures import InputConfig
 from architectures.options import width_of
-from architectures.planning import MusiCNNPlan, VGGPlan
 from bench.core import framing
 from bench.data.known import clip_count, n_outputs, split_sizes, tag_count
 from bench.spec import Configuration, Spec
@@ -42,13 +41,13 @@ def arch_columns(config: Configuration, n_frames: int) -> dict[str, Any]:
     mel, options = config.mel, config.options
     plan = architectures.plan(config.arch, InputConfig(mel.sample_rate, mel.n_mels, mel.hop_multiplier, n_frames),
                               **dataclasses.asdict(options))
+    # read from the plan's fields by name, so an added architecture's plan shows what it has of them
     columns = {"pool_freq": "", "pool_time": "", "filter_heights": "", "segments": ""}
-    if isinstance(plan, VGGPlan):
-        columns.update(pool_freq=_dashed(plan.pool_freq), pool_time=_dashed(plan.pool_time))
-    elif hasattr(plan, "segments"):  # architectures that see segments of a clip
-        columns.update(segments=plan.segments)
-    if isinstance(plan, MusiCNNPlan):
-        columns.update(filter_heights=_dashed(plan.heights))
+    for column, field in (("pool_freq", "pool_freq"), ("pool_time", "pool_time"), ("filter_heights", "heights")):
+        if isinstance(getattr(plan, field, None), tuple):
+            columns[column] = _dashed(getattr(plan, field))
+    if isinstance(getattr(plan, "segments", None), int):  # an architecture that sees segments of a clip
+        columns["segments"] = plan.segments
     return columns
 
 

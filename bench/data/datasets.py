@@ -85,7 +85,9 @@ def load_index(dataset: DatasetSpec, root: Path, generate: bool = True, progress
                             check_audio=check_audio)
     if dataset.name == "msd":
         return read_msd(root, n_tags=dataset.n_tags, drop_untagged=dataset.drop_untagged, check_audio=check_audio)
-    return read_manifest(root, n_tags=dataset.n_tags, drop_untagged=dataset.drop_untagged)
+    if dataset.name == "manifest":
+        return read_manifest(root, n_tags=dataset.n_tags, drop_untagged=dataset.drop_untagged)
+    raise UserError(f"dataset {dataset.name!r} has no reader: dispatch to one in load_index (bench/data/datasets.py)")
 
 
 def split_folder(dataset: DatasetSpec, root: Path) -> str | None:

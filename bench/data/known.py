@@ -40,7 +40,8 @@ TAGS_AVAILABLE = {"mtat": 188, "msd": 50}
 
 def tag_count(dataset: DatasetSpec) -> int | None:
     """The number of outputs a model of this dataset has: `n_tags`, or fewer where the dataset has
-    fewer tags; None where that depends on files not seen (a manifest's tag list)."""
+    fewer tags; None where that depends on files not seen (a manifest's tag list, a dataset with no
+    entry here)."""
     if dataset.name == "synthetic":
         from bench.data.synthetic import TAG_NAMES
 

@@ -27,6 +27,10 @@ def tags_file(manifest: Path) -> Path:
 
 def read_manifest(manifest: str | Path, n_tags: int = 50, drop_untagged: bool = False) -> DatasetIndex:
     manifest = Path(manifest).expanduser()
+    if manifest.is_dir():
+        csvs = sorted(path.name for path in manifest.glob("*.csv"))
+        hint = f" (it holds {', '.join(csvs[:3])}{', ...' if len(csvs) > 3 else ''})" if csvs else ""
+        raise UserError(f"manifest: {manifest} is a folder; the dataset path names the CSV file itself{hint}")
     if not manifest.is_file():
         raise UserError(f"manifest not found: expected a CSV file with columns path,split,tags at {manifest}")
     with text_file(manifest, "utf-8-sig") as handle:  # -sig: a spreadsheet's byte-order mark
