@@ -42,13 +42,25 @@ def misplaced_message(exc: OSError) -> str | None:
 
 
 def resource_message(exc: OSError) -> str:
-    """A full disk, a quota, a read-only or forbidden folder, said as what to do about it."""
+    """A full disk, a quota, a read-only or forbidden folder, a failing file system, a process limit,
+    said as what to do about it."""
     import errno
 
-    where = f"{exc.filename}: " if exc.filename else ""
+    target = exc.filename2 or exc.filename  # a rename's target, not the temporary file it came from
+    where = f"{os.fsdecode(target)}: " if target else ""
     what = exc.strerror or exc.__class__.__name__
-    if exc.errno in (errno.EACCES, errno.EPERM) and exc.filename:  # reading is refused too: say which
-        path = Path(os.fsdecode(exc.filename))
+    resumes = "then rerun (finished runs are kept, interrupted ones resume)"
+    if exc.errno in (errno.EIO, errno.ESTALE, errno.ENOTCONN, errno.ETIMEDOUT, errno.EHOSTDOWN):
+        return f"{where}{what}: the disk or network file system failed; check it (remount a stale NFS mount), {resumes}"
+    if exc.errno in (errno.EMFILE, errno.ENFILE):
+        return f"{where}{what}; raise the open-file limit (e.g. `ulimit -n 4096`) or run fewer --workers, {resumes}"
+    if exc.errno in (errno.ENOMEM, errno.EAGAIN):
+        return (f"{where}{what}: too little memory or too many processes; run fewer --workers (or raise `ulimit -u`), "
+                f"{resumes}")
+    if exc.errno == errno.ENAMETOOLONG:
+        return f"{where}{what}; choose a shorter --results / --cache / --data path, {resumes}"
+    if exc.errno in (errno.EACCES, errno.EPERM) and target:  # reading is refused too: say which
+        path = Path(os.fsdecode(target))
         if os.path.lexists(path) and not os.access(path, os.R_OK):
             if not os.access(path, os.W_OK):  # whether the read or a write failed, both need the permissions
                 return (f"cannot read or write {where}{what}; change its permissions or choose another --results "

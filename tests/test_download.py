@@ -322,3 +322,27 @@ def test_jamendo_tar_members_outside_the_target_are_refused(tmp_path):
 def test_a_base_url_without_a_scheme_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="download failed: www.example.org/mtat/mp3.zip.001: unknown url type"):
         fetch("www.example.org/mtat/mp3.zip.001", tmp_path / "mp3.zip.001")
+
+
+def test_a_full_disk_while_downloading_is_said_as_one_not_as_a_network_fault(tmp_path, server, capsys, monkeypatch):
+    # "download interrupted: ... No space left on device (run again to resume)" blamed the network
+    import builtins
+    import errno
+    import os
+
+    real_open = builtins.open
+
+    class Full(io.RawIOBase):
+        def writable(self):
+            return True
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(builtins, "open", lambda path, mode="r", *a, **k: Full() if str(path).endswith(".part")
+                        else real_open(path, mode, *a, **k))
+    status = main(["download", "mtat", "--to", str(tmp_path / "mtat"), "--base-url", server.url])
+    err = capsys.readouterr().err
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"cannot write {tmp_path / 'mtat'}/" in err and ".part: No space left on device; free some space" in err
+    assert "download interrupted" not in err

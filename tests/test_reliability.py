@@ -536,23 +536,30 @@ def test_read_only_file_system_exits_2(finished, tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "results").exists()  # refused before anything was created
 
 
-def test_full_disk_mid_run_exits_2_leaves_nothing_half_written_and_resumes(damaged, capsys, monkeypatch):
-    workspace, spec, folder, reference = damaged
+def grid_meeting_a_fault(damaged, capsys, monkeypatch, code: int) -> tuple[int, str]:
+    """(exit status, stderr) of the damaged grid, its run retrained from scratch, whose writes fail with
+    errno `code` once config.json, history.jsonl and the first epoch's files are written."""
+    workspace, spec, folder, _ = damaged
     for name in (RESULT, CHECKPOINT, BEST):
         (folder / name).unlink()
     real_fsync, calls = os.fsync, []
 
-    def fills_up(fd):
+    def fails(fd):
         calls.append(fd)
-        if len(calls) > 6:  # config.json, history.jsonl and the first epoch's files fit; then the disk is full
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        if len(calls) > 6:
+            raise OSError(code, os.strerror(code))
         real_fsync(fd)
 
-    monkeypatch.setattr(os, "fsync", fills_up)
+    monkeypatch.setattr(os, "fsync", fails)
     status = main(["grid", str(spec), "--results", str(folder.parents[2]), "--cache", str(workspace / "cache"),
                    "--device", "cpu", "--no-report"])
     monkeypatch.setattr(os, "fsync", real_fsync)
-    err = capsys.readouterr().err
+    return status, capsys.readouterr().err
+
+
+def test_full_disk_mid_run_exits_2_leaves_nothing_half_written_and_resumes(damaged, capsys, monkeypatch):
+    workspace, spec, folder, reference = damaged
+    status, err = grid_meeting_a_fault(damaged, capsys, monkeypatch, errno.ENOSPC)
     assert status == 2 and len(err.strip().splitlines()) == 1, err
     assert "No space left on device" in err and str(folder) in err and "free some space" in err
     assert not (folder / RESULT).exists() and no_partial_files(folder) == []
@@ -673,20 +680,24 @@ def test_local_cpu_workers_share_the_cpus_this_process_may_use(monkeypatch, tmp_
     grid._launch_local(grid.WorkerJob("spec.toml", str(tmp_path), "index.json", "cpu"), 2, cuda=False)
     assert threads == [2, 2]
 
-def test_a_checkpoint_in_a_forbidden_folder_is_not_set_aside(monkeypatch, tmp_path):
-    """Permission denied says nothing about the file: resuming raises it (the grid stops, exit 2) and the
-    checkpoint stays. Any other read error (torch reports a truncated archive as OSError EINVAL) sets the
-    file aside, kept and numbered, as before."""
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EIO, errno.ESTALE, errno.EMFILE, errno.ENOMEM])
+def test_a_checkpoint_in_a_forbidden_folder_or_on_a_failing_file_system_is_not_set_aside(monkeypatch, tmp_path,
+                                                                                           code):
+    """Permission denied, a failing disk or network file system, too many open files or too little memory
+    say nothing about the file: resuming raises the error (the grid stops, exit 2) and the checkpoint
+    stays. Any other read error (torch reports a truncated archive as OSError EINVAL) sets the file
+    aside, kept and numbered, as before."""
     from bench.train import checkpoint
 
     (tmp_path / CHECKPOINT).write_bytes(b"forty epochs of work")
 
-    def forbidden(path):
-        raise PermissionError(errno.EACCES, "Permission denied")
+    def refused(path):
+        raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(checkpoint, "load_torch", forbidden)
-    with pytest.raises(PermissionError):
+    monkeypatch.setattr(checkpoint, "load_torch", refused)
+    with pytest.raises(OSError) as raised:
         resume_state(tmp_path, "run", log=lambda *_: None)
+    assert raised.value.errno == code
     assert (tmp_path / CHECKPOINT).exists() and not list(tmp_path.glob("*.rejected*"))
     monkeypatch.undo()
     save_torch(tmp_path / CHECKPOINT, {"epoch": 1, "model": {"w": torch.zeros(20_000)}})  # 80 kB, as the demo's
@@ -926,3 +937,105 @@ def test_a_file_system_without_flock_under_several_workers_is_raised_once(monkey
     job = grid.WorkerJob("spec.toml", str(tmp_path), "index.json", "cpu")
     with pytest.raises(LocksUnsupported, match="w0/lock: this file system"):
         grid._launch_local(job, 2, cuda=False)
+
+
+
+@pytest.mark.parametrize("code, advice", [
+    (errno.ESTALE, "Stale file handle: the disk or network file system failed; check it (remount a stale NFS mount)"),
+    (errno.EMFILE, "Too many open files; raise the open-file limit (e.g. `ulimit -n 4096`) or run fewer --workers"),
+])
+def test_a_machine_fault_mid_run_stops_the_grid_with_one_line_and_is_not_a_failed_run(damaged, capsys, monkeypatch,
+                                                                                      code, advice):
+    # recorded as a failed run before, which the next grid skipped: on an NFS hiccup, every run of a grid
+    _, _, folder, reference = damaged
+    status, err = grid_meeting_a_fault(damaged, capsys, monkeypatch, code)
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{folder}/" in err and advice in err and ".tmp" not in err  # the file, not its temp file
+    assert not (folder / RESULT).exists() and no_partial_files(folder) == []
+    result, _ = rerun(damaged, capsys)  # the file system is back: the run resumes
+    assert same_training(result, reference)
+
+
+@pytest.mark.parametrize("code", [errno.ETIMEDOUT, errno.EIO, errno.EMFILE])
+def test_an_audio_file_the_file_system_fails_to_read_stops_preparing_instead_of_being_skipped(tmp_path, monkeypatch,
+                                                                                             code):
+    # skipped as "cannot read (Connection timed out)" before, and never decoded again: an NFS timeout
+    # over a dataset made every clip a failed one in a cache marked complete
+    from bench.data import audio
+    from bench.data.audio import BadAudio
+
+    path = tmp_path / "a.mp3"
+    write_mp3(path, tone(2.0))
+    real_stat = os.stat
+
+    def failing(name, *args, **kwargs):
+        if os.fspath(name) == str(path):
+            raise OSError(code, os.strerror(code), str(path))
+        return real_stat(name, *args, **kwargs)
+
+    monkeypatch.setattr(audio.os, "stat", failing)
+    with pytest.raises(OSError) as raised:
+        decode_clip(str(path), (16000,), 2.0)
+    assert raised.value.errno == code and not isinstance(raised.value, BadAudio)
+    long_name = str(tmp_path / ("x" * 300 + ".mp3"))  # the file's own fault: skipped with its reason
+    with pytest.raises(BadAudio, match="cannot read \\(File name too long\\)"):
+        decode_clip(long_name, (16000,), 2.0)
+
+
+def test_a_synthetic_dataset_whose_description_cannot_be_read_is_not_regenerated(tmp_path, monkeypatch):
+    # two failed reads of synthetic.json (a stale NFS handle) regenerated every MP3 in place and removed
+    # the task files made from them
+    import pathlib
+
+    from bench.data.synthetic import files
+
+    real_read_text = pathlib.Path.read_text
+    (tmp_path / files.META).write_text("{}")
+
+    def stale(self, *args, **kwargs):
+        if self.name == files.META:
+            raise OSError(errno.ESTALE, os.strerror(errno.ESTALE), str(self))
+        return real_read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "read_text", stale)
+    with pytest.raises(OSError, match="Stale file handle"):
+        files.is_complete(tmp_path, clips=40, seed=0, clip_seconds=4.0, sample_rate=16000)
+    monkeypatch.undo()
+    assert files.is_complete(tmp_path / "absent", clips=40, seed=0, clip_seconds=4.0, sample_rate=16000) is False
+
+
+def test_a_report_stops_on_a_result_the_file_system_fails_to_read(finished, monkeypatch):
+    # listed as "unreadable" before: the report was rewritten without the run, its figures removed, exit 0
+    workspace, _, reference = finished
+    folder = workspace / "results" / "one" / "runs" / reference["run_id"]
+    real_read_text = type(folder).read_text
+
+    def failing(self, *args, **kwargs):
+        if self.name == RESULT:
+            raise OSError(errno.EIO, os.strerror(errno.EIO), str(self))
+        return real_read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(folder), "read_text", failing)
+    with pytest.raises(OSError, match="Input/output error"):
+        read_runs([folder])
+    monkeypatch.undo()
+    (folder.parent / "torn").mkdir(exist_ok=True)
+    (folder.parent / "torn" / RESULT).write_text("{")  # a result that is itself broken is still listed
+    try:
+        ok, not_ok = read_runs([folder, folder.parent / "torn"])
+    finally:
+        shutil.rmtree(folder.parent / "torn")
+    assert len(ok) == 1 and list(not_ok["status"]) == ["unreadable"]
+
+
+@pytest.mark.parametrize("option", ["--results", "--cache", "--data"])
+def test_a_path_too_long_for_the_file_system_is_one_line(finished, tmp_path, capsys, option):
+    workspace, spec, _ = finished
+    paths = {"--results": str(tmp_path / "results"), "--cache": str(workspace / "cache"),
+             "--data": str(workspace / "synth")}
+    paths[option] = str(tmp_path / ("x" * 300))  # one name longer than the 255 bytes a file system takes
+    status = main(["grid", str(spec), "--device", "cpu", "--no-report",
+                   *(item for pair in paths.items() for item in pair)])
+    err = capsys.readouterr().err
+    assert status == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "File name too long" in err and "shorter" in err

@@ -13,6 +13,7 @@ A check never creates anything: a grid stopped by a bad path leaves no folders b
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -38,12 +39,25 @@ def _given(path: str | os.PathLike, option: str) -> Path:
     return Path(path).expanduser()
 
 
+def _exists(probe: Path, option: str, path: Path) -> bool:
+    """Whether `probe` (a part of `path`) exists; UserError where `path` cannot name a file at all."""
+    try:
+        probe.stat()
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:  # a name longer than the file system takes (255 bytes, usually)
+            raise UserError(f"{option} {path}: {exc.strerror}; choose a shorter path") from None
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EBADF):  # as Path.exists() answers False
+            return False
+        raise
+    return True
+
+
 def folder_path(path: str | os.PathLike, option: str, shown: Path | None = None) -> tuple[Path, Path]:
     """(`path`, its nearest existing folder) when `path` is or can become a folder (no file in the way);
     else UserError naming `option` and the path. Reads only."""
     path = _given(path, option)
     probe = path
-    while not probe.exists():
+    while not _exists(probe, option, path):
         if probe.parent == probe:  # pragma: no cover - the root always exists
             break
         probe = probe.parent
@@ -79,7 +93,7 @@ def writable_file(path: str | os.PathLike, option: str) -> Path:
 def readable_folder(path: str | os.PathLike, option: str) -> Path:
     """An existing folder; raises UserError naming `option` and the path."""
     path = _given(path, option)
-    if not path.exists():
+    if not _exists(path, option, path):
         raise UserError(f"{option} {path}: no such folder")
     if not path.is_dir():
         raise UserError(f"{option} {path}: is a file, not a folder")

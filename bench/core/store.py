@@ -26,10 +26,19 @@ from typing import Any
 
 from bench.core.errors import UserError
 
-RESOURCE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG})
-"""Write failures that are the machine's state (full disk, quota, read-only or forbidden folder, a file
-larger than the file system or the process's file-size limit allows), not a run's fault: they stop the
-grid with a clear message instead of being recorded as a failed run."""
+WRITE_REFUSED_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG})
+"""Writes the machine refuses: a full disk, a quota, a read-only or forbidden folder, a file larger than
+the file system or the process's file-size limit allows."""
+
+MACHINE_ERRNOS = frozenset({errno.EIO, errno.ESTALE, errno.ENOTCONN, errno.ETIMEDOUT, errno.EHOSTDOWN,
+                            errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN, errno.ENAMETOOLONG})
+"""Faults of the machine or its file systems that no run causes and a rerun may not meet: a failing disk
+or network file system (EIO; a stale NFS handle, a server gone), too many open files, too little memory
+or too many processes, a path longer than the file system takes."""
+
+RESOURCE_ERRNOS = WRITE_REFUSED_ERRNOS | MACHINE_ERRNOS
+"""The machine's state, not a run's fault: these stop the grid with one line, resumable, instead of
+being recorded as a failed run (or setting aside a checkpoint, or skipping an audio file for good)."""
 
 LOCKLESS_ERRNOS = frozenset({errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP})
 """What `flock` fails with on a file system that keeps no such locks: NFS mounted with `nolock` or
@@ -86,7 +95,7 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise _naming(exc, path) from None
+            raise _naming(exc, path, instead_of=tmp) from None
         raise
     fsync_folder(path.parent)
 
@@ -106,9 +115,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return Path(path)
 
 
-def _naming(exc: OSError, path: Path) -> OSError:
-    """The same error, naming the file it was about (a failed write() or fsync() names none)."""
-    if exc.filename is not None or exc.errno is None:
+def _naming(exc: OSError, path: Path, instead_of: str | None = None) -> OSError:
+    """The same error, naming the file it was about (a failed write() or fsync() names none; a temp
+    file `instead_of` is named as the file it was to become)."""
+    named = exc.filename is not None and (instead_of is None or os.fsdecode(exc.filename) != instead_of)
+    if named or exc.errno is None:
         return exc
     return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path))
 

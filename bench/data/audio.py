@@ -15,6 +15,7 @@ here raises anything else.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import sys
@@ -26,6 +27,7 @@ import soundfile as sf
 import soxr
 
 from bench.core import framing
+from bench.core.store import MACHINE_ERRNOS
 
 MIN_SECONDS = 1.0
 """Files shorter than this are skipped as too short (longer ones shorter than a clip are padded)."""
@@ -70,7 +72,9 @@ def _check_file(path: str) -> None:
         raise BadAudio("cannot read (Permission denied: a folder on its path cannot be entered)") from None
     except (FileNotFoundError, NotADirectoryError):
         raise BadAudio("missing file") from None
-    except (OSError, ValueError) as exc:  # a symlink loop, a name too long, an I/O error, a NUL in the name
+    except (OSError, ValueError) as exc:  # a symlink loop, a name too long, a NUL in the name
+        if _passing(exc):
+            raise
         raise BadAudio(f"cannot read ({getattr(exc, 'strerror', None) or exc})") from None
     if not os.path.isfile(path):
         raise BadAudio("undecodable (not a regular file)")
@@ -80,6 +84,12 @@ def _check_file(path: str) -> None:
         os.close(os.open(path, os.O_RDONLY))
     except PermissionError:
         raise BadAudio("cannot read (Permission denied)") from None
+
+
+def _passing(exc: BaseException) -> bool:
+    """A fault of the machine, not of the file (a failing disk or network file system, too many open
+    files): the preparation stops, resumable, instead of skipping the file for good."""
+    return isinstance(exc, OSError) and exc.errno in MACHINE_ERRNOS and exc.errno != errno.ENAMETOOLONG
 
 
 def _undecodable(exc: Exception) -> BadAudio:

@@ -104,12 +104,20 @@ def fetch(url: str, dest: Path, progress: Callable | None = None, timeout: float
         bar = progress(total, dest.name, have if resumed else 0) if progress else None
         try:
             with open(part, mode) as out:
-                while chunk := response.read(CHUNK):
+                while True:
+                    try:  # the network's faults only: one writing the part (a full disk) is said as such
+                        chunk = response.read(CHUNK)
+                    except NETWORK_ERRORS as exc:
+                        raise UserError(f"download interrupted: {url}: {_why(exc)} (run again to resume)") from None
+                    if not chunk:
+                        break
                     out.write(chunk)
                     if bar is not None:
                         bar.update(len(chunk))
-        except NETWORK_ERRORS as exc:
-            raise UserError(f"download interrupted: {url}: {_why(exc)} (run again to resume)") from None
+        except OSError as exc:
+            if exc.filename is None:  # a failed write() names no file
+                raise OSError(exc.errno, exc.strerror, str(part)) from None
+            raise
         finally:
             if bar is not None:
                 bar.close()

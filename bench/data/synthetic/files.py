@@ -106,8 +106,9 @@ def is_complete(out_dir: str | Path, clips: int, seed: int, clip_seconds: float,
         meta = json.loads((out / META).read_text())
         with open(out / ANNOTATIONS, newline="", encoding="utf-8") as handle:
             rows = list(csv.reader(handle, delimiter="\t", quotechar='"'))
-    except (OSError, ValueError):
-        return False
+    except (FileNotFoundError, NotADirectoryError, ValueError):  # absent or half-written: generate it
+        return False  # (any other error reading it, a stale NFS handle say, is raised: regenerating would
+        # replace the files of a finished dataset, and remove task files made from them)
     if meta != _params(clips, seed, clip_seconds, sample_rate) or len(rows) != clips + 1:
         return False
     return all((out / row[-1]).is_file() for row in rows[1:])
