@@ -63,8 +63,8 @@ def max_over_bands(branch: nn.Sequential, x: torch.Tensor, pool_first: bool = Tr
     *pad, conv, relu, bn = branch
     if branch.training or not pool_first:
         if rearrange and x.device.type == "cpu" and conv.kernel_size[0] > 1 and not pad:
-            return bn(relu(_timbral_conv_as_conv1d(x, conv.weight, conv.bias, conv.padding[1]))).amax(dim=2)
-        return branch(x).amax(dim=2)
+            return _max_for_training(bn(relu(_timbral_conv_as_conv1d(x, conv.weight, conv.bias, conv.padding[1]))))
+        return _max_for_training(branch(x))
     for layer in pad:
         x = layer(x)
     # The minimum where the BatchNorm scale is negative: the maximum of the negated filter's output,
@@ -77,6 +77,16 @@ def max_over_bands(branch: nn.Sequential, x: torch.Tensor, pool_first: bool = Tr
         y = F.conv2d(x, weight, conv.bias * sign, conv.stride, conv.padding).amax(dim=2)
     y = y * sign[:, None]
     return F.batch_norm(y.relu(), bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+
+
+def _max_for_training(y: torch.Tensor) -> torch.Tensor:
+    """`y.amax(dim=2)`, except in a graph torch.compile traces, where it is `y.max(dim=2).values`: the
+    same values, with a gradient that goes through the forward pass's indices. Inductor's backward of
+    amax finds the maxima again by comparing the input, recomputed in float32, with the saved bf16
+    maximum; nothing compares equal, and it divides by a count of zero: NaN gradients from the first
+    step (MusiCNN under bf16 autocast). Where several values tie for the maximum, max gives the
+    gradient to one of them and amax splits it among them."""
+    return y.max(dim=2).values if torch.compiler.is_compiling() else y.amax(dim=2)
 
 
 def _band_max_of_timbral_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, pad: int) -> torch.Tensor:
@@ -198,7 +208,7 @@ class MusiCNN(nn.Module):
         c3 = self.mid[2](c2) + c2
         dense = torch.cat([front, c1, c2, c3], dim=1)
         # Interleaved (max0, mean0, max1, ...) as the original flattens it, so TF weights map 1:1.
-        return torch.stack([dense.amax(dim=2), dense.mean(dim=2)], dim=2).flatten(1)
+        return torch.stack([_max_for_training(dense), dense.mean(dim=2)], dim=2).flatten(1)
 
     def analytic_macs(self) -> int:
         """Conv + linear multiply-adds of one forward pass of one segment (architectures.planning)."""

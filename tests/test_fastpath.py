@@ -130,6 +130,33 @@ def test_compiled_training_step_matches_eager(monkeypatch):
     torch.testing.assert_close(outputs[0], outputs[1], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("rearrange", [True, False], ids=["cpu-arrangement", "as-written"])
+def test_compiled_musicnn_branches_have_finite_gradients_under_bf16(rearrange):
+    """Inductor's backward of amax compares the input, recomputed in float32, with the saved bf16
+    maximum: no value matched, the gradient was divided by a count of zero, and every compiled MusiCNN
+    run stopped on a NaN loss at its first steps. As written (the CUDA arrangement) and as arranged
+    for the CPU, the compiled branch's maxima and gradients are now finite, as eager ones are."""
+    from architectures import InputConfig, build
+    from architectures.musicnn import max_over_bands
+
+    torch.manual_seed(0)
+    model = build("musicnn", InputConfig(16000, 48, 1, 188), 3, width=0.25).train()
+    branch, x = model.timbral[0], torch.randn(8, 1, 48, 188)
+
+    def loss(x):
+        return max_over_bands(branch, x, rearrange=rearrange).float().square().mean()
+
+    losses = []
+    for step in (loss, torch.compile(loss, backend="inductor")):
+        branch.zero_grad()
+        with torch.autocast("cpu", torch.bfloat16):
+            value = step(x)
+        value.backward()
+        assert all(torch.isfinite(p.grad).all() for p in branch.parameters())
+        losses.append(value.item())
+    assert losses[1] == pytest.approx(losses[0], rel=1e-2)
+
+
 def test_cpu_channels_last_is_chosen_per_architecture(monkeypatch):
     """Measured on a CPU with native bf16: channels_last speeds VGG up and slows MusiCNN down."""
     _cpu_bf16(monkeypatch, True)
