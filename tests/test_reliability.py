@@ -940,16 +940,12 @@ def test_a_file_system_without_flock_under_several_workers_is_raised_once(monkey
 
 
 
-@pytest.mark.parametrize("code, advice", [
-    (errno.ESTALE, "Stale file handle: the disk or network file system failed; check it (remount a stale NFS mount)"),
-    (errno.EMFILE, "Too many open files; raise the open-file limit (e.g. `ulimit -n 4096`) or run fewer --workers"),
-])
-def test_a_machine_fault_mid_run_stops_the_grid_with_one_line_and_is_not_a_failed_run(damaged, capsys, monkeypatch,
-                                                                                      code, advice):
+def test_a_machine_fault_mid_run_stops_the_grid_with_one_line_and_is_not_a_failed_run(damaged, capsys, monkeypatch):
     # recorded as a failed run before, which the next grid skipped: on an NFS hiccup, every run of a grid
     _, _, folder, reference = damaged
-    status, err = grid_meeting_a_fault(damaged, capsys, monkeypatch, code)
+    status, err = grid_meeting_a_fault(damaged, capsys, monkeypatch, errno.ESTALE)
     assert status == 2 and len(err.strip().splitlines()) == 1, err
+    advice = "Stale file handle: the disk or network file system failed; check it (remount a stale NFS mount)"
     assert f"{folder}/" in err and advice in err and ".tmp" not in err  # the file, not its temp file
     assert not (folder / RESULT).exists() and no_partial_files(folder) == []
     result, _ = rerun(damaged, capsys)  # the file system is back: the run resumes
@@ -1039,3 +1035,21 @@ def test_a_path_too_long_for_the_file_system_is_one_line(finished, tmp_path, cap
     err = capsys.readouterr().err
     assert status == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert "File name too long" in err and "shorter" in err
+
+
+@pytest.mark.parametrize("code, said", [
+    (errno.EIO, "x/result.json: Input/output error: the disk or network file system failed; check it"),
+    (errno.ETIMEDOUT, "x/result.json: Connection timed out: the disk or network file system failed"),
+    (errno.EMFILE, "x/result.json: Too many open files; raise the open-file limit (e.g. `ulimit -n 4096`)"),
+    (errno.ENOMEM, "x/result.json: Cannot allocate memory: too little memory or too many processes; run fewer"),
+    (errno.ENAMETOOLONG, "x/result.json: File name too long; choose a shorter --results / --cache / --data path"),
+])
+def test_each_machine_fault_is_said_as_what_to_do_about_it(code, said):
+    from bench.cli import resource_message
+    from bench.core.store import is_resource_error
+
+    # a rename's error names the temp file and its target: the target is named
+    error = OSError(code, os.strerror(code), "x/.result.json.abc.tmp", None, "x/result.json")
+    assert is_resource_error(error)
+    message = resource_message(error)
+    assert message.startswith(said) and message.endswith("then rerun (finished runs are kept, interrupted ones resume)")
