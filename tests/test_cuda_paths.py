@@ -126,6 +126,39 @@ def test_three_configurations_compiled_in_one_process_stay_compiled(monkeypatch,
     assert "recompile_limit" not in caplog.text
 
 
+def test_a_run_resumed_under_another_compile_setting_is_not_recorded_as_compiled(monkeypatch, tmp_path):
+    """result.json described the process that finished a run: one compiled for epoch 1, killed, and
+    resumed eager recorded `compile: false` as if never compiled, and one resumed compiled after an
+    eager epoch `compiled: true`. Each epoch now says how it trained, and `compiled` holds for all."""
+    from bench.train import checkpoint
+
+    monkeypatch.setenv("BENCH_COMPILE_BACKEND", "eager")
+    monkeypatch.setattr(checkpoint.CheckpointPolicy, "due", lambda self, now: True)  # every epoch
+    (run,) = tiny_runs(epochs=2)
+    real_epoch = train.Trainer.train_epoch
+
+    def stopped_at_epoch_2(self, epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real_epoch(self, epoch)
+
+    for first, then in (("1", "0"), ("0", "1")):
+        folder, said = tmp_path / f"{first}-{then}", []
+        monkeypatch.setenv("BENCH_COMPILE", first)
+        monkeypatch.setattr(train.Trainer, "train_epoch", stopped_at_epoch_2)
+        with pytest.raises(KeyboardInterrupt):
+            train.train_run(run, ToyCache(), folder, CPU, log=lambda *_: None)
+        monkeypatch.setenv("BENCH_COMPILE", then)
+        monkeypatch.setattr(train.Trainer, "train_epoch", real_epoch)
+        trained = train.train_run(run, ToyCache(), folder, CPU, log=said.append)
+        path = trained["fast_path"]
+        assert [h["compiled"] for h in trained["history"]] == [first == "1", then == "1"]
+        assert path["compiled"] is False and path["compiled_epochs"] == 1
+        assert path["compile_backend"] == ("eager" if then == "1" else None)
+        earlier = "compiled" if first == "1" else "eager"
+        assert any(f"its earlier epochs trained {earlier}" in line for line in said), said
+
+
 def test_the_evaluation_graph_is_compiled_with_a_static_batch(monkeypatch):
     """Dynamo's automatic dynamic shapes: a second batch size on the same code marks the batch
     dimension symbolic, unless the model is compiled with dynamic=False."""

@@ -83,7 +83,8 @@ class FastPath:
     """Evaluation batches are this many training batches (no autograd: memory allows it)."""
     pin_memory: bool
     loader_workers: int
-    compile_backend: str = "inductor"
+    compile_backend: str | None = "inductor"
+    """The torch.compile backend of a compiled run; None for an eager one."""
     compile_note: str | None = None
     """Why compilation was wanted but turned off (e.g. no C compiler), or None."""
     fused_adam: bool = False
@@ -253,7 +254,7 @@ def fast_path(device: torch.device, precision: str = "auto", planned_steps: int 
         eval_batch_factor=EVAL_BATCH_FACTOR.get(device.type, 2),
         pin_memory=cuda,
         loader_workers=loader_workers() if cuda else 0,
-        compile_backend=compile_backend(),
+        compile_backend=compile_backend() if compile else None,
         compile_note=note,
         fused_adam=cuda,
         tf32=precision != "fp32",

@@ -288,14 +288,22 @@ class Trainer:
             raise NonFiniteLoss(f"the model produced non-finite scores on the {split} split")
         return tag_metrics(y_true, y_score, self.tag_names)
 
-    def execution(self) -> dict:
+    def compiled_so_far(self) -> bool:
+        """Whether this process's epochs so far trained compiled (a recompile-limit hit means not all)."""
+        return self.path.compile and not self.recompiles.hits
+
+    def execution(self, history: list[dict]) -> dict:
         """How the run was executed, for result.json: the fast path, whether the waveforms were
-        resident, and whether compilation really held (recompile-limit hits mean it did not)."""
+        resident, and whether compilation really held for every epoch (recompile-limit hits, or epochs
+        trained before a resume by a process that compiled otherwise, mean it did not)."""
         hits = len(self.recompiles.hits)
         if hits:
             self.log(f"  torch.compile hit the recompile limit {hits} time(s): parts of the run trained uncompiled")
+        # an epoch of an earlier version's checkpoint says nothing: taken as this process compiled
+        compiled_epochs = sum(bool(h.get("compiled", self.compiled_so_far())) for h in history)
         return {**self.path.as_dict(), "resident_data": self.resident is not None, "recompile_limit_hits": hits,
-                "compiled": self.path.compile and not hits, "loss_scaling": self.scaler.is_enabled()}
+                "compiled": self.compiled_so_far() and compiled_epochs == len(history),
+                "compiled_epochs": compiled_epochs, "loss_scaling": self.scaler.is_enabled()}
 
     # ---------------------------------------------------------------------------------------
     # checkpoints
@@ -433,6 +441,11 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
     if state is not None:
         history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
         log(f"resuming {run.run_id} after epoch {state['epoch']}")
+        before = {h["compiled"] for h in history if "compiled" in h}
+        if before and before != {trainer.path.compile}:
+            earlier = "partly compiled" if len(before) > 1 else "compiled" if True in before else "eager"
+            log(f"  its earlier epochs trained {earlier}, these {'compiled' if trainer.path.compile else 'eager'}: "
+                "result.json records compiled = false")
 
     policy = CheckpointPolicy()
     saved = {"epoch": start_epoch - 1, "best": best["epoch"]}  # what checkpoint.pt and best.pt hold
@@ -467,7 +480,7 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
         trainer.scheduler.step(valid["roc_auc"])
         record = {"epoch": epoch, "loss": loss, "valid_roc_auc": valid["roc_auc"], "valid_pr_auc": valid["pr_auc"],
                   "lr": lr, "train_seconds": t1 - t0,
-                  "eval_seconds": t2 - t1, "clips": seen}
+                  "eval_seconds": t2 - t1, "clips": seen, "compiled": trainer.compiled_so_far()}
         history.append(record)
         if valid["roc_auc"] > best["roc_auc"]:
             best = {"roc_auc": valid["roc_auc"], "epoch": epoch}
@@ -499,7 +512,7 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
         "eval_seconds": sum(h["eval_seconds"] for h in history) + test_seconds,
         "clips_per_second": sum(h["clips"] for h in history) / train_seconds if train_seconds else None,
         "amp_dtype": trainer.path.amp_dtype or "float32",
-        "fast_path": trainer.execution(),
+        "fast_path": trainer.execution(history),
         "peak_memory_bytes": run_peak_memory(device, trainer.resident_bytes),
         "n_tags": len(trainer.tag_names),
         "tag_names": list(trainer.tag_names),
