@@ -157,6 +157,21 @@ def test_compiled_musicnn_branches_have_finite_gradients_under_bf16(rearrange):
     assert losses[1] == pytest.approx(losses[0], rel=1e-2)
 
 
+def test_a_compiled_path_without_a_named_backend_compiles_with_the_configured_one(monkeypatch):
+    # bench perf's "+ torch.compile" rows were made from eager paths, whose backend is None: compiled
+    # with backend=None, which some torch versions refuse, and BENCH_COMPILE_BACKEND was ignored
+    import dataclasses
+
+    monkeypatch.setenv("BENCH_COMPILE", "0")
+    monkeypatch.setenv("BENCH_COMPILE_BACKEND", "eager")
+    eager = fast_path(CPU, "fp32", 10**6, "vgg")
+    assert eager.compile is False and eager.compile_backend is None
+    used = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kwargs: used.append(kwargs["backend"]))
+    dataclasses.replace(eager, compile=True).prepare_model(torch.nn.Linear(2, 2))
+    assert used == ["eager"]
+
+
 def test_cpu_channels_last_is_chosen_per_architecture(monkeypatch):
     """Measured on a CPU with native bf16: channels_last speeds VGG up and slows MusiCNN down."""
     _cpu_bf16(monkeypatch, True)

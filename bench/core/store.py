@@ -41,8 +41,9 @@ RESOURCE_ERRNOS = WRITE_REFUSED_ERRNOS | MACHINE_ERRNOS
 being recorded as a failed run (or setting aside a checkpoint, or skipping an audio file for good)."""
 
 LOCKLESS_ERRNOS = frozenset({errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP})
-"""What `flock` fails with on a file system that keeps no such locks: NFS mounted with `nolock` or
-without a lock manager (ENOLCK), Lustre mounted without `-o flock` (ENOSYS), some FUSE file systems."""
+"""What `flock` fails with on a file system that keeps no such locks: NFSv3 without a running lock
+manager (ENOLCK), Lustre mounted without `-o flock` (ENOSYS), some FUSE file systems. (NFS mounted
+with `nolock` grants locks that exclude only processes of the same node: nothing can see that.)"""
 
 
 class LocksUnsupported(UserError):
@@ -52,6 +53,12 @@ class LocksUnsupported(UserError):
 
 REJECTED_SUFFIX = ".rejected"
 TEMP_SUFFIX = ".tmp"
+
+
+def is_passing_fault(exc: BaseException) -> bool:
+    """A machine fault met reading a file that says nothing about the file (a name too long for the
+    file system does): a reader stops, resumable, instead of counting the file missing or broken."""
+    return isinstance(exc, OSError) and exc.errno in MACHINE_ERRNOS and exc.errno != errno.ENAMETOOLONG
 
 
 def is_resource_error(exc: BaseException) -> bool:
@@ -82,7 +89,7 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     except OSError as exc:
-        raise _naming(exc, path.parent) from None
+        raise named_error(exc, path.parent) from None
     try:
         try:
             os.fchmod(fd, 0o600)  # the writer may open it by name: writable whatever the umask says
@@ -95,7 +102,7 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise _naming(exc, path, instead_of=tmp) from None
+            raise named_error(exc, path, instead_of=tmp) from None
         raise
     fsync_folder(path.parent)
 
@@ -106,7 +113,7 @@ def fsync_folder(folder: str | Path) -> None:
         fsync_path(folder)
     except OSError as exc:
         if exc.errno not in (errno.EINVAL, errno.ENOTSUP):  # folders some file systems cannot fsync
-            raise _naming(exc, Path(folder)) from None
+            raise named_error(exc, Path(folder)) from None
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -115,7 +122,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return Path(path)
 
 
-def _naming(exc: OSError, path: Path, instead_of: str | None = None) -> OSError:
+def named_error(exc: OSError, path: Path, instead_of: str | None = None) -> OSError:
     """The same error, naming the file it was about (a failed write() or fsync() names none; a temp
     file `instead_of` is named as the file it was to become)."""
     named = exc.filename is not None and (instead_of is None or os.fsdecode(exc.filename) != instead_of)
@@ -169,7 +176,7 @@ def append_line(path: str | Path, line: str) -> None:
         with open(path, "a") as handle:
             handle.write(line)
     except OSError as exc:
-        raise _naming(exc, Path(path)) from None
+        raise named_error(exc, Path(path)) from None
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -256,7 +263,7 @@ def try_lock(path: str | Path, note: str = "") -> int | None:
         os.write(fd, note.encode())
     except OSError as exc:
         os.close(fd)
-        raise _naming(exc, Path(path)) from None
+        raise named_error(exc, Path(path)) from None
     return fd
 
 

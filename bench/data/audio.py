@@ -15,7 +15,6 @@ here raises anything else.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import re
 import sys
@@ -27,7 +26,7 @@ import soundfile as sf
 import soxr
 
 from bench.core import framing
-from bench.core.store import MACHINE_ERRNOS
+from bench.core.store import is_passing_fault
 
 MIN_SECONDS = 1.0
 """Files shorter than this are skipped as too short (longer ones shorter than a clip are padded)."""
@@ -73,7 +72,7 @@ def _check_file(path: str) -> None:
     except (FileNotFoundError, NotADirectoryError):
         raise BadAudio("missing file") from None
     except (OSError, ValueError) as exc:  # a symlink loop, a name too long, a NUL in the name
-        if _passing(exc):
+        if is_passing_fault(exc):  # stops the preparation, resumable, instead of skipping the file for good
             raise
         raise BadAudio(f"cannot read ({getattr(exc, 'strerror', None) or exc})") from None
     if not os.path.isfile(path):
@@ -84,12 +83,6 @@ def _check_file(path: str) -> None:
         os.close(os.open(path, os.O_RDONLY))
     except PermissionError:
         raise BadAudio("cannot read (Permission denied)") from None
-
-
-def _passing(exc: BaseException) -> bool:
-    """A fault of the machine, not of the file (a failing disk or network file system, too many open
-    files): the preparation stops, resumable, instead of skipping the file for good."""
-    return isinstance(exc, OSError) and exc.errno in MACHINE_ERRNOS and exc.errno != errno.ENAMETOOLONG
 
 
 def _undecodable(exc: Exception) -> BadAudio:

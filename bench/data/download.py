@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bench.core.errors import UserError
+from bench.core.store import named_error
 
 MTAT_BASE_URL = "https://mirg.city.ac.uk/datasets/magnatagatune/"
 MTAT_PARTS = ("mp3.zip.001", "mp3.zip.002", "mp3.zip.003")
@@ -115,9 +116,7 @@ def fetch(url: str, dest: Path, progress: Callable | None = None, timeout: float
                     if bar is not None:
                         bar.update(len(chunk))
         except OSError as exc:
-            if exc.filename is None:  # a failed write() names no file
-                raise OSError(exc.errno, exc.strerror, str(part)) from None
-            raise
+            raise named_error(exc, part) from None
         finally:
             if bar is not None:
                 bar.close()

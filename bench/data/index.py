@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.core.store import is_passing_fault
+
 SPLITS = ("train", "valid", "test")
 
 
@@ -27,7 +29,9 @@ def audio_file_problem(path: str | Path) -> str | None:
     or empty), or None. Readers exclude such clips; `bench dataset` counts them."""
     try:
         info = os.stat(path)
-    except OSError:
+    except OSError as exc:
+        if is_passing_fault(exc):  # counted missing, the clip would leave the dataset for good
+            raise
         return AUDIO_MISSING
     if not stat.S_ISREG(info.st_mode):
         return AUDIO_MISSING

@@ -211,7 +211,7 @@ def pool_worker_entry(job: WorkerJob) -> list[str] | Interrupted | OSError | Loc
         return exc
     except OSError as exc:
         if is_resource_error(exc):
-            return OSError(exc.errno, exc.strerror, exc.filename)  # the plain error: it pickles
+            return OSError(exc.errno, exc.strerror, exc.filename, None, exc.filename2)  # the plain error: it pickles
         raise
     except DeviceFailure as exc:  # one line, and the worker ends (the parent reports it as stopped)
         print(f"bench grid: worker {job.worker}: {one_line(exc)}", file=sys.stderr, flush=True)

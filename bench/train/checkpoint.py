@@ -11,7 +11,9 @@ set aside as `*.rejected` and the run restarts from scratch.
 
 from __future__ import annotations
 
+import errno
 import io
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +95,9 @@ def _load_dict(path: Path) -> dict:
         # permission denied (the file may be fine: the grid stops, resumable); the job's time running out
         if isinstance(exc, FileNotFoundError) or is_resource_error(exc) or is_job_stop(exc):
             raise
+        if isinstance(exc, MemoryError) or "can't allocate memory" in str(exc):  # torch's allocator says so in a
+            # RuntimeError: too little memory says nothing about the file
+            raise OSError(errno.ENOMEM, os.strerror(errno.ENOMEM), str(path)) from None
         raise InvalidCheckpoint(f"unreadable ({type(exc).__name__}: {first_line(exc)})") from None
     if not isinstance(state, dict):
         raise InvalidCheckpoint(f"holds a {type(state).__name__}, not a dict")

@@ -83,8 +83,9 @@ class FastPath:
     """Evaluation batches are this many training batches (no autograd: memory allows it)."""
     pin_memory: bool
     loader_workers: int
-    compile_backend: str | None = "inductor"
-    """The torch.compile backend of a compiled run; None for an eager one."""
+    compile_backend: str | None = None
+    """The torch.compile backend of a compiled path (None: `BENCH_COMPILE_BACKEND`, else inductor); None
+    for an eager one."""
     compile_note: str | None = None
     """Why compilation was wanted but turned off (e.g. no C compiler), or None."""
     fused_adam: bool = False
@@ -118,7 +119,7 @@ class FastPath:
             # static: training at batch B and evaluation at its multiple would otherwise make dynamo mark
             # the batch dimension dynamic on the second graph ("automatic dynamic shapes"), which the
             # padded last evaluation batch exists to avoid
-            model.compile(backend=self.compile_backend, dynamic=False)
+            model.compile(backend=self.compile_backend or compile_backend(), dynamic=False)
         return model
 
     def prepare_input(self, x: torch.Tensor) -> torch.Tensor:

@@ -302,7 +302,7 @@ class Trainer:
         # an epoch of an earlier version's checkpoint says nothing: taken as this process compiled
         compiled_epochs = sum(bool(h.get("compiled", self.compiled_so_far())) for h in history)
         return {**self.path.as_dict(), "resident_data": self.resident is not None, "recompile_limit_hits": hits,
-                "compiled": self.compiled_so_far() and compiled_epochs == len(history),
+                "compiled": not hits and compiled_epochs == len(history),
                 "compiled_epochs": compiled_epochs, "loss_scaling": self.scaler.is_enabled()}
 
     # ---------------------------------------------------------------------------------------
