@@ -444,8 +444,8 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
         before = {h["compiled"] for h in history if "compiled" in h}
         if before and before != {trainer.path.compile}:
             earlier = "partly compiled" if len(before) > 1 else "compiled" if True in before else "eager"
-            log(f"  its earlier epochs trained {earlier}, these {'compiled' if trainer.path.compile else 'eager'}: "
-                "result.json records compiled = false")
+            log(f"  its earlier epochs trained {earlier}; any epoch left trains "
+                f"{'compiled' if trainer.path.compile else 'eager'} (result.json's compiled_epochs counts them)")
 
     policy = CheckpointPolicy()
     saved = {"epoch": start_epoch - 1, "best": best["epoch"]}  # what checkpoint.pt and best.pt hold
