@@ -11,7 +11,7 @@ import pandas as pd
 from bench.core import layout
 from bench.core.errors import UserError
 from bench.core.layout import CHECKPOINT, RESULT, RUNS, parse_run_id, result_problem
-from bench.core.store import MACHINE_ERRNOS
+from bench.core.store import is_passing_fault
 from bench.report.columns import (
     CONFIG,
     COST_FIELDS,
@@ -90,8 +90,8 @@ def read_runs(folders: Iterable[Path]) -> tuple[list[dict], pd.DataFrame]:
             if not isinstance(result, dict):
                 raise ValueError("not a JSON object")
         except (OSError, ValueError) as exc:
-            if isinstance(exc, OSError) and exc.errno in MACHINE_ERRNOS:  # the file system's fault, not the
-                raise  # result's: a report without the run (and its figures replaced) would be wrong
+            if is_passing_fault(exc):  # the file system's fault, not the result's: a report without
+                raise  # the run (and its figures replaced) would be wrong
             not_ok.append({"run_id": folder.name, "status": "unreadable", "reason": f"{path}: {exc}",
                            **_folder_fields(folder, _read_json(folder / layout.CONFIG))})
             continue

@@ -196,6 +196,11 @@ def worker_entry(job: WorkerJob) -> list[str]:
             claim.release()
 
 
+STOPS_THE_GRID = (OSError, LocksUnsupported)
+"""What a local worker hands back instead of raising (a full disk, a file system without locks): every
+worker that met it stopped, and the grid raises it once, as the CLI's one line."""
+
+
 def pool_worker_entry(job: WorkerJob) -> list[str] | Interrupted | OSError | LocksUnsupported:
     """`worker_entry` in a local worker process: Ctrl-C (which the terminal sends to every process of
     the grid) comes back as a value saying where the run resumes, not as a traceback per process; so
@@ -461,7 +466,7 @@ def _launch_local(job: WorkerJob, n_workers: int, cuda: bool) -> None:
     if interrupted or hints:
         specific = [h for h in hints if h != RERUN_TO_CONTINUE]
         raise Interrupted("; ".join(specific) or RERUN_TO_CONTINUE)
-    stopped = [r for r in returned if isinstance(r, (OSError, LocksUnsupported))]
+    stopped = [r for r in returned if isinstance(r, STOPS_THE_GRID)]
     if stopped:  # every worker that met it stopped; the CLI says what to do, in one line
         raise stopped[0]
     crashed = [p.name for p in processes if p.exitcode not in (0, None)]
@@ -485,7 +490,7 @@ def _worker_process(job: WorkerJob, outcomes) -> None:
         interrupt_when_parent_dies()
         outcome = pool_worker_entry(job)
     with contextlib.suppress(OSError):  # the parent is gone: nobody to tell
-        outcomes.put(outcome if isinstance(outcome, (Interrupted, OSError, LocksUnsupported)) else len(outcome))
+        outcomes.put(outcome if isinstance(outcome, (Interrupted, *STOPS_THE_GRID)) else len(outcome))
 
 
 def submitit_parameters(job: WorkerJob, launcher: str, slurm: SlurmOptions, wants_gpu: bool,

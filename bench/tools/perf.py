@@ -46,7 +46,7 @@ from bench.cost.plan import amount, plan_rows
 from bench.data.known import split_sizes
 from bench.data.views import ClipDataset, LoaderBatches, ResidentWaveforms, epoch_order
 from bench.spec import Configuration, Spec
-from bench.train.fastpath import FastPath, baseline, compile_backend, compiler_available, fast_path, native_bf16, sync
+from bench.train.fastpath import FastPath, baseline, compiler_available, fast_path, native_bf16, sync
 from bench.train.frontend import LOG_SCALE, MelFrontend
 from bench.train.loop import forward, make_optimizer, optimise
 
@@ -566,7 +566,7 @@ def levers(device: torch.device, compile_lever: bool, arch: str) -> list[tuple[s
     if device.type == "cuda":
         rows.append(("+ cudnn.benchmark", dataclasses.replace(base, cudnn_benchmark=True), {}))
     if compile_lever:
-        rows.append(("+ torch.compile", dataclasses.replace(base, compile=True, compile_backend=compile_backend()), {}))
+        rows.append(("+ torch.compile", base.compiling(True), {}))
     return rows
 
 
@@ -680,8 +680,7 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
 
     chosen = fast_path(device, "auto", planned_steps=_planned_steps(spec), arch=headline.configuration.arch)
     if chosen.compile and not settings.compile:  # --no-compile: nothing is compiled
-        chosen = dataclasses.replace(chosen, compile=False, compile_backend=None,
-                                     compile_note="torch.compile off: bench perf --no-compile")
+        chosen = dataclasses.replace(chosen.compiling(False), compile_note="torch.compile off: bench perf --no-compile")
     report["fast_path"] = chosen.as_dict()
     fast = _matching_lever(lever_rows, chosen)
     if fast is None:
@@ -695,8 +694,7 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
     log(f"fast path: {fast['lever']} ({fast['speedup']:.2f}x the baseline)")
     if compile_lever and not chosen.compile:  # the choice not to compile, measured too
         lever_rows.append(_extra_row("fast path + torch.compile", headline,
-                                     dataclasses.replace(chosen, compile=True, compile_backend=compile_backend()),
-                                     device, settings, base, log))
+                                     chosen.compiling(True), device, settings, base, log))
 
     log("conv peak on the same shapes")
     peak = measure_conv_peak(headline, device, settings)
@@ -709,7 +707,7 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
     log(f"scaling over {len(scaling)} configurations (fast path without compile; training and evaluation)")
     def scaling_path(case: Case) -> FastPath:  # each architecture's own arrangement (channels_last on a CPU)
         path = fast_path(device, "auto", planned_steps=_planned_steps(spec), arch=case.configuration.arch)
-        return dataclasses.replace(path, compile=False, compile_backend=None, amp_dtype=chosen.amp_dtype)
+        return dataclasses.replace(path.compiling(False), amp_dtype=chosen.amp_dtype)
 
     scaling_rows = []
     for case in scaling:

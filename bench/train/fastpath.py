@@ -36,7 +36,7 @@ import os
 import re
 import shutil
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
@@ -100,6 +100,10 @@ class FastPath:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def compiling(self, on: bool) -> FastPath:
+        """This path with torch.compile on (with the configured backend) or off (no backend)."""
+        return replace(self, compile=on, compile_backend=compile_backend() if on else None)
 
     # ------------------------------------------------------------------------------------------
     # applying the settings
