@@ -27,13 +27,18 @@ CACHE_HELP = "waveform cache root (default $BENCH_CACHE, else ./cache in the wor
 MODELS_HELP = "(default $BENCH_MODELS, else $XDG_DATA_HOME/bench/models, usually ~/.local/share/bench/models)"
 
 
+def _named_file(exc: OSError) -> tuple[str | bytes | None, str]:
+    """(the file an error is about, "<file>: " or ""): a rename's target, not the temporary file it came from."""
+    target = exc.filename2 or exc.filename
+    return target, f"{os.fsdecode(target)}: " if target else ""
+
+
 def misplaced_message(exc: OSError) -> str | None:
     """A folder where the suite keeps a file, or a file where it keeps a folder (a copy gone wrong, a
     name taken by hand), said as what to do about it; None for other errors."""
     import errno
 
-    target = exc.filename2 or exc.filename  # a rename's target, not the temporary file it came from
-    where = f"{os.fsdecode(target)}: " if target else ""
+    target, where = _named_file(exc)
     if exc.errno == errno.EISDIR:
         return f"{where}a folder where a file belongs; move it aside, then rerun"
     if exc.errno in (errno.ENOTDIR, errno.EEXIST):
@@ -46,8 +51,7 @@ def resource_message(exc: OSError) -> str:
     said as what to do about it."""
     import errno
 
-    target = exc.filename2 or exc.filename  # a rename's target, not the temporary file it came from
-    where = f"{os.fsdecode(target)}: " if target else ""
+    target, where = _named_file(exc)
     what = exc.strerror or exc.__class__.__name__
     resumes = "then rerun (finished runs are kept, interrupted ones resume)"
     if exc.errno in (errno.EIO, errno.ESTALE, errno.ENOTCONN, errno.ETIMEDOUT, errno.EHOSTDOWN):
