@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bench.core.errors import RERUN_TO_CONTINUE, Interrupted, UserError, one_line
 from bench.core.paths import readable_folder, writable_file, writable_folder
+from bench.core.store import DESCRIPTOR_LIMIT_ERRNOS, FAILING_STORAGE_ERRNOS, PROCESS_LIMIT_ERRNOS
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -54,11 +55,11 @@ def resource_message(exc: OSError) -> str:
     target, where = _named_file(exc)
     what = exc.strerror or exc.__class__.__name__
     resumes = "then rerun (finished runs are kept, interrupted ones resume)"
-    if exc.errno in (errno.EIO, errno.ESTALE, errno.ENOTCONN, errno.ETIMEDOUT, errno.EHOSTDOWN):
+    if exc.errno in FAILING_STORAGE_ERRNOS:
         return f"{where}{what}: the disk or network file system failed; check it (remount a stale NFS mount), {resumes}"
-    if exc.errno in (errno.EMFILE, errno.ENFILE):
+    if exc.errno in DESCRIPTOR_LIMIT_ERRNOS:
         return f"{where}{what}; raise the open-file limit (e.g. `ulimit -n 4096`) or run fewer --workers, {resumes}"
-    if exc.errno in (errno.ENOMEM, errno.EAGAIN):
+    if exc.errno in PROCESS_LIMIT_ERRNOS:
         return (f"{where}{what}: too little memory or too many processes; run fewer --workers (or raise `ulimit -u`), "
                 f"{resumes}")
     if exc.errno == errno.ENAMETOOLONG:

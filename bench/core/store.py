@@ -30,11 +30,18 @@ WRITE_REFUSED_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno
 """Writes the machine refuses: a full disk, a quota, a read-only or forbidden folder, a file larger than
 the file system or the process's file-size limit allows."""
 
-MACHINE_ERRNOS = frozenset({errno.EIO, errno.ESTALE, errno.ENOTCONN, errno.ETIMEDOUT, errno.EHOSTDOWN,
-                            errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN, errno.ENAMETOOLONG})
-"""Faults of the machine or its file systems that no run causes and a rerun may not meet: a failing disk
-or network file system (EIO; a stale NFS handle, a server gone), too many open files, too little memory
-or too many processes, a path longer than the file system takes."""
+FAILING_STORAGE_ERRNOS = frozenset({errno.EIO, errno.ESTALE, errno.ENOTCONN, errno.ETIMEDOUT, errno.EHOSTDOWN})
+"""A failing disk or network file system: EIO, a stale NFS handle, a server gone or not answering."""
+
+DESCRIPTOR_LIMIT_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE})
+"""Too many open files, in the process or the whole system."""
+
+PROCESS_LIMIT_ERRNOS = frozenset({errno.ENOMEM, errno.EAGAIN})
+"""Too little memory, or too many processes or threads."""
+
+MACHINE_ERRNOS = FAILING_STORAGE_ERRNOS | DESCRIPTOR_LIMIT_ERRNOS | PROCESS_LIMIT_ERRNOS | {errno.ENAMETOOLONG}
+"""Faults of the machine or its file systems that no run causes and a rerun may not meet: the three
+groups above, and a path longer than the file system takes."""
 
 RESOURCE_ERRNOS = WRITE_REFUSED_ERRNOS | MACHINE_ERRNOS
 """The machine's state, not a run's fault: these stop the grid with one line, resumable, instead of
