@@ -91,13 +91,14 @@ class ToyCache:
         return self._targets[rows]
 
 
-def tiny_runs(archs=("vgg",), n_mels=(16,), hops=(2,), batch_size=8, epochs=2, seconds=1.0, patience=5):
+def tiny_runs(archs=("vgg",), n_mels=(16,), hops=(2,), batch_size=8, epochs=2, seconds=1.0, patience=5,
+              precision="fp32"):
     """RunSpecs of a tiny grid (16 kHz, 1 s clips, width 1/16) for the trainer."""
     raw = {
         "name": "tiny", "seeds": [0],
         "dataset": {"name": "synthetic", "clip_seconds": seconds, "n_tags": 3},
         "arch": {"vgg": {"width": 0.0625}, "musicnn": {"width": 0.0625, "segment_seconds": 0.5}},
-        "protocol": {"batch_size": batch_size, "max_epochs": epochs, "patience": patience, "precision": "fp32"},
+        "protocol": {"batch_size": batch_size, "max_epochs": epochs, "patience": patience, "precision": precision},
         "grid": [{"arch": list(archs), "sample_rate": [16000], "n_mels": list(n_mels), "hop_multiplier": list(hops),
                   "log": ["log"]}],
     }

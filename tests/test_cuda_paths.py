@@ -9,6 +9,7 @@ import dataclasses
 import io
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -84,7 +85,7 @@ def test_no_host_sync_inside_the_training_step_loop(monkeypatch, tmp_path):
     (run,) = tiny_runs(batch_size=2, epochs=1)
     trainer = train.Trainer(run, ToyCache(clips=(23, 6, 6)), CPU, log=lambda *_: None)
     DeviceTensor.syncs = 0
-    loss, seen = trainer.train_epoch(1)
+    loss, seen, skipped = trainer.train_epoch(1)
     assert seen == 22  # 11 full batches of 2; the last partial batch (1 clip) is dropped
     assert DeviceTensor.syncs == 2 + 1 + 1  # checks after steps 5 and 10, the end-of-epoch check, the mean
     assert loss > 0
@@ -157,6 +158,71 @@ def test_a_run_resumed_under_another_compile_setting_is_not_recorded_as_compiled
         assert path["compile_backend"] == ("eager" if then == "1" else None)
         earlier = "compiled" if first == "1" else "eager"
         assert any(f"its earlier epochs trained {earlier}" in line for line in said), said
+
+
+def inf_gradients_at(monkeypatch, poisoned: set):
+    """Make the first parameter's gradient inf at the training steps in `poisoned` (counted from 0
+    over the whole run), the loss staying finite: what fp16 overflow in the backward pass does."""
+    real = train.make_optimizer
+    steps = iter(range(10**6))
+
+    def make_optimizer(model, *args, **kwargs):
+        first = next(iter(model.parameters()))
+        first.register_hook(lambda grad: grad.fill_(math.inf) if next(steps) in poisoned else grad)
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(train, "make_optimizer", make_optimizer)
+
+
+def test_fp16_steps_skipped_for_inf_gradients_are_counted_and_an_epoch_of_them_fails_the_run(monkeypatch, tmp_path):
+    """GradScaler skips a step whose gradients are not finite and halves its scale; the loss, computed
+    in float32, stays finite. A run whose every step was skipped trained nothing and was recorded as
+    a success; now each epoch counts its skipped steps, and an epoch of nothing else fails the run."""
+    (run,) = tiny_runs(epochs=2, precision="fp16")  # 20 training clips in batches of 8: 2 steps an epoch
+    inf_gradients_at(monkeypatch, {0})
+    trained = train.train_run(run, ToyCache(), tmp_path / "one", CPU, log=lambda *_: None)
+    assert [h["skipped_steps"] for h in trained["history"]] == [1, 0]
+    assert [h["amp_dtype"] for h in trained["history"]] == ["float16", "float16"]
+    assert trained["amp_dtype"] == "float16" and trained["fast_path"]["loss_scaling"] is True
+
+    inf_gradients_at(monkeypatch, set(range(100)))
+    with pytest.raises(train.NonFiniteLoss, match=r"every training step of epoch 1 had inf or NaN gradients: fp16 "
+                                                  r"loss scaling skipped all 2 \(the scale fell to 1.64e\+04\)"):
+        train.train_run(run, ToyCache(), tmp_path / "all", CPU, log=lambda *_: None)
+
+
+def test_a_run_resumed_in_another_precision_keeps_its_checkpoint_and_records_both(monkeypatch, tmp_path):
+    """"auto" and "bf16" resolve per device, and a run may resume on another kind of device. A
+    checkpoint written without loss scaling holds an empty scaler state, which GradScaler refuses to
+    load: the checkpoint was set aside and the run trained again from scratch. And result.json named
+    only the last process's dtype."""
+    from bench.train import checkpoint
+
+    monkeypatch.setattr(checkpoint.CheckpointPolicy, "due", lambda self, now: True)  # every epoch
+    (run,) = tiny_runs(epochs=2)
+    real_epoch = train.Trainer.train_epoch
+
+    def stopped_at_epoch_2(self, epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real_epoch(self, epoch)
+
+    for first, then in ((None, torch.float16), (torch.float16, None)):
+        folder, said = tmp_path / f"{first}-{then}", []
+        monkeypatch.setattr(fastpath, "autocast_dtype", lambda device, precision, dtype=first: dtype)
+        monkeypatch.setattr(train.Trainer, "train_epoch", stopped_at_epoch_2)
+        with pytest.raises(KeyboardInterrupt):
+            train.train_run(run, ToyCache(), folder, CPU, log=lambda *_: None)
+        monkeypatch.setattr(fastpath, "autocast_dtype", lambda device, precision, dtype=then: dtype)
+        monkeypatch.setattr(train.Trainer, "train_epoch", real_epoch)
+        trained = train.train_run(run, ToyCache(), folder, CPU, log=said.append)
+        assert not any("does not fit" in line for line in said), said
+        assert any(line.startswith(f"resuming {run.run_id} after epoch 1") for line in said), said
+        names = [str(d).replace("torch.", "") if d else "float32" for d in (first, then)]
+        assert [h["amp_dtype"] for h in trained["history"]] == names
+        assert trained["amp_dtype"] == "+".join(names) and trained["fast_path"]["loss_scaling"] is True
+        assert any(f"its earlier epochs trained in {names[0]}; any epoch left trains in {names[1]}" in line
+                   for line in said), said
 
 
 def test_the_evaluation_graph_is_compiled_with_a_static_batch(monkeypatch):

@@ -45,7 +45,7 @@ def drive(monkeypatch, tmp_path, scores, patience, max_epochs, tested=None):
 
     def train_epoch(self, epoch):
         _stamp(self.model).fill_(epoch)
-        return 0.5, len(self.data["train"])
+        return 0.5, len(self.data["train"]), 0
 
     monkeypatch.setattr(train.Trainer, "evaluate", evaluate)
     monkeypatch.setattr(train.Trainer, "train_epoch", train_epoch)

@@ -146,6 +146,14 @@ def run_peak_memory(device: torch.device, resident_bytes: int) -> int | None:
     return max(0, torch.cuda.max_memory_allocated(device) - resident_bytes)
 
 
+def optimizer_steps(optimizer: torch.optim.Optimizer) -> int:
+    """Steps the optimiser has taken: Adam's step count, which the steps fp16 loss scaling skipped (inf
+    or NaN gradients) do not advance. One host sync where fused Adam keeps the counts on the GPU."""
+    counts = [torch.as_tensor(state["step"], dtype=torch.float64) for state in optimizer.state.values()
+              if "step" in state]
+    return int(torch.stack([c.to(counts[0].device) for c in counts]).max()) if counts else 0
+
+
 def optimise(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
     """One optimiser step on `loss` (loss scaling only where fp16 needs it)."""
     optimizer.zero_grad(set_to_none=True)
@@ -184,6 +192,7 @@ class Trainer:
                                     **dataclasses.asdict(run.configuration.options)).to(device)
         self.model = self.path.prepare_model(model)
         self.amp_dtype = self.path.torch_amp_dtype
+        self.dtype_name = self.path.amp_dtype or "float32"  # as result.json and the history name it
         # fp16 (CUDA without bf16) needs loss scaling; bf16 and fp32 do not
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         self.optimizer = make_optimizer(self.model, self.path, self.protocol.lr, self.protocol.weight_decay)
@@ -234,9 +243,12 @@ class Trainer:
             starts = torch.randint(0, frames - segment + 1, (len(wave),), generator=generator)
             return self.frontend.frames(wave, starts, segment)
 
-    def train_epoch(self, epoch: int) -> tuple[float, int]:
-        """One pass over the training split (full batches only); returns (mean loss, clips seen)."""
+    def train_epoch(self, epoch: int) -> tuple[float, int, int]:
+        """One pass over the training split (full batches only); returns (mean loss, clips seen, steps
+        that fp16 loss scaling skipped for inf or NaN gradients)."""
         self.model.train()
+        scaling = self.scaler.is_enabled()  # without it every step is taken: no count, no sync
+        taken = optimizer_steps(self.optimizer) if scaling else 0
         generator = _generator(self.run.seed, epoch)
         order = full_batches(epoch_order(len(self.data["train"]), True, generator), self.protocol.batch_size)
         total = torch.zeros((), dtype=torch.float64, device=self.device)
@@ -251,7 +263,14 @@ class Trainer:
                     checked = step + 1
         steps = math.ceil(len(order) / self.protocol.batch_size)
         self._check_finite(total, epoch, checked, steps - 1)
-        return total.item() / len(order), len(order)
+        skipped = steps - (optimizer_steps(self.optimizer) - taken) if scaling else 0
+        if steps and skipped == steps:
+            # the loss is computed in float32 and stays finite: only the skipped steps show that the
+            # weights no longer change (the scale halves at each, towards zero)
+            raise NonFiniteLoss(f"every training step of epoch {epoch} had inf or NaN gradients: fp16 loss "
+                                f"scaling skipped all {steps} (the scale fell to {self.scaler.get_scale():.3g}) "
+                                f"and the weights did not change; train with precision = \"fp32\"")
+        return total.item() / len(order), len(order), skipped
 
     @staticmethod
     def _check_finite(total: torch.Tensor, epoch: int, first: int, last: int) -> None:
@@ -303,7 +322,9 @@ class Trainer:
         compiled_epochs = sum(bool(h.get("compiled", self.compiled_so_far())) for h in history)
         return {**self.path.as_dict(), "resident_data": self.resident is not None, "recompile_limit_hits": hits,
                 "compiled": not hits and compiled_epochs == len(history),
-                "compiled_epochs": compiled_epochs, "loss_scaling": self.scaler.is_enabled()}
+                "compiled_epochs": compiled_epochs,
+                "loss_scaling": any(h.get("amp_dtype", self.dtype_name) == "float16" for h in history)
+                if history else self.scaler.is_enabled()}
 
     # ---------------------------------------------------------------------------------------
     # checkpoints
@@ -328,7 +349,8 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         load_optimizer_state(self.optimizer, state["optimizer"], self.path)
         self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        if state["scaler"]:  # empty where the checkpoint's process trained without loss scaling
+            self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["torch_rng"])
         if self.device.type == "cuda" and "cuda_rng" in state:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
@@ -441,6 +463,10 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
     if state is not None:
         history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
         log(f"resuming {run.run_id} after epoch {state['epoch']}")
+        trained_in = list(dict.fromkeys(h["amp_dtype"] for h in history if "amp_dtype" in h))
+        if trained_in and trained_in != [trainer.dtype_name]:
+            log(f"  its earlier epochs trained in {' and '.join(trained_in)}; any epoch left trains in "
+                f"{trainer.dtype_name} (result.json's amp_dtype names each)")
         before = {h["compiled"] for h in history if "compiled" in h}
         if before and before != {trainer.path.compile}:
             earlier = "partly compiled" if len(before) > 1 else "compiled" if True in before else "eager"
@@ -471,7 +497,7 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
             break
         sync(device)
         t0 = time.perf_counter()
-        loss, seen = trainer.train_epoch(epoch)
+        loss, seen, skipped = trainer.train_epoch(epoch)
         sync(device)
         t1 = time.perf_counter()
         valid = trainer.evaluate("valid")
@@ -480,7 +506,8 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
         trainer.scheduler.step(valid["roc_auc"])
         record = {"epoch": epoch, "loss": loss, "valid_roc_auc": valid["roc_auc"], "valid_pr_auc": valid["pr_auc"],
                   "lr": lr, "train_seconds": t1 - t0,
-                  "eval_seconds": t2 - t1, "clips": seen, "compiled": trainer.compiled_so_far()}
+                  "eval_seconds": t2 - t1, "clips": seen, "compiled": trainer.compiled_so_far(),
+                  "amp_dtype": trainer.dtype_name, "skipped_steps": skipped}
         history.append(record)
         if valid["roc_auc"] > best["roc_auc"]:
             best = {"roc_auc": valid["roc_auc"], "epoch": epoch}
@@ -501,6 +528,8 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
     test_seconds = time.perf_counter() - t0
     trainer.close_loaders()
     train_seconds = sum(h["train_seconds"] for h in history)
+    # the dtypes the epochs trained in, in order (an epoch of an earlier version's checkpoint: this process's)
+    trained_in = list(dict.fromkeys(h.get("amp_dtype", trainer.dtype_name) for h in history)) or [trainer.dtype_name]
     inference = served_inference(run, best_state, len(trainer.tag_names), trainer.frontend, device)
     return {
         "inference": inference,
@@ -511,7 +540,7 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
         "train_seconds": train_seconds,
         "eval_seconds": sum(h["eval_seconds"] for h in history) + test_seconds,
         "clips_per_second": sum(h["clips"] for h in history) / train_seconds if train_seconds else None,
-        "amp_dtype": trainer.path.amp_dtype or "float32",
+        "amp_dtype": "+".join(trained_in),
         "fast_path": trainer.execution(history),
         "peak_memory_bytes": run_peak_memory(device, trainer.resident_bytes),
         "n_tags": len(trainer.tag_names),
