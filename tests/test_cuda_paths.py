@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import io
 import json
 import logging
@@ -127,31 +128,40 @@ def test_three_configurations_compiled_in_one_process_stay_compiled(monkeypatch,
     assert "recompile_limit" not in caplog.text
 
 
-def test_a_run_resumed_under_another_compile_setting_is_not_recorded_as_compiled(monkeypatch, tmp_path):
-    """result.json described the process that finished a run: one compiled for epoch 1, killed, and
-    resumed eager recorded `compile: false` as if never compiled, and one resumed compiled after an
-    eager epoch `compiled: true`. Each epoch now says how it trained, and `compiled` holds for all."""
+def trained_across_a_resume(monkeypatch, folder: Path, before, after) -> tuple[dict, list[str]]:
+    """A tiny run trained for one epoch after `before()`, interrupted at the second, and finished after
+    `after()`; its result and what the finishing process logged."""
     from bench.train import checkpoint
 
-    monkeypatch.setenv("BENCH_COMPILE_BACKEND", "eager")
     monkeypatch.setattr(checkpoint.CheckpointPolicy, "due", lambda self, now: True)  # every epoch
     (run,) = tiny_runs(epochs=2)
-    real_epoch = train.Trainer.train_epoch
+    real_epoch, said = train.Trainer.train_epoch, []
 
     def stopped_at_epoch_2(self, epoch):
         if epoch == 2:
             raise KeyboardInterrupt
         return real_epoch(self, epoch)
 
+    before()
+    monkeypatch.setattr(train.Trainer, "train_epoch", stopped_at_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train.train_run(run, ToyCache(), folder, CPU, log=lambda *_: None)
+    after()
+    monkeypatch.setattr(train.Trainer, "train_epoch", real_epoch)
+    trained = train.train_run(run, ToyCache(), folder, CPU, log=said.append)
+    assert any(line.startswith(f"resuming {run.run_id} after epoch 1") for line in said), said
+    return trained, said
+
+
+def test_a_run_resumed_under_another_compile_setting_is_not_recorded_as_compiled(monkeypatch, tmp_path):
+    """result.json described the process that finished a run: one compiled for epoch 1, killed, and
+    resumed eager recorded `compile: false` as if never compiled, and one resumed compiled after an
+    eager epoch `compiled: true`. Each epoch now says how it trained, and `compiled` holds for all."""
+    monkeypatch.setenv("BENCH_COMPILE_BACKEND", "eager")
     for first, then in (("1", "0"), ("0", "1")):
-        folder, said = tmp_path / f"{first}-{then}", []
-        monkeypatch.setenv("BENCH_COMPILE", first)
-        monkeypatch.setattr(train.Trainer, "train_epoch", stopped_at_epoch_2)
-        with pytest.raises(KeyboardInterrupt):
-            train.train_run(run, ToyCache(), folder, CPU, log=lambda *_: None)
-        monkeypatch.setenv("BENCH_COMPILE", then)
-        monkeypatch.setattr(train.Trainer, "train_epoch", real_epoch)
-        trained = train.train_run(run, ToyCache(), folder, CPU, log=said.append)
+        trained, said = trained_across_a_resume(
+            monkeypatch, tmp_path / f"{first}-{then}", functools.partial(monkeypatch.setenv, "BENCH_COMPILE", first),
+            functools.partial(monkeypatch.setenv, "BENCH_COMPILE", then))
         path = trained["fast_path"]
         assert [h["compiled"] for h in trained["history"]] == [first == "1", then == "1"]
         assert path["compiled"] is False and path["compiled_epochs"] == 1
@@ -196,28 +206,12 @@ def test_a_run_resumed_in_another_precision_keeps_its_checkpoint_and_records_bot
     checkpoint written without loss scaling holds an empty scaler state, which GradScaler refuses to
     load: the checkpoint was set aside and the run trained again from scratch. And result.json named
     only the last process's dtype."""
-    from bench.train import checkpoint
-
-    monkeypatch.setattr(checkpoint.CheckpointPolicy, "due", lambda self, now: True)  # every epoch
-    (run,) = tiny_runs(epochs=2)
-    real_epoch = train.Trainer.train_epoch
-
-    def stopped_at_epoch_2(self, epoch):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return real_epoch(self, epoch)
-
     for first, then in ((None, torch.float16), (torch.float16, None)):
-        folder, said = tmp_path / f"{first}-{then}", []
-        monkeypatch.setattr(fastpath, "autocast_dtype", lambda device, precision, dtype=first: dtype)
-        monkeypatch.setattr(train.Trainer, "train_epoch", stopped_at_epoch_2)
-        with pytest.raises(KeyboardInterrupt):
-            train.train_run(run, ToyCache(), folder, CPU, log=lambda *_: None)
-        monkeypatch.setattr(fastpath, "autocast_dtype", lambda device, precision, dtype=then: dtype)
-        monkeypatch.setattr(train.Trainer, "train_epoch", real_epoch)
-        trained = train.train_run(run, ToyCache(), folder, CPU, log=said.append)
+        trained, said = trained_across_a_resume(
+            monkeypatch, tmp_path / f"{first}-{then}",
+            functools.partial(monkeypatch.setattr, fastpath, "autocast_dtype", lambda device, precision, d=first: d),
+            functools.partial(monkeypatch.setattr, fastpath, "autocast_dtype", lambda device, precision, d=then: d))
         assert not any("does not fit" in line for line in said), said
-        assert any(line.startswith(f"resuming {run.run_id} after epoch 1") for line in said), said
         names = [str(d).replace("torch.", "") if d else "float32" for d in (first, then)]
         assert [h["amp_dtype"] for h in trained["history"]] == names
         assert trained["amp_dtype"] == "+".join(names) and trained["fast_path"]["loss_scaling"] is True
