@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from .processes import group_members, state
+
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"
 
@@ -144,8 +146,9 @@ def one_run(write_spec, tmp_path):
     return spec, run, run_dir(tmp_path / "results", spec, run)
 
 
-SLOWEST_FIRST = ("test_grid.py", "test_reliability.py", "test_cuda_paths.py", "test_report.py", "test_export.py",
-                 "test_architectures.py", "test_transfer.py", "test_figures_readability.py")
+SLOWEST_FIRST = ("test_grid.py", "test_fastpath.py", "test_reliability.py", "test_cuda_paths.py", "test_export.py",
+                 "test_report.py", "test_slurm_jobs.py", "test_readers.py", "test_figures_readability.py",
+                 "test_transfer.py", "test_cache.py")
 """The modules that take longest (`pytest --durations=0`, 2 cores). `make test` hands whole modules to
 its workers (`--dist loadfile --no-loadscope-reorder`) in collection order, so these go first and the
 workers finish together instead of one waiting on a long module it started last."""
@@ -164,37 +167,7 @@ def group_ends(pgid: int, seconds: float = 30.0) -> bool:
     for a parent that may never reap it, e.g. an orphan under a container's init that does not)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if not [pid for pid in _group_members(pgid) if _state(pid) not in ("Z", None)]:
+        if not [pid for pid in group_members(pgid) if state(pid) not in ("Z", None)]:
             return True
         time.sleep(0.1)
     return False
-
-
-def _group_members(pgid: int) -> list[int]:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return []
-    if not os.path.isdir("/proc"):  # no process table to read: the group is alive, zombies and all
-        return [pgid]
-    members = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as handle:
-                    fields = handle.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid:  # after the name: state, ppid, pgrp
-                members.append(int(entry))
-    return members
-
-
-def _state(pid: int) -> str | None:
-    if not os.path.isdir("/proc"):
-        return "?"
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return None

@@ -430,3 +430,17 @@ def test_the_cache_file_is_reserved_without_glibcs_byte_per_block_emulation(tmp_
     cache_module._allocate(tmp_path / "sparse", size)
     sparse = os.stat(tmp_path / "sparse")
     assert sparse.st_size == size and sparse.st_blocks * 512 < size // 16
+
+
+def test_on_macos_the_cache_files_blocks_are_written(tmp_path, monkeypatch):
+    """macOS has neither fallocate(2) nor posix_fallocate: the file was left sparse, and a disk that
+    filled up during the preparation was met as a SIGBUS writing into the memory map."""
+    from bench.data import cache as cache_module
+
+    monkeypatch.setattr(cache_module.sys, "platform", "darwin")
+    monkeypatch.delattr(os, "posix_fallocate", raising=False)
+    size = 40 * 2**20 + 5  # more than one chunk of zeros, and not a multiple of it
+    cache_module._allocate(tmp_path / "written", size)
+    written = os.stat(tmp_path / "written")
+    assert written.st_size == size and written.st_blocks * 512 >= size
+    assert (tmp_path / "written").read_bytes() == bytes(size)

@@ -36,6 +36,7 @@ from bench.train import fastpath
 from bench.train import loop as train
 
 from .device_fakes import DeviceTensor, ToyCache, on_device, tiny_runs
+from .processes import state
 
 CPU = torch.device("cpu")
 
@@ -293,6 +294,23 @@ def test_the_compiler_is_found_as_triton_and_inductor_find_it(monkeypatch):
     assert fastpath.compiler_available(CPU)
 
 
+def test_on_macos_inductor_needs_clang_and_an_openmp_it_can_find(monkeypatch, tmp_path):
+    """Inductor's default compiler on macOS is clang++ (config.cpp.cxx), where /usr/bin/g++ is a stub
+    that is always there; Apple's clang has no OpenMP, which inductor takes from $OMP_PREFIX,
+    $CONDA_PREFIX or Homebrew's libomp (cpp_builder.py): without one every compiled run failed."""
+    monkeypatch.setattr(fastpath.sys, "platform", "darwin")
+    monkeypatch.setenv("BENCH_COMPILE", "1")
+    for name in ("CXX", "OMP_PREFIX", "CONDA_PREFIX"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(fastpath.shutil, "which", lambda name: name if name in ("g++", "clang++") else None)
+    compile, note = fastpath.compile_choice(CPU, 10**6)
+    assert not compile and "clang++ with libomp" in note
+    (tmp_path / "include").mkdir()
+    (tmp_path / "include" / "omp.h").touch()
+    monkeypatch.setenv("OMP_PREFIX", str(tmp_path))
+    assert fastpath.compile_choice(CPU, 10**6) == (True, None)
+
+
 # ------------------------------------------------------------------------------------------------
 # 3. which GPU each worker gets
 
@@ -368,7 +386,7 @@ def test_a_cuda_worker_keeps_to_its_share_of_the_cpus(monkeypatch):
     (inductor would start min(32, cores) each: 1,024 Pythons with torch loaded)."""
     import torch._inductor.config as inductor_config
 
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)  # not on macOS
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
     monkeypatch.setattr(fastpath, "_runs_per_gpu", 4)
     # the config's own patch restores it (monkeypatch's undo would hide the setting from later compiles)
@@ -837,7 +855,7 @@ def test_loader_processes_are_shared_among_the_runs_on_the_machine(monkeypatch):
     cuda = torch.device("cuda")
 
     def box(cpus: int, gpus: int) -> None:
-        monkeypatch.setattr(fastpath.os, "sched_getaffinity", lambda pid: set(range(cpus)))
+        monkeypatch.setattr(fastpath.os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
         monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
 
     box(16, 1)
@@ -862,7 +880,7 @@ def test_a_slurm_task_reads_with_its_own_cpus(monkeypatch):
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "8")
     cuda = torch.device("cuda")
     for bound in (8, 64):  # the task bound to its 8 CPUs, or free to use the job's 64
-        monkeypatch.setattr(fastpath.os, "sched_getaffinity", lambda pid, n=bound: set(range(n)))
+        monkeypatch.setattr(fastpath.os, "sched_getaffinity", lambda pid, n=bound: set(range(n)), raising=False)
         monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
         assert fastpath.fast_path(cuda).loader_workers == 4
         # `bench grid` itself inside an allocation (the local launcher): its workers share the CPUs
@@ -1118,10 +1136,9 @@ def test_a_timed_out_check_kills_the_grid_and_its_workers(tmp_path):
     assert proc.returncode == -signal.SIGKILL and "timed out after 3 s" in proc.stderr
     child = int(pid_file.read_text())
     deadline = time.monotonic() + 5
-    stat = Path(f"/proc/{child}/stat")
-    while stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z" and time.monotonic() < deadline:
+    while state(child) not in (None, "Z") and time.monotonic() < deadline:
         time.sleep(0.05)  # gone, or a zombie nobody has reaped yet: either way no longer running
-    assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z", f"worker {child} still running"
+    assert state(child) in (None, "Z"), f"worker {child} still running"
 
 
 def stub_grid(monkeypatch, root: Path, name: str, runs: list[dict], stdout: str = "") -> None:

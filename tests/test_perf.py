@@ -1,6 +1,7 @@
 """`bench perf`: its counting, selection and projection arithmetic, and one small end-to-end run."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -303,11 +304,11 @@ def test_seed_stack_benchmark_stacks_the_networks_the_grid_trains():
         assert float((stacked - own).abs().max() / own.abs().max()) < 1e-4
 
 
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise"),
+                    reason="no posix_fadvise (macOS): bench perf's cold read is skipped there")
 def test_page_cache_fraction_of_a_file_and_its_eviction(tmp_path):
     """What `bench perf`'s cold read relies on: a file just written is in the page cache; once unmapped
     everywhere and dropped with posix_fadvise it is not (except on a tmpfs, whose pages are the file)."""
-    import os
-
     from bench.tools.perf import page_cache_fraction
 
     path = tmp_path / "waves.f16"
@@ -323,6 +324,19 @@ def test_page_cache_fraction_of_a_file_and_its_eviction(tmp_path):
     assert after <= 0.05
 
 
+class EightSilentClips:
+    """A cache of 8 silent clips, at module level: loader workers started by spawn (macOS's default)
+    get the dataset by pickling, which a class defined inside a test cannot be."""
+
+    waveforms = np.zeros((8, 100), dtype=np.float16)
+
+    def rows(self, split):
+        return np.arange(8)
+
+    def targets(self, rows):
+        return np.zeros((len(rows), 3), dtype=np.float32)
+
+
 def test_a_loader_closed_has_no_worker_processes_left():
     """The loader's persistent workers map the cache's pages, which then stay in the page cache:
     `bench perf` closes them before it evicts the file for a cold read."""
@@ -330,17 +344,8 @@ def test_a_loader_closed_has_no_worker_processes_left():
 
     from bench.data.views import ClipDataset, LoaderBatches, epoch_order
 
-    class Cache:
-        waveforms = np.zeros((8, 100), dtype=np.float16)
-
-        def rows(self, split):
-            return np.arange(8)
-
-        def targets(self, rows):
-            return np.zeros((len(rows), 3), dtype=np.float32)
-
     before = set(multiprocessing.active_children())  # children of earlier tests in this process
-    loader = LoaderBatches(ClipDataset(Cache(), "train"), 4, workers=2)
+    loader = LoaderBatches(ClipDataset(EightSilentClips(), "train"), 4, workers=2)
     assert len(list(loader.batches(epoch_order(8, False)))) == 2
     assert len(set(multiprocessing.active_children()) - before) == 2
     loader.close()
@@ -357,3 +362,40 @@ def test_a_cold_read_is_timed_only_where_the_file_left_the_page_cache(monkeypatc
                                     perf.PerfSettings(batch=4, data_clips=8), consumption=10.0)
     assert result["page_cache_fraction_after_evicting"] == left
     assert (result["clips_per_second_evicted"] is not None) is cold
+
+
+def test_the_cpu_peak_memory_is_in_megabytes_and_only_where_it_counts_from_the_case(monkeypatch):
+    """getrusage's ru_maxrss is in kilobytes on Linux and in bytes on macOS (getrusage(2) of each),
+    where `bench perf` printed peaks 1024 times too large; and where /proc/self/clear_refs cannot reset
+    the peak (macOS), the process's peak is that of every case before, so none is reported."""
+    import resource
+    import types
+    from pathlib import Path
+
+    from bench.tools import perf
+
+    real_read, real_write = Path.read_text, Path.write_text
+
+    def no_proc(real):
+        def call(self, *args, **kwargs):
+            if str(self).startswith("/proc/"):
+                raise FileNotFoundError(2, "No such file or directory", str(self))
+            return real(self, *args, **kwargs)
+        return call
+
+    monkeypatch.setattr(Path, "read_text", no_proc(real_read))
+    monkeypatch.setattr(Path, "write_text", no_proc(real_write))
+    assert perf._reset_peak_memory(torch.device("cpu")) is False
+    for platform, maxrss in (("darwin", 300 * 2**20), ("linux", 300 * 2**10)):
+        monkeypatch.setattr(perf.sys, "platform", platform)
+        monkeypatch.setattr(resource, "getrusage", lambda who, m=maxrss: types.SimpleNamespace(ru_maxrss=m))
+        assert perf._peak_memory_mb(torch.device("cpu")) == 300
+    monkeypatch.undo()
+    _, smallest, _ = select_cases(spec_cases(load_spec(SPECS / "demo.toml")), 1)
+    settings = perf.PerfSettings(batch=2, budget_seconds=0.1, max_steps=2)
+    cpu = torch.device("cpu")
+    counted = perf.measure_training(smallest, baseline(cpu), cpu, settings)["peak_memory_mb"]
+    if os.path.exists("/proc/self/clear_refs"):  # Linux
+        assert counted > 0
+    monkeypatch.setattr(Path, "write_text", no_proc(real_write))
+    assert perf.measure_training(smallest, baseline(cpu), cpu, settings)["peak_memory_mb"] is None

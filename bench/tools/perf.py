@@ -27,6 +27,7 @@ import math
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -85,12 +86,17 @@ class PerfSettings:
 # clocks and memory
 
 
-def _reset_peak_memory(device: torch.device) -> None:
+def _reset_peak_memory(device: torch.device) -> bool:
+    """Count the peak from here; whether that was possible (on the CPU only Linux can: elsewhere the
+    process's peak is that of everything measured before, and is not reported)."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-        return
-    with contextlib.suppress(OSError):  # Linux: "5" resets the process's peak resident set size
+        return True
+    try:  # Linux: "5" resets the process's peak resident set size
         Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
 
 
 def _peak_memory_mb(device: torch.device) -> float | None:
@@ -105,7 +111,8 @@ def _peak_memory_mb(device: torch.device) -> float | None:
         pass
     import resource
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # getrusage(2): kilobytes on Linux, bytes on macOS
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
 
 
 def time_calls(fn: Callable[[], object], device: torch.device, budget: float, max_calls: int,
@@ -234,12 +241,12 @@ def measure_training(case: Case, path: FastPath, device: torch.device, settings:
     def step():
         optimise(loss_fn(forward(model, path, mel), target), optimizer, scaler)
 
-    _reset_peak_memory(device)
+    counted_from_here = _reset_peak_memory(device)
     timing = time_calls(step, device, settings.budget_seconds, settings.max_steps,
                         warmup_may_count=not path.compile and not warm)
     macs = model.analytic_macs()
     result = _throughput(timing, settings.batch, macs, training=True)
-    result["peak_memory_mb"] = _peak_memory_mb(device)
+    result["peak_memory_mb"] = _peak_memory_mb(device) if counted_from_here else None
     result["compile_seconds"] = max(0.0, timing["first_seconds"] - timing["seconds"]) if path.compile else 0.0
     return result
 
@@ -845,6 +852,10 @@ def _device_name(device: torch.device) -> str:
 # output
 
 
+def _mb(value: float | None) -> str:
+    return f"{value:9.0f}" if value is not None else f"{'-':>9s}"
+
+
 def format_report(report: dict) -> str:
     lines = [f"bench perf: {report['spec']} on {report['device_name']} ({report['threads']} threads, "
              f"torch {report['torch']}), batch {report['settings']['batch']}", ""]
@@ -854,7 +865,7 @@ def format_report(report: dict) -> str:
         mark = " <- fast path" if row["lever"] == report["fast"]["lever"] else ""
         mark += " (one step)" if row["steps_timed"] == 0 else ""
         lines.append(f"  {row['lever']:26s} {row['step_seconds']:9.3f} {row['inputs_per_second']:9.2f} "
-                     f"{row['gflops']:9.1f} {row['speedup']:7.2f}x {row['peak_memory_mb'] or 0:9.0f}{mark}")
+                     f"{row['gflops']:9.1f} {row['speedup']:7.2f}x {_mb(row['peak_memory_mb'])}{mark}")
         if row.get("compile_seconds"):
             lines.append(f"  {'':26s} (compile: {row['compile_seconds']:.0f} s, once per run)")
     peak = report["conv_peak"]

@@ -168,14 +168,25 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
 
 def compiler_available(device: torch.device) -> bool:
     """The compiler found as the compiling library finds it. Inductor on the CPU: `$CXX` when set,
-    else g++ (torch/_inductor/config.py `cpp.cxx`). On CUDA, Triton builds its kernel launcher with a
-    C compiler the first time a kernel runs: `$CC` when set, and only that, else gcc, else clang, never
-    cc (triton/runtime/build.py). A slim image without one, or a `$CC` exported by a module system
-    that the node lacks, fails every compiled run."""
+    else g++, on macOS clang++ (torch/_inductor/config.py `cpp.cxx`). On CUDA, Triton builds its kernel
+    launcher with a C compiler the first time a kernel runs: `$CC` when set, and only that, else gcc,
+    else clang, never cc (triton/runtime/build.py). A slim image without one, or a `$CC` exported by a
+    module system that the node lacks, fails every compiled run."""
     if device.type == "cpu":
+        if sys.platform == "darwin" and not os.environ.get("CXX"):
+            # Apple's clang++ has no OpenMP, which inductor's kernels need: it looks in $OMP_PREFIX,
+            # conda's llvm-openmp and Homebrew's libomp (torch/_inductor/cpp_builder.py)
+            return bool(shutil.which("clang++")) and any(
+                os.path.isfile(os.path.join(prefix, "include", "omp.h")) for prefix in openmp_prefixes())
         return bool(shutil.which(os.environ.get("CXX") or "g++"))
     chosen = os.environ.get("CC")
     return bool(shutil.which(chosen)) if chosen else any(shutil.which(cc) for cc in ("gcc", "clang"))
+
+
+def openmp_prefixes() -> list[str]:
+    """Where inductor finds OpenMP on macOS: $OMP_PREFIX, $CONDA_PREFIX (llvm-openmp), Homebrew's libomp."""
+    found = [os.environ.get(name) for name in ("OMP_PREFIX", "CONDA_PREFIX")]
+    return [p for p in found if p] + ["/opt/homebrew/opt/libomp", "/usr/local/opt/libomp"]
 
 
 ON_WORDS = ("1", "true", "yes", "on")
@@ -230,7 +241,9 @@ def compile_choice(device: torch.device, planned_steps: int | None, eager_faster
     if not wants_compile(device, planned_steps, eager_faster):
         return False, None
     if compile_backend() == "inductor" and not compiler_available(device):
-        where = "C++ ($CXX, else g++)" if device.type == "cpu" else "C ($CC, else gcc or clang)"
+        where = ("C ($CC, else gcc or clang)" if device.type == "cuda"
+                 else "C++ ($CXX, else clang++ with libomp: `brew install libomp`)" if sys.platform == "darwin"
+                 else "C++ ($CXX, else g++)")
         return False, f"torch.compile turned off: no {where} compiler found, which inductor needs; training eager"
     return True, None
 

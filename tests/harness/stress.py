@@ -38,6 +38,8 @@ from pathlib import Path
 
 from bench.tools.gpucheck import TINY_SPEC
 
+from ..processes import group_members
+
 
 def write_stress_spec(workspace: Path, seeds=(0,), epochs: int = 4, name: str = "stress.toml",
                       runs_per_seed: int = 3) -> Path:
@@ -65,20 +67,6 @@ def grid_process(spec: Path, results: Path, cache: Path, log: Path, threads: int
                                 stdout=handle, stderr=subprocess.STDOUT, start_new_session=True, env=env)
 
 
-def group_pids(pgid: int) -> set[int]:
-    """Processes of process group `pgid` (from /proc)."""
-    pids = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        fields = text[text.rindex(")") + 2:].split()
-        if int(fields[2]) == pgid:
-            pids.add(int(stat.parent.name))
-    return pids
-
-
 def kill_group(proc: subprocess.Popen) -> set[int]:
     """SIGKILL `proc` and every process it started; returns their pids, or an empty set if it had ended.
 
@@ -89,7 +77,7 @@ def kill_group(proc: subprocess.Popen) -> set[int]:
     except ProcessLookupError:
         proc.wait()
         return set()
-    pids = group_pids(proc.pid)
+    pids = group_members(proc.pid)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     return pids if proc.returncode == -signal.SIGKILL else set()
