@@ -185,21 +185,33 @@ def inf_gradients_at(monkeypatch, poisoned: set):
     monkeypatch.setattr(train, "make_optimizer", make_optimizer)
 
 
-def test_fp16_steps_skipped_for_inf_gradients_are_counted_and_an_epoch_of_them_fails_the_run(monkeypatch, tmp_path):
+def test_fp16_steps_skipped_for_inf_gradients_are_counted_and_a_run_that_stands_still_fails(monkeypatch, tmp_path):
     """GradScaler skips a step whose gradients are not finite and halves its scale; the loss, computed
-    in float32, stays finite. A run whose every step was skipped trained nothing and was recorded as
-    a success; now each epoch counts its skipped steps, and an epoch of nothing else fails the run."""
+    in float32, stays finite. A run whose every step was skipped trained nothing and was recorded as a
+    success. Now each epoch counts its skipped steps; a scale at the floor (32 net halvings, which
+    calibration never needs) fails the run at the next check, and so does a run that took no step."""
     (run,) = tiny_runs(epochs=2, precision="fp16")  # 20 training clips in batches of 8: 2 steps an epoch
-    inf_gradients_at(monkeypatch, {0})
+    inf_gradients_at(monkeypatch, {0})  # as calibration does: a skipped first step is no fault
     trained = train.train_run(run, ToyCache(), tmp_path / "one", CPU, log=lambda *_: None)
     assert [h["skipped_steps"] for h in trained["history"]] == [1, 0]
     assert [h["amp_dtype"] for h in trained["history"]] == ["float16", "float16"]
     assert trained["amp_dtype"] == "float16" and trained["fast_path"]["loss_scaling"] is True
 
-    inf_gradients_at(monkeypatch, set(range(100)))
-    with pytest.raises(train.NonFiniteLoss, match=r"every training step of epoch 1 had inf or NaN gradients: fp16 "
-                                                  r"loss scaling skipped all 2 \(the scale fell to 1.64e\+04\)"):
+    inf_gradients_at(monkeypatch, set(range(10**6)))  # 4 steps: the scale only falls to 2^12
+    with pytest.raises(train.NonFiniteLoss, match="fp16 loss scaling skipped every training step for inf or NaN "
+                                                  "gradients: the weights never changed"):
         train.train_run(run, ToyCache(), tmp_path / "all", CPU, log=lambda *_: None)
+
+    # in batches of 2, 10 steps an epoch, checked every 5: skipped from global step 2 on (and any of
+    # the first two that calibration skips), the 32nd skip comes within epoch 4's first five steps
+    monkeypatch.setattr(train, "FINITE_CHECK_STEPS", 5)
+    (run,) = tiny_runs(epochs=6, batch_size=2, precision="fp16")
+    inf_gradients_at(monkeypatch, set(range(2, 10**6)))
+    with pytest.raises(train.NonFiniteLoss, match=r"skipped step after step for inf or NaN gradients at epoch 4 "
+                                                  r"\(steps 0-4; its scale fell to ") as raised:
+        train.train_run(run, ToyCache(), tmp_path / "later", CPU, log=lambda *_: None)
+    scale = float(re.search(r"fell to ([-+.e\d]+)\)", str(raised.value)).group(1))
+    assert 2.0**-19 <= scale <= 2.0**-16  # 2^16 halved 32 to 35 times
 
 
 def test_a_run_resumed_in_another_precision_keeps_its_checkpoint_and_records_both(monkeypatch, tmp_path):

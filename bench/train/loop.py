@@ -165,6 +165,11 @@ def optimise(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch
 FINITE_CHECK_STEPS = 50
 """Training steps between two checks of the summed loss for NaN / inf (each check syncs the host)."""
 
+LOSS_SCALE_FLOOR = 2.0**-16
+"""fp16 loss scaling halves its scale (from 2^16) at each step it skips for inf or NaN gradients and
+doubles it after 2,000 good ones: at this floor it has skipped at least 32 more than it grew, which
+calibration never needs (the loss, computed in float32, stays finite while the weights stand still)."""
+
 
 class Trainer:
     """Everything one run needs: data, front end, model, optimiser, schedule, device settings."""
@@ -264,19 +269,23 @@ class Trainer:
         steps = math.ceil(len(order) / self.protocol.batch_size)
         self._check_finite(total, epoch, checked, steps - 1)
         skipped = steps - (optimizer_steps(self.optimizer) - taken) if scaling else 0
-        if steps and skipped == steps:
-            # the loss is computed in float32 and stays finite: only the skipped steps show that the
-            # weights no longer change (the scale halves at each, towards zero)
-            raise NonFiniteLoss(f"every training step of epoch {epoch} had inf or NaN gradients: fp16 loss "
-                                f"scaling skipped all {steps} (the scale fell to {self.scaler.get_scale():.3g}) "
-                                f"and the weights did not change; train with precision = \"fp32\"")
         return total.item() / len(order), len(order), skipped
 
-    @staticmethod
-    def _check_finite(total: torch.Tensor, epoch: int, first: int, last: int) -> None:
+    def _check_finite(self, total: torch.Tensor, epoch: int, first: int, last: int) -> None:
+        steps = f"step {last}" if first == last else f"steps {first}-{last}"
         if not torch.isfinite(total):
-            steps = f"step {last}" if first == last else f"steps {first}-{last}"
             raise NonFiniteLoss(f"training loss became {total.item()} at epoch {epoch} ({steps})")
+        if self.scaler.is_enabled() and self.scaler.get_scale() <= LOSS_SCALE_FLOOR:
+            raise NonFiniteLoss(f"fp16 loss scaling skipped step after step for inf or NaN gradients at epoch "
+                                f"{epoch} ({steps}; its scale fell to {self.scaler.get_scale():.3g}): the weights "
+                                f"no longer change; train with precision = \"fp32\"")
+
+    def check_trained(self) -> None:
+        """A run whose every step fp16 loss scaling skipped, too few to bring its scale to the floor,
+        has weights that never changed: not a result."""
+        if self.scaler.is_enabled() and optimizer_steps(self.optimizer) == 0:
+            raise NonFiniteLoss("fp16 loss scaling skipped every training step for inf or NaN gradients: the "
+                                "weights never changed; train with precision = \"fp32\"")
 
     @torch.no_grad()
     def predict(self, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -520,6 +529,7 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
     if history and saved["epoch"] != history[-1]["epoch"]:
         save(history[-1]["epoch"], last=True)
     checkpointed["trained"] = True  # the checkpoint holds the last epoch: a rerun goes straight to the test
+    trainer.check_trained()
 
     best_state = read_best(run_dir / BEST, best["epoch"])
     trainer.model.load_state_dict(best_state)
