@@ -352,6 +352,22 @@ def test_a_loader_closed_has_no_worker_processes_left():
     assert set(multiprocessing.active_children()) - before == set()
 
 
+def test_the_data_paths_scratch_cache_reaches_loader_workers_as_its_file(tmp_path):
+    """Loader workers started by spawn (macOS) get the dataset pickled, and a memmap pickles by value:
+    each worker held a private copy of the scratch data, the cold pass read no file at all, and the
+    pickling read the file back into the page cache it had just been evicted from."""
+    import pickle
+
+    from bench.tools import perf
+
+    cache = perf._ScratchCache(tmp_path, n_clips=16, samples=16000, n_tags=3)
+    data = pickle.dumps(cache)
+    assert len(data) < cache.waveforms.nbytes / 10, len(data)  # 512 kB of waveforms
+    copy = pickle.loads(data)
+    assert isinstance(copy.waveforms, np.memmap) and copy.waveforms.filename == cache.waveforms.filename
+    assert np.array_equal(copy.waveforms[3], cache.waveforms[3])
+
+
 @pytest.mark.parametrize(("left", "cold"), [(0.0, True), (1.0, False)])
 def test_a_cold_read_is_timed_only_where_the_file_left_the_page_cache(monkeypatch, left, cold):
     from bench.tools import perf

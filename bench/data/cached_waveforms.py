@@ -46,7 +46,25 @@ def manifest_problem(folder: Path) -> str | None:
     return None
 
 
-class CachedWaveforms:
+class MappedByPath:
+    """Waveforms memory-mapped from a file (`waveforms`, opened by `_open`) that travel to another
+    process as the file, not its contents: a memmap pickles by value, so a DataLoader worker started
+    by spawn or forkserver (macOS's and Python 3.14's default) would receive the whole cache."""
+
+    waveforms: np.memmap
+
+    def _open(self) -> np.memmap:
+        raise NotImplementedError
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "waveforms"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.waveforms = self._open()
+
+
+class CachedWaveforms(MappedByPath):
     """A complete cache of one sample rate, opened read-only (memory-mapped)."""
 
     def __init__(self, folder: Path, index: DatasetIndex):
@@ -60,15 +78,6 @@ class CachedWaveforms:
     def _open(self) -> np.memmap:
         return np.memmap(self.folder / WAVEFORMS, dtype=DTYPE, mode="r",
                          shape=(self.manifest["n_clips"], self.manifest["clip_samples"]))
-
-    def __getstate__(self) -> dict:
-        # A memmap pickles by value: a DataLoader worker started by spawn or forkserver (Python 3.14's
-        # default on Linux) would receive the whole cache. It reopens the file instead.
-        return {k: v for k, v in self.__dict__.items() if k != "waveforms"}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self.waveforms = self._open()
 
     def rows(self, split: str) -> np.ndarray:
         """Rows of `split` whose audio decoded (failed clips are skipped)."""

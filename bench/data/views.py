@@ -10,6 +10,7 @@ what the network is built for.
 from __future__ import annotations
 
 import signal
+import sys
 
 import numpy as np
 import torch
@@ -81,6 +82,13 @@ def leave_job_signals_to_the_run(_worker_id: int = 0) -> None:
         signal.signal(signal.SIGUSR2, signal.SIG_IGN)
 
 
+LOADER_START_METHOD = "fork" if sys.platform.startswith("linux") else None
+"""How loader workers start: by fork on Linux whatever Python's default (forkserver from 3.14 on, whose
+workers each import torch again: measured, 285 MB of private memory and 1.5 s each, against 5 MB and
+0.07 s forked, for up to 4 workers per split a run reads); the platform's default elsewhere (spawn
+on macOS, where fork is unsafe). The workers only read the cache: they never touch CUDA."""
+
+
 class LoaderBatches:
     """Batches read from the cache by a DataLoader in a given order (worker processes kept alive
     across epochs, pinned memory, float16 as stored)."""
@@ -92,7 +100,8 @@ class LoaderBatches:
         self.loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=self.sampler,
                                                   num_workers=workers, pin_memory=pin_memory,
                                                   persistent_workers=workers > 0, generator=torch.Generator(),
-                                                  worker_init_fn=leave_job_signals_to_the_run)
+                                                  worker_init_fn=leave_job_signals_to_the_run,
+                                                  multiprocessing_context=LOADER_START_METHOD if workers else None)
 
     def batches(self, order: torch.Tensor):
         self.sampler.order = order.tolist()

@@ -44,6 +44,7 @@ from architectures.vgg import VGG
 from bench.core.errors import UserError
 from bench.core.store import atomic_write_json
 from bench.cost.plan import amount, plan_rows
+from bench.data.cached_waveforms import MappedByPath
 from bench.data.known import split_sizes
 from bench.data.views import ClipDataset, LoaderBatches, ResidentWaveforms, epoch_order
 from bench.spec import Configuration, Spec
@@ -411,8 +412,9 @@ def measure_frontend(case: Case, device: torch.device, settings: PerfSettings, s
     return result
 
 
-class _ScratchCache:
-    """A cache-shaped memmap of noise (what `ClipDataset` reads), for timing the data path."""
+class _ScratchCache(MappedByPath):
+    """A cache-shaped memmap of noise (what `ClipDataset` reads), for timing the data path; its loader
+    workers map the file, whose pages the cold pass evicts, rather than receive a copy of it."""
 
     def __init__(self, folder: Path, n_clips: int, samples: int, n_tags: int):
         self.folder = folder

@@ -240,6 +240,12 @@ def compile_choice(device: torch.device, planned_steps: int | None, eager_faster
     but is off. Only inductor needs a compiler (other backends, e.g. "eager" in tests, do not)."""
     if not wants_compile(device, planned_steps, eager_faster):
         return False, None
+    import torch._dynamo  # only where compiling is wanted: ~3 s to import
+
+    if not torch._dynamo.is_dynamo_supported():  # e.g. torch 2.9 on Python 3.14, a Python newer than torch
+        python = ".".join(map(str, sys.version_info[:2]))
+        return False, (f"torch.compile turned off: torch {torch.__version__} cannot compile on Python {python}; "
+                       "training eager")
     if compile_backend() == "inductor" and not compiler_available(device):
         where = ("C ($CC, else gcc or clang)" if device.type == "cuda"
                  else "C++ ($CXX, else clang++ with libomp: `brew install libomp`)" if sys.platform == "darwin"
