@@ -81,7 +81,8 @@ from bench.train.metrics import tag_metrics
 
 
 class NonFiniteLoss(RuntimeError):
-    """The training loss became NaN or inf: the run is recorded as failed."""
+    """The training loss became NaN or inf, or fp16 loss scaling skipped the steps of inf or NaN
+    gradients until the weights stood still: the run is recorded as failed."""
 
 
 def resolve_device(name: str) -> torch.device:
