@@ -47,7 +47,7 @@ RESOURCE_ERRNOS = WRITE_REFUSED_ERRNOS | MACHINE_ERRNOS
 """The machine's state, not a run's fault: these stop the grid with one line, resumable, instead of
 being recorded as a failed run (or setting aside a checkpoint, or skipping an audio file for good)."""
 
-LOCKLESS_ERRNOS = frozenset({errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP})
+LOCKLESS_ERRNOS = frozenset({errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP})  # one on Linux, two on macOS
 """What `flock` fails with on a file system that keeps no such locks: NFSv3 without a running lock
 manager (ENOLCK), Lustre mounted without `-o flock` (ENOSYS), some FUSE file systems. (NFS mounted
 with `nolock` grants locks that exclude only processes of the same node: nothing can see that.)"""
