@@ -155,6 +155,35 @@ def test_musicnn_front_end_sizes():
     assert (model.input_frames, model.segments) == (187, 9)
 
 
+@pytest.mark.parametrize("arch", ["musicnn", "musicnn-787k"])
+def test_musicnn_back_end_runs_the_released_layers_in_order(arch):
+    """musicnn's `backend` (jordipons/musicnn, models.py): the max and the mean over time of the dense
+    connection, flattened; BatchNorm, dropout 0.5, dense with ReLU, BatchNorm, dropout 0.5, the output
+    layer. Parity with the released weights runs in eval mode, which cannot see a dropout rate, so the
+    layers are checked as training runs them."""
+    from torch import nn
+
+    model = architectures.build(arch, InputConfig(16000, 96, 1, 187), 50, **tiny(arch, 0.25)).train()
+    ran = []
+    hooks = [m.register_forward_hook(lambda module, inputs, _out: ran.append((module, inputs[0])))
+             for m in model.back]
+    try:
+        model(torch.randn(3, 96, model.input_frames))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    expected = (nn.BatchNorm1d, nn.Dropout, nn.Linear, nn.ReLU, nn.BatchNorm1d, nn.Dropout, nn.Linear)
+    assert len(ran) == len(expected) and all(isinstance(m, kind) for (m, _), kind in zip(ran, expected, strict=True))
+    assert [m.p for m, _ in ran if isinstance(m, nn.Dropout)] == [0.5, 0.5]
+    assert ran[2][0].out_features == model.plan.dense_units and ran[-1][0].out_features == 50
+    # the flattened pooling: (max, mean) of each channel in turn; over time a max is never below the mean
+    pooled = ran[0][1]
+    features = model.eval().embeddings(torch.randn(3, 96, model.input_frames))
+    for maxima, means in ((pooled[:, 0::2], pooled[:, 1::2]), (features["max_pool"], features["mean_pool"])):
+        # equal where a channel is constant over time (its mean may round a hair above)
+        assert (maxima >= means - 1e-5).all() and (maxima > means).float().mean() > 0.9
+
+
 @pytest.mark.parametrize("arch,n_mels,frames", [("vgg", 16, 64), ("musicnn", 12, 40)])
 def test_forward_backward(arch, n_mels, frames):
     torch.manual_seed(0)

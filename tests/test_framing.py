@@ -30,6 +30,9 @@ def test_frame_rule_is_ceil_of_x1_count_over_multiplier():
 def test_clip_samples_round_the_product():
     assert framing.clip_samples(29.1, 12000) == 349_200
     assert framing.clip_samples(29.1, 16000) == 465_600
+    # products a float makes a hair short of the integer (15434.999...; 3479.999...): rounded, not cut
+    assert framing.clip_samples(0.7, 22050) == 15_435
+    assert framing.clip_samples(0.29, 12000) == 3_480
 
 
 def test_storage_bytes_96x1366():

@@ -174,6 +174,23 @@ def test_split_sizes_known_before_reading_the_data(write_spec):
     assert split_sizes(dataclasses.replace(mtat, split="won")) == (15_247, 1_529, 4_332)
     assert split_sizes(dataclasses.replace(mtat, split="won", n_tags=10)) is None
     assert split_sizes(load_spec(write_spec(MINIMAL_SPEC)).dataset) is None  # synthetic: its clips field
+    # Lee et al.'s MSD lists (the 241,889 tracks of sota-music-tagging-models' and musicnn's MSD runs)
+    assert split_sizes(load_spec(SPECS / "paper-msd.toml").dataset) == (201_680, 11_774, 28_435)
+
+
+def test_mtat_sizes_are_its_25863_clips_less_the_three_that_do_not_decode():
+    """annotations_final.csv lists 25,863 clips with 188 tag columns (Law et al. 2009); three MP3s of
+    the distribution are empty or undecodable, which every peer leaves out."""
+    import dataclasses
+
+    from bench.data.known import split_sizes, tag_count
+    from bench.data.mtat import BROKEN_CLIP_IDS
+
+    mtat = load_spec(SPECS / "paper-mtat-vgg.toml").dataset
+    assert BROKEN_CLIP_IDS == {"35644", "55753", "57881"}
+    assert sum(split_sizes(mtat)) + len(BROKEN_CLIP_IDS) == 25_863
+    assert tag_count(dataclasses.replace(mtat, n_tags=1000)) == 188
+    assert tag_count(mtat) == 50
 
 
 def test_jamendo_grid_is_projected_from_its_split():
