@@ -227,7 +227,8 @@ def test_a_run_resumed_in_another_precision_keeps_its_checkpoint_and_records_bot
         assert not any("does not fit" in line for line in said), said
         names = [str(d).replace("torch.", "") if d else "float32" for d in (first, then)]
         assert [h["amp_dtype"] for h in trained["history"]] == names
-        assert trained["amp_dtype"] == "+".join(names) and trained["fast_path"]["loss_scaling"] is True
+        assert trained["amp_dtype"] == trained["fast_path"]["amp_dtype"] == "+".join(names)
+        assert trained["fast_path"]["loss_scaling"] is True
         assert any(f"its earlier epochs trained in {names[0]}; any epoch left trains in {names[1]}" in line
                    for line in said), said
 
@@ -322,6 +323,8 @@ def test_on_macos_inductor_needs_clang_and_an_openmp_it_can_find(monkeypatch, tm
     """Inductor's default compiler on macOS is clang++ (config.cpp.cxx), where /usr/bin/g++ is a stub
     that is always there; Apple's clang has no OpenMP, which inductor takes from $OMP_PREFIX,
     $CONDA_PREFIX or Homebrew's libomp (cpp_builder.py): without one every compiled run failed."""
+    import torch._dynamo  # noqa: F401 - before the platform is patched: inductor reads it on import
+
     monkeypatch.setattr(fastpath.sys, "platform", "darwin")
     monkeypatch.setenv("BENCH_COMPILE", "1")
     for name in ("CXX", "OMP_PREFIX", "CONDA_PREFIX"):
@@ -643,9 +646,9 @@ def test_cached_waveforms_reach_loader_workers_by_path_not_by_value(tmp_path):
 @pytest.mark.parametrize("start_method", ["fork", "forkserver"])
 def test_the_loader_path_with_worker_processes_gives_the_in_process_batches(tmp_path, start_method):
     """On CUDA, waveforms that do not stay on the GPU are read by persistent DataLoader worker
-    processes. Started by fork (Linux up to Python 3.13) or by forkserver (3.14's default), to which
-    the dataset and its cache travel pickled, they give, epoch after epoch, the batches that reading
-    in-process gives."""
+    processes. Forked (as on Linux) or started by forkserver (Python 3.14's default, set here by hand),
+    to which the dataset and its cache travel pickled, they give, epoch after epoch, the batches that
+    reading in-process gives."""
     from bench.data.cached_waveforms import CachedWaveforms
     from bench.data.index import Clip, DatasetIndex
 

@@ -353,9 +353,9 @@ def test_a_loader_closed_has_no_worker_processes_left():
 
 
 def test_the_data_paths_scratch_cache_reaches_loader_workers_as_its_file(tmp_path):
-    """Loader workers started by spawn (macOS) get the dataset pickled, and a memmap pickles by value:
-    each worker held a private copy of the scratch data, the cold pass read no file at all, and the
-    pickling read the file back into the page cache it had just been evicted from."""
+    """A loader worker started by spawn or forkserver gets the dataset pickled, and a memmap pickles by
+    value: each worker would hold a private copy of the scratch data, the cold pass would read no file,
+    and the pickling would read the file back into the page cache it had just been evicted from."""
     import pickle
 
     from bench.tools import perf

@@ -330,11 +330,15 @@ class Trainer:
             self.log(f"  torch.compile hit the recompile limit {hits} time(s): parts of the run trained uncompiled")
         # an epoch of an earlier version's checkpoint says nothing: taken as this process compiled
         compiled_epochs = sum(bool(h.get("compiled", self.compiled_so_far())) for h in history)
-        return {**self.path.as_dict(), "resident_data": self.resident is not None, "recompile_limit_hits": hits,
-                "compiled": not hits and compiled_epochs == len(history),
-                "compiled_epochs": compiled_epochs,
-                "loss_scaling": any(h.get("amp_dtype", self.dtype_name) == "float16" for h in history)
-                if history else self.scaler.is_enabled()}
+        dtypes = self.trained_dtypes(history)
+        return {**self.path.as_dict(), "amp_dtype": "+".join(dtypes), "resident_data": self.resident is not None,
+                "recompile_limit_hits": hits, "compiled": not hits and compiled_epochs == len(history),
+                "compiled_epochs": compiled_epochs, "loss_scaling": "float16" in dtypes}
+
+    def trained_dtypes(self, history: list[dict]) -> list[str]:
+        """The autocast dtypes the epochs trained in, in order of first use (several where a resume on
+        another kind of device changed it; an epoch of an earlier version's checkpoint: this process's)."""
+        return list(dict.fromkeys(h.get("amp_dtype", self.dtype_name) for h in history)) or [self.dtype_name]
 
     # ---------------------------------------------------------------------------------------
     # checkpoints
@@ -539,8 +543,6 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
     test_seconds = time.perf_counter() - t0
     trainer.close_loaders()
     train_seconds = sum(h["train_seconds"] for h in history)
-    # the dtypes the epochs trained in, in order (an epoch of an earlier version's checkpoint: this process's)
-    trained_in = list(dict.fromkeys(h.get("amp_dtype", trainer.dtype_name) for h in history)) or [trainer.dtype_name]
     inference = served_inference(run, best_state, len(trainer.tag_names), trainer.frontend, device)
     return {
         "inference": inference,
@@ -551,7 +553,7 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
         "train_seconds": train_seconds,
         "eval_seconds": sum(h["eval_seconds"] for h in history) + test_seconds,
         "clips_per_second": sum(h["clips"] for h in history) / train_seconds if train_seconds else None,
-        "amp_dtype": "+".join(trained_in),
+        "amp_dtype": "+".join(trainer.trained_dtypes(history)),
         "fast_path": trainer.execution(history),
         "peak_memory_bytes": run_peak_memory(device, trainer.resident_bytes),
         "n_tags": len(trainer.tag_names),
