@@ -49,6 +49,8 @@ def test_official_split_files_and_audio(tmp_path):
     rows = {**ROWS, "train": [ROWS["train"][1], ROWS["train"][2]]}  # punkrock is not a top-50 tag
     index = read_jamendo(make_jamendo(tmp_path / "jamendo", rows))
     assert index.tag_names == published_tags("jamendo")
+    # the shipped spec asks for n_tags = 50, all of them: the published order, not one by frequency
+    assert read_jamendo(tmp_path / "jamendo", n_tags=50).tag_names == published_tags("jamendo")
     assert index.counts() == {"train": 2, "valid": 3, "test": 3}
     assert index.excluded == (("track_0919631", "audio file missing"),)
     by_id = {c.clip_id: c for c in index.clips}

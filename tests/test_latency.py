@@ -55,6 +55,9 @@ def test_median_of_the_timed_passes_after_warm_up(monkeypatch):
     monkeypatch.setattr(latency.time, "perf_counter", lambda: clock["t"])
     assert latency._median_seconds(step, torch.device("cpu"), repeats=5, warmup=2) == 3.0
     assert clock["calls"] == 7
+    # a pass slowed by the machine moves a mean (2.8 s), not the median
+    durations = iter([100.0, 100.0, 1.0, 1.0, 1.0, 1.0, 10.0])
+    assert latency._median_seconds(step, torch.device("cpu"), repeats=5, warmup=2) == 1.0
 
 
 def test_plan_latency_adds_positive_columns(capsys, write_spec):

@@ -713,11 +713,12 @@ def test_a_checkpoint_in_a_forbidden_folder_or_on_a_failing_file_system_is_not_s
 def test_a_second_rejected_file_does_not_replace_the_first(tmp_path):
     from bench.core.store import reject
 
-    for text in ("40 epochs", "1 epoch"):
+    for text in ("40 epochs", "1 epoch", "2 epochs"):
         (tmp_path / CHECKPOINT).write_text(text)
         reject(tmp_path / CHECKPOINT)
     assert (tmp_path / f"{CHECKPOINT}.rejected").read_text() == "40 epochs"
     assert (tmp_path / f"{CHECKPOINT}.rejected.2").read_text() == "1 epoch"
+    assert (tmp_path / f"{CHECKPOINT}.rejected.3").read_text() == "2 epochs"  # the second is not replaced either
 
 
 def test_a_failed_append_names_its_file():

@@ -960,3 +960,20 @@ def test_another_runs_result_in_a_folder_and_stray_folders_are_not_read_as_runs(
     assert [r["run_id"] for r in results] == [ok["run_id"]]
     assert not_ok[["run_id", "status"]].values.tolist() == [[folder.name, "invalid"]]
     assert foreign["run_id"] in not_ok["reason"][0] and int(not_ok["n_mels"][0]) == 96  # the folder's configuration
+
+
+def test_the_difference_from_the_published_number_is_ours_minus_theirs():
+    """`*_diff_pp`, the report's Δ beside a published number: ours - published, in percentage points
+    (Table IV prints 89.32 ROC-AUC for VGG at 16 kHz, 48 bands, hop x1, dB on MTAT)."""
+    import pandas as pd
+
+    from bench.report.published import published_comparison
+
+    aggregated = pd.DataFrame([{"dataset": "mtat", "arch": "vgg", "sample_rate": 16000, "n_mels": 48,
+                                "hop_multiplier": 1, "log": "dB", "width": 1.0, "clip_seconds": 29.1, "n_tags": 50,
+                                "split": "default", "n_seeds": 3, "roc_auc_mean": 0.89, "roc_auc_std": 0.001,
+                                "pr_auc_mean": 0.40, "pr_auc_std": 0.002}])
+    (row,) = published_comparison(aggregated).to_dict("records")
+    assert row["roc_auc_published"] == 89.32
+    assert row["roc_auc_diff_pp"] == pytest.approx(89.0 - 89.32)
+    assert row["pr_auc_diff_pp"] == pytest.approx(40.0 - row["pr_auc_published"])
