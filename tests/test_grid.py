@@ -74,7 +74,7 @@ def test_tiny_grid_end_to_end_through_the_cli(workspace):
         assert c["latency_ms"] > 0 and c["network_latency_ms"] > 0 and c["throughput_clips_per_second"] > 0
         assert c["throughput_batch"] == 64
         # 3 s at 16 kHz = 48000 samples, padded to 48128; hop 512 -> 1 + 94 = 95 frames; 32 x 95 float32
-        assert c["storage_bytes"] == 32 * 95 * 4
+        assert c["storage_bytes"] == 32 * 95 * 4 and c["storage_bytes_f16"] == 32 * 95 * 2
         assert result["provenance"]["versions"]["torch"]
         assert result["provenance"]["device"] == "cpu"
         assert (workspace / "results" / "e2e" / "runs" / run_id / "best.pt").exists()

@@ -101,3 +101,26 @@ def test_roc_auc_against_measured_latency_has_its_pareto_front():
     assert ax.get_xlabel().startswith("latency per clip at batch 1")
     labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
     assert labels and all(np.isfinite(float(t)) for t in labels)  # one unit: plain ms
+
+
+def test_latency_at_batch_1_includes_the_front_end_and_the_network_alone_does_not(monkeypatch):
+    """On a clock that the front end moves by 1 s per call and the network by 0.25 s, the clip latency is
+    both (1.25 s), the network's latency the network's alone, and throughput a batch per 1.25 s."""
+    clock = {"t": 0.0}
+
+    class Frontend(torch.nn.Module):
+        def forward(self, waves):
+            clock["t"] += 1.0
+            return torch.zeros(len(waves), 4, 10)
+
+    class Network(torch.nn.Module):
+        input_frames = 10
+
+        def forward(self, x):
+            clock["t"] += 0.25
+            return torch.zeros(len(x), 3)
+
+    monkeypatch.setattr(latency.time, "perf_counter", lambda: clock["t"])
+    measured = latency.measure_inference(Network(), Frontend(), 800, torch.device("cpu"), batch=4)
+    assert measured["latency_ms"] == pytest.approx(1250) and measured["network_latency_ms"] == pytest.approx(250)
+    assert measured["throughput_clips_per_second"] == pytest.approx(4 / 1.25)

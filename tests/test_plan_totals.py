@@ -39,6 +39,9 @@ def test_paper_grid_totals(tmp_path):
     # 4x10 -> 1x1; 3x3 convs 1->128->384->768->2048 then 2048 x 50: 268,369,920 + 12,882,083,840 +
     # 3,864,625,152 + 566,231,040 + 102,400 = 17,581,412,352 MACs
     assert totals["gmac_per_clip_max"] == pytest.approx(17.581412352, abs=5e-4) and totals["projection"] is None
+    # every configuration's GMAC once per seed (the spec's 3)
+    per_configuration = [float(r["gmac_analytic"]) for r in plan_rows(spec, fvcore=False)]
+    assert totals["gmac_per_clip_sum_over_runs"] == pytest.approx(3 * sum(per_configuration), rel=1e-9)
 
 
 def test_the_cache_line_says_where_its_clip_count_comes_from(write_spec):

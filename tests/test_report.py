@@ -977,3 +977,10 @@ def test_the_difference_from_the_published_number_is_ours_minus_theirs():
     assert row["roc_auc_published"] == 89.32
     assert row["roc_auc_diff_pp"] == pytest.approx(89.0 - 89.32)
     assert row["pr_auc_diff_pp"] == pytest.approx(40.0 - row["pr_auc_published"])
+
+
+def test_a_p_value_is_starred_only_below_the_papers_5_percent():
+    """The tables mark `* p < 0.05`: 0.05 itself is not significant."""
+    from bench.report.tables import _p
+
+    assert _p(0.0499) == "0.050*" and _p(0.05) == "0.050" and _p(0.0004) == "<0.001*" and _p(float("nan")) == "n/a"

@@ -167,6 +167,23 @@ def test_task_manifest_problems_are_one_line(tmp_path, small_dataset, finished_r
     assert not (results / "tr" / "transfer").exists()
 
 
+def test_folds_without_a_fold_column_are_scikit_learns_shuffled_stratified_five(tmp_path):
+    """The documented protocol: 5 stratified folds, shuffled with the seed (scikit-learn's
+    StratifiedKFold), the same for every model scored on the task."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from bench.data.task import Task
+    from bench.tools.transfer import TransferSettings, fold_splits
+
+    labels = tuple("aab"[i % 3] for i in range(30))
+    task = Task("t", tmp_path / "t.csv", tuple(f"{i}.mp3" for i in range(30)), labels, None, None)
+    expected = StratifiedKFold(n_splits=5, shuffle=True, random_state=0).split(range(30), labels)
+    got = fold_splits(task, TransferSettings())
+    assert len(got) == 5
+    for (train, test), (train_sk, test_sk) in zip(got, expected, strict=True):
+        assert train.tolist() == train_sk.tolist() and test.tolist() == test_sk.tolist()
+
+
 def test_folds_drawn_by_group_keep_each_group_whole(tmp_path):
     """An artist (or album) column: every fold tests on groups it did not train on, and still on every
     label; the copies of one recording under a group can no longer score the classifier."""
