@@ -477,8 +477,8 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
     if state is not None:
         history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
         log(f"resuming {run.run_id} after epoch {state['epoch']}")
-        trained_in = list(dict.fromkeys(h["amp_dtype"] for h in history if "amp_dtype" in h))
-        if trained_in and trained_in != [trainer.dtype_name]:
+        trained_in = trainer.trained_dtypes(history)
+        if trained_in != [trainer.dtype_name]:
             log(f"  its earlier epochs trained in {' and '.join(trained_in)}; any epoch left trains in "
                 f"{trainer.dtype_name} (result.json's amp_dtype names each)")
         before = {h["compiled"] for h in history if "compiled" in h}
@@ -544,6 +544,7 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
     trainer.close_loaders()
     train_seconds = sum(h["train_seconds"] for h in history)
     inference = served_inference(run, best_state, len(trainer.tag_names), trainer.frontend, device)
+    execution = trainer.execution(history)
     return {
         "inference": inference,
         "test": test,
@@ -553,8 +554,8 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
         "train_seconds": train_seconds,
         "eval_seconds": sum(h["eval_seconds"] for h in history) + test_seconds,
         "clips_per_second": sum(h["clips"] for h in history) / train_seconds if train_seconds else None,
-        "amp_dtype": "+".join(trainer.trained_dtypes(history)),
-        "fast_path": trainer.execution(history),
+        "amp_dtype": execution["amp_dtype"],
+        "fast_path": execution,
         "peak_memory_bytes": run_peak_memory(device, trainer.resident_bytes),
         "n_tags": len(trainer.tag_names),
         "tag_names": list(trainer.tag_names),
