@@ -1252,11 +1252,30 @@ def test_gpu_check_c2_needs_the_loss_scaled(monkeypatch, tmp_path, scaled):
     from bench.tools import gpucheck
 
     fast_path = {"resident_data": False, "pin_memory": True, "loader_workers": 2, "loss_scaling": scaled}
-    run = {"pid": 1, "training": {"amp_dtype": "float16", "fast_path": fast_path}}
+    history = [{"skipped_steps": 2}, {"skipped_steps": 0}, {"skipped_steps": 1}, {"skipped_steps": 0}]
+    run = {"pid": 1, "training": {"amp_dtype": "float16", "fast_path": fast_path, "history": history}}
     stub_grid(monkeypatch, tmp_path, "c2", [run, run])
     check = gpucheck.Check("C2", "")
     gpucheck.check_loader_fp16(gpucheck.Workspace(tmp_path), check)
     assert check.ok is scaled and f"loss scaling [{scaled}, {scaled}]" in check.detail
+    assert check.detail.endswith("steps skipped by the scaler [3, 3]")
+
+
+def test_gpu_check_c2_gives_the_scaler_room_to_calibrate(monkeypatch, tmp_path):
+    """GradScaler starts at a scale of 2^16 and skips the steps that overflow there, and a run that took
+    no step fails. C2's grid trains 36 of its 48 clips (folders 0-b of 0-f) in batches of 16 with the last
+    partial batch dropped: 2 steps an epoch, so its 2 default epochs would leave the scaler only 4."""
+    from bench.tools import gpucheck
+
+    asked = []
+    monkeypatch.setattr(gpucheck.Workspace, "grid", lambda self, spec, *args, env=None, timeout=600: (
+        asked.append(load_spec(spec)) or (subprocess.CompletedProcess([], 0, "", ""), {})))
+    gpucheck.check_loader_fp16(gpucheck.Workspace(tmp_path), gpucheck.Check("C2", ""))
+    (spec,) = asked
+    assert spec.protocol.precision == "fp16" and spec.dataset.clips == 48
+    steps_per_epoch = (48 * 12 // 16) // spec.protocol.batch_size
+    assert steps_per_epoch == 2 and steps_per_epoch * spec.protocol.max_epochs >= 8
+    assert spec.protocol.patience >= spec.protocol.max_epochs  # early stopping cannot cut it short
 
 
 def test_gpu_check_p4_judges_the_loader_against_a_measured_rate(monkeypatch):
