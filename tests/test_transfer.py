@@ -451,6 +451,24 @@ def test_embeddings_of_the_released_models_are_musicnns_features(models, referen
         close_to_largest(ours["pool5"], ref[f"{name}/pool5"].reshape(8, -1))
 
 
+def test_a_musicnn_models_default_embedding_is_musicnns_penultimate_layer():
+    """With no `--layer`, `bench embed` and `bench transfer` use a model's first embedding layer. For the
+    released musicnn (built here untrained) that is musicnn's `penultimate`: the widths below are those of
+    musicnn's own extractor outputs (tests/data/musicnn/outputs.npz, made without this code), 200 for the
+    penultimate layer and 753 for each pool."""
+    from types import SimpleNamespace
+
+    widths = {k.split("/")[1]: v.shape[-1] for k, v in np.load(DATA / "outputs.npz").items()
+              if k.startswith("MTT_musicnn/") and k.split("/")[1] in ("penultimate", "max_pool", "mean_pool")}
+    assert widths == {"penultimate": 200, "max_pool": 753, "mean_pool": 753}
+    model = architectures.build("musicnn-787k", InputConfig(16000, 96, 1, 187), 50).eval()
+    embedder = embed_module.Embedder(SimpleNamespace(model=model), "id", "run", Path("."))
+    with torch.inference_mode():
+        ours = model.embeddings(torch.from_numpy(np.load(DATA / "inputs.npz")["x"][:2]).float())
+    assert embedder.layers[0] == "penultimate"
+    assert {layer: value.shape[-1] for layer, value in ours.items()} == widths
+
+
 @needs_musicnn
 def test_bench_embed_on_the_reference_signal(models, reference, tmp_path):
     """decode -> mel -> patch -> embeddings end to end: the first patch of the reference signal."""
