@@ -111,12 +111,13 @@ def within(field: str, parse):
     """An argparse type: `parse`, then the range a spec allows for `field` (bench.spec.LIMITS)."""
 
     def check(text: str):
-        from bench.spec import LIMITS
+        from bench.spec import LIMITS, format_limit
 
         value = parse(text)
         low, high = LIMITS[field]
         if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g} (as in a spec's {field}), "
+            raise argparse.ArgumentTypeError(f"must be between {format_limit(low)} and {format_limit(high)} "
+                                             f"(as in a spec's {field}), "
                                              f"got {text}")
         return value
 
@@ -576,7 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=at_least(2), metavar="K",
                    help="stratified folds when the manifest has no fold column (default 5)")
     p.add_argument("--results", default="results", metavar="DIR",
-                   help="where a spec's results live (default results/)")
+                   help="where a spec's results live (default ./results in the working directory)")
     p.add_argument("--out", metavar="DIR", help="output folder (default <results>/<spec>/transfer/<task>/)")
     p.add_argument("--models", metavar="DIR", help="where imported models live " + MODELS_HELP)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")

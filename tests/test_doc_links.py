@@ -39,3 +39,20 @@ def test_relative_links_and_anchors_resolve():
             elif anchor and linked.suffix == ".md" and anchor not in anchors(linked):
                 broken.append(f"{page.relative_to(ROOT)}: {target} (no such heading)")
     assert not broken, "\n".join(broken)
+
+
+PATH_NAMED = re.compile(r"\b(?:bench|architectures|tests|benchmarks|docs|specs)/[\w./-]+\.(?:py|md|toml|json|csv)\b")
+EXAMPLES = {"specs/mine.toml", "specs/demo-typo.toml"}
+"""Paths that the docs and tests name as a user's own file, made in the example."""
+
+
+def test_files_the_code_and_docs_name_exist():
+    """A docstring or page that still points at a module's old path after it moved sends a reader to
+    nothing: every repository path named in the code, the tests and the docs exists."""
+    texts = [ROOT / "README.md", ROOT / "Makefile", *sorted((ROOT / "docs").glob("*.md"))]
+    for folder in ("bench", "architectures", "tests", "benchmarks"):
+        texts += sorted((ROOT / folder).rglob("*.py"))
+    missing = [f"{path.relative_to(ROOT)}: {named}" for path in texts
+               for named in sorted(set(PATH_NAMED.findall(path.read_text(encoding="utf-8"))))
+               if named not in EXAMPLES and not (ROOT / named).exists()]
+    assert not missing, "\n".join(missing)

@@ -1,6 +1,6 @@
 """Early stopping, on fixed sequences of validation ROC-AUC.
 
-The rule (bench/train.py's docstring, as in Keras' EarlyStopping): training stops once validation
+The rule (bench/train/loop.py's docstring, as in Keras' EarlyStopping): training stops once validation
 ROC-AUC has not improved for `patience` consecutive epochs; an epoch improves only if its score is
 strictly higher than the best so far; the test split is then scored with the best epoch's weights.
 `max_epochs` bounds the run either way.

@@ -1,7 +1,7 @@
 """Reliability: SIGKILLs at random moments, corrupt and planted files, concurrent workers, stale locks,
 hostile audio and specs, malicious checkpoints, read-only folders and full disks.
 
-The longer version of the kill and worker checks is `make stress` (bench/stress.py).
+The longer version of the kill and worker checks is `make stress` (tests/harness/stress.py).
 """
 
 import errno

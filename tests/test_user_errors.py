@@ -45,7 +45,9 @@ def one_line_error(capsys, *argv, command=None):
     (("synth", "--out", "x", "--seconds", "nan"), "argument --seconds: must be a positive number, got nan"),
     (("synth", "--out", "x", "--seconds", "0.5"),
      "argument --seconds: must be between 1 and 3600 (as in a spec's dataset.clip_seconds), got 0.5"),
-    (("synth", "--out", "x", "--seed", str(2**32)), "argument --seed: must be between 0 and 4.29497e+09"),
+    (("synth", "--out", "x", "--seed", str(2**32)), "argument --seed: must be between 0 and 4294967295 "
+     "(as in a spec's dataset.seed), got 4294967296"),
+    (("synth", "--out", "x", "--clips", "999999999"), "argument --clips: must be between 1 and 10000000 "),
     (("tag", "a.mp3", "--top", "0"), "argument --top: must be >= 1, got 0"),
     (("perf", DEMO, "--budget", "0"), "argument --budget: must be a positive number, got 0"),
     (("grid", DEMO, "--device", "tpu"), "argument --device: invalid choice: 'tpu'"),

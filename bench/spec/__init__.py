@@ -370,7 +370,7 @@ def parse_spec(raw: dict[str, Any], path: str | Path = "<spec>") -> Spec:
     return spec
 
 
-def _number(x: float) -> str:
+def format_limit(x: float) -> str:
     """A limit as written: integers in full (a seed's 4294967295, not 4.29497e+09)."""
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
 
@@ -388,7 +388,7 @@ class _Validator:
         """`value` within LIMITS[limit] (named `field_name` in the message, default `limit`)."""
         low, high = LIMITS[limit]
         if not low <= value <= high:
-            self.fail(field_name or limit, value, f"must be between {_number(low)} and {_number(high)}")
+            self.fail(field_name or limit, value, f"must be between {format_limit(low)} and {format_limit(high)}")
 
     def plannable(self, spec: Spec):
         """Every configuration has frames and an architecture plan (pure arithmetic, no torch)."""
