@@ -1,5 +1,6 @@
 """Dataset readers: MTAT (hand-made tree), MSD (pickles, restricted), generic manifests."""
 
+import importlib
 import pickle
 from pathlib import Path
 
@@ -13,6 +14,9 @@ from bench.data.mtat import read_mtat
 from bench.data.safe_pickle import UnsafePickleError, safe_load
 
 from .data_fixtures import make_mtat, published_tags
+
+NUMPY_CORE = "numpy._core" if int(np.__version__.split(".")[0]) >= 2 else "numpy.core"
+"""Where this numpy keeps its core (numpy 2 renamed numpy.core to numpy._core)."""
 
 
 def test_mtat_top_tags_splits_and_exclusions(tmp_path):
@@ -177,7 +181,7 @@ def test_safe_load_reads_python2_style_pickles(tmp_path):
         assert data["a"].tolist() == [0, 1, 2] and data["b"] == ["x", 1.5]
         assert data["m"].tolist() == [[0, 1], [1, 0]] and data["m"].dtype == np.float32
     # an object array through _frombuffer would not be numbers: numpy refuses to make one from a buffer
-    from numpy._core.numeric import _frombuffer
+    _frombuffer = importlib.import_module(f"{NUMPY_CORE}.numeric")._frombuffer
 
     class ObjectArray:
         def __reduce__(self):
@@ -187,6 +191,19 @@ def test_safe_load_reads_python2_style_pickles(tmp_path):
     path.write_bytes(pickle.dumps(ObjectArray(), protocol=5))
     with pytest.raises(UserError, match="cannot create an OBJECT array from memory buffer"):
         safe_load(path)
+
+
+@pytest.mark.parametrize("written_by", ["numpy.core", "numpy._core"])
+def test_a_pickle_written_by_either_numpy_loads(tmp_path, written_by):
+    """numpy 1 writes numpy.core.multiarray into a pickle and numpy 2 numpy._core.multiarray: the MSD
+    split files carry the first, a file re-saved since may carry the second, and either loads whichever
+    numpy reads it (numpy 1 has no numpy._core)."""
+    data = pickle.dumps({"ids": np.arange(3), "m": np.eye(2, dtype=np.float32)}, protocol=2)
+    assert f"c{NUMPY_CORE}.multiarray\n".encode() in data  # protocol 2 names a global as text
+    path = tmp_path / "split.cP"
+    path.write_bytes(data.replace(f"c{NUMPY_CORE}.".encode(), f"c{written_by}.".encode()))
+    loaded = safe_load(path)
+    assert loaded["ids"].tolist() == [0, 1, 2] and loaded["m"].dtype == np.float32
 
 
 def test_msd_tag_vector_shorter_than_the_tags(tmp_path):

@@ -475,8 +475,17 @@ def test_an_empty_or_pickled_npy_split_list_is_one_line(tmp_path):
     from bench.data.splits import entries
 
     (tmp_path / "train.npy").write_bytes(b"")
-    with pytest.raises(UserError, match=r"train.npy: not an array of strings \(No data left in file\)"):
+    with pytest.raises(UserError, match=r"train.npy: not an array of strings \(an empty file\)"):
         entries(tmp_path / "train.npy")
+    # a list saved as text under the name: numpy 1 would call it pickled data
+    (tmp_path / "test.npy").write_text("0/a.mp3\n1/b.mp3\n")
+    with pytest.raises(UserError, match=r"test.npy: not an array of strings \(not a .npy file\)"):
+        entries(tmp_path / "test.npy")
+    # cut short after its header
+    np.save(tmp_path / "short.npy", np.array(["0/a.mp3", "1/b.mp3"]))
+    (tmp_path / "short.npy").write_bytes((tmp_path / "short.npy").read_bytes()[:-8])
+    with pytest.raises(UserError, match=r"short.npy: not an array of strings \("):
+        entries(tmp_path / "short.npy")
     np.save(tmp_path / "valid.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(UserError, match=r"valid.npy: not an array of strings \(it holds Python objects, which are "
                                         r"not unpickled\)"):

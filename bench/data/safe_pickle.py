@@ -53,11 +53,14 @@ class _RestrictedUnpickler(pickle.Unpickler):
             )
         if module.startswith("numpy.core.") and _NUMPY_CORE_RENAMED:  # the split files' numpy 1 names
             module = "numpy._core." + module.removeprefix("numpy.core.")
+        elif module.startswith("numpy._core.") and not _NUMPY_CORE_RENAMED:  # a file saved with numpy 2
+            module = "numpy.core." + module.removeprefix("numpy._core.")
         return super().find_class(module, name)
 
 
 _NUMPY_CORE_RENAMED = int(np.__version__.split(".")[0]) >= 2
-"""numpy 2 renamed numpy.core to numpy._core (the old name still works, with a DeprecationWarning)."""
+"""numpy 2 renamed numpy.core to numpy._core (the old name still works, with a DeprecationWarning); numpy 1
+knows only numpy.core."""
 
 
 def safe_load(path: str | Path) -> Any:

@@ -71,12 +71,20 @@ def split_files(folder: str | Path) -> dict[str, Path]:
     return found
 
 
+NPY_MAGIC = b"\x93NUMPY"
+"""How every .npy file starts (numpy's format specification)."""
+
+
 def entries(path: Path) -> list[tuple[int, str]]:
     """(line or position, first field) of every entry of one split file."""
     if path.suffix == ".npy":
+        with open(path, "rb") as handle:
+            magic = handle.read(len(NPY_MAGIC))
+        if magic != NPY_MAGIC:  # numpy itself would try it as a pickle (numpy 1) or fail at its end (numpy 2)
+            raise UserError(f"{path}: not an array of strings ({'an empty file' if not magic else 'not a .npy file'})")
         try:
             array = np.load(path, allow_pickle=False)
-        except (ValueError, EOFError) as exc:  # EOFError: an empty file
+        except (ValueError, EOFError) as exc:  # EOFError: a file cut short
             why = ("it holds Python objects, which are not unpickled" if "allow_pickle" in str(exc)
                    else " ".join(str(exc).split()) or type(exc).__name__)
             raise UserError(f"{path}: not an array of strings ({why})") from None
