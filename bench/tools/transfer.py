@@ -97,6 +97,21 @@ def make_classifier(name: str, seed: int = SEED):
     raise ValueError(f"unknown classifier {name!r}")
 
 
+def sklearn_version() -> tuple[int, int]:
+    import sklearn
+
+    return tuple(int(x) for x in sklearn.__version__.split(".")[:2])
+
+
+def _drawn_fold_hint(task: Task) -> str:
+    if task.groups is not None and sklearn_version() < (1, 8):
+        # before 1.8 its shuffle could not balance groups of one label each (10 groups, 5 per label,
+        # 5 folds: folds of one label); 1.8 needs Python >= 3.11
+        return (" (scikit-learn before 1.8, this one's StratifiedGroupKFold, can leave a label out of a fold "
+                "when each group holds one label: scikit-learn >= 1.8, fewer --folds, or a fold column)")
+    return " (too few groups of that label for the folds: fewer --folds, or a fold column)"
+
+
 def fold_splits(task: Task, settings: TransferSettings) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train rows, test rows) per fold: the manifest's folds, else stratified k-fold (with the manifest's
     groups, stratified group k-fold: a group's files are all in one fold). Every fold must train and
@@ -134,9 +149,7 @@ def fold_splits(task: Task, settings: TransferSettings) -> list[tuple[np.ndarray
             if missing:
                 how = "holding out fold" if task.folds is not None else "drawn fold"
                 raise UserError(f"{task.manifest}: {how} {fold} leaves no {part} file for label(s) "
-                                f"{', '.join(missing)}" + ("" if task.folds is not None else
-                                                           " (too few groups of that label for the folds: fewer "
-                                                           "--folds, or a fold column)"))
+                                f"{', '.join(missing)}" + ("" if task.folds is not None else _drawn_fold_hint(task)))
     if "mlp" in settings.classifiers and len(task.classes) == 2:
         # scikit-learn draws the MLP's early-stopping set stratified for two labels: both labels in the
         # held-out files (at least 2 of them) and in the rest (at least 2 files of each label)
@@ -432,7 +445,9 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
     key = {"task": task_identity(task), "audio": audio_fingerprint(task), "layer": settings.layer,
            "classifiers": list(settings.classifiers),
            "folds": "manifest" if task.folds is not None else settings.n_folds, "seed": settings.seed,
-           "upstream": UPSTREAM_VERSION, "decode": DECODE_VERSION, "classifier": CLASSIFIER_VERSION}
+           "upstream": UPSTREAM_VERSION, "decode": DECODE_VERSION, "classifier": CLASSIFIER_VERSION,
+           # its folds and classifiers: drawn folds differ between scikit-learn 1.7 and 1.8
+           "scikit-learn": ".".join(map(str, sklearn_version()))}
     def claim_out_dir() -> None:
         """The task's folder, made when the first result is written: a model that cannot be loaded, or a
         layer it does not have, leaves nothing behind."""
