@@ -247,7 +247,15 @@ def test_the_evaluation_graph_is_compiled_with_a_static_batch(monkeypatch):
     path = fastpath.FastPath(device="cpu", amp_dtype=None, channels_last=False, cudnn_benchmark=False, tf32=False,
                              compile=True, eval_batch_factor=4, pin_memory=False, loader_workers=0,
                              compile_backend=recorder)
-    model = path.prepare_model(nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 14 * 18, 2)))
+    class Net(nn.Module):  # a model of its own class, as the architectures are: torch 2.9's Module.compile
+        def __init__(self):  # traces no nn.Sequential on Python 3.10
+            super().__init__()
+            self.conv, self.linear = nn.Conv2d(1, 4, 3), nn.Linear(4 * 14 * 18, 2)
+
+        def forward(self, x):
+            return self.linear(self.conv(x).flatten(1))
+
+    model = path.prepare_model(Net())
     model(torch.randn(8, 1, 16, 20))  # a training batch
     with torch.no_grad():
         model(torch.randn(32, 1, 16, 20))  # an evaluation batch

@@ -178,7 +178,9 @@ def legend_texts(fig) -> set[str]:
 
 
 def heading(fig) -> str:
-    return fig.get_suptitle().replace("\n", " ")
+    """The figure's suptitle on one line (`Figure.get_suptitle` is matplotlib >= 3.8; 3.7 is supported)."""
+    title = fig._suptitle.get_text() if fig._suptitle is not None else ""
+    return title.replace("\n", " ")
 
 
 PLAIN_NUMBER = re.compile(r"^\d+(\.\d+)?$")

@@ -42,6 +42,8 @@ from bench.report.report import (
     tidy_table,
 )
 
+from .test_figures_readability import heading
+
 TAGS = ("drums", "piano", "vibrato", "ticks")
 SEEDS = (0, 1, 2)
 # (arch, sample_rate, n_mels, hop, log) -> GMAC per clip; all mtat, width 1.
@@ -361,7 +363,7 @@ def test_fig1_panels_and_points(frames):
     assert len(axes) == 3  # ROC-AUC, PR-AUC, GMAC at 12 kHz; 16 kHz holds one configuration: no column
     for ax in axes:
         assert sum(_points(line) for line in ax.lines if line.get_marker() != "_") == 6
-    assert "16 kHz 48/x1 dB" in fig.get_suptitle().replace("\n", " ")
+    assert "16 kHz 48/x1 dB" in heading(fig)
     assert axes[-1].get_yscale() == "log"
     fig.draw_without_rendering()
     assert [t.get_text() for t in axes[-1].get_xticklabels()] == ["8", "48", "96", "128"]  # mel bands
