@@ -1,5 +1,5 @@
 # Two commands on a fresh machine: `make grid` (the main job) and `make test`.
-# Every target creates .venv on first use (python3 -m venv + pip install -e '.[dev]') and reuses it.
+# Every target but help, clean and demo-figures creates .venv on first use (python3 -m venv + pip install -e '.[dev]') and reuses it.
 
 SHELL   := /bin/bash
 PYTHON  ?= python3

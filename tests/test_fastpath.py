@@ -130,13 +130,7 @@ def test_compiled_training_step_matches_eager(monkeypatch):
     torch.testing.assert_close(outputs[0], outputs[1], rtol=1e-4, atol=1e-4)
 
 
-TORCH_2_9 = tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2]) < (2, 10)
-
-
-@pytest.mark.parametrize("rearrange", [pytest.param(True, marks=pytest.mark.xfail(
-    TORCH_2_9, strict=False, reason="torch 2.9's inductor asserts a wrong stride in this backward (its own bug); "
-    "a grid meets it only with BENCH_COMPILE=1 forcing compilation of MusiCNN on a bf16 CPU")), False],
-    ids=["cpu-arrangement", "as-written"])
+@pytest.mark.parametrize("rearrange", [True, False], ids=["cpu-arrangement", "as-written"])
 def test_compiled_musicnn_branches_have_finite_gradients_under_bf16(rearrange):
     """Inductor's backward of amax compares the input, recomputed in float32, with the saved bf16
     maximum: no value matched, the gradient was divided by a count of zero, and every compiled MusiCNN

@@ -306,3 +306,23 @@ def test_a_generator_seed_at_its_default_is_accepted_for_any_dataset(write_spec)
     plain = load_spec(write_spec(MINIMAL_SPEC.replace('name = "synthetic"', 'name = "mtat"')))
     written = load_spec(write_spec(MINIMAL_SPEC.replace('name = "synthetic"', 'name = "mtat"\nseed = 0')))
     assert [r.run_id for r in written.runs()] == [r.run_id for r in plain.runs()]
+
+
+def test_the_spec_examples_of_the_readme_and_docs_are_valid_specs(tmp_path):
+    """Every TOML example a reader may copy (the README's, docs/specs.md's) loads, and the README's is
+    the grid its comments describe: 2 architectures x 2 rates x 3 mel counts x 2 hops x 2 log types."""
+    import re
+
+    root = SPECS.parent
+    examples = [(page, text) for page in (root / "README.md", root / "docs" / "specs.md")
+                for text in re.findall(r"```toml\n(.*?)```", page.read_text(), flags=re.S)]
+    assert len(examples) >= 2
+    for k, (page, text) in enumerate(examples):
+        fragment = not text.startswith("name = ")  # the width axis's two blocks, shown alone
+        path = tmp_path / f"example{k}.toml"
+        path.write_text('name = "x"\nseeds = [0]\n[dataset]\nname = "synthetic"\n' + text if fragment else text)
+        spec = load_spec(path)  # raises on an example that is not a valid spec
+        if page.name == "README.md":
+            assert len(spec.runs()) == 2 * 2 * 3 * 2 * 2 * 3, page
+        elif fragment:
+            assert len(spec.runs()) == 4 + 3  # as its comments count

@@ -242,7 +242,7 @@ def compile_choice(device: torch.device, planned_steps: int | None, eager_faster
         return False, None
     import torch._dynamo  # only where compiling is wanted: ~3 s to import
 
-    if not torch._dynamo.is_dynamo_supported():  # e.g. torch 2.9 on Python 3.14, a Python newer than torch
+    if not torch._dynamo.is_dynamo_supported():  # a Python newer than the torch (torch 2.9 on Python 3.14)
         python = ".".join(map(str, sys.version_info[:2]))
         return False, (f"torch.compile turned off: torch {torch.__version__} cannot compile on Python {python}; "
                        "training eager")
