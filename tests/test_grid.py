@@ -55,6 +55,29 @@ def executions(workspace: Path, name: str) -> dict:
     return {p.name: len((p / EXECUTIONS).read_text().splitlines()) for p in sorted(runs.iterdir())}
 
 
+NAMED_BY_DATA = ("per_tag", "clips", "versions", "canonical", "fvcore_unsupported")
+"""result.json's maps whose keys are data (tag names, splits, packages, operators), not fields."""
+
+
+def undocumented_fields(result: dict) -> list[str]:
+    """The fields of a result.json, nested ones and the history's included, that docs/results.md does
+    not name: a script reading result.json finds each one described there."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "results.md").read_text()
+    section = text[text.index("## `result.json`"):text.index("## `model.json`")]
+    named = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", section))
+
+    def fields(record: dict, where: str):
+        for key, value in record.items():
+            yield f"{where}{key}", key
+            if isinstance(value, dict) and key not in NAMED_BY_DATA:
+                yield from fields(value, f"{where}{key}.")
+            elif key == "history":
+                for epoch in value:
+                    yield from fields(epoch, f"{where}history[].")
+
+    return sorted({path for path, key in fields(result, "") if key not in named})
+
+
 def test_tiny_grid_end_to_end_through_the_cli(workspace):
     spec = write_spec(workspace, "e2e")
     proc = bench(workspace, "grid", str(spec), "--device", "cpu")
@@ -81,6 +104,7 @@ def test_tiny_grid_end_to_end_through_the_cli(workspace):
         # a finished run's checkpoint is removed: nothing resumes from it (208 MB at VGG's width 1)
         assert not (workspace / "results" / "e2e" / "runs" / run_id / "checkpoint.pt").exists()
         assert result["schema_version"] == 1
+        assert not undocumented_fields(result), f"docs/results.md names none of {undocumented_fields(result)}"
         loaded = load_model(workspace / "results" / "e2e" / "runs" / run_id)  # what `bench tag RUN_DIR` uses
         assert loaded.name == run_id and loaded.tags == result["tag_names"]
         # the recorded parameters are the trained network's, counted by torch (the front end has none)
