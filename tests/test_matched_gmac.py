@@ -245,3 +245,24 @@ def test_tradeoff_gmac_keys_each_width_with_its_own_marker():
     handles = {h.get_label(): h.get_marker() for legend in fig.legends for h in legend.legend_handles}
     assert "vgg w1 16 kHz" in handles and "vgg w0.5 16 kHz" in handles
     assert handles["vgg w1 16 kHz"] != handles["vgg w0.5 16 kHz"]
+
+
+def test_every_column_of_the_reports_csv_files_is_named_in_the_docs(scaling_report):
+    """docs/report.md describes each CSV file's columns: a script reading them finds every column
+    there, by name or by its pattern (`*_diff`: roc_auc_diff, pr_auc_diff, ...)."""
+    import fnmatch
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "report.md").read_text()
+    files = text[text.index("## Files in"):text.index("## Tables (")]
+    matched = text[text.index("## Smaller input or narrower network"):text.index("## The demo's results")]
+    named = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", files + matched))
+    patterns = re.findall(r"`(\*_[a-z_]+)`", files + matched)
+    root, _ = scaling_report
+    csvs = sorted((root / "report").glob("*.csv"))
+    assert {p.name for p in csvs} >= {"summary.csv", "aggregate.csv", "comparison.csv", "per_tag.csv",
+                                      "per_tag_delta.csv", "matched_gmac.csv"}
+    unnamed = {p.name: [c for c in pd.read_csv(p, nrows=0).columns
+                        if c not in named and not any(fnmatch.fnmatch(c, pattern) for pattern in patterns)]
+               for p in csvs}
+    assert not any(unnamed.values()), {name: columns for name, columns in unnamed.items() if columns}
