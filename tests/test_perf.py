@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -198,6 +199,10 @@ def test_bench_perf_end_to_end(write_spec, tmp_path, capsys, monkeypatch):
         assert data_path["clips_per_second_evicted"] is None
     assert "Targets" in printed and "Conv peak on the same shapes" in printed
     assert report["fast_path"]["compile"] is False and "--no-compile" in report["fast_path"]["compile_note"]
+    documented = (Path(__file__).resolve().parents[1] / "docs" / "performance.md").read_text()
+    fields = [*report, *report["settings"], *report["levers"][0], *report["conv_peak"], *report["frontend"],
+              *report["frontend"]["headline"], *report["scaling"], *report["scaling"]["rows"][0], *report["targets"][0]]
+    assert [f for f in fields if f"`{f}`" not in documented] == []  # the JSON's fields, each named in the docs
 
 
 def test_the_baseline_and_the_fast_path_are_timed_warm_however_short_the_budget(write_spec, monkeypatch):
