@@ -5,7 +5,8 @@ One PASS/FAIL line per check and a JSON file with every number. Functional check
 performance checks time the paper's networks on random batches at the shipped specs' batch size (32).
 
   C1  a tiny grid (VGG and MusiCNN, 2 epochs) on CUDA with device-resident waveforms in bf16
-  C2  the same grid through the DataLoader path (forced), fp16 with loss scaling, pinned memory
+  C2  the same grid for 4 epochs through the DataLoader path (forced), fp16 with loss scaling, pinned
+      memory
   C3  `--workers 2` with CUDA_VISIBLE_DEVICES set to one GPU: both workers on it, each run executed once
   C4  torch.compile on: every run compiled and trained
   C5  three or more configurations compiled in one process with no recompile-limit hit
