@@ -88,9 +88,13 @@ def read_jamendo(root: str | Path, n_tags: int | None = None, drop_untagged: boo
     rows = {split: read_split_tsv(folder / f"{SUBSETS[subset]}-{name}.tsv") for split, name in SPLIT_NAMES.items()}
     found = sorted({tag for split_rows in rows.values() for *_, tags in split_rows for tag in tags})
     if subset == "top50tags":
-        unknown = [t for t in found if t not in JAMENDO_TOP50]
-        if unknown:
-            raise UserError(f"{folder}: tags outside MTG-Jamendo's published top 50: {', '.join(unknown[:5])}")
+        for split, split_rows in rows.items():  # the first row with another tag, named by file and line
+            for line_no, track, _, tags in split_rows:
+                unknown = [t for t in tags if t not in JAMENDO_TOP50]
+                if unknown:
+                    raise UserError(f"{folder / (SUBSETS[subset] + '-' + SPLIT_NAMES[split] + '.tsv')}: line "
+                                    f"{line_no}: {track} has tags outside MTG-Jamendo's published top 50: "
+                                    f"{', '.join(unknown[:5])}")
         published = JAMENDO_TOP50
     else:
         published = tuple(found)
