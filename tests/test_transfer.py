@@ -827,3 +827,13 @@ def test_a_rerun_after_a_killed_embed_still_removes_the_earlier_models_arrays(tm
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir() if p.suffix in (".npy", ".csv", ".json")) == \
         ["b1.npy", "b1.patches.npy", "embeddings.json", "index.csv"]
+
+
+@pytest.mark.parametrize(("version", "expected"), [("1.8.0", (1, 8)), ("1.9.dev0", (1, 9)), ("1.8rc1", (1, 8)),
+                                                   ("1.10.2", (1, 10))])
+def test_the_scikit_learn_version_is_read_from_any_release_name(monkeypatch, version, expected):
+    """Release, development and candidate names (PEP 440) all give (major, minor); 1.10 is newer than 1.8."""
+    import sklearn
+
+    monkeypatch.setattr(sklearn, "__version__", version)
+    assert sklearn_version() == expected and (sklearn_version() >= (1, 8)) is True

@@ -98,9 +98,13 @@ def make_classifier(name: str, seed: int = SEED):
 
 
 def sklearn_version() -> tuple[int, int]:
+    """scikit-learn's (major, minor), whatever follows them ("1.8.0", "1.9.dev0", "1.8rc1")."""
+    import re
+
     import sklearn
 
-    return tuple(int(x) for x in sklearn.__version__.split(".")[:2])
+    major, minor = re.match(r"(\d+)\.(\d+)", sklearn.__version__).groups()
+    return int(major), int(minor)
 
 
 def _drawn_fold_hint(task: Task) -> str:
