@@ -84,11 +84,25 @@ def test_split_files_in_sota_npy_format(tmp_path):
     assert ("10", f"not in the split files of {folder}") in index.excluded
 
 
+def test_split_files_as_npy_arrays_of_bytes(tmp_path):
+    """The same lists saved as byte strings (dtype S, as Python 2's numpy saved str): each entry is its
+    text, "<row>\t<mp3_path>", not the repr of a bytes object (b'0\\t0/...')."""
+    root = make_mtat(tmp_path / "mtat", write_audio=False)
+    folder = _split_folder(tmp_path, "sota-bytes")
+    np.save(folder / "train.npy", np.array([b"0\t0/artist_a-album-01-track_one-0-29.mp3",
+                                            b"4\td/artist_e-album-05-song-0-29.mp3"]))
+    np.save(folder / "valid.npy", np.array([b"1\t3/artist_b-album, with comma-02-song-30-59.mp3"]))
+    np.save(folder / "test.npy", np.array([b"3\tc/artist_d-album-04-song-0-29.mp3"]))
+    assert np.load(folder / "train.npy").dtype.kind == "S"
+    index = read_mtat(root, n_tags=3, split_file=str(folder))
+    assert {c.clip_id: c.split for c in index.clips} == {"2": "train", "18": "train", "6": "valid", "14": "test"}
+
+
 def test_split_files_in_musicnn_training_tsv_format_with_crlf(tmp_path):
     root = make_mtat(tmp_path / "mtat", write_audio=False)
     folder = _split_folder(tmp_path, "musicnn-training")
     # musicnn-training: {train,val,test}_gt_mtt.tsv, "<id>\t[labels]"
-    (folder / "train_gt_mtt.tsv").write_bytes(b"2\t[1, 0, 1]\r\n6\t[1, 1, 0]\r\n")
+    (folder / "train_gt_mtt.tsv").write_bytes(b"# id\tlabels\r\n2\t[1, 0, 1]\r\n6\t[1, 1, 0]\r\n")  # a comment
     (folder / "val_gt_mtt.tsv").write_bytes(b"10\t[0, 1, 0]\r\n")
     (folder / "test_gt_mtt.tsv").write_bytes(b"18\t[0, 1, 1]\r\n26\t[1, 1, 0]\r\n")
     index = read_mtat(root, n_tags=3, split_file=str(folder))

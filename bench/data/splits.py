@@ -75,6 +75,12 @@ NPY_MAGIC = b"\x93NUMPY"
 """How every .npy file starts (numpy's format specification)."""
 
 
+def _text(item: str | bytes) -> str:
+    """An entry as text: bytes (a Python 2 era file's) decoded as UTF-8, an undecodable byte replaced, so
+    that such an entry is reported as matching no clip instead of stopping the reader."""
+    return item.decode("utf-8", "replace") if isinstance(item, bytes) else item
+
+
 def entries(path: Path) -> list[tuple[int, str]]:
     """(line or position, first field) of every entry of one split file."""
     if path.suffix == ".npy":
@@ -90,7 +96,7 @@ def entries(path: Path) -> list[tuple[int, str]]:
             raise UserError(f"{path}: not an array of strings ({why})") from None
         if array.dtype.kind not in "US":
             raise UserError(f"{path}: expected an array of strings, found dtype {array.dtype}")
-        return [(i + 1, str(item).split("\t")[-1].strip()) for i, item in enumerate(array.reshape(-1))]
+        return [(i + 1, _text(item).split("\t")[-1].strip()) for i, item in enumerate(array.reshape(-1).tolist())]
     if path.suffix in (".cP", ".cp", ".pkl"):
         from bench.data.safe_pickle import safe_load
 
@@ -99,7 +105,7 @@ def entries(path: Path) -> list[tuple[int, str]]:
             items = items.tolist()
         if not isinstance(items, (list, tuple)) or not all(isinstance(x, (str, bytes)) for x in items):
             raise UserError(f"{path}: expected a list of clip ids or paths, found {type(items).__name__}")
-        return [(i + 1, (x.decode() if isinstance(x, bytes) else x).strip()) for i, x in enumerate(items)]
+        return [(i + 1, _text(x).strip()) for i, x in enumerate(items)]
     rows = []
     with text_file(path, "utf-8-sig") as handle:
         for line_no, line in enumerate(handle, start=1):
