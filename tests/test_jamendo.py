@@ -114,3 +114,24 @@ def test_a_spec_without_n_tags_trains_on_all_the_subsets_tags(write_spec):
 def test_the_jamendo_spec_plans():
     spec = load_spec(SPECS / "jamendo-top50.toml")
     assert spec.dataset.name == "jamendo" and spec.dataset.subset == "top50tags" and len(spec.runs()) == 36
+
+
+def test_a_track_in_two_splits_a_row_without_tags_and_the_full_quality_file_first(tmp_path, monkeypatch):
+    """A track listed in train and test would leak into its own evaluation: refused, naming the file and
+    line. A row that stops at DURATION has no TAGS field: malformed, not an untagged track. Where both
+    the full-quality NN/ID.mp3 and NN/ID.low.mp3 exist, the full one is read. And a root given relative
+    to the working directory finds its splits/ folder."""
+    good = {**ROWS, "train": [ROWS["train"][1], ROWS["train"][2]]}
+    leaked = {**good, "test": [*good["test"], ROWS["train"][2]]}
+    with pytest.raises(UserError, match=r"autotagging_top50tags-test.tsv: line 5: track_0000948 is also in the "
+                                        r"train split"):
+        read_jamendo(make_jamendo(tmp_path / "a", leaked))
+    untagged = {**good, "test": [*good["test"], "track_0006009\tartist_000795\talbum_000925\t09/6009.mp3\t90.0"]}
+    with pytest.raises(UserError, match=r"autotagging_top50tags-test.tsv: line 5: expected TRACK_ID"):
+        read_jamendo(make_jamendo(tmp_path / "b", untagged))
+    root = make_jamendo(tmp_path / "c", good)
+    (root / "82" / "382.mp3").write_bytes(b"ID3")  # beside its 382.low.mp3
+    by_id = {c.clip_id: c for c in read_jamendo(root).clips}
+    assert by_id["track_0000382"].path.endswith("82/382.mp3")
+    monkeypatch.chdir(tmp_path)
+    assert read_jamendo("c").counts() == {"train": 2, "valid": 3, "test": 3}
