@@ -208,6 +208,24 @@ def test_folds_drawn_by_group_keep_each_group_whole(tmp_path):
         fold_splits(few, TransferSettings(folds=5))
 
 
+@pytest.mark.parametrize("version", [(1, 7), (1, 8)])
+def test_a_label_held_by_one_group_is_refused_with_the_hint_for_this_scikit_learn(tmp_path, monkeypatch, version):
+    """Label b is one artist's: no split keeps it in both a training and a test fold, whatever the
+    version. Only before 1.8, whose shuffle can also fail balanced groups, does the hint name it."""
+    from bench.data.task import Task
+    from bench.tools import transfer
+
+    monkeypatch.setattr(transfer, "sklearn_version", lambda: version)
+    groups = tuple(f"artist {i // 5}" for i in range(30))  # 6 artists of 5 files; the last sings b
+    labels = tuple("b" if i >= 25 else "a" for i in range(30))
+    task = Task("t", tmp_path / "t.csv", tuple(f"{i}.mp3" for i in range(30)), labels, None, groups)
+    with pytest.raises(UserError) as error:
+        transfer.fold_splits(task, transfer.TransferSettings(folds=5))
+    assert "leaves no" in str(error.value) and "for label(s) b" in str(error.value)
+    assert ("scikit-learn before 1.8" in str(error.value)) is (version < (1, 8))
+    assert ("too few groups of that label" in str(error.value)) is (version >= (1, 8))
+
+
 def test_mlp_on_a_two_label_task_too_small_to_stop_early_is_refused_before_any_work(tmp_path):
     """scikit-learn's MLP stops early on 10 % of the training fold, drawn stratified for two labels:
     ceil(0.1 x 8) = 1 file cannot hold both, and scikit-learn raises inside the fit."""
@@ -381,6 +399,16 @@ def test_transfer_scores_every_run_and_resumes(finished_runs, small_dataset, cap
 
     monkeypatch.setattr("bench.tools.transfer.embed_files", refuse)
     assert main(args) == 0  # both results reused
+    with monkeypatch.context() as older:  # another scikit-learn draws other folds: scored again
+        older.setattr("bench.tools.transfer.sklearn_version", lambda: (1, 7))
+        with pytest.raises(AssertionError, match="recomputed"):
+            main(args)
+    run = next((results / "tr" / "runs").iterdir())
+    weights = (run / "best.pt").read_bytes()
+    (run / "best.pt").write_bytes(weights + b"\0")  # other weights under the same name: scored again
+    with pytest.raises(AssertionError, match="recomputed"):
+        main(args)
+    (run / "best.pt").write_bytes(weights)
     with pytest.raises(AssertionError, match="recomputed"):  # new settings: computed again (here: refused)
         main([*args[:-1], "--mlp", "-q"])
     first_audio = Path(next(csv.DictReader(task.read_text().splitlines()))["path"])
