@@ -1277,9 +1277,10 @@ def test_gpu_check_c2_gives_the_scaler_room_to_calibrate(monkeypatch, tmp_path):
 
     asked = []
     monkeypatch.setattr(gpucheck.Workspace, "grid", lambda self, spec, *args, env=None, timeout=600: (
-        asked.append(load_spec(spec)) or (subprocess.CompletedProcess([], 0, "", ""), {})))
+        asked.append((load_spec(spec), env)) or (subprocess.CompletedProcess([], 0, "", ""), {})))
     gpucheck.check_loader_fp16(gpucheck.Workspace(tmp_path), gpucheck.Check("C2", ""))
-    (spec,) = asked
+    ((spec, env),) = asked
+    assert env == {"BENCH_RESIDENT": "0"}  # the loader path, forced: resident waveforms would not test it
     assert spec.protocol.precision == "fp16" and spec.dataset.clips == 48
     steps_per_epoch = (48 * 12 // 16) // spec.protocol.batch_size
     assert steps_per_epoch == 2 and steps_per_epoch * spec.protocol.max_epochs >= 8

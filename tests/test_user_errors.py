@@ -61,6 +61,16 @@ def test_argument_ranges_are_checked_while_parsing(capsys, argv, says):
     assert len(lines) == 1 and lines[0].startswith(f"bench {argv[0]}: error: {says}"), err
 
 
+def test_the_ends_of_each_range_are_accepted():
+    """The ranges are closed, as a spec's are: `--seed 0`, `--seconds 1` and the largest values parse."""
+    from bench.cli import build_parser
+
+    for seed, seconds, clips in ((0, 1, 1), (2**32 - 1, 3600, 10**7)):
+        args = build_parser().parse_args(["synth", "--out", "x", "--seed", str(seed), "--seconds", str(seconds),
+                                          "--clips", str(clips)])
+        assert (args.seed, args.seconds, args.clips) == (seed, seconds, clips)
+
+
 def test_unusable_results_and_cache_folders_are_named(capsys, tmp_path):
     a_file = tmp_path / "notes.txt"
     a_file.write_text("x")
