@@ -213,6 +213,38 @@ def test_fp16_steps_skipped_for_inf_gradients_are_counted_and_a_run_that_stands_
     scale = float(re.search(r"fell to ([-+.e\d]+)\)", str(raised.value)).group(1))
     assert 2.0**-19 <= scale <= 2.0**-16  # 2^16 halved 32 to 35 times
 
+    # checked at every step, the run fails at the step whose skip brings the scale to 2^-16, no later
+    monkeypatch.setattr(train, "FINITE_CHECK_STEPS", 1)
+    inf_gradients_at(monkeypatch, set(range(2, 10**6)))
+    with pytest.raises(train.NonFiniteLoss, match=r"its scale fell to ([-+.e\d]+)\)") as raised:
+        train.train_run(run, ToyCache(), tmp_path / "every", CPU, log=lambda *_: None)
+    assert float(re.search(r"fell to ([-+.e\d]+)\)", str(raised.value)).group(1)) == pytest.approx(2.0**-16, rel=0.01)
+
+
+def test_a_resumed_fp16_run_keeps_its_loss_scale(monkeypatch, tmp_path):
+    """The scale is what the floor check counts skips with: a run resumed at GradScaler's initial 2^16
+    would forget the skips before its interruption, and recalibrate from scratch."""
+    from bench.train import checkpoint
+
+    monkeypatch.setattr(checkpoint.CheckpointPolicy, "due", lambda self, now: True)  # every epoch
+    (run,) = tiny_runs(epochs=3, precision="fp16")  # 2 steps an epoch
+    inf_gradients_at(monkeypatch, {0, 1})  # epoch 1's two steps skipped: the scale halves twice
+    real_epoch, scales = train.Trainer.train_epoch, []
+
+    def recorded(self, epoch, stop_at=None):
+        scales.append(self.scaler.get_scale())
+        if epoch == stop_at:
+            raise KeyboardInterrupt
+        return real_epoch(self, epoch)
+
+    monkeypatch.setattr(train.Trainer, "train_epoch", functools.partialmethod(recorded, stop_at=2))
+    with pytest.raises(KeyboardInterrupt):
+        train.train_run(run, ToyCache(), tmp_path, CPU, log=lambda *_: None)
+    monkeypatch.setattr(train.Trainer, "train_epoch", recorded)
+    trained = train.train_run(run, ToyCache(), tmp_path, CPU, log=lambda *_: None)
+    assert scales == [2.0**16, 2.0**14, 2.0**14, 2.0**14]  # epochs 1, 2 (interrupted), 2 and 3 resumed
+    assert [h["skipped_steps"] for h in trained["history"]] == [2, 0, 0]
+
 
 def test_a_run_resumed_in_another_precision_keeps_its_checkpoint_and_records_both(monkeypatch, tmp_path):
     """"auto" and "bf16" resolve per device, and a run may resume on another kind of device. A
