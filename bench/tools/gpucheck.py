@@ -140,9 +140,9 @@ class Workspace:
 
     def spec(self, name: str, archs=("vgg", "musicnn"), mels=(32,), precision: str = "auto",
              extra_archs: tuple[str, ...] | None = None, epochs: int = 2) -> Path:
-        """The stress harness's tiny grid (48 clips of 3 s, width 1/16, batch 16, 2 epochs) of `archs`
-        at 32 mels, with each other mel count of `mels` as an extra grid block of `extra_archs`
-        (default `archs`), at `precision`, for `epochs` epochs (as many of patience)."""
+        """The stress harness's tiny grid (48 clips of 3 s, width 1/16, batch 16) of `archs` at 32 mels,
+        with each other mel count of `mels` as an extra grid block of `extra_archs` (default `archs`),
+        at `precision`, for `epochs` epochs (2 by default; as many of patience)."""
         more = json.dumps(list(extra_archs or archs))
         extra = "".join(f'[[grid]]\narch = {more}\nsample_rate = [16000]\nn_mels = [{m}]\n'
                         f'hop_multiplier = [2]\nlog = ["log"]\n' for m in mels if m != 32)
