@@ -85,27 +85,25 @@ def read_jamendo(root: str | Path, n_tags: int | None = None, drop_untagged: boo
     folder = Path(split_folder).expanduser() if split_folder else root / DEFAULT_SPLIT
     if not folder.is_absolute() and split_folder:
         folder = root / folder
-    rows = {split: read_split_tsv(folder / f"{SUBSETS[subset]}-{name}.tsv") for split, name in SPLIT_NAMES.items()}
-    found = sorted({tag for split_rows in rows.values() for *_, tags in split_rows for tag in tags})
+    files = {split: folder / f"{SUBSETS[subset]}-{name}.tsv" for split, name in SPLIT_NAMES.items()}
+    rows = {split: read_split_tsv(path) for split, path in files.items()}
     if subset == "top50tags":
         for split, split_rows in rows.items():  # the first row with another tag, named by file and line
             for line_no, track, _, tags in split_rows:
                 unknown = [t for t in tags if t not in JAMENDO_TOP50]
                 if unknown:
-                    raise UserError(f"{folder / (SUBSETS[subset] + '-' + SPLIT_NAMES[split] + '.tsv')}: line "
-                                    f"{line_no}: {track} has tags outside MTG-Jamendo's published top 50: "
-                                    f"{', '.join(unknown[:5])}")
+                    raise UserError(f"{files[split]}: line {line_no}: {track} has tags outside MTG-Jamendo's "
+                                    f"published top 50: {', '.join(unknown[:5])}")
         published = JAMENDO_TOP50
     else:
-        published = tuple(found)
+        published = tuple(sorted({tag for split_rows in rows.values() for *_, tags in split_rows for tag in tags}))
     names = published if n_tags is None or n_tags >= len(published) else most_frequent(published, rows, n_tags)
     position = {tag: i for i, tag in enumerate(names)}
     clips, excluded, seen = [], [], {}
     for split, split_rows in rows.items():
         for line_no, track, relative, tags in split_rows:
             if track in seen:
-                raise UserError(f"{folder / (SUBSETS[subset] + '-' + SPLIT_NAMES[split] + '.tsv')}: line {line_no}: "
-                                f"{track} is also in the {seen[track]} split")
+                raise UserError(f"{files[split]}: line {line_no}: {track} is also in the {seen[track]} split")
             seen[track] = split
             # the track's NN/ID.mp3, else the low-quality NN/ID.low.mp3
             candidates = [relative, relative.removesuffix(".mp3") + ".low.mp3"]

@@ -71,10 +71,6 @@ def split_files(folder: str | Path) -> dict[str, Path]:
     return found
 
 
-NPY_MAGIC = b"\x93NUMPY"
-"""How every .npy file starts (numpy's format specification)."""
-
-
 def _text(item: str | bytes) -> str:
     """An entry as text: bytes (a Python 2 era file's) decoded as UTF-8, an undecodable byte replaced, so
     that such an entry is reported as matching no clip instead of stopping the reader."""
@@ -84,9 +80,10 @@ def _text(item: str | bytes) -> str:
 def entries(path: Path) -> list[tuple[int, str]]:
     """(line or position, first field) of every entry of one split file."""
     if path.suffix == ".npy":
+        # numpy itself would try a file without the magic as a pickle (numpy 1) or fail at its end (numpy 2)
         with open(path, "rb") as handle:
-            magic = handle.read(len(NPY_MAGIC))
-        if magic != NPY_MAGIC:  # numpy itself would try it as a pickle (numpy 1) or fail at its end (numpy 2)
+            magic = handle.read(len(np.lib.format.MAGIC_PREFIX))
+        if magic != np.lib.format.MAGIC_PREFIX:
             raise UserError(f"{path}: not an array of strings ({'an empty file' if not magic else 'not a .npy file'})")
         try:
             array = np.load(path, allow_pickle=False)
