@@ -1,0 +1,207 @@
+"""A run's training and evaluation passes with every tensor on a CUDA device, on a machine without
+one: torch's FakeTensor carries a device, a shape, a dtype and strides but no data, and refuses, as
+CUDA does, an operation that mixes a CUDA tensor with a CPU tensor ("Expected all tensors to be on
+the same device"). The trainer is built for `torch.device("cuda")` as a GPU worker builds it; what a
+fake cannot do is stood in for, and nothing else:
+
+- the backward pass (torch's autograd engine needs a real device context): every weight the loss
+  depends on gets a zero gradient on the device, and fused Adam steps on them;
+- reading a value on the host (`.item()`, `bool()`, `.numpy()`): a placeholder, as the values are
+  not there; the data order, host arithmetic whose values the loader reads, is computed for real;
+- pinning host memory (not implemented for fakes) and the CUDA memory queries;
+- autocast: with no CUDA driver its casts cannot run, so these runs are fp32 (the bf16 and fp16
+  paths share this code and run on the CPU elsewhere in the suite).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, unset_fake_temporarily
+
+import architectures
+from bench.data import views
+from bench.train import fastpath, latency
+from bench.train import loop as train
+
+from .device_fakes import ToyCache, tiny_runs
+
+CUDA = torch.device("cuda")
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Accessing the data pointer of FakeTensor"),  # a placeholder's .numpy()
+    pytest.mark.filterwarnings("ignore:'pin_memory' argument is set as true but no accelerator"),
+]
+
+
+def _is_cuda(device) -> bool:
+    return device is not None and torch.device(device).type == "cuda"
+
+
+class FakeCuda:
+    """The fake CUDA device: `tensor(t)` is `t` on it, `module(m)` moves m's weights there."""
+
+    def __init__(self):
+        self.mode = FakeTensorMode(allow_non_fake_inputs=True)  # host tensors take part, as on a GPU
+
+    def tensor(self, t: torch.Tensor, device: torch.device = CUDA) -> torch.Tensor:
+        if isinstance(t, FakeTensor) and t.device.type == device.type:
+            return t
+        with unset_fake_temporarily():  # a tensor with t's shape, strides and dtype and no data
+            meta = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="meta")
+        return meta if device.type == "meta" else FakeTensor(self.mode, meta, device)
+
+    def module(self, module: nn.Module, dtype: torch.dtype | None = None,
+               memory_format: torch.memory_format | None = None, device: torch.device = CUDA) -> nn.Module:
+        def moved(t: torch.Tensor) -> torch.Tensor:
+            t = self.tensor(t, torch.device(device))
+            with self.mode:
+                if dtype is not None and t.is_floating_point():
+                    t = t.to(dtype)
+                if memory_format is not None and t.dim() == 4:
+                    t = t.contiguous(memory_format=memory_format)
+            return t
+
+        for part in module.modules():
+            for name, p in part._parameters.items():
+                if p is not None:
+                    part._parameters[name] = nn.Parameter(moved(p), requires_grad=p.requires_grad)
+            for name, b in part._buffers.items():
+                if b is not None:
+                    part._buffers[name] = moved(b)
+        return module
+
+
+def _on_the_host(function):
+    def real(*args, **kwargs):
+        with unset_fake_temporarily():
+            return function(*args, **kwargs)
+
+    return real
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    """A GPU worker's process, as far as the trainer can tell, with every device tensor a fake."""
+    cuda = FakeCuda()
+    real_to = nn.Module.to
+
+    def module_to(self, *args, **kwargs):
+        device, dtype, _blocking, memory_format = torch._C._nn._parse_to(*args, **kwargs)
+        on_device = any(isinstance(p, FakeTensor) for p in self.parameters())
+        if _is_cuda(device) or (on_device and device is None):
+            return cuda.module(self, dtype, memory_format)
+        if on_device:  # to the host, or to "meta" for a shape
+            return cuda.module(self, dtype, memory_format, device)
+        return real_to(self, *args, **kwargs)
+
+    monkeypatch.setattr(nn.Module, "to", module_to)
+    for cls in (views.ResidentWaveforms, views.ResidentClips):  # their uploads allocate on the device
+        real_init = cls.__init__
+
+        def init(self, *args, _real=real_init, **kwargs):
+            with cuda.mode:
+                _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "__init__", init)
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self, *a, **k: self)
+    monkeypatch.setattr(FakeTensor, "item", lambda self: 1.0, raising=False)
+    monkeypatch.setattr(FakeTensor, "__bool__", lambda self: True, raising=False)
+    monkeypatch.setattr(FakeTensor, "numpy",
+                        lambda self, *a, **k: np.zeros(tuple(self.shape), dtype=np.float32), raising=False)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)  # restored after
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", torch.backends.cudnn.allow_tf32)
+    monkeypatch.setattr(fastpath, "loader_workers", lambda: 0)  # the loader's reads stay in this process
+    for name in ("epoch_order", "full_batches"):  # the host's data order: real values, which the loader reads
+        monkeypatch.setattr(train, name, _on_the_host(getattr(train, name)))
+    monkeypatch.setenv("BENCH_COMPILE", "0")
+    real_backward = torch.Tensor.backward
+    backward_passes = []
+
+    def backward(self, *args, **kwargs):  # what a fake device cannot run: each leaf gets a zero gradient
+        if not isinstance(self, FakeTensor):
+            return real_backward(self, *args, **kwargs)
+        assert self.device.type == "cuda"
+        backward_passes.append(self)
+        nodes, seen = [self.grad_fn], set()
+        while nodes:
+            node = nodes.pop()
+            if node is None or node in seen:
+                continue
+            seen.add(node)
+            leaf = getattr(node, "variable", None)  # an AccumulateGrad node: a leaf's gradient
+            if leaf is not None:
+                with cuda.mode:
+                    leaf.grad = torch.zeros_like(leaf)
+            nodes.extend(next_node for next_node, _ in node.next_functions)
+
+    monkeypatch.setattr(torch.Tensor, "backward", backward)
+    cuda.backward_passes = backward_passes
+    views.release_resident()
+    yield cuda
+    views.release_resident()
+
+
+@pytest.mark.parametrize("resident", [True, False], ids=["resident", "loader"])
+@pytest.mark.parametrize("arch", architectures.names())
+def test_training_and_evaluation_keep_every_tensor_on_the_gpu(fake_cuda, monkeypatch, arch, resident):
+    monkeypatch.setattr(train, "resident_fits", lambda n_bytes, device, reusable=0: resident)
+    (run,) = tiny_runs(archs=(arch.split("-")[0],), epochs=1, precision="fp32")
+    if arch != run.arch:  # the fixed-size variants take no width
+        run = _as_arch(run, arch)
+    trainer = train.Trainer(run, ToyCache(clips=(21, 9, 9)), CUDA, log=lambda *_: None)
+    assert trainer.path.device == "cuda" and trainer.path.fused_adam and trainer.path.channels_last
+    assert (trainer.resident is not None) == resident
+    weights = list(trainer.model.parameters()) + list(trainer.frontend.buffers())
+    assert weights and all(w.device.type == "cuda" for w in weights)
+    with fake_cuda.mode:
+        loss, seen, skipped = trainer.train_epoch(1)
+        assert (seen, skipped) == (16, 0)  # 21 clips: two full batches of 8; no loss scaling in fp32
+        assert len(fake_cuda.backward_passes) == 2
+        states = trainer.optimizer.state.values()  # every weight stepped, its moments on the device
+        assert len(states) == len(list(trainer.model.parameters()))
+        assert all(state["exp_avg"].device.type == "cuda" for state in states)
+        y_true, y_score = trainer.predict("valid")
+    assert y_true.shape == y_score.shape == (9, 3)
+
+
+def _as_arch(run, arch: str):
+    import dataclasses
+
+    options = architectures.make_options(arch)
+    configuration = dataclasses.replace(run.configuration, arch=arch, options=options)
+    return dataclasses.replace(run, configuration=configuration)
+
+
+def test_a_cpu_tensor_in_a_gpu_step_fails_here_as_on_a_gpu(fake_cuda, monkeypatch):
+    """The stand-in is strict: targets left in host memory beside the device's logits fail the loss
+    here the way they fail on a GPU."""
+    monkeypatch.setattr(train, "resident_fits", lambda n_bytes, device, reusable=0: True)
+    (run,) = tiny_runs(epochs=1, precision="fp32")
+    trainer = train.Trainer(run, ToyCache(), CUDA, log=lambda *_: None)
+    trainer.resident["train"].targets = trainer.data["train"].targets  # not copied to the device
+    with fake_cuda.mode, pytest.raises(RuntimeError, match="same device"):
+        trainer.train_epoch(1)
+
+
+@pytest.mark.parametrize("arch", ["vgg", "musicnn"])
+def test_inference_latency_is_measured_on_the_gpu(fake_cuda, monkeypatch, arch):
+    """`bench plan --latency --device cuda` and each finished run's served-inference pass: clips drawn
+    on the host, copied to the device, tagged there segment by segment."""
+    monkeypatch.setattr(latency, "sync", lambda device: None)  # nothing is queued on a fake device
+    real_measure = latency.measure_inference
+    seen = []
+
+    def measure(model, frontend, *args, **kwargs):
+        seen.extend(p.device.type for p in model.parameters())
+        with fake_cuda.mode:
+            return real_measure(model, frontend, *args, **kwargs)
+
+    monkeypatch.setattr(latency, "measure_inference", measure)
+    (run,) = tiny_runs(archs=(arch,))
+    measured = latency.untrained_latency(run.configuration, run.dataset.clip_seconds, 3, CUDA)
+    assert seen and set(seen) == {"cuda"}
+    assert measured["batch"] == latency.THROUGHPUT_BATCH and measured["latency_ms"] >= 0
