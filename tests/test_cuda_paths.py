@@ -683,6 +683,25 @@ def test_cached_waveforms_reach_loader_workers_by_path_not_by_value(tmp_path):
     assert isinstance(copy.waveforms, np.memmap) and np.array_equal(copy.waveforms[5], waves[5])
 
 
+def test_the_upload_to_the_device_copies_from_the_read_only_cache(monkeypatch, tmp_path):
+    """The cache is mapped read-only: a tensor on a read-only array makes torch warn, once in each
+    worker's log, that writing to it is undefined. The upload reads chunks of it into arrays of its own."""
+    from types import SimpleNamespace
+
+    from bench.data.cached_waveforms import CachedWaveforms
+
+    waves = write_cache_folder(tmp_path, n=5, samples=100)
+    cache = CachedWaveforms(tmp_path, SimpleNamespace(clips=[], tag_names=["a"]))
+    assert not cache.waveforms.flags.writeable
+    given = []
+    real = torch.from_numpy
+    monkeypatch.setattr(views.torch, "from_numpy", lambda array: (given.append(array.flags.writeable), real(array))[1])
+    monkeypatch.setattr(views.ResidentWaveforms, "COPY_ROWS", 2)
+    resident = views.ResidentWaveforms(cache, CPU)
+    assert given == [True, True, True]  # rows 0-1, 2-3, 4
+    assert np.array_equal(resident.waves.numpy(), waves)
+
+
 @pytest.mark.parametrize("start_method", ["fork", "forkserver"])
 def test_the_loader_path_with_worker_processes_gives_the_in_process_batches(tmp_path, start_method):
     """On CUDA, waveforms that do not stay on the GPU are read by persistent DataLoader worker
@@ -1109,7 +1128,7 @@ def test_gpu_check_without_cuda_checks_nothing_and_says_so(monkeypatch, capsys, 
                                               ("NVIDIA A10", 125.0), ("NVIDIA GH200 480GB", 989.0),
                                               ("NVIDIA RTX A4000", None)])
 def test_bf16_dense_peaks_from_the_datasheets(name, tflops):
-    from bench.tools.gpucheck import bf16_peak_tflops
+    from bench.tools.peaks import bf16_peak_tflops
 
     assert bf16_peak_tflops(name) == tflops
 

@@ -131,7 +131,8 @@ class ResidentWaveforms:
         self.device = torch.device(device)
         self.waves = torch.empty(tuple(waveforms.shape), dtype=torch.float16, device=self.device)
         for start in range(0, len(waveforms), self.COPY_ROWS):
-            chunk = torch.from_numpy(np.asarray(waveforms[start:start + self.COPY_ROWS], dtype=np.float16))
+            # a copy: the cache is mapped read-only, which torch warns about (once per worker) as unsafe
+            chunk = torch.from_numpy(np.array(waveforms[start:start + self.COPY_ROWS], dtype=np.float16))
             self.waves[start:start + len(chunk)].copy_(chunk)
 
     @property
