@@ -359,7 +359,7 @@ def cmd_perf(args: argparse.Namespace) -> int:
     if args.out:
         writable_file(args.out, "--out")
     settings = PerfSettings(batch=args.batch, budget_seconds=args.budget, scaling_cases=args.scaling,
-                            epochs=args.epochs, compile=not args.no_compile)
+                            epochs=args.epochs, compile=not args.no_compile, bf16_peak_tflops=args.bf16_peak_tflops)
     return cli_main(args.spec, args.device, args.out, settings)
 
 
@@ -519,6 +519,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-compile", action="store_true",
                    help="compile nothing: no torch.compile lever, and the fast path and the evaluation measured "
                         "eager (minutes faster on a GPU; the projection's scaling steps are eager either way)")
+    p.add_argument("--bf16-peak-tflops", type=positive_float, metavar="N",
+                   help="the GPU's dense bf16 peak in TFLOP/s, for the GPU targets (default: the datasheet's, for "
+                        "the GPUs the suite knows by name)")
     p.add_argument("--out", metavar="JSON", help="also write the measurements as JSON")
     p.set_defaults(func=cmd_perf)
 

@@ -15,6 +15,8 @@ fake cannot do is stood in for, and nothing else:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -23,8 +25,11 @@ from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, unset_fake
 
 import architectures
 from bench.data import views
+from bench.spec import load_spec
+from bench.tools import perf
 from bench.train import fastpath, latency
 from bench.train import loop as train
+from bench.train.frontend import MelFrontend
 
 from .device_fakes import ToyCache, tiny_runs
 
@@ -33,6 +38,7 @@ CUDA = torch.device("cuda")
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Accessing the data pointer of FakeTensor"),  # a placeholder's .numpy()
     pytest.mark.filterwarnings("ignore:'pin_memory' argument is set as true but no accelerator"),
+    pytest.mark.filterwarnings("ignore:CUDA is not available or torch_xla is imported"),  # autocast, off here
 ]
 
 
@@ -205,3 +211,45 @@ def test_inference_latency_is_measured_on_the_gpu(fake_cuda, monkeypatch, arch):
     measured = latency.untrained_latency(run.configuration, run.dataset.clip_seconds, 3, CUDA)
     assert seen and set(seen) == {"cuda"}
     assert measured["batch"] == latency.THROUGHPUT_BATCH and measured["latency_ms"] >= 0
+
+
+def test_bench_perf_on_a_gpu_measures_its_levers_and_judges_the_gpu_targets(fake_cuda, monkeypatch):
+    """`bench perf --device cuda` end to end on specs/paper-mtat-vgg.toml: every lever, the conv peak,
+    the front end, both data paths and the projection run with their tensors on the device; the
+    targets are the GPU's (shares of its bf16 dense peak), not the CPU's. The fake's timings are
+    meaningless; the work and the floor are not: 3,778 PFLOP, 1.06 hours at an H100's 989 TFLOP/s."""
+    monkeypatch.setattr(perf, "sync", lambda device: None)
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: 2**30)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(perf, "epoch_order", _on_the_host(perf.epoch_order))
+    monkeypatch.setattr(MelFrontend, "__init__", _on_the_host(MelFrontend.__init__))  # the filterbank's arithmetic
+    settings = perf.PerfSettings(batch=None, budget_seconds=0.01, max_steps=1, scaling_cases=2, data_clips=8,
+                                 compile=False, librosa=False)
+    with fake_cuda.mode:
+        report = perf.run_perf(load_spec("specs/paper-mtat-vgg.toml"), CUDA, settings, log=lambda *_: None)
+    assert report["device"] == "cuda" and report["settings"]["batch"] == 32  # the spec's batch on CUDA
+    assert [row["lever"] for row in report["levers"]][:6] == [
+        "fp32 eager (baseline)", "pool before ELU", "+ channels_last", "+ bfloat16 autocast", "+ cudnn.benchmark",
+        "fast path"]
+    assert report["data_path"]["clips_per_second_resident"] > 0  # on CUDA both data paths are measured
+    assert report["bf16_peak_tflops"] == 989.0
+    assert round(report["projection"]["pflop"]) == 3778
+    targets = {t["target"]: t for t in report["targets"]}
+    assert list(targets) == ["headline step, share of bf16 peak", "projected grid, share of bf16 peak",
+                             "front end share of a step", "data path / consumption (smallest)"]
+    head = targets["headline step, share of bf16 peak"]
+    assert head["goal"] == 0.40 and head["value"] == pytest.approx(report["fast"]["gflops"] / 989e3)
+    hours = report["projection"]["device_hours"]
+    assert targets["projected grid, share of bf16 peak"]["value"] == pytest.approx(1.061 / hours, rel=1e-3)
+    documented = (Path(__file__).resolve().parents[1] / "docs" / "performance.md").read_text()
+    fields = [*report, *report["data_path"], *report["projection"], *report["targets"][0]]
+    assert [f for f in fields if f"`{f}`" not in documented] == []  # a GPU report's fields, each named in the docs
+    text = perf.format_report(report)
+    assert " GPU-hours " in text and "; 1.06 at the bf16 dense peak (989 TFLOP/s)" in text
+
+    unknown = {**report, "bf16_peak_tflops": None, "device_name": "NVIDIA Mystery GPU"}
+    unknown["targets"] = perf._targets(unknown)
+    assert [t["met"] for t in unknown["targets"]][:2] == [None, None]
+    assert "unknown: the bf16 peak of 'NVIDIA Mystery GPU' is not in the table; give it with --bf16-peak-tflops" \
+        in perf.format_report(unknown)

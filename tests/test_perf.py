@@ -253,6 +253,16 @@ def test_bench_perf_user_errors(write_spec, capsys):
     assert "--epochs 150: more than" in capsys.readouterr().err
 
 
+def test_a_gpu_missing_from_the_datasheet_table_is_given_its_peak_on_the_command_line(monkeypatch):
+    from bench.tools import perf
+
+    given = []
+    monkeypatch.setattr(perf, "cli_main", lambda spec, device, out, settings: given.append(settings) or 0)
+    assert main(["perf", str(SPECS / "paper-mtat-vgg.toml"), "--bf16-peak-tflops", "500"]) == 0
+    assert main(["perf", str(SPECS / "paper-mtat-vgg.toml")]) == 0
+    assert [s.bf16_peak_tflops for s in given] == [500.0, None]
+
+
 def test_projection_with_measured_evaluation_times():
     """Evaluation measured per network input (no autograd, evaluation batch) replaces the assumption
     that a forward pass is a third of a training step."""

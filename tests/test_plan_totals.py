@@ -75,7 +75,7 @@ def plan_with_perf(capsys, results, device: str, device_name: str, hours: float,
 
 def test_a_small_projection_is_not_rounded_to_nothing(capsys, tmp_path):
     _, lines = plan_with_perf(capsys, tmp_path, "cpu", "AMD EPYC (2 cores)", 0.0452, 2)
-    assert lines[-1].startswith("projected: 0.045 cpu-hours of AMD EPYC (2 cores)")
+    assert lines[-1].startswith("projected: 0.045 CPU-hours of AMD EPYC (2 cores)")
 
 
 def test_plan_prints_the_projection_bench_perf_measured(capsys, tmp_path):
@@ -89,7 +89,7 @@ def test_plan_prints_the_projection_bench_perf_measured(capsys, tmp_path):
     assert lines[-2] == ("results: 18.3 GB of trained weights (best.pt, float32; 69.5 MB for the largest network), "
                          "and while a run trains its checkpoint (weights and Adam's two moments: about 208 MB for the "
                          "largest; removed when the run is done)")
-    assert lines[-1] == ("projected: 123.5 cuda-hours of NVIDIA H200, one run at a time, at 30 epochs per run "
+    assert lines[-1] == ("projected: 123.5 GPU-hours of NVIDIA H200, one run at a time, at 30 epochs per run "
                          f"(measured by bench perf: {perf})")
     # measured before the spec changed (another seed count: 88 x 2 runs): said, not printed as this grid's
     perf.write_text(perf.read_text().replace('"runs": 264', '"runs": 176'))
@@ -109,7 +109,7 @@ def test_plan_prints_the_projection_bench_perf_measured(capsys, tmp_path):
     report["projection"]["runs_fingerprint"] = load_spec(SPECS / "paper-mtat-vgg.toml").runs_fingerprint()
     perf.write_text(json.dumps(report))
     assert main(["plan", str(SPECS / "paper-mtat-vgg.toml"), "--no-fvcore", "--results", str(tmp_path)]) == 0
-    assert capsys.readouterr().out.splitlines()[-1].startswith("projected: 123.5 cuda-hours")
+    assert capsys.readouterr().out.splitlines()[-1].startswith("projected: 123.5 GPU-hours")
     perf.write_text(json.dumps({"spec": "another-spec", "projection": {"device_hours": 1.0}}))
     assert main(["plan", str(SPECS / "paper-mtat-vgg.toml"), "--no-fvcore", "--results", str(tmp_path)]) == 0
     assert capsys.readouterr().out.splitlines()[-1].startswith("projected device-hours: not measured")

@@ -28,6 +28,11 @@ def amount(value: float, decimals: int) -> str:
     return f"{value:,.{decimals}f}" if abs(value) >= 1 or value == 0 else f"{value:.2g}"
 
 
+def hours_unit(device: str | None) -> str:
+    """What an hour of `device` is called: GPU-hours for CUDA, CPU-hours for the CPU."""
+    return {"cuda": "GPU-hours", "cpu": "CPU-hours"}.get(device, f"{device}-hours")
+
+
 def size_text(n_bytes: float) -> str:
     """Bytes to three significant figures in kB, MB or GB (1e3, 1e6, 1e9 bytes)."""
     for unit, scale in (("GB", 1e9), ("MB", 1e6)):
@@ -179,9 +184,9 @@ def format_totals(spec: Spec, totals: dict[str, Any]) -> list[str]:
                      f"(its configurations, dataset or protocol changed since): run bench perf again")
     elif projection and projection.get("device_hours") is not None:
         on = f" of {projection['device_name']}" if projection.get("device_name") else ""
-        lines.append(f"projected: {amount(projection['device_hours'], 1)} {projection['device']}-hours{on}, one run "
-                     f"at a time, at {projection['epochs_per_run']:g} epochs per run (measured by bench perf: "
-                     f"{projection['path']})")
+        hours = f"{amount(projection['device_hours'], 1)} {hours_unit(projection['device'])}"
+        lines.append(f"projected: {hours}{on}, one run at a time, at {projection['epochs_per_run']:g} epochs per "
+                     f"run (measured by bench perf: {projection['path']})")
     else:
         lines.append("projected device-hours: not measured (bench perf SPEC --out results/perf/<spec>.json)")
     return lines

@@ -45,6 +45,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from bench.tools.peaks import HEADLINE_FRACTION_OF_BF16_PEAK, bf16_peak_tflops
+
 ROOT = Path(__file__).resolve().parents[2]  # the repository (bench/tools/gpucheck.py)
 
 
@@ -82,16 +84,9 @@ log = ["log"]
 """
 """A grid small enough for a test: 48 synthetic clips of 3 s, VGG and MusiCNN at 1/16 width."""
 
-BF16_DENSE_TFLOPS = {
-    # NVIDIA datasheets, dense (no sparsity) bf16 tensor-core peak. A key matches the device name as a
-    # whole word ("A10" is not in "A100-SXM4", "A40" not in "RTX A4000"); the longest match wins.
-    "GH200": 989.0, "H200": 989.0, "H200 NVL": 835.0, "H100 NVL": 835.0, "H100 PCIe": 756.0,
-    "H100": 989.0,  # H100 SXM: "NVIDIA H100 80GB HBM3"
-    "B200": 2250.0, "A100": 312.0, "A800": 312.0, "L40S": 362.0, "L40": 181.0, "A40": 150.0, "A30": 165.0,
-    "A10": 125.0, "L4": 121.0, "RTX 6000 Ada": 364.0, "RTX 4090": 165.0, "RTX 3090": 71.0, "A6000": 155.0,
-}
+TARGETS = {"headline_fraction_of_peak": HEADLINE_FRACTION_OF_BF16_PEAK, "busy_headline": 0.80,
+           "busy_smallest_shared": 0.60}
 
-TARGETS = {"headline_fraction_of_peak": 0.40, "busy_headline": 0.80, "busy_smallest_shared": 0.60}
 
 @dataclass
 class Check:
@@ -104,16 +99,6 @@ class Check:
     def line(self) -> str:
         word = {True: "PASS", False: "FAIL", None: "SKIP"}[self.ok]
         return f"{word} {self.id} {self.title}: {self.detail}"
-
-
-
-
-def bf16_peak_tflops(name: str) -> float | None:
-    """The datasheet's dense bf16 peak of the GPU that `torch.cuda.get_device_name` calls `name`."""
-    for key in sorted(BF16_DENSE_TFLOPS, key=len, reverse=True):
-        if re.search(rf"(?<![A-Za-z0-9]){re.escape(key)}(?![A-Za-z0-9])", name, flags=re.IGNORECASE):
-            return BF16_DENSE_TFLOPS[key]
-    return None
 
 
 # ------------------------------------------------------------------------------------------------

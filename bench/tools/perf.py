@@ -43,11 +43,12 @@ from architectures import InputConfig
 from architectures.vgg import VGG
 from bench.core.errors import UserError
 from bench.core.store import atomic_write_json
-from bench.cost.plan import amount, plan_rows
+from bench.cost.plan import amount, hours_unit, plan_rows
 from bench.data.cached_waveforms import MappedByPath
 from bench.data.known import split_sizes
 from bench.data.views import ClipDataset, LoaderBatches, ResidentWaveforms, epoch_order
 from bench.spec import Configuration, Spec
+from bench.tools.peaks import HEADLINE_FRACTION_OF_BF16_PEAK, PROJECTED_FRACTION_OF_BF16_PEAK, bf16_peak_tflops
 from bench.train.fastpath import FastPath, baseline, compiler_available, fast_path, native_bf16, sync
 from bench.train.frontend import LOG_SCALE, MelFrontend
 from bench.train.loop import forward, make_optimizer, optimise
@@ -58,7 +59,9 @@ TARGETS = {
     "frontend_share_max": 0.05,
     "data_path_over_consumption": 3.0,
 }
-"""The targets of `bench perf` on a CPU (README, "Performance"), as ratios measured in one run."""
+"""The targets of `bench perf` on a CPU (README, "Performance"), as ratios measured in one run. On a
+GPU the first two are replaced by shares of its bf16 dense peak (`bench.tools.peaks`): a GPU's fp32
+baseline and conv peak are not what its tensor cores can do."""
 
 
 DEFAULT_EPOCHS = 30.0
@@ -81,6 +84,8 @@ class PerfSettings:
     compile: bool = True
     """Measure the `torch.compile` lever (where a compiler exists)."""
     librosa: bool = True
+    bf16_peak_tflops: float | None = None
+    """The GPU's dense bf16 peak, TFLOP/s, for the GPU targets; None: the datasheet's, by the device's name."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -670,6 +675,8 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
         "threads": torch.get_num_threads(), "torch": torch.__version__, "platform": platform.platform(),
         "settings": dataclasses.asdict(settings), "headline": headline.label, "smallest": smallest.label,
     }
+    if device.type == "cuda":
+        report["bf16_peak_tflops"] = settings.bf16_peak_tflops or bf16_peak_tflops(report["device_name"])
 
     log(f"levers at {headline.label}, batch {settings.batch}")
     lever_rows = []
@@ -828,16 +835,38 @@ def _matching_lever(rows: list[dict], chosen: FastPath) -> dict | None:
 
 
 def _targets(report: dict) -> list[dict]:
-    rows = [
-        ("fast path / fp32 eager baseline", report["fast"]["speedup"], TARGETS["fast_path_speedup"], ">="),
-        ("fraction of the conv peak", report["fraction_of_conv_peak"], TARGETS["fraction_of_conv_peak"], ">="),
+    """The targets and their values; a value None where it cannot be known (a GPU whose bf16 peak is
+    not in the datasheet table and was not given): `met` is None then."""
+    if report["device"] == "cuda":
+        peak = report.get("bf16_peak_tflops")
+        projection = report.get("projection")
+        rows = [("headline step, share of bf16 peak", report["fast"]["gflops"] / 1e3 / peak if peak else None,
+                 HEADLINE_FRACTION_OF_BF16_PEAK, ">=")]
+        if projection:
+            rows.append(("projected grid, share of bf16 peak", projected_fraction(projection, peak),
+                         PROJECTED_FRACTION_OF_BF16_PEAK, ">="))
+    else:
+        rows = [
+            ("fast path / fp32 eager baseline", report["fast"]["speedup"], TARGETS["fast_path_speedup"], ">="),
+            ("fraction of the conv peak", report["fraction_of_conv_peak"], TARGETS["fraction_of_conv_peak"], ">="),
+        ]
+    rows += [
         ("front end share of a step", report["frontend"]["headline"]["share_of_step"],
          TARGETS["frontend_share_max"], "<="),
         ("data path / consumption (smallest)", report["data_path"]["over_consumption"],
          TARGETS["data_path_over_consumption"], ">="),
     ]
     return [{"target": name, "value": value, "goal": goal, "op": op,
-             "met": value >= goal if op == ">=" else value <= goal} for name, value, goal, op in rows]
+             "met": None if value is None else value >= goal if op == ">=" else value <= goal}
+            for name, value, goal, op in rows]
+
+
+def projected_fraction(projection: dict, peak_tflops: float | None) -> float | None:
+    """The grid's work over its projected hours, as a share of the bf16 dense peak: the hours it would
+    take at the peak (its compute floor) over the projected hours."""
+    if not peak_tflops:
+        return None
+    return projection["pflop"] * 1e15 / (peak_tflops * 1e12 * 3600) / projection["device_hours"]
 
 
 def _device_name(device: torch.device) -> str:
@@ -919,8 +948,10 @@ def format_report(report: dict) -> str:
         pr = report["projection"]
         a = pr["assumptions"]
         lines += ["", f"Projection: {pr['runs']} runs of {report['spec']} at {a['epochs_per_run']:g} epochs per run "
-                  f"= {amount(pr['pflop'], 0)} PFLOP = {amount(pr['device_hours'], 0)} {report['device']}-hours "
-                  f"({amount(pr['max_epochs_hours'], 0)} at the spec's max_epochs {a['max_epochs']}, the bound)",
+                  f"= {amount(pr['pflop'], 0)} PFLOP = {amount(pr['device_hours'], 0)} {hours_unit(report['device'])} "
+                  f"({amount(pr['max_epochs_hours'], 0)} at the spec's max_epochs {a['max_epochs']}, the bound)"
+                  + (f"; {amount(pr['pflop'] * 1e3 / peak / 3600, 2)} at the bf16 dense peak ({peak:g} TFLOP/s)"
+                     if (peak := report.get("bf16_peak_tflops")) else ""),
                   f"  one run at a time on one {report['device_name']}: measured eager training steps at batch "
                   f"{a['batch_measured']} and evaluation, interpolated in GMAC between the scaling rows, plus the "
                   f"mel front end, for {a['train_valid_test_clips'][0]:,} / {a['train_valid_test_clips'][1]:,} / "
@@ -932,6 +963,10 @@ def format_report(report: dict) -> str:
                      if report["device"] == "cuda" else "")]
     lines += ["", "Targets"]
     for t in report["targets"]:
+        if t["value"] is None:
+            lines.append(f"  {t['target']:38s} {'?':>8s}  {t['op']} {t['goal']:<5g} unknown: the bf16 peak of "
+                         f"{report['device_name']!r} is not in the table; give it with --bf16-peak-tflops")
+            continue
         verdict = "met" if t["met"] else "NOT met"
         lines.append(f"  {t['target']:38s} {t['value']:8.3f}  {t['op']} {t['goal']:<5g} {verdict}")
     return "\n".join(lines)
