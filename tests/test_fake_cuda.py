@@ -15,6 +15,8 @@ fake cannot do is stood in for, and nothing else:
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -253,3 +255,47 @@ def test_bench_perf_on_a_gpu_measures_its_levers_and_judges_the_gpu_targets(fake
     assert [t["met"] for t in unknown["targets"]][:2] == [None, None]
     assert "unknown: the bf16 peak of 'NVIDIA Mystery GPU' is not in the table; give it with --bf16-peak-tflops" \
         in perf.format_report(unknown)
+
+
+class _NoKernels:
+    """torch.profiler.profile where no kernel runs: CUDA profiling needs a driver."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def events(self):
+        return []
+
+
+def test_gpu_check_performance_checks_run_their_cuda_code(fake_cuda, monkeypatch, tmp_path):
+    """`make gpu-check`'s P1-P4 in this process on the paper's networks at batch 32, on the fake device:
+    each reaches a verdict rather than a crash (a check that raises is failed with the error as its
+    line). The fake's timings and the memory figures stood in for here make the verdicts meaningless."""
+    from bench.tools import gpucheck
+
+    gib = 2**30
+    for name, value in [("synchronize", None), ("reset_peak_memory_stats", None), ("max_memory_allocated", gib),
+                        ("memory_allocated", gib), ("memory_reserved", 2 * gib), ("mem_get_info", (60 * gib, 80 * gib)),
+                        ("get_device_name", "NVIDIA H100 80GB HBM3")]:
+        monkeypatch.setattr(torch.cuda, name, lambda device=None, value=value: value)
+    monkeypatch.setattr(perf, "sync", lambda device: None)
+    monkeypatch.setattr(perf, "epoch_order", _on_the_host(perf.epoch_order))
+    monkeypatch.setattr(MelFrontend, "__init__", _on_the_host(MelFrontend.__init__))
+    monkeypatch.setattr(torch.profiler, "profile", _NoKernels)
+    monkeypatch.setattr(gpucheck, "shared_busy", lambda *a, **k: {"runs": 3, "busy": 0.0})  # other processes
+    out = tmp_path / "gpu-check.json"
+    with fake_cuda.mode:
+        gpucheck.run_checks(out, 32, 3, only={"P1", "P2", "P3", "P4"})
+    checks = {c["id"]: c for c in json.loads(out.read_text())["checks"]}
+    for key in ("P1", "P2", "P3", "P4"):
+        assert checks[key]["ok"] is not None and not re.match(r"\w+(Error|Exception):", checks[key]["detail"]), \
+            checks[key]["detail"]
+    assert checks["P1"]["numbers"]["headline"]["case"] == "vgg 12k 96x1366 x1"  # the paper's 96 x 1366
+    assert checks["P2"]["numbers"]["case"] == "vgg 16k 128x1820 x1"  # the largest input of Table II
+    assert checks["P4"]["numbers"]["clips_per_second_resident"] > 0
