@@ -176,6 +176,35 @@ def test_training_and_evaluation_keep_every_tensor_on_the_gpu(fake_cuda, monkeyp
     assert y_true.shape == y_score.shape == (9, 3)
 
 
+@pytest.mark.parametrize("arch", ["vgg", "musicnn"])
+def test_fp16_training_with_loss_scaling_keeps_every_tensor_on_the_gpu(fake_cuda, monkeypatch, arch):
+    """`make gpu-check`'s C2 path, on a GPU without native bf16: fp16 with GradScaler's loss scaling
+    through the loader, the scale and its bookkeeping on the device. GradScaler turns itself off where
+    torch finds no CUDA, so it is built believing there is one (autocast is not: its casts need a driver)."""
+    monkeypatch.setattr(train, "resident_fits", lambda n_bytes, device, reusable=0: False)
+    monkeypatch.setattr(FakeTensor, "__int__", lambda self: 1, raising=False)  # a step count read on the host
+    real_init = torch.amp.GradScaler.__init__
+
+    def init(self, *args, **kwargs):
+        available = torch.cuda.is_available
+        torch.cuda.is_available = lambda: True
+        try:
+            real_init(self, *args, **kwargs)
+        finally:
+            torch.cuda.is_available = available
+
+    monkeypatch.setattr(torch.amp.GradScaler, "__init__", init)
+    (run,) = tiny_runs(archs=(arch,), epochs=1, precision="fp16")
+    trainer = train.Trainer(run, ToyCache(clips=(21, 9, 9)), CUDA, log=lambda *_: None)
+    assert trainer.path.amp_dtype == "float16" and trainer.scaler.is_enabled()
+    with fake_cuda.mode:
+        loss, seen, skipped = trainer.train_epoch(1)
+        trainer.check_trained()
+        y_true, y_score = trainer.predict("valid")
+    assert seen == 16 and len(fake_cuda.backward_passes) == 2
+    assert y_score.shape == (9, 3)
+
+
 def _as_arch(run, arch: str):
     import dataclasses
 
