@@ -15,6 +15,7 @@ fake cannot do is stood in for, and nothing else:
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -49,12 +50,15 @@ def _is_cuda(device) -> bool:
 
 
 class FakeCuda:
-    """The fake CUDA device: `tensor(t)` is `t` on it, `module(m)` moves m's weights there."""
+    """The fake CUDA device: `tensor(t, device)` is `t` on `device`, `module(m, ...)` converts m's
+    weights as `nn.Module.to` would."""
 
     def __init__(self):
         self.mode = FakeTensorMode(allow_non_fake_inputs=True)  # host tensors take part, as on a GPU
 
-    def tensor(self, t: torch.Tensor, device: torch.device = CUDA) -> torch.Tensor:
+    def tensor(self, t: torch.Tensor, device: torch.device | None = CUDA) -> torch.Tensor:
+        """`t` as a fake on `device` (None: where it is); "meta" gives a plain meta tensor."""
+        device = t.device if device is None else torch.device(device)
         if isinstance(t, FakeTensor) and t.device.type == device.type:
             return t
         with unset_fake_temporarily():  # a tensor with t's shape, strides and dtype and no data
@@ -62,9 +66,9 @@ class FakeCuda:
         return meta if device.type == "meta" else FakeTensor(self.mode, meta, device)
 
     def module(self, module: nn.Module, dtype: torch.dtype | None = None,
-               memory_format: torch.memory_format | None = None, device: torch.device = CUDA) -> nn.Module:
+               memory_format: torch.memory_format | None = None, device: torch.device | None = CUDA) -> nn.Module:
         def moved(t: torch.Tensor) -> torch.Tensor:
-            t = self.tensor(t, torch.device(device))
+            t = self.tensor(t, device)
             with self.mode:
                 if dtype is not None and t.is_floating_point():
                     t = t.to(dtype)
@@ -80,6 +84,24 @@ class FakeCuda:
                 if b is not None:
                     part._buffers[name] = moved(b)
         return module
+
+
+def _one_value(placeholder):
+    """A value read on the host: legal for a one-element tensor on any device (a sync on a GPU)."""
+    def read(self):
+        if self.numel() != 1:
+            raise RuntimeError(f"a Tensor with {self.numel()} elements cannot be converted to Scalar")
+        return placeholder
+
+    return read
+
+
+def _host_array(self, *args, **kwargs):
+    """`.numpy()`: zeros of the tensor's shape for a host tensor; refused for a device tensor, as torch does."""
+    if self.device.type != "cpu":
+        raise TypeError(f"can't convert {self.device} device type tensor to numpy. Use Tensor.cpu() to copy the "
+                        "tensor to host memory first.")
+    return np.zeros(tuple(self.shape), dtype=np.float32)
 
 
 def _on_the_host(function):
@@ -98,10 +120,8 @@ def fake_cuda(monkeypatch):
 
     def module_to(self, *args, **kwargs):
         device, dtype, _blocking, memory_format = torch._C._nn._parse_to(*args, **kwargs)
-        on_device = any(isinstance(p, FakeTensor) for p in self.parameters())
-        if _is_cuda(device) or (on_device and device is None):
-            return cuda.module(self, dtype, memory_format)
-        if on_device:  # to the host, or to "meta" for a shape
+        fake = any(isinstance(t, FakeTensor) for t in itertools.chain(self.parameters(), self.buffers()))
+        if _is_cuda(device) or fake:  # without a device, each tensor stays where it is, as in torch
             return cuda.module(self, dtype, memory_format, device)
         return real_to(self, *args, **kwargs)
 
@@ -115,10 +135,9 @@ def fake_cuda(monkeypatch):
 
         monkeypatch.setattr(cls, "__init__", init)
     monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self, *a, **k: self)
-    monkeypatch.setattr(FakeTensor, "item", lambda self: 1.0, raising=False)
-    monkeypatch.setattr(FakeTensor, "__bool__", lambda self: True, raising=False)
-    monkeypatch.setattr(FakeTensor, "numpy",
-                        lambda self, *a, **k: np.zeros(tuple(self.shape), dtype=np.float32), raising=False)
+    monkeypatch.setattr(FakeTensor, "item", _one_value(1.0), raising=False)
+    monkeypatch.setattr(FakeTensor, "__bool__", _one_value(True), raising=False)
+    monkeypatch.setattr(FakeTensor, "numpy", _host_array, raising=False)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)  # restored after
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", torch.backends.cudnn.allow_tf32)

@@ -27,6 +27,6 @@ HEADLINE_FRACTION_OF_BF16_PEAK = 0.40
 """The headline training step (the spec's 96-band, hop x1 input at its lowest sample rate: VGG at 96
 x 1366 in the paper's grid) at this share of the GPU's dense bf16 peak, or more."""
 
-PROJECTED_FRACTION_OF_BF16_PEAK = 0.354
+PROJECTED_FRACTION_OF_BF16_PEAK = 3778e15 / (989e12 * 3600) / 3  # 0.3537
 """A whole grid's work over its projected hours at this share of the dense bf16 peak, or more:
 `paper-mtat-vgg`'s 3,778 PFLOP (1.06 hours at an H100's 989 TFLOP/s) in 3 H100-hours."""
