@@ -25,12 +25,14 @@ import pytest
 import torch
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, unset_fake_temporarily
+from torch.utils._pytree import tree_map
 
 import architectures
+from bench.core.errors import Interrupted
 from bench.data import views
 from bench.spec import load_spec
 from bench.tools import perf
-from bench.train import fastpath, latency
+from bench.train import checkpoint, fastpath, latency
 from bench.train import loop as train
 from bench.train.frontend import MelFrontend
 
@@ -137,13 +139,29 @@ def fake_cuda(monkeypatch):
     monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self, *a, **k: self)
     monkeypatch.setattr(FakeTensor, "item", _one_value(1.0), raising=False)
     monkeypatch.setattr(FakeTensor, "__bool__", _one_value(True), raising=False)
-    monkeypatch.setattr(FakeTensor, "numpy", _host_array, raising=False)
+    real_numpy = torch.Tensor.numpy
+
+    def numpy(self, *args, **kwargs):  # a real host tensor's values stay real (the mode would fake them)
+        if isinstance(self, FakeTensor):
+            return _host_array(self)
+        with unset_fake_temporarily():
+            return real_numpy(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "numpy", numpy)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)  # restored after
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", torch.backends.cudnn.allow_tf32)
     monkeypatch.setattr(fastpath, "loader_workers", lambda: 0)  # the loader's reads stay in this process
     for name in ("epoch_order", "full_batches"):  # the host's data order: real values, which the loader reads
         monkeypatch.setattr(train, name, _on_the_host(getattr(train, name)))
+    # host data and arithmetic, real where the process builds a trainer inside the mode: a split's
+    # targets, the mel filterbank (computed when the front end is built, then moved with it), the
+    # CPU generator's state
+    for cls in (views.ClipDataset, MelFrontend):
+        monkeypatch.setattr(cls, "__init__", _on_the_host(cls.__init__))
+    for name in ("get_rng_state", "set_rng_state"):  # the CPU generator's state, in a checkpoint
+        monkeypatch.setattr(torch, name, _on_the_host(getattr(torch, name)))
+    monkeypatch.setattr(checkpoint, "load_torch", _on_the_host(checkpoint.load_torch))  # a file's tensors, on the host
     monkeypatch.setenv("BENCH_COMPILE", "0")
     real_backward = torch.Tensor.backward
     backward_passes = []
@@ -201,7 +219,21 @@ def test_fp16_training_with_loss_scaling_keeps_every_tensor_on_the_gpu(fake_cuda
     through the loader, the scale and its bookkeeping on the device. GradScaler turns itself off where
     torch finds no CUDA, so it is built believing there is one (autocast is not: its casts need a driver)."""
     monkeypatch.setattr(train, "resident_fits", lambda n_bytes, device, reusable=0: False)
-    monkeypatch.setattr(FakeTensor, "__int__", lambda self: 1, raising=False)  # a step count read on the host
+    _loss_scaling_on_the_fake_device(monkeypatch)
+    (run,) = tiny_runs(archs=(arch,), epochs=1, precision="fp16")
+    trainer = train.Trainer(run, ToyCache(clips=(21, 9, 9)), CUDA, log=lambda *_: None)
+    assert trainer.path.amp_dtype == "float16" and trainer.scaler.is_enabled()
+    with fake_cuda.mode:
+        loss, seen, skipped = trainer.train_epoch(1)
+        trainer.check_trained()
+        y_true, y_score = trainer.predict("valid")
+    assert seen == 16 and len(fake_cuda.backward_passes) == 2
+    assert y_score.shape == (9, 3)
+
+
+def _loss_scaling_on_the_fake_device(monkeypatch) -> None:
+    """GradScaler turns itself off where torch finds no CUDA: it is built believing there is one."""
+    monkeypatch.setattr(FakeTensor, "__int__", _one_value(1), raising=False)  # a step count read on the host
     real_init = torch.amp.GradScaler.__init__
 
     def init(self, *args, **kwargs):
@@ -213,15 +245,52 @@ def test_fp16_training_with_loss_scaling_keeps_every_tensor_on_the_gpu(fake_cuda
             torch.cuda.is_available = available
 
     monkeypatch.setattr(torch.amp.GradScaler, "__init__", init)
-    (run,) = tiny_runs(archs=(arch,), epochs=1, precision="fp16")
-    trainer = train.Trainer(run, ToyCache(clips=(21, 9, 9)), CUDA, log=lambda *_: None)
-    assert trainer.path.amp_dtype == "float16" and trainer.scaler.is_enabled()
+
+
+def _host_copy(state):
+    """What a state of device tensors saved with torch.save gives back loaded to the host: host tensors
+    of the same shapes and dtypes (here zeros: a fake holds no values)."""
+    def copy(x):
+        if isinstance(x, FakeTensor):
+            with unset_fake_temporarily():
+                return torch.zeros(x.shape, dtype=x.dtype)
+        return x
+
+    return tree_map(copy, state)
+
+
+@pytest.mark.parametrize("arch, precision", [("musicnn", "fp32"), ("vgg", "fp16")])
+def test_a_run_trains_checkpoints_and_resumes_on_the_gpu(fake_cuda, monkeypatch, tmp_path, arch, precision):
+    """`train_run` whole on the fake device, stopped after its first epoch's checkpoint (with CUDA's
+    generator state) as by Ctrl-C, then run again: it resumes (weights, fused Adam's state and fp16's
+    loss scale back on the device), trains the second epoch, keeps the best weights, evaluates the
+    test split and measures served latency."""
+    monkeypatch.setattr(train, "resident_fits", lambda n_bytes, device, reusable=0: True)
+    _loss_scaling_on_the_fake_device(monkeypatch)
+    for name, value in [("synchronize", None), ("reset_peak_memory_stats", None), ("max_memory_allocated", 2**30)]:
+        monkeypatch.setattr(torch.cuda, name, lambda device=None, value=value: value)
+    generator_states = []
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device=None: torch.zeros(16, dtype=torch.uint8))
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device=None: generator_states.append(state))
+    real_save = train.save_torch
+    monkeypatch.setattr(train, "save_torch", lambda path, state: real_save(path, _host_copy(state)))
+    monkeypatch.setattr(train, "sync", lambda device: None)
+    monkeypatch.setattr(latency, "sync", lambda device: None)
+    (run,) = tiny_runs(archs=(arch,), epochs=2, precision=precision)
+
+    def ctrl_c(line):
+        raise KeyboardInterrupt
+
+    logged = []
     with fake_cuda.mode:
-        loss, seen, skipped = trainer.train_epoch(1)
-        trainer.check_trained()
-        y_true, y_score = trainer.predict("valid")
-    assert seen == 16 and len(fake_cuda.backward_passes) == 2
-    assert y_score.shape == (9, 3)
+        with pytest.raises(Interrupted, match="resume .* from epoch 2"):
+            train.train_run(run, ToyCache(clips=(21, 9, 9)), tmp_path, CUDA, log=logged.append, epoch_log=ctrl_c)
+        result = train.train_run(run, ToyCache(clips=(21, 9, 9)), tmp_path, CUDA, log=logged.append)
+    assert f"resuming {run.run_id} after epoch 1" in logged and result["epochs"] == 2
+    assert result["fast_path"]["device"] == "cuda" and result["fast_path"]["loss_scaling"] == (precision == "fp16")
+    assert result["inference"]["device"] == "cuda" and result["peak_memory_bytes"] is not None
+    assert len(generator_states) == 1 and generator_states[0].device.type == "cpu"  # as CUDA's generator takes it
+    assert set(result["test"]) >= {"roc_auc", "pr_auc", "per_tag"}
 
 
 def _as_arch(run, arch: str):
@@ -273,7 +342,6 @@ def test_bench_perf_on_a_gpu_measures_its_levers_and_judges_the_gpu_targets(fake
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: 2**30)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
     monkeypatch.setattr(perf, "epoch_order", _on_the_host(perf.epoch_order))
-    monkeypatch.setattr(MelFrontend, "__init__", _on_the_host(MelFrontend.__init__))  # the filterbank's arithmetic
     settings = perf.PerfSettings(batch=None, budget_seconds=0.01, max_steps=1, scaling_cases=2, data_clips=8,
                                  compile=False, librosa=False)
     with fake_cuda.mode:
@@ -334,7 +402,6 @@ def test_gpu_check_performance_checks_run_their_cuda_code(fake_cuda, monkeypatch
         monkeypatch.setattr(torch.cuda, name, lambda device=None, value=value: value)
     monkeypatch.setattr(perf, "sync", lambda device: None)
     monkeypatch.setattr(perf, "epoch_order", _on_the_host(perf.epoch_order))
-    monkeypatch.setattr(MelFrontend, "__init__", _on_the_host(MelFrontend.__init__))
     monkeypatch.setattr(torch.profiler, "profile", _NoKernels)
     monkeypatch.setattr(gpucheck, "shared_busy", lambda *a, **k: {"runs": 3, "busy": 0.0})  # other processes
     out = tmp_path / "gpu-check.json"
