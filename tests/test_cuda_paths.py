@@ -1306,6 +1306,29 @@ def test_gpu_check_c3_needs_both_workers_to_train(monkeypatch, tmp_path, pids, o
     assert check.ok is ok and f"{len(set(pids))} worker processes trained" in check.detail
 
 
+@pytest.mark.parametrize(("native_bf16", "amp_dtype", "resident", "device", "ok"), [
+    (True, "bfloat16", True, "cuda", True),
+    (False, "float16", True, "cuda", True),  # a V100: bf16 only emulated, so fp16 is the path
+    (True, "float16", True, "cuda", False),
+    (True, "bfloat16", False, "cuda", False),  # the waveforms did not stay on the GPU
+    (True, "bfloat16", True, "cpu", False),  # a worker that fell back to the CPU
+])
+def test_gpu_check_c1_needs_resident_data_in_the_gpus_half_precision(monkeypatch, tmp_path, native_bf16, amp_dtype,
+                                                                      resident, device, ok):
+    from bench.tools import gpucheck
+
+    monkeypatch.setattr(fastpath, "native_bf16", lambda device: native_bf16)
+    runs = [{"pid": 1, "config": {"arch": arch}, "metrics": {"roc_auc": 0.5}, "provenance": {"device": device},
+             "training": {"amp_dtype": amp_dtype, "fast_path": {"resident_data": resident}}}
+            for arch in ("vgg", "musicnn")]
+    stub_grid(monkeypatch, tmp_path, "c1", runs)
+    check = gpucheck.Check("C1", "")
+    gpucheck.check_resident_bf16(gpucheck.Workspace(tmp_path), check)
+    assert check.ok is ok
+    assert check.detail == f"vgg {amp_dtype} resident={resident} on {device}, musicnn {amp_dtype} " \
+                           f"resident={resident} on {device}"
+
+
 @pytest.mark.parametrize("scaled", [True, False])
 def test_gpu_check_c2_needs_the_loss_scaled(monkeypatch, tmp_path, scaled):
     from bench.tools import gpucheck
