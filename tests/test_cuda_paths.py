@@ -1507,6 +1507,31 @@ def test_running_out_of_gpu_memory_is_the_runs_failure_with_a_hint(monkeypatch, 
     assert "--retry-failed" in result["error"] and "--runs-per-gpu 1" in result["error"]
 
 
+def test_a_failed_runs_error_is_one_line_and_its_error_file_has_all_of_it(monkeypatch, one_run):
+    """CUDA's errors run to three lines (the error, where to look it up, a note on device-side
+    assertions): the log's FAILED line, the grid's summary and the report print result.json's
+    `error`, one line each; error.txt keeps the message as raised, with its traceback."""
+    from bench.run import runner
+
+    spec, run, folder = one_run
+    message = ("CUDA error: misaligned address\nSearch for `cudaErrorMisalignedAddress' in https://docs.nvidia.com/"
+               "cuda/cuda-runtime-api/group__CUDART__TYPES.html for more information.\nCompile with "
+               "`TORCH_USE_CUDA_DSA` to enable device-side assertions.")
+
+    def train_run(*args, **kwargs):
+        raise ValueError(message)  # not a device failure: the run's own, recorded
+
+    monkeypatch.setattr(train, "train_run", train_run)
+    logged = []
+    runner._claim_and_execute(spec, folder, run, lambda rate: None, CPU, None, logged.append)
+    error = json.loads((folder / runner.RESULT).read_text())["error"]
+    assert error == ("ValueError: CUDA error: misaligned address Search for `cudaErrorMisalignedAddress' in "
+                     "https://docs.nvidia.com/cuda/cuda-runtime-api/group__CUDART__TYPES.html for more information. "
+                     "Compile with `TORCH_USE_CUDA_DSA` to enable device-side assertions.")
+    assert f"  FAILED {run.run_id}: {error}" in logged
+    assert message in (folder / runner.ERROR).read_text()
+
+
 def test_the_served_latency_pass_halves_its_batch_rather_than_fail_a_trained_run(monkeypatch):
     """The fp32 throughput batch of 64 can need more memory than training did, while the trainer is
     still resident: hours of training must not be recorded as failed for it."""

@@ -319,7 +319,9 @@ def _record_failure(folder: Path, result: dict, exc: Exception, log: Callable) -
 
     atomic_write_text(folder / ERROR, traceback.format_exc())
     hint = f" ({OUT_OF_MEMORY_HINT})" if isinstance(exc, torch.OutOfMemoryError) else ""
-    result.update(status="failed", error=f"{type(exc).__name__}: {exc}{hint}")
+    # one line, as the log, the grid's summary and the report print it (CUDA's errors run to three);
+    # the traceback and the whole message are in the run's error file
+    result.update(status="failed", error=one_line(f"{type(exc).__name__}: {exc}{hint}"))
     log(f"  FAILED {result['run_id']}: {result['error']}")
 
 
