@@ -15,10 +15,12 @@ fake cannot do is stood in for, and nothing else:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -137,6 +139,7 @@ def fake_cuda(monkeypatch):
 
         monkeypatch.setattr(cls, "__init__", init)
     monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self, *a, **k: self)
+    monkeypatch.setattr(fastpath.FastPath, "autocast", lambda self: contextlib.nullcontext())  # needs a driver
     monkeypatch.setattr(FakeTensor, "item", _one_value(1.0), raising=False)
     monkeypatch.setattr(FakeTensor, "__bool__", _one_value(True), raising=False)
     real_numpy = torch.Tensor.numpy
@@ -414,3 +417,46 @@ def test_gpu_check_performance_checks_run_their_cuda_code(fake_cuda, monkeypatch
     assert checks["P1"]["numbers"]["headline"]["case"] == "vgg 12k 96x1366 x1"  # the paper's 96 x 1366
     assert checks["P2"]["numbers"]["case"] == "vgg 16k 128x1820 x1"  # the largest input of Table II
     assert checks["P4"]["numbers"]["clips_per_second_resident"] > 0
+
+
+def test_bench_grid_on_a_gpu_trains_every_run_there(fake_cuda, monkeypatch, tmp_path, copy_tiny_synthetic, capsys):
+    """`bench grid SPEC --device cuda --workers 1` in this process (one local worker runs in it): the
+    cache prepared, a GPU slot claimed, VGG and MusiCNN trained on device-resident waveforms in the
+    GPU's default path (bf16, channels_last, fused Adam), result.json written for each. The fake
+    GPU is one H100 with 60 of 80 GiB free; fvcore's cost count runs on the host, as it does."""
+    from bench.cli import main
+    from bench.cost import gmac
+    from bench.tools.gpucheck import TINY_SPEC
+
+    gib = 2**30
+    for name, value in [("synchronize", None), ("reset_peak_memory_stats", None), ("max_memory_allocated", gib),
+                        ("device_count", 1), ("set_device", None), ("get_device_name", "NVIDIA H100 80GB HBM3"),
+                        ("mem_get_info", (60 * gib, 80 * gib)), ("get_device_properties", SimpleNamespace(uuid="f-0")),
+                        ("get_rng_state", torch.zeros(16, dtype=torch.uint8)), ("set_rng_state", None)]:
+        monkeypatch.setattr(torch.cuda, name, lambda *a, value=value, **k: value)
+    monkeypatch.setattr(train, "resolve_device", lambda name: CUDA)  # torch.cuda.is_available() says no here
+    real_save = train.save_torch
+    monkeypatch.setattr(train, "save_torch", lambda path, state: real_save(path, _host_copy(state)))
+    monkeypatch.setattr(train, "sync", lambda device: None)
+    monkeypatch.setattr(latency, "sync", lambda device: None)
+    monkeypatch.setattr(gmac, "model_cost", _on_the_host(gmac.model_cost))
+    monkeypatch.setenv("BENCH_GPU_LOCKS", str(tmp_path / "gpu-locks"))  # not the machine's slots
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(TINY_SPEC.format(name="tiny", seeds="[0]", data=copy_tiny_synthetic(tmp_path / "data"), epochs=2,
+                                     patience=3, archs='["vgg", "musicnn"]', extra=""))
+    monkeypatch.chdir(tmp_path)
+    with fake_cuda.mode:
+        status = main(["grid", str(spec), "--device", "cuda", "--workers", "1", "--runs-per-gpu", "1", "--no-report"])
+    printed = capsys.readouterr().out
+    assert status == 0, printed
+    assert "worker 0 (pid " in printed and " on cuda:0 (GPU-f-0), slot 1/1" in printed
+    runs = tmp_path / "results" / "tiny" / "runs"
+    results = [json.loads(p.read_text()) for p in sorted(runs.glob("*/result.json"))]
+    assert [r["config"]["arch"] for r in results] == ["musicnn", "vgg"] and all(r["status"] == "ok" for r in results)
+    for result in results:
+        path = result["training"]["fast_path"]
+        assert result["provenance"]["device"] == "cuda:0"
+        assert result["provenance"]["device_name"] == "NVIDIA H100 80GB HBM3"
+        assert path["resident_data"] and path["fused_adam"] and path["channels_last"]
+        assert path["amp_dtype"] == result["training"]["amp_dtype"] == "bfloat16"
+        assert result["cost"]["epochs"] == 2 and result["cost"]["peak_memory_bytes"] is not None
