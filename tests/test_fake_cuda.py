@@ -1,16 +1,20 @@
-"""A run's training and evaluation passes with every tensor on a CUDA device, on a machine without
-one: torch's FakeTensor carries a device, a shape, a dtype and strides but no data, and refuses, as
-CUDA does, an operation that mixes a CUDA tensor with a CPU tensor ("Expected all tensors to be on
-the same device"). The trainer is built for `torch.device("cuda")` as a GPU worker builds it; what a
-fake cannot do is stood in for, and nothing else:
+"""The suite's CUDA paths with every device tensor on a CUDA device, on a machine without one:
+torch's FakeTensor carries a device, a shape, a dtype and strides but no data, and refuses, as CUDA
+does, an operation that mixes a CUDA tensor with a CPU tensor ("Expected all tensors to be on the
+same device"). Trainers, `bench grid`, `bench perf` and gpu-check's P1-P4 are built and run for
+`torch.device("cuda")` as on a GPU box; what a fake cannot do is stood in for, and nothing else:
 
 - the backward pass (torch's autograd engine needs a real device context): every weight the loss
   depends on gets a zero gradient on the device, and fused Adam steps on them;
 - reading a value on the host (`.item()`, `bool()`, `.numpy()`): a placeholder, as the values are
-  not there; the data order, host arithmetic whose values the loader reads, is computed for real;
-- pinning host memory (not implemented for fakes) and the CUDA memory queries;
-- autocast: with no CUDA driver its casts cannot run, so these runs are fp32 (the bf16 and fp16
-  paths share this code and run on the CPU elsewhere in the suite).
+  not there; host data and arithmetic (the data order, a split's targets, the mel filterbank, the
+  CPU generator, files read back, fvcore's count) are computed for real, and a file written holds
+  zeros of the saved shapes;
+- CUDA's runtime (device count and name, memory, generator state, synchronisation), answered as one
+  H100 with 60 of its 80 GiB free; pinning host memory (not implemented for fakes);
+- autocast: with no CUDA driver its casts cannot run, so it is off (the bf16 and fp16 arithmetic
+  shares this code and runs on the CPU elsewhere in the suite);
+- the loader's worker processes: none, the reads stay in the process.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from torch.utils._pytree import tree_map
 
 import architectures
 from bench.core.errors import Interrupted
+from bench.cost import gmac
 from bench.data import views
 from bench.spec import load_spec
 from bench.tools import perf
@@ -116,6 +121,18 @@ def _on_the_host(function):
     return real
 
 
+def _host_copy(state):
+    """What a state of device tensors saved with torch.save gives back loaded to the host: host tensors
+    of the same shapes and dtypes (here zeros: a fake holds no values)."""
+    def copy(x):
+        if isinstance(x, FakeTensor):
+            with unset_fake_temporarily():
+                return torch.zeros(x.shape, dtype=x.dtype)
+        return x
+
+    return tree_map(copy, state)
+
+
 @pytest.fixture
 def fake_cuda(monkeypatch):
     """A GPU worker's process, as far as the trainer can tell, with every device tensor a fake."""
@@ -151,7 +168,22 @@ def fake_cuda(monkeypatch):
             return real_numpy(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.Tensor, "numpy", numpy)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    # CUDA's runtime, as one H100 with 60 of its 80 GiB free answers (1 GiB the peak of anything)
+    gib = 2**30
+    for name, value in [("is_bf16_supported", True), ("device_count", 1), ("set_device", None),
+                        ("get_device_name", "NVIDIA H100 80GB HBM3"),
+                        ("get_device_properties", SimpleNamespace(uuid="f-0")), ("mem_get_info", (60 * gib, 80 * gib)),
+                        ("memory_allocated", gib), ("memory_reserved", 2 * gib), ("reset_peak_memory_stats", None),
+                        ("max_memory_allocated", gib), ("synchronize", None), ("empty_cache", None),
+                        ("get_rng_state", torch.zeros(16, dtype=torch.uint8))]:
+        monkeypatch.setattr(torch.cuda, name, lambda *a, value=value, **k: value)
+    cuda.generator_states = []
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device=None: cuda.generator_states.append(state))
+    monkeypatch.setattr(train, "resolve_device", lambda name: CUDA if name in ("cuda", "auto") else torch.device(name))
+    # what a file holds once written: host tensors of the saved shapes (zeros: a fake has no values)
+    real_save = train.save_torch
+    monkeypatch.setattr(train, "save_torch", lambda path, state: real_save(path, _host_copy(state)))
+    monkeypatch.setattr(gmac, "model_cost", _on_the_host(gmac.model_cost))  # fvcore's count, on a host model
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)  # restored after
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", torch.backends.cudnn.allow_tf32)
     monkeypatch.setattr(fastpath, "loader_workers", lambda: 0)  # the loader's reads stay in this process
@@ -250,18 +282,6 @@ def _loss_scaling_on_the_fake_device(monkeypatch) -> None:
     monkeypatch.setattr(torch.amp.GradScaler, "__init__", init)
 
 
-def _host_copy(state):
-    """What a state of device tensors saved with torch.save gives back loaded to the host: host tensors
-    of the same shapes and dtypes (here zeros: a fake holds no values)."""
-    def copy(x):
-        if isinstance(x, FakeTensor):
-            with unset_fake_temporarily():
-                return torch.zeros(x.shape, dtype=x.dtype)
-        return x
-
-    return tree_map(copy, state)
-
-
 @pytest.mark.parametrize("arch, precision", [("musicnn", "fp32"), ("vgg", "fp16")])
 def test_a_run_trains_checkpoints_and_resumes_on_the_gpu(fake_cuda, monkeypatch, tmp_path, arch, precision):
     """`train_run` whole on the fake device, stopped after its first epoch's checkpoint (with CUDA's
@@ -270,15 +290,6 @@ def test_a_run_trains_checkpoints_and_resumes_on_the_gpu(fake_cuda, monkeypatch,
     test split and measures served latency."""
     monkeypatch.setattr(train, "resident_fits", lambda n_bytes, device, reusable=0: True)
     _loss_scaling_on_the_fake_device(monkeypatch)
-    for name, value in [("synchronize", None), ("reset_peak_memory_stats", None), ("max_memory_allocated", 2**30)]:
-        monkeypatch.setattr(torch.cuda, name, lambda device=None, value=value: value)
-    generator_states = []
-    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device=None: torch.zeros(16, dtype=torch.uint8))
-    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device=None: generator_states.append(state))
-    real_save = train.save_torch
-    monkeypatch.setattr(train, "save_torch", lambda path, state: real_save(path, _host_copy(state)))
-    monkeypatch.setattr(train, "sync", lambda device: None)
-    monkeypatch.setattr(latency, "sync", lambda device: None)
     (run,) = tiny_runs(archs=(arch,), epochs=2, precision=precision)
 
     def ctrl_c(line):
@@ -292,7 +303,8 @@ def test_a_run_trains_checkpoints_and_resumes_on_the_gpu(fake_cuda, monkeypatch,
     assert f"resuming {run.run_id} after epoch 1" in logged and result["epochs"] == 2
     assert result["fast_path"]["device"] == "cuda" and result["fast_path"]["loss_scaling"] == (precision == "fp16")
     assert result["inference"]["device"] == "cuda" and result["peak_memory_bytes"] is not None
-    assert len(generator_states) == 1 and generator_states[0].device.type == "cpu"  # as CUDA's generator takes it
+    states = fake_cuda.generator_states
+    assert len(states) == 1 and states[0].device.type == "cpu"  # as CUDA's generator takes it
     assert set(result["test"]) >= {"roc_auc", "pr_auc", "per_tag"}
 
 
@@ -319,7 +331,6 @@ def test_a_cpu_tensor_in_a_gpu_step_fails_here_as_on_a_gpu(fake_cuda, monkeypatc
 def test_inference_latency_is_measured_on_the_gpu(fake_cuda, monkeypatch, arch):
     """`bench plan --latency --device cuda` and each finished run's served-inference pass: clips drawn
     on the host, copied to the device, tagged there segment by segment."""
-    monkeypatch.setattr(latency, "sync", lambda device: None)  # nothing is queued on a fake device
     real_measure = latency.measure_inference
     seen = []
 
@@ -340,10 +351,6 @@ def test_bench_perf_on_a_gpu_measures_its_levers_and_judges_the_gpu_targets(fake
     the front end, both data paths and the projection run with their tensors on the device; the
     targets are the GPU's (shares of its bf16 dense peak), not the CPU's. The fake's timings are
     meaningless; the work and the floor are not: 3,778 PFLOP, 1.06 hours at an H100's 989 TFLOP/s."""
-    monkeypatch.setattr(perf, "sync", lambda device: None)
-    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: None)
-    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: 2**30)
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
     monkeypatch.setattr(perf, "epoch_order", _on_the_host(perf.epoch_order))
     settings = perf.PerfSettings(batch=None, budget_seconds=0.01, max_steps=1, scaling_cases=2, data_clips=8,
                                  compile=False, librosa=False)
@@ -398,12 +405,6 @@ def test_gpu_check_performance_checks_run_their_cuda_code(fake_cuda, monkeypatch
     line). The fake's timings and the memory figures stood in for here make the verdicts meaningless."""
     from bench.tools import gpucheck
 
-    gib = 2**30
-    for name, value in [("synchronize", None), ("reset_peak_memory_stats", None), ("max_memory_allocated", gib),
-                        ("memory_allocated", gib), ("memory_reserved", 2 * gib), ("mem_get_info", (60 * gib, 80 * gib)),
-                        ("get_device_name", "NVIDIA H100 80GB HBM3")]:
-        monkeypatch.setattr(torch.cuda, name, lambda device=None, value=value: value)
-    monkeypatch.setattr(perf, "sync", lambda device: None)
     monkeypatch.setattr(perf, "epoch_order", _on_the_host(perf.epoch_order))
     monkeypatch.setattr(torch.profiler, "profile", _NoKernels)
     monkeypatch.setattr(gpucheck, "shared_busy", lambda *a, **k: {"runs": 3, "busy": 0.0})  # other processes
@@ -425,21 +426,8 @@ def test_bench_grid_on_a_gpu_trains_every_run_there(fake_cuda, monkeypatch, tmp_
     GPU's default path (bf16, channels_last, fused Adam), result.json written for each. The fake
     GPU is one H100 with 60 of 80 GiB free; fvcore's cost count runs on the host, as it does."""
     from bench.cli import main
-    from bench.cost import gmac
     from bench.tools.gpucheck import TINY_SPEC
 
-    gib = 2**30
-    for name, value in [("synchronize", None), ("reset_peak_memory_stats", None), ("max_memory_allocated", gib),
-                        ("device_count", 1), ("set_device", None), ("get_device_name", "NVIDIA H100 80GB HBM3"),
-                        ("mem_get_info", (60 * gib, 80 * gib)), ("get_device_properties", SimpleNamespace(uuid="f-0")),
-                        ("get_rng_state", torch.zeros(16, dtype=torch.uint8)), ("set_rng_state", None)]:
-        monkeypatch.setattr(torch.cuda, name, lambda *a, value=value, **k: value)
-    monkeypatch.setattr(train, "resolve_device", lambda name: CUDA)  # torch.cuda.is_available() says no here
-    real_save = train.save_torch
-    monkeypatch.setattr(train, "save_torch", lambda path, state: real_save(path, _host_copy(state)))
-    monkeypatch.setattr(train, "sync", lambda device: None)
-    monkeypatch.setattr(latency, "sync", lambda device: None)
-    monkeypatch.setattr(gmac, "model_cost", _on_the_host(gmac.model_cost))
     monkeypatch.setenv("BENCH_GPU_LOCKS", str(tmp_path / "gpu-locks"))  # not the machine's slots
     spec = tmp_path / "tiny.toml"
     spec.write_text(TINY_SPEC.format(name="tiny", seeds="[0]", data=copy_tiny_synthetic(tmp_path / "data"), epochs=2,
