@@ -950,8 +950,8 @@ def format_report(report: dict) -> str:
         lines += ["", f"Projection: {pr['runs']} runs of {report['spec']} at {a['epochs_per_run']:g} epochs per run "
                   f"= {amount(pr['pflop'], 0)} PFLOP = {amount(pr['device_hours'], 0)} {hours_unit(report['device'])} "
                   f"({amount(pr['max_epochs_hours'], 0)} at the spec's max_epochs {a['max_epochs']}, the bound)"
-                  + (f"; {amount(pr['pflop'] * 1e3 / peak / 3600, 2)} at the bf16 dense peak ({peak:g} TFLOP/s)"
-                     if (peak := report.get("bf16_peak_tflops")) else ""),
+                  + (f"; {amount(pr['pflop'] * 1e3 / bf16 / 3600, 2)} at the bf16 dense peak ({bf16:g} TFLOP/s)"
+                     if (bf16 := report.get("bf16_peak_tflops")) else ""),
                   f"  one run at a time on one {report['device_name']}: measured eager training steps at batch "
                   f"{a['batch_measured']} and evaluation, interpolated in GMAC between the scaling rows, plus the "
                   f"mel front end, for {a['train_valid_test_clips'][0]:,} / {a['train_valid_test_clips'][1]:,} / "
