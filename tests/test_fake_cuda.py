@@ -12,8 +12,9 @@ same device"). Trainers, `bench grid`, `bench perf` and gpu-check's P1-P4 are bu
   zeros of the saved shapes;
 - CUDA's runtime (device count and name, memory, generator state, synchronisation), answered as one
   H100 with 60 of its 80 GiB free; pinning host memory (not implemented for fakes);
-- autocast: with no CUDA driver its casts cannot run, so it is off (the bf16 and fp16 arithmetic
-  shares this code and runs on the CPU elsewhere in the suite);
+- autocast: with no CUDA driver its casts cannot run, so the fast path's autocast only says it is on
+  (`torch.is_autocast_enabled("cuda")`), and the calls that turn it off are recorded (the bf16 and
+  fp16 arithmetic shares this code and runs on the CPU elsewhere in the suite);
 - the loader's worker processes: none, the reads stay in the process.
 """
 
@@ -155,8 +156,38 @@ def fake_cuda(monkeypatch):
                 _real(self, *args, **kwargs)
 
         monkeypatch.setattr(cls, "__init__", init)
+    real_getitem = torch.Tensor.__getitem__
+
+    def getitem(self, index):  # what CUDA refuses and a fake allows: a host tensor indexed by a device one
+        parts = index if isinstance(index, tuple) else (index,)
+        if self.device.type == "cpu" and any(isinstance(i, torch.Tensor) and i.device.type == "cuda" for i in parts):
+            raise RuntimeError("indices should be either on cpu or on the same device as the indexed tensor (cpu)")
+        return real_getitem(self, index)
+
+    monkeypatch.setattr(torch.Tensor, "__getitem__", getitem)
+    real_autocast = torch.autocast
+    cuda.autocasts = []  # (device_type, enabled) of each torch.autocast the code opens
+
+    def autocast(device_type, *args, **kwargs):
+        cuda.autocasts.append((device_type, kwargs.get("enabled", True)))
+        return real_autocast(device_type, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "autocast", autocast)
+    real_enabled = torch.is_autocast_enabled  # as the fast path's autocast says, where it opens (a no-op here)
+    monkeypatch.setattr(torch, "is_autocast_enabled",
+                        lambda *args: (args[:1] == ("cuda",) and cuda.autocasting) or real_enabled(*args))
+    cuda.autocasting = False
+
+    @contextlib.contextmanager
+    def fast_path_autocast(path):
+        cuda.autocasting = path.torch_amp_dtype is not None
+        try:
+            yield
+        finally:
+            cuda.autocasting = False
+
     monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self, *a, **k: self)
-    monkeypatch.setattr(fastpath.FastPath, "autocast", lambda self: contextlib.nullcontext())  # needs a driver
+    monkeypatch.setattr(fastpath.FastPath, "autocast", fast_path_autocast)  # its casts need a driver
     monkeypatch.setattr(FakeTensor, "item", _one_value(1.0), raising=False)
     monkeypatch.setattr(FakeTensor, "__bool__", _one_value(True), raising=False)
     real_numpy = torch.Tensor.numpy
@@ -229,23 +260,38 @@ def fake_cuda(monkeypatch):
 @pytest.mark.parametrize("arch", architectures.names())
 def test_training_and_evaluation_keep_every_tensor_on_the_gpu(fake_cuda, monkeypatch, arch, resident):
     monkeypatch.setattr(train, "resident_fits", lambda n_bytes, device, reusable=0: resident)
-    (run,) = tiny_runs(archs=(arch.split("-")[0],), epochs=1, precision="fp32")
+    (run,) = tiny_runs(archs=(arch.split("-")[0],), epochs=1, precision="auto")
     if arch != run.arch:  # the fixed-size variants take no width
         run = _as_arch(run, arch)
     trainer = train.Trainer(run, ToyCache(clips=(21, 9, 9)), CUDA, log=lambda *_: None)
     assert trainer.path.device == "cuda" and trainer.path.fused_adam and trainer.path.channels_last
+    assert trainer.path.amp_dtype == "bfloat16" and trainer.path.pin_memory and trainer.path.cudnn_benchmark
     assert (trainer.resident is not None) == resident
     weights = list(trainer.model.parameters()) + list(trainer.frontend.buffers())
     assert weights and all(w.device.type == "cuda" for w in weights)
+    assert all(group["fused"] for group in trainer.optimizer.param_groups)
+    if resident:
+        clips = trainer.resident["train"]
+        assert {clips.waves.device.type, clips.rows.device.type, clips.targets.device.type} == {"cuda"}
+    from architectures import musicnn
+
+    arranged = []  # MusiCNN's timbral convolutions rearranged as 1-D ones: measured faster on CPUs only
+    real_arrangement = musicnn._timbral_conv_as_conv1d
+    monkeypatch.setattr(musicnn, "_timbral_conv_as_conv1d", lambda *a: (arranged.append(1), real_arrangement(*a))[1])
     with fake_cuda.mode:
         loss, seen, skipped = trainer.train_epoch(1)
-        assert (seen, skipped) == (16, 0)  # 21 clips: two full batches of 8; no loss scaling in fp32
+        assert (seen, skipped) == (16, 0)  # 21 clips: two full batches of 8; no loss scaling in bf16
         assert len(fake_cuda.backward_passes) == 2
         states = trainer.optimizer.state.values()  # every weight stepped, its moments on the device
         assert len(states) == len(list(trainer.model.parameters()))
         assert all(state["exp_avg"].device.type == "cuda" for state in states)
         y_true, y_score = trainer.predict("valid")
     assert y_true.shape == y_score.shape == (9, 3)
+    assert not arranged
+    # the front end (and MusiCNN's output layer) in float32 whatever autocast says: turned off for the GPU
+    assert fake_cuda.autocasts and set(fake_cuda.autocasts) == {("cuda", False)}
+    if not resident:
+        assert [loader.loader.pin_memory for loader in trainer.loaders.values()] == [True, True]
 
 
 @pytest.mark.parametrize("arch", ["vgg", "musicnn"])
