@@ -437,10 +437,12 @@ def test_worker_device_is_an_index_among_visible_gpus_and_leaves_the_selection_a
                         lambda i: type("Props", (), {"uuid": ["1f2e", "9b8a"][i]})())
     chosen = []
     monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    monkeypatch.setattr(fastpath.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
     devices = [worker_device("cuda", worker, runs_per_gpu=2, log=lambda *_: None) for worker in range(5)]
     assert [d.index for d, _ in devices] == [0, 1, 0, 1, 0] == chosen
     assert [c.slot for _, c in devices] == [0, 0, 1, 1, None]  # 5 workers, 2 GPUs x 2 slots
     assert fastpath._runs_per_gpu == 2  # each worker's waveform copy gets its share of the GPU
+    assert torch.get_num_threads() == 16 // (2 * 2)  # and its share of the 16 CPUs
     assert os.environ.get("CUDA_VISIBLE_DEVICES") == preset
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert worker_device("auto", 0, 1)[0] == CPU

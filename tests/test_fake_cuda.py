@@ -21,6 +21,7 @@ same device"). Trainers, `bench grid`, `bench perf` and gpu-check's P1-P4 are bu
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import json
 import re
@@ -354,6 +355,38 @@ def test_a_run_trains_checkpoints_and_resumes_on_the_gpu(fake_cuda, monkeypatch,
     assert set(result["test"]) >= {"roc_auc", "pr_auc", "per_tag"}
 
 
+def test_a_compiled_runs_last_evaluation_batch_is_padded_on_the_gpu(fake_cuda, monkeypatch):
+    """A compiled model gets its last, partial evaluation batch padded to the full batch (one graph):
+    the padding is made where the batch is (9 clips, padded to 32)."""
+    monkeypatch.setattr(train, "resident_fits", lambda n_bytes, device, reusable=0: True)
+    (run,) = tiny_runs(epochs=1)
+    trainer = train.Trainer(run, ToyCache(clips=(21, 9, 9)), CUDA, log=lambda *_: None)
+    trainer.path = dataclasses.replace(trainer.path, compile=True)  # the padding, not the compilation
+    shapes = []
+    real_forward = train.forward
+    monkeypatch.setattr(train, "forward", lambda model, path, mel: (shapes.append(tuple(mel.shape)),
+                                                                    real_forward(model, path, mel))[1])
+    with fake_cuda.mode:
+        _, y_score = trainer.predict("valid")
+    assert [s[0] for s in shapes] == [32] and y_score.shape == (9, 3)
+
+
+def test_a_checkpoint_written_on_the_cpu_resumes_with_fused_adams_state_on_the_gpu(fake_cuda):
+    """Fused Adam keeps its step counts on the device; a checkpoint written on the CPU holds them on
+    the host, and torch's own loading leaves them there (the saved groups were not fused)."""
+    (run,) = tiny_runs(epochs=1)
+    written = train.Trainer(run, ToyCache(), torch.device("cpu"), log=lambda *_: None)
+    written.train_epoch(1)  # a real step on the CPU: Adam's state as a CPU run's checkpoint holds it
+    state = written.optimizer.state_dict()
+    trainer = train.Trainer(run, ToyCache(), CUDA, log=lambda *_: None)
+    with fake_cuda.mode:
+        train.load_optimizer_state(trainer.optimizer, state, trainer.path)
+    tensors = [(key, value) for per_param in trainer.optimizer.state.values() for key, value in per_param.items()]
+    assert {key for key, _ in tensors} == {"step", "exp_avg", "exp_avg_sq"}
+    assert all(value.device.type == "cuda" for _, value in tensors), [(k, v.device) for k, v in tensors]
+    assert all(group["fused"] for group in trainer.optimizer.param_groups)
+
+
 def _as_arch(run, arch: str):
     import dataclasses
 
@@ -400,8 +433,20 @@ def test_bench_perf_on_a_gpu_measures_its_levers_and_judges_the_gpu_targets(fake
     monkeypatch.setattr(perf, "epoch_order", _on_the_host(perf.epoch_order))
     settings = perf.PerfSettings(batch=None, budget_seconds=0.01, max_steps=1, scaling_cases=2, data_clips=8,
                                  compile=False, librosa=False)
+    uploads = []  # shapes copied from the host to the device
+    real_to = torch.Tensor.to
+
+    def to(self, *args, **kwargs):
+        moved = real_to(self, *args, **kwargs)
+        if self.device.type == "cpu" and moved.device.type == "cuda":
+            uploads.append(tuple(self.shape))
+        return moved
+
+    monkeypatch.setattr(torch.Tensor, "to", to)
     with fake_cuda.mode:
         report = perf.run_perf(load_spec("specs/paper-mtat-vgg.toml"), CUDA, settings, log=lambda *_: None)
+    # the loader's passes over 8 clips of the smallest configuration (12 kHz, 29.1 s) reach the device
+    assert uploads.count((8, 349200)) >= 2
     assert report["device"] == "cuda" and report["settings"]["batch"] == 32  # the spec's batch on CUDA
     assert [row["lever"] for row in report["levers"]][:6] == [
         "fp32 eager (baseline)", "pool before ELU", "+ channels_last", "+ bfloat16 autocast", "+ cudnn.benchmark",
@@ -421,6 +466,12 @@ def test_bench_perf_on_a_gpu_measures_its_levers_and_judges_the_gpu_targets(fake
     assert [f for f in fields if f"`{f}`" not in documented] == []  # a GPU report's fields, each named in the docs
     text = perf.format_report(report)
     assert " GPU-hours " in text and "; 1.06 at the bf16 dense peak (989 TFLOP/s)" in text
+
+    floor = 3778e15 / 989e12 / 3600  # hours at the peak: 1.06
+    for hours, met in [(3.2, False), (2.9, True)]:  # the goal: 3 H100-hours
+        at = {**report, "projection": {**report["projection"], "device_hours": hours}}
+        projected = perf._targets(at)[1]
+        assert projected["value"] == pytest.approx(floor / hours, rel=1e-3) and projected["met"] is met
 
     unknown = {**report, "bf16_peak_tflops": None, "device_name": "NVIDIA Mystery GPU"}
     unknown["targets"] = perf._targets(unknown)
@@ -454,9 +505,15 @@ def test_gpu_check_performance_checks_run_their_cuda_code(fake_cuda, monkeypatch
     monkeypatch.setattr(perf, "epoch_order", _on_the_host(perf.epoch_order))
     monkeypatch.setattr(torch.profiler, "profile", _NoKernels)
     monkeypatch.setattr(gpucheck, "shared_busy", lambda *a, **k: {"runs": 3, "busy": 0.0})  # other processes
+    batches = []
+    real_batch = perf._batch
+    monkeypatch.setattr(perf, "_batch", lambda case, batch, *a, **k: (batches.append((case.label, batch)),
+                                                                       real_batch(case, batch, *a, **k))[1])
     out = tmp_path / "gpu-check.json"
     with fake_cuda.mode:
         gpucheck.run_checks(out, 32, 3, only={"P1", "P2", "P3", "P4"})
+    # P2 measures evaluation at 4 training batches, as a run on a GPU evaluates
+    assert ("vgg 16k 128x1820 x1", 32) in batches and ("vgg 16k 128x1820 x1", 128) in batches
     checks = {c["id"]: c for c in json.loads(out.read_text())["checks"]}
     for key in ("P1", "P2", "P3", "P4"):
         assert checks[key]["ok"] is not None and not re.match(r"\w+(Error|Exception):", checks[key]["detail"]), \
