@@ -23,10 +23,15 @@ def bf16_peak_tflops(name: str) -> float | None:
     return None
 
 
+def hours_at_peak(pflop: float, peak_tflops: float) -> float:
+    """The hours `pflop` PFLOP of work take at `peak_tflops` TFLOP/s: its compute floor on that GPU."""
+    return pflop * 1e15 / (peak_tflops * 1e12) / 3600
+
+
 HEADLINE_FRACTION_OF_BF16_PEAK = 0.40
 """The headline training step (the spec's 96-band, hop x1 input at its lowest sample rate: VGG at 96
 x 1366 in the paper's grid) at this share of the GPU's dense bf16 peak, or more."""
 
-PROJECTED_FRACTION_OF_BF16_PEAK = 3778e15 / (989e12 * 3600) / 3  # 0.3537
+PROJECTED_FRACTION_OF_BF16_PEAK = hours_at_peak(3778, 989) / 3  # 0.3537
 """A whole grid's work over its projected hours at this share of the dense bf16 peak, or more:
 `paper-mtat-vgg`'s 3,778 PFLOP (1.06 hours at an H100's 989 TFLOP/s) in 3 H100-hours."""

@@ -48,7 +48,12 @@ from bench.data.cached_waveforms import MappedByPath
 from bench.data.known import split_sizes
 from bench.data.views import ClipDataset, LoaderBatches, ResidentWaveforms, epoch_order
 from bench.spec import Configuration, Spec
-from bench.tools.peaks import HEADLINE_FRACTION_OF_BF16_PEAK, PROJECTED_FRACTION_OF_BF16_PEAK, bf16_peak_tflops
+from bench.tools.peaks import (
+    HEADLINE_FRACTION_OF_BF16_PEAK,
+    PROJECTED_FRACTION_OF_BF16_PEAK,
+    bf16_peak_tflops,
+    hours_at_peak,
+)
 from bench.train.fastpath import FastPath, baseline, compiler_available, fast_path, native_bf16, sync
 from bench.train.frontend import LOG_SCALE, MelFrontend
 from bench.train.loop import forward, make_optimizer, optimise
@@ -866,7 +871,7 @@ def projected_fraction(projection: dict, peak_tflops: float | None) -> float | N
     take at the peak (its compute floor) over the projected hours."""
     if not peak_tflops:
         return None
-    return projection["pflop"] * 1e15 / (peak_tflops * 1e12 * 3600) / projection["device_hours"]
+    return hours_at_peak(projection["pflop"], peak_tflops) / projection["device_hours"]
 
 
 def _device_name(device: torch.device) -> str:
@@ -950,7 +955,7 @@ def format_report(report: dict) -> str:
         lines += ["", f"Projection: {pr['runs']} runs of {report['spec']} at {a['epochs_per_run']:g} epochs per run "
                   f"= {amount(pr['pflop'], 0)} PFLOP = {amount(pr['device_hours'], 0)} {hours_unit(report['device'])} "
                   f"({amount(pr['max_epochs_hours'], 0)} at the spec's max_epochs {a['max_epochs']}, the bound)"
-                  + (f"; {amount(pr['pflop'] * 1e3 / bf16 / 3600, 2)} at the bf16 dense peak ({bf16:g} TFLOP/s)"
+                  + (f"; {amount(hours_at_peak(pr['pflop'], bf16), 2)} at the bf16 dense peak ({bf16:g} TFLOP/s)"
                      if (bf16 := report.get("bf16_peak_tflops")) else ""),
                   f"  one run at a time on one {report['device_name']}: measured eager training steps at batch "
                   f"{a['batch_measured']} and evaluation, interpolated in GMAC between the scaling rows, plus the "
