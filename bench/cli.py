@@ -350,6 +350,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
         spec = load_spec(target)
         target = Path(args.results) / spec.name
+        if not target.exists():
+            raise UserError(f"results folder {target}: no such folder; `bench grid {args.target}` trains its runs "
+                            "there (give another folder with --results)")
     return cli_main(readable_folder(target, "results folder"), spec and _spec_runs(spec))
 
 

@@ -402,8 +402,19 @@ def test_a_synthetic_dataset_regenerated_with_another_seed_is_not_read_from_the_
         return load_spec(path)
 
     prepare_spec(spec(0), None, str(tmp_path / "cache"), workers=1, progress=False)
+    generated = f"generated the synthetic dataset in {tmp_path / 'data'}: 32 clips of 1.5 s, "
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith(generated + "seed 0, in ") and first.endswith(" s")  # no bar in a log: this line
     index, cache, reports = prepare_spec(spec(1), None, str(tmp_path / "cache"), workers=1, progress=False)
     assert not reports[0].already_done
+    replaced = capsys.readouterr().out.splitlines()[0]  # the user's data, replaced: said so
+    assert replaced.startswith(generated + "seed 1, in ")
+    assert replaced.endswith(" s, replacing the one made with seed 0")
+    prepare_spec(spec(1), None, str(tmp_path / "cache"), workers=1, progress=False)
+    assert "generated" not in capsys.readouterr().out  # there already: nothing generated, nothing said
+    next((tmp_path / "data").rglob("*.mp3")).unlink()  # an interrupted or damaged one, same parameters
+    prepare_spec(spec(1), None, str(tmp_path / "cache"), workers=1, progress=False)
+    assert capsys.readouterr().out.splitlines()[0].endswith(" s, completing an unfinished one")
     cached = cache.open(16000)
     for row, clip in enumerate(index.clips[:4]):
         now = decode_clip(clip.path, (16000,), 1.5).clips[16000]

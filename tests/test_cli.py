@@ -124,4 +124,5 @@ def test_grid_with_a_missing_dataset_exits_2(capsys, write_spec, tmp_path):
                                "--device", "cpu")
     assert status == 2
     assert err.strip().splitlines()[-1].startswith("bench grid: error: MTAT root not found: expected a folder")
+    assert err.strip().endswith("(`bench download mtat --to DIR` fetches it; give DIR as --data or dataset.path)")
     assert "Traceback" not in err

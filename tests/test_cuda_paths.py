@@ -1530,7 +1530,7 @@ def test_a_failed_runs_error_is_one_line_and_its_error_file_has_all_of_it(monkey
     assert error == ("ValueError: CUDA error: misaligned address Search for `cudaErrorMisalignedAddress' in "
                      "https://docs.nvidia.com/cuda/cuda-runtime-api/group__CUDART__TYPES.html for more information. "
                      "Compile with `TORCH_USE_CUDA_DSA` to enable device-side assertions.")
-    assert f"  FAILED {run.run_id}: {error}" in logged
+    assert f"  FAILED {run.run_id}: {error} (traceback: {folder / runner.ERROR})" in logged
     assert message in (folder / runner.ERROR).read_text()
 
 

@@ -284,7 +284,16 @@ def test_nan_loss_is_recorded_as_failed_and_the_grid_goes_on(workspace, monkeypa
     assert results["vgg"]["status"] == "failed"
     assert results["vgg"]["error"].startswith("NonFiniteLoss: training loss became nan at epoch 1")
     assert results["musicnn"]["status"] == "ok"
-    assert "1 ok, 1 failed, 0 not run" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "1 ok, 1 failed, 0 not run" in out
+    runs = workspace / "results" / "nan" / "runs"
+    failed = results["vgg"]["run_id"]
+    # what a person reading the log needs: where the traceback is, the failure not counted as done, how to rerun it
+    assert f"  FAILED {failed}: NonFiniteLoss: training loss became nan at epoch 1" in out
+    assert f"(traceback: {runs / failed / 'error.txt'})" in out
+    assert "progress: 1/2 runs done, 1 failed, elapsed " in out
+    assert f"  each failed run's traceback: {runs}/<run_id>/error.txt; bench grid --retry-failed reruns them" in out
+    assert f"  done {results['musicnn']['run_id']}: " in out and ", 1 epoch, " in out
     # --retry-failed reruns it (here: fails again, recorded again); without it the run is skipped
     monkeypatch.setattr(train.Trainer, "_forward", real_forward)
     assert main(["grid", str(spec), "--results", str(workspace / "results"), "--device", "cpu", "--dry-run"]) == 0
@@ -338,3 +347,30 @@ def test_submitit_local_jobs_stop_when_their_grid_is_killed(workspace):
         pytest.fail("the jobs went on training after their grid was killed")
     for folder in runs.iterdir():
         assert not (folder / RESULT).exists() and not lock_held(folder / "lock")
+
+
+def test_the_grids_summary_tells_apart_configurations_that_differ_only_in_width(tmp_path, capsys):
+    """The demo trains VGG at 96x1 at its width (1/16) and at half of it: the two rows of its summary
+    would read as the same configuration twice without a width column."""
+    from bench.core import layout
+    from bench.core.store import atomic_write_json
+    from bench.run.grid import summarise
+    from bench.spec import load_spec
+
+    spec = load_spec("specs/demo.toml")
+    reference = [r for r in spec.runs() if r.arch == "vgg" and r.seed == 0 and r.configuration.mel.n_mels == 96
+                 and r.configuration.mel.hop_multiplier == 1 and r.configuration.mel.sample_rate == 16000
+                 and r.configuration.mel.log == "log"]
+    assert len(reference) == 2  # the spec's two widths
+    for run, roc in zip(reference, (0.875, 0.75), strict=True):
+        atomic_write_json(layout.run_dir(tmp_path, spec.name, run.run_id) / RESULT, {
+            "run_id": run.run_id, "status": "ok", "config": {"arch": "vgg", "width": run.configuration.options.width,
+                                                             "sample_rate": 16000, "n_mels": 96, "hop_multiplier": 1,
+                                                             "log": "log", "seed": 0},
+            "metrics": {"roc_auc": roc, "pr_auc": 0.5}, "cost": {"gmac": 0.01, "epochs": 8, "train_seconds": 5.0}})
+    assert summarise(spec, tmp_path, reference) == 0
+    header, *rows = capsys.readouterr().out.splitlines()[:3]
+    assert header.split()[:3] == ["arch", "width", "sample_rate"]
+    assert sorted(float(row.split()[1]) for row in rows) == [1 / 32, 1 / 16]
+    assert summarise(spec, tmp_path, reference[:1]) == 0  # one width: no column for it
+    assert "width" not in capsys.readouterr().out.splitlines()[0]

@@ -4,6 +4,8 @@ import json
 import socket
 import time
 
+import pytest
+
 from bench.cli import main
 from bench.core import layout
 from bench.run.runner import RunLock
@@ -50,7 +52,7 @@ def test_status_of_a_grid_with_a_run_killed_mid_epoch(tmp_path, capsys):
     lock = RunLock(folders[2])
     assert lock.acquire()  # a live worker trains run 2
     try:
-        status = grid_status(spec, tmp_path)
+        status = grid_status(spec, tmp_path, gmac_of=lambda config: 1.0)  # every shape alike: 12 s per epoch
         assert status.counts == {"done": 1, "running": 1, "interrupted": 1, "invalid": 0, "failed": 0,
                                  "not started": 3}
         done, killed, running = status.runs[:3]
@@ -65,11 +67,57 @@ def test_status_of_a_grid_with_a_run_killed_mid_epoch(tmp_path, capsys):
         out = capsys.readouterr().out.splitlines()
         assert out[0] == f"demo: 6 runs in {tmp_path / 'demo'}: 1 done, 1 running, 1 interrupted, 3 not started"
         assert any(line.split()[:4] == [spec.runs()[1].run_id, "interrupted", "2/12", "0.7500"] for line in out)
-        assert out[-1].startswith("elapsed 10 min; ETA 3 min (4.0 epochs per run (mean of the finished runs)")
+        # the 12 kHz VGG and the MusiCNN shapes are not measured: scaled by their GMAC
+        assert out[-1].startswith("elapsed 10 min; ETA ")
+        assert out[-1].endswith("(4.0 epochs per run (mean of the finished runs), measured epoch times; 2 run(s) "
+                                "of shapes not measured yet scaled by GMAC, 1 run(s) at a time)")
     finally:
         lock.release()
     assert sorted(p.name for p in folders[1].iterdir()) == sorted(
         [layout.EXECUTIONS, layout.CHECKPOINT, layout.HISTORY])  # read, never written
+
+
+GMAC = {("vgg", 16000, 96, 1): 1.0, ("vgg", 16000, 8, 1): 0.5, ("vgg", 16000, 96, 10): 0.1,
+        ("vgg", 12000, 96, 1): 0.75, ("musicnn", 16000, 96, 1): 4.0}  # made up, per clip
+
+
+def test_the_eta_of_a_shape_not_measured_yet_scales_the_measured_ones_by_gmac(tmp_path):
+    """The demo's last runs are MusiCNN's, several times the GMAC of the VGG shapes measured before
+    them: their epochs must not be expected to take the VGG mean."""
+    spec, folders = grid_in_progress(tmp_path)
+    status = grid_status(spec, tmp_path, gmac_of=lambda c: GMAC[c.arch, c.mel.sample_rate, c.mel.n_mels,
+                                                                   c.mel.hop_multiplier])
+    # measured, 12 s per epoch each: VGG 96x1 (1.0 GMAC), 8x1 (0.5), 96 x10 (0.1): 36 s / 1.6 GMAC = 22.5 s/GMAC
+    # left: interrupted 2 x 12 + running 3 x 12 + 12 kHz 4 x 0.75 x 22.5 + dB (the 96x1 shape) 4 x 12
+    #       + MusiCNN (none measured: every architecture's rate) 4 x 4.0 x 22.5
+    assert status.eta_seconds == pytest.approx(24 + 36 + 67.5 + 48 + 360)
+    assert "2 run(s) of shapes not measured yet scaled by GMAC" in status.eta_basis
+    # an architecture that cannot count its GMAC: the measured shapes' mean
+    assert grid_status(spec, tmp_path, gmac_of=lambda c: None).eta_seconds == 17 * 12
+    # MusiCNN measured too (one epoch of 30 s, 3 left): the 12 kHz VGG is scaled from the VGG shapes alone
+    started(folders[5], time.time() - 50)
+    (folders[5] / layout.HISTORY).write_text(json.dumps({"epoch": 1, "valid_roc_auc": 0.6, "train_seconds": 30.0,
+                                                         "eval_seconds": 0.0}) + "\n")
+    status = grid_status(spec, tmp_path, gmac_of=lambda c: GMAC[c.arch, c.mel.sample_rate, c.mel.n_mels,
+                                                                   c.mel.hop_multiplier])
+    assert status.eta_seconds == pytest.approx(24 + 36 + 67.5 + 48 + 3 * 30)
+
+
+def test_a_run_past_the_expected_epochs_still_has_one_to_go(tmp_path):
+    spec, folders = grid_in_progress(tmp_path)
+    history = "".join(epoch_line(e, 0.7) for e in range(1, 7))  # 6 epochs; finished runs took 4
+    (folders[2] / layout.HISTORY).write_text(history)
+    status = grid_status(spec, tmp_path, gmac_of=lambda config: 1.0)
+    assert status.eta_seconds == (2 + 1 + 3 * 4) * 12  # the interrupted run 2 left, run 2 one, 3 not started
+
+
+def test_the_progress_line_counts_failed_runs_apart_from_done_ones(tmp_path):
+    spec, folders = grid_in_progress(tmp_path)
+    (folders[1] / layout.RESULT).write_text(json.dumps({
+        "run_id": spec.runs()[1].run_id, "status": "failed", "error": "NonFiniteLoss: training loss became nan",
+        "config": {}, "provenance": {"finished": time.time()}}))
+    line = progress_line(spec, tmp_path, time.time() - 90)
+    assert line.startswith("progress: 1/6 runs done, 1 failed, elapsed 2 min, ETA ")
 
 
 def test_status_json_and_progress_line(tmp_path, capsys):

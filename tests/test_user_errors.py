@@ -108,7 +108,8 @@ def test_report_takes_a_spec_and_a_typo_is_one_line(capsys, tmp_path):
     line = one_line_error(capsys, "report", "specs/demo-typo.toml")
     assert line.endswith("specs/demo-typo.toml: spec file not found")
     line = one_line_error(capsys, "report", DEMO, "--results", str(tmp_path))
-    assert line.endswith(f"results folder {tmp_path / 'demo'}: no such folder")
+    assert line.endswith(f"results folder {tmp_path / 'demo'}: no such folder; `bench grid {DEMO}` trains its runs "
+                         "there (give another folder with --results)")
 
 
 def test_imported_models_live_in_a_user_folder(monkeypatch, tmp_path):

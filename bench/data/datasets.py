@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.core.errors import UserError
@@ -43,11 +45,27 @@ def _synthetic_parameters(dataset: DatasetSpec) -> dict:
             "clip_seconds": dataset.clip_seconds, "sample_rate": SYNTHETIC_SAMPLE_RATE}
 
 
-def ensure_synthetic(root: Path, dataset: DatasetSpec, progress: bool = True) -> None:
-    """Generate the synthetic dataset at `root` unless a complete one is there."""
-    from bench.data.synthetic import generate
+def ensure_synthetic(root: Path, dataset: DatasetSpec, progress: bool = True,
+                     log: Callable[[str], None] | None = None) -> None:
+    """Generate the synthetic dataset at `root` unless a complete one is there; `log` gets one line
+    when it generated one (bars are for terminals only: a log would otherwise not know)."""
+    from bench.data.synthetic import GENERATOR_VERSION, META, generate
 
-    generate(root, **_synthetic_parameters(dataset), progress=progress)
+    wanted = _synthetic_parameters(dataset)
+    try:
+        before = json.loads((Path(root).expanduser() / META).read_text())
+    except (OSError, ValueError):  # none there (or unreadable): nothing to say it replaced
+        before = None
+    made = generate(root, **wanted, progress=progress)
+    if made.reused or log is None:
+        return
+    now = {**wanted, "version": GENERATOR_VERSION}
+    changed = [f"{key} {before.get(key)}" for key in ("clips", "seed", "clip_seconds", "sample_rate", "version")
+               if before.get(key) != now[key]] if isinstance(before, dict) else []
+    replaced = (f", replacing the one made with {', '.join(changed)}" if changed
+                else ", completing an unfinished one" if isinstance(before, dict) else "")
+    log(f"generated the synthetic dataset in {root}: {made.clips} clips of {made.clip_seconds:g} s, seed {made.seed}, "
+        f"in {made.wall_seconds:.0f} s{replaced}")
 
 
 def synthetic_is_current(root: Path, dataset: DatasetSpec) -> bool:
@@ -58,13 +76,13 @@ def synthetic_is_current(root: Path, dataset: DatasetSpec) -> bool:
 
 
 def load_index(dataset: DatasetSpec, root: Path, generate: bool = True, progress: bool = True,
-               check_audio: bool = True) -> DatasetIndex:
-    """Read the dataset at `root` (generating the synthetic one first when asked and absent).
-    `check_audio` False keeps tracks whose audio file is missing (MSD, MTG-Jamendo check it while
-    reading; MTAT and manifests leave it to the cache)."""
+               check_audio: bool = True, log: Callable[[str], None] | None = None) -> DatasetIndex:
+    """Read the dataset at `root` (generating the synthetic one first when asked and absent; `log`
+    gets a line when it did). `check_audio` False keeps tracks whose audio file is missing (MSD,
+    MTG-Jamendo check it while reading; MTAT and manifests leave it to the cache)."""
     if dataset.name == "synthetic":
         if generate:
-            ensure_synthetic(root, dataset, progress=progress)
+            ensure_synthetic(root, dataset, progress=progress, log=log)
         elif root.exists() and not root.is_dir():
             raise UserError(f"synthetic dataset: {root} is a file, not a folder; give a folder to generate it in")
         elif not (root / ANNOTATIONS).is_file():

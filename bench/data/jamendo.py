@@ -79,7 +79,8 @@ def read_jamendo(root: str | Path, n_tags: int | None = None, drop_untagged: boo
     the split files define is kept, at its PATH (`bench dataset` checks the files itself)."""
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise UserError(f"MTG-Jamendo root not found: expected the audio folders 00-99 and {DEFAULT_SPLIT}/ at {root}")
+        raise UserError(f"MTG-Jamendo root not found: expected the audio folders 00-99 and {DEFAULT_SPLIT}/ at {root} "
+                        "(`bench download jamendo --to DIR` fetches it; give DIR as --data or dataset.path)")
     if subset not in SUBSETS:
         raise UserError(f"dataset.subset = {subset!r}: expected one of {', '.join(SUBSETS)}")
     folder = Path(split_folder).expanduser() if split_folder else root / DEFAULT_SPLIT

@@ -114,7 +114,8 @@ def read_mtat(root: str | Path, n_tags: int = 50, drop_untagged: bool = False,
     drop_untagged = drop_untagged or split == "won"
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise UserError(f"MTAT root not found: expected a folder holding {ANNOTATIONS} and mp3 folders 0-f at {root}")
+        raise UserError(f"MTAT root not found: expected a folder holding {ANNOTATIONS} and mp3 folders 0-f at {root} "
+                        "(`bench download mtat --to DIR` fetches it; give DIR as --data or dataset.path)")
     annotations = root / ANNOTATIONS
     if not annotations.is_file():
         raise UserError(f"MTAT annotations not found: expected {annotations}")

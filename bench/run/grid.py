@@ -35,6 +35,7 @@ from bench.core.interrupts import (
     terminated,
     when_process_ends,
 )
+from bench.core.layout import ERROR, RUNS, spec_dir
 from bench.core.machine import usable_cpus
 from bench.core.paths import folder_path, writable_folder
 from bench.core.store import LocksUnsupported, is_resource_error
@@ -605,17 +606,24 @@ def summarise(spec: Spec, results_root: Path, runs) -> int:
             failed.append((run.run_id, result.get("error")))
         else:
             c, m, cost = result["config"], result["metrics"], result["cost"]  # a valid result has all three
-            rows.append({"arch": c.get("arch"), "sample_rate": c.get("sample_rate"), "n_mels": c.get("n_mels"),
+            rows.append({"arch": c.get("arch"), "width": c.get("width"), "sample_rate": c.get("sample_rate"),
+                         "n_mels": c.get("n_mels"),
                          "hop": c.get("hop_multiplier"), "log": c.get("log"), "seed": c.get("seed"),
                          "roc_auc": round(m["roc_auc"], 4), "pr_auc": round(m["pr_auc"], 4),
                          "gmac": _rounded(cost.get("gmac"), 4), "epochs": cost.get("epochs"),
                          "train_s": _rounded(cost.get("train_seconds"), 1)})
     if rows:
-        print(pd.DataFrame(rows).to_string(index=False))
+        table = pd.DataFrame(rows)
+        if table["width"].nunique(dropna=False) == 1:  # one width (the paper's grids): the column says nothing
+            table = table.drop(columns="width")
+        print(table.to_string(index=False))
     print(f"{len(rows)} ok, {len(failed)} failed, {len(missing)} not run"
           + (f", {len(elsewhere)} still training in other workers" if elsewhere else ""))
     for run_id, error in failed:
         print(f"  failed {run_id}: {error}")
+    if failed:
+        print(f"  each failed run's traceback: {spec_dir(results_root, spec.name) / RUNS}/<run_id>/{ERROR}; "
+              "bench grid --retry-failed reruns them")
     if elsewhere and not failed and not missing:
         print(f"nothing left for this worker: {len(elsewhere)} run(s) are being trained by other live workers, "
               "which write their own results")

@@ -14,7 +14,7 @@ def prepare_spec(spec, data: str | None, cache: str | None, workers: int | None 
     from bench.data.datasets import cache_root, dataset_root, load_index
 
     root = dataset_root(spec.dataset, data, spec.path)
-    index = load_index(spec.dataset, root, progress=progress)
+    index = load_index(spec.dataset, root, progress=progress, log=print)
     counts = index.counts()
     print(f"{spec.dataset.name} at {root}: {len(index.clips)} clips (train {counts['train']}, "
           f"valid {counts['valid']}, test {counts['test']}), {len(index.tag_names)} tags; "

@@ -120,8 +120,8 @@ def run_states(spec: Spec, results: Path, runs: list[RunSpec], retry_failed: boo
         if result is not None and result.get("status") == "ok":
             states.append(RunState(run, folder, "skip", "done"))
         elif result is not None and not retry_failed:
-            states.append(RunState(run, folder, "skip-failed", f"failed: {result.get('error', '?')} "
-                                                               "(--retry-failed reruns it)"))
+            states.append(RunState(run, folder, "skip-failed", f"failed: {result.get('error', '?')}; "
+                                                               "--retry-failed reruns it"))
         elif RunLock(folder).held_by_other():
             states.append(RunState(run, folder, "skip-running", "claimed by another live worker"))
         elif problem:
@@ -322,7 +322,7 @@ def _record_failure(folder: Path, result: dict, exc: Exception, log: Callable) -
     # one line, as the log, the grid's summary and the report print it (CUDA's errors run to three);
     # the traceback and the whole message are in the run's error file
     result.update(status="failed", error=one_line(f"{type(exc).__name__}: {exc}{hint}"))
-    log(f"  FAILED {result['run_id']}: {result['error']}")
+    log(f"  FAILED {result['run_id']}: {result['error']} (traceback: {folder / ERROR})")
 
 
 def _settled(result: dict | None, retry_before: float | None) -> bool:
@@ -396,8 +396,10 @@ def _claim_and_execute(spec: Spec, folder: Path, run: RunSpec, cache_for: Callab
         result = execute_run(spec, run, folder, cache_for, device, log, epoch_log)
         if result["status"] == "ok":
             m, c = result["metrics"], result["cost"]
+            seconds = c["train_seconds"]
+            took = f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
             log(f"  done {run.run_id}: test roc_auc {m['roc_auc']:.4f} pr_auc {m['pr_auc']:.4f}, "
-                f"{c['epochs']} epochs, {c['train_seconds']:.0f} s")
+                f"{c['epochs']} epoch{'' if c['epochs'] == 1 else 's'}, {took}")
         return "executed"
     finally:
         lock.release()

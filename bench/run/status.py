@@ -7,8 +7,10 @@ it reached and its best validation ROC-AUC so far, from `history.jsonl` (append-
 finished epoch; a half-written last line is ignored). Elapsed time runs from the grid's first start
 (`executions.jsonl`) to now, or to its last result once every run is settled. The ETA comes from
 measured epoch times: each run left is expected to take the mean number of epochs of the finished
-runs (max_epochs when none has finished) at the mean epoch time of its configuration's input shape
-(else of all epochs measured), spread over the runs being trained at once. Nothing is written and no
+runs (max_epochs when none has finished; at least the epoch it is in) at the mean epoch time of its
+configuration's input shape; a shape not measured yet at its GMAC per clip times the seconds per GMAC
+of the measured shapes of its architecture (of every architecture when none of its own is measured),
+spread over the runs being trained at once. Nothing is written and no
 lock is taken for longer than a non-blocking look.
 """
 
@@ -17,12 +19,13 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.core import layout
 from bench.core.store import lock_held
-from bench.spec import RunSpec, Spec
+from bench.spec import Configuration, RunSpec, Spec
 
 STATES = ("done", "running", "interrupted", "invalid", "failed", "not started")
 
@@ -127,7 +130,10 @@ class GridStatus:
                          for r in self.runs]}
 
 
-def grid_status(spec: Spec, results: str | Path, now: float | None = None) -> GridStatus:
+def grid_status(spec: Spec, results: str | Path, now: float | None = None,
+                gmac_of: Callable[[Configuration], float | None] | None = None) -> GridStatus:
+    """`gmac_of`: a configuration's forward GMAC per clip, for the ETA of shapes not measured yet
+    (default: counted from its layer shapes, `analytic_gmac`)."""
     now = time.time() if now is None else now
     folder = layout.spec_dir(results, spec.name)
     runs = spec.runs()
@@ -138,30 +144,69 @@ def grid_status(spec: Spec, results: str | Path, now: float | None = None) -> Gr
     settled = all(r.state in ("done", "failed") for r in states)
     end = max(finishes) if settled and finishes else now  # a finished grid: its own duration
     elapsed = end - min(starts) if starts else None
-    eta, basis = _eta(spec, runs, states)
+    eta, basis = _eta(spec, runs, states, gmac_of or analytic_gmac(spec))
     named = {r.run_id for r in runs}
     others = sum(1 for p in (folder / layout.RUNS).glob("*") if layout.is_run_folder(p) and p.name not in named)
     return GridStatus(spec.name, str(folder), states, counts, elapsed, eta, basis, others)
 
 
-def _eta(spec: Spec, runs: list[RunSpec], states: list[RunStatus]) -> tuple[float | None, str]:
-    all_epochs = [s for r in states for s in r.epoch_seconds if s > 0]
-    if not all_epochs:
-        return None, "no epoch measured yet"
+def analytic_gmac(spec: Spec) -> Callable[[Configuration], float | None]:
+    """A configuration's forward GMAC per clip counted from its layer shapes (nothing computed; the
+    model built on the meta device), or None where its architecture cannot count them."""
+    def gmac(config: Configuration) -> float | None:
+        from bench.cost.plan import plan_row
+        from bench.data.known import n_outputs
+
+        try:
+            return float(plan_row(config, spec.dataset.clip_seconds, n_outputs(spec.dataset), fvcore=False)
+                         ["gmac_analytic"])
+        except Exception:  # an estimate only: an architecture that cannot count its MACs gets the mean
+            return None
+
+    return gmac
+
+
+def _eta(spec: Spec, runs: list[RunSpec], states: list[RunStatus],
+         gmac_of: Callable[[Configuration], float | None]) -> tuple[float | None, str]:
     by_shape: dict[tuple, list[float]] = {}
+    configs: dict[tuple, Configuration] = {}
     for run, state in zip(runs, states, strict=True):
+        configs.setdefault(run.configuration.cost_key, run.configuration)
         by_shape.setdefault(run.configuration.cost_key, []).extend(s for s in state.epoch_seconds if s > 0)
+    measured = {key: statistics.mean(seconds) for key, seconds in by_shape.items() if seconds}
+    if not measured:
+        return None, "no epoch measured yet"
     finished = [r.epochs_when_done for r in states if r.state == "done" and r.epochs_when_done]
     expected = statistics.mean(finished) if finished else spec.protocol.max_epochs
-    left = 0.0
+    gmacs: dict[tuple, float | None] = {}
+
+    def gmac(key: tuple) -> float | None:
+        if key not in gmacs:
+            gmacs[key] = gmac_of(configs[key])
+        return gmacs[key]
+
+    def epoch_seconds(key: tuple) -> float:
+        """Measured, else scaled by GMAC from the measured shapes of its architecture (else of all)."""
+        if key in measured:
+            return measured[key]
+        pool = [k for k in measured if k[0] == key[0]] or list(measured)
+        known = [k for k in pool if gmac(k)]
+        if gmac(key) and known:
+            return gmac(key) * sum(measured[k] for k in known) / sum(gmac(k) for k in known)
+        return statistics.mean(measured[k] for k in pool)
+
+    left, scaled = 0.0, 0
     for run, state in zip(runs, states, strict=True):
         if state.state in ("done", "failed"):
             continue
-        seconds = statistics.mean(by_shape.get(run.configuration.cost_key) or all_epochs)
-        left += max(0.0, expected - state.epoch) * seconds
+        key = run.configuration.cost_key
+        scaled += key not in measured
+        # a run at or past the expected count still has its epoch in progress (or its test) ahead
+        left += max(1.0, expected - state.epoch) * epoch_seconds(key)
     at_once = max(1, sum(1 for r in states if r.state == "running"))
+    estimated = f"; {scaled} run(s) of shapes not measured yet scaled by GMAC" if scaled else ""
     basis = (f"{expected:.1f} epochs per run ({'mean of the finished runs' if finished else 'max_epochs'}), "
-             f"measured epoch times, {at_once} run(s) at a time")
+             f"measured epoch times{estimated}, {at_once} run(s) at a time")
     return left / at_once, basis
 
 
@@ -205,6 +250,7 @@ def format_status(status: GridStatus, max_epochs: int) -> str:
 def progress_line(spec: Spec, results: str | Path, started: float) -> str:
     """One line for a worker's log after each run: runs done / total, elapsed, ETA (from this grid's pace)."""
     status = grid_status(spec, results)
-    settled = status.counts["done"] + status.counts["failed"]
-    eta = "nothing left" if settled == len(status.runs) else f"ETA {duration(status.eta_seconds)}"
-    return f"progress: {settled}/{len(status.runs)} runs done, elapsed {duration(time.time() - started)}, {eta}"
+    done, failed = status.counts["done"], status.counts["failed"]
+    eta = "nothing left" if done + failed == len(status.runs) else f"ETA {duration(status.eta_seconds)}"
+    return (f"progress: {done}/{len(status.runs)} runs done{f', {failed} failed' if failed else ''}, "
+            f"elapsed {duration(time.time() - started)}, {eta}")
