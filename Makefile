@@ -5,7 +5,14 @@ SHELL   := /bin/bash
 PYTHON  ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
-STAMP   := $(VENV)/.installed
+# what `python -m venv` is also given: --system-site-packages reuses the PyTorch of a box that has one
+# (a container's, a cluster module's, or a venv's: a venv made from a venv's python sees its packages)
+VENV_ARGS ?=
+# the extras installed with the suite: dev (tests, linters) by default; EXTRAS= the runtime only (enough
+# for grid, perf and gpu-check); each set has its own stamp, so `make test` never finds a smaller one
+EXTRAS  ?= dev
+comma   := ,
+STAMP   := $(VENV)/.installed$(if $(filter-out dev,$(or $(EXTRAS),none)),-$(subst $(comma),-,$(or $(EXTRAS),none)))
 SPEC    ?= specs/demo.toml
 DATA    ?=
 RESULTS ?= results
@@ -20,7 +27,7 @@ TEST_WORKERS ?= $(shell echo $$(( $(CORES) < 4 ? $(CORES) : 4 )))
 TEST_THREADS ?= $(shell w=$(TEST_WORKERS); t=$$(( $(CORES) / (w > 1 ? w : 1) )); echo $$(( t > 1 ? t : 1 )))
 
 .DEFAULT_GOAL := help
-.PHONY: help grid demo-figures report transfer prepare plan perf gpu-check test stress lint clean
+.PHONY: help grid demo-figures report transfer prepare plan perf wheels gpu-check test stress lint clean
 
 help: ## list the targets
 	@echo "Usage: make TARGET [SPEC=specs/demo.toml] [DATA=/path/to/dataset] [RESULTS=results]"
@@ -33,10 +40,12 @@ $(STAMP): pyproject.toml
 	  $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null || { \
 	    echo "bench needs Python 3.10 or newer; $(PYTHON) is $$($(PYTHON) --version 2>&1):" \
 	         "run make PYTHON=python3.12 (or another 3.10+ interpreter)" >&2; exit 1; }; \
-	  $(PYTHON) -m venv --clear $(VENV); }
+	  $(PYTHON) -m venv --clear $(VENV_ARGS) $(VENV); \
+	  $(if $(findstring --system-site-packages,$(VENV_ARGS)),$(PYTHON) -c 'import site; import sys; sys.prefix != sys.base_prefix and print("\n".join(site.getsitepackages()))' \
+	    > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/bench-parent-env.pth";) }
 	@# a venv made before the distribution was renamed holds it as `bench`: one copy only
 	@$(BIN)/python -m pip uninstall -y -q bench >/dev/null 2>&1 || true
-	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[dev]'
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.$(if $(EXTRAS),[$(EXTRAS)])'
 	@touch $(STAMP)
 
 GRID_ARGS ?=
@@ -81,6 +90,15 @@ PERF_ARGS ?=
 
 perf: $(STAMP) ## measure training speed, conv peak, front end, data path (RESULTS/perf/<spec>.json)
 	$(BIN)/bench perf $(PERF_SPEC) --out $(RESULTS)/perf/$(basename $(notdir $(PERF_SPEC))).json $(PERF_ARGS)
+
+# `make wheels` for a box with no internet: the box's Python, and what it has (names, or its `pip freeze`)
+WHEELS_PYTHON ?= $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+WHEELS_HAVE   ?= torch torchaudio
+WHEELS_EXTRAS ?=
+
+wheels: $(STAMP) ## on a connected machine: wheels/ to install on a box with no internet (docs/running.md)
+	$(BIN)/python -m bench.tools.wheelhouse --out wheels --python-version $(WHEELS_PYTHON) \
+	  --extras '$(WHEELS_EXTRAS)' $(foreach have,$(WHEELS_HAVE),--have $(have))
 
 GPUCHECK_ARGS ?=
 

@@ -1,0 +1,204 @@
+"""A folder of wheels that installs the suite on a box with no internet (`make wheels`).
+
+GPU boxes and cluster nodes often reach no package index, and usually have a PyTorch built for their
+CUDA driver already. On a machine that reaches the index, this collects the wheels of every package
+the suite needs on such a box (its Python version, this machine's platform), except the packages
+the box has (`--have`: torch and torchaudio by default) and those only they need. Packages the index
+has only as source (fvcore and iopath on PyPI) are built into wheels here, which works because they
+are pure Python. The build backend (`[build-system] requires`) is included: pip builds the suite's
+own editable install in an isolated environment from the same folder.
+
+On the box, with the folder copied to `wheels/` in the clone:
+
+    PIP_NO_INDEX=1 PIP_FIND_LINKS=$PWD/wheels make VENV_ARGS=--system-site-packages EXTRAS= gpu-check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+
+from packaging.markers import default_environment
+from packaging.requirements import Requirement
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+DEFAULT_HAVE = ("torch", "torchaudio")
+_NAME = re.compile(r"\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)")
+
+
+def canonical(name: str) -> str:
+    """A distribution name as the index compares it (PEP 503): `PyYAML` and `pyyaml` are one package."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirement_name(requirement: str) -> str | None:
+    """The distribution a requirement (`numpy>=1.24; python_version >= '3.11'`, `torch==2.11.0+cu130`,
+    `pkg @ file:///...`) names; None for a line that names none (a comment, a pip option)."""
+    text = requirement.split("#", 1)[0]
+    if not text.strip() or text.lstrip().startswith("-"):
+        return None
+    match = _NAME.match(text)
+    return canonical(match.group(1)) if match else None
+
+
+def parse_have(values: list[str]) -> set[str]:
+    """The packages a box has, from names (`torch torchaudio`, commas allowed) or files of `pip freeze`
+    output, one requirement per line."""
+    have: set[str] = set()
+    for value in values:
+        path = Path(value)
+        if not path.is_file() and ("/" in value or value.endswith(".txt")):
+            raise ValueError(f"--have {value}: no such file")
+        lines = path.read_text().splitlines() if path.is_file() else re.split(r"[\s,]+", value)
+        have.update(name for name in map(requirement_name, lines) if name)
+    return have
+
+
+def project_requirements(pyproject: dict, extras: list[str]) -> list[str]:
+    """What installing the project with `extras` requires, the build backend included; an extra that
+    names the project itself (`mel-resolution-bench[onnx]`) is expanded into that extra's list."""
+    project = pyproject["project"]
+    optional = project.get("optional-dependencies", {})
+    own = canonical(project["name"])
+    wanted, seen, requirements = list(extras), set(), list(project.get("dependencies", []))
+    while wanted:
+        extra = wanted.pop()
+        if extra in seen:
+            continue
+        if extra not in optional:
+            raise ValueError(f"{project['name']} has no extra {extra!r} (it has: {', '.join(sorted(optional))})")
+        seen.add(extra)
+        for requirement in optional[extra]:
+            if requirement_name(requirement) == own:
+                wanted.extend(re.findall(r"[A-Za-z0-9._-]+", requirement.split("[", 1)[1].split("]", 1)[0]))
+            else:
+                requirements.append(requirement)
+    return requirements + list(pyproject.get("build-system", {}).get("requires", []))
+
+
+def target_environment(python_version: str) -> dict[str, str]:
+    """The marker environment of a box running `python_version` on this machine's platform."""
+    return {**default_environment(), "python_version": python_version, "python_full_version": f"{python_version}.0"}
+
+
+def needed(report: dict, have: set[str], environment: dict[str, str]) -> list[dict]:
+    """The packages of pip's installation report (`pip install --dry-run --report`) that the box lacks:
+    those reachable from the requested ones, through requirements whose markers hold in `environment`
+    with the extras asked of the package, without passing through a package it has."""
+    items = {canonical(item["metadata"]["name"]): item for item in report["install"]}
+    wanted = [(name, frozenset(item.get("requested_extras") or ())) for name, item in items.items()
+              if item.get("requested") and name not in have]
+    kept: dict[str, set[str]] = {}  # package: the extras asked of it
+    while wanted:
+        name, extras = wanted.pop()
+        if name in kept and extras <= kept[name]:
+            continue
+        active = kept.setdefault(name, set())
+        active |= extras
+        for text in items[name]["metadata"].get("requires_dist", []):
+            requirement = Requirement(text)
+            dependency = canonical(requirement.name)
+            if dependency not in items or dependency in have:
+                continue
+            marker = requirement.marker
+            if marker is None or any(marker.evaluate({**environment, "extra": extra}) for extra in {"", *active}):
+                wanted.append((dependency, frozenset(requirement.extras)))
+    return [items[name] for name in sorted(kept)]
+
+
+def is_wheel(item: dict) -> bool:
+    return item["download_info"]["url"].endswith(".whl")
+
+
+def _in(item: dict, folder: Path) -> bool:
+    url = item["download_info"]["url"]
+    return url.startswith("file://") and Path(url.removeprefix("file://")).parent == folder.resolve()
+
+
+def pinned(item: dict) -> str:
+    return f"{item['metadata']['name']}=={item['metadata']['version']}"
+
+
+def _pip(args: list[str]) -> None:
+    done = subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", *args],
+                          capture_output=True, text=True)
+    if done.returncode:
+        lines = [line for line in done.stderr.splitlines() if line.strip() and "WARNING" not in line]
+        raise RuntimeError(f"pip {args[0]} failed: {lines[-1] if lines else f'exit status {done.returncode}'}")
+
+
+def _resolve(requirements: list[str], out: Path, target: list[str]) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report.json"
+        # --target: pip takes another Python's version only for an install into a folder
+        _pip(["install", "-q", "--dry-run", "--target", str(Path(tmp) / "target"), "--report", str(report),
+              "--find-links", str(out), *target, *requirements])
+        return json.loads(report.read_text())
+
+
+def collect(requirements: list[str], out: Path, python_version: str, have: set[str]) -> list[Path]:
+    """Fill `out` with the wheels of `requirements` for `python_version` on this platform, except `have`
+    and what only they need; the wheels it holds afterwards for those packages."""
+    out.mkdir(parents=True, exist_ok=True)
+    # Source-only packages first, built here: the target's resolution below accepts wheels only.
+    for item in needed(_resolve(requirements, out, []), have, default_environment()):
+        if not is_wheel(item):
+            before = set(out.glob("*.whl"))
+            _pip(["wheel", "-q", "--no-deps", "--wheel-dir", str(out), pinned(item)])
+            for built in set(out.glob("*.whl")) - before:
+                if not built.name.endswith("-none-any.whl"):
+                    built.unlink()
+                    raise RuntimeError(f"{pinned(item)} has no wheel on the index and is not pure Python "
+                                       f"(it built {built.name} here): build it on the box")
+    target = ["--python-version", python_version, "--only-binary=:all:"]
+    items = needed(_resolve(requirements, out, target), have, target_environment(python_version))
+    fetch = [pinned(item) for item in items if not _in(item, out)]
+    if fetch:
+        _pip(["download", "-q", "--no-deps", "--dest", str(out), *target, *fetch])
+    names = {canonical(item["metadata"]["name"]) for item in items}
+    return sorted(path for path in out.glob("*.whl") if canonical(path.name.split("-", 1)[0]) in names)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.tools.wheelhouse", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("wheels"), help="the folder (default: wheels)")
+    parser.add_argument("--python-version", default=f"{sys.version_info.major}.{sys.version_info.minor}",
+                        help="the box's Python, e.g. 3.12 (default: this one's)")
+    parser.add_argument("--extras", default="", help="the extras the box installs, comma-separated "
+                        "(default: none, what make grid, perf and gpu-check need; `dev` for make test)")
+    parser.add_argument("--have", action="append", default=None, metavar="NAMES_OR_FILE",
+                        help="packages the box has: names, or a file of its `pip freeze` "
+                             f"(repeatable; default: {' '.join(DEFAULT_HAVE)})")
+    parser.add_argument("--project", type=Path, default=Path("pyproject.toml"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if not re.fullmatch(r"3\.\d+", args.python_version):
+        parser.error(f"--python-version {args.python_version!r}: give the box's Python as 3.N, e.g. 3.12")
+    try:
+        have = parse_have(args.have if args.have is not None else list(DEFAULT_HAVE))
+        pyproject = tomllib.loads(args.project.read_text())
+        requirements = project_requirements(pyproject, [e for e in re.split(r"[\s,]+", args.extras) if e])
+        wheels = collect(requirements, args.out, args.python_version, have)
+    except (OSError, ValueError, RuntimeError) as error:
+        print(f"bench wheels: {error}", file=sys.stderr)
+        return 1
+    megabytes = sum(path.stat().st_size for path in wheels) / 1e6
+    print(f"{len(wheels)} wheels ({megabytes:.1f} MB) in {args.out}/ for Python {args.python_version} on "
+          f"{sysconfig.get_platform()}, without {', '.join(sorted(have)) or 'nothing'} and what only they need.")
+    print("On the box, in a clone without .venv, with this folder copied to its wheels/:")
+    extras = "" if args.extras == "dev" else f" EXTRAS={args.extras}"
+    print(f"  PIP_NO_INDEX=1 PIP_FIND_LINKS=$PWD/wheels make VENV_ARGS=--system-site-packages{extras} gpu-check")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
