@@ -8,11 +8,14 @@ BIN     := $(VENV)/bin
 # what `python -m venv` is also given: --system-site-packages reuses the PyTorch of a box that has one
 # (a container's, a cluster module's, or a venv's: a venv made from a venv's python sees its packages)
 VENV_ARGS ?=
+SYSTEM_SITE := $(findstring --system-site-packages,$(VENV_ARGS))
 # the extras installed with the suite: dev (tests, linters) by default; EXTRAS= the runtime only (enough
-# for grid, perf and gpu-check); each set has its own stamp, so `make test` never finds a smaller one
+# for grid, perf and gpu-check). Each set, with or without the system's packages, has its own stamp:
+# `make test` never finds a smaller set, and a venv made without the system's packages is made again
 EXTRAS  ?= dev
 comma   := ,
-STAMP   := $(VENV)/.installed$(if $(filter-out dev,$(or $(EXTRAS),none)),-$(subst $(comma),-,$(or $(EXTRAS),none)))
+EXTRAS_TAG := $(subst $(comma),-,$(or $(EXTRAS),none))
+STAMP   := $(VENV)/.installed$(if $(filter-out dev,$(EXTRAS_TAG)),-$(EXTRAS_TAG))$(if $(SYSTEM_SITE),-system)
 SPEC    ?= specs/demo.toml
 DATA    ?=
 RESULTS ?= results
@@ -34,14 +37,16 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
-	@# a venv left without pip (python3-venv missing when it was made) or made by a Python older than
-	@# 3.10 is made again, from PYTHON, which must itself be 3.10 or newer
-	@$(BIN)/python -c 'import sys, pip; sys.exit(sys.version_info < (3, 10))' 2>/dev/null || { \
+	@# a venv left without pip (python3-venv missing when it was made), made by a Python older than 3.10,
+	@# or made without the system's packages that VENV_ARGS asks for, is made again, from PYTHON, which
+	@# must itself be 3.10 or newer
+	@{ $(BIN)/python -c 'import sys, pip; sys.exit(sys.version_info < (3, 10))' 2>/dev/null \
+	   $(if $(SYSTEM_SITE),&& grep -qs '^include-system-site-packages *= *true' $(VENV)/pyvenv.cfg); } || { \
 	  $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null || { \
 	    echo "bench needs Python 3.10 or newer; $(PYTHON) is $$($(PYTHON) --version 2>&1):" \
 	         "run make PYTHON=python3.12 (or another 3.10+ interpreter)" >&2; exit 1; }; \
 	  $(PYTHON) -m venv --clear $(VENV_ARGS) $(VENV); \
-	  $(if $(findstring --system-site-packages,$(VENV_ARGS)),$(PYTHON) -c 'import site; import sys; sys.prefix != sys.base_prefix and print("\n".join(site.getsitepackages()))' \
+	  $(if $(SYSTEM_SITE),$(PYTHON) -c 'import site; import sys; sys.prefix != sys.base_prefix and print("\n".join(site.getsitepackages()))' \
 	    > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/bench-parent-env.pth";) }
 	@# a venv made before the distribution was renamed holds it as `bench`: one copy only
 	@$(BIN)/python -m pip uninstall -y -q bench >/dev/null 2>&1 || true

@@ -80,6 +80,15 @@ def test_what_a_box_has_is_read_from_names_or_its_pip_freeze(tmp_path):
         wheelhouse.parse_have(["box/freeze.txt"])
 
 
+def test_the_build_backend_is_collected_even_where_the_box_has_it():
+    """pip's isolated build of the editable install sees none of the box's packages: setuptools (the
+    backend pyproject.toml names) must be in wheels/ even on a box whose Python has it."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    have = wheelhouse.left_out({"torch", "setuptools", "numpy"}, pyproject)
+    assert have == {"torch", "numpy"}
+    assert "setuptools" in names(wheelhouse.needed(REPORT, have, LINUX_312))
+
+
 def test_the_requirements_are_the_projects_with_its_extras_and_build_backend():
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     runtime = wheelhouse.project_requirements(pyproject, [])
@@ -102,14 +111,18 @@ def test_a_wrong_python_version_is_one_line(capsys):
 
 @pytest.mark.slow
 def test_a_venv_made_from_a_venv_reuses_its_pytorch_offline(tmp_path):
-    """The venv is made from this suite's own venv, as on a box whose python3 is a venv holding
+    """The venv is made again from this suite's own venv, as on a box whose python3 is a venv holding
     PyTorch; no index is reachable. --without-pip: pip, and setuptools for the editable install, come
     from the parent as well (a box's wheels/ would supply setuptools to pip's isolated build)."""
     venv = tmp_path / "venv"
+    # a venv there already, with pip but without the system's packages, as `make` made it before
+    subprocess.run([sys.executable, "-m", "venv", venv], check=True, capture_output=True)
+    # pip reads its *_NO_* variables inverted (pypa/pip#5735): "0" turns build isolation off, so the
+    # editable install builds with the parent's setuptools instead of fetching one
     env = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1", "PIP_NO_BUILD_ISOLATION": "0"}
     done = subprocess.run(
         ["make", "-C", str(ROOT), f"VENV={venv}", f"PYTHON={sys.executable}", "EXTRAS=",
-         "VENV_ARGS=--system-site-packages --without-pip", f"{venv}/.installed-none"],
+         "VENV_ARGS=--system-site-packages --without-pip", f"{venv}/.installed-none-system"],
         env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     probe = subprocess.run(
@@ -120,4 +133,5 @@ def test_a_venv_made_from_a_venv_reuses_its_pytorch_offline(tmp_path):
 
     assert probe == [str(venv), torch.__file__, str(ROOT / "bench" / "__init__.py")]
     assert (venv / "bin" / "bench").exists()
+    assert "include-system-site-packages = true" in (venv / "pyvenv.cfg").read_text()
     assert not list(venv.glob("lib/python*/site-packages/torch"))

@@ -91,6 +91,13 @@ def target_environment(python_version: str) -> dict[str, str]:
     return {**default_environment(), "python_version": python_version, "python_full_version": f"{python_version}.0"}
 
 
+def left_out(have: set[str], pyproject: dict) -> set[str]:
+    """The packages the wheels leave out: what the box has, but not the build backend. pip builds the
+    suite's editable install in an isolated environment, which sees none of the box's packages."""
+    backend = pyproject.get("build-system", {}).get("requires", [])
+    return have - {requirement_name(requirement) for requirement in backend}
+
+
 def needed(report: dict, have: set[str], environment: dict[str, str]) -> list[dict]:
     """The packages of pip's installation report (`pip install --dry-run --report`) that the box lacks:
     those reachable from the requested ones, through requirements whose markers hold in `environment`
@@ -184,17 +191,20 @@ def main(argv: list[str] | None = None) -> int:
     if not re.fullmatch(r"3\.\d+", args.python_version):
         parser.error(f"--python-version {args.python_version!r}: give the box's Python as 3.N, e.g. 3.12")
     try:
-        have = parse_have(args.have if args.have is not None else list(DEFAULT_HAVE))
         pyproject = tomllib.loads(args.project.read_text())
+        have = left_out(parse_have(args.have if args.have is not None else list(DEFAULT_HAVE)), pyproject)
         requirements = project_requirements(pyproject, [e for e in re.split(r"[\s,]+", args.extras) if e])
         wheels = collect(requirements, args.out, args.python_version, have)
     except (OSError, ValueError, RuntimeError) as error:
         print(f"bench wheels: {error}", file=sys.stderr)
         return 1
     megabytes = sum(path.stat().st_size for path in wheels) / 1e6
+    names = sorted(have)
+    without = (", ".join(names) if len(names) <= 6
+               else f"the {len(names)} packages the box has ({', '.join(names[:3])}, ...)")
     print(f"{len(wheels)} wheels ({megabytes:.1f} MB) in {args.out}/ for Python {args.python_version} on "
-          f"{sysconfig.get_platform()}, without {', '.join(sorted(have)) or 'nothing'} and what only they need.")
-    print("On the box, in a clone without .venv, with this folder copied to its wheels/:")
+          f"{sysconfig.get_platform()}, without {without or 'nothing'} and what only they need.")
+    print("On the box, in the clone, with this folder copied to its wheels/:")
     extras = "" if args.extras == "dev" else f" EXTRAS={args.extras}"
     print(f"  PIP_NO_INDEX=1 PIP_FIND_LINKS=$PWD/wheels make VENV_ARGS=--system-site-packages{extras} gpu-check")
     return 0
