@@ -188,7 +188,9 @@ def fake_cuda(monkeypatch):
         finally:
             cuda.autocasting = False
 
-    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self, *a, **k: self)
+    cuda.pinned = []  # (shape, dtype) of each host tensor pinned for a non-blocking copy
+    monkeypatch.setattr(torch.Tensor, "pin_memory",
+                        lambda self, *a, **k: (cuda.pinned.append((tuple(self.shape), self.dtype)), self)[1])
     monkeypatch.setattr(fastpath.FastPath, "autocast", fast_path_autocast)  # its casts need a driver
     monkeypatch.setattr(FakeTensor, "item", _one_value(1.0), raising=False)
     monkeypatch.setattr(FakeTensor, "__bool__", _one_value(True), raising=False)
@@ -290,6 +292,8 @@ def test_training_and_evaluation_keep_every_tensor_on_the_gpu(fake_cuda, monkeyp
         y_true, y_score = trainer.predict("valid")
     assert y_true.shape == y_score.shape == (9, 3)
     assert not arranged
+    if arch == "musicnn":  # its segments' starts, drawn on the host, copied without a host sync (the tiny
+        assert ((8,), torch.int64) in fake_cuda.pinned  # clips are shorter than musicnn-787k's segment)
     # the front end (and MusiCNN's output layer) in float32 whatever autocast says: turned off for the GPU
     assert fake_cuda.autocasts and set(fake_cuda.autocasts) == {("cuda", False)}
     if not resident:
