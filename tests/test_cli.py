@@ -118,11 +118,24 @@ def test_report_of_a_missing_folder_exits_2(capsys, tmp_path):
     assert len(err.strip().splitlines()) == 1 and str(tmp_path / "results" / "nothing") in err
 
 
+@pytest.mark.parametrize("name, path, message", [
+    ("msd", "no-msd", "MSD root not found: expected a folder holding"),
+    ("jamendo", "no-jamendo", "MTG-Jamendo root not found: expected the audio folders 00-99"),
+    ("manifest", "no-manifest.csv", "manifest not found: expected a CSV file with columns path,split,tags"),
+])
+def test_a_grid_says_its_dataset_is_missing_before_anything_else(capsys, write_spec, tmp_path, name, path, message):
+    text = MINIMAL_SPEC.replace('name = "synthetic"', f'name = "{name}"\npath = "{tmp_path / path}"')
+    status, out, err = run_cli(capsys, "grid", str(write_spec(text)), "--results", str(tmp_path / "r"))
+    assert (status, out) == (2, "")
+    assert err.startswith(f"bench grid: error: {message}") and err.count("\n") == 1
+    assert not (tmp_path / "r").exists()
+
+
 def test_grid_with_a_missing_dataset_exits_2(capsys, write_spec, tmp_path):
     text = MINIMAL_SPEC.replace('name = "synthetic"', f'name = "mtat"\npath = "{tmp_path / "no-mtat"}"')
     status, out, err = run_cli(capsys, "grid", str(write_spec(text)), "--results", str(tmp_path / "r"),
                                "--device", "cpu")
-    assert status == 2
+    assert status == 2 and out == ""  # not "1 run ...: 1 to run" first
     assert err.strip().splitlines()[-1].startswith("bench grid: error: MTAT root not found: expected a folder")
     assert err.strip().endswith("(`bench download mtat --to DIR` fetches it; give DIR as --data or dataset.path)")
     assert "Traceback" not in err

@@ -108,6 +108,15 @@ def load_index(dataset: DatasetSpec, root: Path, generate: bool = True, progress
     raise UserError(f"dataset {dataset.name!r} has no reader: dispatch to one in load_index (bench/data/datasets.py)")
 
 
+def check_root(dataset: DatasetSpec, root: Path) -> None:
+    """Before any work starts: the reader's own one-line error for a dataset location that is not there
+    (a folder, or a manifest's CSV file); each reader checks it, and what it holds, again as it reads."""
+    if dataset.name == "synthetic":  # generated where it is absent
+        return
+    if not (root.is_file() if dataset.name == "manifest" else root.is_dir()):
+        load_index(dataset, root, generate=False, check_audio=False)  # its first check raises
+
+
 def split_folder(dataset: DatasetSpec, root: Path) -> str | None:
     """`dataset.split_file`, a relative one taken from the dataset root."""
     if not dataset.split_file:

@@ -293,6 +293,10 @@ def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
         print(f"bench grid: warning: {warning}", file=sys.stderr)
     planned = time.time()  # failures recorded before this are retried (--retry-failed), later ones not
     states = run_states(spec, results_root, runs, o.retry_failed)
+    if not o.dry_run and any(s.action in ("run", "resume") for s in states):
+        from bench.data.datasets import check_root, dataset_root
+
+        check_root(spec.dataset, dataset_root(spec.dataset, o.data, spec.path))  # before the grid says it starts
     print(header(spec, runs, results_root, states, shard_index, shard_count))
     if o.dry_run:
         for s in states:
