@@ -70,6 +70,33 @@ def test_markers_are_evaluated_for_the_box_python_not_this_one():
     assert names(wheelhouse.needed(report, set(), wheelhouse.target_environment("3.12"))) == {"a"}
 
 
+def test_a_requirement_packaging_cannot_parse_is_followed_by_its_name():
+    report = {"install": [
+        {"metadata": {"name": "a", "version": "1", "requires_dist": ["b>=1; os_name = 'posix'"]},
+         "download_info": {"url": "https://example.org/a-1-py3-none-any.whl"}, "requested": True},
+        {"metadata": {"name": "b", "version": "1", "requires_dist": []},
+         "download_info": {"url": "https://example.org/b-1-py3-none-any.whl"}, "requested": False},
+    ]}
+    assert names(wheelhouse.needed(report, set(), LINUX_312)) == {"a", "b"}
+
+
+def test_a_wheel_built_here_is_found_in_the_folder_whatever_its_path(tmp_path):
+    folder = tmp_path / "a folder"
+    folder.mkdir()
+    item = {"download_info": {"url": (folder / "fvcore-0.1.5.post20221221-py3-none-any.whl").as_uri()}}
+    assert "%20" in item["download_info"]["url"] and wheelhouse._in(item, folder)
+    assert not wheelhouse._in({"download_info": {"url": "https://files.pythonhosted.org/x/fvcore.whl"}}, folder)
+
+
+def test_a_pip_without_installation_reports_is_one_line(monkeypatch, capsys):
+    import pip
+
+    monkeypatch.setattr(pip, "__version__", "21.2.4")  # what an early Python 3.10 bundles
+    assert wheelhouse.main(["--python-version", "3.12"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip 21.2.4 writes no installation report; it needs pip 22.2 or newer" in err
+
+
 def test_what_a_box_has_is_read_from_names_or_its_pip_freeze(tmp_path):
     freeze = tmp_path / "freeze.txt"
     freeze.write_text("# the box\ntorch==2.11.0+cu130\nPyYAML==6.0.2\n-e git+https://example.org/x.git#egg=x\n"

@@ -22,10 +22,12 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 from packaging.markers import default_environment
-from packaging.requirements import Requirement
+from packaging.requirements import InvalidRequirement, Requirement
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -113,7 +115,10 @@ def needed(report: dict, have: set[str], environment: dict[str, str]) -> list[di
         active = kept.setdefault(name, set())
         active |= extras
         for text in items[name]["metadata"].get("requires_dist", []):
-            requirement = Requirement(text)
+            try:
+                requirement = Requirement(text)
+            except InvalidRequirement:  # metadata packaging cannot parse: followed by name, whatever its marker
+                requirement = Requirement(requirement_name(text) or "-")
             dependency = canonical(requirement.name)
             if dependency not in items or dependency in have:
                 continue
@@ -128,8 +133,8 @@ def is_wheel(item: dict) -> bool:
 
 
 def _in(item: dict, folder: Path) -> bool:
-    url = item["download_info"]["url"]
-    return url.startswith("file://") and Path(url.removeprefix("file://")).parent == folder.resolve()
+    url = urllib.parse.urlparse(item["download_info"]["url"])
+    return url.scheme == "file" and Path(urllib.request.url2pathname(url.path)).parent == folder.resolve()
 
 
 def pinned(item: dict) -> str:
@@ -190,6 +195,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not re.fullmatch(r"3\.\d+", args.python_version):
         parser.error(f"--python-version {args.python_version!r}: give the box's Python as 3.N, e.g. 3.12")
+    import pip
+
+    if tuple(int(part) for part in re.findall(r"\d+", pip.__version__)[:2]) < (22, 2):
+        print(f"bench wheels: pip {pip.__version__} writes no installation report; it needs pip 22.2 or newer "
+              f"({sys.executable} -m pip install -U pip)", file=sys.stderr)
+        return 1
     try:
         pyproject = tomllib.loads(args.project.read_text())
         have = left_out(parse_have(args.have if args.have is not None else list(DEFAULT_HAVE)), pyproject)
