@@ -59,24 +59,22 @@ def test_a_box_without_pytorch_gets_it_with_the_extras_it_asks_of_its_dependenci
     assert {"cuda-toolkit", "nvidia-cublas"}.isdisjoint(names(wheelhouse.needed(REPORT, set(), mac)))
 
 
+def two_packages(requirement: str, dependency: str) -> dict:
+    """A report of package `a`, requested, which requires `requirement`, and of `dependency`."""
+    def item(name, requires_dist, requested):
+        return {"metadata": {"name": name, "version": "1", "requires_dist": requires_dist},
+                "download_info": {"url": f"https://example.org/{name}-1-py3-none-any.whl"}, "requested": requested}
+    return {"install": [item("a", [requirement], True), item(dependency, [], False)]}
+
+
 def test_markers_are_evaluated_for_the_box_python_not_this_one():
-    report = {"install": [
-        {"metadata": {"name": "a", "version": "1", "requires_dist": ['tomli>=2.0; python_version < "3.11"']},
-         "download_info": {"url": "https://example.org/a-1-py3-none-any.whl"}, "requested": True},
-        {"metadata": {"name": "tomli", "version": "2", "requires_dist": []},
-         "download_info": {"url": "https://example.org/tomli-2-py3-none-any.whl"}, "requested": False},
-    ]}
+    report = two_packages('tomli>=2.0; python_version < "3.11"', "tomli")
     assert names(wheelhouse.needed(report, set(), wheelhouse.target_environment("3.10"))) == {"a", "tomli"}
     assert names(wheelhouse.needed(report, set(), wheelhouse.target_environment("3.12"))) == {"a"}
 
 
 def test_a_requirement_packaging_cannot_parse_is_followed_by_its_name():
-    report = {"install": [
-        {"metadata": {"name": "a", "version": "1", "requires_dist": ["b>=1; os_name = 'posix'"]},
-         "download_info": {"url": "https://example.org/a-1-py3-none-any.whl"}, "requested": True},
-        {"metadata": {"name": "b", "version": "1", "requires_dist": []},
-         "download_info": {"url": "https://example.org/b-1-py3-none-any.whl"}, "requested": False},
-    ]}
+    report = two_packages("b>=1; os_name = 'posix'", "b")
     assert names(wheelhouse.needed(report, set(), LINUX_312)) == {"a", "b"}
 
 
