@@ -45,9 +45,9 @@ $(STAMP): pyproject.toml
 	  $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null || { \
 	    echo "bench needs Python 3.10 or newer; $(PYTHON) is $$($(PYTHON) --version 2>&1):" \
 	         "run make PYTHON=python3.12 (or another 3.10+ interpreter)" >&2; exit 1; }; \
-	  $(PYTHON) -m venv --clear $(VENV_ARGS) $(VENV); \
-	  $(if $(SYSTEM_SITE),$(PYTHON) -c 'import site; import sys; sys.prefix != sys.base_prefix and print("\n".join(site.getsitepackages()))' \
-	    > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/bench-parent-env.pth";) }
+	  $(PYTHON) -m venv --clear $(VENV_ARGS) $(VENV) $(if $(SYSTEM_SITE),&& \
+	  $(PYTHON) -c 'import site; import sys; sys.prefix != sys.base_prefix and print("\n".join("import site; site.addsitedir(%r)" % p for p in site.getsitepackages()))' \
+	    > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/bench-parent-env.pth"); }
 	@# a venv made before the distribution was renamed holds it as `bench`: one copy only
 	@$(BIN)/python -m pip uninstall -y -q bench >/dev/null 2>&1 || true
 	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.$(if $(EXTRAS),[$(EXTRAS)])'
@@ -103,7 +103,7 @@ WHEELS_EXTRAS ?=
 
 wheels: $(STAMP) ## on a connected machine: wheels/ to install on a box with no internet (docs/running.md)
 	$(BIN)/python -m bench.tools.wheelhouse --out wheels --python-version $(WHEELS_PYTHON) \
-	  --extras '$(WHEELS_EXTRAS)' $(foreach have,$(WHEELS_HAVE),--have $(have))
+	  --extras '$(WHEELS_EXTRAS)' --have '$(WHEELS_HAVE)'
 
 GPUCHECK_ARGS ?=
 

@@ -27,6 +27,13 @@ LINUX_312 = {
     "platform_version": "#1 SMP", "python_full_version": "3.12.3", "platform_python_implementation": "CPython",
     "python_version": "3.12", "sys_platform": "linux",
 }
+# the suite's requirements the report was resolved from, but soxr, scipy and matplotlib (cut from it)
+REQUIREMENTS = [
+    "torch>=2.10,<2.15", "torchaudio>=2.10,<2.12", "numpy>=1.24", "soundfile>=0.13", "fvcore>=0.1.5",
+    "scikit-learn>=1.8; python_version >= '3.11'", "scikit-learn>=1.3; python_version < '3.11'", "pandas>=2.0",
+    "submitit>=1.5", "tqdm>=4.66", "tomli>=2.0; python_version < '3.11'", "setuptools>=77",
+]
+PYTORCH = {"torch": None, "torchaudio": None}
 # what the suite needs beside torch and torchaudio, among the report's packages: soundfile -> cffi ->
 # pycparser; fvcore -> yacs, pyyaml, tqdm, termcolor, tabulate, iopath -> portalocker, typing_extensions;
 # scikit-learn -> narwhals, threadpoolctl; pandas -> python-dateutil -> tzdata; submitit -> cloudpickle
@@ -41,41 +48,104 @@ def names(items: list[dict]) -> set[str]:
     return {wheelhouse.canonical(item["metadata"]["name"]) for item in items}
 
 
+def needed(report: dict, have: dict, environment: dict, requirements: list[str] = REQUIREMENTS) -> set[str]:
+    """The packages of `report` the box lacks (what was cut from the report comes back as missing)."""
+    return names(wheelhouse.walk(report, requirements, have, environment)[0])
+
+
 def test_a_box_with_pytorch_gets_no_package_that_only_pytorch_needs():
-    kept = names(wheelhouse.needed(REPORT, {"torch", "torchaudio"}, LINUX_312))
+    kept = needed(REPORT, PYTORCH, LINUX_312)
     assert kept == WITHOUT_TORCH
+    # and what was cut from the report: fvcore's Pillow, scikit-learn's joblib and scipy
+    assert wheelhouse.walk(REPORT, REQUIREMENTS, PYTORCH, LINUX_312)[1] == ["Pillow", "joblib>=1.4.0", "scipy>=1.10.0"]
     # typing_extensions is torch's too, but iopath, soundfile and submitit need it; filelock is
     # setuptools's only under its `test` extra, and pandas needs tzdata directly only on Windows
     assert {"sympy", "mpmath", "filelock", "cuda-toolkit", "nvidia-cublas"}.isdisjoint(kept)
 
 
 def test_a_box_without_pytorch_gets_it_with_the_extras_it_asks_of_its_dependencies():
-    kept = names(wheelhouse.needed(REPORT, set(), LINUX_312))
+    kept = needed(REPORT, {}, LINUX_312)
     # torch asks cuda-toolkit for its `cublas` extra, which is where nvidia-cublas comes from
     assert kept == WITHOUT_TORCH | {"torch", "torchaudio", "filelock", "sympy", "mpmath", "cuda-toolkit",
                                     "nvidia-cublas"}
     # on macOS none of torch's CUDA packages is needed
     mac = {**LINUX_312, "platform_system": "Darwin", "sys_platform": "darwin", "platform_machine": "arm64"}
-    assert {"cuda-toolkit", "nvidia-cublas"}.isdisjoint(names(wheelhouse.needed(REPORT, set(), mac)))
+    assert {"cuda-toolkit", "nvidia-cublas"}.isdisjoint(needed(REPORT, {}, mac))
 
 
-def two_packages(requirement: str, dependency: str) -> dict:
-    """A report of package `a`, requested, which requires `requirement`, and of `dependency`."""
-    def item(name, requires_dist, requested):
+def two_packages(requirement: str, dependency: str | None) -> dict:
+    """A report of package `a`, which requires `requirement`, and of `dependency` (None: pip left it out)."""
+    def item(name, requires_dist):
         return {"metadata": {"name": name, "version": "1", "requires_dist": requires_dist},
-                "download_info": {"url": f"https://example.org/{name}-1-py3-none-any.whl"}, "requested": requested}
-    return {"install": [item("a", [requirement], True), item(dependency, [], False)]}
+                "download_info": {"url": f"https://example.org/{name}-1-py3-none-any.whl"}}
+    return {"install": [item("a", [requirement])] + ([item(dependency, [])] if dependency else [])}
 
 
 def test_markers_are_evaluated_for_the_box_python_not_this_one():
     report = two_packages('tomli>=2.0; python_version < "3.11"', "tomli")
-    assert names(wheelhouse.needed(report, set(), wheelhouse.target_environment("3.10"))) == {"a", "tomli"}
-    assert names(wheelhouse.needed(report, set(), wheelhouse.target_environment("3.12"))) == {"a"}
+    assert needed(report, {}, wheelhouse.target_environment("3.10"), ["a"]) == {"a", "tomli"}
+    assert needed(report, {}, wheelhouse.target_environment("3.12"), ["a"]) == {"a"}
+    # the project's own requirements too, and pip is given them without markers it would judge itself
+    assert wheelhouse.for_box(REQUIREMENTS[4:7], wheelhouse.target_environment("3.10")) == [
+        "fvcore>=0.1.5", "scikit-learn>=1.3"]
+
+
+def test_what_pip_left_out_for_another_python_is_asked_for_again(monkeypatch):
+    """pip 23-25 judge a dependency's marker for the Python that runs them, whatever --python-version
+    says: resolved on 3.11, pytest's `exceptiongroup>=1; python_version < "3.11"` is not in the report
+    a 3.10 box needs. The walk names it and the next resolution asks for it."""
+    requirement = 'exceptiongroup>=1; python_version < "3.11"'
+    items, missing = wheelhouse.walk(two_packages(requirement, None), ["a"], {}, wheelhouse.target_environment("3.10"))
+    assert (names(items), missing) == ({"a"}, ["exceptiongroup>=1"])
+    asked = []
+
+    def resolve(requirements, out, target):
+        asked.append(list(requirements))
+        return two_packages(requirement, "exceptiongroup" if "exceptiongroup>=1" in requirements else None)
+
+    monkeypatch.setattr(wheelhouse, "_resolve", resolve)
+    items = wheelhouse.resolved(["a"], Path("wheels"), [], {}, wheelhouse.target_environment("3.10"))
+    assert names(items) == {"a", "exceptiongroup"} and asked == [["a"], ["a", "exceptiongroup>=1"]]
+
+
+def test_a_package_the_box_has_in_a_version_out_of_range_is_collected():
+    # numpy 1.21 is below the suite's 1.24; numpy 2.0.0 fits it but not pandas 3.1's numpy>=2.0.2
+    assert "numpy" in needed(REPORT, {**PYTORCH, "numpy": "1.21.6"}, LINUX_312)
+    assert "numpy" in needed(REPORT, {**PYTORCH, "numpy": "2.0.0"}, LINUX_312)
+    assert "numpy" not in needed(REPORT, {**PYTORCH, "numpy": "2.5.2"}, LINUX_312)
+    assert needed(REPORT, {"torch": "2.9.1", "torchaudio": "2.9.1"}, LINUX_312) >= {"torch", "torchaudio"}
+    assert needed(REPORT, {"torch": "2.11.0+cu130", "torchaudio": "2.11.0"}, LINUX_312) == WITHOUT_TORCH
 
 
 def test_a_requirement_packaging_cannot_parse_is_followed_by_its_name():
     report = two_packages("b>=1; os_name = 'posix'", "b")
-    assert names(wheelhouse.needed(report, set(), LINUX_312)) == {"a", "b"}
+    assert needed(report, {}, LINUX_312, ["a"]) == {"a", "b"}
+
+
+def test_only_the_wheels_of_the_resolved_versions_are_counted(tmp_path):
+    for name in ("numpy-2.4.6-cp312-cp312-manylinux_2_28_x86_64.whl", "numpy-2.3.0-cp312-cp312-linux_x86_64.whl",
+                 "scikit_learn-1.9.1-cp312-cp312-manylinux_2_28_x86_64.whl"):
+        (tmp_path / name).touch()
+    items = [{"metadata": {"name": "numpy", "version": "2.4.6"}},
+             {"metadata": {"name": "scikit-learn", "version": "1.9.1"}}]
+    kept = sorted(path.name for path in tmp_path.iterdir() if any(wheelhouse._is(path, item) for item in items))
+    assert kept == ["numpy-2.4.6-cp312-cp312-manylinux_2_28_x86_64.whl",
+                    "scikit_learn-1.9.1-cp312-cp312-manylinux_2_28_x86_64.whl"]
+
+
+def test_pips_own_reason_is_the_line_said(monkeypatch):
+    stderr = ("ERROR: Cannot install pluggy<1 and pytest>=8 because these package versions have conflicting "
+              "dependencies.\n\nThe conflict is caused by:\n    pytest 8.4.2 depends on pluggy<2 and >=1.5\n\n"
+              "ERROR: ResolutionImpossible: for help visit https://pip.pypa.io/en/latest/topics/dependency-resolution/\n")
+    monkeypatch.setattr(wheelhouse.subprocess, "run",
+                        lambda *a, **k: subprocess.CompletedProcess(a, 1, "", stderr))
+    with pytest.raises(RuntimeError, match=r"^pip install failed: ERROR: Cannot install pluggy<1 and pytest>=8 "):
+        wheelhouse._pip(["install", "x"])
+
+
+def test_a_python_the_suite_does_not_support_is_one_line(capsys):
+    assert wheelhouse.main(["--python-version", "3.9", "--project", str(ROOT / "pyproject.toml")]) == 1
+    assert capsys.readouterr().err == "bench wheels: --python-version 3.9: mel-resolution-bench needs Python >=3.10\n"
 
 
 def test_a_wheel_built_here_is_found_in_the_folder_whatever_its_path(tmp_path):
@@ -99,8 +169,10 @@ def test_what_a_box_has_is_read_from_names_or_its_pip_freeze(tmp_path):
     freeze = tmp_path / "freeze.txt"
     freeze.write_text("# the box\ntorch==2.11.0+cu130\nPyYAML==6.0.2\n-e git+https://example.org/x.git#egg=x\n"
                       "zope.interface @ file:///wheels/zope.interface-7.0-cp312-cp312-linux_x86_64.whl\n\n")
-    assert wheelhouse.parse_have([str(freeze), "torchaudio,Jinja2"]) == {
-        "torch", "pyyaml", "zope-interface", "torchaudio", "jinja2"}
+    assert wheelhouse.parse_have([str(freeze), "torchaudio,Jinja2==3.1.6"]) == {
+        "torch": "2.11.0+cu130", "pyyaml": "6.0.2", "zope-interface": None, "torchaudio": None, "jinja2": "3.1.6"}
+    assert wheelhouse.parse_have([f"torch {freeze}"]) == wheelhouse.parse_have([str(freeze)])  # one make word
+    assert wheelhouse.parse_have([""]) == {}  # make wheels WHEELS_HAVE=: the box has nothing
     with pytest.raises(ValueError, match="--have box/freeze.txt: no such file"):
         wheelhouse.parse_have(["box/freeze.txt"])
 
@@ -109,9 +181,9 @@ def test_the_build_backend_is_collected_even_where_the_box_has_it():
     """pip's isolated build of the editable install sees none of the box's packages: setuptools (the
     backend pyproject.toml names) must be in wheels/ even on a box whose Python has it."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    have = wheelhouse.left_out({"torch", "setuptools", "numpy"}, pyproject)
-    assert have == {"torch", "numpy"}
-    assert "setuptools" in names(wheelhouse.needed(REPORT, have, LINUX_312))
+    have = wheelhouse.left_out({"torch": None, "setuptools": "80.9.0", "numpy": None}, pyproject)
+    assert have == {"torch": None, "numpy": None}
+    assert "setuptools" in needed(REPORT, have, LINUX_312)
 
 
 def test_the_requirements_are_the_projects_with_its_extras_and_build_backend():
@@ -135,28 +207,38 @@ def test_a_wrong_python_version_is_one_line(capsys):
 
 
 @pytest.mark.slow
-def test_a_venv_made_from_a_venv_reuses_its_pytorch_offline(tmp_path):
-    """The venv is made again from this suite's own venv, as on a box whose python3 is a venv holding
-    PyTorch; no index is reachable. --without-pip: pip, and setuptools for the editable install, come
-    from the parent as well (a box's wheels/ would supply setuptools to pip's isolated build)."""
-    venv = tmp_path / "venv"
+def test_venvs_made_from_venvs_reuse_their_pytorch_offline(tmp_path):
+    """A box whose python3 is a venv holding PyTorch: `parent` is made from this suite's own venv, and
+    `venv` from `parent`, each by make, with no index reachable. `venv` sees the suite's torch through
+    both, and a module `parent` finds only through a .pth file of its own (as an editable install's),
+    which the .pth make writes runs. --without-pip: pip, and setuptools for the editable install, come
+    from the parents as well (a box's wheels/ would supply setuptools to pip's isolated build)."""
+    parent, venv, extra = tmp_path / "parent", tmp_path / "venv", tmp_path / "extra"
+    # pip reads its *_NO_* variables inverted (pypa/pip#5735): "0" turns build isolation off, so the
+    # editable install builds with the parents' setuptools instead of fetching one
+    env = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1", "PIP_NO_BUILD_ISOLATION": "0"}
+
+    def make(folder, python):
+        done = subprocess.run(
+            ["make", "-C", str(ROOT), f"VENV={folder}", f"PYTHON={python}", "EXTRAS=",
+             "VENV_ARGS=--system-site-packages --without-pip", f"{folder}/.installed-none-system"],
+            env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+
+    make(parent, sys.executable)
+    extra.mkdir()
+    (extra / "only_in_parent.py").write_text("WHERE = 'parent'\n")
+    (next(parent.glob("lib/python*/site-packages")) / "only-in-parent.pth").write_text(f"{extra}\n")
     # a venv there already, with pip but without the system's packages, as `make` made it before
     subprocess.run([sys.executable, "-m", "venv", venv], check=True, capture_output=True)
-    # pip reads its *_NO_* variables inverted (pypa/pip#5735): "0" turns build isolation off, so the
-    # editable install builds with the parent's setuptools instead of fetching one
-    env = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1", "PIP_NO_BUILD_ISOLATION": "0"}
-    done = subprocess.run(
-        ["make", "-C", str(ROOT), f"VENV={venv}", f"PYTHON={sys.executable}", "EXTRAS=",
-         "VENV_ARGS=--system-site-packages --without-pip", f"{venv}/.installed-none-system"],
-        env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
+    make(venv, parent / "bin" / "python")
     probe = subprocess.run(
-        [venv / "bin" / "python", "-c", "import sys, torch, bench; print(sys.prefix); print(torch.__file__); "
-                                        "print(bench.__file__)"],
+        [venv / "bin" / "python", "-c", "import sys, torch, bench, only_in_parent; print(sys.prefix); "
+                                        "print(torch.__file__); print(bench.__file__); print(only_in_parent.WHERE)"],
         cwd=tmp_path, capture_output=True, text=True, check=True).stdout.splitlines()
     import torch
 
-    assert probe == [str(venv), torch.__file__, str(ROOT / "bench" / "__init__.py")]
+    assert probe == [str(venv), torch.__file__, str(ROOT / "bench" / "__init__.py"), "parent"]
     assert (venv / "bin" / "bench").exists()
     assert "include-system-site-packages = true" in (venv / "pyvenv.cfg").read_text()
-    assert not list(venv.glob("lib/python*/site-packages/torch"))
+    assert not [*venv.glob("lib/python*/site-packages/torch"), *parent.glob("lib/python*/site-packages/torch")]

@@ -28,6 +28,8 @@ from pathlib import Path
 
 from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion, Version
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -53,16 +55,20 @@ def requirement_name(requirement: str) -> str | None:
     return canonical(match.group(1)) if match else None
 
 
-def parse_have(values: list[str]) -> set[str]:
-    """The packages a box has, from names (`torch torchaudio`, commas allowed) or files of `pip freeze`
-    output, one requirement per line."""
-    have: set[str] = set()
+def parse_have(values: list[str]) -> dict[str, str | None]:
+    """The packages a box has, with their versions where known: names (`torch torchaudio`, commas
+    allowed; `torch==2.11.0` pins one) or files of its `pip freeze` output, one requirement per line."""
+    have: dict[str, str | None] = {}
     for value in values:
-        path = Path(value)
-        if not path.is_file() and ("/" in value or value.endswith(".txt")):
-            raise ValueError(f"--have {value}: no such file")
-        lines = path.read_text().splitlines() if path.is_file() else re.split(r"[\s,]+", value)
-        have.update(name for name in map(requirement_name, lines) if name)
+        for token in re.split(r"[\s,]+", value.strip()) if value.strip() else []:
+            path = Path(token)
+            if not path.is_file() and ("/" in token or token.endswith(".txt")):
+                raise ValueError(f"--have {token}: no such file")
+            for line in path.read_text().splitlines() if path.is_file() else [token]:
+                name = requirement_name(line)
+                if name:
+                    pin = re.match(r"\s*[^=<>!~;@\s]+\s*===?\s*([^\s;#]+)", line)
+                    have[name] = pin.group(1) if pin else None
     return have
 
 
@@ -93,39 +99,73 @@ def target_environment(python_version: str) -> dict[str, str]:
     return {**default_environment(), "python_version": python_version, "python_full_version": f"{python_version}.0"}
 
 
-def left_out(have: set[str], pyproject: dict) -> set[str]:
+def for_box(requirements: list[str], environment: dict[str, str]) -> list[str]:
+    """The requirements whose markers hold on the box, without their markers: pip evaluates a marker for
+    the Python that runs it, whatever `--python-version` says."""
+    kept = []
+    for text in requirements:
+        requirement = Requirement(text)
+        if requirement.marker is None or requirement.marker.evaluate({**environment, "extra": ""}):
+            requirement.marker = None
+            kept.append(str(requirement))
+    return kept
+
+
+def left_out(have: dict[str, str | None], pyproject: dict) -> dict[str, str | None]:
     """The packages the wheels leave out: what the box has, but not the build backend. pip builds the
     suite's editable install in an isolated environment, which sees none of the box's packages."""
     backend = pyproject.get("build-system", {}).get("requires", [])
-    return have - {requirement_name(requirement) for requirement in backend}
+    backend_names = {requirement_name(requirement) for requirement in backend}
+    return {name: version for name, version in have.items() if name not in backend_names}
 
 
-def needed(report: dict, have: set[str], environment: dict[str, str]) -> list[dict]:
+def _has(have: dict[str, str | None], requirement: Requirement) -> bool:
+    """Whether the box's copy of the package satisfies `requirement` (an unknown version is taken to)."""
+    name = canonical(requirement.name)
+    if name not in have:
+        return False
+    version = have[name]
+    try:
+        return version is None or requirement.specifier.contains(version, prereleases=True)
+    except InvalidVersion:
+        return True
+
+
+def walk(report: dict, requirements: list[str], have: dict[str, str | None],
+         environment: dict[str, str]) -> tuple[list[dict], list[str]]:
     """The packages of pip's installation report (`pip install --dry-run --report`) that the box lacks:
-    those reachable from the requested ones, through requirements whose markers hold in `environment`
-    with the extras asked of the package, without passing through a package it has."""
+    those reachable from `requirements` through requirements whose markers hold in `environment` with
+    the extras asked of the package, without passing through a package the box has in a version that
+    satisfies the requirement. Also the requirements the walk needs that the report lacks: pip left
+    them out when their markers did not hold for the Python that ran it."""
     items = {canonical(item["metadata"]["name"]): item for item in report["install"]}
-    wanted = [(name, frozenset(item.get("requested_extras") or ())) for name, item in items.items()
-              if item.get("requested") and name not in have]
-    kept: dict[str, set[str]] = {}  # package: the extras asked of it
+    wanted = [(None, frozenset())]  # None: the project, requiring `requirements`
+    kept: dict[str | None, set[str]] = {}  # package: the extras asked of it
+    missing: dict[str, str] = {}
     while wanted:
         name, extras = wanted.pop()
         if name in kept and extras <= kept[name]:
             continue
         active = kept.setdefault(name, set())
         active |= extras
-        for text in items[name]["metadata"].get("requires_dist", []):
+        for text in requirements if name is None else items[name]["metadata"].get("requires_dist", []):
             try:
                 requirement = Requirement(text)
             except InvalidRequirement:  # metadata packaging cannot parse: followed by name, whatever its marker
                 requirement = Requirement(requirement_name(text) or "-")
-            dependency = canonical(requirement.name)
-            if dependency not in items or dependency in have:
-                continue
             marker = requirement.marker
-            if marker is None or any(marker.evaluate({**environment, "extra": extra}) for extra in {"", *active}):
-                wanted.append((dependency, frozenset(requirement.extras)))
-    return [items[name] for name in sorted(kept)]
+            if marker is not None and not any(marker.evaluate({**environment, "extra": extra})
+                                              for extra in {"", *active}):
+                continue
+            dependency = canonical(requirement.name)
+            if _has(have, requirement):
+                continue
+            if dependency not in items:
+                requirement.marker = None
+                missing.setdefault(dependency, str(requirement))
+                continue
+            wanted.append((dependency, frozenset(requirement.extras)))
+    return [items[name] for name in sorted(n for n in kept if n is not None)], sorted(missing.values())
 
 
 def is_wheel(item: dict) -> bool:
@@ -146,7 +186,9 @@ def _pip(args: list[str]) -> None:
                           capture_output=True, text=True)
     if done.returncode:
         lines = [line for line in done.stderr.splitlines() if line.strip() and "WARNING" not in line]
-        raise RuntimeError(f"pip {args[0]} failed: {lines[-1] if lines else f'exit status {done.returncode}'}")
+        errors = [line for line in lines if line.startswith("ERROR:") and "ResolutionImpossible" not in line]
+        why = (errors or lines or [f"exit status {done.returncode}"])[0 if errors else -1]
+        raise RuntimeError(f"pip {args[0]} failed: {why}")
 
 
 def _resolve(requirements: list[str], out: Path, target: list[str]) -> dict:
@@ -158,12 +200,36 @@ def _resolve(requirements: list[str], out: Path, target: list[str]) -> dict:
         return json.loads(report.read_text())
 
 
-def collect(requirements: list[str], out: Path, python_version: str, have: set[str]) -> list[Path]:
+def resolved(requirements: list[str], out: Path, target: list[str], have: dict[str, str | None],
+             environment: dict[str, str], rounds: int = 5) -> list[dict]:
+    """The packages the box lacks, as pip resolves them. What the box's Python needs but pip left out,
+    evaluating a dependency's marker for its own Python, is asked for by name and resolved again."""
+    asked = for_box(requirements, environment)
+    for _ in range(rounds):
+        items, missing = walk(_resolve(asked, out, target), requirements, have, environment)
+        if not missing:
+            return items
+        asked += missing
+    raise RuntimeError(f"pip's resolution still lacks {', '.join(missing)} after {rounds} rounds")
+
+
+def _is(path: Path, item: dict) -> bool:
+    """Whether the wheel file `path` is the report's package `item`, in its version."""
+    name, version = path.name.split("-")[:2]
+    try:
+        return canonical(name) == canonical(item["metadata"]["name"]) and Version(version) == Version(
+            item["metadata"]["version"])
+    except InvalidVersion:
+        return False
+
+
+def collect(requirements: list[str], out: Path, python_version: str, have: dict[str, str | None]) -> list[Path]:
     """Fill `out` with the wheels of `requirements` for `python_version` on this platform, except `have`
     and what only they need; the wheels it holds afterwards for those packages."""
     out.mkdir(parents=True, exist_ok=True)
+    environment = target_environment(python_version)
     # Source-only packages first, built here: the target's resolution below accepts wheels only.
-    for item in needed(_resolve(requirements, out, []), have, default_environment()):
+    for item in resolved(requirements, out, [], have, environment):
         if not is_wheel(item):
             before = set(out.glob("*.whl"))
             _pip(["wheel", "-q", "--no-deps", "--wheel-dir", str(out), pinned(item)])
@@ -173,12 +239,11 @@ def collect(requirements: list[str], out: Path, python_version: str, have: set[s
                     raise RuntimeError(f"{pinned(item)} has no wheel on the index and is not pure Python "
                                        f"(it built {built.name} here): build it on the box")
     target = ["--python-version", python_version, "--only-binary=:all:"]
-    items = needed(_resolve(requirements, out, target), have, target_environment(python_version))
+    items = resolved(requirements, out, target, have, environment)
     fetch = [pinned(item) for item in items if not _in(item, out)]
     if fetch:
         _pip(["download", "-q", "--no-deps", "--dest", str(out), *target, *fetch])
-    names = {canonical(item["metadata"]["name"]) for item in items}
-    return sorted(path for path in out.glob("*.whl") if canonical(path.name.split("-", 1)[0]) in names)
+    return sorted(path for path in out.glob("*.whl") if any(_is(path, item) for item in items))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -203,6 +268,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         pyproject = tomllib.loads(args.project.read_text())
+        supported = SpecifierSet(pyproject["project"].get("requires-python", ""))
+        if not supported.contains(f"{args.python_version}.0"):
+            raise ValueError(f"--python-version {args.python_version}: {pyproject['project']['name']} needs "
+                             f"Python {supported}")
         have = left_out(parse_have(args.have if args.have is not None else list(DEFAULT_HAVE)), pyproject)
         requirements = project_requirements(pyproject, [e for e in re.split(r"[\s,]+", args.extras) if e])
         wheels = collect(requirements, args.out, args.python_version, have)
@@ -214,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     without = (", ".join(names) if len(names) <= 6
                else f"the {len(names)} packages the box has ({', '.join(names[:3])}, ...)")
     print(f"{len(wheels)} wheels ({megabytes:.1f} MB) in {args.out}/ for Python {args.python_version} on "
-          f"{sysconfig.get_platform()}, without {without or 'nothing'} and what only they need.")
+          f"{sysconfig.get_platform()}, without {without or 'nothing'} (where the box's version fits) and "
+          "what only they need.")
     print("On the box, in the clone, with this folder copied to its wheels/:")
     extras = "" if args.extras == "dev" else f" EXTRAS={args.extras}"
     print(f"  PIP_NO_INDEX=1 PIP_FIND_LINKS=$PWD/wheels make VENV_ARGS=--system-site-packages{extras} gpu-check")
