@@ -120,6 +120,7 @@ def test_a_package_the_box_has_in_a_version_out_of_range_is_collected():
 def test_a_requirement_packaging_cannot_parse_is_followed_by_its_name():
     report = two_packages("b>=1; os_name = 'posix'", "b")
     assert needed(report, {}, LINUX_312, ["a"]) == {"a", "b"}
+    assert needed(two_packages("(b)", "b"), {}, LINUX_312, ["a"]) == {"a"}  # nor a name: not followed
 
 
 def test_only_the_wheels_of_the_resolved_versions_are_counted(tmp_path):

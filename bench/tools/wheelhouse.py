@@ -152,7 +152,10 @@ def walk(report: dict, requirements: list[str], have: dict[str, str | None],
             try:
                 requirement = Requirement(text)
             except InvalidRequirement:  # metadata packaging cannot parse: followed by name, whatever its marker
-                requirement = Requirement(requirement_name(text) or "-")
+                name_only = requirement_name(text)
+                if name_only is None:
+                    continue
+                requirement = Requirement(name_only)
             marker = requirement.marker
             if marker is not None and not any(marker.evaluate({**environment, "extra": extra})
                                               for extra in {"", *active}):
