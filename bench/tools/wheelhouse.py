@@ -16,6 +16,7 @@ On the box, with the folder copied to `wheels/` in the clone:
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import re
 import subprocess
@@ -249,6 +250,14 @@ def collect(requirements: list[str], out: Path, python_version: str, have: dict[
     return sorted(path for path in out.glob("*.whl") if any(_is(path, item) for item in items))
 
 
+def pip_version() -> str:
+    """The installed pip's version, read from its metadata: importing pip would import distutils."""
+    try:
+        return importlib.metadata.version("pip")
+    except importlib.metadata.PackageNotFoundError:
+        return "(none)"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.tools.wheelhouse", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("wheels"), help="the folder (default: wheels)")
@@ -263,10 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not re.fullmatch(r"3\.\d+", args.python_version):
         parser.error(f"--python-version {args.python_version!r}: give the box's Python as 3.N, e.g. 3.12")
-    import pip
-
-    if tuple(int(part) for part in re.findall(r"\d+", pip.__version__)[:2]) < (22, 2):
-        print(f"bench wheels: pip {pip.__version__} writes no installation report; it needs pip 22.2 or newer "
+    pip = pip_version()
+    if tuple(int(part) for part in re.findall(r"\d+", pip)[:2]) < (22, 2):
+        print(f"bench wheels: pip {pip} writes no installation report; it needs pip 22.2 or newer "
               f"({sys.executable} -m pip install -U pip)", file=sys.stderr)
         return 1
     try:
