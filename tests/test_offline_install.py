@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from packaging.utils import canonicalize_name
 
 from bench.tools import wheelhouse
 from bench.tools.wheelhouse import tomllib
@@ -45,7 +46,7 @@ WITHOUT_TORCH = {
 
 
 def names(items: list[dict]) -> set[str]:
-    return {wheelhouse.canonical(item["metadata"]["name"]) for item in items}
+    return {canonicalize_name(item["metadata"]["name"]) for item in items}
 
 
 def needed(report: dict, have: dict, environment: dict, requirements: list[str] = REQUIREMENTS) -> set[str]:

@@ -30,6 +30,7 @@ from pathlib import Path
 from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 if sys.version_info >= (3, 11):
@@ -41,11 +42,6 @@ DEFAULT_HAVE = ("torch", "torchaudio")
 _NAME = re.compile(r"\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)")
 
 
-def canonical(name: str) -> str:
-    """A distribution name as the index compares it (PEP 503): `PyYAML` and `pyyaml` are one package."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def requirement_name(requirement: str) -> str | None:
     """The distribution a requirement (`numpy>=1.24; python_version >= '3.11'`, `torch==2.11.0+cu130`,
     `pkg @ file:///...`) names; None for a line that names none (a comment, a pip option)."""
@@ -53,7 +49,7 @@ def requirement_name(requirement: str) -> str | None:
     if not text.strip() or text.lstrip().startswith("-"):
         return None
     match = _NAME.match(text)
-    return canonical(match.group(1)) if match else None
+    return canonicalize_name(match.group(1)) if match else None
 
 
 def parse_have(values: list[str]) -> dict[str, str | None]:
@@ -78,7 +74,7 @@ def project_requirements(pyproject: dict, extras: list[str]) -> list[str]:
     names the project itself (`mel-resolution-bench[onnx]`) is expanded into that extra's list."""
     project = pyproject["project"]
     optional = project.get("optional-dependencies", {})
-    own = canonical(project["name"])
+    own = canonicalize_name(project["name"])
     wanted, seen, requirements = list(extras), set(), list(project.get("dependencies", []))
     while wanted:
         extra = wanted.pop()
@@ -122,7 +118,7 @@ def left_out(have: dict[str, str | None], pyproject: dict) -> dict[str, str | No
 
 def _has(have: dict[str, str | None], requirement: Requirement) -> bool:
     """Whether the box's copy of the package satisfies `requirement` (an unknown version is taken to)."""
-    name = canonical(requirement.name)
+    name = canonicalize_name(requirement.name)
     if name not in have:
         return False
     version = have[name]
@@ -139,7 +135,7 @@ def walk(report: dict, requirements: list[str], have: dict[str, str | None],
     the extras asked of the package, without passing through a package the box has in a version that
     satisfies the requirement. Also the requirements the walk needs that the report lacks: pip left
     them out when their markers did not hold for the Python that ran it."""
-    items = {canonical(item["metadata"]["name"]): item for item in report["install"]}
+    items = {canonicalize_name(item["metadata"]["name"]): item for item in report["install"]}
     wanted = [(None, frozenset())]  # None: the project, requiring `requirements`
     kept: dict[str | None, set[str]] = {}  # package: the extras asked of it
     missing: dict[str, str] = {}
@@ -161,7 +157,7 @@ def walk(report: dict, requirements: list[str], have: dict[str, str | None],
             if marker is not None and not any(marker.evaluate({**environment, "extra": extra})
                                               for extra in {"", *active}):
                 continue
-            dependency = canonical(requirement.name)
+            dependency = canonicalize_name(requirement.name)
             if _has(have, requirement):
                 continue
             if dependency not in items:
@@ -191,7 +187,7 @@ def _pip(args: list[str]) -> None:
     if done.returncode:
         lines = [line for line in done.stderr.splitlines() if line.strip() and "WARNING" not in line]
         errors = [line for line in lines if line.startswith("ERROR:") and "ResolutionImpossible" not in line]
-        why = (errors or lines or [f"exit status {done.returncode}"])[0 if errors else -1]
+        why = errors[0] if errors else lines[-1] if lines else f"exit status {done.returncode}"
         raise RuntimeError(f"pip {args[0]} failed: {why}")
 
 
@@ -219,11 +215,10 @@ def resolved(requirements: list[str], out: Path, target: list[str], have: dict[s
 
 def _is(path: Path, item: dict) -> bool:
     """Whether the wheel file `path` is the report's package `item`, in its version."""
-    name, version = path.name.split("-")[:2]
     try:
-        return canonical(name) == canonical(item["metadata"]["name"]) and Version(version) == Version(
-            item["metadata"]["version"])
-    except InvalidVersion:
+        name, version, _, _ = parse_wheel_filename(path.name)
+        return name == canonicalize_name(item["metadata"]["name"]) and version == Version(item["metadata"]["version"])
+    except (InvalidWheelFilename, InvalidVersion):
         return False
 
 
