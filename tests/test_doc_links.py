@@ -56,3 +56,15 @@ def test_files_the_code_and_docs_name_exist():
                for named in sorted(set(PATH_NAMED.findall(path.read_text(encoding="utf-8"))))
                if named not in EXAMPLES and not (ROOT / named).exists()]
     assert not missing, "\n".join(missing)
+
+
+def test_the_readme_names_every_make_target():
+    """The README's list of make targets is the one a reader scans for what `make` can do: it names
+    each target that `make help` lists (the Makefile's targets with a `##` description)."""
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    targets = set(re.findall(r"^([a-z-]+):.*## ", makefile, flags=re.MULTILINE)) - {"help"}
+    line = re.search(r"^Make targets \(.*?\): (.*?)\.$", (ROOT / "README.md").read_text(encoding="utf-8"),
+                     flags=re.MULTILINE | re.DOTALL)
+    assert line, "the README's 'Make targets' sentence is gone"
+    named = {name.strip() for name in line.group(1).replace("\n", " ").split(",")}
+    assert named == targets
