@@ -161,3 +161,30 @@ def test_an_export_killed_before_its_sidecar_leaves_no_old_sidecar_beside_the_ne
     assert main(["export", str(musicnn), "--onnx", str(tmp_path / "new" / "m.onnx")]) != 0
     assert not (tmp_path / "new" / "m.onnx.json").exists()
     monkeypatch.setattr(export_module, "atomic_write_json", original)
+
+
+@needs_onnx
+def test_the_exporters_log_warnings_stay_off_the_console(tmp_path, capfd, monkeypatch):
+    """Where torchvision is not installed, torch's exporter logs "torchvision is not installed. Skipping
+    torchvision::nms" and three more; torch 2.11 writes them through a handler bound to the stderr of
+    torch's import, out of redirect_stderr's reach. Export's output is its one line all the same. The
+    handler is set up here as torch 2.11 does, and the warning logged whether torchvision is there or not."""
+    import logging
+    import sys
+
+    _, folder = untrained_model(tmp_path / "vgg", "vgg", 251)
+    real = torch.onnx.export
+    # torch 2.11 gives "torch.onnx" (which does not propagate) this handler; 2.14 one that looks
+    # sys.stderr up at each record, so that redirect_stderr catches it
+    monkeypatch.setattr(logging.getLogger("torch.onnx"), "handlers", [logging.StreamHandler(sys.stderr)])
+
+    def logging_export(*args, **kwargs):
+        logging.getLogger("torch.onnx._internal.exporter._registration").warning(
+            "torchvision is not installed. Skipping torchvision::nms")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", logging_export)
+    assert main(["export", str(folder), "--onnx", str(tmp_path / "v.onnx")]) == 0
+    out, err = capfd.readouterr()
+    assert "torchvision" not in out + err and out.count("\n") == 1 and "onnxruntime matches PyTorch" in out
+    assert logging.getLogger("torch.onnx").level == logging.NOTSET  # left as it was

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import logging
 import sys
 from pathlib import Path
 
@@ -92,6 +93,20 @@ def check_inputs(tagger: Tagger, with_frontend: bool, seed: int = 0):
         return tagger.frontend(waveform).clone()
 
 
+@contextlib.contextmanager
+def quiet_logger(name: str, level: int = logging.ERROR):
+    """The logger `name` and its children drop records below `level` while inside. torch 2.11 gives its
+    loggers a handler bound to the stderr of torch's import, which redirect_stderr does not reach, and its
+    exporter warns of each torchvision operator it skips where torchvision is not installed (four lines)."""
+    logger = logging.getLogger(name)
+    before = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
+
+
 def export(model: str, onnx_path: str | Path, models: str | None = None, with_frontend: bool = False) -> dict:
     """Export, check with onnxruntime, then write the file and its sidecar JSON; returns the sidecar."""
     missing = [name for name in NEEDED if importlib.util.find_spec(name) is None]
@@ -107,7 +122,7 @@ def export(model: str, onnx_path: str | Path, models: str | None = None, with_fr
     batch = torch.export.Dim("batch", min=1, max=4096)
     buffer = io.StringIO()
     try:
-        with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+        with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer), quiet_logger("torch.onnx"):
             program = torch.onnx.export(module, (example,), None, input_names=[input_name], output_names=["logits"],
                                         dynamic_shapes=({0: batch},), opset_version=OPSET, dynamo=True,
                                         verbose=False)
