@@ -142,7 +142,9 @@ def test_the_footprint_covers_evaluation_and_the_served_throughput():
     twice, 2048 x 1 x 1 twice; 50 outputs. Evaluation without autograd holds a layer's input and output
     at once; the largest pair is block 1's conv and BatchNorm outputs: at 4 x 32 clips in bf16,
     2 x 29,818,880 x 128 x 2 bytes = 15,267,266,560 bytes (14.2 GiB), more than training's
-    11,939,027,200: what runs per GPU must reserve."""
+    11,939,027,200: what runs per GPU must reserve. Each pass also holds its batch: a 29.1 s clip is
+    465,600 samples in float16 and a 128 x 1820 mel in fp32, 2 x 465,600 + 4 x 232,960 = 1,863,040 bytes
+    per clip. And 256 MiB for cuDNN's workspaces."""
     from bench.cost.gmac import training_footprint_bytes
     from bench.spec import load_spec
     from bench.train.latency import cuda_passes_without_grad
@@ -150,12 +152,14 @@ def test_the_footprint_covers_evaluation_and_the_served_throughput():
     spec = load_spec(SPECS / "paper-mtat-vgg.toml")
     run = next(r for r in spec.runs() if (r.mel.sample_rate, r.mel.n_mels, r.mel.hop_multiplier) == (16000, 128, 1))
     assert run.protocol.batch_size == 32
-    weights = 16 * 17_365_940  # fp32 weights, gradients, Adam's two moments
+    weights = 16 * 17_365_940 + 256 * 2**20  # fp32 weights, gradients, Adam's two moments; workspace
+    held = 2 * 465_600 + 4 * 128 * 1820
     per_clip = (128 * 1820 + 2 * 128 * 128 * 1820 + 2 * 128 * 64 * 455 + 2 * 384 * 64 * 455 + 2 * 384 * 16 * 91
                 + 2 * 768 * 16 * 91 + 2 * 768 * 4 * 10 + 2 * 2048 * 4 * 10 + 2 * 2048 + 50)
     assert per_clip * 32 * 4 == 11_939_027_200
-    assert training_footprint_bytes(run) == weights + 11_939_027_200
+    assert training_footprint_bytes(run) == weights + 11_939_027_200 + 32 * held
     passes = cuda_passes_without_grad(32, "auto")
     assert passes == ((128, 2), (64, 4))  # evaluation at 4 batches in bf16, the served throughput at 64 in fp32
-    assert training_footprint_bytes(run, passes) == weights + 15_267_266_560
-    assert training_footprint_bytes(run, cuda_passes_without_grad(32, "fp32")) == weights + 2 * 15_267_266_560
+    assert training_footprint_bytes(run, passes) == weights + 15_267_266_560 + 128 * held
+    fp32 = cuda_passes_without_grad(32, "fp32")
+    assert training_footprint_bytes(run, fp32) == weights + 2 * 15_267_266_560 + 128 * held

@@ -27,6 +27,7 @@ from torch import nn
 
 import architectures
 from architectures import InputConfig
+from bench.core.framing import clip_samples
 
 
 def count_params(model: nn.Module) -> int:
@@ -112,9 +113,15 @@ def model_cost(arch: str, input_config: InputConfig, n_tags: int, options=None) 
     )
 
 
+CUDNN_WORKSPACE_BYTES = 256 * 2**20
+"""What the footprint allows for cuDNN's convolution workspaces and the caching allocator's rounding of
+blocks, beside the tensors it counts. `make gpu-check` (P2) measures the peaks this estimate must cover."""
+
+
 def training_footprint_bytes(run, passes_without_grad: Iterable[tuple[int, int]] = ()) -> int:
     """An upper estimate of the device memory one run of `run` (a `RunSpec`) holds besides its waveforms:
-    weights, gradients and Adam's two moments in fp32 (16 bytes per parameter), plus the larger of
+    weights, gradients and Adam's two moments in fp32 (16 bytes per parameter), CUDNN_WORKSPACE_BYTES,
+    plus the larger of
 
     - training: every layer's output for one training batch in fp32 (what autograd keeps for the
       backward pass);
@@ -122,6 +129,9 @@ def training_footprint_bytes(run, passes_without_grad: Iterable[tuple[int, int]]
       larger batch in bf16, or the served-throughput measurement in fp32. Such a pass frees each output
       once the next layer has read it, so it holds the largest pair of consecutive tensors (a layer's
       input and output) for that batch; MusiCNN's clips are each all of their segments.
+
+    Each pass also holds its batch as the network's caller has it: the clips' waveforms in float16 (as
+    cached) and their whole mel in fp32 (the front end's output, of which MusiCNN cuts its segments).
 
     Shapes come from the model built on the meta device: nothing is allocated, nothing is run."""
     config = run.mel.input_config(run.dataset.clip_seconds)
@@ -143,9 +153,12 @@ def training_footprint_bytes(run, passes_without_grad: Iterable[tuple[int, int]]
     finally:
         for handle in handles:
             handle.remove()
-    training = 4 * sum(outputs[1:])
+    # the batch as the caller holds it: waveforms in float16, the whole clip's mel in fp32
+    held_per_clip = (2 * clip_samples(run.dataset.clip_seconds, run.mel.sample_rate)
+                     + 4 * config.n_mels * config.n_frames)
+    training = 4 * sum(outputs[1:]) + batch * held_per_clip
     pair_per_input = max(a + b for a, b in zip(outputs[:-1], outputs[1:], strict=True)) / batch
     inputs_per_clip = model.segments or 1
-    without_grad = [int(pair_per_input * clips * inputs_per_clip * element_bytes)
+    without_grad = [int(pair_per_input * clips * inputs_per_clip * element_bytes) + clips * held_per_clip
                     for clips, element_bytes in passes_without_grad]
-    return 16 * count_params(model) + max([training, *without_grad])
+    return 16 * count_params(model) + CUDNN_WORKSPACE_BYTES + max([training, *without_grad])
