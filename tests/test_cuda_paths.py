@@ -1262,6 +1262,70 @@ def test_a_timed_out_check_kills_the_grid_and_its_workers(tmp_path):
     assert state(child) in (None, "Z"), f"worker {child} still running"
 
 
+def test_a_stopped_check_kills_the_grids_it_started(tmp_path):
+    """SIGTERM (a job's time limit, `timeout`) stops gpu-check with the status a shell gives it (143),
+    and the grid it was running is killed with its worker processes: started in their own session,
+    they would otherwise go on training on the GPU, in a scratch folder already removed."""
+    pid_file = tmp_path / "worker.pid"
+    worker = ("import subprocess, sys, time; "
+              "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+              f"open({str(pid_file)!r}, 'w').write(str(child.pid)); time.sleep(60)")
+    check = ("import os, sys; from bench.tools import gpucheck\n"
+             "with gpucheck.cleaned_up():\n"
+             f"    gpucheck.run_group([sys.executable, '-c', {worker!r}], dict(os.environ), timeout=120)\n")
+    proc = subprocess.Popen([sys.executable, "-c", check], cwd=Path(__file__).resolve().parents[1])
+    deadline = time.monotonic() + 60
+    while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    worker_pid = int(pid_file.read_text())
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    deadline = time.monotonic() + 5
+    while state(worker_pid) not in (None, "Z") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert state(worker_pid) in (None, "Z"), f"worker {worker_pid} still running"
+
+
+def test_gpu_check_keeps_to_its_deadline(monkeypatch, tmp_path, capsys):
+    """`--deadline`: a check that would start with less time left than it needs is not run, said so on
+    its line, in the JSON and in the exit status (not run is not passed), and a grid gets at most the
+    time left."""
+    from bench.tools import gpucheck
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H200")
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    monkeypatch.setattr(gpucheck.Workspace, "grid", lambda *a, **k: pytest.fail("a grid started"))
+
+    def p3(check):
+        check.ok, check.detail = True, "measured"
+
+    monkeypatch.setattr(gpucheck, "check_free_memory_rule", p3)
+    for name in fastpath.ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    out = tmp_path / "gpu-check.json"
+    assert gpucheck.run_checks(out, batch=32, shared_runs=3, deadline=10) == 1  # P3 needs 5 s, the rest more
+    report = json.loads(out.read_text())
+    checks = {c["id"]: c for c in report["checks"]}
+    assert checks["P3"]["ok"] is True and report["not_run"] == ["C1", "C2", "C3", "P1", "P2", "P4", "C4", "C5"]
+    assert all(checks[key]["ok"] is None and checks[key]["detail"].startswith("not run: ")
+               for key in report["not_run"])
+    printed = capsys.readouterr().out
+    assert "SKIP C4 torch.compile on: not run: " in printed
+    assert "of the 10 s deadline left, it needs about 120 s" in printed
+    assert "1/1 checks passed" in printed and "not run for the deadline: C1, C2, C3, P1, P2, P4, C4, C5" in printed
+
+
+def test_a_grid_gets_at_most_the_time_left(monkeypatch, tmp_path):
+    from bench.tools import gpucheck
+
+    timeouts = []
+    monkeypatch.setattr(gpucheck, "run_group", lambda command, env, timeout: (
+        timeouts.append(timeout), subprocess.CompletedProcess(command, 0, "", ""))[1])
+    gpucheck.Workspace(tmp_path).grid(tmp_path / "c4.toml", timeout=900)
+    gpucheck.Workspace(tmp_path, deadline=gpucheck.Deadline(100)).grid(tmp_path / "c4.toml", timeout=900)
+    assert timeouts[0] == 900 and 99 <= timeouts[1] <= 100
+
+
 def stub_grid(monkeypatch, root: Path, name: str, runs: list[dict], stdout: str = "") -> None:
     """gpu-check's grid of spec `name` answered with finished runs: each a result.json's fields plus
     `pid`, the process that trained it (its executions.jsonl)."""
@@ -1613,9 +1677,9 @@ def test_the_loaders_end_their_workers_once_the_test_split_is_read(monkeypatch, 
 
 
 def test_gpu_check_without_soundfile_still_measures_and_keeps_each_result(monkeypatch, tmp_path):
-    """A GPU box whose Python lacks the audio packages: C1-C5 fail with the reason and P1-P4 still run.
-    The JSON is rewritten after every check, so a check run killed part-way (a job's time limit) keeps what
-    was measured."""
+    """A GPU box whose Python lacks the audio packages: the functional checks fail with the reason and
+    P1-P4 still run. The JSON is rewritten after every check, so a check run killed part-way (a job's time
+    limit) keeps what was measured, and says which check it stopped in."""
     import sys
 
     from bench.tools import gpucheck
@@ -1643,11 +1707,12 @@ def test_gpu_check_without_soundfile_still_measures_and_keeps_each_result(monkey
     with pytest.raises(KeyboardInterrupt):
         gpucheck.run_checks(out, batch=32, shared_runs=3)
     checks = {c["id"]: c for c in json.loads(out.read_text())["checks"]}
-    for key in ("C1", "C2", "C3", "C4", "C5"):
+    for key in ("C1", "C2", "C3"):
         assert checks[key]["ok"] is False
         assert checks[key]["detail"].startswith("synthetic data not generated: ModuleNotFoundError"), checks[key]
     assert checks["P1"]["ok"] is True and checks["P2"]["detail"] == "P2 measured"
-    assert checks["P3"]["ok"] is None and checks["P4"]["ok"] is None
+    assert checks["P3"]["ok"] is False and checks["P3"]["detail"] == "stopped during this check (KeyboardInterrupt)"
+    assert all(checks[key]["ok"] is None for key in ("P4", "C4", "C5"))  # never reached
 
 
 def test_gpu_check_finds_the_paper_spec_of_a_clone_when_installed_elsewhere(monkeypatch, tmp_path):

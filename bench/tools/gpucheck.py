@@ -24,12 +24,18 @@ runs of 5,000 steps or more, and `bench perf --device cuda` times the compiled s
 checks judge the default execution path: BENCH_RESIDENT, BENCH_COMPILE and BENCH_COMPILE_BACKEND
 are cleared, and set only where a check checks them.
 
+All of it keeps to `--deadline` (600 s by default): a check that would start with less time left than
+it needs is not run (SKIP, and exit status 1), and each grid gets at most the time left. Stopped by
+SIGTERM or Ctrl-C, it kills the grids it started (their own process groups) and leaves the JSON with
+what was measured and the check it stopped in.
+
 Without CUDA it prints "no CUDA device: nothing checked" and exits 0: that is not a pass.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import math
@@ -40,6 +46,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -116,12 +123,29 @@ def clear_switches(environ) -> list[str]:
     return [f"{name}={environ.pop(name)}" for name in ENVIRONMENT if name in environ]
 
 
+class Deadline:
+    """When the whole check must be done (`--deadline`): a check starts only with the time it needs
+    left, and a grid or a group of processes is given at most the time left."""
+
+    def __init__(self, seconds: float | None):
+        self.seconds = seconds
+        self.end = None if seconds is None else time.monotonic() + seconds
+
+    def left(self) -> float:
+        return math.inf if self.end is None else self.end - time.monotonic()
+
+    def bound(self, timeout: float) -> float:
+        """`timeout`, or less where less time is left (at least a second: a process gets to start)."""
+        return max(1.0, min(timeout, self.left()))
+
+
 class Workspace:
-    def __init__(self, root: Path, device: str = "cuda"):
+    def __init__(self, root: Path, device: str = "cuda", deadline: Deadline | None = None):
         self.root = root
         self.data = root / "synth"
         self.device = device
         """What the grids are run with; only the harness's own tests use another."""
+        self.deadline = deadline or Deadline(None)
 
     def spec(self, name: str, archs=("vgg", "musicnn"), mels=(32,), precision: str = "auto",
              extra_archs: tuple[str, ...] | None = None, epochs: int = 2) -> Path:
@@ -143,24 +167,39 @@ class Workspace:
                        "BENCH_GPU_LOCKS": str(self.root / "gpu-locks"), **(env or {})}
         command = [sys.executable, "-m", "bench", "grid", str(spec), "--device", self.device, "--no-report",
                    "--results", str(self.root / "results"), *args]
-        proc = run_group(command, environment, timeout)
+        proc = run_group(command, environment, self.deadline.bound(timeout))
         runs = self.root / "results" / spec.stem / "runs"
         results = {p.name: json.loads((p / "result.json").read_text())
                    for p in sorted(runs.glob("*")) if (p / "result.json").exists()}
         return proc, results
 
 
+LIVE: set[subprocess.Popen] = set()
+"""The process groups this process started and has not seen end (grids with their workers, the
+shared-GPU processes): killed when it stops, however it stops short of SIGKILL."""
+
+
+def start_group(command: list[str], **kwargs) -> subprocess.Popen:
+    """`command` in its own process group (a grid's worker processes with it), remembered in LIVE."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, **kwargs)
+    LIVE.add(proc)
+    return proc
+
+
 def run_group(command: list[str], env: dict, timeout: float) -> subprocess.CompletedProcess:
     """`command` in its own process group, all of which is killed if it outlasts `timeout` seconds:
     a grid's worker processes would otherwise go on training on the GPU under the next checks."""
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
+    proc = start_group(command, env=env)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         kill_group(proc)
         out, err = proc.communicate()
         err += f"\ntimed out after {timeout:.0f} s (its process group was killed)"
+    finally:
+        if proc.returncode is not None:
+            LIVE.discard(proc)
     return subprocess.CompletedProcess(command, proc.returncode, out, err)
 
 
@@ -169,6 +208,43 @@ def kill_group(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def kill_live() -> None:
+    """Kill every process group in LIVE and reap its leader."""
+    kill_live_of(list(LIVE))
+
+
+def kill_live_of(procs) -> None:
+    """Kill the process groups of `procs` that LIVE holds and reap their leaders."""
+    for proc in procs:
+        if proc not in LIVE:
+            continue
+        kill_group(proc)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            continue
+        LIVE.discard(proc)
+
+
+def _stop(signum, _frame):
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def cleaned_up():
+    """SIGTERM (a job's time limit, `timeout`) stops this process as an exception does, and on the way
+    out, by whatever exception, the process groups it started are killed: a grid's workers would
+    otherwise go on training on the GPU, in a scratch folder already removed."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _stop) if main_thread else None
+    try:
+        yield
+    finally:
+        kill_live()
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _grid_failure(proc: subprocess.CompletedProcess, results: dict, expected: int) -> str | None:
@@ -361,7 +437,8 @@ def training_step(case, batch: int):
     return lambda: optimise(loss_fn(forward(model, path, mel), target), optimizer, scaler), model, path
 
 
-def check_throughput(check: Check, batch: int, shared_runs: int, peak: float | None = None) -> dict:
+def check_throughput(check: Check, batch: int, shared_runs: int, peak: float | None = None,
+                     deadline: Deadline | None = None) -> dict:
     import torch
 
     name = torch.cuda.get_device_name()
@@ -380,7 +457,8 @@ def check_throughput(check: Check, batch: int, shared_runs: int, peak: float | N
         del step, model
         torch.cuda.empty_cache()
     shared = shared_busy(cases["smallest"], batch, shared_runs,
-                         shared_steps(rows["smallest"]["step_seconds"], shared_runs))
+                         shared_steps(rows["smallest"]["step_seconds"], shared_runs),
+                         (deadline or Deadline(None)).bound(300))
     rows["smallest_shared"] = shared
     head, small = rows["headline"], rows["smallest"]
     fraction = head["fraction_of_bf16_peak"]
@@ -421,26 +499,28 @@ def shared_steps(step_seconds: float, runs: int) -> int:
     return int(min(high, max(low, SHARED_SECONDS / (runs * step_seconds))))
 
 
-def shared_busy(case, batch: int, runs: int, steps: int) -> dict:
+def shared_busy(case, batch: int, runs: int, steps: int, timeout: float = 300.0) -> dict:
     """GPU-busy fraction with `runs` processes training `case` at once, `steps` steps each: the sum of
     their kernel times over the window from the first process's start to the last one's end
     (time-sliced kernels of different processes do not overlap). The processes build and warm up
-    first, then wait for each other, so that the window holds all of them training."""
+    first, then wait for each other, so that the window holds all of them training. All of them are
+    killed where they have not finished within `timeout` seconds."""
     code = ("import json, sys, time, torch; from pathlib import Path; "
             "from bench.tools.gpucheck import _cases, training_step, busy_fraction, barrier; "
             "step, model, path = training_step(_cases()['smallest'], int(sys.argv[1])); n = int(sys.argv[2]); "
             "busy, per_step, (t0, t1) = busy_fraction(step, n, lambda: barrier(Path(sys.argv[3]), int(sys.argv[4]))); "
             "print(json.dumps({'start': t0, 'end': t1, 'kernel': busy * per_step * n, 'steps': n}))")
     with tempfile.TemporaryDirectory(prefix="bench-gpu-check-barrier-") as meeting:
-        procs = [subprocess.Popen([sys.executable, "-c", code, str(batch), str(steps), meeting, str(runs)],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        procs = [start_group([sys.executable, "-c", code, str(batch), str(steps), meeting, str(runs)])
                  for _ in range(runs)]
+        end = time.monotonic() + timeout  # one limit for all: each waits only for what is left of it
         try:
-            outs = [p.communicate(timeout=300) for p in procs]
+            outs = [p.communicate(timeout=max(0.1, end - time.monotonic())) for p in procs]
         except subprocess.TimeoutExpired:
-            for p in procs:
-                kill_group(p)
-            return {"error": f"{runs} runs at once did not finish in 300 s"}
+            return {"error": f"{runs} runs at once did not finish in {timeout:.0f} s"}
+        finally:
+            kill_live_of([p for p in procs if p.returncode is None])
+            LIVE.difference_update(procs)
     if any(p.returncode for p in procs):
         return {"error": " | ".join(err.strip().splitlines()[-1] for _, err in outs if err.strip())}
     rows = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
@@ -556,8 +636,23 @@ def check_loader(check: Check, batch: int, consumption: float) -> None:
 # ------------------------------------------------------------------------------------------------
 
 
+class NoData(Exception):
+    """The functional checks' synthetic dataset could not be generated."""
+
+
+NEEDS_SECONDS = {"C1": 45, "C2": 45, "C3": 60, "P1": 60, "P2": 20, "P3": 5, "P4": 30, "C4": 120}
+"""Seconds a check needs at least, roughly (C4 with C5: three compilations): one that would start with
+less of the deadline left is not run, rather than cut short by it."""
+
+DEFAULT_DEADLINE = 600
+"""Seconds the whole check may take by default: the checks are sized for about five minutes on one GPU,
+and a first compilation on a new box (C4) can take several."""
+
+
 def run_checks(out: Path, batch: int, shared_runs: int, keep: bool = False, only: set[str] | None = None,
-               peak: float | None = None) -> int:
+               peak: float | None = None, deadline: float | None = DEFAULT_DEADLINE) -> int:
+    """Run the checks (`only` some of them), writing `out` after each; returns the exit status: 1 where a
+    check failed or was not run for the deadline (`deadline` seconds for all, None for no limit)."""
     import torch
 
     from bench.core.store import atomic_write_json
@@ -566,8 +661,9 @@ def run_checks(out: Path, batch: int, shared_runs: int, keep: bool = False, only
     cleared = clear_switches(os.environ)
     if cleared:
         print(f"not used by the checks: {', '.join(cleared)} (they judge the default execution path)")
+    limit = Deadline(deadline)
     root = Path(tempfile.mkdtemp(prefix="bench-gpu-check-"))
-    ws = Workspace(root)
+    ws = Workspace(root, deadline=limit)
     checks = {k: Check(k, t) for k, t in [
         ("C1", "tiny grid on CUDA, resident data, bf16"), ("C2", "loader path, fp16 + loss scaling, pinned"),
         ("C3", "--workers 2 with CUDA_VISIBLE_DEVICES=<one GPU>"), ("C4", "torch.compile on"),
@@ -576,52 +672,72 @@ def run_checks(out: Path, batch: int, shared_runs: int, keep: bool = False, only
         ("P4", "loader path at 16 kHz vs consumption")]}
     started = time.perf_counter()
     rows: dict = {}
+    not_run: list[str] = []
 
     def report() -> dict:  # numbers may hold numpy or torch values: as text where JSON has no type for them
         checks_run = [{"id": c.id, "title": c.title, "ok": c.ok, "detail": c.detail, "numbers": c.numbers}
                       for c in checks.values()]
         return json.loads(json.dumps({"device": torch.cuda.get_device_name(), "torch": torch.__version__,
-                                      "targets": TARGETS, "seconds": time.perf_counter() - started,
+                                      "targets": TARGETS, "deadline_seconds": deadline,
+                                      "seconds": time.perf_counter() - started, "not_run": not_run,
                                       "checks": checks_run}, default=str))
 
-    def attempt(ids: tuple[str, ...], fn: Callable[[], object]) -> None:
+    @functools.cache
+    def data() -> None:
+        """The synthetic dataset of C1-C4, generated once, by the first of them to run. An error here
+        (a box without soundfile) fails the functional checks; the performance checks still run."""
+        from bench.data.synthetic import generate
+
+        generate(ws.data, clips=48, seed=0, clip_seconds=3.0, progress=False)
+
+    def attempt(ids: tuple[str, ...], fn: Callable[[], object], functional: bool = False) -> None:
         if only and not set(ids) & only:
             return
-        try:
-            fn()
-        except Exception as exc:  # a check that crashes is a failed check, and the next one still runs
+        left = limit.left()
+        if left < NEEDS_SECONDS[ids[0]]:
             for key in ids:
-                checks[key].ok = False
-                checks[key].detail = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+                checks[key].detail = (f"not run: {max(0.0, left):.0f} s of the {deadline:.0f} s deadline left, "
+                                      f"it needs about {NEEDS_SECONDS[ids[0]]} s")
+                not_run.append(key)
+        else:
+            try:
+                if functional:
+                    try:
+                        data()
+                    except Exception as exc:
+                        raise NoData(f"synthetic data not generated: {type(exc).__name__}: {exc}") from exc
+                fn()
+            except Exception as exc:  # a check that crashes is a failed check, and the next one still runs
+                text = str(exc) if isinstance(exc, NoData) else f"{type(exc).__name__}: {exc}"
+                for key in ids:
+                    checks[key].ok = False
+                    checks[key].detail = " ".join(text.split())[:300]
+            except BaseException as exc:  # stopped (SIGTERM, Ctrl-C): the report says where, then it stops
+                why = f"exit status {exc.code}" if isinstance(exc, SystemExit) else type(exc).__name__
+                for key in ids:
+                    checks[key].ok = False
+                    checks[key].detail = f"stopped during this check ({why})"
+                    print(checks[key].line(), flush=True)
+                atomic_write_json(out, report())
+                raise
         for key in ids:
             print(checks[key].line(), flush=True)
         # after every check: a check run killed part-way (a job's time limit) keeps what was measured
         atomic_write_json(out, report())
 
-    functional = {"C1", "C2", "C3", "C4", "C5"}
     try:
-        if not only or only & functional:
-            try:  # the import too: a box without soundfile fails C1-C5, and the performance checks still run
-                from bench.data.synthetic import generate
-
-                generate(ws.data, clips=48, seed=0, clip_seconds=3.0, progress=False)
-            except Exception as exc:  # no data, no grid: C1-C5 fail, the performance checks still run
-                for key in sorted(functional & (only or functional)):
-                    checks[key].ok = False
-                    checks[key].detail = f"synthetic data not generated: {type(exc).__name__}: {exc}"
-                    print(checks[key].line(), flush=True)
-                only = (only or set(checks)) - functional
-        attempt(("C1",), lambda: check_resident_bf16(ws, checks["C1"]))
-        attempt(("C2",), lambda: check_loader_fp16(ws, checks["C2"]))
-        attempt(("C3",), lambda: check_two_workers_one_gpu(ws, checks["C3"]))
-        attempt(("P1",), lambda: rows.update(check_throughput(checks["P1"], batch, shared_runs, peak)))
-        attempt(("P2",), lambda: check_memory(checks["P2"], batch))
-        attempt(("P3",), lambda: check_free_memory_rule(checks["P3"]))
-        attempt(("P4",), lambda: check_loader(checks["P4"], batch, smallest_consumption(rows, batch)))
-        # compilation last: the slowest and least predictable, a time limit reached there keeps P1-P4;
-        # its grid gets back the memory P1-P3 left in this process's allocator cache
-        torch.cuda.empty_cache()
-        attempt(("C4", "C5"), lambda: check_compile(ws, checks["C4"], checks["C5"]))
+        with cleaned_up():
+            attempt(("C1",), lambda: check_resident_bf16(ws, checks["C1"]), functional=True)
+            attempt(("C2",), lambda: check_loader_fp16(ws, checks["C2"]), functional=True)
+            attempt(("C3",), lambda: check_two_workers_one_gpu(ws, checks["C3"]), functional=True)
+            attempt(("P1",), lambda: rows.update(check_throughput(checks["P1"], batch, shared_runs, peak, limit)))
+            attempt(("P2",), lambda: check_memory(checks["P2"], batch))
+            attempt(("P3",), lambda: check_free_memory_rule(checks["P3"]))
+            attempt(("P4",), lambda: check_loader(checks["P4"], batch, smallest_consumption(rows, batch)))
+            # compilation last: the slowest and least predictable, a time limit reached there keeps P1-P4;
+            # its grid gets back the memory P1-P3 left in this process's allocator cache
+            torch.cuda.empty_cache()
+            attempt(("C4", "C5"), lambda: check_compile(ws, checks["C4"], checks["C5"]), functional=True)
     finally:
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
@@ -630,8 +746,9 @@ def run_checks(out: Path, batch: int, shared_runs: int, keep: bool = False, only
     ran = [c for c in checks.values() if c.ok is not None]
     failed = [c.id for c in ran if not c.ok]
     print(f"{len(ran) - len(failed)}/{len(ran)} checks passed in {final['seconds']:.0f} s on {final['device']}"
-          f"{'; failed: ' + ', '.join(failed) if failed else ''}; {out}")
-    return 1 if failed else 0
+          f"{'; failed: ' + ', '.join(failed) if failed else ''}"
+          f"{'; not run for the deadline: ' + ', '.join(not_run) if not_run else ''}; {out}")
+    return 1 if failed or not_run else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -642,6 +759,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared-runs", type=int, default=3, help="runs at once for the shared-GPU busy check")
     parser.add_argument("--only", help="comma-separated check ids, e.g. C1,P1")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (data, results, logs)")
+    parser.add_argument("--deadline", type=float, default=DEFAULT_DEADLINE,
+                        help="seconds for all the checks (default %(default)s; 0 for no limit): a check "
+                             "that would start with less left than it needs is not run, and the exit "
+                             "status is 1")
     parser.add_argument("--bf16-peak-tflops", type=float,
                         help="the GPU's dense bf16 peak from its datasheet, for a GPU not in the built-in table")
     args = parser.parse_args(argv)
@@ -651,7 +772,8 @@ def main(argv: list[str] | None = None) -> int:
         print("no CUDA device: nothing checked")
         return 0
     only = {x.strip().upper() for x in args.only.split(",")} if args.only else None
-    return run_checks(Path(args.out), args.batch, args.shared_runs, args.keep, only, args.bf16_peak_tflops)
+    return run_checks(Path(args.out), args.batch, args.shared_runs, args.keep, only, args.bf16_peak_tflops,
+                      args.deadline or None)
 
 
 if __name__ == "__main__":
