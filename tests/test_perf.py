@@ -222,6 +222,43 @@ def test_the_baseline_and_the_fast_path_are_timed_warm_however_short_the_budget(
     assert any(row["steps_timed"] == 0 for row in report["levers"][1:] if row is not report["fast"])
 
 
+def test_a_stopped_perf_keeps_what_it_measured_and_the_last_complete_report(write_spec, monkeypatch, tmp_path,
+                                                                          capsys):
+    """`bench perf --out OUT` stopped part-way (a GPU job's time limit, Ctrl-C) leaves the sections it
+    finished in OUT's `.partial.json`, marked incomplete, and OUT as it was: an earlier complete report
+    is replaced only by a complete one, which removes the partial file."""
+    from bench.tools import perf
+
+    settings = perf.PerfSettings(batch=2, budget_seconds=0.0, max_steps=1, scaling_cases=2, compile=False,
+                                 librosa=False)
+    monkeypatch.setattr(perf, "measure_data_path", lambda *a, **k: {})
+    monkeypatch.setattr(perf, "measure_eval", lambda *a, **k: {})
+    monkeypatch.setattr(perf, "_targets", lambda report: [])
+    real_forward = perf.measure_forward
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt  # during the scaling section
+
+    monkeypatch.setattr(perf, "measure_forward", stopped)
+    out = tmp_path / "perf" / "tiny.json"
+    out.parent.mkdir()
+    out.write_text('{"spec": "tiny", "complete": true}')
+    spec = str(write_spec(TINY))
+    with pytest.raises(KeyboardInterrupt):
+        perf.cli_main(spec, "cpu", str(out), settings)
+    partial = tmp_path / "perf" / "tiny.partial.json"
+    kept = json.loads(partial.read_text())
+    assert kept["complete"] is False and kept["levers"] and kept["fast"] and kept["conv_peak"] and kept["frontend"]
+    assert "scaling" not in kept and json.loads(out.read_text()) == {"spec": "tiny", "complete": True}
+    assert f"what it measured is in {partial}" in capsys.readouterr().err
+
+    monkeypatch.setattr(perf, "measure_forward", real_forward)
+    monkeypatch.setattr(perf, "format_report", lambda report: "")  # of sections stubbed out above
+    assert perf.cli_main(spec, "cpu", str(out), settings) == 0
+    report = json.loads(out.read_text())
+    assert report["complete"] is True and len(report["scaling"]["rows"]) == 2 and not partial.exists()
+
+
 def test_the_conv_peak_times_every_conv_as_a_training_step_runs_it(write_spec):
     """Every network here puts an affine BatchNorm in front of its first convolution, whose weight and
     bias gradients need that convolution's input gradient: a training step computes forward, input and

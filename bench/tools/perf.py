@@ -667,7 +667,10 @@ def project(spec: Spec, cases: list[Case], step_seconds: Callable[[Case], float]
 # the whole benchmark
 
 
-def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Callable = print) -> dict:
+def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Callable = print,
+             save: Callable[[dict], None] = lambda report: None) -> dict:
+    """The report of `bench perf`; `save` is given it as it stands after each section (a run stopped
+    part-way, e.g. by a GPU job's time limit, keeps what it measured)."""
     if settings.batch is None:
         settings = dataclasses.replace(settings, batch=spec.protocol.batch_size if device.type == "cuda" else 8)
     if settings.epochs is None:
@@ -717,14 +720,17 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
         lever_rows.append(_extra_row("fast path + torch.compile", headline,
                                      chosen.compiling(True), device, settings, base, log))
 
+    save(report)
     log("conv peak on the same shapes")
     peak = measure_conv_peak(headline, device, settings)
     report["conv_peak"] = peak
     report["fraction_of_conv_peak"] = fast["gflops"] / peak["gflops"]
 
+    save(report)
     log("front end")
     report["frontend"] = {"headline": measure_frontend(headline, device, settings, fast["step_seconds"])}
 
+    save(report)
     log(f"scaling over {len(scaling)} configurations (fast path without compile; training and evaluation)")
     def scaling_path(case: Case) -> FastPath:  # each architecture's own arrangement (channels_last on a CPU)
         path = fast_path(device, "auto", planned_steps=_planned_steps(spec), arch=case.configuration.arch)
@@ -753,9 +759,11 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
     small_frontend = measure_frontend(smallest, device, dataclasses.replace(settings, librosa=False), small_step)
     report["frontend"]["smallest"] = small_frontend
     consumption = settings.batch / (small_step + small_frontend["ms_per_clip"] * settings.batch / 1000)
+    save(report)
     log("data path")
     report["data_path"] = measure_data_path(smallest, chosen, device, settings, consumption)
 
+    save(report)
     log("evaluation")
     report["eval"] = measure_eval(headline, chosen, device, settings)
 
@@ -774,6 +782,7 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
     def eval_seconds(case: Case) -> float:
         return measured_evals.get(case.configuration.cost_key, eval_between(case.gmac_per_input))
 
+    save(report)
     projection = None
     if split_sizes(spec.dataset) is not None:  # a projection needs the splits' sizes; else nothing to time
         mel_seconds = _projection_frontends(all_cases, device, settings, report, log)
@@ -988,11 +997,30 @@ def cli_main(spec_path: str, device_name: str, out: str | None, settings: PerfSe
     if settings.epochs is not None and settings.epochs > spec.protocol.max_epochs:  # hours no grid can take
         raise UserError(f"--epochs {settings.epochs:g}: more than {spec.path}'s max_epochs "
                         f"({spec.protocol.max_epochs}), which no run exceeds")
-    report = run_perf(spec, device, settings, log=lambda msg: print(msg, flush=True))
+    partial = partial_path(Path(out)) if out else None
+
+    def save(report: dict) -> None:
+        if partial:
+            atomic_write_json(partial, {**report, "complete": False})
+
+    try:
+        report = run_perf(spec, device, settings, log=lambda msg: print(msg, flush=True), save=save)
+    except BaseException:
+        if partial and partial.exists():
+            print(f"bench perf: stopped; what it measured is in {partial}", file=sys.stderr)
+        raise
     print()
     print(format_report(report))
     if out:
-        atomic_write_json(Path(out), report)
+        atomic_write_json(Path(out), {**report, "complete": True})
+        if partial:
+            partial.unlink(missing_ok=True)
         print(f"\nwrote {out}")
     return 0
+
+
+def partial_path(out: Path) -> Path:
+    """Where `bench perf --out OUT` keeps its report while it measures (OUT itself, perhaps an earlier
+    complete report, is replaced only by a complete one): OUT's name with `.partial` before `.json`."""
+    return out.with_name(f"{out.stem}.partial{out.suffix or '.json'}")
 
