@@ -1428,16 +1428,22 @@ def test_gpu_check_c2_gives_the_scaler_room_to_calibrate(monkeypatch, tmp_path):
 
 
 def test_gpu_check_p4_judges_the_loader_against_a_measured_rate(monkeypatch):
-    """P4 compares the loader with what the smallest configuration consumes: P1's rate, or one measured
-    for P4 where P1 did not run (`--only P4`) or failed, never a stand-in of 1 clip/s."""
-    from bench.tools import gpucheck
+    """P4 compares the loader with what the smallest configuration consumes, as `bench perf` counts it: a
+    training step (P1's, or one measured for P4 where P1 did not run (`--only P4`) or failed, never a
+    stand-in of 1 clip/s) and the mel of its clips. At batch 32, a 30 ms step and 0.5 ms of mel per clip:
+    32 clips in 30 + 16 ms, 695.7 clips/s, not the network's 1,066.7."""
+    from bench.tools import gpucheck, perf
 
-    assert gpucheck.smallest_consumption({"smallest": {"clips_per_second": 950.0}}, 32) == 950.0
+    frontends = []
+    monkeypatch.setattr(perf, "measure_frontend", lambda case, device, settings, step: (
+        frontends.append((case, settings.batch, step)), {"ms_per_clip": 0.5})[1])
     monkeypatch.setattr(gpucheck, "_cases", lambda: {"smallest": "case"})
+    assert gpucheck.smallest_consumption({"smallest": {"step_seconds": 0.03}}, 32) == pytest.approx(32 / 0.046)
     monkeypatch.setattr(gpucheck, "training_step", lambda case, batch: (lambda: None, None, None))
     monkeypatch.setattr(gpucheck, "step_seconds", lambda step, steps: 0.04)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
-    assert gpucheck.smallest_consumption({}, 32) == pytest.approx(32 / 0.04)
+    assert gpucheck.smallest_consumption({}, 32) == pytest.approx(32 / 0.056)
+    assert frontends == [("case", 32, 0.03), ("case", 32, 0.04)]
 
 
 def test_gpu_busy_is_the_time_some_kernel_ran():

@@ -394,6 +394,12 @@ def frontend_seconds(mel, clip_seconds: float, device: torch.device, settings: P
         return time_calls(lambda: frontend(batch), device, settings.budget_seconds / 4, settings.max_steps)["seconds"]
 
 
+def consumption_clips_per_second(step_seconds: float, frontend_ms_per_clip: float, batch: int) -> float:
+    """Clips per second one run trains on: each step of `batch` clips and the mel front end of its clips
+    (what the data path must deliver to keep the run fed)."""
+    return batch / (step_seconds + frontend_ms_per_clip * batch / 1000)
+
+
 def measure_frontend(case: Case, device: torch.device, settings: PerfSettings, step_seconds: float) -> dict:
     """The mel front end on a batch of clips: per clip, against librosa, and as a share of a step."""
     mel = case.configuration.mel
@@ -758,7 +764,7 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
     small_step = small["step_seconds"]
     small_frontend = measure_frontend(smallest, device, dataclasses.replace(settings, librosa=False), small_step)
     report["frontend"]["smallest"] = small_frontend
-    consumption = settings.batch / (small_step + small_frontend["ms_per_clip"] * settings.batch / 1000)
+    consumption = consumption_clips_per_second(small_step, small_frontend["ms_per_clip"], settings.batch)
     save(report)
     log("data path")
     report["data_path"] = measure_data_path(smallest, chosen, device, settings, consumption)
