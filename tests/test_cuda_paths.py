@@ -320,6 +320,33 @@ def test_no_c_compiler_turns_compile_off_with_a_note_not_a_failure(monkeypatch, 
     assert sum("torch.compile turned off" in line for line in lines) == 1
 
 
+def test_no_python_headers_turn_compile_off_on_cuda_only(monkeypatch, tmp_path):
+    """Triton builds its CUDA kernel launcher, a Python extension, with `-I` sysconfig's include folder
+    (Debian's "posix_local" scheme read as "posix_prefix"): a box with gcc but no Python.h (a system
+    Python without its -dev package) would fail every compiled run. Inductor on the CPU needs no Python.h."""
+    import sysconfig
+
+    include = {"posix_prefix": tmp_path / "prefix", "posix_local": tmp_path / "local", "venv": tmp_path / "venv"}
+    monkeypatch.setattr(sysconfig, "get_default_scheme", lambda: "posix_local")
+    monkeypatch.setattr(sysconfig, "get_paths", lambda scheme: {"include": str(include[scheme])})
+    include["posix_local"].mkdir()
+    (include["posix_local"] / "Python.h").touch()  # in the folder Triton does not look in
+    assert fastpath.python_headers() is None
+    include["posix_prefix"].mkdir()
+    (include["posix_prefix"] / "Python.h").touch()
+    assert fastpath.python_headers() == str(include["posix_prefix"])
+
+    monkeypatch.setenv("BENCH_COMPILE", "1")
+    monkeypatch.setattr(fastpath, "compiler_available", lambda device: True)
+    monkeypatch.setattr(fastpath, "python_headers", lambda: None)
+    compile, note = fastpath.compile_choice(torch.device("cuda"), 10**6)
+    python = ".".join(map(str, sys.version_info[:2]))
+    assert not compile and note.startswith(f"torch.compile turned off: no Python.h for Python {python}")
+    assert fastpath.compile_choice(CPU, 10**6) == (True, None)
+    monkeypatch.setenv("BENCH_COMPILE_BACKEND", "eager")  # compiles nothing to C
+    assert fastpath.compile_choice(torch.device("cuda"), 10**6) == (True, None)
+
+
 def test_the_compiler_is_found_as_triton_and_inductor_find_it(monkeypatch):
     """Triton (triton/runtime/build.py `_find_compiler("c")`): $CC when set, and only that, else gcc,
     else clang; never cc. Inductor on the CPU (config.cpp.cxx): $CXX when set, else g++."""

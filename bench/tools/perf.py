@@ -54,7 +54,7 @@ from bench.tools.peaks import (
     bf16_peak_tflops,
     hours_at_peak,
 )
-from bench.train.fastpath import FastPath, baseline, compiler_available, fast_path, native_bf16, sync
+from bench.train.fastpath import FastPath, baseline, compile_blocker, fast_path, native_bf16, sync
 from bench.train.frontend import LOG_SCALE, MelFrontend
 from bench.train.loop import forward, make_optimizer, optimise
 
@@ -683,7 +683,8 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
         settings = dataclasses.replace(settings, epochs=min(DEFAULT_EPOCHS, spec.protocol.max_epochs))
     all_cases = spec_cases(spec)
     headline, smallest, scaling = select_cases(all_cases, settings.scaling_cases)
-    compile_lever = settings.compile and compiler_available(device) and os.environ.get("BENCH_COMPILE") != "0"
+    compile_lever = (settings.compile and os.environ.get("BENCH_COMPILE") != "0"
+                     and compile_blocker(device) is None)
     report: dict = {
         "spec": spec.name, "dataset": spec.dataset.name, "device": device.type, "device_name": _device_name(device),
         "threads": torch.get_num_threads(), "torch": torch.__version__, "platform": platform.platform(),

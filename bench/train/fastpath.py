@@ -36,6 +36,7 @@ import os
 import re
 import shutil
 import sys
+import sysconfig
 from dataclasses import asdict, dataclass, replace
 
 import torch
@@ -183,6 +184,16 @@ def compiler_available(device: torch.device) -> bool:
     return bool(shutil.which(chosen)) if chosen else any(shutil.which(cc) for cc in ("gcc", "clang"))
 
 
+def python_headers() -> str | None:
+    """The folder of Python.h as Triton's launcher build gives it to the compiler (its launcher is a
+    Python extension): sysconfig's include path of the default scheme, Debian's "posix_local" read as
+    "posix_prefix" (triton/runtime/build.py). None where the headers are missing: a slim image or a
+    system Python without its -dev package, where every compiled run on CUDA would fail."""
+    scheme = sysconfig.get_default_scheme()
+    include = sysconfig.get_paths(scheme="posix_prefix" if scheme == "posix_local" else scheme)["include"]
+    return include if os.path.isfile(os.path.join(include, "Python.h")) else None
+
+
 def openmp_prefixes() -> list[str]:
     """Where inductor finds OpenMP on macOS: $OMP_PREFIX, $CONDA_PREFIX (llvm-openmp), Homebrew's libomp."""
     found = [os.environ.get(name) for name in ("OMP_PREFIX", "CONDA_PREFIX")]
@@ -237,21 +248,33 @@ def check_environment() -> None:
 def compile_choice(device: torch.device, planned_steps: int | None, eager_faster: bool = False
                    ) -> tuple[bool, str | None]:
     """(compile, note): compilation where it is wanted and can work; the note says why it was wanted
-    but is off. Only inductor needs a compiler (other backends, e.g. "eager" in tests, do not)."""
+    but is off (`compile_blocker`)."""
     if not wants_compile(device, planned_steps, eager_faster):
         return False, None
+    blocker = compile_blocker(device)
+    return blocker is None, blocker
+
+
+def compile_blocker(device: torch.device) -> str | None:
+    """Why torch.compile cannot work here, as a note ("torch.compile turned off: ..."), or None. Only
+    inductor needs a compiler and, on CUDA, Python's headers (other backends, e.g. "eager" in tests,
+    need neither)."""
     import torch._dynamo  # only where compiling is wanted: ~3 s to import
 
+    python = ".".join(map(str, sys.version_info[:2]))
     if not torch._dynamo.is_dynamo_supported():  # a Python newer than the torch (torch 2.9 on Python 3.14)
-        python = ".".join(map(str, sys.version_info[:2]))
-        return False, (f"torch.compile turned off: torch {torch.__version__} cannot compile on Python {python}; "
-                       "training eager")
-    if compile_backend() == "inductor" and not compiler_available(device):
+        return f"torch.compile turned off: torch {torch.__version__} cannot compile on Python {python}; training eager"
+    if compile_backend() != "inductor":
+        return None
+    if not compiler_available(device):
         where = ("C ($CC, else gcc or clang)" if device.type == "cuda"
                  else "C++ ($CXX, else clang++ with libomp: `brew install libomp`)" if sys.platform == "darwin"
                  else "C++ ($CXX, else g++)")
-        return False, f"torch.compile turned off: no {where} compiler found, which inductor needs; training eager"
-    return True, None
+        return f"torch.compile turned off: no {where} compiler found, which inductor needs; training eager"
+    if device.type == "cuda" and python_headers() is None:
+        return (f"torch.compile turned off: no Python.h for Python {python}, which Triton builds its kernel "
+                f"launcher with (install python{python}-dev or the like); training eager")
+    return None
 
 
 def should_compile(device: torch.device, planned_steps: int | None, eager_faster: bool = False) -> bool:
