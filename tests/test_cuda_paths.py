@@ -1150,6 +1150,25 @@ def test_gpu_check_without_cuda_checks_nothing_and_says_so(monkeypatch, capsys, 
     assert not (tmp_path / "gpu-check.json").exists()
 
 
+def test_gpu_check_interrupted_or_given_a_negative_deadline_says_so_in_one_line(monkeypatch, capsys, tmp_path):
+    from bench.tools import gpucheck
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises(SystemExit) as stopped:
+        gpucheck.main(["--deadline", "-5"])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        "argument --deadline: must be 0 (no limit) or more seconds, got -5")
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gpucheck, "run_checks", interrupted)
+    out = tmp_path / "gpu-check.json"
+    assert gpucheck.main(["--out", str(out)]) == 130
+    assert capsys.readouterr().err == f"gpu-check: interrupted; what was measured is in {out}\n"
+
+
 @pytest.mark.parametrize(("name", "tflops"), [("NVIDIA H100 80GB HBM3", 989.0), ("NVIDIA H100 PCIe", 756.0),
                                               ("NVIDIA A100-SXM4-80GB", 312.0), ("NVIDIA L40S", 362.0),
                                               ("NVIDIA L4", 121.0), ("NVIDIA H200", 989.0), ("Tesla V100", None),

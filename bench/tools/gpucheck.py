@@ -776,9 +776,15 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         print("no CUDA device: nothing checked")
         return 0
+    if args.deadline < 0:
+        parser.error(f"argument --deadline: must be 0 (no limit) or more seconds, got {args.deadline:g}")
     only = {x.strip().upper() for x in args.only.split(",")} if args.only else None
-    return run_checks(Path(args.out), args.batch, args.shared_runs, args.keep, only, args.bf16_peak_tflops,
-                      args.deadline or None)
+    try:
+        return run_checks(Path(args.out), args.batch, args.shared_runs, args.keep, only, args.bf16_peak_tflops,
+                          args.deadline or None)
+    except KeyboardInterrupt:  # the grids it started are killed; the JSON names the check it stopped in
+        print(f"gpu-check: interrupted; what was measured is in {args.out}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
