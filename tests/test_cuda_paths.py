@@ -1279,6 +1279,28 @@ def test_gpu_check_shared_runs_train_the_same_number_of_steps(monkeypatch, step_
     assert [argv[4] for argv in launched] == [str(steps)] * 3
 
 
+def test_gpu_check_shared_runs_do_not_stall_on_a_full_pipe(monkeypatch):
+    """The shared-GPU processes wait for each other before training: where the second one writes more
+    than a pipe holds (warnings) before it gets there, its output must be read while the first one is
+    waited on, or both stall until the check's time is up."""
+    from bench.tools import gpucheck
+
+    child = ("import json, sys; from pathlib import Path; from bench.tools.gpucheck import barrier; "
+             "sys.stderr.write('w' * 300_000 * int(sys.argv[5])); sys.stderr.flush(); "
+             "barrier(Path(sys.argv[3]), int(sys.argv[4]), timeout=60); "
+             "print(json.dumps({'start': 0.0, 'end': 1.0, 'kernel': 0.5, 'steps': 4}))")
+    popen, started = subprocess.Popen, []
+
+    def stand_in(argv, **kwargs):  # the real processes, with the stand-in's code, the second one noisy
+        started.append(argv)
+        return popen([argv[0], "-c", child, *argv[3:7], str(len(started) - 1)], **kwargs)
+
+    monkeypatch.setattr(gpucheck.subprocess, "Popen", stand_in)
+    result = gpucheck.shared_busy(None, 8, 2, 4, timeout=20)
+    assert result == {"runs": 2, "busy": 1.0, "kernel_time_over_window": 1.0, "clips_per_second": 64.0,
+                      "window_seconds": 1.0}
+
+
 UUID = "GPU-8a1f5e2c-0d4b-4c1e-9f3a-1b2c3d4e5f60"
 
 

@@ -49,6 +49,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -201,6 +202,17 @@ def run_group(command: list[str], env: dict, timeout: float) -> subprocess.Compl
         if proc.returncode is not None:
             LIVE.discard(proc)
     return subprocess.CompletedProcess(command, proc.returncode, out, err)
+
+
+def communicate_all(procs: list[subprocess.Popen], timeout: float) -> list[tuple[str, str]]:
+    """Each process's (stdout, stderr), their pipes read all at once, within one limit of `timeout`
+    seconds for all; TimeoutExpired where one has not finished by then. Read one after another, a
+    process that fills its pipe (64 KiB of warnings) stalls while the one before it is waited on, and
+    the shared-GPU processes, which wait for each other, would stall with it."""
+    end = time.monotonic() + timeout
+    with ThreadPoolExecutor(max_workers=len(procs)) as pool:
+        reads = [pool.submit(proc.communicate, timeout=max(0.1, end - time.monotonic())) for proc in procs]
+        return [read.result() for read in reads]
 
 
 def kill_group(proc: subprocess.Popen) -> None:
@@ -513,9 +525,8 @@ def shared_busy(case, batch: int, runs: int, steps: int, timeout: float = 300.0)
     with tempfile.TemporaryDirectory(prefix="bench-gpu-check-barrier-") as meeting:
         procs = [start_group([sys.executable, "-c", code, str(batch), str(steps), meeting, str(runs)])
                  for _ in range(runs)]
-        end = time.monotonic() + timeout  # one limit for all: each waits only for what is left of it
         try:
-            outs = [p.communicate(timeout=max(0.1, end - time.monotonic())) for p in procs]
+            outs = communicate_all(procs, timeout)
         except subprocess.TimeoutExpired:
             return {"error": f"{runs} runs at once did not finish in {timeout:.0f} s"}
         finally:
