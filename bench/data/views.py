@@ -73,13 +73,22 @@ class OrderSampler(torch.utils.data.Sampler):
 
 
 def leave_job_signals_to_the_run(_worker_id: int = 0) -> None:
-    """A loader worker ignores SIGUSR2, the signal a Slurm job gets before its time limit: Slurm sends it
-    to every process of the job step (`--signal=USR2@90`), and the run's process answers it. A forked
-    worker would otherwise run the submitit handler it inherited (checkpoint the job, writing the same
-    file, and race the run's own `scontrol requeue`); one started by spawn or forkserver would die of
-    it, failing the run's next batch. SIGTERM keeps torch's handler (the loader stops its workers with it)."""
-    if hasattr(signal, "SIGUSR2"):
-        signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    """A loader worker ignores the signals a Slurm job gets when it ends, which Slurm sends to every
+    process of the job step; the run's process answers them.
+
+    SIGUSR2, before the time limit (`--signal=USR2@90`): a forked worker would otherwise run the
+    submitit handler it inherited (checkpoint the job, writing the same file, and race the run's own
+    `scontrol requeue`); one started by spawn or forkserver would die of it.
+
+    SIGTERM, at a requeue, the time limit, `scancel` or preemption: torch's worker handler exits
+    quietly only where the loader itself sends it, and otherwise dies of it; the run's process then
+    raised "DataLoader worker ... exited unexpectedly", and the run, still training (a submitit task
+    waits for SIGKILL), was recorded as failed instead of resuming from its checkpoint. Ignoring it,
+    a worker still ends when the loader stops it (its done event) or its parent is gone (torch's
+    watchdog); only a worker hung in a read outlives the loader's SIGTERM, until the run's process ends."""
+    for name in ("SIGUSR2", "SIGTERM"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
 LOADER_START_METHOD = "fork" if sys.platform.startswith("linux") else None
