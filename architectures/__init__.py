@@ -152,6 +152,33 @@ def build(name: str, input_config: InputConfig, n_tags: int, **options: Any):
     return builder(input_config, n_tags, opts)
 
 
+def meta_output_elements(name: str, input_config: InputConfig, n_tags: int, batch: int,
+                         every_module: bool = False, **options: Any) -> tuple[Any, list[int]]:
+    """Architecture `name` built on the meta device, and the elements of its input for `batch`
+    network inputs followed by those of each module's output, in the order an evaluation forward pass
+    makes them: of the leaf modules, or with `every_module` of all of them (a block's output can be a
+    tensor no leaf makes, e.g. a concatenation). Nothing is allocated, nothing is run."""
+    import torch
+
+    with torch.device("meta"):
+        model = build(name, input_config, n_tags, **options)
+    network_input = torch.zeros(batch, 1, input_config.n_mels, model.input_frames, device="meta")
+    outputs = [network_input.numel()]
+
+    def count(_module, _inputs, output):
+        if isinstance(output, torch.Tensor):
+            outputs.append(output.numel())
+
+    hooked = [m for m in model.modules() if every_module or not any(True for _ in m.children())]
+    handles = [m.register_forward_hook(count) for m in hooked]
+    try:
+        model.eval()(network_input)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return model, outputs
+
+
 register(Architecture(
     name="vgg",
     options=VGGOptions,

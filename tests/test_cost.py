@@ -163,3 +163,26 @@ def test_the_footprint_covers_evaluation_and_the_served_throughput():
     assert training_footprint_bytes(run, passes) == weights + 15_267_266_560 + 128 * held
     fp32 = cuda_passes_without_grad(32, "fp32")
     assert training_footprint_bytes(run, fp32) == weights + 2 * 15_267_266_560 + 128 * held
+
+
+@pytest.mark.parametrize(("rate", "mels", "hop", "clips"), [
+    (16000, 128, 1, 72),   # 128 x 128 x 1820 = 29,818,880 elements per clip
+    (12000, 128, 1, 95),   # 128 x 128 x 1366 = 22,380,544
+    (16000, 96, 1, 96),    # 128 x 96 x 1820 = 22,364,160
+    (12000, 96, 1, 127),   # 128 x 96 x 1366 = 16,785,408: 128 clips are 2,148,532,224, just over
+    (16000, 128, 2, 128),  # 128 x 128 x 910 = 14,909,440: 128 clips stay under
+])
+def test_evaluation_batches_keep_every_tensor_within_32_bit_indexing(rate, mels, hop, clips):
+    """On CUDA a run evaluates 4 training batches (128 clips) at once, where no tensor passes 2^31 - 1
+    elements: kernels that index with 32-bit integers have failed on larger ones with an illegal memory
+    access, after which the run could never be recorded. VGG's largest tensor is its first block's
+    output, 128 channels x n_mels x frames (the paper's 1820 frames at 16 kHz, 1366 at 12 kHz, hop x1)."""
+    from types import SimpleNamespace
+
+    from bench.spec import load_spec
+    from bench.train.fastpath import eval_batch_size
+
+    spec = load_spec(SPECS / "paper-mtat-vgg.toml")
+    run = next(r for r in spec.runs() if (r.mel.sample_rate, r.mel.n_mels, r.mel.hop_multiplier) == (rate, mels, hop))
+    assert eval_batch_size(run, SimpleNamespace(eval_batch_factor=4)) == clips
+    assert eval_batch_size(run, SimpleNamespace(eval_batch_factor=1)) == 32

@@ -295,6 +295,25 @@ def test_the_evaluation_graph_is_compiled_with_a_static_batch(monkeypatch):
     assert (32, 1, 16, 20) in graphs[1] and not any(free_symbols(x) for x in graphs[1]), graphs[1]
 
 
+@pytest.mark.parametrize("arch", ["vgg", "musicnn"])
+def test_a_capped_evaluation_batch_scores_as_the_full_one(monkeypatch, arch):
+    """Where a configuration's evaluation batch would hold a tensor beyond 32-bit indexing, a run
+    evaluates fewer clips at a time (down to one): the scores are those of the full batch."""
+    (run,) = tiny_runs(archs=(arch,))
+    full = train.Trainer(run, ToyCache(), CPU, log=lambda line: None)
+    monkeypatch.setattr(fastpath, "INDEXED_ELEMENTS", 1)
+    capped = train.Trainer(run, ToyCache(), CPU, log=lambda line: None)  # seeded alike: the same weights
+    assert (full.eval_batch, capped.eval_batch) == (2 * 8, 1)
+    clips = []
+    capped.model.register_forward_pre_hook(lambda _module, args: clips.append(len(args[0])))
+    targets, scores = full.predict("valid")
+    capped_targets, capped_scores = capped.predict("valid")
+    np.testing.assert_array_equal(targets, capped_targets)
+    np.testing.assert_allclose(capped_scores, scores, rtol=1e-4, atol=1e-6)
+    segments = capped.model.segments or 1
+    assert clips == [segments] * 10  # the valid split's 10 clips one at a time (MusiCNN: a clip's segments)
+
+
 @pytest.mark.parametrize("limit", ["recompile_limit", "accumulated_recompile_limit"])
 def test_recompile_watch_counts_both_of_dynamos_limits(limit):
     from bench.train.fastpath import RecompileWatch

@@ -136,23 +136,8 @@ def training_footprint_bytes(run, passes_without_grad: Iterable[tuple[int, int]]
     Shapes come from the model built on the meta device: nothing is allocated, nothing is run."""
     config = run.mel.input_config(run.dataset.clip_seconds)
     batch = run.protocol.batch_size
-    with torch.device("meta"):
-        model = architectures.build(run.arch, config, run.dataset.n_tags,
-                                    **dataclasses.asdict(run.configuration.options))
-    network_input = torch.zeros(batch, 1, run.mel.n_mels, model.input_frames, device="meta")
-    outputs = [network_input.numel()]
-
-    def count(_module, _inputs, output):
-        if isinstance(output, torch.Tensor):
-            outputs.append(output.numel())
-
-    leaves = [m for m in model.modules() if not any(True for _ in m.children())]
-    handles = [m.register_forward_hook(count) for m in leaves]
-    try:
-        model(network_input)
-    finally:
-        for handle in handles:
-            handle.remove()
+    model, outputs = architectures.meta_output_elements(
+        run.arch, config, run.dataset.n_tags, batch, **dataclasses.asdict(run.configuration.options))
     # the batch as the caller holds it: waveforms in float16, the whole clip's mel in fp32
     held_per_clip = (2 * clip_samples(run.dataset.clip_seconds, run.mel.sample_rate)
                      + 4 * config.n_mels * config.n_frames)

@@ -560,23 +560,25 @@ def check_memory(check: Check, batch: int) -> None:
     train_peak = torch.cuda.max_memory_allocated()
     model.eval()
     from bench.tools.perf import _batch
+    from bench.train.fastpath import eval_batch_size
     from bench.train.loop import forward
 
-    mel, _ = _batch(case, batch * path.eval_batch_factor, torch.device("cuda"))
+    spec = load_spec(paper_spec_path())
+    run = RunSpec(case.configuration, 0, spec.dataset, replace(spec.protocol, batch_size=batch))
+    eval_batch = eval_batch_size(run, path)  # as the run evaluates it
+    mel, _ = _batch(case, eval_batch, torch.device("cuda"))
     torch.cuda.reset_peak_memory_stats()
     with torch.no_grad():
         forward(model, path, mel)
     torch.cuda.synchronize()
     eval_peak = torch.cuda.max_memory_allocated()
-    spec = load_spec(paper_spec_path())
     # the estimate at the batch measured; a run's recorded peak spans its training and its evaluation
-    run = RunSpec(case.configuration, 0, spec.dataset, replace(spec.protocol, batch_size=batch))
     estimate = training_footprint_bytes(run, cuda_passes_without_grad(batch, run.protocol.precision))
     check.numbers = {"case": case.label, "train_peak_bytes": train_peak, "eval_peak_bytes": eval_peak,
-                     "footprint_estimate_bytes": estimate, "batch": batch, "eval_batch": batch * path.eval_batch_factor}
+                     "footprint_estimate_bytes": estimate, "batch": batch, "eval_batch": eval_batch}
     check.ok = estimate >= max(train_peak, eval_peak)
     check.detail = (f"{case.label}: training {train_peak / 2**30:.1f} GiB (batch {batch}), evaluation "
-                    f"{eval_peak / 2**30:.1f} GiB (batch {batch * path.eval_batch_factor}); estimate "
+                    f"{eval_peak / 2**30:.1f} GiB (batch {eval_batch}); estimate "
                     f"{estimate / 2**30:.1f} GiB {'covers' if check.ok else 'is below'} the larger peak")
     del step, model, mel
 

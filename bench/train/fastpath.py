@@ -31,6 +31,7 @@ resets dynamo's cache, so a worker's later configurations never reach the recomp
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import re
@@ -282,7 +283,28 @@ def should_compile(device: torch.device, planned_steps: int | None, eager_faster
 
 
 EVAL_BATCH_FACTOR = {"cuda": 4, "cpu": 2}
-"""Evaluation batches are this many training batches (no autograd: activations are freed layer by layer)."""
+"""Evaluation batches are this many training batches (no autograd: activations are freed layer by layer),
+at most as many clips as INDEXED_ELEMENTS allows (eval_batch_size)."""
+
+INDEXED_ELEMENTS = 2**31 - 1
+"""The most elements one tensor of an evaluation batch may have. CUDA kernels that index with 32-bit
+integers have failed on larger ones with illegal memory accesses (convolution, max- and average
+pooling), an error after which the process cannot use its GPU: the run could never be recorded. VGG
+at 16 kHz, 128 mels, hop x1 makes 128 x 128 x 1820 = 29,818,880 elements per clip in its first block,
+3.8e9 at 128 clips; 72 clips stay under."""
+
+
+def eval_batch_size(run, path: FastPath) -> int:
+    """Clips per evaluation batch of `run` (a `RunSpec`) on `path`: `eval_batch_factor` training
+    batches, fewer where its largest tensor would pass INDEXED_ELEMENTS, and at least one clip."""
+    import architectures
+
+    model, outputs = architectures.meta_output_elements(
+        run.arch, run.mel.input_config(run.dataset.clip_seconds), run.dataset.n_tags, 1, every_module=True,
+        **dataclasses.asdict(run.configuration.options))
+    per_clip = max(outputs) * (model.segments or 1)  # MusiCNN's clip: all of its segments
+    wanted = path.eval_batch_factor * run.protocol.batch_size
+    return max(1, min(wanted, INDEXED_ELEMENTS // per_clip))
 
 
 def fast_path(device: torch.device, precision: str = "auto", planned_steps: int | None = None,

@@ -75,7 +75,7 @@ from bench.train.checkpoint import (  # noqa: F401 - re-exported: the loop's che
     resume_state,
     save_torch,
 )
-from bench.train.fastpath import FastPath, RecompileWatch, fast_path, resident_fits, sync
+from bench.train.fastpath import FastPath, RecompileWatch, eval_batch_size, fast_path, resident_fits, sync
 from bench.train.frontend import MelFrontend
 from bench.train.metrics import tag_metrics
 
@@ -197,6 +197,7 @@ class Trainer:
         model = architectures.build(run.arch, config, len(self.tag_names),
                                     **dataclasses.asdict(run.configuration.options)).to(device)
         self.model = self.path.prepare_model(model)
+        self.eval_batch = eval_batch_size(run, self.path)
         self.amp_dtype = self.path.torch_amp_dtype
         self.dtype_name = self.path.amp_dtype or "float32"  # as result.json and the history name it
         # fp16 (CUDA without bf16) needs loss scaling; bf16 and fp32 do not
@@ -295,7 +296,7 @@ class Trainer:
         Scores stay on the device until the split is done (one copy to the host). A compiled model gets
         a last batch padded to full size, so evaluation needs one graph."""
         self.model.eval()
-        batch_size = self.path.eval_batch_factor * self.protocol.batch_size
+        batch_size = self.eval_batch
         scores = []
         with self.recompiles:
             for wave, _target in self._batches(split, epoch_order(len(self.data[split]), False), batch_size):
@@ -331,7 +332,8 @@ class Trainer:
         # an epoch of an earlier version's checkpoint says nothing: taken as this process compiled
         compiled_epochs = sum(bool(h.get("compiled", self.compiled_so_far())) for h in history)
         dtypes = self.trained_dtypes(history)
-        return {**self.path.as_dict(), "amp_dtype": "+".join(dtypes), "resident_data": self.resident is not None,
+        return {**self.path.as_dict(), "eval_batch": self.eval_batch, "amp_dtype": "+".join(dtypes),
+                "resident_data": self.resident is not None,
                 "recompile_limit_hits": hits, "compiled": not hits and compiled_epochs == len(history),
                 "compiled_epochs": compiled_epochs, "loss_scaling": "float16" in dtypes}
 
