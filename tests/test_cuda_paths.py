@@ -677,6 +677,8 @@ def test_a_runs_peak_memory_leaves_out_the_workers_waveform_copy(monkeypatch):
     assert train.run_peak_memory(torch.device("cuda"), resident_bytes=24 * gb) == 6 * gb
     assert train.run_peak_memory(torch.device("cuda"), resident_bytes=0) == 30 * gb
     assert train.run_peak_memory(CPU, resident_bytes=0) is None
+    monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda device=None: 33 * gb)  # 3 GB cached, free
+    assert train.run_peak_memory(torch.device("cuda"), resident_bytes=24 * gb, reserved=True) == 9 * gb
 
 
 def test_a_runs_peak_is_counted_from_after_its_trainer_is_built(monkeypatch, tmp_path):
@@ -1248,6 +1250,23 @@ def test_runs_per_gpu_prefers_the_peak_a_finished_run_measured(tmp_path):
     assert k == 1 and "30.0 GiB (measured)" in why
 
 
+def test_runs_per_gpu_counts_what_a_finished_run_reserved(tmp_path):
+    """A run takes from the GPU what its caching allocator reserves: its allocated peak (10 GiB) and
+    the blocks cached but free beside it (11 GiB more here, from shapes that could not reuse each
+    other's blocks). Half of an 80 GiB GPU holds one run of 21 GiB, not four of 10 GiB."""
+    from bench.run.runner import run_dir
+
+    spec = load_spec(Path(__file__).resolve().parents[1] / "specs" / "paper-mtat-vgg.toml")
+    runs = [r for r in spec.runs() if (r.mel.sample_rate, r.mel.n_mels, r.mel.hop_multiplier) == (12000, 32, 1)]
+    folder = run_dir(tmp_path, spec, runs[0])
+    folder.mkdir(parents=True)
+    (folder / "result.json").write_text(json.dumps({
+        "run_id": runs[0].run_id, "status": "ok", "config": {}, "metrics": {"roc_auc": 0.9, "pr_auc": 0.4},
+        "cost": {"peak_memory_bytes": 10 * 2**30, "peak_reserved_bytes": 21 * 2**30}}))
+    k, why = auto_runs_per_gpu(spec, runs[1:], tmp_path, memory_bytes=80 * 2**30)
+    assert k == 1 and "21.0 GiB (measured)" in why
+
+
 @pytest.mark.slow
 def test_gpu_check_c3_runs_the_real_grid_and_judges_it(tmp_path, copy_tiny_synthetic):
     """The harness of C3 end to end, on the CPU: the real `bench grid --workers 2`, its results and
@@ -1573,10 +1592,13 @@ def test_gpu_busy_is_the_time_some_kernel_ran():
     assert kernel_seconds(events) == pytest.approx((15 + 4) / 1e6)
 
 
-@pytest.mark.parametrize(("train_gib", "eval_gib", "ok"), [(9, 3, True), (9, 11, False), (11, 3, False)])
-def test_gpu_check_p2_needs_the_estimate_to_cover_training_and_evaluation(monkeypatch, train_gib, eval_gib, ok):
+@pytest.mark.parametrize(("train_gib", "eval_gib", "reserved_gib", "ok"),
+                         [(9, 3, 9, True), (9, 11, 11, False), (11, 3, 11, False), (9, 3, 10.5, False)])
+def test_gpu_check_p2_needs_the_estimate_to_cover_training_and_evaluation(monkeypatch, train_gib, eval_gib,
+                                                                          reserved_gib, ok):
     """A run's recorded peak spans training and evaluation, and `--runs-per-gpu` auto plans with the
-    estimate: P2 passes where the estimate (at the batch measured) covers the larger of the two peaks."""
+    estimate: P2 passes where the estimate (at the batch measured) covers the larger of the two peaks,
+    and what the caching allocator reserved from the GPU for them (cached blocks that are free count)."""
     from types import SimpleNamespace
 
     from bench.cost import gmac
@@ -1586,6 +1608,7 @@ def test_gpu_check_p2_needs_the_estimate_to_cover_training_and_evaluation(monkey
     monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda *a: None)
     monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a: next(peaks))
+    monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda *a: int(reserved_gib * 2**30))
     path = SimpleNamespace(eval_batch_factor=2, autocast=contextlib.nullcontext, prepare_input=lambda x: x)
     monkeypatch.setattr(gpucheck, "training_step", lambda case, batch: (lambda: None, nn.Identity(), path))
     monkeypatch.setattr(perf, "_batch", lambda case, batch, device: (torch.zeros(batch, 2), None))

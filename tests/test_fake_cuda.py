@@ -209,7 +209,8 @@ def fake_cuda(monkeypatch):
                         ("get_device_name", "NVIDIA H100 80GB HBM3"),
                         ("get_device_properties", SimpleNamespace(uuid="f-0")), ("mem_get_info", (60 * gib, 80 * gib)),
                         ("memory_allocated", gib), ("memory_reserved", 2 * gib), ("reset_peak_memory_stats", None),
-                        ("max_memory_allocated", gib), ("synchronize", None), ("empty_cache", None),
+                        ("max_memory_allocated", gib), ("max_memory_reserved", 2 * gib), ("synchronize", None),
+                        ("empty_cache", None),
                         ("get_rng_state", torch.zeros(16, dtype=torch.uint8))]:
         monkeypatch.setattr(torch.cuda, name, lambda *a, value=value, **k: value)
     cuda.generator_states = []

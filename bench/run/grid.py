@@ -395,8 +395,11 @@ def _measured_peaks(spec: Spec, results_root: Path) -> dict:
     peaks: dict = {}
     for run in spec.runs():
         result = read_result(run_dir(results_root, spec, run))
-        peak = ((result or {}).get("cost") or {}).get("peak_memory_bytes")
-        if isinstance(peak, int) and peak > 0:
+        cost = (result or {}).get("cost") or {}
+        # what the run held from the GPU: its allocator's reserved peak (results before it: the allocated one)
+        peak = max((v for v in (cost.get("peak_reserved_bytes"), cost.get("peak_memory_bytes")) if isinstance(v, int)),
+                   default=None)
+        if peak is not None and peak > 0:
             key = run.configuration.cost_key
             peaks[key] = max(peaks.get(key, 0), peak)
     return peaks

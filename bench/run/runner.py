@@ -243,6 +243,7 @@ def execute_run(spec: Spec, run: RunSpec, folder: Path, cache_for: Callable, dev
                   "epochs": trained["epochs"], "best_epoch": trained["best_valid"]["epoch"],
                   "clips_per_second": trained["clips_per_second"],
                   "peak_memory_bytes": trained["peak_memory_bytes"],
+                  "peak_reserved_bytes": trained["peak_reserved_bytes"],
                   # measured after training, on the run's device (bench.train.latency)
                   "latency_ms": trained["inference"]["latency_ms"],
                   "network_latency_ms": trained["inference"]["network_latency_ms"],

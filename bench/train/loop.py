@@ -138,13 +138,17 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict, path: Fa
                     optimizer.state[param][key] = torch.empty_like(param).copy_(value)
 
 
-def run_peak_memory(device: torch.device, resident_bytes: int) -> int | None:
+def run_peak_memory(device: torch.device, resident_bytes: int, reserved: bool = False) -> int | None:
     """The run's own peak of allocated CUDA memory (weights, optimiser state, activations, workspaces):
     the allocator's peak since the run started, less the worker's resident waveforms, which are
-    allocated all the while but are not the run's (they are there for every run at that sample rate)."""
+    allocated all the while but are not the run's (they are there for every run at that sample rate).
+    With `reserved`, the peak the caching allocator held from the GPU instead: the allocated peak plus
+    blocks cached but free at the time (training, evaluation and last-batch shapes that cannot reuse
+    each other's blocks), what the run took from the GPU's memory that other runs share."""
     if device.type != "cuda":
         return None
-    return max(0, torch.cuda.max_memory_allocated(device) - resident_bytes)
+    peak = torch.cuda.max_memory_reserved(device) if reserved else torch.cuda.max_memory_allocated(device)
+    return max(0, peak - resident_bytes)
 
 
 def optimizer_steps(optimizer: torch.optim.Optimizer) -> int:
@@ -559,6 +563,7 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
         "amp_dtype": execution["amp_dtype"],
         "fast_path": execution,
         "peak_memory_bytes": run_peak_memory(device, trainer.resident_bytes),
+        "peak_reserved_bytes": run_peak_memory(device, trainer.resident_bytes, reserved=True),
         "n_tags": len(trainer.tag_names),
         "tag_names": list(trainer.tag_names),
         "input_frames": trainer.model.input_frames,
