@@ -877,6 +877,42 @@ def test_loader_workers_outlive_the_sigterm_that_ends_a_slurm_job():
     assert sorted(seen) == [[i] for i in range(32)]
 
 
+def test_a_killed_workers_run_lock_is_free_at_once_not_when_its_loader_workers_notice(tmp_path):
+    """A flock lasts while any process has its file open, and a forked loader worker inherits the run's
+    lock: a worker killed outright (the out-of-memory killer) left its run locked until its loader
+    workers noticed, seconds later, and a grid summarising then took the run for another live worker's."""
+    from bench.core import store
+
+    fd = store.try_lock(tmp_path / "lock", "worker")
+    loader = views.LoaderBatches(SlowClips(), 4, workers=1)
+    batches = loader.batches(torch.arange(32))
+    next(batches)  # the loader worker is running
+    os.close(fd)  # the holder's own descriptor closed, as when the kernel ends a killed process
+    store.HELD_LOCKS.pop(fd)
+    held = store.lock_held(tmp_path / "lock")
+    loader.close()
+    assert not held
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="forks")
+def test_a_released_gpu_slot_is_free_though_a_forked_process_shares_it(tmp_path):
+    from bench.core.store import lock_held, try_lock
+    from bench.run.gpus import GpuClaim
+
+    claim = GpuClaim(0, "GPU-x", 0, try_lock(tmp_path / "slot", "worker"))
+    child = os.fork()
+    if child == 0:  # a forked process that keeps what it inherited, for a while
+        time.sleep(5)
+        os._exit(0)
+    try:
+        claim.release()
+        held = lock_held(tmp_path / "slot")
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+    assert not held
+
+
 @pytest.mark.parametrize("written_on", ["cuda", "cpu"])
 def test_resumed_adam_steps_as_this_device_says_whatever_device_wrote_the_checkpoint(written_on):
     """A checkpoint written on CUDA (fused Adam, channels_last weights and states) resumed on the CPU

@@ -799,13 +799,13 @@ def test_a_file_written_by_name_gets_its_final_permissions_after_the_writing(tmp
 def test_lock_files_take_the_umasks_mode_like_the_results_they_guard(tmp_path):
     """A results folder shared by a group (umask 002): a colleague resuming a killed grid opens the run's
     lock for writing, so it must be 0664 like the checkpoint beside it, not 0644."""
-    from bench.core.store import exclusive_lock, try_lock
+    from bench.core.store import exclusive_lock, release_lock, try_lock
 
     old = os.umask(0o002)
     try:
         fd = try_lock(tmp_path / "lock", "worker")
         run_lock = (tmp_path / "lock").stat().st_mode & 0o777
-        os.close(fd)
+        release_lock(fd)
         with exclusive_lock(tmp_path / "prepare.lock"):
             prepare_lock = (tmp_path / "prepare.lock").stat().st_mode & 0o777
     finally:

@@ -15,6 +15,7 @@ import sys
 import numpy as np
 import torch
 
+from bench.core.store import close_inherited_locks
 from bench.data.cached_waveforms import CachedWaveforms
 
 
@@ -91,6 +92,13 @@ def leave_job_signals_to_the_run(_worker_id: int = 0) -> None:
             signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
+def start_loader_worker(worker_id: int) -> None:
+    """A loader worker's first step: the job's signals left to the run, the run's locks to it too
+    (a forked worker shares their descriptors, and would hold them past its parent's death)."""
+    leave_job_signals_to_the_run(worker_id)
+    close_inherited_locks()
+
+
 LOADER_START_METHOD = "fork" if sys.platform.startswith("linux") else None
 """How loader workers start: by fork on Linux whatever Python's default (forkserver from 3.14 on, whose
 workers each import torch again, for up to 4 workers per split a run reads: docs/performance.md,
@@ -109,7 +117,7 @@ class LoaderBatches:
         self.loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=self.sampler,
                                                   num_workers=workers, pin_memory=pin_memory,
                                                   persistent_workers=workers > 0, generator=torch.Generator(),
-                                                  worker_init_fn=leave_job_signals_to_the_run,
+                                                  worker_init_fn=start_loader_worker,
                                                   multiprocessing_context=LOADER_START_METHOD if workers else None)
 
     def batches(self, order: torch.Tensor):

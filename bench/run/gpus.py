@@ -21,7 +21,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.core.store import lock_held, try_lock
+from bench.core.store import lock_held, release_lock, try_lock
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class GpuClaim:
 
     def release(self) -> None:
         if self.fd is not None:
-            os.close(self.fd)  # closing the descriptor drops the flock
+            release_lock(self.fd)
 
 
 def lock_dir() -> Path:

@@ -17,7 +17,6 @@ by the next worker that looks, and resumes from its last checkpoint.
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import json
 import os
 import platform
@@ -53,6 +52,7 @@ from bench.core.store import (
     is_resource_error,
     lock_held,
     reject,
+    release_lock,
     remove_temp_files,
     try_lock,
 )
@@ -93,8 +93,7 @@ class RunLock:
 
     def release(self) -> None:
         if self.fd is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
+            release_lock(self.fd)
             self.fd = None
 
     def held_by_other(self) -> bool:

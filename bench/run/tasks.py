@@ -18,7 +18,6 @@ counts as not started.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import time
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from bench.core.errors import first_line
-from bench.core.store import LocksUnsupported, lock_held, try_lock
+from bench.core.store import LocksUnsupported, lock_held, release_lock, try_lock
 
 T = TypeVar("T")
 
@@ -68,9 +67,7 @@ def run_as_task(work: Callable[[], T], folder: Path, rank: int, n_tasks: int, lo
     try:
         result = work()
     finally:
-        # unlocked explicitly: processes forked meanwhile (loader workers) share the lock until closed
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+        release_lock(fd)  # unlocked, not only closed: processes forked meanwhile share the descriptor
     _wait_for_siblings(folder, rank, n_tasks, started, log, poll_seconds, start_grace)
     return result
 
