@@ -1210,11 +1210,45 @@ def test_runs_per_gpu_counts_the_memory_other_processes_hold(monkeypatch, tmp_pa
         return subprocess.CompletedProcess(argv, 0, stdout=f"{32 * 2**30}\n", stderr="")
 
     monkeypatch.setattr(grid.subprocess, "run", child)
+    monkeypatch.setattr(grid, "exclusive_gpus", lambda: [])  # the default compute mode
     k, why = auto_runs_per_gpu(spec, spec.runs(), tmp_path)
     assert k == 1 and why.endswith("on 32 GiB free") and probes[0][0] == sys.executable
     monkeypatch.setattr(grid.subprocess, "run", lambda *a, **k: (_ for _ in ()).throw(
         subprocess.CalledProcessError(1, a[0])))
     assert auto_runs_per_gpu(spec, spec.runs(), tmp_path)[0] == 1  # not measured: one run per GPU
+
+
+NVIDIA_SMI_MODES = """0, GPU-5d1c6a2e-3b0f-4e8e-9c57-0a1b2c3d4e5f, Default
+1, GPU-77aa0e1f-2c3d-4b5a-8e9f-aabbccddeeff, Exclusive_Process
+"""
+
+
+@pytest.mark.parametrize(("visible", "found"), [
+    (None, ["1 (GPU-77aa0e1f-2c3d-4b5a-8e9f-aabbccddeeff, Exclusive_Process)"]),
+    ("0", []), ("1", ["1 (GPU-77aa0e1f-2c3d-4b5a-8e9f-aabbccddeeff, Exclusive_Process)"]),
+    ("GPU-77aa0e1f", ["1 (GPU-77aa0e1f-2c3d-4b5a-8e9f-aabbccddeeff, Exclusive_Process)"]),
+    ("GPU-5d1c6a2e-3b0f-4e8e-9c57-0a1b2c3d4e5f", [])])
+def test_several_runs_per_gpu_are_not_chosen_where_a_gpu_takes_one_process(monkeypatch, tmp_path, visible, found):
+    """Clusters often set GPUs to the Exclusive_Process compute mode, where a second process's CUDA
+    fails to start: runs per GPU is then 1. What nvidia-smi lists, for the GPUs this process sees."""
+    from bench.run import gpus, grid
+
+    asked = []
+
+    def nvidia_smi(argv, **kwargs):
+        asked.append(argv)
+        return subprocess.CompletedProcess(argv, 0, stdout=NVIDIA_SMI_MODES, stderr="")
+
+    environ = {} if visible is None else {"CUDA_VISIBLE_DEVICES": visible}
+    assert gpus.exclusive_gpus(environ, nvidia_smi) == found
+    assert asked[0][:2] == ["nvidia-smi", "--query-gpu=index,uuid,compute_mode"]
+    assert gpus.exclusive_gpus(environ, lambda *a, **k: (_ for _ in ()).throw(FileNotFoundError("nvidia-smi"))) == []
+    spec = load_spec(Path(__file__).resolve().parents[1] / "specs" / "paper-mtat-vgg.toml")
+    monkeypatch.setattr(grid, "exclusive_gpus", lambda: found)
+    monkeypatch.setattr(grid, "_gpu_free_bytes", lambda: 140 * 2**30)
+    small = [r for r in spec.runs() if (r.mel.sample_rate, r.mel.n_mels, r.mel.hop_multiplier) == (12000, 32, 1)]
+    k, why = auto_runs_per_gpu(spec, small, tmp_path)
+    assert (k == 1) == bool(found), why
 
 
 # ------------------------------------------------------------------------------------------------

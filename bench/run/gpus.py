@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,33 @@ def visible_identities() -> list[str]:
         uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
         identities.append(f"GPU-{uuid}" if uuid else f"index-{index}")
     return identities
+
+
+COMPUTE_MODE_QUERY = ["nvidia-smi", "--query-gpu=index,uuid,compute_mode", "--format=csv,noheader"]
+
+
+def exclusive_gpus(environ=None, run=None) -> list[str]:
+    """The visible GPUs that only one process at a time may use (nvidia-smi's compute mode
+    Exclusive_Process, as clusters often set; Prohibited: none), as "index (UUID)". Visible: those
+    `CUDA_VISIBLE_DEVICES` names by index or UUID (prefix), all where it is unset. Empty where
+    nvidia-smi is missing or fails: the default mode is the common one."""
+    environ = os.environ if environ is None else environ
+    try:
+        listed = (run or subprocess.run)(COMPUTE_MODE_QUERY, capture_output=True, text=True, timeout=30,
+                                         check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    wanted = environ.get("CUDA_VISIBLE_DEVICES")
+    names = None if wanted is None else [w.strip() for w in wanted.split(",") if w.strip()]
+    found = []
+    for line in listed.splitlines():
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) != 3 or fields[2] == "Default":
+            continue
+        index, uuid, mode = fields
+        if names is None or any(n == index or (n.startswith("GPU-") and uuid.startswith(n)) for n in names):
+            found.append(f"{index} ({uuid}, {mode})")
+    return found
 
 
 def _slot_prefix(identity: str) -> str:

@@ -39,6 +39,7 @@ from bench.core.layout import ERROR, RUNS, spec_dir
 from bench.core.machine import usable_cpus
 from bench.core.paths import folder_path, writable_folder
 from bench.core.store import LocksUnsupported, is_resource_error
+from bench.run.gpus import exclusive_gpus
 from bench.run.runner import (
     RunLock,
     log_to_stdout,
@@ -374,6 +375,9 @@ def auto_runs_per_gpu(spec: Spec, runs, results_root: Path, memory_bytes: int | 
 
     given = memory_bytes is not None
     if memory_bytes is None:
+        exclusive = exclusive_gpus()
+        if exclusive:  # a second process on such a GPU fails to start CUDA
+            return 1, f"GPU {', '.join(exclusive)} lets one process at a time use it"
         memory_bytes = _gpu_free_bytes()
     measured = _measured_peaks(spec, results_root)
     footprints: dict = {}  # one per input shape: seeds and log compression share it
