@@ -10,6 +10,7 @@ the real flock is taken.
 from __future__ import annotations
 
 import json
+import socket
 import time
 
 import pytest
@@ -153,3 +154,43 @@ def test_a_run_already_settled_at_the_first_look_is_not_even_claimed(monkeypatch
     calls = record_executions(monkeypatch)
     outcome = runner._claim_and_execute(spec, folder, run, no_cache, "cpu", None, lambda *_: None)
     assert outcome == "settled" and claims == [] and calls == []
+
+
+def lock_note(folder, **note) -> None:
+    """What the last holder left in the run's lock file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / runner.LOCK).write_text(json.dumps(note))
+
+
+@pytest.mark.parametrize(("host", "age", "executed"), [
+    ("node-7", 5.0, False),     # another host wrote it 5 s ago: hidden by this host's NFS cache
+    ("node-7", 300.0, True),    # 5 minutes ago: no cache keeps a missing file that long; it was removed
+    (socket.gethostname(), 5.0, True),  # this host removed it to redo the run: its kernel sees that
+])
+def test_a_result_another_host_just_wrote_is_not_redone_where_this_one_cannot_see_it_yet(
+        monkeypatch, one_run, host, age, executed):
+    """On NFS, a host trusts its cached "no such file" for result.json up to a minute (the folder's
+    attribute cache), and taking the run's lock refreshes only the lock file: a worker that claimed a
+    run just after another node finished it trained it again and replaced its result. The finishing
+    holder notes in the lock that it wrote the result; the next claim reads that note."""
+    spec, run, folder = one_run
+    lock_note(folder, host=host, pid=4321, result_written=time.time() - age)
+    calls = record_executions(monkeypatch)
+    lines = []
+    outcome = runner._claim_and_execute(spec, folder, run, no_cache, "cpu", None, lines.append)
+    if executed:
+        assert outcome == "executed" and calls == [run.run_id]
+    else:
+        assert outcome == "settled" and calls == []
+        assert "written by node-7 (pid 4321) 5 s ago, not visible here yet" in lines[0]
+        again = runner._claim_and_execute(spec, folder, run, no_cache, "cpu", None, lines.append)
+        assert again == "settled" and calls == []  # the note is kept for the next claim
+
+
+def test_a_holder_that_wrote_the_result_says_so_in_the_lock(monkeypatch, one_run):
+    spec, run, folder = one_run
+    record_executions(monkeypatch)
+    before = time.time()
+    assert runner._claim_and_execute(spec, folder, run, no_cache, "cpu", None, lambda *_: None) == "executed"
+    note = json.loads((folder / runner.LOCK).read_text())
+    assert note["host"] == socket.gethostname() and before <= note["result_written"] <= time.time()

@@ -157,9 +157,9 @@ def test_a_claim_that_meets_a_look_at_the_lock_tries_again(tmp_path, monkeypatch
 
     real, calls = runner.try_lock, []
 
-    def busy_once(path, note=""):
+    def busy_once(path, note="", previous=None):
         calls.append(path)
-        return None if len(calls) == 1 else real(path, note)
+        return None if len(calls) == 1 else real(path, note, previous)
 
     monkeypatch.setattr(runner, "try_lock", busy_once)
     lock = RunLock(tmp_path / "run")

@@ -279,10 +279,11 @@ def release_lock(fd: int) -> None:
         os.close(fd)
 
 
-def try_lock(path: str | Path, note: str = "") -> int | None:
+def try_lock(path: str | Path, note: str = "", previous: list[bytes] | None = None) -> int | None:
     """An exclusive, non-blocking flock on `path` (created if needed), with `note` written into it:
     the open descriptor (closing it releases the lock; so does the holder's death), or None if
-    another process holds it."""
+    another process holds it. What the file held before (the last holder's note) is appended to
+    `previous` where that is given."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, LOCK_MODE)
     try:
         _flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, path)
@@ -293,6 +294,8 @@ def try_lock(path: str | Path, note: str = "") -> int | None:
         os.close(fd)
         raise
     try:
+        if previous is not None:
+            previous.append(os.pread(fd, 65536, 0))
         os.ftruncate(fd, 0)
         os.write(fd, note.encode())
     except OSError as exc:
@@ -301,6 +304,12 @@ def try_lock(path: str | Path, note: str = "") -> int | None:
     found = os.fstat(fd)
     HELD_LOCKS[fd] = (found.st_dev, found.st_ino)
     return fd
+
+
+def rewrite_lock_note(fd: int, note: bytes) -> None:
+    """Replace the note in a lock file this process holds."""
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, note, 0)
 
 
 def lock_held(path: str | Path) -> bool:

@@ -16,6 +16,7 @@ by the next worker that looks, and resumes from its last checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -54,6 +55,7 @@ from bench.core.store import (
     reject,
     release_lock,
     remove_temp_files,
+    rewrite_lock_note,
     try_lock,
 )
 from bench.spec import RunSpec, Spec
@@ -63,12 +65,20 @@ def run_dir(results: Path, spec: Spec, run: RunSpec) -> Path:
     return layout.run_dir(results, spec.name, run.run_id)
 
 
+RESULT_VISIBLE_SECONDS = 120.0
+"""How long a result.json another host wrote may stay unseen here: an NFS client trusts its cached
+"no such file" until the folder's cached attributes expire (acdirmax, 60 s by default); taking the
+lock refreshes the lock file only. Past this a missing result is taken as missing (removed to redo it)."""
+
+
 class RunLock:
     """An exclusive, non-blocking claim on one run folder (released on close or when the process dies)."""
 
     def __init__(self, folder: Path):
         self.folder = folder
         self.fd: int | None = None
+        self.previous = b""
+        """The last holder's note, as the lock file held it when this claim was taken."""
 
     LOOK_RETRIES = 3
     """A look at the lock (`held_by_other`, from `bench status` or another grid's header) holds a
@@ -86,10 +96,37 @@ class RunLock:
         for attempt in range(self.LOOK_RETRIES):
             if attempt:
                 time.sleep(0.02)
-            self.fd = try_lock(self.folder / LOCK, note)
+            previous: list[bytes] = []
+            self.fd = try_lock(self.folder / LOCK, note, previous)
             if self.fd is not None:
+                self.previous = previous[0]
                 return True
         return False
+
+    def mark_written(self) -> None:
+        """Note in the lock, before it is released, that this holder wrote the run's result.json."""
+        note = {"host": socket.gethostname(), "pid": os.getpid(), "result_written": time.time()}
+        with contextlib.suppress(OSError):  # a courtesy to the next holder; the result is written
+            rewrite_lock_note(self.fd, json.dumps(note).encode())
+
+    def unseen_result(self) -> dict | None:
+        """The last holder's note where it wrote the run's result on another host less than
+        RESULT_VISIBLE_SECONDS ago: a result this process does not see then is hidden by a network file
+        system's cache, not absent. (On one host the kernel sees its own writes and removals: a
+        result.json removed there to redo the run is taken as gone.)"""
+        try:
+            note = json.loads(self.previous or b"{}")
+            written = float(note["result_written"])
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None
+        if note.get("host") == socket.gethostname():
+            return None
+        return note if time.time() - written < RESULT_VISIBLE_SECONDS else None
+
+    def keep_previous(self) -> None:
+        """Put the last holder's note back, for the next claim to read."""
+        with contextlib.suppress(OSError):
+            rewrite_lock_note(self.fd, self.previous)
 
     def release(self) -> None:
         if self.fd is not None:
@@ -382,6 +419,13 @@ def _claim_and_execute(spec: Spec, folder: Path, run: RunSpec, cache_for: Callab
         existing, problem = load_result(folder)  # it may have finished between our look and our claim
         if _settled(existing, retry_before):
             return "settled"
+        unseen = lock.unseen_result() if existing is None and not problem else None
+        if unseen is not None:  # finished meanwhile on another host, as its note in the lock says
+            log(f"{folder / RESULT}: written by {unseen.get('host')} (pid {unseen.get('pid')}) "
+                f"{time.time() - unseen['result_written']:.0f} s ago, not visible here yet (a network file "
+                "system's cache); the run is left to that result")
+            lock.keep_previous()
+            return "settled"
         if problem:
             log(f"{folder / RESULT}: invalid ({problem}); set aside as {reject(folder / RESULT).name}, "
                 "the run is redone")
@@ -394,6 +438,7 @@ def _claim_and_execute(spec: Spec, folder: Path, run: RunSpec, cache_for: Callab
             (folder / RESULT).unlink(missing_ok=True)
         log(f"run {run.run_id} (pid {os.getpid()})")
         result = execute_run(spec, run, folder, cache_for, device, log, epoch_log)
+        lock.mark_written()
         if result["status"] == "ok":
             m, c = result["metrics"], result["cost"]
             seconds = c["train_seconds"]
