@@ -467,3 +467,18 @@ def test_the_cpu_peak_memory_is_in_megabytes_and_only_where_it_counts_from_the_c
         assert counted > 0
     monkeypatch.setattr(Path, "write_text", no_proc(real_write))
     assert perf.measure_training(smallest, baseline(cpu), cpu, settings)["peak_memory_mb"] is None
+
+
+def test_perf_times_evaluation_at_the_batch_a_run_evaluates():
+    """On CUDA evaluation takes 4 training batches, fewer clips where a tensor would pass 2^31 - 1
+    elements: at the largest input, VGG's first block makes 128 x 128 x 1820 elements per clip, so 72
+    clips; the headline's 128 x 96 x 1366 allow 127. Timing 128 there would crash the measurement."""
+    from types import SimpleNamespace
+
+    from bench.tools.perf import eval_batch
+
+    cases = {c.label: c for c in spec_cases(load_spec(SPECS / "paper-mtat-vgg.toml"))}
+    cuda_like = SimpleNamespace(eval_batch_factor=4)
+    assert eval_batch(cases["vgg 16k 128x1820 x1"], cuda_like, 32) == 72
+    assert eval_batch(cases["vgg 12k 96x1366 x1"], cuda_like, 32) == 127
+    assert eval_batch(cases["vgg 16k 128x910 x2"], cuda_like, 32) == 128

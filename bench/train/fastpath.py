@@ -297,13 +297,18 @@ at 16 kHz, 128 mels, hop x1 makes 128 x 128 x 1820 = 29,818,880 elements per cli
 def eval_batch_size(run, path: FastPath) -> int:
     """Clips per evaluation batch of `run` (a `RunSpec`) on `path`: `eval_batch_factor` training
     batches, fewer where its largest tensor would pass INDEXED_ELEMENTS, and at least one clip."""
+    return eval_clips(run.arch, run.mel.input_config(run.dataset.clip_seconds), run.dataset.n_tags,
+                      dataclasses.asdict(run.configuration.options), path.eval_batch_factor * run.protocol.batch_size)
+
+
+def eval_clips(arch: str, input_config, n_tags: int, options: dict, wanted: int) -> int:
+    """At most `wanted` clips of `arch` on `input_config`, as many as keep every tensor of the batch
+    within INDEXED_ELEMENTS, and at least one."""
     import architectures
 
-    model, outputs = architectures.meta_output_elements(
-        run.arch, run.mel.input_config(run.dataset.clip_seconds), run.dataset.n_tags, 1, every_module=True,
-        **dataclasses.asdict(run.configuration.options))
+    model, outputs = architectures.meta_output_elements(arch, input_config, n_tags, 1, every_module=True,
+                                                        **options)
     per_clip = max(outputs) * (model.segments or 1)  # MusiCNN's clip: all of its segments
-    wanted = path.eval_batch_factor * run.protocol.batch_size
     return max(1, min(wanted, INDEXED_ELEMENTS // per_clip))
 
 
