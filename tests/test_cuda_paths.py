@@ -1220,6 +1220,7 @@ def test_runs_per_gpu_counts_the_memory_other_processes_hold(monkeypatch, tmp_pa
 
 NVIDIA_SMI_MODES = """0, GPU-5d1c6a2e-3b0f-4e8e-9c57-0a1b2c3d4e5f, Default
 1, GPU-77aa0e1f-2c3d-4b5a-8e9f-aabbccddeeff, Exclusive_Process
+2, GPU-90bb1f2a-3d4e-4c6b-9f0a-bbccddeeff00, [N/A]
 """
 
 

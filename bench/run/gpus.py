@@ -58,6 +58,8 @@ def visible_identities() -> list[str]:
 
 
 COMPUTE_MODE_QUERY = ["nvidia-smi", "--query-gpu=index,uuid,compute_mode", "--format=csv,noheader"]
+ONE_PROCESS_MODES = ("Exclusive_Process", "Exclusive_Thread", "Prohibited")
+"""nvidia-smi's compute modes in which a second process cannot use the GPU (Prohibited: not even one)."""
 
 
 def exclusive_gpus(environ=None, run=None) -> list[str]:
@@ -76,7 +78,7 @@ def exclusive_gpus(environ=None, run=None) -> list[str]:
     found = []
     for line in listed.splitlines():
         fields = [f.strip() for f in line.split(",")]
-        if len(fields) != 3 or fields[2] == "Default":
+        if len(fields) != 3 or fields[2] not in ONE_PROCESS_MODES:  # Default, or [N/A] where not reported
             continue
         index, uuid, mode = fields
         if names is None or any(n == index or (n.startswith("GPU-") and uuid.startswith(n)) for n in names):
