@@ -194,3 +194,13 @@ def test_a_holder_that_wrote_the_result_says_so_in_the_lock(monkeypatch, one_run
     assert runner._claim_and_execute(spec, folder, run, no_cache, "cpu", None, lambda *_: None) == "executed"
     note = json.loads((folder / runner.LOCK).read_text())
     assert note["host"] == socket.gethostname() and before <= note["result_written"] <= time.time()
+
+
+def test_a_lock_note_with_the_time_as_text_is_read_as_that_time(monkeypatch, one_run):
+    """A note edited by hand, or by another tool, with the time as a string: one line, not a traceback."""
+    spec, run, folder = one_run
+    lock_note(folder, host="node-7", pid=4321, result_written=str(time.time() - 5))
+    calls = record_executions(monkeypatch)
+    lines = []
+    assert runner._claim_and_execute(spec, folder, run, no_cache, "cpu", None, lines.append) == "settled"
+    assert calls == [] and "written by node-7 (pid 4321) 5 s ago" in lines[0]

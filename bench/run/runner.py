@@ -110,8 +110,8 @@ class RunLock:
             rewrite_lock_note(self.fd, json.dumps(note).encode())
 
     def unseen_result(self) -> dict | None:
-        """The last holder's note where it wrote the run's result on another host less than
-        RESULT_VISIBLE_SECONDS ago: a result this process does not see then is hidden by a network file
+        """The last holder's note, with `seconds_ago`, where it wrote the run's result on another host
+        less than RESULT_VISIBLE_SECONDS ago: a result this process does not see then is hidden by a network file
         system's cache, not absent. (On one host the kernel sees its own writes and removals: a
         result.json removed there to redo the run is taken as gone.)"""
         try:
@@ -121,7 +121,8 @@ class RunLock:
             return None
         if note.get("host") == socket.gethostname():
             return None
-        return note if time.time() - written < RESULT_VISIBLE_SECONDS else None
+        ago = time.time() - written
+        return {**note, "seconds_ago": ago} if ago < RESULT_VISIBLE_SECONDS else None
 
     def keep_previous(self) -> None:
         """Put the last holder's note back, for the next claim to read."""
@@ -422,7 +423,7 @@ def _claim_and_execute(spec: Spec, folder: Path, run: RunSpec, cache_for: Callab
         unseen = lock.unseen_result() if existing is None and not problem else None
         if unseen is not None:  # finished meanwhile on another host, as its note in the lock says
             log(f"{folder / RESULT}: written by {unseen.get('host')} (pid {unseen.get('pid')}) "
-                f"{time.time() - unseen['result_written']:.0f} s ago, not visible here yet (a network file "
+                f"{unseen['seconds_ago']:.0f} s ago, not visible here yet (a network file "
                 "system's cache); the run is left to that result")
             lock.keep_previous()
             return "settled"
