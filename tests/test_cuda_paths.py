@@ -1304,19 +1304,25 @@ def test_gpu_check_tiny_specs_are_valid_specs(tmp_path):
     assert len(spec.runs()) == 4 and spec.protocol.precision == "fp16" and spec.dataset.clip_seconds == 3.0
 
 
-def test_runs_per_gpu_prefers_the_peak_a_finished_run_measured(tmp_path):
-    """A finished run of the largest configuration measured 30 GB (more than the 11.4 GB estimate):
-    on an 80 GB GPU only one such run fits in half of it."""
+def paper_vgg_runs_with_one_finished(tmp_path, shape: tuple, cost: dict):
+    """The paper-mtat-vgg spec and its runs of `shape` (rate, mels, hop), the first of them finished
+    with `cost` in its result.json."""
     from bench.run.runner import run_dir
 
     spec = load_spec(Path(__file__).resolve().parents[1] / "specs" / "paper-mtat-vgg.toml")
-    runs = [r for r in spec.runs() if (r.mel.sample_rate, r.mel.n_mels, r.mel.hop_multiplier) == (16000, 128, 1)]
-    done = runs[0]
-    folder = run_dir(tmp_path, spec, done)
+    runs = [r for r in spec.runs() if (r.mel.sample_rate, r.mel.n_mels, r.mel.hop_multiplier) == shape]
+    folder = run_dir(tmp_path, spec, runs[0])
     folder.mkdir(parents=True)
     (folder / "result.json").write_text(json.dumps({
-        "run_id": done.run_id, "status": "ok", "config": {}, "metrics": {"roc_auc": 0.9, "pr_auc": 0.4},
-        "cost": {"peak_memory_bytes": 30 * 2**30}}))
+        "run_id": runs[0].run_id, "status": "ok", "config": {}, "metrics": {"roc_auc": 0.9, "pr_auc": 0.4},
+        "cost": cost}))
+    return spec, runs
+
+
+def test_runs_per_gpu_prefers_the_peak_a_finished_run_measured(tmp_path):
+    """A finished run of the largest configuration measured 30 GB (more than the 11.4 GB estimate):
+    on an 80 GB GPU only one such run fits in half of it."""
+    spec, runs = paper_vgg_runs_with_one_finished(tmp_path, (16000, 128, 1), {"peak_memory_bytes": 30 * 2**30})
     k, why = auto_runs_per_gpu(spec, runs[1:], tmp_path, memory_bytes=80 * 2**30)
     assert k == 1 and "30.0 GiB (measured)" in why
 
@@ -1325,17 +1331,49 @@ def test_runs_per_gpu_counts_what_a_finished_run_reserved(tmp_path):
     """A run takes from the GPU what its caching allocator reserves: its allocated peak (10 GiB) and
     the blocks cached but free beside it (11 GiB more here, from shapes that could not reuse each
     other's blocks). Half of an 80 GiB GPU holds one run of 21 GiB, not four of 10 GiB."""
-    from bench.run.runner import run_dir
-
-    spec = load_spec(Path(__file__).resolve().parents[1] / "specs" / "paper-mtat-vgg.toml")
-    runs = [r for r in spec.runs() if (r.mel.sample_rate, r.mel.n_mels, r.mel.hop_multiplier) == (12000, 32, 1)]
-    folder = run_dir(tmp_path, spec, runs[0])
-    folder.mkdir(parents=True)
-    (folder / "result.json").write_text(json.dumps({
-        "run_id": runs[0].run_id, "status": "ok", "config": {}, "metrics": {"roc_auc": 0.9, "pr_auc": 0.4},
-        "cost": {"peak_memory_bytes": 10 * 2**30, "peak_reserved_bytes": 21 * 2**30}}))
+    spec, runs = paper_vgg_runs_with_one_finished(
+        tmp_path, (12000, 32, 1), {"peak_memory_bytes": 10 * 2**30, "peak_reserved_bytes": 21 * 2**30})
     k, why = auto_runs_per_gpu(spec, runs[1:], tmp_path, memory_bytes=80 * 2**30)
     assert k == 1 and "21.0 GiB (measured)" in why
+
+
+def test_runs_per_gpu_leaves_room_for_each_workers_cuda_context(tmp_path):
+    """Every worker's CUDA context holds its own memory on the GPU (torch's, cuBLAS's and cuDNN's
+    kernels: about 0.5-1 GiB), which no allocator statistic counts. A finished run reserved 19.5 GiB:
+    half of an 80 GiB GPU holds two by the allocator's count (39 GiB), but not with two contexts."""
+    spec, runs = paper_vgg_runs_with_one_finished(
+        tmp_path, (12000, 32, 1), {"peak_memory_bytes": 15 * 2**30, "peak_reserved_bytes": int(19.5 * 2**30)})
+    assert auto_runs_per_gpu(spec, runs[1:], tmp_path, memory_bytes=80 * 2**30)[0] == 1
+    assert auto_runs_per_gpu(spec, runs[1:], tmp_path, memory_bytes=84 * 2**30)[0] == 2
+
+
+def test_several_runs_per_gpu_asked_for_on_an_exclusive_gpu_are_refused(monkeypatch, tmp_path):
+    """`--runs-per-gpu 2` where nvidia-smi says the GPU takes one process at a time (Exclusive_Process):
+    the second worker's CUDA would fail to start, so the grid stops with one line before it prepares
+    data or starts a worker; `--runs-per-gpu 1` goes on."""
+    from bench.run import grid, prepare
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(grid, "exclusive_gpus", lambda: ["0 (GPU-77aa0e1f, Exclusive_Process)"])
+    prepared = []
+
+    class Prepared(Exception):
+        pass
+
+    def prepare_spec(*args, **kwargs):
+        prepared.append(args)
+        raise Prepared  # as far as this test goes
+
+    monkeypatch.setattr(prepare, "prepare_spec", prepare_spec)
+    spec = Path(__file__).resolve().parents[1] / "tests" / "data" / "demo6.toml"
+    with pytest.raises(UserError, match=r"^--runs-per-gpu 2: GPU 0 \(GPU-77aa0e1f, Exclusive_Process\) lets one "
+                                        r"process at a time use it.*use --runs-per-gpu 1$"):
+        run_grid(str(spec), GridOptions(results=str(tmp_path / "results"), device="cuda", runs_per_gpu=2))
+    assert prepared == []
+    with pytest.raises(Prepared):
+        run_grid(str(spec), GridOptions(results=str(tmp_path / "results"), device="cuda", runs_per_gpu=1))
+    assert len(prepared) == 1
 
 
 @pytest.mark.slow
@@ -1705,6 +1743,9 @@ def test_gpu_check_p3_probes_both_sides_of_the_free_memory_rule(monkeypatch):
     check = gpucheck.Check("P3", "")
     gpucheck.check_free_memory_rule(check)
     assert check.ok, check.detail
+    # what the GPU holds beside the allocator's 5 GiB (80 - 2 free - 5): the context, reported beside its allowance
+    assert check.numbers["outside_allocator_bytes"] == 73 * 2**30
+    assert "held outside the allocator (the CUDA context) 73.00 GiB, allowed 1.0 GiB per run" in check.detail
     for rule in (lambda n, device, reusable=0: True,  # anything fits
                  lambda n, device, reusable=0: n <= 0.5 * 2 * 2**30):  # the old rule: free memory only
         monkeypatch.setattr(fastpath, "resident_fits", rule)

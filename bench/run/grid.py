@@ -56,6 +56,11 @@ from bench.spec import Spec, load_spec, spec_warnings
 MAX_RUNS_PER_GPU = 4
 """Upper bound of the automatic runs-per-GPU choice (more runs mostly add contention)."""
 
+CUDA_CONTEXT_BYTES = 2**30
+"""What each worker's CUDA context holds on its GPU beside its allocator's blocks (the kernels of torch,
+cuBLAS and cuDNN as they are loaded): about 0.5-1 GiB with lazy module loading; no allocator statistic
+counts it, so the automatic choice allows this much per run. `make gpu-check`'s P3 reports the measured one."""
+
 ACTION_WORDS = {"run": "to run", "resume": "to resume", "skip": "done", "skip-failed": "failed (skipped)",
                 "skip-running": "running in another worker"}
 """How the grid's header names what it will do with runs (`bench.run.runner.RunState.action`)."""
@@ -331,6 +336,8 @@ def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
         cuda_here = resolve_device(o.device).type == "cuda" if o.launcher != "slurm" else None
         wants_gpu = cuda_here if o.launcher != "slurm" else o.device != "cpu"
         runs_per_gpu = o.runs_per_gpu
+        if cuda_here and runs_per_gpu and runs_per_gpu > 1:
+            refuse_shared_exclusive_gpus(runs_per_gpu)
         if wants_gpu and runs_per_gpu is None:
             if o.launcher == "slurm" and not o.slurm.gpu_mem_gb:  # this machine's GPUs are not the nodes'
                 runs_per_gpu, why = 1, "the compute nodes' GPU memory is not known here; --gpu-mem-gb GB gives it"
@@ -362,12 +369,22 @@ def _gpu_count() -> int:
     return max(1, torch.cuda.device_count())
 
 
+def refuse_shared_exclusive_gpus(runs_per_gpu: int) -> None:
+    """An explicit `--runs-per-gpu K` (K > 1) where a visible GPU takes one process at a time: every
+    worker after the first on it would fail to start CUDA, so the grid stops before it starts them."""
+    exclusive = exclusive_gpus()
+    if exclusive:
+        raise UserError(f"--runs-per-gpu {runs_per_gpu}: GPU {', '.join(exclusive)} lets one process at a time "
+                        "use it, so a second worker on it could not start CUDA; use --runs-per-gpu 1")
+
+
 def auto_runs_per_gpu(spec: Spec, runs, results_root: Path, memory_bytes: int | None = None) -> tuple[int, str]:
     """How many runs share one GPU: half of the memory the grid has on it is for the runs' weights,
     optimiser state and activations (the other half for waveform copies), divided by the largest
-    footprint of the runs to do: the peak measured by a finished run of the same configuration where
-    there is one, else the estimate of `bench.cost.gmac.training_footprint_bytes` (training, evaluation
-    and the served throughput, whichever holds most); at most MAX_RUNS_PER_GPU. `memory_bytes` is one
+    footprint of the runs to do (the peak measured by a finished run of the same configuration where
+    there is one, else the estimate of `bench.cost.gmac.training_footprint_bytes`: training, evaluation
+    and the served throughput, whichever holds most) plus a CUDA context (CUDA_CONTEXT_BYTES); at most
+    MAX_RUNS_PER_GPU. `memory_bytes` is one
     GPU's memory where it is given (`--gpu-mem-gb`); None measures the least free memory among the
     visible GPUs now, so that what other processes hold is not counted as the grid's."""
     from bench.cost.gmac import training_footprint_bytes
@@ -390,7 +407,7 @@ def auto_runs_per_gpu(spec: Spec, runs, results_root: Path, memory_bytes: int | 
         footprints[key] = measured[key] if key in measured else training_footprint_bytes(
             run, cuda_passes_without_grad(run.protocol.batch_size, run.protocol.precision))
     largest = max(footprints.values())
-    k = int(max(1, min(MAX_RUNS_PER_GPU, (0.5 * memory_bytes) // largest)))
+    k = int(max(1, min(MAX_RUNS_PER_GPU, (0.5 * memory_bytes) // (largest + CUDA_CONTEXT_BYTES))))
     return k, (f"largest footprint {largest / 2**30:.1f} GiB ({' and '.join(sorted(sources))}) "
                f"on {memory_bytes / 2**30:.0f} GiB{'' if given else ' free'}")
 

@@ -599,22 +599,30 @@ def leave_allocator_cache(device) -> None:
 def check_free_memory_rule(check: Check) -> None:
     import torch
 
+    from bench.run.grid import CUDA_CONTEXT_BYTES
     from bench.train.fastpath import RESIDENT_FRACTION, resident_fits
 
     device = torch.device("cuda")
     leave_allocator_cache(device)
     free, total = torch.cuda.mem_get_info(device)
-    cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    reserved = torch.cuda.memory_reserved(device)
+    cached = reserved - torch.cuda.memory_allocated(device)
+    # what the GPU holds beside this process's allocator: its CUDA context (and any other process's
+    # memory), which the runs-per-GPU choice allows CUDA_CONTEXT_BYTES for
+    outside = total - free - reserved
     limit = RESIDENT_FRACTION * min(free + cached, total)
     fits, too_big = int(limit) - 2**20, int(limit) + 2**22
     check.numbers = {"free_bytes": free, "cached_bytes": cached, "total_bytes": total, "probe_bytes": fits,
-                     "refused_probe_bytes": too_big}
+                     "refused_probe_bytes": too_big, "outside_allocator_bytes": outside,
+                     "context_allowance_bytes": CUDA_CONTEXT_BYTES}
     check.ok = (cached > 0 and fits > RESIDENT_FRACTION * free and resident_fits(fits, device)
                 and not resident_fits(too_big, device))
     check.detail = (f"driver free {free / 2**30:.1f} GiB + allocator cache {cached / 2**30:.1f} GiB: "
                     f"{fits / 2**30:.2f} GiB of waveforms {'fit' if resident_fits(fits, device) else 'do not fit'}, "
                     f"{too_big / 2**30:.2f} GiB {'are refused' if not resident_fits(too_big, device) else 'fit too'} "
-                    f"(counting free memory only allowed {RESIDENT_FRACTION * free / 2**30:.2f} GiB)")
+                    f"(counting free memory only allowed {RESIDENT_FRACTION * free / 2**30:.2f} GiB); "
+                    f"held outside the allocator (the CUDA context) {outside / 2**30:.2f} GiB, "
+                    f"allowed {CUDA_CONTEXT_BYTES / 2**30:.1f} GiB per run")
 
 
 def smallest_consumption(rows: dict, batch: int) -> float:
