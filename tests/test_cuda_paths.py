@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import math
+import multiprocessing
 import os
 import re
 import shutil
@@ -494,6 +495,126 @@ def test_worker_device_is_an_index_among_visible_gpus_and_leaves_the_selection_a
     assert worker_device("auto", 0, 1)[0] == CPU
     with pytest.raises(UserError, match="no CUDA device"):
         worker_device("cuda", 0, 1)
+
+
+MIG_INSTANCES = ["MIG-4f0c2a1e-7d3b-5a6c-9e8f-0a1b2c3d4e5f", "MIG-8e2d4c6a-1b3f-5d7e-9a0c-b1c2d3e4f5a6",
+                 "MIG-c3b5a7e9-2d4f-5a1c-8e0b-c2d3e4f5a6b7"]
+NVIDIA_SMI_L_MIG = f"""GPU 0: NVIDIA A100-SXM4-80GB (UUID: GPU-5d1c6a2e-3b0f-4e8e-9c57-0a1b2c3d4e5f)
+  MIG 3g.40gb     Device  0: (UUID: {MIG_INSTANCES[0]})
+  MIG 3g.40gb     Device  1: (UUID: {MIG_INSTANCES[1]})
+GPU 1: NVIDIA A100-SXM4-80GB (UUID: GPU-77aa0e1f-2c3d-4b5a-8e9f-aabbccddeeff)
+  MIG 7g.80gb     Device  0: (UUID: {MIG_INSTANCES[2]})
+"""
+
+
+def test_workers_on_mig_instances_each_show_cuda_the_instance_they_claimed(monkeypatch, tmp_path):
+    """A CUDA process enumerates one MIG instance whatever CUDA_VISIBLE_DEVICES lists: the first. With
+    three listed and 2 runs per GPU, each of six workers claims an instance and narrows the variable to
+    it before CUDA starts (as cuInit, `is_available` reads it here): two runs per instance, each on
+    cuda:0 of what its process sees (the old code left all six on the first instance)."""
+    monkeypatch.setenv("BENCH_GPU_LOCKS", str(tmp_path))
+    monkeypatch.setattr(fastpath, "_runs_per_gpu", 1)  # restored after the test: the workers change them
+    monkeypatch.setattr(fastpath, "_gpus_here", None)
+    seen_by_cuda = []
+
+    def cuda_starts():
+        seen_by_cuda.append(os.environ["CUDA_VISIBLE_DEVICES"])
+        return True
+
+    monkeypatch.setattr(torch.cuda, "is_available", cuda_starts)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    monkeypatch.setattr(fastpath.os, "sched_getaffinity", lambda pid: set(range(48)), raising=False)
+    devices = []
+    for worker in range(6):  # each a fresh process, with the grid's variable
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", ",".join(MIG_INSTANCES))
+        devices.append(worker_device("cuda", worker, runs_per_gpu=2, log=lambda *_: None))
+    assert seen_by_cuda == MIG_INSTANCES * 2
+    assert [c.identity for _, c in devices] == MIG_INSTANCES * 2 and [c.slot for _, c in devices] == [0] * 3 + [1] * 3
+    assert chosen == [0] * 6 and {d for d, _ in devices} == {torch.device("cuda", 0)}
+    assert torch.get_num_threads() == 48 // (3 * 2)  # six runs on this machine share its 48 CPUs
+    for _, claim in devices:
+        claim.release()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", ",".join(MIG_INSTANCES))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert worker_device("auto", 0, 1)[0] == CPU  # no CUDA after all: the instance it claimed is free again
+    assert gpus.claim_gpu(MIG_INSTANCES[:1], 1, 0, tmp_path).slot == 0
+
+
+def test_a_grid_on_mig_instances_starts_probes_and_spawns_a_worker_per_instance(monkeypatch, tmp_path):
+    """Where CUDA_VISIBLE_DEVICES names three MIG instances, CUDA shows a process one (device_count 1):
+    the grid starts K workers per instance, measures each instance's free memory in its own child
+    process, and runs even a single worker in a process of its own, where CUDA has not started yet."""
+    from bench.run import grid
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", ",".join(MIG_INSTANCES))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert grid._gpu_count() == 3
+    free = dict(zip(MIG_INSTANCES, (40 * 2**30, 38 * 2**30, 79 * 2**30), strict=True))
+    probed = []
+
+    def child(argv, env=None, **kwargs):
+        probed.append(env["CUDA_VISIBLE_DEVICES"])
+        return subprocess.CompletedProcess(argv, 0, stdout=f"{free[env['CUDA_VISIBLE_DEVICES']]}\n", stderr="")
+
+    monkeypatch.setattr(grid.subprocess, "run", child)
+    assert grid._gpu_free_bytes() == 38 * 2**30 and probed == MIG_INSTANCES
+    started, in_process = [], []
+
+    class Process:
+        def __init__(self, target, args, name):
+            self.name, self.pid, self.exitcode = name, None, 0
+
+        def start(self):
+            started.append(self.name)
+
+        def join(self, timeout=None):
+            pass
+
+        def is_alive(self):
+            return False
+
+    context = multiprocessing.get_context("spawn")
+    monkeypatch.setattr(grid.multiprocessing, "get_context",
+                        lambda method: types.SimpleNamespace(Process=Process, SimpleQueue=context.SimpleQueue))
+    monkeypatch.setattr(grid, "worker_entry", in_process.append)
+    grid._launch_local(WorkerJob("", "", "", "cuda"), 1, cuda=True)
+    assert started == ["bench-worker-0"] and in_process == []
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    grid._launch_local(WorkerJob("", "", "", "cuda"), 1, cuda=True)
+    assert started == ["bench-worker-0"] and len(in_process) == 1
+
+
+@pytest.mark.parametrize("visible", [None, ",".join(MIG_INSTANCES)])
+def test_a_grid_says_how_to_use_the_mig_instances_nvidia_smi_lists(capsys, monkeypatch, visible):
+    """With CUDA_VISIBLE_DEVICES unset, CUDA shows a process one MIG instance, so a grid would train on
+    the first alone: one line gives the variable that spreads it over every instance nvidia-smi -L lists."""
+    from bench.run import grid
+
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    asked = []
+
+    def nvidia_smi(argv, **kwargs):
+        asked.append(argv)
+        return subprocess.CompletedProcess(argv, 0, stdout=NVIDIA_SMI_L_MIG, stderr="")
+
+    assert gpus.listed_mig_instances(nvidia_smi) == MIG_INSTANCES and asked == [["nvidia-smi", "-L"]]
+    grid.warn_of_unnamed_mig_instances(nvidia_smi)
+    said = capsys.readouterr().err
+    if visible is None:
+        assert said == (f"bench grid: warning: nvidia-smi lists 3 MIG instances and CUDA shows a process only "
+                        f"the first; to train on each, set CUDA_VISIBLE_DEVICES={','.join(MIG_INSTANCES)}\n")
+    else:
+        assert said == ""
+    assert gpus.mig_instances({"CUDA_VISIBLE_DEVICES": visible or ""}) == ([] if visible is None else MIG_INSTANCES)
+    assert gpus.mig_instances({"CUDA_VISIBLE_DEVICES": MIG_INSTANCES[0]}) == []  # one instance: CUDA shows it
+    assert gpus.mig_instances({"CUDA_VISIBLE_DEVICES": "MIG-GPU-5d1c6a2e/1/0,MIG-GPU-5d1c6a2e/2/0"}) == [
+        "MIG-GPU-5d1c6a2e/1/0", "MIG-GPU-5d1c6a2e/2/0"]  # the older form
+    assert gpus.listed_mig_instances(lambda *a, **k: (_ for _ in ()).throw(FileNotFoundError("nvidia-smi"))) == []
 
 
 def test_a_cuda_worker_keeps_to_its_share_of_the_cpus(monkeypatch):

@@ -2,7 +2,9 @@
 
 A worker never rewrites `CUDA_VISIBLE_DEVICES`: it picks an index among the devices its process can
 see (`cuda:0` .. `cuda:N-1`, whatever the variable holds: indices like `4,5`, GPU UUIDs, or what
-Slurm set), so a preset selection is respected and nothing depends on when CUDA initialises.
+Slurm set), so a preset selection is respected and nothing depends on when CUDA initialises. The
+exception is a variable naming several MIG instances, of which a CUDA process sees only the first:
+there each worker claims an instance and narrows the variable to it before CUDA starts in its process.
 
 Each GPU has `runs_per_gpu` slots. A slot is an exclusive `flock` on a file named after the GPU's
 UUID in a folder shared by every process of the machine (`BENCH_GPU_LOCKS`, default
@@ -55,6 +57,31 @@ def visible_identities() -> list[str]:
         uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
         identities.append(f"GPU-{uuid}" if uuid else f"index-{index}")
     return identities
+
+
+def mig_instances(environ=None) -> list[str]:
+    """The MIG instances `CUDA_VISIBLE_DEVICES` names (`MIG-<uuid>` as `nvidia-smi -L` prints them, or the
+    older `MIG-GPU-<uuid>/<gi>/<ci>`) where it names more than one; else none. A CUDA process enumerates
+    one MIG instance whatever the variable lists (the first), so each worker narrows the variable to
+    the instance it claims before CUDA starts in its process (`bench.run.grid.worker_device`)."""
+    environ = os.environ if environ is None else environ
+    names = [n.strip() for n in environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if n.strip()]
+    instances = [n for n in names if n.startswith("MIG-")]
+    return instances if len(instances) > 1 else []
+
+
+MIG_LISTING = re.compile(r"\(UUID: (MIG-[^)\s]+)\)")
+
+
+def listed_mig_instances(run=None) -> list[str]:
+    """The MIG instances `nvidia-smi -L` lists on this machine (lines such as
+    `  MIG 3g.40gb  Device  0: (UUID: MIG-...)`); none where it is missing or fails."""
+    try:
+        listed = (run or subprocess.run)(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30,
+                                         check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return MIG_LISTING.findall(listed)
 
 
 COMPUTE_MODE_QUERY = ["nvidia-smi", "--query-gpu=index,uuid,compute_mode", "--format=csv,noheader"]

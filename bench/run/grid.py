@@ -39,7 +39,7 @@ from bench.core.layout import ERROR, RUNS, spec_dir
 from bench.core.machine import usable_cpus
 from bench.core.paths import folder_path, writable_folder
 from bench.core.store import LocksUnsupported, is_resource_error
-from bench.run.gpus import exclusive_gpus
+from bench.run.gpus import exclusive_gpus, listed_mig_instances, mig_instances
 from bench.run.runner import (
     RunLock,
     log_to_stdout,
@@ -133,17 +133,29 @@ def worker_device(name: str, worker: int, runs_per_gpu: int, log=print):
     visible and wanted, else the CPU; `--device cuda` without CUDA here is a user error."""
     import torch
 
-    from bench.run.gpus import claim_gpu, describe, visible_identities
+    from bench.run.gpus import claim_gpu, describe, mig_instances, visible_identities
     from bench.train.loop import resolve_device
 
-    device = resolve_device(name)
+    instances = mig_instances() if name != "cpu" else []
+    claim = None
+    if instances:  # CUDA would show this process the first alone: it is told of the one it claims before it starts
+        claim = dataclasses.replace(claim_gpu(instances, runs_per_gpu, worker), index=0)
+        os.environ["CUDA_VISIBLE_DEVICES"] = claim.identity
+    try:
+        device = resolve_device(name)
+    except BaseException:
+        if claim is not None:
+            claim.release()
+        raise
     if device.type != "cuda":
+        if claim is not None:
+            claim.release()
         return device, None
     from bench.train.fastpath import limit_worker_threads, set_runs_per_gpu
 
-    claim = claim_gpu(visible_identities(), runs_per_gpu, worker)
+    claim = claim or claim_gpu(visible_identities(), runs_per_gpu, worker)
     torch.cuda.set_device(claim.index)
-    set_runs_per_gpu(runs_per_gpu)
+    set_runs_per_gpu(runs_per_gpu, len(instances) or None)
     limit_worker_threads()
     log(f"worker {worker} (pid {os.getpid()}) on {describe(claim, runs_per_gpu)}")
     return torch.device("cuda", claim.index), claim
@@ -334,6 +346,8 @@ def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
                             "(or use --launcher local / submitit-local)")
         # Local workers run here, so the device is checked here; Slurm jobs check it on their node.
         cuda_here = resolve_device(o.device).type == "cuda" if o.launcher != "slurm" else None
+        if cuda_here:
+            warn_of_unnamed_mig_instances()
         wants_gpu = cuda_here if o.launcher != "slurm" else o.device != "cpu"
         runs_per_gpu = o.runs_per_gpu
         if cuda_here and runs_per_gpu and runs_per_gpu > 1:
@@ -364,9 +378,22 @@ def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
 
 
 def _gpu_count() -> int:
+    """The GPUs the grid's workers spread over: the MIG instances `CUDA_VISIBLE_DEVICES` names (a
+    process sees one of them), else those CUDA shows."""
     import torch
 
-    return max(1, torch.cuda.device_count())
+    return len(mig_instances()) or max(1, torch.cuda.device_count())
+
+
+def warn_of_unnamed_mig_instances(run=None) -> None:
+    """With `CUDA_VISIBLE_DEVICES` unset, CUDA shows a process one MIG instance of a partitioned GPU,
+    so the whole grid would train on the first: the line says what to set to use them all."""
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
+        return
+    listed = listed_mig_instances(run)
+    if len(listed) > 1:
+        print(f"bench grid: warning: nvidia-smi lists {len(listed)} MIG instances and CUDA shows a process "
+              f"only the first; to train on each, set CUDA_VISIBLE_DEVICES={','.join(listed)}", file=sys.stderr)
 
 
 def refuse_shared_exclusive_gpus(runs_per_gpu: int) -> None:
@@ -432,12 +459,14 @@ FREE_MEMORY_PROBE = ("import torch; "
 
 def _gpu_free_bytes() -> int:
     """The least free memory among the visible GPUs, in bytes, measured by a short child process: a CUDA
-    context in this one would hold memory on every GPU for the grid's whole life. 0 (one run per GPU)
+    context in this one would hold memory on every GPU for the grid's whole life. One child per MIG
+    instance where `CUDA_VISIBLE_DEVICES` names several (a process sees one). 0 (one run per GPU)
     where it cannot be measured."""
+    views = [{**os.environ, "CUDA_VISIBLE_DEVICES": instance} for instance in mig_instances()] or [None]
     try:
-        done = subprocess.run([sys.executable, "-c", FREE_MEMORY_PROBE], capture_output=True, text=True,
-                              timeout=300, check=True)
-        return max(0, int(done.stdout.split()[-1]))
+        return min(max(0, int(subprocess.run([sys.executable, "-c", FREE_MEMORY_PROBE], capture_output=True,
+                                             text=True, timeout=300, check=True, env=env).stdout.split()[-1]))
+                   for env in views)
     except (OSError, subprocess.SubprocessError, ValueError, IndexError):
         return 0
 
@@ -446,7 +475,7 @@ def _launch_local(job: WorkerJob, n_workers: int, cuda: bool) -> None:
     """Run the workers here, one fresh spawned process each (each claims its own GPU slot). Ctrl-C,
     which the terminal sends to every process, raises one `Interrupted` saying where each run resumes;
     so does a SIGTERM to this process (`bench.core.interrupts`), which it passes on to the workers."""
-    if n_workers == 1:
+    if n_workers == 1 and not mig_instances():  # on MIG a worker names its instance before CUDA starts: not here
         worker_entry(job)
         return
     threads = None if cuda else max(1, usable_cpus() // n_workers)

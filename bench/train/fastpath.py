@@ -65,10 +65,17 @@ _runs_per_gpu = 1
 its share of the GPU, since workers that start together all see the memory free."""
 
 
-def set_runs_per_gpu(runs: int) -> None:
-    """Tell this worker process how many runs share its GPU (`bench grid --runs-per-gpu`)."""
-    global _runs_per_gpu
+_gpus_here: int | None = None
+"""The GPUs (or MIG instances) the grid's workers on this machine train on, where this process sees fewer
+of them than there are (a worker on a MIG instance sees that one alone); None: those CUDA shows."""
+
+
+def set_runs_per_gpu(runs: int, gpus: int | None = None) -> None:
+    """Tell this worker process how many runs share its GPU (`bench grid --runs-per-gpu`), and how
+    many GPUs the machine's workers use where CUDA shows this process fewer (MIG instances)."""
+    global _runs_per_gpu, _gpus_here
     _runs_per_gpu = max(1, int(runs))
+    _gpus_here = gpus
 
 
 @dataclass(frozen=True)
@@ -349,7 +356,7 @@ def cpu_share() -> int:
     if os.environ.get("SUBMITIT_EXECUTOR") == "slurm" and per_task.isdigit():
         share = min(cpus, int(per_task))  # bound to its CPUs or not, the task is given that many
     else:
-        share = cpus // (max(1, torch.cuda.device_count()) * _runs_per_gpu)
+        share = cpus // (max(1, _gpus_here or torch.cuda.device_count()) * _runs_per_gpu)
     return max(1, share)
 
 
