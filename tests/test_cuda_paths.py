@@ -479,7 +479,8 @@ def test_worker_device_is_an_index_among_visible_gpus_and_leaves_the_selection_a
     monkeypatch.setenv("BENCH_GPU_LOCKS", str(tmp_path))
     monkeypatch.setattr(fastpath, "_runs_per_gpu", 1)  # restored after the test: the workers change it
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(gpus, "cuda_device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)  # once torch's CUDA state is up (set_device)
     monkeypatch.setattr(torch.cuda, "get_device_properties",
                         lambda i: type("Props", (), {"uuid": ["1f2e", "9b8a"][i]})())
     chosen = []
@@ -586,6 +587,35 @@ def test_a_grid_on_mig_instances_starts_probes_and_spawns_a_worker_per_instance(
     assert started == ["bench-worker-0"] and len(in_process) == 1
 
 
+def test_a_mig_box_is_counted_as_cuda_shows_it_not_as_nvml_counts_it(monkeypatch, capsys):
+    """Two GPUs in MIG mode, CUDA_VISIBLE_DEVICES unset: until torch's CUDA state is initialised,
+    torch.cuda.device_count() counts through NVML (2 physical GPUs), while CUDA shows the process one
+    MIG instance, and device 1 raises "Invalid device id". The workers' list of GPUs, the grid's worker
+    count and the free-memory probe go by what CUDA shows (the old code failed in every worker)."""
+    from bench.run import grid
+
+    initialised = []
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch._C, "_cuda_getDeviceCount", lambda: 1)  # CUDA's own count
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1 if initialised else 2)
+    monkeypatch.setattr(torch.cuda, "init", lambda: initialised.append(True))
+
+    def on_device(index, answer):
+        if index >= 1:
+            raise AssertionError("Invalid device id")
+        return answer
+
+    uuid = "4f0c2a1e-7d3b-5a6c-9e8f-0a1b2c3d4e5f"
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda index: on_device(index, types.SimpleNamespace(uuid=uuid)))
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda index: on_device(index, (7 * 2**30, 80 * 2**30)))
+    assert gpus.visible_identities() == [f"GPU-{uuid}"]
+    assert grid._gpu_count() == 1 and not initialised  # the grid's own process makes no CUDA state
+    exec(grid.FREE_MEMORY_PROBE, {})  # what the probe's child process runs
+    assert capsys.readouterr().out == f"{7 * 2**30}\n"
+
+
 @pytest.mark.parametrize("visible", [None, ",".join(MIG_INSTANCES)])
 def test_a_grid_says_how_to_use_the_mig_instances_nvidia_smi_lists(capsys, monkeypatch, visible):
     """With CUDA_VISIBLE_DEVICES unset, CUDA shows a process one MIG instance, so a grid would train on
@@ -615,6 +645,31 @@ def test_a_grid_says_how_to_use_the_mig_instances_nvidia_smi_lists(capsys, monke
     assert gpus.mig_instances({"CUDA_VISIBLE_DEVICES": "MIG-GPU-5d1c6a2e/1/0,MIG-GPU-5d1c6a2e/2/0"}) == [
         "MIG-GPU-5d1c6a2e/1/0", "MIG-GPU-5d1c6a2e/2/0"]  # the older form
     assert gpus.listed_mig_instances(lambda *a, **k: (_ for _ in ()).throw(FileNotFoundError("nvidia-smi"))) == []
+
+
+def test_a_gpu_that_refuses_a_worker_is_one_line_and_frees_its_slot(monkeypatch, tmp_path):
+    """CUDA makes a worker's context when it selects its GPU; a GPU busy in the Exclusive_Process mode,
+    or broken, refuses it there, before any run is claimed. The worker stops with one line naming the
+    GPU and CUDA's message (the old code: a traceback per worker), and its slot is free again."""
+    from bench.core.errors import DeviceFailure
+
+    monkeypatch.setenv("BENCH_GPU_LOCKS", str(tmp_path))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(gpus, "cuda_device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(uuid="77aa0e1f"))
+
+    def busy(index):
+        raise RuntimeError("CUDA error: CUDA-capable device(s) is/are busy or unavailable\n"
+                           "CUDA kernel errors might be asynchronously reported at some other API call, so the "
+                           "stacktrace below might be incorrect.")
+
+    monkeypatch.setattr(torch.cuda, "set_device", busy)
+    with pytest.raises(DeviceFailure) as refused:
+        worker_device("cuda", 0, runs_per_gpu=1, log=lambda *_: None)
+    assert str(refused.value) == ("CUDA could not start on cuda:0 (GPU-77aa0e1f): "
+                                  "CUDA error: CUDA-capable device(s) is/are busy or unavailable")
+    assert gpus.claim_gpu(["GPU-77aa0e1f"], 1, 0, tmp_path).slot == 0
 
 
 def test_a_cuda_worker_keeps_to_its_share_of_the_cpus(monkeypatch):
@@ -728,7 +783,7 @@ def test_submitit_local_jobs_get_a_preset_gpu_selection_back_in_the_worker(monke
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-x,GPU-y")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(gpus, "cuda_device_count", lambda: 2)
     monkeypatch.setattr(submitit, "AutoExecutor", StubExecutor)
     fake_cache = type("Cache", (), {"index_path": tmp_path / "cache" / "index-0.json"})()
     monkeypatch.setattr(prepare, "prepare_spec", lambda *args, **kwargs: (None, fake_cache, None))

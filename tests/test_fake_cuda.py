@@ -39,6 +39,7 @@ import architectures
 from bench.core.errors import Interrupted
 from bench.cost import gmac
 from bench.data import views
+from bench.run import gpus
 from bench.spec import load_spec
 from bench.tools import perf
 from bench.train import checkpoint, fastpath, latency
@@ -213,6 +214,7 @@ def fake_cuda(monkeypatch):
                         ("empty_cache", None),
                         ("get_rng_state", torch.zeros(16, dtype=torch.uint8))]:
         monkeypatch.setattr(torch.cuda, name, lambda *a, value=value, **k: value)
+    monkeypatch.setattr(gpus, "cuda_device_count", lambda: 1)
     cuda.generator_states = []
     monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device=None: cuda.generator_states.append(state))
     monkeypatch.setattr(train, "resolve_device", lambda name: CUDA if name in ("cuda", "auto") else torch.device(name))

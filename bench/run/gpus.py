@@ -47,13 +47,23 @@ def lock_dir() -> Path:
     return Path(folder)
 
 
+def cuda_device_count() -> int:
+    """How many devices CUDA shows this process, asked as `torch.cuda.is_available` asks it (no context
+    is made). Not `torch.cuda.device_count()`: until torch's CUDA state is initialised that counts through
+    NVML, which on a MIG box with `CUDA_VISIBLE_DEVICES` unset counts the physical GPUs where CUDA
+    shows one instance, and device 1 then fails."""
+    import torch
+
+    return torch._C._cuda_getDeviceCount() if torch.cuda.is_available() else 0
+
+
 def visible_identities() -> list[str]:
     """A stable name per visible GPU (its UUID), the same in every process whatever its
     `CUDA_VISIBLE_DEVICES` says; the index where the UUID is not available."""
     import torch
 
     identities = []
-    for index in range(torch.cuda.device_count()):
+    for index in range(cuda_device_count()):
         uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
         identities.append(f"GPU-{uuid}" if uuid else f"index-{index}")
     return identities

@@ -153,8 +153,14 @@ def worker_device(name: str, worker: int, runs_per_gpu: int, log=print):
         return device, None
     from bench.train.fastpath import limit_worker_threads, set_runs_per_gpu
 
-    claim = claim or claim_gpu(visible_identities(), runs_per_gpu, worker)
-    torch.cuda.set_device(claim.index)
+    try:
+        claim = claim or claim_gpu(visible_identities(), runs_per_gpu, worker)
+        torch.cuda.set_device(claim.index)  # makes the CUDA context: a busy or exclusive GPU refuses it here
+    except RuntimeError as exc:  # CUDA's errors (AcceleratorError among them): one line, not a traceback per worker
+        where = f"cuda:{claim.index} ({claim.identity})" if claim is not None else "this machine's GPUs"
+        if claim is not None:
+            claim.release()
+        raise DeviceFailure(f"CUDA could not start on {where}: {first_line(exc)}") from None
     set_runs_per_gpu(runs_per_gpu, len(instances) or None)
     limit_worker_threads()
     log(f"worker {worker} (pid {os.getpid()}) on {describe(claim, runs_per_gpu)}")
@@ -380,9 +386,9 @@ def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
 def _gpu_count() -> int:
     """The GPUs the grid's workers spread over: the MIG instances `CUDA_VISIBLE_DEVICES` names (a
     process sees one of them), else those CUDA shows."""
-    import torch
+    from bench.run import gpus
 
-    return len(mig_instances()) or max(1, torch.cuda.device_count())
+    return len(mig_instances()) or max(1, gpus.cuda_device_count())
 
 
 def warn_of_unnamed_mig_instances(run=None) -> None:
@@ -453,7 +459,8 @@ def _measured_peaks(spec: Spec, results_root: Path) -> dict:
     return peaks
 
 
-FREE_MEMORY_PROBE = ("import torch; "
+# torch's CUDA state initialised first: device_count() then counts what CUDA shows (`gpus.cuda_device_count`)
+FREE_MEMORY_PROBE = ("import torch; torch.cuda.init(); "
                      "print(min(torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count())))")
 
 
