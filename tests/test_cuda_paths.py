@@ -456,6 +456,19 @@ def test_two_grids_on_one_box_take_different_gpus(tmp_path):
     assert (first.index, second.index) == (0, 1)
 
 
+def test_gpu_slots_are_the_machines_whatever_tmpdir_a_job_has(monkeypatch, tmp_path):
+    """Slurm sites often give each job its own TMPDIR (/tmp/job.<id>, a local scratch folder); the
+    slots of two jobs on one node must be in one folder for each to see the other's claims."""
+    import tempfile
+
+    monkeypatch.delenv("BENCH_GPU_LOCKS", raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "job.4242"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "job.4242"))
+    assert gpus.lock_dir() == Path(f"/tmp/bench-gpu-slots-{os.getuid()}")
+    monkeypatch.setenv("BENCH_GPU_LOCKS", str(tmp_path / "shared"))
+    assert gpus.lock_dir() == tmp_path / "shared"
+
+
 def test_a_dead_workers_slot_is_free_again(tmp_path):
     import subprocess
     import sys
@@ -489,8 +502,12 @@ def test_worker_device_is_an_index_among_visible_gpus_and_leaves_the_selection_a
     devices = [worker_device("cuda", worker, runs_per_gpu=2, log=lambda *_: None) for worker in range(5)]
     assert [d.index for d, _ in devices] == [0, 1, 0, 1, 0] == chosen
     assert [c.slot for _, c in devices] == [0, 0, 1, 1, None]  # 5 workers, 2 GPUs x 2 slots
-    assert fastpath._runs_per_gpu == 2  # each worker's waveform copy gets its share of the GPU
-    assert torch.get_num_threads() == 16 // (2 * 2)  # and its share of the 16 CPUs
+    # each worker's waveform copy gets its share of the GPU, and its share of the 16 CPUs: the fifth,
+    # beyond the slots, is the third run on cuda:0
+    assert fastpath._runs_per_gpu == 3 and devices[4][1].sharing == 3
+    assert torch.get_num_threads() == 16 // (2 * 3)
+    worker_device("cuda", 5, runs_per_gpu=2, log=lambda *_: None)
+    assert fastpath._runs_per_gpu == 3  # the sixth, the third on cuda:1
     assert os.environ.get("CUDA_VISIBLE_DEVICES") == preset
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert worker_device("auto", 0, 1)[0] == CPU

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,15 +34,22 @@ class GpuClaim:
     slot: int | None
     """The claimed slot, or None when every slot was taken and the GPU is shared beyond its slots."""
     fd: int | None = None
+    sharing: int = 1
+    """Runs training on this GPU with this one, this one included: its slots' holders and itself where
+    it is shared beyond its slots; 1 where this worker holds a slot (the slots count the others)."""
 
     def release(self) -> None:
         if self.fd is not None:
             release_lock(self.fd)
 
 
+MACHINE_TMP = "/tmp"
+"""Where the slots live by default: the machine's own /tmp, not `$TMPDIR`, which Slurm sites often set
+per job (two jobs on one node would then not see each other's slots)."""
+
+
 def lock_dir() -> Path:
-    folder = os.environ.get("BENCH_GPU_LOCKS") or os.path.join(tempfile.gettempdir(),
-                                                                f"bench-gpu-slots-{os.getuid()}")
+    folder = os.environ.get("BENCH_GPU_LOCKS") or os.path.join(MACHINE_TMP, f"bench-gpu-slots-{os.getuid()}")
     return Path(folder)
 
 
@@ -147,7 +153,7 @@ def claim_gpu(identities: list[str], runs_per_gpu: int, worker: int = 0, folder:
                 return GpuClaim(index, identities[index], slot, fd)
     load = {i: sum(lock_held(p) for p in folder.glob(_slot_prefix(identities[i]) + "*")) for i in order}
     index = min(order, key=lambda i: load[i])
-    return GpuClaim(index, identities[index], None)
+    return GpuClaim(index, identities[index], None, sharing=load[index] + 1)
 
 
 def describe(claim: GpuClaim, runs_per_gpu: int) -> str:

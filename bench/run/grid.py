@@ -161,7 +161,8 @@ def worker_device(name: str, worker: int, runs_per_gpu: int, log=print):
         if claim is not None:
             claim.release()
         raise DeviceFailure(f"CUDA could not start on {where}: {first_line(exc)}") from None
-    set_runs_per_gpu(runs_per_gpu, len(instances) or None)
+    # beyond its slots, its waveform copy's share of the GPU is counted among everyone on it
+    set_runs_per_gpu(max(runs_per_gpu, claim.sharing), len(instances) or None)
     limit_worker_threads()
     log(f"worker {worker} (pid {os.getpid()}) on {describe(claim, runs_per_gpu)}")
     return torch.device("cuda", claim.index), claim
