@@ -1540,14 +1540,21 @@ def test_runs_per_gpu_leaves_room_for_each_workers_cuda_context(tmp_path):
     assert auto_runs_per_gpu(spec, runs[1:], tmp_path, memory_bytes=84 * 2**30)[0] == 2
 
 
-def test_several_runs_per_gpu_asked_for_on_an_exclusive_gpu_are_refused(monkeypatch, tmp_path):
-    """`--runs-per-gpu 2` where nvidia-smi says the GPU takes one process at a time (Exclusive_Process):
-    the second worker's CUDA would fail to start, so the grid stops with one line before it prepares
-    data or starts a worker; `--runs-per-gpu 1` goes on."""
+@pytest.mark.parametrize(("options", "asked"), [
+    ({"runs_per_gpu": 2}, "--runs-per-gpu 2: 2 processes per GPU"),
+    ({"workers": 3}, r"--workers 3 on 1 GPU\(s\): 3 processes per GPU"),
+    ({"workers": 2, "runs_per_gpu": 1, "launcher": "submitit-local"},
+     "--workers 2 x --runs-per-gpu 1: 2 processes per GPU")])
+def test_several_processes_per_exclusive_gpu_are_refused(monkeypatch, tmp_path, options, asked):
+    """Several worker processes per GPU where nvidia-smi says the GPU takes one process at a time
+    (Exclusive_Process): asked for with --runs-per-gpu K, with more --workers than GPUs, or with several
+    submitit-local jobs (each runs its workers on every GPU). The second worker's CUDA would fail to
+    start, so the grid stops with one line before it prepares data or starts a worker; one worker per
+    GPU goes on."""
     from bench.run import grid, prepare
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(gpus, "cuda_device_count", lambda: 1)
     monkeypatch.setattr(grid, "exclusive_gpus", lambda: ["0 (GPU-77aa0e1f, Exclusive_Process)"])
     prepared = []
 
@@ -1560,12 +1567,13 @@ def test_several_runs_per_gpu_asked_for_on_an_exclusive_gpu_are_refused(monkeypa
 
     monkeypatch.setattr(prepare, "prepare_spec", prepare_spec)
     spec = Path(__file__).resolve().parents[1] / "tests" / "data" / "demo6.toml"
-    with pytest.raises(UserError, match=r"^--runs-per-gpu 2: GPU 0 \(GPU-77aa0e1f, Exclusive_Process\) lets one "
-                                        r"process at a time use it.*use --runs-per-gpu 1$"):
-        run_grid(str(spec), GridOptions(results=str(tmp_path / "results"), device="cuda", runs_per_gpu=2))
+    with pytest.raises(UserError, match=rf"^{asked}, but GPU 0 \(GPU-77aa0e1f, Exclusive_Process\) lets one "
+                                        r"process at a time use it.*at most one worker per GPU$"):
+        run_grid(str(spec), GridOptions(results=str(tmp_path / "results"), device="cuda", **options))
     assert prepared == []
     with pytest.raises(Prepared):
-        run_grid(str(spec), GridOptions(results=str(tmp_path / "results"), device="cuda", runs_per_gpu=1))
+        run_grid(str(spec), GridOptions(results=str(tmp_path / "results"), device="cuda", runs_per_gpu=1,
+                                        workers=1, launcher=options.get("launcher", "local")))
     assert len(prepared) == 1
 
 

@@ -357,8 +357,6 @@ def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
             warn_of_unnamed_mig_instances()
         wants_gpu = cuda_here if o.launcher != "slurm" else o.device != "cpu"
         runs_per_gpu = o.runs_per_gpu
-        if cuda_here and runs_per_gpu and runs_per_gpu > 1:
-            refuse_shared_exclusive_gpus(runs_per_gpu)
         if wants_gpu and runs_per_gpu is None:
             if o.launcher == "slurm" and not o.slurm.gpu_mem_gb:  # this machine's GPUs are not the nodes'
                 runs_per_gpu, why = 1, "the compute nodes' GPU memory is not known here; --gpu-mem-gb GB gives it"
@@ -366,6 +364,8 @@ def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
                 total = int(o.slurm.gpu_mem_gb * 2**30) if o.launcher == "slurm" else None
                 runs_per_gpu, why = auto_runs_per_gpu(spec, [s.run for s in todo], results_root, total)
             print(f"runs per GPU: {runs_per_gpu} ({why}; --runs-per-gpu K sets it)")
+        if cuda_here:
+            refuse_shared_exclusive_gpus(processes_per_gpu(o, runs_per_gpu or 1))
         if o.launcher == "slurm":  # the jobs' shape is checked before any data is prepared
             submitit_parameters(WorkerJob("", "", "", o.device, runs_per_gpu=runs_per_gpu or 1), o.launcher,
                                 o.slurm, wants_gpu)
@@ -403,13 +403,28 @@ def warn_of_unnamed_mig_instances(run=None) -> None:
               f"only the first; to train on each, set CUDA_VISIBLE_DEVICES={','.join(listed)}", file=sys.stderr)
 
 
-def refuse_shared_exclusive_gpus(runs_per_gpu: int) -> None:
-    """An explicit `--runs-per-gpu K` (K > 1) where a visible GPU takes one process at a time: every
-    worker after the first on it would fail to start CUDA, so the grid stops before it starts them."""
-    exclusive = exclusive_gpus()
+def processes_per_gpu(o: GridOptions, runs_per_gpu: int) -> tuple[int, str]:
+    """How many of this grid's worker processes one GPU of this machine gets at most, and the options
+    that ask for them: `--runs-per-gpu K`, or more `--workers` than GPUs (local workers spread over
+    them), or several submitit-local jobs (each runs K workers on every GPU)."""
+    if o.launcher == "submitit-local":
+        jobs = o.workers or 1
+        return jobs * runs_per_gpu, f"--workers {jobs} x --runs-per-gpu {runs_per_gpu}"
+    if o.workers:
+        gpus = _gpu_count()
+        return -(-o.workers // gpus), f"--workers {o.workers} on {gpus} GPU(s)"
+    return runs_per_gpu, f"--runs-per-gpu {runs_per_gpu}"
+
+
+def refuse_shared_exclusive_gpus(per_gpu: tuple[int, str]) -> None:
+    """Several worker processes per GPU where a visible GPU takes one process at a time: every worker
+    after the first on it would fail to start CUDA, so the grid stops before it starts them."""
+    count, asked = per_gpu
+    exclusive = exclusive_gpus() if count > 1 else []
     if exclusive:
-        raise UserError(f"--runs-per-gpu {runs_per_gpu}: GPU {', '.join(exclusive)} lets one process at a time "
-                        "use it, so a second worker on it could not start CUDA; use --runs-per-gpu 1")
+        raise UserError(f"{asked}: {count} processes per GPU, but GPU {', '.join(exclusive)} lets one process at "
+                        "a time use it, so a second worker on it could not start CUDA; use --runs-per-gpu 1 and "
+                        "at most one worker per GPU")
 
 
 def auto_runs_per_gpu(spec: Spec, runs, results_root: Path, memory_bytes: int | None = None) -> tuple[int, str]:
