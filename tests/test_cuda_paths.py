@@ -1765,6 +1765,41 @@ def test_a_grid_gets_at_most_the_time_left(monkeypatch, tmp_path):
     assert timeouts[0] == 900 and 99 <= timeouts[1] <= 100
 
 
+def test_a_grid_stopped_by_the_deadline_is_not_run_not_failed(monkeypatch, tmp_path, capsys):
+    """A cold compile on a new box can take minutes: C4's grid killed because `--deadline` came says
+    nothing of torch.compile, so C4 and C5 are SKIP and listed as not run (the exit status is 1 all the
+    same), not FAIL "exit -9, 0/3 results". A grid killed at its own limit, the deadline still far,
+    is a failure as before."""
+    from bench.tools import gpucheck
+
+    def killed(command, env, timeout):
+        time.sleep(min(timeout, 0.3))
+        return subprocess.CompletedProcess(command, -9, "", f"timed out after {timeout:.0f} s")
+
+    monkeypatch.setattr(gpucheck, "run_group", killed)
+    with pytest.raises(gpucheck.DeadlineReached, match="^not finished: the deadline came 1 s into it"):
+        gpucheck.Workspace(tmp_path, deadline=gpucheck.Deadline(0.2)).grid(tmp_path / "c4.toml", timeout=900)
+    proc, results = gpucheck.Workspace(tmp_path, deadline=gpucheck.Deadline(600)).grid(tmp_path / "c4.toml",
+                                                                                       timeout=0.3)
+    assert proc.returncode == -9 and results == {}
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H200")
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    monkeypatch.setattr(gpucheck, "check_compile", lambda ws, c4, c5: (_ for _ in ()).throw(
+        gpucheck.DeadlineReached("not finished: the deadline came 212 s into it, and it was stopped")))
+    from bench.data import synthetic
+
+    monkeypatch.setattr(synthetic, "generate", lambda *a, **k: None)
+    for name in fastpath.ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    out = tmp_path / "gpu-check.json"
+    assert gpucheck.run_checks(out, batch=32, shared_runs=3, only={"C4", "C5"}, deadline=300) == 1
+    report = json.loads(out.read_text())
+    checks = {c["id"]: c for c in report["checks"]}
+    assert report["not_run"] == ["C4", "C5"] and checks["C4"]["ok"] is None and checks["C5"]["ok"] is None
+    assert "SKIP C4 torch.compile on: not finished: the deadline came 212 s into it" in capsys.readouterr().out
+
+
 def stub_grid(monkeypatch, root: Path, name: str, runs: list[dict], stdout: str = "") -> None:
     """gpu-check's grid of spec `name` answered with finished runs: each a result.json's fields plus
     `pid`, the process that trained it (its executions.jsonl)."""
@@ -1892,14 +1927,18 @@ def test_gpu_busy_is_the_time_some_kernel_ran():
 
     from bench.tools.gpucheck import kernel_seconds
 
-    def event(name, start, end, device="CUDA"):
-        return SimpleNamespace(name=name, device_type=SimpleNamespace(name=device),
+    def event(name, start, end, device="CUDA", annotation=False):
+        return SimpleNamespace(name=name, device_type=SimpleNamespace(name=device), is_user_annotation=annotation,
                                time_range=SimpleNamespace(start=start, end=end))
 
     events = [event("sm90_xmma_fprop", 0, 10), event("elementwise_kernel", 5, 15),  # union: 0-15
               event("Memcpy HtoD (Pinned -> Device)", 20, 30), event("Memset (Device)", 30, 31),
-              event("aten::conv2d", 0, 100, device="CPU"), event("bn_fw_tr_1C11_kernel", 40, 44)]
+              event("aten::conv2d", 0, 100, device="CPU"), event("bn_fw_tr_1C11_kernel", 40, 44),
+              # a record_function range's device span: from its first kernel to its last, the gap between
+              event("Optimizer.step#Adam.step", 0, 44, annotation=True)]
     assert kernel_seconds(events) == pytest.approx((15 + 4) / 1e6)
+    with pytest.raises(RuntimeError, match="recorded no CUDA kernel"):  # not "0 % busy"
+        kernel_seconds([event("aten::conv2d", 0, 100, device="CPU"), event("Memcpy HtoD", 0, 5)])
 
 
 @pytest.mark.parametrize(("train_gib", "eval_gib", "reserved_gib", "ok"),

@@ -486,8 +486,9 @@ def test_bench_perf_on_a_gpu_measures_its_levers_and_judges_the_gpu_targets(fake
         in perf.format_report(unknown)
 
 
-class _NoKernels:
-    """torch.profiler.profile where no kernel runs: CUDA profiling needs a driver."""
+class _OneKernel:
+    """torch.profiler.profile as CUDA profiling answers without a driver here: one kernel of 1 ms (with
+    none recorded, the busy fraction is an error of the measurement)."""
 
     def __init__(self, *args, **kwargs):
         pass
@@ -499,7 +500,8 @@ class _NoKernels:
         return False
 
     def events(self):
-        return []
+        return [SimpleNamespace(name="fake_kernel", device_type=SimpleNamespace(name="CUDA"), is_user_annotation=False,
+                                time_range=SimpleNamespace(start=0, end=1000))]
 
 
 def test_gpu_check_performance_checks_run_their_cuda_code(fake_cuda, monkeypatch, tmp_path):
@@ -509,7 +511,7 @@ def test_gpu_check_performance_checks_run_their_cuda_code(fake_cuda, monkeypatch
     from bench.tools import gpucheck
 
     monkeypatch.setattr(perf, "epoch_order", _on_the_host(perf.epoch_order))
-    monkeypatch.setattr(torch.profiler, "profile", _NoKernels)
+    monkeypatch.setattr(torch.profiler, "profile", _OneKernel)
     monkeypatch.setattr(gpucheck, "shared_busy", lambda *a, **k: {"runs": 3, "busy": 0.0})  # other processes
     batches = []
     real_batch = perf._batch

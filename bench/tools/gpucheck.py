@@ -168,7 +168,11 @@ class Workspace:
                        "BENCH_GPU_LOCKS": str(self.root / "gpu-locks"), **(env or {})}
         command = [sys.executable, "-m", "bench", "grid", str(spec), "--device", self.device, "--no-report",
                    "--results", str(self.root / "results"), *args]
-        proc = run_group(command, environment, self.deadline.bound(timeout))
+        bounded = self.deadline.bound(timeout)
+        proc = run_group(command, environment, bounded)
+        if proc.returncode is not None and proc.returncode < 0 and bounded < timeout and self.deadline.left() <= 1:
+            # killed because the check's deadline came, not because it outlasted its own limit
+            raise DeadlineReached(f"not finished: the deadline came {bounded:.0f} s into it, and it was stopped")
         runs = self.root / "results" / spec.stem / "runs"
         results = {p.name: json.loads((p / "result.json").read_text())
                    for p in sorted(runs.glob("*")) if (p / "result.json").exists()}
@@ -404,9 +408,15 @@ def busy_fraction(step: Callable[[], object], steps: int, ready: Callable[[], No
 def kernel_seconds(events) -> float:
     """Seconds in which at least one CUDA kernel ran: the union of the kernels' time ranges (in
     microseconds), so kernels overlapping on two streams count once. Memory copies and sets, which
-    the CUDA activity records as device events too, are not kernels."""
+    the CUDA activity records as device events too, are not kernels; nor are the device-side spans of
+    `record_function` ranges (the optimiser's step, compiled graphs' calls), which run from a range's
+    first kernel to its last, gaps included (torch's own device totals leave them out the same way).
+    No kernel at all is an error of the measurement, not an idle GPU."""
     spans = sorted((e.time_range.start, e.time_range.end) for e in events
-                   if e.device_type.name == "CUDA" and not e.name.startswith(("Memcpy", "Memset")))
+                   if e.device_type.name == "CUDA" and not getattr(e, "is_user_annotation", False)
+                   and not e.name.startswith(("Memcpy", "Memset")))
+    if not spans:
+        raise RuntimeError("the profiler recorded no CUDA kernel in the timed steps: GPU busy not measured")
     total, covered = 0.0, -math.inf
     for start, end in spans:
         if end > covered:
@@ -670,6 +680,11 @@ class NoData(Exception):
     """The functional checks' synthetic dataset could not be generated."""
 
 
+class DeadlineReached(Exception):
+    """A check's grid was stopped because `--deadline` came: the check was not run to the end, which
+    says nothing of what it checks (a cold compile on a new box can take minutes)."""
+
+
 NEEDS_SECONDS = {"C1": 45, "C2": 45, "C3": 60, "P1": 60, "P2": 20, "P3": 5, "P4": 30, "C4": 120}
 """Seconds a check needs at least, roughly (C4 with C5: three compilations): one that would start with
 less of the deadline left is not run, rather than cut short by it."""
@@ -737,6 +752,10 @@ def run_checks(out: Path, batch: int, shared_runs: int, keep: bool = False, only
                     except Exception as exc:
                         raise NoData(f"synthetic data not generated: {type(exc).__name__}: {exc}") from exc
                 fn()
+            except DeadlineReached as exc:
+                for key in ids:
+                    checks[key].ok, checks[key].detail = None, str(exc)
+                    not_run.append(key)
             except Exception as exc:  # a check that crashes is a failed check, and the next one still runs
                 text = str(exc) if isinstance(exc, NoData) else f"{type(exc).__name__}: {exc}"
                 for key in ids:
