@@ -1920,6 +1920,26 @@ def test_gpu_check_p4_judges_the_loader_against_a_measured_rate(monkeypatch):
     assert frontends == [("case", 32, 0.03), ("case", 32, 0.04)]
 
 
+def test_gpu_check_p4_times_the_loader_over_sixteen_batches(monkeypatch):
+    """A pass of 4 batches through 4 persistent workers times mostly the pipeline filling (and, for
+    the evicted pass, the workers' start, which a run pays once per run): P4 passes 16 batches."""
+    from bench.tools import gpucheck, perf
+
+    seen = []
+
+    def measured(case, path, device, settings, consumption):
+        seen.append((settings.batch, settings.data_clips))
+        return {"clips_per_second_page_cache": 900.0, "clips_per_second_resident": 5000.0,
+                "clips_per_second_evicted": 700.0, "loader_over_consumption": 700.0 / consumption}
+
+    monkeypatch.setattr(perf, "measure_data_path", measured)
+    monkeypatch.setattr(perf, "describe_cold_read", lambda result: "evicted 700")
+    monkeypatch.setattr(gpucheck, "_cases", lambda: {"loader": types.SimpleNamespace(label="vgg 16k")})
+    check = gpucheck.Check("P4", "")
+    gpucheck.check_loader(check, 32, consumption=350.0)
+    assert seen == [(32, 16 * 32)] and check.ok and "(2.0x)" in check.detail
+
+
 def test_gpu_busy_is_the_time_some_kernel_ran():
     """Busy time from the profiler's device events (microseconds): kernels overlapping on two streams
     count once, memory copies and sets are not kernels, host events are not device time."""
