@@ -1669,7 +1669,12 @@ def test_gpu_check_shared_runs_do_not_stall_on_a_full_pipe(monkeypatch):
     monkeypatch.setattr(gpucheck.subprocess, "Popen", stand_in)
     result = gpucheck.shared_busy(None, 8, 2, 4, timeout=20)
     assert result == {"runs": 2, "busy": 1.0, "kernel_time_over_window": 1.0, "clips_per_second": 64.0,
-                      "window_seconds": 1.0}
+                      "window_seconds": 1.0, "steps": 8}
+    # time-sliced, each process's recorded kernel spans stay open through the other's slices (0.5 s of
+    # the 1 s window each, 1.0 summed); one run alone spent 0.05 s per step in kernels: 8 steps in the
+    # window kept the GPU busy 40 % of it
+    started.clear()
+    assert gpucheck.shared_busy(None, 8, 2, 4, timeout=20, kernel_per_step=0.05)["busy"] == pytest.approx(0.4)
 
 
 UUID = "GPU-8a1f5e2c-0d4b-4c1e-9f3a-1b2c3d4e5f60"
