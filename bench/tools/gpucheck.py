@@ -524,9 +524,11 @@ def shared_steps(step_seconds: float, runs: int) -> int:
 
 def shared_busy(case, batch: int, runs: int, steps: int, timeout: float = 300.0,
                 kernel_per_step: float | None = None) -> dict:
-    """GPU-busy fraction with `runs` processes training `case` at once, `steps` steps each: the sum of
-    their kernel times over the window from the first process's start to the last one's end
-    (time-sliced kernels of different processes do not overlap). The processes build and warm up
+    """GPU-busy fraction with `runs` processes training `case` at once, `steps` steps each, over the
+    window from the first process's start to the last one's end: `kernel_per_step` (one run's kernel
+    seconds per step, measured alone) times the steps they trained, where it is given; else the sum
+    of the kernel times each process's profiler recorded, which time-slicing stretches (see below).
+    The processes build and warm up
     first, then wait for each other, so that the window holds all of them training. All of them are
     killed where they have not finished within `timeout` seconds."""
     code = ("import json, sys, time, torch; from pathlib import Path; "
