@@ -446,6 +446,10 @@ def test_more_workers_than_slots_share_a_gpu_and_say_so(tmp_path):
     claims[0].release()  # a worker ends: its slot is free for the next one
     again = gpus.claim_gpu(identities, runs_per_gpu=1, worker=2, folder=tmp_path)
     assert (again.index, again.slot) == (0, 0)
+    # the third worker, beyond the slots on cuda:0, is counted there: the next one to share goes to
+    # cuda:1, where one run trains, not to cuda:0, where two do (its search would start at cuda:0)
+    fourth = gpus.claim_gpu(identities, runs_per_gpu=1, worker=0, folder=tmp_path)
+    assert (claims[2].index, fourth.index, fourth.slot, fourth.sharing) == (0, 1, None, 2)
 
 
 def test_two_grids_on_one_box_take_different_gpus(tmp_path):

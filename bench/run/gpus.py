@@ -12,7 +12,7 @@ UUID in a folder shared by every process of the machine (`BENCH_GPU_LOCKS`, defa
 node, see each other's claims; the kernel releases a dead worker's slot. Workers take the first
 free slot, filling slot 0 of every GPU before slot 1: load spreads evenly. When every slot is taken
 the worker shares the least loaded GPU it can find and says so (it never waits and never falls back
-to the CPU).
+to the CPU), holding a lock file beyond the slots there so that the next worker to share counts it.
 """
 
 from __future__ import annotations
@@ -137,6 +137,10 @@ def _slot_file(folder: Path, identity: str, slot: int) -> Path:
     return folder / f"{_slot_prefix(identity)}{slot}"
 
 
+MAX_SHARERS = 256
+"""Lock files tried beyond a GPU's slots (a worker that finds them all held shares without one)."""
+
+
 def claim_gpu(identities: list[str], runs_per_gpu: int, worker: int = 0, folder: Path | None = None) -> GpuClaim:
     """A slot on one of `identities` (see the module docstring); `worker` only rotates where the
     search starts, so a grid's workers land on different GPUs even before their locks are seen."""
@@ -153,6 +157,12 @@ def claim_gpu(identities: list[str], runs_per_gpu: int, worker: int = 0, folder:
                 return GpuClaim(index, identities[index], slot, fd)
     load = {i: sum(lock_held(p) for p in folder.glob(_slot_prefix(identities[i]) + "*")) for i in order}
     index = min(order, key=lambda i: load[i])
+    # beyond its slots the worker still holds a lock file (slot K, K+1, ...), so the next worker to
+    # share counts it and goes to the GPU with fewest
+    for extra in range(max(1, runs_per_gpu), max(1, runs_per_gpu) + MAX_SHARERS):
+        fd = try_lock(_slot_file(folder, identities[index], extra), str(os.getpid()))
+        if fd is not None:
+            return GpuClaim(index, identities[index], None, fd, sharing=load[index] + 1)
     return GpuClaim(index, identities[index], None, sharing=load[index] + 1)
 
 
