@@ -75,14 +75,28 @@ def visible_identities() -> list[str]:
     return identities
 
 
+def visible_selection(environ=None) -> list[str] | None:
+    """The entries of `CUDA_VISIBLE_DEVICES` (indices, `GPU-` or `MIG-` UUIDs), or None where it is unset."""
+    environ = os.environ if environ is None else environ
+    wanted = environ.get("CUDA_VISIBLE_DEVICES")
+    return None if wanted is None else [w.strip() for w in wanted.split(",") if w.strip()]
+
+
+def nvidia_smi(argv: list[str], run=None) -> str | None:
+    """What `nvidia-smi` prints for `argv`, or None where it is missing or fails."""
+    try:
+        return (run or subprocess.run)(["nvidia-smi", *argv], capture_output=True, text=True, timeout=30,
+                                       check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def mig_instances(environ=None) -> list[str]:
     """The MIG instances `CUDA_VISIBLE_DEVICES` names (`MIG-<uuid>` as `nvidia-smi -L` prints them, or the
     older `MIG-GPU-<uuid>/<gi>/<ci>`) where it names more than one; else none. A CUDA process enumerates
     one MIG instance whatever the variable lists (the first), so each worker narrows the variable to
     the instance it claims before CUDA starts in its process (`bench.run.grid.worker_device`)."""
-    environ = os.environ if environ is None else environ
-    names = [n.strip() for n in environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if n.strip()]
-    instances = [n for n in names if n.startswith("MIG-")]
+    instances = [n for n in visible_selection(environ) or [] if n.startswith("MIG-")]
     return instances if len(instances) > 1 else []
 
 
@@ -92,15 +106,10 @@ MIG_LISTING = re.compile(r"\(UUID: (MIG-[^)\s]+)\)")
 def listed_mig_instances(run=None) -> list[str]:
     """The MIG instances `nvidia-smi -L` lists on this machine (lines such as
     `  MIG 3g.40gb  Device  0: (UUID: MIG-...)`); none where it is missing or fails."""
-    try:
-        listed = (run or subprocess.run)(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30,
-                                         check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return MIG_LISTING.findall(listed)
+    return MIG_LISTING.findall(nvidia_smi(["-L"], run) or "")
 
 
-COMPUTE_MODE_QUERY = ["nvidia-smi", "--query-gpu=index,uuid,compute_mode", "--format=csv,noheader"]
+COMPUTE_MODE_QUERY = ["--query-gpu=index,uuid,compute_mode", "--format=csv,noheader"]
 ONE_PROCESS_MODES = ("Exclusive_Process", "Exclusive_Thread", "Prohibited")
 """nvidia-smi's compute modes in which a second process cannot use the GPU (Prohibited: not even one)."""
 
@@ -110,14 +119,10 @@ def exclusive_gpus(environ=None, run=None) -> list[str]:
     Exclusive_Process, as clusters often set; Prohibited: none), as "index (UUID)". Visible: those
     `CUDA_VISIBLE_DEVICES` names by index or UUID (prefix), all where it is unset. Empty where
     nvidia-smi is missing or fails: the default mode is the common one."""
-    environ = os.environ if environ is None else environ
-    try:
-        listed = (run or subprocess.run)(COMPUTE_MODE_QUERY, capture_output=True, text=True, timeout=30,
-                                         check=True).stdout
-    except (OSError, subprocess.SubprocessError):
+    listed = nvidia_smi(COMPUTE_MODE_QUERY, run)
+    if listed is None:
         return []
-    wanted = environ.get("CUDA_VISIBLE_DEVICES")
-    names = None if wanted is None else [w.strip() for w in wanted.split(",") if w.strip()]
+    names = visible_selection(environ)
     found = []
     for line in listed.splitlines():
         fields = [f.strip() for f in line.split(",")]

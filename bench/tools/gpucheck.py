@@ -53,6 +53,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from bench.run.gpus import visible_selection
 from bench.tools.peaks import HEADLINE_FRACTION_OF_BF16_PEAK, bf16_peak_tflops
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository (bench/tools/gpucheck.py)
@@ -311,7 +312,7 @@ def check_loader_fp16(ws: Workspace, check: Check) -> None:
 def first_visible_gpu(environ: dict) -> str:
     """The GPU that `CUDA_VISIBLE_DEVICES=<it>` selects among those this process may use: the first of
     an existing selection (an index or a UUID; a scheduler may have handed out GPU 3 alone), else 0."""
-    selection = [x.strip() for x in environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if x.strip()]
+    selection = visible_selection(environ)
     return selection[0] if selection else "0"
 
 
