@@ -1455,8 +1455,10 @@ def test_several_runs_per_gpu_are_not_chosen_where_a_gpu_takes_one_process(monke
 
 def test_gpu_check_without_cuda_checks_nothing_and_says_so(monkeypatch, capsys, tmp_path):
     from bench.tools import gpucheck
+    from bench.train import devices
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(devices, "nvidia_gpus", lambda *args: 0)  # nor any NVIDIA GPU
     assert gpucheck.main(["--out", str(tmp_path / "gpu-check.json")]) == 0
     assert capsys.readouterr().out == "no CUDA device: nothing checked\n"
     assert not (tmp_path / "gpu-check.json").exists()

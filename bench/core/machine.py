@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+from pathlib import Path
 
 
 def usable_cpus() -> int:
@@ -15,3 +17,28 @@ def usable_cpus() -> int:
         except OSError:
             pass
     return os.cpu_count() or 1
+
+
+def nvidia_smi(argv: list[str], run=None) -> str | None:
+    """What `nvidia-smi` prints for `argv`, or None where it is missing or fails."""
+    try:
+        return (run or subprocess.run)(["nvidia-smi", *argv], capture_output=True, text=True, timeout=30,
+                                       check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+DRIVER_GPUS = Path("/proc/driver/nvidia/gpus")
+"""One folder per NVIDIA GPU the kernel driver has (Linux), where nvidia-smi is not installed."""
+
+
+def nvidia_gpus(run=None, driver_gpus: Path = DRIVER_GPUS) -> int:
+    """NVIDIA GPUs this machine has, whatever CUDA can make of them: `nvidia-smi -L`'s `GPU n:` lines,
+    else the kernel driver's list; 0 where neither knows of one."""
+    listed = nvidia_smi(["-L"], run)
+    if listed is not None:
+        return sum(line.startswith("GPU ") for line in listed.splitlines())
+    try:
+        return sum(1 for _ in driver_gpus.iterdir())
+    except OSError:
+        return 0

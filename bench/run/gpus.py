@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.core.machine import nvidia_smi
 from bench.core.store import lock_held, release_lock, try_lock
 
 
@@ -80,15 +80,6 @@ def visible_selection(environ=None) -> list[str] | None:
     environ = os.environ if environ is None else environ
     wanted = environ.get("CUDA_VISIBLE_DEVICES")
     return None if wanted is None else [w.strip() for w in wanted.split(",") if w.strip()]
-
-
-def nvidia_smi(argv: list[str], run=None) -> str | None:
-    """What `nvidia-smi` prints for `argv`, or None where it is missing or fails."""
-    try:
-        return (run or subprocess.run)(["nvidia-smi", *argv], capture_output=True, text=True, timeout=30,
-                                       check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def mig_instances(environ=None) -> list[str]:

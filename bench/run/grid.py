@@ -150,6 +150,12 @@ def worker_device(name: str, worker: int, runs_per_gpu: int, log=print):
     if device.type != "cuda":
         if claim is not None:
             claim.release()
+        if os.environ.get("SUBMITIT_EXECUTOR") == "slurm":  # local grids said so before they started it
+            from bench.train.devices import cpu_fallback_note
+
+            note = cpu_fallback_note(name, device)
+            if note:
+                log(f"worker {worker}: warning: {note}")
         return device, None
     from bench.train.fastpath import limit_worker_threads, set_runs_per_gpu
 
@@ -344,6 +350,7 @@ def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
     if todo:
         # imported here, not above: a dry run (and a grid with nothing to do) needs neither torch nor sklearn
         from bench.run.prepare import prepare_spec
+        from bench.train.devices import cpu_fallback_note
         from bench.train.fastpath import check_environment
         from bench.train.loop import resolve_device
 
@@ -352,7 +359,13 @@ def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
             raise UserError("--launcher slurm: no `sbatch` on this machine; submit from a Slurm login node "
                             "(or use --launcher local / submitit-local)")
         # Local workers run here, so the device is checked here; Slurm jobs check it on their node.
-        cuda_here = resolve_device(o.device).type == "cuda" if o.launcher != "slurm" else None
+        cuda_here = None
+        if o.launcher != "slurm":
+            device = resolve_device(o.device)
+            cuda_here = device.type == "cuda"
+            note = cpu_fallback_note(o.device, device)
+            if note:  # before the data are prepared, which on a real dataset takes a while
+                print(f"bench grid: warning: {note}", file=sys.stderr)
         if cuda_here:
             warn_of_unnamed_mig_instances()
         wants_gpu = cuda_here if o.launcher != "slurm" else o.device != "cpu"

@@ -29,7 +29,9 @@ it needs is not run (SKIP, and exit status 1), and each grid gets at most the ti
 SIGTERM or Ctrl-C, it kills the grids it started (their own process groups) and leaves the JSON with
 what was measured and the check it stopped in.
 
-Without CUDA it prints "no CUDA device: nothing checked" and exits 0: that is not a pass.
+Without CUDA it prints "no CUDA device: nothing checked" and exits 0: that is not a pass. A machine
+with NVIDIA GPUs that this process cannot use (a driver older than torch's CUDA, a CPU-only torch,
+`CUDA_VISIBLE_DEVICES` hiding them) is not a machine without CUDA: one FAIL line says why, exit 1.
 """
 
 from __future__ import annotations
@@ -822,6 +824,23 @@ def run_checks(out: Path, batch: int, shared_runs: int, keep: bool = False, only
     return 1 if failed or not_run else 0
 
 
+def report_unusable_cuda(out: Path, reason: str) -> int:
+    """A GPU box whose GPUs this process cannot use (an old driver, a CPU-only torch, a selection that
+    hides them): one FAIL line and the JSON, exit status 1."""
+    import torch
+
+    from bench.core.store import atomic_write_json
+
+    check = Check("CUDA", "CUDA usable on this machine's GPUs", False, reason)
+    print(check.line())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out, {"device": None, "torch": torch.__version__, "targets": TARGETS, "not_run": [],
+                            "checks": [{"id": check.id, "title": check.title, "ok": False, "detail": reason,
+                                        "numbers": {}}]})
+    print(f"0/1 checks passed; failed: CUDA; {out}")
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.tools.gpucheck", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="results/gpu-check.json", help="JSON report (default %(default)s)")
@@ -840,6 +859,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     if not torch.cuda.is_available():
+        from bench.train.devices import why_no_cuda
+
+        reason = why_no_cuda()
+        if reason:  # a GPU box on which nothing could run on its GPUs: a failure, not a machine without CUDA
+            return report_unusable_cuda(Path(args.out), reason)
         print("no CUDA device: nothing checked")
         return 0
     if args.deadline < 0:

@@ -75,6 +75,7 @@ from bench.train.checkpoint import (  # noqa: F401 - re-exported: the loop's che
     resume_state,
     save_torch,
 )
+from bench.train.devices import why_no_cuda
 from bench.train.fastpath import FastPath, RecompileWatch, eval_batch_size, fast_path, resident_fits, sync
 from bench.train.frontend import MelFrontend
 from bench.train.metrics import tag_metrics
@@ -90,7 +91,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+        reason = why_no_cuda()
+        raise UserError(f"--device cuda: no CUDA device is available{': ' + reason if reason else ''} "
+                        "(use --device cpu or auto)")
     if name not in ("cpu", "cuda"):
         raise UserError(f"--device must be auto, cpu or cuda, not {name!r}")
     return torch.device(name)
