@@ -1415,9 +1415,9 @@ def test_runs_per_gpu_counts_the_memory_other_processes_hold(monkeypatch, tmp_pa
     assert auto_runs_per_gpu(spec, spec.runs(), tmp_path)[0] == 1  # not measured: one run per GPU
 
 
-NVIDIA_SMI_MODES = """0, GPU-5d1c6a2e-3b0f-4e8e-9c57-0a1b2c3d4e5f, Default
-1, GPU-77aa0e1f-2c3d-4b5a-8e9f-aabbccddeeff, Exclusive_Process
-2, GPU-90bb1f2a-3d4e-4c6b-9f0a-bbccddeeff00, [N/A]
+NVIDIA_SMI_MODES = """0, GPU-5d1c6a2e-3b0f-4e8e-9c57-0a1b2c3d4e5f, Default, NVIDIA A100-SXM4-80GB
+1, GPU-77aa0e1f-2c3d-4b5a-8e9f-aabbccddeeff, Exclusive_Process, NVIDIA A100-SXM4-80GB
+2, GPU-90bb1f2a-3d4e-4c6b-9f0a-bbccddeeff00, [N/A], NVIDIA A100-SXM4-80GB
 """
 
 
@@ -1439,7 +1439,7 @@ def test_several_runs_per_gpu_are_not_chosen_where_a_gpu_takes_one_process(monke
 
     environ = {} if visible is None else {"CUDA_VISIBLE_DEVICES": visible}
     assert gpus.exclusive_gpus(environ, nvidia_smi) == found
-    assert asked[0][:2] == ["nvidia-smi", "--query-gpu=index,uuid,compute_mode"]
+    assert asked[0][:2] == ["nvidia-smi", "--query-gpu=index,uuid,compute_mode,name"]
     assert gpus.exclusive_gpus(environ, lambda *a, **k: (_ for _ in ()).throw(FileNotFoundError("nvidia-smi"))) == []
     spec = load_spec(Path(__file__).resolve().parents[1] / "specs" / "paper-mtat-vgg.toml")
     monkeypatch.setattr(grid, "exclusive_gpus", lambda: found)
@@ -1447,6 +1447,27 @@ def test_several_runs_per_gpu_are_not_chosen_where_a_gpu_takes_one_process(monke
     small = [r for r in spec.runs() if (r.mel.sample_rate, r.mel.n_mels, r.mel.hop_multiplier) == (12000, 32, 1)]
     k, why = auto_runs_per_gpu(spec, small, tmp_path)
     assert (k == 1) == bool(found), why
+
+
+# a workstation of two models: nvidia-smi lists them in PCI bus order, the RTX 4090 first
+NVIDIA_SMI_MIXED = """0, GPU-1f2e3d4c-5b6a-4798-8a7b-6c5d4e3f2a1b, Exclusive_Process, NVIDIA GeForce RTX 4090
+1, GPU-a9b8c7d6-e5f4-4a3b-9c2d-1e0f9a8b7c6d, Default, NVIDIA H100 PCIe
+"""
+
+
+@pytest.mark.parametrize(("environ", "flagged"), [
+    ({"CUDA_VISIBLE_DEVICES": "1"}, True),  # CUDA's device 1 may be the RTX 4090
+    ({"CUDA_VISIBLE_DEVICES": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}, False),  # it is the H100
+    ({"CUDA_VISIBLE_DEVICES": "GPU-a9b8c7d6"}, False),  # a UUID names one GPU whatever the order
+    ({"CUDA_VISIBLE_DEVICES": "0", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}, True)])
+def test_an_index_is_matched_to_nvidia_smis_gpus_only_where_cuda_numbers_them_alike(environ, flagged):
+    """CUDA numbers GPUs fastest first (the H100 here would be CUDA's device 0) unless CUDA_DEVICE_ORDER
+    is PCI_BUS_ID, while nvidia-smi numbers them in PCI bus order: on a box of mixed models an index
+    cannot be matched to nvidia-smi's, and the one-process GPU counts."""
+    found = gpus.exclusive_gpus(environ, lambda argv, **kwargs: subprocess.CompletedProcess(argv, 0, NVIDIA_SMI_MIXED))
+    assert bool(found) == flagged
+    assert all(f.startswith("0 (GPU-1f2e3d4c-5b6a-4798-8a7b-6c5d4e3f2a1b, Exclusive_Process") for f in found)
+    assert ("CUDA_DEVICE_ORDER is not PCI_BUS_ID" in "".join(found)) == ("CUDA_DEVICE_ORDER" not in environ and flagged)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -100,28 +100,37 @@ def listed_mig_instances(run=None) -> list[str]:
     return MIG_LISTING.findall(nvidia_smi(["-L"], run) or "")
 
 
-COMPUTE_MODE_QUERY = ["--query-gpu=index,uuid,compute_mode", "--format=csv,noheader"]
+COMPUTE_MODE_QUERY = ["--query-gpu=index,uuid,compute_mode,name", "--format=csv,noheader"]
 ONE_PROCESS_MODES = ("Exclusive_Process", "Exclusive_Thread", "Prohibited")
 """nvidia-smi's compute modes in which a second process cannot use the GPU (Prohibited: not even one)."""
 
 
 def exclusive_gpus(environ=None, run=None) -> list[str]:
     """The visible GPUs that only one process at a time may use (nvidia-smi's compute mode
-    Exclusive_Process, as clusters often set; Prohibited: none), as "index (UUID)". Visible: those
+    Exclusive_Process, as clusters often set; Prohibited: none), as "index (UUID, mode)". Visible: those
     `CUDA_VISIBLE_DEVICES` names by index or UUID (prefix), all where it is unset. Empty where
-    nvidia-smi is missing or fails: the default mode is the common one."""
+    nvidia-smi is missing or fails: the default mode is the common one.
+
+    nvidia-smi numbers the GPUs in PCI bus order, CUDA fastest first unless `CUDA_DEVICE_ORDER` is
+    `PCI_BUS_ID`. The two agree where the GPUs are all one model; on a box of mixed models an index
+    in `CUDA_VISIBLE_DEVICES` may be another GPU than nvidia-smi's, so every one-process GPU counts."""
+    environ = os.environ if environ is None else environ
     listed = nvidia_smi(COMPUTE_MODE_QUERY, run)
     if listed is None:
         return []
+    rows = [fields for line in listed.splitlines() if len(fields := [f.strip() for f in line.split(",", 3)]) == 4]
     names = visible_selection(environ)
+    by_index = names is not None and any(n.isdigit() for n in names)
+    orders_differ = environ.get("CUDA_DEVICE_ORDER") != "PCI_BUS_ID" and len({row[3] for row in rows}) > 1
     found = []
-    for line in listed.splitlines():
-        fields = [f.strip() for f in line.split(",")]
-        if len(fields) != 3 or fields[2] not in ONE_PROCESS_MODES:  # Default, or [N/A] where not reported
+    for index, uuid, mode, _model in rows:
+        if mode not in ONE_PROCESS_MODES:  # Default, or [N/A] where not reported
             continue
-        index, uuid, mode = fields
         if names is None or any(n == index or (n.startswith("GPU-") and uuid.startswith(n)) for n in names):
             found.append(f"{index} ({uuid}, {mode})")
+        elif by_index and orders_differ:
+            found.append(f"{index} ({uuid}, {mode}; CUDA may number it otherwise: CUDA_DEVICE_ORDER is not "
+                         "PCI_BUS_ID on a box of mixed GPU models)")
     return found
 
 
