@@ -1474,6 +1474,52 @@ def test_an_index_is_matched_to_nvidia_smis_gpus_only_where_cuda_numbers_them_al
 # make gpu-check
 
 
+H100 = "GPU-5c1f4a2e-8b1d-4f3e-9a7c-2d6e8f0a1b3c"
+OTHER = "GPU-9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"
+# what nvidia-smi prints for the two queries (csv,noheader,nounits) on a node where another job trains
+# on our GPU and a third process holds the other GPU; MIG mode reports no utilisation
+GPU_LOAD = f"{H100}, 87, 20987\n{OTHER}, [N/A], 0\n"
+GPU_APPS = f"31337, {H100}, 20460\n4242, {OTHER}, 512\n"
+
+
+def answers(load: str, apps: str):
+    def nvidia_smi(argv, run=None):
+        return {"--query-gpu=uuid,utilization.gpu,memory.used": load,
+                "--query-compute-apps=pid,gpu_uuid,used_memory": apps}[argv[0]]
+    return nvidia_smi
+
+
+def test_another_job_on_the_gpu_is_found_and_said_before_a_measurement(monkeypatch):
+    monkeypatch.setattr(gpus, "nvidia_smi", answers(GPU_LOAD, GPU_APPS))
+    found = gpus.others_on_gpu(H100)
+    assert found == {"utilization_percent": 87, "memory_used_mib": 20987,
+                     "processes": [{"pid": 31337, "used_mib": 20460}]}
+    assert gpus.sharing_note(found) == ("1 other process(es) (pid 31337) use this GPU: 87 % busy, 20,987 MiB in use "
+                                        "before the measurement; the timings include its load")
+    assert gpus.others_on_gpu(H100, own_pids=frozenset({31337}))["processes"] == []
+    assert gpus.others_on_gpu(OTHER)["utilization_percent"] is None
+    assert gpus.others_on_gpu("GPU-absent") is None  # e.g. a MIG instance: nvidia-smi lists its parent
+    # a container that cannot see the other job's process still sees its load
+    monkeypatch.setattr(gpus, "nvidia_smi", answers(f"{H100}, 64, 9000\n", ""))
+    assert gpus.sharing_note(gpus.others_on_gpu(H100)).startswith("another job uses this GPU: 64 % busy")
+    monkeypatch.setattr(gpus, "nvidia_smi", answers(f"{H100}, 0, 0\n", ""))  # idle: nothing to say
+    assert gpus.sharing_note(gpus.others_on_gpu(H100)) is None
+    monkeypatch.setattr(gpus, "nvidia_smi", lambda argv, run=None: None)  # no nvidia-smi
+    assert gpus.others_on_gpu(H100) is None and gpus.sharing_note(None) is None
+
+
+def test_gpu_check_says_another_job_shares_its_gpu_and_records_it(monkeypatch, capsys, tmp_path):
+    from bench.tools import gpucheck
+
+    monkeypatch.setattr(gpus, "nvidia_smi", answers(GPU_LOAD, GPU_APPS))
+    monkeypatch.setattr(gpus, "gpu_uuid", lambda index: H100)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *args: "NVIDIA H100 80GB HBM3")
+    out = tmp_path / "gpu-check.json"
+    gpucheck.run_checks(out, 32, 3, only={"none"})
+    assert "warning: 1 other process(es) (pid 31337) use this GPU: 87 % busy" in capsys.readouterr().out
+    assert json.loads(out.read_text())["others_on_gpu"]["processes"] == [{"pid": 31337, "used_mib": 20460}]
+
+
 def test_gpu_check_without_cuda_checks_nothing_and_says_so(monkeypatch, capsys, tmp_path):
     from bench.tools import gpucheck
     from bench.train import devices

@@ -449,8 +449,16 @@ def test_bench_perf_on_a_gpu_measures_its_levers_and_judges_the_gpu_targets(fake
         return moved
 
     monkeypatch.setattr(torch.Tensor, "to", to)
+    uuid = "GPU-5c1f4a2e-8b1d-4f3e-9a7c-2d6e8f0a1b3c"  # another job trains on it (nvidia-smi's csv answers)
+    monkeypatch.setattr(gpus, "gpu_uuid", lambda index: uuid)
+    monkeypatch.setattr(gpus, "nvidia_smi", lambda argv, run=None: f"{uuid}, 91, 30000\n" if "utilization.gpu" in
+                        argv[0] else f"777, {uuid}, 29400\n")
+    said = []
     with fake_cuda.mode:
-        report = perf.run_perf(load_spec("specs/paper-mtat-vgg.toml"), CUDA, settings, log=lambda *_: None)
+        report = perf.run_perf(load_spec("specs/paper-mtat-vgg.toml"), CUDA, settings, log=said.append)
+    assert said[0] == ("warning: 1 other process(es) (pid 777) use this GPU: 91 % busy, 30,000 MiB in use before "
+                       "the measurement; the timings include its load")
+    assert report["others_on_gpu"]["processes"] == [{"pid": 777, "used_mib": 29400}]
     # the loader's passes over 8 clips of the smallest configuration (12 kHz, 29.1 s) reach the device
     assert uploads.count((8, 349200)) >= 2
     assert report["device"] == "cuda" and report["settings"]["batch"] == 32  # the spec's batch on CUDA

@@ -66,13 +66,16 @@ def cuda_device_count() -> int:
 def visible_identities() -> list[str]:
     """A stable name per visible GPU (its UUID), the same in every process whatever its
     `CUDA_VISIBLE_DEVICES` says; the index where the UUID is not available."""
+    return [gpu_uuid(index) or f"index-{index}" for index in range(cuda_device_count())]
+
+
+def gpu_uuid(index: int) -> str | None:
+    """The UUID of this process's CUDA device `index` as nvidia-smi prints it (`GPU-...`); None where
+    torch does not give it."""
     import torch
 
-    identities = []
-    for index in range(cuda_device_count()):
-        uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
-        identities.append(f"GPU-{uuid}" if uuid else f"index-{index}")
-    return identities
+    uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
+    return f"GPU-{uuid}" if uuid else None
 
 
 def visible_selection(environ=None) -> list[str] | None:
@@ -176,3 +179,58 @@ def describe(claim: GpuClaim, runs_per_gpu: int) -> str:
     if claim.slot is None:
         return f"{where}: all {runs_per_gpu} slot(s) of every visible GPU are taken; sharing it beyond its slots"
     return f"{where}, slot {claim.slot + 1}/{max(1, runs_per_gpu)}"
+
+
+GPU_LOAD_QUERY = ["--query-gpu=uuid,utilization.gpu,memory.used", "--format=csv,noheader,nounits"]
+GPU_APPS_QUERY = ["--query-compute-apps=pid,gpu_uuid,used_memory", "--format=csv,noheader,nounits"]
+
+
+def _number(text: str) -> int | None:
+    return int(text) if text.strip().isdigit() else None  # [N/A], [Not Supported]
+
+
+def others_on_gpu(uuid: str, run=None, own_pids: frozenset = frozenset()) -> dict | None:
+    """What else is using the GPU `uuid` (`GPU-...`) while nothing of ours runs on it, as nvidia-smi
+    says: its utilisation (%, the share of the last sample period in which a kernel ran) and memory in
+    use (MiB), and the other processes' pids and memory (MiB). A measurement on a GPU that another job
+    shares times that job too. None where nvidia-smi is missing or does not list the GPU (a MIG
+    instance: nvidia-smi reports its parent); a container may not show other containers' processes,
+    but their utilisation and memory show."""
+    load = nvidia_smi(GPU_LOAD_QUERY, run)
+    row = next((f for line in (load or "").splitlines()
+                if len(f := [x.strip() for x in line.split(",")]) == 3 and f[0] == uuid), None)
+    if row is None:
+        return None
+    processes = []
+    for line in (nvidia_smi(GPU_APPS_QUERY, run) or "").splitlines():
+        fields = [x.strip() for x in line.split(",")]
+        if len(fields) == 3 and fields[1] == uuid and _number(fields[0]) not in own_pids | {os.getpid()}:
+            processes.append({"pid": _number(fields[0]), "used_mib": _number(fields[2])})
+    return {"utilization_percent": _number(row[1]), "memory_used_mib": _number(row[2]), "processes": processes}
+
+
+def others_on_cuda_device(index: int, run=None) -> dict | None:
+    """`others_on_gpu` for this process's CUDA device `index`; None where CUDA cannot name it (the
+    measurement that follows meets CUDA's own error)."""
+    try:
+        uuid = gpu_uuid(index)
+    except (RuntimeError, AssertionError):  # torch's errors for a CUDA it cannot start
+        return None
+    return others_on_gpu(uuid, run) if uuid else None
+
+
+BUSY_PERCENT = 5
+"""Utilisation at or above which an idle-looking GPU is taken to be busy with someone else's work."""
+
+
+def sharing_note(others: dict | None) -> str | None:
+    """One line where `others_on_gpu` found another job on the GPU; None where it found none."""
+    if not others:
+        return None
+    processes, busy = others["processes"], others["utilization_percent"] or 0
+    if not processes and busy < BUSY_PERCENT:
+        return None
+    who = (f"{len(processes)} other process(es) (pid {', '.join(str(p['pid']) for p in processes)}) use this GPU"
+           if processes else "another job uses this GPU")
+    return (f"{who}: {busy} % busy, {others['memory_used_mib'] or 0:,} MiB in use before the measurement; "
+            "the timings include its load")

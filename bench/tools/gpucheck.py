@@ -55,7 +55,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from bench.run.gpus import visible_selection
+from bench.run.gpus import others_on_cuda_device, sharing_note, visible_selection
 from bench.tools.peaks import HEADLINE_FRACTION_OF_BF16_PEAK, bf16_peak_tflops
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository (bench/tools/gpucheck.py)
@@ -730,6 +730,10 @@ def run_checks(out: Path, batch: int, shared_runs: int, keep: bool = False, only
     cleared = clear_switches(os.environ)
     if cleared:
         print(f"not used by the checks: {', '.join(cleared)} (they judge the default execution path)")
+    others = others_on_cuda_device(0)  # before any check: a job sharing the GPU is in every figure
+    note = sharing_note(others)
+    if note:
+        print(f"warning: {note}", flush=True)
     limit = Deadline(deadline)
     root = Path(tempfile.mkdtemp(prefix="bench-gpu-check-"))
     ws = Workspace(root, deadline=limit)
@@ -749,6 +753,7 @@ def run_checks(out: Path, batch: int, shared_runs: int, keep: bool = False, only
         return json.loads(json.dumps({"device": torch.cuda.get_device_name(), "torch": torch.__version__,
                                       "targets": TARGETS, "deadline_seconds": deadline,
                                       "seconds": time.perf_counter() - started, "not_run": not_run,
+                                      "others_on_gpu": others,
                                       "checks": checks_run}, default=str))
 
     @functools.cache

@@ -47,6 +47,7 @@ from bench.cost.plan import amount, hours_unit, plan_rows
 from bench.data.cached_waveforms import MappedByPath
 from bench.data.known import split_sizes
 from bench.data.views import ClipDataset, LoaderBatches, ResidentWaveforms, epoch_order
+from bench.run.gpus import others_on_cuda_device, sharing_note
 from bench.spec import Configuration, Spec
 from bench.tools.peaks import (
     HEADLINE_FRACTION_OF_BF16_PEAK,
@@ -699,6 +700,10 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
     }
     if device.type == "cuda":
         report["bf16_peak_tflops"] = settings.bf16_peak_tflops or bf16_peak_tflops(report["device_name"])
+        report["others_on_gpu"] = others_on_cuda_device(device.index or 0)
+        note = sharing_note(report["others_on_gpu"])
+        if note:  # every step time below includes that job's load
+            log(f"warning: {note}")
 
     log(f"levers at {headline.label}, batch {settings.batch}")
     lever_rows = []
