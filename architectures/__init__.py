@@ -155,24 +155,51 @@ def build(name: str, input_config: InputConfig, n_tags: int, **options: Any):
 def meta_output_elements(name: str, input_config: InputConfig, n_tags: int, batch: int,
                          every_module: bool = False, **options: Any) -> tuple[Any, list[int]]:
     """Architecture `name` built on the meta device, and the elements of its input for `batch`
-    network inputs followed by those of each module's output, in the order an evaluation forward pass
-    makes them: of the leaf modules, or with `every_module` of all of them (a block's output can be a
-    tensor no leaf makes, e.g. a concatenation). Nothing is allocated, nothing is run."""
+    network inputs followed by those of each tensor an evaluation forward pass makes, in the order it
+    makes them: each leaf module's output (with `every_module`, each module's), and each tensor that
+    code outside the leaf modules makes with torch's functions (a concatenation; MusiCNN's evaluation
+    convolutions, its largest tensors, which it computes with `F.conv2d` beside its modules). What a
+    leaf makes inside its own forward is not counted, nor views and in-place results (no new
+    elements). Nothing is allocated, nothing is run."""
     import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
 
     with torch.device("meta"):
         model = build(name, input_config, n_tags, **options)
     network_input = torch.zeros(batch, 1, input_config.n_mels, model.input_frames, device="meta")
     outputs = [network_input.numel()]
+    seen: list = []  # the tensors counted, kept alive so that no later tensor takes the id of one
+    inside_leaf = [0]
 
-    def count(_module, _inputs, output):
-        if isinstance(output, torch.Tensor):
-            outputs.append(output.numel())
+    def count(output) -> None:
+        for tensor in tree_leaves(output):
+            if isinstance(tensor, torch.Tensor) and not any(tensor is t for t in seen):
+                seen.append(tensor)
+                outputs.append(tensor.numel())
 
-    hooked = [m for m in model.modules() if every_module or not any(True for _ in m.children())]
-    handles = [m.register_forward_hook(count) for m in hooked]
+    class MadeOutsideLeaves(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            made = func(*args, **(kwargs or {}))
+            if not inside_leaf[0] and not func.is_view and not func._schema.is_mutable:
+                count(made)
+            return made
+
+    def enter(module, _inputs):
+        if not any(True for _ in module.children()):
+            inside_leaf[0] += 1
+
+    def leave(module, _inputs, output):
+        if not any(True for _ in module.children()):
+            inside_leaf[0] -= 1
+            count(output)
+        elif every_module:
+            count(output)
+
+    handles = [h for m in model.modules() for h in (m.register_forward_pre_hook(enter), m.register_forward_hook(leave))]
     try:
-        model.eval()(network_input)
+        with MadeOutsideLeaves():
+            model.eval()(network_input)
     finally:
         for handle in handles:
             handle.remove()

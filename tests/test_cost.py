@@ -165,6 +165,27 @@ def test_the_footprint_covers_evaluation_and_the_served_throughput():
     assert training_footprint_bytes(run, fp32) == weights + 2 * 15_267_266_560 + 128 * held
 
 
+@pytest.mark.parametrize(("arch", "mels", "largest", "clips"), [
+    ("musicnn", 128, 64 * (128 - 51 + 1) * 187, 128),  # 933,504 per segment, 8,401,536 per clip
+    ("musicnn-787k", 96, 204 * (96 - 38 + 1) * 187, 106),  # 2,250,732 per segment, 20,256,588 per clip
+])
+def test_musicnns_evaluation_convolutions_count_towards_its_largest_tensor(arch, mels, largest, clips):
+    """MusiCNN evaluates its timbral branches with `F.conv2d` beside its modules (the pool over bands
+    comes first), so the largest tensor of its evaluation is no module's output: a timbral filter
+    0.4 x n_mels bands tall over the whole band axis, n_mels - h + 1 positions by the segment's 187
+    frames, for each filter. The paper's MusiCNN at 16 kHz, 128 mels: 64 filters 51 bands tall. Pons
+    et al.'s released MTT model (`musicnn-787k`, 96 mels): 204 filters 38 bands tall. A 29.1 s clip is
+    9 segments of 3 s; at 128 clips the released model's 2,592,843,264 elements pass 2^31 - 1."""
+    import architectures
+    from bench.train.fastpath import eval_clips
+
+    config = architectures.InputConfig(16000, mels, 1, 1820)
+    model, outputs = architectures.meta_output_elements(arch, config, 50, 1)
+    assert model.segments == 9 and model.input_frames == 187
+    assert max(outputs) == largest
+    assert eval_clips(arch, config, 50, {}, 128) == clips == min(128, (2**31 - 1) // (9 * largest))
+
+
 @pytest.mark.parametrize(("rate", "mels", "hop", "clips"), [
     (16000, 128, 1, 72),   # 128 x 128 x 1820 = 29,818,880 elements per clip
     (12000, 128, 1, 95),   # 128 x 128 x 1366 = 22,380,544

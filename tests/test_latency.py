@@ -124,3 +124,34 @@ def test_latency_at_batch_1_includes_the_front_end_and_the_network_alone_does_no
     measured = latency.measure_inference(Network(), Frontend(), 800, torch.device("cpu"), batch=4)
     assert measured["latency_ms"] == pytest.approx(1250) and measured["network_latency_ms"] == pytest.approx(250)
     assert measured["throughput_clips_per_second"] == pytest.approx(4 / 1.25)
+
+
+def test_the_served_batch_keeps_every_tensor_within_32_bit_indexing(monkeypatch):
+    """The throughput pass (64 clips, fp32) is capped as evaluation batches are: VGG at 22.05 kHz, 128
+    mels, hop x1 has 2,508 frames per 29.1 s clip (as librosa frames it, centred), so its first block
+    holds 128 x 128 x 2,508 = 41,091,072 elements per clip: 2.6e9 at 64 clips, and 52 clips stay under
+    2^31. At the paper's 16 kHz (1,820 frames, 29,818,880 per clip) 64 clips already fit."""
+    import dataclasses
+
+    import architectures
+    from architectures import InputConfig
+    from bench.spec import parse_spec
+    from bench.train import loop as train
+
+    per_clip = 128 * 128 * 2508
+    assert latency.served_batch("vgg", InputConfig(22050, 128, 1, 2508), 50, {}) == (2**31 - 1) // per_clip == 52
+    assert latency.served_batch("vgg", InputConfig(16000, 128, 1, 1820), 50, {}) == 64
+    raw = {"name": "wide", "seeds": [0], "dataset": {"name": "synthetic", "clip_seconds": 29.1, "n_tags": 50},
+           "grid": [{"arch": ["vgg"], "sample_rate": [22050], "n_mels": [128], "hop_multiplier": [1], "log": ["log"]}]}
+    (run,) = parse_spec(raw, "wide.toml").runs()
+    asked = []
+
+    def measure_inference(*args, batch, **kwargs):
+        asked.append(batch)
+        return {"batch": batch}
+    monkeypatch.setattr(latency, "measure_inference", measure_inference)
+    latency.untrained_latency(run.configuration, 29.1, 50, torch.device("cpu"))  # `bench plan --latency`
+    config = run.mel.input_config(29.1)
+    state = architectures.build("vgg", config, 50, **dataclasses.asdict(run.configuration.options)).state_dict()
+    served = train.served_inference(run, state, 50, None, torch.device("cpu"))  # a grid run's, after training
+    assert asked == [52, 52] and served["batch"] == 52

@@ -19,10 +19,17 @@ import time
 import torch
 
 from bench.data.views import eval_segments
-from bench.train.fastpath import EVAL_BATCH_FACTOR, sync
+from bench.train.fastpath import EVAL_BATCH_FACTOR, eval_clips, sync
 
 THROUGHPUT_BATCH = 64
 MIN_REPEATS = 5
+
+
+def served_batch(arch: str, input_config, n_tags: int, options: dict) -> int:
+    """Clips of the throughput pass: THROUGHPUT_BATCH, fewer where a tensor of the batch would pass
+    `bench.train.fastpath.INDEXED_ELEMENTS` (VGG at 22.05 kHz, 128 mels, hop x1: 41 M elements per
+    clip in its first block, 2.6e9 at 64 clips), as evaluation batches are capped."""
+    return eval_clips(arch, input_config, n_tags, options, THROUGHPUT_BATCH)
 
 
 def cuda_passes_without_grad(batch_size: int, precision: str) -> tuple[tuple[int, int], ...]:
@@ -90,7 +97,9 @@ def untrained_latency(configuration, clip_seconds: float, n_tags: int, device: t
 
     mel = configuration.mel
     torch.manual_seed(0)
-    model = architectures.build(configuration.arch, mel.input_config(clip_seconds), n_tags,
-                                **dataclasses.asdict(configuration.options)).to(device)
+    options = dataclasses.asdict(configuration.options)
+    model = architectures.build(configuration.arch, mel.input_config(clip_seconds), n_tags, **options).to(device)
     frontend = MelFrontend.from_config(mel).to(device)
-    return measure_inference(model, frontend, framing.clip_samples(clip_seconds, mel.sample_rate), device)
+    batch = served_batch(configuration.arch, mel.input_config(clip_seconds), n_tags, options)
+    return measure_inference(model, frontend, framing.clip_samples(clip_seconds, mel.sample_rate), device,
+                             batch=batch)
