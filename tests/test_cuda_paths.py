@@ -1878,6 +1878,72 @@ def test_a_grid_stopped_by_the_deadline_is_not_run_not_failed(monkeypatch, tmp_p
     assert "SKIP C4 torch.compile on: not finished: the deadline came 212 s into it" in capsys.readouterr().out
 
 
+def test_gpu_check_on_a_gpu_that_takes_one_process_runs_the_grids_first_and_skips_what_cannot_apply(
+        monkeypatch, tmp_path, capsys):
+    """On a GPU in the Exclusive_Process compute mode (common on clusters) a second process cannot start
+    CUDA: C3's two workers are refused by the grid itself, P1's runs at once cannot start, and once this
+    process has measured on the GPU (P1-P4) no grid's worker can use it. So C3 and P1's runs at once
+    do not apply (not failures), and the grids (C4/C5) run before the in-process checks."""
+    from bench.data import synthetic
+    from bench.tools import gpucheck
+
+    order = []
+
+    def passed(key):
+        def check(*args, **kwargs):
+            order.append(key)
+            checks = [a for a in args if isinstance(a, gpucheck.Check)]
+            for c in checks:
+                c.ok, c.detail = True, "stub"
+            return {} if key == "P1" else None
+        return check
+
+    exclusive = "0 (GPU-77aa0e1f-2c3d-4b5a-8e9f-aabbccddeeff, Exclusive_Process)"
+    monkeypatch.setattr(gpucheck, "exclusive_gpus", lambda: [exclusive])
+    for name, key in [("check_resident_bf16", "C1"), ("check_loader_fp16", "C2"), ("check_compile", "C4"),
+                      ("check_memory", "P2"), ("check_free_memory_rule", "P3"), ("check_loader", "P4")]:
+        monkeypatch.setattr(gpucheck, name, passed(key))
+    monkeypatch.setattr(gpucheck, "check_two_workers_one_gpu", lambda *a: pytest.fail("C3 ran"))
+    alone = []
+    monkeypatch.setattr(gpucheck, "check_throughput", lambda check, *args: (
+        alone.append(args[-1]), passed("P1")(check))[1])
+    monkeypatch.setattr(gpucheck, "smallest_consumption", lambda rows, batch: None)
+    monkeypatch.setattr(synthetic, "generate", lambda *a, **k: None)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    for name in fastpath.ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    out = tmp_path / "gpu-check.json"
+    assert gpucheck.run_checks(out, batch=32, shared_runs=3, deadline=None) == 0  # nothing failed or was cut
+    assert order == ["C1", "C2", "C4", "P1", "P2", "P3", "P4"]
+    assert alone == [f"GPU {exclusive} lets one process at a time use it"]
+    report = json.loads(out.read_text())
+    assert report["not_applicable"] == ["C3"] and report["not_run"] == []
+    c3 = next(c for c in report["checks"] if c["id"] == "C3")
+    assert c3["ok"] is None and c3["detail"].startswith("not applicable: GPU 0 (GPU-77aa0e1f")
+    printed = capsys.readouterr().out
+    assert "SKIP C3 " in printed and "8/8 checks passed" in printed and "not applicable: C3" in printed
+
+
+def test_p1_on_a_gpu_that_takes_one_process_judges_without_runs_at_once(monkeypatch):
+    from bench.tools import gpucheck
+
+    cases = {label: types.SimpleNamespace(label=label) for label in ("smallest", "headline", "largest", "loader")}
+    model = types.SimpleNamespace(analytic_macs=lambda: 25e9)
+    monkeypatch.setattr(gpucheck, "_cases", lambda: cases)
+    monkeypatch.setattr(gpucheck, "training_step", lambda case, batch: (None, model, None))
+    monkeypatch.setattr(gpucheck, "busy_fraction", lambda step, n: (0.9, 0.01, (0.0, 1.0)))
+    monkeypatch.setattr(gpucheck, "step_seconds", lambda step, n: 0.01)  # 6 x 25 GMAC x 32 / 10 ms: 480 TFLOP/s
+    monkeypatch.setattr(gpucheck, "shared_busy", lambda *a, **k: pytest.fail("runs at once started"))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    check = gpucheck.Check("P1", "training throughput and GPU busy")
+    rows = gpucheck.check_throughput(check, 32, 3, shared_alone="GPU 0 lets one process at a time use it")
+    assert check.ok is True  # 480 of an H100's 989 TFLOP/s: 49 %, busy 90 %
+    assert rows["smallest_shared"] == {"not_applicable": "GPU 0 lets one process at a time use it"}
+    assert "3 runs at once not applicable (GPU 0 lets one process at a time use it)" in check.detail
+
+
 def stub_grid(monkeypatch, root: Path, name: str, runs: list[dict], stdout: str = "") -> None:
     """gpu-check's grid of spec `name` answered with finished runs: each a result.json's fields plus
     `pid`, the process that trained it (its executions.jsonl)."""

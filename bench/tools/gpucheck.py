@@ -24,6 +24,10 @@ runs of 5,000 steps or more, and `bench perf --device cuda` times the compiled s
 checks judge the default execution path: BENCH_RESIDENT, BENCH_COMPILE and BENCH_COMPILE_BACKEND
 are cleared, and set only where a check checks them.
 
+On a GPU that lets one process at a time use it (nvidia-smi's Exclusive_Process compute mode), C3 and
+P1's runs at once do not apply (SKIP, `not_applicable` in the JSON, not a failure), and C4-C5 run
+right after C2: once this process has measured on the GPU, no grid's worker could start CUDA there.
+
 All of it keeps to `--deadline` (600 s by default): a check that would start with less time left than
 it needs is not run (SKIP, and exit status 1), and each grid gets at most the time left. Stopped by
 SIGTERM or Ctrl-C, it kills the grids it started (their own process groups) and leaves the JSON with
@@ -55,7 +59,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from bench.run.gpus import others_on_cuda_device, sharing_note, visible_selection
+from bench.run.gpus import exclusive_gpus, others_on_cuda_device, sharing_note, visible_selection
 from bench.tools.peaks import HEADLINE_FRACTION_OF_BF16_PEAK, bf16_peak_tflops
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository (bench/tools/gpucheck.py)
@@ -463,7 +467,9 @@ def training_step(case, batch: int):
 
 
 def check_throughput(check: Check, batch: int, shared_runs: int, peak: float | None = None,
-                     deadline: Deadline | None = None) -> dict:
+                     deadline: Deadline | None = None, shared_alone: str | None = None) -> dict:
+    """P1. `shared_alone`: why the several-runs-at-once part does not apply on this GPU (it takes one
+    process at a time), or None to measure it."""
     import torch
 
     name = torch.cuda.get_device_name()
@@ -482,23 +488,27 @@ def check_throughput(check: Check, batch: int, shared_runs: int, peak: float | N
                        "kernel_seconds_per_step": busy * profiled_step}
         del step, model
         torch.cuda.empty_cache()
-    shared = shared_busy(cases["smallest"], batch, shared_runs,
-                         shared_steps(rows["smallest"]["step_seconds"], shared_runs),
-                         (deadline or Deadline(None)).bound(300), rows["smallest"]["kernel_seconds_per_step"])
+    if shared_alone:  # a GPU that takes one process at a time: the grid gives it one run, so this does not apply
+        shared = {"not_applicable": shared_alone}
+    else:
+        shared = shared_busy(cases["smallest"], batch, shared_runs,
+                             shared_steps(rows["smallest"]["step_seconds"], shared_runs),
+                             (deadline or Deadline(None)).bound(300), rows["smallest"]["kernel_seconds_per_step"])
     rows["smallest_shared"] = shared
     head, small = rows["headline"], rows["smallest"]
     fraction = head["fraction_of_bf16_peak"]
     check.numbers = {"device": name, "bf16_dense_peak_tflops": peak, "batch": batch, **rows}
     # a GPU whose peak is not in the table cannot prove the headline target: it fails, saying so
     check.ok = (head["busy"] >= TARGETS["busy_headline"]
-                and shared.get("busy", 0) >= TARGETS["busy_smallest_shared"]
+                and (bool(shared_alone) or shared.get("busy", 0) >= TARGETS["busy_smallest_shared"])
                 and fraction is not None and fraction >= TARGETS["headline_fraction_of_peak"])
     share = (f"{100 * fraction:.0f} % of bf16 peak" if fraction is not None
              else f"bf16 peak of {name!r} unknown: give it with --bf16-peak-tflops")
+    at_once = (f"{shared_runs} runs at once not applicable ({shared_alone})" if shared_alone
+               else f"{shared_runs} runs at once busy {100 * shared.get('busy', 0):.0f} %")
     check.detail = (f"headline {head['tflops']:.0f} TFLOP/s ({share}), busy {100 * head['busy']:.0f} %; "
-                    f"smallest {small['clips_per_second']:.0f} "
-                    f"clips/s busy {100 * small['busy']:.0f} %, {shared_runs} runs at once busy "
-                    f"{100 * shared.get('busy', 0):.0f} %; largest {rows['largest']['tflops']:.0f} TFLOP/s")
+                    f"smallest {small['clips_per_second']:.0f} clips/s busy {100 * small['busy']:.0f} %, {at_once}; "
+                    f"largest {rows['largest']['tflops']:.0f} TFLOP/s")
     return rows
 
 
@@ -730,6 +740,11 @@ def run_checks(out: Path, batch: int, shared_runs: int, keep: bool = False, only
     cleared = clear_switches(os.environ)
     if cleared:
         print(f"not used by the checks: {', '.join(cleared)} (they judge the default execution path)")
+    one_process = exclusive_gpus()
+    alone = (f"GPU {', '.join(one_process)} lets one process at a time use it" if one_process else None)
+    if alone:
+        print(f"note: {alone}: C3 and P1's runs at once do not apply (a grid gives such a GPU one worker), and "
+              "C4/C5 run before the checks that measure in this process", flush=True)
     others = others_on_cuda_device(0)  # before any check: a job sharing the GPU is in every figure
     note = sharing_note(others)
     if note:
@@ -746,6 +761,7 @@ def run_checks(out: Path, batch: int, shared_runs: int, keep: bool = False, only
     started = time.perf_counter()
     rows: dict = {}
     not_run: list[str] = []
+    not_applicable: list[str] = []
 
     def report() -> dict:  # numbers may hold numpy or torch values: as text where JSON has no type for them
         checks_run = [{"id": c.id, "title": c.title, "ok": c.ok, "detail": c.detail, "numbers": c.numbers}
@@ -753,6 +769,7 @@ def run_checks(out: Path, batch: int, shared_runs: int, keep: bool = False, only
         return json.loads(json.dumps({"device": torch.cuda.get_device_name(), "torch": torch.__version__,
                                       "targets": TARGETS, "deadline_seconds": deadline,
                                       "seconds": time.perf_counter() - started, "not_run": not_run,
+                                      "not_applicable": not_applicable,
                                       "others_on_gpu": others,
                                       "checks": checks_run}, default=str))
 
@@ -807,15 +824,25 @@ def run_checks(out: Path, batch: int, shared_runs: int, keep: bool = False, only
         with cleaned_up():
             attempt(("C1",), lambda: check_resident_bf16(ws, checks["C1"]), functional=True)
             attempt(("C2",), lambda: check_loader_fp16(ws, checks["C2"]), functional=True)
-            attempt(("C3",), lambda: check_two_workers_one_gpu(ws, checks["C3"]), functional=True)
-            attempt(("P1",), lambda: rows.update(check_throughput(checks["P1"], batch, shared_runs, peak, limit)))
+            if alone:
+                checks["C3"].detail = f"not applicable: {alone}; a second worker on it could not start CUDA"
+                not_applicable.append("C3")
+                if not only or "C3" in only:
+                    print(checks["C3"].line(), flush=True)
+                # the grids' processes first: once this process measures on the GPU it holds it
+                attempt(("C4", "C5"), lambda: check_compile(ws, checks["C4"], checks["C5"]), functional=True)
+            else:
+                attempt(("C3",), lambda: check_two_workers_one_gpu(ws, checks["C3"]), functional=True)
+            attempt(("P1",), lambda: rows.update(check_throughput(checks["P1"], batch, shared_runs, peak, limit,
+                                                                  alone)))
             attempt(("P2",), lambda: check_memory(checks["P2"], batch))
             attempt(("P3",), lambda: check_free_memory_rule(checks["P3"]))
             attempt(("P4",), lambda: check_loader(checks["P4"], batch, smallest_consumption(rows, batch)))
-            # compilation last: the slowest and least predictable, a time limit reached there keeps P1-P4;
-            # its grid gets back the memory P1-P3 left in this process's allocator cache
-            torch.cuda.empty_cache()
-            attempt(("C4", "C5"), lambda: check_compile(ws, checks["C4"], checks["C5"]), functional=True)
+            if not alone:
+                # compilation last: the slowest and least predictable, a time limit reached there keeps
+                # P1-P4; its grid gets back the memory P1-P3 left in this process's allocator cache
+                torch.cuda.empty_cache()
+                attempt(("C4", "C5"), lambda: check_compile(ws, checks["C4"], checks["C5"]), functional=True)
     finally:
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
@@ -825,7 +852,10 @@ def run_checks(out: Path, batch: int, shared_runs: int, keep: bool = False, only
     failed = [c.id for c in ran if not c.ok]
     print(f"{len(ran) - len(failed)}/{len(ran)} checks passed in {final['seconds']:.0f} s on {final['device']}"
           f"{'; failed: ' + ', '.join(failed) if failed else ''}"
-          f"{'; not run for the deadline: ' + ', '.join(not_run) if not_run else ''}; {out}")
+          f"{'; not run for the deadline: ' + ', '.join(not_run) if not_run else ''}"
+          f"{'; not applicable: ' + ', '.join(not_applicable) if not_applicable else ''}; {out}")
+    if keep:
+        print(f"scratch folder kept: {root} (data, specs, run folders)")
     return 1 if failed or not_run else 0
 
 
