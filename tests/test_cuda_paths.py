@@ -1484,8 +1484,8 @@ GPU_APPS = f"31337, {H100}, 20460\n4242, {OTHER}, 512\n"
 
 def answers(load: str, apps: str):
     def nvidia_smi(argv, run=None):
-        return {"--query-gpu=uuid,utilization.gpu,memory.used": load,
-                "--query-compute-apps=pid,gpu_uuid,used_memory": apps}[argv[0]]
+        return {"--query-gpu=uuid,utilization.gpu,memory.used": load,  # other queries: as if it failed
+                "--query-compute-apps=pid,gpu_uuid,used_memory": apps}.get(argv[0])
     return nvidia_smi
 
 
