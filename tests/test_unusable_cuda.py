@@ -72,6 +72,11 @@ def test_the_reason_names_what_keeps_cuda_from_the_gpus(gpu_box_with_an_old_driv
     for hidden in ("", "-1", "NoDevFiles"):  # a job that asked for no GPU, or a scheduler's "none"
         assert devices.why_no_cuda(environ={"CUDA_VISIBLE_DEVICES": hidden}) == \
             f"this machine has 2 NVIDIA GPU(s), and CUDA_VISIBLE_DEVICES={hidden!r} hides them all"
+    def no_gpus():  # torch's words for a selection that names no GPU of this box
+        raise RuntimeError("No CUDA GPUs are available")
+    monkeypatch.setattr(torch.cuda, "init", no_gpus)
+    assert devices.why_no_cuda(environ={"CUDA_VISIBLE_DEVICES": "GPU-0b1c2d3e"}).endswith(
+        "cannot use them: No CUDA GPUs are available (CUDA_VISIBLE_DEVICES='GPU-0b1c2d3e')")
     monkeypatch.setattr(torch.version, "cuda", None)  # a wheel from the CPU-only index
     assert "is a CPU-only build; install one built for CUDA" in devices.why_no_cuda()
 

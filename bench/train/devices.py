@@ -41,6 +41,8 @@ def why_no_cuda(run=None, environ=None, driver_gpus=None) -> str | None:
         reason = first_line(exc)
     else:
         reason = "CUDA started but shows no device"
+    if selection is not None:  # a stale or mistyped selection shows as "no CUDA GPUs are available"
+        reason += f" (CUDA_VISIBLE_DEVICES={selection!r})"
     return f"{gpus}, but torch {torch.__version__} (CUDA {torch.version.cuda}) cannot use them: {reason}"
 
 
