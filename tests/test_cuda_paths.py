@@ -311,8 +311,9 @@ def test_a_capped_evaluation_batch_scores_as_the_full_one(monkeypatch, arch):
     capped_targets, capped_scores = capped.predict("valid")
     np.testing.assert_array_equal(targets, capped_targets)
     np.testing.assert_allclose(capped_scores, scores, rtol=1e-4, atol=1e-6)
-    segments = capped.model.segments or 1
-    assert clips == [segments] * 10  # the valid split's 10 clips one at a time (MusiCNN: a clip's segments)
+    # the valid split's 10 clips one at a time; MusiCNN's 1 s clip (32 frames at hop 512) holds two
+    # 0.5 s segments of 15 frames
+    assert clips == [{"vgg": 1, "musicnn": 2}[arch]] * 10
 
 
 @pytest.mark.parametrize("limit", ["recompile_limit", "accumulated_recompile_limit"])
@@ -478,8 +479,9 @@ def test_a_dead_workers_slot_is_free_again(tmp_path):
     import sys
 
     code = ("import sys; from pathlib import Path; from bench.run import gpus; "
-            "gpus.claim_gpu(['GPU-aaa'], 1, 0, Path(sys.argv[1])); print('held')")
-    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, capture_output=True)
+            "print(gpus.claim_gpu(['GPU-aaa'], 1, 0, Path(sys.argv[1])).slot)")
+    child = subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, capture_output=True, text=True)
+    assert child.stdout.strip() == "0"  # the child held slot 0 until it exited, without releasing it
     claim = gpus.claim_gpu(["GPU-aaa"], 1, 0, tmp_path)
     assert claim.slot == 0
 
@@ -712,7 +714,7 @@ def test_a_cuda_worker_keeps_to_its_share_of_the_cpus(monkeypatch):
         assert inductor_config.compile_threads == 6
     monkeypatch.setattr(fastpath, "_runs_per_gpu", 1)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    assert fastpath.loader_workers() == fastpath.MAX_LOADER_WORKERS  # one run on a 64-core box
+    assert fastpath.loader_workers() == 4  # one run on a 64-core box: at most 4 per split
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1310,7 +1312,7 @@ def test_a_slurm_task_reads_with_its_own_cpus(monkeypatch):
         assert fastpath.fast_path(cuda).loader_workers == 4
         # `bench grid` itself inside an allocation (the local launcher): its workers share the CPUs
         monkeypatch.delenv("SUBMITIT_EXECUTOR")
-        assert fastpath.fast_path(cuda).loader_workers == max(1, min(4, bound // 8))
+        assert fastpath.fast_path(cuda).loader_workers == {8: 1, 64: 4}[bound]  # 8 runs share them
     monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "2")
     assert fastpath.fast_path(cuda).loader_workers == 2
@@ -1364,16 +1366,24 @@ def test_best_weights_between_checkpoints_survive_a_kill(monkeypatch, tmp_path):
 
 
 def test_musicnn_trains_on_segment_frames_only(monkeypatch, tmp_path):
-    """The front end computes the segment's frames, not the whole clip's (which it used to cut)."""
+    """The front end computes the segment's frames, not the whole clip's (which it used to cut). Here
+    16 kHz with hop 2 x 256 = 512 samples: a 0.5 s segment is 8,000 / 512 = 15 whole frames; a 2 s
+    clip, centred, 1 + 32,000 / 512 = 63, in which evaluation finds 63 // 15 = 4 segments."""
     (run,) = tiny_runs(archs=("musicnn",), epochs=1, seconds=2.0)
     trainer = train.Trainer(run, ToyCache(seconds=2.0), CPU, log=lambda *_: None)
-    whole = []
-    real = trainer.frontend.forward
-    monkeypatch.setattr(trainer.frontend, "forward", lambda wave: (whole.append(1), real(wave))[1])
+    frames = []  # the frames of every power spectrogram the mel filterbank is given
+    real = trainer.frontend.mel.mel_scale.forward
+    monkeypatch.setattr(trainer.frontend.mel.mel_scale, "forward",
+                        lambda power: (frames.append(power.shape[-1]), real(power))[1])
+    inputs = []
+    trainer.model.register_forward_pre_hook(lambda _module, args: inputs.append(tuple(args[0].shape[-2:])))
     trainer.train_epoch(1)
-    assert whole == []  # training never ran the whole-clip front end
+    assert frames and set(frames) == {15}  # training never computed the whole clip's frames
+    assert set(inputs) == {(16, 15)}  # 16 mel bands
+    frames.clear()
+    inputs.clear()
     trainer.evaluate("valid")
-    assert whole  # evaluation does: every segment of the clip is used
+    assert set(frames) == {63} and trainer.model.segments == 4  # evaluation: the clip, every segment used
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1446,7 +1456,7 @@ def test_several_runs_per_gpu_are_not_chosen_where_a_gpu_takes_one_process(monke
     monkeypatch.setattr(grid, "_gpu_free_bytes", lambda: 140 * 2**30)
     small = [r for r in spec.runs() if (r.mel.sample_rate, r.mel.n_mels, r.mel.hop_multiplier) == (12000, 32, 1)]
     k, why = auto_runs_per_gpu(spec, small, tmp_path)
-    assert (k == 1) == bool(found), why
+    assert k == (1 if found else 4), why  # 3.3 GiB estimated per run on 140 GiB free: the cap of 4
 
 
 # a workstation of two models: nvidia-smi lists them in PCI bus order, the RTX 4090 first
@@ -1586,7 +1596,7 @@ def paper_vgg_runs_with_one_finished(tmp_path, shape: tuple, cost: dict):
 
 
 def test_runs_per_gpu_prefers_the_peak_a_finished_run_measured(tmp_path):
-    """A finished run of the largest configuration measured 30 GB (more than the 11.4 GB estimate):
+    """A finished run of the largest configuration measured 30 GB (more than the 14.9 GiB estimate):
     on an 80 GB GPU only one such run fits in half of it."""
     spec, runs = paper_vgg_runs_with_one_finished(tmp_path, (16000, 128, 1), {"peak_memory_bytes": 30 * 2**30})
     k, why = auto_runs_per_gpu(spec, runs[1:], tmp_path, memory_bytes=80 * 2**30)
@@ -1940,6 +1950,8 @@ def test_p1_on_a_gpu_that_takes_one_process_judges_without_runs_at_once(monkeypa
     check = gpucheck.Check("P1", "training throughput and GPU busy")
     rows = gpucheck.check_throughput(check, 32, 3, shared_alone="GPU 0 lets one process at a time use it")
     assert check.ok is True  # 480 of an H100's 989 TFLOP/s: 49 %, busy 90 %
+    assert rows["headline"]["tflops"] == pytest.approx(480)
+    assert check.detail.startswith("headline 480 TFLOP/s (49 % of bf16 peak), busy 90 %")
     assert rows["smallest_shared"] == {"not_applicable": "GPU 0 lets one process at a time use it"}
     assert "3 runs at once not applicable (GPU 0 lets one process at a time use it)" in check.detail
 

@@ -24,7 +24,6 @@ import contextlib
 import dataclasses
 import itertools
 import json
-import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -319,6 +318,10 @@ def test_fp16_training_with_loss_scaling_keeps_every_tensor_on_the_gpu(fake_cuda
         y_true, y_score = trainer.predict("valid")
     assert seen == 16 and len(fake_cuda.backward_passes) == 2
     assert y_score.shape == (9, 3)
+    # the loss scale and its growth count stay on the device (fused Adam reads them there), as do Adam's moments
+    assert trainer.scaler._scale.device.type == "cuda" and trainer.scaler._growth_tracker.device.type == "cuda"
+    assert {s["exp_avg"].device.type for s in trainer.optimizer.state.values()} == {"cuda"}
+    assert [loader.loader.pin_memory for loader in trainer.loaders.values()] == [True, True]
 
 
 def _loss_scaling_on_the_fake_device(monkeypatch) -> None:
@@ -351,13 +354,27 @@ def test_a_run_trains_checkpoints_and_resumes_on_the_gpu(fake_cuda, monkeypatch,
         raise KeyboardInterrupt
 
     logged = []
+    restored = []  # where the resumed optimiser's state lives once loaded
+    real_load = train.load_optimizer_state
+
+    def load_optimizer_state(optimizer, state, path):
+        real_load(optimizer, state, path)
+        restored.append({t.device.type for s in optimizer.state.values() for t in s.values()
+                         if isinstance(t, torch.Tensor)})
+    monkeypatch.setattr(train, "load_optimizer_state", load_optimizer_state)
     with fake_cuda.mode:
         with pytest.raises(Interrupted, match="resume .* from epoch 2"):
             train.train_run(run, ToyCache(clips=(21, 9, 9)), tmp_path, CUDA, log=logged.append, epoch_log=ctrl_c)
         result = train.train_run(run, ToyCache(clips=(21, 9, 9)), tmp_path, CUDA, log=logged.append)
     assert f"resuming {run.run_id} after epoch 1" in logged and result["epochs"] == 2
+    assert restored == [{"cuda"}]  # fused Adam's moments and step counts back on the device
+    assert (tmp_path / train.BEST).exists()
     assert result["fast_path"]["device"] == "cuda" and result["fast_path"]["loss_scaling"] == (precision == "fp16")
-    assert result["inference"]["device"] == "cuda" and result["peak_memory_bytes"] is not None
+    # the fake answers 1 GiB allocated at the peak and 2 GiB reserved; the run's own peak leaves out its
+    # worker's resident waveforms: 39 clips of 1 s at 16 kHz in float16
+    assert result["inference"]["device"] == "cuda"
+    assert result["peak_memory_bytes"] == 2**30 - 39 * 16000 * 2
+    assert result["peak_reserved_bytes"] == 2 * 2**30 - 39 * 16000 * 2
     states = fake_cuda.generator_states
     assert len(states) == 1 and states[0].device.type == "cpu"  # as CUDA's generator takes it
     assert set(result["test"]) >= {"roc_auc", "pr_auc", "per_tag"}
@@ -428,7 +445,7 @@ def test_inference_latency_is_measured_on_the_gpu(fake_cuda, monkeypatch, arch):
     (run,) = tiny_runs(archs=(arch,))
     measured = latency.untrained_latency(run.configuration, run.dataset.clip_seconds, 3, CUDA)
     assert seen and set(seen) == {"cuda"}
-    assert measured["batch"] == latency.THROUGHPUT_BATCH and measured["latency_ms"] >= 0
+    assert measured["batch"] == 64 and measured["latency_ms"] >= 0
 
 
 def test_bench_perf_on_a_gpu_measures_its_levers_and_judges_the_gpu_targets(fake_cuda, monkeypatch):
@@ -535,9 +552,18 @@ def test_gpu_check_performance_checks_run_their_cuda_code(fake_cuda, monkeypatch
     # whose first block's output (128 x 128 x 1820 elements each) stays within 32-bit indexing
     assert ("vgg 16k 128x1820 x1", 32) in batches and ("vgg 16k 128x1820 x1", 72) in batches
     checks = {c["id"]: c for c in json.loads(out.read_text())["checks"]}
-    for key in ("P1", "P2", "P3", "P4"):
-        assert checks[key]["ok"] is not None and not re.match(r"\w+(Error|Exception):", checks[key]["detail"]), \
-            checks[key]["detail"]
+    # each line is the check's own verdict, which a crash (failed as "<its class>: <message>") cannot give
+    assert checks["P1"]["detail"].startswith("headline ") and checks["P1"]["ok"] is not None
+    assert checks["P4"]["detail"].startswith("vgg 16k 48x182 x10: loader ") and checks["P4"]["ok"] is not None
+    # P2 and P3 follow from the fake's memory answers: 1 GiB allocated at any peak, 2 GiB reserved, 60 GiB
+    # free; the estimate of the largest run (hand-derived in test_cost) covers what was measured
+    assert checks["P2"]["ok"] is True and checks["P2"]["detail"].startswith(
+        "vgg 16k 128x1820 x1: training 1.0 GiB (batch 32; 1.0 GiB after the first steps), evaluation 1.0 GiB "
+        "(batch 72), reserved 2.0 GiB; estimate 14.9 GiB")
+    # waveforms may take half of free + cached: (60 + 1) / 2 = 30.5 GiB, where free alone allowed 30
+    assert checks["P3"]["ok"] is True and checks["P3"]["detail"].startswith(
+        "driver free 60.0 GiB + allocator cache 1.0 GiB: 30.50 GiB of waveforms fit")
+    assert "(counting free memory only allowed 30.00 GiB)" in checks["P3"]["detail"]
     assert checks["P1"]["numbers"]["headline"]["case"] == "vgg 12k 96x1366 x1"  # the paper's 96 x 1366
     assert checks["P2"]["numbers"]["case"] == "vgg 16k 128x1820 x1"  # the largest input of Table II
     assert checks["P4"]["numbers"]["clips_per_second_resident"] > 0
@@ -570,4 +596,5 @@ def test_bench_grid_on_a_gpu_trains_every_run_there(fake_cuda, monkeypatch, tmp_
         assert result["provenance"]["device_name"] == "NVIDIA H100 80GB HBM3"
         assert path["resident_data"] and path["fused_adam"] and path["channels_last"]
         assert path["amp_dtype"] == result["training"]["amp_dtype"] == "bfloat16"
-        assert result["cost"]["epochs"] == 2 and result["cost"]["peak_memory_bytes"] is not None
+        # the fake's 1 GiB peak less the worker's resident waveforms: 48 clips of 3 s at 16 kHz in float16
+        assert result["cost"]["epochs"] == 2 and result["cost"]["peak_memory_bytes"] == 2**30 - 48 * 48000 * 2
