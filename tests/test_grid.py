@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench.cli import main
@@ -91,6 +92,9 @@ def test_tiny_grid_end_to_end_through_the_cli(workspace):
         m, c = result["metrics"], result["cost"]
         assert 0.0 <= m["roc_auc"] <= 1.0 and 0.0 <= m["pr_auc"] <= 1.0
         assert m["per_tag"] and all(0 <= t["roc_auc"] <= 1 for t in m["per_tag"].values())
+        # the macro averages are the per-tag figures' means, over the tags that could be scored
+        assert m["roc_auc"] == pytest.approx(np.mean([t["roc_auc"] for t in m["per_tag"].values()]))
+        assert m["pr_auc"] == pytest.approx(np.mean([t["pr_auc"] for t in m["per_tag"].values()]))
         assert c["epochs"] == 2 and c["best_epoch"] in (1, 2)  # max_epochs 2; patience 3 cannot stop it earlier
         assert c["gmac"] > 0 and c["train_seconds"] > 0 and c["clips_per_second"] > 0
         # inference measured after training: ms per clip at batch 1 (front end + network >= network alone)
@@ -109,6 +113,10 @@ def test_tiny_grid_end_to_end_through_the_cli(workspace):
         assert loaded.name == run_id and loaded.tags == result["tag_names"]
         # the recorded parameters are the trained network's, counted by torch (the front end has none)
         assert c["params"] == sum(p.numel() for p in loaded.model.parameters())
+        if result["config"]["arch"] == "vgg":  # by hand: the paper's 128/384/768/2048 channels at width 1/16
+            # input BatchNorm 2; 3x3 convs with bias and BatchNorm: 9x1x8+8+16, 9x8x24+24+48, 9x24x48+48+96,
+            # 9x48x128+128+256; the synthetic dataset's 17 tags: 128x17+17
+            assert c["params"] == 2 + 96 + 1_800 + 10_512 + 55_680 + 2_193 == 70_283
         assert loaded.frontend.config.n_mels == result["config"]["n_mels"] == 32
     assert "2 ok, 0 failed, 0 not run" in proc.stdout
     # the report runs at the end of the grid
@@ -142,8 +150,12 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_run(workspace):
     assert not list(runs.glob(f"*/{RESULT}")), "the run finished before the kill; make it longer"
     dry = bench(workspace, "grid", str(killed), "--device", "cpu", "--dry-run")
     assert "would resume" in dry.stdout
-    assert bench(workspace, "grid", str(killed), "--device", "cpu", "--no-report").returncode == 0
+    rerun = bench(workspace, "grid", str(killed), "--device", "cpu", "--no-report")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     (resumed,) = results_of(workspace, "killed").values()
+    # it resumed from the checkpoint, not from scratch (which, deterministic, would give the same figures)
+    assert re.search(rf"resuming {resumed['run_id']} after epoch [1-9]", rerun.stdout), rerun.stdout
+    assert executions(workspace, "killed") == {resumed["run_id"]: 2}
     (reference,) = results_of(workspace, "clean").values()
     assert resumed["status"] == "ok"
     assert resumed["run_id"] == reference["run_id"]  # same content, same id (different spec names)
@@ -294,12 +306,16 @@ def test_nan_loss_is_recorded_as_failed_and_the_grid_goes_on(workspace, monkeypa
     assert "progress: 1/2 runs done, 1 failed, elapsed " in out
     assert f"  each failed run's traceback: {runs}/<run_id>/error.txt; bench grid --retry-failed reruns them" in out
     assert f"  done {results['musicnn']['run_id']}: " in out and ", 1 epoch, " in out
-    # --retry-failed reruns it (here: fails again, recorded again); without it the run is skipped
+    # without --retry-failed the failed run is left as it is; with it, it is run again (now with finite losses)
     monkeypatch.setattr(train.Trainer, "_forward", real_forward)
     assert main(["grid", str(spec), "--results", str(workspace / "results"), "--device", "cpu", "--dry-run"]) == 0
     assert "failed: NonFiniteLoss" in capsys.readouterr().out
+    assert run_grid(str(spec), GridOptions(results=str(workspace / "results"), device="cpu")) == 1
+    assert executions(workspace, "nan")[failed] == 1 and results_of(workspace, "nan")[failed]["status"] == "failed"
     assert run_grid(str(spec), GridOptions(results=str(workspace / "results"), device="cpu", retry_failed=True)) == 0
-    assert torch.isfinite(torch.tensor(results_of(workspace, "nan")[results["vgg"]["run_id"]]["metrics"]["roc_auc"]))
+    retried = results_of(workspace, "nan")[failed]
+    assert retried["status"] == "ok" and "error" not in retried and executions(workspace, "nan")[failed] == 2
+    assert torch.isfinite(torch.tensor(retried["metrics"]["roc_auc"]))
 
 
 def test_submitit_local_executor_runs_a_two_run_grid(workspace):

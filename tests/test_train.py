@@ -7,11 +7,18 @@ from bench.core.errors import UserError
 from bench.train.loop import resolve_device
 
 
-def test_resolve_device():
+@pytest.mark.parametrize("cuda", [True, False])
+def test_resolve_device(monkeypatch, cuda):
+    from bench.train import devices
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(devices, "nvidia_gpus", lambda *args: 0)  # no GPU this torch cannot use
     assert resolve_device("cpu") == torch.device("cpu")
-    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(UserError, match="no CUDA device"):
+    if cuda:
+        assert resolve_device("auto") == resolve_device("cuda") == torch.device("cuda")
+    else:
+        assert resolve_device("auto") == torch.device("cpu")
+        with pytest.raises(UserError, match=r"^--device cuda: no CUDA device is available \(use --device cpu or auto"):
             resolve_device("cuda")
     with pytest.raises(UserError, match="auto, cpu or cuda"):
         resolve_device("tpu")
