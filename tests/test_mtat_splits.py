@@ -106,7 +106,10 @@ def test_split_files_in_musicnn_training_tsv_format_with_crlf(tmp_path):
     (folder / "val_gt_mtt.tsv").write_bytes(b"10\t[0, 1, 0]\r\n")
     (folder / "test_gt_mtt.tsv").write_bytes(b"18\t[0, 1, 1]\r\n26\t[1, 1, 0]\r\n")
     index = read_mtat(root, n_tags=3, split_file=str(folder))
-    assert index.counts() == {"train": 2, "valid": 1, "test": 2}
+    assert {c.clip_id: c.split for c in index.clips} == {"2": "train", "6": "train", "10": "valid", "18": "test",
+                                                         "26": "test"}
+    excluded = {clip: reason for clip, reason in index.excluded}
+    assert excluded["14"].startswith("not in the split") and excluded["22"].startswith("not in the split")
 
 
 def test_split_files_as_python2_pickles_of_paths(tmp_path):
@@ -177,7 +180,9 @@ def real_sample_mtat(root: Path) -> dict[str, str]:
 def test_the_published_split_files_of_sota_and_lee_read_as_published(tmp_path):
     """Entries sampled from the real files (tests/data/mtat_splits/README.md): sota's "<row>\t<path>"
     strings and Lee et al.'s pickled "<folder>/<name>.npy" lists put every clip in its split, and the
-    two agree where they list the same clips (sota's valid and test lists are Lee et al.'s)."""
+    two agree where they list the same clips (sota's valid and test lists are Lee et al.'s): every
+    train clip (sota's train list is made here from Lee et al.'s sample) and, of the sampled valid and
+    test entries, the one clip both samples hold, a test clip."""
     root = tmp_path / "mtat"
     id_of = real_sample_mtat(root)
     sota = tmp_path / "sota"
@@ -202,7 +207,8 @@ def test_the_published_split_files_of_sota_and_lee_read_as_published(tmp_path):
     lee_split = {c.clip_id: c.split for c in lee.clips}
     assert lee.counts() == {"train": 153, "valid": 16, "test": 44}  # every 100th of 15,244 / 1,529 / 4,332
     assert all(lee_split[clip] == split for clip, split in expected.items() if clip in lee_split)
-    assert len(set(lee_split) & set(expected)) > len(lee_train)  # the lists share clips beyond the train sample
+    shared = (set(lee_split) & set(expected)) - {id_of[p[:-4] + ".mp3"] for p in lee_train}
+    assert [(expected[clip], lee_split[clip]) for clip in shared] == [("test", "test")]
     unlisted = [line.split("\t")[0] for line in (REAL / "index_mtt_sample.tsv").read_text().splitlines()[-5:]]
     for index in (read, lee):
         assert set(unlisted) <= {clip for clip, reason in index.excluded if reason.startswith("not in the split")}

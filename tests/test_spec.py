@@ -48,11 +48,24 @@ def test_paper_musicnn_and_msd_specs():
     assert msd.dataset.name == "msd"
 
 
+# runs of each shipped spec, configurations x seeds as each file's header derives them
+SHIPPED_RUNS = {
+    "demo": 17 * 2,  # VGG 4 mel counts x 3 hops, 12 kHz and dB references, a half-width VGG, MusiCNN x 2
+    "jamendo-top50": 12 * 3,  # 2 rates x 3 mel counts x 2 hops
+    "paper-msd": 18 * 3,  # Table V: VGG 3 mel counts x 2 hops x 2 rates, MusiCNN 3 x 1 x 2
+    "paper-mtat-musicnn": 12 * 3,  # Table IV: 3 mel counts x 2 rates x 2 log types
+    "paper-mtat-vgg": 88 * 3,  # Table II, each with both log types
+    "scaling-mtat-vgg": 10 * 3,  # input against width
+}
+
+
 def test_every_spec_in_specs_loads():
+    runs = {}
     for path in sorted(SPECS.glob("*.toml")):
         spec = load_spec(path)
         assert spec.name == path.stem
-        assert spec.runs()
+        runs[spec.name] = len(spec.runs())
+    assert runs == SHIPPED_RUNS
 
 
 def test_blocks_union_and_deduplicate(write_spec):
@@ -102,7 +115,7 @@ def _all_variants(run):
     for name, value in [("sample_rate", 16000), ("n_mels", 48), ("hop_multiplier", 2), ("log", "dB")]:
         yield replace(run, configuration=replace(c, mel=replace(c.mel, **{name: value})))
     for name, value in [("name", "mtat"), ("clip_seconds", 10.0), ("n_tags", 10), ("drop_untagged", True),
-                        ("clips", 100), ("seed", 7)]:
+                        ("clips", 100), ("seed", 7), ("split", "won"), ("split_file", "splits/"), ("subset", "genre")]:
         yield dataclasses.replace(run, dataset=dataclasses.replace(run.dataset, **{name: value}))
     for f in dataclasses.fields(run.protocol):
         value = getattr(run.protocol, f.name)
@@ -113,7 +126,7 @@ def _all_variants(run):
 def test_run_id_changes_with_any_field(write_spec):
     run = load_spec(write_spec(MINIMAL_SPEC)).runs()[0]
     variants = list(_all_variants(run))
-    assert len(variants) == 13 + len(dataclasses.fields(run.protocol))
+    assert len(variants) == 16 + len(dataclasses.fields(run.protocol))
     ids = {v.run_id for v in variants}
     assert run.run_id not in ids
     assert len(ids) == len(variants)
