@@ -59,7 +59,9 @@ def test_exported_network_matches_pytorch_on_the_reference_patches(tmp_path, arc
     assert np.abs(got - expected).max() <= 1e-5 * max(1.0, np.abs(expected).max())
     sidecar = json.loads((tmp_path / "m.onnx.json").read_text())
     assert sidecar["input"] == {"name": "mel", "shape": ["batch", 96, 187], "dtype": "float32",
-                                "what": sidecar["input"]["what"]}
+                                "what": "log-mel patch (bands x frames), the front end below"}
+    assert {k: sidecar["output"][k] for k in ("name", "shape", "dtype")} == {
+        "name": "logits", "shape": ["batch", 5], "dtype": "float32"}
     assert sidecar["tags"] == ["t0", "t1", "t2", "t3", "t4"] and sidecar["check"]["max_abs_difference"] <= 1e-5
     if arch == "musicnn":  # its timbral filters as written: 2-D kernels of the plan's heights
         import onnx

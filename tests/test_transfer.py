@@ -63,7 +63,33 @@ def test_logistic_regression_matches_scikit_learns_own_cross_validation():
     assert 0.6 < ours["balanced_accuracy_mean"] < 0.95  # a real task: neither chance nor separable
 
 
-def test_a_separable_task_scores_one_and_three_classes_use_macro_roc_auc():
+def test_three_classes_are_scored_with_scikit_learns_macro_one_vs_rest_roc_auc():
+    """Overlapping, unbalanced classes (50/30/20), where the ways of averaging a multi-class ROC-AUC
+    differ (here macro one-vs-rest 0.733, weighted 0.716, one-vs-one 0.738): ours is scikit-learn's
+    "roc_auc_ovr", the macro average over the classes, each against the rest."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.model_selection import cross_validate as sk_cross_validate
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(["x", "y", "z"], [50, 30, 20])
+    centres = {"x": (0, 0), "y": (1, 0), "z": (0, 1)}
+    features = np.array([centres[label] for label in labels]) + rng.standard_normal((100, 2))
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+    ours = cross_validate(features, labels, list(folds.split(features, labels)), "logreg")
+    theirs = sk_cross_validate(make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)), features, labels,
+                               cv=folds, scoring=["balanced_accuracy", "roc_auc_ovr", "roc_auc_ovr_weighted",
+                                                  "roc_auc_ovo"])
+    assert ours["roc_auc_mean"] == pytest.approx(theirs["test_roc_auc_ovr"].mean(), abs=1e-12)
+    assert ours["balanced_accuracy_mean"] == pytest.approx(theirs["test_balanced_accuracy"].mean(), abs=1e-12)
+    # the other averages differ by more than the tolerance: the test tells them apart
+    for other in ("test_roc_auc_ovr_weighted", "test_roc_auc_ovo"):
+        assert abs(theirs[other].mean() - ours["roc_auc_mean"]) > 1e-3
+
+
+def test_a_separable_task_scores_one():
     rng = np.random.default_rng(1)
     labels = np.repeat(["x", "y", "z"], 20)
     centres = {"x": (0, 0), "y": (10, 0), "z": (0, 10)}
@@ -326,8 +352,8 @@ def test_embed_writes_arrays_and_reuses_its_cache(finished_runs, small_dataset, 
     summary = json.loads((out / "embeddings.json").read_text())
     pool = np.load(out / "pool4.npy")
     patches = np.load(out / "pool4.patches.npy")
-    channels = architectures.build("vgg", InputConfig(16000, 24, 1, 126), 3, width=0.0625).plan.channels
-    assert pool.shape == (len(files), channels[-1]) and summary["layers"] == {"pool4": channels[-1]}
+    # the last block's channels: the paper's 2048 at width 1/16
+    assert pool.shape == (len(files), 128) and summary["layers"] == {"pool4": 128}
     assert patches.shape == pool.shape  # a 2 s clip is one VGG patch
     assert list(summary["failed"]) == [str(bad)]
     with open(out / "index.csv") as handle:
