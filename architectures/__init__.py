@@ -185,18 +185,18 @@ def meta_output_elements(name: str, input_config: InputConfig, n_tags: int, batc
                 count(made)
             return made
 
-    def enter(module, _inputs):
-        if not any(True for _ in module.children()):
-            inside_leaf[0] += 1
+    def enter(_module, _inputs):
+        inside_leaf[0] += 1
 
-    def leave(module, _inputs, output):
-        if not any(True for _ in module.children()):
-            inside_leaf[0] -= 1
-            count(output)
-        elif every_module:
-            count(output)
+    def leave(_module, _inputs, output):
+        inside_leaf[0] -= 1
+        count(output)
 
-    handles = [h for m in model.modules() for h in (m.register_forward_pre_hook(enter), m.register_forward_hook(leave))]
+    leaves = [m for m in model.modules() if not any(True for _ in m.children())]
+    handles = [h for m in leaves for h in (m.register_forward_pre_hook(enter), m.register_forward_hook(leave))]
+    if every_module:
+        handles += [m.register_forward_hook(lambda _module, _inputs, output: count(output))
+                    for m in model.modules() if any(True for _ in m.children())]
     try:
         with MadeOutsideLeaves():
             model.eval()(network_input)

@@ -184,14 +184,12 @@ def add_latency(spec, rows: list[dict], device_name: str) -> None:
     """`bench plan --latency`: each configuration's measured inference cost, untrained, on this device."""
     from bench.core.progress import progress_bar
     from bench.data.known import n_outputs
-    from bench.train.devices import cpu_fallback_note
+    from bench.train.devices import warn_of_cpu_fallback
     from bench.train.latency import untrained_latency
     from bench.train.loop import resolve_device
 
     device = resolve_device(device_name)
-    note = cpu_fallback_note(device_name, device)
-    if note:
-        print(f"bench plan: warning: {note}", file=sys.stderr)
+    warn_of_cpu_fallback(device_name, device, "bench plan")
     n_tags = n_outputs(spec.dataset)
     with progress_bar(len(rows), f"latency on {device}", unit="configuration") as bar:
         for configuration, row in zip(spec.configurations(), rows, strict=True):

@@ -32,13 +32,13 @@ DRIVER_GPUS = Path("/proc/driver/nvidia/gpus")
 """One folder per NVIDIA GPU the kernel driver has (Linux), where nvidia-smi is not installed."""
 
 
-def nvidia_gpus(run=None, driver_gpus: Path = DRIVER_GPUS) -> int:
+def nvidia_gpus(run=None, driver_gpus: Path | None = None) -> int:
     """NVIDIA GPUs this machine has, whatever CUDA can make of them: `nvidia-smi -L`'s `GPU n:` lines,
     else the kernel driver's list; 0 where neither knows of one."""
     listed = nvidia_smi(["-L"], run)
     if listed is not None:
         return sum(line.startswith("GPU ") for line in listed.splitlines())
     try:
-        return sum(1 for _ in driver_gpus.iterdir())
+        return sum(1 for _ in (driver_gpus or DRIVER_GPUS).iterdir())
     except OSError:
         return 0

@@ -350,7 +350,7 @@ def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
     if todo:
         # imported here, not above: a dry run (and a grid with nothing to do) needs neither torch nor sklearn
         from bench.run.prepare import prepare_spec
-        from bench.train.devices import cpu_fallback_note
+        from bench.train.devices import warn_of_cpu_fallback
         from bench.train.fastpath import check_environment
         from bench.train.loop import resolve_device
 
@@ -363,9 +363,7 @@ def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
         if o.launcher != "slurm":
             device = resolve_device(o.device)
             cuda_here = device.type == "cuda"
-            note = cpu_fallback_note(o.device, device)
-            if note:  # before the data are prepared, which on a real dataset takes a while
-                print(f"bench grid: warning: {note}", file=sys.stderr)
+            warn_of_cpu_fallback(o.device, device, "bench grid")  # before the data, which take a while
         if cuda_here:
             warn_of_unnamed_mig_instances()
         wants_gpu = cuda_here if o.launcher != "slurm" else o.device != "cpu"

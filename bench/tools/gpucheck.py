@@ -111,6 +111,9 @@ class Check:
     detail: str = ""
     numbers: dict = field(default_factory=dict)
 
+    def as_dict(self) -> dict:
+        return {"id": self.id, "title": self.title, "ok": self.ok, "detail": self.detail, "numbers": self.numbers}
+
     def line(self) -> str:
         word = {True: "PASS", False: "FAIL", None: "SKIP"}[self.ok]
         return f"{word} {self.id} {self.title}: {self.detail}"
@@ -764,8 +767,7 @@ def run_checks(out: Path, batch: int, shared_runs: int, keep: bool = False, only
     not_applicable: list[str] = []
 
     def report() -> dict:  # numbers may hold numpy or torch values: as text where JSON has no type for them
-        checks_run = [{"id": c.id, "title": c.title, "ok": c.ok, "detail": c.detail, "numbers": c.numbers}
-                      for c in checks.values()]
+        checks_run = [c.as_dict() for c in checks.values()]
         return json.loads(json.dumps({"device": torch.cuda.get_device_name(), "torch": torch.__version__,
                                       "targets": TARGETS, "deadline_seconds": deadline,
                                       "seconds": time.perf_counter() - started, "not_run": not_run,
@@ -820,17 +822,19 @@ def run_checks(out: Path, batch: int, shared_runs: int, keep: bool = False, only
         # after every check: a check run killed part-way (a job's time limit) keeps what was measured
         atomic_write_json(out, report())
 
+    def compile_checks() -> None:
+        attempt(("C4", "C5"), lambda: check_compile(ws, checks["C4"], checks["C5"]), functional=True)
+
     try:
         with cleaned_up():
             attempt(("C1",), lambda: check_resident_bf16(ws, checks["C1"]), functional=True)
             attempt(("C2",), lambda: check_loader_fp16(ws, checks["C2"]), functional=True)
             if alone:
-                checks["C3"].detail = f"not applicable: {alone}; a second worker on it could not start CUDA"
-                not_applicable.append("C3")
                 if not only or "C3" in only:
+                    checks["C3"].detail = f"not applicable: {alone}; a second worker on it could not start CUDA"
+                    not_applicable.append("C3")
                     print(checks["C3"].line(), flush=True)
-                # the grids' processes first: once this process measures on the GPU it holds it
-                attempt(("C4", "C5"), lambda: check_compile(ws, checks["C4"], checks["C5"]), functional=True)
+                compile_checks()  # the grids' processes first: once this process measures on the GPU it holds it
             else:
                 attempt(("C3",), lambda: check_two_workers_one_gpu(ws, checks["C3"]), functional=True)
             attempt(("P1",), lambda: rows.update(check_throughput(checks["P1"], batch, shared_runs, peak, limit,
@@ -842,7 +846,7 @@ def run_checks(out: Path, batch: int, shared_runs: int, keep: bool = False, only
                 # compilation last: the slowest and least predictable, a time limit reached there keeps
                 # P1-P4; its grid gets back the memory P1-P3 left in this process's allocator cache
                 torch.cuda.empty_cache()
-                attempt(("C4", "C5"), lambda: check_compile(ws, checks["C4"], checks["C5"]), functional=True)
+                compile_checks()
     finally:
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
@@ -870,8 +874,7 @@ def report_unusable_cuda(out: Path, reason: str) -> int:
     print(check.line())
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out, {"device": None, "torch": torch.__version__, "targets": TARGETS, "not_run": [],
-                            "checks": [{"id": check.id, "title": check.title, "ok": False, "detail": reason,
-                                        "numbers": {}}]})
+                            "checks": [check.as_dict()]})
     print(f"0/1 checks passed; failed: CUDA; {out}")
     return 1
 

@@ -1009,14 +1009,12 @@ def format_report(report: dict) -> str:
 
 def cli_main(spec_path: str, device_name: str, out: str | None, settings: PerfSettings) -> int:
     from bench.spec import load_spec
-    from bench.train.devices import cpu_fallback_note
+    from bench.train.devices import warn_of_cpu_fallback
     from bench.train.loop import resolve_device
 
     spec = load_spec(spec_path)
     device = resolve_device(device_name)
-    note = cpu_fallback_note(device_name, device)
-    if note:
-        print(f"bench perf: warning: {note}", file=sys.stderr)
+    warn_of_cpu_fallback(device_name, device, "bench perf")
     if settings.batch is not None and settings.batch < 1:
         raise UserError(f"--batch must be >= 1, got {settings.batch}")
     if settings.epochs is not None and settings.epochs > spec.protocol.max_epochs:  # hours no grid can take

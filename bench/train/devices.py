@@ -9,6 +9,7 @@ the reason, in one line, says which of these it is.
 from __future__ import annotations
 
 import os
+import sys
 
 from bench.core.errors import first_line
 from bench.core.machine import nvidia_gpus
@@ -25,7 +26,7 @@ def why_no_cuda(run=None, environ=None, driver_gpus=None) -> str | None:
 
     if torch.cuda.is_available():
         return None
-    n = nvidia_gpus(run) if driver_gpus is None else nvidia_gpus(run, driver_gpus)
+    n = nvidia_gpus(run, driver_gpus)
     if not n:
         return None
     gpus = f"this machine has {n} NVIDIA GPU(s)"
@@ -52,3 +53,10 @@ def cpu_fallback_note(name: str, device) -> str | None:
         return None
     reason = why_no_cuda()
     return f"--device auto: running on the CPU: {reason}" if reason else None
+
+
+def warn_of_cpu_fallback(name: str, device, command: str) -> None:
+    """`cpu_fallback_note` as `command`'s warning on stderr, where there is one."""
+    note = cpu_fallback_note(name, device)
+    if note:
+        print(f"{command}: warning: {note}", file=sys.stderr)

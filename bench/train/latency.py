@@ -97,9 +97,9 @@ def untrained_latency(configuration, clip_seconds: float, n_tags: int, device: t
 
     mel = configuration.mel
     torch.manual_seed(0)
-    options = dataclasses.asdict(configuration.options)
-    model = architectures.build(configuration.arch, mel.input_config(clip_seconds), n_tags, **options).to(device)
+    options, config = dataclasses.asdict(configuration.options), mel.input_config(clip_seconds)
+    model = architectures.build(configuration.arch, config, n_tags, **options).to(device)
     frontend = MelFrontend.from_config(mel).to(device)
-    batch = served_batch(configuration.arch, mel.input_config(clip_seconds), n_tags, options)
+    batch = served_batch(configuration.arch, config, n_tags, options)
     return measure_inference(model, frontend, framing.clip_samples(clip_seconds, mel.sample_rate), device,
                              batch=batch)

@@ -390,12 +390,12 @@ def served_inference(run: RunSpec, state: dict, n_tags: int, frontend: nn.Module
     from bench.train import latency
 
     mel = run.mel
-    options = dataclasses.asdict(run.configuration.options)
-    model = architectures.build(run.arch, mel.input_config(run.dataset.clip_seconds), n_tags, **options)
+    options, config = dataclasses.asdict(run.configuration.options), mel.input_config(run.dataset.clip_seconds)
+    model = architectures.build(run.arch, config, n_tags, **options)
     model.load_state_dict(state)
     model = model.to(device)
     samples = framing.clip_samples(run.dataset.clip_seconds, mel.sample_rate)
-    batch = latency.served_batch(run.arch, mel.input_config(run.dataset.clip_seconds), n_tags, options)
+    batch = latency.served_batch(run.arch, config, n_tags, options)
     while True:
         try:
             measured = latency.measure_inference(model, frontend, samples, device, batch=batch)
