@@ -195,6 +195,31 @@ def test_musicnns_evaluation_convolutions_count_towards_its_largest_tensor(arch,
     assert eval_clips(arch, config, 50, {}, 128) == clips == min(128, (2**31 - 1) // (9 * largest))
 
 
+@pytest.mark.parametrize(("spec_file", "arch", "mels", "largest", "fits"), [
+    ("paper-mtat-vgg.toml", "vgg", 128, 128 * 128 * 1820, 72),  # the first block's output, per clip
+    ("paper-mtat-musicnn.toml", "musicnn", 128, 64 * (128 - 51 + 1) * 187, 2300),  # one 3 s segment per clip
+])
+def test_a_training_batch_beyond_32_bit_indexing_is_refused_on_cuda(spec_file, arch, mels, largest, fits):
+    """A training batch is what the spec asks for, not capped like an evaluation batch: one with a
+    tensor of more than 2^31 - 1 elements is refused on CUDA, naming the largest batch_size that
+    fits. VGG at 16 kHz, 128 mels, hop x1: 29,818,880 elements per clip, so 72 clips
+    (2,146,959,360) and not 73. MusiCNN trains on one random 3 s segment per clip (187 frames) and
+    its largest tensor is a timbral filter's 64 x 78 x 187 = 933,504: 2300 clips and not 2301."""
+    from bench.spec import load_spec
+    from bench.train.fastpath import cuda_batch_problem
+
+    spec = load_spec(SPECS / spec_file)
+    run = next(r for r in spec.runs() if (r.mel.sample_rate, r.mel.n_mels, r.mel.hop_multiplier) == (16000, mels, 1))
+    assert run.arch == arch and fits * largest <= 2**31 - 1 < (fits + 1) * largest
+    assert cuda_batch_problem(run) is None  # the paper's 32
+    batch = dataclasses.replace(run, protocol=dataclasses.replace(run.protocol, batch_size=fits))
+    assert cuda_batch_problem(batch) is None
+    over = dataclasses.replace(run, protocol=dataclasses.replace(run.protocol, batch_size=fits + 1))
+    problem = cuda_batch_problem(over)
+    assert problem.startswith(f"protocol.batch_size = {fits + 1}: {arch} at 16000 Hz, 128 mels, hop x1")
+    assert f"{largest:,} elements per clip" in problem and f"at most {fits}" in problem
+
+
 @pytest.mark.parametrize(("rate", "mels", "hop", "clips"), [
     (16000, 128, 1, 72),   # 128 x 128 x 1820 = 29,818,880 elements per clip
     (12000, 128, 1, 95),   # 128 x 128 x 1366 = 22,380,544

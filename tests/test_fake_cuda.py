@@ -598,3 +598,61 @@ def test_bench_grid_on_a_gpu_trains_every_run_there(fake_cuda, monkeypatch, tmp_
         assert path["amp_dtype"] == result["training"]["amp_dtype"] == "bfloat16"
         # the fake's 1 GiB peak less the worker's resident waveforms: 48 clips of 3 s at 16 kHz in float16
         assert result["cost"]["epochs"] == 2 and result["cost"]["peak_memory_bytes"] == 2**30 - 48 * 48000 * 2
+
+
+def _tiny_grid(tmp_path, copy_tiny_synthetic):
+    from bench.tools.gpucheck import TINY_SPEC
+
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(TINY_SPEC.format(name="tiny", seeds="[0]", data=copy_tiny_synthetic(tmp_path / "data"), epochs=2,
+                                     patience=3, archs='["vgg", "musicnn"]', extra=""))
+    return spec
+
+
+# The tiny grid's batch of 16 clips, where CUDA's kernels could index 15 of VGG's: its first block's
+# output is 8 channels (width 1/16 of 128) x 32 mels x 95 frames (3 s at hop 512) per clip. MusiCNN's
+# largest tensor is far smaller.
+FIFTEEN_VGG_CLIPS = 15 * 8 * 32 * 95
+
+
+def test_a_training_batch_cuda_cannot_index_stops_the_grid_before_it_starts(fake_cuda, monkeypatch, tmp_path,
+                                                                            copy_tiny_synthetic, capsys):
+    """Such a batch fails its run with an illegal memory access, after which the worker's GPU is
+    unusable (the run is not recorded and would fail again in every later grid): `bench grid` stops
+    with one line naming the spec field and the largest batch that fits, before any data is prepared."""
+    from bench.cli import main
+
+    monkeypatch.setenv("BENCH_GPU_LOCKS", str(tmp_path / "gpu-locks"))
+    monkeypatch.setattr(fastpath, "INDEXED_ELEMENTS", FIFTEEN_VGG_CLIPS)
+    spec = _tiny_grid(tmp_path, copy_tiny_synthetic)
+    monkeypatch.chdir(tmp_path)
+    with fake_cuda.mode:
+        status = main(["grid", str(spec), "--device", "cuda", "--workers", "1", "--runs-per-gpu", "1", "--no-report"])
+    out, err = capsys.readouterr()
+    assert status == 2 and err.count("\n") == 1, err
+    assert err.startswith("bench grid: error: protocol.batch_size = 16: vgg at 16000 Hz, 32 mels, hop x2 makes a "
+                          "tensor of 24,320 elements per clip, 389,120 per batch") and "at most 15" in err
+    assert "worker" not in out and not list(tmp_path.rglob("result.json")) and not list(tmp_path.rglob("*.f16"))
+
+
+def test_a_run_whose_training_batch_cuda_cannot_index_is_recorded_failed_with_why(fake_cuda, monkeypatch, tmp_path,
+                                                                                  copy_tiny_synthetic, capsys):
+    """Where a worker meets such a run all the same (the grid's check bypassed here), the run fails
+    before anything is on the GPU, with the reason in its result.json, and the worker trains the next."""
+    from bench.cli import main
+    from bench.run import grid
+
+    monkeypatch.setenv("BENCH_GPU_LOCKS", str(tmp_path / "gpu-locks"))
+    monkeypatch.setattr(fastpath, "INDEXED_ELEMENTS", FIFTEEN_VGG_CLIPS)
+    monkeypatch.setattr(grid, "refuse_oversized_cuda_batches", lambda runs: None)
+    spec = _tiny_grid(tmp_path, copy_tiny_synthetic)
+    monkeypatch.chdir(tmp_path)
+    with fake_cuda.mode:
+        status = main(["grid", str(spec), "--device", "cuda", "--workers", "1", "--runs-per-gpu", "1", "--no-report"])
+    assert status == 1, capsys.readouterr()
+    results = {r["config"]["arch"]: r for r in (json.loads(p.read_text())
+                                               for p in (tmp_path / "results").rglob("result.json"))}
+    assert results["musicnn"]["status"] == "ok"
+    assert results["vgg"]["status"] == "failed"
+    assert results["vgg"]["error"].startswith("UserError: protocol.batch_size = 16: vgg at 16000 Hz")
+    assert "at most 15" in results["vgg"]["error"]

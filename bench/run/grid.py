@@ -375,6 +375,8 @@ def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
                 total = int(o.slurm.gpu_mem_gb * 2**30) if o.launcher == "slurm" else None
                 runs_per_gpu, why = auto_runs_per_gpu(spec, [s.run for s in todo], results_root, total)
             print(f"runs per GPU: {runs_per_gpu} ({why}; --runs-per-gpu K sets it)")
+        if wants_gpu:
+            refuse_oversized_cuda_batches([s.run for s in todo])
         if cuda_here:
             refuse_shared_exclusive_gpus(processes_per_gpu(o, runs_per_gpu or 1))
         if o.launcher == "slurm":  # the jobs' shape is checked before any data is prepared
@@ -436,6 +438,22 @@ def refuse_shared_exclusive_gpus(per_gpu: tuple[int, str]) -> None:
         raise UserError(f"{asked}: {count} processes per GPU, but GPU {', '.join(exclusive)} lets one process at "
                         "a time use it, so a second worker on it could not start CUDA; use --runs-per-gpu 1 and "
                         "at most one worker per GPU")
+
+
+def refuse_oversized_cuda_batches(runs) -> None:
+    """A training batch with a tensor CUDA's kernels cannot index fails its run with an illegal memory
+    access, after which the worker's GPU is unusable: the grid stops before it starts, naming the
+    first such configuration and the largest batch_size that fits."""
+    from bench.train.fastpath import cuda_batch_problem
+
+    problems: dict = {}  # one per input shape: seeds and log compression share it
+    for run in runs:
+        if run.configuration.cost_key not in problems:
+            problems[run.configuration.cost_key] = cuda_batch_problem(run)
+    found = [p for p in problems.values() if p]
+    if found:
+        more = f" (and {len(found) - 1} more configuration(s) of the grid)" if len(found) > 1 else ""
+        raise UserError(f"{found[0]}{more}")
 
 
 def auto_runs_per_gpu(spec: Spec, runs, results_root: Path, memory_bytes: int | None = None) -> tuple[int, str]:

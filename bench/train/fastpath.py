@@ -308,15 +308,37 @@ def eval_batch_size(run, path: FastPath) -> int:
                       dataclasses.asdict(run.configuration.options), path.eval_batch_factor * run.protocol.batch_size)
 
 
-def eval_clips(arch: str, input_config, n_tags: int, options: dict, wanted: int) -> int:
-    """At most `wanted` clips of `arch` on `input_config`, as many as keep every tensor of the batch
-    within INDEXED_ELEMENTS, and at least one."""
+def largest_tensor(arch: str, input_config, n_tags: int, options: dict) -> tuple[int, int]:
+    """(elements of the largest tensor that one network input of `arch` makes, network inputs per
+    clip): the input is the clip, or for MusiCNN one segment, and a clip is all of its segments."""
     import architectures
 
     model, outputs = architectures.meta_output_elements(arch, input_config, n_tags, 1, every_module=True,
                                                         **options)
-    per_clip = max(outputs) * (model.segments or 1)  # MusiCNN's clip: all of its segments
-    return max(1, min(wanted, INDEXED_ELEMENTS // per_clip))
+    return max(outputs), model.segments or 1
+
+
+def eval_clips(arch: str, input_config, n_tags: int, options: dict, wanted: int) -> int:
+    """At most `wanted` clips of `arch` on `input_config`, as many as keep every tensor of the batch
+    within INDEXED_ELEMENTS, and at least one."""
+    largest, segments = largest_tensor(arch, input_config, n_tags, options)
+    return max(1, min(wanted, INDEXED_ELEMENTS // (largest * segments)))
+
+
+def cuda_batch_problem(run) -> str | None:
+    """Why the training batches of `run` (a `RunSpec`) cannot be trained on CUDA, or None where they
+    can: a tensor of more than INDEXED_ELEMENTS elements (evaluation batches are made smaller instead,
+    but a training batch is part of what the spec asks for). MusiCNN trains on one segment per clip."""
+    mel, batch = run.mel, run.protocol.batch_size
+    largest, _ = largest_tensor(run.arch, mel.input_config(run.dataset.clip_seconds), run.dataset.n_tags,
+                                dataclasses.asdict(run.configuration.options))
+    if batch * largest <= INDEXED_ELEMENTS:
+        return None
+    fits = INDEXED_ELEMENTS // largest
+    return (f"protocol.batch_size = {batch}: {run.arch} at {mel.sample_rate} Hz, {mel.n_mels} mels, hop "
+            f"x{mel.hop_multiplier} makes a tensor of {largest:,} elements per clip, {batch * largest:,} per "
+            f"batch, more than the 2^31 - 1 that CUDA's kernels can index; on CUDA "
+            + (f"use a batch_size of at most {fits}" if fits else "not even one clip fits"))
 
 
 def fast_path(device: torch.device, precision: str = "auto", planned_steps: int | None = None,

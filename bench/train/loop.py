@@ -76,7 +76,15 @@ from bench.train.checkpoint import (  # noqa: F401 - re-exported: the loop's che
     save_torch,
 )
 from bench.train.devices import why_no_cuda
-from bench.train.fastpath import FastPath, RecompileWatch, eval_batch_size, fast_path, resident_fits, sync
+from bench.train.fastpath import (
+    FastPath,
+    RecompileWatch,
+    cuda_batch_problem,
+    eval_batch_size,
+    fast_path,
+    resident_fits,
+    sync,
+)
 from bench.train.frontend import MelFrontend
 from bench.train.metrics import tag_metrics
 
@@ -197,6 +205,9 @@ class Trainer:
                 raise UserError(f"the {split} split has no decodable clips")
         planned_steps = self.protocol.max_epochs * max(1, len(self.data["train"]) // self.protocol.batch_size)
         self.path = fast_path(device, self.protocol.precision, planned_steps, run.arch)
+        problem = cuda_batch_problem(run) if device.type == "cuda" else None
+        if problem:  # before anything is on the GPU: such a batch fails with an illegal memory access
+            raise UserError(problem)
         if self.path.compile_note:
             log(f"  {self.path.compile_note}")
         self.frontend = MelFrontend.from_config(mel).to(device)
