@@ -288,11 +288,15 @@ def cmd_grid(args: argparse.Namespace) -> int:
         if given:
             raise UserError(f"{', '.join(given)}: only for --launcher slurm (this grid's launcher is "
                             f"{args.launcher}, which uses the GPUs this machine has)")
-    if args.launcher == "local":  # a job's time limit and CPUs are submitit's
-        given = [flag for flag, value in (("--time", args.time), ("--cpus", args.cpus)) if value is not None]
-        if given:
-            raise UserError(f"{', '.join(given)}: only for --launcher slurm or submitit-local (local workers "
-                            "share this machine's CPUs and have no time limit)")
+    # a job's time limit is submitit's; its CPUs Slurm's alone (submitit's local executor ignores them)
+    refused = [flag for flag, value, allowed in (("--time", args.time, ("slurm", "submitit-local")),
+                                                 ("--cpus", args.cpus, ("slurm",)))
+               if value is not None and args.launcher not in allowed]
+    if refused:
+        where = ("--launcher slurm" if refused == ["--cpus"] else "--launcher slurm or submitit-local"
+                 if refused == ["--time"] else "--launcher slurm (--time also for submitit-local)")
+        why = {"--time": "local workers have no time limit", "--cpus": "this machine's workers share its CPUs"}
+        raise UserError(f"{', '.join(refused)}: only for {where}: {'; '.join(why[flag] for flag in refused)}")
     if args.runs_per_gpu is not None and args.device == "cpu":
         raise UserError("--runs-per-gpu: only for GPUs (this grid runs on the CPU: --device cpu)")
     defaults = SlurmOptions()

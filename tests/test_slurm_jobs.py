@@ -100,6 +100,58 @@ def test_a_refused_requeue_leaves_the_run_to_resume(monkeypatch, one_run, tmp_pa
     assert not (folder / runner.RESULT).exists()
 
 
+@pytest.mark.parametrize(("signal_name", "rank"), [("SIGUSR2", "1"), ("SIGTERM", "0")])
+def test_a_failure_after_the_job_was_told_to_end_leaves_the_run_to_resume(monkeypatch, one_run, tmp_path,
+                                                                          signal_name, rank):
+    """Slurm sends its signals to every process of the job step. A task other than task 0 trains on
+    after SIGUSR2 (submitit's handler returns there: task 0 requeues the job), and every task after
+    SIGTERM (submitit lets it by), until Slurm kills them; meanwhile torch.compile's compile workers,
+    which Python's handlers do not protect, die of it, and the run's next compile raises "Attempting
+    to use a closed pool". The job is ending: the run resumes in its next attempt, not recorded as
+    failed. The same error without the signal is the run's own failure."""
+    import os
+    import signal
+
+    from submitit.slurm.slurm import SlurmJobEnvironment
+
+    from bench.core.interrupts import noting_job_signals
+    from bench.run import runner
+
+    spec, run, folder = one_run
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.setenv("SLURM_PROCID", rank)
+    delayed = DelayedSubmission(RequeuedWorker(), WorkerJob("spec.toml", "results", "index.json", "cuda"))
+    delayed.set_timeout(60, 3)
+    paths = types.SimpleNamespace(submitted_pickle=tmp_path / "submitted.pkl")
+    signalled = [True]
+
+    def train_run(*args, **kwargs):
+        if signalled[0]:
+            os.kill(os.getpid(), getattr(signal, signal_name))
+        raise RuntimeError("Attempting to use a closed pool")
+
+    monkeypatch.setattr(train, "train_run", train_run)
+    numbers = (signal.SIGUSR2, signal.SIGTERM, signal.SIGCONT)
+    before = {number: signal.getsignal(number) for number in numbers}
+    try:
+        SlurmJobEnvironment()._handle_signals(paths, delayed)  # submitit's handlers, as its job runner sets them
+        with noting_job_signals():  # as RequeuedWorker runs a task
+            with pytest.raises(RuntimeError, match="closed pool"):
+                runner._claim_and_execute(spec, folder, run, lambda rate: None, torch.device("cpu"), None,
+                                          lambda *_: None)
+            assert not (folder / runner.RESULT).exists()
+            assert not (tmp_path / "submitted.pkl").exists()  # not requeued from this task
+        signalled[0] = False  # a later task of this process, never signalled
+        with noting_job_signals():
+            assert runner._claim_and_execute(spec, folder, run, lambda rate: None, torch.device("cpu"), None,
+                                             lambda *_: None) == "executed"
+        result = runner.read_result(folder)
+        assert result["status"] == "failed" and result["error"] == "RuntimeError: Attempting to use a closed pool"
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
+
+
 def test_a_checkpoint_read_when_the_time_is_up_is_not_set_aside(monkeypatch, tmp_path):
     from bench.train import checkpoint
 
@@ -167,6 +219,26 @@ def test_the_submitter_waits_for_every_job_and_names_those_that_did_not_finish(m
     out = capsys.readouterr().out
     assert "job 100_0 ended without finishing (UncompletedJobError: Job not requeued because: timed-out" in out
     assert "100_1" not in out.split("submitted", 1)[1].split("ok,")[0]  # finished: nothing said about it
+
+
+def test_a_job_that_timed_out_too_often_is_named_with_its_tasks_error(monkeypatch, tmp_path, capsys):
+    """The task's UncompletedJobError reaches the submitter as submitit's FailedJobError, whose first
+    line says only that the job failed: the task's error is the last line of the traceback it holds
+    (what submitit's job runner stores, read back by submitit's own SlurmJob)."""
+    from submitit.core import utils
+    from submitit.slurm.slurm import SlurmJob
+
+    folder = tmp_path / "jobs"
+    folder.mkdir()
+    trace = ("Traceback (most recent call last):\n  File \"submitit/core/job_environment.py\", line 227, in "
+             "checkpoint_and_try_requeue\n    raise utils.UncompletedJobError(message)\n"
+             "submitit.core.utils.UncompletedJobError: Job not requeued because: timed-out too many times.\n")
+    for task in (0, 1):
+        utils.cloudpickle_dump(("error", trace), folder / f"4242_3_{task}_result.pkl")
+    submit(monkeypatch, tmp_path, [SlurmJob(folder=folder, job_id="4242_3", tasks=[0, 1])], runs_per_gpu=2)
+    out = capsys.readouterr().out
+    assert ("job 4242_3 ended without finishing (UncompletedJobError: Job not requeued because: timed-out too "
+            "many times.); its log: ") in out
 
 
 def test_runs_per_gpu_on_slurm_come_from_the_nodes_gpu_memory(monkeypatch, tmp_path, capsys):

@@ -623,6 +623,7 @@ def test_bench_dataset_before_the_synthetic_data_exists_says_what_makes_it(tmp_p
     (("grid", DEMO, "--gpu-mem-gb", "80", "--dry-run"), "--gpu-mem-gb"),
     (("grid", DEMO, "--time", "10", "--cpus", "4", "--dry-run"), "--time, --cpus"),
     (("grid", DEMO, "--cpus", "8", "--dry-run"), "--cpus"),
+    (("grid", DEMO, "--launcher", "submitit-local", "--cpus", "8", "--dry-run"), "--cpus"),
     (("grid", DEMO, "--runs-per-gpu", "3", "--device", "cpu", "--dry-run"), "--runs-per-gpu"),
 ])
 def test_slurm_only_options_without_slurm_are_refused_not_ignored(capsys, tmp_path, argv, names):

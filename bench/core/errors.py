@@ -49,10 +49,16 @@ def is_job_stop(exc: BaseException) -> bool:
     handler raises, wherever the job's code was when the signal came. It raises UncompletedJobError when a
     job reaches its time limit and cannot be requeued (timed out too often); its requeue itself
     (`scontrol requeue`) can fail, refused by the cluster or timed out, and raise CalledProcessError,
-    TimeoutExpired or FileNotFoundError from inside the handler. The run keeps its checkpoint and
+    TimeoutExpired or FileNotFoundError from inside the handler. So is any error once the scheduler
+    has signalled the job's end (`bench.core.interrupts.job_ending`): the signal reaches the job's child
+    processes too, and one killed by it fails the run's next step. The run keeps its checkpoint and
     resumes in a later grid."""
     import sys
 
+    from bench.core.interrupts import job_ending
+
+    if job_ending():
+        return True
     utils = sys.modules.get("submitit.core.utils")  # only a submitit job can have raised it
     if utils is None:
         return False

@@ -9,7 +9,9 @@ A worker imports torch and the training code before it takes Ctrl-C (`accept_int
 interrupt in the middle of an import leaves a half-imported module that fails with a traceback, not
 with the one line a stopped worker gives. Pool processes (decoding audio, rendering synthetic clips)
 leave Ctrl-C to their parent and end with it (`pool_process_init`). The tasks of submitit's local
-executor end with the grid that submitted them (`when_process_ends`).
+executor end with the grid that submitted them (`when_process_ends`). In a Slurm job, whatever fails
+once the scheduler has signalled the job's end is the job's end, not the run's failure
+(`noting_job_signals`).
 """
 
 from __future__ import annotations
@@ -92,6 +94,50 @@ def terminate_as_interrupt() -> Iterator[Callable[[], bool]]:
             signal.signal(signal.SIGTERM, previous)
         finally:  # also when a SIGTERM lands just before the line above
             _terminations.remove(came)
+
+
+_job_ending = threading.Event()
+
+
+@contextlib.contextmanager
+def noting_job_signals() -> Iterator[None]:
+    """Within, in a task of a submitit job: note the signals the scheduler sends when the job is to end,
+    and answer them as before (submitit's handlers: SIGUSR2 before the time limit or at a preemption,
+    on which task 0 requeues the job and the others train on until they are killed; SIGTERM at a
+    requeue, `scancel`, the time limit or a preemption, which submitit lets by). Slurm signals every
+    process of the job step, children included: one that dies of it (torch.compile's compile workers)
+    makes the run's next step fail with an error of its own, which `bench.core.errors.is_job_stop`
+    must not take for the run's failure (`job_ending`). Outside the main thread nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+    for name in ("SIGUSR2", "SIGTERM"):
+        if not hasattr(signal, name):
+            continue
+        number = getattr(signal, name)
+        previous[number] = signal.getsignal(number)
+
+        def note(signum, frame, answer=previous[number]) -> None:
+            _job_ending.set()
+            if callable(answer):
+                answer(signum, frame)
+            elif answer == signal.SIG_DFL:  # what it would have done: end the process
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+
+        signal.signal(number, note)
+    try:
+        yield
+    finally:
+        for number, answer in previous.items():
+            signal.signal(number, answer if answer is not None else signal.SIG_DFL)
+        _job_ending.clear()
+
+
+def job_ending() -> bool:
+    """Whether the scheduler has told this job's task that the job is to end (`noting_job_signals`)."""
+    return _job_ending.is_set()
 
 
 def terminated() -> bool:

@@ -32,6 +32,7 @@ from bench.core.interrupts import (
     accept_interrupts,
     interrupt_when_parent_dies,
     interrupts_held,
+    noting_job_signals,
     terminated,
     when_process_ends,
 )
@@ -662,8 +663,23 @@ def _launch_submitit(job: WorkerJob, n_jobs: int, launcher: str, slurm: SlurmOpt
         except Exception as exc:  # noqa: BLE001 - submitit's UncompletedJobError, FailedJobError, ...
             # a job that ran out of time, or whose worker crashed outside the runs' own error handling:
             # its runs were not recorded as failed and resume in the next grid; `summarise` counts them
-            print(f"job {submitted.job_id} ended without finishing ({type(exc).__name__}: {first_line(exc)}); "
-                  f"its log: {folder}")
+            print(f"job {submitted.job_id} ended without finishing ({job_failure(exc)}); its log: {folder}")
+
+
+def job_failure(exc: BaseException) -> str:
+    """What ended a submitit job, in a line: the error its task raised. Submitit hands the job's error to
+    the submitting process as a FailedJobError whose text holds the task's traceback between two rules
+    of dashes (a job that timed out too often: `...UncompletedJobError: Job not requeued because:
+    timed-out too many times.`); its first line only says that the job failed."""
+    lines = str(exc).splitlines()
+    rules = [i for i, line in enumerate(lines) if line.strip() and set(line.strip()) == {"-"}]
+    raised = [line.strip() for line in lines[rules[0] + 1:rules[1]] if line.strip()] if len(rules) >= 2 else []
+    if raised and not raised[-1].startswith(("File ", "Traceback")):
+        name, sep, message = raised[-1].partition(": ")
+        if sep and name.replace(".", "").replace("_", "").isalnum():  # a qualified class name: its last part
+            return f"{name.rsplit('.', 1)[-1]}: {message}"
+        return raised[-1]
+    return f"{type(exc).__name__}: {first_line(exc)}"
 
 
 class RequeuedWorker:
@@ -689,7 +705,8 @@ class RequeuedWorker:
             rank, n_tasks, folder = env.global_rank, env.num_tasks, task_folder(env.paths.folder, env.job_id)
         except (RuntimeError, KeyError, ValueError):  # not inside a submitit job
             return worker_entry(job)
-        return run_as_task(lambda: worker_entry(job), folder, rank, n_tasks, log_to_stdout)
+        with noting_job_signals():  # over submitit's handlers, which it installed before calling this
+            return run_as_task(lambda: worker_entry(job), folder, rank, n_tasks, log_to_stdout)
 
     def checkpoint(self, job: WorkerJob):
         import submitit
