@@ -446,3 +446,4 @@ def test_each_task_of_the_job_script_gets_its_cpus(monkeypatch, tmp_path):
     (srun,) = [line for line in script.splitlines() if line.startswith("srun ")]
     assert "#SBATCH --cpus-per-task=4" in script and "#SBATCH --ntasks-per-node=4" in script
     assert "--cpus-per-task 4" in srun
+    assert "#SBATCH --requeue" in script  # submitit's `scontrol requeue` is refused for a job that is not

@@ -119,16 +119,23 @@ def test_gpu_check_on_a_gpu_box_cuda_cannot_use_fails(gpu_box_with_an_old_driver
     assert check["id"] == "CUDA" and check["ok"] is False and "too old" in check["detail"]
 
 
-def test_a_slurm_worker_says_it_falls_back_to_the_cpu_where_its_node_cannot_use_its_gpus(gpu_box_with_an_old_driver,
-                                                                                        monkeypatch):
+def test_a_slurm_worker_whose_node_cannot_use_its_gpus_stops_instead_of_training_on_the_cpu(
+        gpu_box_with_an_old_driver, monkeypatch):
+    """`--launcher slurm --device auto` asks Slurm for GPUs: a task on a node whose CUDA is unusable would
+    train every run it claims at CPU speed and record them as if nothing were wrong. It stops with the
+    reason, its runs left to the next grid; a local grid's worker falls back (its grid said so)."""
+    from bench.core.errors import DeviceFailure
     from bench.run.grid import worker_device
 
     said = []
     monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")  # submitted from a login node, which could not check
-    assert worker_device("auto", 3, 1, said.append) == (torch.device("cpu"), None)
-    (line,) = said
-    assert line.startswith("worker 3: warning: --device auto: running on the CPU: this machine has 2 NVIDIA GPU(s)")
+    with pytest.raises(DeviceFailure) as stopped:
+        worker_device("auto", 3, 1, said.append)
+    line = str(stopped.value)
+    assert line.startswith("worker 3 on ") and "the job asked Slurm for GPUs, but CUDA is not usable here" in line
+    assert "this machine has 2 NVIDIA GPU(s)" in line and "too old (found version 12020)" in line
+    assert said == []
+    assert worker_device("cpu", 3, 1, said.append) == (torch.device("cpu"), None)  # asked for no GPU
     monkeypatch.delenv("SUBMITIT_EXECUTOR")  # a local grid said so before it started its workers
-    said.clear()
     assert worker_device("auto", 0, 1, said.append) == (torch.device("cpu"), None)
     assert said == []

@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -151,12 +152,14 @@ def worker_device(name: str, worker: int, runs_per_gpu: int, log=print):
     if device.type != "cuda":
         if claim is not None:
             claim.release()
-        if os.environ.get("SUBMITIT_EXECUTOR") == "slurm":  # local grids said so before they started it
-            from bench.train.devices import cpu_fallback_note
+        if os.environ.get("SUBMITIT_EXECUTOR") == "slurm" and name == "auto":
+            # the job asked Slurm for GPUs (`--device auto` does, unlike `--device cpu`): a node whose CUDA is
+            # unusable would train every run it claims at CPU speed, recorded as if nothing were wrong
+            from bench.train.devices import why_no_cuda
 
-            note = cpu_fallback_note(name, device)
-            if note:
-                log(f"worker {worker}: warning: {note}")
+            raise DeviceFailure(f"worker {worker} on {socket.gethostname()}: the job asked Slurm for GPUs, but CUDA "
+                                f"is not usable here ({why_no_cuda() or 'torch sees no CUDA device'}); its runs are "
+                                "left to the next grid (--device cpu trains on CPUs)")
         return device, None
     from bench.train.fastpath import limit_worker_threads, set_runs_per_gpu
 
@@ -626,6 +629,9 @@ def submitit_parameters(job: WorkerJob, launcher: str, slurm: SlurmOptions, want
             params["slurm_partition"] = slurm.partition
         if slurm.mem_gb:
             params["mem_gb"] = slurm.mem_gb
+        # requeueable whatever the cluster's JobRequeue default: submitit's `scontrol requeue` at the time
+        # limit is refused for a job that is not (and Slurm itself then requeues it after a node failure)
+        params["slurm_additional_parameters"] = {"requeue": True}
     return params
 
 
