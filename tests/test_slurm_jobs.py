@@ -241,6 +241,29 @@ def test_a_job_that_timed_out_too_often_is_named_with_its_tasks_error(monkeypatc
             "many times.); its log: ") in out
 
 
+def test_a_grid_submitted_from_inside_an_allocation_does_not_pass_its_memory_request_on(monkeypatch, tmp_path):
+    """sbatch exports the submitting process's environment to the job. From a driver job with
+    `--mem-per-cpu` (Slurm sets SLURM_MEM_PER_CPU there), a job asking `--mem` would hold both, and
+    its srun stops: "SLURM_MEM_PER_CPU, SLURM_MEM_PER_GPU, and SLURM_MEM_PER_NODE are mutually
+    exclusive". sbatch runs without them; the grid's own environment keeps them."""
+    import os
+
+    seen = []
+    real_map_array = StubExecutor.map_array
+
+    def map_array(self, fn, given):  # where submitit runs sbatch
+        seen.append({k: v for k, v in os.environ.items() if k.startswith("SLURM_")})
+        return real_map_array(self, fn, given)
+
+    monkeypatch.setattr(StubExecutor, "map_array", map_array)
+    for name, value in {"SLURM_JOB_ID": "777", "SLURM_MEM_PER_CPU": "4000", "SLURM_CPUS_PER_TASK": "2"}.items():
+        monkeypatch.setenv(name, value)
+    executor = submit(monkeypatch, tmp_path)
+    assert executor.jobs and len(seen) == 1
+    assert "SLURM_MEM_PER_CPU" not in seen[0] and seen[0]["SLURM_JOB_ID"] == "777"
+    assert os.environ["SLURM_MEM_PER_CPU"] == "4000"
+
+
 def test_runs_per_gpu_on_slurm_come_from_the_nodes_gpu_memory(monkeypatch, tmp_path, capsys):
     """The login node has no GPU (or another one): K is 1 unless --gpu-mem-gb names the nodes' GPUs."""
     executor = submit(monkeypatch, tmp_path)

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -635,6 +635,24 @@ def submitit_parameters(job: WorkerJob, launcher: str, slurm: SlurmOptions, want
     return params
 
 
+ALLOCATION_MEMORY = ("SLURM_MEM_PER_CPU", "SLURM_MEM_PER_GPU", "SLURM_MEM_PER_NODE")
+"""The memory request of the Slurm allocation a process runs in. sbatch exports the submitting
+process's environment to the job; a grid submitted from inside an allocation (a driver job running
+`bench grid --launcher slurm`, an interactive `srun` shell) would pass its allocation's request on
+beside the job's own, and the job's srun would stop at once: "SLURM_MEM_PER_CPU, SLURM_MEM_PER_GPU,
+and SLURM_MEM_PER_NODE are mutually exclusive" (or give each task the driver's memory)."""
+
+
+@contextlib.contextmanager
+def environment_without(names) -> Iterator[None]:
+    """This process's environment without `names` within (what it starts meanwhile inherits it)."""
+    removed = {name: os.environ.pop(name) for name in names if name in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(removed)
+
+
 def _launch_submitit(job: WorkerJob, n_jobs: int, launcher: str, slurm: SlurmOptions, folder: Path,
                      wants_gpu: bool) -> None:
     import submitit
@@ -654,7 +672,7 @@ def _launch_submitit(job: WorkerJob, n_jobs: int, launcher: str, slurm: SlurmOpt
         # reaches too, take it once started (`RequeuedWorker`) and stop their runs, and stop as well once
         # this grid is gone (a task that started after the Ctrl-C never got it)
         grid_pid = os.getpid() if launcher == "submitit-local" else None
-        with interrupts_held() as came:
+        with interrupts_held() as came, environment_without(ALLOCATION_MEMORY if launcher == "slurm" else ()):
             jobs = executor.map_array(RequeuedWorker(), [dataclasses.replace(job, worker=k, grid_pid=grid_pid)
                                                          for k in range(n_jobs)])
     except (OSError, RuntimeError) as exc:  # sbatch missing, or refusing (a partition, a limit): submitit's errors
