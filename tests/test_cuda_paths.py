@@ -2086,7 +2086,7 @@ def test_gpu_check_p4_times_the_loader_over_sixteen_batches(monkeypatch):
     def measured(case, path, device, settings, consumption):
         seen.append((settings.batch, settings.data_clips))
         return {"clips_per_second_page_cache": 900.0, "clips_per_second_resident": 5000.0,
-                "clips_per_second_evicted": 700.0, "loader_over_consumption": 700.0 / consumption}
+                "clips_per_second_evicted": 700.0, "loader_over_consumption": 700.0 / consumption, "workers": 4}
 
     monkeypatch.setattr(perf, "measure_data_path", measured)
     monkeypatch.setattr(perf, "describe_cold_read", lambda result: "evicted 700")
@@ -2094,6 +2094,7 @@ def test_gpu_check_p4_times_the_loader_over_sixteen_batches(monkeypatch):
     check = gpucheck.Check("P4", "")
     gpucheck.check_loader(check, 32, consumption=350.0)
     assert seen == [(32, 16 * 32)] and check.ok and "(2.0x)" in check.detail
+    assert "(page cache, 4 workers)" in check.detail
 
 
 def test_gpu_busy_is_the_time_some_kernel_ran():
@@ -2393,3 +2394,47 @@ def test_gpu_check_finds_the_paper_spec_of_a_clone_when_installed_elsewhere(monk
     monkeypatch.setattr(gpucheck, "ROOT", tmp_path / "site-packages")
     monkeypatch.chdir(ROOT)
     assert load_spec(gpucheck.paper_spec_path()).name == "paper-mtat-vgg"
+
+
+MTAT_BATCH_BYTES = 32 * (465_600 * 2 + 50 * 4)
+"""A loader's batch of the paper's 32 MTAT clips at 16 kHz: 29.1 s = 465,600 float16 samples each, and
+50 float32 targets: 29,798,800 bytes."""
+
+
+@pytest.mark.parametrize(("free", "workers"), [
+    (64 * 2**20, 0),      # a container's default /dev/shm: not even one worker's 2 batches in half of it
+    (200 * 2**20, 1),     # half of it, 104,857,600 bytes, holds 2 batches (59,597,600), not 4
+    (16 * 2**30, 4),      # a host's: all 4
+    (None, 4),            # no shared memory to judge by (macOS): as the fast path says
+])
+def test_loader_workers_fit_their_batches_in_half_the_shared_memory(free, workers):
+    """torch hands a worker's batches to the run's process as files in /dev/shm, each worker keeping
+    2 ready (its default prefetch_factor); where they do not fit, the worker dies of a bus error
+    ("insufficient shared memory"), failing the run."""
+    assert views.workers_for_shared_memory(4, MTAT_BATCH_BYTES, free) == workers
+
+
+def test_a_run_reads_with_the_loader_workers_its_shared_memory_holds(monkeypatch, tmp_path):
+    """A run on the loader path in a container whose /dev/shm is 64 MiB reads in its own process,
+    says why in its log, and records the workers it used."""
+    said = []
+    monkeypatch.setattr(train, "shared_memory_free", lambda: 64 * 2**20)
+    monkeypatch.setattr(train, "fast_path", lambda *a, **k: dataclasses.replace(fastpath.fast_path(*a, **k),
+                                                                                 loader_workers=4))
+    (run,) = tiny_runs(epochs=1, batch_size=8)
+    cache = ToyCache(seconds=1.0)  # 16,000 float16 samples and 3 targets: 32,012 bytes a clip
+    trainer = train.Trainer(run, cache, CPU, log=said.append)
+    # 32 MiB, half of 64, hold 2 batches of 8 clips (512,192 bytes) 32 times over: all 4 workers
+    assert trainer._loader_workers(trainer.data["train"], 8) == 4 and not said
+    # 2 batches of 256 clips are 16,390,144 bytes: twice in 33,554,432
+    assert trainer._loader_workers(trainer.data["valid"], 256) == 2
+    # a batch of 1,100 clips (35,213,200 bytes): not even 2 of them
+    assert trainer._loader_workers(trainer.data["test"], 1100) == 0
+    assert [line.split(":")[0] for line in said] == [
+        "  /dev/shm has 64 MiB free, too little for 4 loader workers' batches of 256 clips (2 each, 8 MiB a batch)",
+        "  /dev/shm has 64 MiB free, too little for 4 loader workers' batches of 1100 clips (2 each, 34 MiB a batch)"]
+    assert said[0].endswith("reading with 2; a container's default is 64 MiB (docker run --shm-size 16g, or "
+                            "--ipc=host)") and "reading with 0" in said[1]
+    monkeypatch.setattr(train, "shared_memory_free", lambda: 0)
+    trained = train.train_run(run, cache, tmp_path / "run", CPU, log=said.append)
+    assert trained["fast_path"]["loader_workers"] == 0 and trained["fast_path"]["resident_data"] is False

@@ -433,6 +433,27 @@ def test_a_cold_read_is_timed_only_where_the_file_left_the_page_cache(monkeypatc
     assert (result["clips_per_second_evicted"] is not None) is cold
 
 
+def test_the_data_path_is_timed_with_the_loader_workers_the_shared_memory_holds(monkeypatch):
+    """As a run reads: where the fast path's 2 workers' batches (2 ready each) would not fit in half
+    the free /dev/shm, fewer are started, and the JSON says how many were timed. The smallest
+    configuration's 29.1 s clips at 12 kHz are 349,200 float16 samples: 4 of them, with 50 float32
+    targets each, make a batch of 2,794,400 bytes, so 2 batches need 11,177,600 bytes free."""
+    import dataclasses
+    import multiprocessing
+
+    from bench.tools import perf
+
+    monkeypatch.setattr(perf._ScratchCache, "evict", lambda self: 1.0)
+    monkeypatch.setattr(perf, "shared_memory_free", lambda: 11_177_600 - 1)
+    started = []
+    monkeypatch.setattr(multiprocessing.context.ForkProcess, "start", lambda self: started.append(self))
+    _, smallest, _ = select_cases(spec_cases(load_spec(SPECS / "paper-mtat-vgg.toml")), 2)
+    path = dataclasses.replace(baseline(torch.device("cpu")), loader_workers=2)
+    result = perf.measure_data_path(smallest, path, torch.device("cpu"), perf.PerfSettings(batch=4, data_clips=8),
+                                    consumption=10.0)
+    assert result["workers"] == 0 and result["clips_per_second_page_cache"] > 0 and not started
+
+
 def test_the_cpu_peak_memory_is_in_megabytes_and_only_where_it_counts_from_the_case(monkeypatch):
     """getrusage's ru_maxrss is in kilobytes on Linux and in bytes on macOS (getrusage(2) of each),
     where `bench perf` printed peaks 1024 times too large; and where /proc/self/clear_refs cannot reset

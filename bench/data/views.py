@@ -9,8 +9,10 @@ what the network is built for.
 
 from __future__ import annotations
 
+import shutil
 import signal
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -39,6 +41,11 @@ class ClipDataset(torch.utils.data.Dataset):
     def nbytes(self) -> int:
         """Bytes of this split's cached waveforms (as stored, float16)."""
         return len(self.rows) * self.cache.waveforms.shape[1] * self.cache.waveforms.dtype.itemsize
+
+    @property
+    def item_bytes(self) -> int:
+        """Bytes of one item as a loader hands it over: its waveform (float16) and its target (float32)."""
+        return self.cache.waveforms.shape[1] * self.cache.waveforms.dtype.itemsize + self.targets[0].nbytes
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         wave = np.array(self.cache.waveforms[self.rows[i]], dtype=np.float16)
@@ -106,6 +113,33 @@ measurements behind the code's choices); the platform's default elsewhere (spawn
 fork is unsafe). The workers only read the cache: they never touch CUDA."""
 
 
+LOADER_PREFETCH = 2
+"""Batches each loader worker keeps ready (torch's default `prefetch_factor`)."""
+
+SHARED_MEMORY = Path("/dev/shm")
+"""Where a loader worker's batches wait for the run's process: torch hands tensors between processes
+as shared-memory files there."""
+
+
+def shared_memory_free() -> int | None:
+    """Bytes free in SHARED_MEMORY, or None where the platform has none (macOS)."""
+    try:
+        return shutil.disk_usage(SHARED_MEMORY).free
+    except OSError:
+        return None
+
+
+def workers_for_shared_memory(wanted: int, batch_bytes: int, free_bytes: int | None) -> int:
+    """Loader workers (at most `wanted`) whose batches ready at once (LOADER_PREFETCH each, of
+    `batch_bytes`) take at most half the free shared memory: the other half for the other runs'
+    loaders on the machine. A container's /dev/shm is 64 MiB by default (Docker, Kubernetes), where a
+    worker's batches of full clips (MTAT: 32 x 465,600 float16 samples, 29.8 MB) would not fit, and
+    the worker dies of a bus error, failing the run. None (no such memory): `wanted`."""
+    if free_bytes is None or wanted <= 0:
+        return max(0, wanted)
+    return max(0, min(wanted, (free_bytes // 2) // (LOADER_PREFETCH * max(1, batch_bytes))))
+
+
 class LoaderBatches:
     """Batches read from the cache by a DataLoader in a given order (worker processes kept alive
     across epochs, pinned memory, float16 as stored)."""
@@ -117,6 +151,7 @@ class LoaderBatches:
         self.loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=self.sampler,
                                                   num_workers=workers, pin_memory=pin_memory,
                                                   persistent_workers=workers > 0, generator=torch.Generator(),
+                                                  prefetch_factor=LOADER_PREFETCH if workers else None,
                                                   worker_init_fn=start_loader_worker,
                                                   multiprocessing_context=LOADER_START_METHOD if workers else None)
 

@@ -704,7 +704,8 @@ def check_loader(check: Check, batch: int, consumption: float) -> None:
     result = measure_data_path(case, fast_path(device, "auto", 0), device, settings, consumption)
     check.numbers = result
     check.ok = result["loader_over_consumption"] >= 1.0
-    check.detail = (f"{case.label}: loader {result['clips_per_second_page_cache']:.0f} clips/s (page cache), "
+    check.detail = (f"{case.label}: loader {result['clips_per_second_page_cache']:.0f} clips/s (page cache, "
+                    f"{result['workers']} workers), "
                     f"{describe_cold_read(result)}, resident "
                     f"{result['clips_per_second_resident'] or 0:.0f}; the smallest configuration consumes "
                     f"{consumption:.0f} clips/s ({result['loader_over_consumption']:.1f}x)")

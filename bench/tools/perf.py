@@ -46,7 +46,14 @@ from bench.core.store import atomic_write_json
 from bench.cost.plan import amount, hours_unit, plan_rows
 from bench.data.cached_waveforms import MappedByPath
 from bench.data.known import split_sizes
-from bench.data.views import ClipDataset, LoaderBatches, ResidentWaveforms, epoch_order
+from bench.data.views import (
+    ClipDataset,
+    LoaderBatches,
+    ResidentWaveforms,
+    epoch_order,
+    shared_memory_free,
+    workers_for_shared_memory,
+)
 from bench.run.gpus import others_on_cuda_device, sharing_note
 from bench.spec import Configuration, Spec
 from bench.tools.peaks import (
@@ -555,14 +562,17 @@ def measure_data_path(case: Case, path: FastPath, device: torch.device, settings
             sync(device)
             return len(dataset) / (time.perf_counter() - start)
 
-        loader = LoaderBatches(dataset, settings.batch, path.loader_workers, path.pin_memory)
+        # as a run would read: fewer workers where their batches would not fit in the shared memory
+        workers = workers_for_shared_memory(path.loader_workers, settings.batch * dataset.item_bytes,
+                                            shared_memory_free())
+        loader = LoaderBatches(dataset, settings.batch, workers, path.pin_memory)
         one_pass(loader.batches)  # starts the persistent workers
         warm = one_pass(loader.batches)
         loader.close()  # its workers have the file's pages mapped: they would stay cached
         in_page_cache = cache.evict()
         cold = None
         if in_page_cache is not None and in_page_cache <= EVICTED_AT_MOST:
-            loader = LoaderBatches(dataset, settings.batch, path.loader_workers, path.pin_memory)
+            loader = LoaderBatches(dataset, settings.batch, workers, path.pin_memory)
             cold = one_pass(loader.batches)  # with the workers' start, which a run pays once
             loader.close()
         resident = None
@@ -577,7 +587,7 @@ def measure_data_path(case: Case, path: FastPath, device: torch.device, settings
             "clips_per_second_resident": resident, "mb_per_clip": samples * 2 / 2**20,
             "consumption_clips_per_second": consumption, "loader_over_consumption": loader_rate / consumption,
             "over_consumption": max(loader_rate, resident or 0) / consumption,
-            "workers": path.loader_workers, "pin_memory": path.pin_memory}
+            "workers": workers, "pin_memory": path.pin_memory}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -55,6 +55,8 @@ from bench.core.layout import BEST, CHECKPOINT, HISTORY  # noqa: F401 - re-expor
 from bench.core.store import append_line, atomic_write_text, reject
 from bench.data.cached_waveforms import CachedWaveforms
 from bench.data.views import (
+    LOADER_PREFETCH,
+    SHARED_MEMORY,
     ClipDataset,
     LoaderBatches,
     epoch_order,
@@ -63,6 +65,8 @@ from bench.data.views import (
     pad_frames,
     resident_waveforms,
     segment_mean,
+    shared_memory_free,
+    workers_for_shared_memory,
 )
 from bench.spec import RunSpec
 from bench.train.checkpoint import (  # noqa: F401 - re-exported: the loop's checkpoint API
@@ -228,6 +232,7 @@ class Trainer:
         self.resident = {split: resident.split(d) for split, d in self.data.items()} if resident else None
         self.resident_bytes = resident.nbytes if resident else 0
         self.loaders: dict[tuple[str, int], LoaderBatches] = {}
+        self.fewest_loader_workers: int | None = None  # where shared memory left fewer than the fast path's
         self.recompiles = RecompileWatch()
 
     # ---------------------------------------------------------------------------------------
@@ -251,10 +256,25 @@ class Trainer:
             return
         key = (split, batch_size)
         if key not in self.loaders:
-            self.loaders[key] = LoaderBatches(self.data[split], batch_size, self.path.loader_workers,
-                                              self.path.pin_memory)
+            self.loaders[key] = LoaderBatches(self.data[split], batch_size,
+                                              self._loader_workers(self.data[split], batch_size), self.path.pin_memory)
         for wave, target in self.loaders[key].batches(order):
             yield wave.to(self.device, non_blocking=True), target.to(self.device, non_blocking=True)
+
+    def _loader_workers(self, dataset: ClipDataset, batch_size: int) -> int:
+        """The fast path's loader workers, fewer where their batches would not fit in the machine's
+        shared memory (`workers_for_shared_memory`); said where they are fewer than for any loader before."""
+        wanted = self.path.loader_workers
+        free = shared_memory_free()
+        workers = workers_for_shared_memory(wanted, batch_size * dataset.item_bytes, free)
+        if workers < min(wanted, self.fewest_loader_workers if self.fewest_loader_workers is not None else wanted):
+            batch_mib = batch_size * dataset.item_bytes / 2**20
+            self.log(f"  {SHARED_MEMORY} has {free / 2**20:.0f} MiB free, too little for {wanted} loader workers' "
+                     f"batches of {batch_size} clips ({LOADER_PREFETCH} each, {batch_mib:.0f} MiB a batch): reading "
+                     f"with {workers}; a container's default is 64 MiB (docker run --shm-size 16g, or --ipc=host)")
+        self.fewest_loader_workers = min(workers, self.fewest_loader_workers if self.fewest_loader_workers is not None
+                                         else workers)
+        return workers
 
     def _training_mel(self, wave: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """The mel the network trains on: the whole clip (VGG), or for MusiCNN one random segment per
@@ -350,7 +370,8 @@ class Trainer:
         # an epoch of an earlier version's checkpoint says nothing: taken as this process compiled
         compiled_epochs = sum(bool(h.get("compiled", self.compiled_so_far())) for h in history)
         dtypes = self.trained_dtypes(history)
-        return {**self.path.as_dict(), "eval_batch": self.eval_batch, "amp_dtype": "+".join(dtypes),
+        workers = {} if self.fewest_loader_workers is None else {"loader_workers": self.fewest_loader_workers}
+        return {**self.path.as_dict(), **workers, "eval_batch": self.eval_batch, "amp_dtype": "+".join(dtypes),
                 "resident_data": self.resident is not None,
                 "recompile_limit_hits": hits, "compiled": not hits and compiled_epochs == len(history),
                 "compiled_epochs": compiled_epochs, "loss_scaling": "float16" in dtypes}
