@@ -505,6 +505,7 @@ def test_worker_device_is_an_index_among_visible_gpus_and_leaves_the_selection_a
     chosen = []
     monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
     monkeypatch.setattr(fastpath.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 128)  # the machine: more cores than the mask
     devices = [worker_device("cuda", worker, runs_per_gpu=2, log=lambda *_: None) for worker in range(5)]
     assert [d.index for d, _ in devices] == [0, 1, 0, 1, 0] == chosen
     assert [c.slot for _, c in devices] == [0, 0, 1, 1, None]  # 5 workers, 2 GPUs x 2 slots
@@ -550,6 +551,7 @@ def test_workers_on_mig_instances_each_show_cuda_the_instance_they_claimed(monke
     chosen = []
     monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
     monkeypatch.setattr(fastpath.os, "sched_getaffinity", lambda pid: set(range(48)), raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 128)  # the machine: more cores than the mask
     devices = []
     for worker in range(6):  # each a fresh process, with the grid's variable
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", ",".join(MIG_INSTANCES))
@@ -701,6 +703,7 @@ def test_a_cuda_worker_keeps_to_its_share_of_the_cpus(monkeypatch):
     import torch._inductor.config as inductor_config
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)  # not on macOS
+    monkeypatch.setattr(os, "cpu_count", lambda: 128)  # the machine: more cores than the mask
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
     monkeypatch.setattr(fastpath, "_runs_per_gpu", 4)
     # the config's own patch restores it (monkeypatch's undo would hide the setting from later compiles)
@@ -1283,6 +1286,7 @@ def test_loader_processes_are_shared_among_the_runs_on_the_machine(monkeypatch):
 
     def box(cpus: int, gpus: int) -> None:
         monkeypatch.setattr(fastpath.os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
+        monkeypatch.setattr(os, "cpu_count", lambda: 128)  # the machine: more cores than the mask
         monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
 
     box(16, 1)
@@ -1308,6 +1312,7 @@ def test_a_slurm_task_reads_with_its_own_cpus(monkeypatch):
     cuda = torch.device("cuda")
     for bound in (8, 64):  # the task bound to its 8 CPUs, or free to use the job's 64
         monkeypatch.setattr(fastpath.os, "sched_getaffinity", lambda pid, n=bound: set(range(n)), raising=False)
+        monkeypatch.setattr(os, "cpu_count", lambda: 128)  # the machine: more cores than the mask
         monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
         assert fastpath.fast_path(cuda).loader_workers == 4
         # `bench grid` itself inside an allocation (the local launcher): its workers share the CPUs

@@ -681,6 +681,43 @@ def test_local_cpu_workers_share_the_cpus_this_process_may_use(monkeypatch, tmp_
     grid._launch_local(grid.WorkerJob("spec.toml", str(tmp_path), "index.json", "cpu"), 2, cuda=False)
     assert threads == [2, 2]
 
+def test_a_containers_cpu_quota_bounds_the_cpus_as_its_affinity_does(monkeypatch, tmp_path):
+    """`docker run --cpus 8` (or a Kubernetes CPU limit) on a 64-core machine: the affinity mask still
+    lists all 64 CPUs; the limit is the container's cgroup v2 `cpu.max`, "800000 100000" (8 CPUs'
+    worth of every 100 ms period, as the kernel's cgroup-v2 documentation writes $MAX $PERIOD). Two
+    local workers get 4 threads each, not 32; a GPU run with 2 runs per GPU on one GPU, 4 threads
+    and 4 compile processes, not 32."""
+    import builtins
+    import io
+
+    from bench.core.machine import usable_cpus
+    from bench.run import grid
+    from bench.train import fastpath
+
+    real_open, real_exists = builtins.open, os.path.exists
+    cpu_max = "/sys/fs/cgroup/cpu.max"
+    monkeypatch.setattr(builtins, "open", lambda path, *a, **k: io.StringIO("800000 100000\n") if path == cpu_max
+                        else real_open(path, *a, **k))
+    monkeypatch.setattr(os.path, "exists", lambda path: path == cpu_max or real_exists(path))
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)  # not on macOS
+    assert usable_cpus() == 8
+    threads = []
+    monkeypatch.setattr(grid, "worker_entry", lambda job: threads.append(job.threads) or [])
+    monkeypatch.setattr(grid.multiprocessing, "get_context", lambda method: InlineContext)
+    grid._launch_local(grid.WorkerJob("spec.toml", str(tmp_path), "index.json", "cpu"), 2, cuda=False)
+    assert threads == [4, 4]
+    monkeypatch.setattr(fastpath, "_gpus_here", 1)
+    monkeypatch.setattr(fastpath, "_runs_per_gpu", 2)
+    monkeypatch.delenv("TORCHINDUCTOR_COMPILE_THREADS", raising=False)
+    monkeypatch.setattr(fastpath.torch, "set_num_threads", lambda n: threads.append(n))
+    config = sys.modules.get("torch._inductor.config")
+    if config is not None:  # restored after the test, as the variable is
+        monkeypatch.setattr(config, "compile_threads", config.compile_threads)
+    assert fastpath.limit_worker_threads() == 4 and threads[-1] == 4
+    assert os.environ["TORCHINDUCTOR_COMPILE_THREADS"] == "4"
+
+
 @pytest.mark.parametrize("code", [errno.EACCES, errno.EIO, errno.ESTALE, errno.EMFILE, errno.ENOMEM, "allocator"])
 def test_a_checkpoint_in_a_forbidden_folder_or_on_a_failing_file_system_is_not_set_aside(monkeypatch, tmp_path,
                                                                                            code):

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 
 def usable_cpus() -> int:
-    """The CPUs this process may run on: its affinity mask where the OS has one (taskset, a container's
-    cpuset, a Slurm allocation's cgroup), not every core of the machine that `os.cpu_count()` counts.
-    Threads and processes sized to the machine on a 4-of-64-core allocation would oversubscribe it 16x."""
-    if hasattr(os, "sched_getaffinity"):
-        try:
-            return max(1, len(os.sched_getaffinity(0)))
-        except OSError:
-            pass
-    return os.cpu_count() or 1
+    """The CPUs this process may use, as joblib's loky counts them: its affinity mask (taskset, a
+    container's cpuset, a Slurm allocation's cgroup) and a container's CPU quota (`docker run --cpus 8`,
+    a Kubernetes CPU limit: cgroup's `cpu.max`, which no affinity mask shows), not every core of the
+    machine that `os.cpu_count()` counts. Threads and processes sized to the machine in an 8-CPU pod on
+    a 128-core node would oversubscribe it 16x (inductor's compile processes, each a Python with torch
+    loaded, 128 of them)."""
+    from joblib.externals.loky import cpu_count
+
+    return max(1, cpu_count(only_physical_cores=False))
 
 
 def nvidia_smi(argv: list[str], run=None) -> str | None:
