@@ -15,13 +15,18 @@ SPECS = ROOT / "specs"
 # what a user may have exported for their own grids (their cache, models, execution switches, GPU slot
 # folder): no test reads or writes through it, nor hands it to the processes it starts
 USER_ENVIRONMENT = ("BENCH_CACHE", "BENCH_MODELS", "BENCH_COMPILE", "BENCH_COMPILE_BACKEND", "BENCH_RESIDENT",
-                    "BENCH_GPU_LOCKS")
+                    "BENCH_GPU_LOCKS", "LOKY_MAX_CPU_COUNT")
 
 
 @pytest.fixture(autouse=True)
 def users_environment_set_aside(monkeypatch, tmp_path_factory):
     for name in USER_ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)
+    # the CPUs a process may use (`bench.core.machine.usable_cpus`) as the tests fake them, with
+    # os.cpu_count and os.sched_getaffinity: not within the CPU quota of a container the suite runs in
+    from joblib.externals.loky.backend import context
+
+    monkeypatch.setattr(context, "_cpu_count_cgroup", lambda os_cpu_count: os_cpu_count, raising=False)
     # torch.compile's cache (inductor's default: /tmp/torchinductor_<user>) in the session's folder,
     # shared by its tests and the processes they start
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "torchinductor"))

@@ -2406,17 +2406,20 @@ MTAT_BATCH_BYTES = 32 * (465_600 * 2 + 50 * 4)
 50 float32 targets: 29,798,800 bytes."""
 
 
-@pytest.mark.parametrize(("free", "workers"), [
-    (64 * 2**20, 0),      # a container's default /dev/shm: not even one worker's 2 batches in half of it
-    (200 * 2**20, 1),     # half of it, 104,857,600 bytes, holds 2 batches (59,597,600), not 4
-    (16 * 2**30, 4),      # a host's: all 4
-    (None, 4),            # no shared memory to judge by (macOS): as the fast path says
+@pytest.mark.parametrize(("free", "runs", "workers"), [
+    (64 * 2**20, 1, 0),   # a container's default /dev/shm: not even one worker's 2 batches in half of it
+    (200 * 2**20, 1, 1),  # half of it, 104,857,600 bytes, holds 2 batches (59,597,600), not 4
+    (16 * 2**30, 1, 4),   # a host's: all 4
+    (2**30, 1, 4),        # --shm-size 1g, one run: 536,870,912 bytes hold 9 workers' batches
+    (2**30, 8, 1),        # and 8 runs starting together (8 GPUs): 67,108,864 bytes each, 1 worker's
+    (None, 8, 4),         # no shared memory to judge by (macOS): as the fast path says
 ])
-def test_loader_workers_fit_their_batches_in_half_the_shared_memory(free, workers):
+def test_loader_workers_fit_their_batches_in_half_the_shared_memory(free, runs, workers):
     """torch hands a worker's batches to the run's process as files in /dev/shm, each worker keeping
     2 ready (its default prefetch_factor); where they do not fit, the worker dies of a bus error
-    ("insufficient shared memory"), failing the run."""
-    assert views.workers_for_shared_memory(4, MTAT_BATCH_BYTES, free) == workers
+    ("insufficient shared memory"), failing the run. The runs on a machine start together, each
+    seeing the memory free: each takes its share of half of it."""
+    assert views.workers_for_shared_memory(4, MTAT_BATCH_BYTES, free, runs) == workers
 
 
 def test_a_run_reads_with_the_loader_workers_its_shared_memory_holds(monkeypatch, tmp_path):

@@ -656,3 +656,23 @@ def test_a_run_whose_training_batch_cuda_cannot_index_is_recorded_failed_with_wh
     assert results["vgg"]["status"] == "failed"
     assert results["vgg"]["error"].startswith("UserError: protocol.batch_size = 16: vgg at 16000 Hz")
     assert "at most 15" in results["vgg"]["error"]
+
+
+def test_the_runs_on_a_gpu_box_share_its_shared_memory(fake_cuda, monkeypatch):
+    """8 GPUs, one run each, on the loader path in a container with --shm-size 1g: each run starts its
+    loaders seeing the whole 1 GiB free, so each takes an eighth of half of it (67,108,864 bytes).
+    Two batches of 1,100 of these 1 s clips (32,012 bytes each: 16,000 float16 samples, 3 float32
+    targets) are 70,426,400 bytes: no worker; alone on the box, 4."""
+    monkeypatch.setattr(train, "resident_fits", lambda n_bytes, device, reusable=0: False)
+    monkeypatch.setattr(train, "shared_memory_free", lambda: 2**30)
+    monkeypatch.setattr(fastpath, "_runs_per_gpu", 1)
+    said = []
+    (run,) = tiny_runs(epochs=1)
+    trainer = train.Trainer(run, ToyCache(), CUDA, log=said.append)
+    trainer.path = dataclasses.replace(trainer.path, loader_workers=4)
+    monkeypatch.setattr(fastpath, "_gpus_here", 1)
+    assert trainer._loader_workers(trainer.data["valid"], 1100) == 4 and not said
+    monkeypatch.setattr(fastpath, "_gpus_here", 8)
+    assert trainer._loader_workers(trainer.data["test"], 1100) == 0
+    (line,) = said
+    assert line.startswith("  /dev/shm has 1024 MiB free, shared by 8 runs, too little for 4 loader workers'")

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
+from joblib.externals.loky.backend.context import _cpu_count_cgroup as REAL_CGROUP_COUNT
 
 from bench.cli import main
 from bench.data import cache as cache_module
@@ -690,7 +691,11 @@ def test_a_containers_cpu_quota_bounds_the_cpus_as_its_affinity_does(monkeypatch
     import builtins
     import io
 
+    from joblib.externals.loky.backend import context
+
     from bench.core.machine import usable_cpus
+
+    monkeypatch.setattr(context, "_cpu_count_cgroup", REAL_CGROUP_COUNT)  # the one conftest sets aside
     from bench.run import grid
     from bench.train import fastpath
 
@@ -709,7 +714,8 @@ def test_a_containers_cpu_quota_bounds_the_cpus_as_its_affinity_does(monkeypatch
     assert threads == [4, 4]
     monkeypatch.setattr(fastpath, "_gpus_here", 1)
     monkeypatch.setattr(fastpath, "_runs_per_gpu", 2)
-    monkeypatch.delenv("TORCHINDUCTOR_COMPILE_THREADS", raising=False)
+    monkeypatch.setenv("TORCHINDUCTOR_COMPILE_THREADS", "")  # recorded, so that what it sets is undone
+    monkeypatch.delenv("TORCHINDUCTOR_COMPILE_THREADS")
     monkeypatch.setattr(fastpath.torch, "set_num_threads", lambda n: threads.append(n))
     config = sys.modules.get("torch._inductor.config")
     if config is not None:  # restored after the test, as the variable is

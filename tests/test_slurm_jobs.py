@@ -221,47 +221,52 @@ def test_the_submitter_waits_for_every_job_and_names_those_that_did_not_finish(m
     assert "100_1" not in out.split("submitted", 1)[1].split("ok,")[0]  # finished: nothing said about it
 
 
-def test_a_job_that_timed_out_too_often_is_named_with_its_tasks_error(monkeypatch, tmp_path, capsys):
-    """The task's UncompletedJobError reaches the submitter as submitit's FailedJobError, whose first
-    line says only that the job failed: the task's error is the last line of the traceback it holds
-    (what submitit's job runner stores, read back by submitit's own SlurmJob)."""
+FRAMES = ('Traceback (most recent call last):\n  File "submitit/core/submission.py", line 55, in process_job\n'
+          "    result = delayed.result()\n")
+CUDA_ERROR = ("RuntimeError: CUDA error: an illegal memory access was encountered\nCUDA kernel errors might be "
+              "asynchronously reported at some other API call, so the stacktrace below might be incorrect.\n"
+              "For debugging consider passing CUDA_LAUNCH_BLOCKING=1\n"
+              "Compile with `TORCH_USE_CUDA_DSA` to enable device-side assertions.\n")
+"""torch's CUDA error as it prints: the error's line, then advice."""
+
+
+@pytest.mark.parametrize(("trace", "named"), [
+    (FRAMES + '  File "submitit/core/job_environment.py", line 227, in checkpoint_and_try_requeue\n'
+     "    raise utils.UncompletedJobError(message)\n"
+     "submitit.core.utils.UncompletedJobError: Job not requeued because: timed-out too many times.\n",
+     "UncompletedJobError: Job not requeued because: timed-out too many times."),
+    (FRAMES + CUDA_ERROR, "RuntimeError: CUDA error: an illegal memory access was encountered"),
+    (FRAMES + "ValueError: a message: with a colon\nsome note added to it\n", "ValueError: a message: with a colon"),
+    ("Traceback (most recent call last):\n  File \"a.py\", line 1, in f\n    g()\nKeyError: 'x'\n\nDuring handling "
+     "of the above exception, another exception occurred:\n\n" + FRAMES + "bench.core.errors.DeviceFailure: cuda:0 "
+     "failed\n", "DeviceFailure: cuda:0 failed"),
+])
+def test_a_job_that_failed_is_named_with_its_tasks_error(monkeypatch, tmp_path, capsys, trace, named):
+    """The task's error reaches the submitter as submitit's FailedJobError, whose first line says only
+    that the job failed: the task's error is the line after the traceback's last frame (torch's errors
+    go on with advice, Python's notes come after it, and a chained error's last traceback is the one
+    raised), from result pickles as submitit's job runner writes them, read back by submitit's own
+    SlurmJob."""
     from submitit.core import utils
     from submitit.slurm.slurm import SlurmJob
 
     folder = tmp_path / "jobs"
     folder.mkdir()
-    trace = ("Traceback (most recent call last):\n  File \"submitit/core/job_environment.py\", line 227, in "
-             "checkpoint_and_try_requeue\n    raise utils.UncompletedJobError(message)\n"
-             "submitit.core.utils.UncompletedJobError: Job not requeued because: timed-out too many times.\n")
     for task in (0, 1):
         utils.cloudpickle_dump(("error", trace), folder / f"4242_3_{task}_result.pkl")
     submit(monkeypatch, tmp_path, [SlurmJob(folder=folder, job_id="4242_3", tasks=[0, 1])], runs_per_gpu=2)
-    out = capsys.readouterr().out
-    assert ("job 4242_3 ended without finishing (UncompletedJobError: Job not requeued because: timed-out too "
-            "many times.); its log: ") in out
+    assert f"job 4242_3 ended without finishing ({named}); its log: " in capsys.readouterr().out
 
 
-def test_a_grid_submitted_from_inside_an_allocation_does_not_pass_its_memory_request_on(monkeypatch, tmp_path):
-    """sbatch exports the submitting process's environment to the job. From a driver job with
-    `--mem-per-cpu` (Slurm sets SLURM_MEM_PER_CPU there), a job asking `--mem` would hold both, and
-    its srun stops: "SLURM_MEM_PER_CPU, SLURM_MEM_PER_GPU, and SLURM_MEM_PER_NODE are mutually
-    exclusive". sbatch runs without them; the grid's own environment keeps them."""
-    import os
+def test_a_job_that_left_no_result_is_named_with_its_state():
+    """A job killed without writing its result (a node failure, the out-of-memory killer): submitit's
+    UncompletedJobError gives the state on its second line (core.py), which the line keeps."""
+    from submitit.core.utils import UncompletedJobError
 
-    seen = []
-    real_map_array = StubExecutor.map_array
-
-    def map_array(self, fn, given):  # where submitit runs sbatch
-        seen.append({k: v for k, v in os.environ.items() if k.startswith("SLURM_")})
-        return real_map_array(self, fn, given)
-
-    monkeypatch.setattr(StubExecutor, "map_array", map_array)
-    for name, value in {"SLURM_JOB_ID": "777", "SLURM_MEM_PER_CPU": "4000", "SLURM_CPUS_PER_TASK": "2"}.items():
-        monkeypatch.setenv(name, value)
-    executor = submit(monkeypatch, tmp_path)
-    assert executor.jobs and len(seen) == 1
-    assert "SLURM_MEM_PER_CPU" not in seen[0] and seen[0]["SLURM_JOB_ID"] == "777"
-    assert os.environ["SLURM_MEM_PER_CPU"] == "4000"
+    error = UncompletedJobError("Job 4242_3 (task: 0) with path /r/4242_3_0_result.pkl\nhas not produced any output "
+                                "(state: NODE_FAIL)\nError stream produced:\n" + "-" * 40 + "\nslurmstepd: error")
+    assert grid.job_failure(error) == ("UncompletedJobError: Job 4242_3 (task: 0) with path /r/4242_3_0_result.pkl "
+                                       "has not produced any output (state: NODE_FAIL)")
 
 
 def test_runs_per_gpu_on_slurm_come_from_the_nodes_gpu_memory(monkeypatch, tmp_path, capsys):

@@ -129,15 +129,16 @@ def shared_memory_free() -> int | None:
         return None
 
 
-def workers_for_shared_memory(wanted: int, batch_bytes: int, free_bytes: int | None) -> int:
+def workers_for_shared_memory(wanted: int, batch_bytes: int, free_bytes: int | None, runs: int = 1) -> int:
     """Loader workers (at most `wanted`) whose batches ready at once (LOADER_PREFETCH each, of
-    `batch_bytes`) take at most half the free shared memory: the other half for the other runs'
-    loaders on the machine. A container's /dev/shm is 64 MiB by default (Docker, Kubernetes), where a
-    worker's batches of full clips (MTAT: 32 x 465,600 float16 samples, 29.8 MB) would not fit, and
-    the worker dies of a bus error, failing the run. None (no such memory): `wanted`."""
+    `batch_bytes`) take at most this run's share of half the free shared memory, among the `runs` on
+    the machine (which start together, each seeing it all free). A container's /dev/shm is 64 MiB by
+    default (Docker, Kubernetes), where a worker's batches of full clips (MTAT: 32 x 465,600 float16
+    samples, 29.8 MB) would not fit, and the worker dies of a bus error, failing the run. None (no such
+    memory): `wanted`."""
     if free_bytes is None or wanted <= 0:
         return max(0, wanted)
-    return max(0, min(wanted, (free_bytes // 2) // (LOADER_PREFETCH * max(1, batch_bytes))))
+    return max(0, min(wanted, (free_bytes // 2 // max(1, runs)) // (LOADER_PREFETCH * max(1, batch_bytes))))
 
 
 class LoaderBatches:

@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import socket
@@ -694,16 +695,23 @@ def job_failure(exc: BaseException) -> str:
     """What ended a submitit job, in a line: the error its task raised. Submitit hands the job's error to
     the submitting process as a FailedJobError whose text holds the task's traceback between two rules
     of dashes (a job that timed out too often: `...UncompletedJobError: Job not requeued because:
-    timed-out too many times.`); its first line only says that the job failed."""
+    timed-out too many times.`); its first line only says that the job failed. The error is the line
+    after the traceback's last frame that is not indented: lines after it continue its message (torch
+    ends its errors with advice) or are notes. A job that left no result (killed by the out-of-memory
+    killer, a node failure) is named with the state Slurm gives it."""
     lines = str(exc).splitlines()
     rules = [i for i, line in enumerate(lines) if line.strip() and set(line.strip()) == {"-"}]
-    raised = [line.strip() for line in lines[rules[0] + 1:rules[1]] if line.strip()] if len(rules) >= 2 else []
-    if raised and not raised[-1].startswith(("File ", "Traceback")):
-        name, sep, message = raised[-1].partition(": ")
-        if sep and name.replace(".", "").replace("_", "").isalnum():  # a qualified class name: its last part
-            return f"{name.rsplit('.', 1)[-1]}: {message}"
-        return raised[-1]
-    return f"{type(exc).__name__}: {first_line(exc)}"
+    trace = lines[rules[0] + 1:rules[1]] if len(rules) >= 2 else []
+    frames = [i for i, line in enumerate(trace) if line.startswith("  File ")]
+    raised = next((line for line in trace[frames[-1] + 1:] if line.strip() and not line[0].isspace()), None) \
+        if frames else None
+    if raised is None:  # a job that left no result (killed, a node failure): submitit says its state below
+        state = re.search(r"has not produced any output \(state: [^)]*\)", str(exc))
+        return f"{type(exc).__name__}: {first_line(exc)}{' ' + state.group(0) if state else ''}"
+    name, sep, message = raised.partition(": ")
+    if name.replace(".", "").replace("_", "").isalnum():  # a qualified class name: its last part
+        return f"{name.rsplit('.', 1)[-1]}{sep}{message}"
+    return raised
 
 
 class RequeuedWorker:

@@ -87,6 +87,7 @@ from bench.train.fastpath import (
     eval_batch_size,
     fast_path,
     resident_fits,
+    runs_on_machine,
     sync,
 )
 from bench.train.frontend import MelFrontend
@@ -266,12 +267,15 @@ class Trainer:
         shared memory (`workers_for_shared_memory`); said where they are fewer than for any loader before."""
         wanted = self.path.loader_workers
         free = shared_memory_free()
-        workers = workers_for_shared_memory(wanted, batch_size * dataset.item_bytes, free)
+        runs = runs_on_machine() if self.device.type == "cuda" else 1
+        workers = workers_for_shared_memory(wanted, batch_size * dataset.item_bytes, free, runs)
         if workers < min(wanted, self.fewest_loader_workers if self.fewest_loader_workers is not None else wanted):
             batch_mib = batch_size * dataset.item_bytes / 2**20
-            self.log(f"  {SHARED_MEMORY} has {free / 2**20:.0f} MiB free, too little for {wanted} loader workers' "
-                     f"batches of {batch_size} clips ({LOADER_PREFETCH} each, {batch_mib:.0f} MiB a batch): reading "
-                     f"with {workers}; a container's default is 64 MiB (docker run --shm-size 16g, or --ipc=host)")
+            among = f", shared by {runs} runs," if runs > 1 else ","
+            self.log(f"  {SHARED_MEMORY} has {free / 2**20:.0f} MiB free{among} too little for {wanted} loader "
+                     f"workers' batches of {batch_size} clips ({LOADER_PREFETCH} each, {batch_mib:.0f} MiB a batch): "
+                     f"reading with {workers}; a container's default is 64 MiB (docker run --shm-size 16g, or "
+                     "--ipc=host)")
         self.fewest_loader_workers = min(workers, self.fewest_loader_workers if self.fewest_loader_workers is not None
                                          else workers)
         return workers
