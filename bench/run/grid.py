@@ -451,11 +451,10 @@ def refuse_oversized_cuda_batches(runs) -> None:
     first such configuration and the largest batch_size that fits."""
     from bench.train.fastpath import cuda_batch_problem
 
-    problems: dict = {}  # one per input shape: seeds and log compression share it
+    shapes: dict = {}  # one run per input shape: seeds and log compression share it
     for run in runs:
-        if run.configuration.cost_key not in problems:
-            problems[run.configuration.cost_key] = cuda_batch_problem(run)
-    found = [p for p in problems.values() if p]
+        shapes.setdefault(run.configuration.cost_key, run)
+    found = [problem for problem in map(cuda_batch_problem, shapes.values()) if problem]
     if found:
         more = f" (and {len(found) - 1} more configuration(s) of the grid)" if len(found) > 1 else ""
         raise UserError(f"{found[0]}{more}")

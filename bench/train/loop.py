@@ -269,15 +269,15 @@ class Trainer:
         free = shared_memory_free()
         runs = runs_on_machine() if self.device.type == "cuda" else 1
         workers = workers_for_shared_memory(wanted, batch_size * dataset.item_bytes, free, runs)
-        if workers < min(wanted, self.fewest_loader_workers if self.fewest_loader_workers is not None else wanted):
+        fewest = wanted if self.fewest_loader_workers is None else self.fewest_loader_workers
+        if workers < fewest:
             batch_mib = batch_size * dataset.item_bytes / 2**20
             among = f", shared by {runs} runs," if runs > 1 else ","
             self.log(f"  {SHARED_MEMORY} has {free / 2**20:.0f} MiB free{among} too little for {wanted} loader "
                      f"workers' batches of {batch_size} clips ({LOADER_PREFETCH} each, {batch_mib:.0f} MiB a batch): "
                      f"reading with {workers}; a container's default is 64 MiB (docker run --shm-size 16g, or "
                      "--ipc=host)")
-        self.fewest_loader_workers = min(workers, self.fewest_loader_workers if self.fewest_loader_workers is not None
-                                         else workers)
+        self.fewest_loader_workers = min(workers, fewest)
         return workers
 
     def _training_mel(self, wave: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
