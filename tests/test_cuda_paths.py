@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import functools
 import io
+import itertools
 import json
 import logging
 import math
@@ -18,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 import types
@@ -278,7 +280,7 @@ def test_the_evaluation_graph_is_compiled_with_a_static_batch(monkeypatch):
         return graph_module.forward
 
     path = fastpath.FastPath(device="cpu", amp_dtype=None, channels_last=False, cudnn_benchmark=False, tf32=False,
-                             compile=True, eval_batch_factor=4, pin_memory=False, loader_workers=0,
+                             compile=True, eval_batch_factor=4, pin_memory=False,
                              compile_backend=recorder)
     class Net(nn.Module):  # a model of its own class, as the architectures are: torch 2.9's Module.compile
         def __init__(self):  # traces no nn.Sequential on Python 3.10
@@ -711,13 +713,9 @@ def test_a_cuda_worker_keeps_to_its_share_of_the_cpus(monkeypatch):
         assert fastpath.limit_worker_threads() == 2
         assert torch.get_num_threads() == 2 and inductor_config.compile_threads == 2
         assert os.environ["TORCHINDUCTOR_COMPILE_THREADS"] == "2"
-        assert fastpath.loader_workers() == 2
         monkeypatch.setenv("TORCHINDUCTOR_COMPILE_THREADS", "6")  # the user's choice
         fastpath.limit_worker_threads()
         assert inductor_config.compile_threads == 6
-    monkeypatch.setattr(fastpath, "_runs_per_gpu", 1)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    assert fastpath.loader_workers() == 4  # one run on a 64-core box: at most 4 per split
 
 
 # ------------------------------------------------------------------------------------------------
@@ -918,23 +916,6 @@ def write_cache_folder(folder: Path, n: int, samples: int):
     return waves
 
 
-def test_cached_waveforms_reach_loader_workers_by_path_not_by_value(tmp_path):
-    """A DataLoader worker started by spawn or forkserver (Python 3.14's default on Linux) gets its
-    dataset pickled; a memmap pickles its whole contents (the cache: tens of GB), so the cache must
-    travel as its folder and be mapped again."""
-    import pickle
-    from types import SimpleNamespace
-
-    from bench.data.cached_waveforms import CachedWaveforms
-
-    waves = write_cache_folder(tmp_path, n=64, samples=16000)
-    cache = CachedWaveforms(tmp_path, SimpleNamespace(clips=[], tag_names=["a"]))
-    data = pickle.dumps(cache)
-    assert len(data) < waves.nbytes / 10, len(data)  # 2 MB of waveforms
-    copy = pickle.loads(data)
-    assert isinstance(copy.waveforms, np.memmap) and np.array_equal(copy.waveforms[5], waves[5])
-
-
 def test_the_upload_to_the_device_copies_from_the_read_only_cache(monkeypatch, tmp_path):
     """The cache is mapped read-only: a tensor on a read-only array makes torch warn, once in each
     worker's log, that writing to it is undefined. The upload reads chunks of it into arrays of its own."""
@@ -954,146 +935,88 @@ def test_the_upload_to_the_device_copies_from_the_read_only_cache(monkeypatch, t
     assert np.array_equal(resident.waves.numpy(), waves)
 
 
-@pytest.mark.parametrize("start_method", ["fork", "forkserver"])
-def test_the_loader_path_with_worker_processes_gives_the_in_process_batches(tmp_path, start_method):
-    """On CUDA, waveforms that do not stay on the GPU are read by persistent DataLoader worker
-    processes. Forked (as on Linux) or started by forkserver (Python 3.14's default, set here by hand),
-    to which the dataset and its cache travel pickled, they give, epoch after epoch, the batches that
-    reading in-process gives."""
+def test_reading_per_batch_gives_the_cache_rows_epoch_after_epoch(tmp_path):
+    """On CUDA, waveforms that do not stay on the GPU are read per batch from the cache by a thread of
+    the run, ahead of the step: epoch after epoch, each batch is the cached rows of its clips, in order."""
     from bench.data.cached_waveforms import CachedWaveforms
     from bench.data.index import Clip, DatasetIndex
 
     n = 24
     waves = write_cache_folder(tmp_path, n=n, samples=800)
-    clips = tuple(Clip(str(i), f"{i}.wav", "train" if i < 16 else "valid", (i % 2,)) for i in range(n))
+    clips = tuple(Clip(str(i), f"{i}.wav", "train" if i % 3 else "valid", (i % 2,)) for i in range(n))
     cache = CachedWaveforms(tmp_path, DatasetIndex("toy", str(tmp_path), ("even", "odd"), clips))
     dataset = views.ClipDataset(cache, "train")
-    reference = views.LoaderBatches(dataset, 4)
-    loader = views.LoaderBatches(dataset, 4, workers=2)
-    loader.loader.multiprocessing_context = start_method
+    reader = views.ReadBatches(dataset, 5)
     for epoch in range(2):
         order = views.epoch_order(len(dataset), True, torch.Generator().manual_seed(epoch))
-        got, expected = list(loader.batches(order)), list(reference.batches(order))
-        assert len(got) == len(expected) == 4
-        for (wave, target), (wave_in, target_in) in zip(got, expected, strict=True):
-            assert torch.equal(wave, wave_in) and torch.equal(target, target_in)
-    assert torch.equal(expected[0][0][0], torch.from_numpy(waves[order[0].item()]))
+        got = list(reader.batches(order))
+        assert [len(w) for w, _ in got] == [5, 5, 5, 1]  # 16 training clips
+        for (wave, target), index in zip(got, order.split(5), strict=True):
+            rows = dataset.rows[index.numpy()]
+            assert torch.equal(wave, torch.from_numpy(waves[rows])) and wave.dtype == torch.float16
+            assert target[:, 1].tolist() == [float(r % 2) for r in rows]  # clip i is tagged "odd" where i is
+    reader.close()
 
 
-SET_IN_THE_PARENT = "at import"
+def test_reading_on_cuda_reuses_pinned_buffers_only_once_their_copy_has_reached_the_gpu(monkeypatch, tmp_path):
+    """On CUDA a batch is read into pinned buffers and copied to the device without waiting (a host sync
+    per step otherwise); the buffers are reused in turn, each only after its last copy is done (the
+    copy's CUDA event), and are allocated once per reader: 3 pairs, for the batch being copied and
+    the 2 read ahead. The device copy is stood in for by a host copy."""
+    from bench.data.cached_waveforms import CachedWaveforms
+    from bench.data.index import Clip, DatasetIndex
 
+    waves = write_cache_folder(tmp_path, n=16, samples=400)
+    clips = tuple(Clip(str(i), f"{i}.wav", "train", (i % 2,)) for i in range(16))
+    dataset = views.ClipDataset(CachedWaveforms(tmp_path, DatasetIndex("toy", str(tmp_path), ("a", "b"), clips)),
+                                "train")
+    pinned, log = [], []
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self: (pinned.append(tuple(self.shape)), self)[1])
 
-class WhatTheWorkerSees(torch.utils.data.Dataset):
-    """In a loader worker: the module global this test set in its own process after importing it
-    (a forked worker shares the parent's memory; one started by forkserver or spawn imports afresh)."""
+    class Event:
+        made = itertools.count()
 
-    def __len__(self):
-        return 1
+        def __init__(self):
+            self.serial = next(self.made)
 
-    def __getitem__(self, i):
-        return torch.tensor(SET_IN_THE_PARENT == "by the test")
+        def record(self):
+            log.append(("copied", self.serial))
 
+        def synchronize(self):
+            log.append(("waited", self.serial))
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="loader workers fork on Linux only")
-def test_loader_workers_fork_on_linux_whatever_pythons_default(monkeypatch):
-    """Python 3.14 starts processes by forkserver on Linux: each loader worker then imports torch
-    again (measured: 285 MB of private memory and 1.5 s each, against 5 MB and 0.07 s forked), up to
-    4 per split a run reads. Loader workers are forked on Linux, as under earlier Pythons."""
-    import multiprocessing
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    real_to = torch.Tensor.to
 
-    monkeypatch.setattr(sys.modules[__name__], "SET_IN_THE_PARENT", "by the test")
-    default = multiprocessing.get_start_method()
-    multiprocessing.set_start_method("forkserver", force=True)  # 3.14's default on Linux
-    try:
-        loader = views.LoaderBatches(WhatTheWorkerSees(), 1, workers=1)
-        (seen,) = list(loader.batches(torch.arange(1)))
-        loader.close()
-    finally:
-        multiprocessing.set_start_method(default, force=True)
-    assert seen.item() is True
+    def to(self, *args, **kwargs):
+        if args and torch.device(args[0]).type == "cuda":
+            assert kwargs.get("non_blocking") and self.data_ptr() in {p.data_ptr() for p in buffers()}
+            return self.clone()
+        return real_to(self, *args, **kwargs)
 
+    monkeypatch.setattr(torch.Tensor, "to", to)
+    reader = views.ReadBatches(dataset, 4, "cuda")
 
-def _signal_mask(field: str) -> int:
-    """A signal mask of this process from Linux's /proc/self/status (SigIgn: ignored, SigCgt: caught)."""
-    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(field + ":"))
-    return int(line.split()[1], 16)
+    def buffers():
+        return [t for slot in reader.slots for t in slot[:2]]
 
-
-class SignalDispositions(torch.utils.data.Dataset):
-    """In a loader worker: whether SIGUSR2 and SIGTERM are ignored (read from /proc: torch's own
-    SIGTERM handler is set in C, where Python's `getsignal` does not see it)."""
-
-    def __len__(self):
-        return 2
-
-    def __getitem__(self, i):
-        return torch.tensor([bool(_signal_mask("SigIgn") & 1 << (sig - 1)) for sig in (signal.SIGUSR2, signal.SIGTERM)])
-
-
-@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux's /proc/self/status")
-@pytest.mark.parametrize("start_method", ["fork", "forkserver"])
-def test_loader_workers_leave_slurms_job_signals_to_the_run(start_method):
-    """Slurm signals every process of a job step before its time limit (`--signal=USR2@90`). A forked
-    loader worker inherits submitit's handler, which checkpoints and requeues the job, so every worker
-    would requeue it too (racing the run's `scontrol requeue`, writing the same pickle); a forkserver
-    worker (Python 3.14's default) would die of the signal. Workers ignore it, and SIGTERM (below)."""
-    def submitits_handler(signum, frame):
-        raise AssertionError("not in a loader worker")
-
-    previous = signal.signal(signal.SIGUSR2, submitits_handler)
-    try:
-        loader = views.LoaderBatches(SignalDispositions(), 2, workers=1)
-        loader.loader.multiprocessing_context = start_method
-        (batch,) = list(loader.batches(torch.arange(2)))
-        loader.close()
-        kept = signal.getsignal(signal.SIGUSR2)
-    finally:
-        signal.signal(signal.SIGUSR2, previous)
-    assert batch.tolist() == [[True, True], [True, True]]
-    assert kept is submitits_handler  # the run's process keeps its handler
-
-
-class SlowClips(torch.utils.data.Dataset):
-    def __len__(self):
-        return 32
-
-    def __getitem__(self, i):
-        time.sleep(0.02)
-        return torch.tensor([i])
-
-
-def test_loader_workers_outlive_the_sigterm_that_ends_a_slurm_job():
-    """At a requeue, the time limit or `scancel`, Slurm sends SIGTERM to every process of the job step,
-    and a submitit task trains on (its handler ignores it) until it is killed, resuming later from its
-    checkpoint. Loader workers died of that SIGTERM (torch's handler exits quietly only where the loader
-    sends it), and the run, with "DataLoader worker ... exited unexpectedly", was recorded as failed:
-    skipped by every later grid. The SIGTERM here comes from another process, as Slurm's does."""
-    loader = views.LoaderBatches(SlowClips(), 4, workers=2)
-    batches = loader.batches(torch.arange(32))
-    seen = next(batches).tolist()
-    subprocess.run(["kill", "-TERM", *(str(w.pid) for w in batches._workers)], check=True)
-    time.sleep(0.5)
-    for batch in batches:
-        seen += batch.tolist()
-    loader.close()
-    assert sorted(seen) == [[i] for i in range(32)]
-
-
-def test_a_killed_workers_run_lock_is_free_at_once_not_when_its_loader_workers_notice(tmp_path):
-    """A flock lasts while any process has its file open, and a forked loader worker inherits the run's
-    lock: a worker killed outright (the out-of-memory killer) left its run locked until its loader
-    workers noticed, seconds later, and a grid summarising then took the run for another live worker's."""
-    from bench.core import store
-
-    fd = store.try_lock(tmp_path / "lock", "worker")
-    loader = views.LoaderBatches(SlowClips(), 4, workers=1)
-    batches = loader.batches(torch.arange(32))
-    next(batches)  # the loader worker is running
-    os.close(fd)  # the holder's own descriptor closed, as when the kernel ends a killed process
-    store.HELD_LOCKS.pop(fd)
-    held = store.lock_held(tmp_path / "lock")
-    loader.close()
-    assert not held
+    for epoch in range(2):
+        order = views.epoch_order(16, True, torch.Generator().manual_seed(epoch))
+        for (wave, _), index in zip(reader.batches(order), order.split(4), strict=True):
+            assert torch.equal(wave, torch.from_numpy(waves[index.numpy()]))
+    assert pinned == [(4, 400), (4, 2)] * 3
+    recorded = [e for what, e in log if what == "copied"]
+    waited = [e for what, e in log if what == "waited"]
+    assert len(recorded) == 8 and len(waited) == 8 - 3  # every batch but the first use of each pair
+    # each wait is for the last copy out of the same buffers: batch k of an epoch uses pair k % 3
+    last_use, expected = {}, []
+    for k, pair in enumerate([0, 1, 2, 0] * 2):
+        if pair in last_use:
+            expected.append(recorded[last_use[pair]])
+        last_use[pair] = k
+    assert waited == expected
+    reader.close()
+    assert not reader.slots and not [t for t in threading.enumerate() if t.name.startswith("bench-reader")]
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="forks")
@@ -1277,12 +1200,12 @@ def test_fp32_precision_means_no_tf32_convolutions_on_a_gpu(monkeypatch):
     assert torch.backends.cudnn.allow_tf32 is True  # set both ways: a later run in the process is not left fp32
 
 
-def test_loader_processes_are_shared_among_the_runs_on_the_machine(monkeypatch):
-    """One run alone on a 16-core GPU box reads with 4 processes per split; 8 GPUs x 4 runs on a
-    64-core node get 64 // 32 = 2 each; a Slurm task bound to 4 cores with 2 runs on its GPU, 2."""
+def test_the_cpus_are_shared_among_the_runs_on_the_machine(monkeypatch):
+    """A run's CPUs (its torch threads, with which it reads its batches): one run alone on a 16-core
+    GPU box has 16; 8 GPUs x 4 runs on a 64-core node get 64 // 32 = 2 each; 4 cores with 2 runs on one
+    GPU, 2; 2 cores among 16 runs, still 1."""
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     monkeypatch.setattr(fastpath, "_runs_per_gpu", 1)
-    cuda = torch.device("cuda")
 
     def box(cpus: int, gpus: int) -> None:
         monkeypatch.setattr(fastpath.os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
@@ -1290,15 +1213,15 @@ def test_loader_processes_are_shared_among_the_runs_on_the_machine(monkeypatch):
         monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
 
     box(16, 1)
-    assert fastpath.fast_path(cuda).loader_workers == 4
+    assert fastpath.cpu_share() == 16
     box(64, 8)
     fastpath.set_runs_per_gpu(4)
-    assert fastpath.fast_path(cuda).loader_workers == 2
+    assert fastpath.cpu_share() == 2
     box(4, 1)
     fastpath.set_runs_per_gpu(2)
-    assert fastpath.fast_path(cuda).loader_workers == 2
+    assert fastpath.cpu_share() == 2
     box(2, 8)
-    assert fastpath.fast_path(cuda).loader_workers == 1  # at least one
+    assert fastpath.cpu_share() == 1  # at least one
 
 
 def test_a_slurm_task_reads_with_its_own_cpus(monkeypatch):
@@ -1309,19 +1232,17 @@ def test_a_slurm_task_reads_with_its_own_cpus(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(fastpath, "_runs_per_gpu", 4)
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "8")
-    cuda = torch.device("cuda")
     for bound in (8, 64):  # the task bound to its 8 CPUs, or free to use the job's 64
         monkeypatch.setattr(fastpath.os, "sched_getaffinity", lambda pid, n=bound: set(range(n)), raising=False)
         monkeypatch.setattr(os, "cpu_count", lambda: 128)  # the machine: more cores than the mask
         monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
-        assert fastpath.fast_path(cuda).loader_workers == 4
+        assert fastpath.cpu_share() == 8
         # `bench grid` itself inside an allocation (the local launcher): its workers share the CPUs
         monkeypatch.delenv("SUBMITIT_EXECUTOR")
-        assert fastpath.fast_path(cuda).loader_workers == {8: 1, 64: 4}[bound]  # 8 runs share them
+        assert fastpath.cpu_share() == {8: 1, 64: 8}[bound]  # 8 runs share them
     monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "2")
-    assert fastpath.fast_path(cuda).loader_workers == 2
-    assert fastpath.fast_path(CPU).loader_workers == 0
+    assert fastpath.cpu_share() == 2
 
 
 def test_checkpoint_policy_keeps_checkpointing_under_five_percent():
@@ -1946,7 +1867,10 @@ def test_p1_on_a_gpu_that_takes_one_process_judges_without_runs_at_once(monkeypa
     cases = {label: types.SimpleNamespace(label=label) for label in ("smallest", "headline", "largest", "loader")}
     model = types.SimpleNamespace(analytic_macs=lambda: 25e9)
     monkeypatch.setattr(gpucheck, "_cases", lambda: cases)
-    monkeypatch.setattr(gpucheck, "training_step", lambda case, batch: (None, model, None))
+    compiled = types.SimpleNamespace(compile=True)
+    asked = []
+    monkeypatch.setattr(gpucheck, "training_step",
+                        lambda case, batch, as_runs=False: (asked.append(as_runs), (None, model, compiled))[1])
     monkeypatch.setattr(gpucheck, "busy_fraction", lambda step, n: (0.9, 0.01, (0.0, 1.0)))
     monkeypatch.setattr(gpucheck, "step_seconds", lambda step, n: 0.01)  # 6 x 25 GMAC x 32 / 10 ms: 480 TFLOP/s
     monkeypatch.setattr(gpucheck, "shared_busy", lambda *a, **k: pytest.fail("runs at once started"))
@@ -1956,7 +1880,9 @@ def test_p1_on_a_gpu_that_takes_one_process_judges_without_runs_at_once(monkeypa
     rows = gpucheck.check_throughput(check, 32, 3, shared_alone="GPU 0 lets one process at a time use it")
     assert check.ok is True  # 480 of an H100's 989 TFLOP/s: 49 %, busy 90 %
     assert rows["headline"]["tflops"] == pytest.approx(480)
-    assert check.detail.startswith("headline 480 TFLOP/s (49 % of bf16 peak), busy 90 %")
+    # timed as the paper's runs train: compiled where the grid compiles them
+    assert asked == [True, True, True] and rows["headline"]["compiled"] is True
+    assert check.detail.startswith("compiled: headline 480 TFLOP/s (49 % of bf16 peak), busy 90 %")
     assert rows["smallest_shared"] == {"not_applicable": "GPU 0 lets one process at a time use it"}
     assert "3 runs at once not applicable (GPU 0 lets one process at a time use it)" in check.detail
 
@@ -2034,7 +1960,7 @@ def test_gpu_check_c1_needs_resident_data_in_the_gpus_half_precision(monkeypatch
 def test_gpu_check_c2_needs_the_loss_scaled(monkeypatch, tmp_path, scaled):
     from bench.tools import gpucheck
 
-    fast_path = {"resident_data": False, "pin_memory": True, "loader_workers": 2, "loss_scaling": scaled}
+    fast_path = {"resident_data": False, "pin_memory": True, "loss_scaling": scaled}
     history = [{"skipped_steps": 2}, {"skipped_steps": 0}, {"skipped_steps": 1}, {"skipped_steps": 0}]
     run = {"pid": 1, "training": {"amp_dtype": "float16", "fast_path": fast_path, "history": history}}
     stub_grid(monkeypatch, tmp_path, "c2", [run, run])
@@ -2074,16 +2000,16 @@ def test_gpu_check_p4_judges_the_loader_against_a_measured_rate(monkeypatch):
         frontends.append((case, settings.batch, step)), {"ms_per_clip": 0.5})[1])
     monkeypatch.setattr(gpucheck, "_cases", lambda: {"smallest": "case"})
     assert gpucheck.smallest_consumption({"smallest": {"step_seconds": 0.03}}, 32) == pytest.approx(32 / 0.046)
-    monkeypatch.setattr(gpucheck, "training_step", lambda case, batch: (lambda: None, None, None))
+    monkeypatch.setattr(gpucheck, "training_step", lambda case, batch, as_runs=False: (lambda: None, None, None))
     monkeypatch.setattr(gpucheck, "step_seconds", lambda step, steps: 0.04)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
     assert gpucheck.smallest_consumption({}, 32) == pytest.approx(32 / 0.056)
     assert frontends == [("case", 32, 0.03), ("case", 32, 0.04)]
 
 
-def test_gpu_check_p4_times_the_loader_over_sixteen_batches(monkeypatch):
-    """A pass of 4 batches through 4 persistent workers times mostly the pipeline filling (and, for
-    the evicted pass, the workers' start, which a run pays once per run): P4 passes 16 batches."""
+def test_gpu_check_p4_times_the_reads_over_sixteen_batches(monkeypatch):
+    """A pass of 4 batches times mostly the reader's pipeline filling (2 batches read ahead): P4 passes
+    16 batches."""
     from bench.tools import gpucheck, perf
 
     seen = []
@@ -2091,7 +2017,7 @@ def test_gpu_check_p4_times_the_loader_over_sixteen_batches(monkeypatch):
     def measured(case, path, device, settings, consumption):
         seen.append((settings.batch, settings.data_clips))
         return {"clips_per_second_page_cache": 900.0, "clips_per_second_resident": 5000.0,
-                "clips_per_second_evicted": 700.0, "loader_over_consumption": 700.0 / consumption, "workers": 4}
+                "clips_per_second_evicted": 700.0, "loader_over_consumption": 700.0 / consumption, "threads": 16}
 
     monkeypatch.setattr(perf, "measure_data_path", measured)
     monkeypatch.setattr(perf, "describe_cold_read", lambda result: "evicted 700")
@@ -2099,7 +2025,7 @@ def test_gpu_check_p4_times_the_loader_over_sixteen_batches(monkeypatch):
     check = gpucheck.Check("P4", "")
     gpucheck.check_loader(check, 32, consumption=350.0)
     assert seen == [(32, 16 * 32)] and check.ok and "(2.0x)" in check.detail
-    assert "(page cache, 4 workers)" in check.detail
+    assert "read per batch 900 clips/s (page cache, 16 threads)" in check.detail
 
 
 def test_gpu_busy_is_the_time_some_kernel_ran():
@@ -2138,10 +2064,13 @@ def test_gpu_check_p2_needs_the_estimate_to_cover_training_and_evaluation(monkey
     peaks = iter([train_gib * 2**30, 8 * 2**30, eval_gib * 2**30])  # training, then its warm steps alone
     monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda *a: None)
     monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
-    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a: next(peaks))
+    events = []
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a: (events.append("peak read"), next(peaks))[1])
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: events.append("cache released"))
     monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda *a: int(reserved_gib * 2**30))
     path = SimpleNamespace(eval_batch_factor=2, autocast=contextlib.nullcontext, prepare_input=lambda x: x)
-    monkeypatch.setattr(gpucheck, "training_step", lambda case, batch: (lambda: None, nn.Identity(), path))
+    monkeypatch.setattr(gpucheck, "training_step", lambda case, batch, as_runs=False: (lambda: None, nn.Identity(),
+                                                                                     path))
     monkeypatch.setattr(perf, "_batch", lambda case, batch, device: (torch.zeros(batch, 2), None))
     batches = []
     monkeypatch.setattr(gmac, "training_footprint_bytes",
@@ -2149,6 +2078,8 @@ def test_gpu_check_p2_needs_the_estimate_to_cover_training_and_evaluation(monkey
     check = gpucheck.Check("P2", "")
     gpucheck.check_memory(check, batch=16)
     assert check.ok is ok and batches == [16]  # the estimate at the check's batch, not the spec's 32
+    # as a run does: the training's cached blocks go back to the GPU before the evaluation
+    assert events == ["peak read", "peak read", "cache released", "peak read"]
     # the cold peak judges (a run's includes cuDNN's autotuning too); the warm one is there to say why
     assert check.numbers["warm_train_peak_bytes"] == 8 * 2**30 and "8.0 GiB after the first steps" in check.detail
 
@@ -2332,12 +2263,12 @@ def test_a_spawned_workers_report_is_small_however_many_runs_it_trained(monkeypa
         assert report == expected if expected is not None else str(report) == "rerun to resume vgg-x from epoch 4"
 
 
-def test_the_loaders_end_their_workers_once_the_test_split_is_read(monkeypatch, tmp_path):
-    """The loader path (DataLoader workers on CUDA): every split's loader is closed after the test pass,
-    before the inference latency is measured, not when the trainer is collected."""
+def test_the_readers_end_once_the_test_split_is_read(monkeypatch, tmp_path):
+    """Reading per batch (its thread, and on CUDA its pinned buffers): every split's reader is closed
+    after the test pass, before the inference latency is measured, not when the trainer is collected."""
     closed, open_at_inference = [], []
-    real_close = views.LoaderBatches.close
-    monkeypatch.setattr(views.LoaderBatches, "close", lambda self: closed.append(self) or real_close(self))
+    real_close = views.ReadBatches.close
+    monkeypatch.setattr(views.ReadBatches, "close", lambda self: closed.append(self) or real_close(self))
     real_inference = train.served_inference
 
     def inference(*args, **kwargs):
@@ -2401,48 +2332,3 @@ def test_gpu_check_finds_the_paper_spec_of_a_clone_when_installed_elsewhere(monk
     assert load_spec(gpucheck.paper_spec_path()).name == "paper-mtat-vgg"
 
 
-MTAT_BATCH_BYTES = 32 * (465_600 * 2 + 50 * 4)
-"""A loader's batch of the paper's 32 MTAT clips at 16 kHz: 29.1 s = 465,600 float16 samples each, and
-50 float32 targets: 29,798,800 bytes."""
-
-
-@pytest.mark.parametrize(("free", "runs", "workers"), [
-    (64 * 2**20, 1, 0),   # a container's default /dev/shm: not even one worker's 2 batches in half of it
-    (200 * 2**20, 1, 1),  # half of it, 104,857,600 bytes, holds 2 batches (59,597,600), not 4
-    (16 * 2**30, 1, 4),   # a host's: all 4
-    (2**30, 1, 4),        # --shm-size 1g, one run: 536,870,912 bytes hold 9 workers' batches
-    (2**30, 8, 1),        # and 8 runs starting together (8 GPUs): 67,108,864 bytes each, 1 worker's
-    (None, 8, 4),         # no shared memory to judge by (macOS): as the fast path says
-])
-def test_loader_workers_fit_their_batches_in_half_the_shared_memory(free, runs, workers):
-    """torch hands a worker's batches to the run's process as files in /dev/shm, each worker keeping
-    2 ready (its default prefetch_factor); where they do not fit, the worker dies of a bus error
-    ("insufficient shared memory"), failing the run. The runs on a machine start together, each
-    seeing the memory free: each takes its share of half of it."""
-    assert views.workers_for_shared_memory(4, MTAT_BATCH_BYTES, free, runs) == workers
-
-
-def test_a_run_reads_with_the_loader_workers_its_shared_memory_holds(monkeypatch, tmp_path):
-    """A run on the loader path in a container whose /dev/shm is 64 MiB reads in its own process,
-    says why in its log, and records the workers it used."""
-    said = []
-    monkeypatch.setattr(train, "shared_memory_free", lambda: 64 * 2**20)
-    monkeypatch.setattr(train, "fast_path", lambda *a, **k: dataclasses.replace(fastpath.fast_path(*a, **k),
-                                                                                 loader_workers=4))
-    (run,) = tiny_runs(epochs=1, batch_size=8)
-    cache = ToyCache(seconds=1.0)  # 16,000 float16 samples and 3 targets: 32,012 bytes a clip
-    trainer = train.Trainer(run, cache, CPU, log=said.append)
-    # 32 MiB, half of 64, hold 2 batches of 8 clips (512,192 bytes) 32 times over: all 4 workers
-    assert trainer._loader_workers(trainer.data["train"], 8) == 4 and not said
-    # 2 batches of 256 clips are 16,390,144 bytes: twice in 33,554,432
-    assert trainer._loader_workers(trainer.data["valid"], 256) == 2
-    # a batch of 1,100 clips (35,213,200 bytes): not even 2 of them
-    assert trainer._loader_workers(trainer.data["test"], 1100) == 0
-    assert [line.split(":")[0] for line in said] == [
-        "  /dev/shm has 64 MiB free, too little for 4 loader workers' batches of 256 clips (2 each, 8 MiB a batch)",
-        "  /dev/shm has 64 MiB free, too little for 4 loader workers' batches of 1100 clips (2 each, 34 MiB a batch)"]
-    assert said[0].endswith("reading with 2; a container's default is 64 MiB (docker run --shm-size 16g, or "
-                            "--ipc=host)") and "reading with 0" in said[1]
-    monkeypatch.setattr(train, "shared_memory_free", lambda: 0)
-    trained = train.train_run(run, cache, tmp_path / "run", CPU, log=said.append)
-    assert trained["fast_path"]["loader_workers"] == 0 and trained["fast_path"]["resident_data"] is False

@@ -8,7 +8,7 @@ import torch
 
 from architectures.planning import vgg_plan
 from architectures.vgg import VGG
-from bench.data.views import ClipDataset, LoaderBatches, ResidentWaveforms, epoch_order
+from bench.data.views import ClipDataset, ReadBatches, ResidentWaveforms, epoch_order
 from bench.train import fastpath
 from bench.train.fastpath import COMPILE_MIN_STEPS, autocast_dtype, baseline, fast_path, should_compile
 
@@ -25,19 +25,19 @@ def _cache(n_clips=11, samples=300, n_tags=4, seed=0):
 
 
 @pytest.mark.parametrize("shuffle", [True, False])
-def test_resident_and_loader_batches_are_the_epoch_order(shuffle):
+def test_resident_and_read_batches_are_the_epoch_order(shuffle):
     cache = _cache()
     dataset = ClipDataset(cache, "train")
     generator = torch.Generator().manual_seed(5)
     order = epoch_order(len(dataset), shuffle, generator)
     assert sorted(order.tolist()) == list(range(11))
     assert (order.tolist() == list(range(11))) != shuffle
-    loader = LoaderBatches(dataset, 4).batches(order)
+    loader = ReadBatches(dataset, 4).batches(order)
     resident = ResidentWaveforms(cache, CPU).split(dataset).batches(4, order)
     expected = [order[i:i + 4] for i in range(0, 11, 4)]
     for (wave, target), (wave_r, target_r), index in zip(loader, resident, expected, strict=True):
         rows = [dataset[i] for i in index.tolist()]
-        # float16 as cached, through the loader and on the device: the front end casts on the device
+        # float16 as cached, read per batch and on the device: the front end casts on the device
         assert torch.equal(wave, torch.stack([w for w, _ in rows])) and wave.dtype == wave_r.dtype == torch.float16
         assert torch.equal(wave, wave_r) and torch.equal(target, target_r)
     # the epoch generator gave one permutation and nothing else: training segments draw next
@@ -57,7 +57,7 @@ def test_cpu_without_bf16_fast_path_is_fp32_nchw_eager_for_short_runs(monkeypatc
     _cpu_bf16(monkeypatch, False)
     path = fast_path(CPU, "auto", planned_steps=100)
     assert (path.amp_dtype, path.channels_last, path.cudnn_benchmark, path.compile) == (None, False, False, False)
-    assert path.loader_workers == 0 and not path.pin_memory
+    assert not path.pin_memory
     assert fast_path(CPU, "bf16").torch_amp_dtype == torch.bfloat16
     assert baseline(CPU).eval_batch_factor == 1
 

@@ -4,7 +4,6 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -312,6 +311,21 @@ def test_projection_with_measured_evaluation_times():
     assert projection["assumptions"]["evaluation"] == "measured"
 
 
+def test_projection_counts_each_runs_compilation_once():
+    """A compiled run (the grid compiles runs of 5,000 steps or more) compiles its training and
+    evaluation graphs once, whatever its epochs: 264 runs x 40 s is 2.9 hours of the projection, at 30
+    epochs as at the bound of 100."""
+    spec = load_spec(SPECS / "paper-mtat-vgg.toml")
+    cases = spec_cases(spec)
+    plain = project(spec, cases, lambda case: 1.0, batch=32, epochs=30, eval_seconds=lambda case: 0.01)
+    compiled = project(spec, cases, lambda case: 1.0, batch=32, epochs=30, eval_seconds=lambda case: 0.01,
+                       run_seconds_once=lambda case: 40.0)
+    assert compiled["device_hours"] - plain["device_hours"] == pytest.approx(264 * 40 / 3600)
+    assert compiled["max_epochs_hours"] - plain["max_epochs_hours"] == pytest.approx(264 * 40 / 3600)
+    assert (plain["assumptions"]["once_per_run"], compiled["assumptions"]["once_per_run"]) == ("not counted",
+                                                                                             "measured")
+
+
 def test_every_lever_sets_cudnn_benchmark_itself():
     """A lever measured after `+ cudnn.benchmark` must not inherit it (the flag is global)."""
     import dataclasses
@@ -377,50 +391,6 @@ def test_page_cache_fraction_of_a_file_and_its_eviction(tmp_path):
     assert after <= 0.05
 
 
-class EightSilentClips:
-    """A cache of 8 silent clips, at module level: loader workers started by spawn (macOS's default)
-    get the dataset by pickling, which a class defined inside a test cannot be."""
-
-    waveforms = np.zeros((8, 100), dtype=np.float16)
-
-    def rows(self, split):
-        return np.arange(8)
-
-    def targets(self, rows):
-        return np.zeros((len(rows), 3), dtype=np.float32)
-
-
-def test_a_loader_closed_has_no_worker_processes_left():
-    """The loader's persistent workers map the cache's pages, which then stay in the page cache:
-    `bench perf` closes them before it evicts the file for a cold read."""
-    import multiprocessing
-
-    from bench.data.views import ClipDataset, LoaderBatches, epoch_order
-
-    before = set(multiprocessing.active_children())  # children of earlier tests in this process
-    loader = LoaderBatches(ClipDataset(EightSilentClips(), "train"), 4, workers=2)
-    assert len(list(loader.batches(epoch_order(8, False)))) == 2
-    assert len(set(multiprocessing.active_children()) - before) == 2
-    loader.close()
-    assert set(multiprocessing.active_children()) - before == set()
-
-
-def test_the_data_paths_scratch_cache_reaches_loader_workers_as_its_file(tmp_path):
-    """A loader worker started by spawn or forkserver gets the dataset pickled, and a memmap pickles by
-    value: each worker would hold a private copy of the scratch data, the cold pass would read no file,
-    and the pickling would read the file back into the page cache it had just been evicted from."""
-    import pickle
-
-    from bench.tools import perf
-
-    cache = perf._ScratchCache(tmp_path, n_clips=16, samples=16000, n_tags=3)
-    data = pickle.dumps(cache)
-    assert len(data) < cache.waveforms.nbytes / 10, len(data)  # 512 kB of waveforms
-    copy = pickle.loads(data)
-    assert isinstance(copy.waveforms, np.memmap) and copy.waveforms.filename == cache.waveforms.filename
-    assert np.array_equal(copy.waveforms[3], cache.waveforms[3])
-
-
 @pytest.mark.parametrize(("left", "cold"), [(0.0, True), (1.0, False)])
 def test_a_cold_read_is_timed_only_where_the_file_left_the_page_cache(monkeypatch, left, cold):
     from bench.tools import perf
@@ -431,27 +401,6 @@ def test_a_cold_read_is_timed_only_where_the_file_left_the_page_cache(monkeypatc
                                     perf.PerfSettings(batch=4, data_clips=8), consumption=10.0)
     assert result["page_cache_fraction_after_evicting"] == left
     assert (result["clips_per_second_evicted"] is not None) is cold
-
-
-def test_the_data_path_is_timed_with_the_loader_workers_the_shared_memory_holds(monkeypatch):
-    """As a run reads: where the fast path's 2 workers' batches (2 ready each) would not fit in half
-    the free /dev/shm, fewer are started, and the JSON says how many were timed. The smallest
-    configuration's 29.1 s clips at 12 kHz are 349,200 float16 samples: 4 of them, with 50 float32
-    targets each, make a batch of 2,794,400 bytes, so 2 batches need 11,177,600 bytes free."""
-    import dataclasses
-    import multiprocessing
-
-    from bench.tools import perf
-
-    monkeypatch.setattr(perf._ScratchCache, "evict", lambda self: 1.0)
-    monkeypatch.setattr(perf, "shared_memory_free", lambda: 11_177_600 - 1)
-    started = []
-    monkeypatch.setattr(multiprocessing.context.ForkProcess, "start", lambda self: started.append(self))
-    _, smallest, _ = select_cases(spec_cases(load_spec(SPECS / "paper-mtat-vgg.toml")), 2)
-    path = dataclasses.replace(baseline(torch.device("cpu")), loader_workers=2)
-    result = perf.measure_data_path(smallest, path, torch.device("cpu"), perf.PerfSettings(batch=4, data_clips=8),
-                                    consumption=10.0)
-    assert result["workers"] == 0 and result["clips_per_second_page_cache"] > 0 and not started
 
 
 def test_the_cpu_peak_memory_is_in_megabytes_and_only_where_it_counts_from_the_case(monkeypatch):

@@ -252,27 +252,8 @@ def exclusive_lock(path: str | Path) -> Iterator[None]:
         os.close(fd)
 
 
-HELD_LOCKS: dict[int, tuple[int, int]] = {}
-"""The descriptors of the locks this process holds by `try_lock`, with their files' (device, inode).
-A forked child (a loader worker) shares them, and a flock lasts while any process has it open: the
-child closes its copies (`close_inherited_locks`), so that a killed worker's run and GPU slot are
-free at once, not when its loader workers notice, seconds later."""
-
-
-def close_inherited_locks() -> None:
-    """In a forked child: close this process's copies of its parent's lock descriptors (the parent
-    keeps its locks). A descriptor that no longer is that lock file (closed and reused) is left alone."""
-    for fd, identity in list(HELD_LOCKS.items()):
-        with contextlib.suppress(OSError):
-            found = os.fstat(fd)
-            if (found.st_dev, found.st_ino) == identity:
-                os.close(fd)
-    HELD_LOCKS.clear()
-
-
 def release_lock(fd: int) -> None:
     """Release a lock `try_lock` took: unlocked first, for every process sharing the descriptor."""
-    HELD_LOCKS.pop(fd, None)
     try:
         fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
@@ -301,8 +282,6 @@ def try_lock(path: str | Path, note: str = "", previous: list[bytes] | None = No
     except OSError as exc:
         os.close(fd)
         raise named_error(exc, Path(path)) from None
-    found = os.fstat(fd)
-    HELD_LOCKS[fd] = (found.st_dev, found.st_ino)
     return fd
 
 

@@ -46,25 +46,7 @@ def manifest_problem(folder: Path) -> str | None:
     return None
 
 
-class MappedByPath:
-    """Waveforms memory-mapped from a file (`waveforms`, opened by `_open`) that travel to another
-    process as the file, not its contents: a memmap pickles by value, so a DataLoader worker started
-    by spawn or forkserver (macOS's and Python 3.14's default) would receive the whole cache."""
-
-    waveforms: np.memmap
-
-    def _open(self) -> np.memmap:
-        raise NotImplementedError
-
-    def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "waveforms"}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self.waveforms = self._open()
-
-
-class CachedWaveforms(MappedByPath):
+class CachedWaveforms:
     """A complete cache of one sample rate, opened read-only (memory-mapped)."""
 
     def __init__(self, folder: Path, index: DatasetIndex):

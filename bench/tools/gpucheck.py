@@ -5,7 +5,7 @@ One PASS/FAIL line per check and a JSON file with every number. Functional check
 performance checks time the paper's networks on random batches at the shipped specs' batch size (32).
 
   C1  a tiny grid (VGG and MusiCNN, 2 epochs) on CUDA with device-resident waveforms in bf16
-  C2  the same grid for 4 epochs through the DataLoader path (forced), fp16 with loss scaling, pinned
+  C2  the same grid for 4 epochs reading per batch from the cache (forced), fp16 with loss scaling, pinned
       memory
   C3  `--workers 2` with CUDA_VISIBLE_DEVICES set to one GPU: both workers on it, each run executed once
   C4  torch.compile on: every run compiled and trained
@@ -17,10 +17,11 @@ performance checks time the paper's networks on random batches at the shipped sp
   P2  peak memory of training and evaluation at the largest, against the footprint estimate that
       chooses how many runs share a GPU
   P3  the free-memory rule after a run: memory cached by PyTorch's allocator counts as available
-  P4  the loader path at 16 kHz against what the smallest configuration consumes (a step and its mel)
+  P4  reading per batch at 16 kHz against what the smallest configuration consumes (a step and its mel)
 
-C4 and C5 run last (compilation is the slowest part). P1 times the eager step; the grid compiles
-runs of 5,000 steps or more, and `bench perf --device cuda` times the compiled step too. The
+C4 and C5 run last (compilation is the slowest part). P1 times the step as the paper's runs train:
+compiled, as the grid compiles runs of 5,000 steps or more (eager where compilation is off, e.g. no C
+compiler). P2 measures eager steps. The
 checks judge the default execution path: BENCH_RESIDENT, BENCH_COMPILE and BENCH_COMPILE_BACKEND
 are cleared, and set only where a check checks them.
 
@@ -314,7 +315,7 @@ def check_loader_fp16(ws: Workspace, check: Check) -> None:
         not p["resident_data"] and p["pin_memory"] and p.get("loss_scaling") for p in paths)
     check.detail = f"amp {set(dtypes)}, loss scaling {[p.get('loss_scaling') for p in paths]}, resident " \
                    f"{[p['resident_data'] for p in paths]}, pinned {[p['pin_memory'] for p in paths]}, " \
-                   f"loader workers {[p['loader_workers'] for p in paths]}, steps skipped by the scaler " \
+                   f"steps skipped by the scaler " \
                    f"{[sum(e.get('skipped_steps', 0) for e in r['training']['history']) for r in results.values()]}"
 
 
@@ -450,17 +451,21 @@ def step_seconds(step: Callable[[], object], steps: int) -> float:
     return (time.perf_counter() - clock) / steps
 
 
-def training_step(case, batch: int):
-    """A closure running one fast-path training step of `case` on random data (what a run does)."""
+def training_step(case, batch: int, as_runs: bool = False):
+    """A closure running one fast-path training step of `case` on random data (what a run does):
+    eager, or with `as_runs` as the paper's runs train (compiled where the grid compiles them, their
+    thousands of steps: the compilation is in the first call)."""
     import torch
     from torch import nn
 
-    from bench.tools.perf import _batch
+    from bench.spec import load_spec
+    from bench.tools.perf import _batch, _planned_steps
     from bench.train.fastpath import fast_path
     from bench.train.loop import forward, make_optimizer, optimise
 
     device = torch.device("cuda")
-    path = fast_path(device, "auto", planned_steps=0, arch=case.configuration.arch)  # eager: C4 checks compile
+    steps = _planned_steps(load_spec(paper_spec_path())) if as_runs else 0
+    path = fast_path(device, "auto", planned_steps=steps, arch=case.configuration.arch)
     model = path.prepare_model(case.build(device))
     optimizer = make_optimizer(model, path, 1e-4)
     scaler = torch.amp.GradScaler("cuda", enabled=path.torch_amp_dtype == torch.float16)
@@ -482,11 +487,12 @@ def check_throughput(check: Check, batch: int, shared_runs: int, peak: float | N
     for label, case in cases.items():
         if label == "loader":
             continue
-        step, model, _ = training_step(case, batch)
+        step, model, path = training_step(case, batch, as_runs=True)
         busy, profiled_step, _ = busy_fraction(step, 10)
         seconds = step_seconds(step, 10)
         tflops = 6 * model.analytic_macs() * batch / seconds / 1e12
-        rows[label] = {"case": case.label, "step_seconds": seconds, "clips_per_second": batch / seconds,
+        rows[label] = {"case": case.label, "compiled": path.compile, "step_seconds": seconds,
+                       "clips_per_second": batch / seconds,
                        "tflops": tflops, "fraction_of_bf16_peak": tflops / peak if peak else None, "busy": busy,
                        "kernel_seconds_per_step": busy * profiled_step}
         del step, model
@@ -509,7 +515,8 @@ def check_throughput(check: Check, batch: int, shared_runs: int, peak: float | N
              else f"bf16 peak of {name!r} unknown: give it with --bf16-peak-tflops")
     at_once = (f"{shared_runs} runs at once not applicable ({shared_alone})" if shared_alone
                else f"{shared_runs} runs at once busy {100 * shared.get('busy', 0):.0f} %")
-    check.detail = (f"headline {head['tflops']:.0f} TFLOP/s ({share}), busy {100 * head['busy']:.0f} %; "
+    how = "compiled" if head["compiled"] else "eager"
+    check.detail = (f"{how}: headline {head['tflops']:.0f} TFLOP/s ({share}), busy {100 * head['busy']:.0f} %; "
                     f"smallest {small['clips_per_second']:.0f} clips/s busy {100 * small['busy']:.0f} %, {at_once}; "
                     f"largest {rows['largest']['tflops']:.0f} TFLOP/s")
     return rows
@@ -549,7 +556,8 @@ def shared_busy(case, batch: int, runs: int, steps: int, timeout: float = 300.0,
     killed where they have not finished within `timeout` seconds."""
     code = ("import json, sys, time, torch; from pathlib import Path; "
             "from bench.tools.gpucheck import _cases, training_step, busy_fraction, barrier; "
-            "step, model, path = training_step(_cases()['smallest'], int(sys.argv[1])); n = int(sys.argv[2]); "
+            "step, model, path = training_step(_cases()['smallest'], int(sys.argv[1]), as_runs=True); "
+            "n = int(sys.argv[2]); "
             "busy, per_step, (t0, t1) = busy_fraction(step, n, lambda: barrier(Path(sys.argv[3]), int(sys.argv[4]))); "
             "print(json.dumps({'start': t0, 'end': t1, 'kernel': busy * per_step * n, 'steps': n}))")
     with tempfile.TemporaryDirectory(prefix="bench-gpu-check-barrier-") as meeting:
@@ -583,6 +591,7 @@ def check_memory(check: Check, batch: int) -> None:
 
     from bench.cost.gmac import training_footprint_bytes
     from bench.spec import RunSpec, load_spec
+    from bench.train.fastpath import between_phases
     from bench.train.latency import cuda_passes_without_grad
 
     case = _cases()["largest"]
@@ -600,6 +609,7 @@ def check_memory(check: Check, batch: int) -> None:
     torch.cuda.synchronize()
     warm_peak = torch.cuda.max_memory_allocated()
     model.eval()
+    between_phases(torch.device("cuda"))  # as a run does before it evaluates
     from bench.tools.perf import _batch
     from bench.train.fastpath import eval_batch_size
     from bench.train.loop import forward
@@ -668,7 +678,7 @@ def check_free_memory_rule(check: Check) -> None:
 
 def smallest_consumption(rows: dict, batch: int) -> float:
     """Clips per second that one run of the smallest configuration trains on, as `bench perf` counts it:
-    a training step (P1's, or measured here where P1 did not run or failed: the loader must be judged
+    a training step (P1's, or measured here where P1 did not run or failed: the reads must be judged
     against a real rate) and the mel front end of its clips."""
     import torch
 
@@ -687,7 +697,7 @@ def smallest_consumption(rows: dict, batch: int) -> float:
 
 
 LOADER_BATCHES = 16
-"""Batches in each of P4's passes through the loader."""
+"""Batches in each of P4's passes through the cache."""
 
 
 def check_loader(check: Check, batch: int, consumption: float) -> None:
@@ -698,14 +708,13 @@ def check_loader(check: Check, batch: int, consumption: float) -> None:
 
     device = torch.device("cuda")
     case = _cases()["loader"]
-    # 16 batches: with 4 persistent workers, a few batches time mostly the pipeline filling and the
-    # workers' start, which a run pays once, not the rate it keeps up
+    # 16 batches: a few would time mostly the reader's pipeline filling, not the rate it keeps up
     settings = PerfSettings(batch=batch, data_clips=LOADER_BATCHES * batch)
     result = measure_data_path(case, fast_path(device, "auto", 0), device, settings, consumption)
     check.numbers = result
     check.ok = result["loader_over_consumption"] >= 1.0
-    check.detail = (f"{case.label}: loader {result['clips_per_second_page_cache']:.0f} clips/s (page cache, "
-                    f"{result['workers']} workers), "
+    check.detail = (f"{case.label}: read per batch {result['clips_per_second_page_cache']:.0f} clips/s (page "
+                    f"cache, {result['threads']} threads), "
                     f"{describe_cold_read(result)}, resident "
                     f"{result['clips_per_second_resident'] or 0:.0f}; the smallest configuration consumes "
                     f"{consumption:.0f} clips/s ({result['loader_over_consumption']:.1f}x)")
@@ -723,7 +732,7 @@ class DeadlineReached(Exception):
     says nothing of what it checks (a cold compile on a new box can take minutes)."""
 
 
-NEEDS_SECONDS = {"C1": 45, "C2": 45, "C3": 60, "P1": 60, "P2": 20, "P3": 5, "P4": 30, "C4": 120}
+NEEDS_SECONDS = {"C1": 45, "C2": 45, "C3": 60, "P1": 120, "P2": 20, "P3": 5, "P4": 30, "C4": 120}
 """Seconds a check needs at least, roughly (C4 with C5: three compilations): one that would start with
 less of the deadline left is not run, rather than cut short by it."""
 
@@ -757,11 +766,11 @@ def run_checks(out: Path, batch: int, shared_runs: int, keep: bool = False, only
     root = Path(tempfile.mkdtemp(prefix="bench-gpu-check-"))
     ws = Workspace(root, deadline=limit)
     checks = {k: Check(k, t) for k, t in [
-        ("C1", "tiny grid on CUDA, resident data, bf16"), ("C2", "loader path, fp16 + loss scaling, pinned"),
+        ("C1", "tiny grid on CUDA, resident data, bf16"), ("C2", "read per batch, fp16 + loss scaling, pinned"),
         ("C3", "--workers 2 with CUDA_VISIBLE_DEVICES=<one GPU>"), ("C4", "torch.compile on"),
         ("C5", "3+ configurations compiled in one process"), ("P1", "training throughput and GPU busy"),
         ("P2", "peak memory at the largest configuration"), ("P3", "free-memory rule after a run"),
-        ("P4", "loader path at 16 kHz vs consumption")]}
+        ("P4", "reading per batch at 16 kHz vs consumption")]}
     started = time.perf_counter()
     rows: dict = {}
     not_run: list[str] = []

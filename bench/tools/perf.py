@@ -44,15 +44,12 @@ from architectures.vgg import VGG
 from bench.core.errors import UserError
 from bench.core.store import atomic_write_json
 from bench.cost.plan import amount, hours_unit, plan_rows
-from bench.data.cached_waveforms import MappedByPath
 from bench.data.known import split_sizes
 from bench.data.views import (
     ClipDataset,
-    LoaderBatches,
+    ReadBatches,
     ResidentWaveforms,
     epoch_order,
-    shared_memory_free,
-    workers_for_shared_memory,
 )
 from bench.run.gpus import others_on_cuda_device, sharing_note
 from bench.spec import Configuration, Spec
@@ -443,9 +440,9 @@ def measure_frontend(case: Case, device: torch.device, settings: PerfSettings, s
     return result
 
 
-class _ScratchCache(MappedByPath):
-    """A cache-shaped memmap of noise (what `ClipDataset` reads), for timing the data path; its loader
-    workers map the file, whose pages the cold pass evicts, rather than receive a copy of it."""
+class _ScratchCache:
+    """A cache-shaped memmap of noise (what `ClipDataset` reads), for timing the data path; its reader
+    maps the file, whose pages the cold pass evicts."""
 
     def __init__(self, folder: Path, n_clips: int, samples: int, n_tags: int):
         self.folder = folder
@@ -544,8 +541,8 @@ def scratch_parent() -> str | None:
 
 def measure_data_path(case: Case, path: FastPath, device: torch.device, settings: PerfSettings,
                       consumption: float) -> dict:
-    """Clips/s from the cache to float16 batches on the device, against `consumption`: the loader
-    path (persistent workers, pinned memory, page cache warm and evicted) on every device, and on
+    """Clips/s from the cache to float16 batches on the device, against `consumption`: read per batch
+    as a run reads (`ReadBatches`: page cache warm and evicted) on every device, and on
     CUDA also the device-resident path (upload once, gather per batch). The evicted pass is measured
     only where the file really left the page cache (not on a tmpfs): `page_cache_fraction_after_evicting`."""
     mel = case.configuration.mel
@@ -562,19 +559,17 @@ def measure_data_path(case: Case, path: FastPath, device: torch.device, settings
             sync(device)
             return len(dataset) / (time.perf_counter() - start)
 
-        # as a run would read: fewer workers where their batches would not fit in the shared memory
-        workers = workers_for_shared_memory(path.loader_workers, settings.batch * dataset.item_bytes,
-                                            shared_memory_free())
-        loader = LoaderBatches(dataset, settings.batch, workers, path.pin_memory)
-        one_pass(loader.batches)  # starts the persistent workers
-        warm = one_pass(loader.batches)
-        loader.close()  # its workers have the file's pages mapped: they would stay cached
+        reader = ReadBatches(dataset, settings.batch, device)
+        one_pass(reader.batches)  # allocates the pinned buffers, which a run does once
+        warm = one_pass(reader.batches)
+        reader.close()
+        del reader  # it has the file's pages mapped: they would stay cached
         in_page_cache = cache.evict()
         cold = None
         if in_page_cache is not None and in_page_cache <= EVICTED_AT_MOST:
-            loader = LoaderBatches(dataset, settings.batch, workers, path.pin_memory)
-            cold = one_pass(loader.batches)  # with the workers' start, which a run pays once
-            loader.close()
+            reader = ReadBatches(dataset, settings.batch, device)
+            cold = one_pass(reader.batches)
+            reader.close()
         resident = None
         if device.type == "cuda":
             clips = ResidentWaveforms(cache, device).split(dataset)
@@ -587,7 +582,7 @@ def measure_data_path(case: Case, path: FastPath, device: torch.device, settings
             "clips_per_second_resident": resident, "mb_per_clip": samples * 2 / 2**20,
             "consumption_clips_per_second": consumption, "loader_over_consumption": loader_rate / consumption,
             "over_consumption": max(loader_rate, resident or 0) / consumption,
-            "workers": workers, "pin_memory": path.pin_memory}
+            "threads": torch.get_num_threads(), "pin_memory": device.type == "cuda"}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -645,7 +640,8 @@ def interpolate(gmac: list[float], values: list[float]) -> Callable[[float], flo
 
 def project(spec: Spec, cases: list[Case], step_seconds: Callable[[Case], float], batch: int,
             epochs: float, eval_seconds: Callable[[Case], float] | None = None,
-            frontend_seconds: Callable[[Case], float] | None = None) -> dict | None:
+            frontend_seconds: Callable[[Case], float] | None = None,
+            run_seconds_once: Callable[[Case], float] | None = None) -> dict | None:
     """Device-hours of every run of `spec` from measured step times, one run at a time on one device.
 
     Per run: `epochs` x (the train split in training steps + the valid split in forward passes),
@@ -655,8 +651,9 @@ def project(spec: Spec, cases: list[Case], step_seconds: Callable[[Case], float]
     for configurations not measured); without `eval_seconds` a forward pass is taken as a third of a
     training step (6 vs 2 flops per MAC). `frontend_seconds(case)` is the mel of one whole clip: each
     clip evaluated computes it once, each clip trained on its share of it (MusiCNN's one segment of
-    `segments`). Only for splits of known sizes (`split_sizes`). `max_epochs_hours` is the same at the
-    spec's max_epochs, the bound no run exceeds."""
+    `segments`). `run_seconds_once(case)` is what each run spends once, whatever its epochs (its
+    compilation). Only for splits of known sizes (`split_sizes`). `max_epochs_hours` is the same at
+    the spec's max_epochs, the bound no run exceeds."""
     sizes = split_sizes(spec.dataset)
     if sizes is None:
         return None
@@ -669,8 +666,9 @@ def project(spec: Spec, cases: list[Case], step_seconds: Callable[[Case], float]
         train_per_clip = step_per_clip + mel_per_clip / case.segments
         eval_per_clip = case.segments * (eval_seconds(case) if eval_seconds else step_per_clip / 3) + mel_per_clip
         per_epoch = n_train * train_per_clip + n_valid * eval_per_clip
-        run_seconds = epochs * per_epoch + n_test * eval_per_clip
-        bound += (spec.protocol.max_epochs * per_epoch + n_test * eval_per_clip) * len(spec.seeds) / 3600
+        once = n_test * eval_per_clip + (run_seconds_once(case) if run_seconds_once else 0.0)
+        run_seconds = epochs * per_epoch + once
+        bound += (spec.protocol.max_epochs * per_epoch + once) * len(spec.seeds) / 3600
         run_flops = 2e9 * case.gmac_per_input * (epochs * (3 * n_train + case.segments * n_valid)
                                                  + case.segments * n_test)
         per_config.append({"case": case.label, "log": case.configuration.mel.log,
@@ -684,6 +682,7 @@ def project(spec: Spec, cases: list[Case], step_seconds: Callable[[Case], float]
                             "batch_measured": batch, "batch_in_spec": spec.protocol.batch_size,
                             "evaluation": "measured" if eval_seconds else "a third of a training step",
                             "front_end": "measured" if frontend_seconds else "not counted",
+                            "once_per_run": "measured" if run_seconds_once else "not counted",
                             "runs_at_once": 1}}
 
 
@@ -760,28 +759,35 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
     report["frontend"] = {"headline": measure_frontend(headline, device, settings, fast["step_seconds"])}
 
     save(report)
-    log(f"scaling over {len(scaling)} configurations (fast path without compile; training and evaluation)")
+    # on a GPU the rows are compiled where the grid's runs would be (minutes of compilation on a CPU,
+    # for a step the levers table already times compiled at the headline)
+    compiled = chosen.compile and device.type == "cuda"
+    how = "compiled" if compiled else "without compile"
+    log(f"scaling over {len(scaling)} configurations (fast path {how}; training and evaluation)")
     def scaling_path(case: Case) -> FastPath:  # each architecture's own arrangement (channels_last on a CPU)
         path = fast_path(device, "auto", planned_steps=_planned_steps(spec), arch=case.configuration.arch)
-        return dataclasses.replace(path.compiling(False), amp_dtype=chosen.amp_dtype)
+        return dataclasses.replace(path.compiling(compiled), amp_dtype=chosen.amp_dtype)
 
     scaling_rows = []
     for case in scaling:
         path = scaling_path(case)
-        # on a GPU a first step slower than the budget is cuDNN's autotuning at a new shape, not the
-        # step: the projection is built from these rows, so a step after it is timed
+        # on a GPU a first step slower than the budget is cuDNN's autotuning at a new shape (or the
+        # compilation), not the step: the projection is built from these rows, so a step after it is timed
         measured = measure_training(case, path, device, settings, warm=device.type == "cuda")
         evaluated = measure_forward(case, path, device, settings)
+        compile_seconds = (measured["compile_seconds"]
+                           + max(0.0, evaluated["first_step_seconds"] - evaluated["step_seconds"])) if compiled else 0.0
         scaling_rows.append({"case": case.label, "gmac_per_input": case.gmac_per_input, **measured,
                              "ms_per_gmac": 1000 * measured["step_seconds"] / (case.gmac_per_input * settings.batch),
-                             "eval_seconds_per_input": evaluated["seconds_per_input"]})
+                             "eval_seconds_per_input": evaluated["seconds_per_input"],
+                             "run_compile_seconds": compile_seconds})
         log(f"  {case.label:28s} {case.gmac_per_input:8.3f} GMAC  {measured['step_seconds']:8.3f} s/step  "
             f"{1000 * evaluated['seconds_per_input']:8.2f} ms/input eval")
     fit = linear_fit([r["gmac_per_input"] * settings.batch for r in scaling_rows],
                      [r["step_seconds"] for r in scaling_rows])
     eval_fit = linear_fit([r["gmac_per_input"] for r in scaling_rows],
                           [r["eval_seconds_per_input"] for r in scaling_rows])
-    report["scaling"] = {"rows": scaling_rows, "fit": fit, "eval_fit": eval_fit}
+    report["scaling"] = {"rows": scaling_rows, "fit": fit, "eval_fit": eval_fit, "compiled": compiled}
 
     small = next((r for c, r in zip(scaling, scaling_rows, strict=True) if c is smallest), None)
     if small is None:
@@ -806,6 +812,7 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
     gmacs = [r["gmac_per_input"] for r in scaling_rows]
     step_between = interpolate(gmacs, [r["step_seconds"] for r in scaling_rows])
     eval_between = interpolate(gmacs, [r["eval_seconds_per_input"] for r in scaling_rows])
+    compile_between = interpolate(gmacs, [r["run_compile_seconds"] for r in scaling_rows])
 
     def step_seconds(case: Case) -> float:
         return measured_steps.get(case.configuration.cost_key, step_between(case.gmac_per_input))
@@ -822,10 +829,13 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
             return mel_seconds[case.configuration.mel.sample_rate, case.configuration.mel.hop_multiplier]
 
         projection = project(spec, all_cases, step_seconds, settings.batch, settings.epochs, eval_seconds,
-                             mel_per_clip)
+                             mel_per_clip, (lambda case: compile_between(case.gmac_per_input)) if compiled else None)
     if projection:
-        projection["assumptions"]["steps"] = "eager: the grid compiles runs of 5,000 steps or more where a " \
-                                             "compiler exists (the levers table times the compiled headline)"
+        projection["assumptions"]["steps"] = (
+            "compiled, as the grid compiles runs of 5,000 steps or more; each run's compilation (its training "
+            "and evaluation graphs) counted" if compiled else
+            "eager: the grid compiles runs of 5,000 steps or more where a compiler exists (the levers table "
+            "times the compiled headline)")
         projection["assumptions"]["device_name"] = report["device_name"]
         projection["runs_fingerprint"] = spec.runs_fingerprint()
     report["projection"] = projection
@@ -967,14 +977,15 @@ def format_report(report: dict) -> str:
     cold = ", " + describe_cold_read(dp)
     resident = (f"; resident {dp['clips_per_second_resident']:.0f} clips/s"
                 if dp.get("clips_per_second_resident") else "")
-    lines += ["", f"Data path at {report['smallest']}: loader, page cache {dp['clips_per_second_page_cache']:.0f} "
-              f"clips/s{cold} ({dp['loader_over_consumption']:.1f}x){resident}; model consumes "
-              f"{dp['consumption_clips_per_second']:.1f} clips/s"]
+    lines += ["", f"Data path at {report['smallest']}: read per batch, page cache "
+              f"{dp['clips_per_second_page_cache']:.0f} clips/s{cold} ({dp['loader_over_consumption']:.1f}x)"
+              f"{resident}; model consumes {dp['consumption_clips_per_second']:.1f} clips/s"]
     lines += ["", "Evaluation at " + report["headline"]]
     for name, row in report["eval"].items():
         lines.append(f"  {name:26s} {row['inputs_per_second']:9.2f} inputs/s")
     sc = report["scaling"]
-    lines += ["", "Scaling (fast path without compile; the projection interpolates between these rows)",
+    lines += ["", f"Scaling (fast path {'compiled' if sc.get('compiled') else 'without compile'}; the projection "
+              "interpolates between these rows)",
               f"  {'':28s} {'GMAC/input':>10s} {'s/step':>9s} {'ms/GMAC':>9s} {'vs line':>7s} {'eval ms':>8s} "
               f"{'vs line':>7s}"]
     for row, residual, eval_residual in zip(sc["rows"], sc["fit"]["relative_residuals"],
@@ -992,18 +1003,21 @@ def format_report(report: dict) -> str:
     if report["projection"]:
         pr = report["projection"]
         a = pr["assumptions"]
+        compiled = a.get("once_per_run") == "measured"
+        steps = "compiled" if compiled else "eager"
         lines += ["", f"Projection: {pr['runs']} runs of {report['spec']} at {a['epochs_per_run']:g} epochs per run "
                   f"= {amount(pr['pflop'], 0)} PFLOP = {amount(pr['device_hours'], 0)} {hours_unit(report['device'])} "
                   f"({amount(pr['max_epochs_hours'], 0)} at the spec's max_epochs {a['max_epochs']}, the bound)"
                   + (f"; {amount(hours_at_peak(pr['pflop'], bf16), 2)} at the bf16 dense peak ({bf16:g} TFLOP/s)"
                      if (bf16 := report.get("bf16_peak_tflops")) else ""),
-                  f"  one run at a time on one {report['device_name']}: measured eager training steps at batch "
+                  f"  one run at a time on one {report['device_name']}: measured {steps} training steps at batch "
                   f"{a['batch_measured']} and evaluation, interpolated in GMAC between the scaling rows, plus the "
                   f"mel front end, for {a['train_valid_test_clips'][0]:,} / {a['train_valid_test_clips'][1]:,} / "
                   f"{a['train_valid_test_clips'][2]:,} training / validation / test clips"
                   + (f" ({report['dataset']}'s published split)" if report.get("dataset") not in (None, "synthetic")
                      else "")
-                  + "; without compilation, the latency measurement, checkpoints"
+                  + ("; each run's compilation" if compiled else "; without compilation")
+                  + ", the latency measurement, checkpoints"
                   + ("; the grid runs several runs per GPU at once (--runs-per-gpu), which this does not credit"
                      if report["device"] == "cuda" else "")]
     lines += ["", "Targets"]

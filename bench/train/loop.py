@@ -55,18 +55,14 @@ from bench.core.layout import BEST, CHECKPOINT, HISTORY  # noqa: F401 - re-expor
 from bench.core.store import append_line, atomic_write_text, reject
 from bench.data.cached_waveforms import CachedWaveforms
 from bench.data.views import (
-    LOADER_PREFETCH,
-    SHARED_MEMORY,
     ClipDataset,
-    LoaderBatches,
+    ReadBatches,
     epoch_order,
     eval_segments,
     full_batches,
     pad_frames,
     resident_waveforms,
     segment_mean,
-    shared_memory_free,
-    workers_for_shared_memory,
 )
 from bench.spec import RunSpec
 from bench.train.checkpoint import (  # noqa: F401 - re-exported: the loop's checkpoint API
@@ -83,11 +79,11 @@ from bench.train.devices import why_no_cuda
 from bench.train.fastpath import (
     FastPath,
     RecompileWatch,
+    between_phases,
     cuda_batch_problem,
     eval_batch_size,
     fast_path,
     resident_fits,
-    runs_on_machine,
     sync,
 )
 from bench.train.frontend import MelFrontend
@@ -232,8 +228,7 @@ class Trainer:
         resident = resident_waveforms(cache, device, lambda n, reusable: resident_fits(n, device, reusable))
         self.resident = {split: resident.split(d) for split, d in self.data.items()} if resident else None
         self.resident_bytes = resident.nbytes if resident else 0
-        self.loaders: dict[tuple[str, int], LoaderBatches] = {}
-        self.fewest_loader_workers: int | None = None  # where shared memory left fewer than the fast path's
+        self.loaders: dict[tuple[str, int], ReadBatches] = {}
         self.recompiles = RecompileWatch()
 
     # ---------------------------------------------------------------------------------------
@@ -243,42 +238,22 @@ class Trainer:
         return forward(self.model, self.path, mel)
 
     def close_loaders(self) -> None:
-        """End the loaders' worker processes once the run has read its splits for the last time (they
-        would idle through the latency measurement, and until the trainer is collected)."""
+        """End the readers' threads and free their pinned buffers once the run has read its splits for the
+        last time (they would be held through the latency measurement, and until the trainer is collected)."""
         for loader in self.loaders.values():
             loader.close()
         self.loaders.clear()
 
     def _batches(self, split: str, order: torch.Tensor, batch_size: int):
         """(waveform, target) batches of a split in `order`: from the device-resident copy, or read
-        from the cache by the split's persistent DataLoader. Waveforms are float16, as cached."""
+        from the cache by the split's reader (`ReadBatches`). Waveforms are float16, as cached."""
         if self.resident is not None:
             yield from self.resident[split].batches(batch_size, order)
             return
         key = (split, batch_size)
         if key not in self.loaders:
-            self.loaders[key] = LoaderBatches(self.data[split], batch_size,
-                                              self._loader_workers(self.data[split], batch_size), self.path.pin_memory)
-        for wave, target in self.loaders[key].batches(order):
-            yield wave.to(self.device, non_blocking=True), target.to(self.device, non_blocking=True)
-
-    def _loader_workers(self, dataset: ClipDataset, batch_size: int) -> int:
-        """The fast path's loader workers, fewer where their batches would not fit in the machine's
-        shared memory (`workers_for_shared_memory`); said where they are fewer than for any loader before."""
-        wanted = self.path.loader_workers
-        free = shared_memory_free()
-        runs = runs_on_machine() if self.device.type == "cuda" else 1
-        workers = workers_for_shared_memory(wanted, batch_size * dataset.item_bytes, free, runs)
-        fewest = wanted if self.fewest_loader_workers is None else self.fewest_loader_workers
-        if workers < fewest:
-            batch_mib = batch_size * dataset.item_bytes / 2**20
-            among = f", shared by {runs} runs," if runs > 1 else ","
-            self.log(f"  {SHARED_MEMORY} has {free / 2**20:.0f} MiB free{among} too little for {wanted} loader "
-                     f"workers' batches of {batch_size} clips ({LOADER_PREFETCH} each, {batch_mib:.0f} MiB a batch): "
-                     f"reading with {workers}; a container's default is 64 MiB (docker run --shm-size 16g, or "
-                     "--ipc=host)")
-        self.fewest_loader_workers = min(workers, fewest)
-        return workers
+            self.loaders[key] = ReadBatches(self.data[split], batch_size, self.device)
+        yield from self.loaders[key].batches(order)
 
     def _training_mel(self, wave: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """The mel the network trains on: the whole clip (VGG), or for MusiCNN one random segment per
@@ -296,6 +271,7 @@ class Trainer:
         """One pass over the training split (full batches only); returns (mean loss, clips seen, steps
         that fp16 loss scaling skipped for inf or NaN gradients)."""
         self.model.train()
+        between_phases(self.device)
         scaling = self.scaler.is_enabled()  # without it every step is taken: no count, no sync
         taken = optimizer_steps(self.optimizer) if scaling else 0
         generator = _generator(self.run.seed, epoch)
@@ -338,6 +314,7 @@ class Trainer:
         Scores stay on the device until the split is done (one copy to the host). A compiled model gets
         a last batch padded to full size, so evaluation needs one graph."""
         self.model.eval()
+        between_phases(self.device)
         batch_size = self.eval_batch
         scores = []
         with self.recompiles:
@@ -374,8 +351,7 @@ class Trainer:
         # an epoch of an earlier version's checkpoint says nothing: taken as this process compiled
         compiled_epochs = sum(bool(h.get("compiled", self.compiled_so_far())) for h in history)
         dtypes = self.trained_dtypes(history)
-        workers = {} if self.fewest_loader_workers is None else {"loader_workers": self.fewest_loader_workers}
-        return {**self.path.as_dict(), **workers, "eval_batch": self.eval_batch, "amp_dtype": "+".join(dtypes),
+        return {**self.path.as_dict(), "eval_batch": self.eval_batch, "amp_dtype": "+".join(dtypes),
                 "resident_data": self.resident is not None,
                 "recompile_limit_hits": hits, "compiled": not hits and compiled_epochs == len(history),
                 "compiled_epochs": compiled_epochs, "loss_scaling": "float16" in dtypes}
