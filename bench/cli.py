@@ -526,8 +526,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="epochs per run assumed by the device-hours projection (default 30, or the spec's "
                         "max_epochs where that is fewer)")
     p.add_argument("--no-compile", action="store_true",
-                   help="compile nothing: no torch.compile lever, and the fast path and the evaluation measured "
-                        "eager (minutes faster on a GPU; the projection's scaling steps are eager either way)")
+                   help="compile nothing: no torch.compile lever, and the fast path, the evaluation and (on a "
+                        "GPU) the projection's scaling steps measured eager (minutes faster on a GPU, where the "
+                        "grid's long runs compile: the projection is then theirs uncompiled)")
     p.add_argument("--bf16-peak-tflops", type=positive_float, metavar="N",
                    help="the GPU's dense bf16 peak in TFLOP/s, for the GPU targets (default: the datasheet's, for "
                         "the GPUs the suite knows by name)")

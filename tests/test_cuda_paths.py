@@ -2024,8 +2024,27 @@ def test_gpu_check_p4_times_the_reads_over_sixteen_batches(monkeypatch):
     monkeypatch.setattr(gpucheck, "_cases", lambda: {"loader": types.SimpleNamespace(label="vgg 16k")})
     check = gpucheck.Check("P4", "")
     gpucheck.check_loader(check, 32, consumption=350.0)
-    assert seen == [(32, 16 * 32)] and check.ok and "(2.0x)" in check.detail
+    assert seen == [(32, 16 * 32)] and check.ok and "(2.6x from the page cache)" in check.detail
     assert "read per batch 900 clips/s (page cache, 16 threads)" in check.detail
+
+
+@pytest.mark.parametrize(("page_cache", "ok"), [(15_427.0, True), (1_915.0, False)])
+def test_gpu_check_p4_judges_the_reader_not_the_disk(monkeypatch, page_cache, ok):
+    """As measured on an H200 box at 16 kHz: the reader gave 15,427 clips/s from the page cache and
+    1,229 from its disk (which reads 2.0 GB/s, 2,200 such clips/s), against the 7,973 clips/s the
+    smallest configuration trains on. The disk bounds any reader: P4 passes on the page cache's rate
+    and says the disk's; 1,915 clips/s from the page cache (a DataLoader with 4 workers there) fails."""
+    from bench.tools import gpucheck, perf
+
+    monkeypatch.setattr(perf, "measure_data_path", lambda *a: {
+        "clips_per_second_page_cache": page_cache, "clips_per_second_resident": 689_954.0,
+        "clips_per_second_evicted": 1_229.0, "page_cache_fraction_after_evicting": 0.0, "threads": 16})
+    monkeypatch.setattr(gpucheck, "_cases", lambda: {"loader": types.SimpleNamespace(label="vgg 16k 48x182 x10")})
+    check = gpucheck.Check("P4", "")
+    gpucheck.check_loader(check, 32, consumption=7_973.0)
+    assert check.ok is ok and check.numbers["storage_bound"] is True
+    assert check.detail.endswith(f"({page_cache / 7_973:.1f}x from the page cache; 0.2x from this box's storage, "
+                                 "whose pace a dataset larger than its RAM trains at)")
 
 
 def test_gpu_busy_is_the_time_some_kernel_ran():

@@ -17,7 +17,8 @@ performance checks time the paper's networks on random batches at the shipped sp
   P2  peak memory of training and evaluation at the largest, against the footprint estimate that
       chooses how many runs share a GPU
   P3  the free-memory rule after a run: memory cached by PyTorch's allocator counts as available
-  P4  reading per batch at 16 kHz against what the smallest configuration consumes (a step and its mel)
+  P4  reading per batch at 16 kHz from the page cache against what the smallest configuration consumes
+      (a step and its mel); the rate from the disk (page cache evicted) is reported beside it
 
 C4 and C5 run last (compilation is the slowest part). P1 times the step as the paper's runs train:
 compiled, as the grid compiles runs of 5,000 steps or more (eager where compilation is off, e.g. no C
@@ -711,13 +712,20 @@ def check_loader(check: Check, batch: int, consumption: float) -> None:
     # 16 batches: a few would time mostly the reader's pipeline filling, not the rate it keeps up
     settings = PerfSettings(batch=batch, data_clips=LOADER_BATCHES * batch)
     result = measure_data_path(case, fast_path(device, "auto", 0), device, settings, consumption)
-    check.numbers = result
-    check.ok = result["loader_over_consumption"] >= 1.0
+    # the reader is judged by what it reads from the page cache; from the disk it reads at the
+    # storage's pace, which no reader passes (the H200 box's disk: 2.0 GB/s, 2,200 such clips/s)
+    warm = result["clips_per_second_page_cache"] / consumption
+    cold = result["clips_per_second_evicted"]
+    storage_bound = cold is not None and cold < consumption
+    check.numbers = {**result, "page_cache_over_consumption": warm, "storage_bound": storage_bound}
+    check.ok = warm >= 1.0
     check.detail = (f"{case.label}: read per batch {result['clips_per_second_page_cache']:.0f} clips/s (page "
                     f"cache, {result['threads']} threads), "
                     f"{describe_cold_read(result)}, resident "
                     f"{result['clips_per_second_resident'] or 0:.0f}; the smallest configuration consumes "
-                    f"{consumption:.0f} clips/s ({result['loader_over_consumption']:.1f}x)")
+                    f"{consumption:.0f} clips/s ({warm:.1f}x from the page cache"
+                    + (f"; {cold / consumption:.1f}x from this box's storage, whose pace a dataset larger than "
+                       "its RAM trains at" if storage_bound else "") + ")")
 
 
 # ------------------------------------------------------------------------------------------------
