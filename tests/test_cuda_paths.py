@@ -958,6 +958,26 @@ def test_reading_per_batch_gives_the_cache_rows_epoch_after_epoch(tmp_path):
     reader.close()
 
 
+def test_a_reader_serves_one_pass_at_a_time(tmp_path):
+    """The pinned buffers are the reader's: an earlier pass iterated again after a later one started
+    would be handed the later one's batches; it raises instead."""
+    from bench.data.cached_waveforms import CachedWaveforms
+    from bench.data.index import Clip, DatasetIndex
+
+    write_cache_folder(tmp_path, n=8, samples=100)
+    clips = tuple(Clip(str(i), f"{i}.wav", "train", (i % 2,)) for i in range(8))
+    reader = views.ReadBatches(views.ClipDataset(CachedWaveforms(tmp_path, DatasetIndex(
+        "toy", str(tmp_path), ("a", "b"), clips)), "train"), 2)
+    first = reader.batches(torch.arange(8))
+    next(first)
+    second = reader.batches(torch.arange(8).flip(0))
+    assert next(second)[1].shape == (2, 2)
+    with pytest.raises(RuntimeError, match="one pass at a time"):
+        next(first)
+    assert len(list(second)) == 3
+    reader.close()
+
+
 def test_reading_on_cuda_reuses_pinned_buffers_only_once_their_copy_has_reached_the_gpu(monkeypatch, tmp_path):
     """On CUDA a batch is read into pinned buffers and copied to the device without waiting (a host sync
     per step otherwise); the buffers are reused in turn, each only after its last copy is done (the
@@ -2014,7 +2034,7 @@ def test_gpu_check_p4_times_the_reads_over_sixteen_batches(monkeypatch):
 
     seen = []
 
-    def measured(case, path, device, settings, consumption):
+    def measured(case, device, settings, consumption):
         seen.append((settings.batch, settings.data_clips))
         return {"clips_per_second_page_cache": 900.0, "clips_per_second_resident": 5000.0,
                 "clips_per_second_evicted": 700.0, "loader_over_consumption": 700.0 / consumption, "threads": 16}

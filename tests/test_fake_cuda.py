@@ -529,6 +529,13 @@ def test_bench_perf_on_a_gpu_measures_its_levers_and_judges_the_gpu_targets(fake
     assert [f for f in fields if f"`{f}`" not in documented] == []  # a GPU report's fields, each named in the docs
     text = perf.format_report(report)
     assert " GPU-hours " in text and "; 1.06 at the bf16 dense peak (989 TFLOP/s)" in text
+    # what the hours hold and leave out: eager here (BENCH_COMPILE=0); compiled, each run's compilation
+    assert "measured eager training steps" in text and "; without compilation, the latency measurement" in text
+    pr = report["projection"]
+    compiled = {**report, "projection": {**pr, "assumptions": {**pr["assumptions"], "once_per_run": "measured"}}}
+    text = perf.format_report(compiled)
+    assert "measured compiled training steps" in text
+    assert "; with each run's compilation; without the latency measurement, checkpoints" in text
 
     floor = 3778e15 / 989e12 / 3600  # hours at the peak: 1.06
     for hours, met in [(3.2, False), (2.9, True)]:  # the goal: 3 H100-hours

@@ -397,7 +397,7 @@ def test_a_cold_read_is_timed_only_where_the_file_left_the_page_cache(monkeypatc
 
     monkeypatch.setattr(perf._ScratchCache, "evict", lambda self: left)
     _, smallest, _ = select_cases(spec_cases(load_spec(SPECS / "paper-mtat-vgg.toml")), 2)
-    result = perf.measure_data_path(smallest, baseline(torch.device("cpu")), torch.device("cpu"),
+    result = perf.measure_data_path(smallest, torch.device("cpu"),
                                     perf.PerfSettings(batch=4, data_clips=8), consumption=10.0)
     assert result["page_cache_fraction_after_evicting"] == left
     assert (result["clips_per_second_evicted"] is not None) is cold

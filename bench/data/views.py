@@ -83,6 +83,7 @@ class ReadBatches:
             self.source = torch.from_numpy(dataset.cache.waveforms)
         self.rows = torch.from_numpy(np.asarray(dataset.rows, dtype=np.int64))
         self.reader = ThreadPoolExecutor(1, thread_name_prefix="bench-reader")
+        self._pass: object | None = None  # the pass now iterated (`batches`)
         self.slots: list[list] = []  # pinned (waveforms, targets, the event of their last copy to the device)
 
     def _read(self, order: torch.Tensor, k: int, slot: int) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -106,11 +107,16 @@ class ReadBatches:
         return waves, targets, n
 
     def batches(self, order: torch.Tensor):
-        """(waveform float16 (B, samples), target (B, n_tags)) in `order`, on the device."""
+        """(waveform float16 (B, samples), target (B, n_tags)) in `order`, on the device. One pass at a
+        time: the pinned buffers are the reader's, so an earlier pass still iterated after this one
+        started raises rather than hand out the other's batches."""
+        self._pass = this = object()
         count = -(-len(order) // self.batch_size)
         slots = self.AHEAD + 1
         pending = deque(self.reader.submit(self._read, order, k, k % slots) for k in range(min(self.AHEAD, count)))
         for k in range(count):
+            if self._pass is not this:
+                raise RuntimeError("ReadBatches: a later pass over this reader started; one pass at a time")
             waves, targets, n = pending.popleft().result()
             if self.pinned:
                 waves = waves.to(self.device, non_blocking=True)
@@ -123,7 +129,8 @@ class ReadBatches:
             yield waves[:n], targets[:n]
 
     def close(self) -> None:
-        """Stop the reading thread (reads already queued are dropped) and free the pinned buffers."""
+        """Stop the reading thread (reads already queued are dropped) and let go of the pinned buffers
+        (to torch's cache of pinned memory, which keeps them for the process's next pinned tensors)."""
         self.reader.shutdown(wait=True, cancel_futures=True)
         self.slots.clear()
 

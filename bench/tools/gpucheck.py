@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import gc
 import json
 import math
 import os
@@ -496,7 +497,10 @@ def check_throughput(check: Check, batch: int, shared_runs: int, peak: float | N
                        "clips_per_second": batch / seconds,
                        "tflops": tflops, "fraction_of_bf16_peak": tflops / peak if peak else None, "busy": busy,
                        "kernel_seconds_per_step": busy * profiled_step}
-        del step, model
+        del step, model, path
+        # compiled models sit in reference cycles, which dynamo's caches hold too (as after a run)
+        torch._dynamo.reset()
+        gc.collect()
         torch.cuda.empty_cache()
     if shared_alone:  # a GPU that takes one process at a time: the grid gives it one run, so this does not apply
         shared = {"not_applicable": shared_alone}
@@ -688,7 +692,7 @@ def smallest_consumption(rows: dict, batch: int) -> float:
     case = _cases()["smallest"]
     seconds = rows.get("smallest", {}).get("step_seconds")
     if not seconds:
-        step, model, _ = training_step(case, batch)
+        step, model, _ = training_step(case, batch, as_runs=True)
         seconds = step_seconds(step, 5)
         del step, model
         torch.cuda.empty_cache()
@@ -705,13 +709,12 @@ def check_loader(check: Check, batch: int, consumption: float) -> None:
     import torch
 
     from bench.tools.perf import PerfSettings, describe_cold_read, measure_data_path
-    from bench.train.fastpath import fast_path
 
     device = torch.device("cuda")
     case = _cases()["loader"]
     # 16 batches: a few would time mostly the reader's pipeline filling, not the rate it keeps up
     settings = PerfSettings(batch=batch, data_clips=LOADER_BATCHES * batch)
-    result = measure_data_path(case, fast_path(device, "auto", 0), device, settings, consumption)
+    result = measure_data_path(case, device, settings, consumption)
     # the reader is judged by what it reads from the page cache; from the disk it reads at the
     # storage's pace, which no reader passes (the H200 box's disk: 2.0 GB/s, 2,200 such clips/s)
     warm = result["clips_per_second_page_cache"] / consumption
