@@ -1856,8 +1856,8 @@ def test_gpu_check_on_a_gpu_that_takes_one_process_runs_the_grids_first_and_skip
 
     exclusive = "0 (GPU-77aa0e1f-2c3d-4b5a-8e9f-aabbccddeeff, Exclusive_Process)"
     monkeypatch.setattr(gpucheck, "exclusive_gpus", lambda: [exclusive])
-    for name, key in [("check_resident_bf16", "C1"), ("check_loader_fp16", "C2"), ("check_compile", "C4"),
-                      ("check_memory", "P2"), ("check_free_memory_rule", "P3"), ("check_loader", "P4")]:
+    for name, key in [("check_resident_bf16", "C1"), ("check_read_fp16", "C2"), ("check_compile", "C4"),
+                      ("check_memory", "P2"), ("check_free_memory_rule", "P3"), ("check_reading", "P4")]:
         monkeypatch.setattr(gpucheck, name, passed(key))
     monkeypatch.setattr(gpucheck, "check_two_workers_one_gpu", lambda *a: pytest.fail("C3 ran"))
     alone = []
@@ -1884,7 +1884,7 @@ def test_gpu_check_on_a_gpu_that_takes_one_process_runs_the_grids_first_and_skip
 def test_p1_on_a_gpu_that_takes_one_process_judges_without_runs_at_once(monkeypatch):
     from bench.tools import gpucheck
 
-    cases = {label: types.SimpleNamespace(label=label) for label in ("smallest", "headline", "largest", "loader")}
+    cases = {label: types.SimpleNamespace(label=label) for label in ("smallest", "headline", "largest", "reading")}
     model = types.SimpleNamespace(analytic_macs=lambda: 25e9)
     monkeypatch.setattr(gpucheck, "_cases", lambda: cases)
     compiled = types.SimpleNamespace(compile=True)
@@ -1985,7 +1985,7 @@ def test_gpu_check_c2_needs_the_loss_scaled(monkeypatch, tmp_path, scaled):
     run = {"pid": 1, "training": {"amp_dtype": "float16", "fast_path": fast_path, "history": history}}
     stub_grid(monkeypatch, tmp_path, "c2", [run, run])
     check = gpucheck.Check("C2", "")
-    gpucheck.check_loader_fp16(gpucheck.Workspace(tmp_path), check)
+    gpucheck.check_read_fp16(gpucheck.Workspace(tmp_path), check)
     assert check.ok is scaled and f"loss scaling [{scaled}, {scaled}]" in check.detail
     assert check.detail.endswith("steps skipped by the scaler [3, 3]")
 
@@ -1999,7 +1999,7 @@ def test_gpu_check_c2_gives_the_scaler_room_to_calibrate(monkeypatch, tmp_path):
     asked = []
     monkeypatch.setattr(gpucheck.Workspace, "grid", lambda self, spec, *args, env=None, timeout=600: (
         asked.append((load_spec(spec), env)) or (subprocess.CompletedProcess([], 0, "", ""), {})))
-    gpucheck.check_loader_fp16(gpucheck.Workspace(tmp_path), gpucheck.Check("C2", ""))
+    gpucheck.check_read_fp16(gpucheck.Workspace(tmp_path), gpucheck.Check("C2", ""))
     ((spec, env),) = asked
     assert env == {"BENCH_RESIDENT": "0"}  # the loader path, forced: resident waveforms would not test it
     assert spec.protocol.precision == "fp16" and spec.dataset.clips == 48
@@ -2041,9 +2041,9 @@ def test_gpu_check_p4_times_the_reads_over_sixteen_batches(monkeypatch):
 
     monkeypatch.setattr(perf, "measure_data_path", measured)
     monkeypatch.setattr(perf, "describe_cold_read", lambda result: "evicted 700")
-    monkeypatch.setattr(gpucheck, "_cases", lambda: {"loader": types.SimpleNamespace(label="vgg 16k")})
+    monkeypatch.setattr(gpucheck, "_cases", lambda: {"reading": types.SimpleNamespace(label="vgg 16k")})
     check = gpucheck.Check("P4", "")
-    gpucheck.check_loader(check, 32, consumption=350.0)
+    gpucheck.check_reading(check, 32, consumption=350.0)
     assert seen == [(32, 16 * 32)] and check.ok and "(2.6x from the page cache)" in check.detail
     assert "read per batch 900 clips/s (page cache, 16 threads)" in check.detail
 
@@ -2059,9 +2059,9 @@ def test_gpu_check_p4_judges_the_reader_not_the_disk(monkeypatch, page_cache, ok
     monkeypatch.setattr(perf, "measure_data_path", lambda *a: {
         "clips_per_second_page_cache": page_cache, "clips_per_second_resident": 689_954.0,
         "clips_per_second_evicted": 1_229.0, "page_cache_fraction_after_evicting": 0.0, "threads": 16})
-    monkeypatch.setattr(gpucheck, "_cases", lambda: {"loader": types.SimpleNamespace(label="vgg 16k 48x182 x10")})
+    monkeypatch.setattr(gpucheck, "_cases", lambda: {"reading": types.SimpleNamespace(label="vgg 16k 48x182 x10")})
     check = gpucheck.Check("P4", "")
-    gpucheck.check_loader(check, 32, consumption=7_973.0)
+    gpucheck.check_reading(check, 32, consumption=7_973.0)
     assert check.ok is ok and check.numbers["storage_bound"] is True
     assert check.detail.endswith(f"({page_cache / 7_973:.1f}x from the page cache; 0.2x from this box's storage, "
                                  "whose pace a dataset larger than its RAM trains at)")

@@ -291,7 +291,7 @@ def fake_cuda(monkeypatch):
     views.release_resident()
 
 
-@pytest.mark.parametrize("resident", [True, False], ids=["resident", "loader"])
+@pytest.mark.parametrize("resident", [True, False], ids=["resident", "read"])
 @pytest.mark.parametrize("arch", architectures.names())
 def test_training_and_evaluation_keep_every_tensor_on_the_gpu(fake_cuda, monkeypatch, arch, resident):
     monkeypatch.setattr(train, "resident_fits", lambda n_bytes, device, reusable=0: resident)
@@ -328,7 +328,7 @@ def test_training_and_evaluation_keep_every_tensor_on_the_gpu(fake_cuda, monkeyp
     # the front end (and MusiCNN's output layer) in float32 whatever autocast says: turned off for the GPU
     assert fake_cuda.autocasts and set(fake_cuda.autocasts) == {("cuda", False)}
     if not resident:
-        assert [loader.pinned for loader in trainer.loaders.values()] == [True, True]
+        assert [reader.pinned for reader in trainer.readers.values()] == [True, True]
 
 
 @pytest.mark.parametrize("arch", ["vgg", "musicnn"])
@@ -350,7 +350,7 @@ def test_fp16_training_with_loss_scaling_keeps_every_tensor_on_the_gpu(fake_cuda
     # the loss scale and its growth count stay on the device (fused Adam reads them there), as do Adam's moments
     assert trainer.scaler._scale.device.type == "cuda" and trainer.scaler._growth_tracker.device.type == "cuda"
     assert {s["exp_avg"].device.type for s in trainer.optimizer.state.values()} == {"cuda"}
-    assert [loader.pinned for loader in trainer.loaders.values()] == [True, True]
+    assert [reader.pinned for reader in trainer.readers.values()] == [True, True]
 
 
 def _loss_scaling_on_the_fake_device(monkeypatch) -> None:

@@ -621,7 +621,7 @@ def submitit_parameters(job: WorkerJob, launcher: str, slurm: SlurmOptions, want
               "tasks_per_node": tasks, "nodes": 1, "gpus_per_node": gpus}
     if launcher == "slurm":
         # srun does not take the job's --cpus-per-task from sbatch in Slurm 22.05-23.02: each task would be
-        # bound to one CPU (its loader processes and compile threads with it)
+        # bound to one CPU (its torch threads and compile processes with it)
         params["slurm_srun_args"] = ["--cpus-per-task", str(params["cpus_per_task"])]
         if not gpus:  # `--gpus-per-node=0` is refused by clusters without GPU resources
             del params["gpus_per_node"]

@@ -303,7 +303,7 @@ def check_resident_bf16(ws: Workspace, check: Check) -> None:
     check.detail = ", ".join(f"{a} {d} resident={r} on {dev}" for a, d, r, dev in rows)
 
 
-def check_loader_fp16(ws: Workspace, check: Check) -> None:
+def check_read_fp16(ws: Workspace, check: Check) -> None:
     # 4 epochs of 2 steps: GradScaler's calibration may skip the first steps (an overflow at its
     # initial scale), and a run that took no step at all fails
     proc, results = ws.grid(ws.spec("c2", precision="fp16", epochs=4), env={"BENCH_RESIDENT": "0"})
@@ -391,9 +391,9 @@ def _cases() -> dict:
     cases = spec_cases(load_spec(paper_spec_path()))
     headline, smallest, _ = select_cases(cases, 2)
     largest = max(cases, key=lambda c: c.gmac_per_input)
-    loader_case = min((c for c in cases if c.configuration.mel.sample_rate == 16000),
+    reading_case = min((c for c in cases if c.configuration.mel.sample_rate == 16000),
                       key=lambda c: c.gmac_per_input)
-    return {"smallest": smallest, "headline": headline, "largest": largest, "loader": loader_case}
+    return {"smallest": smallest, "headline": headline, "largest": largest, "reading": reading_case}
 
 
 def busy_fraction(step: Callable[[], object], steps: int, ready: Callable[[], None] = lambda: None
@@ -487,7 +487,7 @@ def check_throughput(check: Check, batch: int, shared_runs: int, peak: float | N
     rows = {}
     cases = _cases()
     for label, case in cases.items():
-        if label == "loader":
+        if label == "reading":
             continue
         step, model, path = training_step(case, batch, as_runs=True)
         busy, profiled_step, _ = busy_fraction(step, 10)
@@ -705,13 +705,13 @@ LOADER_BATCHES = 16
 """Batches in each of P4's passes through the cache."""
 
 
-def check_loader(check: Check, batch: int, consumption: float) -> None:
+def check_reading(check: Check, batch: int, consumption: float) -> None:
     import torch
 
     from bench.tools.perf import PerfSettings, describe_cold_read, measure_data_path
 
     device = torch.device("cuda")
-    case = _cases()["loader"]
+    case = _cases()["reading"]
     # 16 batches: a few would time mostly the reader's pipeline filling, not the rate it keeps up
     settings = PerfSettings(batch=batch, data_clips=LOADER_BATCHES * batch)
     result = measure_data_path(case, device, settings, consumption)
@@ -849,7 +849,7 @@ def run_checks(out: Path, batch: int, shared_runs: int, keep: bool = False, only
     try:
         with cleaned_up():
             attempt(("C1",), lambda: check_resident_bf16(ws, checks["C1"]), functional=True)
-            attempt(("C2",), lambda: check_loader_fp16(ws, checks["C2"]), functional=True)
+            attempt(("C2",), lambda: check_read_fp16(ws, checks["C2"]), functional=True)
             if alone:
                 if not only or "C3" in only:
                     checks["C3"].detail = f"not applicable: {alone}; a second worker on it could not start CUDA"
@@ -862,7 +862,7 @@ def run_checks(out: Path, batch: int, shared_runs: int, keep: bool = False, only
                                                                   alone)))
             attempt(("P2",), lambda: check_memory(checks["P2"], batch))
             attempt(("P3",), lambda: check_free_memory_rule(checks["P3"]))
-            attempt(("P4",), lambda: check_loader(checks["P4"], batch, smallest_consumption(rows, batch)))
+            attempt(("P4",), lambda: check_reading(checks["P4"], batch, smallest_consumption(rows, batch)))
             if not alone:
                 # compilation last: the slowest and least predictable, a time limit reached there keeps
                 # P1-P4; its grid gets back the memory P1-P3 left in this process's allocator cache

@@ -228,7 +228,7 @@ class Trainer:
         resident = resident_waveforms(cache, device, lambda n, reusable: resident_fits(n, device, reusable))
         self.resident = {split: resident.split(d) for split, d in self.data.items()} if resident else None
         self.resident_bytes = resident.nbytes if resident else 0
-        self.loaders: dict[tuple[str, int], ReadBatches] = {}
+        self.readers: dict[tuple[str, int], ReadBatches] = {}
         self.recompiles = RecompileWatch()
 
     # ---------------------------------------------------------------------------------------
@@ -237,12 +237,12 @@ class Trainer:
     def _forward(self, mel: torch.Tensor) -> torch.Tensor:
         return forward(self.model, self.path, mel)
 
-    def close_loaders(self) -> None:
-        """End the readers' threads and free their pinned buffers once the run has read its splits for the
+    def close_readers(self) -> None:
+        """End the readers' threads and let go of their pinned buffers once the run has read its splits for the
         last time (they would be held through the latency measurement, and until the trainer is collected)."""
-        for loader in self.loaders.values():
-            loader.close()
-        self.loaders.clear()
+        for reader in self.readers.values():
+            reader.close()
+        self.readers.clear()
 
     def _batches(self, split: str, order: torch.Tensor, batch_size: int):
         """(waveform, target) batches of a split in `order`: from the device-resident copy, or read
@@ -251,9 +251,9 @@ class Trainer:
             yield from self.resident[split].batches(batch_size, order)
             return
         key = (split, batch_size)
-        if key not in self.loaders:
-            self.loaders[key] = ReadBatches(self.data[split], batch_size, self.device)
-        yield from self.loaders[key].batches(order)
+        if key not in self.readers:
+            self.readers[key] = ReadBatches(self.data[split], batch_size, self.device)
+        yield from self.readers[key].batches(order)
 
     def _training_mel(self, wave: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """The mel the network trains on: the whole clip (VGG), or for MusiCNN one random segment per
@@ -487,7 +487,7 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
                 f"the run starts from scratch")
             # the half-loaded trainer goes before its replacement is built: a compiled model sits in
             # reference cycles, and its weights and optimiser state would share the GPU with the new ones
-            trainer.close_loaders()
+            trainer.close_readers()
             state = trainer = None
             gc.collect()
             trainer = Trainer(run, cache, device, log)
@@ -562,7 +562,7 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
     t0 = time.perf_counter()
     test = trainer.evaluate("test")
     test_seconds = time.perf_counter() - t0
-    trainer.close_loaders()
+    trainer.close_readers()
     train_seconds = sum(h["train_seconds"] for h in history)
     inference = served_inference(run, best_state, len(trainer.tag_names), trainer.frontend, device)
     execution = trainer.execution(history)
