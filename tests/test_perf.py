@@ -17,6 +17,7 @@ from bench.tools.perf import (
     interpolate,
     linear_fit,
     project,
+    projected_fraction,
     select_cases,
     spec_cases,
     time_calls,
@@ -453,3 +454,27 @@ def test_perf_times_evaluation_at_the_batch_a_run_evaluates():
     assert eval_batch(cases["vgg 16k 128x1820 x1"], cuda_like, 32) == 72
     assert eval_batch(cases["vgg 12k 96x1366 x1"], cuda_like, 32) == 127
     assert eval_batch(cases["vgg 16k 128x910 x2"], cuda_like, 32) == 128
+
+
+def test_the_gpu_figures_in_the_docs_are_those_the_h200_measured():
+    """README and docs/performance.md quote the H200's `make gpu-check` and `bench perf --device cuda`,
+    whose JSON files are kept in docs/measurements/h200/: the quoted figures are those files' numbers."""
+    root = Path(__file__).resolve().parents[1]
+    folder = root / "docs" / "measurements" / "h200"
+    checks = {c["id"]: c for c in json.loads((folder / "gpu-check.json").read_text())["checks"]}
+    report = json.loads((folder / "perf-paper-mtat-vgg.json").read_text())
+    readme, performance = (root / "README.md").read_text(), (root / "docs" / "performance.md").read_text()
+    head = checks["P1"]["numbers"]["headline"]
+    assert (round(head["tflops"]), round(100 * head["fraction_of_bf16_peak"])) == (131, 13)
+    assert "131 TFLOP/s, 13 % of the bf16 peak" in performance and "at 13 % of the bf16 peak" in readme
+    shared = checks["P1"]["numbers"]["smallest_shared"]
+    assert round(100 * shared["busy"]) == 79 and "24 % / 79 %" in performance
+    memory = checks["P2"]["numbers"]
+    assert f"{memory['reserved_peak_bytes'] / 2**30:.1f}" == "11.6" and "7.5 / 8.6 / 11.6 GiB" in performance
+    reads = checks["P4"]["numbers"]
+    assert (round(reads["clips_per_second_page_cache"]), round(reads["clips_per_second_evicted"])) == (15427, 1229)
+    assert "15,427 / 1,229 clips/s" in performance
+    projection = report["projection"]
+    assert (round(projection["device_hours"]), round(projection["max_epochs_hours"])) == (12, 38)
+    assert "**12 H200-hours** at 30 epochs per run (38 at its `max_epochs` of 100)" in readme
+    assert round(100 * projected_fraction(projection, 989.0), 1) == 8.7 and "8.7 %" in readme
