@@ -936,8 +936,8 @@ def test_the_upload_to_the_device_copies_from_the_read_only_cache(monkeypatch, t
 
 
 def test_reading_per_batch_gives_the_cache_rows_epoch_after_epoch(tmp_path):
-    """On CUDA, waveforms that do not stay on the GPU are read per batch from the cache by a thread of
-    the run, ahead of the step: epoch after epoch, each batch is the cached rows of its clips, in order."""
+    """Waveforms that do not stay on the GPU (and on the CPU, all) are read per batch from the cache:
+    epoch after epoch, each batch is the cached rows of its clips, in order."""
     from bench.data.cached_waveforms import CachedWaveforms
     from bench.data.index import Clip, DatasetIndex
 
@@ -951,6 +951,8 @@ def test_reading_per_batch_gives_the_cache_rows_epoch_after_epoch(tmp_path):
         order = views.epoch_order(len(dataset), True, torch.Generator().manual_seed(epoch))
         got = list(reader.batches(order))
         assert [len(w) for w, _ in got] == [5, 5, 5, 1]  # 16 training clips
+        # on the CPU, whose cores the step uses, the reads are the calling thread's: no thread alongside
+        assert not [t for t in threading.enumerate() if t.name.startswith("bench-reader")]
         for (wave, target), index in zip(got, order.split(5), strict=True):
             rows = dataset.rows[index.numpy()]
             assert torch.equal(wave, torch.from_numpy(waves[rows])) and wave.dtype == torch.float16
