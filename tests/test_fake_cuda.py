@@ -20,7 +20,6 @@ same device"). Trainers, `bench grid`, `bench perf` and gpu-check's P1-P4 are bu
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import dataclasses
 import itertools
@@ -99,7 +98,7 @@ class FakeCuda:
         return module
 
 
-class InlineReader:
+class InlineReader(views.InlineReads):
     """`ReadBatches`' reading thread, run in the calling thread outside the fake mode (whose state is
     not for two threads at once): host work on host tensors, as in a real run."""
 
@@ -107,13 +106,8 @@ class InlineReader:
         pass
 
     def submit(self, fn, *args):
-        done = concurrent.futures.Future()
         with unset_fake_temporarily():
-            done.set_result(fn(*args))
-        return done
-
-    def shutdown(self, **kwargs):
-        pass
+            return super().submit(fn, *args)
 
 
 class FakeEvent:

@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import gc
 import json
 import math
 import os
@@ -482,6 +481,8 @@ def check_throughput(check: Check, batch: int, shared_runs: int, peak: float | N
     process at a time), or None to measure it."""
     import torch
 
+    from bench.train.loop import release_run_memory
+
     name = torch.cuda.get_device_name()
     peak = peak or bf16_peak_tflops(name)
     rows = {}
@@ -498,10 +499,7 @@ def check_throughput(check: Check, batch: int, shared_runs: int, peak: float | N
                        "tflops": tflops, "fraction_of_bf16_peak": tflops / peak if peak else None, "busy": busy,
                        "kernel_seconds_per_step": busy * profiled_step}
         del step, model, path
-        # compiled models sit in reference cycles, which dynamo's caches hold too (as after a run)
-        torch._dynamo.reset()
-        gc.collect()
-        torch.cuda.empty_cache()
+        release_run_memory(torch.device("cuda"), rows[label]["compiled"])  # as after a run
     if shared_alone:  # a GPU that takes one process at a time: the grid gives it one run, so this does not apply
         shared = {"not_applicable": shared_alone}
     else:

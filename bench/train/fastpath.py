@@ -374,14 +374,8 @@ def cpu_share() -> int:
     if os.environ.get("SUBMITIT_EXECUTOR") == "slurm" and per_task.isdigit():
         share = min(cpus, int(per_task))  # bound to its CPUs or not, the task is given that many
     else:
-        share = cpus // runs_on_machine()
+        share = cpus // (max(1, _gpus_here or torch.cuda.device_count()) * _runs_per_gpu)
     return max(1, share)
-
-
-def runs_on_machine() -> int:
-    """The runs a CUDA worker shares this machine with, itself included: its GPUs x the runs per GPU
-    (the tasks of a Slurm job on its node, alike)."""
-    return max(1, _gpus_here or torch.cuda.device_count()) * _runs_per_gpu
 
 
 def limit_worker_threads() -> int:
