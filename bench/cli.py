@@ -134,6 +134,14 @@ def positive_float(text: str) -> float:
     return value
 
 
+def comma_list(text: str) -> tuple[str, ...]:
+    """An argparse type: comma-separated names, each once, in order (spaces around them ignored)."""
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected names separated by commas, got {text!r}")
+    return names
+
+
 def _version() -> str:
     try:
         return version(DISTRIBUTION)
@@ -368,7 +376,8 @@ def cmd_perf(args: argparse.Namespace) -> int:
     if args.out:
         writable_file(args.out, "--out")
     settings = PerfSettings(batch=args.batch, budget_seconds=args.budget, scaling_cases=args.scaling,
-                            epochs=args.epochs, compile=not args.no_compile, bf16_peak_tflops=args.bf16_peak_tflops)
+                            epochs=args.epochs, compile=not args.no_compile, bf16_peak_tflops=args.bf16_peak_tflops,
+                            compile_modes=args.compile_modes)
     return cli_main(args.spec, args.device, args.out, settings)
 
 
@@ -532,6 +541,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bf16-peak-tflops", type=positive_float, metavar="N",
                    help="the GPU's dense bf16 peak in TFLOP/s, for the GPU targets (default: the datasheet's, for "
                         "the GPUs the suite knows by name)")
+    p.add_argument("--compile-modes", type=comma_list, default=(), metavar="MODE[,MODE]",
+                   help="also time compiled training steps under these inductor modes beside the default one, at the "
+                        "headline and the smallest configuration (e.g. max-autotune-no-cudagraphs,reduce-overhead; "
+                        "BENCH_COMPILE_MODE sets the mode of a grid's runs)")
     p.add_argument("--out", metavar="JSON", help="also write the measurements as JSON")
     p.set_defaults(func=cmd_perf)
 

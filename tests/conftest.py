@@ -14,8 +14,8 @@ SPECS = ROOT / "specs"
 
 # what a user may have exported for their own grids (their cache, models, execution switches, GPU slot
 # folder): no test reads or writes through it, nor hands it to the processes it starts
-USER_ENVIRONMENT = ("BENCH_CACHE", "BENCH_MODELS", "BENCH_COMPILE", "BENCH_COMPILE_BACKEND", "BENCH_RESIDENT",
-                    "BENCH_GPU_LOCKS", "LOKY_MAX_CPU_COUNT")
+USER_ENVIRONMENT = ("BENCH_CACHE", "BENCH_MODELS", "BENCH_COMPILE", "BENCH_COMPILE_BACKEND", "BENCH_COMPILE_MODE",
+                    "BENCH_RESIDENT", "BENCH_GPU_LOCKS", "LOKY_MAX_CPU_COUNT")
 
 
 @pytest.fixture(autouse=True)

@@ -2109,7 +2109,8 @@ def test_gpu_check_p2_needs_the_estimate_to_cover_training_and_evaluation(monkey
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a: (events.append("peak read"), next(peaks))[1])
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: events.append("cache released"))
     monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda *a: int(reserved_gib * 2**30))
-    path = SimpleNamespace(eval_batch_factor=2, autocast=contextlib.nullcontext, prepare_input=lambda x: x)
+    path = SimpleNamespace(eval_batch_factor=2, autocast=contextlib.nullcontext, prepare_input=lambda x: x,
+                           begin_step=lambda: None)
     monkeypatch.setattr(gpucheck, "training_step", lambda case, batch, as_runs=False: (lambda: None, nn.Identity(),
                                                                                      path))
     monkeypatch.setattr(perf, "_batch", lambda case, batch, device: (torch.zeros(batch, 2), None))
@@ -2373,3 +2374,37 @@ def test_gpu_check_finds_the_paper_spec_of_a_clone_when_installed_elsewhere(monk
     assert load_spec(gpucheck.paper_spec_path()).name == "paper-mtat-vgg"
 
 
+
+
+def test_with_cuda_graphs_each_model_call_is_a_step_and_its_logits_are_used_before_the_next():
+    """Inductor's CUDA graphs (modes reduce-overhead and max-autotune) keep a model's outputs in memory
+    that the next replay overwrites, and are told where a step begins (`cudagraph_mark_step_begin`).
+    Stood in for on the CPU: each mark fills the outputs of the calls before it with NaN, as a replay
+    would. Training and evaluation give what they give without CUDA graphs, and every call is marked."""
+    (run,) = tiny_runs(epochs=1)
+
+    def trained(graphs: bool):
+        train.seed_everything(0)
+        trainer = train.Trainer(run, ToyCache(), CPU, log=lambda *_: None)
+        outputs, marks, calls = [], [], []
+        with pytest.MonkeyPatch.context() as patch:
+            if graphs:
+                def overwrite():
+                    marks.append(len(calls))
+                    with torch.no_grad():
+                        for out in outputs:
+                            out.fill_(float("nan"))
+                    outputs.clear()
+
+                patch.setattr(torch.compiler, "cudagraph_mark_step_begin", overwrite)
+                patch.setattr(fastpath.FastPath, "cuda_graphs", property(lambda self: True))
+                trainer.model.register_forward_hook(lambda module, args, out: (calls.append(1), outputs.append(out))[0])
+            loss = trainer.train_epoch(0)[0]
+            _, scores = trainer.predict("valid")
+        return loss, scores, marks
+
+    loss, scores, marks = trained(graphs=True)
+    plain_loss, plain_scores, _ = trained(graphs=False)
+    assert marks == [0, 1, 2]  # before each of 2 training steps (20 clips, batch 8) and 1 evaluation batch
+    assert np.isfinite(loss) and loss == pytest.approx(plain_loss)
+    np.testing.assert_allclose(scores, plain_scores, rtol=1e-5)

@@ -210,3 +210,33 @@ def test_musicnn_cpu_timbral_arrangement_computes_the_network_as_written(arch):
     for (name, p), q in zip(fast.named_parameters(), written.parameters(), strict=True):
         if name.endswith("weight"):  # biases feeding a BatchNorm have gradients of rounding size
             torch.testing.assert_close(p.grad, q.grad, rtol=1e-3, atol=1e-3 * float(q.grad.abs().max()), msg=name)
+
+
+@pytest.mark.parametrize("mode, graphs", [("default", False), ("max-autotune-no-cudagraphs", False),
+                                          ("reduce-overhead", True), ("max-autotune", True)])
+def test_a_runs_compile_mode_comes_from_the_environment_and_says_whether_cuda_graphs_replay(monkeypatch, mode, graphs):
+    """BENCH_COMPILE_MODE reaches torch.compile ("default" as no mode at all) and the run's record; the
+    modes that replay CUDA graphs are those PyTorch documents with `triton.cudagraphs` (reduce-overhead,
+    max-autotune), and only on CUDA with inductor."""
+    import dataclasses
+
+    monkeypatch.setenv("BENCH_COMPILE", "1")
+    monkeypatch.setenv("BENCH_COMPILE_MODE", mode)
+    monkeypatch.setattr(fastpath, "compile_blocker", lambda device: None)  # on CUDA: no compiler needed here
+    path = fast_path(torch.device("cuda"), "bf16", 10**6, "vgg")
+    assert path.compile and path.compile_mode == mode and path.as_dict()["compile_mode"] == mode
+    assert path.cuda_graphs is graphs
+    assert dataclasses.replace(path, device="cpu").cuda_graphs is False  # inductor ignores CUDA graphs there
+    assert dataclasses.replace(path, compile_backend="eager").cuda_graphs is False
+    assert path.compiling(False).compile_mode is None and path.compiling(False).cuda_graphs is False
+    asked = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kwargs: asked.append(kwargs))
+    dataclasses.replace(path, device="cpu", channels_last=False).prepare_model(torch.nn.Linear(2, 2))
+    assert asked == [{"backend": "inductor", "dynamic": False, "mode": None if mode == "default" else mode}]
+
+
+def test_an_eager_path_has_no_compile_mode(monkeypatch):
+    monkeypatch.setenv("BENCH_COMPILE", "0")
+    monkeypatch.setenv("BENCH_COMPILE_MODE", "reduce-overhead")
+    path = fast_path(CPU, "fp32", 10**6, "vgg")
+    assert path.compile is False and path.compile_mode is None and path.cuda_graphs is False

@@ -289,6 +289,34 @@ def test_bench_perf_user_errors(write_spec, capsys):
     capsys.readouterr()
     assert main(["perf", str(SPECS / "paper-mtat-vgg.toml"), "--epochs", "150"]) == 2  # max_epochs is 100
     assert "--epochs 150: more than" in capsys.readouterr().err
+    assert main(["perf", str(write_spec(TINY)), "--compile-modes", "max-autotune,turbo"]) == 2
+    assert "--compile-modes turbo: not a torch.compile mode of this torch" in capsys.readouterr().err
+    assert main(["perf", str(write_spec(TINY)), "--compile-modes", "reduce-overhead", "--no-compile"]) == 2
+    assert "--compile-modes times compiled steps: not with --no-compile" in capsys.readouterr().err
+
+
+def test_compile_modes_are_timed_side_by_side_with_the_default_at_the_headline_and_the_smallest(write_spec,
+                                                                                                 monkeypatch):
+    """`bench perf --compile-modes M`: each of the two cases compiled in the default mode, then in M,
+    on the fast path otherwise, with the graphs freed after each (CUDA graphs' memory pools too)."""
+    import dataclasses
+
+    from bench.spec import load_spec
+    from bench.tools import perf
+
+    asked, released = [], []
+    monkeypatch.setattr(nn.Module, "compile", lambda self, **kwargs: asked.append(kwargs["mode"]))
+    monkeypatch.setattr(perf, "release_run_memory", lambda device, compiled: released.append(compiled))
+    headline, smallest, _ = perf.select_cases(perf.spec_cases(load_spec(write_spec(TINY))), 2)
+    settings = perf.PerfSettings(batch=2, budget_seconds=0.0, max_steps=1, compile_modes=("reduce-overhead",))
+    chosen = dataclasses.replace(baseline(torch.device("cpu")), amp_dtype=None)
+    rows = perf.measure_compile_modes((headline, smallest), chosen, torch.device("cpu"), settings, lambda *a: None)
+    assert asked == [None, "reduce-overhead", None, "reduce-overhead"] and released == [True] * 4
+    assert [(r["case"], r["mode"]) for r in rows] == [(headline.label, "default"), (headline.label, "reduce-overhead"),
+                                                       (smallest.label, "default"), (smallest.label, "reduce-overhead")]
+    assert [r["speedup"] for r in rows[::2]] == [1.0, 1.0]
+    assert rows[1]["speedup"] == rows[0]["step_seconds"] / rows[1]["step_seconds"]
+    assert not any(r["cuda_graphs"] for r in rows)  # on the CPU inductor replays no CUDA graphs
 
 
 def test_a_gpu_missing_from_the_datasheet_table_is_given_its_peak_on_the_command_line(monkeypatch):

@@ -386,6 +386,7 @@ def test_the_grid_summary_reads_a_valid_result_that_records_little(capsys, tmp_p
 
 @pytest.mark.parametrize("name, value, says", [
     ("BENCH_COMPILE_BACKEND", "nonsense", "BENCH_COMPILE_BACKEND='nonsense': not a torch.compile backend"),
+    ("BENCH_COMPILE_MODE", "turbo", "BENCH_COMPILE_MODE='turbo': not a torch.compile mode (this torch has default, "),
     ("BENCH_RESIDENT", "maybe", "BENCH_RESIDENT='maybe': expected one of auto, 1, true"),
     ("BENCH_COMPILE", "sometimes", "BENCH_COMPILE='sometimes': expected one of auto"),
 ])

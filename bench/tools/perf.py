@@ -61,7 +61,7 @@ from bench.tools.peaks import (
 )
 from bench.train.fastpath import FastPath, baseline, compile_blocker, eval_clips, fast_path, native_bf16, sync
 from bench.train.frontend import LOG_SCALE, MelFrontend
-from bench.train.loop import forward, make_optimizer, optimise
+from bench.train.loop import forward, make_optimizer, optimise, release_run_memory
 
 TARGETS = {
     "fast_path_speedup": 2.5,
@@ -96,6 +96,10 @@ class PerfSettings:
     librosa: bool = True
     bf16_peak_tflops: float | None = None
     """The GPU's dense bf16 peak, TFLOP/s, for the GPU targets; None: the datasheet's, by the device's name."""
+    compile_modes: tuple[str, ...] = ()
+    """Inductor modes (beyond "default") whose compiled training steps are timed beside the default's at
+    the headline and the smallest configuration (`--compile-modes`; none unless asked: each compiles
+    both again, and max-autotune takes minutes)."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -747,6 +751,10 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
         lever_rows.append(_extra_row("fast path + torch.compile", headline,
                                      chosen.compiling(True), device, settings, base, log))
 
+    if settings.compile_modes:
+        save(report)
+        report["compile_modes"] = measure_compile_modes((headline, smallest), chosen, device, settings, log)
+
     save(report)
     log("conv peak on the same shapes")
     peak = measure_conv_peak(headline, device, settings)
@@ -879,6 +887,39 @@ def _extra_row(name: str, case: Case, path: FastPath, device: torch.device, sett
     return row
 
 
+def measure_compile_modes(cases: tuple[Case, ...], chosen: FastPath, device: torch.device, settings: PerfSettings,
+                          log: Callable) -> list[dict]:
+    """Compiled training steps of each case under inductor's default mode and each of
+    `settings.compile_modes` (the fast path otherwise), one after the other: `speedup` is over the
+    default mode at the same case. Each row's `compile_seconds` is its first step's excess over the
+    rest (autotuning included)."""
+    log(f"compile modes at {', '.join(c.label for c in cases)}")
+    rows = []
+    for case in cases:
+        default = None
+        for mode in ("default", *settings.compile_modes):
+            path = dataclasses.replace(chosen.compiling(True), compile_mode=mode)
+            measured = measure_training(case, path, device, settings, warm=True)
+            release_run_memory(device, compiled=True)  # CUDA graphs' pools and the graphs go with dynamo's reset
+            default = default or measured
+            rows.append({"case": case.label, "mode": mode, "cuda_graphs": path.cuda_graphs, **measured,
+                         "speedup": default["step_seconds"] / measured["step_seconds"]})
+            log(f"  {case.label:28s} {mode:28s} {measured['step_seconds']:8.4f} s/step "
+                f"({rows[-1]['speedup']:.2f}x; compile {measured['compile_seconds']:.0f} s)")
+    return rows
+
+
+def check_compile_modes(modes: tuple[str, ...]) -> None:
+    """`--compile-modes`: each a mode of this torch's inductor, other than "default" (always measured)."""
+    from torch._inductor import list_mode_options
+
+    known = [m for m in list_mode_options() if m != "default"]
+    unknown = [m for m in modes if m not in known]
+    if unknown:
+        raise UserError(f"--compile-modes {','.join(unknown)}: not a torch.compile mode of this torch "
+                        f"(it has {', '.join(known)}; \"default\" is always measured)")
+
+
 def _planned_steps(spec: Spec) -> int:
     train = (split_sizes(spec.dataset) or (spec.dataset.clips or 0, 0, 0))[0]
     return spec.protocol.max_epochs * math.ceil(max(train, 1) / spec.protocol.batch_size)
@@ -960,6 +1001,13 @@ def format_report(report: dict) -> str:
         if row.get("compile_seconds"):
             lines.append(f"  {'':26s} (compile: {row['compile_seconds']:.0f} s, once per run)")
     peak = report["conv_peak"]
+    if report.get("compile_modes"):
+        lines += ["", "Compile modes (compiled training steps; speedup over the default mode)"]
+        for row in report["compile_modes"]:
+            graphs = ", CUDA graphs" if row["cuda_graphs"] else ""
+            lines.append(f"  {row['case']:28s} {row['mode'] + graphs:40s} {row['step_seconds']:9.4f} s/step "
+                         f"{row['gflops']:9.1f} GFLOP/s {row['speedup']:6.2f}x  "
+                         f"(compile {row['compile_seconds']:.0f} s)")
     lines += ["", f"Conv peak on the same shapes: {peak['gflops']:.1f} GFLOP/s "
               f"(fast path reaches {100 * report['fraction_of_conv_peak']:.0f} %)"]
     for layer in peak["layers"]:
@@ -1046,6 +1094,14 @@ def cli_main(spec_path: str, device_name: str, out: str | None, settings: PerfSe
     warn_of_cpu_fallback(device_name, device, "bench perf")
     if settings.batch is not None and settings.batch < 1:
         raise UserError(f"--batch must be >= 1, got {settings.batch}")
+    if settings.compile_modes:
+        check_compile_modes(settings.compile_modes)
+        if not settings.compile:
+            raise UserError("--compile-modes times compiled steps: not with --no-compile")
+        blocker = compile_blocker(device)
+        if blocker:
+            why = blocker.removeprefix("torch.compile turned off: ").removesuffix("; training eager")
+            raise UserError(f"--compile-modes: nothing can be compiled here ({why})")
     if settings.epochs is not None and settings.epochs > spec.protocol.max_epochs:  # hours no grid can take
         raise UserError(f"--epochs {settings.epochs:g}: more than {spec.path}'s max_epochs "
                         f"({spec.protocol.max_epochs}), which no run exceeds")

@@ -20,7 +20,9 @@ these choices: docs/performance.md#measurements-behind-the-codes-choices):
   buffers, copied without a host sync: `bench.data.views.ReadBatches`).
 
 `BENCH_COMPILE` = auto | 1 | 0 overrides the compile choice; `BENCH_COMPILE_BACKEND` names the
-`torch.compile` backend (default inductor). Inductor needs a C compiler at run time on every device
+`torch.compile` backend (default inductor) and `BENCH_COMPILE_MODE` inductor's mode (default; e.g.
+max-autotune-no-cudagraphs, or reduce-overhead for CUDA graphs: `bench perf --compile-modes` times them
+side by side; a run records the mode it compiled with). Inductor needs a C compiler at run time on every device
 (Triton builds its launcher with one on CUDA): without one, compile is turned off with a note that
 the run logs and records, instead of failing the run.
 
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import re
@@ -97,6 +100,9 @@ class FastPath:
     for an eager one."""
     compile_note: str | None = None
     """Why compilation was wanted but turned off (e.g. no C compiler), or None."""
+    compile_mode: str | None = None
+    """Inductor's mode of a compiled path ("default", "reduce-overhead", ...; `BENCH_COMPILE_MODE`); None
+    for an eager one."""
     fused_adam: bool = False
     """Adam's fused multi-tensor kernel (CUDA): one launch per step instead of one per parameter."""
     tf32: bool = True
@@ -111,8 +117,23 @@ class FastPath:
         return asdict(self)
 
     def compiling(self, on: bool) -> FastPath:
-        """This path with torch.compile on (with the configured backend) or off (no backend)."""
-        return replace(self, compile=on, compile_backend=compile_backend() if on else None)
+        """This path with torch.compile on (with the configured backend and mode) or off (neither)."""
+        return replace(self, compile=on, compile_backend=compile_backend() if on else None,
+                       compile_mode=compile_mode() if on else None)
+
+    @property
+    def cuda_graphs(self) -> bool:
+        """Whether the compiled model replays CUDA graphs (inductor's "reduce-overhead" and "max-autotune"
+        modes on CUDA). Their outputs live in memory that the next replay overwrites."""
+        return (self.compile and self.device == "cuda" and (self.compile_backend or compile_backend()) == "inductor"
+                and bool(mode_options(self.compile_mode or "default").get("triton.cudagraphs")))
+
+    def begin_step(self) -> None:
+        """Before each call of the model: with CUDA graphs, tell inductor a new step begins, so that it
+        may reuse the memory of the last step's outputs (the loop has taken what it needs of them)
+        instead of guessing where an iteration ends."""
+        if self.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
 
     # ------------------------------------------------------------------------------------------
     # applying the settings
@@ -132,7 +153,9 @@ class FastPath:
             # static: training at batch B and evaluation at its multiple would otherwise make dynamo mark
             # the batch dimension dynamic on the second graph ("automatic dynamic shapes"), which the
             # padded last evaluation batch exists to avoid
-            model.compile(backend=self.compile_backend or compile_backend(), dynamic=False)
+            mode = self.compile_mode or compile_mode()
+            model.compile(backend=self.compile_backend or compile_backend(), dynamic=False,
+                          mode=None if mode == "default" else mode)
         return model
 
     def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
@@ -214,7 +237,7 @@ SWITCH_WORDS = ("auto", *ON_WORDS, *OFF_WORDS)
 """What the BENCH_COMPILE and BENCH_RESIDENT switches take (any case, spaces around ignored)."""
 
 SWITCHES = ("BENCH_RESIDENT", "BENCH_COMPILE")
-ENVIRONMENT = (*SWITCHES, "BENCH_COMPILE_BACKEND")
+ENVIRONMENT = (*SWITCHES, "BENCH_COMPILE_BACKEND", "BENCH_COMPILE_MODE")
 """Every environment variable that changes how a run executes (not what it computes)."""
 
 
@@ -237,6 +260,21 @@ def compile_backend() -> str:
     return os.environ.get("BENCH_COMPILE_BACKEND", "inductor").strip() or "inductor"
 
 
+def compile_mode() -> str:
+    """Inductor's mode for compiled runs: `BENCH_COMPILE_MODE`, else "default"."""
+    return os.environ.get("BENCH_COMPILE_MODE", "default").strip().lower() or "default"
+
+
+@functools.cache
+def mode_options(mode: str) -> dict:
+    """The inductor settings of a compile mode, as this torch defines them ({} for "default")."""
+    if mode == "default":  # listing the modes imports torch._inductor (seconds)
+        return {}
+    from torch._inductor import list_mode_options
+
+    return list_mode_options()[mode]
+
+
 def check_environment() -> None:
     """The BENCH_* settings a grid's runs read, checked before any work: a typo would otherwise be taken
     as "auto" silently, or fail every run (an unknown compile backend) and mark the grid failed."""
@@ -244,6 +282,14 @@ def check_environment() -> None:
         value = _switch(name)
         if value and value not in SWITCH_WORDS:
             raise UserError(f"{name}={os.environ[name]!r}: expected one of {', '.join(SWITCH_WORDS)}")
+    mode = compile_mode()
+    if mode != "default":
+        from torch._inductor import list_mode_options
+
+        modes = list_mode_options()
+        if mode not in modes:
+            raise UserError(f"BENCH_COMPILE_MODE={os.environ['BENCH_COMPILE_MODE']!r}: not a torch.compile mode "
+                            f"(this torch has {', '.join(modes)})")
     backend = compile_backend()
     if backend == "inductor":  # torch's own default, always registered; listing the backends imports
         return                 # torch._dynamo (~3 s), which a grid that never compiles should not pay
@@ -358,6 +404,7 @@ def fast_path(device: torch.device, precision: str = "auto", planned_steps: int 
         pin_memory=cuda,
         compile_backend=compile_backend() if compile else None,
         compile_note=note,
+        compile_mode=compile_mode() if compile else None,
         fused_adam=cuda,
         tf32=precision != "fp32",
     )

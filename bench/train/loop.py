@@ -119,7 +119,9 @@ def _generator(seed: int, epoch: int) -> torch.Generator:
 
 
 def forward(model: nn.Module, path: FastPath, mel: torch.Tensor) -> torch.Tensor:
-    """Logits (float32) of a (B, n_mels, frames) mel batch, executed as `path` says."""
+    """Logits (float32) of a (B, n_mels, frames) mel batch, executed as `path` says. Each call is a step
+    of CUDA graphs where the path replays them: callers use the logits before the next call."""
+    path.begin_step()
     with path.autocast():
         return model(path.prepare_input(mel)).float()
 
