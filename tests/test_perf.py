@@ -405,7 +405,7 @@ def test_seed_stack_benchmark_stacks_the_networks_the_grid_trains():
 def test_page_cache_fraction_of_a_file_and_its_eviction(tmp_path):
     """What `bench perf`'s cold read relies on: a file just written is in the page cache; once unmapped
     everywhere and dropped with posix_fadvise it is not (except on a tmpfs, whose pages are the file)."""
-    from bench.tools.perf import page_cache_fraction
+    from bench.data.page_cache import page_cache_fraction
 
     path = tmp_path / "waves.f16"
     path.write_bytes(os.urandom(4 * 2**20))

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from bench.data.cached_waveforms import CachedWaveforms
+from bench.data.page_cache import RowAdvice
 
 
 class ClipDataset(torch.utils.data.Dataset):
@@ -81,6 +82,10 @@ class ReadBatches:
     buffers reused in turn, copied to the device without a host sync. On the CPU, whose cores the step
     already uses, each batch is read in turn in the calling thread, a new host tensor. Float16 as stored.
 
+    The kernel is told the rows of the first batch and, as each batch is gathered, those of the next
+    (`RowAdvice`): where they are not in the page cache (a dataset larger than RAM, a first epoch),
+    their reads are queued at once instead of faulted in one readahead window at a time.
+
     Measured on an H200 box (16 cores), 32 clips of 16 kHz a batch: 22,500 clips/s, against 1,900
     through a DataLoader with 4 worker processes (2,600 with 12), whose batches each pass through a
     new shared-memory file (docs/performance.md)."""
@@ -97,16 +102,25 @@ class ReadBatches:
             warnings.simplefilter("ignore", UserWarning)
             self.source = torch.from_numpy(dataset.cache.waveforms)
         self.rows = torch.from_numpy(np.asarray(dataset.rows, dtype=np.int64))
+        self.advice = RowAdvice(dataset.cache.waveforms)
         self.reader = ThreadPoolExecutor(1, thread_name_prefix="bench-reader") if self.pinned else InlineReads()
         self._pass: object | None = None  # the pass now iterated (`batches`)
         self.slots: list[list] = []  # pinned (waveforms, targets, the event of their last copy to the device)
 
+    def _rows(self, order: torch.Tensor, k: int) -> torch.Tensor:
+        return self.rows[order[k * self.batch_size:(k + 1) * self.batch_size]]
+
     def _read(self, order: torch.Tensor, k: int, slot: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         """Batch `k` of `order` (waveforms, targets, clips), cut from the order where it is read (on
         CUDA, in the reading thread, into the buffers of `slot`, whose first rows it fills: a last
-        partial batch is cut on the device)."""
+        partial batch is cut on the device). The kernel is told the next batch's rows first (and the
+        first batch's own)."""
         index = order[k * self.batch_size:(k + 1) * self.batch_size]
         rows = self.rows[index]
+        if self.advice.possible:
+            if k == 0:
+                self.advice.rows(rows.tolist())
+            self.advice.rows(self._rows(order, k + 1).tolist())
         if not self.pinned:
             return torch.index_select(self.source, 0, rows), self.dataset.targets[index], len(rows)
         if slot == len(self.slots):  # a split smaller than a batch: its size
@@ -148,6 +162,7 @@ class ReadBatches:
         (to torch's cache of pinned memory, which keeps them for the process's next pinned tensors)."""
         self.reader.shutdown(wait=True, cancel_futures=True)
         self.slots.clear()
+        self.advice.close()
 
 
 class ResidentWaveforms:

@@ -45,6 +45,7 @@ from bench.core.errors import UserError
 from bench.core.store import atomic_write_json
 from bench.cost.plan import amount, hours_unit, plan_rows
 from bench.data.known import split_sizes
+from bench.data.page_cache import page_cache_fraction
 from bench.data.views import (
     ClipDataset,
     ReadBatches,
@@ -486,40 +487,6 @@ class _ScratchCache:
             os.close(fd)
         self.waveforms = self._open()
         return page_cache_fraction(self.path)
-
-
-def page_cache_fraction(path: Path) -> float | None:
-    """The fraction of `path`'s pages in the page cache (Linux `mincore` on a fresh mapping, which
-    reads nothing); None where it cannot be asked."""
-    import ctypes
-    import mmap
-
-    size = os.path.getsize(path)
-    if size == 0:
-        return 0.0
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.mmap.restype = ctypes.c_void_p
-        libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-        libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
-        libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    except (OSError, AttributeError):
-        return None
-    pages = -(-size // mmap.PAGESIZE)
-    vector = (ctypes.c_ubyte * pages)()
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        address = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
-        if address in (None, ctypes.c_void_p(-1).value):
-            return None
-        try:
-            if libc.mincore(address, size, vector) != 0:
-                return None
-        finally:
-            libc.munmap(address, size)
-    finally:
-        os.close(fd)
-    return sum(v & 1 for v in vector) / pages
 
 
 EVICTED_AT_MOST = 0.05
