@@ -757,8 +757,13 @@ class StubJob:
     """A finished submitit job as far as the grid uses it; like submitit's (core.py), `result()` refuses a
     job of several tasks ("You should use `results()` if your job has subtasks")."""
 
+    state = "COMPLETED"
+
     def __init__(self, k: int, tasks: int, error: Exception | None = None):
         self.job_id, self.tasks, self.error = f"100_{k}", tasks, error
+
+    def done(self):
+        return True
 
     def result(self):
         assert self.tasks == 1, "You should use `results()` if your job has subtasks."

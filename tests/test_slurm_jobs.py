@@ -269,6 +269,93 @@ def test_a_job_that_left_no_result_is_named_with_its_state():
                                        "has not produced any output (state: NODE_FAIL)")
 
 
+class Clock:
+    """Seconds that pass only when the code sleeps."""
+
+    def __init__(self, stop_after: float = 3600.0):
+        self.now, self.stop_after = 0.0, stop_after
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        if self.now > self.stop_after:
+            raise TimeoutError("still waiting")
+
+
+class UnfinishedJob:
+    """A job with no result files, whose state sacct gives as `state` ("UNKNOWN": sacct has not answered)."""
+
+    job_id = "4242_3"
+
+    def __init__(self, state: str = "UNKNOWN"):
+        self.state = state
+
+    def done(self) -> bool:
+        return False
+
+
+def test_without_sacct_a_job_squeue_stopped_listing_is_given_up_on():
+    """Submitit knows a job ended from its result files or from sacct; where sacct gives no state (no job
+    accounting), a job killed before writing them was waited for forever. squeue is asked once a minute;
+    a job it has not listed for GONE_SECONDS is taken as ended."""
+    clock, asked = Clock(), []
+
+    def listed(job_id):
+        asked.append((clock.now, job_id))
+        return clock.now < 600  # pending, running, then ended at 10 minutes
+
+    why = grid.wait_for_job(UnfinishedJob(), clock=clock, sleep=clock.sleep, listed=listed)
+    assert why == "no result, and squeue no longer lists it; sacct gave no state"
+    assert [t for t, _ in asked][:3] == [60, 120, 180] and {job for _, job in asked} == {"4242_3"}
+    gone = [t for t, _ in asked if t >= 600]
+    assert gone[0] == 600 and clock.now == 600 + grid.GONE_SECONDS  # given up 3 minutes after it left squeue
+
+
+@pytest.mark.parametrize("state, squeue_says", [("UNKNOWN", None), ("RUNNING", False), ("PENDING", False)])
+def test_a_job_is_waited_for_while_squeue_cannot_say_or_sacct_says_it_lives(state, squeue_says):
+    """A squeue that does not answer gives nothing up; nor does a job whose state sacct gives (submitit
+    ends the wait itself when that state is an end)."""
+    clock, asked = Clock(stop_after=7200), []
+    with pytest.raises(TimeoutError):
+        grid.wait_for_job(UnfinishedJob(state), clock=clock, sleep=clock.sleep,
+                          listed=lambda job_id: asked.append(job_id) or squeue_says)
+    assert len(asked) == (120 if squeue_says is None else 0)  # once a minute for 2 hours
+
+
+@pytest.mark.parametrize("answer, listed", [
+    ((0, "RUNNING\n", ""), True), ((0, "PENDING\n", ""), True), ((0, "", ""), False),
+    ((1, "", "slurm_load_jobs error: Invalid job id specified\n"), False),
+    ((1, "", "slurm_load_jobs error: Unable to contact slurm controller (connect failure)\n"), None),
+    (FileNotFoundError(2, "No such file or directory: 'squeue'"), None),
+])
+def test_what_squeue_says_of_a_job(monkeypatch, answer, listed):
+    """squeue's answers as it gives them: a state per line for a job it lists, nothing for one that has
+    ended, and for an id the controller no longer holds "Invalid job id specified" (exit 1)."""
+    argv = []
+
+    def run(command, **kwargs):
+        argv.append(command)
+        if isinstance(answer, Exception):
+            raise answer
+        return types.SimpleNamespace(returncode=answer[0], stdout=answer[1], stderr=answer[2])
+
+    monkeypatch.setattr(grid.subprocess, "run", run)
+    assert grid.squeue_lists("4242_3") is listed
+    assert argv == [["squeue", "--noheader", "--jobs", "4242_3", "--format", "%T"]]
+
+
+def test_the_submitter_names_a_job_given_up_on(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(grid, "SQUEUE_EVERY", 0.0)
+    monkeypatch.setattr(grid, "GONE_SECONDS", 0.0)
+    monkeypatch.setattr(grid, "squeue_lists", lambda job_id: False)
+    submit(monkeypatch, tmp_path, [UnfinishedJob(), StubJob(1, 2)], workers=2, runs_per_gpu=2)
+    out = capsys.readouterr().out
+    assert ("job 4242_3 ended without finishing (no result, and squeue no longer lists it; sacct gave no state); "
+            "its log: ") in out
+
+
 def test_runs_per_gpu_on_slurm_come_from_the_nodes_gpu_memory(monkeypatch, tmp_path, capsys):
     """The login node has no GPU (or another one): K is 1 unless --gpu-mem-gb names the nodes' GPUs."""
     executor = submit(monkeypatch, tmp_path)

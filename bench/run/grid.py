@@ -682,12 +682,61 @@ def _launch_submitit(job: WorkerJob, n_jobs: int, launcher: str, slurm: SlurmOpt
         raise KeyboardInterrupt
     print(f"submitted {len(jobs)} job(s) via submitit ({launcher}); logs in {folder}")
     for submitted in jobs:
+        lost = wait_for_job(submitted) if launcher == "slurm" else None
+        if lost:
+            print(f"job {submitted.job_id} ended without finishing ({lost}); its log: {folder}")
+            continue
         try:
-            submitted.results()  # waits for every task (`result()` refuses a job of several tasks)
+            submitted.results()  # every task's (`result()` refuses a job of several tasks)
         except Exception as exc:  # noqa: BLE001 - submitit's UncompletedJobError, FailedJobError, ...
             # a job that ran out of time, or whose worker crashed outside the runs' own error handling:
             # its runs were not recorded as failed and resume in the next grid; `summarise` counts them
             print(f"job {submitted.job_id} ended without finishing ({job_failure(exc)}); its log: {folder}")
+
+
+SQUEUE_EVERY = 60.0
+"""Seconds between two questions to squeue about a job whose state sacct does not give."""
+
+GONE_SECONDS = 180.0
+"""How long squeue must have stopped listing a job, its result files still missing, before the job is
+taken as ended without them: longer than a shared file system takes to show files written on a node."""
+
+
+def wait_for_job(job, clock=time.monotonic, sleep=time.sleep, listed=None) -> str | None:
+    """Wait until a Slurm job is done as submitit sees it: its tasks' result files, or an ended state
+    from `sacct`. Where sacct gives no state (a cluster without job accounting: "Slurm accounting
+    storage is disabled"), submitit waits forever for a job killed before it wrote them (the out-of-
+    memory killer, a node failure, scancel); there, a job that squeue has not listed for GONE_SECONDS
+    is taken as ended. Returns why the job was given up on that way, or None once submitit saw it end.
+    A squeue that cannot answer gives nothing up."""
+    listed = listed or squeue_lists
+    gone_since = None
+    next_question = clock() + SQUEUE_EVERY
+    while not job.done():
+        now = clock()
+        if now >= next_question:
+            next_question = now + SQUEUE_EVERY
+            if str(job.state).upper() == "UNKNOWN" and listed(str(job.job_id)) is False:
+                gone_since = now if gone_since is None else gone_since
+                if now - gone_since >= GONE_SECONDS:
+                    return "no result, and squeue no longer lists it; sacct gave no state"
+            else:
+                gone_since = None
+        sleep(1.0)
+    return None
+
+
+def squeue_lists(job_id: str) -> bool | None:
+    """Whether squeue lists the job (its default states: pending, running, completing; a requeued job is
+    pending again); None where squeue cannot say (missing, timed out, the controller not answering)."""
+    try:
+        done = subprocess.run(["squeue", "--noheader", "--jobs", job_id, "--format", "%T"], capture_output=True,
+                              text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:  # an id the controller has forgotten (MinJobAge after it ended) is no error of squeue's
+        return False if "invalid job id" in done.stderr.lower() else None
+    return bool(done.stdout.strip())
 
 
 def job_failure(exc: BaseException) -> str:
