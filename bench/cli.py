@@ -286,12 +286,13 @@ def cmd_dataset(args: argparse.Namespace) -> int:
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
-    from bench.run.grid import GridOptions, SlurmOptions, run_grid
+    from bench.run.grid import GridOptions, SlurmOptions, run_grid, slurm_arguments
     from bench.spec import load_spec
 
     if args.launcher != "slurm":  # options that only a Slurm submission uses: refused, not silently ignored
         given = [flag for flag, value in (("--partition", args.partition), ("--gpus", args.gpus),
-                                          ("--mem-gb", args.mem_gb), ("--gpu-mem-gb", args.gpu_mem_gb))
+                                          ("--mem-gb", args.mem_gb), ("--gpu-mem-gb", args.gpu_mem_gb),
+                                          ("--slurm-arg", args.slurm_arg or None))
                  if value is not None]
         if given:
             raise UserError(f"{', '.join(given)}: only for --launcher slurm (this grid's launcher is "
@@ -311,7 +312,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
     slurm = SlurmOptions(partition=args.partition, time_minutes=args.time or defaults.time_minutes,
                          gpus_per_job=args.gpus or defaults.gpus_per_job,
                          cpus_per_job=args.cpus or defaults.cpus_per_job, mem_gb=args.mem_gb,
-                         gpu_mem_gb=args.gpu_mem_gb)
+                         gpu_mem_gb=args.gpu_mem_gb, extra=slurm_arguments(args.slurm_arg))
     options = GridOptions(data=args.data, results=args.results, cache=args.cache, device=args.device,
                           workers=args.workers, launcher=args.launcher, shard_text=args.shard, dry_run=args.dry_run,
                           retry_failed=args.retry_failed, slurm=slurm, runs_per_gpu=args.runs_per_gpu,
@@ -491,8 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="do not run `bench report` at the end")
     p.add_argument("--quiet", "-q", action="store_true",
                    help="no progress bars and no line per epoch (runs, results and problems are still printed)")
-    slurm = p.add_argument_group("slurm (--partition, --gpus, --mem-gb, --gpu-mem-gb: with --launcher slurm only; "
-                                 "--time, --cpus: submitit-local too)")
+    slurm = p.add_argument_group("slurm (--partition, --gpus, --cpus, --mem-gb, --gpu-mem-gb, --slurm-arg: with "
+                                 "--launcher slurm only; --time: submitit-local too)")
     slurm.add_argument("--partition", metavar="NAME")
     slurm.add_argument("--time", type=at_least(1), metavar="MIN", help="time limit per job (minutes; default 1440)")
     slurm.add_argument("--gpus", type=at_least(1), metavar="N", help="GPUs per job (default 1)")
@@ -502,6 +503,9 @@ def build_parser() -> argparse.ArgumentParser:
     slurm.add_argument("--gpu-mem-gb", type=at_least(1), metavar="GB",
                        help="memory of one GPU of the compute nodes: chooses --runs-per-gpu when it is not given "
                             "(without it, 1)")
+    slurm.add_argument("--slurm-arg", action="append", default=[], metavar="NAME=VALUE",
+                       help="a further sbatch option of every job, e.g. account=proj1, qos=normal, constraint=a100, "
+                            "or gres=gpu:a100:1 where the cluster takes GPUs as a generic resource (repeatable)")
     p.set_defaults(func=cmd_grid)
 
     p = sub.add_parser("status", help="a grid in progress: runs done, running (epoch, best validation ROC-AUC), "

@@ -377,19 +377,26 @@ def test_cpus_are_per_job_and_each_task_gets_at_least_one():
     assert (local["tasks_per_node"], local["cpus_per_task"]) == (24, 1)
 
 
-def test_a_refused_submission_is_one_line(monkeypatch, tmp_path):
+@pytest.mark.parametrize("stderr, says", [
+    ("sbatch: error: invalid partition specified: gpux\n"
+     "sbatch: error: Batch job submission failed: Invalid partition name specified",
+     "(FailedJobError: sbatch: error: invalid partition specified: gpux)"),
+    # a cluster whose select plugin takes GPUs only as a generic resource, refusing --gpus-per-node
+    ("sbatch: error: Batch job submission failed: Requested GRES option unsupported by configured SelectType plugin",
+     "(FailedJobError: sbatch: error: Batch job submission failed: Requested GRES option unsupported by configured "
+     "SelectType plugin); this cluster takes GPUs as a generic resource: add --slurm-arg gres=gpu:N"),
+])
+def test_a_refused_submission_is_one_line(monkeypatch, tmp_path, stderr, says):
     """sbatch refusing the jobs (submitit raises FailedJobError with sbatch's stderr) is the user's to fix."""
     from submitit.core.utils import FailedJobError
 
     def refuse(self, fn, given):
-        raise FailedJobError("sbatch: error: invalid partition specified: gpux\n"
-                             "sbatch: error: Batch job submission failed: Invalid partition name specified")
+        raise FailedJobError(stderr)
 
     monkeypatch.setattr(StubExecutor, "map_array", refuse)
     with pytest.raises(UserError) as raised:
         submit(monkeypatch, tmp_path, runs_per_gpu=1)
-    assert str(raised.value) == ("slurm: the jobs could not be submitted "
-                                 "(FailedJobError: sbatch: error: invalid partition specified: gpux)")
+    assert str(raised.value) == "slurm: the jobs could not be submitted " + says
 
 
 def test_cpu_jobs_ask_slurm_for_no_gpu_resource():
@@ -562,3 +569,59 @@ def test_each_task_of_the_job_script_gets_its_cpus(monkeypatch, tmp_path):
     assert "#SBATCH --cpus-per-task=4" in script and "#SBATCH --ntasks-per-node=4" in script
     assert "--cpus-per-task 4" in srun
     assert "#SBATCH --requeue" in script  # submitit's `scontrol requeue` is refused for a job that is not
+
+
+def _job_script(tmp_path, monkeypatch, slurm: SlurmOptions) -> str:
+    """The job script submitit's own SlurmExecutor writes from the grid's parameters (a stand-in `srun`)."""
+    import os
+
+    fake = tmp_path / "bin" / "srun"
+    fake.parent.mkdir(exist_ok=True)
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    job = WorkerJob("spec.toml", "results", "index.json", "cuda", runs_per_gpu=2)
+    executor = submitit.AutoExecutor(folder=tmp_path / "slurm", cluster="slurm")
+    executor.update_parameters(**submitit_parameters(job, "slurm", slurm, wants_gpu=True))
+    return executor._executor._make_submission_file_text("python -m submitit.core._submit", "0")
+
+
+def test_further_sbatch_options_reach_the_job_script(tmp_path, monkeypatch):
+    """Clusters that want an account, a QOS or a constraint get them from --slurm-arg; one whose select
+    plugin takes GPUs only as a generic resource (sbatch: "Requested GRES option unsupported by
+    configured SelectType plugin" for --gpus-per-node) gets `--gres` instead of `--gpus-per-node`."""
+    extra = grid.slurm_arguments(["account=proj1", "--qos=high", "constraint=a100", "exclusive"])
+    script = _job_script(tmp_path, monkeypatch, SlurmOptions(gpus_per_job=2, cpus_per_job=16, extra=extra))
+    for line in ("#SBATCH --account=proj1", "#SBATCH --qos=high", "#SBATCH --constraint=a100",
+                 "#SBATCH --exclusive", "#SBATCH --gpus-per-node=2", "#SBATCH --requeue",
+                 "#SBATCH --ntasks-per-node=4"):
+        assert line in script.splitlines(), line
+    gres = SlurmOptions(gpus_per_job=2, cpus_per_job=16, extra=grid.slurm_arguments(["gres=gpu:a100:2"]))
+    script = _job_script(tmp_path, monkeypatch, gres)
+    assert "#SBATCH --gres=gpu:a100:2" in script.splitlines() and "--gpus-per-node" not in script
+    assert "#SBATCH --ntasks-per-node=4" in script.splitlines()  # 2 GPUs x 2 runs per GPU, as with --gpus
+
+
+@pytest.mark.parametrize("given, says", [
+    (["time=10"], "--slurm-arg time=10: the grid sets --time itself (give --time)"),
+    (["gpus-per-node=4"], "--slurm-arg gpus-per-node=4: the grid sets --gpus-per-node itself (give --gpus)"),
+    (["cpus_per_task=3"], "--slurm-arg cpus_per_task=3: the grid sets --cpus-per-task itself (give --cpus)"),
+    (["array=0-3"], "--slurm-arg array=0-3: the grid sets --array itself"),
+    (["account="], "--slurm-arg 'account=': expected NAME=VALUE"),
+    (["=x"], "--slurm-arg '=x': expected NAME=VALUE"),
+])
+def test_sbatch_options_the_grid_sets_or_that_are_no_option_are_refused(given, says):
+    with pytest.raises(UserError) as raised:
+        grid.slurm_arguments(given)
+    assert str(raised.value).startswith(says)
+
+
+def test_gpus_as_a_generic_resource_must_be_as_many_as_gpus():
+    job = WorkerJob("spec.toml", "results", "index.json", "cuda")
+    with pytest.raises(UserError) as raised:
+        submitit_parameters(job, "slurm", SlurmOptions(gpus_per_job=1, extra=grid.slurm_arguments(["gres=gpu:4"])),
+                            wants_gpu=True)
+    assert str(raised.value).startswith("--slurm-arg gres=gpu:4 asks for 4 GPU(s) a job, --gpus for 1")
+    cpu = submitit_parameters(job, "slurm", SlurmOptions(extra=grid.slurm_arguments(["gres=tmpdisk:100"])),
+                              wants_gpu=True)
+    assert cpu["gpus_per_node"] == 1 and cpu["slurm_additional_parameters"]["gres"] == "tmpdisk:100"

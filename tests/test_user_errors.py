@@ -622,6 +622,7 @@ def test_bench_dataset_before_the_synthetic_data_exists_says_what_makes_it(tmp_p
     (("grid", DEMO, "--launcher", "submitit-local", "--mem-gb", "64", "--gpus", "2", "--dry-run"),
      "--gpus, --mem-gb"),
     (("grid", DEMO, "--gpu-mem-gb", "80", "--dry-run"), "--gpu-mem-gb"),
+    (("grid", DEMO, "--slurm-arg", "account=proj1", "--dry-run"), "--slurm-arg"),
     (("grid", DEMO, "--time", "10", "--cpus", "4", "--dry-run"), "--time, --cpus"),
     (("grid", DEMO, "--cpus", "8", "--dry-run"), "--cpus"),
     (("grid", DEMO, "--launcher", "submitit-local", "--cpus", "8", "--dry-run"), "--cpus"),
@@ -630,6 +631,13 @@ def test_bench_dataset_before_the_synthetic_data_exists_says_what_makes_it(tmp_p
 def test_slurm_only_options_without_slurm_are_refused_not_ignored(capsys, tmp_path, argv, names):
     line = one_line_error(capsys, *argv, "--results", str(tmp_path))
     assert f"error: {names}: only for " + ("GPUs" if names == "--runs-per-gpu" else "--launcher slurm") in line
+    assert not any(tmp_path.iterdir())
+
+
+def test_an_sbatch_option_the_grid_sets_is_one_line_before_any_work(capsys, tmp_path):
+    line = one_line_error(capsys, "grid", DEMO, "--launcher", "slurm", "--slurm-arg", "time=60", "--results",
+                          str(tmp_path / "r"), "--data", str(tmp_path / "d"))
+    assert line.endswith("--slurm-arg time=60: the grid sets --time itself (give --time)")
     assert not any(tmp_path.iterdir())
 
 

@@ -82,6 +82,39 @@ class SlurmOptions:
     gpu_mem_gb: float | None = None
     """Memory of one GPU of the compute nodes, which the submitting machine cannot see: what chooses
     `--runs-per-gpu` for Slurm jobs when it is not given."""
+    extra: tuple[tuple[str, str | bool], ...] = ()
+    """Further sbatch options (`--slurm-arg NAME=VALUE`: an account, a QOS, a constraint, GPUs as a
+    generic resource), as (long option name, value; True for a flag)."""
+
+
+SET_BY_THE_GRID = {
+    "array": None, "ntasks-per-node": "--gpus x --runs-per-gpu", "cpus-per-task": "--cpus", "nodes": None,
+    "time": "--time", "partition": "--partition", "mem": "--mem-gb", "gpus-per-node": "--gpus", "gpus": "--gpus",
+    "requeue": None, "signal": None, "output": None, "error": None, "job-name": None, "open-mode": None,
+}
+"""sbatch options the grid's jobs are submitted with (submitit's and its own): `--slurm-arg` cannot give
+them, and says which option of `bench grid` sets each."""
+
+GPU_GRES = re.compile(r"^gpu(?::[^:,]+)?:(\d+)$")
+"""A generic resource request of GPUs, `gpu:N` or `gpu:TYPE:N`."""
+
+
+def slurm_arguments(texts: list[str]) -> tuple[tuple[str, str | bool], ...]:
+    """`--slurm-arg` values (NAME=VALUE, or NAME for a flag; NAME as sbatch spells its long option,
+    leading dashes and underscores forgiven), in order; one-line errors for what cannot be one."""
+    parsed: dict[str, str | bool] = {}
+    for text in texts:
+        name, sep, value = text.partition("=")
+        name = name.strip().lstrip("-").replace("_", "-").lower()
+        if not re.fullmatch(r"[a-z][a-z0-9-]*", name) or (sep and not value.strip()):
+            raise UserError(f"--slurm-arg {text!r}: expected NAME=VALUE (an sbatch long option, e.g. account=proj1, "
+                            "qos=normal, constraint=a100, gres=gpu:a100:1) or NAME alone for a flag")
+        if name in SET_BY_THE_GRID:
+            instead = SET_BY_THE_GRID[name]
+            raise UserError(f"--slurm-arg {text}: the grid sets --{name} itself"
+                            + (f" (give {instead})" if instead else ""))
+        parsed[name] = value.strip() if sep else True
+    return tuple(parsed.items())
 
 
 @dataclass(frozen=True)
@@ -623,15 +656,21 @@ def submitit_parameters(job: WorkerJob, launcher: str, slurm: SlurmOptions, want
         # srun does not take the job's --cpus-per-task from sbatch in Slurm 22.05-23.02: each task would be
         # bound to one CPU (its torch threads and compile processes with it)
         params["slurm_srun_args"] = ["--cpus-per-task", str(params["cpus_per_task"])]
-        if not gpus:  # `--gpus-per-node=0` is refused by clusters without GPU resources
-            del params["gpus_per_node"]
+        extra = dict(slurm.extra)
+        gres_gpus = [GPU_GRES.match(part) for part in str(extra.get("gres", "")).split(",")]
+        gres_gpus = [int(m.group(1)) for m in gres_gpus if m]
+        if gres_gpus and wants_gpu and gres_gpus != [gpus]:
+            raise UserError(f"--slurm-arg gres={extra['gres']} asks for {sum(gres_gpus)} GPU(s) a job, --gpus for "
+                            f"{gpus}: give the same number (--gpus decides how many tasks a job runs)")
+        if not gpus or gres_gpus:  # `--gpus-per-node=0` is refused by clusters without GPU resources, and the
+            del params["gpus_per_node"]  # option by those whose select plugin takes GPUs only as a gres
         if slurm.partition:
             params["slurm_partition"] = slurm.partition
         if slurm.mem_gb:
             params["mem_gb"] = slurm.mem_gb
         # requeueable whatever the cluster's JobRequeue default: submitit's `scontrol requeue` at the time
         # limit is refused for a job that is not (and Slurm itself then requeues it after a node failure)
-        params["slurm_additional_parameters"] = {"requeue": True}
+        params["slurm_additional_parameters"] = {**extra, "requeue": True}
     return params
 
 
@@ -676,8 +715,10 @@ def _launch_submitit(job: WorkerJob, n_jobs: int, launcher: str, slurm: SlurmOpt
             jobs = executor.map_array(RequeuedWorker(), [dataclasses.replace(job, worker=k, grid_pid=grid_pid)
                                                          for k in range(n_jobs)])
     except (OSError, RuntimeError) as exc:  # sbatch missing, or refusing (a partition, a limit): submitit's errors
-        raise UserError(f"{launcher}: the jobs could not be submitted ({type(exc).__name__}: {first_line(exc)})") \
-            from None
+        hint = ("; this cluster takes GPUs as a generic resource: add --slurm-arg gres=gpu:N" if launcher == "slurm"
+                and "GRES option unsupported" in str(exc) and "gres" not in dict(slurm.extra) else "")
+        raise UserError(f"{launcher}: the jobs could not be submitted ({type(exc).__name__}: "
+                        f"{first_line(exc)}){hint}") from None
     if came():  # during the submission: a local job's tasks stop once this grid has ended
         raise KeyboardInterrupt
     print(f"submitted {len(jobs)} job(s) via submitit ({launcher}); logs in {folder}")
