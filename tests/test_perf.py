@@ -317,6 +317,37 @@ def test_compile_modes_are_timed_side_by_side_with_the_default_at_the_headline_a
     assert [r["speedup"] for r in rows[::2]] == [1.0, 1.0]
     assert rows[1]["speedup"] == rows[0]["step_seconds"] / rows[1]["step_seconds"]
     assert not any(r["cuda_graphs"] for r in rows)  # on the CPU inductor replays no CUDA graphs
+    assert [r["cudagraph_skips"] for r in rows] == [0, 0, 0, 0]
+
+
+def test_graphs_compiled_without_the_cuda_graphs_their_mode_asked_for_are_counted(write_spec, monkeypatch):
+    """Inductor falls back from CUDA graphs for reasons of its own (a CPU tensor in the graph, inputs it
+    cannot keep static), logs why and bumps its counter; the row says how many graphs went without."""
+    import dataclasses
+
+    from torch._dynamo.utils import counters
+
+    from bench.spec import load_spec
+    from bench.tools import perf
+    from bench.train import fastpath
+
+    def compile_without_graphs(self, **kwargs):  # a forward and a backward graph, both without
+        if kwargs["mode"] == "reduce-overhead":
+            counters["inductor"]["cudagraph_skips"] += 2
+
+    monkeypatch.setattr(nn.Module, "compile", compile_without_graphs)
+    monkeypatch.setattr(perf, "release_run_memory", lambda device, compiled: None)
+    monkeypatch.setattr(fastpath.FastPath, "cuda_graphs", property(lambda self: self.compile_mode == "reduce-overhead"))
+    headline, _, _ = perf.select_cases(perf.spec_cases(load_spec(write_spec(TINY))), 2)
+    settings = perf.PerfSettings(batch=2, budget_seconds=0.0, max_steps=1, compile_modes=("reduce-overhead",))
+    chosen = dataclasses.replace(baseline(torch.device("cpu")), amp_dtype=None)
+    rows = perf.measure_compile_modes((headline,), chosen, torch.device("cpu"), settings, lambda *a: None)
+    assert [(r["mode"], r["cuda_graphs"], r["cudagraph_skips"]) for r in rows] == [
+        ("default", False, 0), ("reduce-overhead", True, 2)]
+    measured = json.loads((Path(__file__).resolve().parents[1] / "docs" / "measurements" / "h200"
+                           / "perf-paper-mtat-vgg.json").read_text())
+    text = perf.format_report({**measured, "compile_modes": rows})
+    assert "reduce-overhead, CUDA graphs (2 graph(s) without)" in text
 
 
 def test_a_gpu_missing_from_the_datasheet_table_is_given_its_peak_on_the_command_line(monkeypatch):

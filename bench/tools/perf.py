@@ -859,17 +859,23 @@ def measure_compile_modes(cases: tuple[Case, ...], chosen: FastPath, device: tor
     """Compiled training steps of each case under inductor's default mode and each of
     `settings.compile_modes` (the fast path otherwise), one after the other: `speedup` is over the
     default mode at the same case. Each row's `compile_seconds` is its first step's excess over the
-    rest (autotuning included)."""
+    rest (autotuning included); `cudagraph_skips`, the graphs that inductor compiled without CUDA
+    graphs though the mode asked for them (torch's own count; its log says why)."""
+    from torch._dynamo.utils import counters
+
     log(f"compile modes at {', '.join(c.label for c in cases)}")
     rows = []
     for case in cases:
         default = None
         for mode in ("default", *settings.compile_modes):
             path = dataclasses.replace(chosen.compiling(True), compile_mode=mode)
+            skips = counters["inductor"]["cudagraph_skips"]
             measured = measure_training(case, path, device, settings, warm=True)
+            skips = counters["inductor"]["cudagraph_skips"] - skips
             release_run_memory(device, compiled=True)  # CUDA graphs' pools and the graphs go with dynamo's reset
             default = default or measured
             rows.append({"case": case.label, "mode": mode, "cuda_graphs": path.cuda_graphs, **measured,
+                         "cudagraph_skips": skips if path.cuda_graphs else 0,
                          "speedup": default["step_seconds"] / measured["step_seconds"]})
             log(f"  {case.label:28s} {mode:28s} {measured['step_seconds']:8.4f} s/step "
                 f"({rows[-1]['speedup']:.2f}x; compile {measured['compile_seconds']:.0f} s)")
@@ -972,6 +978,7 @@ def format_report(report: dict) -> str:
         lines += ["", "Compile modes (compiled training steps; speedup over the default mode)"]
         for row in report["compile_modes"]:
             graphs = ", CUDA graphs" if row["cuda_graphs"] else ""
+            graphs += f" ({row['cudagraph_skips']} graph(s) without)" if row.get("cudagraph_skips") else ""
             lines.append(f"  {row['case']:28s} {row['mode'] + graphs:40s} {row['step_seconds']:9.4f} s/step "
                          f"{row['gflops']:9.1f} GFLOP/s {row['speedup']:6.2f}x  "
                          f"(compile {row['compile_seconds']:.0f} s)")
