@@ -228,6 +228,13 @@ def test_a_runs_compile_mode_comes_from_the_environment_and_says_whether_cuda_gr
     assert path.cuda_graphs is graphs
     assert dataclasses.replace(path, device="cpu").cuda_graphs is False  # inductor ignores CUDA graphs there
     assert dataclasses.replace(path, compile_backend="eager").cuda_graphs is False
+    monkeypatch.setenv("BENCH_COMPILE_BACKEND", "eager")  # a backend that takes no mode: none recorded, none given
+    assert path.compiling(True).compile_mode is None
+    eager_asked = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kwargs: eager_asked.append(kwargs["mode"]))
+    path.compiling(True).prepare_model(torch.nn.Linear(2, 2))
+    assert eager_asked == [None]
+    monkeypatch.setenv("BENCH_COMPILE_BACKEND", "inductor")
     assert path.compiling(False).compile_mode is None and path.compiling(False).cuda_graphs is False
     asked = []
     monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kwargs: asked.append(kwargs))

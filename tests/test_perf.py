@@ -295,6 +295,19 @@ def test_bench_perf_user_errors(write_spec, capsys):
     assert "--compile-modes times compiled steps: not with --no-compile" in capsys.readouterr().err
 
 
+def test_bench_perf_checks_the_settings_its_steps_read(write_spec, capsys, monkeypatch):
+    """A mistyped BENCH_COMPILE_MODE failed at the first compiled step (or a CUDA graph's step); modes
+    with a backend that takes none were timed as if they differed."""
+    monkeypatch.setenv("BENCH_COMPILE_MODE", "turbo")
+    assert main(["perf", str(write_spec(TINY))]) == 2
+    assert "BENCH_COMPILE_MODE='turbo': not a torch.compile mode" in capsys.readouterr().err
+    monkeypatch.delenv("BENCH_COMPILE_MODE")
+    monkeypatch.setenv("BENCH_COMPILE_BACKEND", "aot_eager")
+    assert main(["perf", str(write_spec(TINY)), "--compile-modes", "reduce-overhead"]) == 2
+    assert ("--compile-modes: modes are inductor's, which BENCH_COMPILE_BACKEND='aot_eager' does not use"
+            in capsys.readouterr().err)
+
+
 def test_compile_modes_are_timed_side_by_side_with_the_default_at_the_headline_and_the_smallest(write_spec,
                                                                                                  monkeypatch):
     """`bench perf --compile-modes M`: each of the two cases compiled in the default mode, then in M,

@@ -607,6 +607,10 @@ def test_further_sbatch_options_reach_the_job_script(tmp_path, monkeypatch):
     (["gpus-per-node=4"], "--slurm-arg gpus-per-node=4: the grid sets --gpus-per-node itself (give --gpus)"),
     (["cpus_per_task=3"], "--slurm-arg cpus_per_task=3: the grid sets --cpus-per-task itself (give --cpus)"),
     (["array=0-3"], "--slurm-arg array=0-3: the grid sets --array itself"),
+    (["mem-per-cpu=4G"], "--slurm-arg mem-per-cpu=4G: the grid sets --mem-per-cpu itself (give --mem-gb)"),
+    (["cpus-per-gpu=8"], "--slurm-arg cpus-per-gpu=8: the grid sets --cpus-per-gpu itself (give --cpus)"),
+    (["parsable"], "--slurm-arg parsable: the grid sets --parsable itself"),
+    (["gres"], "--slurm-arg gres: give the generic resources, e.g. gres=gpu:1"),
     (["account="], "--slurm-arg 'account=': expected NAME=VALUE"),
     (["=x"], "--slurm-arg '=x': expected NAME=VALUE"),
 ])
@@ -625,3 +629,9 @@ def test_gpus_as_a_generic_resource_must_be_as_many_as_gpus():
     cpu = submitit_parameters(job, "slurm", SlurmOptions(extra=grid.slurm_arguments(["gres=tmpdisk:100"])),
                               wants_gpu=True)
     assert cpu["gpus_per_node"] == 1 and cpu["slurm_additional_parameters"]["gres"] == "tmpdisk:100"
+    # sbatch's forms (no count is one GPU): gpu, gpu:N, gpu:TYPE, gpu:TYPE:N, beside other resources
+    assert [grid.gres_gpus(g) for g in ("gpu", "gpu:2", "gpu:a100", "gpu:a100:4", "tmpdisk:100,gpu:2",
+                                        "tmpdisk:100")] == [1, 2, 1, 4, 2, None]
+    one = submitit_parameters(job, "slurm", SlurmOptions(extra=grid.slurm_arguments(["gres=gpu:a100"])),
+                              wants_gpu=True)
+    assert "gpus_per_node" not in one and one["tasks_per_node"] == 1

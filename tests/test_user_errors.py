@@ -387,13 +387,18 @@ def test_the_grid_summary_reads_a_valid_result_that_records_little(capsys, tmp_p
 @pytest.mark.parametrize("name, value, says", [
     ("BENCH_COMPILE_BACKEND", "nonsense", "BENCH_COMPILE_BACKEND='nonsense': not a torch.compile backend"),
     ("BENCH_COMPILE_MODE", "turbo", "BENCH_COMPILE_MODE='turbo': not a torch.compile mode (this torch has default, "),
+    ("BENCH_COMPILE_MODE", "max-autotune", "BENCH_COMPILE_MODE='max-autotune': a mode of inductor's, which "
+     "BENCH_COMPILE_BACKEND='eager' would ignore"),
     ("BENCH_RESIDENT", "maybe", "BENCH_RESIDENT='maybe': expected one of auto, 1, true"),
     ("BENCH_COMPILE", "sometimes", "BENCH_COMPILE='sometimes': expected one of auto"),
 ])
 def test_a_mistyped_setting_stops_the_grid_before_any_work(capsys, monkeypatch, tmp_path, name, value, says):
     """An unknown compile backend failed every run (recorded as failed: --retry-failed needed after the
-    fix); a mistyped switch was silently taken as auto."""
+    fix); a mistyped switch was silently taken as auto; a compile mode the backend ignores was recorded
+    as if it had been used."""
     monkeypatch.setenv(name, value)
+    if "BENCH_COMPILE_BACKEND='eager'" in says:
+        monkeypatch.setenv("BENCH_COMPILE_BACKEND", "eager")
     line = one_line_error(capsys, "grid", DEMO, "--results", str(tmp_path / "r"), "--cache", str(tmp_path / "c"),
                           "--data", str(tmp_path / "d"))
     assert says in line

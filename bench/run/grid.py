@@ -88,15 +88,31 @@ class SlurmOptions:
 
 
 SET_BY_THE_GRID = {
-    "array": None, "ntasks-per-node": "--gpus x --runs-per-gpu", "cpus-per-task": "--cpus", "nodes": None,
-    "time": "--time", "partition": "--partition", "mem": "--mem-gb", "gpus-per-node": "--gpus", "gpus": "--gpus",
-    "requeue": None, "signal": None, "output": None, "error": None, "job-name": None, "open-mode": None,
+    "array": None, "ntasks-per-node": "--gpus x --runs-per-gpu", "ntasks": "--gpus x --runs-per-gpu",
+    "ntasks-per-gpu": "--runs-per-gpu", "cpus-per-task": "--cpus", "cpus-per-gpu": "--cpus", "nodes": None,
+    "time": "--time", "partition": "--partition", "mem": "--mem-gb", "mem-per-cpu": "--mem-gb",
+    "mem-per-gpu": "--mem-gb", "gpus-per-node": "--gpus", "gpus": "--gpus", "gpus-per-task": "--gpus",
+    "tres-per-task": "--gpus and --cpus", "requeue": None, "signal": None, "output": None, "error": None,
+    "job-name": None, "open-mode": None, "parsable": None,
 }
-"""sbatch options the grid's jobs are submitted with (submitit's and its own): `--slurm-arg` cannot give
-them, and says which option of `bench grid` sets each."""
+"""sbatch options the grid's jobs are submitted with (submitit's and its own), or that contradict them
+(memory per CPU beside `--mem`, CPUs per GPU beside `--cpus-per-task`, tasks or GPUs counted otherwise;
+`--parsable` changes the answer submitit reads the job id from): `--slurm-arg` cannot give them, and
+says which option of `bench grid` sets each."""
 
-GPU_GRES = re.compile(r"^gpu(?::[^:,]+)?:(\d+)$")
-"""A generic resource request of GPUs, `gpu:N` or `gpu:TYPE:N`."""
+GPU_GRES = re.compile(r"^gpu(?::([^:,]+))?(?::(\d+))?$")
+"""A generic resource request of GPUs: `gpu`, `gpu:N`, `gpu:TYPE` or `gpu:TYPE:N` (no count is one)."""
+
+
+def gres_gpus(gres: str) -> int | None:
+    """The GPUs a `--gres` value asks for per node, None where it asks for none."""
+    counts = []
+    for part in gres.split(","):
+        match = GPU_GRES.match(part.strip())
+        if match:
+            kind, count = match.groups()
+            counts.append(int(count) if count else int(kind) if kind and kind.isdigit() else 1)
+    return sum(counts) if counts else None
 
 
 def slurm_arguments(texts: list[str]) -> tuple[tuple[str, str | bool], ...]:
@@ -113,6 +129,8 @@ def slurm_arguments(texts: list[str]) -> tuple[tuple[str, str | bool], ...]:
             instead = SET_BY_THE_GRID[name]
             raise UserError(f"--slurm-arg {text}: the grid sets --{name} itself"
                             + (f" (give {instead})" if instead else ""))
+        if name == "gres" and not sep:
+            raise UserError(f"--slurm-arg {text}: give the generic resources, e.g. gres=gpu:1 or gres=gpu:a100:2")
         parsed[name] = value.strip() if sep else True
     return tuple(parsed.items())
 
@@ -657,13 +675,12 @@ def submitit_parameters(job: WorkerJob, launcher: str, slurm: SlurmOptions, want
         # bound to one CPU (its torch threads and compile processes with it)
         params["slurm_srun_args"] = ["--cpus-per-task", str(params["cpus_per_task"])]
         extra = dict(slurm.extra)
-        gres_gpus = [GPU_GRES.match(part) for part in str(extra.get("gres", "")).split(",")]
-        gres_gpus = [int(m.group(1)) for m in gres_gpus if m]
-        if gres_gpus and wants_gpu and gres_gpus != [gpus]:
-            raise UserError(f"--slurm-arg gres={extra['gres']} asks for {sum(gres_gpus)} GPU(s) a job, --gpus for "
+        as_gres = gres_gpus(str(extra.get("gres", "")))
+        if as_gres is not None and wants_gpu and as_gres != gpus:
+            raise UserError(f"--slurm-arg gres={extra['gres']} asks for {as_gres} GPU(s) a job, --gpus for "
                             f"{gpus}: give the same number (--gpus decides how many tasks a job runs)")
-        if not gpus or gres_gpus:  # `--gpus-per-node=0` is refused by clusters without GPU resources, and the
-            del params["gpus_per_node"]  # option by those whose select plugin takes GPUs only as a gres
+        if not gpus or as_gres is not None:  # `--gpus-per-node=0` is refused by clusters without GPU resources,
+            del params["gpus_per_node"]  # and the option by those whose select plugin takes GPUs only as a gres
         if slurm.partition:
             params["slurm_partition"] = slurm.partition
         if slurm.mem_gb:

@@ -60,7 +60,17 @@ from bench.tools.peaks import (
     bf16_peak_tflops,
     hours_at_peak,
 )
-from bench.train.fastpath import FastPath, baseline, compile_blocker, eval_clips, fast_path, native_bf16, sync
+from bench.train.fastpath import (
+    FastPath,
+    baseline,
+    check_environment,
+    compile_backend,
+    compile_blocker,
+    eval_clips,
+    fast_path,
+    native_bf16,
+    sync,
+)
 from bench.train.frontend import LOG_SCALE, MelFrontend
 from bench.train.loop import forward, make_optimizer, optimise, release_run_memory
 
@@ -137,10 +147,11 @@ def _peak_memory_mb(device: torch.device) -> float | None:
 
 
 def time_calls(fn: Callable[[], object], device: torch.device, budget: float, max_calls: int,
-               warmup_may_count: bool = False) -> dict:
-    """Call `fn` once to warm up, then until `max_calls` timed calls or `budget` seconds have passed.
+               warmup_may_count: bool = False, warmups: int = 1) -> dict:
+    """Call `fn` once to warm up (`warmups` times: CUDA graphs record theirs on the second call), then
+    until `max_calls` timed calls or `budget` seconds have passed.
 
-    Returns the warm-up time and the median of the timed calls (at least one). With
+    Returns the first call's time and the median of the timed calls (at least one). With
     `warmup_may_count`, a warm-up slower than the whole budget is the measurement (`calls` = 0): a
     lever that slow is rejected either way, and timing it again would only cost minutes."""
     sync(device)
@@ -150,6 +161,8 @@ def time_calls(fn: Callable[[], object], device: torch.device, budget: float, ma
     first = time.perf_counter() - start
     if warmup_may_count and first > budget:
         return {"first_seconds": first, "seconds": first, "calls": 0}
+    for _ in range(warmups - 1):
+        fn()
     times: list[float] = []
     while len(times) < max_calls and (not times or sum(times) + times[-1] <= budget):
         start = time.perf_counter()
@@ -264,7 +277,7 @@ def measure_training(case: Case, path: FastPath, device: torch.device, settings:
 
     counted_from_here = _reset_peak_memory(device)
     timing = time_calls(step, device, settings.budget_seconds, settings.max_steps,
-                        warmup_may_count=not path.compile and not warm)
+                        warmup_may_count=not path.compile and not warm, warmups=2 if path.cuda_graphs else 1)
     macs = model.analytic_macs()
     result = _throughput(timing, settings.batch, macs, training=True)
     result["peak_memory_mb"] = _peak_memory_mb(device) if counted_from_here else None
@@ -859,8 +872,10 @@ def measure_compile_modes(cases: tuple[Case, ...], chosen: FastPath, device: tor
     """Compiled training steps of each case under inductor's default mode and each of
     `settings.compile_modes` (the fast path otherwise), one after the other: `speedup` is over the
     default mode at the same case. Each row's `compile_seconds` is its first step's excess over the
-    rest (autotuning included); `cudagraph_skips`, the graphs that inductor compiled without CUDA
-    graphs though the mode asked for them (torch's own count; its log says why)."""
+    rest (autotuning included; it depends on what inductor's cache on disk holds already: the default
+    mode's graphs of the headline are there from the levers); `cudagraph_skips`, the graphs that
+    inductor compiled without CUDA graphs though the mode asked for them (torch's own count; its log
+    says why). With CUDA graphs the second step, which records them, is not timed either."""
     from torch._dynamo.utils import counters
 
     log(f"compile modes at {', '.join(c.label for c in cases)}")
@@ -1068,10 +1083,14 @@ def cli_main(spec_path: str, device_name: str, out: str | None, settings: PerfSe
     warn_of_cpu_fallback(device_name, device, "bench perf")
     if settings.batch is not None and settings.batch < 1:
         raise UserError(f"--batch must be >= 1, got {settings.batch}")
+    check_environment()  # the BENCH_* settings the measured steps read, as `bench grid` checks them
     if settings.compile_modes:
         check_compile_modes(settings.compile_modes)
         if not settings.compile:
             raise UserError("--compile-modes times compiled steps: not with --no-compile")
+        if compile_backend() != "inductor":
+            raise UserError(f"--compile-modes: modes are inductor's, which BENCH_COMPILE_BACKEND="
+                            f"{compile_backend()!r} does not use")
         blocker = compile_blocker(device)
         if blocker:
             why = blocker.removeprefix("torch.compile turned off: ").removesuffix("; training eager")

@@ -102,7 +102,7 @@ class FastPath:
     """Why compilation was wanted but turned off (e.g. no C compiler), or None."""
     compile_mode: str | None = None
     """Inductor's mode of a compiled path ("default", "reduce-overhead", ...; `BENCH_COMPILE_MODE`); None
-    for an eager one."""
+    for an eager one, and with another backend (which takes no mode)."""
     fused_adam: bool = False
     """Adam's fused multi-tensor kernel (CUDA): one launch per step instead of one per parameter."""
     tf32: bool = True
@@ -119,7 +119,7 @@ class FastPath:
     def compiling(self, on: bool) -> FastPath:
         """This path with torch.compile on (with the configured backend and mode) or off (neither)."""
         return replace(self, compile=on, compile_backend=compile_backend() if on else None,
-                       compile_mode=compile_mode() if on else None)
+                       compile_mode=compile_mode() if on and compile_backend() == "inductor" else None)
 
     @property
     def cuda_graphs(self) -> bool:
@@ -153,9 +153,9 @@ class FastPath:
             # static: training at batch B and evaluation at its multiple would otherwise make dynamo mark
             # the batch dimension dynamic on the second graph ("automatic dynamic shapes"), which the
             # padded last evaluation batch exists to avoid
-            mode = self.compile_mode or compile_mode()
-            model.compile(backend=self.compile_backend or compile_backend(), dynamic=False,
-                          mode=None if mode == "default" else mode)
+            backend = self.compile_backend or compile_backend()
+            mode = (self.compile_mode or compile_mode()) if backend == "inductor" else "default"
+            model.compile(backend=backend, dynamic=False, mode=None if mode == "default" else mode)
         return model
 
     def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
@@ -291,6 +291,9 @@ def check_environment() -> None:
             raise UserError(f"BENCH_COMPILE_MODE={os.environ['BENCH_COMPILE_MODE']!r}: not a torch.compile mode "
                             f"(this torch has {', '.join(modes)})")
     backend = compile_backend()
+    if mode != "default" and backend != "inductor":
+        raise UserError(f"BENCH_COMPILE_MODE={os.environ['BENCH_COMPILE_MODE']!r}: a mode of inductor's, which "
+                        f"BENCH_COMPILE_BACKEND={backend!r} would ignore")
     if backend == "inductor":  # torch's own default, always registered; listing the backends imports
         return                 # torch._dynamo (~3 s), which a grid that never compiles should not pay
     known = torch._dynamo.list_backends(exclude_tags=())
@@ -404,7 +407,7 @@ def fast_path(device: torch.device, precision: str = "auto", planned_steps: int 
         pin_memory=cuda,
         compile_backend=compile_backend() if compile else None,
         compile_note=note,
-        compile_mode=compile_mode() if compile else None,
+        compile_mode=compile_mode() if compile and compile_backend() == "inductor" else None,
         fused_adam=cuda,
         tf32=precision != "fp32",
     )
