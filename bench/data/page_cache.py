@@ -84,7 +84,8 @@ class RowAdvice:
     def worth_it(self, rows) -> bool:
         """Whether a pass over `rows` (file rows, a sequence that slices) should be advised: less than
         RESIDENT_AT_LEAST of the pages of up to SAMPLED_ROWS of them, evenly spread, are in the page
-        cache (`mincore` on the mapping: nothing is read). True where that cannot be asked."""
+        cache (`mincore` on the mapping: nothing is read). False where no advice can be given; True
+        where the page cache cannot be asked."""
         if not self.possible:
             return False
         sample = rows[::max(1, len(rows) // SAMPLED_ROWS)][:SAMPLED_ROWS]
