@@ -494,8 +494,11 @@ def test_bench_perf_on_a_gpu_measures_its_levers_and_judges_the_gpu_targets(fake
     monkeypatch.setattr(gpus, "nvidia_smi", lambda argv, run=None: f"{uuid}, 91, 30000\n" if "utilization.gpu" in
                         argv[0] else f"777, {uuid}, 29400\n")
     said = []
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(perf, "cpu_share", lambda: threads + 1)  # a run's share of the box's CPUs, not this process's
     with fake_cuda.mode:
         report = perf.run_perf(load_spec("specs/paper-mtat-vgg.toml"), CUDA, settings, log=said.append)
+    assert report["data_path"]["threads"] == threads + 1 and torch.get_num_threads() == threads  # as a run reads
     assert said[0] == ("warning: 1 other process(es) (pid 777) use this GPU: 91 % busy, 30,000 MiB in use before "
                        "the measurement; the timings include its load")
     assert report["others_on_gpu"]["processes"] == [{"pid": 777, "used_mib": 29400}]

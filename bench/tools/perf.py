@@ -66,6 +66,7 @@ from bench.train.fastpath import (
     check_environment,
     compile_backend,
     compile_blocker,
+    cpu_share,
     eval_clips,
     fast_path,
     native_bf16,
@@ -527,10 +528,13 @@ def measure_data_path(case: Case, device: torch.device, settings: PerfSettings, 
     """Clips/s from the cache to float16 batches on the device, against `consumption`: read per batch
     as a run reads (`ReadBatches`: page cache warm and evicted) on every device, and on
     CUDA also the device-resident path (upload once, gather per batch). The evicted pass is measured
-    only where the file really left the page cache (not on a tmpfs): `page_cache_fraction_after_evicting`."""
+    only where the file really left the page cache (not on a tmpfs): `page_cache_fraction_after_evicting`.
+    On CUDA the reads use the threads a run of a grid on this machine gets (`cpu_share`, one run per GPU:
+    on a box of 8 GPUs, an eighth of its CPUs), not all of this process's."""
     mel = case.configuration.mel
     samples = round(case.clip_seconds * mel.sample_rate)
-    with tempfile.TemporaryDirectory(prefix="bench-perf-", dir=scratch_parent()) as folder:
+    with (tempfile.TemporaryDirectory(prefix="bench-perf-", dir=scratch_parent()) as folder,
+          _torch_threads(cpu_share() if device.type == "cuda" else torch.get_num_threads()) as threads):
         cache = _ScratchCache(Path(folder), settings.data_clips, samples, case.n_tags)
         dataset = ClipDataset(cache, "train")
         generator = torch.Generator().manual_seed(0)
@@ -565,7 +569,18 @@ def measure_data_path(case: Case, device: torch.device, settings: PerfSettings, 
             "clips_per_second_resident": resident, "mb_per_clip": samples * 2 / 2**20,
             "consumption_clips_per_second": consumption, "loader_over_consumption": loader_rate / consumption,
             "over_consumption": max(loader_rate, resident or 0) / consumption,
-            "threads": torch.get_num_threads(), "pin_memory": device.type == "cuda"}
+            "threads": threads, "pin_memory": device.type == "cuda"}
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    """torch's intra-op threads set to `n` within, as they were after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(before)
 
 
 # ----------------------------------------------------------------------------------------------
