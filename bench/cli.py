@@ -302,8 +302,8 @@ def cmd_grid(args: argparse.Namespace) -> int:
                                                  ("--cpus", args.cpus, ("slurm",)))
                if value is not None and args.launcher not in allowed]
     if refused:
-        where = ("--launcher slurm" if refused == ["--cpus"] else "--launcher slurm or submitit-local"
-                 if refused == ["--time"] else "--launcher slurm (--time also for submitit-local)")
+        where = {("--cpus",): "--launcher slurm", ("--time",): "--launcher slurm or submitit-local",
+                 ("--time", "--cpus"): "--launcher slurm (--time also for submitit-local)"}[tuple(refused)]
         why = {"--time": "local workers have no time limit", "--cpus": "this machine's workers share its CPUs"}
         raise UserError(f"{', '.join(refused)}: only for {where}: {'; '.join(why[flag] for flag in refused)}")
     if args.runs_per_gpu is not None and args.device == "cpu":
