@@ -12,6 +12,12 @@ and the gradient reaches the same element (unless ELU rounds two inputs of a win
 Outputs are identical and the ELU runs on 1/8 to 1/45 of the elements (`bench perf` measures the
 saving); `pool_before_elu=False` builds the textbook order.
 
+In training, the input BatchNorm and the first convolution go through `architectures.layers.input_bn_conv`:
+the same function and gradients, but no gradient for the first convolution's input, which nothing
+needs (the BatchNorm's gamma and beta get theirs from the convolution's weight gradient). That input
+gradient, a convolution from C1 channels to one at the spectrogram's full size, was the slowest of the
+first layer's three convolutions (`bench perf` measures the saving); `fold_input_bn=False` computes it.
+
 `vgg-605k` (`VGG605k`) is a different network: the VGG baseline released with musicnn 0.1.0 (five
 128-filter blocks on 3 s segments, ReLU before BatchNorm), whose TF checkpoints map onto it 1:1.
 """
@@ -22,7 +28,7 @@ import torch
 from torch import nn
 
 from architectures import InputConfig
-from architectures.layers import OutputLinear
+from architectures.layers import OutputLinear, input_bn_conv
 from architectures.musicnn import BN_EPS
 from architectures.options import ReleasedOptions, VGGOptions
 from architectures.planning import VGG605kPlan, VGGPlan, vgg605k_macs, vgg605k_plan, vgg_macs, vgg_plan
@@ -46,10 +52,12 @@ class PaddedMaxPool2d(nn.MaxPool2d):
 class VGG(nn.Module):
     """Takes (B, n_mels, T) or (B, 1, n_mels, T) log-mel and returns (B, n_tags) logits."""
 
-    def __init__(self, plan: VGGPlan, n_tags: int, pool_before_elu: bool = True):
+    def __init__(self, plan: VGGPlan, n_tags: int, pool_before_elu: bool = True, fold_input_bn: bool = True):
         super().__init__()
         self.plan = plan
         self.n_tags = n_tags
+        self.fold_input_bn = fold_input_bn
+        """Training computes no gradient for the first convolution's input (`input_bn_conv`)."""
         self.input_frames = plan.shapes[0][1]
         """Frames of one input: the whole clip."""
         self.segments = None
@@ -70,8 +78,13 @@ class VGG(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 3:
             x = x.unsqueeze(1)
-        x = self.blocks(self.input_bn(x))  # (B, C4, 1, 1) at the planned input size
-        return self.classifier(x.flatten(1))
+        return self.classifier(self._features(x).flatten(1))
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last block's output: (B, C4, 1, 1) at the planned input size."""
+        if not self.fold_input_bn:
+            return self.blocks(self.input_bn(x))
+        return self.blocks[1:](input_bn_conv(x, self.input_bn, self.blocks[0]))
 
     @property
     def embedding_names(self) -> tuple[str, ...]:
@@ -82,7 +95,7 @@ class VGG(nn.Module):
         """The last block, pooled to 1 x 1: (B, C4), what the classifier reads."""
         if x.dim() == 3:
             x = x.unsqueeze(1)
-        return {self.embedding_names[0]: self.blocks(self.input_bn(x)).flatten(1)}
+        return {self.embedding_names[0]: self._features(x).flatten(1)}
 
     def analytic_macs(self) -> int:
         """Conv + linear multiply-adds of one forward pass of one clip (architectures.planning)."""
@@ -101,10 +114,11 @@ class VGG605k(nn.Module):
     Input BatchNorm, then five blocks of Conv 3x3 ('same', 128 filters) -> ReLU -> BatchNorm -> MaxPool
     (the planned kernel and stride, valid), dropout 0.25 after pools 1-4, flatten in TensorFlow's
     (time, freq, channel) order so the released dense weights map 1:1, dropout 0.5, Linear -> tags.
-    BatchNorm uses TensorFlow's epsilon (1e-3). Takes (B, n_mels, T) or (B, 1, n_mels, T).
+    BatchNorm uses TensorFlow's epsilon (1e-3). Takes (B, n_mels, T) or (B, 1, n_mels, T). Training
+    computes no gradient for the first convolution's input, as `VGG` does (`input_bn_conv`).
     """
 
-    def __init__(self, plan: VGG605kPlan, n_tags: int):
+    def __init__(self, plan: VGG605kPlan, n_tags: int, fold_input_bn: bool = True):
         super().__init__()
         self.plan = plan
         self.n_tags = n_tags
@@ -112,6 +126,8 @@ class VGG605k(nn.Module):
         """Frames of one input: a segment."""
         self.segments = plan.segments
         """Segments per clip; a clip's prediction is the mean of its segments' sigmoids."""
+        self.fold_input_bn = fold_input_bn
+        """Training computes no gradient for the first convolution's input (`input_bn_conv`)."""
         self.input_bn = nn.BatchNorm2d(1, eps=BN_EPS)
         blocks: list[nn.Module] = []
         c_in = 1
@@ -129,7 +145,11 @@ class VGG605k(nn.Module):
         """The last pooled map in TensorFlow's layout (B, time, freq, channel)."""
         if x.dim() == 3:
             x = x.unsqueeze(1)
-        return self.blocks(self.input_bn(x)).permute(0, 3, 2, 1)
+        if self.fold_input_bn:
+            x = self.blocks[1:](input_bn_conv(x, self.input_bn, self.blocks[0]))
+        else:
+            x = self.blocks(self.input_bn(x))
+        return x.permute(0, 3, 2, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.dropout(self.features(x).flatten(1)))

@@ -6,8 +6,9 @@ For a selection of a spec's configurations it measures, with the same data and t
   is two flops, and a training step costs about three forward passes) for the plain fp32 eager
   baseline, for each lever of the fast path alone, and for the fast path the suite chooses;
 - the device's conv peak on the same shapes: every convolution of the network, captured with its
-  input shape, timed alone (forward + both backward products) in the fastest layout and precision
-  the device offers; the fraction of that peak the fast path reaches;
+  input shape, timed alone (forward + both backward products; a first convolution whose input
+  gradient the network does not compute, VGG's, forward + weight gradient) in the fastest layout
+  and precision the device offers; the fraction of that peak the fast path reaches;
 - the mel front end per clip against librosa on the same clips, and as a share of a training step;
 - the data path (cache -> batches on the device) against the model's consumption at the smallest
   configuration, with the file in the page cache and evicted from it;
@@ -204,7 +205,7 @@ class Case:
 
     def build(self, device: torch.device, **module_options) -> nn.Module:
         """The network of this case; `module_options` are VGG's implementation switches
-        (`pool_before_elu`), which change how it computes, not what."""
+        (`pool_before_elu`, `fold_input_bn`), which change how it computes, not what."""
         model = architectures.build(self.configuration.arch, self.input_config, self.n_tags,
                                     **dataclasses.asdict(self.configuration.options))
         if module_options:
@@ -365,12 +366,15 @@ def conv_variants(device: torch.device) -> list[tuple[torch.dtype, bool]]:
 
 
 def measure_conv_peak(case: Case, device: torch.device, settings: PerfSettings) -> dict:
-    """Every conv of the network timed alone, forward + input and weight gradients, best variant."""
+    """Every conv of the network timed alone, forward + input and weight gradients, best variant; the
+    first conv without its input gradient where the network computes none (`fold_input_bn`). The
+    total GFLOP/s counts 3 products per MAC, as a training step's does; a layer's, the products it ran."""
     model = case.build(device)
     path = baseline(device)
     mel, _ = _batch(case, settings.batch, device)
     layers = []
-    for conv, shape in _conv_inputs(model, mel, path):
+    for i, (conv, shape) in enumerate(_conv_inputs(model, mel, path)):
+        input_gradient = not (i == 0 and getattr(model, "fold_input_bn", False))
         macs = conv_macs(conv, shape)
         best = None
         for dtype, channels_last in conv_variants(device):
@@ -380,18 +384,21 @@ def measure_conv_peak(case: Case, device: torch.device, settings: PerfSettings) 
             x = torch.randn(shape, device=device, dtype=dtype)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            x.requires_grad_(True)
+            x.requires_grad_(input_gradient)
+            with torch.no_grad():  # made once: in a step the output's gradient comes from the layers above
+                upstream = torch.ones_like(layer(x))
 
-            def fwd_bwd(layer=layer, x=x):
-                out = layer(x)
-                out.backward(torch.ones_like(out))
+            def fwd_bwd(layer=layer, x=x, upstream=upstream):
+                x.grad = None  # a step's gradients are new, not added to earlier ones
+                layer.zero_grad(set_to_none=True)
+                layer(x).backward(upstream)
 
             seconds = time_calls(fwd_bwd, device, settings.budget_seconds / 8, 3)["seconds"]
             if best is None or seconds < best["seconds"]:
                 best = {"seconds": seconds, "dtype": str(dtype).replace("torch.", ""), "channels_last": channels_last}
         layers.append({"input_shape": list(shape), "out_channels": conv.out_channels,
-                       "kernel": list(conv.kernel_size), "macs": macs, **best,
-                       "gflops": 6 * macs / best["seconds"] / 1e9})
+                       "kernel": list(conv.kernel_size), "macs": macs, **best, "input_gradient": input_gradient,
+                       "gflops": (6 if input_gradient else 4) * macs / best["seconds"] / 1e9})
     total_seconds = sum(layer["seconds"] for layer in layers)
     total_macs = sum(layer["macs"] for layer in layers)
     return {"gflops": 6 * total_macs / total_seconds / 1e9, "seconds": total_seconds,
@@ -589,12 +596,14 @@ def _torch_threads(n: int):
 
 def levers(device: torch.device, compile_lever: bool, arch: str) -> list[tuple[str, FastPath, dict]]:
     """(name, execution settings, module options) of the baseline and of each lever alone (VGG's
-    module-order lever included: the other levers are measured on top of it, as the suite runs)."""
+    module levers included: the other levers are measured on top of them, as the suite runs)."""
     base = baseline(device)
     amp = "bfloat16" if device.type == "cpu" or native_bf16(device) else "float16"
-    rows = [("fp32 eager (baseline)", base, {"pool_before_elu": False} if arch == "vgg" else {})]
+    textbook = {"pool_before_elu": False, "fold_input_bn": False}
+    rows = [("fp32 eager (baseline)", base, textbook if arch == "vgg" else {})]
     if arch == "vgg":
-        rows.append(("pool before ELU", base, {}))
+        rows += [("pool before ELU", base, {**textbook, "pool_before_elu": True}),
+                 ("conv 1 without input gradient", base, {**textbook, "fold_input_bn": True})]
     rows += [
         ("+ channels_last", dataclasses.replace(base, channels_last=True), {}),
         (f"+ {amp} autocast", dataclasses.replace(base, amp_dtype=amp), {}),

@@ -1,0 +1,149 @@
+"""`input_bn_conv`: conv(bn(x)) whose training pass computes no input gradient for the convolution.
+
+The reference is autograd through the two modules as written (torch's own BatchNorm and conv backward),
+in float64, where the rounding of either way is far below the tolerances."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from architectures.layers import input_bn_conv
+from architectures.planning import vgg_plan
+from architectures.vgg import VGG
+
+
+class ConvBackwardCalls(TorchDispatchMode):
+    """Records (input channels, output mask) of every convolution backward."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten.convolution_backward.default:
+            self.calls.append((args[1].shape[1], tuple(args[10])))
+        return func(*args, **(kwargs or {}))
+
+
+def _pair(momentum=0.1):
+    torch.manual_seed(0)
+    bn = nn.BatchNorm2d(1, momentum=momentum).double()
+    conv = nn.Conv2d(1, 6, (3, 5), stride=(1, 2), padding=(1, 2), dilation=(2, 1)).double()
+    with torch.no_grad():  # gamma and beta away from 1 and 0, so that both terms of the gradient count
+        bn.weight.fill_(1.7)
+        bn.bias.fill_(-0.6)
+    return bn, conv
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_gradients_and_running_statistics_equal_autograd_through_the_modules(momentum):
+    x = 3 + 2 * torch.randn(4, 1, 12, 33, dtype=torch.float64)
+    upstream = torch.randn(4, 6, 10, 17, dtype=torch.float64)  # any gradient from the layers above
+    results = []
+    for fold in (False, True):
+        bn, conv = _pair(momentum)
+        for _ in range(2):  # the second pass normalises with statistics updated by the first
+            y = input_bn_conv(x, bn, conv) if fold else conv(bn(x))
+            (y * upstream).sum().backward()
+        results.append((y.detach(), bn, conv))
+    (y_ref, bn_ref, conv_ref), (y, bn, conv) = results
+    torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
+    for name, ref, got in [("gamma", bn_ref.weight, bn.weight), ("beta", bn_ref.bias, bn.bias),
+                           ("weight", conv_ref.weight, conv.weight), ("bias", conv_ref.bias, conv.bias)]:
+        torch.testing.assert_close(got.grad, ref.grad, rtol=1e-10, atol=1e-12, msg=name)
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        torch.testing.assert_close(getattr(bn, name), getattr(bn_ref, name), rtol=1e-12, atol=0, msg=name)
+
+
+def _tiny_vgg(fold, dtype=torch.float64):
+    torch.manual_seed(0)
+    model = VGG(vgg_plan(12000, 16, 10, 137, width=1 / 32), 5, fold_input_bn=fold).to(dtype)
+    with torch.no_grad():
+        model.input_bn.weight.fill_(0.8)
+        model.input_bn.bias.fill_(0.3)
+    return model
+
+
+def _grads(model, x, target, forward=None):
+    logits = (model if forward is None else forward)(x)
+    nn.functional.binary_cross_entropy_with_logits(logits.double(), target).backward()
+    return {name: p.grad.double() for name, p in model.named_parameters()}
+
+
+def test_vgg_trains_with_the_gradients_of_the_textbook_composition():
+    x, target = torch.randn(3, 1, 16, 137, dtype=torch.float64), torch.rand(3, 5).round().double()
+    folded, plain = _tiny_vgg(True), _tiny_vgg(False)
+    assert folded.state_dict().keys() == plain.state_dict().keys()  # checkpoints load either way
+    got, want = _grads(folded, x, target), _grads(plain, x, target)
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=1e-9, atol=1e-12, msg=name)
+    with ConvBackwardCalls() as folded_calls:
+        _grads(folded, x, target)
+    with ConvBackwardCalls() as plain_calls:
+        _grads(plain, x, target)
+    # autograd as written computes the first conv's input gradient; the folded pass computes none
+    assert [mask[0] for c_in, mask in plain_calls.calls if c_in == 1] == [True]
+    assert [mask for c_in, mask in folded_calls.calls if c_in <= 2] == [(False, True, True)]
+
+
+def test_vgg_605k_trains_with_the_gradients_of_the_textbook_composition():
+    import architectures
+    from architectures import InputConfig
+
+    x, target = torch.randn(3, 1, 96, 187, dtype=torch.float64), torch.rand(3, 50).round().double()
+    grads = []
+    for fold in (True, False):
+        torch.manual_seed(0)
+        model = architectures.build("vgg-605k", InputConfig(16000, 96, 1, 187), 50, width=0.125).double()
+        model.fold_input_bn = fold
+        with torch.no_grad():
+            model.input_bn.weight.fill_(1.3)
+            model.input_bn.bias.fill_(0.2)
+        torch.manual_seed(1)  # the same dropout masks
+        grads.append(_grads(model, x, target))
+    for name in grads[1]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-9, atol=1e-12, msg=name)
+
+
+def test_bf16_channels_last_gradients_are_as_close_to_float64_as_autograd_as_written():
+    """Under bf16 autocast the folded gradients round differently, no worse than autograd's own. (Only
+    well-conditioned gradients are compared: BatchNorm after the first conv cancels most of the input
+    BatchNorm's and the first conv bias's effect, so their exact gradients are near 0 and any rounding
+    is a large relative error, either way.)"""
+    x, target = torch.randn(6, 1, 16, 137), torch.rand(6, 5).round().double()
+    exact = _grads(_tiny_vgg(True), x.double(), target)
+    errors = {}
+    for fold in (False, True):
+        model = _tiny_vgg(fold, torch.float32).to(memory_format=torch.channels_last)
+        with torch.autocast("cpu", torch.bfloat16):
+            grads = _grads(model, x.contiguous(memory_format=torch.channels_last), target)
+        errors[fold] = {name: float((grads[name] - exact[name]).norm() / exact[name].norm()) for name in exact}
+    for name in ("blocks.0.weight", "blocks.1.weight", "blocks.4.weight", "classifier.weight"):
+        assert errors[True][name] < max(2 * errors[False][name], 0.02), (name, errors)
+
+
+def test_where_it_cannot_fold_it_is_the_composition():
+    bn, conv = _pair()
+    x = torch.randn(2, 1, 12, 33, dtype=torch.float64, requires_grad=True)  # an input gradient wanted
+    input_bn_conv(x, bn, conv).sum().backward()
+    wanted = x.grad.clone()
+    x.grad = None
+    conv(bn(x)).sum().backward()
+    torch.testing.assert_close(wanted, x.grad)
+    bn.eval()
+    with torch.no_grad():
+        assert torch.equal(input_bn_conv(x, bn, conv), conv(bn(x)))
+
+
+def test_compiled_folded_step_equals_eager():
+    x, target = torch.randn(3, 1, 16, 137, dtype=torch.float64), torch.rand(3, 5).round().double()
+    eager = _grads(_tiny_vgg(True), x, target)
+    torch._dynamo.reset()
+    compiled = _tiny_vgg(True)
+    got = _grads(compiled, x, target, torch.compile(compiled, backend="aot_eager", fullgraph=True))
+    torch._dynamo.reset()
+    for name in eager:
+        torch.testing.assert_close(got[name], eager[name], rtol=1e-9, atol=1e-12, msg=name)
