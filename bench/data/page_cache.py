@@ -23,34 +23,18 @@ import numpy as np
 def page_cache_fraction(path: Path | str) -> float | None:
     """The fraction of `path`'s pages in the page cache (Linux `mincore` on a fresh mapping, which
     reads nothing); None where it cannot be asked."""
-    import ctypes
-
     size = os.path.getsize(path)
     if size == 0:
         return 0.0
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.mmap.restype = ctypes.c_void_p
-        libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-        libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
-        libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    except (OSError, AttributeError):
-        return None
-    pages = -(-size // mmap.PAGESIZE)
-    vector = np.zeros(pages, dtype=np.uint8)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        address = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
-        if address in (None, ctypes.c_void_p(-1).value):
-            return None
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), size, prot=mmap.PROT_READ) as mapping:
+        view = np.frombuffer(mapping, dtype=np.uint8)
+        address = view.ctypes.data
+        del view  # the mapping closes only once nothing exports its buffer
         try:
-            if libc.mincore(address, size, vector.ctypes.data) != 0:
-                return None
-        finally:
-            libc.munmap(address, size)
-    finally:
-        os.close(fd)
-    return int(np.count_nonzero(vector & 1)) / pages
+            resident = _resident_pages(address, size)
+        except OSError:
+            return None
+    return int(np.count_nonzero(resident & 1)) / resident.size
 
 
 ADVICE_BYTES = 128 * 1024
