@@ -23,6 +23,9 @@ per channel (increasing where the BatchNorm scale is >= 0, decreasing where it i
 minimum is taken instead), so the result is the same, and the two elementwise layers run on one
 value per frame instead of one per band and frame. On the CPU the timbral convolutions are also
 arranged differently (`_band_max_of_timbral_conv`): the same sums, in another order.
+
+In training the front end's convolutions compute no gradient for their input, which nothing needs
+(`MusiCNN._front_folded`): the input BatchNorm's gamma and beta get theirs from the weight gradients.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from architectures import InputConfig
-from architectures.layers import OutputLinear
+from architectures.layers import OutputLinear, affine_conv, bn_folds, conv_folds, normalized
 from architectures.options import MusiCNNOptions, ReleasedOptions
 from architectures.planning import (
     MID_WIDTH,
@@ -106,13 +109,24 @@ def _conv1d_over_bands(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     """conv2d(x, weight, bias, padding=(0, pad)) of one input channel as a 1-D convolution over
     frequency whose input channels are the w time taps, one sequence per frame:
     (B, 1, F, T) -> (B, T, C, F - h + 1)."""
-    batch, _, bands, _ = x.shape
-    width = weight.shape[-1]
+    return _by_frame(F.conv1d(_time_taps(x, weight.shape[-1], pad), _over_bands(weight), bias), x.shape[0])
+
+
+def _time_taps(x: torch.Tensor, width: int, pad: int) -> torch.Tensor:
+    """(B, 1, F, T) -> (B * T, w, F): each frame's w time taps (the input zero-padded by `pad` frames at
+    each end) as the channels of a sequence over frequency."""
     taps = F.pad(x[:, 0], (pad, pad)).unfold(2, width, 1)  # (B, F, T, w)
-    frames = taps.shape[2]
-    taps = taps.permute(0, 2, 3, 1).reshape(batch * frames, width, bands)
-    y = F.conv1d(taps, weight[:, 0].transpose(1, 2), bias)  # (B * T, C, F - h + 1)
-    return y.view(batch, frames, y.shape[1], y.shape[2])
+    return taps.permute(0, 2, 3, 1).reshape(-1, width, x.shape[2])
+
+
+def _over_bands(weight: torch.Tensor) -> torch.Tensor:
+    """A (C, 1, h, w) timbral filter as a 1-D filter over frequency of w input channels: (C, w, h)."""
+    return weight[:, 0].transpose(1, 2)
+
+
+def _by_frame(y: torch.Tensor, batch: int) -> torch.Tensor:
+    """(B * T, C, F') -> (B, T, C, F')."""
+    return y.view(batch, -1, y.shape[1], y.shape[2])
 
 
 def _timbral_conv_as_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, pad: int) -> torch.Tensor:
@@ -140,6 +154,8 @@ class MusiCNN(nn.Module):
         what `bench.cost.gmac` counts)."""
         self.rearrange = True
         """Timbral convolutions on the CPU as 1-D convolutions over frequency (False: as written)."""
+        self.fold_input_bn = True
+        """Training computes no gradient for the front end's convolutions' input (`_front_folded`)."""
         self.n_mels = n_mels
         self.n_tags = n_tags
         self.input_frames = plan.segment_frames
@@ -195,20 +211,64 @@ class MusiCNN(nn.Module):
         connection [front end, c1, c2, c3], (B, 2 x dense_channels)."""
         if x.dim() == 3:
             x = x.unsqueeze(1)
-        x = self.input_bn(x)  # (B, 1, n_mels, T)
-        timbral = [max_over_bands(branch, x, self.pool_first, self.rearrange) for branch in self.timbral]
-        if self.plan.temporal_on_bands:
-            temporal = [max_over_bands(branch, x, self.pool_first, self.rearrange) for branch in self.temporal]
+        branches = [*self.timbral, *self.temporal]
+        if self.fold_input_bn and bn_folds(x, self.input_bn) and all(conv_folds(b[-3]) for b in branches):
+            front = self._front_folded(x)
         else:
-            band_mean = x.mean(dim=2)  # (B, 1, T)
-            temporal = [branch(band_mean) for branch in self.temporal]
-        front = torch.cat(timbral + temporal, dim=1)  # (B, front_channels, T)
+            front = self._front(self.input_bn(x))  # of (B, 1, n_mels, T)
         c1 = self.mid[0](front)
         c2 = self.mid[1](c1) + c1
         c3 = self.mid[2](c2) + c2
         dense = torch.cat([front, c1, c2, c3], dim=1)
         # Interleaved (max0, mean0, max1, ...) as the original flattens it, so TF weights map 1:1.
         return torch.stack([_max_for_training(dense), dense.mean(dim=2)], dim=2).flatten(1)
+
+    def _front(self, x: torch.Tensor) -> torch.Tensor:
+        """The front end's maps, (B, front_channels, T), of the normalised input (B, 1, n_mels, T)."""
+        timbral = [max_over_bands(branch, x, self.pool_first, self.rearrange) for branch in self.timbral]
+        if self.plan.temporal_on_bands:
+            temporal = [max_over_bands(branch, x, self.pool_first, self.rearrange) for branch in self.temporal]
+        else:
+            band_mean = x.mean(dim=2)  # (B, 1, T)
+            temporal = [branch(band_mean) for branch in self.temporal]
+        return torch.cat(timbral + temporal, dim=1)
+
+    def _front_folded(self, x: torch.Tensor) -> torch.Tensor:
+        """`_front(self.input_bn(x))` in training, computing no gradient for the front end's convolutions'
+        input, which nothing needs: the input BatchNorm's gamma and beta get theirs from the
+        convolutions' weight gradients (`architectures.layers.affine_conv`: each convolution is of
+        gamma * T(xhat) + beta * T(1), for its own linear map T of the normalised input). The same
+        function, gradients and running statistics; the saving measured:
+        docs/performance.md#measurements-behind-the-codes-choices."""
+        bn_in = self.input_bn
+        xhat = normalized(x, bn_in)
+        ones = xhat.new_ones(()).expand(1, *xhat.shape[1:])  # one clip's: the same for all
+
+        def through(branch: nn.Sequential, a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+            *pad, conv, relu, bn = branch
+            for layer in pad:
+                a, c = layer(a), layer(c)
+            return bn(relu(affine_conv(a, c, bn_in, conv.weight, conv.bias, conv.stride, conv.padding,
+                                       conv.dilation)))
+
+        def over_bands(branch: nn.Sequential) -> torch.Tensor:
+            *pad, conv, relu, bn = branch
+            if self.rearrange and x.device.type == "cpu" and conv.kernel_size[0] > 1 and not pad:
+                width, left = conv.kernel_size[1], conv.padding[1]
+                # one clip's taps of ones: a row per frame, which a's rows of every clip pair with
+                y = affine_conv(_time_taps(xhat, width, left), _time_taps(ones, width, left), bn_in,
+                                _over_bands(conv.weight), conv.bias, 1, 0, 1)
+                return _max_for_training(bn(relu(_by_frame(y, x.shape[0]).permute(0, 2, 3, 1))))
+            return _max_for_training(through(branch, xhat, ones))
+
+        timbral = [over_bands(branch) for branch in self.timbral]
+        if self.plan.temporal_on_bands:
+            temporal = [over_bands(branch) for branch in self.temporal]
+        else:
+            band_mean = xhat.mean(dim=2)  # (B, 1, T); the band mean of ones is 1
+            temporal = [through(branch, band_mean, band_mean.new_ones(()).expand(1, *band_mean.shape[1:]))
+                        for branch in self.temporal]
+        return torch.cat(timbral + temporal, dim=1)
 
     def analytic_macs(self) -> int:
         """Conv + linear multiply-adds of one forward pass of one segment (architectures.planning)."""

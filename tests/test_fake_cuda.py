@@ -13,8 +13,9 @@ same device"). Trainers, `bench grid`, `bench perf` and gpu-check's P1-P4 are bu
 - CUDA's runtime (device count and name, memory, generator state, synchronisation), answered as one
   H100 with 60 of its 80 GiB free; pinning host memory (not implemented for fakes);
 - autocast: with no CUDA driver its casts cannot run, so the fast path's autocast only says it is on
-  (`torch.is_autocast_enabled("cuda")`), and the calls that turn it off are recorded (the bf16 and
-  fp16 arithmetic shares this code and runs on the CPU elsewhere in the suite);
+  (`torch.is_autocast_enabled("cuda")`), code that asks which dtype it casts to is told float32 (the
+  dtype every op then runs in), and the calls that turn it off are recorded (the bf16 and fp16
+  arithmetic shares this code and runs on the CPU elsewhere in the suite);
 - the loader's worker processes: none, the reads stay in the process.
 """
 
@@ -201,6 +202,9 @@ def fake_cuda(monkeypatch):
     monkeypatch.setattr(torch, "is_autocast_enabled",
                         lambda *args: (args[:1] == ("cuda",) and cuda.autocasting) or real_enabled(*args))
     cuda.autocasting = False
+    real_dtype = torch.get_autocast_dtype
+    monkeypatch.setattr(torch, "get_autocast_dtype",
+                        lambda device_type: torch.float32 if device_type == "cuda" else real_dtype(device_type))
 
     @contextlib.contextmanager
     def fast_path_autocast(path):

@@ -84,9 +84,10 @@ def test_vgg_trains_with_the_gradients_of_the_textbook_composition():
         _grads(folded, x, target)
     with ConvBackwardCalls() as plain_calls:
         _grads(plain, x, target)
-    # autograd as written computes the first conv's input gradient; the folded pass computes none
+    # autograd as written computes the first conv's input gradient; the folded pass computes none, and
+    # instead a second weight gradient, of one clip's map of ones against the output gradient summed
     assert [mask[0] for c_in, mask in plain_calls.calls if c_in == 1] == [True]
-    assert [mask for c_in, mask in folded_calls.calls if c_in <= 2] == [(False, True, True)]
+    assert [mask for c_in, mask in folded_calls.calls if c_in == 1] == [(False, True, True), (False, True, False)]
 
 
 def test_vgg_605k_trains_with_the_gradients_of_the_textbook_composition():
@@ -147,3 +148,39 @@ def test_compiled_folded_step_equals_eager():
     torch._dynamo.reset()
     for name in eager:
         torch.testing.assert_close(got[name], eager[name], rtol=1e-9, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize("arch", ["musicnn", "musicnn-787k"])
+@pytest.mark.parametrize("rearrange", [True, False])  # the CPU's timbral arrangement, and a GPU's 2-D convs
+def test_musicnn_trains_with_the_gradients_of_the_textbook_composition(arch, rearrange):
+    """Every front-end convolution (timbral, temporal on every band or on the band mean) folded, with
+    the same gradients and running statistics as autograd through the modules."""
+    import architectures
+    from architectures import InputConfig
+
+    runs = []
+    for fold in (True, False):
+        torch.manual_seed(0)
+        model = architectures.build(arch, InputConfig(16000, 24, 1, 187), 5, width=0.25).double()
+        model.fold_input_bn, model.rearrange = fold, rearrange
+        with torch.no_grad():
+            model.input_bn.weight.fill_(1.4)
+            model.input_bn.bias.fill_(-0.4)
+        clips = torch.Generator().manual_seed(1)
+        x = 2 + torch.randn(3, 1, 24, model.input_frames, dtype=torch.float64, generator=clips)
+        target = torch.rand(3, 5, generator=torch.Generator().manual_seed(2)).round().double()
+        torch.manual_seed(3)  # the same dropout masks
+        with ConvBackwardCalls() as calls:
+            grads = _grads(model, x, target)
+        runs.append((grads, model, calls.calls))
+    (folded, model, folded_calls), (plain, plain_model, plain_calls) = runs
+    for name in plain:
+        torch.testing.assert_close(folded[name], plain[name], rtol=1e-9, atol=1e-12, msg=name)
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        assert torch.equal(getattr(model.input_bn, name), getattr(plain_model.input_bn, name))
+    # per front-end branch, weight gradients of the input and of one clip's ones, and no input gradient
+    branches = len(model.timbral) + len(model.temporal)
+    for mask in [(False, True, True), (False, True, False)]:
+        assert sum(got == mask for _, got in folded_calls) == branches
+        assert sum(got == mask for _, got in plain_calls) == 0
+    assert len(folded_calls) == len(plain_calls) + branches
