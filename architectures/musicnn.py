@@ -65,7 +65,7 @@ def max_over_bands(branch: nn.Sequential, x: torch.Tensor, pool_first: bool = Tr
     """
     *pad, conv, relu, bn = branch
     if branch.training or not pool_first:
-        if rearrange and x.device.type == "cpu" and conv.kernel_size[0] > 1 and not pad:
+        if _as_conv1d(rearrange, x, conv, pad):
             return _max_for_training(bn(relu(_timbral_conv_as_conv1d(x, conv.weight, conv.bias, conv.padding[1]))))
         return _max_for_training(branch(x))
     for layer in pad:
@@ -80,6 +80,12 @@ def max_over_bands(branch: nn.Sequential, x: torch.Tensor, pool_first: bool = Tr
         y = F.conv2d(x, weight, conv.bias * sign, conv.stride, conv.padding).amax(dim=2)
     y = y * sign[:, None]
     return F.batch_norm(y.relu(), bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+
+
+def _as_conv1d(rearrange: bool, x: torch.Tensor, conv: nn.Conv2d, pad: list) -> bool:
+    """Whether a training pass computes `conv` (a branch's, after its `pad` modules) on `x` as a 1-D
+    convolution over frequency (`_timbral_conv_as_conv1d`): a timbral filter on the CPU."""
+    return rearrange and x.device.type == "cpu" and conv.kernel_size[0] > 1 and not pad
 
 
 def _max_for_training(y: torch.Tensor) -> torch.Tensor:
@@ -253,7 +259,7 @@ class MusiCNN(nn.Module):
 
         def over_bands(branch: nn.Sequential) -> torch.Tensor:
             *pad, conv, relu, bn = branch
-            if self.rearrange and x.device.type == "cpu" and conv.kernel_size[0] > 1 and not pad:
+            if _as_conv1d(self.rearrange, x, conv, pad):
                 width, left = conv.kernel_size[1], conv.padding[1]
                 # one clip's taps of ones: a row per frame, which a's rows of every clip pair with
                 y = affine_conv(_time_taps(xhat, width, left), _time_taps(ones, width, left), bn_in,

@@ -510,7 +510,7 @@ def test_bench_perf_on_a_gpu_measures_its_levers_and_judges_the_gpu_targets(fake
     assert uploads.count((8, 349200)) >= 2
     assert report["device"] == "cuda" and report["settings"]["batch"] == 32  # the spec's batch on CUDA
     assert [row["lever"] for row in report["levers"]][:7] == [
-        "fp32 eager (baseline)", "pool before ELU", "conv 1 without input gradient", "+ channels_last",
+        "fp32 eager (baseline)", "pool before ELU", "conv 1: no input gradient", "+ channels_last",
         "+ bfloat16 autocast", "+ cudnn.benchmark", "fast path"]
     assert report["data_path"]["clips_per_second_resident"] > 0  # on CUDA both data paths are measured
     # the projection's rows time a step after the first, which on a GPU autotunes cuDNN at the new shape

@@ -603,7 +603,7 @@ def levers(device: torch.device, compile_lever: bool, arch: str) -> list[tuple[s
     rows = [("fp32 eager (baseline)", base, textbook if arch == "vgg" else {})]
     if arch == "vgg":
         rows += [("pool before ELU", base, {**textbook, "pool_before_elu": True}),
-                 ("conv 1 without input gradient", base, {**textbook, "fold_input_bn": True})]
+                 ("conv 1: no input gradient", base, {**textbook, "fold_input_bn": True})]
     rows += [
         ("+ channels_last", dataclasses.replace(base, channels_last=True), {}),
         (f"+ {amp} autocast", dataclasses.replace(base, amp_dtype=amp), {}),
