@@ -12,6 +12,9 @@ it would in its own run. The stacked networks train BatchNorm on batch statistic
 averages (`torch.func.replace_all_batch_norm_modules_`): that is what vmap supports, the training
 step computes the same function, and the running averages would have to be kept outside the vmapped
 call. Before timing, the stacked forward pass is checked against the separate networks (fp32).
+The separate networks train as the grid's runs do, without their first convolutions' input gradient
+(`architectures.layers.affine_conv`); inside `vmap` that does not apply (the stacked parameters do
+not say they need a gradient there), and the stacked networks compute it.
 
 The grid keeps one run per seed unless this measures `stacked` clearly faster on the device that
 runs it; early stopping would then also have to mask seeds that stop before the others.

@@ -283,6 +283,29 @@ def test_the_conv_peak_times_every_conv_as_a_training_step_runs_it(write_spec):
     assert peak["gflops"] == pytest.approx(6 * macs / seconds / 1e9)  # as a training step's rate counts
 
 
+def test_musicnn_is_measured_with_and_without_its_front_end_input_gradient():
+    """MusiCNN's front-end convolutions read the one-channel input BatchNorm's output and compute no
+    input gradient in training: a lever of its own, and the conv peak times them so (its mid-end
+    convolutions, of many channels, with their input gradient)."""
+    from bench.spec import load_spec
+    from bench.tools import perf
+
+    cpu = torch.device("cpu")
+    names = [(name, options) for name, _, options in perf.levers(cpu, False, "musicnn")][:2]
+    assert names == [("fp32 eager (baseline)", {"fold_input_bn": False}),
+                     ("front: no input gradient", {"fold_input_bn": True})]
+    case = min((c for c in perf.spec_cases(load_spec(SPECS / "demo.toml")) if c.configuration.arch == "musicnn"),
+               key=lambda c: c.gmac_per_input)
+    assert case.build(cpu, fold_input_bn=False).fold_input_bn is False and case.build(cpu).fold_input_bn is True
+    with pytest.raises(ValueError, match="musicnn has no switch 'pool_before_elu'"):
+        case.build(cpu, pool_before_elu=False)
+    peak = perf.measure_conv_peak(case, cpu, perf.PerfSettings(batch=2, budget_seconds=0.1))
+    one_channel = [layer["input_gradient"] for layer in peak["layers"] if layer["input_shape"][1] == 1]
+    more = [layer["input_gradient"] for layer in peak["layers"] if layer["input_shape"][1] > 1]
+    assert one_channel and not any(one_channel)
+    assert len(more) == 3 and all(more)  # the mid end's three
+
+
 def test_the_conv_peak_times_only_the_convolution(write_spec, monkeypatch):
     """A timed call runs the conv forward and its backward products, nothing else: a step's upstream
     gradient comes from the layers above (filling one the size of VGG's first output, 1 GB at the

@@ -6,9 +6,10 @@ For a selection of a spec's configurations it measures, with the same data and t
   is two flops, and a training step costs about three forward passes) for the plain fp32 eager
   baseline, for each lever of the fast path alone, and for the fast path the suite chooses;
 - the device's conv peak on the same shapes: every convolution of the network, captured with its
-  input shape, timed alone (forward + both backward products; a first convolution whose input
-  gradient the network does not compute, VGG's, forward + weight gradient) in the fastest layout
-  and precision the device offers; the fraction of that peak the fast path reaches;
+  input shape, timed alone (forward + both backward products; the convolutions whose input
+  gradient the network does not compute, those of its input BatchNorm's output, forward + weight
+  gradient) in the fastest layout and precision the device offers; the fraction of that peak the
+  fast path reaches;
 - the mel front end per clip against librosa on the same clips, and as a share of a training step;
 - the data path (cache -> batches on the device) against the model's consumption at the smallest
   configuration, with the file in the page cache and evicted from it;
@@ -204,12 +205,16 @@ class Case:
         return self.configuration.mel.input_config(self.clip_seconds)
 
     def build(self, device: torch.device, **module_options) -> nn.Module:
-        """The network of this case; `module_options` are VGG's implementation switches
-        (`pool_before_elu`, `fold_input_bn`), which change how it computes, not what."""
+        """The network of this case; `module_options` are its implementation switches (VGG's
+        `pool_before_elu`, every network's `fold_input_bn`), which change how it computes, not what."""
         model = architectures.build(self.configuration.arch, self.input_config, self.n_tags,
                                     **dataclasses.asdict(self.configuration.options))
-        if module_options:
-            model = VGG(model.plan, self.n_tags, **module_options)
+        if module_options and type(model) is VGG:
+            return VGG(model.plan, self.n_tags, **module_options).to(device)
+        for name, value in module_options.items():  # the other networks' switches are attributes
+            if not hasattr(model, name):
+                raise ValueError(f"{self.configuration.arch} has no switch {name!r}")
+            setattr(model, name, value)
         return model.to(device)
 
 
@@ -366,15 +371,17 @@ def conv_variants(device: torch.device) -> list[tuple[torch.dtype, bool]]:
 
 
 def measure_conv_peak(case: Case, device: torch.device, settings: PerfSettings) -> dict:
-    """Every conv of the network timed alone, forward + input and weight gradients, best variant; the
-    first conv without its input gradient where the network computes none (`fold_input_bn`). The
-    total GFLOP/s counts 3 products per MAC, as a training step's does; a layer's, the products it ran."""
+    """Every conv of the network timed alone, forward + input and weight gradients, best variant; those
+    of the input BatchNorm's output without their input gradient where the network computes none
+    (`fold_input_bn`). The total GFLOP/s counts 3 products per MAC, as a training step's does; a
+    layer's, the products it ran."""
     model = case.build(device)
     path = baseline(device)
     mel, _ = _batch(case, settings.batch, device)
     layers = []
-    for i, (conv, shape) in enumerate(_conv_inputs(model, mel, path)):
-        input_gradient = not (i == 0 and getattr(model, "fold_input_bn", False))
+    for conv, shape in _conv_inputs(model, mel, path):
+        # the convolutions of the one-channel input BatchNorm's output (VGG's first, MusiCNN's front end)
+        input_gradient = not (getattr(model, "fold_input_bn", False) and conv.in_channels == 1)
         macs = conv_macs(conv, shape)
         best = None
         for dtype, channels_last in conv_variants(device):
@@ -595,15 +602,21 @@ def _torch_threads(n: int):
 
 
 def levers(device: torch.device, compile_lever: bool, arch: str) -> list[tuple[str, FastPath, dict]]:
-    """(name, execution settings, module options) of the baseline and of each lever alone (VGG's
-    module levers included: the other levers are measured on top of them, as the suite runs)."""
+    """(name, execution settings, module options) of the baseline and of each lever alone (the module
+    levers included, VGG's two and the others' one: the other levers are measured on top of them, as
+    the suite runs)."""
     base = baseline(device)
     amp = "bfloat16" if device.type == "cpu" or native_bf16(device) else "float16"
-    textbook = {"pool_before_elu": False, "fold_input_bn": False}
-    rows = [("fp32 eager (baseline)", base, textbook if arch == "vgg" else {})]
     if arch == "vgg":
-        rows += [("pool before ELU", base, {**textbook, "pool_before_elu": True}),
-                 ("conv 1: no input gradient", base, {**textbook, "fold_input_bn": True})]
+        textbook = {"pool_before_elu": False, "fold_input_bn": False}
+        rows = [("fp32 eager (baseline)", base, textbook),
+                ("pool before ELU", base, {**textbook, "pool_before_elu": True}),
+                ("conv 1: no input gradient", base, {**textbook, "fold_input_bn": True})]
+    elif arch in ("musicnn", "musicnn-787k", "vgg-605k"):  # MusiCNN's front end, vgg-605k's first conv
+        rows = [("fp32 eager (baseline)", base, {"fold_input_bn": False}),
+                ("front: no input gradient", base, {"fold_input_bn": True})]
+    else:
+        rows = [("fp32 eager (baseline)", base, {})]
     rows += [
         ("+ channels_last", dataclasses.replace(base, channels_last=True), {}),
         (f"+ {amp} autocast", dataclasses.replace(base, amp_dtype=amp), {}),
