@@ -15,8 +15,9 @@ saving); `pool_before_elu=False` builds the textbook order.
 In training, the input BatchNorm and the first convolution go through `architectures.layers.input_bn_conv`:
 the same function and gradients, but no gradient for the first convolution's input, which nothing
 needs (the BatchNorm's gamma and beta get theirs from the convolution's weight gradient). That input
-gradient, a convolution from C1 channels to one at the spectrogram's full size, was the slowest of the
-first layer's three convolutions (`bench perf` measures the saving); `fold_input_bn=False` computes it.
+gradient, a convolution from C1 channels to one at the spectrogram's full size, was on this project's
+CPU the slowest of the first layer's three convolutions (`bench perf` measures the saving);
+`fold_input_bn=False` computes it.
 
 `vgg-605k` (`VGG605k`) is a different network: the VGG baseline released with musicnn 0.1.0 (five
 128-filter blocks on 3 s segments, ReLU before BatchNorm), whose TF checkpoints map onto it 1:1.
