@@ -106,3 +106,19 @@ def test_an_array_in_memory_is_not_advised():
     reader = ReadBatches(ClipDataset(_Cache(waves), "train"), 2)
     assert not reader.advice.possible and not reader.advice.worth_it(np.arange(5))
     assert len(list(reader.batches(torch.arange(4)))) == 2
+
+
+def test_the_page_cache_of_a_file_that_cannot_be_mapped_is_unknown(tmp_path, monkeypatch):
+    """A file that cannot be mapped, or a system without mincore, gives None (not known), not an error."""
+    path = tmp_path / "waves.npy"
+    _npy(path, 4, 4096)
+    assert page_cache.page_cache_fraction(path) > 0.5  # just written
+
+    def refused(*args, **kwargs):
+        raise OSError(19, "No such device")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(page_cache.mmap, "mmap", refused)
+        assert page_cache.page_cache_fraction(path) is None
+    monkeypatch.setattr(page_cache, "_libc_mincore", lambda: None)
+    assert page_cache.page_cache_fraction(path) is None

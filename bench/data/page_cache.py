@@ -26,13 +26,14 @@ def page_cache_fraction(path: Path | str) -> float | None:
     size = os.path.getsize(path)
     if size == 0:
         return 0.0
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), size, prot=mmap.PROT_READ) as mapping:
-        view = np.frombuffer(mapping, dtype=np.uint8)
-        address = view.ctypes.data
-        del view  # the mapping closes only once nothing exports its buffer
+    with open(path, "rb") as f:
         try:
-            resident = _resident_pages(address, size)
-        except OSError:
+            with mmap.mmap(f.fileno(), size, prot=mmap.PROT_READ) as mapping:
+                view = np.frombuffer(mapping, dtype=np.uint8)
+                address = view.ctypes.data
+                del view  # the mapping closes only once nothing exports its buffer
+                resident = _resident_pages(address, size)
+        except OSError:  # a file that cannot be mapped, or no mincore
             return None
     return int(np.count_nonzero(resident & 1)) / resident.size
 
