@@ -19,19 +19,20 @@ class OutputLinear(nn.Linear):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        device = x.device.type
-        if device in AUTOCAST_DEVICES and torch.is_autocast_enabled(device):
-            with torch.autocast(device, enabled=False):
+        if _autocasting(x):
+            with torch.autocast(x.device.type, enabled=False):
                 return super().forward(x.float())
         return super().forward(x)
 
 
+def _autocasting(x: torch.Tensor) -> bool:
+    """Whether autocast is on for `x`'s device."""
+    return x.device.type in AUTOCAST_DEVICES and torch.is_autocast_enabled(x.device.type)
+
+
 def _conv_dtype(x: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
     """The dtype a convolution computes in here: autocast's where it is on, otherwise the weight's."""
-    device = x.device.type
-    if device in AUTOCAST_DEVICES and torch.is_autocast_enabled(device):
-        return torch.get_autocast_dtype(device)
-    return weight.dtype
+    return torch.get_autocast_dtype(x.device.type) if _autocasting(x) else weight.dtype
 
 
 def bn_folds(x: torch.Tensor, bn: nn.Module) -> bool:
@@ -138,15 +139,16 @@ def _tuple(value, n: int) -> list[int]:
     return [int(v) for v in value] if isinstance(value, (tuple, list)) else [int(value)] * n
 
 
-def input_bn_conv(x: torch.Tensor, bn: nn.BatchNorm2d, conv: nn.Conv2d) -> torch.Tensor:
+def input_bn_conv(x: torch.Tensor, bn: nn.BatchNorm2d, conv: nn.Conv2d, fold: bool = True) -> torch.Tensor:
     """conv(bn(x)) for a network's input BatchNorm of one channel and its first convolution.
 
     The same outputs, parameter gradients (to rounding) and running statistics, but a training pass
     computes no gradient for the convolution's input, which nothing before it needs: the BatchNorm's
     gamma and beta get theirs from the convolution's weight gradient (`affine_conv`). Elsewhere
-    (evaluation, autograd off, an input that needs a gradient, frozen or other layers) it is conv(bn(x)).
+    (evaluation, autograd off, an input that needs a gradient, frozen or other layers) and with
+    `fold` False it is conv(bn(x)).
     """
-    if not (bn_folds(x, bn) and conv_folds(conv) and isinstance(conv, nn.Conv2d)):
+    if not (fold and bn_folds(x, bn) and conv_folds(conv) and isinstance(conv, nn.Conv2d)):
         return conv(bn(x))
     xhat = normalized(x, bn)
     return affine_conv(xhat, xhat.new_ones(()).expand(1, *xhat.shape[1:]), bn, conv.weight, conv.bias,

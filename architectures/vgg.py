@@ -83,9 +83,7 @@ class VGG(nn.Module):
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         """The last block's output: (B, C4, 1, 1) at the planned input size."""
-        if not self.fold_input_bn:
-            return self.blocks(self.input_bn(x))
-        return self.blocks[1:](input_bn_conv(x, self.input_bn, self.blocks[0]))
+        return self.blocks[1:](input_bn_conv(x, self.input_bn, self.blocks[0], self.fold_input_bn))
 
     @property
     def embedding_names(self) -> tuple[str, ...]:
@@ -146,10 +144,7 @@ class VGG605k(nn.Module):
         """The last pooled map in TensorFlow's layout (B, time, freq, channel)."""
         if x.dim() == 3:
             x = x.unsqueeze(1)
-        if self.fold_input_bn:
-            x = self.blocks[1:](input_bn_conv(x, self.input_bn, self.blocks[0]))
-        else:
-            x = self.blocks(self.input_bn(x))
+        x = self.blocks[1:](input_bn_conv(x, self.input_bn, self.blocks[0], self.fold_input_bn))
         return x.permute(0, 3, 2, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
