@@ -410,3 +410,17 @@ def test_tag_names_of_runs_written_before_they_were_stored():
     # with an excluded tag the order cannot be known
     assert run_tag_names({"metrics": {"per_tag": per_tag, "excluded_tags": ["d"]}}, 4) == [f"tag_{i}" for i in range(4)]
     assert run_tag_names(None, 2) == ["tag_0", "tag_1"]
+
+
+def test_a_taggram_on_several_threads_equals_one_and_restores_torchs_threads(run_folder):
+    """Batches of patches on worker threads, each single-threaded: the same scores as one pass, and
+    torch's own thread count as it was."""
+    from bench.tools.tag import load_folder, resolve_model, taggram
+
+    tagger = load_folder(*resolve_model(str(run_folder)))
+    waveform = np.random.default_rng(0).standard_normal(16000 * 8).astype(np.float32) * 0.1
+    threads = torch.get_num_threads()
+    alone = taggram(tagger, waveform, batch=1, workers=1)
+    shared = taggram(tagger, waveform, batch=1, workers=2)
+    assert alone.shape[0] >= 2 and np.allclose(shared, alone, atol=1e-6)
+    assert torch.get_num_threads() == threads

@@ -73,6 +73,7 @@ from bench.train.fastpath import (
     fast_path,
     native_bf16,
     sync,
+    torch_threads,
 )
 from bench.train.frontend import LOG_SCALE, MelFrontend
 from bench.train.loop import forward, make_optimizer, optimise, release_run_memory
@@ -548,7 +549,7 @@ def measure_data_path(case: Case, device: torch.device, settings: PerfSettings, 
     mel = case.configuration.mel
     samples = round(case.clip_seconds * mel.sample_rate)
     with (tempfile.TemporaryDirectory(prefix="bench-perf-", dir=scratch_parent()) as folder,
-          _torch_threads(cpu_share() if device.type == "cuda" else torch.get_num_threads()) as threads):
+          torch_threads(cpu_share() if device.type == "cuda" else torch.get_num_threads()) as threads):
         cache = _ScratchCache(Path(folder), settings.data_clips, samples, case.n_tags)
         dataset = ClipDataset(cache, "train")
         generator = torch.Generator().manual_seed(0)
@@ -584,17 +585,6 @@ def measure_data_path(case: Case, device: torch.device, settings: PerfSettings, 
             "consumption_clips_per_second": consumption, "loader_over_consumption": loader_rate / consumption,
             "over_consumption": max(loader_rate, resident or 0) / consumption,
             "threads": threads, "pin_memory": device.type == "cuda"}
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int):
-    """torch's intra-op threads set to `n` within, as they were after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield n
-    finally:
-        torch.set_num_threads(before)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -175,22 +175,19 @@ def taggram(tagger: Tagger, waveform: np.ndarray, batch: int = PATCH_BATCH, work
     """
     import torch
 
+    from bench.train.fastpath import torch_threads
+
     def forward(chunk: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
             return torch.sigmoid(tagger.model(chunk))
 
     with torch.inference_mode():
         chunks = tagger.patches(waveform).split(batch)
-    threads = torch.get_num_threads()
-    workers = min(workers or threads, len(chunks))
+    workers = min(workers or torch.get_num_threads(), len(chunks))
     if workers <= 1:
         return torch.cat([forward(c) for c in chunks]).numpy()
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(workers) as pool:
-            return torch.cat(list(pool.map(forward, chunks))).numpy()
-    finally:
-        torch.set_num_threads(threads)
+    with torch_threads(1), ThreadPoolExecutor(workers) as pool:
+        return torch.cat(list(pool.map(forward, chunks))).numpy()
 
 
 def save_taggram_png(path: Path, scores: np.ndarray, tags: list[str], patch_seconds: float, title: str) -> None:

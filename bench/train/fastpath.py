@@ -441,6 +441,17 @@ def limit_worker_threads() -> int:
     return share
 
 
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """torch's intra-op threads set to `n` within, as they were after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(before)
+
+
 def baseline(device: torch.device) -> FastPath:
     """Plain fp32 eager execution: what `bench perf` compares the fast path with."""
     return FastPath(device=device.type, amp_dtype=None, channels_last=False, cudnn_benchmark=False,
