@@ -37,13 +37,22 @@ from architectures.planning import VGG605kPlan, VGGPlan, vgg605k_macs, vgg605k_p
 
 class PaddedMaxPool2d(nn.MaxPool2d):
     """A max-pool whose input is first padded at its end by `pad` = (bands, frames) with -inf, which
-    never wins a max (every window holds at least one real value: a pad is smaller than its pool)."""
+    never wins a max (every window holds at least one real value: a pad is smaller than its pool).
 
-    def __init__(self, kernel_size: tuple[int, int], pad: tuple[int, int]):
-        super().__init__(kernel_size)
+    Given the input's `size`, where every axis is padded or divides by its pool, it pools in ceil mode
+    instead: the windows that overhang the input's end take the max of the values they hold. The same
+    outputs and gradients, without a padded copy of the block's maps (the largest tensors of a step)
+    and the slice of its gradient. An axis whose rest is dropped (Table III's) beside a padded one
+    needs the pad: ceil mode would pool that rest too."""
+
+    def __init__(self, kernel_size: tuple[int, int], pad: tuple[int, int], size: tuple[int, int] | None = None):
+        ceil = size is not None and all(p > 0 or n % k == 0 for n, k, p in zip(size, kernel_size, pad, strict=True))
+        super().__init__(kernel_size, ceil_mode=ceil)
         self.pad = pad
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.ceil_mode:
+            return super().forward(x)
         return super().forward(nn.functional.pad(x, (0, self.pad[1], 0, self.pad[0]), value=float("-inf")))
 
     def extra_repr(self) -> str:
@@ -66,10 +75,11 @@ class VGG(nn.Module):
         self.input_bn = nn.BatchNorm2d(1)
         blocks = []
         c_in = 1
-        for c_out, pool, pad in zip(plan.channels, zip(plan.pool_freq, plan.pool_time, strict=True),
-                                    zip(plan.pad_freq, plan.pad_time, strict=True), strict=True):
+        for c_out, pool, pad, size in zip(plan.channels, zip(plan.pool_freq, plan.pool_time, strict=True),
+                                          zip(plan.pad_freq, plan.pad_time, strict=True), plan.shapes[:-1],
+                                          strict=True):
             # Conv and BatchNorm keep indices 0 and 1 of each block in both orders (checkpoints load).
-            pooling = PaddedMaxPool2d(pool, pad) if any(pad) else nn.MaxPool2d(pool)
+            pooling = PaddedMaxPool2d(pool, pad, size) if any(pad) else nn.MaxPool2d(pool)
             tail = [pooling, nn.ELU()] if pool_before_elu else [nn.ELU(), pooling]
             blocks += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), *tail]
             c_in = c_out

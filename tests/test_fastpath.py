@@ -108,6 +108,39 @@ def test_pool_before_elu_computes_the_textbook_function():
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6, msg=name)
 
 
+@pytest.mark.parametrize("sample_rate, n_mels, hop, frames, ceil", [
+    (16000, 96, 1, 1366, True),  # frames by the rule (1366 + 2 -> 342 ...), Table III's bands (96 -> 48 -> 12 ...)
+    (16000, 64, 7, 260, True),  # both axes by the rule
+    (12000, 40, 1, 1366, False),  # bands by the rule beside Table III's frames, whose rest is dropped (341)
+])
+def test_padded_pools_in_ceil_mode_compute_the_padded_function(sample_rate, n_mels, hop, frames, ceil):
+    """A max-pool in ceil mode takes the max of what an overhanging last window holds: what a pool of
+    the input padded with -inf gives, outputs and gradients, without the padded copy."""
+    from architectures.vgg import PaddedMaxPool2d
+
+    plan = vgg_plan(sample_rate, n_mels, hop, frames, width=1 / 32)
+    torch.manual_seed(0)
+    fast, padded = VGG(plan, 5).double(), VGG(plan, 5).double()
+    padded.load_state_dict(fast.state_dict())
+    pools = [m for m in padded.blocks if isinstance(m, PaddedMaxPool2d)]
+    assert pools and any(m.ceil_mode for m in pools) is ceil
+    for m in pools:
+        m.ceil_mode = False  # pad explicitly
+    x = torch.randn(3, 1, n_mels, frames, dtype=torch.float64)
+    shapes, h = [], fast.input_bn(x)
+    for layer in fast.blocks:
+        h = layer(h)
+        if isinstance(layer, torch.nn.MaxPool2d):
+            shapes.append(tuple(h.shape[2:]))
+    assert shapes == list(plan.shapes[1:])
+    y_fast, y_padded = fast(x), padded(x)
+    torch.testing.assert_close(y_fast, y_padded, rtol=0, atol=0)
+    y_fast.square().sum().backward()
+    y_padded.square().sum().backward()
+    for (name, p), q in zip(fast.named_parameters(), padded.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-12, atol=0, msg=name)
+
+
 @pytest.mark.slow
 def test_compiled_training_step_matches_eager(monkeypatch):
     """`torch.compile` (inductor's C++ backend on the CPU) changes speed, not the step's result."""
