@@ -187,8 +187,9 @@ def test_bench_perf_end_to_end(write_spec, tmp_path, capsys, monkeypatch):
     # 3 s at 12 kHz: 36000 samples padded to 36096 = 141 hops of 256, so 142 frames; x10: 15
     assert report["headline"] == "vgg w0.03125 12k 96x142 x1" and report["smallest"] == "vgg w0.03125 12k 16x15 x10"
     assert [r["lever"] for r in report["levers"]][:2] == ["fp32 eager (baseline)", "pool before ELU"]
-    # the CPU fast path: fp32 NCHW eager (a lever row) where bf16 is emulated, bf16 channels_last (a row of its own)
-    expected = "fast path" if native_bf16(torch.device("cpu")) else "pool before ELU"
+    # the CPU fast path: fp32 NCHW eager with host memory reused (a lever row) where bf16 is emulated, bf16
+    # channels_last (a row of its own)
+    expected = "fast path" if native_bf16(torch.device("cpu")) else "+ host memory reused"
     assert report["fast"]["lever"] == expected and report["fast"]["lever"] in {r["lever"] for r in report["levers"]}
     assert len(report["scaling"]["rows"]) == 3 and report["projection"] is None  # synthetic: no split sizes
     assert {t["target"] for t in report["targets"]} >= {"fraction of the conv peak", "front end share of a step"}
@@ -221,6 +222,32 @@ def test_the_baseline_and_the_fast_path_are_timed_warm_however_short_the_budget(
     report = perf.run_perf(load_spec(write_spec(TINY)), torch.device("cpu"), settings, log=lambda *a: None)
     assert report["levers"][0]["steps_timed"] >= 1 and report["fast"]["steps_timed"] >= 1
     assert any(row["steps_timed"] == 0 for row in report["levers"][1:] if row is not report["fast"])
+
+
+def test_the_host_memory_lever_is_timed_after_every_row_without_it(write_spec, monkeypatch):
+    """Reusing freed host memory cannot be undone as if it had never been on (glibc's mmap threshold no
+    longer rises), so every step timed without it, the baseline's warm step included, comes first."""
+    from bench.spec import load_spec
+    from bench.tools import perf
+
+    settings = perf.PerfSettings(batch=2, budget_seconds=0.0, max_steps=1, scaling_cases=2, compile=False,
+                                 librosa=False)
+    monkeypatch.setattr(perf, "measure_data_path", lambda *a, **k: {})
+    monkeypatch.setattr(perf, "measure_eval", lambda *a, **k: {})
+    monkeypatch.setattr(perf, "_targets", lambda report: [])
+    reused = []
+    real = perf.measure_training
+
+    def recording(case, path, *args, **kwargs):
+        reused.append(path.reuse_host_memory)
+        return real(case, path, *args, **kwargs)
+
+    monkeypatch.setattr(perf, "measure_training", recording)
+    report = perf.run_perf(load_spec(write_spec(TINY)), torch.device("cpu"), settings, log=lambda *a: None)
+    without = [row for row in report["levers"] if not row["settings"]["reuse_host_memory"]]
+    assert "+ host memory reused" in [row["lever"] for row in report["levers"]]
+    first = reused.index(True)
+    assert first == len(without) + 1 and all(reused[first:])  # each row once, the baseline twice (cold, warm)
 
 
 def test_a_stopped_perf_keeps_what_it_measured_and_the_last_complete_report(write_spec, monkeypatch, tmp_path,

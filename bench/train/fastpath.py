@@ -10,6 +10,9 @@ these choices: docs/performance.md#measurements-behind-the-codes-choices):
   MusiCNNs train faster in NCHW, their single-channel timbral convolutions and BatchNorm backward
   lose more to layout copies than channels_last gains). This made the full VGG step and every demo
   model faster than fp32; `torch.compile` on top of it made the step slower.
+- CPU, whatever its dtype: freed memory kept by the process for its next allocations
+  (`bench.core.machine.reuse_freed_memory`): glibc otherwise unmaps each of a step's large maps when
+  it is freed, and the kernel faults in and zeroes them again the next step.
 - CPU without native bf16 (AVX2 only, e.g. AMD EPYC Zen 3): fp32, NCHW. bf16 autocast makes the
   convolutions much slower there (oneDNN emulates bf16), and channels_last slows them too.
   `torch.compile` fuses BatchNorm/ELU/pooling; it pays back its compile time only in runs of
@@ -47,7 +50,7 @@ from dataclasses import asdict, dataclass, replace
 import torch
 
 from bench.core.errors import UserError
-from bench.core.machine import usable_cpus
+from bench.core.machine import reuse_freed_memory, usable_cpus
 
 COMPILE_MIN_STEPS = 5_000
 """Runs with at least this many planned training steps are compiled ("auto"): over that many steps, a
@@ -108,6 +111,9 @@ class FastPath:
     tf32: bool = True
     """Whether cuDNN may run fp32 convolutions in TF32 on Ampere and later (PyTorch's default). Off
     for `precision = "fp32"`, which then means fp32 throughout."""
+    reuse_host_memory: bool = False
+    """Whether the process keeps the host memory it frees for its next allocations
+    (`bench.core.machine.reuse_freed_memory`; the CPU: a step's maps are not faulted in again each step)."""
 
     @property
     def torch_amp_dtype(self) -> torch.dtype | None:
@@ -146,6 +152,7 @@ class FastPath:
         # not keep it. Fixed input shapes within a run: autotuning pays off.
         torch.backends.cudnn.benchmark = self.cudnn_benchmark
         torch.backends.cudnn.allow_tf32 = self.tf32
+        reuse_freed_memory(self.reuse_host_memory)
         if self.compile:
             # A new model per run: the previous run's graphs (guarded on its modules) are dead weight
             # that would count towards the recompile limit of the shared `forward` code objects.
@@ -410,6 +417,7 @@ def fast_path(device: torch.device, precision: str = "auto", planned_steps: int 
         compile_mode=compile_mode() if compile and compile_backend() == "inductor" else None,
         fused_adam=cuda,
         tf32=precision != "fp32",
+        reuse_host_memory=device.type == "cpu",
     )
 
 

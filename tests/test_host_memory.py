@@ -1,0 +1,132 @@
+"""The CPU fast path keeps freed host memory for reuse (`bench.core.machine.reuse_freed_memory`)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.core import machine
+from bench.train.fastpath import baseline, fast_path
+
+ROOT = Path(__file__).resolve().parents[1]
+GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+# glibc's malloc.h: M_TRIM_THRESHOLD -1, M_MMAP_THRESHOLD -3, M_MMAP_MAX -4; mallopt(3)'s defaults:
+# M_MMAP_MAX 65536, M_TRIM_THRESHOLD and M_MMAP_THRESHOLD 128 KiB
+REUSE_CALLS = [("mallopt", -4, 0), ("mallopt", -1, 2**31 - 1)]
+DEFAULT_CALLS = [("mallopt", -4, 65536), ("mallopt", -1, 128 * 1024), ("mallopt", -3, 128 * 1024),
+                 ("malloc_trim", 0)]
+
+
+class FakeLibc:
+    def __init__(self):
+        self.calls = []
+
+    def mallopt(self, param, value):
+        self.calls.append(("mallopt", param, value))
+        return 1
+
+    def malloc_trim(self, pad):
+        self.calls.append(("malloc_trim", pad))
+        return 1
+
+
+@pytest.fixture
+def libc(monkeypatch):
+    monkeypatch.setattr(machine, "_reusing", False)
+    for name in (*machine._USER_MALLOC_SETTINGS, "GLIBC_TUNABLES", "LD_PRELOAD"):
+        monkeypatch.delenv(name, raising=False)
+    return FakeLibc()
+
+
+def test_reuse_sets_glibcs_parameters_once_and_undoing_sets_its_defaults(libc):
+    assert machine.reuse_freed_memory(True, libc) is True
+    assert machine.reuse_freed_memory(True, libc) is True
+    assert libc.calls == REUSE_CALLS
+    assert machine.reuse_freed_memory(False, libc) is False
+    assert libc.calls == REUSE_CALLS + DEFAULT_CALLS
+    assert machine.reuse_freed_memory(False, libc) is False and len(libc.calls) == 6
+
+
+@pytest.mark.parametrize("name, value", [("MALLOC_MMAP_MAX_", "0"), ("MALLOC_TRIM_THRESHOLD_", "1000000"),
+                                         ("GLIBC_TUNABLES", "glibc.malloc.mmap_max=0"),
+                                         ("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"),
+                                         ("LD_PRELOAD", "libtcmalloc_minimal.so.4")])
+def test_an_allocator_the_user_configured_is_left_alone(libc, monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    assert machine.reuse_freed_memory(True, libc) is False and libc.calls == []
+
+
+def test_without_glibc_nothing_is_changed(libc, monkeypatch):
+    monkeypatch.setattr(platform, "libc_ver", lambda *args, **kwargs: ("", ""))
+    assert machine._libc() is None
+    assert machine.reuse_freed_memory(True) is False
+
+
+def test_the_cpu_fast_path_reuses_host_memory_and_other_paths_leave_the_allocator(libc, monkeypatch):
+    """The setting is applied where the others are, per run (`prepare_model`), both ways."""
+    calls = []
+    monkeypatch.setattr("bench.train.fastpath.reuse_freed_memory", calls.append)
+    cpu = torch.device("cpu")
+    assert fast_path(cpu, arch="vgg").reuse_host_memory is True
+    assert baseline(cpu).reuse_host_memory is False
+    fast_path(cpu, arch="vgg").prepare_model(torch.nn.Linear(2, 2))
+    baseline(cpu).prepare_model(torch.nn.Linear(2, 2))
+    assert calls == [True, False]
+
+
+def test_the_cuda_fast_path_leaves_the_allocator(monkeypatch):
+    """On CUDA the maps of a step are in GPU memory (PyTorch's caching allocator reuses it already)."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert fast_path(torch.device("cuda"), arch="vgg").reuse_host_memory is False
+
+
+PAGE_FAULTS = """
+import ctypes, resource
+from bench.core.machine import reuse_freed_memory
+
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+SIZE = 64 * 2**20  # above glibc's largest mmap threshold (32 MiB): its own mapping by default
+
+
+def faults():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(4):  # as a training step allocates, fills and frees its maps, step after step
+        block = libc.malloc(SIZE)
+        ctypes.memset(block, 1, SIZE)
+        libc.free(block)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+print(faults(), reuse_freed_memory(True), faults(), reuse_freed_memory(False), faults())
+"""
+
+
+@pytest.mark.skipif(not GLIBC, reason="glibc's allocator")
+def test_reused_memory_is_not_faulted_in_again():
+    """The kernel's count of page faults: a 64 MiB block allocated, written and freed 4 times faults in
+    its 16,384 pages of 4 KiB each time by default; with freed memory reused, only the first time (the
+    heap grows once); undone, each time again."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k not in ("GLIBC_TUNABLES",
+                                                                                             "LD_PRELOAD")}
+    env["PYTHONPATH"] = str(ROOT)
+    out = subprocess.run([sys.executable, "-c", PAGE_FAULTS], env=env, capture_output=True, text=True, check=True)
+    default, on, reused, off, undone = out.stdout.split()
+    default, reused, undone = int(default), int(reused), int(undone)
+    assert (on, off) == ("True", "False")
+    pages = 64 * 2**20 // os.sysconf("SC_PAGE_SIZE")
+    thp_always = "[always]" in Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text() \
+        if Path("/sys/kernel/mm/transparent_hugepage/enabled").exists() else False
+    if not thp_always:  # huge pages would fault 2 MiB at a time
+        assert default >= 4 * pages
+    assert reused <= default / 3
+    assert undone >= 0.9 * default
