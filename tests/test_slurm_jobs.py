@@ -356,6 +356,35 @@ def test_the_submitter_names_a_job_given_up_on(monkeypatch, tmp_path, capsys):
             "its log: ") in out
 
 
+def test_a_grid_submitted_from_inside_an_allocation_does_not_pass_its_request_on(monkeypatch, tmp_path):
+    """sbatch exports the submitting process's environment to the job, where Slurm sets only what the job
+    itself asks for. From a driver job with `--mem-per-cpu` (SLURM_MEM_PER_CPU), a job asking `--mem`
+    would hold both, and its srun stops: "SLURM_MEM_PER_CPU, SLURM_MEM_PER_GPU, and SLURM_MEM_PER_NODE
+    are mutually exclusive". From one with `--ntasks-per-gpu`, a job asking `--cpus-per-task` stops at
+    "SLURM_TRES_PER_TASK is mutually exclusive with --ntasks-per-gpu and SLURM_NTASKS_PER_GPU" (Slurm
+    23.11 and later). sbatch runs without them; the grid's own environment keeps them."""
+    import os
+
+    seen = []
+    real_map_array = StubExecutor.map_array
+
+    def map_array(self, fn, given):  # where submitit runs sbatch
+        seen.append({k: v for k, v in os.environ.items() if k.startswith("SLURM_")})
+        return real_map_array(self, fn, given)
+
+    monkeypatch.setattr(StubExecutor, "map_array", map_array)
+    for name in [name for name in os.environ if name.startswith("SLURM_")]:
+        monkeypatch.delenv(name)
+    driver = {"SLURM_JOB_ID": "777", "SLURM_CPUS_PER_TASK": "2", "SLURM_MEM_PER_CPU": "4000",
+              "SLURM_TRES_PER_TASK": "cpu:2,gres/gpu:1", "SLURM_NTASKS_PER_GPU": "1", "SLURM_GPUS_PER_TASK": "1"}
+    for name, value in driver.items():
+        monkeypatch.setenv(name, value)
+    executor = submit(monkeypatch, tmp_path)
+    assert executor.jobs and len(seen) == 1
+    assert seen[0] == {"SLURM_JOB_ID": "777", "SLURM_CPUS_PER_TASK": "2"}  # the job's own replace these two
+    assert {name: os.environ[name] for name in driver} == driver
+
+
 def test_runs_per_gpu_on_slurm_come_from_the_nodes_gpu_memory(monkeypatch, tmp_path, capsys):
     """The login node has no GPU (or another one): K is 1 unless --gpu-mem-gb names the nodes' GPUs."""
     executor = submit(monkeypatch, tmp_path)

@@ -691,12 +691,17 @@ def submitit_parameters(job: WorkerJob, launcher: str, slurm: SlurmOptions, want
     return params
 
 
-ALLOCATION_MEMORY = ("SLURM_MEM_PER_CPU", "SLURM_MEM_PER_GPU", "SLURM_MEM_PER_NODE")
-"""The memory request of the Slurm allocation a process runs in. sbatch exports the submitting
-process's environment to the job; a grid submitted from inside an allocation (a driver job running
-`bench grid --launcher slurm`, an interactive `srun` shell) would pass its allocation's request on
-beside the job's own, and the job's srun would stop at once: "SLURM_MEM_PER_CPU, SLURM_MEM_PER_GPU,
-and SLURM_MEM_PER_NODE are mutually exclusive" (or give each task the driver's memory)."""
+ALLOCATION_REQUEST = ("SLURM_MEM_PER_CPU", "SLURM_MEM_PER_GPU", "SLURM_MEM_PER_NODE", "SLURM_TRES_PER_TASK",
+                      "SLURM_NTASKS_PER_GPU", "SLURM_GPUS_PER_TASK")
+"""What the Slurm allocation a process runs in asked for, where srun reads it back as its own options.
+sbatch exports the submitting process's environment to the job, and Slurm sets in the job only the
+variables of what the job itself asks; a grid submitted from inside an allocation (a driver job running
+`bench grid --launcher slurm`, an interactive `srun` shell) would pass the rest of its allocation's
+request on, and the job's srun would stop at once: "SLURM_MEM_PER_CPU, SLURM_MEM_PER_GPU, and
+SLURM_MEM_PER_NODE are mutually exclusive" beside the job's `--mem`; "SLURM_TRES_PER_TASK is mutually
+exclusive with --ntasks-per-gpu and SLURM_NTASKS_PER_GPU" beside the job's `--cpus-per-task` (Slurm
+23.11 and later set SLURM_TRES_PER_TASK=cpu:N from it); or each task would get the driver's memory or
+GPUs per task."""
 
 
 @contextlib.contextmanager
@@ -728,7 +733,7 @@ def _launch_submitit(job: WorkerJob, n_jobs: int, launcher: str, slurm: SlurmOpt
         # reaches too, take it once started (`RequeuedWorker`) and stop their runs, and stop as well once
         # this grid is gone (a task that started after the Ctrl-C never got it)
         grid_pid = os.getpid() if launcher == "submitit-local" else None
-        with interrupts_held() as came, environment_without(ALLOCATION_MEMORY if launcher == "slurm" else ()):
+        with interrupts_held() as came, environment_without(ALLOCATION_REQUEST if launcher == "slurm" else ()):
             jobs = executor.map_array(RequeuedWorker(), [dataclasses.replace(job, worker=k, grid_pid=grid_pid)
                                                          for k in range(n_jobs)])
     except (OSError, RuntimeError) as exc:  # sbatch missing, or refusing (a partition, a limit): submitit's errors
