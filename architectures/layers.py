@@ -61,27 +61,22 @@ def normalized(x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
 
 class _AffineConv(torch.autograd.Function):
     """conv(gamma * a + beta * c, weight, bias) where a and c need no gradient: a = T(xhat) and c = T(1)
-    for a linear map T of the normalised input (the identity, zero padding, the band mean, the time
-    taps), so that gamma * a + beta * c = T(bn(x)). c is the same for every clip: its P rows pair with
-    a's rows i, i + P, i + 2P, ... (P = 1: one row for all).
+    for a linear map T of the normalised input (the identity, zero padding, the band mean), so that
+    gamma * a + beta * c = T(bn(x)). c is one clip's, the same for every clip.
 
     The gradients of gamma and beta come from weight gradients instead of the input gradient. The
     weight gradient is linear in the conv's input: dW = gamma * G1 + beta * G0, where G1 and G0 are the
     weight gradients of a and of c. And dL/dgamma = <dL/dy, a> = <W, G1>, dL/dbeta = <dL/dy, c> =
     <W, G0> (the input gradient dL/dy is the transposed convolution of the output gradient with W;
     moving W across the sum over positions gives the weight gradient's sum). G0 is the weight gradient
-    of c's P rows against the output gradient summed over the clips: the input gradient, of a
+    of c against the output gradient summed over the clips: the input gradient, of a
     convolution of few input channels at the spectrogram's full size, is replaced by one sum of the
     output gradient and a weight gradient of one clip's size.
     """
 
     @staticmethod
     def forward(ctx, a, c, gamma, beta, weight, bias, stride, padding, dilation):
-        period = c.shape[0]
-        if period == 1:
-            y = a * gamma + c * beta
-        else:
-            y = (a.unflatten(0, (-1, period)) * gamma + c * beta).flatten(0, 1)
+        y = a * gamma + c * beta
         ctx.save_for_backward(a, c, gamma, beta, weight)
         ctx.conv = (stride, padding, dilation)
         return torch.ops.aten.convolution(y.to(weight.dtype), weight, bias, stride, padding, dilation, False,
@@ -103,7 +98,7 @@ class _AffineConv(torch.autograd.Function):
             grad, a.to(dtype=dtype, memory_format=layout), placeholder, [shape[0]], stride, padding, dilation,
             False, [0] * n, 1, (False, True, True))
         _, g0, _ = torch.ops.aten.convolution_backward(
-            _sum_over_clips(grad, c.shape[0], channels_last), c.to(dtype=dtype, memory_format=layout), placeholder,
+            _sum_over_clips(grad, channels_last), c.to(dtype=dtype, memory_format=layout), placeholder,
             None, stride, padding, dilation, False, [0] * n, 1, (False, True, False))
         acc = torch.promote_types(gamma.dtype, torch.float32)
         g1, g0, w = g1.to(acc), g0.to(acc), weight.to(acc)
@@ -113,19 +108,19 @@ class _AffineConv(torch.autograd.Function):
         return None, None, grad_gamma, grad_beta, grad_weight, grad_bias, None, None, None
 
 
-def _sum_over_clips(grad: torch.Tensor, period: int, channels_last: bool) -> torch.Tensor:
-    """(clips x period, ...) -> (period, ...): rows i, i + period, i + 2 period, ... summed, read as the
-    rows of one matrix that the tensor is in memory (a reduction over the batch axis of a channels_last
-    tensor as such took 30x longer on the CPU). Accumulated in float32 for bf16 and fp16 as torch does."""
+def _sum_over_clips(grad: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """(clips, ...) -> (1, ...): the clips summed, read as the rows of one matrix that the tensor is in
+    memory (a reduction over the batch axis of a channels_last tensor as such took 30x longer on the
+    CPU). Accumulated in float32 for bf16 and fp16 as torch does."""
     rows = grad.permute(0, 2, 3, 1) if channels_last else grad  # contiguous either way
-    summed = rows.reshape(-1, period * rows[0].numel()).sum(0).view(period, *rows.shape[1:])
+    summed = rows.reshape(rows.shape[0], -1).sum(0).view(1, *rows.shape[1:])
     return summed.permute(0, 3, 1, 2) if channels_last else summed
 
 
 def affine_conv(a: torch.Tensor, c: torch.Tensor, bn: nn.BatchNorm2d, weight: torch.Tensor, bias: torch.Tensor,
                 stride, padding, dilation) -> torch.Tensor:
     """The convolution (1-D or 2-D by the weight's dimensions) of T(bn(x)) = gamma * a + beta * c, given
-    a = T(xhat) (`normalized`) and c = T(1) for a linear map T, c's P rows the same for every clip
+    a = T(xhat) (`normalized`) and c = T(1) for a linear map T, one clip's, the same for every clip
     (`_AffineConv`): the same outputs and parameter gradients as autograd through bn, T and the
     convolution, without the gradient of the convolution's input. Computes in autocast's dtype where
     autocast is on."""

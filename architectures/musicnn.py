@@ -65,7 +65,7 @@ def max_over_bands(branch: nn.Sequential, x: torch.Tensor, pool_first: bool = Tr
     """
     *pad, conv, relu, bn = branch
     if branch.training or not pool_first:
-        if _as_conv1d(rearrange, x, conv, pad):
+        if _as_conv1d(rearrange, x.device.type, conv, pad):
             return _max_for_training(bn(relu(_timbral_conv_as_conv1d(x, conv.weight, conv.bias, conv.padding[1]))))
         return _max_for_training(branch(x))
     for layer in pad:
@@ -82,10 +82,22 @@ def max_over_bands(branch: nn.Sequential, x: torch.Tensor, pool_first: bool = Tr
     return F.batch_norm(y.relu(), bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
 
 
-def _as_conv1d(rearrange: bool, x: torch.Tensor, conv: nn.Conv2d, pad: list) -> bool:
-    """Whether a training pass computes `conv` (a branch's, after its `pad` modules) on `x` as a 1-D
-    convolution over frequency (`_timbral_conv_as_conv1d`): a timbral filter on the CPU."""
-    return rearrange and x.device.type == "cpu" and conv.kernel_size[0] > 1 and not pad
+def _as_conv1d(rearrange: bool, device_type: str, conv: nn.Conv2d, pad: list) -> bool:
+    """Whether a training pass computes `conv` (a branch's, after its `pad` modules) on a device of
+    `device_type` as a 1-D convolution over frequency (`_timbral_conv_as_conv1d`): a timbral filter on
+    the CPU."""
+    return rearrange and device_type == "cpu" and conv.kernel_size[0] > 1 and not pad
+
+
+def conv1d_over_bands(conv: nn.Conv2d, input_shape: tuple[int, ...]) -> tuple[nn.Conv1d, tuple[int, ...]]:
+    """The 1-D convolution over frequency (and its input shape) that computes a timbral `conv` of one
+    input channel on an input of `input_shape` (B, 1, F, T) when rearranged (`_timbral_conv_as_conv1d`):
+    the w time taps as input channels, one sequence per frame. The same multiply-adds."""
+    height, width = conv.kernel_size
+    batch, _, bands, frames = input_shape
+    out_frames = frames + 2 * conv.padding[1] - width + 1
+    return (nn.Conv1d(width, conv.out_channels, height, bias=conv.bias is not None),
+            (batch * out_frames, width, bands))
 
 
 def _max_for_training(y: torch.Tensor) -> torch.Tensor:
@@ -202,6 +214,15 @@ class MusiCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.back(self.pooled(x))
 
+    def rearranged_convs(self, device: torch.device) -> list[nn.Conv2d]:
+        """The front end's convolutions that a training pass on `device` computes as 1-D convolutions
+        over frequency (`conv1d_over_bands`): the timbral filters on the CPU where the pass computes
+        their input gradient (`fold_input_bn` off), unless `rearrange` is off; none with the fold."""
+        if self.fold_input_bn:
+            return []
+        return [conv for *pad, conv, _, _ in [*self.timbral, *self.temporal]
+                if isinstance(conv, nn.Conv2d) and _as_conv1d(self.rearrange, device.type, conv, pad)]
+
     embedding_names = ("penultimate", "max_pool", "mean_pool")
     """Layers `embeddings` returns, by musicnn's extractor's names; the first is the default embedding."""
 
@@ -257,19 +278,12 @@ class MusiCNN(nn.Module):
             return bn(relu(affine_conv(a, c, bn_in, conv.weight, conv.bias, conv.stride, conv.padding,
                                        conv.dilation)))
 
-        def over_bands(branch: nn.Sequential) -> torch.Tensor:
-            *pad, conv, relu, bn = branch
-            if _as_conv1d(self.rearrange, x, conv, pad):
-                width, left = conv.kernel_size[1], conv.padding[1]
-                # one clip's taps of ones: a row per frame, which a's rows of every clip pair with
-                y = affine_conv(_time_taps(xhat, width, left), _time_taps(ones, width, left), bn_in,
-                                _over_bands(conv.weight), conv.bias, 1, 0, 1)
-                return _max_for_training(bn(relu(_by_frame(y, x.shape[0]).permute(0, 2, 3, 1))))
-            return _max_for_training(through(branch, xhat, ones))
-
-        timbral = [over_bands(branch) for branch in self.timbral]
+        # Every convolution as written, the timbral filters too: without their input gradient, oneDNN's
+        # 2-D convolutions of one input channel trained faster on the CPU than the 1-D arrangement
+        # `rearrange` makes for the input gradient's sake (docs/performance.md#measurements-behind-the-codes-choices).
+        timbral = [_max_for_training(through(branch, xhat, ones)) for branch in self.timbral]
         if self.plan.temporal_on_bands:
-            temporal = [over_bands(branch) for branch in self.temporal]
+            temporal = [_max_for_training(through(branch, xhat, ones)) for branch in self.temporal]
         else:
             band_mean = xhat.mean(dim=2)  # (B, 1, T); the band mean of ones is 1
             temporal = [through(branch, band_mean, band_mean.new_ones(()).expand(1, *band_mean.shape[1:]))

@@ -151,7 +151,7 @@ def test_compiled_folded_step_equals_eager():
 
 
 @pytest.mark.parametrize("arch", ["musicnn", "musicnn-787k"])
-@pytest.mark.parametrize("rearrange", [True, False])  # the CPU's timbral arrangement, and a GPU's 2-D convs
+@pytest.mark.parametrize("rearrange", [True, False])  # the unfolded pass: the CPU's 1-D timbral convs, or 2-D
 def test_musicnn_trains_with_the_gradients_of_the_textbook_composition(arch, rearrange):
     """Every front-end convolution (timbral, temporal on every band or on the band mean) folded, with
     the same gradients and running statistics as autograd through the modules."""

@@ -333,6 +333,54 @@ def test_musicnn_is_measured_with_and_without_its_front_end_input_gradient():
     assert len(more) == 3 and all(more)  # the mid end's three
 
 
+def test_the_conv_peak_times_musicnns_timbral_filters_as_its_training_step_computes_them(monkeypatch):
+    """MusiCNN's timbral filters run through functions, not module calls that a hook sees (the fold's,
+    or the CPU's 1-D arrangement): the peak still times each of them. With the fold (a step computes
+    no input gradient for them) as the 2-D convolutions written; without it, where the CPU computes
+    them as 1-D convolutions over frequency with the time taps as channels, both ways, the faster
+    counting. MACs by hand: a (h, w) filter of f channels on (B, 1, F, T) with 'same' time padding makes
+    B x f x (F - h + 1) x T outputs of h x w multiply-adds each."""
+    from architectures.musicnn import conv1d_over_bands
+    from bench.spec import load_spec
+    from bench.tools import perf
+
+    cpu = torch.device("cpu")
+    case = min((c for c in perf.spec_cases(load_spec(SPECS / "demo.toml")) if c.configuration.arch == "musicnn"),
+               key=lambda c: c.gmac_per_input)
+    folded, plain = case.build(cpu), case.build(cpu, fold_input_bn=False)
+    plan, bands = plain.plan, plain.n_mels
+    expected = sorted(2 * f * (bands - h + 1) * plan.segment_frames * h * w for h in plan.heights
+                      for w, f in zip(plan.timbral_widths, plan.timbral_filters, strict=True))
+    assert folded.rearranged_convs(cpu) == [] and plain.rearranged_convs(torch.device("cuda")) == []
+    assert len(plain.rearranged_convs(cpu)) == len(expected)
+    settings = perf.PerfSettings(batch=2, budget_seconds=0.05)
+    real = perf._time_conv
+    timed = []
+
+    def recording(conv, shape, *args):
+        timed.append((type(conv), shape))
+        return real(conv, shape, *args)
+
+    monkeypatch.setattr(perf, "_time_conv", recording)
+    for model, arrangements in ((folded, {"as written"}), (plain, {"as written", "1-D over bands"})):
+        timed.clear()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(perf.Case, "build", lambda self, device, model=model, **options: model)
+            peak = perf.measure_conv_peak(case, cpu, settings)
+        fold = model is folded
+        timbral = [layer for layer in peak["layers"] if len(layer["kernel"]) == 2 and layer["kernel"][0] > 1]
+        assert sorted(layer["macs"] for layer in timbral) == expected
+        assert all(layer["arrangement"] == "as written" for layer in peak["layers"] if layer not in timbral)
+        assert {layer["arrangement"] for layer in timbral} <= arrangements
+        one_d = [shape for kind, shape in timed if kind is torch.nn.Conv1d and len(shape) == 3 and shape[2] == bands]
+        assert len(one_d) == (0 if fold else len(expected) * len(perf.conv_variants(cpu)) // 2)
+    conv = plain.rearranged_convs(cpu)[0]
+    shape = (2, 1, bands, plan.segment_frames)
+    as_1d, shape_1d = conv1d_over_bands(conv, shape)
+    assert perf.conv_macs(as_1d, shape_1d) == perf.conv_macs(conv, shape)
+    assert shape_1d == (2 * plan.segment_frames, conv.kernel_size[1], bands)
+
+
 def test_the_conv_peak_times_only_the_convolution(write_spec, monkeypatch):
     """A timed call runs the conv forward and its backward products, nothing else: a step's upstream
     gradient comes from the layers above (filling one the size of VGG's first output, 1 GB at the
