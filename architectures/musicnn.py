@@ -171,7 +171,8 @@ class MusiCNN(nn.Module):
         """Eval mode pools over frequency before ReLU and BatchNorm (False: the order as written,
         what `bench.cost.gmac` counts)."""
         self.rearrange = True
-        """Timbral convolutions on the CPU as 1-D convolutions over frequency (False: as written)."""
+        """Timbral convolutions on the CPU as 1-D convolutions over frequency (False: as written): in
+        evaluation, and in training where the pass computes their input gradient (not with the fold)."""
         self.fold_input_bn = True
         """Training computes no gradient for the front end's convolutions' input (`_front_folded`)."""
         self.n_mels = n_mels
