@@ -92,12 +92,11 @@ def _as_conv1d(rearrange: bool, device_type: str, conv: nn.Conv2d, pad: list) ->
 def conv1d_over_bands(conv: nn.Conv2d, input_shape: tuple[int, ...]) -> tuple[nn.Conv1d, tuple[int, ...]]:
     """The 1-D convolution over frequency (and its input shape) that computes a timbral `conv` of one
     input channel on an input of `input_shape` (B, 1, F, T) when rearranged (`_timbral_conv_as_conv1d`):
-    the w time taps as input channels, one sequence per frame. The same multiply-adds."""
-    height, width = conv.kernel_size
-    batch, _, bands, frames = input_shape
-    out_frames = frames + 2 * conv.padding[1] - width + 1
-    return (nn.Conv1d(width, conv.out_channels, height, bias=conv.bias is not None),
-            (batch * out_frames, width, bands))
+    the w time taps as input channels, one sequence per frame. The same multiply-adds. Shapes from
+    the arrangement's own functions, on meta tensors."""
+    taps = _time_taps(torch.empty(input_shape, device="meta"), conv.kernel_size[1], conv.padding[1])
+    out_channels, in_channels, height = _over_bands(conv.weight.to("meta")).shape
+    return nn.Conv1d(in_channels, out_channels, height, bias=conv.bias is not None), tuple(taps.shape)
 
 
 def _max_for_training(y: torch.Tensor) -> torch.Tensor:
