@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -71,7 +73,7 @@ class _AffineConv(torch.autograd.Function):
     moving W across the sum over positions gives the weight gradient's sum). G0 is the weight gradient
     of c against the output gradient summed over the clips: the input gradient, of a
     convolution of few input channels at the spectrogram's full size, is replaced by one sum of the
-    output gradient and a weight gradient of one clip's size.
+    output gradient and a weight gradient of one clip's size. The bias's gradient is that sum's.
     """
 
     @staticmethod
@@ -94,11 +96,14 @@ class _AffineConv(torch.autograd.Function):
         layout = torch.channels_last if channels_last else torch.contiguous_format
         grad = grad.contiguous(memory_format=layout)
         placeholder = torch.empty(shape, dtype=dtype, device=grad.device, memory_format=layout)
-        _, g1, grad_bias = torch.ops.aten.convolution_backward(
-            grad, a.to(dtype=dtype, memory_format=layout), placeholder, [shape[0]], stride, padding, dilation,
-            False, [0] * n, 1, (False, True, True))
+        _, g1, _ = torch.ops.aten.convolution_backward(
+            grad, a.to(dtype=dtype, memory_format=layout), placeholder, None, stride, padding, dilation,
+            False, [0] * n, 1, (False, True, False))
+        summed = _sum_over_clips(grad, channels_last)
+        # the bias's gradient from the clips' sum: one pass over the full-size gradient fewer
+        grad_bias = summed.sum([d for d in range(summed.dim()) if d != 1]).to(dtype)
         _, g0, _ = torch.ops.aten.convolution_backward(
-            _sum_over_clips(grad, channels_last), c.to(dtype=dtype, memory_format=layout), placeholder,
+            summed.to(dtype), c.to(dtype=dtype, memory_format=layout), placeholder,
             None, stride, padding, dilation, False, [0] * n, 1, (False, True, False))
         acc = torch.promote_types(gamma.dtype, torch.float32)
         g1, g0, w = g1.to(acc), g0.to(acc), weight.to(acc)
@@ -111,9 +116,10 @@ class _AffineConv(torch.autograd.Function):
 def _sum_over_clips(grad: torch.Tensor, channels_last: bool) -> torch.Tensor:
     """(clips, ...) -> (1, ...): the clips summed, read as the rows of one matrix that the tensor is in
     memory (a reduction over the batch axis of a channels_last tensor as such took 30x longer on the
-    CPU). Accumulated in float32 for bf16 and fp16 as torch does."""
+    CPU). In float32 at least (bf16 and fp16 accumulated and returned so)."""
     rows = grad.permute(0, 2, 3, 1) if channels_last else grad  # contiguous either way
-    summed = rows.reshape(rows.shape[0], -1).sum(0).view(1, *rows.shape[1:])
+    acc = torch.promote_types(grad.dtype, torch.float32)
+    summed = rows.reshape(rows.shape[0], -1).sum(0, dtype=acc).view(1, *rows.shape[1:])
     return summed.permute(0, 3, 1, 2) if channels_last else summed
 
 
@@ -132,6 +138,102 @@ def affine_conv(a: torch.Tensor, c: torch.Tensor, bn: nn.BatchNorm2d, weight: to
 
 def _tuple(value, n: int) -> list[int]:
     return [int(v) for v in value] if isinstance(value, (tuple, list)) else [int(value)] * n
+
+
+def bn_trains(bn: nn.Module) -> bool:
+    """Whether `bn` is a BatchNorm2d that normalises with the batch's statistics and learns gamma and
+    beta: a training pass (autograd on, training mode) of a trainable affine BatchNorm."""
+    return (torch.is_grad_enabled() and isinstance(bn, nn.BatchNorm2d) and bn.training and bn.affine
+            and bn.weight.requires_grad and bn.bias.requires_grad)
+
+
+def _patches(t: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """(N, K, L): the K = in_channels x kernel values `conv` multiplies at each of its L output
+    positions, in the order of its flattened weight (zero padding included)."""
+    return nn.functional.unfold(t, conv.kernel_size, conv.dilation, conv.padding, conv.stride)
+
+
+def _conv_input_moments(u: torch.Tensor | None, a: torch.Tensor | None, c: torch.Tensor | None,
+                        gamma: torch.Tensor | None, beta: torch.Tensor | None, conv: nn.Conv2d, dtype: torch.dtype
+                        ) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(mean (K,), covariance (K, K), n): the moments of the K values `conv` reads at each output
+    position, over the batch's n = clips x output positions, normalised by n as BatchNorm's are. Of the
+    patches of `u` where it is given (autograd through them), else of u = gamma * a + beta * c
+    (`_AffineConv`'s input: a and c need no gradient; c is one clip's) as functions of gamma and beta.
+    The data's sums are taken in float32 at least; those with c in float64 (c's covariance is a
+    difference of terms near 1)."""
+    acc = torch.promote_types(dtype, torch.float32)
+    pa = _patches((a if u is None else u).to(acc), conv)
+    n = pa.shape[0] * pa.shape[2]
+    mean_a = pa.mean((0, 2))
+    cov_aa = ((pa @ pa.transpose(1, 2)).sum(0) / n - torch.outer(mean_a, mean_a)).to(dtype)
+    if u is not None:
+        return mean_a.to(dtype), cov_aa, n
+    pc = _patches(c.to(torch.float64), conv)[0]  # (K, L), the same for every clip
+    clip_mean_a = pa.mean(0).to(torch.float64)  # (K, L): what products with c see of a
+    mean_c = pc.mean(1)
+    cov_cc = (pc @ pc.T / pc.shape[1] - torch.outer(mean_c, mean_c)).to(dtype)
+    cov_ac = (clip_mean_a @ pc.T / pc.shape[1] - torch.outer(clip_mean_a.mean(1), mean_c)).to(dtype)
+    gamma, beta = gamma.to(dtype).reshape(()), beta.to(dtype).reshape(())
+    return (gamma * mean_a.to(dtype) + beta * mean_c.to(dtype),
+            gamma**2 * cov_aa + gamma * beta * (cov_ac + cov_ac.T) + beta**2 * cov_cc, n)
+
+
+def _update_running_stats(bn: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Tensor, n: int) -> None:
+    """What `bn`'s training forward does to its running statistics, given the batch's per-channel mean
+    and biased variance over n values: the unbiased variance is averaged in."""
+    if not bn.track_running_stats or bn.running_mean is None:
+        return
+    with torch.no_grad():
+        factor = bn.momentum
+        if bn.num_batches_tracked is not None:
+            bn.num_batches_tracked.add_(1)
+            if factor is None:
+                factor = 1.0 / float(bn.num_batches_tracked)
+        bn.running_mean.mul_(1 - factor).add_(mean.detach().to(bn.running_mean.dtype), alpha=factor)
+        bn.running_var.mul_(1 - factor).add_(var.detach().to(bn.running_var.dtype), alpha=factor * n / (n - 1))
+
+
+def conv_bn(x: torch.Tensor, input_bn: nn.BatchNorm2d, conv: nn.Conv2d, bn: nn.BatchNorm2d, fold_input: bool = True,
+            fold: bool = True) -> torch.Tensor:
+    """bn(conv(input_bn(x))) for a network's input BatchNorm of one channel, its first convolution (of one
+    input channel) and the BatchNorm after it, whose statistics are quadratic in the input's patches.
+
+    In a training pass the output BatchNorm is computed in the convolution's weights: with the mean m
+    and covariance S of the K patch values the convolution reads (K = its kernel's elements, taken over
+    the batch's clips and output positions, `_conv_input_moments`), output channel j's batch mean is
+    w_j . m + b_j and its variance w_j' S w_j, so bn(conv(u)) = conv(u, w', b') with
+    w'_j = gamma_j w_j / sqrt(var_j + eps) and b'_j = beta_j - gamma_j (w_j . m) / sqrt(var_j + eps).
+    Autograd through these K x K and per-channel terms replaces the BatchNorm's passes over the block's
+    full-size maps (its statistics, its normalisation, its backward): the same outputs, parameter
+    gradients (to rounding) and running statistics. The convolution's input gradient is left out as
+    `input_bn_conv` does (`fold_input`). Elsewhere (evaluation, autograd off, frozen or other layers)
+    and with `fold` False it is bn(input_bn_conv(x, input_bn, conv, fold_input)).
+    """
+    if not (fold and bn_trains(bn) and conv_folds(conv) and type(conv) is nn.Conv2d and conv.in_channels == 1):
+        return bn(input_bn_conv(x, input_bn, conv, fold_input))
+    dtype = bn.weight.dtype
+    folds_input = fold_input and bn_folds(x, input_bn)
+    with torch.autocast(x.device.type, enabled=False) if _autocasting(x) else contextlib.nullcontext():
+        if folds_input:
+            u, a = None, normalized(x, input_bn)
+            c = a.new_ones(()).expand(1, *a.shape[1:])
+            mean, cov, n = _conv_input_moments(None, a, c, input_bn.weight, input_bn.bias, conv, dtype)
+        else:
+            u = input_bn(x)
+            mean, cov, n = _conv_input_moments(u, None, None, None, None, conv, dtype)
+        w = conv.weight.reshape(conv.out_channels, -1).to(dtype)
+        channel_mean = w @ mean + conv.bias.to(dtype)
+        var = ((w @ cov) * w).sum(1).clamp(min=0)  # a constant channel's rounding below 0
+        scale = bn.weight / torch.sqrt(var + bn.eps)
+        # in the weight's own strides: a convolution's memory format follows its weight's where its input's
+        # (one channel) fits both, and an NCHW output on the CPU cost its max-pool 1.5x the step
+        weight = torch.empty_like(conv.weight, dtype=dtype).copy_((w * scale[:, None]).reshape(conv.weight.shape))
+        bias = bn.bias + (conv.bias.to(dtype) - channel_mean) * scale
+    _update_running_stats(bn, channel_mean, var, n)
+    if folds_input:
+        return affine_conv(a, c, input_bn, weight, bias, conv.stride, conv.padding, conv.dilation)
+    return nn.functional.conv2d(u, weight, bias, conv.stride, conv.padding, conv.dilation)
 
 
 def input_bn_conv(x: torch.Tensor, bn: nn.BatchNorm2d, conv: nn.Conv2d, fold: bool = True) -> torch.Tensor:

@@ -19,6 +19,13 @@ gradient, a convolution from C1 channels to one at the spectrogram's full size, 
 CPU the slowest of the first layer's three convolutions (`bench perf` measures the saving);
 `fold_input_bn=False` computes it.
 
+Block 1's BatchNorm is computed in the first convolution's weights in training (`architectures.layers.conv_bn`):
+its batch statistics are quadratic in the input's 3 x 3 patches, so the patches' mean and 9 x 9
+covariance give every channel's mean and variance, and bn(conv(u)) = conv(u, w', b'). No pass of the
+BatchNorm over block 1's maps, the largest of a step, forward or backward; `fold_block1_bn=False`
+applies it as written. (The later blocks' patches have 9 x C values: their covariance would cost more
+than the convolution.)
+
 `vgg-605k` (`VGG605k`) is a different network: the VGG baseline released with musicnn 0.1.0 (five
 128-filter blocks on 3 s segments, ReLU before BatchNorm), whose TF checkpoints map onto it 1:1.
 """
@@ -29,7 +36,7 @@ import torch
 from torch import nn
 
 from architectures import InputConfig
-from architectures.layers import OutputLinear, input_bn_conv
+from architectures.layers import OutputLinear, conv_bn, input_bn_conv
 from architectures.musicnn import BN_EPS
 from architectures.options import ReleasedOptions, VGGOptions
 from architectures.planning import VGG605kPlan, VGGPlan, vgg605k_macs, vgg605k_plan, vgg_macs, vgg_plan
@@ -62,12 +69,15 @@ class PaddedMaxPool2d(nn.MaxPool2d):
 class VGG(nn.Module):
     """Takes (B, n_mels, T) or (B, 1, n_mels, T) log-mel and returns (B, n_tags) logits."""
 
-    def __init__(self, plan: VGGPlan, n_tags: int, pool_before_elu: bool = True, fold_input_bn: bool = True):
+    def __init__(self, plan: VGGPlan, n_tags: int, pool_before_elu: bool = True, fold_input_bn: bool = True,
+                 fold_block1_bn: bool = True):
         super().__init__()
         self.plan = plan
         self.n_tags = n_tags
         self.fold_input_bn = fold_input_bn
         """Training computes no gradient for the first convolution's input (`input_bn_conv`)."""
+        self.fold_block1_bn = fold_block1_bn
+        """Training computes block 1's BatchNorm in the first convolution's weights (`conv_bn`)."""
         self.input_frames = plan.shapes[0][1]
         """Frames of one input: the whole clip."""
         self.segments = None
@@ -93,7 +103,8 @@ class VGG(nn.Module):
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         """The last block's output: (B, C4, 1, 1) at the planned input size."""
-        return self.blocks[1:](input_bn_conv(x, self.input_bn, self.blocks[0], self.fold_input_bn))
+        first = conv_bn(x, self.input_bn, self.blocks[0], self.blocks[1], self.fold_input_bn, self.fold_block1_bn)
+        return self.blocks[2:](first)
 
     @property
     def embedding_names(self) -> tuple[str, ...]:

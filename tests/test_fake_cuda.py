@@ -509,9 +509,9 @@ def test_bench_perf_on_a_gpu_measures_its_levers_and_judges_the_gpu_targets(fake
     # the reader's passes over 8 clips of the smallest configuration (12 kHz, 29.1 s) reach the device
     assert uploads.count((8, 349200)) >= 2
     assert report["device"] == "cuda" and report["settings"]["batch"] == 32  # the spec's batch on CUDA
-    assert [row["lever"] for row in report["levers"]][:7] == [
-        "fp32 eager (baseline)", "pool before ELU", "conv 1: no input gradient", "+ channels_last",
-        "+ bfloat16 autocast", "+ cudnn.benchmark", "fast path"]
+    assert [row["lever"] for row in report["levers"]][:8] == [
+        "fp32 eager (baseline)", "pool before ELU", "conv 1: no input gradient", "block 1: BatchNorm in conv 1",
+        "+ channels_last", "+ bfloat16 autocast", "+ cudnn.benchmark", "fast path"]
     assert report["data_path"]["clips_per_second_resident"] > 0  # on CUDA both data paths are measured
     # the projection's rows time a step after the first, which on a GPU autotunes cuDNN at the new shape
     # (here it is slower than the 0.01 s budget: it would have been the measurement)

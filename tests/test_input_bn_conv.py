@@ -1,4 +1,5 @@
-"""`input_bn_conv`: conv(bn(x)) whose training pass computes no input gradient for the convolution.
+"""`input_bn_conv`: conv(bn(x)) whose training pass computes no input gradient for the convolution, and
+`conv_bn`: bn(conv(input_bn(x))) whose training pass computes the BatchNorm in the convolution's weights.
 
 The reference is autograd through the two modules as written (torch's own BatchNorm and conv backward),
 in float64, where the rounding of either way is far below the tolerances."""
@@ -10,21 +11,25 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from architectures.layers import input_bn_conv
+from architectures.layers import conv_bn, input_bn_conv
 from architectures.planning import vgg_plan
 from architectures.vgg import VGG
 
 
 class ConvBackwardCalls(TorchDispatchMode):
-    """Records (input channels, output mask) of every convolution backward."""
+    """Records (input channels, output mask) of every convolution backward, and the channels of every
+    BatchNorm backward."""
 
     def __init__(self):
         super().__init__()
         self.calls = []
+        self.bn_backward_channels = []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func is torch.ops.aten.convolution_backward.default:
             self.calls.append((args[1].shape[1], tuple(args[10])))
+        if func is torch.ops.aten.native_batch_norm_backward.default:
+            self.bn_backward_channels.append(args[1].shape[1])
         return func(*args, **(kwargs or {}))
 
 
@@ -58,9 +63,72 @@ def test_gradients_and_running_statistics_equal_autograd_through_the_modules(mom
         torch.testing.assert_close(getattr(bn, name), getattr(bn_ref, name), rtol=1e-12, atol=0, msg=name)
 
 
+def _block(momentum=0.1, track=True):
+    """An input BatchNorm, a first convolution (asymmetric kernel, stride, padding and dilation) and the
+    BatchNorm after it, with gammas and betas away from 1 and 0."""
+    bn, conv = _pair(momentum)
+    out_bn = nn.BatchNorm2d(6, momentum=momentum, track_running_stats=track).double()
+    with torch.no_grad():
+        out_bn.weight.copy_(torch.linspace(0.5, 2.0, 6))
+        out_bn.bias.copy_(torch.linspace(-1.0, 0.7, 6))
+    return bn, conv, out_bn
+
+
+@pytest.mark.parametrize("fold_input", [True, False])
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_batchnorm_in_the_convolution_equals_autograd_through_the_modules(fold_input, momentum):
+    """bn(conv(input_bn(x))) with the BatchNorm's statistics taken from the patches' mean and covariance
+    gives the outputs, the six parameter gradients and both BatchNorms' running statistics of torch's
+    own modules, over two passes (the second normalising with the first's running statistics)."""
+    x = 3 + 2 * torch.randn(4, 1, 12, 33, dtype=torch.float64)
+    upstream = torch.randn(4, 6, 10, 17, dtype=torch.float64)
+    results = []
+    for fold in (False, True):
+        modules = _block(momentum)
+        for _ in range(2):
+            y = conv_bn(x, *modules, fold_input=fold_input) if fold else modules[2](modules[1](modules[0](x)))
+            (y * upstream).sum().backward()
+        results.append((y.detach(), modules))
+    (y_ref, ref), (y, got) = results
+    torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
+    for module_ref, module in zip(ref, got, strict=True):
+        for (name, p_ref), p in zip(module_ref.named_parameters(), module.parameters(), strict=True):
+            # the conv bias's exact gradient is 0 (the BatchNorm subtracts it): rounding either way
+            torch.testing.assert_close(p.grad, p_ref.grad, rtol=1e-10, atol=1e-11, msg=f"{module} {name}")
+        for (name, b_ref), b in zip(module_ref.named_buffers(), module.buffers(), strict=True):
+            torch.testing.assert_close(b, b_ref, rtol=1e-12, atol=1e-15, msg=f"{module} {name}")
+
+
+def test_batchnorm_in_the_convolution_without_running_statistics():
+    x = torch.randn(3, 1, 12, 33, dtype=torch.float64)
+    ref, got = _block(track=False), _block(track=False)
+    want = ref[2](ref[1](ref[0](x)))
+    torch.testing.assert_close(conv_bn(x, *got), want, rtol=1e-12, atol=1e-12)
+
+
+def test_where_the_batchnorm_cannot_fold_it_is_the_composition():
+    x = torch.randn(3, 1, 12, 33, dtype=torch.float64)
+    bn, conv, out_bn = _block()
+    out_bn.eval()  # the running statistics, not the batch's
+    assert torch.equal(conv_bn(x, bn, conv, out_bn), out_bn(input_bn_conv(x, bn, conv)))
+    out_bn.train()
+    out_bn.weight.requires_grad_(False)  # frozen
+    assert torch.equal(conv_bn(x, bn, conv, out_bn), out_bn(input_bn_conv(x, bn, conv)))
+
+
+def test_the_folded_block_keeps_the_weights_memory_format():
+    """Its convolution's output is channels_last where the model is: a convolution of one input channel
+    otherwise follows the folded weight's strides (NCHW), and the max-pool after it reorders."""
+    model = _tiny_vgg(True, torch.float32).to(memory_format=torch.channels_last)
+    x = torch.randn(2, 1, 16, 137).contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", torch.bfloat16):
+        y = conv_bn(x, model.input_bn, model.blocks[0], model.blocks[1])
+    assert y.shape[1] > 1 and y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
+
+
 def _tiny_vgg(fold, dtype=torch.float64):
     torch.manual_seed(0)
-    model = VGG(vgg_plan(12000, 16, 10, 137, width=1 / 32), 5, fold_input_bn=fold).to(dtype)
+    model = VGG(vgg_plan(12000, 16, 10, 137, width=1 / 32), 5, fold_input_bn=fold, fold_block1_bn=fold).to(dtype)
     with torch.no_grad():
         model.input_bn.weight.fill_(0.8)
         model.input_bn.bias.fill_(0.3)
@@ -87,7 +155,10 @@ def test_vgg_trains_with_the_gradients_of_the_textbook_composition():
     # autograd as written computes the first conv's input gradient; the folded pass computes none, and
     # instead a second weight gradient, of one clip's map of ones against the output gradient summed
     assert [mask[0] for c_in, mask in plain_calls.calls if c_in == 1] == [True]
-    assert [mask for c_in, mask in folded_calls.calls if c_in == 1] == [(False, True, True), (False, True, False)]
+    assert [mask for c_in, mask in folded_calls.calls if c_in == 1] == [(False, True, False)] * 2
+    # no BatchNorm backward for the input (1 channel) and block 1 (C1 = 4 at this width): blocks 2-4 only
+    assert sorted(plain_calls.bn_backward_channels) == sorted([1, *folded.plan.channels])
+    assert sorted(folded_calls.bn_backward_channels) == sorted(folded.plan.channels[1:])
 
 
 def test_vgg_605k_trains_with_the_gradients_of_the_textbook_composition():
@@ -178,9 +249,9 @@ def test_musicnn_trains_with_the_gradients_of_the_textbook_composition(arch, rea
         torch.testing.assert_close(folded[name], plain[name], rtol=1e-9, atol=1e-12, msg=name)
     for name in ("running_mean", "running_var", "num_batches_tracked"):
         assert torch.equal(getattr(model.input_bn, name), getattr(plain_model.input_bn, name))
-    # per front-end branch, weight gradients of the input and of one clip's ones, and no input gradient
+    # per front-end branch, weight gradients of the input and of one clip's ones (the bias's gradient
+    # summed from the latter's output gradient), and no input gradient
     branches = len(model.timbral) + len(model.temporal)
-    for mask in [(False, True, True), (False, True, False)]:
-        assert sum(got == mask for _, got in folded_calls) == branches
-        assert sum(got == mask for _, got in plain_calls) == 0
+    assert sum(got == (False, True, False) for _, got in folded_calls) == 2 * branches
+    assert sum(got == (False, True, False) for _, got in plain_calls) == 0
     assert len(folded_calls) == len(plain_calls) + branches

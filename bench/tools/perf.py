@@ -210,7 +210,8 @@ class Case:
 
     def build(self, device: torch.device, **module_options) -> nn.Module:
         """The network of this case; `module_options` are its implementation switches (VGG's
-        `pool_before_elu`, every network's `fold_input_bn`), which change how it computes, not what."""
+        `pool_before_elu` and `fold_block1_bn`, every network's `fold_input_bn`), which change how it computes,
+        not what."""
         model = architectures.build(self.configuration.arch, self.input_config, self.n_tags,
                                     **dataclasses.asdict(self.configuration.options))
         if module_options and type(model) is VGG:
@@ -618,15 +619,16 @@ def measure_data_path(case: Case, device: torch.device, settings: PerfSettings, 
 
 def levers(device: torch.device, compile_lever: bool, arch: str) -> list[tuple[str, FastPath, dict]]:
     """(name, execution settings, module options) of the baseline and of each lever alone (the module
-    levers included, VGG's two and the others' one: the other levers are measured on top of them, as
+    levers included, VGG's three and the others' one: the other levers are measured on top of them, as
     the suite runs)."""
     base = baseline(device)
     amp = "bfloat16" if device.type == "cpu" or native_bf16(device) else "float16"
     if arch == "vgg":
-        textbook = {"pool_before_elu": False, "fold_input_bn": False}
+        textbook = {"pool_before_elu": False, "fold_input_bn": False, "fold_block1_bn": False}
         rows = [("fp32 eager (baseline)", base, textbook),
                 ("pool before ELU", base, {**textbook, "pool_before_elu": True}),
-                ("conv 1: no input gradient", base, {**textbook, "fold_input_bn": True})]
+                ("conv 1: no input gradient", base, {**textbook, "fold_input_bn": True}),
+                ("block 1: BatchNorm in conv 1", base, {**textbook, "fold_block1_bn": True})]
     elif arch in ("musicnn", "musicnn-787k", "vgg-605k"):  # MusiCNN's front end, vgg-605k's first conv
         rows = [("fp32 eager (baseline)", base, {"fold_input_bn": False}),
                 ("front: no input gradient", base, {"fold_input_bn": True})]
