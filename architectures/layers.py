@@ -153,6 +153,14 @@ def _patches(t: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     return nn.functional.unfold(t, conv.kernel_size, conv.dilation, conv.padding, conv.stride)
 
 
+def _output_values(x: torch.Tensor, conv: nn.Conv2d) -> int:
+    """Values per output channel of `conv` on a batch `x`: clips x output positions."""
+    n = x.shape[0]
+    for size, k, s, p, d in zip(x.shape[2:], conv.kernel_size, conv.stride, conv.padding, conv.dilation, strict=True):
+        n *= (size + 2 * p - d * (k - 1) - 1) // s + 1
+    return n
+
+
 def _conv_input_moments(u: torch.Tensor | None, a: torch.Tensor | None, c: torch.Tensor | None,
                         gamma: torch.Tensor | None, beta: torch.Tensor | None, conv: nn.Conv2d, dtype: torch.dtype
                         ) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -210,7 +218,8 @@ def conv_bn(x: torch.Tensor, input_bn: nn.BatchNorm2d, conv: nn.Conv2d, bn: nn.B
     `input_bn_conv` does (`fold_input`). Elsewhere (evaluation, autograd off, frozen or other layers)
     and with `fold` False it is bn(input_bn_conv(x, input_bn, conv, fold_input)).
     """
-    if not (fold and bn_trains(bn) and conv_folds(conv) and type(conv) is nn.Conv2d and conv.in_channels == 1):
+    if not (fold and bn_trains(bn) and conv_folds(conv) and type(conv) is nn.Conv2d and conv.in_channels == 1
+            and _output_values(x, conv) > 1):  # BatchNorm's own error for a single value per channel
         return bn(input_bn_conv(x, input_bn, conv, fold_input))
     dtype = bn.weight.dtype
     folds_input = fold_input and bn_folds(x, input_bn)

@@ -116,6 +116,14 @@ def test_where_the_batchnorm_cannot_fold_it_is_the_composition():
     assert torch.equal(conv_bn(x, bn, conv, out_bn), out_bn(input_bn_conv(x, bn, conv)))
 
 
+def test_a_single_value_per_channel_fails_as_batchnorm_does():
+    x = torch.randn(1, 1, 3, 3, dtype=torch.float64)  # nine values for the input BatchNorm
+    bn, _, out_bn = _block()
+    conv = nn.Conv2d(1, 6, 3).double()  # one output position
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel when training"):
+        conv_bn(x, bn, conv, out_bn)
+
+
 def test_the_folded_block_keeps_the_weights_memory_format():
     """Its convolution's output is channels_last where the model is: a convolution of one input channel
     otherwise follows the folded weight's strides (NCHW), and the max-pool after it reorders."""
