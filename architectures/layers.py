@@ -193,10 +193,10 @@ def _update_running_stats(bn: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Ten
     if not bn.track_running_stats or bn.running_mean is None:
         return
     with torch.no_grad():
-        factor = bn.momentum
+        factor = 0.0 if bn.momentum is None else bn.momentum
         if bn.num_batches_tracked is not None:
             bn.num_batches_tracked.add_(1)
-            if factor is None:
+            if bn.momentum is None:  # the cumulative average
                 factor = 1.0 / float(bn.num_batches_tracked)
         bn.running_mean.mul_(1 - factor).add_(mean.detach().to(bn.running_mean.dtype), alpha=factor)
         bn.running_var.mul_(1 - factor).add_(var.detach().to(bn.running_var.dtype), alpha=factor * n / (n - 1))
@@ -210,7 +210,7 @@ def conv_bn(x: torch.Tensor, input_bn: nn.BatchNorm2d, conv: nn.Conv2d, bn: nn.B
     In a training pass the output BatchNorm is computed in the convolution's weights: with the mean m
     and covariance S of the K patch values the convolution reads (K = its kernel's elements, taken over
     the batch's clips and output positions, `_conv_input_moments`), output channel j's batch mean is
-    w_j . m + b_j and its variance w_j' S w_j, so bn(conv(u)) = conv(u, w', b') with
+    w_j . m + b_j and its variance w_j^T S w_j, so bn(conv(u)) = conv(u, w', b') with
     w'_j = gamma_j w_j / sqrt(var_j + eps) and b'_j = beta_j - gamma_j (w_j . m) / sqrt(var_j + eps).
     Autograd through these K x K and per-channel terms replaces the BatchNorm's passes over the block's
     full-size maps (its statistics, its normalisation, its backward): the same outputs, parameter
