@@ -764,7 +764,7 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
             measured.update(measure_training(headline, path, device, settings, warm=True, **options))
         lever_rows.append({"lever": name, "settings": path.as_dict(), "module_options": options, **measured})
         measured_as[name] = (path, options)
-        log(f"  {name:24s} {measured['step_seconds']:8.3f} s/step")
+        log(f"  {name:28s} {measured['step_seconds']:8.3f} s/step")
     base = lever_rows[0]
     for row in lever_rows:
         row["speedup"] = base["step_seconds"] / row["step_seconds"]
@@ -920,7 +920,7 @@ def _extra_row(name: str, case: Case, path: FastPath, device: torch.device, sett
     row = {"lever": name, "settings": path.as_dict(), "module_options": {},
            **measure_training(case, path, device, settings, warm=warm)}
     row["speedup"] = base["step_seconds"] / row["step_seconds"]
-    log(f"  {name:24s} {row['step_seconds']:8.3f} s/step")
+    log(f"  {name:28s} {row['step_seconds']:8.3f} s/step")
     return row
 
 
@@ -1037,11 +1037,11 @@ def format_report(report: dict) -> str:
     lines = [f"bench perf: {report['spec']} on {report['device_name']} ({report['threads']} threads, "
              f"torch {report['torch']}), batch {report['settings']['batch']}", ""]
     lines.append(f"Training step at {report['headline']}")
-    lines.append(f"  {'':26s} {'s/step':>9s} {'clips/s':>9s} {'GFLOP/s':>9s} {'speedup':>8s} {'peak MB':>9s}")
+    lines.append(f"  {'':28s} {'s/step':>9s} {'clips/s':>9s} {'GFLOP/s':>9s} {'speedup':>8s} {'peak MB':>9s}")
     for row in report["levers"]:
         mark = " <- fast path" if row["lever"] == report["fast"]["lever"] else ""
         mark += " (one step)" if row["steps_timed"] == 0 else ""
-        lines.append(f"  {row['lever']:26s} {row['step_seconds']:9.3f} {row['inputs_per_second']:9.2f} "
+        lines.append(f"  {row['lever']:28s} {row['step_seconds']:9.3f} {row['inputs_per_second']:9.2f} "
                      f"{row['gflops']:9.1f} {row['speedup']:7.2f}x {_mb(row['peak_memory_mb'])}{mark}")
         if row.get("compile_seconds"):
             lines.append(f"  {'':26s} (compile: {row['compile_seconds']:.0f} s, once per run)")
