@@ -16,7 +16,15 @@ from submitit.core.utils import DelayedSubmission, UncompletedJobError
 
 from bench.core.errors import UserError
 from bench.run import grid, prepare
-from bench.run.grid import GridOptions, RequeuedWorker, SlurmOptions, WorkerJob, run_grid, submitit_parameters
+from bench.run.grid import (
+    GridOptions,
+    RequeuedWorker,
+    SlurmOptions,
+    WorkerJob,
+    not_accounted,
+    run_grid,
+    submitit_parameters,
+)
 from bench.train import loop as train
 
 from .test_cuda_paths import StubExecutor, StubJob
@@ -664,3 +672,49 @@ def test_gpus_as_a_generic_resource_must_be_as_many_as_gpus():
     one = submitit_parameters(job, "slurm", SlurmOptions(extra=grid.slurm_arguments(["gres=gpu:a100"])),
                               wants_gpu=True)
     assert "gpus_per_node" not in one and one["tasks_per_node"] == 1
+
+
+@pytest.mark.parametrize("answer, quieted", [
+    # Slurm 22.05's sacct on a cluster with AccountingStorageType=accounting_storage/none, exactly
+    ((1, "", "Slurm accounting storage is disabled\n"), True),
+    ((0, "RUNNING\n", ""), False),
+    ((1, "", "sacct: error: Problem talking to the database: Connection refused\n"), False),  # may answer later
+    (FileNotFoundError(2, "No such file or directory: 'sacct'"), False),
+])
+def test_without_job_accounting_submitit_stops_asking_sacct(monkeypatch, answer, quieted):
+    """On a cluster without job accounting every sacct call of submitit's watcher failed and printed
+    sacct's line and submitit's warning for as long as the grid waited. Asked once, the answer turns
+    the watcher's (submitit's own class) questions off; its jobs' states then stay unknown, which
+    `wait_for_job` follows with squeue."""
+    from submitit.slurm import slurm
+
+    watcher = slurm.SlurmInfoWatcher(delay_s=600)
+    monkeypatch.setattr(slurm.SlurmJob, "watcher", watcher)
+    watcher.register_job("4242")
+
+    def run(command, **kwargs):
+        assert command[0] == "sacct" and command[-2:] == ["--jobs", "4242_0"]
+        if isinstance(answer, Exception):
+            raise answer
+        return types.SimpleNamespace(returncode=answer[0], stdout=answer[1], stderr=answer[2])
+
+    asked = []
+
+    def check_output(command, **kwargs):
+        asked.append(command)
+        raise OSError("sacct failed")
+
+    monkeypatch.setattr(grid.subprocess, "run", run)
+    monkeypatch.setattr(slurm.subprocess, "check_output", check_output)  # what the watcher calls
+    assert not_accounted("4242_0") is quieted  # the function itself: the suite stubs `grid.not_accounted`
+    watcher.update()
+    assert (asked == []) is quieted
+    assert watcher.get_state("4242", mode="cache") == "UNKNOWN"
+
+
+def test_the_submitter_says_once_how_it_follows_jobs_without_accounting(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(grid, "not_accounted", lambda job_id: True)
+    submit(monkeypatch, tmp_path, [StubJob(1, 2)], workers=1, runs_per_gpu=2)
+    out = capsys.readouterr().out
+    assert out.count("sacct: Slurm accounting storage is disabled on this cluster: the jobs are followed by their "
+                     "result files and squeue") == 1

@@ -744,6 +744,9 @@ def _launch_submitit(job: WorkerJob, n_jobs: int, launcher: str, slurm: SlurmOpt
     if came():  # during the submission: a local job's tasks stop once this grid has ended
         raise KeyboardInterrupt
     print(f"submitted {len(jobs)} job(s) via submitit ({launcher}); logs in {folder}")
+    if launcher == "slurm" and jobs and not_accounted(str(jobs[0].job_id)):
+        print("sacct: Slurm accounting storage is disabled on this cluster: the jobs are followed by their "
+              "result files and squeue")
     for submitted in jobs:
         lost = wait_for_job(submitted) if launcher == "slurm" else None
         if lost:
@@ -787,6 +790,32 @@ def wait_for_job(job, clock=time.monotonic, sleep=time.sleep, listed=None) -> st
                 gone_since = None
         sleep(1.0)
     return None
+
+
+NO_ACCOUNTING = "accounting storage is disabled"
+"""What sacct says on a cluster without job accounting (`AccountingStorageType=accounting_storage/none`)."""
+
+
+def not_accounted(job_id: str) -> bool:
+    """Whether this cluster keeps no job accounting, asked of sacct once; if so, submitit's own questions
+    to sacct are turned off in this process. Each of them failed there, and each failure printed sacct's
+    line and submitit's warning twice (to stdout and stderr), every 2 s at first and then every few
+    minutes for as long as the grid waits: days of log lines saying nothing. The jobs' states stay
+    unknown to submitit, which then waits for their result files, and `wait_for_job` asks squeue.
+    A sacct that fails otherwise (its database not answering) is left to submitit."""
+    try:
+        asked = subprocess.run(["sacct", "--noheader", "--parsable2", "--format", "State", "--jobs", job_id],
+                               capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    if asked.returncode == 0 or NO_ACCOUNTING not in asked.stderr.lower():
+        return False
+    from submitit.slurm.slurm import SlurmJob
+
+    watcher = getattr(SlurmJob, "watcher", None)
+    if watcher is not None and hasattr(watcher, "_make_command"):
+        watcher._make_command = lambda: None  # submitit's `update` asks nothing then
+    return True
 
 
 def squeue_lists(job_id: str) -> bool | None:
