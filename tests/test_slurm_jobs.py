@@ -422,6 +422,11 @@ def test_cpus_are_per_job_and_each_task_gets_at_least_one():
     ("sbatch: error: Batch job submission failed: Requested GRES option unsupported by configured SelectType plugin",
      "(FailedJobError: sbatch: error: Batch job submission failed: Requested GRES option unsupported by configured "
      "SelectType plugin); this cluster takes GPUs as a generic resource: add --slurm-arg gres=gpu:N"),
+    # Slurm 22.05's sbatch, exactly, on a cluster that has no GPUs configured (no GresTypes=gpu)
+    ("sbatch: error: Invalid generic resource (gres) specification\n",
+     "(FailedJobError: sbatch: error: Invalid generic resource (gres) specification); the GPUs the jobs ask for "
+     "are not a resource of this cluster (`sinfo -o '%P %G'` lists each partition's): name a partition that has "
+     "them, or --device cpu to train on the nodes' CPUs"),
 ])
 def test_a_refused_submission_is_one_line(monkeypatch, tmp_path, stderr, says):
     """sbatch refusing the jobs (submitit raises FailedJobError with sbatch's stderr) is the user's to fix."""

@@ -737,8 +737,13 @@ def _launch_submitit(job: WorkerJob, n_jobs: int, launcher: str, slurm: SlurmOpt
             jobs = executor.map_array(RequeuedWorker(), [dataclasses.replace(job, worker=k, grid_pid=grid_pid)
                                                          for k in range(n_jobs)])
     except (OSError, RuntimeError) as exc:  # sbatch missing, or refusing (a partition, a limit): submitit's errors
-        hint = ("; this cluster takes GPUs as a generic resource: add --slurm-arg gres=gpu:N" if launcher == "slurm"
-                and "GRES option unsupported" in str(exc) and "gres" not in dict(slurm.extra) else "")
+        hint = ""
+        if launcher == "slurm" and "GRES option unsupported" in str(exc) and "gres" not in dict(slurm.extra):
+            hint = "; this cluster takes GPUs as a generic resource: add --slurm-arg gres=gpu:N"
+        elif launcher == "slurm" and wants_gpu and "invalid generic resource" in str(exc).lower():
+            # what sbatch says where the cluster has no GPUs configured (no `GresTypes=gpu`), e.g. a CPU cluster
+            hint = ("; the GPUs the jobs ask for are not a resource of this cluster (`sinfo -o '%P %G'` lists each "
+                    "partition's): name a partition that has them, or --device cpu to train on the nodes' CPUs")
         raise UserError(f"{launcher}: the jobs could not be submitted ({type(exc).__name__}: "
                         f"{first_line(exc)}){hint}") from None
     if came():  # during the submission: a local job's tasks stop once this grid has ended
