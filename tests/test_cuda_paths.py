@@ -1786,13 +1786,13 @@ def test_gpu_check_keeps_to_its_deadline(monkeypatch, tmp_path, capsys):
     assert gpucheck.run_checks(out, batch=32, shared_runs=3, deadline=10) == 1  # P3 needs 5 s, the rest more
     report = json.loads(out.read_text())
     checks = {c["id"]: c for c in report["checks"]}
-    assert checks["P3"]["ok"] is True and report["not_run"] == ["C1", "C2", "C3", "P1", "P2", "P4", "C4", "C5"]
+    assert checks["P3"]["ok"] is True and report["not_run"] == ["C1", "C2", "C3", "C6", "P1", "P2", "P4", "C4", "C5"]
     assert all(checks[key]["ok"] is None and checks[key]["detail"].startswith("not run: ")
                for key in report["not_run"])
     printed = capsys.readouterr().out
     assert "SKIP C4 torch.compile on: not run: " in printed
     assert "of the 10 s deadline left, it needs about 120 s" in printed
-    assert "1/1 checks passed" in printed and "not run for the deadline: C1, C2, C3, P1, P2, P4, C4, C5" in printed
+    assert "1/1 checks passed" in printed and "not run for the deadline: C1, C2, C3, C6, P1, P2, P4, C4, C5" in printed
 
 
 def test_a_grid_gets_at_most_the_time_left(monkeypatch, tmp_path):
@@ -1864,7 +1864,8 @@ def test_gpu_check_on_a_gpu_that_takes_one_process_runs_the_grids_first_and_skip
     exclusive = "0 (GPU-77aa0e1f-2c3d-4b5a-8e9f-aabbccddeeff, Exclusive_Process)"
     monkeypatch.setattr(gpucheck, "exclusive_gpus", lambda: [exclusive])
     for name, key in [("check_resident_bf16", "C1"), ("check_read_fp16", "C2"), ("check_compile", "C4"),
-                      ("check_memory", "P2"), ("check_free_memory_rule", "P3"), ("check_reading", "P4")]:
+                      ("check_folds", "C6"), ("check_memory", "P2"), ("check_free_memory_rule", "P3"),
+                      ("check_reading", "P4")]:
         monkeypatch.setattr(gpucheck, name, passed(key))
     monkeypatch.setattr(gpucheck, "check_two_workers_one_gpu", lambda *a: pytest.fail("C3 ran"))
     alone = []
@@ -1878,14 +1879,14 @@ def test_gpu_check_on_a_gpu_that_takes_one_process_runs_the_grids_first_and_skip
         monkeypatch.delenv(name, raising=False)
     out = tmp_path / "gpu-check.json"
     assert gpucheck.run_checks(out, batch=32, shared_runs=3, deadline=None) == 0  # nothing failed or was cut
-    assert order == ["C1", "C2", "C4", "P1", "P2", "P3", "P4"]
+    assert order == ["C1", "C2", "C4", "C6", "P1", "P2", "P3", "P4"]
     assert alone == [f"GPU {exclusive} lets one process at a time use it"]
     report = json.loads(out.read_text())
     assert report["not_applicable"] == ["C3"] and report["not_run"] == []
     c3 = next(c for c in report["checks"] if c["id"] == "C3")
     assert c3["ok"] is None and c3["detail"].startswith("not applicable: GPU 0 (GPU-77aa0e1f")
     printed = capsys.readouterr().out
-    assert "SKIP C3 " in printed and "8/8 checks passed" in printed and "not applicable: C3" in printed
+    assert "SKIP C3 " in printed and "9/9 checks passed" in printed and "not applicable: C3" in printed
 
 
 def test_p1_on_a_gpu_that_takes_one_process_judges_without_runs_at_once(monkeypatch):
@@ -2413,3 +2414,27 @@ def test_with_cuda_graphs_each_model_call_is_a_step_and_its_logits_are_used_befo
     assert marks == [0, 1, 2]  # before each of 2 training steps (20 clips, batch 8) and 1 evaluation batch
     assert np.isfinite(loss) and loss == pytest.approx(plain_loss)
     np.testing.assert_allclose(scores, plain_scores, rtol=1e-5)
+
+
+def test_c6_holds_the_folds_to_the_modules_gradients_and_fails_a_wrong_fold(monkeypatch):
+    """C6's comparison, run on the CPU (on a GPU the same code runs there): the folded networks' float32
+    gradients are the modules' to rounding; a fold whose batch statistics pass no gradient (their
+    dependence on the weights left out, the outputs unchanged) fails it."""
+    import architectures.layers
+    from bench.tools import gpucheck
+
+    check = gpucheck.Check("C6", "")
+    gpucheck.check_folds(check, torch.device("cpu"))
+    assert check.ok is True, check.detail
+    assert set(check.numbers["relative_errors"]) == {"vgg", "musicnn", "vgg-605k"}
+    assert all(row["error"] < 1e-4 for row in check.numbers["relative_errors"].values())
+    real = architectures.layers._conv_input_moments
+
+    def detached(*args):
+        mean, cov, n = real(*args)
+        return mean.detach(), cov.detach(), n
+
+    monkeypatch.setattr(architectures.layers, "_conv_input_moments", detached)
+    wrong = gpucheck.Check("C6", "")
+    gpucheck.check_folds(wrong, torch.device("cpu"))
+    assert wrong.ok is False and wrong.numbers["relative_errors"]["vgg"]["error"] > gpucheck.FOLD_TOLERANCE

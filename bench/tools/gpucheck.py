@@ -10,6 +10,9 @@ performance checks time the paper's networks on random batches at the shipped sp
   C3  `--workers 2` with CUDA_VISIBLE_DEVICES set to one GPU: both workers on it, each run executed once
   C4  torch.compile on: every run compiled and trained
   C5  three or more configurations compiled in one process with no recompile-limit hit
+  C6  the folds (the first convolutions without their input gradient, VGG's block-1 BatchNorm in its
+      convolution's weights) give the gradients of the modules as written on this GPU (float32, TF32
+      off, at most 1e-3 apart), and a fast-path step with them (autocast, channels_last) is finite
   P1  training throughput at the smallest, the headline (96x1366) and the largest (128x1820)
       configuration: effective TFLOP/s (6 x MACs per clip x clips/s) against the GPU's bf16 dense
       peak, and GPU-busy fraction (profiler kernel time over wall time); the smallest also with
@@ -282,6 +285,95 @@ def _grid_failure(proc: subprocess.CompletedProcess, results: dict, expected: in
         return (f"exit {proc.returncode}, {len(results)}/{expected} results, failed: {bad or 'none'}; "
                 + " | ".join(tail))
     return None
+
+
+FOLD_CASES = (("vgg", (16000, 48, 3, 63), {"width": 1 / 16}), ("musicnn", (16000, 48, 1, 187), {"width": 0.125}),
+              ("vgg-605k", (16000, 96, 1, 187), {"width": 0.125}))
+"""C6's networks, small: (arch, InputConfig fields, options). Each folds its input BatchNorm into its
+first convolutions; VGG also block 1's BatchNorm (`architectures.layers.conv_bn`)."""
+
+FOLD_TOLERANCE = 1e-3
+"""C6: the largest relative difference allowed between a parameter's gradient with the folds and as
+written, in float32 without TF32 (rounding alone gives about 1e-6)."""
+
+
+def _fold_switches(model, on: bool) -> None:
+    for name in ("fold_input_bn", "fold_block1_bn"):
+        if hasattr(model, name):
+            setattr(model, name, on)
+
+
+def fold_gradient_errors(device) -> dict[str, tuple[float, str]]:
+    """Per network of FOLD_CASES: the largest relative difference, and the parameter it is at, between
+    one training step's parameter gradients with the folds on and with the modules as written, in
+    float32 with TF32 off, from the same weights and batch (dropout off: the same function). A
+    difference is taken relative to the parameter's gradient, or to a thousandth of the whole
+    gradient's norm where that is larger (the convolution bias before a BatchNorm has a gradient of
+    exactly 0, which either way computes as rounding)."""
+    import torch
+    from torch import nn
+
+    import architectures
+    from architectures import InputConfig
+
+    errors = {}
+    flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        for arch, shape, options in FOLD_CASES:
+            grads = []
+            for fold in (True, False):
+                torch.manual_seed(0)
+                model = architectures.build(arch, InputConfig(*shape), 10, **options).to(device).train()
+                _fold_switches(model, fold)
+                for module in model.modules():
+                    if isinstance(module, nn.Dropout):
+                        module.p = 0.0
+                clips = torch.Generator().manual_seed(1)
+                x = 2 + torch.randn(4, 1, shape[1], model.input_frames, generator=clips)
+                target = torch.rand(4, 10, generator=clips).round()
+                loss = nn.functional.binary_cross_entropy_with_logits(model(x.to(device)), target.to(device))
+                loss.backward()
+                grads.append({name: p.grad.double().cpu() for name, p in model.named_parameters()})
+            folded, written = grads
+            total = math.sqrt(sum(float(g.square().sum()) for g in written.values()))
+            errors[arch] = max((float((folded[n] - g).norm()) / max(float(g.norm()), 1e-3 * total), n)
+                               for n, g in written.items())
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
+    return errors
+
+
+def check_folds(check: Check, device=None) -> None:
+    """C6: the folds (no first-convolution input gradient; VGG's block-1 BatchNorm in its convolution)
+    train with the gradients of the modules as written on this device, and a step of the fast path
+    (autocast, channels_last) with them gives finite gradients."""
+    import torch
+
+    import architectures
+    from architectures import InputConfig
+    from bench.train.fastpath import fast_path
+    from bench.train.loop import forward
+
+    device = device or torch.device("cuda")
+    errors = fold_gradient_errors(device)
+    check.numbers = {"relative_errors": {arch: {"error": e, "parameter": n} for arch, (e, n) in errors.items()},
+                     "tolerance": FOLD_TOLERANCE}
+    finite = {}
+    for arch, shape, options in FOLD_CASES:  # eager: what compiles is C4's
+        path = replace(fast_path(device, arch=arch), compile=False, compile_backend=None, compile_mode=None,
+                       reuse_host_memory=False)
+        model = path.prepare_model(architectures.build(arch, InputConfig(*shape), 10, **options).to(device)).train()
+        mel = torch.randn(4, shape[1], model.input_frames, device=device)
+        forward(model, path, mel).square().mean().backward()
+        finite[arch] = all(bool(torch.isfinite(p.grad).all()) for p in model.parameters() if p.grad is not None)
+    check.numbers["fast_path_finite"] = finite
+    worst = max(errors.items(), key=lambda item: item[1][0])
+    check.ok = all(e <= FOLD_TOLERANCE for e, _ in errors.values()) and all(finite.values())
+    check.detail = (f"float32 gradients folded vs as written: largest relative difference {worst[1][0]:.1e} "
+                    f"({worst[0]} {worst[1][1]}; at most {FOLD_TOLERANCE:g}); fast-path steps "
+                    + ("finite" if all(finite.values()) else
+                       "NOT finite: " + ", ".join(a for a, ok in finite.items() if not ok)))
 
 
 def check_resident_bf16(ws: Workspace, check: Check) -> None:
@@ -741,7 +833,7 @@ class DeadlineReached(Exception):
     says nothing of what it checks (a cold compile on a new box can take minutes)."""
 
 
-NEEDS_SECONDS = {"C1": 45, "C2": 45, "C3": 60, "P1": 120, "P2": 20, "P3": 5, "P4": 30, "C4": 120}
+NEEDS_SECONDS = {"C1": 45, "C2": 45, "C3": 60, "C6": 15, "P1": 120, "P2": 20, "P3": 5, "P4": 30, "C4": 120}
 """Seconds a check needs at least, roughly (C4 with C5: three compilations): one that would start with
 less of the deadline left is not run, rather than cut short by it."""
 
@@ -777,7 +869,8 @@ def run_checks(out: Path, batch: int, shared_runs: int, keep: bool = False, only
     checks = {k: Check(k, t) for k, t in [
         ("C1", "tiny grid on CUDA, resident data, bf16"), ("C2", "read per batch, fp16 + loss scaling, pinned"),
         ("C3", "--workers 2 with CUDA_VISIBLE_DEVICES=<one GPU>"), ("C4", "torch.compile on"),
-        ("C5", "3+ configurations compiled in one process"), ("P1", "training throughput and GPU busy"),
+        ("C5", "3+ configurations compiled in one process"),
+        ("C6", "folds: the gradients of the modules as written"), ("P1", "training throughput and GPU busy"),
         ("P2", "peak memory at the largest configuration"), ("P3", "free-memory rule after a run"),
         ("P4", "reading per batch at 16 kHz vs consumption")]}
     started = time.perf_counter()
@@ -856,6 +949,7 @@ def run_checks(out: Path, batch: int, shared_runs: int, keep: bool = False, only
                 compile_checks()  # the grids' processes first: once this process measures on the GPU it holds it
             else:
                 attempt(("C3",), lambda: check_two_workers_one_gpu(ws, checks["C3"]), functional=True)
+            attempt(("C6",), lambda: check_folds(checks["C6"]))
             attempt(("P1",), lambda: rows.update(check_throughput(checks["P1"], batch, shared_runs, peak, limit,
                                                                   alone)))
             attempt(("P2",), lambda: check_memory(checks["P2"], batch))
