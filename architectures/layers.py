@@ -54,6 +54,12 @@ def conv_folds(conv: nn.Module) -> bool:
             and conv.weight.requires_grad and conv.bias is not None and conv.bias.requires_grad)
 
 
+def clip_of_ones(t: torch.Tensor) -> torch.Tensor:
+    """One clip's map of ones shaped as a clip of `t` (1, ...), without memory of its own: the c of
+    `affine_conv`, the same for every clip."""
+    return t.new_ones(()).expand(1, *t.shape[1:])
+
+
 def normalized(x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
     """bn(x) without its affine step, xhat: the module's own forward with gamma 1 and beta 0 (exact in
     floating point), so that it normalises and keeps its running statistics as it always does."""
@@ -226,7 +232,7 @@ def conv_bn(x: torch.Tensor, input_bn: nn.BatchNorm2d, conv: nn.Conv2d, bn: nn.B
     with torch.autocast(x.device.type, enabled=False) if _autocasting(x) else contextlib.nullcontext():
         if folds_input:
             u, a = None, normalized(x, input_bn)
-            c = a.new_ones(()).expand(1, *a.shape[1:])
+            c = clip_of_ones(a)
             mean, cov, n = _conv_input_moments(None, a, c, input_bn.weight, input_bn.bias, conv, dtype)
         else:
             u = input_bn(x)
@@ -257,5 +263,5 @@ def input_bn_conv(x: torch.Tensor, bn: nn.BatchNorm2d, conv: nn.Conv2d, fold: bo
     if not (fold and bn_folds(x, bn) and conv_folds(conv) and isinstance(conv, nn.Conv2d)):
         return conv(bn(x))
     xhat = normalized(x, bn)
-    return affine_conv(xhat, xhat.new_ones(()).expand(1, *xhat.shape[1:]), bn, conv.weight, conv.bias,
-                       conv.stride, conv.padding, conv.dilation)
+    return affine_conv(xhat, clip_of_ones(xhat), bn, conv.weight, conv.bias, conv.stride, conv.padding,
+                       conv.dilation)

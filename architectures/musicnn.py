@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from architectures import InputConfig
-from architectures.layers import OutputLinear, affine_conv, bn_folds, conv_folds, normalized
+from architectures.layers import OutputLinear, affine_conv, bn_folds, clip_of_ones, conv_folds, normalized
 from architectures.options import MusiCNNOptions, ReleasedOptions
 from architectures.planning import (
     MID_WIDTH,
@@ -269,7 +269,7 @@ class MusiCNN(nn.Module):
         docs/performance.md#measurements-behind-the-codes-choices."""
         bn_in = self.input_bn
         xhat = normalized(x, bn_in)
-        ones = xhat.new_ones(()).expand(1, *xhat.shape[1:])  # one clip's: the same for all
+        ones = clip_of_ones(xhat)
 
         def through(branch: nn.Sequential, a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
             *pad, conv, relu, bn = branch
@@ -286,8 +286,7 @@ class MusiCNN(nn.Module):
             temporal = [_max_for_training(through(branch, xhat, ones)) for branch in self.temporal]
         else:
             band_mean = xhat.mean(dim=2)  # (B, 1, T); the band mean of ones is 1
-            temporal = [through(branch, band_mean, band_mean.new_ones(()).expand(1, *band_mean.shape[1:]))
-                        for branch in self.temporal]
+            temporal = [through(branch, band_mean, clip_of_ones(band_mean)) for branch in self.temporal]
         return torch.cat(timbral + temporal, dim=1)
 
     def analytic_macs(self) -> int:
