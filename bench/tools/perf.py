@@ -1044,7 +1044,7 @@ def format_report(report: dict) -> str:
         lines.append(f"  {row['lever']:28s} {row['step_seconds']:9.3f} {row['inputs_per_second']:9.2f} "
                      f"{row['gflops']:9.1f} {row['speedup']:7.2f}x {_mb(row['peak_memory_mb'])}{mark}")
         if row.get("compile_seconds"):
-            lines.append(f"  {'':26s} (compile: {row['compile_seconds']:.0f} s, once per run)")
+            lines.append(f"  {'':28s} (compile: {row['compile_seconds']:.0f} s, once per run)")
     peak = report["conv_peak"]
     if report.get("compile_modes"):
         lines += ["", "Compile modes (compiled training steps; speedup over the default mode)"]
