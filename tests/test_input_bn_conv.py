@@ -6,6 +6,8 @@ in float64, where the rounding of either way is far below the tolerances."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -132,6 +134,35 @@ def test_the_folded_block_keeps_the_weights_memory_format():
     with torch.autocast("cpu", torch.bfloat16):
         y = conv_bn(x, model.input_bn, model.blocks[0], model.blocks[1])
     assert y.shape[1] > 1 and y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
+
+
+def _largest_copy(events) -> int:
+    """The most elements any copy among the profiler's `events` wrote (`aten::copy_`, the op under every
+    cast and layout change, also those made inside another operation)."""
+    return max((math.prod(e.input_shapes[0]) for e in events if e.name == "aten::copy_" and e.input_shapes
+                and e.input_shapes[0]), default=0)
+
+
+@pytest.mark.parametrize("block", [True, False])
+def test_a_bf16_backward_on_the_cpu_makes_no_copy_of_the_output_gradient(block):
+    """The clips' sum of the first convolution's output gradient is taken in bf16 (torch accumulates in
+    float32): a float32 sum of bf16 on the CPU first copies the whole gradient to float32, a third of a
+    second in VGG's headline step. The bias gradient is still that of the float64 sum of the bf16
+    output gradient, to bf16's rounding of the clips' sums."""
+    torch.manual_seed(0)
+    model = _tiny_vgg(True, torch.float32).to(memory_format=torch.channels_last)
+    x = torch.randn(8, 1, 16, 137).contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", torch.bfloat16):
+        y = (conv_bn(x, model.input_bn, model.blocks[0], model.blocks[1]) if block
+             else input_bn_conv(x, model.input_bn, model.blocks[0]))
+    grad = torch.randn(y.shape).to(y.dtype).contiguous(memory_format=torch.channels_last) + 0.1
+    assert y.dtype == torch.bfloat16
+    bias = model.blocks[1].bias if block else model.blocks[0].bias
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
+        got, = torch.autograd.grad(y, bias, grad)
+    assert _largest_copy(prof.events()) < grad.numel() // 2
+    want = grad.double().sum((0, 2, 3))
+    torch.testing.assert_close(got.double(), want, rtol=2**-7, atol=2**-7 * float(want.abs().max()))
 
 
 def _tiny_vgg(fold, dtype=torch.float64):
