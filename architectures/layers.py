@@ -212,9 +212,10 @@ def _update_running_stats(bn: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Ten
 
 
 def conv_bn(x: torch.Tensor, input_bn: nn.BatchNorm2d, conv: nn.Conv2d, bn: nn.BatchNorm2d, fold_input: bool = True,
-            fold: bool = True) -> torch.Tensor:
+            fold: bool = True, pool: nn.MaxPool2d | None = None) -> torch.Tensor:
     """bn(conv(input_bn(x))) for a network's input BatchNorm of one channel, its first convolution (of one
-    input channel) and the BatchNorm after it, whose statistics are quadratic in the input's patches.
+    input channel) and the BatchNorm after it, whose statistics are quadratic in the input's patches;
+    pool(bn(conv(input_bn(x)))) where the max-pool after them, `pool`, is given.
 
     In a training pass the output BatchNorm is computed in the convolution's weights: with the mean m
     and covariance S of the K patch values the convolution reads (K = its kernel's elements, taken over
@@ -226,10 +227,15 @@ def conv_bn(x: torch.Tensor, input_bn: nn.BatchNorm2d, conv: nn.Conv2d, bn: nn.B
     gradients (to rounding) and running statistics. The convolution's input gradient is left out as
     `input_bn_conv` does (`fold_input`). Elsewhere (evaluation, autograd off, frozen or other layers)
     and with `fold` False it is bn(input_bn_conv(x, input_bn, conv, fold_input)).
+
+    While `torch.compile` traces a training pass with the input BatchNorm folded, the convolution and
+    the max-pool are one computation where `conv_pool_fuses` (`_ConvPool`): no full-size map forward or
+    backward.
     """
     if not (fold and bn_trains(bn) and conv_folds(conv) and type(conv) is nn.Conv2d and conv.in_channels == 1
             and _output_values(x, conv) > 1):  # BatchNorm's own error for a single value per channel
-        return bn(input_bn_conv(x, input_bn, conv, fold_input))
+        y = bn(input_bn_conv(x, input_bn, conv, fold_input))
+        return y if pool is None else pool(y)
     dtype = bn.weight.dtype
     folds_input = fold_input and bn_folds(x, input_bn)
     with torch.autocast(x.device.type, enabled=False) if _autocasting(x) else contextlib.nullcontext():
@@ -249,9 +255,121 @@ def conv_bn(x: torch.Tensor, input_bn: nn.BatchNorm2d, conv: nn.Conv2d, bn: nn.B
         weight = torch.empty_like(conv.weight, dtype=dtype).copy_((w * scale[:, None]).reshape(conv.weight.shape))
         bias = bn.bias + (conv.bias.to(dtype) - channel_mean) * scale
     _update_running_stats(bn, channel_mean, var, n)
+    if folds_input and pool is not None and torch.compiler.is_compiling() and conv_pool_fuses(conv, pool):
+        return conv_pool(a, input_bn, weight, bias, conv, pool, _conv_dtype(x, weight))
     if folds_input:
-        return affine_conv(a, c, input_bn, weight, bias, conv.stride, conv.padding, conv.dilation)
-    return nn.functional.conv2d(u, weight, bias, conv.stride, conv.padding, conv.dilation)
+        y = affine_conv(a, c, input_bn, weight, bias, conv.stride, conv.padding, conv.dilation)
+    else:
+        y = nn.functional.conv2d(u, weight, bias, conv.stride, conv.padding, conv.dilation)
+    return y if pool is None else pool(y)
+
+
+def conv_pool_fuses(conv: nn.Conv2d, pool: nn.Module) -> bool:
+    """Whether `conv_pool` computes pool(conv(.)): a 'same' convolution (odd kernel, stride 1, no
+    dilation) and a max-pool whose windows tile its input (kernel = stride, no padding, dilation or
+    indices), padded at its end by `pad` (bands, frames) with -inf where it has that attribute (VGG's
+    `PaddedMaxPool2d`), in ceil mode or not."""
+    kernel, stride = _tuple(pool.kernel_size, 2), _tuple(pool.stride or pool.kernel_size, 2)
+    return (tuple(conv.stride) == (1, 1) and tuple(conv.dilation) == (1, 1)
+            and all(k % 2 == 1 and p == k // 2 for k, p in zip(conv.kernel_size, _tuple(conv.padding, 2), strict=True))
+            and isinstance(pool, nn.MaxPool2d) and kernel == stride and _tuple(pool.padding, 2) == [0, 0]
+            and _tuple(pool.dilation, 2) == [1, 1] and not pool.return_indices)
+
+
+def _pooled_sizes(size: tuple[int, int], pool: nn.MaxPool2d) -> tuple[int, int]:
+    """(bands, frames) that `pool` (`conv_pool_fuses`) makes of maps of `size`."""
+    kernel, pad = _tuple(pool.kernel_size, 2), tuple(getattr(pool, "pad", (0, 0)))
+    if pool.ceil_mode:
+        return tuple(-(-n // k) for n, k in zip(size, kernel, strict=True))
+    return tuple((n + p) // k for n, p, k in zip(size, pad, kernel, strict=True))
+
+
+def conv_pool(a: torch.Tensor, bn: nn.BatchNorm2d, weight: torch.Tensor, bias: torch.Tensor, conv: nn.Conv2d,
+              pool: nn.MaxPool2d, dtype: torch.dtype) -> torch.Tensor:
+    """pool(conv(gamma * a + beta, weight, bias)) of a one-channel normalised input a (`normalized`, of
+    the input BatchNorm `bn`), for `conv`'s geometry and `pool` (`conv_pool_fuses`), in float32 and
+    returned in `dtype`, channels_last where `a` is (`_ConvPool`)."""
+    kernel = _tuple(pool.kernel_size, 2)
+    size = tuple(a.shape[2:])
+    pooled = _pooled_sizes(size, pool)
+    k_h, k_w = conv.kernel_size
+    # the input's padding: the convolution's at the top and left; at the bottom and right as far as the
+    # pool's windows read (the rest the pool drops, cropped: a negative pad)
+    covered = [n * k + kk - 1 for n, k, kk in zip(pooled, kernel, (k_h, k_w), strict=True)]
+    pads = (k_w // 2, covered[1] - size[1] - k_w // 2, k_h // 2, covered[0] - size[0] - k_h // 2)
+    acc = torch.promote_types(a.dtype, torch.float32)
+    a_pad = nn.functional.pad(a.to(acc), pads)
+    c_pad = nn.functional.pad(a.new_ones((1, 1, *size), dtype=acc), pads)
+    channels_last = a.is_contiguous(memory_format=torch.channels_last) and not a.is_contiguous()
+    return _ConvPool.apply(a_pad, c_pad, bn.weight, bn.bias, weight.to(acc), bias.to(acc), tuple(kernel),
+                           tuple(pooled), size, dtype, channels_last)
+
+
+class _ConvPool(torch.autograd.Function):
+    """maxpool(conv(u, W, b)) for a one-channel input u = gamma * a + beta * c (`_AffineConv`'s), written
+    as what it is, for `torch.compile` to make one computation of: each output of the pool is the
+    largest of its window's convolution outputs, each a sum of the K kernel taps' products with the
+    input (one channel: u read, no full-size map written). The backward pass needs only the pooled
+    gradient and which element of its window won (int8): the weight gradients of a and c are sums,
+    over the pooled positions, of the gradient times the input values that the winner's taps read.
+    gamma's and beta's gradients follow from them as in `_AffineConv`; no input gradient.
+
+    Inputs a_pad and c_pad are a and c (the ones, zero in the padding) padded as the convolution pads
+    and cropped to what the pool's windows read. Ties go to the window's first element in row-major
+    order, NaN wins, as torch's max-pool does. Eager, this is many passes over pooled-size maps: only
+    for compiled training (`conv_bn`).
+    """
+
+    @staticmethod
+    def forward(ctx, a_pad, c_pad, gamma, beta, weight, bias, kernel, pooled, size, dtype, channels_last):
+        u = a_pad * gamma + c_pad * beta
+        (p_h, p_w), (k_h, k_w), taps = pooled, kernel, weight.shape[2:]
+        w = weight.reshape(weight.shape[0], -1).t().reshape(-1, 1, weight.shape[0], 1, 1)  # (K, 1, C, 1, 1)
+        best = arg = None
+        for t in range(k_h * k_w):
+            r, s = divmod(t, k_w)
+            y = bias.reshape(1, -1, 1, 1)
+            for i in range(taps[0]):
+                for j in range(taps[1]):
+                    y = y + w[i * taps[1] + j] * u[:, :, r + i::k_h, s + j::k_w][:, :, :p_h, :p_w]
+            if r + (p_h - 1) * k_h >= size[0] or s + (p_w - 1) * k_w >= size[1]:  # windows past the input's end
+                rows = torch.arange(p_h, device=u.device) * k_h + r < size[0]
+                cols = torch.arange(p_w, device=u.device) * k_w + s < size[1]
+                y = torch.where(rows[:, None] & cols, y, float("-inf"))
+            if best is None:
+                best, arg = y, torch.zeros(y.shape, dtype=torch.int8, device=y.device)
+            else:
+                wins = (y > best) | y.isnan()
+                best, arg = torch.where(wins, y, best), torch.where(wins, t, arg)
+        ctx.save_for_backward(a_pad, c_pad, gamma, beta, weight, arg)
+        ctx.kernel = kernel
+        out = best.to(dtype)
+        return out.contiguous(memory_format=torch.channels_last) if channels_last else out
+
+    @staticmethod
+    def backward(ctx, grad):
+        a_pad, c_pad, gamma, beta, weight, arg = ctx.saved_tensors
+        (k_h, k_w), taps = ctx.kernel, weight.shape[2:]
+        n, channels, p_h, p_w = grad.shape
+        width = a_pad.shape[3]
+        arg = arg.to(torch.int64)
+        corner = ((torch.arange(p_h, device=grad.device) * k_h)[:, None] * width
+                  + torch.arange(p_w, device=grad.device) * k_w)
+        first = (corner + (arg // k_w) * width + arg % k_w).reshape(n, channels, -1)  # the winner's first tap
+        g = grad.to(weight.dtype).reshape(n, channels, -1)
+        g1, g0 = [], []
+        for source, out in ((a_pad.reshape(n, 1, -1), g1), (c_pad.reshape(1, 1, -1), g0)):
+            values = source.expand(n, channels, -1)
+            for i in range(taps[0]):
+                for j in range(taps[1]):
+                    out.append((g * values.gather(2, first + (i * width + j))).sum((0, 2)))
+        g1 = torch.stack(g1, 1).reshape(weight.shape)
+        g0 = torch.stack(g0, 1).reshape(weight.shape)
+        grad_weight = gamma * g1 + beta * g0
+        grad_gamma = (weight * g1).sum().reshape(gamma.shape)
+        grad_beta = (weight * g0).sum().reshape(beta.shape)
+        return (None, None, grad_gamma.to(gamma.dtype), grad_beta.to(beta.dtype), grad_weight, g.sum((0, 2)),
+                None, None, None, None, None)
 
 
 def input_bn_conv(x: torch.Tensor, bn: nn.BatchNorm2d, conv: nn.Conv2d, fold: bool = True) -> torch.Tensor:

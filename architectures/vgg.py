@@ -70,7 +70,7 @@ class VGG(nn.Module):
     """Takes (B, n_mels, T) or (B, 1, n_mels, T) log-mel and returns (B, n_tags) logits."""
 
     def __init__(self, plan: VGGPlan, n_tags: int, pool_before_elu: bool = True, fold_input_bn: bool = True,
-                 fold_block1_bn: bool = True):
+                 fold_block1_bn: bool = True, fuse_block1_pool: bool = False):
         super().__init__()
         self.plan = plan
         self.n_tags = n_tags
@@ -78,6 +78,8 @@ class VGG(nn.Module):
         """Training computes no gradient for the first convolution's input (`input_bn_conv`)."""
         self.fold_block1_bn = fold_block1_bn
         """Training computes block 1's BatchNorm in the first convolution's weights (`conv_bn`)."""
+        self.fuse_block1_pool = fuse_block1_pool
+        """Compiled training computes block 1's convolution and max-pool as one (`conv_bn`'s `pool`)."""
         self.input_frames = plan.shapes[0][1]
         """Frames of one input: the whole clip."""
         self.segments = None
@@ -103,8 +105,10 @@ class VGG(nn.Module):
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         """The last block's output: (B, C4, 1, 1) at the planned input size."""
-        first = conv_bn(x, self.input_bn, self.blocks[0], self.blocks[1], self.fold_input_bn, self.fold_block1_bn)
-        return self.blocks[2:](first)
+        pool = self.blocks[2] if self.fuse_block1_pool and isinstance(self.blocks[2], nn.MaxPool2d) else None
+        first = conv_bn(x, self.input_bn, self.blocks[0], self.blocks[1], self.fold_input_bn, self.fold_block1_bn,
+                        pool)
+        return self.blocks[2 if pool is None else 3:](first)
 
     @property
     def embedding_names(self) -> tuple[str, ...]:

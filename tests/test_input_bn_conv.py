@@ -11,11 +11,13 @@ import math
 import pytest
 import torch
 from torch import nn
+from torch._inductor.utils import run_and_get_code
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from architectures.layers import conv_bn, input_bn_conv
+from architectures.layers import conv_bn, conv_pool_fuses, input_bn_conv
 from architectures.planning import vgg_plan
-from architectures.vgg import VGG
+from architectures.vgg import VGG, PaddedMaxPool2d
+from bench.train.fastpath import compile_blocker
 
 
 class ConvBackwardCalls(TorchDispatchMode):
@@ -258,6 +260,118 @@ def test_compiled_folded_step_equals_eager():
     torch._dynamo.reset()
     for name in eager:
         torch.testing.assert_close(got[name], eager[name], rtol=1e-9, atol=1e-12, msg=name)
+
+
+def _same_block(kernel=(3, 3)):
+    """An input BatchNorm, a 'same' first convolution (stride 1) and the BatchNorm after it, with gammas
+    and betas away from 1 and 0."""
+    torch.manual_seed(0)
+    bn = nn.BatchNorm2d(1).double()
+    conv = nn.Conv2d(1, 6, kernel, padding=(kernel[0] // 2, kernel[1] // 2)).double()
+    out_bn = nn.BatchNorm2d(6).double()
+    with torch.no_grad():
+        bn.weight.fill_(1.7)
+        bn.bias.fill_(-0.6)
+        out_bn.weight.copy_(torch.linspace(0.5, 2.0, 6))
+        out_bn.bias.copy_(torch.linspace(-1.0, 0.7, 6))
+    return bn, conv, out_bn
+
+
+POOLS = {  # on 12 x 33 maps
+    "rest dropped": lambda: nn.MaxPool2d((2, 4)),  # 33 = 8 x 4 + 1
+    "ceil mode": lambda: PaddedMaxPool2d((2, 4), (0, 3), (12, 33)),
+    "padded with -inf": lambda: PaddedMaxPool2d((4, 4), (0, 3)),
+    "3 x 5, rest dropped": lambda: nn.MaxPool2d((3, 5)),
+}
+
+
+@pytest.mark.parametrize("pool", POOLS.values(), ids=POOLS.keys())
+@pytest.mark.parametrize("kernel", [(3, 3), (5, 3)])
+def test_conv_and_pool_as_one_equal_the_modules(monkeypatch, pool, kernel):
+    """The computation `torch.compile` gets for block 1 (forced here in eager float64): the modules'
+    outputs, all six parameters' gradients and the running statistics."""
+    pool = pool()
+    assert conv_pool_fuses(_same_block(kernel)[1], pool)
+    x = torch.randn(3, 1, 12, 33, dtype=torch.float64)
+    ref, got = _same_block(kernel), _same_block(kernel)
+    want = pool(ref[2](ref[1](ref[0](x))))
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.compiler, "is_compiling", lambda: True)
+        y = conv_bn(x, *got, pool=pool)
+    torch.testing.assert_close(y, want, rtol=1e-12, atol=1e-12)
+    grad = torch.randn_like(want)
+    wanted = torch.autograd.grad(want, [p for m in ref for p in (m.weight, m.bias)], grad)
+    for w, g in zip(wanted, torch.autograd.grad(y, [p for m in got for p in (m.weight, m.bias)], grad), strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(got[2].running_mean, ref[2].running_mean, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got[2].running_var, ref[2].running_var, rtol=1e-12, atol=1e-12)
+
+
+def test_what_cannot_pool_in_the_convolution_is_the_composition(monkeypatch):
+    conv = _same_block()[1]
+    assert not conv_pool_fuses(conv, nn.MaxPool2d(3, stride=2))  # overlapping windows
+    assert not conv_pool_fuses(conv, nn.MaxPool2d(2, padding=1))
+    assert not conv_pool_fuses(conv, nn.AvgPool2d(2))
+    assert not conv_pool_fuses(nn.Conv2d(1, 6, 3, stride=2, padding=1), nn.MaxPool2d(2))
+    assert not conv_pool_fuses(nn.Conv2d(1, 6, 3), nn.MaxPool2d(2))  # not 'same'
+    x = torch.randn(3, 1, 12, 33, dtype=torch.float64)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    for pool in (nn.MaxPool2d(3, stride=2), nn.AvgPool2d(2)):
+        ref, got = _same_block(), _same_block()
+        torch.testing.assert_close(conv_bn(x, *got, pool=pool), pool(conv_bn(x, *ref)), rtol=0, atol=0)
+
+
+def test_compiled_vgg_pools_block_1_in_its_convolution_with_the_modules_gradients():
+    """dynamo's graph of the compiled training pass: block 1's max-pool is in the fused computation (the
+    other three blocks' remain), and the gradients are the textbook modules'."""
+    x, target = torch.randn(3, 1, 16, 137, dtype=torch.float64), torch.rand(3, 5).round().double()
+    want = _grads(_tiny_vgg(False), x, target)
+    graphs = []
+
+    def recording(gm, inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    torch._dynamo.reset()
+    model = _tiny_vgg(True)
+    model.fuse_block1_pool = True
+    got = _grads(model, x, target, torch.compile(model, backend=recording, fullgraph=True))
+    torch._dynamo.reset()
+    pools = [n for g in graphs for n in g.graph.nodes if n.target is nn.functional.max_pool2d]
+    assert len(graphs) == 1 and len(pools) == 3, (len(graphs), len(pools))
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=1e-9, atol=1e-12, msg=name)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(compile_blocker(torch.device("cpu")) is not None, reason="inductor needs a C compiler")
+def test_inductor_makes_no_full_size_map_of_block_1(monkeypatch):
+    """The point of the fusion: inductor's code for the training pass of block 1 allocates no tensor of
+    the convolution's output size, forward or backward (only pooled-size ones and the input's)."""
+    bn, conv, out_bn = _same_block()
+    pool = nn.MaxPool2d((2, 4))
+    x = torch.randn(2, 1, 12, 32, dtype=torch.float64)
+
+    def block(x):
+        return conv_bn(x, bn, conv, out_bn, pool=pool).sum()
+
+    def step():
+        block_compiled(x).backward()
+
+    torch._dynamo.reset()
+    block_compiled = torch.compile(block, fullgraph=True)
+    _, codes = run_and_get_code(step)
+    torch._dynamo.reset()
+    assert len(codes) == 2  # forward and backward
+    full = "(2, 6, 12, 32)"
+    assert not any(full in line for code in codes for line in code.splitlines() if "empty_strided" in line)
+    torch.testing.assert_close((bn.weight.grad, conv.weight.grad), _grad_of_block(x))
+
+
+def _grad_of_block(x):
+    bn, conv, out_bn = _same_block()
+    nn.MaxPool2d((2, 4))(out_bn(conv(bn(x)))).sum().backward()
+    return bn.weight.grad, conv.weight.grad
 
 
 @pytest.mark.parametrize("arch", ["musicnn", "musicnn-787k"])
