@@ -2423,10 +2423,12 @@ def test_c6_holds_the_folds_to_the_modules_gradients_and_fails_a_wrong_fold(monk
     import architectures.layers
     from bench.tools import gpucheck
 
+    monkeypatch.setattr(fastpath, "compile_blocker", lambda device: None)
+    monkeypatch.setenv("BENCH_COMPILE_BACKEND", "aot_eager")  # the fused step as traced, without inductor's C++
     check = gpucheck.Check("C6", "")
     gpucheck.check_folds(check, torch.device("cpu"))
     assert check.ok is True, check.detail
-    assert set(check.numbers["relative_errors"]) == {"vgg", "musicnn", "vgg-605k"}
+    assert set(check.numbers["relative_errors"]) == {"vgg", "musicnn", "vgg-605k", gpucheck.FUSED_CASE}
     assert all(row["error"] < 1e-4 for row in check.numbers["relative_errors"].values())
     real = architectures.layers._conv_input_moments
 
@@ -2438,3 +2440,14 @@ def test_c6_holds_the_folds_to_the_modules_gradients_and_fails_a_wrong_fold(monk
     wrong = gpucheck.Check("C6", "")
     gpucheck.check_folds(wrong, torch.device("cpu"))
     assert wrong.ok is False and wrong.numbers["relative_errors"]["vgg"]["error"] > gpucheck.FOLD_TOLERANCE
+    assert wrong.numbers["relative_errors"][gpucheck.FUSED_CASE]["error"] > gpucheck.FOLD_TOLERANCE
+
+
+def test_c6_without_a_compiler_checks_the_eager_folds_and_says_so(monkeypatch):
+    from bench.tools import gpucheck
+
+    monkeypatch.setattr(fastpath, "compile_blocker", lambda device: "no C compiler (gcc, clang) on PATH")
+    check = gpucheck.Check("C6", "")
+    gpucheck.check_folds(check, torch.device("cpu"))
+    assert check.ok is True and set(check.numbers["relative_errors"]) == {"vgg", "musicnn", "vgg-605k"}
+    assert "block 1 fused not compiled: no C compiler (gcc, clang) on PATH" in check.detail

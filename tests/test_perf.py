@@ -224,6 +224,42 @@ def test_the_baseline_and_the_fast_path_are_timed_warm_however_short_the_budget(
     assert any(row["steps_timed"] == 0 for row in report["levers"][1:] if row is not report["fast"])
 
 
+def test_where_the_fast_path_compiles_vgg_is_also_timed_with_block_1_fused(write_spec, monkeypatch):
+    """The switch acts only in compiled training, so its row is the compiled fast path with it on, and
+    the fusion is what that row's step traced (the compiled fast path without it is the `fast` row)."""
+    import dataclasses
+
+    import architectures.layers
+    from bench.spec import load_spec
+    from bench.tools import perf
+
+    monkeypatch.setenv("BENCH_COMPILE_BACKEND", "aot_eager")  # dynamo's trace, without inductor's C++
+    chosen = perf.fast_path
+    monkeypatch.setattr(perf, "fast_path", lambda *a, **k: chosen(*a, **k).compiling(True))
+    real, fused = architectures.layers.conv_pool, []
+
+    def conv_pool(*args):
+        fused.append(args[0].shape)
+        return real(*args)
+
+    monkeypatch.setattr(architectures.layers, "conv_pool", conv_pool)
+    for name in ("measure_data_path", "measure_eval", "measure_conv_peak", "measure_frontend"):
+        monkeypatch.setattr(perf, name, lambda *a, **k: {"gflops": 1.0, "ms_per_clip": 1.0})
+    monkeypatch.setattr(perf, "_targets", lambda report: [])
+    settings = perf.PerfSettings(batch=2, budget_seconds=0.0, max_steps=1, scaling_cases=2, librosa=False)
+    rows = []
+    measure = perf.measure_training
+    monkeypatch.setattr(perf, "measure_training", lambda case, path, *a, **k: (
+        rows.append((path.compile, k.get("fuse_block1_pool", False), len(fused))), measure(case, path, *a, **k))[1])
+    report = perf.run_perf(load_spec(write_spec(TINY)), torch.device("cpu"), settings, log=lambda *a: None)
+    row = next(r for r in report["levers"] if r["lever"] == perf.FUSED_ROW)
+    assert row["module_options"] == {"fuse_block1_pool": True} and row["settings"]["compile"] is True
+    assert report["fast"]["settings"]["compile"] is True and report["fast"]["module_options"] == {}
+    assert fused and all(shape[1] == 1 for shape in fused)  # traced with the one-channel input
+    first_fused = next(i for i, (_, fuse, _) in enumerate(rows) if fuse)
+    assert rows[first_fused][2] == 0  # nothing traced it before that row
+
+
 def test_the_host_memory_lever_is_timed_after_every_row_without_it(write_spec, monkeypatch):
     """Reusing freed host memory cannot be undone as if it had never been on (glibc's mmap threshold no
     longer rises), so every step timed without it, the baseline's warm step included, comes first."""

@@ -617,6 +617,12 @@ def measure_data_path(case: Case, device: torch.device, settings: PerfSettings, 
 # levers, scaling, projection
 
 
+FUSED_ROW = "+ block 1 conv+pool fused"
+"""The row of VGG's compiled fast path with block 1's convolution and max-pool as one computation
+(`fuse_block1_pool`, off by default until a GPU has measured it), measured where the chosen fast path
+compiles."""
+
+
 def levers(device: torch.device, compile_lever: bool, arch: str) -> list[tuple[str, FastPath, dict]]:
     """(name, execution settings, module options) of the baseline and of each lever alone (the module
     levers included, VGG's three and the others' one: the other levers are measured on top of them, as
@@ -787,6 +793,9 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
     if compile_lever and not chosen.compile:  # the choice not to compile, measured too
         lever_rows.append(_extra_row("fast path + torch.compile", headline,
                                      chosen.compiling(True), device, settings, base, log))
+    if chosen.compile and headline.configuration.arch == "vgg":  # a switch of compiled training alone
+        lever_rows.append(_extra_row(FUSED_ROW, headline, chosen, device, settings, base, log, warm=True,
+                                     fuse_block1_pool=True))
 
     if settings.compile_modes:
         save(report)
@@ -915,10 +924,10 @@ def _projection_frontends(cases: list[Case], device: torch.device, settings: Per
 
 
 def _extra_row(name: str, case: Case, path: FastPath, device: torch.device, settings: PerfSettings,
-               base: dict, log: Callable, warm: bool = False) -> dict:
+               base: dict, log: Callable, warm: bool = False, **module_options) -> dict:
     """A training-step measurement with several levers together, in the form of a lever row."""
-    row = {"lever": name, "settings": path.as_dict(), "module_options": {},
-           **measure_training(case, path, device, settings, warm=warm)}
+    row = {"lever": name, "settings": path.as_dict(), "module_options": module_options,
+           **measure_training(case, path, device, settings, warm=warm, **module_options)}
     row["speedup"] = base["step_seconds"] / row["step_seconds"]
     log(f"  {name:28s} {row['step_seconds']:8.3f} s/step")
     return row
