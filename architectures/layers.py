@@ -316,32 +316,30 @@ class _ConvPool(torch.autograd.Function):
 
     Inputs a_pad and c_pad are a and c (the ones, zero in the padding) padded as the convolution pads
     and cropped to what the pool's windows read. Ties go to the window's first element in row-major
-    order, NaN wins, as torch's max-pool does. Eager, this is many passes over pooled-size maps: only
-    for compiled training (`conv_bn`).
+    order, as torch's max-pool has them (`torch.max` over the window's axis); NaN propagates. Eager,
+    this computes every window element's map: only for compiled training (`conv_bn`).
     """
 
     @staticmethod
     def forward(ctx, a_pad, c_pad, gamma, beta, weight, bias, kernel, pooled, size, dtype, channels_last):
         u = a_pad * gamma + c_pad * beta
         (p_h, p_w), (k_h, k_w), taps = pooled, kernel, weight.shape[2:]
-        w = weight.reshape(weight.shape[0], -1).t().reshape(-1, 1, weight.shape[0], 1, 1)  # (K, 1, C, 1, 1)
-        best = arg = None
-        for t in range(k_h * k_w):
-            r, s = divmod(t, k_w)
-            y = bias.reshape(1, -1, 1, 1)
-            for i in range(taps[0]):
-                for j in range(taps[1]):
-                    y = y + w[i * taps[1] + j] * u[:, :, r + i::k_h, s + j::k_w][:, :, :p_h, :p_w]
-            if r + (p_h - 1) * k_h >= size[0] or s + (p_w - 1) * k_w >= size[1]:  # windows past the input's end
-                rows = torch.arange(p_h, device=u.device) * k_h + r < size[0]
-                cols = torch.arange(p_w, device=u.device) * k_w + s < size[1]
-                y = torch.where(rows[:, None] & cols, y, float("-inf"))
-            if best is None:
-                best, arg = y, torch.zeros(y.shape, dtype=torch.int8, device=y.device)
-            else:
-                wins = (y > best) | y.isnan()
-                best, arg = torch.where(wins, y, best), torch.where(wins, t, arg)
-        ctx.save_for_backward(a_pad, c_pad, gamma, beta, weight, arg)
+        n, channels = u.shape[0], weight.shape[0]
+        w = weight.reshape(channels, -1).t().reshape(-1, 1, channels, 1, 1, 1)  # (K, 1, C, 1, 1, 1)
+        # (clips, channels, p_h, p_w, window): a max over the last axis with its index is one reduction whose
+        # input inductor computes inline; a chain of pairwise maxima had it store each window element's map
+        y = bias.reshape(1, -1, 1, 1, 1)
+        for i in range(taps[0]):
+            for j in range(taps[1]):
+                read = u[:, :, i:i + k_h * p_h, j:j + k_w * p_w].reshape(n, 1, p_h, k_h, p_w, k_w)
+                y = y + w[i * taps[1] + j] * read.permute(0, 1, 2, 4, 3, 5).reshape(n, 1, p_h, p_w, k_h * k_w)
+        if k_h * p_h > size[0] or k_w * p_w > size[1]:  # windows past the input's end
+            rows = (torch.arange(p_h, device=u.device) * k_h)[:, None] + torch.arange(k_h, device=u.device) < size[0]
+            cols = (torch.arange(p_w, device=u.device) * k_w)[:, None] + torch.arange(k_w, device=u.device) < size[1]
+            inside = (rows[:, None, :, None] & cols[None, :, None, :]).reshape(p_h, p_w, k_h * k_w)
+            y = torch.where(inside, y, float("-inf"))
+        best, arg = y.max(-1)
+        ctx.save_for_backward(a_pad, c_pad, gamma, beta, weight, arg.to(torch.int8))
         ctx.kernel = kernel
         out = best.to(dtype)
         return out.contiguous(memory_format=torch.channels_last) if channels_last else out

@@ -307,6 +307,28 @@ def test_conv_and_pool_as_one_equal_the_modules(monkeypatch, pool, kernel):
     torch.testing.assert_close(got[2].running_var, ref[2].running_var, rtol=1e-12, atol=1e-12)
 
 
+def _centre_tap(block):
+    """`block` with only its convolution's centre tap weighted: on an input of two values many windows
+    tie, between elements whose neighbours differ, so that the other taps' weight gradients tell which
+    element of a window took the gradient."""
+    with torch.no_grad():
+        block[1].weight.zero_()
+        block[1].weight[:, :, 1, 1] = torch.linspace(-1.0, 1.0, block[1].out_channels)[:, None]
+    return block
+
+
+def test_tied_windows_pass_the_gradient_to_their_first_element_as_the_max_pool_does(monkeypatch):
+    pool = nn.MaxPool2d((2, 4))
+    x = torch.randint(0, 2, (3, 1, 12, 32)).double()
+    ref, got = _centre_tap(_same_block()), _centre_tap(_same_block())
+    want = pool(ref[2](ref[1](ref[0](x))))
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    y = conv_bn(x, *got, pool=pool)
+    grad = torch.randn_like(want)
+    torch.testing.assert_close(torch.autograd.grad(y, got[1].weight, grad)[0],
+                               torch.autograd.grad(want, ref[1].weight, grad)[0], rtol=1e-10, atol=1e-12)
+
+
 def test_what_cannot_pool_in_the_convolution_is_the_composition(monkeypatch):
     conv = _same_block()[1]
     assert not conv_pool_fuses(conv, nn.MaxPool2d(3, stride=2))  # overlapping windows
@@ -347,13 +369,15 @@ def test_compiled_vgg_pools_block_1_in_its_convolution_with_the_modules_gradient
 @pytest.mark.skipif(compile_blocker(torch.device("cpu")) is not None, reason="inductor needs a C compiler")
 def test_inductor_makes_no_full_size_map_of_block_1(monkeypatch):
     """The point of the fusion: inductor's code for the training pass of block 1 allocates no tensor of
-    the convolution's output size, forward or backward (only pooled-size ones and the input's)."""
-    bn, conv, out_bn = _same_block()
+    the convolution's output size, forward or backward (only pooled-size ones and the input's); its
+    gradients are the modules', ties included."""
+    bn, conv, out_bn = _centre_tap(_same_block())
     pool = nn.MaxPool2d((2, 4))
-    x = torch.randn(2, 1, 12, 32, dtype=torch.float64)
+    x = torch.randint(0, 2, (2, 1, 12, 32)).double()
+    grad = torch.randn(2, 6, 6, 8, dtype=torch.float64)
 
     def block(x):
-        return conv_bn(x, bn, conv, out_bn, pool=pool).sum()
+        return (conv_bn(x, bn, conv, out_bn, pool=pool) * grad).sum()
 
     def step():
         block_compiled(x).backward()
@@ -365,13 +389,9 @@ def test_inductor_makes_no_full_size_map_of_block_1(monkeypatch):
     assert len(codes) == 2  # forward and backward
     full = "(2, 6, 12, 32)"
     assert not any(full in line for code in codes for line in code.splitlines() if "empty_strided" in line)
-    torch.testing.assert_close((bn.weight.grad, conv.weight.grad), _grad_of_block(x))
-
-
-def _grad_of_block(x):
-    bn, conv, out_bn = _same_block()
-    nn.MaxPool2d((2, 4))(out_bn(conv(bn(x)))).sum().backward()
-    return bn.weight.grad, conv.weight.grad
+    ref = _centre_tap(_same_block())
+    (pool(ref[2](ref[1](ref[0](x)))) * grad).sum().backward()
+    torch.testing.assert_close((bn.weight.grad, conv.weight.grad), (ref[0].weight.grad, ref[1].weight.grad))
 
 
 @pytest.mark.parametrize("arch", ["musicnn", "musicnn-787k"])

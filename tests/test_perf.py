@@ -227,7 +227,6 @@ def test_the_baseline_and_the_fast_path_are_timed_warm_however_short_the_budget(
 def test_where_the_fast_path_compiles_vgg_is_also_timed_with_block_1_fused(write_spec, monkeypatch):
     """The switch acts only in compiled training, so its row is the compiled fast path with it on, and
     the fusion is what that row's step traced (the compiled fast path without it is the `fast` row)."""
-    import dataclasses
 
     import architectures.layers
     from bench.spec import load_spec
