@@ -500,6 +500,17 @@ def test_bench_perf_on_a_gpu_measures_its_levers_and_judges_the_gpu_targets(fake
     said = []
     threads = torch.get_num_threads()
     monkeypatch.setattr(perf, "cpu_share", lambda: threads + 1)  # a run's share of the box's CPUs, not this process's
+    profiled = []  # torch's profiler sees no kernels of the fake: the GPU busy half of each scaling row's steps
+
+    def busy_fraction(step, steps):
+        profiled.append(steps)
+        step()
+        return 0.5, 0.01, (0.0, 1.0)
+
+    monkeypatch.setattr(perf, "busy_fraction", busy_fraction)
+    placed = []
+    monkeypatch.setattr(perf, "auto_runs_per_gpu", lambda spec, runs, root: (placed.append(len(runs)) or 4,
+                                                                            "largest footprint 14.9 GiB (estimated)"))
     with fake_cuda.mode:
         report = perf.run_perf(load_spec("specs/paper-mtat-vgg.toml"), CUDA, settings, log=said.append)
     assert report["data_path"]["threads"] == threads + 1 and torch.get_num_threads() == threads  # as a run reads
@@ -525,8 +536,15 @@ def test_bench_perf_on_a_gpu_measures_its_levers_and_judges_the_gpu_targets(fake
     assert head["goal"] == 0.40 and head["value"] == pytest.approx(report["fast"]["gflops"] / 989e3)
     hours = report["projection"]["device_hours"]
     assert targets["projected grid, share of bf16 peak"]["value"] == pytest.approx(1.061 / hours, rel=1e-3)
+    # 4 runs at a time (the grid's choice for the spec's 264 runs), each busy half its time alone: half the hours
+    shared = report["projection_shared"]
+    assert placed == [264] and len(profiled) == len(report["scaling"]["rows"]) == 2
+    assert [row["busy_fraction"] for row in report["scaling"]["rows"]] == [0.5, 0.5]
+    assert shared["runs_at_once"] == 4 and shared["device_hours"] == pytest.approx(hours / 2)
+    assert "  4 runs at a time, as the grid places them here (largest footprint 14.9 GiB" in perf.format_report(report)
     documented = (Path(__file__).resolve().parents[1] / "docs" / "performance.md").read_text()
-    fields = [*report, *report["data_path"], *report["projection"], *report["targets"][0]]
+    fields = [*report, *report["data_path"], *report["projection"], *report["targets"][0], *shared,
+              *report["scaling"]["rows"][0]]
     assert [f for f in fields if f"`{f}`" not in documented] == []  # a GPU report's fields, each named in the docs
     text = perf.format_report(report)
     assert " GPU-hours " in text and "; 1.06 at the bf16 dense peak (989 TFLOP/s)" in text

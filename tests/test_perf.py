@@ -87,6 +87,65 @@ def test_projection_arithmetic():
     assert reference["pflop"] == pytest.approx(3 * 10.01e9 * (30 * (18706 * 6 + 1825 * 2) + 5329 * 2) / 1e15, rel=1e-3)
 
 
+def test_projection_of_runs_sharing_a_gpu_takes_each_run_its_share():
+    """K runs at a time: a run whose GPU is busy 20 % of its time alone takes a K-th of its time (4: a
+    quarter), one busy 90 % takes 90 %; the work is the same."""
+    from bench.tools.perf import shared_run_fraction
+
+    spec = load_spec(SPECS / "paper-mtat-vgg.toml")
+    cases = spec_cases(spec)
+    alone = project(spec, cases, lambda case: 1.0, batch=8, epochs=30)
+    busy = {c.configuration.cost_key: (0.2 if c.configuration.mel.hop_multiplier > 1 else 0.9) for c in cases}
+    shared = project(spec, cases, lambda case: 1.0, batch=8, epochs=30, runs_at_once=4,
+                     share=lambda case: shared_run_fraction(busy[case.configuration.cost_key], 4))
+    per_run = (30 * (18706 / 8 + 1825 / 24) + 5329 / 24) / 3600
+    hop_1 = sum(c.configuration.mel.hop_multiplier == 1 for c in cases)
+    assert shared["device_hours"] == pytest.approx(3 * per_run * (0.9 * hop_1 + 0.25 * (len(cases) - hop_1)))  # 3 seeds
+    assert shared["pflop"] == alone["pflop"] and shared["assumptions"]["runs_at_once"] == 4
+    assert alone["assumptions"]["runs_at_once"] == 1
+
+
+def test_the_shared_gpu_model_is_a_lower_bound_of_what_h200s_measured():
+    """`make gpu-check`'s P1 ran the smallest configuration alone and 3 runs of it at once on H200s:
+    the model's throughput for the 3 runs (alone / the share of the GPU each takes) was above what was
+    measured every time (runs slow each other), by less than 1.6x."""
+    from bench.tools.perf import shared_run_fraction
+
+    rows = json.loads((Path(__file__).parent / "data" / "h200_p1_shared.json").read_text())["rows"]
+    assert len(rows) == 3
+    for row in rows:
+        model = row["clips_per_second_alone"] / shared_run_fraction(row["busy_alone"], row["runs_at_once"])
+        assert row["clips_per_second_shared"] < model < 1.6 * row["clips_per_second_shared"], row
+
+
+def test_a_training_measurement_can_say_how_busy_the_device_was(write_spec, monkeypatch):
+    """`busy` (bench perf's scaling rows on CUDA): the profiler's measurement over further training
+    steps of the same model, as many as were timed, at least 3; its line in the projection."""
+    import dataclasses
+
+    from bench.tools import perf
+
+    steps = []
+
+    def fake_busy(step, n):
+        for _ in range(n):
+            step()
+        steps.append(n)
+        return 0.25, 0.01, (0.0, 1.0)
+
+    monkeypatch.setattr(perf, "busy_fraction", fake_busy)
+    case = spec_cases(load_spec(write_spec(TINY)))[0]
+    path = dataclasses.replace(baseline(torch.device("cpu")), reuse_host_memory=False)
+    settings = perf.PerfSettings(batch=2, budget_seconds=0.0, max_steps=1)
+    measured = perf.measure_training(case, path, torch.device("cpu"), settings, busy=True)
+    assert measured["busy_fraction"] == 0.25 and steps == [3]
+    assert "busy_fraction" not in perf.measure_training(case, path, torch.device("cpu"), settings)
+    line = perf.shared_projection_line({"runs_at_once": 4, "why": "largest footprint 14.9 GiB (estimated) on 139 "
+                                        "GiB free", "device_hours": 8.25, "max_epochs_hours": 27.5}, "cuda")
+    assert line.startswith("  4 runs at a time, as the grid places them here (largest footprint 14.9 GiB")
+    assert "at least 8" in line and "1/4 of its time alone" in line
+
+
 def test_projection_counts_the_mel_front_end_and_states_its_bound():
     """A grid run computes the mel of every clip it evaluates (once: MusiCNN's segments are cut from it)
     and of every clip it trains on (MusiCNN: one segment of its clip, 1/segments of the frames). The

@@ -66,6 +66,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench.run.gpus import exclusive_gpus, others_on_cuda_device, sharing_note, visible_selection
+from bench.tools.busy import busy_fraction, kernel_seconds  # noqa: F401 - also the workers' import (P1)
 from bench.tools.peaks import HEADLINE_FRACTION_OF_BF16_PEAK, bf16_peak_tflops
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository (bench/tools/gpucheck.py)
@@ -505,48 +506,6 @@ def _cases() -> dict:
     reading_case = min((c for c in cases if c.configuration.mel.sample_rate == 16000),
                       key=lambda c: c.gmac_per_input)
     return {"smallest": smallest, "headline": headline, "largest": largest, "reading": reading_case}
-
-
-def busy_fraction(step: Callable[[], object], steps: int, ready: Callable[[], None] = lambda: None
-                  ) -> tuple[float, float, tuple[float, float]]:
-    """(GPU-busy fraction, seconds per step, (start, end) wall-clock time) of `steps` steps: the time
-    in which a CUDA kernel ran (`kernel_seconds`) divided by the wall time of those steps alone. The
-    warm-up step, the profiler's start and stop and the reading of its events lie outside the
-    window; `ready` is called just before the window opens."""
-    import torch
-    from torch.profiler import ProfilerActivity, profile
-
-    step()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        ready()
-        start, clock = time.time(), time.perf_counter()
-        for _ in range(steps):
-            step()
-        torch.cuda.synchronize()
-        wall = time.perf_counter() - clock
-        end = time.time()
-    return kernel_seconds(prof.events()) / wall, wall / steps, (start, end)
-
-
-def kernel_seconds(events) -> float:
-    """Seconds in which at least one CUDA kernel ran: the union of the kernels' time ranges (in
-    microseconds), so kernels overlapping on two streams count once. Memory copies and sets, which
-    the CUDA activity records as device events too, are not kernels; nor are the device-side spans of
-    `record_function` ranges (the optimiser's step, compiled graphs' calls), which run from a range's
-    first kernel to its last, gaps included (torch's own device totals leave them out the same way).
-    No kernel at all is an error of the measurement, not an idle GPU."""
-    spans = sorted((e.time_range.start, e.time_range.end) for e in events
-                   if e.device_type.name == "CUDA" and not getattr(e, "is_user_annotation", False)
-                   and not e.name.startswith(("Memcpy", "Memset")))
-    if not spans:
-        raise RuntimeError("the profiler recorded no CUDA kernel in the timed steps: GPU busy not measured")
-    total, covered = 0.0, -math.inf
-    for start, end in spans:
-        if end > covered:
-            total += end - max(start, covered)
-            covered = end
-    return total / 1e6
 
 
 def step_seconds(step: Callable[[], object], steps: int) -> float:

@@ -57,7 +57,9 @@ from bench.data.views import (
     epoch_order,
 )
 from bench.run.gpus import others_on_cuda_device, sharing_note
+from bench.run.grid import auto_runs_per_gpu
 from bench.spec import Configuration, Spec
+from bench.tools.busy import busy_fraction
 from bench.tools.peaks import (
     HEADLINE_FRACTION_OF_BF16_PEAK,
     PROJECTED_FRACTION_OF_BF16_PEAK,
@@ -272,10 +274,11 @@ def _batch(case: Case, batch: int, device: torch.device, seed: int = 0):
 
 
 def measure_training(case: Case, path: FastPath, device: torch.device, settings: PerfSettings, warm: bool = False,
-                     **module_options) -> dict:
+                     busy: bool = False, **module_options) -> dict:
     """Training-step time of `case` executed as `path` says (random data, a real optimiser step). A
     warm-up slower than the budget is the measurement (`steps_timed` 0) unless `warm`: then at least one
-    step after it is timed."""
+    step after it is timed. With `busy` (CUDA), also `busy_fraction`: the share of the wall time of as
+    many steps again, at least 3, in which a kernel ran (`bench.tools.busy`)."""
     torch.manual_seed(0)
     model = path.prepare_model(case.build(device, **module_options))
     model.train()
@@ -294,6 +297,8 @@ def measure_training(case: Case, path: FastPath, device: torch.device, settings:
     result = _throughput(timing, settings.batch, macs, training=True)
     result["peak_memory_mb"] = _peak_memory_mb(device) if counted_from_here else None
     result["compile_seconds"] = max(0.0, timing["first_seconds"] - timing["seconds"]) if path.compile else 0.0
+    if busy:
+        result["busy_fraction"] = busy_fraction(step, max(3, timing["calls"]))[0]
     return result
 
 
@@ -686,8 +691,11 @@ def interpolate(gmac: list[float], values: list[float]) -> Callable[[float], flo
 def project(spec: Spec, cases: list[Case], step_seconds: Callable[[Case], float], batch: int,
             epochs: float, eval_seconds: Callable[[Case], float] | None = None,
             frontend_seconds: Callable[[Case], float] | None = None,
-            run_seconds_once: Callable[[Case], float] | None = None) -> dict | None:
-    """Device-hours of every run of `spec` from measured step times, one run at a time on one device.
+            run_seconds_once: Callable[[Case], float] | None = None,
+            share: Callable[[Case], float] | None = None, runs_at_once: int = 1) -> dict | None:
+    """Device-hours of every run of `spec` from measured step times, one run at a time on one device,
+    or with `share` and `runs_at_once` K, K runs at a time: each run then takes `share(case)` of its
+    time alone from the device (`shared_run_fraction`).
 
     Per run: `epochs` x (the train split in training steps + the valid split in forward passes),
     plus the test split once, times the segments per clip for MusiCNN's evaluation.
@@ -712,8 +720,9 @@ def project(spec: Spec, cases: list[Case], step_seconds: Callable[[Case], float]
         eval_per_clip = case.segments * (eval_seconds(case) if eval_seconds else step_per_clip / 3) + mel_per_clip
         per_epoch = n_train * train_per_clip + n_valid * eval_per_clip
         once = n_test * eval_per_clip + (run_seconds_once(case) if run_seconds_once else 0.0)
-        run_seconds = epochs * per_epoch + once
-        bound += (spec.protocol.max_epochs * per_epoch + once) * len(spec.seeds) / 3600
+        fraction = share(case) if share else 1.0
+        run_seconds = (epochs * per_epoch + once) * fraction
+        bound += (spec.protocol.max_epochs * per_epoch + once) * fraction * len(spec.seeds) / 3600
         run_flops = 2e9 * case.gmac_per_input * (epochs * (3 * n_train + case.segments * n_valid)
                                                  + case.segments * n_test)
         per_config.append({"case": case.label, "log": case.configuration.mel.log,
@@ -728,7 +737,18 @@ def project(spec: Spec, cases: list[Case], step_seconds: Callable[[Case], float]
                             "evaluation": "measured" if eval_seconds else "a third of a training step",
                             "front_end": "measured" if frontend_seconds else "not counted",
                             "once_per_run": "measured" if run_seconds_once else "not counted",
-                            "runs_at_once": 1}}
+                            "runs_at_once": runs_at_once if share else 1}}
+
+
+def shared_run_fraction(busy: float, runs_at_once: int) -> float:
+    """The share of its time alone that a run takes from a device it shares with K = `runs_at_once`
+    runs like it, given the share of its time alone in which the device ran its kernels (`busy`): its
+    kernels' time where K such runs fill the device (K x busy >= 1), else a K-th of its time (the K
+    runs progress side by side). A model, and an optimistic one: it takes the kernels of K runs to
+    leave each other's durations alone, and they do not. Against `make gpu-check`'s P1 on H200s (the
+    smallest configuration alone, then 3 runs of it at once) it predicted 1.27x, 1.35x and 1.50x the
+    clips per second measured (`tests/data/h200_p1_shared.json`): a lower bound of the hours."""
+    return max(busy, 1.0 / runs_at_once)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -826,7 +846,9 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
         path = scaling_path(case)
         # on a GPU a first step slower than the budget is cuDNN's autotuning at a new shape (or the
         # compilation), not the step: the projection is built from these rows, so a step after it is timed
-        measured = measure_training(case, path, device, settings, warm=device.type == "cuda")
+        measured = measure_training(case, path, device, settings, warm=device.type == "cuda",
+                                    busy=device.type == "cuda")
+        measured.setdefault("busy_fraction", None)
         evaluated = measure_forward(case, path, device, settings)
         compile_seconds = (measured["compile_seconds"]
                            + max(0.0, evaluated["first_step_seconds"] - evaluated["step_seconds"])) if compiled else 0.0
@@ -877,7 +899,7 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
         return measured_evals.get(case.configuration.cost_key, eval_between(case.gmac_per_input))
 
     save(report)
-    projection = None
+    projection = report["projection_shared"] = None
     if split_sizes(spec.dataset) is not None:  # a projection needs the splits' sizes; else nothing to time
         mel_seconds = _projection_frontends(all_cases, device, settings, report, log)
 
@@ -889,6 +911,21 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
 
         projection = project(spec, all_cases, step_seconds, settings.batch, settings.epochs, eval_seconds,
                              mel_per_clip, compile_seconds if compiled else None)
+        busy = [r.get("busy_fraction") for r in scaling_rows]
+        if all(b is not None for b in busy):  # measured on CUDA
+            k, why = auto_runs_per_gpu(spec, spec.runs(), Path(tempfile.gettempdir()) / "bench-perf-no-results")
+            busy_between = interpolate(gmacs, busy)
+            measured_busy = {c.configuration.cost_key: b for c, b in zip(scaling, busy, strict=True)}
+
+            def share(case: Case) -> float:
+                return shared_run_fraction(measured_busy.get(case.configuration.cost_key,
+                                                             busy_between(case.gmac_per_input)), k)
+
+            shared = project(spec, all_cases, step_seconds, settings.batch, settings.epochs, eval_seconds,
+                             mel_per_clip, compile_seconds if compiled else None, share=share, runs_at_once=k)
+            report["projection_shared"] = {"runs_at_once": k, "why": why, "device_hours": shared["device_hours"],
+                                           "max_epochs_hours": shared["max_epochs_hours"],
+                                           "per_config": shared["per_config"]}
     if projection:
         projection["assumptions"]["steps"] = (
             "compiled, as the grid compiles runs of 5,000 steps or more; each run's compilation (its training "
@@ -1128,7 +1165,9 @@ def format_report(report: dict) -> str:
                   + ("; with each run's compilation; without" if compiled else "; without compilation,")
                   + " the latency measurement, checkpoints"
                   + ("; the grid runs several runs per GPU at once (--runs-per-gpu), which this does not credit"
-                     if report["device"] == "cuda" else "")]
+                     if report["device"] == "cuda" and not report.get("projection_shared") else "")]
+        if report.get("projection_shared"):
+            lines.append(shared_projection_line(report["projection_shared"], report["device"]))
     lines += ["", "Targets"]
     for t in report["targets"]:
         if t["value"] is None:
@@ -1138,6 +1177,15 @@ def format_report(report: dict) -> str:
         verdict = "met" if t["met"] else "NOT met"
         lines.append(f"  {t['target']:38s} {t['value']:8.3f}  {t['op']} {t['goal']:<5g} {verdict}")
     return "\n".join(lines)
+
+
+def shared_projection_line(shared: dict, device: str) -> str:
+    """The projection's line for runs sharing the GPU (`report["projection_shared"]`)."""
+    k = shared["runs_at_once"]
+    return (f"  {k} runs at a time, as the grid places them here ({shared['why']}): at least "
+            f"{amount(shared['device_hours'], 0)} {hours_unit(device)} ({amount(shared['max_epochs_hours'], 0)} at "
+            f"max_epochs), if each run took only the larger of its GPU-busy share alone (measured at the scaling "
+            f"rows, interpolated in GMAC) and 1/{k} of its time alone; runs slow each other more than that")
 
 
 def cli_main(spec_path: str, device_name: str, out: str | None, settings: PerfSettings) -> int:
