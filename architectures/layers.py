@@ -267,10 +267,10 @@ def conv_bn(x: torch.Tensor, input_bn: nn.BatchNorm2d, conv: nn.Conv2d, bn: nn.B
 def conv_pool_fuses(conv: nn.Conv2d, pool: nn.Module) -> bool:
     """Whether `conv_pool` computes pool(conv(.)): a 'same' convolution (odd kernel, stride 1, no
     dilation) and a max-pool whose windows tile its input (kernel = stride, no padding, dilation or
-    indices), padded at its end by `pad` (bands, frames) with -inf where it has that attribute (VGG's
-    `PaddedMaxPool2d`), in ceil mode or not."""
+    indices; at most 127 elements, each window's winner kept as int8), padded at its end by `pad`
+    (bands, frames) with -inf where it has that attribute (VGG's `PaddedMaxPool2d`), in ceil mode or not."""
     kernel, stride = _tuple(pool.kernel_size, 2), _tuple(pool.stride or pool.kernel_size, 2)
-    return (tuple(conv.stride) == (1, 1) and tuple(conv.dilation) == (1, 1)
+    return (tuple(conv.stride) == (1, 1) and tuple(conv.dilation) == (1, 1) and kernel[0] * kernel[1] <= 127
             and all(k % 2 == 1 and p == k // 2 for k, p in zip(conv.kernel_size, _tuple(conv.padding, 2), strict=True))
             and isinstance(pool, nn.MaxPool2d) and kernel == stride and _tuple(pool.padding, 2) == [0, 0]
             and _tuple(pool.dilation, 2) == [1, 1] and not pool.return_indices)

@@ -333,6 +333,7 @@ def test_what_cannot_pool_in_the_convolution_is_the_composition(monkeypatch):
     conv = _same_block()[1]
     assert not conv_pool_fuses(conv, nn.MaxPool2d(3, stride=2))  # overlapping windows
     assert not conv_pool_fuses(conv, nn.MaxPool2d(2, padding=1))
+    assert conv_pool_fuses(conv, nn.MaxPool2d((1, 127))) and not conv_pool_fuses(conv, nn.MaxPool2d((2, 64)))  # int8
     assert not conv_pool_fuses(conv, nn.AvgPool2d(2))
     assert not conv_pool_fuses(nn.Conv2d(1, 6, 3, stride=2, padding=1), nn.MaxPool2d(2))
     assert not conv_pool_fuses(nn.Conv2d(1, 6, 3), nn.MaxPool2d(2))  # not 'same'
