@@ -717,10 +717,13 @@ def test_a_containers_cpu_quota_bounds_the_cpus_as_its_affinity_does(monkeypatch
     monkeypatch.setenv("TORCHINDUCTOR_COMPILE_THREADS", "")  # recorded, so that what it sets is undone
     monkeypatch.delenv("TORCHINDUCTOR_COMPILE_THREADS")
     monkeypatch.setattr(fastpath.torch, "set_num_threads", lambda n: threads.append(n))
-    config = sys.modules.get("torch._inductor.config")
-    if config is not None:  # restored after the test, as the variable is
-        monkeypatch.setattr(config, "compile_threads", config.compile_threads)
-    assert fastpath.limit_worker_threads() == 4 and threads[-1] == 4
+    import torch._inductor.config as inductor_config
+
+    # restored after the test, as the variable is, by the config's own patch: monkeypatch's undo deletes
+    # the setting, and every later compile in the process then fails on reading it
+    with inductor_config.patch(compile_threads=inductor_config.compile_threads):
+        assert fastpath.limit_worker_threads() == 4 and threads[-1] == 4
+        assert inductor_config.compile_threads == 4
     assert os.environ["TORCHINDUCTOR_COMPILE_THREADS"] == "4"
 
 

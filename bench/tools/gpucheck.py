@@ -296,7 +296,8 @@ first convolutions; VGG also block 1's BatchNorm (`architectures.layers.conv_bn`
 
 FOLD_TOLERANCE = 1e-3
 """C6: the largest relative difference allowed between a parameter's gradient with the folds and as
-written, in float32 without TF32 (rounding alone gave at most 8e-5 on the CPU, mostly about 1e-5)."""
+written, in float32 without TF32 (rounding alone gave at most 8e-5 on CPUs with AVX512, 1.5e-4 on one
+with AVX2 only, mostly about 1e-5; in float64 at most 5e-13)."""
 
 
 def _fold_switches(model, on: bool) -> None:
