@@ -10,9 +10,13 @@ front end on the batch's waveforms, BCE on logits, Adam. Steps alternate between
 a pair (interleaved rounds, the same batch size, random clips of the networks' input length), and
 the median step time is kept, so both see the same machine state.
 
-Pairs: the peer's FCN against our VGG at width 0.5 (first block 64 channels like the FCN's, about
-the FCN's GMAC) on 29.1 s at 16 kHz / 96 bands / hop 256; the peer's Musicnn (MTAT size) against our
-`musicnn-787k` (the released network, a similar parameter count) and our paper MusiCNN on 3 s.
+Pairs: the peer's FCN against our VGG at width 0.5 (first block 64 channels like the FCN's; 3.38
+GMAC per clip against the FCN's 2.16) and at width 0.4 (2.18 GMAC, the FCN's compute) on 29.1 s at
+16 kHz / 96 bands / hop 256; the peer's Musicnn
+(MTAT size) against our `musicnn-787k` (the released network, a similar parameter count) and our
+paper MusiCNN on 3 s. Each side's GMAC per clip (`forward_gmac`: the network after the mel front
+end, one forward pass) is printed beside its step time, and the ratio of the two sides' multiply-adds per
+second: where the networks' compute differs, the step ratio alone says little of the code.
 """
 
 from __future__ import annotations
@@ -60,7 +64,9 @@ def ours(arch: str, seconds: float, batch: int, n_tags: int, **options):
         optimise(loss_fn(forward(model, path, mel), target), optimizer, scaler)
 
     label = f"ours {arch}" + (f" (width {options['width']})" if "width" in options else "")
-    return label, step, count_params(model), path
+    with torch.no_grad():
+        mel = frontend(wave[:1])[:, :, :model.input_frames] if model.segments is not None else frontend(wave[:1])
+    return label, step, count_params(model), path, forward_gmac(model, mel) * (model.segments or 1)
 
 
 def peer(module, name: str, seconds: float, batch: int, n_tags: int, **kwargs):
@@ -77,7 +83,35 @@ def peer(module, name: str, seconds: float, batch: int, n_tags: int, **kwargs):
         loss_fn(model(wave), target).backward()
         optimizer.step()
 
-    return f"peer {name}", step, count_params(model)
+    return f"peer {name}", step, count_params(model), peer_gmac(model, wave[:1])
+
+
+def peer_gmac(model: nn.Module, wave: torch.Tensor) -> float:
+    """GMAC per clip of a peer network after its mel front end, as ours are counted: its `spec` and
+    `to_db` (mel and dB, the first two steps of its forward pass) taken out, a clip's dB mel fed in."""
+    import copy
+
+    with torch.no_grad():
+        mel = model.to_db(model.spec(wave))
+    body = copy.deepcopy(model)
+    body.spec, body.to_db = nn.Identity(), nn.Identity()
+    return forward_gmac(body, mel)
+
+
+def forward_gmac(model: nn.Module, x: torch.Tensor) -> float:
+    """GMAC of one forward pass of `x` in eval mode by torch's FlopCounterMode (convolutions and matrix
+    products; 2 FLOPs per multiply-add), the same counter for both sides. Not fvcore, whose tracing
+    fails on the peer's Musicnn (it builds pooling layers from tensor sizes inside its forward pass)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(x)
+    finally:
+        model.train(was_training)
+    return counter.get_total_flops() / 2e9
 
 
 def interleaved(steps: dict, rounds: int) -> dict:
@@ -111,21 +145,25 @@ def main() -> int:
     n_tags = 50
     pairs = [
         (peer(module, "FCN", 29.1, args.batch, n_tags), ours("vgg", 29.1, args.batch, n_tags, width=0.5)),
+        (peer(module, "FCN", 29.1, args.batch, n_tags), ours("vgg", 29.1, args.batch, n_tags, width=0.4)),
         (peer(module, "Musicnn", 3.0, args.batch, n_tags), ours("musicnn-787k", 3.0, args.batch, n_tags)),
         (peer(module, "Musicnn", 3.0, args.batch, n_tags), ours("musicnn", 3.0, args.batch, n_tags)),
     ]
     rows = []
     print(f"{torch.get_num_threads()} threads, batch {args.batch}, median of {args.rounds} interleaved rounds")
-    for (peer_label, peer_step, peer_params), (our_label, our_step, our_params, path) in pairs:
+    for (peer_label, peer_step, peer_params, peer_gmac_), (our_label, our_step, our_params, path, our_gmac) in pairs:
         median = interleaved({peer_label: peer_step, our_label: our_step}, args.rounds)
         ratio = median[peer_label] / median[our_label]
+        mac_ratio = ratio * our_gmac / peer_gmac_  # (our GMAC / our step) / (peer GMAC / peer step)
         layout = "channels_last" if path.channels_last else "NCHW"
         rows.append({"peer": peer_label, "ours": our_label, "peer_seconds": median[peer_label],
                      "our_seconds": median[our_label], "ours_faster_by": ratio, "peer_params": peer_params,
-                     "our_params": our_params, "our_path": f"{path.amp_dtype or 'float32'} {layout}"})
-        print(f"  {peer_label:12s} {median[peer_label]:7.2f} s/step ({peer_params:,} params)   "
-              f"{our_label:28s} {median[our_label]:7.2f} s/step ({our_params:,} params, "
-              f"{path.amp_dtype or 'float32'} {layout})   ours {ratio:.2f}x as fast", flush=True)
+                     "our_params": our_params, "peer_gmac": peer_gmac_, "our_gmac": our_gmac,
+                     "our_macs_per_second_by": mac_ratio, "our_path": f"{path.amp_dtype or 'float32'} {layout}"})
+        print(f"  {peer_label:12s} {median[peer_label]:7.2f} s/step ({peer_params:,} params, {peer_gmac_:.3f} GMAC)   "
+              f"{our_label:28s} {median[our_label]:7.2f} s/step ({our_params:,} params, {our_gmac:.3f} GMAC, "
+              f"{path.amp_dtype or 'float32'} {layout})   ours {ratio:.2f}x as fast, {mac_ratio:.2f}x the "
+              f"multiply-adds per second", flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
     return 0

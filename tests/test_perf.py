@@ -773,3 +773,36 @@ def test_the_gpu_figures_in_the_docs_are_those_the_h200_measured():
     assert (round(projection["device_hours"]), round(projection["max_epochs_hours"])) == (12, 38)
     assert "**12 H200-hours** at 30 epochs per run (38 at its `max_epochs` of 100)" in readme
     assert round(100 * projected_fraction(projection, 989.0), 1) == 8.7 and "8.7 %" in readme
+
+
+def test_peer_speed_counts_both_sides_multiply_adds_after_the_mel():
+    """benchmarks/peer_speed.py sets each side's step time beside its GMAC per clip: a peer network
+    shaped as sota-music-tagging-models' are (`spec` and `to_db` first in its forward pass, a pooling
+    layer built from a tensor size inside it, which fvcore's tracing cannot follow) counts the
+    multiply-adds of what follows the mel, by hand: a 1 -> 4 channel 3 x 3 convolution 'same' on
+    8 x 20 (4 x 9 x 160 = 5,760), a linear layer 4 -> 3 (12); and our VGG counts its plan's MACs."""
+    import importlib.util
+
+    path = SPECS.parent / "benchmarks" / "peer_speed.py"
+    spec = importlib.util.spec_from_file_location("peer_speed", path)
+    peer_speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(peer_speed)
+
+    class Peer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.spec = nn.Linear(20, 8 * 20)  # a stand-in mel: its multiply-adds must not count
+            self.to_db = nn.Identity()
+            self.conv = nn.Conv2d(1, 4, 3, padding=1)
+            self.dense = nn.Linear(4, 3)
+
+        def forward(self, x):
+            x = self.to_db(self.spec(x).view(-1, 8, 20)).unsqueeze(1)
+            x = self.conv(x).flatten(2)
+            x = nn.MaxPool1d(x.size(2))(x).squeeze(2)
+            return self.dense(x)
+
+    assert peer_speed.peer_gmac(Peer(), torch.randn(1, 20)) * 1e9 == pytest.approx(4 * 9 * 160 + 4 * 3)
+    model = build("vgg", InputConfig(16000, 48, 3, 63), 10, width=0.0625)
+    mel = torch.randn(1, 48, 63)
+    assert peer_speed.forward_gmac(model, mel) * 1e9 == pytest.approx(model.analytic_macs())
