@@ -13,10 +13,11 @@ these choices: docs/performance.md#measurements-behind-the-codes-choices):
 - CPU, whatever its dtype: freed memory kept by the process for its next allocations
   (`bench.core.machine.reuse_freed_memory`): glibc otherwise unmaps each of a step's large maps when
   it is freed, and the kernel faults in and zeroes them again the next step.
-- CPU without native bf16 (AVX2 only, e.g. AMD EPYC Zen 3): fp32, NCHW. bf16 autocast makes the
-  convolutions much slower there (oneDNN emulates bf16), and channels_last slows them too.
-  `torch.compile` fuses BatchNorm/ELU/pooling; it pays back its compile time only in runs of
-  thousands of steps, so "auto" compiles runs that long and leaves demo-sized runs eager.
+- CPU without native bf16 (AVX2 only, e.g. AMD EPYC Zen 1 and Zen 3): fp32, NCHW. bf16 autocast
+  makes the convolutions much slower there (oneDNN emulates bf16), and channels_last slows them too.
+  `torch.compile` pays back its compile time only in runs of thousands of steps, so "auto" compiles
+  runs that long and leaves demo-sized runs eager, for the architectures whose compiled step was
+  measured faster there (`CPU_FP32_COMPILE`: MusiCNN's; VGG's fast-path step was slower compiled).
 - CUDA: bf16 autocast (fp16 with loss scaling where bf16 is missing), channels_last, cuDNN
   benchmark (input shapes are fixed within a run), `torch.compile` for long runs, the waveforms
   resident on the GPU when they fit, otherwise read per batch by a thread of the run (into pinned
@@ -56,6 +57,12 @@ COMPILE_MIN_STEPS = 5_000
 """Runs with at least this many planned training steps are compiled ("auto"): over that many steps, a
 step made faster by compiling pays back VGG's compile time unless the step is very short (the compile
 time and the break-even step time: docs/performance.md#measurements-behind-the-codes-choices)."""
+
+CPU_FP32_COMPILE = {"vgg": False, "vgg-605k": True, "musicnn": True, "musicnn-787k": True}
+"""Whether "auto" compiles an architecture's long runs on a CPU without bf16 (fp32): on an AVX2-only
+EPYC, VGG's fast-path training step at 96 x 1366 took 14.0 s compiled against 8.8 s eager (0.78 against
+0.68 s at 48 x 137), MusiCNN's 0.86 s against 1.08 s (docs/performance.md#measurements-behind-the-codes-choices).
+The released networks keep the rule measured before (compiled), unmeasured since."""
 
 CPU_CHANNELS_LAST = {"vgg": True, "vgg-605k": True, "musicnn": False, "musicnn-787k": False}
 """channels_last with bf16 on a CPU, per architecture: on for the architectures it makes faster (VGG
@@ -254,7 +261,8 @@ def _switch(name: str) -> str:
 
 def wants_compile(device: torch.device, planned_steps: int | None, eager_faster: bool = False) -> bool:
     """`BENCH_COMPILE` = 1 / 0 forces the wish; "auto" wants it for long runs, unless the eager path
-    was measured faster (`eager_faster`: bf16 + channels_last on the CPU)."""
+    was measured faster (`eager_faster`: bf16 + channels_last on the CPU, and the architectures that
+    `CPU_FP32_COMPILE` leaves eager on a CPU without bf16)."""
     choice = _switch("BENCH_COMPILE")
     if choice in ON_WORDS:
         return True
@@ -403,7 +411,8 @@ def fast_path(device: torch.device, precision: str = "auto", planned_steps: int 
     dtype = autocast_dtype(device, precision)
     cuda = device.type == "cuda"
     cpu_bf16 = device.type == "cpu" and dtype == torch.bfloat16 and native_bf16(device)
-    compile, note = compile_choice(device, planned_steps, eager_faster=cpu_bf16)
+    eager_faster = cpu_bf16 or (device.type == "cpu" and not CPU_FP32_COMPILE.get(arch, True))
+    compile, note = compile_choice(device, planned_steps, eager_faster=eager_faster)
     return FastPath(
         device=device.type,
         amp_dtype=str(dtype).replace("torch.", "") if dtype else None,
