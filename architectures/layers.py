@@ -112,11 +112,18 @@ class _AffineConv(torch.autograd.Function):
         _, g0, _ = torch.ops.aten.convolution_backward(
             summed.to(dtype), c.to(dtype=dtype, memory_format=layout), placeholder,
             None, stride, padding, dilation, False, [0] * n, 1, (False, True, False))
-        g1, g0, w = g1.to(acc), g0.to(acc), weight.to(acc)
-        grad_weight = (gamma.to(acc) * g1 + beta.to(acc) * g0).to(dtype)
-        grad_gamma = (w * g1).sum().reshape(gamma.shape).to(gamma.dtype)
-        grad_beta = (w * g0).sum().reshape(beta.shape).to(beta.dtype)
-        return None, None, grad_gamma, grad_beta, grad_weight, grad_bias, None, None, None
+        return None, None, *_affine_gradients(g1, g0, weight, gamma, beta), grad_bias, None, None, None
+
+
+def _affine_gradients(g1: torch.Tensor, g0: torch.Tensor, weight: torch.Tensor, gamma: torch.Tensor,
+                      beta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dL/dgamma, dL/dbeta, dL/dW) of conv(gamma * a + beta * c, W) from G1 and G0, the weight gradients
+    of a and of c (`_AffineConv`): <W, G1>, <W, G0> and gamma * G1 + beta * G0, in float32 at least,
+    each returned in its parameter's dtype."""
+    acc = torch.promote_types(gamma.dtype, torch.float32)
+    g1, g0, w = g1.to(acc), g0.to(acc), weight.to(acc)
+    return ((w * g1).sum().reshape(gamma.shape).to(gamma.dtype), (w * g0).sum().reshape(beta.shape).to(beta.dtype),
+            (gamma.to(acc) * g1 + beta.to(acc) * g0).to(weight.dtype))
 
 
 def _sum_over_clips(grad: torch.Tensor, channels_last: bool) -> torch.Tensor:
@@ -363,10 +370,7 @@ class _ConvPool(torch.autograd.Function):
                     out.append((g * values.gather(2, first + (i * width + j))).sum((0, 2)))
         g1 = torch.stack(g1, 1).reshape(weight.shape)
         g0 = torch.stack(g0, 1).reshape(weight.shape)
-        grad_weight = gamma * g1 + beta * g0
-        grad_gamma = (weight * g1).sum().reshape(gamma.shape)
-        grad_beta = (weight * g0).sum().reshape(beta.shape)
-        return (None, None, grad_gamma.to(gamma.dtype), grad_beta.to(beta.dtype), grad_weight, g.sum((0, 2)),
+        return (None, None, *_affine_gradients(g1, g0, weight, gamma, beta), g.sum((0, 2)),
                 None, None, None, None, None)
 
 

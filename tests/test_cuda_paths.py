@@ -2080,7 +2080,7 @@ def test_gpu_busy_is_the_time_some_kernel_ran():
     count once, memory copies and sets are not kernels, host events are not device time."""
     from types import SimpleNamespace
 
-    from bench.tools.gpucheck import kernel_seconds
+    from bench.tools.busy import kernel_seconds
 
     def event(name, start, end, device="CUDA", annotation=False):
         return SimpleNamespace(name=name, device_type=SimpleNamespace(name=device), is_user_annotation=annotation,

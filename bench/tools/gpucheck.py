@@ -66,7 +66,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench.run.gpus import exclusive_gpus, others_on_cuda_device, sharing_note, visible_selection
-from bench.tools.busy import busy_fraction, kernel_seconds  # noqa: F401 - also the workers' import (P1)
+from bench.tools.busy import busy_fraction
 from bench.tools.peaks import HEADLINE_FRACTION_OF_BF16_PEAK, bf16_peak_tflops
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository (bench/tools/gpucheck.py)
@@ -630,7 +630,8 @@ def shared_busy(case, batch: int, runs: int, steps: int, timeout: float = 300.0,
     first, then wait for each other, so that the window holds all of them training. All of them are
     killed where they have not finished within `timeout` seconds."""
     code = ("import json, sys, time, torch; from pathlib import Path; "
-            "from bench.tools.gpucheck import _cases, training_step, busy_fraction, barrier; "
+            "from bench.tools.busy import busy_fraction; "
+            "from bench.tools.gpucheck import _cases, training_step, barrier; "
             "step, model, path = training_step(_cases()['smallest'], int(sys.argv[1]), as_runs=True); "
             "n = int(sys.argv[2]); "
             "busy, per_step, (t0, t1) = busy_fraction(step, n, lambda: barrier(Path(sys.argv[3]), int(sys.argv[4]))); "

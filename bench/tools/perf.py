@@ -688,6 +688,15 @@ def interpolate(gmac: list[float], values: list[float]) -> Callable[[float], flo
     return lambda x: float(np.interp(x, xs, ys))
 
 
+def measured_or_interpolated(cases: list[Case], rows: list[dict], field: str) -> Callable[[Case], float]:
+    """case -> `field` of the scaling row measured at its configuration, matched by what the cost
+    depends on (`cost_key`: width included, as three widths of one input share a label's shape), else
+    interpolated in GMAC per input between the rows (`interpolate`)."""
+    measured = {c.configuration.cost_key: r[field] for c, r in zip(cases, rows, strict=True)}
+    between = interpolate([r["gmac_per_input"] for r in rows], [r[field] for r in rows])
+    return lambda case: measured.get(case.configuration.cost_key, between(case.gmac_per_input))
+
+
 def project(spec: Spec, cases: list[Case], step_seconds: Callable[[Case], float], batch: int,
             epochs: float, eval_seconds: Callable[[Case], float] | None = None,
             frontend_seconds: Callable[[Case], float] | None = None,
@@ -879,24 +888,12 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
     log("evaluation")
     report["eval"] = measure_eval(headline, chosen, device, settings)
 
-    # by what the cost depends on (width included: three widths of one input share a label's shape)
-    measured_steps = {c.configuration.cost_key: r["step_seconds"] for c, r in zip(scaling, scaling_rows, strict=True)}
-    measured_evals = {c.configuration.cost_key: r["eval_seconds_per_input"]
-                      for c, r in zip(scaling, scaling_rows, strict=True)}
-
-    gmacs = [r["gmac_per_input"] for r in scaling_rows]
-    step_between = interpolate(gmacs, [r["step_seconds"] for r in scaling_rows])
-    eval_between = interpolate(gmacs, [r["eval_seconds_per_input"] for r in scaling_rows])
+    step_seconds = measured_or_interpolated(scaling, scaling_rows, "step_seconds")
+    eval_seconds = measured_or_interpolated(scaling, scaling_rows, "eval_seconds_per_input")
     # a compilation's time does not follow the GMAC: the measured one where there is one, else their mean
     measured_compiles = {c.configuration.cost_key: r["run_compile_seconds"]
                          for c, r in zip(scaling, scaling_rows, strict=True)}
     mean_compile = statistics.mean(measured_compiles.values())
-
-    def step_seconds(case: Case) -> float:
-        return measured_steps.get(case.configuration.cost_key, step_between(case.gmac_per_input))
-
-    def eval_seconds(case: Case) -> float:
-        return measured_evals.get(case.configuration.cost_key, eval_between(case.gmac_per_input))
 
     save(report)
     projection = report["projection_shared"] = None
@@ -911,15 +908,12 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
 
         projection = project(spec, all_cases, step_seconds, settings.batch, settings.epochs, eval_seconds,
                              mel_per_clip, compile_seconds if compiled else None)
-        busy = [r.get("busy_fraction") for r in scaling_rows]
-        if all(b is not None for b in busy):  # measured on CUDA
+        if all(r.get("busy_fraction") is not None for r in scaling_rows):  # measured on CUDA
             k, why = auto_runs_per_gpu(spec, spec.runs(), Path(tempfile.gettempdir()) / "bench-perf-no-results")
-            busy_between = interpolate(gmacs, busy)
-            measured_busy = {c.configuration.cost_key: b for c, b in zip(scaling, busy, strict=True)}
+            busy = measured_or_interpolated(scaling, scaling_rows, "busy_fraction")
 
             def share(case: Case) -> float:
-                return shared_run_fraction(measured_busy.get(case.configuration.cost_key,
-                                                             busy_between(case.gmac_per_input)), k)
+                return shared_run_fraction(busy(case), k)
 
             shared = project(spec, all_cases, step_seconds, settings.batch, settings.epochs, eval_seconds,
                              mel_per_clip, compile_seconds if compiled else None, share=share, runs_at_once=k)
