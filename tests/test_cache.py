@@ -248,7 +248,7 @@ def test_a_second_preparer_says_it_waits_for_the_first(tmp_path):
 def test_a_file_whose_decoding_process_dies_is_skipped_and_the_rest_decoded(tmp_path):
     """A decoder crash on one broken file among thousands (or the out-of-memory killer) kills its worker
     process. multiprocessing.Pool never noticed: the preparation waited forever, holding the cache's lock.
-    Now the files that were in flight are retried one by one, alone: the one that dies again is failed
+    Now the files that were in flight are retried one by one, alone: the one that dies alone twice is failed
     with the reason, one that died with its neighbour is decoded, and every other file is decoded."""
     from bench.data.cache import DIED, FAILED, OK, decode_in_processes
     from tests.harness.hostile import decode_or_die
@@ -261,6 +261,20 @@ def test_a_file_whose_decoding_process_dies_is_skipped_and_the_rest_decoded(tmp_
     assert results[7] == (FAILED, DIED)
     assert all(status == OK for row, (status, _) in results.items() if row != 7)  # 23 too, on its retry
     assert (tmp_path / "23.dies-once.died").exists()
+
+
+def test_a_file_still_queued_when_the_pool_broke_is_failed_only_if_it_dies_twice_alone(tmp_path):
+    """One decoding process: it dies on file 0 while file 1 waits in the pool's queue, never started. File
+    1's first death then comes alone (the out-of-memory killer, say): that is no proof against it, so it
+    is tried alone once more and decoded. File 0 dies alone twice more and is failed."""
+    from bench.data.cache import DIED, FAILED, OK, decode_in_processes
+    from tests.harness.hostile import decode_or_die
+
+    names = ["0.crashes", "1.dies-once", "2.mp3", "3.mp3"]
+    jobs = [(i, str(tmp_path / name)) for i, name in enumerate(names)]
+    results = {row: (status, reason) for row, status, reason, _ in decode_in_processes(decode_or_die, jobs, 1)}
+    assert results == {0: (FAILED, DIED), 1: (OK, ""), 2: (OK, ""), 3: (OK, "")}
+    assert (tmp_path / "1.dies-once.died").exists()
 
 
 def test_prepare_resumes_after_sigkill(tmp_path):

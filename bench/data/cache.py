@@ -147,25 +147,30 @@ def _decode_row(args: tuple[int, str, tuple[int, ...], float]):
 
 DIED = ("its decoding process died (a crash in the decoder on this file, or the system killed the "
         "process, e.g. out of memory)")
-"""The failure reason of a file whose process died twice: once among others, once alone."""
+"""The failure reason of a file whose process died twice with it alone in the process."""
 
 
 def decode_in_processes(fn: Callable, jobs: list[tuple], workers: int) -> Iterator:
     """`fn(job)` for every job (a tuple whose first item is its row), in `workers` spawned processes, in
     the order they finish. A process that dies (a decoder crash on a broken file, the out-of-memory
     killer) breaks the pool: the jobs it had in flight are retried one by one, each alone in a fresh
-    process, and a job whose process dies again yields (row, FAILED, DIED, {}). The other jobs go on in
-    a fresh pool, so one bad file among a dataset's thousands neither hangs nor stops the preparation."""
+    process, and a job whose process dies twice alone yields (row, FAILED, DIED, {}). Twice: the pool
+    does not say which job killed it, and a job still queued when it broke may meet its first death
+    alone (the out-of-memory killer's, say). The other jobs go on in a fresh pool, so one bad file among
+    a dataset's thousands neither hangs nor stops the preparation."""
     pending, suspects = deque(jobs), deque()
     context = multiprocessing.get_context("spawn")  # the parent may hold torch's thread pools: no fork
     while pending or suspects:
         if suspects:
-            job = suspects.popleft()
+            job, deaths = suspects.popleft()
             with ProcessPoolExecutor(1, mp_context=context, initializer=pool_process_init) as alone:
                 try:
                     result = alone.submit(fn, job).result()
                 except BrokenProcessPool:
-                    result = (job[0], FAILED, DIED, {})
+                    result = (job[0], FAILED, DIED, {}) if deaths else None
+            if result is None:
+                suspects.appendleft((job, 1))
+                continue
             yield result
             continue
         executor = ProcessPoolExecutor(workers, mp_context=context, initializer=pool_process_init)
@@ -178,7 +183,7 @@ def decode_in_processes(fn: Callable, jobs: list[tuple], workers: int) -> Iterat
                 done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 finished = [(f, in_flight.pop(f)) for f in done if not isinstance(f.exception(), BrokenProcessPool)]
                 if len(finished) < len(done):  # the pool broke: what it still held is retried alone
-                    suspects.extend(in_flight.values())
+                    suspects.extend((job, 0) for job in in_flight.values())
                     in_flight.clear()
                 for future, _ in finished:
                     yield future.result()
