@@ -54,16 +54,17 @@ def _cpu_bf16(monkeypatch, native: bool) -> None:
 
 def test_cpu_without_bf16_fast_path_is_fp32_nchw_and_compiles_only_long_musicnn_runs(monkeypatch):
     """On an AVX2-only EPYC, VGG's fast-path step at 96 x 1366 took 14.0 s compiled against 8.8 s eager
-    (0.78 against 0.68 s at 48 x 137), MusiCNN's 0.86 s against 1.08 s: VGG trains eager even in long
-    runs, MusiCNN compiles them (where a compiler is there), short runs of either stay eager."""
+    (0.78 against 0.68 s at 48 x 137), MusiCNN's 0.86 s against 1.08 s; at 96 x 1820, batch 32, vgg-605k's
+    5.12 s against 3.56 s, musicnn-787k's 6.52 s against 13.89 s: the VGGs train eager even in long runs,
+    the MusiCNNs compile them (where a compiler is there), short runs of any stay eager."""
     monkeypatch.delenv("BENCH_COMPILE", raising=False)
     monkeypatch.setattr(fastpath, "compile_blocker", lambda device: None)
     _cpu_bf16(monkeypatch, False)
-    for arch in ("vgg", "musicnn"):
+    for arch in ("vgg", "vgg-605k", "musicnn", "musicnn-787k"):
         path = fast_path(CPU, "auto", planned_steps=100, arch=arch)
         assert (path.amp_dtype, path.channels_last, path.cudnn_benchmark, path.compile) == (None, False, False, False)
-    assert fast_path(CPU, "auto", planned_steps=10 * COMPILE_MIN_STEPS, arch="vgg").compile is False
-    assert fast_path(CPU, "auto", planned_steps=10 * COMPILE_MIN_STEPS, arch="musicnn").compile is True
+    for arch, compiled in (("vgg", False), ("vgg-605k", False), ("musicnn", True), ("musicnn-787k", True)):
+        assert fast_path(CPU, "auto", planned_steps=10 * COMPILE_MIN_STEPS, arch=arch).compile is compiled
     monkeypatch.setenv("BENCH_COMPILE", "1")  # asked for, VGG compiles too
     assert fast_path(CPU, "auto", planned_steps=100, arch="vgg").compile is True
     assert not path.pin_memory

@@ -17,7 +17,7 @@ these choices: docs/performance.md#measurements-behind-the-codes-choices):
   makes the convolutions much slower there (oneDNN emulates bf16), and channels_last slows them too.
   `torch.compile` pays back its compile time only in runs of thousands of steps, so "auto" compiles
   runs that long and leaves demo-sized runs eager, for the architectures whose compiled step was
-  measured faster there (`CPU_FP32_COMPILE`: MusiCNN's; VGG's fast-path step was slower compiled).
+  measured faster there (`CPU_FP32_COMPILE`: the MusiCNNs'; the VGGs' fast-path steps were slower compiled).
 - CUDA: bf16 autocast (fp16 with loss scaling where bf16 is missing), channels_last, cuDNN
   benchmark (input shapes are fixed within a run), `torch.compile` for long runs, the waveforms
   resident on the GPU when they fit, otherwise read per batch by a thread of the run (into pinned
@@ -58,11 +58,11 @@ COMPILE_MIN_STEPS = 5_000
 step made faster by compiling pays back VGG's compile time unless the step is very short (the compile
 time and the break-even step time: docs/performance.md#measurements-behind-the-codes-choices)."""
 
-CPU_FP32_COMPILE = {"vgg": False, "vgg-605k": True, "musicnn": True, "musicnn-787k": True}
+CPU_FP32_COMPILE = {"vgg": False, "vgg-605k": False, "musicnn": True, "musicnn-787k": True}
 """Whether "auto" compiles an architecture's long runs on a CPU without bf16 (fp32): on an AVX2-only
 EPYC, VGG's fast-path training step at 96 x 1366 took 14.0 s compiled against 8.8 s eager (0.78 against
-0.68 s at 48 x 137), MusiCNN's 0.86 s against 1.08 s (docs/performance.md#measurements-behind-the-codes-choices).
-The released networks keep the rule measured before (compiled), unmeasured since."""
+0.68 s at 48 x 137), MusiCNN's 0.86 s against 1.08 s; at 96 x 1820, batch 32, vgg-605k's 5.12 s against
+3.56 s and musicnn-787k's 6.52 s against 13.89 s (docs/performance.md#measurements-behind-the-codes-choices)."""
 
 CPU_CHANNELS_LAST = {"vgg": True, "vgg-605k": True, "musicnn": False, "musicnn-787k": False}
 """channels_last with bf16 on a CPU, per architecture: on for the architectures it makes faster (VGG
