@@ -342,9 +342,9 @@ def test_logits_are_float32_under_bf16_autocast():
         seen = {}
         last.register_forward_hook(lambda module, args, out, seen=seen: seen.update(x=args[0], out=out))
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-            logits = model(torch.randn(64, 96, 187))
+            logits = model(torch.randn(16, 96, 187))  # 16 clips: ties enough in bf16 (a third to half of them)
         assert logits.dtype == torch.float32, name
         exact = torch.nn.functional.linear(seen["x"].float(), last.weight, last.bias)
         assert torch.allclose(logits, exact, rtol=1e-5, atol=1e-6), name
-        # 64 x 50 scores in float32 are (nearly) all distinct; rounded to bf16 many of them would tie
+        # 16 x 50 scores in float32 are (nearly) all distinct; rounded to bf16 many of them would tie
         assert logits.unique().numel() >= 0.99 * logits.numel() > logits.bfloat16().unique().numel(), name
