@@ -343,10 +343,12 @@ def test_no_c_compiler_turns_compile_off_with_a_note_not_a_failure(monkeypatch, 
     assert sum("torch.compile turned off" in line for line in lines) == 1
 
 
-def test_no_python_headers_turn_compile_off_on_cuda_only(monkeypatch, tmp_path):
+def test_no_python_headers_turn_compile_off_on_every_device(monkeypatch, tmp_path):
     """Triton builds its CUDA kernel launcher, a Python extension, with `-I` sysconfig's include folder
-    (Debian's "posix_local" scheme read as "posix_prefix"): a box with gcc but no Python.h (a system
-    Python without its -dev package) would fail every compiled run. Inductor on the CPU needs no Python.h."""
+    (Debian's "posix_local" scheme read as "posix_prefix"), and inductor on the CPU builds each C++
+    kernel with Python bindings that include Python.h: a box with a compiler but no Python.h (a system
+    Python without its -dev package) would fail every compiled run, on either device (each compiled run
+    failed with "CppCompileError" on a CPU whose Python.h did not compile)."""
     import sysconfig
 
     include = {"posix_prefix": tmp_path / "prefix", "posix_local": tmp_path / "local", "venv": tmp_path / "venv"}
@@ -362,12 +364,40 @@ def test_no_python_headers_turn_compile_off_on_cuda_only(monkeypatch, tmp_path):
     monkeypatch.setenv("BENCH_COMPILE", "1")
     monkeypatch.setattr(fastpath, "compiler_available", lambda device: True)
     monkeypatch.setattr(fastpath, "python_headers", lambda: None)
-    compile, note = fastpath.compile_choice(torch.device("cuda"), 10**6)
     python = ".".join(map(str, sys.version_info[:2]))
-    assert not compile and note.startswith(f"torch.compile turned off: no Python.h for Python {python}")
-    assert fastpath.compile_choice(CPU, 10**6) == (True, None)
+    for device, builds in ((torch.device("cuda"), "Triton builds its kernel launcher"),
+                           (CPU, "inductor builds its C++ kernels")):
+        compile, note = fastpath.compile_choice(device, 10**6)
+        assert not compile and note.startswith(f"torch.compile turned off: no Python.h for Python {python}, "
+                                               f"which {builds}")
+    lines = []
+    (run,) = tiny_runs(epochs=1)
+    trained = train.train_run(run, ToyCache(), tmp_path / "run", CPU, log=lines.append)
+    assert trained["fast_path"]["compile"] is False
+    assert trained["fast_path"]["compile_note"].startswith("torch.compile turned off: no Python.h")
+    assert sum("torch.compile turned off" in line for line in lines) == 1
     monkeypatch.setenv("BENCH_COMPILE_BACKEND", "eager")  # compiles nothing to C
-    assert fastpath.compile_choice(torch.device("cuda"), 10**6) == (True, None)
+    for device in (torch.device("cuda"), CPU):
+        assert fastpath.compile_choice(device, 10**6) == (True, None)
+
+
+def test_a_macos_framework_pythons_headers_are_found_where_inductor_looks(monkeypatch, tmp_path):
+    """A framework build of Python on macOS can name an include folder that does not exist; inductor then
+    compiles with the framework's Headers folder, two levels above the standard library
+    (torch/_inductor/cpp_builder.py), so compile stays on there."""
+    import sysconfig
+
+    version = tmp_path / "Python.framework" / "Versions" / "3.12"
+    paths = {"include": "/Library/Python/3.12/include", "stdlib": str(version / "lib" / "python3.12")}
+    monkeypatch.setattr(sysconfig, "get_default_scheme", lambda: "posix_prefix")
+    monkeypatch.setattr(sysconfig, "get_paths", lambda scheme: paths)
+    monkeypatch.setattr(fastpath.sys, "platform", "darwin")
+    assert fastpath.python_headers() is None
+    (version / "Headers").mkdir(parents=True)
+    (version / "Headers" / "Python.h").touch()
+    assert fastpath.python_headers() == str(version / "Headers")
+    monkeypatch.setattr(fastpath.sys, "platform", "linux")
+    assert fastpath.python_headers() is None
 
 
 def test_the_compiler_is_found_as_triton_and_inductor_find_it(monkeypatch):

@@ -26,9 +26,10 @@ these choices: docs/performance.md#measurements-behind-the-codes-choices):
 `BENCH_COMPILE` = auto | 1 | 0 overrides the compile choice; `BENCH_COMPILE_BACKEND` names the
 `torch.compile` backend (default inductor) and `BENCH_COMPILE_MODE` inductor's mode (default; e.g.
 max-autotune-no-cudagraphs, or reduce-overhead for CUDA graphs: `bench perf --compile-modes` times them
-side by side; a run records the mode it compiled with). Inductor needs a C compiler at run time on every device
-(Triton builds its launcher with one on CUDA): without one, compile is turned off with a note that
-the run logs and records, instead of failing the run.
+side by side; a run records the mode it compiled with). Inductor needs a C compiler and Python's headers
+at run time on every device (what it builds are Python extensions: its C++ kernels on the CPU, Triton's
+launcher on CUDA): without either, compile is turned off with a note that the run logs and records,
+instead of failing the run.
 
 Static shapes: every training batch of a run has the same size (the last partial batch is dropped)
 and compiled evaluation pads its last batch, so a configuration compiles one graph per mode; each run
@@ -230,12 +231,18 @@ def compiler_available(device: torch.device) -> bool:
 
 
 def python_headers() -> str | None:
-    """The folder of Python.h as Triton's launcher build gives it to the compiler (its launcher is a
-    Python extension): sysconfig's include path of the default scheme, Debian's "posix_local" read as
-    "posix_prefix" (triton/runtime/build.py). None where the headers are missing: a slim image or a
-    system Python without its -dev package, where every compiled run on CUDA would fail."""
+    """The folder of Python.h as the compiling library gives it to the compiler. Both of inductor's
+    builds are Python extensions: on CUDA, Triton's kernel launcher (sysconfig's include path of the
+    default scheme, Debian's "posix_local" read as "posix_prefix": triton/runtime/build.py); on the CPU,
+    each of inductor's C++ kernels (its Python bindings include Python.h; the same folder, or on macOS a
+    framework's Headers where that path does not exist: torch/_inductor/cpp_builder.py). None where the
+    headers are missing: a slim image or a system Python without its -dev package, where every
+    compiled run would fail."""
     scheme = sysconfig.get_default_scheme()
     include = sysconfig.get_paths(scheme="posix_prefix" if scheme == "posix_local" else scheme)["include"]
+    if sys.platform == "darwin" and not os.path.isdir(include):
+        include = os.path.join(os.path.dirname(os.path.dirname(sysconfig.get_paths(scheme=scheme)["stdlib"])),
+                               "Headers")
     return include if os.path.isfile(os.path.join(include, "Python.h")) else None
 
 
@@ -329,8 +336,8 @@ def compile_choice(device: torch.device, planned_steps: int | None, eager_faster
 
 def compile_blocker(device: torch.device) -> str | None:
     """Why torch.compile cannot work here, as a note ("torch.compile turned off: ..."), or None. Only
-    inductor needs a compiler and, on CUDA, Python's headers (other backends, e.g. "eager" in tests,
-    need neither)."""
+    inductor needs a compiler and Python's headers (other backends, e.g. "eager" in tests, need
+    neither)."""
     import torch._dynamo  # only where compiling is wanted: ~3 s to import
 
     python = ".".join(map(str, sys.version_info[:2]))
@@ -343,9 +350,11 @@ def compile_blocker(device: torch.device) -> str | None:
                  else "C++ ($CXX, else clang++ with libomp: `brew install libomp`)" if sys.platform == "darwin"
                  else "C++ ($CXX, else g++)")
         return f"torch.compile turned off: no {where} compiler found, which inductor needs; training eager"
-    if device.type == "cuda" and python_headers() is None:
-        return (f"torch.compile turned off: no Python.h for Python {python}, which Triton builds its kernel "
-                f"launcher with (install python{python}-dev or the like); training eager")
+    if python_headers() is None:
+        what = ("Triton builds its kernel launcher with" if device.type == "cuda"
+                else "inductor builds its C++ kernels with")
+        return (f"torch.compile turned off: no Python.h for Python {python}, which {what} "
+                f"(install python{python}-dev or the like); training eager")
     return None
 
 
