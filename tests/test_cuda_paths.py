@@ -335,11 +335,17 @@ def test_no_c_compiler_turns_compile_off_with_a_note_not_a_failure(monkeypatch, 
     for device in (CPU, torch.device("cuda")):
         compile, note = fastpath.compile_choice(device, 10**6)
         assert not compile and "no " in note and "compiler" in note
+    assert_run_trains_eager_saying_why(tmp_path, "torch.compile turned off: no C++")
+
+
+def assert_run_trains_eager_saying_why(tmp_path, note_start: str):
+    """A CPU run that would compile trains eager, its result's compile_note starting with `note_start`,
+    and says so in one log line."""
     lines = []
     (run,) = tiny_runs(epochs=1)
     trained = train.train_run(run, ToyCache(), tmp_path, CPU, log=lines.append)
     assert trained["fast_path"]["compile"] is False
-    assert trained["fast_path"]["compile_note"].startswith("torch.compile turned off: no C++")
+    assert trained["fast_path"]["compile_note"].startswith(note_start)
     assert sum("torch.compile turned off" in line for line in lines) == 1
 
 
@@ -370,12 +376,7 @@ def test_no_python_headers_turn_compile_off_on_every_device(monkeypatch, tmp_pat
         compile, note = fastpath.compile_choice(device, 10**6)
         assert not compile and note.startswith(f"torch.compile turned off: no Python.h for Python {python}, "
                                                f"which {builds}")
-    lines = []
-    (run,) = tiny_runs(epochs=1)
-    trained = train.train_run(run, ToyCache(), tmp_path / "run", CPU, log=lines.append)
-    assert trained["fast_path"]["compile"] is False
-    assert trained["fast_path"]["compile_note"].startswith("torch.compile turned off: no Python.h")
-    assert sum("torch.compile turned off" in line for line in lines) == 1
+    assert_run_trains_eager_saying_why(tmp_path / "run", "torch.compile turned off: no Python.h")
     monkeypatch.setenv("BENCH_COMPILE_BACKEND", "eager")  # compiles nothing to C
     for device in (torch.device("cuda"), CPU):
         assert fastpath.compile_choice(device, 10**6) == (True, None)
