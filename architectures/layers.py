@@ -348,8 +348,13 @@ class _ConvPool(torch.autograd.Function):
         best, arg = y.max(-1)
         ctx.save_for_backward(a_pad, c_pad, gamma, beta, weight, arg.to(torch.int8))
         ctx.kernel = kernel
-        out = best.to(dtype)
-        return out.contiguous(memory_format=torch.channels_last) if channels_last else out
+        # no conversion or copy that returns its own input: torch 2.11's dynamo (not 2.10, 2.12-2.14) gave
+        # every input of a Function whose output was such a no-op (`.to` of its own dtype, `.contiguous` of a
+        # contiguous tensor) a gradient of zeros, with no error: in float32 as written, all of block 1's
+        out = best if best.dtype == dtype else best.to(dtype)
+        if channels_last and not out.is_contiguous(memory_format=torch.channels_last):
+            out = out.contiguous(memory_format=torch.channels_last)
+        return out
 
     @staticmethod
     def backward(ctx, grad):
