@@ -350,7 +350,7 @@ class _ConvPool(torch.autograd.Function):
         ctx.kernel = kernel
         # no conversion or copy that returns its own input: torch 2.11's dynamo (not 2.10, 2.12-2.14) gave
         # every input of a Function whose output was such a no-op (`.to` of its own dtype, `.contiguous` of a
-        # contiguous tensor) a gradient of zeros, with no error: in float32 as written, all of block 1's
+        # contiguous tensor) a gradient of zeros, with no error (in float32, every gradient before the pool)
         out = best if best.dtype == dtype else best.to(dtype)
         if channels_last and not out.is_contiguous(memory_format=torch.channels_last):
             out = out.contiguous(memory_format=torch.channels_last)
