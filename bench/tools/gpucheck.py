@@ -321,9 +321,8 @@ def fold_gradient_errors(device, compiled_backend: str | None = None) -> dict[st
     same weights and batch (dropout off: the same function). A difference is taken relative to the
     parameter's gradient, or to a thousandth of the whole gradient's norm where that is larger (the
     convolution bias before a BatchNorm has a gradient of exactly 0, which either way computes as
-    rounding). With `compiled_backend`, also COMPILED_CASES'
-    folded steps compiled by that backend and FUSED_CASE, VGG's with block 1's convolution and pool
-    fused, each against the modules eager."""
+    rounding). With `compiled_backend`, also COMPILED_CASES' folded steps compiled by that backend and
+    FUSED_CASE, VGG's with block 1's convolution and pool fused, each against the modules eager."""
     import torch
     from torch import nn
 
@@ -388,12 +387,14 @@ def check_folds(check: Check, device=None) -> None:
     device = device or torch.device("cuda")
     blocker = compile_blocker(device)
     errors = fold_gradient_errors(device, None if blocker else compile_backend())
-    # the largest difference, and every parameter past the tolerance: where all of block 1's gradients
-    # came out zero, the largest alone named only its input BatchNorm's bias
-    worst = {arch: max((e, n) for n, e in per.items()) for arch, per in errors.items()}
-    check.numbers = {"relative_errors": {arch: {"error": e, "parameter": n, "over_tolerance": sorted(
-        p for p, pe in errors[arch].items() if not pe <= FOLD_TOLERANCE)} for arch, (e, n) in worst.items()},
-                     "tolerance": FOLD_TOLERANCE, "fused_not_compiled": blocker}
+    # per row the largest difference, and every parameter past the tolerance: where all of block 1's
+    # gradients came out zero, the largest alone named only its input BatchNorm's bias
+    rows = {}
+    for arch, per in errors.items():
+        error, parameter = max((e, n) for n, e in per.items())
+        rows[arch] = {"error": error, "parameter": parameter,
+                      "over_tolerance": sorted(n for n, e in per.items() if not e <= FOLD_TOLERANCE)}
+    check.numbers = {"relative_errors": rows, "tolerance": FOLD_TOLERANCE, "fused_not_compiled": blocker}
     finite = {}
     for arch, shape, options in FOLD_CASES:  # eager: what compiles is C4's
         path = replace(fast_path(device, arch=arch), compile=False, compile_backend=None, compile_mode=None,
@@ -403,12 +404,11 @@ def check_folds(check: Check, device=None) -> None:
         forward(model, path, mel).square().mean().backward()
         finite[arch] = all(bool(torch.isfinite(p.grad).all()) for p in model.parameters() if p.grad is not None)
     check.numbers["fast_path_finite"] = finite
-    over = {arch: row["over_tolerance"] for arch, row in check.numbers["relative_errors"].items()
-            if row["over_tolerance"]}
-    arch, (error, parameter) = max(worst.items(), key=lambda item: item[1][0])
+    over = {arch: row["over_tolerance"] for arch, row in rows.items() if row["over_tolerance"]}
+    arch, worst = max(rows.items(), key=lambda item: item[1]["error"])
     check.ok = not over and all(finite.values())
-    check.detail = (f"float32 gradients folded vs as written: largest relative difference {error:.1e} "
-                    f"({arch} {parameter}; at most {FOLD_TOLERANCE:g})"
+    check.detail = (f"float32 gradients folded vs as written: largest relative difference {worst['error']:.1e} "
+                    f"({arch} {worst['parameter']}; at most {FOLD_TOLERANCE:g})"
                     + "".join(f"; {a}: {len(names)} parameters past it ({', '.join(names)})"
                               for a, names in over.items())
                     + (f"; block 1 fused not compiled: {blocker}" if blocker else "") + "; fast-path steps "
