@@ -271,10 +271,13 @@ def test_manifest_errors(tmp_path):
         read_manifest(tmp_path / "latin1.csv")
 
 
-def test_msd_split_files_of_the_wrong_kind_are_named(tmp_path):
+def test_msd_split_files_of_the_wrong_kind_are_named(tmp_path, monkeypatch):
     """msd_id_to_tag_vector.cP is a dict by MSD id; a file holding a list (another pickle saved under its
     name) is one line, not an AttributeError."""
-    write_msd_split(tmp_path / "msd")
+    from bench.data import msd
+
+    monkeypatch.setattr(msd, "N_TRAIN", 4)  # a small split: the real boundary is tested above
+    write_msd_split(tmp_path / "msd", n_train=6, n_test=3)
     (tmp_path / "msd" / "msd_id_to_tag_vector.cP").write_bytes(pickle.dumps(["TRAAAAK128F9318786"]))
     with pytest.raises(UserError, match="msd_id_to_tag_vector.cP: holds a list, not the dict"):
         read_msd(tmp_path / "msd")
@@ -344,10 +347,11 @@ def test_an_msd_track_in_two_split_lists_is_refused(tmp_path, monkeypatch):
     from bench.data import msd
 
     monkeypatch.setattr(msd, "first_audio_file", lambda audio_root, candidates: (f"{audio_root}/{candidates[0]}", ""))
-    ids, _ = write_msd_split(tmp_path / "lee", n_train=201_680 + 3, n_test=2)
-    train = ids[:201_683]
-    (tmp_path / "lee" / "filtered_list_test.cP").write_bytes(pickle.dumps([ids[-1], train[7]], protocol=2))
-    with pytest.raises(UserError, match=rf"track {train[7]} is in the train list and again in the test list"):
+    monkeypatch.setattr(msd, "N_TRAIN", 4)  # a small split: the real boundary is tested above
+    ids, _ = write_msd_split(tmp_path / "lee", n_train=8, n_test=2)
+    train = ids[:4]
+    (tmp_path / "lee" / "filtered_list_test.cP").write_bytes(pickle.dumps([ids[-1], train[2]], protocol=2))
+    with pytest.raises(UserError, match=rf"track {train[2]} is in the train list and again in the test list"):
         read_msd(tmp_path / "lee")
     root = tmp_path / "tsv"
     root.mkdir()
