@@ -36,7 +36,8 @@ from torch import nn
 from torch.func import functional_call, replace_all_batch_norm_modules_, stack_module_state, vmap
 
 from bench.spec import load_spec
-from bench.tools.perf import Case, _batch, select_cases, spec_cases
+from bench.tools.cases import Case, select_cases, spec_cases
+from bench.tools.perf import _batch
 from bench.train.fastpath import fast_path, sync
 from bench.train.loop import forward, make_optimizer, optimise, resolve_device
 

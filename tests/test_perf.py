@@ -11,17 +11,9 @@ from torch import nn
 from architectures import InputConfig, build
 from bench.cli import main
 from bench.spec import load_spec
-from bench.tools.perf import (
-    _conv_inputs,
-    conv_macs,
-    interpolate,
-    linear_fit,
-    project,
-    projected_fraction,
-    select_cases,
-    spec_cases,
-    time_calls,
-)
+from bench.tools.cases import select_cases, spec_cases
+from bench.tools.perf import _conv_inputs, conv_macs, time_calls
+from bench.tools.projection import interpolate, linear_fit, project, projected_fraction, shared_run_fraction
 from bench.train.fastpath import baseline, native_bf16
 
 from .conftest import SPECS
@@ -90,7 +82,6 @@ def test_projection_arithmetic():
 def test_projection_of_runs_sharing_a_gpu_takes_each_run_its_share():
     """K runs at a time: a run whose GPU is busy 20 % of its time alone takes a K-th of its time (4: a
     quarter), one busy 90 % takes 90 %; the work is the same."""
-    from bench.tools.perf import shared_run_fraction
 
     spec = load_spec(SPECS / "paper-mtat-vgg.toml")
     cases = spec_cases(spec)
@@ -109,7 +100,6 @@ def test_the_shared_gpu_model_is_a_lower_bound_of_what_h200s_measured():
     """`make gpu-check`'s P1 ran the smallest configuration alone and 3 runs of it at once on H200s:
     the model's throughput for the 3 runs (alone / the share of the GPU each takes) was above what was
     measured every time (runs slow each other), by less than 1.6x."""
-    from bench.tools.perf import shared_run_fraction
 
     rows = json.loads((Path(__file__).parent / "data" / "h200_p1_shared.json").read_text())["rows"]
     assert len(rows) == 3
@@ -390,7 +380,7 @@ def test_the_conv_peak_times_every_conv_as_a_training_step_runs_it(write_spec):
     from bench.spec import load_spec
     from bench.tools import perf
 
-    headline, _, _ = perf.select_cases(perf.spec_cases(load_spec(write_spec(TINY))), 2)
+    headline, _, _ = select_cases(spec_cases(load_spec(write_spec(TINY))), 2)
     peak = perf.measure_conv_peak(headline, torch.device("cpu"), perf.PerfSettings(batch=2, budget_seconds=0.2))
     first, *others = peak["layers"]
     assert first["macs"] == 2 * 4 * 1 * 9 * 96 * 142 and first["input_gradient"] is False
@@ -415,7 +405,7 @@ def test_musicnn_is_measured_with_and_without_its_front_end_input_gradient():
     names = [(name, options) for name, _, options in perf.levers(cpu, False, "musicnn")][:2]
     assert names == [("fp32 eager (baseline)", {"fold_input_bn": False}),
                      ("front: no input gradient", {"fold_input_bn": True})]
-    case = min((c for c in perf.spec_cases(load_spec(SPECS / "demo.toml")) if c.configuration.arch == "musicnn"),
+    case = min((c for c in spec_cases(load_spec(SPECS / "demo.toml")) if c.configuration.arch == "musicnn"),
                key=lambda c: c.gmac_per_input)
     assert case.build(cpu, fold_input_bn=False).fold_input_bn is False and case.build(cpu).fold_input_bn is True
     with pytest.raises(ValueError, match="musicnn has no switch 'pool_before_elu'"):
@@ -439,7 +429,7 @@ def test_the_conv_peak_times_musicnns_timbral_filters_as_its_training_step_compu
     from bench.tools import perf
 
     cpu = torch.device("cpu")
-    case = min((c for c in perf.spec_cases(load_spec(SPECS / "demo.toml")) if c.configuration.arch == "musicnn"),
+    case = min((c for c in spec_cases(load_spec(SPECS / "demo.toml")) if c.configuration.arch == "musicnn"),
                key=lambda c: c.gmac_per_input)
     folded, plain = case.build(cpu), case.build(cpu, fold_input_bn=False)
     plan, bands = plain.plan, plain.n_mels
@@ -495,7 +485,7 @@ def test_the_conv_peak_times_only_the_convolution(write_spec, monkeypatch):
 
     timed = []
     monkeypatch.setattr(perf, "time_calls", lambda fn, *args, **kwargs: timed.append(fn) or {"seconds": 1.0})
-    headline, _, _ = perf.select_cases(perf.spec_cases(load_spec(write_spec(TINY))), 2)
+    headline, _, _ = select_cases(spec_cases(load_spec(write_spec(TINY))), 2)
     perf.measure_conv_peak(headline, torch.device("cpu"), perf.PerfSettings(batch=2, budget_seconds=0.2))
     assert len(timed) >= 4 * 2  # every conv, in every variant
     for fn in timed:
@@ -543,7 +533,7 @@ def test_compile_modes_are_timed_side_by_side_with_the_default_at_the_headline_a
     asked, released = [], []
     monkeypatch.setattr(nn.Module, "compile", lambda self, **kwargs: asked.append(kwargs["mode"]))
     monkeypatch.setattr(perf, "release_run_memory", lambda device, compiled: released.append(compiled))
-    headline, smallest, _ = perf.select_cases(perf.spec_cases(load_spec(write_spec(TINY))), 2)
+    headline, smallest, _ = select_cases(spec_cases(load_spec(write_spec(TINY))), 2)
     settings = perf.PerfSettings(batch=2, budget_seconds=0.0, max_steps=1, compile_modes=("reduce-overhead",))
     chosen = dataclasses.replace(baseline(torch.device("cpu")), amp_dtype=None)
     rows = perf.measure_compile_modes((headline, smallest), chosen, torch.device("cpu"), settings, lambda *a: None)
@@ -574,7 +564,7 @@ def test_graphs_compiled_without_the_cuda_graphs_their_mode_asked_for_are_counte
     monkeypatch.setattr(nn.Module, "compile", compile_without_graphs)
     monkeypatch.setattr(perf, "release_run_memory", lambda device, compiled: None)
     monkeypatch.setattr(fastpath.FastPath, "cuda_graphs", property(lambda self: self.compile_mode == "reduce-overhead"))
-    headline, _, _ = perf.select_cases(perf.spec_cases(load_spec(write_spec(TINY))), 2)
+    headline, _, _ = select_cases(spec_cases(load_spec(write_spec(TINY))), 2)
     settings = perf.PerfSettings(batch=2, budget_seconds=0.0, max_steps=1, compile_modes=("reduce-overhead",))
     chosen = dataclasses.replace(baseline(torch.device("cpu")), amp_dtype=None)
     rows = perf.measure_compile_modes((headline,), chosen, torch.device("cpu"), settings, lambda *a: None)

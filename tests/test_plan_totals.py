@@ -197,7 +197,8 @@ def test_mtat_sizes_are_its_25863_clips_less_the_three_that_do_not_decode():
 
 
 def test_jamendo_grid_is_projected_from_its_split():
-    from bench.tools.perf import project, spec_cases
+    from bench.tools.cases import spec_cases
+    from bench.tools.projection import project
 
     spec = load_spec(SPECS / "jamendo-top50.toml")
     # 1 s per training step of 32 clips, evaluation free: 30 epochs x 32,136 / 32 s per run, 36 runs

@@ -517,7 +517,7 @@ def check_compile(ws: Workspace, c4: Check, c5: Check) -> None:
 @functools.cache
 def _cases() -> dict:
     from bench.spec import load_spec
-    from bench.tools.perf import select_cases, spec_cases
+    from bench.tools.cases import select_cases, spec_cases
 
     cases = spec_cases(load_spec(paper_spec_path()))
     headline, smallest, _ = select_cases(cases, 2)
