@@ -87,7 +87,9 @@ SAVE_EVERY_SECONDS = 10.0
 
 
 def cache_key(index: DatasetIndex, clip_seconds: float, min_seconds: float = MIN_SECONDS) -> str:
-    """Content key of a dataset's cache: the same clips, cut the same way, share one cache.
+    """Key of a dataset's cache: the same clips (ids and resolved paths), cut the same way, share one
+    cache. The files' contents are not read: a file replaced under the same path keeps the waveforms of
+    the one it replaced (docs/datasets.md: delete the cache folder after changing a dataset's audio).
 
     A generated dataset's parameters (its synthetic.json: seed, generator version, ...) are part of
     it: a spec with another seed regenerates every MP3 under the same names in the same folder, and

@@ -47,8 +47,9 @@ class ClipDataset(torch.utils.data.Dataset):
 
 
 def epoch_order(n: int, shuffle: bool, generator: torch.Generator | None = None) -> torch.Tensor:
-    """The order in which an epoch visits a split's n clips: one permutation drawn from `generator`
-    (nothing else is drawn from it), or 0..n-1. Both batch sources below follow it."""
+    """The order in which an epoch visits a split's n clips: one permutation drawn from `generator`, or
+    0..n-1. Both batch sources below follow it. The training loop draws the epoch's MusiCNN segment
+    starts from the same generator after it: its draws depend on the seed and the epoch alone."""
     return torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
 
 
