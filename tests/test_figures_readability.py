@@ -134,7 +134,8 @@ def tidy(configs, seeds=(0, 1, 2), clip_seconds=29.1, arch="vgg", width=1.0, dat
                          "roc_auc": roc, "pr_auc": roc - 0.5, "gmac": 10 * mels / 96 * frames / 1366,
                          "gmac_analytic": 10.0, "params": 1e6, "storage_bytes": 4 * mels * frames,
                          "train_seconds": 1.0, "epochs": 1, "best_epoch": 1, "clips_per_second": 1.0,
-                         "clip_seconds": clip_seconds, "dataset": dataset, "n_tags": 50, "split": "default"})
+                         "clip_seconds": clip_seconds, "dataset": dataset, "n_tags": 50, "split": "default",
+                         "data": "default"})
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
@@ -648,6 +649,20 @@ def test_configurations_on_other_data_are_marked_in_the_table_and_not_joined_in_
     assert any(48 in ln.get_xdata() and ln.get_linestyle() == "None" for ln in fig.axes[0].lines)
     assert "not joined (on other data than their 96/x1 reference, or seeds on different data): 16 kHz 48/x1 log" in \
         heading(fig).replace("\n", " ")
+
+
+def test_the_gmac_beside_a_configuration_is_that_of_its_runs_on_the_columns_data():
+    """48/x1 log ran on 10 s clips (‡, a fifth of the cost), 48/x1 dB on the 29.1 s clips of the rest:
+    the GMAC column shows the 29.1 s cost, the one the ΔGMAC of the comparison table is of."""
+    from bench.report.tables import results_table
+
+    main = tidy([(16000, 96, 1, "log"), (16000, 96, 1, "dB"), (16000, 48, 1, "dB")], seeds=(0, 1))
+    short = tidy([(16000, 48, 1, "log")], seeds=(0, 1), clip_seconds=10.0).assign(gmac=1.7)
+    table = results_table(aggregate(pd.concat([short, main.assign(gmac=main["n_mels"] / 96 * 10.0)],
+                                              ignore_index=True)), "vgg")
+    at = [header for _, headers in table.groups for header in headers].index("GMAC")
+    cells = {mels: cells for mels, _, cells in table.rows}
+    assert cells["48"][at][0] == "5.00" and cells["96"][at][0] == "10.00"
 
 
 def test_log_and_db_twins_measured_at_other_latencies_are_labelled_at_their_own_points():
