@@ -46,7 +46,7 @@ def summary_rows(configs: dict, rate=16000, log="log", arch="vgg", dataset="mtat
                          "roc_auc": roc, "pr_auc": roc - 0.5, "gmac": gmac, "gmac_analytic": gmac, "params": 1e6,
                          "storage_bytes": 4 * mels * 1820 // hop, "train_seconds": 1.0, "epochs": 1, "best_epoch": 1,
                          "clips_per_second": 1.0, "clip_seconds": 29.1, "dataset": dataset, "n_tags": 50,
-                         "split": "default"})
+                         "split": "default", "data": "default"})
     return rows
 
 

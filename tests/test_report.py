@@ -507,6 +507,56 @@ def test_runs_on_other_data_are_not_compared_with_the_reference_and_are_named(tm
     assert "2 configuration(s) not compared with their reference" in said
 
 
+@pytest.mark.usefixtures("figures_unrendered")
+def test_runs_of_another_jamendo_subset_are_other_data(tmp_path):
+    """A spec edited from MTG-Jamendo's top50tags to its genre subset, run into the same folder: the
+    reference's old and new seeds are two experiments (not one mean, not compared), and 48/x1, on the
+    genre subset alone, is not compared with the reference's mix of both."""
+    def write(config, seed, roc, subset):
+        doc = result_doc(config, seed, 10.0, {t: roc for t in TAGS}, 0.4)
+        doc["config"]["dataset"] = "jamendo"
+        doc["canonical"]["dataset"].update(name="jamendo", **({"subset": subset} if subset else {}))
+        write_doc(tmp_path, doc)
+
+    reference, fewer = ("vgg", 16000, 96, 1, "log"), ("vgg", 16000, 48, 1, "log")
+    for seed, roc in enumerate((0.82, 0.83, 0.84)):
+        write(reference, seed, roc, None)  # the default subset, top50tags
+    for seed, roc in enumerate((0.86, 0.87, 0.88), start=3):
+        write(reference, seed, roc, "genre")
+        write(fewer, seed, roc - 0.01, "genre")
+    said = "\n".join(report(tmp_path).warnings)
+    aggregated = pd.read_csv(tmp_path / "report" / "aggregate.csv").set_index("n_mels")
+    assert aggregated.loc[96, "setup_mixed"] and aggregated.loc[96, "data"] == "mixed"
+    assert not aggregated.loc[48, "setup_mixed"] and aggregated.loc[48, "data"] == "subset genre"
+    comparison = pd.read_csv(tmp_path / "report" / "comparison.csv").set_index("n_mels")
+    assert comparison.loc[48, "setup_differs"] and np.isnan(comparison.loc[48, "roc_auc_diff"])
+    assert "its seeds ran on different data (data subset genre / subset top50tags)" in said
+    summary = pd.read_csv(tmp_path / "report" / "summary.csv")
+    assert sorted(set(summary["data"])) == ["subset genre", "subset top50tags"]
+
+
+def test_synthetic_datasets_of_other_clips_or_seeds_are_other_data():
+    """The synthetic dataset regenerated with another seed or clip count (`bench grid` replaces it in
+    place) is other data: its runs form a Pareto group of their own."""
+    from bench.report.reading import run_setup
+    from bench.report.statistics import front_groups
+
+    def setup(**dataset):
+        return run_setup({"canonical": {"dataset": {"name": "synthetic", "clip_seconds": 4.0, "n_tags": 17,
+                                                    "drop_untagged": False, **dataset}}})
+
+    first, reseeded, larger = setup(clips=400, seed=0), setup(clips=400, seed=5), setup(clips=2000, seed=0)
+    assert len({first["data"], reseeded["data"], larger["data"]}) == 3
+    assert {k: v for k, v in first.items() if k != "data"} == {k: v for k, v in reseeded.items() if k != "data"}
+    frame = pd.DataFrame([{"dataset": "synthetic", **first, "setup_mixed": False},
+                          {"dataset": "synthetic", **reseeded, "setup_mixed": False}])
+    assert list(front_groups(frame)) == ["synthetic (4 s clips, 17 tags, split default, 400 clips, seed 0)",
+                                         "synthetic (4 s clips, 17 tags, split default, 400 clips, seed 5)"]
+    mtat = run_setup({"canonical": {"dataset": {"name": "mtat", "clip_seconds": 29.1, "n_tags": 50,
+                                                "drop_untagged": False, "clips": None, "seed": 0}}})
+    assert mtat["data"] == "default"
+
+
 def test_seeds_that_agree_to_rounding_have_no_t_test():
     from bench.report.report import student_t_test
 

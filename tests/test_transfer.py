@@ -478,7 +478,8 @@ def test_untrained_controls_are_fresh_networks_one_per_configuration_and_seed(fi
     control = controls[0]
     assert control["model"].endswith("~untrained") and control["tagging_roc_auc"] == "" and control["seed"] == ""
     # trained on no data: none recorded, while the runs name theirs
-    assert control["dataset"] == control["clip_seconds"] == control["n_tags"] == control["split"] == ""
+    assert control["dataset"] == control["clip_seconds"] == control["n_tags"] == control["split"] == \
+        control["data"] == ""
     assert {r["dataset"] for r in rows if r["trained"] == "True"} == {"synthetic"}
     assert "(untrained) | pool4 | 2 |" in (results / "tr" / "transfer" / "mode" / "transfer.md").read_text()
     # the control is the network PyTorch's default initialisation gives under the seed, not the run's weights
@@ -768,7 +769,7 @@ def _tidy_row(model, run_id, dataset, seed, accuracy, **extra):
     """One row of transfer.csv as rows_of writes it."""
     return {"model": model, "run_id": run_id, "arch": "vgg", "width": 1.0, "sample_rate": 12000, "n_mels": 96,
             "hop_multiplier": 1, "log": "dB", "seed": seed, "dataset": dataset, "clip_seconds": 29.1,
-            "n_tags": 50, "split": "default", "gmac": 1.0, "params": 10, "tagging_roc_auc": 0.9,
+            "n_tags": 50, "split": "default", "data": "default", "gmac": 1.0, "params": 10, "tagging_roc_auc": 0.9,
             "tagging_pr_auc": 0.4, "trained": True, "layer": "pool5", "dims": 512, "classifier": "logreg",
             "folds": 5, "balanced_accuracy_mean": accuracy, "balanced_accuracy_std": 0.05, "roc_auc_mean": accuracy,
             "roc_auc_std": 0.05, **extra}
@@ -788,8 +789,12 @@ def test_runs_of_one_configuration_on_other_datasets_are_not_seeds_of_one_anothe
     assert "| vgg w1 12k 96/x1 dB [mtat, 29.1 s, 50 tags] | pool5 | 2 |" in md
     assert "| vgg w1 12k 96/x1 dB [msd, 29.1 s, 50 tags] | pool5 | 2 |" in md
     assert "mean ± std over 2 seeds" in md
-    # another clip length is other data too
+    # another clip length is other data too, and so is another subset of MTG-Jamendo's
     assert len(aggregate(frame.assign(clip_seconds=[29.1, 29.1, 10.0, 10.0], dataset="mtat"))) == 2
+    subsets = frame.assign(dataset="jamendo", data=["subset top50tags"] * 2 + ["subset genre"] * 2)
+    assert len(aggregate(subsets)) == 2
+    assert "| vgg w1 12k 96/x1 dB [jamendo, 29.1 s, 50 tags, subset genre] | pool5 | 2 |" in \
+        transfer_markdown(subsets, "t")
 
 
 def test_the_caption_says_what_the_spread_of_each_row_is_over():
@@ -802,7 +807,7 @@ def test_the_caption_says_what_the_spread_of_each_row_is_over():
     assert "| MTT_musicnn | pool5 | 1 |" in md and "60.00 ± 5.00" in md  # its folds' spread, said so
     # an untrained control (trained on no data) does not make a table of one dataset name its rows' data
     control = _tidy_row("mtat-0~untrained", "a0", None, None, 0.5, trained=False, clip_seconds=None, n_tags=None,
-                        split=None, tagging_roc_auc=None)
+                        split=None, data=None, tagging_roc_auc=None)
     md = transfer_markdown(pd.DataFrame([*two_seeds, control]), "t")
     assert "| vgg w1 12k 96/x1 dB | pool5 | 2 |" in md and "| vgg w1 12k 96/x1 dB (untrained) | pool5 | 1 |" in md
 

@@ -25,12 +25,15 @@ LOG_ORDER = ("log", "dB")
 COST_FIELDS = ("gmac", "gmac_analytic", "params", "storage_bytes", "train_seconds", "epochs", "best_epoch",
                "clips_per_second", "latency_ms", "network_latency_ms", "throughput_clips_per_second")
 """Per run (result.json `cost`); latency and throughput are measured after training on the run's device."""
-SETUP = ("clip_seconds", "n_tags", "split")
-"""The run's data setup (canonical dataset config): clip length in s, tag vocabulary size, and split:
+SETUP = ("clip_seconds", "n_tags", "split", "data")
+"""The run's data setup (canonical dataset config): clip length in s, tag vocabulary size, split:
 "default" (the dataset's usual split: MTAT's folders 0-b / c / d-f, MSD's Lee et al. lists, MTG-Jamendo's
-split-0), else the spec's `split` or `split_file`, with ", untagged clips dropped" for `drop_untagged`."""
+split-0), else the spec's `split` or `split_file`, with ", untagged clips dropped" for `drop_untagged`;
+and data: what else of the dataset's config decides the clips and tags, "default" where nothing does
+(MTG-Jamendo's subset, "subset genre", with ", most frequent tags" where n_tags keeps fewer than the
+subset's; the synthetic dataset's clips and generator seed, "400 clips, seed 0")."""
 SUMMARY_COLUMNS = ("run_id", *CONFIG, "seed", *METRICS, *COST_FIELDS, "clip_seconds", "dataset", "n_tags", "split",
-                   "tags_scored", "tags_excluded")
+                   "data", "tags_scored", "tags_excluded")
 NOT_OK_COLUMNS = ("run_id", "status", "reason", *CONFIG, "seed", "dataset")
 AGGREGATE_COLUMNS = (*KEY, "roc_auc_mean", "roc_auc_std", "pr_auc_mean", "pr_auc_std", "n_seeds", "seeds", "gmac",
                      "gmac_analytic", "params", "storage_bytes", "train_seconds_mean", "epochs_mean",

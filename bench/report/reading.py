@@ -183,16 +183,32 @@ def tidy_table(results: list[dict]) -> pd.DataFrame:
                      "dataset": config.get("dataset"), **run_setup(result), "tags_scored": metrics.get("n_tags"),
                      "tags_excluded": len(metrics.get("excluded_tags") or [])})
     frame = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
-    numeric = [c for c in SUMMARY_COLUMNS if c not in ("run_id", "arch", "log", "dataset", "split")]
+    numeric = [c for c in SUMMARY_COLUMNS if c not in ("run_id", "arch", "log", "dataset", "split", "data")]
     frame[numeric] = frame[numeric].apply(pd.to_numeric, errors="coerce")
     return paper_order(frame, ("seed",))
 
 
 def run_setup(result: dict) -> dict:
-    """The SETUP columns of a result: clip_seconds, n_tags and split, from its canonical dataset config."""
+    """The SETUP columns of a result: clip_seconds, n_tags, split and data, from its canonical dataset config."""
     dataset = (result.get("canonical") or {}).get("dataset") or {}
     return {"clip_seconds": dataset.get("clip_seconds"), "n_tags": dataset.get("n_tags"),
-            "split": _split_label(dataset)}
+            "split": _split_label(dataset), "data": _data_label(dataset)}
+
+
+def _data_label(dataset: dict) -> str | None:
+    """The `data` column (see SETUP) of a canonical dataset config; None when the run records none.
+    MTG-Jamendo's config leaves out `subset` for its default (top50tags); a synthetic dataset is its
+    number of clips and the seed it was generated with."""
+    if not dataset:
+        return None
+    parts = []
+    if dataset.get("name") == "jamendo" or dataset.get("subset"):
+        parts.append(f"subset {dataset.get('subset') or 'top50tags'}")
+    if dataset.get("tags"):  # fewer tags than the subset has: the most frequent (`DatasetSpec.identity`)
+        parts.append(f"{dataset['tags']} tags")
+    if dataset.get("name") == "synthetic":
+        parts.append(f"{dataset.get('clips')} clips, seed {dataset.get('seed', 0)}")
+    return ", ".join(parts) or "default"
 
 
 def _split_label(dataset: dict) -> str | None:

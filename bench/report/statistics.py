@@ -35,8 +35,8 @@ def aggregate(summary: pd.DataFrame, expected_seeds: Mapping[str, Iterable[int]]
     seeds; default: every seed `summary` holds for the dataset) this configuration has no ok run for;
     `pareto_gmac` / `pareto_storage` / `pareto_latency` flag the Pareto front of each `front_groups`
     group (a dataset; a dataset and data setup when the dataset was trained on several).
-    The SETUP columns hold the seeds' common value (NaN, or "mixed" for `split`, when they differ or a
-    summary without them is given); `setup_mixed` is True where the seeds' data setups differ.
+    The SETUP columns hold the seeds' common value (NaN, or "mixed" for `split` and `data`, when they differ
+    or a summary without them is given); `setup_mixed` is True where the seeds' data setups differ.
     """
     if summary.empty:
         return pd.DataFrame(columns=AGGREGATE_COLUMNS)
@@ -106,10 +106,11 @@ def _setup_mixed(frame: pd.DataFrame) -> pd.Series:
 def front_groups(frame: pd.DataFrame) -> pd.Series:
     """Per aggregate row, the configurations it is compared with on a Pareto front (and drawn with in one
     trade-off panel): its dataset's, named by the dataset; where the dataset's configurations were trained
-    on several data setups (another clip length, tag count or split), those of its setup only, named
-    "dataset (4 s clips, 17 tags, split default)". Among those, configurations whose seeds ran on different
-    data, or whose data was not recorded, form a group of their own (UNSURE_SETUP) that has no front: they
-    are compared with nothing."""
+    on several data setups (another clip length, tag count, split or data), those of its setup only, named
+    "dataset (4 s clips, 17 tags, split default)", with the data where it is not "default"
+    ("synthetic (4 s clips, 17 tags, split default, 400 clips, seed 0)"). Among those, configurations
+    whose seeds ran on different data, or whose data was not recorded, form a group of their own
+    (UNSURE_SETUP) that has no front: they are compared with nothing."""
     setup = _setup_text(frame)
     several = setup.groupby(frame["dataset"]).transform("nunique") > 1 if len(frame) else setup.astype(bool)
 
@@ -122,10 +123,12 @@ def front_groups(frame: pd.DataFrame) -> pd.Series:
             return str(row.dataset)
         clip = pd.to_numeric(getattr(row, "clip_seconds", np.nan), errors="coerce")
         tags = pd.to_numeric(getattr(row, "n_tags", np.nan), errors="coerce")
-        split = getattr(row, "split", np.nan)
-        if not (np.isfinite(clip) and np.isfinite(tags)) or not isinstance(split, str) or split == MIXED:
+        split, data = getattr(row, "split", np.nan), getattr(row, "data", np.nan)
+        if not (np.isfinite(clip) and np.isfinite(tags)) or not all(isinstance(v, str) and v != MIXED
+                                                                    for v in (split, data)):
             return f"{row.dataset} ({UNSURE_SETUP})"
-        return f"{row.dataset} ({clip:g} s clips, {tags:g} tags, split {split})"
+        other = "" if data == "default" else f", {data}"
+        return f"{row.dataset} ({clip:g} s clips, {tags:g} tags, split {split}{other})"
 
     return pd.Series([name(row) for row in frame.itertuples()], index=frame.index, dtype=object)
 
@@ -186,7 +189,7 @@ def comparable(setup: pd.Series, ref_setup: pd.Series) -> np.ndarray:
 
 
 def mixed_setups(summary: pd.DataFrame) -> list[str]:
-    """Configurations whose seeds were trained on different data setups (clip length, tags, split):
+    """Configurations whose seeds were trained on different data setups (clip length, tags, split, data):
     their means mix two experiments. One line each, naming the values."""
     lines = []
     for key, rows in summary.groupby(list(KEY), sort=False, dropna=False):
@@ -203,7 +206,7 @@ def is_reference(frame: pd.DataFrame) -> pd.Series:
 
 
 def off_reference(frame: pd.DataFrame) -> np.ndarray:
-    """Per aggregate row: trained on other data (clip length, tags, split) than its reference (96/x1 of the
+    """Per aggregate row: trained on other data (clip length, tags, split, data) than its reference (96/x1 of the
     same model, sample rate and log type, where that was run), or its seeds on different data: not
     comparable with the configurations around it (comparison.csv says `setup_differs`)."""
     if frame.empty:
@@ -223,7 +226,7 @@ def compare_to_reference(aggregated: pd.DataFrame, summary: pd.DataFrame) -> pd.
     (the paper's "a decrease of 0.16 %"), `{metric}_t` / `{metric}_p` from `student_t_test` over seeds,
     `gmac_change_pct` likewise. Every reference column is NaN when the reference was not run, and
     when the configuration and its reference were trained on different data setups (`setup_differs`:
-    another clip length, tag count or split, or seeds that disagree on one, e.g. old runs of an edited
+    another clip length, tag count, split or data, or seeds that disagree on one, e.g. old runs of an edited
     spec left in the folder).
     """
     keep = [*KEY, "n_seeds", "roc_auc_mean", "pr_auc_mean", "gmac"]

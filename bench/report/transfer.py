@@ -56,6 +56,7 @@ def _name(row, setups: bool = False) -> str:
         parts += [f"{row.clip_seconds:g} s"] if pd.notna(row.clip_seconds) else []
         parts += [f"{int(row.n_tags)} tags"] if pd.notna(row.n_tags) else []
         parts += [str(row.split)] if pd.notna(row.split) and row.split != "default" else []
+        parts += [str(row.data)] if pd.notna(row.data) and row.data != "default" else []
         data = f" [{', '.join(parts) or 'data not recorded'}]"
     return (f"{row.arch}{width} {rate_label(row.sample_rate)} {config_label(row.n_mels, row.hop_multiplier)} "
             f"{row.log}{control}{data}")

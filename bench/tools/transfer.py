@@ -256,11 +256,11 @@ def resolve_targets(targets: list[str], results: str) -> tuple[list[Target], lis
     return out, notes
 
 
-UPSTREAM_VERSION = 3
+UPSTREAM_VERSION = 4
 """What a stored result's `upstream` holds: 2 adds the dataset and its setup, 3 leaves them out of an
-untrained control's. Part of the key, so that results stored otherwise are scored anew instead of
-grouped apart from those that have them (beside `bench.tools.embed.DECODE_VERSION`: scores of
-embeddings of files decoded otherwise are scored anew too)."""
+untrained control's, 4 adds the setup's `data` (`bench.report.columns.SETUP`). Part of the key, so that
+results stored otherwise are scored anew instead of grouped apart from those that have them (beside
+`bench.tools.embed.DECODE_VERSION`: scores of embeddings of files decoded otherwise are scored anew too)."""
 
 
 def upstream(embedder: Embedder) -> dict:
