@@ -665,6 +665,25 @@ def test_the_gmac_beside_a_configuration_is_that_of_its_runs_on_the_columns_data
     assert cells["48"][at][0] == "5.00" and cells["96"][at][0] == "10.00"
 
 
+def test_without_a_reference_configurations_on_different_data_are_not_ranked():
+    """48/x1 on 29.1 s clips and 32/x1 on 10 s clips, no 96/x1 run: nothing says which data is the
+    column's, so neither is bold (the 10 s one, with the higher mean, was), and the table says why;
+    with both on one clip length the better is bold again."""
+    from bench.report.tables import results_table
+
+    rows = pd.concat([tidy([(16000, 48, 1, "log")], seeds=(0, 1)).assign(roc_auc=0.86),
+                      tidy([(16000, 32, 1, "log")], seeds=(0, 1), clip_seconds=10.0).assign(roc_auc=0.96)],
+                     ignore_index=True)
+    table = results_table(aggregate(rows), "vgg")
+    assert not any(bold for _, _, cells in table.rows for _, bold in cells[:2])
+    assert any(note.startswith("A column without bold holds configurations trained on different data")
+               for note in table.notes)
+    same = results_table(aggregate(rows.assign(clip_seconds=29.1)), "vgg")
+    assert {mels: cells[0] for mels, _, cells in same.rows} == {"48": ("86.00 (0.00)", False),
+                                                               "32": ("96.00 (0.00)", True)}
+    assert not any(note.startswith("A column without bold") for note in same.notes)
+
+
 def test_log_and_db_twins_measured_at_other_latencies_are_labelled_at_their_own_points():
     # GMAC and storage are the same for the log and dB runs of one input; latency is measured per run.
     frame = tidy([(16000, 128, 1, "log"), (16000, 96, 1, "log"), (16000, 96, 1, "dB")], seeds=(0, 1))

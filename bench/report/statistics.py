@@ -88,7 +88,7 @@ def pareto_front(cost: Iterable[float], value: Iterable[float]) -> np.ndarray:
     return on_front
 
 
-def _setup_text(frame: pd.DataFrame) -> pd.Series:
+def setup_text(frame: pd.DataFrame) -> pd.Series:
     """Per row, its data setup (the SETUP columns it has) as one text, "29.1 | 50 | default"; "" without them."""
     present = [name for name in SETUP if name in frame.columns]
     if not present or frame.empty:
@@ -111,7 +111,7 @@ def front_groups(frame: pd.DataFrame) -> pd.Series:
     ("synthetic (4 s clips, 17 tags, split default, 400 clips, seed 0)"). Among those, configurations
     whose seeds ran on different data, or whose data was not recorded, form a group of their own
     (UNSURE_SETUP) that has no front: they are compared with nothing."""
-    setup = _setup_text(frame)
+    setup = setup_text(frame)
     several = setup.groupby(frame["dataset"]).transform("nunique") > 1 if len(frame) else setup.astype(bool)
 
     mixed = _setup_mixed(frame)
@@ -178,7 +178,7 @@ def setup_labels(frame: pd.DataFrame) -> pd.DataFrame:
     `setup`, its data setup as one text ("29.1 | 50 | default"; results that record none share "nan"),
     or MIXED when its seeds disagree. Two configurations are comparable when their labels are equal and
     neither is MIXED (`comparable`)."""
-    labels = _setup_text(frame).groupby([frame[name] for name in KEY], sort=False, dropna=False).agg(
+    labels = setup_text(frame).groupby([frame[name] for name in KEY], sort=False, dropna=False).agg(
         lambda values: values.iloc[0] if values.nunique() == 1 else MIXED)
     return labels.rename("setup").reset_index()
 
@@ -211,7 +211,7 @@ def off_reference(frame: pd.DataFrame) -> np.ndarray:
     comparable with the configurations around it (comparison.csv says `setup_differs`)."""
     if frame.empty:
         return np.zeros(0, dtype=bool)
-    setup = _setup_text(frame)
+    setup = setup_text(frame)
     mixed = _setup_mixed(frame).to_numpy()
     condition = [tuple(row) for row in frame[[*MODEL, *CONDITION]].itertuples(index=False)]
     reference = {key: value for key, value, ref in zip(condition, setup, is_reference(frame), strict=True) if ref}

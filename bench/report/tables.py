@@ -20,7 +20,7 @@ from bench.report.columns import (
     significant,
 )
 from bench.report.published import PUBLISHED_SETUP
-from bench.report.statistics import TIE_PP, off_reference
+from bench.report.statistics import TIE_PP, off_reference, setup_text
 
 
 @dataclass
@@ -87,6 +87,7 @@ def results_table(aggregated: pd.DataFrame, title: str) -> Table:
     rates, pairs, configs = _layout(aggregated)
     by_key = {(r.sample_rate, r.log, r.n_mels, r.hop_multiplier): r for r in aggregated.itertuples(index=False)}
     other_data = {key for key, off in zip(by_key, off_reference(aggregated), strict=True) if off}
+    setups = dict(zip(by_key, setup_text(aggregated), strict=True))
     groups, columns = _column_groups(rates, pairs, lambda m: METRIC_NAMES[m], "GMAC")
     cells = {}
     for mels, hop in configs:
@@ -105,13 +106,17 @@ def results_table(aggregated: pd.DataFrame, title: str) -> Table:
             if (rate, log, mels, hop) in other_data:
                 text += " ‡"
             cells[mels, hop, rate, log, what] = text
-    best = {}
+    best, unranked = {}, False
     for column in columns:
         if column[2] != "gmac":  # the best of a column: among the configurations trained on its data
-            shown = {_leading_number(cells[(m, h, *column)]) for m, h in configs
-                     if (*column[:2], m, h) not in other_data}
-            shown -= {None}
-            best[column] = max(shown) if len(shown) >= 2 else None
+            compared = [(*column[:2], m, h) for m, h in configs if (*column[:2], m, h) in by_key
+                        and (*column[:2], m, h) not in other_data]
+            shown = {_leading_number(cells[(*key[2:], *column)]) for key in compared} - {None}
+            # without a reference to say which data is the column's, configurations on different data
+            # are not ranked against each other
+            several = len({setups[key] for key in compared}) > 1
+            unranked |= several and len(shown) >= 2
+            best[column] = max(shown) if len(shown) >= 2 and not several else None
     rows = [(str(mels), f"x{hop}", [(cells[(mels, hop, *c)], c in best and best[c] is not None
                                      and (*c[:2], mels, hop) not in other_data
                                      and _leading_number(cells[(mels, hop, *c)]) == best[c]) for c in columns])
@@ -121,8 +126,12 @@ def results_table(aggregated: pd.DataFrame, title: str) -> Table:
              "GMAC: 1e9 multiply-adds per clip, one forward pass."]
     if aggregated["seeds_missing"].astype(bool).any():
         notes.append("†: fewer seeds than the other configurations (failed or unfinished runs).")
+    if unranked:
+        notes.append("A column without bold holds configurations trained on different data (clip length, tags, "
+                     f"split or data) and no {config_label(**REFERENCE)} reference to say which is the column's: "
+                     "they are not ranked against each other.")
     if other_data:
-        notes.append(f"‡: trained on other data (clip length, tags or split) than the column's "
+        notes.append(f"‡: trained on other data (clip length, tags, split or data) than the column's "
                      f"{config_label(**REFERENCE)} reference, or seeds on different data: not comparable with the "
                      "column, never bold (comparison.csv: setup_differs, where the reference was run).")
     return Table(title, groups, rows, notes)
