@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from bench.core.layout import HISTORY
 from bench.core.store import atomic_write_json
 from bench.run import runner
 from bench.run.runner import EXECUTIONS, RESULT, RunLock
@@ -105,10 +106,13 @@ def test_a_failed_run_is_retried_only_for_a_failure_from_before_the_grid(monkeyp
     began = time.time()
     finished = began - 3600 if recorded == "before the grid began" else began + 1
     race(monkeypatch, folder, finished_by_other_worker(run.run_id, "failed", finished))
+    folder.mkdir(parents=True)
+    (folder / HISTORY).write_text('{"epoch": 1, "valid_roc_auc": 0.5}\n')  # the failed attempt's epochs
     calls = record_executions(monkeypatch)
     outcome = runner._claim_and_execute(spec, folder, run, no_cache, "cpu", began, lambda *_: None)
     if recorded == "before the grid began":
         assert outcome == "executed" and calls == [run.run_id]
+        assert not (folder / HISTORY).exists()  # `bench status` counts none of them as the retry's
         assert json.loads((folder / RESULT).read_text())["status"] == "ok"
         assert len((folder / EXECUTIONS).read_text().splitlines()) == 2  # the failed start and the retry
     else:
@@ -204,3 +208,22 @@ def test_a_lock_note_with_the_time_as_text_is_read_as_that_time(monkeypatch, one
     lines = []
     assert runner._claim_and_execute(spec, folder, run, no_cache, "cpu", None, lines.append) == "settled"
     assert calls == [] and "written by node-7 (pid 4321) 5 s ago" in lines[0]
+
+
+def test_a_claim_that_finds_the_result_leaves_the_writers_note_for_hosts_that_cannot_see_it(monkeypatch, one_run):
+    """A worker whose first look missed a result another host was writing takes the lock, sees the
+    result and leaves the run alone. Its claim must not erase the writer's note: a third host whose
+    network file system still hides result.json reads that note and leaves the run alone too, rather
+    than train it again from scratch."""
+    spec, run, folder = one_run
+    lock_note(folder, host="node-7", pid=4321, result_written=time.time() - 5)
+    note = (folder / runner.LOCK).read_text()
+    real_acquire = RunLock.acquire
+    race(monkeypatch, folder, finished_by_other_worker(run.run_id, "ok"))
+    calls = record_executions(monkeypatch)
+    assert runner._claim_and_execute(spec, folder, run, no_cache, "cpu", None, lambda *_: None) == "settled"
+    assert (folder / runner.LOCK).read_text() == note
+    monkeypatch.setattr(RunLock, "acquire", real_acquire)  # the third host: no race, and its cache
+    monkeypatch.setattr(runner, "load_result", lambda folder: (None, None))  # says result.json does not exist
+    assert runner._claim_and_execute(spec, folder, run, no_cache, "cpu", None, lambda *_: None) == "settled"
+    assert calls == []

@@ -43,6 +43,7 @@ def grid_in_progress(root):
     (folders[1] / layout.CHECKPOINT).write_bytes(b"checkpoint of epoch 2")
     (folders[1] / layout.HISTORY).write_text(epoch_line(1, 0.70) + epoch_line(2, 0.75) + '{"epoch": 3, "lo')
     started(folders[2], now - 100)
+    (folders[2] / layout.CHECKPOINT).write_bytes(b"checkpoint of epoch 1")  # always written after the first
     (folders[2] / layout.HISTORY).write_text(epoch_line(1, 0.66))
     return spec, folders
 
@@ -96,6 +97,7 @@ def test_the_eta_of_a_shape_not_measured_yet_scales_the_measured_ones_by_gmac(tm
     assert grid_status(spec, tmp_path, gmac_of=lambda c: None).eta_seconds == 17 * 12
     # MusiCNN measured too (one epoch of 30 s, 3 left): the 12 kHz VGG is scaled from the VGG shapes alone
     started(folders[5], time.time() - 50)
+    (folders[5] / layout.CHECKPOINT).write_bytes(b"checkpoint of epoch 1")
     (folders[5] / layout.HISTORY).write_text(json.dumps({"epoch": 1, "valid_roc_auc": 0.6, "train_seconds": 30.0,
                                                          "eval_seconds": 0.0}) + "\n")
     status = grid_status(spec, tmp_path, gmac_of=lambda c: GMAC[c.arch, c.mel.sample_rate, c.mel.n_mels,
@@ -109,6 +111,20 @@ def test_a_run_past_the_expected_epochs_still_has_one_to_go(tmp_path):
     (folders[2] / layout.HISTORY).write_text(history)
     status = grid_status(spec, tmp_path, gmac_of=lambda config: 1.0)
     assert status.eta_seconds == (2 + 1 + 3 * 4) * 12  # the interrupted run 2 left, run 2 one, 3 not started
+
+
+def test_epochs_of_an_attempt_without_a_checkpoint_are_not_progress(tmp_path):
+    """A finished run keeps its history.jsonl but not its checkpoint: with its result.json removed to
+    redo it (or a first attempt killed before its first checkpoint), the next grid trains it from
+    scratch, so it is not started, with every epoch still to go, not interrupted at 12/12."""
+    spec, folders = grid_in_progress(tmp_path)
+    started(folders[3], time.time() - 1000)
+    (folders[3] / layout.HISTORY).write_text("".join(epoch_line(e, 0.9) for e in range(1, 13)))
+    status = grid_status(spec, tmp_path, gmac_of=lambda config: 1.0)
+    redo = status.runs[3]
+    assert (redo.state, redo.epoch, redo.best_valid_roc_auc) == ("not started", 0, None)
+    assert status.counts["interrupted"] == 2 and status.counts["not started"] == 3  # runs 1 and 2 have checkpoints
+    assert status.eta_seconds == 204  # as before: 2 + 3 + 3 x 4 epochs of 12 s
 
 
 def test_the_progress_line_counts_failed_runs_apart_from_done_ones(tmp_path):

@@ -419,6 +419,7 @@ def _claim_and_execute(spec: Spec, folder: Path, run: RunSpec, cache_for: Callab
         remove_temp_files(folder)  # left by a writer that was killed; the folder is ours now
         existing, problem = load_result(folder)  # it may have finished between our look and our claim
         if _settled(existing, retry_before):
+            lock.keep_previous()  # a writer's note, for a host whose file system does not show the result yet
             return "settled"
         unseen = lock.unseen_result() if existing is None and not problem else None
         if unseen is not None:  # finished meanwhile on another host, as its note in the lock says
@@ -433,7 +434,7 @@ def _claim_and_execute(spec: Spec, folder: Path, run: RunSpec, cache_for: Callab
         if existing is not None:  # a failed run being retried starts from scratch
             # the failure's record last, once its checkpoint is gone for good: a retry killed in between
             # is still a failed run, never a resume from the failed attempt's checkpoint
-            for stale in (CHECKPOINT, BEST, ERROR, layout.MODEL_JSON):
+            for stale in (CHECKPOINT, BEST, ERROR, layout.MODEL_JSON, layout.HISTORY):
                 (folder / stale).unlink(missing_ok=True)
             fsync_folder(folder)
             (folder / RESULT).unlink(missing_ok=True)

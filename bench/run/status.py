@@ -100,8 +100,10 @@ def run_status(folder: Path, run: RunSpec) -> RunStatus:
         status.state, status.worker = "running", _worker(folder)
     elif problem is not None:
         status.state = "invalid"
-    elif (folder / layout.CHECKPOINT).exists() or history:
+    elif (folder / layout.CHECKPOINT).exists():
         status.state = "interrupted"
+    else:  # epochs of an attempt the next grid does not resume (no checkpoint): it trains the run from scratch
+        history = []
     status.epoch = len(history)
     scores = [h.get("valid_roc_auc") for h in history if isinstance(h.get("valid_roc_auc"), (int, float))]
     status.best_valid_roc_auc = max(scores) if scores else None
