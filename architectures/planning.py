@@ -16,11 +16,12 @@ applied"): start from the original pools (frequency 2, 4, 3, 4; time 4, 5, 8, 8)
 min(original pool, what remains), what remains padded at its end to a multiple of the pool (`pads`:
 the padding never wins a max), so a size goes s -> ceil(s / p); the last layer pools exactly what
 remains, so the map ends at 1 x 1. Every band and frame of the input thus reaches the output (where
-dropping remainders would lose, e.g., the last 2.1 s of a 5 s clip at 16 kHz: 4,5,8,1 pools 160 of
-314 frames), and no layer pools a dimension by more than what remains. The rule gives Table III's
-pools for 96 and 48 bands (which divide), and 2,4,1,1 for 8 bands where the paper has 2,2,2,1; at 16
-kHz x1 (1820 frames) it gives 4,5,8,12 where the paper has 4,5,9,10. The paper spread its pooling by
-hand, so the table wins where it applies.
+dropping remainders would lose, e.g., the last 2.0 s of a 5 s clip at 16 kHz: 4,5,8,1 pools 160 of
+314 frames, and with the 3 x 3 convolutions' reach no output sees past frame 184, centred at 2.94
+s), and no layer pools a dimension by more than what remains. The rule gives Table III's pools for
+96 and 48 bands (which divide), and 2,4,1,1 for 8 bands where the paper has 2,2,2,1; at 16 kHz x1
+(1820 frames) it gives 4,5,8,12 where the paper has 4,5,9,10. The paper spread its pooling by hand,
+so the table wins where it applies.
 
 MusiCNN
 -------

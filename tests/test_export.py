@@ -79,11 +79,12 @@ def test_export_with_the_front_end_takes_one_patch_of_waveform(tmp_path):
     assert main(["export", str(folder), "--onnx", str(tmp_path / "v.onnx"), "--with-frontend"]) == 0
     sidecar = json.loads((tmp_path / "v.onnx.json").read_text())
     assert sidecar["input"]["name"] == "waveform" and sidecar["input"]["shape"] == ["batch", 64000]
+    assert sidecar["frontend"]["float16_waveform"] is True  # a run's: trained on its cache's float16 samples
     signal = np.load(DATA / "inputs.npz")["signal"][None, :64000].astype(np.float32)
     from bench.train.frontend import MelFrontend
 
-    with torch.inference_mode():
-        expected = model(MelFrontend(16000, 96, 1, "log")(torch.from_numpy(signal))).numpy()
+    with torch.inference_mode():  # what the run was evaluated on: the signal as its cache held it
+        expected = model(MelFrontend(16000, 96, 1, "log")(torch.from_numpy(signal.astype(np.float16)))).numpy()
     got = run_onnx(tmp_path / "v.onnx", "waveform", signal)
     assert np.abs(got - expected).max() <= 1e-5 * max(1.0, np.abs(expected).max())
 
@@ -102,7 +103,8 @@ def test_the_sidecar_describes_the_front_end_enough_to_compute_it_with_librosa(t
     assert sidecar["patch_samples"] == 64000 and fe["pad_to_hop"] is True
     assert fe["log_formula"] == "log10(1 + 10000 * power)"
     assert fe["frames"].startswith("the waveform is zero-padded on the right to a multiple of 256 samples")
-    signal = np.load(DATA / "inputs.npz")["signal"][:sidecar["patch_samples"]].astype(np.float32)
+    assert fe["float16_waveform"] is True
+    signal = np.load(DATA / "inputs.npz")["signal"][:sidecar["patch_samples"]].astype(np.float16).astype(np.float32)
     padded = np.pad(signal, (0, -len(signal) % 256))  # as "frames" says
     power = librosa.feature.melspectrogram(
         y=padded, sr=sidecar["sample_rate"], n_fft=fe["n_fft"], hop_length=fe["hop_length"], n_mels=fe["n_mels"],

@@ -361,6 +361,28 @@ def test_tag_refuses_a_run_folder_without_a_valid_result(run_folder, tmp_path, c
     assert status == 2 and "not a finished run (not valid JSON" in err and "\n" not in err
 
 
+@pytest.mark.parametrize("fault,message", [
+    ("weights of another network", "best.pt: does not fit"),
+    ("an option this version does not know", "config.json: not a network this version builds (TypeError"),
+    ("an architecture this version does not know", "config.json: not a network this version builds (Unknown"),
+])
+def test_a_run_without_model_json_that_this_version_cannot_build_is_one_line(run_folder, tmp_path, capsys,
+                                                                             fault, message):
+    """A run finished before runs wrote model.json is built from its config.json: what does not fit is
+    one line and exit status 2, as for a run with model.json (`load_model`), not a traceback."""
+    config = json.loads((run_folder / "config.json").read_text())
+    if fault == "weights of another network":
+        vgg = architectures.build("vgg", InputConfig(16000, 24, 1, 501), 3, width=0.0625)
+        torch.save({"epoch": 1, "model": vgg.state_dict()}, run_folder / "best.pt")
+    elif fault == "an option this version does not know":
+        atomic_write_json(run_folder / "config.json", {**config, "options": {**config["options"], "dropout": 0.5}})
+    else:
+        atomic_write_json(run_folder / "config.json", {**config, "arch": "transformer"})
+    status = main(["tag", write_audio(tmp_path / "a.wav", 2.0), "--model", str(run_folder)])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and message in err and "\n" not in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize("model,message", [
     ("MTT_musicnn", "no imported MTT_musicnn (run `bench import musicnn` first"),
     ("nonsense", "--model nonsense: neither an imported model"),
@@ -424,3 +446,53 @@ def test_a_taggram_on_several_threads_equals_one_and_restores_torchs_threads(run
     shared = taggram(tagger, waveform, batch=1, workers=2)
     assert alone.shape[0] >= 2 and np.allclose(shared, alone, atol=1e-6)
     assert torch.get_num_threads() == threads
+
+
+@pytest.mark.parametrize("described", ["model.json", "model.json written before float16_waveform", "no model.json"])
+def test_a_dB_run_tags_a_clip_as_its_evaluation_scored_it(tmp_path, described):
+    """A run trains and is evaluated on its waveform cache's float16 samples (float16 rounding noise sits
+    about 66 dB under each sample). Fed the same clip's float32 samples, a dB run's quietest mel bands
+    fell to the -100 dB floor instead of that noise, and `bench tag` scored the clip otherwise than the
+    run's evaluation did. Each way a run folder describes itself gives the evaluation's scores."""
+    import soundfile
+
+    from bench.tools.tag import load_tagger, taggram
+    from bench.train.frontend import MelFrontend
+    from bench.train.model_file import frontend_settings, model_description, write_model_json
+
+    input_config = InputConfig(16000, 24, 1, 251)  # 4 s clips: 64,000 samples, one patch
+    torch.manual_seed(0)
+    model = architectures.build("vgg", input_config, 3, width=0.0625).eval()
+    folder = tmp_path / "run"
+    folder.mkdir()
+    config = {"run_id": "vgg-16k-24mel-x1-dB-s0-0123456789", "arch": "vgg", "options": {"width": 0.0625},
+              "sample_rate": 16000, "n_mels": 24, "hop_multiplier": 1, "log": "dB", "dataset": {"clip_seconds": 4.0},
+              "pool_padding": architectures.pool_padding("vgg", input_config, width=0.0625)}
+    atomic_write_json(folder / "config.json", config)
+    torch.save({"epoch": 1, "model": model.state_dict()}, folder / "best.pt")
+    atomic_write_json(folder / "result.json", {"run_id": config["run_id"], "status": "ok", "config": config,
+                                               "metrics": {"roc_auc": 0.5, "pr_auc": 0.5}, "cost": {"best_epoch": 1},
+                                               "tag_names": ["a", "b", "c"]})
+    if described != "no model.json":
+        frontend = frontend_settings(16000, 24, 1, "dB")
+        if described != "model.json":
+            del frontend["float16_waveform"]
+        write_model_json(folder, model_description(config["run_id"], "vgg", {"width": 0.0625}, input_config, 251,
+                                                   frontend, ["a", "b", "c"], weights="best.pt", weights_key="model"))
+    t = np.arange(64000) / 16000
+    clip = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)  # nothing but one tone: quiet upper bands
+    soundfile.write(tmp_path / "clip.wav", clip, 16000, subtype="FLOAT")  # read back as these samples
+
+    def scores(samples: np.ndarray) -> np.ndarray:  # the run's evaluation: its front end on the batch given
+        with torch.inference_mode():
+            mel = MelFrontend(16000, 24, 1, "dB")(torch.from_numpy(samples)[None].float())
+            return torch.sigmoid(model(mel))[0].numpy()
+
+    evaluated = scores(clip.astype(np.float16))  # as the cache holds the clip
+    assert np.abs(scores(clip) - evaluated).max() > 1e-3  # the rounding matters to this run
+    tagger = load_tagger(str(folder))
+    assert tagger.frontend.float16_waveform
+    from bench.data.audio import decode_file
+
+    tagged = taggram(tagger, decode_file(tmp_path / "clip.wav", 16000)).mean(axis=0)
+    np.testing.assert_allclose(tagged, evaluated, atol=1e-6)

@@ -177,9 +177,11 @@ class FileEmbedding:
                    float(arrays[SECONDS]))
 
 
-DECODE_VERSION = 2
-"""What `bench.data.audio.decode_file` gives for a file's bytes, part of the cache's folder name: 2, MP3s
-read without the decoder restarts that put wrong samples after every block of 65,536 frames."""
+DECODE_VERSION = 3
+"""What `bench.data.audio.decode_file` gives for a file's bytes and the front end makes of it, part of the
+cache's folder name: 2, MP3s read without the decoder restarts that put wrong samples after every block
+of 65,536 frames; 3, a run's samples rounded to float16 as its training's waveform cache held them
+(`MelFrontend`'s float16_waveform)."""
 
 
 class EmbeddingCache:

@@ -157,6 +157,9 @@ def export(model: str, onnx_path: str | Path, models: str | None = None, with_fr
                      "pad_mode": fe.mel.spectrogram.pad_mode, "mel_scale": "slaney", "norm": "slaney",
                      "fmin": 0.0, "fmax": tagger.sample_rate / 2, "power": 2.0, "log": fe.config.log,
                      "log_formula": LOG_FORMULAS[fe.config.log], "float16_mel": fe.float16_mel,
+                     "float16_waveform": fe.float16_waveform,
+                     "waveform": ("rounded to float16 (IEEE 754 half precision) first, as the run's training "
+                                  "cache stored it") if fe.float16_waveform else "float32, as given",
                      "pad_to_hop": fe.pad_to_hop,
                      "frames": (f"the waveform is zero-padded on the right to a multiple of {BASE_HOP} samples, "
                                 f"then framed centred: 1 + padded // {fe.config.hop_length} frames") if fe.pad_to_hop

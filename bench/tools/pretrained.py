@@ -124,6 +124,7 @@ def frontend_settings(configuration: dict, experiment: dict, where: str) -> dict
         "mel_scale": "slaney", "norm": "slaney", "fmin": 0.0, "fmax": None,
         "pad_mode": "reflect", "pad_to_hop": False,  # librosa's melspectrogram defaults of 2019
         "log": "log", "float16_mel": True,  # log10(10000 x + 1) of the float16-stored mel power
+        "float16_waveform": False,  # trained on float32 audio
     }
     if rep.get("spectrogram_type", "mel") != "mel" or experiment.get("pre_processing", "logC") != "logC":
         raise UserError(f"{where}: unsupported input representation "

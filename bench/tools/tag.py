@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.core.errors import UserError
+from bench.core.errors import UserError, one_line
 from bench.core.layout import BEST, CONFIG, MODEL_JSON, load_result
 from bench.train.model_file import check_pool_padding, load_model, load_weights, read_json
 
@@ -111,12 +111,20 @@ def load_legacy_run(folder: Path) -> Tagger:
         clip_seconds = config["dataset"]["clip_seconds"]
     except (KeyError, TypeError) as exc:
         raise UserError(f"{folder / CONFIG}: not a run config (no {exc})") from None
-    n_tags = [v for v in state.values() if v.dim() == 2][-1].shape[0]  # the output layer comes last
-    n_frames = framing.n_frames(clip_seconds, sample_rate, hop)
-    model = architectures.build(arch, InputConfig(sample_rate, n_mels, hop, n_frames), n_tags, **options)
+    try:  # as load_model does for a run that has model.json: one line for what does not fit
+        n_tags = [v for v in state.values() if v.dim() == 2][-1].shape[0]  # the output layer comes last
+        n_frames = framing.n_frames(clip_seconds, sample_rate, hop)
+        model = architectures.build(arch, InputConfig(sample_rate, n_mels, hop, n_frames), n_tags, **options)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:  # an unknown architecture: KeyError
+        raise UserError(f"{folder / CONFIG}: not a network this version builds ({type(exc).__name__}: "
+                        f"{one_line(exc)[:200]})") from None
     check_pool_padding(model, config.get("pool_padding"), folder)
-    model.load_state_dict(state)
-    return Tagger(config.get("run_id", folder.name), model.eval(), MelFrontend(sample_rate, n_mels, hop, log),
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:  # weights of another network
+        raise UserError(f"{folder / BEST}: does not fit {folder / CONFIG} ({one_line(exc)[:200]})") from None
+    frontend = MelFrontend(sample_rate, n_mels, hop, log, float16_waveform=True)  # as its cache held them
+    return Tagger(config.get("run_id", folder.name), model.eval(), frontend,
                   run_tag_names(result, n_tags), model.input_frames)
 
 

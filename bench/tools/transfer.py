@@ -410,7 +410,7 @@ def architecture_key(embedder: Embedder) -> str:
     shapes = [(name, tuple(p.shape)) for name, p in model.state_dict().items()]
     # the whole front end: a released model's (reflect padding, float16 mel) differs from a run's of the
     # same rate, mels, hop and log
-    framing = [frontend.mel.spectrogram.pad_mode, frontend.pad_to_hop, frontend.float16_mel]
+    framing = [frontend.mel.spectrogram.pad_mode, frontend.pad_to_hop, frontend.float16_mel, frontend.float16_waveform]
     return json.dumps([type(model).__name__, shapes, str(frontend.config), framing, embedder.tagger.patch_frames])
 
 

@@ -46,16 +46,24 @@ class MelFrontend(torch.nn.Module):
     were trained on librosa's defaults of their time: `pad_mode="reflect"` with `pad_to_hop=False`
     (plain centred framing, 1 + samples // hop frames) and `float16_mel=True` (the mel power was
     stored as float16; the log is then taken in float32 of the rounded value).
+
+    `float16_waveform=True` rounds the samples to float16 first: a grid's runs train and are evaluated
+    on the waveform cache's float16 samples, whose rounding noise (about 66 dB below each sample) is
+    what the quietest mel bands of a dB run hold; a tool that feeds such a run float32 samples of the
+    same clip must round them as the cache did to give the run's own evaluation's scores. Training
+    needs no flag: its batches are float16 already.
     """
 
     def __init__(self, sample_rate: int, n_mels: int, hop_multiplier: int, log: str, *,
-                 pad_mode: str = "constant", pad_to_hop: bool = True, float16_mel: bool = False):
+                 pad_mode: str = "constant", pad_to_hop: bool = True, float16_mel: bool = False,
+                 float16_waveform: bool = False):
         super().__init__()
         if log not in LOG_TYPES:
             raise ValueError(f"unknown log type {log!r}; expected one of {LOG_TYPES}")
         self.config = MelConfig(sample_rate=sample_rate, n_mels=n_mels, hop_multiplier=hop_multiplier, log=log)
         self.pad_to_hop = pad_to_hop
         self.float16_mel = float16_mel
+        self.float16_waveform = float16_waveform
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=sample_rate,
             n_fft=framing.N_FFT,
@@ -84,7 +92,7 @@ class MelFrontend(torch.nn.Module):
     def _padded(self, waveform: torch.Tensor) -> torch.Tensor:
         if waveform.dim() != 2:
             raise ValueError(f"expected (batch, samples), got shape {tuple(waveform.shape)}")
-        waveform = waveform.float()
+        waveform = (waveform.half() if self.float16_waveform else waveform).float()
         if self.pad_to_hop:
             n = waveform.shape[-1]
             waveform = F.pad(waveform, (0, framing.padded_samples(n) - n))

@@ -8,7 +8,9 @@ run of a grid when it finishes (`best.pt`, whose state dict is under the key "mo
     input         the InputConfig it was built for: sample_rate, n_mels, hop_multiplier, n_frames
     patch_frames  frames of one network input (a clip's for VGG-CNN, a segment's for MusiCNN)
     frontend      the mel front end it was trained with: sample_rate, n_fft, hop_length, n_mels,
-                  mel_scale, norm, fmin, fmax, pad_mode, pad_to_hop, log, float16_mel
+                  mel_scale, norm, fmin, fmax, pad_mode, pad_to_hop, log, float16_mel,
+                  float16_waveform (absent: true in a run's folder, whose model.json was written
+                  before the key was, false elsewhere)
     tags          tag names in output order
     weights       the weights file in the same folder; weights_key: the key of the state dict in it
                   (absent: the file is the state dict)
@@ -27,7 +29,7 @@ from typing import Any
 from architectures import InputConfig
 from bench.core import framing
 from bench.core.errors import UserError, one_line
-from bench.core.layout import MODEL_JSON
+from bench.core.layout import CONFIG, MODEL_JSON
 from bench.core.store import atomic_write_json
 
 
@@ -46,7 +48,8 @@ def frontend_settings(sample_rate: int, n_mels: int, hop_multiplier: int, log: s
     """The front end of this suite's training (`MelFrontend`'s defaults), in model.json's terms."""
     return {"sample_rate": sample_rate, "n_fft": framing.N_FFT, "hop_length": framing.hop_length(hop_multiplier),
             "n_mels": n_mels, "mel_scale": "slaney", "norm": "slaney", "fmin": 0.0, "fmax": None,
-            "pad_mode": "constant", "pad_to_hop": True, "log": log, "float16_mel": False}
+            "pad_mode": "constant", "pad_to_hop": True, "log": log, "float16_mel": False,
+            "float16_waveform": True}  # trained and evaluated on the waveform cache's float16 samples
 
 
 def model_description(name: str, arch: str, options: dict, input_config: InputConfig, patch_frames: int,
@@ -139,8 +142,10 @@ def load_model(folder: str | Path) -> LoadedModel:
     try:
         fe = meta["frontend"]
         _check_frontend(fe, folder / MODEL_JSON)
+        float16_waveform = fe.get("float16_waveform", (folder / CONFIG).is_file())  # every run trains on float16
         frontend = MelFrontend(fe["sample_rate"], fe["n_mels"], fe["hop_length"] // framing.BASE_HOP, fe["log"],
-                               pad_mode=fe["pad_mode"], pad_to_hop=fe["pad_to_hop"], float16_mel=fe["float16_mel"])
+                               pad_mode=fe["pad_mode"], pad_to_hop=fe["pad_to_hop"], float16_mel=fe["float16_mel"],
+                               float16_waveform=bool(float16_waveform))
         model = architectures.build(meta["arch"], InputConfig(**meta["input"]), len(meta["tags"]), **meta["options"])
         weights, key = meta.get("weights", "weights.pt"), meta.get("weights_key")
         name, tags, patch_frames = meta["name"], list(meta["tags"]), int(meta["patch_frames"])
