@@ -340,6 +340,17 @@ def test_tag_reports_a_bad_file_in_one_line_and_tags_the_rest(run_folder, tmp_pa
     assert len(errors) == 2 and "bad.mp3: undecodable" in errors[0] and "missing.wav: missing file" in errors[1]
 
 
+def test_tag_refuses_a_float_file_of_integer_scaled_samples_as_the_cache_does(run_folder, tmp_path, capsys):
+    """16-bit values written as floats (peaks near 32767, not 1): the cache skips such a clip, and the
+    network would score its clipped, 90 dB too loud mel as noise, so `bench tag` refuses it too."""
+    rate = 22050
+    t = np.arange(4 * rate) / rate
+    sf.write(tmp_path / "scaled.wav", 20000 * np.sin(2 * np.pi * 440 * t), rate, subtype="FLOAT")
+    status = main(["tag", str(tmp_path / "scaled.wav"), "--model", str(run_folder)])
+    err = capsys.readouterr().err
+    assert status == 2 and "scaled.wav: samples out of range (peak 20000 > 16" in err
+
+
 def test_a_run_folder_copied_under_another_name_is_still_that_run(run_folder, tmp_path, capsys):
     """`cp -r runs/<run_id> my_tagger`: the folder's name no longer is the run id, its config.json says it."""
     audio = write_audio(tmp_path / "a.wav", 2.0)

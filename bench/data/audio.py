@@ -251,13 +251,18 @@ def _resample(mono: np.ndarray, source_rate: int, rate: int) -> np.ndarray:
     return mono if rate == source_rate else soxr.resample(mono, source_rate, rate, quality="HQ")
 
 
+def out_of_range(peak: float) -> BadAudio:
+    return BadAudio(f"samples out of range (peak {peak:.6g} > {MAX_PEAK:g}: the samples are not scaled to [-1, 1])")
+
+
 def decode_file(path: str, sample_rate: int, min_seconds: float = MIN_SECONDS) -> np.ndarray:
     """The whole of `path` as float32 mono at `sample_rate` (for tagging whole tracks); shorter than
-    `min_seconds` is a BadAudio, as in the cache (a few samples would not fill one STFT window).
+    `min_seconds` is a BadAudio, as in the cache (a few samples would not fill one STFT window), and so
+    are samples past MAX_PEAK (integer-scaled floats, which a network would score as noise).
 
     Read, downmixed and resampled block by block (soxr's stream gives the one-shot result exactly):
     an hours-long stereo file never sits in memory at its own rate, only the mono result does."""
-    pieces, decoded = [], 0
+    pieces, decoded, peak = [], 0, 0.0
     with _opened(path, min_seconds) as handle:
         source_rate = handle.samplerate
         stream = None if source_rate == sample_rate else \
@@ -268,12 +273,15 @@ def decode_file(path: str, sample_rate: int, min_seconds: float = MIN_SECONDS) -
             mono = block.mean(axis=1, dtype=np.float32)
             if not np.isfinite(mono).all():
                 raise BadAudio("non-finite samples (NaN or inf)")
+            peak = max(peak, float(np.abs(mono).max(initial=0.0)))
             decoded += mono.shape[0]
             pieces.append(mono if stream is None else stream.resample_chunk(mono, last=last))
             if last:
                 break
     if decoded < min_seconds * source_rate:  # frames announced but not delivered (truncated file)
         raise BadAudio(f"too short after decoding ({decoded / source_rate:.2f} s < {min_seconds} s)")
+    if peak > MAX_PEAK:
+        raise out_of_range(peak)
     return np.concatenate(pieces).astype(np.float32, copy=False)
 
 
@@ -293,6 +301,5 @@ def decode_clip(path: str, sample_rates: tuple[int, ...], clip_seconds: float,
         clips[rate] = np.pad(y, (0, max(0, n - y.shape[0])))[:n].astype(np.float32, copy=False)
     peak = max(float(np.abs(clip).max()) for clip in clips.values())
     if peak > MAX_PEAK:
-        raise BadAudio(f"samples out of range (peak {peak:.6g} > {MAX_PEAK:g}: the samples are not scaled to "
-                       "[-1, 1])")
+        raise out_of_range(peak)
     return DecodedClip(clips=clips, source_rate=source_rate, padded=padded)
