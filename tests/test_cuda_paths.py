@@ -486,6 +486,26 @@ def test_more_workers_than_slots_share_a_gpu_and_say_so(tmp_path):
     assert (claims[2].index, fourth.index, fourth.slot, fourth.sharing) == (0, 1, None, 2)
 
 
+def test_a_free_slot_that_another_worker_is_counting_is_still_taken(tmp_path, monkeypatch):
+    """A worker that shares counts each GPU's held slot files with a shared lock for a moment; a claim
+    that meets that moment at the only free slot looks again, rather than share a GPU whose slot is free."""
+    identities = ["GPU-aaa", "GPU-bbb"]
+    held = gpus.claim_gpu(identities, runs_per_gpu=1, worker=0, folder=tmp_path)
+    real_try_lock, looked_at = gpus.try_lock, []
+
+    def try_lock(path, note):  # cuda:1's slot is being counted at the first try
+        if path.name.endswith("GPU-bbb.slot0") and not looked_at:
+            looked_at.append(path)
+            return None
+        return real_try_lock(path, note)
+
+    monkeypatch.setattr(gpus, "try_lock", try_lock)
+    claim = gpus.claim_gpu(identities, runs_per_gpu=1, worker=1, folder=tmp_path)
+    assert looked_at and (claim.index, claim.slot) == (1, 0)
+    held.release()
+    claim.release()
+
+
 def test_two_grids_on_one_box_take_different_gpus(tmp_path):
     """Both grids' first workers are worker 0; the slot locks, not the worker number, decide."""
     identities = ["GPU-aaa", "GPU-bbb"]

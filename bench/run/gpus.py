@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,6 +149,10 @@ def _slot_file(folder: Path, identity: str, slot: int) -> Path:
 MAX_SHARERS = 256
 """Lock files tried beyond a GPU's slots (a worker that finds them all held shares without one)."""
 
+SLOT_LOOKS = 3
+"""Searches of the slots before a worker shares a GPU beyond them: another worker counting a GPU's
+load (`lock_held`, a shared lock for microseconds) makes a free slot look taken for that moment."""
+
 
 def claim_gpu(identities: list[str], runs_per_gpu: int, worker: int = 0, folder: Path | None = None) -> GpuClaim:
     """A slot on one of `identities` (see the module docstring); `worker` only rotates where the
@@ -158,11 +163,14 @@ def claim_gpu(identities: list[str], runs_per_gpu: int, worker: int = 0, folder:
     folder.mkdir(parents=True, exist_ok=True)
     n = len(identities)
     order = [(worker + k) % n for k in range(n)]
-    for slot in range(max(1, runs_per_gpu)):
-        for index in order:
-            fd = try_lock(_slot_file(folder, identities[index], slot), str(os.getpid()))
-            if fd is not None:
-                return GpuClaim(index, identities[index], slot, fd)
+    for look in range(SLOT_LOOKS):
+        if look:
+            time.sleep(0.02)
+        for slot in range(max(1, runs_per_gpu)):
+            for index in order:
+                fd = try_lock(_slot_file(folder, identities[index], slot), str(os.getpid()))
+                if fd is not None:
+                    return GpuClaim(index, identities[index], slot, fd)
     load = {i: sum(lock_held(p) for p in folder.glob(_slot_prefix(identities[i]) + "*")) for i in order}
     index = min(order, key=lambda i: load[i])
     # beyond its slots the worker still holds a lock file (slot K, K+1, ...), so the next worker to
