@@ -186,3 +186,31 @@ def test_a_wav_cut_short_is_skipped_as_truncated_not_padded_with_silence(tmp_pat
     short = tmp_path / "short.wav"
     sf.write(short, x[:20 * RATE], RATE, subtype="PCM_16")
     assert decode_clip(str(short), (16000,), 29.1).padded
+    # a 25 s recording, shorter than the clip as written, cut in half: its cut, not its length, pads it
+    short.write_bytes(short.read_bytes()[:1_000_000])
+    with pytest.raises(BadAudio, match=r"^truncated: the header says 20\.00 s, the file holds 11\.34 s$"):
+        decode_clip(str(short), (16000,), 29.1)
+
+
+@pytest.mark.parametrize(("short_by", "padded"), [(441, False), (442, True)])
+def test_a_short_file_is_counted_as_padded_whatever_rates_are_prepared_with_it(tmp_path, short_by, padded):
+    """29.1 s at 44.1 kHz less 441 or 442 samples: shorter than the clip by more than 10 ms (441 samples)
+    is a padded clip, the same verdict at 8 kHz alone as at 8 and 44.1 kHz together (each rate's
+    resampled length was compared with that rate's clip: 442 samples short are 80.2 at 8 kHz, within
+    its 80, so the count changed with the rates of the grid)."""
+    n = round(29.1 * RATE) - short_by
+    path = tmp_path / "short.wav"
+    sf.write(path, (0.3 * np.sin(2 * np.pi * 440 * np.arange(n) / RATE)).astype(np.float32), RATE, subtype="FLOAT")
+    assert [decode_clip(str(path), rates, 29.1).padded for rates in ((8000,), (44100, 8000), (44100,))] == [padded] * 3
+
+
+def test_the_peak_refusal_is_the_same_whatever_rates_are_prepared_with_the_file(tmp_path):
+    """A float file of a 100 Hz square wave peaking at 15.5 (16 is the limit): accepted at every rate,
+    alone or together. Resampled to 8 kHz, its edges overshoot (Gibbs) past 16, and the file was
+    refused at every rate of a grid that had 8 kHz, accepted by one that had not."""
+    t = np.arange(30 * RATE) / RATE
+    x = (15.5 * np.sign(np.sin(2 * np.pi * 100 * t))).astype(np.float32)
+    path = tmp_path / "loud.wav"
+    sf.write(path, x, RATE, subtype="FLOAT")
+    for rates in ((8000,), (44100, 8000), (44100,)):
+        assert set(decode_clip(str(path), rates, 29.1).clips) == set(rates)

@@ -189,12 +189,14 @@ def _declared_seconds(handle: sf.SoundFile) -> float | None:
 
 
 def _read_mono(path: str, clip_seconds: float, min_seconds: float) -> tuple[np.ndarray, int]:
-    """(float32 mono samples, source rate) of the centre `clip_seconds` of `path`."""
+    """(float32 mono samples, source rate) of the centre `clip_seconds` of `path`: from frame
+    (frames - clip frames) // 2 (an odd sample over goes to the end), the frames as the header counts
+    them, unless decoding stops short of the window (then the centre of what decodes)."""
     with _opened(path, min_seconds) as handle:
         source_rate, total = handle.samplerate, handle.frames
         wanted = framing.clip_samples(clip_seconds, source_rate)
         declared = _declared_seconds(handle) if total < wanted else None
-        if declared is not None and declared * source_rate >= wanted:  # padding would fill a cut, not a short file
+        if declared is not None:  # padding would fill in for what a cut took, as if the recording were short
             raise BadAudio(f"truncated: the header says {declared:.2f} s, the file holds {total / source_rate:.2f} s")
         start = max(0, (total - wanted) // 2)
         if start:
@@ -289,17 +291,17 @@ def decode_clip(path: str, sample_rates: tuple[int, ...], clip_seconds: float,
                 min_seconds: float = MIN_SECONDS) -> DecodedClip:
     """Decode the centre `clip_seconds` of `path` at every rate in `sample_rates`."""
     mono, source_rate = _read_mono(path, clip_seconds, min_seconds)
-    if np.abs(mono).max() < SILENCE_PEAK:
+    peak = float(np.abs(mono).max())
+    if peak < SILENCE_PEAK:
         raise BadAudio("silent")
+    if peak > MAX_PEAK:  # of the file's samples: the same verdict whatever rates are prepared with it
+        raise out_of_range(peak)
+    # counted at the file's own rate, so whatever rates are prepared with it; a file short of the clip by
+    # up to 10 ms (an MP3 decoder's padding, a header's rounding) is not counted
+    padded = mono.shape[0] < framing.clip_samples(clip_seconds, source_rate) - source_rate // 100
     clips = {}
-    padded = False
     for rate in sample_rates:
         y = _resample(mono, source_rate, rate)
         n = framing.clip_samples(clip_seconds, rate)
-        # Resampling can be a sample off; only a genuinely short file counts as padded.
-        padded = padded or y.shape[0] < n - rate // 100
         clips[rate] = np.pad(y, (0, max(0, n - y.shape[0])))[:n].astype(np.float32, copy=False)
-    peak = max(float(np.abs(clip).max()) for clip in clips.values())
-    if peak > MAX_PEAK:
-        raise out_of_range(peak)
     return DecodedClip(clips=clips, source_rate=source_rate, padded=padded)
