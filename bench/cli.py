@@ -338,15 +338,14 @@ def _spec_runs(spec):
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from bench.core.layout import RUNS
+    from bench.core.layout import spec_folder_problem
     from bench.run.status import format_status, grid_status
     from bench.spec import load_spec
 
     spec = load_spec(args.spec)
     results = readable_folder(args.results, "--results")
-    if not (results / spec.name).is_dir() and (results / RUNS).is_dir():  # the spec's own folder given
-        raise UserError(f"--results {results}: holds runs itself; --results is the folder above it "
-                        f"(did you mean --results {results.parent}?)")
+    if problem := spec_folder_problem(results, spec.name):
+        raise UserError(f"--results {results}: {problem}")
     status = grid_status(spec, results)
     if args.json:
         json.dump(status.as_json(), sys.stdout, indent=1)

@@ -112,3 +112,24 @@ def test_a_synthetic_set_too_small_to_score_and_one_the_grid_would_remake(tmp_pa
     report = json.loads(capsys.readouterr().out)
     assert report["warnings"][0].startswith("not the complete synthetic dataset the spec asks for")
     assert report["splits"]["valid"] == 1 and report["can_run"]  # the folder as it is: nothing was generated
+
+
+def test_a_synthetic_set_not_generated_yet_is_described_from_its_plan(tmp_path, write_spec, capsys):
+    """`bench grid` and `bench prepare` generate a missing synthetic dataset, so the grid can run (exit 0,
+    where it was one line and exit 2): its clips per split, tags and positives are those of the dataset
+    generated afterwards, and nothing is written where it will be."""
+    from bench.data import synthetic
+
+    root = tmp_path / "syn"
+    spec = spec_for(write_spec, "synthetic", root, "clips = 40\nclip_seconds = 2.0")
+    assert main(["dataset", spec, "--json"]) == 0
+    planned = json.loads(capsys.readouterr().out)
+    assert not root.exists() and planned["can_run"] and planned["root"] == str(root)
+    assert planned["warnings"][0].startswith("not generated yet: described from its generator's plan (40 clips, "
+                                             "seed 0)")
+    synthetic.generate(root, clips=40, seed=0, clip_seconds=2.0, workers=1, progress=False)
+    assert main(["dataset", spec, "--json"]) == 0
+    generated = json.loads(capsys.readouterr().out)
+    for key in ("splits", "tags", "positives", "excluded"):
+        assert planned[key] == generated[key], key
+    assert sum(generated["audio"]["usable"].values()) == 40

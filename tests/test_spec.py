@@ -3,6 +3,7 @@
 import dataclasses
 import hashlib
 import json
+import re
 
 import pytest
 
@@ -234,6 +235,30 @@ def test_synthetic_data_too_small_to_score_any_run_is_refused_before_it_is_made(
     with pytest.raises(SpecError, match="dataset.n_tags: 1 with drop_untagged = true keeps only the clips that carry"):
         load_spec(write_spec(MINIMAL_SPEC.replace('name = "synthetic"', 'name = "mtat"\nn_tags = 1\n'
                                                                         'drop_untagged = true')))
+
+
+def test_the_won_split_is_judged_as_drop_untagged_is(write_spec):
+    """MTAT's "won" split is the folders split without untagged clips, as drop_untagged = true is: the
+    same refusals before any work (both were accepted with split = "won", and every run failed later)."""
+    with pytest.raises(SpecError, match='dataset.n_tags: 1 with split = "won" keeps only the clips that carry'):
+        load_spec(write_spec(MINIMAL_SPEC.replace('name = "synthetic"',
+                                                  'name = "mtat"\nn_tags = 1\nsplit = "won"')))
+    with pytest.raises(SpecError, match="dataset.clips: 5 leaves the valid and test split without a tag"):
+        load_spec(write_spec(MINIMAL_SPEC.replace('name = "synthetic"',
+                                                  'name = "synthetic"\nclips = 5\nsplit = "won"')))
+
+
+def test_a_spec_nested_too_deeply_to_read_is_one_line(write_spec):
+    """tomllib reads nested arrays recursively: 600 levels ran out of Python's stack, a traceback."""
+    path = write_spec(MINIMAL_SPEC.replace("seeds = [0]", "seeds = " + "[" * 600 + "0" + "]" * 600))
+    with pytest.raises(SpecError, match="not valid TOML \\(arrays or tables nested too deeply to read\\)"):
+        load_spec(path)
+
+
+@pytest.mark.parametrize(("written", "named"), [("-1", "seeds: -1"), ("[0, -1]", "seeds[1]: -1")])
+def test_a_seed_written_without_a_list_is_named_without_an_index(write_spec, written, named):
+    with pytest.raises(SpecError, match=re.escape(f"{named} must be between 0 and")):
+        load_spec(write_spec(MINIMAL_SPEC.replace("seeds = [0]", f"seeds = {written}")))
 
 
 def test_negative_zero_is_zero_in_the_run_id(write_spec):

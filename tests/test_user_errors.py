@@ -524,6 +524,31 @@ def test_a_file_where_a_results_folder_should_be_is_no_traceback(tmp_path, capsy
             assert "Traceback" not in err and "NotADirectoryError" not in err, err
 
 
+def test_a_file_named_like_the_specs_results_folder_stops_every_command_before_any_work(tmp_path, capsys, write_spec):
+    """A file at results/<spec name>: `bench status` said "1 not started", `bench grid --dry-run` "would
+    run", and `bench grid` prepared the cache before it stopped, naming a run's folder."""
+    spec = write_spec(MINIMAL_SPEC)
+    (tmp_path / "t").write_text("not a folder")
+    cache = tmp_path / "cache"
+    for argv in (["status"], ["grid", "--dry-run"], ["grid", "--cache", str(cache)]):
+        line = one_line_error(capsys, argv[0], str(spec), "--results", str(tmp_path), *argv[1:])
+        assert line.endswith(f"--results {tmp_path}: {tmp_path / 't'} is a file, not a folder (where the spec's "
+                             "runs go); move it aside, then rerun"), argv
+    assert not cache.exists()
+
+
+def test_a_grid_given_the_specs_own_results_folder_points_one_level_up(tmp_path, capsys, write_spec):
+    """`--results results/<spec>` (as `bench report` takes it): `bench status` refused it, `bench grid`
+    trained every finished run again in results/<spec>/<spec>."""
+    spec = write_spec(MINIMAL_SPEC)
+    (tmp_path / "t" / "runs").mkdir(parents=True)
+    for extra in ((), ("--dry-run",)):
+        line = one_line_error(capsys, "grid", str(spec), "--results", str(tmp_path / "t"), *extra)
+        assert line.endswith(f"holds runs itself; --results is the folder above it (did you mean --results "
+                             f"{tmp_path}?)")
+    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["runs"]
+
+
 def test_a_history_with_bytes_that_are_not_utf8_is_read_up_to_them(tmp_path):
     from bench.run.status import read_history
 
@@ -613,8 +638,8 @@ def test_an_audio_file_in_a_folder_that_cannot_be_entered_is_not_called_missing(
 
 def test_bench_dataset_before_the_synthetic_data_exists_says_what_makes_it(tmp_path, capsys, write_spec):
     spec = write_spec(MINIMAL_SPEC.replace('name = "synthetic"', f'name = "synthetic"\npath = "{tmp_path / "synth"}"'))
-    line = one_line_error(capsys, "dataset", str(spec))
-    assert "synthetic dataset not found" in line and "`bench grid` and `bench prepare` generate it" in line
+    assert main(["dataset", str(spec)]) == 0  # the grid can run: it generates the data first
+    assert "not generated yet: described from its generator's plan" in capsys.readouterr().out
     assert not (tmp_path / "synth").exists()  # looking generates nothing
     (tmp_path / "synth").write_text("a file")  # where the folder should go: no `bench synth --out <file>` advice
     line = one_line_error(capsys, "dataset", str(spec))

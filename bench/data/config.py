@@ -39,6 +39,11 @@ class DatasetSpec:
     seed: int = 0
     """Synthetic only: generator seed."""
 
+    @property
+    def drops_untagged(self) -> bool:
+        """Whether clips with none of the top-N tags are left out: drop_untagged, or MTAT's "won" split."""
+        return self.drop_untagged or self.split == "won"
+
     def identity(self) -> dict[str, Any]:
         """The fields that change what a run sees (the path is where it lives, not what it is).
         The split fields appear only when set, so run ids from before they existed stay valid."""

@@ -137,6 +137,8 @@ def inspect_spec(spec, data: str | None) -> DatasetReport:
     from bench.data.datasets import dataset_root, load_index, synthetic_is_current
 
     root = dataset_root(spec.dataset, data, spec.path)
+    if spec.dataset.name == "synthetic" and not spec.dataset.split_file and not Path(root).exists():
+        return planned_synthetic(spec.dataset, Path(root))
     index = load_index(spec.dataset, Path(root), generate=False, progress=False, check_audio=False)
     report = describe(index)
     if spec.dataset.name == "synthetic" and not synthetic_is_current(Path(root), spec.dataset):
@@ -144,4 +146,23 @@ def inspect_spec(spec, data: str | None) -> DatasetReport:
         report.warnings.insert(0, "not the complete synthetic dataset the spec asks for (other clips, seed or "
                                   "clip_seconds, an older generator, or files missing): `bench grid` generates it "
                                   "first; this report describes what is there now")
+    return report
+
+
+def planned_synthetic(dataset, root: Path) -> DatasetReport:
+    """The report of a synthetic dataset not generated yet, read from its generator's plan: the clips,
+    splits and tags that `bench grid` will generate at `root` (their annotations, read by the same
+    reader in a temporary folder; no audio exists yet)."""
+    import tempfile
+
+    from bench.data.datasets import SYNTHETIC_DEFAULT_CLIPS, load_index
+    from bench.data.synthetic import ANNOTATIONS, annotations_text, plan_clips
+
+    clips = dataset.clips or SYNTHETIC_DEFAULT_CLIPS
+    with tempfile.TemporaryDirectory(prefix="bench-dataset-") as planned:
+        (Path(planned) / ANNOTATIONS).write_text(annotations_text(plan_clips(clips, dataset.seed)), encoding="utf-8")
+        report = describe(load_index(dataset, Path(planned), generate=False, progress=False, check_audio=False))
+    report.root, report.regenerated = str(root), True
+    report.warnings.insert(0, f"not generated yet: described from its generator's plan ({clips} clips, seed "
+                              f"{dataset.seed}); `bench grid` and `bench prepare` generate it first")
     return report

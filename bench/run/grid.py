@@ -38,7 +38,7 @@ from bench.core.interrupts import (
     terminated,
     when_process_ends,
 )
-from bench.core.layout import ERROR, RUNS, spec_dir
+from bench.core.layout import ERROR, RUNS, spec_dir, spec_folder_problem
 from bench.core.machine import usable_cpus
 from bench.core.paths import folder_path, writable_folder
 from bench.core.store import LocksUnsupported, is_resource_error
@@ -327,6 +327,8 @@ def check_inputs(spec: Spec, data: str | None, results: str | Path | None, cache
     folder (an archive): only a file in the way is an error. Returns the results root (if given)."""
     from bench.data.datasets import cache_option, cache_root, dataset_root
 
+    if results is not None and (problem := spec_folder_problem(results, spec.name)):
+        raise UserError(f"--results {results}: {problem}")
     if dry_run:  # only what is in the way
         folder_path(cache_root(cache), cache_option(cache))
         return folder_path(results, "--results")[0] if results is not None else None

@@ -273,6 +273,8 @@ def load_spec(path: str | Path) -> Spec:
         raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))  # -sig: an editor's byte-order mark
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(path, "", f"not valid TOML ({exc})") from None
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise SpecError(path, "", "not valid TOML (arrays or tables nested too deeply to read)") from None
     except UnicodeDecodeError as exc:
         line = exc.object[:exc.start].count(b"\n") + 1  # the bytes decoded: after a byte-order mark
         raise SpecError(path, "", f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at line {line}); save "
@@ -300,8 +302,8 @@ def parse_spec(raw: dict[str, Any], path: str | Path = "<spec>") -> Spec:
         v.fail("seeds", [], "needs at least one seed")
     if len(set(seeds)) != len(seeds):
         v.fail("seeds", list(seeds), "has duplicates")
-    for i, seed in enumerate(seeds):
-        v.within(seed, "seed", f"seeds[{i}]")
+    for seed, named in zip(seeds, _item_names(raw.get("seeds", [0, 1, 2]), "seeds"), strict=True):
+        v.within(seed, "seed", named)
 
     dataset = v.dataclass_from(DatasetSpec, v.require(raw, "dataset", dict, ""), "dataset")
     if dataset.name not in DATASETS:
@@ -327,10 +329,10 @@ def parse_spec(raw: dict[str, Any], path: str | Path = "<spec>") -> Spec:
                f"is for MTAT-format datasets and jamendo only ({dataset.name} has its own split files)")
     if dataset.subset is not None and (dataset.name != "jamendo" or dataset.subset not in JAMENDO_SUBSETS):
         v.fail("dataset.subset", dataset.subset, f"is for jamendo only, one of {', '.join(JAMENDO_SUBSETS)}")
-    if dataset.drop_untagged and dataset.n_tags == 1:
-        v.fail("dataset.n_tags", 1, "with drop_untagged = true keeps only the clips that carry the one tag: no split "
-               "would hold a negative clip to score")
-    if dataset.name == "synthetic" and dataset.split == "folders" and not dataset.split_file:
+    if dataset.drops_untagged and dataset.n_tags == 1:
+        v.fail("dataset.n_tags", 1, f"with {_dropping(dataset)} keeps only the clips that carry the one tag: no "
+               "split would hold a negative clip to score")
+    if dataset.name == "synthetic" and not dataset.split_file:
         v.scorable_synthetic(dataset)
     if dataset.name == "jamendo" and "n_tags" not in raw["dataset"]:  # the task: all the subset's tags
         dataset = dataclasses.replace(dataset, n_tags=JAMENDO_TAGS[dataset.subset or "top50tags"])
@@ -418,7 +420,7 @@ class _Validator:
             splits = []
             for split in ("valid", "test"):
                 rows = [i for i, p in enumerate(plans) if SPLIT_OF_FOLDER[p.folder] == split
-                        and (matrix[i].any() or not dataset.drop_untagged)]
+                        and (matrix[i].any() or not dataset.drops_untagged)]
                 tagged = matrix[rows]
                 if not (tagged.any(axis=0) & ~tagged.all(axis=0)).any():
                     splits.append(split)
@@ -433,7 +435,7 @@ class _Validator:
                       "positive and a negative clip, so no run could be scored; "
                       + (f"at least {enough} clips (seed {dataset.seed})" if enough else
                          f"more clips would not help with n_tags = {dataset.n_tags}"
-                         + (" and drop_untagged" if dataset.drop_untagged else "")))
+                         + (f" and {_dropping(dataset)}" if dataset.drops_untagged else "")))
 
     def check_keys(self, table: dict, allowed: set[str], where: str):
         for key in table:
@@ -535,6 +537,11 @@ class _Validator:
             for problem_field, value, problem in dataclasses.replace(options(), width=width).validate():
                 if problem_field == "width":
                     self.fail(field_name, value, problem)
+
+
+def _dropping(dataset: DatasetSpec) -> str:
+    """What in the spec leaves untagged clips out, as the user wrote it."""
+    return "drop_untagged = true" if dataset.drop_untagged else 'split = "won"'
 
 
 def _item_names(value: Any, field_name: str) -> list[str]:
