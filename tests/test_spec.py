@@ -249,8 +249,8 @@ def test_the_won_split_is_judged_as_drop_untagged_is(write_spec):
 
 
 def test_a_spec_nested_too_deeply_to_read_is_one_line(write_spec):
-    """tomllib reads nested arrays recursively: 600 levels ran out of Python's stack, a traceback."""
-    path = write_spec(MINIMAL_SPEC.replace("seeds = [0]", "seeds = " + "[" * 600 + "0" + "]" * 600))
+    """tomllib reads nested arrays recursively: thousands of levels ran out of Python's stack, a traceback."""
+    path = write_spec(MINIMAL_SPEC.replace("seeds = [0]", "seeds = " + "[" * 5000 + "0" + "]" * 5000))
     with pytest.raises(SpecError, match="not valid TOML \\(arrays or tables nested too deeply to read\\)"):
         load_spec(path)
 
