@@ -1017,8 +1017,8 @@ def test_another_runs_result_in_a_folder_and_stray_folders_are_not_read_as_runs(
 
 def test_the_difference_from_the_published_number_is_ours_minus_theirs():
     """`*_diff_pp`, the report's Δ beside a published number: ours - published, in percentage points
-    (Table IV prints 89.32 ROC-AUC for VGG at 16 kHz, 48 bands, hop x1, dB on MTAT; the results page
-    gives its PR-AUC, 36.41)."""
+    (the authors' results page gives 89.32 ROC-AUC and 36.41 PR-AUC for VGG at 16 kHz, 48 bands, hop
+    x1, dB on MTAT; the paper's Figure 1 plots them without printing them)."""
     import pandas as pd
 
     from bench.report.published import published_comparison
