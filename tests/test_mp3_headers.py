@@ -214,3 +214,24 @@ def test_the_peak_refusal_is_the_same_whatever_rates_are_prepared_with_the_file(
     sf.write(path, x, RATE, subtype="FLOAT")
     for rates in ((8000,), (44100, 8000), (44100,)):
         assert set(decode_clip(str(path), rates, 29.1).clips) == set(rates)
+
+
+def test_an_mp3_followed_by_other_bytes_gives_the_audio_before_them(tmp_path):
+    """No Info frame and 16 kB of zeros after the last frame (padding, a tag libsndfile does not know
+    would do the same): the size-based length runs past the audio, and mpg123 fails at the first bytes that are no
+    frame. The audio before them is whole: the clip is its centre, and `bench tag` reads all of it
+    (the file was skipped as undecodable, since libsndfile returns no frame of the read that fails)."""
+    encoded = tmp_path / "encoded.mp3"
+    signal = write_cbr(encoded, 29.3)
+    data = encoded.read_bytes()
+    trailed = tmp_path / "trailed.mp3"
+    trailed.write_bytes(data[first_frame_length(data):] + bytes(16_000))
+    assert sf.info(str(trailed)).duration > 30.0  # the estimate counts the trailer as audio
+    whole = decode_file(str(trailed), RATE)
+    assert len(whole) / RATE == pytest.approx(29.3, abs=0.1)
+    decoded = decode_clip(str(trailed), (RATE,), 29.1)
+    assert not decoded.padded
+    wanted = round(29.1 * RATE)
+    start = (len(whole) - wanted) // 2
+    np.testing.assert_array_equal(decoded.clips[RATE], whole[start:start + wanted])
+    assert offset_in(signal, decoded.clips[RATE], near=0.1) == pytest.approx(0.1, abs=0.03)

@@ -150,12 +150,15 @@ def _opened(path: str, min_seconds: float) -> Iterator[sf.SoundFile]:
         raise _undecodable(exc) from None
 
 
-def _read(handle: sf.SoundFile, frames: int) -> np.ndarray:
+def _read(handle: sf.SoundFile, frames: int, stop_at_error: bool = False) -> np.ndarray:
     """Up to `frames` frames (float32, frames x channels) from where `handle` stands, in one libsndfile
     call. `SoundFile.read` seeks to where it stopped after every call, and each such seek restarts the MP3
     decoder as described under SEEK_PREROLL: reading a file block by block put wrong samples (off by up
     to 0.6) after every block boundary but the first. Uses python-soundfile's cffi handles, the same
-    call its `read` makes; a python-soundfile without them falls back to `read` (exact for all but MP3)."""
+    call its `read` makes; a python-soundfile without them falls back to `read` (exact for all but MP3).
+
+    `stop_at_error`: a decoder error ends the read as the end of the file does, rather than raise
+    (libsndfile then returns no frame of that call; `_decodable_end` finds where the error starts)."""
     try:
         lib, ffi, file = sf._snd, sf._ffi, handle._file
     except AttributeError:  # pragma: no cover - a python-soundfile whose internals moved
@@ -163,8 +166,28 @@ def _read(handle: sf.SoundFile, frames: int) -> np.ndarray:
     out = np.empty((frames, handle.channels), dtype=np.float32)
     read = lib.sf_readf_float(file, ffi.cast("float *", out.ctypes.data), frames)
     if error := lib.sf_error(file):
-        raise sf.LibsndfileError(error)  # as `read` raises it
+        if not stop_at_error:
+            raise sf.LibsndfileError(error)  # as `read` raises it
+        return out[:0]
     return out[:read]
+
+
+ERROR_SEARCH_FRAMES = 1024
+"""Frames per read where `_decodable_tail` looks for the frame at which decoding fails."""
+
+
+def _decodable_tail(handle: sf.SoundFile, start: int) -> np.ndarray:
+    """The frames that decode from `start` up to a decoder error met by a read from there (which
+    returned nothing): read again from `start` in small pieces, up to the piece that fails. An MP3
+    without a Xing frame followed by other bytes (zeros, a tag libsndfile does not skip) decodes to its
+    last frame and then fails: without this, the whole file was skipped as undecodable."""
+    _seek(handle, start)
+    pieces = []
+    while (piece := _read(handle, ERROR_SEARCH_FRAMES, stop_at_error=True)).shape[0]:
+        pieces.append(piece)
+        if piece.shape[0] < ERROR_SEARCH_FRAMES:
+            break
+    return np.concatenate(pieces) if pieces else np.empty((0, handle.channels), dtype=np.float32)
 
 
 def _seek(handle: sf.SoundFile, frame: int) -> None:
@@ -201,7 +224,7 @@ def _read_mono(path: str, clip_seconds: float, min_seconds: float) -> tuple[np.n
         start = max(0, (total - wanted) // 2)
         if start:
             _seek(handle, start)
-        data = _read(handle, min(wanted, total))
+        data = _read(handle, min(wanted, total), stop_at_error=True)  # an error: a short read, counted below
         window = min(wanted, total - start)
         # a header's misestimate shows at the end of the file only: a read that stops short well
         # before the announced end is a truncated file, whatever its length
@@ -235,8 +258,9 @@ def _centre_of_decoded(handle: sf.SoundFile, total: int, wanted: int, min_second
     rate = handle.samplerate
     handle.seek(0)  # count the frames that decode
     decoded = 0
-    while n := _read(handle, BLOCK_FRAMES).shape[0]:
+    while (n := _read(handle, BLOCK_FRAMES, stop_at_error=True).shape[0]) == BLOCK_FRAMES:
         decoded += n
+    decoded += _decodable_tail(handle, decoded).shape[0] if n == 0 and decoded < total else n
     if decoded < min_seconds * rate:
         raise BadAudio(f"truncated: the header says {total / rate:.2f} s, decoding stops at {decoded / rate:.2f} s "
                        f"(< {min_seconds} s)")
@@ -270,7 +294,9 @@ def decode_file(path: str, sample_rate: int, min_seconds: float = MIN_SECONDS) -
         stream = None if source_rate == sample_rate else \
             soxr.ResampleStream(source_rate, sample_rate, 1, dtype="float32", quality="HQ")
         while True:  # to the end of what decodes, whatever the header announced
-            block = _read(handle, BLOCK_FRAMES)
+            block = _read(handle, BLOCK_FRAMES, stop_at_error=True)
+            if block.shape[0] == 0 and decoded < handle.frames:
+                block = _decodable_tail(handle, decoded)
             last = block.shape[0] < BLOCK_FRAMES
             mono = block.mean(axis=1, dtype=np.float32)
             if not np.isfinite(mono).all():
