@@ -361,6 +361,21 @@ def test_a_real_dataset_is_never_overwritten(tmp_path):
         synthetic.generate(home, clips=4, seed=0, clip_seconds=2.0, workers=1, progress=False)
 
 
+def test_a_file_it_did_not_write_is_found_behind_a_hundred_of_its_own(tmp_path):
+    """A folder 0-f of a large dataset holds over 100 of its MP3s: the look for files it did not write
+    went through the first 100 names only, and generated beside a note filed after them."""
+    from bench.core.errors import UserError
+
+    out = tmp_path / "d"
+    (out / "0").mkdir(parents=True)
+    for k in range(120):
+        (out / "0" / f"synthetic-artist_00-track_{k:04d}-0-29.mp3").write_bytes(b"ID3")
+    (out / "0" / "zz_notes.txt").write_text("mine")
+    with pytest.raises(UserError, match=r"did not write \(0/zz_notes.txt"):
+        synthetic.generate(out, clips=4, seed=0, clip_seconds=2.0, workers=1, progress=False)
+    assert (out / "0" / "zz_notes.txt").read_text() == "mine"
+
+
 def test_a_replaced_dataset_takes_its_task_files_with_it(tmp_path):
     """hiss.csv labels the clips of the dataset it was written for: after a regeneration with other
     parameters most of its paths would not exist."""

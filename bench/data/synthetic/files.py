@@ -164,8 +164,8 @@ def _foreign_files(out: Path, shown: int = 3) -> list[str]:
         found.append(ANNOTATIONS)
     for path in sorted(out.iterdir()):
         if path.name in FOLDERS and path.is_dir():  # hidden files (.DS_Store) are any folder's
-            found += [f"{path.name}/{p.name}" for p in sorted(path.iterdir())[:100]
-                      if not (_OUR_MP3.match(p.name) or p.name.startswith("."))][:shown]
+            found += [f"{path.name}/{name}" for name in sorted(p.name for p in path.iterdir())
+                      if not (_OUR_MP3.match(name) or name.startswith("."))][:shown]
         elif path.is_dir() and not path.name.startswith("."):
             found.append(f"{path.name}/")
         if len(found) >= shown:
