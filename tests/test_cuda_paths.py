@@ -2278,6 +2278,32 @@ def test_running_out_of_gpu_memory_is_the_runs_failure_with_a_hint(monkeypatch, 
     assert "--retry-failed" in result["error"] and "--runs-per-gpu 1" in result["error"]
 
 
+@pytest.mark.parametrize("error", [
+    torch.AcceleratorError("CUDA error: out of memory"),  # cudaErrorMemoryAllocation, outside the caching allocator
+    RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"),
+    RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"),
+])
+def test_memory_running_out_outside_the_allocator_is_the_runs_failure_too(monkeypatch, one_run, error):
+    """cudaErrorMemoryAllocation is raised as AcceleratorError "CUDA error: out of memory", and cuBLAS's
+    handle or cuDNN's workspace failing to allocate as "... ALLOC_FAILED": none leaves the GPU unusable.
+    They stopped the worker as a failed GPU (and a one-worker grid with "cuda:0 failed") where running
+    out of memory through the caching allocator is recorded as the run's failure, with the hint."""
+    from bench.run import runner
+
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)  # the GPU answers
+    assert not runner.is_device_failure(error, torch.device("cuda", 3))
+    spec, run, folder = one_run
+
+    def train_run(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(train, "train_run", train_run)
+    outcome = runner._claim_and_execute(spec, folder, run, lambda rate: None, CPU, None, lambda *_: None)
+    result = json.loads((folder / runner.RESULT).read_text())
+    assert outcome == "executed" and result["status"] == "failed"
+    assert "--retry-failed" in result["error"] and "--runs-per-gpu 1" in result["error"]
+
+
 def test_a_failed_runs_error_is_one_line_and_its_error_file_has_all_of_it(monkeypatch, one_run):
     """CUDA's errors run to three lines (the error, where to look it up, a note on device-side
     assertions): the log's FAILED line, the grid's summary and the report print result.json's

@@ -328,16 +328,27 @@ def remove_finished_checkpoint(folder: Path) -> None:
 OUT_OF_MEMORY_HINT = ("other runs on the same GPU share its memory: rerun with --retry-failed, with "
                       "--runs-per-gpu 1 if it fails again")
 
+ALLOCATION_FAILURES = ("CUDA error: out of memory", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED")
+"""Words of the errors that mean the GPU's memory ran out outside torch's caching allocator (which
+raises OutOfMemoryError): cudaErrorMemoryAllocation, raised as AcceleratorError "CUDA error: out of
+memory", and cuBLAS or cuDNN failing to allocate their workspaces. None leaves the GPU unusable."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError) or any(words in str(exc) for words in ALLOCATION_FAILURES)
+
 
 def is_device_failure(exc: BaseException, device=None) -> bool:
     """A CUDA error after which the process cannot go on using its GPU: torch's AcceleratorError, a
     RuntimeError "CUDA error: ..." in releases that raise that, or any error after which the device
     no longer synchronises (a fault first met in a Triton kernel says "Triton Error [CUDA]: ...", in
     cuDNN "cuDNN error: ..."). Running out of memory is not one: the GPU works on, and the run is
-    recorded as failed."""
+    recorded as failed, however it is worded (`ALLOCATION_FAILURES`)."""
     import torch
 
-    if isinstance(exc, torch.OutOfMemoryError):
+    if is_out_of_memory(exc):
         return False
     accelerator_error = getattr(torch, "AcceleratorError", None)
     if (accelerator_error is not None and isinstance(exc, accelerator_error)) or (
@@ -353,10 +364,8 @@ def is_device_failure(exc: BaseException, device=None) -> bool:
 
 
 def _record_failure(folder: Path, result: dict, exc: Exception, log: Callable) -> None:
-    import torch
-
     atomic_write_text(folder / ERROR, traceback.format_exc())
-    hint = f" ({OUT_OF_MEMORY_HINT})" if isinstance(exc, torch.OutOfMemoryError) else ""
+    hint = f" ({OUT_OF_MEMORY_HINT})" if is_out_of_memory(exc) else ""
     # one line, as the log, the grid's summary and the report print it (CUDA's errors run to three);
     # the traceback and the whole message are in the run's error file
     result.update(status="failed", error=one_line(f"{type(exc).__name__}: {exc}{hint}"))
