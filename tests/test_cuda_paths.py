@@ -1054,8 +1054,9 @@ def test_reading_on_cuda_reuses_pinned_buffers_only_once_their_copy_has_reached_
     class Event:
         made = itertools.count()
 
-        def __init__(self):
+        def __init__(self, blocking=False):
             self.serial = next(self.made)
+            assert blocking  # the reader sleeps while it waits (cudaEventBlockingSync), not spin a core
 
         def record(self):
             log.append(("copied", self.serial))

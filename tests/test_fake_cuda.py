@@ -114,6 +114,9 @@ class InlineReader(views.InlineReads):
 class FakeEvent:
     """A CUDA event on the fake device, where every copy is done when it is queued."""
 
+    def __init__(self, enable_timing=False, blocking=False, interprocess=False):
+        pass
+
     def record(self, stream=None):
         pass
 

@@ -152,7 +152,9 @@ class ReadBatches:
             if self.pinned:
                 waves = waves.to(self.device, non_blocking=True)
                 targets = targets.to(self.device, non_blocking=True)
-                copied = torch.cuda.Event()
+                # blocking: the reading thread that waits on it sleeps until the copy is done, where CUDA's
+                # default spin-wait would hold a CPU core for as long as the GPU's queue ahead of the copy
+                copied = torch.cuda.Event(blocking=True)
                 copied.record()
                 self.slots[k % slots][2] = copied
             if k + self.AHEAD < count:  # into the buffers of batch k - 1, whose copy is queued
