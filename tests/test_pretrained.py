@@ -459,12 +459,15 @@ def test_a_taggram_on_several_threads_equals_one_and_restores_torchs_threads(run
     assert torch.get_num_threads() == threads
 
 
+@pytest.mark.parametrize("seconds", [4.0, 2.0])
 @pytest.mark.parametrize("described", ["model.json", "model.json written before float16_waveform", "no model.json"])
-def test_a_dB_run_tags_a_clip_as_its_evaluation_scored_it(tmp_path, described):
+def test_a_dB_run_tags_a_clip_as_its_evaluation_scored_it(tmp_path, described, seconds):
     """A run trains and is evaluated on its waveform cache's float16 samples (float16 rounding noise sits
     about 66 dB under each sample). Fed the same clip's float32 samples, a dB run's quietest mel bands
     fell to the -100 dB floor instead of that noise, and `bench tag` scored the clip otherwise than the
-    run's evaluation did. Each way a run folder describes itself gives the evaluation's scores."""
+    run's evaluation did. Each way a run folder describes itself gives the evaluation's scores. A file
+    shorter than the run's 4 s clips (2 s) is zero-padded, as the cache pads a short file: its mel was
+    padded with its minimum, -84 dB where the padded silence is -100."""
     import soundfile
 
     from bench.tools.tag import load_tagger, taggram
@@ -490,9 +493,10 @@ def test_a_dB_run_tags_a_clip_as_its_evaluation_scored_it(tmp_path, described):
             del frontend["float16_waveform"]
         write_model_json(folder, model_description(config["run_id"], "vgg", {"width": 0.0625}, input_config, 251,
                                                    frontend, ["a", "b", "c"], weights="best.pt", weights_key="model"))
-    t = np.arange(64000) / 16000
+    t = np.arange(int(seconds * 16000)) / 16000
     clip = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)  # nothing but one tone: quiet upper bands
     soundfile.write(tmp_path / "clip.wav", clip, 16000, subtype="FLOAT")  # read back as these samples
+    clip = np.pad(clip, (0, 64000 - len(clip)))  # the cache's clip: zero-padded to 4 s
 
     def scores(samples: np.ndarray) -> np.ndarray:  # the run's evaluation: its front end on the batch given
         with torch.inference_mode():

@@ -181,7 +181,8 @@ DECODE_VERSION = 3
 """What `bench.data.audio.decode_file` gives for a file's bytes and the front end makes of it, part of the
 cache's folder name: 2, MP3s read without the decoder restarts that put wrong samples after every block
 of 65,536 frames; 3, a run's samples rounded to float16 as its training's waveform cache held them
-(`MelFrontend`'s float16_waveform)."""
+(`MelFrontend`'s float16_waveform), and a file shorter than one of its patches zero-padded as its cache
+pads one (`Tagger.patches`)."""
 
 
 class EmbeddingCache:

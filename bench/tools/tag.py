@@ -55,12 +55,20 @@ class Tagger:
 
     def patches(self, waveform: np.ndarray):
         """The model's inputs of a mono waveform at its rate: the log-mel cut into non-overlapping
-        patches from the start, (patches, n_mels, patch_frames) (call under `torch.inference_mode`)."""
+        patches from the start, (patches, n_mels, patch_frames) (call under `torch.inference_mode`).
+
+        A waveform shorter than one patch: a run's (the suite's framing) is zero-padded to one patch,
+        as its cache zero-pads a short file, so its mel is that of the clip the run would have seen; a
+        released model's mel is padded with its minimum (`eval_segments`)."""
         import torch
 
         from bench.data.views import eval_segments
 
-        mel = self.frontend(torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))[None])
+        samples = np.ascontiguousarray(waveform, dtype=np.float32)
+        if self.frontend.pad_to_hop and self.frontend.n_frames(len(samples)) < self.patch_frames:
+            patch = (self.patch_frames - 1) * self.frontend.config.hop_length  # gives patch_frames frames
+            samples = np.pad(samples, (0, patch - len(samples)))
+        mel = self.frontend(torch.from_numpy(samples)[None])
         return eval_segments(mel, self.patch_frames)[0]
 
 
