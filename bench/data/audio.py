@@ -158,7 +158,7 @@ def _read(handle: sf.SoundFile, frames: int, stop_at_error: bool = False) -> np.
     call its `read` makes; a python-soundfile without them falls back to `read` (exact for all but MP3).
 
     `stop_at_error`: a decoder error ends the read as the end of the file does, rather than raise
-    (libsndfile then returns no frame of that call; `_decodable_end` finds where the error starts)."""
+    (libsndfile then returns no frame of that call; `_decodable_tail` reads up to where the error starts)."""
     try:
         lib, ffi, file = sf._snd, sf._ffi, handle._file
     except AttributeError:  # pragma: no cover - a python-soundfile whose internals moved
