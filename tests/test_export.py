@@ -129,10 +129,9 @@ def test_exported_released_model_reproduces_the_tensorflow_taggram(models, refer
     assert np.abs(taggram - ref["MTT_musicnn/taggram"]).max() <= 1e-5
     # with the front end: musicnn's framing (reflect padding, 1 + samples // 256 frames) makes 187 frames
     # of 186 * 256 = 47616 samples
-    from bench.tools.export import patch_samples
     from bench.tools.tag import load_tagger
 
-    assert patch_samples(load_tagger("MTT_musicnn", str(models))) == 47616
+    assert load_tagger("MTT_musicnn", str(models)).patch_samples == 47616
 
 
 def test_export_without_onnx_is_one_line(tmp_path, capsys, monkeypatch):

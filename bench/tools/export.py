@@ -45,18 +45,6 @@ LOG_FORMULAS = {"log": f"log10(1 + {LOG_SCALE:g} * power)", "dB": f"10 * log10(m
 computes the front end outside this suite."""
 
 
-def patch_samples(tagger: Tagger) -> int:
-    """The waveform input's length: (patch_frames - 1) hops, which both framings turn into exactly
-    `patch_frames` frames (centred frames, with or without padding to a multiple of the hop)."""
-    hop = tagger.frontend.config.hop_length
-    n = max(1, (tagger.patch_frames - 1) * hop)
-    while tagger.frontend.n_frames(n) < tagger.patch_frames:
-        n += 1
-    if tagger.frontend.n_frames(n) != tagger.patch_frames:  # pragma: no cover - framing always steps by one
-        raise UserError(f"no waveform length gives {tagger.patch_frames} frames")
-    return n
-
-
 def _network(tagger: Tagger):
     model = tagger.model.eval()
     if hasattr(model, "rearrange"):  # MusiCNN: the timbral convolutions as written (plain Conv2d in the graph)
@@ -78,7 +66,7 @@ class WithFrontend(torch.nn.Module):
 
 def check_inputs(tagger: Tagger, with_frontend: bool, seed: int = 0):
     """A batch of CHECK_BATCH inputs: patches of a synthetic chord with noise (or its waveform)."""
-    samples = patch_samples(tagger)
+    samples = tagger.patch_samples
     rng = np.random.default_rng(seed)
     t = np.arange(samples) / tagger.sample_rate
     waves = []
@@ -140,7 +128,7 @@ def export(model: str, onnx_path: str | Path, models: str | None = None, with_fr
         raise UserError(f"ONNX export of {tagger.name}: onnxruntime differs from PyTorch by {difference:.3g} "
                         f"(allowed {allowed:.3g}); file not written")
     fe = tagger.frontend
-    input_shape = ["batch", patch_samples(tagger)] if with_frontend else ["batch", fe.config.n_mels,
+    input_shape = ["batch", tagger.patch_samples] if with_frontend else ["batch", fe.config.n_mels,
                                                                           tagger.patch_frames]
     sidecar = {
         "model": tagger.name, "opset": OPSET, "with_frontend": with_frontend,
@@ -151,7 +139,7 @@ def export(model: str, onnx_path: str | Path, models: str | None = None, with_fr
                    "what": "tag logits (sigmoid: probabilities); a track's score is the mean over its patches"},
         "tags": list(tagger.tags), "sample_rate": tagger.sample_rate, "patch_frames": tagger.patch_frames,
         "patch_seconds": round(tagger.patch_seconds, 4),
-        "patch_samples": patch_samples(tagger),
+        "patch_samples": tagger.patch_samples,
         "frontend": {"n_fft": fe.mel.spectrogram.n_fft, "hop_length": fe.config.hop_length,
                      "n_mels": fe.config.n_mels, "window": "hann (periodic)", "center": True,
                      "pad_mode": fe.mel.spectrogram.pad_mode, "mel_scale": "slaney", "norm": "slaney",

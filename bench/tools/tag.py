@@ -53,6 +53,17 @@ class Tagger:
     def patch_seconds(self) -> float:
         return self.patch_frames * self.frontend.config.hop_length / self.sample_rate
 
+    @property
+    def patch_samples(self) -> int:
+        """The waveform length of one patch: (patch_frames - 1) hops, which both framings turn into
+        exactly `patch_frames` frames (centred frames, with or without padding to a multiple of the hop)."""
+        n = max(1, (self.patch_frames - 1) * self.frontend.config.hop_length)
+        while self.frontend.n_frames(n) < self.patch_frames:
+            n += 1
+        if self.frontend.n_frames(n) != self.patch_frames:  # pragma: no cover - framing always steps by one
+            raise UserError(f"no waveform length gives {self.patch_frames} frames")
+        return n
+
     def patches(self, waveform: np.ndarray):
         """The model's inputs of a mono waveform at its rate: the log-mel cut into non-overlapping
         patches from the start, (patches, n_mels, patch_frames) (call under `torch.inference_mode`).
@@ -66,8 +77,7 @@ class Tagger:
 
         samples = np.ascontiguousarray(waveform, dtype=np.float32)
         if self.frontend.pad_to_hop and self.frontend.n_frames(len(samples)) < self.patch_frames:
-            patch = (self.patch_frames - 1) * self.frontend.config.hop_length  # gives patch_frames frames
-            samples = np.pad(samples, (0, patch - len(samples)))
+            samples = np.pad(samples, (0, self.patch_samples - len(samples)))
         mel = self.frontend(torch.from_numpy(samples)[None])
         return eval_segments(mel, self.patch_frames)[0]
 
