@@ -156,3 +156,38 @@ def test_the_served_batch_keeps_every_tensor_within_32_bit_indexing(monkeypatch)
     state = architectures.build("vgg", config, 50, **dataclasses.asdict(run.configuration.options)).state_dict()
     served = train.served_inference(run, state, 50, None, torch.device("cpu"))  # a grid run's, after training
     assert asked == [52, 52] and served["batch"] == 52
+
+
+@pytest.mark.parametrize("error", [
+    torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB."),  # torch's caching allocator
+    torch.AcceleratorError("CUDA error: out of memory"),  # cudaErrorMemoryAllocation, outside the allocator
+    RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"),
+    RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"),
+])
+def test_a_trained_run_measures_its_serving_at_a_smaller_batch_where_memory_runs_out(monkeypatch, error):
+    """After training, the fp32 throughput pass halves its batch when the GPU's memory runs out, in
+    any of the words torch has for that, rather than failing a run whose training is done; any other
+    error is the run's."""
+    import dataclasses
+
+    import architectures
+    from bench.train import loop as train
+
+    (run,) = tiny_runs(archs=("vgg",))
+    asked = []
+
+    def measure_inference(*args, batch, **kwargs):
+        asked.append(batch)
+        if batch > 16:
+            raise error
+        return {"batch": batch}
+    monkeypatch.setattr(latency, "measure_inference", measure_inference)
+    config = run.mel.input_config(run.dataset.clip_seconds)
+    state = architectures.build("vgg", config, 3, **dataclasses.asdict(run.configuration.options)).state_dict()
+    served = train.served_inference(run, state, 3, None, torch.device("cpu"))
+    assert asked == [64, 32, 16] and served["batch"] == 16
+
+    monkeypatch.setattr(latency, "measure_inference", lambda *a, batch, **k: (_ for _ in ()).throw(
+        RuntimeError("CUDA error: an illegal memory access was encountered")))
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        train.served_inference(run, state, 3, None, torch.device("cpu"))

@@ -39,6 +39,19 @@ class DeviceFailure(UserError):
     recorded as failed, resumes in the next grid. Not the user's doing, but not a traceback either."""
 
 
+ALLOCATION_FAILURES = ("CUDA error: out of memory", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED")
+"""Words of the errors that mean the GPU's memory ran out outside torch's caching allocator (which
+raises OutOfMemoryError): cudaErrorMemoryAllocation, raised as AcceleratorError "CUDA error: out of
+memory", and cuBLAS or cuDNN failing to allocate their workspaces. None leaves the GPU unusable."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """The device's memory ran out, however torch words it (`ALLOCATION_FAILURES`)."""
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError) or any(words in str(exc) for words in ALLOCATION_FAILURES)
+
+
 SUBMITIT_HANDLER = "checkpoint_and_try_requeue"
 """The method of submitit's SignalHandler that runs at the signal before a job's time limit (or a
 preemption): it checkpoints and requeues the job, or raises."""

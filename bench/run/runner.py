@@ -32,7 +32,7 @@ from pathlib import Path
 
 from architectures.options import width_of
 from bench.core import layout
-from bench.core.errors import DeviceFailure, is_job_stop, one_line
+from bench.core.errors import DeviceFailure, is_job_stop, is_out_of_memory, one_line
 from bench.core.layout import (  # noqa: F401 - RESULT, EXECUTIONS, result_problem: re-exported for callers
     BEST,
     CHECKPOINT,
@@ -328,24 +328,12 @@ def remove_finished_checkpoint(folder: Path) -> None:
 OUT_OF_MEMORY_HINT = ("other runs on the same GPU share its memory: rerun with --retry-failed, with "
                       "--runs-per-gpu 1 if it fails again")
 
-ALLOCATION_FAILURES = ("CUDA error: out of memory", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED")
-"""Words of the errors that mean the GPU's memory ran out outside torch's caching allocator (which
-raises OutOfMemoryError): cudaErrorMemoryAllocation, raised as AcceleratorError "CUDA error: out of
-memory", and cuBLAS or cuDNN failing to allocate their workspaces. None leaves the GPU unusable."""
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    import torch
-
-    return isinstance(exc, torch.OutOfMemoryError) or any(words in str(exc) for words in ALLOCATION_FAILURES)
-
-
 def is_device_failure(exc: BaseException, device=None) -> bool:
     """A CUDA error after which the process cannot go on using its GPU: torch's AcceleratorError, a
     RuntimeError "CUDA error: ..." in releases that raise that, or any error after which the device
     no longer synchronises (a fault first met in a Triton kernel says "Triton Error [CUDA]: ...", in
     cuDNN "cuDNN error: ..."). Running out of memory is not one: the GPU works on, and the run is
-    recorded as failed, however it is worded (`ALLOCATION_FAILURES`)."""
+    recorded as failed, however it is worded (`bench.core.errors.ALLOCATION_FAILURES`)."""
     import torch
 
     if is_out_of_memory(exc):

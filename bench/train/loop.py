@@ -50,7 +50,7 @@ from torch import nn
 
 import architectures
 from architectures import InputConfig
-from bench.core.errors import Interrupted, UserError, is_job_stop, resume_hint
+from bench.core.errors import Interrupted, UserError, is_job_stop, is_out_of_memory, resume_hint
 from bench.core.layout import BEST, CHECKPOINT, HISTORY  # noqa: F401 - re-exported
 from bench.core.store import append_line, atomic_write_text, reject
 from bench.data.cached_waveforms import CachedWaveforms
@@ -414,8 +414,8 @@ def served_inference(run: RunSpec, state: dict, n_tags: int, frontend: nn.Module
         try:
             measured = latency.measure_inference(model, frontend, samples, device, batch=batch)
             return {**measured, "device": str(device)}
-        except torch.OutOfMemoryError:
-            if batch == 1:
+        except Exception as exc:  # out of memory, in any of torch's words (`is_out_of_memory`)
+            if batch == 1 or not is_out_of_memory(exc):
                 raise
             batch //= 2
             if device.type == "cuda":
