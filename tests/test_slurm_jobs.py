@@ -370,7 +370,8 @@ def test_a_grid_submitted_from_inside_an_allocation_does_not_pass_its_request_on
     would hold both, and its srun stops: "SLURM_MEM_PER_CPU, SLURM_MEM_PER_GPU, and SLURM_MEM_PER_NODE
     are mutually exclusive". From one with `--ntasks-per-gpu`, a job asking `--cpus-per-task` stops at
     "SLURM_TRES_PER_TASK is mutually exclusive with --ntasks-per-gpu and SLURM_NTASKS_PER_GPU" (Slurm
-    23.11 and later). sbatch runs without them; the grid's own environment keeps them."""
+    23.11 and later); from one with `--cpus-per-gpu`, at "--cpus-per-task, --tres-per-task=cpu:#, and
+    --cpus-per-gpu are mutually exclusive". sbatch runs without them; the grid's own environment keeps them."""
     import os
 
     seen = []
@@ -384,7 +385,12 @@ def test_a_grid_submitted_from_inside_an_allocation_does_not_pass_its_request_on
     for name in [name for name in os.environ if name.startswith("SLURM_")]:
         monkeypatch.delenv(name)
     driver = {"SLURM_JOB_ID": "777", "SLURM_CPUS_PER_TASK": "2", "SLURM_MEM_PER_CPU": "4000",
-              "SLURM_TRES_PER_TASK": "cpu:2,gres/gpu:1", "SLURM_NTASKS_PER_GPU": "1", "SLURM_GPUS_PER_TASK": "1"}
+              "SLURM_TRES_PER_TASK": "cpu:2,gres/gpu:1", "SLURM_NTASKS_PER_GPU": "1", "SLURM_GPUS_PER_TASK": "1",
+              # an `salloc --gpus=4 --cpus-per-gpu=8 --gpus-per-node=4 --gpu-bind=closest` shell: srun reads each
+              # back as its option (--cpus-per-gpu beside the job's SLURM_CPUS_PER_TASK stops it; the rest
+              # asks the driver's GPUs of a job with one, or none)
+              "SLURM_GPUS": "4", "SLURM_CPUS_PER_GPU": "8", "SLURM_GPUS_PER_NODE": "4", "SLURM_GPUS_PER_SOCKET": "2",
+              "SLURM_NTASKS_PER_TRES": "1", "SLURM_TRES_BIND": "gres/gpu:closest"}
     for name, value in driver.items():
         monkeypatch.setenv(name, value)
     executor = submit(monkeypatch, tmp_path)

@@ -694,7 +694,8 @@ def submitit_parameters(job: WorkerJob, launcher: str, slurm: SlurmOptions, want
 
 
 ALLOCATION_REQUEST = ("SLURM_MEM_PER_CPU", "SLURM_MEM_PER_GPU", "SLURM_MEM_PER_NODE", "SLURM_TRES_PER_TASK",
-                      "SLURM_NTASKS_PER_GPU", "SLURM_GPUS_PER_TASK")
+                      "SLURM_NTASKS_PER_GPU", "SLURM_GPUS_PER_TASK", "SLURM_CPUS_PER_GPU", "SLURM_GPUS",
+                      "SLURM_GPUS_PER_NODE", "SLURM_GPUS_PER_SOCKET", "SLURM_NTASKS_PER_TRES", "SLURM_TRES_BIND")
 """What the Slurm allocation a process runs in asked for, where srun reads it back as its own options.
 sbatch exports the submitting process's environment to the job, and Slurm sets in the job only the
 variables of what the job itself asks; a grid submitted from inside an allocation (a driver job running
@@ -702,8 +703,11 @@ variables of what the job itself asks; a grid submitted from inside an allocatio
 request on, and the job's srun would stop at once: "SLURM_MEM_PER_CPU, SLURM_MEM_PER_GPU, and
 SLURM_MEM_PER_NODE are mutually exclusive" beside the job's `--mem`; "SLURM_TRES_PER_TASK is mutually
 exclusive with --ntasks-per-gpu and SLURM_NTASKS_PER_GPU" beside the job's `--cpus-per-task` (Slurm
-23.11 and later set SLURM_TRES_PER_TASK=cpu:N from it); or each task would get the driver's memory or
-GPUs per task."""
+23.11 and later set SLURM_TRES_PER_TASK=cpu:N from it); "--cpus-per-task, --tres-per-task=cpu:#, and
+--cpus-per-gpu are mutually exclusive" (SLURM_CPUS_PER_GPU beside the job's SLURM_CPUS_PER_TASK);
+"--gpus-per-node and --gres=gpu are mutually exclusive" (a job asking a gres). Or the job's tasks would
+get the driver's memory, tasks or GPUs: its GPU count (SLURM_GPUS, SLURM_GPUS_PER_NODE and _PER_SOCKET,
+asked again by the step of a job with other GPUs or none), its tasks per GPU, its GPU binding."""
 
 
 @contextlib.contextmanager
