@@ -1,6 +1,8 @@
 """MTG-Jamendo from its official split files, written as published (tab-separated, CRLF, the header
 TRACK_ID ARTIST_ID ALBUM_ID PATH DURATION TAGS, every field after DURATION a tag)."""
 
+from pathlib import Path
+
 import pytest
 
 from bench.core.errors import UserError
@@ -135,3 +137,16 @@ def test_a_track_in_two_splits_a_row_without_tags_and_the_full_quality_file_firs
     assert by_id["track_0000382"].path.endswith("82/382.mp3")
     monkeypatch.chdir(tmp_path)
     assert read_jamendo("c").counts() == {"train": 2, "valid": 3, "test": 3}
+
+
+def test_a_relative_split_folder_is_the_relative_roots(tmp_path, monkeypatch):
+    """`dataset.split_file = "splits/split-0"` (the shipped spec's) with the root given relative to the
+    working directory (`--data jamendo`): the split folder is jamendo/splits/split-0, once."""
+    from bench.data.datasets import load_index
+
+    make_jamendo(tmp_path / "jamendo", {**ROWS, "train": ROWS["train"][1:]})  # punkrock: not a top-50 tag
+    monkeypatch.chdir(tmp_path)
+    dataset = load_spec(SPECS / "jamendo-top50.toml").dataset
+    assert dataset.split_file == "splits/split-0"
+    index = load_index(dataset, Path("jamendo"), check_audio=False)
+    assert index.counts() == {"train": 2, "valid": 4, "test": 3}

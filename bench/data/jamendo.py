@@ -83,9 +83,8 @@ def read_jamendo(root: str | Path, n_tags: int | None = None, drop_untagged: boo
                         "(`bench download jamendo --to DIR` fetches it; give DIR as --data or dataset.path)")
     if subset not in SUBSETS:
         raise UserError(f"dataset.subset = {subset!r}: expected one of {', '.join(SUBSETS)}")
+    # a spec's relative split_file is the root's (`datasets.split_folder` joined it): not joined again
     folder = Path(split_folder).expanduser() if split_folder else root / DEFAULT_SPLIT
-    if not folder.is_absolute() and split_folder:
-        folder = root / folder
     files = {split: folder / f"{SUBSETS[subset]}-{name}.tsv" for split, name in SPLIT_NAMES.items()}
     rows = {split: read_split_tsv(path) for split, path in files.items()}
     if subset == "top50tags":
