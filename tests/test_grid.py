@@ -217,7 +217,10 @@ log = ["log"]
     started = time.monotonic()
     while time.monotonic() < started + 120 and len(list(runs.glob("*/checkpoint.pt"))) < workers:
         time.sleep(0.05)  # every worker's run has checkpointed an epoch
-    assert proc.poll() is None, f"the grid ended before the signal, after {time.monotonic() - started:.1f} s"
+    if proc.poll() is not None:
+        out, err = proc.communicate()
+        raise AssertionError(f"the grid ended (exit {proc.returncode}) before the signal, after "
+                             f"{time.monotonic() - started:.1f} s:\n{out}\n{err}")
     return spec, proc, runs
 
 
