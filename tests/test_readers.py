@@ -269,6 +269,24 @@ def test_manifest_errors(tmp_path):
     (tmp_path / "latin1.csv").write_bytes("path,split,tags\nbj\u00f6rk.mp3,train,rock\n".encode("latin-1"))
     with pytest.raises(UserError, match="not UTF-8 text"):
         read_manifest(tmp_path / "latin1.csv")
+    (tmp_path / "commas.csv").write_text("path,split,tags\na.mp3,train,rock\nb.mp3,train,rock,pop\n")
+    with pytest.raises(UserError, match="line 3: 4 fields where the header has 3; tags are separated by ';'"):
+        read_manifest(tmp_path / "commas.csv")  # pop would be lost
+    (tmp_path / "m.csv").write_text("path,split,tags\na.mp3,train,rock\nb.mp3,valid,pop\n")
+    (tmp_path / "m.tags.txt").write_text("rock\npop\n\nrock\n")
+    with pytest.raises(UserError, match="m.tags.txt: line 4: tag 'rock' again \\(line 1\\)"):
+        read_manifest(tmp_path / "m.csv")  # a second output for rock would never be trained
+
+
+def test_a_file_listed_twice_is_found_with_the_manifest_named_relative(tmp_path, monkeypatch):
+    """A manifest named from the working directory (`--data man/m.csv`) listing a file once by its
+    relative path and once by its full path: one file, whichever way the manifest is named."""
+    (tmp_path / "man").mkdir()
+    full = tmp_path / "man" / "a.mp3"
+    (tmp_path / "man" / "m.csv").write_text(f"path,split,tags\na.mp3,train,rock\n{full},test,rock\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match="line 3: path .* again \\(line 2, train\\)"):
+        read_manifest("man/m.csv")  # scored on a clip it trained on
 
 
 def test_msd_split_files_of_the_wrong_kind_are_named(tmp_path, monkeypatch):

@@ -45,12 +45,16 @@ def read_manifest(manifest: str | Path, n_tags: int = 50, drop_untagged: bool = 
         if short:
             raise UserError(f"{manifest}: line {line_no}: no {', '.join(short)} (the row has fewer fields than "
                             "the header)")
+        if None in row:  # csv's key for the fields past the header's: a tag after a comma would be lost
+            raise UserError(f"{manifest}: line {line_no}: {len(reader.fieldnames) + len(row[None])} fields where the "
+                            f"header has {len(reader.fieldnames)}; tags are separated by '{TAG_SEPARATOR}', and a "
+                            "field holding a comma is quoted")
         split = row["split"].strip()
         if split not in SPLITS:
             raise UserError(f"{manifest}: line {line_no}: split {split!r} must be one of {', '.join(SPLITS)}")
         tags = [t.strip() for t in (row["tags"] or "").split(TAG_SEPARATOR) if t.strip()]
         clip_id = row.get("clip_id") or row["path"]
-        audio = os.path.normpath(manifest.parent / row["path"])  # ./a.mp3, a.mp3 and its full path: one file
+        audio = os.path.abspath(manifest.parent / row["path"])  # ./a.mp3, a.mp3 and its full path: one file
         checks = (("path", row["path"], audio, paths_seen), ("clip_id", clip_id, clip_id, ids_seen))
         for what, value, key, seen in checks:
             if key in seen:  # a clip in two splits, or twice in one: scored on what it trained on, or counted twice
@@ -63,7 +67,14 @@ def read_manifest(manifest: str | Path, n_tags: int = 50, drop_untagged: bool = 
     counts = Counter(t for *_, tags in entries for t in tags)
     order_file = tags_file(manifest)
     if order_file.is_file():
-        order = [t.strip() for t in read_text(order_file, "utf-8-sig").splitlines() if t.strip()]
+        order, lines = [], {}
+        for line_no, line in enumerate(read_text(order_file, "utf-8-sig").splitlines(), start=1):
+            tag = line.strip()
+            if tag in lines:  # one output per tag: a second would never be trained
+                raise UserError(f"{order_file}: line {line_no}: tag {tag!r} again (line {lines[tag]}); each tag once")
+            if tag:
+                order.append(tag)
+                lines[tag] = line_no
     else:
         first_seen = list(dict.fromkeys(t for *_, tags in entries for t in tags))
         order = sorted(first_seen, key=lambda t: -counts[t])  # sorted() is stable: ties keep first appearance
