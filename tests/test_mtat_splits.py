@@ -145,6 +145,20 @@ def test_split_file_errors_name_the_file_and_line(tmp_path):
         read_mtat(root, n_tags=3, split_file=str(folder))
 
 
+def test_a_split_array_with_a_corrupt_header_is_one_line(tmp_path):
+    """sota's valid.npy with one byte of its header changed (the `)` of its shape): numpy's header
+    parser fails with tokenize's error, not a ValueError."""
+    root = make_mtat(tmp_path / "mtat", write_audio=False)
+    folder = _split_folder(tmp_path, "corrupt")
+    for split, clips in {"train": ["2"], "valid": ["6"], "test": ["14"]}.items():
+        np.save(folder / f"{split}.npy", np.array([f"{i}\t{c}" for i, c in enumerate(clips)]))
+    data = (folder / "valid.npy").read_bytes()
+    assert data.count(b"(1,)") == 1
+    (folder / "valid.npy").write_bytes(data.replace(b"(1,)", b"(1,\x12"))
+    with pytest.raises(UserError, match=r"valid.npy: not an array of strings \("):
+        read_mtat(root, n_tags=3, split_file=str(folder))
+
+
 def _spec(dataset: dict):
     return parse_spec({"name": "s", "seeds": [0], "dataset": dataset,
                        "grid": [{"arch": ["vgg"], "sample_rate": [16000], "n_mels": [96], "hop_multiplier": [1],

@@ -56,6 +56,12 @@ def test_mtat_annotations_with_a_clip_twice_or_a_value_other_than_0_or_1_are_ref
     annotations.write_text("".join([*lines, lines[1]]))
     with pytest.raises(UserError, match=rf"line {len(lines) + 1}: clip_id 2 again \(first on line 2\)"):
         read_mtat(root)
+    # one recording under two ids (MTAT's 25,863 rows name 25,863 files): counted twice, perhaps in two splits
+    path = lines[1].rstrip("\n").split("\t")[-1]
+    other = lines[2].rstrip("\n").split("\t")
+    annotations.write_text("".join([*lines[:2], "\t".join([*other[:-1], path]) + "\n", *lines[3:]]))
+    with pytest.raises(UserError, match=rf"line 3: mp3_path {path.strip(chr(34))} again \(first on line 2\)"):
+        read_mtat(root)
     for value in ("2", "-1"):  # int() reads both; a 2 would count as a positive, a -1 lower the tag's count
         annotations.write_text("".join([lines[0], lines[1].replace('"1"', f'"{value}"', 1), *lines[2:]]))
         with pytest.raises(UserError, match="line 2: tag values must be 0 or 1"):
@@ -168,6 +174,31 @@ def test_malicious_pickle_is_refused(tmp_path):
     (tmp_path / "msd" / "msd_id_to_tag_vector.cP").write_bytes(bad.read_bytes())
     with pytest.raises(UnsafePickleError):
         read_msd(tmp_path / "msd")
+
+
+def test_a_corrupt_pickle_is_one_line_however_it_fails(tmp_path, monkeypatch):
+    """One byte changed in a split pickle fails in the unpickler's or numpy's words, not only as an
+    UnpicklingError: the name of an encoding numpy's array pickle carries (LookupError), a length field
+    past what can be held (OverflowError), a length that cannot be allocated (MemoryError, here
+    raised where the unpickler would)."""
+    import numpy as np
+
+    from bench.data import safe_pickle
+
+    vectors = pickle.dumps({"TRAAAAK128F9318786": np.zeros((50, 1))}, protocol=2)
+    assert vectors.count(b"latin1") == 1
+    cases = {"encoding.cP": vectors.replace(b"latin1", b"uatin1"),
+             "length.cP": b"\x80\x04\x8e" + b"\xff" * 7 + b"\x7f"}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(UserError, match=rf"{name}: not a readable pickle \((LookupError|OverflowError): "):
+            safe_load(tmp_path / name)
+
+    def allocation_fails(self):
+        raise MemoryError
+    monkeypatch.setattr(safe_pickle._RestrictedUnpickler, "load", allocation_fails)
+    with pytest.raises(UserError, match=r"length.cP: not a readable pickle \(MemoryError"):
+        safe_load(tmp_path / "length.cP")
 
 
 def test_safe_load_reads_python2_style_pickles(tmp_path):

@@ -60,7 +60,7 @@ def read_annotations(path: Path) -> tuple[list[str], list[str], np.ndarray, list
     if len(header) < 3 or header[0] != "clip_id" or header[-1] != "mp3_path":
         raise UserError(f"{path}: expected a tab-separated header 'clip_id <tags...> mp3_path', got {header[:3]}...")
     tag_names = header[1:-1]
-    ids, paths, values, line_of = [], [], [], {}
+    ids, paths, values, line_of, path_line = [], [], [], {}, {}
     for line_no, row in enumerate(rows[1:], start=2):
         if not row:
             continue
@@ -70,7 +70,9 @@ def read_annotations(path: Path) -> tuple[list[str], list[str], np.ndarray, list
             raise UserError(f"{path}: line {line_no}: tag values must be 0 or 1")
         if row[0] in line_of:  # one clip's tags twice would count it twice, and put it in two places
             raise UserError(f"{path}: line {line_no}: clip_id {row[0]} again (first on line {line_of[row[0]]})")
-        line_of[row[0]] = line_no
+        if row[-1] in path_line:  # one recording under two ids: counted twice, perhaps in two splits
+            raise UserError(f"{path}: line {line_no}: mp3_path {row[-1]} again (first on line {path_line[row[-1]]})")
+        line_of[row[0]] = path_line[row[-1]] = line_no
         values.append([int(v) for v in row[1:-1]])
         ids.append(row[0])
         paths.append(row[-1])

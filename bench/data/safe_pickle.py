@@ -70,5 +70,6 @@ def safe_load(path: str | Path) -> Any:
             return _RestrictedUnpickler(handle, str(path)).load()
     except UnsafePickleError:
         raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
+    except Exception as exc:  # a corrupt file fails in the unpickler's or numpy's words, any of a dozen kinds
+        # (a length field read as gigabytes: MemoryError; an opcode changed: IndexError, LookupError, ...)
         raise UserError(f"{path}: not a readable pickle ({type(exc).__name__}: {exc})") from None

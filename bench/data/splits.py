@@ -87,7 +87,8 @@ def entries(path: Path) -> list[tuple[int, str]]:
             raise UserError(f"{path}: not an array of strings ({'an empty file' if not magic else 'not a .npy file'})")
         try:
             array = np.load(path, allow_pickle=False)
-        except (ValueError, EOFError) as exc:  # EOFError: a file cut short
+        except Exception as exc:  # EOFError: a file cut short; a corrupt header fails in its parser's words
+            # (tokenize.TokenError, SyntaxError, ValueError)
             why = ("it holds Python objects, which are not unpickled" if "allow_pickle" in str(exc)
                    else " ".join(str(exc).split()) or type(exc).__name__)
             raise UserError(f"{path}: not an array of strings ({why})") from None
