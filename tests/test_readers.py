@@ -62,6 +62,10 @@ def test_mtat_annotations_with_a_clip_twice_or_a_value_other_than_0_or_1_are_ref
     annotations.write_text("".join([*lines[:2], "\t".join([*other[:-1], path]) + "\n", *lines[3:]]))
     with pytest.raises(UserError, match=rf"line 3: mp3_path {path.strip(chr(34))} again \(first on line 2\)"):
         read_mtat(root)
+    annotations.write_text("".join(lines))
+    plain = read_mtat(root, n_tags=3)
+    annotations.write_bytes(b"\xef\xbb\xbf" + "".join(lines).encode())  # as a spreadsheet saves it
+    assert read_mtat(root, n_tags=3) == plain
     for value in ("2", "-1"):  # int() reads both; a 2 would count as a positive, a -1 lower the tag's count
         annotations.write_text("".join([lines[0], lines[1].replace('"1"', f'"{value}"', 1), *lines[2:]]))
         with pytest.raises(UserError, match="line 2: tag values must be 0 or 1"):

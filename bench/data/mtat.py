@@ -52,7 +52,7 @@ SPLITS = ("folders", "won")
 
 def read_annotations(path: Path) -> tuple[list[str], list[str], np.ndarray, list[str]]:
     """(clip ids, tag names in column order, binary matrix, mp3 paths) from annotations_final.csv."""
-    with text_file(path) as handle:
+    with text_file(path, "utf-8-sig") as handle:  # -sig: the byte-order mark of a file a spreadsheet saved
         rows = list(csv.reader(handle, delimiter="\t", quotechar='"'))
     if not rows:
         raise UserError(f"{path}: empty annotations file")
