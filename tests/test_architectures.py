@@ -317,12 +317,32 @@ class StringProblems:
                                   "problem\\) tuples, empty for the defaults"),
     ({"planner": "probe_plann"}, "planner 'probe_plann' is not a function in architectures/planning.py"),
     ({"builder": "architectures.probe.build"}, "builder must be 'module:function'"),
+    ({"min_train_batch": 0}, "min_train_batch must be a whole number of clips, at least 1, not 0"),
 ])
 def test_an_architecture_that_cannot_work_is_refused_when_registered(registering, fields, message):
     # each of these registered fine, then failed with a traceback at the first `bench plan`
     with pytest.raises(ValueError, match=f"architecture 'probe': {message}"):
         registering("probe", plan=lambda *args, **options: None, **fields)
     assert "probe" not in architectures.names()
+
+
+@pytest.mark.parametrize("name", ["vgg", "musicnn", "musicnn-787k", "vgg-605k"])
+def test_each_architecture_trains_on_its_smallest_batch_and_not_below(name):
+    """torch's BatchNorm refuses to train on one value per channel ("Expected more than 1 value per
+    channel when training"): MusiCNN's back end normalises its pooled features, one value per clip, so
+    it cannot train on a batch of one clip, which a spec with batch_size = 1 would give every step."""
+    import architectures
+    from architectures import InputConfig
+
+    arch = architectures.get(name)
+    options = {"width": 0.125} if name in ("vgg", "musicnn") else {}
+    model = architectures.build(name, InputConfig(16000, 96, 1, 1820), 5, **options).train()
+    x = torch.randn(arch.min_train_batch, 96, model.input_frames)
+    model(x).sum().backward()
+    if arch.min_train_batch > 1:
+        with pytest.raises(ValueError, match="Expected more than 1 value per channel when training"):
+            model(x[: arch.min_train_batch - 1])
+    assert arch.min_train_batch == (2 if name.startswith("musicnn") else 1)
 
 
 def test_logits_are_float32_under_bf16_autocast():

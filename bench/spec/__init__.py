@@ -355,6 +355,12 @@ def parse_spec(raw: dict[str, Any], path: str | Path = "<spec>") -> Spec:
         v.fail("grid", [], "needs at least one [[grid]] block")
     blocks = tuple(v.grid_block(b, f"grid[{i}]") for i, b in enumerate(blocks_raw))
 
+    for arch_name in sorted({a for b in blocks for a in b.arch}):
+        fewest = architectures.get(arch_name).min_train_batch
+        if protocol.batch_size < fewest:
+            v.fail("protocol.batch_size", protocol.batch_size, f"is fewer clips than {arch_name} trains on: at least "
+                   f"{fewest} (a BatchNorm of its sees one value per clip, and cannot normalise one)")
+
     arch_options = {}
     for arch_name in sorted({a for b in blocks for a in b.arch} | set(arch_tables)):
         where = f"arch.{arch_name}"
