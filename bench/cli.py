@@ -330,11 +330,15 @@ def cmd_grid(args: argparse.Namespace) -> int:
 
 
 def _spec_runs(spec):
-    """What the report needs of a spec: its path and the run_ids it names (as loaded: `bench grid`'s report
-    is of the spec it planned, `bench report`'s of the file as it now stands)."""
+    """What the report needs of a spec: its path and the runs it names, with their config fields (as loaded:
+    `bench grid`'s report is of the spec it planned, `bench report`'s of the file as it now stands)."""
+    from architectures.options import width_of
     from bench.report.report import SpecRuns
 
-    return SpecRuns(spec.path, frozenset(run.run_id for run in spec.runs()))
+    return SpecRuns(spec.path, {run.run_id: {
+        "arch": run.arch, "width": width_of(run.configuration.options), "sample_rate": run.mel.sample_rate,
+        "n_mels": run.mel.n_mels, "hop_multiplier": run.mel.hop_multiplier, "log": run.mel.log, "seed": run.seed,
+        "dataset": run.dataset.name} for run in spec.runs()})
 
 
 def cmd_status(args: argparse.Namespace) -> int:

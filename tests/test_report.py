@@ -158,7 +158,8 @@ def test_every_file_is_written(written):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for pdf in out.glob("*.pdf"):
         assert pdf.read_bytes()[:5] == b"%PDF-"
-    assert not list(out.glob(".*")), "no temporary files left behind"
+    assert [path.name for path in out.glob(".*")] == [".written"], "no temporary files left behind"
+    assert sorted((out / ".written").read_text().split()) == sorted(path.name for path in written[2].files)
     # every run is dB: no model has a 96/x1 log run, so no global per-tag figure, and a note says so
     assert not list(out.glob("per_tag_global_*"))
     notes = [w for w in written[2].warnings if "per_tag_global" in w]
@@ -596,6 +597,11 @@ def test_an_unreadable_result_is_listed_with_its_configuration(tmp_path):
     assert row["status"] == "unreadable"
     assert (row["arch"], row["sample_rate"], row["n_mels"], row["hop_multiplier"], row["log"], row["seed"]) == \
         (*config, 1)
+    (folder / "result.json").write_text("[" * 100_000 + "]" * 100_000)  # nested past what json reads
+    with redirect_stdout(io.StringIO()):
+        cli_main(tmp_path)
+    (row,) = pd.read_csv(tmp_path / "report" / "runs_not_ok.csv").to_dict("records")
+    assert row["status"] == "unreadable" and "recursion" in row["reason"]
 
 
 @pytest.mark.usefixtures("figures_unrendered")
@@ -609,6 +615,9 @@ def test_an_unreadable_result_is_listed_with_its_configuration(tmp_path):
     (lambda d: (d["config"].update(width=None), d.update(canonical="x")), "canonical is not an object"),
     (lambda d: (d["config"].update(width=None), d["canonical"].update(options={"width": "x"})), "width is 'x'"),
     (lambda d: d["config"].pop("dataset"), "config.dataset is None"),  # it keys the seeds of every comparison
+    # a dataset written as its config table, or a list: the report groups not-ok rows by it too
+    (lambda d: d["config"].update(dataset={"name": "mtat"}), "config.dataset is {'name': 'mtat'}"),
+    (lambda d: d["config"].update(dataset=["mtat"]), "config.dataset is ['mtat']"),
     (lambda d: d["cost"].pop("gmac"), "cost.gmac is None"),  # Fig. 1's log axis
     (lambda d: d["cost"].update(gmac="x"), "cost.gmac is 'x'"),
 ])
@@ -742,13 +751,35 @@ def test_a_report_removes_the_figures_of_models_no_longer_in_the_results(tmp_pat
         report(tmp_path)
     out = tmp_path / "report"
     assert (out / "fig1_musicnn.png").exists()
-    (out / "notes.md").write_text("mine")
+    # the user's own files beside the report's, named like its figures: no report wrote them
+    mine = ("notes.md", "fig1_vgg_annotated.png", "per_tag_notes.md", "tradeoff_picked.csv", "fig1_musicnn-mine.pdf")
+    for name in mine:
+        (out / name).write_text("mine")
     for folder in (tmp_path / "runs").glob("musicnn-*"):
         shutil.rmtree(folder)
     with redirect_stdout(io.StringIO()):
         report(tmp_path)
     assert not list(out.glob("fig1_musicnn.*")) and (out / "fig1_vgg.png").exists()
-    assert (out / "notes.md").read_text() == "mine" and (out / "per_tag.csv").exists()
+    assert all((out / name).read_text() == "mine" for name in mine) and (out / "per_tag.csv").exists()
+
+
+@pytest.mark.usefixtures("figures_unrendered")
+def test_a_report_folder_written_before_the_report_recorded_its_files_loses_only_report_outputs(tmp_path):
+    """A folder of an earlier version's report has no record of what it wrote: the figures of a model
+    that is gone go by their names' form (`fig1_[<dataset>-]<arch>[-w<width>]`), the user's files stay."""
+    from bench.report.report import WRITTEN
+
+    three_seeds(tmp_path, ("vgg", 12000, 96, 1, "log"), 10.01, (0.85, 0.86, 0.87))
+    out = tmp_path / "report"
+    out.mkdir()
+    old = ("fig1_musicnn.png", "per_tag_global_mtat-vgg-w0.5.pdf", "matched_gmac.csv", "tradeoff_latency.png")
+    mine = ("fig1_vgg_annotated.png", "per_tag_notes.md", "tradeoff_picked.csv")
+    for name in (*old, *mine):
+        (out / name).write_text("earlier")
+    with redirect_stdout(io.StringIO()):
+        report(tmp_path)
+    assert not [name for name in old if (out / name).exists()]
+    assert all((out / name).exists() for name in mine) and (out / WRITTEN).exists()
 
 
 @pytest.mark.usefixtures("figures_unrendered")
@@ -875,6 +906,9 @@ def test_the_report_of_a_spec_counts_its_runs_that_no_grid_has_started(tmp_path,
     assert sorted(not_ok.index) == sorted(r.run_id for r in runs[1:])
     assert not_ok.loc[runs[2].run_id, "reason"] == "no run folder (not started)"
     assert not_ok.loc[runs[2].run_id, "n_mels"] == runs[2].mel.n_mels
+    # its width and dataset, which its run id leaves out: the spec's VGG at 1/16 on the synthetic data, not
+    # a full-width reference's missing run
+    assert (not_ok.loc[runs[2].run_id, "width"], not_ok.loc[runs[2].run_id, "dataset"]) == (0.0625, "synthetic")
 
 
 def test_per_tag_rows_keep_each_datasets_own_tag_order():
@@ -1035,7 +1069,9 @@ def test_the_difference_from_the_published_number_is_ours_minus_theirs():
 
 
 def test_a_p_value_is_starred_only_below_the_papers_5_percent():
-    """The tables mark `* p < 0.05`: 0.05 itself is not significant."""
+    """The tables mark `* p < 0.05`: 0.05 itself is not significant, and a p just under it is printed
+    with the decimals that show it under (0.0499*, never 0.050* beside the note)."""
     from bench.report.tables import _p
 
-    assert _p(0.0499) == "0.050*" and _p(0.05) == "0.050" and _p(0.0004) == "<0.001*" and _p(float("nan")) == "n/a"
+    assert _p(0.05) == "0.050" and _p(0.0504) == "0.050" and _p(0.0004) == "<0.001*" and _p(float("nan")) == "n/a"
+    assert _p(0.0499) == "0.0499*" and _p(0.04997) == "0.04997*" and _p(0.0449) == "0.045*" and _p(0.2) == "0.200"

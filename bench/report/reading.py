@@ -51,14 +51,19 @@ def _config(result: dict, names: Iterable[str]) -> dict:
 
 
 def _config_fields(doc: dict) -> dict:
-    """Config fields from a result.json ("config") or a config.json (the canonical config)."""
+    """Config fields from a result.json ("config") or a config.json (the canonical config), each a plain
+    value: the rows of runs that are not ok come from files that may hold anything (a dataset written
+    as its config table, a list), and the report groups and sorts them."""
     if isinstance(doc.get("config"), dict):
-        return _config(doc, (*CONFIG, "seed", "dataset"))
-    fields = {name: doc.get(name) for name in (*CONFIG, "seed")}
-    fields["width"] = (doc.get("options") or {}).get("width", 1.0)
-    dataset = doc.get("dataset")
-    fields["dataset"] = dataset.get("name") if isinstance(dataset, dict) else dataset
-    return fields
+        fields = _config(doc, (*CONFIG, "seed", "dataset"))
+    else:
+        fields = {name: doc.get(name) for name in (*CONFIG, "seed", "dataset")}
+        options = doc.get("options")
+        fields["width"] = options.get("width", 1.0) if isinstance(options, dict) else 1.0
+    if isinstance(fields["dataset"], dict):
+        fields["dataset"] = fields["dataset"].get("name")
+    return {name: value if value is None or isinstance(value, (str, int, float)) else str(value)
+            for name, value in fields.items()}
 
 
 def _folder_fields(folder: Path, doc: dict | None) -> dict:
@@ -69,7 +74,7 @@ def _folder_fields(folder: Path, doc: dict | None) -> dict:
 def _read_json(path: Path) -> dict | None:
     try:
         doc = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: arrays nested past what json reads
         return None
     return doc if isinstance(doc, dict) else None
 
@@ -89,7 +94,7 @@ def read_runs(folders: Iterable[Path]) -> tuple[list[dict], pd.DataFrame]:
             result = json.loads(path.read_text())
             if not isinstance(result, dict):
                 raise ValueError("not a JSON object")
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nested past what json reads
             if is_passing_fault(exc):  # the file system's fault, not the result's: a report without
                 raise  # the run (and its figures replaced) would be wrong
             not_ok.append({"run_id": folder.name, "status": "unreadable", "reason": f"{path}: {exc}",
@@ -166,10 +171,11 @@ NOT_STARTED = "no run folder (not started)"
 """runs_not_ok.csv reason of a run the spec names that no grid has started."""
 
 
-def not_started(run_ids: Iterable[str]) -> pd.DataFrame:
-    """runs_not_ok.csv rows for runs the spec names that have no folder yet: incomplete, not started."""
-    rows = [{"run_id": run_id, "status": "incomplete", "reason": NOT_STARTED,
-             **(parse_run_id(run_id) or {})} for run_id in run_ids]
+def not_started(configs: dict[str, dict]) -> pd.DataFrame:
+    """runs_not_ok.csv rows for runs the spec names that have no folder yet (run_id -> its config fields, as
+    the spec plans them: a run id leaves out its width and dataset): incomplete, not started."""
+    rows = [{"run_id": run_id, "status": "incomplete", "reason": NOT_STARTED, **config}
+            for run_id, config in configs.items()]
     return pd.DataFrame(rows, columns=NOT_OK_COLUMNS)
 
 

@@ -28,6 +28,7 @@ Terms used throughout:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -186,10 +187,15 @@ def _seeds_per_dataset(summary: pd.DataFrame, not_ok: pd.DataFrame) -> dict:
 
 @dataclass(frozen=True)
 class SpecRuns:
-    """The runs a spec names as it now stands: `path` (for messages) and their run_ids."""
+    """The runs a spec names as it now stands: `path` (for messages), and each run's config fields as the
+    report's rows name them (arch, width, sample_rate, n_mels, hop_multiplier, log, seed, dataset) by run_id."""
 
     path: str
-    run_ids: frozenset[str]
+    configs: dict[str, dict]
+
+    @property
+    def run_ids(self) -> frozenset[str]:
+        return frozenset(self.configs)
 
 
 def report(results_dir: str | Path, out_dir: str | Path | None = None, spec: SpecRuns | None = None) -> ReportSummary:
@@ -262,7 +268,7 @@ def _write_report(results_dir: Path, out: Path, spec: SpecRuns | None) -> Report
         not_ok = listed if not_ok.empty else pd.concat([not_ok, listed], ignore_index=True)
     unstarted = sorted(spec.run_ids - {f.name for f in folders}) if spec is not None else []
     if unstarted:  # runs the spec names that no grid has started: not done either
-        listed = not_started(unstarted)
+        listed = not_started({run_id: spec.configs[run_id] for run_id in unstarted})
         not_ok = listed if not_ok.empty else pd.concat([not_ok, listed], ignore_index=True)
     files: list[Path] = []
     remove_temp_files(out, STALE_TEMP_SECONDS)  # of killed reports
@@ -351,18 +357,28 @@ def _in_heatmap(aggregated: pd.DataFrame, delta: pd.DataFrame, reference: pd.Ser
     return aggregated.merge(keys.astype(aggregated[list(KEY)].dtypes.to_dict()), on=list(KEY))
 
 
-CONDITIONAL_OUTPUTS = ("fig1_*", "per_tag_*", "tradeoff_*", "matched_gmac.csv", "published.md")
-"""Report files written only when the results call for them (a model, a reference, a matched pair)."""
+WRITTEN = ".written"
+"""The names of the files the last report wrote in its folder, one per line: the next report removes those
+it does not write again, and nothing else."""
+
+EARLIER_OUTPUTS = re.compile(r"((fig1|per_tag|per_tag_global)_[a-z0-9.+-]+|tradeoff_(gmac|storage|latency))\.(png|pdf)"
+                             r"|matched_gmac\.csv|published\.md")
+"""The names of the conditional outputs (a model's figures, matched_gmac.csv, published.md) of a report that
+recorded none (written before WRITTEN was): a model's name in a file name is `[<dataset>-]<arch>[-w<width>]`."""
 
 
 def _remove_stale(out: Path, written: list[Path]) -> None:
-    """Remove the conditional outputs of an earlier report that this one did not write (a figure of a
-    model whose runs are gone would sit beside tables that no longer show it). Other files are left."""
+    """Remove the files of the earlier report that this one did not write (a figure of a model whose runs
+    are gone would sit beside tables that no longer show it), and record what this one wrote. Files no
+    report wrote (the user's own, `fig1_vgg_annotated.png` beside `fig1_vgg.png`) are left alone."""
     kept = {path.name for path in written}
-    for pattern in CONDITIONAL_OUTPUTS:
-        for path in out.glob(pattern):
-            if path.name not in kept and path.suffix in (".png", ".pdf", ".csv", ".md"):
-                path.unlink(missing_ok=True)
+    try:
+        earlier = {name for name in (out / WRITTEN).read_text().splitlines() if name and "/" not in name}
+    except FileNotFoundError:
+        earlier = {path.name for path in out.iterdir() if EARLIER_OUTPUTS.fullmatch(path.name)}
+    for name in sorted(earlier - kept - {WRITTEN}):
+        (out / name).unlink(missing_ok=True)
+    atomic_write_text(out / WRITTEN, "".join(f"{name}\n" for name in sorted(kept)))
 
 
 def cli_main(results_dir: str | Path, spec: SpecRuns | None = None) -> int:

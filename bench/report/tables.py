@@ -53,9 +53,16 @@ def _signed(value: float) -> str:
 
 
 def _p(value: float) -> str:
+    """Three decimals, or as many more as a p under SIGNIFICANCE needs not to print as its threshold
+    (0.04974 as 0.0497*, never 0.050* beside "* p < 0.05")."""
     if not np.isfinite(value):
         return "n/a"
-    return ("<0.001" if value < 0.001 else f"{value:.3f}") + ("*" if value < SIGNIFICANCE else "")
+    if value < 0.001:
+        return "<0.001*" if value < SIGNIFICANCE else "<0.001"
+    decimals = 3
+    while value < SIGNIFICANCE and float(f"{value:.{decimals}f}") >= SIGNIFICANCE:
+        decimals += 1
+    return f"{value:.{decimals}f}" + ("*" if value < SIGNIFICANCE else "")
 
 
 def _layout(frame: pd.DataFrame):
