@@ -772,8 +772,9 @@ def test_a_report_folder_written_before_the_report_recorded_its_files_loses_only
     three_seeds(tmp_path, ("vgg", 12000, 96, 1, "log"), 10.01, (0.85, 0.86, 0.87))
     out = tmp_path / "report"
     out.mkdir()
-    old = ("fig1_musicnn.png", "per_tag_global_mtat-vgg-w0.5.pdf", "matched_gmac.csv", "tradeoff_latency.png")
-    mine = ("fig1_vgg_annotated.png", "per_tag_notes.md", "tradeoff_picked.csv")
+    old = ("fig1_musicnn.png", "per_tag_global_mtat-vgg-w0.5.pdf", "matched_gmac.csv", "tradeoff_latency.png",
+           "per_tag_musicnn-787k-w1e-05.png")
+    mine = ("fig1_vgg_annotated.png", "per_tag_notes.md", "tradeoff_picked.csv", "fig1_vgg.backup.png")
     for name in (*old, *mine):
         (out / name).write_text("earlier")
     with redirect_stdout(io.StringIO()):

@@ -361,8 +361,8 @@ WRITTEN = ".written"
 """The names of the files the last report wrote in its folder, one per line: the next report removes those
 it does not write again, and nothing else."""
 
-EARLIER_OUTPUTS = re.compile(r"((fig1|per_tag|per_tag_global)_[a-z0-9.+-]+|tradeoff_(gmac|storage|latency))\.(png|pdf)"
-                             r"|matched_gmac\.csv|published\.md")
+EARLIER_OUTPUTS = re.compile(r"((fig1|per_tag|per_tag_global)_[a-z0-9]+(-[a-z0-9]+)*(-w[0-9][0-9.e+-]*)?"
+                             r"|tradeoff_(gmac|storage|latency))\.(png|pdf)|matched_gmac\.csv|published\.md")
 """The names of the conditional outputs (a model's figures, matched_gmac.csv, published.md) of a report that
 recorded none (written before WRITTEN was): a model's name in a file name is `[<dataset>-]<arch>[-w<width>]`."""
 
