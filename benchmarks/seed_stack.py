@@ -134,7 +134,7 @@ def measure(case: Case, device: torch.device, seeds: int, batch: int, rounds: in
             sync(device)
             times[name].append((time.perf_counter() - start) / steps)
     sep_s, stk_s = statistics.median(times["separate"]), statistics.median(times["stacked"])
-    return {"case": case.label, "gmac_per_clip": case.gmac_per_input, "seeds": seeds, "batch": batch,
+    return {"case": case.label, "gmac_per_input": case.gmac_per_input, "seeds": seeds, "batch": batch,
             "separate_seconds": sep_s, "stacked_seconds": stk_s, "speedup": sep_s / stk_s,
             "rounds": rounds, "steps_per_round": steps}
 

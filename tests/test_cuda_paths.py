@@ -2072,12 +2072,13 @@ def test_gpu_check_p4_judges_the_loader_against_a_measured_rate(monkeypatch):
     """P4 compares the loader with what the smallest configuration consumes, as `bench perf` counts it: a
     training step (P1's, or one measured for P4 where P1 did not run (`--only P4`) or failed, never a
     stand-in of 1 clip/s) and the mel of its clips. At batch 32, a 30 ms step and 0.5 ms of mel per clip:
-    32 clips in 30 + 16 ms, 695.7 clips/s, not the network's 1,066.7."""
+    32 clips in 30 + 16 ms, 695.7 clips/s, not the network's 1,066.7. The mel is what a training step
+    computes (for MusiCNN one 3 s segment of each clip, not its whole 29.1 s)."""
     from bench.tools import gpucheck, perf
 
     frontends = []
     monkeypatch.setattr(perf, "measure_frontend", lambda case, device, settings, step: (
-        frontends.append((case, settings.batch, step)), {"ms_per_clip": 0.5})[1])
+        frontends.append((case, settings.batch, step)), {"ms_per_clip": 4.5, "training_ms_per_clip": 0.5})[1])
     monkeypatch.setattr(gpucheck, "_cases", lambda: {"smallest": "case"})
     assert gpucheck.smallest_consumption({"smallest": {"step_seconds": 0.03}}, 32) == pytest.approx(32 / 0.046)
     monkeypatch.setattr(gpucheck, "training_step", lambda case, batch, as_runs=False: (lambda: None, None, None))

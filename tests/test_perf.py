@@ -292,7 +292,8 @@ def test_where_the_fast_path_compiles_vgg_is_also_timed_with_block_1_fused(write
 
     monkeypatch.setattr(architectures.layers, "conv_pool", conv_pool)
     for name in ("measure_data_path", "measure_eval", "measure_conv_peak", "measure_frontend"):
-        monkeypatch.setattr(perf, name, lambda *a, **k: {"gflops": 1.0, "ms_per_clip": 1.0})
+        monkeypatch.setattr(perf, name, lambda *a, **k: {"gflops": 1.0, "ms_per_clip": 1.0,
+                                                         "training_ms_per_clip": 1.0})
     monkeypatch.setattr(perf, "_targets", lambda report: [])
     settings = perf.PerfSettings(batch=2, budget_seconds=0.0, max_steps=1, scaling_cases=2, librosa=False)
     rows = []
@@ -796,3 +797,80 @@ def test_peer_speed_counts_both_sides_multiply_adds_after_the_mel():
     model = build("vgg", InputConfig(16000, 48, 3, 63), 10, width=0.0625)
     mel = torch.randn(1, 48, 63)
     assert peer_speed.forward_gmac(model, mel) * 1e9 == pytest.approx(model.analytic_macs())
+
+
+def test_a_cases_gmac_per_input_is_its_networks_exact_count():
+    """`bench plan` rounds GMAC per clip to 4 decimals (0.0002 for the demo's smallest network): the
+    measured cases carry the exact count, here torch's own FlopCounterMode over one forward pass (two
+    FLOPs per multiply-add of its convolutions and matrix products)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    case = min(spec_cases(load_spec(SPECS / "demo.toml")), key=lambda c: c.gmac_per_input)
+    model = case.build(torch.device("cpu")).eval()
+    with FlopCounterMode(display=False) as counted:
+        model(torch.randn(1, case.configuration.mel.n_mels, model.input_frames))
+    assert case.gmac_per_input * 1e9 == counted.get_total_flops() / 2 == 166_528
+
+
+def test_musicnns_front_end_share_and_evaluation_batch_are_what_a_run_computes(monkeypatch):
+    """A MusiCNN training step computes one 3 s segment's mel frames of each clip (140 of the 12 kHz
+    clip's 1,366 at hop x1: int(3 x 12000 / 256)), and its evaluation passes every segment of a batch
+    of clips at once (9 per 29.1 s clip): the front end's share of a step is that segment's, and the
+    forward passes timed are of clips x 9 inputs."""
+    from bench.tools import perf
+
+    spec = load_spec(SPECS / "paper-mtat-musicnn.toml")
+    case = next(c for c in spec_cases(spec) if c.configuration.mel.sample_rate == 12000
+                and c.configuration.mel.n_mels == 96)
+    assert case.segments == 9
+    asked = []
+
+    def frontend_seconds(mel, clip_seconds, device, settings, segment_frames=None):
+        asked.append(segment_frames)
+        return 0.9 if segment_frames is None else 0.1
+    monkeypatch.setattr(perf, "frontend_seconds", frontend_seconds)
+    settings = perf.PerfSettings(batch=8, librosa=False)
+    measured = perf.measure_frontend(case, torch.device("cpu"), settings, step_seconds=0.4)
+    assert asked == [None, 140]
+    assert measured["ms_per_clip"] == pytest.approx(900 / 8) and measured["segment_ms_per_clip"] == pytest.approx(12.5)
+    assert measured["training_ms_per_clip"] == pytest.approx(12.5) and measured["share_of_step"] == pytest.approx(0.2)
+
+    batches = []
+    monkeypatch.setattr(perf, "_eval_model", lambda case, path, device: None)
+    monkeypatch.setattr(perf, "_time_forward", lambda model, case, path, device, settings, batch, grad: (
+        batches.append(batch), {})[1])
+    path = baseline(torch.device("cpu"))
+    perf.measure_forward(case, path, torch.device("cpu"), settings)
+    assert batches == [perf.eval_batch(case, path, 8) * 9]
+
+
+def test_the_segment_front_end_timed_is_the_one_a_training_step_computes(monkeypatch):
+    """`frontend_seconds` with segment frames times one segment of each clip's mel (`MelFrontend.frames`,
+    what `Trainer._training_mel` computes): the whole clip's mel cut at the segment's start."""
+    from bench.spec import MelConfig
+    from bench.tools import perf
+    from bench.train.frontend import MelFrontend
+
+    computed = []
+    monkeypatch.setattr(perf, "time_calls", lambda fn, *args, **kwargs: (computed.append(fn()), {"seconds": 1.0})[1])
+    mel = MelConfig(sample_rate=12000, n_mels=96, hop_multiplier=1, log="log")
+    settings = perf.PerfSettings(batch=2)
+    assert perf.frontend_seconds(mel, 29.1, torch.device("cpu"), settings, segment_frames=140) == 1.0
+    (segments,) = computed
+    whole = MelFrontend.from_config(mel)(torch.from_numpy(perf._waves(12000, 29.1, 2)))
+    assert whole.shape == (2, 96, 1366) and segments.shape == (2, 96, 140)
+    for clip in range(2):
+        start = next(s for s in range(1366 - 140 + 1) if torch.allclose(whole[clip, :, s], segments[clip, :, 0],
+                                                                          atol=1e-4))
+        torch.testing.assert_close(segments[clip], whole[clip, :, start:start + 140], atol=1e-4, rtol=1e-4)
+
+
+def test_timing_waits_for_the_last_warm_up_before_the_first_timed_call(monkeypatch):
+    """CUDA graphs record on the second call: both are warm-ups, and the device is synchronised after
+    the second too, so the first timed call does not wait for its queued work."""
+    from bench.tools import perf
+
+    events = []
+    monkeypatch.setattr(perf, "sync", lambda device: events.append("sync"))
+    perf.time_calls(lambda: events.append("call"), torch.device("cpu"), budget=10.0, max_calls=1, warmups=2)
+    assert events == ["sync", "call", "sync", "call", "sync", "call", "sync"]

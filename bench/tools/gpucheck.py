@@ -787,7 +787,7 @@ def smallest_consumption(rows: dict, batch: int) -> float:
         torch.cuda.empty_cache()
     frontend = measure_frontend(case, torch.device("cuda"), PerfSettings(batch=batch, budget_seconds=2.0,
                                                                          librosa=False), seconds)
-    return consumption_clips_per_second(seconds, frontend["ms_per_clip"], batch)
+    return consumption_clips_per_second(seconds, frontend["training_ms_per_clip"], batch)
 
 
 LOADER_BATCHES = 16

@@ -177,6 +177,7 @@ def time_calls(fn: Callable[[], object], device: torch.device, budget: float, ma
         return {"first_seconds": first, "seconds": first, "calls": 0}
     for _ in range(warmups - 1):
         fn()
+    sync(device)  # the last warm-up's queued work is not the first timed call's
     times: list[float] = []
     while len(times) < max_calls and (not times or sum(times) + times[-1] <= budget):
         start = time.perf_counter()
@@ -259,19 +260,22 @@ def eval_batch(case: Case, path: FastPath, batch: int) -> int:
 
 
 def measure_forward(case: Case, path: FastPath, device: torch.device, settings: PerfSettings) -> dict:
-    """Evaluation as a run does it: no autograd, at the fast path's evaluation batch."""
+    """Evaluation as a run does it: no autograd, at the fast path's evaluation batch of clips, each clip
+    every one of its segments (`Trainer.predict` passes a batch's segments at once)."""
     return _time_forward(_eval_model(case, path, device), case, path, device, settings,
-                         eval_batch(case, path, settings.batch), grad=False)
+                         eval_batch(case, path, settings.batch) * case.segments, grad=False)
 
 
 def measure_eval(case: Case, path: FastPath, device: torch.device, settings: PerfSettings) -> dict:
     """Forward passes in eval mode: autograd on at the training batch (baseline) vs none at the
-    fast path's larger evaluation batch."""
+    fast path's larger evaluation batch (of clips; the inputs are their segments, as in `measure_forward`)."""
     model = _eval_model(case, path, device)
     factor = path.eval_batch_factor
-    return {"autograd, training batch": _time_forward(model, case, path, device, settings, settings.batch, True),
+    return {"autograd, training batch": _time_forward(model, case, path, device, settings,
+                                                      settings.batch * case.segments, True),
             f"no autograd, {factor}x batch": _time_forward(model, case, path, device, settings,
-                                                           eval_batch(case, path, settings.batch), False)}
+                                                           eval_batch(case, path, settings.batch) * case.segments,
+                                                           False)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -389,12 +393,25 @@ def _waves(sample_rate: int, clip_seconds: float, n: int, seed: int = 0) -> np.n
     return (0.1 * partials + 0.05 * rng.standard_normal((n, t.size))).astype(np.float32)
 
 
-def frontend_seconds(mel, clip_seconds: float, device: torch.device, settings: PerfSettings) -> float:
-    """Seconds the mel front end takes on a batch of `settings.batch` whole clips (median)."""
+def frontend_seconds(mel, clip_seconds: float, device: torch.device, settings: PerfSettings,
+                     segment_frames: int | None = None) -> float:
+    """Seconds the mel front end takes on a batch of `settings.batch` clips (median): of the whole clips,
+    or with `segment_frames` of one segment of each at a random start, the frames a training step of a
+    network on segments computes (`MelFrontend.frames`, as `Trainer._training_mel` does)."""
     frontend = MelFrontend.from_config(mel).to(device)
     batch = torch.from_numpy(_waves(mel.sample_rate, clip_seconds, settings.batch)).to(device)
+    frames = frontend.n_frames(batch.shape[-1])
+    if segment_frames is None or frames <= segment_frames:
+        def compute():
+            return frontend(batch)
+    else:
+        generator = torch.Generator().manual_seed(0)
+        starts = torch.randint(0, frames - segment_frames + 1, (settings.batch,), generator=generator)
+
+        def compute():
+            return frontend.frames(batch, starts, segment_frames)
     with torch.no_grad():
-        return time_calls(lambda: frontend(batch), device, settings.budget_seconds / 4, settings.max_steps)["seconds"]
+        return time_calls(compute, device, settings.budget_seconds / 4, settings.max_steps)["seconds"]
 
 
 def consumption_clips_per_second(step_seconds: float, frontend_ms_per_clip: float, batch: int) -> float:
@@ -404,11 +421,19 @@ def consumption_clips_per_second(step_seconds: float, frontend_ms_per_clip: floa
 
 
 def measure_frontend(case: Case, device: torch.device, settings: PerfSettings, step_seconds: float) -> dict:
-    """The mel front end on a batch of clips: per clip, against librosa, and as a share of a step."""
+    """The mel front end of a training step on a batch of clips, per clip and as a share of the step (a
+    network on segments computes one segment's frames of each clip: `segment_ms_per_clip`, else the
+    whole clip's), and the whole clip's against librosa."""
     mel = case.configuration.mel
     ours = frontend_seconds(mel, case.clip_seconds, device, settings)
-    result = {"ms_per_clip": 1000 * ours / settings.batch,
-              "share_of_step": ours / (ours + step_seconds), "librosa_ms_per_clip": None}
+    training = ours
+    result = {"ms_per_clip": 1000 * ours / settings.batch, "librosa_ms_per_clip": None}
+    if case.segments > 1:
+        segment = case.build(torch.device("meta")).input_frames
+        training = frontend_seconds(mel, case.clip_seconds, device, settings, segment_frames=segment)
+        result["segment_ms_per_clip"] = 1000 * training / settings.batch
+    result["training_ms_per_clip"] = 1000 * training / settings.batch
+    result["share_of_step"] = training / (training + step_seconds)
     if settings.librosa:
         try:
             import librosa
@@ -703,7 +728,7 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
     small_step = small["step_seconds"]
     small_frontend = measure_frontend(smallest, device, dataclasses.replace(settings, librosa=False), small_step)
     report["frontend"]["smallest"] = small_frontend
-    consumption = consumption_clips_per_second(small_step, small_frontend["ms_per_clip"], settings.batch)
+    consumption = consumption_clips_per_second(small_step, small_frontend["training_ms_per_clip"], settings.batch)
     save(report)
     log("data path")
     report["data_path"] = measure_data_path(smallest, device, settings, consumption)
@@ -927,7 +952,9 @@ def format_report(report: dict) -> str:
             continue
         librosa = (f", librosa {row['librosa_ms_per_clip']:.1f} ms ({row['speedup_over_librosa']:.1f}x)"
                    if row.get("librosa_ms_per_clip") else "")
-        lines.append(f"  {name:9s} {row['ms_per_clip']:7.2f} ms/clip{librosa}; "
+        segment = (f", one segment {row['segment_ms_per_clip']:.2f} ms/clip in training"
+                   if row.get("segment_ms_per_clip") is not None else "")
+        lines.append(f"  {name:9s} {row['ms_per_clip']:7.2f} ms/clip{librosa}{segment}; "
                      f"{100 * row['share_of_step']:.1f} % of a step")
     dp = report["data_path"]
     cold = ", " + describe_cold_read(dp)
