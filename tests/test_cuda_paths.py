@@ -1303,6 +1303,74 @@ def test_the_cpus_are_shared_among_the_runs_on_the_machine(monkeypatch):
     assert fastpath.cpu_share() == 1  # at least one
 
 
+@pytest.mark.parametrize("options, runs_per_gpu, workers_here, says", [
+    # one worker on a 2-GPU box whose memory allows 4 runs per GPU: it is alone on its GPU and the box
+    ({"workers": 1}, 1, 1, "runs per GPU: 1 (--workers 1 on 2 GPU(s); the memory allows 4: "),
+    ({"workers": 3}, 2, 3, "runs per GPU: 2 (--workers 3 on 2 GPU(s); the memory allows 4: "),
+    ({"workers": 9}, 4, 9, "runs per GPU: 4 ("),  # beyond the slots: the extra ones share (`GpuClaim.sharing`)
+    ({}, 4, 8, "runs per GPU: 4 ("),
+    ({"workers": 1, "runs_per_gpu": 3}, 1, 1, None),  # an explicit K: at most K, here the one worker
+])
+def test_a_grid_of_fewer_workers_gives_each_its_share_of_the_gpu_and_the_cpus(
+        monkeypatch, tmp_path, capsys, options, runs_per_gpu, workers_here, says):
+    """Local workers spread over the GPUs, slot 0 of each first: `--workers N` on G GPUs puts ceil(N / G)
+    on a GPU. A worker's share of its GPU's memory (its waveform copy) and of the box's CPUs is that of
+    the workers there are, not of the K per GPU the memory would allow: the only worker on a 16-CPU box
+    of 2 idle 80 GiB GPUs reads with 16 threads and may hold 24 GiB of waveforms (MTAT at 16 kHz)."""
+    from bench.run import grid, prepare
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(gpus, "cuda_device_count", lambda: 2)
+    monkeypatch.setattr(grid, "exclusive_gpus", lambda: [])
+    monkeypatch.setattr(grid, "auto_runs_per_gpu", lambda *args, **kwargs: (4, "the footprint's estimate"))
+    fake_cache = type("Cache", (), {"index_path": tmp_path / "cache" / "index-0.json"})()
+    monkeypatch.setattr(prepare, "prepare_spec", lambda *args, **kwargs: (None, fake_cache, None))
+    launched = []
+    monkeypatch.setattr(grid, "_launch_local", lambda job, n, cuda: launched.append((job, n)))
+    spec = Path(__file__).resolve().parents[1] / "tests" / "data" / "demo6.toml"
+    run_grid(str(spec), GridOptions(results=str(tmp_path / "results"), device="cuda", **options))
+    ((job, n),) = launched
+    assert (job.runs_per_gpu, job.workers_here, n) == (runs_per_gpu, workers_here, workers_here)
+    out = capsys.readouterr().out
+    assert (says in out) if says else "runs per GPU" not in out, out
+
+    monkeypatch.setattr(fastpath.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (80 * 2**30, 80 * 2**30))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 0)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 0)
+    fastpath.set_runs_per_gpu(job.runs_per_gpu, None, job.workers_here)  # as the worker's device claim does
+    assert fastpath.cpu_share() == 16 // workers_here
+    assert fastpath.resident_fits(24 * 2**30, torch.device("cuda", 0)) == (runs_per_gpu == 1)
+
+
+def test_submitit_local_jobs_share_the_runs_per_gpu_the_memory_allows(monkeypatch, tmp_path, capsys):
+    """Each submitit-local job runs K workers on every GPU of the machine: 2 jobs where the memory allows
+    4 runs per GPU run 2 each, and their 2 x 2 GPUs x 2 tasks share the CPUs."""
+    import submitit
+
+    from bench.run import grid, prepare
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(gpus, "cuda_device_count", lambda: 2)
+    monkeypatch.setattr(grid, "exclusive_gpus", lambda: [])
+    monkeypatch.setattr(grid, "auto_runs_per_gpu", lambda *args, **kwargs: (4, "the footprint's estimate"))
+    monkeypatch.setattr(submitit, "AutoExecutor", StubExecutor)
+    fake_cache = type("Cache", (), {"index_path": tmp_path / "cache" / "index-0.json"})()
+    monkeypatch.setattr(prepare, "prepare_spec", lambda *args, **kwargs: (None, fake_cache, None))
+    StubExecutor.made.clear()
+    spec = Path(__file__).resolve().parents[1] / "tests" / "data" / "demo6.toml"
+    run_grid(str(spec), GridOptions(results=str(tmp_path / "results"), device="cuda", launcher="submitit-local",
+                                    workers=2))
+    (executor,) = StubExecutor.made
+    jobs = executor.jobs
+    per_gpu = len(jobs) * executor.parameters["tasks_per_node"] // executor.parameters["gpus_per_node"]
+    assert per_gpu == 4 and all(job.runs_per_gpu == 2 and job.workers_here == 8 for job in jobs)
+    assert "runs per GPU: 2 (the footprint's estimate, shared by --workers 2 submitit-local jobs: 2 each" in \
+        capsys.readouterr().out
+
+
 def test_a_slurm_task_reads_with_its_own_cpus(monkeypatch):
     """`--launcher slurm` runs GPUs x runs-per-GPU tasks per job, each given cpus_per_task CPUs (64 //
     8 = 8 here) and seeing all the job's GPUs: its CPUs are its share already, bound to it or not.

@@ -161,6 +161,9 @@ class WorkerJob:
     prefix: str = ""
     """Put before each line the worker prints: "[w1] " when several local workers share one terminal,
     so that an epoch line says whose it is."""
+    workers_here: int | None = None
+    """The grid's worker processes on this machine, which share its CPUs (local workers, every task of
+    every submitit-local job); None for Slurm tasks, which have their own."""
     grid_pid: int | None = None
     """The process of the grid that submitted a submitit-local job: its tasks stop when it is gone (they
     are this machine's processes, which a Ctrl-C before they had started would miss)."""
@@ -182,9 +185,10 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return index, count
 
 
-def worker_device(name: str, worker: int, runs_per_gpu: int, log=print):
+def worker_device(name: str, worker: int, runs_per_gpu: int, log=print, workers_here: int | None = None):
     """(torch device, GpuClaim or None) for a worker on this machine: a GPU slot where CUDA is
-    visible and wanted, else the CPU; `--device cuda` without CUDA here is a user error."""
+    visible and wanted, else the CPU; `--device cuda` without CUDA here is a user error. `workers_here`:
+    the grid's worker processes on this machine, where known (they share its CPUs)."""
     import torch
 
     from bench.run.gpus import claim_gpu, describe, mig_instances, visible_identities
@@ -224,7 +228,7 @@ def worker_device(name: str, worker: int, runs_per_gpu: int, log=print):
             claim.release()
         raise DeviceFailure(f"CUDA could not start on {where}: {first_line(exc)}") from None
     # beyond its slots, its waveform copy's share of the GPU is counted among everyone on it
-    set_runs_per_gpu(max(runs_per_gpu, claim.sharing), len(instances) or None)
+    set_runs_per_gpu(max(runs_per_gpu, claim.sharing), len(instances) or None, workers_here)
     limit_worker_threads()
     log(f"worker {worker} (pid {os.getpid()}) on {describe(claim, runs_per_gpu)}")
     return torch.device("cuda", claim.index), claim
@@ -269,7 +273,7 @@ def worker_entry(job: WorkerJob) -> list[str]:
         return opened[rate]
 
     say = (lambda message: log_to_stdout(job.prefix + message)) if job.prefix else log_to_stdout
-    device, claim = worker_device(job.device, worker, job.runs_per_gpu, say)
+    device, claim = worker_device(job.device, worker, job.runs_per_gpu, say, job.workers_here)
     epoch_log = (lambda message: None) if job.quiet else say
     started = time.time()
 
@@ -432,7 +436,10 @@ def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
             else:
                 total = int(o.slurm.gpu_mem_gb * 2**30) if o.launcher == "slurm" else None
                 runs_per_gpu, why = auto_runs_per_gpu(spec, [s.run for s in todo], results_root, total)
+                runs_per_gpu, why = runs_the_workers_make(o, runs_per_gpu, why)
             print(f"runs per GPU: {runs_per_gpu} ({why}; --runs-per-gpu K sets it)")
+        elif wants_gpu and o.launcher == "local" and o.workers:
+            runs_per_gpu, _ = runs_the_workers_make(o, runs_per_gpu, "")
         if wants_gpu:
             refuse_oversized_cuda_batches([s.run for s in todo])
         if cuda_here:
@@ -449,8 +456,10 @@ def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
                         runs_per_gpu=runs_per_gpu or 1, spec=spec)
         if o.launcher == "local":
             n_workers = o.workers or ((_gpu_count() * job.runs_per_gpu) if cuda_here else 1)
-            _launch_local(job, n_workers, cuda_here)
+            _launch_local(dataclasses.replace(job, workers_here=n_workers), n_workers, cuda_here)
         else:
+            if o.launcher == "submitit-local" and wants_gpu:  # each job runs K workers on every GPU here
+                job = dataclasses.replace(job, workers_here=(o.workers or 1) * _gpu_count() * job.runs_per_gpu)
             _launch_submitit(job, o.workers or 1, o.launcher, o.slurm, results_root / spec.name / "slurm", wants_gpu)
     return summarise(spec, results_root, runs)
 
@@ -472,6 +481,23 @@ def warn_of_unnamed_mig_instances(run=None) -> None:
     if len(listed) > 1:
         print(f"bench grid: warning: nvidia-smi lists {len(listed)} MIG instances and CUDA shows a process "
               f"only the first; to train on each, set CUDA_VISIBLE_DEVICES={','.join(listed)}", file=sys.stderr)
+
+
+def runs_the_workers_make(o: GridOptions, runs_per_gpu: int, why: str) -> tuple[int, str]:
+    """The runs per GPU (and why) that the grid's workers on this machine make of the K the GPUs' memory
+    allows: local `--workers N` on G GPUs put ceil(N / G) on a GPU where that is fewer (a worker's share
+    of its GPU and of the CPUs is then larger); N submitit-local jobs each run K per GPU, so each gets
+    K / N (at least 1) to keep within the memory."""
+    if o.launcher == "local" and o.workers:
+        gpus = _gpu_count()
+        spread = -(-o.workers // gpus)
+        if spread < runs_per_gpu:
+            return spread, f"--workers {o.workers} on {gpus} GPU(s); the memory allows {runs_per_gpu}" + (
+                f": {why}" if why else "")
+    if o.launcher == "submitit-local" and (o.workers or 1) > 1:
+        per_job = max(1, runs_per_gpu // o.workers)
+        return per_job, f"{why}, shared by --workers {o.workers} submitit-local jobs: {per_job} each"
+    return runs_per_gpu, why
 
 
 def processes_per_gpu(o: GridOptions, runs_per_gpu: int) -> tuple[int, str]:

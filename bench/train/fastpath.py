@@ -85,12 +85,19 @@ _gpus_here: int | None = None
 of them than there are (a worker on a MIG instance sees that one alone); None: those CUDA shows."""
 
 
-def set_runs_per_gpu(runs: int, gpus: int | None = None) -> None:
-    """Tell this worker process how many runs share its GPU (`bench grid --runs-per-gpu`), and how
-    many GPUs the machine's workers use where CUDA shows this process fewer (MIG instances)."""
-    global _runs_per_gpu, _gpus_here
+_workers_here: int | None = None
+"""The grid's worker processes on this machine, which share its CPUs, where the grid knows it (a grid of
+fewer workers than GPUs x runs per GPU, or several submitit-local jobs); None: GPUs x runs per GPU."""
+
+
+def set_runs_per_gpu(runs: int, gpus: int | None = None, workers: int | None = None) -> None:
+    """Tell this worker process how many runs share its GPU (`bench grid --runs-per-gpu`), how many
+    GPUs the machine's workers use where CUDA shows this process fewer (MIG instances), and how many
+    worker processes the grid runs on this machine where it knows (`_workers_here`)."""
+    global _runs_per_gpu, _gpus_here, _workers_here
     _runs_per_gpu = max(1, int(runs))
     _gpus_here = gpus
+    _workers_here = workers
 
 
 @dataclass(frozen=True)
@@ -441,14 +448,16 @@ def fast_path(device: torch.device, precision: str = "auto", planned_steps: int 
 
 def cpu_share() -> int:
     """CPUs of one run on CUDA: those this process may use, shared among every run training on this
-    machine (its GPUs x the runs per GPU), so that 8 GPUs with 4 runs each do not each use 64 threads
-    (torch's intra-op threads: the reads of `ReadBatches`, the host's share of a step) on a 64-core
-    node. A Slurm task of `--launcher slurm` (one run at a time) has its own share already: its
+    machine (the grid's workers here, or its GPUs x the runs per GPU), so that 8 GPUs with 4 runs each
+    do not each use 64 threads (torch's intra-op threads: the reads of `ReadBatches`, the host's share
+    of a step) on a 64-core node. A Slurm task of `--launcher slurm` (one run at a time) has its own share already: its
     `cpus_per_task`."""
     cpus = usable_cpus()
     per_task = os.environ.get("SLURM_CPUS_PER_TASK", "")
     if os.environ.get("SUBMITIT_EXECUTOR") == "slurm" and per_task.isdigit():
         share = min(cpus, int(per_task))  # bound to its CPUs or not, the task is given that many
+    elif _workers_here:
+        share = cpus // _workers_here
     else:
         share = cpus // (max(1, _gpus_here or torch.cuda.device_count()) * _runs_per_gpu)
     return max(1, share)
