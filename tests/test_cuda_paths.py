@@ -46,8 +46,11 @@ CPU = torch.device("cpu")
 
 @pytest.fixture(autouse=True)
 def fresh_worker(monkeypatch):
-    """Each test is a fresh worker: no resident copy from an earlier test, default compile settings."""
+    """Each test is a fresh worker: no resident copy from an earlier test, default compile settings, not
+    told how many runs share its GPU and CPUs."""
     views.release_resident()
+    for name, value in (("_runs_per_gpu", 1), ("_gpus_here", None), ("_workers_here", None)):
+        monkeypatch.setattr(fastpath, name, value)
     monkeypatch.delenv("BENCH_COMPILE", raising=False)
     monkeypatch.delenv("BENCH_COMPILE_BACKEND", raising=False)
     monkeypatch.setenv("TORCHINDUCTOR_COMPILE_THREADS", "")  # recorded, so that the undo removes what a
@@ -486,6 +489,22 @@ def test_more_workers_than_slots_share_a_gpu_and_say_so(tmp_path):
     assert (claims[2].index, fourth.index, fourth.slot, fourth.sharing) == (0, 1, None, 2)
 
 
+def test_a_mig_instance_has_one_set_of_slots_however_it_is_named(tmp_path, monkeypatch):
+    """A grid started with `CUDA_VISIBLE_DEVICES=MIG-a,MIG-b` claims instance a as `MIG-<uuid>`; a grid
+    given that instance alone (or none, so CUDA shows it first) names it as CUDA does, `GPU-<uuid>` from
+    the device's UUID (cuDeviceGetUuid_v2 gives a MIG device the instance's UUID): one slot, seen by both."""
+    uuid = "4f0c6a2e-3b0f-4e8e-9c57-0a1b2c3d4e5f"
+    first = gpus.claim_gpu([f"MIG-{uuid}", "MIG-8e2d0000-0000-4000-8000-000000000000"], runs_per_gpu=1,
+                           folder=tmp_path)
+    assert (first.index, first.slot) == (0, 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: types.SimpleNamespace(uuid=uuid))
+    alone = gpus.gpu_uuid(0)
+    other = gpus.claim_gpu([alone], runs_per_gpu=1, folder=tmp_path)
+    assert alone == f"GPU-{uuid}" and other.slot is None and other.sharing == 2  # it knows it shares
+    for claim in (first, other):
+        claim.release()
+
+
 def test_a_free_slot_that_another_worker_is_counting_is_still_taken(tmp_path, monkeypatch):
     """A worker that shares counts each GPU's held slot files with a shared lock for a moment; a claim
     that meets that moment at the only free slot looks again, rather than share a GPU whose slot is free."""
@@ -494,7 +513,7 @@ def test_a_free_slot_that_another_worker_is_counting_is_still_taken(tmp_path, mo
     real_try_lock, looked_at = gpus.try_lock, []
 
     def try_lock(path, note):  # cuda:1's slot is being counted at the first try
-        if path.name.endswith("GPU-bbb.slot0") and not looked_at:
+        if path.name == "bbb.slot0" and not looked_at:
             looked_at.append(path)
             return None
         return real_try_lock(path, note)

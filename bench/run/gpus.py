@@ -139,7 +139,10 @@ def exclusive_gpus(environ=None, run=None) -> list[str]:
 
 
 def _slot_prefix(identity: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", identity) + ".slot"
+    """The slot files' name of a GPU: its UUID without the `GPU-` or `MIG-` before it, since one MIG instance
+    is `MIG-<uuid>` where `CUDA_VISIBLE_DEVICES` names it and `GPU-<uuid>` where CUDA gives its UUID
+    (`gpu_uuid`, in a process that sees that instance alone): both claims must see each other's slots."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", re.sub(r"^(GPU|MIG)-", "", identity)) + ".slot"
 
 
 def _slot_file(folder: Path, identity: str, slot: int) -> Path:
