@@ -30,7 +30,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench.core.errors import UserError
+from bench.core.errors import DeviceFailure, UserError
 from bench.data import views
 from bench.run import gpus
 from bench.run.grid import GridOptions, WorkerJob, auto_runs_per_gpu, run_grid, submitit_parameters, worker_device
@@ -634,10 +634,16 @@ def test_workers_on_mig_instances_each_show_cuda_the_instance_they_claimed(monke
     assert torch.get_num_threads() == 48 // (3 * 2)  # six runs on this machine share its 48 CPUs
     for _, claim in devices:
         claim.release()
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", ",".join(MIG_INSTANCES))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert worker_device("auto", 0, 1)[0] == CPU  # no CUDA after all: the instance it claimed is free again
-    assert gpus.claim_gpu(MIG_INSTANCES[:1], 1, 0, tmp_path).slot == 0
+    # the instance a worker claimed shows no device (a typo, an instance destroyed since): the worker stops
+    # with one line naming it, where it trained at CPU speed among the GPU runs; its claim is free again
+    for name in ("auto", "cuda"):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", ",".join(MIG_INSTANCES))  # a fresh worker's
+        with pytest.raises(DeviceFailure, match=rf"^MIG instance {MIG_INSTANCES[0]}: "):
+            worker_device(name, 0, 1)
+        free = gpus.claim_gpu(MIG_INSTANCES[:1], 1, 0, tmp_path)
+        assert free.slot == 0
+        free.release()
 
 
 def test_a_grid_on_mig_instances_starts_probes_and_spawns_a_worker_per_instance(monkeypatch, tmp_path):
@@ -1362,6 +1368,26 @@ def test_a_grid_of_fewer_workers_gives_each_its_share_of_the_gpu_and_the_cpus(
     fastpath.set_runs_per_gpu(job.runs_per_gpu, None, job.workers_here)  # as the worker's device claim does
     assert fastpath.cpu_share() == 16 // workers_here
     assert fastpath.resident_fits(24 * 2**30, torch.device("cuda", 0)) == (runs_per_gpu == 1)
+
+
+@pytest.mark.parametrize("cuda", [True, False])
+def test_this_machines_workers_train_on_the_device_the_grid_resolved(monkeypatch, tmp_path, cuda):
+    """`--device auto`: the grid says where it trains (CUDA, or the CPU with a warning) and its workers
+    train there, each not resolving `auto` again: a worker whose MIG instance CUDA cannot open stops
+    with one line instead of training on the CPU among the GPU runs."""
+    from bench.run import grid, prepare
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(gpus, "cuda_device_count", lambda: 2 if cuda else 0)
+    monkeypatch.setattr(grid, "exclusive_gpus", lambda: [])
+    monkeypatch.setattr(grid, "auto_runs_per_gpu", lambda *args, **kwargs: (1, "the footprint's estimate"))
+    fake_cache = type("Cache", (), {"index_path": tmp_path / "cache" / "index-0.json"})()
+    monkeypatch.setattr(prepare, "prepare_spec", lambda *args, **kwargs: (None, fake_cache, None))
+    launched = []
+    monkeypatch.setattr(grid, "_launch_local", lambda job, n, cuda: launched.append(job))
+    spec = Path(__file__).resolve().parents[1] / "tests" / "data" / "demo6.toml"
+    run_grid(str(spec), GridOptions(results=str(tmp_path / "results"), device="auto"))
+    assert [job.device for job in launched] == ["cuda" if cuda else "cpu"]
 
 
 def test_submitit_local_jobs_share_the_runs_per_gpu_the_memory_allows(monkeypatch, tmp_path, capsys):

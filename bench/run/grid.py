@@ -201,13 +201,22 @@ def worker_device(name: str, worker: int, runs_per_gpu: int, log=print, workers_
         os.environ["CUDA_VISIBLE_DEVICES"] = claim.identity
     try:
         device = resolve_device(name)
-    except BaseException:
+    except BaseException as exc:
         if claim is not None:
             claim.release()
+            if isinstance(exc, UserError):  # one line, as for a GPU that refuses its worker
+                raise DeviceFailure(f"MIG instance {claim.identity}: {one_line(exc)}") from None
         raise
     if device.type != "cuda":
         if claim is not None:
             claim.release()
+            # the instance was named, and CUDA shows no device with it (a typo, an instance destroyed since):
+            # its worker would train at CPU speed among the GPU runs
+            from bench.train.devices import why_no_cuda
+
+            raise DeviceFailure(f"MIG instance {claim.identity}: CUDA shows no device on it "
+                                f"({why_no_cuda() or 'torch sees no CUDA device'}); `nvidia-smi -L` lists the "
+                                "instances there are")
         if os.environ.get("SUBMITIT_EXECUTOR") == "slurm" and name == "auto":
             # the job asked Slurm for GPUs (`--device auto` does, unlike `--device cpu`): a node whose CUDA is
             # unusable would train every run it claims at CPU speed, recorded as if nothing were wrong
@@ -449,8 +458,11 @@ def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
                                 o.slurm, wants_gpu)
         _, waveforms, _ = prepare_spec(spec, o.data, o.cache, None, progress=not o.quiet)
         # absolute paths: Slurm jobs and spawned workers may start elsewhere
+        # this machine's workers train on the device the grid resolved (`auto`: CUDA where the grid saw it, else
+        # the CPU, as it said), Slurm's on what their node has
         job = WorkerJob(spec_path=str(Path(spec.path).resolve()), results=str(results_root.resolve()),
-                        cache_index=str(waveforms.index_path.resolve()), device=o.device,
+                        cache_index=str(waveforms.index_path.resolve()),
+                        device=o.device if o.launcher == "slurm" else device.type,
                         retry_failed_before=planned if o.retry_failed else None,
                         shard_index=shard_index, shard_count=shard_count, quiet=o.quiet,
                         runs_per_gpu=runs_per_gpu or 1, spec=spec)
