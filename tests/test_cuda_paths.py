@@ -1553,7 +1553,12 @@ NVIDIA_SMI_MODES = """0, GPU-5d1c6a2e-3b0f-4e8e-9c57-0a1b2c3d4e5f, Default, NVID
     (None, ["1 (GPU-77aa0e1f-2c3d-4b5a-8e9f-aabbccddeeff, Exclusive_Process)"]),
     ("0", []), ("1", ["1 (GPU-77aa0e1f-2c3d-4b5a-8e9f-aabbccddeeff, Exclusive_Process)"]),
     ("GPU-77aa0e1f", ["1 (GPU-77aa0e1f-2c3d-4b5a-8e9f-aabbccddeeff, Exclusive_Process)"]),
-    ("GPU-5d1c6a2e-3b0f-4e8e-9c57-0a1b2c3d4e5f", [])])
+    ("GPU-5d1c6a2e-3b0f-4e8e-9c57-0a1b2c3d4e5f", []),
+    # CUDA shows the entries before the first invalid one (NVIDIA's CUDA Programming Guide, "0,2,-1,1"
+    # shows 0 and 2): GPU 1 is hidden after a negative, empty, missing index or an unknown UUID
+    ("0,2,-1,1", []), ("0,2,,1", []), ("0,2,7,1", []), ("0,GPU-ffff,1", []),
+    ("2, 1", ["1 (GPU-77aa0e1f-2c3d-4b5a-8e9f-aabbccddeeff, Exclusive_Process)"]),
+    ("1gpu", ["1 (GPU-77aa0e1f-2c3d-4b5a-8e9f-aabbccddeeff, Exclusive_Process)"])])  # read as strtoul reads it
 def test_several_runs_per_gpu_are_not_chosen_where_a_gpu_takes_one_process(monkeypatch, tmp_path, visible, found):
     """Clusters often set GPUs to the Exclusive_Process compute mode, where a second process's CUDA
     fails to start: runs per GPU is then 1. What nvidia-smi lists, for the GPUs this process sees."""

@@ -104,6 +104,27 @@ def listed_mig_instances(run=None) -> list[str]:
     return MIG_LISTING.findall(nvidia_smi(["-L"], run) or "")
 
 
+def cuda_shown(wanted: str | None, uuids: list[str]) -> list[str] | None:
+    """The entries of `CUDA_VISIBLE_DEVICES` (`wanted`; None where unset) that CUDA shows: those before the
+    first invalid one (an index that is negative, empty or not below the GPU count, a `GPU-` UUID that
+    names none of `uuids`), as CUDA reads it: "0,2,-1,1" shows 0 and 2 only. An index is read as strtoul
+    reads it ("1gpu2" is 1)."""
+    if wanted is None:
+        return None
+    shown = []
+    for entry in (e.strip() for e in wanted.split(",")):
+        if entry.startswith("GPU-"):
+            if not any(uuid.startswith(entry) for uuid in uuids):
+                break
+        elif not entry.startswith("MIG-"):
+            number = re.match(r"[+-]?\d+", entry)
+            if number is None or not 0 <= int(number.group()) < len(uuids):
+                break
+            entry = str(int(number.group()))
+        shown.append(entry)
+    return shown
+
+
 COMPUTE_MODE_QUERY = ["--query-gpu=index,uuid,compute_mode,name", "--format=csv,noheader"]
 ONE_PROCESS_MODES = ("Exclusive_Process", "Exclusive_Thread", "Prohibited")
 """nvidia-smi's compute modes in which a second process cannot use the GPU (Prohibited: not even one)."""
@@ -123,7 +144,7 @@ def exclusive_gpus(environ=None, run=None) -> list[str]:
     if listed is None:
         return []
     rows = [fields for line in listed.splitlines() if len(fields := [f.strip() for f in line.split(",", 3)]) == 4]
-    names = visible_selection(environ)
+    names = cuda_shown(environ.get("CUDA_VISIBLE_DEVICES"), [row[1] for row in rows])
     by_index = names is not None and any(n.isdigit() for n in names)
     orders_differ = environ.get("CUDA_DEVICE_ORDER") != "PCI_BUS_ID" and len({row[3] for row in rows}) > 1
     found = []
