@@ -457,9 +457,9 @@ def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
             submitit_parameters(WorkerJob("", "", "", o.device, runs_per_gpu=runs_per_gpu or 1), o.launcher,
                                 o.slurm, wants_gpu)
         _, waveforms, _ = prepare_spec(spec, o.data, o.cache, None, progress=not o.quiet)
-        # absolute paths: Slurm jobs and spawned workers may start elsewhere
-        # this machine's workers train on the device the grid resolved (`auto`: CUDA where the grid saw it, else
-        # the CPU, as it said), Slurm's on what their node has
+        # absolute paths: Slurm jobs and spawned workers may start elsewhere. This machine's workers train on the
+        # device the grid resolved (`auto`: CUDA where the grid saw it, else the CPU, as it said), Slurm's on what
+        # their node has
         job = WorkerJob(spec_path=str(Path(spec.path).resolve()), results=str(results_root.resolve()),
                         cache_index=str(waveforms.index_path.resolve()),
                         device=o.device if o.launcher == "slurm" else device.type,
