@@ -359,7 +359,7 @@ def parse_spec(raw: dict[str, Any], path: str | Path = "<spec>") -> Spec:
         fewest = architectures.get(arch_name).min_train_batch
         if protocol.batch_size < fewest:
             v.fail("protocol.batch_size", protocol.batch_size, f"is fewer clips than {arch_name} trains on: at least "
-                   f"{fewest} (a BatchNorm of its sees one value per clip, and cannot normalise one)")
+                   f"{fewest} (a BatchNorm in it normalises one value per clip, which a batch of one clip cannot)")
 
     arch_options = {}
     for arch_name in sorted({a for b in blocks for a in b.arch} | set(arch_tables)):
