@@ -197,9 +197,14 @@ def test_ctrl_c_in_training_says_which_epoch_a_rerun_resumes_from(tmp_path, monk
 
 
 def test_ctrl_c_before_any_checkpoint_says_the_run_starts_again(tmp_path, monkeypatch):
+    """In the first epoch, or while the run is set up (its trainer built, its data moved): no checkpoint
+    to resume from, and the line says so rather than name one."""
     (run,) = tiny_runs(epochs=2)
     monkeypatch.setattr(train.Trainer, "train_epoch", lambda self, epoch: (_ for _ in ()).throw(KeyboardInterrupt))
-    with pytest.raises(Interrupted, match=f"^rerun to resume {run.run_id} from epoch 1$"):
+    with pytest.raises(Interrupted, match=f"^rerun to start {run.run_id} again \\(it had not finished an epoch\\)$"):
+        train.train_run(run, ToyCache(), tmp_path, torch.device("cpu"), log=lambda *_: None)
+    monkeypatch.setattr(train, "Trainer", lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(Interrupted, match=f"^rerun to start {run.run_id} again"):
         train.train_run(run, ToyCache(), tmp_path, torch.device("cpu"), log=lambda *_: None)
 
 

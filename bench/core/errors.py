@@ -108,10 +108,13 @@ RERUN_TO_CONTINUE = "rerun to continue (finished work is kept)"
 
 
 def resume_hint(run_id: str, next_epoch: int | None, trained: bool = False) -> str:
-    """What rerunning does for an interrupted run (`next_epoch` None: from its checkpoint, if any;
-    `trained`: stopped after its last epoch, in the test or the latency measurement)."""
+    """What rerunning does for an interrupted run (`next_epoch` None: from its checkpoint; 1: from the
+    start, no epoch checkpointed; `trained`: stopped after its last epoch, in the test or the latency
+    measurement)."""
     if trained:
         return f"rerun to finish {run_id} (its training is done: the test and the latency measurement run again)"
     if next_epoch is None:
         return f"rerun to resume {run_id} from its last checkpoint"
+    if next_epoch <= 1:  # nothing to resume from
+        return f"rerun to start {run_id} again (it had not finished an epoch)"
     return f"rerun to resume {run_id} from epoch {next_epoch}"

@@ -437,6 +437,8 @@ def train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torch
         raise
     except KeyboardInterrupt:
         epoch = checkpointed["epoch"]
+        if epoch is None and not (run_dir / CHECKPOINT).exists():  # stopped while the run was set up
+            epoch = 0
         raise Interrupted(resume_hint(run.run_id, None if epoch is None else epoch + 1,
                                       checkpointed["trained"])) from None
     except BaseException as exc:
