@@ -347,9 +347,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     from bench.spec import load_spec
 
     spec = load_spec(args.spec)
-    results = readable_folder(args.results, "--results")
-    if problem := spec_folder_problem(results, spec.name):
-        raise UserError(f"--results {results}: {problem}")
+    results = Path(args.results).expanduser()
+    if os.path.lexists(results):
+        results = readable_folder(args.results, "--results")
+        if problem := spec_folder_problem(results, spec.name):
+            raise UserError(f"--results {results}: {problem}")
+    else:  # no grid has written there yet (or a mistyped folder): every run is not started, and it says which
+        print(f"bench status: --results {results}: no such folder yet: no run of it has started there",
+              file=sys.stderr)
     status = grid_status(spec, results)
     if args.json:
         json.dump(status.as_json(), sys.stdout, indent=1)

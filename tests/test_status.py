@@ -152,9 +152,19 @@ def test_status_json_and_progress_line(tmp_path, capsys):
     assert line.startswith("progress: 1/6 runs done, elapsed 2 min, ETA ")
 
 
-def test_status_of_a_missing_results_folder_is_one_line(tmp_path, capsys):
-    assert main(["status", str(SPEC), "--results", str(tmp_path / "nowhere")]) == 2
-    assert capsys.readouterr().err.strip() == f"bench status: error: --results {tmp_path / 'nowhere'}: no such folder"
+def test_status_of_a_missing_results_folder_is_every_run_not_started_and_says_so(tmp_path, capsys):
+    """A grid not started yet, asked from a folder where no grid has written (`results/` absent): its runs
+    are not started, as where an empty `results/` exists, and a line names the folder (a mistyped one)."""
+    assert main(["status", str(SPEC), "--results", str(tmp_path / "nowhere"), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.strip() == (f"bench status: --results {tmp_path / 'nowhere'}: no such folder yet: no run "
+                                    "of it has started there")
+    doc = json.loads(captured.out)
+    assert {r["state"] for r in doc["runs"]} == {"not started"} and len(doc["runs"]) == len(load_spec(SPEC).runs())
+    assert not (tmp_path / "nowhere").exists()
+    (tmp_path / "empty").mkdir()
+    assert main(["status", str(SPEC), "--results", str(tmp_path / "empty"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["counts"] == doc["counts"]
 
 
 def test_status_of_the_specs_own_folder_points_one_level_up(tmp_path, capsys):
