@@ -93,6 +93,18 @@ def test_a_dry_run_says_it_would_generate_the_synthetic_data_first(capsys, write
                                            "is there")
 
 
+def test_a_dry_run_says_the_grid_would_stop_where_the_dataset_is_not(capsys, write_spec, tmp_path):
+    """A spec whose MTAT folder is not there: the grid stops before it trains, and its dry run, which plans
+    without data (a paper spec on a laptop), says so beside what it would run."""
+    spec = write_spec(MINIMAL_SPEC.replace('name = "synthetic"', f'name = "mtat"\npath = "{tmp_path / "mtat"}"'))
+    status, out, _ = run_cli(capsys, "grid", str(spec), "--results", str(tmp_path / "results"), "--dry-run")
+    assert status == 0 and "would run" in out
+    last = out.splitlines()[-1]
+    assert last.startswith("  would stop before training: MTAT root not found: ") and str(tmp_path / "mtat") in last
+    status, _, err = run_cli(capsys, "grid", str(spec), "--results", str(tmp_path / "results"))
+    assert status == 2 and last.removeprefix("  would stop before training: ") in err
+
+
 @pytest.mark.parametrize("edit,field,value", BAD_SPECS)
 def test_bad_spec_exits_2_with_one_line(capsys, write_spec, edit, field, value):
     path = write_spec(edit(MINIMAL_SPEC))

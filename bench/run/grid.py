@@ -413,6 +413,13 @@ def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
                 what = "replacing what is there (other clips, seed or clip length, an older generator, or files " \
                        "missing)" if root.exists() and any(root.iterdir()) else "where there is none yet"
                 print(f"  would first generate the synthetic dataset in {root}, {what}")
+        elif spec.dataset.name != "synthetic" and any(s.action in ("run", "resume") for s in states):
+            from bench.data.datasets import check_root, dataset_root
+
+            try:  # planning needs no data (a paper spec on a laptop): said, not refused
+                check_root(spec.dataset, dataset_root(spec.dataset, o.data, spec.path))
+            except UserError as exc:
+                print(f"  would stop before training: {one_line(exc)}")
         return 0
     for s in states:  # "skip" is an ok result: a checkpoint beside it (its worker was stopped before removing
         if s.action == "skip":  # it, or an earlier release kept them) is of no more use
