@@ -11,7 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from bench.core.errors import RERUN_TO_CONTINUE, Interrupted, UserError, one_line
-from bench.core.paths import readable_folder, writable_file, writable_folder
+from bench.core.paths import folder_path, readable_folder, writable_file, writable_folder
 from bench.core.store import DESCRIPTOR_LIMIT_ERRNOS, FAILING_STORAGE_ERRNOS, PROCESS_LIMIT_ERRNOS
 
 EXIT_USER_ERROR = 2
@@ -347,8 +347,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     from bench.spec import load_spec
 
     spec = load_spec(args.spec)
-    results = Path(args.results).expanduser()
-    if os.path.lexists(results):
+    results, _ = folder_path(args.results, "--results")  # an empty path, a file in the way: one line
+    if results.exists():
         results = readable_folder(args.results, "--results")
         if problem := spec_folder_problem(results, spec.name):
             raise UserError(f"--results {results}: {problem}")

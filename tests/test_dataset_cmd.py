@@ -133,3 +133,11 @@ def test_a_synthetic_set_not_generated_yet_is_described_from_its_plan(tmp_path, 
     for key in ("splits", "tags", "positives", "excluded"):
         assert planned[key] == generated[key], key
     assert sum(generated["audio"]["usable"].values()) == 40
+    # a folder made but without annotations (empty, or a generation stopped before writing them): the grid
+    # generates it there, so it is described from the plan too
+    (root / synthetic.ANNOTATIONS).unlink()
+    assert main(["dataset", spec, "--json"]) == 0
+    stopped = json.loads(capsys.readouterr().out)
+    assert stopped["warnings"][0].endswith("(the folder holds no annotations yet: empty, or a generation stopped "
+                                           "early)")
+    assert all(stopped[key] == generated[key] for key in ("splits", "tags", "positives", "excluded"))

@@ -135,9 +135,11 @@ def format_report(report: DatasetReport) -> str:
 def inspect_spec(spec, data: str | None) -> DatasetReport:
     """Read `spec`'s dataset as `bench grid` would (same reader and options), without decoding."""
     from bench.data.datasets import dataset_root, load_index, synthetic_is_current
+    from bench.data.mtat import ANNOTATIONS
 
     root = dataset_root(spec.dataset, data, spec.path)
-    if spec.dataset.name == "synthetic" and not spec.dataset.split_file and not Path(root).exists():
+    if spec.dataset.name == "synthetic" and not spec.dataset.split_file and not (Path(root) / ANNOTATIONS).is_file() \
+            and not Path(root).is_file():  # not there, or a folder without it (empty, or a generation stopped early)
         return planned_synthetic(spec.dataset, Path(root))
     index = load_index(spec.dataset, Path(root), generate=False, progress=False, check_audio=False)
     report = describe(index)
@@ -164,5 +166,7 @@ def planned_synthetic(dataset, root: Path) -> DatasetReport:
         report = describe(load_index(dataset, Path(planned), generate=False, progress=False, check_audio=False))
     report.root, report.regenerated = str(root), True
     report.warnings.insert(0, f"not generated yet: described from its generator's plan ({clips} clips, seed "
-                              f"{dataset.seed}); `bench grid` and `bench prepare` generate it first")
+                              f"{dataset.seed}); `bench grid` and `bench prepare` generate it first"
+                              + (" (the folder holds no annotations yet: empty, or a generation stopped early)"
+                                 if root.is_dir() else ""))
     return report
