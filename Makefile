@@ -42,8 +42,11 @@ $(STAMP): pyproject.toml
 	@# must itself be 3.10 or newer
 	@{ $(BIN)/python -c 'import sys, pip; sys.exit(sys.version_info < (3, 10))' 2>/dev/null \
 	   $(if $(SYSTEM_SITE),&& grep -qs '^include-system-site-packages *= *true' $(VENV)/pyvenv.cfg); } || { \
+	  command -v $(PYTHON) >/dev/null 2>&1 || { \
+	    echo "bench needs Python 3.10 or newer; $(PYTHON): not found: run make PYTHON=python3.12 (or another" \
+	         "3.10+ interpreter)" >&2; exit 1; }; \
 	  $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null || { \
-	    echo "bench needs Python 3.10 or newer; $(PYTHON) is $$($(PYTHON) --version 2>&1):" \
+	    echo "bench needs Python 3.10 or newer; $(PYTHON) is $$($(PYTHON) --version 2>&1 | head -n 1):" \
 	         "run make PYTHON=python3.12 (or another 3.10+ interpreter)" >&2; exit 1; }; \
 	  $(PYTHON) -m venv --clear $(VENV_ARGS) $(VENV) $(if $(SYSTEM_SITE),&& \
 	  $(PYTHON) -c 'import site; import sys; sys.prefix != sys.base_prefix and print("\n".join("import site; site.addsitedir(%r)" % p for p in site.getsitepackages()))' \

@@ -251,3 +251,25 @@ def test_venvs_made_from_venvs_reuse_their_pytorch_offline(tmp_path):
     assert (venv / "bin" / "bench").exists()
     assert "include-system-site-packages = true" in (venv / "pyvenv.cfg").read_text()
     assert not [*venv.glob("lib/python*/site-packages/torch"), *parent.glob("lib/python*/site-packages/torch")]
+
+
+@pytest.mark.parametrize("python, says", [
+    ("python9", "python9: not found: run make PYTHON=python3.12"),
+    # a pyenv shim for a version it does not have prints several lines: the first is said
+    ("shim", "shim is pyenv: python2: command not found: run make PYTHON=python3.12"),
+])
+def test_a_python_that_cannot_make_the_venv_is_named_in_one_line(tmp_path, python, says):
+    """`make grid PYTHON=...` (the README's way to pick another interpreter) with a name that is not on
+    PATH, or a shim that answers with its own help text: one line naming it, not a shell error spliced
+    into the sentence."""
+    shim = tmp_path / "shim"
+    shim.write_text('#!/bin/sh\necho "pyenv: python2: command not found"\necho "The python2 command exists in '
+                    'these Python versions:"\necho "  2.7.18"\nexit 127\n')
+    shim.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    done = subprocess.run(["make", "-C", str(ROOT), f"VENV={tmp_path / 'venv'}", f"PYTHON={python}",
+                           f"{tmp_path / 'venv'}/.installed"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and not (tmp_path / "venv").exists()
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("bench needs")]
+    assert line == f"bench needs Python 3.10 or newer; {says} (or another 3.10+ interpreter)"
+    assert len([line for line in done.stderr.splitlines() if not line.startswith("make")]) == 1
