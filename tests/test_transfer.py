@@ -481,6 +481,11 @@ def test_untrained_controls_are_fresh_networks_one_per_configuration_and_seed(fi
     assert control["dataset"] == control["clip_seconds"] == control["n_tags"] == control["split"] == \
         control["data"] == ""
     assert {r["dataset"] for r in rows if r["trained"] == "True"} == {"synthetic"}
+    # which initialisation each control is, and the runs' whole numbers written whole beside the controls'
+    # empty cells (pandas made the columns float: seed 0.0, n_tags 3.0)
+    assert sorted(r["init_seed"] for r in controls) == ["0", "1"] and {r["init_seed"] for r in rows} >= {""}
+    trained = [r for r in rows if r["trained"] == "True"]
+    assert sorted(r["seed"] for r in trained) == ["0", "1"] and {r["n_mels"] for r in rows} == {"24"}
     assert "(untrained) | pool4 | 2 |" in (results / "tr" / "transfer" / "mode" / "transfer.md").read_text()
     # the control is the network PyTorch's default initialisation gives under the seed, not the run's weights
     run = next((results / "tr" / "runs").glob("*-s1-*"))  # its weights: the fixture's network under seed 1

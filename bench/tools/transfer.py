@@ -415,22 +415,39 @@ def architecture_key(embedder: Embedder) -> str:
 
 
 def rows_of(results: list[dict]) -> list[dict]:
-    """The tidy table: one row per model and classifier."""
+    """The tidy table: one row per model and classifier; an untrained control's `init_seed` is the seed
+    it was initialised under (its `seed`, of a trained run, is empty)."""
     rows = []
     for r in results:
         for classifier, scores in r["scores"].items():
             rows.append({"model": r["model"], **r["upstream"], "trained": r.get("trained", True),
-                         "layer": r["layer"], "dims": r["dims"],
+                         "init_seed": r.get("init_seed"), "layer": r["layer"], "dims": r["dims"],
                          "classifier": classifier, "folds": len(scores["folds"]),
                          **{k: v for k, v in scores.items() if k != "folds"}})
     return rows
 
 
+INTEGER_COLUMNS = ("sample_rate", "n_mels", "hop_multiplier", "seed", "init_seed", "n_tags", "params", "dims",
+                   "folds", "not_converged")
+"""transfer.csv's columns of whole numbers, written as such where a row leaves one empty (a control has no
+seed or dataset, an imported model no seed): pandas would make the column float (0.0, 50.0)."""
+
+
+def tidy_frame(results: list[dict]):
+    """`rows_of` as a DataFrame, its columns of whole numbers as nullable integers."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows_of(results))
+    for column in INTEGER_COLUMNS:
+        values = frame[column].dropna() if column in frame else ()
+        if len(values) and all(isinstance(v, (int, float)) and float(v).is_integer() for v in values):
+            frame[column] = frame[column].astype("Int64")
+    return frame
+
+
 def run_transfer(targets: list[str], task_path: str, settings: TransferSettings, results: str = "results",
                  out: str | None = None, models: str | None = None, label_column: str = "label",
                  quiet: bool = False) -> int:
-    import pandas as pd
-
     from bench.core.paths import writable_folder
     from bench.core.progress import progress_bar
     from bench.report.transfer import transfer_figure, transfer_markdown
@@ -513,7 +530,7 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
         if earlier:
             print(f"  with {len(earlier)} model(s) scored here before with the same task and settings: "
                   + ", ".join(r["model"] for r in earlier))
-        frame = pd.DataFrame(rows_of(collected + earlier))
+        frame = tidy_frame(collected + earlier)
         remove_temp_files(out_dir, STALE_TEMP_SECONDS)  # of killed writers
         atomic_write_text(out_dir / "transfer.csv", frame.to_csv(index=False))
         atomic_write_text(out_dir / "transfer.md", transfer_markdown(frame, task.name))
