@@ -365,6 +365,11 @@ def test_a_log_gets_a_progress_line_a_minute_with_what_is_left():
     now[0] += 3600
     download.update(500_000_000)
     assert lines[-1] == "mtat.zip: 1.00 GB/2.00 GB (50 %) in 1 h 00 min, about 2 h 00 min left"  # 0.5 GB an hour
+    now[0] = 0.0
+    nearly = LogProgress(400, "synthetic clips", clock=lambda: now[0], out=lines.append)
+    now[0] = 60.0
+    nearly.update(397)  # 3 clips left at 6.6 a second: not "about 1 min left"
+    assert lines[-1] == "synthetic clips: 397/400 clips (99 %) in 1 min, under a minute left"
     unknown = LogProgress(None, "mtat.zip", unit="B", unit_scale=True, clock=lambda: now[0], out=lines.append)
     now[0] += 60  # a server that sends no Content-Length
     unknown.update(300_000_000)

@@ -47,7 +47,7 @@ class LogProgress:
         self.last = now
         elapsed = now - self.started
         rate = (self.done - self.initial) / elapsed if elapsed > 0 else 0.0
-        left = f", about {_duration((self.total - self.done) / rate)} left" if rate > 0 and self.total else ""
+        left = f", {_time_left((self.total - self.done) / rate)}" if rate > 0 and self.total else ""
         share = f" ({100 * self.done / self.total:.0f} %)" if self.total else ""
         unit = "" if self.scale else f" {self.unit}s"
         self.out(f"{self.description}: {self._count(self.done)}/{self._count(self.total)}{unit}{share} in "
@@ -66,6 +66,10 @@ class LogProgress:
 def _duration(seconds: float) -> str:
     minutes = int(round(seconds / 60))
     return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{max(minutes, 1)} min"
+
+
+def _time_left(seconds: float) -> str:
+    return "under a minute left" if seconds < 30 else f"about {_duration(seconds)} left"
 
 
 def progress_bar(total: int, description: str, unit: str = "clip", enabled: bool = True, **options):
