@@ -391,6 +391,8 @@ def test_embed_writes_arrays_and_reuses_its_cache(finished_runs, small_dataset, 
     assert "no file could be embedded; nothing written" in capsys.readouterr().err
     assert (out / "index.csv").read_bytes() == index_before
     np.testing.assert_allclose(np.load(out / "pool4.npy"), pool, rtol=0, atol=1e-6)
+    assert main(["embed", str(run), str(tmp_path / "typo.mp"), "--out", str(tmp_path / "new"), "-q"]) == 2
+    assert not (tmp_path / "new").exists()  # "nothing written": not even an empty folder
     # another run in the same folder replaces these arrays, and says so
     other = next(r for r in (results / "tr" / "runs").iterdir() if r != run)
     assert main(["embed", str(other), *files, "--out", str(out), "-q"]) == 0

@@ -384,7 +384,6 @@ def cli_main(audio: list[str], manifest: str | None, model: str, models: str | N
         raise UserError("no audio: give audio files or --manifest FILE")
     target = Path(writable_folder(out, "--out"))
     embedder = load_embedder(model, models)
-    target.mkdir(parents=True, exist_ok=True)
     with progress_bar(len(paths), f"embedding ({embedder.tagger.name})", enabled=not quiet) as bar:
         files, failed = embed_files(embedder, paths, target / CACHE, progress=bar.update)
     for path, why in failed.items():
