@@ -209,11 +209,13 @@ def add_latency(spec, rows: list[dict], device_name: str) -> None:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from bench.data.synthetic import generate
+    from bench.data.datasets import generate_synthetic
 
     writable_folder(args.out, "--out")
-    summary = generate(args.out, clips=args.clips, seed=args.seed, clip_seconds=args.seconds)
-    print(f"synthetic MTAT-format dataset: {summary.clips} clips in {args.out}")
+    # says what it replaced: a folder of other clips (the demo's data/synthetic, say) is generated anew
+    line = generate_synthetic(args.out, clips=args.clips, seed=args.seed, clip_seconds=args.seconds)
+    print(line or f"the synthetic dataset in {args.out} is complete already ({args.clips} clips of "
+                  f"{args.seconds:g} s, seed {args.seed}): nothing generated")
     for task in args.task or []:
         from bench.data.synthetic.tasks import write_task
 

@@ -388,3 +388,19 @@ def test_a_replaced_dataset_takes_its_task_files_with_it(tmp_path):
     assert task.exists()
     synthetic.generate(out, clips=4, seed=1, clip_seconds=2.0, workers=1, progress=False)
     assert not task.exists()
+
+
+def test_bench_synth_says_what_it_generated_and_what_it_replaced(tmp_path, capsys):
+    """`bench synth --out DIR` on a folder of another dataset (the demo's data/synthetic, 400 clips) makes
+    it anew: the line says so, as `bench grid` does, and a second call says nothing was generated."""
+    from bench.cli import main
+
+    out = tmp_path / "synth"
+    assert main(["synth", "--out", str(out), "--clips", "32", "--seconds", "1.5"]) == 0
+    first = capsys.readouterr().out.strip()
+    assert first.startswith(f"generated the synthetic dataset in {out}: 32 clips of 1.5 s, seed 0, in ")
+    assert main(["synth", "--out", str(out), "--clips", "33", "--seconds", "1.5"]) == 0
+    assert capsys.readouterr().out.strip().endswith(" s, replacing the one made with clips 32")
+    assert main(["synth", "--out", str(out), "--clips", "33", "--seconds", "1.5"]) == 0
+    assert capsys.readouterr().out.strip() == (f"the synthetic dataset in {out} is complete already (33 clips of "
+                                               "1.5 s, seed 0): nothing generated")

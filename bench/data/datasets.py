@@ -49,23 +49,32 @@ def ensure_synthetic(root: Path, dataset: DatasetSpec, progress: bool = True,
                      log: Callable[[str], None] | None = None) -> None:
     """Generate the synthetic dataset at `root` unless a complete one is there; `log` gets one line
     when it generated one (bars are for terminals only: a log would otherwise not know)."""
+    line = generate_synthetic(root, progress=progress, **_synthetic_parameters(dataset))
+    if line is not None and log is not None:
+        log(line)
+
+
+def generate_synthetic(root: str | Path, progress: bool = True, **wanted) -> str | None:
+    """Generate the synthetic dataset `wanted` (`bench.data.synthetic.generate`'s parameters) at `root`
+    unless a complete one is there; the line saying what it generated, and what it replaced (a folder
+    of other clips, seed, clip length or generator, or an unfinished one), or None where it was there."""
     from bench.data.synthetic import GENERATOR_VERSION, META, generate
 
-    wanted = _synthetic_parameters(dataset)
     try:
         before = json.loads((Path(root).expanduser() / META).read_text())
     except (OSError, ValueError):  # none there (or unreadable): nothing to say it replaced
         before = None
     made = generate(root, **wanted, progress=progress)
-    if made.reused or log is None:
-        return
-    now = {**wanted, "version": GENERATOR_VERSION}
+    if made.reused:
+        return None
+    now = {"clips": made.clips, "seed": made.seed, "clip_seconds": made.clip_seconds, **wanted,
+           "version": GENERATOR_VERSION}
     changed = [f"{key} {before.get(key)}" for key in ("clips", "seed", "clip_seconds", "sample_rate", "version")
-               if before.get(key) != now[key]] if isinstance(before, dict) else []
+               if key in now and before.get(key) != now[key]] if isinstance(before, dict) else []
     replaced = (f", replacing the one made with {', '.join(changed)}" if changed
                 else ", completing an unfinished one" if isinstance(before, dict) else "")
-    log(f"generated the synthetic dataset in {root}: {made.clips} clips of {made.clip_seconds:g} s, seed {made.seed}, "
-        f"in {made.wall_seconds:.0f} s{replaced}")
+    return (f"generated the synthetic dataset in {root}: {made.clips} clips of {made.clip_seconds:g} s, seed "
+            f"{made.seed}, in {made.wall_seconds:.0f} s{replaced}")
 
 
 def synthetic_is_current(root: Path, dataset: DatasetSpec) -> bool:
