@@ -1328,6 +1328,20 @@ def test_the_cpus_are_shared_among_the_runs_on_the_machine(monkeypatch):
     assert fastpath.cpu_share() == 1  # at least one
 
 
+def gpu_box_grid(monkeypatch, tmp_path, count: int = 2, runs_per_gpu: int = 4) -> Path:
+    """A box whose CUDA shows `count` GPUs (none exclusive) and whose memory allows `runs_per_gpu` runs on
+    each, with the data prepared already: the demo6 spec to run `run_grid` on as far as its launch."""
+    from bench.run import grid, prepare
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+    monkeypatch.setattr(gpus, "cuda_device_count", lambda: count)
+    monkeypatch.setattr(grid, "exclusive_gpus", lambda: [])
+    monkeypatch.setattr(grid, "auto_runs_per_gpu", lambda *args, **kwargs: (runs_per_gpu, "the footprint's estimate"))
+    fake_cache = type("Cache", (), {"index_path": tmp_path / "cache" / "index-0.json"})()
+    monkeypatch.setattr(prepare, "prepare_spec", lambda *args, **kwargs: (None, fake_cache, None))
+    return Path(__file__).resolve().parents[1] / "tests" / "data" / "demo6.toml"
+
+
 @pytest.mark.parametrize("options, runs_per_gpu, workers_here, says", [
     # one worker on a 2-GPU box whose memory allows 4 runs per GPU: it is alone on its GPU and the box
     ({"workers": 1}, 1, 1, "runs per GPU: 1 (--workers 1 on 2 GPU(s); the memory allows 4: "),
@@ -1342,17 +1356,11 @@ def test_a_grid_of_fewer_workers_gives_each_its_share_of_the_gpu_and_the_cpus(
     on a GPU. A worker's share of its GPU's memory (its waveform copy) and of the box's CPUs is that of
     the workers there are, not of the K per GPU the memory would allow: the only worker on a 16-CPU box
     of 2 idle 80 GiB GPUs reads with 16 threads and may hold 24 GiB of waveforms (MTAT at 16 kHz)."""
-    from bench.run import grid, prepare
+    from bench.run import grid
 
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(gpus, "cuda_device_count", lambda: 2)
-    monkeypatch.setattr(grid, "exclusive_gpus", lambda: [])
-    monkeypatch.setattr(grid, "auto_runs_per_gpu", lambda *args, **kwargs: (4, "the footprint's estimate"))
-    fake_cache = type("Cache", (), {"index_path": tmp_path / "cache" / "index-0.json"})()
-    monkeypatch.setattr(prepare, "prepare_spec", lambda *args, **kwargs: (None, fake_cache, None))
+    spec = gpu_box_grid(monkeypatch, tmp_path)
     launched = []
     monkeypatch.setattr(grid, "_launch_local", lambda job, n, cuda: launched.append((job, n)))
-    spec = Path(__file__).resolve().parents[1] / "tests" / "data" / "demo6.toml"
     run_grid(str(spec), GridOptions(results=str(tmp_path / "results"), device="cuda", **options))
     ((job, n),) = launched
     assert (job.runs_per_gpu, job.workers_here, n) == (runs_per_gpu, workers_here, workers_here)
@@ -1375,17 +1383,11 @@ def test_this_machines_workers_train_on_the_device_the_grid_resolved(monkeypatch
     """`--device auto`: the grid says where it trains (CUDA, or the CPU with a warning) and its workers
     train there, each not resolving `auto` again: a worker whose MIG instance CUDA cannot open stops
     with one line instead of training on the CPU among the GPU runs."""
-    from bench.run import grid, prepare
+    from bench.run import grid
 
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
-    monkeypatch.setattr(gpus, "cuda_device_count", lambda: 2 if cuda else 0)
-    monkeypatch.setattr(grid, "exclusive_gpus", lambda: [])
-    monkeypatch.setattr(grid, "auto_runs_per_gpu", lambda *args, **kwargs: (1, "the footprint's estimate"))
-    fake_cache = type("Cache", (), {"index_path": tmp_path / "cache" / "index-0.json"})()
-    monkeypatch.setattr(prepare, "prepare_spec", lambda *args, **kwargs: (None, fake_cache, None))
+    spec = gpu_box_grid(monkeypatch, tmp_path, count=2 if cuda else 0, runs_per_gpu=1)
     launched = []
     monkeypatch.setattr(grid, "_launch_local", lambda job, n, cuda: launched.append(job))
-    spec = Path(__file__).resolve().parents[1] / "tests" / "data" / "demo6.toml"
     run_grid(str(spec), GridOptions(results=str(tmp_path / "results"), device="auto"))
     assert [job.device for job in launched] == ["cuda" if cuda else "cpu"]
 
@@ -1395,17 +1397,9 @@ def test_submitit_local_jobs_share_the_runs_per_gpu_the_memory_allows(monkeypatc
     4 runs per GPU run 2 each, and their 2 x 2 GPUs x 2 tasks share the CPUs."""
     import submitit
 
-    from bench.run import grid, prepare
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(gpus, "cuda_device_count", lambda: 2)
-    monkeypatch.setattr(grid, "exclusive_gpus", lambda: [])
-    monkeypatch.setattr(grid, "auto_runs_per_gpu", lambda *args, **kwargs: (4, "the footprint's estimate"))
+    spec = gpu_box_grid(monkeypatch, tmp_path)
     monkeypatch.setattr(submitit, "AutoExecutor", StubExecutor)
-    fake_cache = type("Cache", (), {"index_path": tmp_path / "cache" / "index-0.json"})()
-    monkeypatch.setattr(prepare, "prepare_spec", lambda *args, **kwargs: (None, fake_cache, None))
     StubExecutor.made.clear()
-    spec = Path(__file__).resolve().parents[1] / "tests" / "data" / "demo6.toml"
     run_grid(str(spec), GridOptions(results=str(tmp_path / "results"), device="cuda", launcher="submitit-local",
                                     workers=2))
     (executor,) = StubExecutor.made
