@@ -67,8 +67,7 @@ def generate_synthetic(root: str | Path, progress: bool = True, **wanted) -> str
     made = generate(root, **wanted, progress=progress)
     if made.reused:
         return None
-    now = {"clips": made.clips, "seed": made.seed, "clip_seconds": made.clip_seconds, **wanted,
-           "version": GENERATOR_VERSION}
+    now = {**wanted, "version": GENERATOR_VERSION}
     changed = [f"{key} {before.get(key)}" for key in ("clips", "seed", "clip_seconds", "sample_rate", "version")
                if key in now and before.get(key) != now[key]] if isinstance(before, dict) else []
     replaced = (f", replacing the one made with {', '.join(changed)}" if changed

@@ -478,7 +478,7 @@ def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
             _launch_local(dataclasses.replace(job, workers_here=n_workers), n_workers, cuda_here)
         else:
             if o.launcher == "submitit-local" and wants_gpu:  # each job runs K workers on every GPU here
-                job = dataclasses.replace(job, workers_here=(o.workers or 1) * _gpu_count() * job.runs_per_gpu)
+                job = dataclasses.replace(job, workers_here=processes_per_gpu(o, job.runs_per_gpu)[0] * _gpu_count())
             _launch_submitit(job, o.workers or 1, o.launcher, o.slurm, results_root / spec.name / "slurm", wants_gpu)
     return summarise(spec, results_root, runs)
 
@@ -508,11 +508,9 @@ def runs_the_workers_make(o: GridOptions, runs_per_gpu: int, why: str) -> tuple[
     of its GPU and of the CPUs is then larger); N submitit-local jobs each run K per GPU, so each gets
     K / N (at least 1) to keep within the memory."""
     if o.launcher == "local" and o.workers:
-        gpus = _gpu_count()
-        spread = -(-o.workers // gpus)
+        spread, asked = processes_per_gpu(o, runs_per_gpu)  # ceil(N / G)
         if spread < runs_per_gpu:
-            return spread, f"--workers {o.workers} on {gpus} GPU(s); the memory allows {runs_per_gpu}" + (
-                f": {why}" if why else "")
+            return spread, f"{asked}; the memory allows {runs_per_gpu}" + (f": {why}" if why else "")
     if o.launcher == "submitit-local" and (o.workers or 1) > 1:
         per_job = max(1, runs_per_gpu // o.workers)
         return per_job, f"{why}, shared by --workers {o.workers} submitit-local jobs: {per_job} each"

@@ -450,8 +450,8 @@ def cpu_share() -> int:
     """CPUs of one run on CUDA: those this process may use, shared among every run training on this
     machine (the grid's workers here, or its GPUs x the runs per GPU), so that 8 GPUs with 4 runs each
     do not each use 64 threads (torch's intra-op threads: the reads of `ReadBatches`, the host's share
-    of a step) on a 64-core node. A Slurm task of `--launcher slurm` (one run at a time) has its own share already: its
-    `cpus_per_task`."""
+    of a step) on a 64-core node. A Slurm task of `--launcher slurm` (one run at a time) has its own
+    share already: its `cpus_per_task`."""
     cpus = usable_cpus()
     per_task = os.environ.get("SLURM_CPUS_PER_TASK", "")
     if os.environ.get("SUBMITIT_EXECUTOR") == "slurm" and per_task.isdigit():
