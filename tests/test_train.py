@@ -22,3 +22,23 @@ def test_resolve_device(monkeypatch, cuda):
             resolve_device("cuda")
     with pytest.raises(UserError, match="auto, cpu or cuda"):
         resolve_device("tpu")
+
+
+@pytest.mark.parametrize("arch", ["vgg", "musicnn"])
+def test_a_training_split_smaller_than_the_architectures_fewest_clips_is_refused_before_training(arch):
+    """A split smaller than a batch trains as one batch of all its clips: one clip is a batch torch
+    refuses to train MusiCNN on (its back end's BatchNorm sees one value per channel), not VGG."""
+    from bench.train import loop as train
+    from tests.device_fakes import ToyCache, tiny_runs
+
+    (run,) = tiny_runs(archs=(arch,), epochs=1)
+    one = ToyCache(clips=(1, 9, 9))
+    if arch == "vgg":
+        _, seen, _ = train.Trainer(run, one, torch.device("cpu"), log=lambda *_: None).train_epoch(1)
+        assert seen == 1
+        return
+    with pytest.raises(UserError, match=r"^the train split has 1 decodable clip\(s\); musicnn trains on batches "
+                                        r"of at least 2 "):
+        train.Trainer(run, one, torch.device("cpu"), log=lambda *_: None)
+    _, seen, _ = train.Trainer(run, ToyCache(clips=(2, 9, 9)), torch.device("cpu"), log=lambda *_: None).train_epoch(1)
+    assert seen == 2
