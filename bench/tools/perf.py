@@ -918,7 +918,7 @@ def format_report(report: dict) -> str:
     lines = [f"bench perf: {report['spec']} on {report['device_name']} ({report['threads']} threads, "
              f"torch {report['torch']}), batch {report['settings']['batch']}", ""]
     lines.append(f"Training step at {report['headline']}")
-    lines.append(f"  {'':28s} {'s/step':>9s} {'clips/s':>9s} {'GFLOP/s':>9s} {'speedup':>8s} {'peak MB':>9s}")
+    lines.append(f"  {'':28s} {'s/step':>9s} {'clips/s':>9s} {'GFLOP/s':>9s} {'speedup':>8s} {'peak MiB':>9s}")
     for row in report["levers"]:
         mark = " <- fast path" if row["lever"] == report["fast"]["lever"] else ""
         mark += " (one step)" if row["steps_timed"] == 0 else ""
