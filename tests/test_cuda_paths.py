@@ -1099,6 +1099,11 @@ def test_reading_on_cuda_reuses_pinned_buffers_only_once_their_copy_has_reached_
         return real_to(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.Tensor, "to", to)
+    # the worker's GPU is the current device of the thread that made the reader; the reading thread's
+    # starts at GPU 0 (CUDA's current device is per thread) and is set before it reads
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda index: chosen.append((threading.current_thread().name, index)))
     reader = views.ReadBatches(dataset, 4, "cuda")
 
     def buffers():
@@ -1119,6 +1124,7 @@ def test_reading_on_cuda_reuses_pinned_buffers_only_once_their_copy_has_reached_
             expected.append(recorded[last_use[pair]])
         last_use[pair] = k
     assert waited == expected
+    assert [(name.startswith("bench-reader"), index) for name, index in chosen] == [(True, 1)]
     reader.close()
     assert not reader.slots and not [t for t in threading.enumerate() if t.name.startswith("bench-reader")]
 
@@ -1656,6 +1662,24 @@ def test_gpu_check_without_cuda_checks_nothing_and_says_so(monkeypatch, capsys, 
     assert gpucheck.main(["--out", str(tmp_path / "gpu-check.json")]) == 0
     assert capsys.readouterr().out == "no CUDA device: nothing checked\n"
     assert not (tmp_path / "gpu-check.json").exists()
+
+
+@pytest.mark.parametrize("args, error", [
+    (["--only", "C7,p1"], "argument --only: unknown check id(s): C7 (the checks: C1, C2, C3, C4, C5, C6, P1, P2, P3, "
+                          "P4)"),
+    (["--only", " , "], "argument --only: names no check (the checks: C1, C2, C3, C4, C5, C6, P1, P2, P3, P4)"),
+    (["--shared-runs", "0"], "argument --shared-runs: must be 1 or more, got 0"),
+    (["--batch", "-4"], "argument --batch: must be 1 or more, got -4"),
+])
+def test_gpu_check_refuses_a_check_it_does_not_have_or_a_count_below_one(monkeypatch, capsys, args, error):
+    """A mistyped `--only` would check nothing and exit 0 (as a pass would); none of it needs CUDA."""
+    from bench.tools import gpucheck
+
+    monkeypatch.setattr(gpucheck, "run_checks", lambda *a: pytest.fail("the checks ran"))
+    with pytest.raises(SystemExit) as stopped:
+        gpucheck.main(args)
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(error)
 
 
 def test_gpu_check_interrupted_or_given_a_negative_deadline_says_so_in_one_line(monkeypatch, capsys, tmp_path):

@@ -234,7 +234,7 @@ def fake_cuda(monkeypatch):
     monkeypatch.setattr(torch.Tensor, "numpy", numpy)
     # CUDA's runtime, as one H100 with 60 of its 80 GiB free answers (1 GiB the peak of anything)
     gib = 2**30
-    for name, value in [("is_bf16_supported", True), ("device_count", 1), ("set_device", None),
+    for name, value in [("is_bf16_supported", True), ("device_count", 1), ("set_device", None), ("current_device", 0),
                         ("get_device_name", "NVIDIA H100 80GB HBM3"),
                         ("get_device_properties", SimpleNamespace(uuid="f-0")), ("mem_get_info", (60 * gib, 80 * gib)),
                         ("memory_allocated", gib), ("memory_reserved", 2 * gib), ("reset_peak_memory_stats", None),

@@ -104,7 +104,13 @@ class ReadBatches:
             self.source = torch.from_numpy(dataset.cache.waveforms)
         self.rows = torch.from_numpy(np.asarray(dataset.rows, dtype=np.int64))
         self.advice = RowAdvice(dataset.cache.waveforms)
-        self.reader = ThreadPoolExecutor(1, thread_name_prefix="bench-reader") if self.pinned else InlineReads()
+        if self.pinned:  # CUDA's current device is the thread's: a new thread's is GPU 0, where its first call
+            # (an event's wait, a pinned allocation) would open a context of ~0.5 GiB on a GPU not this worker's
+            index = torch.cuda.current_device() if self.device.index is None else self.device.index
+            self.reader = ThreadPoolExecutor(1, thread_name_prefix="bench-reader", initializer=torch.cuda.set_device,
+                                             initargs=(index,))
+        else:
+            self.reader = InlineReads()
         self._pass: object | None = None  # the pass now iterated (`batches`)
         self.slots: list[list] = []  # pinned (waveforms, targets, the event of their last copy to the device)
 

@@ -832,6 +832,15 @@ class DeadlineReached(Exception):
     says nothing of what it checks (a cold compile on a new box can take minutes)."""
 
 
+CHECKS = {
+    "C1": "tiny grid on CUDA, resident data, bf16", "C2": "read per batch, fp16 + loss scaling, pinned",
+    "C3": "--workers 2 with CUDA_VISIBLE_DEVICES=<one GPU>", "C4": "torch.compile on",
+    "C5": "3+ configurations compiled in one process",
+    "C6": "folds: the gradients of the modules as written", "P1": "training throughput and GPU busy",
+    "P2": "peak memory at the largest configuration", "P3": "free-memory rule after a run",
+    "P4": "reading per batch at 16 kHz vs consumption"}
+"""The checks, by id (`--only` names them), in the order the report lists them."""
+
 NEEDS_SECONDS = {"C1": 45, "C2": 45, "C3": 60, "C6": 90, "P1": 120, "P2": 20, "P3": 5, "P4": 30, "C4": 120}
 """Seconds a check needs at least, roughly (C4 with C5: three compilations): one that would start with
 less of the deadline left is not run, rather than cut short by it."""
@@ -865,13 +874,7 @@ def run_checks(out: Path, batch: int, shared_runs: int, keep: bool = False, only
     limit = Deadline(deadline)
     root = Path(tempfile.mkdtemp(prefix="bench-gpu-check-"))
     ws = Workspace(root, deadline=limit)
-    checks = {k: Check(k, t) for k, t in [
-        ("C1", "tiny grid on CUDA, resident data, bf16"), ("C2", "read per batch, fp16 + loss scaling, pinned"),
-        ("C3", "--workers 2 with CUDA_VISIBLE_DEVICES=<one GPU>"), ("C4", "torch.compile on"),
-        ("C5", "3+ configurations compiled in one process"),
-        ("C6", "folds: the gradients of the modules as written"), ("P1", "training throughput and GPU busy"),
-        ("P2", "peak memory at the largest configuration"), ("P3", "free-memory rule after a run"),
-        ("P4", "reading per batch at 16 kHz vs consumption")]}
+    checks = {k: Check(k, t) for k, t in CHECKS.items()}
     started = time.perf_counter()
     rows: dict = {}
     not_run: list[str] = []
@@ -1006,6 +1009,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bf16-peak-tflops", type=float,
                         help="the GPU's dense bf16 peak from its datasheet, for a GPU not in the built-in table")
     args = parser.parse_args(argv)
+    only = {x.strip().upper() for x in args.only.split(",") if x.strip()} if args.only is not None else None
+    if only is not None and not (only and only <= CHECKS.keys()):  # a typo would check nothing and pass
+        unknown = ", ".join(sorted(only - CHECKS.keys()))
+        parser.error(f"argument --only: {f'unknown check id(s): {unknown}' if unknown else 'names no check'} "
+                     f"(the checks: {', '.join(CHECKS)})")
+    for name, value in (("--batch", args.batch), ("--shared-runs", args.shared_runs)):
+        if value < 1:
+            parser.error(f"argument {name}: must be 1 or more, got {value}")
     import torch
 
     if not torch.cuda.is_available():
@@ -1018,7 +1029,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.deadline < 0:
         parser.error(f"argument --deadline: must be 0 (no limit) or more seconds, got {args.deadline:g}")
-    only = {x.strip().upper() for x in args.only.split(",")} if args.only else None
     try:
         return run_checks(Path(args.out), args.batch, args.shared_runs, args.keep, only, args.bf16_peak_tflops,
                           args.deadline or None)
