@@ -204,7 +204,8 @@ def add_latency(spec, rows: list[dict], device_name: str) -> None:
             measured = untrained_latency(configuration, spec.dataset.clip_seconds, n_tags, device)
             row.update(latency_ms=round(measured["latency_ms"], 3),
                        network_latency_ms=round(measured["network_latency_ms"], 3),
-                       clips_per_second_b64=round(measured["throughput_clips_per_second"], 1))
+                       clips_per_second_b64=round(measured["throughput_clips_per_second"], 1),
+                       throughput_batch=measured["batch"])
             bar.update(1)
 
 

@@ -71,6 +71,7 @@ def test_plan_latency_adds_positive_columns(capsys, write_spec):
 
     (row,) = json.loads(capsys.readouterr().out)["configurations"]
     assert row["latency_ms"] > 0 and row["network_latency_ms"] > 0 and row["clips_per_second_b64"] > 0
+    assert row["throughput_batch"] == 64
 
 
 def test_roc_auc_against_measured_latency_has_its_pareto_front():
@@ -166,8 +167,8 @@ def test_the_served_batch_keeps_every_tensor_within_32_bit_indexing(monkeypatch)
 ])
 def test_a_trained_run_measures_its_serving_at_a_smaller_batch_where_memory_runs_out(monkeypatch, error):
     """After training, the fp32 throughput pass halves its batch when the GPU's memory runs out, in
-    any of the words torch has for that, rather than failing a run whose training is done; any other
-    error is the run's."""
+    any of the words torch has for that, rather than failing a run whose training is done (and `bench
+    plan --latency` rather than stop with a traceback); any other error is the run's."""
     import dataclasses
 
     import architectures
@@ -186,6 +187,9 @@ def test_a_trained_run_measures_its_serving_at_a_smaller_batch_where_memory_runs
     state = architectures.build("vgg", config, 3, **dataclasses.asdict(run.configuration.options)).state_dict()
     served = train.served_inference(run, state, 3, None, torch.device("cpu"))
     assert asked == [64, 32, 16] and served["batch"] == 16
+    asked.clear()  # `bench plan --latency` measures an untrained network the same way
+    assert latency.untrained_latency(run.configuration, 1.0, 3, torch.device("cpu"))["batch"] == 16
+    assert asked == [64, 32, 16]
 
     monkeypatch.setattr(latency, "measure_inference", lambda *a, batch, **k: (_ for _ in ()).throw(
         RuntimeError("CUDA error: an illegal memory access was encountered")))

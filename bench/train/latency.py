@@ -18,6 +18,7 @@ import time
 
 import torch
 
+from bench.core.errors import is_out_of_memory
 from bench.data.views import eval_segments
 from bench.train.fastpath import EVAL_BATCH_FACTOR, eval_clips, sync
 
@@ -86,6 +87,22 @@ def measure_inference(model: torch.nn.Module, frontend: torch.nn.Module, clip_sa
             "throughput_clips_per_second": batch / per_batch, "batch": batch, "repeats": max(MIN_REPEATS, repeats)}
 
 
+def measure_fitting(model: torch.nn.Module, frontend: torch.nn.Module, clip_samples: int, device: torch.device,
+                    batch: int) -> dict:
+    """`measure_inference` at `batch` clips, or half as many each time the device runs out of memory (in
+    any of torch's words: `bench.core.errors.is_out_of_memory`); "batch" says the one measured. The fp32
+    throughput batch can need more memory than a run's training did, or than a smaller GPU has."""
+    while True:
+        try:
+            return measure_inference(model, frontend, clip_samples, device, batch=batch)
+        except Exception as exc:
+            if batch == 1 or not is_out_of_memory(exc):
+                raise
+            batch //= 2
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+
+
 def untrained_latency(configuration, clip_seconds: float, n_tags: int, device: torch.device) -> dict:
     """`measure_inference` of a freshly built (untrained) network and its front end: the inference cost
     of a configuration before any training (`bench plan --latency`). Weights do not change the cost."""
@@ -101,5 +118,4 @@ def untrained_latency(configuration, clip_seconds: float, n_tags: int, device: t
     model = architectures.build(configuration.arch, config, n_tags, **options).to(device)
     frontend = MelFrontend.from_config(mel).to(device)
     batch = served_batch(configuration.arch, config, n_tags, options)
-    return measure_inference(model, frontend, framing.clip_samples(clip_seconds, mel.sample_rate), device,
-                             batch=batch)
+    return measure_fitting(model, frontend, framing.clip_samples(clip_seconds, mel.sample_rate), device, batch)

@@ -50,7 +50,7 @@ from torch import nn
 
 import architectures
 from architectures import InputConfig
-from bench.core.errors import Interrupted, UserError, is_job_stop, is_out_of_memory, resume_hint
+from bench.core.errors import Interrupted, UserError, is_job_stop, resume_hint
 from bench.core.layout import BEST, CHECKPOINT, HISTORY  # noqa: F401 - re-exported
 from bench.core.store import append_line, atomic_write_text, reject
 from bench.data.cached_waveforms import CachedWaveforms
@@ -414,16 +414,7 @@ def served_inference(run: RunSpec, state: dict, n_tags: int, frontend: nn.Module
     model = model.to(device)
     samples = framing.clip_samples(run.dataset.clip_seconds, mel.sample_rate)
     batch = latency.served_batch(run.arch, config, n_tags, options)
-    while True:
-        try:
-            measured = latency.measure_inference(model, frontend, samples, device, batch=batch)
-            return {**measured, "device": str(device)}
-        except Exception as exc:  # out of memory, in any of torch's words (`is_out_of_memory`)
-            if batch == 1 or not is_out_of_memory(exc):
-                raise
-            batch //= 2
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
+    return {**latency.measure_fitting(model, frontend, samples, device, batch), "device": str(device)}
 
 
 def train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torch.device,
