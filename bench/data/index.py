@@ -52,6 +52,17 @@ def first_audio_file(root: str | Path, candidates: list[str]) -> tuple[str | Non
     return None, AUDIO_EMPTY if AUDIO_EMPTY in problems else AUDIO_MISSING
 
 
+def audio_file_shown(root: str | Path, candidates: list[str]) -> str:
+    """The path of a clip kept whatever its audio (a reader's `check_audio` False, for `bench dataset`):
+    the file `first_audio_file` reads, else the candidate its reason is about (the first empty one, else
+    the first), so that `bench dataset` judges the file the grid would read."""
+    path, why = first_audio_file(root, candidates)
+    if path is not None:
+        return path
+    paths = [os.path.join(root, relative) for relative in candidates]
+    return next((p for p in paths if why == AUDIO_EMPTY and audio_file_problem(p) == AUDIO_EMPTY), paths[0])
+
+
 @dataclass(frozen=True)
 class Clip:
     clip_id: str

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench.core.errors import UserError
 from bench.core.text import text_file
-from bench.data.index import Clip, DatasetIndex, first_audio_file
+from bench.data.index import Clip, DatasetIndex, audio_file_shown, first_audio_file
 
 SUBSETS = {"top50tags": "autotagging_top50tags", "genre": "autotagging_genre", "instrument": "autotagging_instrument",
            "moodtheme": "autotagging_moodtheme", "all": "autotagging"}
@@ -76,7 +76,7 @@ def most_frequent(published: tuple[str, ...], rows: dict, n: int) -> tuple[str, 
 def read_jamendo(root: str | Path, n_tags: int | None = None, drop_untagged: bool = False, subset: str = "top50tags",
                  split_folder: str | Path | None = None, check_audio: bool = True) -> DatasetIndex:
     """The index of an MTG-Jamendo root (see the module docstring). Without `check_audio` every track
-    the split files define is kept, at its PATH (`bench dataset` checks the files itself)."""
+    the split files define is kept, at the path the grid would read (`bench dataset` checks the files itself)."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise UserError(f"MTG-Jamendo root not found: expected the audio folders 00-99 and {DEFAULT_SPLIT}/ at {root} "
@@ -107,7 +107,7 @@ def read_jamendo(root: str | Path, n_tags: int | None = None, drop_untagged: boo
             seen[track] = split
             # the track's NN/ID.mp3, else the low-quality NN/ID.low.mp3
             candidates = [relative, relative.removesuffix(".mp3") + ".low.mp3"]
-            path, why = first_audio_file(root, candidates) if check_audio else (root / relative, "")
+            path, why = first_audio_file(root, candidates) if check_audio else (audio_file_shown(root, candidates), "")
             if path is None:
                 excluded.append((track, why))
                 continue

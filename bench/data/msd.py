@@ -28,14 +28,13 @@ code skipped 14). `bench convert-msd` turns either source into a plain manifest 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from bench.core.errors import UserError
 from bench.core.text import read_text, text_file
-from bench.data.index import Clip, DatasetIndex, first_audio_file
+from bench.data.index import Clip, DatasetIndex, audio_file_shown, first_audio_file
 from bench.data.safe_pickle import safe_load
 
 N_TRAIN = 201_680
@@ -136,7 +135,7 @@ def _read_musicnn_training(root: Path, n_values: int) -> tuple[list[tuple[str, s
 
 def read_msd(root: str | Path, n_tags: int = 50, drop_untagged: bool = False, check_audio: bool = True) -> DatasetIndex:
     """The index of an MSD root (see the module docstring). Without `check_audio` every track the
-    metadata defines is kept, at its first candidate path (`bench dataset` checks the files itself)."""
+    metadata defines is kept, at the path the grid would read (`bench dataset` checks the files itself)."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise UserError(f"MSD root not found: expected a folder holding {', '.join(SPLIT_FILES)} "
@@ -181,7 +180,7 @@ def read_msd(root: str | Path, n_tags: int = 50, drop_untagged: bool = False, ch
         candidates = [seven_paths[msd_id]] if msd_id in seven_paths else []
         candidates += [folders + ".mp3", folders + ".clip.mp3"]
         path, why = (first_audio_file(root_text, candidates) if check_audio
-                     else (os.path.join(root_text, candidates[0]), ""))
+                     else (audio_file_shown(root_text, candidates), ""))
         if path is None:
             excluded.append((msd_id, why))
             continue
