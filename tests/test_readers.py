@@ -241,12 +241,25 @@ def test_a_pickle_written_by_either_numpy_loads(tmp_path, written_by):
     assert loaded["ids"].tolist() == [0, 1, 2] and loaded["m"].dtype == np.float32
 
 
-def test_msd_tag_vector_shorter_than_the_tags(tmp_path):
+@pytest.mark.parametrize("size", [30, 60])
+def test_msd_tag_vector_of_another_length_than_the_tags(tmp_path, size):
     write_msd_split(tmp_path / "msd", n_train=3, n_test=1)
     vectors = safe_load(tmp_path / "msd" / "msd_id_to_tag_vector.cP")
-    vectors["TR0000000000000002"] = np.zeros(30, dtype=np.int64)
+    vectors["TR0000000000000002"] = np.zeros(size, dtype=np.int64)
     (tmp_path / "msd" / "msd_id_to_tag_vector.cP").write_bytes(pickle.dumps(vectors, protocol=2))
-    with pytest.raises(UserError, match="the tag vector of TR0000000000000002 has 30 values, fewer than the 50"):
+    with pytest.raises(UserError, match=f"^the tag vector of TR0000000000000002 has {size} values, but the published "
+                                        "list of 50 Last.fm tags names 50 tags"):
+        read_msd(tmp_path / "msd", n_tags=3)
+
+
+def test_an_msd_tag_list_a_line_short_of_the_vectors_is_refused(tmp_path):
+    """Without "jazz" (line 10 of the published 50tagList.txt) every later column would be read under the
+    tag of the column after it: column 10 (jazz) as "beautiful", and so on."""
+    write_msd_split(tmp_path / "msd", n_train=3, n_test=1)
+    tags = [t for t in published_tags("msd") if t != "jazz"]
+    (tmp_path / "msd" / "50tagList.txt").write_text("\n".join(tags) + "\n")
+    with pytest.raises(UserError, match=r"^the tag vector of TR0000000000000000 has 50 values, but \S*50tagList.txt "
+                                        "names 49 tags: one value per tag, in its order$"):
         read_msd(tmp_path / "msd")
 
 
@@ -414,6 +427,24 @@ def test_an_msd_track_in_two_split_lists_is_refused(tmp_path, monkeypatch):
     (root / "test_gt_msd.tsv").write_text(f"TRAAABD128F429CF47\t{vector}\n")
     with pytest.raises(UserError, match=r"track TRAAABD128F429CF47 is in the valid list and again in the test list"):
         read_msd(root)
+
+
+def test_an_msd_split_entry_that_is_not_a_track_id_is_one_line(tmp_path):
+    """A track's audio folders are its id's 3rd-5th characters: a short id (a stray "TRX") stopped
+    `bench dataset`, `bench prepare` and the grid with an IndexError."""
+    vector = "[" + ", ".join(["1"] + ["0"] * 49) + "]"
+    root = tmp_path / "tsv"
+    root.mkdir()
+    (root / "train_gt_msd.tsv").write_text(f"TRAAAAW128F429D538\t{vector}\nTRX\t{vector}\n")
+    (root / "val_gt_msd.tsv").write_text(f"TRAAABD128F429CF47\t{vector}\n")
+    (root / "test_gt_msd.tsv").write_text(f"TRYOGXX128F42483A6\t{vector}\n")
+    with pytest.raises(UserError, match=r"^\S*train_gt_msd.tsv: line 2: 'TRX' is not an MSD track id \(TR and 16 "
+                                        r"capital letters or digits, as in TRAAAAV128F421A322\)$"):
+        read_msd(root)
+    ids, _ = write_msd_split(tmp_path / "lee", n_train=3, n_test=2)
+    (tmp_path / "lee" / "filtered_list_test.cP").write_bytes(pickle.dumps([ids[-1], ""], protocol=2))
+    with pytest.raises(UserError, match=r"filtered_list_test.cP: item 1: '' is not an MSD track id"):
+        read_msd(tmp_path / "lee")
 
 
 def test_msd_split_files_as_protocol_0_pickles(tmp_path, monkeypatch):

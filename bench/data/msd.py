@@ -28,6 +28,7 @@ code skipped 14). `bench convert-msd` turns either source into a plain manifest 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,20 @@ def _as_str(value) -> str:
     return value.decode("latin1") if isinstance(value, bytes) else str(value)
 
 
+TRACK_ID = re.compile(r"TR[0-9A-Z]{16}")
+"""An MSD track id: TR and 16 capital letters or digits (TRAAAAV128F421A322). Its 3rd-5th characters
+name its audio's folders (`track_id_path`)."""
+
+
+def _track_id(value, where: str) -> str:
+    """`value` as an MSD track id (text); UserError naming `where` (the file, and the line or item) if not one."""
+    text = _as_str(value)
+    if not TRACK_ID.fullmatch(text):
+        raise UserError(f"{where}: {text!r} is not an MSD track id (TR and 16 capital letters or digits, as in "
+                        "TRAAAAV128F421A322)")
+    return text
+
+
 def _load_as(path: Path, kind: type):
     """A split pickle of Lee et al. that must hold a `kind` (list of ids, or dict by id); UserError if not."""
     value = safe_load(path)
@@ -66,18 +81,19 @@ def _load_as(path: Path, kind: type):
     raise UserError(f"{path}: holds a {type(value).__name__}, not the {kind.__name__} of Lee et al.'s split files")
 
 
-def _labels(tag_vectors: dict, n_tags: int) -> dict[str, tuple[int, ...]]:
-    """id -> indices of the first `n_tags` values that are positive, for every id of `tag_vectors`.
-    One matrix for all tracks: a numpy call per track took seconds at MSD's 240,000."""
+def _labels(tag_vectors: dict, n_tags: int, tag_list: tuple[str, ...], named: str) -> dict[str, tuple[int, ...]]:
+    """id -> indices of the first `n_tags` values that are positive, for every id of `tag_vectors`, each
+    vector holding one value per tag of `tag_list` (`named`: where that list comes from). One matrix for
+    all tracks: a numpy call per track took seconds at MSD's 240,000."""
     if not tag_vectors:
         return {}
     ids = list(tag_vectors)
-    rows = [np.asarray(tag_vectors[i]).reshape(-1)[:n_tags] for i in ids]
-    short = next((i for i, row in zip(ids, rows, strict=True) if row.shape[0] < n_tags), None)
-    if short is not None:
-        raise UserError(f"the tag vector of {short} has {np.asarray(tag_vectors[short]).size} values, "
-                        f"fewer than the {n_tags} tags asked for")
-    matrix = np.stack(rows) > 0
+    rows = [np.asarray(tag_vectors[i]).reshape(-1) for i in ids]
+    wrong = next((i for i, row in zip(ids, rows, strict=True) if row.shape[0] != len(tag_list)), None)
+    if wrong is not None:  # a list one tag short would name every later column by its neighbour's tag
+        raise UserError(f"the tag vector of {wrong} has {np.asarray(tag_vectors[wrong]).size} values, but {named} "
+                        f"names {len(tag_list)} tags: one value per tag, in its order")
+    matrix = np.stack([row[:n_tags] for row in rows]) > 0
     rows, columns = np.nonzero(matrix)
     labels: list[list[int]] = [[] for _ in ids]
     for row, column in zip(rows.tolist(), columns.tolist(), strict=True):
@@ -121,8 +137,9 @@ def _read_musicnn_training(root: Path, n_values: int) -> tuple[list[tuple[str, s
                 raise UserError(f"{path}: line {line_no}: expected '<MSD id><TAB>[{n_values} values 0 or 1]'") from None
             if len(values) != n_values:
                 raise UserError(f"{path}: line {line_no}: {len(values)} tag values, expected {n_values}")
-            splits.append((fields[0].strip(), split))
-            vectors[fields[0].strip()] = values
+            track = _track_id(fields[0].strip(), f"{path}: line {line_no}")
+            splits.append((track, split))
+            vectors[track] = values
     paths = {}
     index = _named(root, MUSICNN_INDEX)
     if index.is_file():
@@ -147,8 +164,9 @@ def read_msd(root: str | Path, n_tags: int = 50, drop_untagged: bool = False, ch
     audio_root = root / "audio" if (root / "audio").is_dir() else root
     lee = [name for name in SPLIT_FILES if (root / name).is_file()]
     if len(lee) == len(SPLIT_FILES):
-        train_valid = [_as_str(i) for i in _load_as(root / "filtered_list_train.cP", list)]
-        test = [_as_str(i) for i in _load_as(root / "filtered_list_test.cP", list)]
+        train_valid, test = ([_track_id(value, f"{root / name}: item {k}") for k, value in
+                              enumerate(_load_as(root / name, list))]
+                             for name in ("filtered_list_train.cP", "filtered_list_test.cP"))
         tag_vectors = {_as_str(k): v for k, v in _load_as(root / "msd_id_to_tag_vector.cP", dict).items()}
         splits = [(i, "train") for i in train_valid[:N_TRAIN]] + [(i, "valid") for i in train_valid[N_TRAIN:]]
         splits += [(i, "test") for i in test]
@@ -164,7 +182,8 @@ def read_msd(root: str | Path, n_tags: int = 50, drop_untagged: bool = False, ch
         raise UserError(f"MSD split file(s) not found in {root}: {', '.join(missing)} (or musicnn-training's "
                         f"{', '.join(MUSICNN_TRAINING.values())})")
 
-    labels_of = _labels(tag_vectors, len(names))
+    labels_of = _labels(tag_vectors, len(names), all_tags,
+                        str(tag_list) if tag_list.is_file() else "the published list of 50 Last.fm tags")
     root_text = str(audio_root)
     clips, excluded, seen = [], [], {}
     for msd_id, split in splits:
