@@ -263,6 +263,32 @@ def test_a_file_whose_decoding_process_dies_is_skipped_and_the_rest_decoded(tmp_
     assert (tmp_path / "23.dies-once.died").exists()
 
 
+def test_a_pool_found_broken_when_a_file_is_handed_to_it_hands_that_file_to_a_fresh_pool(tmp_path, monkeypatch):
+    """A process can die between the wait for a finished file and the handing-out of the next: the pool
+    then refuses the file (BrokenProcessPool from `submit`), which stopped the whole preparation (seen
+    under load). The file never reached the pool: it goes to the next pool, with the rest, once each."""
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from bench.data import cache
+    from tests.harness.hostile import decode_or_die
+
+    handed = []
+
+    class BreaksOnce(ProcessPoolExecutor):
+        def submit(self, fn, job):
+            handed.append(job[0])
+            if len(handed) in (7, 8):  # the 7th: in flight beside others; the 8th: the next pool's first
+                raise BrokenProcessPool("A child process terminated abruptly, the process pool is not usable anymore")
+            return super().submit(fn, job)
+
+    monkeypatch.setattr(cache, "ProcessPoolExecutor", BreaksOnce)
+    jobs = [(i, str(tmp_path / f"{i}.mp3")) for i in range(12)]
+    rows = [row for row, *_ in cache.decode_in_processes(decode_or_die, jobs, 1)]
+    assert sorted(rows) == list(range(12))
+    assert handed.count(6) == 3 and handed.count(7) == 1  # refused twice, then decoded
+
+
 def test_a_file_still_queued_when_the_pool_broke_is_failed_only_if_it_dies_twice_alone(tmp_path):
     """One decoding process: it dies on file 0 while file 1 waits in the pool's queue, never started. File
     1's first death then comes alone (the out-of-memory killer, say): that is no proof against it, so it

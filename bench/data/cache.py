@@ -177,11 +177,18 @@ def decode_in_processes(fn: Callable, jobs: list[tuple], workers: int) -> Iterat
             continue
         executor = ProcessPoolExecutor(workers, mp_context=context, initializer=pool_process_init)
         in_flight: dict = {}
+        broken = False
         try:
             while pending or in_flight:
-                while pending and len(in_flight) < 4 * workers:  # a bounded queue: results are megabytes
+                while not broken and pending and len(in_flight) < 4 * workers:  # bounded: results are megabytes
                     job = pending.popleft()
-                    in_flight[executor.submit(fn, job)] = job
+                    try:
+                        in_flight[executor.submit(fn, job)] = job
+                    except BrokenProcessPool:  # it broke since the last wait: this job never reached it
+                        pending.appendleft(job)
+                        broken = True
+                if not in_flight:  # broken with nothing in it (a process killed while idle): a fresh pool
+                    break
                 done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 finished = [(f, in_flight.pop(f)) for f in done if not isinstance(f.exception(), BrokenProcessPool)]
                 if len(finished) < len(done):  # the pool broke: what it still held is retried alone
