@@ -245,3 +245,41 @@ def test_a_perf_file_of_another_shape_is_not_a_projection(tmp_path):
         (tmp_path / "p.json").write_text(text)
         projection = measured_projection(spec, tmp_path / "p.json")
         assert projection is None or projection["epochs_per_run"] is None, text
+
+
+def test_a_network_too_large_for_fvcore_to_run_here_is_one_line(capsys, write_spec, monkeypatch):
+    """fvcore counts GMAC by running the network on one clip: VGG at width 64 (allowed) has 70.7
+    billion parameters, 283 GB in fp32, which torch cannot allocate on a workstation. That stopped
+    `bench plan` with torch's traceback; the analytic count needs no memory (--no-fvcore)."""
+    from bench.cost import gmac, plan
+
+    def model_cost(*args, **kwargs):  # torch's words where the host refuses the memory
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 231928233984 bytes. Error code 12 (Cannot allocate memory)")
+
+    spec = write_spec(MINIMAL_SPEC.replace("[[grid]]", "[arch.vgg]\nwidth = 64\n[[grid]]"))
+    assert main(["plan", str(spec), "--no-fvcore", "--format", "json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["configurations"]
+    assert row["params"] > 70e9  # the analytic count, from a network built without memory
+    plan._cost.cache_clear()
+    monkeypatch.setattr(gmac, "model_cost", model_cost)
+    try:
+        assert main(["plan", str(spec)]) == 2
+    finally:
+        plan._cost.cache_clear()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.endswith(
+        "vgg at 96x1366: fvcore counts GMAC by running the network on one clip, and this machine could not allocate "
+        "its memory; --no-fvcore counts them analytically, without running it\n")
+
+
+def test_grid_totals_are_written_out_without_an_exponent(capsys, write_spec):
+    """VGG at width 12 costs over 1,000 GMAC per clip at 96x1366 (10.01 at width 1; MACs grow with the
+    square of the width): the totals said `1.4e+03-1.4e+03 GMAC per clip` (three figures with `g`)."""
+    import re
+
+    spec = write_spec(MINIMAL_SPEC.replace("[[grid]]", "[arch.vgg]\nwidth = 12\n[[grid]]"))
+    assert main(["plan", str(spec), "--no-fvcore"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"; (1,\d{2}0)-\1 GMAC per clip, (1,\d{3}) summed over the runs\n", out), out
+    assert "e+" not in out

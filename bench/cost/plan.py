@@ -18,6 +18,7 @@ import architectures
 from architectures import InputConfig
 from architectures.options import width_of
 from bench.core import framing
+from bench.core.errors import UserError
 from bench.data.known import clip_count, n_outputs, split_sizes, tag_count
 from bench.spec import Configuration, Spec
 
@@ -26,6 +27,13 @@ def amount(value: float, decimals: int) -> str:
     """`value` with thousands separators and `decimals` decimals, or two significant figures below 1
     (a small grid's 0.045 device-hours is not 0)."""
     return f"{value:,.{decimals}f}" if abs(value) >= 1 or value == 0 else f"{value:.2g}"
+
+
+def plain_figures(value: float, digits: int = 3) -> str:
+    """`value` to `digits` (at most 4) significant figures as `g` writes them, from 1,000 up with thousands
+    separators and never an exponent (1,000 GMAC, not 1e+03)."""
+    text = f"{value:.{digits}g}"
+    return text if abs(float(text)) < 1000 else f"{float(text):,.0f}"
 
 
 def hours_unit(device: str | None) -> str:
@@ -37,8 +45,8 @@ def size_text(n_bytes: float) -> str:
     """Bytes to three significant figures in kB, MB or GB (1e3, 1e6, 1e9 bytes)."""
     for unit, scale in (("GB", 1e9), ("MB", 1e6)):
         if n_bytes >= scale:
-            return f"{n_bytes / scale:.3g} {unit}"
-    return f"{n_bytes / 1e3:.3g} kB"
+            return f"{plain_figures(n_bytes / scale)} {unit}"
+    return f"{plain_figures(n_bytes / 1e3)} kB"
 
 
 def arch_columns(config: Configuration, n_frames: int) -> dict[str, Any]:
@@ -60,6 +68,10 @@ def _dashed(values) -> str:
     return "-".join(map(str, values))
 
 
+CPU_ALLOCATION_FAILURE = "DefaultCPUAllocator: can't allocate memory"
+"""Torch's words (a RuntimeError) where the host could not give it a tensor's memory."""
+
+
 @cache
 def _cost(arch: str, options, input_config: InputConfig, n_tags: int, fvcore: bool) -> tuple:
     """(gmac, gmac_analytic, params, unsupported) per clip; cached because `log` changes no shape."""
@@ -68,7 +80,14 @@ def _cost(arch: str, options, input_config: InputConfig, n_tags: int, fvcore: bo
     from bench.cost.gmac import count_params, model_cost
 
     if fvcore:
-        cost = model_cost(arch, input_config, n_tags, options)
+        try:
+            cost = model_cost(arch, input_config, n_tags, options)
+        except (MemoryError, RuntimeError) as exc:  # fvcore runs the network: its weights and maps are allocated
+            if not isinstance(exc, MemoryError) and CPU_ALLOCATION_FAILURE not in str(exc):
+                raise
+            raise UserError(f"{arch} at {input_config.n_mels}x{input_config.n_frames}: fvcore counts GMAC by running "
+                            "the network on one clip, and this machine could not allocate its memory; "
+                            "--no-fvcore counts them analytically, without running it") from None
         return (round(cost.gmac, 4), round(cost.gmac_analytic, 4), cost.params,
                 json.dumps(cost.fvcore_unsupported, sort_keys=True))
     with torch.device("meta"):  # shapes and parameter counts without allocating or computing
@@ -159,14 +178,15 @@ def plural(n: int, noun: str) -> str:
 def format_totals(spec: Spec, totals: dict[str, Any]) -> list[str]:
     lines = [f"grid: {plural(totals['runs'], 'run')} ({plural(totals['configurations'], 'configuration')} x "
              f"{plural(len(spec.seeds), 'seed')}); "
-             f"{totals['gmac_per_clip_min']:.3g}-{totals['gmac_per_clip_max']:.3g} GMAC per clip, "
-             f"{totals['gmac_per_clip_sum_over_runs']:.4g} summed over the runs"]
+             f"{plain_figures(totals['gmac_per_clip_min'])}-{plain_figures(totals['gmac_per_clip_max'])} "
+             "GMAC per clip, "
+             f"{plain_figures(totals['gmac_per_clip_sum_over_runs'], 4)} summed over the runs"]
     if totals["cache_bytes"]:
         published = "" if spec.dataset.name in ("synthetic", "manifest") else \
             f"; {spec.dataset.name}'s published split sizes, not counted from a folder: bench dataset counts it" \
             if split_sizes(spec.dataset) is not None else \
             f"; at most {spec.dataset.name}'s published clips: bench dataset counts the folder's"
-        lines.append(f"waveform cache: {totals['cache_bytes'] / 1e9:.3g} GB for {totals['clips']:,} clips "
+        lines.append(f"waveform cache: {plain_figures(totals['cache_bytes'] / 1e9)} GB for {totals['clips']:,} clips "
                      f"(float16, one copy per sample rate{published})")
     else:
         lines.append("waveform cache: 2 bytes per sample per clip and sample rate (clip count known once read)")
