@@ -48,9 +48,6 @@ class Architecture:
     """`architectures.planning` function taking (sample_rate, n_mels, hop_multiplier, n_frames) and, by
     name, the options it uses (every option where it takes **options), returning the network's shape
     plan (pure integers, no torch); ValueError if it cannot be built."""
-    min_train_batch: int = 1
-    """The fewest clips a training batch can hold: 2 where a BatchNorm sees one value per channel of
-    each clip (MusiCNN's back end, after its pooling over time), which torch refuses to train on."""
 
 
 _REGISTRY: dict[str, Architecture] = {}
@@ -88,8 +85,6 @@ def _registration_problem(arch: Architecture) -> str | None:
         return f"planner {arch.planner!r} is not a function in architectures/planning.py"
     if not re.fullmatch(r"[\w.]+:\w+", arch.builder):
         return f"builder must be 'module:function' (e.g. 'architectures.vgg:build'), not {arch.builder!r}"
-    if isinstance(arch.min_train_batch, bool) or not isinstance(arch.min_train_batch, int) or arch.min_train_batch < 1:
-        return f"min_train_batch must be a whole number of clips, at least 1, not {arch.min_train_batch!r}"
     return None
 
 
@@ -114,6 +109,13 @@ def make_options(name: str, **options: Any):
     if unknown:
         raise TypeError(f"{name}: unknown option(s) {unknown}; known: {sorted(known)}")
     return arch.options(**options)
+
+
+def min_train_batch(name: str, input_config: InputConfig, **options: Any) -> int:
+    """The fewest clips a training batch of `name` can hold at `input_config`: its plan's
+    `min_train_batch` (2 where a BatchNorm would normalise one value per clip, which torch refuses to
+    train on), 1 for a plan without one."""
+    return getattr(plan(name, input_config, **options), "min_train_batch", 1)
 
 
 def plan(name: str, input_config: InputConfig, **options: Any):
@@ -224,15 +226,14 @@ register(Architecture(
     builder="architectures.musicnn:build",
     planner="musicnn_plan",
     description="MusiCNN (Pons et al. 2018) with timbral filter heights proportional to n_mels",
-    min_train_batch=2,
 ))
 # The models released with musicnn 0.1.0 (Essentia paper, Table 1), whose weights `bench import musicnn`
 # converts; `width` and `segment_seconds` as for MusiCNN.
-for _name, _builder, _planner, _description, _min_batch in (
+for _name, _builder, _planner, _description in (
     ("musicnn-787k", "architectures.musicnn:build_787k", "musicnn_787k_plan",
-     "the released musicnn (musicnn 0.1.0; Essentia paper Table 1): 787,159 parameters at 96 bands", 2),
+     "the released musicnn (musicnn 0.1.0; Essentia paper Table 1): 787,159 parameters at 96 bands"),
     ("vgg-605k", "architectures.vgg:build_605k", "vgg605k_plan",
-     "the VGG baseline released with musicnn 0.1.0, on 3 s segments: 605,748 parameters at 187x96", 1),
+     "the VGG baseline released with musicnn 0.1.0, on 3 s segments: 605,748 parameters at 187x96"),
 ):
     register(Architecture(name=_name, options=ReleasedOptions, builder=_builder, planner=_planner,
-                          description=_description, min_train_batch=_min_batch))
+                          description=_description))

@@ -140,6 +140,12 @@ def table_time_pools(sample_rate: int, hop_multiplier: int, n_frames: int) -> tu
     return pools if pools is not None and n_frames == TABLE_III_FRAMES[(sample_rate, hop_multiplier)] else None
 
 
+def one_value_batch(normalised: tuple[tuple[int, int], ...]) -> int:
+    """The fewest clips a training batch can hold where BatchNorms normalise maps of these shapes: 2 if
+    one is 1 x 1 (one value per channel and clip), else 1."""
+    return 2 if (1, 1) in normalised else 1
+
+
 @dataclass(frozen=True)
 class VGGPlan:
     """Pools, channels and shapes of one VGG-CNN; shapes are (n_mels, n_frames) = (H, W)."""
@@ -160,6 +166,13 @@ class VGGPlan:
     @property
     def padded(self) -> bool:
         return any(self.pad_freq) or any(self.pad_time)
+
+    @property
+    def min_train_batch(self) -> int:
+        """The fewest clips a training batch can hold: 2 where a BatchNorm (the input's, or a block's,
+        which sees its conv's map: the block's input shape) normalises a 1 x 1 map, one value per clip,
+        which torch refuses to train on (8 mels at 12 kHz x10: 1 x 1 before block 4); else 1."""
+        return one_value_batch(self.shapes[:-1])
 
     @property
     def layer_shapes(self) -> tuple[tuple[tuple[int, int], tuple[int, int]], ...]:
@@ -251,6 +264,12 @@ class MusiCNNPlan:
     temporal_on_bands: bool = False
     """False: temporal filters see the band mean (the paper). True: they run on every band and are
     max-pooled over frequency (the released musicnn)."""
+
+    @property
+    def min_train_batch(self) -> int:
+        """2: the back end's BatchNorm normalises the features pooled over time, one value per clip,
+        which torch refuses to train on."""
+        return 2
 
     @property
     def front_channels(self) -> int:
@@ -360,6 +379,11 @@ class VGG605kPlan:
     def flat_features(self) -> int:
         h, w = self.shapes[-1]
         return h * w * self.channels
+
+    @property
+    def min_train_batch(self) -> int:
+        """As VGG's (`VGGPlan.min_train_batch`): each BatchNorm sees its block's input shape."""
+        return one_value_batch(self.shapes[:-1])
 
 
 def vgg605k_plan(sample_rate: int, n_mels: int, hop_multiplier: int, n_frames: int,

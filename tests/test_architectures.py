@@ -317,7 +317,6 @@ class StringProblems:
                                   "problem\\) tuples, empty for the defaults"),
     ({"planner": "probe_plann"}, "planner 'probe_plann' is not a function in architectures/planning.py"),
     ({"builder": "architectures.probe.build"}, "builder must be 'module:function'"),
-    ({"min_train_batch": 0}, "min_train_batch must be a whole number of clips, at least 1, not 0"),
 ])
 def test_an_architecture_that_cannot_work_is_refused_when_registered(registering, fields, message):
     # each of these registered fine, then failed with a traceback at the first `bench plan`
@@ -326,23 +325,31 @@ def test_an_architecture_that_cannot_work_is_refused_when_registered(registering
     assert "probe" not in architectures.names()
 
 
-@pytest.mark.parametrize("name", ["vgg", "musicnn", "musicnn-787k", "vgg-605k"])
-def test_each_architecture_trains_on_its_smallest_batch_and_not_below(name):
+@pytest.mark.parametrize("name, config, fewest", [
+    ("vgg", (16000, 96, 1, 1820), 1), ("musicnn", (16000, 96, 1, 1820), 2), ("musicnn-787k", (16000, 96, 1, 1820), 2),
+    ("vgg-605k", (16000, 96, 1, 1820), 1),
+    # Table III: 8 mels pool 2,2,2,1 and 12 kHz x10's 137 frames 4,5,4,1: block 4 normalises a 1 x 1 map
+    ("vgg", (12000, 8, 10, 137), 2),
+    # 8 mels of 3 s segments at x10 (18 frames): 1 x 1 before vgg-605k's fifth block
+    ("vgg-605k", (16000, 8, 10, 182), 2),
+])
+def test_each_architecture_trains_on_its_smallest_batch_and_not_below(name, config, fewest):
     """torch's BatchNorm refuses to train on one value per channel ("Expected more than 1 value per
-    channel when training"): MusiCNN's back end normalises its pooled features, one value per clip, so
-    it cannot train on a batch of one clip, which a spec with batch_size = 1 would give every step."""
+    channel when training"): MusiCNN's back end normalises its pooled features, one value per clip, and
+    VGG's last blocks a 1 x 1 map at the smallest inputs, so they cannot train on a batch of one clip,
+    which a spec with batch_size = 1 would give every step."""
     import architectures
     from architectures import InputConfig
 
-    arch = architectures.get(name)
     options = {"width": 0.125} if name in ("vgg", "musicnn") else {}
-    model = architectures.build(name, InputConfig(16000, 96, 1, 1820), 5, **options).train()
-    x = torch.randn(arch.min_train_batch, 96, model.input_frames)
+    input_config = InputConfig(*config)
+    model = architectures.build(name, input_config, 5, **options).train()
+    x = torch.randn(fewest, config[1], model.input_frames)
     model(x).sum().backward()
-    if arch.min_train_batch > 1:
+    if fewest > 1:
         with pytest.raises(ValueError, match="Expected more than 1 value per channel when training"):
-            model(x[: arch.min_train_batch - 1])
-    assert arch.min_train_batch == (2 if name.startswith("musicnn") else 1)
+            model(x[: fewest - 1])
+    assert architectures.min_train_batch(name, input_config, **options) == fewest
 
 
 def test_logits_are_float32_under_bf16_autocast():

@@ -355,12 +355,6 @@ def parse_spec(raw: dict[str, Any], path: str | Path = "<spec>") -> Spec:
         v.fail("grid", [], "needs at least one [[grid]] block")
     blocks = tuple(v.grid_block(b, f"grid[{i}]") for i, b in enumerate(blocks_raw))
 
-    for arch_name in sorted({a for b in blocks for a in b.arch}):
-        fewest = architectures.get(arch_name).min_train_batch
-        if protocol.batch_size < fewest:
-            v.fail("protocol.batch_size", protocol.batch_size, f"is fewer clips than {arch_name} trains on: at least "
-                   f"{fewest} (a BatchNorm in it normalises one value per clip, which a batch of one clip cannot)")
-
     arch_options = {}
     for arch_name in sorted({a for b in blocks for a in b.arch} | set(arch_tables)):
         where = f"arch.{arch_name}"
@@ -403,10 +397,17 @@ class _Validator:
         for c in spec.configurations():
             m = c.mel
             try:
-                architectures.plan(c.arch, m.input_config(spec.dataset.clip_seconds), **dataclasses.asdict(c.options))
+                plan = architectures.plan(c.arch, m.input_config(spec.dataset.clip_seconds),
+                                          **dataclasses.asdict(c.options))
             except (ValueError, ArithmeticError, AssertionError) as exc:
                 raise SpecError(self.path, "grid", f"{c.arch} cannot be planned for {m.sample_rate} Hz, "
                                 f"{m.n_mels} mels, hop x{m.hop_multiplier}: {exc}") from None
+            fewest = getattr(plan, "min_train_batch", 1)
+            if spec.protocol.batch_size < fewest:
+                self.fail("protocol.batch_size", spec.protocol.batch_size,
+                          f"is fewer clips than {c.arch} trains on at {m.sample_rate} Hz, {m.n_mels} mels, hop "
+                          f"x{m.hop_multiplier}: at least {fewest} (a BatchNorm in it normalises one value per clip "
+                          "there, which a batch of one clip cannot)")
 
     def scorable_synthetic(self, dataset: DatasetSpec):
         """The synthetic data's valid and test folders each hold a tag with a positive and a negative

@@ -206,10 +206,11 @@ class Trainer:
         for split, dataset in self.data.items():
             if len(dataset) == 0:
                 raise UserError(f"the {split} split has no decodable clips")
-        fewest = architectures.get(run.arch).min_train_batch
+        fewest = architectures.min_train_batch(run.arch, mel.input_config(run.dataset.clip_seconds),
+                                               **dataclasses.asdict(run.configuration.options))
         if len(self.data["train"]) < fewest:  # a split smaller than a batch is one batch of all its clips
             raise UserError(f"the train split has {len(self.data['train'])} decodable clip(s); {run.arch} trains on "
-                            f"batches of at least {fewest} (a BatchNorm in it normalises one value per clip)")
+                            f"batches of at least {fewest} here (a BatchNorm in it normalises one value per clip)")
         planned_steps = self.protocol.max_epochs * max(1, len(self.data["train"]) // self.protocol.batch_size)
         self.path = fast_path(device, self.protocol.precision, planned_steps, run.arch)
         problem = cuda_batch_problem(run) if device.type == "cuda" else None
