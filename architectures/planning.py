@@ -50,7 +50,9 @@ not counted). GMAC = 1e9 MACs.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 BASE_HOP = 256
 """Hop of multiplier 1 in samples; hop x m is BASE_HOP * m (the suite's front end, `bench.core.framing`)."""
@@ -241,8 +243,11 @@ def musicnn_heights(n_mels: int) -> tuple[int, int]:
 
 
 def segment_frames(sample_rate: int, hop_multiplier: int, segment_seconds: float = 3.0) -> int:
-    """Frames of one segment: int(seconds x sr / hop), at least 1 (187 at 16 kHz x1, 140 at 12 kHz)."""
-    return max(1, int(segment_seconds * sample_rate / (BASE_HOP * hop_multiplier)))
+    """Frames of one segment: int(seconds x sr / hop), at least 1 (187 at 16 kHz x1, 140 at 12 kHz),
+    with the seconds as written (decimal): 2.32 s at 48 kHz is 435 frames exactly, 434.99999999999994
+    in binary floating point."""
+    exact = Fraction(repr(float(segment_seconds))) * sample_rate / (BASE_HOP * hop_multiplier)
+    return max(1, math.floor(exact))
 
 
 @dataclass(frozen=True)

@@ -211,6 +211,9 @@ def test_segment_frames():
     assert segment_frames(16000, 1) == 187  # 3 s * 16000 / 256 = 187.5
     assert segment_frames(12000, 1) == 140  # 140.6
     assert segment_frames(16000, 10) == 18  # 18.75
+    # 2.32 s x 48,000 = 111,360 samples = 435 hops of 256 exactly (in floating point 434.99999999999994)
+    assert segment_frames(48000, 1, 2.32) == 435
+    assert segment_frames(12000, 1, 36.8) == 1725  # 441,600 samples = 1,725 x 256
     assert segment_frames(16000, 1, segment_seconds=15.0) == 937
     assert segment_frames(1000, 20, segment_seconds=0.1) == 1  # never 0
 

@@ -165,6 +165,10 @@ BAD_SPECS = [
      "protocol.batch_size", "1 is fewer clips than vgg trains on at 12000 Hz, 8 mels, hop x10: at least 2"),
     (lambda s: s + '\n[protocol]\nprecision = "fp8"\n', "protocol.precision", "'fp8'"),
     (lambda s: s.replace('name = "t"', 'name = "a/b"'), "name", "'a/b'"),
+    # hidden (and sorted apart) as a folder; an accented letter is not portable in a path
+    (lambda s: s.replace('name = "t"', 'name = "_demo"'), "name", "'_demo' must be ASCII letters, digits, '.', '_' "
+                                                                  "or '-', starting with a letter or digit"),
+    (lambda s: s.replace('name = "t"', 'name = "démo"'), "name", "'démo' must be ASCII letters"),
     (lambda s: s.replace('name = "t"\n', ''), "name", "missing"),
     (lambda s: s + "\n[[grid]\n", "", "not valid TOML"),
     # a trailing newline would end up in the results folder's name

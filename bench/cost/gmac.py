@@ -3,8 +3,8 @@
 Units: a MAC is one fused multiply-add; GMAC = 1e9 MACs, for ONE forward pass of ONE clip (batch 1,
 eval mode). fvcore "counts one fused multiply-add as one flop", so its total / 1e9 is GMAC. Besides
 convolutions and linear layers it also counts BatchNorm (2 per element in eval mode), so it reads
-0.2-0.9 % above the analytic conv + linear count of `architectures.planning` at width 1 (VGG-CNN
-0.48 %; more at narrower widths, 12 % at 1/32); the
+0.1-1.8 % above the analytic conv + linear count of `architectures.planning` at width 1 (VGG-CNN
+0.38-0.48 %, MusiCNN 0.10-0.36 % from 8 to 128 mels; more at narrower widths, 12 % at 1/32); the
 operators it has no handle for (ELU, pooling, ...) are kept in `fvcore_unsupported` with how often
 they occur; those on fvcore's own ignore list (ReLU, cat, stack, dropout, max) are not reported.
 The mel front end is not counted.

@@ -291,7 +291,8 @@ def parse_spec(raw: dict[str, Any], path: str | Path = "<spec>") -> Spec:
 
     name = v.require(raw, "name", str, "")
     if not _NAME_RE.fullmatch(name):
-        v.fail("name", name, "must be letters, digits, '.', '_' or '-' (it names the results folder)")
+        v.fail("name", name, "must be ASCII letters, digits, '.', '_' or '-', starting with a letter or digit (it "
+               "names the results folder)")
     if len(name) > MAX_NAME:
         v.fail("name", f"{name[:20]}...", f"is {len(name)} characters long; at most {MAX_NAME} (it names the "
                "results folder)")
