@@ -35,6 +35,17 @@ def log_compress(power: torch.Tensor, log: str) -> torch.Tensor:
 FLOAT16_MAX = 65504.0
 
 
+def mel_filterbank(sample_rate: int, n_mels: int) -> torch.Tensor:
+    """Slaney-scale, Slaney-normalised mel filters from 0 Hz to Nyquist over the N_FFT frame's bins,
+    (n_freqs, n_mels), as librosa's `filters.mel` gives them. torchaudio's `melscale_fbanks` places the
+    bins at linspace(0, sample_rate // 2): at an odd rate (11,025 Hz) half a hertz below their
+    frequencies over the whole range (filters 0.4 % off, 0.84 dB in a band). Built at twice the rate over
+    twice the bins, its first n_freqs bins are the frame's own (k x sample_rate / N_FFT)."""
+    n_freqs = framing.N_FFT // 2 + 1
+    return torchaudio.functional.melscale_fbanks(2 * n_freqs - 1, 0.0, sample_rate / 2, n_mels, 2 * sample_rate,
+                                                 norm="slaney", mel_scale="slaney")[:n_freqs]
+
+
 class MelFrontend(torch.nn.Module):
     """(batch, samples) float waveform -> (batch, n_mels, n_frames) log-mel.
 
@@ -79,6 +90,7 @@ class MelFrontend(torch.nn.Module):
             norm="slaney",
             mel_scale="slaney",
         )
+        self.mel.mel_scale.fb = mel_filterbank(sample_rate, n_mels)
 
     @classmethod
     def from_config(cls, mel: MelConfig) -> MelFrontend:
