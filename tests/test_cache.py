@@ -157,6 +157,24 @@ def test_a_bad_file_replaced_after_prepare_is_decoded_again_and_nothing_else(tmp
     assert cache.prepare([12000, 16000])[0].already_done
 
 
+def test_a_file_that_could_not_be_reached_is_decoded_once_it_can_be(tmp_path):
+    """A folder moved away during prepare (an unmounted disk, a permission) and moved back keeps its
+    files' old times: they were recorded "missing file" for good, though they were there again."""
+    audio = tmp_path / "audio"
+    paths = [write_mp3(audio / "a" / "g0.mp3", tone(3.0, freq=200, seed=0)),
+             write_mp3(audio / "b" / "g1.mp3", tone(3.0, freq=300, seed=1))]
+    cache = WaveformCache(tmp_path / "cache", make_index(paths), clip_seconds=2.0)
+    (audio / "b").rename(tmp_path / "elsewhere")
+    (first,) = cache.prepare([16000], workers=1)
+    assert [(f[0], f[2]) for f in first.failed] == [("1", "missing file")]
+    assert cache.prepare([16000])[0].already_done  # still away: nothing to redo
+    (tmp_path / "elsewhere").rename(audio / "b")  # back, its file's times unchanged
+    (again,) = cache.prepare([16000], workers=1)
+    assert again.retried == 1 and not again.failed and again.ok == 2
+    direct = decode_clip(str(paths[1]), (16000,), 2.0).clips[16000]
+    np.testing.assert_allclose(np.asarray(cache.open(16000).waveforms[1], np.float32), direct, atol=1e-3)
+
+
 def test_cached_waveforms_equal_direct_decoding(tmp_path):
     paths = [write_mp3(tmp_path / f"{i}.mp3", tone(3.0, freq=300 + 100 * i, seed=i)) for i in range(3)]
     cache = WaveformCache(tmp_path / "cache", make_index(paths), clip_seconds=2.0)

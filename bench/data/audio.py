@@ -64,17 +64,24 @@ class DecodedClip:
     """True when the file was shorter than the clip and was zero-padded."""
 
 
-def _check_file(path: str) -> None:
+MISSING_FILE = "missing file"
+UNREADABLE = "cannot read"
+"""The reasons (the start of them) of a file that could not be reached: it may be there later (a folder
+moved back, a mount that came up, permissions fixed) with its old times."""
+
+
+def check_file(path: str) -> None:
+    """BadAudio, with the reason, where `path` cannot be opened as a file; nothing is decoded."""
     try:  # os.path.exists says False for a file in a folder that cannot be entered, too
         os.stat(path)
     except PermissionError:
-        raise BadAudio("cannot read (Permission denied: a folder on its path cannot be entered)") from None
+        raise BadAudio(f"{UNREADABLE} (Permission denied: a folder on its path cannot be entered)") from None
     except (FileNotFoundError, NotADirectoryError):
-        raise BadAudio("missing file") from None
+        raise BadAudio(MISSING_FILE) from None
     except (OSError, ValueError) as exc:  # a symlink loop, a name too long, a NUL in the name
         if is_passing_fault(exc):  # stops the preparation, resumable, instead of skipping the file for good
             raise
-        raise BadAudio(f"cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+        raise BadAudio(f"{UNREADABLE} ({getattr(exc, 'strerror', None) or exc})") from None
     if not os.path.isfile(path):
         raise BadAudio("undecodable (not a regular file)")
     if os.path.getsize(path) == 0:
@@ -82,7 +89,7 @@ def _check_file(path: str) -> None:
     try:  # libsndfile would report a file it may not open as "System error"
         os.close(os.open(path, os.O_RDONLY))
     except PermissionError:
-        raise BadAudio("cannot read (Permission denied)") from None
+        raise BadAudio(f"{UNREADABLE} (Permission denied)") from None
 
 
 def _undecodable(exc: Exception) -> BadAudio:
@@ -119,7 +126,7 @@ def decoder_messages_discarded() -> Iterator[None]:
 def probe(path: str, min_seconds: float = MIN_SECONDS) -> None:
     """Raise BadAudio if `path` is missing, empty, not decodable audio or shorter than `min_seconds`
     by its header, reading only the header."""
-    _check_file(path)
+    check_file(path)
     try:
         with decoder_messages_discarded():
             info = sf.info(os.fsencode(path))
@@ -135,7 +142,7 @@ def probe(path: str, min_seconds: float = MIN_SECONDS) -> None:
 def _opened(path: str, min_seconds: float) -> Iterator[sf.SoundFile]:
     """`path` open for reading, its header announcing at least `min_seconds` of audio; whatever
     libsndfile raises, on opening or while the caller reads, becomes a BadAudio."""
-    _check_file(path)
+    check_file(path)
     try:
         # bytes: soundfile encodes a str name strictly, and a Latin-1 name read from disk is not UTF-8
         with sf.SoundFile(os.fsencode(path)) as handle:

@@ -67,7 +67,15 @@ from bench.core.store import (
     reject,
     remove_temp_files,
 )
-from bench.data.audio import MIN_SECONDS, BadAudio, decode_clip, decoder_messages_discarded
+from bench.data.audio import (
+    MIN_SECONDS,
+    MISSING_FILE,
+    UNREADABLE,
+    BadAudio,
+    check_file,
+    decode_clip,
+    decoder_messages_discarded,
+)
 from bench.data.cached_waveforms import (
     CACHE_VERSION,
     DTYPE,
@@ -203,6 +211,15 @@ def decode_in_processes(fn: Callable, jobs: list[tuple], workers: int) -> Iterat
                 for process in list((getattr(executor, "_processes", None) or {}).values()):
                     process.terminate()
             executor.shutdown(wait=not in_flight, cancel_futures=True)
+
+
+def reachable(path: str) -> bool:
+    """Whether `path` can be opened as a file now (`bench.data.audio.check_file`)."""
+    try:
+        check_file(path)
+    except BadAudio:
+        return False
+    return True
 
 
 class _PartialRate:
@@ -368,22 +385,29 @@ class WaveformCache:
 
     def _changed_failures(self, rate: int) -> list[int]:
         """Rows of a complete cache that failed, whose file was written or replaced after the manifest
-        (its ctime too: a copy that keeps the old mtime still changes it): a fixed file is decoded
-        again, not skipped for good. Only failed rows are looked at: one stat per bad file."""
+        (its ctime too: a copy that keeps the old mtime still changes it), or could not be reached then
+        and can be now (a folder moved back, a mount come up, permissions fixed: the file's times are
+        old): a fixed file is decoded again, not skipped for good. Only failed rows are looked at: one
+        stat per bad file."""
         manifest = self.rate_dir(rate) / MANIFEST
         try:
             prepared = manifest.stat().st_mtime_ns
-            statuses = np.asarray(json.loads(manifest.read_text())["status"])
-        except (OSError, ValueError, KeyError, TypeError):
+            recorded = json.loads(manifest.read_text())
+            statuses = np.asarray(recorded["status"])
+            reasons = {row: str(failure[-1]) for row, failure in
+                       zip(np.flatnonzero(statuses == FAILED).tolist(), recorded["failed"], strict=False)}
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
             return []
         changed = []
-        for row in np.flatnonzero(statuses == FAILED):
+        for row in np.flatnonzero(statuses == FAILED).tolist():
             try:
-                stat = os.stat(self.index.clips[int(row)].path)
+                path = self.index.clips[row].path
+                stat = os.stat(path)
             except (OSError, IndexError):
                 continue
-            if max(stat.st_mtime_ns, stat.st_ctime_ns) > prepared:
-                changed.append(int(row))
+            unreached = reasons.get(row, "") == MISSING_FILE or reasons.get(row, "").startswith(UNREADABLE)
+            if max(stat.st_mtime_ns, stat.st_ctime_ns) > prepared or (unreached and reachable(path)):
+                changed.append(row)
         return changed
 
     def _reopen_rows(self, rate: int, rows: list[int]) -> None:

@@ -29,7 +29,7 @@ def prepare_spec(spec, data: str | None, cache: str | None, workers: int | None 
     for r in reports:
         state = "already prepared" if r.already_done else f"prepared in {r.seconds:.1f} s"
         if r.retried:
-            state += f" ({r.retried} file(s) that had failed changed since, decoded again)"
+            state += f" ({r.retried} file(s) that had failed changed or became readable since, decoded again)"
         print(f"{r.sample_rate} Hz: {r.ok} clips ok ({r.padded} zero-padded), {len(r.failed)} failed; "
               f"{state}: {r.path}")
     for clip_id, path, reason in reports[0].failed if reports else []:
