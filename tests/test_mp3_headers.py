@@ -1,4 +1,5 @@
-"""MP3s (and a WAV) whose header misstates their length: what libsndfile reports against what really decodes.
+"""MP3s (and a WAV, an Ogg) whose header misstates their length: what libsndfile reports against what
+really decodes.
 
 An MP3's frame count comes from its LAME/Xing "Info" frame, or, without one, from file size over
 bitrate. A partly downloaded file keeps the Info frame of the whole track; an ID3v2 tag (album art)
@@ -190,6 +191,22 @@ def test_a_wav_cut_short_is_skipped_as_truncated_not_padded_with_silence(tmp_pat
     short.write_bytes(short.read_bytes()[:1_000_000])
     with pytest.raises(BadAudio, match=r"^truncated: the header says 20\.00 s, the file holds 11\.34 s$"):
         decode_clip(str(short), (16000,), 29.1)
+
+
+def test_an_ogg_cut_short_is_skipped_as_truncated_not_padded_with_silence(tmp_path):
+    """Ogg declares no length: libsndfile reads the pages a cut copy holds as a shorter recording. A
+    finished stream's last page carries the end-of-stream flag (RFC 3533), a cut one's does not."""
+    x = (0.3 * np.sin(2 * np.pi * 440 * np.arange(40 * RATE) / RATE)).astype(np.float32)
+    whole = tmp_path / "whole.ogg"
+    sf.write(whole, x, RATE, format="OGG", subtype="VORBIS")
+    cut = tmp_path / "cut.ogg"
+    cut.write_bytes(whole.read_bytes()[:whole.stat().st_size // 2])
+    with pytest.raises(BadAudio, match=r"^truncated: the Ogg stream stops at \d+\.\d\d s without its last page$"):
+        decode_clip(str(cut), (16000,), 29.1)
+    assert not decode_clip(str(cut), (16000,), 10.0).padded  # long enough: its centre, as a cut WAV's
+    short = tmp_path / "short.ogg"  # a recording shorter than the clip, whole: padded
+    sf.write(short, x[:20 * RATE], RATE, format="OGG", subtype="VORBIS")
+    assert decode_clip(str(short), (16000,), 29.1).padded
 
 
 @pytest.mark.parametrize(("short_by", "padded"), [(441, False), (442, True)])

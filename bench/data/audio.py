@@ -218,6 +218,21 @@ def _declared_seconds(handle: sf.SoundFile) -> float | None:
     return handle.frames / handle.samplerate * declared / held
 
 
+OGG_MAX_PAGE = 65_307
+"""The largest Ogg page (27-byte header, 255 lacing values, 255 x 255 bytes of data; RFC 3533)."""
+
+
+def _ogg_stream_ends(path: str) -> bool:
+    """Whether the last page of an Ogg file carries the end-of-stream flag (header type bit 0x04, RFC
+    3533). Ogg declares no length: libsndfile counts the frames up to the last complete page, so a
+    copy cut short reads as a shorter recording, which would be padded with silence under its labels."""
+    with open(path, "rb") as handle:
+        handle.seek(max(0, os.path.getsize(path) - OGG_MAX_PAGE))
+        tail = handle.read()
+    last = tail.rfind(b"OggS\x00")
+    return last >= 0 and last + 5 < len(tail) and bool(tail[last + 5] & 0x04)
+
+
 def _read_mono(path: str, clip_seconds: float, min_seconds: float) -> tuple[np.ndarray, int]:
     """(float32 mono samples, source rate) of the centre `clip_seconds` of `path`: from frame
     (frames - clip frames) // 2 (an odd sample over goes to the end), the frames as the header counts
@@ -228,6 +243,8 @@ def _read_mono(path: str, clip_seconds: float, min_seconds: float) -> tuple[np.n
         declared = _declared_seconds(handle) if total < wanted else None
         if declared is not None:  # padding would fill in for what a cut took, as if the recording were short
             raise BadAudio(f"truncated: the header says {declared:.2f} s, the file holds {total / source_rate:.2f} s")
+        if total < wanted and handle.format == "OGG" and not _ogg_stream_ends(path):
+            raise BadAudio(f"truncated: the Ogg stream stops at {total / source_rate:.2f} s without its last page")
         start = max(0, (total - wanted) // 2)
         if start:
             _seek(handle, start)
