@@ -371,6 +371,19 @@ def test_fig1_of_a_sample_rate_sweep_at_one_band_count_gives_each_rate_its_own_p
     assert not a.overlaps(b)
 
 
+def test_fig1_of_a_hop_sweep_at_one_band_count_gives_each_configuration_its_own_place():
+    # six hops at 96 mels, 16 kHz: over mel bands every point sat at x = 96, one line per hop reduced to
+    # a point, their markers and whiskers on top of each other
+    sweep = aggregate(tidy([(16000, 96, hop, "log") for hop in (1, 2, 3, 4, 5, 10)], seeds=(0, 1)))
+    fig = figures.fig1(sweep, "vgg")
+    (ax,) = fig.axes
+    xs = [x for line in marker_lines(ax) for x in line.get_xdata()]
+    assert len(xs) == 6 and len(set(xs)) == 6
+    ticks = dict(zip(ax.get_xticks(), tick_texts(ax.xaxis), strict=True))
+    assert sorted(ticks[x].replace("\n", " ") for x in xs) == sorted(f"16 kHz 96/x{hop} log"
+                                                                     for hop in (1, 2, 3, 4, 5, 10))
+
+
 # --- 6: bold only where a column offers a choice ----------------------------------------------------------
 
 

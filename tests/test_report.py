@@ -1076,3 +1076,27 @@ def test_a_p_value_is_starred_only_below_the_papers_5_percent():
 
     assert _p(0.05) == "0.050" and _p(0.0504) == "0.050" and _p(0.0004) == "<0.001*" and _p(float("nan")) == "n/a"
     assert _p(0.0499) == "0.0499*" and _p(0.04997) == "0.04997*" and _p(0.0449) == "0.045*" and _p(0.2) == "0.200"
+
+
+def test_a_configuration_whose_every_seed_failed_is_shown_failed_not_as_never_run(tmp_path, figures_unrendered):
+    """aggregate.csv is made of ok runs: a configuration that diverged in every seed had no row, and its
+    table cell read "–: the configuration was not run", though the grid ran it three times."""
+    root = tmp_path / "test"
+    lost = ("vgg", 12000, 48, 1, "dB")
+    for config in (("vgg", 12000, 96, 1, "dB"), ("vgg", 12000, 96, 2, "dB"), lost):
+        for seed in SEEDS:
+            folder = root / "runs" / run_id(config, seed)
+            folder.mkdir(parents=True)
+            doc = result_doc(config, seed, 1.0, {t: 0.8 + 0.01 * seed for t in TAGS}, 0.4)
+            if config == lost:
+                doc = {"run_id": doc["run_id"], "config": doc["config"], "status": "failed",
+                       "error": "NonFiniteLoss: training loss became nan at epoch 1 (step 0)"}
+            (folder / "result.json").write_text(json.dumps(doc))
+    summary = report(root)
+    table = (root / "report" / "tables.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| 48 | x1 |"))
+    assert row.count("failed") == 2  # ROC-AUC and PR-AUC
+    assert "failed: every run of the configuration failed (runs_not_ok.csv says why)." in table
+    assert "fewer seeds: vgg w1 12k dB 48/x1 (n=0: every run failed, seeds 0, 1, 2)" in summary.text()
+    assert "| 96 | x2 |" in table and "failed" not in next(
+        line for line in table.splitlines() if line.startswith("| 96 | x2 |"))

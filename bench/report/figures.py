@@ -213,7 +213,7 @@ def _legend_handles(frame: pd.DataFrame, hops: list[int]) -> list[Line2D]:
 def _dropped_note(frame: pd.DataFrame) -> str:
     parts = [f"{rate_khz(r.sample_rate)} {config_label(r.n_mels, r.hop_multiplier)} {r.log}: "
              f"ROC-AUC {100 * r.roc_auc_mean:.2f} %" for r in frame.itertuples(index=False)]
-    return "not drawn (one configuration at its sample rate; see tables.md): " + "; ".join(parts)
+    return "not drawn (one mel-band count at its sample rate; see tables.md): " + "; ".join(parts)
 
 
 def fig1(aggregated: pd.DataFrame, title: str = "") -> Figure:
@@ -224,11 +224,12 @@ def fig1(aggregated: pd.DataFrame, title: str = "") -> Figure:
     multiplier, log type): marker shape and colour say the hop, fill and line style the log type (filled
     solid: log, hollow dashed: dB), the same in every panel; dB points are set slightly right of the log
     points. Whiskers: one std over seeds, only where there are several. A sample rate holding a single
-    configuration gets no column (the caption names it); when no sample rate holds two, the figure is
-    one panel of ROC-AUC with every point labelled.
+    mel-band count (one configuration, or hops at one band count: no line over mel bands, every point
+    at one x) gets no column (the caption names its configurations); when no sample rate holds two, the
+    figure is one panel of ROC-AUC with every point labelled.
     """
     rates = sorted(aggregated["sample_rate"].unique())
-    counts = aggregated["sample_rate"].value_counts()
+    counts = aggregated.groupby("sample_rate")["n_mels"].nunique()
     kept = [rate for rate in rates if counts[rate] >= 2]
     header = ([title] if title else []) + [caption(aggregated)]
     if not kept:
@@ -300,7 +301,7 @@ def fig1(aggregated: pd.DataFrame, title: str = "") -> Figure:
 
 
 def _fig1_single(aggregated: pd.DataFrame, header: list[str]) -> Figure:
-    """One ROC-AUC panel when no sample rate holds two configurations: every point labelled. Over mel
+    """One ROC-AUC panel when no sample rate holds two mel-band counts: every point labelled. Over mel
     bands while each point has its own band count; otherwise (a sweep of sample rates at 96 bands, say)
     one configuration per position, in the order of the tables, so that no two points share a place."""
     hops = sorted(int(h) for h in aggregated["hop_multiplier"].unique())

@@ -287,13 +287,15 @@ def _write_report(results_dir: Path, out: Path, spec: SpecRuns | None) -> Report
         write("matched_gmac.csv", _csv(matched))
 
     model_list = models(aggregated)
+    lost = all_seeds_failed(not_ok, aggregated)
     md, tex = [f"# Results: {results_dir.name}", ""], []
     reference = config_label(**REFERENCE)
     for _, title, key in model_list:
         mine = select(aggregated, key)
         if not is_reference(mine).any():
             notes.append(f"{title}: no {reference} reference run, so no relative changes or t-tests")
-        for table in (results_table(mine, title),
+        failed = {(r.sample_rate, r.log, r.n_mels, r.hop_multiplier) for r in select(lost, key).itertuples()}
+        for table in (results_table(mine, title, failed),
                       comparison_table(select(comparison, key), f"{title}: change against {reference}")):
             md.append(to_markdown(table))
             tex.append(to_latex(table))
@@ -343,8 +345,26 @@ def _write_report(results_dir: Path, out: Path, spec: SpecRuns | None) -> Report
                   f"{config_label(r.n_mels, r.hop_multiplier)} (n={r.n_seeds}, "
                   f"missing seeds {r.seeds_missing.replace(';', ', ')})"
                   for r in aggregated.itertuples(index=False) if r.seeds_missing]
+    incomplete += [f"{r.arch} w{r.width:g} {rate_label(r.sample_rate)} {r.log} "
+                   f"{config_label(r.n_mels, r.hop_multiplier)} (n=0: every run failed, seeds "
+                   f"{r.seeds.replace(';', ', ')})" for r in lost.itertuples(index=False)]
     return ReportSummary(results_dir, out, len(folders) + len(unstarted), len(results), not_ok, len(aggregated),
                          incomplete, published, notes, files, skipped, matched)
+
+
+def all_seeds_failed(not_ok: pd.DataFrame, aggregated: pd.DataFrame) -> pd.DataFrame:
+    """The configurations (KEY columns, and `seeds`: those that failed) whose runs all failed, which
+    aggregate.csv, made of ok runs, has no row for: a table marks them, so that a diverged configuration
+    does not read as one that was never run."""
+    failed = not_ok[not_ok["status"] == "failed"].dropna(subset=list(KEY))
+    if failed.empty:
+        return pd.DataFrame(columns=[*KEY, "seeds"])
+    failed = failed.astype({"width": float, "sample_rate": int, "n_mels": int, "hop_multiplier": int})
+    seeds = (failed.groupby(list(KEY), sort=False)["seed"]
+             .agg(lambda s: ";".join(str(int(v)) for v in sorted(s.dropna()))).reset_index(name="seeds"))
+    done = aggregated[list(KEY)].astype(seeds[list(KEY)].dtypes.to_dict())
+    merged = seeds.merge(done, on=list(KEY), how="left", indicator=True)
+    return merged[merged["_merge"] == "left_only"].drop(columns="_merge").reset_index(drop=True)
 
 
 def _in_heatmap(aggregated: pd.DataFrame, delta: pd.DataFrame, reference: pd.Series | None = None) -> pd.DataFrame:

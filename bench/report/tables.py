@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -88,10 +88,14 @@ def _column_groups(rates, pairs, metric_header, gmac_header: str):
     return groups, columns
 
 
-def results_table(aggregated: pd.DataFrame, title: str) -> Table:
+def results_table(aggregated: pd.DataFrame, title: str,
+                  failed: Collection[tuple[int, str, int, int]] = ()) -> Table:
     """Mean (std) over seeds in %, GMAC per clip beside each sample rate; bold: the best displayed mean of a
-    column, only in columns that show at least two different means (a column of one value has no best)."""
-    rates, pairs, configs = _layout(aggregated)
+    column, only in columns that show at least two different means (a column of one value has no best).
+    `failed`: (sample rate, log, n_mels, hop) of the configurations whose every run failed, written "failed"."""
+    keys = ["sample_rate", "log", "n_mels", "hop_multiplier"]
+    rates, pairs, configs = _layout(pd.concat([aggregated[keys], pd.DataFrame(list(failed), columns=keys)],
+                                              ignore_index=True) if failed else aggregated)
     by_key = {(r.sample_rate, r.log, r.n_mels, r.hop_multiplier): r for r in aggregated.itertuples(index=False)}
     other_data = {key for key, off in zip(by_key, off_reference(aggregated), strict=True) if off}
     setups = dict(zip(by_key, setup_text(aggregated), strict=True))
@@ -107,7 +111,8 @@ def results_table(aggregated: pd.DataFrame, title: str) -> Table:
                 cells[mels, hop, rate, log, what] = _gmac(found[0][1] if found else np.nan)
                 continue
             row = by_key.get((rate, log, mels, hop))
-            text = _pct(getattr(row, f"{what}_mean"), getattr(row, f"{what}_std")) if row else "–"
+            text = (_pct(getattr(row, f"{what}_mean"), getattr(row, f"{what}_std")) if row
+                    else "failed" if (rate, log, mels, hop) in failed else "–")
             if row is not None and row.seeds_missing:
                 text += " †"
             if (rate, log, mels, hop) in other_data:
@@ -133,6 +138,8 @@ def results_table(aggregated: pd.DataFrame, title: str) -> Table:
              "GMAC: 1e9 multiply-adds per clip, one forward pass."]
     if aggregated["seeds_missing"].astype(bool).any():
         notes.append("†: fewer seeds than the other configurations (failed or unfinished runs).")
+    if failed:
+        notes.append("failed: every run of the configuration failed (runs_not_ok.csv says why).")
     if unranked:
         notes.append("A column without bold holds configurations trained on different data (clip length, tags, "
                      f"split or data) and no {config_label(**REFERENCE)} reference to say which is the column's: "
