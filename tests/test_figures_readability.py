@@ -512,6 +512,23 @@ def test_a_real_demo_grids_labels_each_read_as_their_own_points(cost):
     assert_labels_by_their_points(fig, _drawn(fig), covered=figures.OVERPRINT)
 
 
+@pytest.mark.parametrize("frame", ["grid", "demo", "real demo", "demo grid"])
+@pytest.mark.parametrize("cost", ["gmac", "storage_bytes"])
+def test_tradeoff_labels_stay_inside_their_axes(frame, cost, request):
+    """A label at the edge went outside the axes, over the tick labels ("2: 16/x10" across the y axis
+    over its "75", "128/x1" past the right end): the axes widen by as much and the labels are placed again."""
+    aggregated = {"real demo": lambda: aggregate(pd.read_csv(DEMO_SUMMARY)), "demo grid": _demo_grid}.get(
+        frame, lambda: request.getfixturevalue(frame))()
+    fig = figures.tradeoff(aggregated, cost)
+    renderer = _drawn(fig)
+    for ax in fig.axes:
+        box = ax.get_window_extent(renderer)
+        for text in ax.texts:
+            b = text.get_window_extent(renderer)
+            assert box.x0 <= b.x0 + 0.5 and b.x1 <= box.x1 + 0.5 and box.y0 <= b.y0 + 0.5 and b.y1 <= box.y1 + 0.5, \
+                text.get_text()
+
+
 @pytest.mark.parametrize("cost", ["gmac", "storage_bytes", "latency_ms"])
 def test_tradeoff_figures_fit_the_page_without_overlapping_text(cost, tmp_path):
     fig = figures.tradeoff(_demo_grid(), cost)

@@ -477,6 +477,39 @@ def place_labels(ax, points: list[tuple[float, float, str, bool]], markers: np.n
     return left_out
 
 
+LABEL_ROOM_TRIES = 3
+"""Placements of a trade-off figure's labels: a label that had to go outside its axes (over the tick
+labels) widens the axes' limits by as much, and the labels are placed again on them."""
+
+
+def _make_room_for_labels(axes, cost: str) -> bool:
+    """Widen each of `axes`' limits where its labels reach outside it (as drawn), by that much, and take the
+    labels away to be placed again; False where every label is inside."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(axes[0].figure).get_renderer()
+    widened = False
+    for ax in axes:
+        box = ax.get_window_extent(renderer)
+        reach = [t.get_window_extent(renderer) for t in ax.texts]  # in pixels
+        beyond = (max((box.x0 - b.x0 for b in reach), default=0.0), max((b.x1 - box.x1 for b in reach), default=0.0),
+                  max((box.y0 - b.y0 for b in reach), default=0.0), max((b.y1 - box.y1 for b in reach), default=0.0))
+        over = [edge + 2.0 if edge > 0.5 else 0.0 for edge in beyond]  # and a little air
+        if not any(over):
+            continue
+        widened = True
+        for text in list(ax.texts):
+            text.remove()
+        left, right, bottom, top = over
+        x0, x1 = np.log10(ax.get_xlim())  # the x axis is logarithmic
+        span = (x1 - x0) / max(box.width - left - right, box.width / 2)
+        log_axis(ax.xaxis, 10 ** (x0 - left * span), 10 ** (x1 + right * span), COSTS[cost].unit)
+        y0, y1 = ax.get_ylim()
+        span = (y1 - y0) / max(box.height - bottom - top, box.height / 2)
+        ax.set_ylim(y0 - bottom * span, y1 + top * span)
+    return widened
+
+
 def _point_labels(rows: pd.DataFrame, cost: str, numbers: dict) -> list[tuple[float, float, str, bool]]:
     """(x, y, text, bold) per label: "mels/xhop" for every point, "n: mels/xhop" (bold) for the Pareto
     front's point number n (`numbers`: configuration -> n). The log and dB points of one input share
@@ -646,8 +679,12 @@ def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac") -> Figure:
         # wrapped to end clear of the legends on the right
         fig.suptitle(_heading(heading, PAGE_WIDTH - 2.6), x=0.02, ha="left")
         fig.draw_without_rendering()
-        left_out = sum(place_labels(ax, labels, markers, lines, drop_plain=True) for ax, labels, markers, lines
-                       in pending)
+        for attempt in range(LABEL_ROOM_TRIES):
+            left_out = sum(place_labels(ax, labels, markers, lines, drop_plain=True) for ax, labels, markers, lines
+                           in pending)
+            if attempt == LABEL_ROOM_TRIES - 1 or not _make_room_for_labels([ax for ax, *_ in pending], cost):
+                break
+            fig.draw_without_rendering()
         if left_out:  # a line at the key's end: the key only grows down, the axes keep the size labels were placed on
             if key:
                 fig.legends[-1].remove()
