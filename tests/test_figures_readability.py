@@ -529,6 +529,24 @@ def test_tradeoff_labels_stay_inside_their_axes(frame, cost, request):
                 text.get_text()
 
 
+def test_a_far_labels_line_to_its_point_runs_through_no_label_placed_before_it(grid):
+    """The line of "128/x2", sent farther out, ran through the label "128/x1": struck through, that
+    label read as joined to the other point."""
+    fig = figures.tradeoff(grid, "gmac")
+    renderer = _drawn(fig)
+    (ax,) = fig.axes
+    boxes = [(text, text.get_window_extent(renderer)) for text in ax.texts]
+    far = [(text, box) for text, box in boxes if text.arrow_patch is not None]
+    assert far
+    for text, box in far:
+        x, y = ax.transData.transform(text.xy)
+        t = np.linspace(0.0, 1.0, 50)
+        xs, ys = x + t * ((box.x0 + box.x1) / 2 - x), y + t * ((box.y0 + box.y1) / 2 - y)
+        struck = [other.get_text() for other, b in boxes if other is not text
+                  and ((xs > b.x0) & (xs < b.x1) & (ys > b.y0) & (ys < b.y1)).any()]
+        assert not struck, (text.get_text(), struck)
+
+
 @pytest.mark.parametrize("cost", ["gmac", "storage_bytes", "latency_ms"])
 def test_tradeoff_figures_fit_the_page_without_overlapping_text(cost, tmp_path):
     fig = figures.tradeoff(_demo_grid(), cost)

@@ -418,10 +418,19 @@ def place_labels(ax, points: list[tuple[float, float, str, bool]], markers: np.n
     def distance(box, px, py) -> float:
         return float(np.hypot(max(box[0] - px, 0.0, px - box[2]), max(box[1] - py, 0.0, py - box[3])))
 
-    def best_spot(spots, cx, cy, w, h, others):
+    def through(segment, box) -> bool:
+        """Whether the segment (x0, y0, x1, y1) runs through `box` (tested at 20 points along it)."""
+        x0, y0, x1, y1 = segment
+        t = np.linspace(0.0, 1.0, 20)
+        xs, ys = x0 + t * (x1 - x0), y0 + t * (y1 - y0)
+        return bool(((xs > box[0]) & (xs < box[2]) & (ys > box[1]) & (ys < box[3])).any())
+
+    def best_spot(spots, cx, cy, w, h, others, leader=False):
         """(cost, overprinted area, spot, box, misleading) of the cheapest of `spots`, and of the cheapest
         that prints over no label and has no other marker nearer than its own (None if none does).
-        `others`: the markers a spot may not be nearer (none for a spot joined to its point by a line)."""
+        `others`: the markers a spot may not be nearer (none for a spot joined to its point by a line);
+        with `leader`, a spot whose line to its point runs through a label placed before counts as
+        misleading too (a struck-through label reads as joined to that point)."""
         best = clear = None
         for dx, dy, ha, va in spots:
             left = cx + dx / 72 - {"left": 0, "center": w / 2, "right": w}[ha]
@@ -433,6 +442,8 @@ def place_labels(ax, points: list[tuple[float, float, str, bool]], markers: np.n
                     + 4 * outside * h)  # outside: over the tick labels
             own = distance(box, cx, cy)
             misleading = any(distance(box, ox, oy) < own for ox, oy in others)  # reads as that point's label
+            if leader and any(through((cx, cy, left + w / 2, bottom + h / 2), b) for b in placed):
+                misleading = True  # its line through a label would join that label to this point
             if misleading:
                 cost += 0.5 * w * h
             candidate = (cost, sum(overlap(box, other) for other in placed), (dx, dy, ha, va), box, misleading)
@@ -456,7 +467,7 @@ def place_labels(ax, points: list[tuple[float, float, str, bool]], markers: np.n
         cost, printed_over, spot, box, misleading = best if clear is None else clear  # over a line before
         leader = False                                                                 # over a label
         if printed_over > OVERPRINT * w * h or misleading:
-            far, far_clear = best_spot(_FAR_SPOTS, cx, cy, w, h, np.zeros((0, 2)))  # the line says whose it is
+            far, far_clear = best_spot(_FAR_SPOTS, cx, cy, w, h, np.zeros((0, 2)), leader=True)  # the line says whose
             if drop_plain and not bold and (far_clear is None or far_clear[0] > 0):
                 left_out += 1  # a plain label goes farther out only where it covers nothing there
                 continue
