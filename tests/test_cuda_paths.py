@@ -1416,6 +1416,23 @@ def test_submitit_local_jobs_share_the_runs_per_gpu_the_memory_allows(monkeypatc
         capsys.readouterr().out
 
 
+def test_submitit_local_jobs_on_the_cpu_share_its_cores_as_local_workers_do(monkeypatch, tmp_path):
+    """N local workers on the CPU each get 1/N of the cores; N submitit-local jobs each ran torch on all
+    of them (2 jobs on 2 cores trained 20-30x slower than 2 local workers)."""
+    import submitit
+
+    from bench.run import grid
+
+    spec = gpu_box_grid(monkeypatch, tmp_path, count=0)
+    monkeypatch.setattr(grid, "usable_cpus", lambda: 8)
+    monkeypatch.setattr(submitit, "AutoExecutor", StubExecutor)
+    StubExecutor.made.clear()
+    run_grid(str(spec), GridOptions(results=str(tmp_path / "results"), device="cpu", launcher="submitit-local",
+                                    workers=2))
+    (executor,) = StubExecutor.made
+    assert [job.threads for job in executor.jobs] == [4, 4]
+
+
 def test_a_slurm_task_reads_with_its_own_cpus(monkeypatch):
     """`--launcher slurm` runs GPUs x runs-per-GPU tasks per job, each given cpus_per_task CPUs (64 //
     8 = 8 here) and seeing all the job's GPUs: its CPUs are its share already, bound to it or not.

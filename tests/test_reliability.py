@@ -571,6 +571,26 @@ def test_full_disk_mid_run_exits_2_leaves_nothing_half_written_and_resumes(damag
     assert executions(workspace, "one") == {reference["run_id"]: 1}  # the original grid was not touched
 
 
+@pytest.mark.parametrize("name", ["history.jsonl", "best.pt"])
+def test_a_folder_where_a_runs_file_belongs_stops_the_grid_and_is_not_the_runs_failure(damaged, capsys, name):
+    """A folder named like a file the run writes while it trains: the grid stops with the CLI's one line
+    ("move it aside, then rerun"), and the run, not recorded failed, trains when rerun as told (it was
+    recorded failed, and the rerun skipped it)."""
+    workspace, spec, folder, reference = damaged
+    for stale in (RESULT, CHECKPOINT, BEST, "history.jsonl"):
+        (folder / stale).unlink(missing_ok=True)
+    (folder / name).mkdir()
+    status = main(["grid", str(spec), "--results", str(folder.parents[2]), "--cache", str(workspace / "cache"),
+                   "--device", "cpu", "--no-report"])
+    err = capsys.readouterr().err
+    assert status == 2 and err.strip().endswith(f"{folder / name}: a folder where a file belongs; move it aside, "
+                                                 "then rerun"), err
+    assert not (folder / RESULT).exists()
+    (folder / name).rmdir()
+    result, _ = rerun(damaged, capsys)
+    assert result["status"] == "ok" and same_training(result, reference)
+
+
 def allocation_refused(cache, monkeypatch, code: int) -> OSError:
     """The error preparing `cache` raises when reserving its waveform file fails with errno `code`."""
     def refuse(fd, size):
@@ -665,6 +685,26 @@ def test_a_full_disk_under_several_workers_is_raised_once_as_the_clis_one_line(m
     from bench.cli import resource_message
 
     assert resource_message(raised.value).startswith(f"cannot write {tmp_path}/runs/w0/{CHECKPOINT}: No space left")
+
+
+def test_a_misplaced_file_under_several_workers_is_raised_once_as_the_clis_one_line(monkeypatch, tmp_path):
+    """A file where a run's folder belongs, met by each of 2 workers: a traceback per worker and exit 1,
+    where one worker gave the CLI's one line."""
+    from bench.cli import misplaced_message
+    from bench.run import grid
+
+    (tmp_path / "runs").write_text("a file")
+
+    def misplaced(job):
+        (tmp_path / "runs" / f"w{job.worker}").mkdir()  # the OS's own error for it
+
+    monkeypatch.setattr(grid, "worker_entry", misplaced)
+    monkeypatch.setattr(grid.multiprocessing, "get_context", lambda method: InlineContext)
+    job = grid.WorkerJob("spec.toml", str(tmp_path), "index.json", "cpu")
+    with pytest.raises(OSError) as raised:
+        grid._launch_local(job, 2, cuda=False)
+    assert misplaced_message(raised.value) == (f"{tmp_path}/runs/w0: a file stands where a folder belongs on this "
+                                               "path; move it aside, then rerun")
 
 
 

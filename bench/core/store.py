@@ -72,6 +72,15 @@ def is_resource_error(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in RESOURCE_ERRNOS
 
 
+MISPLACED_ERRNOS = frozenset({errno.EISDIR, errno.ENOTDIR, errno.EEXIST})
+"""A folder where the suite keeps a file, or a file where it keeps a folder (a copy gone wrong, a name
+taken by hand): not a run's failure; the grid stops, resumable, once it is moved aside."""
+
+
+def is_misplaced(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in MISPLACED_ERRNOS
+
+
 def fsync_path(path: str | Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -41,7 +41,7 @@ from bench.core.interrupts import (
 from bench.core.layout import ERROR, RUNS, spec_dir, spec_folder_problem
 from bench.core.machine import usable_cpus
 from bench.core.paths import folder_path, writable_folder
-from bench.core.store import LocksUnsupported, is_resource_error
+from bench.core.store import LocksUnsupported, is_misplaced, is_resource_error
 from bench.run.gpus import exclusive_gpus, listed_mig_instances, mig_instances
 from bench.run.runner import (
     RunLock,
@@ -305,8 +305,8 @@ worker that met it stopped, and the grid raises it once, as the CLI's one line."
 def pool_worker_entry(job: WorkerJob) -> list[str] | Interrupted | OSError | LocksUnsupported:
     """`worker_entry` in a local worker process: Ctrl-C (which the terminal sends to every process of
     the grid) comes back as a value saying where the run resumes, not as a traceback per process; so
-    does a full disk or a forbidden folder (`is_resource_error`), or a file system without locks, which
-    the parent reports in one line."""
+    does a full disk or a forbidden folder (`is_resource_error`), a folder where a file belongs or the
+    reverse (`is_misplaced`), or a file system without locks, which the parent reports in one line."""
     try:
         return worker_entry(job)
     except Interrupted as exc:
@@ -316,7 +316,7 @@ def pool_worker_entry(job: WorkerJob) -> list[str] | Interrupted | OSError | Loc
     except LocksUnsupported as exc:
         return exc
     except OSError as exc:
-        if is_resource_error(exc):
+        if is_resource_error(exc) or is_misplaced(exc):
             return OSError(exc.errno, exc.strerror, exc.filename, None, exc.filename2)  # the plain error: it pickles
         raise
     except DeviceFailure as exc:  # one line, and the worker ends (the parent reports it as stopped)
@@ -479,6 +479,8 @@ def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
         else:
             if o.launcher == "submitit-local" and wants_gpu:  # each job runs K workers on every GPU here
                 job = dataclasses.replace(job, workers_here=processes_per_gpu(o, job.runs_per_gpu)[0] * _gpu_count())
+            elif o.launcher == "submitit-local":  # its N jobs share this machine's CPUs, as N local workers do
+                job = dataclasses.replace(job, threads=max(1, usable_cpus() // (o.workers or 1)))
             _launch_submitit(job, o.workers or 1, o.launcher, o.slurm, results_root / spec.name / "slurm", wants_gpu)
     return summarise(spec, results_root, runs)
 

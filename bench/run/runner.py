@@ -50,6 +50,7 @@ from bench.core.store import (
     atomic_write_json,
     atomic_write_text,
     fsync_folder,
+    is_misplaced,
     is_resource_error,
     lock_held,
     reject,
@@ -301,8 +302,8 @@ def execute_run(spec: Spec, run: RunSpec, folder: Path, cache_for: Callable, dev
     except Exception as exc:  # recorded, and the grid goes on
         if is_job_stop(exc):  # the job's time is up: the run resumes from its checkpoint in a later job
             raise
-        if is_resource_error(exc):  # a full disk or a read-only folder is not the run's fault: stop, resumable
-            raise
+        if is_resource_error(exc) or is_misplaced(exc):  # a full disk, a read-only folder, a folder where a
+            raise  # file belongs: not the run's fault; the grid stops, resumable
         if is_device_failure(exc, device):  # not the run's failure: this worker's GPU is unusable from now on
             raise DeviceFailure(f"{device} failed during {run.run_id} ({type(exc).__name__}: {one_line(exc)}); "
                                 "the run was not recorded as failed and resumes in the next grid") from exc

@@ -50,7 +50,7 @@ def read_history(path: Path) -> list[dict]:
     """The whole lines of a history.jsonl that a worker may be appending to."""
     try:
         text = path.read_text(errors="replace")  # a damaged line is not JSON: the records end there
-    except (FileNotFoundError, NotADirectoryError):
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):  # a folder of that name: the grid says so
         return []
     records = []
     for line in text.splitlines():
