@@ -904,3 +904,81 @@ def test_the_scikit_learn_version_is_read_from_any_release_name(monkeypatch, ver
 
     monkeypatch.setattr(sklearn, "__version__", version)
     assert sklearn_version() == expected and (sklearn_version() >= (1, 8)) is True
+
+
+def test_a_run_named_twice_is_scored_once_and_two_models_of_one_name_are_refused(finished_runs, small_dataset,
+                                                                                  tmp_path, capsys):
+    """A run named by its spec and by its folder was scored twice, as two seeds with a spread of ±0.00;
+    a copy of a run folder beside it (same name) wrote its result over the other's file."""
+    import shutil
+
+    spec_path, results = finished_runs
+    first = sorted((results / "tr" / "runs").iterdir())[0]
+    task = ["--task", str(small_dataset / "hiss.csv"), "--results", str(results), "--folds", "4", "-q"]
+    assert main(["transfer", str(spec_path), str(first), *task]) == 0
+    assert f"bench transfer: {first}: named more than once, scored once" in capsys.readouterr().err
+    with open(results / "tr" / "transfer" / "hiss" / "transfer.csv") as handle:
+        assert sorted(r["seed"] for r in csv.DictReader(handle)) == ["0", "1"]
+    copy = tmp_path / "copies" / first.name
+    shutil.copytree(first, copy)
+    assert main(["transfer", str(first), str(copy), *task]) == 2
+    assert f"are both named {first.name}: their results would be one file" in capsys.readouterr().err
+
+
+def test_an_out_folder_of_another_task_is_refused_and_other_settings_are_said_to_replace(finished_runs,
+                                                                                         small_dataset, tmp_path,
+                                                                                         capsys):
+    """`--out T` for a second task replaced the first task's results without a word; a rerun with another
+    layer replaced the model's result in its folder silently too."""
+    spec_path, results = finished_runs
+    run = sorted((results / "tr" / "runs").iterdir())[0]
+    out = tmp_path / "T"
+    common = [str(run), "--results", str(results), "--folds", "4", "-q", "--out", str(out)]
+    assert main(["transfer", *common, "--task", str(small_dataset / "hiss.csv")]) == 0
+    before = (out / "transfer.csv").read_bytes()
+    assert main(["transfer", *common, "--task", str(small_dataset / "mode.csv")]) == 2
+    assert f"--out {out}: holds the transfer of {(small_dataset / 'hiss.csv').resolve()}; give each task its own " \
+           "--out" in capsys.readouterr().err
+    assert (out / "transfer.csv").read_bytes() == before
+    assert main(["transfer", *[a if a != "4" else "3" for a in common], "--task", str(small_dataset / "hiss.csv")]) == 0
+    assert (f"bench transfer: {run.name}: its result in {out}, scored with folds 4 (now 3), is replaced (a separate "
+            "--out keeps both)") in capsys.readouterr().err
+
+
+def test_two_manifests_of_one_name_claimed_at_once_take_separate_folders(finished_runs, small_dataset, tmp_path,
+                                                                         capsys, monkeypatch):
+    """Two transfers started together on a/task.csv and b/task.csv both chose the folder `task` (each saw
+    it free) and wrote each other's results there. The folder is claimed again under a lock when the
+    first result is written: the second finds it taken and uses its own."""
+    import shutil
+
+    from bench.tools import transfer
+
+    spec_path, results = finished_runs
+    run = sorted((results / "tr" / "runs").iterdir())[0]
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        shutil.copy(small_dataset / "hiss.csv", tmp_path / name / "task.csv")
+    text = (small_dataset / "hiss.csv").read_text()  # its audio paths, absolute: the copies name the same files
+    rows = list(csv.DictReader(text.splitlines()))
+    for name in ("a", "b"):
+        write_rows(tmp_path / name / "task.csv", list(rows[0]),
+                   [[str((small_dataset / r["path"]).resolve()) if k == "path" else r[k] for k in rows[0]]
+                    for r in rows])
+    real = transfer.evaluate_model
+
+    def meanwhile(*args, **kwargs):  # b's transfer claims the folder while a's scores its model
+        monkeypatch.setattr(transfer, "evaluate_model", real)
+        assert main(["transfer", str(run), "--task", str(tmp_path / "b" / "task.csv"), "--results", str(results),
+                     "--folds", "4", "-q"]) == 0
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(transfer, "evaluate_model", meanwhile)
+    assert main(["transfer", str(run), "--task", str(tmp_path / "a" / "task.csv"), "--results", str(results),
+                 "--folds", "4", "-q"]) == 0
+    folders = {json.loads((f / "task.manifest.json").read_text())["manifest"]: f
+               for f in (results / "tr" / "transfer").iterdir()}
+    assert set(folders) == {str((tmp_path / n / "task.csv").resolve()) for n in ("a", "b")}
+    assert folders[str((tmp_path / "b" / "task.csv").resolve())].name == "task"
+    assert folders[str((tmp_path / "a" / "task.csv").resolve())].name.startswith("task-")
+    assert "was taken meanwhile by another manifest named task" in capsys.readouterr().out

@@ -253,7 +253,19 @@ def resolve_targets(targets: list[str], results: str) -> tuple[list[Target], lis
     if not out:
         raise UserError("no finished model to evaluate" + (f" ({len(notes)} run(s) not finished: run the grid first)"
                                                            if notes else ""))
-    return out, notes
+    unique, named = [], {}
+    for target in out:  # a run named twice (its folder and its spec) is scored once, not as two seeds
+        path = Path(target.model)
+        where = str(path.resolve()) if path.is_dir() else target.model
+        if where in named.values():
+            notes.append(f"{target.model}: named more than once, scored once")
+            continue
+        if path.name in named:  # its result file would be the other's
+            raise UserError(f"{named[path.name]} and {where} are both named {path.name}: their results would be "
+                            "one file; evaluate them in separate runs of bench transfer (--out)")
+        named[path.name] = where
+        unique.append(target)
+    return unique, notes
 
 
 UPSTREAM_VERSION = 4
@@ -365,17 +377,25 @@ def audio_fingerprint(task: Task) -> str:
 TASK_MARKER = "task.manifest.json"
 
 
+SETTINGS_KEYS = ("layer", "classifiers", "folds", "seed")
+"""What a user chooses of a stored result's key (the rest follows the task, the audio and the versions)."""
+
+
+def task_owner(folder: Path) -> str | None:
+    """The manifest whose transfer `folder` holds (its task.manifest.json), or None."""
+    try:
+        return json.loads((folder / TASK_MARKER).read_text()).get("manifest")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def task_folder(parent: Path, task: Task) -> Path:
     """`parent/<task name>`, unless that folder holds the results of another manifest of the same name
     (two tasks' `task.csv`): then `<task name>-<digest of the manifest's path>`. The folder's
     task.manifest.json says whose it is."""
     manifest = str(Path(task.manifest).resolve())
     folder = parent / task.name
-    try:
-        owner = json.loads((folder / TASK_MARKER).read_text()).get("manifest")
-    except (OSError, ValueError, AttributeError):
-        owner = None
-    if owner not in (None, manifest):
+    if task_owner(folder) not in (None, manifest):
         folder = parent / f"{task.name}-{hashlib.sha256(manifest.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
     return folder
 
@@ -461,6 +481,9 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
     out_dir = Path(out) if out else task_folder(base / "transfer", task)
     cache_root = (base or out_dir) / "embeddings"
     writable_folder(out_dir, "--out")
+    manifest = str(Path(task.manifest).resolve())
+    if out and task_owner(out_dir) not in (None, manifest):  # its results would be replaced by another task's
+        raise UserError(f"--out {out}: holds the transfer of {task_owner(out_dir)}; give each task its own --out")
     for note in notes:
         print(f"bench transfer: {note}", file=sys.stderr)
     key = {"task": task_identity(task), "audio": audio_fingerprint(task), "layer": settings.layer,
@@ -471,11 +494,21 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
            "scikit-learn": ".".join(map(str, sklearn_version()))}
     def claim_out_dir() -> None:
         """The task's folder, made when the first result is written: a model that cannot be loaded, or a
-        layer it does not have, leaves nothing behind."""
-        if not out and not (out_dir / TASK_MARKER).exists():
-            out_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(out_dir / TASK_MARKER, {"manifest": str(Path(task.manifest).resolve()),
-                                                      "name": task.name})
+        layer it does not have, leaves nothing behind. Its name is chosen again under a lock of the
+        folder holding it: another transfer of a manifest of the same name may have taken it since."""
+        nonlocal out_dir
+        if task_owner(out_dir) == manifest:
+            return
+        home = out_dir if out else out_dir.parent  # --out is the user's: nothing is written beside it
+        home.mkdir(parents=True, exist_ok=True)
+        with exclusive_lock(home / ".transfer-claim.lock"):
+            chosen = out_dir if out else task_folder(out_dir.parent, task)
+            if task_owner(chosen) is None:
+                chosen.mkdir(parents=True, exist_ok=True)
+                atomic_write_json(chosen / TASK_MARKER, {"manifest": manifest, "name": task.name})
+        if chosen != out_dir:
+            print(f"  -> {chosen} ({out_dir} was taken meanwhile by another manifest named {task.name})")
+            out_dir = chosen
 
     decoder = Decoded()
     collected = []
@@ -485,8 +518,7 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
 
     def score(embedder: Embedder, trained: bool, init_seed: int | None = None) -> dict:
         """The model's stored or new result (appended to `collected`)."""
-        done = out_dir / f"{embedder.tagger.name}.json"
-        previous = _load(done)
+        previous = _load(out_dir / f"{embedder.tagger.name}.json")
         if previous is not None and previous.get("key") == key and previous.get("model_id") == embedder.identity:
             collected.append(previous)
             bar.update(len(task.paths))
@@ -501,6 +533,14 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
                       f"{scores['not_converged']} of {len(splits)} folds (scores kept, as `not_converged` in its "
                       "JSON)", file=sys.stderr)
         claim_out_dir()
+        done = out_dir / f"{embedder.tagger.name}.json"
+        stored = _load(done)
+        changed = [name for name in SETTINGS_KEYS if stored is not None and isinstance(stored.get("key"), dict)
+                   and stored.get("model_id") == embedder.identity and stored["key"].get(name) != key[name]]
+        if changed:
+            before = ", ".join(f"{name} {stored['key'][name]} (now {key[name]})" for name in changed)
+            print(f"bench transfer: {embedder.tagger.name}: its result in {out_dir}, scored with {before}, is "
+                  "replaced (a separate --out keeps both)", file=sys.stderr)
         atomic_write_json(done, result)
         collected.append(result)
         return result
