@@ -8,6 +8,8 @@ swells a size-based estimate. Each case is built here from a real MP3 written by
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -64,8 +66,13 @@ def test_a_partly_downloaded_mp3_is_skipped_as_truncated_not_padded_with_silence
     assert sf.info(str(partial)).duration == pytest.approx(30.0, abs=0.1)  # the Info frame of the whole
     with pytest.raises(BadAudio, match=r"truncated: the header says 30\.00 s, decoding stops at 3\.\d\d s"):
         decode_clip(str(partial), (16000,), 29.1)
-    # tagging a whole file takes what decodes: an eighth of 30 s
-    assert decode_file(str(partial), 16000).shape[0] / 16000 == pytest.approx(30 / 8, abs=0.3)
+    # tagging a whole file takes what decodes: an eighth of 30 s, and says so (it went unsaid)
+    said = []
+    assert decode_file(str(partial), 16000, warn=said.append).shape[0] / 16000 == pytest.approx(30 / 8, abs=0.3)
+    assert len(said) == 1 and re.fullmatch(r"decoded 3\.\d\d s of the 30\.0\d s its header announces \(a damaged or "
+                                           r"partial file\?\): only what decodes is used", said[0]), said
+    decode_file(str(whole), 16000, warn=said.append)  # whole: nothing to say
+    assert len(said) == 1
 
 
 def test_an_id3_tag_that_swells_the_length_estimate_still_gives_the_centre_of_the_real_audio(tmp_path):

@@ -511,3 +511,22 @@ def test_a_dB_run_tags_a_clip_as_its_evaluation_scored_it(tmp_path, described, s
 
     tagged = taggram(tagger, decode_file(tmp_path / "clip.wav", 16000)).mean(axis=0)
     np.testing.assert_allclose(tagged, evaluated, atol=1e-6)
+
+
+def test_a_folder_named_after_an_imported_model_that_holds_no_model_does_not_hide_it(tmp_path, monkeypatch):
+    """`bench embed MTT_musicnn song.wav --out MTT_musicnn` (one --out per model, as the docs advise) made
+    a folder of that name in the working directory: every later `bench tag`, `embed` or `transfer` of
+    MTT_musicnn there took the folder for the model and stopped."""
+    from pathlib import Path
+
+    from bench.tools.tag import MODEL_JSON, resolve_model
+
+    models = tmp_path / "models"
+    (models / "MTT_musicnn").mkdir(parents=True)
+    (models / "MTT_musicnn" / MODEL_JSON).write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "MTT_musicnn").mkdir()
+    (tmp_path / "MTT_musicnn" / "embeddings.csv").write_text("path\n")
+    assert resolve_model("MTT_musicnn", str(models)) == ("model", models / "MTT_musicnn")
+    (tmp_path / "MTT_musicnn" / MODEL_JSON).write_text("{}")  # a model there is the one named
+    assert resolve_model("MTT_musicnn", str(models)) == ("model", Path("MTT_musicnn"))

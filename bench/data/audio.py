@@ -18,7 +18,7 @@ import contextlib
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -305,10 +305,13 @@ def out_of_range(peak: float) -> BadAudio:
     return BadAudio(f"samples out of range (peak {peak:.6g} > {MAX_PEAK:g}: the samples are not scaled to [-1, 1])")
 
 
-def decode_file(path: str, sample_rate: int, min_seconds: float = MIN_SECONDS) -> np.ndarray:
+def decode_file(path: str, sample_rate: int, min_seconds: float = MIN_SECONDS,
+                warn: Callable[[str], None] | None = None) -> np.ndarray:
     """The whole of `path` as float32 mono at `sample_rate` (for tagging whole tracks); shorter than
     `min_seconds` is a BadAudio, as in the cache (a few samples would not fill one STFT window), and so
-    are samples past MAX_PEAK (integer-scaled floats, which a network would score as noise).
+    are samples past MAX_PEAK (integer-scaled floats, which a network would score as noise). What
+    decodes is used: `warn` gets a line where that falls short of the length the header announces (a
+    damaged or partial file; or an MP3 without a Xing frame whose size-based estimate a tag inflated).
 
     Read, downmixed and resampled block by block (soxr's stream gives the one-shot result exactly):
     an hours-long stereo file never sits in memory at its own rate, only the mono result does."""
@@ -330,6 +333,10 @@ def decode_file(path: str, sample_rate: int, min_seconds: float = MIN_SECONDS) -
             pieces.append(mono if stream is None else stream.resample_chunk(mono, last=last))
             if last:
                 break
+        announced = handle.frames
+    if warn is not None and announced - decoded > _slack(announced, source_rate):
+        warn(f"decoded {decoded / source_rate:.2f} s of the {announced / source_rate:.2f} s its header announces "
+             "(a damaged or partial file?): only what decodes is used")
     if decoded < min_seconds * source_rate:  # frames announced but not delivered (truncated file)
         raise BadAudio(f"too short after decoding ({decoded / source_rate:.2f} s < {min_seconds} s)")
     if peak > MAX_PEAK:

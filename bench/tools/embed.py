@@ -216,7 +216,7 @@ Decoder = Callable[[str, int], np.ndarray]
 def decode(path: str, sample_rate: int) -> np.ndarray:
     from bench.data.audio import decode_file
 
-    return decode_file(path, sample_rate)
+    return decode_file(path, sample_rate, warn=lambda text: print(f"warning: {path}: {text}", file=sys.stderr))
 
 
 def embed_files(embedder: Embedder, paths: list[str], cache_root: str | Path, decoder: Decoder = decode,

@@ -147,13 +147,14 @@ def load_legacy_run(folder: Path) -> Tagger:
 
 
 def resolve_model(model: str, models: str | None = None, argument: str = "--model") -> tuple[str, Path]:
-    """("model" | "legacy-run", folder) for `--model`: an imported model's name, or a folder with
-    model.json (an imported model or a finished run), or a run finished before runs wrote model.json.
-    `argument` names what the user typed in the error message."""
+    """("model" | "legacy-run", folder) for `--model`: an imported model's name (unless a folder of that
+    name holds a model), or a folder with model.json (an imported model or a finished run), or a run
+    finished before runs wrote model.json. `argument` names what the user typed in the error message."""
     from bench.tools.pretrained import RELEASED, models_dir
 
     path = Path(model)
-    if model in RELEASED and not path.is_dir():
+    is_model = path.is_dir() and ((path / CONFIG).is_file() or (path / MODEL_JSON).is_file())
+    if model in RELEASED and not is_model:  # a folder of that name holding no model (`bench embed --out`'s): not it
         folder = models_dir(models) / model
         if not (folder / MODEL_JSON).is_file():
             raise UserError(f"{folder}: no imported {model} (run `bench import musicnn` first, "
@@ -278,7 +279,8 @@ def _decode(path: str, sample_rate: int) -> tuple[np.ndarray | Exception, float]
 
     t0 = time.perf_counter()
     try:
-        return decode_file(path, sample_rate), time.perf_counter() - t0
+        return decode_file(path, sample_rate, warn=lambda text: print(f"bench tag: warning: {path}: {text}",
+                                                                     file=sys.stderr)), time.perf_counter() - t0
     except BadAudio as exc:
         return exc, time.perf_counter() - t0
 
