@@ -529,6 +529,20 @@ def test_tradeoff_labels_stay_inside_their_axes(frame, cost, request):
                 text.get_text()
 
 
+def test_a_panel_whose_labels_fit_keeps_one_set_of_them_while_another_makes_room():
+    """Two datasets, two panels: the crowded one widened its axes and was labelled again, and so was
+    the other, whose labels fit: every label of it was drawn twice."""
+    from collections import Counter
+
+    crowded = tidy(GRID, dataset="mtat")
+    spread = tidy([(16000, 96, 1, "log"), (16000, 48, 2, "log"), (12000, 16, 1, "log")], dataset="msd")
+    fig = figures.tradeoff(aggregate(pd.concat([crowded, spread], ignore_index=True)), "gmac")
+    assert len(fig.axes) == 2
+    for ax in fig.axes:
+        twice = [key for key, n in Counter((t.get_text(), tuple(t.xy)) for t in ax.texts).items() if n > 1]
+        assert not twice, (ax.get_title(loc="left"), twice)
+
+
 def test_a_far_labels_line_to_its_point_runs_through_no_label_placed_before_it(grid):
     """The line of "128/x2", sent farther out, ran through the label "128/x1": struck through, that
     label read as joined to the other point."""

@@ -982,3 +982,16 @@ def test_two_manifests_of_one_name_claimed_at_once_take_separate_folders(finishe
     assert folders[str((tmp_path / "b" / "task.csv").resolve())].name == "task"
     assert folders[str((tmp_path / "a" / "task.csv").resolve())].name.startswith("task-")
     assert "was taken meanwhile by another manifest named task" in capsys.readouterr().out
+
+
+def test_an_imported_model_named_by_its_name_and_by_its_folder_is_scored_once(tmp_path, monkeypatch):
+    """`MTT_musicnn` and `models/MTT_musicnn` are one model: it was refused as two models of one name."""
+    from bench.tools.transfer import resolve_targets
+
+    folder = tmp_path / "models" / "MTT_musicnn"  # where `bench import musicnn --models models` writes it
+    folder.mkdir(parents=True)
+    (folder / "model.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    refs, notes = resolve_targets(["MTT_musicnn", "models/MTT_musicnn"], "results", str(tmp_path / "models"))
+    assert [r.model for r in refs] == ["MTT_musicnn"] and notes == ["models/MTT_musicnn: named more than once, "
+                                                                    "scored once"]

@@ -418,12 +418,15 @@ def place_labels(ax, points: list[tuple[float, float, str, bool]], markers: np.n
     def distance(box, px, py) -> float:
         return float(np.hypot(max(box[0] - px, 0.0, px - box[2]), max(box[1] - py, 0.0, py - box[3])))
 
-    def through(segment, box) -> bool:
-        """Whether the segment (x0, y0, x1, y1) runs through `box` (tested at 20 points along it)."""
-        x0, y0, x1, y1 = segment
-        t = np.linspace(0.0, 1.0, 20)
-        xs, ys = x0 + t * (x1 - x0), y0 + t * (y1 - y0)
-        return bool(((xs > box[0]) & (xs < box[2]) & (ys > box[1]) & (ys < box[3])).any())
+    along = np.linspace(0.0, 1.0, 20)[:, None]
+
+    def through_placed(x0, y0, x1, y1) -> bool:
+        """Whether the segment (x0, y0)-(x1, y1) runs through a label placed so far (tested at 20 points)."""
+        if not placed:
+            return False
+        b = np.asarray(placed)
+        xs, ys = x0 + along * (x1 - x0), y0 + along * (y1 - y0)
+        return bool(((xs > b[:, 0]) & (xs < b[:, 2]) & (ys > b[:, 1]) & (ys < b[:, 3])).any())
 
     def best_spot(spots, cx, cy, w, h, others, leader=False):
         """(cost, overprinted area, spot, box, misleading) of the cheapest of `spots`, and of the cheapest
@@ -442,7 +445,7 @@ def place_labels(ax, points: list[tuple[float, float, str, bool]], markers: np.n
                     + 4 * outside * h)  # outside: over the tick labels
             own = distance(box, cx, cy)
             misleading = any(distance(box, ox, oy) < own for ox, oy in others)  # reads as that point's label
-            if leader and any(through((cx, cy, left + w / 2, bottom + h / 2), b) for b in placed):
+            if leader and through_placed(cx, cy, left + w / 2, bottom + h / 2):
                 misleading = True  # its line through a label would join that label to this point
             if misleading:
                 cost += 0.5 * w * h
@@ -493,22 +496,23 @@ LABEL_ROOM_TRIES = 3
 labels) widens the axes' limits by as much, and the labels are placed again on them."""
 
 
-def _make_room_for_labels(axes, cost: str) -> bool:
-    """Widen each of `axes`' limits where its labels reach outside it (as drawn), by that much, and take the
-    labels away to be placed again; False where every label is inside."""
+def _make_room_for_labels(axes, cost: str) -> list:
+    """Widen each of `axes`' limits where its labels reach outside it (as drawn), by that much, and take its
+    labels away to be placed again; returns those axes (none where every label is inside)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     renderer = FigureCanvasAgg(axes[0].figure).get_renderer()
-    widened = False
+    widened = []
     for ax in axes:
         box = ax.get_window_extent(renderer)
         reach = [t.get_window_extent(renderer) for t in ax.texts]  # in pixels
         beyond = (max((box.x0 - b.x0 for b in reach), default=0.0), max((b.x1 - box.x1 for b in reach), default=0.0),
                   max((box.y0 - b.y0 for b in reach), default=0.0), max((b.y1 - box.y1 for b in reach), default=0.0))
-        over = [edge + 2.0 if edge > 0.5 else 0.0 for edge in beyond]  # and a little air
+        # and a label's height of air (pixels), so that one more placement mostly fits
+        over = [edge + 12.0 if edge > 0.5 else 0.0 for edge in beyond]
         if not any(over):
             continue
-        widened = True
+        widened.append(ax)
         for text in list(ax.texts):
             text.remove()
         left, right, bottom, top = over
@@ -690,12 +694,16 @@ def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac") -> Figure:
         # wrapped to end clear of the legends on the right
         fig.suptitle(_heading(heading, PAGE_WIDTH - 2.6), x=0.02, ha="left")
         fig.draw_without_rendering()
+        left, todo = {}, pending
         for attempt in range(LABEL_ROOM_TRIES):
-            left_out = sum(place_labels(ax, labels, markers, lines, drop_plain=True) for ax, labels, markers, lines
-                           in pending)
-            if attempt == LABEL_ROOM_TRIES - 1 or not _make_room_for_labels([ax for ax, *_ in pending], cost):
+            for ax, labels, markers, lines in todo:
+                left[ax] = place_labels(ax, labels, markers, lines, drop_plain=True)
+            widened = [] if attempt == LABEL_ROOM_TRIES - 1 else _make_room_for_labels([ax for ax, *_ in todo], cost)
+            if not widened:
                 break
+            todo = [item for item in pending if item[0] in widened]  # the others keep their labels
             fig.draw_without_rendering()
+        left_out = sum(left.values())
         if left_out:  # a line at the key's end: the key only grows down, the axes keep the size labels were placed on
             if key:
                 fig.legends[-1].remove()

@@ -224,10 +224,11 @@ class Target:
     """The results folder holding the spec's folder, for runs of a grid."""
 
 
-def resolve_targets(targets: list[str], results: str) -> tuple[list[Target], list[str]]:
-    """Models named by SPEC files (their finished runs), run folders and imported models; and notes on
-    runs of a spec that are not finished (skipped)."""
+def resolve_targets(targets: list[str], results: str, models: str | None = None) -> tuple[list[Target], list[str]]:
+    """Models named by SPEC files (their finished runs), run folders and imported models (in `models`);
+    and notes on runs of a spec that are not finished (skipped), or on a model named twice."""
     from bench.core.layout import CONFIG
+    from bench.tools.tag import resolve_model
 
     out, notes = [], []
     for target in targets:
@@ -256,14 +257,17 @@ def resolve_targets(targets: list[str], results: str) -> tuple[list[Target], lis
     unique, named = [], {}
     for target in out:  # a run named twice (its folder and its spec) is scored once, not as two seeds
         path = Path(target.model)
-        where = str(path.resolve()) if path.is_dir() else target.model
-        if where in named.values():
+        try:  # an imported model by name or by its folder: one folder
+            where = path.resolve() if path.is_dir() else resolve_model(target.model, models)[1].resolve()
+        except UserError:  # said where the model is loaded
+            where = path
+        if str(where) in named.values():
             notes.append(f"{target.model}: named more than once, scored once")
             continue
-        if path.name in named:  # its result file would be the other's
-            raise UserError(f"{named[path.name]} and {where} are both named {path.name}: their results would be "
+        if where.name in named:  # its result file would be the other's
+            raise UserError(f"{named[where.name]} and {where} are both named {where.name}: their results would be "
                             "one file; evaluate them in separate runs of bench transfer (--out)")
-        named[path.name] = where
+        named[where.name] = str(where)
         unique.append(target)
     return unique, notes
 
@@ -475,7 +479,7 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
     task = read_task(task_path, label_column)
     splits = fold_splits(task, settings)
     same_audio(task)
-    refs, notes = resolve_targets(targets, results)
+    refs, notes = resolve_targets(targets, results, models)
     first = refs[0]
     base = (spec_dir(first.results_root, first.spec_name) if first.spec_name else Path(results)) if not out else None
     out_dir = Path(out) if out else task_folder(base / "transfer", task)
