@@ -85,7 +85,7 @@ TRANSFER_TASKS ?= hiss mode
 transfer: $(STAMP) ## embeddings of SPEC's runs scored on downstream tasks (default: the demo's, after `make grid`)
 	$(BIN)/bench synth --out $(TRANSFER_DATA) --clips 300 --seed 1 --seconds 4 $(addprefix --task ,$(TRANSFER_TASKS))
 	@for task in $(TRANSFER_TASKS); do \
-		$(BIN)/bench transfer $(SPEC) --task $(TRANSFER_DATA)/$$task.csv --untrained --results $(RESULTS) || exit 1; done
+		$(BIN)/bench transfer $(SPEC) --task $(TRANSFER_DATA)/$$task.csv --untrained --results $(RESULTS) || exit $$?; done
 
 prepare: $(STAMP) ## decode and resample SPEC's dataset into the waveform cache
 	$(BIN)/bench prepare $(SPEC) $(if $(DATA),--data $(DATA))
@@ -126,6 +126,6 @@ lint: $(STAMP) ## ruff over the code and tests, and the dependency map (import-l
 	$(BIN)/ruff check bench architectures tests benchmarks
 	$(BIN)/lint-imports --no-cache
 
-clean: ## remove the virtual environment and caches (results and data are kept)
+clean: ## remove the virtual environment and Python's caches (results, data and the waveform cache/ are kept)
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

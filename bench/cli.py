@@ -368,6 +368,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from bench.core.layout import spec_folder_problem
     from bench.report.report import cli_main
 
     target, spec = Path(args.target), None
@@ -375,6 +376,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         from bench.spec import load_spec
 
         spec = load_spec(target)
+        problem = spec_folder_problem(args.results, spec.name)
+        if problem:  # `make report RESULTS=results/demo`: the spec's folder given for the one above it
+            raise UserError(f"--results {args.results}: {problem}")
         target = Path(args.results) / spec.name
         if not target.exists():
             raise UserError(f"results folder {target}: no such folder; `bench grid {args.target}` trains its runs "

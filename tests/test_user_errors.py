@@ -737,3 +737,18 @@ def test_an_empty_path_is_refused_not_taken_as_the_working_directory(capsys, tmp
     line = one_line_error(capsys, *argv)
     assert line.endswith(f"{option}: an empty path (an unset variable?); give a folder, or . for this one")
     assert not any(tmp_path.iterdir())
+
+
+def test_a_results_folder_given_for_a_spec_or_a_specs_folder_for_results_says_what_was_meant(capsys, tmp_path,
+                                                                                             write_spec):
+    """`bench status results/demo` said only "not a file"; `make report RESULTS=results/demo` said the runs
+    were missing (`results/demo/demo: no such folder`), where `bench grid` and `bench status` ask
+    "did you mean --results results?"."""
+    spec = write_spec(MINIMAL_SPEC)
+    results = tmp_path / "results"
+    (results / "t" / "runs").mkdir(parents=True)
+    line = one_line_error(capsys, "status", str(results / "t"))
+    assert line.endswith(f"{results / 't'}: a folder, not a spec file (.toml)")
+    line = one_line_error(capsys, "report", str(spec), "--results", str(results / "t"))
+    assert line.endswith(f"--results {results / 't'}: holds runs itself; --results is the folder above it (did you "
+                         f"mean --results {results}?)")

@@ -268,7 +268,8 @@ def load_spec(path: str | Path) -> Spec:
     """Read and validate a spec file; raises SpecError naming file, field and value."""
     path = Path(path)
     if not path.is_file():
-        raise SpecError(path, "", "spec file not found" if not path.exists() else "not a file")
+        raise SpecError(path, "", "spec file not found" if not path.exists() else
+                        "a folder, not a spec file (.toml)" if path.is_dir() else "not a file")
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))  # -sig: an editor's byte-order mark
     except tomllib.TOMLDecodeError as exc:
