@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bench.core.errors import RERUN_TO_CONTINUE, Interrupted, UserError, one_line
 from bench.core.paths import folder_path, readable_folder, writable_file, writable_folder
-from bench.core.store import DESCRIPTOR_LIMIT_ERRNOS, FAILING_STORAGE_ERRNOS, PROCESS_LIMIT_ERRNOS
+from bench.core.store import DESCRIPTOR_LIMIT_ERRNOS, FAILING_STORAGE_ERRNOS, PROCESS_LIMIT_ERRNOS, is_misplaced
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -36,15 +36,15 @@ def _named_file(exc: OSError) -> tuple[str | bytes | None, str]:
 
 def misplaced_message(exc: OSError) -> str | None:
     """A folder where the suite keeps a file, or a file where it keeps a folder (a copy gone wrong, a
-    name taken by hand), said as what to do about it; None for other errors."""
+    name taken by hand: `bench.core.store.is_misplaced`), said as what to do about it; None for other errors."""
     import errno
 
+    if not is_misplaced(exc):
+        return None
     target, where = _named_file(exc)
     if exc.errno == errno.EISDIR:
         return f"{where}a folder where a file belongs; move it aside, then rerun"
-    if exc.errno in (errno.ENOTDIR, errno.EEXIST):
-        return f"{where}a file stands where a folder belongs on this path; move it aside, then rerun"
-    return None
+    return f"{where}a file stands where a folder belongs on this path; move it aside, then rerun"
 
 
 def resource_message(exc: OSError) -> str:

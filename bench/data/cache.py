@@ -393,13 +393,12 @@ class WaveformCache:
         try:
             prepared = manifest.stat().st_mtime_ns
             recorded = json.loads(manifest.read_text())
-            statuses = np.asarray(recorded["status"])
-            reasons = {row: str(failure[-1]) for row, failure in
-                       zip(np.flatnonzero(statuses == FAILED).tolist(), recorded["failed"], strict=False)}
+            rows = np.flatnonzero(np.asarray(recorded["status"]) == FAILED).tolist()
+            reasons = {row: str(failure[-1]) for row, failure in zip(rows, recorded["failed"], strict=False)}
         except (OSError, ValueError, KeyError, TypeError, IndexError):
             return []
         changed = []
-        for row in np.flatnonzero(statuses == FAILED).tolist():
+        for row in rows:
             try:
                 path = self.index.clips[row].path
                 stat = os.stat(path)

@@ -153,18 +153,17 @@ def resolve_model(model: str, models: str | None = None, argument: str = "--mode
     from bench.tools.pretrained import RELEASED, models_dir
 
     path = Path(model)
-    is_model = path.is_dir() and ((path / CONFIG).is_file() or (path / MODEL_JSON).is_file())
-    if model in RELEASED and not is_model:  # a folder of that name holding no model (`bench embed --out`'s): not it
-        folder = models_dir(models) / model
-        if not (folder / MODEL_JSON).is_file():
-            raise UserError(f"{folder}: no imported {model} (run `bench import musicnn` first, "
-                            "or point --models at the folder it wrote)")
-        return "model", folder
     if path.is_dir() and (path / CONFIG).is_file():  # a run: only a finished one is a model
         finished_run(path)
         return ("model" if (path / MODEL_JSON).is_file() else "legacy-run"), path
     if path.is_dir() and (path / MODEL_JSON).is_file():
         return "model", path
+    if model in RELEASED:  # a folder of that name holding no model (`bench embed --out`'s) is not it
+        folder = models_dir(models) / model
+        if not (folder / MODEL_JSON).is_file():
+            raise UserError(f"{folder}: no imported {model} (run `bench import musicnn` first, "
+                            "or point --models at the folder it wrote)")
+        return "model", folder
     raise UserError(f"{argument} {model}: neither an imported model ({', '.join(RELEASED)}) nor a folder with "
                     "model.json (an imported model or a finished run)")
 

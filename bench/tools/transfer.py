@@ -486,8 +486,9 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
     cache_root = (base or out_dir) / "embeddings"
     writable_folder(out_dir, "--out")
     manifest = str(Path(task.manifest).resolve())
-    if out and task_owner(out_dir) not in (None, manifest):  # its results would be replaced by another task's
-        raise UserError(f"--out {out}: holds the transfer of {task_owner(out_dir)}; give each task its own --out")
+    owner = task_owner(out_dir) if out else None
+    if owner not in (None, manifest):  # its results would be replaced by another task's
+        raise UserError(f"--out {out}: holds the transfer of {owner}; give each task its own --out")
     for note in notes:
         print(f"bench transfer: {note}", file=sys.stderr)
     key = {"task": task_identity(task), "audio": audio_fingerprint(task), "layer": settings.layer,
