@@ -42,3 +42,29 @@ def test_a_training_split_smaller_than_the_architectures_fewest_clips_is_refused
         train.Trainer(run, one, torch.device("cpu"), log=lambda *_: None)
     _, seen, _ = train.Trainer(run, ToyCache(clips=(2, 9, 9)), torch.device("cpu"), log=lambda *_: None).train_epoch(1)
     assert seen == 2
+
+
+def test_ctrl_c_just_after_the_first_checkpoint_is_written_names_the_epoch_a_rerun_resumes_from(tmp_path,
+                                                                                                 monkeypatch):
+    """A Ctrl-C that lands after checkpoint.pt is in place but before the run has recorded which epoch it
+    holds said "rerun to start <run> again (it had not finished an epoch)" (seen in the suite's Ctrl-C
+    test under load), though a rerun resumes from that checkpoint."""
+    import os
+    import signal
+
+    from bench.core.errors import Interrupted
+    from bench.train import loop as train
+    from tests.device_fakes import ToyCache, tiny_runs
+
+    real = train.save_torch
+
+    def save_then_ctrl_c(path, state):
+        real(path, state)
+        if path.name == train.CHECKPOINT:
+            os.kill(os.getpid(), signal.SIGINT)  # delivered at once, as the terminal's would be
+
+    monkeypatch.setattr(train, "save_torch", save_then_ctrl_c)
+    (run,) = tiny_runs(epochs=3)
+    with pytest.raises(Interrupted, match=rf"^rerun to resume {run.run_id} from epoch 2$"):
+        train.train_run(run, ToyCache(), tmp_path, torch.device("cpu"), log=lambda *_: None)
+    assert (tmp_path / train.CHECKPOINT).exists()
