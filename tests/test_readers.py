@@ -368,7 +368,7 @@ def test_msd_audio_layouts_and_missing_files(tmp_path, monkeypatch):
     by_seven[2].unlink()
     index = read_msd(root)
     assert len(index.clips) == 9 - 2
-    assert index.excluded_summary() == "1 audio file empty, 1 audio file missing excluded"
+    assert index.excluded_summary() == "excluded: 1 audio file empty, 1 audio file missing"
     by_id = {c.clip_id: c for c in index.clips}
     assert by_id[moved_id].path == str(root / (msd.track_id_path(moved_id) + ".mp3"))
 

@@ -92,13 +92,13 @@ class DatasetIndex:
         return {s: sum(c.split == s for c in self.clips) for s in SPLITS}
 
     def excluded_summary(self) -> str:
-        """The exclusions in one line, counted by reason: "14 audio file missing, 3 known broken MP3"."""
+        """The exclusions in one line, counted by reason: "excluded: 14 audio file missing, 3 known broken MP3"."""
         if not self.excluded:
             return "none excluded"
         reasons: dict[str, int] = {}
         for _clip, reason in self.excluded:
             reasons[reason] = reasons.get(reason, 0) + 1
-        return ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items(), key=lambda r: -r[1])) + " excluded"
+        return "excluded: " + ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items(), key=lambda r: -r[1]))
 
     def targets(self, clips: list[Clip] | None = None) -> np.ndarray:
         """Multi-hot matrix (len(clips), n_tags) as float32."""
