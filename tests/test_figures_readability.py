@@ -97,6 +97,18 @@ def test_published_comparison_skipped_for_another_tag_set_or_split(tmp_path):
 
 
 @pytest.mark.usefixtures("figures_unrendered")
+def test_one_configuration_left_out_of_the_published_comparison_is_named_not_its_model(tmp_path):
+    """16k 48/x1 (89.17 published) on 10 s clips beside 96/x1 as the paper trained it: the note names 48/x1;
+    "skipped for vgg, width 1, mtat" alone read as if the compared 96/x1 row above it had been skipped too."""
+    root = write_runs(tmp_path / "mixed", PUBLISHED_CONFIGS[:1])
+    write_runs(root, PUBLISHED_CONFIGS[1:], clip_seconds=10.0)
+    summary = report(root)
+    assert list(summary.published["n_mels"]) == [96]
+    assert summary.published_skipped == ["published comparison skipped for vgg, width 1, mtat at 16k 48/x1 log: "
+                                         "10 s clips (the paper's are 29.1 s)"]
+
+
+@pytest.mark.usefixtures("figures_unrendered")
 def test_no_note_for_datasets_without_published_numbers(tmp_path):
     summary = report(write_runs(tmp_path / "synthetic", PUBLISHED_CONFIGS, width=0.0625, clip_seconds=6.0,
                                 dataset="synthetic"))

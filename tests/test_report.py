@@ -926,6 +926,20 @@ def test_per_tag_rows_keep_each_datasets_own_tag_order():
         "msd": ["rock", "pop", "guitar"], "mtat": ["guitar", "classical", "rock"]}
 
 
+def test_a_tag_the_first_runs_lack_keeps_its_place_in_the_datasets_order():
+    """MTAT's top 50 starts guitar, classical, slow, techno: runs on a split without a positive test clip of
+    `classical` have no row for it; read first (MusiCNN's folders sort before VGG's), they must not send it
+    after `techno` in every later run's rows."""
+    mtat = ("guitar", "classical", "slow", "techno")
+    results = []
+    for arch in ("musicnn", "vgg"):
+        tags = [t for t in mtat if arch == "vgg" or t != "classical"]
+        doc = result_doc((arch, 16000, 96, 1, "log"), 0, 10.0, dict.fromkeys(tags, 0.8), 0.4)
+        results.append(doc)
+    table = per_tag_table(results)
+    assert table.groupby("arch", sort=False)["tag"].apply(list).to_dict() == {
+        "musicnn": ["guitar", "slow", "techno"], "vgg": list(mtat)}
+
 @pytest.mark.usefixtures("figures_unrendered")
 def test_a_killed_reports_temp_files_are_removed_by_the_next_one(tmp_path):
     """A report killed between writing a temp file and renaming it leaves a hidden `.<name>.<random>.tmp`.
@@ -1100,3 +1114,31 @@ def test_a_configuration_whose_every_seed_failed_is_shown_failed_not_as_never_ru
     assert "fewer seeds: vgg w1 12k dB 48/x1 (n=0: every run failed, seeds 0, 1, 2)" in summary.text()
     assert "| 96 | x2 |" in table and "failed" not in next(
         line for line in table.splitlines() if line.startswith("| 96 | x2 |"))
+
+
+def test_failed_is_said_only_once_every_seed_failed_and_of_a_model_with_no_ok_run(tmp_path, figures_unrendered):
+    """A configuration with one failed seed and two still training is not 'every run failed' (each worker
+    writes a report as it finishes, so this is what a running grid's report holds). An architecture whose
+    every run diverged gets a table of `failed` cells: tables.md left it out, as if it had not been run."""
+    root = tmp_path / "test"
+    pending = ("vgg", 12000, 48, 1, "dB")
+    for config in (("vgg", 12000, 96, 1, "dB"), pending, ("musicnn", 12000, 96, 1, "dB")):
+        for seed in SEEDS:
+            folder = root / "runs" / run_id(config, seed)
+            folder.mkdir(parents=True)
+            doc = result_doc(config, seed, 1.0, {t: 0.8 + 0.01 * seed for t in TAGS}, 0.4)
+            if config[0] == "musicnn" or seed == 0 and config == pending:
+                doc = {"run_id": doc["run_id"], "config": doc["config"], "status": "failed",
+                       "error": "NonFiniteLoss: training loss became nan at epoch 1 (step 0)"}
+            elif config == pending:  # still training: its config and a checkpoint, no result.json yet
+                (folder / "config.json").write_text(json.dumps({**doc["config"], "options": {"width": 1.0}}))
+                (folder / "checkpoint.pt").write_bytes(b"")
+                continue
+            (folder / "result.json").write_text(json.dumps(doc))
+    summary = report(root)
+    table = (root / "report" / "tables.md").read_text()
+    assert "every run failed" not in "\n".join(line for line in summary.text().splitlines() if "48/x1" in line)
+    assert not any(line.startswith("| 48 | x1 |") and "failed" in line for line in table.splitlines())
+    musicnn = table[table.index("### musicnn, width 1, mtat"):]
+    assert next(line for line in musicnn.splitlines() if line.startswith("| 96 | x1 |")).count("failed") == 2
+    assert "fewer seeds: musicnn w1 12k dB 96/x1 (n=0: every run failed, seeds 0, 1, 2)" in summary.text()

@@ -72,13 +72,20 @@ TAG_RANK = "__tag_rank"
 
 
 def _tag_ranks(datasets, tags) -> list[int]:
-    """Each row's tag's place in the order in which its dataset's rows first name their tags."""
-    seen: dict[str, dict] = {}
-    ranks = []
-    for dataset, tag in zip(datasets, tags, strict=True):
-        order = seen.setdefault(dataset if isinstance(dataset, str) else "", {})
-        ranks.append(order.setdefault(tag, len(order)))
-    return ranks
+    """Each row's tag's place in its dataset's order, merged from the order in which the rows name their tags:
+    a tag first named after another goes right after that one, so a tag some runs lack (no positive test
+    clip in their split) keeps its place in the network's output order instead of going to the end."""
+    orders: dict[str, list] = {}
+    previous: dict[str, object] = {}
+    keys = [dataset if isinstance(dataset, str) else "" for dataset in datasets]
+    for key, tag in zip(keys, tags, strict=True):
+        order = orders.setdefault(key, [])
+        if tag not in order:
+            before = previous.get(key)
+            order.insert(order.index(before) + 1 if before in order else len(order), tag)
+        previous[key] = tag
+    ranks = {key: {tag: i for i, tag in enumerate(order)} for key, order in orders.items()}
+    return [ranks[key][tag] for key, tag in zip(keys, tags, strict=True)]
 
 
 def as_text(frame: pd.DataFrame) -> pd.DataFrame:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from bench.core.framing import PAPER_CLIP_SECONDS
-from bench.report.columns import KEY, METRICS, MODEL, paper_order, width_label
+from bench.report.columns import KEY, METRICS, MODEL, input_label, paper_order, width_label
 
 _VGG_MTAT_SOURCE = "paper authors' results page (VGG-CNN, MTAT)"
 _MUSICNN_MTAT_SOURCE = "paper Table IV (MusiCNN, MTAT)"
@@ -156,14 +156,25 @@ def published_comparison(aggregated: pd.DataFrame) -> pd.DataFrame:
 
 
 def published_skipped(aggregated: pd.DataFrame) -> list[str]:
-    """One line per model whose configurations have published numbers but a different width or setup,
-    e.g. "published comparison skipped for vgg, width 0.0625, mtat: width 1/16 (the paper trains width 1),
-    6 s clips (the paper's are 29.1 s)"."""
+    """Why configurations with published numbers are left out: one line per model when none of its
+    configurations is compared, e.g. "published comparison skipped for vgg, width 0.0625, mtat: width 1/16
+    (the paper trains width 1), 6 s clips (the paper's are 29.1 s)"; else one line per reason naming the
+    configurations it leaves out ("... for vgg, width 1, mtat at 12k 48/x1 log: clip length not recorded
+    ..."), so that the line does not read as if the model's compared rows were skipped too."""
     frame = _published_matches(aggregated)
     lines = []
     for (dataset, arch, width), rows in frame.groupby(list(MODEL), sort=False):
-        problems = list(dict.fromkeys(p for row_problems in rows["problems"] for p in row_problems))
-        if problems:
-            lines.append(f"published comparison skipped for {arch}, width {width:g}, {dataset}: "
-                         + ", ".join(problems))
+        model = f"published comparison skipped for {arch}, width {width:g}, {dataset}"
+        left_out = rows[rows["problems"].map(len).gt(0).to_numpy(dtype=bool)]
+        if left_out.empty:
+            continue
+        if len(left_out) == len(rows):
+            problems = list(dict.fromkeys(p for row_problems in rows["problems"] for p in row_problems))
+            lines.append(f"{model}: " + ", ".join(problems))
+            continue
+        by_reason: dict[str, list[str]] = {}
+        for row in paper_order(left_out).itertuples(index=False):
+            label = input_label(row.sample_rate, row.n_mels, row.hop_multiplier, row.log)
+            by_reason.setdefault(", ".join(row.problems), []).append(label)
+        lines += [f"{model} at {', '.join(labels)}: {reason}" for reason, labels in by_reason.items()]
     return lines

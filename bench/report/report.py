@@ -290,13 +290,16 @@ def _write_report(results_dir: Path, out: Path, spec: SpecRuns | None) -> Report
     lost = all_seeds_failed(not_ok, aggregated)
     md, tex = [f"# Results: {results_dir.name}", ""], []
     reference = config_label(**REFERENCE)
-    for _, title, key in model_list:
+    # a model whose every run failed has a table of `failed` cells, not none
+    for _, title, key in models(pd.concat([aggregated[list(MODEL)], lost[list(MODEL)]], ignore_index=True)):
         mine = select(aggregated, key)
-        if not is_reference(mine).any():
+        if not mine.empty and not is_reference(mine).any():
             notes.append(f"{title}: no {reference} reference run, so no relative changes or t-tests")
         failed = {(r.sample_rate, r.log, r.n_mels, r.hop_multiplier) for r in select(lost, key).itertuples()}
-        for table in (results_table(mine, title, failed),
-                      comparison_table(select(comparison, key), f"{title}: change against {reference}")):
+        tables = [results_table(mine, title, failed)]
+        if not mine.empty:
+            tables.append(comparison_table(select(comparison, key), f"{title}: change against {reference}"))
+        for table in tables:
             md.append(to_markdown(table))
             tex.append(to_latex(table))
     if not matched.empty:
@@ -355,11 +358,17 @@ def _write_report(results_dir: Path, out: Path, spec: SpecRuns | None) -> Report
 def all_seeds_failed(not_ok: pd.DataFrame, aggregated: pd.DataFrame) -> pd.DataFrame:
     """The configurations (KEY columns, and `seeds`: those that failed) whose runs all failed, which
     aggregate.csv, made of ok runs, has no row for: a table marks them, so that a diverged configuration
-    does not read as one that was never run."""
-    failed = not_ok[not_ok["status"] == "failed"].dropna(subset=list(KEY))
+    does not read as one that was never run. One with a seed still to run or running (or interrupted) is
+    not among them: its other seeds may yet succeed."""
+    numbers = {"width": float, "sample_rate": int, "n_mels": int, "hop_multiplier": int}
+    # a result whose fields have the wrong type is listed as such, and belongs to no configuration
+    known = not_ok.assign(**{c: pd.to_numeric(not_ok[c], errors="coerce") for c in numbers})
+    known = known.dropna(subset=list(KEY)).astype(numbers)
+    pending = known.loc[known["status"] != "failed", list(KEY)].drop_duplicates()
+    failed = known[known["status"] == "failed"].merge(pending, on=list(KEY), how="left", indicator=True)
+    failed = failed[failed["_merge"] == "left_only"].drop(columns="_merge")
     if failed.empty:
         return pd.DataFrame(columns=[*KEY, "seeds"])
-    failed = failed.astype({"width": float, "sample_rate": int, "n_mels": int, "hop_multiplier": int})
     seeds = (failed.groupby(list(KEY), sort=False)["seed"]
              .agg(lambda s: ";".join(str(int(v)) for v in sorted(s.dropna()))).reset_index(name="seeds"))
     done = aggregated[list(KEY)].astype(seeds[list(KEY)].dtypes.to_dict())
