@@ -201,7 +201,8 @@ def add_latency(spec, rows: list[dict], device_name: str) -> None:
     n_tags = n_outputs(spec.dataset)
     with progress_bar(len(rows), f"latency on {device}", unit="configuration") as bar:
         for configuration, row in zip(spec.configurations(), rows, strict=True):
-            measured = untrained_latency(configuration, spec.dataset.clip_seconds, n_tags, device)
+            measured = untrained_latency(configuration, spec.dataset.clip_seconds, n_tags, device,
+                                         spec.protocol.precision)
             row.update(latency_ms=round(measured["latency_ms"], 3),
                        network_latency_ms=round(measured["network_latency_ms"], 3),
                        clips_per_second_b64=round(measured["throughput_clips_per_second"], 1),

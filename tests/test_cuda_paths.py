@@ -1560,6 +1560,26 @@ def test_runs_per_gpu_counts_the_memory_other_processes_hold(monkeypatch, tmp_pa
     assert auto_runs_per_gpu(spec, spec.runs(), tmp_path)[0] == 1  # not measured: one run per GPU
 
 
+def test_bench_perf_counts_free_what_it_holds_itself_when_it_asks_how_many_runs_a_grid_would_place(monkeypatch):
+    """`bench perf`'s shared projection takes K from a free-memory probe, a process of its own, which sees
+    the memory `bench perf` still holds after its measurements (its allocator's cache, ~10 GiB on an H100,
+    and its CUDA context) as used; a grid's probe finds it free. The cache is emptied first and what stays
+    (live tensors and the context allowance) is counted free."""
+    from bench.run import grid
+    from bench.tools import perf
+
+    spec = load_spec(Path(__file__).resolve().parents[1] / "specs" / "paper-mtat-vgg.toml")
+    calls = []
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: calls.append("empty_cache"))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 2**29)  # 0.5 GiB still live
+    monkeypatch.setattr(grid, "exclusive_gpus", lambda: [])
+    monkeypatch.setattr(grid, "_gpu_free_bytes", lambda: (calls.append("probe"), 126 * 2**30)[1])
+    k, why = perf.runs_at_once_here(spec, torch.device("cuda", 0), compiled=False)
+    assert calls == ["empty_cache", "probe"]
+    assert why.endswith("on 128 GiB free")  # 126 + 0.5 + the 1 GiB context allowance, rounded
+    assert k == grid.auto_runs_per_gpu(spec, spec.runs(), Path("/nonexistent"), memory_bytes=int(127.5 * 2**30))[0]
+
+
 NVIDIA_SMI_MODES = """0, GPU-5d1c6a2e-3b0f-4e8e-9c57-0a1b2c3d4e5f, Default, NVIDIA A100-SXM4-80GB
 1, GPU-77aa0e1f-2c3d-4b5a-8e9f-aabbccddeeff, Exclusive_Process, NVIDIA A100-SXM4-80GB
 2, GPU-90bb1f2a-3d4e-4c6b-9f0a-bbccddeeff00, [N/A], NVIDIA A100-SXM4-80GB
@@ -1687,9 +1707,14 @@ def test_gpu_check_without_cuda_checks_nothing_and_says_so(monkeypatch, capsys, 
     (["--only", " , "], "argument --only: names no check (the checks: C1, C2, C3, C4, C5, C6, P1, P2, P3, P4)"),
     (["--shared-runs", "0"], "argument --shared-runs: must be 1 or more, got 0"),
     (["--batch", "-4"], "argument --batch: must be 1 or more, got -4"),
+    (["--bf16-peak-tflops", "-989"], "argument --bf16-peak-tflops: must be a positive number, got -989"),
+    (["--bf16-peak-tflops", "0"], "argument --bf16-peak-tflops: must be a positive number, got 0"),
+    (["--deadline", "-5"], "argument --deadline: must be 0 (no limit) or more seconds, got -5"),
 ])
 def test_gpu_check_refuses_a_check_it_does_not_have_or_a_count_below_one(monkeypatch, capsys, args, error):
-    """A mistyped `--only` would check nothing and exit 0 (as a pass would); none of it needs CUDA."""
+    """A mistyped `--only` would check nothing and exit 0 (as a pass would); a peak of -989 TFLOP/s would
+    judge P1 at -13 % of it, one of 0 read the built-in table. None of it needs CUDA (this machine has
+    none): the command line a GPU box would refuse is refused here too."""
     from bench.tools import gpucheck
 
     monkeypatch.setattr(gpucheck, "run_checks", lambda *a: pytest.fail("the checks ran"))

@@ -512,8 +512,15 @@ def test_bench_perf_on_a_gpu_measures_its_levers_and_judges_the_gpu_targets(fake
 
     monkeypatch.setattr(perf, "busy_fraction", busy_fraction)
     placed = []
-    monkeypatch.setattr(perf, "auto_runs_per_gpu", lambda spec, runs, root: (placed.append(len(runs)) or 4,
-                                                                            "largest footprint 14.9 GiB (estimated)"))
+    monkeypatch.setattr(perf, "auto_runs_per_gpu", lambda spec, runs, root, **held: (
+        placed.append(len(runs)) or 4, "largest footprint 14.9 GiB (estimated)"))
+    fresh = []  # the fake does not reach a spawned process: the lever timed in one is timed here
+
+    def measure_training_fresh(*args, **kwargs):
+        fresh.append(args[1].cudnn_benchmark)
+        return {**perf.measure_training(*args, **kwargs), "fresh_process": True}
+
+    monkeypatch.setattr(perf, "measure_training_fresh", measure_training_fresh)
     with fake_cuda.mode:
         report = perf.run_perf(load_spec("specs/paper-mtat-vgg.toml"), CUDA, settings, log=said.append)
     assert report["data_path"]["threads"] == threads + 1 and torch.get_num_threads() == threads  # as a run reads
@@ -542,6 +549,7 @@ def test_bench_perf_on_a_gpu_measures_its_levers_and_judges_the_gpu_targets(fake
     # 4 runs at a time (the grid's choice for the spec's 264 runs), each busy half its time alone: half the hours
     shared = report["projection_shared"]
     assert placed == [264] and len(profiled) == len(report["scaling"]["rows"]) == 2
+    assert fresh == [True]  # the cudnn.benchmark lever, alone in its process
     assert [row["busy_fraction"] for row in report["scaling"]["rows"]] == [0.5, 0.5]
     assert shared["runs_at_once"] == 4 and shared["device_hours"] == pytest.approx(hours / 2)
     assert "  4 runs at a time, as the grid places them here (largest footprint 14.9 GiB" in perf.format_report(report)

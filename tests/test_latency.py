@@ -5,6 +5,7 @@ import torch
 
 from bench.cli import main
 from bench.train import latency
+from bench.train.frontend import MelFrontend
 
 from .device_fakes import tiny_runs
 
@@ -41,6 +42,34 @@ def test_latency_is_measured_with_cudnn_autotuning_off_and_leaves_the_flag_as_it
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
     latency.untrained_latency(run.configuration, run.dataset.clip_seconds, 3, torch.device("cpu"))
     assert seen == [False, False, False] and torch.backends.cudnn.benchmark is True
+
+
+@pytest.mark.parametrize(("precision", "tf32"), [("fp32", False), ("auto", True), ("bf16", True)])
+def test_plan_latency_and_a_runs_served_latency_use_tf32_as_the_specs_precision_says(monkeypatch, precision, tf32):
+    """On Ampere and later, strict fp32 convolutions and TF32 ones differ by several times. A run of an
+    fp32 spec measured its served latency with TF32 off (its training's setting, left on), `bench plan
+    --latency` with torch's default (on): both now set it from the spec's precision, and give it back."""
+    import dataclasses
+
+    import architectures
+    from bench.train import loop as train
+
+    (run,) = tiny_runs(archs=("vgg",))
+    run = dataclasses.replace(run, protocol=dataclasses.replace(run.protocol, precision=precision))
+    seen = []
+
+    def spying(step, device, repeats, warmup):
+        seen.append(torch.backends.cudnn.allow_tf32)
+        return 0.001
+
+    monkeypatch.setattr(latency, "_median_seconds", spying)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", not tf32)  # what the process left it at
+    latency.untrained_latency(run.configuration, run.dataset.clip_seconds, 3, torch.device("cpu"), precision)
+    config = run.mel.input_config(run.dataset.clip_seconds)
+    state = architectures.build("vgg", config, 3, **dataclasses.asdict(run.configuration.options)).state_dict()
+    frontend = MelFrontend.from_config(run.mel)
+    train.served_inference(run, state, 3, frontend, torch.device("cpu"))
+    assert seen == [tf32] * 6 and torch.backends.cudnn.allow_tf32 is (not tf32)
 
 
 def test_median_of_the_timed_passes_after_warm_up(monkeypatch):

@@ -509,6 +509,27 @@ def test_bench_perf_user_errors(write_spec, capsys):
     assert "--compile-modes times compiled steps: not with --no-compile" in capsys.readouterr().err
 
 
+def test_bench_perf_refuses_a_batch_a_configuration_cannot_train_on_and_says_out_of_memory_in_one_line(
+        write_spec, capsys, monkeypatch, tmp_path):
+    """MusiCNN's back end normalises one value per clip: `--batch 1` ended minutes in with torch's
+    "Expected more than 1 value per channel" traceback (the spec's own batch size is checked against
+    it). A batch too large for the device ended with the allocator's traceback."""
+    from bench.tools import perf
+
+    assert main(["perf", str(SPECS / "paper-mtat-musicnn.toml"), "--batch", "1"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        "--batch 1: fewer clips than musicnn trains on at 12000 Hz, 128 mels, hop x1: at least 2 (a BatchNorm in "
+        "it normalises one value per clip there)")
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 312.00 GiB")
+
+    monkeypatch.setattr(perf, "run_perf", out_of_memory)
+    assert main(["perf", str(write_spec(TINY)), "--batch", "5000", "--out", str(tmp_path / "p.json")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "bench perf: error: out of memory on cpu at batch 5000: measure with a smaller --batch")
+
+
 def test_bench_perf_checks_the_settings_its_steps_read(write_spec, capsys, monkeypatch):
     """A mistyped BENCH_COMPILE_MODE failed at the first compiled step (or a CUDA graph's step); modes
     with a backend that takes none were timed as if they differed."""
@@ -611,6 +632,35 @@ def test_projection_counts_each_runs_compilation_once():
     assert compiled["max_epochs_hours"] - plain["max_epochs_hours"] == pytest.approx(264 * 40 / 3600)
     assert (plain["assumptions"]["once_per_run"], compiled["assumptions"]["once_per_run"]) == ("not counted",
                                                                                              "measured")
+
+
+def test_the_cudnn_benchmark_lever_is_timed_in_a_process_of_its_own(write_spec, monkeypatch):
+    """cuDNN keys its cached convolution plans by shape, dtype, layout and TF32, not by cudnn.benchmark:
+    timed after the fp32 rows, the flag found their heuristic plans and never autotuned (on an H100 its
+    first step took 34 ms, as its timed ones, where the baseline's first took 602 ms). Its row is timed in
+    a spawned process, whose caches are empty; here on the CPU, where the lever is not listed, by
+    adding it."""
+    import dataclasses
+
+    from bench.spec import load_spec
+    from bench.tools import perf
+
+    settings = perf.PerfSettings(batch=2, budget_seconds=0.0, max_steps=1, scaling_cases=2, compile=False,
+                                 librosa=False)
+    for name in ("measure_data_path", "measure_eval"):
+        monkeypatch.setattr(perf, name, lambda *a, **k: {})
+    monkeypatch.setattr(perf, "_targets", lambda report: [])
+    real_levers = perf.levers
+
+    def with_the_cuda_lever(device, compile_lever, arch):
+        rows = real_levers(device, compile_lever, arch)
+        return [*rows, ("+ cudnn.benchmark", dataclasses.replace(rows[0][1], cudnn_benchmark=True), {})]
+
+    monkeypatch.setattr(perf, "levers", with_the_cuda_lever)
+    report = perf.run_perf(load_spec(write_spec(TINY)), torch.device("cpu"), settings, log=lambda *a: None)
+    row = next(r for r in report["levers"] if r["lever"] == "+ cudnn.benchmark")
+    assert row["fresh_process"] is True and row["step_seconds"] > 0
+    assert not any(r.get("fresh_process") for r in report["levers"] if r is not row)
 
 
 def test_every_lever_sets_cudnn_benchmark_itself():

@@ -558,7 +558,8 @@ def refuse_oversized_cuda_batches(runs) -> None:
         raise UserError(f"{found[0]}{more}")
 
 
-def auto_runs_per_gpu(spec: Spec, runs, results_root: Path, memory_bytes: int | None = None) -> tuple[int, str]:
+def auto_runs_per_gpu(spec: Spec, runs, results_root: Path, memory_bytes: int | None = None,
+                      held_here: int = 0) -> tuple[int, str]:
     """How many runs share one GPU: half of the memory the grid has on it is for the runs' weights,
     optimiser state and activations (the other half for waveform copies), divided by the largest
     footprint of the runs to do (the peak measured by a finished run of the same configuration where
@@ -566,7 +567,8 @@ def auto_runs_per_gpu(spec: Spec, runs, results_root: Path, memory_bytes: int | 
     and the served throughput, whichever holds most) plus a CUDA context (CUDA_CONTEXT_BYTES); at most
     MAX_RUNS_PER_GPU. `memory_bytes` is one
     GPU's memory where it is given (`--gpu-mem-gb`); None measures the least free memory among the
-    visible GPUs now, so that what other processes hold is not counted as the grid's."""
+    visible GPUs now, so that what other processes hold is not counted as the grid's; `held_here` is
+    what the calling process holds on the GPU itself (none in a grid), counted free as a grid would find it."""
     from bench.cost.gmac import training_footprint_bytes
     from bench.train.latency import cuda_passes_without_grad
 
@@ -575,7 +577,8 @@ def auto_runs_per_gpu(spec: Spec, runs, results_root: Path, memory_bytes: int | 
         exclusive = exclusive_gpus()
         if exclusive:  # a second process on such a GPU fails to start CUDA
             return 1, f"GPU {', '.join(exclusive)} lets one process at a time use it"
-        memory_bytes = _gpu_free_bytes()
+        free = _gpu_free_bytes()
+        memory_bytes = free + held_here if free else 0
     measured = _measured_peaks(spec, results_root)
     footprints: dict = {}  # one per input shape: seeds and log compression share it
     sources = set()

@@ -1017,6 +1017,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, value in (("--batch", args.batch), ("--shared-runs", args.shared_runs)):
         if value < 1:
             parser.error(f"argument {name}: must be 1 or more, got {value}")
+    if not args.deadline >= 0:  # on a machine without CUDA too: the same command line fails on the GPU box
+        parser.error(f"argument --deadline: must be 0 (no limit) or more seconds, got {args.deadline:g}")
+    peak = args.bf16_peak_tflops
+    if peak is not None and not 0 < peak < float("inf"):  # 0 would read the table, a negative give -13 %
+        parser.error(f"argument --bf16-peak-tflops: must be a positive number, got {peak:g}")
     import torch
 
     if not torch.cuda.is_available():
@@ -1027,8 +1032,6 @@ def main(argv: list[str] | None = None) -> int:
             return report_unusable_cuda(Path(args.out), reason)
         print("no CUDA device: nothing checked")
         return 0
-    if args.deadline < 0:
-        parser.error(f"argument --deadline: must be 0 (no limit) or more seconds, got {args.deadline:g}")
     try:
         return run_checks(Path(args.out), args.batch, args.shared_runs, args.keep, only, args.bf16_peak_tflops,
                           args.deadline or None)

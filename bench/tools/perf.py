@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import multiprocessing
 import os
 import platform
 import statistics
@@ -33,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +43,7 @@ import torch
 from torch import nn
 
 from architectures.musicnn import conv1d_over_bands
-from bench.core.errors import UserError
+from bench.core.errors import UserError, is_out_of_memory
 from bench.core.machine import release_free_memory
 from bench.core.store import atomic_write_json
 from bench.cost.plan import amount, hours_unit
@@ -54,7 +56,7 @@ from bench.data.views import (
     epoch_order,
 )
 from bench.run.gpus import others_on_cuda_device, sharing_note
-from bench.run.grid import auto_runs_per_gpu
+from bench.run.grid import CUDA_CONTEXT_BYTES, auto_runs_per_gpu
 from bench.spec import Spec
 from bench.tools.busy import busy_fraction
 from bench.tools.cases import Case, select_cases, spec_cases
@@ -227,6 +229,32 @@ def measure_training(case: Case, path: FastPath, device: torch.device, settings:
     if busy:
         result["busy_fraction"] = busy_fraction(step, max(3, timing["calls"]))[0]
     return result
+
+
+FRESH_PROCESS_LEVERS = ("+ cudnn.benchmark",)
+"""Levers timed in a process of their own. cuDNN keeps the plan it chose for a convolution by shape,
+dtype, layout and TF32 setting, not by `cudnn.benchmark` (torch's Conv_v8.cpp `CacheKeyWrapper`): after
+the fp32 rows before it, the flag would find their heuristic plans and never autotune, and its row would
+time the baseline again."""
+
+
+def measure_training_fresh(case: Case, path: FastPath, device: torch.device, settings: PerfSettings,
+                           **module_options) -> dict:
+    """`measure_training` in a new process (spawned: a CUDA context does not survive a fork), whose cuDNN
+    plan caches are empty; `fresh_process` says so in its row."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        measured = pool.submit(measure_training, case, path, device, settings, **module_options).result()
+    return {**measured, "fresh_process": True}
+
+
+def runs_at_once_here(spec: Spec, device: torch.device, compiled: bool) -> tuple[int, str]:
+    """The runs a grid of `spec` would place on this GPU at once (`auto_runs_per_gpu`), after the
+    measurements: what this process still holds there (its allocator's cache, its CUDA context, which
+    the free-memory probe, a process of its own, sees as used) is counted free, as a grid's probe finds it."""
+    release_run_memory(device, compiled)
+    held = torch.cuda.memory_reserved(device) + CUDA_CONTEXT_BYTES
+    return auto_runs_per_gpu(spec, spec.runs(), Path(tempfile.gettempdir()) / "bench-perf-no-results",
+                             held_here=held)
 
 
 def _throughput(timing: dict, batch: int, macs_per_input: int, training: bool) -> dict:
@@ -641,7 +669,8 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
     lever_rows = []
     measured_as = {}
     for name, path, options in levers(device, compile_lever, headline.configuration.arch):
-        measured = measure_training(headline, path, device, settings, **options)
+        measure = measure_training_fresh if name in FRESH_PROCESS_LEVERS else measure_training
+        measured = measure(headline, path, device, settings, **options)
         if not lever_rows and measured["steps_timed"] == 0:
             # the targets' denominator: a warm step, never the cold first one (timed before any lever
             # changes the process: the host-memory lever cannot be undone as if it had never been on)
@@ -758,7 +787,7 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
         projection = project(spec, all_cases, step_seconds, settings.batch, settings.epochs, eval_seconds,
                              mel_per_clip, compile_seconds if compiled else None)
         if all(r.get("busy_fraction") is not None for r in scaling_rows):  # measured on CUDA
-            k, why = auto_runs_per_gpu(spec, spec.runs(), Path(tempfile.gettempdir()) / "bench-perf-no-results")
+            k, why = runs_at_once_here(spec, device, compiled)
             busy = measured_or_interpolated(scaling, scaling_rows, "busy_fraction")
 
             def share(case: Case) -> float:
@@ -1035,6 +1064,8 @@ def cli_main(spec_path: str, device_name: str, out: str | None, settings: PerfSe
     warn_of_cpu_fallback(device_name, device, "bench perf")
     if settings.batch is not None and settings.batch < 1:
         raise UserError(f"--batch must be >= 1, got {settings.batch}")
+    if settings.batch is not None:
+        check_batch(spec, settings.batch)
     check_environment()  # the BENCH_* settings the measured steps read, as `bench grid` checks them
     if settings.compile_modes:
         check_compile_modes(settings.compile_modes)
@@ -1058,9 +1089,12 @@ def cli_main(spec_path: str, device_name: str, out: str | None, settings: PerfSe
 
     try:
         report = run_perf(spec, device, settings, log=lambda msg: print(msg, flush=True), save=save)
-    except BaseException:
+    except BaseException as exc:
         if partial and partial.exists():
             print(f"bench perf: stopped; what it measured is in {partial}", file=sys.stderr)
+        if isinstance(exc, Exception) and is_out_of_memory(exc):
+            batch = settings.batch or (spec.protocol.batch_size if device.type == "cuda" else 8)
+            raise UserError(f"out of memory on {device} at batch {batch}: measure with a smaller --batch") from None
         raise
     print()
     print(format_report(report))
@@ -1070,6 +1104,21 @@ def cli_main(spec_path: str, device_name: str, out: str | None, settings: PerfSe
             partial.unlink(missing_ok=True)
         print(f"\nwrote {out}")
     return 0
+
+
+def check_batch(spec: Spec, batch: int) -> None:
+    """`--batch` no smaller than the fewest clips every configuration of `spec` trains on (a BatchNorm
+    that normalises one value per clip cannot take one clip), as the spec's own batch size is checked."""
+    import architectures
+
+    for configuration in spec.configurations():
+        mel = configuration.mel
+        fewest = architectures.min_train_batch(configuration.arch, mel.input_config(spec.dataset.clip_seconds),
+                                               **dataclasses.asdict(configuration.options))
+        if batch < fewest:
+            raise UserError(f"--batch {batch}: fewer clips than {configuration.arch} trains on at "
+                            f"{mel.sample_rate} Hz, {mel.n_mels} mels, hop x{mel.hop_multiplier}: at least {fewest} "
+                            "(a BatchNorm in it normalises one value per clip there)")
 
 
 def partial_path(out: Path) -> Path:

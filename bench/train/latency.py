@@ -8,7 +8,8 @@ real device.
 Each figure is the median of `repeats` (at least 5) timed passes after `warmup` untimed ones, in
 inference mode, with the device synchronised before each clock read. The model is measured as it
 would serve: fp32 weights, eval mode, on the run's device, with the threads torch has. On CUDA the
-convolutions keep the run's TF32 setting: on (PyTorch's default) unless the protocol's precision is fp32.
+convolutions use TF32 as the run's training does (`served_tf32`: on, PyTorch's default, unless the
+protocol's precision is fp32), in a grid run and in `bench plan --latency` alike.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def _median_seconds(step, device: torch.device, repeats: int, warmup: int) -> fl
 
 
 def measure_inference(model: torch.nn.Module, frontend: torch.nn.Module, clip_samples: int, device: torch.device,
-                      repeats: int = MIN_REPEATS, warmup: int = 2, batch: int = THROUGHPUT_BATCH) -> dict:
+                      repeats: int = MIN_REPEATS, warmup: int = 2, batch: int = THROUGHPUT_BATCH,
+                      tf32: bool = True) -> dict:
     """{"latency_ms": ..., "network_latency_ms": ..., "throughput_clips_per_second": ..., "batch": ...,
     "repeats": ...} of `model` (which takes (B, n_mels, input_frames) and sees `model.input_frames`
     frames per input) behind `frontend` (waveforms (B, samples) -> mel (B, n_mels, frames))."""
@@ -70,10 +72,10 @@ def measure_inference(model: torch.nn.Module, frontend: torch.nn.Module, clip_sa
         inputs, _ = eval_segments(frontend(waveforms), frames)
         return model(inputs)
 
-    # cuDNN's autotuning off, whatever the caller left it at: a grid run leaves it on (its training
-    # setting), `bench plan --latency` does not, and the two measure one thing
-    autotune = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = False
+    # cuDNN's autotuning off and TF32 as `tf32` says, whatever the caller left them at: a grid run leaves
+    # its training settings, `bench plan --latency` torch's defaults, and the two measure one thing
+    autotune, tensor_float = torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32 = False, tf32
     try:
         with torch.inference_mode():
             inputs, _ = eval_segments(frontend(one), frames)
@@ -82,19 +84,19 @@ def measure_inference(model: torch.nn.Module, frontend: torch.nn.Module, clip_sa
             per_batch = _median_seconds(lambda: tag(many), device, repeats, min(warmup, 1))
     finally:
         model.train(was_training)
-        torch.backends.cudnn.benchmark = autotune
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32 = autotune, tensor_float
     return {"latency_ms": 1000 * latency, "network_latency_ms": 1000 * network,
             "throughput_clips_per_second": batch / per_batch, "batch": batch, "repeats": max(MIN_REPEATS, repeats)}
 
 
 def measure_fitting(model: torch.nn.Module, frontend: torch.nn.Module, clip_samples: int, device: torch.device,
-                    batch: int) -> dict:
+                    batch: int, tf32: bool = True) -> dict:
     """`measure_inference` at `batch` clips, or half as many each time the device runs out of memory (in
     any of torch's words: `bench.core.errors.is_out_of_memory`); "batch" says the one measured. The fp32
     throughput batch can need more memory than a run's training did, or than a smaller GPU has."""
     while True:
         try:
-            return measure_inference(model, frontend, clip_samples, device, batch=batch)
+            return measure_inference(model, frontend, clip_samples, device, batch=batch, tf32=tf32)
         except Exception as exc:
             if batch == 1 or not is_out_of_memory(exc):
                 raise
@@ -103,9 +105,11 @@ def measure_fitting(model: torch.nn.Module, frontend: torch.nn.Module, clip_samp
                 torch.cuda.empty_cache()
 
 
-def untrained_latency(configuration, clip_seconds: float, n_tags: int, device: torch.device) -> dict:
+def untrained_latency(configuration, clip_seconds: float, n_tags: int, device: torch.device,
+                      precision: str = "auto") -> dict:
     """`measure_inference` of a freshly built (untrained) network and its front end: the inference cost
-    of a configuration before any training (`bench plan --latency`). Weights do not change the cost."""
+    of a configuration before any training (`bench plan --latency`). Weights do not change the cost;
+    `precision` (the spec's protocol.precision) sets TF32 as a run's measurement has it."""
     import dataclasses
 
     import architectures
@@ -118,4 +122,11 @@ def untrained_latency(configuration, clip_seconds: float, n_tags: int, device: t
     model = architectures.build(configuration.arch, config, n_tags, **options).to(device)
     frontend = MelFrontend.from_config(mel).to(device)
     batch = served_batch(configuration.arch, config, n_tags, options)
-    return measure_fitting(model, frontend, framing.clip_samples(clip_seconds, mel.sample_rate), device, batch)
+    return measure_fitting(model, frontend, framing.clip_samples(clip_seconds, mel.sample_rate), device, batch,
+                           tf32=served_tf32(precision))
+
+
+def served_tf32(precision: str) -> bool:
+    """Whether a run's served measurement lets cuDNN's fp32 convolutions use TF32: as its training does,
+    on (PyTorch's default) unless the protocol's precision is "fp32"."""
+    return precision != "fp32"

@@ -416,7 +416,8 @@ def served_inference(run: RunSpec, state: dict, n_tags: int, frontend: nn.Module
     model = model.to(device)
     samples = framing.clip_samples(run.dataset.clip_seconds, mel.sample_rate)
     batch = latency.served_batch(run.arch, config, n_tags, options)
-    return {**latency.measure_fitting(model, frontend, samples, device, batch), "device": str(device)}
+    return {**latency.measure_fitting(model, frontend, samples, device, batch,
+                                      tf32=latency.served_tf32(run.protocol.precision)), "device": str(device)}
 
 
 def train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torch.device,
