@@ -674,6 +674,36 @@ def test_every_lever_sets_cudnn_benchmark_itself():
     assert torch.backends.cudnn.benchmark is False
 
 
+@pytest.mark.parametrize("page", ["README.md", "docs/running.md"])
+def test_the_gpu_hours_tables_in_the_docs_are_the_work_of_each_shipped_spec(page):
+    """Each row: the spec's runs, its training and evaluation work at 30 epochs (6 flops per MAC trained,
+    2 evaluated, on the published split sizes) and those hours at 100, 40 and 15 % of an H100's 989
+    TFLOP/s, as printed (each figure within half its last digit: `paper-mtat-musicnn` at 15 % read 0.30
+    for 0.3055)."""
+    import re
+
+    from bench.spec import load_spec
+    from bench.tools import perf
+    from bench.tools.peaks import hours_at_peak
+    from bench.tools.projection import project
+
+    text = (Path(__file__).resolve().parents[1] / page).read_text()
+    rows = re.findall(r"^\s*\| `([\w-]+)` \([^)]*\) \| (\d+) \| ([\d,]+) PFLOP \| ([\d.]+)(?: H100-hours)? \| "
+                      r"([\d.]+)(?: H100-hours)? \| ([\d.]+)(?: H100-hours)? \|$", text, re.M)
+    assert {name for name, *_ in rows} == {path.stem for path in SPECS.glob("*.toml")} - {"demo"}
+
+    def shown(text: str, value: float) -> bool:
+        digits = len(text.split(".")[1]) if "." in text else 0
+        return abs(float(text.replace(",", "")) - value) <= 0.5 * 10 ** -digits + 1e-12
+
+    for name, runs, work, *hours in rows:
+        spec = load_spec(SPECS / f"{name}.toml")
+        projection = project(spec, perf.spec_cases(spec), lambda case: 1.0, 32, 30)
+        floor = hours_at_peak(projection["pflop"], 989)
+        assert int(runs) == projection["runs"] and shown(work, projection["pflop"]), name
+        assert all(shown(h, floor / share) for h, share in zip(hours, (1.0, 0.4, 0.15), strict=True)), (name, hours)
+
+
 def test_seed_stack_benchmark_stacks_the_networks_the_grid_trains():
     """benchmarks/seed_stack.py times K seeds' networks stacked by torch.func.vmap: the stacked network
     must compute what each seed's own network, built as a run builds it, computes on that seed's batch
