@@ -190,6 +190,38 @@ def test_interrupted_generation_is_redone(tmp_path):
     assert not synthetic.is_complete(out, 8, 3, 3.0, SR)
 
 
+def test_rendering_stopped_early_ends_its_processes_at_once(tmp_path, monkeypatch):
+    """Ctrl-C while the clips rendered (`bench synth`, or `bench grid` generating the demo data) sometimes
+    printed "interrupted" and never exited: the pool was shut down waiting for processes its stop signals
+    never reached. Stopped early, the pool's processes are terminated, not waited for, and its thread
+    prints nothing (Python 3.11's printed an InvalidStateError for futures `Executor.map` had cancelled)."""
+    import threading
+
+    from bench.data.synthetic.plan import plan_clips
+
+    pools, printed = [], []
+    real = synthetic_files.ProcessPoolExecutor
+
+    def recorded(*args, **kwargs):
+        pools.append(real(*args, **kwargs))
+        return pools[-1]
+
+    monkeypatch.setattr(synthetic_files, "ProcessPoolExecutor", recorded)
+    monkeypatch.setattr(threading, "excepthook", printed.append)
+    for folder in synthetic_files.FOLDERS:
+        (tmp_path / folder).mkdir()
+    jobs = [(plan, 0, 2.0, 8000, str(tmp_path)) for plan in plan_clips(40, 0)]
+    rendering = synthetic_files._run(jobs, 2)
+    next(rendering)
+    processes, manager = list(pools[0]._processes.values()), pools[0]._executor_manager_thread
+    rendering.close()  # what Ctrl-C in the loop over it does
+    for process in processes:
+        process.join(10)
+    assert [process.exitcode for process in processes] == [-15, -15]  # SIGTERM: not left to finish their clips
+    manager.join(10)
+    assert not manager.is_alive() and printed == []
+
+
 def test_complete_dataset_is_reused_untouched(dataset, monkeypatch):
     paths = [dataset.annotations, dataset.meta, *dataset.mp3_paths]
     before = {p: p.stat().st_mtime_ns for p in paths}

@@ -220,3 +220,17 @@ def pool_process_init() -> None:
     would wait for work forever)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     when_parent_dies(lambda: os._exit(1))
+
+
+def end_pool(executor, early: bool) -> None:
+    """Shut a process pool down; `early` (Ctrl-C, an error, a reader that stopped reading): its processes
+    are terminated first, so that neither the work in flight nor a pool stopped while its processes
+    start up (whose stop signals may never reach them: the exit then waits for them forever) is waited for."""
+    if not early:
+        executor.shutdown(wait=True, cancel_futures=True)
+        return
+    for process in list((getattr(executor, "_processes", None) or {}).values()):
+        process.terminate()
+    # the pool now breaks, and its futures fail with BrokenProcessPool: cancelling them as well made
+    # Python 3.11's pool thread print an InvalidStateError traceback (it sets the exception regardless)
+    executor.shutdown(wait=False)

@@ -56,7 +56,7 @@ import numpy as np
 
 from bench.core import framing
 from bench.core.errors import UserError
-from bench.core.interrupts import pool_process_init
+from bench.core.interrupts import end_pool, pool_process_init
 from bench.core.machine import usable_cpus
 from bench.core.store import (
     atomic_write_bytes,
@@ -206,11 +206,8 @@ def decode_in_processes(fn: Callable, jobs: list[tuple], workers: int) -> Iterat
                     yield future.result()
                 if suspects:
                     break
-        finally:
-            if in_flight:  # stopped early (Ctrl-C, an error while writing): its processes end now
-                for process in list((getattr(executor, "_processes", None) or {}).values()):
-                    process.terminate()
-            executor.shutdown(wait=not in_flight, cancel_futures=True)
+        finally:  # stopped early (Ctrl-C, an error while writing) with work in flight: its processes end now
+            end_pool(executor, early=bool(in_flight))
 
 
 def reachable(path: str) -> bool:

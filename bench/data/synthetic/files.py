@@ -8,6 +8,7 @@ import json
 import multiprocessing
 import re
 import time
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import soundfile as sf
 
 from bench.core import framing
 from bench.core.errors import UserError
-from bench.core.interrupts import pool_process_init
+from bench.core.interrupts import end_pool, pool_process_init
 from bench.core.machine import usable_cpus
 from bench.core.progress import progress_bar
 from bench.core.store import atomic_write_bytes, exclusive_lock
@@ -180,10 +181,14 @@ def _run(jobs: list, workers: int) -> Iterator[tuple[int, float, float]]:
     # spawn: the caller may hold torch/OpenMP threads, which fork would copy in a broken state
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=pool_process_init)
+    pending, in_flight = deque(jobs), deque()
     try:
-        yield from pool.map(_render_clip, jobs, chunksize=1)
-    finally:  # on Ctrl-C too: clips being rendered are not waited for
-        pool.shutdown(wait=True, cancel_futures=True)
+        while pending or in_flight:
+            while pending and len(in_flight) < 4 * workers:  # bounded, in order (`Executor.map` cancels
+                in_flight.append(pool.submit(_render_clip, pending.popleft()))  # what it has not yielded)
+            yield in_flight.popleft().result()
+    finally:  # on Ctrl-C too: clips being rendered are not waited for, the processes end now
+        end_pool(pool, early=bool(in_flight))
 
 
 def generate(out_dir: str | Path, clips: int = 600, seed: int = 0, clip_seconds: float = framing.PAPER_CLIP_SECONDS,
