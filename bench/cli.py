@@ -47,42 +47,51 @@ def misplaced_message(exc: OSError) -> str | None:
     return f"{where}a file stands where a folder belongs on this path; move it aside, then rerun"
 
 
-def resource_message(exc: OSError) -> str:
+def resource_message(exc: OSError, command: str = "grid") -> str:
     """A full disk, a quota, a read-only or forbidden folder, a failing file system, a process limit,
-    said as what to do about it."""
+    said as what to do about it in `command` (the folders to choose and what a rerun keeps are a grid's
+    `--results` and `--cache` and its runs only where the command has them)."""
     import errno
 
     target, where = _named_file(exc)
     what = exc.strerror or exc.__class__.__name__
-    resumes = "then rerun (finished runs are kept, interrupted ones resume)"
+    runs = command in RUNS_COMMANDS
+    resumes = ("then rerun (finished runs are kept, interrupted ones resume)" if runs
+               else "then rerun (what it finished is kept)" if command in KEEPS_FINISHED_WORK else "then rerun")
+    folders = "--results / --cache folder" if runs else "folder"
+    fewer = " or run fewer --workers" if runs else ""
     if exc.errno in FAILING_STORAGE_ERRNOS:
         return f"{where}{what}: the disk or network file system failed; check it (remount a stale NFS mount), {resumes}"
     if exc.errno in DESCRIPTOR_LIMIT_ERRNOS:
-        return f"{where}{what}; raise the open-file limit (e.g. `ulimit -n 4096`) or run fewer --workers, {resumes}"
+        return f"{where}{what}; raise the open-file limit (e.g. `ulimit -n 4096`){fewer}, {resumes}"
     if exc.errno in PROCESS_LIMIT_ERRNOS:
-        return (f"{where}{what}: too little memory or too many processes; run fewer --workers (or raise `ulimit -u`), "
-                f"{resumes}")
+        advice = "run fewer --workers (or raise `ulimit -u`)" if runs else "raise `ulimit -u` or free memory"
+        return f"{where}{what}: too little memory or too many processes; {advice}, {resumes}"
     if exc.errno == errno.ENAMETOOLONG:
-        return f"{where}{what}; choose a shorter --results / --cache / --data path, {resumes}"
+        return f"{where}{what}; choose a shorter {'--results / --cache / --data ' if runs else ''}path, {resumes}"
     if exc.errno in (errno.EACCES, errno.EPERM) and target:  # reading is refused too: say which
         path = Path(os.fsdecode(target))
         if os.path.lexists(path) and not os.access(path, os.R_OK):
             if not os.access(path, os.W_OK):  # whether the read or a write failed, both need the permissions
-                return (f"cannot read or write {where}{what}; change its permissions or choose another --results "
-                        "/ --cache folder, then rerun")
+                return (f"cannot read or write {where}{what}; change its permissions or choose another {folders}, "
+                        "then rerun")
             return f"cannot read {where}{what}; make it readable, then rerun"
         closed = next((folder for folder in path.parents if os.path.isdir(folder)), None)
         if closed is not None and not os.access(closed, os.X_OK):
             return (f"cannot reach {where}{what} (the folder {closed} cannot be entered); change its permissions, "
                     "then rerun")
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        advice = "free some space and rerun (finished runs are kept, interrupted ones resume)"
+        advice = f"free some space and {resumes}"
     elif exc.errno == errno.EFBIG:  # FAT32/exFAT's 4 GiB, or `ulimit -f` (which Slurm passes on to jobs)
         advice = ("larger than this file system (e.g. FAT32) or the file-size limit (`ulimit -f`) allows: choose "
-                  "another --results / --cache folder or raise the limit, then rerun")
+                  f"another {folders} or raise the limit, then rerun")
     else:
-        advice = "make it writable or choose another --results / --cache folder, then rerun"
+        advice = f"make it writable or choose another {folders}, then rerun"
     return f"cannot write {where}{what}; {advice}"
+
+
+RUNS_COMMANDS = frozenset({"grid", "prepare"})
+"""Commands with a grid's runs, `--results` / `--cache` folders and `--workers` (what `resource_message` advises)."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -390,7 +399,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_perf(args: argparse.Namespace) -> int:
     from bench.tools.perf import PerfSettings, cli_main
 
-    if args.out:
+    if args.out is not None:
         writable_file(args.out, "--out")
     settings = PerfSettings(batch=args.batch, budget_seconds=args.budget, scaling_cases=args.scaling,
                             epochs=args.epochs, compile=not args.no_compile, bf16_peak_tflops=args.bf16_peak_tflops,
@@ -409,7 +418,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_tag(args: argparse.Namespace) -> int:
     from bench.tools.tag import cli_main
 
-    if args.png:
+    if args.png is not None:
         writable_file(args.png, "--png")
     return cli_main(args.audio, args.model, args.models, args.top, args.json, args.png, args.started)
 
@@ -686,7 +695,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `bench plan ... | head`
         return 0
     except OSError as exc:
-        message = resource_message(exc) if is_resource_error(exc) else misplaced_message(exc)
+        message = resource_message(exc, args.command) if is_resource_error(exc) else misplaced_message(exc)
         if message is None:
             raise
         print(f"bench {args.command}: error: {one_line(message)}", file=sys.stderr)

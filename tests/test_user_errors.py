@@ -597,6 +597,27 @@ def test_a_file_that_cannot_be_read_is_not_said_to_be_unwritable(tmp_path, monke
     assert resource_message(write).startswith("cannot write ")
 
 
+@pytest.mark.parametrize(("command", "advice"), [
+    ("grid", "free some space and then rerun (finished runs are kept, interrupted ones resume)"),
+    ("embed", "free some space and then rerun (what it finished is kept)"),
+    ("export", "free some space and then rerun"),
+])
+def test_a_full_disk_is_advised_as_the_command_that_met_it_keeps_its_work(command, advice):
+    """`bench export` and `bench synth` have no runs, and a rerun of `bench synth` renders every clip
+    again: "finished runs are kept, interrupted ones resume" was a grid's advice given to every command,
+    as were `--results / --cache` folders and `--workers` that only the grid and `bench prepare` have."""
+    import errno
+
+    from bench.cli import resource_message
+
+    full = OSError(errno.ENOSPC, "No space left on device", "/scratch/out/model.onnx")
+    assert resource_message(full, command) == f"cannot write /scratch/out/model.onnx: No space left on device; {advice}"
+    many = OSError(errno.EMFILE, "Too many open files")
+    assert ("--workers" in resource_message(many, command)) is (command == "grid")
+    denied = PermissionError(errno.EROFS, "Read-only file system", "/scratch/out/model.onnx")
+    assert ("--results / --cache" in resource_message(denied, command)) is (command == "grid")
+
+
 def test_an_audio_file_that_cannot_be_read_says_so(tmp_path, monkeypatch):
     """libsndfile reports a file it may not open as "System error": the reason recorded (and printed by
     `bench tag`) says what is wrong."""
@@ -727,15 +748,19 @@ def test_a_folder_where_a_file_belongs_or_a_file_where_a_folder_belongs_is_one_l
                          "then rerun")
 
 
-@pytest.mark.parametrize("argv, option", [
-    (("synth", "--out", "", "--clips", "3"), "--out"),
-    (("grid", DEMO, "--results", "", "--dry-run"), "--results"),
-    (("status", DEMO, "--results", " "), "--results"),
+@pytest.mark.parametrize("argv, option, give", [
+    (("synth", "--out", "", "--clips", "3"), "--out", "give a folder, or . for this one"),
+    (("grid", DEMO, "--results", "", "--dry-run"), "--results", "give a folder, or . for this one"),
+    (("status", DEMO, "--results", " "), "--results", "give a folder, or . for this one"),
+    # an option that names a file: `.` is then refused as a folder
+    (("perf", DEMO, "--out", ""), "--out", "give a file name"),  # which ran the measurements, then wrote nothing
+    (("tag", "a.mp3", "--png", " "), "--png", "give a file name"),
 ])
-def test_an_empty_path_is_refused_not_taken_as_the_working_directory(capsys, tmp_path, monkeypatch, argv, option):
+def test_an_empty_path_is_refused_not_taken_as_the_working_directory(capsys, tmp_path, monkeypatch, argv, option,
+                                                                      give):
     monkeypatch.chdir(tmp_path)
     line = one_line_error(capsys, *argv)
-    assert line.endswith(f"{option}: an empty path (an unset variable?); give a folder, or . for this one")
+    assert line.endswith(f"{option}: an empty path (an unset variable?); {give}")
     assert not any(tmp_path.iterdir())
 
 

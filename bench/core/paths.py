@@ -31,11 +31,12 @@ def default_models_dir() -> Path:
     return Path(data_home).expanduser() / "bench" / "models"
 
 
-def _given(path: str | os.PathLike, option: str) -> Path:
+def _given(path: str | os.PathLike, option: str, file: bool = False) -> Path:
     """`path` as a Path; an empty one (`--out ""`, an unset shell variable) is a UserError, not the
-    working directory, which is what Path("") means."""
+    working directory, which is what Path("") means. `file`: the option names a file, not a folder."""
     if not os.fspath(path).strip():
-        raise UserError(f"{option}: an empty path (an unset variable?); give a folder, or . for this one")
+        give = "give a file name" if file else "give a folder, or . for this one"
+        raise UserError(f"{option}: an empty path (an unset variable?); {give}")
     return Path(path).expanduser()
 
 
@@ -83,7 +84,7 @@ def writable_folder(path: str | os.PathLike, option: str, shown: Path | None = N
 
 def writable_file(path: str | os.PathLike, option: str) -> Path:
     """`path` as a file this process can write (its folder may not exist yet); creates nothing."""
-    path = _given(path, option)
+    path = _given(path, option, file=True)
     if path.is_dir():
         raise UserError(f"{option} {path}: is a folder, not a file")
     writable_folder(path.parent, option, shown=path)
