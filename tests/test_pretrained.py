@@ -295,6 +295,23 @@ def write_audio(path, seconds, rate=22050, channels=2):
     return str(path)
 
 
+def test_file_names_that_are_not_utf8_or_hold_dollars_are_tagged_drawn_and_embedded(run_folder, tmp_path, capsys):
+    """A Latin-1 name ("café", as old archives have them) stopped `bench tag --png` (matplotlib cannot draw
+    a lone surrogate) and `bench embed` (index.csv encoded as strict UTF-8: every rerun failed again); a
+    `$` pair in a name ("Ke$ha_$") was read as TeX by the taggram's title: a traceback, or math italics."""
+    latin = str(tmp_path / os.fsdecode(b"caf\xe9.wav"))
+    os.rename(write_audio(tmp_path / "cafe.wav", 1.5, channels=1), latin)  # soundfile writes UTF-8 names only
+    dollars = write_audio(tmp_path / "Ke$ha_$.wav", 1.5, channels=1)
+    assert main(["tag", latin, dollars, "--model", str(run_folder), "--png", str(tmp_path / "t.png")]) == 0
+    assert "caf\\xe9.wav: " in capsys.readouterr().out  # printed: a UTF-8 stdout takes no lone surrogate
+    drawn = sorted(path.name for path in tmp_path.glob("t-*.png"))
+    assert drawn == sorted([f"t-{os.fsdecode(b'caf' + bytes([0xe9]))}.png", "t-Ke$ha_$.png"])
+    assert main(["embed", str(run_folder), latin, dollars, "--out", str(tmp_path / "emb"), "-q"]) == 0
+    index = (tmp_path / "emb" / "index.csv").read_bytes().splitlines()
+    assert [row.split(b",")[1] for row in index[1:]] == [os.fsencode(latin), os.fsencode(dollars)]
+    capsys.readouterr()
+
+
 def test_tag_a_run_folder_json_and_png(run_folder, tmp_path, capsys):
     long, short = write_audio(tmp_path / "long.wav", 10.0), write_audio(tmp_path / "short.wav", 1.5, channels=1)
     status = main(["tag", long, short, "--model", str(run_folder), "--json", "--top", "2",

@@ -926,6 +926,19 @@ def test_per_tag_rows_keep_each_datasets_own_tag_order():
         "msd": ["rock", "pop", "guitar"], "mtat": ["guitar", "classical", "rock"]}
 
 
+@pytest.mark.usefixtures("figures_unrendered")
+def test_a_results_folder_whose_name_is_not_utf8_is_reported(tmp_path):
+    """A Latin-1 folder name ("résultats") stopped the report with a UnicodeEncodeError after its CSV
+    files were replaced and before its tables were: a report folder mixing two reports."""
+    import os
+
+    root = tmp_path / os.fsdecode(b"r\xe9sultats")
+    three_seeds(root, ("vgg", 12000, 96, 1, "log"), 10.01, (0.85, 0.86, 0.87))
+    with redirect_stdout(io.StringIO()):
+        report(root)
+    assert (root / "report" / "tables.md").read_text().startswith("# Results: r\\xe9sultats\n")
+
+
 def test_a_tag_the_first_runs_lack_keeps_its_place_in_the_datasets_order():
     """MTAT's top 50 starts guitar, classical, slow, techno: runs on a split without a positive test clip of
     `classical` have no row for it; read first (MusiCNN's folders sort before VGG's), they must not send it

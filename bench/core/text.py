@@ -22,3 +22,10 @@ def read_text(path: str | Path, encoding: str = "utf-8") -> str:
 def text_file(path: str | Path, encoding: str = "utf-8") -> io.StringIO:
     """`read_text(path)` as a file object that iterates lines as `open(path, newline="")` does."""
     return io.StringIO(read_text(path, encoding), newline="")
+
+
+def printable(name: str) -> str:
+    """A file name as Python reads it from the file system, as text that can be written as UTF-8 and
+    drawn: its bytes that are not UTF-8 (a Latin-1 "café" is b"caf\\xe9", read as a lone surrogate) as
+    `\\xe9`."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

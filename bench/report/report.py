@@ -37,6 +37,7 @@ import pandas as pd
 
 from bench.core.layout import REPORT
 from bench.core.store import STALE_TEMP_SECONDS, atomic_write_text, exclusive_lock, remove_temp_files
+from bench.core.text import printable
 from bench.report.columns import (  # noqa: F401 - the report's API, in one place
     AGGREGATE_COLUMNS,
     CONDITION,
@@ -288,7 +289,7 @@ def _write_report(results_dir: Path, out: Path, spec: SpecRuns | None) -> Report
 
     model_list = models(aggregated)
     lost = all_seeds_failed(not_ok, aggregated)
-    md, tex = [f"# Results: {results_dir.name}", ""], []
+    md, tex = [f"# Results: {printable(results_dir.name)}", ""], []
     reference = config_label(**REFERENCE)
     # a model whose every run failed has a table of `failed` cells, not none
     for _, title, key in models(pd.concat([aggregated[list(MODEL)], lost[list(MODEL)]], ignore_index=True)):

@@ -304,7 +304,8 @@ def write_outputs(out: Path, embedder: Embedder, paths: list[str], files: dict[s
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["row", "path", "audio_id", "seconds", "patches", "first_patch"])
     writer.writerows(rows)
-    atomic_write_bytes(out / INDEX, text.getvalue().encode("utf-8"))
+    # a path that is not UTF-8 (a Latin-1 name) keeps its own bytes, the name the file system knows it by
+    atomic_write_bytes(out / INDEX, text.getvalue().encode("utf-8", "surrogateescape"))
     for layer, array in means.items():
         _save_npy(out / f"{layer}.npy", array)
     for layer in earlier:

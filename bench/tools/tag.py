@@ -27,6 +27,7 @@ import numpy as np
 
 from bench.core.errors import UserError, one_line
 from bench.core.layout import BEST, CONFIG, MODEL_JSON, load_result
+from bench.core.text import printable
 from bench.train.model_file import check_pool_padding, load_model, load_weights, read_json
 
 PATCH_BATCH = 2
@@ -227,7 +228,7 @@ def save_taggram_png(path: Path, scores: np.ndarray, tags: list[str], patch_seco
                       vmin=0, vmax=1, extent=(0, len(scores) * patch_seconds, len(tags) - 0.5, -0.5))
     ax.set_yticks(range(len(tags)), tags, fontsize=6)
     ax.set_xlabel("time (s)")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=9, parse_math=False)  # a file name's $...$ is not TeX ("Ke$ha - $ave.mp3")
     fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02, label="sigmoid")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -337,10 +338,10 @@ def cli_main(audio: list[str], model: str, models: str | None, top: int, as_json
             })
             if pngs[n] is not None:
                 save_taggram_png(pngs[n], scores, tagger.tags, tagger.patch_seconds,
-                                 f"{Path(path).name}: {tagger.name}")
+                                 f"{printable(Path(path).name)}: {tagger.name}")
             if not as_json:
                 tops = ", ".join(f"{t['tag']} ({t['score']:.3f})" for t in results[-1]["top"])
-                print(f"{path}: {tops}", flush=True)
+                print(f"{printable(path)}: {tops}", flush=True)  # a UTF-8 locale's stdout takes no lone surrogate
     finally:
         decoder.shutdown(wait=False, cancel_futures=True)
     if as_json:
