@@ -91,7 +91,7 @@ prepare: $(STAMP) ## decode and resample SPEC's dataset into the waveform cache
 	$(BIN)/bench prepare $(SPEC) $(if $(DATA),--data $(DATA))
 
 plan: $(STAMP) ## print SPEC's configurations with input shapes and storage
-	$(BIN)/bench plan $(SPEC)
+	$(BIN)/bench plan $(SPEC) --results $(RESULTS)
 
 PERF_SPEC ?= specs/paper-mtat-vgg.toml
 PERF_ARGS ?=

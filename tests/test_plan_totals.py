@@ -2,6 +2,7 @@
 measured projection when `bench perf` wrote one, and a warning for values far outside the usual."""
 
 import json
+import subprocess
 
 import pytest
 
@@ -112,7 +113,12 @@ def test_plan_prints_the_projection_bench_perf_measured(capsys, tmp_path):
     assert capsys.readouterr().out.splitlines()[-1].startswith("projected: 123.5 GPU-hours")
     perf.write_text(json.dumps({"spec": "another-spec", "projection": {"device_hours": 1.0}}))
     assert main(["plan", str(SPECS / "paper-mtat-vgg.toml"), "--no-fvcore", "--results", str(tmp_path)]) == 0
-    assert capsys.readouterr().out.splitlines()[-1].startswith("projected device-hours: not measured")
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"projected device-hours: not measured (bench perf SPEC --out {tmp_path}/perf/paper-mtat-vgg.json)")
+    # `make plan RESULTS=DIR` reads what `make perf RESULTS=DIR` wrote (it passed no --results)
+    made = subprocess.run(["make", "-n", "plan", f"RESULTS={tmp_path}", "STAMP="], capture_output=True, text=True,
+                          cwd=SPECS.parent, check=True).stdout
+    assert f"--results {tmp_path}" in made.splitlines()[-1]
     # named with --perf, another spec's file or a missing one is a mistake, said in one line
     assert main(["plan", str(SPECS / "paper-mtat-vgg.toml"), "--no-fvcore", "--perf", str(perf)]) == 2
     assert f"--perf {perf}: not the JSON `bench perf --out` writes for spec 'paper-mtat-vgg'" in capsys.readouterr().err

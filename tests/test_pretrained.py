@@ -295,6 +295,26 @@ def write_audio(path, seconds, rate=22050, channels=2):
     return str(path)
 
 
+@pytest.mark.parametrize(("field", "value"), [("weights", 5), ("weights", None), ("weights_key", ["model"]),
+                                            ("patch_frames", 0), ("tags", "abc"), ("tags", []),
+                                            ("frontend.pad_mode", "wrap")])
+def test_a_model_json_field_of_the_wrong_type_is_one_line(run_folder, tmp_path, capsys, field, value):
+    """model.json is read by one loader (tag, embed, export, transfer), which promised "not a model
+    description" for what it cannot use; these fields gave a TypeError, a ZeroDivisionError or torch's
+    NotImplementedError, and tags = "abc" was three tags named a, b and c."""
+    from bench.train.model_file import frontend_settings, model_description, write_model_json
+
+    description = model_description("mine", "musicnn", {"width": 0.0625}, InputConfig(16000, 24, 1, 501), 501,
+                                    frontend_settings(16000, 24, 1, "log"), ["drums", "piano", "voice"],
+                                    weights="best.pt", weights_key="model")
+    where, name = (description["frontend"], "pad_mode") if field.startswith("frontend.") else (description, field)
+    where[name] = value
+    write_model_json(run_folder, description)
+    assert main(["tag", write_audio(tmp_path / "song.wav", 2.0), "--model", str(run_folder)]) == 2
+    assert capsys.readouterr().err == (f"bench tag: error: {run_folder / 'model.json'}: not a model description "
+                                       f"(ValueError: {field} = {value!r})\n")
+
+
 def test_file_names_that_are_not_utf8_or_hold_dollars_are_tagged_drawn_and_embedded(run_folder, tmp_path, capsys):
     """A Latin-1 name ("café", as old archives have them) stopped `bench tag --png` (matplotlib cannot draw
     a lone surrogate) and `bench embed` (index.csv encoded as strict UTF-8: every rerun failed again); a

@@ -168,6 +168,7 @@ def grid_totals(spec: Spec, rows: list[dict[str, Any]], perf_json: str | Path | 
         "weights_bytes": sum(4 * int(r["params"]) for r in rows) * seeds,
         "largest_weights_bytes": max(4 * int(r["params"]) for r in rows),
         "projection": measured_projection(spec, perf_json) if perf_json else None,
+        "perf_json": str(perf_json) if perf_json else None,
     }
 
 
@@ -208,5 +209,6 @@ def format_totals(spec: Spec, totals: dict[str, Any]) -> list[str]:
         lines.append(f"projected: {hours}{on}, one run at a time, at {projection['epochs_per_run']:g} epochs per "
                      f"run (measured by bench perf: {projection['path']})")
     else:
-        lines.append("projected device-hours: not measured (bench perf SPEC --out results/perf/<spec>.json)")
+        where = totals.get("perf_json") or "results/perf/<spec>.json"
+        lines.append(f"projected device-hours: not measured (bench perf SPEC --out {where})")
     return lines

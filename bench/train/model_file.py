@@ -105,6 +105,11 @@ def load_weights(path: Path, key: str | None = None) -> dict:
     return state
 
 
+PAD_MODES = ("constant", "reflect")
+"""How a front end pads a clip's edges: the suite's runs "constant" (zeros), musicnn's released models
+"reflect" (librosa's default of their time)."""
+
+
 def _check_frontend(fe: dict, path: Path) -> None:
     """Refuse a front end that `MelFrontend` would not compute as described: it takes the sample rate,
     mel bands, hop (a multiple of 256), log and padding from model.json, and has one STFT size and one
@@ -146,9 +151,18 @@ def load_model(folder: str | Path) -> LoadedModel:
         frontend = MelFrontend(fe["sample_rate"], fe["n_mels"], fe["hop_length"] // framing.BASE_HOP, fe["log"],
                                pad_mode=fe["pad_mode"], pad_to_hop=fe["pad_to_hop"], float16_mel=fe["float16_mel"],
                                float16_waveform=bool(float16_waveform))
-        model = architectures.build(meta["arch"], InputConfig(**meta["input"]), len(meta["tags"]), **meta["options"])
         weights, key = meta.get("weights", "weights.pt"), meta.get("weights_key")
-        name, tags, patch_frames = meta["name"], list(meta["tags"]), int(meta["patch_frames"])
+        name, tags, patch_frames = meta["name"], meta["tags"], meta["patch_frames"]
+        for field, value, right in (("weights", weights, isinstance(weights, str) and weights.strip()),
+                                    ("weights_key", key, key is None or isinstance(key, str)),
+                                    ("tags", tags, isinstance(tags, list) and tags
+                                     and all(isinstance(t, str) for t in tags)),
+                                    ("patch_frames", patch_frames, isinstance(patch_frames, int)
+                                     and not isinstance(patch_frames, bool) and patch_frames >= 1),
+                                    ("frontend.pad_mode", fe["pad_mode"], fe["pad_mode"] in PAD_MODES)):
+            if not right:
+                raise ValueError(f"{field} = {value!r}")
+        model = architectures.build(meta["arch"], InputConfig(**meta["input"]), len(tags), **meta["options"])
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"{folder / MODEL_JSON}: not a model description ({type(exc).__name__}: {exc})") from None
     check_pool_padding(model, meta.get("pool_padding"), folder)
