@@ -923,6 +923,11 @@ def test_a_run_named_twice_is_scored_once_and_two_models_of_one_name_are_refused
     shutil.copytree(first, copy)
     assert main(["transfer", str(first), str(copy), *task]) == 2
     assert f"are both named {first.name}: their results would be one file" in capsys.readouterr().err
+    renamed = tmp_path / "my_tagger"  # still that run (`bench tag` says so): its result file is the run's
+    shutil.copytree(first, renamed)
+    assert main(["transfer", str(first), str(renamed), *task]) == 2
+    assert f"{first} and {renamed} are both named {first.name}: their results would be one file" in (
+        capsys.readouterr().err)
 
 
 def test_an_out_folder_of_another_task_is_refused_and_other_settings_are_said_to_replace(finished_runs,

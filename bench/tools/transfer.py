@@ -228,7 +228,7 @@ def resolve_targets(targets: list[str], results: str, models: str | None = None)
     """Models named by SPEC files (their finished runs), run folders and imported models (in `models`);
     and notes on runs of a spec that are not finished (skipped), or on a model named twice."""
     from bench.core.layout import CONFIG
-    from bench.tools.tag import resolve_model
+    from bench.tools.tag import resolve_model, run_id_of
 
     out, notes = [], []
     for target in targets:
@@ -261,13 +261,14 @@ def resolve_targets(targets: list[str], results: str, models: str | None = None)
             where = path.resolve() if path.is_dir() else resolve_model(target.model, models)[1].resolve()
         except UserError:  # said where the model is loaded
             where = path
+        name = run_id_of(where) or where.name  # what its result file is named after: a renamed copy is its run
         if str(where) in named.values():
             notes.append(f"{target.model}: named more than once, scored once")
             continue
-        if where.name in named:  # its result file would be the other's
-            raise UserError(f"{named[where.name]} and {where} are both named {where.name}: their results would be "
+        if name in named:  # its result file would be the other's
+            raise UserError(f"{named[name]} and {where} are both named {name}: their results would be "
                             "one file; evaluate them in separate runs of bench transfer (--out)")
-        named[where.name] = str(where)
+        named[name] = str(where)
         unique.append(target)
     return unique, notes
 
