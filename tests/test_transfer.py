@@ -252,33 +252,27 @@ def test_a_label_held_by_one_group_is_refused_with_the_hint_for_this_scikit_lear
     assert ("too few groups of that label" in str(error.value)) is (version >= (1, 8))
 
 
-def test_mlp_on_a_two_label_task_too_small_to_stop_early_is_refused_before_any_work(tmp_path):
-    """scikit-learn's MLP stops early on 10 % of the training fold, drawn stratified for two labels:
-    ceil(0.1 x 8) = 1 file cannot hold both, and scikit-learn raises inside the fit."""
-    from sklearn.model_selection import train_test_split
+def test_the_mlp_is_trained_not_stopped_near_its_initial_weights():
+    """scikit-learn's early stopping (by the accuracy of a tenth of the training fold, patience 10 epochs
+    of about one step each at a few hundred files) stopped the MLP after 16-22 epochs: on the demo's hiss
+    task ROC-AUC 0.64 beside logistic regression's 0.92, and controls below chance. Here 60 embeddings, 8
+    of 128 dimensions shifted by +-0.8 with the label: logistic regression separates them (0.99); the MLP
+    stopped early scored 0.65, trained 0.89. It needs no held-out share of a fold, so a small task is
+    not refused for it."""
+    from sklearn.model_selection import StratifiedKFold
 
     from bench.data.task import Task
-    from bench.tools.transfer import TransferSettings, fold_splits
+    from bench.tools.transfer import TransferSettings, cross_validate, fold_splits
 
-    labels = ("a", "b") * 5  # 10 files, 5 folds: training folds of 8
-    task = Task("t", tmp_path / "t.csv", tuple(f"{i}.mp3" for i in range(10)), labels, None, None)
-    with pytest.raises(ValueError, match="should be greater or equal to the number of classes"):
-        train_test_split(np.zeros(8), np.array(labels[:8]), test_size=0.1, stratify=np.array(labels[:8]))
-    with pytest.raises(UserError, match=r"t.csv: --mlp holds out 10% of each training fold, stratified, to stop "
-                                        r"early, which needs at least 11 training files and 2 of each label; the "
-                                        r"smallest training fold has 8"):
-        fold_splits(task, TransferSettings(folds=5, classifiers=("logreg", "mlp")))
-    # 20 of one label, 2 of the other, 2 folds: training folds of 11, but one file of the rarer label,
-    # which a stratified split cannot put on both sides
-    rare = Task("t", tmp_path / "t.csv", tuple(f"{i}.mp3" for i in range(22)), ("a",) * 20 + ("b",) * 2, None, None)
-    eleven = np.array(("a",) * 10 + ("b",))
-    with pytest.raises(ValueError, match="least populated class"):
-        train_test_split(np.zeros(11), eleven, test_size=0.1, stratify=eleven)
-    with pytest.raises(UserError, match="the fewest of label b 1"):
-        fold_splits(rare, TransferSettings(folds=2, classifiers=("mlp",)))
-    assert len(fold_splits(task, TransferSettings(folds=5))) == 5  # logistic regression alone needs none
-    bigger = Task("t", tmp_path / "t.csv", tuple(f"{i}.mp3" for i in range(14)), ("a", "b") * 7, None, None)
-    assert len(fold_splits(bigger, TransferSettings(folds=5, classifiers=("logreg", "mlp")))) == 5  # folds of 11
+    rng = np.random.default_rng(0)
+    labels = np.array(["a", "b"] * 30)
+    features = rng.standard_normal((60, 128))
+    features[:, :8] += np.where(labels == "b", 0.8, -0.8)[:, None]
+    splits = list(StratifiedKFold(5, shuffle=True, random_state=0).split(features, labels))
+    logreg, mlp = (cross_validate(features, labels, splits, name)["roc_auc_mean"] for name in ("logreg", "mlp"))
+    assert logreg > 0.95 and mlp > 0.85
+    task = Task("t", Path("t.csv"), tuple(f"{i}.mp3" for i in range(10)), ("a", "b") * 5, None, None)
+    assert len(fold_splits(task, TransferSettings(folds=5, classifiers=("logreg", "mlp")))) == 5  # folds of 8
 
 
 def test_a_fit_stopped_at_its_iteration_limit_is_counted(monkeypatch):
