@@ -200,6 +200,37 @@ def test_a_wav_cut_short_is_skipped_as_truncated_not_padded_with_silence(tmp_pat
         decode_clip(str(short), (16000,), 29.1)
 
 
+@pytest.mark.parametrize("container", ["AIFF", "AU", "RF64", "W64"])
+def test_other_uncompressed_files_cut_short_are_skipped_as_truncated(tmp_path, container):
+    """Only WAV's log line was read: an AIFF, AU, RF64 or W64 copy cut in half was cached as a short
+    recording, padded with silence under its labels. libsndfile logs what each header declared (AIFF's
+    SSND, AU's Data Size, W64's riff size, RF64's ds64 frame count)."""
+    x = (0.1 * np.random.default_rng(0).standard_normal(25 * RATE)).astype(np.float32)
+    whole = tmp_path / f"whole.{container.lower()}"
+    sf.write(whole, x, RATE, format=container, subtype="PCM_16")
+    cut = tmp_path / f"cut.{container.lower()}"
+    cut.write_bytes(whole.read_bytes()[:whole.stat().st_size // 2])
+    with pytest.raises(BadAudio, match=r"^truncated: the header says 25\.0\d s, the file holds 12\.\d\d s$"):
+        decode_clip(str(cut), (16000,), 29.1)
+    assert decode_clip(str(whole), (16000,), 29.1).padded  # whole, it is a short recording
+
+
+@pytest.mark.parametrize(("container", "codec"), [("WAV", "GSM610"), ("WAV", "G721_32"), ("AU", "G723_24")])
+def test_a_file_whose_codec_cannot_seek_gives_its_centre(tmp_path, container, codec):
+    """libsndfile cannot seek in GSM 6.10 or G.72x: a file longer than the clip, whose centre is sought,
+    was skipped as undecodable ("Seek attempted on unseekable file type"), though it decodes whole. The
+    frames before the centre are decoded and dropped instead."""
+    rate = 8000
+    x = (0.2 * np.random.default_rng(0).standard_normal(40 * rate)).astype(np.float32)
+    path = tmp_path / f"long.{container.lower()}"
+    sf.write(path, x, rate, format=container, subtype=codec)
+    whole, _ = sf.read(path, dtype="float32")
+    clip = decode_clip(str(path), (rate,), 10.0)
+    assert not clip.padded
+    start = (len(whole) - 10 * rate) // 2
+    np.testing.assert_allclose(clip.clips[rate][:5000], whole[start:start + 5000], atol=1e-3)
+
+
 def test_an_ogg_cut_short_is_skipped_as_truncated_not_padded_with_silence(tmp_path):
     """Ogg declares no length: libsndfile reads the pages a cut copy holds as a shorter recording. A
     finished stream's last page carries the end-of-stream flag (RFC 3533), a cut one's does not."""

@@ -198,21 +198,42 @@ def _decodable_tail(handle: sf.SoundFile, start: int) -> np.ndarray:
 
 
 def _seek(handle: sf.SoundFile, frame: int) -> None:
-    """Stand `handle` at `frame`, decoding the SEEK_PREROLL frames before it (see there)."""
+    """Stand `handle` at `frame`, decoding the SEEK_PREROLL frames before it (see there). A codec that
+    cannot seek (GSM 6.10, G.72x, NMS ADPCM: libsndfile's "Seek attempted on unseekable file type") is
+    decoded from its start up to `frame`, once: its handle has read nothing before (a fresh open)."""
+    if not handle.seekable():
+        before = 0
+        while before < frame and (n := _read(handle, min(frame - before, BLOCK_FRAMES)).shape[0]):
+            before += n
+        return
     before = max(0, frame - SEEK_PREROLL)
     handle.seek(before)
     while before < frame and (n := _read(handle, min(frame - before, BLOCK_FRAMES)).shape[0]):
         before += n
 
 
+DECLARED_SIZE = re.compile(r"^\s*(?:data|SSND|Data Size)\s*:\s*(\d+) \(should be (\d+)\)", re.MULTILINE)
+"""libsndfile's log line for an audio data chunk larger than the file holds, "<chunk> : <declared> (should
+be <on disk>)": WAV's `data`, AIFF's `SSND`, AU's `Data Size`."""
+DECLARED_CONTAINER = re.compile(r"^\s*riff\s*:\s*(\d+) \(should be (\d+)\)", re.MULTILINE)
+"""W64's: its data chunk's size is logged without a correction, its container's (`riff`) with one."""
+DECLARED_FRAMES = re.compile(r"Calculated frame count (\d+) does not match value from 'ds64' chunk of (\d+)")
+"""RF64's: the frames on disk, then those its ds64 chunk declares."""
+
+
 def _declared_seconds(handle: sf.SoundFile) -> float | None:
-    """The length a WAV-family header declares when the file holds less (a copy cut short), or None.
-    libsndfile announces only the frames on disk, and says "data : <declared> (should be <on disk>)" in
-    its log; 0 and 0xFFFFFFFF-like sizes are a streaming writer's "unknown", not a length."""
-    match = re.search(r"^data\s*:\s*(\d+) \(should be (\d+)\)", handle.extra_info, re.MULTILINE)
-    if match is None:
+    """The length a header declares when the file holds less (a copy cut short), or None. libsndfile
+    announces only the frames on disk, and logs what the header said (WAV, AIFF, AU: DECLARED_SIZE; W64:
+    DECLARED_CONTAINER; RF64: DECLARED_FRAMES); 0 and 0xFFFFFFFF-like sizes are a streaming writer's
+    "unknown", not a length."""
+    log = handle.extra_info
+    sizes = DECLARED_SIZE.search(log) or (DECLARED_CONTAINER.search(log) if handle.format == "W64" else None)
+    if sizes is not None:
+        declared, held = int(sizes[1]), int(sizes[2])
+    elif frames := DECLARED_FRAMES.search(log):
+        held, declared = int(frames[1]), int(frames[2])
+    else:
         return None
-    declared, held = int(match[1]), int(match[2])
     if not 0 < held < declared < 0xFFFFFF00:
         return None
     return handle.frames / handle.samplerate * declared / held
