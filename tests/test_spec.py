@@ -306,10 +306,33 @@ def test_empty_mel_bands_match_torchaudio_and_are_warned_about(write_spec):
             assert empty_mel_bands(rate, n_mels) == int((bank.amax(dim=0) == 0).sum()), (rate, n_mels)
     spec = load_spec(write_spec(MINIMAL_SPEC.replace("sample_rate = [12000]", "sample_rate = [16000, 48000]")
                                 .replace("n_mels = [96]", "n_mels = [128]")))
-    (warning,) = spec_warnings(spec)  # 128 bands are fine at 16 kHz (the paper's largest), not at 48 kHz
+    (warning,) = [w for w in spec_warnings(spec) if "are empty" in w]  # 128 are fine at 16 kHz, not at 48 kHz
     assert warning.startswith(f"{spec.path}: 13 of 128 mel bands at 48000 Hz are empty (narrower than the 93.75 Hz "
                               "between the FFT bins of a 512-sample frame)")
     assert warning.endswith("at most 86 bands at this rate have none")  # torchaudio: 87 leave one empty
+
+
+@pytest.mark.parametrize(("dataset", "rates", "warned"), [
+    ("mtat", (12000, 16000), None), ("mtat", (16000, 22050, 44100), "22050 Hz, 44100 Hz"),
+    ("msd", (16000, 22050), None), ("msd", (44100,), "44100 Hz"), ("synthetic", (16000, 22050), "22050 Hz")])
+def test_a_grid_rate_above_the_datasets_own_is_warned_about(write_spec, dataset, rates, warned):
+    """MagnaTagATune's MP3s are 16 kHz (the paper, section II): a "44.1 kHz" configuration of it is a
+    16 kHz one upsampled, with its mel bands above 8 kHz empty of audio; `bench plan` and `bench prepare`
+    said nothing (the MSD's previews are 22.05 or 44.1 kHz: some of them, above 22.05 kHz)."""
+    from bench.spec import spec_warnings
+
+    text = MINIMAL_SPEC.replace("sample_rate = [12000]", f"sample_rate = {list(rates)}")
+    if dataset != "synthetic":
+        text = text.replace('name = "synthetic"', f'name = "{dataset}"')
+    spec = load_spec(write_spec(text))
+    found = [w for w in spec_warnings(spec) if "upsampled" in w]
+    if warned is None:
+        assert found == []
+    else:
+        source = {"mtat": 16000, "msd": 22050, "synthetic": 16000}[dataset]
+        some = "some of its files are" if dataset == "msd" else "its files are"
+        assert found == [f"{spec.path}: sample_rate {warned} is above the {source:,} Hz {some} recorded at: they "
+                         f"are upsampled, and the mel bands above {source // 2:,} Hz hold no audio of theirs"]
 
 
 def test_missing_spec_file(tmp_path):

@@ -7,6 +7,17 @@ import re
 
 from bench.data.config import JAMENDO_TAGS, DatasetSpec
 
+
+def lowest_source_rate(dataset: str) -> int | None:
+    """The lowest sample rate of a dataset's audio files, in Hz, where it is known: MagnaTagATune's MP3s
+    are all 16 kHz, the MSD's 7digital previews 22.05 or 44.1 kHz, the synthetic data is rendered at
+    SYNTHETIC_SAMPLE_RATE. A grid rate above it upsamples those files: their mel bands above the files'
+    Nyquist frequency hold no audio."""
+    from bench.data.datasets import SYNTHETIC_SAMPLE_RATE
+
+    return {"mtat": 16_000, "msd": 22_050, "synthetic": SYNTHETIC_SAMPLE_RATE}.get(dataset)
+
+
 SPLIT_SIZES = {"mtat": (18_706, 1_825, 5_329), "msd": (201_680, 11_774, 28_435)}
 """(train, valid, test) clips of the paper's splits: MagnaTagATune's 16 folders as 12:1:3 (the three
 undecodable clips left out), and Lee et al.'s MSD lists."""

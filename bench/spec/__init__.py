@@ -47,6 +47,7 @@ from bench.core import framing
 from bench.core.errors import SpecError
 from bench.core.layout import format_run_id
 from bench.data.config import JAMENDO_TAGS, DatasetSpec
+from bench.data.known import lowest_source_rate
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -587,6 +588,13 @@ def spec_warnings(spec: Spec) -> list[str]:
             warnings.append(f"{spec.path}: {empty} of {n_mels} mel bands at {rate} Hz are empty (narrower than the "
                             f"{rate / framing.N_FFT:g} Hz between the FFT bins of a {framing.N_FFT}-sample frame): "
                             f"their rows are constant zero; at most {fine} bands at this rate have none")
+    source = lowest_source_rate(spec.dataset.name)
+    above = sorted({c.mel.sample_rate for c in spec.configurations() if source and c.mel.sample_rate > source})
+    if above:
+        some = "some of its files are" if spec.dataset.name == "msd" else "its files are"
+        warnings.append(f"{spec.path}: sample_rate {', '.join(f'{r} Hz' for r in above)} is above the "
+                        f"{source:,} Hz {some} recorded at: they are upsampled, and the mel bands above "
+                        f"{source / 2:,.0f} Hz hold no audio of theirs")
     low, high = USUAL["dataset.clip_seconds"]
     seconds = spec.dataset.clip_seconds
     if not low <= seconds <= high:
