@@ -187,7 +187,10 @@ def _decodable_tail(handle: sf.SoundFile, start: int) -> np.ndarray:
     """The frames that decode from `start` up to a decoder error met by a read from there (which
     returned nothing): read again from `start` in small pieces, up to the piece that fails. An MP3
     without a Xing frame followed by other bytes (zeros, a tag libsndfile does not skip) decodes to its
-    last frame and then fails: without this, the whole file was skipped as undecodable."""
+    last frame and then fails: without this, the whole file was skipped as undecodable. A codec that
+    cannot seek cannot be read again: nothing more decodes."""
+    if not handle.seekable():
+        return np.empty((0, handle.channels), dtype=np.float32)
     _seek(handle, start)
     pieces = []
     while (piece := _read(handle, ERROR_SEARCH_FRAMES, stop_at_error=True)).shape[0]:
@@ -200,7 +203,8 @@ def _decodable_tail(handle: sf.SoundFile, start: int) -> np.ndarray:
 def _seek(handle: sf.SoundFile, frame: int) -> None:
     """Stand `handle` at `frame`, decoding the SEEK_PREROLL frames before it (see there). A codec that
     cannot seek (GSM 6.10, G.72x, NMS ADPCM: libsndfile's "Seek attempted on unseekable file type") is
-    decoded from its start up to `frame`, once: its handle has read nothing before (a fresh open)."""
+    decoded from its start up to `frame`: its handle must have read nothing yet (a fresh open), since
+    such a handle cannot say where it stands."""
     if not handle.seekable():
         before = 0
         while before < frame and (n := _read(handle, min(frame - before, BLOCK_FRAMES)).shape[0]):
