@@ -209,12 +209,17 @@ def test_a_result_with_fields_of_the_wrong_type_does_not_stop_the_status(tmp_pat
 def test_a_corrupt_result_is_invalid_as_the_grid_sees_it_not_interrupted(tmp_path, capsys):
     """`bench grid --dry-run` says such a run is set aside and redone; status says the same."""
     spec, folders = grid_in_progress(tmp_path)
+    (folders[0] / layout.HISTORY).write_text("".join(epoch_line(e, 0.8) for e in range(1, 5)))  # its 4 epochs
     (folders[0] / layout.RESULT).write_text('{"run_id": "cut sh')
     status = grid_status(spec, tmp_path)
     assert status.runs[0].state == "invalid" and status.counts["invalid"] == 1
     assert main(["status", str(SPEC), "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert f"invalid result.json: {spec.runs()[0].run_id} (the next bench grid sets it aside" in out
+    # its epochs are not work done: a finished run has no checkpoint, so the grid trains it from scratch
+    # (they counted: the ETA of a 40-epoch run read 0 s, its deleted result.json's 3 s)
+    assert not (folders[0] / layout.CHECKPOINT).exists()
+    assert status.runs[0].epoch == 0 and status.runs[0].epoch_seconds == []
 
 
 def test_a_run_that_finishes_between_status_reading_its_result_and_its_lock_is_done(tmp_path, monkeypatch):

@@ -102,8 +102,8 @@ def run_status(folder: Path, run: RunSpec) -> RunStatus:
         status.state = "invalid"
     elif (folder / layout.CHECKPOINT).exists():
         status.state = "interrupted"
-    else:  # epochs of an attempt the next grid does not resume (no checkpoint): it trains the run from scratch
-        history = []
+    if status.state in ("invalid", "not started") and not (folder / layout.CHECKPOINT).exists():
+        history = []  # epochs of an attempt the next grid does not resume (no checkpoint): it trains from scratch
     status.epoch = len(history)
     scores = [h.get("valid_roc_auc") for h in history if isinstance(h.get("valid_roc_auc"), (int, float))]
     status.best_valid_roc_auc = max(scores) if scores else None
