@@ -1352,8 +1352,9 @@ def gpu_box_grid(monkeypatch, tmp_path, count: int = 2, runs_per_gpu: int = 4) -
     # one worker on a 2-GPU box whose memory allows 4 runs per GPU: it is alone on its GPU and the box
     ({"workers": 1}, 1, 1, "runs per GPU: 1 (--workers 1 on 2 GPU(s); the memory allows 4: "),
     ({"workers": 3}, 2, 3, "runs per GPU: 2 (--workers 3 on 2 GPU(s); the memory allows 4: "),
-    ({"workers": 9}, 4, 9, "runs per GPU: 4 ("),  # beyond the slots: the extra ones share (`GpuClaim.sharing`)
-    ({}, 4, 8, "runs per GPU: 4 ("),
+    # no more workers than the grid's 6 runs, whether asked for 9 or the GPUs' 8 slots allow them
+    ({"workers": 9}, 4, 6, "runs per GPU: 4 ("),
+    ({}, 4, 6, "runs per GPU: 4 ("),
     ({"workers": 1, "runs_per_gpu": 3}, 1, 1, None),  # an explicit K: at most K, here the one worker
 ])
 def test_a_grid_of_fewer_workers_gives_each_its_share_of_the_gpu_and_the_cpus(

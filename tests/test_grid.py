@@ -393,3 +393,36 @@ def test_the_grids_summary_tells_apart_configurations_that_differ_only_in_width(
     assert sorted(float(row.split()[1]) for row in rows) == [1 / 32, 1 / 16]
     assert summarise(spec, tmp_path, reference[:1]) == 0  # one width: no column for it
     assert "width" not in capsys.readouterr().out.splitlines()[0]
+
+
+def test_a_killed_worker_is_named_with_its_signal_and_its_runs_said_left_only_when_they_are(tmp_path, capsys):
+    """A local worker killed by SIGKILL (the out-of-memory killer's) prints nothing: the grid said it
+    "stopped with an error (see above); their runs are left for the next grid" even where another
+    worker had taken its run over and finished it."""
+    from bench.run import grid
+    from bench.spec import load_spec
+
+    assert grid._ended("bench-worker-0", -signal.SIGKILL) == "bench-worker-0 was killed by SIGKILL"
+    assert grid._ended("bench-worker-1", 1) == "bench-worker-1 stopped with exit status 1 (its error is above)"
+    spec = load_spec(Path(__file__).parent / "data" / "demo6.toml")
+    crashed = ["bench-worker-0 was killed by SIGKILL"]
+    assert grid.summarise(spec, tmp_path, spec.runs()[:1], crashed) == 1  # its run has no result: not run
+    assert ("bench-worker-0 was killed by SIGKILL: the runs not run are left for the next grid, which resumes them"
+            in capsys.readouterr().out)
+    assert grid.summarise(spec, tmp_path, [], crashed) == 0
+    assert "bench-worker-0 was killed by SIGKILL: the other workers finished its runs" in capsys.readouterr().out
+
+
+def test_no_more_local_workers_start_than_runs_are_left(tmp_path, monkeypatch):
+    """`--workers 6` for the one run left started 6 processes, each importing torch; a typo's extra
+    zeros (`--workers 99999999999999999999`) ended in a MemoryError building their list."""
+    from bench.run import grid, prepare
+
+    fake_cache = type("Cache", (), {"index_path": tmp_path / "index-0.json"})()
+    monkeypatch.setattr(prepare, "prepare_spec", lambda *args, **kwargs: (None, fake_cache, None))
+    launched = []
+    monkeypatch.setattr(grid, "_launch_local", lambda job, n, cuda: launched.append((n, job.workers_here)) or [])
+    spec = Path(__file__).parent / "data" / "demo6.toml"
+    for workers in (2, 6, 99999999999999999999):
+        run_grid(str(spec), GridOptions(results=str(tmp_path / "results"), device="cpu", workers=workers))
+    assert launched == [(2, 2), (6, 6), (6, 6)]  # demo6 has 6 runs

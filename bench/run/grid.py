@@ -473,15 +473,19 @@ def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
                         retry_failed_before=planned if o.retry_failed else None,
                         shard_index=shard_index, shard_count=shard_count, quiet=o.quiet,
                         runs_per_gpu=runs_per_gpu or 1, spec=spec)
+        crashed: list[str] = []
         if o.launcher == "local":
-            n_workers = o.workers or ((_gpu_count() * job.runs_per_gpu) if cuda_here else 1)
-            _launch_local(dataclasses.replace(job, workers_here=n_workers), n_workers, cuda_here)
+            # no more workers than runs to run or resume: each spawned worker imports torch
+            n_workers = min(o.workers or ((_gpu_count() * job.runs_per_gpu) if cuda_here else 1), len(todo))
+            crashed = _launch_local(dataclasses.replace(job, workers_here=n_workers), n_workers, cuda_here)
         else:
             if o.launcher == "submitit-local" and wants_gpu:  # each job runs K workers on every GPU here
                 job = dataclasses.replace(job, workers_here=processes_per_gpu(o, job.runs_per_gpu)[0] * _gpu_count())
-            elif o.launcher == "submitit-local":  # its N jobs share this machine's CPUs, as N local workers do
-                job = dataclasses.replace(job, threads=max(1, usable_cpus() // (o.workers or 1)))
-            _launch_submitit(job, o.workers or 1, o.launcher, o.slurm, results_root / spec.name / "slurm", wants_gpu)
+            n_jobs = min(o.workers or 1, len(todo))  # no more jobs than runs to run or resume
+            if o.launcher == "submitit-local" and not wants_gpu:  # its jobs share this machine's CPUs, as workers do
+                job = dataclasses.replace(job, threads=max(1, usable_cpus() // n_jobs))
+            _launch_submitit(job, n_jobs, o.launcher, o.slurm, results_root / spec.name / "slurm", wants_gpu)
+        return summarise(spec, results_root, runs, crashed)
     return summarise(spec, results_root, runs)
 
 
@@ -628,13 +632,13 @@ def _gpu_free_bytes() -> int:
         return 0
 
 
-def _launch_local(job: WorkerJob, n_workers: int, cuda: bool) -> None:
+def _launch_local(job: WorkerJob, n_workers: int, cuda: bool) -> list[str]:
     """Run the workers here, one fresh spawned process each (each claims its own GPU slot). Ctrl-C,
     which the terminal sends to every process, raises one `Interrupted` saying where each run resumes;
     so does a SIGTERM to this process (`bench.core.interrupts`), which it passes on to the workers."""
     if n_workers == 1 and not mig_instances():  # on MIG a worker names its instance before CUDA starts: not here
         worker_entry(job)
-        return
+        return []
     threads = None if cuda else max(1, usable_cpus() // n_workers)
     context = multiprocessing.get_context("spawn")
     outcomes = context.SimpleQueue()
@@ -684,9 +688,17 @@ def _launch_local(job: WorkerJob, n_workers: int, cuda: bool) -> None:
     stopped = [r for r in returned if isinstance(r, STOPS_THE_GRID)]
     if stopped:  # every worker that met it stopped; the CLI says what to do, in one line
         raise stopped[0]
-    crashed = [p.name for p in processes if p.exitcode not in (0, None)]
-    if crashed:
-        print(f"{', '.join(crashed)} stopped with an error (see above); their runs are left for the next grid")
+    return [_ended(p.name, p.exitcode) for p in processes if p.exitcode not in (0, None)]
+
+
+def _ended(name: str, exitcode: int) -> str:
+    """How a worker process that did not end well ended: killed by a signal (which prints nothing: the
+    out-of-memory killer's SIGKILL, say), or with an error it printed."""
+    if exitcode < 0:
+        with contextlib.suppress(ValueError):
+            return f"{name} was killed by {signal.Signals(-exitcode).name}"
+        return f"{name} was killed by signal {-exitcode}"
+    return f"{name} stopped with exit status {exitcode} (its error is above)"
 
 
 def _import_worker_code() -> None:
@@ -949,8 +961,9 @@ def _rounded(value, digits: int):
     return round(value, digits) if isinstance(value, (int, float)) else value
 
 
-def summarise(spec: Spec, results_root: Path, runs) -> int:
-    """Print the grid's results; 0 when every run is ok or held by another live worker, else 1."""
+def summarise(spec: Spec, results_root: Path, runs, crashed: list[str] = ()) -> int:
+    """Print the grid's results; 0 when every run is ok or held by another live worker, else 1.
+    `crashed`: how the workers that did not end well ended (`_ended`)."""
     import pandas as pd
 
     rows, failed, missing, elsewhere = [], [], [], []
@@ -976,6 +989,9 @@ def summarise(spec: Spec, results_root: Path, runs) -> int:
         print(table.to_string(index=False))
     print(f"{len(rows)} ok, {len(failed)} failed, {len(missing)} not run"
           + (f", {len(elsewhere)} still training in other workers" if elsewhere else ""))
+    if crashed:  # a run it held may have been finished by another worker since
+        print(f"{'; '.join(crashed)}: " + ("the runs not run are left for the next grid, which resumes them" if missing
+                                          else "the other workers finished its runs"))
     for run_id, error in failed:
         print(f"  failed {run_id}: {error}")
     if failed:
