@@ -116,9 +116,10 @@ def test_plan_prints_the_projection_bench_perf_measured(capsys, tmp_path):
     assert capsys.readouterr().out.splitlines()[-1] == (
         f"projected device-hours: not measured (bench perf SPEC --out {tmp_path}/perf/paper-mtat-vgg.json)")
     # `make plan RESULTS=DIR` reads what `make perf RESULTS=DIR` wrote (it passed no --results)
-    made = subprocess.run(["make", "-n", "plan", f"RESULTS={tmp_path}", "STAMP="], capture_output=True, text=True,
-                          cwd=SPECS.parent, check=True).stdout
-    assert f"--results {tmp_path}" in made.splitlines()[-1]
+    made = subprocess.run(["make", "--no-print-directory", "-n", "plan", f"RESULTS={tmp_path}", "STAMP="],
+                          capture_output=True, text=True, cwd=SPECS.parent, check=True).stdout
+    (command,) = [line for line in made.splitlines() if "bench plan" in line]
+    assert f"--results {tmp_path}" in command
     # named with --perf, another spec's file or a missing one is a mistake, said in one line
     assert main(["plan", str(SPECS / "paper-mtat-vgg.toml"), "--no-fvcore", "--perf", str(perf)]) == 2
     assert f"--perf {perf}: not the JSON `bench perf --out` writes for spec 'paper-mtat-vgg'" in capsys.readouterr().err
