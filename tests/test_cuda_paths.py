@@ -1353,7 +1353,7 @@ def gpu_box_grid(monkeypatch, tmp_path, count: int = 2, runs_per_gpu: int = 4) -
     ({"workers": 1}, 1, 1, "runs per GPU: 1 (--workers 1 on 2 GPU(s); the memory allows 4: "),
     ({"workers": 3}, 2, 3, "runs per GPU: 2 (--workers 3 on 2 GPU(s); the memory allows 4: "),
     # no more workers than the grid's 6 runs, whether asked for 9 or the GPUs' 8 slots allow them
-    ({"workers": 9}, 4, 6, "runs per GPU: 4 ("),
+    ({"workers": 9}, 3, 6, "runs per GPU: 3 (--workers 6 on 2 GPU(s); the memory allows 4: "),
     ({}, 4, 6, "runs per GPU: 4 ("),
     ({"workers": 1, "runs_per_gpu": 3}, 1, 1, None),  # an explicit K: at most K, here the one worker
 ])
@@ -1383,6 +1383,19 @@ def test_a_grid_of_fewer_workers_gives_each_its_share_of_the_gpu_and_the_cpus(
     fastpath.set_runs_per_gpu(job.runs_per_gpu, None, job.workers_here)  # as the worker's device claim does
     assert fastpath.cpu_share() == 16 // workers_here
     assert fastpath.resident_fits(24 * 2**30, torch.device("cuda", 0)) == (runs_per_gpu == 1)
+
+
+def test_workers_beyond_the_runs_left_are_not_counted_against_an_exclusive_gpu(monkeypatch, tmp_path):
+    """`--shard 1/6 --workers 4` leaves one run, so one worker starts: the check of a GPU that takes one
+    process at a time counted the 4 asked for and refused the grid."""
+    from bench.run import grid
+
+    spec = gpu_box_grid(monkeypatch, tmp_path, count=1, runs_per_gpu=1)
+    monkeypatch.setattr(grid, "exclusive_gpus", lambda: ["0 (GPU-77aa0e1f, Exclusive_Process)"])
+    launched = []
+    monkeypatch.setattr(grid, "_launch_local", lambda job, n, cuda: launched.append((n, job.workers_here)) or [])
+    run_grid(str(spec), GridOptions(results=str(tmp_path / "results"), device="cuda", workers=4, shard_text="1/6"))
+    assert launched == [(1, 1)]
 
 
 @pytest.mark.parametrize("cuda", [True, False])

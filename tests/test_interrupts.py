@@ -65,6 +65,34 @@ def test_a_ctrl_c_to_the_process_while_children_start_is_noted_not_raised():
     assert not came()
 
 
+def _sigint_blocked() -> bool:
+    return signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
+def test_pool_processes_start_deaf_to_ctrl_c_and_a_ctrl_c_meanwhile_is_raised_after():
+    """A terminal's Ctrl-C reaches a pool's processes too: one that came while Python started in them
+    printed a traceback each (before `pool_process_init` ignores it), and one that stopped the parent
+    between starting a process and handing it its work made that process print an EOFError. Processes
+    started inside are born with SIGINT blocked; the parent raises the Ctrl-C once they have started."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from bench.core.interrupts import started_deaf_to_ctrl_c
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with started_deaf_to_ctrl_c():
+            born = pool.submit(_sigint_blocked)
+        assert born.result(timeout=60) is True
+    started = []
+    with pytest.raises(KeyboardInterrupt), started_deaf_to_ctrl_c():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)  # not raised here, mid-start
+        started.append(True)
+    assert started == [True]
+    with started_deaf_to_ctrl_c():
+        pass  # none came: nothing raised
+
+
 def test_a_sigterm_while_children_start_is_noted_and_said_afterwards():
     with terminate_as_interrupt():
         with interrupts_held() as came:

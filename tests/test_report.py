@@ -926,6 +926,23 @@ def test_per_tag_rows_keep_each_datasets_own_tag_order():
         "msd": ["rock", "pop", "guitar"], "mtat": ["guitar", "classical", "rock"]}
 
 
+def test_an_old_run_the_spec_no_longer_names_does_not_keep_a_configuration_from_reading_failed():
+    """A spec edited (20 epochs, not 8): its 96/x1 diverged in every seed, and the runs of the edit
+    before, "not in spec", were taken for seeds that may yet succeed: the reference row vanished from the
+    table. Runs the next grid runs (incomplete, invalid, unreadable) do keep it pending."""
+    from bench.report.report import NOT_OK_COLUMNS, all_seeds_failed
+
+    config = {"dataset": "mtat", "arch": "vgg", "width": 1.0, "sample_rate": 16000, "n_mels": 96,
+              "hop_multiplier": 1, "log": "log"}
+    rows = [{"run_id": f"r{seed}", "status": "failed", "reason": "NonFiniteLoss", **config, "seed": seed}
+            for seed in (0, 1, 2)]
+    for status, pending in (("not in spec", False), ("incomplete", True), ("invalid", True)):
+        not_ok = pd.DataFrame([*rows, {"run_id": "old", "status": status, "reason": "", **config, "seed": 0}],
+                              columns=NOT_OK_COLUMNS)
+        lost = all_seeds_failed(not_ok, pd.DataFrame(columns=[*config, "seeds"]))
+        assert (list(lost["seeds"]) == ["0;1;2"]) is not pending, status
+
+
 @pytest.mark.usefixtures("figures_unrendered")
 def test_a_results_folder_whose_name_is_not_utf8_is_reported(tmp_path):
     """A Latin-1 folder name ("résultats") stopped the report with a UnicodeEncodeError after its CSV
@@ -944,14 +961,14 @@ def test_a_tag_the_first_runs_lack_keeps_its_place_in_the_datasets_order():
     `classical` have no row for it; read first (MusiCNN's folders sort before VGG's), they must not send it
     after `techno` in every later run's rows."""
     mtat = ("guitar", "classical", "slow", "techno")
-    results = []
-    for arch in ("musicnn", "vgg"):
-        tags = [t for t in mtat if arch == "vgg" or t != "classical"]
-        doc = result_doc((arch, 16000, 96, 1, "log"), 0, 10.0, dict.fromkeys(tags, 0.8), 0.4)
-        results.append(doc)
-    table = per_tag_table(results)
-    assert table.groupby("arch", sort=False)["tag"].apply(list).to_dict() == {
-        "musicnn": ["guitar", "slow", "techno"], "vgg": list(mtat)}
+    for lacked in ("classical", "guitar"):  # the order's first tag too: not after the first runs' last
+        results = []
+        for arch in ("musicnn", "vgg"):
+            tags = [t for t in mtat if arch == "vgg" or t != lacked]
+            results.append(result_doc((arch, 16000, 96, 1, "log"), 0, 10.0, dict.fromkeys(tags, 0.8), 0.4))
+        table = per_tag_table(results)
+        assert table.groupby("arch", sort=False)["tag"].apply(list).to_dict() == {
+            "musicnn": [t for t in mtat if t != lacked], "vgg": list(mtat)}, lacked
 
 @pytest.mark.usefixtures("figures_unrendered")
 def test_a_killed_reports_temp_files_are_removed_by_the_next_one(tmp_path):

@@ -213,6 +213,20 @@ def interrupt_when_parent_dies() -> None:
     when_parent_dies(_thread.interrupt_main)
 
 
+@contextlib.contextmanager
+def started_deaf_to_ctrl_c() -> Iterator[None]:
+    """Pool processes started inside (a pool's `submit` spawns them) are born with SIGINT blocked
+    (`interrupts_held`), and a Ctrl-C (or SIGTERM) meanwhile is raised when the block ends. A Ctrl-C from
+    the terminal reaches every process of its group: it met some pool processes while Python started
+    in them, before `pool_process_init` could ignore it, and each printed a traceback; and one that
+    stopped this process between starting a process and handing it its work made that process print
+    an EOFError."""
+    with interrupts_held() as came:
+        yield
+    if came():
+        raise KeyboardInterrupt
+
+
 def pool_process_init() -> None:
     """Initializer of pool processes (decoding, rendering) whose parent handles Ctrl-C and stops the
     pool: Ctrl-C is ignored (else every pool process prints its own KeyboardInterrupt traceback), and

@@ -56,7 +56,7 @@ import numpy as np
 
 from bench.core import framing
 from bench.core.errors import UserError
-from bench.core.interrupts import end_pool, pool_process_init
+from bench.core.interrupts import end_pool, pool_process_init, started_deaf_to_ctrl_c
 from bench.core.machine import usable_cpus
 from bench.core.store import (
     atomic_write_bytes,
@@ -175,7 +175,9 @@ def decode_in_processes(fn: Callable, jobs: list[tuple], workers: int) -> Iterat
             job, deaths = suspects.popleft()
             with ProcessPoolExecutor(1, mp_context=context, initializer=pool_process_init) as alone:
                 try:
-                    result = alone.submit(fn, job).result()
+                    with started_deaf_to_ctrl_c():
+                        submitted = alone.submit(fn, job)
+                    result = submitted.result()
                 except BrokenProcessPool:
                     result = (job[0], FAILED, DIED, {}) if deaths else None
             if result is None:
@@ -191,7 +193,8 @@ def decode_in_processes(fn: Callable, jobs: list[tuple], workers: int) -> Iterat
                 while not broken and pending and len(in_flight) < 4 * workers:  # bounded: results are megabytes
                     job = pending.popleft()
                     try:
-                        in_flight[executor.submit(fn, job)] = job
+                        with started_deaf_to_ctrl_c():
+                            in_flight[executor.submit(fn, job)] = job
                     except BrokenProcessPool:  # it broke since the last wait: this job never reached it
                         pending.appendleft(job)
                         broken = True

@@ -55,7 +55,9 @@ def paper_order(frame: pd.DataFrame, extra: tuple[str, ...] = ()) -> pd.DataFram
     ascending = [c != "n_mels" for c in order]
     if "tag" in order:
         datasets = frame["dataset"] if "dataset" in frame.columns else [""] * len(frame)
-        frame = frame.assign(**{TAG_RANK: _tag_ranks(datasets, frame["tag"])})
+        by = ["run_id"] if "run_id" in frame.columns else [c for c in (*KEY, "seed") if c in frame.columns]
+        groups = list(frame[by].astype(str).itertuples(index=False, name=None)) if by else [()] * len(frame)
+        frame = frame.assign(**{TAG_RANK: _tag_ranks(datasets, frame["tag"], groups)})
         order[order.index("tag")] = TAG_RANK
 
     def key(column: pd.Series) -> pd.Series:
@@ -71,19 +73,26 @@ TAG_RANK = "__tag_rank"
 """A sort column of `paper_order`: a tag's place in its dataset's order."""
 
 
-def _tag_ranks(datasets, tags) -> list[int]:
-    """Each row's tag's place in its dataset's order, merged from the order in which the rows name their tags:
-    a tag first named after another goes right after that one, so a tag some runs lack (no positive test
-    clip in their split) keeps its place in the network's output order instead of going to the end."""
-    orders: dict[str, list] = {}
-    previous: dict[str, object] = {}
+def _tag_ranks(datasets, tags, groups) -> list[int]:
+    """Each row's tag's place in its dataset's order, merged from the order in which each group of rows
+    (a run's, a configuration's: `groups`, one key per row) names its tags: a tag one group names and
+    the groups before it lack (no positive test clip in their split) goes right after the tag before it
+    in that group, or right before the one after it, so that it keeps its place in the network's
+    output order instead of going to the end."""
     keys = [dataset if isinstance(dataset, str) else "" for dataset in datasets]
-    for key, tag in zip(keys, tags, strict=True):
+    sequences: dict[tuple, list] = {}
+    for key, group, tag in zip(keys, groups, tags, strict=True):
+        sequences.setdefault((key, group), []).append(tag)
+    orders: dict[str, list] = {}
+    for (key, _), sequence in sequences.items():
         order = orders.setdefault(key, [])
-        if tag not in order:
-            before = previous.get(key)
-            order.insert(order.index(before) + 1 if before in order else len(order), tag)
-        previous[key] = tag
+        for i, tag in enumerate(sequence):
+            if tag in order:
+                continue
+            before = next((t for t in reversed(sequence[:i]) if t in order), None)
+            after = next((t for t in sequence[i + 1:] if t in order), None)
+            order.insert(order.index(before) + 1 if before is not None
+                         else order.index(after) if after is not None else len(order), tag)
     ranks = {key: {tag: i for i, tag in enumerate(order)} for key, order in orders.items()}
     return [ranks[key][tag] for key, tag in zip(keys, tags, strict=True)]
 

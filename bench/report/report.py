@@ -365,7 +365,8 @@ def all_seeds_failed(not_ok: pd.DataFrame, aggregated: pd.DataFrame) -> pd.DataF
     # a result whose fields have the wrong type is listed as such, and belongs to no configuration
     known = not_ok.assign(**{c: pd.to_numeric(not_ok[c], errors="coerce") for c in numbers})
     known = known.dropna(subset=list(KEY)).astype(numbers)
-    pending = known.loc[known["status"] != "failed", list(KEY)].drop_duplicates()
+    # what the next grid runs (not a run the spec no longer names: no grid runs it again)
+    pending = known.loc[known["status"].isin(("incomplete", "invalid", "unreadable")), list(KEY)].drop_duplicates()
     failed = known[known["status"] == "failed"].merge(pending, on=list(KEY), how="left", indicator=True)
     failed = failed[failed["_merge"] == "left_only"].drop(columns="_merge")
     if failed.empty:

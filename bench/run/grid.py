@@ -425,6 +425,8 @@ def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
         if s.action == "skip":  # it, or an earlier release kept them) is of no more use
             remove_finished_checkpoint(s.folder)
     todo = [s for s in states if s.action in ("run", "resume")]
+    if todo and o.workers and o.workers > len(todo):  # no more workers or jobs than runs to run or resume:
+        o = dataclasses.replace(o, workers=len(todo))  # each imports torch; their GPU and CPU shares follow
     if todo:
         # imported here, not above: a dry run (and a grid with nothing to do) needs neither torch nor sklearn
         from bench.run.prepare import prepare_spec
@@ -475,13 +477,12 @@ def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
                         runs_per_gpu=runs_per_gpu or 1, spec=spec)
         crashed: list[str] = []
         if o.launcher == "local":
-            # no more workers than runs to run or resume: each spawned worker imports torch
             n_workers = min(o.workers or ((_gpu_count() * job.runs_per_gpu) if cuda_here else 1), len(todo))
             crashed = _launch_local(dataclasses.replace(job, workers_here=n_workers), n_workers, cuda_here)
         else:
             if o.launcher == "submitit-local" and wants_gpu:  # each job runs K workers on every GPU here
                 job = dataclasses.replace(job, workers_here=processes_per_gpu(o, job.runs_per_gpu)[0] * _gpu_count())
-            n_jobs = min(o.workers or 1, len(todo))  # no more jobs than runs to run or resume
+            n_jobs = o.workers or 1
             if o.launcher == "submitit-local" and not wants_gpu:  # its jobs share this machine's CPUs, as workers do
                 job = dataclasses.replace(job, threads=max(1, usable_cpus() // n_jobs))
             _launch_submitit(job, n_jobs, o.launcher, o.slurm, results_root / spec.name / "slurm", wants_gpu)
