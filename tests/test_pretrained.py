@@ -295,13 +295,15 @@ def write_audio(path, seconds, rate=22050, channels=2):
     return str(path)
 
 
-@pytest.mark.parametrize(("field", "value"), [("weights", 5), ("weights", None), ("weights_key", ["model"]),
+@pytest.mark.parametrize(("field", "value"), [("name", "../../outside"), ("name", 5), ("name", ""),
+                                            ("weights", 5), ("weights", None), ("weights_key", ["model"]),
                                             ("patch_frames", 0), ("tags", "abc"), ("tags", []),
                                             ("frontend.pad_mode", "wrap")])
 def test_a_model_json_field_of_the_wrong_type_is_one_line(run_folder, tmp_path, capsys, field, value):
     """model.json is read by one loader (tag, embed, export, transfer), which promised "not a model
     description" for what it cannot use; these fields gave a TypeError, a ZeroDivisionError or torch's
-    NotImplementedError, and tags = "abc" was three tags named a, b and c."""
+    NotImplementedError, and tags = "abc" was three tags named a, b and c. The name names the model's
+    result files (`bench transfer`'s <name>.json): "../../outside" would write one outside its folder."""
     from bench.train.model_file import frontend_settings, model_description, write_model_json
 
     description = model_description("mine", "musicnn", {"width": 0.0625}, InputConfig(16000, 24, 1, 501), 501,

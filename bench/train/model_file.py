@@ -22,6 +22,7 @@ published results, source, licence). `load_model` needs nothing else.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,7 +154,9 @@ def load_model(folder: str | Path) -> LoadedModel:
                                float16_waveform=bool(float16_waveform))
         weights, key = meta.get("weights", "weights.pt"), meta.get("weights_key")
         name, tags, patch_frames = meta["name"], meta["tags"], meta["patch_frames"]
-        for field, value, right in (("weights", weights, isinstance(weights, str) and weights.strip()),
+        for field, value, right in (("name", name, isinstance(name, str) and name.strip() not in ("", ".", "..")
+                                     and "/" not in name and os.sep not in name),  # it names result files
+                                    ("weights", weights, isinstance(weights, str) and weights.strip()),
                                     ("weights_key", key, key is None or isinstance(key, str)),
                                     ("tags", tags, isinstance(tags, list) and tags
                                      and all(isinstance(t, str) for t in tags)),
