@@ -77,19 +77,19 @@ def test_pool_processes_start_deaf_to_ctrl_c_and_a_ctrl_c_meanwhile_is_raised_af
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from bench.core.interrupts import started_deaf_to_ctrl_c
+    from bench.core.interrupts import interrupts_deferred
 
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        with started_deaf_to_ctrl_c():
+        with interrupts_deferred():
             born = pool.submit(_sigint_blocked)
         assert born.result(timeout=60) is True
     started = []
-    with pytest.raises(KeyboardInterrupt), started_deaf_to_ctrl_c():
+    with pytest.raises(KeyboardInterrupt), interrupts_deferred():
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.2)  # not raised here, mid-start
         started.append(True)
     assert started == [True]
-    with started_deaf_to_ctrl_c():
+    with interrupts_deferred():
         pass  # none came: nothing raised
 
 

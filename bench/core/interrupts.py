@@ -214,13 +214,14 @@ def interrupt_when_parent_dies() -> None:
 
 
 @contextlib.contextmanager
-def started_deaf_to_ctrl_c() -> Iterator[None]:
-    """Pool processes started inside (a pool's `submit` spawns them) are born with SIGINT blocked
-    (`interrupts_held`), and a Ctrl-C (or SIGTERM) meanwhile is raised when the block ends. A Ctrl-C from
-    the terminal reaches every process of its group: it met some pool processes while Python started
-    in them, before `pool_process_init` could ignore it, and each printed a traceback; and one that
-    stopped this process between starting a process and handing it its work made that process print
-    an EOFError."""
+def interrupts_deferred() -> Iterator[None]:
+    """`interrupts_held`, and a Ctrl-C (or SIGTERM) that came meanwhile raised as KeyboardInterrupt once
+    the block is done: for steps that must not be cut in two (a checkpoint and the record of the epoch
+    it holds; a submission), and for starting pool processes (a pool's `submit` spawns them), which are
+    then born with SIGINT blocked. A Ctrl-C from the terminal reaches every process of its group: it met
+    some pool processes while Python started in them, before `pool_process_init` could ignore it, and
+    each printed a traceback; and one that stopped this process between starting a process and handing
+    it its work made that process print an EOFError."""
     with interrupts_held() as came:
         yield
     if came():

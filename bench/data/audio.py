@@ -205,13 +205,10 @@ def _seek(handle: sf.SoundFile, frame: int) -> None:
     cannot seek (GSM 6.10, G.72x, NMS ADPCM: libsndfile's "Seek attempted on unseekable file type") is
     decoded from its start up to `frame`: its handle must have read nothing yet (a fresh open), since
     such a handle cannot say where it stands."""
-    if not handle.seekable():
-        before = 0
-        while before < frame and (n := _read(handle, min(frame - before, BLOCK_FRAMES)).shape[0]):
-            before += n
-        return
-    before = max(0, frame - SEEK_PREROLL)
-    handle.seek(before)
+    before = 0
+    if handle.seekable():
+        before = max(0, frame - SEEK_PREROLL)
+        handle.seek(before)
     while before < frame and (n := _read(handle, min(frame - before, BLOCK_FRAMES)).shape[0]):
         before += n
 

@@ -56,7 +56,7 @@ import numpy as np
 
 from bench.core import framing
 from bench.core.errors import UserError
-from bench.core.interrupts import end_pool, pool_process_init, started_deaf_to_ctrl_c
+from bench.core.interrupts import end_pool, interrupts_deferred, pool_process_init
 from bench.core.machine import usable_cpus
 from bench.core.store import (
     atomic_write_bytes,
@@ -175,7 +175,7 @@ def decode_in_processes(fn: Callable, jobs: list[tuple], workers: int) -> Iterat
             job, deaths = suspects.popleft()
             with ProcessPoolExecutor(1, mp_context=context, initializer=pool_process_init) as alone:
                 try:
-                    with started_deaf_to_ctrl_c():
+                    with interrupts_deferred():
                         submitted = alone.submit(fn, job)
                     result = submitted.result()
                 except BrokenProcessPool:
@@ -193,7 +193,7 @@ def decode_in_processes(fn: Callable, jobs: list[tuple], workers: int) -> Iterat
                 while not broken and pending and len(in_flight) < 4 * workers:  # bounded: results are megabytes
                     job = pending.popleft()
                     try:
-                        with started_deaf_to_ctrl_c():
+                        with interrupts_deferred():
                             in_flight[executor.submit(fn, job)] = job
                     except BrokenProcessPool:  # it broke since the last wait: this job never reached it
                         pending.appendleft(job)

@@ -33,6 +33,7 @@ from bench.core.errors import RERUN_TO_CONTINUE, DeviceFailure, Interrupted, Use
 from bench.core.interrupts import (
     accept_interrupts,
     interrupt_when_parent_dies,
+    interrupts_deferred,
     interrupts_held,
     noting_job_signals,
     terminated,
@@ -800,7 +801,8 @@ def _launch_submitit(job: WorkerJob, n_jobs: int, launcher: str, slurm: SlurmOpt
         # reaches too, take it once started (`RequeuedWorker`) and stop their runs, and stop as well once
         # this grid is gone (a task that started after the Ctrl-C never got it)
         grid_pid = os.getpid() if launcher == "submitit-local" else None
-        with interrupts_held() as came, environment_without(ALLOCATION_REQUEST if launcher == "slurm" else ()):
+        # during the submission: a local job's tasks stop once this grid has ended
+        with interrupts_deferred(), environment_without(ALLOCATION_REQUEST if launcher == "slurm" else ()):
             jobs = executor.map_array(RequeuedWorker(), [dataclasses.replace(job, worker=k, grid_pid=grid_pid)
                                                          for k in range(n_jobs)])
     except (OSError, RuntimeError) as exc:  # sbatch missing, or refusing (a partition, a limit): submitit's errors
@@ -813,8 +815,6 @@ def _launch_submitit(job: WorkerJob, n_jobs: int, launcher: str, slurm: SlurmOpt
                     "partition's): name a partition that has them, or --device cpu to train on the nodes' CPUs")
         raise UserError(f"{launcher}: the jobs could not be submitted ({type(exc).__name__}: "
                         f"{first_line(exc)}){hint}") from None
-    if came():  # during the submission: a local job's tasks stop once this grid has ended
-        raise KeyboardInterrupt
     print(f"submitted {len(jobs)} job(s) via submitit ({launcher}); logs in {folder}")
     if launcher == "slurm" and jobs and not_accounted(str(jobs[0].job_id)):
         print("sacct: Slurm accounting storage is disabled on this cluster: the jobs are followed by their "

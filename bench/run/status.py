@@ -98,12 +98,14 @@ def run_status(folder: Path, run: RunSpec) -> RunStatus:
         history = recorded if isinstance(recorded, list) and all(isinstance(h, dict) for h in recorded) else history
     elif running:
         status.state, status.worker = "running", _worker(folder)
-    elif problem is not None:
-        status.state = "invalid"
-    elif (folder / layout.CHECKPOINT).exists():
-        status.state = "interrupted"
-    if status.state in ("invalid", "not started") and not (folder / layout.CHECKPOINT).exists():
-        history = []  # epochs of an attempt the next grid does not resume (no checkpoint): it trains from scratch
+    else:
+        resumable = (folder / layout.CHECKPOINT).exists()
+        if problem is not None:
+            status.state = "invalid"
+        elif resumable:
+            status.state = "interrupted"
+        if not resumable:  # epochs of an attempt the next grid does not resume: it trains the run from scratch
+            history = []
     status.epoch = len(history)
     scores = [h.get("valid_roc_auc") for h in history if isinstance(h.get("valid_roc_auc"), (int, float))]
     status.best_valid_roc_auc = max(scores) if scores else None

@@ -641,12 +641,17 @@ def levers(device: torch.device, compile_lever: bool, arch: str) -> list[tuple[s
 # the whole benchmark
 
 
+def default_batch(spec: Spec, device: torch.device) -> int:
+    """The batch measured without `--batch`: the spec's on CUDA, 8 on the CPU (a few steps in budget)."""
+    return spec.protocol.batch_size if device.type == "cuda" else 8
+
+
 def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Callable = print,
              save: Callable[[dict], None] = lambda report: None) -> dict:
     """The report of `bench perf`; `save` is given it as it stands after each section (a run stopped
     part-way, e.g. by a GPU job's time limit, keeps what it measured)."""
     if settings.batch is None:
-        settings = dataclasses.replace(settings, batch=spec.protocol.batch_size if device.type == "cuda" else 8)
+        settings = dataclasses.replace(settings, batch=default_batch(spec, device))
     if settings.epochs is None:
         settings = dataclasses.replace(settings, epochs=min(DEFAULT_EPOCHS, spec.protocol.max_epochs))
     all_cases = spec_cases(spec)
@@ -1093,7 +1098,7 @@ def cli_main(spec_path: str, device_name: str, out: str | None, settings: PerfSe
         if partial and partial.exists():
             print(f"bench perf: stopped; what it measured is in {partial}", file=sys.stderr)
         if isinstance(exc, Exception) and is_out_of_memory(exc):
-            batch = settings.batch or (spec.protocol.batch_size if device.type == "cuda" else 8)
+            batch = settings.batch or default_batch(spec, device)
             raise UserError(f"out of memory on {device} at batch {batch}: measure with a smaller --batch") from None
         raise
     print()

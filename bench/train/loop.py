@@ -51,7 +51,7 @@ from torch import nn
 import architectures
 from architectures import InputConfig
 from bench.core.errors import Interrupted, UserError, is_job_stop, resume_hint
-from bench.core.interrupts import interrupts_held
+from bench.core.interrupts import interrupts_deferred
 from bench.core.layout import BEST, CHECKPOINT, HISTORY  # noqa: F401 - re-exported
 from bench.core.store import append_line, atomic_write_text, reject
 from bench.data.cached_waveforms import CachedWaveforms
@@ -523,12 +523,10 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
             state["best_model"] = best_weights
         # the checkpoint and the record of the epoch it holds are one step for Ctrl-C (and SIGTERM): one
         # between them would name a rerun that starts again the run whose checkpoint.pt is written
-        with interrupts_held() as came:
+        with interrupts_deferred():
             save_torch(checkpoint, state)
             # what a rerun resumes from from here on, also if best.pt's write below is interrupted
             checkpointed.update(epoch=epoch, trained=last)
-        if came():
-            raise KeyboardInterrupt
         if best["epoch"] != saved["best"]:  # after the checkpoint: see the module docstring
             save_torch(run_dir / BEST, {"epoch": best["epoch"], "model": best_weights})
         saved.update(epoch=epoch, best=best["epoch"])

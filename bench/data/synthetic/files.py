@@ -19,7 +19,7 @@ import soundfile as sf
 
 from bench.core import framing
 from bench.core.errors import UserError
-from bench.core.interrupts import end_pool, pool_process_init, started_deaf_to_ctrl_c
+from bench.core.interrupts import end_pool, interrupts_deferred, pool_process_init
 from bench.core.machine import usable_cpus
 from bench.core.progress import progress_bar
 from bench.core.store import atomic_write_bytes, exclusive_lock
@@ -185,7 +185,7 @@ def _run(jobs: list, workers: int) -> Iterator[tuple[int, float, float]]:
     try:
         while pending or in_flight:
             while pending and len(in_flight) < 4 * workers:  # bounded, in order (`Executor.map` cancels
-                with started_deaf_to_ctrl_c():  # what it has not yielded)
+                with interrupts_deferred():  # what it has not yielded)
                     in_flight.append(pool.submit(_render_clip, pending.popleft()))
             yield in_flight.popleft().result()
     finally:  # on Ctrl-C too: clips being rendered are not waited for, the processes end now
