@@ -98,15 +98,13 @@ def unrendered_figures():
     """`bench report` with its figures built as usual but not drawn: each figure file is written empty.
     Drawing and embedding fonts in the PDFs take ~90 % of a report's time; the tests that read only
     its tables and notes use this (the tests of the figures themselves draw them)."""
-    from bench.core.store import atomic_write_bytes
     from bench.report import figures
 
-    def save(fig, stem) -> list[Path]:
-        stem = Path(stem)
-        return [atomic_write_bytes(stem.with_name(f"{stem.name}.{fmt}"), b"") for fmt in ("png", "pdf")]
+    def rendered(fig, stem: str) -> dict[str, bytes]:
+        return {f"{stem}.{fmt}": b"" for fmt in ("png", "pdf")}
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(figures, "save", save)
+        patch.setattr(figures, "rendered", rendered)
         yield
 
 

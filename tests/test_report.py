@@ -1063,7 +1063,7 @@ def test_a_heatmaps_caption_describes_only_the_configurations_it_shows(tmp_path,
 
     real_per_tag = figures.per_tag
     monkeypatch.setattr(figures, "per_tag", per_tag)
-    monkeypatch.setattr(figures, "save", lambda fig, stem: [])
+    monkeypatch.setattr(figures, "rendered", lambda fig, stem: {})
     three_seeds(tmp_path, ("vgg", 12000, 96, 1, "log"), 10.01, (0.85, 0.86, 0.87))
     three_seeds(tmp_path, ("vgg", 12000, 32, 1, "log"), 3.3, (0.84, 0.845, 0.83))
     three_seeds(tmp_path, ("vgg", 12000, 48, 1, "log"), 0.99, (0.80, 0.81, 0.80), clip_seconds=6.0)
@@ -1172,3 +1172,43 @@ def test_failed_is_said_only_once_every_seed_failed_and_of_a_model_with_no_ok_ru
     musicnn = table[table.index("### musicnn, width 1, mtat"):]
     assert next(line for line in musicnn.splitlines() if line.startswith("| 96 | x1 |")).count("failed") == 2
     assert "fewer seeds: musicnn w1 12k dB 96/x1 (n=0: every run failed, seeds 0, 1, 2)" in summary.text()
+
+
+@pytest.mark.usefixtures("figures_unrendered")
+@pytest.mark.parametrize("failure", ["figure", "full disk"])
+def test_a_report_that_fails_half_way_leaves_the_earlier_report_whole(tmp_path, monkeypatch, failure):
+    """A figure that raises, or a disk that fills while the files are written, once the CSV files were
+    made: the folder keeps the earlier report, every file of it (no new summary.csv beside old tables,
+    no temp file left), and the error is the command's."""
+    import errno
+
+    from bench.core import store
+
+    three_seeds(tmp_path, ("vgg", 12000, 96, 1, "log"), 10.01, (0.85, 0.86, 0.87))
+    with redirect_stdout(io.StringIO()):
+        report(tmp_path)
+    out = tmp_path / "report"
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    three_seeds(tmp_path, ("vgg", 12000, 48, 1, "log"), 5.01, (0.84, 0.85, 0.83))
+    if failure == "figure":
+        def tradeoff(*args, **kwargs):
+            raise RuntimeError("figure failed")
+
+        monkeypatch.setattr(figures, "tradeoff", tradeoff)
+        expected = RuntimeError
+    else:
+        writes = []
+        real_fsync = os.fsync
+
+        def fsync(fd):
+            writes.append(fd)
+            if len(writes) == 6:  # the sixth file: summary.csv and four more are written
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            real_fsync(fd)
+
+        monkeypatch.setattr(store.os, "fsync", fsync)
+        expected = OSError
+    with pytest.raises(expected), redirect_stdout(io.StringIO()):
+        report(tmp_path)
+    after = {path.name: path.read_bytes() for path in out.iterdir()}
+    assert after == before

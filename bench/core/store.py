@@ -20,11 +20,12 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from bench.core.errors import UserError
+from bench.core.interrupts import interrupts_deferred
 
 WRITE_REFUSED_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG})
 """Writes the machine refuses: a full disk, a quota, a read-only or forbidden folder, a file larger than
@@ -101,6 +102,16 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     it is fsynced and renamed over `path`, then the folder is fsynced; on an error it is removed. A
     reader sees the old file or the whole new one, never part of it; an error names the file."""
     path = Path(path)
+    with _temp_beside(path) as tmp:
+        yield tmp
+    _rename(tmp, path)
+    fsync_folder(path.parent)
+
+
+@contextlib.contextmanager
+def _temp_beside(path: Path) -> Iterator[Path]:
+    """A temp file beside `path`, fsynced with the mode results get on a clean exit and left for the caller
+    to rename; removed on an error, which names `path`."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
@@ -114,13 +125,42 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
             os.fsync(fd)  # the file's data, whichever descriptor wrote it
         finally:
             os.close(fd)
-        os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError):
             raise named_error(exc, path, instead_of=tmp) from None
         raise
-    fsync_folder(path.parent)
+
+
+def _rename(tmp: Path, path: Path) -> None:
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise named_error(exc, path, instead_of=str(tmp)) from None
+
+
+def atomic_write_together(folder: str | Path, contents: Mapping[str, bytes]) -> list[Path]:
+    """Write the files `contents` names (file name -> bytes) in `folder` as one set: every one is written
+    to a temp file and fsynced before any is renamed over its old copy, so an error while writing (a full
+    disk, a quota) leaves every old file as it was, and what a reader finds is the old set or, moments
+    later, the new one, not some files of each. Returns the paths written."""
+    folder = Path(folder)
+    staged: dict[Path, Path] = {}
+    try:
+        for name, data in contents.items():
+            with _temp_beside(folder / name) as tmp, open(tmp, "wb") as handle:
+                handle.write(data)
+            staged[folder / name] = tmp
+        with interrupts_deferred():  # renames only: nothing left that can run out of space
+            for path, tmp in list(staged.items()):
+                _rename(tmp, path)
+                del staged[path]
+    finally:
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)
+    fsync_folder(folder)
+    return [folder / name for name in contents]
 
 
 def fsync_folder(folder: str | Path) -> None:

@@ -1,13 +1,13 @@
 """Figures of the report, drawn from the tables of `bench.report.report` (aggregate rows, per-tag matrix) only.
 
-Every function returns a `matplotlib.figure.Figure` built without pyplot (no global state, no GUI;
-PNGs are rendered by Agg) and `save` writes it as PNG and PDF atomically. Print rules: every text is
->= 8 pt at the saved size, and series are told apart by marker shape, fill and line style, so the
-figures survive grayscale printing; colour only repeats what shape already says (the per-tag heatmaps
-write each change in its cell where they have room). Readability rules:
-every tick label of an axis is in one unit (plain numbers, or kB throughout), every point is keyed in
-a legend or labelled, each figure states its seed count and clip length (`caption`; "mean ± std" and
-error bars only with more than one seed), and no Fig. 1 panel holds a single point.
+Every function returns a `matplotlib.figure.Figure` built without pyplot (no global state, no GUI; PNGs
+are rendered by Agg); `rendered` gives its PNG and PDF bytes, `save` writes them atomically. Print
+rules: every text is >= 8 pt at the saved size, and series are told apart by marker shape, fill and line
+style, so the figures survive grayscale printing; colour only repeats what shape already says (the
+per-tag heatmaps write each change in its cell where they have room). Readability rules: every tick
+label of an axis is in one unit (plain numbers, or kB throughout), every point is keyed in a legend or
+labelled, each figure states its seed count and clip length (`caption`; "mean ± std" and error bars only
+with more than one seed), and no Fig. 1 panel holds a single point.
 """
 
 from __future__ import annotations
@@ -63,13 +63,18 @@ a dB marker never lies on a log line."""
 def save(fig: Figure, stem: str | Path) -> list[Path]:
     """Write `stem`.png and `stem`.pdf atomically (rendered in memory, then `bench.core.store`)."""
     stem = Path(stem)
-    written = []
+    return [atomic_write_bytes(stem.with_name(name), data) for name, data in rendered(fig, stem.name).items()]
+
+
+def rendered(fig: Figure, stem: str) -> dict[str, bytes]:
+    """`fig` as the files `stem`.png and `stem`.pdf: file name -> bytes."""
+    files = {}
     with mpl.rc_context(STYLE):
         for fmt in ("png", "pdf"):
             buffer = io.BytesIO()
             fig.savefig(buffer, format=fmt, bbox_inches="tight", pad_inches=0.03)
-            written.append(atomic_write_bytes(stem.with_name(f"{stem.name}.{fmt}"), buffer.getvalue()))
-    return written
+            files[f"{stem}.{fmt}"] = buffer.getvalue()
+    return files
 
 
 def rate_khz(sample_rate: float) -> str:

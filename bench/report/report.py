@@ -36,7 +36,13 @@ import numpy as np
 import pandas as pd
 
 from bench.core.layout import REPORT
-from bench.core.store import STALE_TEMP_SECONDS, atomic_write_text, exclusive_lock, remove_temp_files
+from bench.core.store import (
+    STALE_TEMP_SECONDS,
+    atomic_write_text,
+    atomic_write_together,
+    exclusive_lock,
+    remove_temp_files,
+)
 from bench.core.text import printable
 from bench.report.columns import (  # noqa: F401 - the report's API, in one place
     AGGREGATE_COLUMNS,
@@ -271,11 +277,12 @@ def _write_report(results_dir: Path, out: Path, spec: SpecRuns | None) -> Report
     if unstarted:  # runs the spec names that no grid has started: not done either
         listed = not_started({run_id: spec.configs[run_id] for run_id in unstarted})
         not_ok = listed if not_ok.empty else pd.concat([not_ok, listed], ignore_index=True)
-    files: list[Path] = []
-    remove_temp_files(out, STALE_TEMP_SECONDS)  # of killed reports
+    # every file is made in memory first and all are written as one set at the end: an error on the way (a
+    # figure, a full disk) leaves the earlier report whole, not its CSV files beside older tables
+    outputs: dict[str, bytes] = {}
 
     def write(name: str, text: str) -> None:
-        files.append(atomic_write_text(out / name, text))
+        outputs[name] = text.encode("utf-8")
 
     write("summary.csv", _csv(summary))
     write("aggregate.csv", _csv(aggregated))
@@ -318,11 +325,11 @@ def _write_report(results_dir: Path, out: Path, spec: SpecRuns | None) -> Report
 
     global_refs = global_references(per_tag)
     for slug, title, key in model_list:
-        files += figures.save(figures.fig1(select(aggregated, key), title), out / f"fig1_{slug}")
+        outputs.update(figures.rendered(figures.fig1(select(aggregated, key), title), f"fig1_{slug}"))
         matrix = per_tag_matrix(select(delta, key))
         if not matrix.empty:
             note = figures.caption(_in_heatmap(select(aggregated, key), select(delta, key)), spread=False)
-            files += figures.save(figures.per_tag(matrix, title, note), out / f"per_tag_{slug}")
+            outputs.update(figures.rendered(figures.per_tag(matrix, title, note), f"per_tag_{slug}"))
         references = select(global_refs, key)
         if references.empty:
             continue  # no per-tag values for this model
@@ -336,14 +343,16 @@ def _write_report(results_dir: Path, out: Path, spec: SpecRuns | None) -> Report
         if not matrix.empty:
             caption = figures.caption(_in_heatmap(select(aggregated, key), select(delta_global, key), ref),
                                       spread=False)
-            files += figures.save(figures.per_tag(matrix, title, caption, reference=ref_label),
-                                  out / f"per_tag_global_{slug}")
+            outputs.update(figures.rendered(figures.per_tag(matrix, title, caption, reference=ref_label),
+                                            f"per_tag_global_{slug}"))
     if model_list:
-        files += figures.save(figures.tradeoff(aggregated, "gmac"), out / "tradeoff_gmac")
-        files += figures.save(figures.tradeoff(aggregated, "storage_bytes"), out / "tradeoff_storage")
+        outputs.update(figures.rendered(figures.tradeoff(aggregated, "gmac"), "tradeoff_gmac"))
+        outputs.update(figures.rendered(figures.tradeoff(aggregated, "storage_bytes"), "tradeoff_storage"))
         if np.isfinite(aggregated["latency_ms"].to_numpy(dtype=float)).any():  # results from before it was measured
-            files += figures.save(figures.tradeoff(aggregated, "latency_ms"), out / "tradeoff_latency")
+            outputs.update(figures.rendered(figures.tradeoff(aggregated, "latency_ms"), "tradeoff_latency"))
 
+    remove_temp_files(out, STALE_TEMP_SECONDS)  # of killed reports
+    files = atomic_write_together(out, outputs)
     _remove_stale(out, files)
     incomplete = [f"{r.arch} w{r.width:g} {rate_label(r.sample_rate)} {r.log} "
                   f"{config_label(r.n_mels, r.hop_multiplier)} (n={r.n_seeds}, "
