@@ -237,10 +237,12 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_prepare(args: argparse.Namespace) -> int:
     from bench.run.grid import check_inputs
     from bench.run.prepare import prepare_spec
-    from bench.spec import load_spec
+    from bench.spec import load_spec, spec_warnings
 
     spec = load_spec(args.spec)
     check_inputs(spec, args.data, None, args.cache, dry_run=False)
+    for warning in spec_warnings(spec):  # an upsampled or mistyped rate is in its cache's every file
+        print(f"bench prepare: warning: {warning}", file=sys.stderr)
     prepare_spec(spec, args.data, args.cache, args.workers, progress=not args.quiet)
     return 0
 

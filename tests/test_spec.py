@@ -335,6 +335,22 @@ def test_a_grid_rate_above_the_datasets_own_is_warned_about(write_spec, dataset,
                          f"are upsampled, and the mel bands above {source // 2:,} Hz hold no audio of theirs"]
 
 
+def test_bench_prepare_warns_of_an_upsampled_rate(write_spec, tmp_path, monkeypatch, capsys):
+    """`bench prepare` makes the cache that an upsampled rate fills with files of empty upper bands: it
+    says so, as `bench plan` and `bench grid` do, before it decodes."""
+    from bench.cli import main
+    from bench.run import prepare
+
+    prepared = []
+    monkeypatch.setattr(prepare, "prepare_spec", lambda spec, *args, **kwargs: prepared.append(spec.path))
+    spec = write_spec(MINIMAL_SPEC.replace("sample_rate = [12000]", "sample_rate = [22050]"))
+    assert main(["prepare", str(spec), "--data", str(tmp_path / "data"), "--cache", str(tmp_path / "cache")]) == 0
+    assert capsys.readouterr().err == (f"bench prepare: warning: {spec}: sample_rate 22050 Hz is above the 16,000 Hz "
+                                       "its files are recorded at: they are upsampled, and the mel bands above "
+                                       "8,000 Hz hold no audio of theirs\n")
+    assert prepared == [str(spec)]
+
+
 def test_missing_spec_file(tmp_path):
     with pytest.raises(SpecError, match="spec file not found"):
         load_spec(tmp_path / "nope.toml")
