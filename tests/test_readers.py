@@ -406,6 +406,36 @@ def test_msd_from_musicnn_training_tsv_files(tmp_path):
     assert capitals.counts() == index.counts() and [c.path for c in capitals.clips] == [c.path for c in index.clips]
 
 
+def test_msd_n_tags_keeps_the_most_frequent_tags_of_the_splits(tmp_path):
+    """n_tags = 3 of MSD is the 3 tags on the most tracks of the splits (as MTAT's and MTG-Jamendo's
+    top N), descending, ties in the published order; not the first 3 of the published list (rock, pop,
+    alternative), which is no frequency order: on Lee et al.'s validation tracks its 38th most frequent
+    tag, 00s, is its 8th. The positions of a clip's labels are the kept tags' order."""
+    from bench.data.config import DatasetSpec
+
+    root = tmp_path / "msd"
+    root.mkdir()
+    published = published_tags("msd")
+    counts = {"rock": 1, "pop": 4, "indie": 3, "electronic": 3, "jazz": 2}  # by hand: pop, indie, electronic
+    tracks = [f"TR{k:016d}" for k in range(6)]
+    vectors = {t: [0] * 50 for t in tracks}
+    for tag, n in counts.items():
+        for track in tracks[:n]:
+            vectors[track][published.index(tag)] = 1
+    lines = [f"{t}\t[{', '.join(map(str, vectors[t]))}]\n" for t in tracks]
+    (root / "train_gt_msd.tsv").write_text("".join(lines[:4]))
+    (root / "val_gt_msd.tsv").write_text(lines[4])
+    (root / "test_gt_msd.tsv").write_text(lines[5])
+    index = read_msd(root, n_tags=3, check_audio=False)
+    assert index.tag_names == ("pop", "indie", "electronic")
+    by_id = {c.clip_id: c.labels for c in index.clips}
+    assert by_id[tracks[0]] == (0, 1, 2) and by_id[tracks[3]] == (0,) and by_id[tracks[4]] == ()
+    assert read_msd(root, check_audio=False).tag_names == published  # all 50: the published order
+    # runs of the first-N tags (as MSD's fewer tags once were) do not share ids with these
+    assert DatasetSpec("msd", n_tags=10).identity()["tags"] == "most frequent"
+    assert "tags" not in DatasetSpec("msd").identity()
+
+
 def test_an_msd_track_in_two_split_lists_is_refused(tmp_path, monkeypatch):
     """A track in the train and the test list would be scored on what it trained on (and in the tsv
     files its tags would be overwritten by the later line): one line naming it, as for every other

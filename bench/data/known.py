@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from bench.data.config import JAMENDO_TAGS, DatasetSpec
+from bench.data.config import JAMENDO_TAGS, MSD_TAG_COUNT, DatasetSpec
 
 
 def lowest_source_rate(dataset: str) -> int | None:
@@ -44,7 +44,7 @@ JAMENDO_SPLITS = {
 that keep a tag once the tags missing from some split are dropped, so genre, instrument and mood/theme
 hold fewer tracks than their published counts (55,094, 24,976 and 17,982 in every split)."""
 
-TAGS_AVAILABLE = {"mtat": 188, "msd": 50}
+TAGS_AVAILABLE = {"mtat": 188, "msd": MSD_TAG_COUNT}
 """Tags a dataset has: MTAT's annotations_final.csv columns, the 50 of Lee et al.'s MSD lists."""
 
 

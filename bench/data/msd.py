@@ -20,6 +20,8 @@ Audio lives under `audio/` (or directly in the root) in either layout, found per
 - 7digital ids: the path `7D_id_to_path.pkl` gives (or `index_msd.tsv`);
 - track-id folders, as the paper's code and musicnn-training keep MSD audio: the 3rd, 4th and 5th
   characters of the id, `A/B/C/TRABC....mp3` (also `.clip.mp3`).
+The tags are the list's 50 in its order; fewer (`n_tags`) are those on the most tracks of the splits,
+most frequent first (`top_columns`), as MTAT's and MTG-Jamendo's top N.
 Every track's file is checked when the index is built (existence and size, nothing decoded): a
 missing or empty file excludes the track with its reason, and the reasons are counted in one
 summary line (`DatasetIndex.excluded_summary`); common copies lack audio for a few ids (the paper's
@@ -81,23 +83,35 @@ def _load_as(path: Path, kind: type):
     raise UserError(f"{path}: holds a {type(value).__name__}, not the {kind.__name__} of Lee et al.'s split files")
 
 
-def _labels(tag_vectors: dict, n_tags: int, tag_list: tuple[str, ...], named: str) -> dict[str, tuple[int, ...]]:
-    """id -> indices of the first `n_tags` values that are positive, for every id of `tag_vectors`, each
-    vector holding one value per tag of `tag_list` (`named`: where that list comes from). One matrix for
-    all tracks: a numpy call per track took seconds at MSD's 240,000."""
-    if not tag_vectors:
-        return {}
+def _tag_matrix(tag_vectors: dict, tag_list: tuple[str, ...], named: str) -> tuple[list[str], np.ndarray]:
+    """(ids, boolean matrix: a row per id of `tag_vectors`, a column per tag of `tag_list`), each vector holding
+    one value per tag of `tag_list` (`named`: where that list comes from). One matrix for all tracks: a numpy
+    call per track took seconds at MSD's 240,000."""
     ids = list(tag_vectors)
+    if not ids:
+        return [], np.zeros((0, len(tag_list)), dtype=bool)
     rows = [np.asarray(tag_vectors[i]).reshape(-1) for i in ids]
     wrong = next((i for i, row in zip(ids, rows, strict=True) if row.shape[0] != len(tag_list)), None)
     if wrong is not None:  # a list one tag short would name every later column by its neighbour's tag
         raise UserError(f"the tag vector of {wrong} has {np.asarray(tag_vectors[wrong]).size} values, but {named} "
                         f"names {len(tag_list)} tags: one value per tag, in its order")
-    matrix = np.stack([row[:n_tags] for row in rows]) > 0
-    rows, columns = np.nonzero(matrix)
+    return ids, np.stack(rows) > 0
+
+
+def top_columns(matrix: np.ndarray, n: int) -> list[int]:
+    """The `n` columns of `matrix` (a row per track) positive on the most tracks, descending, ties in column
+    order; every column, in its order, where `n` keeps them all (the published list's order)."""
+    if n >= matrix.shape[1]:
+        return list(range(matrix.shape[1]))
+    return [int(c) for c in np.argsort(-matrix.sum(axis=0), kind="stable")[:n]]
+
+
+def _labels(ids: list[str], matrix: np.ndarray, columns: list[int]) -> dict[str, tuple[int, ...]]:
+    """id -> output positions (indices into `columns`) of the tags the track has."""
+    rows, positions = np.nonzero(matrix[:, columns])
     labels: list[list[int]] = [[] for _ in ids]
-    for row, column in zip(rows.tolist(), columns.tolist(), strict=True):
-        labels[row].append(column)
+    for row, position in zip(rows.tolist(), positions.tolist(), strict=True):
+        labels[row].append(position)
     return {i: tuple(found) for i, found in zip(ids, labels, strict=True)}
 
 
@@ -160,7 +174,6 @@ def read_msd(root: str | Path, n_tags: int = 50, drop_untagged: bool = False, ch
     tag_list = root / TAG_LIST
     all_tags = (tuple(t.strip() for t in read_text(tag_list).splitlines() if t.strip())
                 if tag_list.is_file() else MSD_TAGS)
-    names = all_tags[:n_tags]
     audio_root = root / "audio" if (root / "audio").is_dir() else root
     lee = [name for name in SPLIT_FILES if (root / name).is_file()]
     if len(lee) == len(SPLIT_FILES):
@@ -182,8 +195,12 @@ def read_msd(root: str | Path, n_tags: int = 50, drop_untagged: bool = False, ch
         raise UserError(f"MSD split file(s) not found in {root}: {', '.join(missing)} (or musicnn-training's "
                         f"{', '.join(MUSICNN_TRAINING.values())})")
 
-    labels_of = _labels(tag_vectors, len(names), all_tags,
-                        str(tag_list) if tag_list.is_file() else "the published list of 50 Last.fm tags")
+    listed = {msd_id for msd_id, _ in splits}  # the tracks of the splits decide which tags are most frequent
+    ids, matrix = _tag_matrix({i: v for i, v in tag_vectors.items() if i in listed}, all_tags,
+                              str(tag_list) if tag_list.is_file() else "the published list of 50 Last.fm tags")
+    columns = top_columns(matrix, n_tags)
+    names = tuple(all_tags[c] for c in columns)
+    labels_of = _labels(ids, matrix, columns)
     root_text = str(audio_root)
     clips, excluded, seen = [], [], {}
     for msd_id, split in splits:

@@ -31,7 +31,8 @@ SETUP = ("clip_seconds", "n_tags", "split", "data")
 split-0), else the spec's `split` or `split_file`, with ", untagged clips dropped" for `drop_untagged`;
 and data: what else of the dataset's config decides the clips and tags, "default" where nothing does
 (MTG-Jamendo's subset, "subset genre", with ", most frequent tags" where n_tags keeps fewer than the
-subset's; the synthetic dataset's clips and generator seed, "400 clips, seed 0")."""
+subset's; "most frequent tags" for fewer than the MSD's 50; the synthetic dataset's clips and generator
+seed, "400 clips, seed 0")."""
 SUMMARY_COLUMNS = ("run_id", *CONFIG, "seed", *METRICS, *COST_FIELDS, "clip_seconds", "dataset", "n_tags", "split",
                    "data", "tags_scored", "tags_excluded")
 NOT_OK_COLUMNS = ("run_id", "status", "reason", *CONFIG, "seed", "dataset")
