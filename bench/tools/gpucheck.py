@@ -47,27 +47,24 @@ with NVIDIA GPUs that this process cannot use (a driver older than torch's CUDA,
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import json
 import math
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench.run.gpus import exclusive_gpus, others_on_cuda_device, sharing_note, visible_selection
 from bench.tools.busy import busy_fraction
 from bench.tools.peaks import HEADLINE_FRACTION_OF_BF16_PEAK, bf16_peak_tflops
+from bench.tools.process_groups import LIVE, cleaned_up, communicate_all, kill_live_of, run_group, start_group
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository (bench/tools/gpucheck.py)
 
@@ -194,90 +191,6 @@ class Workspace:
         results = {p.name: json.loads((p / "result.json").read_text())
                    for p in sorted(runs.glob("*")) if (p / "result.json").exists()}
         return proc, results
-
-
-LIVE: set[subprocess.Popen] = set()
-"""The process groups this process started and has not seen end (grids with their workers, the
-shared-GPU processes): killed when it stops, however it stops short of SIGKILL."""
-
-
-def start_group(command: list[str], **kwargs) -> subprocess.Popen:
-    """`command` in its own process group (a grid's worker processes with it), remembered in LIVE."""
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, **kwargs)
-    LIVE.add(proc)
-    return proc
-
-
-def run_group(command: list[str], env: dict, timeout: float) -> subprocess.CompletedProcess:
-    """`command` in its own process group, all of which is killed if it outlasts `timeout` seconds:
-    a grid's worker processes would otherwise go on training on the GPU under the next checks."""
-    proc = start_group(command, env=env)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_group(proc)
-        out, err = proc.communicate()
-        err += f"\ntimed out after {timeout:.0f} s (its process group was killed)"
-    finally:
-        if proc.returncode is not None:
-            LIVE.discard(proc)
-    return subprocess.CompletedProcess(command, proc.returncode, out, err)
-
-
-def communicate_all(procs: list[subprocess.Popen], timeout: float) -> list[tuple[str, str]]:
-    """Each process's (stdout, stderr), their pipes read all at once, within one limit of `timeout`
-    seconds for all; TimeoutExpired where one has not finished by then. Read one after another, a
-    process that fills its pipe (64 KiB of warnings) stalls while the one before it is waited on, and
-    the shared-GPU processes, which wait for each other, would stall with it."""
-    end = time.monotonic() + timeout
-    with ThreadPoolExecutor(max_workers=len(procs)) as pool:
-        reads = [pool.submit(proc.communicate, timeout=max(0.1, end - time.monotonic())) for proc in procs]
-        return [read.result() for read in reads]
-
-
-def kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def kill_live() -> None:
-    """Kill every process group in LIVE and reap its leader."""
-    kill_live_of(list(LIVE))
-
-
-def kill_live_of(procs) -> None:
-    """Kill the process groups of `procs` that LIVE holds and reap their leaders."""
-    for proc in procs:
-        if proc not in LIVE:
-            continue
-        kill_group(proc)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            continue
-        LIVE.discard(proc)
-
-
-def _stop(signum, _frame):
-    raise SystemExit(128 + signum)
-
-
-@contextlib.contextmanager
-def cleaned_up():
-    """SIGTERM (a job's time limit, `timeout`) stops this process as an exception does, and on the way
-    out, by whatever exception, the process groups it started are killed: a grid's workers would
-    otherwise go on training on the GPU, in a scratch folder already removed."""
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _stop) if main_thread else None
-    try:
-        yield
-    finally:
-        kill_live()
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous)
 
 
 def _grid_failure(proc: subprocess.CompletedProcess, results: dict, expected: int) -> str | None:
