@@ -78,14 +78,23 @@ def _common(values: pd.Series):
 
 
 def pareto_front(cost: Iterable[float], value: Iterable[float]) -> np.ndarray:
-    """True where no other point has cost <= and value >= with at least one strictly better (NaN: False)."""
+    """True where no other point has cost <= and value >= with at least one strictly better (NaN: False).
+    Numbers within FRONT_RTOL of each other are equal: a configuration's GMAC is the mean over its seeds,
+    and the mean of three equal values can be one ulp off the mean of two (the log and dB runs of one input
+    cost the same, and one with a failed seed would pass for the cheaper)."""
     x, y = np.asarray(cost, dtype=float), np.asarray(value, dtype=float)
     valid = np.isfinite(x) & np.isfinite(y)
     on_front = np.zeros(len(x), dtype=bool)
     for i in np.flatnonzero(valid):
-        dominated = valid & (x <= x[i]) & (y >= y[i]) & ((x < x[i]) | (y > y[i]))
+        same_x, same_y = np.isclose(x, x[i], rtol=FRONT_RTOL, atol=0), np.isclose(y, y[i], rtol=FRONT_RTOL, atol=0)
+        better_x, better_y = (x < x[i]) & ~same_x, (y > y[i]) & ~same_y
+        dominated = valid & (better_x | same_x) & (better_y | same_y) & (better_x | better_y)
         on_front[i] = not dominated.any()
     return on_front
+
+
+FRONT_RTOL = 1e-9
+"""Relative difference below which `pareto_front` takes two costs (or two accuracies) as equal."""
 
 
 def setup_text(frame: pd.DataFrame) -> pd.Series:
