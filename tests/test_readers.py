@@ -326,6 +326,24 @@ def test_manifest_errors(tmp_path):
         read_manifest(tmp_path / "m.csv")  # a second output for rock would never be trained
 
 
+def test_manifest_errors_name_the_files_lines_and_tags_count_once_per_clip(tmp_path):
+    """An error names the line an editor shows, past blank lines and fields that hold a line break; a tag
+    written twice in a row (`pop;pop`, merged tag columns) is one clip with it, and tags are ordered by
+    the clips that have them: rock on 3 clips before pop on 2."""
+    (tmp_path / "blank.csv").write_bytes(b"path,split,tags\r\n\r\n\r\na.mp3,train,rock\r\nb.mp3,valid,rock\r\n"
+                                         b"a.mp3,test,pop\r\n")
+    with pytest.raises(UserError, match="line 6: path 'a.mp3' again \\(line 4, train\\)"):
+        read_manifest(tmp_path / "blank.csv")
+    (tmp_path / "broken.csv").write_text('path,split,tags\na.mp3,train,"rock;\npop"\nb.mp3,validation,rock\n')
+    with pytest.raises(UserError, match="line 4: split 'validation'"):
+        read_manifest(tmp_path / "broken.csv")
+    (tmp_path / "twice.csv").write_text("path,split,tags\na.mp3,train,pop;pop;pop\nb.mp3,train,rock;pop\n"
+                                        "c.mp3,valid,rock\nd.mp3,test,rock\n")
+    index = read_manifest(tmp_path / "twice.csv")
+    assert index.tag_names == ("rock", "pop") and read_manifest(tmp_path / "twice.csv", n_tags=1).tag_names == ("rock",)
+    assert [c.labels for c in index.clips] == [(1,), (0, 1), (0,), (0,)]
+
+
 def test_a_file_listed_twice_is_found_with_the_manifest_named_relative(tmp_path, monkeypatch):
     """A manifest named from the working directory (`--data man/m.csv`) listing a file once by its
     relative path and once by its full path: one file, whichever way the manifest is named."""

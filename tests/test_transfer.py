@@ -545,6 +545,14 @@ def test_bench_embed_on_the_reference_signal(models, reference, tmp_path):
     assert np.abs(penultimate - expected).max() < 5e-3 * np.abs(expected).max()
 
 
+def test_a_task_manifests_errors_name_the_line_an_editor_shows(tmp_path):
+    """Past blank lines and a quoted label holding a line break, as csv.DictReader's row count did not."""
+    (tmp_path / "a.mp3").write_bytes(b"ID3")
+    (tmp_path / "t.csv").write_text('path,label\n\na.mp3,"two\nlines"\n\nnope.mp3,b\n')
+    with pytest.raises(UserError, match="t.csv: line 6: audio file not found"):
+        read_task(tmp_path / "t.csv")
+
+
 def test_a_manifest_saved_by_a_spreadsheet_as_csv_utf8_is_read(tmp_path):
     """Excel's and LibreOffice's "CSV UTF-8" starts with a byte-order mark, which named the first column."""
     from bench.data.task import read_rows

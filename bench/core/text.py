@@ -3,6 +3,7 @@ UTF-8 is one line naming it and the offending byte, not a UnicodeDecodeError fro
 
 from __future__ import annotations
 
+import csv
 import io
 from pathlib import Path
 
@@ -22,6 +23,24 @@ def read_text(path: str | Path, encoding: str = "utf-8") -> str:
 def text_file(path: str | Path, encoding: str = "utf-8") -> io.StringIO:
     """`read_text(path)` as a file object that iterates lines as `open(path, newline="")` does."""
     return io.StringIO(read_text(path, encoding), newline="")
+
+
+def csv_rows(path: str | Path, **dialect) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """(header, [(line number where the row starts, its fields)]) of a UTF-8 CSV file (a spreadsheet's
+    byte-order mark skipped; `dialect`: csv.reader's options), blank lines left out. The line numbers are
+    the file's, as an editor shows them, past blank lines and fields that hold line breaks, where a row's
+    index would name another row. Raises csv.Error for text the csv module cannot read."""
+    with text_file(path, "utf-8-sig") as handle:
+        reader = csv.reader(handle, **dialect)
+        header = next(reader, [])
+        rows = []
+        while True:
+            start = reader.line_num + 1
+            fields = next(reader, None)
+            if fields is None:
+                return header, rows
+            if fields:
+                rows.append((start, fields))
 
 
 def printable(name: str) -> str:

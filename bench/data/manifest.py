@@ -1,8 +1,8 @@
 """A generic dataset: a CSV manifest `path,split,tags` (tags `;`-separated), optional `clip_id`.
 
 Paths are relative to the manifest's folder (or absolute). The tag order comes from a sibling file
-`<manifest stem>.tags.txt` (one tag per line) when present; otherwise tags are ordered by count over
-all clips, descending, ties by first appearance. The first `n_tags` are kept.
+`<manifest stem>.tags.txt` (one tag per line) when present; otherwise tags are ordered by the clips
+that have them, descending, ties by first appearance. The first `n_tags` are kept.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench.core.errors import UserError
 from bench.core.store import atomic_file, atomic_write_text
-from bench.core.text import read_text, text_file
+from bench.core.text import csv_rows, read_text
 from bench.data.index import SPLITS, Clip, DatasetIndex
 
 REQUIRED_COLUMNS = ("path", "split", "tags")
@@ -33,26 +33,25 @@ def read_manifest(manifest: str | Path, n_tags: int = 50, drop_untagged: bool = 
         raise UserError(f"manifest: {manifest} is a folder; the dataset path names the CSV file itself{hint}")
     if not manifest.is_file():
         raise UserError(f"manifest not found: expected a CSV file with columns path,split,tags at {manifest}")
-    with text_file(manifest, "utf-8-sig") as handle:  # -sig: a spreadsheet's byte-order mark
-        reader = csv.DictReader(handle)
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise UserError(f"{manifest}: missing column(s) {', '.join(missing)}; expected path,split,tags")
-        rows = list(reader)
+    header, rows = csv_rows(manifest)
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise UserError(f"{manifest}: missing column(s) {', '.join(missing)}; expected path,split,tags")
     entries, ids_seen, paths_seen = [], {}, {}
-    for line_no, row in enumerate(rows, start=2):
+    for line_no, fields in rows:
+        row = dict(zip(header, fields, strict=False))  # a short row lacks the last columns
         short = [c for c in REQUIRED_COLUMNS if row.get(c) is None and c != "tags"]
         if short:
             raise UserError(f"{manifest}: line {line_no}: no {', '.join(short)} (the row has fewer fields than "
                             "the header)")
-        if None in row:  # csv's key for the fields past the header's: a tag after a comma would be lost
-            raise UserError(f"{manifest}: line {line_no}: {len(reader.fieldnames) + len(row[None])} fields where the "
-                            f"header has {len(reader.fieldnames)}; tags are separated by '{TAG_SEPARATOR}', and a "
-                            "field holding a comma is quoted")
+        if len(fields) > len(header):  # a tag after a comma would be lost
+            raise UserError(f"{manifest}: line {line_no}: {len(fields)} fields where the header has {len(header)}; "
+                            f"tags are separated by '{TAG_SEPARATOR}', and a field holding a comma is quoted")
         split = row["split"].strip()
         if split not in SPLITS:
             raise UserError(f"{manifest}: line {line_no}: split {split!r} must be one of {', '.join(SPLITS)}")
-        tags = [t.strip() for t in (row["tags"] or "").split(TAG_SEPARATOR) if t.strip()]
+        # each tag once per clip, as it is counted: `pop;pop` (merged tag columns) is one clip with pop
+        tags = list(dict.fromkeys(t.strip() for t in (row["tags"] or "").split(TAG_SEPARATOR) if t.strip()))
         clip_id = row.get("clip_id") or row["path"]
         audio = os.path.abspath(manifest.parent / row["path"])  # ./a.mp3, a.mp3 and its full path: one file
         checks = (("path", row["path"], audio, paths_seen), ("clip_id", clip_id, clip_id, ids_seen))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.core.errors import UserError
-from bench.core.text import text_file
+from bench.core.text import csv_rows
 
 FOLD_COLUMN = "fold"
 GROUP_COLUMN = "group"
@@ -45,10 +45,8 @@ def read_rows(manifest: str | Path, required: tuple[str, ...]) -> tuple[Path, li
     if not manifest.is_file():
         raise UserError(f"manifest not found: expected a CSV file with columns {','.join(required)} at {manifest}")
     try:
-        with text_file(manifest, "utf-8-sig") as handle:  # -sig: "CSV UTF-8" from a spreadsheet
-            reader = csv.DictReader(handle)
-            columns = list(reader.fieldnames or [])
-            rows = list(enumerate(reader, start=2))
+        columns, lines = csv_rows(manifest)  # a spreadsheet's "CSV UTF-8" too
+        rows = [(line, dict(zip(columns, fields, strict=False))) for line, fields in lines]
     except csv.Error as exc:
         raise UserError(f"{manifest}: not a CSV text file ({exc})") from None
     for column in required:
