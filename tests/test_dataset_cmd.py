@@ -46,8 +46,26 @@ def test_mtat_with_audio_as_json(tmp_path, write_spec, capsys):
                                   "1 tag(s) with no negative in valid: guitar"]
     assert report["audio"]["usable"] == {"train": 3, "valid": 1, "test": 3}
     assert not report["can_run"] and report["blockers"] == [
-        "no tag of the valid split (1 clips) has both clips with it and clips without it, so no ROC-AUC can be "
-        "computed there"]
+        "no tag of the valid split (1 clip with audio) has both clips with it and clips without it, so no ROC-AUC "
+        "can be computed there"]
+
+
+def test_a_split_whose_missing_audio_leaves_no_scorable_tag_cannot_run(tmp_path, write_spec, capsys):
+    """The test split defines a rock clip and a pop clip, but the rock clip's file is missing: the clips a
+    run scores on hold pop alone, so no tag has an ROC-AUC there. It said the grid could run ("warnings:
+    none", exit 0), and every run trained all its epochs before it failed at the test."""
+    for name in "abcde":
+        (tmp_path / f"{name}.wav").write_bytes(b"RIFF")  # only existence and size are checked
+    (tmp_path / "m.csv").write_text("path,split,tags\na.wav,train,rock\nb.wav,train,pop\nc.wav,valid,rock\n"
+                                    "d.wav,valid,pop\nmissing.wav,test,rock\ne.wav,test,pop\n")
+    assert main(["dataset", spec_for(write_spec, "manifest", tmp_path / "m.csv"), "--json"]) == 2
+    report = json.loads(capsys.readouterr().out)
+    assert report["positives"]["test"] == {"rock": 1, "pop": 1}  # as the metadata defines them
+    assert report["usable_positives"]["test"] == {"rock": 0, "pop": 1}
+    assert report["warnings"] == ["1 tag(s) with no positive in test: rock (of its clips with audio)",
+                                  "1 tag(s) with no negative in test: pop (of its clips with audio)"]
+    assert report["blockers"] == ["no tag of the test split (1 clip with audio) has both clips with it and clips "
+                                  "without it, so no ROC-AUC can be computed there"]
 
 
 def test_mtat_metadata_only_reports_missing_audio_and_exits_2(tmp_path, write_spec, capsys):

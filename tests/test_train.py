@@ -44,6 +44,21 @@ def test_a_training_split_smaller_than_the_architectures_fewest_clips_is_refused
     assert seen == 2
 
 
+@pytest.mark.parametrize("split", ["valid", "test"])
+def test_an_unscorable_evaluation_split_is_refused_before_training(split):
+    """A valid or test split where no tag has both clips with it and clips without it (the audio of the
+    others missing) has no ROC-AUC: the run failed at its first validation, or only after its last epoch."""
+    from bench.train import loop as train
+    from tests.device_fakes import ToyCache, tiny_runs
+
+    (run,) = tiny_runs(epochs=1)
+    cache = ToyCache(clips=(8, 4, 4))
+    cache._targets[cache.rows(split)] = 1.0  # every tag on every clip
+    with pytest.raises(UserError, match=rf"^no tag of the {split} split \(4 decodable clips\) has both clips with it "
+                                        "and clips without it"):
+        train.Trainer(run, cache, torch.device("cpu"), log=lambda *_: None)
+
+
 def test_ctrl_c_just_after_the_first_checkpoint_is_written_names_the_epoch_a_rerun_resumes_from(tmp_path,
                                                                                                  monkeypatch):
     """A Ctrl-C that lands after checkpoint.pt is in place but before the run has recorded which epoch it

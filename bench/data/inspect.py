@@ -30,13 +30,18 @@ class DatasetReport:
     excluded: dict[str, int]
     excluded_examples: dict[str, list[str]]
     audio: dict
+    usable_positives: dict[str, dict[str, int]]
+    """Per split and tag, the clips with the tag among those whose audio file was found: what a run
+    scores on, where `positives` counts every clip the metadata defines."""
     warnings: list[str] = field(default_factory=list)
     regenerated: bool = False
     """A synthetic folder that is not the dataset the spec asks for: the grid generates it anew first."""
 
     def scorable(self, split: str) -> list[str]:
-        """The tags of `split` that have an ROC-AUC: some clips with the tag and some without."""
-        return [tag for tag, n in self.positives[split].items() if has_roc_auc(n, self.splits[split])]
+        """The tags of `split` that have an ROC-AUC on the clips whose audio was found: some clips with the
+        tag and some without."""
+        clips = self.audio["usable"][split]
+        return [tag for tag, n in self.usable_positives[split].items() if has_roc_auc(n, clips)]
 
     @property
     def blockers(self) -> list[str]:
@@ -48,8 +53,10 @@ class DatasetReport:
         usable = self.audio["usable"]
         empty = [s for s in SPLITS if usable[s] == 0]
         reasons = [f"no usable audio in the {', '.join(empty)} split(s)"] if empty else []
-        reasons += [f"no tag of the {s} split ({self.splits[s]:,} clips) has both clips with it and clips without "
-                    "it, so no ROC-AUC can be computed there" for s in SCORED if usable[s] and not self.scorable(s)]
+        reasons += [f"no tag of the {s} split ({usable[s]:,} clip{'s' if usable[s] != 1 else ''} with audio) has "
+                    "both clips with it and clips "
+                    "without it, so no ROC-AUC can be computed there"
+                    for s in SCORED if usable[s] and not self.scorable(s)]
         return reasons
 
     @property
@@ -59,7 +66,8 @@ class DatasetReport:
     def as_json(self) -> dict:
         return {"name": self.name, "root": self.root, "splits": self.splits, "tags": self.tags,
                 "positives": self.positives, "excluded": self.excluded, "excluded_examples": self.excluded_examples,
-                "audio": self.audio, "warnings": self.warnings, "can_run": self.can_run, "blockers": self.blockers}
+                "usable_positives": self.usable_positives, "audio": self.audio, "warnings": self.warnings,
+                "can_run": self.can_run, "blockers": self.blockers}
 
 
 def describe(index: DatasetIndex) -> DatasetReport:
@@ -79,10 +87,13 @@ def describe(index: DatasetIndex) -> DatasetReport:
     problems: dict[str, dict[str, int]] = {}
     problem_examples: dict[str, list[str]] = {}
     usable = {s: 0 for s in SPLITS}
+    usable_positives = {s: {tag: 0 for tag in index.tag_names} for s in SPLITS}
     for clip in index.clips:
         problem = audio_file_problem(clip.path)
         if problem is None:
             usable[clip.split] += 1
+            for i in clip.labels:
+                usable_positives[clip.split][index.tag_names[i]] += 1
             continue
         problems.setdefault(problem, {s: 0 for s in SPLITS})[clip.split] += 1
         if len(problem_examples.setdefault(problem, [])) < FIRST_IDS:
@@ -93,15 +104,28 @@ def describe(index: DatasetIndex) -> DatasetReport:
                  if splits[s] and not usable[s]]
     for s in SPLITS:
         if splits[s]:
-            for kind, tags in (("positive", [tag for tag, n in positives[s].items() if n == 0]),
-                               ("negative", [tag for tag, n in positives[s].items() if n == splits[s]])):
-                if tags:
-                    warnings.append(f"{len(tags)} tag(s) with no {kind} in {s}: {', '.join(tags[:FIRST_IDS])}"
-                                    + (", ..." if len(tags) > FIRST_IDS else ""))
+            warnings += _one_sided(positives[s], splits[s], s)
+        if 0 < usable[s] < splits[s]:  # what the missing audio takes away: the clips a run scores on
+            warnings += [f"{w} (of its clips with audio)"
+                         for w in _one_sided(usable_positives[s], usable[s], s, positives[s], splits[s])]
     audio = {"checked": len(index.clips), "usable": usable, "problems": problems, "examples": problem_examples}
     return DatasetReport(name=index.name, root=index.root, splits=splits, tags=list(index.tag_names),
                          positives=positives, excluded=excluded, excluded_examples=examples, audio=audio,
-                         warnings=warnings)
+                         usable_positives=usable_positives, warnings=warnings)
+
+
+def _one_sided(positives: dict[str, int], clips: int, split: str, besides: dict[str, int] | None = None,
+               besides_clips: int = 0) -> list[str]:
+    """Warnings for the tags of `split` with no positive, and with no negative, among its `clips` clips
+    (`positives`: clips per tag); with `besides`, only tags that have one among `besides_clips` clips."""
+    warnings = []
+    for kind, lacking in (("positive", lambda n, total: n == 0), ("negative", lambda n, total: n == total)):
+        tags = [tag for tag, n in positives.items()
+                if lacking(n, clips) and (besides is None or not lacking(besides[tag], besides_clips))]
+        if tags:
+            warnings.append(f"{len(tags)} tag(s) with no {kind} in {split}: {', '.join(tags[:FIRST_IDS])}"
+                            + (", ..." if len(tags) > FIRST_IDS else ""))
+    return warnings
 
 
 def format_report(report: DatasetReport) -> str:
