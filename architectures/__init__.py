@@ -2,14 +2,16 @@
 
 Builders are imported lazily (`module:function`), so planning a grid or validating a spec does not
 import torch. Registering a name twice is an error, and so is asking for an unknown one; so is
-registering an architecture whose options, planner or builder name cannot work (checked at once, not at
-the first `bench plan`).
+registering an architecture whose options, planner or builder module cannot work (checked at once, not
+at the first `bench plan`). The builder's function is looked up when a network is first built (the
+module is not imported before): a name it does not define is a `BuilderError`, one line.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import inspect
 import re
 from dataclasses import dataclass, fields
@@ -23,6 +25,10 @@ class UnknownArchitectureError(KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; we want it plain
         return str(self.args[0])
+
+
+class BuilderError(LookupError):
+    """A registered builder that cannot be found: its module does not import, or has no such function."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,13 @@ def _registration_problem(arch: Architecture) -> str | None:
         return f"planner {arch.planner!r} is not a function in architectures/planning.py"
     if not re.fullmatch(r"[\w.]+:\w+", arch.builder):
         return f"builder must be 'module:function' (e.g. 'architectures.vgg:build'), not {arch.builder!r}"
+    module = arch.builder.split(":")[0]
+    try:  # finds the module's file without running it (no torch yet)
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError):  # a package above it that is not there
+        found = None
+    if found is None:
+        return f"builder {arch.builder!r}: no module {module}"
     return None
 
 
@@ -155,7 +168,10 @@ def build(name: str, input_config: InputConfig, n_tags: int, **options: Any):
     arch = get(name)
     opts = make_options(name, **options)
     module_name, function_name = arch.builder.split(":")
-    builder = getattr(importlib.import_module(module_name), function_name)
+    builder = getattr(importlib.import_module(module_name), function_name, None)
+    if not callable(builder):
+        raise BuilderError(f"architecture {name!r}: its builder {arch.builder!r} names no function {function_name} "
+                           f"in {module_name}")
     return builder(input_config, n_tags, opts)
 
 

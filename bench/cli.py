@@ -10,6 +10,7 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from architectures import BuilderError
 from bench.core.errors import RERUN_TO_CONTINUE, Interrupted, UserError, one_line
 from bench.core.paths import folder_path, readable_folder, writable_file, writable_folder
 from bench.core.store import DESCRIPTOR_LIMIT_ERRNOS, FAILING_STORAGE_ERRNOS, PROCESS_LIMIT_ERRNOS, is_misplaced
@@ -691,7 +692,7 @@ def main(argv: list[str] | None = None) -> int:
         else:  # e.g. bench tag --json prints its results at the end: a rerun starts over
             print(f"bench {args.command}: interrupted", file=sys.stderr)
         return EXIT_TERMINATED if terminated() else EXIT_INTERRUPTED
-    except UserError as exc:
+    except (UserError, BuilderError) as exc:  # BuilderError: an architecture registered with a misspelt builder
         print(f"bench {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except BrokenPipeError:  # e.g. `bench plan ... | head`

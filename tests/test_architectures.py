@@ -233,7 +233,7 @@ def registering(monkeypatch):
     def register(name, plan=None, **fields):
         if plan is not None:
             monkeypatch.setattr(planning, f"{name}_plan", plan, raising=False)
-        defaults = {"options": architectures.VGGOptions, "builder": f"architectures.{name}:build",
+        defaults = {"options": architectures.VGGOptions, "builder": "architectures.vgg:build",
                     "description": name, "planner": f"{name}_plan"}
         return architectures.register(architectures.Architecture(name=name, **{**defaults, **fields}))
 
@@ -317,12 +317,30 @@ class StringProblems:
                                   "problem\\) tuples, empty for the defaults"),
     ({"planner": "probe_plann"}, "planner 'probe_plann' is not a function in architectures/planning.py"),
     ({"builder": "architectures.probe.build"}, "builder must be 'module:function'"),
+    ({"builder": "architectures.vggg:build"}, "builder 'architectures.vggg:build': no module architectures.vggg"),
+    ({"builder": "archtectures.vgg:build"}, "builder 'archtectures.vgg:build': no module archtectures.vgg"),
 ])
 def test_an_architecture_that_cannot_work_is_refused_when_registered(registering, fields, message):
     # each of these registered fine, then failed with a traceback at the first `bench plan`
     with pytest.raises(ValueError, match=f"architecture 'probe': {message}"):
         registering("probe", plan=lambda *args, **options: None, **fields)
     assert "probe" not in architectures.names()
+
+
+def test_a_builder_function_its_module_lacks_is_one_line_at_the_first_build(registering, write_spec, capsys):
+    """The module of `architectures.vgg:biuld` is there (registration finds it without importing torch);
+    its function is looked up at the first build: `bench plan` ended in an AttributeError's traceback."""
+    from bench.cli import main
+
+    registering("probe", plan=architectures.planning.vgg_plan, builder="architectures.vgg:biuld")
+    with pytest.raises(architectures.BuilderError, match="architecture 'probe': its builder 'architectures.vgg:biuld' "
+                                                         "names no function biuld in architectures.vgg"):
+        architectures.build("probe", InputConfig(16000, 48, 1, 250), 10)
+    spec = write_spec('name = "b"\nseeds = 0\n[dataset]\nname = "synthetic"\nclip_seconds = 4.0\n[[grid]]\n'
+                      'arch = "probe"\nsample_rate = 16000\nn_mels = 48\nhop_multiplier = 1\nlog = "log"\n')
+    assert main(["plan", str(spec)]) == 2
+    assert capsys.readouterr().err == ("bench plan: error: architecture 'probe': its builder 'architectures.vgg:biuld' "
+                                       "names no function biuld in architectures.vgg\n")
 
 
 @pytest.mark.parametrize("name, config, fewest", [
