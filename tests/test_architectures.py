@@ -327,6 +327,37 @@ def test_an_architecture_that_cannot_work_is_refused_when_registered(registering
     assert "probe" not in architectures.names()
 
 
+@dataclasses.dataclass(frozen=True)
+class SequenceOptions:
+    width: float = 1.0
+    channels: tuple[int, ...] = (128, 384, 768, 2048)
+    pools: tuple[int, int] = (2, 2)
+
+    def validate(self):
+        return []
+
+
+def test_an_added_architectures_tuple_option_is_read_from_a_toml_list(registering, write_spec):
+    """TOML has lists, not tuples: a `tuple[int, ...]` option set in the spec ended every command in
+    "TypeError: unhashable type: 'list'"; it is a tuple, each item checked, and a wrong item is one line."""
+    from bench.spec import SpecError, load_spec
+
+    registering("probe", plan=architectures.planning.vgg_plan, options=SequenceOptions)
+
+    def spec(table: str):
+        return load_spec(write_spec(f'name = "t"\nseeds = 0\n[dataset]\nname = "synthetic"\n[arch.probe]\n{table}\n'
+                                    '[[grid]]\narch = "probe"\nsample_rate = 16000\nn_mels = 48\nhop_multiplier = 1\n'
+                                    'log = "log"\n'))
+
+    (config,) = spec("channels = [16, 32, 64, 128]\npools = [4, 5]").configurations()
+    assert config.options == SequenceOptions(channels=(16, 32, 64, 128), pools=(4, 5))
+    for table, message in (('channels = [16, "x"]', r"arch.probe.channels\[1\]: .*must be an integer"),
+                           ("channels = 16", r"arch.probe.channels: .*must be a list, not an integer"),
+                           ("pools = [2, 2, 2]", r"arch.probe.pools: .*must be a list of 2 values, not 3")):
+        with pytest.raises(SpecError, match=message):
+            spec(table)
+
+
 def test_a_builder_function_its_module_lacks_is_one_line_at_the_first_build(registering, write_spec, capsys):
     """The module of `architectures.vgg:biuld` is there (registration finds it without importing torch);
     its function is looked up at the first build: `bench plan` ended in an AttributeError's traceback."""

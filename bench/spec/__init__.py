@@ -472,6 +472,8 @@ class _Validator:
                 return None
             non_none = [o for o in options if o is not type(None)]
             return self.typed(value, non_none[0], field_name)
+        if origin in (tuple, list) or kind in (tuple, list):
+            return self.sequence(value, kind, field_name)
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
         if kind is int and isinstance(value, bool):
@@ -484,6 +486,21 @@ class _Validator:
         if isinstance(value, float) and not math.isfinite(value):
             self.fail(field_name, value, "must be a finite number")
         return value + 0.0 if isinstance(value, float) else value  # -0.0 is 0.0: one run id
+
+    def sequence(self, value: Any, kind: Any, field_name: str) -> tuple:
+        """A TOML list for a `tuple[...]` or `list[...]` field (an added architecture's option), each item
+        checked against its type, as a tuple: options are a run's identity, so they must hash."""
+        if not isinstance(value, list):
+            self.fail(field_name, value, f"must be a list, not {_type_word(type(value))}")
+        args = typing.get_args(kind)
+        if typing.get_origin(kind) is tuple and args and args[-1] is not Ellipsis:  # tuple[int, int]: fixed length
+            if len(value) != len(args):
+                self.fail(field_name, value, f"must be a list of {len(args)} values, not {len(value)}")
+            kinds = list(args)
+        else:
+            kinds = [args[0] if args else Any] * len(value)
+        return tuple(item if item_kind is Any else self.typed(item, item_kind, name)
+                     for item, item_kind, name in zip(value, kinds, _item_names(value, field_name), strict=True))
 
     def list_of(self, value: Any, kind: type, field_name: str) -> list:
         """A list of `kind`; a scalar is accepted as a one-element list."""
