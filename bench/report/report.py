@@ -155,7 +155,8 @@ class ReportSummary:
         if not self.published.empty:
             lines.append("published numbers beside ours (%, ours - published):")
             for r in self.published.itertuples(index=False):
-                parts = [f"{METRIC_NAMES[m]} {getattr(r, f'{m}_ours'):.2f} vs {getattr(r, f'{m}_published'):.2f}"
+                parts = [f"{METRIC_NAMES[m]} {getattr(r, f'{m}_ours'):.2f} vs {getattr(r, f'{m}_published'):.2f} "
+                         f"({getattr(r, f'{m}_diff_pp'):+.2f} pp)"
                          for m in METRICS if np.isfinite(getattr(r, f"{m}_published"))]
                 lines.append(f"  {r.dataset} {r.arch} w{r.width:g} {rate_label(r.sample_rate)} {r.log} "
                              f"{config_label(r.n_mels, r.hop_multiplier)} (n={r.n_seeds}): " + ", ".join(parts))
