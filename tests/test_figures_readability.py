@@ -266,7 +266,10 @@ def test_fig1_every_point_is_in_a_keyed_series(grid):
         for line in marker_lines(ax):
             assert line.get_label() in keyed
             points += len(line.get_xdata())
-    assert points == 3 * len(GRID)  # ROC-AUC, PR-AUC and GMAC panels
+    # ROC-AUC and PR-AUC panels: every configuration; GMAC: one point per input, log and dB costing the same
+    inputs = {(rate, mels, hop) for rate, mels, hop, _ in GRID}
+    assert points == 2 * len(GRID) + len(inputs) and len(inputs) < len(GRID)
+    assert "GMAC: log and dB cost the same, drawn once (log)" in heading(fig)
 
 
 # --- 3: seeds and clip length on every figure -------------------------------------------------------------
@@ -318,6 +321,9 @@ def test_fig1_lines_per_hop_over_mel_bands(grid):
     assert tick_texts(axes[-1, 0].xaxis) == ["16", "48", "96", "128"]
     for ax in axes.flat:
         lines = {line.get_label(): line for line in marker_lines(ax)}
+        if ax in axes[-1]:  # GMAC: the same for log and dB, drawn once
+            assert set(lines) == {f"hop x{h}, log" for h in (1, 2, 10)}
+            continue
         assert set(lines) == {f"hop x{h}, {log}" for h in (1, 2, 10) for log in ("log", "dB")}
         ratio = np.sort(lines["hop x1, log"].get_xdata()) / [16, 48, 96, 128]  # x = mel bands (dodged a little)
         assert np.allclose(ratio, ratio[0]) and 0.9 < ratio[0] < 1.1

@@ -224,14 +224,15 @@ def _dropped_note(frame: pd.DataFrame) -> str:
 def fig1(aggregated: pd.DataFrame, title: str = "") -> Figure:
     """The paper's Fig. 1 for one model: each metric and GMAC against mel bands, one line per hop.
 
-    Rows: ROC-AUC, PR-AUC (%), GMAC per clip (log scale); one column per sample rate, with a shared y
-    range in each row. x: mel bands (log scale; shaded: the reference's 96). One series per (hop
-    multiplier, log type): marker shape and colour say the hop, fill and line style the log type (filled
-    solid: log, hollow dashed: dB), the same in every panel; dB points are set slightly right of the log
-    points. Whiskers: one std over seeds, only where there are several. A sample rate holding a single
-    mel-band count (one configuration, or hops at one band count: no line over mel bands, every point
-    at one x) gets no column (the caption names its configurations); when no sample rate holds two, the
-    figure is one panel of ROC-AUC with every point labelled.
+    Rows: ROC-AUC, PR-AUC (%), GMAC per clip (log scale); one column per sample rate, with a shared y range in
+    each row. x: mel bands (log scale; shaded: the reference's 96). One series per (hop multiplier, log type):
+    marker shape and colour say the hop, fill and line style the log type (filled solid: log, hollow dashed:
+    dB), the same in every panel; dB points are set slightly right of the log points. GMAC does not depend on
+    the log type: where both cost the same, the GMAC row draws the first (log) alone, and the heading says so.
+    Whiskers: one std over seeds, only where there are several. A sample rate holding a single mel-band count
+    (one configuration, or hops at one band count: no line over mel bands, every point at one x) gets no column
+    (the caption names its configurations); when no sample rate holds two, the figure is one panel of ROC-AUC
+    with every point labelled.
     """
     rates = sorted(aggregated["sample_rate"].unique())
     counts = aggregated.groupby("sample_rate")["n_mels"].nunique()
@@ -257,6 +258,7 @@ def fig1(aggregated: pd.DataFrame, title: str = "") -> Figure:
     dodge = {log: DODGE ** (j - (len(logs) - 1) / 2) for j, log in enumerate(logs)}
     panels = (*METRICS, "gmac")
     width = PAGE_WIDTH if len(kept) > 1 else 3.9
+    drawn_once = False
     with mpl.rc_context(STYLE):
         fig = Figure(figsize=(width, 1.3 + 1.75 * len(panels)), layout="constrained")
         axes = fig.subplots(len(panels), len(kept), sharex=True, sharey="row", squeeze=False)
@@ -265,8 +267,15 @@ def fig1(aggregated: pd.DataFrame, title: str = "") -> Figure:
             for r, what in enumerate(panels):
                 ax = axes[r, c]
                 for hop in hops:
+                    costs: dict[int, float] = {}  # n_mels -> GMAC drawn at this hop
                     for log in logs:
                         rows = at_rate[(at_rate["hop_multiplier"] == hop) & (at_rate["log"] == log)]
+                        if what == "gmac":  # log compression costs nothing: a dB point would sit on the log line
+                            alike = np.array([np.isclose(costs.get(int(m), np.nan), g, rtol=1e-9)
+                                              for m, g in zip(rows["n_mels"], rows["gmac"], strict=True)], dtype=bool)
+                            drawn_once |= bool(alike.any())
+                            rows = rows[~alike]
+                            costs.update(zip(rows["n_mels"].astype(int), rows["gmac"].astype(float), strict=True))
                         if rows.empty:
                             continue
                         rows = rows.sort_values("n_mels")
@@ -301,6 +310,8 @@ def fig1(aggregated: pd.DataFrame, title: str = "") -> Figure:
             log_axis(axes[-1, 0].yaxis, gmac.min() / 1.3, gmac.max() * 1.3)
         fig.legend(handles=_legend_handles(shown, hops), loc="outside lower center", ncols=min(6, 2 * len(hops)),
                    frameon=False, title=f"series (shaded: {REFERENCE['n_mels']} mel bands, the reference's)")
+        if drawn_once:
+            header.append(f"GMAC: {' and '.join(logs)} cost the same, drawn once ({logs[0]})")
         fig.suptitle(_heading(header, width), x=0.02, ha="left")
     return fig
 
