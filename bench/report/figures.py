@@ -24,7 +24,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 from matplotlib.lines import Line2D
+from matplotlib.textpath import TextToPath
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 
 from bench.core.store import atomic_write_bytes
@@ -394,19 +396,32 @@ _FAR_SPOTS = tuple((round(r * np.cos(a)), round(r * np.sin(a)),
                    for r in (18, 28) for a in np.deg2rad(np.arange(30, 390, 45)))
 """Spots farther out, joined to their point by a thin line: for a label that would print over another
 label at every spot of `_LABEL_SPOTS`. The line is then kept clear like the other lines."""
-OVERPRINT = 0.2
-"""A label overprints another when their boxes share more than this fraction of its own area."""
+OVERPRINT = 0.0
+"""A label overprints another when their boxes share more than this fraction of its own area: any. The
+boxes are the text's measured width and a line's height (8 pt x 1.2), a little more than the glyphs."""
+
+
+def label_size(text: str, bold: bool, size: float = 8.0) -> tuple[float, float]:
+    """(width, height) in inches of a one-line label as drawn at `size` pt in the current font: its
+    width measured from the glyphs (an estimate per character was up to a third off, either way), its
+    height a line's."""
+    weight = "bold" if bold else "normal"
+    width, _, _ = TextToPath().get_text_width_height_descent(text, FontProperties(size=size, weight=weight),
+                                                             ismath=False)
+    return width / 72, size * 1.2 / 72
 
 
 def place_labels(ax, points: list[tuple[float, float, str, bool]], markers: np.ndarray,
-                 lines: Iterable[np.ndarray] = (), drop_plain: bool = False) -> int:
+                 lines: Iterable[np.ndarray] = (), drop_plain: bool = False,
+                 whiskers: Iterable[np.ndarray] = ()) -> int:
     """Write each label (x, y, text, bold) at the spot around (x, y) that covers the least of the markers
-    (x, y rows of `markers`), the `lines` (polylines of (x, y) rows: a Pareto staircase, error bars) and
-    the labels placed before, stays inside the axes, and has no other marker nearer than its own, so that
-    no label reads as another point's (text sizes estimated at 8 pt). Bold labels are placed first. A
-    label that would print over another, or sit nearer another marker than its own, at every near spot
-    goes farther out, joined to its point by a line; with `drop_plain`, a plain label is left out
-    instead (returned: how many were). Call it once
+    (x, y rows of `markers`), the `lines` (polylines of (x, y) rows: a Pareto staircase, which a label
+    must not cross), the `whiskers` (error bars: short, a label may cross one at a cost) and the labels
+    placed before, stays inside the axes, and has no other marker nearer than its own, so that
+    no label reads as another point's (texts measured at 8 pt, `label_size`). Bold labels are placed
+    first. A label that would print over another, be crossed by one of the `lines`, or sit nearer another
+    marker than its own at every near spot goes farther out, joined to its point by a line; with
+    `drop_plain`, a plain label is left out instead (returned: how many were). Call it once
     the figure is laid out (`fig.draw_without_rendering()`): the spots are measured on the axes' drawn
     size."""
     width_in, height_in = axes_inches(ax)
@@ -422,11 +437,14 @@ def place_labels(ax, points: list[tuple[float, float, str, bool]], markers: np.n
     placed = []  # the labels' own boxes, for the overprint test
     stroke = 1.0 / 72  # half the thickness a line is kept clear by
     strokes = []  # a line through a label reads as strike-through: each crossing weighs 0.4 of the label's area
-    for line in lines:
-        path = inches(line)
-        for (x0, y0), (x1, y1) in zip(path[:-1], path[1:], strict=True):
-            if np.isfinite([x0, y0, x1, y1]).all():
-                strokes.append((min(x0, x1) - stroke, min(y0, y1) - stroke, max(x0, x1) + stroke, max(y0, y1) + stroke))
+    soft = []  # whiskers: crossing one costs as a line does, but leaves a spot clear
+    for polylines, into in ((lines, strokes), (whiskers, soft)):
+        for line in polylines:
+            path = inches(line)
+            for (x0, y0), (x1, y1) in zip(path[:-1], path[1:], strict=True):
+                if np.isfinite([x0, y0, x1, y1]).all():
+                    into.append((min(x0, x1) - stroke, min(y0, y1) - stroke, max(x0, x1) + stroke,
+                                 max(y0, y1) + stroke))
 
     def overlap(a, b) -> float:
         return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
@@ -457,7 +475,8 @@ def place_labels(ax, points: list[tuple[float, float, str, bool]], markers: np.n
             box = (left, bottom, left + w, bottom + h)
             outside = max(0.0, -box[0]) + max(0.0, box[2] - width_in) + max(0.0, -box[1]) + max(0.0, box[3] - height_in)
             crossed = sum(overlap(box, line) > 0 for line in strokes)
-            cost = (sum(overlap(box, other) for other in boxes) + crossed * 0.4 * w * h
+            crossings = crossed + sum(overlap(box, line) > 0 for line in soft)
+            cost = (sum(overlap(box, other) for other in boxes) + crossings * 0.4 * w * h
                     + 4 * outside * h)  # outside: over the tick labels
             own = distance(box, cx, cy)
             misleading = any(distance(box, ox, oy) < own for ox, oy in others)  # reads as that point's label
@@ -468,7 +487,7 @@ def place_labels(ax, points: list[tuple[float, float, str, bool]], markers: np.n
             candidate = (cost, sum(overlap(box, other) for other in placed), (dx, dy, ha, va), box, misleading)
             if best is None or cost < best[0] - 1e-12:
                 best = candidate
-            if (candidate[1] <= OVERPRINT * w * h and not misleading
+            if (candidate[1] <= OVERPRINT * w * h and not misleading and not crossed
                     and (clear is None or cost < clear[0] - 1e-12)):
                 clear = candidate
             if cost == 0:
@@ -480,19 +499,18 @@ def place_labels(ax, points: list[tuple[float, float, str, bool]], markers: np.n
     for i in order:
         x, y, text, bold = points[i]
         cx, cy = centres[i]
-        w, h = len(text) * (0.58 if not bold else 0.64) * 8 / 72, 8 * 1.2 / 72
+        w, h = label_size(text, bold)
         others = dots[np.hypot(dots[:, 0] - cx, dots[:, 1] - cy) > 1e-9] if len(dots) else dots
         best, clear = best_spot(_LABEL_SPOTS, cx, cy, w, h, others)
         cost, printed_over, spot, box, misleading = best if clear is None else clear  # over a line before
         leader = False                                                                 # over a label
-        if printed_over > OVERPRINT * w * h or misleading:
+        if clear is None:
             far, far_clear = best_spot(_FAR_SPOTS, cx, cy, w, h, np.zeros((0, 2)), leader=True)  # the line says whose
             if drop_plain and not bold and (far_clear is None or far_clear[0] > 0):
                 left_out += 1  # a plain label goes farther out only where it covers nothing there
                 continue
-            far = far if far_clear is None else far_clear
-            if far[1] < printed_over or (misleading and far[1] <= OVERPRINT * w * h):
-                cost, printed_over, spot, box, _ = far
+            if far_clear is not None or (far[1] < printed_over and not far[4]):  # clear there, or over less
+                cost, printed_over, spot, box, _ = far if far_clear is None else far_clear
                 leader = True
                 strokes.append((min(cx, box[0] + w / 2) - stroke, min(cy, box[1] + h / 2) - stroke,
                                 max(cx, box[0] + w / 2) + stroke, max(cy, box[1] + h / 2) + stroke))
@@ -676,7 +694,7 @@ def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac") -> Figure:
                 key.append(f"{number}: {name} ({value}, {100 * r.roc_auc_mean:.2f} %)")
             plotted = np.column_stack([x_all, mean])
             pending.append((ax, _point_labels(rows, cost, numbers), plotted[np.isfinite(plotted).all(axis=1)],
-                            [staircase, *whiskers]))
+                            [staircase], whiskers))
             ax.set_xlabel(COSTS[cost].axis)
             ax.set_ylabel("ROC-AUC (%)")
             if named:  # wrapped like the heading: a long split file's name would squash the axes
@@ -712,8 +730,8 @@ def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac") -> Figure:
         fig.draw_without_rendering()
         left, todo = {}, pending
         for attempt in range(LABEL_ROOM_TRIES):
-            for ax, labels, markers, lines in todo:
-                left[ax] = place_labels(ax, labels, markers, lines, drop_plain=True)
+            for ax, labels, markers, lines, bars in todo:
+                left[ax] = place_labels(ax, labels, markers, lines, drop_plain=True, whiskers=bars)
             widened = [] if attempt == LABEL_ROOM_TRIES - 1 else _make_room_for_labels([ax for ax, *_ in todo], cost)
             if not widened:
                 break

@@ -153,7 +153,7 @@ def transfer_figure(frame: pd.DataFrame, task: str, stem: str | Path, n_classes:
         fig.suptitle(f"downstream {task} ({SCORE_NAMES[score]}) against upstream cost and tagging accuracy\n"
                      f"{files}{folds}; {_spread_note(agg)}", x=0.02, ha="left")
         fig.draw_without_rendering()  # the labels go where the laid-out axes leave room
-        for ax, labels, markers, lines in pending:
-            place_labels(ax, labels, markers, lines)
+        for ax, labels, markers, bars in pending:
+            place_labels(ax, labels, markers, whiskers=bars)
     save(fig, stem)
     return fig
