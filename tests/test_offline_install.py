@@ -273,3 +273,49 @@ def test_a_python_that_cannot_make_the_venv_is_named_in_one_line(tmp_path, pytho
     (line,) = [line for line in done.stderr.splitlines() if line.startswith("bench needs")]
     assert line == f"bench needs Python 3.10 or newer; {says} (or another 3.10+ interpreter)"
     assert len([line for line in done.stderr.splitlines() if not line.startswith("make")]) == 1
+
+
+def test_a_venv_path_with_a_space_is_refused_before_anything_is_removed(tmp_path):
+    """`make plan VENV="my env"` ran `python -m venv --clear my env`, which emptied the folder `my` named
+    (a checkout, with its results), and `make clean` removed each word."""
+    (tmp_path / "my").mkdir()
+    (tmp_path / "my" / "notes.txt").write_text("mine")
+    for target in ("plan", "clean"):
+        done = subprocess.run(["make", "-C", str(ROOT), f"VENV={tmp_path / 'my'} env", target],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and "give a path without spaces" in done.stderr
+    assert (tmp_path / "my" / "notes.txt").read_text() == "mine"
+
+
+def _venv_state(checkout: Path, venv: Path, *args: str) -> str:
+    """What the Makefile of `checkout` finds of the venv `venv` (its stamp made newer than pyproject.toml
+    first): "[]" for a venv it trusts, else why it installs the suite again."""
+    (venv / ".installed").touch()
+    return subprocess.run(["make", "-s", "-C", str(checkout), f"VENV={venv}", *args, "--eval",
+                           "show: ; @echo '[$(VENV_STALE)]'", "show"],
+                          capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+
+
+def test_a_venv_that_runs_another_checkouts_code_is_installed_again(tmp_path):
+    """A checkout copied with its .venv (`cp -a`), moved, or sharing VENV with another ran the other
+    checkout's code, or failed to start, as long as the stamp was newer than pyproject.toml. A venv that
+    runs this test's Python (whose bench is the repository's) is trusted by the repository's Makefile
+    and not by a copy of it in another folder; nor where its interpreter is gone, nor where a PYTHON of
+    another version is given on the command line."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    python = venv / "bin" / "python"
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "Makefile").write_text((ROOT / "Makefile").read_text())
+    (copy / "pyproject.toml").write_text("")
+    assert _venv_state(ROOT, venv) == "[]"
+    assert _venv_state(copy, venv) == "[stale]"  # its bench is the repository's, not the copy's
+    other = tmp_path / "python-other"  # answers as the next minor version would
+    other.write_text(f"#!/bin/sh\necho {sys.version_info.major}.{sys.version_info.minor + 1}\n")
+    other.chmod(0o755)
+    assert _venv_state(ROOT, venv, f"PYTHON={other}") == f"[{sys.version_info.major}.{sys.version_info.minor}]"
+    python.write_text(f'#!/bin/sh\nexec "{tmp_path / "uninstalled-python"}" "$@"\n')
+    assert _venv_state(ROOT, venv) == "[stale]"

@@ -119,7 +119,7 @@ def test_plan_prints_the_projection_bench_perf_measured(capsys, tmp_path):
     made = subprocess.run(["make", "--no-print-directory", "-n", "plan", f"RESULTS={tmp_path}", "STAMP="],
                           capture_output=True, text=True, cwd=SPECS.parent, check=True).stdout
     (command,) = [line for line in made.splitlines() if "bench plan" in line]
-    assert f"--results {tmp_path}" in command
+    assert f'--results "{tmp_path}"' in command  # quoted: a folder name may hold a space
     # named with --perf, another spec's file or a missing one is a mistake, said in one line
     assert main(["plan", str(SPECS / "paper-mtat-vgg.toml"), "--no-fvcore", "--perf", str(perf)]) == 2
     assert f"--perf {perf}: not the JSON `bench perf --out` writes for spec 'paper-mtat-vgg'" in capsys.readouterr().err
