@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bench.cli import main
-from bench.core.errors import Interrupted
+from bench.core.errors import Interrupted, UserError
 from bench.core.paths import default_models_dir
 from bench.core.store import exclusive_lock
 from bench.run import grid
@@ -121,6 +121,25 @@ def test_imported_models_live_in_a_user_folder(monkeypatch, tmp_path):
     assert default_models_dir() == tmp_path / "xdg" / "bench" / "models"
     monkeypatch.setenv("BENCH_MODELS", str(tmp_path / "mine"))
     assert default_models_dir() == tmp_path / "mine"
+
+
+def test_no_home_folder_for_the_models_is_one_line(monkeypatch, capsys):
+    """A container run as a uid with no passwd entry and no $HOME (`env -i`, a service): `bench import
+    musicnn` and `bench tag` (its default model) ended in "RuntimeError: Could not determine home
+    directory." and a traceback."""
+    import pwd
+
+    def no_such_user(uid):
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    for name in ("BENCH_MODELS", "XDG_DATA_HOME", "HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", no_such_user)
+    with pytest.raises(UserError, match=r"no home folder to keep imported models in \(\$HOME is not set\): give "
+                                        r"--models DIR, or set \$BENCH_MODELS or \$XDG_DATA_HOME"):
+        default_models_dir()
+    line = one_line_error(capsys, "import", "musicnn")
+    assert "no home folder to keep imported models in" in line
 
 
 def test_tag_names_the_model_folder_from_anywhere(capsys, monkeypatch, tmp_path):

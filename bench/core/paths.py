@@ -28,7 +28,11 @@ def default_models_dir() -> Path:
     if os.environ.get(MODELS_ENV):
         return Path(os.environ[MODELS_ENV]).expanduser()
     data_home = os.environ.get("XDG_DATA_HOME") or "~/.local/share"
-    return Path(data_home).expanduser() / "bench" / "models"
+    try:
+        return Path(data_home).expanduser() / "bench" / "models"
+    except RuntimeError:  # no $HOME and no home in the user database: a container run as an arbitrary uid
+        raise UserError(f"no home folder to keep imported models in ($HOME is not set): give --models DIR, "
+                        f"or set ${MODELS_ENV} or $XDG_DATA_HOME") from None
 
 
 def _given(path: str | os.PathLike, option: str, file: bool = False) -> Path:
