@@ -137,6 +137,21 @@ def test_a_wide_heatmap_still_says_each_change_and_no_text_overlaps():
     assert fig.axes[0].get_title(loc="left").endswith(note)
 
 
+def test_a_narrow_heatmaps_title_is_wrapped_to_its_width(tmp_path):
+    """MusiCNN's paper grid draws 2 configurations: its heading was wrapped to the 3.4 in figure but the
+    caption after it was not, and the saved image came out 4.6 in wide, blank on the right."""
+    from PIL import Image
+
+    matrix = pd.DataFrame(np.linspace(-3, 3, 100).reshape(50, 2), columns=["48/x1", "32/x1"],
+                          index=[f"tag {i}" for i in range(50)])
+    note = "mean over 3 seeds (2 configurations with fewer), 29.1\N{NO-BREAK SPACE}s\N{NO-BREAK SPACE}clips"
+    fig = figures.per_tag(matrix, "musicnn, width 1, mtat", note)
+    png, _ = figures.save(fig, tmp_path / "narrow")
+    with Image.open(png) as image:
+        assert image.size[0] <= fig.get_figwidth() * 200 + 10  # saved at 200 dpi, cropped to what is drawn
+    assert "29.1\N{NO-BREAK SPACE}s\N{NO-BREAK SPACE}clips" in fig.axes[0].get_title(loc="left")
+
+
 def test_heatmap_titles_say_mean_without_a_spread():
     frame = pd.DataFrame({"n_seeds": [2, 2], "clip_seconds": [4.0, 4.0]})
     assert figures.caption(frame) == "mean ± std over 2 seeds, 4\N{NO-BREAK SPACE}s\N{NO-BREAK SPACE}clips"

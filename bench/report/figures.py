@@ -823,6 +823,6 @@ def per_tag(matrix: pd.DataFrame, title: str = "", note: str = "", reference: st
         colorbar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:+g}".replace("-", "\N{MINUS SIGN}")
                                                             if v else "0"))
         heading = f"per-tag ROC-AUC change against {against}, worst drop first"
-        heading = _heading([heading], fig.get_figwidth() - 0.6)  # the title and the note stay one line each
-        ax.set_title("\n".join(t for t in (title, heading, note) if t), loc="left")
+        # every line wrapped to the figure: a longer one widened the saved image past its layout
+        ax.set_title(_heading([t for t in (title, heading, note) if t], fig.get_figwidth() - 0.6), loc="left")
     return fig
