@@ -281,7 +281,8 @@ def test_a_venv_path_with_a_space_is_refused_before_anything_is_removed(tmp_path
     (tmp_path / "my").mkdir()
     (tmp_path / "my" / "notes.txt").write_text("mine")
     for target in ("plan", "clean"):
-        done = subprocess.run(["make", "-C", str(ROOT), f"VENV={tmp_path / 'my'} env", target],
+        # both words in tmp_path: a Makefile that took them apart would make its venv there, not in the checkout
+        done = subprocess.run(["make", "-C", str(ROOT), f"VENV={tmp_path / 'my'} {tmp_path / 'env'}", target],
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 2 and "give a path without spaces" in done.stderr
     assert (tmp_path / "my" / "notes.txt").read_text() == "mine"
