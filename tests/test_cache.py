@@ -117,6 +117,22 @@ def test_prepare_lists_skips_and_counts_bad_files(tmp_path):
     assert (cache.rate_dir(16000) / "waveforms.f16").stat().st_mtime_ns == stamp
 
 
+def test_prepare_counts_the_clips_it_upsampled(tmp_path):
+    """A manifest's own recordings may be 8 kHz: at a 16 kHz cache they are resampled up and their mel
+    bands above 4 kHz hold nothing; the preparation counted them nowhere. Each file's rate is recorded
+    per row, and the count and the lowest rate are in the manifest and the printed line."""
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    for name, rate in (("a", 8000), ("b", 16000), ("c", 22050), ("d", 8000)):
+        sf.write(audio / f"{name}.wav", tone(3.0, sr=rate), rate)
+    cache = WaveformCache(tmp_path / "cache", make_index(sorted(audio.glob("*.wav"))), clip_seconds=2.0)
+    low, high = cache.prepare([12000, 16000], workers=1)
+    assert (low.upsampled, low.lowest_source_rate) == (2, 8000)  # a, d
+    assert (high.upsampled, high.lowest_source_rate) == (2, 8000)  # a, d; b is 16 kHz itself
+    assert cache.manifest(16000)["upsampled"] == 2
+    assert cache.prepare([16000])[0].upsampled == 2  # read back from the manifest of the complete cache
+
+
 def test_a_bad_file_replaced_after_prepare_is_decoded_again_and_nothing_else(tmp_path, monkeypatch):
     """A user fixes a broken download and reruns: the file is decoded, not skipped for good; the rows
     that were fine, and the failures that did not change, stay as they were."""

@@ -8,6 +8,7 @@ training device, per batch (docs/architecture.md). Layout::
         sr16000/waveforms.f16          float16 memmap, shape (n_clips, clip_samples); failed rows are zero
         sr16000/progress.npy           per-row status while preparing (resume point)
         sr16000/failures.json          reasons of failed rows so far
+        sr16000/source_rates.npy       per-row sample rate of the file (the manifest counts the upsampled)
         sr16000/manifest.json          written last, atomically: the cache is complete iff it exists
 
 float16 rather than int16: `benchmarks/cache_dtype.py` shows float16's log-mel error does not depend
@@ -141,18 +142,24 @@ class PrepareReport:
     already_done: bool
     retried: int = 0
     """Rows that had failed and were decoded again because their file changed since (see `prepare`)."""
+    upsampled: int | None = None
+    """Clips whose file is recorded at a lower rate than the cache's, so resampled up: their mel bands
+    above half their own rate hold no audio. None for a cache prepared before it was counted."""
+    lowest_source_rate: int | None = None
+    """The lowest rate a clip's file is recorded at (None: not recorded)."""
 
 
 def _decode_row(args: tuple[int, str, tuple[int, ...], float]):
-    """Worker: (row, path, rates, clip_seconds) -> (row, status, reason, {rate: float16 clip})."""
+    """Worker: (row, path, rates, clip_seconds) -> (row, status, reason, {rate: float16 clip}, the file's
+    own sample rate)."""
     row, path, rates, clip_seconds = args
     try:
         with decoder_messages_discarded():  # a decoding process of its own: nothing else writes there
             decoded = decode_clip(path, rates, clip_seconds)
     except BadAudio as exc:
-        return row, FAILED, str(exc), {}
+        return row, FAILED, str(exc), {}, 0
     clips = {rate: clip.astype(DTYPE) for rate, clip in decoded.clips.items()}
-    return row, PADDED if decoded.padded else OK, "", clips
+    return row, PADDED if decoded.padded else OK, "", clips, decoded.source_rate
 
 
 DIED = ("its decoding process died (a crash in the decoder on this file, or the system killed the "
@@ -232,17 +239,40 @@ class _PartialRate:
         size = n_clips * n_samples * np.dtype(DTYPE).itemsize
         if not data.exists() or data.stat().st_size != size:
             _allocate(data, size)
-            for stale in ("progress.npy", "failures.json"):
+            for stale in ("progress.npy", "failures.json", SOURCE_RATES):
                 (folder / stale).unlink(missing_ok=True)
         self.waveforms = np.memmap(data, dtype=DTYPE, mode="r+", shape=(n_clips, n_samples))
         self.status, self.failures = _read_progress(folder, n_clips)
+        self.source_rates = _read_source_rates(folder, n_clips)
 
     def save(self):
-        """Flush the rows, then the failures' reasons, then record the rows as done: a kill between any
-        two only costs redoing rows (a reason for a row still to do is replaced when it is redone)."""
+        """Flush the rows, then the failures' reasons and the files' rates, then record the rows as done: a
+        kill between any two only costs redoing rows (what a row still to do has is replaced when it is
+        redone)."""
         self.waveforms.flush()
         atomic_write_json(self.folder / "failures.json", self.failures)
+        atomic_write_bytes(self.folder / SOURCE_RATES, _npy_bytes(self.source_rates))
         atomic_write_bytes(self.folder / "progress.npy", _npy_bytes(self.status))
+
+    def upsampled(self, rate: int) -> tuple[int, int | None]:
+        """(decoded clips whose file's rate is below `rate`, the lowest rate of a decoded clip's file)."""
+        decoded = self.source_rates[(self.status == OK) | (self.status == PADDED)]
+        known = decoded[decoded > 0]  # 0: decoded by a version that did not record it
+        return int(np.sum((known > 0) & (known < rate))), (int(known.min()) if known.size else None)
+
+
+SOURCE_RATES = "source_rates.npy"
+"""Per row of a rate being prepared: the sample rate its file is recorded at (0: not known)."""
+
+
+def _read_source_rates(folder: Path, n_clips: int) -> np.ndarray:
+    try:
+        rates = np.load(folder / SOURCE_RATES, allow_pickle=False)
+        if rates.shape == (n_clips,) and rates.dtype == np.int32:
+            return rates.copy()
+    except (OSError, ValueError, EOFError):  # absent, torn or foreign: the rates of the rows done are not known
+        pass
+    return np.zeros(n_clips, dtype=np.int32)
 
 
 def reserve_blocks(fd: int, size: int) -> None:
@@ -454,6 +484,7 @@ class WaveformCache:
                 part.save()
                 fsync_path(part.folder / WAVEFORMS)
                 statuses = part.status
+                upsampled, lowest = part.upsampled(rate)
                 manifest = {
                     "version": CACHE_VERSION,
                     "dataset": self.index.name,
@@ -464,6 +495,8 @@ class WaveformCache:
                     "n_clips": n,
                     "ok": int(np.sum(statuses == OK) + np.sum(statuses == PADDED)),
                     "padded": int(np.sum(statuses == PADDED)),
+                    "upsampled": upsampled,
+                    "lowest_source_rate": lowest,
                     "failed": [[self.index.clips[int(i)].clip_id, self.index.clips[int(i)].path,
                                 part.failures.get(str(int(i)), "unknown")]
                                for i in np.flatnonzero(statuses == FAILED)],
@@ -488,12 +521,13 @@ class WaveformCache:
         # take the preparation (and the grid) down with it, again at every rerun
         results = decode_in_processes(_decode_row, jobs, workers)
         try:
-            for row, status, reason, clips in results:
+            for row, status, reason, clips, *source in results:  # a process that died gives no rate
                 for rate, part in partial.items():
                     if status != FAILED:
                         part.waveforms[row] = clips[rate]
                     else:
                         part.failures[str(row)] = reason
+                    part.source_rates[row] = source[0] if source else 0
                     part.status[row] = status
                 if bar is not None:
                     bar.update(1)
@@ -512,7 +546,8 @@ class WaveformCache:
         m = self.manifest(rate)
         return PrepareReport(sample_rate=rate, path=self.rate_dir(rate), n_clips=m["n_clips"], ok=m["ok"],
                              padded=m["padded"], failed=[tuple(f) for f in m["failed"]], seconds=m["seconds"],
-                             already_done=already_done)
+                             already_done=already_done, upsampled=m.get("upsampled"),
+                             lowest_source_rate=m.get("lowest_source_rate"))
 
     def open(self, sample_rate: int) -> CachedWaveforms:
         problem = manifest_problem(self.rate_dir(sample_rate))

@@ -30,7 +30,9 @@ def prepare_spec(spec, data: str | None, cache: str | None, workers: int | None 
         state = "already prepared" if r.already_done else f"prepared in {r.seconds:.1f} s"
         if r.retried:
             state += f" ({r.retried} file(s) that had failed changed or became readable since, decoded again)"
-        print(f"{r.sample_rate} Hz: {r.ok} clips ok ({r.padded} zero-padded), {len(r.failed)} failed; "
+        up = (f", {r.upsampled} upsampled from as low as {r.lowest_source_rate:,} Hz: none of their audio above "
+              f"{r.lowest_source_rate / 2:,.0f} Hz" if r.upsampled else "")
+        print(f"{r.sample_rate} Hz: {r.ok} clips ok ({r.padded} zero-padded{up}), {len(r.failed)} failed; "
               f"{state}: {r.path}")
     for clip_id, path, reason in reports[0].failed if reports else []:
         print(f"  skipped {clip_id}: {path}: {reason}")
