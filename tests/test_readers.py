@@ -344,6 +344,20 @@ def test_manifest_errors_name_the_files_lines_and_tags_count_once_per_clip(tmp_p
     assert [c.labels for c in index.clips] == [(1,), (0, 1), (0,), (0,)]
 
 
+def test_a_manifest_row_without_tags_and_one_with_a_stray_quote(tmp_path):
+    """A row that stops before its tags field is an untagged clip (it was a KeyError once rows were read
+    by position); an unbalanced quote takes in the rest of the file as one field, past csv's limit: one
+    line naming where that row starts, not a _csv.Error traceback."""
+    (tmp_path / "short.csv").write_text("path,split,tags\na.mp3,train,rock\nb.mp3,test\n")
+    assert [c.labels for c in read_manifest(tmp_path / "short.csv").clips] == [(0,), ()]
+    rows = [f"{i:05d}.mp3,train,rock" for i in range(9000)]
+    rows[10] = '"Weird Al - 1.mp3,train,rock'
+    (tmp_path / "quote.csv").write_text("path,split,tags\n" + "\n".join(rows) + "\n")
+    with pytest.raises(UserError, match=r"quote.csv: the row from line 12: not CSV text \(field larger than field "
+                                        r"limit"):
+        read_manifest(tmp_path / "quote.csv")
+
+
 def test_a_file_listed_twice_is_found_with_the_manifest_named_relative(tmp_path, monkeypatch):
     """A manifest named from the working directory (`--data man/m.csv`) listing a file once by its
     relative path and once by its full path: one file, whichever way the manifest is named."""

@@ -38,15 +38,15 @@ def read_manifest(manifest: str | Path, n_tags: int = 50, drop_untagged: bool = 
     if missing:
         raise UserError(f"{manifest}: missing column(s) {', '.join(missing)}; expected path,split,tags")
     entries, ids_seen, paths_seen = [], {}, {}
-    for line_no, fields in rows:
-        row = dict(zip(header, fields, strict=False))  # a short row lacks the last columns
+    for line_no, row in rows:
         short = [c for c in REQUIRED_COLUMNS if row.get(c) is None and c != "tags"]
         if short:
             raise UserError(f"{manifest}: line {line_no}: no {', '.join(short)} (the row has fewer fields than "
                             "the header)")
-        if len(fields) > len(header):  # a tag after a comma would be lost
-            raise UserError(f"{manifest}: line {line_no}: {len(fields)} fields where the header has {len(header)}; "
-                            f"tags are separated by '{TAG_SEPARATOR}', and a field holding a comma is quoted")
+        if None in row:  # fields past the header's: a tag after a comma would be lost
+            raise UserError(f"{manifest}: line {line_no}: {len(header) + len(row[None])} fields where the header "
+                            f"has {len(header)}; tags are separated by '{TAG_SEPARATOR}', and a field holding a "
+                            "comma is quoted")
         split = row["split"].strip()
         if split not in SPLITS:
             raise UserError(f"{manifest}: line {line_no}: split {split!r} must be one of {', '.join(SPLITS)}")

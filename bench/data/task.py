@@ -10,7 +10,6 @@ the manifest, and the line where there is one; every file must exist before any 
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,11 +43,7 @@ def read_rows(manifest: str | Path, required: tuple[str, ...]) -> tuple[Path, li
     manifest = Path(manifest).expanduser()
     if not manifest.is_file():
         raise UserError(f"manifest not found: expected a CSV file with columns {','.join(required)} at {manifest}")
-    try:
-        columns, lines = csv_rows(manifest)  # a spreadsheet's "CSV UTF-8" too
-        rows = [(line, dict(zip(columns, fields, strict=False))) for line, fields in lines]
-    except csv.Error as exc:
-        raise UserError(f"{manifest}: not a CSV text file ({exc})") from None
+    columns, rows = csv_rows(manifest)  # a spreadsheet's "CSV UTF-8" too
     for column in required:
         if column not in columns:
             spaced = [c for c in columns if c.strip() == column]  # "path, label": the space is part of the name
