@@ -70,6 +70,11 @@ def test_mtat_annotations_with_a_clip_twice_or_a_value_other_than_0_or_1_are_ref
         annotations.write_text("".join([lines[0], lines[1].replace('"1"', f'"{value}"', 1), *lines[2:]]))
         with pytest.raises(UserError, match="line 2: tag values must be 0 or 1"):
             read_mtat(root)
+    # an unbalanced quote reads the rest of a large file as one field, past csv's field limit
+    plain_lines = [line.replace('"', "") for line in lines]  # quoting is optional; one opening quote left
+    annotations.write_text("".join([plain_lines[0], '"' + plain_lines[1], *plain_lines[2:] * 2000]))
+    with pytest.raises(UserError, match="not tab-separated text .*field larger than field limit"):
+        read_mtat(root)
 
 
 def test_an_mtat_format_folder_of_fewer_than_50_tags_says_how_to_train_on_them(tmp_path):

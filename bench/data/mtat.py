@@ -53,7 +53,12 @@ SPLITS = ("folders", "won")
 def read_annotations(path: Path) -> tuple[list[str], list[str], np.ndarray, list[str]]:
     """(clip ids, tag names in column order, binary matrix, mp3 paths) from annotations_final.csv."""
     with text_file(path, "utf-8-sig") as handle:  # -sig: the byte-order mark of a file a spreadsheet saved
-        rows = list(csv.reader(handle, delimiter="\t", quotechar='"'))
+        reader = csv.reader(handle, delimiter="\t", quotechar='"')
+        try:
+            rows = list(reader)
+        except csv.Error as exc:  # an unbalanced quote takes in the rest of the file, past csv's field limit
+            raise UserError(f"{path}: line {reader.line_num}: not tab-separated text ({exc}; an unbalanced "
+                            "quote?)") from None
     if not rows:
         raise UserError(f"{path}: empty annotations file")
     header = rows[0]
