@@ -32,8 +32,10 @@ $(STAMP): FORCE
 endif
 endif
 # two makes that install the venv at once (`make grid` and `make test` in two terminals on a fresh
-# clone) take turns where flock is there; the second finds it done
-FLOCK := $(shell command -v flock 2>/dev/null)
+# clone) take turns where flock is there; the second finds it done. Not under -n: a dry run runs the
+# recipe line that holds $(MAKE), and would make the lock's folder and file
+DRY_RUN := $(findstring n,$(firstword -$(MAKEFLAGS)))
+FLOCK := $(if $(DRY_RUN),,$(shell command -v flock 2>/dev/null))
 SPEC    ?= specs/demo.toml
 DATA    ?=
 RESULTS ?= results
@@ -56,8 +58,7 @@ help: ## list the targets
 
 ifeq ($(VENV_LOCKED),)
 $(STAMP): pyproject.toml
-	@mkdir -p $(dir $(VENV))
-	@$(if $(FLOCK),$(FLOCK) $(VENV).lock) $(MAKE) --no-print-directory -s VENV_LOCKED=1 $(STAMP)
+	@$(if $(FLOCK),mkdir -p $(dir $(VENV)) && $(FLOCK) $(VENV).lock) $(MAKE) --no-print-directory -s VENV_LOCKED=1 $(STAMP)
 else
 $(STAMP): pyproject.toml
 	@# a venv left without pip (python3-venv missing when it was made), made by a Python older than 3.10,

@@ -92,13 +92,31 @@ def _registration_problem(arch: Architecture) -> str | None:
     if not re.fullmatch(r"[\w.]+:\w+", arch.builder):
         return f"builder must be 'module:function' (e.g. 'architectures.vgg:build'), not {arch.builder!r}"
     module = arch.builder.split(":")[0]
-    try:  # finds the module's file without running it (no torch yet)
-        found = importlib.util.find_spec(module)
-    except (ImportError, ValueError):  # a package above it that is not there
-        found = None
-    if found is None:
+    if not _module_found(module):
         return f"builder {arch.builder!r}: no module {module}"
     return None
+
+
+def _module_found(name: str) -> bool:
+    """Whether module `name` is there, found without running it or the packages above it (which may import
+    torch): `importlib.util.find_spec` of a submodule imports its parents."""
+    import importlib.machinery
+    import sys
+
+    spec, parts = None, name.split(".")
+    for depth, part in enumerate(parts):
+        full = ".".join(parts[:depth + 1])
+        if full in sys.modules:
+            spec = sys.modules[full].__spec__
+        elif depth == 0:
+            spec = importlib.util.find_spec(part)  # a top-level name is found, not imported
+        elif spec is None or spec.submodule_search_locations is None:  # no such package above it
+            return False
+        else:
+            spec = importlib.machinery.PathFinder.find_spec(full, spec.submodule_search_locations)
+        if spec is None:
+            return False
+    return True
 
 
 def names() -> list[str]:

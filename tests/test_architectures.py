@@ -358,6 +358,20 @@ def test_an_added_architectures_tuple_option_is_read_from_a_toml_list(registerin
             spec(table)
 
 
+def test_a_builder_in_a_package_of_its_own_is_found_without_running_the_package(registering, tmp_path,
+                                                                               monkeypatch):
+    """importlib's find_spec of `pkg.net` imports `pkg` (whose __init__ may import torch, or fail): the
+    check walks the packages' search paths instead, running nothing."""
+    package = tmp_path / "mynets"
+    package.mkdir()
+    (package / "__init__.py").write_text("raise RuntimeError('the package ran at registration')\n")
+    (package / "net.py").write_text("def build(input_config, n_tags, options): ...\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registering("probe", plan=architectures.planning.vgg_plan, builder="mynets.net:build")
+    with pytest.raises(ValueError, match="builder 'mynets.nett:build': no module mynets.nett"):
+        registering("probe2", plan=architectures.planning.vgg_plan, builder="mynets.nett:build")
+
+
 def test_a_builder_function_its_module_lacks_is_one_line_at_the_first_build(registering, write_spec, capsys):
     """The module of `architectures.vgg:biuld` is there (registration finds it without importing torch);
     its function is looked up at the first build: `bench plan` ended in an AttributeError's traceback."""

@@ -320,3 +320,12 @@ def test_a_venv_that_runs_another_checkouts_code_is_installed_again(tmp_path):
     assert _venv_state(ROOT, venv, f"PYTHON={other}") == f"[{sys.version_info.major}.{sys.version_info.minor}]"
     python.write_text(f'#!/bin/sh\nexec "{tmp_path / "uninstalled-python"}" "$@"\n')
     assert _venv_state(ROOT, venv) == "[stale]"
+
+
+def test_a_dry_run_makes_nothing(tmp_path):
+    """`make -n` runs the recipe line that holds $(MAKE): it took the bootstrap's lock for real, failing
+    where VENV's folder did not exist yet and leaving a lock file where it did."""
+    done = subprocess.run(["make", "-n", "-C", str(ROOT), f"VENV={tmp_path / 'new' / 'venv'}", "plan"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "bench plan" in done.stdout and not list(tmp_path.iterdir())
