@@ -59,7 +59,7 @@ LOG_STYLES = {"log": {"linestyle": "-", "filled": True}, "dB": {"linestyle": "--
 """Fill and line style of a log type, the same in every panel: log = filled, solid; dB = hollow, dashed."""
 DODGE = 1.07
 """Fig. 1: with both log types, dB points sit this factor right of the log points (log x axis), so that
-a dB marker never lies on a log line."""
+a dB marker does not cover its log twin (where the two score alike, it may still sit on the log line)."""
 
 
 def save(fig: Figure, stem: str | Path) -> list[Path]:
