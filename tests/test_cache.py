@@ -131,6 +131,13 @@ def test_prepare_counts_the_clips_it_upsampled(tmp_path):
     assert (high.upsampled, high.lowest_source_rate) == (2, 8000)  # a, d; b is 16 kHz itself
     assert cache.manifest(16000)["upsampled"] == 2
     assert cache.prepare([16000])[0].upsampled == 2  # read back from the manifest of the complete cache
+    # rows decoded by a version that recorded no rates: the count is not known, not a part of it
+    (cache.rate_dir(22050) / "source_rates.npy").unlink(missing_ok=True)
+    first = cache.prepare([22050])[0]
+    assert (first.upsampled, first.lowest_source_rate) == (3, 8000)  # a, b, d
+    (cache.rate_dir(22050) / "source_rates.npy").write_bytes(b"torn")
+    (cache.rate_dir(22050) / "manifest.json").unlink()  # prepared again from its progress: rates unknown
+    assert cache.prepare([22050])[0].upsampled is None
 
 
 def test_a_bad_file_replaced_after_prepare_is_decoded_again_and_nothing_else(tmp_path, monkeypatch):

@@ -254,11 +254,13 @@ class _PartialRate:
         atomic_write_bytes(self.folder / SOURCE_RATES, _npy_bytes(self.source_rates))
         atomic_write_bytes(self.folder / "progress.npy", _npy_bytes(self.status))
 
-    def upsampled(self, rate: int) -> tuple[int, int | None]:
-        """(decoded clips whose file's rate is below `rate`, the lowest rate of a decoded clip's file)."""
+    def upsampled(self, rate: int) -> tuple[int | None, int | None]:
+        """(decoded clips whose file's rate is below `rate`, the lowest rate of a decoded clip's file); both
+        None where some decoded row's rate is not known (decoded by a version that did not record it)."""
         decoded = self.source_rates[(self.status == OK) | (self.status == PADDED)]
-        known = decoded[decoded > 0]  # 0: decoded by a version that did not record it
-        return int(np.sum((known > 0) & (known < rate))), (int(known.min()) if known.size else None)
+        if not decoded.size or (decoded == 0).any():
+            return None, None
+        return int(np.sum(decoded < rate)), int(decoded.min())
 
 
 SOURCE_RATES = "source_rates.npy"
