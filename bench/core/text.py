@@ -25,14 +25,12 @@ def text_file(path: str | Path, encoding: str = "utf-8") -> io.StringIO:
     return io.StringIO(read_text(path, encoding), newline="")
 
 
-def csv_rows(path: str | Path, **dialect) -> tuple[list[str], list[tuple[int, dict[str, str | None]]]]:
-    """(header, [(line number where the row starts, {column: field})]) of a UTF-8 CSV file (a spreadsheet's
-    byte-order mark skipped; `dialect`: csv.reader's options), blank lines left out. A row shorter than the
-    header has None for its missing columns, and one longer holds its extra fields, in order, under None (as
-    csv.DictReader gives them). The line numbers are the file's, as an editor shows them, past blank lines
-    and fields that hold line breaks, where a row's index would name another row. Text the csv module
-    cannot read (a field past its size limit: an unbalanced quote takes in the rest of the file) is a
-    UserError naming the line its row starts on."""
+def csv_lines(path: str | Path, what: str = "CSV text", **dialect) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """(header, [(line number where the row starts, its fields)]) of a UTF-8 file of `what` (a spreadsheet's
+    byte-order mark skipped; `dialect`: csv.reader's options), blank lines left out. The line numbers are
+    the file's, as an editor shows them, past blank lines and fields that hold line breaks, where a row's
+    index would name another row. Text the csv module cannot read (a field past its size limit: an
+    unbalanced quote takes in the rest of the file) is a UserError naming the line its row starts on."""
     with text_file(path, "utf-8-sig") as handle:
         reader = csv.reader(handle, **dialect)
         rows, start = [], 1
@@ -44,12 +42,23 @@ def csv_rows(path: str | Path, **dialect) -> tuple[list[str], list[tuple[int, di
                 if fields is None:
                     return header, rows
                 if fields:
-                    row: dict = dict(zip(header, fields + [None] * (len(header) - len(fields)), strict=False))
-                    if len(fields) > len(header):
-                        row[None] = fields[len(header):]
-                    rows.append((start, row))
+                    rows.append((start, fields))
         except csv.Error as exc:
-            raise UserError(f"{path}: the row from line {start}: not CSV text ({exc}; an unbalanced quote?)") from None
+            raise UserError(f"{path}: the row from line {start}: not {what} ({exc}; an unbalanced quote?)") from None
+
+
+def csv_rows(path: str | Path, **dialect) -> tuple[list[str], list[tuple[int, dict[str, str | None]]]]:
+    """`csv_lines` with each row as {column: field}: a row shorter than the header has None for its
+    missing columns, and one longer holds its extra fields, in order, under None (as csv.DictReader gives
+    them)."""
+    header, lines = csv_lines(path, **dialect)
+    rows = []
+    for start, fields in lines:
+        row: dict = dict(zip(header, fields + [None] * (len(header) - len(fields)), strict=False))
+        if len(fields) > len(header):
+            row[None] = fields[len(header):]
+        rows.append((start, row))
+    return header, rows
 
 
 def printable(name: str) -> str:

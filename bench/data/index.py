@@ -20,6 +20,19 @@ def has_roc_auc(positives, clips):
     return (positives > 0) & (positives < clips)
 
 
+def no_roc_auc(split: str, clips: str) -> str:
+    """Why `split` (of `clips`, e.g. "4 decodable clips") cannot be scored: `has_roc_auc` holds for none
+    of its tags (`bench dataset` judges it from the files found, a run from the clips decoded)."""
+    return (f"no tag of the {split} split ({clips}) has both clips with it and clips without it, so no ROC-AUC "
+            "can be computed there")
+
+
+def top_tags(matrix: np.ndarray, n: int) -> list[int]:
+    """Column indices of the `n` most frequent tags of `matrix` (a row per clip, a column per tag): those on
+    the most rows, descending; ties keep column order (a stable sort)."""
+    return [int(c) for c in np.argsort(-matrix.sum(axis=0), kind="stable")[:n]]
+
+
 AUDIO_MISSING = "audio file missing"
 AUDIO_EMPTY = "audio file empty"
 

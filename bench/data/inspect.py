@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.data.index import SPLITS, DatasetIndex, audio_file_problem, has_roc_auc
+from bench.data.index import SPLITS, DatasetIndex, audio_file_problem, has_roc_auc, no_roc_auc
 
 FIRST_IDS = 5
 """Clip ids shown per exclusion reason and per kind of audio problem."""
@@ -53,9 +53,7 @@ class DatasetReport:
         usable = self.audio["usable"]
         empty = [s for s in SPLITS if usable[s] == 0]
         reasons = [f"no usable audio in the {', '.join(empty)} split(s)"] if empty else []
-        reasons += [f"no tag of the {s} split ({usable[s]:,} clip{'s' if usable[s] != 1 else ''} with audio) has "
-                    "both clips with it and clips "
-                    "without it, so no ROC-AUC can be computed there"
+        reasons += [no_roc_auc(s, f"{usable[s]:,} clip{'s' if usable[s] != 1 else ''} with audio")
                     for s in SCORED if usable[s] and not self.scorable(s)]
         return reasons
 

@@ -21,7 +21,7 @@ Audio lives under `audio/` (or directly in the root) in either layout, found per
 - track-id folders, as the paper's code and musicnn-training keep MSD audio: the 3rd, 4th and 5th
   characters of the id, `A/B/C/TRABC....mp3` (also `.clip.mp3`).
 The tags are the list's 50 in its order; fewer (`n_tags`) are those on the most tracks of the splits,
-most frequent first (`top_columns`), as MTAT's and MTG-Jamendo's top N.
+most frequent first (`bench.data.index.top_tags`), as MTAT's and MTG-Jamendo's top N.
 Every track's file is checked when the index is built (existence and size, nothing decoded): a
 missing or empty file excludes the track with its reason, and the reasons are counted in one
 summary line (`DatasetIndex.excluded_summary`); common copies lack audio for a few ids (the paper's
@@ -37,7 +37,7 @@ import numpy as np
 
 from bench.core.errors import UserError
 from bench.core.text import read_text, text_file
-from bench.data.index import Clip, DatasetIndex, audio_file_shown, first_audio_file
+from bench.data.index import Clip, DatasetIndex, audio_file_shown, first_audio_file, top_tags
 from bench.data.safe_pickle import safe_load
 
 N_TRAIN = 201_680
@@ -96,14 +96,6 @@ def _tag_matrix(tag_vectors: dict, tag_list: tuple[str, ...], named: str) -> tup
         raise UserError(f"the tag vector of {wrong} has {np.asarray(tag_vectors[wrong]).size} values, but {named} "
                         f"names {len(tag_list)} tags: one value per tag, in its order")
     return ids, np.stack(rows) > 0
-
-
-def top_columns(matrix: np.ndarray, n: int) -> list[int]:
-    """The `n` columns of `matrix` (a row per track) positive on the most tracks, descending, ties in column
-    order; every column, in its order, where `n` keeps them all (the published list's order)."""
-    if n >= matrix.shape[1]:
-        return list(range(matrix.shape[1]))
-    return [int(c) for c in np.argsort(-matrix.sum(axis=0), kind="stable")[:n]]
 
 
 def _labels(ids: list[str], matrix: np.ndarray, columns: list[int]) -> dict[str, tuple[int, ...]]:
@@ -198,7 +190,8 @@ def read_msd(root: str | Path, n_tags: int = 50, drop_untagged: bool = False, ch
     listed = {msd_id for msd_id, _ in splits}  # the tracks of the splits decide which tags are most frequent
     ids, matrix = _tag_matrix({i: v for i, v in tag_vectors.items() if i in listed}, all_tags,
                               str(tag_list) if tag_list.is_file() else "the published list of 50 Last.fm tags")
-    columns = top_columns(matrix, n_tags)
+    # all of them in the published list's order; fewer: the most frequent
+    columns = list(range(len(all_tags))) if n_tags >= len(all_tags) else top_tags(matrix, n_tags)
     names = tuple(all_tags[c] for c in columns)
     labels_of = _labels(ids, matrix, columns)
     root_text = str(audio_root)

@@ -23,14 +23,13 @@ Splits (`split`):
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 
 from bench.core.errors import UserError
-from bench.core.text import text_file
-from bench.data.index import Clip, DatasetIndex
+from bench.core.text import csv_lines
+from bench.data.index import Clip, DatasetIndex, top_tags
 
 ANNOTATIONS = "annotations_final.csv"
 FOLDERS = tuple("0123456789abcdef")
@@ -52,23 +51,15 @@ SPLITS = ("folders", "won")
 
 def read_annotations(path: Path) -> tuple[list[str], list[str], np.ndarray, list[str]]:
     """(clip ids, tag names in column order, binary matrix, mp3 paths) from annotations_final.csv."""
-    with text_file(path, "utf-8-sig") as handle:  # -sig: the byte-order mark of a file a spreadsheet saved
-        reader = csv.reader(handle, delimiter="\t", quotechar='"')
-        try:
-            rows = list(reader)
-        except csv.Error as exc:  # an unbalanced quote takes in the rest of the file, past csv's field limit
-            raise UserError(f"{path}: line {reader.line_num}: not tab-separated text ({exc}; an unbalanced "
-                            "quote?)") from None
-    if not rows:
+    # a spreadsheet's byte-order mark skipped
+    header, rows = csv_lines(path, "tab-separated text", delimiter="\t", quotechar='"')
+    if not header and not rows:
         raise UserError(f"{path}: empty annotations file")
-    header = rows[0]
     if len(header) < 3 or header[0] != "clip_id" or header[-1] != "mp3_path":
         raise UserError(f"{path}: expected a tab-separated header 'clip_id <tags...> mp3_path', got {header[:3]}...")
     tag_names = header[1:-1]
     ids, paths, values, line_of, path_line = [], [], [], {}, {}
-    for line_no, row in enumerate(rows[1:], start=2):
-        if not row:
-            continue
+    for line_no, row in rows:
         if len(row) != len(header):
             raise UserError(f"{path}: line {line_no}: {len(row)} fields, expected {len(header)}")
         if row[1:-1] and not set(row[1:-1]) <= {"0", "1"}:
@@ -83,12 +74,6 @@ def read_annotations(path: Path) -> tuple[list[str], list[str], np.ndarray, list
         paths.append(row[-1])
     matrix = np.asarray(values, dtype=np.int64).reshape(len(ids), len(tag_names))
     return ids, tag_names, matrix, paths
-
-
-def top_tags(matrix: np.ndarray, n: int) -> list[int]:
-    """Column indices of the n most frequent tags; ties keep column order (a stable sort)."""
-    counts = matrix.sum(axis=0)
-    return list(np.argsort(-counts, kind="stable")[:n])
 
 
 def chosen_tags(path: Path, tag_names: list[str], matrix: np.ndarray, n: int, published_order: bool) -> list[int]:

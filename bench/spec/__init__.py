@@ -420,7 +420,8 @@ class _Validator:
         import numpy as np
 
         from bench.data.datasets import SYNTHETIC_DEFAULT_CLIPS
-        from bench.data.mtat import SPLIT_OF_FOLDER, top_tags
+        from bench.data.index import top_tags
+        from bench.data.mtat import SPLIT_OF_FOLDER
         from bench.data.synthetic.plan import TAG_NAMES, plan_clips
 
         def unscorable(clips: int) -> list[str]:

@@ -55,7 +55,7 @@ from bench.core.interrupts import interrupts_deferred
 from bench.core.layout import BEST, CHECKPOINT, HISTORY  # noqa: F401 - re-exported
 from bench.core.store import append_line, atomic_write_text, reject
 from bench.data.cached_waveforms import CachedWaveforms
-from bench.data.index import has_roc_auc
+from bench.data.index import has_roc_auc, no_roc_auc
 from bench.data.views import (
     ClipDataset,
     ReadBatches,
@@ -211,9 +211,7 @@ class Trainer:
         for split in ("valid", "test"):  # else the run would fail at its first validation, or after its last epoch
             targets = self.data[split].targets.numpy()
             if not has_roc_auc(targets.sum(axis=0), len(targets)).any():
-                clips = f"{len(targets):,} decodable clip{'s' if len(targets) != 1 else ''}"
-                raise UserError(f"no tag of the {split} split ({clips}) has both clips with it and clips without "
-                                "it, so no ROC-AUC can be computed there")
+                raise UserError(no_roc_auc(split, f"{len(targets):,} decodable clip{'s' if len(targets) != 1 else ''}"))
         fewest = architectures.min_train_batch(run.arch, mel.input_config(run.dataset.clip_seconds),
                                                **dataclasses.asdict(run.configuration.options))
         if len(self.data["train"]) < fewest:  # a split smaller than a batch is one batch of all its clips
