@@ -329,3 +329,26 @@ def test_a_dry_run_makes_nothing(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "bench plan" in done.stdout and not list(tmp_path.iterdir())
+
+
+def test_two_bootstraps_take_turns_where_there_is_no_flock_command(tmp_path):
+    """macOS has no flock(1): two makes installing the venv at once (`make grid` and `make test` in two
+    terminals on a fresh clone) ran pip into one venv together. Where the command is missing, PYTHON's
+    fcntl.flock holds the same lock file. Both makes here run on a PATH without flock(1), each holding
+    the bootstrap's lock for a second: the second starts only after the first has ended."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for folder in os.environ["PATH"].split(os.pathsep):
+        for tool in Path(folder).glob("*") if Path(folder).is_dir() else ():
+            if tool.name != "flock" and not (bin_dir / tool.name).exists():
+                (bin_dir / tool.name).symlink_to(tool)
+    env = {**os.environ, "PATH": str(bin_dir)}
+    log = tmp_path / "log"
+    probe = ("probe: ; @$(VENV_LOCK) $(VENV).lock sh -c 'echo start $(WHO) >> $(LOG); sleep 1; "
+             "echo end $(WHO) >> $(LOG)'")
+    makes = [subprocess.Popen(["make", "-s", "-C", str(ROOT), f"VENV={tmp_path / 'venv'}", f"PYTHON={sys.executable}",
+                               f"LOG={log}", f"WHO={who}", "--eval", probe, "probe"], env=env)
+             for who in "ab"]
+    assert [make.wait(timeout=60) for make in makes] == [0, 0]
+    first, second = log.read_text().split()[1::2][::2]
+    assert log.read_text().split() == ["start", first, "end", first, "start", second, "end", second]
