@@ -187,3 +187,17 @@ def test_a_synthetic_set_not_generated_yet_is_described_from_its_plan(tmp_path, 
     assert stopped["warnings"][0].endswith("(the folder holds no annotations yet: empty, or a generation stopped "
                                            "early)")
     assert all(stopped[key] == generated[key] for key in ("splits", "tags", "positives", "excluded"))
+
+
+def test_a_tag_holding_a_comma_reads_as_one_tag(tmp_path, write_spec, capsys):
+    """Tags were listed joined with ", ", so the manifest tag `rock, pop` read as two tags, `rock` and
+    `pop`, beside the one tag `folk`. A tag holding a comma is now written in double quotes, as CSV
+    would write it."""
+    for name in "abcdef":
+        (tmp_path / f"{name}.wav").write_bytes(b"RIFF")
+    (tmp_path / "m.csv").write_text('path,split,tags\na.wav,train,"rock, pop"\nb.wav,train,folk\n'
+                                    'c.wav,valid,"rock, pop"\nd.wav,valid,folk\n'
+                                    'e.wav,test,"rock, pop"\nf.wav,test,folk\n')
+    main(["dataset", spec_for(write_spec, "manifest", tmp_path / "m.csv")])
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("tags (")]
+    assert line == "tags (2, in the model's output order): \"rock, pop\", folk"

@@ -66,3 +66,13 @@ def printable(name: str) -> str:
     drawn: its bytes that are not UTF-8 (a Latin-1 "café" is b"caf\\xe9", read as a lone surrogate) as
     `\\xe9`."""
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def listed(names) -> str:
+    """`names` joined with ", ", each that holds a comma, a quote or space at an end written in double
+    quotes (a quote inside doubled, as CSV writes it): a tag "rock, pop" does not read as two."""
+    def one(name: str) -> str:
+        if "," in name or '"' in name or name != name.strip():
+            return '"' + name.replace('"', '""') + '"'
+        return name
+    return ", ".join(one(str(n)) for n in names)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.core.text import listed
 from bench.data.index import SPLITS, DatasetIndex, audio_file_problem, has_roc_auc, no_roc_auc
 
 FIRST_IDS = 5
@@ -121,7 +122,7 @@ def _one_sided(positives: dict[str, int], clips: int, split: str, besides: dict[
         tags = [tag for tag, n in positives.items()
                 if lacking(n, clips) and (besides is None or not lacking(besides[tag], besides_clips))]
         if tags:
-            warnings.append(f"{len(tags)} tag(s) with no {kind} in {split}: {', '.join(tags[:FIRST_IDS])}"
+            warnings.append(f"{len(tags)} tag(s) with no {kind} in {split}: {listed(tags[:FIRST_IDS])}"
                             + (", ..." if len(tags) > FIRST_IDS else ""))
     return warnings
 
@@ -136,8 +137,8 @@ def format_report(report: DatasetReport) -> str:
     for problem, per_split in report.audio["problems"].items():
         total = sum(per_split.values())
         lines.append(f"  {total:,} {problem} ({', '.join(f'{k} {v:,}' for k, v in per_split.items())}), e.g. "
-                     + ", ".join(report.audio["examples"][problem]))
-    lines.append(f"tags ({len(report.tags)}, in the model's output order): " + ", ".join(report.tags))
+                     + listed(report.audio["examples"][problem]))
+    lines.append(f"tags ({len(report.tags)}, in the model's output order): " + listed(report.tags))
     width = max([len(t) for t in report.tags] + [3])
     lines.append(f"positives per tag: {'tag':{width}s} {'train':>7s} {'valid':>7s} {'test':>7s}")
     for tag in report.tags:
@@ -146,7 +147,7 @@ def format_report(report: DatasetReport) -> str:
     if report.excluded:
         lines.append("excluded by the reader:")
         for reason, n in sorted(report.excluded.items(), key=lambda r: -r[1]):
-            lines.append(f"  {n:,} {reason}, e.g. {', '.join(report.excluded_examples[reason])}")
+            lines.append(f"  {n:,} {reason}, e.g. {listed(report.excluded_examples[reason])}")
     else:
         lines.append("excluded by the reader: none")
     lines.append("warnings: " + ("none" if not report.warnings else ""))
