@@ -2266,10 +2266,10 @@ def test_gpu_check_p4_judges_the_loader_against_a_measured_rate(monkeypatch):
     stand-in of 1 clip/s) and the mel of its clips. At batch 32, a 30 ms step and 0.5 ms of mel per clip:
     32 clips in 30 + 16 ms, 695.7 clips/s, not the network's 1,066.7. The mel is what a training step
     computes (for MusiCNN one 3 s segment of each clip, not its whole 29.1 s)."""
-    from bench.tools import gpucheck, perf
+    from bench.tools import gpucheck, input_path
 
     frontends = []
-    monkeypatch.setattr(perf, "measure_frontend", lambda case, device, settings, step: (
+    monkeypatch.setattr(input_path, "measure_frontend", lambda case, device, settings, step: (
         frontends.append((case, settings.batch, step)), {"ms_per_clip": 4.5, "training_ms_per_clip": 0.5})[1])
     monkeypatch.setattr(gpucheck, "_cases", lambda: {"smallest": "case"})
     assert gpucheck.smallest_consumption({"smallest": {"step_seconds": 0.03}}, 32) == pytest.approx(32 / 0.046)
@@ -2283,7 +2283,7 @@ def test_gpu_check_p4_judges_the_loader_against_a_measured_rate(monkeypatch):
 def test_gpu_check_p4_times_the_reads_over_sixteen_batches(monkeypatch):
     """A pass of 4 batches times mostly the reader's pipeline filling (2 batches read ahead): P4 passes
     16 batches."""
-    from bench.tools import gpucheck, perf
+    from bench.tools import gpucheck, input_path
 
     seen = []
 
@@ -2292,8 +2292,8 @@ def test_gpu_check_p4_times_the_reads_over_sixteen_batches(monkeypatch):
         return {"clips_per_second_page_cache": 900.0, "clips_per_second_resident": 5000.0,
                 "clips_per_second_evicted": 700.0, "loader_over_consumption": 700.0 / consumption, "threads": 16}
 
-    monkeypatch.setattr(perf, "measure_data_path", measured)
-    monkeypatch.setattr(perf, "describe_cold_read", lambda result: "evicted 700")
+    monkeypatch.setattr(input_path, "measure_data_path", measured)
+    monkeypatch.setattr(input_path, "describe_cold_read", lambda result: "evicted 700")
     monkeypatch.setattr(gpucheck, "_cases", lambda: {"reading": types.SimpleNamespace(label="vgg 16k")})
     check = gpucheck.Check("P4", "")
     gpucheck.check_reading(check, 32, consumption=350.0)
@@ -2307,9 +2307,9 @@ def test_gpu_check_p4_judges_the_reader_not_the_disk(monkeypatch, page_cache, ok
     1,229 from its disk (which reads 2.0 GB/s, 2,200 such clips/s), against the 7,973 clips/s the
     smallest configuration trains on. The disk bounds any reader: P4 passes on the page cache's rate
     and says the disk's; 1,915 clips/s from the page cache (a DataLoader with 4 workers there) fails."""
-    from bench.tools import gpucheck, perf
+    from bench.tools import gpucheck, input_path
 
-    monkeypatch.setattr(perf, "measure_data_path", lambda *a: {
+    monkeypatch.setattr(input_path, "measure_data_path", lambda *a: {
         "clips_per_second_page_cache": page_cache, "clips_per_second_resident": 689_954.0,
         "clips_per_second_evicted": 1_229.0, "page_cache_fraction_after_evicting": 0.0, "threads": 16})
     monkeypatch.setattr(gpucheck, "_cases", lambda: {"reading": types.SimpleNamespace(label="vgg 16k 48x182 x10")})

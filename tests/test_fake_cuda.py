@@ -41,7 +41,7 @@ from bench.cost import gmac
 from bench.data import views
 from bench.run import gpus
 from bench.spec import load_spec
-from bench.tools import perf
+from bench.tools import input_path, perf
 from bench.train import checkpoint, fastpath, latency
 from bench.train import loop as train
 from bench.train.frontend import MelFrontend
@@ -483,7 +483,7 @@ def test_bench_perf_on_a_gpu_measures_its_levers_and_judges_the_gpu_targets(fake
     the front end, both data paths and the projection run with their tensors on the device; the
     targets are the GPU's (shares of its bf16 dense peak), not the CPU's. The fake's timings are
     meaningless; the work and the floor are not: 3,778 PFLOP, 1.06 hours at an H100's 989 TFLOP/s."""
-    monkeypatch.setattr(perf, "epoch_order", _on_the_host(perf.epoch_order))
+    monkeypatch.setattr(input_path, "epoch_order", _on_the_host(input_path.epoch_order))
     settings = perf.PerfSettings(batch=None, budget_seconds=0.01, max_steps=1, scaling_cases=2, data_clips=8,
                                  compile=False, librosa=False)
     uploads = []  # shapes copied from the host to the device
@@ -502,7 +502,8 @@ def test_bench_perf_on_a_gpu_measures_its_levers_and_judges_the_gpu_targets(fake
                         argv[0] else f"777, {uuid}, 29400\n")
     said = []
     threads = torch.get_num_threads()
-    monkeypatch.setattr(perf, "cpu_share", lambda: threads + 1)  # a run's share of the box's CPUs, not this process's
+    # a run's share of the box's CPUs, not this process's
+    monkeypatch.setattr(input_path, "cpu_share", lambda: threads + 1)
     profiled = []  # torch's profiler sees no kernels of the fake: the GPU busy half of each scaling row's steps
 
     def busy_fraction(step, steps):
@@ -604,7 +605,7 @@ def test_gpu_check_performance_checks_run_their_cuda_code(fake_cuda, monkeypatch
     line). The fake's timings and the memory figures stood in for here make the verdicts meaningless."""
     from bench.tools import gpucheck
 
-    monkeypatch.setattr(perf, "epoch_order", _on_the_host(perf.epoch_order))
+    monkeypatch.setattr(input_path, "epoch_order", _on_the_host(input_path.epoch_order))
     monkeypatch.setattr(torch.profiler, "profile", _OneKernel)
     monkeypatch.setattr(gpucheck, "shared_busy", lambda *a, **k: {"runs": 3, "busy": 0.0})  # other processes
     batches = []

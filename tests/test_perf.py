@@ -11,9 +11,11 @@ from torch import nn
 from architectures import InputConfig, build
 from bench.cli import main
 from bench.spec import load_spec
+from bench.tools import input_path, timing
 from bench.tools.cases import select_cases, spec_cases
-from bench.tools.perf import _conv_inputs, conv_macs, time_calls
+from bench.tools.perf import _conv_inputs, conv_macs
 from bench.tools.projection import interpolate, linear_fit, project, projected_fraction, shared_run_fraction
+from bench.tools.timing import time_calls
 from bench.train.fastpath import baseline, native_bf16
 
 from .conftest import SPECS
@@ -762,7 +764,7 @@ def test_page_cache_fraction_of_a_file_and_its_eviction(tmp_path):
 def test_a_cold_read_is_timed_only_where_the_file_left_the_page_cache(monkeypatch, left, cold):
     from bench.tools import perf
 
-    monkeypatch.setattr(perf._ScratchCache, "evict", lambda self: left)
+    monkeypatch.setattr(input_path.ScratchCache, "evict", lambda self: left)
     _, smallest, _ = select_cases(spec_cases(load_spec(SPECS / "paper-mtat-vgg.toml")), 2)
     result = perf.measure_data_path(smallest, torch.device("cpu"),
                                     perf.PerfSettings(batch=4, data_clips=8), consumption=10.0)
@@ -791,11 +793,11 @@ def test_the_cpu_peak_memory_is_in_megabytes_and_only_where_it_counts_from_the_c
 
     monkeypatch.setattr(Path, "read_text", no_proc(real_read))
     monkeypatch.setattr(Path, "write_text", no_proc(real_write))
-    assert perf._reset_peak_memory(torch.device("cpu")) is False
+    assert timing.reset_peak_memory(torch.device("cpu")) is False
     for platform, maxrss in (("darwin", 300 * 2**20), ("linux", 300 * 2**10)):
-        monkeypatch.setattr(perf.sys, "platform", platform)
+        monkeypatch.setattr(timing.sys, "platform", platform)
         monkeypatch.setattr(resource, "getrusage", lambda who, m=maxrss: types.SimpleNamespace(ru_maxrss=m))
-        assert perf._peak_memory_mb(torch.device("cpu")) == 300
+        assert timing.peak_memory_mb(torch.device("cpu")) == 300
     monkeypatch.undo()
     _, smallest, _ = select_cases(spec_cases(load_spec(SPECS / "demo.toml")), 1)
     settings = perf.PerfSettings(batch=2, budget_seconds=0.1, max_steps=2)
@@ -908,7 +910,7 @@ def test_musicnns_front_end_share_and_evaluation_batch_are_what_a_run_computes(m
     def frontend_seconds(mel, clip_seconds, device, settings, segment_frames=None):
         asked.append(segment_frames)
         return 0.9 if segment_frames is None else 0.1
-    monkeypatch.setattr(perf, "frontend_seconds", frontend_seconds)
+    monkeypatch.setattr(input_path, "frontend_seconds", frontend_seconds)
     settings = perf.PerfSettings(batch=8, librosa=False)
     measured = perf.measure_frontend(case, torch.device("cpu"), settings, step_seconds=0.4)
     assert asked == [None, 140]
@@ -932,12 +934,13 @@ def test_the_segment_front_end_timed_is_the_one_a_training_step_computes(monkeyp
     from bench.train.frontend import MelFrontend
 
     computed = []
-    monkeypatch.setattr(perf, "time_calls", lambda fn, *args, **kwargs: (computed.append(fn()), {"seconds": 1.0})[1])
+    monkeypatch.setattr(input_path, "time_calls",
+                        lambda fn, *args, **kwargs: (computed.append(fn()), {"seconds": 1.0})[1])
     mel = MelConfig(sample_rate=12000, n_mels=96, hop_multiplier=1, log="log")
     settings = perf.PerfSettings(batch=2)
     assert perf.frontend_seconds(mel, 29.1, torch.device("cpu"), settings, segment_frames=140) == 1.0
     (segments,) = computed
-    whole = MelFrontend.from_config(mel)(torch.from_numpy(perf._waves(12000, 29.1, 2)))
+    whole = MelFrontend.from_config(mel)(torch.from_numpy(input_path.probe_clips(12000, 29.1, 2)))
     assert whole.shape == (2, 96, 1366) and segments.shape == (2, 96, 140)
     for clip in range(2):
         start = next(s for s in range(1366 - 140 + 1) if torch.allclose(whole[clip, :, s], segments[clip, :, 0],
@@ -948,9 +951,7 @@ def test_the_segment_front_end_timed_is_the_one_a_training_step_computes(monkeyp
 def test_timing_waits_for_the_last_warm_up_before_the_first_timed_call(monkeypatch):
     """CUDA graphs record on the second call: both are warm-ups, and the device is synchronised after
     the second too, so the first timed call does not wait for its queued work."""
-    from bench.tools import perf
-
     events = []
-    monkeypatch.setattr(perf, "sync", lambda device: events.append("sync"))
-    perf.time_calls(lambda: events.append("call"), torch.device("cpu"), budget=10.0, max_calls=1, warmups=2)
+    monkeypatch.setattr(timing, "sync", lambda device: events.append("sync"))
+    time_calls(lambda: events.append("call"), torch.device("cpu"), budget=10.0, max_calls=1, warmups=2)
     assert events == ["sync", "call", "sync", "call", "sync", "call", "sync"]

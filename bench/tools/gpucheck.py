@@ -443,7 +443,7 @@ def _cases() -> dict:
 def step_seconds(step: Callable[[], object], steps: int) -> float:
     """Seconds per step of `steps` steps after a warm-up step, without the profiler (its tracing
     slows the launches of small steps), synchronised once at the end so the steps queue as they do
-    in training (`perf.time_calls` synchronises after every call, for a median)."""
+    in training (`bench.tools.timing.time_calls` synchronises after every call, for a median)."""
     import torch
 
     step()
@@ -689,7 +689,8 @@ def smallest_consumption(rows: dict, batch: int) -> float:
     against a real rate) and the mel front end of its clips."""
     import torch
 
-    from bench.tools.perf import PerfSettings, consumption_clips_per_second, measure_frontend
+    from bench.tools.input_path import consumption_clips_per_second, measure_frontend
+    from bench.tools.timing import PerfSettings
 
     case = _cases()["smallest"]
     seconds = rows.get("smallest", {}).get("step_seconds")
@@ -710,7 +711,8 @@ LOADER_BATCHES = 16
 def check_reading(check: Check, batch: int, consumption: float) -> None:
     import torch
 
-    from bench.tools.perf import PerfSettings, describe_cold_read, measure_data_path
+    from bench.tools.input_path import describe_cold_read, measure_data_path
+    from bench.tools.timing import PerfSettings
 
     device = torch.device("cuda")
     case = _cases()["reading"]

@@ -32,34 +32,30 @@ import platform
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from architectures.musicnn import conv1d_over_bands
 from bench.core.errors import UserError, is_out_of_memory
-from bench.core.machine import release_free_memory
 from bench.core.store import atomic_write_json
 from bench.cost.plan import amount, hours_unit
 from bench.data.known import split_sizes
-from bench.data.page_cache import page_cache_fraction
-from bench.data.views import (
-    ClipDataset,
-    ReadBatches,
-    ResidentWaveforms,
-    epoch_order,
-)
 from bench.run.gpus import others_on_cuda_device, sharing_note
 from bench.run.grid import CUDA_CONTEXT_BYTES, auto_runs_per_gpu
 from bench.spec import Spec
 from bench.tools.busy import busy_fraction
 from bench.tools.cases import Case, select_cases, spec_cases
+from bench.tools.input_path import (
+    consumption_clips_per_second,
+    describe_cold_read,
+    frontend_seconds,
+    measure_data_path,
+    measure_frontend,
+)
 from bench.tools.peaks import (
     HEADLINE_FRACTION_OF_BF16_PEAK,
     PROJECTED_FRACTION_OF_BF16_PEAK,
@@ -73,20 +69,17 @@ from bench.tools.projection import (
     projected_fraction,
     shared_run_fraction,
 )
+from bench.tools.timing import PerfSettings, peak_memory_mb, reset_peak_memory, time_calls
 from bench.train.fastpath import (
     FastPath,
     baseline,
     check_environment,
     compile_backend,
     compile_blocker,
-    cpu_share,
     eval_clips,
     fast_path,
     native_bf16,
-    sync,
-    torch_threads,
 )
-from bench.train.frontend import LOG_SCALE, MelFrontend
 from bench.train.loop import forward, make_optimizer, optimise, release_run_memory
 
 TARGETS = {
@@ -103,90 +96,6 @@ baseline and conv peak are not what its tensor cores can do."""
 DEFAULT_EPOCHS = 30.0
 """Epochs per run the projection assumes unless told: the protocol stops early (patience 10 of at
 most 100 epochs in the shipped paper specs), and the paper reports no epoch counts."""
-
-
-@dataclass(frozen=True)
-class PerfSettings:
-    batch: int | None = 8
-    """Clips per training step; None: the spec's batch on CUDA (32 in the shipped specs), 8 on the CPU."""
-    budget_seconds: float = 30.0
-    """Time one measurement may take after its warm-up step (at least one timed step is taken)."""
-    max_steps: int = 5
-    scaling_cases: int = 6
-    data_clips: int = 96
-    epochs: float | None = None
-    """Epochs per run assumed by the projection; None: DEFAULT_EPOCHS, or the spec's max_epochs where
-    that is fewer."""
-    compile: bool = True
-    """Measure the `torch.compile` lever (where a compiler exists)."""
-    librosa: bool = True
-    bf16_peak_tflops: float | None = None
-    """The GPU's dense bf16 peak, TFLOP/s, for the GPU targets; None: the datasheet's, by the device's name."""
-    compile_modes: tuple[str, ...] = ()
-    """Inductor modes (beyond "default") whose compiled training steps are timed beside the default's at
-    the headline and the smallest configuration (`--compile-modes`; none unless asked: each compiles
-    both again, and max-autotune takes minutes)."""
-
-
-# ----------------------------------------------------------------------------------------------
-# clocks and memory
-
-
-def _reset_peak_memory(device: torch.device) -> bool:
-    """Count the peak from here; whether that was possible (on the CPU only Linux can: elsewhere the
-    process's peak is that of everything measured before, and is not reported)."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        return True
-    release_free_memory()  # what the heap keeps free from the measurements before is not this one's
-    try:  # Linux: "5" resets the process's peak resident set size
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_memory_mb(device: torch.device) -> float | None:
-    """Peak GPU memory allocated by torch, or the process's peak resident set size (CPU)."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    # getrusage(2): kilobytes on Linux, bytes on macOS
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
-
-
-def time_calls(fn: Callable[[], object], device: torch.device, budget: float, max_calls: int,
-               warmup_may_count: bool = False, warmups: int = 1) -> dict:
-    """Call `fn` once to warm up (`warmups` times: CUDA graphs record theirs on the second call), then
-    until `max_calls` timed calls or `budget` seconds have passed.
-
-    Returns the first call's time and the median of the timed calls (at least one). With
-    `warmup_may_count`, a warm-up slower than the whole budget is the measurement (`calls` = 0): a
-    lever that slow is rejected either way, and timing it again would only cost minutes."""
-    sync(device)
-    start = time.perf_counter()
-    fn()
-    sync(device)
-    first = time.perf_counter() - start
-    if warmup_may_count and first > budget:
-        return {"first_seconds": first, "seconds": first, "calls": 0}
-    for _ in range(warmups - 1):
-        fn()
-    sync(device)  # the last warm-up's queued work is not the first timed call's
-    times: list[float] = []
-    while len(times) < max_calls and (not times or sum(times) + times[-1] <= budget):
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return {"first_seconds": first, "seconds": statistics.median(times), "calls": len(times)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -219,12 +128,12 @@ def measure_training(case: Case, path: FastPath, device: torch.device, settings:
     def step():
         optimise(loss_fn(forward(model, path, mel), target), optimizer, scaler)
 
-    counted_from_here = _reset_peak_memory(device)
+    counted_from_here = reset_peak_memory(device)
     timing = time_calls(step, device, settings.budget_seconds, settings.max_steps,
                         warmup_may_count=not path.compile and not warm, warmups=2 if path.cuda_graphs else 1)
     macs = model.analytic_macs()
     result = _throughput(timing, settings.batch, macs, training=True)
-    result["peak_memory_mb"] = _peak_memory_mb(device) if counted_from_here else None
+    result["peak_memory_mb"] = peak_memory_mb(device) if counted_from_here else None
     result["compile_seconds"] = max(0.0, timing["first_seconds"] - timing["seconds"]) if path.compile else 0.0
     if busy:
         result["busy_fraction"] = busy_fraction(step, max(3, timing["calls"]))[0]
@@ -407,194 +316,6 @@ def _copy_conv(conv: nn.Module, device: torch.device, dtype: torch.dtype, channe
                        padding=conv.padding, dilation=conv.dilation, groups=conv.groups,
                        bias=conv.bias is not None).to(device=device, dtype=dtype)
     return layer.to(memory_format=torch.channels_last) if channels_last else layer
-
-
-# ----------------------------------------------------------------------------------------------
-# front end and data path
-
-
-def _waves(sample_rate: int, clip_seconds: float, n: int, seed: int = 0) -> np.ndarray:
-    """Noise bursts over a few partials: enough spectral structure for a fair mel timing."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(round(clip_seconds * sample_rate)) / sample_rate
-    partials = sum(np.sin(2 * np.pi * f * t) for f in (110.0, 440.0, 1760.0))
-    return (0.1 * partials + 0.05 * rng.standard_normal((n, t.size))).astype(np.float32)
-
-
-def frontend_seconds(mel, clip_seconds: float, device: torch.device, settings: PerfSettings,
-                     segment_frames: int | None = None) -> float:
-    """Seconds the mel front end takes on a batch of `settings.batch` clips (median): of the whole clips,
-    or with `segment_frames` of one segment of each at a random start, the frames a training step of a
-    network on segments computes (`MelFrontend.frames`, as `Trainer._training_mel` does)."""
-    frontend = MelFrontend.from_config(mel).to(device)
-    batch = torch.from_numpy(_waves(mel.sample_rate, clip_seconds, settings.batch)).to(device)
-    frames = frontend.n_frames(batch.shape[-1])
-    if segment_frames is None or frames <= segment_frames:
-        def compute():
-            return frontend(batch)
-    else:
-        generator = torch.Generator().manual_seed(0)
-        starts = torch.randint(0, frames - segment_frames + 1, (settings.batch,), generator=generator)
-
-        def compute():
-            return frontend.frames(batch, starts, segment_frames)
-    with torch.no_grad():
-        return time_calls(compute, device, settings.budget_seconds / 4, settings.max_steps)["seconds"]
-
-
-def consumption_clips_per_second(step_seconds: float, frontend_ms_per_clip: float, batch: int) -> float:
-    """Clips per second one run trains on: each step of `batch` clips and the mel front end of its clips
-    (what the data path must deliver to keep the run fed)."""
-    return batch / (step_seconds + frontend_ms_per_clip * batch / 1000)
-
-
-def measure_frontend(case: Case, device: torch.device, settings: PerfSettings, step_seconds: float) -> dict:
-    """The mel front end of a training step on a batch of clips, per clip and as a share of the step (a
-    network on segments computes one segment's frames of each clip: `segment_ms_per_clip`, else the
-    whole clip's), and the whole clip's against librosa."""
-    mel = case.configuration.mel
-    ours = frontend_seconds(mel, case.clip_seconds, device, settings)
-    training = ours
-    result = {"ms_per_clip": 1000 * ours / settings.batch, "librosa_ms_per_clip": None}
-    if case.segments > 1:
-        segment = case.build(torch.device("meta")).input_frames
-        training = frontend_seconds(mel, case.clip_seconds, device, settings, segment_frames=segment)
-        result["segment_ms_per_clip"] = 1000 * training / settings.batch
-    result["training_ms_per_clip"] = 1000 * training / settings.batch
-    result["share_of_step"] = training / (training + step_seconds)
-    if settings.librosa:
-        try:
-            import librosa
-        except ImportError:  # a dev dependency: absent in a plain install
-            return result
-        from bench.core import framing
-
-        waves = _waves(mel.sample_rate, case.clip_seconds, settings.batch)
-        padded = np.pad(waves, ((0, 0), (0, framing.padded_samples(waves.shape[1]) - waves.shape[1])))
-
-        def reference():
-            power = librosa.feature.melspectrogram(
-                y=padded, sr=mel.sample_rate, n_fft=framing.N_FFT, hop_length=mel.hop_length,
-                n_mels=mel.n_mels, pad_mode="constant")
-            return np.log10(1.0 + LOG_SCALE * power)
-
-        theirs = time_calls(reference, torch.device("cpu"), settings.budget_seconds / 4, 3)["seconds"]
-        result["librosa_ms_per_clip"] = 1000 * theirs / settings.batch
-        result["speedup_over_librosa"] = theirs / ours
-    return result
-
-
-class _ScratchCache:
-    """A cache-shaped memmap of noise (what `ClipDataset` reads), for timing the data path; its reader
-    maps the file, whose pages the cold pass evicts."""
-
-    def __init__(self, folder: Path, n_clips: int, samples: int, n_tags: int):
-        self.folder = folder
-        self.path = folder / "waveforms.f16"
-        waveforms = np.memmap(self.path, dtype=np.float16, mode="w+", shape=(n_clips, samples))
-        rng = np.random.default_rng(0)
-        for row in range(n_clips):
-            waveforms[row] = rng.standard_normal(samples).astype(np.float16)
-        waveforms.flush()
-        del waveforms
-        self.shape = (n_clips, samples)
-        self.waveforms = self._open()
-        self._targets = (rng.random((n_clips, n_tags)) < 0.1).astype(np.float32)
-
-    def _open(self) -> np.memmap:
-        return np.memmap(self.path, dtype=np.float16, mode="r", shape=self.shape)
-
-    def rows(self, split: str) -> np.ndarray:
-        return np.arange(len(self._targets))
-
-    def targets(self, rows: np.ndarray) -> np.ndarray:
-        return self._targets[rows]
-
-    def evict(self) -> float | None:
-        """Drop the file from the page cache, as for a dataset larger than RAM: the pages this process
-        has mapped are unmapped first (the kernel keeps mapped pages), then the file is reopened.
-        Returns the fraction of its pages still in the page cache afterwards (a tmpfs keeps them all),
-        or None where the file cannot be evicted (no `posix_fadvise`)."""
-        if not hasattr(os, "posix_fadvise"):
-            return None
-        self.waveforms = None  # the last reference: numpy unmaps the file
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
-        self.waveforms = self._open()
-        return page_cache_fraction(self.path)
-
-
-EVICTED_AT_MOST = 0.05
-"""A cold read is measured only where at most this fraction of the file stayed in the page cache."""
-
-
-def describe_cold_read(data_path: dict) -> str:
-    """The evicted pass of `measure_data_path`'s result in words: its rate, or why it was not timed."""
-    cold, left = data_path["clips_per_second_evicted"], data_path.get("page_cache_fraction_after_evicting")
-    if cold is not None:
-        return f"evicted {cold:.0f}"
-    return "not evicted" + (f" ({100 * left:.0f} % stayed in the page cache)" if left is not None else "")
-
-
-def scratch_parent() -> str | None:
-    """Where the data path's scratch file goes: the waveform cache's folder when it exists (the disk
-    the real cache is read from), else the system's temporary folder."""
-    from bench.data.datasets import cache_root
-
-    root = cache_root()
-    return str(root) if root.is_dir() else None
-
-
-def measure_data_path(case: Case, device: torch.device, settings: PerfSettings, consumption: float) -> dict:
-    """Clips/s from the cache to float16 batches on the device, against `consumption`: read per batch
-    as a run reads (`ReadBatches`: page cache warm and evicted) on every device, and on
-    CUDA also the device-resident path (upload once, gather per batch). The evicted pass is measured
-    only where the file really left the page cache (not on a tmpfs): `page_cache_fraction_after_evicting`.
-    On CUDA the reads use the threads a run of a grid on this machine gets (`cpu_share`, one run per GPU:
-    on a box of 8 GPUs, an eighth of its CPUs), not all of this process's."""
-    mel = case.configuration.mel
-    samples = round(case.clip_seconds * mel.sample_rate)
-    with (tempfile.TemporaryDirectory(prefix="bench-perf-", dir=scratch_parent()) as folder,
-          torch_threads(cpu_share() if device.type == "cuda" else torch.get_num_threads()) as threads):
-        cache = _ScratchCache(Path(folder), settings.data_clips, samples, case.n_tags)
-        dataset = ClipDataset(cache, "train")
-        generator = torch.Generator().manual_seed(0)
-
-        def one_pass(batches_of) -> float:
-            start = time.perf_counter()
-            for wave, target in batches_of(epoch_order(len(dataset), True, generator)):
-                wave.to(device, non_blocking=True), target.to(device, non_blocking=True)
-            sync(device)
-            return len(dataset) / (time.perf_counter() - start)
-
-        reader = ReadBatches(dataset, settings.batch, device)
-        one_pass(reader.batches)  # allocates the pinned buffers, which a run does once
-        warm = one_pass(reader.batches)
-        reader.close()
-        del reader  # it has the file's pages mapped: they would stay cached
-        in_page_cache = cache.evict()
-        cold = None
-        if in_page_cache is not None and in_page_cache <= EVICTED_AT_MOST:
-            reader = ReadBatches(dataset, settings.batch, device)
-            cold = one_pass(reader.batches)
-            reader.close()
-        resident = None
-        if device.type == "cuda":
-            clips = ResidentWaveforms(cache, device).split(dataset)
-            one_pass(lambda order: clips.batches(settings.batch, order))
-            resident = one_pass(lambda order: clips.batches(settings.batch, order))
-            del clips
-    loader_rate = min(x for x in (warm, cold) if x is not None)
-    return {"clips_per_second_page_cache": warm, "clips_per_second_evicted": cold,
-            "page_cache_fraction_after_evicting": in_page_cache,
-            "clips_per_second_resident": resident, "mb_per_clip": samples * 2 / 2**20,
-            "consumption_clips_per_second": consumption, "loader_over_consumption": loader_rate / consumption,
-            "over_consumption": max(loader_rate, resident or 0) / consumption,
-            "threads": threads, "pin_memory": device.type == "cuda"}
 
 
 # ----------------------------------------------------------------------------------------------
