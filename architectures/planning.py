@@ -176,15 +176,6 @@ class VGGPlan:
         which torch refuses to train on (8 mels at 12 kHz x10: 1 x 1 before block 4); else 1."""
         return one_value_batch(self.shapes[:-1])
 
-    @property
-    def layer_shapes(self) -> tuple[tuple[tuple[int, int], tuple[int, int]], ...]:
-        """(input, output) shape of each block; the conv keeps the input shape, the pool shrinks it."""
-        return tuple(zip(self.shapes[:-1], self.shapes[1:], strict=True))
-
-    def pools_text(self) -> str:
-        """Compact form for tables, e.g. "freq 2,4,3,4 time 4,5,8,8"."""
-        return (f"freq {','.join(map(str, self.pool_freq))} "
-                f"time {','.join(map(str, self.pool_time))}")
 
 
 def vgg_channels(width: float = 1.0) -> tuple[int, ...]:
@@ -304,9 +295,9 @@ def musicnn_plan(sample_rate: int, n_mels: int, hop_multiplier: int, n_frames: i
     )
 
 
-def musicnn_macs(plan: MusiCNNPlan, n_mels: int, n_tags: int, n_frames: int | None = None) -> int:
-    """MACs of one forward pass of one segment (`n_frames` defaults to the plan's segment length)."""
-    t = plan.segment_frames if n_frames is None else n_frames
+def musicnn_macs(plan: MusiCNNPlan, n_mels: int, n_tags: int) -> int:
+    """MACs of one forward pass of one segment (the plan's `segment_frames`)."""
+    t = plan.segment_frames
     macs = 0
     for h in plan.heights:  # valid in frequency, same in time
         for w, f in zip(plan.timbral_widths, plan.timbral_filters, strict=True):

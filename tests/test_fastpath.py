@@ -10,7 +10,7 @@ from architectures.planning import vgg_plan
 from architectures.vgg import VGG
 from bench.data.views import ClipDataset, ReadBatches, ResidentWaveforms, epoch_order
 from bench.train import fastpath
-from bench.train.fastpath import COMPILE_MIN_STEPS, autocast_dtype, baseline, fast_path, should_compile
+from bench.train.fastpath import COMPILE_MIN_STEPS, autocast_dtype, baseline, compile_choice, fast_path, planned_steps
 
 CPU = torch.device("cpu")
 
@@ -91,16 +91,27 @@ def test_autocast_dtype_by_device_and_precision(monkeypatch):
 
 
 def test_compile_choice(monkeypatch):
+    def should_compile(device, steps):
+        return compile_choice(device, steps)[0]
+
     monkeypatch.delenv("BENCH_COMPILE", raising=False)
     # compiled from 5,000 planned steps, where the minutes of compiling pay for themselves
     assert COMPILE_MIN_STEPS == 5_000
     assert not should_compile(CPU, 4_999)
     assert not should_compile(CPU, None)
     assert should_compile(torch.device("cuda"), 5_000)
-    monkeypatch.setenv("BENCH_COMPILE", "0")
-    assert not should_compile(torch.device("cuda"), 10**9)
+    for off in ("0", "off", " False ", "NO"):
+        monkeypatch.setenv("BENCH_COMPILE", off)
+        assert not should_compile(torch.device("cuda"), 10**9) and fastpath.compile_switched_off()
     monkeypatch.setenv("BENCH_COMPILE", "1")
-    assert should_compile(CPU, 1)
+    assert should_compile(CPU, 1) and not fastpath.compile_switched_off()
+
+
+def test_a_run_plans_a_step_per_whole_batch_of_its_train_split():
+    """MTAT's 18,706 training clips in batches of 32 are 584 whole batches (the last 18 clips are
+    dropped), 58,400 steps in 100 epochs; a split smaller than a batch is one batch."""
+    assert planned_steps(18_706, 100, 32) == 58_400
+    assert planned_steps(5, 3, 32) == 3
 
 
 def test_pool_before_elu_computes_the_textbook_function():

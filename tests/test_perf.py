@@ -955,3 +955,48 @@ def test_timing_waits_for_the_last_warm_up_before_the_first_timed_call(monkeypat
     monkeypatch.setattr(timing, "sync", lambda device: events.append("sync"))
     time_calls(lambda: events.append("call"), torch.device("cpu"), budget=10.0, max_calls=1, warmups=2)
     assert events == ["sync", "call", "sync", "call", "sync", "call", "sync"]
+
+
+def test_perf_chooses_the_fast_path_from_the_steps_a_grid_run_takes(write_spec):
+    """`bench perf` counted a run's steps rounding up, over the synthetic set's every clip, and over 1
+    clip where the split's size is not known, so it timed as "the fast path" a compiled step the grid's
+    runs would not take, or the reverse. The demo's 400 clips are 300 in the train split (folders 0-b of
+    16): 37 whole batches of 8, 3,700 steps in 100 epochs, under the 5,000 a run compiles from (the
+    perf count was 5,000). MTAT's 18,706: 58,400 at batch 32. A manifest's split is not known."""
+    from bench.spec import load_spec
+    from bench.tools import perf
+
+    demo = (SPECS / "demo.toml").read_text().replace("max_epochs = 8", "max_epochs = 100").replace(
+        "batch_size = 32", "batch_size = 8")
+    assert "max_epochs = 100" in demo and "batch_size = 8" in demo and "clips = 400" in demo
+    assert perf._planned_steps(load_spec(write_spec(demo))) == 3_700
+    mtat = load_spec(SPECS / "paper-mtat-vgg.toml")
+    assert (mtat.protocol.max_epochs, mtat.protocol.batch_size) == (100, 32)
+    assert perf._planned_steps(mtat) == 58_400
+    manifest = TINY.replace('name = "synthetic"\nclip_seconds = 3.0', 'name = "manifest"\npath = "m.csv"')
+    assert perf._planned_steps(load_spec(write_spec(manifest))) is None
+
+
+@pytest.mark.parametrize("word", ["0", "off", " False "])
+def test_bench_compile_off_in_any_word_leaves_the_compile_lever_out(write_spec, monkeypatch, word):
+    """`BENCH_COMPILE=off` kept the grid's runs eager, and `bench perf` still compiled its lever (minutes on
+    a GPU): it read only "0" as off."""
+    from bench.spec import load_spec
+    from bench.tools import perf
+
+    asked = []
+
+    def levers(device, compile_lever, arch):
+        asked.append(compile_lever)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(perf, "compile_blocker", lambda device: None)  # a box with a compiler
+    monkeypatch.setattr(perf, "levers", levers)
+    monkeypatch.setenv("BENCH_COMPILE", word)
+    with pytest.raises(KeyboardInterrupt):
+        perf.run_perf(load_spec(write_spec(TINY)), torch.device("cpu"), perf.PerfSettings(), log=lambda *a: None)
+    assert asked == [False]
+    monkeypatch.setenv("BENCH_COMPILE", "auto")
+    with pytest.raises(KeyboardInterrupt):
+        perf.run_perf(load_spec(write_spec(TINY)), torch.device("cpu"), perf.PerfSettings(), log=lambda *a: None)
+    assert asked == [False, True]

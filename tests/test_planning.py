@@ -79,9 +79,8 @@ def test_original_network_shapes():
     # 96x1366 -> 48x341 -> 12x68 -> 4x8 -> 1x1 (the paper's Table I prints other sizes)
     plan = vgg_plan(12000, 96, 1, 1366)
     assert plan.shapes == ((96, 1366), (48, 341), (12, 68), (4, 8), (1, 1))
-    assert plan.layer_shapes[1] == ((48, 341), (12, 68))
     assert plan.channels == (128, 384, 768, 2048)
-    assert plan.pools_text() == "freq 2,4,3,4 time 4,5,8,8"
+    assert (plan.pool_freq, plan.pool_time) == ((2, 4, 3, 4), (4, 5, 8, 8))
 
 
 def test_time_table_needs_the_paper_frame_count():

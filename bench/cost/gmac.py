@@ -81,9 +81,8 @@ class Cost:
     fvcore_unsupported: dict[str, int] = field(hash=False)
     """Operators fvcore did not count (name -> occurrences in one forward pass)."""
     segments: int | None = None
-    """Segments per clip for architectures that see segments (MusiCNN); None otherwise."""
-    gmac_per_segment: float | None = None
-    gmac_analytic_per_segment: float | None = None
+    """Segments per clip for architectures that see segments (MusiCNN); None otherwise (a segment's
+    cost is the clip's over its segments)."""
 
 
 def model_cost(arch: str, input_config: InputConfig, n_tags: int, options=None) -> Cost:
@@ -108,8 +107,6 @@ def model_cost(arch: str, input_config: InputConfig, n_tags: int, options=None) 
         params=count_params(model),
         fvcore_unsupported=unsupported,
         segments=model.segments,
-        gmac_per_segment=gmac_input if model.segments is not None else None,
-        gmac_analytic_per_segment=analytic_input if model.segments is not None else None,
     )
 
 

@@ -43,7 +43,9 @@ from architectures.musicnn import conv1d_over_bands
 from bench.core.errors import UserError, is_out_of_memory
 from bench.core.store import atomic_write_json
 from bench.cost.plan import amount, hours_unit
+from bench.data.datasets import SYNTHETIC_DEFAULT_CLIPS
 from bench.data.known import split_sizes
+from bench.data.synthetic.plan import split_counts
 from bench.run.gpus import others_on_cuda_device, sharing_note
 from bench.run.grid import CUDA_CONTEXT_BYTES, auto_runs_per_gpu
 from bench.spec import Spec
@@ -76,9 +78,11 @@ from bench.train.fastpath import (
     check_environment,
     compile_backend,
     compile_blocker,
+    compile_switched_off,
     eval_clips,
     fast_path,
     native_bf16,
+    planned_steps,
 )
 from bench.train.loop import forward, make_optimizer, optimise, release_run_memory
 
@@ -377,8 +381,7 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
         settings = dataclasses.replace(settings, epochs=min(DEFAULT_EPOCHS, spec.protocol.max_epochs))
     all_cases = spec_cases(spec)
     headline, smallest, scaling = select_cases(all_cases, settings.scaling_cases)
-    compile_lever = (settings.compile and os.environ.get("BENCH_COMPILE") != "0"
-                     and compile_blocker(device) is None)
+    compile_lever = settings.compile and not compile_switched_off() and compile_blocker(device) is None
     report: dict = {
         "spec": spec.name, "dataset": spec.dataset.name, "device": device.type, "device_name": _device_name(device),
         "threads": torch.get_num_threads(), "torch": torch.__version__, "platform": platform.platform(),
@@ -409,7 +412,11 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
         row["speedup"] = base["step_seconds"] / row["step_seconds"]
     report["levers"] = lever_rows
 
-    chosen = fast_path(device, "auto", planned_steps=_planned_steps(spec), arch=headline.configuration.arch)
+    steps = _planned_steps(spec)
+    if steps is None:
+        log(f"note: the {spec.dataset.name} train split's size is not known before reading it: the fast path is "
+            "timed as a grid's run of unknown length takes it (not compiled; BENCH_COMPILE=1 compiles it)")
+    chosen = fast_path(device, "auto", planned_steps=steps, arch=headline.configuration.arch)
     if chosen.compile and not settings.compile:  # --no-compile: nothing is compiled
         chosen = dataclasses.replace(chosen.compiling(False), compile_note="torch.compile off: bench perf --no-compile")
     report["fast_path"] = chosen.as_dict()
@@ -451,7 +458,7 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
     how = "compiled" if compiled else "without compile"
     log(f"scaling over {len(scaling)} configurations (fast path {how}; training and evaluation)")
     def scaling_path(case: Case) -> FastPath:  # each architecture's own arrangement (channels_last on a CPU)
-        path = fast_path(device, "auto", planned_steps=_planned_steps(spec), arch=case.configuration.arch)
+        path = fast_path(device, "auto", planned_steps=steps, arch=case.configuration.arch)
         return dataclasses.replace(path.compiling(compiled), amp_dtype=chosen.amp_dtype)
 
     scaling_rows = []
@@ -609,9 +616,22 @@ def check_compile_modes(modes: tuple[str, ...]) -> None:
                         f"(it has {', '.join(known)}; \"default\" is always measured)")
 
 
-def _planned_steps(spec: Spec) -> int:
-    train = (split_sizes(spec.dataset) or (spec.dataset.clips or 0, 0, 0))[0]
-    return spec.protocol.max_epochs * math.ceil(max(train, 1) / spec.protocol.batch_size)
+def _train_clips(spec: Spec) -> int | None:
+    """The clips of the spec's train split where they are known before reading the dataset (the published
+    splits, the synthetic set's folders), else None."""
+    known = split_sizes(spec.dataset)
+    if known:
+        return known[0]
+    if spec.dataset.name == "synthetic" and not spec.dataset.drops_untagged:
+        return split_counts(spec.dataset.clips or SYNTHETIC_DEFAULT_CLIPS)["train"]
+    return None
+
+
+def _planned_steps(spec: Spec) -> int | None:
+    """The training steps of each of the spec's runs, as a run counts them (`planned_steps`), to choose
+    the fast path as the grid's runs will; None where the train split's size is not known here."""
+    train = _train_clips(spec)
+    return None if train is None else planned_steps(train, spec.protocol.max_epochs, spec.protocol.batch_size)
 
 
 def _matching_lever(rows: list[dict], chosen: FastPath) -> dict | None:
@@ -788,8 +808,6 @@ def cli_main(spec_path: str, device_name: str, out: str | None, settings: PerfSe
     spec = load_spec(spec_path)
     device = resolve_device(device_name)
     warn_of_cpu_fallback(device_name, device, "bench perf")
-    if settings.batch is not None and settings.batch < 1:
-        raise UserError(f"--batch must be >= 1, got {settings.batch}")
     if settings.batch is not None:
         check_batch(spec, settings.batch)
     check_environment()  # the BENCH_* settings the measured steps read, as `bench grid` checks them
@@ -797,6 +815,9 @@ def cli_main(spec_path: str, device_name: str, out: str | None, settings: PerfSe
         check_compile_modes(settings.compile_modes)
         if not settings.compile:
             raise UserError("--compile-modes times compiled steps: not with --no-compile")
+        if compile_switched_off():
+            raise UserError("--compile-modes times compiled steps: not with "
+                            f"BENCH_COMPILE={os.environ['BENCH_COMPILE'].strip()}")
         if compile_backend() != "inductor":
             raise UserError(f"--compile-modes: modes are inductor's, which BENCH_COMPILE_BACKEND="
                             f"{compile_backend()!r} does not use")

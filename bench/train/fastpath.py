@@ -59,6 +59,14 @@ COMPILE_MIN_STEPS = 5_000
 step made faster by compiling pays back VGG's compile time unless the step is very short (the compile
 time and the break-even step time: docs/performance.md#measurements-behind-the-codes-choices)."""
 
+
+
+def planned_steps(train_clips: int, max_epochs: int, batch_size: int) -> int:
+    """Training steps a run takes at most: one per whole batch of its train split each epoch (a last
+    partial batch is dropped; a split smaller than a batch is one batch of all its clips)."""
+    return max_epochs * max(1, train_clips // batch_size)
+
+
 CPU_FP32_COMPILE = {"vgg": False, "vgg-605k": False, "musicnn": True, "musicnn-787k": True}
 """Whether "auto" compiles an architecture's long runs on a CPU without bf16 (fp32): on an AVX2-only
 EPYC, VGG's fast-path training step at 96 x 1366 took 14.0 s compiled against 8.8 s eager (0.78 against
@@ -273,6 +281,11 @@ def _switch(name: str) -> str:
     return os.environ.get(name, "auto").strip().lower()
 
 
+def compile_switched_off() -> bool:
+    """`BENCH_COMPILE` says off (0, false, no or off, as `wants_compile` reads it)."""
+    return _switch("BENCH_COMPILE") in OFF_WORDS
+
+
 def wants_compile(device: torch.device, planned_steps: int | None, eager_faster: bool = False) -> bool:
     """`BENCH_COMPILE` = 1 / 0 forces the wish; "auto" wants it for long runs, unless the eager path
     was measured faster (`eager_faster`: bf16 + channels_last on the CPU, and the architectures that
@@ -280,7 +293,7 @@ def wants_compile(device: torch.device, planned_steps: int | None, eager_faster:
     choice = _switch("BENCH_COMPILE")
     if choice in ON_WORDS:
         return True
-    if choice in OFF_WORDS:
+    if compile_switched_off():
         return False
     return not eager_faster and planned_steps is not None and planned_steps >= COMPILE_MIN_STEPS
 
@@ -363,10 +376,6 @@ def compile_blocker(device: torch.device) -> str | None:
         return (f"torch.compile turned off: no Python.h for Python {python}, which {what} "
                 f"(install python{python}-dev or the like); training eager")
     return None
-
-
-def should_compile(device: torch.device, planned_steps: int | None, eager_faster: bool = False) -> bool:
-    return compile_choice(device, planned_steps, eager_faster)[0]
 
 
 EVAL_BATCH_FACTOR = {"cuda": 4, "cpu": 2}

@@ -85,6 +85,7 @@ from bench.train.fastpath import (
     cuda_batch_problem,
     eval_batch_size,
     fast_path,
+    planned_steps,
     resident_fits,
     sync,
 )
@@ -217,8 +218,8 @@ class Trainer:
         if len(self.data["train"]) < fewest:  # a split smaller than a batch is one batch of all its clips
             raise UserError(f"the train split has {len(self.data['train'])} decodable clip(s); {run.arch} trains on "
                             f"batches of at least {fewest} here (a BatchNorm in it normalises one value per clip)")
-        planned_steps = self.protocol.max_epochs * max(1, len(self.data["train"]) // self.protocol.batch_size)
-        self.path = fast_path(device, self.protocol.precision, planned_steps, run.arch)
+        steps = planned_steps(len(self.data["train"]), self.protocol.max_epochs, self.protocol.batch_size)
+        self.path = fast_path(device, self.protocol.precision, steps, run.arch)
         problem = cuda_batch_problem(run) if device.type == "cuda" else None
         if problem:  # before anything is on the GPU: such a batch fails with an illegal memory access
             raise UserError(problem)

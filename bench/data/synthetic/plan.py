@@ -96,6 +96,15 @@ class ClipPlan:
 SPLIT_OF_FOLDER = {f: "train" for f in FOLDERS[:12]} | {"c": "valid"} | {f: "test" for f in "def"}
 
 
+def split_counts(clips: int) -> dict[str, int]:
+    """Clips per split of a synthetic set of `clips` clips (clip i is in folder i mod 16), before any
+    clip is dropped for lacking a tag."""
+    counts = dict.fromkeys(("train", "valid", "test"), 0)
+    for i in range(clips):
+        counts[SPLIT_OF_FOLDER[FOLDERS[i % len(FOLDERS)]]] += 1
+    return counts
+
+
 def _stratified_categories(rng: np.random.Generator, members: list[int], shares: list[float]) -> dict[int, int]:
     """Category (index into shares, or len(shares) = none) for each member, counts within +-1 of n*share.
 
