@@ -1957,6 +1957,92 @@ def test_gpu_check_shared_runs_do_not_stall_on_a_full_pipe(monkeypatch):
     assert gpucheck.shared_busy(None, 8, 2, 4, timeout=20, kernel_per_step=0.05)["busy"] == pytest.approx(0.4)
 
 
+def test_a_sigterm_while_the_shared_runs_train_kills_them_at_once(monkeypatch):
+    """The SIGTERM (as SystemExit) left the wait for the shared-GPU processes, but the threads reading
+    their pipes were joined first, each waiting up to its limit for its process to end by itself: the
+    processes were killed, and the report written, only then (20 s for three `sleep 20`), past a Slurm
+    job's grace. They are now killed before the threads are joined."""
+    from bench.tools import process_groups
+
+    procs = [process_groups.start_group(["sleep", "20"]) for _ in range(3)]
+
+    def stopped(signum, frame):
+        raise SystemExit(143)
+
+    previous = signal.signal(signal.SIGALRM, stopped)
+    start = time.monotonic()
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.5)
+        with pytest.raises(SystemExit):
+            process_groups.communicate_all(procs, timeout=60)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        process_groups.kill_live_of(procs)
+    assert time.monotonic() - start < 10
+    assert all(proc.poll() == -signal.SIGKILL for proc in procs)
+
+
+def test_shared_runs_stopped_by_the_deadline_are_not_a_failure_of_the_gpu(monkeypatch):
+    """Given only the 2 s the deadline leaves, runs at once that have not finished are stopped and said
+    to be cut short by it (DeadlineReached), not an error of theirs."""
+    from bench.tools import gpucheck
+
+    popen = subprocess.Popen
+    monkeypatch.setattr(gpucheck.subprocess, "Popen", lambda argv, **kwargs: popen(["sleep", "30"], **kwargs))
+    start = time.monotonic()
+    with pytest.raises(gpucheck.DeadlineReached, match="the deadline came 2 s into them"):
+        gpucheck.shared_busy(None, 8, 2, 4, timeout=300, deadline=gpucheck.Deadline(2.0))
+    assert time.monotonic() - start < 10
+
+
+def _p1_stubs(monkeypatch, shared):
+    """P1 with its measurements stood in for: 480 TFLOP/s at the headline on an H100 (49 % of its bf16
+    peak), busy 90 %, and `shared` as what the runs at once give."""
+    from bench.tools import gpucheck
+
+    cases = {label: types.SimpleNamespace(label=label) for label in ("smallest", "headline", "largest", "reading")}
+    model = types.SimpleNamespace(analytic_macs=lambda: 25e9)
+    monkeypatch.setattr(gpucheck, "_cases", lambda: cases)
+    monkeypatch.setattr(gpucheck, "training_step", lambda case, batch, as_runs=False: (
+        None, model, types.SimpleNamespace(compile=True)))
+    monkeypatch.setattr(gpucheck, "busy_fraction", lambda step, n: (0.9, 0.01, (0.0, 1.0)))
+    monkeypatch.setattr(gpucheck, "step_seconds", lambda step, n: 0.01)
+    monkeypatch.setattr(gpucheck, "shared_busy", shared)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    return gpucheck.Check("P1", "training throughput and GPU busy")
+
+
+def test_p1_says_the_runs_at_once_failed_rather_than_busy_0_percent(monkeypatch):
+    """Where the three processes crashed or outlasted their limit, P1 read "3 runs at once busy 0 %", a
+    measurement the GPU never gave; the error was only in the JSON."""
+    from bench.tools import gpucheck
+
+    check = _p1_stubs(monkeypatch, lambda *a, **k: {"error": "RuntimeError: CUDA error: out of memory"})
+    gpucheck.check_throughput(check, 32, 3)
+    assert check.ok is False and "busy 0 %" not in check.detail
+    assert "3 runs at once not measured: RuntimeError: CUDA error: out of memory" in check.detail
+
+
+def test_p1_whose_runs_at_once_the_deadline_cut_is_not_run_where_the_rest_passed(monkeypatch):
+    """A deadline that stops the runs at once says nothing of the GPU, as for a grid it stops: P1 is not
+    run (not failed) where what it measured passed, its numbers kept; it fails where they did not."""
+    from bench.tools import gpucheck
+
+    def cut(*args, **kwargs):
+        raise gpucheck.DeadlineReached("not finished: the deadline came 40 s into them, and they were stopped")
+
+    check = _p1_stubs(monkeypatch, cut)
+    with pytest.raises(gpucheck.DeadlineReached, match="busy 90 %.*3 runs at once not finished: the deadline"):
+        gpucheck.check_throughput(check, 32, 3)
+    assert check.numbers["headline"]["tflops"] == pytest.approx(480)
+    check = _p1_stubs(monkeypatch, cut)
+    monkeypatch.setattr(gpucheck, "step_seconds", lambda step, n: 0.1)  # 48 TFLOP/s: 5 % of the peak
+    gpucheck.check_throughput(check, 32, 3)
+    assert check.ok is False
+
+
 UUID = "GPU-8a1f5e2c-0d4b-4c1e-9f3a-1b2c3d4e5f60"
 
 

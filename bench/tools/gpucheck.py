@@ -506,25 +506,36 @@ def check_throughput(check: Check, batch: int, shared_runs: int, peak: float | N
     if shared_alone:  # a GPU that takes one process at a time: the grid gives it one run, so this does not apply
         shared = {"not_applicable": shared_alone}
     else:
-        shared = shared_busy(cases["smallest"], batch, shared_runs,
-                             shared_steps(rows["smallest"]["step_seconds"], shared_runs),
-                             (deadline or Deadline(None)).bound(300), rows["smallest"]["kernel_seconds_per_step"])
+        try:
+            shared = shared_busy(cases["smallest"], batch, shared_runs,
+                                 shared_steps(rows["smallest"]["step_seconds"], shared_runs),
+                                 kernel_per_step=rows["smallest"]["kernel_seconds_per_step"], deadline=deadline)
+        except DeadlineReached as exc:
+            shared = {"not_run": str(exc)}
     rows["smallest_shared"] = shared
     head, small = rows["headline"], rows["smallest"]
     fraction = head["fraction_of_bf16_peak"]
     check.numbers = {"device": name, "bf16_dense_peak_tflops": peak, "batch": batch, **rows}
     # a GPU whose peak is not in the table cannot prove the headline target: it fails, saying so
-    check.ok = (head["busy"] >= TARGETS["busy_headline"]
-                and (bool(shared_alone) or shared.get("busy", 0) >= TARGETS["busy_smallest_shared"])
-                and fraction is not None and fraction >= TARGETS["headline_fraction_of_peak"])
+    alone_met = (head["busy"] >= TARGETS["busy_headline"]
+                 and fraction is not None and fraction >= TARGETS["headline_fraction_of_peak"])
+    check.ok = alone_met and (bool(shared_alone) or shared.get("busy", 0) >= TARGETS["busy_smallest_shared"])
     share = (f"{100 * fraction:.0f} % of bf16 peak" if fraction is not None
              else f"bf16 peak of {name!r} unknown: give it with --bf16-peak-tflops")
-    at_once = (f"{shared_runs} runs at once not applicable ({shared_alone})" if shared_alone
-               else f"{shared_runs} runs at once busy {100 * shared.get('busy', 0):.0f} %")
+    if shared_alone:
+        at_once = f"{shared_runs} runs at once not applicable ({shared_alone})"
+    elif "error" in shared:  # they crashed or outlasted their limit: not a busy fraction of 0
+        at_once = f"{shared_runs} runs at once not measured: {shared['error']}"
+    elif "not_run" in shared:
+        at_once = f"{shared_runs} runs at once {shared['not_run']}"
+    else:
+        at_once = f"{shared_runs} runs at once busy {100 * shared['busy']:.0f} %"
     how = "compiled" if head["compiled"] else "eager"
     check.detail = (f"{how}: headline {head['tflops']:.0f} TFLOP/s ({share}), busy {100 * head['busy']:.0f} %; "
                     f"smallest {small['clips_per_second']:.0f} clips/s busy {100 * small['busy']:.0f} %, {at_once}; "
                     f"largest {rows['largest']['tflops']:.0f} TFLOP/s")
+    if "not_run" in shared and alone_met:  # what was measured passed; the rest says nothing either way
+        raise DeadlineReached(check.detail)
     return rows
 
 
@@ -552,14 +563,15 @@ def shared_steps(step_seconds: float, runs: int) -> int:
 
 
 def shared_busy(case, batch: int, runs: int, steps: int, timeout: float = 300.0,
-                kernel_per_step: float | None = None) -> dict:
+                kernel_per_step: float | None = None, deadline: Deadline | None = None) -> dict:
     """GPU-busy fraction with `runs` processes training `case` at once, `steps` steps each, over the
     window from the first process's start to the last one's end: `kernel_per_step` (one run's kernel
     seconds per step, measured alone) times the steps they trained, where it is given; else the sum
     of the kernel times each process's profiler recorded, which time-slicing stretches (see below).
     The processes build and warm up
     first, then wait for each other, so that the window holds all of them training. All of them are
-    killed where they have not finished within `timeout` seconds."""
+    killed where they have not finished within `timeout` seconds, or by `deadline`'s end (then
+    DeadlineReached: cut short, they say nothing of the GPU)."""
     code = ("import json, sys, time, torch; from pathlib import Path; "
             "from bench.tools.busy import busy_fraction; "
             "from bench.tools.gpucheck import _cases, training_step, barrier; "
@@ -570,9 +582,13 @@ def shared_busy(case, batch: int, runs: int, steps: int, timeout: float = 300.0,
     with tempfile.TemporaryDirectory(prefix="bench-gpu-check-barrier-") as meeting:
         procs = [start_group([sys.executable, "-c", code, str(batch), str(steps), meeting, str(runs)])
                  for _ in range(runs)]
+        bounded = (deadline or Deadline(None)).bound(timeout)
         try:
-            outs = communicate_all(procs, timeout)
+            outs = communicate_all(procs, bounded)
         except subprocess.TimeoutExpired:
+            if bounded < timeout and deadline.left() <= 1:
+                raise DeadlineReached(f"not finished: the deadline came {bounded:.0f} s into them, and they "
+                                      "were stopped") from None
             return {"error": f"{runs} runs at once did not finish in {timeout:.0f} s"}
         finally:
             kill_live_of([p for p in procs if p.returncode is None])

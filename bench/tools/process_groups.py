@@ -46,11 +46,20 @@ def communicate_all(procs: list[subprocess.Popen], timeout: float) -> list[tuple
     """Each process's (stdout, stderr), their pipes read all at once, within one limit of `timeout`
     seconds for all; TimeoutExpired where one has not finished by then. Read one after another, a
     process that fills its pipe (64 KiB of warnings) stalls while the one before it is waited on, and
-    the shared-GPU processes, which wait for each other, would stall with it."""
+    the shared-GPU processes, which wait for each other, would stall with it. Where the wait ends early
+    (a SIGTERM or Ctrl-C raised here, or one process's limit), the processes are killed before the
+    reading threads are joined: those would otherwise wait for them to end by themselves."""
     end = time.monotonic() + timeout
-    with ThreadPoolExecutor(max_workers=len(procs)) as pool:
+    pool = ThreadPoolExecutor(max_workers=len(procs))
+    try:
         reads = [pool.submit(proc.communicate, timeout=max(0.1, end - time.monotonic())) for proc in procs]
         return [read.result() for read in reads]
+    except BaseException:
+        for proc in procs:
+            kill_group(proc)
+        raise
+    finally:
+        pool.shutdown(wait=True)
 
 
 def kill_group(proc: subprocess.Popen) -> None:
