@@ -279,6 +279,23 @@ def test_lost_best_weights_restart_the_run(tmp_path):
     assert not (tmp_path / CHECKPOINT).exists()
 
 
+def test_a_checkpoint_whose_bytes_the_disk_changed_is_set_aside(tmp_path):
+    """torch's zip reader does not check the archive's CRC-32s: a checkpoint with one weight's bytes
+    changed (its size and structure intact, as a flipped bit on a disk leaves it) loaded, and the run
+    resumed from weights it never saved and ended "ok" with other results."""
+    state = fake_checkpoint(tmp_path, epoch=1, best_epoch=0)
+    state["model"]["w"] = torch.full((1000,), 1.0)
+    save_torch(tmp_path / CHECKPOINT, state)
+    data = bytearray((tmp_path / CHECKPOINT).read_bytes())
+    at = data.index(bytes(np.full(1000, 1.0, dtype="<f4").tobytes())) + 2001
+    data[at] ^= 0x01  # one bit of the 501st weight's mantissa
+    (tmp_path / CHECKPOINT).write_bytes(bytes(data))
+    messages = []
+    assert resume_state(tmp_path, "r", messages.append) is None
+    assert "does not match its CRC-32" in messages[0] and "the run starts from scratch" in messages[0]
+    assert (tmp_path / f"{CHECKPOINT}.rejected").exists()
+
+
 def test_a_checkpoint_of_another_run_is_refused(tmp_path):
     fake_checkpoint(tmp_path, epoch=1, best_epoch=0)
     messages = []

@@ -4,9 +4,9 @@ checkpoint.pt is written (atomically) first, then best.pt, `{"epoch", "model"}`,
 hold the best epoch so far; between checkpoints the best weights are kept in memory by the loop. A
 kill between the two leaves a checkpoint whose best epoch is its own, or which carries the best
 weights as `best_model`, so the best weights are in the checkpoint and best.pt is rewritten from it
-on resume. A checkpoint or best.pt that cannot be
-loaded (corrupt, truncated, not this run's, or holding anything but tensors and plain containers) is
-set aside as `*.rejected` and the run restarts from scratch.
+on resume. A checkpoint or best.pt that cannot be loaded (corrupt, truncated, damaged in its bytes, not
+this run's, or holding anything but tensors and plain containers) is set aside as `*.rejected` and the
+run restarts from scratch.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +52,15 @@ def save_torch(path: Path, obj) -> None:
 
 
 def load_torch(path: Path):
-    """Checkpoints are loaded with weights_only=True: tensors and plain containers, never code."""
+    """Checkpoints are loaded with weights_only=True: tensors and plain containers, never code. The zip
+    archive torch.save writes is checked against its CRC-32s first: torch's reader does not check them,
+    so a file whose bytes the disk changed (a bit flipped, its size and structure intact) loaded, and a
+    run resumed from other weights than it saved."""
+    if zipfile.is_zipfile(path):  # else torch.load says what it is not
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+        if damaged is not None:
+            raise zipfile.BadZipFile(f"{damaged} does not match its CRC-32 (the file was damaged)")
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
