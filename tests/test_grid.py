@@ -104,6 +104,11 @@ def test_tiny_grid_end_to_end_through_the_cli(workspace):
         assert c["storage_bytes"] == 32 * 95 * 4 and c["storage_bytes_f16"] == 32 * 95 * 2
         assert result["provenance"]["versions"]["torch"]
         assert result["provenance"]["device"] == "cpu"
+        # a run never stopped: one execution, from epoch 1, with the commit and versions of the whole run
+        (execution,) = result["provenance"]["executions"]
+        assert execution["from_epoch"] == 1 and execution["started"] == result["provenance"]["started"]
+        assert execution["versions"]["torch"] == result["provenance"]["versions"]["torch"]
+        assert result["provenance"]["torch_threads"] == result["training"]["history"][-1]["torch_threads"]
         assert (workspace / "results" / "e2e" / "runs" / run_id / "best.pt").exists()
         # a finished run's checkpoint is removed: nothing resumes from it (208 MB at VGG's width 1)
         assert not (workspace / "results" / "e2e" / "runs" / run_id / "checkpoint.pt").exists()

@@ -83,3 +83,73 @@ def test_ctrl_c_just_after_the_first_checkpoint_is_written_names_the_epoch_a_rer
     with pytest.raises(Interrupted, match=rf"^rerun to resume {run.run_id} from epoch 2$"):
         train.train_run(run, ToyCache(), tmp_path, torch.device("cpu"), log=lambda *_: None)
     assert (tmp_path / train.CHECKPOINT).exists()
+
+
+def _stopped_after_epoch_1(tmp_path, monkeypatch, run, execution):
+    """`run` trained in `tmp_path` until Ctrl-C lands just after its first checkpoint."""
+    import os
+    import signal
+
+    from bench.core.errors import Interrupted
+    from bench.train import loop as train
+    from tests.device_fakes import ToyCache
+
+    real = train.save_torch
+
+    def save_then_ctrl_c(path, state):
+        real(path, state)
+        if path.name == train.CHECKPOINT:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(train, "save_torch", save_then_ctrl_c)
+        with pytest.raises(Interrupted):
+            train.train_run(run, ToyCache(), tmp_path, torch.device("cpu"), log=lambda *_: None, execution=execution)
+
+
+def test_a_run_resumed_with_other_torch_threads_trains_the_rest_on_its_earlier_ones(tmp_path, monkeypatch):
+    """On the CPU a step's sums depend on torch's thread count. The same `bench grid --workers 2`
+    command, rerun after a kill, resumed the last run in one worker with every thread, where it had
+    trained on half of them: it ended with other results than without the kill, and result.json gave
+    only the last count. The rest of the run now trains on its earlier count, which each epoch's
+    history records; the process's own count is back afterwards."""
+    from bench.train import fastpath
+    from bench.train import loop as train
+    from tests.device_fakes import ToyCache, tiny_runs
+
+    (run,) = tiny_runs(epochs=3)
+    monkeypatch.setattr(train, "usable_cpus", lambda: 4)
+    with fastpath.torch_threads(1):
+        whole = train.train_run(run, ToyCache(), tmp_path / "whole", torch.device("cpu"), log=lambda *_: None)
+        _stopped_after_epoch_1(tmp_path / "stopped", monkeypatch, run, {})
+    seen, said = [], []
+    real_epoch = train.Trainer.train_epoch
+    monkeypatch.setattr(train.Trainer, "train_epoch",
+                        lambda self, epoch: (seen.append(torch.get_num_threads()), real_epoch(self, epoch))[1])
+    with fastpath.torch_threads(2):
+        resumed = train.train_run(run, ToyCache(), tmp_path / "stopped", torch.device("cpu"), log=said.append)
+        assert torch.get_num_threads() == 2
+    assert seen == [1, 1] and resumed["torch_threads"] == 1
+    assert [h["torch_threads"] for h in resumed["history"]] == [1, 1, 1]
+    assert "  its earlier epochs trained on 1 torch thread(s): so does the rest of it (this process has 2), as it " \
+           "would have without the stop" in said
+    assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in whole["history"]]
+    assert resumed["test"]["roc_auc"] == whole["test"]["roc_auc"]
+
+
+def test_a_run_resumed_under_other_code_says_so_and_names_each_execution(tmp_path, monkeypatch):
+    """A run stopped at one commit and resumed at another did so without a word, and its result named
+    only the last commit. The resume now says what changed, and the run returns each execution with the
+    epoch it started at."""
+    from bench.train import loop as train
+    from tests.device_fakes import ToyCache, tiny_runs
+
+    (run,) = tiny_runs(epochs=3)
+    first = {"started": 1.0, "host": "a", "git_commit": "1a2b3c4", "versions": {"bench": "0.9.0", "torch": "2.14.1"}}
+    _stopped_after_epoch_1(tmp_path, monkeypatch, run, first)
+    second = {**first, "started": 2.0, "git_commit": "5d6e7f8"}
+    said = []
+    resumed = train.train_run(run, ToyCache(), tmp_path, torch.device("cpu"), log=said.append, execution=second)
+    assert "  its earlier epochs ran with git commit 1a2b3c4 (now 5d6e7f8); the rest runs with this code " \
+           "(result.json's provenance.executions names each)" in said
+    assert resumed["executions"] == [{**first, "from_epoch": 1}, {**second, "from_epoch": 2}]

@@ -203,7 +203,9 @@ def git_commit(root: Path = CODE_ROOT) -> str | None:
         return None
 
 
-def device_name(device) -> str:
+def device_name(device, threads: int | None = None) -> str:
+    """The GPU's name, or the CPU's with the torch threads a run trained on (`threads`, else this
+    process's)."""
     import torch
 
     if device.type == "cuda":
@@ -216,10 +218,10 @@ def device_name(device) -> str:
                 break
     except OSError:
         pass
-    return f"{model} ({torch.get_num_threads()} threads)"
+    return f"{model} ({threads or torch.get_num_threads()} threads)"
 
 
-def provenance(device) -> dict:
+def provenance(device, threads: int | None = None) -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     versions = {"python": platform.python_version()}
@@ -232,7 +234,7 @@ def provenance(device) -> dict:
         except PackageNotFoundError:
             versions[key] = None
     return {"git_commit": git_commit(), "versions": versions, "device": str(device),
-            "device_name": device_name(device), "host": socket.gethostname(), "platform": platform.platform()}
+            "device_name": device_name(device, threads), "host": socket.gethostname(), "platform": platform.platform()}
 
 
 def execute_run(spec: Spec, run: RunSpec, folder: Path, cache_for: Callable, device, log: Callable = print,
@@ -261,9 +263,16 @@ def execute_run(spec: Spec, run: RunSpec, folder: Path, cache_for: Callable, dev
         "canonical": run.canonical(),
     }
     started = time.time()
+    here = provenance(device)
+    # what the checkpoint keeps of this execution, beside the epoch it starts at: a resumed run's result
+    # names every execution that trained it, and a resume under other code says so
+    execution = {"started": started, "host": here["host"], "git_commit": here["git_commit"],
+                 "versions": {name: here["versions"][name] for name in ("bench", "torch")}}
+    executions = None
     try:
         cache = cache_for(mel.sample_rate)
-        trained = train_run(run, cache, folder, device, log, epoch_log)
+        trained = train_run(run, cache, folder, device, log, epoch_log, execution=execution)
+        executions, threads = trained["executions"], trained["torch_threads"]
         input_config = mel.input_config(run.dataset.clip_seconds)
         cost = model_cost(run.arch, input_config, trained["n_tags"], run.configuration.options)
         test = trained["test"]
@@ -308,8 +317,11 @@ def execute_run(spec: Spec, run: RunSpec, folder: Path, cache_for: Callable, dev
             raise DeviceFailure(f"{device} failed during {run.run_id} ({type(exc).__name__}: {one_line(exc)}); "
                                 "the run was not recorded as failed and resumes in the next grid") from exc
         _record_failure(folder, result, exc, log)
-    result["provenance"] = provenance(device)
-    result["provenance"].update(started=started, finished=time.time(), torch_threads=torch.get_num_threads())
+    threads = threads if executions else torch.get_num_threads()  # a resumed run's can be its earlier ones'
+    result["provenance"] = provenance(device, threads)
+    result["provenance"].update(started=started, finished=time.time(), torch_threads=threads)
+    if executions:
+        result["provenance"]["executions"] = executions
     atomic_write_json(folder / RESULT, result)
     if result.get("status") == "ok":
         remove_finished_checkpoint(folder)

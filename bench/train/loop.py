@@ -53,6 +53,7 @@ from architectures import InputConfig
 from bench.core.errors import Interrupted, UserError, is_job_stop, resume_hint
 from bench.core.interrupts import interrupts_deferred
 from bench.core.layout import BEST, CHECKPOINT, HISTORY  # noqa: F401 - re-exported
+from bench.core.machine import usable_cpus
 from bench.core.store import append_line, atomic_write_text, reject
 from bench.data.cached_waveforms import CachedWaveforms
 from bench.data.index import has_roc_auc, no_roc_auc
@@ -427,16 +428,18 @@ def served_inference(run: RunSpec, state: dict, n_tags: int, frontend: nn.Module
 
 
 def train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torch.device,
-              log: Callable = print, epoch_log: Callable | None = None) -> dict:
+              log: Callable = print, epoch_log: Callable | None = None, execution: dict | None = None) -> dict:
     """Train (or resume) one run in `run_dir`; returns its metrics, timings and history.
 
     `log` gets what happened to the run's files; `epoch_log` (default `log`) the line per epoch.
+    `execution` says what runs it (its start, host, git commit and versions: `bench.run.runner`); the
+    checkpoint keeps it with the epoch it started at, and the result lists every one as `executions`.
     Ctrl-C raises `Interrupted` naming the epoch a rerun resumes from."""
     # the epoch checkpoint.pt holds, once known; whether that is the last (training over); whether the run
-    # compiled (what freeing it takes)
-    checkpointed = {"epoch": None, "compiled": False, "trained": False}
+    # compiled (what freeing it takes); the torch threads to restore where a resumed run took its earlier ones
+    checkpointed = {"epoch": None, "compiled": False, "trained": False, "threads": None}
     try:
-        return _train_run(run, cache, run_dir, device, log, epoch_log or log, checkpointed)
+        return _train_run(run, cache, run_dir, device, log, epoch_log or log, checkpointed, execution or {})
     except Interrupted:
         raise
     except KeyboardInterrupt:
@@ -453,6 +456,39 @@ def train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torch
         raise
     finally:
         release_run_memory(device, checkpointed["compiled"])
+        if checkpointed["threads"] is not None:
+            torch.set_num_threads(checkpointed["threads"])
+
+
+def resumed_threads(history: list[dict], device: torch.device, log: Callable) -> int | None:
+    """The torch threads a resumed run trains the rest of its epochs on, where not this process's: on
+    the CPU a step's sums depend on the thread count, and a rerun can have another (the grid's workers
+    fewer as runs finish, which gives each more; another OMP_NUM_THREADS). The earlier epochs' count,
+    where this process may use that many CPUs, so that the run ends as it would have without the stop."""
+    earlier = history[-1].get("torch_threads") if history else None
+    now = torch.get_num_threads()
+    if device.type != "cpu" or earlier is None or earlier == now:
+        return None
+    if earlier <= usable_cpus():
+        log(f"  its earlier epochs trained on {earlier} torch thread(s): so does the rest of it (this process "
+            f"has {now}), as it would have without the stop")
+        return earlier
+    log(f"  its earlier epochs trained on {earlier} torch threads, more CPUs than this process may use: the rest "
+        f"trains on {now}, so its results can differ from an uninterrupted run's (result.json's history names "
+        "each epoch's)")
+    return None
+
+
+def changed_code(earlier: list[dict], now: dict) -> list[str]:
+    """What differs between the execution that trained a resumed run's last epochs and this one: the git
+    commit and the versions of the suite and of torch, e.g. ["git commit 1a2b3c4 (now 5d6e7f8)"]."""
+    if not earlier or not now:
+        return []
+    before = earlier[-1]
+    pairs = [("git commit", before.get("git_commit"), now.get("git_commit"))]
+    pairs += [(name, before.get("versions", {}).get(name), version)
+              for name, version in now.get("versions", {}).items()]
+    return [f"{name} {was} (now {is_now})" for name, was, is_now in pairs if was is not None and was != is_now]
 
 
 def release_run_memory(device: torch.device, compiled: bool) -> None:
@@ -473,7 +509,7 @@ def _history_line(record: dict) -> str:
 
 
 def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torch.device, log: Callable,
-               epoch_log: Callable, checkpointed: dict) -> dict:
+               epoch_log: Callable, checkpointed: dict, execution: dict) -> dict:
     protocol = run.protocol
     checkpoint = run_dir / CHECKPOINT
     history: list[dict] = []
@@ -515,6 +551,17 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
             earlier = "partly compiled" if len(before) > 1 else "compiled" if True in before else "eager"
             log(f"  its earlier epochs trained {earlier}; any epoch left trains "
                 f"{'compiled' if trainer.path.compile else 'eager'} (result.json's compiled_epochs counts them)")
+        # a checkpoint of an earlier release names no execution: only the epoch it started at is known
+        earlier_executions = state.get("executions") or [{"from_epoch": 1}]
+        changed = changed_code(earlier_executions, execution)
+        if changed:
+            log(f"  its earlier epochs ran with {', '.join(changed)}; the rest runs with this code "
+                "(result.json's provenance.executions names each)")
+        threads = resumed_threads(history, device, log)
+        if threads is not None:
+            checkpointed["threads"] = torch.get_num_threads()
+            torch.set_num_threads(threads)
+    executions = [*(earlier_executions if state is not None else []), {**execution, "from_epoch": start_epoch}]
 
     policy = CheckpointPolicy()
     saved = {"epoch": start_epoch - 1, "best": best["epoch"]}  # what checkpoint.pt and best.pt hold
@@ -525,6 +572,7 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
     def save(epoch: int, last: bool = False) -> None:
         started = time.perf_counter()
         state = trainer.state(epoch, best, history)
+        state["executions"] = executions
         if best["epoch"] not in (saved["best"], epoch):  # the checkpoint carries them until best.pt does
             state["best_model"] = best_weights
         # the checkpoint and the record of the epoch it holds are one step for Ctrl-C (and SIGTERM): one
@@ -553,7 +601,7 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
         record = {"epoch": epoch, "loss": loss, "valid_roc_auc": valid["roc_auc"], "valid_pr_auc": valid["pr_auc"],
                   "lr": lr, "train_seconds": t1 - t0,
                   "eval_seconds": t2 - t1, "clips": seen, "compiled": trainer.compiled_so_far(),
-                  "amp_dtype": trainer.dtype_name, "skipped_steps": skipped}
+                  "amp_dtype": trainer.dtype_name, "skipped_steps": skipped, "torch_threads": torch.get_num_threads()}
         history.append(record)
         if valid["roc_auc"] > best["roc_auc"]:
             best = {"roc_auc": valid["roc_auc"], "epoch": epoch}
@@ -594,4 +642,6 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
         "tag_names": list(trainer.tag_names),
         "input_frames": trainer.model.input_frames,
         "clips": {split: len(d) for split, d in trainer.data.items()},
+        "executions": executions,
+        "torch_threads": torch.get_num_threads(),
     }
