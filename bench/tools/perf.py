@@ -622,7 +622,7 @@ def _train_clips(spec: Spec) -> int | None:
     known = split_sizes(spec.dataset)
     if known:
         return known[0]
-    if spec.dataset.name == "synthetic" and not spec.dataset.drops_untagged:
+    if spec.dataset.name == "synthetic" and spec.dataset.split_file is None and not spec.dataset.drops_untagged:
         return split_counts(spec.dataset.clips or SYNTHETIC_DEFAULT_CLIPS)["train"]
     return None
 
