@@ -221,7 +221,8 @@ def device_name(device, threads: int | None = None) -> str:
     return f"{model} ({threads or torch.get_num_threads()} threads)"
 
 
-def provenance(device, threads: int | None = None) -> dict:
+def library_versions() -> dict:
+    """The versions of Python, this suite and the libraries a run's numbers depend on (None: not installed)."""
     from importlib.metadata import PackageNotFoundError, version
 
     versions = {"python": platform.python_version()}
@@ -233,7 +234,11 @@ def provenance(device, threads: int | None = None) -> dict:
             versions[key] = version(package)
         except PackageNotFoundError:
             versions[key] = None
-    return {"git_commit": git_commit(), "versions": versions, "device": str(device),
+    return versions
+
+
+def provenance(device, threads: int | None = None) -> dict:
+    return {"git_commit": git_commit(), "versions": library_versions(), "device": str(device),
             "device_name": device_name(device, threads), "host": socket.gethostname(), "platform": platform.platform()}
 
 
@@ -263,11 +268,12 @@ def execute_run(spec: Spec, run: RunSpec, folder: Path, cache_for: Callable, dev
         "canonical": run.canonical(),
     }
     started = time.time()
-    here = provenance(device)
     # what the checkpoint keeps of this execution, beside the epoch it starts at: a resumed run's result
-    # names every execution that trained it, and a resume under other code says so
-    execution = {"started": started, "host": here["host"], "git_commit": here["git_commit"],
-                 "versions": {name: here["versions"][name] for name in ("bench", "torch")}}
+    # names every execution that trained it, and a resume under other code says so (the device is not
+    # asked here: a GPU that failed under the worker's last run is met by the run, as a device failure)
+    versions = library_versions()
+    execution = {"started": started, "host": socket.gethostname(), "git_commit": git_commit(),
+                 "versions": {name: versions[name] for name in ("bench", "torch")}}
     executions = None
     try:
         cache = cache_for(mel.sample_rate)
