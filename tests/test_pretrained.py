@@ -334,6 +334,20 @@ def test_file_names_that_are_not_utf8_or_hold_dollars_are_tagged_drawn_and_embed
     capsys.readouterr()
 
 
+def test_tagging_with_weights_whose_bytes_changed_is_one_line(run_folder, tmp_path, capsys):
+    """best.pt with one weight's bytes changed (size and zip structure intact) loaded, and `bench tag`
+    tagged with weights the run never trained: torch's reader does not check the archive's CRC-32s."""
+    data = bytearray((run_folder / "best.pt").read_bytes())
+    weights = torch.load(run_folder / "best.pt", weights_only=True)["model"]
+    largest = max(weights.values(), key=lambda t: t.numel())
+    data[data.index(largest.numpy().tobytes()) + 101] ^= 0x01
+    (run_folder / "best.pt").write_bytes(bytes(data))
+    assert main(["tag", write_audio(tmp_path / "song.wav", 4.0), "--model", str(run_folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"bench tag: error: {run_folder / 'best.pt'}: cannot load the weights (") and \
+        "does not match its CRC-32" in err and err.count("\n") == 1
+
+
 def test_tag_a_run_folder_json_and_png(run_folder, tmp_path, capsys):
     long, short = write_audio(tmp_path / "long.wav", 10.0), write_audio(tmp_path / "short.wav", 1.5, channels=1)
     status = main(["tag", long, short, "--model", str(run_folder), "--json", "--top", "2",

@@ -90,13 +90,18 @@ def read_json(path: Path) -> dict:
 
 
 def load_weights(path: Path, key: str | None = None) -> dict:
-    """A state dict, loaded with weights_only=True (tensors and plain containers, never code)."""
-    import torch
+    """A state dict, loaded with weights_only=True (tensors and plain containers, never code), from a file
+    whose bytes match its zip archive's CRC-32s (`bench.train.checkpoint.load_torch`)."""
+    import zipfile
+
+    from bench.train.checkpoint import load_torch
 
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_torch(path)
     except FileNotFoundError:
         raise UserError(f"{path}: missing") from None
+    except zipfile.BadZipFile as exc:  # its bytes changed since it was written
+        raise UserError(f"{path}: cannot load the weights ({one_line(exc)})") from None
     except Exception as exc:  # a damaged or foreign file
         raise UserError(f"{path}: cannot load the weights ({type(exc).__name__})") from None
     if key is not None:
