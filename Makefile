@@ -34,14 +34,15 @@ endif
 # two makes that install the venv at once (`make grid` and `make test` in two terminals on a fresh
 # clone) take turns on $(VENV).lock; the second finds it done. The lock is flock(1) where it is there
 # (Linux), else PYTHON's fcntl.flock holding the lock's file open through an exec of the make (macOS
-# has no flock(1)); a Ctrl-C while waiting ends it without a traceback. Not under -n: a dry run runs
+# has no flock(1)); a Ctrl-C while waiting ends it without a traceback. A PYTHON older than 3.4 (no
+# os.set_inheritable; macOS's old `python` is 2.7) takes no lock: the recipe then says what it needs. Not under -n: a dry run runs
 # the recipe line that holds $(MAKE), and would make the lock's folder and file
 DRY_RUN := $(findstring n,$(firstword -$(MAKEFLAGS)))
 PY_FLOCK = $(PYTHON) -c 'import fcntl, os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); \
   fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o644); fcntl.flock(fd, fcntl.LOCK_EX); \
   os.set_inheritable(fd, True); os.execvp(sys.argv[2], sys.argv[2:])'
 VENV_LOCK := $(if $(DRY_RUN),,$(or $(shell command -v flock 2>/dev/null),$(if \
-  $(shell $(PYTHON) -c 'import fcntl' 2>/dev/null && echo yes),$(PY_FLOCK))))
+  $(shell $(PYTHON) -c 'import fcntl, sys; sys.exit(sys.version_info < (3, 4))' 2>/dev/null && echo yes),$(PY_FLOCK))))
 SPEC    ?= specs/demo.toml
 DATA    ?=
 RESULTS ?= results

@@ -1996,6 +1996,35 @@ def test_shared_runs_stopped_by_the_deadline_are_not_a_failure_of_the_gpu(monkey
     assert time.monotonic() - start < 10
 
 
+def test_one_shared_run_that_fails_stops_the_others_at_once():
+    """The shared-GPU processes wait for each other at a barrier (120 s): where one failed as it started
+    (out of memory), the others waited out the barrier and then trained alone, two minutes of the
+    deadline for a result already known."""
+    from bench.tools import process_groups
+
+    procs = [process_groups.start_group(["sh", "-c", "echo 'torch.OutOfMemoryError: stand-in' >&2; exit 1"]),
+             *(process_groups.start_group(["sleep", "30"]) for _ in range(2))]
+    start = time.monotonic()
+    try:
+        outs = process_groups.communicate_all(procs, timeout=60)
+    finally:
+        process_groups.kill_live_of(procs)
+    assert time.monotonic() - start < 10
+    assert [proc.returncode for proc in procs] == [1, -signal.SIGKILL, -signal.SIGKILL]
+    assert outs[0][1].strip() == "torch.OutOfMemoryError: stand-in"
+
+
+def test_shared_runs_killed_without_a_word_say_how_they_ended(monkeypatch):
+    """Runs at once killed by the out-of-memory killer print nothing: P1's line read "not measured: "."""
+    from bench.tools import gpucheck
+
+    popen = subprocess.Popen
+    monkeypatch.setattr(gpucheck.subprocess, "Popen",
+                        lambda argv, **kwargs: popen(["sh", "-c", "kill -9 $$"], **kwargs))
+    assert gpucheck.shared_busy(None, 8, 2, 4, timeout=20) == {
+        "error": "killed by SIGKILL, no output | killed by SIGKILL, no output"}
+
+
 def _p1_stubs(monkeypatch, shared):
     """P1 with its measurements stood in for: 480 TFLOP/s at the headline on an H100 (49 % of its bf16
     peak), busy 90 %, and `shared` as what the runs at once give."""

@@ -352,3 +352,14 @@ def test_two_bootstraps_take_turns_where_there_is_no_flock_command(tmp_path):
     assert [make.wait(timeout=60) for make in makes] == [0, 0]
     first, second = log.read_text().split()[1::2][::2]
     assert log.read_text().split() == ["start", first, "end", first, "start", second, "end", second]
+    # a Python too old for the lock (macOS's `python` 2.7 has fcntl but no os.set_inheritable) takes
+    # none, so that the bootstrap says which Python it needs instead of the lock's traceback
+    old = tmp_path / "python2.7"
+    # as 2.7 answers: `import fcntl` works, `sys.exit(sys.version_info < (3, 4))` exits 1
+    old.write_text('#!/bin/sh\ncase "$*" in *version_info*) exit 1;; esac\nexit 0\n')
+    old.chmod(0o755)
+    for python, locks in ((old, False), (sys.executable, True)):
+        shown = subprocess.run(["make", "-s", "-C", str(ROOT), f"PYTHON={python}", "--eval",
+                                "show: ; @echo '[$(if $(VENV_LOCK),lock)]'", "show"], env=env, capture_output=True,
+                               text=True, timeout=60, check=True).stdout.strip()
+        assert shown == ("[lock]" if locks else "[]")

@@ -296,6 +296,19 @@ def test_a_checkpoint_whose_bytes_the_disk_changed_is_set_aside(tmp_path):
     assert (tmp_path / f"{CHECKPOINT}.rejected").exists()
 
 
+def test_a_checkpoint_saved_without_crcs_loads(tmp_path):
+    """torch writes a CRC of 0 in every entry where its `compute_crc32` setting is off, and loads such
+    files: they are not damaged, and a run resumes from one."""
+    from torch.utils.serialization import config
+
+    config.save.compute_crc32 = False
+    try:
+        fake_checkpoint(tmp_path, epoch=1, best_epoch=0)
+    finally:
+        config.save.compute_crc32 = True
+    assert resume_state(tmp_path, "r", print)["epoch"] == 1
+
+
 def test_a_checkpoint_of_another_run_is_refused(tmp_path):
     fake_checkpoint(tmp_path, epoch=1, best_epoch=0)
     messages = []

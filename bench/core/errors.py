@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 
 
 def one_line(message: object) -> str:
@@ -118,3 +119,14 @@ def resume_hint(run_id: str, next_epoch: int | None, trained: bool = False) -> s
     if next_epoch <= 1:  # nothing to resume from
         return f"rerun to start {run_id} again (it had not finished an epoch)"
     return f"rerun to resume {run_id} from epoch {next_epoch}"
+
+
+def exit_description(exitcode: int) -> str:
+    """How a child process ended, from its exit code as subprocess and multiprocessing give it: "killed by
+    SIGKILL" (a negative code: the signal; the out-of-memory killer's prints nothing), or "exit status 1"."""
+    if exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit status {exitcode}"

@@ -29,7 +29,15 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.core.errors import RERUN_TO_CONTINUE, DeviceFailure, Interrupted, UserError, first_line, one_line
+from bench.core.errors import (
+    RERUN_TO_CONTINUE,
+    DeviceFailure,
+    Interrupted,
+    UserError,
+    exit_description,
+    first_line,
+    one_line,
+)
 from bench.core.interrupts import (
     accept_interrupts,
     interrupt_when_parent_dies,
@@ -697,10 +705,8 @@ def _ended(name: str, exitcode: int) -> str:
     """How a worker process that did not end well ended: killed by a signal (which prints nothing: the
     out-of-memory killer's SIGKILL, say), or with an error it printed."""
     if exitcode < 0:
-        with contextlib.suppress(ValueError):
-            return f"{name} was killed by {signal.Signals(-exitcode).name}"
-        return f"{name} was killed by signal {-exitcode}"
-    return f"{name} stopped with exit status {exitcode} (its error is above)"
+        return f"{name} was {exit_description(exitcode)}"
+    return f"{name} stopped with {exit_description(exitcode)} (its error is above)"
 
 
 def _import_worker_code() -> None:

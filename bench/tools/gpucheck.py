@@ -61,6 +61,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from bench.core.errors import exit_description
 from bench.run.gpus import exclusive_gpus, others_on_cuda_device, sharing_note, visible_selection
 from bench.tools.busy import busy_fraction
 from bench.tools.peaks import HEADLINE_FRACTION_OF_BF16_PEAK, bf16_peak_tflops
@@ -593,8 +594,10 @@ def shared_busy(case, batch: int, runs: int, steps: int, timeout: float = 300.0,
         finally:
             kill_live_of([p for p in procs if p.returncode is None])
             LIVE.difference_update(procs)
-    if any(p.returncode for p in procs):
-        return {"error": " | ".join(err.strip().splitlines()[-1] for _, err in outs if err.strip())}
+    failed = [(proc, err.strip()) for proc, (_, err) in zip(procs, outs, strict=True) if proc.returncode]
+    if failed:  # what they printed last; else how they ended (the out-of-memory killer's SIGKILL prints nothing)
+        said = [err.splitlines()[-1] for _, err in failed if err]
+        return {"error": " | ".join(said or [f"{exit_description(proc.returncode)}, no output" for proc, _ in failed])}
     rows = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
     window = max(r["end"] for r in rows) - min(r["start"] for r in rows)
     clips = sum(r["steps"] * batch for r in rows) / window

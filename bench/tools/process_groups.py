@@ -11,7 +11,7 @@ import signal
 import subprocess
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 LIVE: set[subprocess.Popen] = set()
 """The process groups this process started and has not seen end (grids with their workers, the
@@ -46,13 +46,24 @@ def communicate_all(procs: list[subprocess.Popen], timeout: float) -> list[tuple
     """Each process's (stdout, stderr), their pipes read all at once, within one limit of `timeout`
     seconds for all; TimeoutExpired where one has not finished by then. Read one after another, a
     process that fills its pipe (64 KiB of warnings) stalls while the one before it is waited on, and
-    the shared-GPU processes, which wait for each other, would stall with it. Where the wait ends early
-    (a SIGTERM or Ctrl-C raised here, or one process's limit), the processes are killed before the
-    reading threads are joined: those would otherwise wait for them to end by themselves."""
+    the shared-GPU processes, which wait for each other, would stall with it. Where one ends with an
+    error, the others are killed at once: they would wait for it at their barrier until its timeout.
+    Where the wait ends early (a SIGTERM or Ctrl-C raised here, or one process's limit), the processes
+    are killed before the reading threads are joined: those would otherwise wait for them to end by
+    themselves."""
     end = time.monotonic() + timeout
     pool = ThreadPoolExecutor(max_workers=len(procs))
     try:
-        reads = [pool.submit(proc.communicate, timeout=max(0.1, end - time.monotonic())) for proc in procs]
+        reads = {pool.submit(proc.communicate, timeout=max(0.1, end - time.monotonic())): proc for proc in procs}
+        waiting = set(reads)
+        while waiting:
+            done, waiting = wait(waiting, return_when=FIRST_COMPLETED)
+            for read in done:
+                read.result()  # its TimeoutExpired, raised here
+                if reads[read].returncode:
+                    for proc in procs:
+                        if proc.returncode is None:
+                            kill_group(proc)
         return [read.result() for read in reads]
     except BaseException:
         for proc in procs:
