@@ -1000,3 +1000,30 @@ def test_bench_compile_off_in_any_word_leaves_the_compile_lever_out(write_spec, 
     with pytest.raises(KeyboardInterrupt):
         perf.run_perf(load_spec(write_spec(TINY)), torch.device("cpu"), perf.PerfSettings(), log=lambda *a: None)
     assert asked == [False, True]
+
+
+@pytest.mark.parametrize(("switch", "noted"), [("auto", True), ("1", False)])
+def test_the_note_on_an_unknown_split_matches_the_fast_path_timed(write_spec, monkeypatch, switch, noted):
+    """A manifest's split size is not known before reading it: perf noted "not compiled" and then, with
+    BENCH_COMPILE=1, timed the fast path compiled."""
+    from bench.spec import load_spec
+    from bench.tools import perf
+
+    monkeypatch.setenv("BENCH_COMPILE", switch)
+    monkeypatch.setattr(perf, "compile_blocker", lambda device: None)
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(perf, "levers", lambda device, compile_lever, arch: [("fp32 eager", baseline(cpu), {})])
+    monkeypatch.setattr(perf, "measure_training", lambda *a, **k: {"step_seconds": 1.0, "steps_timed": 1})
+    chosen = []
+
+    def stop(rows, path):
+        chosen.append(path.compile)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(perf, "_matching_lever", stop)
+    said = []
+    manifest = TINY.replace('name = "synthetic"\nclip_seconds = 3.0', 'name = "manifest"\npath = "m.csv"')
+    with pytest.raises(KeyboardInterrupt):
+        perf.run_perf(load_spec(write_spec(manifest)), torch.device("cpu"), perf.PerfSettings(), log=said.append)
+    assert chosen == [not noted]
+    assert any(line.startswith("note: the manifest train split's size is not known") for line in said) is noted

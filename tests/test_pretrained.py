@@ -4,6 +4,7 @@ except for the refusal of a real TF checkpoint, which is skipped without it)."""
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -346,6 +347,17 @@ def test_tagging_with_weights_whose_bytes_changed_is_one_line(run_folder, tmp_pa
     err = capsys.readouterr().err
     assert err.startswith(f"bench tag: error: {run_folder / 'best.pt'}: cannot load the weights (") and \
         "does not match its CRC-32" in err and err.count("\n") == 1
+
+
+def test_a_tag_holding_a_comma_is_printed_as_one(run_folder, tmp_path, capsys):
+    """`bench tag` printed "a.wav: rock, pop (0.491), folk (0.494)": four tags to a reader, of three."""
+    result = json.loads((run_folder / "result.json").read_text())
+    result["tag_names"] = ["rock, pop", "folk", "jazz"]
+    atomic_write_json(run_folder / "result.json", result)
+    assert main(["tag", write_audio(tmp_path / "a.wav", 4.0), "--model", str(run_folder), "--top", "3"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{tmp_path / 'a.wav'}: ") and '"rock, pop" (0.' in line
+    assert sorted(re.findall(r'("[^"]+"|[a-z]+) \(0\.\d{3}\)', line)) == ['"rock, pop"', "folk", "jazz"]
 
 
 def test_tag_a_run_folder_json_and_png(run_folder, tmp_path, capsys):

@@ -153,3 +153,30 @@ def test_a_run_resumed_under_other_code_says_so_and_names_each_execution(tmp_pat
     assert "  its earlier epochs ran with git commit 1a2b3c4 (now 5d6e7f8); the rest runs with this code " \
            "(result.json's provenance.executions names each)" in said
     assert resumed["executions"] == [{**first, "from_epoch": 1}, {**second, "from_epoch": 2}]
+
+
+def test_an_execution_that_only_ran_the_test_trained_no_epoch(tmp_path, monkeypatch):
+    """Stopped during its test evaluation, a run is resumed to run the test alone: that execution trained
+    no epoch, and was recorded as starting at the epoch after the last."""
+    from bench.core.errors import Interrupted
+    from bench.train import loop as train
+    from tests.device_fakes import ToyCache, tiny_runs
+
+    (run,) = tiny_runs(epochs=3)
+    real_evaluate = train.Trainer.evaluate
+
+    def stopped_at_the_test(self, split):
+        if split == "test":
+            raise KeyboardInterrupt
+        return real_evaluate(self, split)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(train.Trainer, "evaluate", stopped_at_the_test)
+        with pytest.raises(Interrupted):
+            train.train_run(run, ToyCache(), tmp_path, torch.device("cpu"), log=lambda *_: None,
+                            execution={"git_commit": "1a2b3c4"})
+    done = train.train_run(run, ToyCache(), tmp_path, torch.device("cpu"), log=lambda *_: None,
+                           execution={"git_commit": "5d6e7f8"})
+    assert done["epochs"] == 3
+    assert done["executions"] == [{"git_commit": "1a2b3c4", "from_epoch": 1},
+                                  {"git_commit": "5d6e7f8", "from_epoch": None}]

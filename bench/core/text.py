@@ -68,11 +68,14 @@ def printable(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+def quoted(name: str) -> str:
+    """`name` as one item of a list joined with ", ": in double quotes where it holds a comma, a quote or
+    space at an end (a quote inside doubled, as CSV writes it), so that a tag "rock, pop" reads as one."""
+    if "," in name or '"' in name or name != name.strip():
+        return '"' + name.replace('"', '""') + '"'
+    return name
+
+
 def listed(names) -> str:
-    """`names` joined with ", ", each that holds a comma, a quote or space at an end written in double
-    quotes (a quote inside doubled, as CSV writes it): a tag "rock, pop" does not read as two."""
-    def one(name: str) -> str:
-        if "," in name or '"' in name or name != name.strip():
-            return '"' + name.replace('"', '""') + '"'
-        return name
-    return ", ".join(one(str(n)) for n in names)
+    """`names` joined with ", ", each `quoted`."""
+    return ", ".join(quoted(str(n)) for n in names)

@@ -413,10 +413,10 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
     report["levers"] = lever_rows
 
     steps = _planned_steps(spec)
-    if steps is None:
+    chosen = fast_path(device, "auto", planned_steps=steps, arch=headline.configuration.arch)
+    if steps is None and not chosen.compile:
         log(f"note: the {spec.dataset.name} train split's size is not known before reading it: the fast path is "
             "timed as a grid's run of unknown length takes it (not compiled; BENCH_COMPILE=1 compiles it)")
-    chosen = fast_path(device, "auto", planned_steps=steps, arch=headline.configuration.arch)
     if chosen.compile and not settings.compile:  # --no-compile: nothing is compiled
         chosen = dataclasses.replace(chosen.compiling(False), compile_note="torch.compile off: bench perf --no-compile")
     report["fast_path"] = chosen.as_dict()

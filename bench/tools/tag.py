@@ -27,7 +27,7 @@ import numpy as np
 
 from bench.core.errors import UserError, one_line
 from bench.core.layout import BEST, CONFIG, MODEL_JSON, load_result
-from bench.core.text import printable
+from bench.core.text import printable, quoted
 from bench.train.model_file import check_pool_padding, load_model, load_weights, read_json
 
 PATCH_BATCH = 2
@@ -340,7 +340,7 @@ def cli_main(audio: list[str], model: str, models: str | None, top: int, as_json
                 save_taggram_png(pngs[n], scores, tagger.tags, tagger.patch_seconds,
                                  f"{printable(Path(path).name)}: {tagger.name}")
             if not as_json:
-                tops = ", ".join(f"{t['tag']} ({t['score']:.3f})" for t in results[-1]["top"])
+                tops = ", ".join(f"{quoted(t['tag'])} ({t['score']:.3f})" for t in results[-1]["top"])
                 print(f"{printable(path)}: {tops}", flush=True)  # a UTF-8 locale's stdout takes no lone surrogate
     finally:
         decoder.shutdown(wait=False, cancel_futures=True)

@@ -614,6 +614,8 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
     if history and saved["epoch"] != history[-1]["epoch"]:
         save(history[-1]["epoch"], last=True)
     checkpointed["trained"] = True  # the checkpoint holds the last epoch: a rerun goes straight to the test
+    if not history or history[-1]["epoch"] < start_epoch:  # this execution trained no epoch: the test only
+        executions[-1]["from_epoch"] = None
     trainer.check_trained()
 
     best_state = read_best(run_dir / BEST, best["epoch"])
