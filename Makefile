@@ -35,8 +35,8 @@ endif
 # clone) take turns on $(VENV).lock; the second finds it done. The lock is flock(1) where it is there
 # (Linux), else PYTHON's fcntl.flock holding the lock's file open through an exec of the make (macOS
 # has no flock(1)); a Ctrl-C while waiting ends it without a traceback. A PYTHON older than 3.4 (no
-# os.set_inheritable; macOS's old `python` is 2.7) takes no lock: the recipe then says what it needs. Not under -n: a dry run runs
-# the recipe line that holds $(MAKE), and would make the lock's folder and file
+# os.set_inheritable; macOS's old `python` is 2.7) takes no lock: the recipe then says what it needs.
+# Not under -n: a dry run runs the recipe line that holds $(MAKE), and would make the lock's folder and file
 DRY_RUN := $(findstring n,$(firstword -$(MAKEFLAGS)))
 PY_FLOCK = $(PYTHON) -c 'import fcntl, os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); \
   fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o644); fcntl.flock(fd, fcntl.LOCK_EX); \
