@@ -1002,3 +1002,16 @@ def test_an_imported_model_named_by_its_name_and_by_its_folder_is_scored_once(tm
     refs, notes = resolve_targets(["MTT_musicnn", "models/MTT_musicnn"], "results", str(tmp_path / "models"))
     assert [r.model for r in refs] == ["MTT_musicnn"] and notes == ["models/MTT_musicnn: named more than once, "
                                                                     "scored once"]
+
+
+def test_embedding_a_file_that_is_not_audio_prints_none_of_the_decoders_notes(tmp_path, capfd):
+    """`bench embed` and `bench transfer` let libmpg123's "Note: Illegal Audio-MPEG-Header" lines through
+    to stderr before their one line about a text file named .mp3; `bench tag` did not."""
+    from bench.data.audio import BadAudio
+    from bench.tools import embed
+
+    bad = tmp_path / "bad.mp3"
+    bad.write_bytes(b"not audio at all " * 10)
+    with pytest.raises(BadAudio, match="undecodable"):
+        embed.decode(str(bad), 16000)
+    assert capfd.readouterr().err == ""

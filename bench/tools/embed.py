@@ -214,8 +214,12 @@ Decoder = Callable[[str, int], np.ndarray]
 
 
 def decode(path: str, sample_rate: int) -> np.ndarray:
-    from bench.data.audio import decode_file
+    """The whole file at `sample_rate`; a BadAudio for one that is not audio, found from its header with
+    the decoder's own messages discarded first (`probe`, as `bench tag` does: libmpg123's "Note: Illegal
+    Audio-MPEG-Header" lines would precede the one line that says so)."""
+    from bench.data.audio import decode_file, probe
 
+    probe(path)
     return decode_file(path, sample_rate, warn=lambda text: print(f"warning: {path}: {text}", file=sys.stderr))
 
 
