@@ -237,8 +237,10 @@ def library_versions() -> dict:
     return versions
 
 
-def provenance(device, threads: int | None = None) -> dict:
-    return {"git_commit": git_commit(), "versions": library_versions(), "device": str(device),
+def provenance(device, commit: str | None, versions: dict, threads: int | None = None) -> dict:
+    """Where and with what a run ran: its code's `commit` and library `versions` (read once, as the run
+    starts: `git_commit` runs git three times), the device, host and platform."""
+    return {"git_commit": commit, "versions": versions, "device": str(device),
             "device_name": device_name(device, threads), "host": socket.gethostname(), "platform": platform.platform()}
 
 
@@ -271,8 +273,8 @@ def execute_run(spec: Spec, run: RunSpec, folder: Path, cache_for: Callable, dev
     # what the checkpoint keeps of this execution, beside the epoch it starts at: a resumed run's result
     # names every execution that trained it, and a resume under other code says so (the device is not
     # asked here: a GPU that failed under the worker's last run is met by the run, as a device failure)
-    versions = library_versions()
-    execution = {"started": started, "host": socket.gethostname(), "git_commit": git_commit(),
+    commit, versions = git_commit(), library_versions()
+    execution = {"started": started, "host": socket.gethostname(), "git_commit": commit,
                  "versions": {name: versions[name] for name in ("bench", "torch")}}
     executions = None
     try:
@@ -324,7 +326,7 @@ def execute_run(spec: Spec, run: RunSpec, folder: Path, cache_for: Callable, dev
                                 "the run was not recorded as failed and resumes in the next grid") from exc
         _record_failure(folder, result, exc, log)
     threads = threads if executions else torch.get_num_threads()  # a resumed run's can be its earlier ones'
-    result["provenance"] = provenance(device, threads)
+    result["provenance"] = provenance(device, commit, versions, threads)
     result["provenance"].update(started=started, finished=time.time(), torch_threads=threads)
     if executions:
         result["provenance"]["executions"] = executions

@@ -96,12 +96,17 @@ class ClipPlan:
 SPLIT_OF_FOLDER = {f: "train" for f in FOLDERS[:12]} | {"c": "valid"} | {f: "test" for f in "def"}
 
 
+def folder_of(clip: int) -> str:
+    """The folder of clip number `clip` of the plan: they take the 16 folders in turn."""
+    return FOLDERS[clip % len(FOLDERS)]
+
+
 def split_counts(clips: int) -> dict[str, int]:
-    """Clips per split of a synthetic set of `clips` clips (clip i is in folder i mod 16), before any
-    clip is dropped for lacking a tag."""
+    """Clips per split of a synthetic set of `clips` clips (each in its `folder_of`), before any clip is
+    dropped for lacking a tag."""
     counts = dict.fromkeys(("train", "valid", "test"), 0)
     for i in range(clips):
-        counts[SPLIT_OF_FOLDER[FOLDERS[i % len(FOLDERS)]]] += 1
+        counts[SPLIT_OF_FOLDER[folder_of(i)]] += 1
     return counts
 
 
@@ -128,7 +133,7 @@ def plan_clips(clips: int, seed: int) -> list[ClipPlan]:
     if clips < 1:
         raise ValueError(f"clips must be >= 1, got {clips}")
     rng = np.random.default_rng([seed, 0])
-    by_folder = {f: [i for i in range(clips) if FOLDERS[i % len(FOLDERS)] == f] for f in FOLDERS}
+    by_folder = {f: [i for i in range(clips) if folder_of(i) == f] for f in FOLDERS}
     tags: dict[int, set[str]] = {i: set() for i in range(clips)}
     groups: dict[str, list[Tag]] = {}
     for tag in TAGS:
@@ -148,7 +153,7 @@ def plan_clips(clips: int, seed: int) -> list[ClipPlan]:
             air_decoy[i] = c == 0
     plans = []
     for i in range(clips):
-        folder = FOLDERS[i % len(FOLDERS)]
+        folder = folder_of(i)
         start = (0, 30, 59, 88)[(i // len(FOLDERS)) % 4]
         name = f"synthetic-artist_{(i // len(FOLDERS)) % 50:02d}-track_{i:04d}-{start}-{start + 29}.mp3"
         plans.append(ClipPlan(index=i, clip_id=str(i), folder=folder, mp3_path=f"{folder}/{name}",
