@@ -193,6 +193,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"{spec.name}: {len(rows)} configurations x {plural(len(spec.seeds), 'seed')} = "
               f"{plural(len(spec.runs()), 'run')} ({spec.dataset.name}, {spec.dataset.clip_seconds:g} s clips, {tags})")
         table = pd.DataFrame(rows).drop(columns=["fvcore_unsupported"])
+        for column in ("gmac", "gmac_analytic"):  # 5 significant figures, however small the network
+            table[column] = [f"{v:#.5g}" if v != "" else "" for v in table[column]]
         print(table.loc[:, (table != "").any(axis=0)].to_string(index=False))  # drop columns empty for this spec
         print("\n".join(format_totals(spec, totals)))
     return 0

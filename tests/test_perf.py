@@ -242,7 +242,12 @@ def test_bench_perf_end_to_end(write_spec, tmp_path, capsys, monkeypatch):
     # channels_last (a row of its own)
     expected = "fast path" if native_bf16(torch.device("cpu")) else "+ host memory reused"
     assert report["fast"]["lever"] == expected and report["fast"]["lever"] in {r["lever"] for r in report["levers"]}
-    assert len(report["scaling"]["rows"]) == 3 and report["projection"] is None  # synthetic: no split sizes
+    assert len(report["scaling"]["rows"]) == 3 and report["no_projection"] is None
+    # the synthetic set's 600 clips take MTAT's 16 folders in turn: 12 train folders (8 of 38 clips, 4 of
+    # 37), 1 valid, 3 test; each of its 8 runs at --epochs
+    projection = report["projection"]
+    assert projection["assumptions"]["train_valid_test_clips"] == [452, 37, 111] and projection["runs"] == 8
+    assert f"Projection: 8 runs of perf-tiny at {projection['assumptions']['epochs_per_run']:g} epochs" in printed
     assert {t["target"] for t in report["targets"]} >= {"fraction of the conv peak", "front end share of a step"}
     assert report["frontend"]["headline"]["librosa_ms_per_clip"] > 0
     data_path = report["data_path"]
@@ -1026,4 +1031,4 @@ def test_the_note_on_an_unknown_split_matches_the_fast_path_timed(write_spec, mo
     with pytest.raises(KeyboardInterrupt):
         perf.run_perf(load_spec(write_spec(manifest)), torch.device("cpu"), perf.PerfSettings(), log=said.append)
     assert chosen == [not noted]
-    assert any(line.startswith("note: the manifest train split's size is not known") for line in said) is noted
+    assert any(line.startswith("note: the train split's size is not known before reading the dataset (a manifest's") for line in said) is noted

@@ -81,7 +81,8 @@ def test_a_small_projection_is_not_rounded_to_nothing(capsys, tmp_path):
 
 def test_plan_prints_the_projection_bench_perf_measured(capsys, tmp_path):
     perf, lines = plan_with_perf(capsys, tmp_path, "cuda", "NVIDIA H200", 123.45, 30)
-    assert lines[-4] == "grid: 264 runs (88 configurations x 3 seeds); 0.492-17.6 GMAC per clip, " \
+    # the smallest: 48 mels x10 at 12 kHz, 0.492513 GMAC (the paper's 0.49), to three figures
+    assert lines[-4] == "grid: 264 runs (88 configurations x 3 seeds); 0.493-17.6 GMAC per clip, " \
                         f"{lines[-4].split(', ')[-1]}"
     assert lines[-3] == ("waveform cache: 42.1 GB for 25,860 clips (float16, one copy per sample rate; mtat's "
                          "published split sizes, not counted from a folder: bench dataset counts it)")
@@ -183,7 +184,6 @@ def test_split_sizes_known_before_reading_the_data(write_spec):
     # sota-music-tagging-models' split; with the top 10 tags more clips have none of them: not known
     assert split_sizes(dataclasses.replace(mtat, split="won")) == (15_247, 1_529, 4_332)
     assert split_sizes(dataclasses.replace(mtat, split="won", n_tags=10)) is None
-    assert split_sizes(load_spec(write_spec(MINIMAL_SPEC)).dataset) is None  # synthetic: its clips field
     # Lee et al.'s MSD lists (the 241,889 tracks of sota-music-tagging-models' and musicnn's MSD runs)
     assert split_sizes(load_spec(SPECS / "paper-msd.toml").dataset) == (201_680, 11_774, 28_435)
 
@@ -290,3 +290,46 @@ def test_grid_totals_are_written_out_without_an_exponent(capsys, write_spec):
     out = capsys.readouterr().out
     assert re.search(r"; (1,\d{2}0)-\1 GMAC per clip, (1,\d{3}) summed over the runs\n", out), out
     assert "e+" not in out
+
+
+def test_the_synthetic_sets_split_sizes_are_known_before_it_is_generated(write_spec, tiny_synthetic):
+    import dataclasses
+
+    from bench.data.datasets import load_index
+    from bench.data.known import split_sizes, unknown_split_why
+
+    synthetic = load_spec(write_spec(MINIMAL_SPEC)).dataset  # 600 clips, MTAT's 16 folders in turn
+    # 600 = 16 x 37 + 8: folders 0-7 hold 38 clips, 8-f 37; train 0-b 8 x 38 + 4 x 37, valid c, test d-f
+    assert split_sizes(synthetic) == (452, 37, 111)
+    assert split_sizes(dataclasses.replace(synthetic, clips=400)) == (300, 25, 75)  # the demo's: 25 per folder
+    # what the reader counts in a generated set (48 clips, 3 per folder)
+    generated = dataclasses.replace(synthetic, clips=48, clip_seconds=3.0)
+    index = load_index(generated, tiny_synthetic, generate=False, progress=False)
+    assert tuple(index.counts()[s] for s in ("train", "valid", "test")) == split_sizes(generated) == (36, 3, 9)
+    assert unknown_split_why(synthetic) == ""
+    dropping = dataclasses.replace(synthetic, drop_untagged=True)
+    assert split_sizes(dropping) is None and "drop_untagged = true" in unknown_split_why(dropping)
+    assert "17 tags" in unknown_split_why(dropping)  # the set's 17, not the spec's n_tags = 50
+    elsewhere = dataclasses.replace(synthetic, split_file="my-split")
+    assert split_sizes(elsewhere) is None and "'my-split'" in unknown_split_why(elsewhere)
+
+
+MANIFEST_SPEC = MINIMAL_SPEC.replace('name = "synthetic"', 'name = "manifest"\npath = "nowhere"')
+
+
+def test_plan_says_why_a_grid_has_no_projection(write_spec, tmp_path, capsys):
+    """A manifest's split sizes are known only once its CSV is read: `bench perf` makes no projection of
+    it and says why (`no_projection`), and `bench plan` says the same rather than asking for bench perf,
+    and takes that JSON as bench perf's."""
+    spec_path = write_spec(MANIFEST_SPEC)
+    assert main(["plan", str(spec_path), "--no-fvcore", "--results", str(tmp_path / "results")]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == ("projected device-hours: none before the dataset is read (a manifest's splits are counted "
+                    "only when its CSV is read)")
+    perf_json = tmp_path / "perf.json"  # as bench perf writes it for this spec (its other sections left out)
+    perf_json.write_text(json.dumps({"spec": "t", "device": "cpu", "projection": None,
+                                     "no_projection": "a manifest's splits are counted only when its CSV is read"}))
+    assert main(["plan", str(spec_path), "--no-fvcore", "--perf", str(perf_json)]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == (f"projected device-hours: none in {perf_json} (a manifest's splits are counted only when "
+                    "its CSV is read)")

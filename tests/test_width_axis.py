@@ -57,7 +57,7 @@ def test_plan_gmac_scales_with_width_squared_in_the_inner_layers(capsys, write_s
     for width, channels in ((1.0, (128, 384, 768, 2048)), (0.5, (64, 192, 384, 1024))):
         row = by_width[width]
         assert (row["input_shape"], row["pool_freq"], row["pool_time"]) == ("96x1366", "2-4-3-4", "4-5-8-8")
-        assert row["gmac_analytic"] == round(sum(hand_count_vgg_96x1366(channels)) / 1e9, 4)
+        assert row["gmac_analytic"] == pytest.approx(sum(hand_count_vgg_96x1366(channels)) / 1e9, rel=5e-6)
     first, _, linear = hand_count_vgg_96x1366((128, 384, 768, 2048))
     first_half, _, linear_half = hand_count_vgg_96x1366((64, 192, 384, 1024))
     inner = by_width[1.0]["gmac_analytic"] - (first + linear) / 1e9

@@ -19,7 +19,7 @@ from architectures import InputConfig
 from architectures.options import width_of
 from bench.core import framing
 from bench.core.errors import UserError
-from bench.data.known import clip_count, n_outputs, split_sizes, tag_count
+from bench.data.known import clip_count, n_outputs, split_sizes, tag_count, unknown_split_why
 from bench.spec import Configuration, Spec
 
 
@@ -88,12 +88,18 @@ def _cost(arch: str, options, input_config: InputConfig, n_tags: int, fvcore: bo
             raise UserError(f"{arch} at {input_config.n_mels}x{input_config.n_frames}: fvcore counts GMAC by running "
                             "the network on one clip, and this machine could not allocate its memory; "
                             "--no-fvcore counts them analytically, without running it") from None
-        return (round(cost.gmac, 4), round(cost.gmac_analytic, 4), cost.params,
+        return (_figures(cost.gmac), _figures(cost.gmac_analytic), cost.params,
                 json.dumps(cost.fvcore_unsupported, sort_keys=True))
     with torch.device("meta"):  # shapes and parameter counts without allocating or computing
         model = architectures.build(arch, input_config, n_tags, **dataclasses.asdict(options))
     per_clip = model.segments or 1
-    return "", round(model.analytic_macs() * per_clip / 1e9, 4), count_params(model), ""
+    return "", _figures(model.analytic_macs() * per_clip / 1e9), count_params(model), ""
+
+
+def _figures(gmac: float) -> float:
+    """GMAC to 6 significant figures: the tables' and the totals' precision, whether a network costs
+    10 GMAC per clip or a demo's 0.0002."""
+    return float(f"{gmac:.6g}")
 
 
 def plan_row(config: Configuration, clip_seconds: float, n_tags: int, fvcore: bool = True) -> dict[str, Any]:
@@ -133,13 +139,20 @@ def cache_bytes(spec: Spec, clips: int) -> int:
 
 
 def measured_projection(spec: Spec, perf_json: str | Path) -> dict | None:
-    """The device-hours projection `bench perf --out` wrote for this spec, or None if none was written."""
+    """The device-hours projection `bench perf --out` wrote for this spec, or None if that file is not
+    bench perf's JSON for this spec. Where perf made no projection, "device_hours" is None and "why_none"
+    says why."""
     try:
         report = json.loads(Path(perf_json).read_text())
     except (OSError, ValueError):
         return None
-    projection = report.get("projection") if isinstance(report, dict) else None
-    if not isinstance(projection, dict) or report.get("spec") != spec.name:  # not bench perf's JSON for this spec
+    if not isinstance(report, dict) or report.get("spec") != spec.name or "projection" not in report:
+        return None
+    projection = report["projection"]
+    if projection is None:  # the splits' sizes were not known where perf measured
+        return {"device_hours": None, "why_none": report.get("no_projection") or "the splits' sizes were not known",
+                "path": str(perf_json)}
+    if not isinstance(projection, dict):
         return None
     assumptions = projection.get("assumptions")
     return {"device_hours": projection.get("device_hours"), "device": report.get("device"),
@@ -203,11 +216,16 @@ def format_totals(spec: Spec, totals: dict[str, Any]) -> list[str]:
     elif projection and not projection.get("current", True):
         lines.append(f"projected device-hours: {projection['path']} was measured for other runs of this spec "
                      f"(its configurations, dataset or protocol changed since): run bench perf again")
+    elif projection and projection.get("why_none"):
+        again = ": the splits' sizes are known now, run bench perf again" if split_sizes(spec.dataset) else ""
+        lines.append(f"projected device-hours: none in {projection['path']} ({projection['why_none']}){again}")
     elif projection and projection.get("device_hours") is not None:
         on = f" of {projection['device_name']}" if projection.get("device_name") else ""
         hours = f"{amount(projection['device_hours'], 1)} {hours_unit(projection['device'])}"
         lines.append(f"projected: {hours}{on}, one run at a time, at {projection['epochs_per_run']:g} epochs per "
                      f"run (measured by bench perf: {projection['path']})")
+    elif why := unknown_split_why(spec.dataset):
+        lines.append(f"projected device-hours: none before the dataset is read ({why})")
     else:
         where = totals.get("perf_json") or "results/perf/<spec>.json"
         lines.append(f"projected device-hours: not measured (bench perf SPEC --out {where})")

@@ -67,9 +67,18 @@ def tag_count(dataset: DatasetSpec) -> int | None:
 def split_sizes(dataset: DatasetSpec) -> tuple[int, int, int] | None:
     """(train, valid, test) clips of the dataset's split, where known before reading it: MTAT's two
     built-in splits, Lee et al.'s MSD lists, MTG-Jamendo's official splits 0-4 (a folder
-    `[...]/splits/split-N`, as the dataset's metadata has them). None for a split read from other
-    files (MTAT's `split_file`, a Jamendo split folder of another name), for clips dropped
-    for lacking a tag among fewer tags than the published counts assume, and for other datasets."""
+    `[...]/splits/split-N`, as the dataset's metadata has them), the synthetic set's folders. None
+    where `unknown_split_why` says why: a split read from other files (a `split_file` other than
+    those), clips dropped for lacking a tag among fewer tags than the published counts assume, a
+    manifest or a dataset with no entry here."""
+    if dataset.name == "synthetic":
+        if dataset.split_file is not None or dataset.drops_untagged:
+            return None
+        from bench.data.datasets import SYNTHETIC_DEFAULT_CLIPS
+        from bench.data.synthetic.plan import split_counts
+
+        counts = split_counts(dataset.clips or SYNTHETIC_DEFAULT_CLIPS)
+        return counts["train"], counts["valid"], counts["test"]
     drops = dataset.drop_untagged or (dataset.name == "mtat" and dataset.split == "won")
     if dataset.name == "mtat" and dataset.split_file is None:
         if not drops:
@@ -83,6 +92,22 @@ def split_sizes(dataset: DatasetSpec) -> tuple[int, int, int] | None:
         if match:
             return JAMENDO_SPLITS[subset][int(match.group(1))]
     return None
+
+
+def unknown_split_why(dataset: DatasetSpec) -> str:
+    """Why `split_sizes` does not know the dataset's split sizes before reading its files, in a phrase
+    ("" where it knows them)."""
+    if split_sizes(dataset) is not None:
+        return ""
+    if dataset.name == "manifest":
+        return "a manifest's splits are counted only when its CSV is read"
+    if dataset.split_file is not None:
+        return f"the split is read from split_file {dataset.split_file!r}"
+    if dataset.drops_untagged:
+        setting = "drop_untagged = true" if dataset.drop_untagged else 'split = "won"'
+        return (f"clips lacking one of the {n_outputs(dataset)} tags are dropped ({setting}), and which those are "
+                "is known only when the annotations are read")
+    return f"no split sizes are known for dataset {dataset.name!r} before its files are read"
 
 
 def n_outputs(dataset: DatasetSpec) -> int:

@@ -43,9 +43,7 @@ from architectures.musicnn import conv1d_over_bands
 from bench.core.errors import UserError, is_out_of_memory
 from bench.core.store import atomic_write_json
 from bench.cost.plan import amount, hours_unit
-from bench.data.datasets import SYNTHETIC_DEFAULT_CLIPS
-from bench.data.known import split_sizes
-from bench.data.synthetic.plan import split_counts
+from bench.data.known import split_sizes, unknown_split_why
 from bench.run.gpus import others_on_cuda_device, sharing_note
 from bench.run.grid import CUDA_CONTEXT_BYTES, auto_runs_per_gpu
 from bench.spec import Spec
@@ -415,7 +413,8 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
     steps = _planned_steps(spec)
     chosen = fast_path(device, "auto", planned_steps=steps, arch=headline.configuration.arch)
     if steps is None and not chosen.compile:
-        log(f"note: the {spec.dataset.name} train split's size is not known before reading it: the fast path is "
+        why = unknown_split_why(spec.dataset)
+        log(f"note: the train split's size is not known before reading the dataset ({why}): the fast path is "
             "timed as a grid's run of unknown length takes it (not compiled; BENCH_COMPILE=1 compiles it)")
     if chosen.compile and not settings.compile:  # --no-compile: nothing is compiled
         chosen = dataclasses.replace(chosen.compiling(False), compile_note="torch.compile off: bench perf --no-compile")
@@ -508,7 +507,10 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
 
     save(report)
     projection = report["projection_shared"] = None
-    if split_sizes(spec.dataset) is not None:  # a projection needs the splits' sizes; else nothing to time
+    report["no_projection"] = unknown_split_why(spec.dataset) or None
+    if report["no_projection"]:  # a projection needs the splits' sizes
+        log(f"no projection of device-hours: {report['projection_why_none']} (bench plan counts its GMAC)")
+    else:
         mel_seconds = _projection_frontends(all_cases, device, settings, report, log)
 
         def mel_per_clip(case: Case) -> float:
@@ -616,22 +618,11 @@ def check_compile_modes(modes: tuple[str, ...]) -> None:
                         f"(it has {', '.join(known)}; \"default\" is always measured)")
 
 
-def _train_clips(spec: Spec) -> int | None:
-    """The clips of the spec's train split where they are known before reading the dataset (the published
-    splits, the synthetic set's folders), else None."""
-    known = split_sizes(spec.dataset)
-    if known:
-        return known[0]
-    if spec.dataset.name == "synthetic" and spec.dataset.split_file is None and not spec.dataset.drops_untagged:
-        return split_counts(spec.dataset.clips or SYNTHETIC_DEFAULT_CLIPS)["train"]
-    return None
-
-
 def _planned_steps(spec: Spec) -> int | None:
     """The training steps of each of the spec's runs, as a run counts them (`planned_steps`), to choose
     the fast path as the grid's runs will; None where the train split's size is not known here."""
-    train = _train_clips(spec)
-    return None if train is None else planned_steps(train, spec.protocol.max_epochs, spec.protocol.batch_size)
+    sizes = split_sizes(spec.dataset)
+    return None if sizes is None else planned_steps(sizes[0], spec.protocol.max_epochs, spec.protocol.batch_size)
 
 
 def _matching_lever(rows: list[dict], chosen: FastPath) -> dict | None:
@@ -749,7 +740,7 @@ def format_report(report: dict) -> str:
     for row, residual, eval_residual in zip(sc["rows"], sc["fit"]["relative_residuals"],
                                             sc["eval_fit"]["relative_residuals"], strict=True):
         mark = " (one step)" if row["steps_timed"] == 0 else ""
-        lines.append(f"  {row['case']:28s} {row['gmac_per_input']:10.3f} {row['step_seconds']:9.3f} "
+        lines.append(f"  {row['case']:28s} {row['gmac_per_input']:10.4g} {row['step_seconds']:9.3f} "
                      f"{row['ms_per_gmac']:9.1f} {100 * residual:+6.0f}% {1000 * row['eval_seconds_per_input']:8.2f} "
                      f"{100 * eval_residual:+6.0f}%{mark}")
     if sc["fit"].get("proportional"):
@@ -780,6 +771,8 @@ def format_report(report: dict) -> str:
                      if report["device"] == "cuda" and not report.get("projection_shared") else "")]
         if report.get("projection_shared"):
             lines.append(shared_projection_line(report["projection_shared"], report["device"]))
+    elif report.get("no_projection"):
+        lines += ["", f"Projection: none: {report['no_projection']}"]
     lines += ["", "Targets"]
     for t in report["targets"]:
         if t["value"] is None:
