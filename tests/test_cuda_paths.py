@@ -1912,9 +1912,9 @@ def test_gpu_check_shared_runs_train_the_same_number_of_steps(monkeypatch, step_
     (6 s over 3 runs), bounded so that the profiler's events stay few enough to read back (a 4 ms step
     would give 500 steps of ~200 kernels each per process). Each process calibrating itself, while the
     others were still starting, gave counts that left one training alone at the end of the window."""
-    from bench.tools import gpucheck
+    from bench.tools import gpucheck, gpucheck_speed
 
-    assert gpucheck.shared_steps(step_ms / 1000, 3) == steps
+    assert gpucheck_speed.shared_steps(step_ms / 1000, 3) == steps
     launched = []
 
     class Proc:
@@ -1926,7 +1926,7 @@ def test_gpu_check_shared_runs_train_the_same_number_of_steps(monkeypatch, step_
             return json.dumps({"start": 0.0, "end": 1.0, "kernel": 0.5, "steps": 7}) + "\n", ""
 
     monkeypatch.setattr(gpucheck.subprocess, "Popen", Proc)
-    gpucheck.shared_busy(None, 32, 3, steps)
+    gpucheck_speed.shared_busy(None, 32, 3, steps)
     assert [argv[4] for argv in launched] == [str(steps)] * 3
 
 
@@ -1934,9 +1934,9 @@ def test_gpu_check_shared_runs_do_not_stall_on_a_full_pipe(monkeypatch):
     """The shared-GPU processes wait for each other before training: where the second one writes more
     than a pipe holds (warnings) before it gets there, its output must be read while the first one is
     waited on, or both stall until the check's time is up."""
-    from bench.tools import gpucheck
+    from bench.tools import gpucheck, gpucheck_speed
 
-    child = ("import json, sys; from pathlib import Path; from bench.tools.gpucheck import barrier; "
+    child = ("import json, sys; from pathlib import Path; from bench.tools.gpucheck_speed import barrier; "
              "sys.stderr.write('w' * 300_000 * int(sys.argv[5])); sys.stderr.flush(); "
              "barrier(Path(sys.argv[3]), int(sys.argv[4]), timeout=60); "
              "print(json.dumps({'start': 0.0, 'end': 1.0, 'kernel': 0.5, 'steps': 4}))")
@@ -1947,14 +1947,14 @@ def test_gpu_check_shared_runs_do_not_stall_on_a_full_pipe(monkeypatch):
         return popen([argv[0], "-c", child, *argv[3:7], str(len(started) - 1)], **kwargs)
 
     monkeypatch.setattr(gpucheck.subprocess, "Popen", stand_in)
-    result = gpucheck.shared_busy(None, 8, 2, 4, timeout=20)
+    result = gpucheck_speed.shared_busy(None, 8, 2, 4, timeout=20)
     assert result == {"runs": 2, "busy": 1.0, "kernel_time_over_window": 1.0, "clips_per_second": 64.0,
                       "window_seconds": 1.0, "steps": 8}
     # time-sliced, each process's recorded kernel spans stay open through the other's slices (0.5 s of
     # the 1 s window each, 1.0 summed); one run alone spent 0.05 s per step in kernels: 8 steps in the
     # window kept the GPU busy 40 % of it
     started.clear()
-    assert gpucheck.shared_busy(None, 8, 2, 4, timeout=20, kernel_per_step=0.05)["busy"] == pytest.approx(0.4)
+    assert gpucheck_speed.shared_busy(None, 8, 2, 4, timeout=20, kernel_per_step=0.05)["busy"] == pytest.approx(0.4)
 
 
 def test_a_sigterm_while_the_shared_runs_train_kills_them_at_once(monkeypatch):
@@ -1986,13 +1986,13 @@ def test_a_sigterm_while_the_shared_runs_train_kills_them_at_once(monkeypatch):
 def test_shared_runs_stopped_by_the_deadline_are_not_a_failure_of_the_gpu(monkeypatch):
     """Given only the 2 s the deadline leaves, runs at once that have not finished are stopped and said
     to be cut short by it (DeadlineReached), not an error of theirs."""
-    from bench.tools import gpucheck
+    from bench.tools import gpucheck, gpucheck_speed
 
     popen = subprocess.Popen
     monkeypatch.setattr(gpucheck.subprocess, "Popen", lambda argv, **kwargs: popen(["sleep", "30"], **kwargs))
     start = time.monotonic()
     with pytest.raises(gpucheck.DeadlineReached, match="the deadline came 2 s into them"):
-        gpucheck.shared_busy(None, 8, 2, 4, timeout=300, deadline=gpucheck.Deadline(2.0))
+        gpucheck_speed.shared_busy(None, 8, 2, 4, timeout=300, deadline=gpucheck.Deadline(2.0))
     assert time.monotonic() - start < 10
 
 
@@ -2016,28 +2016,28 @@ def test_one_shared_run_that_fails_stops_the_others_at_once():
 
 def test_shared_runs_killed_without_a_word_say_how_they_ended(monkeypatch):
     """Runs at once killed by the out-of-memory killer print nothing: P1's line read "not measured: "."""
-    from bench.tools import gpucheck
+    from bench.tools import gpucheck, gpucheck_speed
 
     popen = subprocess.Popen
     monkeypatch.setattr(gpucheck.subprocess, "Popen",
                         lambda argv, **kwargs: popen(["sh", "-c", "kill -9 $$"], **kwargs))
-    assert gpucheck.shared_busy(None, 8, 2, 4, timeout=20) == {
+    assert gpucheck_speed.shared_busy(None, 8, 2, 4, timeout=20) == {
         "error": "killed by SIGKILL, no output | killed by SIGKILL, no output"}
 
 
 def _p1_stubs(monkeypatch, shared):
     """P1 with its measurements stood in for: 480 TFLOP/s at the headline on an H100 (49 % of its bf16
     peak), busy 90 %, and `shared` as what the runs at once give."""
-    from bench.tools import gpucheck
+    from bench.tools import gpucheck, gpucheck_speed
 
     cases = {label: types.SimpleNamespace(label=label) for label in ("smallest", "headline", "largest", "reading")}
     model = types.SimpleNamespace(analytic_macs=lambda: 25e9)
-    monkeypatch.setattr(gpucheck, "_cases", lambda: cases)
-    monkeypatch.setattr(gpucheck, "training_step", lambda case, batch, as_runs=False: (
+    monkeypatch.setattr(gpucheck_speed, "_cases", lambda: cases)
+    monkeypatch.setattr(gpucheck_speed, "training_step", lambda case, batch, as_runs=False: (
         None, model, types.SimpleNamespace(compile=True)))
-    monkeypatch.setattr(gpucheck, "busy_fraction", lambda step, n: (0.9, 0.01, (0.0, 1.0)))
-    monkeypatch.setattr(gpucheck, "step_seconds", lambda step, n: 0.01)
-    monkeypatch.setattr(gpucheck, "shared_busy", shared)
+    monkeypatch.setattr(gpucheck_speed, "busy_fraction", lambda step, n: (0.9, 0.01, (0.0, 1.0)))
+    monkeypatch.setattr(gpucheck_speed, "step_seconds", lambda step, n: 0.01)
+    monkeypatch.setattr(gpucheck_speed, "shared_busy", shared)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H100 80GB HBM3")
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
     return gpucheck.Check("P1", "training throughput and GPU busy")
@@ -2057,7 +2057,7 @@ def test_p1_says_the_runs_at_once_failed_rather_than_busy_0_percent(monkeypatch)
 def test_p1_whose_runs_at_once_the_deadline_cut_is_not_run_where_the_rest_passed(monkeypatch):
     """A deadline that stops the runs at once says nothing of the GPU, as for a grid it stops: P1 is not
     run (not failed) where what it measured passed, its numbers kept; it fails where they did not."""
-    from bench.tools import gpucheck
+    from bench.tools import gpucheck, gpucheck_speed
 
     def cut(*args, **kwargs):
         raise gpucheck.DeadlineReached("not finished: the deadline came 40 s into them, and they were stopped")
@@ -2067,7 +2067,7 @@ def test_p1_whose_runs_at_once_the_deadline_cut_is_not_run_where_the_rest_passed
         gpucheck.check_throughput(check, 32, 3)
     assert check.numbers["headline"]["tflops"] == pytest.approx(480)
     check = _p1_stubs(monkeypatch, cut)
-    monkeypatch.setattr(gpucheck, "step_seconds", lambda step, n: 0.1)  # 48 TFLOP/s: 5 % of the peak
+    monkeypatch.setattr(gpucheck_speed, "step_seconds", lambda step, n: 0.1)  # 48 TFLOP/s: 5 % of the peak
     gpucheck.check_throughput(check, 32, 3)
     assert check.ok is False
 
@@ -2249,18 +2249,18 @@ def test_gpu_check_on_a_gpu_that_takes_one_process_runs_the_grids_first_and_skip
 
 
 def test_p1_on_a_gpu_that_takes_one_process_judges_without_runs_at_once(monkeypatch):
-    from bench.tools import gpucheck
+    from bench.tools import gpucheck, gpucheck_speed
 
     cases = {label: types.SimpleNamespace(label=label) for label in ("smallest", "headline", "largest", "reading")}
     model = types.SimpleNamespace(analytic_macs=lambda: 25e9)
-    monkeypatch.setattr(gpucheck, "_cases", lambda: cases)
+    monkeypatch.setattr(gpucheck_speed, "_cases", lambda: cases)
     compiled = types.SimpleNamespace(compile=True)
     asked = []
-    monkeypatch.setattr(gpucheck, "training_step",
+    monkeypatch.setattr(gpucheck_speed, "training_step",
                         lambda case, batch, as_runs=False: (asked.append(as_runs), (None, model, compiled))[1])
-    monkeypatch.setattr(gpucheck, "busy_fraction", lambda step, n: (0.9, 0.01, (0.0, 1.0)))
-    monkeypatch.setattr(gpucheck, "step_seconds", lambda step, n: 0.01)  # 6 x 25 GMAC x 32 / 10 ms: 480 TFLOP/s
-    monkeypatch.setattr(gpucheck, "shared_busy", lambda *a, **k: pytest.fail("runs at once started"))
+    monkeypatch.setattr(gpucheck_speed, "busy_fraction", lambda step, n: (0.9, 0.01, (0.0, 1.0)))
+    monkeypatch.setattr(gpucheck_speed, "step_seconds", lambda step, n: 0.01)  # 6 x 25 GMAC x 32 / 10 ms: 480 TFLOP/s
+    monkeypatch.setattr(gpucheck_speed, "shared_busy", lambda *a, **k: pytest.fail("runs at once started"))
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H100 80GB HBM3")
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
     check = gpucheck.Check("P1", "training throughput and GPU busy")
@@ -2381,15 +2381,15 @@ def test_gpu_check_p4_judges_the_loader_against_a_measured_rate(monkeypatch):
     stand-in of 1 clip/s) and the mel of its clips. At batch 32, a 30 ms step and 0.5 ms of mel per clip:
     32 clips in 30 + 16 ms, 695.7 clips/s, not the network's 1,066.7. The mel is what a training step
     computes (for MusiCNN one 3 s segment of each clip, not its whole 29.1 s)."""
-    from bench.tools import gpucheck, input_path
+    from bench.tools import gpucheck, gpucheck_speed, input_path
 
     frontends = []
     monkeypatch.setattr(input_path, "measure_frontend", lambda case, device, settings, step: (
         frontends.append((case, settings.batch, step)), {"ms_per_clip": 4.5, "training_ms_per_clip": 0.5})[1])
-    monkeypatch.setattr(gpucheck, "_cases", lambda: {"smallest": "case"})
+    monkeypatch.setattr(gpucheck_speed, "_cases", lambda: {"smallest": "case"})
     assert gpucheck.smallest_consumption({"smallest": {"step_seconds": 0.03}}, 32) == pytest.approx(32 / 0.046)
-    monkeypatch.setattr(gpucheck, "training_step", lambda case, batch, as_runs=False: (lambda: None, None, None))
-    monkeypatch.setattr(gpucheck, "step_seconds", lambda step, steps: 0.04)
+    monkeypatch.setattr(gpucheck_speed, "training_step", lambda case, batch, as_runs=False: (lambda: None, None, None))
+    monkeypatch.setattr(gpucheck_speed, "step_seconds", lambda step, steps: 0.04)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
     assert gpucheck.smallest_consumption({}, 32) == pytest.approx(32 / 0.056)
     assert frontends == [("case", 32, 0.03), ("case", 32, 0.04)]
@@ -2398,7 +2398,7 @@ def test_gpu_check_p4_judges_the_loader_against_a_measured_rate(monkeypatch):
 def test_gpu_check_p4_times_the_reads_over_sixteen_batches(monkeypatch):
     """A pass of 4 batches times mostly the reader's pipeline filling (2 batches read ahead): P4 passes
     16 batches."""
-    from bench.tools import gpucheck, input_path
+    from bench.tools import gpucheck, gpucheck_speed, input_path
 
     seen = []
 
@@ -2409,7 +2409,7 @@ def test_gpu_check_p4_times_the_reads_over_sixteen_batches(monkeypatch):
 
     monkeypatch.setattr(input_path, "measure_data_path", measured)
     monkeypatch.setattr(input_path, "describe_cold_read", lambda result: "evicted 700")
-    monkeypatch.setattr(gpucheck, "_cases", lambda: {"reading": types.SimpleNamespace(label="vgg 16k")})
+    monkeypatch.setattr(gpucheck_speed, "_cases", lambda: {"reading": types.SimpleNamespace(label="vgg 16k")})
     check = gpucheck.Check("P4", "")
     gpucheck.check_reading(check, 32, consumption=350.0)
     assert seen == [(32, 16 * 32)] and check.ok and "(2.6x from the page cache)" in check.detail
@@ -2422,12 +2422,13 @@ def test_gpu_check_p4_judges_the_reader_not_the_disk(monkeypatch, page_cache, ok
     1,229 from its disk (which reads 2.0 GB/s, 2,200 such clips/s), against the 7,973 clips/s the
     smallest configuration trains on. The disk bounds any reader: P4 passes on the page cache's rate
     and says the disk's; 1,915 clips/s from the page cache (a DataLoader with 4 workers there) fails."""
-    from bench.tools import gpucheck, input_path
+    from bench.tools import gpucheck, gpucheck_speed, input_path
 
     monkeypatch.setattr(input_path, "measure_data_path", lambda *a: {
         "clips_per_second_page_cache": page_cache, "clips_per_second_resident": 689_954.0,
         "clips_per_second_evicted": 1_229.0, "page_cache_fraction_after_evicting": 0.0, "threads": 16})
-    monkeypatch.setattr(gpucheck, "_cases", lambda: {"reading": types.SimpleNamespace(label="vgg 16k 48x182 x10")})
+    reading = types.SimpleNamespace(label="vgg 16k 48x182 x10")
+    monkeypatch.setattr(gpucheck_speed, "_cases", lambda: {"reading": reading})
     check = gpucheck.Check("P4", "")
     gpucheck.check_reading(check, 32, consumption=7_973.0)
     assert check.ok is ok and check.numbers["storage_bound"] is True
@@ -2466,7 +2467,7 @@ def test_gpu_check_p2_needs_the_estimate_to_cover_training_and_evaluation(monkey
     from types import SimpleNamespace
 
     from bench.cost import gmac
-    from bench.tools import gpucheck, perf
+    from bench.tools import gpucheck, gpucheck_speed, perf
 
     peaks = iter([train_gib * 2**30, 8 * 2**30, eval_gib * 2**30])  # training, then its warm steps alone
     monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda *a: None)
@@ -2477,8 +2478,8 @@ def test_gpu_check_p2_needs_the_estimate_to_cover_training_and_evaluation(monkey
     monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda *a: int(reserved_gib * 2**30))
     path = SimpleNamespace(eval_batch_factor=2, autocast=contextlib.nullcontext, prepare_input=lambda x: x,
                            begin_step=lambda: None)
-    monkeypatch.setattr(gpucheck, "training_step", lambda case, batch, as_runs=False: (lambda: None, nn.Identity(),
-                                                                                     path))
+    monkeypatch.setattr(gpucheck_speed, "training_step",
+                        lambda case, batch, as_runs=False: (lambda: None, nn.Identity(), path))
     monkeypatch.setattr(perf, "_batch", lambda case, batch, device: (torch.zeros(batch, 2), None))
     batches = []
     monkeypatch.setattr(gmac, "training_footprint_bytes",
@@ -2496,10 +2497,10 @@ def test_gpu_check_p3_probes_both_sides_of_the_free_memory_rule(monkeypatch):
     """2 GiB free and 1 GiB cached by the allocator: just under 1.5 GiB of waveforms fit, just over is
     refused. A rule that counted free memory only fails the first probe, one that let anything through
     the second."""
-    from bench.tools import gpucheck
+    from bench.tools import gpucheck, gpucheck_speed
     from bench.train import fastpath
 
-    monkeypatch.setattr(gpucheck, "leave_allocator_cache", lambda device: None)
+    monkeypatch.setattr(gpucheck_speed, "leave_allocator_cache", lambda device: None)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (2 * 2**30, 80 * 2**30))
     monkeypatch.setattr(torch.cuda, "memory_reserved", lambda *a: 5 * 2**30)
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda *a: 4 * 2**30)
@@ -2757,13 +2758,13 @@ def test_gpu_check_without_soundfile_still_measures_and_keeps_each_result(monkey
 
 def test_gpu_check_finds_the_paper_spec_of_a_clone_when_installed_elsewhere(monkeypatch, tmp_path):
     # An installed copy (site-packages) has no specs/ beside it: the clone it is run from has.
-    from bench.tools import gpucheck
+    from bench.tools import gpucheck_common
 
     from .conftest import ROOT
 
-    monkeypatch.setattr(gpucheck, "ROOT", tmp_path / "site-packages")
+    monkeypatch.setattr(gpucheck_common, "ROOT", tmp_path / "site-packages")
     monkeypatch.chdir(ROOT)
-    assert load_spec(gpucheck.paper_spec_path()).name == "paper-mtat-vgg"
+    assert load_spec(gpucheck_common.paper_spec_path()).name == "paper-mtat-vgg"
 
 
 
@@ -2807,7 +2808,7 @@ def test_c6_holds_the_folds_to_the_modules_gradients_and_fails_a_wrong_fold(monk
     gradients are the modules' to rounding; a fold whose batch statistics pass no gradient (their
     dependence on the weights left out, the outputs unchanged) fails it."""
     import architectures.layers
-    from bench.tools import gpucheck
+    from bench.tools import gpucheck, gpucheck_folds
 
     monkeypatch.setattr(fastpath, "compile_blocker", lambda device: None)
     monkeypatch.setenv("BENCH_COMPILE_BACKEND", "aot_eager")  # the fused step as traced, without inductor's C++
@@ -2815,12 +2816,12 @@ def test_c6_holds_the_folds_to_the_modules_gradients_and_fails_a_wrong_fold(monk
     gpucheck.check_folds(check, torch.device("cpu"))
     assert check.ok is True, check.detail
     assert set(check.numbers["relative_errors"]) == {"vgg", "musicnn", "vgg-605k", "vgg, compiled",
-                                                     "musicnn, compiled", gpucheck.FUSED_CASE}
+                                                     "musicnn, compiled", gpucheck_folds.FUSED_CASE}
     # in float32 the differences are rounding, whose size depends on the CPU's kernels (at most 8e-5 with
     # AVX512, 1.5e-4 with AVX2 only); in float64 the same comparison leaves nothing but float64's rounding
     torch.set_default_dtype(torch.float64)
     try:
-        exact = gpucheck.fold_gradient_errors(torch.device("cpu"), "aot_eager")
+        exact = gpucheck_folds.fold_gradient_errors(torch.device("cpu"), "aot_eager")
     finally:
         torch.set_default_dtype(torch.float32)
     assert set(exact) == set(check.numbers["relative_errors"])
@@ -2833,12 +2834,12 @@ def test_c6_holds_the_folds_to_the_modules_gradients_and_fails_a_wrong_fold(monk
 
     monkeypatch.setattr(architectures.layers, "_conv_input_moments", detached)
     # VGG's rows, the networks with block 1's BatchNorm in their convolution
-    monkeypatch.setattr(gpucheck, "FOLD_CASES", tuple(c for c in gpucheck.FOLD_CASES if c[0] == "vgg"))
+    monkeypatch.setattr(gpucheck_folds, "FOLD_CASES", tuple(c for c in gpucheck_folds.FOLD_CASES if c[0] == "vgg"))
     wrong = gpucheck.Check("C6", "")
     gpucheck.check_folds(wrong, torch.device("cpu"))
-    assert wrong.ok is False and wrong.numbers["relative_errors"]["vgg"]["error"] > gpucheck.FOLD_TOLERANCE
-    for row in ("vgg, compiled", gpucheck.FUSED_CASE):
-        assert wrong.numbers["relative_errors"][row]["error"] > gpucheck.FOLD_TOLERANCE, row
+    assert wrong.ok is False and wrong.numbers["relative_errors"]["vgg"]["error"] > gpucheck_folds.FOLD_TOLERANCE
+    for row in ("vgg, compiled", gpucheck_folds.FUSED_CASE):
+        assert wrong.numbers["relative_errors"][row]["error"] > gpucheck_folds.FOLD_TOLERANCE, row
 
 
 def test_c6_names_every_gradient_a_zeroing_compiler_left_wrong(monkeypatch):
@@ -2846,7 +2847,7 @@ def test_c6_names_every_gradient_a_zeroing_compiler_left_wrong(monkeypatch):
     Function): C6 fails and names each parameter before the fused pool whose gradient is not ~0, not
     only the one that sorts last among equal errors (the input BatchNorm's bias)."""
     import architectures.layers
-    from bench.tools import gpucheck
+    from bench.tools import gpucheck, gpucheck_folds
 
     real = architectures.layers._ConvPool.backward
 
@@ -2855,20 +2856,20 @@ def test_c6_names_every_gradient_a_zeroing_compiler_left_wrong(monkeypatch):
 
     monkeypatch.setattr(architectures.layers._ConvPool, "backward", staticmethod(zeros))
     # VGG alone, eager and fused: the rows the fused pool's gradients are in and one they are not
-    monkeypatch.setattr(gpucheck, "FOLD_CASES", tuple(c for c in gpucheck.FOLD_CASES if c[0] == "vgg"))
-    monkeypatch.setattr(gpucheck, "COMPILED_CASES", ())
+    monkeypatch.setattr(gpucheck_folds, "FOLD_CASES", tuple(c for c in gpucheck_folds.FOLD_CASES if c[0] == "vgg"))
+    monkeypatch.setattr(gpucheck_folds, "COMPILED_CASES", ())
     monkeypatch.setattr(fastpath, "compile_blocker", lambda device: None)
     monkeypatch.setenv("BENCH_COMPILE_BACKEND", "aot_eager")
     check = gpucheck.Check("C6", "")
     gpucheck.check_folds(check, torch.device("cpu"))
     rows = check.numbers["relative_errors"]
-    assert set(rows) == {"vgg", gpucheck.FUSED_CASE}
+    assert set(rows) == {"vgg", gpucheck_folds.FUSED_CASE}
     assert check.ok is False and not rows["vgg"]["over_tolerance"]
-    over = rows[gpucheck.FUSED_CASE]["over_tolerance"]
+    over = rows[gpucheck_folds.FUSED_CASE]["over_tolerance"]
     # the first convolution's weight, block 1's BatchNorm, the input BatchNorm's bias: all wrong by 1.0
     assert {"blocks.0.weight", "blocks.1.weight", "blocks.1.bias", "input_bn.bias"} <= set(over), over
     assert all(name.startswith(("input_bn.", "blocks.0.", "blocks.1.")) for name in over), over
-    assert f"{gpucheck.FUSED_CASE}: {len(over)} parameters past it ({', '.join(over)})" in check.detail
+    assert f"{gpucheck_folds.FUSED_CASE}: {len(over)} parameters past it ({', '.join(over)})" in check.detail
 
 
 def test_c6_without_a_compiler_checks_the_eager_folds_and_says_so(monkeypatch):

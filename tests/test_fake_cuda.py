@@ -603,11 +603,11 @@ def test_gpu_check_performance_checks_run_their_cuda_code(fake_cuda, monkeypatch
     """`make gpu-check`'s P1-P4 in this process on the paper's networks at batch 32, on the fake device:
     each reaches a verdict rather than a crash (a check that raises is failed with the error as its
     line). The fake's timings and the memory figures stood in for here make the verdicts meaningless."""
-    from bench.tools import gpucheck
+    from bench.tools import gpucheck, gpucheck_speed
 
     monkeypatch.setattr(input_path, "epoch_order", _on_the_host(input_path.epoch_order))
     monkeypatch.setattr(torch.profiler, "profile", _OneKernel)
-    monkeypatch.setattr(gpucheck, "shared_busy", lambda *a, **k: {"runs": 3, "busy": 0.0})  # other processes
+    monkeypatch.setattr(gpucheck_speed, "shared_busy", lambda *a, **k: {"runs": 3, "busy": 0.0})  # other processes
     batches = []
     real_batch = perf._batch
     monkeypatch.setattr(perf, "_batch", lambda case, batch, *a, **k: (batches.append((case.label, batch)),

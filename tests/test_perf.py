@@ -1031,4 +1031,5 @@ def test_the_note_on_an_unknown_split_matches_the_fast_path_timed(write_spec, mo
     with pytest.raises(KeyboardInterrupt):
         perf.run_perf(load_spec(write_spec(manifest)), torch.device("cpu"), perf.PerfSettings(), log=said.append)
     assert chosen == [not noted]
-    assert any(line.startswith("note: the train split's size is not known before reading the dataset (a manifest's") for line in said) is noted
+    note = "note: the train split's size is not known before reading the dataset (a manifest's"
+    assert any(line.startswith(note) for line in said) is noted

@@ -1,0 +1,67 @@
+"""What every check of `make gpu-check` shares (`bench.tools.gpucheck`): a check's record, the deadline
+they keep to, the targets the performance checks judge, and the paper's spec they time."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.tools.peaks import HEADLINE_FRACTION_OF_BF16_PEAK
+
+ROOT = Path(__file__).resolve().parents[2]  # the repository (bench/tools/gpucheck_common.py)
+
+
+def paper_spec_path() -> Path:
+    """specs/paper-mtat-vgg.toml of the checkout this code runs from, else of the working directory
+    (an installed copy has no specs/: run it from a clone)."""
+    beside = ROOT / "specs" / "paper-mtat-vgg.toml"
+    return beside if beside.is_file() else Path("specs") / "paper-mtat-vgg.toml"
+
+
+
+TARGETS = {"headline_fraction_of_peak": HEADLINE_FRACTION_OF_BF16_PEAK, "busy_headline": 0.80,
+           "busy_smallest_shared": 0.60}
+
+
+@dataclass
+class Check:
+    id: str
+    title: str
+    ok: bool | None = None
+    detail: str = ""
+    numbers: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "title": self.title, "ok": self.ok, "detail": self.detail, "numbers": self.numbers}
+
+    def line(self) -> str:
+        word = {True: "PASS", False: "FAIL", None: "SKIP"}[self.ok]
+        return f"{word} {self.id} {self.title}: {self.detail}"
+
+
+class Deadline:
+    """When the whole check must be done (`--deadline`): a check starts only with the time it needs
+    left, and a grid or a group of processes is given at most the time left."""
+
+    def __init__(self, seconds: float | None):
+        self.seconds = seconds
+        self.end = None if seconds is None else time.monotonic() + seconds
+
+    def left(self) -> float:
+        return math.inf if self.end is None else self.end - time.monotonic()
+
+    def bound(self, timeout: float) -> float:
+        """`timeout`, or less where less time is left (at least a second: a process gets to start)."""
+        return max(1.0, min(timeout, self.left()))
+
+
+class NoData(Exception):
+    """The functional checks' synthetic dataset could not be generated."""
+
+
+class DeadlineReached(Exception):
+    """A check's grid was stopped because `--deadline` came: the check was not run to the end, which
+    says nothing of what it checks (a cold compile on a new box can take minutes)."""
+
