@@ -287,3 +287,35 @@ def test_every_column_label_of_a_crowded_heatmap_is_readable(n_configs):
     assert [t.get_text() for t in ticks] == columns
     assert min(t.get_fontsize() for t in ticks) >= 4
     assert [pair for pair in overlapping_texts(fig) if pair[0] in columns or pair[1] in columns] == []
+
+
+# --- tag names in any script ----------------------------------------------------------------------------------
+
+
+def test_a_tag_name_in_a_script_the_style_font_lacks_is_drawn_from_an_installed_font_that_has_it():
+    """DejaVu Sans has no U+1D81 (LATIN SMALL LETTER D WITH PALATAL HOOK); STIXGeneral, which matplotlib
+    ships, has it. Tag names of plain Latin letters change nothing."""
+    from matplotlib.font_manager import FontProperties, findfont
+    from matplotlib.ft2font import FT2Font
+
+    assert figures.fonts_for(["guitar", "female vocalists", "hip-hop"]) == ([], [])
+    families, undrawn = figures.fonts_for(["drums", "\u1d81rone"])
+    assert undrawn == [] and len(families) == 2
+    assert 0x1D81 not in FT2Font(findfont(FontProperties(family=[families[0]]))).get_charmap()
+    assert 0x1D81 in FT2Font(findfont(FontProperties(family=[families[1]]))).get_charmap()
+    fig = figures.per_tag(pd.DataFrame({"48/x1": [-3.0, 2.0]}, index=["drums", "\u1d81rone"]), "vgg")
+    assert all(label.get_fontfamily() == families for label in fig.axes[0].get_yticklabels())
+
+
+def test_a_tag_name_no_installed_font_draws_is_said_once_not_warned_per_character(tmp_path, recwarn):
+    """U+10FFFD (a private-use character) is in no font but matplotlib's placeholder one: its boxes are
+    drawn, matplotlib's warning per character and figure is not, and the report says once which tags."""
+    tag = "\U0010fffdtag"
+    runs = {config: [{"air": v, tag: v} for v in (0.9, 0.8)] for config in RUNS}
+    summary = report(write_runs(tmp_path / "script", runs))
+    (note,) = [w for w in summary.warnings if "no installed font" in w]
+    assert note.startswith(f"1 tag name(s) have characters no installed font has, drawn as empty boxes in the "
+                           f"per-tag figures ({tag}): install a font")
+    assert (tmp_path / "script" / "report" / "per_tag_vgg.png").exists()
+    assert not [w for w in recwarn if "missing from font" in str(w.message)]
+    assert not [w for w in report(write_runs(tmp_path / "plain", RUNS)).warnings if "no installed font" in w]

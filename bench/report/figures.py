@@ -12,9 +12,11 @@ with more than one seed), and no Fig. 1 panel holds a single point.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import textwrap
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +26,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
-from matplotlib.font_manager import FontProperties
+from matplotlib.font_manager import FontProperties, findfont, fontManager
 from matplotlib.lines import Line2D
 from matplotlib.textpath import TextToPath
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
@@ -69,14 +71,57 @@ def save(fig: Figure, stem: str | Path) -> list[Path]:
 
 
 def rendered(fig: Figure, stem: str) -> dict[str, bytes]:
-    """`fig` as the files `stem`.png and `stem`.pdf: file name -> bytes."""
+    """`fig` as the files `stem`.png and `stem`.pdf: file name -> bytes. Matplotlib's warning for each
+    character no font has is left out: the report says once which tag names have them (`fonts_for`)."""
     files = {}
-    with mpl.rc_context(STYLE):
+    with mpl.rc_context(STYLE), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font")
         for fmt in ("png", "pdf"):
             buffer = io.BytesIO()
             fig.savefig(buffer, format=fmt, bbox_inches="tight", pad_inches=0.03)
             files[f"{stem}.{fmt}"] = buffer.getvalue()
     return files
+
+
+PLACEHOLDER_FONTS = frozenset({"Last Resort High-Efficiency"})
+"""Installed fonts whose glyphs are placeholders (one box per Unicode block), not letters."""
+
+
+@functools.cache
+def _characters(path: str) -> frozenset[int]:
+    """The code points the font file at `path` has glyphs for."""
+    from matplotlib.ft2font import FT2Font
+
+    try:
+        return frozenset(FT2Font(path).get_charmap())
+    except (OSError, RuntimeError, ValueError):  # a font file FreeType cannot read draws nothing
+        return frozenset()
+
+
+def fonts_for(texts: Iterable[str]) -> tuple[list[str], list[str]]:
+    """(families, undrawn) for drawing `texts` (a dataset's tag names, in any script): `families` empty
+    where the figures' font has every character they use, else that font's family and then installed
+    fonts that have characters it lacks, the one having most of those first (matplotlib draws each
+    character in the first family that has it); `undrawn`, the texts with characters no installed font
+    has, which show as empty boxes."""
+    main = FontProperties()
+    wanted = {ord(ch) for text in texts for ch in str(text) if not ch.isspace()}
+    missing = wanted - _characters(findfont(main))
+    if not missing:
+        return [], []
+    covers: dict[str, set[int]] = {}  # each family's upright regular face: what its text is drawn in
+    for entry in fontManager.ttflist:
+        if entry.name not in PLACEHOLDER_FONTS and entry.style == "normal" and entry.weight in (400, "normal"):
+            covers.setdefault(entry.name, set()).update(_characters(entry.fname) & missing)
+    families = list(main.get_family())
+    while missing:
+        name = max(covers, key=lambda n: (len(covers[n] & missing), n), default=None)
+        if name is None or not covers[name] & missing:
+            break
+        families.append(name)
+        missing -= covers[name]
+    undrawn = [str(text) for text in texts if missing & {ord(ch) for ch in str(text)}]
+    return families, undrawn
 
 
 def rate_khz(sample_rate: float) -> str:
@@ -808,7 +853,8 @@ def per_tag(matrix: pd.DataFrame, title: str = "", note: str = "", reference: st
                             va="center", fontsize=cell_pt, color="black" if light else "white")
         long = max(map(len, labels), default=0) > 6
         ax.set_xticks(range(n_configs), labels, rotation=90 if n_configs > 6 or long else 0, fontsize=tick_pt)
-        ax.set_yticks(range(n_tags), list(matrix.index))
+        families, _ = fonts_for(matrix.index)  # tag names in scripts the style's font lacks
+        ax.set_yticks(range(n_tags), list(matrix.index), **({"fontfamily": families} if families else {}))
         ax.tick_params(length=0)
         ax.spines[:].set_visible(False)
         if reference:

@@ -43,7 +43,7 @@ from bench.core.store import (
     exclusive_lock,
     remove_temp_files,
 )
-from bench.core.text import printable
+from bench.core.text import printable, quoted
 from bench.report.columns import (  # noqa: F401 - the report's API, in one place
     AGGREGATE_COLUMNS,
     CONDITION,
@@ -325,9 +325,11 @@ def _write_report(results_dir: Path, out: Path, spec: SpecRuns | None) -> Report
         write("published.md", published_markdown(published, skipped))
 
     global_refs = global_references(per_tag)
+    drawn: set[str] = set()  # the tag names of the per-tag figures
     for slug, title, key in model_list:
         outputs.update(figures.rendered(figures.fig1(select(aggregated, key), title), f"fig1_{slug}"))
         matrix = per_tag_matrix(select(delta, key))
+        drawn.update(matrix.index)
         if not matrix.empty:
             note = figures.caption(_in_heatmap(select(aggregated, key), select(delta, key)), spread=False)
             outputs.update(figures.rendered(figures.per_tag(matrix, title, note), f"per_tag_{slug}"))
@@ -341,11 +343,18 @@ def _write_report(results_dir: Path, out: Path, spec: SpecRuns | None) -> Report
                          f"{GLOBAL_REFERENCE['log']} at the model's highest sample rate), so no per_tag_global_{slug}")
             continue
         matrix = per_tag_matrix_global(select(delta_global, key))
+        drawn.update(matrix.index)
         if not matrix.empty:
             caption = figures.caption(_in_heatmap(select(aggregated, key), select(delta_global, key), ref),
                                       spread=False)
             outputs.update(figures.rendered(figures.per_tag(matrix, title, caption, reference=ref_label),
                                             f"per_tag_global_{slug}"))
+    undrawn = figures.fonts_for(sorted(drawn))[1]
+    if undrawn:
+        notes.append(f"{len(undrawn)} tag name(s) have characters no installed font has, drawn as empty boxes in "
+                     f"the per-tag figures ({', '.join(quoted(printable(t)) for t in undrawn[:5])}"
+                     f"{', ...' if len(undrawn) > 5 else ''}): install a font that has them (for Chinese, Japanese "
+                     "or Korean, Noto Sans CJK: Debian's fonts-noto-cjk) and run bench report again")
     if model_list:
         outputs.update(figures.rendered(figures.tradeoff(aggregated, "gmac"), "tradeoff_gmac"))
         outputs.update(figures.rendered(figures.tradeoff(aggregated, "storage_bytes"), "tradeoff_storage"))
