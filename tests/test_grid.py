@@ -391,11 +391,15 @@ def test_the_grids_summary_tells_apart_configurations_that_differ_only_in_width(
             "run_id": run.run_id, "status": "ok", "config": {"arch": "vgg", "width": run.configuration.options.width,
                                                              "sample_rate": 16000, "n_mels": 96, "hop_multiplier": 1,
                                                              "log": "log", "seed": 0},
-            "metrics": {"roc_auc": roc, "pr_auc": 0.5}, "cost": {"gmac": 0.01, "epochs": 8, "train_seconds": 5.0}})
+            "metrics": {"roc_auc": roc, "pr_auc": 0.5},
+            "cost": {"gmac": 0.000168304 * 8 * roc, "epochs": 8, "train_seconds": 5.0}})
     assert summarise(spec, tmp_path, reference) == 0
     header, *rows = capsys.readouterr().out.splitlines()[:3]
     assert header.split()[:3] == ["arch", "width", "sample_rate"]
     assert sorted(float(row.split()[1]) for row in rows) == [1 / 32, 1 / 16]
+    # GMAC to 4 significant figures: 0.001178128 and 0.001009824 (4 decimals made them 0.0012 and 0.0010)
+    gmac = header.split().index("gmac")
+    assert sorted(row.split()[gmac] for row in rows) == ["0.001010", "0.001178"]
     assert summarise(spec, tmp_path, reference[:1]) == 0  # one width: no column for it
     assert "width" not in capsys.readouterr().out.splitlines()[0]
 

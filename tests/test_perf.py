@@ -222,6 +222,23 @@ log = ["log", "dB"]
 
 
 @pytest.mark.slow
+def test_bench_perf_says_why_it_makes_no_projection_where_the_split_sizes_are_unknown(write_spec, tmp_path, capsys):
+    """Which clips lack one of the tags is known only once the annotations are read: perf measures
+    everything else, and says why there is no projection, in its output and in its JSON."""
+    out = tmp_path / "perf.json"
+    dropping = TINY.replace('clip_seconds = 3.0', 'clip_seconds = 3.0\ndrop_untagged = true')
+    argv = ["perf", str(write_spec(dropping)), "--device", "cpu", "--batch", "2", "--budget", "0.1",
+            "--scaling", "2", "--no-compile", "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    why = ("clips lacking one of the 17 tags are dropped (drop_untagged = true), and which those are is known "
+           "only when the annotations are read")
+    assert report["complete"] and report["projection"] is None and report["no_projection"] == why
+    assert f"Projection: none: {why}" in printed
+
+
+@pytest.mark.slow
 def test_bench_perf_end_to_end(write_spec, tmp_path, capsys, monkeypatch):
     import dataclasses
 
@@ -257,6 +274,12 @@ def test_bench_perf_end_to_end(write_spec, tmp_path, capsys, monkeypatch):
         assert data_path["clips_per_second_evicted"] is None
     assert "Targets" in printed and "Conv peak on the same shapes" in printed
     assert report["fast_path"]["compile"] is False and "--no-compile" in report["fast_path"]["compile_note"]
+    # the networks timed are those the grid trains: as many outputs as the synthetic set's 17 tags, not
+    # the spec's n_tags = 50
+    assert {case.n_tags for case in perf.spec_cases(load_spec(write_spec(TINY)))} == {17}
+    # hours from 1 up with one decimal, as bench plan prints them (5.4838 is not "5")
+    hours = {**report["projection"], "device_hours": 5.4838, "max_epochs_hours": 12.25}
+    assert "= 5.5 CPU-hours (12.2 at the spec's max_epochs" in perf.format_report({**report, "projection": hours})
     documented = (Path(__file__).resolve().parents[1] / "docs" / "performance.md").read_text()
     fields = [*report, *report["settings"], *report["levers"][0], *report["conv_peak"], *report["frontend"],
               *report["frontend"]["headline"], *report["scaling"], *report["scaling"]["rows"][0], *report["targets"][0]]

@@ -1209,3 +1209,32 @@ def test_the_process_table_reads_the_same_from_proc_and_from_ps(monkeypatch):
         os.killpg(group.pid, signal.SIGKILL)
         group.wait()
     assert processes.state(group.pid) is None
+
+
+def efbig_in_a_child(tmp_path, call: str) -> tuple[int, str | None]:
+    """(errno, filename) of the OSError that `call` (Python, given `folder`) raises in a child process
+    whose file-size limit is 4 KiB, as `ulimit -f` sets it (Slurm passes it on to its jobs): Python ignores
+    SIGXFSZ, so each write past the limit fails with EFBIG."""
+    code = ("import json, resource, sys; from pathlib import Path; import numpy as np\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))\n"
+            f"folder = Path({str(tmp_path)!r})\n"
+            "try:\n"
+            f"    {call}\n"
+            "except OSError as exc:\n"
+            "    print(json.dumps([exc.errno, exc.filename]))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    code, filename = json.loads(proc.stdout.strip().splitlines()[-1])
+    return code, filename
+
+
+def test_bench_perfs_scratch_cache_and_a_taggram_png_past_the_file_size_limit_name_their_file(tmp_path):
+    """Both wrote through a library that names no file (numpy's memmap, which on a full tmpfs then met a
+    SIGBUS instead; matplotlib's savefig): "cannot write File too large". Each now names its file, and
+    the taggram leaves no partial PNG."""
+    scratch = "from bench.tools.input_path import ScratchCache; ScratchCache(folder, 8, 16000, 4)"
+    assert efbig_in_a_child(tmp_path, scratch) == (errno.EFBIG, str(tmp_path / "waveforms.f16"))
+    taggram = ("from bench.tools.tag import save_taggram_png; save_taggram_png(folder / 'song.png', "
+               "np.full((40, 20), 0.5), [f'tag{i}' for i in range(20)], 3.0, 'song.mp3')")
+    assert efbig_in_a_child(tmp_path, taggram) == (errno.EFBIG, str(tmp_path / "song.png"))
+    assert not list(tmp_path.glob("*song*"))

@@ -72,6 +72,10 @@ def test_plan_table_shows_each_width(capsys):
     header = lines[1].split()
     reference = [line.split() for line in lines[2:] if " 96x1820 " in line]
     assert [float(cells[header.index("width")]) for cells in reference] == [1.0, 0.5, 0.25, 0.125]
+    # width 1/8: channels 16, 48, 96, 256; maps 96x1820, 48x455, 12x91, 4x10 (pools 2x4, 4x5, 3x9, 4x10);
+    # 3x3 convolutions and the 256 x 50 linear layer: 25,159,680 + 150,958,080 + 45,287,424 + 8,847,360
+    # + 12,800 = 230,265,344 MACs, to 5 significant figures (rounded once)
+    assert reference[3][header.index("gmac_analytic")] == "0.23027"
 
 
 def test_run_ids_differ_by_width_and_keep_the_readable_prefix(write_spec):

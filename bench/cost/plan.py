@@ -88,18 +88,12 @@ def _cost(arch: str, options, input_config: InputConfig, n_tags: int, fvcore: bo
             raise UserError(f"{arch} at {input_config.n_mels}x{input_config.n_frames}: fvcore counts GMAC by running "
                             "the network on one clip, and this machine could not allocate its memory; "
                             "--no-fvcore counts them analytically, without running it") from None
-        return (_figures(cost.gmac), _figures(cost.gmac_analytic), cost.params,
+        return (cost.gmac, cost.gmac_analytic, cost.params,
                 json.dumps(cost.fvcore_unsupported, sort_keys=True))
     with torch.device("meta"):  # shapes and parameter counts without allocating or computing
         model = architectures.build(arch, input_config, n_tags, **dataclasses.asdict(options))
     per_clip = model.segments or 1
-    return "", _figures(model.analytic_macs() * per_clip / 1e9), count_params(model), ""
-
-
-def _figures(gmac: float) -> float:
-    """GMAC to 6 significant figures: the tables' and the totals' precision, whether a network costs
-    10 GMAC per clip or a demo's 0.0002."""
-    return float(f"{gmac:.6g}")
+    return "", model.analytic_macs() * per_clip / 1e9, count_params(model), ""
 
 
 def plan_row(config: Configuration, clip_seconds: float, n_tags: int, fvcore: bool = True) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from torch import nn
 import architectures
 from architectures import InputConfig
 from architectures.vgg import VGG
+from bench.data.known import n_outputs
 from bench.spec import Configuration, Spec
 
 
@@ -57,12 +58,13 @@ class Case:
 
 
 def spec_cases(spec: Spec) -> list[Case]:
-    """Every configuration of `spec` with its analytic GMAC per network input, unrounded (`bench plan`
-    rounds its GMAC per clip to 4 decimals: 0.0002 for a demo network's 0.000167), counted on the network
-    as measured, built on the meta device (no memory allocated, nothing computed)."""
+    """Every configuration of `spec` with its analytic GMAC per network input, counted on the network as
+    measured and as the grid trains it (as many outputs as the dataset gives its runs, `n_outputs`), built
+    on the meta device (no memory allocated, nothing computed)."""
     cases = []
+    n_tags = n_outputs(spec.dataset)
     for configuration in spec.configurations():
-        case = Case(configuration, spec.dataset.clip_seconds, spec.dataset.n_tags, 0.0)
+        case = Case(configuration, spec.dataset.clip_seconds, n_tags, 0.0)
         with torch.device("meta"):
             model = architectures.build(configuration.arch, case.input_config, case.n_tags,
                                         **dataclasses.asdict(configuration.options))

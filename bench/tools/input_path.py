@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.core.store import named_error
 from bench.data.page_cache import page_cache_fraction
 from bench.data.views import ClipDataset, ReadBatches, ResidentWaveforms, epoch_order
 from bench.tools.cases import Case
@@ -99,12 +100,14 @@ class ScratchCache:
     def __init__(self, folder: Path, n_clips: int, samples: int, n_tags: int):
         self.folder = folder
         self.path = folder / "waveforms.f16"
-        waveforms = np.memmap(self.path, dtype=np.float16, mode="w+", shape=(n_clips, samples))
         rng = np.random.default_rng(0)
-        for row in range(n_clips):
-            waveforms[row] = rng.standard_normal(samples).astype(np.float16)
-        waveforms.flush()
-        del waveforms
+        # written, not filled through a map: a full disk is an OSError naming the file, not a SIGBUS
+        try:
+            with open(self.path, "wb") as handle:
+                for _ in range(n_clips):
+                    handle.write(rng.standard_normal(samples).astype(np.float16).tobytes())
+        except OSError as exc:
+            raise named_error(exc, self.path) from None
         self.shape = (n_clips, samples)
         self.waveforms = self._open()
         self._targets = (rng.random((n_clips, n_tags)) < 0.1).astype(np.float32)

@@ -509,7 +509,7 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
     projection = report["projection_shared"] = None
     report["no_projection"] = unknown_split_why(spec.dataset) or None
     if report["no_projection"]:  # a projection needs the splits' sizes
-        log(f"no projection of device-hours: {report['projection_why_none']} (bench plan counts its GMAC)")
+        log(f"no projection of device-hours: {report['no_projection']} (bench plan counts its GMAC)")
     else:
         mel_seconds = _projection_frontends(all_cases, device, settings, report, log)
 
@@ -755,8 +755,8 @@ def format_report(report: dict) -> str:
         compiled = a.get("once_per_run") == "measured"
         steps = "compiled" if compiled else "eager"
         lines += ["", f"Projection: {pr['runs']} runs of {report['spec']} at {a['epochs_per_run']:g} epochs per run "
-                  f"= {amount(pr['pflop'], 0)} PFLOP = {amount(pr['device_hours'], 0)} {hours_unit(report['device'])} "
-                  f"({amount(pr['max_epochs_hours'], 0)} at the spec's max_epochs {a['max_epochs']}, the bound)"
+                  f"= {amount(pr['pflop'], 0)} PFLOP = {amount(pr['device_hours'], 1)} {hours_unit(report['device'])} "
+                  f"({amount(pr['max_epochs_hours'], 1)} at the spec's max_epochs {a['max_epochs']}, the bound)"
                   + (f"; {amount(hours_at_peak(pr['pflop'], bf16), 2)} at the bf16 dense peak ({bf16:g} TFLOP/s)"
                      if (bf16 := report.get("bf16_peak_tflops")) else ""),
                   f"  one run at a time on one {report['device_name']}: measured {steps} training steps at batch "
@@ -788,7 +788,7 @@ def shared_projection_line(shared: dict, device: str) -> str:
     """The projection's line for runs sharing the GPU (`report["projection_shared"]`)."""
     k = shared["runs_at_once"]
     return (f"  {k} runs at a time, as the grid places them here ({shared['why']}): at least "
-            f"{amount(shared['device_hours'], 0)} {hours_unit(device)} ({amount(shared['max_epochs_hours'], 0)} at "
+            f"{amount(shared['device_hours'], 1)} {hours_unit(device)} ({amount(shared['max_epochs_hours'], 1)} at "
             f"max_epochs), if each run took only the larger of its GPU-busy share alone (measured at the scaling "
             f"rows, interpolated in GMAC) and 1/{k} of its time alone; runs slow each other more than that")
 

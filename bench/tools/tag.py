@@ -15,6 +15,7 @@ config.json, result.json and best.pt.
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 import time
@@ -27,6 +28,7 @@ import numpy as np
 
 from bench.core.errors import UserError, one_line
 from bench.core.layout import BEST, CONFIG, MODEL_JSON, load_result
+from bench.core.store import atomic_write_bytes
 from bench.core.text import printable, quoted
 from bench.train.model_file import check_pool_padding, load_model, load_weights, read_json
 
@@ -231,9 +233,13 @@ def save_taggram_png(path: Path, scores: np.ndarray, tags: list[str], patch_seco
     ax.set_title(title, fontsize=9, parse_math=False)  # a file name's $...$ is not TeX ("Ke$ha - $ave.mp3")
     fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02, label="sigmoid")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150)
+    # rendered, then written whole: a full disk leaves no part of a PNG, and its error names the file
+    suffix = path.suffix.lstrip(".").lower()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=150, format=suffix if suffix in fig.canvas.get_supported_filetypes() else "png")
     plt.close(fig)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def png_paths(template: str, audio: list[str]) -> list[Path]:
