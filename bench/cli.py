@@ -680,7 +680,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
     args.started = started
     from bench.core.interrupts import terminate_as_interrupt
-    from bench.core.store import is_resource_error
+    from bench.core.store import is_resource_error, resource_cause
 
     terminated = bool  # bool() is False: no SIGTERM came before the command ran
     try:
@@ -704,6 +704,17 @@ def main(argv: list[str] | None = None) -> int:
         if message is None:
             raise
         print(f"bench {args.command}: error: {one_line(message)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except Exception as exc:  # the machine's state behind another error: torch.compile's, under its cache folder
+        folder = None
+        if "torch" in sys.modules:  # else nothing was compiled
+            from bench.train.fastpath import compile_cache_folder
+
+            folder = compile_cache_folder()
+        machine = resource_cause(exc, folder)
+        if machine is None:
+            raise
+        print(f"bench {args.command}: error: {one_line(resource_message(machine, args.command))}", file=sys.stderr)
         return EXIT_USER_ERROR
 
 

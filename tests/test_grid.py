@@ -404,6 +404,20 @@ def test_the_grids_summary_tells_apart_configurations_that_differ_only_in_width(
     assert "width" not in capsys.readouterr().out.splitlines()[0]
 
 
+def test_a_worker_killed_by_sigbus_is_said_to_have_met_a_mapped_file_it_could_not_read(tmp_path):
+    """Workers read the waveform cache through a memory map: an I/O error of its disk, or a file cut short,
+    arrives as SIGBUS, not an error the worker could print. Here, a file truncated under its mapping."""
+    from bench.run import grid
+
+    code = ("import os, sys; import numpy as np; path = sys.argv[1]; np.zeros(1 << 20, np.uint8).tofile(path); "
+            "mapped = np.memmap(path, mode='r'); os.truncate(path, 0); print(int(mapped[-1]))")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "waveforms.f16")], capture_output=True)
+    assert proc.returncode == -signal.SIGBUS
+    assert grid._ended("bench-worker-0", proc.returncode) == (
+        "bench-worker-0 was killed by SIGBUS: a memory-mapped file could not be read (its disk failed or is full, "
+        "or the file was cut short); check the disk (`dmesg`)")
+
+
 def test_a_killed_worker_is_named_with_its_signal_and_its_runs_said_left_only_when_they_are(tmp_path, capsys):
     """A local worker killed by SIGKILL (the out-of-memory killer's) prints nothing: the grid said it
     "stopped with an error (see above); their runs are left for the next grid" even where another

@@ -1238,3 +1238,42 @@ def test_bench_perfs_scratch_cache_and_a_taggram_png_past_the_file_size_limit_na
                "np.full((40, 20), 0.5), [f'tag{i}' for i in range(20)], 3.0, 'song.mp3')")
     assert efbig_in_a_child(tmp_path, taggram) == (errno.EFBIG, str(tmp_path / "song.png"))
     assert not list(tmp_path.glob("*song*"))
+
+
+def test_a_full_disk_or_file_size_limit_met_by_torch_compile_stops_the_grid_and_keeps_the_run(
+        monkeypatch, one_run, tmp_path, capsys):
+    """torch.compile writes its generated code under its cache folder (/tmp/torchinductor_<user> by
+    default) and wraps what it meets there: a full disk arrives as InductorError(OSError ENOSPC) naming no
+    file, a C++ compiler killed by `ulimit -f` as InductorError(CppCompileError). Both were recorded as
+    the run's failure (and `--retry-failed` then deleted its checkpoint); like any full disk they now stop
+    the grid with one line naming the folder, and the run resumes later."""
+    from torch._inductor.exc import CppCompileError, InductorError
+
+    from bench.run import runner
+    from bench.train import loop
+
+    compile_cache = tmp_path / "inductor-cache"
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(compile_cache))
+    spec, run, folder = one_run
+    full = InductorError(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), None)
+    killed = InductorError(CppCompileError(["g++", "-c", "kernel.cpp"], "g++: internal compiler error: File size "
+                                           "limit exceeded signal terminated program cc1plus"), None)
+    for wrapped, code in ((full, errno.ENOSPC), (killed, errno.EFBIG)):
+        def train_run(run, cache, run_dir, *args, wrapped=wrapped, **kwargs):
+            (run_dir / CHECKPOINT).write_bytes(b"the state of epoch 3")
+            raise wrapped
+
+        monkeypatch.setattr(loop, "train_run", train_run)
+        with pytest.raises(OSError) as raised:
+            runner._claim_and_execute(spec, folder, run, lambda rate: None, torch.device("cpu"), None,
+                                      lambda *_: None)
+        assert (raised.value.errno, raised.value.filename) == (code, str(compile_cache))
+        assert not (folder / RESULT).exists() and (folder / CHECKPOINT).exists()  # not failed: it resumes
+    # bench perf's compile lever meets the same: one line, not a traceback
+    from bench.tools import perf
+
+    monkeypatch.setattr(perf, "run_perf", lambda *a, **k: (_ for _ in ()).throw(full))
+    assert main(["perf", "specs/demo.toml", "--device", "cpu", "--out", str(tmp_path / "perf.json")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"bench perf: error: cannot write {compile_cache}: No space left on device; free some space "
+                   "and then rerun\n")

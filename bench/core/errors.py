@@ -126,7 +126,11 @@ def exit_description(exitcode: int) -> str:
     SIGKILL" (a negative code: the signal; the out-of-memory killer's prints nothing), or "exit status 1"."""
     if exitcode < 0:
         try:
-            return f"killed by {signal.Signals(-exitcode).name}"
+            name = signal.Signals(-exitcode).name
         except ValueError:
             return f"killed by signal {-exitcode}"
+        if -exitcode == getattr(signal, "SIGBUS", None):  # a read through a memory map (the waveform cache's)
+            return (f"killed by {name}: a memory-mapped file could not be read (its disk failed or is full, or "
+                    "the file was cut short); check the disk (`dmesg`)")
+        return f"killed by {name}"
     return f"exit status {exitcode}"

@@ -73,6 +73,34 @@ def is_resource_error(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in RESOURCE_ERRNOS
 
 
+FILE_SIZE_LIMIT_KILLED = "File size limit exceeded"
+"""What an error wrapping a compiler that the file-size limit (`ulimit -f`) killed says: g++'s words
+for SIGXFSZ, which torch.compile's CppCompileError quotes."""
+
+
+def resource_cause(exc: BaseException, wrapper_folder: str | None = None) -> OSError | None:
+    """The machine's state behind `exc`: `exc` itself where `is_resource_error`, else such an OSError
+    it was raised from (`__cause__`) or wraps, as torch.compile's InductorError and BackendCompilerFailed
+    keep what they met (`inner_exception`: a full disk under its cache folder), or a compiler it ran that
+    the file-size limit killed (as EFBIG). What a wrapper kept and names no file is named as
+    `wrapper_folder` (torch.compile's cache folder). None for any other error."""
+    pending: list[tuple[BaseException | None, bool]] = [(exc, False)]
+    seen: set[int] = set()
+    while pending:
+        error, wrapped = pending.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        folder = wrapper_folder if wrapped else None
+        if is_resource_error(error):
+            return named_error(error, Path(folder)) if folder else error
+        if wrapped and not isinstance(error, OSError) and FILE_SIZE_LIMIT_KILLED in str(error):
+            return OSError(errno.EFBIG, os.strerror(errno.EFBIG), folder)
+        inner = getattr(error, "inner_exception", None)
+        pending += [(error.__cause__, wrapped), (inner if isinstance(inner, BaseException) else None, True)]
+    return None
+
+
 MISPLACED_ERRNOS = frozenset({errno.EISDIR, errno.ENOTDIR, errno.EEXIST})
 """A folder where the suite keeps a file, or a file where it keeps a folder (a copy gone wrong, a name
 taken by hand): not a run's failure; the grid stops, resumable, once it is moved aside."""

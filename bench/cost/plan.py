@@ -167,7 +167,7 @@ def grid_totals(spec: Spec, rows: list[dict[str, Any]], perf_json: str | Path | 
         "runs": len(rows) * seeds,
         "gmac_per_clip_min": min(gmac),
         "gmac_per_clip_max": max(gmac),
-        "gmac_per_clip_sum_over_runs": round(sum(gmac) * seeds, 6),
+        "gmac_per_clip_sum_over_runs": sum(gmac) * seeds,
         "n_tags": tag_count(spec.dataset),
         "clips": clips,
         "cache_bytes": cache_bytes(spec, clips) if clips else None,

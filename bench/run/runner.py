@@ -56,6 +56,7 @@ from bench.core.store import (
     reject,
     release_lock,
     remove_temp_files,
+    resource_cause,
     rewrite_lock_note,
     try_lock,
 )
@@ -251,6 +252,7 @@ def execute_run(spec: Spec, run: RunSpec, folder: Path, cache_for: Callable, dev
 
     from bench.core import framing
     from bench.cost.gmac import model_cost
+    from bench.train.fastpath import compile_cache_folder
     from bench.train.loop import train_run
     from bench.train.model_file import frontend_settings, model_description, write_model_json
 
@@ -321,6 +323,9 @@ def execute_run(spec: Spec, run: RunSpec, folder: Path, cache_for: Callable, dev
             raise
         if is_resource_error(exc) or is_misplaced(exc):  # a full disk, a read-only folder, a folder where a
             raise  # file belongs: not the run's fault; the grid stops, resumable
+        machine = resource_cause(exc, compile_cache_folder())
+        if machine is not None:  # the same met by torch.compile, under its cache folder
+            raise machine from exc
         if is_device_failure(exc, device):  # not the run's failure: this worker's GPU is unusable from now on
             raise DeviceFailure(f"{device} failed during {run.run_id} ({type(exc).__name__}: {one_line(exc)}); "
                                 "the run was not recorded as failed and resumes in the next grid") from exc

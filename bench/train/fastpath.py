@@ -281,6 +281,14 @@ def _switch(name: str) -> str:
     return os.environ.get(name, "auto").strip().lower()
 
 
+def compile_cache_folder() -> str:
+    """Where torch.compile writes what it generates: `TORCHINDUCTOR_CACHE_DIR`, else torch's default (a
+    folder of the user's under the temporary folder, `/tmp/torchinductor_<user>`)."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    return os.environ.get("TORCHINDUCTOR_CACHE_DIR") or default_cache_dir()
+
+
 def compile_switched_off() -> bool:
     """`BENCH_COMPILE` says off (0, false, no or off, as `wants_compile` reads it)."""
     return _switch("BENCH_COMPILE") in OFF_WORDS
