@@ -13,7 +13,13 @@ from pathlib import Path
 from architectures import BuilderError
 from bench.core.errors import RERUN_TO_CONTINUE, Interrupted, UserError, one_line
 from bench.core.paths import folder_path, readable_folder, writable_file, writable_folder
-from bench.core.store import DESCRIPTOR_LIMIT_ERRNOS, FAILING_STORAGE_ERRNOS, PROCESS_LIMIT_ERRNOS, is_misplaced
+from bench.core.store import (
+    DESCRIPTOR_LIMIT_ERRNOS,
+    FAILING_STORAGE_ERRNOS,
+    PROCESS_LIMIT_ERRNOS,
+    CompileCacheError,
+    is_misplaced,
+)
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -61,6 +67,11 @@ def resource_message(exc: OSError, command: str = "grid") -> str:
                else "then rerun (what it finished is kept)" if command in KEEPS_FINISHED_WORK else "then rerun")
     folders = "--results / --cache folder" if runs else "folder"
     fewer = " or run fewer --workers" if runs else ""
+    if isinstance(exc, CompileCacheError):  # torch.compile's own folder: --results and --cache do not move it
+        fix = {errno.EFBIG: "raise the file-size limit (`ulimit -f`)", errno.EROFS: "it is read-only"}.get(
+            exc.errno, "free some space there")
+        return (f"torch.compile could not write {where}{what}; {fix}, or set TORCHINDUCTOR_CACHE_DIR to another "
+                f"folder (BENCH_COMPILE=0 trains without compiling), {resumes}")
     if exc.errno in FAILING_STORAGE_ERRNOS:
         return f"{where}{what}: the disk or network file system failed; check it (remount a stale NFS mount), {resumes}"
     if exc.errno in DESCRIPTOR_LIMIT_ERRNOS:

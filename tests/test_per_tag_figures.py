@@ -299,6 +299,8 @@ def test_a_tag_name_in_a_script_the_style_font_lacks_is_drawn_from_an_installed_
     from matplotlib.ft2font import FT2Font
 
     assert figures.fonts_for(["guitar", "female vocalists", "hip-hop"]) == ([], [])
+    # no font has an escape sequence's ESC, a control character or a zero-width space: none to install
+    assert figures.fonts_for(["drums\x1b[0m", "vocals\x01", "hip\u200bhop"]) == ([], [])
     families, undrawn = figures.fonts_for(["drums", "\u1d81rone"])
     assert undrawn == [] and len(families) == 2
     assert 0x1D81 not in FT2Font(findfont(FontProperties(family=[families[0]]))).get_charmap()
@@ -310,12 +312,13 @@ def test_a_tag_name_in_a_script_the_style_font_lacks_is_drawn_from_an_installed_
 def test_a_tag_name_no_installed_font_draws_is_said_once_not_warned_per_character(tmp_path, recwarn):
     """U+10FFFD (a private-use character) is in no font but matplotlib's placeholder one: its boxes are
     drawn, matplotlib's warning per character and figure is not, and the report says once which tags."""
-    tag = "\U0010fffdtag"
+    tag = "\U0010fffdtag\x1b[0m"
     runs = {config: [{"air": v, tag: v} for v in (0.9, 0.8)] for config in RUNS}
     summary = report(write_runs(tmp_path / "script", runs))
     (note,) = [w for w in summary.warnings if "no installed font" in w]
-    assert note.startswith(f"1 tag name(s) have characters no installed font has, drawn as empty boxes in the "
-                           f"per-tag figures ({tag}): install a font")
+    # its escape sequence shown, not sent to the terminal
+    assert note.startswith("1 tag name(s) have characters no installed font has, drawn as empty boxes in the "
+                           "per-tag figures (\U0010fffdtag\\x1b[0m): install a font")
     assert (tmp_path / "script" / "report" / "per_tag_vgg.png").exists()
     assert not [w for w in recwarn if "missing from font" in str(w.message)]
     assert not [w for w in report(write_runs(tmp_path / "plain", RUNS)).warnings if "no installed font" in w]

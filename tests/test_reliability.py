@@ -1247,8 +1247,10 @@ def test_a_full_disk_or_file_size_limit_met_by_torch_compile_stops_the_grid_and_
     file, a C++ compiler killed by `ulimit -f` as InductorError(CppCompileError). Both were recorded as
     the run's failure (and `--retry-failed` then deleted its checkpoint); like any full disk they now stop
     the grid with one line naming the folder, and the run resumes later."""
+    from torch._inductor.compile_worker.subproc_pool import SubprocException
     from torch._inductor.exc import CppCompileError, InductorError
 
+    from bench.core.store import resource_cause
     from bench.run import runner
     from bench.train import loop
 
@@ -1258,7 +1260,14 @@ def test_a_full_disk_or_file_size_limit_met_by_torch_compile_stops_the_grid_and_
     full = InductorError(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), None)
     killed = InductorError(CppCompileError(["g++", "-c", "kernel.cpp"], "g++: internal compiler error: File size "
                                            "limit exceeded signal terminated program cc1plus"), None)
-    for wrapped, code in ((full, errno.ENOSPC), (killed, errno.EFBIG)):
+    # the linker writing the kernel's .so, and a compile worker process (Triton's kernels on a GPU), quote
+    # what they met in words only
+    linked = InductorError(CppCompileError(["g++", "kernel.cpp", "-o", "kernel.so"], "/usr/bin/ld: final link "
+                                           "failed: No space left on device\ncollect2: error: ld returned 1"), None)
+    worker = InductorError(SubprocException("Traceback (most recent call last):\n  ...\nOSError: [Errno 122] "
+                                            "Disk quota exceeded"), None)
+    for wrapped, code in ((full, errno.ENOSPC), (killed, errno.EFBIG), (linked, errno.ENOSPC),
+                          (worker, errno.EDQUOT)):
         def train_run(run, cache, run_dir, *args, wrapped=wrapped, **kwargs):
             (run_dir / CHECKPOINT).write_bytes(b"the state of epoch 3")
             raise wrapped
@@ -1275,5 +1284,10 @@ def test_a_full_disk_or_file_size_limit_met_by_torch_compile_stops_the_grid_and_
     monkeypatch.setattr(perf, "run_perf", lambda *a, **k: (_ for _ in ()).throw(full))
     assert main(["perf", "specs/demo.toml", "--device", "cpu", "--out", str(tmp_path / "perf.json")]) == 2
     err = capsys.readouterr().err
-    assert err == (f"bench perf: error: cannot write {compile_cache}: No space left on device; free some space "
-                   "and then rerun\n")
+    # the folder to free or move is torch.compile's: --results and --cache do not move it
+    assert err == (f"bench perf: error: torch.compile could not write {compile_cache}: No space left on device; "
+                   "free some space there, or set TORCHINDUCTOR_CACHE_DIR to another folder (BENCH_COMPILE=0 trains "
+                   "without compiling), then rerun\n")
+    # an ordinary failure of a compilation is the run's, recorded as such
+    assert resource_cause(InductorError(CppCompileError(["g++"], "kernel.cpp:3: error: 'x' was not declared"),
+                                        None), str(compile_cache)) is None

@@ -175,6 +175,7 @@ def test_png_names_are_unique_per_input():
     from bench.tools.tag import png_paths
 
     assert png_paths("out/t.png", ["a.mp3"]) == [Path("out/t.png")]
+    assert png_paths("out/t", ["a.mp3"]) == [Path("out/t.png")]  # as matplotlib's savefig named it
     assert png_paths("t.png", ["x/a.mp3", "b.wav"]) == [Path("t-a.png"), Path("t-b.png")]
     assert png_paths("t.png", ["a.mp3", "a.wav"]) == [Path("t-a.mp3.png"), Path("t-a.wav.png")]
     assert png_paths("t", ["x/a.mp3", "y/a.mp3"]) == [Path("t-a.mp3-1.png"), Path("t-a.mp3-2.png")]

@@ -77,13 +77,24 @@ FILE_SIZE_LIMIT_KILLED = "File size limit exceeded"
 """What an error wrapping a compiler that the file-size limit (`ulimit -f`) killed says: g++'s words
 for SIGXFSZ, which torch.compile's CppCompileError quotes."""
 
+WRAPPED_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
+"""Refused writes recognised by their words (`os.strerror`) in an error that quotes another process's
+(a linker's "final link failed: No space left on device", a compile worker's traceback)."""
+
+
+class CompileCacheError(OSError):
+    """A write refused under torch.compile's cache folder (`TORCHINDUCTOR_CACHE_DIR`): the folder to
+    free or move is that one, not the results or the cache."""
+
 
 def resource_cause(exc: BaseException, wrapper_folder: str | None = None) -> OSError | None:
     """The machine's state behind `exc`: `exc` itself where `is_resource_error`, else such an OSError
-    it was raised from (`__cause__`) or wraps, as torch.compile's InductorError and BackendCompilerFailed
-    keep what they met (`inner_exception`: a full disk under its cache folder), or a compiler it ran that
-    the file-size limit killed (as EFBIG). What a wrapper kept and names no file is named as
-    `wrapper_folder` (torch.compile's cache folder). None for any other error."""
+    it was raised from (`__cause__`) or that a wrapper keeps, as torch.compile's InductorError and
+    BackendCompilerFailed keep what they met (`inner_exception`); within a wrapper, also another
+    process's refused write quoted in words (`WRAPPED_WRITE_ERRNOS`: a linker, a compile worker) and a
+    compiler that the file-size limit killed (as EFBIG). What a wrapper kept is a CompileCacheError,
+    naming `wrapper_folder` (torch.compile's cache folder) where it names no file. None for any other
+    error."""
     pending: list[tuple[BaseException | None, bool]] = [(exc, False)]
     seen: set[int] = set()
     while pending:
@@ -91,11 +102,17 @@ def resource_cause(exc: BaseException, wrapper_folder: str | None = None) -> OSE
         if error is None or id(error) in seen:
             continue
         seen.add(id(error))
-        folder = wrapper_folder if wrapped else None
         if is_resource_error(error):
-            return named_error(error, Path(folder)) if folder else error
-        if wrapped and not isinstance(error, OSError) and FILE_SIZE_LIMIT_KILLED in str(error):
-            return OSError(errno.EFBIG, os.strerror(errno.EFBIG), folder)
+            if not wrapped:
+                return error
+            return CompileCacheError(error.errno, error.strerror or os.strerror(error.errno),
+                                     error.filename or wrapper_folder)
+        if wrapped and not isinstance(error, OSError):
+            text = str(error)
+            quoted = [code for code in WRAPPED_WRITE_ERRNOS if os.strerror(code) in text]
+            code = errno.EFBIG if FILE_SIZE_LIMIT_KILLED in text else quoted[0] if quoted else None
+            if code is not None:
+                return CompileCacheError(code, os.strerror(code), wrapper_folder)
         inner = getattr(error, "inner_exception", None)
         pending += [(error.__cause__, wrapped), (inner if isinstance(inner, BaseException) else None, True)]
     return None

@@ -68,6 +68,24 @@ def printable(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Cn"})
+"""Unicode categories of characters no font draws: controls (an escape sequence's ESC), formats (a
+zero-width space), lone surrogates, unassigned code points. (Private-use characters, "Co", a font may
+draw.)"""
+
+
+def invisible(ch: str) -> bool:
+    import unicodedata
+
+    return unicodedata.category(ch) in INVISIBLE_CATEGORIES
+
+
+def visible(name: str) -> str:
+    """`name` (`printable`) with its `invisible` characters escaped (`\\x1b`, `\\u200b`): a tag name's
+    escape sequence shown, not acted on by the terminal."""
+    return "".join(ch.encode("unicode_escape").decode("ascii") if invisible(ch) else ch for ch in printable(name))
+
+
 def quoted(name: str) -> str:
     """`name` as one item of a list joined with ", ": in double quotes where it holds a comma, a quote or
     space at an end (a quote inside doubled, as CSV writes it), so that a tag "rock, pop" reads as one."""

@@ -32,6 +32,7 @@ from matplotlib.textpath import TextToPath
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 
 from bench.core.store import atomic_write_bytes
+from bench.core.text import invisible
 from bench.report.columns import (
     LOG_ORDER,
     METRIC_NAMES,
@@ -105,7 +106,9 @@ def fonts_for(texts: Iterable[str]) -> tuple[list[str], list[str]]:
     character in the first family that has it); `undrawn`, the texts with characters no installed font
     has, which show as empty boxes."""
     main = FontProperties()
-    wanted = {ord(ch) for text in texts for ch in str(text) if not ch.isspace()}
+    # a control or format character (an escape sequence's ESC, a zero-width space) has no glyph in any
+    # font: nothing to install for it
+    wanted = {ord(ch) for text in texts for ch in str(text) if not ch.isspace() and not invisible(ch)}
     missing = wanted - _characters(findfont(main))
     if not missing:
         return [], []

@@ -43,7 +43,7 @@ from bench.core.store import (
     exclusive_lock,
     remove_temp_files,
 )
-from bench.core.text import printable, quoted
+from bench.core.text import printable, quoted, visible
 from bench.report.columns import (  # noqa: F401 - the report's API, in one place
     AGGREGATE_COLUMNS,
     CONDITION,
@@ -352,7 +352,7 @@ def _write_report(results_dir: Path, out: Path, spec: SpecRuns | None) -> Report
     undrawn = figures.fonts_for(sorted(drawn))[1]
     if undrawn:
         notes.append(f"{len(undrawn)} tag name(s) have characters no installed font has, drawn as empty boxes in "
-                     f"the per-tag figures ({', '.join(quoted(printable(t)) for t in undrawn[:5])}"
+                     f"the per-tag figures ({', '.join(quoted(visible(t)) for t in undrawn[:5])}"
                      f"{', ...' if len(undrawn) > 5 else ''}): install a font that has them (for Chinese, Japanese "
                      "or Korean, Noto Sans CJK: Debian's fonts-noto-cjk) and run bench report again")
     if model_list:

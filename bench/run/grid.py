@@ -969,7 +969,7 @@ def _rounded(value, digits: int):
 
 
 def _figures(value, digits: int):
-    """`value` to `digits` significant figures, trailing zeros kept: a demo network's 0.0001683 GMAC and
+    """`value` to `digits` significant figures, trailing zeros kept: a demo network's 0.0001680 GMAC and
     the paper's 10.01 alike."""
     return f"{value:#.{digits}g}" if isinstance(value, (int, float)) else value
 

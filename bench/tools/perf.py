@@ -475,7 +475,7 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
                              "ms_per_gmac": 1000 * measured["step_seconds"] / (case.gmac_per_input * settings.batch),
                              "eval_seconds_per_input": evaluated["seconds_per_input"],
                              "run_compile_seconds": compile_seconds})
-        log(f"  {case.label:28s} {case.gmac_per_input:8.3f} GMAC  {measured['step_seconds']:8.3f} s/step  "
+        log(f"  {case.label:28s} {case.gmac_per_input:8.4g} GMAC  {measured['step_seconds']:8.3f} s/step  "
             f"{1000 * evaluated['seconds_per_input']:8.2f} ms/input eval")
     fit = linear_fit([r["gmac_per_input"] * settings.batch for r in scaling_rows],
                      [r["step_seconds"] for r in scaling_rows])

@@ -243,15 +243,15 @@ def save_taggram_png(path: Path, scores: np.ndarray, tags: list[str], patch_seco
 
 
 def png_paths(template: str, audio: list[str]) -> list[Path]:
-    """`--png PATH` for each audio file: PATH itself for one file; with several, PATH with
-    `-<audio stem>` before its suffix, or `-<audio file name>` where stems repeat (a.mp3, a.wav), and a
-    counter where whole names repeat (two folders' a.mp3, or A.mp3 and a.mp3, one file on a file system
-    that ignores case): one PNG per input, never overwritten. A counter skips names already taken
-    (a third input named a.mp3-1.wav)."""
+    """`--png PATH` for each audio file: PATH itself for one file (PATH.png where it has no suffix, as
+    with several); with several, PATH with `-<audio stem>` before its suffix, or `-<audio file name>`
+    where stems repeat (a.mp3, a.wav), and a counter where whole names repeat (two folders' a.mp3, or
+    A.mp3 and a.mp3, one file on a file system that ignores case): one PNG per input, never
+    overwritten. A counter skips names already taken (a third input named a.mp3-1.wav)."""
     path = Path(template)
     suffix = path.suffix or ".png"
     if len(audio) == 1:
-        return [path]
+        return [path.with_suffix(suffix)]
     stems = [Path(a).stem for a in audio]
     names = [stem if stems.count(stem) == 1 else Path(a).name for stem, a in zip(stems, audio, strict=True)]
     count = Counter(name.casefold() for name in names)
