@@ -21,12 +21,12 @@ from bench.run import runner
 from bench.run.runner import EXECUTIONS, RESULT, RunLock
 
 
-def finished_by_other_worker(run_id: str, status: str, finished: float = 0.0) -> dict:
-    """What another worker's execute_run leaves: a complete ok result, or a failed one with its error
-    and the time it was recorded."""
+def finished_by_other_worker(run_id: str, status: str, finished: float = 0.0, grid: str | None = None) -> dict:
+    """What another worker's execute_run leaves: a complete ok result, or a failed one with its error,
+    the time it was recorded and the token of the `--retry-failed` grid that recorded it, if any."""
     if status == "failed":
         return {"run_id": run_id, "status": "failed", "error": "RuntimeError: boom",
-                "provenance": {"finished": finished}}
+                "provenance": {"finished": finished, **({"grid": grid} if grid else {})}}
     return {"run_id": run_id, "status": "ok", "config": {"arch": "vgg"},
             "metrics": {"roc_auc": 0.875, "pr_auc": 0.375}, "cost": {"epochs": 3}}
 
@@ -67,15 +67,15 @@ def no_cache(sample_rate):
     raise AssertionError("a settled run must not need the cache")
 
 
-@pytest.mark.parametrize("status,retry_before", [("ok", None), ("ok", 0.0), ("failed", None)])
+@pytest.mark.parametrize("status,retry_grid", [("ok", None), ("ok", "a1b2"), ("failed", None)])
 def test_a_run_finished_between_the_look_and_the_lock_is_not_executed_again(
-        monkeypatch, one_run, status, retry_before):
+        monkeypatch, one_run, status, retry_grid):
     spec, run, folder = one_run
     other = finished_by_other_worker(run.run_id, status)
     looks = race(monkeypatch, folder, other)
     calls = record_executions(monkeypatch)
     lines = []
-    outcome = runner._claim_and_execute(spec, folder, run, no_cache, "cpu", retry_before, lines.append)
+    outcome = runner._claim_and_execute(spec, folder, run, no_cache, "cpu", retry_grid, lines.append)
     assert looks == [None]  # the race happened: nothing was there at the first look
     assert outcome == "settled"
     assert calls == []
@@ -97,20 +97,24 @@ def test_the_worker_loop_executes_nothing_after_losing_the_race(monkeypatch, one
     assert len((folder / EXECUTIONS).read_text().splitlines()) == 1
 
 
-@pytest.mark.parametrize("recorded", ["before the grid began", "by a worker of this grid"])
+@pytest.mark.parametrize("recorded", ["before the grid began", "by a worker of this grid",
+                                      "by an earlier grid on a host whose clock runs ahead"])
 def test_a_failed_run_is_retried_only_for_a_failure_from_before_the_grid(monkeypatch, one_run, recorded):
     """With --retry-failed a failure recorded before the grid began is not settled: the claim goes on
     and the run is executed (once), from scratch. One recorded meanwhile by another worker of this grid
-    is settled, or every worker would retry a run that fails again."""
+    is settled, or every worker would retry a run that fails again. Which grid recorded it is its
+    token, not its time: a failure recorded yesterday on a node whose clock ran 10 minutes ahead was
+    taken for this grid's and skipped (and the other way round, retried by every worker)."""
     spec, run, folder = one_run
-    began = time.time()
-    finished = began - 3600 if recorded == "before the grid began" else began + 1
-    race(monkeypatch, folder, finished_by_other_worker(run.run_id, "failed", finished))
+    now = time.time()
+    failure = {"before the grid began": (now - 3600, "e5f6"), "by a worker of this grid": (now + 1, "a1b2"),
+               "by an earlier grid on a host whose clock runs ahead": (now + 600, None)}[recorded]
+    race(monkeypatch, folder, finished_by_other_worker(run.run_id, "failed", *failure))
     folder.mkdir(parents=True)
     (folder / HISTORY).write_text('{"epoch": 1, "valid_roc_auc": 0.5}\n')  # the failed attempt's epochs
     calls = record_executions(monkeypatch)
-    outcome = runner._claim_and_execute(spec, folder, run, no_cache, "cpu", began, lambda *_: None)
-    if recorded == "before the grid began":
+    outcome = runner._claim_and_execute(spec, folder, run, no_cache, "cpu", "a1b2", lambda *_: None)
+    if recorded != "by a worker of this grid":
         assert outcome == "executed" and calls == [run.run_id]
         assert not (folder / HISTORY).exists()  # `bench status` counts none of them as the retry's
         assert json.loads((folder / RESULT).read_text())["status"] == "ok"
@@ -127,15 +131,14 @@ def test_a_run_that_fails_again_is_retried_once_however_many_workers(monkeypatch
     atomic_write_json(folder / RESULT, finished_by_other_worker(run.run_id, "failed", time.time() - 86_400))
     calls = []
 
-    def failing(spec, run, folder, *args, **kwargs):
+    def failing(spec, run, folder, *args, grid=None, **kwargs):
         calls.append(run.run_id)
-        result = {**finished_by_other_worker(run.run_id, "failed", time.time())}
+        result = {**finished_by_other_worker(run.run_id, "failed", time.time() - 600, grid)}  # a clock behind
         atomic_write_json(folder / RESULT, result)
         return result
 
     monkeypatch.setattr(runner, "execute_run", failing)
-    began = time.time()
-    executed = [runner.worker_loop(spec, folder.parents[2], [run], no_cache, "cpu", began, log=lambda *_: None)
+    executed = [runner.worker_loop(spec, folder.parents[2], [run], no_cache, "cpu", "a1b2", log=lambda *_: None)
                 for _ in range(4)]
     assert calls == [run.run_id] and executed == [[run.run_id], [], [], []]
 

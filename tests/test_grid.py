@@ -404,6 +404,17 @@ def test_the_grids_summary_tells_apart_configurations_that_differ_only_in_width(
     assert "width" not in capsys.readouterr().out.splitlines()[0]
 
 
+def test_a_workers_log_line_is_one_write_so_that_workers_lines_do_not_interleave(monkeypatch):
+    """Where stdout is unbuffered (PYTHONUNBUFFERED=1, `python -u`, common in containers and job scripts),
+    print() wrote a line and its newline apart, and another worker's line landed between them."""
+    from bench.run.runner import log_to_stdout
+
+    writes = []
+    monkeypatch.setattr(sys, "stdout", type("Unbuffered", (), {"write": writes.append, "flush": lambda self: None})())
+    log_to_stdout("[w0] run vgg-16k-96mel-x1-log-s0-83f364e640 (pid 1535)")
+    assert writes == ["[w0] run vgg-16k-96mel-x1-log-s0-83f364e640 (pid 1535)\n"]
+
+
 def test_a_worker_killed_by_sigbus_is_said_to_have_met_a_mapped_file_it_could_not_read(tmp_path):
     """Workers read the waveform cache through a memory map: an I/O error of its disk, or a file cut short,
     arrives as SIGBUS, not an error the worker could print. Here, a file truncated under its mapping."""

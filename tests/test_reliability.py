@@ -446,7 +446,7 @@ def test_a_failed_run_retried_is_said_and_made_to_start_from_scratch(monkeypatch
     assert json.loads((folder / RESULT).read_text())["status"] == "failed" and (folder / CHECKPOINT).exists()
     (state,) = run_states(spec, folder.parents[2], [run], retry_failed=True)
     assert (state.action, state.reason) == ("run", "retry of a failed run, from scratch")
-    runner._claim_and_execute(spec, folder, run, lambda rate: None, torch.device("cpu"), time.time(),
+    runner._claim_and_execute(spec, folder, run, lambda rate: None, torch.device("cpu"), "a1b2",
                               lambda *_: None)
     assert seen == [False, False]  # the retry did start from scratch
 
@@ -955,7 +955,7 @@ def test_a_retry_killed_while_clearing_the_failure_is_still_a_failed_run(monkeyp
 
     monkeypatch.setattr(pathlib.Path, "unlink", killed_after_the_first)
     with pytest.raises(KeyboardInterrupt):
-        runner._claim_and_execute(spec, folder, run, lambda rate: None, torch.device("cpu"), time.time(),
+        runner._claim_and_execute(spec, folder, run, lambda rate: None, torch.device("cpu"), "a1b2",
                                   lambda *_: None)
     monkeypatch.setattr(pathlib.Path, "unlink", original)
     assert not (folder / CHECKPOINT).exists()

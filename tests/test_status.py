@@ -248,3 +248,21 @@ def test_stray_folders_in_runs_are_not_counted_as_runs_of_an_earlier_spec(tmp_pa
         (folders[0].parent / stray).mkdir()
     (folders[0].parent / "vgg-16k-96mel-x1-log-s9-0123456789").mkdir()  # a run the spec no longer names
     assert grid_status(spec, tmp_path).not_in_spec == 1
+
+
+def test_a_workers_progress_line_counts_the_worker_asking_among_the_runs_at_a_time(tmp_path, monkeypatch):
+    """A worker prints its progress line after releasing its run, holding none: with two workers the
+    other's run was the only one running, and the ETA was twice what `bench status` gives while both
+    train. Run 2 held by the other worker; 204 s of epochs left (as above), over 2 runs at a time."""
+    spec, folders = grid_in_progress(tmp_path)
+    lock = RunLock(folders[2])
+    assert lock.acquire()
+    try:
+        assert grid_status(spec, tmp_path, gmac_of=lambda config: 1.0, asking=1).eta_seconds == 204 / 2
+        assert grid_status(spec, tmp_path, gmac_of=lambda config: 1.0).eta_seconds == 204  # bench status
+        from bench.run import status
+
+        monkeypatch.setattr(status, "analytic_gmac", lambda spec: lambda config: 1.0)
+        assert progress_line(spec, tmp_path, time.time() - 90).endswith(", ETA 2 min")  # 102 s, not 3 min
+    finally:
+        lock.release()

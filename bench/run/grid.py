@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -154,9 +155,10 @@ class WorkerJob:
     """The waveform cache's index file of this spec's labelling (`WaveformCache.from_index`)."""
     device: str
     """"auto", "cpu" or "cuda": resolved by the worker on the machine it runs on."""
-    retry_failed_before: float | None = None
-    """`--retry-failed`: retry the runs whose failure was recorded before this time (the grid's start),
-    not those that fail again meanwhile."""
+    retry_grid: str | None = None
+    """`--retry-failed`: this grid's token (`provenance.grid` of the failures its workers record): retry
+    the runs whose failure another grid recorded, not those that fail again meanwhile, whatever the
+    hosts' clocks say."""
     shard_index: int = 0
     shard_count: int = 1
     runs_per_gpu: int = 1
@@ -299,7 +301,7 @@ def worker_entry(job: WorkerJob) -> list[str]:
         say(progress_line(spec, job.results, started))
 
     try:
-        return worker_loop(spec, Path(job.results), runs, cache_for, device, job.retry_failed_before, say,
+        return worker_loop(spec, Path(job.results), runs, cache_for, device, job.retry_grid, say,
                            epoch_log, progress)
     finally:
         if claim is not None:
@@ -402,7 +404,6 @@ def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
     results_root = check_inputs(spec, o.data, o.results, o.cache, o.dry_run)
     for warning in spec_warnings(spec):
         print(f"bench grid: warning: {warning}", file=sys.stderr)
-    planned = time.time()  # failures recorded before this are retried (--retry-failed), later ones not
     states = run_states(spec, results_root, runs, o.retry_failed)
     if not o.dry_run and any(s.action in ("run", "resume") for s in states):
         from bench.data.datasets import check_root, dataset_root
@@ -481,7 +482,7 @@ def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
         job = WorkerJob(spec_path=str(Path(spec.path).resolve()), results=str(results_root.resolve()),
                         cache_index=str(waveforms.index_path.resolve()),
                         device=o.device if o.launcher == "slurm" else device.type,
-                        retry_failed_before=planned if o.retry_failed else None,
+                        retry_grid=uuid.uuid4().hex if o.retry_failed else None,
                         shard_index=shard_index, shard_count=shard_count, quiet=o.quiet,
                         runs_per_gpu=runs_per_gpu or 1, spec=spec)
         crashed: list[str] = []

@@ -246,8 +246,9 @@ def provenance(device, commit: str | None, versions: dict, threads: int | None =
 
 
 def execute_run(spec: Spec, run: RunSpec, folder: Path, cache_for: Callable, device, log: Callable = print,
-                epoch_log: Callable | None = None) -> dict:
-    """Train one claimed run and write its result.json (status ok or failed); returns the result."""
+                epoch_log: Callable | None = None, grid: str | None = None) -> dict:
+    """Train one claimed run and write its result.json (status ok or failed); returns the result. `grid`:
+    the token of the grid that trains it (`--retry-failed`'s), kept as `provenance.grid`."""
     import torch
 
     from bench.core import framing
@@ -333,6 +334,8 @@ def execute_run(spec: Spec, run: RunSpec, folder: Path, cache_for: Callable, dev
     threads = threads if executions else torch.get_num_threads()  # a resumed run's can be its earlier ones'
     result["provenance"] = provenance(device, commit, versions, threads)
     result["provenance"].update(started=started, finished=time.time(), torch_threads=threads)
+    if grid is not None:
+        result["provenance"]["grid"] = grid
     if executions:
         result["provenance"]["executions"] = executions
     atomic_write_json(folder / RESULT, result)
@@ -386,23 +389,23 @@ def _record_failure(folder: Path, result: dict, exc: Exception, log: Callable) -
     log(f"  FAILED {result['run_id']}: {result['error']} (traceback: {folder / ERROR})")
 
 
-def _settled(result: dict | None, retry_before: float | None) -> bool:
+def _settled(result: dict | None, retry_grid: str | None) -> bool:
     """A run needs no work: it is done, or it failed and is not to be retried. `--retry-failed` retries
-    the failures recorded before the grid began (`retry_before`, a time.time()); one recorded since, by
-    a worker of this grid, is settled: otherwise every worker would retry a run that fails again."""
+    the failures other grids recorded (`retry_grid`, this grid's token); one recorded by a worker of
+    this grid (its `provenance.grid`) is settled: otherwise every worker would retry a run that fails
+    again. A token, not the time the grid began: the hosts of a cluster need not agree on the time."""
     if result is None:
         return False
-    if result.get("status") == "ok" or retry_before is None:
+    if result.get("status") == "ok" or retry_grid is None:
         return True
-    finished = (result.get("provenance") or {}).get("finished")
-    return isinstance(finished, (int, float)) and finished >= retry_before
+    return (result.get("provenance") or {}).get("grid") == retry_grid
 
 
 def worker_loop(spec: Spec, results: Path, runs: list[RunSpec], cache_for: Callable, device,
-                retry_before: float | None, log: Callable = print, epoch_log: Callable | None = None,
+                retry_grid: str | None, log: Callable = print, epoch_log: Callable | None = None,
                 after_run: Callable[[], None] | None = None) -> list[str]:
     """Claim and execute every run of `runs` that is not done; returns the run ids this worker executed.
-    Failed runs are retried where `retry_before` is a time: those whose failure was recorded before it.
+    Failed runs are retried where `retry_grid` is this grid's token (`_settled`).
     `after_run` is called after each run this worker executed (the grid prints its progress there).
 
     Runs claimed by another worker are looked at again after each pass, so the run of a worker that
@@ -413,7 +416,7 @@ def worker_loop(spec: Spec, results: Path, runs: list[RunSpec], cache_for: Calla
     while pending:
         claimed_elsewhere = []
         for run in pending:
-            outcome = _claim_and_execute(spec, run_dir(results, spec, run), run, cache_for, device, retry_before,
+            outcome = _claim_and_execute(spec, run_dir(results, spec, run), run, cache_for, device, retry_grid,
                                          log, epoch_log)
             if outcome == "held":
                 claimed_elsewhere.append(run)
@@ -427,11 +430,11 @@ def worker_loop(spec: Spec, results: Path, runs: list[RunSpec], cache_for: Calla
     return executed
 
 
-def _claim_and_execute(spec: Spec, folder: Path, run: RunSpec, cache_for: Callable, device, retry_before: float | None,
+def _claim_and_execute(spec: Spec, folder: Path, run: RunSpec, cache_for: Callable, device, retry_grid: str | None,
                        log: Callable, epoch_log: Callable | None = None) -> str:
     """"settled", "held" (another worker has it) or "executed"."""
     result = read_result(folder)
-    if _settled(result, retry_before):
+    if _settled(result, retry_grid):
         if result.get("status") == "ok":  # one its worker was stopped before removing, or an earlier release's
             remove_finished_checkpoint(folder)
         return "settled"
@@ -441,7 +444,7 @@ def _claim_and_execute(spec: Spec, folder: Path, run: RunSpec, cache_for: Callab
     try:
         remove_temp_files(folder)  # left by a writer that was killed; the folder is ours now
         existing, problem = load_result(folder)  # it may have finished between our look and our claim
-        if _settled(existing, retry_before):
+        if _settled(existing, retry_grid):
             lock.keep_previous()  # a writer's note, for a host whose file system does not show the result yet
             return "settled"
         unseen = lock.unseen_result() if existing is None and not problem else None
@@ -462,7 +465,7 @@ def _claim_and_execute(spec: Spec, folder: Path, run: RunSpec, cache_for: Callab
             fsync_folder(folder)
             (folder / RESULT).unlink(missing_ok=True)
         log(f"run {run.run_id} (pid {os.getpid()})")
-        result = execute_run(spec, run, folder, cache_for, device, log, epoch_log)
+        result = execute_run(spec, run, folder, cache_for, device, log, epoch_log, grid=retry_grid)
         lock.mark_written()
         if result["status"] == "ok":
             m, c = result["metrics"], result["cost"]
@@ -476,5 +479,7 @@ def _claim_and_execute(spec: Spec, folder: Path, run: RunSpec, cache_for: Callab
 
 
 def log_to_stdout(message: str) -> None:
-    print(message, flush=True)
+    """One line, in one write: print() writes the newline apart where stdout is unbuffered
+    (PYTHONUNBUFFERED=1, `python -u`), and another worker's line would land between the two."""
+    sys.stdout.write(message + "\n")
     sys.stdout.flush()

@@ -135,9 +135,10 @@ class GridStatus:
 
 
 def grid_status(spec: Spec, results: str | Path, now: float | None = None,
-                gmac_of: Callable[[Configuration], float | None] | None = None) -> GridStatus:
+                gmac_of: Callable[[Configuration], float | None] | None = None, asking: int = 0) -> GridStatus:
     """`gmac_of`: a configuration's forward GMAC per clip, for the ETA of shapes not measured yet
-    (default: counted from its layer shapes, `analytic_gmac`)."""
+    (default: counted from its layer shapes, `analytic_gmac`). `asking`: workers that hold no run as they
+    ask but take one next (a worker between two runs), counted among the runs at a time where runs wait."""
     now = time.time() if now is None else now
     folder = layout.spec_dir(results, spec.name)
     runs = spec.runs()
@@ -148,7 +149,7 @@ def grid_status(spec: Spec, results: str | Path, now: float | None = None,
     settled = all(r.state in ("done", "failed") for r in states)
     end = max(finishes) if settled and finishes else now  # a finished grid: its own duration
     elapsed = end - min(starts) if starts else None
-    eta, basis = _eta(spec, runs, states, gmac_of or analytic_gmac(spec))
+    eta, basis = _eta(spec, runs, states, gmac_of or analytic_gmac(spec), asking)
     named = {r.run_id for r in runs}
     others = sum(1 for p in (folder / layout.RUNS).glob("*") if layout.is_run_folder(p) and p.name not in named)
     return GridStatus(spec.name, str(folder), states, counts, elapsed, eta, basis, others)
@@ -171,7 +172,7 @@ def analytic_gmac(spec: Spec) -> Callable[[Configuration], float | None]:
 
 
 def _eta(spec: Spec, runs: list[RunSpec], states: list[RunStatus],
-         gmac_of: Callable[[Configuration], float | None]) -> tuple[float | None, str]:
+         gmac_of: Callable[[Configuration], float | None], asking: int = 0) -> tuple[float | None, str]:
     by_shape: dict[tuple, list[float]] = {}
     configs: dict[tuple, Configuration] = {}
     for run, state in zip(runs, states, strict=True):
@@ -207,7 +208,8 @@ def _eta(spec: Spec, runs: list[RunSpec], states: list[RunStatus],
         scaled += key not in measured
         # a run at or past the expected count still has its epoch in progress (or its test) ahead
         left += max(1.0, expected - state.epoch) * epoch_seconds(key)
-    at_once = max(1, sum(1 for r in states if r.state == "running"))
+    waiting = sum(1 for r in states if r.state not in ("done", "failed", "running"))
+    at_once = max(1, sum(1 for r in states if r.state == "running") + min(asking, waiting))
     estimated = f"; {scaled} run(s) of shapes not measured yet scaled by GMAC" if scaled else ""
     basis = (f"{expected:.1f} epochs per run ({'mean of the finished runs' if finished else 'max_epochs'}), "
              f"measured epoch times{estimated}, {at_once} run(s) at a time")
@@ -252,8 +254,9 @@ def format_status(status: GridStatus, max_epochs: int) -> str:
 
 
 def progress_line(spec: Spec, results: str | Path, started: float) -> str:
-    """One line for a worker's log after each run: runs done / total, elapsed, ETA (from this grid's pace)."""
-    status = grid_status(spec, results)
+    """One line for a worker's log after each run: runs done / total, elapsed, ETA (from this grid's pace).
+    The worker asking holds no run as it asks, and takes the next: it counts among the runs at a time."""
+    status = grid_status(spec, results, asking=1)
     done, failed = status.counts["done"], status.counts["failed"]
     eta = "nothing left" if done + failed == len(status.runs) else f"ETA {duration(status.eta_seconds)}"
     return (f"progress: {done}/{len(status.runs)} runs done{f', {failed} failed' if failed else ''}, "
