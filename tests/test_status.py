@@ -266,3 +266,24 @@ def test_a_workers_progress_line_counts_the_worker_asking_among_the_runs_at_a_ti
         assert progress_line(spec, tmp_path, time.time() - 90).endswith(", ETA 2 min")  # 102 s, not 3 min
     finally:
         lock.release()
+
+
+def test_a_run_the_edited_spec_no_longer_names_is_said_running_while_a_worker_trains_it(tmp_path, capsys):
+    """The spec edited while its grid runs (a configuration removed): the grid trains the spec it started
+    with, and status counted the run a live worker trains only as a folder the spec no longer names,
+    with no run running and the elapsed time unknown."""
+    spec, _ = grid_in_progress(tmp_path)
+    removed = tmp_path / spec.name / layout.RUNS / spec.runs()[0].run_id.replace("-s0-", "-s7-")
+    started(removed, time.time() - 120)
+    lock = RunLock(removed)
+    assert lock.acquire()
+    try:
+        assert main(["status", str(SPEC), "--results", str(tmp_path), "--json"]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert doc["not_in_spec"] == 1 and doc["not_in_spec_running"] == [removed.name]
+        assert main(["status", str(SPEC), "--results", str(tmp_path)]) == 0
+        assert f"  of those, running now: {removed.name} (a grid started before the spec changed" in (
+            capsys.readouterr().out)
+    finally:
+        lock.release()
+    assert grid_status(spec, tmp_path).not_in_spec_running == []  # its worker gone

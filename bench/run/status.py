@@ -125,9 +125,13 @@ class GridStatus:
     eta_basis: str
     not_in_spec: int = 0
     """Run folders the spec, as it now stands, does not name (runs of an earlier version of it)."""
+    not_in_spec_running: list[str] = field(default_factory=list)
+    """Those of them a live worker holds: a grid started before the spec changed trains the spec it
+    started with."""
 
     def as_json(self) -> dict:
         return {"spec": self.spec, "folder": self.folder, "counts": self.counts, "not_in_spec": self.not_in_spec,
+                "not_in_spec_running": self.not_in_spec_running,
                 "elapsed_seconds": self.elapsed_seconds, "eta_seconds": self.eta_seconds, "eta_basis": self.eta_basis,
                 "runs": [{**{k: v for k, v in vars(r).items() if k != "epoch_seconds"},
                           "epoch_seconds_mean": statistics.mean(r.epoch_seconds) if r.epoch_seconds else None}
@@ -144,15 +148,18 @@ def grid_status(spec: Spec, results: str | Path, now: float | None = None,
     runs = spec.runs()
     states = [run_status(layout.run_dir(results, spec.name, r.run_id), r) for r in runs]
     counts = {s: sum(1 for r in states if r.state == s) for s in STATES}
+    named = {r.run_id for r in runs}
+    others = [p for p in (folder / layout.RUNS).glob("*") if layout.is_run_folder(p) and p.name not in named]
+    held = sorted(p for p in others if not (p / layout.RESULT).exists() and lock_held(p / layout.LOCK))
     starts = [r.first_start for r in states if r.first_start is not None]
+    starts += [t for t in map(_first_start, held) if t is not None]
     finishes = [r.finished for r in states if isinstance(r.finished, (int, float))]
     settled = all(r.state in ("done", "failed") for r in states)
     end = max(finishes) if settled and finishes else now  # a finished grid: its own duration
     elapsed = end - min(starts) if starts else None
     eta, basis = _eta(spec, runs, states, gmac_of or analytic_gmac(spec), asking)
-    named = {r.run_id for r in runs}
-    others = sum(1 for p in (folder / layout.RUNS).glob("*") if layout.is_run_folder(p) and p.name not in named)
-    return GridStatus(spec.name, str(folder), states, counts, elapsed, eta, basis, others)
+    return GridStatus(spec.name, str(folder), states, counts, elapsed, eta, basis, len(others),
+                      [p.name for p in held])
 
 
 def analytic_gmac(spec: Spec) -> Callable[[Configuration], float | None]:
@@ -247,6 +254,9 @@ def format_status(status: GridStatus, max_epochs: int) -> str:
     if status.not_in_spec:
         lines.append(f"  also {status.not_in_spec} run folder(s) the spec no longer names (an earlier version of "
                      "it): kept, and left out of its report")
+    if status.not_in_spec_running:
+        lines.append(f"  of those, running now: {', '.join(status.not_in_spec_running)} (a grid started before "
+                     "the spec changed trains the spec it started with)")
     left = sum(n for s, n in status.counts.items() if s not in ("done", "failed"))
     eta = "nothing left" if not left else f"ETA {duration(status.eta_seconds)} ({status.eta_basis})"
     lines.append(f"elapsed {duration(status.elapsed_seconds)}; {eta}")
