@@ -68,7 +68,8 @@ def resource_message(exc: OSError, command: str = "grid") -> str:
     folders = "--results / --cache folder" if runs else "folder"
     fewer = " or run fewer --workers" if runs else ""
     if isinstance(exc, CompileCacheError):  # torch.compile's own folder: --results and --cache do not move it
-        fix = {errno.EFBIG: "raise the file-size limit (`ulimit -f`)", errno.EROFS: "it is read-only"}.get(
+        fix = {errno.EFBIG: "raise the file-size limit (`ulimit -f`)", errno.EROFS: "make it writable",
+               errno.EACCES: "change its permissions", errno.EPERM: "change its permissions"}.get(
             exc.errno, "free some space there")
         return (f"torch.compile could not write {where}{what}; {fix}, or set TORCHINDUCTOR_CACHE_DIR to another "
                 f"folder (BENCH_COMPILE=0 trains without compiling), {resumes}")
@@ -708,7 +709,11 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, BuilderError) as exc:  # BuilderError: an architecture registered with a misspelt builder
         print(f"bench {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except BrokenPipeError:  # e.g. `bench plan ... | head`
+    except BrokenPipeError:  # e.g. `bench plan ... | head`: what was asked for was read
+        if args.command in KEEPS_FINISHED_WORK:  # `bench grid | head`: stopped before its work was done
+            print(f"bench {args.command}: interrupted; its output was closed (the reader of its pipe ended); "
+                  f"{RERUN_TO_CONTINUE}", file=sys.stderr)
+            return EXIT_INTERRUPTED
         return 0
     except OSError as exc:
         message = resource_message(exc, args.command) if is_resource_error(exc) else misplaced_message(exc)

@@ -415,6 +415,24 @@ def test_a_workers_log_line_is_one_write_so_that_workers_lines_do_not_interleave
     assert writes == ["[w0] run vgg-16k-96mel-x1-log-s0-83f364e640 (pid 1535)\n"]
 
 
+def test_a_grid_whose_output_is_closed_trains_on_and_one_whose_reader_ended_stops_resumable(monkeypatch):
+    """`bench grid >&-` (no stdout) ended in an AttributeError; `bench grid | head` recorded the run it was
+    training as failed with a BrokenPipeError, and exited 0 with runs untrained."""
+    from bench.core.errors import Interrupted
+    from bench.run.runner import log_to_stdout
+
+    monkeypatch.setattr(sys, "stdout", None)
+    log_to_stdout("[w0] run vgg-16k-96mel-x1-log-s0-83f364e640 (pid 1535)")  # nowhere to go, and no error
+
+    def gone(text):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", type("Piped", (), {"write": staticmethod(gone), "flush": lambda self: None})())
+    with pytest.raises(Interrupted, match="its output was closed .*; rerun to continue"):
+        log_to_stdout("  epoch 2")  # Ctrl-C's way out: the run keeps its checkpoint, not a failure
+    assert sys.stdout is None
+
+
 def test_a_worker_killed_by_sigbus_is_said_to_have_met_a_mapped_file_it_could_not_read(tmp_path):
     """Workers read the waveform cache through a memory map: an I/O error of its disk, or a file cut short,
     arrives as SIGBUS, not an error the worker could print. Here, a file truncated under its mapping."""

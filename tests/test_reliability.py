@@ -7,6 +7,7 @@ The longer version of the kill and worker checks is `make stress` (tests/harness
 import errno
 import json
 import os
+import pickle
 import random
 import re
 import shutil
@@ -1291,3 +1292,21 @@ def test_a_full_disk_or_file_size_limit_met_by_torch_compile_stops_the_grid_and_
     # an ordinary failure of a compilation is the run's, recorded as such
     assert resource_cause(InductorError(CppCompileError(["g++"], "kernel.cpp:3: error: 'x' was not declared"),
                                         None), str(compile_cache)) is None
+    # each refusal its own remedy; a failing disk or a process limit the advice it gets anywhere
+    from bench.cli import resource_message
+
+    said = {code: resource_message(resource_cause(InductorError(OSError(code, os.strerror(code)), None),
+                                                  str(compile_cache)), "grid")
+            for code in (errno.EROFS, errno.EACCES, errno.EFBIG, errno.EIO, errno.EMFILE)}
+    assert "Read-only file system; make it writable, or set TORCHINDUCTOR_CACHE_DIR" in said[errno.EROFS]
+    assert "Permission denied; change its permissions, or set TORCHINDUCTOR_CACHE_DIR" in said[errno.EACCES]
+    assert "File too large; raise the file-size limit (`ulimit -f`), or set" in said[errno.EFBIG]
+    assert said[errno.EIO].startswith(f"{compile_cache}: Input/output error: the disk or network file system failed")
+    assert said[errno.EMFILE].startswith(f"{compile_cache}: Too many open files; raise the open-file limit")
+    # and as a worker process hands it to the grid: still torch.compile's folder, not --results / --cache
+    from bench.run import grid
+
+    monkeypatch.setattr(grid, "worker_entry", lambda job: (_ for _ in ()).throw(
+        resource_cause(full, str(compile_cache))))
+    handed = pickle.loads(pickle.dumps(grid.pool_worker_entry(None)))
+    assert resource_message(handed, "grid").startswith(f"torch.compile could not write {compile_cache}: No space")

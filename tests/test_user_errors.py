@@ -171,6 +171,26 @@ def test_tag_checks_its_inputs_before_loading_the_model(capsys, monkeypatch, tmp
     assert "possibly a pipe" not in err
 
 
+@pytest.mark.parametrize("png", ["song.mp3", "{song}"])
+def test_tag_refuses_a_png_target_that_would_write_over_its_audio(capsys, monkeypatch, tmp_path, png):
+    """`bench tag song.mp3 --png song.mp3` wrote the taggram's PNG bytes over the song; so would any
+    `--png` named like an audio file."""
+    from bench.tools import tag
+
+    song = tmp_path / "song.mp3"
+    song.write_bytes(b"ID3 an mp3's bytes")
+    monkeypatch.setattr(tag, "resolve_model", lambda model, models: ("run", tmp_path))
+    monkeypatch.setattr(tag, "model_sample_rate", lambda kind, folder: 16000)
+    monkeypatch.setattr(tag, "load_folder", lambda *a: pytest.fail("the model was loaded"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["tag", str(song), "--png", png.format(song=song)]) == 2
+    assert capsys.readouterr().err.startswith(f"bench tag: error: --png {png.format(song=song)}: not an image file")
+    assert song.read_bytes() == b"ID3 an mp3's bytes"
+    (tmp_path / "taggram.png").write_bytes(b"an image named like the audio")  # an input named .png is kept too
+    assert main(["tag", str(tmp_path / "taggram.png"), "--png", "taggram.png"]) == 2
+    assert capsys.readouterr().err.strip() == "bench tag: error: --png taggram.png: that is an input of this command"
+
+
 def test_png_names_are_unique_per_input():
     from bench.tools.tag import png_paths
 

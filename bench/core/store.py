@@ -92,9 +92,9 @@ def resource_cause(exc: BaseException, wrapper_folder: str | None = None) -> OSE
     it was raised from (`__cause__`) or that a wrapper keeps, as torch.compile's InductorError and
     BackendCompilerFailed keep what they met (`inner_exception`); within a wrapper, also another
     process's refused write quoted in words (`WRAPPED_WRITE_ERRNOS`: a linker, a compile worker) and a
-    compiler that the file-size limit killed (as EFBIG). What a wrapper kept is a CompileCacheError,
-    naming `wrapper_folder` (torch.compile's cache folder) where it names no file. None for any other
-    error."""
+    compiler that the file-size limit killed (as EFBIG). A refused write a wrapper kept is a
+    CompileCacheError; what a wrapper kept names `wrapper_folder` (torch.compile's cache folder) where
+    it names no file. None for any other error."""
     pending: list[tuple[BaseException | None, bool]] = [(exc, False)]
     seen: set[int] = set()
     while pending:
@@ -105,8 +105,8 @@ def resource_cause(exc: BaseException, wrapper_folder: str | None = None) -> OSE
         if is_resource_error(error):
             if not wrapped:
                 return error
-            return CompileCacheError(error.errno, error.strerror or os.strerror(error.errno),
-                                     error.filename or wrapper_folder)
+            kind = CompileCacheError if error.errno in WRITE_REFUSED_ERRNOS else OSError  # a failing disk: own advice
+            return kind(error.errno, error.strerror or os.strerror(error.errno), error.filename or wrapper_folder)
         if wrapped and not isinstance(error, OSError):
             text = str(error)
             quoted = [code for code in WRAPPED_WRITE_ERRNOS if os.strerror(code) in text]

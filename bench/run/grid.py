@@ -51,7 +51,7 @@ from bench.core.interrupts import (
 from bench.core.layout import ERROR, RUNS, spec_dir, spec_folder_problem
 from bench.core.machine import usable_cpus
 from bench.core.paths import folder_path, writable_folder
-from bench.core.store import LocksUnsupported, is_misplaced, is_resource_error
+from bench.core.store import CompileCacheError, LocksUnsupported, is_misplaced, is_resource_error
 from bench.run.gpus import exclusive_gpus, listed_mig_instances, mig_instances
 from bench.run.runner import (
     RunLock,
@@ -328,7 +328,9 @@ def pool_worker_entry(job: WorkerJob) -> list[str] | Interrupted | OSError | Loc
         return exc
     except OSError as exc:
         if is_resource_error(exc) or is_misplaced(exc):
-            return OSError(exc.errno, exc.strerror, exc.filename, None, exc.filename2)  # the plain error: it pickles
+            # the plain error, which pickles (torch.compile's folder kept as such)
+            kind = CompileCacheError if isinstance(exc, CompileCacheError) else OSError
+            return kind(exc.errno, exc.strerror, exc.filename, None, exc.filename2)
         raise
     except DeviceFailure as exc:  # one line, and the worker ends (the parent reports it as stopped)
         print(f"bench grid: worker {job.worker}: {one_line(exc)}", file=sys.stderr, flush=True)

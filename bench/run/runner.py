@@ -32,7 +32,7 @@ from pathlib import Path
 
 from architectures.options import width_of
 from bench.core import layout
-from bench.core.errors import DeviceFailure, is_job_stop, is_out_of_memory, one_line
+from bench.core.errors import RERUN_TO_CONTINUE, DeviceFailure, Interrupted, is_job_stop, is_out_of_memory, one_line
 from bench.core.layout import (  # noqa: F401 - RESULT, EXECUTIONS, result_problem: re-exported for callers
     BEST,
     CHECKPOINT,
@@ -480,6 +480,14 @@ def _claim_and_execute(spec: Spec, folder: Path, run: RunSpec, cache_for: Callab
 
 def log_to_stdout(message: str) -> None:
     """One line, in one write: print() writes the newline apart where stdout is unbuffered
-    (PYTHONUNBUFFERED=1, `python -u`), and another worker's line would land between the two."""
-    sys.stdout.write(message + "\n")
-    sys.stdout.flush()
+    (PYTHONUNBUFFERED=1, `python -u`), and another worker's line would land between the two. With no
+    stdout (`>&-`) the line goes nowhere; where its reader has gone (`bench grid | head`) the grid stops
+    as Ctrl-C stops it, its runs resumable."""
+    if sys.stdout is None:
+        return
+    try:
+        sys.stdout.write(message + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        sys.stdout = None  # nothing more to write there (not even at exit)
+        raise Interrupted(f"its output was closed (the reader of its pipe ended); {RERUN_TO_CONTINUE}") from None

@@ -242,6 +242,22 @@ def save_taggram_png(path: Path, scores: np.ndarray, tags: list[str], patch_seco
     atomic_write_bytes(path, buffer.getvalue())
 
 
+IMAGE_SUFFIXES = (".png", ".pdf", ".svg", ".svgz", ".jpg", ".jpeg", ".gif", ".tif", ".tiff", ".webp", ".eps", ".ps")
+"""What `--png` may be named: image formats matplotlib writes (a PNG is written under any other)."""
+
+
+def check_png_targets(targets: list[Path], audio: list[str]) -> None:
+    """Refuse a `--png` target that is not an image file name (`song.mp3`: the taggram would be written
+    over what may be an audio file) or that is one of the inputs."""
+    for target in targets:
+        if target.suffix.lower() not in IMAGE_SUFFIXES:
+            raise UserError(f"--png {target}: not an image file name (.png, .pdf or .svg, say); the taggram is "
+                            "not written over a file of another kind")
+        for path in audio:
+            if Path(path).resolve() == target.resolve():
+                raise UserError(f"--png {target}: that is an input of this command")
+
+
 def png_paths(template: str, audio: list[str]) -> list[Path]:
     """`--png PATH` for each audio file: PATH itself for one file (PATH.png where it has no suffix, as
     with several); with several, PATH with `-<audio stem>` before its suffix, or `-<audio file name>`
@@ -303,6 +319,7 @@ def cli_main(audio: list[str], model: str, models: str | None, top: int, as_json
     kind, folder = resolve_model(model, models)
     sample_rate = model_sample_rate(kind, folder)
     pngs = png_paths(png, audio) if png else [None] * len(audio)
+    check_png_targets([out for out in pngs if out is not None], audio)
     # every input is looked at before the model loads: a typo costs milliseconds, not the model's load
     problems = [input_problem(path) for path in audio]
     for path, problem in zip(audio, problems, strict=True):
