@@ -287,3 +287,32 @@ def test_a_run_the_edited_spec_no_longer_names_is_said_running_while_a_worker_tr
     finally:
         lock.release()
     assert grid_status(spec, tmp_path).not_in_spec_running == []  # its worker gone
+
+
+def test_a_retry_grids_progress_line_counts_the_failures_it_will_still_retry(tmp_path):
+    """A `--retry-failed` grid's workers said "nothing left" while a failure they were to retry waited:
+    the progress line counted every failed run as settled. Five runs done, the sixth failed."""
+    spec = load_spec(SPEC)
+    runs = spec.runs()
+    history = [{"epoch": e, "valid_roc_auc": 0.8, **EPOCH} for e in range(1, 5)]
+    for run in runs[:5]:
+        folder = layout.run_dir(tmp_path, spec.name, run.run_id)
+        started(folder, time.time() - 600)
+        (folder / layout.RESULT).write_text(json.dumps({
+            "run_id": run.run_id, "status": "ok", "config": {}, "metrics": {"roc_auc": 0.9, "pr_auc": 0.8},
+            "cost": {"epochs": 4}, "training": {"history": history}, "provenance": {"finished": time.time()}}))
+    failed = layout.run_dir(tmp_path, spec.name, runs[5].run_id)
+    started(failed, time.time() - 300)
+
+    def failure(grid: str | None) -> None:
+        (failed / layout.RESULT).write_text(json.dumps({
+            "run_id": runs[5].run_id, "status": "failed", "error": "NonFiniteLoss: training loss became nan",
+            "config": {}, "provenance": {"finished": time.time(), **({"grid": grid} if grid else {})}}))
+
+    failure(None)  # recorded by an earlier grid
+    assert progress_line(spec, tmp_path, time.time() - 90).endswith("1 failed, elapsed 2 min, nothing left")
+    retrying = progress_line(spec, tmp_path, time.time() - 90, retrying="a1b2")
+    assert retrying.startswith("progress: 5/6 runs done, 1 failed (1 to retry), elapsed 2 min, ETA ")
+    assert grid_status(spec, tmp_path, gmac_of=lambda config: 1.0, retrying="a1b2").eta_seconds == 4 * 12
+    failure("a1b2")  # this grid's own failure: not retried again
+    assert progress_line(spec, tmp_path, time.time() - 90, retrying="a1b2").endswith("nothing left")

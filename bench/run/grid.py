@@ -298,7 +298,7 @@ def worker_entry(job: WorkerJob) -> list[str]:
     started = time.time()
 
     def progress() -> None:
-        say(progress_line(spec, job.results, started))
+        say(progress_line(spec, job.results, started, job.retry_grid))
 
     try:
         return worker_loop(spec, Path(job.results), runs, cache_for, device, job.retry_grid, say,

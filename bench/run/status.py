@@ -128,6 +128,8 @@ class GridStatus:
     not_in_spec_running: list[str] = field(default_factory=list)
     """Those of them a live worker holds: a grid started before the spec changed trains the spec it
     started with."""
+    to_retry: int = 0
+    """Failed runs a `--retry-failed` grid asking (`grid_status`'s `retrying`) has still to retry."""
 
     def as_json(self) -> dict:
         return {"spec": self.spec, "folder": self.folder, "counts": self.counts, "not_in_spec": self.not_in_spec,
@@ -139,10 +141,13 @@ class GridStatus:
 
 
 def grid_status(spec: Spec, results: str | Path, now: float | None = None,
-                gmac_of: Callable[[Configuration], float | None] | None = None, asking: int = 0) -> GridStatus:
+                gmac_of: Callable[[Configuration], float | None] | None = None, asking: int = 0,
+                retrying: str | None = None) -> GridStatus:
     """`gmac_of`: a configuration's forward GMAC per clip, for the ETA of shapes not measured yet
     (default: counted from its layer shapes, `analytic_gmac`). `asking`: workers that hold no run as they
-    ask but take one next (a worker between two runs), counted among the runs at a time where runs wait."""
+    ask but take one next (a worker between two runs), counted among the runs at a time where runs wait.
+    `retrying`: the token of a `--retry-failed` grid asking, whose workers retry the failures another
+    grid recorded (`provenance.grid`): those runs are still to train."""
     now = time.time() if now is None else now
     folder = layout.spec_dir(results, spec.name)
     runs = spec.runs()
@@ -157,9 +162,18 @@ def grid_status(spec: Spec, results: str | Path, now: float | None = None,
     settled = all(r.state in ("done", "failed") for r in states)
     end = max(finishes) if settled and finishes else now  # a finished grid: its own duration
     elapsed = end - min(starts) if starts else None
-    eta, basis = _eta(spec, runs, states, gmac_of or analytic_gmac(spec), asking)
+    retry = {r.run_id for r, st in zip(runs, states, strict=True) if retrying and st.state == "failed"
+             and _recorded_by(layout.run_dir(results, spec.name, r.run_id)) != retrying}
+    eta, basis = _eta(spec, runs, states, gmac_of or analytic_gmac(spec), asking, retry)
     return GridStatus(spec.name, str(folder), states, counts, elapsed, eta, basis, len(others),
-                      [p.name for p in held])
+                      [p.name for p in held], len(retry))
+
+
+def _recorded_by(folder: Path) -> str | None:
+    """The `--retry-failed` grid that recorded a run's result (`provenance.grid`), if any."""
+    result, _ = layout.load_result(folder)
+    provenance = result.get("provenance") if isinstance(result, dict) else None
+    return provenance.get("grid") if isinstance(provenance, dict) else None
 
 
 def analytic_gmac(spec: Spec) -> Callable[[Configuration], float | None]:
@@ -179,7 +193,8 @@ def analytic_gmac(spec: Spec) -> Callable[[Configuration], float | None]:
 
 
 def _eta(spec: Spec, runs: list[RunSpec], states: list[RunStatus],
-         gmac_of: Callable[[Configuration], float | None], asking: int = 0) -> tuple[float | None, str]:
+         gmac_of: Callable[[Configuration], float | None], asking: int = 0,
+         retry: frozenset[str] | set[str] = frozenset()) -> tuple[float | None, str]:
     by_shape: dict[tuple, list[float]] = {}
     configs: dict[tuple, Configuration] = {}
     for run, state in zip(runs, states, strict=True):
@@ -209,13 +224,14 @@ def _eta(spec: Spec, runs: list[RunSpec], states: list[RunStatus],
 
     left, scaled = 0.0, 0
     for run, state in zip(runs, states, strict=True):
-        if state.state in ("done", "failed"):
+        retried = run.run_id in retry  # from scratch
+        if state.state == "done" or (state.state == "failed" and not retried):
             continue
         key = run.configuration.cost_key
         scaled += key not in measured
         # a run at or past the expected count still has its epoch in progress (or its test) ahead
-        left += max(1.0, expected - state.epoch) * epoch_seconds(key)
-    waiting = sum(1 for r in states if r.state not in ("done", "failed", "running"))
+        left += max(1.0, expected - (0 if retried else state.epoch)) * epoch_seconds(key)
+    waiting = sum(1 for r in states if r.state not in ("done", "failed", "running")) + len(retry)
     at_once = max(1, sum(1 for r in states if r.state == "running") + min(asking, waiting))
     estimated = f"; {scaled} run(s) of shapes not measured yet scaled by GMAC" if scaled else ""
     basis = (f"{expected:.1f} epochs per run ({'mean of the finished runs' if finished else 'max_epochs'}), "
@@ -263,11 +279,14 @@ def format_status(status: GridStatus, max_epochs: int) -> str:
     return "\n".join(lines)
 
 
-def progress_line(spec: Spec, results: str | Path, started: float) -> str:
+def progress_line(spec: Spec, results: str | Path, started: float, retrying: str | None = None) -> str:
     """One line for a worker's log after each run: runs done / total, elapsed, ETA (from this grid's pace).
-    The worker asking holds no run as it asks, and takes the next: it counts among the runs at a time."""
-    status = grid_status(spec, results, asking=1)
+    The worker asking holds no run as it asks, and takes the next: it counts among the runs at a time.
+    `retrying`: the token of the `--retry-failed` grid asking (`grid_status`)."""
+    status = grid_status(spec, results, asking=1, retrying=retrying)
     done, failed = status.counts["done"], status.counts["failed"]
-    eta = "nothing left" if done + failed == len(status.runs) else f"ETA {duration(status.eta_seconds)}"
-    return (f"progress: {done}/{len(status.runs)} runs done{f', {failed} failed' if failed else ''}, "
+    left = len(status.runs) - done - failed + status.to_retry
+    eta = "nothing left" if not left else f"ETA {duration(status.eta_seconds)}"
+    retry = f" ({status.to_retry} to retry)" if status.to_retry else ""
+    return (f"progress: {done}/{len(status.runs)} runs done{f', {failed} failed{retry}' if failed else ''}, "
             f"elapsed {duration(time.time() - started)}, {eta}")
