@@ -189,6 +189,10 @@ def test_tag_refuses_a_png_target_that_would_write_over_its_audio(capsys, monkey
     (tmp_path / "taggram.png").write_bytes(b"an image named like the audio")  # an input named .png is kept too
     assert main(["tag", str(tmp_path / "taggram.png"), "--png", "taggram.png"]) == 2
     assert capsys.readouterr().err.strip() == "bench tag: error: --png taggram.png: that is an input of this command"
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    # every name let through is a format matplotlib writes
+    assert {s.lstrip(".") for s in tag.IMAGE_SUFFIXES} <= set(FigureCanvasBase.get_supported_filetypes())
 
 
 def test_png_names_are_unique_per_input():

@@ -233,17 +233,17 @@ def save_taggram_png(path: Path, scores: np.ndarray, tags: list[str], patch_seco
     ax.set_title(title, fontsize=9, parse_math=False)  # a file name's $...$ is not TeX ("Ke$ha - $ave.mp3")
     fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02, label="sigmoid")
     fig.tight_layout()
-    # rendered, then written whole: a full disk leaves no part of a PNG, and its error names the file
-    suffix = path.suffix.lstrip(".").lower()
+    # rendered, then written whole: a full disk leaves no part of a PNG, and its error names the file; in
+    # the format its name says (`check_png_targets` let through only IMAGE_SUFFIXES)
     buffer = io.BytesIO()
-    fig.savefig(buffer, dpi=150, format=suffix if suffix in fig.canvas.get_supported_filetypes() else "png")
+    fig.savefig(buffer, dpi=150, format=path.suffix.lstrip(".").lower())
     plt.close(fig)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, buffer.getvalue())
 
 
 IMAGE_SUFFIXES = (".png", ".pdf", ".svg", ".svgz", ".jpg", ".jpeg", ".gif", ".tif", ".tiff", ".webp", ".eps", ".ps")
-"""What `--png` may be named: image formats matplotlib writes (a PNG is written under any other)."""
+"""What `--png` may be named: image formats matplotlib writes, each in its own format."""
 
 
 def check_png_targets(targets: list[Path], audio: list[str]) -> None:
