@@ -266,6 +266,40 @@ def test_a_job_that_failed_is_named_with_its_tasks_error(monkeypatch, tmp_path, 
     assert f"job 4242_3 ended without finishing ({named}); its log: " in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(("raised", "advice"), [
+    ("OSError: [Errno 28] No space left on device: '/r/demo6/runs/x/checkpoint.pt'",
+     "cannot write /r/demo6/runs/x/checkpoint.pt: No space left on device; free some space and then rerun"),
+    ("bench.core.store.CompileCacheError: [Errno 122] Disk quota exceeded: '/tmp/torchinductor_me'",
+     "torch.compile could not write /tmp/torchinductor_me: Disk quota exceeded; free some space there, or set "
+     "TORCHINDUCTOR_CACHE_DIR"),
+    ("PermissionError: [Errno 13] Permission denied: \"/r/it's/runs\"", "cannot write /r/it's/runs: Permission denied"),
+])
+def test_a_job_stopped_by_the_machine_stops_the_grid_with_the_advice_a_local_worker_gets(
+        monkeypatch, tmp_path, capsys, raised, advice):
+    """A full disk or a forbidden folder in a Slurm job: the job is named, and then, as when a local
+    worker meets it, the grid ends with one line saying what to do (a job's error reaches the submitter
+    as its traceback's text only). Other jobs' errors are not turned into advice (the tests above)."""
+    from submitit.core import utils
+    from submitit.slurm.slurm import SlurmJob
+
+    from bench.cli import main
+
+    folder = tmp_path / "jobs"
+    folder.mkdir()
+    utils.cloudpickle_dump(("error", FRAMES + raised + "\n"), folder / "4242_3_0_result.pkl")
+    monkeypatch.setattr(grid.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(submitit, "AutoExecutor", StubExecutor)
+    fake_cache = type("Cache", (), {"index_path": tmp_path / "cache" / "index-0.json"})()
+    monkeypatch.setattr(prepare, "prepare_spec", lambda *args, **kwargs: (None, fake_cache, None))
+    monkeypatch.setattr(StubExecutor, "map_array", lambda self, fn, given: [SlurmJob(folder=folder, job_id="4242_3")])
+    assert main(["grid", str(DEMO6), "--results", str(tmp_path / "results"), "--device", "cpu",
+                 "--launcher", "slurm"]) == 2
+    out, err = capsys.readouterr()
+    assert "job 4242_3 ended without finishing (" in out
+    assert err.startswith(f"bench grid: error: {advice}") and err.count("\n") == 1
+
+
 def test_a_job_that_left_no_result_is_named_with_its_state():
     """A job killed without writing its result (a node failure, the out-of-memory killer): submitit's
     UncompletedJobError gives the state on its second line (core.py), which the line keeps."""

@@ -13,6 +13,7 @@ Every launcher runs `worker_entry` with a frozen `WorkerJob`, and runs are claim
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import dataclasses
 import multiprocessing
@@ -828,6 +829,7 @@ def _launch_submitit(job: WorkerJob, n_jobs: int, launcher: str, slurm: SlurmOpt
     if launcher == "slurm" and jobs and not_accounted(str(jobs[0].job_id)):
         print("sacct: Slurm accounting storage is disabled on this cluster: the jobs are followed by their "
               "result files and squeue")
+    stopped: list[OSError] = []
     for submitted in jobs:
         lost = wait_for_job(submitted) if launcher == "slurm" else None
         if lost:
@@ -838,7 +840,37 @@ def _launch_submitit(job: WorkerJob, n_jobs: int, launcher: str, slurm: SlurmOpt
         except Exception as exc:  # noqa: BLE001 - submitit's UncompletedJobError, FailedJobError, ...
             # a job that ran out of time, or whose worker crashed outside the runs' own error handling:
             # its runs were not recorded as failed and resume in the next grid; `summarise` counts them
-            print(f"job {submitted.job_id} ended without finishing ({job_failure(exc)}); its log: {folder}")
+            failure = job_failure(exc)
+            print(f"job {submitted.job_id} ended without finishing ({failure}); its log: {folder}")
+            stopped.extend(filter(None, [machine_state_in(failure)]))
+    if stopped:  # as a local worker's: the CLI says what to do about it, in one line
+        raise stopped[0]
+
+
+OS_ERROR_LINE = re.compile(r"(?P<kind>\w+): \[Errno (?P<errno>\d+)\] (?P<strerror>.+?)"
+                           r"(?:: (?P<filename>b?'.*?'|b?\".*?\")(?: -> (?P<filename2>b?'.*?'|b?\".*?\"))?)?")
+
+
+def machine_state_in(failure: str) -> OSError | None:
+    """The full disk, forbidden folder or file where a folder belongs (`is_resource_error`,
+    `is_misplaced`) that a job's error line (`job_failure`) names, as the error it was in the job: a
+    job's error reaches the submitter as its traceback's text. A local worker hands such an error to
+    the grid, which stops with advice instead of only naming the job; a job's does the same. None for
+    any other error."""
+    matched = OS_ERROR_LINE.fullmatch(failure)
+    if matched is None:
+        return None
+
+    def name(quoted: str | None) -> str | bytes | None:
+        try:
+            return ast.literal_eval(quoted) if quoted else None
+        except (ValueError, SyntaxError):  # a name with both quotes in it, cut short above: the error says enough
+            return None
+
+    kind = CompileCacheError if matched["kind"] == CompileCacheError.__name__ else OSError
+    error = kind(int(matched["errno"]), matched["strerror"], name(matched["filename"]), None,
+                 name(matched["filename2"]))
+    return error if is_resource_error(error) or is_misplaced(error) else None
 
 
 SQUEUE_EVERY = 60.0
