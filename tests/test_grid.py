@@ -108,6 +108,11 @@ def test_tiny_grid_end_to_end_through_the_cli(workspace):
         (execution,) = result["provenance"]["executions"]
         assert execution["from_epoch"] == 1 and execution["started"] == result["provenance"]["started"]
         assert execution["versions"]["torch"] == result["provenance"]["versions"]["torch"]
+        # the code that ran, as sha256sum says of the checkout's Python files (docs/results.md)
+        listed = subprocess.run("find bench architectures -name '*.py' -type f | LC_ALL=C sort | xargs sha256sum "
+                                "| sha256sum", shell=True, cwd=Path(__file__).resolve().parents[1],
+                                capture_output=True, text=True, check=True)
+        assert result["provenance"]["code_sha256"] == execution["code_sha256"] == listed.stdout.split()[0]
         assert result["provenance"]["torch_threads"] == result["training"]["history"][-1]["torch_threads"]
         assert (workspace / "results" / "e2e" / "runs" / run_id / "best.pt").exists()
         # a finished run's checkpoint is removed: nothing resumes from it (208 MB at VGG's width 1)

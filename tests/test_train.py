@@ -1,5 +1,7 @@
 """Device selection (the CPU versions of the CUDA-selected paths)."""
 
+import subprocess
+
 import pytest
 import torch
 
@@ -153,6 +155,44 @@ def test_a_run_resumed_under_other_code_says_so_and_names_each_execution(tmp_pat
     assert "  its earlier epochs ran with git commit 1a2b3c4 (now 5d6e7f8); the rest runs with this code " \
            "(result.json's provenance.executions names each)" in said
     assert resumed["executions"] == [{**first, "from_epoch": 1}, {**second, "from_epoch": 2}]
+
+
+def test_a_run_resumed_under_other_code_of_the_same_release_says_so(tmp_path, monkeypatch):
+    """An installed copy has no git commit and keeps its release's version through every change, and a
+    checkout's `-dirty` commit does not say which changes: the code's own digest does."""
+    from bench.train import loop as train
+    from tests.device_fakes import ToyCache, tiny_runs
+
+    (run,) = tiny_runs(epochs=3)
+    first = {"started": 1.0, "host": "a", "git_commit": None, "code_sha256": "a" * 64,
+             "versions": {"bench": "0.1.0", "torch": "2.14.1"}}
+    _stopped_after_epoch_1(tmp_path, monkeypatch, run, first)
+    said = []
+    train.train_run(run, ToyCache(), tmp_path, torch.device("cpu"), log=said.append,
+                    execution={**first, "started": 2.0, "code_sha256": "b" * 64})
+    assert f"  its earlier epochs ran with code {'a' * 12} (now {'b' * 12}); the rest runs with this code " \
+           "(result.json's provenance.executions names each)" in said
+
+
+def test_the_code_digest_is_what_sha256sum_says_of_the_python_files(tmp_path):
+    """`code_sha256` can be checked by hand: the command in its docstring (and docs/results.md), run in
+    a folder holding the packages, gives it; any change of a byte changes it, and files that are not
+    Python source (caches, data) do not count."""
+    from bench.run.runner import code_sha256
+
+    files = {("bench", "a.py"): "x = 1\n", ("bench", "B.py"): "", ("bench", "sub", "z.py"): "é = 2\n",
+             ("architectures", "vgg.py"): "v\n", ("bench", "__pycache__", "a.cpython-311.pyc"): "compiled",
+             ("bench", "notes.txt"): "not code", ("other", "o.py"): "o"}
+    for parts, text in files.items():
+        tmp_path.joinpath(*parts).parent.mkdir(parents=True, exist_ok=True)
+        tmp_path.joinpath(*parts).write_text(text, encoding="utf-8")
+    by_hand = subprocess.run("find bench architectures -name '*.py' -type f | LC_ALL=C sort | xargs sha256sum "
+                             "| sha256sum", shell=True, cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert code_sha256(tmp_path) == by_hand.stdout.split()[0]
+    tmp_path.joinpath("bench", "sub", "z.py").write_text("é = 3\n", encoding="utf-8")
+    (tmp_path / "other" / "o.py").write_text("changed")
+    assert code_sha256.__wrapped__(tmp_path) != by_hand.stdout.split()[0]
+    assert code_sha256.__wrapped__(tmp_path / "other") is None  # no package there
 
 
 def test_an_execution_that_only_ran_the_test_trained_no_epoch(tmp_path, monkeypatch):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import platform
@@ -204,6 +205,31 @@ def git_commit(root: Path = CODE_ROOT) -> str | None:
         return None
 
 
+CODE_PACKAGES = ("bench", "architectures")
+"""The packages whose source is the suite's code (`code_sha256`)."""
+
+
+@functools.cache
+def code_sha256(root: Path = CODE_ROOT) -> str | None:
+    """The suite's code, identified without git: the SHA-256 of what `sha256sum` prints for its Python
+    files (`CODE_PACKAGES`) in byte order of their paths, which in a checkout or site-packages is
+    `find bench architectures -name '*.py' -type f | LC_ALL=C sort | xargs sha256sum | sha256sum`. An
+    installed copy has no git commit, and its version stays the release's through every change; a
+    checkout's `-dirty` commit does not say which changes. None where the files cannot be read. Read
+    once per process: the code that runs is what it imported."""
+    import hashlib
+
+    root = Path(root)
+    try:
+        files = sorted((path.relative_to(root).as_posix().encode(), path) for package in CODE_PACKAGES
+                       for path in (root / package).rglob("*.py") if path.is_file())
+        listing = b"".join(hashlib.sha256(path.read_bytes()).hexdigest().encode() + b"  " + name + b"\n"
+                           for name, path in files)
+    except OSError:
+        return None
+    return hashlib.sha256(listing).hexdigest() if files else None
+
+
 def device_name(device, threads: int | None = None) -> str:
     """The GPU's name, or the CPU's with the torch threads a run trained on (`threads`, else this
     process's)."""
@@ -241,7 +267,7 @@ def library_versions() -> dict:
 def provenance(device, commit: str | None, versions: dict, threads: int | None = None) -> dict:
     """Where and with what a run ran: its code's `commit` and library `versions` (read once, as the run
     starts: `git_commit` runs git three times), the device, host and platform."""
-    return {"git_commit": commit, "versions": versions, "device": str(device),
+    return {"git_commit": commit, "code_sha256": code_sha256(), "versions": versions, "device": str(device),
             "device_name": device_name(device, threads), "host": socket.gethostname(), "platform": platform.platform()}
 
 
@@ -277,7 +303,7 @@ def execute_run(spec: Spec, run: RunSpec, folder: Path, cache_for: Callable, dev
     # names every execution that trained it, and a resume under other code says so (the device is not
     # asked here: a GPU that failed under the worker's last run is met by the run, as a device failure)
     commit, versions = git_commit(), library_versions()
-    execution = {"started": started, "host": socket.gethostname(), "git_commit": commit,
+    execution = {"started": started, "host": socket.gethostname(), "git_commit": commit, "code_sha256": code_sha256(),
                  "versions": {name: versions[name] for name in ("bench", "torch")}}
     executions = None
     try:

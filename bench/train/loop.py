@@ -481,11 +481,16 @@ def resumed_threads(history: list[dict], device: torch.device, log: Callable) ->
 
 def changed_code(earlier: list[dict], now: dict) -> list[str]:
     """What differs between the execution that trained a resumed run's last epochs and this one: the git
-    commit and the versions of the suite and of torch, e.g. ["git commit 1a2b3c4 (now 5d6e7f8)"]."""
+    commit, the code itself where the commit does not say (an installed copy has none, and `-dirty` does
+    not say which changes; its `code_sha256`, shortened) and the versions of the suite and of torch,
+    e.g. ["git commit 1a2b3c4 (now 5d6e7f8)"]."""
     if not earlier or not now:
         return []
     before = earlier[-1]
     pairs = [("git commit", before.get("git_commit"), now.get("git_commit"))]
+    if before.get("git_commit") is None or before.get("git_commit") == now.get("git_commit"):
+        code = [(before.get("code_sha256") or "")[:12] or None, (now.get("code_sha256") or "")[:12] or None]
+        pairs.append(("code", *code))
     pairs += [(name, before.get("versions", {}).get(name), version)
               for name, version in now.get("versions", {}).items()]
     return [f"{name} {was} (now {is_now})" for name, was, is_now in pairs if was is not None and was != is_now]
