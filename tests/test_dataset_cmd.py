@@ -201,3 +201,35 @@ def test_a_tag_holding_a_comma_reads_as_one_tag(tmp_path, write_spec, capsys):
     main(["dataset", spec_for(write_spec, "manifest", tmp_path / "m.csv")])
     (line,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("tags (")]
     assert line == "tags (2, in the model's output order): \"rock, pop\", folk"
+
+
+def test_a_grid_on_msd_without_its_audio_stops_before_preparing_a_cache(tmp_path, write_spec, capsys, monkeypatch):
+    """MSD's reader leaves out each track whose audio is missing: on a folder holding only the metadata
+    (or the audio under another folder) no clip is left. A cache of no clips was prepared, and every run
+    then failed with an internal error about the cache's file."""
+    from bench.data import msd
+
+    monkeypatch.setattr(msd, "N_TRAIN", 4)
+    write_msd_split(tmp_path / "msd", n_train=6, n_test=3)
+    spec = spec_for(write_spec, "msd", tmp_path / "msd")
+    assert main(["prepare", spec, "--cache", str(tmp_path / "cache")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert (f"the grid cannot run on {tmp_path / 'msd'}: no clips in the train, valid, test split(s) (excluded: 9 "
+            f"audio file missing); bench dataset {spec} shows what it holds") in err
+    assert not list((tmp_path / "cache").rglob("*.f16"))  # nothing prepared
+
+
+def test_a_dataset_missing_thousands_of_files_says_so_in_a_few_lines(tmp_path, write_spec, capsys):
+    """A partial download of MTAT misses thousands of files: each was a line of its own, at every grid
+    start. Few are still named one by one with their file; more, counted per reason."""
+    root = make_mtat(tmp_path / "mtat", write_audio=False)
+    assert main(["prepare", spec_for(write_spec, "mtat", root), "--cache", str(tmp_path / "cache")]) == 0
+    out = capsys.readouterr().out
+    skipped = [line for line in out.splitlines() if line.startswith("  ")]
+    # the fixture's 7 clips in the order of the rows (every fourth clip id, from 2), none of them on disk
+    assert skipped[0].startswith("  skipped 7 clip(s): ") and skipped[0].endswith(" (2, 6, 10 and 4 more)")
+    manifest = next((tmp_path / "cache").rglob("manifest.json"))
+    assert skipped[1:] == [f'  every skipped clip, its file and why: "failed" in {manifest}']
+    assert [failed[0] for failed in json.loads(manifest.read_text())["failed"]] == ["2", "6", "10", "14", "18", "22",
+                                                                                   "26"]

@@ -316,3 +316,19 @@ def test_a_retry_grids_progress_line_counts_the_failures_it_will_still_retry(tmp
     assert grid_status(spec, tmp_path, gmac_of=lambda config: 1.0, retrying="a1b2").eta_seconds == 4 * 12
     failure("a1b2")  # this grid's own failure: not retried again
     assert progress_line(spec, tmp_path, time.time() - 90, retrying="a1b2").endswith("nothing left")
+
+
+def test_failed_and_invalid_runs_are_named_a_few_at_a_time():
+    """The paper grid's 264 runs, all failed, made one line of 9,516 characters: the first few are named,
+    the rest counted, and --json lists every run."""
+    from bench.run.status import GridStatus, RunStatus, format_status
+
+    runs = [RunStatus(f"vgg-16k-96mel-x1-log-s{k}", "failed") for k in range(264)]
+    runs += [RunStatus("musicnn-16k-96mel-x1-log-s0", "invalid")]
+    text = format_status(GridStatus("paper", "results/paper", runs, {"failed": 264, "invalid": 1}, None, None, ""), 30)
+    assert ("  failed: vgg-16k-96mel-x1-log-s0, vgg-16k-96mel-x1-log-s1, vgg-16k-96mel-x1-log-s2, "
+            "vgg-16k-96mel-x1-log-s3, vgg-16k-96mel-x1-log-s4 and 259 more (bench grid --retry-failed reruns them) "
+            "(--json lists every run)") in text.splitlines()
+    assert ("  invalid result.json: musicnn-16k-96mel-x1-log-s0 (the next bench grid sets it aside and redoes the "
+            "run)") in text.splitlines()
+    assert max(map(len, text.splitlines())) < 250

@@ -97,3 +97,11 @@ def quoted(name: str) -> str:
 def listed(names) -> str:
     """`names` joined with ", ", each `quoted`."""
     return ", ".join(quoted(str(n)) for n in names)
+
+
+def first_of(names, shown: int) -> str:
+    """The first `shown` of `names` joined with ", ", and how many more there are: "a, b, c and 261 more"
+    (a line that stays readable for a grid of thousands)."""
+    names = [str(n) for n in names]
+    rest = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {rest:,} more" if rest > 0 else "")

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
+from bench.core.errors import UserError
 from bench.core.progress import progress_bar
+from bench.core.text import first_of
+from bench.data.cached_waveforms import MANIFEST
+from bench.data.index import SPLITS
 
 
 def prepare_spec(spec, data: str | None, cache: str | None, workers: int | None = None, progress: bool = True):
@@ -19,6 +24,10 @@ def prepare_spec(spec, data: str | None, cache: str | None, workers: int | None 
     print(f"{spec.dataset.name} at {root}: {len(index.clips)} clips (train {counts['train']}, "
           f"valid {counts['valid']}, test {counts['test']}), {len(index.tag_names)} tags; "
           f"{index.excluded_summary()}")
+    empty = [split for split in SPLITS if not counts[split]]
+    if empty:  # every run would fail; a reader that drops clips without audio (MSD's) leaves none at all
+        raise UserError(f"{spec.path}: the grid cannot run on {root}: no clips in the {', '.join(empty)} split(s) "
+                        f"({index.excluded_summary()}); bench dataset {spec.path} shows what it holds")
     waveforms = WaveformCache(cache_root(cache), index, spec.dataset.clip_seconds)
     rates = sorted({c.mel.sample_rate for c in spec.configurations()})
     todo = [r for r in rates if not waveforms.is_complete(r)]
@@ -34,6 +43,31 @@ def prepare_spec(spec, data: str | None, cache: str | None, workers: int | None 
               f"{r.lowest_source_rate / 2:,.0f} Hz" if r.upsampled else "")
         print(f"{r.sample_rate} Hz: {r.ok} clips ok ({r.padded} zero-padded{up}), {len(r.failed)} failed; "
               f"{state}: {r.path}")
-    for clip_id, path, reason in reports[0].failed if reports else []:
-        print(f"  skipped {clip_id}: {path}: {reason}")
+    for line in skipped_lines(reports[0]) if reports else []:
+        print(line)
     return index, waveforms, reports
+
+
+SHOWN_FAILURES = 5
+"""Failed clips named one per line, their file with them; more are grouped by reason."""
+SHOWN_IDS = 3
+"""Clip ids named per reason when they are grouped."""
+
+
+def skipped_lines(report) -> list[str]:
+    """The clips a cache could not decode (`PrepareReport.failed`), said in a few lines: each with its file
+    where they are few, else a count per reason with the first ids, and where the whole list is (a
+    partial download of MTAT misses thousands of files, and each grid start says this again)."""
+    if len(report.failed) <= SHOWN_FAILURES:
+        return [f"  skipped {clip_id}: {path}: {reason}" for clip_id, path, reason in report.failed]
+    by_reason: dict[str, list[str]] = {}
+    for clip_id, _path, reason in report.failed:
+        by_reason.setdefault(reason, []).append(clip_id)
+    ranked = sorted(by_reason.items(), key=lambda item: -len(item[1]))
+    lines = [f"  skipped {len(ids):,} clip(s): {reason} ({first_of(ids, SHOWN_IDS)})"
+             for reason, ids in ranked[:SHOWN_FAILURES]]
+    others = ranked[SHOWN_FAILURES:]
+    if others:
+        lines.append(f"  skipped {sum(len(ids) for _, ids in others):,} clip(s) for {len(others):,} other reason(s)")
+    lines.append(f"  every skipped clip, its file and why: \"failed\" in {Path(report.path) / MANIFEST}")
+    return lines

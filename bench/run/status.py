@@ -25,6 +25,7 @@ from pathlib import Path
 
 from bench.core import layout
 from bench.core.store import lock_held
+from bench.core.text import first_of
 from bench.spec import Configuration, RunSpec, Spec
 
 STATES = ("done", "running", "interrupted", "invalid", "failed", "not started")
@@ -249,6 +250,10 @@ def duration(seconds: float | None) -> str:
     return f"{hours} h {minutes:02d} min" if hours < 48 else f"{hours / 24:.1f} days"
 
 
+SHOWN_RUNS = 5
+"""Failed or invalid runs named in `bench status`'s text, the rest counted: a paper grid has 264."""
+
+
 def format_status(status: GridStatus, max_epochs: int) -> str:
     counts = ", ".join(f"{n} {state}" for state, n in status.counts.items() if n)
     lines = [f"{status.spec}: {len(status.runs)} runs in {status.folder}: {counts}"]
@@ -261,12 +266,14 @@ def format_status(status: GridStatus, max_epochs: int) -> str:
             lines.append(f"  {r.run_id:44s} {r.state:11s} {f'{r.epoch}/{max_epochs}':>9s} {best:>10s} "
                          f"{per_epoch:>8s}  {r.worker or '-'}")
     failed = [r.run_id for r in status.runs if r.state == "failed"]
+    every = " (--json lists every run)"
     if failed:
-        lines.append(f"  failed: {', '.join(failed)} (bench grid --retry-failed reruns them)")
+        lines.append(f"  failed: {first_of(failed, SHOWN_RUNS)} (bench grid --retry-failed reruns them)"
+                     f"{every if len(failed) > SHOWN_RUNS else ''}")
     invalid = [r.run_id for r in status.runs if r.state == "invalid"]
     if invalid:
-        lines.append(f"  invalid result.json: {', '.join(invalid)} (the next bench grid sets it aside and redoes the "
-                     "run)")
+        lines.append(f"  invalid result.json: {first_of(invalid, SHOWN_RUNS)} (the next bench grid sets it aside "
+                     f"and redoes the run){every if len(invalid) > SHOWN_RUNS else ''}")
     if status.not_in_spec:
         lines.append(f"  also {status.not_in_spec} run folder(s) the spec no longer names (an earlier version of "
                      "it): kept, and left out of its report")
