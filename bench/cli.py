@@ -414,6 +414,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_perf(args: argparse.Namespace) -> int:
+    from bench.spec import shipped_spec
     from bench.tools.perf import PerfSettings, cli_main
 
     if args.out is not None:
@@ -421,7 +422,7 @@ def cmd_perf(args: argparse.Namespace) -> int:
     settings = PerfSettings(batch=args.batch, budget_seconds=args.budget, scaling_cases=args.scaling,
                             epochs=args.epochs, compile=not args.no_compile, bf16_peak_tflops=args.bf16_peak_tflops,
                             compile_modes=args.compile_modes)
-    return cli_main(args.spec, args.device, args.out, settings)
+    return cli_main(args.spec or str(shipped_spec("paper-mtat-vgg.toml")), args.device, args.out, settings)
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -567,8 +568,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("perf", help="measure training throughput, conv peak, front end and data path; "
                        "project the spec's device-hours")
-    p.add_argument("spec", metavar="SPEC", nargs="?", default="specs/paper-mtat-vgg.toml",
-                   help="grid spec whose configurations are measured (default specs/paper-mtat-vgg.toml)")
+    p.add_argument("spec", metavar="SPEC", nargs="?",
+                   help="grid spec whose configurations are measured (default specs/paper-mtat-vgg.toml of the "
+                        "clone)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--batch", type=at_least(1), metavar="N",
                    help="clips per training step (default: the spec's batch on CUDA, 32 in the shipped specs; "
@@ -618,7 +620,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=at_least(1), default=5, metavar="K", help="tags printed per file (default 5)")
     p.add_argument("--json", action="store_true", help="print JSON: top tags and every tag's mean score per file")
     p.add_argument("--png", metavar="PATH",
-                   help="save the taggram as a PNG (with several files: PATH-<audio name>.png each)")
+                   help="save the taggram as an image in the format PATH's suffix names (.png, .pdf, .svg, ...; "
+                        ".png where it has none; with several files: PATH-<audio name>.png each)")
     p.set_defaults(func=cmd_tag)
 
     p = sub.add_parser("embed", help="embeddings of audio files from a run or an imported model (.npy + index), "

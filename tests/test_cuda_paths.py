@@ -2756,15 +2756,22 @@ def test_gpu_check_without_soundfile_still_measures_and_keeps_each_result(monkey
     assert all(checks[key]["ok"] is None for key in ("P4", "C4", "C5"))  # never reached
 
 
-def test_gpu_check_finds_the_paper_spec_of_a_clone_when_installed_elsewhere(monkeypatch, tmp_path):
+def test_gpu_check_finds_the_paper_spec_of_a_clone_when_installed_elsewhere(monkeypatch, tmp_path, capsys):
     # An installed copy (site-packages) has no specs/ beside it: the clone it is run from has.
+    import bench.spec
+    from bench.cli import main
     from bench.tools import gpucheck_common
 
     from .conftest import ROOT
 
-    monkeypatch.setattr(gpucheck_common, "ROOT", tmp_path / "site-packages")
+    monkeypatch.setattr(bench.spec, "CHECKOUT", tmp_path / "site-packages")
     monkeypatch.chdir(ROOT)
     assert load_spec(gpucheck_common.paper_spec_path()).name == "paper-mtat-vgg"
+    # elsewhere, bench perf's default spec is nowhere: one line saying what to do, before anything is timed
+    monkeypatch.chdir(tmp_path)
+    assert main(["perf", "--device", "cpu", "--budget", "0.1"]) == 2
+    assert capsys.readouterr().err == ("bench perf: error: specs/paper-mtat-vgg.toml: spec file not found (the specs "
+                                       "are a clone's files: run from a clone of the suite, or name a spec file)\n")
 
 
 

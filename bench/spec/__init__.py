@@ -265,6 +265,25 @@ class Spec:
 # Loading and validation
 
 
+CHECKOUT = Path(__file__).resolve().parents[2]
+"""The folder holding `bench/` (bench/spec/__init__.py's grandparent): a checkout, or site-packages."""
+
+
+def shipped_spec(name: str, checkout: Path | None = None) -> Path:
+    """specs/<name> of the checkout this code runs from, else of the working directory: an installed
+    copy ships no specs/ (they are the clone's files, which users edit and copy), so a command that
+    defaults to one (`bench perf`, gpu-check's timings) is run from a clone or given a SPEC. A SpecError
+    where neither has it."""
+    beside = (checkout or CHECKOUT) / "specs" / name
+    if beside.is_file():
+        return beside
+    here = Path("specs") / name
+    if not here.is_file():
+        raise SpecError(here, "", "spec file not found (the specs are a clone's files: run from a clone of the "
+                                  "suite, or name a spec file)")
+    return here
+
+
 def load_spec(path: str | Path) -> Spec:
     """Read and validate a spec file; raises SpecError naming file, field and value."""
     path = Path(path)

@@ -8,16 +8,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.spec import shipped_spec
 from bench.tools.peaks import HEADLINE_FRACTION_OF_BF16_PEAK
 
-ROOT = Path(__file__).resolve().parents[2]  # the repository (bench/tools/gpucheck_common.py)
-
+PAPER_SPEC = "paper-mtat-vgg.toml"
 
 def paper_spec_path() -> Path:
-    """specs/paper-mtat-vgg.toml of the checkout this code runs from, else of the working directory
-    (an installed copy has no specs/: run it from a clone)."""
-    beside = ROOT / "specs" / "paper-mtat-vgg.toml"
-    return beside if beside.is_file() else Path("specs") / "paper-mtat-vgg.toml"
+    """The paper's VGG spec, whose configurations the performance checks time (`shipped_spec`)."""
+    return shipped_spec(PAPER_SPEC)
 
 
 
