@@ -54,10 +54,11 @@ def misplaced_message(exc: OSError) -> str | None:
     return f"{where}a file stands where a folder belongs on this path; move it aside, then rerun"
 
 
-def resource_message(exc: OSError, command: str = "grid") -> str:
+def resource_message(exc: OSError, command: str = "grid", launcher: str = "local") -> str:
     """A full disk, a quota, a read-only or forbidden folder, a failing file system, a process limit,
     said as what to do about it in `command` (the folders to choose and what a rerun keeps are a grid's
-    `--results` and `--cache` and its runs only where the command has them)."""
+    `--results` and `--cache` and its runs only where the command has them). Under Slurm (`launcher`) a
+    process limit is a job's, whose memory is --mem-gb: fewer jobs would not change it."""
     import errno
 
     target, where = _named_file(exc)
@@ -66,7 +67,8 @@ def resource_message(exc: OSError, command: str = "grid") -> str:
     resumes = ("then rerun (finished runs are kept, interrupted ones resume)" if runs
                else "then rerun (what it finished is kept)" if command in KEEPS_FINISHED_WORK else "then rerun")
     folders = "--results / --cache folder" if runs else "folder"
-    fewer = " or run fewer --workers" if runs else ""
+    slurm = runs and launcher == "slurm"
+    fewer = "" if slurm or not runs else " or run fewer --workers"
     if isinstance(exc, CompileCacheError):  # torch.compile's own folder: --results and --cache do not move it
         fix = {errno.EFBIG: "raise the file-size limit (`ulimit -f`)", errno.EROFS: "make it writable",
                errno.EACCES: "change its permissions", errno.EPERM: "change its permissions"}.get(
@@ -76,9 +78,12 @@ def resource_message(exc: OSError, command: str = "grid") -> str:
     if exc.errno in FAILING_STORAGE_ERRNOS:
         return f"{where}{what}: the disk or network file system failed; check it (remount a stale NFS mount), {resumes}"
     if exc.errno in DESCRIPTOR_LIMIT_ERRNOS:
-        return f"{where}{what}; raise the open-file limit (e.g. `ulimit -n 4096`){fewer}, {resumes}"
+        nodes = " on the compute nodes (e.g. `ulimit -n 4096` in the job's environment)" if slurm else \
+            " (e.g. `ulimit -n 4096`)"
+        return f"{where}{what}; raise the open-file limit{nodes}{fewer}, {resumes}"
     if exc.errno in PROCESS_LIMIT_ERRNOS:
-        advice = "run fewer --workers (or raise `ulimit -u`)" if runs else "raise `ulimit -u` or free memory"
+        advice = ("give each job more memory (--mem-gb GB)" if slurm
+                  else "run fewer --workers (or raise `ulimit -u`)" if runs else "raise `ulimit -u` or free memory")
         return f"{where}{what}: too little memory or too many processes; {advice}, {resumes}"
     if exc.errno == errno.ENAMETOOLONG:
         return f"{where}{what}; choose a shorter {'--results / --cache / --data ' if runs else ''}path, {resumes}"
@@ -719,7 +724,8 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_INTERRUPTED
         return 0
     except OSError as exc:
-        message = resource_message(exc, args.command) if is_resource_error(exc) else misplaced_message(exc)
+        message = (resource_message(exc, args.command, getattr(args, "launcher", "local")) if is_resource_error(exc)
+                   else misplaced_message(exc))
         if message is None:
             raise
         print(f"bench {args.command}: error: {one_line(message)}", file=sys.stderr)
@@ -733,7 +739,8 @@ def main(argv: list[str] | None = None) -> int:
         machine = resource_cause(exc, folder)
         if machine is None:
             raise
-        print(f"bench {args.command}: error: {one_line(resource_message(machine, args.command))}", file=sys.stderr)
+        message = resource_message(machine, args.command, getattr(args, "launcher", "local"))
+        print(f"bench {args.command}: error: {one_line(message)}", file=sys.stderr)
         return EXIT_USER_ERROR
 
 

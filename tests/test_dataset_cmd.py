@@ -211,12 +211,12 @@ def test_a_grid_on_msd_without_its_audio_stops_before_preparing_a_cache(tmp_path
 
     monkeypatch.setattr(msd, "N_TRAIN", 4)
     write_msd_split(tmp_path / "msd", n_train=6, n_test=3)
-    spec = spec_for(write_spec, "msd", tmp_path / "msd")
-    assert main(["prepare", spec, "--cache", str(tmp_path / "cache")]) == 2
+    spec = spec_for(write_spec, "msd", tmp_path / "elsewhere")
+    assert main(["prepare", spec, "--cache", str(tmp_path / "cache"), "--data", str(tmp_path / "msd")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert (f"the grid cannot run on {tmp_path / 'msd'}: no clips in the train, valid, test split(s) (excluded: 9 "
-            f"audio file missing); bench dataset {spec} shows what it holds") in err
+            f"audio file missing); bench dataset {spec} --data {tmp_path / 'msd'} shows what it holds") in err
     assert not list((tmp_path / "cache").rglob("*.f16"))  # nothing prepared
 
 
@@ -233,3 +233,19 @@ def test_a_dataset_missing_thousands_of_files_says_so_in_a_few_lines(tmp_path, w
     assert skipped[1:] == [f'  every skipped clip, its file and why: "failed" in {manifest}']
     assert [failed[0] for failed in json.loads(manifest.read_text())["failed"]] == ["2", "6", "10", "14", "18", "22",
                                                                                    "26"]
+
+
+def test_skipped_clips_are_grouped_by_what_failed_not_by_each_files_numbers(tmp_path):
+    """A truncated file's reason holds its own durations: grouped by the whole text, 8 truncated copies
+    made 8 groups of one."""
+    from types import SimpleNamespace
+
+    from bench.run.prepare import skipped_lines
+
+    failed = [(f"c{k:02d}", f"audio/c{k:02d}.wav", f"truncated: the header says 5.00 s, the file holds {k / 4:.2f} s")
+              for k in range(8)]
+    failed.append(("z", "audio/z.wav", "too short (0.50 s < 1 s)"))
+    assert skipped_lines(SimpleNamespace(failed=failed, path=tmp_path)) == [
+        "  skipped 8 clip(s): truncated (c00, c01, c02 and 5 more)",
+        "  skipped 1 clip(s): too short (0.50 s < 1 s) (z)",
+        f'  every skipped clip, its file and why: "failed" in {tmp_path / "manifest.json"}']

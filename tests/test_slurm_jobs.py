@@ -273,6 +273,11 @@ def test_a_job_that_failed_is_named_with_its_tasks_error(monkeypatch, tmp_path, 
      "torch.compile could not write /tmp/torchinductor_me: Disk quota exceeded; free some space there, or set "
      "TORCHINDUCTOR_CACHE_DIR"),
     ("PermissionError: [Errno 13] Permission denied: \"/r/it's/runs\"", "cannot write /r/it's/runs: Permission denied"),
+    # a job's memory is its own: fewer jobs (--workers) would not give it more
+    ("OSError: [Errno 12] Cannot allocate memory", "Cannot allocate memory: too little memory or too many processes; "
+     "give each job more memory (--mem-gb GB), then rerun"),
+    ("OSError: [Errno 24] Too many open files", "Too many open files; raise the open-file limit on the compute nodes "
+     "(e.g. `ulimit -n 4096` in the job's environment), then rerun"),
 ])
 def test_a_job_stopped_by_the_machine_stops_the_grid_with_the_advice_a_local_worker_gets(
         monkeypatch, tmp_path, capsys, raised, advice):

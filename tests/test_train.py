@@ -174,6 +174,29 @@ def test_a_run_resumed_under_other_code_of_the_same_release_says_so(tmp_path, mo
            "(result.json's provenance.executions names each)" in said
 
 
+def test_a_commit_that_cannot_be_read_now_is_no_change_of_code(monkeypatch):
+    """A node without git, or a checkout git refuses to read (another user's: "dubious ownership"), has no
+    commit: the run said its earlier epochs ran with "git commit 1a2b3c4 (now None)" though the code was
+    the same. Where a commit is unknown, the code's digest says; and a worker reads the commit once, as
+    it reads the digest, so that a checkout updated under a running grid is not named beside the old
+    code's digest."""
+    from bench.run import runner
+    from bench.train.loop import changed_code
+
+    same, other = "5809e541cb5f" + "0" * 52, "c25c9b177f76" + "0" * 52
+    before = [{"git_commit": "1a2b3c4", "code_sha256": same, "versions": {"bench": "0.1.0"}}]
+    assert changed_code(before, {"git_commit": None, "code_sha256": same, "versions": {"bench": "0.1.0"}}) == []
+    assert changed_code(before, {"git_commit": None, "code_sha256": other, "versions": {"bench": "0.1.0"}}) == [
+        "code 5809e541cb5f (now c25c9b177f76)"]
+    commits = iter(["1a2b3c4", "5d6e7f8"])
+    monkeypatch.setattr(runner, "git_commit", lambda: next(commits))
+    runner.running_commit.cache_clear()
+    try:
+        assert [runner.running_commit(), runner.running_commit()] == ["1a2b3c4", "1a2b3c4"]
+    finally:
+        runner.running_commit.cache_clear()
+
+
 def test_the_code_digest_is_what_sha256sum_says_of_the_python_files(tmp_path):
     """`code_sha256` can be checked by hand: the command in its docstring (and docs/results.md), run in
     a folder holding the packages, gives it; any change of a byte changes it, and files that are not

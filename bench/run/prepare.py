@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import partial
 from pathlib import Path
 
@@ -27,7 +28,8 @@ def prepare_spec(spec, data: str | None, cache: str | None, workers: int | None 
     empty = [split for split in SPLITS if not counts[split]]
     if empty:  # every run would fail; a reader that drops clips without audio (MSD's) leaves none at all
         raise UserError(f"{spec.path}: the grid cannot run on {root}: no clips in the {', '.join(empty)} split(s) "
-                        f"({index.excluded_summary()}); bench dataset {spec.path} shows what it holds")
+                        f"({index.excluded_summary()}); bench dataset {spec.path}{f' --data {data}' if data else ''} "
+                        "shows what it holds")
     waveforms = WaveformCache(cache_root(cache), index, spec.dataset.clip_seconds)
     rates = sorted({c.mel.sample_rate for c in spec.configurations()})
     todo = [r for r in rates if not waveforms.is_complete(r)]
@@ -60,14 +62,20 @@ def skipped_lines(report) -> list[str]:
     partial download of MTAT misses thousands of files, and each grid start says this again)."""
     if len(report.failed) <= SHOWN_FAILURES:
         return [f"  skipped {clip_id}: {path}: {reason}" for clip_id, path, reason in report.failed]
-    by_reason: dict[str, list[str]] = {}
+    by_kind: dict[str, list[tuple[str, str]]] = {}
     for clip_id, _path, reason in report.failed:
-        by_reason.setdefault(reason, []).append(clip_id)
-    ranked = sorted(by_reason.items(), key=lambda item: -len(item[1]))
-    lines = [f"  skipped {len(ids):,} clip(s): {reason} ({first_of(ids, SHOWN_IDS)})"
-             for reason, ids in ranked[:SHOWN_FAILURES]]
+        by_kind.setdefault(reason_kind(reason), []).append((clip_id, reason))
+    ranked = sorted(by_kind.items(), key=lambda item: -len(item[1]))
+    lines = [f"  skipped {len(clips):,} clip(s): {clips[0][1] if len(clips) == 1 else kind} "
+             f"({first_of([clip_id for clip_id, _ in clips], SHOWN_IDS)})" for kind, clips in ranked[:SHOWN_FAILURES]]
     others = ranked[SHOWN_FAILURES:]
     if others:
         lines.append(f"  skipped {sum(len(ids) for _, ids in others):,} clip(s) for {len(others):,} other reason(s)")
     lines.append(f"  every skipped clip, its file and why: \"failed\" in {Path(report.path) / MANIFEST}")
     return lines
+
+
+def reason_kind(reason: str) -> str:
+    """What a decoding failure is, without the file's own numbers: "truncated: the header says 5.00 s,
+    ..." -> "truncated", "too short (0.50 s < 1 s)" -> "too short"."""
+    return re.split(r" \(|:", reason, maxsplit=1)[0]

@@ -205,6 +205,14 @@ def git_commit(root: Path = CODE_ROOT) -> str | None:
         return None
 
 
+@functools.cache
+def running_commit() -> str | None:
+    """`git_commit()` as this process first read it, as `code_sha256` is: a checkout updated while a
+    grid runs does not change the code its workers imported, and a later run must not name the new
+    commit beside the old code's digest."""
+    return git_commit()
+
+
 CODE_PACKAGES = ("bench", "architectures")
 """The packages whose source is the suite's code (`code_sha256`)."""
 
@@ -302,7 +310,7 @@ def execute_run(spec: Spec, run: RunSpec, folder: Path, cache_for: Callable, dev
     # what the checkpoint keeps of this execution, beside the epoch it starts at: a resumed run's result
     # names every execution that trained it, and a resume under other code says so (the device is not
     # asked here: a GPU that failed under the worker's last run is met by the run, as a device failure)
-    commit, versions = git_commit(), library_versions()
+    commit, versions = running_commit(), library_versions()
     execution = {"started": started, "host": socket.gethostname(), "git_commit": commit, "code_sha256": code_sha256(),
                  "versions": {name: versions[name] for name in ("bench", "torch")}}
     executions = None

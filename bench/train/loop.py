@@ -487,13 +487,15 @@ def changed_code(earlier: list[dict], now: dict) -> list[str]:
     if not earlier or not now:
         return []
     before = earlier[-1]
-    pairs = [("git commit", before.get("git_commit"), now.get("git_commit"))]
-    if before.get("git_commit") is None or before.get("git_commit") == now.get("git_commit"):
-        code = [(before.get("code_sha256") or "")[:12] or None, (now.get("code_sha256") or "")[:12] or None]
-        pairs.append(("code", *code))
+    commits = before.get("git_commit"), now.get("git_commit")
+    if None not in commits and commits[0] != commits[1]:
+        pairs = [("git commit", *commits)]
+    else:  # the same commit, or one unknown (an installed copy; a node without git): the code says
+        pairs = [("code", *((execution.get("code_sha256") or "")[:12] or None for execution in (before, now)))]
     pairs += [(name, before.get("versions", {}).get(name), version)
               for name, version in now.get("versions", {}).items()]
-    return [f"{name} {was} (now {is_now})" for name, was, is_now in pairs if was is not None and was != is_now]
+    return [f"{name} {was} (now {is_now})" for name, was, is_now in pairs
+            if None not in (was, is_now) and was != is_now]
 
 
 def release_run_memory(device: torch.device, compiled: bool) -> None:
