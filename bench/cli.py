@@ -179,7 +179,7 @@ def _version() -> str:
 def cmd_plan(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from bench.cost.plan import format_totals, grid_totals, plan_rows, plural
+    from bench.cost.plan import format_totals, grid_totals, plan_rows, plural, significant
     from bench.spec import load_spec, spec_warnings
 
     spec = load_spec(args.spec)
@@ -211,7 +211,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
               f"{plural(len(spec.runs()), 'run')} ({spec.dataset.name}, {spec.dataset.clip_seconds:g} s clips, {tags})")
         table = pd.DataFrame(rows).drop(columns=["fvcore_unsupported"])
         for column in ("gmac", "gmac_analytic"):  # 5 significant figures, however small the network
-            table[column] = [f"{v:#.5g}" if v != "" else "" for v in table[column]]
+            table[column] = [significant(v, 5) if v != "" else "" for v in table[column]]
         print(table.loc[:, (table != "").any(axis=0)].to_string(index=False))  # drop columns empty for this spec
         print("\n".join(format_totals(spec, totals)))
     return 0

@@ -125,9 +125,15 @@ def test_published_setup_problems_name_each_difference():
     assert published_setup_problems(paper | {"split": "splits/mine"})[0].startswith("split 'splits/mine'")
     frame = pd.DataFrame([{"dataset": "mtat", "arch": "vgg", "sample_rate": 16000, "n_mels": 96, "hop_multiplier": 1,
                            "log": "log", "roc_auc_mean": 0.9, "roc_auc_std": 0.01, "pr_auc_mean": 0.4,
-                           "pr_auc_std": 0.01, "n_seeds": 3, **paper}])
+                           "pr_auc_std": 0.01, "n_seeds": 3, "arch_options": "", **paper}])
     assert len(published_comparison(frame)) == 1
     assert published_comparison(frame.assign(width=0.5)).empty
+    # MusiCNN trained on 1 s segments is not the paper's (3 s), whatever else matches
+    musicnn = paper | {"arch": "musicnn", "arch_options": "segment_seconds=3"}
+    assert published_setup_problems(musicnn) == []
+    assert published_setup_problems(musicnn | {"arch_options": "segment_seconds=1"}) == [
+        "segment_seconds=1 (the paper's: segment_seconds=3)"]
+    assert published_setup_problems(musicnn | {"arch_options": None})[0].startswith("options not recorded")
 
 
 # --- tidy tables for the figures --------------------------------------------------------------------------

@@ -137,3 +137,26 @@ def test_segment_frames_equal_librosa_frames_of_the_whole_clip(hop_multiplier):
     assert segments.shape == (3, n_mels, n)
     for segment, start in zip(segments, starts, strict=True):
         np.testing.assert_allclose(segment, ref[:, start:start + n], rtol=0, atol=5e-4)
+
+
+def test_a_front_end_with_empty_mel_bands_builds_without_torchaudios_warnings():
+    """200 bands at 22.05 kHz leave some empty (`framing.empty_mel_bands`, which `bench plan` and
+    `bench grid` say in one line per configuration): torchaudio warned twice more for every front end
+    built, every run, once of a filterbank the front end replaces at once."""
+    import warnings
+
+    import torchaudio
+
+    from bench.core import framing
+    from bench.train.frontend import MelFrontend
+
+    assert framing.empty_mel_bands(22050, 200)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        torchaudio.functional.melscale_fbanks(framing.N_FFT // 2 + 1, 0.0, 11025.0, 200, 22050, norm="slaney",
+                                              mel_scale="slaney")
+    assert any("mel filterbank has all zero values" in str(w.message) for w in said)  # torchaudio's own
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        MelFrontend(22050, 200, 1, "log")
+    assert not [str(w.message) for w in said]

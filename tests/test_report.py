@@ -79,7 +79,9 @@ def result_doc(config, seed, gmac, roc_by_tag, pr):
         "config": {"arch": arch, "width": 1.0, "sample_rate": rate, "n_mels": mels, "hop_multiplier": hop, "log": log,
                    "seed": seed, "dataset": "mtat", "n_frames": frames},
         "canonical": {"arch": arch, "dataset": {"name": "mtat", "clip_seconds": 29.1, "n_tags": 50,
-                                                "drop_untagged": False}},
+                                                "drop_untagged": False},
+                      # as the runner writes them: the architecture's options, defaults included
+                      "options": {"width": 1.0, **({"segment_seconds": 3.0} if arch == "musicnn" else {})}},
         "status": "ok",
         "metrics": {"roc_auc": float(np.mean(list(roc_by_tag.values()))), "pr_auc": pr, "n_tags": len(TAGS),
                     "excluded_tags": [],
@@ -344,7 +346,7 @@ def test_no_published_numbers_for_other_datasets():
     frame = pd.DataFrame([{"dataset": "synthetic", "arch": "vgg", "width": 1.0, "sample_rate": 12000, "n_mels": 96,
                            "hop_multiplier": 1, "log": "dB", "roc_auc_mean": 0.9, "roc_auc_std": 0.01,
                            "pr_auc_mean": 0.4, "pr_auc_std": 0.01, "n_seeds": 3, "clip_seconds": 29.1,
-                           "n_tags": 50, "split": "default"}])
+                           "n_tags": 50, "split": "default", "arch_options": ""}])
     assert published_comparison(frame).empty
     assert len(published_comparison(frame.assign(dataset="mtat"))) == 1
 
@@ -559,6 +561,8 @@ def test_synthetic_datasets_of_other_clips_or_seeds_are_other_data():
 
     first, reseeded, larger = setup(clips=400, seed=0), setup(clips=400, seed=5), setup(clips=2000, seed=0)
     assert len({first["data"], reseeded["data"], larger["data"]}) == 3
+    # a spec that leaves `clips` out generates the default 600 (docs/synthetic.md): "None clips" it said
+    assert setup(seed=0)["data"] == setup(clips=600, seed=0)["data"] == "600 clips, seed 0"
     assert {k: v for k, v in first.items() if k != "data"} == {k: v for k, v in reseeded.items() if k != "data"}
     frame = pd.DataFrame([{"dataset": "synthetic", **first, "setup_mixed": False},
                           {"dataset": "synthetic", **reseeded, "setup_mixed": False}])
@@ -1115,8 +1119,8 @@ def test_the_difference_from_the_published_number_is_ours_minus_theirs():
 
     aggregated = pd.DataFrame([{"dataset": "mtat", "arch": "vgg", "sample_rate": 16000, "n_mels": 48,
                                 "hop_multiplier": 1, "log": "dB", "width": 1.0, "clip_seconds": 29.1, "n_tags": 50,
-                                "split": "default", "n_seeds": 3, "roc_auc_mean": 0.89, "roc_auc_std": 0.001,
-                                "pr_auc_mean": 0.40, "pr_auc_std": 0.002}])
+                                "split": "default", "arch_options": "", "n_seeds": 3, "roc_auc_mean": 0.89,
+                                "roc_auc_std": 0.001, "pr_auc_mean": 0.40, "pr_auc_std": 0.002}])
     (row,) = published_comparison(aggregated).to_dict("records")
     assert row["roc_auc_published"] == 89.32
     assert row["roc_auc_diff_pp"] == pytest.approx(89.0 - 89.32)

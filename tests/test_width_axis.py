@@ -78,6 +78,16 @@ def test_plan_table_shows_each_width(capsys):
     assert reference[3][header.index("gmac_analytic")] == "0.23027"
 
 
+def test_plan_table_writes_large_gmac_as_whole_numbers(write_spec, capsys):
+    """A network past 10,000 GMAC (width 32 at 96 x 1366, the spec's largest width x 1/2) showed `10101.` in
+    the table: 5 significant figures are its whole GMAC there, with thousands separators as the totals."""
+    assert main(["plan", str(write_spec(REFERENCE_MTAT.replace("[1.0, 0.5]", "[32.0]"))), "--no-fvcore"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header, (row,) = lines[1].split(), [line.split() for line in lines[2:] if " 96x1366 " in line]
+    macs = sum(hand_count_vgg_96x1366((32 * 128, 32 * 384, 32 * 768, 32 * 2048)))
+    assert macs > 10_000e9 and row[header.index("gmac_analytic")] == f"{round(macs / 1e9):,}"
+
+
 def test_run_ids_differ_by_width_and_keep_the_readable_prefix(write_spec):
     runs = load_spec(write_spec(REFERENCE_MTAT)).runs()
     assert [r.configuration.options.width for r in runs] == [1.0, 0.5]

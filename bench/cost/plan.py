@@ -36,6 +36,14 @@ def plain_figures(value: float, digits: int = 3) -> str:
     return text if abs(float(text)) < 1000 else f"{float(text):,.0f}"
 
 
+def significant(value: float, digits: int) -> str:
+    """`value` to `digits` significant figures, trailing zeros kept (a demo network's 0.00016800 GMAC,
+    the paper's 10.010), never an exponent or a bare point: from 10^(digits - 1) up, a whole number with
+    thousands separators (13,988 and 125,740 GMAC, not 13988. and 1.2574e+05)."""
+    text = f"{value:#.{digits}g}"  # rounded first: 9999.95 to 5 figures is 10000.
+    return f"{float(text):,.0f}" if abs(float(text)) >= 10 ** (digits - 1) else text
+
+
 def hours_unit(device: str | None) -> str:
     """What an hour of `device` is called: GPU-hours for CUDA, CPU-hours for the CPU."""
     return {"cuda": "GPU-hours", "cpu": "CPU-hours"}.get(device, f"{device}-hours")

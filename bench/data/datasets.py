@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.core.errors import UserError
+from bench.core.layout import SYNTHETIC_DEFAULT_CLIPS
 from bench.data.config import DatasetSpec
 from bench.data.index import DatasetIndex
 from bench.data.manifest import read_manifest
@@ -17,7 +18,6 @@ from bench.data.mtat import ANNOTATIONS, read_mtat
 DEFAULT_CACHE = "cache"
 """Cache root when neither --cache nor $BENCH_CACHE is given (relative to the working directory)."""
 
-SYNTHETIC_DEFAULT_CLIPS = 600
 SYNTHETIC_SAMPLE_RATE = 16000
 """The rate a grid's synthetic MP3s are written at: the highest of the paper's grids."""
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from bench.core.framing import PAPER_CLIP_SECONDS
-from bench.report.columns import KEY, METRICS, MODEL, input_label, paper_order, width_label
+from bench.report.columns import ARCH_OPTIONS, KEY, METRICS, MODEL, input_label, paper_order, width_label
 
 _VGG_MTAT_SOURCE = "paper authors' results page (VGG-CNN, MTAT)"
 _MUSICNN_MTAT_SOURCE = "paper Table IV (MusiCNN, MTAT)"
@@ -89,6 +89,9 @@ configurations they trained (the tables' values agree with the page's)."""
 PUBLISHED_SETUP = {"width": 1.0, "clip_seconds": PAPER_CLIP_SECONDS, "n_tags": 50, "split": "default"}
 """What every published number above was trained on: full-size models (width 1), the dataset's 29.1 s
 clips, its top-50 tags and its usual split (MTAT: folders 0-b / c / d-f; MSD: Lee et al.)."""
+PUBLISHED_OPTIONS = {"vgg": "", "musicnn": "segment_seconds=3"}
+"""The architectures' other options the published numbers were trained with (the `arch_options` column):
+MusiCNN on 3 s segments."""
 
 
 def published_numbers() -> pd.DataFrame:
@@ -124,6 +127,13 @@ def published_setup_problems(row) -> list[str]:
                         f"{paper['n_tags']} tags)")
     elif int(n_tags) != paper["n_tags"]:
         problems.append(f"top {int(n_tags)} tags (the paper uses the top {paper['n_tags']})")
+    arch = _setup_value(row, "arch")
+    options = row.get(ARCH_OPTIONS) if isinstance(row, dict) else getattr(row, ARCH_OPTIONS, None)
+    options = None if options is None or (isinstance(options, float) and not np.isfinite(options)) else str(options)
+    if arch in PUBLISHED_OPTIONS and options != PUBLISHED_OPTIONS[arch]:
+        unknown = options in (None, "mixed")
+        problems.append(f"{'options not recorded or not the same for every seed' if unknown else options} "
+                        f"(the paper's: {PUBLISHED_OPTIONS[arch] or 'none'})")
     split = _setup_value(row, "split")
     if split != paper["split"]:
         problems.append(f"split {'not recorded' if split is None else repr(split)} (the paper uses the dataset's "

@@ -10,7 +10,7 @@ import pandas as pd
 
 from bench.core import layout
 from bench.core.errors import UserError
-from bench.core.layout import CHECKPOINT, RESULT, RUNS, parse_run_id, result_problem
+from bench.core.layout import CHECKPOINT, RESULT, RUNS, SYNTHETIC_DEFAULT_CLIPS, parse_run_id, result_problem
 from bench.core.store import is_passing_fault
 from bench.report.columns import (
     CONFIG,
@@ -186,12 +186,23 @@ def tidy_table(results: list[dict]) -> pd.DataFrame:
         config, metrics, cost = result["config"], result["metrics"], result["cost"]
         rows.append({"run_id": result["run_id"], **_config(result, (*CONFIG, "seed")),
                      **{name: metrics.get(name) for name in METRICS}, **{name: cost.get(name) for name in COST_FIELDS},
-                     "dataset": config.get("dataset"), **run_setup(result), "tags_scored": metrics.get("n_tags"),
-                     "tags_excluded": len(metrics.get("excluded_tags") or [])})
+                     "dataset": config.get("dataset"), **run_setup(result), "arch_options": arch_options(result),
+                     "tags_scored": metrics.get("n_tags"), "tags_excluded": len(metrics.get("excluded_tags") or [])})
     frame = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
-    numeric = [c for c in SUMMARY_COLUMNS if c not in ("run_id", "arch", "log", "dataset", "split", "data")]
+    numeric = [c for c in SUMMARY_COLUMNS
+               if c not in ("run_id", "arch", "log", "dataset", "split", "data", "arch_options")]
     frame[numeric] = frame[numeric].apply(pd.to_numeric, errors="coerce")
     return paper_order(frame, ("seed",))
+
+
+def arch_options(result: dict) -> str | None:
+    """The `arch_options` column of a result: its canonical options but the width, "name=value" joined by
+    ", " in name order ("segment_seconds=3"); "" where there are none, None where none are recorded."""
+    options = (result.get("canonical") or {}).get("options")
+    if not isinstance(options, dict):
+        return None
+    return ", ".join(f"{name}={value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool)
+                     else f"{name}={value}" for name, value in sorted(options.items()) if name != "width")
 
 
 def run_setup(result: dict) -> dict:
@@ -213,7 +224,7 @@ def _data_label(dataset: dict) -> str | None:
     if dataset.get("tags"):  # fewer tags than the subset has: the most frequent (`DatasetSpec.identity`)
         parts.append(f"{dataset['tags']} tags")
     if dataset.get("name") == "synthetic":
-        parts.append(f"{dataset.get('clips')} clips, seed {dataset.get('seed', 0)}")
+        parts.append(f"{dataset.get('clips') or SYNTHETIC_DEFAULT_CLIPS} clips, seed {dataset.get('seed', 0)}")
     return ", ".join(parts) or "default"
 
 

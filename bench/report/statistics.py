@@ -11,6 +11,7 @@ from scipy import stats
 
 from bench.report.columns import (
     AGGREGATE_COLUMNS,
+    ARCH_OPTIONS,
     CONDITION,
     CONFIG,
     GLOBAL_REFERENCE,
@@ -50,8 +51,10 @@ def aggregate(summary: pd.DataFrame, expected_seeds: Mapping[str, Iterable[int]]
         epochs_mean=("epochs", "mean"), clips_per_second_mean=("clips_per_second", "mean"),
         # measured timings: the median over seeds (one slow pass on a shared machine moves a mean)
         latency_ms=("latency_ms", "median"), throughput_clips_per_second=("throughput_clips_per_second", "median"),
-        **{name: (name, _common) for name in SETUP if name in summary.columns},
+        **{name: (name, _common) for name in (*SETUP, ARCH_OPTIONS) if name in summary.columns},
     ).reset_index()
+    if ARCH_OPTIONS not in frame.columns:
+        frame[ARCH_OPTIONS] = None
     for name in SETUP:
         if name not in frame.columns:
             frame[name] = np.nan

@@ -1005,8 +1005,10 @@ def _rounded(value, digits: int):
 
 def _figures(value, digits: int):
     """`value` to `digits` significant figures, trailing zeros kept: a demo network's 0.0001680 GMAC and
-    the paper's 10.01 alike."""
-    return f"{value:#.{digits}g}" if isinstance(value, (int, float)) else value
+    the paper's 10.01 alike (`significant`)."""
+    from bench.cost.plan import significant
+
+    return significant(value, digits) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
 
 
 def summarise(spec: Spec, results_root: Path, runs, crashed: list[str] = ()) -> int:
