@@ -144,7 +144,7 @@ def tidy(configs, seeds=(0, 1, 2), clip_seconds=29.1, arch="vgg", width=1.0, dat
     longer hops, dB a little below log, and the seeds differ."""
     rows = []
     for rate, mels, hop, log in configs:
-        frames = -(-{12000: 1366, 16000: 1820}[rate] // hop)
+        frames = -(-{12000: 1366, 16000: 1820}.get(rate, round(29.1 * rate / 256)) // hop)
         for seed in seeds:
             roc = 0.89 - 0.0004 * (128 - mels) - 0.002 * hop - 0.001 * (log == "dB") + 0.001 * seed
             rows.append({"run_id": f"{arch}-{rate}-{mels}-{hop}-{log}-{seed}", "arch": arch, "width": width,
@@ -354,6 +354,20 @@ def test_fig1_marker_style_means_the_same_in_every_panel(grid, demo):
 
 
 # --- 5: no one-point panels -------------------------------------------------------------------------------
+
+
+def test_fig1_of_a_grid_beyond_the_papers_stays_readable():
+    """Seven sample rates x twelve band counts: at 7 in, the band counts of a column ran together ("2432",
+    "96128") and each column's axis title overprinted the next; and hops 1-20 are more hops than there are
+    marker shapes: two hops shared one and only their colour told them apart."""
+    from tests.test_per_tag_figures import overlapping_texts
+
+    rates, mels = (8000, 11025, 12000, 16000, 22050, 44100, 48000), (8, 16, 24, 32, 40, 48, 64, 80, 96, 128, 160, 256)
+    fig = figures.fig1(aggregate(tidy([(r, m, 1, "log") for r in rates for m in mels], seeds=(0,))))
+    assert fig.get_figwidth() <= 7.0 and overlapping_texts(fig) == []
+    hops = list(range(1, 21))
+    markers = [figures.series_style(h, "log", hops)["marker"] for h in hops]
+    assert len(set(markers)) == 20
 
 
 def test_fig1_draws_no_panel_with_a_single_point(demo):

@@ -229,12 +229,15 @@ def _hop_index(hop: int, hops: list[int]) -> int:
 
 
 def series_style(hop: int, log: str, hops: list[int]) -> dict:
-    """Line2D keywords of the (hop multiplier, log type) series: marker shape and colour = hop, fill and
-    line style = log type (LOG_STYLES; another log type: half-filled, dotted)."""
+    """Line2D keywords of the (hop multiplier, log type) series: marker shape and colour = hop (past the
+    twelve shapes, the hop's own number), fill and line style = log type (LOG_STYLES; another log type:
+    half-filled, dotted)."""
     k = _hop_index(int(hop), [int(h) for h in hops])
     color = COLORS[k % len(COLORS)]
     log_style = LOG_STYLES.get(log, {"linestyle": ":", "filled": None})
-    style = {"marker": MARKERS[k % len(MARKERS)], "color": color, "mec": color, "linestyle": log_style["linestyle"]}
+    # past the shapes, the hop's own number: no two hops share a marker (hops 1-20, say)
+    marker = MARKERS[k] if k < len(MARKERS) else f"${int(hop)}$"
+    style = {"marker": marker, "color": color, "mec": color, "linestyle": log_style["linestyle"]}
     if log_style["filled"] is None:
         style |= {"mfc": color, "fillstyle": "bottom", "markerfacecoloralt": "white"}
     else:
@@ -350,7 +353,8 @@ def fig1(aggregated: pd.DataFrame, title: str = "") -> Figure:
                     ax.set_title(rate_khz(rate), loc="left")
                 if c == 0:
                     ax.set_ylabel("GMAC per clip (log scale)" if what == "gmac" else f"{METRIC_NAMES[what]} (%)")
-            axes[-1, c].set_xlabel("mel bands (log scale)")
+        # one axis title, under the first column: a title per narrow column overprints its neighbour's
+        axes[-1, 0].set_xlabel("mel bands (log scale)", loc="left" if len(kept) > 1 else "center")
         _mel_axis(axes[0, 0], mels)
         gmac = shown["gmac"].to_numpy(dtype=float)
         gmac = gmac[np.isfinite(gmac) & (gmac > 0)]
@@ -363,7 +367,32 @@ def fig1(aggregated: pd.DataFrame, title: str = "") -> Figure:
         if drawn_once:
             header.append(f"GMAC: {' and '.join(logs)} cost the same, drawn once ({logs[0]})")
         fig.suptitle(_heading(header, width), x=0.02, ha="left")
+        fig.draw_without_rendering()  # the columns' drawn width decides which band counts have room
+        labelled = spaced_ticks(mels, *axes[-1, 0].get_xlim(), axes_inches(axes[-1, 0])[0])
+        axes[-1, 0].xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}" if round(v) in labelled else ""))
     return fig
+
+
+def spaced_ticks(ticks: list[int], lo: float, hi: float, inches: float, size: float = 8.0) -> set[int]:
+    """The ticks of a log axis from `lo` to `hi`, `inches` long, that can be labelled side by side at
+    `size` pt (`label_size`, and a gap of a character): the reference's band count first, then outwards
+    from it, each that keeps its room. A grid of a dozen band counts in a column of 7 sample rates
+    printed "2432" and "96128"."""
+    def at(tick: float) -> float:
+        return inches * (np.log(tick) - np.log(lo)) / (np.log(hi) - np.log(lo))
+
+    def half(tick: int) -> float:
+        return (label_size(f"{tick:g}", False, size)[0] + label_size("0", False, size)[0]) / 2
+
+    start = REFERENCE["n_mels"] if REFERENCE["n_mels"] in ticks else ticks[len(ticks) // 2]
+    kept = [start]
+    for side in (sorted(t for t in ticks if t > start), sorted((t for t in ticks if t < start), reverse=True)):
+        last = start
+        for tick in side:
+            if abs(at(tick) - at(last)) >= half(tick) + half(last):
+                kept.append(tick)
+                last = tick
+    return set(kept)
 
 
 def _fig1_single(aggregated: pd.DataFrame, header: list[str]) -> Figure:
@@ -415,7 +444,8 @@ def _fig1_single(aggregated: pd.DataFrame, header: list[str]) -> Figure:
 
 
 def series_styles(aggregated: pd.DataFrame) -> dict:
-    """(arch, width, sample_rate) -> (marker, colour): the marker shape alone tells the series apart."""
+    """(arch, width, sample_rate) -> (marker, colour): the marker shape alone tells up to twelve series
+    apart (MARKERS); past them the shapes repeat, and the colour, one per model, tells them apart."""
     keys = aggregated[["arch", "width", "sample_rate"]].drop_duplicates().sort_values(["arch", "width",
                                                                                        "sample_rate"])
     models = list(dict.fromkeys(zip(keys["arch"], keys["width"], strict=True)))
