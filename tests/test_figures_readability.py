@@ -134,6 +134,25 @@ def test_published_setup_problems_name_each_difference():
     assert published_setup_problems(musicnn | {"arch_options": "segment_seconds=1"}) == [
         "segment_seconds=1 (the paper's: segment_seconds=3)"]
     assert published_setup_problems(musicnn | {"arch_options": None})[0].startswith("options not recorded")
+    assert published_setup_problems(musicnn | {"arch_options": ""}) == [  # a foreign result: width alone
+        "no options beside the width recorded (the paper's: segment_seconds=3)"]
+
+
+def test_seeds_trained_with_other_architecture_options_are_a_mixed_setup():
+    """A spec edited between two grids (MusiCNN's segments from 3 s to 1 s, a seed added): the
+    configuration's seeds mix two experiments, as seeds on different data do."""
+    from bench.report.statistics import mixed_setups
+
+    three = tidy([(16000, 96, 1, "log"), (16000, 48, 1, "log")], seeds=(0, 1), arch="musicnn")
+    one = tidy([(16000, 96, 1, "log"), (16000, 48, 1, "log")], seeds=(2,), arch="musicnn")
+    summary = pd.concat([three.assign(arch_options="segment_seconds=3"), one.assign(arch_options="segment_seconds=1")],
+                        ignore_index=True)
+    aggregated = aggregate(summary)
+    assert aggregated["setup_mixed"].all() and (aggregated["arch_options"] == "mixed").all()
+    assert not aggregated["pareto_gmac"].any()
+    assert mixed_setups(summary)[0] == ("mtat musicnn 1.0 16000 96 1 log: its seeds ran with different options "
+                                        "(arch_options segment_seconds=1 / segment_seconds=3): averaged anyway, and "
+                                        "not compared with its reference")
 
 
 # --- tidy tables for the figures --------------------------------------------------------------------------
@@ -358,16 +377,16 @@ def test_fig1_marker_style_means_the_same_in_every_panel(grid, demo):
 
 def test_fig1_of_a_grid_beyond_the_papers_stays_readable():
     """Seven sample rates x twelve band counts: at 7 in, the band counts of a column ran together ("2432",
-    "96128") and each column's axis title overprinted the next; and hops 1-20 are more hops than there are
-    marker shapes: two hops shared one and only their colour told them apart."""
+    "96128") and each column's axis title overprinted the next. Hops 1-20 are more hops than there are
+    marker shapes: those that share a shape differ in colour."""
     from tests.test_per_tag_figures import overlapping_texts
 
     rates, mels = (8000, 11025, 12000, 16000, 22050, 44100, 48000), (8, 16, 24, 32, 40, 48, 64, 80, 96, 128, 160, 256)
     fig = figures.fig1(aggregate(tidy([(r, m, 1, "log") for r in rates for m in mels], seeds=(0,))))
     assert fig.get_figwidth() <= 7.0 and overlapping_texts(fig) == []
     hops = list(range(1, 21))
-    markers = [figures.series_style(h, "log", hops)["marker"] for h in hops]
-    assert len(set(markers)) == 20
+    styles = [figures.series_style(h, "log", hops) for h in hops]
+    assert len({(style["marker"], style["color"]) for style in styles}) == 20
 
 
 def test_fig1_draws_no_panel_with_a_single_point(demo):

@@ -88,6 +88,21 @@ def test_plan_table_writes_large_gmac_as_whole_numbers(write_spec, capsys):
     assert macs > 10_000e9 and row[header.index("gmac_analytic")] == f"{round(macs / 1e9):,}"
 
 
+def test_plan_table_writes_tiny_gmac_without_an_exponent(write_spec, capsys):
+    """Width 1/32, 8 mel bands at hop x20: under 1e-4 GMAC, `g` wrote 3.2400e-05 beside 0.00023354 in one
+    column."""
+    spec = write_spec(REFERENCE_MTAT.replace("[1.0, 0.5]", "[0.03125]").replace("hop_multiplier = [1]",
+                                                                                "hop_multiplier = [20]")
+                      .replace("n_mels = [96]", "n_mels = [8]"))
+    assert main(["plan", str(spec), "--no-fvcore", "--format", "json"]) == 0
+    (planned,) = json.loads(capsys.readouterr().out)["configurations"]
+    assert main(["plan", str(spec), "--no-fvcore"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    shown = lines[2].split()[lines[1].split().index("gmac_analytic")]
+    assert planned["gmac_analytic"] < 1e-4 and "e" not in shown
+    assert float(shown) == pytest.approx(planned["gmac_analytic"], rel=5e-5) and len(shown.lstrip("0.")) == 5
+
+
 def test_run_ids_differ_by_width_and_keep_the_readable_prefix(write_spec):
     runs = load_spec(write_spec(REFERENCE_MTAT)).runs()
     assert [r.configuration.options.width for r in runs] == [1.0, 0.5]

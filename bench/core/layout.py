@@ -40,11 +40,11 @@ ERROR = "error.txt"
 MODEL_JSON = "model.json"
 
 SCHEMA_VERSION = 1
+"""Version of result.json's layout: 1 adds `schema_version` itself (older results are version 0)."""
 
 SYNTHETIC_DEFAULT_CLIPS = 600
 """The synthetic dataset's clips where a spec sets none: a canonical dataset config records `clips` only
 where the spec does (so a run's id stays that of the default), and reading it takes this."""
-"""Version of result.json's layout: 1 adds `schema_version` itself (older results are version 0)."""
 
 RUN_ID = re.compile(r"^(?P<arch>.+)-(?P<rate>\d+k?)-(?P<n_mels>\d+)mel-x(?P<hop_multiplier>\d+)-(?P<log>[^-]+)"
                     r"-s(?P<seed>\d+)-(?P<digest>[0-9a-f]{10})$")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -40,8 +41,13 @@ def significant(value: float, digits: int) -> str:
     """`value` to `digits` significant figures, trailing zeros kept (a demo network's 0.00016800 GMAC,
     the paper's 10.010), never an exponent or a bare point: from 10^(digits - 1) up, a whole number with
     thousands separators (13,988 and 125,740 GMAC, not 13988. and 1.2574e+05)."""
+    if not math.isfinite(value) or value == 0:
+        return f"{value:#.{digits}g}"
     text = f"{value:#.{digits}g}"  # rounded first: 9999.95 to 5 figures is 10000.
-    return f"{float(text):,.0f}" if abs(float(text)) >= 10 ** (digits - 1) else text
+    if abs(float(text)) >= 10 ** (digits - 1):
+        return f"{float(text):,.0f}"
+    # below 1e-4 `g` writes an exponent: as many decimals as the figures need (0.000032400)
+    return f"{float(text):.{digits - 1 - math.floor(math.log10(abs(float(text))))}f}"
 
 
 def hours_unit(device: str | None) -> str:

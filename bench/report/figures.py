@@ -230,14 +230,12 @@ def _hop_index(hop: int, hops: list[int]) -> int:
 
 def series_style(hop: int, log: str, hops: list[int]) -> dict:
     """Line2D keywords of the (hop multiplier, log type) series: marker shape and colour = hop (past the
-    twelve shapes, the hop's own number), fill and line style = log type (LOG_STYLES; another log type:
-    half-filled, dotted)."""
+    twelve shapes, the shapes repeat in other colours), fill and line style = log type (LOG_STYLES;
+    another log type: half-filled, dotted)."""
     k = _hop_index(int(hop), [int(h) for h in hops])
     color = COLORS[k % len(COLORS)]
     log_style = LOG_STYLES.get(log, {"linestyle": ":", "filled": None})
-    # past the shapes, the hop's own number: no two hops share a marker (hops 1-20, say)
-    marker = MARKERS[k] if k < len(MARKERS) else f"${int(hop)}$"
-    style = {"marker": marker, "color": color, "mec": color, "linestyle": log_style["linestyle"]}
+    style = {"marker": MARKERS[k % len(MARKERS)], "color": color, "mec": color, "linestyle": log_style["linestyle"]}
     if log_style["filled"] is None:
         style |= {"mfc": color, "fillstyle": "bottom", "markerfacecoloralt": "white"}
     else:

@@ -131,9 +131,9 @@ def published_setup_problems(row) -> list[str]:
     options = row.get(ARCH_OPTIONS) if isinstance(row, dict) else getattr(row, ARCH_OPTIONS, None)
     options = None if options is None or (isinstance(options, float) and not np.isfinite(options)) else str(options)
     if arch in PUBLISHED_OPTIONS and options != PUBLISHED_OPTIONS[arch]:
-        unknown = options in (None, "mixed")
-        problems.append(f"{'options not recorded or not the same for every seed' if unknown else options} "
-                        f"(the paper's: {PUBLISHED_OPTIONS[arch] or 'none'})")
+        said = ("options not recorded or not the same for every seed" if options in (None, "mixed")
+                else options or "no options beside the width recorded")
+        problems.append(f"{said} (the paper's: {PUBLISHED_OPTIONS[arch] or 'none'})")
     split = _setup_value(row, "split")
     if split != paper["split"]:
         problems.append(f"split {'not recorded' if split is None else repr(split)} (the paper uses the dataset's "

@@ -58,7 +58,8 @@ def aggregate(summary: pd.DataFrame, expected_seeds: Mapping[str, Iterable[int]]
     for name in SETUP:
         if name not in frame.columns:
             frame[name] = np.nan
-    present = [name for name in SETUP if name in summary.columns]
+    # seeds trained with other architecture options (a spec edited between grids) mix two experiments too
+    present = [name for name in (*SETUP, ARCH_OPTIONS) if name in summary.columns]
     frame["setup_mixed"] = (grouped[present].nunique(dropna=False).gt(1).any(axis=1).to_numpy() if present
                             else False)
     if expected_seeds is None:
@@ -201,14 +202,18 @@ def comparable(setup: pd.Series, ref_setup: pd.Series) -> np.ndarray:
 
 
 def mixed_setups(summary: pd.DataFrame) -> list[str]:
-    """Configurations whose seeds were trained on different data setups (clip length, tags, split, data):
-    their means mix two experiments. One line each, naming the values."""
+    """Configurations whose seeds were trained on different data setups (clip length, tags, split, data) or
+    with different architecture options (`arch_options`): their means mix two experiments. One line each,
+    naming the values."""
     lines = []
     for key, rows in summary.groupby(list(KEY), sort=False, dropna=False):
+        names = [name for name in (*SETUP, ARCH_OPTIONS) if name in rows.columns]
         differ = [f"{name} {' / '.join(sorted(str(v) for v in rows[name].unique()))}"
-                  for name in SETUP if rows[name].nunique(dropna=False) > 1]
+                  for name in names if rows[name].nunique(dropna=False) > 1]
         if differ:
-            lines.append(f"{' '.join(str(v) for v in key)}: its seeds ran on different data ({'; '.join(differ)}): "
+            how = "on different data" if any(name in SETUP for name in names
+                                              if rows[name].nunique(dropna=False) > 1) else "with different options"
+            lines.append(f"{' '.join(str(v) for v in key)}: its seeds ran {how} ({'; '.join(differ)}): "
                          f"averaged anyway, and not compared with its reference")
     return lines
 
