@@ -419,7 +419,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_perf(args: argparse.Namespace) -> int:
-    from bench.spec import shipped_spec
+    from bench.tools.gpucheck_common import paper_spec_path
     from bench.tools.perf import PerfSettings, cli_main
 
     if args.out is not None:
@@ -427,7 +427,7 @@ def cmd_perf(args: argparse.Namespace) -> int:
     settings = PerfSettings(batch=args.batch, budget_seconds=args.budget, scaling_cases=args.scaling,
                             epochs=args.epochs, compile=not args.no_compile, bf16_peak_tflops=args.bf16_peak_tflops,
                             compile_modes=args.compile_modes)
-    return cli_main(args.spec or str(shipped_spec("paper-mtat-vgg.toml")), args.device, args.out, settings)
+    return cli_main(args.spec or str(paper_spec_path()), args.device, args.out, settings)
 
 
 def cmd_import(args: argparse.Namespace) -> int:

@@ -2758,13 +2758,13 @@ def test_gpu_check_without_soundfile_still_measures_and_keeps_each_result(monkey
 
 def test_gpu_check_finds_the_paper_spec_of_a_clone_when_installed_elsewhere(monkeypatch, tmp_path, capsys):
     # An installed copy (site-packages) has no specs/ beside it: the clone it is run from has.
-    import bench.spec
     from bench.cli import main
+    from bench.core import paths
     from bench.tools import gpucheck_common
 
     from .conftest import ROOT
 
-    monkeypatch.setattr(bench.spec, "CHECKOUT", tmp_path / "site-packages")
+    monkeypatch.setattr(paths, "CODE_ROOT", tmp_path / "site-packages")
     monkeypatch.chdir(ROOT)
     assert load_spec(gpucheck_common.paper_spec_path()).name == "paper-mtat-vgg"
     # elsewhere, bench perf's default spec is nowhere: one line saying what to do, before anything is timed

@@ -22,6 +22,9 @@ from bench.core.errors import UserError
 
 MODELS_ENV = "BENCH_MODELS"
 
+CODE_ROOT = Path(__file__).resolve().parents[2]
+"""The folder holding `bench/` (bench/core/paths.py's grandparent): a checkout, or site-packages."""
+
 
 def default_models_dir() -> Path:
     """$BENCH_MODELS, else $XDG_DATA_HOME/bench/models, else ~/.local/share/bench/models (the XDG default)."""

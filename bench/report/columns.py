@@ -33,17 +33,17 @@ and data: what else of the dataset's config decides the clips and tags, "default
 (MTG-Jamendo's subset, "subset genre", with ", most frequent tags" where n_tags keeps fewer than the
 subset's; "most frequent tags" for fewer than the MSD's 50; the synthetic dataset's clips and generator
 seed, "400 clips, seed 0")."""
-SUMMARY_COLUMNS = ("run_id", *CONFIG, "seed", *METRICS, *COST_FIELDS, "clip_seconds", "dataset", "n_tags", "split",
-                   "data", "arch_options", "tags_scored", "tags_excluded")
 ARCH_OPTIONS = "arch_options"
 """The architecture's options beside its width, as the spec's [arch.<name>] table set them ("segment_seconds=3"
 for MusiCNN; "" where there are none): one spec trains each architecture with one set, so they are no axis,
 but a published number was trained with the paper's."""
+SUMMARY_COLUMNS = ("run_id", *CONFIG, "seed", *METRICS, *COST_FIELDS, "clip_seconds", "dataset", "n_tags", "split",
+                   "data", ARCH_OPTIONS, "tags_scored", "tags_excluded")
 NOT_OK_COLUMNS = ("run_id", "status", "reason", *CONFIG, "seed", "dataset")
 AGGREGATE_COLUMNS = (*KEY, "roc_auc_mean", "roc_auc_std", "pr_auc_mean", "pr_auc_std", "n_seeds", "seeds", "gmac",
                      "gmac_analytic", "params", "storage_bytes", "train_seconds_mean", "epochs_mean",
                      "clips_per_second_mean", "latency_ms", "throughput_clips_per_second", "seeds_missing",
-                     "pareto_gmac", "pareto_storage", "pareto_latency", *SETUP, "setup_mixed", "arch_options")
+                     "pareto_gmac", "pareto_storage", "pareto_latency", *SETUP, "setup_mixed", ARCH_OPTIONS)
 PER_TAG_COLUMNS = ("run_id", *KEY, "seed", "tag", "roc_auc", "pr_auc", "positives", *SETUP)
 SIGNIFICANCE = 0.05
 """p-values below this are starred in the comparison tables (the paper reports P > 0.08 as 'no difference')."""

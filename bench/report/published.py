@@ -128,8 +128,7 @@ def published_setup_problems(row) -> list[str]:
     elif int(n_tags) != paper["n_tags"]:
         problems.append(f"top {int(n_tags)} tags (the paper uses the top {paper['n_tags']})")
     arch = _setup_value(row, "arch")
-    options = row.get(ARCH_OPTIONS) if isinstance(row, dict) else getattr(row, ARCH_OPTIONS, None)
-    options = None if options is None or (isinstance(options, float) and not np.isfinite(options)) else str(options)
+    options = _setup_value(row, ARCH_OPTIONS)
     if arch in PUBLISHED_OPTIONS and options != PUBLISHED_OPTIONS[arch]:
         said = ("options not recorded or not the same for every seed" if options in (None, "mixed")
                 else options or "no options beside the width recorded")

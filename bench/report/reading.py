@@ -13,6 +13,7 @@ from bench.core.errors import UserError
 from bench.core.layout import CHECKPOINT, RESULT, RUNS, SYNTHETIC_DEFAULT_CLIPS, parse_run_id, result_problem
 from bench.core.store import is_passing_fault
 from bench.report.columns import (
+    ARCH_OPTIONS,
     CONFIG,
     COST_FIELDS,
     KEY,
@@ -186,11 +187,11 @@ def tidy_table(results: list[dict]) -> pd.DataFrame:
         config, metrics, cost = result["config"], result["metrics"], result["cost"]
         rows.append({"run_id": result["run_id"], **_config(result, (*CONFIG, "seed")),
                      **{name: metrics.get(name) for name in METRICS}, **{name: cost.get(name) for name in COST_FIELDS},
-                     "dataset": config.get("dataset"), **run_setup(result), "arch_options": arch_options(result),
+                     "dataset": config.get("dataset"), **run_setup(result), ARCH_OPTIONS: arch_options(result),
                      "tags_scored": metrics.get("n_tags"), "tags_excluded": len(metrics.get("excluded_tags") or [])})
     frame = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     numeric = [c for c in SUMMARY_COLUMNS
-               if c not in ("run_id", "arch", "log", "dataset", "split", "data", "arch_options")]
+               if c not in ("run_id", "arch", "log", "dataset", "split", "data", ARCH_OPTIONS)]
     frame[numeric] = frame[numeric].apply(pd.to_numeric, errors="coerce")
     return paper_order(frame, ("seed",))
 

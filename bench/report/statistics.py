@@ -207,12 +207,11 @@ def mixed_setups(summary: pd.DataFrame) -> list[str]:
     naming the values."""
     lines = []
     for key, rows in summary.groupby(list(KEY), sort=False, dropna=False):
-        names = [name for name in (*SETUP, ARCH_OPTIONS) if name in rows.columns]
-        differ = [f"{name} {' / '.join(sorted(str(v) for v in rows[name].unique()))}"
-                  for name in names if rows[name].nunique(dropna=False) > 1]
+        names = [name for name in (*SETUP, ARCH_OPTIONS)
+                 if name in rows.columns and rows[name].nunique(dropna=False) > 1]
+        differ = [f"{name} {' / '.join(sorted(str(v) for v in rows[name].unique()))}" for name in names]
         if differ:
-            how = "on different data" if any(name in SETUP for name in names
-                                              if rows[name].nunique(dropna=False) > 1) else "with different options"
+            how = "on different data" if set(names) & set(SETUP) else "with different options"
             lines.append(f"{' '.join(str(v) for v in key)}: its seeds ran {how} ({'; '.join(differ)}): "
                          f"averaged anyway, and not compared with its reference")
     return lines

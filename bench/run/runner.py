@@ -46,6 +46,7 @@ from bench.core.layout import (  # noqa: F401 - RESULT, EXECUTIONS, result_probl
     read_result,
     result_problem,
 )
+from bench.core.paths import CODE_ROOT
 from bench.core.store import (
     append_line,
     atomic_write_json,
@@ -179,10 +180,6 @@ def run_states(spec: Spec, results: Path, runs: list[RunSpec], retry_failed: boo
 def shard(runs: list[RunSpec], index: int, count: int) -> list[RunSpec]:
     """Runs whose position in the grid is `index` modulo `count` (0-based), for any scheduler."""
     return [r for k, r in enumerate(runs) if k % count == index]
-
-
-CODE_ROOT = Path(__file__).resolve().parents[2]
-"""The folder holding `bench/` (bench/run/runner.py's grandparent): a checkout, or site-packages."""
 
 
 def git_commit(root: Path = CODE_ROOT) -> str | None:

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import architectures
-from bench.core import framing
+from bench.core import framing, paths
 from bench.core.errors import SpecError
 from bench.core.layout import format_run_id
 from bench.data.config import JAMENDO_TAGS, DatasetSpec
@@ -265,16 +265,12 @@ class Spec:
 # Loading and validation
 
 
-CHECKOUT = Path(__file__).resolve().parents[2]
-"""The folder holding `bench/` (bench/spec/__init__.py's grandparent): a checkout, or site-packages."""
-
-
-def shipped_spec(name: str, checkout: Path | None = None) -> Path:
-    """specs/<name> of the checkout this code runs from, else of the working directory: an installed
-    copy ships no specs/ (they are the clone's files, which users edit and copy), so a command that
-    defaults to one (`bench perf`, gpu-check's timings) is run from a clone or given a SPEC. A SpecError
-    where neither has it."""
-    beside = (checkout or CHECKOUT) / "specs" / name
+def shipped_spec(name: str) -> Path:
+    """specs/<name> of the checkout this code runs from (`paths.CODE_ROOT`), else of the working
+    directory: an installed copy ships no specs/ (they are the clone's files, which users edit and copy),
+    so a command that defaults to one (`bench perf`, gpu-check's timings) is run from a clone or given a
+    SPEC. A SpecError where neither has it."""
+    beside = paths.CODE_ROOT / "specs" / name
     if beside.is_file():
         return beside
     here = Path("specs") / name

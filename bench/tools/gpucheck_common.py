@@ -13,10 +13,10 @@ from bench.tools.peaks import HEADLINE_FRACTION_OF_BF16_PEAK
 
 PAPER_SPEC = "paper-mtat-vgg.toml"
 
+
 def paper_spec_path() -> Path:
     """The paper's VGG spec, whose configurations the performance checks time (`shipped_spec`)."""
     return shipped_spec(PAPER_SPEC)
-
 
 
 TARGETS = {"headline_fraction_of_peak": HEADLINE_FRACTION_OF_BF16_PEAK, "busy_headline": 0.80,

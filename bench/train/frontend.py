@@ -59,8 +59,8 @@ EMPTY_BANDS_WARNING = "At least one mel filterbank has all zero values"
 def empty_bands_unsaid() -> Iterator[None]:
     """torchaudio's warning of empty mel bands left out: `bench plan` and `bench grid` say it once per
     configuration in their own words (`framing.empty_mel_bands`), where torchaudio said it twice per front
-    end built, every run of a grid, the second time of a filterbank that `MelFrontend` replaces at once
-    (its own default bins), with its file and line."""
+    end built, every run of a grid, with its file and line: once of the filterbank torchaudio's
+    MelSpectrogram builds, which `MelFrontend` replaces at once, and once of `mel_filterbank`'s."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=EMPTY_BANDS_WARNING, category=UserWarning)
         yield
