@@ -45,6 +45,8 @@ class RunStatus:
     finished: float | None = None
     worker: str | None = None
     """host:pid of the worker holding the run's lock (running runs)."""
+    recorded_by: str | None = None
+    """The `--retry-failed` grid whose worker recorded its result (`provenance.grid`), if any."""
 
 
 def read_history(path: Path) -> list[dict]:
@@ -95,6 +97,7 @@ def run_status(folder: Path, run: RunSpec) -> RunStatus:
         epochs = part("cost").get("epochs")
         status.epochs_when_done = epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
         status.finished = part("provenance").get("finished")
+        status.recorded_by = part("provenance").get("grid")
         recorded = part("training").get("history")
         history = recorded if isinstance(recorded, list) and all(isinstance(h, dict) for h in recorded) else history
     elif running:
@@ -136,7 +139,7 @@ class GridStatus:
         return {"spec": self.spec, "folder": self.folder, "counts": self.counts, "not_in_spec": self.not_in_spec,
                 "not_in_spec_running": self.not_in_spec_running,
                 "elapsed_seconds": self.elapsed_seconds, "eta_seconds": self.eta_seconds, "eta_basis": self.eta_basis,
-                "runs": [{**{k: v for k, v in vars(r).items() if k != "epoch_seconds"},
+                "runs": [{**{k: v for k, v in vars(r).items() if k not in ("epoch_seconds", "recorded_by")},
                           "epoch_seconds_mean": statistics.mean(r.epoch_seconds) if r.epoch_seconds else None}
                          for r in self.runs]}
 
@@ -163,18 +166,10 @@ def grid_status(spec: Spec, results: str | Path, now: float | None = None,
     settled = all(r.state in ("done", "failed") for r in states)
     end = max(finishes) if settled and finishes else now  # a finished grid: its own duration
     elapsed = end - min(starts) if starts else None
-    retry = {r.run_id for r, st in zip(runs, states, strict=True) if retrying and st.state == "failed"
-             and _recorded_by(layout.run_dir(results, spec.name, r.run_id)) != retrying}
+    retry = {st.run_id for st in states if retrying and st.state == "failed" and st.recorded_by != retrying}
     eta, basis = _eta(spec, runs, states, gmac_of or analytic_gmac(spec), asking, retry)
     return GridStatus(spec.name, str(folder), states, counts, elapsed, eta, basis, len(others),
                       [p.name for p in held], len(retry))
-
-
-def _recorded_by(folder: Path) -> str | None:
-    """The `--retry-failed` grid that recorded a run's result (`provenance.grid`), if any."""
-    result, _ = layout.load_result(folder)
-    provenance = result.get("provenance") if isinstance(result, dict) else None
-    return provenance.get("grid") if isinstance(provenance, dict) else None
 
 
 def analytic_gmac(spec: Spec) -> Callable[[Configuration], float | None]:
