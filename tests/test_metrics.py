@@ -47,3 +47,18 @@ def test_targets_that_are_not_multi_hot_are_refused_not_read_as_a_tag_to_exclude
     y = np.array([[1.0, 0.0], [0.0, bad], [1.0, 1.0], [0.0, 0.0]])
     with pytest.raises(ValueError, match="0 or 1"):
         tag_metrics(y, np.linspace(0, 1, 8).reshape(4, 2), ["a", "b"])
+
+
+def test_tags_excluded_between_scored_ones_leave_each_tag_its_own_scores_and_counts():
+    # 5 clips, tags: "never" (no positive), "a", "always" (no negative), "b", "silent" (no positive).
+    # a: positives score 0.9, 0.6 against negatives 0.7, 0.2, 0.1: pairs won 5 of 6; AP: ranking
+    #    0.9(+) 0.7(-) 0.6(+): precision 1/1 and 2/3. b: 3 positives, perfectly ranked: 1.0 and 1.0.
+    y = np.array([[0, 1, 1, 0, 0], [0, 0, 1, 1, 0], [0, 1, 1, 1, 0], [0, 0, 1, 1, 0], [0, 0, 1, 0, 0]])
+    s = np.array([[0.5, 0.9, 0.5, 0.2, 0.5], [0.5, 0.7, 0.5, 0.8, 0.5], [0.5, 0.6, 0.5, 0.9, 0.5],
+                  [0.5, 0.2, 0.5, 0.7, 0.5], [0.5, 0.1, 0.5, 0.3, 0.5]])
+    m = tag_metrics(y, s, ["never", "a", "always", "b", "silent"])
+    assert m["excluded_tags"] == ["never", "always", "silent"]
+    assert m["per_tag"] == {"a": {"roc_auc": pytest.approx(5 / 6), "pr_auc": pytest.approx((1 + 2 / 3) / 2),
+                                  "positives": 2},
+                            "b": {"roc_auc": 1.0, "pr_auc": 1.0, "positives": 3}}
+    assert m["n_tags"] == 2 and m["roc_auc"] == pytest.approx((5 / 6 + 1) / 2)
