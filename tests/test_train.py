@@ -2,6 +2,7 @@
 
 import subprocess
 
+import numpy as np
 import pytest
 import torch
 
@@ -243,3 +244,27 @@ def test_an_execution_that_only_ran_the_test_trained_no_epoch(tmp_path, monkeypa
     assert done["epochs"] == 3
     assert done["executions"] == [{"git_commit": "1a2b3c4", "from_epoch": 1},
                                   {"git_commit": "5d6e7f8", "from_epoch": None}]
+
+
+def test_a_musicnn_clip_scores_the_mean_of_its_segments_sigmoid_outputs():
+    """MusiCNN tags a clip by the mean over its non-overlapping segments of the sigmoid outputs (Pons et
+    al.; musicnn averages its taggram the same way), not by the sigmoid of the segments' mean logit."""
+    from bench.train import loop as train
+    from tests.device_fakes import ToyCache, tiny_runs
+
+    (run,) = tiny_runs(archs=("musicnn",), epochs=1)
+    cache = ToyCache()
+    trainer = train.Trainer(run, cache, torch.device("cpu"), log=lambda *_: None)
+    trainer.train_epoch(1)
+    with torch.no_grad():  # logits far from 0, where a sigmoid's mean and the sigmoid of a mean part
+        [m for m in trainer.model.modules() if isinstance(m, torch.nn.Linear)][-1].weight.mul_(100)
+    _, scores = trainer.predict("valid")
+    with torch.no_grad():
+        mel = trainer.frontend(torch.from_numpy(cache.waveforms[cache.rows("valid")]))
+        frames = trainer.model.input_frames  # a 1 s clip holds two 0.5 s segments of 15 frames
+        assert mel.shape[-1] // frames == 2
+        logits = torch.stack([trainer._forward(mel[..., k * frames:(k + 1) * frames].contiguous())
+                              for k in range(2)]).double()
+    mean_of_sigmoids = torch.sigmoid(logits).mean(0).numpy()
+    assert abs(torch.sigmoid(logits.mean(0)).numpy() - mean_of_sigmoids).max() > 1e-4  # the two differ here
+    np.testing.assert_allclose(scores, mean_of_sigmoids, rtol=1e-5, atol=1e-6)
