@@ -160,3 +160,13 @@ def test_a_front_end_with_empty_mel_bands_builds_without_torchaudios_warnings():
         warnings.simplefilter("always")
         MelFrontend(22050, 200, 1, "log")
     assert not [str(w.message) for w in said]
+
+
+@pytest.mark.parametrize("n_samples", [47_616, 47_617, 47_871, 48_000])
+def test_the_released_models_framing_counts_librosas_centred_frames(n_samples):
+    """The released musicnn models' front end (`pad_to_hop=False`: plain centred framing, as librosa) says
+    how many frames a clip gives (what `bench tag` sizes its 3 s patches by) as librosa frames it."""
+    frontend = MelFrontend(16000, 96, 1, "log", pad_mode="reflect", pad_to_hop=False, float16_mel=True)
+    y = np.random.default_rng(0).uniform(-0.5, 0.5, n_samples)
+    frames = librosa.feature.melspectrogram(y=y, sr=16000, n_fft=512, hop_length=256, n_mels=96).shape[1]
+    assert frontend.n_frames(n_samples) == frames == frontend(torch.from_numpy(y[None]).float()).shape[-1]
