@@ -88,6 +88,14 @@ def test_published_comparison_skipped_for_a_narrow_model_on_short_clips(tmp_path
 
 
 @pytest.mark.usefixtures("figures_unrendered")
+def test_published_comparison_skipped_for_clips_a_second_longer_than_the_papers(tmp_path):
+    """30 s clips (the length of MSD's previews) are not the paper's 29.1 s: fewer frames per clip."""
+    summary = report(write_runs(tmp_path / "long", PUBLISHED_CONFIGS, clip_seconds=30.0))
+    (line,) = summary.published_skipped
+    assert "30 s clips (the paper's are 29.1 s)" in line and summary.published.empty
+
+
+@pytest.mark.usefixtures("figures_unrendered")
 def test_published_comparison_skipped_for_another_tag_set_or_split(tmp_path):
     summary = report(write_runs(tmp_path / "tags", PUBLISHED_CONFIGS, n_tags=10, split="won"))
     (line,) = summary.published_skipped
