@@ -169,6 +169,8 @@ def test_vgg_channels_at_widths():
     assert vgg_plan(12000, 96, 1, 1366, width=1 / 64).channels == (2, 6, 12, 32)
     assert vgg_plan(12000, 96, 1, 1366, width=0.5).channels == (64, 192, 384, 1024)
     assert vgg_plan(12000, 96, 1, 1366, width=1e-3).channels == (1, 1, 1, 2)
+    # round(c x width), as docs/specs.md says, not truncation: 128/3 = 42.7 and 2048/3 = 682.7
+    assert vgg_plan(12000, 96, 1, 1366, width=1 / 3).channels == (43, 128, 256, 683)
 
 
 def test_vgg_macs_by_hand():
