@@ -413,6 +413,10 @@ def test_views(tmp_path):
     short, n_short = eval_segments(mel[:, :, :3], 4)
     assert n_short == 1 and short.shape == (2, 3, 4)
     assert short[0, 0, 3] == mel[0, :, :3].min()  # padded with the clip's floor, not zeros
+    # every band with the clip's floor (a dB clip's silence), not its own minimum: bands whose minima differ
+    quiet_low = torch.tensor([[[-100.0, -90.0], [-30.0, -20.0]], [[5.0, 6.0], [1.0, 2.0]]])
+    padded, _ = eval_segments(quiet_low, 3)
+    assert padded[:, :, 2].tolist() == [[-100.0, -100.0], [1.0, 1.0]]
 
 
 def test_a_preparation_killed_before_its_failure_reasons_were_saved_decodes_those_files_again(tmp_path, monkeypatch):
