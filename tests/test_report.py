@@ -339,6 +339,9 @@ def test_published_numbers_beside_ours(written):
     assert "90.60" in published and "38.09" in published  # MusiCNN 16 kHz dB 96/x1 (Table IV)
     ours = 100 * np.mean([v[0] for v in values[("musicnn", 16000, 96, 1, "dB")].values()])
     assert f"{ours:.2f} vs 90.60 ({ours - 90.60:+.2f} pp)" in summary.text()  # the header's "ours - published"
+    # published.md: ours as mean (standard deviation over seeds, ddof 1) in %, as the paper's
+    std = 100 * np.std([v[0] for v in values[("musicnn", 16000, 96, 1, "dB")].values()], ddof=1)
+    assert f"{ours:.2f} ({std:.2f})" in published
     assert len(summary.published) == 7  # vgg 12k dB 128, 96, 48/x1, 96/x2; vgg 16k dB 48/x1; musicnn 16k dB 96, 48/x1
 
 
