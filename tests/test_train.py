@@ -268,3 +268,28 @@ def test_a_musicnn_clip_scores_the_mean_of_its_segments_sigmoid_outputs():
     mean_of_sigmoids = torch.sigmoid(logits).mean(0).numpy()
     assert abs(torch.sigmoid(logits.mean(0)).numpy() - mean_of_sigmoids).max() > 1e-4  # the two differ here
     np.testing.assert_allclose(scores, mean_of_sigmoids, rtol=1e-5, atol=1e-6)
+
+
+def test_each_epoch_visits_the_clips_in_a_new_order_and_musicnn_trains_on_random_segments(monkeypatch):
+    """SGD over a fresh permutation of the training clips each epoch, and MusiCNN on one random segment per
+    clip per epoch (Pons et al.), its start uniform over every start that keeps it inside the clip."""
+    from bench.train import loop as train
+    from tests.device_fakes import ToyCache, tiny_runs
+
+    (run,) = tiny_runs(archs=("musicnn",), epochs=2, seconds=2.0)  # 63 frames a clip, segments of 15
+    cache = ToyCache(seconds=2.0)
+    trainer = train.Trainer(run, cache, torch.device("cpu"), log=lambda *_: None)
+    orders, starts = [], []
+    real_batches, real_frames = train.full_batches, trainer.frontend.frames
+    monkeypatch.setattr(train, "full_batches", lambda order, size: (orders.append(order.tolist()),
+                                                                     real_batches(order, size))[1])
+    trainer.frontend.frames = lambda wave, first, n: (starts.append(first.tolist()), real_frames(wave, first, n))[1]
+    for epoch in (1, 2):
+        trainer.train_epoch(epoch)
+    clips = len(cache.rows("train"))
+    assert sorted(orders[0]) == sorted(orders[1]) == list(range(clips)) and orders[0] != orders[1]
+    per_epoch = [sum(starts[:len(starts) // 2], []), sum(starts[len(starts) // 2:], [])]
+    assert [len(s) for s in per_epoch] == [clips // 8 * 8] * 2  # full batches of 8
+    drawn = per_epoch[0] + per_epoch[1]
+    assert min(drawn) >= 0 and max(drawn) <= 63 - 15 and len(set(drawn)) > 10
+    assert per_epoch[0] != per_epoch[1]
