@@ -293,3 +293,26 @@ def test_each_epoch_visits_the_clips_in_a_new_order_and_musicnn_trains_on_random
     drawn = per_epoch[0] + per_epoch[1]
     assert min(drawn) >= 0 and max(drawn) <= 63 - 15 and len(set(drawn)) > 10
     assert per_epoch[0] != per_epoch[1]
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+def test_the_specs_learning_rate_and_weight_decay_reach_adam(weight_decay):
+    """torch's Adam adds weight_decay x theta to the gradient g (L2), and its first step is lr x m / (sqrt(v) +
+    eps) = lr x g / (|g| + 1e-8) after bias correction: with the loss's gradient zero, each weight moves by
+    about -lr x sign(theta) when the spec sets a weight decay, and stays where it is without."""
+    import dataclasses
+
+    from bench.train import loop as train
+    from tests.device_fakes import ToyCache, tiny_runs
+
+    (run,) = tiny_runs(epochs=1)
+    run = dataclasses.replace(run, protocol=dataclasses.replace(run.protocol, weight_decay=weight_decay, lr=2e-3))
+    trainer = train.Trainer(run, ToyCache(), torch.device("cpu"), log=lambda *_: None)
+    weights = [p for p in trainer.model.parameters() if p.dim() > 1]
+    before = [p.detach().clone() for p in weights]
+    for p in trainer.model.parameters():
+        p.grad = torch.zeros_like(p)
+    trainer.optimizer.step()
+    for p, old in zip(weights, before, strict=True):
+        g = weight_decay * old
+        torch.testing.assert_close(p.detach() - old, -2e-3 * g / (g.abs() + 1e-8), atol=1e-7, rtol=0)
