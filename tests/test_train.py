@@ -316,3 +316,18 @@ def test_the_specs_learning_rate_and_weight_decay_reach_adam(weight_decay):
     for p, old in zip(weights, before, strict=True):
         g = weight_decay * old
         torch.testing.assert_close(p.detach() - old, -2e-3 * g / (g.abs() + 1e-8), atol=1e-7, rtol=0)
+
+
+def test_the_epochs_training_loss_is_the_mean_binary_cross_entropy_per_clip_and_tag(monkeypatch):
+    """Logits of 0 score sigmoid(0) = 1/2 for every tag: each (clip, tag) term of the binary cross-entropy
+    is -ln(1/2) = ln 2 whatever the targets, and so is the epoch's mean loss (history.jsonl's `loss`)."""
+    import math
+
+    from bench.train import loop as train
+    from tests.device_fakes import ToyCache, tiny_runs
+
+    forward = train.Trainer._forward
+    monkeypatch.setattr(train.Trainer, "_forward", lambda self, mel: 0 * forward(self, mel))
+    (run,) = tiny_runs(epochs=1)
+    loss, seen, _ = train.Trainer(run, ToyCache(), torch.device("cpu"), log=lambda *_: None).train_epoch(1)
+    assert seen == 16 and loss == pytest.approx(math.log(2), rel=1e-6)  # 20 clips: two full batches of 8
