@@ -89,6 +89,32 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement(
     assert train.load_torch(tmp_path / train.BEST)["epoch"] == best_epoch
 
 
+def test_result_json_records_the_epochs_trained_and_the_best_epoch(monkeypatch, tmp_path):
+    """The grid's result.json (summary.csv's `epochs` and `best_epoch`) for the first case above: 4 epochs
+    trained, the best at epoch 2, and the test scored with its weights."""
+    import json
+
+    from bench.run.runner import execute_run
+    from bench.spec import parse_spec
+
+    queue = [0.5, 0.6, 0.55, 0.58, 0.59, 0.9]
+    real_evaluate = train.Trainer.evaluate
+    monkeypatch.setattr(train.Trainer, "evaluate", lambda self, split: (
+        {"roc_auc": (roc := queue.pop(0)), "pr_auc": roc / 2} if split == "valid" else real_evaluate(self, split)))
+    monkeypatch.setattr(train.Trainer, "train_epoch", lambda self, epoch: (0.5, len(self.data["train"]), 0))
+    spec = parse_spec({
+        "name": "tiny", "seeds": [0], "dataset": {"name": "synthetic", "clip_seconds": 1.0, "n_tags": 3},
+        "arch": {"vgg": {"width": 0.0625}}, "protocol": {"batch_size": 8, "max_epochs": 10, "patience": 2},
+        "grid": [{"arch": ["vgg"], "sample_rate": [16000], "n_mels": [16], "hop_multiplier": [2], "log": ["log"]}],
+    }, "tiny.toml")
+    (run,) = spec.runs()
+    cache = ToyCache()
+    execute_run(spec, run, tmp_path, lambda rate: cache, CPU, log=lambda *_: None)
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["status"] == "ok"
+    assert (result["cost"]["epochs"], result["cost"]["best_epoch"]) == (4, 2)
+
+
 def test_the_history_records_the_rate_each_epoch_trained_with(monkeypatch, tmp_path):
     """Best at epoch 2, then 3 epochs without improvement: with lr_patience 3 the rate is halved after
     epoch 5's validation, so epoch 6 is the first to train at 5e-4 (and the history says so for epoch 6,
