@@ -150,6 +150,7 @@ BAD_SPECS = [
     (lambda s: s.replace('log = ["log"]', 'log = ["log"]\nwidth = [1.0, -0.5]'), "grid[0].width[1]", "-0.5"),
     (lambda s: s.replace('log = ["log"]', 'log = ["log"]\nwidth = ["wide"]'), "grid[0].width[0]", "'wide'"),
     (lambda s: s.replace('seeds = [0]', 'seeds = [true]'), "seeds[0]", "True"),
+    (lambda s: s.replace('seeds = [0]', 'seeds = [0, 1, 0]'), "seeds", "duplicates"),  # one run_id twice
     (lambda s: s.replace('name = "synthetic"', 'name = "gtzan"'), "dataset.name", "'gtzan'"),
     (lambda s: s + '\n[arch.vgg]\nwidht = 0.5\n', "arch.vgg.widht", "unknown key"),
     (lambda s: s + '\n[arch.vgg]\nwidth = -1\n', "arch.vgg.width", "-1"),
