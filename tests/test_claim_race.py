@@ -230,3 +230,42 @@ def test_a_claim_that_finds_the_result_leaves_the_writers_note_for_hosts_that_ca
     monkeypatch.setattr(runner, "load_result", lambda folder: (None, None))  # says result.json does not exist
     assert runner._claim_and_execute(spec, folder, run, no_cache, "cpu", None, lambda *_: None) == "settled"
     assert calls == []
+
+
+def test_a_waiter_woken_on_a_removed_lock_file_locks_the_file_now_at_its_path(tmp_path, monkeypatch):
+    """flock(2) locks an open file, not a path: `exclusive_lock` removes its file on release, so a waiter
+    that opened the old file wakes holding a file no longer at the path, where a newcomer creates another
+    and would lock that one too. The waiter must lock the file at the path: then no one else can."""
+    import threading
+
+    from bench.core import store
+
+    path = tmp_path / "prepare.lock"
+    waiting, inside, leave = threading.Event(), threading.Event(), threading.Event()
+    flock = store._flock
+
+    def flock_and_say(fd, operation, where):
+        if threading.current_thread().name == "waiter":
+            waiting.set()  # it has opened the file the first holder will remove
+        flock(fd, operation, where)
+
+    monkeypatch.setattr(store, "_flock", flock_and_say)
+
+    def waiter():
+        with store.exclusive_lock(path):
+            inside.set()
+            leave.wait(30)
+
+    with store.exclusive_lock(path):
+        thread = threading.Thread(target=waiter, name="waiter")
+        thread.start()
+        assert waiting.wait(30)
+    try:
+        assert inside.wait(30)
+        newcomer = store.try_lock(path)
+        if newcomer is not None:
+            store.release_lock(newcomer)
+        assert newcomer is None, "a newcomer took the lock its waiter holds"
+    finally:
+        leave.set()
+        thread.join(30)
