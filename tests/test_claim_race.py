@@ -269,3 +269,18 @@ def test_a_waiter_woken_on_a_removed_lock_file_locks_the_file_now_at_its_path(tm
     finally:
         leave.set()
         thread.join(30)
+
+
+def test_a_claim_replaces_a_longer_note_of_the_last_holder_whole(tmp_path):
+    """A run resumed by a worker on a host with a shorter name than the killed one's: the lock holds the
+    new note alone (JSON `bench status` reads to name the worker), and the old one is handed back."""
+    from bench.core.store import release_lock, try_lock
+
+    old = json.dumps({"host": "gpu-node-with-a-long-name-17.cluster", "pid": 4242, "since": 1.0})
+    release_lock(try_lock(tmp_path / "lock", old))
+    new, previous = json.dumps({"host": "n1", "pid": 7, "since": 2.0}), []
+    fd = try_lock(tmp_path / "lock", new, previous)
+    try:
+        assert (tmp_path / "lock").read_text() == new and previous == [old.encode()]
+    finally:
+        release_lock(fd)
