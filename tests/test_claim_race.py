@@ -284,3 +284,32 @@ def test_a_claim_replaces_a_longer_note_of_the_last_holder_whole(tmp_path):
         assert (tmp_path / "lock").read_text() == new and previous == [old.encode()]
     finally:
         release_lock(fd)
+
+
+def test_a_run_whose_holder_died_during_the_pass_is_taken_over_and_one_held_throughout_is_left(
+        monkeypatch, write_spec, tmp_path):
+    """Three runs: the first held by another worker at this worker's first look, its holder dying while
+    this one trains the second; the third held throughout. The first is taken over after the pass, and
+    the loop ends once a pass finds only runs held elsewhere, leaving the third to its worker."""
+    from bench.spec import load_spec
+
+    from .conftest import MINIMAL_SPEC
+
+    spec = load_spec(write_spec(MINIMAL_SPEC.replace("seeds = [0]", "seeds = [0, 1, 2]")))
+    first, second, third = spec.runs()
+    refusals = {first.run_id: 1, third.run_id: 10**6}  # looks at which the other workers still hold them
+    real_acquire = RunLock.acquire
+
+    def acquire(self):
+        if refusals.get(self.folder.name, 0) > 0:
+            refusals[self.folder.name] -= 1
+            return False
+        return real_acquire(self)
+
+    monkeypatch.setattr(RunLock, "acquire", acquire)
+    calls = record_executions(monkeypatch)
+    executed = runner.worker_loop(spec, tmp_path / "results", [first, second, third], no_cache, "cpu", None,
+                                  log=lambda *_: None)
+    assert executed == calls == [second.run_id, first.run_id]
+    # the third looked at in each of the three passes: the last found it alone, and held
+    assert refusals == {first.run_id: 0, third.run_id: 10**6 - 3}
