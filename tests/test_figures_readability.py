@@ -493,6 +493,10 @@ def test_tables_leave_out_conditions_that_were_not_run_and_keep_two_significant_
 
     assert [significant(v) for v in (0.006994, 0.0092, 0.000700, 17.58, 1.9449)] == \
         ["0.0070", "0.0092", "0.00070", "18", "1.9"]
+    # and the tables write them so: 12 kHz 96/x1 at 0.0070 GMAC, 16 kHz 8/x10 at 0.0092 x 8 / 96 / 10
+    cells = [text for _, _, row in results_table(select(_demo_grid(), {"arch": "vgg", "width": 0.0625}), "t").rows
+             for text, _ in row]
+    assert {"0.0070", "0.0092", "0.000077"} <= set(cells)
 
 
 def _drawn(fig):
