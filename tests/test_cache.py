@@ -209,6 +209,77 @@ def test_cached_waveforms_equal_direct_decoding(tmp_path):
         np.testing.assert_allclose(np.asarray(opened.waveforms[i], dtype=np.float32), direct, atol=4e-4)
 
 
+def test_a_preparation_stopped_at_one_rate_resumed_with_two_decodes_the_rest_at_both(tmp_path, monkeypatch):
+    """A row is done only where it is done at every rate of the pass: 16 kHz stopped after 3 of 6 files,
+    then a spec needing 12 and 16 kHz gets all six clips at 12 kHz too."""
+    from bench.data import cache as cache_module
+
+    paths = [write_mp3(tmp_path / f"{i}.mp3", tone(3.0, freq=200 + 50 * i, seed=i)) for i in range(6)]
+    cache = WaveformCache(tmp_path / "cache", make_index(paths), clip_seconds=2.0)
+    decode = cache_module.decode_in_processes
+
+    def three_then_stop(fn, jobs, workers):
+        for n, result in enumerate(decode(fn, jobs, workers)):
+            if n == 3:
+                raise KeyboardInterrupt
+            yield result
+
+    monkeypatch.setattr(cache_module, "SAVE_EVERY_SECONDS", -1.0)
+    monkeypatch.setattr(cache_module, "decode_in_processes", three_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        cache.prepare([16000], workers=1)
+    monkeypatch.setattr(cache_module, "decode_in_processes", decode)
+    assert [(r.sample_rate, r.ok) for r in cache.prepare([12000, 16000], workers=1)] == [(12000, 6), (16000, 6)]
+    opened = cache.open(12000)
+    assert len(opened.rows("train")) == 6
+    direct = decode_clip(str(paths[0]), (12000,), 2.0).clips[12000]
+    np.testing.assert_allclose(np.asarray(opened.waveforms[0], np.float32), direct, atol=4e-4)
+
+
+def test_a_fixed_file_copied_in_with_its_old_time_is_decoded_again(tmp_path):
+    """A broken file replaced by a copy that keeps its old modification time (`cp -p`, `rsync -a`, `tar x`):
+    moving it into place changes its inode change time, and the next preparation decodes it."""
+    good = write_mp3(tmp_path / "good.mp3", tone(3.0, seed=0))
+    bad = tmp_path / "bad.mp3"
+    bad.write_bytes(b"not audio at all" * 100)
+    cache = WaveformCache(tmp_path / "cache", make_index([good, bad]), clip_seconds=2.0)
+    (first,) = cache.prepare([16000], workers=1)
+    assert [f[0] for f in first.failed] == ["1"]
+    fixed = write_mp3(tmp_path / "download" / "bad.mp3", tone(3.0, freq=500, seed=1))
+    month_ago = time.time() - 30 * 86400
+    os.utime(fixed, (month_ago, month_ago))
+    os.replace(fixed, bad)
+    (again,) = cache.prepare([16000], workers=1)
+    assert again.retried == 1 and not again.failed and again.ok == 2
+
+
+def test_specs_cutting_the_same_tracks_to_other_lengths_get_their_own_waveforms(tmp_path):
+    """dataset.clip_seconds 2 and 3 over the same files: the 3 s spec's rows hold 3 s (48,000 samples at
+    16 kHz), not the 2 s spec's rows."""
+    paths = [write_mp3(tmp_path / f"{i}.mp3", tone(4.0, seed=i)) for i in range(2)]
+    WaveformCache(tmp_path / "cache", make_index(paths), clip_seconds=2.0).prepare([16000], workers=1)
+    three = WaveformCache(tmp_path / "cache", make_index(paths), clip_seconds=3.0)
+    three.prepare([16000], workers=1)
+    assert three.open(16000).waveforms.shape == (2, 48_000)
+
+
+def test_an_interrupted_preparation_resumes_on_a_disk_its_allocated_file_fills(tmp_path, monkeypatch):
+    """The waveform file of an interrupted preparation is already allocated in full: the space check
+    counts it as held, and a disk with no room for a second copy still resumes it."""
+    import shutil
+
+    from bench.data import cache as cache_module
+
+    paths = [write_mp3(tmp_path / f"{i}.mp3", tone(3.0, seed=i)) for i in range(4)]
+    cache = WaveformCache(tmp_path / "cache", make_index(paths), clip_seconds=2.5)
+    cache.prepare([16000], workers=1)
+    (cache.rate_dir(16000) / "manifest.json").unlink()  # killed before its manifest and progress were saved
+    (cache.rate_dir(16000) / "progress.npy").unlink()
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(cache_module.shutil, "disk_usage", lambda path: usage._replace(free=1000))
+    (report,) = cache.prepare([16000], workers=1)
+    assert report.ok == 4
+
 KILLABLE = """
 import sys, time
 import bench.data.audio as audio, bench.data.cache as cache
