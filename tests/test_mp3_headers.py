@@ -75,6 +75,18 @@ def test_a_partly_downloaded_mp3_is_skipped_as_truncated_not_padded_with_silence
     assert len(said) == 1
 
 
+@pytest.mark.parametrize("seconds_missing", [1.0, 2.0])
+def test_an_mp3_missing_its_last_seconds_is_truncated_not_padded(tmp_path, seconds_missing):
+    """A 30 s MTAT-length file whose download stopped 1 or 2 s before its end, leaving less than a 29.1 s
+    clip: short by more than the header's length estimate may be off by at the end of a file (1 % of it,
+    at least 0.25 s), so it is skipped as truncated, not padded with silence."""
+    whole = tmp_path / "whole.mp3"
+    write_cbr(whole, 30.0)
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * (30 - seconds_missing) / 30)])
+    with pytest.raises(BadAudio, match=r"truncated: the header says 30\.00 s, decoding stops at 2\d\.\d\d s"):
+        decode_clip(str(cut), (16000,), 29.1)
+
 def test_an_id3_tag_that_swells_the_length_estimate_still_gives_the_centre_of_the_real_audio(tmp_path):
     encoded = tmp_path / "encoded.mp3"
     signal = write_cbr(encoded, 30.0)
