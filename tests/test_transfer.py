@@ -1015,3 +1015,27 @@ def test_embedding_a_file_that_is_not_audio_prints_none_of_the_decoders_notes(tm
     with pytest.raises(BadAudio, match="undecodable"):
         embed.decode(str(bad), 16000)
     assert capfd.readouterr().err == ""
+
+
+def test_a_model_retrained_in_its_folder_is_embedded_again_not_served_from_the_cache(tmp_path):
+    """An exported model's folder whose weights.pt is replaced (retrained, model.json unchanged): its
+    embeddings are computed again with the new weights, not read from the cache of the old ones."""
+    from bench.tools.embed import embed_files, load_embedder
+
+    from .test_export import untrained_model
+
+    _, folder = untrained_model(tmp_path / "model", "vgg", 251)
+    t = np.arange(5 * 16000) / 16000
+    sf.write(tmp_path / "a.wav", (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16000)
+
+    def means():
+        done, failed = embed_files(load_embedder(str(folder)), [str(tmp_path / "a.wav")], tmp_path / "cache")
+        assert not failed
+        return done[str(tmp_path / "a.wav")].means
+
+    before = means()
+    weights = torch.load(folder / "weights.pt")
+    torch.save({k: 2 * v if v.is_floating_point() else v for k, v in weights.items()}, folder / "weights.pt")
+    after = means()
+    assert before.keys() == after.keys()
+    assert not any(np.array_equal(before[layer], after[layer]) for layer in before)
