@@ -332,3 +332,34 @@ def test_failed_and_invalid_runs_are_named_a_few_at_a_time():
     assert ("  invalid result.json: musicnn-16k-96mel-x1-log-s0 (the next bench grid sets it aside and redoes the "
             "run)") in text.splitlines()
     assert max(map(len, text.splitlines())) < 250
+
+
+def _finished(folder, run, epochs: int) -> None:
+    started(folder, time.time() - 500)
+    (folder / layout.CHECKPOINT).unlink(missing_ok=True)
+    history = [{"epoch": e, "valid_roc_auc": 0.8, **EPOCH} for e in range(1, epochs + 1)]
+    (folder / layout.RESULT).write_text(json.dumps({
+        "run_id": run.run_id, "status": "ok", "config": {}, "metrics": {"roc_auc": 0.9, "pr_auc": 0.8},
+        "cost": {"epochs": epochs}, "training": {"history": history}, "provenance": {"finished": time.time() - 10}}))
+
+
+def test_the_estimate_takes_the_mean_epochs_of_the_finished_runs(tmp_path):
+    """Finished runs of 4 and 8 epochs: each other run is expected to take 6 in all, 12 s each. Runs 1
+    and 2 (interrupted at epochs 2 and 1) have 4 and 5 left, runs 4 and 5 six each: 21 epochs = 252 s."""
+    spec, folders = grid_in_progress(tmp_path)
+    _finished(folders[3], spec.runs()[3], 8)
+    assert grid_status(spec, tmp_path, gmac_of=lambda config: 1.0).eta_seconds == 21 * 12
+
+
+def test_a_worker_asking_when_no_run_waits_adds_no_run_at_a_time(tmp_path):
+    """Every run done but run 2, which another worker trains (epoch 1 of the 4 expected): the worker that
+    asks for the estimate has nothing to take, so the 3 epochs left run one at a time: 36 s, not 18."""
+    spec, folders = grid_in_progress(tmp_path)
+    for i in (1, 3, 4, 5):
+        _finished(folders[i], spec.runs()[i], 4)
+    lock = RunLock(folders[2])
+    assert lock.acquire()
+    try:
+        assert grid_status(spec, tmp_path, gmac_of=lambda config: 1.0, asking=1).eta_seconds == 3 * 12
+    finally:
+        lock.release()
