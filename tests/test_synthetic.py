@@ -372,6 +372,45 @@ def test_ticks_need_a_short_hop(clips):
     assert coarse < 0.7 and fine - coarse > 0.25
 
 
+def fast_pulsing(y: np.ndarray) -> float:
+    """Power of the pad band's (140-320 Hz) log envelope modulated at 6.5-10.5 Hz over that at 0.2-3 Hz
+    (hop 256: 62.5 frames a second)."""
+    m, freqs = mel_power(y, 128, 256)
+    envelope = np.log(m[(freqs > 140) & (freqs < 320)].sum(axis=0) + 1e-12)
+    spectrum = np.abs(np.fft.rfft((envelope - envelope.mean()) * np.hanning(len(envelope)))) ** 2
+    rates = np.fft.rfftfreq(len(envelope), 256 / SR)
+    return spectrum[(rates > 6.5) & (rates < 10.5)].sum() / (spectrum[(rates > 0.2) & (rates < 3.0)].sum() + 1e-12)
+
+
+def test_tremolo_clips_pulse_several_times_a_beat(clips):
+    """`tremolo`: the organ pad pulses at 6.8-10.2 Hz; its decoy swells at 0.23-2.9 Hz, the same depth."""
+    tags, audio = clips
+    assert auc(tags["tremolo"], [fast_pulsing(y) for y in audio]) > 0.9
+
+
+def whistle_peak_ratio(y: np.ndarray) -> float:
+    """Frequency ratio of the two strongest peaks of the clip's mean spectrum in 1.4-3 kHz (the whistle's
+    range; n_fft 8192, 2 Hz bins), the second within 10 % of the first; 1 where there is none."""
+    frames = np.lib.stride_tricks.sliding_window_view(y, 8192)[::1024] * np.hanning(8192)
+    power = (np.abs(np.fft.rfft(frames, axis=1)) ** 2).mean(axis=0)
+    freqs = np.fft.rfftfreq(8192, 1 / SR)
+    band = (freqs > 1400) & (freqs < 3000)
+    spectrum, f = power[band], freqs[band]
+    top = int(np.argmax(spectrum))
+    near = [i for i in range(1, len(spectrum) - 1) if spectrum[i] > spectrum[i - 1] and spectrum[i] >= spectrum[i + 1]
+            and abs(i - top) > 1 and abs(np.log(f[i] / f[top])) < np.log(1.1)]
+    return max(f[top], f[b]) / min(f[top], f[b]) if (b := max(near, key=lambda i: spectrum[i], default=None)) else 1.0
+
+
+def test_vibrato_clips_glide_where_their_decoy_steps_between_two_pitches(clips):
+    """`vibrato`: a whistle swinging +-15-30 cents, whose mean spectrum peaks near the ends of its swing, at
+    most 3.5 % apart; the decoy warbles between two steady pitches 6 % apart, its two peaks."""
+    tags, audio = clips
+    ratios = np.array([whistle_peak_ratio(y) for y in audio])
+    assert auc(~tags["vibrato"], -np.abs(np.log(ratios / 1.06))) > 0.85
+    # the swing itself: peaks 0.5-3.5 % apart (a steady whistle gives none, or its window's sidelobes)
+    assert np.mean((ratios[tags["vibrato"]] > 1.005) & (ratios[tags["vibrato"]] < 1.035)) > 0.85
+
 def test_a_real_dataset_is_never_overwritten(tmp_path):
     """A synthetic spec pointed at a real MTAT folder (`--data /data/mtat`) would have replaced its
     annotations_final.csv and mixed synthetic clips into its folders: it is refused, nothing touched."""
