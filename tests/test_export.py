@@ -108,7 +108,8 @@ def test_the_sidecar_describes_the_front_end_enough_to_compute_it_with_librosa(t
     padded = np.pad(signal, (0, -len(signal) % 256))  # as "frames" says
     power = librosa.feature.melspectrogram(
         y=padded, sr=sidecar["sample_rate"], n_fft=fe["n_fft"], hop_length=fe["hop_length"], n_mels=fe["n_mels"],
-        window="hann", center=fe["center"], pad_mode=fe["pad_mode"], power=fe["power"], htk=False, norm=fe["norm"],
+        window={"hann (periodic)": "hann"}[fe["window"]], center=fe["center"], pad_mode=fe["pad_mode"],
+        power=fe["power"], htk={"slaney": False, "htk": True}[fe["mel_scale"]], norm=fe["norm"],
         fmin=fe["fmin"], fmax=fe["fmax"])
     mel = np.log10(1 + 10000 * power).astype(np.float32)[None]
     assert mel.shape[2] == sidecar["patch_frames"] == 251
