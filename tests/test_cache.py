@@ -611,3 +611,17 @@ def test_on_macos_the_cache_files_blocks_are_written(tmp_path, monkeypatch):
     written = os.stat(tmp_path / "written")
     assert written.st_size == size and written.st_blocks * 512 >= size
     assert (tmp_path / "written").read_bytes() == bytes(size)
+
+
+@pytest.mark.parametrize("peak_dbfs, silent", [(-80.0, False), (-110.0, True)])
+def test_a_quiet_recording_is_kept_and_only_one_below_minus_100_dbfs_is_silent(tmp_path, peak_dbfs, silent):
+    """A fade or a quiet classical passage at -80 dBFS is music; below -100 dBFS nothing is heard."""
+    path = tmp_path / "quiet.wav"
+    wave = tone(3.0)
+    sf.write(path, (10 ** (peak_dbfs / 20) * wave / np.abs(wave).max()).astype(np.float32), 16000, subtype="FLOAT")
+    if silent:
+        with pytest.raises(BadAudio, match="^silent$"):
+            decode_clip(str(path), (16000,), 2.0)
+    else:
+        clip = decode_clip(str(path), (16000,), 2.0).clips[16000]
+        assert 20 * np.log10(np.abs(clip).max()) == pytest.approx(peak_dbfs, abs=1.0)
