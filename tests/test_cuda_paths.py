@@ -475,6 +475,16 @@ def test_workers_spread_over_gpus_slot_by_slot(tmp_path):
         claim.release()
 
 
+def test_two_grids_first_workers_take_two_gpus_before_a_second_slot_of_either(tmp_path):
+    """Two grids on one box, `--runs-per-gpu 2`: each grid's worker 0 claims a slot. Slot 0 of every GPU
+    is filled before slot 1, so the second grid's first worker gets the other GPU, not cuda:0 again."""
+    identities = ["GPU-aaa", "GPU-bbb"]
+    first, second = (gpus.claim_gpu(identities, runs_per_gpu=2, worker=0, folder=tmp_path) for _ in range(2))
+    assert [(first.index, first.slot), (second.index, second.slot)] == [(0, 0), (1, 0)]
+    first.release()
+    second.release()
+
+
 def test_more_workers_than_slots_share_a_gpu_and_say_so(tmp_path):
     identities = ["GPU-aaa", "GPU-bbb"]
     claims = [gpus.claim_gpu(identities, runs_per_gpu=1, worker=k, folder=tmp_path) for k in range(3)]
@@ -1607,7 +1617,7 @@ NVIDIA_SMI_MODES = """0, GPU-5d1c6a2e-3b0f-4e8e-9c57-0a1b2c3d4e5f, Default, NVID
     ("GPU-5d1c6a2e-3b0f-4e8e-9c57-0a1b2c3d4e5f", []),
     # CUDA shows the entries before the first invalid one (NVIDIA's CUDA Programming Guide, "0,2,-1,1"
     # shows 0 and 2): GPU 1 is hidden after a negative, empty, missing index or an unknown UUID
-    ("0,2,-1,1", []), ("0,2,,1", []), ("0,2,7,1", []), ("0,GPU-ffff,1", []),
+    ("0,2,-1,1", []), ("0,2,,1", []), ("0,2,7,1", []), ("0,3,1", []), ("0,GPU-ffff,1", []),  # 3 GPUs: 0-2
     ("2, 1", ["1 (GPU-77aa0e1f-2c3d-4b5a-8e9f-aabbccddeeff, Exclusive_Process)"]),
     ("1gpu", ["1 (GPU-77aa0e1f-2c3d-4b5a-8e9f-aabbccddeeff, Exclusive_Process)"])])  # read as strtoul reads it
 def test_several_runs_per_gpu_are_not_chosen_where_a_gpu_takes_one_process(monkeypatch, tmp_path, visible, found):
