@@ -1820,6 +1820,21 @@ def test_runs_per_gpu_counts_what_a_finished_run_reserved(tmp_path):
     assert k == 1 and "21.0 GiB (measured)" in why
 
 
+def test_runs_per_gpu_takes_the_largest_peak_of_a_configurations_finished_seeds(tmp_path):
+    """Two seeds of one configuration finished, one reserving 21 GiB and the other 5 GiB (seeds' shapes
+    alike, their allocators' caches not): the largest counts, 1 run per 80 GiB GPU, not 4 of 5 GiB."""
+    from bench.run.runner import run_dir
+
+    spec, runs = paper_vgg_runs_with_one_finished(tmp_path, (12000, 32, 1), {"peak_reserved_bytes": 21 * 2**30})
+    folder = run_dir(tmp_path, spec, runs[1])
+    folder.mkdir(parents=True)
+    (folder / "result.json").write_text(json.dumps({
+        "run_id": runs[1].run_id, "status": "ok", "config": {}, "metrics": {"roc_auc": 0.9, "pr_auc": 0.4},
+        "cost": {"peak_reserved_bytes": 5 * 2**30}}))
+    k, why = auto_runs_per_gpu(spec, runs[2:], tmp_path, memory_bytes=80 * 2**30)
+    assert k == 1 and "21.0 GiB (measured)" in why
+
+
 def test_runs_per_gpu_leaves_room_for_each_workers_cuda_context(tmp_path):
     """Every worker's CUDA context holds its own memory on the GPU (torch's, cuBLAS's and cuDNN's
     kernels: about 0.5-1 GiB), which no allocator statistic counts. A finished run reserved 19.5 GiB:
