@@ -959,6 +959,18 @@ def test_workers_sharing_a_gpu_each_get_their_share_for_waveforms(monkeypatch):
     assert fastpath.resident_fits(17 * gb, cuda) and not fastpath.resident_fits(18 * gb, cuda)
 
 
+def test_a_worker_whose_gpu_is_half_taken_still_gets_its_share_for_waveforms(monkeypatch):
+    """80 GB card, 2 runs per GPU, the other worker's run holding 40 GB: this worker's share is 80 / 2 =
+    40 GB, all of it free, so 18 GB of waveforms fit (half of 40), 21 GB do not."""
+    gb = 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (40 * gb, 80 * gb))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 0)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 0)
+    monkeypatch.setattr(fastpath, "_runs_per_gpu", 2)
+    cuda = torch.device("cuda")
+    assert fastpath.resident_fits(18 * gb, cuda) and not fastpath.resident_fits(21 * gb, cuda)
+
+
 def test_a_runs_peak_memory_leaves_out_the_workers_waveform_copy(monkeypatch):
     """The allocator's peak counts every live tensor, the worker's 24 GB resident copy of MTAT at
     16 kHz too; as a run's footprint (which chooses how many runs share a GPU) it would count once
