@@ -971,6 +971,19 @@ def test_a_worker_whose_gpu_is_half_taken_still_gets_its_share_for_waveforms(mon
     assert fastpath.resident_fits(18 * gb, cuda) and not fastpath.resident_fits(21 * gb, cuda)
 
 
+@pytest.mark.parametrize("device, emptied", [("cuda:0", 1), ("cpu", 0)])
+def test_a_released_gpu_copy_goes_back_to_the_gpu_not_to_the_workers_allocator_cache(monkeypatch, device, emptied):
+    """The copy of another sample rate, released: its blocks go back to the driver (torch.cuda.empty_cache),
+    where other workers on the GPU can have them and the next run's peak does not start with them in it."""
+    import types
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: calls.append(True))
+    monkeypatch.setattr(views, "_resident", types.SimpleNamespace(device=torch.device(device)))
+    views.release_resident()
+    assert views._resident is None and len(calls) == emptied
+
+
 def test_a_runs_peak_memory_leaves_out_the_workers_waveform_copy(monkeypatch):
     """The allocator's peak counts every live tensor, the worker's 24 GB resident copy of MTAT at
     16 kHz too; as a run's footprint (which chooses how many runs share a GPU) it would count once
