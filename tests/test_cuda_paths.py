@@ -2371,6 +2371,20 @@ def test_gpu_check_c5_passes_only_configurations_that_compiled(monkeypatch, tmp_
     assert (note in c4.detail) is not compiled
 
 
+def test_gpu_check_c5_fails_where_a_configuration_hit_the_recompile_limit(monkeypatch, tmp_path):
+    """C5's point: three configurations compiled in one process with no recompile-limit hit (past it,
+    dynamo trains the rest uncompiled). Compiled runs with 2 hits in one of them fail it."""
+    from bench.tools import gpucheck
+
+    runs = [{"pid": 4242, "training": {"fast_path": {"compile": True, "compiled": True, "recompile_limit_hits": hits,
+                                                     "compile_backend": "inductor", "compile_note": None}}}
+            for hits in (0, 0, 2)]
+    stub_grid(monkeypatch, tmp_path, "c4", runs)
+    c4, c5 = gpucheck.Check("C4", ""), gpucheck.Check("C5", "")
+    gpucheck.check_compile(gpucheck.Workspace(tmp_path), c4, c5)
+    assert c5.ok is False
+
+
 @pytest.mark.parametrize(("pids", "ok"), [((11, 12, 11, 12), True), ((11, 11, 11, 11), False)])
 def test_gpu_check_c3_needs_both_workers_to_train(monkeypatch, tmp_path, pids, ok):
     """Two workers that announce themselves are not two workers that trained: one may crash at once
