@@ -2421,17 +2421,18 @@ def test_gpu_check_c1_needs_resident_data_in_the_gpus_half_precision(monkeypatch
                            f"resident={resident} on {device}"
 
 
-@pytest.mark.parametrize("scaled", [True, False])
-def test_gpu_check_c2_needs_the_loss_scaled(monkeypatch, tmp_path, scaled):
+@pytest.mark.parametrize(("scaled", "pinned"), [(True, True), (False, True), (True, False)])
+def test_gpu_check_c2_needs_the_loss_scaled(monkeypatch, tmp_path, scaled, pinned):
+    """C2: read per batch, fp16 with loss scaling, into pinned host buffers: each one of them needed."""
     from bench.tools import gpucheck
 
-    fast_path = {"resident_data": False, "pin_memory": True, "loss_scaling": scaled}
+    fast_path = {"resident_data": False, "pin_memory": pinned, "loss_scaling": scaled}
     history = [{"skipped_steps": 2}, {"skipped_steps": 0}, {"skipped_steps": 1}, {"skipped_steps": 0}]
     run = {"pid": 1, "training": {"amp_dtype": "float16", "fast_path": fast_path, "history": history}}
     stub_grid(monkeypatch, tmp_path, "c2", [run, run])
     check = gpucheck.Check("C2", "")
     gpucheck.check_read_fp16(gpucheck.Workspace(tmp_path), check)
-    assert check.ok is scaled and f"loss scaling [{scaled}, {scaled}]" in check.detail
+    assert check.ok is (scaled and pinned) and f"loss scaling [{scaled}, {scaled}]" in check.detail
     assert check.detail.endswith("steps skipped by the scaler [3, 3]")
 
 
