@@ -2495,12 +2495,13 @@ def test_gpu_check_p4_times_the_reads_over_sixteen_batches(monkeypatch):
     assert "read per batch 900 clips/s (page cache, 16 threads)" in check.detail
 
 
-@pytest.mark.parametrize(("page_cache", "ok"), [(15_427.0, True), (1_915.0, False)])
+@pytest.mark.parametrize(("page_cache", "ok"), [(15_427.0, True), (7_973.0, True), (6_378.0, False), (1_915.0, False)])
 def test_gpu_check_p4_judges_the_reader_not_the_disk(monkeypatch, page_cache, ok):
     """As measured on an H200 box at 16 kHz: the reader gave 15,427 clips/s from the page cache and
     1,229 from its disk (which reads 2.0 GB/s, 2,200 such clips/s), against the 7,973 clips/s the
     smallest configuration trains on. The disk bounds any reader: P4 passes on the page cache's rate
-    and says the disk's; 1,915 clips/s from the page cache (a DataLoader with 4 workers there) fails."""
+    and says the disk's; a reader below what training consumes starves it: 0.8x (6,378 clips/s) fails,
+    as do 1,915 clips/s from the page cache (a DataLoader with 4 workers there)."""
     from bench.tools import gpucheck, gpucheck_speed, input_path
 
     monkeypatch.setattr(input_path, "measure_data_path", lambda *a: {
