@@ -929,14 +929,20 @@ def test_submitit_local_jobs_get_a_preset_gpu_selection_back_in_the_worker(monke
 # 6. free GPU memory and the worker's resident copy
 
 
+def gpu_memory(monkeypatch, free_gb: float, total_gb: float, reserved_gb: float = 0, allocated_gb: float = 0):
+    """CUDA's memory queries as a GPU with these GiB would answer them; returns the device."""
+    gb = 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free_gb * gb, total_gb * gb))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: reserved_gb * gb)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: allocated_gb * gb)
+    return torch.device("cuda")
+
+
 def test_memory_cached_by_pytorch_counts_as_available(monkeypatch):
     """80 GB card: the driver reports 10 GB free, but PyTorch's allocator holds 58 GB it does not use
     (reserved 60, allocated 2) from the previous run. 24 GB of 16 kHz waveforms fit: 0.5 x 68 = 34."""
     gb = 2**30
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (10 * gb, 80 * gb))
-    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 60 * gb)
-    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 2 * gb)
-    cuda = torch.device("cuda")
+    cuda = gpu_memory(monkeypatch, 10, 80, reserved_gb=60, allocated_gb=2)
     assert fastpath.resident_fits(24 * gb, cuda)
     assert not fastpath.resident_fits(35 * gb, cuda)
     assert fastpath.resident_fits(35 * gb, cuda, reusable_bytes=18 * gb)  # the 12 kHz copy it replaces
@@ -948,11 +954,8 @@ def test_workers_sharing_a_gpu_each_get_their_share_for_waveforms(monkeypatch):
     of MTAT at 16 kHz alone would fit in half of that, but four copies (96 GB) would leave four runs
     43 GB; a worker's share is 141 / 4 GB, half of it for waveforms: 17.6 GB."""
     gb = 2**30
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (139 * gb, 141 * gb))
-    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 0)
-    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 0)
+    cuda = gpu_memory(monkeypatch, 139, 141)
     monkeypatch.setattr(fastpath, "_runs_per_gpu", 1)
-    cuda = torch.device("cuda")
     assert fastpath.resident_fits(24 * gb, cuda)
     fastpath.set_runs_per_gpu(4)
     assert not fastpath.resident_fits(24 * gb, cuda)
@@ -963,11 +966,8 @@ def test_a_worker_whose_gpu_is_half_taken_still_gets_its_share_for_waveforms(mon
     """80 GB card, 2 runs per GPU, the other worker's run holding 40 GB: this worker's share is 80 / 2 =
     40 GB, all of it free, so 18 GB of waveforms fit (half of 40), 21 GB do not."""
     gb = 2**30
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (40 * gb, 80 * gb))
-    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 0)
-    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 0)
+    cuda = gpu_memory(monkeypatch, 40, 80)
     monkeypatch.setattr(fastpath, "_runs_per_gpu", 2)
-    cuda = torch.device("cuda")
     assert fastpath.resident_fits(18 * gb, cuda) and not fastpath.resident_fits(21 * gb, cuda)
 
 
