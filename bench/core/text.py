@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from pathlib import Path
 
 from bench.core.errors import UserError
@@ -105,3 +106,12 @@ def first_of(names, shown: int) -> str:
     names = [str(n) for n in names]
     rest = len(names) - shown
     return ", ".join(names[:shown]) + (f" and {rest:,} more" if rest > 0 else "")
+
+
+def significant(value: float, digits: int = 2) -> str:
+    """`value` to `digits` significant digits as a plain decimal, trailing zeros kept: 0.0070, 0.00093,
+    18, 1.9 (never 0.007 beside 0.0093, or 7e-03)."""
+    if not math.isfinite(value) or value == 0:
+        return f"{value:g}"
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(float(f"{value:.{digits}g}")))))
+    return f"{value:.{decimals}f}"

@@ -20,6 +20,7 @@ from architectures import InputConfig
 from architectures.options import width_of
 from bench.core import framing
 from bench.core.errors import UserError
+from bench.core.text import significant as plain_significant
 from bench.data.known import clip_count, n_outputs, split_sizes, tag_count, unknown_split_why
 from bench.spec import Configuration, Spec
 
@@ -43,11 +44,11 @@ def significant(value: float, digits: int) -> str:
     thousands separators (13,988 and 125,740 GMAC, not 13988. and 1.2574e+05)."""
     if not math.isfinite(value) or value == 0:
         return f"{value:#.{digits}g}"
-    text = f"{value:#.{digits}g}"  # rounded first: 9999.95 to 5 figures is 10000.
-    if abs(float(text)) >= 10 ** (digits - 1):
-        return f"{float(text):,.0f}"
+    rounded = float(f"{value:#.{digits}g}")  # rounded first: 9999.95 to 5 figures is 10000.
+    if abs(rounded) >= 10 ** (digits - 1):
+        return f"{rounded:,.0f}"
     # below 1e-4 `g` writes an exponent: as many decimals as the figures need (0.000032400)
-    return f"{float(text):.{digits - 1 - math.floor(math.log10(abs(float(text))))}f}"
+    return plain_significant(rounded, digits)
 
 
 def hours_unit(device: str | None) -> str:

@@ -8,6 +8,8 @@ from fractions import Fraction
 import numpy as np
 import pandas as pd
 
+from bench.core.text import significant  # noqa: F401 - the report's number format, with its labels
+
 CONFIG = ("arch", "width", "sample_rate", "n_mels", "hop_multiplier", "log")
 KEY = ("dataset", *CONFIG)
 """One configuration: the unit of aggregation (the dataset is part of it so that nothing is mixed)."""
@@ -106,15 +108,6 @@ def as_text(frame: pd.DataFrame) -> pd.DataFrame:
     """Every value as its str(), a missing one as "nan": pandas 3's `astype(str)` keeps missing values
     missing, which a join of the texts cannot take."""
     return frame.apply(lambda column: column.map(str)) if len(frame.columns) else frame.astype(object)
-
-
-def significant(value: float, digits: int = 2) -> str:
-    """`value` to `digits` significant digits as a plain decimal, trailing zeros kept: 0.0070, 0.00093,
-    18, 1.9 (never 0.007 beside 0.0093, or 7e-03)."""
-    if not math.isfinite(value) or value == 0:
-        return f"{value:g}"
-    decimals = max(0, digits - 1 - math.floor(math.log10(abs(float(f"{value:.{digits}g}")))))
-    return f"{value:.{decimals}f}"
 
 
 def width_label(width: float) -> str:
