@@ -577,6 +577,21 @@ def test_a_synthetic_dataset_regenerated_with_another_seed_is_not_read_from_the_
         np.testing.assert_allclose(cached.waveforms[row].astype(np.float32), now, atol=1e-3)
 
 
+def test_a_spec_with_two_sample_rates_is_prepared_at_both(tmp_path):
+    """One cache of waveforms per sample rate the spec's grid trains at: its 16 kHz runs find theirs too."""
+    from bench.run.prepare import prepare_spec
+    from bench.spec import load_spec
+
+    path = tmp_path / "s.toml"
+    path.write_text(f'name = "s"\nseeds = 1\n[dataset]\nname = "synthetic"\npath = "{tmp_path / "data"}"\n'
+                    'clips = 32\nclip_seconds = 1.5\n[arch.vgg]\nwidth = 0.0625\n[[grid]]\narch = ["vgg"]\n'
+                    'sample_rate = [12000, 16000]\nn_mels = [32]\nhop_multiplier = [1]\nlog = ["log"]\n')
+    _, cache, _ = prepare_spec(load_spec(path), None, str(tmp_path / "cache"), workers=1, progress=False)
+    for rate in (12000, 16000):
+        assert cache.is_complete(rate), rate
+        assert cache.open(rate).waveforms.shape[1] == round(1.5 * rate)
+
+
 def test_the_cache_file_is_reserved_without_glibcs_byte_per_block_emulation(tmp_path, monkeypatch):
     """glibc's posix_fallocate writes a byte into every 4 KiB block where the file system cannot reserve
     blocks (NFS v3): hours for a paper-scale cache on a cluster's shared disk. On Linux the cache calls

@@ -116,6 +116,19 @@ def test_a_sigterm_while_holding_is_noted_and_ctrl_c_is_given_back_as_it_was():
     assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
 
 
+def test_a_process_that_ended_before_the_watch_began_counts_as_ended():
+    # a submitit-local task that starts after its grid is gone must stop at once, not train for nobody
+    import subprocess
+
+    from bench.core.interrupts import when_process_ends
+
+    child = subprocess.Popen(["true"])
+    child.wait()
+    ended = threading.Event()
+    when_process_ends(child.pid, ended.set)
+    assert ended.wait(10), "a process already ended and reaped was watched forever"
+
+
 def test_a_watched_process_that_ended_unreaped_counts_as_ended():
     # a zombie (its parent has not reaped it yet, or never will under a container's bare init) answers
     # kill(pid, 0): the submitit-local tasks watching their grid must see it as gone

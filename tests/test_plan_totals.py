@@ -186,6 +186,10 @@ def test_split_sizes_known_before_reading_the_data(write_spec):
     assert split_sizes(dataclasses.replace(mtat, split="won", n_tags=10)) is None
     # Lee et al.'s MSD lists (the 241,889 tracks of sota-music-tagging-models' and musicnn's MSD runs)
     assert split_sizes(load_spec(SPECS / "paper-msd.toml").dataset) == (201_680, 11_774, 28_435)
+    # the synthetic set's folders 0-b, c and d-f: 600 clips are 16 x 37 + 8, the first 8 folders one more
+    synthetic = load_spec(SPECS / "demo.toml").dataset
+    assert split_sizes(dataclasses.replace(synthetic, clips=600)) == (8 * 38 + 4 * 37, 37, 3 * 37)
+    assert split_sizes(dataclasses.replace(synthetic, clips=400)) == (300, 25, 75)
 
 
 def test_mtat_sizes_are_its_25863_clips_less_the_three_that_do_not_decode():

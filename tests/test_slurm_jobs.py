@@ -636,6 +636,60 @@ def test_the_requeued_worker_runs_as_the_task_submitit_says_it_is(monkeypatch, t
     assert len(calls) == 1
 
 
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_the_signal_before_the_time_limit_requeues_the_job_from_task_0(monkeypatch, tmp_path, rank):
+    """Slurm's SIGUSR2 before the time limit reaches every task of a job as RequeuedWorker runs it, over
+    submitit's own handlers: task 0 checkpoints the job and asks `scontrol requeue` for it (submitit's
+    `checkpoint_and_try_requeue`, then exits); the other tasks train on, knowing the job is ending, so
+    that an error its signal causes is not taken for their run's failure."""
+    import os
+    import signal
+
+    from submitit.slurm.slurm import SlurmJobEnvironment
+
+    from bench.core.interrupts import job_ending
+    from bench.run import tasks
+
+    asked = tmp_path / "scontrol.args"
+    fake = tmp_path / "bin" / "scontrol"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {asked}\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    for name, value in {"SUBMITIT_EXECUTOR": "slurm", "SLURM_JOB_ID": "4243", "SLURM_ARRAY_JOB_ID": "4242",
+                        "SLURM_ARRAY_TASK_ID": "3", "SLURM_PROCID": rank, "SLURM_NTASKS": "2",
+                        "SLURM_LOCALID": rank, "SLURM_NODEID": "0", "SLURM_JOB_NUM_NODES": "1",
+                        "SUBMITIT_FOLDER": str(tmp_path / "slurm")}.items():
+        monkeypatch.setenv(name, value)
+    seen = []
+
+    def worker_entry(job):
+        os.kill(os.getpid(), signal.SIGUSR2)
+        seen.append(job_ending())
+        return ["run-a"]
+
+    monkeypatch.setattr(grid, "worker_entry", worker_entry)
+    monkeypatch.setattr(tasks, "run_as_task", lambda work, folder, rank, n, log: work())
+    job = WorkerJob("spec.toml", "results", "index.json", "cuda")
+    delayed = DelayedSubmission(RequeuedWorker(), job)
+    delayed.set_timeout(60, 3)
+    numbers = (signal.SIGUSR2, signal.SIGTERM, signal.SIGCONT)
+    before = {number: signal.getsignal(number) for number in numbers}
+    try:
+        SlurmJobEnvironment()._handle_signals(types.SimpleNamespace(submitted_pickle=tmp_path / "s.pkl"), delayed)
+        if rank == "0":
+            with pytest.raises(SystemExit):
+                RequeuedWorker()(job)
+            assert asked.read_text().split() == ["requeue", "4242_3"]
+            assert pickle.loads((tmp_path / "s.pkl").read_bytes()).args == (job,)
+        else:
+            assert RequeuedWorker()(job) == ["run-a"]
+            assert seen == [True] and not asked.exists()
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
+
+
 def test_each_task_of_the_job_script_gets_its_cpus(monkeypatch, tmp_path):
     """Slurm 22.05 to 23.02: srun does not inherit --cpus-per-task from sbatch, so a task started by
     the job script's srun line is bound to one CPU unless that line asks. The script submitit writes
@@ -671,6 +725,21 @@ def _job_script(tmp_path, monkeypatch, slurm: SlurmOptions) -> str:
     executor = submitit.AutoExecutor(folder=tmp_path / "slurm", cluster="slurm")
     executor.update_parameters(**submitit_parameters(job, "slurm", slurm, wants_gpu=True))
     return executor._executor._make_submission_file_text("python -m submitit.core._submit", "0")
+
+
+def test_the_grids_slurm_options_reach_the_job_script(tmp_path, monkeypatch):
+    """What `bench grid --launcher slurm` is given is what sbatch reads: the time limit in minutes, the
+    partition, the memory in GB, the GPUs and the CPUs shared among a job's tasks."""
+    from bench.cli import main
+
+    given = []
+    monkeypatch.setattr(grid, "run_grid", lambda spec, options: given.append(options) or 0)
+    assert main(["grid", str(DEMO6), "--launcher", "slurm", "--time", "90", "--partition", "gpu", "--mem-gb", "64",
+                 "--gpus", "2", "--cpus", "16", "--no-report"]) == 0
+    lines = _job_script(tmp_path, monkeypatch, given[0].slurm).splitlines()
+    for line in ("#SBATCH --time=90", "#SBATCH --partition=gpu", "#SBATCH --mem=64GB", "#SBATCH --gpus-per-node=2",
+                 "#SBATCH --ntasks-per-node=4", "#SBATCH --cpus-per-task=4"):
+        assert line in lines, line
 
 
 def test_further_sbatch_options_reach_the_job_script(tmp_path, monkeypatch):

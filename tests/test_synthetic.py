@@ -190,6 +190,30 @@ def test_interrupted_generation_is_redone(tmp_path):
     assert not synthetic.is_complete(out, 8, 3, 3.0, SR)
 
 
+def test_a_regeneration_stopped_midway_is_complete_for_neither_seed(tmp_path, monkeypatch):
+    """Another seed rewrites the clips under the same names: stopped after 3 of 8, the folder holds
+    clips of both seeds, and must pass as neither dataset (the old done-markers go first)."""
+    from bench.data.synthetic import files
+
+    out = tmp_path / "d"
+    kwargs = dict(clips=8, clip_seconds=2.0, workers=1, progress=False)
+    synthetic.generate(out, seed=0, **kwargs)
+    real, rendered = files._render_clip, []
+
+    def stopped_after_3(job):
+        if len(rendered) == 3:
+            raise KeyboardInterrupt
+        rendered.append(job)
+        return real(job)
+
+    monkeypatch.setattr(files, "_render_clip", stopped_after_3)
+    with pytest.raises(KeyboardInterrupt):
+        synthetic.generate(out, seed=1, **kwargs)
+    assert len(rendered) == 3
+    assert not synthetic.is_complete(out, 8, 0, 2.0, SR)
+    assert not synthetic.is_complete(out, 8, 1, 2.0, SR)
+
+
 def test_rendering_stopped_early_ends_its_processes_at_once(tmp_path, monkeypatch):
     """Ctrl-C while the clips rendered (`bench synth`, or `bench grid` generating the demo data) sometimes
     printed "interrupted" and never exited: the pool was shut down waiting for processes its stop signals

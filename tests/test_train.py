@@ -110,6 +110,25 @@ def _stopped_after_epoch_1(tmp_path, monkeypatch, run, execution):
             train.train_run(run, ToyCache(), tmp_path, torch.device("cpu"), log=lambda *_: None, execution=execution)
 
 
+def test_a_resumed_musicnn_run_draws_the_dropout_masks_and_segments_it_would_have(tmp_path, monkeypatch):
+    """MusiCNN's dropout draws from torch's global generator (VGG draws nothing from it while training):
+    a run resumed in a fresh process, whose generator is elsewhere, takes the uninterrupted run's path
+    only if the checkpoint brings the generator's state back."""
+    from bench.train import loop as train
+    from tests.device_fakes import ToyCache, tiny_runs
+
+    (run,) = tiny_runs(archs=("musicnn",), epochs=3)
+    from architectures import InputConfig, build
+
+    assert any(isinstance(m, torch.nn.Dropout) for m in build("musicnn", InputConfig(16000, 48, 1, 188), 3).modules())
+    whole = train.train_run(run, ToyCache(), tmp_path / "whole", torch.device("cpu"), log=lambda *_: None)
+    _stopped_after_epoch_1(tmp_path / "stopped", monkeypatch, run, {})
+    torch.manual_seed(12345)  # what a new process's generator holds is not the stopped one's
+    resumed = train.train_run(run, ToyCache(), tmp_path / "stopped", torch.device("cpu"), log=lambda *_: None)
+    assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in whole["history"]]
+    assert resumed["test"]["roc_auc"] == whole["test"]["roc_auc"]
+
+
 def test_a_run_resumed_with_other_torch_threads_trains_the_rest_on_its_earlier_ones(tmp_path, monkeypatch):
     """On the CPU a step's sums depend on torch's thread count. The same `bench grid --workers 2`
     command, rerun after a kill, resumed the last run in one worker with every thread, where it had
