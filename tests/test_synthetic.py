@@ -313,6 +313,10 @@ def test_loud_clips_are_louder_than_quiet_ones(clips):
     normal = ~tags["loud"] & ~tags["quiet"]
     assert rms_db[tags["loud"]].min() > rms_db[normal].max() > rms_db[normal].min() > rms_db[tags["quiet"]].max()
     assert rms_db[tags["loud"]].mean() - rms_db[tags["quiet"]].mean() > 12
+    # docs/synthetic.md's levels: quiet -34..-30 and normal -24..-21 dBFS RMS (MP3 coding moves them by
+    # hundredths of a dB; a normal clip's peak stays under the -1 dBFS limit, which binds on loud ones only)
+    assert -34.5 < rms_db[tags["quiet"]].min() and rms_db[tags["quiet"]].max() < -29.5
+    assert -24.5 < rms_db[normal].min() and rms_db[normal].max() < -20.5
 
 
 def test_fast_clips_have_more_onsets_than_slow_ones(clips):

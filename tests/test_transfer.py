@@ -345,7 +345,8 @@ def test_task_labels_no_tag_gives_away(small_dataset):
     for name, label in (("hiss", [hiss_label(p) == "hiss" for p in plans]),
                         ("mode", [mode_label(p, 0) == "major" for p in plans])):
         label = np.array(label)
-        assert 0.35 < label.mean() < 0.7, name  # 45 % hiss, 60 % major
+        share = {"hiss": 0.45, "mode": 0.6}[name]  # the module's docstring: 45 % hiss, 60 % major
+        assert abs(label.mean() - share) < 0.06, name  # drawn per clip: 2.5 standard deviations over 400
         for tag in synthetic.TAG_NAMES:
             has = np.array([tag in p.tags for p in plans])
             agreement = (has == label).mean()
