@@ -729,6 +729,19 @@ def test_a_mig_box_is_counted_as_cuda_shows_it_not_as_nvml_counts_it(monkeypatch
     assert capsys.readouterr().out == f"{7 * 2**30}\n"
 
 
+def test_the_free_memory_probe_gives_the_least_free_gpu(monkeypatch, capsys):
+    """Runs per GPU are chosen once for every GPU: from the one another job fills most (7 of 80 GiB free
+    on GPU 1 beside 70 on GPU 0), so that no GPU is given more runs than its memory holds."""
+    from bench.run import grid
+
+    free = {0: 70 * 2**30, 1: 7 * 2**30, 2: 40 * 2**30}
+    monkeypatch.setattr(torch.cuda, "init", lambda: None)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda index: (free[index], 80 * 2**30))
+    exec(grid.FREE_MEMORY_PROBE, {})  # what the probe's child process runs
+    assert capsys.readouterr().out == f"{7 * 2**30}\n"
+
+
 @pytest.mark.parametrize("visible", [None, ",".join(MIG_INSTANCES)])
 def test_a_grid_says_how_to_use_the_mig_instances_nvidia_smi_lists(capsys, monkeypatch, visible):
     """With CUDA_VISIBLE_DEVICES unset, CUDA shows a process one MIG instance, so a grid would train on
@@ -2573,17 +2586,24 @@ def test_gpu_check_p2_needs_the_estimate_to_cover_training_and_evaluation(monkey
     assert check.numbers["warm_train_peak_bytes"] == 8 * 2**30 and "8.0 GiB after the first steps" in check.detail
 
 
+def _p3_gpu(monkeypatch, reserved: int) -> None:
+    """An 80 GiB GPU with 2 GiB free, 4 GiB allocated by tensors and `reserved` by PyTorch's allocator."""
+    from bench.tools import gpucheck_speed
+
+    monkeypatch.setattr(gpucheck_speed, "leave_allocator_cache", lambda device: None)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (2 * 2**30, 80 * 2**30))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda *a: reserved)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda *a: 4 * 2**30)
+
+
 def test_gpu_check_p3_probes_both_sides_of_the_free_memory_rule(monkeypatch):
     """2 GiB free and 1 GiB cached by the allocator: just under 1.5 GiB of waveforms fit, just over is
     refused. A rule that counted free memory only fails the first probe, one that let anything through
     the second."""
-    from bench.tools import gpucheck, gpucheck_speed
+    from bench.tools import gpucheck
     from bench.train import fastpath
 
-    monkeypatch.setattr(gpucheck_speed, "leave_allocator_cache", lambda device: None)
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (2 * 2**30, 80 * 2**30))
-    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda *a: 5 * 2**30)
-    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda *a: 4 * 2**30)
+    _p3_gpu(monkeypatch, reserved=5 * 2**30)
     check = gpucheck.Check("P3", "")
     gpucheck.check_free_memory_rule(check)
     assert check.ok, check.detail
@@ -2595,6 +2615,26 @@ def test_gpu_check_p3_probes_both_sides_of_the_free_memory_rule(monkeypatch):
         monkeypatch.setattr(fastpath, "resident_fits", rule)
         gpucheck.check_free_memory_rule(check)
         assert check.ok is False, check.detail
+
+
+@pytest.mark.parametrize("setting, why", [("1", "PYTORCH_NO_CUDA_MEMORY_CACHING=1 turns its caching off"),
+                                          (None, "its caching is off")])
+def test_gpu_check_p3_fails_saying_why_where_the_allocator_caches_nothing(monkeypatch, setting, why):
+    """With nothing cached (PyTorch's caching allocator off) the free-memory rule and a rule that counts
+    free memory alone admit the same waveforms: P3 cannot prove the rule, and its line says so, not
+    the line of a check that probed both sides."""
+    from bench.tools import gpucheck
+
+    if setting is None:
+        monkeypatch.delenv("PYTORCH_NO_CUDA_MEMORY_CACHING", raising=False)
+    else:
+        monkeypatch.setenv("PYTORCH_NO_CUDA_MEMORY_CACHING", setting)
+    _p3_gpu(monkeypatch, reserved=4 * 2**30)
+    check = gpucheck.Check("P3", "the free-memory rule")
+    gpucheck.check_free_memory_rule(check)
+    assert check.ok is False
+    assert check.line() == (f"FAIL P3 the free-memory rule: PyTorch's allocator kept nothing of a block allocated "
+                            f"and freed ({why}): the rule that counts its cache as free memory could not be checked")
 
 
 def run_failing_on_cuda_3(monkeypatch, one_run, error) -> str:

@@ -14,7 +14,14 @@ from bench.spec import load_spec
 from bench.tools import input_path, timing
 from bench.tools.cases import select_cases, spec_cases
 from bench.tools.perf import _conv_inputs, conv_macs
-from bench.tools.projection import interpolate, linear_fit, project, projected_fraction, shared_run_fraction
+from bench.tools.projection import (
+    interpolate,
+    linear_fit,
+    measured_or_mean,
+    project,
+    projected_fraction,
+    shared_run_fraction,
+)
 from bench.tools.timing import time_calls
 from bench.train.fastpath import baseline, native_bf16
 
@@ -284,6 +291,55 @@ def test_bench_perf_end_to_end(write_spec, tmp_path, capsys, monkeypatch):
     fields = [*report, *report["settings"], *report["levers"][0], *report["conv_peak"], *report["frontend"],
               *report["frontend"]["headline"], *report["scaling"], *report["scaling"]["rows"][0], *report["targets"][0]]
     assert [f for f in fields if f"`{f}`" not in documented] == []  # the JSON's fields, each named in the docs
+
+
+def test_the_report_judges_the_fast_path_against_the_baseline_and_the_conv_peak(write_spec, monkeypatch):
+    """With every measurement stood in for: a training step counts 6 flops per MAC (2 forward, 4
+    backward); the fast path's speedup is the baseline's step time over its own (2.0 s / 0.5 s = 4x); the
+    conv peak's fraction is the fast path's; the mel's share of a step meets its target only at or below
+    5 %; a front end timed on a batch is per clip over the batch; and runs are projected at 30 epochs,
+    or at the spec's max_epochs where that is fewer."""
+    from bench.tools import perf
+
+    calls = []
+
+    def measure_training(case, path, device, settings, warm=False, busy=False, **options):
+        seconds = 2.0 if not calls else 0.5  # the baseline is timed first
+        calls.append(case.label)
+        timing = {"seconds": seconds, "first_seconds": seconds, "calls": 1}
+        return {**perf._throughput(timing, settings.batch, round(case.gmac_per_input * 1e9), True),
+                "peak_memory_mb": None, "compile_seconds": 0.0}
+
+    monkeypatch.setattr(perf, "measure_training", measure_training)
+    monkeypatch.setattr(perf, "measure_training_fresh", measure_training)
+    monkeypatch.setattr(perf, "measure_conv_peak", lambda case, device, settings: {"gflops": 50.0})
+    monkeypatch.setattr(perf, "measure_frontend", lambda case, device, settings, step: {
+        "ms_per_clip": 1.0, "training_ms_per_clip": 1.0, "share_of_step": 0.5, "librosa_ms_per_clip": None})
+    monkeypatch.setattr(perf, "measure_forward", lambda case, path, device, settings: {
+        "first_step_seconds": 0.1, "step_seconds": 0.1, "seconds_per_input": 0.01})
+    monkeypatch.setattr(perf, "measure_data_path", lambda *a, **k: {"over_consumption": 3.0})
+    monkeypatch.setattr(perf, "measure_eval", lambda *a, **k: {})
+    monkeypatch.setattr(perf, "frontend_seconds", lambda mel, seconds, device, settings, segment_frames=None: 0.8)
+    spec = load_spec(write_spec(TINY + "[protocol]\nmax_epochs = 8\n"))
+    settings = perf.PerfSettings(batch=2, budget_seconds=0.0, max_steps=1, scaling_cases=2, compile=False,
+                                 librosa=False)
+    report = perf.run_perf(spec, torch.device("cpu"), settings, log=lambda *a: None)
+    headline = next(case for case in spec_cases(spec) if case.label == report["headline"])
+    base, fast = report["levers"][0], report["fast"]
+    assert base["speedup"] == 1.0 and fast["speedup"] == pytest.approx(4.0)
+    assert [row["speedup"] for row in report["levers"][1:]] == pytest.approx([4.0] * (len(report["levers"]) - 1))
+    assert fast["gflops"] == pytest.approx(6 * headline.gmac_per_input * 2 / 0.5, rel=1e-6)
+    assert report["fraction_of_conv_peak"] == pytest.approx(fast["gflops"] / 50.0)
+    targets = {t["target"]: t for t in report["targets"]}
+    assert targets["fast path / fp32 eager baseline"]["met"] is True  # 4x against 2.5x
+    assert targets["front end share of a step"]["met"] is False  # half the step against 5 %
+    assert targets["data path / consumption (smallest)"]["met"] is True  # 3x: at its bound
+    per_clip = [row["ms_per_clip"] for row in report["frontend"]["per_clip_ms"]]
+    assert per_clip == pytest.approx([400.0] * len(per_clip))  # 0.8 s for a batch of 2
+    assert report["projection"]["assumptions"]["epochs_per_run"] == 8
+    frontend = {**report["frontend"]["headline"], "share_of_step": 0.05}
+    assert {t["target"]: t["met"] for t in perf._targets({**report, "frontend": {"headline": frontend}})}[
+        "front end share of a step"] is True  # at the bound: met
 
 
 def test_the_baseline_and_the_fast_path_are_timed_warm_however_short_the_budget(write_spec, monkeypatch):
@@ -662,6 +718,14 @@ def test_projection_counts_each_runs_compilation_once():
     assert compiled["max_epochs_hours"] - plain["max_epochs_hours"] == pytest.approx(264 * 40 / 3600)
     assert (plain["assumptions"]["once_per_run"], compiled["assumptions"]["once_per_run"]) == ("not counted",
                                                                                              "measured")
+    # measured at two configurations (40 and 20 s), each with both log compressions, which the network
+    # does not see: their 2 x 2 x 3 seeds runs take theirs, the other 252 runs the mean, 30 s
+    measured = [cases[0], next(c for c in cases if c.configuration.cost_key != cases[0].configuration.cost_key)]
+    once = measured_or_mean(measured, [{"run_compile_seconds": 40.0}, {"run_compile_seconds": 20.0}],
+                            "run_compile_seconds")
+    mixed = project(spec, cases, lambda case: 1.0, batch=32, epochs=30, eval_seconds=lambda case: 0.01,
+                    run_seconds_once=once)
+    assert mixed["device_hours"] - plain["device_hours"] == pytest.approx((6 * 40 + 6 * 20 + 252 * 30) / 3600)
 
 
 def test_the_cudnn_benchmark_lever_is_timed_in_a_process_of_its_own(write_spec, monkeypatch):

@@ -286,7 +286,15 @@ def check_free_memory_rule(check: Check) -> None:
     check.numbers = {"free_bytes": free, "cached_bytes": cached, "total_bytes": total, "probe_bytes": fits,
                      "refused_probe_bytes": too_big, "outside_allocator_bytes": outside,
                      "context_allowance_bytes": CUDA_CONTEXT_BYTES}
-    check.ok = (cached > 0 and fits > RESIDENT_FRACTION * free and resident_fits(fits, device)
+    if cached <= 0:  # the rule's point, counting the cache as free, cannot be seen: not proved
+        off = os.environ.get("PYTORCH_NO_CUDA_MEMORY_CACHING")
+        why = f"PYTORCH_NO_CUDA_MEMORY_CACHING={off} turns its caching off" if off else "its caching is off"
+        check.ok = False
+        check.numbers = {"free_bytes": free, "cached_bytes": cached, "total_bytes": total}
+        check.detail = (f"PyTorch's allocator kept nothing of a block allocated and freed ({why}): the rule "
+                        "that counts its cache as free memory could not be checked")
+        return
+    check.ok = (fits > RESIDENT_FRACTION * free and resident_fits(fits, device)
                 and not resident_fits(too_big, device))
     check.detail = (f"driver free {free / 2**30:.1f} GiB + allocator cache {cached / 2**30:.1f} GiB: "
                     f"{fits / 2**30:.2f} GiB of waveforms {'fit' if resident_fits(fits, device) else 'do not fit'}, "

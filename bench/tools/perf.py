@@ -29,7 +29,6 @@ import math
 import multiprocessing
 import os
 import platform
-import statistics
 import sys
 import tempfile
 from collections.abc import Callable
@@ -65,6 +64,7 @@ from bench.tools.peaks import (
 from bench.tools.projection import (
     linear_fit,
     measured_or_interpolated,
+    measured_or_mean,
     project,
     projected_fraction,
     shared_run_fraction,
@@ -500,10 +500,7 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
 
     step_seconds = measured_or_interpolated(scaling, scaling_rows, "step_seconds")
     eval_seconds = measured_or_interpolated(scaling, scaling_rows, "eval_seconds_per_input")
-    # a compilation's time does not follow the GMAC: the measured one where there is one, else their mean
-    measured_compiles = {c.configuration.cost_key: r["run_compile_seconds"]
-                         for c, r in zip(scaling, scaling_rows, strict=True)}
-    mean_compile = statistics.mean(measured_compiles.values())
+    compile_seconds = measured_or_mean(scaling, scaling_rows, "run_compile_seconds")  # not in proportion to GMAC
 
     save(report)
     projection = report["projection_shared"] = None
@@ -515,9 +512,6 @@ def run_perf(spec: Spec, device: torch.device, settings: PerfSettings, log: Call
 
         def mel_per_clip(case: Case) -> float:
             return mel_seconds[case.configuration.mel.sample_rate, case.configuration.mel.hop_multiplier]
-
-        def compile_seconds(case: Case) -> float:
-            return measured_compiles.get(case.configuration.cost_key, mean_compile)
 
         projection = project(spec, all_cases, step_seconds, settings.batch, settings.epochs, eval_seconds,
                              mel_per_clip, compile_seconds if compiled else None)

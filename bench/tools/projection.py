@@ -4,6 +4,7 @@ when several share it. Pure arithmetic over what `bench perf` measured."""
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable
 
 import numpy as np
@@ -51,6 +52,14 @@ def measured_or_interpolated(cases: list[Case], rows: list[dict], field: str) ->
     measured = {c.configuration.cost_key: r[field] for c, r in zip(cases, rows, strict=True)}
     between = interpolate([r["gmac_per_input"] for r in rows], [r[field] for r in rows])
     return lambda case: measured.get(case.configuration.cost_key, between(case.gmac_per_input))
+
+
+def measured_or_mean(cases: list[Case], rows: list[dict], field: str) -> Callable[[Case], float]:
+    """case -> `field` of the scaling row measured at its configuration (`cost_key`), else the mean of
+    the rows': for what does not follow the GMAC, such as a run's compilation."""
+    measured = {c.configuration.cost_key: r[field] for c, r in zip(cases, rows, strict=True)}
+    mean = statistics.mean(measured.values())
+    return lambda case: measured.get(case.configuration.cost_key, mean)
 
 
 def project(spec: Spec, cases: list[Case], step_seconds: Callable[[Case], float], batch: int,
