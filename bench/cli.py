@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from architectures import BuilderError
+from bench.core.arguments import EXIT_USER_ERROR, Parser
 from bench.core.errors import RERUN_TO_CONTINUE, Interrupted, UserError, one_line
 from bench.core.paths import folder_path, readable_folder, writable_file, writable_folder
 from bench.core.store import (
@@ -21,7 +22,6 @@ from bench.core.store import (
     is_misplaced,
 )
 
-EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 """128 + SIGINT, what shells and make expect of a program stopped by Ctrl-C."""
 EXIT_TERMINATED = 143
@@ -110,13 +110,6 @@ def resource_message(exc: OSError, command: str = "grid", launcher: str = "local
 
 RUNS_COMMANDS = frozenset({"grid", "prepare"})
 """Commands with a grid's runs, `--results` / `--cache` folders and `--workers` (what `resource_message` advises)."""
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line naming the command (and exit status 2, as before)."""
-
-    def error(self, message: str):  # noqa: D102 - argparse's hook
-        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
 
 def at_least(minimum: int):
@@ -688,6 +681,29 @@ KEEPS_FINISHED_WORK = frozenset({"grid", "prepare", "embed", "transfer", "downlo
 Not `synth`: a rerun renders every clip again (the folder holds no record of whose clips are there)."""
 
 
+PATH_METAVARS = {"DIR": False, "ROOT": False, "NAME|DIR": False, "RESULTS_DIR|SPEC": False, "CSV": True,
+                 "JSON": True, "FILE": True, "PATH": True, "SPEC": True, "AUDIO": True, "MODEL": True,
+                 "RUN|MODEL": True, "SPEC|RUN|MODEL": True}
+"""The metavars of arguments that name a file or folder (True: a file, or a name that may be one)."""
+
+
+def refuse_empty_paths(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """An empty path given to any option or argument that names a file or folder (an unset shell
+    variable: `--cache "$CACHE"`) is a UserError, not the option's default nor the working directory."""
+    from bench.core.paths import refuse_empty
+
+    command = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for action in command.choices[args.command]._actions:
+        file = PATH_METAVARS.get(action.metavar)
+        if file is None:
+            continue
+        given = getattr(args, action.dest, None)
+        name = max(action.option_strings, key=len) if action.option_strings else action.metavar
+        for value in given if isinstance(given, list) else [given]:
+            if isinstance(value, str):
+                refuse_empty(value, name, file=file)
+
+
 def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     parser = build_parser()
@@ -705,6 +721,7 @@ def main(argv: list[str] | None = None) -> int:
     terminated = bool  # bool() is False: no SIGTERM came before the command ran
     try:
         with terminate_as_interrupt() as terminated:  # a SIGTERM stops a command as Ctrl-C does
+            refuse_empty_paths(parser, args)
             return args.func(args)
     except KeyboardInterrupt as exc:  # Ctrl-C: say what a rerun does, where work is kept
         if isinstance(exc, Interrupted):

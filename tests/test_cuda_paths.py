@@ -1783,7 +1783,33 @@ def test_gpu_check_refuses_a_check_it_does_not_have_or_a_count_below_one(monkeyp
     with pytest.raises(SystemExit) as stopped:
         gpucheck.main(args)
     assert stopped.value.code == 2
-    assert capsys.readouterr().err.splitlines()[-1].endswith(error)
+    prog = "python -m bench.tools.gpucheck"
+    assert capsys.readouterr().err == f"{prog}: error: {error} (see {prog} --help)\n"  # one line, no usage block
+
+
+@pytest.mark.parametrize("cuda", [True, False])
+@pytest.mark.parametrize("out, error", [
+    ("notes.txt/gpu-check.json", "--out {tmp}/notes.txt/gpu-check.json: cannot be created: {tmp}/notes.txt is a file, "
+                                 "not a folder"),
+    (".", "--out {tmp}: is a folder, not a file"),
+    ("", "--out: an empty path (an unset variable?); give a file name"),
+])
+def test_gpu_check_refuses_a_json_path_it_cannot_write_before_any_check(monkeypatch, capsys, tmp_path, cuda, out,
+                                                                         error):
+    """A file in the way, or a folder given for the JSON, had ended in a traceback on a GPU box, the
+    folder only after C1 had run; without CUDA the same command line passed."""
+    from bench.tools import gpucheck
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("x")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(gpucheck, "run_checks", lambda *a: pytest.fail("the checks ran"))
+    with pytest.raises(SystemExit) as stopped:
+        gpucheck.main(["--out", str(tmp_path / out) if out else ""])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"python -m bench.tools.gpucheck: error: {error.format(tmp=tmp_path)} (see python -m bench.tools.gpucheck "
+        "--help)"]
 
 
 def test_gpu_check_interrupted_or_given_a_negative_deadline_says_so_in_one_line(monkeypatch, capsys, tmp_path):
@@ -1794,7 +1820,7 @@ def test_gpu_check_interrupted_or_given_a_negative_deadline_says_so_in_one_line(
         gpucheck.main(["--deadline", "-5"])
     assert stopped.value.code == 2
     assert capsys.readouterr().err.splitlines()[-1].endswith(
-        "argument --deadline: must be 0 (no limit) or more seconds, got -5")
+        "argument --deadline: must be 0 (no limit) or more seconds, got -5 (see python -m bench.tools.gpucheck --help)")
 
     def interrupted(*args):
         raise KeyboardInterrupt

@@ -799,6 +799,15 @@ def test_a_folder_where_a_file_belongs_or_a_file_where_a_folder_belongs_is_one_l
     # an option that names a file: `.` is then refused as a folder
     (("perf", DEMO, "--out", ""), "--out", "give a file name"),  # which ran the measurements, then wrote nothing
     (("tag", "a.mp3", "--png", " "), "--png", "give a file name"),
+    # options whose empty value had meant their default (BENCH_CACHE, the models folder, the spec's data)
+    (("grid", DEMO, "--cache", "", "--dry-run"), "--cache", "give a folder, or . for this one"),
+    (("prepare", DEMO, "--data", ""), "--data", "give a folder, or . for this one"),
+    (("import", "musicnn", "--out", ""), "--out", "give a folder, or . for this one"),
+    (("embed", "MTT_musicnn", "a.mp3", "--models", "", "--out", "e"), "--models", "give a folder, or . for this one"),
+    (("report", DEMO, "--results", ""), "--results", "give a folder, or . for this one"),
+    # arguments: the working directory had been read as a results folder
+    (("report", ""), "RESULTS_DIR|SPEC", "give a folder, or . for this one"),
+    (("plan", " "), "SPEC", "give a file name"),
 ])
 def test_an_empty_path_is_refused_not_taken_as_the_working_directory(capsys, tmp_path, monkeypatch, argv, option,
                                                                       give):

@@ -47,6 +47,11 @@ def _given(path: str | os.PathLike, option: str, file: bool = False) -> Path:
     return Path(path).expanduser()
 
 
+def refuse_empty(path: str | os.PathLike, option: str, file: bool = False) -> None:
+    """UserError where `path` is empty (`_given`), whatever the option does with it later."""
+    _given(path, option, file)
+
+
 def _exists(probe: Path, option: str, path: Path) -> bool:
     """Whether `probe` (a part of `path`) exists; UserError where `path` cannot name a file at all."""
     try:

@@ -46,7 +46,6 @@ with NVIDIA GPUs that this process cannot use (a driver older than torch's CUDA,
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import os
@@ -59,6 +58,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.core.arguments import Parser
+from bench.core.errors import UserError
+from bench.core.paths import writable_file
 from bench.run.gpus import exclusive_gpus, others_on_cuda_device, sharing_note, visible_selection
 from bench.tools.gpucheck_common import TARGETS, Check, Deadline, DeadlineReached, NoData
 from bench.tools.gpucheck_folds import check_folds
@@ -422,7 +424,7 @@ def report_unusable_cuda(out: Path, reason: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.tools.gpucheck", description=__doc__.splitlines()[0])
+    parser = Parser(prog="python -m bench.tools.gpucheck", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="results/gpu-check.json", help="JSON report (default %(default)s)")
     parser.add_argument("--batch", type=int, default=32,
                         help="batch of the performance checks (the shipped specs': 32; the paper gives none)")
@@ -449,6 +451,10 @@ def main(argv: list[str] | None = None) -> int:
     peak = args.bf16_peak_tflops
     if peak is not None and not 0 < peak < float("inf"):  # 0 would read the table, a negative give -13 %
         parser.error(f"argument --bf16-peak-tflops: must be a positive number, got {peak:g}")
+    try:  # before any check: on a machine without CUDA too, where the same command line fails on a GPU box
+        out = writable_file(args.out, "--out")
+    except UserError as exc:
+        parser.error(str(exc))
     import torch
 
     if not torch.cuda.is_available():
@@ -456,11 +462,11 @@ def main(argv: list[str] | None = None) -> int:
 
         reason = why_no_cuda()
         if reason:  # a GPU box on which nothing could run on its GPUs: a failure, not a machine without CUDA
-            return report_unusable_cuda(Path(args.out), reason)
+            return report_unusable_cuda(out, reason)
         print("no CUDA device: nothing checked")
         return 0
     try:
-        return run_checks(Path(args.out), args.batch, args.shared_runs, args.keep, only, args.bf16_peak_tflops,
+        return run_checks(out, args.batch, args.shared_runs, args.keep, only, args.bf16_peak_tflops,
                           args.deadline or None)
     except KeyboardInterrupt:  # the grids it started are killed; the JSON names the check it stopped in
         print(f"gpu-check: interrupted; what was measured is in {args.out}", file=sys.stderr)
