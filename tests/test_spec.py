@@ -172,6 +172,16 @@ BAD_SPECS = [
     (lambda s: s.replace('name = "t"', 'name = "démo"'), "name", "'démo' must be ASCII letters"),
     (lambda s: s.replace('name = "t"\n', ''), "name", "missing"),
     (lambda s: s + "\n[[grid]\n", "", "not valid TOML"),
+    # tomllib's position of the fault: MINIMAL_SPEC's 11 lines, an empty one, then the broken header
+    (lambda s: s + "\n[[grid]\n", "", "(at line 13, column 7)"),
+    (lambda s: s.replace('seeds = [0]', 'seeds = [0]\ngrid = []').split("[[grid]]")[0], "grid",
+     "[] needs at least one [[grid]] block"),
+    # docs/specs.md's bounds: at least one epoch and one epoch of patience, a learning rate of at most 10,
+    # no negative weight decay
+    (lambda s: s + '\n[protocol]\nmax_epochs = 0\n', "protocol.max_epochs", "0"),
+    (lambda s: s + '\n[protocol]\npatience = 0\n', "protocol.patience", "0"),
+    (lambda s: s + '\n[protocol]\nlr = 11.0\n', "protocol.lr", "11.0"),
+    (lambda s: s + '\n[protocol]\nweight_decay = -0.1\n', "protocol.weight_decay", "-0.1"),
     # a trailing newline would end up in the results folder's name
     (lambda s: s.replace('name = "t"', 'name = "t\\n"'), "name", "'t\\n'"),
     # torch's ReduceLROnPlateau refuses a factor of 1: every run would fail when it starts
@@ -182,6 +192,9 @@ BAD_SPECS = [
     (lambda s: s.replace('name = "synthetic"', 'name = "mtat"\nsplit_file = ""'), "dataset.split_file", "''"),
     (lambda s: s.replace('name = "synthetic"', 'name = "mtat"\nsplit = "won"\nsplit_file = "x"'),
      "dataset.split", "'won'"),
+    # the won split would only change the run ids of another dataset's runs
+    (lambda s: s.replace('name = "synthetic"', 'name = "msd"\nsplit = "won"'), "dataset.split",
+     "'won' is for MTAT-format datasets only"),
 ]
 
 
@@ -311,6 +324,11 @@ def test_empty_mel_bands_match_torchaudio_and_are_warned_about(write_spec):
     assert warning.startswith(f"{spec.path}: 13 of 128 mel bands at 48000 Hz are empty (narrower than the 93.75 Hz "
                               "between the FFT bins of a 512-sample frame)")
     assert warning.endswith("at most 86 bands at this rate have none")  # torchaudio: 87 leave one empty
+    one_more = load_spec(write_spec(MINIMAL_SPEC.replace("sample_rate = [12000]", "sample_rate = [48000]")
+                                    .replace("n_mels = [96]", "n_mels = [87]"), "one-more.toml"))
+    (warning,) = [w for w in spec_warnings(one_more) if "are empty" in w]  # at the boundary: one band too many
+    assert "1 of 87 mel bands at 48000 Hz are empty" in warning and warning.endswith("at most 86 bands at this rate "
+                                                                                     "have none")
 
 
 @pytest.mark.parametrize(("dataset", "rates", "warned"), [
