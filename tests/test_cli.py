@@ -20,6 +20,43 @@ def run_cli(capsys, *argv):
     return status, out, err
 
 
+def test_help_and_version_exit_0(capsys):
+    """argparse's convention, which make and shells read: asking for help or the version is no error."""
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == "bench 0.1.0\n"  # pyproject.toml's version
+    assert main(["--help"]) == 0 and main(["grid", "--help"]) == 0
+    assert "usage: bench grid" in capsys.readouterr().out
+
+
+def test_retry_failed_reaches_the_grid_and_a_dry_run_writes_no_report(monkeypatch, capsys, tmp_path):
+    """`--retry-failed` is passed on; the report that follows a grid is not written by a dry run, which
+    writes nothing (a read-only results folder included)."""
+    from bench.report import report
+    from bench.run import grid
+
+    spec = SPECS.parent / "tests" / "data" / "demo6.toml"
+    done = tmp_path / "results" / "demo" / "runs" / "vgg-abc" / "result.json"
+    done.parent.mkdir(parents=True)
+    done.write_text("{}")
+    given, reported = [], []
+    monkeypatch.setattr(grid, "run_grid", lambda spec, options: given.append(options) or 0)
+    monkeypatch.setattr(report, "cli_main", lambda folder, runs: reported.append(folder) or 0)
+    results = ["--results", str(tmp_path / "results")]
+    assert main(["grid", str(spec), *results, "--retry-failed", "--dry-run"]) == 0
+    assert given[-1].retry_failed is True and given[-1].dry_run is True and reported == []
+    assert main(["grid", str(spec), *results]) == 0
+    assert given[-1].retry_failed is False and reported == [tmp_path / "results" / "demo"]
+
+
+def test_a_plan_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path):
+    """`bench plan SPEC | head -1`: what was asked for was read; no BrokenPipeError traceback."""
+    proc = subprocess.run(f"{sys.executable} -m bench plan {SPECS / 'paper-mtat-vgg.toml'} --no-fvcore | head -1",
+                          shell=True, capture_output=True, text=True, cwd=tmp_path,
+                          env={**__import__("os").environ, "PYTHONPATH": str(SPECS.parent)})
+    assert proc.returncode == 0 and proc.stdout.count("\n") == 1
+    assert proc.stderr == ""
+
+
 def test_plan_csv_has_one_row_per_configuration(capsys):
     status, out, _ = run_cli(capsys, "plan", str(SPECS / "paper-mtat-vgg.toml"), "--format", "csv", "--no-fvcore")
     assert status == 0

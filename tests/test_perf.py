@@ -694,6 +694,15 @@ def test_a_gpu_missing_from_the_datasheet_table_is_given_its_peak_on_the_command
     assert [s.bf16_peak_tflops for s in given] == [500.0, None]
 
 
+def test_bench_perf_without_a_spec_measures_the_papers_table_ii_grid(monkeypatch):
+    from bench.tools import perf
+
+    given = []
+    monkeypatch.setattr(perf, "cli_main", lambda spec, device, out, settings: given.append(spec) or 0)
+    assert main(["perf"]) == 0
+    assert Path(given[0]).resolve() == (SPECS / "paper-mtat-vgg.toml").resolve()
+
+
 def test_projection_with_measured_evaluation_times():
     """Evaluation measured per network input (no autograd, evaluation batch) replaces the assumption
     that a forward pass is a third of a training step."""

@@ -740,6 +740,9 @@ def test_the_grids_slurm_options_reach_the_job_script(tmp_path, monkeypatch):
     for line in ("#SBATCH --time=90", "#SBATCH --partition=gpu", "#SBATCH --mem=64GB", "#SBATCH --gpus-per-node=2",
                  "#SBATCH --ntasks-per-node=4", "#SBATCH --cpus-per-task=4"):
         assert line in lines, line
+    assert main(["grid", str(DEMO6), "--launcher", "slurm", "--no-report"]) == 0
+    lines = _job_script(tmp_path, monkeypatch, given[1].slurm).splitlines()
+    assert "#SBATCH --time=1440" in lines and "#SBATCH --gpus-per-node=1" in lines  # docs/running.md's defaults
 
 
 def test_further_sbatch_options_reach_the_job_script(tmp_path, monkeypatch):

@@ -501,3 +501,9 @@ def test_bench_synth_says_what_it_generated_and_what_it_replaced(tmp_path, capsy
     assert main(["synth", "--out", str(out), "--clips", "33", "--seconds", "1.5"]) == 0
     assert capsys.readouterr().out.strip() == (f"the synthetic dataset in {out} is complete already (33 clips of "
                                                "1.5 s, seed 0): nothing generated")
+    # --task: the downstream task's manifest beside the clips, one row per clip (`bench transfer` reads it)
+    assert main(["synth", "--out", str(out), "--clips", "33", "--seconds", "1.5", "--task", "hiss"]) == 0
+    rows = list(csv.reader((out / "hiss.csv").open(newline="")))
+    assert rows[0] == ["path", "label"] and len(rows) == 34
+    assert {label for _, label in rows[1:]} == {"hiss", "none"}
+    assert all((out / path).is_file() for path, _ in rows[1:])

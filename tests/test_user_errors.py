@@ -50,6 +50,7 @@ def one_line_error(capsys, *argv, command=None):
     (("synth", "--out", "x", "--clips", "999999999"), "argument --clips: must be between 1 and 10000000 "),
     (("tag", "a.mp3", "--top", "0"), "argument --top: must be >= 1, got 0"),
     (("perf", DEMO, "--budget", "0"), "argument --budget: must be a positive number, got 0"),
+    (("perf", DEMO, "--budget", "inf"), "argument --budget: must be a positive number, got inf"),  # forever
     (("grid", DEMO, "--device", "tpu"), "argument --device: invalid choice: 'tpu'"),
     (("grid", DEMO, "--wrokers", "2"), "unrecognized arguments: --wrokers 2 (see bench grid --help)"),
 ])
