@@ -564,9 +564,10 @@ def test_an_empty_or_pickled_npy_split_list_is_one_line(tmp_path):
         entries(tmp_path / "valid.npy")
 
 
-def test_a_file_where_a_results_folder_should_be_is_no_traceback(tmp_path, capsys, write_spec):
+def test_a_file_where_a_results_folder_should_be_is_one_line(tmp_path, capsys, write_spec):
     """`bench status` and `bench grid --dry-run` look at every run's result.json: a file named like the
-    spec's results folder (or its runs/) means no results, not a NotADirectoryError."""
+    spec's results folder, or its runs/, is named in one line (runs/ as a file had been read as no runs
+    at all: "1 not started", "would run"), not a NotADirectoryError."""
     spec = write_spec(MINIMAL_SPEC)
     for blocked in ("t", "t/runs"):
         results = tmp_path / f"results-{blocked.replace('/', '-')}"
@@ -574,9 +575,9 @@ def test_a_file_where_a_results_folder_should_be_is_no_traceback(tmp_path, capsy
         (results / blocked).write_text("not a folder")
         for argv in (["status", str(spec), "--results", str(results)],
                      ["grid", str(spec), "--results", str(results), "--dry-run"]):
-            assert main(argv) in (0, 1, 2)
-            out, err = capsys.readouterr()
-            assert "Traceback" not in err and "NotADirectoryError" not in err, err
+            line = one_line_error(capsys, *argv)
+            assert line.endswith(f"--results {results}: {results / blocked} is a file, not a folder (where the "
+                                 "spec's runs go); move it aside, then rerun")
 
 
 def test_a_file_named_like_the_specs_results_folder_stops_every_command_before_any_work(tmp_path, capsys, write_spec):

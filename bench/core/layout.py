@@ -81,12 +81,13 @@ def spec_dir(results: str | Path, spec_name: str) -> Path:
 
 def spec_folder_problem(results: str | Path, spec_name: str) -> str | None:
     """Why `results` cannot hold the spec's folder, in words after "--results <results>: ", or None: a
-    file stands where the folder belongs, or `results` is a spec's folder itself (it holds runs/), given
+    file stands where the folder (or its runs/) belongs, or `results` is a spec's folder itself (it holds runs/), given
     for the folder above it."""
     results = Path(results)
     folder = spec_dir(results, spec_name)
-    if folder.exists() and not folder.is_dir():
-        return f"{folder} is a file, not a folder (where the spec's runs go); move it aside, then rerun"
+    for where in (folder, folder / RUNS):
+        if where.exists() and not where.is_dir():
+            return f"{where} is a file, not a folder (where the spec's runs go); move it aside, then rerun"
     if not folder.is_dir() and (results / RUNS).is_dir():
         return (f"holds runs itself; --results is the folder above it (did you mean --results "
                 f"{results.parent}?)")
