@@ -332,6 +332,52 @@ def test_ctrl_c_promises_kept_work_only_where_there_is_some(capsys, monkeypatch,
     monkeypatch.setattr(bench.data.synthetic, "generate", ctrl_c)
     assert main(["synth", "--out", str(tmp_path / "s")]) == 130
     assert capsys.readouterr().err == "bench synth: interrupted\n"
+    # a download resumes its partial files, a transfer its cached embeddings, a preparation its cache
+    import bench.cli
+
+    for command, argv in (("download", ["mtat", "--to", str(tmp_path / "d")]),
+                          ("transfer", ["MTT_musicnn", "--task", str(tmp_path / "t.csv")]),
+                          ("prepare", [DEMO])):
+        monkeypatch.setattr(bench.cli, f"cmd_{command}", ctrl_c)
+        assert main([command, *argv]) == 130
+        assert capsys.readouterr().err == f"bench {command}: interrupted; rerun to continue (finished work is kept)\n"
+
+
+def test_a_manifest_that_cannot_be_written_is_refused_before_the_pickles_are_read(capsys, tmp_path):
+    """bench convert-msd reads Lee et al.'s pickles (minutes for 242k tracks) only where it can write."""
+    (tmp_path / "notes.txt").write_text("x")
+    line = one_line_error(capsys, "convert-msd", str(tmp_path / "no-msd-here"), "--out",
+                          str(tmp_path / "notes.txt" / "manifest.csv"))
+    assert line.endswith(f"--out {tmp_path / 'notes.txt' / 'manifest.csv'}: cannot be created: "
+                         f"{tmp_path / 'notes.txt'} is a file, not a folder")
+
+
+def test_an_architecture_registered_with_a_misspelt_builder_is_one_line(capsys, monkeypatch):
+    import architectures
+    import bench.cli
+
+    def plan(args):
+        raise architectures.BuilderError("architecture 'probe': its builder 'architectures.vgg:biuld' is not there")
+
+    monkeypatch.setattr(bench.cli, "cmd_plan", plan)
+    assert one_line_error(capsys, "plan", DEMO).endswith("its builder 'architectures.vgg:biuld' is not there")
+
+
+def test_prepare_quiet_draws_no_progress(monkeypatch, tmp_path):
+    from bench.run import prepare
+
+    given = []
+    monkeypatch.setattr(prepare, "prepare_spec", lambda *args, **kwargs: given.append(kwargs["progress"]))
+    for argv, progress in ((["--quiet"], False), ([], True)):
+        assert main(["prepare", DEMO, "--cache", str(tmp_path / "cache"), "--data", str(tmp_path / "d"), *argv]) == 0
+        assert given.pop() is progress
+
+
+def test_a_spec_whose_name_does_not_end_in_toml_is_read_as_a_spec_by_bench_report(capsys, tmp_path, write_spec):
+    spec = write_spec(MINIMAL_SPEC, "t.spec")
+    line = one_line_error(capsys, "report", str(spec), "--results", str(tmp_path / "nowhere"))
+    assert line.endswith(f"results folder {tmp_path / 'nowhere' / 't'}: no such folder; `bench grid {spec}` trains "
+                         "its runs there (give another folder with --results)")
 
 
 def test_lock_files_are_removed_when_released(tmp_path):
