@@ -171,6 +171,7 @@ BAD_SPECS = [
                                                                   "or '-', starting with a letter or digit"),
     (lambda s: s.replace('name = "t"', 'name = "démo"'), "name", "'démo' must be ASCII letters"),
     (lambda s: s.replace('name = "t"\n', ''), "name", "missing"),
+    (lambda s: 'description = 5\n' + s, "description", "5"),
     (lambda s: s + "\n[[grid]\n", "", "not valid TOML"),
     # tomllib's position of the fault: MINIMAL_SPEC's 11 lines, an empty one, then the broken header
     (lambda s: s + "\n[[grid]\n", "", "(at line 13, column 7)"),
