@@ -81,8 +81,8 @@ def spec_dir(results: str | Path, spec_name: str) -> Path:
 
 def spec_folder_problem(results: str | Path, spec_name: str) -> str | None:
     """Why `results` cannot hold the spec's folder, in words after "--results <results>: ", or None: a
-    file stands where the folder (or its runs/) belongs, or `results` is a spec's folder itself (it holds runs/), given
-    for the folder above it."""
+    file stands where the folder (or its runs/) belongs, or `results` is a spec's folder itself (it
+    holds runs/), given for the folder above it."""
     results = Path(results)
     folder = spec_dir(results, spec_name)
     for where in (folder, folder / RUNS):
