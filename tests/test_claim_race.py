@@ -14,6 +14,7 @@ import socket
 import time
 
 import pytest
+import torch
 
 from bench.core.layout import HISTORY
 from bench.core.store import atomic_write_json
@@ -125,22 +126,25 @@ def test_a_failed_run_is_retried_only_for_a_failure_from_before_the_grid(monkeyp
 
 def test_a_run_that_fails_again_is_retried_once_however_many_workers(monkeypatch, one_run):
     """Four workers of one `--retry-failed` grid meet a run that failed yesterday and fails again: it is
-    executed once, by the first; the others find the failure their grid recorded."""
+    executed once, by the first; the others find the failure their grid recorded (the real execute_run
+    records the grid's token in provenance.grid, docs/results.md; only the training fails)."""
+    from bench.train import loop
+
     spec, run, folder = one_run
     folder.mkdir(parents=True)
     atomic_write_json(folder / RESULT, finished_by_other_worker(run.run_id, "failed", time.time() - 86_400))
     calls = []
 
-    def failing(spec, run, folder, *args, grid=None, **kwargs):
+    def train_run(*args, **kwargs):
         calls.append(run.run_id)
-        result = {**finished_by_other_worker(run.run_id, "failed", time.time() - 600, grid)}  # a clock behind
-        atomic_write_json(folder / RESULT, result)
-        return result
+        raise FloatingPointError("training loss became nan at epoch 1")
 
-    monkeypatch.setattr(runner, "execute_run", failing)
-    executed = [runner.worker_loop(spec, folder.parents[2], [run], no_cache, "cpu", "a1b2", log=lambda *_: None)
-                for _ in range(4)]
+    monkeypatch.setattr(loop, "train_run", train_run)
+    executed = [runner.worker_loop(spec, folder.parents[2], [run], lambda rate: None, torch.device("cpu"), "a1b2",
+                                   log=lambda *_: None) for _ in range(4)]
     assert calls == [run.run_id] and executed == [[run.run_id], [], [], []]
+    result = json.loads((folder / RESULT).read_text())
+    assert result["status"] == "failed" and result["provenance"]["grid"] == "a1b2"
 
 
 def test_without_a_race_the_claimed_run_is_executed_once(monkeypatch, one_run):

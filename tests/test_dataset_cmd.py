@@ -235,6 +235,17 @@ def test_a_dataset_missing_thousands_of_files_says_so_in_a_few_lines(tmp_path, w
                                                                                    "26"]
 
 
+def test_a_few_skipped_clips_are_named_one_per_line_with_their_file(tmp_path):
+    from types import SimpleNamespace
+
+    from bench.run.prepare import skipped_lines
+
+    failed = [("c1", "audio/c1.mp3", "not audio"), ("c2", "audio/c2.mp3", "not audio"), ("c3", "audio/c3.mp3", "empty")]
+    assert skipped_lines(SimpleNamespace(failed=failed, path=tmp_path)) == [
+        "  skipped c1: audio/c1.mp3: not audio", "  skipped c2: audio/c2.mp3: not audio",
+        "  skipped c3: audio/c3.mp3: empty"]
+
+
 def test_skipped_clips_are_grouped_by_what_failed_not_by_each_files_numbers(tmp_path):
     """A truncated file's reason holds its own durations: grouped by the whole text, 8 truncated copies
     made 8 groups of one."""

@@ -1184,6 +1184,40 @@ def test_each_machine_fault_is_said_as_what_to_do_about_it(code, advice):
     assert message.endswith("then rerun (finished runs are kept, interrupted ones resume)")
 
 
+def test_the_stress_harness_sees_a_run_done_twice_lost_or_started_again(tmp_path):
+    """`make stress` and the kill tests above pass only if the harness can see what they look for:
+    folders planted by hand with a run started by two processes neither of which was killed, a run
+    whose result is a failure, and a done run started again."""
+    from collections import Counter
+
+    runs = tmp_path / "stress" / "runs"
+
+    def plant(run_id, pids, status="ok"):
+        folder = runs / run_id
+        folder.mkdir(parents=True)
+        (folder / "executions.jsonl").write_text("".join(json.dumps({"host": "h", "pid": pid, "time": 0}) + "\n"
+                                                         for pid in pids))
+        result = ({"schema_version": 1, "run_id": run_id, "status": "ok", "config": {}, "cost": {},
+                   "metrics": {"roc_auc": 0.75, "pr_auc": 0.5}} if status == "ok" else
+                  {"schema_version": 1, "run_id": run_id, "status": "failed", "error": "X: y"})
+        (folder / "result.json").write_text(json.dumps(result))
+
+    twice_run, lost_run, once_run = (f"vgg-16k-32mel-x1-log-s0-{c * 10}" for c in "abc")
+    plant(twice_run, [101, 102])
+    plant(lost_run, [103], "failed")
+    plant(once_run, [104])
+    problems = []
+    ok, lost, twice = stress.verify(tmp_path, {twice_run, lost_run, once_run}, killed=set(), redo=Counter(),
+                                    label="t", problems=problems)
+    assert lost == 1 and twice == {twice_run} and set(ok) == {twice_run, once_run}
+    done_at, again = {}, set()
+    stress._check_done(tmp_path, done_at, again, [])
+    with open(runs / once_run / "executions.jsonl", "a") as log:
+        log.write(json.dumps({"host": "h", "pid": 105, "time": 1}) + "\n")
+    stress._check_done(tmp_path, done_at, again, problems)
+    assert once_run in again and f"{once_run} was started again after it was done" in problems
+
+
 def test_the_process_table_reads_the_same_from_proc_and_from_ps(monkeypatch):
     """The harness counts the processes it kills from Linux's /proc, else (macOS) from `ps`, where it
     counted none and reported every resumed run as executed twice: both readings agree."""

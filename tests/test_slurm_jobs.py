@@ -576,6 +576,10 @@ def test_a_task_with_nothing_left_stays_until_its_siblings_are_done(tmp_path):
     assert seen[0]["returned"][0] >= seen[1]["work"][0]
     assert "waiting for task(s) 1 of this job" in seen[0]["log"][1]
     assert seen[1]["returned"][0] - seen[1]["work"][0] < 2.0  # the last one does not wait
+    # and the other way round: srun's WaitTime kills the tasks still working that long after the first ends
+    seen = _tasks(tmp_path / "mirror", [(1.0, "return"), (0.0, "return")])
+    assert seen[1]["returned"][0] >= seen[0]["work"][0]
+    assert "waiting for task(s) 0 of this job" in seen[1]["log"][1]
 
 
 def test_a_sibling_that_died_or_never_started_is_not_waited_for(tmp_path):
