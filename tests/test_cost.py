@@ -95,6 +95,13 @@ def test_musicnn_cost_per_segment_and_clip():
     # what it cannot count, as the network is written: the mid end's 2 residual additions, the 6 timbral
     # branches' and the back end's max, the band mean and the back end's mean, the 4 temporal 'same' pads
     assert cost.fvcore_unsupported == {"aten::add": 2, "aten::amax": 7, "aten::mean": 2, "aten::pad": 4}
+    # bench plan without fvcore (and bench status's estimate, which reads it): per clip, 9 segments too
+    from bench.cost.plan import plan_rows
+    from bench.spec import load_spec
+
+    rows = plan_rows(load_spec(SPECS / "paper-mtat-musicnn.toml"), fvcore=False)
+    (row,) = [r for r in rows if (r["sample_rate"], r["n_mels"], r["log"]) == (16000, 96, "log")]
+    assert row["gmac_analytic"] == pytest.approx(9 * macs / 1e9) and row["gmac"] == ""
 
 
 def test_options_are_used():

@@ -53,6 +53,10 @@ def test_selection_on_the_paper_grid():
     assert round(smallest.gmac_per_input, 2) == 0.49
     assert len(scaling) == 6 and scaling[0] is smallest
     assert [c.gmac_per_input for c in scaling] == sorted(c.gmac_per_input for c in scaling)
+    # spread evenly in log GMAC from 0.49 to 17.6 (a step of about 2.05x): the small, overhead-bound
+    # configurations, where a line through the costs misses most, are measured too
+    gmac = [c.gmac_per_input for c in scaling]
+    assert round(gmac[-1], 1) == 17.6 and all(1.5 <= b / a <= 3 for a, b in zip(gmac, gmac[1:], strict=False))
 
 
 @pytest.mark.parametrize("spec_name, headline_label", [
@@ -101,6 +105,8 @@ def test_projection_of_runs_sharing_a_gpu_takes_each_run_its_share():
     per_run = (30 * (18706 / 8 + 1825 / 24) + 5329 / 24) / 3600
     hop_1 = sum(c.configuration.mel.hop_multiplier == 1 for c in cases)
     assert shared["device_hours"] == pytest.approx(3 * per_run * (0.9 * hop_1 + 0.25 * (len(cases) - hop_1)))  # 3 seeds
+    bound = (100 * (18706 / 8 + 1825 / 24) + 5329 / 24) / 3600  # at the spec's max_epochs, shared alike
+    assert shared["max_epochs_hours"] == pytest.approx(3 * bound * (0.9 * hop_1 + 0.25 * (len(cases) - hop_1)))
     assert shared["pflop"] == alone["pflop"] and shared["assumptions"]["runs_at_once"] == 4
     assert alone["assumptions"]["runs_at_once"] == 1
 
@@ -336,6 +342,8 @@ def test_the_report_judges_the_fast_path_against_the_baseline_and_the_conv_peak(
     assert targets["data path / consumption (smallest)"]["met"] is True  # 3x: at its bound
     per_clip = [row["ms_per_clip"] for row in report["frontend"]["per_clip_ms"]]
     assert per_clip == pytest.approx([400.0] * len(per_clip))  # 0.8 s for a batch of 2
+    # timed at the most bands of each rate and hop (96 of TINY's 96 and 16): an upper bound for fewer
+    assert {row["n_mels"] for row in report["frontend"]["per_clip_ms"]} == {96}
     assert report["projection"]["assumptions"]["epochs_per_run"] == 8
     frontend = {**report["frontend"]["headline"], "share_of_step": 0.05}
     assert {t["target"]: t["met"] for t in perf._targets({**report, "frontend": {"headline": frontend}})}[
@@ -692,6 +700,39 @@ def test_a_gpu_missing_from_the_datasheet_table_is_given_its_peak_on_the_command
     assert main(["perf", str(SPECS / "paper-mtat-vgg.toml"), "--bf16-peak-tflops", "500"]) == 0
     assert main(["perf", str(SPECS / "paper-mtat-vgg.toml")]) == 0
     assert [s.bf16_peak_tflops for s in given] == [500.0, None]
+
+
+def test_bench_perf_defaults_and_the_ends_of_its_ranges(monkeypatch):
+    """docs/performance.md: batch 8 on the CPU unless --batch, the spec's (32) on a GPU; --epochs up to
+    the spec's max_epochs (100) and a --batch down to the fewest clips a network trains on (MusiCNN's
+    back end: 2) are accepted."""
+    from bench.tools import perf
+
+    spec = load_spec(SPECS / "paper-mtat-vgg.toml")
+    assert perf.default_batch(spec, torch.device("cpu")) == 8
+    assert perf.default_batch(spec, torch.device("cuda")) == spec.protocol.batch_size == 32
+    class Measuring(Exception):
+        """What the command reaches once every check of its settings passed."""
+
+    def run_perf(spec, device, settings, **kwargs):
+        raise Measuring(settings.epochs, settings.batch)
+
+    monkeypatch.setattr(perf, "run_perf", run_perf)
+    for argv, reached in ((["paper-mtat-vgg.toml", "--epochs", "100"], (100.0, None)),
+                          (["paper-mtat-musicnn.toml", "--batch", "2"], (None, 2))):
+        with pytest.raises(Measuring) as measuring:
+            main(["perf", str(SPECS / argv[0]), *argv[1:], "--device", "cpu"])
+        assert measuring.value.args == reached
+
+
+def test_on_a_gpu_without_native_bf16_the_autocast_lever_is_float16(monkeypatch):
+    """A V100 or T4: the fast path there is float16 with loss scaling, and so is the lever timed."""
+    from bench.tools import perf
+
+    monkeypatch.setattr(perf, "native_bf16", lambda device: False)
+    rows = {name: path for name, path, _ in perf.levers(torch.device("cuda"), False, "vgg")}
+    assert "+ float16 autocast" in rows and "+ bfloat16 autocast" not in rows
+    assert rows["+ float16 autocast"].amp_dtype == "float16"
 
 
 def test_bench_perf_without_a_spec_measures_the_papers_table_ii_grid(monkeypatch):
