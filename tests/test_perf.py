@@ -350,6 +350,17 @@ def test_the_report_judges_the_fast_path_against_the_baseline_and_the_conv_peak(
         "front end share of a step"] is True  # at the bound: met
 
 
+def test_a_forward_pass_counts_2_flops_per_mac_and_a_training_step_6():
+    """The paper's VGG at 96 x 1366 (10,010,669,056 MACs a clip), 32 clips in 0.5 s."""
+    from bench.tools import perf
+
+    timing = {"seconds": 0.5, "first_seconds": 0.5, "calls": 1}
+    for training, flops in ((False, 2), (True, 6)):
+        measured = perf._throughput(timing, 32, 10_010_669_056, training)
+        assert measured["gflops"] == pytest.approx(flops * 10.010669056 * 32 / 0.5)
+        assert measured["inputs_per_second"] == 64
+
+
 def test_the_baseline_and_the_fast_path_are_timed_warm_however_short_the_budget(write_spec, monkeypatch):
     """A lever whose warm-up outlasts the budget is timed by that cold step alone (cheap, and it loses
     either way); the baseline and the fast path, the targets' ratio, always get a warm step: a cold

@@ -337,3 +337,14 @@ def test_plan_says_why_a_grid_has_no_projection(write_spec, tmp_path, capsys):
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last == (f"projected device-hours: none in {perf_json} (a manifest's splits are counted only when "
                     "its CSV is read)")
+
+
+def test_the_totals_count_the_gmac_the_table_shows(write_spec):
+    """fvcore's count where the table gives one (its `gmac` column; BatchNorm included), the analytic one
+    where it does not (a network fvcore could not trace): the totals line agrees with the table."""
+    spec = load_spec(write_spec(MINIMAL_SPEC.replace("seeds = [0]", "seeds = [0, 1]")))
+    rows = [{"gmac": 2.5, "gmac_analytic": 2.4, "params": 10}, {"gmac": "", "gmac_analytic": 3.0, "params": 20}]
+    totals = grid_totals(spec, rows)
+    assert (totals["gmac_per_clip_min"], totals["gmac_per_clip_max"]) == (2.5, 3.0)
+    assert totals["gmac_per_clip_sum_over_runs"] == pytest.approx(2 * 5.5) and totals["runs"] == 4
+    assert totals["weights_bytes"] == 2 * 4 * 30 and totals["largest_weights_bytes"] == 80
