@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 
@@ -52,7 +53,7 @@ def test_a_plan_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path):
     """`bench plan SPEC | head -1`: what was asked for was read; no BrokenPipeError traceback."""
     proc = subprocess.run(f"{sys.executable} -m bench plan {SPECS / 'paper-mtat-vgg.toml'} --no-fvcore | head -1",
                           shell=True, capture_output=True, text=True, cwd=tmp_path,
-                          env={**__import__("os").environ, "PYTHONPATH": str(SPECS.parent)})
+                          env={**os.environ, "PYTHONPATH": str(SPECS.parent)})
     assert proc.returncode == 0 and proc.stdout.count("\n") == 1
     assert proc.stderr == ""
 
