@@ -2612,14 +2612,13 @@ def test_gpu_check_p2_needs_the_estimate_to_cover_training_and_evaluation(monkey
     assert check.numbers["warm_train_peak_bytes"] == 8 * 2**30 and "8.0 GiB after the first steps" in check.detail
 
 
-def _p3_gpu(monkeypatch, reserved: int) -> None:
-    """An 80 GiB GPU with 2 GiB free, 4 GiB allocated by tensors and `reserved` by PyTorch's allocator."""
+def _p3_gpu(monkeypatch, reserved_gb: int) -> None:
+    """An 80 GiB GPU with 2 GiB free, 4 GiB allocated by tensors and `reserved_gb` by PyTorch's allocator,
+    where P3's own block leaves nothing behind."""
     from bench.tools import gpucheck_speed
 
     monkeypatch.setattr(gpucheck_speed, "leave_allocator_cache", lambda device: None)
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (2 * 2**30, 80 * 2**30))
-    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda *a: reserved)
-    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda *a: 4 * 2**30)
+    gpu_memory(monkeypatch, 2, 80, reserved_gb=reserved_gb, allocated_gb=4)
 
 
 def test_gpu_check_p3_probes_both_sides_of_the_free_memory_rule(monkeypatch):
@@ -2629,7 +2628,7 @@ def test_gpu_check_p3_probes_both_sides_of_the_free_memory_rule(monkeypatch):
     from bench.tools import gpucheck
     from bench.train import fastpath
 
-    _p3_gpu(monkeypatch, reserved=5 * 2**30)
+    _p3_gpu(monkeypatch, reserved_gb=5)
     check = gpucheck.Check("P3", "")
     gpucheck.check_free_memory_rule(check)
     assert check.ok, check.detail
@@ -2655,7 +2654,7 @@ def test_gpu_check_p3_fails_saying_why_where_the_allocator_caches_nothing(monkey
         monkeypatch.delenv("PYTORCH_NO_CUDA_MEMORY_CACHING", raising=False)
     else:
         monkeypatch.setenv("PYTORCH_NO_CUDA_MEMORY_CACHING", setting)
-    _p3_gpu(monkeypatch, reserved=4 * 2**30)
+    _p3_gpu(monkeypatch, reserved_gb=4)
     check = gpucheck.Check("P3", "the free-memory rule")
     gpucheck.check_free_memory_rule(check)
     assert check.ok is False

@@ -278,22 +278,21 @@ def check_free_memory_rule(check: Check) -> None:
     free, total = torch.cuda.mem_get_info(device)
     reserved = torch.cuda.memory_reserved(device)
     cached = reserved - torch.cuda.memory_allocated(device)
+    check.numbers = {"free_bytes": free, "cached_bytes": cached, "total_bytes": total}
+    if cached <= 0:  # the rule's point, counting the cache as free, cannot be seen: not proved
+        off = os.environ.get("PYTORCH_NO_CUDA_MEMORY_CACHING")
+        why = f"PYTORCH_NO_CUDA_MEMORY_CACHING={off} turns its caching off" if off else "its caching is off"
+        check.ok = False
+        check.detail = (f"PyTorch's allocator kept nothing of a block allocated and freed ({why}): the rule "
+                        "that counts its cache as free memory could not be checked")
+        return
     # what the GPU holds beside this process's allocator: its CUDA context (and any other process's
     # memory), which the runs-per-GPU choice allows CUDA_CONTEXT_BYTES for
     outside = total - free - reserved
     limit = RESIDENT_FRACTION * min(free + cached, total)
     fits, too_big = int(limit) - 2**20, int(limit) + 2**22
-    check.numbers = {"free_bytes": free, "cached_bytes": cached, "total_bytes": total, "probe_bytes": fits,
-                     "refused_probe_bytes": too_big, "outside_allocator_bytes": outside,
-                     "context_allowance_bytes": CUDA_CONTEXT_BYTES}
-    if cached <= 0:  # the rule's point, counting the cache as free, cannot be seen: not proved
-        off = os.environ.get("PYTORCH_NO_CUDA_MEMORY_CACHING")
-        why = f"PYTORCH_NO_CUDA_MEMORY_CACHING={off} turns its caching off" if off else "its caching is off"
-        check.ok = False
-        check.numbers = {"free_bytes": free, "cached_bytes": cached, "total_bytes": total}
-        check.detail = (f"PyTorch's allocator kept nothing of a block allocated and freed ({why}): the rule "
-                        "that counts its cache as free memory could not be checked")
-        return
+    check.numbers.update({"probe_bytes": fits, "refused_probe_bytes": too_big, "outside_allocator_bytes": outside,
+                          "context_allowance_bytes": CUDA_CONTEXT_BYTES})
     check.ok = (fits > RESIDENT_FRACTION * free and resident_fits(fits, device)
                 and not resident_fits(too_big, device))
     check.detail = (f"driver free {free / 2**30:.1f} GiB + allocator cache {cached / 2**30:.1f} GiB: "
