@@ -687,13 +687,18 @@ PATH_METAVARS = {"DIR": False, "ROOT": False, "NAME|DIR": False, "RESULTS_DIR|SP
 """The metavars of arguments that name a file or folder (True: a file, or a name that may be one)."""
 
 
+def subcommand_parser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    """The parser of `bench COMMAND`, whose errors and arguments are the command's own."""
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return commands.choices[command]
+
+
 def refuse_empty_paths(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """An empty path given to any option or argument that names a file or folder (an unset shell
     variable: `--cache "$CACHE"`) is a UserError, not the option's default nor the working directory."""
     from bench.core.paths import refuse_empty
 
-    command = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    for action in command.choices[args.command]._actions:
+    for action in subcommand_parser(parser, args.command)._actions:
         file = PATH_METAVARS.get(action.metavar)
         if file is None:
             continue
@@ -710,8 +715,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args, unknown = parser.parse_known_args(argv)
         if unknown:  # said by the subcommand ("bench grid: error: ..."), not by `bench`
-            command = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-            command.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+            subcommand_parser(parser, args.command).error(f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as exc:  # --help, --version, or a usage error (already printed, one line)
         return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
     args.started = started
