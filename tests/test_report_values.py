@@ -10,9 +10,7 @@ beside 12 and 16 (8000 sorts after 16000 as text) and mel counts that sort other
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
-import json
 import re
 
 import numpy as np
@@ -256,29 +254,15 @@ def test_the_per_tag_matrix_averages_the_models_sample_rates():
 def test_bench_report_renders_what_each_file_is_named_for(tmp_path, monkeypatch):
     """Result files by hand (2 seeds, 2 tags): the global per-tag figure shows `air` at 12 kHz 96/x1 log
     50 points below the 16 kHz reference (0.5 against 1.0), and the storage trade-off has each
-    configuration at the storage_bytes its result.json gives."""
+    configuration at the storage_bytes its result.json gives (mels x 400 bytes), not at its GMAC."""
     from bench.report import report
 
-    storage = {}
-    for rate, mels, air, gmac in ((16000, 96, 1.0, 1.0), (12000, 96, 0.5, 0.75), (16000, 48, 0.9, 0.5),
-                                  (12000, 48, 0.45, 0.1)):
-        storage[rate, mels] = mels * 400 * (1 if rate == 16000 else 3)
-        tags = {"air": air, "drums": 0.9}
-        for seed in (0, 1):
-            digest = hashlib.sha256(repr((rate, mels, seed)).encode()).hexdigest()[:10]
-            run_id = f"vgg-{rate // 1000}k-{mels}mel-x1-log-s{seed}-{digest}"
-            doc = {"run_id": run_id, "spec": "t", "status": "ok",
-                   "config": {"arch": "vgg", "width": 1.0, "sample_rate": rate, "n_mels": mels, "hop_multiplier": 1,
-                              "log": "log", "seed": seed, "dataset": "synthetic", "n_frames": 100},
-                   "canonical": {"arch": "vgg", "dataset": {"name": "synthetic", "clip_seconds": 8.0, "n_tags": 2}},
-                   "metrics": {"roc_auc": float(np.mean(list(tags.values()))), "pr_auc": 0.5, "n_tags": 2,
-                               "excluded_tags": [],
-                               "per_tag": {t: {"roc_auc": v, "pr_auc": 0.5, "positives": 5} for t, v in tags.items()}},
-                   "cost": {"gmac": gmac, "gmac_analytic": gmac, "params": 1000, "storage_bytes": storage[rate, mels],
-                            "train_seconds": 1.0, "epochs": 1, "best_epoch": 1, "clips_per_second": 1.0}}
-            folder = tmp_path / "t" / "runs" / run_id
-            folder.mkdir(parents=True)
-            (folder / "result.json").write_text(json.dumps(doc))
+    from .test_per_tag_figures import write_runs
+
+    air = {96: {16000: 1.0, 12000: 0.5}, 48: {16000: 0.9, 12000: 0.45}}
+    runs = {("vgg", rate, mels, 1, "log"): [{"air": air[mels][rate], "drums": 0.9}] * 2
+            for mels in (96, 48) for rate in (16000, 12000)}
+    write_runs(tmp_path / "t", runs)
     drawn = {}
     monkeypatch.setattr(figures, "rendered", lambda fig, stem: drawn.setdefault(stem, fig) and {})
     with contextlib.redirect_stdout(io.StringIO()):
@@ -289,4 +273,4 @@ def test_bench_report_renders_what_each_file_is_named_for(tmp_path, monkeypatch)
     assert heat.images[0].get_array()[tags.index("air"), columns.index("12k 96/x1 log")] == pytest.approx(-50.0)
     ax = drawn["tradeoff_storage"].axes[0]
     xs = sorted(x for line in marker_lines(ax) if line.get_linestyle() != "--" for x in line.get_xdata())
-    assert xs == sorted(storage.values())
+    assert xs == sorted(mels * 400 for _, _, mels, _, _ in runs)
