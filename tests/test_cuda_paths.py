@@ -2351,6 +2351,57 @@ def test_gpu_check_on_a_gpu_that_takes_one_process_runs_the_grids_first_and_skip
     assert "SKIP C3 " in printed and "9/9 checks passed" in printed and "not applicable: C3" in printed
 
 
+def test_gpu_check_says_how_long_each_check_took(monkeypatch, tmp_path, capsys):
+    """Each check's line ends with its wall time and the JSON keeps it (`seconds`), so a box that cannot
+    fit every check in the deadline shows which took the time: C4 and C5, one grid, share theirs; the
+    functional checks' dataset, generated inside the first of them, is timed apart (`data_seconds`); a
+    check that crashes is timed too, and a check not run has no time. A clock that each stub moves on
+    by a known number of seconds stands in for the wall clock."""
+    from bench.data import synthetic
+    from bench.tools import gpucheck
+
+    clock = [1000.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+    took = {"C1": 41.0, "C2": 38.0, "C3": 52.0, "C4": 131.0, "C6": 70.0, "P2": 12.0, "P3": 3.0, "P4": 24.0}
+
+    def stub(key):
+        def check(*args, **kwargs):
+            clock[0] += took[key]
+            for c in (a for a in args if isinstance(a, gpucheck.Check)):
+                c.ok, c.detail = True, "stub"
+            if key == "P4":
+                raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return check
+
+    for name, key in [("check_resident_bf16", "C1"), ("check_read_fp16", "C2"), ("check_two_workers_one_gpu", "C3"),
+                      ("check_compile", "C4"), ("check_folds", "C6"), ("check_memory", "P2"),
+                      ("check_free_memory_rule", "P3"), ("check_reading", "P4")]:
+        monkeypatch.setattr(gpucheck, name, stub(key))
+    monkeypatch.setattr(gpucheck, "exclusive_gpus", lambda: [])
+    monkeypatch.setattr(gpucheck, "check_throughput", lambda *a: pytest.fail("P1 ran"))
+    monkeypatch.setattr(gpucheck, "smallest_consumption", lambda rows, batch: None)
+    monkeypatch.setattr(synthetic, "generate", lambda *a, **k: clock.__setitem__(0, clock[0] + 7.0))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    for name in fastpath.ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    out = tmp_path / "gpu-check.json"
+    only = {"C1", "C2", "C3", "C4", "C5", "C6", "P2", "P3", "P4"}
+    assert gpucheck.run_checks(out, batch=32, shared_runs=3, only=only, deadline=None) == 1  # P4 crashed
+    report = json.loads(out.read_text())
+    seconds = {c["id"]: c["seconds"] for c in report["checks"]}
+    assert seconds == {"C1": 41.0, "C2": 38.0, "C3": 52.0, "C4": 131.0, "C5": 131.0, "C6": 70.0, "P1": None,
+                       "P2": 12.0, "P3": 3.0, "P4": 24.0}
+    assert report["data_seconds"] == 7.0
+    assert report["seconds"] == 7.0 + sum(took.values())
+    printed = capsys.readouterr().out.splitlines()
+    assert "PASS C1 tiny grid on CUDA, resident data, bf16: stub [41 s]" in printed
+    assert "PASS C5 3+ configurations compiled in one process: stub [131 s]" in printed
+    assert ("FAIL P4 reading per batch at 16 kHz vs consumption: RuntimeError: CUDA error: an illegal memory "
+            "access was encountered [24 s]") in printed
+    assert not any(line.startswith("SKIP P1") for line in printed)  # not asked for: no line
+
+
 def test_p1_on_a_gpu_that_takes_one_process_judges_without_runs_at_once(monkeypatch):
     from bench.tools import gpucheck, gpucheck_speed
 

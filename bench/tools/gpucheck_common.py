@@ -30,13 +30,18 @@ class Check:
     ok: bool | None = None
     detail: str = ""
     numbers: dict = field(default_factory=dict)
+    seconds: float | None = None
+    """Wall time the check took (checks run together, C4 and C5, share theirs); None where it did not
+    start. The first functional check's excludes generating their dataset (`data_seconds`)."""
 
     def as_dict(self) -> dict:
-        return {"id": self.id, "title": self.title, "ok": self.ok, "detail": self.detail, "numbers": self.numbers}
+        return {"id": self.id, "title": self.title, "ok": self.ok, "detail": self.detail, "numbers": self.numbers,
+                "seconds": self.seconds}
 
     def line(self) -> str:
         word = {True: "PASS", False: "FAIL", None: "SKIP"}[self.ok]
-        return f"{word} {self.id} {self.title}: {self.detail}"
+        took = "" if self.seconds is None else f" [{self.seconds:.0f} s]"
+        return f"{word} {self.id} {self.title}: {self.detail}{took}"
 
 
 class Deadline:
