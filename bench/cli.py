@@ -709,6 +709,33 @@ def refuse_empty_paths(parser: argparse.ArgumentParser, args: argparse.Namespace
                 refuse_empty(value, name, file=file)
 
 
+def discard_if_closed(stream) -> None:
+    """Flush `stream`; where the reader of its pipe has gone (`bench grid 2>&1 | head`), point its
+    descriptor at /dev/null instead, so that what it still buffers goes nowhere rather than failing
+    again when Python flushes it at exit (which would turn the exit status into 120, or 1)."""
+    if stream is None:
+        return
+    try:
+        stream.flush()
+    except BrokenPipeError:
+        try:
+            descriptor = stream.fileno()
+        except (OSError, ValueError):  # not a file (a test's capture)
+            return
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, descriptor)
+        os.close(null)
+
+
+def say(line: str) -> None:
+    """`line` on stderr, the command's last word; nothing where stderr is a pipe whose reader has gone
+    (`2>&1 | head`), where the exit status alone tells what happened."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except BrokenPipeError:
+        discard_if_closed(sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     parser = build_parser()
@@ -729,19 +756,21 @@ def main(argv: list[str] | None = None) -> int:
             return args.func(args)
     except KeyboardInterrupt as exc:  # Ctrl-C: say what a rerun does, where work is kept
         if isinstance(exc, Interrupted):
-            print(f"bench {args.command}: interrupted; {one_line(exc)}", file=sys.stderr)
+            say(f"bench {args.command}: interrupted; {one_line(exc)}")
         elif args.command in KEEPS_FINISHED_WORK:
-            print(f"bench {args.command}: interrupted; {RERUN_TO_CONTINUE}", file=sys.stderr)
+            say(f"bench {args.command}: interrupted; {RERUN_TO_CONTINUE}")
         else:  # e.g. bench tag --json prints its results at the end: a rerun starts over
-            print(f"bench {args.command}: interrupted", file=sys.stderr)
+            say(f"bench {args.command}: interrupted")
         return EXIT_TERMINATED if terminated() else EXIT_INTERRUPTED
     except (UserError, BuilderError) as exc:  # BuilderError: an architecture registered with a misspelt builder
-        print(f"bench {args.command}: error: {one_line(exc)}", file=sys.stderr)
+        say(f"bench {args.command}: error: {one_line(exc)}")
         return EXIT_USER_ERROR
     except BrokenPipeError:  # e.g. `bench plan ... | head`: what was asked for was read
-        if args.command in KEEPS_FINISHED_WORK:  # `bench grid | head`: stopped before its work was done
-            print(f"bench {args.command}: interrupted; its output was closed (the reader of its pipe ended); "
-                  f"{RERUN_TO_CONTINUE}", file=sys.stderr)
+        discard_if_closed(sys.stdout)  # what is still buffered for the reader that has gone
+        if args.command in KEEPS_FINISHED_WORK and not getattr(args, "dry_run", False):
+            # `bench grid | head`: stopped before its work was done (a dry run's listing was only read)
+            say(f"bench {args.command}: interrupted; its output was closed (the reader of its pipe ended); "
+                f"{RERUN_TO_CONTINUE}")
             return EXIT_INTERRUPTED
         return 0
     except OSError as exc:
@@ -749,7 +778,7 @@ def main(argv: list[str] | None = None) -> int:
                    else misplaced_message(exc))
         if message is None:
             raise
-        print(f"bench {args.command}: error: {one_line(message)}", file=sys.stderr)
+        say(f"bench {args.command}: error: {one_line(message)}")
         return EXIT_USER_ERROR
     except Exception as exc:  # the machine's state behind another error: torch.compile's, under its cache folder
         folder = None
@@ -761,7 +790,7 @@ def main(argv: list[str] | None = None) -> int:
         if machine is None:
             raise
         message = resource_message(machine, args.command, getattr(args, "launcher", "local"))
-        print(f"bench {args.command}: error: {one_line(message)}", file=sys.stderr)
+        say(f"bench {args.command}: error: {one_line(message)}")
         return EXIT_USER_ERROR
 
 

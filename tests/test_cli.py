@@ -58,6 +58,54 @@ def test_a_plan_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path):
     assert proc.stderr == ""
 
 
+def bench_into_a_closed_pipe(tmp_path, *argv: str, stderr_too: bool) -> tuple[int, str]:
+    """Run `bench ARGV` with its stdout (and its stderr, `stderr_too`: `2>&1 | head`) going into a pipe
+    whose reader has already gone, so that its first line meets the closed pipe whatever the timing;
+    returns its exit status and what it wrote on a stderr that stayed open."""
+    proc = subprocess.Popen([sys.executable, "-m", "bench", *argv], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT if stderr_too else subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(SPECS.parent)})
+    proc.stdout.close()
+    err = "" if stderr_too else proc.stderr.read()
+    return proc.wait(timeout=120), err
+
+
+@pytest.mark.parametrize("stderr_too", [False, True])
+def test_a_grid_whose_reader_has_gone_stops_as_interrupted_and_its_dry_run_ends_quietly(write_spec, tmp_path,
+                                                                                         stderr_too):
+    """`bench grid | head` stops the grid as Ctrl-C does (exit 130, docs/running.md); with stderr in the
+    pipe too (`2>&1 | head`) the line saying so has nowhere to go, and the exit status still says it
+    (it was 1, from a second BrokenPipeError raised by that line). A dry run's listing is only read:
+    exit 0 and no line, as `bench plan | head`."""
+    spec = write_spec(MINIMAL_SPEC)
+    results = ["--results", str(tmp_path / "results"), "--data", str(tmp_path / "data")]
+    status, err = bench_into_a_closed_pipe(tmp_path, "grid", str(spec), *results, "--dry-run", stderr_too=stderr_too)
+    assert (status, err) == (0, "")
+    status, err = bench_into_a_closed_pipe(tmp_path, "grid", str(spec), *results, stderr_too=stderr_too)
+    assert status == 130
+    assert err == ("" if stderr_too else "bench grid: interrupted; its output was closed (the reader of its pipe "
+                   "ended); rerun to continue (finished work is kept)\n")
+    assert not (tmp_path / "data").exists()  # stopped at its first line, before generating the dataset
+
+
+def test_an_interrupted_command_whose_stderr_reader_has_gone_keeps_its_exit_status(monkeypatch):
+    """Ctrl-C, or a grid whose output was closed, with stderr a pipe whose reader has gone too: the
+    line saying so cannot be written, and `bench` still returns 130, not a BrokenPipeError."""
+    from bench.core.errors import Interrupted
+    from bench.run import grid
+
+    class ClosedPipe(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    def stopped(spec, options):
+        raise Interrupted("its output was closed (the reader of its pipe ended); rerun to continue")
+
+    monkeypatch.setattr(grid, "run_grid", stopped)
+    monkeypatch.setattr(sys, "stderr", ClosedPipe())
+    assert main(["grid", str(SPECS / "demo.toml"), "--no-report"]) == 130
+
+
 def test_plan_csv_has_one_row_per_configuration(capsys):
     status, out, _ = run_cli(capsys, "plan", str(SPECS / "paper-mtat-vgg.toml"), "--format", "csv", "--no-fvcore")
     assert status == 0
