@@ -263,6 +263,23 @@ def test_specs_cutting_the_same_tracks_to_other_lengths_get_their_own_waveforms(
     assert three.open(16000).waveforms.shape == (2, 48_000)
 
 
+def test_a_dataset_moved_elsewhere_gets_a_cache_of_its_own_and_a_link_to_it_the_same(tmp_path):
+    """docs/datasets.md: the key holds each file's resolved path. The same files in another folder are a
+    new cache (the old one is not read for them), while a symbolic link to the folder is read as the
+    files it points to."""
+    first = tmp_path / "disk1" / "mtat"
+    paths = [write_mp3(first / f"{i}.mp3", tone(2.0, seed=i)) for i in range(2)]
+    cached = WaveformCache(tmp_path / "cache", make_index(paths), clip_seconds=1.0)
+    linked = tmp_path / "link"
+    linked.symlink_to(first)
+    via_link = WaveformCache(tmp_path / "cache", make_index([linked / p.name for p in paths]), clip_seconds=1.0)
+    moved = tmp_path / "disk2" / "mtat"
+    moved.parent.mkdir()
+    first.rename(moved)
+    elsewhere = WaveformCache(tmp_path / "cache", make_index([moved / p.name for p in paths]), clip_seconds=1.0)
+    assert via_link.dir == cached.dir and elsewhere.dir != cached.dir
+
+
 def test_an_interrupted_preparation_resumes_on_a_disk_its_allocated_file_fills(tmp_path, monkeypatch):
     """The waveform file of an interrupted preparation is already allocated in full: the space check
     counts it as held, and a disk with no room for a second copy still resumes it."""
