@@ -227,6 +227,29 @@ def test_other_uncompressed_files_cut_short_are_skipped_as_truncated(tmp_path, c
     assert decode_clip(str(whole), (16000,), 29.1).padded  # whole, it is a short recording
 
 
+@pytest.mark.parametrize("container", ["WAV", "AIFF", "AU", "RF64", "W64", "OGG"])
+def test_tagging_a_file_cut_short_says_how_much_of_it_decoded(tmp_path, container):
+    """`bench tag` and `bench embed` take what decodes of a whole file and say so where it falls short of
+    what the header announced (docs/pretrained.md). libsndfile announces only the frames a cut WAV,
+    AIFF, AU, RF64 or W64 holds, so comparing with its count said nothing of them: a copy cut in half
+    was tagged in silence as a 12.5 s recording. An Ogg declares no length; its missing last page says
+    it was cut. A whole file gets no line."""
+    x = (0.1 * np.random.default_rng(0).standard_normal(25 * RATE)).astype(np.float32)
+    whole = tmp_path / f"whole.{container.lower()}"
+    sf.write(whole, x, RATE, format=container, subtype="VORBIS" if container == "OGG" else "PCM_16")
+    cut = tmp_path / f"cut.{container.lower()}"
+    cut.write_bytes(whole.read_bytes()[:whole.stat().st_size // 2])
+    said = []
+    held = decode_file(str(cut), 16000, warn=said.append).shape[0] / 16000
+    assert 5 < held < 20
+    why = r" \(a damaged or partial file\?\): only what decodes is used"
+    expected = (rf"decoded 1\d\.\d\d s, where the Ogg stream stops without its last page{why}" if container == "OGG"
+                else rf"decoded 1\d\.\d\d s of the 25\.0\d s its header announces{why}")
+    assert len(said) == 1 and re.fullmatch(expected, said[0]), said
+    decode_file(str(whole), 16000, warn=said.append)
+    assert len(said) == 1
+
+
 @pytest.mark.parametrize(("container", "codec"), [("WAV", "GSM610"), ("WAV", "G721_32"), ("AU", "G723_24")])
 def test_a_file_whose_codec_cannot_seek_gives_its_centre(tmp_path, container, codec):
     """libsndfile cannot seek in GSM 6.10 or G.72x: a file longer than the clip, whose centre is sought,

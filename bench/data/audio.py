@@ -356,9 +356,18 @@ def decode_file(path: str, sample_rate: int, min_seconds: float = MIN_SECONDS,
             if last:
                 break
         announced = handle.frames
-    if warn is not None and announced - decoded > _slack(announced, source_rate):
-        warn(f"decoded {decoded / source_rate:.2f} s of the {announced / source_rate:.2f} s its header announces "
-             "(a damaged or partial file?): only what decodes is used")
+        # a WAV, AIFF, AU, W64 or RF64 cut short: libsndfile announces what the file holds, and logs
+        # what its header declared; an Ogg declares nothing, but a cut one lacks its last page
+        declared = _declared_seconds(handle)
+        unended = handle.format == "OGG" and not _ogg_stream_ends(path)
+    if warn is not None:
+        seconds, why = decoded / source_rate, "(a damaged or partial file?): only what decodes is used"
+        if declared is not None:
+            warn(f"decoded {seconds:.2f} s of the {declared:.2f} s its header announces {why}")
+        elif announced - decoded > _slack(announced, source_rate):
+            warn(f"decoded {seconds:.2f} s of the {announced / source_rate:.2f} s its header announces {why}")
+        elif unended:
+            warn(f"decoded {seconds:.2f} s, where the Ogg stream stops without its last page {why}")
     if decoded < min_seconds * source_rate:  # frames announced but not delivered (truncated file)
         raise BadAudio(f"too short after decoding ({decoded / source_rate:.2f} s < {min_seconds} s)")
     if peak > MAX_PEAK:
