@@ -208,28 +208,35 @@ def _eta(spec: Spec, runs: list[RunSpec], states: list[RunStatus],
             gmacs[key] = gmac_of(configs[key])
         return gmacs[key]
 
+    def borrowed(key: tuple) -> bool:
+        """Whether no shape of its architecture is measured: its epochs are scaled from another's."""
+        return key not in measured and not any(k[0] == key[0] for k in measured)
+
     def epoch_seconds(key: tuple) -> float:
         """Measured, else scaled by GMAC from the measured shapes of its architecture (else of all)."""
         if key in measured:
             return measured[key]
-        pool = [k for k in measured if k[0] == key[0]] or list(measured)
+        pool = list(measured) if borrowed(key) else [k for k in measured if k[0] == key[0]]
         known = [k for k in pool if gmac(k)]
         if gmac(key) and known:
             return gmac(key) * sum(measured[k] for k in known) / sum(gmac(k) for k in known)
         return statistics.mean(measured[k] for k in pool)
 
-    left, scaled = 0.0, 0
+    left, scaled, other = 0.0, 0, 0
     for run, state in zip(runs, states, strict=True):
         retried = run.run_id in retry  # from scratch
         if state.state == "done" or (state.state == "failed" and not retried):
             continue
         key = run.configuration.cost_key
         scaled += key not in measured
+        other += borrowed(key)
         # a run at or past the expected count still has its epoch in progress (or its test) ahead
         left += max(1.0, expected - (0 if retried else state.epoch)) * epoch_seconds(key)
     waiting = sum(1 for r in states if r.state not in ("done", "failed", "running")) + len(retry)
     at_once = max(1, sum(1 for r in states if r.state == "running") + min(asking, waiting))
-    estimated = f"; {scaled} run(s) of shapes not measured yet scaled by GMAC" if scaled else ""
+    # an architecture's epoch per GMAC can be several times another's: the estimate says where it leans on one
+    borrowing = f" ({other} of an architecture none of whose shapes is measured yet, from the others')" if other else ""
+    estimated = f"; {scaled} run(s) of shapes not measured yet scaled by GMAC{borrowing}" if scaled else ""
     basis = (f"{expected:.1f} epochs per run ({'mean of the finished runs' if finished else 'max_epochs'}), "
              f"measured epoch times{estimated}, {at_once} run(s) at a time")
     return left / at_once, basis
