@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import architectures
@@ -70,8 +70,12 @@ ARCHS = architectures.names()
 """Every registered architecture, an added one included."""
 
 
+SHIPPED_ARCHS = ("vgg", "musicnn", "musicnn-787k", "vgg-605k")
+"""The architectures this repository ships, which take every input shape of at least 1 x 1."""
+
+
 def test_the_shipped_architectures_are_registered():
-    assert {"vgg", "musicnn", "musicnn-787k", "vgg-605k"} <= set(ARCHS)
+    assert set(SHIPPED_ARCHS) <= set(ARCHS)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -95,6 +99,14 @@ def test_table_ii_grid_builds_and_runs(arch):
     n_tags=st.integers(1, 60),
 )
 def test_any_input_shape(arch, sample_rate, n_mels, hop, n_frames, n_tags):
+    """The shipped architectures take any input; one a user adds may refuse an input its planner cannot
+    take with a ValueError (docs/architectures.md), which `bench plan` says in one line: such inputs are
+    not asked of it here."""
+    if arch not in SHIPPED_ARCHS:
+        try:
+            architectures.plan(arch, InputConfig(sample_rate, n_mels, hop, n_frames), **tiny(arch))
+        except ValueError:
+            assume(False)
     check_forward(build(arch, sample_rate, n_mels, hop, n_frames, n_tags=n_tags), n_mels)
 
 

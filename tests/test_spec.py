@@ -61,12 +61,14 @@ SHIPPED_RUNS = {
 
 
 def test_every_spec_in_specs_loads():
+    """Each shipped spec holds the runs its header derives; a spec a user adds to specs/ (docs/architectures.md)
+    need only load, named as its file."""
     runs = {}
     for path in sorted(SPECS.glob("*.toml")):
         spec = load_spec(path)
         assert spec.name == path.stem
         runs[spec.name] = len(spec.runs())
-    assert runs == SHIPPED_RUNS
+    assert {name: runs.get(name) for name in SHIPPED_RUNS} == SHIPPED_RUNS
 
 
 def test_blocks_union_and_deduplicate(write_spec):
