@@ -717,6 +717,8 @@ def discard_if_closed(stream) -> None:
         return
     try:
         stream.flush()
+    except ValueError:  # closed: nothing is buffered
+        return
     except BrokenPipeError:
         try:
             descriptor = stream.fileno()
@@ -729,7 +731,9 @@ def discard_if_closed(stream) -> None:
 
 def say(line: str) -> None:
     """`line` on stderr, the command's last word; nothing where stderr is a pipe whose reader has gone
-    (`2>&1 | head`), where the exit status alone tells what happened."""
+    (`2>&1 | head`) or is closed (`2>&-`), where the exit status alone tells what happened."""
+    if sys.stderr is None:  # print(file=None) would write it into the command's output
+        return
     try:
         print(line, file=sys.stderr, flush=True)
     except BrokenPipeError:
@@ -753,7 +757,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with terminate_as_interrupt() as terminated:  # a SIGTERM stops a command as Ctrl-C does
             refuse_empty_paths(parser, args)
-            return args.func(args)
+            status = args.func(args)
+            if sys.stdout is not None:  # what is still buffered: a reader that has gone is met here, not at exit
+                sys.stdout.flush()
+            return status
     except KeyboardInterrupt as exc:  # Ctrl-C: say what a rerun does, where work is kept
         if isinstance(exc, Interrupted):
             say(f"bench {args.command}: interrupted; {one_line(exc)}")
@@ -792,6 +799,8 @@ def main(argv: list[str] | None = None) -> int:
         message = resource_message(machine, args.command, getattr(args, "launcher", "local"))
         say(f"bench {args.command}: error: {one_line(message)}")
         return EXIT_USER_ERROR
+    finally:  # however it ended (Ctrl-C while piped into `tee`, say), nothing left to fail at exit
+        discard_if_closed(sys.stdout)
 
 
 def console() -> None:

@@ -58,34 +58,63 @@ def test_a_plan_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path):
     assert proc.stderr == ""
 
 
-def bench_into_a_closed_pipe(tmp_path, *argv: str, stderr_too: bool) -> tuple[int, str]:
-    """Run `bench ARGV` with its stdout (and its stderr, `stderr_too`: `2>&1 | head`) going into a pipe
-    whose reader has already gone, so that its first line meets the closed pipe whatever the timing;
-    returns its exit status and what it wrote on a stderr that stayed open."""
-    proc = subprocess.Popen([sys.executable, "-m", "bench", *argv], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT if stderr_too else subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(SPECS.parent)})
+def bench_into_a_closed_pipe(tmp_path, *argv: str, stderr_too: bool, unbuffered: bool,
+                             code: str = "from bench.cli import main") -> tuple[int, str]:
+    """Run `bench ARGV` (`code` may stub part of it first) with its stdout (and its stderr, `stderr_too`:
+    `2>&1 | head`) going into a pipe whose reader has already gone, so that its first line meets the
+    closed pipe whatever the timing; stdout block-buffered as Python has it, or not (`unbuffered`:
+    PYTHONUNBUFFERED=1, `python -u`). Returns its exit status and what it wrote on a stderr that stayed
+    open."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
+    env.update({"PYTHONPATH": str(SPECS.parent), **({"PYTHONUNBUFFERED": "1"} if unbuffered else {})})
+    proc = subprocess.Popen([sys.executable, "-c", f"import sys; {code}; sys.exit(main(sys.argv[1:]))", *argv],
+                            cwd=tmp_path, stdout=subprocess.PIPE, text=True, env=env,
+                            stderr=subprocess.STDOUT if stderr_too else subprocess.PIPE)
     proc.stdout.close()
     err = "" if stderr_too else proc.stderr.read()
     return proc.wait(timeout=120), err
 
 
-@pytest.mark.parametrize("stderr_too", [False, True])
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "unbuffered"])
+@pytest.mark.parametrize("stderr_too", [False, True], ids=["stdout", "both"])
 def test_a_grid_whose_reader_has_gone_stops_as_interrupted_and_its_dry_run_ends_quietly(write_spec, tmp_path,
-                                                                                         stderr_too):
-    """`bench grid | head` stops the grid as Ctrl-C does (exit 130, docs/running.md); with stderr in the
-    pipe too (`2>&1 | head`) the line saying so has nowhere to go, and the exit status still says it
-    (it was 1, from a second BrokenPipeError raised by that line). A dry run's listing is only read:
-    exit 0 and no line, as `bench plan | head`."""
+                                                                                         stderr_too, unbuffered):
+    """`bench grid | head` stops the grid as Ctrl-C does (exit 130, docs/running.md), at its first line,
+    before any work; with stderr in the pipe too (`2>&1 | head`) the line saying so has nowhere to go,
+    and the exit status still says it (it was 1, from a second BrokenPipeError raised by that line). A
+    dry run's listing is only read: exit 0 and no line, as `bench plan | head` (buffered, it had met the
+    closed pipe in Python's flush at exit, which made the status 120)."""
     spec = write_spec(MINIMAL_SPEC)
     results = ["--results", str(tmp_path / "results"), "--data", str(tmp_path / "data")]
-    status, err = bench_into_a_closed_pipe(tmp_path, "grid", str(spec), *results, "--dry-run", stderr_too=stderr_too)
+    status, err = bench_into_a_closed_pipe(tmp_path, "grid", str(spec), *results, "--dry-run", stderr_too=stderr_too,
+                                           unbuffered=unbuffered)
     assert (status, err) == (0, "")
-    status, err = bench_into_a_closed_pipe(tmp_path, "grid", str(spec), *results, stderr_too=stderr_too)
+    status, err = bench_into_a_closed_pipe(tmp_path, "grid", str(spec), *results, stderr_too=stderr_too,
+                                           unbuffered=unbuffered)
     assert status == 130
     assert err == ("" if stderr_too else "bench grid: interrupted; its output was closed (the reader of its pipe "
                    "ended); rerun to continue (finished work is kept)\n")
     assert not (tmp_path / "data").exists()  # stopped at its first line, before generating the dataset
+
+
+def test_ctrl_c_with_the_output_pipes_reader_gone_too_is_still_130(tmp_path):
+    """Ctrl-C reaches every process of the terminal's group: `bench grid | tee log` loses its reader as
+    it stops. What the grid still buffered for it does not fail at exit (which made the status 120)."""
+    stub = ("import bench.run.grid as grid; from bench.cli import main; "
+            "grid.run_grid = lambda spec, options: (print('a line for tee'), exec('raise KeyboardInterrupt'))")
+    status, err = bench_into_a_closed_pipe(tmp_path, "grid", str(SPECS / "demo.toml"), "--no-report",
+                                           stderr_too=False, unbuffered=False, code=stub)
+    assert (status, err) == (130, "bench grid: interrupted; rerun to continue (finished work is kept)\n")
+
+
+def test_an_error_with_stderr_closed_stays_out_of_the_commands_output(tmp_path):
+    """With stderr closed (`2>&-`) the error line goes nowhere; it went into stdout, e.g. a CSV being written."""
+    out = tmp_path / "plan.csv"
+    with out.open("w") as handle:
+        status = subprocess.run([sys.executable, "-m", "bench", "plan", str(tmp_path / "missing.toml")], cwd=tmp_path,
+                                stdout=handle, stderr=subprocess.DEVNULL, preexec_fn=lambda: os.close(2),
+                                env={**os.environ, "PYTHONPATH": str(SPECS.parent)}).returncode
+    assert status == 2 and out.read_text() == ""
 
 
 def test_an_interrupted_command_whose_stderr_reader_has_gone_keeps_its_exit_status(monkeypatch):

@@ -412,7 +412,8 @@ def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
         from bench.data.datasets import check_root, dataset_root
 
         check_root(spec.dataset, dataset_root(spec.dataset, o.data, spec.path))  # before the grid says it starts
-    print(header(spec, runs, results_root, states, shard_index, shard_count))
+    # flushed: piped into a reader that has gone (`| head`), the grid stops here, before any work
+    print(header(spec, runs, results_root, states, shard_index, shard_count), flush=True)
     if o.dry_run:
         for s in states:
             verb = {"run": "would run", "resume": "would resume"}.get(s.action, "skip")
