@@ -250,6 +250,50 @@ def test_tagging_a_file_cut_short_says_how_much_of_it_decoded(tmp_path, containe
     assert len(said) == 1
 
 
+@pytest.mark.parametrize("codec", ["VORBIS", "OPUS"])
+@pytest.mark.parametrize("cut_bytes", [10, 1000])
+def test_an_ogg_cut_inside_its_last_page_is_cut_short(tmp_path, codec, cut_bytes):
+    """A cut inside the last page leaves its end-of-stream flag in place (the page's header is whole),
+    and libsndfile drops the broken page: over a second of Opus went without a word. The page's lacing
+    values (RFC 3533) say how many bytes it should hold."""
+    x = (0.1 * np.random.default_rng(0).standard_normal(25 * 48000)).astype(np.float32)
+    whole = tmp_path / "whole.ogg"
+    sf.write(whole, x, 48000, format="OGG", subtype=codec)
+    cut = tmp_path / "cut.ogg"
+    cut.write_bytes(whole.read_bytes()[:-cut_bytes])
+    said = []
+    decode_file(str(cut), 16000, warn=said.append)
+    assert len(said) == 1 and "the Ogg stream stops without its last page" in said[0], said
+    with pytest.raises(BadAudio, match=r"^truncated: the Ogg stream stops at \d+\.\d\d s without its last page$"):
+        decode_clip(str(cut), (16000,), 29.1)
+    decode_file(str(whole), 16000, warn=said.append)
+    assert len(said) == 1
+
+
+@pytest.mark.parametrize(("over_bytes", "cut"), [(1, False), (2, False), (64, False), (2000, True)])
+def test_a_wav_declaring_a_few_bytes_more_than_it_holds_is_not_cut_short(tmp_path, over_bytes, cut):
+    """A data chunk's size a pad byte or a writer's rounding over what the file holds loses no audio:
+    within 10 ms (441 samples at 44.1 kHz, 882 bytes of 16-bit mono) it is not a cut, neither for
+    tagging (no warning) nor for the cache (a 3 s recording, short of a 29.1 s clip, padded, not
+    skipped as truncated). 2,000 bytes over (23 ms) is a cut."""
+    x = (0.3 * np.sin(2 * np.pi * 440 * np.arange(3 * RATE) / RATE)).astype(np.float32)
+    path = tmp_path / "x.wav"
+    sf.write(path, x, RATE, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    at = data.index(b"data") + 4
+    data[at:at + 4] = (int.from_bytes(data[at:at + 4], "little") + over_bytes).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    said = []
+    assert decode_file(str(path), 16000, warn=said.append).shape[0] == 3 * 16000
+    assert len(said) == int(cut)
+    if cut:
+        assert said[0].startswith("decoded 3.00 s of the 3.02 s its header announces"), said
+        with pytest.raises(BadAudio, match=r"^truncated: the header says 3\.02 s, the file holds 3\.00 s$"):
+            decode_clip(str(path), (16000,), 29.1)
+    else:
+        assert decode_clip(str(path), (16000,), 29.1).padded
+
+
 @pytest.mark.parametrize(("container", "codec"), [("WAV", "GSM610"), ("WAV", "G721_32"), ("AU", "G723_24")])
 def test_a_file_whose_codec_cannot_seek_gives_its_centre(tmp_path, container, codec):
     """libsndfile cannot seek in GSM 6.10 or G.72x: a file longer than the clip, whose centre is sought,
