@@ -2354,9 +2354,9 @@ def test_gpu_check_on_a_gpu_that_takes_one_process_runs_the_grids_first_and_skip
 def test_gpu_check_says_how_long_each_check_took(monkeypatch, tmp_path, capsys):
     """Each check's line ends with its wall time and the JSON keeps it (`seconds`), so a box that cannot
     fit every check in the deadline shows which took the time: C4 and C5, one grid, share theirs; the
-    functional checks' dataset, generated inside the first of them, is timed apart (`data_seconds`); a
-    check that crashes is timed too, and a check not run has no time. A clock that each stub moves on
-    by a known number of seconds stands in for the wall clock."""
+    functional checks' dataset, generated inside the first of them, is in its time and said apart
+    (`data_seconds`); a check that crashes is timed too, and a check not run has no time. A clock that
+    each stub moves on by a known number of seconds stands in for the wall clock."""
     from bench.data import synthetic
     from bench.tools import gpucheck
 
@@ -2390,16 +2390,50 @@ def test_gpu_check_says_how_long_each_check_took(monkeypatch, tmp_path, capsys):
     assert gpucheck.run_checks(out, batch=32, shared_runs=3, only=only, deadline=None) == 1  # P4 crashed
     report = json.loads(out.read_text())
     seconds = {c["id"]: c["seconds"] for c in report["checks"]}
-    assert seconds == {"C1": 41.0, "C2": 38.0, "C3": 52.0, "C4": 131.0, "C5": 131.0, "C6": 70.0, "P1": None,
+    assert seconds == {"C1": 7.0 + 41.0, "C2": 38.0, "C3": 52.0, "C4": 131.0, "C5": 131.0, "C6": 70.0, "P1": None,
                        "P2": 12.0, "P3": 3.0, "P4": 24.0}
     assert report["data_seconds"] == 7.0
     assert report["seconds"] == 7.0 + sum(took.values())
     printed = capsys.readouterr().out.splitlines()
-    assert "PASS C1 tiny grid on CUDA, resident data, bf16: stub [41 s]" in printed
+    assert "PASS C1 tiny grid on CUDA, resident data, bf16: stub [48 s]" in printed
     assert "PASS C5 3+ configurations compiled in one process: stub [131 s]" in printed
     assert ("FAIL P4 reading per batch at 16 kHz vs consumption: RuntimeError: CUDA error: an illegal memory "
             "access was encountered [24 s]") in printed
     assert not any(line.startswith("SKIP P1") for line in printed)  # not asked for: no line
+
+
+def test_gpu_check_generates_its_dataset_once_and_times_a_generation_that_failed(monkeypatch, tmp_path, capsys):
+    """A generation that fails (a full disk after 200 s, say) fails every functional check with its
+    reason, is not tried again for each of them, and its time is in the first one's and in
+    `data_seconds`: it had been in no check's, the JSON's total 400 s larger than its parts."""
+    from bench.data import synthetic
+    from bench.tools import gpucheck
+
+    clock, tries = [1000.0], []
+
+    def full_disk(*args, **kwargs):
+        tries.append(1)
+        clock[0] += 200.0
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(synthetic, "generate", full_disk)
+    for name in ("check_resident_bf16", "check_read_fp16", "check_two_workers_one_gpu", "check_compile"):
+        monkeypatch.setattr(gpucheck, name, lambda *a: pytest.fail("a functional check ran without its data"))
+    monkeypatch.setattr(gpucheck, "exclusive_gpus", lambda: [])
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    for name in fastpath.ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    out = tmp_path / "gpu-check.json"
+    assert gpucheck.run_checks(out, batch=32, shared_runs=3, only={"C1", "C2", "C3", "C4", "C5"}, deadline=None) == 1
+    report = json.loads(out.read_text())
+    assert len(tries) == 1 and report["data_seconds"] == 200.0 and report["seconds"] == 200.0
+    checks = {c["id"]: c for c in report["checks"] if c["ok"] is not None}
+    assert {key: (c["ok"], c["seconds"]) for key, c in checks.items()} == {
+        "C1": (False, 200.0), "C2": (False, 0.0), "C3": (False, 0.0), "C4": (False, 0.0), "C5": (False, 0.0)}
+    assert all(c["detail"] == "synthetic data not generated: OSError: [Errno 28] No space left on device"
+               for c in checks.values())
 
 
 def test_p1_on_a_gpu_that_takes_one_process_judges_without_runs_at_once(monkeypatch):

@@ -47,7 +47,6 @@ with NVIDIA GPUs that this process cannot use (a driver older than torch's CUDA,
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
@@ -308,6 +307,7 @@ def run_checks(out: Path, batch: int, shared_runs: int, keep: bool = False, only
     started = time.perf_counter()
     rows: dict = {}
     data_seconds: dict[str, float] = {}  # the functional checks' dataset, generated once
+    generated: dict = {}  # "done", or the "error" its generation ended in
     not_run: list[str] = []
     not_applicable: list[str] = []
 
@@ -321,15 +321,25 @@ def run_checks(out: Path, batch: int, shared_runs: int, keep: bool = False, only
                                       "others_on_gpu": others,
                                       "checks": checks_run}, default=str))
 
-    @functools.cache
     def data() -> None:
-        """The synthetic dataset of C1-C4, generated once, by the first of them to run. An error here
-        (a box without soundfile) fails the functional checks; the performance checks still run."""
+        """The synthetic dataset of C1-C4, generated once, by the first of them to run, its time counted
+        in that check's and in `data_seconds`. An error here (a box without soundfile, a full disk) fails
+        the functional checks, without generating again for each; the performance checks still run."""
         from bench.data.synthetic import generate
 
+        if "error" in generated:
+            raise generated["error"]
+        if generated.get("done"):
+            return
         began = time.perf_counter()
-        generate(ws.data, clips=48, seed=0, clip_seconds=3.0, progress=False)
-        data_seconds["generate"] = time.perf_counter() - began
+        try:
+            generate(ws.data, clips=48, seed=0, clip_seconds=3.0, progress=False)
+            generated["done"] = True
+        except Exception as exc:
+            generated["error"] = exc
+            raise
+        finally:
+            data_seconds["generate"] = data_seconds.get("generate", 0.0) + time.perf_counter() - began
 
     def timed(ids: tuple[str, ...], fn: Callable[[], object]) -> None:
         """`fn`, its wall time kept on its checks' records however it ends (a deadline, a crash, Ctrl-C)."""
@@ -350,13 +360,16 @@ def run_checks(out: Path, batch: int, shared_runs: int, keep: bool = False, only
                                       f"it needs about {NEEDS_SECONDS[ids[0]]} s")
                 not_run.append(key)
         else:
-            try:
+            def check() -> None:
                 if functional:
                     try:
                         data()
                     except Exception as exc:
                         raise NoData(f"synthetic data not generated: {type(exc).__name__}: {exc}") from exc
-                timed(ids, fn)
+                fn()
+
+            try:
+                timed(ids, check)
             except DeadlineReached as exc:
                 for key in ids:
                     checks[key].ok, checks[key].detail = None, str(exc)

@@ -32,7 +32,7 @@ class Check:
     numbers: dict = field(default_factory=dict)
     seconds: float | None = None
     """Wall time the check took (checks run together, C4 and C5, share theirs); None where it did not
-    start. The first functional check's excludes generating their dataset (`data_seconds`)."""
+    start. The first functional check's includes generating their dataset (`data_seconds` says how long)."""
 
     def as_dict(self) -> dict:
         return {"id": self.id, "title": self.title, "ok": self.ok, "detail": self.detail, "numbers": self.numbers,
