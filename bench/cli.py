@@ -758,8 +758,9 @@ def main(argv: list[str] | None = None) -> int:
         with terminate_as_interrupt() as terminated:  # a SIGTERM stops a command as Ctrl-C does
             refuse_empty_paths(parser, args)
             status = args.func(args)
-            if sys.stdout is not None:  # what is still buffered: a reader that has gone is met here, not at exit
-                sys.stdout.flush()
+            # what is still buffered: a reader that has gone is met here, not at exit; the work is done,
+            # and the command's status stands (a dry run's listing, `bench prepare | head` once prepared)
+            discard_if_closed(sys.stdout)
             return status
     except KeyboardInterrupt as exc:  # Ctrl-C: say what a rerun does, where work is kept
         if isinstance(exc, Interrupted):
