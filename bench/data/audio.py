@@ -18,6 +18,7 @@ import contextlib
 import os
 import re
 import sys
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -222,11 +223,16 @@ DECLARED_FRAMES = re.compile(r"Calculated frame count (\d+) does not match value
 """RF64's: the frames on disk, then those its ds64 chunk declares."""
 
 
+UNKNOWN_SIZE = 0x7FFFF000
+"""Sizes from here up are a streaming writer's "length unknown", not a length: sox writing to a pipe puts
+0x7FFFF000 in a WAV's data size, others 0x7FFFFFFF or 0xFFFFFFFF."""
+
+
 def _declared_seconds(handle: sf.SoundFile) -> float | None:
     """The length a header declares when the file holds less (a copy cut short), or None. libsndfile
     announces only the frames on disk, and logs what the header said (WAV, AIFF, AU: DECLARED_SIZE; W64:
-    DECLARED_CONTAINER; RF64: DECLARED_FRAMES); 0 and 0xFFFFFFFF-like sizes are a streaming writer's
-    "unknown", not a length."""
+    DECLARED_CONTAINER; RF64: DECLARED_FRAMES); 0 and sizes from UNKNOWN_SIZE up are a streaming
+    writer's "unknown", not a length."""
     log = handle.extra_info
     sizes = DECLARED_SIZE.search(log) or (DECLARED_CONTAINER.search(log) if handle.format == "W64" else None)
     if sizes is not None:
@@ -235,7 +241,7 @@ def _declared_seconds(handle: sf.SoundFile) -> float | None:
         held, declared = int(frames[1]), int(frames[2])
     else:
         return None
-    if not 0 < held < declared < 0xFFFFFF00:
+    if not 0 < held < declared < UNKNOWN_SIZE:
         return None
     holds = handle.frames / handle.samplerate
     declared_seconds = holds * declared / held
@@ -247,13 +253,25 @@ def _declared_seconds(handle: sf.SoundFile) -> float | None:
 OGG_MAX_PAGE = 65_307
 """The largest Ogg page (27-byte header, 255 lacing values, 255 x 255 bytes of data; RFC 3533)."""
 
+_BITS_REVERSED = bytes(int(f"{byte:08b}"[::-1], 2) for byte in range(256))
+
+
+def ogg_crc(page: bytes) -> int:
+    """Ogg's page checksum: CRC-32 with polynomial 0x04C11DB7, not reflected, initial value and final XOR
+    0 (RFC 3533, over the page with its checksum field zeroed), computed by zlib's reflected CRC-32 over
+    the bit-reversed bytes (zlib's initial value and final XOR undone), its result bit-reversed."""
+    reflected = zlib.crc32(page.translate(_BITS_REVERSED), 0xFFFFFFFF) ^ 0xFFFFFFFF
+    return int(f"{reflected:032b}"[::-1], 2)
+
 
 def _ogg_stream_ends(path: str) -> bool:
     """Whether the last page of an Ogg file is whole and carries the end-of-stream flag (header type bit
     0x04; RFC 3533). Ogg declares no length: libsndfile counts the frames up to the last complete page,
     so a copy cut short reads as a shorter recording, which would be padded with silence under its
     labels. A cut inside the last page leaves its flag but not all of its segments: the page's 27-byte
-    header ends with the number of segments, whose lacing values, one byte each, sum to its data's bytes."""
+    header ends with the number of segments, whose lacing values, one byte each, sum to its data's bytes.
+    Bytes after a cut (a preallocated download's zeros, junk appended) can fill that length: the page's
+    checksum (bytes 22-25, little-endian), which libsndfile checks and drops the page on, says so."""
     with open(path, "rb") as handle:
         handle.seek(max(0, os.path.getsize(path) - OGG_MAX_PAGE))
         tail = handle.read()
@@ -262,7 +280,11 @@ def _ogg_stream_ends(path: str) -> bool:
         return False
     segments = tail[last + 26]
     lacing = tail[last + 27:last + 27 + segments]
-    return len(lacing) == segments and last + 27 + segments + sum(lacing) <= len(tail)
+    end = last + 27 + segments + sum(lacing)
+    if len(lacing) != segments or end > len(tail):
+        return False
+    page = tail[last:end]
+    return ogg_crc(page[:22] + bytes(4) + page[26:]) == int.from_bytes(page[22:26], "little")
 
 
 def _read_mono(path: str, clip_seconds: float, min_seconds: float) -> tuple[np.ndarray, int]:
