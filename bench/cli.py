@@ -731,9 +731,8 @@ def discard_if_closed(stream) -> None:
 
 def say(line: str) -> None:
     """`line` on stderr, the command's last word; nothing where stderr is a pipe whose reader has gone
-    (`2>&1 | head`) or is closed (`2>&-`), where the exit status alone tells what happened."""
-    if sys.stderr is None:  # print(file=None) would write it into the command's output
-        return
+    (`2>&1 | head`) or is closed (`2>&-`, /dev/null from `main`'s start), where the exit status alone tells
+    what happened."""
     try:
         print(line, file=sys.stderr, flush=True)
     except BrokenPipeError:
@@ -742,6 +741,8 @@ def say(line: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
+    if sys.stderr is None:  # closed (`2>&-`): print(file=sys.stderr) would write warnings into the output
+        sys.stderr = open(os.devnull, "w")  # the process's stderr, open until it exits
     parser = build_parser()
     try:
         args, unknown = parser.parse_known_args(argv)
@@ -812,8 +813,9 @@ def console() -> None:
     argv = sys.argv[1:]
     status = main(argv)
     if argv[:1] == ["tag"]:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):  # None where it was closed (`>&-`)
+            if stream is not None:
+                stream.flush()
         os._exit(status)
     sys.exit(status)
 

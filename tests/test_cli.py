@@ -107,14 +107,31 @@ def test_ctrl_c_with_the_output_pipes_reader_gone_too_is_still_130(tmp_path):
     assert (status, err) == (130, "bench grid: interrupted; rerun to continue (finished work is kept)\n")
 
 
-def test_an_error_with_stderr_closed_stays_out_of_the_commands_output(tmp_path):
-    """With stderr closed (`2>&-`) the error line goes nowhere; it went into stdout, e.g. a CSV being written."""
-    out = tmp_path / "plan.csv"
-    with out.open("w") as handle:
-        status = subprocess.run([sys.executable, "-m", "bench", "plan", str(tmp_path / "missing.toml")], cwd=tmp_path,
-                                stdout=handle, stderr=subprocess.DEVNULL, preexec_fn=lambda: os.close(2),
+def bench_with_stderr_closed(tmp_path, *argv: str, module: str = "-m bench") -> tuple[int, str]:
+    """(exit status, stdout) of `bench ARGV` started with its stderr closed (`2>&-`)."""
+    with (tmp_path / "stdout").open("w") as handle:
+        status = subprocess.run([sys.executable, *module.split(" ", 1), *argv], cwd=tmp_path, stdout=handle,
+                                stderr=subprocess.DEVNULL, preexec_fn=lambda: os.close(2),
                                 env={**os.environ, "PYTHONPATH": str(SPECS.parent)}).returncode
-    assert status == 2 and out.read_text() == ""
+    return status, (tmp_path / "stdout").read_text()
+
+
+def test_errors_and_warnings_with_stderr_closed_stay_out_of_the_commands_output(write_spec, tmp_path):
+    """With stderr closed (`2>&-`) its lines go nowhere. They went into stdout (print(file=None) writes
+    there), e.g. into a CSV being written: the error line, and each warning."""
+    assert bench_with_stderr_closed(tmp_path, "plan", str(tmp_path / "missing.toml")) == (2, "")
+    # 2 s clips are far outside the usual 3-60 s: `bench plan` warns of it on stderr
+    spec = write_spec(MINIMAL_SPEC.replace('name = "synthetic"', 'name = "synthetic"\nclip_seconds = 2.0'))
+    status, out = bench_with_stderr_closed(tmp_path, "plan", str(spec), "--format", "csv", "--no-fvcore")
+    assert status == 0 and out.splitlines()[0].startswith("arch,") and "warning" not in out
+
+
+def test_bench_tag_with_its_output_closed_ends_with_its_status(tmp_path):
+    """`bench tag` leaves through os._exit once its streams are flushed; a closed one (None) ended it in an
+    AttributeError (exit 1) instead of its own status: 2 for a file it cannot tag."""
+    code = "import sys; sys.argv[0] = 'bench'; from bench.cli import console; console()"
+    status, out = bench_with_stderr_closed(tmp_path, "tag", str(tmp_path / "missing.wav"), module=f"-c {code}")
+    assert (status, out) == (2, "")
 
 
 def test_an_interrupted_command_whose_stderr_reader_has_gone_keeps_its_exit_status(monkeypatch):
