@@ -758,11 +758,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with terminate_as_interrupt() as terminated:  # a SIGTERM stops a command as Ctrl-C does
             refuse_empty_paths(parser, args)
-            status = args.func(args)
-            # what is still buffered: a reader that has gone is met here, not at exit; the work is done,
-            # and the command's status stands (a dry run's listing, `bench prepare | head` once prepared)
-            discard_if_closed(sys.stdout)
-            return status
+            return args.func(args)
     except KeyboardInterrupt as exc:  # Ctrl-C: say what a rerun does, where work is kept
         if isinstance(exc, Interrupted):
             say(f"bench {args.command}: interrupted; {one_line(exc)}")
@@ -775,7 +771,6 @@ def main(argv: list[str] | None = None) -> int:
         say(f"bench {args.command}: error: {one_line(exc)}")
         return EXIT_USER_ERROR
     except BrokenPipeError:  # e.g. `bench plan ... | head`: what was asked for was read
-        discard_if_closed(sys.stdout)  # what is still buffered for the reader that has gone
         if args.command in KEEPS_FINISHED_WORK and not getattr(args, "dry_run", False):
             # `bench grid | head`: stopped before its work was done (a dry run's listing was only read)
             say(f"bench {args.command}: interrupted; its output was closed (the reader of its pipe ended); "
@@ -801,7 +796,10 @@ def main(argv: list[str] | None = None) -> int:
         message = resource_message(machine, args.command, getattr(args, "launcher", "local"))
         say(f"bench {args.command}: error: {one_line(message)}")
         return EXIT_USER_ERROR
-    finally:  # however it ended (Ctrl-C while piped into `tee`, say), nothing left to fail at exit
+    finally:
+        # what stdout still buffers, however the command ended: where its reader has gone it is met here,
+        # not in Python's flush at exit, and the status returned stands (a finished command's own: a dry
+        # run's listing, `bench prepare | head` once prepared; 130 for Ctrl-C while piped into `tee`)
         discard_if_closed(sys.stdout)
 
 

@@ -359,6 +359,22 @@ def out_of_range(peak: float) -> BadAudio:
     return BadAudio(f"samples out of range (peak {peak:.6g} > {MAX_PEAK:g}: the samples are not scaled to [-1, 1])")
 
 
+def _cut_short(handle: sf.SoundFile, path: str, decoded: int) -> str | None:
+    """How a whole file that decoded to `decoded` frames falls short of its length, or None: a WAV, AIFF,
+    AU, W64 or RF64 cut short, whose header libsndfile logs (it announces only the frames the file
+    holds); an MP3 or FLAC whose decoding stops short of the frames announced; an Ogg, which declares no
+    length, whose last page is missing or broken."""
+    seconds, announced, rate = decoded / handle.samplerate, handle.frames, handle.samplerate
+    declared = _declared_seconds(handle)
+    if declared is not None:
+        return f"decoded {seconds:.2f} s of the {declared:.2f} s its header announces"
+    if announced - decoded > _slack(announced, rate):
+        return f"decoded {seconds:.2f} s of the {announced / rate:.2f} s its header announces"
+    if handle.format == "OGG" and not _ogg_stream_ends(path):
+        return f"decoded {seconds:.2f} s, where the Ogg stream stops without its last page"
+    return None
+
+
 def decode_file(path: str, sample_rate: int, min_seconds: float = MIN_SECONDS,
                 warn: Callable[[str], None] | None = None) -> np.ndarray:
     """The whole of `path` as float32 mono at `sample_rate` (for tagging whole tracks); shorter than
@@ -387,19 +403,9 @@ def decode_file(path: str, sample_rate: int, min_seconds: float = MIN_SECONDS,
             pieces.append(mono if stream is None else stream.resample_chunk(mono, last=last))
             if last:
                 break
-        announced = handle.frames
-        # a WAV, AIFF, AU, W64 or RF64 cut short: libsndfile announces what the file holds, and logs
-        # what its header declared; an Ogg declares nothing, but a cut one lacks its last page
-        declared = _declared_seconds(handle)
-        unended = handle.format == "OGG" and not _ogg_stream_ends(path)
-    if warn is not None:
-        seconds, why = decoded / source_rate, "(a damaged or partial file?): only what decodes is used"
-        if declared is not None:
-            warn(f"decoded {seconds:.2f} s of the {declared:.2f} s its header announces {why}")
-        elif announced - decoded > _slack(announced, source_rate):
-            warn(f"decoded {seconds:.2f} s of the {announced / source_rate:.2f} s its header announces {why}")
-        elif unended:
-            warn(f"decoded {seconds:.2f} s, where the Ogg stream stops without its last page {why}")
+        cut = _cut_short(handle, path, decoded) if warn is not None else None
+    if cut is not None:
+        warn(f"{cut} (a damaged or partial file?): only what decodes is used")
     if decoded < min_seconds * source_rate:  # frames announced but not delivered (truncated file)
         raise BadAudio(f"too short after decoding ({decoded / source_rate:.2f} s < {min_seconds} s)")
     if peak > MAX_PEAK:

@@ -208,9 +208,11 @@ def _eta(spec: Spec, runs: list[RunSpec], states: list[RunStatus],
             gmacs[key] = gmac_of(configs[key])
         return gmacs[key]
 
+    measured_archs = {k[0] for k in measured}
+
     def borrowed(key: tuple) -> bool:
         """Whether no shape of its architecture is measured: its epochs are scaled from another's."""
-        return key not in measured and not any(k[0] == key[0] for k in measured)
+        return key[0] not in measured_archs
 
     def epoch_seconds(key: tuple) -> float:
         """Measured, else scaled by GMAC from the measured shapes of its architecture (else of all)."""

@@ -45,11 +45,17 @@ def interpolate(gmac: list[float], values: list[float]) -> Callable[[float], flo
     return lambda x: float(np.interp(x, xs, ys))
 
 
+def _by_configuration(cases: list[Case], rows: list[dict], field: str) -> dict:
+    """`field` of each scaling row by what the cost of its case depends on (`cost_key`: width included,
+    as three widths of one input share a label's shape)."""
+    return {c.configuration.cost_key: r[field] for c, r in zip(cases, rows, strict=True)}
+
+
 def measured_or_interpolated(cases: list[Case], rows: list[dict], field: str) -> Callable[[Case], float]:
     """case -> `field` of the scaling row measured at its configuration, matched by what the cost
     depends on (`cost_key`: width included, as three widths of one input share a label's shape), else
     interpolated in GMAC per input between the rows (`interpolate`)."""
-    measured = {c.configuration.cost_key: r[field] for c, r in zip(cases, rows, strict=True)}
+    measured = _by_configuration(cases, rows, field)
     between = interpolate([r["gmac_per_input"] for r in rows], [r[field] for r in rows])
     return lambda case: measured.get(case.configuration.cost_key, between(case.gmac_per_input))
 
@@ -57,7 +63,7 @@ def measured_or_interpolated(cases: list[Case], rows: list[dict], field: str) ->
 def measured_or_mean(cases: list[Case], rows: list[dict], field: str) -> Callable[[Case], float]:
     """case -> `field` of the scaling row measured at its configuration (`cost_key`), else the mean of
     the rows': for what does not follow the GMAC, such as a run's compilation."""
-    measured = {c.configuration.cost_key: r[field] for c, r in zip(cases, rows, strict=True)}
+    measured = _by_configuration(cases, rows, field)
     mean = statistics.mean(measured.values())
     return lambda case: measured.get(case.configuration.cost_key, mean)
 
