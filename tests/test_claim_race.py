@@ -124,6 +124,19 @@ def test_a_failed_run_is_retried_only_for_a_failure_from_before_the_grid(monkeyp
         assert outcome == "settled" and calls == []
 
 
+@pytest.mark.parametrize("provenance", ["host x", ["a1b2"], None, 7])
+def test_a_failure_whose_provenance_is_not_an_object_is_retried(monkeypatch, one_run, provenance):
+    """A failed result.json edited by hand (or written by another tool) whose provenance is not an object
+    is still a failure from before this grid: `--retry-failed` executes it, where reading its grid token
+    ended the grid in an AttributeError."""
+    spec, run, folder = one_run
+    folder.mkdir(parents=True)
+    atomic_write_json(folder / RESULT, {**finished_by_other_worker(run.run_id, "failed"), "provenance": provenance})
+    calls = record_executions(monkeypatch)
+    outcome = runner._claim_and_execute(spec, folder, run, no_cache, "cpu", "a1b2", lambda *_: None)
+    assert outcome == "executed" and calls == [run.run_id]
+
+
 def test_a_run_that_fails_again_is_retried_once_however_many_workers(monkeypatch, one_run):
     """Four workers of one `--retry-failed` grid meet a run that failed yesterday and fails again: it is
     executed once, by the first; the others find the failure their grid recorded (the real execute_run

@@ -803,6 +803,27 @@ def test_a_report_folder_written_before_the_report_recorded_its_files_loses_only
 
 
 @pytest.mark.usefixtures("figures_unrendered")
+@pytest.mark.parametrize("record", [b"\xff\xfe\x00garbage\n", b"..\n.\nnotes\n"], ids=["not-utf8", "folders"])
+def test_a_damaged_record_of_the_last_reports_files_costs_no_file_of_the_users(tmp_path, record):
+    """The record of what the last report wrote, damaged (bytes that are not UTF-8) or naming folders (`..`,
+    `.`, a folder of the user's): the report is written, the user's files and folders stay, and the
+    record is written anew."""
+    from bench.report.report import WRITTEN
+
+    three_seeds(tmp_path, ("vgg", 12000, 96, 1, "log"), 10.01, (0.85, 0.86, 0.87))
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "notes").mkdir()
+    (out / "notes" / "draft.md").write_text("mine")
+    (out / "fig1_vgg_annotated.png").write_text("mine")
+    (out / WRITTEN).write_bytes(record)
+    with redirect_stdout(io.StringIO()):
+        report(tmp_path)
+    assert (out / "notes" / "draft.md").read_text() == "mine" and (out / "fig1_vgg_annotated.png").exists()
+    assert "fig1_vgg.png" in (out / WRITTEN).read_text(encoding="utf-8").split()
+
+
+@pytest.mark.usefixtures("figures_unrendered")
 def test_per_tag_tables_keep_the_datasets_tag_order(tmp_path):
     """MTAT's top-50 order (as musicnn and sota-music-tagging-models publish it) starts guitar, classical,
     slow, techno, strings: per_tag.csv keeps it, not the alphabet."""

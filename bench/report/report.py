@@ -423,11 +423,13 @@ def _remove_stale(out: Path, written: list[Path]) -> None:
     report wrote (the user's own, `fig1_vgg_annotated.png` beside `fig1_vgg.png`) are left alone."""
     kept = {path.name for path in written}
     try:
-        earlier = {name for name in (out / WRITTEN).read_text().splitlines() if name and "/" not in name}
-    except FileNotFoundError:
+        earlier = {name for name in (out / WRITTEN).read_text(encoding="utf-8").splitlines()
+                   if name not in ("", ".", "..") and "/" not in name}
+    except (FileNotFoundError, UnicodeDecodeError):  # none, or damaged: as a report that recorded none
         earlier = {path.name for path in out.iterdir() if EARLIER_OUTPUTS.fullmatch(path.name)}
     for name in sorted(earlier - kept - {WRITTEN}):
-        (out / name).unlink(missing_ok=True)
+        if (out / name).is_symlink() or (out / name).is_file():  # never a folder of the user's named there
+            (out / name).unlink(missing_ok=True)
     atomic_write_text(out / WRITTEN, "".join(f"{name}\n" for name in sorted(kept)))
 
 

@@ -429,7 +429,8 @@ def _settled(result: dict | None, retry_grid: str | None) -> bool:
         return False
     if result.get("status") == "ok" or retry_grid is None:
         return True
-    return (result.get("provenance") or {}).get("grid") == retry_grid
+    provenance = result.get("provenance")  # a hand-edited file's may be anything
+    return isinstance(provenance, dict) and provenance.get("grid") == retry_grid
 
 
 def worker_loop(spec: Spec, results: Path, runs: list[RunSpec], cache_for: Callable, device,
