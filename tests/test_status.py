@@ -156,6 +156,29 @@ def test_status_json_and_progress_line(tmp_path, capsys):
     assert line.startswith("progress: 1/6 runs done, elapsed 2 min, ETA ")
 
 
+def test_numbers_too_large_or_not_finite_in_a_runs_files_leave_the_status_readable(tmp_path, capsys):
+    """A hand-edited or foreign history whose epoch times add up past a float (1e308 each), a NaN score
+    and an infinite start time: `bench status` prints (it ended in an OverflowError), its ETA unknown,
+    and `--json` stays JSON (no NaN or Infinity, which strict parsers refuse)."""
+    spec, folders = grid_in_progress(tmp_path)
+    with open(folders[2] / layout.HISTORY, "a") as history:
+        history.write('{"epoch": 2, "valid_roc_auc": NaN, "train_seconds": 1e308, "eval_seconds": 1e308}\n')
+        history.write('{"epoch": 3, "valid_roc_auc": 0.7, "train_seconds": 1e308, "eval_seconds": 1}\n')
+    with open(folders[1] / layout.EXECUTIONS, "a") as executions:
+        executions.write('{"host": "h", "pid": 2, "time": -Infinity}\n')
+    assert main(["status", str(SPEC), "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1].startswith("elapsed 10 min; ETA unknown")
+    assert any(line.split()[:4] == [spec.runs()[2].run_id, "interrupted", "3/12", "0.7000"] for line in out)
+    assert main(["status", str(SPEC), "--results", str(tmp_path), "--json"]) == 0
+
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+
+    doc = json.loads(capsys.readouterr().out, parse_constant=refuse)
+    assert doc["eta_seconds"] is None and doc["runs"][2]["best_valid_roc_auc"] == 0.7
+
+
 def test_status_of_a_missing_results_folder_is_every_run_not_started_and_says_so(tmp_path, capsys):
     """A grid not started yet, asked from a folder where no grid has written (`results/` absent): its runs
     are not started, as where an empty `results/` exists, and a line names the folder (a mistyped one)."""

@@ -123,7 +123,9 @@ NOT_IN_SPEC = "not in spec"
 
 
 def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """An integer a table's integer column holds (int64): JSON's integers have no bound, and a column
+    with a larger one becomes a column of Python objects, which the statistics and figures cannot read."""
+    return isinstance(value, int) and not isinstance(value, bool) and -2**63 <= value < 2**63
 
 
 def report_problem(result: dict) -> str | None:
@@ -132,9 +134,9 @@ def report_problem(result: dict) -> str | None:
     config = result["config"]
     for name in ("sample_rate", "n_mels", "hop_multiplier"):
         if not _is_int(config.get(name)) or config[name] <= 0:
-            return f"config.{name} is {config.get(name)!r}, expected a positive integer"
+            return f"config.{name} is {config.get(name)!r}, expected a positive integer below 2**63"
     if not _is_int(config.get("seed")):
-        return f"config.seed is {config.get('seed')!r}, expected an integer"
+        return f"config.seed is {config.get('seed')!r}, expected an integer of 64 bits"
     for name in ("arch", "log", "dataset"):  # the dataset keys every comparison: a run without one compares with none
         if not isinstance(config.get(name), str) or not config[name]:
             return f"config.{name} is {config.get(name)!r}, expected a name"

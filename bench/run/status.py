@@ -17,6 +17,7 @@ lock is taken for longer than a non-blocking look.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -68,7 +69,7 @@ def read_history(path: Path) -> list[dict]:
 
 def _first_start(folder: Path) -> float | None:
     times = [r.get("time") for r in read_history(folder / layout.EXECUTIONS)]
-    times = [t for t in times if isinstance(t, (int, float))]
+    times = [t for t in times if _finite(t)]
     return min(times) if times else None
 
 
@@ -111,10 +112,12 @@ def run_status(folder: Path, run: RunSpec) -> RunStatus:
         if not resumable:  # epochs of an attempt the next grid does not resume: it trains the run from scratch
             history = []
     status.epoch = len(history)
-    scores = [h.get("valid_roc_auc") for h in history if isinstance(h.get("valid_roc_auc"), (int, float))]
+    scores = [h.get("valid_roc_auc") for h in history if _finite(h.get("valid_roc_auc"))]
     status.best_valid_roc_auc = max(scores) if scores else None
-    status.epoch_seconds = [sum(v for v in (h.get("train_seconds"), h.get("eval_seconds"))
-                                if isinstance(v, (int, float)) and not isinstance(v, bool)) for h in history]
+    # a hand-edited or foreign history may hold anything: an epoch's time is what is finite in it
+    status.epoch_seconds = [sum(v for v in (h.get("train_seconds"), h.get("eval_seconds")) if _finite(v))
+                            for h in history]
+    status.epoch_seconds = [v for v in status.epoch_seconds if math.isfinite(v)]
     return status
 
 
@@ -162,10 +165,11 @@ def grid_status(spec: Spec, results: str | Path, now: float | None = None,
     held = sorted(p for p in others if not (p / layout.RESULT).exists() and lock_held(p / layout.LOCK))
     starts = [r.first_start for r in states if r.first_start is not None]
     starts += [t for t in map(_first_start, held) if t is not None]
-    finishes = [r.finished for r in states if isinstance(r.finished, (int, float))]
+    finishes = [r.finished for r in states if _finite(r.finished)]
     settled = all(r.state in ("done", "failed") for r in states)
     end = max(finishes) if settled and finishes else now  # a finished grid: its own duration
     elapsed = end - min(starts) if starts else None
+    elapsed = elapsed if elapsed is None or math.isfinite(elapsed) else None
     retry = {st.run_id for st in states if retrying and st.state == "failed" and st.recorded_by != retrying}
     eta, basis = _eta(spec, runs, states, gmac_of or analytic_gmac(spec), asking, retry)
     return GridStatus(spec.name, str(folder), states, counts, elapsed, eta, basis, len(others),
@@ -241,11 +245,17 @@ def _eta(spec: Spec, runs: list[RunSpec], states: list[RunStatus],
     estimated = f"; {scaled} run(s) of shapes not measured yet scaled by GMAC{borrowing}" if scaled else ""
     basis = (f"{expected:.1f} epochs per run ({'mean of the finished runs' if finished else 'max_epochs'}), "
              f"measured epoch times{estimated}, {at_once} run(s) at a time")
-    return left / at_once, basis
+    eta = left / at_once
+    return (eta, basis) if math.isfinite(eta) else (None, "epoch times too large to add up (hand-edited?)")
+
+
+def _finite(value) -> bool:
+    """A number JSON read from a run's files that arithmetic can use (not a bool, NaN or infinity)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def duration(seconds: float | None) -> str:
-    if seconds is None:
+    if seconds is None or not math.isfinite(seconds):
         return "unknown"
     minutes = round(seconds / 60)
     if minutes < 60:
