@@ -625,6 +625,17 @@ def test_a_stored_score_that_does_not_exist_is_null_on_disk_and_nan_when_read(tm
     assert loaded["roc_auc_std"] == 0.1 and loaded["model"] == "m"
 
 
+@pytest.mark.parametrize("text", ["[]", '"scores"', "3", "{", "[" * 100_000],
+                         ids=["list", "string", "number", "cut", "deep"])
+def test_a_stored_result_that_is_not_a_json_object_is_no_result(tmp_path, text):
+    """A model's stored result that is valid JSON but not an object (or no JSON at all): the model is
+    scored again, as for a missing file; `bench transfer` ended in an AttributeError on `[]`."""
+    from bench.tools.transfer import _load
+
+    (tmp_path / "m.json").write_text(text)
+    assert _load(tmp_path / "m.json") is None
+
+
 def test_embedding_a_fifo_does_not_wait_forever(tmp_path):
     """Opening a FIFO waits for a writer: `bench embed dir/*` with a pipe among the files hung, where
     `bench tag` skips it as "not a regular file"."""

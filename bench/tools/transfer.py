@@ -587,7 +587,8 @@ def scored_earlier(out_dir: Path, key: dict, collected: list[dict], controls: bo
     controls only with `controls` (an `--untrained` call), and once per configuration and initialisation
     seed: controls named after two runs of one configuration and seed are the same network."""
     def configuration(result: dict) -> tuple:  # a control's upstream names the run it was made from
-        described = {k: v for k, v in (result.get("upstream") or {}).items() if k != "run_id"}
+        upstream = result.get("upstream")
+        described = {k: v for k, v in (upstream if isinstance(upstream, dict) else {}).items() if k != "run_id"}
         return described, result.get("init_seed", key["seed"])  # stored before init_seed: initialised under it
 
     models = {r["model"] for r in collected}
@@ -608,12 +609,15 @@ def scored_earlier(out_dir: Path, key: dict, collected: list[dict], controls: bo
 
 
 def _load(path: Path) -> dict | None:
-    """A stored result; its scores written as null (JSON has no NaN: a fold without a class) read as NaN."""
+    """A stored result; its scores written as null (JSON has no NaN: a fold without a class) read as NaN.
+    None where there is none, or what is there is not a JSON object (damaged, or not this command's): the
+    model is scored anew and the file replaced."""
     def scores(obj: dict) -> dict:
         return {key: math.nan if value is None and key.startswith(SCORES) else value for key, value in obj.items()}
 
     try:
-        return json.loads(path.read_text(), object_hook=scores)
-    except (OSError, ValueError):
+        result = json.loads(path.read_text(), object_hook=scores)
+    except (OSError, ValueError, RecursionError):
         return None
+    return result if isinstance(result, dict) else None
 
