@@ -258,6 +258,26 @@ def test_a_perf_file_of_another_shape_is_not_a_projection(tmp_path):
         assert projection is None or projection["epochs_per_run"] is None, text
 
 
+@pytest.mark.parametrize("projection", [
+    {"device_hours": 1},  # no epochs per run to print
+    {"device_hours": "x", "runs": "y", "assumptions": {"epochs_per_run": 30}},
+    {"device_hours": 2.5, "assumptions": {"epochs_per_run": "z"}},
+    {"device_hours": 2.5, "runs": 264.5, "assumptions": {"epochs_per_run": 30}},
+    {"device_hours": float("inf"), "assumptions": {"epochs_per_run": 30}},
+], ids=["no-epochs", "strings", "epochs-string", "runs-fraction", "infinite"])
+def test_a_perf_file_with_fields_bench_perf_never_writes_is_not_read(capsys, tmp_path, projection):
+    """A perf JSON for the spec whose projection holds what `bench perf` never writes (hand-edited or
+    foreign): `bench plan` beside it prints no projection (it ended in a TypeError or ValueError while
+    formatting it), and named with --perf it is a one-line error."""
+    perf = tmp_path / "perf" / "paper-mtat-vgg.json"
+    perf.parent.mkdir()
+    perf.write_text(json.dumps({"spec": "paper-mtat-vgg", "device": "cuda", "projection": projection}))
+    assert main(["plan", str(SPECS / "paper-mtat-vgg.toml"), "--no-fvcore", "--results", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("projected device-hours: not measured")
+    assert main(["plan", str(SPECS / "paper-mtat-vgg.toml"), "--no-fvcore", "--perf", str(perf)]) == 2
+    assert "not the JSON `bench perf --out` writes" in capsys.readouterr().err
+
+
 def test_a_network_too_large_for_fvcore_to_run_here_is_one_line(capsys, write_spec, monkeypatch):
     """fvcore counts GMAC by running the network on one clip: VGG at width 64 (allowed) has 70.7
     billion parameters, 283 GB in fp32, which torch cannot allocate on a workstation. That stopped

@@ -164,11 +164,22 @@ def measured_projection(spec: Spec, perf_json: str | Path) -> dict | None:
     if not isinstance(projection, dict):
         return None
     assumptions = projection.get("assumptions")
-    return {"device_hours": projection.get("device_hours"), "device": report.get("device"),
-            "device_name": report.get("device_name"), "runs": projection.get("runs"),
-            "current": projection.get("runs_fingerprint") in (None, spec.runs_fingerprint()),
-            "epochs_per_run": assumptions.get("epochs_per_run") if isinstance(assumptions, dict) else None,
-            "path": str(perf_json)}
+    found = {"device_hours": projection.get("device_hours"), "device": report.get("device"),
+             "device_name": report.get("device_name"), "runs": projection.get("runs"),
+             "current": projection.get("runs_fingerprint") in (None, spec.runs_fingerprint()),
+             "epochs_per_run": assumptions.get("epochs_per_run") if isinstance(assumptions, dict) else None,
+             "path": str(perf_json)}
+    # what `format_totals` prints must be what bench perf writes (a hand-edited or foreign file is not read)
+    hours, epochs, runs = found["device_hours"], found["epochs_per_run"], found["runs"]
+    typed = (_positive(hours) or hours is None) and (_positive(epochs) or epochs is None and hours is None)
+    typed = typed and (runs is None or _positive(runs) and isinstance(runs, int))
+    typed = typed and all(found[name] is None or isinstance(found[name], str) for name in ("device", "device_name"))
+    return found if typed else None
+
+
+def _positive(value: object) -> bool:
+    """A number of a JSON file that counts something: positive and finite, not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
 def grid_totals(spec: Spec, rows: list[dict[str, Any]], perf_json: str | Path | None = None) -> dict[str, Any]:
