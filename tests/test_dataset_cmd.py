@@ -244,6 +244,10 @@ def test_a_few_skipped_clips_are_named_one_per_line_with_their_file(tmp_path):
     assert skipped_lines(SimpleNamespace(failed=failed, path=tmp_path)) == [
         "  skipped c1: audio/c1.mp3: not audio", "  skipped c2: audio/c2.mp3: not audio",
         "  skipped c3: audio/c3.mp3: empty"]
+    # a manifest's clip is named by its path, which may hold a line break: one line each all the same
+    failed = [("a\nb.mp3", "audio/a\nb.mp3", "undecodable (not audio)")]
+    assert skipped_lines(SimpleNamespace(failed=failed, path=tmp_path)) == [
+        "  skipped a\\nb.mp3: audio/a\\nb.mp3: undecodable (not audio)"]
 
 
 def test_skipped_clips_are_grouped_by_what_failed_not_by_each_files_numbers(tmp_path):

@@ -394,6 +394,17 @@ def test_tag_refuses_text_and_a_half_second_file_in_one_line_each_before_the_mod
         f"bench tag: error: {tiny}: too short (0.50 s < 1.0 s)"]
 
 
+def test_a_file_name_with_a_line_break_stays_on_its_one_error_line(run_folder, tmp_path, capfd, monkeypatch):
+    """A name may hold a line break (or an escape sequence): the error about it is still one line, the
+    break written as `\\n`, as printable names are elsewhere."""
+    (tmp_path / "new\nline.mp3").write_bytes(b"not audio at all" * 100)
+    monkeypatch.setattr("bench.tools.tag.load_folder", lambda *a: pytest.fail("the model loaded with nothing to tag"))
+    assert main(["tag", str(tmp_path / "new\nline.mp3"), "--model", str(run_folder)]) == 2
+    assert capfd.readouterr().err.splitlines() == [
+        f"bench tag: error: {tmp_path}/new\\nline.mp3: undecodable (not audio in a format libsndfile reads: "
+        "wav, flac, ogg, mp3, ...)"]
+
+
 def test_tag_reports_a_bad_file_in_one_line_and_tags_the_rest(run_folder, tmp_path, capsys):
     good = write_audio(tmp_path / "good.wav", 4.0)
     (tmp_path / "bad.mp3").write_bytes(b"not audio at all" * 100)

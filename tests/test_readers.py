@@ -35,6 +35,27 @@ def test_mtat_top_tags_splits_and_exclusions(tmp_path):
     assert y.tolist() == [[0, 1, 1], [0, 0, 0], [1, 1, 0]]
 
 
+def test_an_mtat_clip_whose_mp3_path_holds_a_nul_character_is_excluded(tmp_path):
+    """No file name holds a NUL (the OS refuses it: ValueError), so the clip is excluded with the reason,
+    where `bench prepare` ended in a traceback in the cache's resolution of its path."""
+    root = make_mtat(tmp_path / "mtat", write_audio=False)
+    annotations = root / "annotations_final.csv"
+    lines = annotations.read_text().splitlines(keepends=True)
+    path = lines[1].rstrip("\n").split("\t")[-1].strip('"')
+    annotations.write_text("".join([lines[0], lines[1].replace(path, path.replace("/", "/\0", 1)), *lines[2:]]))
+    index = read_mtat(root, n_tags=3)
+    clip_id = lines[1].split("\t")[0].strip('"')
+    assert (clip_id, f"mp3_path {path.replace('/', '/' + chr(0), 1)!r} holds a NUL character, which no file name "
+            "can") in index.excluded
+    assert clip_id not in {c.clip_id for c in index.clips}
+
+
+def test_an_audio_path_holding_a_nul_character_is_a_missing_file_not_an_error(tmp_path):
+    from bench.data.index import AUDIO_MISSING, audio_file_problem
+
+    assert audio_file_problem(str(tmp_path / "a\0b.mp3")) == AUDIO_MISSING  # os.stat raises ValueError
+
+
 def test_mtat_drop_untagged(tmp_path):
     index = read_mtat(make_mtat(tmp_path / "mtat", write_audio=False), n_tags=3, drop_untagged=True)
     assert index.counts() == {"train": 3, "valid": 1, "test": 2}
@@ -325,6 +346,9 @@ def test_manifest_errors(tmp_path):
     (tmp_path / "commas.csv").write_text("path,split,tags\na.mp3,train,rock\nb.mp3,train,rock,pop\n")
     with pytest.raises(UserError, match="line 3: 4 fields where the header has 3; tags are separated by ';'"):
         read_manifest(tmp_path / "commas.csv")  # pop would be lost
+    (tmp_path / "nul.csv").write_text("path,split,tags\na.mp3,train,rock\nb\0.mp3,valid,pop\n")
+    with pytest.raises(UserError, match="line 3: path 'b\\\\x00.mp3' holds a NUL character"):
+        read_manifest(tmp_path / "nul.csv")  # no file has such a name: os.stat and realpath raise ValueError
     (tmp_path / "m.csv").write_text("path,split,tags\na.mp3,train,rock\nb.mp3,valid,pop\n")
     (tmp_path / "m.tags.txt").write_text("rock\npop\n\nrock\n")
     with pytest.raises(UserError, match="m.tags.txt: line 4: tag 'rock' again \\(line 1\\)"):

@@ -198,6 +198,11 @@ BAD_SPECS = [
     # the won split would only change the run ids of another dataset's runs
     (lambda s: s.replace('name = "synthetic"', 'name = "msd"\nsplit = "won"'), "dataset.split",
      "'won' is for MTAT-format datasets only"),
+    # TOML can write a NUL character, which the OS refuses in a path (ValueError: embedded null byte)
+    (lambda s: s.replace('name = "synthetic"', 'name = "mtat"\npath = "da\\u0000ta"'), "dataset.path",
+     "'da\\x00ta' holds a NUL character"),
+    (lambda s: s.replace('name = "synthetic"', 'name = "mtat"\nsplit_file = "s\\u0000"'), "dataset.split_file",
+     "'s\\x00' holds a NUL character"),
 ]
 
 

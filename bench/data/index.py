@@ -46,6 +46,8 @@ def audio_file_problem(path: str | Path) -> str | None:
         if is_passing_fault(exc):  # counted missing, the clip would leave the dataset for good
             raise
         return AUDIO_MISSING
+    except ValueError:  # a NUL character (a manifest can hold one): no file has that name
+        return AUDIO_MISSING
     if not stat.S_ISREG(info.st_mode):
         return AUDIO_MISSING
     return AUDIO_EMPTY if info.st_size == 0 else None

@@ -47,6 +47,9 @@ def read_manifest(manifest: str | Path, n_tags: int = 50, drop_untagged: bool = 
             raise UserError(f"{manifest}: line {line_no}: {len(header) + len(row[None])} fields where the header "
                             f"has {len(header)}; tags are separated by '{TAG_SEPARATOR}', and a field holding a "
                             "comma is quoted")
+        if "\0" in row["path"]:
+            raise UserError(f"{manifest}: line {line_no}: path {row['path']!r} holds a NUL character, which no file "
+                            "name can")
         split = row["split"].strip()
         if split not in SPLITS:
             raise UserError(f"{manifest}: line {line_no}: split {split!r} must be one of {', '.join(SPLITS)}")

@@ -125,6 +125,9 @@ def read_mtat(root: str | Path, n_tags: int = 50, drop_untagged: bool = False,
         if clip_id in broken_ids:
             excluded.append((clip_id, "known broken MP3"))
             continue
+        if "\0" in mp3:  # the OS refuses it in a path (ValueError: embedded null byte)
+            excluded.append((clip_id, f"mp3_path {mp3!r} holds a NUL character, which no file name can"))
+            continue
         if listed is not None:
             if clip_id not in listed:
                 excluded.append((clip_id, f"not in the split files of {split_file}"))

@@ -6,9 +6,9 @@ import re
 from functools import partial
 from pathlib import Path
 
-from bench.core.errors import UserError
+from bench.core.errors import UserError, one_line
 from bench.core.progress import progress_bar
-from bench.core.text import first_of
+from bench.core.text import first_of, visible
 from bench.data.cached_waveforms import MANIFEST
 from bench.data.index import SPLITS
 
@@ -61,13 +61,16 @@ def skipped_lines(report) -> list[str]:
     where they are few, else a count per reason with the first ids, and where the whole list is (a
     partial download of MTAT misses thousands of files, and each grid start says this again)."""
     if len(report.failed) <= SHOWN_FAILURES:
-        return [f"  skipped {clip_id}: {path}: {reason}" for clip_id, path, reason in report.failed]
+        # a file's name may hold a line break: each clip stays on its one line
+        return [f"  skipped {visible(str(clip_id))}: {visible(str(path))}: {one_line(reason)}"
+                for clip_id, path, reason in report.failed]
     by_kind: dict[str, list[tuple[str, str]]] = {}
     for clip_id, _path, reason in report.failed:
         by_kind.setdefault(reason_kind(reason), []).append((clip_id, reason))
     ranked = sorted(by_kind.items(), key=lambda item: -len(item[1]))
-    lines = [f"  skipped {len(clips):,} clip(s): {clips[0][1] if len(clips) == 1 else kind} "
-             f"({first_of([clip_id for clip_id, _ in clips], SHOWN_IDS)})" for kind, clips in ranked[:SHOWN_FAILURES]]
+    lines = [f"  skipped {len(clips):,} clip(s): {one_line(clips[0][1]) if len(clips) == 1 else kind} "
+             f"({first_of([visible(str(clip_id)) for clip_id, _ in clips], SHOWN_IDS)})"
+             for kind, clips in ranked[:SHOWN_FAILURES]]
     others = ranked[SHOWN_FAILURES:]
     if others:
         lines.append(f"  skipped {sum(len(ids) for _, ids in others):,} clip(s) for {len(others):,} other reason(s)")

@@ -333,6 +333,9 @@ def parse_spec(raw: dict[str, Any], path: str | Path = "<spec>") -> Spec:
         written = name_ in raw["dataset"] and getattr(dataset, name_) != DatasetSpec.__dataclass_fields__[name_].default
         if written and dataset.name != "synthetic":  # it would change every run_id, nothing else
             v.fail(f"dataset.{name_}", getattr(dataset, name_), f"is for the synthetic dataset only ({what})")
+    for name_ in ("path", "split_file"):  # TOML's \u0000 can write one; the OS refuses it in any file name
+        if isinstance(getattr(dataset, name_), str) and "\0" in getattr(dataset, name_):
+            v.fail(f"dataset.{name_}", getattr(dataset, name_), "holds a NUL character, which no file name can")
     if dataset.split_file is not None and not str(dataset.split_file).strip():
         v.fail("dataset.split_file", dataset.split_file, "is empty; leave it out for the dataset's own split")
     if dataset.split == "won" and dataset.split_file:

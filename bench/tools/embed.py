@@ -49,6 +49,7 @@ from bench.core.store import (
     atomic_write_json,
     remove_temp_files,
 )
+from bench.core.text import visible
 from bench.tools.tag import Tagger, load_folder, resolve_model
 
 GROUP = 32
@@ -220,7 +221,8 @@ def decode(path: str, sample_rate: int) -> np.ndarray:
     from bench.data.audio import decode_file, probe
 
     probe(path)
-    return decode_file(path, sample_rate, warn=lambda text: print(f"warning: {path}: {text}", file=sys.stderr))
+    return decode_file(path, sample_rate,
+                       warn=lambda text: print(f"warning: {visible(str(path))}: {text}", file=sys.stderr))
 
 
 def embed_files(embedder: Embedder, paths: list[str], cache_root: str | Path, decoder: Decoder = decode,
@@ -392,7 +394,7 @@ def cli_main(audio: list[str], manifest: str | None, model: str, models: str | N
     with progress_bar(len(paths), f"embedding ({embedder.tagger.name})", enabled=not quiet) as bar:
         files, failed = embed_files(embedder, paths, target / CACHE, progress=bar.update)
     for path, why in failed.items():
-        print(f"bench embed: error: {path}: {why}", file=sys.stderr)
+        print(f"bench embed: error: {visible(str(path))}: {why}", file=sys.stderr)
     if not files:  # e.g. a mistyped file name: an earlier run's outputs stay as they were
         print(f"bench embed: error: no file could be embedded; nothing written to {target}", file=sys.stderr)
         return 2

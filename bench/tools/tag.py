@@ -29,7 +29,7 @@ import numpy as np
 from bench.core.errors import UserError, one_line
 from bench.core.layout import BEST, CONFIG, MODEL_JSON, load_result
 from bench.core.store import atomic_write_bytes
-from bench.core.text import printable, quoted
+from bench.core.text import printable, quoted, visible
 from bench.train.model_file import check_pool_padding, load_model, load_weights, read_json
 
 PATCH_BATCH = 2
@@ -301,8 +301,8 @@ def _decode(path: str, sample_rate: int) -> tuple[np.ndarray | Exception, float]
 
     t0 = time.perf_counter()
     try:
-        return decode_file(path, sample_rate, warn=lambda text: print(f"bench tag: warning: {path}: {text}",
-                                                                     file=sys.stderr)), time.perf_counter() - t0
+        return decode_file(path, sample_rate, warn=lambda text: print(
+            f"bench tag: warning: {visible(str(path))}: {text}", file=sys.stderr)), time.perf_counter() - t0
     except BadAudio as exc:
         return exc, time.perf_counter() - t0
 
@@ -324,7 +324,7 @@ def cli_main(audio: list[str], model: str, models: str | None, top: int, as_json
     problems = [input_problem(path) for path in audio]
     for path, problem in zip(audio, problems, strict=True):
         if problem:
-            print(f"bench tag: error: {path}: {problem}", file=sys.stderr)
+            print(f"bench tag: error: {visible(str(path))}: {problem}", file=sys.stderr)
     failed = sum(1 for problem in problems if problem)
     pngs = [out for out, problem in zip(pngs, problems, strict=True) if not problem]
     audio = [path for path, problem in zip(audio, problems, strict=True) if not problem]
@@ -343,7 +343,7 @@ def cli_main(audio: list[str], model: str, models: str | None, top: int, as_json
                 pending.append(decoder.submit(_decode, audio[n + 1], sample_rate))
             times["decode"] += decode_seconds
             if isinstance(waveform, Exception):
-                print(f"bench tag: error: {path}: {waveform}", file=sys.stderr)
+                print(f"bench tag: error: {visible(str(path))}: {one_line(str(waveform))}", file=sys.stderr)
                 failed += 1
                 continue
             t1 = time.perf_counter()
