@@ -56,6 +56,23 @@ def test_an_audio_path_holding_a_nul_character_is_a_missing_file_not_an_error(tm
     assert audio_file_problem(str(tmp_path / "a\0b.mp3")) == AUDIO_MISSING  # os.stat raises ValueError
 
 
+def test_an_mtat_tag_column_twice_among_the_tags_trained_on_is_refused(tmp_path):
+    """Two columns of one name among the tags kept: two outputs of one name, whose per-tag scores (a dict
+    by tag) keep one; a repeat among the tags left out changes nothing and is read."""
+    root = make_mtat(tmp_path / "mtat", write_audio=False)
+    annotations = root / "annotations_final.csv"
+    text = annotations.read_text()
+    header, rest = text.split("\n", 1)
+    columns = header.split("\t")
+    kept = read_mtat(root, n_tags=3).tag_names
+    left_out = [c for c in columns[1:-1] if c.strip('"') not in kept]
+    annotations.write_text("\t".join(c if c != left_out[0] else left_out[1] for c in columns) + "\n" + rest)
+    assert read_mtat(root, n_tags=3).tag_names == kept
+    annotations.write_text(header.replace(f'"{kept[2]}"', f'"{kept[0]}"') + "\n" + rest)
+    with pytest.raises(UserError, match=f"tag column\\(s\\) '{kept[0]}' twice in the header, among the 3 tags"):
+        read_mtat(root, n_tags=3)
+
+
 def test_mtat_drop_untagged(tmp_path):
     index = read_mtat(make_mtat(tmp_path / "mtat", write_audio=False), n_tags=3, drop_untagged=True)
     assert index.counts() == {"train": 3, "valid": 1, "test": 2}
@@ -346,6 +363,9 @@ def test_manifest_errors(tmp_path):
     (tmp_path / "commas.csv").write_text("path,split,tags\na.mp3,train,rock\nb.mp3,train,rock,pop\n")
     with pytest.raises(UserError, match="line 3: 4 fields where the header has 3; tags are separated by ';'"):
         read_manifest(tmp_path / "commas.csv")  # pop would be lost
+    (tmp_path / "cols.csv").write_text("path,split,tags,tags\na.mp3,train,rock,pop\n")
+    with pytest.raises(UserError, match="line 1: column\\(s\\) 'tags' twice in the header"):
+        read_manifest(tmp_path / "cols.csv")  # the last `tags` was read, the first lost unsaid
     (tmp_path / "nul.csv").write_text("path,split,tags\na.mp3,train,rock\nb\0.mp3,valid,pop\n")
     with pytest.raises(UserError, match="line 3: path 'b\\\\x00.mp3' holds a NUL character"):
         read_manifest(tmp_path / "nul.csv")  # no file has such a name: os.stat and realpath raise ValueError

@@ -53,6 +53,9 @@ def csv_rows(path: str | Path, **dialect) -> tuple[list[str], list[tuple[int, di
     missing columns, and one longer holds its extra fields, in order, under None (as csv.DictReader gives
     them)."""
     header, lines = csv_lines(path, **dialect)
+    twice = sorted({name for name in header if header.count(name) > 1})
+    if twice:  # a row's dict would keep the last of them, and lose the others' fields unsaid
+        raise UserError(f"{path}: line 1: column(s) {', '.join(map(repr, twice))} twice in the header; each once")
     rows = []
     for start, fields in lines:
         row: dict = dict(zip(header, fields + [None] * (len(header) - len(fields)), strict=False))

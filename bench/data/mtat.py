@@ -114,6 +114,10 @@ def read_mtat(root: str | Path, n_tags: int = 50, drop_untagged: bool = False,
     ids, tag_names, matrix, paths = read_annotations(annotations)
     keep = chosen_tags(annotations, tag_names, matrix, n_tags, published_order)
     names = tuple(tag_names[i] for i in keep)
+    twice = sorted({name for name in tag_names if name in names and tag_names.count(name) > 1})
+    if twice:  # two outputs, or a column read in place of another, under one name: one tag's scores lost
+        raise UserError(f"{annotations}: tag column(s) {', '.join(map(repr, twice))} twice in the header, among the "
+                        f"{len(names)} tags trained on; each tag once (merge or rename the columns)")
     listed = None
     if split_file:
         from bench.data.splits import read_split_files
