@@ -298,7 +298,8 @@ def write_audio(path, seconds, rate=22050, channels=2):
 
 @pytest.mark.parametrize(("field", "value"), [("name", "../../outside"), ("name", 5), ("name", ""),
                                             ("weights", 5), ("weights", None), ("weights_key", ["model"]),
-                                            ("patch_frames", 0), ("tags", "abc"), ("tags", []),
+                                            ("patch_frames", 0), ("patch_frames", 10**12),  # 9 PiB a file
+                                            ("tags", "abc"), ("tags", []),
                                             ("frontend.pad_mode", "wrap")])
 def test_a_model_json_field_of_the_wrong_type_is_one_line(run_folder, tmp_path, capsys, field, value):
     """model.json is read by one loader (tag, embed, export, transfer), which promised "not a model

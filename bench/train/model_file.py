@@ -143,6 +143,11 @@ def check_pool_padding(model: Any, recorded: object, where: Path) -> None:
                         "compute another network: train the run again")
 
 
+MAX_PATCH_SECONDS = 3600
+"""The longest network input a model description may name, in seconds: a spec's longest clip (an hour).
+A larger patch_frames (a hand-edited file) would have every file padded to it, petabytes for 10**12."""
+
+
 def load_model(folder: str | Path) -> LoadedModel:
     """The network, its front end and its tags, from `folder`'s model.json and weights."""
     import architectures
@@ -166,7 +171,9 @@ def load_model(folder: str | Path) -> LoadedModel:
                                     ("tags", tags, isinstance(tags, list) and tags
                                      and all(isinstance(t, str) for t in tags)),
                                     ("patch_frames", patch_frames, isinstance(patch_frames, int)
-                                     and not isinstance(patch_frames, bool) and patch_frames >= 1),
+                                     and not isinstance(patch_frames, bool)
+                                     and 1 <= patch_frames <= framing.n_frames(
+                                         MAX_PATCH_SECONDS, fe["sample_rate"], fe["hop_length"] // framing.BASE_HOP)),
                                     ("frontend.pad_mode", fe["pad_mode"], fe["pad_mode"] in PAD_MODES)):
             if not right:
                 raise ValueError(f"{field} = {value!r}")
