@@ -20,6 +20,7 @@ from bench.core.store import (
     PROCESS_LIMIT_ERRNOS,
     CompileCacheError,
     is_misplaced,
+    json_text,
 )
 
 EXIT_INTERRUPTED = 130
@@ -193,7 +194,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.format == "json":  # what the table leaves empty is null, the unsupported operators an object
         typed = [{k: (json.loads(v) if k == "fvcore_unsupported" and v else None if v == "" else v)
                   for k, v in row.items()} for row in rows]
-        json.dump({"configurations": typed, "totals": totals}, sys.stdout, indent=2)
+        sys.stdout.write(json_text({"configurations": typed, "totals": totals}, indent=2))
         sys.stdout.write("\n")
     elif args.format == "csv":
         pd.DataFrame(rows).to_csv(sys.stdout, index=False)
@@ -304,7 +305,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     report = inspect_spec(spec, args.data)
     if args.json:
-        json.dump(report.as_json(), sys.stdout, indent=1)
+        sys.stdout.write(json_text(report.as_json()))
         sys.stdout.write("\n")
     else:
         print(format_report(report))
@@ -385,7 +386,7 @@ def cmd_status(args: argparse.Namespace) -> int:
               file=sys.stderr)
     status = grid_status(spec, results)
     if args.json:
-        json.dump(status.as_json(), sys.stdout, indent=1)
+        sys.stdout.write(json_text(status.as_json()))
         sys.stdout.write("\n")
     else:
         print(format_status(status, spec.protocol.max_epochs))

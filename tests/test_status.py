@@ -157,8 +157,8 @@ def test_status_json_and_progress_line(tmp_path, capsys):
 
 
 def test_numbers_too_large_or_not_finite_in_a_runs_files_leave_the_status_readable(tmp_path, capsys):
-    """A hand-edited or foreign history whose epoch times add up past a float (1e308 each), a NaN score
-    and an infinite start time: `bench status` prints (it ended in an OverflowError), its ETA unknown,
+    """A hand-edited or foreign history whose epoch times add up past a float (1e308 each), a NaN score,
+    an infinite start time and a NaN finish: `bench status` prints (it ended in an OverflowError), its ETA unknown,
     and `--json` stays JSON (no NaN or Infinity, which strict parsers refuse)."""
     spec, folders = grid_in_progress(tmp_path)
     with open(folders[2] / layout.HISTORY, "a") as history:
@@ -166,6 +166,9 @@ def test_numbers_too_large_or_not_finite_in_a_runs_files_leave_the_status_readab
         history.write('{"epoch": 3, "valid_roc_auc": 0.7, "train_seconds": 1e308, "eval_seconds": 1}\n')
     with open(folders[1] / layout.EXECUTIONS, "a") as executions:
         executions.write('{"host": "h", "pid": 2, "time": -Infinity}\n')
+    done = json.loads((folders[0] / layout.RESULT).read_text())
+    done["provenance"]["finished"] = float("nan")  # Python's json writes and reads NaN
+    (folders[0] / layout.RESULT).write_text(json.dumps(done))
     assert main(["status", str(SPEC), "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[-1].startswith("elapsed 10 min; ETA unknown")
@@ -177,6 +180,7 @@ def test_numbers_too_large_or_not_finite_in_a_runs_files_leave_the_status_readab
 
     doc = json.loads(capsys.readouterr().out, parse_constant=refuse)
     assert doc["eta_seconds"] is None and doc["runs"][2]["best_valid_roc_auc"] == 0.7
+    assert doc["runs"][0]["finished"] is None
 
 
 def test_status_of_a_missing_results_folder_is_every_run_not_started_and_says_so(tmp_path, capsys):

@@ -285,7 +285,12 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def atomic_write_json(path: str | Path, data: Any) -> Path:
-    return atomic_write_text(path, json.dumps(_finite(data), indent=1, sort_keys=False, allow_nan=False) + "\n")
+    return atomic_write_text(path, json_text(data) + "\n")
+
+
+def json_text(data: Any, indent: int = 1) -> str:
+    """`data` as strict JSON (`_finite`): what bench writes to a file or prints with --json."""
+    return json.dumps(_finite(data), indent=indent, allow_nan=False)
 
 
 def _finite(data: Any) -> Any:

@@ -28,7 +28,7 @@ import numpy as np
 
 from bench.core.errors import UserError, one_line
 from bench.core.layout import BEST, CONFIG, MODEL_JSON, load_result
-from bench.core.store import atomic_write_bytes
+from bench.core.store import atomic_write_bytes, json_text
 from bench.core.text import printable, quoted, visible
 from bench.train.model_file import check_pool_padding, load_model, load_weights, read_json
 
@@ -368,7 +368,7 @@ def cli_main(audio: list[str], model: str, models: str | None, top: int, as_json
     finally:
         decoder.shutdown(wait=False, cancel_futures=True)
     if as_json:
-        json.dump(results, sys.stdout, indent=1)
+        sys.stdout.write(json_text(results))
         sys.stdout.write("\n")
     elapsed = time.perf_counter() - started
     print(f"{tagger.name}: {len(results)} file(s), {audio_seconds:.1f} s of audio, {elapsed:.2f} s end to end "
