@@ -211,6 +211,33 @@ def test_a_result_another_host_just_wrote_is_not_redone_where_this_one_cannot_se
         assert again == "settled" and calls == []  # the note is kept for the next claim
 
 
+@pytest.mark.parametrize("writer_clock", [-180.0, 3600.0], ids=["3 min behind", "1 h ahead"])
+def test_the_hidden_result_window_is_counted_on_the_file_systems_clock_not_the_writers(
+        monkeypatch, one_run, writer_clock):
+    """Two hosts' clocks need not agree. A writer 3 minutes behind made its result look 3 minutes old at
+    once: a host that could not see it yet trained the run again and replaced its result. A writer an
+    hour ahead kept a result removed to redo the run refused for an hour. Both ends of the window are
+    the lock file's modification times, set by one clock (the file server's, on a network file system)."""
+    spec, run, folder = one_run
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + writer_clock)  # the writer's host: node-7
+    monkeypatch.setattr(runner.socket, "gethostname", lambda: "node-7")
+    calls = record_executions(monkeypatch)
+    assert runner._claim_and_execute(spec, folder, run, no_cache, "cpu", None, lambda *_: None) == "executed"
+    monkeypatch.setattr(time, "time", real_time)  # another host, whose clock is right
+    monkeypatch.setattr(runner.socket, "gethostname", lambda: "node-2")
+    monkeypatch.setattr(runner, "read_result", lambda folder: None)  # its cache hides result.json
+    monkeypatch.setattr(runner, "load_result", lambda folder: (None, None))
+    lines = []
+    assert runner._claim_and_execute(spec, folder, run, no_cache, "cpu", None, lines.append) == "settled"
+    assert calls == [run.run_id] and "written by node-7" in lines[0] and " 0 s ago" in lines[0]
+    # past the window the result is taken as removed (to redo the run), whatever the writer's clock said
+    monkeypatch.setattr(runner, "RESULT_VISIBLE_SECONDS", 0.3)
+    time.sleep(0.4)
+    assert runner._claim_and_execute(spec, folder, run, no_cache, "cpu", None, lines.append) == "executed"
+    assert calls == [run.run_id, run.run_id]
+
+
 def test_a_holder_that_wrote_the_result_says_so_in_the_lock(monkeypatch, one_run):
     spec, run, folder = one_run
     record_executions(monkeypatch)

@@ -72,7 +72,9 @@ def run_dir(results: Path, spec: Spec, run: RunSpec) -> Path:
 RESULT_VISIBLE_SECONDS = 120.0
 """How long a result.json another host wrote may stay unseen here: an NFS client trusts its cached
 "no such file" until the folder's cached attributes expire (acdirmax, 60 s by default); taking the
-lock refreshes the lock file only. Past this a missing result is taken as missing (removed to redo it)."""
+lock refreshes the lock file only. Past this a missing result is taken as missing (removed to redo it).
+Counted on the file system's clock (the lock file's modification times), not between two hosts' clocks,
+which need not agree: a writer 3 minutes behind made its result look older than this at once."""
 
 
 class RunLock:
@@ -83,6 +85,9 @@ class RunLock:
         self.fd: int | None = None
         self.previous = b""
         """The last holder's note, as the lock file held it when this claim was taken."""
+        self.claimed_on_disk: float | None = None
+        """The lock file's modification time once this claim wrote its note: the time of the claim on the
+        file system's clock (the file server's, on a network file system), as other hosts' notes have it."""
 
     LOOK_RETRIES = 3
     """A look at the lock (`held_by_other`, from `bench status` or another grid's header) holds a
@@ -104,14 +109,26 @@ class RunLock:
             self.fd = try_lock(self.folder / LOCK, note, previous)
             if self.fd is not None:
                 self.previous = previous[0]
+                self.claimed_on_disk = self._modified()
                 return True
         return False
 
+    def _modified(self) -> float | None:
+        """The lock file's modification time (after a write: now, on the file system's clock)."""
+        try:
+            return os.fstat(self.fd).st_mtime
+        except OSError:
+            return None
+
     def mark_written(self) -> None:
-        """Note in the lock, before it is released, that this holder wrote the run's result.json."""
+        """Note in the lock, before it is released, that this holder wrote the run's result.json: when, by
+        this host's clock and by the file system's (the note's own modification time, then written in)."""
         note = {"host": socket.gethostname(), "pid": os.getpid(), "result_written": time.time()}
         with contextlib.suppress(OSError):  # a courtesy to the next holder; the result is written
             rewrite_lock_note(self.fd, json.dumps(note).encode())
+            on_disk = self._modified()
+            if on_disk is not None:
+                rewrite_lock_note(self.fd, json.dumps({**note, "result_written_on_disk": on_disk}).encode())
 
     def unseen_result(self) -> dict | None:
         """The last holder's note, with `seconds_ago`, where it wrote the run's result on another host
@@ -120,12 +137,14 @@ class RunLock:
         result.json removed there to redo the run is taken as gone.)"""
         try:
             note = json.loads(self.previous or b"{}")
-            written = float(note["result_written"])
+            if "result_written_on_disk" in note and self.claimed_on_disk is not None:
+                ago = self.claimed_on_disk - float(note["result_written_on_disk"])
+            else:  # a note of an earlier version's: this host's clock against the writer's
+                ago = time.time() - float(note["result_written"])
         except (ValueError, TypeError, KeyError, AttributeError):
             return None
         if note.get("host") == socket.gethostname():
             return None
-        ago = time.time() - written
         return {**note, "seconds_ago": ago} if ago < RESULT_VISIBLE_SECONDS else None
 
     def keep_previous(self) -> None:
