@@ -525,12 +525,17 @@ def test_local_workers_inside_a_slurm_allocation_keep_their_own_numbers():
 # the tasks of one job end together
 
 
-def _task(folder, rank, n_tasks, seconds, ends, how="return", start_grace=10.0):
-    """Task `rank`: works `seconds`, then records when its work ended and when `run_as_task` returned."""
+def _task(folder, rank, n_tasks, seconds, ends, how="return", start_grace=10.0, clock_ahead=0.0):
+    """Task `rank`: works `seconds`, then records when its work ended and when `run_as_task` returned.
+    `clock_ahead`: seconds the node's clock is ahead of the file system's (which stamps the lock files)."""
     import os
     import time
 
     from bench.run.tasks import run_as_task
+
+    if clock_ahead:
+        real_time = time.time
+        time.time = lambda: real_time() + clock_ahead  # this process alone: it was forked
 
     def work():
         time.sleep(seconds)
@@ -547,7 +552,7 @@ def _task(folder, rank, n_tasks, seconds, ends, how="return", start_grace=10.0):
     ends.put((rank, "returned", time.monotonic()))
 
 
-def _tasks(tmp_path, plan, start_grace=10.0) -> dict:
+def _tasks(tmp_path, plan, start_grace=10.0, clock_ahead=0.0) -> dict:
     """Runs the tasks of `plan` ((seconds, how) per rank) as processes; `start_grace`: how long a task
     waits for a sibling's lock file to appear (generous: a loaded machine may start one late)."""
     import multiprocessing
@@ -555,7 +560,7 @@ def _tasks(tmp_path, plan, start_grace=10.0) -> dict:
     context = multiprocessing.get_context("fork")
     ends = context.Queue()
     processes = [context.Process(target=_task, args=(tmp_path / "job", rank, len(plan), seconds, ends, how,
-                                                     start_grace))
+                                                     start_grace, clock_ahead))
                  for rank, (seconds, how) in enumerate(plan) if how != "never"]
     for process in processes:
         process.start()
@@ -580,6 +585,15 @@ def test_a_task_with_nothing_left_stays_until_its_siblings_are_done(tmp_path):
     seen = _tasks(tmp_path / "mirror", [(1.0, "return"), (0.0, "return")])
     assert seen[1]["returned"][0] >= seen[0]["work"][0]
     assert "waiting for task(s) 0 of this job" in seen[1]["log"][1]
+
+
+def test_a_task_on_a_node_whose_clock_is_ahead_of_the_file_servers_still_waits_for_its_siblings(tmp_path):
+    """Whether a sibling's lock file is this attempt's was judged against the node's own clock: on a node
+    200 s ahead of the file server every sibling's file looked like an earlier attempt's, and the task
+    left ("never started") after the grace while its sibling still trained."""
+    seen = _tasks(tmp_path, [(0.0, "return"), (1.5, "return")], start_grace=0.5, clock_ahead=200.0)
+    assert seen[0]["returned"][0] >= seen[1]["work"][0]
+    assert "never started" not in seen[0]["log"][1]
 
 
 def test_a_sibling_that_died_or_never_started_is_not_waited_for(tmp_path):

@@ -13,7 +13,8 @@ the run locks already rely on). The kernel drops the lock when the task ends or 
 sibling is never waited for; a sibling whose file does not appear (it failed before starting) is
 waited for `start_grace` seconds. A file older than this task's start by more than `START_SKEW_SECONDS`
 is an earlier attempt's (submitit's local executor restarts a job's tasks under the same job id) and
-counts as not started.
+counts as not started. Both times are the files' modification times, set by the file system's clock (the
+file server's, on a network file system): a node's own clock may be off the server's by minutes.
 """
 
 from __future__ import annotations
@@ -50,13 +51,13 @@ def run_as_task(work: Callable[[], T], folder: Path, rank: int, n_tasks: int, lo
     exception from `work` (a requeue's exit, an error) ends the task at once."""
     if n_tasks <= 1:
         return work()
-    started = time.time()
     final = folder / f"task-{rank}.lock"
     staged = folder / f".task-{rank}.{os.getpid()}.lock"
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd = try_lock(staged, note=str(os.getpid()))
         if fd is not None:
+            started = os.fstat(fd).st_mtime  # this task's start on the clock its siblings' files have
             os.replace(staged, final)  # locked before it is visible: never seen unlocked too early
     except (OSError, LocksUnsupported) as exc:
         log(f"task {rank}: cannot keep a lock file in {folder} ({first_line(exc)}); "
