@@ -272,7 +272,13 @@ def _dropped_note(frame: pd.DataFrame) -> str:
     return "not drawn (one mel-band count at its sample rate; see tables.md): " + "; ".join(parts)
 
 
-def fig1(aggregated: pd.DataFrame, title: str = "") -> Figure:
+def failed_note(lost: int) -> list[str]:
+    """The heading line of a figure that cannot draw `lost` configurations: every run of them failed."""
+    plural = "s" if lost > 1 else ""
+    return [f"not shown: {lost} configuration{plural} whose every run failed (runs_not_ok.csv)"] if lost else []
+
+
+def fig1(aggregated: pd.DataFrame, title: str = "", lost: int = 0) -> Figure:
     """The paper's Fig. 1 for one model: each metric and GMAC against mel bands, one line per hop.
 
     Rows: ROC-AUC, PR-AUC (%), GMAC per clip (log scale); one column per sample rate, with a shared y range in
@@ -283,12 +289,12 @@ def fig1(aggregated: pd.DataFrame, title: str = "") -> Figure:
     Whiskers: one std over seeds, only where there are several. A sample rate holding a single mel-band count
     (one configuration, or hops at one band count: no line over mel bands, every point at one x) gets no column
     (the caption names its configurations); when no sample rate holds two, the figure is one panel of ROC-AUC
-    with every point labelled.
+    with every point labelled. `lost`: the model's configurations whose every run failed, said in the heading.
     """
     rates = sorted(aggregated["sample_rate"].unique())
     counts = aggregated.groupby("sample_rate")["n_mels"].nunique()
     kept = [rate for rate in rates if counts[rate] >= 2]
-    header = ([title] if title else []) + [caption(aggregated)]
+    header = ([title] if title else []) + [caption(aggregated)] + failed_note(lost)
     if not kept:
         return _fig1_single(aggregated, header)
     shown = aggregated[aggregated["sample_rate"].isin(kept)]
@@ -691,7 +697,7 @@ COSTS = {
 """The trade-off figures' costs, by the aggregate column on x."""
 
 
-def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac") -> Figure:
+def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac", lost: int = 0) -> Figure:
     """Mean ROC-AUC (± std where there are several seeds) against cost per clip (log axis), with the
     Pareto front drawn and every point labelled.
 
@@ -801,6 +807,7 @@ def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac") -> Figure:
         if unmeasured:  # results from before latency was measured, a cost that could not be counted
             heading.append(f"not shown: {unmeasured} configuration{'s' if unmeasured > 1 else ''} with no "
                            f"{what} recorded")
+        heading += failed_note(lost)
         # wrapped to end clear of the legends on the right
         fig.suptitle(_heading(heading, PAGE_WIDTH - 2.6), x=0.02, ha="left")
         fig.draw_without_rendering()

@@ -327,7 +327,8 @@ def _write_report(results_dir: Path, out: Path, spec: SpecRuns | None) -> Report
     global_refs = global_references(per_tag)
     drawn: set[str] = set()  # the tag names of the per-tag figures
     for slug, title, key in model_list:
-        outputs.update(figures.rendered(figures.fig1(select(aggregated, key), title), f"fig1_{slug}"))
+        outputs.update(figures.rendered(figures.fig1(select(aggregated, key), title, len(select(lost, key))),
+                                        f"fig1_{slug}"))
         matrix = per_tag_matrix(select(delta, key))
         drawn.update(matrix.index)
         if not matrix.empty:
@@ -356,10 +357,11 @@ def _write_report(results_dir: Path, out: Path, spec: SpecRuns | None) -> Report
                      f"{', ...' if len(undrawn) > 5 else ''}): install a font that has them (for Chinese, Japanese "
                      "or Korean, Noto Sans CJK: Debian's fonts-noto-cjk) and run bench report again")
     if model_list:
-        outputs.update(figures.rendered(figures.tradeoff(aggregated, "gmac"), "tradeoff_gmac"))
-        outputs.update(figures.rendered(figures.tradeoff(aggregated, "storage_bytes"), "tradeoff_storage"))
+        costs = {"gmac": "tradeoff_gmac", "storage_bytes": "tradeoff_storage"}
         if np.isfinite(aggregated["latency_ms"].to_numpy(dtype=float)).any():  # results from before it was measured
-            outputs.update(figures.rendered(figures.tradeoff(aggregated, "latency_ms"), "tradeoff_latency"))
+            costs["latency_ms"] = "tradeoff_latency"
+        for cost, name in costs.items():
+            outputs.update(figures.rendered(figures.tradeoff(aggregated, cost, len(lost)), name))
 
     remove_temp_files(out, STALE_TEMP_SECONDS)  # of killed reports
     files = atomic_write_together(out, outputs)
