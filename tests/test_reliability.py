@@ -1344,3 +1344,29 @@ def test_a_full_disk_or_file_size_limit_met_by_torch_compile_stops_the_grid_and_
         resource_cause(full, str(compile_cache))))
     handed = pickle.loads(pickle.dumps(grid.pool_worker_entry(None)))
     assert resource_message(handed, "grid").startswith(f"torch.compile could not write {compile_cache}: No space")
+
+
+@pytest.mark.parametrize("clock_ahead", [0.0, 3700.0], ids=["same clock", "this host 62 min ahead"])
+def test_a_live_writers_temp_file_is_not_taken_for_a_dead_ones_on_a_host_whose_clock_is_ahead(
+        tmp_path, monkeypatch, clock_ahead):
+    """A shared folder (an embedding cache two embeds write, a report's) is cleared of temp files untouched
+    for an hour, a dead writer's. Their age was this host's clock against the file system's: a host an
+    hour ahead of the file server removed a live writer's temp file on another host, whose rename then
+    failed. The age is now read on the file system's clock alone; a file an hour and more old still goes."""
+    import os
+    import time
+
+    from bench.core import store
+
+    with store.atomic_file(tmp_path / "live.npz") as live:
+        live.write_bytes(b"being written")
+        with store.atomic_file(tmp_path / "dead.npz") as dead:
+            dead.write_bytes(b"left by a writer that was killed")
+            os.utime(dead, (time.time() - 2 * store.STALE_TEMP_SECONDS,) * 2)
+            real_time = time.time
+            monkeypatch.setattr(store.time, "time", lambda: real_time() + clock_ahead)
+            assert store.remove_temp_files(tmp_path, store.STALE_TEMP_SECONDS) == [dead]
+            monkeypatch.setattr(store.time, "time", real_time)
+            assert live.exists() and not dead.exists()
+            dead.write_bytes(b"")  # for atomic_file's rename on leaving
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dead.npz", "live.npz"]  # no probe file left behind

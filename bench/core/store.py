@@ -237,12 +237,13 @@ def remove_temp_files(folder: str | Path, min_age_seconds: float = 0.0) -> list[
     `min_age_seconds`; in a folder that several processes write (a report, embeddings), a temp file
     named as `atomic_file` names them and untouched for `STALE_TEMP_SECONDS` is a dead writer's, since
     a live one renames it within seconds."""
-    removed = []
-    now = time.time()
+    removed, now = [], None
     for tmp in Path(folder).glob(f".*{TEMP_SUFFIX}"):
         if min_age_seconds and not TEMP_NAME.fullmatch(tmp.name):  # a folder the user named may hold anything
             continue
         try:
+            if min_age_seconds and now is None:
+                now = now_on(folder)  # the writer may be another host, whose clock need not agree with ours
             if min_age_seconds and now - tmp.stat().st_mtime < min_age_seconds:
                 continue
             tmp.unlink()
@@ -250,6 +251,22 @@ def remove_temp_files(folder: str | Path, min_age_seconds: float = 0.0) -> list[
             continue
         removed.append(tmp)
     return removed
+
+
+def now_on(folder: str | Path) -> float:
+    """Now, on the clock that stamps the files of `folder`: the file server's on a network file system,
+    which other hosts' writes there carry too (a new empty file's modification time); this host's clock
+    where the folder takes no file."""
+    try:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".clock-")
+    except OSError:
+        return time.time()
+    try:
+        return os.fstat(fd).st_mtime
+    finally:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(name)
 
 
 TEMP_NAME = re.compile(rf"\..+\.[a-z0-9_]{{8}}{re.escape(TEMP_SUFFIX)}")
