@@ -158,8 +158,9 @@ def test_status_json_and_progress_line(tmp_path, capsys):
 
 def test_numbers_too_large_or_not_finite_in_a_runs_files_leave_the_status_readable(tmp_path, capsys):
     """A hand-edited or foreign history whose epoch times add up past a float (1e308 each), a NaN score,
-    an infinite start time and a NaN finish: `bench status` prints (it ended in an OverflowError), its ETA unknown,
-    and `--json` stays JSON (no NaN or Infinity, which strict parsers refuse)."""
+    an infinite start time, a NaN finish, integers no float holds: `bench status` prints (it ended in an
+    OverflowError), its ETA unknown, and `--json` stays JSON (no NaN or Infinity, which strict parsers
+    refuse)."""
     spec, folders = grid_in_progress(tmp_path)
     with open(folders[2] / layout.HISTORY, "a") as history:
         history.write('{"epoch": 2, "valid_roc_auc": NaN, "train_seconds": 1e308, "eval_seconds": 1e308}\n')
@@ -169,6 +170,14 @@ def test_numbers_too_large_or_not_finite_in_a_runs_files_leave_the_status_readab
     done = json.loads((folders[0] / layout.RESULT).read_text())
     done["provenance"]["finished"] = float("nan")  # Python's json writes and reads NaN
     (folders[0] / layout.RESULT).write_text(json.dumps(done))
+    assert main(["status", str(SPEC), "--results", str(tmp_path)]) == 0
+    capsys.readouterr()
+    # integers past a float's range (JSON's have no bound): a start, a finish, a finished run's epochs
+    with open(folders[2] / layout.EXECUTIONS, "a") as executions:
+        executions.write(json.dumps({"host": "h", "pid": 3, "time": 10**400}) + "\n")
+    done.update(provenance={"finished": 10**400}, cost={"epochs": 10**400})
+    (folders[0] / layout.RESULT).write_text(json.dumps(done))
+    assert progress_line(spec, tmp_path, time.time() - 90).startswith("progress: 1/6 runs done")
     assert main(["status", str(SPEC), "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[-1].startswith("elapsed 10 min; ETA unknown")

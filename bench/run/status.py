@@ -96,8 +96,9 @@ def run_status(folder: Path, run: RunSpec) -> RunStatus:
             return value if isinstance(value, dict) else {}
 
         epochs = part("cost").get("epochs")
-        status.epochs_when_done = epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
-        status.finished = part("provenance").get("finished")
+        status.epochs_when_done = epochs if isinstance(epochs, int) and _finite(epochs) else None
+        finished = part("provenance").get("finished")
+        status.finished = finished if _finite(finished) else None
         status.recorded_by = part("provenance").get("grid")
         recorded = part("training").get("history")
         history = recorded if isinstance(recorded, list) and all(isinstance(h, dict) for h in recorded) else history
@@ -165,7 +166,7 @@ def grid_status(spec: Spec, results: str | Path, now: float | None = None,
     held = sorted(p for p in others if not (p / layout.RESULT).exists() and lock_held(p / layout.LOCK))
     starts = [r.first_start for r in states if r.first_start is not None]
     starts += [t for t in map(_first_start, held) if t is not None]
-    finishes = [r.finished for r in states if _finite(r.finished)]
+    finishes = [r.finished for r in states if r.finished is not None]
     settled = all(r.state in ("done", "failed") for r in states)
     end = max(finishes) if settled and finishes else now  # a finished grid: its own duration
     elapsed = end - min(starts) if starts else None
@@ -250,8 +251,14 @@ def _eta(spec: Spec, runs: list[RunSpec], states: list[RunStatus],
 
 
 def _finite(value) -> bool:
-    """A number JSON read from a run's files that arithmetic can use (not a bool, NaN or infinity)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A number JSON read from a run's files that arithmetic can use (not a bool, NaN or infinity, nor an
+    integer past a float's range: JSON's integers have no bound)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def duration(seconds: float | None) -> str:
