@@ -366,6 +366,9 @@ def test_manifest_errors(tmp_path):
     (tmp_path / "cols.csv").write_text("path,split,tags,tags\na.mp3,train,rock,pop\n")
     with pytest.raises(UserError, match="line 1: column\\(s\\) 'tags' twice in the header"):
         read_manifest(tmp_path / "cols.csv")  # the last `tags` was read, the first lost unsaid
+    # a spreadsheet's empty unnamed columns, and a column no reader reads, may repeat
+    (tmp_path / "sheet.csv").write_text("path,split,tags,,,notes,notes\na.mp3,train,rock,,,x,y\nb.mp3,test,rock,,,,\n")
+    assert read_manifest(tmp_path / "sheet.csv").tag_names == ("rock",)
     (tmp_path / "nul.csv").write_text("path,split,tags\na.mp3,train,rock\nb\0.mp3,valid,pop\n")
     with pytest.raises(UserError, match="line 3: path 'b\\\\x00.mp3' holds a NUL character"):
         read_manifest(tmp_path / "nul.csv")  # no file has such a name: os.stat and realpath raise ValueError

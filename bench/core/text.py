@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Iterable
 from pathlib import Path
 
 from bench.core.errors import UserError
@@ -48,13 +49,16 @@ def csv_lines(path: str | Path, what: str = "CSV text", **dialect) -> tuple[list
             raise UserError(f"{path}: the row from line {start}: not {what} ({exc}; an unbalanced quote?)") from None
 
 
-def csv_rows(path: str | Path, **dialect) -> tuple[list[str], list[tuple[int, dict[str, str | None]]]]:
+def csv_rows(path: str | Path, reads: Iterable[str],
+             **dialect) -> tuple[list[str], list[tuple[int, dict[str, str | None]]]]:
     """`csv_lines` with each row as {column: field}: a row shorter than the header has None for its
     missing columns, and one longer holds its extra fields, in order, under None (as csv.DictReader gives
-    them)."""
+    them). A column the caller `reads` named twice in the header is a UserError: a row's dict would keep
+    the last, and the others' fields would be lost unsaid (columns read by none, such as the unnamed
+    empty ones a spreadsheet writes, may repeat)."""
     header, lines = csv_lines(path, **dialect)
-    twice = sorted({name for name in header if header.count(name) > 1})
-    if twice:  # a row's dict would keep the last of them, and lose the others' fields unsaid
+    twice = [name for name in dict.fromkeys(reads) if header.count(name) > 1]
+    if twice:
         raise UserError(f"{path}: line 1: column(s) {', '.join(map(repr, twice))} twice in the header; each once")
     rows = []
     for start, fields in lines:

@@ -33,7 +33,7 @@ def read_manifest(manifest: str | Path, n_tags: int = 50, drop_untagged: bool = 
         raise UserError(f"manifest: {manifest} is a folder; the dataset path names the CSV file itself{hint}")
     if not manifest.is_file():
         raise UserError(f"manifest not found: expected a CSV file with columns path,split,tags at {manifest}")
-    header, rows = csv_rows(manifest)
+    header, rows = csv_rows(manifest, (*REQUIRED_COLUMNS, "clip_id"))
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise UserError(f"{manifest}: missing column(s) {', '.join(missing)}; expected path,split,tags")

@@ -38,12 +38,14 @@ class Task:
         return sorted(set(self.labels))
 
 
-def read_rows(manifest: str | Path, required: tuple[str, ...]) -> tuple[Path, list[str], list[tuple[int, dict]]]:
-    """(manifest path, columns, [(line number, row)]) of a CSV manifest that has the `required` columns."""
+def read_rows(manifest: str | Path, required: tuple[str, ...],
+              optional: tuple[str, ...] = ()) -> tuple[Path, list[str], list[tuple[int, dict]]]:
+    """(manifest path, columns, [(line number, row)]) of a CSV manifest that has the `required` columns
+    (and may have the `optional` ones; none of them twice)."""
     manifest = Path(manifest).expanduser()
     if not manifest.is_file():
         raise UserError(f"manifest not found: expected a CSV file with columns {','.join(required)} at {manifest}")
-    columns, rows = csv_rows(manifest)  # a spreadsheet's "CSV UTF-8" too
+    columns, rows = csv_rows(manifest, (*required, *optional))  # a spreadsheet's "CSV UTF-8" too
     for column in required:
         if column not in columns:
             spaced = [c for c in columns if c.strip() == column]  # "path, label": the space is part of the name
@@ -65,7 +67,7 @@ def audio_path(manifest: Path, line: int, entry: str) -> str:
 
 
 def read_task(manifest: str | Path, label_column: str = "label") -> Task:
-    manifest, columns, rows = read_rows(manifest, ("path", label_column))
+    manifest, columns, rows = read_rows(manifest, ("path", label_column), (FOLD_COLUMN, GROUP_COLUMN))
     has_folds, has_groups = FOLD_COLUMN in columns, GROUP_COLUMN in columns
     paths, labels, folds, groups = [], [], [], []
     for line, row in rows:
