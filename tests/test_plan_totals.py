@@ -264,7 +264,9 @@ def test_a_perf_file_of_another_shape_is_not_a_projection(tmp_path):
     {"device_hours": 2.5, "assumptions": {"epochs_per_run": "z"}},
     {"device_hours": 2.5, "runs": 264.5, "assumptions": {"epochs_per_run": 30}},
     {"device_hours": float("inf"), "assumptions": {"epochs_per_run": 30}},
-], ids=["no-epochs", "strings", "epochs-string", "runs-fraction", "infinite"])
+    {"device_hours": 10**400, "assumptions": {"epochs_per_run": 30}},  # JSON's integers have no bound
+    {"device_hours": 2.5, "runs": 10**400, "assumptions": {"epochs_per_run": 30}},
+], ids=["no-epochs", "strings", "epochs-string", "runs-fraction", "infinite", "hours-past-float", "runs-past-float"])
 def test_a_perf_file_with_fields_bench_perf_never_writes_is_not_read(capsys, tmp_path, projection):
     """A perf JSON for the spec whose projection holds what `bench perf` never writes (hand-edited or
     foreign): `bench plan` beside it prints no projection (it ended in a TypeError or ValueError while
@@ -276,6 +278,14 @@ def test_a_perf_file_with_fields_bench_perf_never_writes_is_not_read(capsys, tmp
     assert capsys.readouterr().out.splitlines()[-1].startswith("projected device-hours: not measured")
     assert main(["plan", str(SPECS / "paper-mtat-vgg.toml"), "--no-fvcore", "--perf", str(perf)]) == 2
     assert "not the JSON `bench perf --out` writes" in capsys.readouterr().err
+
+
+def test_a_perf_file_nested_past_the_parsers_depth_is_not_a_projection(capsys, tmp_path):
+    perf = tmp_path / "perf" / "paper-mtat-vgg.json"
+    perf.parent.mkdir()
+    perf.write_text("[" * 200_000 + "]" * 200_000)  # json.loads raises RecursionError, not ValueError
+    assert main(["plan", str(SPECS / "paper-mtat-vgg.toml"), "--no-fvcore", "--results", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("projected device-hours: not measured")
 
 
 def test_a_network_too_large_for_fvcore_to_run_here_is_one_line(capsys, write_spec, monkeypatch):

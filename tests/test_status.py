@@ -175,13 +175,15 @@ def test_numbers_too_large_or_not_finite_in_a_runs_files_leave_the_status_readab
     # integers past a float's range (JSON's have no bound): a start, a finish, a finished run's epochs
     with open(folders[2] / layout.EXECUTIONS, "a") as executions:
         executions.write(json.dumps({"host": "h", "pid": 3, "time": 10**400}) + "\n")
+    with open(folders[2] / layout.HISTORY, "a") as history:  # each a float's, their sum not
+        history.write(json.dumps({"epoch": 4, "train_seconds": 10**308, "eval_seconds": 10**308}) + "\n")
     done.update(provenance={"finished": 10**400}, cost={"epochs": 10**400})
     (folders[0] / layout.RESULT).write_text(json.dumps(done))
     assert progress_line(spec, tmp_path, time.time() - 90).startswith("progress: 1/6 runs done")
     assert main(["status", str(SPEC), "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[-1].startswith("elapsed 10 min; ETA unknown")
-    assert any(line.split()[:4] == [spec.runs()[2].run_id, "interrupted", "3/12", "0.7000"] for line in out)
+    assert any(line.split()[:4] == [spec.runs()[2].run_id, "interrupted", "4/12", "0.7000"] for line in out)
     assert main(["status", str(SPEC), "--results", str(tmp_path), "--json"]) == 0
 
     def refuse(name):

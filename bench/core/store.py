@@ -310,6 +310,17 @@ def json_text(data: Any, indent: int = 1) -> str:
     return json.dumps(_finite(data), indent=indent, allow_nan=False)
 
 
+def is_finite_number(value: object) -> bool:
+    """A number read from JSON that arithmetic can use: not a bool, NaN or infinity, nor an integer past a
+    float's range (JSON's integers have no bound, and math.isfinite raises OverflowError on one)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _finite(data: Any) -> Any:
     """`data` with NaN and infinities as None: JSON has no NaN, and strict readers (JavaScript's
     JSON.parse, most languages' libraries) refuse a file that contains one."""

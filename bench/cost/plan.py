@@ -20,6 +20,7 @@ from architectures import InputConfig
 from architectures.options import width_of
 from bench.core import framing
 from bench.core.errors import UserError
+from bench.core.store import is_finite_number
 from bench.core.text import significant as plain_significant
 from bench.data.known import clip_count, n_outputs, split_sizes, tag_count, unknown_split_why
 from bench.spec import Configuration, Spec
@@ -153,7 +154,7 @@ def measured_projection(spec: Spec, perf_json: str | Path) -> dict | None:
     says why."""
     try:
         report = json.loads(Path(perf_json).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: nested past the parser's depth
         return None
     if not isinstance(report, dict) or report.get("spec") != spec.name or "projection" not in report:
         return None
@@ -179,7 +180,7 @@ def measured_projection(spec: Spec, perf_json: str | Path) -> dict | None:
 
 def _positive(value: object) -> bool:
     """A number of a JSON file that counts something: positive and finite, not a bool."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    return is_finite_number(value) and value > 0
 
 
 def grid_totals(spec: Spec, rows: list[dict[str, Any]], perf_json: str | Path | None = None) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.core import layout
-from bench.core.store import lock_held
+from bench.core.store import is_finite_number, lock_held
 from bench.core.text import first_of
 from bench.spec import Configuration, RunSpec, Spec
 
@@ -69,7 +69,7 @@ def read_history(path: Path) -> list[dict]:
 
 def _first_start(folder: Path) -> float | None:
     times = [r.get("time") for r in read_history(folder / layout.EXECUTIONS)]
-    times = [t for t in times if _finite(t)]
+    times = [float(t) for t in times if is_finite_number(t)]  # float: arithmetic past its range is inf
     return min(times) if times else None
 
 
@@ -96,9 +96,9 @@ def run_status(folder: Path, run: RunSpec) -> RunStatus:
             return value if isinstance(value, dict) else {}
 
         epochs = part("cost").get("epochs")
-        status.epochs_when_done = epochs if isinstance(epochs, int) and _finite(epochs) else None
+        status.epochs_when_done = epochs if isinstance(epochs, int) and is_finite_number(epochs) else None
         finished = part("provenance").get("finished")
-        status.finished = finished if _finite(finished) else None
+        status.finished = float(finished) if is_finite_number(finished) else None
         status.recorded_by = part("provenance").get("grid")
         recorded = part("training").get("history")
         history = recorded if isinstance(recorded, list) and all(isinstance(h, dict) for h in recorded) else history
@@ -113,11 +113,11 @@ def run_status(folder: Path, run: RunSpec) -> RunStatus:
         if not resumable:  # epochs of an attempt the next grid does not resume: it trains the run from scratch
             history = []
     status.epoch = len(history)
-    scores = [h.get("valid_roc_auc") for h in history if _finite(h.get("valid_roc_auc"))]
+    scores = [h.get("valid_roc_auc") for h in history if is_finite_number(h.get("valid_roc_auc"))]
     status.best_valid_roc_auc = max(scores) if scores else None
     # a hand-edited or foreign history may hold anything: an epoch's time is what is finite in it
-    status.epoch_seconds = [sum(v for v in (h.get("train_seconds"), h.get("eval_seconds")) if _finite(v))
-                            for h in history]
+    status.epoch_seconds = [sum(float(v) for v in (h.get("train_seconds"), h.get("eval_seconds"))
+                                if is_finite_number(v)) for h in history]
     status.epoch_seconds = [v for v in status.epoch_seconds if math.isfinite(v)]
     return status
 
@@ -205,7 +205,7 @@ def _eta(spec: Spec, runs: list[RunSpec], states: list[RunStatus],
     if not measured:
         return None, "no epoch measured yet"
     finished = [r.epochs_when_done for r in states if r.state == "done" and r.epochs_when_done]
-    expected = statistics.mean(finished) if finished else spec.protocol.max_epochs
+    expected = statistics.fmean(finished) if finished else spec.protocol.max_epochs  # fmean: floats, inf at worst
     gmacs: dict[tuple, float | None] = {}
 
     def gmac(key: tuple) -> float | None:
@@ -248,17 +248,6 @@ def _eta(spec: Spec, runs: list[RunSpec], states: list[RunStatus],
              f"measured epoch times{estimated}, {at_once} run(s) at a time")
     eta = left / at_once
     return (eta, basis) if math.isfinite(eta) else (None, "epoch times too large to add up (hand-edited?)")
-
-
-def _finite(value) -> bool:
-    """A number JSON read from a run's files that arithmetic can use (not a bool, NaN or infinity, nor an
-    integer past a float's range: JSON's integers have no bound)."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
 
 
 def duration(seconds: float | None) -> str:
