@@ -640,8 +640,12 @@ def test_an_unreadable_result_is_listed_with_its_configuration(tmp_path):
     (lambda d: d["cost"].update(gmac="x"), "cost.gmac is 'x'"),
     (lambda d: d["cost"].update(gmac=0), "cost.gmac is 0, expected a positive number"),  # no log of 0
     # JSON's integers are unbounded; a table's column of one beyond int64 holds Python objects
-    (lambda d: d["config"].update(seed=10**30), f"config.seed is {10**30}"),
-    (lambda d: d["config"].update(n_mels=2**63), f"config.n_mels is {2**63}"),
+    (lambda d: d["config"].update(seed=10**30), "config.seed is an integer beyond 64 bits"),
+    (lambda d: d["config"].update(n_mels=2**63), "config.n_mels is an integer beyond 64 bits"),
+    (lambda d: d["cost"].update(gmac=10**400), "cost.gmac is an integer beyond 64 bits"),
+    (lambda d: d["cost"].update(params=2**64), "cost.params is an integer beyond 64 bits"),
+    (lambda d: d["metrics"].update(n_tags=10**400), "metrics.n_tags is an integer beyond 64 bits"),
+    (lambda d: d["config"].update(width=10**400), "config.width is an integer beyond 64 bits"),
 ])
 def test_a_result_with_a_field_of_the_wrong_type_is_listed_and_the_others_reported(tmp_path, edit, reason):
     """A result.json the grid takes as done (ok, AUCs in range) whose other fields the report cannot read

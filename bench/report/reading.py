@@ -63,7 +63,8 @@ def _config_fields(doc: dict) -> dict:
         fields["width"] = options.get("width", 1.0) if isinstance(options, dict) else 1.0
     if isinstance(fields["dataset"], dict):
         fields["dataset"] = fields["dataset"].get("name")
-    return {name: value if value is None or isinstance(value, (str, int, float)) else str(value)
+    return {name: None if isinstance(value, int) and not _is_int(value)  # no table column holds it
+            else value if value is None or isinstance(value, (str, int, float)) else str(value)
             for name, value in fields.items()}
 
 
@@ -128,9 +129,24 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and -2**63 <= value < 2**63
 
 
+def _too_large(value: object, where: str) -> str | None:
+    """The first field under `where` holding an integer no table column holds (`_is_int`), or None."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return None if _is_int(value) else where
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _too_large(item, f"{where}.{key}" if isinstance(value, dict) else f"{where}[{key}]")
+        if found:
+            return found
+    return None
+
+
 def report_problem(result: dict) -> str | None:
     """Why an ok result (one that `result_problem` accepts: the grid's done-marker) cannot be read into the
     report's tables (a field of the wrong type, e.g. a hand-edited or foreign file), or None."""
+    for part in ("config", "metrics", "cost", "canonical"):
+        if found := _too_large(result.get(part), part):
+            return f"{found} is an integer beyond 64 bits"
     config = result["config"]
     for name in ("sample_rate", "n_mels", "hop_multiplier"):
         if not _is_int(config.get(name)) or config[name] <= 0:
