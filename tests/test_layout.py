@@ -80,6 +80,10 @@ def test_a_model_json_that_does_not_fit_its_weights_is_one_line(tmp_path):
     ("fmax", 4000, r"frontend.fmax = 4000; this suite's mel bank ends at the Nyquist frequency \(8000 Hz"),
     ("hop_length", 160, r"frontend.hop_length = 160; expected a positive multiple of 256"),
     ("hop_length", 384, r"frontend.hop_length = 384"),
+    # as a spec allows them: a rate of 10**400 was an OverflowError, 1e308 torch's RuntimeError
+    ("sample_rate", 10**400, r"frontend.sample_rate = 1000+; expected an integer from 1,000 to 192,000"),
+    ("sample_rate", 1e308, r"frontend.sample_rate = 1e\+308"),
+    ("n_mels", 0, r"frontend.n_mels = 0; expected an integer from 1 to 257"),
 ])
 def test_a_model_json_whose_front_end_this_suite_cannot_compute_is_refused(tmp_path, field, value, message):
     """A hand-written model.json asking for another STFT, mel bank or hop was loaded with the suite's

@@ -32,6 +32,7 @@ from bench.core import framing
 from bench.core.errors import UserError, one_line
 from bench.core.layout import CONFIG, MODEL_JSON
 from bench.core.store import atomic_write_json
+from bench.spec import LIMITS
 
 
 @dataclass
@@ -120,6 +121,10 @@ def _check_frontend(fe: dict, path: Path) -> None:
     """Refuse a front end that `MelFrontend` would not compute as described: it takes the sample rate,
     mel bands, hop (a multiple of 256), log and padding from model.json, and has one STFT size and one
     mel filter bank (Slaney scale and norm, 0 Hz to Nyquist)."""
+    for name in ("sample_rate", "n_mels"):  # as a spec allows them: a rate of 10**400 was an OverflowError
+        low, high = LIMITS[name]
+        if not isinstance(fe[name], int) or isinstance(fe[name], bool) or not low <= fe[name] <= high:
+            raise UserError(f"{path}: frontend.{name} = {fe[name]!r}; expected an integer from {low:,} to {high:,}")
     fixed = {"n_fft": framing.N_FFT, "mel_scale": "slaney", "norm": "slaney", "fmin": 0.0}
     for name, value in fixed.items():
         if name in fe and fe[name] != value:
