@@ -180,6 +180,11 @@ def test_numbers_too_large_or_not_finite_in_a_runs_files_leave_the_status_readab
     done.update(provenance={"finished": 10**400}, cost={"epochs": 10**400})
     (folders[0] / layout.RESULT).write_text(json.dumps(done))
     assert progress_line(spec, tmp_path, time.time() - 90).startswith("progress: 1/6 runs done")
+    done.update(cost={"epochs": 10**308})  # a float's, but the mean of two such overflows on the way
+    (folders[0] / layout.RESULT).write_text(json.dumps(done))
+    (folders[1] / layout.RESULT).write_text(json.dumps({**done, "run_id": spec.runs()[1].run_id}))
+    assert progress_line(spec, tmp_path, time.time() - 90).startswith("progress: 2/6 runs done")
+    (folders[1] / layout.RESULT).unlink()
     assert main(["status", str(SPEC), "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[-1].startswith("elapsed 10 min; ETA unknown")

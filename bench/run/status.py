@@ -205,7 +205,8 @@ def _eta(spec: Spec, runs: list[RunSpec], states: list[RunStatus],
     if not measured:
         return None, "no epoch measured yet"
     finished = [r.epochs_when_done for r in states if r.state == "done" and r.epochs_when_done]
-    expected = statistics.fmean(finished) if finished else spec.protocol.max_epochs  # fmean: floats, inf at worst
+    # a float sum: inf past the range (statistics.fmean's fsum raises OverflowError there)
+    expected = sum(map(float, finished)) / len(finished) if finished else spec.protocol.max_epochs
     gmacs: dict[tuple, float | None] = {}
 
     def gmac(key: tuple) -> float | None:
