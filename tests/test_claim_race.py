@@ -247,6 +247,17 @@ def test_a_holder_that_wrote_the_result_says_so_in_the_lock(monkeypatch, one_run
     assert note["host"] == socket.gethostname() and before <= note["result_written"] <= time.time()
 
 
+@pytest.mark.parametrize("field", ["result_written", "result_written_on_disk"])
+def test_a_lock_note_with_a_time_no_float_holds_is_no_note(monkeypatch, one_run, field):
+    """A note edited by hand with a time of 10**400 (JSON's integers have no bound): the run is claimed as
+    if the note said nothing, where float() of it ended the grid in an OverflowError."""
+    spec, run, folder = one_run
+    lock_note(folder, host="node-7", pid=4321, **{"result_written": time.time() - 5, field: 10**400})
+    calls = record_executions(monkeypatch)
+    assert runner._claim_and_execute(spec, folder, run, no_cache, "cpu", None, lambda *_: None) == "executed"
+    assert calls == [run.run_id]
+
+
 def test_a_lock_note_with_the_time_as_text_is_read_as_that_time(monkeypatch, one_run):
     """A note edited by hand, or by another tool, with the time as a string: one line, not a traceback."""
     spec, run, folder = one_run

@@ -141,7 +141,7 @@ class RunLock:
                 ago = self.claimed_on_disk - float(note["result_written_on_disk"])
             else:  # a note of an earlier version's: this host's clock against the writer's
                 ago = time.time() - float(note["result_written"])
-        except (ValueError, TypeError, KeyError, AttributeError):
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError):  # not a note this suite wrote
             return None
         if note.get("host") == socket.gethostname():
             return None
