@@ -625,11 +625,13 @@ def test_a_stored_score_that_does_not_exist_is_null_on_disk_and_nan_when_read(tm
     assert loaded["roc_auc_std"] == 0.1 and loaded["model"] == "m"
 
 
-@pytest.mark.parametrize("text", ["[]", '"scores"', "3", "{", "[" * 100_000],
-                         ids=["list", "string", "number", "cut", "deep"])
+@pytest.mark.parametrize("text", ["[]", '"scores"', "3", "{", "[" * 100_000,
+                                  '{"model": "m", "dims": 1' + "0" * 400 + "}"],
+                         ids=["list", "string", "number", "cut", "deep", "integer-past-64-bits"])
 def test_a_stored_result_that_is_not_a_json_object_is_no_result(tmp_path, text):
-    """A model's stored result that is valid JSON but not an object (or no JSON at all): the model is
-    scored again, as for a missing file; `bench transfer` ended in an AttributeError on `[]`."""
+    """A model's stored result that is valid JSON but not an object (or no JSON at all, or an integer no
+    float holds): the model is scored again, as for a missing file, and another model's is left out of the
+    table; `bench transfer` ended in an AttributeError on `[]`, an OverflowError on dims of 10**400."""
     from bench.tools.transfer import _load
 
     (tmp_path / "m.json").write_text(text)

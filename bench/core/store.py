@@ -321,6 +321,20 @@ def is_finite_number(value: object) -> bool:
         return False
 
 
+def beyond_64_bits(value: object, where: str = "") -> str | None:
+    """The first field of JSON `value` (named from `where`: "cost.gmac", "folds[2]") holding an integer
+    beyond 64 bits, or None. JSON's integers have no bound; a table column (int64) holds none of them,
+    and a float conversion of one raises OverflowError."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return None if -2**63 <= value < 2**63 else where
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = beyond_64_bits(item, f"{where}.{key}" if isinstance(value, dict) else f"{where}[{key}]")
+        if found:
+            return found
+    return None
+
+
 def _finite(data: Any) -> Any:
     """`data` with NaN and infinities as None: JSON has no NaN, and strict readers (JavaScript's
     JSON.parse, most languages' libraries) refuse a file that contains one."""

@@ -11,7 +11,7 @@ import pandas as pd
 from bench.core import layout
 from bench.core.errors import UserError
 from bench.core.layout import CHECKPOINT, RESULT, RUNS, SYNTHETIC_DEFAULT_CLIPS, parse_run_id, result_problem
-from bench.core.store import is_passing_fault
+from bench.core.store import beyond_64_bits, is_passing_fault
 from bench.report.columns import (
     ARCH_OPTIONS,
     CONFIG,
@@ -129,23 +129,11 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and -2**63 <= value < 2**63
 
 
-def _too_large(value: object, where: str) -> str | None:
-    """The first field under `where` holding an integer no table column holds (`_is_int`), or None."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return None if _is_int(value) else where
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    for key, item in items:
-        found = _too_large(item, f"{where}.{key}" if isinstance(value, dict) else f"{where}[{key}]")
-        if found:
-            return found
-    return None
-
-
 def report_problem(result: dict) -> str | None:
     """Why an ok result (one that `result_problem` accepts: the grid's done-marker) cannot be read into the
     report's tables (a field of the wrong type, e.g. a hand-edited or foreign file), or None."""
     for part in ("config", "metrics", "cost", "canonical"):
-        if found := _too_large(result.get(part), part):
+        if found := beyond_64_bits(result.get(part), part):
             return f"{found} is an integer beyond 64 bits"
     config = result["config"]
     for name in ("sample_rate", "n_mels", "hop_multiplier"):

@@ -37,6 +37,7 @@ from bench.core.store import (
     STALE_TEMP_SECONDS,
     atomic_write_json,
     atomic_write_text,
+    beyond_64_bits,
     exclusive_lock,
     remove_temp_files,
 )
@@ -619,5 +620,6 @@ def _load(path: Path) -> dict | None:
         result = json.loads(path.read_text(), object_hook=scores)
     except (OSError, ValueError, RecursionError):
         return None
-    return result if isinstance(result, dict) else None
+    # an integer no float or table column holds (hand-edited): no result of this command's
+    return result if isinstance(result, dict) and not beyond_64_bits(result) else None
 
