@@ -74,6 +74,25 @@ def test_a_model_json_that_does_not_fit_its_weights_is_one_line(tmp_path):
         load_model(tmp_path)
 
 
+def test_a_model_json_whose_patch_is_not_the_networks_input_is_refused(tmp_path):
+    """patch_frames is the length every file is cut into for the network, which is planned for its own
+    input length: another (1, from a hand edit) ended bench tag in max_pool2d's RuntimeError."""
+    from bench.core.errors import UserError
+    from bench.train.model_file import load_model
+
+    config = InputConfig(16000, 16, 2, 63)
+    torch.save(architectures.build("vgg", config, 2, width=0.0625).state_dict(), tmp_path / "weights.pt")
+    for frames, fits in ((63, True), (1, False), (62, False)):
+        write_model_json(tmp_path, model_description("m", "vgg", {"width": 0.0625}, config, frames,
+                                                     frontend_settings(16000, 16, 2, "log"), ["a", "b"],
+                                                     weights="weights.pt"))
+        if fits:
+            assert load_model(tmp_path).patch_frames == 63
+        else:
+            with pytest.raises(UserError, match=f"patch_frames = {frames}, where the network it describes takes 63"):
+                load_model(tmp_path)
+
+
 @pytest.mark.parametrize("field,value,message", [
     ("n_fft", 1024, r"frontend.n_fft = 1024; this suite's front end computes 512 only"),
     ("mel_scale", "htk", r"frontend.mel_scale = 'htk'"),
@@ -84,6 +103,7 @@ def test_a_model_json_that_does_not_fit_its_weights_is_one_line(tmp_path):
     ("sample_rate", 10**400, r"frontend.sample_rate = 1000+; expected an integer from 1,000 to 192,000"),
     ("sample_rate", 1e308, r"frontend.sample_rate = 1e\+308"),
     ("n_mels", 0, r"frontend.n_mels = 0; expected an integer from 1 to 257"),
+    ("hop_length", 256 * 10**30, r"expected a positive multiple of 256 up to 25,600"),  # torch.stft's overflow
 ])
 def test_a_model_json_whose_front_end_this_suite_cannot_compute_is_refused(tmp_path, field, value, message):
     """A hand-written model.json asking for another STFT, mel bank or hop was loaded with the suite's

@@ -132,9 +132,10 @@ def _check_frontend(fe: dict, path: Path) -> None:
     if fe.get("fmax") not in (None, fe["sample_rate"] / 2):
         raise UserError(f"{path}: frontend.fmax = {fe['fmax']!r}; this suite's mel bank ends at the Nyquist "
                         f"frequency ({fe['sample_rate'] / 2:g} Hz, or null)")
-    hop = fe["hop_length"]
-    if not isinstance(hop, int) or hop <= 0 or hop % framing.BASE_HOP:
-        raise UserError(f"{path}: frontend.hop_length = {hop!r}; expected a positive multiple of {framing.BASE_HOP}")
+    hop, largest = fe["hop_length"], framing.BASE_HOP * int(LIMITS["hop_multiplier"][1])
+    if not isinstance(hop, int) or isinstance(hop, bool) or not 0 < hop <= largest or hop % framing.BASE_HOP:
+        raise UserError(f"{path}: frontend.hop_length = {hop!r}; expected a positive multiple of {framing.BASE_HOP} "
+                        f"up to {largest:,}")
 
 
 def check_pool_padding(model: Any, recorded: object, where: Path) -> None:
@@ -186,6 +187,9 @@ def load_model(folder: str | Path) -> LoadedModel:
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"{folder / MODEL_JSON}: not a model description ({type(exc).__name__}: {exc})") from None
     check_pool_padding(model, meta.get("pool_padding"), folder)
+    if patch_frames != model.input_frames:  # the network's plan is for its own input length, no other
+        raise UserError(f"{folder / MODEL_JSON}: patch_frames = {patch_frames}, where the network it describes "
+                        f"takes {model.input_frames} frames")
     try:
         model.load_state_dict(load_weights(folder / weights, key))
     except RuntimeError as exc:  # shapes that do not fit the description
