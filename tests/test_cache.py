@@ -253,6 +253,26 @@ def test_a_fixed_file_copied_in_with_its_old_time_is_decoded_again(tmp_path):
     assert again.retried == 1 and not again.failed and again.ok == 2
 
 
+def test_a_fixed_file_on_a_file_system_whose_clock_is_behind_the_caches_is_decoded_again(tmp_path):
+    """The data and the cache may be on two file systems whose clocks differ (a dataset on an NFS server
+    10 minutes behind the local disk the cache is on): a broken file fixed since carries times earlier
+    than the manifest's, and was skipped for good. Its size and times are compared with what the manifest
+    recorded of it instead; a failure left as it was is not decoded again."""
+    good = write_mp3(tmp_path / "good.mp3", tone(3.0, seed=0))
+    bad, empty = tmp_path / "bad.mp3", tmp_path / "empty.mp3"
+    bad.write_bytes(b"not audio at all" * 100)
+    empty.write_bytes(b"")
+    cache = WaveformCache(tmp_path / "cache", make_index([good, bad, empty]), clip_seconds=2.0)
+    (first,) = cache.prepare([16000], workers=1)
+    assert [f[0] for f in first.failed] == ["1", "2"]
+    manifest = cache.rate_dir(16000) / "manifest.json"
+    ahead = time.time() + 600  # the cache's clock: 10 minutes ahead of the data's
+    os.utime(manifest, (ahead, ahead))
+    write_mp3(bad, tone(3.0, freq=500, seed=1))  # fixed now, by the data's clock
+    (again,) = cache.prepare([16000], workers=1)
+    assert again.retried == 1 and [f[0] for f in again.failed] == ["2"] and again.ok == 2
+
+
 def test_specs_cutting_the_same_tracks_to_other_lengths_get_their_own_waveforms(tmp_path):
     """dataset.clip_seconds 2 and 3 over the same files: the 3 s spec's rows hold 3 s (48,000 samples at
     16 kHz), not the 2 s spec's rows."""

@@ -220,6 +220,18 @@ def decode_in_processes(fn: Callable, jobs: list[tuple], workers: int) -> Iterat
             end_pool(executor, early=bool(in_flight))
 
 
+def _file_stamp(stat: os.stat_result) -> list[int]:
+    """What a file is, as far as seeing it replaced goes: size, mtime and ctime (ns)."""
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
+
+
+def _file_stamp_of(path: str) -> list[int] | None:
+    try:
+        return _file_stamp(os.stat(path))
+    except (OSError, ValueError):
+        return None
+
+
 def reachable(path: str) -> bool:
     """Whether `path` can be opened as a file now (`bench.data.audio.check_file`)."""
     try:
@@ -416,17 +428,22 @@ class WaveformCache:
             return self._prepare_locked(rates, workers, progress)
 
     def _changed_failures(self, rate: int) -> list[int]:
-        """Rows of a complete cache that failed, whose file was written or replaced after the manifest
-        (its ctime too: a copy that keeps the old mtime still changes it), or could not be reached then
-        and can be now (a folder moved back, a mount come up, permissions fixed: the file's times are
-        old): a fixed file is decoded again, not skipped for good. Only failed rows are looked at: one
-        stat per bad file."""
+        """Rows of a complete cache that failed, whose file was written or replaced since (its size, mtime
+        or ctime is not what the manifest recorded: a copy that keeps the old mtime still changes the
+        ctime), or could not be reached then and can be now (a folder moved back, a mount come up,
+        permissions fixed: the file's times are old): a fixed file is decoded again, not skipped for good.
+        Only failed rows are looked at: one stat per bad file. The file's times are compared with their
+        own recorded values, never with the manifest's: the data and the cache may be on two file systems
+        whose clocks differ. A manifest without them (written before they were recorded): times later
+        than the manifest's."""
         manifest = self.rate_dir(rate) / MANIFEST
         try:
             prepared = manifest.stat().st_mtime_ns
             recorded = json.loads(manifest.read_text())
             rows = np.flatnonzero(np.asarray(recorded["status"]) == FAILED).tolist()
             reasons = {row: str(failure[-1]) for row, failure in zip(rows, recorded["failed"], strict=False)}
+            stats = recorded.get("failed_stats")
+            stats = stats if isinstance(stats, dict) else None
         except (OSError, ValueError, KeyError, TypeError, IndexError):
             return []
         changed = []
@@ -437,7 +454,11 @@ class WaveformCache:
             except (OSError, IndexError):
                 continue
             unreached = reasons.get(row, "") == MISSING_FILE or reasons.get(row, "").startswith(UNREADABLE)
-            if max(stat.st_mtime_ns, stat.st_ctime_ns) > prepared or (unreached and reachable(path)):
+            if stats is not None and str(row) in stats:
+                written = stats[str(row)] != _file_stamp(stat)
+            else:
+                written = max(stat.st_mtime_ns, stat.st_ctime_ns) > prepared
+            if written or (unreached and reachable(path)):
                 changed.append(row)
         return changed
 
@@ -502,6 +523,10 @@ class WaveformCache:
                     "failed": [[self.index.clips[int(i)].clip_id, self.index.clips[int(i)].path,
                                 part.failures.get(str(int(i)), "unknown")]
                                for i in np.flatnonzero(statuses == FAILED)],
+                    # what each failed file was (size and times; none where it could not be reached), for
+                    # `_changed_failures` to see it replaced
+                    "failed_stats": {str(int(i)): _file_stamp_of(self.index.clips[int(i)].path)
+                                     for i in np.flatnonzero(statuses == FAILED)},
                     "status": statuses.tolist(),
                     "seconds": round(time.monotonic() - started, 3),
                 }
