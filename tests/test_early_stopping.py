@@ -11,6 +11,8 @@ validation scores are replaced, so each case's stop epoch is the one worked out 
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -26,7 +28,7 @@ def _stamp(model) -> torch.Tensor:
     return next(model.parameters()).data.view(-1)[:1]
 
 
-def drive(monkeypatch, tmp_path, scores, patience, max_epochs, tested=None):
+def drive(monkeypatch, tmp_path, scores, patience, max_epochs, tested=None, **protocol):
     """train_run with validation ROC-AUC taken from `scores` (one per epoch); returns (result, valid calls).
     Each epoch's training pass writes its epoch number into one weight; `tested` receives that weight as
     the test split is scored, i.e. the epoch whose weights are scored."""
@@ -50,6 +52,7 @@ def drive(monkeypatch, tmp_path, scores, patience, max_epochs, tested=None):
     monkeypatch.setattr(train.Trainer, "evaluate", evaluate)
     monkeypatch.setattr(train.Trainer, "train_epoch", train_epoch)
     (run,) = tiny_runs(epochs=max_epochs, patience=patience)
+    run = dataclasses.replace(run, protocol=dataclasses.replace(run.protocol, **protocol))  # lr, lr_patience, ...
     result = train.train_run(run, ToyCache(), tmp_path, CPU, log=lambda *_: None)
     return result, valid_calls
 
@@ -124,3 +127,14 @@ def test_the_history_records_the_rate_each_epoch_trained_with(monkeypatch, tmp_p
     drive(monkeypatch, tmp_path, [0.5, 0.6, 0.55, 0.55, 0.55, 0.55], patience=10, max_epochs=6)
     rates = [json.loads(line)["lr"] for line in (tmp_path / "history.jsonl").read_text().splitlines()]
     assert rates == [1e-3] * 5 + [5e-4]
+
+
+def test_a_rate_of_1e_8_or_less_is_halved_too(monkeypatch, tmp_path):
+    """A spec may set lr down to 1e-12: PyTorch's plateau schedule, by default, skips a cut smaller than
+    1e-8, so 1e-8 was never halved (nor 1e-3 after 16 halvings). Every epoch without improvement here
+    (lr_patience 1) halves it: 1e-8, then 5e-9, 2.5e-9, 1.25e-9."""
+    import json
+
+    drive(monkeypatch, tmp_path, [0.6, 0.5, 0.5, 0.5], patience=10, max_epochs=4, lr=1e-8, lr_patience=1)
+    rates = [json.loads(line)["lr"] for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert rates == pytest.approx([1e-8, 1e-8, 5e-9, 2.5e-9], rel=1e-12)

@@ -237,8 +237,11 @@ class Trainer:
         # fp16 (CUDA without bf16) needs loss scaling; bf16 and fp32 do not
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
         self.optimizer = make_optimizer(self.model, self.path, self.protocol.lr, self.protocol.weight_decay)
+        # eps 0: torch's default (1e-8) skips any cut of less than 1e-8, so a spec's lr of 2e-8 or less was
+        # never halved, nor the default 1e-3 after 16 halvings
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.optimizer, mode="max", factor=self.protocol.lr_factor, patience=self.protocol.lr_patience - 1)
+            self.optimizer, mode="max", factor=self.protocol.lr_factor, patience=self.protocol.lr_patience - 1,
+            eps=0.0)
         self.loss_fn = nn.BCEWithLogitsLoss()
         resident = resident_waveforms(cache, device, lambda n, reusable: resident_fits(n, device, reusable))
         self.resident = {split: resident.split(d) for split, d in self.data.items()} if resident else None
