@@ -74,23 +74,34 @@ def test_a_model_json_that_does_not_fit_its_weights_is_one_line(tmp_path):
         load_model(tmp_path)
 
 
-def test_a_model_json_whose_patch_is_not_the_networks_input_is_refused(tmp_path):
-    """patch_frames is the length every file is cut into for the network, which is planned for its own
-    input length: another (1, from a hand edit) ended bench tag in max_pool2d's RuntimeError."""
+def test_a_model_json_whose_patch_the_network_cannot_take_is_refused(tmp_path):
+    """patch_frames is the length every file is cut into for the network: one it cannot take (1 frame,
+    from a hand edit) ended bench tag in max_pool2d's RuntimeError. Another that it can take (an earlier
+    version's rounding of a MusiCNN segment, 434 frames for a network planned for 435) still loads."""
     from bench.core.errors import UserError
     from bench.train.model_file import load_model
 
     config = InputConfig(16000, 16, 2, 63)
     torch.save(architectures.build("vgg", config, 2, width=0.0625).state_dict(), tmp_path / "weights.pt")
-    for frames, fits in ((63, True), (1, False), (62, False)):
+    for frames, fits in ((63, True), (1, False), (62, True)):
         write_model_json(tmp_path, model_description("m", "vgg", {"width": 0.0625}, config, frames,
                                                      frontend_settings(16000, 16, 2, "log"), ["a", "b"],
                                                      weights="weights.pt"))
         if fits:
-            assert load_model(tmp_path).patch_frames == 63
+            assert load_model(tmp_path).patch_frames == frames
         else:
-            with pytest.raises(UserError, match=f"patch_frames = {frames}, where the network it describes takes 63"):
+            with pytest.raises(UserError, match=f"patch_frames = {frames}: the network it describes cannot take"):
                 load_model(tmp_path)
+    # MusiCNN at 48 kHz, 2.32 s segments: written as 434 frames before the segment's rounding was mended
+    config = InputConfig(48000, 16, 1, 500)
+    options = {"width": 0.0625, "segment_seconds": 2.32}
+    network = architectures.build("musicnn", config, 2, **options)
+    assert network.input_frames == 435
+    torch.save(network.state_dict(), tmp_path / "weights.pt")
+    write_model_json(tmp_path, model_description("m", "musicnn", options, config, 434,
+                                                 frontend_settings(48000, 16, 1, "log"), ["a", "b"],
+                                                 weights="weights.pt"))
+    assert load_model(tmp_path).patch_frames == 434
 
 
 @pytest.mark.parametrize("field,value,message", [

@@ -154,6 +154,24 @@ MAX_PATCH_SECONDS = 3600
 A larger patch_frames (a hand-edited file) would have every file padded to it, petabytes for 10**12."""
 
 
+def _refused_input(meta: dict, n_tags: int, frames: int) -> str | None:
+    """Why the network `meta` describes cannot take `frames` frames, or None: its forward pass on the meta
+    device (shapes only; nothing computed or allocated). A network planned for one length may take
+    others (MusiCNN any segment; VGG-CNN pads), but not every one (VGG-CNN's pools need a few frames)."""
+    import torch
+
+    import architectures
+
+    try:
+        with torch.device("meta"):
+            twin = architectures.build(meta["arch"], InputConfig(**meta["input"]), n_tags, **meta["options"])
+        with torch.no_grad():
+            twin.eval()(torch.empty(1, meta["input"]["n_mels"], frames, device="meta"))
+    except (RuntimeError, ValueError) as exc:
+        return one_line(exc)[:200]
+    return None
+
+
 def load_model(folder: str | Path) -> LoadedModel:
     """The network, its front end and its tags, from `folder`'s model.json and weights."""
     import architectures
@@ -187,9 +205,11 @@ def load_model(folder: str | Path) -> LoadedModel:
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"{folder / MODEL_JSON}: not a model description ({type(exc).__name__}: {exc})") from None
     check_pool_padding(model, meta.get("pool_padding"), folder)
-    if patch_frames != model.input_frames:  # the network's plan is for its own input length, no other
-        raise UserError(f"{folder / MODEL_JSON}: patch_frames = {patch_frames}, where the network it describes "
-                        f"takes {model.input_frames} frames")
+    if patch_frames != model.input_frames:  # an earlier version's rounding of a segment, or a hand edit
+        refused = _refused_input(meta, len(tags), patch_frames)
+        if refused:
+            raise UserError(f"{folder / MODEL_JSON}: patch_frames = {patch_frames}: the network it describes "
+                            f"cannot take that many frames ({refused})")
     try:
         model.load_state_dict(load_weights(folder / weights, key))
     except RuntimeError as exc:  # shapes that do not fit the description
