@@ -138,3 +138,20 @@ def test_a_rate_of_1e_8_or_less_is_halved_too(monkeypatch, tmp_path):
     drive(monkeypatch, tmp_path, [0.6, 0.5, 0.5, 0.5], patience=10, max_epochs=4, lr=1e-8, lr_patience=1)
     rates = [json.loads(line)["lr"] for line in (tmp_path / "history.jsonl").read_text().splitlines()]
     assert rates == pytest.approx([1e-8, 1e-8, 5e-9, 2.5e-9], rel=1e-12)
+
+
+def test_a_run_resumed_from_a_checkpoint_of_an_earlier_version_cuts_a_small_rate_too():
+    """The schedule's state in a checkpoint written before its minimum cut was 0 holds torch's 1e-8, and
+    loading it put that back: a run resumed across the upgrade kept a rate of 1e-8 as it was."""
+    from tests.device_fakes import ToyCache
+
+    (run,) = tiny_runs(epochs=4, patience=10)
+    run = dataclasses.replace(run, protocol=dataclasses.replace(run.protocol, lr=1e-8, lr_patience=1))
+    earlier = train.Trainer(run, ToyCache(), CPU, log=lambda *_: None)
+    earlier.scheduler.eps = 1e-8  # as torch's default left it
+    state = earlier.state(1, {}, [])
+    resumed = train.Trainer(run, ToyCache(), CPU, log=lambda *_: None)
+    resumed.load(state)
+    for score in (0.6, 0.5):
+        resumed.scheduler.step(score)
+    assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(5e-9, rel=1e-12)

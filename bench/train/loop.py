@@ -402,6 +402,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         load_optimizer_state(self.optimizer, state["optimizer"], self.path)
         self.scheduler.load_state_dict(state["scheduler"])
+        self.scheduler.eps = 0.0  # loaded with the rest: an earlier version's checkpoint holds torch's 1e-8
         if state["scaler"]:  # empty where the checkpoint's process trained without loss scaling
             self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["torch_rng"])
