@@ -248,11 +248,13 @@ def test_a_holder_that_wrote_the_result_says_so_in_the_lock(monkeypatch, one_run
 
 
 @pytest.mark.parametrize("field", ["result_written", "result_written_on_disk"])
-def test_a_lock_note_with_a_time_no_float_holds_is_no_note(monkeypatch, one_run, field):
+@pytest.mark.parametrize("value", [10**400, float("inf"), 1e300, 10**22, float("nan")])
+def test_a_lock_note_with_a_time_no_float_holds_is_no_note(monkeypatch, one_run, field, value):
     """A note edited by hand with a time of 10**400 (JSON's integers have no bound): the run is claimed as
-    if the note said nothing, where float() of it ended the grid in an OverflowError."""
+    if the note said nothing, where float() of it ended the grid in an OverflowError. So is one of a time
+    at infinity or far in the future, which left the run to a result written "-inf s ago" in every grid."""
     spec, run, folder = one_run
-    lock_note(folder, host="node-7", pid=4321, **{"result_written": time.time() - 5, field: 10**400})
+    lock_note(folder, host="node-7", pid=4321, **{"result_written": time.time() - 5, field: value})
     calls = record_executions(monkeypatch)
     assert runner._claim_and_execute(spec, folder, run, no_cache, "cpu", None, lambda *_: None) == "executed"
     assert calls == [run.run_id]

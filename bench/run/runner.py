@@ -145,7 +145,9 @@ class RunLock:
             return None
         if note.get("host") == socket.gethostname():
             return None
-        return {**note, "seconds_ago": ago} if ago < RESULT_VISIBLE_SECONDS else None
+        # a time in the future or at infinity is none this suite wrote (the fallback's two clocks may
+        # differ by a little either way): left to it, the run would never be trained
+        return {**note, "seconds_ago": ago} if abs(ago) < RESULT_VISIBLE_SECONDS else None
 
     def keep_previous(self) -> None:
         """Put the last holder's note back, for the next claim to read."""
