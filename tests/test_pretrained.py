@@ -23,7 +23,7 @@ from bench.core.errors import UserError
 from bench.core.store import atomic_write_json
 from bench.cost.gmac import count_params
 from bench.run.runner import run_dir
-from bench.spec import load_spec
+from bench.spec import LIMITS, load_spec
 from bench.tools import pretrained
 from bench.tools.pretrained import state_dict_from_tf, variable_mapping
 from bench.tools.tag import run_tag_names
@@ -250,6 +250,20 @@ def run_folder(tmp_path, write_spec):
                                                "metrics": {"roc_auc": 0.5, "pr_auc": 0.5}, "cost": {"best_epoch": 1},
                                                "tag_names": ["drums", "piano", "voice"]})
     return folder
+
+
+@pytest.mark.parametrize("field,value", [("sample_rate", 10**400), ("hop_multiplier", 10**30), ("n_mels", 0)])
+def test_a_run_config_without_model_json_whose_front_end_no_spec_allows_is_one_line(run_folder, tmp_path, capsys,
+                                                                                   field, value):
+    """A run finished before runs wrote model.json is tagged from its config.json, whose front end is now
+    held to a spec's ranges as model.json's is: a rate of 10**400 ended bench tag in an OverflowError, a
+    hop of 256 x 10**30 in torch.stft's."""
+    config = json.loads((run_folder / "config.json").read_text())
+    config[field] = value
+    (run_folder / "config.json").write_text(json.dumps(config))
+    assert main(["tag", write_audio(tmp_path / "song.wav", 2.0), "--model", str(run_folder)]) == 2
+    assert capsys.readouterr().err == (f"bench tag: error: {run_folder / 'config.json'}: {field} = {value!r}; "
+                                       f"expected a number from {LIMITS[field][0]:,g} to {LIMITS[field][1]:,g}\n")
 
 
 def test_weights_trained_before_the_vgg_rule_padded_are_refused(tmp_path, write_spec, capsys):

@@ -669,6 +669,23 @@ def test_transfer_writes_nothing_for_a_model_it_cannot_use(finished_runs, small_
     assert not fresh.exists() and not (results / "tr" / "transfer").exists()
 
 
+def test_a_run_whose_result_holds_an_integer_beyond_64_bits_is_one_line(finished_runs, small_dataset, tmp_path,
+                                                                         capsys):
+    """A run's result.json (a done-marker the grid accepts) edited by hand with params of 10**400: the
+    transfer table's integer columns ended the command in an OverflowError, after storing a result every
+    later transfer then scored again."""
+    spec_path, results = finished_runs
+    run = next((results / "tr" / "runs").iterdir())
+    result = json.loads((run / "result.json").read_text())
+    result["cost"]["params"] = 10**400
+    (run / "result.json").write_text(json.dumps(result))
+    fresh = tmp_path / "fresh"
+    assert main(["transfer", str(run), "--task", str(small_dataset / "hiss.csv"), "--results", str(fresh),
+                 "--folds", "4", "-q"]) == 2
+    assert capsys.readouterr().err == (f"bench transfer: error: {run / 'result.json'}: cost.params is an integer "
+                                       "beyond 64 bits\n")
+
+
 def test_a_copied_run_folder_writes_under_results(finished_runs, small_dataset, tmp_path):
     """`cp -r results/tr/runs/<run_id> my_tagger`: the copy is in no results folder, so its outputs go
     under --results (they went two folders above the copy, wherever that was)."""

@@ -30,6 +30,7 @@ from bench.core.errors import UserError, one_line
 from bench.core.layout import BEST, CONFIG, MODEL_JSON, load_result
 from bench.core.store import atomic_write_bytes, json_text
 from bench.core.text import printable, quoted, visible
+from bench.spec import LIMITS
 from bench.train.model_file import check_pool_padding, load_model, load_weights, read_json
 
 PATCH_BATCH = 2
@@ -132,6 +133,12 @@ def load_legacy_run(folder: Path) -> Tagger:
         clip_seconds = config["dataset"]["clip_seconds"]
     except (KeyError, TypeError) as exc:
         raise UserError(f"{folder / CONFIG}: not a run config (no {exc})") from None
+    for name, value in (("sample_rate", sample_rate), ("n_mels", n_mels), ("hop_multiplier", hop),
+                        ("dataset.clip_seconds", clip_seconds)):  # as a spec allows them, as model.json's are
+        low, high = LIMITS[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float) if "." in name else int) \
+                or not low <= value <= high:
+            raise UserError(f"{folder / CONFIG}: {name} = {value!r}; expected a number from {low:,g} to {high:,g}")
     try:  # as load_model does for a run that has model.json: one line for what does not fit
         n_tags = [v for v in state.values() if v.dim() == 2][-1].shape[0]  # the output layer comes last
         n_frames = framing.n_frames(clip_seconds, sample_rate, hop)

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.core.errors import UserError
-from bench.core.layout import RUNS, load_result, run_dir, spec_dir
+from bench.core.layout import RESULT, RUNS, load_result, run_dir, spec_dir
 from bench.core.store import (
     STALE_TEMP_SECONDS,
     atomic_write_json,
@@ -280,6 +280,8 @@ def upstream(embedder: Embedder) -> dict:
     from bench.tools.tag import run_id_of
 
     result, _ = load_result(embedder.folder, run_id_of(Path(embedder.folder)))
+    if result is not None and (field := beyond_64_bits(result)):  # no table column holds it (hand-edited?)
+        raise UserError(f"{Path(embedder.folder) / RESULT}: {field} is an integer beyond 64 bits")
     if result is not None:
         config, cost, metrics = result.get("config", {}), result.get("cost", {}), result.get("metrics", {})
         return {"run_id": result.get("run_id"), "arch": config.get("arch"), "width": config.get("width"),
