@@ -263,7 +263,17 @@ def test_a_run_config_without_model_json_whose_front_end_no_spec_allows_is_one_l
     (run_folder / "config.json").write_text(json.dumps(config))
     assert main(["tag", write_audio(tmp_path / "song.wav", 2.0), "--model", str(run_folder)]) == 2
     assert capsys.readouterr().err == (f"bench tag: error: {run_folder / 'config.json'}: {field} = {value!r}; "
-                                       f"expected a number from {LIMITS[field][0]:,g} to {LIMITS[field][1]:,g}\n")
+                                       f"expected a number above 0, at most {LIMITS[field][1]:,g}\n")
+
+
+def test_a_run_config_without_model_json_from_when_specs_took_clips_under_1_s_still_tags(run_folder, tmp_path,
+                                                                                        capsys):
+    """Such runs come from versions whose specs allowed a clip under a second, which later specs refuse:
+    their config.json is still tagged from."""
+    config = json.loads((run_folder / "config.json").read_text())
+    config["dataset"]["clip_seconds"] = 0.9
+    (run_folder / "config.json").write_text(json.dumps(config))
+    assert main(["tag", write_audio(tmp_path / "song.wav", 2.0), "--model", str(run_folder)]) == 0
 
 
 def test_weights_trained_before_the_vgg_rule_padded_are_refused(tmp_path, write_spec, capsys):

@@ -626,8 +626,8 @@ def test_a_stored_score_that_does_not_exist_is_null_on_disk_and_nan_when_read(tm
 
 
 @pytest.mark.parametrize("text", ["[]", '"scores"', "3", "{", "[" * 100_000,
-                                  '{"model": "m", "dims": 1' + "0" * 400 + "}"],
-                         ids=["list", "string", "number", "cut", "deep", "integer-past-64-bits"])
+                                  '{"model": "m", "dims": 1' + "0" * 400 + "}", '{"": 1' + "0" * 20 + "}"],
+                         ids=["list", "string", "number", "cut", "deep", "integer-past-64-bits", "under-an-empty-key"])
 def test_a_stored_result_that_is_not_a_json_object_is_no_result(tmp_path, text):
     """A model's stored result that is valid JSON but not an object (or no JSON at all, or an integer no
     float holds): the model is scored again, as for a missing file, and another model's is left out of the

@@ -329,9 +329,9 @@ def beyond_64_bits(value: object, where: str = "") -> str | None:
         return None if -2**63 <= value < 2**63 else where
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for key, item in items:
-        name = (f"{where}.{key}" if where else str(key)) if isinstance(value, dict) else f"{where}[{key}]"
+        name = (f"{where}.{key}" if where else str(key) or '""') if isinstance(value, dict) else f"{where}[{key}]"
         found = beyond_64_bits(item, name)
-        if found:
+        if found is not None:
             return found
     return None
 

@@ -133,12 +133,15 @@ def load_legacy_run(folder: Path) -> Tagger:
         clip_seconds = config["dataset"]["clip_seconds"]
     except (KeyError, TypeError) as exc:
         raise UserError(f"{folder / CONFIG}: not a run config (no {exc})") from None
+    # numbers a network can be built and a file framed for: up to a spec's largest (far beyond any run's;
+    # 10**400 or a hop of 256 x 10**30 ended in OverflowErrors), from above 0, since the specs of the
+    # versions that wrote such runs allowed what later ones refuse (a clip under 1 s)
     for name, value in (("sample_rate", sample_rate), ("n_mels", n_mels), ("hop_multiplier", hop),
-                        ("dataset.clip_seconds", clip_seconds)):  # as a spec allows them, as model.json's are
-        low, high = LIMITS[name]
+                        ("dataset.clip_seconds", clip_seconds)):
+        high = LIMITS[name][1]
         if isinstance(value, bool) or not isinstance(value, (int, float) if "." in name else int) \
-                or not low <= value <= high:
-            raise UserError(f"{folder / CONFIG}: {name} = {value!r}; expected a number from {low:,g} to {high:,g}")
+                or not 0 < value <= high:
+            raise UserError(f"{folder / CONFIG}: {name} = {value!r}; expected a number above 0, at most {high:,g}")
     try:  # as load_model does for a run that has model.json: one line for what does not fit
         n_tags = [v for v in state.values() if v.dim() == 2][-1].shape[0]  # the output layer comes last
         n_frames = framing.n_frames(clip_seconds, sample_rate, hop)
