@@ -1269,3 +1269,13 @@ def test_a_report_that_fails_half_way_leaves_the_earlier_report_whole(tmp_path, 
         report(tmp_path)
     after = {path.name: path.read_bytes() for path in out.iterdir()}
     assert after == before
+
+
+def test_a_not_ok_runs_config_keeps_what_a_table_holds_and_leaves_out_integers_beyond_64_bits():
+    """runs_not_ok.csv's config fields of a file that may hold anything: an integer past int64 is left empty
+    (a column of it could not be read), anything else kept as before, a bool included."""
+    from bench.report.reading import _config_fields
+
+    fields = _config_fields({"config": {"arch": "vgg", "sample_rate": 10**30, "n_mels": True, "hop_multiplier": 2,
+                                        "log": "log", "seed": 2**63 - 1, "dataset": "mtat", "width": 0.5}})
+    assert (fields["sample_rate"], fields["n_mels"], fields["seed"]) == (None, True, 2**63 - 1)

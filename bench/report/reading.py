@@ -63,7 +63,7 @@ def _config_fields(doc: dict) -> dict:
         fields["width"] = options.get("width", 1.0) if isinstance(options, dict) else 1.0
     if isinstance(fields["dataset"], dict):
         fields["dataset"] = fields["dataset"].get("name")
-    return {name: None if isinstance(value, int) and not _is_int(value)  # no table column holds it
+    return {name: None if isinstance(value, int) and beyond_64_bits(value) is not None  # no table column holds it
             else value if value is None or isinstance(value, (str, int, float)) else str(value)
             for name, value in fields.items()}
 
@@ -126,7 +126,7 @@ NOT_IN_SPEC = "not in spec"
 def _is_int(value) -> bool:
     """An integer a table's integer column holds (int64): JSON's integers have no bound, and a column
     with a larger one becomes a column of Python objects, which the statistics and figures cannot read."""
-    return isinstance(value, int) and not isinstance(value, bool) and -2**63 <= value < 2**63
+    return isinstance(value, int) and not isinstance(value, bool) and beyond_64_bits(value) is None
 
 
 def report_problem(result: dict) -> str | None:
