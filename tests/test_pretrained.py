@@ -252,7 +252,8 @@ def run_folder(tmp_path, write_spec):
     return folder
 
 
-@pytest.mark.parametrize("field,value", [("sample_rate", 10**400), ("hop_multiplier", 10**30), ("n_mels", 0)])
+@pytest.mark.parametrize("field,value", [("sample_rate", 10**400), ("hop_multiplier", 10**30), ("n_mels", 0),
+                                         ("sample_rate", 16000.0)])
 def test_a_run_config_without_model_json_whose_front_end_no_spec_allows_is_one_line(run_folder, tmp_path, capsys,
                                                                                    field, value):
     """A run finished before runs wrote model.json is tagged from its config.json, whose front end is now
@@ -263,7 +264,7 @@ def test_a_run_config_without_model_json_whose_front_end_no_spec_allows_is_one_l
     (run_folder / "config.json").write_text(json.dumps(config))
     assert main(["tag", write_audio(tmp_path / "song.wav", 2.0), "--model", str(run_folder)]) == 2
     assert capsys.readouterr().err == (f"bench tag: error: {run_folder / 'config.json'}: {field} = {value!r}; "
-                                       f"expected a number above 0, at most {LIMITS[field][1]:,g}\n")
+                                       f"expected an integer above 0, at most {LIMITS[field][1]:,g}\n")
 
 
 def test_a_run_config_without_model_json_from_when_specs_took_clips_under_1_s_still_tags(run_folder, tmp_path,

@@ -733,6 +733,25 @@ def test_missing_seeds_are_counted_per_dataset(tmp_path):
 
 
 @pytest.mark.usefixtures("figures_unrendered")
+def test_a_run_folder_named_with_a_seed_beyond_64_bits_leaves_the_seeds_missing_true(tmp_path, capsys):
+    """A folder without config.json or result.json whose name (its only record) carries a seed of 23
+    digits: the seed is left empty in runs_not_ok.csv, as such an integer in a config is. It had been
+    kept there, and the seeds every configuration is missing read -9223372036854775808 (wrapped to 64 bits)."""
+    from bench.cli import main
+
+    for seed in (0, 1):
+        write_doc(tmp_path, result_doc(("vgg", 12000, 96, 1, "log"), seed, 10.01, dict.fromkeys(TAGS, 0.8), 0.4))
+    name = "vgg-16k-96mel-x1-log-s99999999999999999999999-0123456789"
+    (tmp_path / "runs" / name).mkdir()
+    assert main(["report", str(tmp_path)]) == 0
+    assert "missing seeds" not in capsys.readouterr().out
+    aggregated = pd.read_csv(tmp_path / "report" / "aggregate.csv")
+    assert aggregated[["n_seeds", "seeds"]].values.tolist() == [[2, "0;1"]] and aggregated["seeds_missing"].isna().all()
+    (row,) = pd.read_csv(tmp_path / "report" / "runs_not_ok.csv").to_dict("records")
+    assert row["run_id"] == name and row["n_mels"] == 96 and pd.isna(row["seed"])
+
+
+@pytest.mark.usefixtures("figures_unrendered")
 def test_configurations_on_mixed_data_are_compared_nowhere(tmp_path):
     """Old 6 s runs of an edited spec left beside the 29.1 s ones, in the reference and in 48/x1 alike:
     neither side's mean is one experiment, so neither comparison.csv nor the per-tag tables compare

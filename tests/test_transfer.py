@@ -686,6 +686,34 @@ def test_a_run_whose_result_holds_an_integer_beyond_64_bits_is_one_line(finished
                                        "beyond 64 bits\n")
 
 
+def test_a_spec_run_whose_result_holds_an_integer_beyond_64_bits_is_skipped(finished_runs, small_dataset, capsys):
+    """Given a spec, such a run is listed and skipped, as bench report lists it: the transfer had stopped
+    at it, so the runs after it were never scored and no table was written."""
+    spec_path, results = finished_runs
+    first, second = sorted((results / "tr" / "runs").iterdir())
+    result = json.loads((first / "result.json").read_text())
+    result["config"]["n_mels"] = 10**30
+    (first / "result.json").write_text(json.dumps(result))
+    assert main(["transfer", str(spec_path), "--task", str(small_dataset / "hiss.csv"), "--results", str(results),
+                 "--folds", "4", "-q"]) == 0
+    assert (f"bench transfer: {first.name}: result.json's config.n_mels is an integer beyond 64 bits, skipped\n"
+            in capsys.readouterr().err)
+    table = pd.read_csv(results / "tr" / "transfer" / "hiss" / "transfer.csv")
+    assert set(table["run_id"].dropna()) == {second.name}
+
+
+def test_a_misspelt_model_is_said_before_any_model_is_scored(finished_runs, small_dataset, tmp_path, capsys):
+    """The run named first had been embedded, scored and stored (and an earlier result of it replaced)
+    before the misspelt name after it was found."""
+    spec_path, results = finished_runs
+    run = next((results / "tr" / "runs").iterdir())
+    fresh = tmp_path / "fresh"
+    assert main(["transfer", str(run), "no_such_model", "--task", str(small_dataset / "hiss.csv"), "--results",
+                 str(fresh), "--folds", "4", "-q"]) == 2
+    assert capsys.readouterr().err.startswith("bench transfer: error: MODEL no_such_model: neither an imported model")
+    assert not fresh.exists() and not (results / "tr" / "transfer").exists()
+
+
 def test_a_copied_run_folder_writes_under_results(finished_runs, small_dataset, tmp_path):
     """`cp -r results/tr/runs/<run_id> my_tagger`: the copy is in no results folder, so its outputs go
     under --results (they went two folders above the copy, wherever that was)."""

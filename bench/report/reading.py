@@ -63,14 +63,20 @@ def _config_fields(doc: dict) -> dict:
         fields["width"] = options.get("width", 1.0) if isinstance(options, dict) else 1.0
     if isinstance(fields["dataset"], dict):
         fields["dataset"] = fields["dataset"].get("name")
-    return {name: None if isinstance(value, int) and beyond_64_bits(value) is not None  # no table column holds it
+    return _plain(fields)
+
+
+def _plain(fields: dict) -> dict:
+    """Each value as a table holds it: an integer beyond 64 bits, which no column holds, is left empty."""
+    return {name: None if isinstance(value, int) and beyond_64_bits(value) is not None
             else value if value is None or isinstance(value, (str, int, float)) else str(value)
             for name, value in fields.items()}
 
 
 def _folder_fields(folder: Path, doc: dict | None) -> dict:
-    """The config fields of a run folder: from its result.json or config.json `doc`, else its name."""
-    return _config_fields(doc) if doc else (parse_run_id(folder.name) or {})
+    """The config fields of a run folder: from its result.json or config.json `doc`, else its name (whose
+    seed may be any number of digits)."""
+    return _config_fields(doc) if doc else _plain(parse_run_id(folder.name) or {})
 
 
 def _read_json(path: Path) -> dict | None:

@@ -141,7 +141,8 @@ def load_legacy_run(folder: Path) -> Tagger:
         high = LIMITS[name][1]
         if isinstance(value, bool) or not isinstance(value, (int, float) if "." in name else int) \
                 or not 0 < value <= high:
-            raise UserError(f"{folder / CONFIG}: {name} = {value!r}; expected a number above 0, at most {high:,g}")
+            kind = "a number" if "." in name else "an integer"
+            raise UserError(f"{folder / CONFIG}: {name} = {value!r}; expected {kind} above 0, at most {high:,g}")
     try:  # as load_model does for a run that has model.json: one line for what does not fit
         n_tags = [v for v in state.values() if v.dim() == 2][-1].shape[0]  # the output layer comes last
         n_frames = framing.n_frames(clip_seconds, sample_rate, hop)

@@ -236,6 +236,9 @@ def resolve_targets(targets: list[str], results: str, models: str | None = None)
                 if result is None or result.get("status") != "ok":
                     notes.append(f"{run.run_id}: not finished, skipped")
                     continue
+                if field := beyond_64_bits(result):  # no table column holds it (hand-edited?); as bench report
+                    notes.append(f"{run.run_id}: {RESULT}'s {field} is an integer beyond 64 bits, skipped")
+                    continue
                 out.append(Target(str(folder), spec.name, root))
         elif path.is_dir() and (path / CONFIG).is_file() and path.resolve().parent.name == RUNS:
             # a run folder in its results folder, results/<spec>/runs/<run_id>: outputs go beside its runs
@@ -248,11 +251,9 @@ def resolve_targets(targets: list[str], results: str, models: str | None = None)
                                                            if notes else ""))
     unique, named = [], {}
     for target in out:  # a run named twice (its folder and its spec) is scored once, not as two seeds
-        path = Path(target.model)
-        try:  # an imported model by name or by its folder: one folder
-            where = path.resolve() if path.is_dir() else resolve_model(target.model, models)[1].resolve()
-        except UserError:  # said where the model is loaded
-            where = path
+        # a misspelt model, an unfinished run: said before any model is scored, not after those before it
+        where = resolve_model(target.model, models, "MODEL")[1].resolve()  # an imported model by name or folder
+        run_result(where)
         name = run_id_of(where) or where.name  # what its result file is named after: a renamed copy is its run
         if str(where) in named.values():
             notes.append(f"{target.model}: named more than once, scored once")
@@ -272,16 +273,24 @@ results stored otherwise are scored anew instead of grouped apart from those tha
 `bench.tools.embed.DECODE_VERSION`: scores of embeddings of files decoded otherwise are scored anew too)."""
 
 
+def run_result(folder: Path) -> dict | None:
+    """The result.json of the run in `folder` (None for an imported model), refused where it holds an
+    integer beyond 64 bits, which no table column holds (hand-edited?)."""
+    from bench.tools.tag import run_id_of
+
+    result, _ = load_result(folder, run_id_of(folder))
+    if result is not None and (field := beyond_64_bits(result)):
+        raise UserError(f"{folder / RESULT}: {field} is an integer beyond 64 bits")
+    return result
+
+
 def upstream(embedder: Embedder) -> dict:
     """The upstream model's configuration, the data it was trained on (dataset and SETUP: runs of one
     configuration on other data are not seeds of one another), cost and tagging scores: a run's
     result.json; an imported model's model.json (GMAC measured, its published ROC-AUC)."""
     from bench.report.reading import run_setup
-    from bench.tools.tag import run_id_of
 
-    result, _ = load_result(embedder.folder, run_id_of(Path(embedder.folder)))
-    if result is not None and (field := beyond_64_bits(result)):  # no table column holds it (hand-edited?)
-        raise UserError(f"{Path(embedder.folder) / RESULT}: {field} is an integer beyond 64 bits")
+    result = run_result(Path(embedder.folder))
     if result is not None:
         config, cost, metrics = result.get("config", {}), result.get("cost", {}), result.get("metrics", {})
         return {"run_id": result.get("run_id"), "arch": config.get("arch"), "width": config.get("width"),
