@@ -151,8 +151,14 @@ def test_task_manifest_problems_are_one_line(tmp_path, small_dataset, finished_r
     files = sorted(small_dataset.glob("[0-9]/*.mp3"))
     copy = tmp_path / "copy of one.mp3"  # one recording under two names
     copy.write_bytes(files[0].read_bytes())
+    broken = tmp_path / "broken.mp3"
+    broken.write_text("not mp3")
     cases = {
         "missing": (["path", "label"], [["0/nope.mp3", "a"]], "line 2: audio file not found"),
+        # found by its header before any model embeds the files above it (it had been found by decoding, after
+        # the first model had embedded every other file, and named without its line)
+        "broken": (["path", "label"], [[str(p), "ab"[i % 2]] for i, p in enumerate(files[:4])] + [[str(broken), "a"]],
+                   f"line 6: {broken}: undecodable"),
         "column": (["path", "genre"], [["x", "a"]], "no column 'label' (columns: path, genre)"),
         "spaced": (["path", " label"], [["x", "a"]], "no column 'label' (columns: path,  label); ' label' has spaces"),
         "one_label": (["path", "label"], [[str(p), "a"] for p in list(small_dataset.glob("0/*.mp3"))[:2]],
@@ -484,6 +490,49 @@ def test_transfer_scores_every_run_and_resumes(finished_runs, small_dataset, cap
     assert json.loads((second / "task.manifest.json").read_text())["manifest"] == str((other / "hiss.csv").resolve())
 
 
+def test_another_label_column_of_one_manifest_is_another_task(finished_runs, small_dataset, tmp_path, capsys):
+    """`--label-column key` on the manifest whose `label` was scored: its results had replaced those of
+    `label` in the same folder, unsaid, under the title of the `label` task."""
+    spec_path, results = finished_runs
+    rows = list(csv.DictReader((small_dataset / "hiss.csv").read_text().splitlines()))
+    keys = {r["path"]: r["label"] for r in csv.DictReader((small_dataset / "mode.csv").read_text().splitlines())}
+    both = write_rows(small_dataset / "both.csv", ["path", "label", "key"],
+                      [[r["path"], r["label"], keys[r["path"]]] for r in rows])
+    args = ["transfer", str(spec_path), "--task", str(both), "--results", str(results), "--folds", "4", "-q"]
+    assert main(args) == 0
+    hiss = results / "tr" / "transfer" / "both"
+    before = {f.name: f.read_bytes() for f in hiss.glob("*.json")}
+    assert main([*args, "--label-column", "key"]) == 0
+    assert "replaced" not in capsys.readouterr().err
+    assert {f.name: f.read_bytes() for f in hiss.glob("*.json")} == before
+    mode = results / "tr" / "transfer" / "both-key"
+    assert json.loads((mode / "task.manifest.json").read_text())["label_column"] == "key"
+    assert "Transfer to `both-key`" in (mode / "transfer.md").read_text()
+    assert main([*args, "--label-column", "key", "--out", str(hiss)]) == 2  # a folder is one task's
+    assert capsys.readouterr().err == (f"bench transfer: error: --out {hiss}: holds the transfer of {both}; "
+                                       "give each task its own --out\n")
+
+
+def test_the_default_layer_named_is_the_setting_it_was_scored_with(finished_runs, small_dataset, tmp_path, capsys):
+    """`--layer pool4` after no --layer (a VGG's default: pool4): the same setting, so the result is reused
+    and the table keeps the model scored before on the same layer. The second call had replaced the
+    first run's result, "scored with layer None (now pool4)", and left the second run out of the table."""
+    spec_path, results = finished_runs
+    first, second = sorted((results / "tr" / "runs").iterdir())
+    out = tmp_path / "out"
+    args = ["--task", str(small_dataset / "hiss.csv"), "--out", str(out), "--folds", "4", "-q"]
+    assert main(["transfer", str(first), str(second), *args]) == 0
+    stored = (out / f"{first.name}.json").read_bytes()
+    capsys.readouterr()
+    assert main(["transfer", str(first), "--layer", "pool4", *args]) == 0
+    assert "replaced" not in capsys.readouterr().err
+    assert (out / f"{first.name}.json").read_bytes() == stored
+    table = pd.read_csv(out / "transfer.csv")
+    assert sorted(table["run_id"]) == sorted([first.name, second.name])
+    assert main(["transfer", str(first), "--mlp", *args]) == 0  # another setting replaces it, as it says
+    assert "scored with classifiers ['logreg'] (now ['logreg', 'mlp']), is replaced" in capsys.readouterr().err
+
+
 def test_untrained_controls_are_fresh_networks_one_per_configuration_and_seed(finished_runs, small_dataset):
     """Two seeds of a configuration, two controls initialised under those seeds: the table's spread of the
     controls is over initialisations, as the runs' is over seeds (not one network's over folds)."""
@@ -573,7 +622,7 @@ def test_bench_embed_on_the_reference_signal(models, reference, tmp_path):
 
 def test_a_task_manifests_errors_name_the_line_an_editor_shows(tmp_path):
     """Past blank lines and a quoted label holding a line break, as csv.DictReader's row count did not."""
-    (tmp_path / "a.mp3").write_bytes(b"ID3")
+    sf.write(tmp_path / "a.mp3", np.zeros(16000, dtype=np.float32), 8000, format="MP3")
     (tmp_path / "t.csv").write_text('path,label\n\na.mp3,"two\nlines"\n\nnope.mp3,b\n')
     with pytest.raises(UserError, match="t.csv: line 6: audio file not found"):
         read_task(tmp_path / "t.csv")

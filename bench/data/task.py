@@ -5,17 +5,21 @@ named otherwise), an optional `fold` (integers: cross-validation holds out one f
 without it, stratified folds are drawn) and an optional `group` (an artist, album or recording:
 files of one group are never split between training and test, so a classifier cannot score by
 recognising the artist). Other columns are ignored. Every problem is one line naming
-the manifest, and the line where there is one; every file must exist before any work starts.
+the manifest, and the line where there is one; every file must exist and be audio of a second or
+more by its header before any work starts.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.core.errors import UserError
-from bench.core.text import csv_rows
+from bench.core.text import csv_rows, visible
+from bench.data.audio import BadAudio, probe
 
+LABEL_COLUMN = "label"
 FOLD_COLUMN = "fold"
 GROUP_COLUMN = "group"
 
@@ -23,7 +27,8 @@ GROUP_COLUMN = "group"
 @dataclass(frozen=True)
 class Task:
     name: str
-    """The manifest's stem: results land under transfer/<name>/."""
+    """The manifest's stem, and the label column where it is not `label` (`genres-mood`): results land
+    under transfer/<name>/, the labels of another column under another folder."""
     manifest: Path
     paths: tuple[str, ...]
     """Absolute paths, in the manifest's order."""
@@ -32,6 +37,7 @@ class Task:
     """The manifest's folds, or None (stratified folds are drawn)."""
     groups: tuple[str, ...] | None = None
     """The manifest's groups (kept whole in one fold), or None."""
+    label_column: str = LABEL_COLUMN
 
     @property
     def classes(self) -> list[str]:
@@ -66,7 +72,7 @@ def audio_path(manifest: Path, line: int, entry: str) -> str:
     return str(full.resolve())
 
 
-def read_task(manifest: str | Path, label_column: str = "label") -> Task:
+def read_task(manifest: str | Path, label_column: str = LABEL_COLUMN) -> Task:
     manifest, columns, rows = read_rows(manifest, ("path", label_column), (FOLD_COLUMN, GROUP_COLUMN))
     has_folds, has_groups = FOLD_COLUMN in columns, GROUP_COLUMN in columns
     paths, labels, folds, groups = [], [], [], []
@@ -75,6 +81,10 @@ def read_task(manifest: str | Path, label_column: str = "label") -> Task:
         if not label:
             raise UserError(f"{manifest}: line {line}: empty {label_column}")
         paths.append(audio_path(manifest, line, (row.get("path") or "").strip()))
+        try:  # its header (a broken or too short file) before any model embeds the files above it
+            probe(paths[-1])
+        except BadAudio as exc:
+            raise UserError(f"{manifest}: line {line}: {visible(paths[-1])}: {exc}") from None
         if has_folds:
             try:
                 folds.append(int(row[FOLD_COLUMN]))
@@ -100,5 +110,7 @@ def read_task(manifest: str | Path, label_column: str = "label") -> Task:
             if fold_of.setdefault(group, fold) != fold:
                 raise UserError(f"{manifest}: line {line}: {GROUP_COLUMN} {group!r} is in folds {fold_of[group]} "
                                 f"and {fold}; each group in one fold")
-    return Task(manifest.stem, manifest.resolve(), tuple(paths), tuple(labels), tuple(folds) if has_folds else None,
-                tuple(groups) if has_groups else None)
+    column = re.sub(r"[^\w.-]+", "_", label_column)  # a folder's name
+    name = manifest.stem if label_column == LABEL_COLUMN else f"{manifest.stem}-{column}"
+    return Task(name, manifest.resolve(), tuple(paths), tuple(labels), tuple(folds) if has_folds else None,
+                tuple(groups) if has_groups else None, label_column)

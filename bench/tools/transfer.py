@@ -41,7 +41,7 @@ from bench.core.store import (
     exclusive_lock,
     remove_temp_files,
 )
-from bench.data.task import FOLD_COLUMN, Task, read_task
+from bench.data.task import FOLD_COLUMN, LABEL_COLUMN, Task, read_task
 from bench.report.columns import SETUP
 from bench.tools.embed import DECODE_VERSION, Embedder, embed_files, load_embedder, untrained
 
@@ -389,22 +389,34 @@ SETTINGS_KEYS = ("layer", "classifiers", "folds", "seed")
 """What a user chooses of a stored result's key (the rest follows the task, the audio and the versions)."""
 
 
-def task_owner(folder: Path) -> str | None:
-    """The manifest whose transfer `folder` holds (its task.manifest.json), or None."""
+def task_owner(folder: Path) -> tuple[str, str] | None:
+    """(manifest, label column) of the task whose transfer `folder` holds (its task.manifest.json), or
+    None. A marker written before it named the column is of the column `label`."""
     try:
-        return json.loads((folder / TASK_MARKER).read_text()).get("manifest")
-    except (OSError, ValueError, AttributeError):
+        marker = json.loads((folder / TASK_MARKER).read_text())
+        return str(marker["manifest"]), str(marker.get("label_column", LABEL_COLUMN))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
 
 
+def owner_of(task: Task) -> tuple[str, str]:
+    """(manifest, label column): the labels of another column of one manifest are another task."""
+    return str(Path(task.manifest).resolve()), task.label_column
+
+
+def task_text(owner: tuple[str, str]) -> str:
+    return owner[0] + ("" if owner[1] == LABEL_COLUMN else f" (labels of column {owner[1]!r})")
+
+
 def task_folder(parent: Path, task: Task) -> Path:
-    """`parent/<task name>`, unless that folder holds the results of another manifest of the same name
-    (two tasks' `task.csv`): then `<task name>-<digest of the manifest's path>`. The folder's
-    task.manifest.json says whose it is."""
-    manifest = str(Path(task.manifest).resolve())
+    """`parent/<task name>`, unless that folder holds the results of another task of the same name
+    (two tasks' `task.csv`): then `<task name>-<digest of the manifest's path and label column>`. The
+    folder's task.manifest.json says whose it is."""
+    owner = owner_of(task)
     folder = parent / task.name
-    if task_owner(folder) not in (None, manifest):
-        folder = parent / f"{task.name}-{hashlib.sha256(manifest.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
+    if task_owner(folder) not in (None, owner):
+        named = owner[0] if owner[1] == LABEL_COLUMN else "\n".join(owner)  # `label`'s: the name it always had
+        folder = parent / f"{task.name}-{hashlib.sha256(named.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
     return folder
 
 
@@ -426,7 +438,7 @@ def evaluate_model(embedder: Embedder, task: Task, settings: TransferSettings, s
                          **dict.fromkeys(SETUP))
     return {
         "model": embedder.tagger.name, "model_id": embedder.identity, "layer": layer, "dims": int(features.shape[1]),
-        "trained": trained, "upstream": described,
+        "default_layer": embedder.layers[0], "trained": trained, "upstream": described,
         "scores": {name: cross_validate(features, labels, splits, name, settings.seed)
                    for name in settings.classifiers},
     }
@@ -489,10 +501,10 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
     out_dir = Path(out) if out else task_folder(base / "transfer", task)
     cache_root = (base or out_dir) / "embeddings"
     writable_folder(out_dir, "--out")
-    manifest = str(Path(task.manifest).resolve())
+    mine = owner_of(task)
     owner = task_owner(out_dir) if out else None
-    if owner not in (None, manifest):  # its results would be replaced by another task's
-        raise UserError(f"--out {out}: holds the transfer of {owner}; give each task its own --out")
+    if owner not in (None, mine):  # its results would be replaced by another task's
+        raise UserError(f"--out {out}: holds the transfer of {task_text(owner)}; give each task its own --out")
     for note in notes:
         print(f"bench transfer: {note}", file=sys.stderr)
     key = {"task": task_identity(task), "audio": audio_fingerprint(task), "layer": settings.layer,
@@ -506,7 +518,7 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
         layer it does not have, leaves nothing behind. Its name is chosen again under a lock of the
         folder holding it: another transfer of a manifest of the same name may have taken it since."""
         nonlocal out_dir
-        if task_owner(out_dir) == manifest:
+        if task_owner(out_dir) == mine:
             return
         home = out_dir if out else out_dir.parent  # --out is the user's: nothing is written beside it
         home.mkdir(parents=True, exist_ok=True)
@@ -514,7 +526,8 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
             chosen = out_dir if out else task_folder(out_dir.parent, task)
             if task_owner(chosen) is None:
                 chosen.mkdir(parents=True, exist_ok=True)
-                atomic_write_json(chosen / TASK_MARKER, {"manifest": manifest, "name": task.name})
+                atomic_write_json(chosen / TASK_MARKER, {"manifest": mine[0], "name": task.name,
+                                                         "label_column": task.label_column})
         if chosen != out_dir:
             print(f"  -> {chosen} ({out_dir} was taken meanwhile by another manifest named {task.name})")
             out_dir = chosen
@@ -528,7 +541,9 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
     def score(embedder: Embedder, trained: bool, init_seed: int | None = None) -> dict:
         """The model's stored or new result (appended to `collected`)."""
         previous = _load(out_dir / f"{embedder.tagger.name}.json")
-        if previous is not None and previous.get("key") == key and previous.get("model_id") == embedder.identity:
+        layer = settings.layer or embedder.layers[0]
+        if previous is not None and same_settings(previous, key, layer) \
+                and previous.get("model_id") == embedder.identity:
             collected.append(previous)
             bar.update(len(task.paths))
             return previous
@@ -544,10 +559,13 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
         claim_out_dir()
         done = out_dir / f"{embedder.tagger.name}.json"
         stored = _load(done)
-        changed = [name for name in SETTINGS_KEYS if stored is not None and isinstance(stored.get("key"), dict)
-                   and stored.get("model_id") == embedder.identity and stored["key"].get(name) != key[name]]
+        changed: list[str] = []
+        if stored is not None and isinstance(stored.get("key"), dict) and stored.get("model_id") == embedder.identity:
+            was = {**{name: stored["key"].get(name) for name in SETTINGS_KEYS}, "layer": stored.get("layer")}
+            now = {**{name: key[name] for name in SETTINGS_KEYS}, "layer": layer}  # the layers used
+            changed = [name for name in SETTINGS_KEYS if was[name] != now[name]]
         if changed:
-            before = ", ".join(f"{name} {stored['key'][name]} (now {key[name]})" for name in changed)
+            before = ", ".join(f"{name} {was[name]} (now {now[name]})" for name in changed)
             print(f"bench transfer: {embedder.tagger.name}: its result in {out_dir}, scored with {before}, is "
                   "replaced (a separate --out keeps both)", file=sys.stderr)
         atomic_write_json(done, result)
@@ -610,7 +628,8 @@ def scored_earlier(out_dir: Path, key: dict, collected: list[dict], controls: bo
         if path.name == TASK_MARKER:
             continue
         result = _load(path)
-        if not isinstance(result, dict) or result.get("key") != key or result.get("model") in models:
+        if not isinstance(result, dict) or result.get("model") in models \
+                or not same_settings(result, key, key["layer"] or default_layer(result)):
             continue
         if result.get("trained") is False:
             if not controls or configuration(result) in seen:
@@ -618,6 +637,23 @@ def scored_earlier(out_dir: Path, key: dict, collected: list[dict], controls: bo
             seen.append(configuration(result))
         found.append(result)
     return found
+
+
+def same_settings(result: dict, key: dict, layer: str | None) -> bool:
+    """Whether a stored `result` was scored with `key`'s task and settings, on `layer`: the layer it
+    used, whether named (`--layer pool4`) or its model's default (no `--layer`: pool4 for a VGG)."""
+    stored = result.get("key")
+    return (isinstance(stored, dict) and layer is not None and result.get("layer") == layer
+            and {k: v for k, v in stored.items() if k != "layer"} == {k: v for k, v in key.items() if k != "layer"})
+
+
+def default_layer(result: dict) -> str | None:
+    """The layer a stored result's model is scored on without `--layer`, or None where that is unknown
+    (a result scored on a named layer before results recorded their model's default)."""
+    if isinstance(result.get("default_layer"), str):
+        return result["default_layer"]
+    stored = result.get("key")
+    return result.get("layer") if isinstance(stored, dict) and stored.get("layer") is None else None
 
 
 def _load(path: Path) -> dict | None:
