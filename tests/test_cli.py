@@ -224,10 +224,34 @@ def test_a_dry_run_says_it_would_generate_the_synthetic_data_first(capsys, write
     assert status == 0
     assert out.splitlines()[-1] == f"  would first generate the synthetic dataset in {data}, where there is none yet"
     data.mkdir()
-    (data / "annotations_final.csv").write_text("clip_id\tmp3_path\n")  # some other data set's folder
+    (data / "synthetic.json").write_text('{"clips": 5}')  # an earlier generation's, of other clips
     status, out, _ = run_cli(capsys, "grid", str(spec), "--results", str(tmp_path / "results"), "--dry-run")
     assert out.splitlines()[-1].startswith(f"  would first generate the synthetic dataset in {data}, replacing what "
                                            "is there")
+
+
+def test_a_dry_run_says_the_grid_would_stop_where_it_cannot_generate_the_synthetic_data(capsys, write_spec,
+                                                                                     tmp_path):
+    """The grid refuses, before it trains, a synthetic spec without a dataset.path, a path under a file and
+    a folder holding files `bench synth` did not write (another dataset's): the dry run had promised to
+    generate the data there, or said nothing."""
+    def dry_run_and_run(path_line: str) -> str:
+        spec = write_spec(MINIMAL_SPEC.replace('name = "synthetic"', f'name = "synthetic"{path_line}'))
+        status, out, _ = run_cli(capsys, "grid", str(spec), "--results", str(tmp_path / "results"), "--dry-run")
+        assert status == 0 and "would run" in out
+        last = out.splitlines()[-1]
+        assert last.startswith("  would stop before training: "), last
+        status, _, err = run_cli(capsys, "grid", str(spec), "--results", str(tmp_path / "results"))
+        assert status == 2 and err.strip().endswith(last.removeprefix("  would stop before training: ")), err
+        return last
+
+    assert "dataset.path: not set; give the dataset's location with --data DIR" in dry_run_and_run("")
+    (tmp_path / "file.txt").write_text("")
+    assert "cannot be created: " in dry_run_and_run(f'\npath = "{tmp_path / "file.txt" / "sub"}"')
+    other = tmp_path / "other"
+    (other / "0").mkdir(parents=True)
+    (other / "annotations_final.csv").write_text("clip_id\tmp3_path\n")  # another dataset in MTAT's layout
+    assert "holds files `bench synth` did not write (annotations_final.csv)" in dry_run_and_run(f'\npath = "{other}"')
 
 
 def test_a_dry_run_says_the_grid_would_stop_where_the_dataset_is_not(capsys, write_spec, tmp_path):

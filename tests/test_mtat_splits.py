@@ -251,3 +251,14 @@ def test_a_folder_holding_sotas_and_lees_lists_is_chosen_from_by_suffix(tmp_path
     assert sota.counts()["valid"] == len(np.load(REAL / "sota" / "valid.npy"))
     # and through a spec, relative to the dataset root
     assert _spec({"name": "mtat", "split_file": "split/mtat/*.npy"}).dataset.split_file == "split/mtat/*.npy"
+
+
+def test_a_split_file_path_longer_than_the_file_system_takes_is_said_of_split_file(tmp_path):
+    """The grid's advice for ENAMETOOLONG (a shorter --results, --cache or --data) would not help: the
+    error names the spec's split_file."""
+    from bench.data.splits import split_files
+
+    long = tmp_path / ("y" * 300)
+    with pytest.raises(UserError) as info:
+        split_files(long)
+    assert str(info.value) == f"split_file {long}: File name too long"

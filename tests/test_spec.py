@@ -203,6 +203,16 @@ BAD_SPECS = [
      "'da\\x00ta' holds a NUL character"),
     (lambda s: s.replace('name = "synthetic"', 'name = "mtat"\nsplit_file = "s\\u0000"'), "dataset.split_file",
      "'s\\x00' holds a NUL character"),
+    # an integer beyond any float where a number is asked for: as inf (it had been an OverflowError)
+    (lambda s: s.replace('name = "synthetic"', f'name = "synthetic"\nclip_seconds = {10**400}'),
+     "dataset.clip_seconds", "must be a finite number"),
+    (lambda s: s + f'\n[protocol]\nlr = {10**400}\n', "protocol.lr", "must be a finite number"),
+    # an integer of more digits than Python converts from text (4,300): tomllib's ValueError had been a traceback
+    (lambda s: s.replace("seeds = [0]", "seeds = [1" + "0" * 5000 + "]"), "", "not valid TOML here (Exceeds the limit"),
+    # an unknown key that is empty or holds control characters is quoted: named, and not acted on by a terminal
+    (lambda s: '"" = 1\n' + s, "''", "unknown key"),
+    (lambda s: s.replace('name = "synthetic"', 'name = "synthetic"\n"\\u001b[2J" = 1'), "dataset.'\\x1b[2J'",
+     "unknown key"),
 ]
 
 
@@ -240,6 +250,15 @@ def test_spec_errors_say_what_was_written(write_spec, edit, message):
     with pytest.raises(SpecError) as info:
         load_spec(path)
     assert str(info.value).startswith(f"{path}: {message}"), str(info.value)
+
+
+def test_a_spec_path_longer_than_the_file_system_takes_is_one_line(tmp_path):
+    """Said of the spec, not with the advice to shorten --results, --cache or --data that an
+    ENAMETOOLONG under a grid gets."""
+    path = tmp_path / ("a" * 300 + ".toml")
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert str(info.value) == f"{path}: File name too long"
 
 
 def test_the_one_line_error_quotes_the_value_as_written(write_spec, capsys):

@@ -30,6 +30,7 @@ and the line.
 
 from __future__ import annotations
 
+import errno
 import posixpath
 from pathlib import Path
 
@@ -54,7 +55,13 @@ def split_files(folder: str | Path) -> dict[str, Path]:
     suffixes = SUFFIXES
     if folder.name.startswith("*."):  # one format of a folder that holds several
         folder, suffixes = folder.parent, (folder.name[1:],)
-    if not folder.is_dir():
+    try:
+        is_folder = folder.is_dir()
+    except OSError as exc:  # a path longer than the file system takes: the spec's field, not an option, is at fault
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        raise UserError(f"split_file {folder}: {exc.strerror}") from None
+    if not is_folder:
         raise UserError(f"split_file {folder}: not a folder (expected one holding train, valid and test lists)")
     candidates = [p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix in suffixes]
     found: dict[str, Path] = {}

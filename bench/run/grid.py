@@ -396,6 +396,28 @@ class GridOptions:
             raise UserError(f"--workers must be >= 1, got {self.workers}")
 
 
+def dry_run_data(spec: Spec, data: str | None) -> None:
+    """What a dry run says of the dataset the runs would train on: the one-line error that would stop
+    the grid before training (planning needs no data: a paper spec on a laptop is said, not refused),
+    or the synthetic dataset it would generate first."""
+    from bench.data.datasets import check_root, dataset_root, synthetic_is_current, synthetic_problem
+
+    try:
+        root = dataset_root(spec.dataset, data, spec.path)
+        if spec.dataset.name != "synthetic":
+            check_root(spec.dataset, root)
+            return
+        if problem := synthetic_problem(root, spec.dataset, "--data" if data else f"{spec.path}: dataset.path"):
+            raise UserError(problem)
+    except UserError as exc:
+        print(f"  would stop before training: {one_line(exc)}")
+        return
+    if not synthetic_is_current(root, spec.dataset):
+        what = "replacing what is there (other clips, seed or clip length, an older generator, or files " \
+               "missing)" if root.exists() and any(root.iterdir()) else "where there is none yet"
+        print(f"  would first generate the synthetic dataset in {root}, {what}")
+
+
 def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
     """Train the runs of `spec` (a loaded spec, or its file) not done yet. Returns the exit status: 0 when
     every run of the (shard of the) grid is done and ok, or is being trained by another live worker; 1
@@ -418,22 +440,8 @@ def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
         for s in states:
             verb = {"run": "would run", "resume": "would resume"}.get(s.action, "skip")
             print(f"  {verb:12s} {s.run.run_id}  ({s.reason})")
-        if spec.dataset.name == "synthetic" and (o.data or spec.dataset.path) \
-                and any(s.action in ("run", "resume") for s in states):
-            from bench.data.datasets import dataset_root, synthetic_is_current
-
-            root = Path(dataset_root(spec.dataset, o.data, spec.path))
-            if not synthetic_is_current(root, spec.dataset):
-                what = "replacing what is there (other clips, seed or clip length, an older generator, or files " \
-                       "missing)" if root.exists() and any(root.iterdir()) else "where there is none yet"
-                print(f"  would first generate the synthetic dataset in {root}, {what}")
-        elif spec.dataset.name != "synthetic" and any(s.action in ("run", "resume") for s in states):
-            from bench.data.datasets import check_root, dataset_root
-
-            try:  # planning needs no data (a paper spec on a laptop): said, not refused
-                check_root(spec.dataset, dataset_root(spec.dataset, o.data, spec.path))
-            except UserError as exc:
-                print(f"  would stop before training: {one_line(exc)}")
+        if any(s.action in ("run", "resume") for s in states):
+            dry_run_data(spec, o.data)
         return 0
     for s in states:  # "skip" is an ok result: a checkpoint beside it (its worker was stopped before removing
         if s.action == "skip":  # it, or an earlier release kept them) is of no more use

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import errno
 import hashlib
 import itertools
 import json
@@ -283,7 +284,13 @@ def shipped_spec(name: str) -> Path:
 def load_spec(path: str | Path) -> Spec:
     """Read and validate a spec file; raises SpecError naming file, field and value."""
     path = Path(path)
-    if not path.is_file():
+    try:
+        is_file = path.is_file()
+    except OSError as exc:  # a name longer than the file system takes
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        raise SpecError(path, "", exc.strerror) from None
+    if not is_file:
         raise SpecError(path, "", "spec file not found" if not path.exists() else
                         "a folder, not a spec file (.toml)" if path.is_dir() else "not a file")
     try:
@@ -298,6 +305,8 @@ def load_spec(path: str | Path) -> Spec:
                         "it as UTF-8") from None
     except PermissionError as exc:  # an input: nothing is written here
         raise SpecError(path, "", f"cannot read it ({exc.strerror}); make it readable") from None
+    except ValueError as exc:  # an integer of more digits than Python converts (4,300), which no field takes
+        raise SpecError(path, "", f"not valid TOML here ({str(exc).split(';')[0]})") from None
     return parse_spec(raw, path)
 
 
@@ -469,7 +478,8 @@ class _Validator:
     def check_keys(self, table: dict, allowed: set[str], where: str):
         for key in table:
             if key not in allowed:
-                field_name = f"{where}.{key}" if where else key
+                shown = key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else repr(key)  # as TOML: "", control characters
+                field_name = f"{where}.{shown}" if where else shown
                 close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
                 hint = f"did you mean {close[0]!r}? " if close else ""
                 raise SpecError(
@@ -494,7 +504,10 @@ class _Validator:
         if origin in (tuple, list) or kind in (tuple, list):
             return self.sequence(value, kind, field_name)
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:  # 10**400: beyond any float, as inf is
+                self.fail(field_name, value, "must be a finite number")
         if kind is int and isinstance(value, bool):
             self.fail(field_name, value, "must be an integer, not a boolean")
         if kind is int and isinstance(value, float):

@@ -48,10 +48,11 @@ from bench.data.synthetic.files import (
                                         annotations_text,
                                         encode_mp3,
                                         generate,
+                                        generation_problem,
                                         is_complete,
 )
 from bench.data.synthetic.plan import FOLDERS, PITCHED, SPLIT_OF_FOLDER, TAG_NAMES, TAGS, ClipPlan, Tag, plan_clips
 
 __all__ = ["ANNOTATIONS", "FOLDERS", "GENERATOR_VERSION", "LOCK", "META", "MP3_RATES", "PEAK_LIMIT", "PITCHED",
            "SPLIT_OF_FOLDER", "TAGS", "TAG_NAMES", "ClipPlan", "SynthSummary", "Tag", "annotations_text",
-           "encode_mp3", "generate", "is_complete", "plan_clips", "synthesize"]
+           "encode_mp3", "generate", "generation_problem", "is_complete", "plan_clips", "synthesize"]

@@ -153,6 +153,16 @@ def _clean_stale(out: Path, wanted: set[str]) -> None:
             path.unlink(missing_ok=True)
 
 
+def generation_problem(out: Path) -> str | None:
+    """Why the synthetic dataset cannot be generated into `out` (a folder holding files it did not
+    write), or None. Reads only."""
+    foreign = _foreign_files(out)
+    if foreign:
+        return (f"{out}: holds files `bench synth` did not write ({', '.join(foreign)}); the synthetic dataset is "
+                "generated only into an empty folder or one it made, never over a real dataset")
+    return None
+
+
 def _foreign_files(out: Path, shown: int = 3) -> list[str]:
     """Up to `shown` files in `out` that generating there would replace or mix with, but that no earlier
     generation wrote: an annotations_final.csv without synthetic.json (a real MTAT folder), anything in
@@ -217,10 +227,8 @@ def generate(out_dir: str | Path, clips: int = 600, seed: int = 0, clip_seconds:
     plans = plan_clips(clips, seed)
     if is_complete(out, clips, seed, clip_seconds, sample_rate):
         return _summary(out, plans, seed, clip_seconds, sample_rate, True, 0.0, 0.0, time.perf_counter() - t_start)
-    foreign = _foreign_files(out)
-    if foreign:
-        raise UserError(f"{out}: holds files `bench synth` did not write ({', '.join(foreign)}); the synthetic "
-                        "dataset is generated only into an empty folder or one it made, never over a real dataset")
+    if problem := generation_problem(out):
+        raise UserError(problem)
     out.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(out / LOCK):
         if is_complete(out, clips, seed, clip_seconds, sample_rate):  # another process just finished it
