@@ -145,6 +145,20 @@ def test_export_without_onnx_is_one_line(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "v.onnx").exists()
 
 
+def test_an_onnx_target_that_is_not_an_onnx_file_name_is_refused_before_it_is_replaced(tmp_path, capsys):
+    """`bench export RUN --onnx song.wav` (arguments swapped) had replaced the recording with the model."""
+    _, folder = untrained_model(tmp_path / "vgg", "vgg", 251)
+    song = tmp_path / "song.wav"
+    song.write_bytes(b"RIFF recording")
+    assert main(["export", str(folder), "--onnx", str(song)]) == 2
+    assert capsys.readouterr().err == (f"bench export: error: --onnx {song}: not an ONNX file name (tagger.onnx, "
+                                       "say); the model is written there, replacing any file of that name\n")
+    assert song.read_bytes() == b"RIFF recording"
+    (tmp_path / "folder.onnx").mkdir()
+    assert main(["export", str(folder), "--onnx", str(tmp_path / "folder.onnx")]) == 2
+    assert "--onnx " + str(tmp_path / "folder.onnx") + ": is a folder, not a file" in capsys.readouterr().err
+
+
 @needs_onnx
 def test_an_export_killed_before_its_sidecar_leaves_no_old_sidecar_beside_the_new_model(tmp_path, monkeypatch):
     """FILE.json describes FILE (input name and shape, tags): re-exporting another model to the same FILE

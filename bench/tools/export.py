@@ -29,6 +29,7 @@ import torch
 
 from bench.core.errors import UserError
 from bench.core.framing import BASE_HOP
+from bench.core.paths import writable_file
 from bench.core.store import atomic_write_bytes, atomic_write_json, fsync_folder
 from bench.tools.tag import Tagger, load_tagger
 from bench.train.frontend import DB_FLOOR, LOG_SCALE
@@ -97,6 +98,11 @@ def quiet_logger(name: str, level: int = logging.ERROR):
 
 def export(model: str, onnx_path: str | Path, models: str | None = None, with_frontend: bool = False) -> dict:
     """Export, check with onnxruntime, then write the file and its sidecar JSON; returns the sidecar."""
+    target = Path(onnx_path)
+    if target.suffix.lower() != ".onnx":  # `--onnx song.wav`, arguments swapped: the file would be replaced
+        raise UserError(f"--onnx {target}: not an ONNX file name (tagger.onnx, say); the model is written there, "
+                        "replacing any file of that name")
+    writable_file(target, "--onnx")  # before the export's minutes
     missing = [name for name in NEEDED if importlib.util.find_spec(name) is None]
     if missing:
         raise UserError(f"bench export needs {', '.join(NEEDED)} ({', '.join(missing)} missing): "
