@@ -289,7 +289,7 @@ def cmd_convert_msd(args: argparse.Namespace) -> int:
     from bench.data.manifest import write_manifest
     from bench.data.msd import read_msd
 
-    writable_file(args.out, "--out")
+    writable_file(args.out, "--out", ".csv")
     index = read_msd(args.root)
     out = write_manifest(index, args.out)
     counts = index.counts()
@@ -417,7 +417,7 @@ def cmd_perf(args: argparse.Namespace) -> int:
     from bench.tools.perf import PerfSettings, cli_main
 
     if args.out is not None:
-        writable_file(args.out, "--out")
+        writable_file(args.out, "--out", ".json")
     settings = PerfSettings(batch=args.batch, budget_seconds=args.budget, scaling_cases=args.scaling,
                             epochs=args.epochs, compile=not args.no_compile, bf16_peak_tflops=args.bf16_peak_tflops,
                             compile_modes=args.compile_modes)

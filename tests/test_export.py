@@ -151,8 +151,9 @@ def test_an_onnx_target_that_is_not_an_onnx_file_name_is_refused_before_it_is_re
     song = tmp_path / "song.wav"
     song.write_bytes(b"RIFF recording")
     assert main(["export", str(folder), "--onnx", str(song)]) == 2
-    assert capsys.readouterr().err == (f"bench export: error: --onnx {song}: not an ONNX file name (tagger.onnx, "
-                                       "say); the model is written there, replacing any file of that name\n")
+    assert capsys.readouterr().err == (f"bench export: error: --onnx {song}: a name that does not end in .onnx "
+                                       "(out.onnx, say); the output is written there, replacing any file of that "
+                                       "name\n")
     assert song.read_bytes() == b"RIFF recording"
     (tmp_path / "folder.onnx").mkdir()
     assert main(["export", str(folder), "--onnx", str(tmp_path / "folder.onnx")]) == 2

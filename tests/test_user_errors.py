@@ -352,6 +352,21 @@ def test_a_manifest_that_cannot_be_written_is_refused_before_the_pickles_are_rea
                          f"{tmp_path / 'notes.txt'} is a file, not a folder")
 
 
+@pytest.mark.parametrize("argv, suffix", [
+    (("perf", DEMO, "--device", "cpu", "--out"), ".json"),
+    (("convert-msd", "no-msd-here", "--out"), ".csv"),
+])
+def test_an_output_file_named_like_an_input_is_refused_before_it_is_replaced(capsys, tmp_path, argv, suffix):
+    """`--out specs/demo.toml` (an input named by mistake) had been replaced by the measurements or the
+    manifest: an output file's name ends in its format's suffix."""
+    spec = tmp_path / "demo.toml"
+    spec.write_text("kept")
+    line = one_line_error(capsys, *argv, str(spec))
+    assert line.endswith(f"--out {spec}: a name that does not end in {suffix} (out{suffix}, say); the output is "
+                         "written there, replacing any file of that name")
+    assert spec.read_text() == "kept"
+
+
 def test_an_architecture_registered_with_a_misspelt_builder_is_one_line(capsys, monkeypatch):
     import architectures
     import bench.cli

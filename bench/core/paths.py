@@ -94,11 +94,16 @@ def writable_folder(path: str | os.PathLike, option: str, shown: Path | None = N
     return path
 
 
-def writable_file(path: str | os.PathLike, option: str) -> Path:
-    """`path` as a file this process can write (its folder may not exist yet); creates nothing."""
+def writable_file(path: str | os.PathLike, option: str, suffix: str | None = None) -> Path:
+    """`path` as a file this process can write (its folder may not exist yet), named with `suffix`
+    where one is given (`.json`: `--out song.wav`, a recording named by mistake, is not replaced);
+    creates nothing."""
     path = _given(path, option, file=True)
     if path.is_dir():
         raise UserError(f"{option} {path}: is a folder, not a file")
+    if suffix is not None and path.suffix.lower() != suffix:
+        raise UserError(f"{option} {path}: a name that does not end in {suffix} (out{suffix}, say); the output is "
+                        "written there, replacing any file of that name")
     writable_folder(path.parent, option, shown=path)
     return path
 

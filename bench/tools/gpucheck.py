@@ -478,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     if peak is not None and not 0 < peak < float("inf"):  # 0 would read the table, a negative give -13 %
         parser.error(f"argument --bf16-peak-tflops: must be a positive number, got {peak:g}")
     try:  # before any check: on a machine without CUDA too, where the same command line fails on a GPU box
-        out = writable_file(args.out, "--out")
+        out = writable_file(args.out, "--out", ".json")
     except UserError as exc:
         parser.error(str(exc))
     import torch
