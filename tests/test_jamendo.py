@@ -139,6 +139,29 @@ def test_a_track_in_two_splits_a_row_without_tags_and_the_full_quality_file_firs
     assert read_jamendo("c").counts() == {"train": 2, "valid": 3, "test": 3}
 
 
+def test_split_files_with_a_byte_order_mark_read_as_without_and_one_recording_twice_is_refused(tmp_path):
+    """A spreadsheet's BOM had refused the header ("expected the header TRACK_ID ..."); one audio file under
+    two track ids (the second written with a trailing space), in train and test, was read, leaking the
+    recording into its own evaluation."""
+    good = {**ROWS, "train": [ROWS["train"][1], ROWS["train"][2]]}
+    clean = read_jamendo(make_jamendo(tmp_path / "a", good))
+    root = make_jamendo(tmp_path / "b", good)
+    for path in (root / "splits" / "split-0").iterdir():
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    marked = read_jamendo(root)
+    assert [c.path.replace(str(root), "") for c in marked.clips] == \
+        [c.path.replace(str(tmp_path / "a"), "") for c in clean.clips]
+    assert [(c.clip_id, c.split, c.labels) for c in marked.clips] == \
+        [(c.clip_id, c.split, c.labels) for c in clean.clips]
+    assert marked.excluded == clean.excluded
+    copy = "track_0009999 \tartist_000087\talbum_000149\t48/948.mp3\t212.7\tgenre---chillout"
+    twice = {**good, "test": [*good["test"], copy]}
+    with pytest.raises(UserError, match=r"autotagging_top50tags-test.tsv: line 5: track_0009999's PATH 48/948.mp3 is "
+                                        r"listed already \(autotagging_top50tags-train.tsv, line 3\); each recording "
+                                        "once"):
+        read_jamendo(make_jamendo(tmp_path / "c", twice))
+
+
 def test_a_relative_split_folder_is_the_relative_roots(tmp_path, monkeypatch):
     """`dataset.split_file = "splits/split-0"` (the shipped spec's) with the root given relative to the
     working directory (`--data jamendo`): the split folder is jamendo/splits/split-0, once."""

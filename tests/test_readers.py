@@ -115,6 +115,37 @@ def test_mtat_annotations_with_a_clip_twice_or_a_value_other_than_0_or_1_are_ref
         read_mtat(root)
 
 
+def test_one_mtat_recording_under_two_spellings_of_its_path_is_refused(tmp_path):
+    """`d/../0/x.mp3` (or `0/./x.mp3`, `0//x.mp3`) beside `0/x.mp3`: one recording in train and test,
+    read without a word; a clip's split is the folder its file is in."""
+    root = make_mtat(tmp_path / "mtat", write_audio=False)
+    annotations = root / "annotations_final.csv"
+    lines = annotations.read_text().splitlines(keepends=True)
+    first = lines[1].rstrip("\n").split("\t")[-1].strip('"')
+    folder, name = first.split("/")
+    for spelling in (f"d/../{first}", f"{folder}/./{name}", f"{folder}//{name}"):
+        other = lines[2].rstrip("\n").split("\t")
+        annotations.write_text("".join([*lines[:2], "\t".join([*other[:-1], f'"{spelling}"']) + "\n", *lines[3:]]))
+        with pytest.raises(UserError, match=rf"line 3: mp3_path {spelling} again \(first on line 2\)"):
+            read_mtat(root)
+
+
+def test_an_mtat_file_cut_inside_a_quoted_field_is_refused_and_a_line_of_spaces_is_blank(tmp_path):
+    """A download cut inside its last quoted field (`"f/clip.mp3` without its closing quote): the csv
+    module read the cut field to the end of the file, a path that names no file, and the clip was left
+    out as missing. A line of spaces, or of empty fields, is a blank line, as the other readers have it."""
+    root = make_mtat(tmp_path / "mtat", write_audio=False)
+    annotations = root / "annotations_final.csv"
+    text = annotations.read_text()
+    plain = read_mtat(root, n_tags=3)
+    annotations.write_text(text.rstrip("\n")[:-4])
+    with pytest.raises(UserError, match=rf"the row from line {text.count(chr(10))}: not tab-separated text "
+                                        r"\(unexpected end of data; an unbalanced quote\?\)"):
+        read_mtat(root)
+    annotations.write_text(text + "   \n" + "\t" * 5 + "\n")
+    assert read_mtat(root, n_tags=3) == plain
+
+
 def test_an_mtat_format_folder_of_fewer_than_50_tags_says_how_to_train_on_them(tmp_path):
     """The default n_tags (50) on an annotations file of 3 tag columns (an MTAT-format folder that is not
     MTAT: a subset, or the synthetic data under name = "mtat"): one line saying what to set, not an error
@@ -223,6 +254,23 @@ def test_malicious_pickle_is_refused(tmp_path):
         read_msd(tmp_path / "msd")
 
 
+def test_a_pickle_that_would_fill_memory_or_build_what_no_split_file_holds_is_refused(tmp_path):
+    """bytes(n) and bytearray(n): 30 bytes of pickle had made 300 MB of zeros before any check. Sets,
+    complex numbers and bytearrays are in no split file (docs: lists, dicts, strings, numbers, arrays)."""
+    path = tmp_path / "split.cP"
+    path.write_bytes(b"c__builtin__\nbytearray\n(I300000000\ntR.")
+    with pytest.raises(UnsafePickleError, match="refusing to unpickle __builtin__.bytearray"):
+        safe_load(path)
+    path.write_bytes(b"cbuiltins\nbytes\n(I300000000\ntR.")
+    with pytest.raises(UnsafePickleError, match=r"refusing bytes\(300000000\)"):
+        safe_load(path)
+    path.write_bytes(pickle.dumps({1, 2}, protocol=2))
+    with pytest.raises(UnsafePickleError, match="refusing to unpickle __builtin__.set"):  # as protocol 2 names it
+        safe_load(path)
+    path.write_bytes(pickle.dumps([b"", b"TRAAAAW128F429D538"], protocol=2))  # Python 3's bytes at protocol 2
+    assert safe_load(path) == [b"", b"TRAAAAW128F429D538"]
+
+
 def test_a_corrupt_pickle_is_one_line_however_it_fails(tmp_path, monkeypatch):
     """One byte changed in a split pickle fails in the unpickler's or numpy's words, not only as an
     UnpicklingError: the name of an encoding numpy's array pickle carries (LookupError), a length field
@@ -290,8 +338,8 @@ def test_msd_tag_vector_of_another_length_than_the_tags(tmp_path, size):
     vectors = safe_load(tmp_path / "msd" / "msd_id_to_tag_vector.cP")
     vectors["TR0000000000000002"] = np.zeros(size, dtype=np.int64)
     (tmp_path / "msd" / "msd_id_to_tag_vector.cP").write_bytes(pickle.dumps(vectors, protocol=2))
-    with pytest.raises(UserError, match=f"^the tag vector of TR0000000000000002 has {size} values, but the published "
-                                        "list of 50 Last.fm tags names 50 tags"):
+    with pytest.raises(UserError, match=r"^\S*msd_id_to_tag_vector.cP: the tag vector of TR0000000000000002 has "
+                                        f"{size} values, but the published list of 50 Last.fm tags names 50 tags"):
         read_msd(tmp_path / "msd", n_tags=3)
 
 
@@ -301,8 +349,9 @@ def test_an_msd_tag_list_a_line_short_of_the_vectors_is_refused(tmp_path):
     write_msd_split(tmp_path / "msd", n_train=3, n_test=1)
     tags = [t for t in published_tags("msd") if t != "jazz"]
     (tmp_path / "msd" / "50tagList.txt").write_text("\n".join(tags) + "\n")
-    with pytest.raises(UserError, match=r"^the tag vector of TR0000000000000000 has 50 values, but \S*50tagList.txt "
-                                        "names 49 tags: one value per tag, in its order$"):
+    with pytest.raises(UserError, match=r"^\S*msd_id_to_tag_vector.cP: the tag vector of TR0000000000000000 has "
+                                        r"50 values, but \S*50tagList.txt names 49 tags: one value per tag, in its "
+                                        "order$"):
         read_msd(tmp_path / "msd")
 
 
@@ -531,16 +580,69 @@ def test_an_msd_track_in_two_split_lists_is_refused(tmp_path, monkeypatch):
     ids, _ = write_msd_split(tmp_path / "lee", n_train=8, n_test=2)
     train = ids[:4]
     (tmp_path / "lee" / "filtered_list_test.cP").write_bytes(pickle.dumps([ids[-1], train[2]], protocol=2))
-    with pytest.raises(UserError, match=rf"track {train[2]} is in the train list and again in the test list"):
-        read_msd(tmp_path / "lee")
+    lee = tmp_path / "lee"
+    with pytest.raises(UserError) as error:
+        read_msd(lee)
+    assert str(error.value) == (f"{lee / 'filtered_list_test.cP'}: item 1: track {train[2]} (test) is listed already, "
+                                f"at {lee / 'filtered_list_train.cP'}: item 2 (train); each track once")
     root = tmp_path / "tsv"
     root.mkdir()
     vector = "[" + ", ".join(["1"] + ["0"] * 49) + "]"
     (root / "train_gt_msd.tsv").write_text(f"TRAAAAW128F429D538\t{vector}\n")
     (root / "val_gt_msd.tsv").write_text(f"TRAAABD128F429CF47\t{vector}\n")
     (root / "test_gt_msd.tsv").write_text(f"TRAAABD128F429CF47\t{vector}\n")
-    with pytest.raises(UserError, match=r"track TRAAABD128F429CF47 is in the valid list and again in the test list"):
+    with pytest.raises(UserError, match=r"test_gt_msd.tsv: line 1: track TRAAABD128F429CF47 \(test\) is listed "
+                                        r"already, at \S*val_gt_msd.tsv: line 1 \(valid\); each track once"):
         read_msd(root)
+
+
+def test_msd_files_saved_with_a_byte_order_mark_read_as_without(tmp_path):
+    """A spreadsheet's BOM had become part of the first tag's name ('\\ufeffrock'), hidden the first
+    track of index_msd.tsv (its audio then 'missing') and refused the first line of a ground-truth file."""
+    root = tmp_path / "msd"
+    root.mkdir()
+    ids = ["TRAAAAW128F429D538", "TRAAABD128F429CF47", "TRYOGXX128F42483A6"]
+    vector = "[" + ", ".join(["1"] + ["0"] * 49) + "]"
+    for name, track in zip(("train_gt_msd.tsv", "val_gt_msd.tsv", "test_gt_msd.tsv"), ids, strict=True):
+        (root / name).write_text(f"{track}\t{vector}\n")
+    (root / "index_msd.tsv").write_text("".join(f"{t}\t{t}.clip.mp3\n" for t in ids))
+    (root / "50tagList.txt").write_text("\n".join(published_tags("msd")) + "\n")
+    for track in ids:
+        (root / f"{track}.clip.mp3").write_bytes(b"ID3")
+    clean = read_msd(root)
+    for name in ("train_gt_msd.tsv", "index_msd.tsv", "50tagList.txt"):
+        (root / name).write_bytes(b"\xef\xbb\xbf" + (root / name).read_bytes())
+    marked = read_msd(root)
+    assert (marked.tag_names, marked.clips, marked.excluded) == (clean.tag_names, clean.clips, clean.excluded)
+    assert marked.tag_names[0] == "rock" and len(marked.clips) == 3
+
+
+def test_msd_tag_values_other_than_0_or_1_and_a_tag_named_twice_are_refused(tmp_path):
+    """2 or 0.5 had been read as a positive and -1 as a negative, and a tag named twice in 50tagList.txt
+    became two outputs of one name (as MTAT and manifests refuse)."""
+    write_msd_split(tmp_path / "msd", n_train=3, n_test=1)
+    path = tmp_path / "msd" / "msd_id_to_tag_vector.cP"
+    vectors = safe_load(path)
+    for value in (2, -1, 0.5):
+        changed = dict(vectors)
+        changed["TR0000000000000001"] = np.full(50, value)
+        path.write_bytes(pickle.dumps(changed, protocol=2))
+        with pytest.raises(UserError) as error:
+            read_msd(tmp_path / "msd", check_audio=False)
+        assert str(error.value) == (f"{path}: the tag vector of TR0000000000000001 holds {value!r} for 'rock'; "
+                                    "expected values 0 or 1")
+    path.write_bytes(pickle.dumps(vectors, protocol=2))
+    tags = list(published_tags("msd"))
+    tags[2] = "rock"
+    (tmp_path / "msd" / "50tagList.txt").write_text("\n".join(tags) + "\n")
+    with pytest.raises(UserError, match=r"50tagList.txt: line 3: tag 'rock' again \(first on line 1\); each tag once"):
+        read_msd(tmp_path / "msd", check_audio=False)
+    root = tmp_path / "tsv"
+    root.mkdir()
+    for name, value in (("train_gt_msd.tsv", 2), ("val_gt_msd.tsv", 0), ("test_gt_msd.tsv", 0)):
+        (root / name).write_text("TRAAAAW128F429D538\t[" + ", ".join([str(value)] + ["0"] * 49) + "]\n")
+    with pytest.raises(UserError, match=r"train_gt_msd.tsv: line 1: expected '<MSD id><TAB>\[50 values 0 or 1\]'"):
+        read_msd(root, check_audio=False)
 
 
 def test_an_msd_split_entry_that_is_not_a_track_id_is_one_line(tmp_path):

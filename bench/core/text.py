@@ -29,12 +29,15 @@ def text_file(path: str | Path, encoding: str = "utf-8") -> io.StringIO:
 
 def csv_lines(path: str | Path, what: str = "CSV text", **dialect) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """(header, [(line number where the row starts, its fields)]) of a UTF-8 file of `what` (a spreadsheet's
-    byte-order mark skipped; `dialect`: csv.reader's options), blank lines left out. The line numbers are
+    byte-order mark skipped; `dialect`: csv.reader's options), blank lines (and lines of spaces or empty fields,
+    a spreadsheet's `,,`) left out. The line numbers are
     the file's, as an editor shows them, past blank lines and fields that hold line breaks, where a row's
     index would name another row. Text the csv module cannot read (a field past its size limit: an
-    unbalanced quote takes in the rest of the file) is a UserError naming the line its row starts on."""
+    unbalanced quote takes in the rest of the file; a file that ends inside a quoted field) is a UserError
+    naming the line its row starts on."""
     with text_file(path, "utf-8-sig") as handle:
-        reader = csv.reader(handle, **dialect)
+        # strict: a file cut inside a quoted field (a truncated download) is refused, not read to its end
+        reader = csv.reader(handle, strict=True, **dialect)
         rows, start = [], 1
         try:
             header = next(reader, [])
@@ -43,7 +46,7 @@ def csv_lines(path: str | Path, what: str = "CSV text", **dialect) -> tuple[list
                 fields = next(reader, None)
                 if fields is None:
                     return header, rows
-                if fields:
+                if any(field.strip() for field in fields):  # not a line of spaces, or a spreadsheet's `,,`
                     rows.append((start, fields))
         except csv.Error as exc:
             raise UserError(f"{path}: the row from line {start}: not {what} ({exc}; an unbalanced quote?)") from None

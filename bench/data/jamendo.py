@@ -17,6 +17,7 @@ file is checked (existence and size): missing or empty files are excluded with t
 
 from __future__ import annotations
 
+import posixpath
 from collections import Counter
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def read_split_tsv(path: Path) -> list[tuple[int, str, str, tuple[str, ...]]]:
     if not path.is_file():
         raise UserError(f"MTG-Jamendo split file not found: {path}")
     rows = []
-    with text_file(path) as handle:
+    with text_file(path, "utf-8-sig") as handle:  # a spreadsheet's byte-order mark skipped
         lines = [line.rstrip("\r\n") for line in handle]
     if not lines or tuple(lines[0].split("\t")[:6]) != HEADER:
         raise UserError(f"{path}: line 1: expected the header {' '.join(HEADER)}")
@@ -62,7 +63,8 @@ def read_split_tsv(path: Path) -> list[tuple[int, str, str, tuple[str, ...]]]:
         if len(fields) < 6 or not fields[0].startswith("track_") or not fields[3]:
             raise UserError(f"{path}: line {line_no}: expected TRACK_ID, ARTIST_ID, ALBUM_ID, PATH, DURATION and "
                             f"at least one tag, tab-separated")
-        rows.append((line_no, fields[0], fields[3], tuple(t.strip() for t in fields[5:] if t.strip())))
+        rows.append((line_no, fields[0].strip(), fields[3].strip(),
+                     tuple(t.strip() for t in fields[5:] if t.strip())))
     return rows
 
 
@@ -99,12 +101,17 @@ def read_jamendo(root: str | Path, n_tags: int | None = None, drop_untagged: boo
         published = tuple(sorted({tag for split_rows in rows.values() for *_, tags in split_rows for tag in tags}))
     names = published if n_tags is None or n_tags >= len(published) else most_frequent(published, rows, n_tags)
     position = {tag: i for i, tag in enumerate(names)}
-    clips, excluded, seen = [], [], {}
+    clips, excluded, seen, listed_at = [], [], {}, {}
     for split, split_rows in rows.items():
         for line_no, track, relative, tags in split_rows:
             if track in seen:
                 raise UserError(f"{files[split]}: line {line_no}: {track} is also in the {seen[track]} split")
             seen[track] = split
+            audio = posixpath.normpath(relative)  # one recording under two ids: perhaps in two splits
+            if audio in listed_at:
+                raise UserError(f"{files[split]}: line {line_no}: {track}'s PATH {relative} is listed already "
+                                f"({listed_at[audio]}); each recording once")
+            listed_at[audio] = f"{files[split].name}, line {line_no}"
             # the track's NN/ID.mp3, else the low-quality NN/ID.low.mp3
             candidates = [relative, relative.removesuffix(".mp3") + ".low.mp3"]
             path, why = first_audio_file(root, candidates) if check_audio else (audio_file_shown(root, candidates), "")

@@ -83,19 +83,26 @@ def _load_as(path: Path, kind: type):
     raise UserError(f"{path}: holds a {type(value).__name__}, not the {kind.__name__} of Lee et al.'s split files")
 
 
-def _tag_matrix(tag_vectors: dict, tag_list: tuple[str, ...], named: str) -> tuple[list[str], np.ndarray]:
-    """(ids, boolean matrix: a row per id of `tag_vectors`, a column per tag of `tag_list`), each vector holding
-    one value per tag of `tag_list` (`named`: where that list comes from). One matrix for all tracks: a numpy
-    call per track took seconds at MSD's 240,000."""
+def _tag_matrix(tag_vectors: dict, tag_list: tuple[str, ...], named: str,
+                source: Path) -> tuple[list[str], np.ndarray]:
+    """(ids, boolean matrix: a row per id of `tag_vectors`, a column per tag of `tag_list`), each vector (read
+    from `source`) holding one value 0 or 1 per tag of `tag_list` (`named`: where that list comes from). One
+    matrix for all tracks: a numpy call per track took seconds at MSD's 240,000."""
     ids = list(tag_vectors)
     if not ids:
         return [], np.zeros((0, len(tag_list)), dtype=bool)
     rows = [np.asarray(tag_vectors[i]).reshape(-1) for i in ids]
     wrong = next((i for i, row in zip(ids, rows, strict=True) if row.shape[0] != len(tag_list)), None)
     if wrong is not None:  # a list one tag short would name every later column by its neighbour's tag
-        raise UserError(f"the tag vector of {wrong} has {np.asarray(tag_vectors[wrong]).size} values, but {named} "
-                        f"names {len(tag_list)} tags: one value per tag, in its order")
-    return ids, np.stack(rows) > 0
+        raise UserError(f"{source}: the tag vector of {wrong} has {np.asarray(tag_vectors[wrong]).size} values, but "
+                        f"{named} names {len(tag_list)} tags: one value per tag, in its order")
+    matrix = np.stack(rows)
+    binary = (matrix == 0) | (matrix == 1)
+    if not binary.all():  # 2 or 0.5 had been read as a positive, -1 as a negative
+        row, column = (int(k) for k in np.argwhere(~binary)[0])
+        raise UserError(f"{source}: the tag vector of {ids[row]} holds {matrix[row, column].item()!r} for "
+                        f"{tag_list[column]!r}; expected values 0 or 1")
+    return ids, matrix == 1
 
 
 def _labels(ids: list[str], matrix: np.ndarray, columns: list[int]) -> dict[str, tuple[int, ...]]:
@@ -114,12 +121,25 @@ def track_id_path(msd_id: str) -> str:
 
 def _tsv_rows(path: Path) -> list[tuple[int, list[str]]]:
     rows = []
-    with text_file(path) as handle:
+    with text_file(path, "utf-8-sig") as handle:  # a spreadsheet's byte-order mark skipped
         for line_no, line in enumerate(handle, start=1):
             text = line.rstrip("\r\n")
             if text.strip():
                 rows.append((line_no, text.split("\t")))
     return rows
+
+
+def _tag_names(path: Path) -> tuple[str, ...]:
+    """The tag names of `path` (50tagList.txt), one per line, each once: two outputs of one name would
+    keep one of their per-tag scores."""
+    names: dict[str, int] = {}
+    for line_no, line in enumerate(read_text(path, "utf-8-sig").splitlines(), start=1):  # "-sig": an editor's BOM
+        if not (name := line.strip()):
+            continue
+        if name in names:
+            raise UserError(f"{path}: line {line_no}: tag {name!r} again (first on line {names[name]}); each tag once")
+        names[name] = line_no
+    return tuple(names)
 
 
 def _named(root: Path, name: str) -> Path:
@@ -131,20 +151,23 @@ def _named(root: Path, name: str) -> Path:
     return next((p for p in sorted(root.iterdir()) if p.name.lower() == name.lower() and p.is_file()), exact)
 
 
-def _read_musicnn_training(root: Path, n_values: int) -> tuple[list[tuple[str, str]], dict, dict]:
-    """(id, split) pairs, id -> tag vector, id -> audio path from musicnn-training's tsv files."""
+def _read_musicnn_training(root: Path, n_values: int) -> tuple[list[tuple[str, str, str]], dict, dict, Path]:
+    """(id, split, where it is listed) triples, id -> tag vector, id -> audio path from musicnn-training's tsv
+    files, and the first of them (where the vectors are read)."""
     splits, vectors = [], {}
     for split, name in MUSICNN_TRAINING.items():
         path = _named(root, name)
         for line_no, fields in _tsv_rows(path):
             try:
                 values = [int(v) for v in fields[1].strip().strip("[]").split(",")]
+                if not set(values) <= {0, 1}:
+                    raise ValueError
             except (IndexError, ValueError):
                 raise UserError(f"{path}: line {line_no}: expected '<MSD id><TAB>[{n_values} values 0 or 1]'") from None
             if len(values) != n_values:
                 raise UserError(f"{path}: line {line_no}: {len(values)} tag values, expected {n_values}")
             track = _track_id(fields[0].strip(), f"{path}: line {line_no}")
-            splits.append((track, split))
+            splits.append((track, split, f"{path}: line {line_no}"))
             vectors[track] = values
     paths = {}
     index = _named(root, MUSICNN_INDEX)
@@ -153,7 +176,7 @@ def _read_musicnn_training(root: Path, n_values: int) -> tuple[list[tuple[str, s
             if len(fields) < 2:
                 raise UserError(f"{index}: line {line_no}: expected '<MSD id><TAB><audio path>'")
             paths[fields[0].strip()] = fields[1].strip()
-    return splits, vectors, paths
+    return splits, vectors, paths, _named(root, MUSICNN_TRAINING["train"])
 
 
 def read_msd(root: str | Path, n_tags: int = 50, drop_untagged: bool = False, check_audio: bool = True) -> DatasetIndex:
@@ -164,43 +187,45 @@ def read_msd(root: str | Path, n_tags: int = 50, drop_untagged: bool = False, ch
         raise UserError(f"MSD root not found: expected a folder holding {', '.join(SPLIT_FILES)} "
                         f"(or musicnn-training's {', '.join(MUSICNN_TRAINING.values())}) at {root}")
     tag_list = root / TAG_LIST
-    all_tags = (tuple(t.strip() for t in read_text(tag_list).splitlines() if t.strip())
-                if tag_list.is_file() else MSD_TAGS)
+    all_tags = _tag_names(tag_list) if tag_list.is_file() else MSD_TAGS
     audio_root = root / "audio" if (root / "audio").is_dir() else root
     lee = [name for name in SPLIT_FILES if (root / name).is_file()]
     if len(lee) == len(SPLIT_FILES):
         train_valid, test = ([_track_id(value, f"{root / name}: item {k}") for k, value in
                               enumerate(_load_as(root / name, list))]
                              for name in ("filtered_list_train.cP", "filtered_list_test.cP"))
-        tag_vectors = {_as_str(k): v for k, v in _load_as(root / "msd_id_to_tag_vector.cP", dict).items()}
-        splits = [(i, "train") for i in train_valid[:N_TRAIN]] + [(i, "valid") for i in train_valid[N_TRAIN:]]
-        splits += [(i, "test") for i in test]
+        vectors_file = root / "msd_id_to_tag_vector.cP"
+        tag_vectors = {_as_str(k): v for k, v in _load_as(vectors_file, dict).items()}
+        splits = [(i, "train" if k < N_TRAIN else "valid", f"{root / 'filtered_list_train.cP'}: item {k}")
+                  for k, i in enumerate(train_valid)]
+        splits += [(i, "test", f"{root / 'filtered_list_test.cP'}: item {k}") for k, i in enumerate(test)]
         seven_paths = {}
         if all((root / name).is_file() for name in SEVEN_DIGITAL):
             msd_to_7d = {_as_str(k): _as_str(v) for k, v in _load_as(root / SEVEN_DIGITAL[0], dict).items()}
             path_of_7d = {_as_str(k): _as_str(v) for k, v in _load_as(root / SEVEN_DIGITAL[1], dict).items()}
             seven_paths = {m: path_of_7d[d] for m, d in msd_to_7d.items() if d in path_of_7d}
     elif all(_named(root, name).is_file() for name in MUSICNN_TRAINING.values()):
-        splits, tag_vectors, seven_paths = _read_musicnn_training(root, len(all_tags))
+        splits, tag_vectors, seven_paths, vectors_file = _read_musicnn_training(root, len(all_tags))
     else:
         missing = [name for name in SPLIT_FILES if name not in lee]
         raise UserError(f"MSD split file(s) not found in {root}: {', '.join(missing)} (or musicnn-training's "
                         f"{', '.join(MUSICNN_TRAINING.values())})")
 
-    listed = {msd_id for msd_id, _ in splits}  # the tracks of the splits decide which tags are most frequent
+    listed = {msd_id for msd_id, _, _ in splits}  # the tracks of the splits decide which tags are most frequent
     ids, matrix = _tag_matrix({i: v for i, v in tag_vectors.items() if i in listed}, all_tags,
-                              str(tag_list) if tag_list.is_file() else "the published list of 50 Last.fm tags")
+                              str(tag_list) if tag_list.is_file() else "the published list of 50 Last.fm tags",
+                              vectors_file)
     # all of them in the published list's order; fewer: the most frequent
     columns = list(range(len(all_tags))) if n_tags >= len(all_tags) else top_tags(matrix, n_tags)
     names = tuple(all_tags[c] for c in columns)
     labels_of = _labels(ids, matrix, columns)
     root_text = str(audio_root)
     clips, excluded, seen = [], [], {}
-    for msd_id, split in splits:
+    for msd_id, split, where in splits:
         if msd_id in seen:  # scored on what it trained on, or counted twice (and its tags overwritten)
-            raise UserError(f"MSD split files in {root}: track {msd_id} is in the {seen[msd_id]} list and again in "
-                            f"the {split} list; each track once")
-        seen[msd_id] = split
+            raise UserError(f"{where}: track {msd_id} ({split}) is listed already, at {seen[msd_id][1]} "
+                            f"({seen[msd_id][0]}); each track once")
+        seen[msd_id] = split, where
         labels = labels_of.get(msd_id)
         if labels is None:
             excluded.append((msd_id, "no tag vector in the split files"))

@@ -23,6 +23,7 @@ Splits (`split`):
 
 from __future__ import annotations
 
+import posixpath
 from pathlib import Path
 
 import numpy as np
@@ -66,9 +67,10 @@ def read_annotations(path: Path) -> tuple[list[str], list[str], np.ndarray, list
             raise UserError(f"{path}: line {line_no}: tag values must be 0 or 1")
         if row[0] in line_of:  # one clip's tags twice would count it twice, and put it in two places
             raise UserError(f"{path}: line {line_no}: clip_id {row[0]} again (first on line {line_of[row[0]]})")
-        if row[-1] in path_line:  # one recording under two ids: counted twice, perhaps in two splits
-            raise UserError(f"{path}: line {line_no}: mp3_path {row[-1]} again (first on line {path_line[row[-1]]})")
-        line_of[row[0]] = path_line[row[-1]] = line_no
+        audio = posixpath.normpath(row[-1])  # `d/../0/x.mp3` is 0/x.mp3
+        if audio in path_line:  # one recording under two ids: counted twice, perhaps in two splits
+            raise UserError(f"{path}: line {line_no}: mp3_path {row[-1]} again (first on line {path_line[audio]})")
+        line_of[row[0]] = path_line[audio] = line_no
         values.append([int(v) for v in row[1:-1]])
         ids.append(row[0])
         paths.append(row[-1])
@@ -125,7 +127,7 @@ def read_mtat(root: str | Path, n_tags: int = 50, drop_untagged: bool = False,
         listed = read_split_files(split_file, ids, paths)
     clips, excluded = [], []
     for clip_id, row, mp3 in zip(ids, matrix[:, keep], paths, strict=True):
-        folder = mp3.split("/", 1)[0]
+        folder = posixpath.normpath(mp3).split("/", 1)[0]  # the folder the file is in (its split)
         if clip_id in broken_ids:
             excluded.append((clip_id, "known broken MP3"))
             continue

@@ -16,11 +16,10 @@ import numpy as np
 from bench.core.errors import UserError
 
 _ALLOWED = {
-    ("builtins", name) for name in ("list", "dict", "tuple", "set", "frozenset", "str", "bytes", "int", "float",
-                                    "bool", "complex", "bytearray")
+    ("builtins", name) for name in ("list", "dict", "tuple", "str", "bytes", "int", "float", "bool")
 } | {
-    ("__builtin__", name) for name in ("list", "dict", "tuple", "set", "frozenset", "str", "unicode", "int",
-                                       "long", "float", "bool", "complex", "bytearray")
+    ("__builtin__", name) for name in ("list", "dict", "tuple", "str", "unicode", "bytes", "int", "long", "float",
+                                       "bool")
 } | {
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
@@ -51,11 +50,20 @@ class _RestrictedUnpickler(pickle.Unpickler):
                 f"{self.source}: refusing to unpickle {module}.{name} (only containers, strings, numbers "
                 "and numpy arrays are allowed)"
             )
+        if name == "bytes":  # bytes(10**9), a few bytes of pickle, would fill memory with zeros
+            return _bytes
         if module.startswith("numpy.core.") and _NUMPY_CORE_RENAMED:  # the split files' numpy 1 names
             module = "numpy._core." + module.removeprefix("numpy.core.")
         elif module.startswith("numpy._core.") and not _NUMPY_CORE_RENAMED:  # a file saved with numpy 2
             module = "numpy.core." + module.removeprefix("numpy._core.")
         return super().find_class(module, name)
+
+
+def _bytes(*args: Any) -> bytes:
+    """`bytes` as a pickle calls it (`bytes()`: how protocol 2 writes b""), never with a size to fill."""
+    if args and isinstance(args[0], int):
+        raise UnsafePickleError(f"refusing bytes({args[0]!r}): a size to fill, which no split file holds")
+    return bytes(*args)
 
 
 _NUMPY_CORE_RENAMED = int(np.__version__.split(".")[0]) >= 2
