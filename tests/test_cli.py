@@ -252,6 +252,9 @@ def test_a_dry_run_says_the_grid_would_stop_where_it_cannot_generate_the_synthet
     (other / "0").mkdir(parents=True)
     (other / "annotations_final.csv").write_text("clip_id\tmp3_path\n")  # another dataset in MTAT's layout
     assert "holds files `bench synth` did not write (annotations_final.csv)" in dry_run_and_run(f'\npath = "{other}"')
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")  # a disk not mounted: no folder is made in its place
+    assert f"is a link to {tmp_path / 'nowhere'}, which does not exist" in \
+        dry_run_and_run(f'\npath = "{tmp_path / "dangling"}"')
 
 
 def test_a_dry_run_says_the_grid_would_stop_where_the_dataset_is_not(capsys, write_spec, tmp_path):

@@ -213,6 +213,7 @@ BAD_SPECS = [
     (lambda s: '"" = 1\n' + s, "''", "unknown key"),
     (lambda s: s.replace('name = "synthetic"', 'name = "synthetic"\n"\\u001b[2J" = 1'), "dataset.'\\x1b[2J'",
      "unknown key"),
+    (lambda s: s + '\n[arch."\\u001b[31mRED"]\n', "arch.'\\x1b[31mRED'", "unknown architecture"),
 ]
 
 

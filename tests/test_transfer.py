@@ -513,6 +513,38 @@ def test_another_label_column_of_one_manifest_is_another_task(finished_runs, sma
                                        "give each task its own --out\n")
 
 
+def test_a_folder_whose_marker_names_no_label_column_is_the_task_its_results_were_scored_on(
+        finished_runs, small_dataset, tmp_path, capsys):
+    """Markers written before they named the label column: a --out folder holding `--label-column key`
+    results is that task's (it had been refused as "the transfer of both.csv", the very manifest given),
+    and a task folder holding them is not the `label` column's, whose results go beside it instead of
+    replacing them."""
+    spec_path, results = finished_runs
+    rows = list(csv.DictReader((small_dataset / "hiss.csv").read_text().splitlines()))
+    keys = {r["path"]: r["label"] for r in csv.DictReader((small_dataset / "mode.csv").read_text().splitlines())}
+    both = write_rows(small_dataset / "both.csv", ["path", "label", "key"],
+                      [[r["path"], r["label"], keys[r["path"]]] for r in rows])
+    run = next((results / "tr" / "runs").iterdir())
+    out = tmp_path / "out"
+    args = ["transfer", str(run), "--task", str(both), "--folds", "4", "-q", "--label-column", "key"]
+    assert main([*args, "--out", str(out)]) == 0
+    (out / "task.manifest.json").write_text(json.dumps({"manifest": str(both.resolve()), "name": "both"}))
+    stored = (out / f"{run.name}.json").read_bytes()
+    assert main([*args, "--out", str(out)]) == 0
+    assert (out / f"{run.name}.json").read_bytes() == stored  # reused, not scored again
+    assert json.loads((out / "task.manifest.json").read_text())["label_column"] == "key"  # named from now
+    assert main([*args[:-2], "--out", str(out)]) == 2  # the labels of column `label`: another task
+    capsys.readouterr()
+    old = results / "tr" / "transfer" / "both"  # where the key column's results went before
+    old.mkdir(parents=True)
+    (old / f"{run.name}.json").write_bytes(stored)
+    (old / "task.manifest.json").write_text(json.dumps({"manifest": str(both.resolve()), "name": "both"}))
+    assert main([*args[:-2], "--results", str(results)]) == 0
+    assert (old / f"{run.name}.json").read_bytes() == stored
+    (beside,) = [f for f in old.parent.iterdir() if f.name.startswith("both-")]
+    assert json.loads((beside / "task.manifest.json").read_text())["label_column"] == "label"
+
+
 def test_the_default_layer_named_is_the_setting_it_was_scored_with(finished_runs, small_dataset, tmp_path, capsys):
     """`--layer pool4` after no --layer (a VGG's default: pool4): the same setting, so the result is reused
     and the table keeps the model scored before on the same layer. The second call had replaced the
@@ -529,6 +561,17 @@ def test_the_default_layer_named_is_the_setting_it_was_scored_with(finished_runs
     assert (out / f"{first.name}.json").read_bytes() == stored
     table = pd.read_csv(out / "transfer.csv")
     assert sorted(table["run_id"]) == sorted([first.name, second.name])
+    # a result stored before results named their model's default layer, scored with --layer pool4: reused
+    # without --layer, and named then, so that the next table without --layer holds it
+    result = json.loads((out / f"{first.name}.json").read_text())
+    del result["default_layer"]
+    result["key"]["layer"] = "pool4"
+    (out / f"{first.name}.json").write_text(json.dumps(result))
+    assert main(["transfer", str(first), *args]) == 0
+    assert json.loads((out / f"{first.name}.json").read_text())["default_layer"] == "pool4"
+    assert main(["transfer", str(second), *args]) == 0
+    assert sorted(pd.read_csv(out / "transfer.csv")["run_id"]) == sorted([first.name, second.name])
+    capsys.readouterr()
     assert main(["transfer", str(first), "--mlp", *args]) == 0  # another setting replaces it, as it says
     assert "scored with classifiers ['logreg'] (now ['logreg', 'mlp']), is replaced" in capsys.readouterr().err
 
@@ -749,6 +792,20 @@ def test_a_spec_run_whose_result_holds_an_integer_beyond_64_bits_is_skipped(fini
             in capsys.readouterr().err)
     table = pd.read_csv(results / "tr" / "transfer" / "hiss" / "transfer.csv")
     assert set(table["run_id"].dropna()) == {second.name}
+
+
+def test_a_spec_whose_every_finished_run_is_skipped_says_why(finished_runs, small_dataset, capsys):
+    """Not "run the grid first": the grid has nothing to do for them."""
+    spec_path, results = finished_runs
+    for run in (results / "tr" / "runs").iterdir():
+        result = json.loads((run / "result.json").read_text())
+        result["metrics"]["extra"] = 2**70
+        (run / "result.json").write_text(json.dumps(result))
+    assert main(["transfer", str(spec_path), "--task", str(small_dataset / "hiss.csv"), "--results", str(results),
+                 "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bench transfer: error: no finished model to evaluate (") and "grid" not in err
+    assert err.count("result.json's metrics.extra is an integer beyond 64 bits, skipped") == 2
 
 
 def test_a_misspelt_model_is_said_before_any_model_is_scored(finished_runs, small_dataset, tmp_path, capsys):

@@ -71,6 +71,9 @@ def folder_path(path: str | os.PathLike, option: str, shown: Path | None = None)
     path = _given(path, option)
     probe = path
     while not _exists(probe, option, path):
+        if probe.is_symlink():  # a link to nothing: a folder cannot be made in its place, nor a file through it
+            raise UserError(f"{option} {shown or path}: cannot be created: {probe} is a link to "
+                            f"{os.readlink(probe)}, which does not exist")
         if probe.parent == probe:  # pragma: no cover - the root always exists
             break
         probe = probe.parent

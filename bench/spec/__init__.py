@@ -281,6 +281,12 @@ def shipped_spec(name: str) -> Path:
     return here
 
 
+def key_text(key: str) -> str:
+    """A TOML key as a field's name shows it: a bare key as written, any other quoted (`''`, an escape
+    sequence shown, not acted on by the terminal)."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else repr(key)
+
+
 def load_spec(path: str | Path) -> Spec:
     """Read and validate a spec file; raises SpecError naming file, field and value."""
     path = Path(path)
@@ -378,7 +384,7 @@ def parse_spec(raw: dict[str, Any], path: str | Path = "<spec>") -> Spec:
 
     arch_tables = v.typed(raw.get("arch", {}), dict, "arch")
     for arch_name in arch_tables:
-        v.known_arch(arch_name, f"arch.{arch_name}")
+        v.known_arch(arch_name, f"arch.{key_text(arch_name)}")
 
     blocks_raw = v.require(raw, "grid", list, "")
     if not blocks_raw:
@@ -478,8 +484,7 @@ class _Validator:
     def check_keys(self, table: dict, allowed: set[str], where: str):
         for key in table:
             if key not in allowed:
-                shown = key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else repr(key)  # as TOML: "", control characters
-                field_name = f"{where}.{shown}" if where else shown
+                field_name = f"{where}.{key_text(key)}" if where else key_text(key)
                 close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
                 hint = f"did you mean {close[0]!r}? " if close else ""
                 raise SpecError(

@@ -222,7 +222,7 @@ def resolve_targets(targets: list[str], results: str, models: str | None = None)
     from bench.core.layout import CONFIG
     from bench.tools.tag import resolve_model, run_id_of
 
-    out, notes = [], []
+    out, notes, unfinished = [], [], 0
     for target in targets:
         path = Path(target)
         if path.suffix == ".toml":
@@ -235,6 +235,7 @@ def resolve_targets(targets: list[str], results: str, models: str | None = None)
                 result, _ = load_result(folder)
                 if result is None or result.get("status") != "ok":
                     notes.append(f"{run.run_id}: not finished, skipped")
+                    unfinished += 1
                     continue
                 if field := beyond_64_bits(result):  # no table column holds it (hand-edited?); as bench report
                     notes.append(f"{run.run_id}: {RESULT}'s {field} is an integer beyond 64 bits, skipped")
@@ -247,8 +248,9 @@ def resolve_targets(targets: list[str], results: str, models: str | None = None)
         else:
             out.append(Target(target, None, None))
     if not out:
-        raise UserError("no finished model to evaluate" + (f" ({len(notes)} run(s) not finished: run the grid first)"
-                                                           if notes else ""))
+        why = [f"{unfinished} run(s) not finished: run the grid first"] if unfinished else []
+        why += [note for note in notes if not note.endswith("not finished, skipped")][:3]  # another reason each
+        raise UserError("no finished model to evaluate" + (f" ({'; '.join(why)})" if why else ""))
     unique, named = [], {}
     for target in out:  # a run named twice (its folder and its spec) is scored once, not as two seeds
         # a misspelt model, an unfinished run: said before any model is scored, not after those before it
@@ -389,12 +391,13 @@ SETTINGS_KEYS = ("layer", "classifiers", "folds", "seed")
 """What a user chooses of a stored result's key (the rest follows the task, the audio and the versions)."""
 
 
-def task_owner(folder: Path) -> tuple[str, str] | None:
+def task_owner(folder: Path) -> tuple[str, str | None] | None:
     """(manifest, label column) of the task whose transfer `folder` holds (its task.manifest.json), or
-    None. A marker written before it named the column is of the column `label`."""
+    None. The column is None in a marker written before markers named it (`holds` tells it)."""
     try:
         marker = json.loads((folder / TASK_MARKER).read_text())
-        return str(marker["manifest"]), str(marker.get("label_column", LABEL_COLUMN))
+        column = marker.get("label_column")
+        return str(marker["manifest"]), None if column is None else str(column)
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
 
@@ -404,7 +407,26 @@ def owner_of(task: Task) -> tuple[str, str]:
     return str(Path(task.manifest).resolve()), task.label_column
 
 
-def task_text(owner: tuple[str, str]) -> str:
+def holds(folder: Path, task: Task) -> bool | None:
+    """Whether `folder` holds the transfer of `task`; None where it holds none yet. A marker that names no
+    label column (written before markers did) is of the task its stored results were scored on: `task`
+    where every one of them was (or there is none), so that results of another column kept there are
+    neither read as this task's nor replaced by them."""
+    owner = task_owner(folder)
+    if owner is None:
+        return None
+    if owner[0] != owner_of(task)[0]:
+        return False
+    if owner[1] is not None:
+        return owner[1] == task.label_column
+    identity = task_identity(task)
+    return all(isinstance(stored.get("key"), dict) and stored["key"].get("task") == identity
+               for stored in map(_load, sorted(folder.glob("*.json"))) if stored is not None and "key" in stored)
+
+
+def task_text(owner: tuple[str, str | None]) -> str:
+    if owner[1] is None:  # a marker from before markers named the column: its results are of other labels
+        return f"{owner[0]} with other labels (another --label-column, or the manifest edited since)"
     return owner[0] + ("" if owner[1] == LABEL_COLUMN else f" (labels of column {owner[1]!r})")
 
 
@@ -414,7 +436,7 @@ def task_folder(parent: Path, task: Task) -> Path:
     folder's task.manifest.json says whose it is."""
     owner = owner_of(task)
     folder = parent / task.name
-    if task_owner(folder) not in (None, owner):
+    if holds(folder, task) is False:
         named = owner[0] if owner[1] == LABEL_COLUMN else "\n".join(owner)  # `label`'s: the name it always had
         folder = parent / f"{task.name}-{hashlib.sha256(named.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
     return folder
@@ -502,9 +524,9 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
     cache_root = (base or out_dir) / "embeddings"
     writable_folder(out_dir, "--out")
     mine = owner_of(task)
-    owner = task_owner(out_dir) if out else None
-    if owner not in (None, mine):  # its results would be replaced by another task's
-        raise UserError(f"--out {out}: holds the transfer of {task_text(owner)}; give each task its own --out")
+    if out and holds(out_dir, task) is False:  # its results would be replaced by another task's
+        raise UserError(f"--out {out}: holds the transfer of {task_text(task_owner(out_dir))}; give each task its "
+                        "own --out")
     for note in notes:
         print(f"bench transfer: {note}", file=sys.stderr)
     key = {"task": task_identity(task), "audio": audio_fingerprint(task), "layer": settings.layer,
@@ -524,7 +546,7 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
         home.mkdir(parents=True, exist_ok=True)
         with exclusive_lock(home / ".transfer-claim.lock"):
             chosen = out_dir if out else task_folder(out_dir.parent, task)
-            if task_owner(chosen) is None:
+            if holds(chosen, task) is not False:  # this task's from now (a marker without the column: named)
                 chosen.mkdir(parents=True, exist_ok=True)
                 atomic_write_json(chosen / TASK_MARKER, {"manifest": mine[0], "name": task.name,
                                                          "label_column": task.label_column})
@@ -544,6 +566,9 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
         layer = settings.layer or embedder.layers[0]
         if previous is not None and same_settings(previous, key, layer) \
                 and previous.get("model_id") == embedder.identity:
+            if previous.get("default_layer") != embedder.layers[0]:  # stored before results named it: named now,
+                previous["default_layer"] = embedder.layers[0]  # so that a table without --layer finds it
+                atomic_write_json(out_dir / f"{embedder.tagger.name}.json", previous)
             collected.append(previous)
             bar.update(len(task.paths))
             return previous
