@@ -59,6 +59,14 @@ def test_bad_audio_reasons(tmp_path):
             assert str(info.value).startswith(("undecodable", "too short")), (name, str(info.value))
 
 
+def test_a_file_just_under_a_second_is_not_said_to_last_one(tmp_path):
+    """Rounded, 0.999 s read "too short (1.00 s < 1.0 s)"."""
+    path = tmp_path / "almost.wav"
+    sf.write(path, tone(0.999), 16000)
+    with pytest.raises(BadAudio, match=r"^too short \(0\.99 s < 1\.0 s\)$"):
+        decode_clip(str(path), (16000,), 2.0)
+
+
 def test_a_file_whose_name_is_not_utf8_is_decoded(tmp_path):
     """Old Latin-1 rips keep Latin-1 names; Python hands them over with surrogate escapes, which
     soundfile would not encode ("surrogates not allowed")."""
@@ -271,6 +279,56 @@ def test_a_fixed_file_on_a_file_system_whose_clock_is_behind_the_caches_is_decod
     write_mp3(bad, tone(3.0, freq=500, seed=1))  # fixed now, by the data's clock
     (again,) = cache.prepare([16000], workers=1)
     assert again.retried == 1 and [f[0] for f in again.failed] == ["2"] and again.ok == 2
+
+
+def test_a_failed_file_fixed_while_the_preparation_still_ran_is_decoded_again_by_the_next(tmp_path, monkeypatch):
+    """The failed file's size and times are those it had when it was read, not when the manifest was
+    written: a file fixed between the two (a long preparation, or one killed and resumed after the fix)
+    had been recorded as fixed already, and was skipped for good."""
+    from bench.data import cache as cache_module
+
+    good = write_mp3(tmp_path / "good.mp3", tone(3.0, seed=0))
+    bad = tmp_path / "bad.mp3"
+    bad.write_bytes(b"not audio at all" * 100)
+    cache = WaveformCache(tmp_path / "cache", make_index([good, bad]), clip_seconds=2.0)
+    decode = cache_module.decode_in_processes
+
+    def fixed_after_its_failure(fn, jobs, workers):
+        for result in decode(fn, jobs, workers):
+            if result[0] == 1:
+                write_mp3(tmp_path / "download.mp3", tone(3.0, freq=500, seed=1)).replace(bad)
+            yield result
+
+    monkeypatch.setattr(cache_module, "decode_in_processes", fixed_after_its_failure)
+    (first,) = cache.prepare([16000], workers=1)
+    assert [f[0] for f in first.failed] == ["1"]
+    monkeypatch.setattr(cache_module, "decode_in_processes", decode)
+    (again,) = cache.prepare([16000], workers=1)
+    assert again.retried == 1 and not again.failed and again.ok == 2
+
+
+def test_what_a_decoding_process_sends_back_fits_one_write_to_a_pipe(tmp_path):
+    """A decoding process killed while it sends a result back (the out-of-memory killer) leaves what it
+    wrote in the pool's pipe; a result of megabytes, cut so, had left the pool's reader waiting for the
+    rest, and the preparation hung with nothing printed, Ctrl-C included. The decoded clips go into the
+    waveform files from the process itself, and what it sends fits in PIPE_BUF bytes, which the OS
+    writes to a pipe whole or not at all."""
+    import pickle
+    import select
+
+    from bench.data import cache as cache_module
+
+    path = write_mp3(tmp_path / "song.mp3", tone(31.0, seed=0))
+    cache = WaveformCache(tmp_path / "cache", make_index([path]), clip_seconds=29.1)
+    partial = {rate: cache_module._PartialRate(cache.rate_dir(rate), 1, framing.clip_samples(29.1, rate))
+               for rate in (12000, 16000)}
+    targets = {rate: part.target for rate, part in partial.items()}
+    for job in ((0, str(path), (12000, 16000), 29.1, targets), (0, str(tmp_path / "missing.mp3"), (16000,), 29.1,
+                                                                  targets)):
+        result = cache_module._decode_row(job)
+        assert len(pickle.dumps(result)) < select.PIPE_BUF, result[:3]
+    written = np.fromfile(targets[16000][0], dtype=np.float16)
+    np.testing.assert_array_equal(written, decode_clip(str(path), (16000,), 29.1).clips[16000].astype(np.float16))
 
 
 def test_specs_cutting_the_same_tracks_to_other_lengths_get_their_own_waveforms(tmp_path):

@@ -124,6 +124,11 @@ def decoder_messages_discarded() -> Iterator[None]:
         os.close(saved)
 
 
+def _seconds(frames: int, rate: int) -> str:
+    """A length shown to 1/100 s, rounded down: 0.999 s is "0.99 s" beside the limit of 1 s, not "1.00"."""
+    return f"{frames * 100 // rate / 100:.2f}"
+
+
 def probe(path: str, min_seconds: float = MIN_SECONDS) -> None:
     """Raise BadAudio if `path` is missing, empty, not decodable audio or shorter than `min_seconds`
     by its header, reading only the header."""
@@ -136,7 +141,7 @@ def probe(path: str, min_seconds: float = MIN_SECONDS) -> None:
     if info.frames <= 0:
         raise BadAudio("no audio frames")
     if info.frames < min_seconds * info.samplerate:
-        raise BadAudio(f"too short ({info.frames / info.samplerate:.2f} s < {min_seconds} s)")
+        raise BadAudio(f"too short ({_seconds(info.frames, info.samplerate)} s < {min_seconds} s)")
 
 
 @contextlib.contextmanager
@@ -150,7 +155,7 @@ def _opened(path: str, min_seconds: float) -> Iterator[sf.SoundFile]:
             if handle.frames <= 0:
                 raise BadAudio("no audio frames")
             if handle.frames < min_seconds * handle.samplerate:
-                raise BadAudio(f"too short ({handle.frames / handle.samplerate:.2f} s < {min_seconds} s)")
+                raise BadAudio(f"too short ({_seconds(handle.frames, handle.samplerate)} s < {min_seconds} s)")
             yield handle
     except BadAudio:
         raise
@@ -311,7 +316,7 @@ def _read_mono(path: str, clip_seconds: float, min_seconds: float) -> tuple[np.n
         if window - data.shape[0] > slack:
             data = _centre_of_decoded(handle, total, wanted, min_seconds)
     if data.shape[0] < min_seconds * source_rate:  # frames announced but not delivered (truncated file)
-        raise BadAudio(f"too short after decoding ({data.shape[0] / source_rate:.2f} s < {min_seconds} s)")
+        raise BadAudio(f"too short after decoding ({_seconds(data.shape[0], source_rate)} s < {min_seconds} s)")
     mono = data.mean(axis=1, dtype=np.float32)
     if not np.isfinite(mono).all():
         raise BadAudio("non-finite samples (NaN or inf)")
@@ -407,7 +412,7 @@ def decode_file(path: str, sample_rate: int, min_seconds: float = MIN_SECONDS,
     if cut is not None:
         warn(f"{cut} (a damaged or partial file?): only what decodes is used")
     if decoded < min_seconds * source_rate:  # frames announced but not delivered (truncated file)
-        raise BadAudio(f"too short after decoding ({decoded / source_rate:.2f} s < {min_seconds} s)")
+        raise BadAudio(f"too short after decoding ({_seconds(decoded, source_rate)} s < {min_seconds} s)")
     if peak > MAX_PEAK:
         raise out_of_range(peak)
     return np.concatenate(pieces).astype(np.float32, copy=False)

@@ -8,6 +8,7 @@ training device, per batch (docs/architecture.md). Layout::
         sr16000/waveforms.f16          float16 memmap, shape (n_clips, clip_samples); failed rows are zero
         sr16000/progress.npy           per-row status while preparing (resume point)
         sr16000/failures.json          reasons of failed rows so far
+        sr16000/failed_stats.json      what each failed row's file was when it was read (size, times)
         sr16000/source_rates.npy       per-row sample rate of the file (the manifest counts the upsampled)
         sr16000/manifest.json          written last, atomically: the cache is complete iff it exists
 
@@ -15,9 +16,10 @@ float16 rather than int16: `benchmarks/cache_dtype.py` shows float16's log-mel e
 on the recording level (dB: ~0.2 dB at the 99.9th percentile whatever the peak), while int16's grows
 as the level drops (4.3 dB at a -40 dBFS peak); both take 2 bytes per sample.
 
-Preparing is resumable and safe to kill: rows are written to the memmap, the memmap is flushed, and
-only then is their status saved (atomically); the manifest that marks the cache complete comes last.
-A failed row whose file was replaced after the manifest is decoded again by the next preparer.
+Preparing is resumable and safe to kill: the decoding processes write rows into the waveform file,
+the file is synced, and only then is their status saved (atomically); the manifest that marks the
+cache complete comes last. A failed row whose file was replaced since it was read is decoded again by
+the next preparer.
 Preparers of one cache take turns (an exclusive `flock` on `prepare.lock`, which dies with its
 holder), so concurrent workers never fill the same cache twice. A manifest that does not parse or
 does not match its waveform file marks nothing complete: the next preparer sets it aside
@@ -149,17 +151,38 @@ class PrepareReport:
     """The lowest rate a clip's file is recorded at (None: not recorded)."""
 
 
-def _decode_row(args: tuple[int, str, tuple[int, ...], float]):
-    """Worker: (row, path, rates, clip_seconds) -> (row, status, reason, {rate: float16 clip}, the file's
-    own sample rate)."""
-    row, path, rates, clip_seconds = args
+def _decode_row(args: tuple[int, str, tuple[int, ...], float, dict[int, tuple[str, int]]]):
+    """Worker: (row, path, rates, clip_seconds, {rate: (waveform file, samples per row)}) -> (row, status,
+    reason, {"source_rate": the file's own rate} or, failed, {"stamp": what the file was when read}).
+
+    The decoded clips are written into the waveform files here, so that what goes back through the pool's
+    pipe is a few hundred bytes, which one write puts there whole: a result of megabytes, cut by a process
+    killed in the middle of sending it, had left the pool's reader waiting for the rest, the preparation
+    hung for good. The stamp is taken before reading: a file fixed meanwhile differs from it."""
+    row, path, rates, clip_seconds, targets = args
+    stamp = _file_stamp_of(path)
     try:
         with decoder_messages_discarded():  # a decoding process of its own: nothing else writes there
             decoded = decode_clip(path, rates, clip_seconds)
     except BadAudio as exc:
-        return row, FAILED, str(exc), {}, 0
-    clips = {rate: clip.astype(DTYPE) for rate, clip in decoded.clips.items()}
-    return row, PADDED if decoded.padded else OK, "", clips, decoded.source_rate
+        return row, FAILED, str(exc)[:1000], {"stamp": stamp}
+    for rate, clip in decoded.clips.items():
+        _write_row(*targets[rate], row, clip.astype(DTYPE))
+    return row, PADDED if decoded.padded else OK, "", {"source_rate": decoded.source_rate}
+
+
+def _write_row(path: str, samples: int, row: int, clip: np.ndarray) -> None:
+    """Row `row` of the waveform file `path` (rows of `samples` float16 samples), written with pwrite."""
+    if clip.shape != (samples,):
+        raise ValueError(f"a decoded clip of {clip.shape} samples for rows of {samples}")
+    data = memoryview(np.ascontiguousarray(clip)).cast("B")
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        offset, done = row * samples * np.dtype(DTYPE).itemsize, 0
+        while done < len(data):
+            done += os.pwrite(fd, data[done:], offset + done)
+    finally:
+        os.close(fd)
 
 
 DIED = ("its decoding process died (a crash in the decoder on this file, or the system killed the "
@@ -242,7 +265,8 @@ def reachable(path: str) -> bool:
 
 
 class _PartialRate:
-    """Preparation state of one sample rate: the memmap and the per-row status."""
+    """Preparation state of one sample rate: its waveform file (which the decoding processes write) and
+    the per-row status."""
 
     def __init__(self, folder: Path, n_clips: int, n_samples: int):
         folder.mkdir(parents=True, exist_ok=True)
@@ -251,18 +275,20 @@ class _PartialRate:
         size = n_clips * n_samples * np.dtype(DTYPE).itemsize
         if not data.exists() or data.stat().st_size != size:
             _allocate(data, size)
-            for stale in ("progress.npy", "failures.json", SOURCE_RATES):
+            for stale in ("progress.npy", "failures.json", SOURCE_RATES, FAILED_STATS):
                 (folder / stale).unlink(missing_ok=True)
-        self.waveforms = np.memmap(data, dtype=DTYPE, mode="r+", shape=(n_clips, n_samples))
+        self.target = (str(data), n_samples)
         self.status, self.failures = _read_progress(folder, n_clips)
+        self.failed_stats = _read_failed_stats(folder)
         self.source_rates = _read_source_rates(folder, n_clips)
 
     def save(self):
-        """Flush the rows, then the failures' reasons and the files' rates, then record the rows as done: a
-        kill between any two only costs redoing rows (what a row still to do has is replaced when it is
-        redone)."""
-        self.waveforms.flush()
+        """Sync the rows, then the failures' reasons and stamps and the files' rates, then record the rows as
+        done: a kill between any two only costs redoing rows (what a row still to do has is replaced when it
+        is redone)."""
+        fsync_path(self.folder / WAVEFORMS)
         atomic_write_json(self.folder / "failures.json", self.failures)
+        atomic_write_json(self.folder / FAILED_STATS, self.failed_stats)
         atomic_write_bytes(self.folder / SOURCE_RATES, _npy_bytes(self.source_rates))
         atomic_write_bytes(self.folder / "progress.npy", _npy_bytes(self.status))
 
@@ -273,6 +299,20 @@ class _PartialRate:
         if not decoded.size or (decoded == 0).any():
             return None, None
         return int(np.sum(decoded < rate)), int(decoded.min())
+
+
+FAILED_STATS = "failed_stats.json"
+"""Per failed row of a rate being prepared: its file's `_file_stamp` when it was read (null: unreachable)."""
+
+
+def _read_failed_stats(folder: Path) -> dict:
+    """The stamps saved so far; none where absent or unreadable (the manifest then stamps those rows when
+    it is written, as before stamps were saved with the progress)."""
+    try:
+        stats = json.loads((folder / FAILED_STATS).read_text())
+        return stats if isinstance(stats, dict) else {}
+    except (OSError, ValueError):
+        return {}
 
 
 SOURCE_RATES = "source_rates.npy"
@@ -474,6 +514,9 @@ class WaveformCache:
         reasons = {str(int(i)): reason for i, (_, _, reason) in
                    zip(np.flatnonzero(status == FAILED), manifest["failed"], strict=True) if int(i) not in again}
         status[rows] = TODO
+        stats = manifest.get("failed_stats")
+        stats = {row: stamp for row, stamp in stats.items() if row in reasons} if isinstance(stats, dict) else {}
+        atomic_write_json(folder / FAILED_STATS, stats)
         atomic_write_bytes(folder / "progress.npy", _npy_bytes(status))
         atomic_write_json(folder / "failures.json", reasons)
 
@@ -523,9 +566,11 @@ class WaveformCache:
                     "failed": [[self.index.clips[int(i)].clip_id, self.index.clips[int(i)].path,
                                 part.failures.get(str(int(i)), "unknown")]
                                for i in np.flatnonzero(statuses == FAILED)],
-                    # what each failed file was (size and times; none where it could not be reached), for
-                    # `_changed_failures` to see it replaced
-                    "failed_stats": {str(int(i)): _file_stamp_of(self.index.clips[int(i)].path)
+                    # what each failed file was when it was read (size and times; none where it could not be
+                    # reached; now, for a row read before stamps were kept), for `_changed_failures` to see it
+                    # replaced since
+                    "failed_stats": {str(int(i)): part.failed_stats[str(int(i))] if str(int(i)) in
+                                     part.failed_stats else _file_stamp_of(self.index.clips[int(i)].path)
                                      for i in np.flatnonzero(statuses == FAILED)},
                     "status": statuses.tolist(),
                     "seconds": round(time.monotonic() - started, 3),
@@ -539,7 +584,8 @@ class WaveformCache:
         if not rows:
             return
         rates = tuple(partial)
-        jobs = [(i, self.index.clips[i].path, rates, self.clip_seconds) for i in rows]
+        targets = {rate: part.target for rate, part in partial.items()}
+        jobs = [(i, self.index.clips[i].path, rates, self.clip_seconds, targets) for i in rows]
         bar = progress(len(jobs), f"decode+resample {self.index.name} -> {', '.join(map(str, rates))} Hz") \
             if progress else None
         workers = max(1, min(workers or usable_cpus(), len(jobs)))
@@ -548,13 +594,15 @@ class WaveformCache:
         # take the preparation (and the grid) down with it, again at every rerun
         results = decode_in_processes(_decode_row, jobs, workers)
         try:
-            for row, status, reason, clips, *source in results:  # a process that died gives no rate
-                for rate, part in partial.items():
-                    if status != FAILED:
-                        part.waveforms[row] = clips[rate]
-                    else:
+            for row, status, reason, info in results:  # the rows are in the waveform files already
+                for part in partial.values():
+                    if status == FAILED:
                         part.failures[str(row)] = reason
-                    part.source_rates[row] = source[0] if source else 0
+                        if "stamp" in info:
+                            part.failed_stats[str(row)] = info["stamp"]
+                        else:  # its process died: stamped when the manifest is written, not as an earlier try
+                            part.failed_stats.pop(str(row), None)
+                    part.source_rates[row] = info.get("source_rate", 0)
                     part.status[row] = status
                 if bar is not None:
                     bar.update(1)

@@ -60,9 +60,11 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 
 def _bytes(*args: Any) -> bytes:
-    """`bytes` as a pickle calls it (`bytes()`: how protocol 2 writes b""), never with a size to fill."""
-    if args and isinstance(args[0], int):
-        raise UnsafePickleError(f"refusing bytes({args[0]!r}): a size to fill, which no split file holds")
+    """`bytes` as a pickle calls it (`bytes()`: how protocol 2 writes b""; or of text), never with a size to
+    fill, whatever carries the size (an int, a numpy integer: anything with `__index__`)."""
+    if args and not isinstance(args[0], (str, bytes)):
+        raise UnsafePickleError(f"refusing bytes({type(args[0]).__name__}): a size to fill, which no split file "
+                                "holds")
     return bytes(*args)
 
 
