@@ -35,7 +35,7 @@ META = "synthetic.json"
 
 MP3_BITRATE_MODE = "VARIABLE"
 MP3_COMPRESSION_LEVEL = 0.4
-"""LAME VBR at about 46 kbit/s for this material (32-82; MTAT's files are 32 kbit/s). It keeps content up
+"""LAME VBR at about 46 kbit/s for this material (30-82; MTAT's files are 32 kbit/s). It keeps content up
 to ~7.3 kHz, above the `air` band, and the decoded length equals the written one; constant 32 kbit/s
 adds 1536 samples at decode, and coarser settings low-pass at 6 kHz."""
 

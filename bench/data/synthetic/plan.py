@@ -41,7 +41,7 @@ TAGS: tuple[Tag, ...] = (
     Tag("strings", "bowed, sustained chords, one per bar (slow attack, sawtooth through a body resonance)",
         "none", "", 0.30, "f0 of the register, partials < 5 kHz"),
     Tag("drums", "kick on beats 1 and 3, snare on 2 and 4, hi-hat on 8th notes", "none", "", 0.50,
-        "kick 45-120 Hz, snare 0.2-6 kHz, hat 5-8 kHz"),
+        "kick 45-120 Hz, snare 0.2-6 kHz, hat 5-7.3 kHz (made up to 7.8; the MP3 keeps 7.3)"),
     Tag("synth", "sawtooth or square lead melody in 8th and quarter notes", "none", "", 0.20,
         "f0 an octave above the register, partials < 5.5 kHz"),
     Tag("voice", "sung vowels (a e i o u) through formant filters, quarter and half notes", "none", "", 0.08,
