@@ -148,7 +148,7 @@ def test_pips_own_reason_is_the_line_said(monkeypatch):
 
 
 def test_a_python_the_suite_does_not_support_is_one_line(capsys):
-    assert wheelhouse.main(["--python-version", "3.9", "--project", str(ROOT / "pyproject.toml")]) == 1
+    assert wheelhouse.main(["--python-version", "3.9", "--project", str(ROOT / "pyproject.toml")]) == 2  # the user's
     assert capsys.readouterr().err == "bench wheels: --python-version 3.9: mel-resolution-bench needs Python >=3.10\n"
 
 
@@ -251,6 +251,19 @@ def test_venvs_made_from_venvs_reuse_their_pytorch_offline(tmp_path):
     assert (venv / "bin" / "bench").exists()
     assert "include-system-site-packages = true" in (venv / "pyvenv.cfg").read_text()
     assert not [*venv.glob("lib/python*/site-packages/torch"), *parent.glob("lib/python*/site-packages/torch")]
+
+
+def test_make_perf_names_its_json_after_a_spec_whose_path_holds_spaces(tmp_path):
+    """RESULTS/perf/<spec>.json, where `bench plan` looks for it: make's word functions split
+    "sp ace/mid spec.toml" at its spaces, and the file was named "sp mid spec.json"."""
+    spec = tmp_path / "sp ace" / "mid spec.toml"
+    done = subprocess.run(["make", "-n", "-C", str(ROOT), "perf", f"PERF_SPEC={spec}", f"RESULTS={tmp_path / 'r'}"],
+                          capture_output=True, text=True, timeout=60, check=True)
+    (line,) = [line for line in done.stdout.splitlines() if " perf " in line and "--out" in line]
+    # the recipe as the shell runs it, bench replaced by a printf of its arguments
+    args = subprocess.run(["bash", "-c", "printf '%s\\n' " + line.split(" ", 1)[1]], capture_output=True, text=True,
+                          check=True).stdout.splitlines()
+    assert args[args.index("--out") + 1] == str(tmp_path / "r" / "perf" / "mid spec.json")
 
 
 @pytest.mark.parametrize("python, says", [

@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench wheels: pip {pip} writes no installation report; it needs pip 22.2 or newer "
               f"({sys.executable} -m pip install -U pip)", file=sys.stderr)
         return 1
-    try:
+    try:  # what was asked for: a mistake in it is the user's (exit status 2)
         pyproject = tomllib.loads(args.project.read_text())
         supported = SpecifierSet(pyproject["project"].get("requires-python", ""))
         if not supported.contains(f"{args.python_version}.0"):
@@ -280,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
                              f"Python {supported}")
         have = left_out(parse_have(args.have if args.have is not None else list(DEFAULT_HAVE)), pyproject)
         requirements = project_requirements(pyproject, [e for e in re.split(r"[\s,]+", args.extras) if e])
+    except (OSError, ValueError) as error:
+        print(f"bench wheels: {error}", file=sys.stderr)
+        return 2
+    try:  # fetching them: pip's failure, a full disk
         wheels = collect(requirements, args.out, args.python_version, have)
     except (OSError, ValueError, RuntimeError) as error:
         print(f"bench wheels: {error}", file=sys.stderr)
