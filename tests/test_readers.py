@@ -254,9 +254,8 @@ def test_malicious_pickle_is_refused(tmp_path):
         read_msd(tmp_path / "msd")
 
 
-def test_a_pickle_that_would_fill_memory_or_build_what_no_split_file_holds_is_refused(tmp_path):
-    """bytes(n) and bytearray(n): 30 bytes of pickle had made 300 MB of zeros before any check. Sets,
-    complex numbers and bytearrays are in no split file (docs: lists, dicts, strings, numbers, arrays)."""
+def test_a_pickle_that_would_fill_memory_is_refused(tmp_path):
+    """bytes(n) and bytearray(n): 30 bytes of pickle had made 300 MB of zeros before any check."""
     path = tmp_path / "split.cP"
     path.write_bytes(b"c__builtin__\nbytearray\n(I300000000\ntR.")
     with pytest.raises(UnsafePickleError, match="refusing to unpickle __builtin__.bytearray"):
@@ -267,9 +266,6 @@ def test_a_pickle_that_would_fill_memory_or_build_what_no_split_file_holds_is_re
     size = pickle.dumps(np.int64(300_000_000), protocol=2)[2:-1]  # the size as a numpy integer
     path.write_bytes(b"\x80\x02c__builtin__\nbytes\n" + size + b"\x85R.")
     with pytest.raises(UnsafePickleError, match=r"refusing bytes\(int64\)"):
-        safe_load(path)
-    path.write_bytes(pickle.dumps({1, 2}, protocol=2))
-    with pytest.raises(UnsafePickleError, match="refusing to unpickle __builtin__.set"):  # as protocol 2 names it
         safe_load(path)
     path.write_bytes(pickle.dumps([b"", b"TRAAAAW128F429D538"], protocol=2))  # Python 3's bytes at protocol 2
     assert safe_load(path) == [b"", b"TRAAAAW128F429D538"]

@@ -24,12 +24,12 @@ from bench.data.safe_pickle import _ALLOWED, UnsafePickleError, _RestrictedUnpic
 ALLOWED = {
     ("builtins", "list"), ("builtins", "dict"), ("builtins", "tuple"), ("builtins", "set"),
     ("builtins", "frozenset"), ("builtins", "str"), ("builtins", "bytes"), ("builtins", "int"),
-    ("builtins", "float"), ("builtins", "bool"), ("builtins", "complex"), ("builtins", "bytearray"),
-    # Python 2 names of the same types
+    ("builtins", "float"), ("builtins", "bool"), ("builtins", "complex"),
+    # Python 2 names of the same types (bytes: how Python 3 names b"" at protocol 2)
     ("__builtin__", "list"), ("__builtin__", "dict"), ("__builtin__", "tuple"), ("__builtin__", "set"),
     ("__builtin__", "frozenset"), ("__builtin__", "str"), ("__builtin__", "unicode"), ("__builtin__", "int"),
     ("__builtin__", "long"), ("__builtin__", "float"), ("__builtin__", "bool"), ("__builtin__", "complex"),
-    ("__builtin__", "bytearray"),
+    ("__builtin__", "bytes"),
     # numpy arrays and scalars (numpy 1 and numpy 2 module names)
     ("numpy", "ndarray"), ("numpy", "dtype"),
     ("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),

@@ -15,11 +15,12 @@ import numpy as np
 
 from bench.core.errors import UserError
 
-_ALLOWED = {
-    ("builtins", name) for name in ("list", "dict", "tuple", "str", "bytes", "int", "float", "bool")
+_ALLOWED = {  # not bytearray: bytearray(10**9), a few bytes of pickle, is a gigabyte of zeros (bytes: `_bytes`)
+    ("builtins", name) for name in ("list", "dict", "tuple", "set", "frozenset", "str", "bytes", "int", "float",
+                                    "bool", "complex")
 } | {
-    ("__builtin__", name) for name in ("list", "dict", "tuple", "str", "unicode", "bytes", "int", "long", "float",
-                                       "bool")
+    ("__builtin__", name) for name in ("list", "dict", "tuple", "set", "frozenset", "str", "unicode", "bytes", "int",
+                                       "long", "float", "bool", "complex")
 } | {
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
