@@ -620,7 +620,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON: top tags and every tag's mean score per file")
     p.add_argument("--png", metavar="PATH",
                    help="save the taggram as an image in the format PATH's suffix names (.png, .pdf, .svg, ...; "
-                        ".png where it has none; with several files: PATH-<audio name>.png each)")
+                        ".png where it has none; with several files: PATH's name without its suffix, -<audio "
+                        "stem> and the suffix, e.g. taggram-song.pdf; the audio's whole name where stems repeat)")
     p.set_defaults(func=cmd_tag)
 
     p = sub.add_parser("embed", help="embeddings of audio files from a run or an imported model (.npy + index), "

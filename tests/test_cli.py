@@ -230,6 +230,32 @@ def test_a_dry_run_says_it_would_generate_the_synthetic_data_first(capsys, write
                                            "is there")
 
 
+def test_a_dry_run_says_the_grid_would_stop_for_a_setting_a_device_or_a_launcher(capsys, write_spec, tmp_path,
+                                                                                 monkeypatch):
+    """A misspelt BENCH_COMPILE, --device cuda without one, --launcher slurm without sbatch: the grid stops
+    at once (exit 2); its dry run had said "would run" for every run."""
+    import shutil
+
+    import torch
+
+    data = tmp_path / "synth"
+    spec = write_spec(MINIMAL_SPEC.replace('name = "synthetic"', f'name = "synthetic"\npath = "{data}"'))
+    args = ["grid", str(spec), "--results", str(tmp_path / "results")]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)
+    for extra, env, says in (((), {"BENCH_COMPILE": "maybe"}, "BENCH_COMPILE='maybe': expected one of"),
+                             (("--device", "cuda"), {}, "--device cuda: no CUDA device is available"),
+                             (("--launcher", "slurm"), {}, "--launcher slurm: no `sbatch` on this machine")):
+        with monkeypatch.context() as patched:
+            for name, value in env.items():
+                patched.setenv(name, value)
+            status, out, _ = run_cli(capsys, *args, *extra, "--dry-run")
+            assert status == 0 and "would run" in out
+            assert out.splitlines()[-1].startswith(f"  would stop before training: {says}"), out  # not the data
+            status, _, err = run_cli(capsys, *args, *extra)
+            assert status == 2 and says in err
+
+
 def test_a_dry_run_says_the_grid_would_stop_where_it_cannot_generate_the_synthetic_data(capsys, write_spec,
                                                                                      tmp_path):
     """The grid refuses, before it trains, a synthetic spec without a dataset.path, a path under a file and

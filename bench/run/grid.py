@@ -418,6 +418,40 @@ def dry_run_data(spec: Spec, data: str | None) -> None:
         print(f"  would first generate the synthetic dataset in {root}, {what}")
 
 
+def launcher_problem(launcher: str) -> str | None:
+    """Why the grid cannot submit its jobs from this machine, or None."""
+    if launcher == "slurm" and shutil.which("sbatch") is None:
+        return ("--launcher slurm: no `sbatch` on this machine; submit from a Slurm login node "
+                "(or use --launcher local / submitit-local)")
+    return None
+
+
+RUN_SETTINGS = ("BENCH_COMPILE", "BENCH_RESIDENT")
+"""The prefixes of the BENCH_* settings a grid's runs read (`check_environment`), not paths such as
+BENCH_CACHE."""
+
+
+def dry_run_launch(o: GridOptions) -> bool:
+    """What a dry run says of the checks the grid makes of its environment before any work: a BENCH_*
+    setting of a run's, the launcher, and `--device cuda` on this machine; whether one would stop it
+    (before its data). torch is imported only where one of them asks for it (a plain dry run needs none)."""
+    try:
+        if any(name.startswith(RUN_SETTINGS) for name in os.environ):
+            from bench.train.fastpath import check_environment
+
+            check_environment()
+        if problem := launcher_problem(o.launcher):
+            raise UserError(problem)
+        if o.launcher != "slurm" and o.device == "cuda":  # Slurm jobs check it on their node
+            from bench.train.loop import resolve_device
+
+            resolve_device(o.device)
+    except UserError as exc:
+        print(f"  would stop before training: {one_line(exc)}")
+        return True
+    return False
+
+
 def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
     """Train the runs of `spec` (a loaded spec, or its file) not done yet. Returns the exit status: 0 when
     every run of the (shard of the) grid is done and ok, or is being trained by another live worker; 1
@@ -440,7 +474,7 @@ def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
         for s in states:
             verb = {"run": "would run", "resume": "would resume"}.get(s.action, "skip")
             print(f"  {verb:12s} {s.run.run_id}  ({s.reason})")
-        if any(s.action in ("run", "resume") for s in states):
+        if any(s.action in ("run", "resume") for s in states) and not dry_run_launch(o):
             dry_run_data(spec, o.data)
         return 0
     for s in states:  # "skip" is an ok result: a checkpoint beside it (its worker was stopped before removing
@@ -457,9 +491,8 @@ def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
         from bench.train.loop import resolve_device
 
         check_environment()
-        if o.launcher == "slurm" and shutil.which("sbatch") is None:  # before any data is prepared
-            raise UserError("--launcher slurm: no `sbatch` on this machine; submit from a Slurm login node "
-                            "(or use --launcher local / submitit-local)")
+        if problem := launcher_problem(o.launcher):  # before any data is prepared
+            raise UserError(problem)
         # Local workers run here, so the device is checked here; Slurm jobs check it on their node.
         cuda_here = None
         if o.launcher != "slurm":

@@ -456,7 +456,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="batch of the performance checks (the shipped specs': 32; the paper gives none)")
     parser.add_argument("--shared-runs", type=int, default=3, help="runs at once for the shared-GPU busy check")
     parser.add_argument("--only", help="comma-separated check ids, e.g. C1,P1")
-    parser.add_argument("--keep", action="store_true", help="keep the scratch folder (data, results, logs)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the scratch folder (data and results; the grids' output is not saved)")
     parser.add_argument("--deadline", type=float, default=DEFAULT_DEADLINE,
                         help="seconds for all the checks (default %(default)s; 0 for no limit): a check "
                              "that would start with less left than it needs is not run, and the exit "
