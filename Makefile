@@ -139,7 +139,7 @@ PERF_SPEC ?= specs/paper-mtat-vgg.toml
 PERF_ARGS ?=
 
 perf: $(STAMP) ## measure training speed, conv peak, front end, data path (RESULTS/perf/<spec>.json)
-	$(BIN)/bench perf "$(PERF_SPEC)" --out "$(RESULTS)/perf/$$(basename "$(PERF_SPEC)" .toml).json" $(PERF_ARGS)
+	$(BIN)/bench perf "$(PERF_SPEC)" --out "$(RESULTS)/perf/$$($(BIN)/python -c 'import pathlib, sys; print(pathlib.Path(sys.argv[1]).stem)' "$(PERF_SPEC)").json" $(PERF_ARGS)
 
 # `make wheels` for a box with no internet: the box's Python, and what it has (names, or its `pip freeze`)
 WHEELS_PYTHON ?= $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)

@@ -254,6 +254,15 @@ def test_a_dry_run_says_the_grid_would_stop_for_a_setting_a_device_or_a_launcher
             assert out.splitlines()[-1].startswith(f"  would stop before training: {says}"), out  # not the data
             status, _, err = run_cli(capsys, *args, *extra)
             assert status == 2 and says in err
+    # the grid's first stop is the dataset's location, before these: the dry run names that one
+    no_path = write_spec(MINIMAL_SPEC)
+    with monkeypatch.context() as patched:
+        patched.setenv("BENCH_COMPILE", "maybe")
+        status, out, _ = run_cli(capsys, "grid", str(no_path), "--results", str(tmp_path / "results"), "--dry-run")
+        says = out.splitlines()[-1].removeprefix("  would stop before training: ")
+        assert "dataset.path: not set" in says
+        status, _, err = run_cli(capsys, "grid", str(no_path), "--results", str(tmp_path / "results"))
+        assert status == 2 and says in err
 
 
 def test_a_dry_run_says_the_grid_would_stop_where_it_cannot_generate_the_synthetic_data(capsys, write_spec,

@@ -253,17 +253,18 @@ def test_venvs_made_from_venvs_reuse_their_pytorch_offline(tmp_path):
     assert not [*venv.glob("lib/python*/site-packages/torch"), *parent.glob("lib/python*/site-packages/torch")]
 
 
-def test_make_perf_names_its_json_after_a_spec_whose_path_holds_spaces(tmp_path):
-    """RESULTS/perf/<spec>.json, where `bench plan` looks for it: make's word functions split
-    "sp ace/mid spec.toml" at its spaces, and the file was named "sp mid spec.json"."""
-    spec = tmp_path / "sp ace" / "mid spec.toml"
+@pytest.mark.parametrize("name, stem", [("mid spec.toml", "mid spec"), ("demo.TOML", "demo")])
+def test_make_perf_names_its_json_after_the_spec_as_bench_plan_reads_it(tmp_path, name, stem):
+    """RESULTS/perf/<spec>.json, where `bench plan` looks for it (the spec's Path.stem): make's word
+    functions split "sp ace/mid spec.toml" at its spaces, and the file was named "sp mid spec.json"."""
+    spec = tmp_path / "sp ace" / name
     done = subprocess.run(["make", "-n", "-C", str(ROOT), "perf", f"PERF_SPEC={spec}", f"RESULTS={tmp_path / 'r'}"],
                           capture_output=True, text=True, timeout=60, check=True)
     (line,) = [line for line in done.stdout.splitlines() if " perf " in line and "--out" in line]
     # the recipe as the shell runs it, bench replaced by a printf of its arguments
     args = subprocess.run(["bash", "-c", "printf '%s\\n' " + line.split(" ", 1)[1]], capture_output=True, text=True,
-                          check=True).stdout.splitlines()
-    assert args[args.index("--out") + 1] == str(tmp_path / "r" / "perf" / "mid spec.json")
+                          check=True, cwd=ROOT).stdout.splitlines()
+    assert args[args.index("--out") + 1] == str(tmp_path / "r" / "perf" / f"{stem}.json")
 
 
 @pytest.mark.parametrize("python, says", [

@@ -396,28 +396,6 @@ class GridOptions:
             raise UserError(f"--workers must be >= 1, got {self.workers}")
 
 
-def dry_run_data(spec: Spec, data: str | None) -> None:
-    """What a dry run says of the dataset the runs would train on: the one-line error that would stop
-    the grid before training (planning needs no data: a paper spec on a laptop is said, not refused),
-    or the synthetic dataset it would generate first."""
-    from bench.data.datasets import check_root, dataset_root, synthetic_is_current, synthetic_problem
-
-    try:
-        root = dataset_root(spec.dataset, data, spec.path)
-        if spec.dataset.name != "synthetic":
-            check_root(spec.dataset, root)
-            return
-        if problem := synthetic_problem(root, spec.dataset, "--data" if data else f"{spec.path}: dataset.path"):
-            raise UserError(problem)
-    except UserError as exc:
-        print(f"  would stop before training: {one_line(exc)}")
-        return
-    if not synthetic_is_current(root, spec.dataset):
-        what = "replacing what is there (other clips, seed or clip length, an older generator, or files " \
-               "missing)" if root.exists() and any(root.iterdir()) else "where there is none yet"
-        print(f"  would first generate the synthetic dataset in {root}, {what}")
-
-
 def launcher_problem(launcher: str) -> str | None:
     """Why the grid cannot submit its jobs from this machine, or None."""
     if launcher == "slurm" and shutil.which("sbatch") is None:
@@ -431,11 +409,22 @@ RUN_SETTINGS = ("BENCH_COMPILE", "BENCH_RESIDENT")
 BENCH_CACHE."""
 
 
-def dry_run_launch(o: GridOptions) -> bool:
-    """What a dry run says of the checks the grid makes of its environment before any work: a BENCH_*
-    setting of a run's, the launcher, and `--device cuda` on this machine; whether one would stop it
-    (before its data). torch is imported only where one of them asks for it (a plain dry run needs none)."""
+def dry_run_says(spec: Spec, o: GridOptions) -> None:
+    """What a dry run says after its runs: the one-line error that would stop the grid before training,
+    the first the grid meets, in its order (the dataset's location; a run's BENCH_* settings, the launcher
+    and `--device cuda` on this machine; a folder the synthetic dataset cannot be generated into), or the
+    synthetic dataset it would generate first. Planning needs no data: a paper spec on a laptop is said,
+    not refused. torch is imported only where a check asks for it (a plain dry run needs none)."""
+    from bench.data.datasets import check_root, dataset_root, synthetic_is_current, synthetic_problem
+
+    synthetic = spec.dataset.name == "synthetic"
+    option = "--data" if o.data else f"{spec.path}: dataset.path"
     try:
+        root = dataset_root(spec.dataset, o.data, spec.path)
+        if synthetic:  # generated where it is absent: the grid checks the folder can be written first
+            writable_folder(root, option)
+        else:
+            check_root(spec.dataset, root)
         if any(name.startswith(RUN_SETTINGS) for name in os.environ):
             from bench.train.fastpath import check_environment
 
@@ -446,10 +435,15 @@ def dry_run_launch(o: GridOptions) -> bool:
             from bench.train.loop import resolve_device
 
             resolve_device(o.device)
+        if synthetic and (problem := synthetic_problem(root, spec.dataset, option)):
+            raise UserError(problem)
     except UserError as exc:
         print(f"  would stop before training: {one_line(exc)}")
-        return True
-    return False
+        return
+    if synthetic and not synthetic_is_current(root, spec.dataset):
+        what = "replacing what is there (other clips, seed or clip length, an older generator, or files " \
+               "missing)" if root.exists() and any(root.iterdir()) else "where there is none yet"
+        print(f"  would first generate the synthetic dataset in {root}, {what}")
 
 
 def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
@@ -474,8 +468,8 @@ def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
         for s in states:
             verb = {"run": "would run", "resume": "would resume"}.get(s.action, "skip")
             print(f"  {verb:12s} {s.run.run_id}  ({s.reason})")
-        if any(s.action in ("run", "resume") for s in states) and not dry_run_launch(o):
-            dry_run_data(spec, o.data)
+        if any(s.action in ("run", "resume") for s in states):
+            dry_run_says(spec, o)
         return 0
     for s in states:  # "skip" is an ok result: a checkpoint beside it (its worker was stopped before removing
         if s.action == "skip":  # it, or an earlier release kept them) is of no more use
