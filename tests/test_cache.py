@@ -305,6 +305,46 @@ def test_a_failed_file_fixed_while_the_preparation_still_ran_is_decoded_again_by
     monkeypatch.setattr(cache_module, "decode_in_processes", decode)
     (again,) = cache.prepare([16000], workers=1)
     assert again.retried == 1 and not again.failed and again.ok == 2
+    # a file that kills its decoding process, fixed once it was failed for that: stamped before it was read
+    # too (its process sends nothing back; it had been stamped when the manifest was written, fixed already)
+    crashing = tmp_path / "crashing.mp3"
+    crashing.write_bytes(b"CRASH" * 100)
+    cache = WaveformCache(tmp_path / "cache2", make_index([good, crashing]), clip_seconds=2.0)
+
+    def fixed_after_it_died(fn, jobs, workers):
+        for result in decode(fn, jobs, workers):
+            if result[0] == 1:
+                write_mp3(tmp_path / "download.mp3", tone(3.0, freq=600, seed=2)).replace(crashing)
+            yield result
+
+    from tests.harness.hostile import decode_row_or_crash
+
+    monkeypatch.setattr(cache_module, "_decode_row", decode_row_or_crash)
+    monkeypatch.setattr(cache_module, "decode_in_processes", fixed_after_it_died)
+    (first,) = cache.prepare([16000], workers=1)
+    assert [(f[0], f[2]) for f in first.failed] == [("1", cache_module.DIED)]
+    monkeypatch.setattr(cache_module, "decode_in_processes", decode)
+    (again,) = cache.prepare([16000], workers=1)
+    assert again.retried == 1 and not again.failed and again.ok == 2
+
+
+def test_a_failure_saved_before_failures_were_stamped_is_looked_at_again(tmp_path):
+    """Progress saved by a version that kept no stamps, its file fixed before the resume: the row is
+    recorded with no stamp, so the next preparer looks at it again (it had been stamped as the fixed
+    file when the manifest was written, and skipped for good)."""
+    good = write_mp3(tmp_path / "good.mp3", tone(3.0, seed=0))
+    bad = tmp_path / "bad.mp3"
+    bad.write_bytes(b"not audio at all" * 100)
+    cache = WaveformCache(tmp_path / "cache", make_index([good, bad]), clip_seconds=2.0)
+    cache.prepare([16000], workers=1)
+    folder = cache.rate_dir(16000)
+    (folder / "manifest.json").unlink()  # as if killed before it, by a version without failed_stats.json
+    (folder / "failed_stats.json").unlink()
+    write_mp3(tmp_path / "download.mp3", tone(3.0, freq=500, seed=1)).replace(bad)
+    (resumed,) = cache.prepare([16000], workers=1)
+    assert [f[0] for f in resumed.failed] == ["1"]  # resumed: its row was done (failed) already
+    (again,) = cache.prepare([16000], workers=1)
+    assert again.retried == 1 and not again.failed and again.ok == 2
 
 
 def test_what_a_decoding_process_sends_back_fits_one_write_to_a_pipe(tmp_path):

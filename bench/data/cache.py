@@ -153,19 +153,18 @@ class PrepareReport:
 
 def _decode_row(args: tuple[int, str, tuple[int, ...], float, dict[int, tuple[str, int]]]):
     """Worker: (row, path, rates, clip_seconds, {rate: (waveform file, samples per row)}) -> (row, status,
-    reason, {"source_rate": the file's own rate} or, failed, {"stamp": what the file was when read}).
+    reason, {"source_rate": the file's own rate}; {} where it failed).
 
     The decoded clips are written into the waveform files here, so that what goes back through the pool's
     pipe is a few hundred bytes, which one write puts there whole: a result of megabytes, cut by a process
     killed in the middle of sending it, had left the pool's reader waiting for the rest, the preparation
-    hung for good. The stamp is taken before reading: a file fixed meanwhile differs from it."""
+    hung for good."""
     row, path, rates, clip_seconds, targets = args
-    stamp = _file_stamp_of(path)
     try:
         with decoder_messages_discarded():  # a decoding process of its own: nothing else writes there
             decoded = decode_clip(path, rates, clip_seconds)
     except BadAudio as exc:
-        return row, FAILED, str(exc)[:1000], {"stamp": stamp}
+        return row, FAILED, str(exc)[:1000], {}
     for rate, clip in decoded.clips.items():
         _write_row(*targets[rate], row, clip.astype(DTYPE))
     return row, PADDED if decoded.padded else OK, "", {"source_rate": decoded.source_rate}
@@ -302,12 +301,13 @@ class _PartialRate:
 
 
 FAILED_STATS = "failed_stats.json"
-"""Per failed row of a rate being prepared: its file's `_file_stamp` when it was read (null: unreachable)."""
+"""Per failed row of a rate being prepared: its file's `_file_stamp` before it was read (null: unreachable,
+or not known)."""
 
 
 def _read_failed_stats(folder: Path) -> dict:
-    """The stamps saved so far; none where absent or unreadable (the manifest then stamps those rows when
-    it is written, as before stamps were saved with the progress)."""
+    """The stamps saved so far; none where absent or unreadable (progress saved before stamps were: the
+    manifest then records those rows' stamps as not known, and the next preparer looks at them again)."""
     try:
         stats = json.loads((folder / FAILED_STATS).read_text())
         return stats if isinstance(stats, dict) else {}
@@ -566,11 +566,10 @@ class WaveformCache:
                     "failed": [[self.index.clips[int(i)].clip_id, self.index.clips[int(i)].path,
                                 part.failures.get(str(int(i)), "unknown")]
                                for i in np.flatnonzero(statuses == FAILED)],
-                    # what each failed file was when it was read (size and times; none where it could not be
-                    # reached; now, for a row read before stamps were kept), for `_changed_failures` to see it
-                    # replaced since
-                    "failed_stats": {str(int(i)): part.failed_stats[str(int(i))] if str(int(i)) in
-                                     part.failed_stats else _file_stamp_of(self.index.clips[int(i)].path)
+                    # what each failed file was before it was read (size and times; none where it could not
+                    # be reached, or for a row read before stamps were kept: looked at again), for
+                    # `_changed_failures` to see it replaced since
+                    "failed_stats": {str(int(i)): part.failed_stats.get(str(int(i)))
                                      for i in np.flatnonzero(statuses == FAILED)},
                     "status": statuses.tolist(),
                     "seconds": round(time.monotonic() - started, 3),
@@ -586,6 +585,9 @@ class WaveformCache:
         rates = tuple(partial)
         targets = {rate: part.target for rate, part in partial.items()}
         jobs = [(i, self.index.clips[i].path, rates, self.clip_seconds, targets) for i in rows]
+        # what each file is before it is read, kept for those that fail, a process's death included: a file
+        # fixed since differs from it (one stat per file, beside its decoding)
+        stamps = {i: _file_stamp_of(self.index.clips[i].path) for i in rows}
         bar = progress(len(jobs), f"decode+resample {self.index.name} -> {', '.join(map(str, rates))} Hz") \
             if progress else None
         workers = max(1, min(workers or usable_cpus(), len(jobs)))
@@ -598,10 +600,7 @@ class WaveformCache:
                 for part in partial.values():
                     if status == FAILED:
                         part.failures[str(row)] = reason
-                        if "stamp" in info:
-                            part.failed_stats[str(row)] = info["stamp"]
-                        else:  # its process died: stamped when the manifest is written, not as an earlier try
-                            part.failed_stats.pop(str(row), None)
+                        part.failed_stats[str(row)] = stamps[row]
                     part.source_rates[row] = info.get("source_rate", 0)
                     part.status[row] = status
                 if bar is not None:

@@ -262,3 +262,15 @@ def decode_or_die(job: tuple) -> tuple:
 
         time.sleep(5)
     return row, 1, "", {}
+
+
+def decode_row_or_crash(job: tuple) -> tuple:
+    """The cache's own per-file decoder, run in its worker processes, but the process is killed (as a
+    decoder crash would end it) on a file whose bytes start with CRASH."""
+    import signal
+
+    from bench.data.cache import _decode_row
+
+    if Path(job[1]).read_bytes().startswith(b"CRASH"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _decode_row(job)
