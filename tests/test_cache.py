@@ -286,46 +286,31 @@ def test_a_failed_file_fixed_while_the_preparation_still_ran_is_decoded_again_by
     written: a file fixed between the two (a long preparation, or one killed and resumed after the fix)
     had been recorded as fixed already, and was skipped for good."""
     from bench.data import cache as cache_module
-
-    good = write_mp3(tmp_path / "good.mp3", tone(3.0, seed=0))
-    bad = tmp_path / "bad.mp3"
-    bad.write_bytes(b"not audio at all" * 100)
-    cache = WaveformCache(tmp_path / "cache", make_index([good, bad]), clip_seconds=2.0)
-    decode = cache_module.decode_in_processes
-
-    def fixed_after_its_failure(fn, jobs, workers):
-        for result in decode(fn, jobs, workers):
-            if result[0] == 1:
-                write_mp3(tmp_path / "download.mp3", tone(3.0, freq=500, seed=1)).replace(bad)
-            yield result
-
-    monkeypatch.setattr(cache_module, "decode_in_processes", fixed_after_its_failure)
-    (first,) = cache.prepare([16000], workers=1)
-    assert [f[0] for f in first.failed] == ["1"]
-    monkeypatch.setattr(cache_module, "decode_in_processes", decode)
-    (again,) = cache.prepare([16000], workers=1)
-    assert again.retried == 1 and not again.failed and again.ok == 2
-    # a file that kills its decoding process, fixed once it was failed for that: stamped before it was read
-    # too (its process sends nothing back; it had been stamped when the manifest was written, fixed already)
-    crashing = tmp_path / "crashing.mp3"
-    crashing.write_bytes(b"CRASH" * 100)
-    cache = WaveformCache(tmp_path / "cache2", make_index([good, crashing]), clip_seconds=2.0)
-
-    def fixed_after_it_died(fn, jobs, workers):
-        for result in decode(fn, jobs, workers):
-            if result[0] == 1:
-                write_mp3(tmp_path / "download.mp3", tone(3.0, freq=600, seed=2)).replace(crashing)
-            yield result
-
     from tests.harness.hostile import decode_row_or_crash
 
-    monkeypatch.setattr(cache_module, "_decode_row", decode_row_or_crash)
-    monkeypatch.setattr(cache_module, "decode_in_processes", fixed_after_it_died)
-    (first,) = cache.prepare([16000], workers=1)
-    assert [(f[0], f[2]) for f in first.failed] == [("1", cache_module.DIED)]
-    monkeypatch.setattr(cache_module, "decode_in_processes", decode)
-    (again,) = cache.prepare([16000], workers=1)
-    assert again.retried == 1 and not again.failed and again.ok == 2
+    decode = cache_module.decode_in_processes
+    good = write_mp3(tmp_path / "good.mp3", tone(3.0, seed=0))
+    # a file that cannot be decoded, and one that kills its decoding process, which sends nothing back (it
+    # had been stamped when the manifest was written, as the fixed file)
+    for name, content, reason in (("bad", b"not audio at all", "undecodable"),
+                                  ("crashing", b"CRASH", cache_module.DIED)):
+        broken = tmp_path / f"{name}.mp3"
+        broken.write_bytes(content * 100)
+        cache = WaveformCache(tmp_path / f"cache-{name}", make_index([good, broken]), clip_seconds=2.0)
+
+        def fixed_once_it_failed(fn, jobs, workers, broken=broken):
+            for result in decode(fn, jobs, workers):
+                if result[0] == 1:
+                    write_mp3(tmp_path / "download.mp3", tone(3.0, freq=500, seed=1)).replace(broken)
+                yield result
+
+        with monkeypatch.context() as patched:
+            patched.setattr(cache_module, "_decode_row", decode_row_or_crash)
+            patched.setattr(cache_module, "decode_in_processes", fixed_once_it_failed)
+            (first,) = cache.prepare([16000], workers=1)
+        assert [f[0] for f in first.failed] == ["1"] and first.failed[0][2].startswith(reason)
+        (again,) = cache.prepare([16000], workers=1)
+        assert again.retried == 1 and not again.failed and again.ok == 2
 
 
 def test_a_failure_saved_before_failures_were_stamped_is_looked_at_again(tmp_path):
