@@ -635,7 +635,7 @@ def test_msd_tag_values_other_than_0_or_1_and_a_tag_named_twice_are_refused(tmp_
     tags = list(published_tags("msd"))
     tags[2] = "rock"
     (tmp_path / "msd" / "50tagList.txt").write_text("\n".join(tags) + "\n")
-    with pytest.raises(UserError, match=r"50tagList.txt: line 3: tag 'rock' again \(first on line 1\); each tag once"):
+    with pytest.raises(UserError, match=r"50tagList.txt: line 3: tag 'rock' again \(line 1\); each tag once"):
         read_msd(tmp_path / "msd", check_audio=False)
     root = tmp_path / "tsv"
     root.mkdir()

@@ -9,9 +9,25 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.core.errors import UserError
 from bench.core.store import is_passing_fault
+from bench.core.text import read_text
 
 SPLITS = ("train", "valid", "test")
+
+
+def read_tag_list(path: Path) -> tuple[str, ...]:
+    """The tag names of a tag list file (a manifest's `.tags.txt`, MSD's `50tagList.txt`), one per line
+    (blank lines skipped, an editor's byte-order mark too), each once: one output per tag, a second of
+    the same name would never be trained and one of their per-tag scores lost."""
+    lines: dict[str, int] = {}
+    for line_no, line in enumerate(read_text(path, "utf-8-sig").splitlines(), start=1):
+        tag = line.strip()
+        if tag in lines:
+            raise UserError(f"{path}: line {line_no}: tag {tag!r} again (line {lines[tag]}); each tag once")
+        if tag:
+            lines[tag] = line_no
+    return tuple(lines)
 
 
 def has_roc_auc(positives, clips):

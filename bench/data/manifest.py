@@ -14,8 +14,8 @@ from pathlib import Path
 
 from bench.core.errors import UserError
 from bench.core.store import atomic_file, atomic_write_text
-from bench.core.text import csv_rows, read_text
-from bench.data.index import SPLITS, Clip, DatasetIndex
+from bench.core.text import csv_rows
+from bench.data.index import SPLITS, Clip, DatasetIndex, read_tag_list
 
 REQUIRED_COLUMNS = ("path", "split", "tags")
 TAG_SEPARATOR = ";"
@@ -69,14 +69,7 @@ def read_manifest(manifest: str | Path, n_tags: int = 50, drop_untagged: bool = 
     counts = Counter(t for *_, tags in entries for t in tags)
     order_file = tags_file(manifest)
     if order_file.is_file():
-        order, lines = [], {}
-        for line_no, line in enumerate(read_text(order_file, "utf-8-sig").splitlines(), start=1):
-            tag = line.strip()
-            if tag in lines:  # one output per tag: a second would never be trained
-                raise UserError(f"{order_file}: line {line_no}: tag {tag!r} again (line {lines[tag]}); each tag once")
-            if tag:
-                order.append(tag)
-                lines[tag] = line_no
+        order = list(read_tag_list(order_file))
     else:
         first_seen = list(dict.fromkeys(t for *_, tags in entries for t in tags))
         order = sorted(first_seen, key=lambda t: -counts[t])  # sorted() is stable: ties keep first appearance

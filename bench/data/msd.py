@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.core.errors import UserError
-from bench.core.text import read_text, text_file
-from bench.data.index import Clip, DatasetIndex, audio_file_shown, first_audio_file, top_tags
+from bench.core.text import text_file
+from bench.data.index import Clip, DatasetIndex, audio_file_shown, first_audio_file, read_tag_list, top_tags
 from bench.data.safe_pickle import safe_load
 
 N_TRAIN = 201_680
@@ -129,19 +129,6 @@ def _tsv_rows(path: Path) -> list[tuple[int, list[str]]]:
     return rows
 
 
-def _tag_names(path: Path) -> tuple[str, ...]:
-    """The tag names of `path` (50tagList.txt), one per line, each once: two outputs of one name would
-    keep one of their per-tag scores."""
-    names: dict[str, int] = {}
-    for line_no, line in enumerate(read_text(path, "utf-8-sig").splitlines(), start=1):  # "-sig": an editor's BOM
-        if not (name := line.strip()):
-            continue
-        if name in names:
-            raise UserError(f"{path}: line {line_no}: tag {name!r} again (first on line {names[name]}); each tag once")
-        names[name] = line_no
-    return tuple(names)
-
-
 def _named(root: Path, name: str) -> Path:
     """`root / name`, or the file of `root` whose name is `name` in another case (musicnn-training's
     scripts write `train_gt_MSD.tsv`, its data folder holds `train_gt_msd.tsv`)."""
@@ -187,7 +174,7 @@ def read_msd(root: str | Path, n_tags: int = 50, drop_untagged: bool = False, ch
         raise UserError(f"MSD root not found: expected a folder holding {', '.join(SPLIT_FILES)} "
                         f"(or musicnn-training's {', '.join(MUSICNN_TRAINING.values())}) at {root}")
     tag_list = root / TAG_LIST
-    all_tags = _tag_names(tag_list) if tag_list.is_file() else MSD_TAGS
+    all_tags = read_tag_list(tag_list) if tag_list.is_file() else MSD_TAGS
     audio_root = root / "audio" if (root / "audio").is_dir() else root
     lee = [name for name in SPLIT_FILES if (root / name).is_file()]
     if len(lee) == len(SPLIT_FILES):
