@@ -76,22 +76,6 @@ def generate_synthetic(root: str | Path, progress: bool = True, **wanted) -> str
             f"{made.seed}, in {made.wall_seconds:.0f} s{replaced}")
 
 
-def synthetic_problem(root: Path, dataset: DatasetSpec, option: str) -> str | None:
-    """Why a grid could not generate the synthetic dataset `dataset` asks for at `root` (named `option`
-    in the message), or None: a file in the way, a folder it cannot create files in (tried, as the grid
-    does: a file made and removed), files it did not write. For a dry run, which creates no folder."""
-    from bench.core.paths import writable_folder
-    from bench.data.synthetic import generation_problem
-
-    if synthetic_is_current(root, dataset):
-        return None
-    try:
-        writable_folder(root, option)
-    except UserError as exc:
-        return str(exc)
-    return generation_problem(root)
-
-
 def synthetic_is_current(root: Path, dataset: DatasetSpec) -> bool:
     """Whether `root` holds the complete synthetic dataset that `dataset` asks for (else a grid makes it anew)."""
     from bench.data.synthetic import is_complete

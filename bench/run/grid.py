@@ -415,7 +415,8 @@ def dry_run_says(spec: Spec, o: GridOptions) -> None:
     and `--device cuda` on this machine; a folder the synthetic dataset cannot be generated into), or the
     synthetic dataset it would generate first. Planning needs no data: a paper spec on a laptop is said,
     not refused. torch is imported only where a check asks for it (a plain dry run needs none)."""
-    from bench.data.datasets import check_root, dataset_root, synthetic_is_current, synthetic_problem
+    from bench.data.datasets import check_root, dataset_root, synthetic_is_current
+    from bench.data.synthetic import generation_problem
 
     synthetic = spec.dataset.name == "synthetic"
     option = "--data" if o.data else f"{spec.path}: dataset.path"
@@ -435,12 +436,13 @@ def dry_run_says(spec: Spec, o: GridOptions) -> None:
             from bench.train.loop import resolve_device
 
             resolve_device(o.device)
-        if synthetic and (problem := synthetic_problem(root, spec.dataset, option)):
+        generated = synthetic and not synthetic_is_current(root, spec.dataset)
+        if generated and (problem := generation_problem(root)):
             raise UserError(problem)
     except UserError as exc:
         print(f"  would stop before training: {one_line(exc)}")
         return
-    if synthetic and not synthetic_is_current(root, spec.dataset):
+    if generated:
         what = "replacing what is there (other clips, seed or clip length, an older generator, or files " \
                "missing)" if root.exists() and any(root.iterdir()) else "where there is none yet"
         print(f"  would first generate the synthetic dataset in {root}, {what}")
