@@ -226,8 +226,8 @@ def test_a_preparation_stopped_at_one_rate_resumed_with_two_decodes_the_rest_at_
     cache = WaveformCache(tmp_path / "cache", make_index(paths), clip_seconds=2.0)
     decode = cache_module.decode_in_processes
 
-    def three_then_stop(fn, jobs, workers):
-        for n, result in enumerate(decode(fn, jobs, workers)):
+    def three_then_stop(fn, jobs, workers, **handing_out):
+        for n, result in enumerate(decode(fn, jobs, workers, **handing_out)):
             if n == 3:
                 raise KeyboardInterrupt
             yield result
@@ -298,8 +298,8 @@ def test_a_failed_file_fixed_while_the_preparation_still_ran_is_decoded_again_by
         broken.write_bytes(content * 100)
         cache = WaveformCache(tmp_path / f"cache-{name}", make_index([good, broken]), clip_seconds=2.0)
 
-        def fixed_once_it_failed(fn, jobs, workers, broken=broken):
-            for result in decode(fn, jobs, workers):
+        def fixed_once_it_failed(fn, jobs, workers, broken=broken, **handing_out):
+            for result in decode(fn, jobs, workers, **handing_out):
                 if result[0] == 1:
                     write_mp3(tmp_path / "download.mp3", tone(3.0, freq=500, seed=1)).replace(broken)
                 yield result
@@ -311,6 +311,38 @@ def test_a_failed_file_fixed_while_the_preparation_still_ran_is_decoded_again_by
         assert [f[0] for f in first.failed] == ["1"] and first.failed[0][2].startswith(reason)
         (again,) = cache.prepare([16000], workers=1)
         assert again.retried == 1 and not again.failed and again.ok == 2
+
+
+def test_files_are_stamped_as_they_are_handed_out_not_all_before_the_first_is_decoded(tmp_path, monkeypatch):
+    """A stat of every file before any decoding kept the decoding processes waiting: for a dataset of
+    hundreds of thousands of files on a network disk, minutes. Each file is stamped as it is handed out,
+    a few ahead of the processes (at most 4 per process in flight)."""
+    from bench.data import cache as cache_module
+
+    bad = []
+    for i in range(24):
+        bad.append(tmp_path / f"{i}.mp3")
+        bad[-1].write_bytes(b"not audio at all" * 100)
+    cache = WaveformCache(tmp_path / "cache", make_index(bad), clip_seconds=2.0)
+    stamped, seen_at_first_result = [], []
+    stamp_of, decode = cache_module._file_stamp_of, cache_module.decode_in_processes
+
+    def counted(path):
+        stamped.append(path)
+        return stamp_of(path)
+
+    def noting(fn, jobs, workers, **handing_out):
+        for result in decode(fn, jobs, workers, **handing_out):
+            seen_at_first_result.append(len(stamped))
+            yield result
+
+    monkeypatch.setattr(cache_module, "_file_stamp_of", counted)
+    monkeypatch.setattr(cache_module, "decode_in_processes", noting)
+    (report,) = cache.prepare([16000], workers=1)
+    assert len(report.failed) == 24 and sorted(stamped) == sorted(map(str, bad))  # every failed file stamped once
+    assert seen_at_first_result[0] <= 5
+    stamps = json.loads((cache.rate_dir(16000) / "manifest.json").read_text())["failed_stats"]
+    assert stamps["23"] == stamp_of(str(bad[23]))
 
 
 def test_a_failure_saved_before_failures_were_stamped_is_looked_at_again(tmp_path):

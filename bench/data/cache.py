@@ -189,14 +189,16 @@ DIED = ("its decoding process died (a crash in the decoder on this file, or the 
 """The failure reason of a file whose process died twice with it alone in the process."""
 
 
-def decode_in_processes(fn: Callable, jobs: list[tuple], workers: int) -> Iterator:
+def decode_in_processes(fn: Callable, jobs: list[tuple], workers: int,
+                        handing_out: Callable[[tuple], None] | None = None) -> Iterator:
     """`fn(job)` for every job (a tuple whose first item is its row), in `workers` spawned processes, in
-    the order they finish. A process that dies (a decoder crash on a broken file, the out-of-memory
-    killer) breaks the pool: the jobs it had in flight are retried one by one, each alone in a fresh
-    process, and a job whose process dies twice alone yields (row, FAILED, DIED, {}). Twice: the pool
-    does not say which job killed it, and a job still queued when it broke may meet its first death
-    alone (the out-of-memory killer's, say). The other jobs go on in a fresh pool, so one bad file among
-    a dataset's thousands neither hangs nor stops the preparation."""
+    the order they finish. `handing_out(job)` is called as a job is given to the pool, before any process
+    can read its file (a few jobs ahead of the processes). A process that dies (a decoder crash on a
+    broken file, the out-of-memory killer) breaks the pool: the jobs it had in flight are retried one by
+    one, each alone in a fresh process, and a job whose process dies twice alone yields (row, FAILED,
+    DIED, {}). Twice: the pool does not say which job killed it, and a job still queued when it broke
+    may meet its first death alone (the out-of-memory killer's, say). The other jobs go on in a fresh
+    pool, so one bad file among a dataset's thousands neither hangs nor stops the preparation."""
     pending, suspects = deque(jobs), deque()
     context = multiprocessing.get_context("spawn")  # the parent may hold torch's thread pools: no fork
     while pending or suspects:
@@ -221,6 +223,8 @@ def decode_in_processes(fn: Callable, jobs: list[tuple], workers: int) -> Iterat
             while pending or in_flight:
                 while not broken and pending and len(in_flight) < 4 * workers:  # bounded: results are megabytes
                     job = pending.popleft()
+                    if handing_out is not None:
+                        handing_out(job)
                     try:
                         with interrupts_deferred():
                             in_flight[executor.submit(fn, job)] = job
@@ -586,21 +590,27 @@ class WaveformCache:
         targets = {rate: part.target for rate, part in partial.items()}
         jobs = [(i, self.index.clips[i].path, rates, self.clip_seconds, targets) for i in rows]
         # what each file is before it is read, kept for those that fail, a process's death included: a file
-        # fixed since differs from it (one stat per file, beside its decoding)
-        stamps = {i: _file_stamp_of(self.index.clips[i].path) for i in rows}
+        # fixed since differs from it. Taken as each file is handed out, while the processes decode the ones
+        # before it: a stat of every file first would keep them waiting (minutes, for a dataset's hundreds
+        # of thousands of files on a network disk)
+        stamps: dict[int, list[int] | None] = {}
+
+        def stamp(job: tuple) -> None:
+            stamps.setdefault(job[0], _file_stamp_of(job[1]))
+
         bar = progress(len(jobs), f"decode+resample {self.index.name} -> {', '.join(map(str, rates))} Hz") \
             if progress else None
         workers = max(1, min(workers or usable_cpus(), len(jobs)))
         last_save = time.monotonic()
         # in processes even for one worker or one file: a file that crashes the decoder would otherwise
         # take the preparation (and the grid) down with it, again at every rerun
-        results = decode_in_processes(_decode_row, jobs, workers)
+        results = decode_in_processes(_decode_row, jobs, workers, handing_out=stamp)
         try:
             for row, status, reason, info in results:  # the rows are in the waveform files already
                 for part in partial.values():
                     if status == FAILED:
                         part.failures[str(row)] = reason
-                        part.failed_stats[str(row)] = stamps[row]
+                        part.failed_stats[str(row)] = stamps.get(row)
                     part.source_rates[row] = info.get("source_rate", 0)
                     part.status[row] = status
                 if bar is not None:
