@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
+from matplotlib.figure import Figure
 
 from bench.core.errors import UserError
 from bench.report import figures
@@ -425,6 +426,43 @@ def test_models_name_figures_by_arch(frames):
     assert sorted(slug for slug, _, _ in models(wide)) == ["musicnn", "vgg-w0.5", "vgg-w1"]
 
 
+@pytest.mark.parametrize("widths", [(1 / 3, 0.333333), (0.0625, 0.06250000000000001)])
+def test_two_widths_that_print_alike_with_six_digits_are_two_models_everywhere(tmp_path, widths):
+    """Two widths alike to `:g`'s six digits (1/3 in one spec, 0.333333 in another) had one slug: one
+    model's Fig. 1 replaced the other's, unsaid, and tables, legends and aggregate.csv could not tell them
+    apart."""
+    from bench.report.columns import width_label
+
+    for i, (width, gmac) in enumerate(zip(widths, (10.01, 9.0), strict=True)):
+        for seed in SEEDS:  # the run ids of one configuration apart: other seeds
+            doc = result_doc(("vgg", 12000, 96, 1, "log"), seed + 3 * i, gmac, {t: 0.85 for t in TAGS}, 0.4)
+            doc["config"]["width"] = doc["canonical"]["options"]["width"] = width
+            write_doc(tmp_path, doc)
+    with redirect_stdout(io.StringIO()):
+        cli_main(tmp_path)
+    out = tmp_path / "report"
+    fig1 = sorted(p.name for p in out.glob("fig1_*.png"))
+    assert len(fig1) == 2, fig1
+    aggregate = (out / "aggregate.csv").read_text().splitlines()
+    assert len(aggregate) == 3 and len(set(line.split(",ref")[0] for line in aggregate[1:])) == 2
+    assert sorted(pd.read_csv(out / "aggregate.csv")["width"]) == sorted(widths)  # read back exactly
+    titles = [line for line in (out / "tables.md").read_text().splitlines() if line.startswith("### vgg")]
+    assert len(titles) == 4 and len(set(titles)) == 4, titles  # two sections per model
+    assert width_label(1 / 3) == "1/3" and width_label(0.333333) == "0.333333"
+    assert width_label(0.0625) == "1/16" and width_label(0.06250000000000001) == "0.06250000000000001"
+
+
+def test_the_same_results_give_byte_identical_pdfs(tmp_path):
+    """A PDF had its creation date in it: every rerun of the report changed every PDF."""
+    from bench.report.figures import rendered
+
+    fig = Figure()
+    fig.add_subplot().plot([1, 2], [3, 4])
+    first = rendered(fig, "f")
+    time.sleep(1.1)  # the date is to the second
+    assert rendered(fig, "f")["f.pdf"] == first["f.pdf"] and b"CreationDate" not in first["f.pdf"]
+
+
 def test_only_failed_runs_still_report(tmp_path):
     config = ("vgg", 12000, 96, 1, "log")
     folder = tmp_path / "runs" / run_id(config, 0)
@@ -639,6 +677,19 @@ def test_an_unreadable_result_is_listed_with_its_configuration(tmp_path):
     (lambda d: d["cost"].pop("gmac"), "cost.gmac is None"),  # Fig. 1's log axis
     (lambda d: d["cost"].update(gmac="x"), "cost.gmac is 'x'"),
     (lambda d: d["cost"].update(gmac=0), "cost.gmac is 0, expected a positive number"),  # no log of 0
+    # inf had passed `> 0`: its configuration fell out of Fig. 1 as if no GMAC had been recorded
+    (lambda d: d["cost"].update(gmac=float("inf")), "cost.gmac is inf, expected a positive number"),
+    # a trade-off figure's log axis: 0 had been put on the Pareto front, named in its key, and not drawn
+    (lambda d: d["cost"].update(storage_bytes=0), "cost.storage_bytes is 0, expected a positive number"),
+    (lambda d: d["cost"].update(latency_ms=-1), "cost.latency_ms is -1, expected a positive number"),
+    (lambda d: d["cost"].update(train_seconds="x"), "cost.train_seconds is 'x', expected a finite, non-negative"),
+    (lambda d: d["cost"].update(params=float("nan")), "cost.params is nan, expected a finite, non-negative"),
+    # docs/report.md: per-tag metrics of the wrong type are invalid; "x" had gone into per_tag.csv as is
+    (lambda d: d["metrics"]["per_tag"]["drums"].update(roc_auc="x"),
+     "metrics.per_tag['drums'].roc_auc is 'x', expected a number in [0, 1]"),
+    (lambda d: d["metrics"]["per_tag"]["drums"].update(pr_auc=1.5), "metrics.per_tag['drums'].pr_auc is 1.5"),
+    (lambda d: d["metrics"]["per_tag"]["drums"].pop("roc_auc"), "metrics.per_tag['drums'].roc_auc is None"),
+    (lambda d: d["metrics"]["per_tag"]["drums"].update(positives=-2), "metrics.per_tag['drums'].positives is -2"),
     # JSON's integers are unbounded; a table's column of one beyond int64 holds Python objects
     (lambda d: d["config"].update(seed=10**30), "config.seed is an integer beyond 64 bits"),
     (lambda d: d["config"].update(n_mels=2**63), "config.n_mels is an integer beyond 64 bits"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from fractions import Fraction
 
 import numpy as np
@@ -110,10 +109,17 @@ def as_text(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.apply(lambda column: column.map(str)) if len(frame.columns) else frame.astype(object)
 
 
+def width_text(width: float) -> str:
+    """A model width as the shortest decimal that reads back as it (0.0625, 1, 0.3333333333333333): two
+    widths never print alike (with `:g`, 1/3 and 0.333333 had, and one model's figures replaced the other's)."""
+    return str(np.format_float_positional(float(width), trim="-"))
+
+
 def width_label(width: float) -> str:
-    """A model width as a fraction where it is one: 0.0625 -> "1/16", 0.25 -> "1/4", 1.0 -> "1"."""
+    """A model width as a fraction where it is one: 0.0625 -> "1/16", 0.25 -> "1/4", 1.0 -> "1"; else as
+    `width_text`."""
     fraction = Fraction(float(width)).limit_denominator(1024)
-    return str(fraction) if math.isclose(float(fraction), width, rel_tol=1e-9) else f"{width:g}"
+    return str(fraction) if float(fraction) == float(width) else width_text(width)
 
 
 def config_label(n_mels: int, hop_multiplier: int) -> str:
@@ -142,8 +148,8 @@ def models(aggregated: pd.DataFrame) -> list[tuple[str, str, dict]]:
     for key in keys:
         several_widths = sum(1 for k in keys if (k["dataset"], k["arch"]) == (key["dataset"], key["arch"])) > 1
         slug = (f"{key['dataset']}-" if several_datasets else "") + key["arch"]
-        slug += f"-w{key['width']:g}" if several_widths else ""
-        out.append((slug, f"{key['arch']}, width {key['width']:g}, {key['dataset']}", key))
+        slug += f"-w{width_text(key['width'])}" if several_widths else ""
+        out.append((slug, f"{key['arch']}, width {width_text(key['width'])}, {key['dataset']}", key))
     return out
 
 

@@ -41,6 +41,7 @@ from bench.report.columns import (
     config_label,
     rate_label,
     significant,
+    width_text,
 )
 from bench.report.statistics import front_groups, off_reference
 
@@ -73,13 +74,14 @@ def save(fig: Figure, stem: str | Path) -> list[Path]:
 
 def rendered(fig: Figure, stem: str) -> dict[str, bytes]:
     """`fig` as the files `stem`.png and `stem`.pdf: file name -> bytes. Matplotlib's warning for each
-    character no font has is left out: the report says once which tag names have them (`fonts_for`)."""
+    character no font has is left out: the report says once which tag names have them (`fonts_for`). No
+    creation date in the PDF: the same results give the same files."""
     files = {}
     with mpl.rc_context(STYLE), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font")
-        for fmt in ("png", "pdf"):
+        for fmt, metadata in (("png", None), ("pdf", {"CreationDate": None})):
             buffer = io.BytesIO()
-            fig.savefig(buffer, format=fmt, bbox_inches="tight", pad_inches=0.03)
+            fig.savefig(buffer, format=fmt, bbox_inches="tight", pad_inches=0.03, metadata=metadata)
             files[f"{stem}.{fmt}"] = buffer.getvalue()
     return files
 
@@ -756,7 +758,8 @@ def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac", lost: int = 0) -> Fig
                         fills.add(log)
                         ax.plot(points[cost], 100 * points["roc_auc_mean"], linestyle="none", marker=marker, ms=5,
                                 mec=color, mfc="white" if log == "dB" else color, zorder=3,
-                                label=(f"{arch} w{width:g} " if several_models else "") + f"{rate_khz(rate)} {log}")
+                                label=(f"{arch} w{width_text(width)} " if several_models else "")
+                                + f"{rate_khz(rate)} {log}")
             front = rows[rows[flag]].sort_values([cost, "roc_auc_mean"])
             front_drawn |= len(front) > 1
             ax.step(front[cost], 100 * front["roc_auc_mean"], where="post", color="black", lw=1, ls="--", zorder=2)
@@ -770,7 +773,7 @@ def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac", lost: int = 0) -> Fig
             for r in front.itertuples(index=False):
                 numbered += 1
                 numbers[(r.arch, r.width, r.sample_rate, r.n_mels, r.hop_multiplier, r.log)] = number = numbered
-                name = (f"{r.arch} w{r.width:g} " if several_models else "") \
+                name = (f"{r.arch} w{width_text(r.width)} " if several_models else "") \
                     + f"{config_label(r.n_mels, r.hop_multiplier)} {rate_label(r.sample_rate)} {r.log}"
                 value = COSTS[cost].value(getattr(r, cost))
                 key.append(f"{number}: {name} ({value}, {100 * r.roc_auc_mean:.2f} %)")
@@ -783,7 +786,7 @@ def tradeoff(aggregated: pd.DataFrame, cost: str = "gmac", lost: int = 0) -> Fig
                 ax.set_title(_heading([f"{dataset}: {caption(rows)}"], PAGE_WIDTH - 2.6), loc="left")
             ax.grid(color="0.9", lw=0.5, which="major")
         handles = [Line2D([], [], ls="none", marker=m, mec=c, mfc=c, ms=5,
-                          label=(f"{a} w{w:g} " if several_models else "") + rate_khz(r))
+                          label=(f"{a} w{width_text(w)} " if several_models else "") + rate_khz(r))
                    for (a, w, r), (m, c) in styles.items() if (a, w, r) in drawn]
         handles += [Line2D([], [], ls="none", marker="o", mec="0.3", mfc=fill, ms=5, label=label)
                     for log, fill, label in (("log", "0.3", "log (filled)"), ("dB", "white", "dB (hollow)"))

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from bench.core.framing import PAPER_CLIP_SECONDS
-from bench.report.columns import ARCH_OPTIONS, KEY, METRICS, MODEL, input_label, paper_order, width_label
+from bench.report.columns import ARCH_OPTIONS, KEY, METRICS, MODEL, input_label, paper_order, width_label, width_text
 
 _VGG_MTAT_SOURCE = "paper authors' results page (VGG-CNN, MTAT)"
 _MUSICNN_MTAT_SOURCE = "paper Table IV (MusiCNN, MTAT)"
@@ -173,7 +173,7 @@ def published_skipped(aggregated: pd.DataFrame) -> list[str]:
     frame = _published_matches(aggregated)
     lines = []
     for (dataset, arch, width), rows in frame.groupby(list(MODEL), sort=False):
-        model = f"published comparison skipped for {arch}, width {width:g}, {dataset}"
+        model = f"published comparison skipped for {arch}, width {width_text(width)}, {dataset}"
         left_out = rows[rows["problems"].map(len).gt(0).to_numpy(dtype=bool)]
         if left_out.empty:
             continue

@@ -11,7 +11,7 @@ import pandas as pd
 from bench.core import layout
 from bench.core.errors import UserError
 from bench.core.layout import CHECKPOINT, RESULT, RUNS, SYNTHETIC_DEFAULT_CLIPS, parse_run_id, result_problem
-from bench.core.store import beyond_64_bits, is_passing_fault
+from bench.core.store import beyond_64_bits, is_finite_number, is_passing_fault
 from bench.report.columns import (
     ARCH_OPTIONS,
     CONFIG,
@@ -135,6 +135,10 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and beyond_64_bits(value) is None
 
 
+ON_LOG_AXES = ("gmac", "storage_bytes", "latency_ms")
+"""Cost fields a figure draws on a log axis (the trade-off figures'), where 0 or less has no place."""
+
+
 def report_problem(result: dict) -> str | None:
     """Why an ok result (one that `result_problem` accepts: the grid's done-marker) cannot be read into the
     report's tables (a field of the wrong type, e.g. a hand-edited or foreign file), or None."""
@@ -151,14 +155,26 @@ def report_problem(result: dict) -> str | None:
         if not isinstance(config.get(name), str) or not config[name]:
             return f"config.{name} is {config.get(name)!r}, expected a name"
     gmac = result["cost"].get("gmac")
-    if isinstance(gmac, bool) or not isinstance(gmac, (int, float)) or not gmac > 0:  # Fig. 1's log axis, the front
+    if not is_finite_number(gmac) or not gmac > 0:  # Fig. 1's log axis, the front
         return f"cost.gmac is {gmac!r}, expected a positive number"
+    for name in COST_FIELDS:  # each one a column averaged over seeds; the log axes' (ON_LOG_AXES) above 0
+        value = result["cost"].get(name)
+        if value is not None and not (is_finite_number(value)
+                                      and (value > 0 if name in ON_LOG_AXES else value >= 0)):
+            return (f"cost.{name} is {value!r}, expected a "
+                    f"{'positive' if name in ON_LOG_AXES else 'finite, non-negative'} number")
     width = _config(result, ("width",))["width"]  # the width the tables take: config's, else the options'
     if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
         return f"width is {width!r}, expected a positive number"
     per_tag = result["metrics"].get("per_tag")
     if per_tag is not None and not (isinstance(per_tag, dict) and all(isinstance(v, dict) for v in per_tag.values())):
         return "metrics.per_tag is not an object of per-tag objects"
+    for tag, values in (per_tag or {}).items():
+        for name in ("roc_auc", "pr_auc"):
+            if not (is_finite_number(values.get(name)) and 0 <= values[name] <= 1):
+                return f"metrics.per_tag[{tag!r}].{name} is {values.get(name)!r}, expected a number in [0, 1]"
+        if values.get("positives") is not None and not (_is_int(values["positives"]) and values["positives"] >= 0):
+            return f"metrics.per_tag[{tag!r}].positives is {values['positives']!r}, expected a count"
     if not isinstance(result["metrics"].get("excluded_tags") or [], list):
         return "metrics.excluded_tags is not a list"
     canonical = result.get("canonical")

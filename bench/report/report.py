@@ -41,6 +41,7 @@ from bench.core.store import (
     atomic_write_text,
     atomic_write_together,
     exclusive_lock,
+    is_finite_number,
     remove_temp_files,
 )
 from bench.core.text import printable, quoted, visible
@@ -68,6 +69,7 @@ from bench.report.columns import (  # noqa: F401 - the report's API, in one plac
     rate_label,
     select,
     width_label,
+    width_text,
 )
 from bench.report.published import (  # noqa: F401 - the report's API, in one place
     PUBLISHED,
@@ -158,7 +160,7 @@ class ReportSummary:
                 parts = [f"{METRIC_NAMES[m]} {getattr(r, f'{m}_ours'):.2f} vs {getattr(r, f'{m}_published'):.2f} "
                          f"({getattr(r, f'{m}_diff_pp'):+.2f} pp)"
                          for m in METRICS if np.isfinite(getattr(r, f"{m}_published"))]
-                lines.append(f"  {r.dataset} {r.arch} w{r.width:g} {rate_label(r.sample_rate)} {r.log} "
+                lines.append(f"  {r.dataset} {r.arch} w{width_text(r.width)} {rate_label(r.sample_rate)} {r.log} "
                              f"{config_label(r.n_mels, r.hop_multiplier)} (n={r.n_seeds}): " + ", ".join(parts))
         if not self.matched.empty:
             lines.append("smaller input or narrower network at matched GMAC (ROC-AUC change against 96/x1 at the "
@@ -168,9 +170,10 @@ class ReportSummary:
 
             for r in self.matched.itertuples(index=False):
                 p = "n/a" if not np.isfinite(r.welch_p) else f"{r.welch_p:.3g}"
-                lines.append(f"  {r.dataset} {r.arch} {rate_label(r.sample_rate)} {r.log}: width {r.width:g} "
+                lines.append(f"  {r.dataset} {r.arch} {rate_label(r.sample_rate)} {r.log}: width {width_text(r.width)} "
                              f"({r.gmac:.3g} GMAC) {pp(r.roc_auc_diff)} vs "
-                             f"{config_label(r.input_n_mels, r.input_hop_multiplier)} at width {r.ref_width:g} "
+                             f"{config_label(r.input_n_mels, r.input_hop_multiplier)} "
+                             f"at width {width_text(r.ref_width)} "
                              f"({r.input_gmac:.3g} GMAC) {pp(r.input_roc_auc_diff)}: "
                              + ("tie" if r.loses_less == "tie" else f"{r.loses_less} loses less")
                              + f" (Welch p {p})")
@@ -180,7 +183,11 @@ class ReportSummary:
 
 
 def _csv(frame: pd.DataFrame) -> str:
-    return frame.to_csv(index=False, float_format="%.10g", lineterminator="\n")
+    """Numbers to 10 significant digits; a width as `width_text`, in full: it keys a model, and two widths
+    alike to 10 digits are still two models (runs_not_ok.csv's width may be anything a result.json held)."""
+    widths = {c: frame[c].map(lambda w: width_text(w) if is_finite_number(w) else w)
+              for c in ("width", "ref_width") if c in frame.columns}
+    return frame.assign(**widths).to_csv(index=False, float_format="%.10g", lineterminator="\n")
 
 
 def _seeds_per_dataset(summary: pd.DataFrame, not_ok: pd.DataFrame) -> dict:
@@ -366,11 +373,11 @@ def _write_report(results_dir: Path, out: Path, spec: SpecRuns | None) -> Report
     remove_temp_files(out, STALE_TEMP_SECONDS)  # of killed reports
     files = atomic_write_together(out, outputs)
     _remove_stale(out, files)
-    incomplete = [f"{r.arch} w{r.width:g} {rate_label(r.sample_rate)} {r.log} "
+    incomplete = [f"{r.arch} w{width_text(r.width)} {rate_label(r.sample_rate)} {r.log} "
                   f"{config_label(r.n_mels, r.hop_multiplier)} (n={r.n_seeds}, "
                   f"missing seeds {r.seeds_missing.replace(';', ', ')})"
                   for r in aggregated.itertuples(index=False) if r.seeds_missing]
-    incomplete += [f"{r.arch} w{r.width:g} {rate_label(r.sample_rate)} {r.log} "
+    incomplete += [f"{r.arch} w{width_text(r.width)} {rate_label(r.sample_rate)} {r.log} "
                    f"{config_label(r.n_mels, r.hop_multiplier)} (n=0: every run failed, seeds "
                    f"{r.seeds.replace(';', ', ')})" for r in lost.itertuples(index=False)]
     return ReportSummary(results_dir, out, len(folders) + len(unstarted), len(results), not_ok, len(aggregated),

@@ -18,6 +18,7 @@ from bench.report.columns import (
     paper_order,
     rate_label,
     significant,
+    width_text,
 )
 from bench.report.published import PUBLISHED_SETUP
 from bench.report.statistics import TIE_PP, off_reference, setup_text
@@ -200,7 +201,7 @@ def matched_gmac_tables(matched: pd.DataFrame) -> list[Table]:
     tables = []
     for (dataset, arch, rate, log), rows in matched.groupby(["dataset", "arch", "sample_rate", "log"], sort=False):
         first = rows.iloc[0]
-        top = f"{first.ref_width:g}"
+        top = width_text(first.ref_width)
         groups = [(f"narrower network ({config_label(**REFERENCE)})", ["ROC-AUC %", "Δ pp"]),
                   (f"smaller input (width {top})", ["mels/hop", "GMAC", "ROC-AUC %", "Δ pp"]),
                   ("matched", ["GMAC ratio", "loses less", "p (Welch)"])]
@@ -210,7 +211,7 @@ def matched_gmac_tables(matched: pd.DataFrame) -> list[Table]:
                      config_label(r.input_n_mels, r.input_hop_multiplier), _gmac(r.input_gmac),
                      _pct(r.input_roc_auc_mean, r.input_roc_auc_std), _signed(100 * r.input_roc_auc_diff),
                      f"{r.gmac_ratio:.2f}", r.loses_less, _p(r.welch_p)]
-            body.append((f"{r.width:g}", _gmac(r.gmac), [(text, False) for text in cells]))
+            body.append((width_text(r.width), _gmac(r.gmac), [(text, False) for text in cells]))
         reference = f"{config_label(**REFERENCE)} at width {top}"
         if np.isfinite(first.ref_roc_auc_mean):
             accuracy = _pct(first.ref_roc_auc_mean, first.ref_roc_auc_std)
