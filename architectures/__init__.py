@@ -28,7 +28,14 @@ class UnknownArchitectureError(KeyError):
 
 
 class BuilderError(LookupError):
-    """A registered builder that cannot be found: its module does not import, or has no such function."""
+    """A registered builder that cannot work: its module cannot import a module it needs, it has no such
+    function, or the network it builds lacks what every network exposes (`NETWORK_ATTRIBUTES`)."""
+
+
+NETWORK_ATTRIBUTES = {"input_frames": False, "segments": False, "analytic_macs": True, "embedding_names": False,
+                      "embeddings": True}
+"""What a built network exposes (docs/architectures.md), name -> whether it is a method: the cost counts,
+`bench plan`, `bench embed` and `bench transfer` use them, after a run has trained."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,9 @@ def _registration_problem(arch: Architecture) -> str | None:
     """Why `arch` cannot work, or None: what would otherwise fail later, inside `bench plan` or a run."""
     from architectures import planning
 
+    if not (isinstance(arch.name, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", arch.name)):
+        return ("a name is letters, digits, '_' and '-', starting with a letter or digit: it begins each run's "
+                "folder name, and is a spec's [arch.<name>] table")
     options = arch.options
     if not (dataclasses.is_dataclass(options) and isinstance(options, type)
             and options.__dataclass_params__.frozen):
@@ -87,6 +97,11 @@ def _registration_problem(arch: Architecture) -> str | None:
     if not isinstance(problems, list) or problems:
         return (f"{options.__name__}().validate() must return a list of (field, value, problem) tuples, empty for "
                 f"the defaults; got {problems!r}")
+    try:
+        hash(defaults)
+    except TypeError:  # a list default: a spec that leaves the field out would fail in every command
+        return (f"every default of {options.__name__} must be hashable (a tuple, not a list): options are part "
+                "of a run's identity")
     if not callable(getattr(planning, arch.planner, None)):
         return f"planner {arch.planner!r} is not a function in architectures/planning.py"
     if not re.fullmatch(r"[\w.]+:\w+", arch.builder):
@@ -186,11 +201,22 @@ def build(name: str, input_config: InputConfig, n_tags: int, **options: Any):
     arch = get(name)
     opts = make_options(name, **options)
     module_name, function_name = arch.builder.split(":")
-    builder = getattr(importlib.import_module(module_name), function_name, None)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:  # a package the builder's module needs is not installed
+        raise BuilderError(f"architecture {name!r}: its builder's module {module_name} does not import: {exc}") \
+            from exc
+    builder = getattr(module, function_name, None)
     if not callable(builder):
         raise BuilderError(f"architecture {name!r}: its builder {arch.builder!r} names no function {function_name} "
                            f"in {module_name}")
-    return builder(input_config, n_tags, opts)
+    network = builder(input_config, n_tags, opts)
+    # checked here, before a run trains it: a network without them failed its run after training
+    for attribute, method in NETWORK_ATTRIBUTES.items():
+        if not hasattr(network, attribute) or (method and not callable(getattr(network, attribute))):
+            raise BuilderError(f"architecture {name!r}: the network {arch.builder} builds has no "
+                               f"{attribute}{'()' if method else ''} (docs/architectures.md, adding an architecture)")
+    return network
 
 
 def meta_output_elements(name: str, input_config: InputConfig, n_tags: int, batch: int,

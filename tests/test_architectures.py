@@ -321,8 +321,19 @@ class StringProblems:
         return ["width must be > 0"]
 
 
+@dataclasses.dataclass(frozen=True)
+class ListDefault:
+    width: float = 1.0
+    channels: list = dataclasses.field(default_factory=lambda: [16, 32])
+
+    def validate(self):
+        return []
+
+
 @pytest.mark.parametrize("fields, message", [
     ({"options": Unfrozen}, "options must be a frozen dataclass"),
+    # a spec leaving `channels` out ended every command in "TypeError: unhashable type: 'list'"
+    ({"options": ListDefault}, "every default of ListDefault must be hashable \\(a tuple, not a list\\)"),
     ({"options": NoDefault}, "every field of NoDefault needs a default"),
     ({"options": NoValidate}, "NoValidate needs a validate\\(\\) returning a list of \\(field, value, problem\\)"),
     ({"options": StringProblems}, "StringProblems\\(\\).validate\\(\\) must return a list of \\(field, value, "
@@ -382,6 +393,57 @@ def test_a_builder_in_a_package_of_its_own_is_found_without_running_the_package(
     registering("probe", plan=architectures.planning.vgg_plan, builder="mynets.net:build")
     with pytest.raises(ValueError, match="builder 'mynets.nett:build': no module mynets.nett"):
         registering("probe2", plan=architectures.planning.vgg_plan, builder="mynets.nett:build")
+
+
+@pytest.mark.parametrize("name", ["a/b", "a b", "", "-a", "a.b", "vgg\n", "ä"])
+def test_a_name_that_cannot_begin_a_run_folders_name_is_refused_when_registered(registering, name):
+    """"a/b" registered: its runs trained into runs/a/, their result.json named a run other than their
+    folder's, and every grid set it aside and trained the run again."""
+    with pytest.raises(ValueError, match="a name is letters, digits, '_' and '-'"):
+        registering(name, plan=lambda *args, **options: None)
+    assert name not in architectures.names()
+
+
+@pytest.mark.parametrize("missing", ["input_frames", "segments", "analytic_macs", "embedding_names", "embeddings"])
+def test_a_network_without_what_every_network_exposes_is_one_line_at_its_build(registering, write_spec, capsys,
+                                                                                tmp_path, monkeypatch, missing):
+    """docs/architectures.md: the module exposes input_frames, segments, analytic_macs(), embedding_names
+    and embeddings(). Without one, `bench plan` ended in a traceback, and a grid trained the run and then
+    failed it."""
+    from bench.cli import main
+
+    (tmp_path / f"lacking_{missing}.py").write_text(  # a module per case: one imported stays imported
+        "from architectures import vgg\n\n"
+        "class Lacking(vgg.VGG):\n"
+        "    def __getattribute__(self, name):\n"
+        f"        if name == {missing!r}:\n"
+        "            raise AttributeError(name)\n"
+        "        return super().__getattribute__(name)\n\n"
+        "def build(input_config, n_tags, options):\n"
+        "    network = vgg.build(input_config, n_tags, options)\n"
+        "    network.__class__ = Lacking\n"
+        "    return network\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registering("probe", plan=architectures.planning.vgg_plan, builder=f"lacking_{missing}:build")
+    spec = write_spec('name = "b"\nseeds = 0\n[dataset]\nname = "synthetic"\nclip_seconds = 4.0\n[[grid]]\n'
+                      'arch = "probe"\nsample_rate = 16000\nn_mels = 48\nhop_multiplier = 1\nlog = "log"\n')
+    assert main(["plan", str(spec)]) == 2
+    assert capsys.readouterr().err.startswith(f"bench plan: error: architecture 'probe': the network "
+                                              f"lacking_{missing}:build builds has no {missing}")
+
+
+def test_a_builder_module_that_cannot_import_what_it_needs_is_one_line(registering, write_spec, capsys, tmp_path,
+                                                                       monkeypatch):
+    from bench.cli import main
+
+    (tmp_path / "needs.py").write_text("import not_a_real_package\n\ndef build(input_config, n_tags, options): ...\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registering("probe", plan=architectures.planning.vgg_plan, builder="needs:build")
+    spec = write_spec('name = "b"\nseeds = 0\n[dataset]\nname = "synthetic"\nclip_seconds = 4.0\n[[grid]]\n'
+                      'arch = "probe"\nsample_rate = 16000\nn_mels = 48\nhop_multiplier = 1\nlog = "log"\n')
+    assert main(["plan", str(spec)]) == 2
+    assert capsys.readouterr().err == ("bench plan: error: architecture 'probe': its builder's module needs does not "
+                                       "import: No module named 'not_a_real_package'\n")
 
 
 def test_a_builder_function_its_module_lacks_is_one_line_at_the_first_build(registering, write_spec, capsys):
