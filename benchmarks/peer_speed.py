@@ -21,9 +21,7 @@ second: where the networks' compute differs, the step ratio alone says little of
 
 from __future__ import annotations
 
-import argparse
 import importlib
-import json
 import statistics
 import sys
 import time
@@ -33,7 +31,10 @@ import torch
 from torch import nn
 
 from architectures import InputConfig, build
+from bench.cli import at_least
 from bench.core import framing
+from bench.core.arguments import Parser
+from bench.core.store import atomic_write_json
 from bench.cost.gmac import count_params
 from bench.train.fastpath import fast_path
 from bench.train.frontend import MelFrontend
@@ -127,13 +128,15 @@ def interleaved(steps: dict, rounds: int) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--peer", required=True, help="the `training` folder of a sota-music-tagging-models checkout")
-    parser.add_argument("--batch", type=int, default=16, help="clips per step for both (default 16, the peer's)")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--out", help="also write the numbers as JSON")
+    parser.add_argument("--batch", type=at_least(1), default=16,
+                        help="clips per step for both (default 16, the peer's)")
+    parser.add_argument("--rounds", type=at_least(1), default=5)
+    parser.add_argument("--threads", type=at_least(1), default=None)
+    parser.add_argument("--out", help="also write the numbers as JSON (a .json file)")
     args = parser.parse_args()
+    out = parser.output_file(args.out, "--out", ".json")
     if args.threads:
         torch.set_num_threads(args.threads)
     folder = Path(args.peer).resolve()
@@ -164,8 +167,9 @@ def main() -> int:
               f"{our_label:28s} {median[our_label]:7.2f} s/step ({our_params:,} params, {our_gmac:.3f} GMAC, "
               f"{path.amp_dtype or 'float32'} {layout})   ours {ratio:.2f}x as fast, {mac_ratio:.2f}x the "
               f"multiply-adds per second", flush=True)
-    if args.out:
-        Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out, rows)
     return 0
 
 

@@ -22,19 +22,19 @@ runs it; early stopping would then also have to mask seeds that stop before the 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import dataclasses
-import json
 import statistics
 import time
-from pathlib import Path
 
 import torch
 from torch import nn
 from torch.func import functional_call, replace_all_batch_norm_modules_, stack_module_state, vmap
 
+from bench.cli import at_least, comma_list
+from bench.core.arguments import Parser
+from bench.core.store import atomic_write_json
 from bench.spec import load_spec
 from bench.tools.cases import Case, select_cases, spec_cases
 from bench.tools.perf import _batch
@@ -140,16 +140,21 @@ def measure(case: Case, device: torch.device, seeds: int, batch: int, rounds: in
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--spec", default="specs/paper-mtat-vgg.toml")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=None, help="clips per seed per step (default 32 on CUDA, 8)")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=None, help="steps per round (default 10 on CUDA, 1)")
-    parser.add_argument("--cases", default="smallest,headline")
-    parser.add_argument("--out", default=None)
+    parser.add_argument("--seeds", type=at_least(1), default=3)
+    parser.add_argument("--batch", type=at_least(1), default=None,
+                        help="clips per seed per step (default 32 on CUDA, 8)")
+    parser.add_argument("--rounds", type=at_least(1), default=3)
+    parser.add_argument("--steps", type=at_least(1), default=None, help="steps per round (default 10 on CUDA, 1)")
+    parser.add_argument("--cases", type=comma_list, default=("smallest", "headline"),
+                        help="smallest, headline or both, separated by a comma (default both)")
+    parser.add_argument("--out", default=None, help="also write the numbers as JSON (a .json file)")
     args = parser.parse_args(argv)
+    if unknown := [name for name in args.cases if name not in ("smallest", "headline")]:
+        parser.error(f"argument --cases: {', '.join(map(repr, unknown))}: the cases are smallest and headline")
+    out = parser.output_file(args.out, "--out", ".json")
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
     batch = args.batch or (32 if cuda else 8)
@@ -158,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     named = {"smallest": smallest, "headline": headline}
     rows = []
     print(f"{'case':<28} {'GMAC':>6} {'diff':>8} {'separate s':>11} {'stacked s':>10} {'speedup':>8}")
-    for name in args.cases.split(","):
+    for name in args.cases:
         case = named[name]
         diff = agreement(case, device, args.seeds, min(batch, 4))
         row = {"name": name, "relative_difference": diff,
@@ -166,10 +171,10 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(f"{case.label:<28} {case.gmac_per_input:6.2f} {diff:8.1e} {row['separate_seconds']:11.4f} "
               f"{row['stacked_seconds']:10.4f} {row['speedup']:7.2f}x")
-    if args.out:
-        report = {"device": str(device), "torch": torch.__version__, "rows": rows,
-                  "device_name": torch.cuda.get_device_name(device) if cuda else None}
-        Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out, {"device": str(device), "torch": torch.__version__, "rows": rows,
+                                "device_name": torch.cuda.get_device_name(device) if cuda else None})
     return 0
 
 

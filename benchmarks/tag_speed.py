@@ -11,7 +11,6 @@ exit) and the end-to-end time the command prints (from its start to its last res
 
 from __future__ import annotations
 
-import argparse
 import re
 import statistics
 import subprocess
@@ -21,6 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from bench.cli import at_least
+from bench.core.arguments import Parser
 
 TRACK_SECONDS = 3 * 60 + 27
 RATE = 44100
@@ -35,9 +37,9 @@ def write_track(path: Path) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--track", default="track_3m27.mp3")
-    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--runs", type=at_least(1), default=10)
     parser.add_argument("--model", default="MTT_musicnn")
     args = parser.parse_args()
     track = Path(args.track)

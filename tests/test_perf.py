@@ -1193,3 +1193,33 @@ def test_the_note_on_an_unknown_split_matches_the_fast_path_timed(write_spec, mo
     assert chosen == [not noted]
     note = "note: the train split's size is not known before reading the dataset (a manifest's"
     assert any(line.startswith(note) for line in said) is noted
+
+
+def _benchmark(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, SPECS.parent / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("script, args, message", [
+    ("seed_stack", ["--cases", "smallest,foo"], "argument --cases: 'foo': the cases are smallest and headline"),
+    ("seed_stack", ["--seeds", "0"], "argument --seeds: must be >= 1, got 0"),  # had been torch's empty-stack error
+    ("seed_stack", ["--out", "{file}/x.json"], "--out {file}/x.json: "),  # had been found after the measuring
+    ("seed_stack", ["--out", "numbers.txt"], "a name that does not end in .json"),
+    ("peer_speed", ["--peer", ".", "--out", "{file}/x.json"], "--out {file}/x.json: "),
+    ("peer_speed", ["--peer", ".", "--rounds", "0"], "argument --rounds: must be >= 1, got 0"),
+    ("tag_speed", ["--runs", "0"], "argument --runs: must be >= 1, got 0"),  # had been statistics' error
+])
+def test_a_benchmarks_bad_argument_is_one_line_before_it_measures(tmp_path, monkeypatch, capsys, script, args,
+                                                                  message):
+    in_the_way = tmp_path / "file"
+    in_the_way.write_text("")
+    module = _benchmark(script)
+    monkeypatch.setattr("sys.argv", [f"{script}.py", *(a.format(file=in_the_way) for a in args)])
+    with pytest.raises(SystemExit) as ended:
+        module.main()
+    err = capsys.readouterr().err
+    assert ended.value.code == 2 and err.count("\n") == 1 and message.format(file=in_the_way) in err, err

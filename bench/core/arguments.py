@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from bench.core.errors import one_line
+from bench.core.errors import UserError, one_line
+from bench.core.paths import writable_file
 
 EXIT_USER_ERROR = 2
 """A usage or input error (argparse's own status for a usage error)."""
@@ -15,3 +17,11 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):  # noqa: D102 - argparse's hook
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+    def output_file(self, text: str | None, option: str, suffix: str) -> Path | None:
+        """`text` as a file to write (`writable_file`), checked before any work, else this parser's one-line
+        error; None where the option was not given."""
+        try:
+            return None if text is None else writable_file(text, option, suffix)
+        except UserError as exc:
+            self.error(str(exc))

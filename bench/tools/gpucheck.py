@@ -59,8 +59,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.core.arguments import Parser
-from bench.core.errors import UserError
-from bench.core.paths import writable_file
 from bench.run.gpus import exclusive_gpus, others_on_cuda_device, sharing_note, visible_selection
 from bench.tools.gpucheck_common import TARGETS, Check, Deadline, DeadlineReached, NoData
 from bench.tools.gpucheck_folds import check_folds
@@ -478,10 +476,8 @@ def main(argv: list[str] | None = None) -> int:
     peak = args.bf16_peak_tflops
     if peak is not None and not 0 < peak < float("inf"):  # 0 would read the table, a negative give -13 %
         parser.error(f"argument --bf16-peak-tflops: must be a positive number, got {peak:g}")
-    try:  # before any check: on a machine without CUDA too, where the same command line fails on a GPU box
-        out = writable_file(args.out, "--out", ".json")
-    except UserError as exc:
-        parser.error(str(exc))
+    # before any check: on a machine without CUDA too, where the same command line fails on a GPU box
+    out = parser.output_file(args.out, "--out", ".json")
     import torch
 
     if not torch.cuda.is_available():
