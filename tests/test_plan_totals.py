@@ -114,8 +114,8 @@ def test_plan_prints_the_projection_bench_perf_measured(capsys, tmp_path):
     assert capsys.readouterr().out.splitlines()[-1].startswith("projected: 123.5 GPU-hours")
     perf.write_text(json.dumps({"spec": "another-spec", "projection": {"device_hours": 1.0}}))
     assert main(["plan", str(SPECS / "paper-mtat-vgg.toml"), "--no-fvcore", "--results", str(tmp_path)]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == (
-        f"projected device-hours: not measured (bench perf SPEC --out {tmp_path}/perf/paper-mtat-vgg.json)")
+    assert capsys.readouterr().out.splitlines()[-1].startswith(  # another spec's: not this one's, and kept
+        f"projected device-hours: not read: {tmp_path}/perf/paper-mtat-vgg.json is not the JSON bench perf writes")
     # `make plan RESULTS=DIR` reads what `make perf RESULTS=DIR` wrote (it passed no --results)
     made = subprocess.run(["make", "--no-print-directory", "-n", "plan", f"RESULTS={tmp_path}", "STAMP="],
                           capture_output=True, text=True, cwd=SPECS.parent, check=True).stdout
@@ -266,18 +266,36 @@ def test_a_perf_file_of_another_shape_is_not_a_projection(tmp_path):
     {"device_hours": float("inf"), "assumptions": {"epochs_per_run": 30}},
     {"device_hours": 10**400, "assumptions": {"epochs_per_run": 30}},  # JSON's integers have no bound
     {"device_hours": 2.5, "runs": 10**400, "assumptions": {"epochs_per_run": 30}},
-], ids=["no-epochs", "strings", "epochs-string", "runs-fraction", "infinite", "hours-past-float", "runs-past-float"])
+    # an empty projection had been read as one with nothing measured: "not measured", and no error with --perf
+    {}, {"device_hours": None, "assumptions": {"epochs_per_run": None}},
+], ids=["no-epochs", "strings", "epochs-string", "runs-fraction", "infinite", "hours-past-float", "runs-past-float",
+        "empty", "nones"])
 def test_a_perf_file_with_fields_bench_perf_never_writes_is_not_read(capsys, tmp_path, projection):
     """A perf JSON for the spec whose projection holds what `bench perf` never writes (hand-edited or
     foreign): `bench plan` beside it prints no projection (it ended in a TypeError or ValueError while
-    formatting it), and named with --perf it is a one-line error."""
+    formatting it) but says the file is not read, and named with --perf it is a one-line error."""
     perf = tmp_path / "perf" / "paper-mtat-vgg.json"
     perf.parent.mkdir()
     perf.write_text(json.dumps({"spec": "paper-mtat-vgg", "device": "cuda", "projection": projection}))
     assert main(["plan", str(SPECS / "paper-mtat-vgg.toml"), "--no-fvcore", "--results", str(tmp_path)]) == 0
-    assert capsys.readouterr().out.splitlines()[-1].startswith("projected device-hours: not measured")
+    assert capsys.readouterr().out.splitlines()[-1].startswith(f"projected device-hours: not read: {perf} is not")
     assert main(["plan", str(SPECS / "paper-mtat-vgg.toml"), "--no-fvcore", "--perf", str(perf)]) == 2
     assert "not the JSON `bench perf --out` writes" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text", ['{"spec": "paper-mtat-vgg", "projection": {',
+                                  '{"spec": "other", "projection": null}'], ids=["truncated", "another-spec"])
+def test_a_perf_file_at_the_default_path_that_is_not_this_specs_is_said_to_be_unread(capsys, tmp_path, text):
+    """A damaged file, or another spec's of the same file name, at results/perf/<stem>.json read "not
+    measured (bench perf SPEC --out <that file>)": advice to replace it, as if nothing were there."""
+    perf = tmp_path / "perf" / "paper-mtat-vgg.json"
+    perf.parent.mkdir()
+    perf.write_text(text)
+    assert main(["plan", str(SPECS / "paper-mtat-vgg.toml"), "--no-fvcore", "--results", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"projected device-hours: not read: {perf} is not the JSON bench perf writes for spec 'paper-mtat-vgg' "
+        "(damaged, edited, or another spec's); bench perf SPEC --out FILE measures it, bench plan SPEC --perf FILE "
+        "reads it")
 
 
 def test_a_perf_file_nested_past_the_parsers_depth_is_not_a_projection(capsys, tmp_path):
@@ -285,7 +303,7 @@ def test_a_perf_file_nested_past_the_parsers_depth_is_not_a_projection(capsys, t
     perf.parent.mkdir()
     perf.write_text("[" * 200_000 + "]" * 200_000)  # json.loads raises RecursionError, not ValueError
     assert main(["plan", str(SPECS / "paper-mtat-vgg.toml"), "--no-fvcore", "--results", str(tmp_path)]) == 0
-    assert capsys.readouterr().out.splitlines()[-1].startswith("projected device-hours: not measured")
+    assert capsys.readouterr().out.splitlines()[-1].startswith("projected device-hours: not read")
 
 
 def test_a_network_too_large_for_fvcore_to_run_here_is_one_line(capsys, write_spec, monkeypatch):

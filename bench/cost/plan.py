@@ -172,7 +172,7 @@ def measured_projection(spec: Spec, perf_json: str | Path) -> dict | None:
              "path": str(perf_json)}
     # what `format_totals` prints must be what bench perf writes (a hand-edited or foreign file is not read)
     hours, epochs, runs = found["device_hours"], found["epochs_per_run"], found["runs"]
-    typed = (_positive(hours) or hours is None) and (_positive(epochs) or epochs is None and hours is None)
+    typed = _positive(hours) and _positive(epochs)  # bench perf's projection always has both
     typed = typed and (runs is None or _positive(runs) and isinstance(runs, int))
     typed = typed and all(found[name] is None or isinstance(found[name], str) for name in ("device", "device_name"))
     return found if typed else None
@@ -201,9 +201,19 @@ def grid_totals(spec: Spec, rows: list[dict[str, Any]], perf_json: str | Path | 
         # best.pt of every run: its float32 parameters (the BatchNorm statistics add a fraction of a percent)
         "weights_bytes": sum(4 * int(r["params"]) for r in rows) * seeds,
         "largest_weights_bytes": max(4 * int(r["params"]) for r in rows),
-        "projection": measured_projection(spec, perf_json) if perf_json else None,
+        "projection": (projection := measured_projection(spec, perf_json) if perf_json else None),
         "perf_json": str(perf_json) if perf_json else None,
+        # a file there, but not bench perf's JSON for this spec (damaged, hand-edited, or another spec's of
+        # the same file name): not "not measured", whose advice would replace it
+        "perf_json_unread": projection is None and perf_json is not None and _is_file(perf_json),
     }
+
+
+def _is_file(path: str | Path) -> bool:
+    try:
+        return Path(path).is_file()
+    except OSError:  # a name too long for the file system, say: no file there
+        return False
 
 
 def plural(n: int, noun: str) -> str:
@@ -247,6 +257,10 @@ def format_totals(spec: Spec, totals: dict[str, Any]) -> list[str]:
                      f"run (measured by bench perf: {projection['path']})")
     elif why := unknown_split_why(spec.dataset):
         lines.append(f"projected device-hours: none before the dataset is read ({why})")
+    elif totals.get("perf_json_unread"):
+        lines.append(f"projected device-hours: not read: {totals['perf_json']} is not the JSON bench perf writes for "
+                     f"spec {spec.name!r} (damaged, edited, or another spec's); bench perf SPEC --out FILE measures "
+                     "it, bench plan SPEC --perf FILE reads it")
     else:
         where = totals.get("perf_json") or "results/perf/<spec>.json"
         lines.append(f"projected device-hours: not measured (bench perf SPEC --out {where})")
