@@ -189,6 +189,28 @@ def test_a_synthetic_set_not_generated_yet_is_described_from_its_plan(tmp_path, 
     assert all(stopped[key] == generated[key] for key in ("splits", "tags", "positives", "excluded"))
 
 
+def test_a_synthetic_folder_the_grid_would_refuse_to_generate_into_stops_bench_dataset(tmp_path, write_spec,
+                                                                                        capsys):
+    """docs/datasets.md: exit 0 where the grid could run, 2 where it could not. A synthetic path holding
+    someone's MP3, or a file in the way, read "`bench grid` generates it first", exit 0, where `bench grid`
+    (and its dry run) refuse it."""
+    root = tmp_path / "syn"
+    (root / "0").mkdir(parents=True)
+    (root / "0" / "song.mp3").write_bytes(b"ID3")
+    spec = spec_for(write_spec, "synthetic", root, "clips = 40\nclip_seconds = 2.0")
+    assert main(["dataset", spec]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"bench dataset: error: {spec}: the grid cannot run on {root}: {root}: holds files "
+                          "`bench synth` did not write (0/song.mp3)") and err.count("\n") == 1
+    in_the_way = tmp_path / "file"
+    in_the_way.write_text("")
+    spec = spec_for(write_spec, "synthetic", in_the_way / "syn", "clips = 40\nclip_seconds = 2.0")
+    assert main(["dataset", spec, "--json"]) == 2
+    report = json.loads(capsys.readouterr().out)
+    (blocker,) = report["blockers"]
+    assert not report["can_run"] and "dataset.path" in blocker and str(in_the_way) in blocker
+
+
 def test_a_tag_holding_a_comma_reads_as_one_tag(tmp_path, write_spec, capsys):
     """Tags were listed joined with ", ", so the manifest tag `rock, pop` read as two tags, `rock` and
     `pop`, beside the one tag `folk`. A tag holding a comma is now written in double quotes, as CSV

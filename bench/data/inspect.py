@@ -37,6 +37,9 @@ class DatasetReport:
     warnings: list[str] = field(default_factory=list)
     regenerated: bool = False
     """A synthetic folder that is not the dataset the spec asks for: the grid generates it anew first."""
+    not_generated: str | None = None
+    """Why the grid cannot generate that folder (one it cannot write in, or one holding files `bench
+    synth` did not write: the grid stops there), or None."""
 
     def scorable(self, split: str) -> list[str]:
         """The tags of `split` that have an ROC-AUC on the clips whose audio was found: some clips with the
@@ -47,10 +50,11 @@ class DatasetReport:
     @property
     def blockers(self) -> list[str]:
         """Why the grid cannot run (empty: it can): a split without usable audio; a validation or test split
-        without a scorable tag, where every run would fail at its first validation or at its test. None
-        for a folder the grid generates anew: what is there now says nothing of it."""
+        without a scorable tag, where every run would fail at its first validation or at its test. For a
+        folder the grid generates anew, only what stops its generating: what is there now says nothing of
+        the dataset."""
         if self.regenerated:
-            return []
+            return [self.not_generated] if self.not_generated else []
         usable = self.audio["usable"]
         empty = [s for s in SPLITS if usable[s] == 0]
         reasons = [f"no usable audio in the {', '.join(empty)} split(s)"] if empty else []
@@ -163,15 +167,31 @@ def inspect_spec(spec, data: str | None) -> DatasetReport:
     root = dataset_root(spec.dataset, data, spec.path)
     if spec.dataset.name == "synthetic" and not spec.dataset.split_file and not (Path(root) / ANNOTATIONS).is_file() \
             and not Path(root).is_file():  # not there, or a folder without it (empty, or a generation stopped early)
-        return planned_synthetic(spec.dataset, Path(root))
-    index = load_index(spec.dataset, Path(root), generate=False, progress=False, check_audio=False)
-    report = describe(index)
-    if spec.dataset.name == "synthetic" and not synthetic_is_current(Path(root), spec.dataset):
-        report.regenerated = True
-        report.warnings.insert(0, "not the complete synthetic dataset the spec asks for (other clips, seed or "
-                                  "clip_seconds, an older generator, or files missing): `bench grid` generates it "
-                                  "first; this report describes what is there now")
+        report = planned_synthetic(spec.dataset, Path(root))
+    else:
+        index = load_index(spec.dataset, Path(root), generate=False, progress=False, check_audio=False)
+        report = describe(index)
+        if spec.dataset.name == "synthetic" and not synthetic_is_current(Path(root), spec.dataset):
+            report.regenerated = True
+            report.warnings.insert(0, "not the complete synthetic dataset the spec asks for (other clips, seed or "
+                                      "clip_seconds, an older generator, or files missing): `bench grid` generates "
+                                      "it first; this report describes what is there now")
+    if report.regenerated:  # as the grid checks the folder before generating (`bench grid --dry-run` says it too)
+        report.not_generated = generation_blocked(Path(root), "--data" if data else f"{spec.path}: dataset.path")
     return report
+
+
+def generation_blocked(root: Path, option: str) -> str | None:
+    """Why the synthetic dataset cannot be generated at `root` (`option` names where it was given), or None."""
+    from bench.core.errors import UserError, one_line
+    from bench.core.paths import writable_folder
+    from bench.data.synthetic import generation_problem
+
+    try:
+        writable_folder(root, option)
+    except UserError as exc:
+        return one_line(exc)
+    return generation_problem(root)
 
 
 def planned_synthetic(dataset, root: Path) -> DatasetReport:
