@@ -184,6 +184,39 @@ def test_a_corrupt_archive_is_one_line_and_names_what_to_delete(tmp_path, server
     assert err.count("\n") == 1
     assert f"mp3.zip.001 + mp3.zip.002 + mp3.zip.003 in {root}: not a valid zip (" in err
     assert "delete the parts and download again" in err and not (root / EXTRACTED_MARKER).exists()
+    # the member whose CRC failed had been left where the dataset is read, truncated (262,144 of its bytes)
+    assert not (root / "0" / "first.mp3").exists() and not list(root.rglob("*.unpacking"))
+
+
+def test_a_disk_that_fills_while_unpacking_leaves_no_truncated_file_where_the_dataset_is_read(tmp_path, server,
+                                                                                             monkeypatch):
+    from bench.data import download
+
+    copy = download.shutil.copyfileobj
+
+    def fills_at_the_second(source, out, length=0):
+        if out.name.endswith("second.mp3.unpacking"):
+            out.write(source.read(100))
+            raise OSError(28, "No space left on device")
+        copy(source, out, length)
+
+    monkeypatch.setattr(download.shutil, "copyfileobj", fills_at_the_second)
+    root = tmp_path / "mtat"
+    with pytest.raises(UserError, match="No space left on device"):
+        download_mtat(root, base_url=server.url)
+    assert (root / "0" / "first.mp3").read_bytes() == FILES["0/first.mp3"]  # unpacked whole before it
+    assert not (root / "c" / "second.mp3").exists() and not list(root.rglob("*.unpacking"))
+
+
+def test_an_audio_folder_that_is_the_users_link_to_another_disk_is_unpacked_into(tmp_path, server):
+    """The folder 0/ a link the user made to another disk: "refusing to extract '0/first.mp3' outside",
+    after the parts' 3 GB had been fetched. A name leading out of the folder is still refused (below)."""
+    root, elsewhere = tmp_path / "mtat", tmp_path / "big-disk" / "0"
+    elsewhere.mkdir(parents=True)
+    root.mkdir()
+    (root / "0").symlink_to(elsewhere)
+    download_mtat(root, base_url=server.url)
+    assert (elsewhere / "first.mp3").read_bytes() == FILES["0/first.mp3"]
 
 
 @pytest.mark.parametrize("error, hint", [(OSError(28, "No space left on device"), True),

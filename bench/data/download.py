@@ -27,6 +27,7 @@ import http.client
 import io
 import os
 import re
+import shutil
 import tarfile
 import urllib.error
 import urllib.request
@@ -171,18 +172,45 @@ class JoinedParts(io.RawIOBase):
 
 
 def safe_extract(archive: Path | Sequence[Path], target: Path) -> int:
-    """Extract every member of `archive` (a zip, or the parts of a split one) under `target`; refuse
-    paths that escape it."""
+    """Extract every member of `archive` (a zip, or the parts of a split one) under `target`, each file
+    whole or not at all (`_unpack`); refuse paths that escape it."""
     target = target.resolve()
     source = JoinedParts(archive) if isinstance(archive, (list, tuple)) else archive
     with zipfile.ZipFile(io.BufferedReader(source, CHUNK) if isinstance(source, JoinedParts) else source) as zf:
         members = zf.infolist()
-        for member in members:
-            destination = (target / member.filename).resolve()
-            if target != destination and target not in destination.parents:
+        places = [_inside(target, member.filename) for member in members]
+        for member, place in zip(members, places, strict=True):
+            if place is None:
                 raise UserError(f"{_name(archive)}: refusing to extract {member.filename!r} outside {target}")
-        zf.extractall(target)
+        for member, place in zip(members, places, strict=True):
+            if member.is_dir():
+                place.mkdir(parents=True, exist_ok=True)
+            else:
+                with zf.open(member) as data:  # its CRC is checked as its last bytes are read
+                    _unpack(data, place)
     return len(members)
+
+
+def _inside(target: Path, name: str) -> Path | None:
+    """Where member `name` goes under `target`, or None where its name leads out of it (`..`, an absolute
+    path). Read from the name alone: a folder there that is the user's link to another disk is theirs
+    to make (an archive's own links are refused, or not made)."""
+    place = Path(os.path.normpath(target / name))
+    return place if place == target or target in place.parents else None
+
+
+def _unpack(data, place: Path) -> None:
+    """A member's bytes at `place`, whole or not at all: written beside it and renamed. A member that
+    fails as it is read (a bad CRC, a full disk) left a truncated file where the dataset is read."""
+    place.parent.mkdir(parents=True, exist_ok=True)
+    partial = place.with_name(place.name + ".unpacking")
+    try:
+        with open(partial, "wb") as out:
+            shutil.copyfileobj(data, out, CHUNK)
+        os.replace(partial, place)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def _name(archive: Path | Sequence[Path]) -> str:
@@ -230,17 +258,17 @@ def safe_extract_tar(archive: Path, target: Path) -> int:
     try:
         with tarfile.open(archive) as tar:
             members = tar.getmembers()
-            for member in members:
-                destination = (target / member.name).resolve()
-                outside = target != destination and target not in destination.parents
-                if outside or not (member.isfile() or member.isdir()):
+            places = [_inside(target, member.name) for member in members]
+            for member, place in zip(members, places, strict=True):
+                if place is None or not (member.isfile() or member.isdir()):
                     raise UserError(f"{archive}: refusing to extract {member.name!r} (outside {target}, or not a "
                                     "regular file)")
-            # Python's "data" filter (3.10.12+) refuses what the check above refuses; passing it keeps
-            # 3.12 and 3.13 from warning that 3.14 applies it by default
-            safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-            for member in members:
-                tar.extract(member, target, set_attrs=False, **safe)
+            for member, place in zip(members, places, strict=True):
+                if member.isdir():
+                    place.mkdir(parents=True, exist_ok=True)
+                else:
+                    with tar.extractfile(member) as data:
+                        _unpack(data, place)
     except tarfile.TarError as exc:
         raise UserError(f"{archive}: not a valid tar archive ({exc}); delete it and run again") from None
     except OSError as exc:
