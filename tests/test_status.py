@@ -146,7 +146,8 @@ def test_status_json_and_progress_line(tmp_path, capsys):
     for seed in (7, 8):
         (tmp_path / spec.name / layout.RUNS / spec.runs()[0].run_id.replace("-s0-", f"-s{seed}-")).mkdir()
     assert main(["status", str(SPEC), "--results", str(tmp_path)]) == 0
-    assert "also 2 run folder(s) the spec no longer names" in capsys.readouterr().out
+    assert "also 2 run folder(s) the spec does not name (an earlier version of it, or another spec of the same " \
+           "name)" in capsys.readouterr().out
     assert main(["status", str(SPEC), "--results", str(tmp_path), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["not_in_spec"] == 2 and sum(doc["counts"].values()) == 6
@@ -329,7 +330,7 @@ def test_a_run_the_edited_spec_no_longer_names_is_said_running_while_a_worker_tr
         doc = json.loads(capsys.readouterr().out)
         assert doc["not_in_spec"] == 1 and doc["not_in_spec_running"] == [removed.name]
         assert main(["status", str(SPEC), "--results", str(tmp_path)]) == 0
-        assert f"  of those, running now: {removed.name} (a grid started before the spec changed" in (
+        assert f"  of those, running now: {removed.name} (a grid of that other version trains its own runs)" in (
             capsys.readouterr().out)
     finally:
         lock.release()

@@ -286,11 +286,11 @@ def format_status(status: GridStatus, max_epochs: int) -> str:
         lines.append(f"  invalid result.json: {first_of(invalid, SHOWN_RUNS)} (the next bench grid sets it aside "
                      f"and redoes the run){every if len(invalid) > SHOWN_RUNS else ''}")
     if status.not_in_spec:
-        lines.append(f"  also {status.not_in_spec} run folder(s) the spec no longer names (an earlier version of "
-                     "it): kept, and left out of its report")
+        lines.append(f"  also {status.not_in_spec} run folder(s) the spec does not name (an earlier version of "
+                     "it, or another spec of the same name): kept, and left out of its report")
     if status.not_in_spec_running:
-        lines.append(f"  of those, running now: {', '.join(status.not_in_spec_running)} (a grid started before "
-                     "the spec changed trains the spec it started with)")
+        lines.append(f"  of those, running now: {', '.join(status.not_in_spec_running)} (a grid of that other "
+                     "version trains its own runs)")
     left = sum(n for s, n in status.counts.items() if s not in ("done", "failed"))
     eta = "nothing left" if not left else f"ETA {duration(status.eta_seconds)} ({status.eta_basis})"
     lines.append(f"elapsed {duration(status.elapsed_seconds)}; {eta}")
