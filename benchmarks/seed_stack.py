@@ -34,6 +34,7 @@ from torch.func import functional_call, replace_all_batch_norm_modules_, stack_m
 
 from bench.cli import at_least, comma_list
 from bench.core.arguments import Parser
+from bench.core.errors import UserError
 from bench.core.store import atomic_write_json
 from bench.spec import load_spec
 from bench.tools.cases import Case, select_cases, spec_cases
@@ -155,11 +156,15 @@ def main(argv: list[str] | None = None) -> int:
     if unknown := [name for name in args.cases if name not in ("smallest", "headline")]:
         parser.error(f"argument --cases: {', '.join(map(repr, unknown))}: the cases are smallest and headline")
     out = parser.output_file(args.out, "--out", ".json")
-    device = resolve_device(args.device)
+    try:  # a spec that is not there or not valid, --device cuda without a GPU: one line
+        device = resolve_device(args.device)
+        spec = load_spec(args.spec)
+    except UserError as exc:
+        parser.error(str(exc))
     cuda = device.type == "cuda"
     batch = args.batch or (32 if cuda else 8)
     steps = args.steps or (10 if cuda else 1)
-    headline, smallest, _ = select_cases(spec_cases(load_spec(args.spec)), 1)
+    headline, smallest, _ = select_cases(spec_cases(spec), 1)
     named = {"smallest": smallest, "headline": headline}
     rows = []
     print(f"{'case':<28} {'GMAC':>6} {'diff':>8} {'separate s':>11} {'stacked s':>10} {'speedup':>8}")

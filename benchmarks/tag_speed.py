@@ -33,7 +33,10 @@ def write_track(path: Path) -> None:
 
     plans = plan_clips(16, seed=0)
     left, right = (synthesize(plans[i], 0, TRACK_SECONDS, RATE) for i in (3, 8))
-    sf.write(path, np.stack([left, right], axis=1), RATE, format="MP3")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial.mp3")  # a killed write leaves no half track to time
+    sf.write(partial, np.stack([left, right], axis=1), RATE, format="MP3")
+    partial.replace(path)
 
 
 def main() -> int:
@@ -44,8 +47,11 @@ def main() -> int:
     args = parser.parse_args()
     track = Path(args.track)
     if not track.exists():
-        write_track(track)
-    info = sf.info(track)
+        write_track(parser.output_file(track, "--track", ".mp3"))
+    try:
+        info = sf.info(track)
+    except (sf.LibsndfileError, OSError) as exc:  # a folder, or not audio
+        parser.error(f"--track {track}: not a recording libsndfile reads ({exc})")
     print(f"{track}: {info.duration:.1f} s, {info.samplerate} Hz, {info.channels} channels, {info.format}")
     bench = Path(sys.executable).with_name("bench")
     process, printed = [], []

@@ -1212,11 +1212,15 @@ def _benchmark(name: str):
     ("peer_speed", ["--peer", ".", "--out", "{file}/x.json"], "--out {file}/x.json: "),
     ("peer_speed", ["--peer", ".", "--rounds", "0"], "argument --rounds: must be >= 1, got 0"),
     ("tag_speed", ["--runs", "0"], "argument --runs: must be >= 1, got 0"),  # had been statistics' error
+    # these had been tracebacks too: a spec not there or not TOML, a file that is not audio as the track
+    ("seed_stack", ["--spec", "{file}/nope.toml"], "nope.toml: spec file not found"),
+    ("seed_stack", ["--spec", "{file}"], "not valid TOML"),
+    ("tag_speed", ["--track", "{file}"], "--track {file}: not a recording libsndfile reads"),
 ])
 def test_a_benchmarks_bad_argument_is_one_line_before_it_measures(tmp_path, monkeypatch, capsys, script, args,
                                                                   message):
     in_the_way = tmp_path / "file"
-    in_the_way.write_text("")
+    in_the_way.write_text("[not toml")
     module = _benchmark(script)
     monkeypatch.setattr("sys.argv", [f"{script}.py", *(a.format(file=in_the_way) for a in args)])
     with pytest.raises(SystemExit) as ended:
