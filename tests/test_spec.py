@@ -126,6 +126,19 @@ def _all_variants(run):
         yield dataclasses.replace(run, protocol=dataclasses.replace(run.protocol, **{f.name: changed}))
 
 
+def test_one_split_folder_spelt_relative_to_the_root_in_several_ways_is_one_run(write_spec):
+    """`sp`, `./sp/` and `sp//` name one folder under the dataset root: each had given other run ids, so
+    finished runs were trained again. Another folder, or an absolute path, is another identity."""
+    run = load_spec(write_spec(MINIMAL_SPEC)).runs()[0]
+
+    def with_split(split_file):
+        return dataclasses.replace(run, dataset=dataclasses.replace(run.dataset, split_file=split_file)).run_id
+
+    assert with_split("splits/split-3") == with_split("./splits/split-3/") == with_split("splits//split-3")
+    assert len({with_split("splits/split-3"), with_split("splits/split-2"), with_split("/data/splits/split-3"),
+                run.run_id}) == 4
+
+
 def test_run_id_changes_with_any_field(write_spec):
     run = load_spec(write_spec(MINIMAL_SPEC)).runs()[0]
     variants = list(_all_variants(run))

@@ -5,6 +5,7 @@ data never needs the spec parser or the architectures."""
 from __future__ import annotations
 
 import dataclasses
+import posixpath
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,9 @@ class DatasetSpec:
             del ident["split"]
         if self.split_file is None:
             del ident["split_file"]
+        else:  # one folder, one identity: `./sp/` is `sp` (an absolute path stays one: where the root is
+            # is not identity, so it cannot be made relative to it)
+            ident["split_file"] = posixpath.normpath(self.split_file)
         if self.subset is None:
             del ident["subset"]
         if self.name == "jamendo" and self.n_tags < JAMENDO_TAGS.get(self.subset or "top50tags", 0):
