@@ -753,14 +753,17 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, or a usage error (already printed, one line)
         return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
     args.started = started
-    from bench.core.interrupts import terminate_as_interrupt
+    from bench.core.interrupts import interrupts_noted, terminate_as_interrupt
     from bench.core.store import is_resource_error, resource_cause
 
     terminated = bool  # bool() is False: no SIGTERM came before the command ran
     try:
-        with terminate_as_interrupt() as terminated:  # a SIGTERM stops a command as Ctrl-C does
-            refuse_empty_paths(parser, args)
-            return args.func(args)
+        with terminate_as_interrupt() as terminated, interrupts_noted() as lost:  # a SIGTERM stops a command as
+            refuse_empty_paths(parser, args)  # Ctrl-C does
+            status = args.func(args)
+            if lost():  # a Ctrl-C or SIGTERM raised where Python could only print it: the command went on
+                raise KeyboardInterrupt
+            return status
     except KeyboardInterrupt as exc:  # Ctrl-C: say what a rerun does, where work is kept
         if isinstance(exc, Interrupted):
             say(f"bench {args.command}: interrupted; {one_line(exc)}")

@@ -143,3 +143,47 @@ def test_a_watched_process_that_ended_unreaped_counts_as_ended():
         assert ended.wait(10), "a process that ended but was not reaped still counted as running"
     finally:
         child.wait()
+
+
+def _lost_in_a_callback(number: int):
+    """A command whose signal lands while Python runs a weakref's callback (as matplotlib's drawing sets
+    them off): the KeyboardInterrupt raised there is printed as "Exception ignored", and the command
+    went on to its end, exit 0."""
+    import weakref
+
+    def command(args) -> int:
+        class Drawn:
+            pass
+
+        drawn = Drawn()
+
+        def callback(ref):
+            signal.pthread_kill(threading.main_thread().ident, number)
+            sum(range(1000))  # the handler runs here, inside the callback
+
+        ref = weakref.ref(drawn, callback)
+        del drawn  # the callback runs now
+        assert ref() is None
+        return 0
+
+    return command
+
+
+@pytest.mark.parametrize("number, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_python_could_only_print_still_stops_the_command_in_one_line(monkeypatch, capsys, number, status):
+    from bench import cli
+
+    monkeypatch.setattr(cli, "cmd_status", _lost_in_a_callback(number))
+    assert cli.main(["status", "any.toml"]) == status
+    assert capsys.readouterr().err == "bench status: interrupted\n"  # no "Exception ignored ... Traceback"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_command_started_with_ctrl_c_ignored_keeps_it_ignored(monkeypatch):
+    from bench import cli
+
+    seen = []
+    monkeypatch.setattr(cli, "cmd_status", lambda args: seen.append(signal.getsignal(signal.SIGINT)) or 0)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # `bench grid ... &` in a script: the shell ignores it for it
+    assert cli.main(["status", "any.toml"]) == 0
+    assert seen == [signal.SIG_IGN] and signal.getsignal(signal.SIGINT) == signal.SIG_IGN

@@ -20,6 +20,7 @@ import contextlib
 import os
 import select
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -94,6 +95,42 @@ def terminate_as_interrupt() -> Iterator[Callable[[], bool]]:
             signal.signal(signal.SIGTERM, previous)
         finally:  # also when a SIGTERM lands just before the line above
             _terminations.remove(came)
+
+
+@contextlib.contextmanager
+def interrupts_noted() -> Iterator[Callable[[], bool]]:
+    """Within: Ctrl-C raises KeyboardInterrupt as Python's own handler does, and is noted. Yields whether
+    one came (or a SIGTERM's, `terminate_as_interrupt`) that was then lost: raised while Python runs a
+    callback of its own (a weakref's or a finaliser, as matplotlib's drawing sets off), it is printed
+    as "Exception ignored" and the command goes on, to exit 0 as if never stopped. Such a one is noted
+    without the print, and the caller stops as for any Ctrl-C. Where Ctrl-C is ignored (started in the
+    background) or outside the main thread nothing changes."""
+    came = threading.Event()
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield came.is_set
+        return
+
+    def note(signum, frame):
+        came.set()
+        raise KeyboardInterrupt
+
+    def unraisable(lost, default=sys.unraisablehook) -> None:
+        if isinstance(lost.exc_value, KeyboardInterrupt):
+            came.set()
+        else:
+            default(lost)
+
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = unraisable
+    previous = signal.signal(signal.SIGINT, note)
+    try:
+        yield came.is_set
+    finally:
+        try:
+            signal.signal(signal.SIGINT, previous)
+        finally:
+            sys.unraisablehook = previous_hook
 
 
 _job_ending = threading.Event()
