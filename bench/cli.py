@@ -244,7 +244,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     for task in args.task or []:
         from bench.data.synthetic.tasks import write_task
 
-        print(f"downstream task {task!r}: {write_task(args.out, task)}")
+        print(f"downstream task {task!r}: {write_task(args.out, task, args.clips, args.seed)}")
     return 0
 
 

@@ -487,6 +487,31 @@ def test_a_replaced_dataset_takes_its_task_files_with_it(tmp_path):
     assert not task.exists()
 
 
+def test_a_task_file_is_written_only_for_the_dataset_its_bench_synth_generated(tmp_path, capsys, monkeypatch):
+    """Two `bench synth` into one folder: the first's --task file was written after the second had
+    replaced its dataset, labelling clips of another seed (both exit 0), where transfer would have read
+    it. It is written under the generator's lock, for the dataset the command generated, or refused."""
+    from bench.cli import main
+    from bench.core.errors import UserError
+    from bench.data.synthetic import tasks
+
+    out = tmp_path / "d"
+    write_task = tasks.write_task
+
+    def replaced_first(out_dir, task, clips=None, seed=None):  # the other `bench synth` gets the lock first
+        synthetic.generate(out, clips=6, seed=1, clip_seconds=2.0, workers=1, progress=False)
+        return write_task(out_dir, task, clips, seed)
+
+    monkeypatch.setattr(tasks, "write_task", replaced_first)
+    assert main(["synth", "--out", str(out), "--clips", "8", "--seconds", "2", "--seed", "2", "--task", "mode"]) == 2
+    assert capsys.readouterr().err.startswith(f"bench synth: error: {out}: another `bench synth` replaced the "
+                                              "dataset meanwhile (6 clips, seed 1, where this one generated 8 clips, "
+                                              "seed 2)")
+    assert not (out / "mode.csv").exists()
+    with pytest.raises(UserError, match="not a complete synthetic dataset"):
+        write_task(tmp_path / "nothing-here", "mode")
+
+
 def test_bench_synth_says_what_it_generated_and_what_it_replaced(tmp_path, capsys):
     """`bench synth --out DIR` on a folder of another dataset (the demo's data/synthetic, 400 clips) makes
     it anew: the line says so, as `bench grid` does, and a second call says nothing was generated."""

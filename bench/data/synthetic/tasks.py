@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.core.errors import UserError
-from bench.core.store import atomic_write_bytes
-from bench.data.synthetic.files import META
+from bench.core.store import atomic_write_bytes, exclusive_lock
+from bench.data.synthetic.files import LOCK, META
 from bench.data.synthetic.plan import TASKS, ClipPlan, plan_clips  # noqa: F401 - TASKS: re-exported
 from bench.data.synthetic.score import draw_score
 
@@ -53,14 +53,25 @@ def task_text(plans: list[ClipPlan], seed: int, task: str) -> str:
     return buffer.getvalue()
 
 
-def write_task(out_dir: str | Path, task: str) -> Path:
-    """Write `<out_dir>/<task>.csv` for the complete synthetic dataset in out_dir; returns its path."""
+def write_task(out_dir: str | Path, task: str, clips: int | None = None, seed: int | None = None) -> Path:
+    """Write `<out_dir>/<task>.csv` for the complete synthetic dataset in out_dir; returns its path.
+    Under the generator's lock: a `bench synth` replacing the dataset meanwhile removes the task files
+    first, and a file written after the replacement labels the dataset there. `clips` and `seed`: the
+    dataset the caller generated, refused where another has replaced it since."""
     out = Path(out_dir).expanduser()
-    try:
-        meta = json.loads((out / META).read_text())
-        clips, seed = int(meta["clips"]), int(meta["seed"])
-    except (OSError, ValueError, KeyError, TypeError):
-        raise UserError(f"{out}: not a complete synthetic dataset (no valid {META}); run `bench synth` first") from None
-    path = out / f"{task}.csv"
-    atomic_write_bytes(path, task_text(plan_clips(clips, seed), seed, task).encode("utf-8"))
+    if not (out / META).is_file():
+        raise UserError(f"{out}: not a complete synthetic dataset (no valid {META}); run `bench synth` first")
+    with exclusive_lock(out / LOCK):
+        try:
+            meta = json.loads((out / META).read_text())
+            found = int(meta["clips"]), int(meta["seed"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise UserError(f"{out}: not a complete synthetic dataset (no valid {META}); run `bench synth` "
+                            "first") from None
+        if (clips, seed) not in ((None, None), found):
+            raise UserError(f"{out}: another `bench synth` replaced the dataset meanwhile ({found[0]} clips, seed "
+                            f"{found[1]}, where this one generated {clips} clips, seed {seed}); no {task}.csv "
+                            "written for it")
+        path = out / f"{task}.csv"
+        atomic_write_bytes(path, task_text(plan_clips(*found), found[1], task).encode("utf-8"))
     return path
