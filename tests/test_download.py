@@ -4,6 +4,7 @@ import http.server
 import io
 import threading
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -185,7 +186,7 @@ def test_a_corrupt_archive_is_one_line_and_names_what_to_delete(tmp_path, server
     assert f"mp3.zip.001 + mp3.zip.002 + mp3.zip.003 in {root}: not a valid zip (" in err
     assert "delete the parts and download again" in err and not (root / EXTRACTED_MARKER).exists()
     # the member whose CRC failed had been left where the dataset is read, truncated (262,144 of its bytes)
-    assert not (root / "0" / "first.mp3").exists() and not list(root.rglob("*.unpacking"))
+    assert not (root / "0" / "first.mp3").exists() and not list(root.rglob(".unpacking-*"))
 
 
 def test_a_disk_that_fills_while_unpacking_leaves_no_truncated_file_where_the_dataset_is_read(tmp_path, server,
@@ -195,7 +196,7 @@ def test_a_disk_that_fills_while_unpacking_leaves_no_truncated_file_where_the_da
     copy = download.shutil.copyfileobj
 
     def fills_at_the_second(source, out, length=0):
-        if out.name.endswith("second.mp3.unpacking"):
+        if Path(out.name).parent.name == "c":  # c/second.mp3's
             out.write(source.read(100))
             raise OSError(28, "No space left on device")
         copy(source, out, length)
@@ -205,7 +206,37 @@ def test_a_disk_that_fills_while_unpacking_leaves_no_truncated_file_where_the_da
     with pytest.raises(UserError, match="No space left on device"):
         download_mtat(root, base_url=server.url)
     assert (root / "0" / "first.mp3").read_bytes() == FILES["0/first.mp3"]  # unpacked whole before it
-    assert not (root / "c" / "second.mp3").exists() and not list(root.rglob("*.unpacking"))
+    assert not (root / "c" / "second.mp3").exists() and not list(root.rglob(".unpacking-*"))
+
+
+def test_a_member_whose_name_is_as_long_as_the_file_system_takes_is_unpacked(tmp_path):
+    """The file written beside a member had its name plus ".unpacking": a member of 246-255 bytes failed
+    with "File name too long" where extractall had unpacked it."""
+    from bench.data.download import safe_extract, safe_extract_tar
+
+    name = "0/" + "x" * 251 + ".mp3"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr(name, b"ID3 long")
+    (tmp_path / "a.zip").write_bytes(buffer.getvalue())
+    assert safe_extract(tmp_path / "a.zip", tmp_path / "z") == 1
+    assert (tmp_path / "z" / name).read_bytes() == b"ID3 long"
+    (tmp_path / "a.tar").write_bytes(jamendo_tar({name: b"ID3 long"}))
+    assert safe_extract_tar(tmp_path / "a.tar", tmp_path / "t") == 2  # its folder, then the file
+    assert (tmp_path / "t" / name).read_bytes() == b"ID3 long"
+
+
+@pytest.mark.parametrize("name", [".", "a/..", "0/../"])
+def test_a_file_member_named_as_the_target_itself_is_refused_and_nothing_is_written_beside_it(tmp_path, name):
+    from bench.data.download import safe_extract
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr(zipfile.ZipInfo(name.rstrip("/") or name), b"x")  # a file, whatever its name says
+    (tmp_path / "a.zip").write_bytes(buffer.getvalue())
+    with pytest.raises(UserError, match="refusing to extract"):
+        safe_extract(tmp_path / "a.zip", tmp_path / "t")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.zip"]
 
 
 def test_an_audio_folder_that_is_the_users_link_to_another_disk_is_unpacked_into(tmp_path, server):

@@ -104,10 +104,10 @@ def interrupts_noted() -> Iterator[Callable[[], bool]]:
     callback of its own (a weakref's or a finaliser, as matplotlib's drawing sets off), it is printed
     as "Exception ignored" and the command goes on, to exit 0 as if never stopped. Such a one is noted
     without the print, and the caller stops as for any Ctrl-C. Where Ctrl-C is ignored (started in the
-    background) or outside the main thread nothing changes."""
+    background) it stays so, and a SIGTERM's lost interrupt is still noted. Outside the main thread
+    nothing changes."""
     came = threading.Event()
-    if threading.current_thread() is not threading.main_thread() \
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+    if threading.current_thread() is not threading.main_thread():
         yield came.is_set
         return
 
@@ -123,12 +123,15 @@ def interrupts_noted() -> Iterator[Callable[[], bool]]:
 
     previous_hook = sys.unraisablehook
     sys.unraisablehook = unraisable
-    previous = signal.signal(signal.SIGINT, note)
+    previous = None
     try:
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            previous = signal.signal(signal.SIGINT, note)
         yield came.is_set
     finally:
         try:
-            signal.signal(signal.SIGINT, previous)
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
         finally:
             sys.unraisablehook = previous_hook
 

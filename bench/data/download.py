@@ -180,7 +180,7 @@ def safe_extract(archive: Path | Sequence[Path], target: Path) -> int:
         members = zf.infolist()
         places = [_inside(target, member.filename) for member in members]
         for member, place in zip(members, places, strict=True):
-            if place is None:
+            if place is None or (place == target and not member.is_dir()):
                 raise UserError(f"{_name(archive)}: refusing to extract {member.filename!r} outside {target}")
         for member, place in zip(members, places, strict=True):
             if member.is_dir():
@@ -203,7 +203,7 @@ def _unpack(data, place: Path) -> None:
     """A member's bytes at `place`, whole or not at all: written beside it and renamed. A member that
     fails as it is read (a bad CRC, a full disk) left a truncated file where the dataset is read."""
     place.parent.mkdir(parents=True, exist_ok=True)
-    partial = place.with_name(place.name + ".unpacking")
+    partial = place.parent / f".unpacking-{os.getpid()}"  # a short name, whatever the member's length
     try:
         with open(partial, "wb") as out:
             shutil.copyfileobj(data, out, CHUNK)
@@ -260,7 +260,7 @@ def safe_extract_tar(archive: Path, target: Path) -> int:
             members = tar.getmembers()
             places = [_inside(target, member.name) for member in members]
             for member, place in zip(members, places, strict=True):
-                if place is None or not (member.isfile() or member.isdir()):
+                if place is None or not (member.isfile() or member.isdir()) or (place == target and member.isfile()):
                     raise UserError(f"{archive}: refusing to extract {member.name!r} (outside {target}, or not a "
                                     "regular file)")
             for member, place in zip(members, places, strict=True):
