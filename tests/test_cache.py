@@ -792,3 +792,26 @@ def test_a_quiet_recording_is_kept_and_only_one_below_minus_100_dbfs_is_silent(t
     else:
         clip = decode_clip(str(path), (16000,), 2.0).clips[16000]
         assert 20 * np.log10(np.abs(clip).max()) == pytest.approx(peak_dbfs, abs=1.0)
+
+
+DECODER_DIGESTS = {3: "8b47928e527579a7"}
+"""CACHE_VERSION -> the first 16 hex digits of bench/data/audio.py's SHA-256 it was raised for."""
+
+
+def test_the_decoding_rules_are_those_the_cache_version_names():
+    """Eight changes to what a clip holds (files cut short skipped, not padded; float files peaking over 16
+    refused; a few ms of WAV header overstatement and MP3s followed by junk decoded) kept the version of
+    2: their caches' folder names were the same, and a cache of the old rules was reused, "already
+    prepared", its padded and out-of-range clips trained on. A change to bench/data/audio.py asks for a
+    decision: raise CACHE_VERSION where it changes which files give a clip or what the clip holds, and
+    record the file's new digest for the version either way."""
+    import hashlib
+
+    from bench.data import audio
+    from bench.data.cached_waveforms import CACHE_VERSION
+
+    digest = hashlib.sha256(open(audio.__file__, "rb").read()).hexdigest()[:16]
+    assert DECODER_DIGESTS.get(CACHE_VERSION) == digest, (
+        f"bench/data/audio.py ({digest}) is not the decoder CACHE_VERSION {CACHE_VERSION} was recorded for: "
+        "raise CACHE_VERSION if what a clip holds changed, and record the digest in DECODER_DIGESTS")
+

@@ -16,9 +16,13 @@ import numpy as np
 
 from bench.data.index import DatasetIndex
 
-CACHE_VERSION = 2
-"""Part of a cache's folder name: a change to what a clip holds makes a new cache. 2: MP3 clips read
-without the decoder restarts after seeks that put a click (up to 0.6) in the first ~0.1 s of a clip."""
+CACHE_VERSION = 3
+"""Part of a cache's folder name: a change to what a clip holds makes a new cache. Raise it with every
+change to which files give a clip and what it holds (bench/data/audio.py's decoding and checks; a test
+holds that file's digest for this version). 2: MP3 clips read without the decoder restarts after seeks
+that put a click (up to 0.6) in the first ~0.1 s of a clip. 3: files cut short skipped, not padded
+with silence; float files peaking over 16 refused; a WAV whose header overstates it by 10 ms or less,
+and an MP3 followed by junk, decoded (they had been skipped)."""
 DTYPE = np.float16
 TODO, OK, PADDED, FAILED = 0, 1, 2, 3
 """A row's status, in the manifest and in the preparer's progress file."""
