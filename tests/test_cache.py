@@ -815,3 +815,24 @@ def test_the_decoding_rules_are_those_the_cache_version_names():
         f"bench/data/audio.py ({digest}) is not the decoder CACHE_VERSION {CACHE_VERSION} was recorded for: "
         "raise CACHE_VERSION if what a clip holds changed, and record the digest in DECODER_DIGESTS")
 
+
+
+def test_this_datasets_caches_of_an_earlier_version_are_named_when_a_new_one_is_prepared(tmp_path, monkeypatch,
+                                                                                         capsys):
+    """The version is inside a cache folder's hashed name: after a version change nothing told the old
+    cache (42 GB for MTAT at two rates) from the new one, which `bench prepare` made beside it unsaid."""
+    from bench.data import cache as cache_module
+    from bench.data import cached_waveforms
+
+    paths = [write_mp3(tmp_path / f"{i}.mp3", tone(3.0, seed=i)) for i in range(2)]
+    for module in (cache_module, cached_waveforms):
+        monkeypatch.setattr(module, "CACHE_VERSION", cached_waveforms.CACHE_VERSION - 1)
+    old = WaveformCache(tmp_path / "cache", make_index(paths), clip_seconds=2.0)
+    old.prepare([16000], workers=1)
+    monkeypatch.undo()
+    new = WaveformCache(tmp_path / "cache", make_index(paths), clip_seconds=2.0)
+    assert new.dir != old.dir
+    (found,) = new.earlier_versions()
+    assert found[0] == old.dir and found[1] >= 2 * 32000 * 2  # its two clips of 2 s at 16 kHz, float16
+    new.prepare([16000], workers=1)
+    assert new.earlier_versions() == [found]  # the new one is not among them

@@ -209,6 +209,22 @@ def test_a_disk_that_fills_while_unpacking_leaves_no_truncated_file_where_the_da
     assert not (root / "c" / "second.mp3").exists() and not list(root.rglob(".unpacking-*"))
 
 
+def test_what_a_killed_unpacking_left_is_removed_by_the_next(tmp_path, server):
+    """A partial file is named by its process: the rerun after a SIGKILL (another pid) had left the dead
+    one's in the audio folder for good. Another live process's, a download into the same folder, stays."""
+    import os
+
+    root = tmp_path / "mtat"
+    (root / "0").mkdir(parents=True)
+    dead, earlier, live = root / "0" / ".unpacking-99999999", root / "0" / "first.mp3.unpacking", \
+        root / "0" / f".unpacking-{os.getppid()}"
+    for path in (dead, earlier, live):
+        path.write_bytes(b"half a member")
+    download_mtat(root, base_url=server.url)
+    assert not dead.exists() and not earlier.exists() and live.exists()
+    assert (root / "0" / "first.mp3").read_bytes() == FILES["0/first.mp3"]
+
+
 def test_a_member_whose_name_is_as_long_as_the_file_system_takes_is_unpacked(tmp_path):
     """The file written beside a member had its name plus ".unpacking": a member of 246-255 bytes failed
     with "File name too long" where extractall had unpacked it."""

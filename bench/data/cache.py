@@ -40,6 +40,7 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import errno
+import glob
 import hashlib
 import io
 import json
@@ -424,6 +425,22 @@ class WaveformCache:
     def rate_dir(self, sample_rate: int) -> Path:
         return self.dir / f"sr{sample_rate}"
 
+    def earlier_versions(self) -> list[tuple[Path, int]]:
+        """This dataset's cache folders beside this one that an earlier CACHE_VERSION made (a rate's
+        manifest says so), with their size in bytes: never used again, and as large as this one."""
+        found = []
+        for folder in sorted(self.dir.parent.glob(f"{glob.escape(self.index.name)}-*")):
+            versions = []
+            for manifest in folder.glob(f"sr*/{MANIFEST}"):
+                try:
+                    versions.append(json.loads(manifest.read_text())["version"])
+                except (OSError, ValueError, KeyError, TypeError):
+                    continue
+            if folder != self.dir and versions and all(isinstance(v, int) and v < CACHE_VERSION for v in versions):
+                size = sum(p.stat().st_blocks * 512 for p in folder.rglob("*") if p.is_file())
+                found.append((folder, size))
+        return found
+
     def is_complete(self, sample_rate: int) -> bool:
         return manifest_problem(self.rate_dir(sample_rate)) is None
 
@@ -449,9 +466,12 @@ class WaveformCache:
         free = shutil.disk_usage(self.dir).free
         if sum(missing.values()) > free:
             parts = ", ".join(f"{rate} Hz {size / 1e9:.3g} GB" for rate, size in missing.items() if size)
+            older = self.earlier_versions()
+            hint = (f" ({', '.join(str(p) for p, _ in older)}: this dataset's caches of an earlier version, "
+                    f"{sum(s for _, s in older) / 1e9:.3g} GB, not used again)" if older else "")
             raise UserError(f"the waveform cache needs {sum(missing.values()) / 1e9:.3g} GB more in {self.dir} "
                             f"({parts}; float16, {len(self.index.clips):,} clips) and {free / 1e9:.3g} GB are free: "
-                            f"free some space, or give the cache another disk (--cache DIR, or BENCH_CACHE)")
+                            f"free some space{hint}, or give the cache another disk (--cache DIR, or BENCH_CACHE)")
 
     def prepare(self, sample_rates: Iterable[int], workers: int | None = None,
                 progress: Callable[[int, str], Iterable] | None = None,

@@ -182,6 +182,7 @@ def safe_extract(archive: Path | Sequence[Path], target: Path) -> int:
         for member, place in zip(members, places, strict=True):
             if place is None or (place == target and not member.is_dir()):
                 raise UserError(f"{_name(archive)}: refusing to extract {member.filename!r} outside {target}")
+        _sweep_partials({place.parent for member, place in zip(members, places, strict=True) if not member.is_dir()})
         for member, place in zip(members, places, strict=True):
             if member.is_dir():
                 place.mkdir(parents=True, exist_ok=True)
@@ -189,6 +190,36 @@ def safe_extract(archive: Path | Sequence[Path], target: Path) -> int:
                 with zf.open(member) as data:  # its CRC is checked as its last bytes are read
                     _unpack(data, place)
     return len(members)
+
+
+PARTIAL = ".unpacking-"
+"""A member being unpacked is written to `<its folder>/.unpacking-<pid>`, then renamed to its name."""
+
+
+def _sweep_partials(folders: set[Path]) -> None:
+    """Remove what an unpacking killed midway (SIGKILL, the out-of-memory killer) left in `folders`: a
+    partial file of a process that is gone (or one named `<member>.unpacking`, as earlier versions named
+    them). One of a live process is another download's, into the same folder."""
+    for folder in folders:
+        try:
+            names = [p for p in folder.iterdir() if p.name.startswith(PARTIAL) or p.name.endswith(".unpacking")]
+        except OSError:  # not there yet
+            continue
+        for path in names:
+            pid = path.name[len(PARTIAL):]
+            if path.name.startswith(PARTIAL) and pid.isdigit() and (int(pid) == os.getpid() or _alive(int(pid))):
+                continue
+            path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's
+        return True
+    return True
 
 
 def _inside(target: Path, name: str) -> Path | None:
@@ -203,7 +234,7 @@ def _unpack(data, place: Path) -> None:
     """A member's bytes at `place`, whole or not at all: written beside it and renamed. A member that
     fails as it is read (a bad CRC, a full disk) left a truncated file where the dataset is read."""
     place.parent.mkdir(parents=True, exist_ok=True)
-    partial = place.parent / f".unpacking-{os.getpid()}"  # a short name, whatever the member's length
+    partial = place.parent / f"{PARTIAL}{os.getpid()}"  # a short name, whatever the member's length
     try:
         with open(partial, "wb") as out:
             shutil.copyfileobj(data, out, CHUNK)
@@ -263,6 +294,7 @@ def safe_extract_tar(archive: Path, target: Path) -> int:
                 if place is None or not (member.isfile() or member.isdir()) or (place == target and member.isfile()):
                     raise UserError(f"{archive}: refusing to extract {member.name!r} (outside {target}, or not a "
                                     "regular file)")
+            _sweep_partials({place.parent for member, place in zip(members, places, strict=True) if member.isfile()})
             for member, place in zip(members, places, strict=True):
                 if member.isdir():
                     place.mkdir(parents=True, exist_ok=True)

@@ -36,6 +36,9 @@ def prepare_spec(spec, data: str | None, cache: str | None, workers: int | None 
     if todo:  # its size before any work (the disk is checked too)
         print(f"waveform cache to prepare: {sum(map(waveforms.rate_bytes, todo)) / 1e9:.3g} GB "
               f"({', '.join(f'{r} Hz' for r in todo)}, float16) in {waveforms.dir}")
+        for folder, size in waveforms.earlier_versions():  # what a decoding rule changed left behind
+            print(f"  {folder}: this dataset's cache of an earlier version, not used again ({size / 1e9:.3g} GB; "
+                  "delete it to free the space)")
     reports = waveforms.prepare(rates, workers=workers, progress=partial(progress_bar, enabled=progress), log=print)
     for r in reports:
         state = "already prepared" if r.already_done else f"prepared in {r.seconds:.1f} s"
