@@ -205,7 +205,7 @@ def demo():
 
 
 def tick_texts(axis) -> list[str]:
-    axis.axes.figure.draw_without_rendering()
+    axis.axes.figure.figure.draw_without_rendering()  # the whole figure, where the axes are in a part of it
     return [t.get_text() for t in axis.get_majorticklabels() if t.get_text()]
 
 
@@ -220,7 +220,9 @@ def marker_lines(ax) -> list:
 
 
 def legend_texts(fig) -> set[str]:
-    return {t.get_text() for legend in fig.legends for t in legend.get_texts()}
+    """The texts of every legend of `fig`, its parts' (subfigures) included."""
+    legends = fig.legends + [legend for sub in fig.subfigs for legend in sub.legends]
+    return {t.get_text() for legend in legends for t in legend.get_texts()}
 
 
 def heading(fig) -> str:
@@ -410,15 +412,23 @@ def test_fig1_of_a_single_configuration_is_one_labelled_panel(demo):
     (ax,) = fig.axes
     assert sum(len(line.get_xdata()) for line in marker_lines(ax)) == 1
     (label,) = ax.texts
-    assert "96/x1" in label.get_text() and "PR-AUC" in label.get_text() and "GMAC" in label.get_text()
+    assert "PR-AUC" in label.get_text() and "GMAC" in label.get_text()
+    assert [t.replace("\n", " ") for t in tick_texts(ax.xaxis)] == ["16 kHz 96/x1 log"]  # named by its tick
 
 
 def test_fig1_merges_sample_rates_of_one_point_each_into_one_panel():
-    two = aggregate(tidy([(12000, 48, 1, "log"), (16000, 96, 1, "log")], seeds=(0,)))
+    two = aggregate(tidy([(12000, 48, 1, "log"), (16000, 96, 1, "log")], seeds=(0, 1)))
     fig = figures.fig1(two, "vgg")
     (ax,) = fig.axes
     assert sum(len(line.get_xdata()) for line in marker_lines(ax)) == 2
-    assert sorted(t.get_text().split(",")[0] for t in ax.texts) == ["12 kHz", "16 kHz"]
+    assert [t.replace("\n", " ") for t in tick_texts(ax.xaxis)] == ["12 kHz 48/x1 log", "16 kHz 96/x1 log"]
+    # over mel bands, each label two lines at a fixed offset, the 12 kHz one had run through the 16 kHz
+    # point's whisker, and labels of equal means were printed on top of each other
+    renderer = _drawn(fig)
+    boxes = [t.get_window_extent(renderer) for t in ax.texts]
+    caps = [line.get_window_extent(renderer) for line in ax.lines if line not in marker_lines(ax)]
+    assert len(boxes) == 2 and not boxes[0].overlaps(boxes[1])
+    assert not any(box.overlaps(cap) for box in boxes for cap in caps)
 
 
 def test_fig1_of_a_sample_rate_sweep_at_one_band_count_gives_each_rate_its_own_place():
@@ -444,9 +454,33 @@ def test_fig1_of_a_hop_sweep_at_one_band_count_gives_each_configuration_its_own_
     (ax,) = fig.axes
     xs = [x for line in marker_lines(ax) for x in line.get_xdata()]
     assert len(xs) == 6 and len(set(xs)) == 6
+    # more than four: numbered, and named in a key with their numbers (each had been 1.2 in wide beside its
+    # point: 30.7 in for the paper's 24 hop configurations at 96 bands)
     ticks = dict(zip(ax.get_xticks(), tick_texts(ax.xaxis), strict=True))
-    assert sorted(ticks[x].replace("\n", " ") for x in xs) == sorted(f"16 kHz 96/x{hop} log"
-                                                                     for hop in (1, 2, 3, 4, 5, 10))
+    key = {text.split(": ")[0]: text.split(": ")[1] for text in legend_texts(fig) if ": " in text}
+    assert sorted(key[ticks[x]] for x in xs) == sorted(f"16 kHz 96/x{hop} log" for hop in (1, 2, 3, 4, 5, 10))
+    assert fig.get_figwidth() <= figures.PAGE_WIDTH
+
+
+def test_fig1_of_the_papers_hops_at_96_bands_fits_a_page_and_keys_every_configuration():
+    configs = [(rate, 96, hop, log) for rate in (12000, 16000) for hop in (1, 2, 3, 4, 5, 10) for log in ("log", "dB")]
+    fig = figures.fig1(aggregate(tidy(configs, seeds=(0, 1, 2))), "vgg")
+    (ax,) = fig.axes
+    assert fig.get_figwidth() <= figures.PAGE_WIDTH and len(tick_texts(ax.xaxis)) == 24
+    key = sorted((text for text in legend_texts(fig) if ": " in text), key=lambda text: int(text.split(":")[0]))
+    assert len(key) == 24 and key_in_table_order(key)
+    renderer = _drawn(fig)
+    legends = fig.legends + [legend for sub in fig.subfigs for legend in sub.legends]
+    texts = [t for legend in legends for t in legend.get_texts()]
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])  # no two legends on one place
+    assert all(0 <= box.x0 and box.x1 <= fig.bbox.width for box in boxes)
+
+
+def key_in_table_order(key: list[str]) -> bool:
+    """Sample rate, mel bands down, hop, log before dB (the tables' order): 12 kHz 96/x1 log first."""
+    return key[0].startswith("1: 12 kHz 96/x1 log") and key[1].startswith("2: 12 kHz 96/x1 dB") \
+        and key[-1].startswith("24: 16 kHz 96/x10 dB")
 
 
 # --- 6: bold only where a column offers a choice ----------------------------------------------------------

@@ -401,47 +401,57 @@ def spaced_ticks(ticks: list[int], lo: float, hi: float, inches: float, size: fl
     return set(kept)
 
 
+SINGLE_BESIDE = 4
+"""The single-panel Fig. 1 names each configuration under its point and writes its numbers beside it up
+to this many configurations (6.7 in wide); past it, points are numbered and named in a key below."""
+
+
 def _fig1_single(aggregated: pd.DataFrame, header: list[str]) -> Figure:
-    """One ROC-AUC panel when no sample rate holds two mel-band counts: every point labelled. Over mel
-    bands while each point has its own band count; otherwise (a sweep of sample rates at 96 bands, say)
-    one configuration per position, in the order of the tables, so that no two points share a place."""
+    """One ROC-AUC panel when no sample rate holds two mel-band counts: one configuration per place, in
+    the order of the tables (sample rate, mel bands down, hop, log before dB), so that no two points,
+    whiskers or labels share one. Up to `SINGLE_BESIDE` configurations each is named by its tick and its
+    PR-AUC and GMAC are written beside it; more are numbered, and named with their numbers in a key, so
+    the figure stays within a page's width."""
     hops = sorted(int(h) for h in aggregated["hop_multiplier"].unique())
-    mels = sorted(int(m) for m in aggregated["n_mels"].unique())
-    by_mels = aggregated["n_mels"].nunique() == len(aggregated)
-    rows = aggregated if by_mels else aggregated.sort_values(
-        ["sample_rate", "n_mels", "hop_multiplier", "log"], ascending=[True, False, True, True], kind="stable")
+    rows = aggregated.assign(_log=aggregated["log"].map(lambda log: LOG_ORDER.index(log) if log in LOG_ORDER
+                                                         else len(LOG_ORDER)))
+    rows = rows.sort_values(["sample_rate", "n_mels", "hop_multiplier", "_log"], ascending=[True, False, True, True],
+                            kind="stable")
+    beside = len(rows) <= SINGLE_BESIDE
+    width = 1.9 + 1.2 * len(rows) if beside else min(PAGE_WIDTH, 2.6 + 0.3 * len(rows))
     with mpl.rc_context(STYLE):
-        fig = Figure(figsize=(3.9 if by_mels else max(3.9, 1.9 + 1.2 * len(rows)), 3.2), layout="constrained")
-        ax = fig.subplots()
+        # the key, where there is one, in a part of its own below: two legends outside one side overlap
+        fig = Figure(figsize=(max(3.9, width), 3.2 + (0 if beside else 0.16 * len(rows) + 0.1)), layout="constrained")
+        plot, below = (fig, None) if beside else fig.subfigures(2, 1, height_ratios=[3.2, 0.16 * len(rows) + 0.1])
+        ax = plot.subplots()
+        names, key = [], []
         for position, r in enumerate(rows.itertuples(index=False)):
             style = series_style(r.hop_multiplier, r.log, hops)
-            x = r.n_mels if by_mels else position
             y, std = 100 * r.roc_auc_mean, 100 * r.roc_auc_std
             if np.isfinite(std):
-                ax.errorbar([x], [y], yerr=[std], fmt="none", ecolor=style["color"], elinewidth=0.8,
+                ax.errorbar([position], [y], yerr=[std], fmt="none", ecolor=style["color"], elinewidth=0.8,
                             capsize=2, zorder=2)
-            ax.plot([x], [y], label=series_label(r.hop_multiplier, r.log), zorder=3, **style)
+            ax.plot([position], [y], label=series_label(r.hop_multiplier, r.log), zorder=3, **style)
+            name = f"{rate_khz(r.sample_rate)}\n{config_label(r.n_mels, r.hop_multiplier)} {r.log}"
             pr, gmac = f"PR-AUC {100 * r.pr_auc_mean:.2f} %", f"{significant(r.gmac)} GMAC"
-            if by_mels:
-                ax.annotate(f"{rate_khz(r.sample_rate)}, {config_label(r.n_mels, r.hop_multiplier)}, {r.log}\n"
-                            f"{pr}, {gmac}", (x, y), xytext=(7, 0), textcoords="offset points", ha="left",
+            if beside:  # the configuration is the tick below; the numbers beside the point, clear of its whisker
+                names.append(name)
+                ax.annotate(f"{pr}\n{gmac}", (position, y), xytext=(6, 0), textcoords="offset points", ha="left",
                             va="center", fontsize=8)
-            else:  # the configuration is the tick below; the numbers beside the point, clear of its whisker
-                ax.annotate(f"{pr}\n{gmac}", (x, y), xytext=(6, 0), textcoords="offset points", ha="left",
-                            va="center", fontsize=8)
-        if by_mels:
-            _mel_axis(ax, mels)
-            ax.set_xlim(min(mels) / 1.6, max(mels) * 4)  # room for the labels on the right
-            ax.set_xlabel("mel bands (log scale)")
-        else:
-            ax.set_xticks(range(len(rows)), [f"{rate_khz(r.sample_rate)}\n{config_label(r.n_mels, r.hop_multiplier)} "
-                                             f"{r.log}" for r in rows.itertuples(index=False)])
-            ax.set_xlim(-0.3, len(rows) - 0.05)  # room on the right of the last point for its numbers
-            ax.set_xlabel("configuration (mel bands / hop)")
+            else:
+                names.append(str(position + 1))
+                key.append(f"{position + 1}: {name.replace(chr(10), ' ')}: ROC-AUC {y:.2f} %, {pr}, {gmac}")
+        ax.set_xticks(range(len(rows)), names)
+        # room on the right of the last point for its numbers
+        ax.set_xlim(-0.3 if beside else -0.6, len(rows) - (0.05 if beside else 0.4))
+        ax.set_xlabel("configuration (mel bands / hop)" if beside else "configuration (numbered in the key)")
         ax.margins(y=0.3)
         ax.set_ylabel("ROC-AUC (%)")
         ax.grid(axis="y", color="0.88", lw=0.5)
-        fig.legend(handles=_legend_handles(aggregated, hops), loc="outside lower center", ncols=3, frameon=False)
+        plot.legend(handles=_legend_handles(aggregated, hops), loc="outside lower center", ncols=3, frameon=False)
+        if below is not None:
+            below.legend(handles=[Line2D([], [], ls="none", label=text) for text in key], loc="upper center",
+                         handlelength=0, handletextpad=0, frameon=False, borderpad=0, labelspacing=0.3)
         fig.suptitle(_heading(header, fig.get_figwidth()), x=0.02, ha="left")
     return fig
 
