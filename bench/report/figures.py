@@ -858,7 +858,7 @@ TICK_PT = (8.0, 4.0)
 more configurations than fit the page at 4 pt (about 60) grows wider than the page instead."""
 
 
-def per_tag(matrix: pd.DataFrame, title: str = "", note: str = "", reference: str = "") -> Figure:
+def per_tag(matrix: pd.DataFrame, title: str = "", note: str = "", reference: str = "", lost: int = 0) -> Figure:
     """Heatmap of one model's per-tag ROC-AUC change (percentage points) against a reference.
 
     `matrix` is tags (rows, worst drop first) x configurations (columns): `report.per_tag_matrix` (each
@@ -868,7 +868,8 @@ def per_tag(matrix: pd.DataFrame, title: str = "", note: str = "", reference: st
     equal gains and losses are equally strong and no change is the light middle; every change of at
     least 1 pp is also written in its cell where the columns leave room (CELL_TEXT_PT). Tags missing for a
     configuration are hatched grey. `note` (e.g. `caption` of the model's aggregate rows: seeds and clip
-    length) is added to the title.
+    length) is added to the title, and `lost` (the model's configurations whose every run failed: no
+    column) counted there.
     """
     values = matrix.to_numpy(dtype=float)
     finite = values[np.isfinite(values)]
@@ -921,5 +922,6 @@ def per_tag(matrix: pd.DataFrame, title: str = "", note: str = "", reference: st
                                                             if v else "0"))
         heading = f"per-tag ROC-AUC change against {against}, worst drop first"
         # every line wrapped to the figure: a longer one widened the saved image past its layout
-        ax.set_title(_heading([t for t in (title, heading, note) if t], fig.get_figwidth() - 0.6), loc="left")
+        ax.set_title(_heading([t for t in (title, heading, note, *failed_note(lost)) if t], fig.get_figwidth() - 0.6),
+                     loc="left")
     return fig

@@ -334,13 +334,13 @@ def _write_report(results_dir: Path, out: Path, spec: SpecRuns | None) -> Report
     global_refs = global_references(per_tag)
     drawn: set[str] = set()  # the tag names of the per-tag figures
     for slug, title, key in model_list:
-        outputs.update(figures.rendered(figures.fig1(select(aggregated, key), title, len(select(lost, key))),
-                                        f"fig1_{slug}"))
+        failed = len(select(lost, key))
+        outputs.update(figures.rendered(figures.fig1(select(aggregated, key), title, failed), f"fig1_{slug}"))
         matrix = per_tag_matrix(select(delta, key))
         drawn.update(matrix.index)
         if not matrix.empty:
             note = figures.caption(_in_heatmap(select(aggregated, key), select(delta, key)), spread=False)
-            outputs.update(figures.rendered(figures.per_tag(matrix, title, note), f"per_tag_{slug}"))
+            outputs.update(figures.rendered(figures.per_tag(matrix, title, note, lost=failed), f"per_tag_{slug}"))
         references = select(global_refs, key)
         if references.empty:
             continue  # no per-tag values for this model
@@ -355,7 +355,7 @@ def _write_report(results_dir: Path, out: Path, spec: SpecRuns | None) -> Report
         if not matrix.empty:
             caption = figures.caption(_in_heatmap(select(aggregated, key), select(delta_global, key), ref),
                                       spread=False)
-            outputs.update(figures.rendered(figures.per_tag(matrix, title, caption, reference=ref_label),
+            outputs.update(figures.rendered(figures.per_tag(matrix, title, caption, reference=ref_label, lost=failed),
                                             f"per_tag_global_{slug}"))
     undrawn = figures.fonts_for(sorted(drawn))[1]
     if undrawn:
