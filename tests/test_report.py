@@ -1174,9 +1174,9 @@ def test_a_heatmaps_caption_describes_only_the_configurations_it_shows(tmp_path,
     captions say 29.1 s clips only (the model's results table still has both)."""
     notes = {}
 
-    def per_tag(matrix, title="", note="", reference=""):
+    def per_tag(matrix, title="", note="", reference="", lost=0):
         notes[reference or "own"] = (list(matrix.columns), note)
-        return real_per_tag(matrix, title, note, reference)
+        return real_per_tag(matrix, title, note, reference, lost)
 
     real_per_tag = figures.per_tag
     monkeypatch.setattr(figures, "per_tag", per_tag)
