@@ -220,8 +220,15 @@ def test_what_a_killed_unpacking_left_is_removed_by_the_next(tmp_path, server):
         root / "0" / f".unpacking-{os.getppid()}"
     for path in (dead, earlier, live):
         path.write_bytes(b"half a member")
+    # a number no process can have, or one only Unicode calls a number, had ended in a traceback; a folder of
+    # such a name had made every later download fail ("Is a directory", naming nothing)
+    odd = [root / "0" / ".unpacking-99999999999999999999", root / "0" / ".unpacking-\u00b2"]
+    for path in odd:
+        path.write_bytes(b"")
+    (root / "0" / "notes.unpacking").mkdir()
     download_mtat(root, base_url=server.url)
-    assert not dead.exists() and not earlier.exists() and live.exists()
+    assert not dead.exists() and not earlier.exists() and live.exists() and not any(p.exists() for p in odd)
+    assert (root / "0" / "notes.unpacking").is_dir()
     assert (root / "0" / "first.mp3").read_bytes() == FILES["0/first.mp3"]
 
 

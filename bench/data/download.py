@@ -207,15 +207,17 @@ def _sweep_partials(folders: set[Path]) -> None:
             continue
         for path in names:
             pid = path.name[len(PARTIAL):]
-            if path.name.startswith(PARTIAL) and pid.isdigit() and (int(pid) == os.getpid() or _alive(int(pid))):
+            live = path.name.startswith(PARTIAL) and pid.isascii() and pid.isdigit() and _alive(int(pid))
+            if live or path.is_symlink() or not path.is_file():  # a folder of that name is someone's
                 continue
             path.unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:
+    """Whether process `pid` runs (this one included); False for a number no process can have."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except OSError:  # another user's
         return True

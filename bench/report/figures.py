@@ -441,9 +441,16 @@ def _fig1_single(aggregated: pd.DataFrame, header: list[str]) -> Figure:
             else:
                 names.append(str(position + 1))
                 key.append(f"{position + 1}: {name.replace(chr(10), ' ')}: ROC-AUC {y:.2f} %, {pr}, {gmac}")
-        ax.set_xticks(range(len(rows)), names)
         # room on the right of the last point for its numbers
         ax.set_xlim(-0.3 if beside else -0.6, len(rows) - (0.05 if beside else 0.4))
+        if beside:
+            ax.set_xticks(range(len(rows)), names)
+        else:  # every place ticked; its number where it has room beside the last one labelled (1, 3, 5, ...)
+            fig.draw_without_rendering()
+            per_place = ax.get_window_extent().width / fig.dpi / (len(rows) + 0.2)  # the axes' inches per place
+            widest = label_size(str(len(rows)), False)[0] + label_size("0", False)[0]
+            every = max(1, int(np.ceil(widest / per_place)))
+            ax.set_xticks(range(len(rows)), [name if i % every == 0 else "" for i, name in enumerate(names)])
         ax.set_xlabel("configuration (mel bands / hop)" if beside else "configuration (numbered in the key)")
         ax.margins(y=0.3)
         ax.set_ylabel("ROC-AUC (%)")
