@@ -81,6 +81,17 @@ def test_the_narrower_network_meets_the_input_closest_in_log_gmac():
     assert row["loses_less"] == "smaller input"
 
 
+def test_closest_is_a_ratio_not_a_difference_of_gmac():
+    """A narrower network of 2.5 GMAC: 5.0 is twice it and 1.0 is 2.5 times less, so 5.0 is the closer in
+    log ratio (0.69 against 0.92), though 1.0 is the closer by difference (1.5 against 2.5 GMAC)."""
+    assert abs(math.log(2.5 / 5.0)) < abs(math.log(2.5 / 1.0)) and abs(2.5 - 1.0) < abs(2.5 - 5.0)
+    hop_10 = (1.0, 96, 10)
+    configs = {REFERENCE: SCALING[REFERENCE], NARROW: SCALING[NARROW], MELS_48: SCALING[MELS_48],
+               hop_10: (1.0, (0.86, 0.87, 0.88))}
+    (row,) = matched_gmac(*tables(configs)).to_dict("records")
+    assert (row["input_n_mels"], row["input_hop_multiplier"], row["input_gmac"]) == (48, 1, 5.0)
+
+
 def test_welch_p_value_is_scipys_on_the_seed_lists():
     row = matched_gmac(*tables(SCALING)).iloc[0]
     narrow, hop4 = SCALING[NARROW][1], SCALING[HOP_4][1]

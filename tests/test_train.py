@@ -303,8 +303,12 @@ def test_each_epoch_visits_the_clips_in_a_new_order_and_musicnn_trains_on_random
     monkeypatch.setattr(train, "full_batches", lambda order, size: (orders.append(order.tolist()),
                                                                      real_batches(order, size))[1])
     trainer.frontend.frames = lambda wave, first, n: (starts.append(first.tolist()), real_frames(wave, first, n))[1]
+    highs, randint = [], torch.randint  # the last start that keeps a segment inside the clip is drawn too
+    monkeypatch.setattr(torch, "randint", lambda low, high, *a, **k: (highs.append((low, high)),
+                                                                      randint(low, high, *a, **k))[1])
     for epoch in (1, 2):
         trainer.train_epoch(epoch)
+    assert set(highs) == {(0, 63 - 15 + 1)}  # torch.randint's high is exclusive: starts 0 to 48
     clips = len(cache.rows("train"))
     assert sorted(orders[0]) == sorted(orders[1]) == list(range(clips)) and orders[0] != orders[1]
     per_epoch = [sum(starts[:len(starts) // 2], []), sum(starts[len(starts) // 2:], [])]
@@ -312,6 +316,36 @@ def test_each_epoch_visits_the_clips_in_a_new_order_and_musicnn_trains_on_random
     drawn = per_epoch[0] + per_epoch[1]
     assert min(drawn) >= 0 and max(drawn) <= 63 - 15 and len(set(drawn)) > 10
     assert per_epoch[0] != per_epoch[1]
+
+
+def test_the_seeds_of_one_configuration_start_from_other_weights_and_see_other_orders_and_segments(monkeypatch):
+    """The seeds are the paper's repeated runs: their spread is the standard deviation every t-test, tie
+    margin and Welch p-value of the report rests on. A run's initial weights, its order of clips and
+    MusiCNN's segments each follow its seed (and the same seed gives the same again)."""
+    import dataclasses
+
+    from bench.train import loop as train
+    from tests.device_fakes import ToyCache, tiny_runs
+
+    (run,) = tiny_runs(archs=("musicnn",), epochs=1, seconds=2.0)
+    cache = ToyCache(seconds=2.0)
+    seen = {}
+    real_batches = train.full_batches
+    for seed in (0, 1, 0):
+        trainer = train.Trainer(dataclasses.replace(run, seed=seed), cache, torch.device("cpu"), log=lambda *_: None)
+        weights = torch.cat([p.detach().flatten().clone() for p in trainer.model.parameters()])
+        orders, starts = [], []
+        monkeypatch.setattr(train, "full_batches", lambda order, size, orders=orders: (
+            orders.append(order.tolist()), real_batches(order, size))[1])
+        real_frames = trainer.frontend.frames
+        trainer.frontend.frames = lambda wave, first, n, starts=starts, real=real_frames: (
+            starts.append(first.tolist()), real(wave, first, n))[1]
+        trainer.train_epoch(1)
+        if seed in seen:
+            assert torch.equal(weights, seen[seed][0]) and (orders, starts) == seen[seed][1:]
+        seen[seed] = (weights, orders, starts)
+    (w0, orders0, starts0), (w1, orders1, starts1) = seen[0], seen[1]
+    assert not torch.equal(w0, w1) and orders0 != orders1 and starts0 != starts1
 
 
 @pytest.mark.parametrize("weight_decay", [0.0, 0.1])
