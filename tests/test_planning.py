@@ -242,3 +242,16 @@ def test_musicnn_macs_by_hand():
     expected = timbral + temporal + mid + back
     assert musicnn_macs(musicnn_plan(16000, 96, 1, 1820), 96, 50) == expected
     assert round(expected / 1e9, 3) == 1.164
+
+
+@pytest.mark.parametrize("width, base, mid, dense", [(0.3, 5, 154, 150), (2 / 3, 11, 341, 333), (0.0625, 1, 32, 31)])
+def test_musicnn_filter_counts_at_a_width_are_rounded_to_the_nearest(width, base, mid, dense):
+    """docs/architectures.md: 16 base filters, 512 mid-end filters and 500 dense units at width 1, each
+    count times `width` rounded to the nearest integer: 16 x 0.3 = 4.8 is 5 (truncating gave 4, another
+    network with other GMAC and parameters, where 16 x width is not whole)."""
+    from architectures.planning import musicnn_plan
+
+    plan = musicnn_plan(16000, 96, 1, 1820, width=width)
+    assert plan.timbral_filters == (base, 2 * base, 4 * base)
+    assert plan.temporal_filters == (base, 2 * base, 4 * base, 8 * base)
+    assert (plan.mid_filters, plan.dense_units) == (mid, dense)
