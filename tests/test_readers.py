@@ -332,6 +332,27 @@ def test_a_pickle_written_by_either_numpy_loads(tmp_path, written_by):
     assert loaded["ids"].tolist() == [0, 1, 2] and loaded["m"].dtype == np.float32
 
 
+def test_msd_fewer_tags_are_the_most_frequent_on_the_tracks_of_the_splits(tmp_path, monkeypatch):
+    """msd_id_to_tag_vector.cP holds vectors of tracks the split lists do not name: they must not decide
+    which tags a top-N grid keeps (counting them too had passed every test)."""
+    from bench.data import msd
+
+    write_msd_split(tmp_path / "msd", n_train=3, n_test=1)
+    path = tmp_path / "msd" / "msd_id_to_tag_vector.cP"
+    vectors = safe_load(path)
+    listed = {i: np.zeros((50, 1), dtype=np.int64) for i in vectors}
+    for i, vector in enumerate(listed.values()):
+        vector[[0, 1 + i % 2]] = 1  # the 1st published tag on every listed track, the 2nd and 3rd on half each
+    unlisted = {f"TRX{k:015d}": np.zeros((50, 1), dtype=np.int64) for k in range(10)}
+    for vector in unlisted.values():
+        vector[[5, 6]] = 1  # the 6th and 7th on ten tracks no split names
+    path.write_bytes(pickle.dumps({**listed, **unlisted}, protocol=2))
+    monkeypatch.setattr(msd, "first_audio_file", lambda audio_root, candidates: (f"{audio_root}/{candidates[0]}", ""))
+    tags = published_tags("msd")
+    assert read_msd(tmp_path / "msd", n_tags=1).tag_names == (tags[0],)
+    assert set(read_msd(tmp_path / "msd", n_tags=3).tag_names) == set(tags[:3])
+
+
 @pytest.mark.parametrize("size", [30, 60])
 def test_msd_tag_vector_of_another_length_than_the_tags(tmp_path, size):
     write_msd_split(tmp_path / "msd", n_train=3, n_test=1)
