@@ -170,3 +170,16 @@ def test_the_released_models_framing_counts_librosas_centred_frames(n_samples):
     y = np.random.default_rng(0).uniform(-0.5, 0.5, n_samples)
     frames = librosa.feature.melspectrogram(y=y, sr=16000, n_fft=512, hop_length=256, n_mels=96).shape[1]
     assert frontend.n_frames(n_samples) == frames == frontend(torch.from_numpy(y[None]).float()).shape[-1]
+
+
+def test_the_released_models_float16_mel_of_a_loud_clip_stays_finite():
+    """The released models' front end rounds the mel power to float16, whose largest value is 65,504: a
+    clip a float file holds at up to 16 times full scale (what the decoder accepts) gives more, which
+    float16 makes infinite, and the scores NaN. The power is held at 65,504 first (without it, every
+    test passed)."""
+    frontend = MelFrontend(16000, 96, 1, "log", pad_mode="reflect", pad_to_hop=False, float16_mel=True)
+    t = np.arange(48_000) / 16_000
+    loud = torch.from_numpy(16 * np.sin(2 * np.pi * 1000 * t)[None]).float()
+    mel = frontend(loud)
+    assert torch.isfinite(mel).all()
+    assert mel.max().item() == pytest.approx(np.log10(1 + 10_000 * 65_504), rel=1e-6)  # the held power's log
