@@ -198,3 +198,25 @@ def test_a_command_started_with_ctrl_c_ignored_keeps_it_ignored(monkeypatch):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # `bench grid ... &` in a script: the shell ignores it for it
     assert cli.main(["status", "any.toml"]) == 0
     assert seen == [signal.SIG_IGN] and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+
+
+def test_a_ctrl_c_after_the_command_has_ended_prints_no_traceback(monkeypatch):
+    """A second Ctrl-C landing while Python joins a process pool's threads at its exit was printed as
+    "Exception ignored ... KeyboardInterrupt" with a traceback, after the command's one line. Once the
+    command has ended, such a KeyboardInterrupt is dropped; any other error Python can only print is
+    passed on as before."""
+    import sys
+    from types import SimpleNamespace
+
+    from bench import cli
+
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda lost: seen.append(type(lost.exc_value)))
+    monkeypatch.setattr(cli, "main", lambda argv: 130)
+    monkeypatch.setattr(sys, "argv", ["bench", "synth", "--out", "x"])
+    with pytest.raises(SystemExit) as ended:
+        cli.console()
+    assert ended.value.code == 130
+    sys.unraisablehook(SimpleNamespace(exc_value=KeyboardInterrupt()))
+    sys.unraisablehook(SimpleNamespace(exc_value=ValueError("in a __del__")))
+    assert seen == [ValueError]
