@@ -178,18 +178,28 @@ def safe_extract(archive: Path | Sequence[Path], target: Path) -> int:
     source = JoinedParts(archive) if isinstance(archive, (list, tuple)) else archive
     with zipfile.ZipFile(io.BufferedReader(source, CHUNK) if isinstance(source, JoinedParts) else source) as zf:
         members = zf.infolist()
-        places = [_inside(target, member.filename) for member in members]
-        for member, place in zip(members, places, strict=True):
-            if place is None or (place == target and not member.is_dir()):
-                raise UserError(f"{_name(archive)}: refusing to extract {member.filename!r} outside {target}")
-        _sweep_partials({place.parent for member, place in zip(members, places, strict=True) if not member.is_dir()})
-        for member, place in zip(members, places, strict=True):
-            if member.is_dir():
-                place.mkdir(parents=True, exist_ok=True)
-            else:
-                with zf.open(member) as data:  # its CRC is checked as its last bytes are read
-                    _unpack(data, place)
+        # a zip member's CRC is checked as its last bytes are read
+        _unpack_all([(m.filename, "folder" if m.is_dir() else "file", lambda m=m: zf.open(m)) for m in members],
+                    target, lambda name: f"{_name(archive)}: refusing to extract {name!r} outside {target}")
     return len(members)
+
+
+def _unpack_all(members: list[tuple[str, str, Callable]], target: Path, refused: Callable[[str], str]) -> None:
+    """Each (name, kind, open) member of an archive under `target`: every name checked first (`_inside`;
+    a kind other than "file" or "folder", or a file named as the target itself, is refused too, with
+    `refused(name)`), then what killed unpackings left in the files' folders removed, then folders made
+    and files unpacked (`_unpack`)."""
+    places = [_inside(target, name) for name, _, _ in members]
+    for (name, kind, _), place in zip(members, places, strict=True):
+        if place is None or kind not in ("file", "folder") or (place == target and kind == "file"):
+            raise UserError(refused(name))
+    _sweep_partials({place.parent for (_, kind, _), place in zip(members, places, strict=True) if kind == "file"})
+    for (_, kind, opened), place in zip(members, places, strict=True):
+        if kind == "folder":
+            place.mkdir(parents=True, exist_ok=True)
+        else:
+            with opened() as data:
+                _unpack(data, place)
 
 
 PARTIAL = ".unpacking-"
@@ -291,18 +301,10 @@ def safe_extract_tar(archive: Path, target: Path) -> int:
     try:
         with tarfile.open(archive) as tar:
             members = tar.getmembers()
-            places = [_inside(target, member.name) for member in members]
-            for member, place in zip(members, places, strict=True):
-                if place is None or not (member.isfile() or member.isdir()) or (place == target and member.isfile()):
-                    raise UserError(f"{archive}: refusing to extract {member.name!r} (outside {target}, or not a "
-                                    "regular file)")
-            _sweep_partials({place.parent for member, place in zip(members, places, strict=True) if member.isfile()})
-            for member, place in zip(members, places, strict=True):
-                if member.isdir():
-                    place.mkdir(parents=True, exist_ok=True)
-                else:
-                    with tar.extractfile(member) as data:
-                        _unpack(data, place)
+            _unpack_all([(m.name, "file" if m.isfile() else "folder" if m.isdir() else "link or device",
+                          lambda m=m: tar.extractfile(m)) for m in members],
+                        target, lambda name: f"{archive}: refusing to extract {name!r} (outside {target}, or not a "
+                                             "regular file)")
     except tarfile.TarError as exc:
         raise UserError(f"{archive}: not a valid tar archive ({exc}); delete it and run again") from None
     except OSError as exc:
