@@ -40,6 +40,11 @@ def dataset_root(dataset: DatasetSpec, override: str | Path | None, spec_path: s
     return Path(path).expanduser()
 
 
+def dataset_option(override: str | Path | None, spec_path: str = "spec") -> str:
+    """Where the dataset's location was given (`dataset_root`'s choice), as messages name it."""
+    return "--data" if override else f"{spec_path}: dataset.path"
+
+
 def _synthetic_parameters(dataset: DatasetSpec) -> dict:
     return {"clips": dataset.clips or SYNTHETIC_DEFAULT_CLIPS, "seed": dataset.seed,
             "clip_seconds": dataset.clip_seconds, "sample_rate": SYNTHETIC_SAMPLE_RATE}

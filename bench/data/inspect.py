@@ -161,7 +161,7 @@ def format_report(report: DatasetReport) -> str:
 
 def inspect_spec(spec, data: str | None) -> DatasetReport:
     """Read `spec`'s dataset as `bench grid` would (same reader and options), without decoding."""
-    from bench.data.datasets import dataset_root, load_index, synthetic_is_current
+    from bench.data.datasets import dataset_option, dataset_root, load_index, synthetic_is_current
     from bench.data.mtat import ANNOTATIONS
 
     root = dataset_root(spec.dataset, data, spec.path)
@@ -177,7 +177,7 @@ def inspect_spec(spec, data: str | None) -> DatasetReport:
                                       "clip_seconds, an older generator, or files missing): `bench grid` generates "
                                       "it first; this report describes what is there now")
     if report.regenerated:  # as the grid checks the folder before generating (`bench grid --dry-run` says it too)
-        report.not_generated = generation_blocked(Path(root), "--data" if data else f"{spec.path}: dataset.path")
+        report.not_generated = generation_blocked(Path(root), dataset_option(data, spec.path))
     return report
 
 

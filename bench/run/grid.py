@@ -352,7 +352,7 @@ def check_inputs(spec: Spec, data: str | None, results: str | Path | None, cache
     root, the cache root and where the synthetic dataset is generated; a real dataset is checked by its
     reader, before any folder is made. A dry run writes nothing, so it may look at a read-only results
     folder (an archive): only a file in the way is an error. Returns the results root (if given)."""
-    from bench.data.datasets import cache_option, cache_root, dataset_root
+    from bench.data.datasets import cache_option, cache_root, dataset_option, dataset_root
 
     if results is not None and (problem := spec_folder_problem(results, spec.name)):
         raise UserError(f"--results {results}: {problem}")
@@ -363,7 +363,7 @@ def check_inputs(spec: Spec, data: str | None, results: str | Path | None, cache
     writable_folder(cache_root(cache), cache_option(cache))
     root = dataset_root(spec.dataset, data, spec.path)
     if spec.dataset.name == "synthetic":  # generated there when absent; other readers name what they miss
-        writable_folder(root, "--data" if data else f"{spec.path}: dataset.path")
+        writable_folder(root, dataset_option(data, spec.path))
     return results_root
 
 
@@ -415,11 +415,11 @@ def dry_run_says(spec: Spec, o: GridOptions) -> None:
     and `--device cuda` on this machine; a folder the synthetic dataset cannot be generated into), or the
     synthetic dataset it would generate first. Planning needs no data: a paper spec on a laptop is said,
     not refused. torch is imported only where a check asks for it (a plain dry run needs none)."""
-    from bench.data.datasets import check_root, dataset_root, synthetic_is_current
+    from bench.data.datasets import check_root, dataset_option, dataset_root, synthetic_is_current
     from bench.data.synthetic import generation_problem
 
     synthetic = spec.dataset.name == "synthetic"
-    option = "--data" if o.data else f"{spec.path}: dataset.path"
+    option = dataset_option(o.data, spec.path)
     try:
         root = dataset_root(spec.dataset, o.data, spec.path)
         if synthetic:  # generated where it is absent: the grid checks the folder can be written first
