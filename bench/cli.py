@@ -7,7 +7,6 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -809,15 +808,6 @@ def main(argv: list[str] | None = None) -> int:
         discard_if_closed(sys.stdout)
 
 
-def quiet_interrupts(hook: Callable) -> Callable:
-    """`hook` (a `sys.unraisablehook`) that drops a KeyboardInterrupt Python could only print."""
-    def quiet(lost) -> None:
-        if not isinstance(lost.exc_value, KeyboardInterrupt):
-            hook(lost)
-
-    return quiet
-
-
 def console() -> None:
     """The `bench` console script: `main`, then, for `bench tag`, an immediate exit once the output is
     flushed. Python's shutdown with torch loaded takes a noticeable share of the time `bench tag`
@@ -825,9 +815,11 @@ def console() -> None:
     `bench tag` leaves nothing that needs it (no child processes, no files open)."""
     argv = sys.argv[1:]
     status = main(argv)
+    from bench.core.interrupts import interrupts_dropped
+
     # the command has ended and its status says how: a Ctrl-C from here on (a second one, landing while
     # Python joins a process pool's threads at its exit) is no traceback of the command's
-    sys.unraisablehook = quiet_interrupts(sys.unraisablehook)
+    sys.unraisablehook = interrupts_dropped(sys.unraisablehook)
     if argv[:1] == ["tag"]:
         for stream in (sys.stdout, sys.stderr):  # None where it was closed (`>&-`)
             if stream is not None:

@@ -115,14 +115,8 @@ def interrupts_noted() -> Iterator[Callable[[], bool]]:
         came.set()
         raise KeyboardInterrupt
 
-    def unraisable(lost, default=sys.unraisablehook) -> None:
-        if isinstance(lost.exc_value, KeyboardInterrupt):
-            came.set()
-        else:
-            default(lost)
-
     previous_hook = sys.unraisablehook
-    sys.unraisablehook = unraisable
+    sys.unraisablehook = interrupts_dropped(previous_hook, came.set)
     previous = None
     try:
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
@@ -134,6 +128,18 @@ def interrupts_noted() -> Iterator[Callable[[], bool]]:
                 signal.signal(signal.SIGINT, previous)
         finally:
             sys.unraisablehook = previous_hook
+
+
+def interrupts_dropped(hook: Callable, noted: Callable[[], object] = lambda: None) -> Callable:
+    """`hook` (a `sys.unraisablehook`), but a KeyboardInterrupt Python could only print is dropped, and
+    `noted()`; every other exception is passed on."""
+    def unraisable(lost) -> None:
+        if isinstance(lost.exc_value, KeyboardInterrupt):
+            noted()
+        else:
+            hook(lost)
+
+    return unraisable
 
 
 _job_ending = threading.Event()
