@@ -52,7 +52,8 @@ def test_parity_with_librosa(sample_rate, n_mels, log):
     """librosa (float64) on the same zero-padded signal is the reference.
 
     Tolerances: our front end runs in float32. Its power values agree with float64 librosa to
-    ~3e-6 of the spectrogram's maximum (measured: <= 2.7e-6 over these configurations), so we allow
+    a few 1e-6 of the spectrogram's maximum (measured: <= 2.7e-6 here, up to 6.5e-6 on other audio, most
+    of it from torchaudio's float32 mel filters), so we allow
     1e-5. That absolute error is a larger relative error in weak bins, which `dB` magnifies: within
     60 dB of the maximum we allow 5e-3 dB (0.1 % in power; measured <= 8e-4), and 0.05 dB in the
     weakest bins (measured <= 0.01 dB, 70+ dB down). `log` compresses weak bins towards 0, so one
