@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from bench.core import machine
+from bench.tools.perf import levers
 from bench.train.fastpath import baseline, fast_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,12 +74,27 @@ def test_the_cpu_fast_path_reuses_host_memory_and_other_paths_leave_the_allocato
     """The setting is applied where the others are, per run (`prepare_model`), both ways."""
     calls = []
     monkeypatch.setattr("bench.train.fastpath.reuse_freed_memory", calls.append)
+    monkeypatch.setattr(machine, "_libc", lambda: libc)
     cpu = torch.device("cpu")
     assert fast_path(cpu, arch="vgg").reuse_host_memory is True
     assert baseline(cpu).reuse_host_memory is False
     fast_path(cpu, arch="vgg").prepare_model(torch.nn.Linear(2, 2))
     baseline(cpu).prepare_model(torch.nn.Linear(2, 2))
     assert calls == [True, False]
+
+
+def test_a_run_records_host_memory_reuse_only_where_it_takes_effect(libc, monkeypatch):
+    """result.json's `reuse_host_memory` says what the run had: not where the user set the allocator
+    (glibc's variables) or the libc is not glibc, where `reuse_freed_memory` leaves it as it is."""
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(machine, "_libc", lambda: libc)
+    assert fast_path(cpu, arch="vgg").reuse_host_memory is True
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "131072")
+    assert fast_path(cpu, arch="vgg").reuse_host_memory is False
+    assert not any(settings.reuse_host_memory for _, settings, _ in levers(cpu, False, "vgg"))
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    monkeypatch.setattr(machine, "_libc", lambda: None)
+    assert fast_path(cpu, arch="vgg").reuse_host_memory is False
 
 
 def test_the_cuda_fast_path_leaves_the_allocator(monkeypatch):

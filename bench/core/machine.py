@@ -75,6 +75,12 @@ def _user_chose_allocator() -> bool:
             or any(name in env.get("LD_PRELOAD", "") for name in ("jemalloc", "tcmalloc", "mimalloc")))
 
 
+def can_reuse_freed_memory() -> bool:
+    """Whether `reuse_freed_memory(True)` takes effect in this process: Linux with glibc, whose
+    allocator the user has not configured."""
+    return _libc() is not None and not _user_chose_allocator()
+
+
 def reuse_freed_memory(on: bool, libc=None) -> bool:
     """Make glibc's malloc keep the memory a process frees for its next allocations (`on`), or undo that;
     returns whether it is kept now.

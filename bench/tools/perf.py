@@ -40,6 +40,7 @@ from torch import nn
 
 from architectures.musicnn import conv1d_over_bands
 from bench.core.errors import UserError, is_out_of_memory
+from bench.core.machine import can_reuse_freed_memory
 from bench.core.store import atomic_write_json
 from bench.cost.plan import amount, hours_unit
 from bench.data.known import split_sizes, unknown_split_why
@@ -355,7 +356,8 @@ def levers(device: torch.device, compile_lever: bool, arch: str) -> list[tuple[s
         rows.append(("+ cudnn.benchmark", dataclasses.replace(base, cudnn_benchmark=True), {}))
     if compile_lever:
         rows.append(("+ torch.compile", base.compiling(True), {}))
-    if device.type == "cpu":  # last: turning it off again leaves glibc's allocator unlike a fresh process's
+    # last: turning it off again leaves glibc's allocator unlike a fresh process's; not where it cannot be set
+    if device.type == "cpu" and can_reuse_freed_memory():
         rows.append(("+ host memory reused", dataclasses.replace(base, reuse_host_memory=True), {}))
     return rows
 

@@ -52,7 +52,7 @@ from dataclasses import asdict, dataclass, replace
 import torch
 
 from bench.core.errors import UserError
-from bench.core.machine import reuse_freed_memory, usable_cpus
+from bench.core.machine import can_reuse_freed_memory, reuse_freed_memory, usable_cpus
 
 COMPILE_MIN_STEPS = 5_000
 """Runs with at least this many planned training steps are compiled ("auto"): over that many steps, a
@@ -459,7 +459,8 @@ def fast_path(device: torch.device, precision: str = "auto", planned_steps: int 
         compile_mode=compile_mode() if compile and compile_backend() == "inductor" else None,
         fused_adam=cuda,
         tf32=precision != "fp32",
-        reuse_host_memory=device.type == "cpu",
+        # recorded as in effect: where the allocator cannot be set (another libc, or the user's settings)
+        reuse_host_memory=device.type == "cpu" and can_reuse_freed_memory(),
     )
 
 
