@@ -374,8 +374,9 @@ def cli_main(audio: list[str], model: str, models: str | None, top: int, as_json
                 save_taggram_png(pngs[n], scores, tagger.tags, tagger.patch_seconds,
                                  f"{printable(Path(path).name)}: {tagger.name}")
             if not as_json:
-                tops = ", ".join(f"{quoted(t['tag'])} ({t['score']:.3f})" for t in results[-1]["top"])
-                print(f"{printable(path)}: {tops}", flush=True)  # a UTF-8 locale's stdout takes no lone surrogate
+                # shown, not acted on: a name's escape sequence or newline (any tag text of a manifest dataset)
+                tops = ", ".join(f"{quoted(visible(t['tag']))} ({t['score']:.3f})" for t in results[-1]["top"])
+                print(f"{visible(str(path))}: {tops}", flush=True)
     finally:
         decoder.shutdown(wait=False, cancel_futures=True)
     if as_json:
