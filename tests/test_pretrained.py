@@ -344,6 +344,29 @@ def test_a_model_json_field_of_the_wrong_type_is_one_line(run_folder, tmp_path, 
                                        f"(ValueError: {field} = {value!r})\n")
 
 
+@pytest.mark.parametrize(("field", "value", "built"), [("n_mels", 96, 24), ("sample_rate", 8000, 16000),
+                                                     ("hop_length", 512, 256)])
+def test_a_model_json_whose_front_end_is_not_its_networks_input_is_one_line(run_folder, tmp_path, capsys, field,
+                                                                            value, built):
+    """The network is built from `input`, the mel computed from `frontend`: 96 bands into a network of 24
+    ended `bench tag` in a traceback (and `bench embed` wrote embeddings of a wrong network, exit 0), and a
+    front end at 8 kHz tagged a network of 16 kHz without a word."""
+    from bench.train.model_file import frontend_settings, model_description, write_model_json
+
+    description = model_description("mine", "musicnn", {"width": 0.0625}, InputConfig(16000, 24, 1, 501), 501,
+                                    frontend_settings(16000, 24, 1, "log"), ["drums", "piano", "voice"],
+                                    weights="best.pt", weights_key="model")
+    description["frontend"][field] = value
+    write_model_json(run_folder, description)
+    song = write_audio(tmp_path / "song.wav", 2.0)
+    for command in (["tag", song, "--model", str(run_folder)], ["embed", str(run_folder), song, "--out",
+                                                                  str(tmp_path / "emb"), "-q"]):
+        assert main(command) == 2
+        assert capsys.readouterr().err == (
+            f"bench {command[0]}: error: {run_folder / 'model.json'}: not a model description "
+            f"(ValueError: frontend.{field} = {value!r}, where the network's input has {built!r})\n")
+
+
 def test_file_names_that_are_not_utf8_or_hold_dollars_are_tagged_drawn_and_embedded(run_folder, tmp_path, capsys):
     """A Latin-1 name ("café", as old archives have them) stopped `bench tag --png` (matplotlib cannot draw
     a lone surrogate) and `bench embed` (index.csv encoded as strict UTF-8: every rerun failed again); a

@@ -201,7 +201,12 @@ def load_model(folder: str | Path) -> LoadedModel:
                                     ("frontend.pad_mode", fe["pad_mode"], fe["pad_mode"] in PAD_MODES)):
             if not right:
                 raise ValueError(f"{field} = {value!r}")
-        model = architectures.build(meta["arch"], InputConfig(**meta["input"]), len(tags), **meta["options"])
+        inputs = InputConfig(**meta["input"])
+        for field, value in (("sample_rate", inputs.sample_rate), ("n_mels", inputs.n_mels),
+                             ("hop_length", framing.BASE_HOP * inputs.hop_multiplier)):
+            if fe[field] != value:  # the network is built for its input: another front end feeds it wrong
+                raise ValueError(f"frontend.{field} = {fe[field]!r}, where the network's input has {value!r}")
+        model = architectures.build(meta["arch"], inputs, len(tags), **meta["options"])
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"{folder / MODEL_JSON}: not a model description ({type(exc).__name__}: {exc})") from None
     check_pool_padding(model, meta.get("pool_padding"), folder)
