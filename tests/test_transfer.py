@@ -1229,3 +1229,51 @@ def test_a_model_retrained_in_its_folder_is_embedded_again_not_served_from_the_c
     after = means()
     assert before.keys() == after.keys()
     assert not any(np.array_equal(before[layer], after[layer]) for layer in before)
+
+
+def test_weights_that_give_nan_stop_embed_and_tag_in_one_line(tmp_path, capsys):
+    """Weights whose BatchNorm variance is negative (a damaged or hand-edited file that loads) gave NaN:
+    `bench embed` wrote NaN embeddings and `bench tag` printed "(nan)" scores, both exit 0, and
+    `bench transfer` ended in scikit-learn's traceback. The network is at fault, so the command stops."""
+    from .test_export import untrained_model
+
+    _, folder = untrained_model(tmp_path / "model", "vgg", 251)
+    weights = torch.load(folder / "weights.pt")
+    torch.save({k: -v if k.endswith("running_var") else v for k, v in weights.items()}, folder / "weights.pt")
+    t = np.arange(5 * 16000) / 16000
+    sf.write(tmp_path / "a.wav", (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16000)
+    for command, what in ((["embed", str(folder), str(tmp_path / "a.wav"), "--out", str(tmp_path / "e"), "-q"],
+                           "pool4 embeddings"), (["tag", str(tmp_path / "a.wav"), "--model", str(folder)], "scores")):
+        assert main(command) == 2
+        assert capsys.readouterr().err == (f"bench {command[0]}: error: {folder}: its network gives {what} that are "
+                                           f"not finite (NaN or infinite) for {tmp_path / 'a.wav'}: its weights are "
+                                           "damaged\n")
+    assert not (tmp_path / "e" / "pool4.npy").exists()
+
+
+def test_embedding_cache_entries_not_as_written_are_computed_again_or_named(tmp_path):
+    """An entry that loads but holds NaN, or patches of another count per layer, is computed again; one of
+    another size (not this model's: written by hand) is named, where stacking the files failed."""
+    from bench.tools.embed import EmbeddingCache, embed_files, file_identity, load_embedder
+
+    from .test_export import untrained_model
+
+    _, folder = untrained_model(tmp_path / "model", "vgg", 251)
+    t = np.arange(5 * 16000) / 16000
+    paths = []
+    for n in range(2):
+        paths.append(str(tmp_path / f"{n}.wav"))
+        sf.write(paths[-1], (0.3 * np.sin(2 * np.pi * 220 * (n + 1) * t)).astype(np.float32), 16000)
+    embedder = load_embedder(str(folder))
+    done, _ = embed_files(embedder, paths, tmp_path / "cache")
+    cache, identity = EmbeddingCache(tmp_path / "cache", embedder.identity), file_identity(paths[1])
+    entry = cache.get(identity, embedder.layers)
+    for damaged in ({**entry, "pool4": np.full_like(entry["pool4"], np.nan)},
+                    {**entry, "pool4": np.concatenate([entry["pool4"], entry["pool4"]])}):
+        cache.put(identity, damaged)
+        again, _ = embed_files(embedder, paths, tmp_path / "cache")
+        np.testing.assert_allclose(again[paths[1]].means["pool4"], done[paths[1]].means["pool4"], rtol=1e-5,
+                                   atol=1e-6)  # computed alone now, in a batch of two before
+    cache.put(identity, {**entry, "pool4": entry["pool4"][:, :3]})
+    with pytest.raises(UserError, match=r"^.*\.npz: pool4 of 3 values, where this model's other entries hold "):
+        embed_files(embedder, paths, tmp_path / "cache")

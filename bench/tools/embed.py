@@ -25,6 +25,7 @@ Output folder: `index.csv` (row, path, audio id, seconds, patches, first patch r
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import csv
 import errno
@@ -197,13 +198,22 @@ class EmbeddingCache:
         return self.folder / f"{audio_identity}.npz"
 
     def get(self, audio_identity: str, layers: tuple[str, ...]) -> dict[str, np.ndarray] | None:
-        """The cached arrays (and SECONDS), or None when absent or unreadable (then computed again)."""
+        """The cached arrays (and SECONDS), or None when absent, unreadable or not what `put` writes
+        (then computed again): per layer finite floats (patches, dims), as many patches in each."""
         try:
             with np.load(self._path(audio_identity), allow_pickle=False) as data:
                 arrays = {key: data[key] for key in (*layers, SECONDS)}
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):  # torn by a copy or a disk fault
             return None
+        patches = {array.shape[0] if array.ndim == 2 else 0 for array in (arrays[layer] for layer in layers)}
+        if len(patches) != 1 or 0 in patches or arrays[SECONDS].shape != () or not all(
+                arrays[key].dtype.kind == "f" and np.isfinite(arrays[key]).all() for key in (*layers, SECONDS)):
+            return None
         return arrays
+
+    def where(self, audio_identity: str) -> Path:
+        """The file of an audio file's entry."""
+        return self._path(audio_identity)
 
     def put(self, audio_identity: str, arrays: dict[str, np.ndarray]) -> None:
         buffer = io.BytesIO()
@@ -235,15 +245,20 @@ def embed_files(embedder: Embedder, paths: list[str], cache_root: str | Path, de
     cache = EmbeddingCache(cache_root, embedder.identity)
     remove_temp_files(cache.folder, STALE_TEMP_SECONDS)  # of killed writers; two embeds may share a cache
     done: dict[str, FileEmbedding] = {}
+    computed: dict[str, FileEmbedding] = {}  # not read from the cache: the model's own sizes
     failed: dict[str, str] = {}
     todo: list[tuple[str, str, np.ndarray]] = []
 
     def embed_todo() -> None:
         for (path, identity, waveform), arrays in zip(todo, embed_waveforms(embedder.tagger,
                                                                             [w for *_, w in todo]), strict=True):
+            for layer in embedder.layers:  # the network's fault, not the file's: every file would be
+                if not np.isfinite(arrays[layer]).all():
+                    raise UserError(f"{embedder.folder}: its network gives {layer} embeddings that are not finite "
+                                    f"(NaN or infinite) for {visible(path)}: its weights are damaged")
             arrays[SECONDS] = np.array(len(waveform) / embedder.sample_rate)
             cache.put(identity, arrays)
-            done[path] = FileEmbedding.of(identity, arrays, embedder.layers)
+            done[path] = computed[path] = FileEmbedding.of(identity, arrays, embedder.layers)
         todo.clear()
 
     for start in range(0, len(paths), GROUP):
@@ -268,7 +283,23 @@ def embed_files(embedder: Embedder, paths: list[str], cache_root: str | Path, de
             embed_todo()
         if progress:
             progress(len(group))
+    _check_dims(done, computed, embedder.layers, cache)
     return done, failed
+
+
+def _check_dims(done: dict[str, FileEmbedding], computed: dict[str, FileEmbedding], layers: tuple[str, ...],
+                cache: EmbeddingCache) -> None:
+    """One model's entries hold one size per layer (that of the entries computed now, else the most
+    common): an entry of another size (written by hand, or by another program into the cache) is named,
+    where stacking the files' embeddings would fail."""
+    for layer in layers:
+        sizes = collections.Counter(embedding.means[layer].shape for embedding in done.values())
+        if len(sizes) > 1:
+            usual = (next(iter(computed.values())).means[layer].shape if computed
+                     else sizes.most_common(1)[0][0])
+            odd = next(e for e in done.values() if e.means[layer].shape != usual)
+            raise UserError(f"{cache.where(odd.identity)}: {layer} of {odd.means[layer].size} values, where this "
+                            f"model's other entries hold {usual[0]}: not this model's; remove it and rerun")
 
 
 def write_outputs(out: Path, embedder: Embedder, paths: list[str], files: dict[str, FileEmbedding],

@@ -359,6 +359,9 @@ def cli_main(audio: list[str], model: str, models: str | None, top: int, as_json
                 continue
             t1 = time.perf_counter()
             scores = taggram(tagger, waveform)
+            if not np.isfinite(scores).all():  # the network's fault, not the file's: every file would be
+                raise UserError(f"{folder}: its network gives scores that are not finite (NaN or infinite) for "
+                                f"{visible(str(path))}: its weights are damaged")
             times["tag"] += time.perf_counter() - t1
             seconds = len(waveform) / tagger.sample_rate
             audio_seconds += seconds
