@@ -4,7 +4,7 @@ import json
 
 from bench.cli import main
 
-from .data_fixtures import make_mtat, published_tags
+from .data_fixtures import ROWS, make_mtat, published_tags, tone, write_mp3
 from .test_jamendo import make_jamendo
 from .test_readers import write_msd_split
 
@@ -242,19 +242,22 @@ def test_a_grid_on_msd_without_its_audio_stops_before_preparing_a_cache(tmp_path
     assert not list((tmp_path / "cache").rglob("*.f16"))  # nothing prepared
 
 
-def test_a_dataset_missing_thousands_of_files_says_so_in_a_few_lines(tmp_path, write_spec, capsys):
+def test_a_dataset_missing_thousands_of_files_says_so_in_a_few_lines(tmp_path, write_spec, capsys, monkeypatch):
     """A partial download of MTAT misses thousands of files: each was a line of its own, at every grid
     start. Few are still named one by one with their file; more, counted per reason."""
+    monkeypatch.setattr("bench.run.prepare.SHOWN_FAILURES", 3)  # the fixture's 4 missing files are "more"
     root = make_mtat(tmp_path / "mtat", write_audio=False)
+    for n, (clip_id, folder, name, _) in enumerate(ROWS):  # one clip of each split has its file
+        if clip_id in ("10", "14", "26"):
+            write_mp3(root / folder / name, tone(2.0, freq=220.0 * (n + 1), seed=n))
     assert main(["prepare", spec_for(write_spec, "mtat", root), "--cache", str(tmp_path / "cache")]) == 0
     out = capsys.readouterr().out
     skipped = [line for line in out.splitlines() if line.startswith("  ")]
-    # the fixture's 7 clips in the order of the rows (every fourth clip id, from 2), none of them on disk
-    assert skipped[0].startswith("  skipped 7 clip(s): ") and skipped[0].endswith(" (2, 6, 10 and 4 more)")
+    # the fixture's clips without a file, in the order of the rows
+    assert skipped[0].startswith("  skipped 4 clip(s): ") and skipped[0].endswith(" (2, 6, 18 and 1 more)")
     manifest = next((tmp_path / "cache").rglob("manifest.json"))
     assert skipped[1:] == [f'  every skipped clip, its file and why: "failed" in {manifest}']
-    assert [failed[0] for failed in json.loads(manifest.read_text())["failed"]] == ["2", "6", "10", "14", "18", "22",
-                                                                                   "26"]
+    assert [failed[0] for failed in json.loads(manifest.read_text())["failed"]] == ["2", "6", "18", "22"]
 
 
 def test_a_few_skipped_clips_are_named_one_per_line_with_their_file(tmp_path):
@@ -286,3 +289,17 @@ def test_skipped_clips_are_grouped_by_what_failed_not_by_each_files_numbers(tmp_
         "  skipped 8 clip(s): truncated (c00, c01, c02 and 5 more)",
         "  skipped 1 clip(s): too short (0.50 s < 1 s) (z)",
         f'  every skipped clip, its file and why: "failed" in {tmp_path / "manifest.json"}']
+
+
+def test_a_grid_on_mtat_without_its_audio_stops_before_preparing_a_cache(tmp_path, write_spec, capsys):
+    """MTAT's reader keeps a clip whose file is missing, for the cache to record as skipped: on a folder
+    holding only annotations_final.csv the grid sized and allocated the whole cache (42 GB for the paper's
+    rates), found every file missing, and recorded every run failed, where bench dataset said it could not
+    run. A split with no audio file at all now stops it as it stops MSD's."""
+    root = make_mtat(tmp_path / "mtat", write_audio=False)
+    spec = spec_for(write_spec, "mtat", root)
+    assert main(["prepare", spec, "--cache", str(tmp_path / "cache")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"bench prepare: error: {spec}: the grid cannot run on {root}: no usable audio in the train, valid, "
+                   f"test split(s) (every audio file missing or empty); bench dataset {spec} shows what it holds\n")
+    assert not list((tmp_path / "cache").rglob("*.f16"))

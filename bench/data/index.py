@@ -83,6 +83,19 @@ def first_audio_file(root: str | Path, candidates: list[str]) -> tuple[str | Non
     return None, AUDIO_EMPTY if AUDIO_EMPTY in problems else AUDIO_MISSING
 
 
+def splits_without_audio(index: DatasetIndex) -> list[str]:
+    """The splits not one of whose clips has a usable audio file (the metadata without its audio, or the
+    audio in another folder): each split's files checked until one is found, a few checks in all where
+    the audio is there."""
+    found: set[str] = set()
+    for clip in index.clips:
+        if clip.split not in found and audio_file_problem(clip.path) is None:
+            found.add(clip.split)
+            if len(found) == len(SPLITS):
+                break
+    return [split for split in SPLITS if split not in found]
+
+
 def audio_file_shown(root: str | Path, candidates: list[str]) -> str:
     """The path of a clip kept whatever its audio (a reader's `check_audio` False, for `bench dataset`):
     the file `first_audio_file` reads, else the candidate its reason is about (the first empty one, else

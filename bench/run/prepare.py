@@ -10,7 +10,7 @@ from bench.core.errors import UserError, one_line
 from bench.core.progress import progress_bar
 from bench.core.text import first_of, visible
 from bench.data.cached_waveforms import MANIFEST
-from bench.data.index import SPLITS
+from bench.data.index import SPLITS, splits_without_audio
 
 
 def prepare_spec(spec, data: str | None, cache: str | None, workers: int | None = None, progress: bool = True):
@@ -25,11 +25,15 @@ def prepare_spec(spec, data: str | None, cache: str | None, workers: int | None 
     print(f"{spec.dataset.name} at {root}: {len(index.clips)} clips (train {counts['train']}, "
           f"valid {counts['valid']}, test {counts['test']}), {len(index.tag_names)} tags; "
           f"{index.excluded_summary()}")
+    # every run would fail: a reader that drops clips without audio (MSD's) leaves none at all, one that
+    # keeps them to be recorded as skipped (MTAT's, a manifest's) none with audio
     empty = [split for split in SPLITS if not counts[split]]
-    if empty:  # every run would fail; a reader that drops clips without audio (MSD's) leaves none at all
-        raise UserError(f"{spec.path}: the grid cannot run on {root}: no clips in the {', '.join(empty)} split(s) "
-                        f"({index.excluded_summary()}); bench dataset {spec.path}{f' --data {data}' if data else ''} "
-                        "shows what it holds")
+    silent = [] if empty else splits_without_audio(index)
+    if empty or silent:
+        why = (f"no clips in the {', '.join(empty)} split(s) ({index.excluded_summary()})" if empty else
+               f"no usable audio in the {', '.join(silent)} split(s) (every audio file missing or empty)")
+        raise UserError(f"{spec.path}: the grid cannot run on {root}: {why}; bench dataset "
+                        f"{spec.path}{f' --data {data}' if data else ''} shows what it holds")
     waveforms = WaveformCache(cache_root(cache), index, spec.dataset.clip_seconds)
     rates = sorted({c.mel.sample_rate for c in spec.configurations()})
     todo = [r for r in rates if not waveforms.is_complete(r)]
