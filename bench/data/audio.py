@@ -390,9 +390,11 @@ def decode_file(path: str, sample_rate: int, min_seconds: float = MIN_SECONDS,
 
     Read, downmixed and resampled block by block (soxr's stream gives the one-shot result exactly):
     an hours-long stereo file never sits in memory at its own rate, only the mono result does."""
-    pieces, decoded, peak = [], 0, 0.0
+    decoded, peak = 0, 0.0
     with _opened(path, min_seconds) as handle:
         source_rate = handle.samplerate
+        announced = min(handle.frames, int(MAX_ANNOUNCED_SECONDS * source_rate))  # a header may say anything
+        pieces = _Samples(announced * sample_rate // source_rate + BLOCK_FRAMES)
         stream = None if source_rate == sample_rate else \
             soxr.ResampleStream(source_rate, sample_rate, 1, dtype="float32", quality="HQ")
         while True:  # to the end of what decodes, whatever the header announced
@@ -405,7 +407,7 @@ def decode_file(path: str, sample_rate: int, min_seconds: float = MIN_SECONDS,
                 raise BadAudio("non-finite samples (NaN or inf)")
             peak = max(peak, float(np.abs(mono).max(initial=0.0)))
             decoded += mono.shape[0]
-            pieces.append(mono if stream is None else stream.resample_chunk(mono, last=last))
+            pieces.add(mono if stream is None else stream.resample_chunk(mono, last=last))
             if last:
                 break
         cut = _cut_short(handle, path, decoded) if warn is not None else None
@@ -415,7 +417,33 @@ def decode_file(path: str, sample_rate: int, min_seconds: float = MIN_SECONDS,
         raise BadAudio(f"too short after decoding ({_seconds(decoded, source_rate)} s < {min_seconds} s)")
     if peak > MAX_PEAK:
         raise out_of_range(peak)
-    return np.concatenate(pieces).astype(np.float32, copy=False)
+    return pieces.joined()
+
+
+MAX_ANNOUNCED_SECONDS = 3 * 3600
+"""The most of a header's length `decode_file` sets memory aside for at once (addresses only: pages are
+taken as samples are written); a longer file's array grows as it is read."""
+
+
+class _Samples:
+    """float32 samples added block by block to one array, grown (doubled) only where a file holds more
+    than was set aside: the blocks and their join are never both whole in memory, as they were with
+    np.concatenate (an hour's samples twice)."""
+
+    def __init__(self, expected: int):
+        self.array, self.size = np.empty(max(expected, 1), np.float32), 0
+
+    def add(self, block: np.ndarray) -> None:
+        end = self.size + len(block)
+        if end > len(self.array):
+            grown = np.empty(max(end, 2 * len(self.array)), np.float32)
+            grown[:self.size] = self.array[:self.size]
+            self.array = grown
+        self.array[self.size:end] = block
+        self.size = end
+
+    def joined(self) -> np.ndarray:
+        return self.array[:self.size]
 
 
 def decode_clip(path: str, sample_rates: tuple[int, ...], clip_seconds: float,
