@@ -1,6 +1,7 @@
 """The waveform cache: decoding, bad audio, atomic completion, resume after SIGKILL, torch views."""
 
 import errno
+import hashlib
 import json
 import os
 import signal
@@ -837,3 +838,21 @@ def test_this_datasets_caches_of_an_earlier_version_are_named_when_a_new_one_is_
     assert found[0] == old.dir and found[1] >= 2 * 32000 * 2  # its two clips of 2 s at 16 kHz, float16
     new.prepare([16000], workers=1)
     assert new.earlier_versions() == [found]  # the new one is not among them
+
+
+def test_an_index_is_written_as_dataclasses_asdict_wrote_it():
+    """The index file's name is the digest of its JSON: written without asdict's deep copies (seconds at a
+    grid start for MSD), it must stay the same text, or every prepared cache's index would be written
+    again under another name."""
+    import dataclasses
+
+    from bench.data.cache import index_file_name, index_from_json, index_to_json
+    from bench.data.index import Clip, DatasetIndex
+
+    index = DatasetIndex("msd", "/data/msd", ("rock", "pop, folk"),
+                         (Clip("TRA", "/data/msd/A/a.mp3", "train", (0, 1)), Clip("TRB", "/data/b.mp3", "test", ())),
+                         (("TRC", "audio file missing"),))
+    assert json.dumps(index_to_json(index), sort_keys=True) == json.dumps(dataclasses.asdict(index), sort_keys=True)
+    assert index_file_name(index) == "index-" + hashlib.sha256(
+        json.dumps(dataclasses.asdict(index), sort_keys=True).encode()).hexdigest()[:12] + ".json"
+    assert index_from_json(json.loads(json.dumps(index_to_json(index)))) == index
