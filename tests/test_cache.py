@@ -852,7 +852,7 @@ def test_an_index_is_written_as_dataclasses_asdict_wrote_it():
     index = DatasetIndex("msd", "/data/msd", ("rock", "pop, folk"),
                          (Clip("TRA", "/data/msd/A/a.mp3", "train", (0, 1)), Clip("TRB", "/data/b.mp3", "test", ())),
                          (("TRC", "audio file missing"),))
-    assert json.dumps(index_to_json(index), sort_keys=True) == json.dumps(dataclasses.asdict(index), sort_keys=True)
+    assert json.dumps(index_to_json(index)) == json.dumps(dataclasses.asdict(index))  # keys in the same order
     assert index_file_name(index) == "index-" + hashlib.sha256(
         json.dumps(dataclasses.asdict(index), sort_keys=True).encode()).hexdigest()[:12] + ".json"
     assert index_from_json(json.loads(json.dumps(index_to_json(index)))) == index
