@@ -303,3 +303,10 @@ def test_a_grid_on_mtat_without_its_audio_stops_before_preparing_a_cache(tmp_pat
     assert err == (f"bench prepare: error: {spec}: the grid cannot run on {root}: no usable audio in the train, valid, "
                    f"test split(s) (every audio file missing or empty); bench dataset {spec} shows what it holds\n")
     assert not list((tmp_path / "cache").rglob("*.f16"))
+    # a cache prepared while the audio was there trains without it: nothing is stopped
+    make_mtat(root)
+    assert main(["prepare", spec, "--cache", str(tmp_path / "cache")]) == 0
+    for mp3 in root.rglob("*.mp3"):
+        mp3.unlink()
+    assert main(["prepare", spec, "--cache", str(tmp_path / "cache")]) == 0
+    assert "already prepared" in capsys.readouterr().out

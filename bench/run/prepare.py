@@ -25,18 +25,21 @@ def prepare_spec(spec, data: str | None, cache: str | None, workers: int | None 
     print(f"{spec.dataset.name} at {root}: {len(index.clips)} clips (train {counts['train']}, "
           f"valid {counts['valid']}, test {counts['test']}), {len(index.tag_names)} tags; "
           f"{index.excluded_summary()}")
-    # every run would fail: a reader that drops clips without audio (MSD's) leaves none at all, one that
-    # keeps them to be recorded as skipped (MTAT's, a manifest's) none with audio
+
+    def cannot_run(why: str) -> UserError:
+        return UserError(f"{spec.path}: the grid cannot run on {root}: {why}; bench dataset "
+                         f"{spec.path}{f' --data {data}' if data else ''} shows what it holds")
+
     empty = [split for split in SPLITS if not counts[split]]
-    silent = [] if empty else splits_without_audio(index)
-    if empty or silent:
-        why = (f"no clips in the {', '.join(empty)} split(s) ({index.excluded_summary()})" if empty else
-               f"no usable audio in the {', '.join(silent)} split(s) (every audio file missing or empty)")
-        raise UserError(f"{spec.path}: the grid cannot run on {root}: {why}; bench dataset "
-                        f"{spec.path}{f' --data {data}' if data else ''} shows what it holds")
+    if empty:  # every run would fail; a reader that drops clips without audio (MSD's) leaves none at all
+        raise cannot_run(f"no clips in the {', '.join(empty)} split(s) ({index.excluded_summary()})")
     waveforms = WaveformCache(cache_root(cache), index, spec.dataset.clip_seconds)
     rates = sorted({c.mel.sample_rate for c in spec.configurations()})
     todo = [r for r in rates if not waveforms.is_complete(r)]
+    # a reader that keeps clips without audio, to be recorded as skipped (MTAT's, a manifest's), on none: a
+    # cache to prepare would hold no clip (a complete one trains without the audio)
+    if todo and (silent := splits_without_audio(index)):
+        raise cannot_run(f"no usable audio in the {', '.join(silent)} split(s) (every audio file missing or empty)")
     if todo:  # its size before any work (the disk is checked too)
         print(f"waveform cache to prepare: {sum(map(waveforms.rate_bytes, todo)) / 1e9:.3g} GB "
               f"({', '.join(f'{r} Hz' for r in todo)}, float16) in {waveforms.dir}")
