@@ -413,14 +413,14 @@ def test_tag_lines_show_a_names_escape_sequence_and_newline_not_act_on_them(run_
     """A manifest dataset's tag text and a file's name reach the terminal: `bench tag` printed them raw,
     so an escape sequence cleared the screen or coloured the line, and a newline split one file's line."""
     result = json.loads((run_folder / "result.json").read_text())
-    result["tag_names"] = ["gui\x1b[31mtar", "new\nline", "jazz"]
+    result["tag_names"] = ["gui\x1b[31mtar", "new\nline", "ja\ud800zz"]  # JSON's "\ud800": a lone surrogate
     atomic_write_json(run_folder / "result.json", result)
     song = write_audio(tmp_path / "a\x1b[2Jb.wav", 4.0)
     assert main(["tag", song, "--model", str(run_folder), "--top", "3"]) == 0
     out = capsys.readouterr().out
     assert "\x1b" not in out and out.count("\n") == 1
     assert out.startswith(str(tmp_path / "a\\x1b[2Jb.wav") + ": ")
-    assert "gui\\x1b[31mtar (0." in out and "new\\nline (0." in out
+    assert "gui\\x1b[31mtar (0." in out and "new\\nline (0." in out and "ja\\ud800zz (0." in out
 
 
 def test_tag_a_run_folder_json_and_png(run_folder, tmp_path, capsys):

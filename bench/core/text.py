@@ -75,8 +75,12 @@ def csv_rows(path: str | Path, reads: Iterable[str],
 def printable(name: str) -> str:
     """A file name as Python reads it from the file system, as text that can be written as UTF-8 and
     drawn: its bytes that are not UTF-8 (a Latin-1 "café" is b"caf\\xe9", read as a lone surrogate) as
-    `\\xe9`."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    `\\xe9`; a lone surrogate that is no such byte (JSON's "\\ud800" in a tag name) as `\\ud800`."""
+    try:
+        raw = name.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = name.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Cn"})
