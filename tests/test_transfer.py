@@ -1258,8 +1258,8 @@ def test_embedding_cache_entries_not_as_written_are_computed_again_or_named(tmp_
 
     from .test_export import untrained_model
 
-    _, folder = untrained_model(tmp_path / "model", "vgg", 251)
-    t = np.arange(5 * 16000) / 16000
+    _, folder = untrained_model(tmp_path / "model", "musicnn-787k", 187)  # several layers: their counts compared
+    t = np.arange(10 * 16000) / 16000  # 3 patches of 187 frames
     paths = []
     for n in range(2):
         paths.append(str(tmp_path / f"{n}.wav"))
@@ -1268,12 +1268,14 @@ def test_embedding_cache_entries_not_as_written_are_computed_again_or_named(tmp_
     done, _ = embed_files(embedder, paths, tmp_path / "cache")
     cache, identity = EmbeddingCache(tmp_path / "cache", embedder.identity), file_identity(paths[1])
     entry = cache.get(identity, embedder.layers)
-    for damaged in ({**entry, "pool4": np.full_like(entry["pool4"], np.nan)},
-                    {**entry, "pool4": np.concatenate([entry["pool4"], entry["pool4"]])}):
+    layer = embedder.layers[0]
+    assert len(embedder.layers) > 1 and len(entry[layer]) > 1
+    for damaged in ({**entry, layer: np.full_like(entry[layer], np.nan)}, {**entry, layer: entry[layer][:1]}):
         cache.put(identity, damaged)
         again, _ = embed_files(embedder, paths, tmp_path / "cache")
-        np.testing.assert_allclose(again[paths[1]].means["pool4"], done[paths[1]].means["pool4"], rtol=1e-5,
+        assert again[paths[1]].patches == done[paths[1]].patches
+        np.testing.assert_allclose(again[paths[1]].means[layer], done[paths[1]].means[layer], rtol=1e-5,
                                    atol=1e-6)  # computed alone now, in a batch of two before
-    cache.put(identity, {**entry, "pool4": entry["pool4"][:, :3]})
-    with pytest.raises(UserError, match=r"^.*\.npz: pool4 of 3 values, where this model's other entries hold "):
+    cache.put(identity, {**entry, layer: entry[layer][:, :3]})
+    with pytest.raises(UserError, match=rf"^.*\.npz: {layer} of 3 values, where this model's other entries hold "):
         embed_files(embedder, paths, tmp_path / "cache")
