@@ -856,3 +856,23 @@ def test_an_index_is_written_as_dataclasses_asdict_wrote_it():
     assert index_file_name(index) == "index-" + hashlib.sha256(
         json.dumps(dataclasses.asdict(index), sort_keys=True).encode()).hexdigest()[:12] + ".json"
     assert index_from_json(json.loads(json.dumps(index_to_json(index)))) == index
+
+
+def test_paths_are_resolved_as_realpath_resolves_them(tmp_path, monkeypatch):
+    """The cache's key holds each clip's resolved path, now resolved a folder at a time: the same paths
+    as os.path.realpath's, through linked folders and files, dangling and missing ones, relative ones."""
+    from bench.data.cache import resolved_paths
+
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    (tmp_path / "real" / "a.mp3").write_bytes(b"x")
+    (tmp_path / "other.mp3").write_bytes(b"y")
+    (tmp_path / "linked").symlink_to(tmp_path / "real")
+    (tmp_path / "real" / "b.mp3").symlink_to(tmp_path / "other.mp3")
+    (tmp_path / "real" / "c.mp3").symlink_to(tmp_path / "nowhere.mp3")
+    (tmp_path / "real" / "up").symlink_to("..")
+    monkeypatch.chdir(tmp_path / "real")
+    paths = [str(tmp_path / "real" / "a.mp3"), str(tmp_path / "linked" / "a.mp3"), str(tmp_path / "linked" / "b.mp3"),
+             str(tmp_path / "linked" / "c.mp3"), str(tmp_path / "linked" / "missing.mp3"), "a.mp3", "sub/../a.mp3",
+             "up/other.mp3", str(tmp_path / "linked" / "up"), str(tmp_path / "linked" / "sub" / ".."), "up", ".",
+             str(tmp_path / "linked") + "/"]
+    assert list(resolved_paths(paths)) == [os.path.realpath(path) for path in paths]
