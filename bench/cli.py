@@ -12,7 +12,14 @@ from pathlib import Path
 
 from architectures import BuilderError
 from bench.core.arguments import EXIT_USER_ERROR, Parser
-from bench.core.errors import RERUN_TO_CONTINUE, Interrupted, UserError, one_line
+from bench.core.errors import (
+    RERUN_TO_CONTINUE,
+    Interrupted,
+    UserError,
+    is_host_out_of_memory,
+    is_out_of_memory,
+    one_line,
+)
 from bench.core.paths import folder_path, readable_folder, writable_file, writable_folder
 from bench.core.store import (
     DESCRIPTOR_LIMIT_ERRNOS,
@@ -224,8 +231,16 @@ def add_latency(spec, rows: list[dict], device_name: str) -> None:
     n_tags = n_outputs(spec.dataset)
     with progress_bar(len(rows), f"latency on {device}", unit="configuration") as bar:
         for configuration, row in zip(spec.configurations(), rows, strict=True):
-            measured = untrained_latency(configuration, spec.dataset.clip_seconds, n_tags, device,
-                                         spec.protocol.precision)
+            try:
+                measured = untrained_latency(configuration, spec.dataset.clip_seconds, n_tags, device,
+                                             spec.protocol.precision)
+            except Exception as exc:  # even one clip: halved down to it (`measure_fitting`)
+                if not (is_out_of_memory(exc) or is_host_out_of_memory(exc)):
+                    raise
+                mel = configuration.mel
+                raise UserError(f"{spec.path}: {configuration.arch} at {mel.sample_rate} Hz, {mel.n_mels} mels, hop "
+                                f"x{mel.hop_multiplier}: one clip's inference does not fit in the memory of {device} "
+                                f"({one_line(exc)[:200]})") from None
             row.update(latency_ms=round(measured["latency_ms"], 3),
                        network_latency_ms=round(measured["network_latency_ms"], 3),
                        clips_per_second_b64=round(measured["throughput_clips_per_second"], 1),

@@ -103,6 +103,28 @@ def test_plan_latency_adds_positive_columns(capsys, write_spec):
     assert row["throughput_batch"] == 64
 
 
+def test_plan_latency_where_not_even_one_clip_fits_is_one_line(capsys, write_spec, monkeypatch):
+    """Under a memory limit (`ulimit -v`) torch's CPU allocator fails: the batch is halved down to one
+    clip, and where even that fails `bench plan --latency` says so in one line, where it printed a
+    traceback."""
+    from .conftest import MINIMAL_SPEC
+
+    spec = write_spec(MINIMAL_SPEC.replace('name = "synthetic"', 'name = "synthetic"\nclip_seconds = 3.0'))
+    asked = []
+
+    def measure_inference(*args, batch, **kwargs):
+        asked.append(batch)
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 5898371072 bytes. Error code 12 (Cannot allocate memory)")
+    monkeypatch.setattr(latency, "measure_inference", measure_inference)
+    monkeypatch.setattr(latency, "available_host_bytes", lambda: 2**50)
+    assert main(["plan", str(spec), "--no-fvcore", "--latency", "--device", "cpu"]) == 2
+    assert asked == [64, 32, 16, 8, 4, 2, 1]
+    err = capsys.readouterr().err
+    assert err.startswith(f"bench plan: error: {spec}: vgg at 12000 Hz, 96 mels, hop x1: one clip's inference does "
+                          "not fit in the memory of cpu ([enforce fail") and err.count("\n") == 1
+
+
 def test_roc_auc_against_measured_latency_has_its_pareto_front():
     import numpy as np
     import pandas as pd
@@ -169,6 +191,8 @@ def test_the_served_batch_keeps_every_tensor_within_32_bit_indexing(monkeypatch)
     from bench.spec import parse_spec
     from bench.train import loop as train
 
+    for module in (latency, train):  # memory enough for any batch: the CPU's own cap is another test's
+        monkeypatch.setattr(module, "available_host_bytes", lambda: 2**50)
     per_clip = 128 * 128 * 2508
     assert latency.served_batch("vgg", InputConfig(22050, 128, 1, 2508), 50, {}) == (2**31 - 1) // per_clip == 52
     assert latency.served_batch("vgg", InputConfig(16000, 128, 1, 1820), 50, {}) == 64
@@ -193,10 +217,14 @@ def test_the_served_batch_keeps_every_tensor_within_32_bit_indexing(monkeypatch)
     torch.AcceleratorError("CUDA error: out of memory"),  # cudaErrorMemoryAllocation, outside the allocator
     RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"),
     RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"),
+    # the host's, where a limit (ulimit -v) or no overcommit makes an allocation fail
+    RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: you tried "
+                 "to allocate 2949251072 bytes. Error code 12 (Cannot allocate memory)"),
+    MemoryError(),
 ])
 def test_a_trained_run_measures_its_serving_at_a_smaller_batch_where_memory_runs_out(monkeypatch, error):
-    """After training, the fp32 throughput pass halves its batch when the GPU's memory runs out, in
-    any of the words torch has for that, rather than failing a run whose training is done (and `bench
+    """After training, the fp32 throughput pass halves its batch when the GPU's (or the host's) memory runs
+    out, in any of the words torch has for that, rather than failing a run whose training is done (and `bench
     plan --latency` rather than stop with a traceback); any other error is the run's."""
     import dataclasses
 
@@ -224,3 +252,58 @@ def test_a_trained_run_measures_its_serving_at_a_smaller_batch_where_memory_runs
         RuntimeError("CUDA error: an illegal memory access was encountered")))
     with pytest.raises(RuntimeError, match="illegal memory access"):
         train.served_inference(run, state, 3, None, torch.device("cpu"))
+
+
+HOST_PEAK = """
+import torch
+from architectures import InputConfig, build
+from bench.core import framing
+from bench.data.views import eval_segments
+from bench.train.frontend import MelFrontend
+
+def peak():  # this process's own: ru_maxrss starts at the RSS of the process it was forked from
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+
+rate, seconds, batch = 192000, 20.0, 4
+config = InputConfig(rate, 1, 1, framing.n_frames(seconds, rate, 1))
+model, frontend = build("vgg", config, 1, width=1 / 64).eval(), MelFrontend(rate, 1, 1, "log")
+waveforms = 0.1 * torch.randn(batch, framing.clip_samples(seconds, rate))
+with torch.inference_mode():
+    before = peak()
+    model(eval_segments(frontend(waveforms), model.input_frames)[0])
+    grown = peak() - before
+print((1024 * grown + waveforms.nbytes) // batch)
+"""
+
+
+def test_the_cpus_throughput_batch_fits_in_half_the_memory_available(monkeypatch):
+    """64 clips of 60 s at 192 kHz (1 band, a spec's extremes) took 21 GB in the throughput pass after
+    training: Linux killed the grid (no error to halve the batch on), and its rerun went straight back to
+    the same pass. On the CPU the batch is now as many clips as half the available memory holds, by an
+    estimate of a clip's peak that is at least what a pass measures (its peak resident growth per clip,
+    waveforms included, in a process of its own)."""
+    import dataclasses
+    import os
+    import subprocess
+    import sys
+
+    import architectures
+    from architectures import InputConfig
+    from bench.core import framing
+    from bench.train import loop as train
+
+    measured = int(subprocess.run([sys.executable, "-c", HOST_PEAK], capture_output=True, text=True, check=True,
+                                  env={**os.environ, "OMP_NUM_THREADS": "1"}).stdout)
+    config = InputConfig(192000, 1, 1, framing.n_frames(20.0, 192000, 1))
+    estimate = latency.host_clip_bytes("vgg", config, 1, {"width": 1 / 64})
+    assert measured <= estimate <= 2 * measured  # measured: 93 MB per clip, estimated 124 MB
+    assert latency.served_batch("vgg", config, 1, {"width": 1 / 64}, host_bytes=10 * estimate) == 5
+    assert latency.served_batch("vgg", config, 1, {"width": 1 / 64}, host_bytes=0) == 1
+    (run,) = tiny_runs(archs=("vgg",))  # a grid run's measurement after training asks for that much
+    options, config = dataclasses.asdict(run.configuration.options), run.mel.input_config(run.dataset.clip_seconds)
+    asked = []
+    monkeypatch.setattr(latency, "measure_inference", lambda *args, batch, **kwargs: asked.append(batch) or {})
+    monkeypatch.setattr(train, "available_host_bytes", lambda: 6 * latency.host_clip_bytes("vgg", config, 3, options))
+    train.served_inference(run, architectures.build("vgg", config, 3, **options).state_dict(), 3, None,
+                           torch.device("cpu"))
+    assert asked == [3]

@@ -46,6 +46,15 @@ raises OutOfMemoryError): cudaErrorMemoryAllocation, raised as AcceleratorError 
 memory", and cuBLAS or cuDNN failing to allocate their workspaces. None leaves the GPU unusable."""
 
 
+HOST_ALLOCATION_FAILURES = ("DefaultCPUAllocator: can't allocate memory",)
+"""Words of torch's error where the host's memory ran out (a limit such as `ulimit -v`, or no overcommit)."""
+
+
+def is_host_out_of_memory(exc: BaseException) -> bool:
+    """The host's memory ran out, in torch's words or numpy's (MemoryError)."""
+    return isinstance(exc, MemoryError) or any(words in str(exc) for words in HOST_ALLOCATION_FAILURES)
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
     """The device's memory ran out, however torch words it (`ALLOCATION_FAILURES`)."""
     import torch

@@ -19,19 +19,45 @@ import time
 
 import torch
 
-from bench.core.errors import is_out_of_memory
+from bench.core import framing
+from bench.core.errors import is_host_out_of_memory, is_out_of_memory
+from bench.core.machine import available_host_bytes
 from bench.data.views import eval_segments
-from bench.train.fastpath import EVAL_BATCH_FACTOR, eval_clips, sync
+from bench.train.fastpath import EVAL_BATCH_FACTOR, eval_clips, largest_tensor, sync
 
 THROUGHPUT_BATCH = 64
 MIN_REPEATS = 5
 
 
-def served_batch(arch: str, input_config, n_tags: int, options: dict) -> int:
+HOST_SHARE = 0.5
+"""The share of the host's available memory (`bench.core.machine.available_host_bytes`) a throughput
+pass on the CPU may take."""
+
+
+def served_batch(arch: str, input_config, n_tags: int, options: dict, host_bytes: int | None = None) -> int:
     """Clips of the throughput pass: THROUGHPUT_BATCH, fewer where a tensor of the batch would pass
     `bench.train.fastpath.INDEXED_ELEMENTS` (VGG at 22.05 kHz, 128 mels, hop x1: 41 M elements per
-    clip in its first block, 2.6e9 at 64 clips), as evaluation batches are capped."""
-    return eval_clips(arch, input_config, n_tags, options, THROUGHPUT_BATCH)
+    clip in its first block, 2.6e9 at 64 clips), as evaluation batches are capped; on the CPU
+    (`host_bytes`, the memory available) as many as HOST_SHARE of it holds (`host_clip_bytes`): 64
+    clips of 60 s at 192 kHz would take 21 GB, and Linux kills a process that overcommits, before any
+    error could halve the batch."""
+    batch = eval_clips(arch, input_config, n_tags, options, THROUGHPUT_BATCH)
+    if host_bytes is not None:
+        batch = max(1, min(batch, int(HOST_SHARE * host_bytes) // host_clip_bytes(arch, input_config, n_tags,
+                                                                                  options)))
+    return batch
+
+
+def host_clip_bytes(arch: str, input_config, n_tags: int, options: dict) -> int:
+    """An upper estimate of the host memory one clip of the throughput pass takes: its waveform in fp32
+    and the front end's zero-padded copy, three arrays of the STFT's (n_fft/2 + 1) x frames complex64
+    bins (the spectrum, its magnitudes, their power), the mel, and the network's largest tensor twice (a
+    layer's input and output) per network input."""
+    largest, inputs = largest_tensor(arch, input_config, n_tags, options)
+    samples = input_config.n_frames * framing.hop_length(input_config.hop_multiplier)
+    frames = input_config.n_frames
+    return (8 * samples + 3 * 8 * (framing.N_FFT // 2 + 1) * frames + 4 * input_config.n_mels * frames
+            + 2 * 4 * largest * inputs)
 
 
 def cuda_passes_without_grad(batch_size: int, precision: str) -> tuple[tuple[int, int], ...]:
@@ -92,13 +118,14 @@ def measure_inference(model: torch.nn.Module, frontend: torch.nn.Module, clip_sa
 def measure_fitting(model: torch.nn.Module, frontend: torch.nn.Module, clip_samples: int, device: torch.device,
                     batch: int, tf32: bool = True) -> dict:
     """`measure_inference` at `batch` clips, or half as many each time the device runs out of memory (in
-    any of torch's words: `bench.core.errors.is_out_of_memory`); "batch" says the one measured. The fp32
-    throughput batch can need more memory than a run's training did, or than a smaller GPU has."""
+    any of torch's words: `bench.core.errors.is_out_of_memory`, and the host's where it says so:
+    `is_host_out_of_memory`); "batch" says the one measured. The fp32 throughput batch can need more
+    memory than a run's training did, or than a smaller GPU has."""
     while True:
         try:
             return measure_inference(model, frontend, clip_samples, device, batch=batch, tf32=tf32)
         except Exception as exc:
-            if batch == 1 or not is_out_of_memory(exc):
+            if batch == 1 or not (is_out_of_memory(exc) or is_host_out_of_memory(exc)):
                 raise
             batch //= 2
             if device.type == "cuda":
@@ -113,7 +140,6 @@ def untrained_latency(configuration, clip_seconds: float, n_tags: int, device: t
     import dataclasses
 
     import architectures
-    from bench.core import framing
     from bench.train.frontend import MelFrontend
 
     mel = configuration.mel
@@ -121,7 +147,8 @@ def untrained_latency(configuration, clip_seconds: float, n_tags: int, device: t
     options, config = dataclasses.asdict(configuration.options), mel.input_config(clip_seconds)
     model = architectures.build(configuration.arch, config, n_tags, **options).to(device)
     frontend = MelFrontend.from_config(mel).to(device)
-    batch = served_batch(configuration.arch, config, n_tags, options)
+    batch = served_batch(configuration.arch, config, n_tags, options,
+                         available_host_bytes() if device.type == "cpu" else None)
     return measure_fitting(model, frontend, framing.clip_samples(clip_seconds, mel.sample_rate), device, batch,
                            tf32=served_tf32(precision))
 

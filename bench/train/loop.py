@@ -53,7 +53,7 @@ from architectures import InputConfig
 from bench.core.errors import Interrupted, UserError, is_job_stop, resume_hint
 from bench.core.interrupts import interrupts_deferred
 from bench.core.layout import BEST, CHECKPOINT, HISTORY  # noqa: F401 - re-exported
-from bench.core.machine import usable_cpus
+from bench.core.machine import available_host_bytes, usable_cpus
 from bench.core.store import append_line, atomic_write_text, reject
 from bench.data.cached_waveforms import CachedWaveforms
 from bench.data.index import has_roc_auc, no_roc_auc
@@ -426,7 +426,8 @@ def served_inference(run: RunSpec, state: dict, n_tags: int, frontend: nn.Module
     model.load_state_dict(state)
     model = model.to(device)
     samples = framing.clip_samples(run.dataset.clip_seconds, mel.sample_rate)
-    batch = latency.served_batch(run.arch, config, n_tags, options)
+    batch = latency.served_batch(run.arch, config, n_tags, options,
+                                 available_host_bytes() if device.type == "cpu" else None)
     return {**latency.measure_fitting(model, frontend, samples, device, batch,
                                       tf32=latency.served_tf32(run.protocol.precision)), "device": str(device)}
 
