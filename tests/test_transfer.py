@@ -1279,3 +1279,31 @@ def test_embedding_cache_entries_not_as_written_are_computed_again_or_named(tmp_
     cache.put(identity, {**entry, layer: entry[layer][:, :3]})
     with pytest.raises(UserError, match=rf"^.*\.npz: {layer} of 3 values, where this model's other entries hold "):
         embed_files(embedder, paths, tmp_path / "cache")
+
+
+def test_a_one_layer_models_cache_entry_of_another_patch_count_is_computed_again(tmp_path):
+    """VGG names one embedding layer, so no other layer's count can disagree: an entry holding its
+    patches twice was served (wrong `patches` in index.csv and per-patch arrays). An entry's count is
+    also held to the one its file's length gives, as `Tagger.patches` cuts them."""
+    import torch as _torch
+
+    from bench.tools.embed import EmbeddingCache, embed_files, file_identity, load_embedder
+
+    from .test_export import untrained_model
+
+    _, folder = untrained_model(tmp_path / "model", "vgg", 251)
+    embedder = load_embedder(str(folder))
+    for samples in (8000, 64000, 64255, 64256, 160000, 4 * 64256 + 1):  # shorter than a patch, at and past it
+        with _torch.inference_mode():
+            assert len(embedder.tagger.patches(np.zeros(samples, np.float32))) == embedder.tagger.patch_count(samples)
+    t = np.arange(10 * 16000) / 16000
+    sf.write(tmp_path / "a.wav", (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16000)
+    path = str(tmp_path / "a.wav")
+    done, _ = embed_files(embedder, [path], tmp_path / "cache")
+    cache, identity = EmbeddingCache(tmp_path / "cache", embedder.identity), file_identity(path)
+    entry = cache.get(identity, embedder.layers)
+    assert embedder.layers == ("pool4",) and len(entry["pool4"]) == done[path].patches > 1
+    cache.put(identity, {**entry, "pool4": np.concatenate([entry["pool4"], entry["pool4"]])})
+    again, _ = embed_files(embedder, [path], tmp_path / "cache")
+    assert again[path].patches == done[path].patches
+    assert len(cache.get(identity, embedder.layers)["pool4"]) == done[path].patches

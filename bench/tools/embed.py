@@ -270,7 +270,9 @@ def embed_files(embedder: Embedder, paths: list[str], cache_root: str | Path, de
                 failed[path] = f"cannot read ({exc.strerror or exc})"
                 continue
             cached = cache.get(identity, embedder.layers)
-            if cached is not None:
+            # as many patches as the file's length gives (an entry of one layer has no other to agree with)
+            if cached is not None and len(cached[embedder.layers[0]]) == embedder.tagger.patch_count(
+                    round(float(cached[SECONDS]) * embedder.sample_rate)):
                 done[path] = FileEmbedding.of(identity, cached, embedder.layers)
                 continue
             try:

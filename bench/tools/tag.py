@@ -68,6 +68,10 @@ class Tagger:
             raise UserError(f"no waveform length gives {self.patch_frames} frames")
         return n
 
+    def patch_count(self, n_samples: int) -> int:
+        """How many patches `patches` cuts from a waveform of `n_samples` samples: a short one is one patch."""
+        return max(1, self.frontend.n_frames(n_samples) // self.patch_frames)
+
     def patches(self, waveform: np.ndarray):
         """The model's inputs of a mono waveform at its rate: the log-mel cut into non-overlapping
         patches from the start, (patches, n_mels, patch_frames) (call under `torch.inference_mode`).
