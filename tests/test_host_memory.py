@@ -146,3 +146,41 @@ def test_reused_memory_is_not_faulted_in_again():
         assert default >= 4 * pages
     assert reused <= default / 3
     assert undone >= 0.9 * default
+
+
+def _tree(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+@pytest.mark.parametrize("cgroup, files, left", [
+    # version 2 in a container (its cgroup namespace: the process's cgroup is the mount's top)
+    ("0::/\n", {"memory.max": "4294967296\n", "memory.current": "1073741824\n", "memory.stat": "inactive_file 0\n"},
+     3 * 2**30),
+    # version 2 on a host: a Slurm job's limit on its step's parent, read from the process's own cgroup up
+    ("0::/system.slice/slurmstepd.scope/job_7/step_0\n",
+     {"system.slice/slurmstepd.scope/job_7/memory.max": "2147483648\n",
+      "system.slice/slurmstepd.scope/job_7/memory.current": "1610612736\n",
+      "system.slice/slurmstepd.scope/job_7/memory.stat": "anon 1\ninactive_file 536870912\n",
+      "system.slice/slurmstepd.scope/job_7/step_0/memory.max": "max\n"}, 2**30),
+    # version 1 (docker run -m 4g): the memory controller's files, page cache it could reclaim not counted
+    ("12:memory:/docker/abc\n11:cpu,cpuacct:/docker/abc\n",
+     {"memory/docker/abc/memory.limit_in_bytes": "4294967296\n",
+      "memory/docker/abc/memory.usage_in_bytes": "3221225472\n",
+      "memory/docker/abc/memory.stat": "cache 2147483648\ntotal_inactive_file 2147483648\n"}, 3 * 2**30),
+    # version 1 without a limit (written as about 2^63), and a path not under the mount: its top is read
+    ("4:memory:/elsewhere\n", {"memory/memory.limit_in_bytes": "9223372036854771712\n",
+                               "memory/memory.usage_in_bytes": "1\n", "memory/memory.stat": ""}, None),
+])
+def test_a_cgroups_memory_limit_bounds_what_is_available(tmp_path, cgroup, files, left):
+    """The CPU throughput pass takes half of what is available: in a container, a Slurm job or a systemd
+    unit the limit is its cgroup's, which only the root's files of version 2 had been read for (a
+    version 1 host's `docker run -m 4g` sized the pass by the whole host's memory)."""
+    proc = _tree(tmp_path / "proc", {"meminfo": "MemTotal: 100000000 kB\nMemAvailable: 50000000 kB\n",
+                                     "self/cgroup": cgroup})
+    cgroups = _tree(tmp_path / "cgroup", files)
+    expected = 50000000 * 1024 if left is None else left
+    assert machine.available_host_bytes(proc, cgroups) == expected
+    assert machine.available_host_bytes(tmp_path / "nowhere", cgroups) is None

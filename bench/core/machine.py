@@ -55,22 +55,58 @@ _USER_MALLOC_SETTINGS = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_M
 _reusing = False
 
 
-def available_host_bytes() -> int | None:
-    """The host memory this process can still take: Linux's MemAvailable, or less where its cgroup (a
-    container's limit) allows less; None where neither can be read."""
+def available_host_bytes(proc: Path = Path("/proc"), cgroups: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """The host memory this process can still take: Linux's MemAvailable, or less where a cgroup it is in
+    (a container's, a Slurm job's or a systemd unit's limit) allows less; None where neither can be read."""
     found = []
     try:
-        with open("/proc/meminfo") as meminfo:
+        with open(proc / "meminfo") as meminfo:
             found += [int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemAvailable:")]
     except (OSError, ValueError, IndexError):
         pass
+    return max(0, min(found + _cgroup_memory_left(proc, cgroups))) if found else None
+
+
+_CGROUP_MEMORY = {  # version: (its memory controller's folder, limit, usage, reclaimable page cache in memory.stat)
+    2: ("", "memory.max", "memory.current", "inactive_file"),
+    1: ("memory", "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file"),
+}
+
+
+def _cgroup_memory_left(proc: Path, cgroups: Path) -> list[int]:
+    """What the memory limit of this process's cgroup, and of each cgroup above it, leaves beyond their
+    use now, less the page cache they could reclaim (as MemAvailable counts it): version 2 (one
+    hierarchy, "0::PATH" in /proc/self/cgroup) or version 1 (the memory controller's own). A path not
+    under the mount (a container that mounts only its own cgroup) is read from the mount's top."""
     try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if limit != "max":
-            found.append(int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
-    except (OSError, ValueError):
-        pass
-    return max(0, min(found)) if found else None
+        lines = (proc / "self" / "cgroup").read_text().splitlines()
+    except OSError:
+        return []
+    left = []
+    for line in lines:
+        number, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        version = 2 if number == "0" and not controllers else 1 if "memory" in controllers.split(",") else None
+        if version is None:
+            continue
+        folder, limit_file, usage_file, cache_key = _CGROUP_MEMORY[version]
+        top = cgroups / folder
+        here = top / path.strip("/")
+        while here != top and not here.is_dir():
+            here = here.parent
+        while True:
+            try:
+                limit = (here / limit_file).read_text().strip()
+                if limit != "max" and int(limit) < 2**60:  # version 1 writes "no limit" as about 2^63
+                    stat = dict(line.split() for line in (here / "memory.stat").read_text().splitlines()
+                                if len(line.split()) == 2)
+                    used = int((here / usage_file).read_text()) - int(stat.get(cache_key, 0))
+                    left.append(int(limit) - used)
+            except (OSError, ValueError):
+                pass
+            if here == top:
+                break
+            here = here.parent
+    return left
 
 
 def _libc():
