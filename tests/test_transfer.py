@@ -1270,7 +1270,8 @@ def test_embedding_cache_entries_not_as_written_are_computed_again_or_named(tmp_
     entry = cache.get(identity, embedder.layers)
     layer = embedder.layers[0]
     assert len(embedder.layers) > 1 and len(entry[layer]) > 1
-    for damaged in ({**entry, layer: np.full_like(entry[layer], np.nan)}, {**entry, layer: entry[layer][:1]}):
+    for damaged in ({**entry, layer: np.full_like(entry[layer], np.nan)}, {**entry, layer: entry[layer][:1]},
+                    *({**entry, "__seconds__": np.array(seconds)} for seconds in (-5.0, 0.0, 1e305))):
         cache.put(identity, damaged)
         again, _ = embed_files(embedder, paths, tmp_path / "cache")
         assert again[paths[1]].patches == done[paths[1]].patches

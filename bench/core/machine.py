@@ -64,7 +64,8 @@ def available_host_bytes(proc: Path = Path("/proc"), cgroups: Path = Path("/sys/
             found += [int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemAvailable:")]
     except (OSError, ValueError, IndexError):
         pass
-    return max(0, min(found + _cgroup_memory_left(proc, cgroups))) if found else None
+    found += _cgroup_memory_left(proc, cgroups)
+    return max(0, min(found)) if found else None
 
 
 _CGROUP_MEMORY = {  # version: (its memory controller's folder, limit, usage, reclaimable page cache in memory.stat)
@@ -80,7 +81,7 @@ def _cgroup_memory_left(proc: Path, cgroups: Path) -> list[int]:
     under the mount (a container that mounts only its own cgroup) is read from the mount's top."""
     try:
         lines = (proc / "self" / "cgroup").read_text().splitlines()
-    except OSError:
+    except (OSError, ValueError):  # a cgroup's name may be any bytes
         return []
     left = []
     for line in lines:

@@ -61,6 +61,8 @@ BATCH = 32
 """Patches per forward pass."""
 SECONDS = "__seconds__"
 """The cache entry's key for the file's duration (seconds at the model's rate)."""
+MAX_SECONDS = 10**7
+"""The longest duration an entry may say (115 days): more is not what `put` wrote."""
 INDEX = "index.csv"
 SUMMARY = "embeddings.json"
 CACHE = "cache"
@@ -207,7 +209,8 @@ class EmbeddingCache:
             return None
         patches = {array.shape[0] if array.ndim == 2 else 0 for array in (arrays[layer] for layer in layers)}
         if len(patches) != 1 or 0 in patches or arrays[SECONDS].shape != () or not all(
-                arrays[key].dtype.kind == "f" and np.isfinite(arrays[key]).all() for key in (*layers, SECONDS)):
+                arrays[key].dtype.kind == "f" and np.isfinite(arrays[key]).all() for key in (*layers, SECONDS)) \
+                or not 0 < float(arrays[SECONDS]) <= MAX_SECONDS:
             return None
         return arrays
 

@@ -7,7 +7,8 @@ real device.
 
 Each figure is the median of `repeats` (at least 5) timed passes after `warmup` untimed ones, in
 inference mode, with the device synchronised before each clock read. The model is measured as it
-would serve: fp32 weights, eval mode, on the run's device, with the threads torch has. On CUDA the
+would serve: fp32 weights, eval mode, on the run's device, with the threads torch has (on the CPU with
+glibc's own allocator, not the freed memory a grid run's training keeps). On CUDA the
 convolutions use TF32 as the run's training does (`served_tf32`: on, PyTorch's default, unless the
 protocol's precision is fp32), in a grid run and in `bench plan --latency` alike.
 """
@@ -21,7 +22,7 @@ import torch
 
 from bench.core import framing
 from bench.core.errors import is_host_out_of_memory, is_out_of_memory
-from bench.core.machine import available_host_bytes
+from bench.core.machine import available_host_bytes, reuse_freed_memory
 from bench.data.views import eval_segments
 from bench.train.fastpath import EVAL_BATCH_FACTOR, eval_clips, largest_tensor, sync
 
@@ -90,6 +91,8 @@ def measure_inference(model: torch.nn.Module, frontend: torch.nn.Module, clip_sa
     frames per input) behind `frontend` (waveforms (B, samples) -> mel (B, n_mels, frames))."""
     was_training = model.training
     model.eval()
+    if device.type == "cpu":  # glibc's own allocator, as a process serving has it and `bench plan --latency`
+        reuse_freed_memory(False)  # measures: a grid run's training kept freed memory, which its run sets again
     generator = torch.Generator().manual_seed(0)
     one = (0.1 * torch.randn(1, clip_samples, generator=generator)).to(device)
     many = (0.1 * torch.randn(batch, clip_samples, generator=generator)).to(device)
