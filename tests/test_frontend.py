@@ -140,6 +140,56 @@ def test_segment_frames_equal_librosa_frames_of_the_whole_clip(hop_multiplier):
         np.testing.assert_allclose(segment, ref[:, start:start + n], rtol=0, atol=5e-4)
 
 
+@pytest.mark.parametrize("released", [False, True], ids=["run", "released"])
+@pytest.mark.parametrize("n_samples", [160_000, 160_256, 160_300])  # ends on a hop, a hop later, between hops
+def test_a_long_clips_mel_in_chunks_is_librosas_mel_of_the_whole_clip(released, n_samples):
+    """`chunks`, bench tag's mel of a long file one chunk's STFT at a time: at every chunk's edge and at
+    both ends of the clip, the frames librosa gives the whole clip, with zeros outside it (a run's
+    framing, padded to the hop, of float16 samples) or the clip mirrored (the released models')."""
+    sr, n_mels = 16000, 48
+    x = music_like(10.1, sr, seed=5)[:n_samples].astype(np.float32)
+    if released:
+        front = MelFrontend(sr, n_mels, 1, "log", pad_mode="reflect", pad_to_hop=False)
+        y, mode = x.astype(np.float64), "reflect"
+    else:
+        front = MelFrontend(sr, n_mels, 1, "log", float16_waveform=True)
+        rounded = x.astype(np.float16).astype(np.float64)
+        y, mode = np.pad(rounded, (0, framing.padded_samples(n_samples) - n_samples)), "constant"
+    ref = np.log10(1 + 10000 * librosa.feature.melspectrogram(
+        y=y, sr=sr, n_fft=512, hop_length=256, n_mels=n_mels, power=2.0, center=True, pad_mode=mode, htk=False,
+        norm="slaney", fmin=0.0, fmax=sr / 2))
+    waveform = torch.from_numpy(x[None])
+    chunks = list(front.chunks(waveform, 100))
+    assert len(chunks) == -(-ref.shape[1] // 100) > 6 and {c.shape[-1] for c in chunks[:-1]} == {100}
+    joined = torch.cat(chunks, dim=-1)
+    np.testing.assert_allclose(joined.numpy()[0], ref, rtol=0, atol=5e-4)
+    torch.testing.assert_close(joined, front(waveform), rtol=0, atol=1e-5)  # and the whole clip's, at once
+
+
+def test_bench_tags_patches_of_a_long_file_take_the_stft_a_chunk_at_a_time(monkeypatch):
+    """An hour's mel at 16 kHz held 1.4 GB of STFT at once: the patches of a 5-minute file come from STFTs
+    of at most `MEL_CHUNK_FRAMES` frames, equal to the whole file's patches."""
+    from bench.data.views import eval_segments
+    from bench.tools.tag import MEL_CHUNK_FRAMES, Tagger
+
+    tagger = Tagger("long", None, MelFrontend(16000, 48, 1, "log", float16_waveform=True), [], 187)
+    x = (0.1 * np.random.default_rng(0).standard_normal(300 * 16000 + 77)).astype(np.float32)
+    whole = eval_segments(tagger.frontend(torch.from_numpy(x[None])), 187)[0]
+    frames, stft = [], torch.stft
+
+    def counted(*args, **kwargs):
+        out = stft(*args, **kwargs)
+        frames.append(out.shape[-1])
+        return out
+
+    monkeypatch.setattr(torch, "stft", counted)
+    with torch.inference_mode():
+        patches = tagger.patches(x)
+    assert len(frames) > 1 and max(frames) <= MEL_CHUNK_FRAMES
+    assert patches.shape == whole.shape == (tagger.patch_count(len(x)), 48, 187)
+    torch.testing.assert_close(patches, whole, rtol=0, atol=1e-5)
+
+
 def test_a_front_end_with_empty_mel_bands_builds_without_torchaudios_warnings():
     """200 bands at 22.05 kHz leave some empty (`framing.empty_mel_bands`, which `bench plan` and
     `bench grid` say in one line per configuration): torchaudio warned twice more for every front end

@@ -16,6 +16,7 @@ config.json, result.json and best.pt.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import sys
 import time
@@ -32,6 +33,10 @@ from bench.core.store import atomic_write_bytes, json_text
 from bench.core.text import printable, quoted, visible
 from bench.spec import LIMITS
 from bench.train.model_file import check_pool_padding, load_model, load_weights, read_json
+
+MEL_CHUNK_FRAMES = 8192
+"""Frames of a file's mel computed at once (rounded down to whole patches): about 40 MB of STFT, where a
+whole hour's at 16 kHz took 1.35 GB (`MelFrontend.chunks`)."""
 
 PATCH_BATCH = 2
 """Patches per forward pass: a small batch tags a track faster on the CPU than a large one, as the
@@ -78,7 +83,8 @@ class Tagger:
 
         A waveform shorter than one patch: a run's (the suite's framing) is zero-padded to one patch,
         as its cache zero-pads a short file, so its mel is that of the clip the run would have seen; a
-        released model's mel is padded with its minimum (`eval_segments`)."""
+        released model's mel is padded with its minimum (`eval_segments`). The mel is computed
+        `MEL_CHUNK_FRAMES` at a time, into the patches, so that a long file's STFT is never held whole."""
         import torch
 
         from bench.data.views import eval_segments
@@ -86,8 +92,18 @@ class Tagger:
         samples = np.ascontiguousarray(waveform, dtype=np.float32)
         if self.frontend.pad_to_hop and self.frontend.n_frames(len(samples)) < self.patch_frames:
             samples = np.pad(samples, (0, self.patch_samples - len(samples)))
-        mel = self.frontend(torch.from_numpy(samples)[None])
-        return eval_segments(mel, self.patch_frames)[0]
+        size = self.patch_frames
+        mels = self.frontend.chunks(torch.from_numpy(samples)[None], size * max(1, MEL_CHUNK_FRAMES // size))
+        first = next(mels)
+        if first.shape[-1] < size:  # the whole file, shorter than a patch: padded as `eval_segments` pads it
+            return eval_segments(first, size)[0]
+        patches, done = first.new_empty((self.patch_count(len(samples)), first.shape[1], size)), 0
+        for mel in itertools.chain([first], mels):
+            count = mel.shape[-1] // size  # the frames past the last whole patch are no patch
+            if count:
+                patches[done:done + count] = eval_segments(mel[..., :count * size], size)[0]
+                done += count
+        return patches
 
 
 def run_tag_names(result: dict | None, n_tags: int) -> list[str]:

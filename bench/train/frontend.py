@@ -141,6 +141,52 @@ class MelFrontend(torch.nn.Module):
         with torch.autocast(device_type=waveform.device.type, enabled=False):
             return self._compress(self.mel(waveform))
 
+    def chunks(self, waveform: torch.Tensor, frames: int) -> Iterator[torch.Tensor]:
+        """`forward` of one long (1, samples) waveform, `frames` frames at a time: (1, n_mels, <= frames) each,
+        whose concatenation along the frames is `forward(waveform)` (up to the FFT's rounding).
+
+        Only one chunk's STFT is held, where `forward` holds the whole file's: 1.35 GB for an hour
+        at 16 kHz. Each chunk's centred frames are framed without centring from its slice of the
+        signal, with the samples `forward`'s padding puts outside it: zeros (constant), or the signal
+        mirrored at its edge (reflect), read from the signal itself. A waveform of at most `frames`
+        frames is computed at once."""
+        if waveform.dim() != 2 or waveform.shape[0] != 1:
+            raise ValueError(f"expected (1, samples), got shape {tuple(waveform.shape)}")
+        n = waveform.shape[-1]
+        total, hop, half = self.n_frames(n), self.config.hop_length, framing.N_FFT // 2
+        if total <= frames:
+            yield self(waveform)
+            return
+        length = framing.padded_samples(n) if self.pad_to_hop else n  # the signal `forward` centres
+
+        def signal(lo: int, hi: int) -> torch.Tensor:  # samples lo..hi-1 of that signal, 0 <= lo <= hi <= length
+            piece = waveform[:, lo:min(hi, n)]
+            piece = (piece.half() if self.float16_waveform else piece).float()
+            return F.pad(piece, (0, hi - lo - piece.shape[-1]))
+
+        def outside(lo: int, count: int) -> torch.Tensor:  # centring's padding: `count` samples from lo
+            if self.mel.spectrogram.pad_mode == "constant" or count == 0:
+                return waveform.new_zeros(1, count, dtype=torch.float32)
+            # reflect: x[-i] = x[i] before the signal, x[L-1+i] = x[L-1-i] after it
+            mirror = 1 - (lo + count) if lo < 0 else 2 * (length - 1) - (lo + count - 1)
+            return signal(mirror, mirror + count).flip(-1)
+
+        for t0 in range(0, total, frames):
+            t1 = min(t0 + frames, total)
+            a, b = t0 * hop - half, (t1 - 1) * hop + half
+            lo, hi = max(a, 0), min(b, length)
+            piece = torch.cat([outside(a, lo - a), signal(lo, hi), outside(hi, b - hi)], dim=-1)
+            with torch.autocast(device_type=waveform.device.type, enabled=False):
+                yield self._uncentred(piece)
+
+    def _uncentred(self, pieces: torch.Tensor) -> torch.Tensor:
+        """The log-mel of (batch, samples) pieces framed without centring: 1 + (samples - N_FFT) // hop frames."""
+        stft = self.mel.spectrogram
+        power = torchaudio.functional.spectrogram(
+            pieces, pad=0, window=stft.window, n_fft=stft.n_fft, hop_length=stft.hop_length,
+            win_length=stft.win_length, power=stft.power, normalized=stft.normalized, center=False)
+        return self._compress(self.mel.mel_scale(power))
+
     def frames(self, waveform: torch.Tensor, starts: torch.Tensor, n_frames: int) -> torch.Tensor:
         """Frames `starts[b] .. starts[b] + n_frames - 1` of clip b's mel, computing only those:
         (batch, samples), (batch,) -> (batch, n_mels, n_frames), equal to `forward(waveform)` cut there.
@@ -163,8 +209,4 @@ class MelFrontend(torch.nn.Module):
         index = offsets[:, None] + torch.arange(length, device=waveform.device)[None, :]
         chunk = torch.gather(waveform, 1, index)
         with torch.autocast(device_type=waveform.device.type, enabled=False):
-            stft = self.mel.spectrogram
-            power = torchaudio.functional.spectrogram(
-                chunk, pad=0, window=stft.window, n_fft=stft.n_fft, hop_length=stft.hop_length,
-                win_length=stft.win_length, power=stft.power, normalized=stft.normalized, center=False)
-            return self._compress(self.mel.mel_scale(power))
+            return self._uncentred(chunk)
