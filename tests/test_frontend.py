@@ -166,6 +166,18 @@ def test_a_long_clips_mel_in_chunks_is_librosas_mel_of_the_whole_clip(released, 
     torch.testing.assert_close(joined, front(waveform), rtol=0, atol=1e-5)  # and the whole clip's, at once
 
 
+@pytest.mark.parametrize("n_samples", [257, 300, 513, 1000])
+def test_a_short_clips_mel_in_one_frame_chunks_is_its_mel(n_samples):
+    """Chunks of one frame of a clip barely longer than the half frame mirrored at each edge (the released
+    models' framing: 257 samples is the shortest torch mirrors): the mel `forward` gives it."""
+    front = MelFrontend(16000, 16, 1, "log", pad_mode="reflect", pad_to_hop=False)
+    x = torch.from_numpy(np.random.default_rng(n_samples).standard_normal((1, n_samples)).astype(np.float32))
+    torch.testing.assert_close(torch.cat(list(front.chunks(x, 1)), dim=-1), front(x), rtol=0, atol=1e-5)
+    for call in (front, lambda x: list(front.chunks(x, 1))):  # one sample less: refused, not made up
+        with pytest.raises(RuntimeError):
+            call(x[:, :256])
+
+
 def test_bench_tags_patches_of_a_long_file_take_the_stft_a_chunk_at_a_time(monkeypatch):
     """An hour's mel at 16 kHz held 1.4 GB of STFT at once: the patches of a 5-minute file come from STFTs
     of at most `MEL_CHUNK_FRAMES` frames, equal to the whole file's patches."""

@@ -154,10 +154,10 @@ class MelFrontend(torch.nn.Module):
             raise ValueError(f"expected (1, samples), got shape {tuple(waveform.shape)}")
         n = waveform.shape[-1]
         total, hop, half = self.n_frames(n), self.config.hop_length, framing.N_FFT // 2
-        if total <= frames:
+        length = framing.padded_samples(n) if self.pad_to_hop else n  # the signal `forward` centres
+        if total <= frames or length <= framing.N_FFT:  # one chunk; or too short to mirror half a frame
             yield self(waveform)
             return
-        length = framing.padded_samples(n) if self.pad_to_hop else n  # the signal `forward` centres
 
         def signal(lo: int, hi: int) -> torch.Tensor:  # samples lo..hi-1 of that signal, 0 <= lo <= hi <= length
             piece = waveform[:, lo:min(hi, n)]
