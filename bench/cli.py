@@ -20,6 +20,7 @@ from bench.core.errors import (
     is_out_of_memory,
     one_line,
 )
+from bench.core.output import discard_if_closed, name_standard_output
 from bench.core.paths import folder_path, readable_folder, writable_file, writable_folder
 from bench.core.store import (
     DESCRIPTOR_LIMIT_ERRNOS,
@@ -27,6 +28,7 @@ from bench.core.store import (
     PROCESS_LIMIT_ERRNOS,
     CompileCacheError,
     is_misplaced,
+    is_resource_error,
     json_text,
 )
 
@@ -726,50 +728,58 @@ def refuse_empty_paths(parser: argparse.ArgumentParser, args: argparse.Namespace
                 refuse_empty(value, name, file=file)
 
 
-def discard_if_closed(stream) -> None:
-    """Flush `stream`; where the reader of its pipe has gone (`bench grid 2>&1 | head`), point its
-    descriptor at /dev/null instead, so that what it still buffers goes nowhere rather than failing
-    again when Python flushes it at exit (which would turn the exit status into 120, or 1)."""
-    if stream is None:
-        return
-    try:
-        stream.flush()
-    except ValueError:  # closed: nothing is buffered
-        return
-    except BrokenPipeError:
-        try:
-            descriptor = stream.fileno()
-        except (OSError, ValueError):  # not a file (a test's capture)
-            return
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, descriptor)
-        os.close(null)
-
-
 def say(line: str) -> None:
     """`line` on stderr, the command's last word; nothing where stderr is a pipe whose reader has gone
-    (`2>&1 | head`) or is closed (`2>&-`, /dev/null from `main`'s start), where the exit status alone tells
-    what happened."""
+    (`2>&1 | head`), is closed (`2>&-`, /dev/null from `main`'s start) or is a file on a full disk, where
+    the exit status alone tells what happened."""
     try:
         print(line, file=sys.stderr, flush=True)
-    except BrokenPipeError:
+    except OSError as exc:
+        if not isinstance(exc, BrokenPipeError) and not is_resource_error(exc):
+            raise
         discard_if_closed(sys.stderr)
+
+
+def output_written(status: int, command: str | None, launcher: str = "local") -> int:
+    """`status`, once stdout's rest is flushed; where its file could not take it (a full disk under
+    `bench plan > plan.txt`) and the command had ended as it should (0, or 1: a grid with failed runs), the
+    output is incomplete: said in one line, and EXIT_USER_ERROR."""
+    unwritten = discard_if_closed(sys.stdout)
+    if unwritten is None or status not in (0, 1):
+        return status
+    name = f"bench {command}" if command else "bench"
+    say(f"{name}: error: {one_line(resource_message(unwritten, command or '', launcher))}")
+    return EXIT_USER_ERROR
 
 
 def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     if sys.stderr is None:  # closed (`2>&-`): print(file=sys.stderr) would write warnings into the output
         sys.stderr = open(os.devnull, "w")  # the process's stderr, open until it exits
+    name_standard_output()
     parser = build_parser()
     try:
         args, unknown = parser.parse_known_args(argv)
         if unknown:  # said by the subcommand ("bench grid: error: ..."), not by `bench`
             subcommand_parser(parser, args.command).error(f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as exc:  # --help, --version, or a usage error (already printed, one line)
-        return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
+        return output_written(exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR, None)
     args.started = started
+    try:
+        status = _command(parser, args)
+    except BaseException:  # a traceback on its way, its own error the one to see: stdout's rest, if it can
+        discard_if_closed(sys.stdout)
+        raise
+    # what stdout still buffers, however the command ended: where its reader has gone it is met here, not
+    # in Python's flush at exit, and the status returned stands (a finished command's own: a dry run's
+    # listing, `bench prepare | head` once prepared; 130 for Ctrl-C while piped into `tee`)
+    return output_written(status, args.command, getattr(args, "launcher", "local"))
+
+
+def _command(parser: Parser, args: argparse.Namespace) -> int:
+    """The command's exit status, its error said in one line (the user's, the machine's), or a Ctrl-C's."""
     from bench.core.interrupts import interrupts_noted, terminate_as_interrupt
-    from bench.core.store import is_resource_error, resource_cause
+    from bench.core.store import resource_cause
 
     terminated = bool  # bool() is False: no SIGTERM came before the command ran
     try:
@@ -816,11 +826,6 @@ def main(argv: list[str] | None = None) -> int:
         message = resource_message(machine, args.command, getattr(args, "launcher", "local"))
         say(f"bench {args.command}: error: {one_line(message)}")
         return EXIT_USER_ERROR
-    finally:
-        # what stdout still buffers, however the command ended: where its reader has gone it is met here,
-        # not in Python's flush at exit, and the status returned stands (a finished command's own: a dry
-        # run's listing, `bench prepare | head` once prepared; 130 for Ctrl-C while piped into `tee`)
-        discard_if_closed(sys.stdout)
 
 
 def console() -> None:

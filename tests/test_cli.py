@@ -58,6 +58,35 @@ def test_a_plan_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path):
     assert proc.stderr == ""
 
 
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "unbuffered"])
+def test_a_full_disk_under_standard_output_is_named_in_one_line(tmp_path, unbuffered):
+    """`bench plan > plan.txt` on a full disk (/dev/full gives every write ENOSPC): Python's stdout names no
+    file, and the line said "cannot write No space left on device"; block-buffered, as a shell's redirection
+    has it, the rest met at the command's last flush ended in a traceback and exit 120."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
+    env.update({"PYTHONPATH": str(SPECS.parent), **({"PYTHONUNBUFFERED": "1"} if unbuffered else {})})
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "bench", "plan", str(SPECS / "demo.toml"), "--no-fvcore"],
+                              stdout=full, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    assert (proc.returncode, proc.stderr) == (2, "bench plan: error: cannot write standard output (/dev/full): "
+                                                 "No space left on device; free some space and then rerun\n")
+
+
+def test_help_past_the_file_size_limit_names_its_file(tmp_path):
+    """`bench --help > help.txt` under `ulimit -f`: argparse wrote it to the buffer, whose flush at exit
+    failed ("Exception ignored", exit 120); the file is named in one line, exit 2."""
+    import resource
+
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
+    with open(tmp_path / "help.txt", "w") as handle:
+        proc = subprocess.run([sys.executable, "-m", "bench", "--help"], stdout=handle, stderr=subprocess.PIPE,
+                              text=True, env={**env, "PYTHONPATH": str(SPECS.parent)},
+                              preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (512, 512)))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith(f"bench: error: cannot write standard output ({tmp_path / 'help.txt'}): "
+                                  "File too large")
+
+
 def bench_into_a_closed_pipe(tmp_path, *argv: str, stderr_too: bool, unbuffered: bool,
                              code: str = "from bench.cli import main") -> tuple[int, str]:
     """Run `bench ARGV` (`code` may stub part of it first) with its stdout (and its stderr, `stderr_too`:

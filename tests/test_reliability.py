@@ -647,6 +647,29 @@ def test_full_disk_while_preparing_the_cache_names_the_file_and_leaves_no_partia
     assert not cache.is_complete(16000)
 
 
+def test_a_file_system_out_of_inodes_names_the_file_to_be_written_not_its_temp_file(tmp_path, monkeypatch):
+    """No inode left (a tmpfs's nr_inodes, a small-file-laden scratch disk): the temp file beside a result
+    cannot be made, and mkstemp's error names the random temp name it tried, which never existed
+    (`.checkpoint.pt.uem5al2_.tmp`). The file it was to become is named."""
+    from bench.cli import resource_message
+    from bench.core.store import TEMP_SUFFIX, atomic_write_bytes
+
+    opened = os.open
+
+    def no_inode(path, flags, *args, **kwargs):
+        if os.fsdecode(path).endswith(TEMP_SUFFIX):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+        return opened(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", no_inode)
+    target = tmp_path / "runs" / "vgg" / CHECKPOINT
+    with pytest.raises(OSError) as raised:
+        atomic_write_bytes(target, b"weights")
+    assert (raised.value.errno, raised.value.filename) == (errno.ENOSPC, str(target))
+    assert resource_message(raised.value).startswith(f"cannot write {target}: No space left on device")
+    assert list(target.parent.iterdir()) == []
+
+
 def test_a_lock_file_left_by_a_killed_process_does_not_block_preparing(tmp_path):
     cache = small_cache(tmp_path, n=2)
     cache.dir.mkdir(parents=True)

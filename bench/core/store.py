@@ -160,8 +160,10 @@ def _temp_beside(path: Path) -> Iterator[Path]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
-    except OSError as exc:
-        raise named_error(exc, path.parent) from None
+    except OSError as exc:  # the temp file not made (no inode left, say): named as the file it was to become
+        attempted = os.fsdecode(exc.filename) if exc.filename is not None else None
+        temp = attempted is not None and Path(attempted).name.startswith(f".{path.name}.")
+        raise named_error(exc, path if temp else path.parent, instead_of=attempted if temp else None) from None
     try:
         try:
             os.fchmod(fd, 0o600)  # the writer may open it by name: writable whatever the umask says
