@@ -343,6 +343,26 @@ class UnfinishedJob:
         return False
 
 
+class CtrlCWhileWaiting(UnfinishedJob):
+    """A job of the array 4242 waited for when Ctrl-C reaches the submitting process."""
+
+    def done(self) -> bool:
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_while_waiting_for_slurm_jobs_says_they_go_on_and_how_to_stop_them(monkeypatch, tmp_path):
+    """Ctrl-C stops only the submitting process (Slurm's jobs are not its children): the line said only
+    "rerun to continue", as if the runs had stopped, while the jobs trained on."""
+    from bench.core.errors import Interrupted
+
+    finished = StubJob(0, 1)
+    finished.job_id = "4242_0"  # a task of the same array, done before the Ctrl-C
+    with pytest.raises(Interrupted) as raised:
+        submit(monkeypatch, tmp_path, [finished, CtrlCWhileWaiting()], workers=2, runs_per_gpu=1)
+    assert str(raised.value) == ("the Slurm jobs go on (`scancel 4242` stops them; their runs then resume from "
+                                 "their checkpoints); rerun to continue (finished work is kept)")
+
+
 def test_without_sacct_a_job_squeue_stopped_listing_is_given_up_on():
     """Submitit knows a job ended from its result files or from sacct; where sacct gives no state (no job
     accounting), a job killed before writing them was waited for forever. squeue is asked once a minute;

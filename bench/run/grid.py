@@ -872,6 +872,21 @@ def _launch_submitit(job: WorkerJob, n_jobs: int, launcher: str, slurm: SlurmOpt
         print("sacct: Slurm accounting storage is disabled on this cluster: the jobs are followed by their "
               "result files and squeue")
     stopped: list[OSError] = []
+    try:
+        follow_jobs(jobs, launcher, folder, stopped)
+    except KeyboardInterrupt as exc:  # the submitting process's: Slurm's jobs do not get it
+        if launcher != "slurm" or isinstance(exc, Interrupted):
+            raise
+        arrays = " ".join(sorted({str(submitted.job_id).split("_")[0] for submitted in jobs}))
+        raise Interrupted(f"the Slurm jobs go on (`scancel {arrays}` stops them; their runs then resume from "
+                          f"their checkpoints); {RERUN_TO_CONTINUE}") from exc
+    if stopped:  # as a local worker's: the CLI says what to do about it, in one line
+        raise stopped[0]
+
+
+def follow_jobs(jobs: list, launcher: str, folder: Path, stopped: list[OSError]) -> None:
+    """Wait for each submitted job, naming those that ended without finishing; the machine states their
+    errors name are added to `stopped`."""
     for submitted in jobs:
         lost = wait_for_job(submitted) if launcher == "slurm" else None
         if lost:
@@ -885,8 +900,6 @@ def _launch_submitit(job: WorkerJob, n_jobs: int, launcher: str, slurm: SlurmOpt
             failure = job_failure(exc)
             print(f"job {submitted.job_id} ended without finishing ({failure}); its log: {folder}")
             stopped.extend(filter(None, [machine_state_in(failure)]))
-    if stopped:  # as a local worker's: the CLI says what to do about it, in one line
-        raise stopped[0]
 
 
 OS_ERROR_LINE = re.compile(r"(?P<kind>\w+): \[Errno (?P<errno>\d+)\] (?P<strerror>.+?)"
