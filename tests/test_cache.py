@@ -105,6 +105,25 @@ def make_index(paths, splits=None):
     return DatasetIndex(name="t", root="/", tag_names=("a", "b"), clips=clips)
 
 
+def test_a_dataset_in_a_folder_whose_name_is_not_utf8_has_a_cache_key(tmp_path):
+    """A folder named in Latin-1 (b"caf\\xe9", read by Python as a lone surrogate) stopped `bench prepare`
+    and `bench grid` in a UnicodeEncodeError: the key is taken of the name's bytes. A UTF-8 name's key is
+    what it was (the same bytes)."""
+    from bench.data.audio import MIN_SECONDS
+    from bench.data.cache import cache_key
+    from bench.data.cached_waveforms import CACHE_VERSION
+
+    latin, utf8 = tmp_path / os.fsdecode(b"caf\xe9"), tmp_path / "café"
+    for folder in (latin, utf8):
+        folder.mkdir()
+        (folder / "a.mp3").write_bytes(b"ID3")
+    keys = {cache_key(make_index([folder / "a.mp3"]), 29.1) for folder in (latin, utf8)}
+    assert len(keys) == 2
+    digest = hashlib.sha256(json.dumps([CACHE_VERSION, "t", 29.1, MIN_SECONDS]).encode())
+    digest.update(f"\n0\t{utf8 / 'a.mp3'}".encode())
+    assert f"t-{digest.hexdigest()[:12]}" in keys
+
+
 def test_prepare_lists_skips_and_counts_bad_files(tmp_path):
     corpus = bad_audio_corpus(tmp_path / "audio")
     good = [write_mp3(tmp_path / "audio" / f"g{i}.mp3", tone(3.0, freq=200 + 50 * i, seed=i)) for i in range(3)]

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from bench.cli import main
 
 from .data_fixtures import ROWS, make_mtat, published_tags, tone, write_mp3
@@ -223,6 +225,69 @@ def test_a_tag_holding_a_comma_reads_as_one_tag(tmp_path, write_spec, capsys):
     main(["dataset", spec_for(write_spec, "manifest", tmp_path / "m.csv")])
     (line,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("tags (")]
     assert line == "tags (2, in the model's output order): \"rock, pop\", folk"
+
+
+def test_a_tag_holding_an_escape_sequence_or_a_newline_is_shown_not_acted_on(tmp_path, write_spec, capsys):
+    """A manifest's tag text reached the terminal raw in `bench dataset`'s lists and table: an escape
+    sequence coloured it, a newline split a row. They are shown escaped, as `bench tag` shows them."""
+    for name in "abcdef":
+        (tmp_path / f"{name}.wav").write_bytes(b"RIFF")
+    red, broken = "\x1b[31mred\x1b[0m", "new\nline"
+    rows = [f"{name}.wav,{split},{tag}" for name, split, tag in zip(
+        "abcdef", ("train", "train", "valid", "valid", "test", "test"), (red, '"new\nline"') * 3, strict=True)]
+    (tmp_path / "m.csv").write_text("path,split,tags\n" + "\n".join(rows) + "\n")
+    main(["dataset", spec_for(write_spec, "manifest", tmp_path / "m.csv")])
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and broken not in out
+    assert "tags (2, in the model's output order): \\x1b[31mred\\x1b[0m, new\\nline\n" in out
+    rows = [line.split() for line in out.splitlines() if line.startswith(" " * 19)]
+    assert rows == [["\\x1b[31mred\\x1b[0m", "1", "1", "1"], ["new\\nline", "1", "1", "1"]]
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "utf-8"])
+def test_text_standard_output_cannot_encode_is_escaped_not_a_traceback(tmp_path, write_spec, encoding):
+    """Python's stdout is strict outside the C locales: a tag "café" under an ASCII stdout
+    (PYTHONIOENCODING=ascii, a legacy locale), or a folder name holding a byte that is not UTF-8 under
+    en_US.UTF-8, ended the command in a UnicodeEncodeError traceback, exit 1, after its work."""
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / os.fsdecode(b"m\xff")
+    folder.mkdir()
+    for name in "abcdef":
+        (folder / f"{name}.wav").write_bytes(b"RIFF")
+    splits, tags = ("train", "train", "valid", "valid", "test", "test"), ("café", "rock") * 3
+    (folder / "m.csv").write_text("path,split,tags\n" + "".join(
+        f"{name}.wav,{split},{tag}\n" for name, split, tag in zip("abcdef", splits, tags, strict=True)),
+        encoding="utf-8")
+    spec = spec_for(write_spec, "manifest", "m.csv")
+    env = {**os.environ, "PYTHONIOENCODING": encoding, "PYTHONPATH": os.getcwd()}
+    proc = subprocess.run([sys.executable, "-m", "bench", "dataset", spec, "--data", os.fsencode(folder / "m.csv")],
+                          capture_output=True, env=env, cwd=tmp_path)
+    assert proc.returncode == 0 and b"Traceback" not in proc.stderr, proc.stderr
+    out = proc.stdout.decode("ascii" if encoding == "ascii" else "utf-8")
+    assert f"dataset manifest at {tmp_path}/m\\xff\n" in out
+    (line,) = [line for line in out.splitlines() if line.startswith("tags (2")]
+    assert ("caf\\xe9" if encoding == "ascii" else "café") in line.split(": ")[1].split(", ")
+
+
+def test_a_path_the_locales_file_system_encoding_cannot_hold_is_one_line(tmp_path, write_spec):
+    """Under LC_ALL=C without Python's UTF-8 mode the file-system encoding is ASCII: a dataset.path
+    "données" ended in a UnicodeEncodeError traceback from a stat()."""
+    import os
+    import subprocess
+    import sys
+
+    spec = spec_for(write_spec, "synthetic", tmp_path / "données")
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0"}
+    env.pop("PYTHONIOENCODING", None)
+    proc = subprocess.run([sys.executable, "-m", "bench", "dataset", spec], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, encoding="utf-8", errors="replace")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.endswith("dataset.path " + str(tmp_path) + "/donn\\xe9es: not a name this locale's "
+                                "file-system encoding (ascii) can hold; run under a UTF-8 locale (e.g. "
+                                "LC_ALL=C.UTF-8) or with PYTHONUTF8=1\n")
 
 
 def test_a_grid_on_msd_without_its_audio_stops_before_preparing_a_cache(tmp_path, write_spec, capsys, monkeypatch):

@@ -1,11 +1,14 @@
-"""Standard output redirected to a file names that file in its write errors; its rest is flushed, or
-discarded where it cannot be written.
+"""The process's standard output as the commands write it: text it cannot encode is escaped, and a file it
+is redirected to is named in its write errors; its rest is flushed, or discarded where it cannot be written.
 
-`bench grid > grid.log` on a full disk: Python's stdout raises `OSError(ENOSPC)` naming no file, which a
-command's one-line error could only say as "cannot write No space left on device"."""
+Python's stdout is strict but in the C locales: a path holding a byte that is not UTF-8 (`caf\xe9`), under
+en_US.UTF-8, or any non-ASCII path or tag name under PYTHONIOENCODING=ascii, ended a command in a
+traceback, after its work. And `bench grid > grid.log` on a full disk raised `OSError(ENOSPC)` naming no
+file, which a command's one-line error could only say as "cannot write No space left on device"."""
 
 from __future__ import annotations
 
+import codecs
 import io
 import os
 import stat
@@ -14,6 +17,22 @@ import sys
 from bench.core.store import is_resource_error
 
 STANDARD_OUTPUT = "standard output"
+
+ESCAPE = "bench-escape"
+"""The codec error handler of standard output: a file name's byte that is not UTF-8 (read as a lone
+surrogate) as `\\xe9`, as `bench.core.text.printable` shows it; any other character the encoding lacks as
+Python's escape (`\\xe9` for é in ASCII, `\\u4e2d`, `\\U0001f3b5`)."""
+
+
+def _escape(error: UnicodeError) -> tuple[str, int]:
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    text = error.object[error.start:error.end]
+    return "".join(f"\\x{ord(ch) - 0xDC00:02x}" if 0xDC80 <= ord(ch) <= 0xDCFF else
+                   ch.encode("unicode_escape").decode("ascii") for ch in text), error.end
+
+
+codecs.register_error(ESCAPE, _escape)
 
 
 class _NamedFile(io.FileIO):
@@ -40,28 +59,32 @@ def descriptor_path(descriptor: int) -> str | None:
         return None
 
 
-def name_standard_output() -> None:
-    """Where the process's own stdout is a file (the kind a full disk, a quota or a file-size limit stops;
-    a device that is not a terminal, such as /dev/full, too), write it through a file object that names it
-    in its errors: "standard output (PATH)". The text layer is rebuilt as it was (encoding, errors,
-    buffering); a stream already replaced (a test's capture, or this) is left as it is."""
+def set_up_standard_output() -> None:
+    """The process's own stdout, as the commands need it (a stream already replaced, such as a test's
+    capture, is left as it is): text its encoding cannot hold escaped (`ESCAPE`, stderr's too); and
+    where it is a file (the kind a full disk, a quota or a file-size limit stops; a device that is not a
+    terminal, such as /dev/full, too), written through a file object that names it in its errors,
+    "standard output (PATH)", its text layer rebuilt as it was (encoding, buffering)."""
+    if sys.stderr is sys.__stderr__ and isinstance(sys.stderr, io.TextIOWrapper):  # as stdout shows them
+        sys.stderr.reconfigure(errors=ESCAPE)
     out = sys.stdout
     if out is None or out is not sys.__stdout__ or not isinstance(out, io.TextIOWrapper):
         return
     try:
         descriptor = out.fileno()
         mode = os.fstat(descriptor).st_mode
-        if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode) and not os.isatty(descriptor)):  # a file, /dev/full
-            return
+        is_file = stat.S_ISREG(mode) or stat.S_ISCHR(mode) and not os.isatty(descriptor)  # a file, /dev/full
     except (OSError, ValueError):
+        is_file = False
+    if not is_file:
+        out.reconfigure(errors=ESCAPE)
         return
     out.flush()
     path = descriptor_path(descriptor)
     raw = _NamedFile(descriptor, f"{STANDARD_OUTPUT} ({path})" if path else STANDARD_OUTPUT)
     unbuffered = isinstance(out.buffer, io.RawIOBase)  # python -u / PYTHONUNBUFFERED
     sys.stdout = io.TextIOWrapper(raw if unbuffered else io.BufferedWriter(raw), encoding=out.encoding,
-                                  errors=out.errors, line_buffering=out.line_buffering,
-                                  write_through=out.write_through)
+                                  errors=ESCAPE, line_buffering=out.line_buffering, write_through=out.write_through)
 
 
 def discard_if_closed(stream) -> OSError | None:

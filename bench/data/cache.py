@@ -109,7 +109,7 @@ def cache_key(index: DatasetIndex, clip_seconds: float, min_seconds: float = MIN
     h = hashlib.sha256()
     h.update(json.dumps([CACHE_VERSION, index.name, clip_seconds, min_seconds]).encode())
     for clip, resolved in zip(index.clips, resolved_paths(clip.path for clip in index.clips), strict=True):
-        h.update(f"\n{clip.clip_id}\t{resolved}".encode())
+        h.update(f"\n{clip.clip_id}\t{resolved}".encode("utf-8", "surrogateescape"))  # a name's bytes as they are
     generated = Path(index.root) / SYNTHETIC_META
     if generated.is_file():
         h.update(b"\n" + generated.read_bytes())

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.core.text import listed
+from bench.core.text import listed, visible
 from bench.data.index import SPLITS, DatasetIndex, audio_file_problem, has_roc_auc, no_roc_auc
 
 FIRST_IDS = 5
@@ -126,7 +126,7 @@ def _one_sided(positives: dict[str, int], clips: int, split: str, besides: dict[
         tags = [tag for tag, n in positives.items()
                 if lacking(n, clips) and (besides is None or not lacking(besides[tag], besides_clips))]
         if tags:
-            warnings.append(f"{len(tags)} tag(s) with no {kind} in {split}: {listed(tags[:FIRST_IDS])}"
+            warnings.append(f"{len(tags)} tag(s) with no {kind} in {split}: {listed(map(visible, tags[:FIRST_IDS]))}"
                             + (", ..." if len(tags) > FIRST_IDS else ""))
     return warnings
 
@@ -142,12 +142,13 @@ def format_report(report: DatasetReport) -> str:
         total = sum(per_split.values())
         lines.append(f"  {total:,} {problem} ({', '.join(f'{k} {v:,}' for k, v in per_split.items())}), e.g. "
                      + listed(report.audio["examples"][problem]))
-    lines.append(f"tags ({len(report.tags)}, in the model's output order): " + listed(report.tags))
-    width = max([len(t) for t in report.tags] + [3])
+    shown = {tag: visible(tag) for tag in report.tags}  # a manifest's tag text, its escape sequences shown
+    lines.append(f"tags ({len(report.tags)}, in the model's output order): " + listed(list(shown.values())))
+    width = max([len(t) for t in shown.values()] + [3])
     lines.append(f"positives per tag: {'tag':{width}s} {'train':>7s} {'valid':>7s} {'test':>7s}")
     for tag in report.tags:
         counts = [report.positives[split][tag] for split in SPLITS]
-        lines.append(f"                   {tag:{width}s} {counts[0]:7,d} {counts[1]:7,d} {counts[2]:7,d}")
+        lines.append(f"                   {shown[tag]:{width}s} {counts[0]:7,d} {counts[1]:7,d} {counts[2]:7,d}")
     if report.excluded:
         lines.append("excluded by the reader:")
         for reason, n in sorted(report.excluded.items(), key=lambda r: -r[1]):

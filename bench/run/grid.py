@@ -51,7 +51,7 @@ from bench.core.interrupts import (
 )
 from bench.core.layout import ERROR, RUNS, spec_dir, spec_folder_problem
 from bench.core.machine import usable_cpus
-from bench.core.output import discard_if_closed, name_standard_output
+from bench.core.output import discard_if_closed, set_up_standard_output
 from bench.core.paths import folder_path, writable_folder
 from bench.core.store import CompileCacheError, LocksUnsupported, is_misplaced, is_resource_error
 from bench.run.gpus import exclusive_gpus, listed_mig_instances, mig_instances
@@ -763,7 +763,7 @@ def _worker_process(job: WorkerJob, outcomes) -> None:
     joining the workers, and a put larger than the pipe's buffer (64 KiB: the ids of ~1,500 runs)
     would block the worker forever. Its stdout is the grid's: a file on a full disk is named in the error
     the grid says, and what could not be written is dropped, not met again at the worker's exit."""
-    name_standard_output()
+    set_up_standard_output()
     if accept_interrupts(_import_worker_code):
         outcome = Interrupted(RERUN_TO_CONTINUE)
     else:
