@@ -744,14 +744,15 @@ def say(line: str) -> None:
 
 def output_written(status: int, command: str | None, launcher: str = "local") -> int:
     """`status`, once stdout's rest is flushed; where its file could not take it (a full disk under
-    `bench plan > plan.txt`) and the command had ended as it should (0, or 1: a grid with failed runs), the
-    output is incomplete: said in one line, and EXIT_USER_ERROR."""
+    `bench plan > plan.txt`), the output is incomplete: said in one line, whatever else the command said
+    (`bench tag --json` with a bad file among good ones ends with 2, its good files' scores in that rest),
+    and a command that had ended well ends with EXIT_USER_ERROR."""
     unwritten = discard_if_closed(sys.stdout)
-    if unwritten is None or status not in (0, 1):
+    if unwritten is None:
         return status
     name = f"bench {command}" if command else "bench"
     say(f"{name}: error: {one_line(resource_message(unwritten, command or '', launcher))}")
-    return EXIT_USER_ERROR
+    return EXIT_USER_ERROR if status in (0, 1) else status
 
 
 def main(argv: list[str] | None = None) -> int:

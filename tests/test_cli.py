@@ -72,6 +72,26 @@ def test_a_full_disk_under_standard_output_is_named_in_one_line(tmp_path, unbuff
                                                  "No space left on device; free some space and then rerun\n")
 
 
+def test_output_lost_to_a_full_disk_is_said_whatever_status_the_command_ended_with(monkeypatch, capsys):
+    """`bench tag --json a.wav broken.wav > out.json` on a full disk: the command ends with 2 for the broken
+    file, its good file's scores still in stdout's buffer; that their loss went unsaid (only statuses 0 and
+    1 were checked) left the user expecting them in out.json."""
+    import errno
+
+    from bench.cli import output_written
+
+    class Full(io.StringIO):
+        def flush(self):
+            raise OSError(errno.ENOSPC, "No space left on device", "standard output (out.json)")
+
+    monkeypatch.setattr(sys, "stdout", Full())
+    assert output_written(2, "tag") == 2
+    assert output_written(0, "tag") == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["bench tag: error: cannot write standard output (out.json): No space left on device; free some "
+                     "space and then rerun"] * 2
+
+
 def test_help_past_the_file_size_limit_names_its_file(tmp_path):
     """`bench --help > help.txt` under `ulimit -f`: argparse wrote it to the buffer, whose flush at exit
     failed ("Exception ignored", exit 120); the file is named in one line, exit 2."""

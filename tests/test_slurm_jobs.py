@@ -363,6 +363,34 @@ def test_ctrl_c_while_waiting_for_slurm_jobs_says_they_go_on_and_how_to_stop_the
                                  "their checkpoints); rerun to continue (finished work is kept)")
 
 
+@pytest.mark.parametrize("when", ["submission", "sacct"])
+def test_ctrl_c_once_the_jobs_are_submitted_says_they_go_on(monkeypatch, tmp_path, when):
+    """A Ctrl-C during a slow sbatch is held back until the submission ends, the jobs then submitted; one
+    while sacct is asked whether the cluster keeps accounting (up to a minute) comes after too. Both said
+    only "rerun to continue" while the jobs trained on."""
+    import os
+    import signal
+
+    from bench.core.errors import Interrupted
+
+    real_map_array = StubExecutor.map_array
+
+    def submitted_with_ctrl_c(self, fn, given):
+        jobs = real_map_array(self, fn, given)
+        if when == "submission":
+            os.kill(os.getpid(), signal.SIGINT)
+        return jobs
+
+    def asked(job_id):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(StubExecutor, "map_array", submitted_with_ctrl_c)
+    if when == "sacct":
+        monkeypatch.setattr(grid, "not_accounted", asked)
+    with pytest.raises(Interrupted, match=r"the Slurm jobs go on \(`scancel 100` stops them"):
+        submit(monkeypatch, tmp_path, workers=2, runs_per_gpu=1)
+
+
 def test_without_sacct_a_job_squeue_stopped_listing_is_given_up_on():
     """Submitit knows a job ended from its result files or from sacct; where sacct gives no state (no job
     accounting), a job killed before writing them was waited for forever. squeue is asked once a minute;

@@ -836,8 +836,6 @@ def environment_without(names) -> Iterator[None]:
 
 def _launch_submitit(job: WorkerJob, n_jobs: int, launcher: str, slurm: SlurmOptions, folder: Path,
                      wants_gpu: bool) -> None:
-    import submitit
-
     visible = _gpu_count() if launcher == "submitit-local" and wants_gpu else 1
     parameters = submitit_parameters(job, launcher, slurm, wants_gpu, visible)
     if launcher == "submitit-local" and wants_gpu:
@@ -845,6 +843,31 @@ def _launch_submitit(job: WorkerJob, n_jobs: int, launcher: str, slurm: SlurmOpt
         # selection (a setup line exporting it instead makes the executor's job id the grid's pid where
         # /bin/sh is bash, and every job then waits for a file that never comes)
         job = dataclasses.replace(job, visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"))
+    jobs: list = []
+    stopped: list[OSError] = []
+    try:  # a Ctrl-C from the submission on, once there are jobs (one held back during it comes at its end)
+        _submit(folder, parameters, job, n_jobs, launcher, slurm, wants_gpu, jobs)
+        print(f"submitted {len(jobs)} job(s) via submitit ({launcher}); logs in {folder}")
+        if launcher == "slurm" and jobs and not_accounted(str(jobs[0].job_id)):
+            print("sacct: Slurm accounting storage is disabled on this cluster: the jobs are followed by their "
+                  "result files and squeue")
+        follow_jobs(jobs, launcher, folder, stopped)
+    except KeyboardInterrupt as exc:  # the submitting process's: Slurm's jobs do not get it
+        if launcher != "slurm" or isinstance(exc, Interrupted) or not jobs:
+            raise
+        arrays = " ".join(sorted({str(submitted.job_id).split("_")[0] for submitted in jobs}))
+        raise Interrupted(f"the Slurm jobs go on (`scancel {arrays}` stops them; their runs then resume from "
+                          f"their checkpoints); {RERUN_TO_CONTINUE}") from exc
+    if stopped:  # as a local worker's: the CLI says what to do about it, in one line
+        raise stopped[0]
+
+
+def _submit(folder: Path, parameters: dict, job: WorkerJob, n_jobs: int, launcher: str, slurm: SlurmOptions,
+            wants_gpu: bool, jobs: list) -> None:
+    """Submit the grid's `n_jobs` jobs with submitit's executor (`parameters`), added to `jobs` as soon as
+    they exist; sbatch missing or refusing them is a UserError."""
+    import submitit
+
     try:
         executor = submitit.AutoExecutor(folder=folder, cluster="local" if launcher == "submitit-local" else "slurm")
         executor.update_parameters(**parameters)
@@ -855,8 +878,8 @@ def _launch_submitit(job: WorkerJob, n_jobs: int, launcher: str, slurm: SlurmOpt
         grid_pid = os.getpid() if launcher == "submitit-local" else None
         # during the submission: a local job's tasks stop once this grid has ended
         with interrupts_deferred(), environment_without(ALLOCATION_REQUEST if launcher == "slurm" else ()):
-            jobs = executor.map_array(RequeuedWorker(), [dataclasses.replace(job, worker=k, grid_pid=grid_pid)
-                                                         for k in range(n_jobs)])
+            jobs.extend(executor.map_array(RequeuedWorker(), [dataclasses.replace(job, worker=k, grid_pid=grid_pid)
+                                                              for k in range(n_jobs)]))
     except (OSError, RuntimeError) as exc:  # sbatch missing, or refusing (a partition, a limit): submitit's errors
         hint = ""
         if launcher == "slurm" and "GRES option unsupported" in str(exc) and "gres" not in dict(slurm.extra):
@@ -867,21 +890,6 @@ def _launch_submitit(job: WorkerJob, n_jobs: int, launcher: str, slurm: SlurmOpt
                     "partition's): name a partition that has them, or --device cpu to train on the nodes' CPUs")
         raise UserError(f"{launcher}: the jobs could not be submitted ({type(exc).__name__}: "
                         f"{first_line(exc)}){hint}") from None
-    print(f"submitted {len(jobs)} job(s) via submitit ({launcher}); logs in {folder}")
-    if launcher == "slurm" and jobs and not_accounted(str(jobs[0].job_id)):
-        print("sacct: Slurm accounting storage is disabled on this cluster: the jobs are followed by their "
-              "result files and squeue")
-    stopped: list[OSError] = []
-    try:
-        follow_jobs(jobs, launcher, folder, stopped)
-    except KeyboardInterrupt as exc:  # the submitting process's: Slurm's jobs do not get it
-        if launcher != "slurm" or isinstance(exc, Interrupted):
-            raise
-        arrays = " ".join(sorted({str(submitted.job_id).split("_")[0] for submitted in jobs}))
-        raise Interrupted(f"the Slurm jobs go on (`scancel {arrays}` stops them; their runs then resume from "
-                          f"their checkpoints); {RERUN_TO_CONTINUE}") from exc
-    if stopped:  # as a local worker's: the CLI says what to do about it, in one line
-        raise stopped[0]
 
 
 def follow_jobs(jobs: list, launcher: str, folder: Path, stopped: list[OSError]) -> None:
