@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import codecs
 import json
 import os
 import sys
@@ -21,8 +20,8 @@ from bench.core.errors import (
     is_out_of_memory,
     one_line,
 )
-from bench.core.output import discard_if_closed, set_up_standard_output
-from bench.core.paths import folder_path, readable_folder, unnameable_path, writable_file, writable_folder
+from bench.core.output import ESCAPE, discard_if_closed, set_up_standard_output
+from bench.core.paths import folder_path, readable_folder, writable_file, writable_folder
 from bench.core.store import (
     DESCRIPTOR_LIMIT_ERRNOS,
     FAILING_STORAGE_ERRNOS,
@@ -32,7 +31,6 @@ from bench.core.store import (
     is_resource_error,
     json_text,
 )
-from bench.core.text import visible
 
 EXIT_INTERRUPTED = 130
 """128 + SIGINT, what shells and make expect of a program stopped by Ctrl-C."""
@@ -758,7 +756,7 @@ def output_written(status: int, command: str | None, launcher: str = "local") ->
 def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     if sys.stderr is None:  # closed (`2>&-`): print(file=sys.stderr) would write warnings into the output
-        sys.stderr = open(os.devnull, "w")  # the process's stderr, open until it exits
+        sys.stderr = open(os.devnull, "w", errors=ESCAPE)  # the process's stderr, open until it exits
     set_up_standard_output()
     parser = build_parser()
     try:
@@ -802,12 +800,6 @@ def _command(parser: Parser, args: argparse.Namespace) -> int:
         return EXIT_TERMINATED if terminated() else EXIT_INTERRUPTED
     except (UserError, BuilderError) as exc:  # BuilderError: an architecture registered with a misspelt builder
         say(f"bench {args.command}: error: {one_line(exc)}")
-        return EXIT_USER_ERROR
-    except UnicodeEncodeError as exc:  # a path the file-system encoding cannot hold, met where no option names it
-        system = codecs.lookup(sys.getfilesystemencoding()).name
-        if codecs.lookup(exc.encoding).name != system or system == "utf-8":
-            raise
-        say(f"bench {args.command}: error: {one_line(visible(exc.object))}: {unnameable_path()}")
         return EXIT_USER_ERROR
     except BrokenPipeError:  # e.g. `bench plan ... | head`: what was asked for was read
         if args.command in KEEPS_FINISHED_WORK and not getattr(args, "dry_run", False):

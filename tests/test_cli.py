@@ -175,6 +175,17 @@ def test_errors_and_warnings_with_stderr_closed_stay_out_of_the_commands_output(
     assert status == 0 and out.splitlines()[0].startswith("arch,") and "warning" not in out
 
 
+def test_a_warning_naming_a_file_that_is_not_utf8_with_stderr_closed_is_dropped_not_an_error(tmp_path):
+    """The stand-in for a closed stderr (/dev/null) was opened strict: a warning naming a spec whose folder
+    name is not UTF-8 (b"lat\\xe9") ended `bench plan 2>&-` in exit 1, where `2>/dev/null` gave 0."""
+    folder = tmp_path / os.fsdecode(b"lat\xe9")
+    folder.mkdir()
+    short = MINIMAL_SPEC.replace('name = "synthetic"', 'name = "synthetic"\nclip_seconds = 2.0')  # warned of
+    (folder / "spec.toml").write_text(short)
+    status, out = bench_with_stderr_closed(tmp_path, "plan", os.fsencode(folder / "spec.toml"), "--no-fvcore")
+    assert status == 0 and out.count("\n") > 3
+
+
 def test_bench_tag_with_its_output_closed_ends_with_its_status(tmp_path):
     """`bench tag` leaves through os._exit once its streams are flushed; a closed one (None) ended it in an
     AttributeError (exit 1) instead of its own status: 2 for a file it cannot tag."""

@@ -290,6 +290,35 @@ def test_a_path_the_locales_file_system_encoding_cannot_hold_is_one_line(tmp_pat
                                 "LC_ALL=C.UTF-8) or with PYTHONUTF8=1\n")
 
 
+@pytest.mark.parametrize("where", ["manifest", "audio file"])
+def test_files_the_locales_file_system_encoding_cannot_name_are_not_said_missing(tmp_path, write_spec, where):
+    """Under an ASCII file-system encoding, `Path.is_file()` answers False for a name it cannot encode: a
+    manifest "dé/m.csv" that is there was "not found", and audio files "é0.wav" were counted missing
+    (which would drop them from the dataset). Both are the locale's line."""
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / ("dé" if where == "manifest" else "d")
+    folder.mkdir()
+    audio = [f"{'é' if where == 'audio file' else ''}{name}.wav" for name in "abcdef"]
+    for name in audio:
+        (folder / name).write_bytes(b"RIFF")
+    (folder / "m.csv").write_text("path,split,tags\n" + "".join(
+        f"{name},{split},{tag}\n" for name, split, tag in zip(
+            audio, ("train", "train", "valid", "valid", "test", "test"), ("rock", "pop") * 3, strict=True)),
+        encoding="utf-8")
+    spec = spec_for(write_spec, "manifest", folder / "m.csv")
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0"}
+    env.pop("PYTHONIOENCODING", None)
+    proc = subprocess.run([sys.executable, "-m", "bench", "dataset", spec], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, encoding="utf-8", errors="replace")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert f"error: {where} {tmp_path}/" in proc.stderr and proc.stderr.endswith(
+        ": not a name this locale's file-system encoding (ascii) can hold; run under a UTF-8 locale (e.g. "
+        "LC_ALL=C.UTF-8) or with PYTHONUTF8=1\n")
+
+
 def test_a_grid_on_msd_without_its_audio_stops_before_preparing_a_cache(tmp_path, write_spec, capsys, monkeypatch):
     """MSD's reader leaves out each track whose audio is missing: on a folder holding only the metadata
     (or the audio under another folder) no clip is left. A cache of no clips was prepared, and every run

@@ -52,20 +52,25 @@ def refuse_empty(path: str | os.PathLike, option: str, file: bool = False) -> No
     _given(path, option, file)
 
 
-def unnameable_path() -> str:
-    """Why a path that this system's file-system encoding cannot hold is refused, and what to do."""
+def nameable(path: str | os.PathLike, what: str) -> None:
+    """UserError where this system's file-system encoding cannot hold `path` (an ASCII one, LC_ALL=C with
+    PYTHONUTF8=0, and a non-ASCII name): every look at the file would fail, and `Path.is_file()` says
+    False, which would have been "not found" for a file that is there."""
     import sys
 
-    return (f"not a name this locale's file-system encoding ({sys.getfilesystemencoding()}) can hold; run under "
-            "a UTF-8 locale (e.g. LC_ALL=C.UTF-8) or with PYTHONUTF8=1")
+    try:
+        os.fsencode(path)
+    except UnicodeEncodeError:
+        raise UserError(f"{what} {os.fspath(path)}: not a name this locale's file-system encoding "
+                        f"({sys.getfilesystemencoding()}) can hold; run under a UTF-8 locale (e.g. LC_ALL=C.UTF-8) "
+                        "or with PYTHONUTF8=1") from None
 
 
 def _exists(probe: Path, option: str, path: Path) -> bool:
     """Whether `probe` (a part of `path`) exists; UserError where `path` cannot name a file at all."""
+    nameable(path, option)
     try:
         probe.stat()
-    except UnicodeEncodeError:  # a file-system encoding that is not UTF-8 (LC_ALL=C with PYTHONUTF8=0)
-        raise UserError(f"{option} {path}: {unnameable_path()}") from None
     except OSError as exc:
         if exc.errno == errno.ENAMETOOLONG:  # a name longer than the file system takes (255 bytes, usually)
             raise UserError(f"{option} {path}: {exc.strerror}; choose a shorter path") from None

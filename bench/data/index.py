@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.core.errors import UserError
+from bench.core.paths import nameable
 from bench.core.store import is_passing_fault
 from bench.core.text import read_text
 
@@ -62,6 +63,9 @@ def audio_file_problem(path: str | Path) -> str | None:
         if is_passing_fault(exc):  # counted missing, the clip would leave the dataset for good
             raise
         return AUDIO_MISSING
+    except UnicodeEncodeError:  # not missing: no file can be looked at in this locale (`nameable`)
+        nameable(path, "audio file")
+        raise
     except ValueError:  # a NUL character (a manifest can hold one): no file has that name
         return AUDIO_MISSING
     if not stat.S_ISREG(info.st_mode):

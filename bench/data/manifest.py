@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from bench.core.errors import UserError
+from bench.core.paths import nameable
 from bench.core.store import atomic_file, atomic_write_text
 from bench.core.text import csv_rows
 from bench.data.index import SPLITS, Clip, DatasetIndex, read_tag_list
@@ -27,6 +28,7 @@ def tags_file(manifest: Path) -> Path:
 
 def read_manifest(manifest: str | Path, n_tags: int = 50, drop_untagged: bool = False) -> DatasetIndex:
     manifest = Path(manifest).expanduser()
+    nameable(manifest, "manifest")
     if manifest.is_dir():
         csvs = sorted(path.name for path in manifest.glob("*.csv"))
         hint = f" (it holds {', '.join(csvs[:3])}{', ...' if len(csvs) > 3 else ''})" if csvs else ""

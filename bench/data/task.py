@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.core.errors import UserError
+from bench.core.paths import nameable
 from bench.core.text import csv_rows, visible
 from bench.data.audio import BadAudio, probe
 
@@ -49,6 +50,7 @@ def read_rows(manifest: str | Path, required: tuple[str, ...],
     """(manifest path, columns, [(line number, row)]) of a CSV manifest that has the `required` columns
     (and may have the `optional` ones; none of them twice)."""
     manifest = Path(manifest).expanduser()
+    nameable(manifest, "manifest")
     if not manifest.is_file():
         raise UserError(f"manifest not found: expected a CSV file with columns {','.join(required)} at {manifest}")
     columns, rows = csv_rows(manifest, (*required, *optional))  # a spreadsheet's "CSV UTF-8" too
