@@ -272,18 +272,23 @@ def test_text_standard_output_cannot_encode_is_escaped_not_a_traceback(tmp_path,
     assert ("caf\\xe9" if encoding == "ascii" else "café") in line.split(": ")[1].split(", ")
 
 
-def test_a_path_the_locales_file_system_encoding_cannot_hold_is_one_line(tmp_path, write_spec):
-    """Under LC_ALL=C without Python's UTF-8 mode the file-system encoding is ASCII: a dataset.path
-    "données" ended in a UnicodeEncodeError traceback from a stat()."""
+def dataset_in_an_ascii_locale(spec: str, cwd):
+    """`bench dataset SPEC` under LC_ALL=C without Python's UTF-8 mode: an ASCII file-system encoding."""
     import os
     import subprocess
     import sys
 
-    spec = spec_for(write_spec, "synthetic", tmp_path / "données")
     env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0"}
     env.pop("PYTHONIOENCODING", None)
-    proc = subprocess.run([sys.executable, "-m", "bench", "dataset", spec], capture_output=True, text=True,
-                          env=env, cwd=tmp_path, encoding="utf-8", errors="replace")
+    return subprocess.run([sys.executable, "-m", "bench", "dataset", spec], capture_output=True, text=True,
+                          env=env, cwd=cwd, encoding="utf-8", errors="replace")
+
+
+def test_a_path_the_locales_file_system_encoding_cannot_hold_is_one_line(tmp_path, write_spec):
+    """Under LC_ALL=C without Python's UTF-8 mode the file-system encoding is ASCII: a dataset.path
+    "données" ended in a UnicodeEncodeError traceback from a stat()."""
+    spec = spec_for(write_spec, "synthetic", tmp_path / "données")
+    proc = dataset_in_an_ascii_locale(spec, tmp_path)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.endswith("dataset.path " + str(tmp_path) + "/donn\\xe9es: not a name this locale's "
                                 "file-system encoding (ascii) can hold; run under a UTF-8 locale (e.g. "
@@ -295,9 +300,6 @@ def test_files_the_locales_file_system_encoding_cannot_name_are_not_said_missing
     """Under an ASCII file-system encoding, `Path.is_file()` answers False for a name it cannot encode: a
     manifest "dé/m.csv" that is there was "not found", and audio files "é0.wav" were counted missing
     (which would drop them from the dataset). Both are the locale's line."""
-    import os
-    import subprocess
-    import sys
 
     folder = tmp_path / ("dé" if where == "manifest" else "d")
     folder.mkdir()
@@ -309,10 +311,7 @@ def test_files_the_locales_file_system_encoding_cannot_name_are_not_said_missing
             audio, ("train", "train", "valid", "valid", "test", "test"), ("rock", "pop") * 3, strict=True)),
         encoding="utf-8")
     spec = spec_for(write_spec, "manifest", folder / "m.csv")
-    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0"}
-    env.pop("PYTHONIOENCODING", None)
-    proc = subprocess.run([sys.executable, "-m", "bench", "dataset", spec], capture_output=True, text=True,
-                          env=env, cwd=tmp_path, encoding="utf-8", errors="replace")
+    proc = dataset_in_an_ascii_locale(spec, tmp_path)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert f"error: {where} {tmp_path}/" in proc.stderr and proc.stderr.endswith(
         ": not a name this locale's file-system encoding (ascii) can hold; run under a UTF-8 locale (e.g. "
