@@ -15,6 +15,7 @@ import stat
 import sys
 
 from bench.core.store import is_resource_error
+from bench.core.text import printable
 
 STANDARD_OUTPUT = "standard output"
 
@@ -27,9 +28,8 @@ Python's escape (`\\xe9` for é in ASCII, `\\u4e2d`, `\\U0001f3b5`)."""
 def _escape(error: UnicodeError) -> tuple[str, int]:
     if not isinstance(error, UnicodeEncodeError):
         raise error
-    text = error.object[error.start:error.end]
-    return "".join(f"\\x{ord(ch) - 0xDC00:02x}" if 0xDC80 <= ord(ch) <= 0xDCFF else
-                   ch.encode("unicode_escape").decode("ascii") for ch in text), error.end
+    text = "".join(printable(ch) for ch in error.object[error.start:error.end])  # one by one: a mixed span too
+    return text.encode("ascii", "backslashreplace").decode("ascii"), error.end
 
 
 codecs.register_error(ESCAPE, _escape)

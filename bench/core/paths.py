@@ -44,7 +44,9 @@ def _given(path: str | os.PathLike, option: str, file: bool = False) -> Path:
     if not os.fspath(path).strip():
         give = "give a file name" if file else "give a folder, or . for this one"
         raise UserError(f"{option}: an empty path (an unset variable?); {give}")
-    return Path(path).expanduser()
+    path = Path(path).expanduser()
+    nameable(path, option)
+    return path
 
 
 def refuse_empty(path: str | os.PathLike, option: str, file: bool = False) -> None:
@@ -67,8 +69,7 @@ def nameable(path: str | os.PathLike, what: str) -> None:
 
 
 def _exists(probe: Path, option: str, path: Path) -> bool:
-    """Whether `probe` (a part of `path`) exists; UserError where `path` cannot name a file at all."""
-    nameable(path, option)
+    """Whether `probe` (a part of `path`, `_given`) exists; UserError where `path` cannot name a file at all."""
     try:
         probe.stat()
     except OSError as exc:
