@@ -20,7 +20,7 @@ from bench.core.errors import (
     is_out_of_memory,
     one_line,
 )
-from bench.core.output import ESCAPE, discard_if_closed, set_up_standard_output
+from bench.core.output import discard_if_closed, open_closed_standard_streams, set_up_standard_output
 from bench.core.paths import folder_path, readable_folder, writable_file, writable_folder
 from bench.core.store import (
     DESCRIPTOR_LIMIT_ERRNOS,
@@ -730,7 +730,7 @@ def refuse_empty_paths(parser: argparse.ArgumentParser, args: argparse.Namespace
 
 def say(line: str) -> None:
     """`line` on stderr, the command's last word; nothing where stderr is a pipe whose reader has gone
-    (`2>&1 | head`), is closed (`2>&-`, /dev/null from `main`'s start) or is a file on a full disk, where
+    (`2>&1 | head`), is closed (`2>&-`: /dev/null from `main`'s start) or is a file on a full disk, where
     the exit status alone tells what happened."""
     try:
         print(line, file=sys.stderr, flush=True)
@@ -755,8 +755,7 @@ def output_written(status: int, command: str | None, launcher: str = "local") ->
 
 def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
-    if sys.stderr is None:  # closed (`2>&-`): print(file=sys.stderr) would write warnings into the output
-        sys.stderr = open(os.devnull, "w", errors=ESCAPE)  # the process's stderr, open until it exits
+    open_closed_standard_streams()  # before any file is opened, which would take a closed one's number
     set_up_standard_output()
     parser = build_parser()
     try:
@@ -842,7 +841,7 @@ def console() -> None:
     # Python joins a process pool's threads at its exit) is no traceback of the command's
     sys.unraisablehook = interrupts_dropped(sys.unraisablehook)
     if argv[:1] == ["tag"]:
-        for stream in (sys.stdout, sys.stderr):  # None where it was closed (`>&-`)
+        for stream in (sys.stdout, sys.stderr):  # stdout None where its reader had gone (log_to_stdout)
             if stream is not None:
                 stream.flush()
         os._exit(status)

@@ -194,6 +194,29 @@ def test_bench_tag_with_its_output_closed_ends_with_its_status(tmp_path):
     assert (status, out) == (2, "")
 
 
+def test_a_command_started_with_its_standard_streams_closed_writes_nowhere_and_no_file_takes_their_number(
+        write_spec, tmp_path):
+    """`bench status --json >&-` ended in an AttributeError (stdout None). And the first file a command
+    started without stdout opened took descriptor 1: what a library's C code then wrote to its stdout went
+    into that file (a lock, a checkpoint). Here a write to descriptor 1 after the command, into the file
+    opened next."""
+    spec = write_spec(MINIMAL_SPEC)
+    opened, said = tmp_path / "opened.txt", tmp_path / "status.txt"
+    code = ("import os; from bench.cli import main; "
+            f"status = main(['status', {str(spec)!r}, '--results', {str(tmp_path / 'results')!r}, '--json']); "
+            f"fd = os.open({str(opened)!r}, os.O_WRONLY | os.O_CREAT); os.write(1, b'a line for stdout'); "
+            f"open({str(said)!r}, 'w').write(str(status))")
+
+    def close_standard_descriptors():
+        for descriptor in (0, 1, 2):
+            os.close(descriptor)
+
+    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, preexec_fn=close_standard_descriptors,
+                   env={**os.environ, "PYTHONPATH": str(SPECS.parent)}, check=True, timeout=120)
+    assert said.read_text() == "0"
+    assert opened.read_text() == ""
+
+
 def test_an_interrupted_command_whose_stderr_reader_has_gone_keeps_its_exit_status(monkeypatch):
     """Ctrl-C, or a grid whose output was closed, with stderr a pipe whose reader has gone too: the
     line saying so cannot be written, and `bench` still returns 130, not a BrokenPipeError."""

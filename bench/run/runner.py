@@ -533,9 +533,9 @@ def _claim_and_execute(spec: Spec, folder: Path, run: RunSpec, cache_for: Callab
 
 def log_to_stdout(message: str) -> None:
     """One line, in one write: print() writes the newline apart where stdout is unbuffered
-    (PYTHONUNBUFFERED=1, `python -u`), and another worker's line would land between the two. With no
-    stdout (`>&-`) the line goes nowhere; where its reader has gone (`bench grid | head`) the grid stops
-    as Ctrl-C stops it, its runs resumable."""
+    (PYTHONUNBUFFERED=1, `python -u`), and another worker's line would land between the two. With stdout
+    closed (`>&-`: /dev/null from `bench.cli.main`'s start) or dropped (None) the line goes nowhere; where
+    its reader has gone (`bench grid | head`) the grid stops as Ctrl-C stops it, its runs resumable."""
     if sys.stdout is None:
         return
     try:
