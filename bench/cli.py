@@ -332,7 +332,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
-    from bench.run.grid import GridOptions, SlurmOptions, run_grid, slurm_arguments
+    from bench.run.grid import GridOptions, SlurmOptions, in_job_script, run_grid, slurm_arguments
     from bench.spec import load_spec
 
     if args.launcher != "slurm":  # options that only a Slurm submission uses: refused, not silently ignored
@@ -355,7 +355,8 @@ def cmd_grid(args: argparse.Namespace) -> int:
     if args.runs_per_gpu is not None and args.device == "cpu":
         raise UserError("--runs-per-gpu: only for GPUs (this grid runs on the CPU: --device cpu)")
     defaults = SlurmOptions()
-    slurm = SlurmOptions(partition=args.partition, time_minutes=args.time or defaults.time_minutes,
+    partition = args.partition and in_job_script(args.partition, "--partition")
+    slurm = SlurmOptions(partition=partition, time_minutes=args.time or defaults.time_minutes,
                          gpus_per_job=args.gpus or defaults.gpus_per_job,
                          cpus_per_job=args.cpus or defaults.cpus_per_job, mem_gb=args.mem_gb,
                          gpu_mem_gb=args.gpu_mem_gb, extra=slurm_arguments(args.slurm_arg))

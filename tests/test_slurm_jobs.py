@@ -845,6 +845,28 @@ def test_sbatch_options_the_grid_sets_or_that_are_no_option_are_refused(given, s
     assert str(raised.value).startswith(says)
 
 
+@pytest.mark.parametrize("option, value", [("--slurm-arg", "comment=café"), ("--partition", "gpué")])
+def test_a_slurm_option_the_locale_cannot_write_into_the_job_script_is_one_line(option, value, monkeypatch, capsys):
+    """submitit writes the job script in the locale's encoding: under LC_ALL=C without Python's UTF-8 mode
+    (ASCII) a non-ASCII value ended the submission in a UnicodeEncodeError, once the dataset was prepared;
+    in any locale, so did a command-line byte that is not UTF-8 (Python's lone surrogate for it)."""
+    import locale
+
+    from bench.cli import main
+
+    monkeypatch.setattr(grid, "run_grid", lambda spec, options: 0)
+    assert main(["grid", str(DEMO6), "--launcher", "slurm", option, value, "--no-report"]) == 0  # UTF-8
+    capsys.readouterr()
+    undecodable = value.replace("é", "\udce9")
+    with pytest.raises(UserError, match=f"^{option} .*: not text this locale's encoding .UTF-8. can write into the "):
+        grid.in_job_script(undecodable, option)
+    monkeypatch.setattr(locale, "getpreferredencoding", lambda do_setlocale=True: "ANSI_X3.4-1968")
+    assert main(["grid", str(DEMO6), "--launcher", "slurm", option, value, "--no-report"]) == 2
+    assert capsys.readouterr().err == (
+        f"bench grid: error: {option} {value}: not text this locale's encoding (ANSI_X3.4-1968) can write into "
+        "the Slurm job script; give it in UTF-8 under a UTF-8 locale (e.g. LC_ALL=C.UTF-8)\n")
+
+
 def test_gpus_as_a_generic_resource_must_be_as_many_as_gpus():
     job = WorkerJob("spec.toml", "results", "index.json", "cuda")
     with pytest.raises(UserError) as raised:

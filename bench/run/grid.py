@@ -127,12 +127,28 @@ def gres_gpus(gres: str) -> int | None:
     return sum(counts) if counts else None
 
 
+def in_job_script(text: str, option: str) -> str:
+    """`text` (an option's value, given as `option`), where the locale's encoding can write it into a Slurm
+    job script, which submitit writes in that encoding: under LC_ALL=C without Python's UTF-8 mode a
+    non-ASCII `--slurm-arg comment=café` or `--partition`, and in any locale a byte of the command line
+    that is not UTF-8, ended the submission in a UnicodeEncodeError."""
+    import locale
+
+    encoding = locale.getpreferredencoding(False)
+    try:
+        text.encode(encoding)
+    except UnicodeEncodeError:
+        raise UserError(f"{option} {text}: not text this locale's encoding ({encoding}) can write into the "
+                        "Slurm job script; give it in UTF-8 under a UTF-8 locale (e.g. LC_ALL=C.UTF-8)") from None
+    return text
+
+
 def slurm_arguments(texts: list[str]) -> tuple[tuple[str, str | bool], ...]:
     """`--slurm-arg` values (NAME=VALUE, or NAME for a flag; NAME as sbatch spells its long option,
     leading dashes and underscores forgiven), in order; one-line errors for what cannot be one."""
     parsed: dict[str, str | bool] = {}
     for text in texts:
-        name, sep, value = text.partition("=")
+        name, sep, value = in_job_script(text, "--slurm-arg").partition("=")
         name = name.strip().lstrip("-").replace("_", "-").lower()
         if not re.fullmatch(r"[a-z][a-z0-9-]*", name) or (sep and not value.strip()):
             raise UserError(f"--slurm-arg {text!r}: expected NAME=VALUE (an sbatch long option, e.g. account=proj1, "
