@@ -41,6 +41,14 @@ def test_schema_version_is_written_and_checked(tmp_path):
     assert "schema_version True" in layout.result_problem({**ok, "schema_version": True}, "r")
 
 
+def test_a_result_whose_macro_auc_rounded_above_one_is_done_and_one_past_rounding_is_not():
+    """A macro average of average precisions that scikit-learn summed to 1 + 2**-52 each is above 1 by as
+    much: the run is done (else the grid would redo it on every start), 1.01 is no AUC."""
+    ok = {"run_id": "r", "status": "ok", "config": {}, "cost": {}, "metrics": {"roc_auc": 0.9, "pr_auc": 1 + 2 ** -52}}
+    assert layout.result_problem(ok, "r") is None
+    assert layout.result_problem({**ok, "metrics": {"roc_auc": 0.9, "pr_auc": 1.01}}, "r") == "metrics.pr_auc is 1.01"
+
+
 def test_a_run_with_model_json_loads_like_an_imported_model_and_like_before(run_folder, tmp_path):  # noqa: F811
     """The fixture is a run folder as older versions wrote it (no model.json); with the model.json a run
     writes now, the same weights load through the one loader and tag identically."""

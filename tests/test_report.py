@@ -713,6 +713,28 @@ def test_a_result_with_a_field_of_the_wrong_type_is_listed_and_the_others_report
     assert len(pd.read_csv(tmp_path / "report" / "summary.csv")) == 3
 
 
+@pytest.mark.usefixtures("figures_unrendered")
+def test_a_result_whose_aucs_rounded_above_one_is_reported_as_one(tmp_path):
+    """Results written before the metrics were clipped hold scikit-learn's average precision of a perfectly
+    ranked tag as it summed it, 1 + 2**-52: the report listed such a run as invalid (and its seed as
+    missing) while the grid counted it done and never redid it. A value past rounding is still invalid."""
+    config = ("vgg", 12000, 96, 1, "log")
+    three_seeds(tmp_path, config, 10.01, (0.85, 0.86, 0.87))
+    rounded = result_doc(config, 3, 10.01, {t: 0.8 for t in TAGS}, 1 + 2 ** -52)
+    write_doc(tmp_path, rounded)
+    beyond = result_doc(("vgg", 12000, 48, 1, "log"), 0, 5.0, {t: 0.8 for t in TAGS}, 0.4)
+    beyond["metrics"]["per_tag"]["drums"]["pr_auc"] = 1 + 1e-6
+    write_doc(tmp_path, beyond)
+    with redirect_stdout(io.StringIO()):
+        cli_main(tmp_path)
+    not_ok = pd.read_csv(tmp_path / "report" / "runs_not_ok.csv")
+    assert not_ok["run_id"].tolist() == [beyond["run_id"]] and "pr_auc is 1.000001" in not_ok["reason"][0]
+    per_tag = pd.read_csv(tmp_path / "report" / "per_tag.csv")
+    assert per_tag.loc[per_tag["run_id"] == rounded["run_id"], "pr_auc"].tolist() == [1.0] * len(TAGS)
+    summary = pd.read_csv(tmp_path / "report" / "summary.csv").set_index("run_id")
+    assert summary.loc[rounded["run_id"], "pr_auc"] == 1.0
+
+
 def test_a_result_that_claims_ok_but_fails_the_check_is_listed_as_invalid(tmp_path):
     config = ("vgg", 12000, 96, 1, "log")
     doc = result_doc(config, 0, 10.01, {t: 0.8 for t in TAGS}, 0.4)

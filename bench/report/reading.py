@@ -10,7 +10,15 @@ import pandas as pd
 
 from bench.core import layout
 from bench.core.errors import UserError
-from bench.core.layout import CHECKPOINT, RESULT, RUNS, SYNTHETIC_DEFAULT_CLIPS, parse_run_id, result_problem
+from bench.core.layout import (
+    AUC_ROUNDING,
+    CHECKPOINT,
+    RESULT,
+    RUNS,
+    SYNTHETIC_DEFAULT_CLIPS,
+    parse_run_id,
+    result_problem,
+)
 from bench.core.store import beyond_64_bits, is_finite_number, is_passing_fault
 from bench.report.columns import (
     ARCH_OPTIONS,
@@ -117,7 +125,7 @@ def read_runs(folders: Iterable[Path]) -> tuple[list[dict], pd.DataFrame]:
         if status == "ok":
             problem = report_problem(result)
         if status == "ok" and problem is None:
-            ok.append(result)
+            ok.append(_aucs_at_most_one(result))
         else:
             reason = result.get("error") or problem or f"status {status!r}"
             shown = "invalid" if status == "ok" else (status or "unknown")  # claims ok, fails the check
@@ -127,6 +135,16 @@ def read_runs(folders: Iterable[Path]) -> tuple[list[dict], pd.DataFrame]:
 
 NOT_IN_SPEC = "not in spec"
 """runs_not_ok.csv status of a run folder that the spec, as it now stands, does not name."""
+
+
+def _aucs_at_most_one(result: dict) -> dict:
+    """`result` (valid: `report_problem`) with its AUCs above 1 by rounding (`AUC_ROUNDING`) read as 1."""
+    metrics = result["metrics"]
+    for values in (metrics, *(metrics.get("per_tag") or {}).values()):
+        for name in ("roc_auc", "pr_auc"):
+            if values.get(name) is not None and values[name] > 1:
+                values[name] = 1.0
+    return result
 
 
 def _is_int(value) -> bool:
@@ -171,7 +189,7 @@ def report_problem(result: dict) -> str | None:
         return "metrics.per_tag is not an object of per-tag objects"
     for tag, values in (per_tag or {}).items():
         for name in ("roc_auc", "pr_auc"):
-            if not (is_finite_number(values.get(name)) and 0 <= values[name] <= 1):
+            if not (is_finite_number(values.get(name)) and 0 <= values[name] <= 1 + AUC_ROUNDING):
                 return f"metrics.per_tag[{tag!r}].{name} is {values.get(name)!r}, expected a number in [0, 1]"
         if values.get("positives") is not None and not (_is_int(values["positives"]) and values["positives"] >= 0):
             return f"metrics.per_tag[{tag!r}].positives is {values['positives']!r}, expected a count"

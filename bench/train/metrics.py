@@ -40,6 +40,9 @@ def tag_metrics(y_true: np.ndarray, y_score: np.ndarray, tag_names: tuple[str, .
         # as a call per tag does), not one per tag: sklearn checks its arguments on every call (~7 ms)
         roc = np.atleast_1d(roc_auc_score(y_true[:, scored], y_score[:, scored], average=None))
         ap = np.atleast_1d(average_precision_score(y_true[:, scored], y_score[:, scored], average=None))
+        # sums of products in floating point: a perfectly ranked tag's average precision can come to
+        # 1 + 2**-52, which is no AUC (and which a report would have rejected as one)
+        roc, ap = np.clip(roc, 0.0, 1.0), np.clip(ap, 0.0, 1.0)
         for k, j in enumerate(scored):
             per_tag[tag_names[j]] = {"roc_auc": float(roc[k]), "pr_auc": float(ap[k]), "positives": int(positives[j])}
     if not per_tag:
