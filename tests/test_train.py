@@ -194,6 +194,26 @@ def test_a_run_resumed_under_other_code_of_the_same_release_says_so(tmp_path, mo
            "(result.json's provenance.executions names each)" in said
 
 
+def test_a_checkpoint_of_an_earlier_release_that_names_no_code_is_said_to_be_of_other_code(tmp_path, monkeypatch):
+    """A checkpoint written before executions were recorded names no commit, digest or version: resumed, it
+    said only "resuming ... after epoch 1", though its epochs were trained by other code."""
+    from bench.train import loop as train
+    from tests.device_fakes import ToyCache, tiny_runs
+
+    (run,) = tiny_runs(epochs=3)
+    execution = {"started": 1.0, "host": "a", "git_commit": "1a2b3c4", "versions": {"bench": "0.1.0"}}
+    _stopped_after_epoch_1(tmp_path, monkeypatch, run, execution)
+    state = torch.load(tmp_path / train.CHECKPOINT, weights_only=True)
+    del state["executions"]  # as an earlier release wrote it
+    train.save_torch(tmp_path / train.CHECKPOINT, state)
+    said = []
+    resumed = train.train_run(run, ToyCache(), tmp_path, torch.device("cpu"), log=said.append,
+                              execution={**execution, "started": 2.0})
+    assert "  its earlier epochs ran with the code of an earlier release, which its checkpoint does not name; the " \
+           "rest runs with this code (result.json's provenance.executions names each)" in said
+    assert resumed["executions"] == [{"from_epoch": 1}, {**execution, "started": 2.0, "from_epoch": 2}]
+
+
 def test_a_commit_that_cannot_be_read_now_is_no_change_of_code(monkeypatch):
     """A node without git, or a checkout git refuses to read (another user's: "dubious ownership"), has no
     commit: the run said its earlier epochs ran with "git commit 1a2b3c4 (now None)" though the code was

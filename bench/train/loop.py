@@ -484,6 +484,11 @@ def resumed_threads(history: list[dict], device: torch.device, log: Callable) ->
     return None
 
 
+EARLIER_RELEASE = {"from_epoch": 1}
+"""The execution a resumed checkpoint written before executions were recorded stands for: its code is not
+known, only that it was not this (a resume of it said nothing of the code it ran under)."""
+
+
 def changed_code(earlier: list[dict], now: dict) -> list[str]:
     """What differs between the execution that trained a resumed run's last epochs and this one: the git
     commit, the code itself where the commit does not say (an installed copy has none, and `-dirty` does
@@ -492,6 +497,8 @@ def changed_code(earlier: list[dict], now: dict) -> list[str]:
     if not earlier or not now:
         return []
     before = earlier[-1]
+    if not any(before.get(name) for name in ("git_commit", "code_sha256", "versions")):  # `EARLIER_RELEASE`
+        return ["the code of an earlier release, which its checkpoint does not name"]
     commits = before.get("git_commit"), now.get("git_commit")
     if None not in commits and commits[0] != commits[1]:
         pairs = [("git commit", *commits)]
@@ -564,7 +571,7 @@ def _train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torc
             log(f"  its earlier epochs trained {earlier}; any epoch left trains "
                 f"{'compiled' if trainer.path.compile else 'eager'} (result.json's compiled_epochs counts them)")
         # a checkpoint of an earlier release names no execution: only the epoch it started at is known
-        earlier_executions = state.get("executions") or [{"from_epoch": 1}]
+        earlier_executions = state.get("executions") or [EARLIER_RELEASE]
         changed = changed_code(earlier_executions, execution)
         if changed:
             log(f"  its earlier epochs ran with {', '.join(changed)}; the rest runs with this code "
