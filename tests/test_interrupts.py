@@ -5,6 +5,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -177,6 +178,40 @@ def test_a_signal_python_could_only_print_still_stops_the_command_in_one_line(mo
     assert cli.main(["status", "any.toml"]) == status
     assert capsys.readouterr().err == "bench status: interrupted\n"  # no "Exception ignored ... Traceback"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.parametrize("number, status, ctrl_c_ignored", [
+    (signal.SIGINT, 130, False), (signal.SIGTERM, 143, False), (signal.SIGTERM, 143, True)])
+def test_a_signal_lost_in_a_callback_stops_a_grids_worker_before_its_next_run(monkeypatch, capsys, number, status,
+                                                                               ctrl_c_ignored):
+    """A grid with one worker runs in the command's process: a Ctrl-C landing in the garbage collection
+    after a compiled run (`release_run_memory`) was noted, and looked at only once the command had ended,
+    after every remaining run had trained. Here the first of five runs ends with such a callback."""
+    from types import SimpleNamespace
+
+    from bench import cli
+    from bench.run import runner
+
+    lost, executed = _lost_in_a_callback(number), []
+
+    def execute(spec, folder, run, *rest):
+        executed.append(run.run_id)
+        if len(executed) == 1:
+            lost(None)
+        return "executed"
+
+    monkeypatch.setattr(runner, "_claim_and_execute", execute)
+    runs = [SimpleNamespace(run_id=f"run-{k}") for k in range(5)]
+
+    def grid(args) -> int:
+        return len(runner.worker_loop(SimpleNamespace(name="spec"), Path("results"), runs, None, "cpu", None))
+
+    monkeypatch.setattr(cli, "cmd_status", grid)
+    if ctrl_c_ignored:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    assert cli.main(["status", "any.toml"]) == status
+    assert capsys.readouterr().err == "bench status: interrupted\n"
+    assert executed == ["run-0"]
 
 
 def test_a_sigterm_python_could_only_print_stops_a_command_started_with_ctrl_c_ignored(monkeypatch, capsys):

@@ -214,6 +214,33 @@ def test_a_checkpoint_of_an_earlier_release_that_names_no_code_is_said_to_be_of_
     assert resumed["executions"] == [{"from_epoch": 1}, {**execution, "started": 2.0, "from_epoch": 2}]
 
 
+def test_an_interrupt_lost_in_a_callback_stops_training_at_the_next_step(tmp_path, monkeypatch):
+    """A Ctrl-C that Python could only print (raised in a callback of the garbage collection, which runs
+    between any two steps) trained on to the end of the run and of the grid; the next step stops now,
+    the run resumable as after any Ctrl-C."""
+    import sys
+    from types import SimpleNamespace
+
+    from bench.core.interrupts import interrupts_noted
+    from bench.train import loop as train
+    from tests.device_fakes import ToyCache, tiny_runs
+
+    (run,) = tiny_runs(epochs=3)
+    steps = []
+    real = train.optimise
+
+    def optimise(*args) -> None:
+        real(*args)
+        steps.append(len(steps))
+        if len(steps) == 1:  # as Python hands over a KeyboardInterrupt raised in a callback
+            sys.unraisablehook(SimpleNamespace(exc_value=KeyboardInterrupt(), exc_type=KeyboardInterrupt))
+
+    monkeypatch.setattr(train, "optimise", optimise)
+    with interrupts_noted() as noted, pytest.raises(KeyboardInterrupt):
+        train.train_run(run, ToyCache(), tmp_path, torch.device("cpu"), log=lambda *_: None)
+    assert noted() and steps == [0]
+
+
 def test_a_commit_that_cannot_be_read_now_is_no_change_of_code(monkeypatch):
     """A node without git, or a checkout git refuses to read (another user's: "dubious ownership"), has no
     commit: the run said its earlier epochs ran with "git commit 1a2b3c4 (now None)" though the code was

@@ -29,6 +29,9 @@ CAN_BLOCK = hasattr(signal, "pthread_sigmask")
 _holding = threading.Event()
 _terminations: list[threading.Event] = []
 """One per `terminate_as_interrupt` in effect (the innermost last): set when a SIGTERM stopped it."""
+_lost: list[threading.Event] = []
+"""One per `interrupts_noted` in effect (the innermost last): set when an interrupt was lost in a callback,
+until `stop_if_interrupt_lost` raises it."""
 
 
 @contextlib.contextmanager
@@ -103,20 +106,27 @@ def interrupts_noted() -> Iterator[Callable[[], bool]]:
     one came (or a SIGTERM's, `terminate_as_interrupt`) that was then lost: raised while Python runs a
     callback of its own (a weakref's or a finaliser, as matplotlib's drawing sets off), it is printed
     as "Exception ignored" and the command goes on, to exit 0 as if never stopped. Such a one is noted
-    without the print, and the caller stops as for any Ctrl-C. Where Ctrl-C is ignored (started in the
-    background) it stays so, and a SIGTERM's lost interrupt is still noted. Outside the main thread
+    without the print: the work stops at its next `stop_if_interrupt_lost` (a grid's worker before each
+    run, a training step), and the caller stops as for any Ctrl-C. Where Ctrl-C is ignored (started in
+    the background) it stays so, and a SIGTERM's lost interrupt is still noted. Outside the main thread
     nothing changes."""
     came = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield came.is_set
         return
+    lost = threading.Event()
 
     def note(signum, frame):
         came.set()
         raise KeyboardInterrupt
 
+    def noted_lost() -> None:
+        came.set()
+        lost.set()
+
     previous_hook = sys.unraisablehook
-    sys.unraisablehook = interrupts_dropped(previous_hook, came.set)
+    sys.unraisablehook = interrupts_dropped(previous_hook, noted_lost)
+    _lost.append(lost)
     previous = None
     try:
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
@@ -128,6 +138,18 @@ def interrupts_noted() -> Iterator[Callable[[], bool]]:
                 signal.signal(signal.SIGINT, previous)
         finally:
             sys.unraisablehook = previous_hook
+            _lost.remove(lost)
+
+
+def stop_if_interrupt_lost() -> None:
+    """KeyboardInterrupt, once, where a Ctrl-C or SIGTERM was lost in a callback under `interrupts_noted`:
+    called where work goes on piece by piece, so that it stops there, as the signal would have stopped
+    it. A grid with one worker runs in the command's process, and one that landed in the garbage
+    collection after a compiled run (`release_run_memory`) was raised only once every remaining run
+    had trained."""
+    if _lost and _lost[-1].is_set():
+        _lost[-1].clear()
+        raise KeyboardInterrupt
 
 
 def interrupts_dropped(hook: Callable, noted: Callable[[], object] = lambda: None) -> Callable:

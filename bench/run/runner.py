@@ -34,6 +34,7 @@ from pathlib import Path
 from architectures.options import width_of
 from bench.core import layout
 from bench.core.errors import RERUN_TO_CONTINUE, DeviceFailure, Interrupted, is_job_stop, is_out_of_memory, one_line
+from bench.core.interrupts import stop_if_interrupt_lost
 from bench.core.layout import (  # noqa: F401 - RESULT, EXECUTIONS, result_problem: re-exported for callers
     BEST,
     CHECKPOINT,
@@ -469,6 +470,7 @@ def worker_loop(spec: Spec, results: Path, runs: list[RunSpec], cache_for: Calla
     while pending:
         claimed_elsewhere = []
         for run in pending:
+            stop_if_interrupt_lost()  # one the garbage collection after the last run could only print
             outcome = _claim_and_execute(spec, run_dir(results, spec, run), run, cache_for, device, retry_grid,
                                          log, epoch_log)
             if outcome == "held":

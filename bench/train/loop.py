@@ -51,7 +51,7 @@ from torch import nn
 import architectures
 from architectures import InputConfig
 from bench.core.errors import Interrupted, UserError, is_job_stop, resume_hint
-from bench.core.interrupts import interrupts_deferred
+from bench.core.interrupts import interrupts_deferred, stop_if_interrupt_lost
 from bench.core.layout import BEST, CHECKPOINT, HISTORY  # noqa: F401 - re-exported
 from bench.core.machine import available_host_bytes, usable_cpus
 from bench.core.store import append_line, atomic_write_text, reject
@@ -298,6 +298,7 @@ class Trainer:
         checked = 0
         with self.recompiles:
             for step, (wave, target) in enumerate(self._batches("train", order, self.protocol.batch_size)):
+                stop_if_interrupt_lost()
                 loss = self.loss_fn(self._forward(self._training_mel(wave, generator)), target)
                 optimise(loss, self.optimizer, self.scaler)
                 total += loss.detach().double() * len(wave)
