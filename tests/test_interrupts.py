@@ -214,6 +214,34 @@ def test_a_signal_lost_in_a_callback_stops_a_grids_worker_before_its_next_run(mo
     assert executed == ["run-0"]
 
 
+def test_a_ctrl_c_lost_in_a_callback_stops_a_local_worker_process_before_its_next_run(monkeypatch):
+    """A grid's local worker process (`--workers 2`) trained on after a Ctrl-C it could only print, until
+    its grid's grace period ended and it was terminated, its run's last epochs lost."""
+    from types import SimpleNamespace
+
+    from bench.core.errors import Interrupted
+    from bench.run import grid, runner
+
+    lost, executed, outcomes = _lost_in_a_callback(signal.SIGINT), [], []
+
+    def execute(spec, folder, run, *rest):
+        executed.append(run.run_id)
+        if len(executed) == 1:
+            lost(None)
+        return "executed"
+
+    def entry(job):  # the worker's runs
+        runs = [SimpleNamespace(run_id=f"run-{k}") for k in range(5)]
+        return runner.worker_loop(SimpleNamespace(name="spec"), Path("results"), runs, None, "cpu", None)
+
+    monkeypatch.setattr(runner, "_claim_and_execute", execute)
+    monkeypatch.setattr(grid, "worker_entry", entry)
+    monkeypatch.setattr(grid, "set_up_standard_output", lambda: None)
+    monkeypatch.setattr(grid, "interrupt_when_parent_dies", lambda: None)  # this test's parent is pytest's
+    grid._worker_process(None, SimpleNamespace(put=outcomes.append))
+    assert executed == ["run-0"] and len(outcomes) == 1 and isinstance(outcomes[0], Interrupted)
+
+
 def test_a_sigterm_python_could_only_print_stops_a_command_started_with_ctrl_c_ignored(monkeypatch, capsys):
     """`bench report ... &` in a script starts with Ctrl-C ignored; a `kill` landing in a callback was lost
     there (the hook that notes it had been left out with the Ctrl-C handler), exit 0."""

@@ -45,6 +45,7 @@ from bench.core.interrupts import (
     interrupt_when_parent_dies,
     interrupts_deferred,
     interrupts_held,
+    interrupts_noted,
     noting_job_signals,
     terminated,
     when_process_ends,
@@ -784,7 +785,8 @@ def _worker_process(job: WorkerJob, outcomes) -> None:
         outcome = Interrupted(RERUN_TO_CONTINUE)
     else:
         interrupt_when_parent_dies()
-        outcome = pool_worker_entry(job)
+        with interrupts_noted():  # a Ctrl-C Python could only print stops it at its next step or run
+            outcome = pool_worker_entry(job)
     discard_if_closed(sys.stdout)
     with contextlib.suppress(OSError):  # the parent is gone: nobody to tell
         outcomes.put(outcome if isinstance(outcome, (Interrupted, *STOPS_THE_GRID)) else len(outcome))
