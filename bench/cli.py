@@ -356,6 +356,9 @@ def cmd_grid(args: argparse.Namespace) -> int:
         raise UserError("--runs-per-gpu: only for GPUs (this grid runs on the CPU: --device cpu)")
     defaults = SlurmOptions()
     partition = args.partition and in_job_script(args.partition, "--partition")
+    if args.launcher == "slurm":  # the job script names submitit's folder, under the results, and this Python
+        in_job_script(os.path.abspath(args.results), "--results")
+        in_job_script(sys.executable, "the Python interpreter")
     slurm = SlurmOptions(partition=partition, time_minutes=args.time or defaults.time_minutes,
                          gpus_per_job=args.gpus or defaults.gpus_per_job,
                          cpus_per_job=args.cpus or defaults.cpus_per_job, mem_gb=args.mem_gb,

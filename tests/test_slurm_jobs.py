@@ -867,6 +867,24 @@ def test_a_slurm_option_the_locale_cannot_write_into_the_job_script_is_one_line(
         "the Slurm job script; give it in UTF-8 under a UTF-8 locale (e.g. LC_ALL=C.UTF-8)\n")
 
 
+def test_a_results_folder_the_locale_cannot_write_into_the_job_script_is_one_line(tmp_path, monkeypatch, capsys):
+    """submitit names its folder, `<results>/<spec>/slurm`, in the job script's `#SBATCH --output` lines: a
+    results folder the locale's encoding cannot write ended the submission in a UnicodeEncodeError, once
+    the dataset was prepared."""
+    import locale
+
+    from bench.cli import main
+
+    monkeypatch.setattr(grid, "run_grid", lambda spec, options: 0)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(locale, "getpreferredencoding", lambda do_setlocale=True: "ANSI_X3.4-1968")
+    assert main(["grid", str(DEMO6), "--launcher", "slurm", "--results", "résults", "--no-report"]) == 2
+    assert capsys.readouterr().err == (
+        f"bench grid: error: --results {tmp_path / 'résults'}: not text this locale's encoding (ANSI_X3.4-1968) can "
+        "write into the Slurm job script; give it in UTF-8 under a UTF-8 locale (e.g. LC_ALL=C.UTF-8)\n")
+    assert main(["grid", str(DEMO6), "--launcher", "local", "--results", "résults", "--no-report"]) == 0  # no script
+
+
 def test_gpus_as_a_generic_resource_must_be_as_many_as_gpus():
     job = WorkerJob("spec.toml", "results", "index.json", "cuda")
     with pytest.raises(UserError) as raised:
