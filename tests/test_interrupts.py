@@ -215,8 +215,9 @@ def test_a_signal_lost_in_a_callback_stops_a_grids_worker_before_its_next_run(mo
 
 
 def test_a_ctrl_c_lost_in_a_callback_stops_a_local_worker_process_before_its_next_run(monkeypatch):
-    """A grid's local worker process (`--workers 2`) trained on after a Ctrl-C it could only print, until
-    its grid's grace period ended and it was terminated, its run's last epochs lost."""
+    """A grid's local worker process (`--workers 2`), or a task of submitit's local executor, trained on
+    after a Ctrl-C it could only print, until its grid's grace period ended and it was terminated, its
+    run's last epochs lost."""
     from types import SimpleNamespace
 
     from bench.core.errors import Interrupted
@@ -240,6 +241,10 @@ def test_a_ctrl_c_lost_in_a_callback_stops_a_local_worker_process_before_its_nex
     monkeypatch.setattr(grid, "interrupt_when_parent_dies", lambda: None)  # this test's parent is pytest's
     grid._worker_process(None, SimpleNamespace(put=outcomes.append))
     assert executed == ["run-0"] and len(outcomes) == 1 and isinstance(outcomes[0], Interrupted)
+    executed.clear()  # a task of submitit's executors (`--launcher submitit-local`) too
+    with pytest.raises(KeyboardInterrupt):
+        grid.RequeuedWorker()(SimpleNamespace(grid_pid=None))
+    assert executed == ["run-0"]
 
 
 def test_a_sigterm_python_could_only_print_stops_a_command_started_with_ctrl_c_ignored(monkeypatch, capsys):

@@ -1070,9 +1070,12 @@ class RequeuedWorker:
             env = submitit.JobEnvironment()
             rank, n_tasks, folder = env.global_rank, env.num_tasks, task_folder(env.paths.folder, env.job_id)
         except (RuntimeError, KeyError, ValueError):  # not inside a submitit job
-            return worker_entry(job)
-        with noting_job_signals():  # over submitit's handlers, which it installed before calling this
-            return run_as_task(lambda: worker_entry(job), folder, rank, n_tasks, log_to_stdout)
+            rank = None
+        with interrupts_noted():  # a Ctrl-C Python could only print stops it at its next step or run
+            if rank is None:
+                return worker_entry(job)
+            with noting_job_signals():  # over submitit's handlers, which it installed before calling this
+                return run_as_task(lambda: worker_entry(job), folder, rank, n_tasks, log_to_stdout)
 
     def checkpoint(self, job: WorkerJob):
         import submitit
