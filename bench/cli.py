@@ -325,7 +325,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
         sys.stdout.write(json_text(report.as_json()))
         sys.stdout.write("\n")
     else:
-        print(format_report(report))
+        print(format_report(report, sys.stdout.encoding))
     if not report.can_run:
         raise UserError(f"{spec.path}: the grid cannot run on {report.root}: {'; '.join(report.blockers)}")
     return 0

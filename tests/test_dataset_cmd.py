@@ -270,6 +270,9 @@ def test_text_standard_output_cannot_encode_is_escaped_not_a_traceback(tmp_path,
     assert f"dataset manifest at {tmp_path}/m\\xff\n" in out
     (line,) = [line for line in out.splitlines() if line.startswith("tags (2")]
     assert ("caf\\xe9" if encoding == "ascii" else "café") in line.split(": ")[1].split(", ")
+    # the per-tag table's columns line up: its widths were those of "café", which stdout then escaped
+    table = [line for line in out.splitlines() if line.startswith(("positives per tag:", " " * 19))]
+    assert len(table) == 3 and len({len(line) for line in table}) == 1, table
 
 
 def dataset_in_an_ascii_locale(spec: str, cwd):

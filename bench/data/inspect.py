@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.core.output import ESCAPE
 from bench.core.text import listed, visible
 from bench.data.index import SPLITS, DatasetIndex, audio_file_problem, has_roc_auc, no_roc_auc
 
@@ -131,7 +132,14 @@ def _one_sided(positives: dict[str, int], clips: int, split: str, besides: dict[
     return warnings
 
 
-def format_report(report: DatasetReport) -> str:
+def _shown(tag: str, encoding: str | None) -> str:
+    text = visible(tag)
+    return text if encoding is None else text.encode(encoding, ESCAPE).decode(encoding)
+
+
+def format_report(report: DatasetReport, encoding: str | None = None) -> str:
+    """The report as `bench dataset` prints it, in `encoding` (stdout's): a tag it cannot hold shown as
+    stdout would escape it (`caf\\xe9` in ASCII), so that the per-tag table's columns line up."""
     s = report.splits
     lines = [f"dataset {report.name} at {report.root}",
              f"clips (as the metadata defines them): train {s['train']:,}, valid {s['valid']:,}, test {s['test']:,} "
@@ -142,7 +150,7 @@ def format_report(report: DatasetReport) -> str:
         total = sum(per_split.values())
         lines.append(f"  {total:,} {problem} ({', '.join(f'{k} {v:,}' for k, v in per_split.items())}), e.g. "
                      + listed(report.audio["examples"][problem]))
-    shown = {tag: visible(tag) for tag in report.tags}  # a manifest's tag text, its escape sequences shown
+    shown = {tag: _shown(tag, encoding) for tag in report.tags}  # a manifest's tag text, escape sequences shown
     lines.append(f"tags ({len(report.tags)}, in the model's output order): " + listed(list(shown.values())))
     width = max([len(t) for t in shown.values()] + [3])
     lines.append(f"positives per tag: {'tag':{width}s} {'train':>7s} {'valid':>7s} {'test':>7s}")
