@@ -768,6 +768,14 @@ def main(argv: list[str] | None = None) -> int:
             subcommand_parser(parser, args.command).error(f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as exc:  # --help, --version, or a usage error (already printed, one line)
         return output_written(exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR, None)
+    except OSError as exc:  # --help or --version into an unbuffered stdout that cannot take it
+        if isinstance(exc, BrokenPipeError):  # `bench --help | head -1`: what was read was asked for
+            discard_if_closed(sys.stdout)
+            return 0
+        if not is_resource_error(exc):
+            raise
+        say(f"bench: error: {one_line(resource_message(exc, '', 'local'))}")
+        return EXIT_USER_ERROR
     args.started = started
     try:
         status = _command(parser, args)

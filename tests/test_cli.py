@@ -92,6 +92,20 @@ def test_output_lost_to_a_full_disk_is_said_whatever_status_the_command_ended_wi
                      "space and then rerun"] * 2
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["grid", "--help"]])
+def test_help_into_a_full_disk_with_stdout_unbuffered_is_one_line_not_silence(tmp_path, argv):
+    """argparse drops a help or version text that stdout cannot take; with stdout unbuffered (PYTHONUNBUFFERED,
+    `python -u`) nothing else met the error, and `bench --help > /dev/full` ended with 0. Into a pipe
+    whose reader has gone it still ends with 0, as `bench --help | head -1` should."""
+    env = {**os.environ, "PYTHONPATH": str(SPECS.parent), "PYTHONUNBUFFERED": "1"}
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "bench", *argv], stdout=full, stderr=subprocess.PIPE, text=True,
+                              env=env, cwd=tmp_path)
+    assert (proc.returncode, proc.stderr) == (2, "bench: error: cannot write standard output (/dev/full): "
+                                                 "No space left on device; free some space and then rerun\n")
+    assert bench_into_a_closed_pipe(tmp_path, *argv, stderr_too=False, unbuffered=True) == (0, "")
+
+
 def test_help_past_the_file_size_limit_names_its_file(tmp_path):
     """`bench --help > help.txt` under `ulimit -f`: argparse wrote it to the buffer, whose flush at exit
     failed ("Exception ignored", exit 120); the file is named in one line, exit 2."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from bench.core.errors import UserError, one_line
@@ -17,6 +18,15 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):  # noqa: D102 - argparse's hook
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+    def _print_message(self, message: str, file=None) -> None:
+        """argparse's, but a help or version text that stdout cannot take raises its OSError, for `bench.cli`
+        to say: argparse drops it, and where stdout is unbuffered (`python -u`, PYTHONUNBUFFERED) that was
+        the only sign of it (`bench --help > /dev/full` ended with 0). On stderr it stays dropped."""
+        if message and file is not None and file is sys.stdout:
+            file.write(message)
+        else:
+            super()._print_message(message, file)
 
     def output_file(self, text: str | None, option: str, suffix: str) -> Path | None:
         """`text` as a file to write (`writable_file`), checked before any work, else this parser's one-line
