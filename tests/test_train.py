@@ -241,6 +241,34 @@ def test_an_interrupt_lost_in_a_callback_stops_training_at_the_next_step(tmp_pat
     assert noted() and steps == [0]
 
 
+def test_an_interrupt_lost_in_a_callback_stops_an_evaluation_at_its_next_batch(tmp_path, monkeypatch):
+    """A validation or test pass of a large split takes a while: a Ctrl-C Python could only print during it
+    waited for the pass to end."""
+    import sys
+    from types import SimpleNamespace
+
+    from bench.core.interrupts import interrupts_noted
+    from bench.train import loop as train
+    from tests.device_fakes import ToyCache, tiny_runs
+
+    (run,) = tiny_runs(epochs=1)
+    batches = []
+    real = train.Trainer._forward
+
+    def forward(self, x):
+        if not self.model.training:
+            batches.append(len(x))
+            if len(batches) == 1:
+                sys.unraisablehook(SimpleNamespace(exc_value=KeyboardInterrupt(), exc_type=KeyboardInterrupt))
+        return real(self, x)
+
+    monkeypatch.setattr(train.Trainer, "_forward", forward)
+    monkeypatch.setattr(train, "eval_batch_size", lambda run, path: 2)  # 5 batches of the 10 validation clips
+    with interrupts_noted() as noted, pytest.raises(KeyboardInterrupt):
+        train.train_run(run, ToyCache(), tmp_path, torch.device("cpu"), log=lambda *_: None)
+    assert noted() and batches == [2]
+
+
 def test_a_commit_that_cannot_be_read_now_is_no_change_of_code(monkeypatch):
     """A node without git, or a checkout git refuses to read (another user's: "dubious ownership"), has no
     commit: the run said its earlier epochs ran with "git commit 1a2b3c4 (now None)" though the code was

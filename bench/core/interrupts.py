@@ -107,7 +107,7 @@ def interrupts_noted() -> Iterator[Callable[[], bool]]:
     callback of its own (a weakref's or a finaliser, as matplotlib's drawing sets off), it is printed
     as "Exception ignored" and the command goes on, to exit 0 as if never stopped. Such a one is noted
     without the print: the work stops at its next `stop_if_interrupt_lost` (a grid's worker before each
-    run, a training step), and the caller stops as for any Ctrl-C. Where Ctrl-C is ignored (started in
+    run, a training or evaluation batch), and the caller stops as for any Ctrl-C. Where Ctrl-C is ignored (started in
     the background) it stays so, and a SIGTERM's lost interrupt is still noted. Outside the main thread
     nothing changes."""
     came = threading.Event()

@@ -338,6 +338,7 @@ class Trainer:
         scores = []
         with self.recompiles:
             for wave, _target in self._batches(split, epoch_order(len(self.data[split]), False), batch_size):
+                stop_if_interrupt_lost()
                 n = len(wave)
                 if self.path.compile and n < batch_size:
                     wave = torch.cat([wave, wave.new_zeros((batch_size - n, wave.shape[1]))])
