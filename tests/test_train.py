@@ -214,16 +214,31 @@ def test_a_checkpoint_of_an_earlier_release_that_names_no_code_is_said_to_be_of_
     assert resumed["executions"] == [{"from_epoch": 1}, {**execution, "started": 2.0, "from_epoch": 2}]
 
 
+def _lose_an_interrupt() -> None:
+    """What Python does with a KeyboardInterrupt raised in a callback: hands it to `sys.unraisablehook`."""
+    import sys
+    from types import SimpleNamespace
+
+    sys.unraisablehook(SimpleNamespace(exc_value=KeyboardInterrupt(), exc_type=KeyboardInterrupt))
+
+
+def _stopped_by_a_lost_interrupt(tmp_path, run) -> bool:
+    """`run` trained under `interrupts_noted` until an interrupt it lost stops it; whether one was noted."""
+    from bench.core.interrupts import interrupts_noted
+    from bench.train import loop as train
+    from tests.device_fakes import ToyCache
+
+    with interrupts_noted() as noted, pytest.raises(KeyboardInterrupt):
+        train.train_run(run, ToyCache(), tmp_path, torch.device("cpu"), log=lambda *_: None)
+    return noted()
+
+
 def test_an_interrupt_lost_in_a_callback_stops_training_at_the_next_step(tmp_path, monkeypatch):
     """A Ctrl-C that Python could only print (raised in a callback of the garbage collection, which runs
     between any two steps) trained on to the end of the run and of the grid; the next step stops now,
     the run resumable as after any Ctrl-C."""
-    import sys
-    from types import SimpleNamespace
-
-    from bench.core.interrupts import interrupts_noted
     from bench.train import loop as train
-    from tests.device_fakes import ToyCache, tiny_runs
+    from tests.device_fakes import tiny_runs
 
     (run,) = tiny_runs(epochs=3)
     steps = []
@@ -232,24 +247,18 @@ def test_an_interrupt_lost_in_a_callback_stops_training_at_the_next_step(tmp_pat
     def optimise(*args) -> None:
         real(*args)
         steps.append(len(steps))
-        if len(steps) == 1:  # as Python hands over a KeyboardInterrupt raised in a callback
-            sys.unraisablehook(SimpleNamespace(exc_value=KeyboardInterrupt(), exc_type=KeyboardInterrupt))
+        if len(steps) == 1:
+            _lose_an_interrupt()
 
     monkeypatch.setattr(train, "optimise", optimise)
-    with interrupts_noted() as noted, pytest.raises(KeyboardInterrupt):
-        train.train_run(run, ToyCache(), tmp_path, torch.device("cpu"), log=lambda *_: None)
-    assert noted() and steps == [0]
+    assert _stopped_by_a_lost_interrupt(tmp_path, run) and steps == [0]
 
 
 def test_an_interrupt_lost_in_a_callback_stops_an_evaluation_at_its_next_batch(tmp_path, monkeypatch):
     """A validation or test pass of a large split takes a while: a Ctrl-C Python could only print during it
     waited for the pass to end."""
-    import sys
-    from types import SimpleNamespace
-
-    from bench.core.interrupts import interrupts_noted
     from bench.train import loop as train
-    from tests.device_fakes import ToyCache, tiny_runs
+    from tests.device_fakes import tiny_runs
 
     (run,) = tiny_runs(epochs=1)
     batches = []
@@ -259,14 +268,12 @@ def test_an_interrupt_lost_in_a_callback_stops_an_evaluation_at_its_next_batch(t
         if not self.model.training:
             batches.append(len(x))
             if len(batches) == 1:
-                sys.unraisablehook(SimpleNamespace(exc_value=KeyboardInterrupt(), exc_type=KeyboardInterrupt))
+                _lose_an_interrupt()
         return real(self, x)
 
     monkeypatch.setattr(train.Trainer, "_forward", forward)
     monkeypatch.setattr(train, "eval_batch_size", lambda run, path: 2)  # 5 batches of the 10 validation clips
-    with interrupts_noted() as noted, pytest.raises(KeyboardInterrupt):
-        train.train_run(run, ToyCache(), tmp_path, torch.device("cpu"), log=lambda *_: None)
-    assert noted() and batches == [2]
+    assert _stopped_by_a_lost_interrupt(tmp_path, run) and batches == [2]
 
 
 def test_a_commit_that_cannot_be_read_now_is_no_change_of_code(monkeypatch):
