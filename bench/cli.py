@@ -752,9 +752,14 @@ def output_written(status: int, command: str | None, launcher: str = "local") ->
     unwritten = discard_if_closed(sys.stdout)
     if unwritten is None:
         return status
-    name = f"bench {command}" if command else "bench"
-    say(f"{name}: error: {one_line(resource_message(unwritten, command or '', launcher))}")
+    say_unwritten(unwritten, command, launcher)
     return EXIT_USER_ERROR if status in (0, 1) else status
+
+
+def say_unwritten(error: OSError, command: str | None, launcher: str = "local") -> None:
+    """The one line of output a file could not take (`error`, naming it: `standard output (plan.txt)`)."""
+    name = f"bench {command}" if command else "bench"
+    say(f"{name}: error: {one_line(resource_message(error, command or '', launcher))}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -774,7 +779,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not is_resource_error(exc):
             raise
-        say(f"bench: error: {one_line(resource_message(exc, '', 'local'))}")
+        say_unwritten(exc, None)
         return EXIT_USER_ERROR
     args.started = started
     try:

@@ -87,9 +87,6 @@ def set_up_standard_output() -> None:
                                   errors=ESCAPE, line_buffering=out.line_buffering, write_through=out.write_through)
 
 
-STANDARD_DESCRIPTORS = {0: "r", 1: "w", 2: "w"}
-
-
 def open_closed_standard_streams() -> None:
     """Standard input, output and error that the process was started without (`<&-`, `>&-`, `2>&-`) opened
     on /dev/null, descriptor and stream: else the first file the process opened took the descriptor's
@@ -97,7 +94,7 @@ def open_closed_standard_streams() -> None:
     stdout or stderr went into that file, or failed there (`bench grid --workers 2 >&-` ended in the
     workers' tracebacks); and a command writing to a stream that is None (`bench status --json >&-`)
     ended in an AttributeError. Output to a closed stream goes nowhere, as to /dev/null."""
-    for descriptor in STANDARD_DESCRIPTORS:
+    for descriptor, (name, mode) in enumerate((("stdin", "r"), ("stdout", "w"), ("stderr", "w"))):
         try:
             os.fstat(descriptor)
         except OSError:
@@ -105,11 +102,8 @@ def open_closed_standard_streams() -> None:
             if null != descriptor:
                 os.dup2(null, descriptor)
                 os.close(null)
-    if sys.stdin is None:
-        sys.stdin = open(0, STANDARD_DESCRIPTORS[0], closefd=False)
-    for name, descriptor in (("stdout", 1), ("stderr", 2)):
-        if getattr(sys, name) is None:  # open until the process exits
-            setattr(sys, name, open(descriptor, STANDARD_DESCRIPTORS[descriptor], closefd=False, errors=ESCAPE))
+        if getattr(sys, name) is None:  # open until the process exits; ESCAPE reads strictly
+            setattr(sys, name, open(descriptor, mode, closefd=False, errors=ESCAPE))
 
 
 def discard_if_closed(stream) -> OSError | None:
