@@ -180,16 +180,11 @@ def test_a_signal_python_could_only_print_still_stops_the_command_in_one_line(mo
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-@pytest.mark.parametrize("number, status, ctrl_c_ignored", [
-    (signal.SIGINT, 130, False), (signal.SIGTERM, 143, False), (signal.SIGTERM, 143, True)])
-def test_a_signal_lost_in_a_callback_stops_a_grids_worker_before_its_next_run(monkeypatch, capsys, number, status,
-                                                                               ctrl_c_ignored):
-    """A grid with one worker runs in the command's process: a Ctrl-C landing in the garbage collection
-    after a compiled run (`release_run_memory`) was noted, and looked at only once the command had ended,
-    after every remaining run had trained. Here the first of five runs ends with such a callback."""
+def _five_runs_the_first_losing(number: int, monkeypatch) -> tuple[list[str], object]:
+    """(the run ids executed, a worker's loop over five runs), the first of which ends with signal `number`
+    landing in a callback (`_lost_in_a_callback`), as the garbage collection after a compiled run does."""
     from types import SimpleNamespace
 
-    from bench import cli
     from bench.run import runner
 
     lost, executed = _lost_in_a_callback(number), []
@@ -200,13 +195,25 @@ def test_a_signal_lost_in_a_callback_stops_a_grids_worker_before_its_next_run(mo
             lost(None)
         return "executed"
 
+    def loop(*args):
+        runs = [SimpleNamespace(run_id=f"run-{k}") for k in range(5)]
+        return runner.worker_loop(SimpleNamespace(name="spec"), Path("results"), runs, None, "cpu", None)
+
     monkeypatch.setattr(runner, "_claim_and_execute", execute)
-    runs = [SimpleNamespace(run_id=f"run-{k}") for k in range(5)]
+    return executed, loop
 
-    def grid(args) -> int:
-        return len(runner.worker_loop(SimpleNamespace(name="spec"), Path("results"), runs, None, "cpu", None))
 
-    monkeypatch.setattr(cli, "cmd_status", grid)
+@pytest.mark.parametrize("number, status, ctrl_c_ignored", [
+    (signal.SIGINT, 130, False), (signal.SIGTERM, 143, False), (signal.SIGTERM, 143, True)])
+def test_a_signal_lost_in_a_callback_stops_a_grids_worker_before_its_next_run(monkeypatch, capsys, number, status,
+                                                                               ctrl_c_ignored):
+    """A grid with one worker runs in the command's process: a Ctrl-C landing in the garbage collection
+    after a compiled run (`release_run_memory`) was noted, and looked at only once the command had ended,
+    after every remaining run had trained."""
+    from bench import cli
+
+    executed, loop = _five_runs_the_first_losing(number, monkeypatch)
+    monkeypatch.setattr(cli, "cmd_status", lambda args: len(loop()))
     if ctrl_c_ignored:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     assert cli.main(["status", "any.toml"]) == status
@@ -221,22 +228,11 @@ def test_a_ctrl_c_lost_in_a_callback_stops_a_local_worker_process_before_its_nex
     from types import SimpleNamespace
 
     from bench.core.errors import Interrupted
-    from bench.run import grid, runner
+    from bench.run import grid
 
-    lost, executed, outcomes = _lost_in_a_callback(signal.SIGINT), [], []
-
-    def execute(spec, folder, run, *rest):
-        executed.append(run.run_id)
-        if len(executed) == 1:
-            lost(None)
-        return "executed"
-
-    def entry(job):  # the worker's runs
-        runs = [SimpleNamespace(run_id=f"run-{k}") for k in range(5)]
-        return runner.worker_loop(SimpleNamespace(name="spec"), Path("results"), runs, None, "cpu", None)
-
-    monkeypatch.setattr(runner, "_claim_and_execute", execute)
-    monkeypatch.setattr(grid, "worker_entry", entry)
+    executed, loop = _five_runs_the_first_losing(signal.SIGINT, monkeypatch)
+    outcomes = []
+    monkeypatch.setattr(grid, "worker_entry", loop)
     monkeypatch.setattr(grid, "set_up_standard_output", lambda: None)
     monkeypatch.setattr(grid, "interrupt_when_parent_dies", lambda: None)  # this test's parent is pytest's
     grid._worker_process(None, SimpleNamespace(put=outcomes.append))
