@@ -367,6 +367,19 @@ def test_an_output_file_named_like_an_input_is_refused_before_it_is_replaced(cap
     assert spec.read_text() == "kept"
 
 
+@pytest.mark.parametrize("name", ["result.json", "config.json"])
+def test_an_output_file_named_like_a_run_file_is_refused_before_the_run_loses_it(capsys, tmp_path, name):
+    """`bench perf --out RUN/result.json` had replaced a trained run's result with the measurements (the
+    next grid set the run aside and trained it again): a run folder's own files are no command's output."""
+    run = tmp_path / "runs" / "vgg-16k-8mel-x10-log-s0-a647a4997d"
+    run.mkdir(parents=True)
+    (run / "result.json").write_text('{"kept": true}')
+    line = one_line_error(capsys, "perf", DEMO, "--device", "cpu", "--out", str(run / name))
+    assert line.endswith(f"--out {run / name}: is a file of the run in {run}, which the output would replace; "
+                         "give another name")
+    assert (run / "result.json").read_text() == '{"kept": true}' and not (run / "config.json").exists()
+
+
 def test_an_architecture_registered_with_a_misspelt_builder_is_one_line(capsys, monkeypatch):
     import architectures
     import bench.cli

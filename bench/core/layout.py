@@ -42,6 +42,8 @@ HISTORY = "history.jsonl"
 EXECUTIONS = "executions.jsonl"
 ERROR = "error.txt"
 MODEL_JSON = "model.json"
+RUN_FILES = (CONFIG, LOCK, CHECKPOINT, BEST, HISTORY, EXECUTIONS, ERROR, MODEL_JSON, RESULT)
+"""The files of a run folder that the suite writes and reads back: no command's output may replace one."""
 
 SCHEMA_VERSION = 1
 """Version of result.json's layout: 1 adds `schema_version` itself (older results are version 0)."""

@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from bench.core.errors import UserError
+from bench.core.layout import RUN_FILES, is_run_folder
 
 MODELS_ENV = "BENCH_MODELS"
 
@@ -120,6 +121,9 @@ def writable_file(path: str | os.PathLike, option: str, suffix: str | None = Non
     path = _given(path, option, file=True)
     if path.is_dir():
         raise UserError(f"{option} {path}: is a folder, not a file")
+    if path.name in RUN_FILES and is_run_folder(path.parent):  # a trained run's own, e.g. its result.json
+        raise UserError(f"{option} {path}: is a file of the run in {path.parent}, which the output would replace; "
+                        "give another name")
     if suffix is not None and path.suffix.lower() != suffix:
         raise UserError(f"{option} {path}: a name that does not end in {suffix} (out{suffix}, say); the output is "
                         "written there, replacing any file of that name")
