@@ -332,7 +332,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
-    from bench.run.grid import GridOptions, SlurmOptions, in_job_script, run_grid, slurm_arguments
+    from bench.run.grid import GridOptions, SlurmOptions, gres_gpus, in_job_script, run_grid, slurm_arguments
     from bench.spec import load_spec
 
     if args.launcher != "slurm":  # options that only a Slurm submission uses: refused, not silently ignored
@@ -352,8 +352,15 @@ def cmd_grid(args: argparse.Namespace) -> int:
                  ("--time", "--cpus"): "--launcher slurm (--time also for submitit-local)"}[tuple(refused)]
         why = {"--time": "local workers have no time limit", "--cpus": "this machine's workers share its CPUs"}
         raise UserError(f"{', '.join(refused)}: only for {where}: {'; '.join(why[flag] for flag in refused)}")
-    if args.runs_per_gpu is not None and args.device == "cpu":
-        raise UserError("--runs-per-gpu: only for GPUs (this grid runs on the CPU: --device cpu)")
+    extra = slurm_arguments(args.slurm_arg)
+    if args.device == "cpu":  # GPU options: refused, not silently ignored (a gres would hold GPUs nothing uses)
+        gres = dict(extra).get("gres")
+        given = [flag for flag, value in (("--runs-per-gpu", args.runs_per_gpu), ("--gpus", args.gpus),
+                                          ("--gpu-mem-gb", args.gpu_mem_gb),
+                                          (f"--slurm-arg gres={gres}", gres_gpus(str(gres or ""))))
+                 if value is not None]
+        if given:
+            raise UserError(f"{', '.join(given)}: only for GPUs (this grid runs on the CPU: --device cpu)")
     defaults = SlurmOptions()
     partition = args.partition and in_job_script(args.partition, "--partition")
     if args.launcher == "slurm":  # the job script names submitit's folder, under the results, and this Python
@@ -362,7 +369,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
     slurm = SlurmOptions(partition=partition, time_minutes=args.time or defaults.time_minutes,
                          gpus_per_job=args.gpus or defaults.gpus_per_job,
                          cpus_per_job=args.cpus or defaults.cpus_per_job, mem_gb=args.mem_gb,
-                         gpu_mem_gb=args.gpu_mem_gb, extra=slurm_arguments(args.slurm_arg))
+                         gpu_mem_gb=args.gpu_mem_gb, extra=extra)
     options = GridOptions(data=args.data, results=args.results, cache=args.cache, device=args.device,
                           workers=args.workers, launcher=args.launcher, shard_text=args.shard, dry_run=args.dry_run,
                           retry_failed=args.retry_failed, slurm=slurm, runs_per_gpu=args.runs_per_gpu,

@@ -362,6 +362,35 @@ def test_a_dry_run_says_the_grid_would_stop_for_a_setting_a_device_or_a_launcher
         assert status == 2 and says in err
 
 
+def test_a_dry_run_says_the_grid_would_stop_for_the_slurm_jobs_shape_or_runs_per_gpu_on_the_cpu(
+        capsys, write_spec, tmp_path, monkeypatch):
+    """Refusals that depend only on the options: a Slurm job of more tasks (4 GPUs x 1 run) than --cpus, a
+    gres of other GPUs than --gpus, and --runs-per-gpu where --device auto finds no GPU (which the grid had
+    ignored). The dry run had said "would run" for each; the grid stops before it prepares any data."""
+    import shutil
+
+    import torch
+
+    data = tmp_path / "synth"
+    spec = write_spec(MINIMAL_SPEC.replace('name = "synthetic"', f'name = "synthetic"\npath = "{data}"'))
+    args = ["grid", str(spec), "--results", str(tmp_path / "results")]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: "/usr/bin/sbatch" if name == "sbatch" else None)
+    for extra, says in ((("--launcher", "slurm", "--gpus", "4", "--cpus", "2"),
+                         "--cpus 2 is fewer than the 4 tasks of a job (4 GPU(s) x 1 runs per GPU)"),
+                        (("--launcher", "slurm", "--slurm-arg", "gres=gpu:2"),
+                         "--slurm-arg gres=gpu:2 asks for 2 GPU(s) a job, --gpus for 1"),
+                        (("--runs-per-gpu", "4"), "--runs-per-gpu: only for GPUs (this grid runs on the CPU: "
+                                                  "--device auto finds no CUDA device on this machine)"),
+                        (("--runs-per-gpu", "4", "--launcher", "submitit-local"), "--runs-per-gpu: only for GPUs")):
+        status, out, _ = run_cli(capsys, *args, *extra, "--dry-run")
+        assert status == 0 and "would run" in out
+        assert out.splitlines()[-1].startswith(f"  would stop before training: {says}"), out
+        status, _, err = run_cli(capsys, *args, *extra)
+        assert status == 2 and says in err, err
+        assert not data.exists() and not (tmp_path / "results" / "minimal" / "slurm").exists()
+
+
 def test_a_dry_run_says_the_grid_would_stop_where_it_cannot_generate_the_synthetic_data(capsys, write_spec,
                                                                                      tmp_path):
     """The grid refuses, before it trains, a synthetic spec without a dataset.path, a path under a file and

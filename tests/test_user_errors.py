@@ -380,6 +380,13 @@ def test_an_output_file_named_like_a_run_file_is_refused_before_the_run_loses_it
     assert (run / "result.json").read_text() == '{"kept": true}' and not (run / "config.json").exists()
 
 
+def test_a_gpu_peak_for_bench_perf_on_the_cpu_is_refused_not_recorded_unused(capsys):
+    """--bf16-peak-tflops 100 on the CPU had ended 0, its value in the JSON's settings and used nowhere."""
+    line = one_line_error(capsys, "perf", DEMO, "--device", "cpu", "--bf16-peak-tflops", "100")
+    assert line.endswith("--bf16-peak-tflops: only for GPUs (bench perf measures the CPU here: --device cpu); on the "
+                         "CPU it measures the convolutions' own peak")
+
+
 def test_an_architecture_registered_with_a_misspelt_builder_is_one_line(capsys, monkeypatch):
     import architectures
     import bench.cli
@@ -808,10 +815,17 @@ def test_bench_dataset_before_the_synthetic_data_exists_says_what_makes_it(tmp_p
     (("grid", DEMO, "--cpus", "8", "--dry-run"), "--cpus"),
     (("grid", DEMO, "--launcher", "submitit-local", "--cpus", "8", "--dry-run"), "--cpus"),
     (("grid", DEMO, "--runs-per-gpu", "3", "--device", "cpu", "--dry-run"), "--runs-per-gpu"),
+    # a Slurm grid on the CPU: its jobs had been submitted without the GPUs asked, or holding a gres's unused
+    (("grid", DEMO, "--launcher", "slurm", "--device", "cpu", "--gpus", "4", "--gpu-mem-gb", "80", "--dry-run"),
+     "--gpus, --gpu-mem-gb"),
+    (("grid", DEMO, "--launcher", "slurm", "--device", "cpu", "--slurm-arg", "gres=gpu:a100:2", "--dry-run"),
+     "--slurm-arg gres=gpu:a100:2"),
 ])
 def test_slurm_only_options_without_slurm_are_refused_not_ignored(capsys, tmp_path, argv, names):
     line = one_line_error(capsys, *argv, "--results", str(tmp_path))
-    assert f"error: {names}: only for " + ("GPUs" if names == "--runs-per-gpu" else "--launcher slurm") in line
+    on_the_cpu = "--device" in argv and argv[argv.index("--device") + 1] == "cpu"
+    assert f"error: {names}: only for " + ("GPUs (this grid runs on the CPU: --device cpu)" if on_the_cpu
+                                           else "--launcher slurm") in line
     assert not any(tmp_path.iterdir())
 
 

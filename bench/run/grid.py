@@ -427,11 +427,12 @@ RUN_SETTINGS = ("BENCH_COMPILE", "BENCH_RESIDENT")
 BENCH_CACHE."""
 
 
-def dry_run_says(spec: Spec, o: GridOptions) -> None:
-    """What a dry run says after its runs: the one-line error that would stop the grid before training,
-    the first the grid meets, in its order (the dataset's location; a run's BENCH_* settings, the launcher
-    and `--device cuda` on this machine; a folder the synthetic dataset cannot be generated into), or the
-    synthetic dataset it would generate first. Planning needs no data: a paper spec on a laptop is said,
+def dry_run_says(spec: Spec, o: GridOptions, todo: list, results_root: Path) -> None:
+    """What a dry run says after its runs (`todo`, those it would run or resume): the one-line error that
+    would stop the grid before training, the first the grid meets, in its order (the dataset's location; a
+    run's BENCH_* settings, the launcher, `--device cuda` or `--runs-per-gpu` on this machine, the Slurm
+    jobs' shape and batches CUDA cannot index; a folder the synthetic dataset cannot be generated into), or
+    the synthetic dataset it would generate first. Planning needs no data: a paper spec on a laptop is said,
     not refused. torch is imported only where a check asks for it (a plain dry run needs none)."""
     from bench.data.datasets import check_root, dataset_option, dataset_root, synthetic_is_current
     from bench.data.synthetic import generation_problem
@@ -450,10 +451,17 @@ def dry_run_says(spec: Spec, o: GridOptions) -> None:
             check_environment()
         if problem := launcher_problem(o.launcher):
             raise UserError(problem)
-        if o.launcher != "slurm" and o.device == "cuda":  # Slurm jobs check it on their node
-            from bench.train.loop import resolve_device
-
-            resolve_device(o.device)
+        if o.launcher != "slurm" and (o.device == "cuda" or o.runs_per_gpu is not None):  # Slurm jobs check it
+            device_here(o)  # on their node
+        if o.launcher == "slurm":
+            wants_gpu = o.device != "cpu"
+            runs_per_gpu = o.runs_per_gpu or 1
+            if wants_gpu:
+                if o.runs_per_gpu is None:
+                    runs_per_gpu, _ = chosen_runs_per_gpu(spec, o, todo, results_root)
+                refuse_oversized_cuda_batches(todo)
+            submitit_parameters(WorkerJob("", "", "", o.device, runs_per_gpu=runs_per_gpu), o.launcher, o.slurm,
+                                wants_gpu)
         generated = synthetic and not synthetic_is_current(root, spec.dataset)
         if generated and (problem := generation_problem(root)):
             raise UserError(problem)
@@ -488,8 +496,8 @@ def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
         for s in states:
             verb = {"run": "would run", "resume": "would resume"}.get(s.action, "skip")
             print(f"  {verb:12s} {s.run.run_id}  ({s.reason})")
-        if any(s.action in ("run", "resume") for s in states):
-            dry_run_says(spec, o)
+        if runs_left := [s.run for s in states if s.action in ("run", "resume")]:
+            dry_run_says(spec, o, runs_left, results_root)
         return 0
     for s in states:  # "skip" is an ok result: a checkpoint beside it (its worker was stopped before removing
         if s.action == "skip":  # it, or an earlier release kept them) is of no more use
@@ -502,7 +510,6 @@ def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
         from bench.run.prepare import prepare_spec
         from bench.train.devices import warn_of_cpu_fallback
         from bench.train.fastpath import check_environment
-        from bench.train.loop import resolve_device
 
         check_environment()
         if problem := launcher_problem(o.launcher):  # before any data is prepared
@@ -510,7 +517,7 @@ def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
         # Local workers run here, so the device is checked here; Slurm jobs check it on their node.
         cuda_here = None
         if o.launcher != "slurm":
-            device = resolve_device(o.device)
+            device = device_here(o)
             cuda_here = device.type == "cuda"
             warn_of_cpu_fallback(o.device, device, "bench grid")  # before the data, which take a while
         if cuda_here:
@@ -518,12 +525,7 @@ def run_grid(spec: Spec | str, options: GridOptions = GridOptions()) -> int:
         wants_gpu = cuda_here if o.launcher != "slurm" else o.device != "cpu"
         runs_per_gpu = o.runs_per_gpu
         if wants_gpu and runs_per_gpu is None:
-            if o.launcher == "slurm" and not o.slurm.gpu_mem_gb:  # this machine's GPUs are not the nodes'
-                runs_per_gpu, why = 1, "the compute nodes' GPU memory is not known here; --gpu-mem-gb GB gives it"
-            else:
-                total = int(o.slurm.gpu_mem_gb * 2**30) if o.launcher == "slurm" else None
-                runs_per_gpu, why = auto_runs_per_gpu(spec, [s.run for s in todo], results_root, total)
-                runs_per_gpu, why = runs_the_workers_make(o, runs_per_gpu, why)
+            runs_per_gpu, why = chosen_runs_per_gpu(spec, o, [s.run for s in todo], results_root)
             print(f"runs per GPU: {runs_per_gpu} ({why}; --runs-per-gpu K sets it)")
         elif wants_gpu and o.launcher == "local" and o.workers:
             runs_per_gpu, _ = runs_the_workers_make(o, runs_per_gpu, "")
@@ -576,6 +578,29 @@ def warn_of_unnamed_mig_instances(run=None) -> None:
     if len(listed) > 1:
         print(f"bench grid: warning: nvidia-smi lists {len(listed)} MIG instances and CUDA shows a process "
               f"only the first; to train on each, set CUDA_VISIBLE_DEVICES={','.join(listed)}", file=sys.stderr)
+
+
+def device_here(o: GridOptions):
+    """The device this machine's workers train on (`--device auto`: CUDA where there is one, else the
+    CPU); `--runs-per-gpu` where it is the CPU is refused, not ignored."""
+    from bench.train.loop import resolve_device
+
+    device = resolve_device(o.device)
+    if o.runs_per_gpu is not None and device.type != "cuda":
+        raise UserError(f"--runs-per-gpu: only for GPUs (this grid runs on the CPU: --device {o.device} finds no "
+                        "CUDA device on this machine)")
+    return device
+
+
+def chosen_runs_per_gpu(spec: Spec, o: GridOptions, runs, results_root: Path) -> tuple[int, str]:
+    """The runs per GPU (and why) where `--runs-per-gpu` is not given: what a GPU's memory allows
+    (`auto_runs_per_gpu`: this machine's GPUs, or `--gpu-mem-gb` for Slurm's nodes), as the workers make
+    it; 1 for Slurm jobs without `--gpu-mem-gb`."""
+    if o.launcher == "slurm" and not o.slurm.gpu_mem_gb:  # this machine's GPUs are not the nodes'
+        return 1, "the compute nodes' GPU memory is not known here; --gpu-mem-gb GB gives it"
+    total = int(o.slurm.gpu_mem_gb * 2**30) if o.launcher == "slurm" else None
+    runs_per_gpu, why = auto_runs_per_gpu(spec, runs, results_root, total)
+    return runs_the_workers_make(o, runs_per_gpu, why)
 
 
 def runs_the_workers_make(o: GridOptions, runs_per_gpu: int, why: str) -> tuple[int, str]:

@@ -797,6 +797,9 @@ def cli_main(spec_path: str, device_name: str, out: str | None, settings: PerfSe
     spec = load_spec(spec_path)
     device = resolve_device(device_name)
     warn_of_cpu_fallback(device_name, device, "bench perf")
+    if settings.bf16_peak_tflops is not None and device.type != "cuda":  # the GPU's peak, read on CUDA only
+        raise UserError(f"--bf16-peak-tflops: only for GPUs (bench perf measures the CPU here: --device "
+                        f"{device_name}); on the CPU it measures the convolutions' own peak")
     if settings.batch is not None:
         check_batch(spec, settings.batch)
     check_environment()  # the BENCH_* settings the measured steps read, as `bench grid` checks them
