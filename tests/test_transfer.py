@@ -808,6 +808,22 @@ def test_a_spec_whose_every_finished_run_is_skipped_says_why(finished_runs, smal
     assert err.count("result.json's metrics.extra is an integer beyond 64 bits, skipped") == 2
 
 
+def test_a_results_folder_that_is_not_one_is_said_not_that_the_runs_are_unfinished(finished_runs, small_dataset,
+                                                                                    tmp_path, capsys):
+    """`--results tiny.toml` (a file), a folder not there, and a spec's own folder given for the one above
+    it had each said "no finished model to evaluate (2 run(s) not finished: run the grid first)"."""
+    spec_path, results = finished_runs
+    task = str(small_dataset / "hiss.csv")
+    for given, says in ((spec_path, f"--results {spec_path}: is a file, not a folder"),
+                        (tmp_path / "nowhere", f"--results {tmp_path / 'nowhere'}: no such folder; `bench grid "
+                                               f"{spec_path}` trains its runs there"),
+                        (results / "tr", f"--results {results / 'tr'}: holds runs itself; --results is the folder "
+                                         f"above it (did you mean --results {results}?)")):
+        assert main(["transfer", str(spec_path), "--task", task, "--results", str(given), "-q"]) == 2
+        assert capsys.readouterr().err == f"bench transfer: error: {says}\n"
+    assert not (results / "tr" / "transfer").exists() and not (tmp_path / "nowhere").exists()
+
+
 def test_a_misspelt_model_is_said_before_any_model_is_scored(finished_runs, small_dataset, tmp_path, capsys):
     """The run named first had been embedded, scored and stored (and an earlier result of it replaced)
     before the misspelt name after it was found."""

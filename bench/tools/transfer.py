@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.core.errors import UserError
-from bench.core.layout import RESULT, RUNS, load_result, run_dir, spec_dir
+from bench.core.layout import RESULT, RUNS, load_result, run_dir, spec_dir, spec_folder_problem
+from bench.core.paths import folder_path
 from bench.core.store import (
     STALE_TEMP_SECONDS,
     atomic_write_json,
@@ -229,7 +230,11 @@ def resolve_targets(targets: list[str], results: str, models: str | None = None)
             from bench.spec import load_spec
 
             spec = load_spec(path)
-            root = Path(results)
+            root, _ = folder_path(results, "--results")  # a file in the way: one line, as bench status says it
+            if not root.is_dir():
+                raise UserError(f"--results {root}: no such folder; `bench grid {target}` trains its runs there")
+            if problem := spec_folder_problem(root, spec.name):
+                raise UserError(f"--results {root}: {problem}")
             for run in spec.runs():
                 folder = run_dir(root, spec.name, run.run_id)
                 result, _ = load_result(folder)
