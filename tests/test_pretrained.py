@@ -384,6 +384,15 @@ def test_file_names_that_are_not_utf8_or_hold_dollars_are_tagged_drawn_and_embed
     capsys.readouterr()
 
 
+def test_tags_holding_dollars_are_drawn_in_a_taggram(tmp_path):
+    """A tag "money $$" (a manifest's) had ended `bench tag --png` in matplotlib's formula ValueError, before
+    any score was printed."""
+    from bench.tools.tag import save_taggram_png
+
+    save_taggram_png(tmp_path / "t.png", np.full((4, 3), 0.5), ["money $$", "a$_$b", "$uicideboy$"], 3.0, "song.wav")
+    assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_tagging_with_weights_whose_bytes_changed_is_one_line(run_folder, tmp_path, capsys):
     """best.pt with one weight's bytes changed (size and zip structure intact) loaded, and `bench tag`
     tagged with weights the run never trained: torch's reader does not check the archive's CRC-32s."""

@@ -419,6 +419,20 @@ def test_per_tag_heatmap(frames):
     assert _small_texts(fig) == []
 
 
+def test_tag_names_holding_dollars_are_drawn_as_written(frames, tmp_path):
+    """A manifest's tag "money $$" had stopped the whole report (matplotlib read the pair as a formula: a
+    ValueError before any file was written), and "$uicideboy$" was drawn as "uicideboy" in math italics."""
+    _, delta = frames
+    matrix = per_tag_matrix(select(delta, {"dataset": "mtat", "arch": "vgg", "width": 1.0}))
+    names = ["money $$", "a$_$b", "$uicideboy$", "uicideboy", *matrix.index[4:]]
+    fig = figures.per_tag(matrix.set_axis(names), "vgg")
+    assert sorted(path.suffix for path in figures.save(fig, tmp_path / "per_tag")) == [".pdf", ".png"]
+    labels = {t.get_text(): t for t in fig.axes[0].get_yticklabels()}
+    assert list(labels) == names
+    # as text the two $ add their width; as a formula they are dropped and the rest set in italics
+    assert labels["$uicideboy$"].get_window_extent().width > 1.1 * labels["uicideboy"].get_window_extent().width
+
+
 def test_models_name_figures_by_arch(frames):
     aggregated, _ = frames
     assert sorted(slug for slug, _, _ in models(aggregated)) == ["musicnn", "vgg"]

@@ -49,8 +49,11 @@ STYLE = {
     "font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "xtick.labelsize": 8, "ytick.labelsize": 8,
     "legend.fontsize": 8, "figure.titlesize": 9, "axes.spines.top": False, "axes.spines.right": False,
     "pdf.fonttype": 42, "savefig.dpi": 200, "lines.linewidth": 1.0, "lines.markersize": 4.5,
+    "text.parse_math": False,
 }
-"""Font sizes in pt at the saved size; pdf.fonttype 42 embeds TrueType (text stays text in the PDF)."""
+"""Font sizes in pt at the saved size; pdf.fonttype 42 embeds TrueType (text stays text in the PDF). No text
+is TeX: labels are the user's names (a tag "money $$", a spec or file name), drawn as written; as mathtext
+two $ had been a formula, or a ValueError that stopped the whole report."""
 PAGE_WIDTH = 7.0
 """Inches: a two-column paper's text width, the widest a figure should be printed."""
 MARKERS = ("o", "s", "^", "v", "D", "P", "X", "<", ">", "h", "*", "p")

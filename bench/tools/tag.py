@@ -252,23 +252,23 @@ def taggram(tagger: Tagger, waveform: np.ndarray, batch: int = PATCH_BATCH, work
 
 def save_taggram_png(path: Path, scores: np.ndarray, tags: list[str], patch_seconds: float, title: str) -> None:
     import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 0.12 * len(tags) + 1.2))
-    image = ax.imshow(scores.T, aspect="auto", origin="upper", interpolation="nearest", cmap="Greys",
-                      vmin=0, vmax=1, extent=(0, len(scores) * patch_seconds, len(tags) - 0.5, -0.5))
-    ax.set_yticks(range(len(tags)), tags, fontsize=6)
-    ax.set_xlabel("time (s)")
-    ax.set_title(title, fontsize=9, parse_math=False)  # a file name's $...$ is not TeX ("Ke$ha - $ave.mp3")
-    fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02, label="sigmoid")
-    fig.tight_layout()
-    # rendered, then written whole: a full disk leaves no part of a PNG, and its error names the file; in
-    # the format its name says (`check_png_targets` let through only IMAGE_SUFFIXES)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, dpi=150, format=path.suffix.lstrip(".").lower())
-    plt.close(fig)
+    # no TeX: a tag's or a file name's $...$ is text ("money $$", "Ke$ha - $ave.mp3"), not a formula
+    with matplotlib.rc_context({"text.parse_math": False}):
+        fig = Figure(figsize=(7, 0.12 * len(tags) + 1.2))  # no pyplot: no GUI backend, none kept in memory
+        ax = fig.subplots()
+        image = ax.imshow(scores.T, aspect="auto", origin="upper", interpolation="nearest", cmap="Greys",
+                          vmin=0, vmax=1, extent=(0, len(scores) * patch_seconds, len(tags) - 0.5, -0.5))
+        ax.set_yticks(range(len(tags)), tags, fontsize=6)
+        ax.set_xlabel("time (s)")
+        ax.set_title(title, fontsize=9)
+        fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02, label="sigmoid")
+        fig.tight_layout()
+        # rendered, then written whole: a full disk leaves no part of a PNG, and its error names the file; in
+        # the format its name says (`check_png_targets` let through only IMAGE_SUFFIXES)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, dpi=150, format=path.suffix.lstrip(".").lower())
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, buffer.getvalue())
 
