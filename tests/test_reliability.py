@@ -569,6 +569,37 @@ def test_read_only_file_system_exits_2(finished, tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "results").exists()  # refused before anything was created
 
 
+def test_a_whole_synthetic_dataset_that_cannot_be_written_is_read(finished, tmp_path, capsys, monkeypatch):
+    """A read-only copy of the generated data, or another user's: bench grid and bench prepare had refused it
+    ("cannot create files in ..."), and a dry run said the grid would stop, though nothing is generated where
+    the dataset is whole (and bench dataset said the grid could run)."""
+    import tempfile
+
+    workspace, spec, _ = finished
+    data, real = (workspace / "synth").resolve(), tempfile.mkstemp
+
+    def read_only_data(*args, dir=None, **kwargs):
+        if dir is not None and (os.path.realpath(dir) + os.sep).startswith(f"{data}{os.sep}"):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only_data)
+    cache = ["--cache", str(workspace / "cache")]
+    shutil.copytree(workspace / "results", tmp_path / "done")  # the grid removes the shared run's checkpoint
+    assert main(["grid", str(spec), "--results", str(tmp_path / "done"), *cache, "--device", "cpu",
+                 "--no-report"]) == 0
+    assert main(["prepare", str(spec), *cache]) == 0
+    assert main(["grid", str(spec), "--results", str(tmp_path / "fresh"), *cache, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "would run" in out and "would stop" not in out, out
+    (data / "synthetic.json").rename(data / "synthetic.json.aside")  # not whole: generated there, so refused
+    try:
+        assert main(["grid", str(spec), "--results", str(tmp_path / "fresh"), *cache, "--device", "cpu"]) == 2
+    finally:
+        (data / "synthetic.json.aside").rename(data / "synthetic.json")
+    assert f"cannot create files in {data} (Read-only file system)" in capsys.readouterr().err
+
+
 def grid_meeting_a_fault(damaged, capsys, monkeypatch, code: int) -> tuple[int, str]:
     """(exit status, stderr) of the damaged grid, its run retrained from scratch, whose writes fail with
     errno `code` once config.json, history.jsonl and the first epoch's files are written."""

@@ -370,7 +370,7 @@ def check_inputs(spec: Spec, data: str | None, results: str | Path | None, cache
     root, the cache root and where the synthetic dataset is generated; a real dataset is checked by its
     reader, before any folder is made. A dry run writes nothing, so it may look at a read-only results
     folder (an archive): only a file in the way is an error. Returns the results root (if given)."""
-    from bench.data.datasets import cache_option, cache_root, dataset_option, dataset_root
+    from bench.data.datasets import cache_option, cache_root, dataset_option, dataset_root, synthetic_is_current
 
     if results is not None and (problem := spec_folder_problem(results, spec.name)):
         raise UserError(f"--results {results}: {problem}")
@@ -380,8 +380,9 @@ def check_inputs(spec: Spec, data: str | None, results: str | Path | None, cache
     results_root = writable_folder(results, "--results") if results is not None else None
     writable_folder(cache_root(cache), cache_option(cache))
     root = dataset_root(spec.dataset, data, spec.path)
-    if spec.dataset.name == "synthetic":  # generated there when absent; other readers name what they miss
-        writable_folder(root, dataset_option(data, spec.path))
+    # generated there when absent (read only where it is whole: a read-only copy, another user's); other
+    if spec.dataset.name == "synthetic" and not synthetic_is_current(root, spec.dataset):  # readers name
+        writable_folder(root, dataset_option(data, spec.path))  # what they miss
     return results_root
 
 
@@ -441,9 +442,10 @@ def dry_run_says(spec: Spec, o: GridOptions, todo: list, results_root: Path) -> 
     option = dataset_option(o.data, spec.path)
     try:
         root = dataset_root(spec.dataset, o.data, spec.path)
-        if synthetic:  # generated where it is absent: the grid checks the folder can be written first
+        generated = synthetic and not synthetic_is_current(root, spec.dataset)
+        if generated:  # generated where it is absent: the grid checks the folder can be written first
             writable_folder(root, option)
-        else:
+        elif not synthetic:
             check_root(spec.dataset, root)
         if any(name.startswith(RUN_SETTINGS) for name in os.environ):
             from bench.train.fastpath import check_environment
@@ -462,7 +464,6 @@ def dry_run_says(spec: Spec, o: GridOptions, todo: list, results_root: Path) -> 
                 refuse_oversized_cuda_batches(todo)
             submitit_parameters(WorkerJob("", "", "", o.device, runs_per_gpu=runs_per_gpu), o.launcher, o.slurm,
                                 wants_gpu)
-        generated = synthetic and not synthetic_is_current(root, spec.dataset)
         if generated and (problem := generation_problem(root)):
             raise UserError(problem)
     except UserError as exc:
