@@ -492,6 +492,33 @@ def test_only_failed_runs_still_report(tmp_path):
     assert not list((tmp_path / "report").glob("*.png"))
 
 
+def test_a_result_it_may_not_read_stops_the_report_and_keeps_the_earlier_one(tmp_path, capsys, monkeypatch):
+    """Another user's run whose result.json is mode 600: the report had listed the finished run
+    "unreadable", averaged the other seeds and replaced the figures, exit 0 (bench status stops there)."""
+    from bench.cli import main
+
+    root = tmp_path / "test"
+    write_results(root)
+    assert main(["report", str(root)]) == 0
+    before = (root / "report" / "summary.csv").read_bytes()
+    secret = next(root.glob("runs/*/result.json"))
+    real = Path.read_text
+
+    def read_text(path, *args, **kwargs):
+        if path == secret:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *args, **kwargs)
+
+    access = os.access
+    monkeypatch.setattr(Path, "read_text", read_text)
+    monkeypatch.setattr(os, "access", lambda path, mode: access(path, mode) and (path, mode) != (secret, os.R_OK))
+    capsys.readouterr()
+    assert main(["report", str(root)]) == 2
+    assert capsys.readouterr().err == (f"bench report: error: cannot read {secret}: Permission denied; make it "
+                                       "readable, then rerun\n")
+    assert (root / "report" / "summary.csv").read_bytes() == before
+
+
 def test_missing_or_empty_results_folder(tmp_path):
     with pytest.raises(UserError, match="no such results folder"):
         report(tmp_path / "nope")

@@ -111,8 +111,9 @@ def read_runs(folders: Iterable[Path]) -> tuple[list[dict], pd.DataFrame]:
             if not isinstance(result, dict):
                 raise ValueError("not a JSON object")
         except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nested past what json reads
-            if is_passing_fault(exc):  # the file system's fault, not the result's: a report without
-                raise  # the run (and its figures replaced) would be wrong
+            # the file system's fault or a permission (another user's run), not the result's: a report
+            if is_passing_fault(exc) or isinstance(exc, PermissionError):  # without the run (and its figures
+                raise  # replaced) would be wrong; the command says it in one line, as bench status does
             not_ok.append({"run_id": folder.name, "status": "unreadable", "reason": f"{path}: {exc}",
                            **_folder_fields(folder, _read_json(folder / layout.CONFIG))})
             continue
