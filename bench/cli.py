@@ -802,13 +802,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _command(parser: Parser, args: argparse.Namespace) -> int:
     """The command's exit status, its error said in one line (the user's, the machine's), or a Ctrl-C's."""
+    from bench.core.environment import check_library_settings
     from bench.core.interrupts import interrupts_noted, terminate_as_interrupt
     from bench.core.store import resource_cause
 
     terminated = bool  # bool() is False: no SIGTERM came before the command ran
     try:
         with terminate_as_interrupt() as terminated, interrupts_noted() as lost:  # a SIGTERM stops a command as
-            refuse_empty_paths(parser, args)  # Ctrl-C does
+            check_library_settings()  # Ctrl-C does
+            refuse_empty_paths(parser, args)
             status = args.func(args)
             if lost():  # a Ctrl-C or SIGTERM raised where Python could only print it: the command went on
                 raise KeyboardInterrupt

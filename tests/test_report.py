@@ -519,6 +519,20 @@ def test_a_result_it_may_not_read_stops_the_report_and_keeps_the_earlier_one(tmp
     assert (root / "report" / "summary.csv").read_bytes() == before
 
 
+@pytest.mark.parametrize("backend", ["bogus", "Agg "])
+def test_a_matplotlib_backend_it_does_not_know_is_no_matter_to_the_report(written, tmp_path, backend):
+    """MPLBACKEND=bogus (or "Agg " with a space) had ended bench report, and a grid whose runs were all ok,
+    in matplotlib's ValueError at its import: the figures are drawn without pyplot, on no backend."""
+    import sys
+
+    root = tmp_path / "test"
+    shutil.copytree(written[0] / "runs", root / "runs")
+    proc = subprocess.run([sys.executable, "-m", "bench", "report", str(root)], capture_output=True, text=True,
+                          env={**os.environ, "MPLBACKEND": backend}, timeout=300)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert (root / "report" / "fig1_vgg.png").exists()
+
+
 def test_missing_or_empty_results_folder(tmp_path):
     with pytest.raises(UserError, match="no such results folder"):
         report(tmp_path / "nope")

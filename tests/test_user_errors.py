@@ -387,6 +387,26 @@ def test_a_gpu_peak_for_bench_perf_on_the_cpu_is_refused_not_recorded_unused(cap
                          "CPU it measures the convolutions' own peak")
 
 
+@pytest.mark.parametrize("name, value, says", [
+    ("LOKY_MAX_CPU_COUNT", "", "not a whole number, the most CPUs a process may use (joblib)"),
+    ("LOKY_MAX_CPU_COUNT", "2.0", "not a whole number, the most CPUs a process may use (joblib)"),
+    ("SOURCE_DATE_EPOCH", "", "not a whole number from 0 to 253402300799, seconds since 1970"),
+    ("SOURCE_DATE_EPOCH", "10000000000000", "not a whole number from 0 to 253402300799, seconds since 1970"),
+    ("TORCHINDUCTOR_CACHE_DIR", " ", "an empty path (an unset variable?); torch.compile would write into the "
+                                     "working folder"),
+])
+def test_a_variable_a_library_cannot_read_is_one_line_before_any_work(capsys, tmp_path, monkeypatch, name, value,
+                                                                       says):
+    """Read by joblib (the CPUs a grid's workers and the cache's readers share), numpy's f2py (loaded with
+    scikit-learn at a run's first evaluation: every run of a grid failed after its first epoch, then the
+    report stopped in a traceback) and torch.compile (an empty folder is the working folder to torch)."""
+    monkeypatch.setenv(name, value)
+    line = one_line_error(capsys, "grid", DEMO, "--results", str(tmp_path / "results"), "--cache",
+                          str(tmp_path / "cache"), "--device", "cpu")
+    assert f"error: {name}={value!r}: {says}" in line, line
+    assert not any(tmp_path.iterdir())
+
+
 def test_an_architecture_registered_with_a_misspelt_builder_is_one_line(capsys, monkeypatch):
     import architectures
     import bench.cli
