@@ -122,6 +122,35 @@ def test_imported_models_live_in_a_user_folder(monkeypatch, tmp_path):
     assert default_models_dir() == tmp_path / "xdg" / "bench" / "models"
     monkeypatch.setenv("BENCH_MODELS", str(tmp_path / "mine"))
     assert default_models_dir() == tmp_path / "mine"
+    monkeypatch.delenv("BENCH_MODELS")
+    monkeypatch.setenv("XDG_DATA_HOME", "relative/dir")  # not one (the XDG specification): found from any folder
+    assert default_models_dir() == tmp_path / "home" / ".local" / "share" / "bench" / "models"
+
+
+@pytest.mark.parametrize("name, value, command", [
+    ("BENCH_CACHE", "~/cache", ("prepare", DEMO)),
+    ("BENCH_CACHE", "~nobody_here_at_all/cache", ("grid", DEMO, "--dry-run")),
+    ("BENCH_MODELS", "~/models", ("tag", "song.mp3")),
+    ("XDG_DATA_HOME", "~nobody_here_at_all/data", ("tag", "song.mp3")),
+])
+def test_a_home_folder_a_variable_names_that_is_not_there_is_one_line(monkeypatch, capsys, tmp_path, name, value,
+                                                                      command):
+    """A quoted `export BENCH_CACHE="~/cache"` without $HOME or a passwd entry (a container run as an
+    arbitrary uid), or a ~user that is not one: "RuntimeError: Could not determine home directory." and a
+    traceback."""
+    import pwd
+
+    def no_such_user(uid):
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.delenv("HOME", raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", no_such_user)
+    monkeypatch.setenv(name, value)
+    home = value.split("/")[0]
+    line = one_line_error(capsys, *command, "--results", str(tmp_path)) if command[0] == "grid" else \
+        one_line_error(capsys, *command)
+    assert line.endswith(f"${name} {value}: no home folder for {home} ($HOME is not set, or no such user); give a "
+                         f"path without {home}"), line
 
 
 def test_no_home_folder_for_the_models_is_one_line(monkeypatch, capsys):

@@ -28,15 +28,30 @@ CODE_ROOT = Path(__file__).resolve().parents[2]
 
 
 def default_models_dir() -> Path:
-    """$BENCH_MODELS, else $XDG_DATA_HOME/bench/models, else ~/.local/share/bench/models (the XDG default)."""
+    """$BENCH_MODELS, else $XDG_DATA_HOME/bench/models, else ~/.local/share/bench/models (the XDG default;
+    a relative $XDG_DATA_HOME is not one, as the XDG specification says: it is ignored)."""
     if os.environ.get(MODELS_ENV):
-        return Path(os.environ[MODELS_ENV]).expanduser()
-    data_home = os.environ.get("XDG_DATA_HOME") or "~/.local/share"
+        return expanded(os.environ[MODELS_ENV], f"${MODELS_ENV}")
+    data_home = os.environ.get("XDG_DATA_HOME")
+    if data_home and (folder := expanded(data_home, "$XDG_DATA_HOME")).is_absolute():
+        return folder / "bench" / "models"
     try:
-        return Path(data_home).expanduser() / "bench" / "models"
+        return Path("~/.local/share").expanduser() / "bench" / "models"
     except RuntimeError:  # no $HOME and no home in the user database: a container run as an arbitrary uid
         raise UserError(f"no home folder to keep imported models in ($HOME is not set): give --models DIR, "
                         f"or set ${MODELS_ENV} or $XDG_DATA_HOME") from None
+
+
+def expanded(path: str | os.PathLike, where: str) -> Path:
+    """`path` with a leading ~ or ~user made that home folder; UserError naming `where` (an option, a
+    variable) where there is none: no $HOME and no home in the user database (a container run as an
+    arbitrary uid), or no such user."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        home = os.fspath(path).split(os.sep, 1)[0]
+        raise UserError(f"{where} {os.fspath(path)}: no home folder for {home} ($HOME is not set, or no such "
+                        f"user); give a path without {home}") from None
 
 
 def _given(path: str | os.PathLike, option: str, file: bool = False) -> Path:

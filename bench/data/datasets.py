@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bench.core.errors import UserError
 from bench.core.layout import SYNTHETIC_DEFAULT_CLIPS
+from bench.core.paths import expanded
 from bench.data.config import DatasetSpec
 from bench.data.index import DatasetIndex
 from bench.data.manifest import read_manifest
@@ -23,7 +24,7 @@ SYNTHETIC_SAMPLE_RATE = 16000
 
 
 def cache_root(override: str | Path | None = None) -> Path:
-    return Path(override or os.environ.get("BENCH_CACHE") or DEFAULT_CACHE).expanduser()
+    return expanded(override or os.environ.get("BENCH_CACHE") or DEFAULT_CACHE, cache_option(override))
 
 
 def cache_option(override: str | Path | None = None) -> str:
