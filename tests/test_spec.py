@@ -434,7 +434,7 @@ def test_shards_partition_the_grid():
     assert sorted(r.run_id for p in parts for r in p) == sorted(r.run_id for r in runs)  # every run once
     assert [len(p) for p in parts] == [66, 66, 66, 66]
     assert parse_shard("3/4") == (3, 4) and parse_shard(None) == (0, 1)
-    for bad in ("4/4", "1", "a/b", "-1/2"):
+    for bad in ("4/4", "1", "a/b", "-1/2", "", " "):  # empty: an unset $SLURM_ARRAY_TASK_ID, not the whole grid
         with pytest.raises(UserError, match="--shard"):
             parse_shard(bad)
 

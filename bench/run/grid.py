@@ -204,8 +204,13 @@ class WorkerJob:
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
-    if not text:
+    """(i, n) of `--shard i/n`; (0, 1) where it is not given. An empty one is refused: each task of a job
+    array whose $SLURM_ARRAY_TASK_ID was unset would have run the whole grid."""
+    if text is None:
         return 0, 1
+    if not text.strip():
+        raise UserError(f"--shard {text!r}: empty (an unset variable, such as $SLURM_ARRAY_TASK_ID?); give i/n, "
+                        "e.g. 0/4")
     try:
         index, count = (int(x) for x in text.split("/"))
     except ValueError:
