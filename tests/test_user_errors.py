@@ -423,6 +423,11 @@ def test_a_gpu_peak_for_bench_perf_on_the_cpu_is_refused_not_recorded_unused(cap
     ("SOURCE_DATE_EPOCH", "10000000000000", "not a whole number from 0 to 253402300799, seconds since 1970"),
     ("TORCHINDUCTOR_CACHE_DIR", " ", "an empty path (an unset variable?); torch.compile would write into the "
                                      "working folder"),
+    # the GPU slots that two grids on a box share, in a folder relative to each one's working folder
+    ("BENCH_GPU_LOCKS", " ", "not an absolute path; every grid on this machine must find the GPU slots in the same "
+                             "folder"),
+    ("BENCH_GPU_LOCKS", "slots", "not an absolute path"),
+    ("BENCH_GPU_LOCKS", "/dev/null", "is a file, not a folder"),
 ])
 def test_a_variable_a_library_cannot_read_is_one_line_before_any_work(capsys, tmp_path, monkeypatch, name, value,
                                                                        says):
