@@ -132,6 +132,8 @@ def test_imported_models_live_in_a_user_folder(monkeypatch, tmp_path):
     ("BENCH_CACHE", "~nobody_here_at_all/cache", ("grid", DEMO, "--dry-run")),
     ("BENCH_MODELS", "~/models", ("tag", "song.mp3")),
     ("XDG_DATA_HOME", "~nobody_here_at_all/data", ("tag", "song.mp3")),
+    ("--cache", "~nobody_here_at_all/cache", ("prepare", DEMO)),  # an option's ~, which no shell expanded
+    ("--models", "~/models", ("tag", "song.mp3")),
 ])
 def test_a_home_folder_a_variable_names_that_is_not_there_is_one_line(monkeypatch, capsys, tmp_path, name, value,
                                                                       command):
@@ -145,11 +147,15 @@ def test_a_home_folder_a_variable_names_that_is_not_there_is_one_line(monkeypatc
 
     monkeypatch.delenv("HOME", raising=False)
     monkeypatch.setattr(pwd, "getpwuid", no_such_user)
-    monkeypatch.setenv(name, value)
+    option = name if name.startswith("--") else f"${name}"
+    if option == name:
+        command = (*command, name, value)
+    else:
+        monkeypatch.setenv(name, value)
     home = value.split("/")[0]
     line = one_line_error(capsys, *command, "--results", str(tmp_path)) if command[0] == "grid" else \
         one_line_error(capsys, *command)
-    assert line.endswith(f"${name} {value}: no home folder for {home} ($HOME is not set, or no such user); give a "
+    assert line.endswith(f"{option} {value}: no home folder for {home} ($HOME is not set, or no such user); give a "
                          f"path without {home}"), line
 
 
@@ -407,6 +413,19 @@ def test_an_output_file_named_like_a_run_file_is_refused_before_the_run_loses_it
     assert line.endswith(f"--out {run / name}: is a file of the run in {run}, which the output would replace; "
                          "give another name")
     assert (run / "result.json").read_text() == '{"kept": true}' and not (run / "config.json").exists()
+    unstarted = tmp_path / "runs" / "vgg-16k-16mel-x10-log-s0-5e6f17a536"  # no folder yet: its result.json too
+    assert "is a file of the run in" in one_line_error(capsys, "perf", DEMO, "--device", "cpu", "--out",
+                                                       str(unstarted / name))
+    assert not unstarted.exists()
+
+
+def test_an_output_named_like_a_run_file_outside_a_results_folder_is_written(tmp_path, monkeypatch):
+    """A project folder holding a config.json of its own is no run folder: --out result.json there is fine."""
+    from bench.core.paths import writable_file
+
+    (tmp_path / "config.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    assert writable_file("result.json", "--out", ".json") == Path("result.json")
 
 
 def test_a_gpu_peak_for_bench_perf_on_the_cpu_is_refused_not_recorded_unused(capsys):
@@ -428,6 +447,8 @@ def test_a_gpu_peak_for_bench_perf_on_the_cpu_is_refused_not_recorded_unused(cap
                              "folder"),
     ("BENCH_GPU_LOCKS", "slots", "not an absolute path"),
     ("BENCH_GPU_LOCKS", "/dev/null", "is a file, not a folder"),
+    ("BENCH_GPU_LOCKS", "", None),  # empty: the default folder, as the workers read it
+    ("LOKY_MAX_CPU_COUNT", " 1", None),  # what joblib's int() reads
 ])
 def test_a_variable_a_library_cannot_read_is_one_line_before_any_work(capsys, tmp_path, monkeypatch, name, value,
                                                                        says):
@@ -435,6 +456,9 @@ def test_a_variable_a_library_cannot_read_is_one_line_before_any_work(capsys, tm
     scikit-learn at a run's first evaluation: every run of a grid failed after its first epoch, then the
     report stopped in a traceback) and torch.compile (an empty folder is the working folder to torch)."""
     monkeypatch.setenv(name, value)
+    if says is None:  # accepted: the command goes on (a dry run here)
+        assert main(["grid", DEMO, "--results", str(tmp_path / "results"), "--dry-run"]) == 0
+        return
     line = one_line_error(capsys, "grid", DEMO, "--results", str(tmp_path / "results"), "--cache",
                           str(tmp_path / "cache"), "--device", "cpu")
     assert f"error: {name}={value!r}: {says}" in line, line

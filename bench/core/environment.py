@@ -11,7 +11,7 @@ worker process. A value it cannot read then fails late, in a traceback, or in ev
 
 The figures are drawn without pyplot, so no backend is ever used: MPLBACKEND is dropped, not judged.
 The suite's own BENCH_GPU_LOCKS (the folder of the GPU slots every grid on a machine shares) is read by
-the workers alone, so it is checked here too: an absolute folder, or a path where one can be made.
+the workers alone, so it is checked here too: an absolute path, not a file (empty: the default).
 """
 
 from __future__ import annotations
@@ -47,9 +47,9 @@ def check_library_settings() -> None:
     if folder is not None and not folder.strip():
         raise UserError(f"TORCHINDUCTOR_CACHE_DIR={folder!r}: an empty path (an unset variable?); torch.compile "
                         "would write into the working folder: give a folder or unset it")
-    locks = os.environ.get("BENCH_GPU_LOCKS")
-    if locks is not None and (not os.path.isabs(locks) or os.path.exists(locks) and not os.path.isdir(locks)):
+    locks = os.environ.get("BENCH_GPU_LOCKS")  # empty: the default folder, as for an unset one
+    if locks and (not os.path.isabs(locks) or os.path.exists(locks) and not os.path.isdir(locks)):
         what = "is a file, not a folder" if os.path.isabs(locks) else "not an absolute path"
         raise UserError(f"BENCH_GPU_LOCKS={locks!r}: {what}; every grid on this machine must find the GPU slots in "
-                        "the same folder: give one (e.g. /tmp/bench-gpu-slots) or unset it")
+                        "the same folder: give an absolute one or unset it (/tmp/bench-gpu-slots-<uid>)")
     os.environ.pop("MPLBACKEND", None)

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from bench.core.errors import UserError
-from bench.core.layout import RUN_FILES, is_run_folder
+from bench.core.layout import RUN_FILES, RUNS
 
 MODELS_ENV = "BENCH_MODELS"
 
@@ -60,7 +60,7 @@ def _given(path: str | os.PathLike, option: str, file: bool = False) -> Path:
     if not os.fspath(path).strip():
         give = "give a file name" if file else "give a folder, or . for this one"
         raise UserError(f"{option}: an empty path (an unset variable?); {give}")
-    path = Path(path).expanduser()
+    path = expanded(path, option)
     nameable(path, option)
     return path
 
@@ -136,7 +136,8 @@ def writable_file(path: str | os.PathLike, option: str, suffix: str | None = Non
     path = _given(path, option, file=True)
     if path.is_dir():
         raise UserError(f"{option} {path}: is a folder, not a file")
-    if path.name in RUN_FILES and is_run_folder(path.parent):  # a trained run's own, e.g. its result.json
+    # a run's own (results/<spec>/runs/<run_id>/result.json), of a run trained or still to start
+    if path.name in RUN_FILES and Path(os.path.abspath(path)).parent.parent.name == RUNS:
         raise UserError(f"{option} {path}: is a file of the run in {path.parent}, which the output would replace; "
                         "give another name")
     if suffix is not None and path.suffix.lower() != suffix:

@@ -439,7 +439,8 @@ def dry_run_says(spec: Spec, o: GridOptions, todo: list, results_root: Path) -> 
     run's BENCH_* settings, the launcher, `--device cuda` or `--runs-per-gpu` on this machine, the Slurm
     jobs' shape and batches CUDA cannot index; a folder the synthetic dataset cannot be generated into), or
     the synthetic dataset it would generate first. Planning needs no data: a paper spec on a laptop is said,
-    not refused. torch is imported only where a check asks for it (a plain dry run needs none)."""
+    not refused. torch is imported only where a check asks for it (a plain dry run needs none; a Slurm one
+    on GPUs checks the batches CUDA can index)."""
     from bench.data.datasets import check_root, dataset_option, dataset_root, synthetic_is_current
     from bench.data.synthetic import generation_problem
 
