@@ -352,7 +352,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
                  ("--time", "--cpus"): "--launcher slurm (--time also for submitit-local)"}[tuple(refused)]
         why = {"--time": "local workers have no time limit", "--cpus": "this machine's workers share its CPUs"}
         raise UserError(f"{', '.join(refused)}: only for {where}: {'; '.join(why[flag] for flag in refused)}")
-    extra = slurm_arguments(args.slurm_arg)
+    extra = slurm_arguments(args.slurm_arg, on_the_cpu=args.device == "cpu")
     if args.device == "cpu":  # GPU options: refused, not silently ignored (a gres would hold GPUs nothing uses)
         gres = dict(extra).get("gres")
         given = [flag for flag, value in (("--runs-per-gpu", args.runs_per_gpu), ("--gpus", args.gpus),

@@ -845,6 +845,23 @@ def test_sbatch_options_the_grid_sets_or_that_are_no_option_are_refused(given, s
     assert str(raised.value).startswith(says)
 
 
+@pytest.mark.parametrize("given, says", [
+    ("gpus=2", "--slurm-arg gpus=2: the grid sets --gpus itself, and on the CPU (--device cpu) a job runs one task "
+               "and asks for no GPU"),
+    ("ntasks=4", "--slurm-arg ntasks=4: the grid sets --ntasks itself, and on the CPU (--device cpu) a job runs "
+                 "one task and asks for no GPU"),
+    ("tres-per-task=cpu:4", "--slurm-arg tres-per-task=cpu:4: the grid sets --tres-per-task itself, and on the CPU "
+                            "(--device cpu) a job runs one task and asks for no GPU (give --cpus)"),
+    ("time=10", "--slurm-arg time=10: the grid sets --time itself (give --time)"),
+])
+def test_on_the_cpu_an_sbatch_option_of_tasks_or_gpus_names_no_gpu_option(given, says):
+    """--gpus and --runs-per-gpu are refused with --device cpu: the advice to give them instead would be
+    followed by that refusal."""
+    with pytest.raises(UserError) as raised:
+        grid.slurm_arguments([given], on_the_cpu=True)
+    assert str(raised.value) == says
+
+
 @pytest.mark.parametrize("option, value", [("--slurm-arg", "comment=café"), ("--partition", "gpué")])
 def test_a_slurm_option_the_locale_cannot_write_into_the_job_script_is_one_line(option, value, monkeypatch, capsys):
     """submitit writes the job script in the locale's encoding: under LC_ALL=C without Python's UTF-8 mode

@@ -914,6 +914,14 @@ def test_an_sbatch_option_the_grid_sets_is_one_line_before_any_work(capsys, tmp_
     assert not any(tmp_path.iterdir())
 
 
+def test_an_sbatch_option_of_gpus_on_the_cpu_does_not_advise_a_gpu_option(capsys, tmp_path):
+    line = one_line_error(capsys, "grid", DEMO, "--launcher", "slurm", "--device", "cpu", "--slurm-arg", "gpus=2",
+                          "--results", str(tmp_path / "r"), "--data", str(tmp_path / "d"))
+    assert line.endswith("--slurm-arg gpus=2: the grid sets --gpus itself, and on the CPU (--device cpu) a job "
+                         "runs one task and asks for no GPU")
+    assert not any(tmp_path.iterdir())
+
+
 def test_download_quality_is_refused_for_mtat(capsys, tmp_path):
     line = one_line_error(capsys, "download", "mtat", "--to", str(tmp_path / "mtat"), "--quality", "full")
     assert "--quality: only for jamendo" in line

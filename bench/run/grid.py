@@ -113,6 +113,11 @@ SET_BY_THE_GRID = {
 `--parsable` changes the answer submitit reads the job id from): `--slurm-arg` cannot give them, and
 says which option of `bench grid` sets each."""
 
+ON_THE_CPU = {"ntasks-per-node": None, "ntasks": None, "ntasks-per-gpu": None, "gpus-per-node": None, "gpus": None,
+              "gpus-per-task": None, "tres-per-task": "--cpus"}
+"""What sets each of SET_BY_THE_GRID's options of tasks and GPUs where the grid runs on the CPU, whose jobs
+run one task and ask for no GPU: no option of `bench grid` (None), or `--cpus`."""
+
 GPU_GRES = re.compile(r"^gpu(?::([^:,]+))?(?::(\d+))?$")
 """A generic resource request of GPUs: `gpu`, `gpu:N`, `gpu:TYPE` or `gpu:TYPE:N` (no count is one)."""
 
@@ -144,9 +149,10 @@ def in_job_script(text: str, option: str) -> str:
     return text
 
 
-def slurm_arguments(texts: list[str]) -> tuple[tuple[str, str | bool], ...]:
+def slurm_arguments(texts: list[str], on_the_cpu: bool = False) -> tuple[tuple[str, str | bool], ...]:
     """`--slurm-arg` values (NAME=VALUE, or NAME for a flag; NAME as sbatch spells its long option,
-    leading dashes and underscores forgiven), in order; one-line errors for what cannot be one."""
+    leading dashes and underscores forgiven), in order; one-line errors for what cannot be one (naming the
+    option of `bench grid` that sets it, none for a job's tasks and GPUs `on_the_cpu`)."""
     parsed: dict[str, str | bool] = {}
     for text in texts:
         name, sep, value = in_job_script(text, "--slurm-arg").partition("=")
@@ -155,6 +161,10 @@ def slurm_arguments(texts: list[str]) -> tuple[tuple[str, str | bool], ...]:
             raise UserError(f"--slurm-arg {text!r}: expected NAME=VALUE (an sbatch long option, e.g. account=proj1, "
                             "qos=normal, constraint=a100, gres=gpu:a100:1) or NAME alone for a flag")
         if name in SET_BY_THE_GRID:
+            if on_the_cpu and name in ON_THE_CPU:
+                instead = ON_THE_CPU[name]
+                raise UserError(f"--slurm-arg {text}: the grid sets --{name} itself, and on the CPU (--device cpu) "
+                                "a job runs one task and asks for no GPU" + (f" (give {instead})" if instead else ""))
             instead = SET_BY_THE_GRID[name]
             raise UserError(f"--slurm-arg {text}: the grid sets --{name} itself"
                             + (f" (give {instead})" if instead else ""))
