@@ -422,7 +422,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench.core.layout import spec_folder_problem
+    from bench.core.layout import REPORT, RUNS, spec_folder_problem
     from bench.report.report import cli_main
 
     target, spec = Path(args.target), None
@@ -437,7 +437,20 @@ def cmd_report(args: argparse.Namespace) -> int:
         if not target.exists():
             raise UserError(f"results folder {target}: no such folder; `bench grid {args.target}` trains its runs "
                             "there (give another folder with --results)")
-    return cli_main(readable_folder(target, "results folder"), spec and _spec_runs(spec))
+    folder = readable_folder(target, "results folder")
+    if args.out is not None:
+        out = writable_folder(args.out, "--out")
+        if folder.resolve() / RUNS in (out.resolve(), *out.resolve().parents):
+            raise UserError(f"--out {args.out}: is inside the run folders of {folder}; give a folder outside "
+                            f"{folder / RUNS}")
+    else:  # an archive on read-only storage, another user's results: one line that says where else
+        out = folder / REPORT
+        try:
+            if out.is_dir() or not out.exists():  # a file there: the report says what to move
+                writable_folder(out, "results folder")
+        except UserError as exc:
+            raise UserError(f"{exc}; give --out DIR to write the report elsewhere") from None
+    return cli_main(folder, spec and _spec_runs(spec), out)
 
 
 def cmd_perf(args: argparse.Namespace) -> int:
@@ -591,6 +604,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a spec's results folder, e.g. results/demo, or the spec, e.g. specs/demo.toml")
     p.add_argument("--results", default="results", metavar="DIR",
                    help="results root where a SPEC's folder is (default ./results in the working directory)")
+    p.add_argument("--out", metavar="DIR",
+                   help="folder the report is written to (default: report/ in the results folder; another where "
+                        "that cannot be written, e.g. an archive on read-only storage)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("perf", help="measure training throughput, conv peak, front end and data path; "

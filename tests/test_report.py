@@ -519,6 +519,37 @@ def test_a_result_it_may_not_read_stops_the_report_and_keeps_the_earlier_one(tmp
     assert (root / "report" / "summary.csv").read_bytes() == before
 
 
+def test_results_on_read_only_storage_are_reported_with_out_elsewhere(written, tmp_path, capsys, monkeypatch):
+    """An archive on read-only storage, another user's results: the report had no other place to go than the
+    results folder's report/, so no figures could be made of them."""
+    import errno
+    import tempfile
+
+    from bench.cli import main
+
+    root = tmp_path / "archive"
+    shutil.copytree(written[0] / "runs", root / "runs")
+    real = tempfile.mkstemp
+
+    def read_only_archive(*args, dir=None, **kwargs):
+        if dir is not None and (os.path.realpath(dir) + os.sep).startswith(f"{root}{os.sep}"):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only_archive)
+    assert main(["report", str(root)]) == 2
+    assert capsys.readouterr().err == (f"bench report: error: results folder {root / 'report'}: cannot create files "
+                                       f"in {root} (Read-only file system); give --out DIR to write the report "
+                                       "elsewhere\n")
+    assert main(["report", str(root), "--out", str(tmp_path / "figs")]) == 0
+    assert "figs" in capsys.readouterr().out
+    assert (tmp_path / "figs" / "summary.csv").read_bytes() == (written[0] / "report" / "summary.csv").read_bytes()
+    assert (tmp_path / "figs" / "fig1_vgg.pdf").exists() and not (root / "report").exists()
+    monkeypatch.undo()
+    assert main(["report", str(root), "--out", str(root / "runs" / "notes")]) == 2
+    assert "is inside the run folders of" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("backend", ["bogus", "Agg "])
 def test_a_matplotlib_backend_it_does_not_know_is_no_matter_to_the_report(written, tmp_path, backend):
     """MPLBACKEND=bogus (or "Agg " with a space) had ended bench report, and a grid whose runs were all ok,

@@ -442,8 +442,8 @@ def _remove_stale(out: Path, written: list[Path]) -> None:
     atomic_write_text(out / WRITTEN, "".join(f"{name}\n" for name in sorted(kept)))
 
 
-def cli_main(results_dir: str | Path, spec: SpecRuns | None = None) -> int:
-    """`bench report RESULTS_DIR` (`bench report SPEC`: with the spec's runs): write the report and print what
-    was found and written."""
-    print(report(results_dir, spec=spec).text())
+def cli_main(results_dir: str | Path, spec: SpecRuns | None = None, out_dir: str | Path | None = None) -> int:
+    """`bench report RESULTS_DIR` (`bench report SPEC`: with the spec's runs): write the report (to out_dir,
+    default RESULTS_DIR/report/) and print what was found and written."""
+    print(report(results_dir, out_dir, spec=spec).text())
     return 0
