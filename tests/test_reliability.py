@@ -600,6 +600,37 @@ def test_a_whole_synthetic_dataset_that_cannot_be_written_is_read(finished, tmp_
     assert f"cannot create files in {data} (Read-only file system)" in capsys.readouterr().err
 
 
+def test_a_whole_waveform_cache_that_cannot_be_written_trains_grids(finished, tmp_path, capsys, monkeypatch):
+    """A cache prepared once and shared on read-only storage (a lab's, another user's): bench grid and bench
+    prepare had refused it ("cannot create files in ..."), though a complete cache is only read."""
+    import tempfile
+
+    workspace, spec, _ = finished
+    cache, empty, real = (workspace / "cache").resolve(), (tmp_path / "empty").resolve(), tempfile.mkstemp
+    empty.mkdir()
+
+    def read_only_caches(*args, dir=None, **kwargs):
+        if dir is not None and any((os.path.realpath(dir) + os.sep).startswith(f"{root}{os.sep}")
+                                   for root in (cache, empty)):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only_caches)
+    assert main(["prepare", str(spec), "--cache", str(cache)]) == 0
+    assert "already prepared" in capsys.readouterr().out
+    assert main(["grid", str(spec), "--results", str(tmp_path / "fresh"), "--cache", str(cache), "--device", "cpu",
+                 "--no-report"]) == 0
+    (result,) = (tmp_path / "fresh" / "one" / "runs").glob(f"*/{RESULT}")
+    assert json.loads(result.read_text())["status"] == "ok"
+    for command in (["prepare", str(spec)], ["grid", str(spec), "--results", str(tmp_path / "r"), "--device", "cpu"]):
+        assert main([*command, "--cache", str(empty)]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1, err
+        assert err.strip().endswith(f"cannot create files in {empty} (Read-only file system); the spec's waveform "
+                                    "cache there is not complete and cannot be prepared (give another --cache)"), err
+    assert list(empty.iterdir()) == [] and not (tmp_path / "r" / "one" / "runs").exists()
+
+
 def grid_meeting_a_fault(damaged, capsys, monkeypatch, code: int) -> tuple[int, str]:
     """(exit status, stderr) of the damaged grid, its run retrained from scratch, whose writes fail with
     errno `code` once config.json, history.jsonl and the first epoch's files are written."""

@@ -498,7 +498,7 @@ class WaveformCache:
         gets a line when another process is preparing this cache and this one waits for it.
         """
         rates = sorted(set(sample_rates))
-        if all(self.is_complete(r) and not self._changed_failures(r) for r in rates) and self._index_is_valid():
+        if self.is_ready(rates):
             return [self._report(r, already_done=True) for r in rates]
         self.dir.mkdir(parents=True, exist_ok=True)
         if lock_held(self.dir / "prepare.lock"):
@@ -506,6 +506,12 @@ class WaveformCache:
                 f"its preparation serves this one")
         with exclusive_lock(self.dir / "prepare.lock"):  # another preparer may finish it while we wait
             return self._prepare_locked(rates, workers, progress)
+
+    def is_ready(self, sample_rates: Iterable[int]) -> bool:
+        """Whether `prepare` has nothing to write for `sample_rates`: each complete, no failed file changed
+        since, the index of this labelling there. A ready cache is only read (it may be read-only)."""
+        return all(self.is_complete(r) and not self._changed_failures(r) for r in sample_rates) and \
+            self._index_is_valid()
 
     def _changed_failures(self, rate: int) -> list[int]:
         """Rows of a complete cache that failed, whose file was written or replaced since (its size, mtime

@@ -382,8 +382,9 @@ def header(spec: Spec, runs: list, results_root: Path, states, shard_index: int 
 def check_inputs(spec: Spec, data: str | None, results: str | Path | None, cache: str | None,
                  dry_run: bool) -> Path | None:
     """The paths the grid will write, checked before anything is created or prepared: the results
-    root, the cache root and where the synthetic dataset is generated; a real dataset is checked by its
-    reader, before any folder is made. A dry run writes nothing, so it may look at a read-only results
+    root, the cache root (an existing one that cannot be written: once its dataset is read, where the cache
+    is not whole) and where the synthetic dataset is generated; a real dataset is checked by its reader,
+    before any folder is made. A dry run writes nothing, so it may look at a read-only results
     folder (an archive): only a file in the way is an error. Returns the results root (if given)."""
     from bench.data.datasets import cache_option, cache_root, dataset_option, dataset_root, synthetic_is_current
 
@@ -393,7 +394,11 @@ def check_inputs(spec: Spec, data: str | None, results: str | Path | None, cache
         folder_path(cache_root(cache), cache_option(cache))
         return folder_path(results, "--results")[0] if results is not None else None
     results_root = writable_folder(results, "--results") if results is not None else None
-    writable_folder(cache_root(cache), cache_option(cache))
+    try:
+        writable_folder(cache_root(cache), cache_option(cache))
+    except UserError:  # one prepared there may be whole (a lab's on read-only storage): `prepare_spec` checks
+        if not cache_root(cache).is_dir():  # once it has read the dataset
+            raise
     root = dataset_root(spec.dataset, data, spec.path)
     # generated there when absent (read only where it is whole: a read-only copy, another user's); other
     if spec.dataset.name == "synthetic" and not synthetic_is_current(root, spec.dataset):  # readers name

@@ -7,6 +7,7 @@ from functools import partial
 from pathlib import Path
 
 from bench.core.errors import UserError, one_line
+from bench.core.paths import writable_folder
 from bench.core.progress import progress_bar
 from bench.core.text import first_of, visible
 from bench.data.cached_waveforms import MANIFEST
@@ -17,7 +18,7 @@ def prepare_spec(spec, data: str | None, cache: str | None, workers: int | None 
     """Read the spec's dataset (generating the synthetic one if absent) and fill its caches.
     `progress`: bars on a terminal (never in a log)."""
     from bench.data.cache import WaveformCache
-    from bench.data.datasets import cache_root, dataset_root, load_index
+    from bench.data.datasets import cache_option, cache_root, dataset_root, load_index
 
     root = dataset_root(spec.dataset, data, spec.path)
     index = load_index(spec.dataset, root, progress=progress, log=print)
@@ -35,6 +36,12 @@ def prepare_spec(spec, data: str | None, cache: str | None, workers: int | None 
         raise cannot_run(f"no clips in the {', '.join(empty)} split(s) ({index.excluded_summary()})")
     waveforms = WaveformCache(cache_root(cache), index, spec.dataset.clip_seconds)
     rates = sorted({c.mel.sample_rate for c in spec.configurations()})
+    if not waveforms.is_ready(rates):  # a whole cache is only read: a lab's on read-only storage, another user's
+        try:
+            writable_folder(waveforms.dir, cache_option(cache))
+        except UserError as exc:
+            raise UserError(f"{exc}; the spec's waveform cache there is not complete and cannot be prepared "
+                            "(give another --cache)") from None
     todo = [r for r in rates if not waveforms.is_complete(r)]
     # a reader that keeps clips without audio, to be recorded as skipped (MTAT's, a manifest's), on none: a
     # cache to prepare would hold no clip (a complete one trains without the audio)
