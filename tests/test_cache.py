@@ -418,6 +418,46 @@ def test_specs_cutting_the_same_tracks_to_other_lengths_get_their_own_waveforms(
     assert three.open(16000).waveforms.shape == (2, 48_000)
 
 
+def test_a_generated_dataset_replaced_while_its_cache_is_prepared_leaves_none_of_its_rows(tmp_path, monkeypatch):
+    """`bench synth --seed 1` (or a grid of another seed) over a dataset whose cache was being prepared:
+    the preparer decoded the new files (the same names) and marked them complete under the old dataset's
+    key, so the old dataset's runs trained on the new one's audio for good."""
+    import dataclasses
+
+    from bench.core.errors import UserError
+    from bench.data.cache import generated_parameters
+
+    data = tmp_path / "data"
+    paths = [write_mp3(data / f"{i}.mp3", tone(2.0, seed=i)) for i in range(3)]
+    (data / "synthetic.json").write_text('{"seed": 0}')
+    index = dataclasses.replace(make_index(paths), root=str(data))
+    clean = WaveformCache(tmp_path / "clean", index, clip_seconds=1.0)
+    clean.prepare([16000], workers=1)
+    real_decode = WaveformCache._decode_rows
+
+    def replaced_meanwhile(self, *args):
+        for i, path in enumerate(paths):
+            write_mp3(path, tone(2.0, seed=10 + i))
+        (data / "synthetic.json").write_text('{"seed": 1}')
+        return real_decode(self, *args)
+
+    monkeypatch.setattr(WaveformCache, "_decode_rows", replaced_meanwhile)
+    cache = WaveformCache(tmp_path / "cache", index, clip_seconds=1.0)
+    assert cache.dir.name == clean.dir.name
+    with pytest.raises(UserError, match=f"^the generated dataset at {data} was replaced while its waveform cache"):
+        cache.prepare([16000], workers=1)
+    assert not cache.is_complete(16000) and not (cache.rate_dir(16000) / "progress.npy").exists()
+    monkeypatch.undo()  # the first dataset back (a grid of its spec generates it again): every row decoded again
+    for i, path in enumerate(paths):
+        write_mp3(path, tone(2.0, seed=i))
+    (data / "synthetic.json").write_text('{"seed": 0}')
+    again = WaveformCache(tmp_path / "cache", index, clip_seconds=1.0)
+    assert again.dir == cache.dir and generated_parameters(index) == b'{"seed": 0}'
+    (report,) = again.prepare([16000], workers=1)
+    assert not report.already_done and report.ok == 3
+    np.testing.assert_array_equal(again.open(16000).waveforms[:], clean.open(16000).waveforms[:])
+
+
 def test_a_dataset_moved_elsewhere_gets_a_cache_of_its_own_and_a_link_to_it_the_same(tmp_path):
     """docs/datasets.md: the key holds each file's resolved path. The same files in another folder are a
     new cache (the old one is not read for them), while a symbolic link to the folder is read as the

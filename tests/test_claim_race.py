@@ -211,6 +211,26 @@ def test_a_result_another_host_just_wrote_is_not_redone_where_this_one_cannot_se
         assert again == "settled" and calls == []  # the note is kept for the next claim
 
 
+def test_a_dry_run_and_the_grids_lines_say_a_run_done_on_another_host_is_left_to_it(one_run, capsys):
+    """The dry run said "would run (not run yet)" and the grid's first line "1 to run" of a run that the
+    grid then left to the result another host had just written, and its last line "1 not run" (exit 1)."""
+    from bench.run import grid
+
+    spec, run, folder = one_run
+    root = folder.parents[2]
+    lock_note(folder, host="node-7", pid=4321, result_written=time.time() - 5)
+    (state,) = runner.run_states(spec, root, [run])
+    assert state.action == "skip-unseen"
+    assert state.reason == ("done by node-7 5 s ago, its result.json not visible here yet (a network file system's "
+                            "cache)")
+    assert grid.header(spec, [run], root, [state]).endswith(": 1 done on another host (not visible here yet)")
+    assert grid.summarise(spec, root, [run]) == 0
+    assert capsys.readouterr().out.strip() == "0 ok, 0 failed, 0 not run, 1 done on another host (not visible here yet)"
+    lock_note(folder, host="node-7", pid=4321, result_written=time.time() - 300)  # past the window: removed
+    assert runner.run_states(spec, root, [run])[0].action == "run"
+    assert grid.summarise(spec, root, [run]) == 1
+
+
 @pytest.mark.parametrize("writer_clock", [-180.0, 3600.0], ids=["3 min behind", "1 h ahead"])
 def test_the_hidden_result_window_is_counted_on_the_file_systems_clock_not_the_writers(
         monkeypatch, one_run, writer_clock):

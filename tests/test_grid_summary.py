@@ -58,6 +58,17 @@ def test_a_shard_trains_the_runs_k_mod_n_and_counts_only_those(monkeypatch, tmp_
     assert status == 0
 
 
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_shard_past_the_last_run_says_it_has_nothing_to_do(tmp_path, capsys, dry_run):
+    """A job array of more tasks than runs (`--shard 9/10` of 6): its first line ended in a colon."""
+    status = run_grid(str(DEMO6), GridOptions(results=str(tmp_path / "results"), cache=str(tmp_path / "c"),
+                                              device="cpu", shard_text="9/10", dry_run=dry_run))
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == (f"demo: 0 runs (shard 9/10) in {tmp_path / 'results' / 'demo'}: nothing to do (the spec's "
+                      "6 runs are in shards 0-5 of 10)")
+    assert status == 0 and not (tmp_path / "c").exists()
+
+
 def test_the_closing_table_holds_each_runs_own_metrics(tmp_path, capsys):
     spec = load_spec(DEMO6)
     run = spec.runs()[0]
@@ -88,3 +99,15 @@ def test_local_workers_that_end_with_an_error_are_named(tmp_path):
                          cache_index=str(tmp_path / "missing" / "index-0.json"), device="cpu", workers_here=2)
     assert grid._launch_local(job, 2, cuda=False) == [
         f"bench-worker-{k} stopped with exit status 1 (its error is above)" for k in (0, 1)]
+
+
+def test_workers_stopped_alike_are_said_once_in_the_grids_stop_line():
+    """`bench grid --workers 2 | head -5`: each worker met the closed pipe and said so, and the grid's line
+    said it twice (N workers, N times)."""
+    from bench.core.errors import RERUN_TO_CONTINUE
+
+    closed = f"its output was closed (the reader of its pipe ended); {RERUN_TO_CONTINUE}"
+    assert grid.stop_line([closed, closed]) == closed
+    assert grid.stop_line([RERUN_TO_CONTINUE, RERUN_TO_CONTINUE]) == RERUN_TO_CONTINUE
+    runs = ["rerun to resume vgg-a from epoch 3", "rerun to start vgg-b again (it had not finished an epoch)"]
+    assert grid.stop_line([runs[0], RERUN_TO_CONTINUE, runs[1]]) == "; ".join(runs)  # a worker between runs

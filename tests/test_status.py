@@ -411,3 +411,12 @@ def test_a_worker_asking_when_no_run_waits_adds_no_run_at_a_time(tmp_path):
         assert grid_status(spec, tmp_path, gmac_of=lambda config: 1.0, asking=1).eta_seconds == 3 * 12
     finally:
         lock.release()
+
+
+def test_a_grid_started_by_a_host_whose_clock_is_ahead_has_not_run_for_a_negative_time(tmp_path, capsys):
+    """A cluster's node an hour ahead of the one asking: `elapsed -3595 s` while its first run trained."""
+    spec = load_spec(SPEC)
+    started(layout.run_dir(tmp_path, spec.name, spec.runs()[0].run_id), time.time() + 3600)
+    assert grid_status(spec, tmp_path, gmac_of=lambda config: 1.0).elapsed_seconds == 0
+    assert main(["status", str(SPEC), "--results", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("elapsed 0 s; ETA ")

@@ -297,6 +297,37 @@ def test_ctrl_c_after_the_last_epoch_says_the_rerun_finishes_the_run(tmp_path, m
         train.train_run(run, ToyCache(), tmp_path, torch.device("cpu"), log=lambda *_: None)
 
 
+@pytest.mark.parametrize("where", ["freeing its memory", "measuring its cost", "writing model.json",
+                                   "writing result.json"])
+def test_ctrl_c_once_training_returned_names_the_run_a_rerun_finishes(tmp_path, monkeypatch, where):
+    """Ctrl-C after the last epoch, the test and the latency: while the run's memory is freed, its GMAC are
+    traced (fvcore: seconds at paper scale), model.json or result.json is written. The grid's line had not
+    named the run (a bare KeyboardInterrupt is "rerun to continue"), though a rerun tests it again."""
+    from types import SimpleNamespace
+
+    from bench.cost import gmac
+    from bench.run import runner
+    from bench.train import model_file
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    real_write = runner.atomic_write_json
+    target = {"freeing its memory": (train, "release_run_memory", ctrl_c),
+              "measuring its cost": (gmac, "model_cost", ctrl_c),
+              "writing model.json": (model_file, "write_model_json", ctrl_c),
+              "writing result.json": (runner, "atomic_write_json", lambda path, doc: (
+                  ctrl_c() if Path(path).name == runner.RESULT else real_write(path, doc)))}[where]
+    monkeypatch.setattr(*target)
+    (run,) = tiny_runs(epochs=2, patience=2)
+    with pytest.raises(Interrupted) as stopped:
+        runner.execute_run(SimpleNamespace(name="tiny"), run, tmp_path, lambda rate: ToyCache(), torch.device("cpu"),
+                           log=lambda *_: None)
+    assert str(stopped.value) == (f"rerun to finish {run.run_id} (its training is done: the test and the latency "
+                                  "measurement run again)")
+    assert not (tmp_path / runner.RESULT).exists()
+
+
 def test_ctrl_c_while_best_pt_is_written_names_the_epoch_the_checkpoint_already_holds(tmp_path, monkeypatch):
     # checkpoint.pt is written first, then best.pt (~210 MB for VGG, at every better epoch): a Ctrl-C
     # in the second write resumes after the checkpoint's epoch, and the line must say so

@@ -110,10 +110,17 @@ def cache_key(index: DatasetIndex, clip_seconds: float, min_seconds: float = MIN
     h.update(json.dumps([CACHE_VERSION, index.name, clip_seconds, min_seconds]).encode())
     for clip, resolved in zip(index.clips, resolved_paths(clip.path for clip in index.clips), strict=True):
         h.update(f"\n{clip.clip_id}\t{resolved}".encode("utf-8", "surrogateescape"))  # a name's bytes as they are
-    generated = Path(index.root) / SYNTHETIC_META
-    if generated.is_file():
-        h.update(b"\n" + generated.read_bytes())
+    if (generated := generated_parameters(index)) is not None:
+        h.update(b"\n" + generated)
     return f"{index.name}-{h.hexdigest()[:12]}"
+
+
+def generated_parameters(index: DatasetIndex) -> bytes | None:
+    """A generated dataset's synthetic.json as it is now (its seed, clips, generator version), or None."""
+    try:
+        return (Path(index.root) / SYNTHETIC_META).read_bytes()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
 
 
 def resolved_paths(paths: Iterable[str]) -> Iterator[str]:
@@ -295,7 +302,7 @@ class _PartialRate:
         size = n_clips * n_samples * np.dtype(DTYPE).itemsize
         if not data.exists() or data.stat().st_size != size:
             _allocate(data, size)
-            for stale in ("progress.npy", "failures.json", SOURCE_RATES, FAILED_STATS):
+            for stale in RESUME_FILES:
                 (folder / stale).unlink(missing_ok=True)
         self.target = (str(data), n_samples)
         self.status, self.failures = _read_progress(folder, n_clips)
@@ -338,6 +345,10 @@ def _read_failed_stats(folder: Path) -> dict:
 
 SOURCE_RATES = "source_rates.npy"
 """Per row of a rate being prepared: the sample rate its file is recorded at (0: not known)."""
+
+
+RESUME_FILES = ("progress.npy", "failures.json", SOURCE_RATES, FAILED_STATS)
+"""What a preparation resumes from, beside the waveforms: without them every row is decoded again."""
 
 
 def _read_source_rates(folder: Path, n_clips: int) -> np.ndarray:
@@ -414,6 +425,7 @@ class WaveformCache:
     def __init__(self, root: str | Path, index: DatasetIndex, clip_seconds: float):
         self.index = index
         self.clip_seconds = clip_seconds
+        self.generated = generated_parameters(index)  # what the key holds: a replaced dataset is noticed
         self.dir = Path(root).expanduser() / cache_key(index, clip_seconds)
 
     @property
@@ -428,7 +440,7 @@ class WaveformCache:
         index = index_from_json(json.loads(path.read_text()))
         cache = cls.__new__(cls)
         cache.index, cache.dir = index, path.parent
-        cache.clip_seconds = None  # only needed to prepare
+        cache.clip_seconds = cache.generated = None  # only needed to prepare
         return cache
 
     def _index_is_valid(self) -> bool:
@@ -592,6 +604,7 @@ class WaveformCache:
             done = np.logical_and.reduce([p.status != TODO for p in partial.values()])
             rows = [i for i in range(n) if not done[i]]
             self._decode_rows(rows, partial, workers, progress)
+            self._refuse_a_replaced_dataset(partial)
             for rate, part in partial.items():
                 part.save()
                 fsync_path(part.folder / WAVEFORMS)
@@ -624,6 +637,20 @@ class WaveformCache:
                 reports[rate] = dataclasses.replace(self._report(rate, already_done=False),
                                                     retried=retried.get(rate, 0))
         return [reports[r] for r in rates]
+
+    def _refuse_a_replaced_dataset(self, partial: dict) -> None:
+        """A generated dataset replaced while its files were decoded (`bench synth`, or a grid of a spec of
+        another seed generating into the same folder: the same file names, other audio and tags): the rows
+        decoded since are the new dataset's, under the old one's key. None is kept (every row is decoded
+        again by the next preparer of this key), and the preparation stops in one line."""
+        if self.generated is None or generated_parameters(self.index) == self.generated:
+            return
+        for part in partial.values():
+            for stale in RESUME_FILES:
+                (part.folder / stale).unlink(missing_ok=True)
+        raise UserError(f"the generated dataset at {self.index.root} was replaced while its waveform cache was "
+                        "prepared (by `bench synth`, or a grid of a spec with another dataset.seed or clips); its "
+                        "cache was not kept: rerun, and give such specs their own dataset.path")
 
     def _decode_rows(self, rows, partial, workers, progress):
         if not rows:

@@ -78,7 +78,8 @@ cuBLAS and cuDNN as they are loaded): about 0.5-1 GiB with lazy module loading; 
 counts it, so the automatic choice allows this much per run. `make gpu-check`'s P3 reports the measured one."""
 
 ACTION_WORDS = {"run": "to run", "resume": "to resume", "skip": "done", "skip-failed": "failed (skipped)",
-                "skip-running": "running in another worker"}
+                "skip-running": "running in another worker",
+                "skip-unseen": "done on another host (not visible here yet)"}
 """How the grid's header names what it will do with runs (`bench.run.runner.RunState.action`)."""
 
 INTERRUPT_GRACE_SECONDS = 10.0
@@ -375,6 +376,10 @@ def header(spec: Spec, runs: list, results_root: Path, states, shard_index: int 
     """The grid's first line, e.g. "demo: 6 runs in results/demo: 5 to run, 1 running in another worker"."""
     counts = Counter(s.action for s in states)
     what = ", ".join(f"{counts[a]} {ACTION_WORDS[a]}" for a in ACTION_WORDS if counts[a])
+    if not runs:  # a job array of more tasks than runs: run k is shard k mod n's
+        total = len(spec.runs())
+        what = (f"nothing to do (the spec's {total} run{'s' if total != 1 else ''} are in shards 0-{total - 1} "
+                f"of {shard_count})")
     where = f" (shard {shard_index}/{shard_count})" if shard_count > 1 else ""
     return f"{spec.name}: {len(runs)} run{'s' if len(runs) != 1 else ''}{where} in {results_root / spec.name}: {what}"
 
@@ -800,12 +805,18 @@ def _launch_local(job: WorkerJob, n_workers: int, cuda: bool) -> list[str]:
         returned.append(outcomes.get())
     hints = [str(r) for r in returned if isinstance(r, Interrupted)]
     if interrupted or hints:
-        specific = [h for h in hints if h != RERUN_TO_CONTINUE]
-        raise Interrupted("; ".join(specific) or RERUN_TO_CONTINUE)
+        raise Interrupted(stop_line(hints))
     stopped = [r for r in returned if isinstance(r, STOPS_THE_GRID)]
     if stopped:  # every worker that met it stopped; the CLI says what to do, in one line
         raise stopped[0]
     return [_ended(p.name, p.exitcode) for p in processes if p.exitcode not in (0, None)]
+
+
+def stop_line(hints: list[str]) -> str:
+    """What the grid says its workers' runs need, from what each stopped worker said: each run's own hint
+    once, and what is the same for every worker (its output closed, nothing to name) said once."""
+    specific = [h for h in dict.fromkeys(hints) if h != RERUN_TO_CONTINUE]
+    return "; ".join(specific) or RERUN_TO_CONTINUE
 
 
 def _ended(name: str, exitcode: int) -> str:
@@ -1143,16 +1154,19 @@ def _figures(value, digits: int):
 
 
 def summarise(spec: Spec, results_root: Path, runs, crashed: list[str] = ()) -> int:
-    """Print the grid's results; 0 when every run is ok or held by another live worker, else 1.
+    """Print the grid's results; 0 when every run is ok, held by another live worker or done on another
+    host whose result this one does not see yet, else 1.
     `crashed`: how the workers that did not end well ended (`_ended`)."""
     import pandas as pd
 
-    rows, failed, missing, elsewhere = [], [], [], []
+    rows, failed, missing, elsewhere, unseen = [], [], [], [], []
     for run in runs:
         folder = run_dir(results_root, spec, run)
         result = read_result(folder)
-        if result is None:
-            (elsewhere if RunLock(folder).held_by_other() else missing).append(run.run_id)
+        if result is None and RunLock(folder).held_by_other():
+            elsewhere.append(run.run_id)
+        elif result is None:  # done on another host, as its note says, where this one does not see it yet
+            (unseen if RunLock(folder).unseen_result_at_a_look() else missing).append(run.run_id)
         elif result["status"] != "ok":
             failed.append((run.run_id, result.get("error")))
         else:
@@ -1169,7 +1183,8 @@ def summarise(spec: Spec, results_root: Path, runs, crashed: list[str] = ()) -> 
             table = table.drop(columns="width")
         print(table.to_string(index=False))
     print(f"{len(rows)} ok, {len(failed)} failed, {len(missing)} not run"
-          + (f", {len(elsewhere)} still training in other workers" if elsewhere else ""))
+          + (f", {len(elsewhere)} still training in other workers" if elsewhere else "")
+          + (f", {len(unseen)} {ACTION_WORDS['skip-unseen']}" if unseen else ""))
     if crashed:  # a run it held may have been finished by another worker since
         print(f"{'; '.join(crashed)}: " + ("the runs not run are left for the next grid, which resumes them" if missing
                                           else "the other workers finished its runs"))

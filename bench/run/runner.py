@@ -33,7 +33,15 @@ from pathlib import Path
 
 from architectures.options import width_of
 from bench.core import layout
-from bench.core.errors import RERUN_TO_CONTINUE, DeviceFailure, Interrupted, is_job_stop, is_out_of_memory, one_line
+from bench.core.errors import (
+    RERUN_TO_CONTINUE,
+    DeviceFailure,
+    Interrupted,
+    is_job_stop,
+    is_out_of_memory,
+    one_line,
+    resume_hint,
+)
 from bench.core.interrupts import stop_if_interrupt_lost
 from bench.core.layout import (  # noqa: F401 - RESULT, EXECUTIONS, result_problem: re-exported for callers
     BEST,
@@ -136,19 +144,17 @@ class RunLock:
         less than RESULT_VISIBLE_SECONDS ago: a result this process does not see then is hidden by a network file
         system's cache, not absent. (On one host the kernel sees its own writes and removals: a
         result.json removed there to redo the run is taken as gone.)"""
+        return unseen_result(self.previous, self.claimed_on_disk)
+
+    def unseen_result_at_a_look(self) -> dict | None:
+        """`unseen_result` of the note the lock holds now, for a look that claims nothing (`run_states`: a
+        dry run, the grid's first line); by this host's clock against the writer's, as it has no time of
+        its own on the file system's."""
         try:
-            note = json.loads(self.previous or b"{}")
-            if "result_written_on_disk" in note and self.claimed_on_disk is not None:
-                ago = self.claimed_on_disk - float(note["result_written_on_disk"])
-            else:  # a note of an earlier version's: this host's clock against the writer's
-                ago = time.time() - float(note["result_written"])
-        except (ValueError, TypeError, KeyError, AttributeError, OverflowError):  # not a note this suite wrote
+            with open(self.folder / LOCK, "rb") as handle:
+                return unseen_result(handle.read(65536), None)
+        except OSError:
             return None
-        if note.get("host") == socket.gethostname():
-            return None
-        # a time in the future or at infinity is none this suite wrote (the fallback's two clocks may
-        # differ by a little either way): left to it, the run would never be trained
-        return {**note, "seconds_ago": ago} if abs(ago) < RESULT_VISIBLE_SECONDS else None
 
     def keep_previous(self) -> None:
         """Put the last holder's note back, for the next claim to read."""
@@ -165,12 +171,39 @@ class RunLock:
         return lock_held(self.folder / LOCK)
 
 
+def unseen_result(note_bytes: bytes, claimed_on_disk: float | None) -> dict | None:
+    """A lock note (`RunLock.mark_written`) of a result written on another host less than
+    RESULT_VISIBLE_SECONDS ago, with `seconds_ago`: by the file system's clock where the claim that read it
+    has its time there (`claimed_on_disk`), else by this host's against the writer's."""
+    try:
+        note = json.loads(note_bytes or b"{}")
+        if "result_written_on_disk" in note and claimed_on_disk is not None:
+            ago = claimed_on_disk - float(note["result_written_on_disk"])
+        else:  # a look, or a note of an earlier version's: this host's clock against the writer's
+            ago = time.time() - float(note["result_written"])
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError):  # not a note this suite wrote
+        return None
+    if note.get("host") == socket.gethostname():
+        return None
+    # a time in the future or at infinity is none this suite wrote (the fallback's two clocks may
+    # differ by a little either way): left to it, the run would never be trained
+    return {**note, "seconds_ago": ago} if abs(ago) < RESULT_VISIBLE_SECONDS else None
+
+
+def unseen_result_line(folder: Path, unseen: dict) -> str:
+    """What the grid says of a run left to a result another host wrote that this one does not see yet."""
+    return (f"{folder / RESULT}: written by {unseen.get('host')} (pid {unseen.get('pid')}) "
+            f"{unseen['seconds_ago']:.0f} s ago, not visible here yet (a network file system's cache); the run is "
+            "left to that result")
+
+
 @dataclass(frozen=True)
 class RunState:
     run: RunSpec
     folder: Path
     action: str
-    """"run", "resume", "skip" (done), "skip-failed", "skip-running"."""
+    """"run", "resume", "skip" (done), "skip-failed", "skip-running", "skip-unseen" (done on another host,
+    its result not visible here yet)."""
     reason: str
 
 
@@ -187,6 +220,10 @@ def run_states(spec: Spec, results: Path, runs: list[RunSpec], retry_failed: boo
                                                                "--retry-failed reruns it"))
         elif RunLock(folder).held_by_other():
             states.append(RunState(run, folder, "skip-running", "claimed by another live worker"))
+        elif result is None and not problem and (unseen := RunLock(folder).unseen_result_at_a_look()):
+            states.append(RunState(run, folder, "skip-unseen", f"done by {unseen.get('host')} "
+                                   f"{unseen['seconds_ago']:.0f} s ago, its {RESULT} not visible here yet (a "
+                                   "network file system's cache)"))
         elif problem:
             states.append(RunState(run, folder, "resume" if (folder / CHECKPOINT).exists() else "run",
                                    f"{RESULT} is invalid ({problem}): set aside and redone"))
@@ -370,7 +407,9 @@ def execute_run(spec: Spec, run: RunSpec, folder: Path, cache_for: Callable, dev
             input_config, trained["input_frames"],
             frontend_settings(mel.sample_rate, mel.n_mels, mel.hop_multiplier, mel.log), trained["tag_names"],
             weights=BEST, weights_key="model", dataset=run.dataset.name))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if executions is not None:  # trained: stopped in its cost or model.json
+            raise stopped_after_training(run.run_id, exc) from None
         raise
     except Exception as exc:  # recorded, and the grid goes on
         if is_job_stop(exc):  # the job's time is up: the run resumes from its checkpoint in a later job
@@ -384,17 +423,28 @@ def execute_run(spec: Spec, run: RunSpec, folder: Path, cache_for: Callable, dev
             raise DeviceFailure(f"{device} failed during {run.run_id} ({type(exc).__name__}: {one_line(exc)}); "
                                 "the run was not recorded as failed and resumes in the next grid") from exc
         _record_failure(folder, result, exc, log)
-    threads = threads if executions else torch.get_num_threads()  # a resumed run's can be its earlier ones'
-    result["provenance"] = provenance(device, commit, versions, threads)
-    result["provenance"].update(started=started, finished=time.time(), torch_threads=threads)
-    if grid is not None:
-        result["provenance"]["grid"] = grid
-    if executions:
-        result["provenance"]["executions"] = executions
-    atomic_write_json(folder / RESULT, result)
+    try:
+        threads = threads if executions else torch.get_num_threads()  # a resumed run's can be its earlier ones'
+        result["provenance"] = provenance(device, commit, versions, threads)
+        result["provenance"].update(started=started, finished=time.time(), torch_threads=threads)
+        if grid is not None:
+            result["provenance"]["grid"] = grid
+        if executions:
+            result["provenance"]["executions"] = executions
+        atomic_write_json(folder / RESULT, result)
+    except KeyboardInterrupt as exc:
+        if result.get("status") == "ok":
+            raise stopped_after_training(run.run_id, exc) from None
+        raise
     if result.get("status") == "ok":
         remove_finished_checkpoint(folder)
     return result
+
+
+def stopped_after_training(run_id: str, exc: KeyboardInterrupt) -> KeyboardInterrupt:
+    """Ctrl-C once a run's training returned (its cost measured, model.json or result.json being written):
+    a rerun finishes it, as one stopped in its test does, and the grid's last line says so."""
+    return exc if isinstance(exc, Interrupted) else Interrupted(resume_hint(run_id, None, trained=True))
 
 
 def remove_finished_checkpoint(folder: Path) -> None:
@@ -504,9 +554,7 @@ def _claim_and_execute(spec: Spec, folder: Path, run: RunSpec, cache_for: Callab
             return "settled"
         unseen = lock.unseen_result() if existing is None and not problem else None
         if unseen is not None:  # finished meanwhile on another host, as its note in the lock says
-            log(f"{folder / RESULT}: written by {unseen.get('host')} (pid {unseen.get('pid')}) "
-                f"{unseen['seconds_ago']:.0f} s ago, not visible here yet (a network file "
-                "system's cache); the run is left to that result")
+            log(unseen_result_line(folder, unseen))
             lock.keep_previous()
             return "settled"
         if problem:

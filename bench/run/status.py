@@ -170,7 +170,8 @@ def grid_status(spec: Spec, results: str | Path, now: float | None = None,
     settled = all(r.state in ("done", "failed") for r in states)
     end = max(finishes) if settled and finishes else now  # a finished grid: its own duration
     elapsed = end - min(starts) if starts else None
-    elapsed = elapsed if elapsed is None or math.isfinite(elapsed) else None
+    # the starts are the hosts' clocks: one ahead of this host's (a cluster's node) is not a negative time
+    elapsed = max(0.0, elapsed) if elapsed is not None and math.isfinite(elapsed) else None
     retry = {st.run_id for st in states if retrying and st.state == "failed" and st.recorded_by != retrying}
     eta, basis = _eta(spec, runs, states, gmac_of or analytic_gmac(spec), asking, retry)
     return GridStatus(spec.name, str(folder), states, counts, elapsed, eta, basis, len(others),

@@ -636,7 +636,7 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
     for row in frame.itertuples():
         print(f"  {row.model:44s} {row.classifier:6s} balanced accuracy {row.balanced_accuracy_mean:.3f}"
               f" +- {row.balanced_accuracy_std:.3f}   ROC-AUC {row.roc_auc_mean:.3f} +- {row.roc_auc_std:.3f}")
-    print(f"wrote {out_dir / 'transfer.csv'}, transfer.md, transfer.png")
+    print(f"wrote {out_dir / 'transfer.csv'}, transfer.md, transfer.png, transfer.pdf")
     return 0
 
 

@@ -445,8 +445,21 @@ def train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torch
     # the epoch checkpoint.pt holds, once known; whether that is the last (training over); whether the run
     # compiled (what freeing it takes); the torch threads to restore where a resumed run took its earlier ones
     checkpointed = {"epoch": None, "compiled": False, "trained": False, "threads": None}
-    try:
-        return _train_run(run, cache, run_dir, device, log, epoch_log or log, checkpointed, execution or {})
+    try:  # the outer handler takes a Ctrl-C met while the run's memory is freed too
+        try:
+            return _train_run(run, cache, run_dir, device, log, epoch_log or log, checkpointed, execution or {})
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            # a failed run (a NaN loss, out of memory): the traceback holds the finished frames of the run,
+            # and through their locals the model, its optimiser state and the batches; cleared, they are
+            # freed below like a finished run's, not once the worker's next run has started on the GPU
+            traceback.clear_frames(exc.__traceback__)
+            raise
+        finally:
+            release_run_memory(device, checkpointed["compiled"])
+            if checkpointed["threads"] is not None:
+                torch.set_num_threads(checkpointed["threads"])
     except Interrupted:
         raise
     except KeyboardInterrupt:
@@ -455,16 +468,6 @@ def train_run(run: RunSpec, cache: CachedWaveforms, run_dir: Path, device: torch
             epoch = 0
         raise Interrupted(resume_hint(run.run_id, None if epoch is None else epoch + 1,
                                       checkpointed["trained"])) from None
-    except BaseException as exc:
-        # a failed run (a NaN loss, out of memory): the traceback holds the finished frames of the run,
-        # and through their locals the model, its optimiser state and the batches; cleared, they are
-        # freed below like a finished run's, not once the worker's next run has started on the GPU
-        traceback.clear_frames(exc.__traceback__)
-        raise
-    finally:
-        release_run_memory(device, checkpointed["compiled"])
-        if checkpointed["threads"] is not None:
-            torch.set_num_threads(checkpointed["threads"])
 
 
 def resumed_threads(history: list[dict], device: torch.device, log: Callable) -> int | None:
