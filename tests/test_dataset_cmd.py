@@ -227,6 +227,25 @@ def test_a_tag_holding_a_comma_reads_as_one_tag(tmp_path, write_spec, capsys):
     assert line == "tags (2, in the model's output order): \"rock, pop\", folk"
 
 
+def test_tags_a_manifests_tag_list_leaves_out_are_named_as_not_trained_on(tmp_path, write_spec, capsys):
+    """docs/datasets.md: the .tags.txt beside a manifest sets which tags are trained on. `bench dataset`
+    listed only those, and said nothing of the manifest's other tags, which no run learns."""
+    for name in "abcdef":
+        (tmp_path / f"{name}.wav").write_bytes(b"RIFF")
+    rows = "".join(f"{n}.wav,{s},rock;pop;jazz;folk;metal;soul;funk;disco\n"
+                   for n, s in zip("abcdef", ("train", "train", "valid", "valid", "test", "test"), strict=True))
+    (tmp_path / "m.csv").write_text("path,split,tags\n" + rows)
+    (tmp_path / "m.tags.txt").write_text("pop\n")
+    main(["dataset", spec_for(write_spec, "manifest", tmp_path / "m.csv")])
+    out = capsys.readouterr().out.splitlines()
+    assert "tags (1, in the model's output order): pop" in out
+    assert ("  7 tag(s) of the manifest not in m.tags.txt, not trained on: rock, jazz, folk, metal, soul and 2 "
+            "more") in out
+    (tmp_path / "m.tags.txt").write_text("pop\nrock\njazz\nfolk\nmetal\nsoul\nfunk\ndisco\n")
+    main(["dataset", spec_for(write_spec, "manifest", tmp_path / "m.csv")])
+    assert "not trained on" not in capsys.readouterr().out
+
+
 def test_a_tag_holding_an_escape_sequence_or_a_newline_is_shown_not_acted_on(tmp_path, write_spec, capsys):
     """A manifest's tag text reached the terminal raw in `bench dataset`'s lists and table: an escape
     sequence coloured it, a newline split a row. They are shown escaped, as `bench tag` shows them."""

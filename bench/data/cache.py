@@ -140,7 +140,8 @@ def index_to_json(index: DatasetIndex) -> dict:
     seconds at each grid start for MSD's 240,000 clips."""
     clip_fields = [f.name for f in dataclasses.fields(Clip)]
     return {f.name: [{name: getattr(clip, name) for name in clip_fields} for clip in index.clips]
-            if f.name == "clips" else getattr(index, f.name) for f in dataclasses.fields(index)}
+            if f.name == "clips" else getattr(index, f.name) for f in dataclasses.fields(index)
+            if f.metadata.get("stored", True)}
 
 
 def index_file_name(index: DatasetIndex) -> str:

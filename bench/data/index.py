@@ -132,6 +132,9 @@ class DatasetIndex:
     clips: tuple[Clip, ...]
     excluded: tuple[tuple[str, str], ...] = field(default=())
     """(clip id, reason) of clips the reader left out on purpose (known broken, untagged, ...)."""
+    notes: tuple[str, ...] = field(default=(), compare=False, metadata={"stored": False})
+    """What the reader noticed that is no error (`bench dataset` warns of it): not part of the labelling,
+    so not in the cache's index file."""
 
     def split(self, split: str) -> list[Clip]:
         return [c for c in self.clips if c.split == split]

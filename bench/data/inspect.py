@@ -103,7 +103,7 @@ def describe(index: DatasetIndex) -> DatasetReport:
         if len(problem_examples.setdefault(problem, [])) < FIRST_IDS:
             problem_examples[problem].append(clip.clip_id)
     splits = index.counts()
-    warnings = [f"the {s} split is empty" for s in SPLITS if splits[s] == 0]
+    warnings = list(index.notes) + [f"the {s} split is empty" for s in SPLITS if splits[s] == 0]
     warnings += [f"the {s} split has no audio yet ({splits[s]} clips defined)" for s in SPLITS
                  if splits[s] and not usable[s]]
     for s in SPLITS:

@@ -15,10 +15,12 @@ from pathlib import Path
 from bench.core.errors import UserError
 from bench.core.paths import nameable
 from bench.core.store import atomic_file, atomic_write_text
-from bench.core.text import csv_rows
+from bench.core.text import csv_rows, listed, visible
 from bench.data.index import SPLITS, Clip, DatasetIndex, read_tag_list
 
 REQUIRED_COLUMNS = ("path", "split", "tags")
+SHOWN_TAGS = 5
+"""Tags named in a note before the rest are counted."""
 TAG_SEPARATOR = ";"
 
 
@@ -69,9 +71,13 @@ def read_manifest(manifest: str | Path, n_tags: int = 50, drop_untagged: bool = 
         entries.append((clip_id, row["path"], split, tags))
 
     counts = Counter(t for *_, tags in entries for t in tags)
-    order_file = tags_file(manifest)
+    order_file, notes = tags_file(manifest), []
     if order_file.is_file():
         order = list(read_tag_list(order_file))
+        if unlisted := [t for t in counts if t not in set(order)]:  # the file sets which tags, not only their order
+            more = len(unlisted) - SHOWN_TAGS
+            notes.append(f"{len(unlisted)} tag(s) of the manifest not in {order_file.name}, not trained on: "
+                         f"{listed(map(visible, unlisted[:SHOWN_TAGS]))}" + (f" and {more:,} more" if more > 0 else ""))
     else:
         first_seen = list(dict.fromkeys(t for *_, tags in entries for t in tags))
         order = sorted(first_seen, key=lambda t: -counts[t])  # sorted() is stable: ties keep first appearance
@@ -87,7 +93,7 @@ def read_manifest(manifest: str | Path, n_tags: int = 50, drop_untagged: bool = 
         audio = Path(path) if Path(path).is_absolute() else manifest.parent / path
         clips.append(Clip(clip_id=clip_id, path=str(audio), split=split, labels=labels))
     return DatasetIndex(name="manifest", root=str(manifest.parent), tag_names=names, clips=tuple(clips),
-                        excluded=tuple(excluded))
+                        excluded=tuple(excluded), notes=tuple(notes))
 
 
 def write_manifest(index: DatasetIndex, out: str | Path) -> Path:
