@@ -183,6 +183,26 @@ def test_an_export_killed_before_its_sidecar_leaves_no_old_sidecar_beside_the_ne
 
 
 @needs_onnx
+def test_two_exports_to_one_file_take_turns_so_its_sidecar_describes_it(tmp_path, monkeypatch):
+    """Two `bench export` to one --onnx at once: the writes A.onnx, B.onnx, B.json, A.json left MusiCNN's
+    model described as VGG's (another input shape, other tags). Each export writes both files holding a
+    lock a second one waits for."""
+    from bench.core.store import lock_held
+    from bench.tools import export as export_module
+
+    _, vgg = untrained_model(tmp_path / "vgg", "vgg", 251)
+    target, real, held = tmp_path / "m.onnx", export_module.atomic_write_bytes, []
+
+    def writing(path, data):
+        held.append(lock_held(export_module.export_lock(target)))  # another export would wait here
+        return real(path, data)
+
+    monkeypatch.setattr(export_module, "atomic_write_bytes", writing)
+    assert main(["export", str(vgg), "--onnx", str(target)]) == 0
+    assert held == [True] and sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+@needs_onnx
 def test_the_exporters_log_warnings_stay_off_the_console(tmp_path, capfd, monkeypatch):
     """Where torchvision is not installed, torch's exporter logs "torchvision is not installed. Skipping
     torchvision::nms" and three more; torch 2.11 writes them through a handler bound to the stderr of

@@ -510,6 +510,12 @@ def test_a_task_file_is_written_only_for_the_dataset_its_bench_synth_generated(t
     assert not (out / "mode.csv").exists()
     with pytest.raises(UserError, match="not a complete synthetic dataset"):
         write_task(tmp_path / "nothing-here", "mode")
+    # the other `bench synth` still writing (its synthetic.json not there yet): not "run `bench synth` first",
+    # which this command just did
+    (out / "synthetic.json").unlink()
+    with pytest.raises(UserError, match=f"^{out}: another `bench synth` is replacing the dataset meanwhile \\(this "
+                                        "one generated 8 clips, seed 2\\); no mode.csv written for it$"):
+        write_task(out, "mode", 8, 2)
 
 
 def test_bench_synth_says_what_it_generated_and_what_it_replaced(tmp_path, capsys):

@@ -366,6 +366,8 @@ def test_task_labels_no_tag_gives_away(small_dataset):
 
 
 def test_embed_writes_arrays_and_reuses_its_cache(finished_runs, small_dataset, tmp_path, capsys, monkeypatch):
+    from bench.core.store import lock_held
+
     spec_path, results = finished_runs
     run = next((results / "tr" / "runs").iterdir())
     out = tmp_path / "emb"
@@ -419,9 +421,14 @@ def test_embed_writes_arrays_and_reuses_its_cache(finished_runs, small_dataset, 
     np.testing.assert_allclose(np.load(out / "pool4.npy"), pool, rtol=0, atol=1e-6)
     assert main(["embed", str(run), str(tmp_path / "typo.mp"), "--out", str(tmp_path / "new"), "-q"]) == 2
     assert not (tmp_path / "new").exists()  # "nothing written": not even an empty folder
-    # another run in the same folder replaces these arrays, and says so
+    # another run in the same folder replaces these arrays, and says so; two embeds into one folder at once
+    # take turns (interleaved, an index of one stood beside the other's arrays under a "complete" summary)
     other = next(r for r in (results / "tr" / "runs").iterdir() if r != run)
+    real, held = embed_module.write_outputs, []
+    monkeypatch.setattr(embed_module, "write_outputs", lambda folder, *args: (
+        held.append(lock_held(folder / embed_module.OUT_LOCK)), real(folder, *args))[1])
     assert main(["embed", str(other), *files, "--out", str(out), "-q"]) == 0
+    assert held == [True] and not (out / embed_module.OUT_LOCK).exists()
     assert f"replaced the embeddings of {summary['model']} (model id {summary['model_id']})" in \
         capsys.readouterr().out
     assert main(["embed", str(other), *files, "--out", str(out), "-q"]) == 0
@@ -1136,6 +1143,34 @@ def test_a_run_named_twice_is_scored_once_and_two_models_of_one_name_are_refused
     assert main(["transfer", str(first), str(renamed), *task]) == 2
     assert f"{first} and {renamed} are both named {first.name}: their results would be one file" in (
         capsys.readouterr().err)
+
+
+def test_a_task_that_took_the_out_folder_meanwhile_is_not_written_over(finished_runs, small_dataset, tmp_path, capsys,
+                                                                         monkeypatch):
+    """Two transfers of two tasks started together into one --out: both passed the check before any work,
+    and the second wrote its table and model files into the folder the first had claimed (its marker
+    naming the first task): one task's result lost, and a rerun of the other refused."""
+    import shutil
+
+    from bench.tools import transfer
+
+    spec_path, results = finished_runs
+    run = sorted((results / "tr" / "runs").iterdir())[0]
+    common = [str(run), "--results", str(results), "--folds", "4", "-q"]
+    assert main(["transfer", *common, "--task", str(small_dataset / "hiss.csv"), "--out", str(tmp_path / "H")]) == 0
+    out, real = tmp_path / "T", transfer.evaluate_model
+
+    def claimed_meanwhile(*args, **kwargs):  # the hiss transfer beside it claims --out while this one embeds
+        out.mkdir(exist_ok=True)
+        shutil.copy(tmp_path / "H" / transfer.TASK_MARKER, out / transfer.TASK_MARKER)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(transfer, "evaluate_model", claimed_meanwhile)
+    capsys.readouterr()
+    assert main(["transfer", *common, "--task", str(small_dataset / "mode.csv"), "--out", str(out)]) == 2
+    assert f"--out {out}: holds the transfer of {(small_dataset / 'hiss.csv').resolve()}; give each task its own " \
+           "--out" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["embeddings", transfer.TASK_MARKER]  # its cache, no result
 
 
 def test_an_out_folder_of_another_task_is_refused_and_other_settings_are_said_to_replace(finished_runs,

@@ -48,6 +48,7 @@ from bench.core.store import (
     atomic_file,
     atomic_write_bytes,
     atomic_write_json,
+    exclusive_lock,
     remove_temp_files,
 )
 from bench.core.text import visible
@@ -66,6 +67,8 @@ MAX_SECONDS = 10**7
 INDEX = "index.csv"
 SUMMARY = "embeddings.json"
 CACHE = "cache"
+OUT_LOCK = ".embed.lock"
+"""What two `bench embed` into one --out take turns on while they write its outputs."""
 
 
 @dataclass
@@ -434,9 +437,11 @@ def cli_main(audio: list[str], manifest: str | None, model: str, models: str | N
     if not files:  # e.g. a mistyped file name: an earlier run's outputs stay as they were
         print(f"bench embed: error: no file could be embedded; nothing written to {target}", file=sys.stderr)
         return 2
-    earlier = _earlier_model(target)
-    summary = write_outputs(target, embedder, paths, files, failed, per_patch,
-                            EmbeddingCache(target / CACHE, embedder.identity))
+    # two embeds into one --out take turns: interleaved, one's index would stand beside the other's arrays
+    with exclusive_lock(target / OUT_LOCK):
+        earlier = _earlier_model(target)
+        summary = write_outputs(target, embedder, paths, files, failed, per_patch,
+                                EmbeddingCache(target / CACHE, embedder.identity))
     dims = ", ".join(f"{layer} ({n})" for layer, n in summary["layers"].items())
     print(f"{embedder.tagger.name}: {summary['files']} file(s) -> {target}: {dims}")
     if earlier and earlier[1] != embedder.identity:  # one model's arrays per folder: say whose were replaced

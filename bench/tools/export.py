@@ -30,7 +30,7 @@ import torch
 from bench.core.errors import UserError
 from bench.core.framing import BASE_HOP
 from bench.core.paths import writable_file
-from bench.core.store import atomic_write_bytes, atomic_write_json, fsync_folder
+from bench.core.store import atomic_write_bytes, atomic_write_json, exclusive_lock, fsync_folder
 from bench.tools.tag import Tagger, load_tagger
 from bench.train.frontend import DB_FLOOR, LOG_SCALE
 
@@ -162,11 +162,18 @@ def export(model: str, onnx_path: str | Path, models: str | None = None, with_fr
     # an earlier export's sidecar goes first: a kill between the two writes leaves a model without one,
     # never a new model described by the old sidecar (another input, other tags)
     path.parent.mkdir(parents=True, exist_ok=True)  # --onnx may name a folder that does not exist yet
-    sidecar_path.unlink(missing_ok=True)
-    fsync_folder(path.parent)
-    atomic_write_bytes(path, data)
-    atomic_write_json(sidecar_path, sidecar)
+    # two exports to one --onnx take turns: interleaved, one's model would stand beside the other's sidecar
+    with exclusive_lock(export_lock(path)):
+        sidecar_path.unlink(missing_ok=True)
+        fsync_folder(path.parent)
+        atomic_write_bytes(path, data)
+        atomic_write_json(sidecar_path, sidecar)
     return sidecar
+
+
+def export_lock(onnx_path: Path) -> Path:
+    """The lock file two exports to `onnx_path` take turns on, hidden beside it."""
+    return onnx_path.with_name(f".{onnx_path.name}.lock")
 
 
 def cli_main(model: str, onnx_path: str, models: str | None, with_frontend: bool) -> int:

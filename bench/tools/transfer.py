@@ -529,9 +529,12 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
     cache_root = (base or out_dir) / "embeddings"
     writable_folder(out_dir, "--out")
     mine = owner_of(task)
-    if out and holds(out_dir, task) is False:  # its results would be replaced by another task's
-        raise UserError(f"--out {out}: holds the transfer of {task_text(task_owner(out_dir))}; give each task its "
-                        "own --out")
+    def refuse_another_tasks_out() -> None:
+        if out and holds(out_dir, task) is False:  # its results would be replaced by another task's
+            raise UserError(f"--out {out}: holds the transfer of {task_text(task_owner(out_dir))}; give each task "
+                            "its own --out")
+
+    refuse_another_tasks_out()
     for note in notes:
         print(f"bench transfer: {note}", file=sys.stderr)
     key = {"task": task_identity(task), "audio": audio_fingerprint(task), "layer": settings.layer,
@@ -550,6 +553,7 @@ def run_transfer(targets: list[str], task_path: str, settings: TransferSettings,
         home = out_dir if out else out_dir.parent  # --out is the user's: nothing is written beside it
         home.mkdir(parents=True, exist_ok=True)
         with exclusive_lock(home / ".transfer-claim.lock"):
+            refuse_another_tasks_out()  # another transfer into the same --out may have claimed it since
             chosen = out_dir if out else task_folder(out_dir.parent, task)
             if holds(chosen, task) is not False:  # this task's from now (a marker without the column: named)
                 chosen.mkdir(parents=True, exist_ok=True)

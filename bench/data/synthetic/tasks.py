@@ -60,6 +60,9 @@ def write_task(out_dir: str | Path, task: str, clips: int | None = None, seed: i
     dataset the caller generated, refused where another has replaced it since."""
     out = Path(out_dir).expanduser()
     if not (out / META).is_file():
+        if (clips, seed) != (None, None):  # this caller generated it: another `bench synth` is replacing it now
+            raise UserError(f"{out}: another `bench synth` is replacing the dataset meanwhile (this one generated "
+                            f"{clips} clips, seed {seed}); no {task}.csv written for it")
         raise UserError(f"{out}: not a complete synthetic dataset (no valid {META}); run `bench synth` first")
     with exclusive_lock(out / LOCK):
         try:
