@@ -52,6 +52,27 @@ def _cpu_bf16(monkeypatch, native: bool) -> None:
     monkeypatch.setattr(fastpath, "native_bf16", lambda device: native if device.type == "cpu" else True)
 
 
+@pytest.mark.parametrize("cpu", ["avx512 without bf16", "oneDNN capped at AVX512_CORE", "oneDNN turned off",
+                                 "avx512-bf16", "amx"])
+def test_bf16_counts_as_native_on_cpus_with_its_instructions_only(monkeypatch, cpu):
+    """docs/running.md: bf16 autocast on CPUs with AVX512-BF16 or AMX. oneDNN's own "bf16 supported" is true
+    from plain AVX-512 (Skylake to Ice Lake Xeons, which have neither): bf16 was chosen there, and emulated,
+    the paper VGG's step 2x fp32's and the demo MusiCNN's 2.5x; with oneDNN capped below bf16
+    (DNNL_MAX_CPU_ISA) or turned off, too."""
+    monkeypatch.setattr(fastpath.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: cpu not in ("avx512 without bf16", "amx"))
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: cpu == "amx")
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    if cpu == "oneDNN capped at AVX512_CORE":
+        monkeypatch.setenv("DNNL_MAX_CPU_ISA", "avx512_core")
+    monkeypatch.setattr(torch.backends.mkldnn, "enabled", cpu != "oneDNN turned off")
+    native = cpu in ("avx512-bf16", "amx")
+    assert fastpath.native_bf16(CPU) is native
+    assert fastpath.autocast_dtype(CPU, "auto") == (torch.bfloat16 if native else None)
+
+
 def test_cpu_without_bf16_fast_path_is_fp32_nchw_and_compiles_only_long_musicnn_runs(monkeypatch):
     """On an AVX2-only EPYC, VGG's fast-path step at 96 x 1366 took 14.0 s compiled against 8.8 s eager
     (0.78 against 0.68 s at 48 x 137), MusiCNN's 0.86 s against 1.08 s; at 96 x 1820, batch 32, vgg-605k's

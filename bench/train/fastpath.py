@@ -43,6 +43,7 @@ import dataclasses
 import functools
 import logging
 import os
+import platform
 import re
 import shutil
 import sys
@@ -200,15 +201,29 @@ class FastPath:
         return torch.autocast(self.device, dtype=dtype)
 
 
+ONEDNN_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
+"""oneDNN's instruction sets below AVX512_CORE_BF16: a `DNNL_MAX_CPU_ISA` (or `ONEDNN_MAX_CPU_ISA`) of one of
+these keeps oneDNN from the bf16 instructions the CPU has, and it emulates them."""
+
+
 def native_bf16(device: torch.device) -> bool:
-    """Whether `device` computes bf16 in hardware: CUDA (Ampere and later), or a CPU whose oneDNN
-    reports bf16 support (AVX512-BF16 or AMX). On CUDA emulation does not count: a V100 or T4 can
-    hold bf16 tensors (`is_bf16_supported()`'s default says yes) but would train far slower in bf16
-    than in fp16."""
+    """Whether `device` computes bf16 in hardware: CUDA (Ampere and later), or a CPU with AVX512-BF16 or
+    AMX whose oneDNN is used and may use them. Emulation does not count. On CUDA a V100 or T4 can hold
+    bf16 tensors (`is_bf16_supported()`'s default says yes) but would train far slower in bf16 than in
+    fp16. On the CPU oneDNN's own "bf16 supported" is true from plain AVX-512 (Skylake to Ice Lake
+    Xeons), where it emulates bf16 and a step takes 2-3x fp32's."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported(including_emulation=False)
     check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-    return bool(check and check())
+    if not (check and check() and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled):
+        return False
+    capped = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or ""
+    if capped.strip().upper() in ONEDNN_WITHOUT_BF16:
+        return False
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):  # oneDNN's answer, elsewhere
+        return True
+    flags = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
+    return any(flag is not None and flag() for flag in flags)
 
 
 def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
