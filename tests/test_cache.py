@@ -458,6 +458,50 @@ def test_a_generated_dataset_replaced_while_its_cache_is_prepared_leaves_none_of
     np.testing.assert_array_equal(again.open(16000).waveforms[:], clean.open(16000).waveforms[:])
 
 
+def test_a_pool_that_cannot_start_its_thread_under_a_process_limit_stops_the_preparation(tmp_path, monkeypatch):
+    """Under a container's pids limit the decoding pool's management thread died starting the thread that
+    feeds its processes ("can't start new thread"), and bench prepare and bench grid waited for its
+    results for good. The wait now ends in OSError EAGAIN: the CLI's "too many processes" line."""
+    import threading
+
+    from bench.core import interrupts
+
+    paths = [write_mp3(tmp_path / f"{i}.mp3", tone(2.0, seed=i)) for i in range(3)]
+    real_start = threading.Thread.start
+
+    def limited(thread):
+        if thread.name == "QueueFeederThread":
+            raise RuntimeError("can't start new thread")
+        return real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", limited)
+    monkeypatch.setattr(threading, "excepthook", lambda args: None)  # the dying thread's own report
+    monkeypatch.setattr(interrupts, "POOL_CHECK_SECONDS", 0.2)
+    with pytest.raises(OSError) as stopped:
+        WaveformCache(tmp_path / "cache", make_index(paths), clip_seconds=1.0).prepare([16000], workers=2)
+    assert stopped.value.errno == errno.EAGAIN
+
+
+def test_a_full_dev_shm_is_named_in_the_line_not_the_disk(tmp_path, monkeypatch):
+    """A container's full /dev/shm (Docker's 64 MB), where a pool's semaphores are made: the OSError names
+    no file, and bench prepare and bench grid said "cannot write No space left on device; free some space"
+    of no place, which the disk holding --results and --cache is not."""
+    import multiprocessing.synchronize
+
+    from bench.cli import resource_message
+
+    paths = [write_mp3(tmp_path / f"{i}.mp3", tone(2.0, seed=i)) for i in range(3)]
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(multiprocessing.synchronize.SemLock, "__init__", full)
+    with pytest.raises(OSError) as stopped:
+        WaveformCache(tmp_path / "cache", make_index(paths), clip_seconds=1.0).prepare([16000], workers=2)
+    assert resource_message(stopped.value, "prepare").startswith("cannot write /dev/shm: No space left on device; "
+                                                                 "free some space")
+
+
 def test_a_dataset_moved_elsewhere_gets_a_cache_of_its_own_and_a_link_to_it_the_same(tmp_path):
     """docs/datasets.md: the key holds each file's resolved path. The same files in another folder are a
     new cache (the old one is not read for them), while a symbolic link to the folder is read as the

@@ -868,6 +868,10 @@ def test_a_containers_cpu_quota_bounds_the_cpus_as_its_affinity_does(monkeypatch
     monkeypatch.setattr(grid.multiprocessing, "get_context", lambda method: InlineContext)
     grid._launch_local(grid.WorkerJob("spec.toml", str(tmp_path), "index.json", "cpu"), 2, cuda=False)
     assert threads == [4, 4]
+    # one worker, in the grid's process (the default): it had torch's default, every core of the machine
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 64)
+    grid._launch_local(grid.WorkerJob("spec.toml", str(tmp_path), "index.json", "cpu"), 1, cuda=False)
+    assert threads == [4, 4, 8]
     monkeypatch.setattr(fastpath, "_gpus_here", 1)
     monkeypatch.setattr(fastpath, "_runs_per_gpu", 2)
     monkeypatch.setenv("TORCHINDUCTOR_COMPILE_THREADS", "")  # recorded, so that what it sets is undone

@@ -17,6 +17,7 @@ once the scheduler has signalled the job's end is the job's end, not the run's f
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import select
 import signal
@@ -24,6 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, wait
 
 CAN_BLOCK = hasattr(signal, "pthread_sigmask")
 _holding = threading.Event()
@@ -303,6 +305,38 @@ def pool_process_init() -> None:
     would wait for work forever)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     when_parent_dies(lambda: os._exit(1))
+
+
+POOL_CHECK_SECONDS = 5.0
+"""How often a wait on a process pool looks whether the pool can still finish its work."""
+
+
+def wait_on_pool(executor, futures, return_when: str = FIRST_COMPLETED) -> set:
+    """`concurrent.futures.wait(futures, return_when=...)`'s done set, for futures of `executor` (a
+    ProcessPoolExecutor), or OSError EAGAIN where the pool's management thread died: under a limit on
+    processes or threads (a container's pids limit) it cannot start the thread that feeds its processes,
+    and its futures would never complete, the wait never end."""
+    while True:
+        done, _ = wait(futures, timeout=POOL_CHECK_SECONDS, return_when=return_when)
+        if done:
+            return done
+        manager = getattr(executor, "_executor_manager_thread", None)  # CPython's, 3.9 to 3.14
+        if manager is not None and not manager.is_alive():
+            raise OSError(errno.EAGAIN, "a process pool could not start a thread")
+
+
+@contextlib.contextmanager
+def semaphores_named() -> Iterator[None]:
+    """Around making a process pool or queue: its semaphores are files of /dev/shm on Linux, and where one
+    cannot be made there (a container's full or read-only /dev/shm) multiprocessing's OSError names no
+    file, so the line said "cannot write No space left on device" and advised the disk. It names
+    /dev/shm."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None and sys.platform.startswith("linux"):
+            raise OSError(exc.errno, exc.strerror, "/dev/shm") from exc
+        raise
 
 
 def end_pool(executor, early: bool) -> None:

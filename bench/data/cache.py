@@ -51,7 +51,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +60,13 @@ import numpy as np
 
 from bench.core import framing
 from bench.core.errors import UserError
-from bench.core.interrupts import end_pool, interrupts_deferred, pool_process_init
+from bench.core.interrupts import (
+    end_pool,
+    interrupts_deferred,
+    pool_process_init,
+    semaphores_named,
+    wait_on_pool,
+)
 from bench.core.machine import usable_cpus
 from bench.core.store import (
     atomic_write_bytes,
@@ -229,11 +235,13 @@ def decode_in_processes(fn: Callable, jobs: list[tuple], workers: int,
     while pending or suspects:
         if suspects:
             job, deaths = suspects.popleft()
-            with ProcessPoolExecutor(1, mp_context=context, initializer=pool_process_init) as alone:
+            with semaphores_named():
+                alone = ProcessPoolExecutor(1, mp_context=context, initializer=pool_process_init)
+            with alone:
                 try:
                     with interrupts_deferred():
                         submitted = alone.submit(fn, job)
-                    result = submitted.result()
+                    result = wait_on_pool(alone, [submitted]).pop().result()
                 except BrokenProcessPool:
                     result = (job[0], FAILED, DIED, {}) if deaths else None
             if result is None:
@@ -241,7 +249,8 @@ def decode_in_processes(fn: Callable, jobs: list[tuple], workers: int,
                 continue
             yield result
             continue
-        executor = ProcessPoolExecutor(workers, mp_context=context, initializer=pool_process_init)
+        with semaphores_named():
+            executor = ProcessPoolExecutor(workers, mp_context=context, initializer=pool_process_init)
         in_flight: dict = {}
         broken = False
         try:
@@ -258,7 +267,7 @@ def decode_in_processes(fn: Callable, jobs: list[tuple], workers: int,
                         broken = True
                 if not in_flight:  # broken with nothing in it (a process killed while idle): a fresh pool
                     break
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                done = wait_on_pool(executor, in_flight)
                 finished = [(f, in_flight.pop(f)) for f in done if not isinstance(f.exception(), BrokenProcessPool)]
                 if len(finished) < len(done):  # the pool broke: what it still held is retried alone
                     suspects.extend((job, 0) for job in in_flight.values())

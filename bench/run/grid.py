@@ -47,6 +47,7 @@ from bench.core.interrupts import (
     interrupts_held,
     interrupts_noted,
     noting_job_signals,
+    semaphores_named,
     terminated,
     when_process_ends,
 )
@@ -759,11 +760,16 @@ def _launch_local(job: WorkerJob, n_workers: int, cuda: bool) -> list[str]:
     which the terminal sends to every process, raises one `Interrupted` saying where each run resumes;
     so does a SIGTERM to this process (`bench.core.interrupts`), which it passes on to the workers."""
     if n_workers == 1 and not mig_instances():  # on MIG a worker names its instance before CUDA starts: not here
+        if not cuda:  # torch's default is every core: a CPU quota (a container's --cpus) bounds it, as below
+            import torch
+
+            job = dataclasses.replace(job, threads=min(torch.get_num_threads(), usable_cpus()))
         worker_entry(job)
         return []
     threads = None if cuda else max(1, usable_cpus() // n_workers)
     context = multiprocessing.get_context("spawn")
-    outcomes = context.SimpleQueue()
+    with semaphores_named():
+        outcomes = context.SimpleQueue()
     processes = [context.Process(target=_worker_process, args=(dataclasses.replace(job, worker=k, threads=threads,
                                                                                     prefix=f"[w{k}] "),
                                                                 outcomes), name=f"bench-worker-{k}")

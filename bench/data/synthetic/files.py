@@ -19,7 +19,13 @@ import soundfile as sf
 
 from bench.core import framing
 from bench.core.errors import UserError
-from bench.core.interrupts import end_pool, interrupts_deferred, pool_process_init
+from bench.core.interrupts import (
+    end_pool,
+    interrupts_deferred,
+    pool_process_init,
+    semaphores_named,
+    wait_on_pool,
+)
 from bench.core.machine import usable_cpus
 from bench.core.progress import progress_bar
 from bench.core.store import atomic_write_bytes, exclusive_lock
@@ -189,14 +195,16 @@ def _run(jobs: list, workers: int) -> Iterator[tuple[int, float, float]]:
         yield from map(_render_clip, jobs)
         return
     # spawn: the caller may hold torch/OpenMP threads, which fork would copy in a broken state
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=pool_process_init)
+    with semaphores_named():
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=pool_process_init)
     pending, in_flight = deque(jobs), deque()
     try:
         while pending or in_flight:
             while pending and len(in_flight) < 4 * workers:  # bounded, in order (`Executor.map` cancels
                 with interrupts_deferred():  # what it has not yielded)
                     in_flight.append(pool.submit(_render_clip, pending.popleft()))
+            wait_on_pool(pool, [in_flight[0]])
             yield in_flight.popleft().result()
     finally:  # on Ctrl-C too: clips being rendered are not waited for, the processes end now
         end_pool(pool, early=bool(in_flight))
