@@ -440,7 +440,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     folder = readable_folder(target, "results folder")
     if args.out is not None:
         out = writable_folder(args.out, "--out")
-        if folder.resolve() / RUNS in (out.resolve(), *out.resolve().parents):
+        if (folder / RUNS).resolve() in (out.resolve(), *out.resolve().parents):  # `runs` may be a link
             raise UserError(f"--out {args.out}: is inside the run folders of {folder}; give a folder outside "
                             f"{folder / RUNS}")
     else:  # an archive on read-only storage, another user's results: one line that says where else

@@ -67,6 +67,8 @@ def test_a_shard_past_the_last_run_says_it_has_nothing_to_do(tmp_path, capsys, d
     assert out[0] == (f"demo: 0 runs (shard 9/10) in {tmp_path / 'results' / 'demo'}: nothing to do (the spec's "
                       "6 runs are in shards 0-5 of 10)")
     assert status == 0 and not (tmp_path / "c").exists()
+    one = type("OneRunSpec", (), {"name": "one", "runs": lambda self: ["the run"]})()
+    assert grid.header(one, [], tmp_path, [], 2, 3).endswith(": nothing to do (the spec's 1 run is in shard 0 of 3)")
 
 
 def test_the_closing_table_holds_each_runs_own_metrics(tmp_path, capsys):

@@ -541,12 +541,22 @@ def test_results_on_read_only_storage_are_reported_with_out_elsewhere(written, t
     assert capsys.readouterr().err == (f"bench report: error: results folder {root / 'report'}: cannot create files "
                                        f"in {root} (Read-only file system); give --out DIR to write the report "
                                        "elsewhere\n")
+    (tmp_path / "figs").mkdir()  # a paper's figures folder: files of the user's named like a report's stay
+    for mine in ("fig1_crnn.png", "tradeoff_latency.pdf"):
+        (tmp_path / "figs" / mine).write_text("mine")
     assert main(["report", str(root), "--out", str(tmp_path / "figs")]) == 0
+    assert [(tmp_path / "figs" / mine).read_text() for mine in ("fig1_crnn.png", "tradeoff_latency.pdf")] == \
+        ["mine", "mine"]
     assert "figs" in capsys.readouterr().out
     assert (tmp_path / "figs" / "summary.csv").read_bytes() == (written[0] / "report" / "summary.csv").read_bytes()
     assert (tmp_path / "figs" / "fig1_vgg.pdf").exists() and not (root / "report").exists()
     monkeypatch.undo()
     assert main(["report", str(root), "--out", str(root / "runs" / "notes")]) == 2
+    assert "is inside the run folders of" in capsys.readouterr().err
+    linked = tmp_path / "linked"  # its runs/ a link to the archive's
+    linked.mkdir()
+    (linked / "runs").symlink_to(root / "runs")
+    assert main(["report", str(linked), "--out", str(root / "runs" / "notes")]) == 2
     assert "is inside the run folders of" in capsys.readouterr().err
 
 

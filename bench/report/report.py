@@ -372,7 +372,8 @@ def _write_report(results_dir: Path, out: Path, spec: SpecRuns | None) -> Report
 
     remove_temp_files(out, STALE_TEMP_SECONDS)  # of killed reports
     files = atomic_write_together(out, outputs)
-    _remove_stale(out, files)
+    # only a results folder's own report/ can hold an earlier release's report, which recorded nothing
+    _remove_stale(out, files, releases_before=out.resolve() == (results_dir / REPORT).resolve())
     incomplete = [f"{r.arch} w{width_text(r.width)} {rate_label(r.sample_rate)} {r.log} "
                   f"{config_label(r.n_mels, r.hop_multiplier)} (n={r.n_seeds}, "
                   f"missing seeds {r.seeds_missing.replace(';', ', ')})"
@@ -426,16 +427,19 @@ EARLIER_OUTPUTS = re.compile(r"((fig1|per_tag|per_tag_global)_[a-z0-9]+(-[a-z0-9
 recorded none (written before WRITTEN was): a model's name in a file name is `[<dataset>-]<arch>[-w<width>]`."""
 
 
-def _remove_stale(out: Path, written: list[Path]) -> None:
+def _remove_stale(out: Path, written: list[Path], releases_before: bool = True) -> None:
     """Remove the files of the earlier report that this one did not write (a figure of a model whose runs
     are gone would sit beside tables that no longer show it), and record what this one wrote. Files no
-    report wrote (the user's own, `fig1_vgg_annotated.png` beside `fig1_vgg.png`) are left alone."""
+    report wrote (the user's own, `fig1_vgg_annotated.png` beside `fig1_vgg.png`) are left alone.
+    `releases_before`: the folder may hold a report of a release that recorded nothing (a results folder's
+    report/), whose outputs are known by name; not a folder given with `--out` (a paper's figures)."""
     kept = {path.name for path in written}
     try:
         earlier = {name for name in (out / WRITTEN).read_text(encoding="utf-8").splitlines()
                    if name not in ("", ".", "..") and "/" not in name}
     except (FileNotFoundError, UnicodeDecodeError):  # none, or damaged: as a report that recorded none
-        earlier = {path.name for path in out.iterdir() if EARLIER_OUTPUTS.fullmatch(path.name)}
+        earlier = {path.name for path in out.iterdir() if EARLIER_OUTPUTS.fullmatch(path.name)} \
+            if releases_before else set()
     for name in sorted(earlier - kept - {WRITTEN}):
         if (out / name).is_symlink() or (out / name).is_file():  # never a folder of the user's named there
             (out / name).unlink(missing_ok=True)

@@ -379,8 +379,8 @@ def header(spec: Spec, runs: list, results_root: Path, states, shard_index: int 
     what = ", ".join(f"{counts[a]} {ACTION_WORDS[a]}" for a in ACTION_WORDS if counts[a])
     if not runs:  # a job array of more tasks than runs: run k is shard k mod n's
         total = len(spec.runs())
-        what = (f"nothing to do (the spec's {total} run{'s' if total != 1 else ''} are in shards 0-{total - 1} "
-                f"of {shard_count})")
+        what = ("nothing to do (the spec's " + (f"{total} runs are in shards 0-{total - 1}" if total > 1 else
+                                                "1 run is in shard 0") + f" of {shard_count})")
     where = f" (shard {shard_index}/{shard_count})" if shard_count > 1 else ""
     return f"{spec.name}: {len(runs)} run{'s' if len(runs) != 1 else ''}{where} in {results_root / spec.name}: {what}"
 
