@@ -74,10 +74,11 @@ def resource_message(exc: OSError, command: str = "grid", launcher: str = "local
     target, where = _named_file(exc)
     what = exc.strerror or exc.__class__.__name__
     runs = command in RUNS_COMMANDS
-    resumes = ("then rerun (finished runs are kept, interrupted ones resume)" if runs
+    grid = command == "grid"  # `bench prepare` has --cache and --workers, no --results and no runs
+    resumes = ("then rerun (finished runs are kept, interrupted ones resume)" if grid
                else "then rerun (what it finished is kept)" if command in KEEPS_FINISHED_WORK else "then rerun")
-    folders = "--results / --cache folder" if runs else "folder"
-    slurm = runs and launcher == "slurm"
+    folders = "--results / --cache folder" if grid else "--cache folder" if runs else "folder"
+    slurm = grid and launcher == "slurm"
     fewer = "" if slurm or not runs else " or run fewer --workers"
     if isinstance(exc, CompileCacheError):  # torch.compile's own folder: --results and --cache do not move it
         fix = {errno.EFBIG: "raise the file-size limit (`ulimit -f`)", errno.EROFS: "make it writable",
@@ -96,13 +97,14 @@ def resource_message(exc: OSError, command: str = "grid", launcher: str = "local
                   else "run fewer --workers (or raise `ulimit -u`)" if runs else "raise `ulimit -u` or free memory")
         return f"{where}{what}: too little memory or too many processes; {advice}, {resumes}"
     if exc.errno == errno.ENAMETOOLONG:
-        return f"{where}{what}; choose a shorter {'--results / --cache / --data ' if runs else ''}path, {resumes}"
+        options = "--results / --cache / --data " if grid else "--cache / --data " if runs else ""
+        return f"{where}{what}; choose a shorter {options}path, {resumes}"
     if exc.errno in (errno.EACCES, errno.EPERM) and target:  # reading is refused too: say which
         path = Path(os.fsdecode(target))
         if os.path.lexists(path) and not os.access(path, os.R_OK):
             if not os.access(path, os.W_OK):  # whether the read or a write failed, both need the permissions
-                return (f"cannot read or write {where}{what}; change its permissions or choose another {folders}, "
-                        "then rerun")
+                # (another folder would not help a file of the dataset's: only its permissions name the fix)
+                return f"cannot read or write {where}{what}; change its permissions, then rerun"
             return f"cannot read {where}{what}; make it readable, then rerun"
         closed = next((folder for folder in path.parents if os.path.isdir(folder)), None)
         if closed is not None and not os.access(closed, os.X_OK):
@@ -119,7 +121,8 @@ def resource_message(exc: OSError, command: str = "grid", launcher: str = "local
 
 
 RUNS_COMMANDS = frozenset({"grid", "prepare"})
-"""Commands with a grid's runs, `--results` / `--cache` folders and `--workers` (what `resource_message` advises)."""
+"""Commands with `--cache` and `--workers`, and `grid` with its runs and `--results` (what `resource_message`
+advises)."""
 
 
 def at_least(minimum: int):
@@ -435,8 +438,9 @@ def cmd_report(args: argparse.Namespace) -> int:
             raise UserError(f"--results {args.results}: {problem}")
         target = Path(args.results) / spec.name
         if not target.exists():
-            raise UserError(f"results folder {target}: no such folder; `bench grid {args.target}` trains its runs "
-                            "there (give another folder with --results)")
+            grid = f"bench grid {args.target}" + (f" --results {args.results}" if args.results != "results" else "")
+            raise UserError(f"results folder {target}: no such folder; `{grid}` trains its runs there (give another "
+                            "folder with --results)")
     folder = readable_folder(target, "results folder")
     if args.out is not None:
         out = writable_folder(args.out, "--out")

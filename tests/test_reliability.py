@@ -1220,15 +1220,17 @@ def test_a_synthetic_dataset_whose_description_cannot_be_read_is_not_regenerated
 def test_a_report_stops_on_a_result_the_file_system_fails_to_read(finished, monkeypatch):
     # listed as "unreadable" before: the report was rewritten without the run, its figures removed, exit 0
     workspace, _, reference = finished
+    from bench.report import reading
+
     folder = workspace / "results" / "one" / "runs" / reference["run_id"]
-    real_read_text = type(folder).read_text
+    real_read = reading.read_regular_file
 
-    def failing(self, *args, **kwargs):
-        if self.name == RESULT:
-            raise OSError(errno.EIO, os.strerror(errno.EIO), str(self))
-        return real_read_text(self, *args, **kwargs)
+    def failing(path):
+        if path.name == RESULT:
+            raise OSError(errno.EIO, os.strerror(errno.EIO), str(path))
+        return real_read(path)
 
-    monkeypatch.setattr(type(folder), "read_text", failing)
+    monkeypatch.setattr(reading, "read_regular_file", failing)
     with pytest.raises(OSError, match="Input/output error"):
         read_runs([folder])
     monkeypatch.undo()

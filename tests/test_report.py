@@ -501,16 +501,18 @@ def test_a_result_it_may_not_read_stops_the_report_and_keeps_the_earlier_one(tmp
     write_results(root)
     assert main(["report", str(root)]) == 0
     before = (root / "report" / "summary.csv").read_bytes()
-    secret = next(root.glob("runs/*/result.json"))
-    real = Path.read_text
+    from bench.report import reading
 
-    def read_text(path, *args, **kwargs):
+    secret = next(root.glob("runs/*/result.json"))
+    real = reading.read_regular_file
+
+    def read_regular_file(path):
         if path == secret:
             raise PermissionError(13, "Permission denied", str(path))
-        return real(path, *args, **kwargs)
+        return real(path)
 
     access = os.access
-    monkeypatch.setattr(Path, "read_text", read_text)
+    monkeypatch.setattr(reading, "read_regular_file", read_regular_file)
     monkeypatch.setattr(os, "access", lambda path, mode: access(path, mode) and (path, mode) != (secret, os.R_OK))
     capsys.readouterr()
     assert main(["report", str(root)]) == 2

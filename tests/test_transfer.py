@@ -433,6 +433,16 @@ def test_embed_writes_arrays_and_reuses_its_cache(finished_runs, small_dataset, 
         capsys.readouterr().out
     assert main(["embed", str(other), *files, "--out", str(out), "-q"]) == 0
     assert "replaced" not in capsys.readouterr().out
+    # an embeddings.json from elsewhere names the arrays to remove: none outside the folder is
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious.npy").write_text("x")
+    (victim / "data.patches.npy").write_text("y")
+    summary = json.loads((out / "embeddings.json").read_text())
+    summary["layers"] = {str(victim / "precious"): 3, "../victim/data": 4}
+    (out / "embeddings.json").write_text(json.dumps(summary))
+    assert main(["embed", str(other), *files, "--out", str(out), "-q"]) == 0
+    assert sorted(p.name for p in victim.iterdir()) == ["data.patches.npy", "precious.npy"]
 
 
 def test_transfer_scores_every_run_and_resumes(finished_runs, small_dataset, capsys, monkeypatch):
@@ -823,7 +833,7 @@ def test_a_results_folder_that_is_not_one_is_said_not_that_the_runs_are_unfinish
     task = str(small_dataset / "hiss.csv")
     for given, says in ((spec_path, f"--results {spec_path}: is a file, not a folder"),
                         (tmp_path / "nowhere", f"--results {tmp_path / 'nowhere'}: no such folder; `bench grid "
-                                               f"{spec_path}` trains its runs there"),
+                                               f"{spec_path} --results {tmp_path / 'nowhere'}` trains its runs there"),
                         (results / "tr", f"--results {results / 'tr'}: holds runs itself; --results is the folder "
                                          f"above it (did you mean --results {results}?)")):
         assert main(["transfer", str(spec_path), "--task", task, "--results", str(given), "-q"]) == 2

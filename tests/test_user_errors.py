@@ -109,8 +109,9 @@ def test_report_takes_a_spec_and_a_typo_is_one_line(capsys, tmp_path):
     line = one_line_error(capsys, "report", "specs/demo-typo.toml")
     assert line.endswith("specs/demo-typo.toml: spec file not found")
     line = one_line_error(capsys, "report", DEMO, "--results", str(tmp_path))
-    assert line.endswith(f"results folder {tmp_path / 'demo'}: no such folder; `bench grid {DEMO}` trains its runs "
-                         "there (give another folder with --results)")
+    # the grid that would train them there: with the same --results (without it they went to ./results)
+    assert line.endswith(f"results folder {tmp_path / 'demo'}: no such folder; `bench grid {DEMO} --results "
+                         f"{tmp_path}` trains its runs there (give another folder with --results)")
 
 
 def test_imported_models_live_in_a_user_folder(monkeypatch, tmp_path):
@@ -520,8 +521,8 @@ def test_prepare_quiet_draws_no_progress(monkeypatch, tmp_path):
 def test_a_spec_whose_name_does_not_end_in_toml_is_read_as_a_spec_by_bench_report(capsys, tmp_path, write_spec):
     spec = write_spec(MINIMAL_SPEC, "t.spec")
     line = one_line_error(capsys, "report", str(spec), "--results", str(tmp_path / "nowhere"))
-    assert line.endswith(f"results folder {tmp_path / 'nowhere' / 't'}: no such folder; `bench grid {spec}` trains "
-                         "its runs there (give another folder with --results)")
+    assert line.endswith(f"results folder {tmp_path / 'nowhere' / 't'}: no such folder; `bench grid {spec} --results "
+                         f"{tmp_path / 'nowhere'}` trains its runs there (give another folder with --results)")
 
 
 def test_lock_files_are_removed_when_released(tmp_path):
@@ -823,9 +824,10 @@ def test_a_file_that_cannot_be_read_is_not_said_to_be_unwritable(tmp_path, monke
                         lambda path, mode: False if mode in denied.get(str(path), ()) else real(path, mode))
     read = PermissionError(errno.EACCES, "Permission denied", str(secret))
     assert resource_message(read) == f"cannot read {secret}: Permission denied; make it readable, then rerun"
+    # its permissions are the fix: another --results or --cache did not help a file of the dataset's
     either = PermissionError(errno.EACCES, "Permission denied", str(shared))
-    assert resource_message(either).startswith(f"cannot read or write {shared}: Permission denied; change its "
-                                               "permissions or choose another --results / --cache folder")
+    assert resource_message(either) == (f"cannot read or write {shared}: Permission denied; change its "
+                                        "permissions, then rerun")
     inside = PermissionError(errno.EACCES, "Permission denied", str(closed / "ds" / "annotations_final.csv"))
     assert resource_message(inside).startswith(f"cannot reach {closed}/ds/annotations_final.csv: Permission denied "
                                                f"(the folder {closed} cannot be entered)")
@@ -837,6 +839,7 @@ def test_a_file_that_cannot_be_read_is_not_said_to_be_unwritable(tmp_path, monke
     ("grid", "free some space and then rerun (finished runs are kept, interrupted ones resume)"),
     ("embed", "free some space and then rerun (what it finished is kept)"),
     ("export", "free some space and then rerun"),
+    ("prepare", "free some space and then rerun (what it finished is kept)"),
 ])
 def test_a_full_disk_is_advised_as_the_command_that_met_it_keeps_its_work(command, advice):
     """`bench export` and `bench synth` have no runs, and a rerun of `bench synth` renders every clip
@@ -849,9 +852,10 @@ def test_a_full_disk_is_advised_as_the_command_that_met_it_keeps_its_work(comman
     full = OSError(errno.ENOSPC, "No space left on device", "/scratch/out/model.onnx")
     assert resource_message(full, command) == f"cannot write /scratch/out/model.onnx: No space left on device; {advice}"
     many = OSError(errno.EMFILE, "Too many open files")
-    assert ("--workers" in resource_message(many, command)) is (command == "grid")
+    assert ("--workers" in resource_message(many, command)) is (command in ("grid", "prepare"))
     denied = PermissionError(errno.EROFS, "Read-only file system", "/scratch/out/model.onnx")
-    assert ("--results / --cache" in resource_message(denied, command)) is (command == "grid")
+    assert ("--results" in resource_message(denied, command)) is (command == "grid")  # prepare has none
+    assert ("--cache" in resource_message(denied, command)) is (command in ("grid", "prepare"))
 
 
 def test_an_audio_file_that_cannot_be_read_says_so(tmp_path, monkeypatch):

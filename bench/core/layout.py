@@ -23,9 +23,12 @@ run_id: `<arch>-<rate>k-<n_mels>mel-x<hop>-<log>-s<seed>-<10 hex digits>`, e.g.
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 from pathlib import Path
+
+from bench.core.store import read_regular_file
 
 RUNS = "runs"
 AUC_ROUNDING = 1e-9
@@ -133,9 +136,13 @@ def load_result(folder: str | Path, run_id: str | None = None) -> tuple[dict | N
     `run_id`: the run the result must belong to (default: the folder's name, as in a results folder)."""
     folder = Path(folder)
     try:
-        text = (folder / RESULT).read_bytes()
+        text = read_regular_file(folder / RESULT)
     except (FileNotFoundError, NotADirectoryError):  # a file where a folder on the way should be: no result
         return None, None
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        return None, "not a regular file (a link to a FIFO or a device)"
     try:
         result = json.loads(text)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError

@@ -155,3 +155,12 @@ def readable_folder(path: str | os.PathLike, option: str) -> Path:
     if not path.is_dir():
         raise UserError(f"{option} {path}: is a file, not a folder")
     return path
+
+
+def plain_name(name: object) -> bool:
+    """Whether `name`, read from a file (a layer, a run id, a weights file), names a file or folder in the
+    folder it is joined to, and nothing else: a non-empty string with no separator, not "." or "..",
+    no NUL and no leading or trailing blank."""
+    return (isinstance(name, str) and name not in ("", ".", "..") and name == name.strip()
+            and "/" not in name and os.sep not in name and "\0" not in name
+            and (os.altsep is None or os.altsep not in name))

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import re
+import stat
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -448,3 +449,23 @@ def lock_held(path: str | Path) -> bool:
         return True
     finally:
         os.close(fd)  # closing drops a shared lock we may have taken
+
+
+def read_regular_file(path: str | os.PathLike) -> bytes:
+    """The bytes of the file at `path` where it is a regular file; OSError EINVAL for anything else a
+    hostile or broken folder can put there (a link to a FIFO, whose read would wait for good, or to
+    /dev/zero, whose zeros would fill the memory). Opened without blocking: a FIFO with no writer blocks
+    the open itself."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+    except BaseException:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):  # a folder where the file belongs: said as such (`bench.cli`)
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
+        raise OSError(errno.EINVAL, "not a regular file", os.fspath(path))
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()

@@ -19,7 +19,7 @@ from bench.core.layout import (
     parse_run_id,
     result_problem,
 )
-from bench.core.store import beyond_64_bits, is_finite_number, is_passing_fault
+from bench.core.store import beyond_64_bits, is_finite_number, is_passing_fault, read_regular_file
 from bench.report.columns import (
     ARCH_OPTIONS,
     CONFIG,
@@ -89,7 +89,7 @@ def _folder_fields(folder: Path, doc: dict | None) -> dict:
 
 def _read_json(path: Path) -> dict | None:
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(read_regular_file(path))  # a link to a FIFO or /dev/zero: no config read
     except (OSError, ValueError, RecursionError):  # RecursionError: arrays nested past what json reads
         return None
     return doc if isinstance(doc, dict) else None
@@ -107,7 +107,7 @@ def read_runs(folders: Iterable[Path]) -> tuple[list[dict], pd.DataFrame]:
                            **fields})
             continue
         try:
-            result = json.loads(path.read_text())
+            result = json.loads(read_regular_file(path))
             if not isinstance(result, dict):
                 raise ValueError("not a JSON object")
         except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nested past what json reads

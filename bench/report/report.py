@@ -179,7 +179,9 @@ class ReportSummary:
                              + f" (Welch p {p})")
         lines.append(f"wrote {len(self.files)} files to {self.out_dir}:")
         lines += [f"  {path.name}" for path in self.files]
-        return "\n".join(lines)
+        # run ids, errors and configuration values come from result.json files, maybe of someone else's: an
+        # escape sequence in one is shown, not acted on by the terminal
+        return "\n".join(visible(line) for line in lines)
 
 
 def _csv(frame: pd.DataFrame) -> str:

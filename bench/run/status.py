@@ -60,7 +60,7 @@ def read_history(path: Path) -> list[dict]:
     for line in text.splitlines():
         try:
             record = json.loads(line)
-        except ValueError:  # the line being written
+        except (ValueError, RecursionError):  # the line being written (or nested too deep: none of ours)
             break
         if isinstance(record, dict):
             records.append(record)

@@ -43,6 +43,7 @@ import numpy as np
 
 from bench.core.errors import UserError
 from bench.core.layout import BEST, CONFIG, MODEL_JSON
+from bench.core.paths import plain_name
 from bench.core.store import (
     STALE_TEMP_SECONDS,
     atomic_file,
@@ -329,6 +330,9 @@ def write_outputs(out: Path, embedder: Embedder, paths: list[str], files: dict[s
         earlier = {}
     if not isinstance(earlier, dict):  # a summary written by hand, or by something else
         earlier = {}
+    # its layer names name files to remove: only plain names of this folder (one from elsewhere could
+    # name "../x" or an absolute path, whose .npy would be removed)
+    earlier = {layer: dims for layer, dims in earlier.items() if plain_name(layer)}
     means = {layer: np.stack([files[p].means[layer] for p in kept]).astype(np.float32) if kept
              else np.zeros((0, 0), np.float32) for layer in embedder.layers}
     dims = {layer: int(array.shape[1]) for layer, array in means.items()}
@@ -430,7 +434,7 @@ def cli_main(audio: list[str], manifest: str | None, model: str, models: str | N
         raise UserError("no audio: give audio files or --manifest FILE")
     target = Path(writable_folder(out, "--out"))
     embedder = load_embedder(model, models)
-    with progress_bar(len(paths), f"embedding ({embedder.tagger.name})", enabled=not quiet) as bar:
+    with progress_bar(len(paths), f"embedding ({visible(embedder.tagger.name)})", enabled=not quiet) as bar:
         files, failed = embed_files(embedder, paths, target / CACHE, progress=bar.update)
     for path, why in failed.items():
         print(f"bench embed: error: {visible(str(path))}: {why}", file=sys.stderr)
@@ -443,7 +447,7 @@ def cli_main(audio: list[str], manifest: str | None, model: str, models: str | N
         summary = write_outputs(target, embedder, paths, files, failed, per_patch,
                                 EmbeddingCache(target / CACHE, embedder.identity))
     dims = ", ".join(f"{layer} ({n})" for layer, n in summary["layers"].items())
-    print(f"{embedder.tagger.name}: {summary['files']} file(s) -> {target}: {dims}")
+    print(f"{visible(embedder.tagger.name)}: {summary['files']} file(s) -> {target}: {dims}")
     if earlier and earlier[1] != embedder.identity:  # one model's arrays per folder: say whose were replaced
         print(f"replaced the embeddings of {earlier[0]} (model id {earlier[1]}) that were in {target}; "
               f"they are still in its cache/ (rerun with that model), or use another --out per model")

@@ -31,6 +31,7 @@ from bench.core.errors import UserError
 from bench.core.framing import BASE_HOP
 from bench.core.paths import writable_file
 from bench.core.store import atomic_write_bytes, atomic_write_json, exclusive_lock, fsync_folder
+from bench.core.text import visible
 from bench.tools.tag import Tagger, load_tagger
 from bench.train.frontend import DB_FLOOR, LOG_SCALE
 
@@ -180,7 +181,7 @@ def cli_main(model: str, onnx_path: str, models: str | None, with_frontend: bool
     sidecar = export(model, onnx_path, models, with_frontend)
     shape = "x".join(str(d) for d in sidecar["input"]["shape"])
     check = sidecar["check"]["max_abs_difference"]
-    print(f"{sidecar['model']}: {onnx_path} ({sidecar['input']['name']} {shape} -> logits "
+    print(f"{visible(sidecar['model'])}: {onnx_path} ({sidecar['input']['name']} {shape} -> logits "
           f"batchx{len(sidecar['tags'])}); onnxruntime matches PyTorch within {check:.2g}; "
           f"described in {onnx_path}.json", file=sys.stdout)
     return 0

@@ -29,7 +29,8 @@ import numpy as np
 
 from bench.core.errors import UserError, one_line
 from bench.core.layout import BEST, CONFIG, MODEL_JSON, load_result
-from bench.core.store import atomic_write_bytes, json_text
+from bench.core.paths import plain_name
+from bench.core.store import atomic_write_bytes, json_text, read_regular_file
 from bench.core.text import printable, quoted, visible
 from bench.spec import LIMITS
 from bench.train.model_file import check_pool_padding, load_model, load_weights, read_json
@@ -122,10 +123,10 @@ def run_id_of(folder: Path) -> str | None:
     """The run a run folder holds: its config.json's run_id, so that a folder copied or renamed
     (`cp -r runs/<run_id> my_tagger`) is still that run; None without one (the folder's name rules)."""
     try:
-        run_id = json.loads((Path(folder) / CONFIG).read_text()).get("run_id")
-    except (OSError, ValueError, AttributeError):
+        run_id = json.loads(read_regular_file(Path(folder) / CONFIG)).get("run_id")
+    except (OSError, ValueError, AttributeError, RecursionError):  # RecursionError: JSON nested too deep
         return None
-    return run_id if isinstance(run_id, str) else None
+    return run_id if plain_name(run_id) else None  # it names result files (`bench transfer`'s <run_id>.json)
 
 
 def finished_run(folder: Path) -> dict:
@@ -406,7 +407,7 @@ def cli_main(audio: list[str], model: str, models: str | None, top: int, as_json
         sys.stdout.write(json_text(results))
         sys.stdout.write("\n")
     elapsed = time.perf_counter() - started
-    print(f"{tagger.name}: {len(results)} file(s), {audio_seconds:.1f} s of audio, {elapsed:.2f} s end to end "
+    print(f"{visible(tagger.name)}: {len(results)} file(s), {audio_seconds:.1f} s of audio, {elapsed:.2f} s end to end "
           f"(model load {times['load']:.2f} s; decoding {times['decode']:.2f} s, on a second thread; "
           f"mel + network {times['tag']:.2f} s)", file=sys.stderr)
     return 2 if failed else 0

@@ -232,7 +232,8 @@ def resolve_targets(targets: list[str], results: str, models: str | None = None)
             spec = load_spec(path)
             root, _ = folder_path(results, "--results")  # a file in the way: one line, as bench status says it
             if not root.is_dir():
-                raise UserError(f"--results {root}: no such folder; `bench grid {target}` trains its runs there")
+                raise UserError(f"--results {root}: no such folder; `bench grid {target} --results {results}` trains "
+                                "its runs there")
             if problem := spec_folder_problem(root, spec.name):
                 raise UserError(f"--results {root}: {problem}")
             for run in spec.runs():

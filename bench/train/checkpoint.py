@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import stat
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,6 +57,8 @@ def load_torch(path: Path):
     archive torch.save writes is checked against its CRC-32s first: torch's reader does not check them,
     so a file whose bytes the disk changed (a bit flipped, its size and structure intact) loaded, and a
     run resumed from other weights than it saved."""
+    if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would hang the read, /dev/zero fill the memory
+        raise zipfile.BadZipFile(f"{path} is not a regular file")
     if zipfile.is_zipfile(path):  # else torch.load says what it is not
         check_crcs(path)
     return torch.load(path, map_location="cpu", weights_only=True)
@@ -67,6 +70,9 @@ def check_crcs(path: Path) -> None:
     (torch.utils.serialization.config.save) was turned off, and such files load."""
     with zipfile.ZipFile(path) as archive:
         for entry in archive.infolist():
+            if entry.compress_type != zipfile.ZIP_STORED:  # torch.save stores; a compressed entry would be
+                raise zipfile.BadZipFile(f"{entry.filename} is compressed, which torch.save never writes "  # inflated
+                                         "(a file made elsewhere)")  # whole by torch.load: 2 GB from 2 MB
             if entry.CRC == 0 and entry.file_size > 0:
                 continue
             try:

@@ -21,6 +21,7 @@ published results, source, licence). `load_model` needs nothing else.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from dataclasses import dataclass
@@ -31,7 +32,8 @@ from architectures import InputConfig
 from bench.core import framing
 from bench.core.errors import UserError, one_line
 from bench.core.layout import CONFIG, MODEL_JSON
-from bench.core.store import atomic_write_json
+from bench.core.paths import plain_name
+from bench.core.store import atomic_write_json, read_regular_file
 from bench.spec import LIMITS
 
 
@@ -80,11 +82,17 @@ def write_model_json(folder: str | Path, description: dict) -> Path:
 
 def read_json(path: Path) -> dict:
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(read_regular_file(path))
     except FileNotFoundError:
         raise UserError(f"{path}: missing") from None
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+        raise UserError(f"{path}: not a regular file (a link to a FIFO or a device)") from None
     except ValueError as exc:
         raise UserError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise UserError(f"{path}: not valid JSON (nested too deep)") from None
     if not isinstance(doc, dict):
         raise UserError(f"{path}: not a JSON object")
     return doc
@@ -190,7 +198,7 @@ def load_model(folder: str | Path) -> LoadedModel:
         name, tags, patch_frames = meta["name"], meta["tags"], meta["patch_frames"]
         for field, value, right in (("name", name, isinstance(name, str) and name.strip() not in ("", ".", "..")
                                      and "/" not in name and os.sep not in name),  # it names result files
-                                    ("weights", weights, isinstance(weights, str) and weights.strip()),
+                                    ("weights", weights, plain_name(weights)),  # the file beside it, no other
                                     ("weights_key", key, key is None or isinstance(key, str)),
                                     ("tags", tags, isinstance(tags, list) and tags
                                      and all(isinstance(t, str) for t in tags)),
