@@ -117,3 +117,26 @@ def test_escape_sequences_in_someone_elses_results_are_shown_not_acted_on(tmp_pa
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\x07" not in out
     assert "RuntimeError: boom\\x1b[2J\\x1b]0;pwned\\x07" in out
+
+
+def test_a_run_folder_that_is_a_link_is_refused_before_the_grid_writes_through_it(tmp_path, capsys):
+    """`runs/<run_id>` linked to a folder elsewhere (`/` in a results folder received from someone): the grid
+    set that folder's result.json aside and wrote the run's files there."""
+    from bench.cli import main
+    from bench.spec import load_spec
+
+    from .conftest import ROOT
+
+    spec_path = ROOT / "specs" / "demo.toml"
+    run = load_spec(spec_path).runs()[0]
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / RESULT).write_text("theirs")
+    folder = tmp_path / "results" / "demo" / "runs" / run.run_id
+    folder.parent.mkdir(parents=True)
+    folder.symlink_to(victim)
+    assert main(["grid", str(spec_path), "--results", str(tmp_path / "results"), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"{folder}: a link (to {victim}) where a run's folder belongs; move it aside (or put the "
+                        "folder itself there), then rerun"), err
+    assert sorted(p.name for p in victim.iterdir()) == [RESULT] and (victim / RESULT).read_text() == "theirs"

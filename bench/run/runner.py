@@ -37,6 +37,7 @@ from bench.core.errors import (
     RERUN_TO_CONTINUE,
     DeviceFailure,
     Interrupted,
+    UserError,
     is_job_stop,
     is_out_of_memory,
     one_line,
@@ -212,6 +213,9 @@ def run_states(spec: Spec, results: Path, runs: list[RunSpec], retry_failed: boo
     states = []
     for run in runs:
         folder = run_dir(results, spec, run)
+        if folder.is_symlink():  # a copy from elsewhere: the run's files would be written into its target
+            raise UserError(f"{folder}: a link (to {os.readlink(folder)}) where a run's folder belongs; move it "
+                            "aside (or put the folder itself there), then rerun")
         result, problem = load_result(folder)
         if result is not None and result.get("status") == "ok":
             states.append(RunState(run, folder, "skip", "done"))
