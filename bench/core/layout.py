@@ -28,7 +28,7 @@ import json
 import re
 from pathlib import Path
 
-from bench.core.store import read_regular_file
+from bench.core.store import NOT_REGULAR_FILE, read_regular_file
 
 RUNS = "runs"
 AUC_ROUNDING = 1e-9
@@ -142,7 +142,7 @@ def load_result(folder: str | Path, run_id: str | None = None) -> tuple[dict | N
     except OSError as exc:
         if exc.errno != errno.EINVAL:
             raise
-        return None, "not a regular file (a link to a FIFO or a device)"
+        return None, NOT_REGULAR_FILE
     try:
         result = json.loads(text)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError

@@ -451,6 +451,10 @@ def lock_held(path: str | Path) -> bool:
         os.close(fd)  # closing drops a shared lock we may have taken
 
 
+NOT_REGULAR_FILE = "not a regular file (a link to a FIFO or a device)"
+"""What a file `read_regular_file` refuses is, as the commands say it."""
+
+
 def read_regular_file(path: str | os.PathLike) -> bytes:
     """The bytes of the file at `path` where it is a regular file; OSError EINVAL for anything else a
     hostile or broken folder can put there (a link to a FIFO, whose read would wait for good, or to

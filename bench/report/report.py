@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from bench.core.layout import REPORT
+from bench.core.paths import plain_name
 from bench.core.store import (
     STALE_TEMP_SECONDS,
     atomic_write_text,
@@ -437,8 +438,7 @@ def _remove_stale(out: Path, written: list[Path], releases_before: bool = True) 
     report/), whose outputs are known by name; not a folder given with `--out` (a paper's figures)."""
     kept = {path.name for path in written}
     try:
-        earlier = {name for name in (out / WRITTEN).read_text(encoding="utf-8").splitlines()
-                   if name not in ("", ".", "..") and "/" not in name}
+        earlier = {name for name in (out / WRITTEN).read_text(encoding="utf-8").splitlines() if plain_name(name)}
     except (FileNotFoundError, UnicodeDecodeError):  # none, or damaged: as a report that recorded none
         earlier = {path.name for path in out.iterdir() if EARLIER_OUTPUTS.fullmatch(path.name)} \
             if releases_before else set()

@@ -65,6 +65,7 @@ from bench.core.store import (
     is_misplaced,
     is_resource_error,
     lock_held,
+    read_regular_file,
     reject,
     release_lock,
     remove_temp_files,
@@ -152,9 +153,8 @@ class RunLock:
         dry run, the grid's first line); by this host's clock against the writer's, as it has no time of
         its own on the file system's."""
         try:
-            with open(self.folder / LOCK, "rb") as handle:
-                return unseen_result(handle.read(65536), None)
-        except OSError:
+            return unseen_result(read_regular_file(self.folder / LOCK), None)
+        except OSError:  # none, or not a file (a link to a FIFO, whose read would wait for good)
             return None
 
     def keep_previous(self) -> None:

@@ -33,7 +33,7 @@ from bench.core import framing
 from bench.core.errors import UserError, one_line
 from bench.core.layout import CONFIG, MODEL_JSON
 from bench.core.paths import plain_name
-from bench.core.store import atomic_write_json, read_regular_file
+from bench.core.store import NOT_REGULAR_FILE, atomic_write_json, read_regular_file
 from bench.spec import LIMITS
 
 
@@ -88,7 +88,7 @@ def read_json(path: Path) -> dict:
     except OSError as exc:
         if exc.errno != errno.EINVAL:
             raise
-        raise UserError(f"{path}: not a regular file (a link to a FIFO or a device)") from None
+        raise UserError(f"{path}: {NOT_REGULAR_FILE}") from None
     except ValueError as exc:
         raise UserError(f"{path}: not valid JSON ({exc})") from None
     except RecursionError:
